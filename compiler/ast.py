@@ -1,0 +1,207 @@
+"""The abstract syntax tree of a ``.bp`` spec. Every node carries its ``Span``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import Span
+
+
+# ----------------------------------------------------------------------------- expressions
+@dataclass
+class Expr:
+    span: Span
+
+
+@dataclass
+class Num(Expr):
+    value: float | int
+    text: str
+
+
+@dataclass
+class Name(Expr):
+    id: str
+
+
+@dataclass
+class Kwarg:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass
+class Call(Expr):
+    func: str
+    func_span: Span
+    args: list[Expr]
+    kwargs: list[Kwarg]
+
+
+@dataclass
+class BinOp(Expr):
+    op: str  # one of + - * / @ ^
+    left: Expr
+    right: Expr
+
+
+@dataclass
+class Neg(Expr):
+    operand: Expr
+
+
+@dataclass
+class Transpose(Expr):
+    operand: Expr
+
+
+@dataclass
+class Matrix(Expr):
+    rows: list[list[Expr]]
+
+
+# ----------------------------------------------------------------------------- shapes
+@dataclass
+class FanIn:
+    """A dimension fixed by elaboration: the last dimension of value ``of``.
+
+    Produced only by the layer-stack expansion (``dense M`` needs ``fan_in``)."""
+
+    of: str
+
+
+@dataclass
+class Dim:
+    value: int | str | FanIn
+    span: Span
+
+
+@dataclass
+class Shape:
+    dims: list[Dim]
+    span: Span
+
+
+# ----------------------------------------------------------------------------- statements
+@dataclass
+class Stmt:
+    span: Span
+
+
+@dataclass
+class Decl(Stmt):
+    """Anything that defines a name."""
+
+    name: str
+    name_span: Span
+
+
+@dataclass
+class ModelStmt(Stmt):
+    name: str
+    name_span: Span
+
+
+@dataclass
+class DtypeStmt(Stmt):
+    name: str
+    name_span: Span
+
+
+@dataclass
+class Let(Decl):
+    value: Expr
+
+
+@dataclass
+class Input(Decl):
+    shape: Shape | None
+    default: Expr | None
+
+
+@dataclass
+class Target(Decl):
+    shape: Shape
+
+
+@dataclass
+class Param(Decl):
+    shape: Shape | None
+    init: Expr
+    # Set by the layer expansion: "he (dense layer 1 followed by relu)".
+    origin: str | None = None
+
+
+@dataclass
+class Equation(Decl):
+    value: Expr | None  # None only for ``output NAME`` naming an existing value
+    kind: str = "eq"  # "eq", "output" or "loss"
+    origin: str | None = None
+
+
+@dataclass
+class GradWrt(Stmt):
+    names: list[tuple[str, Span]]
+
+
+@dataclass
+class Optimizer(Stmt):
+    name: str
+    name_span: Span
+    args: list[Expr]
+    kwargs: list[Kwarg]
+
+
+@dataclass
+class Setting:
+    key: str
+    value: Expr
+    span: Span
+
+
+@dataclass
+class Train(Stmt):
+    settings: list[Setting]
+
+
+@dataclass
+class Data(Stmt):
+    path: str | None  # a file path (string literal), or
+    name: str | None  # a built-in generator name
+    name_span: Span
+    args: list[Expr] = field(default_factory=list)
+    kwargs: list[Kwarg] = field(default_factory=list)
+
+
+@dataclass
+class Layer:
+    name: str
+    span: Span
+    name_span: Span
+    args: list[Expr]
+    kwargs: list[Kwarg]
+
+
+@dataclass
+class Repeat:
+    count: Expr
+    items: list[Layer | Repeat]
+    span: Span
+
+
+@dataclass
+class Layers(Stmt):
+    source: str
+    source_span: Span
+    out: str
+    out_span: Span
+    items: list[Layer | Repeat]
+
+
+@dataclass
+class Spec:
+    path: str
+    source: str
+    statements: list[Stmt]
+    constants: dict[str, float | int] = field(default_factory=dict)  # set by desugar

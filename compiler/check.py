@@ -1,0 +1,332 @@
+"""Front-end semantic checks on the desugared AST.
+
+``check(spec, diags)`` reports, without stopping at the first: sections given twice,
+duplicate definitions (pointing at both), names that are reserved in generated Python,
+unknown or not-yet-defined names (with "did you mean"), unknown functions / initializers /
+optimizers / settings / data sets and their arguments (listing the valid ones), static
+arguments that are not constants, ``grad wrt`` targets that are not inputs or
+parameters, and anything but exactly one ``loss``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import ast
+from .desugar import NotConstant, const_value
+from .errors import Diagnostics, Note, Span, listing, suggestion_hint
+from .functions import FUNCTIONS
+from .names import reserved_reason
+from .vocab import (COMMON_OPT_KEYS, DATASETS, DTYPES, INITIALIZERS, LAYERS, OPTIMIZERS,
+                    REQUIRED, SCHEDULES, TRAIN_SETTINGS, Signature)
+
+SECTIONS = {ast.ModelStmt: "model", ast.DtypeStmt: "dtype", ast.Optimizer: "optimizer",
+            ast.Train: "train", ast.Data: "data"}
+KIND_WORD = {ast.Let: "constant", ast.Input: "input", ast.Target: "target",
+             ast.Param: "parameter", ast.Equation: "value"}
+
+
+def model_name(spec: ast.Spec) -> tuple[str, Span | None]:
+    for st in spec.statements:
+        if isinstance(st, ast.ModelStmt):
+            return st.name, st.name_span
+    return Path(spec.path).stem, None
+
+
+def check(spec: ast.Spec, diags: Diagnostics) -> None:
+    _check_sections(spec, diags)
+    decls = _check_declarations(spec, diags)
+    _check_uses(spec, decls, diags)
+    _check_config(spec, diags)
+    _check_loss(spec, diags)
+
+
+# ----------------------------------------------------------------------------- sections
+def _check_sections(spec: ast.Spec, diags: Diagnostics) -> None:
+    seen: dict[str, ast.Stmt] = {}
+    for st in spec.statements:
+        word = SECTIONS.get(type(st))
+        if word is None:
+            continue
+        if word in seen:
+            diags.error(f"'{word}' is given twice; a spec has at most one", st.span,
+                        notes=[Note(f"the first '{word}' is here", seen[word].span)])
+        else:
+            seen[word] = st
+    name, span = model_name(spec)
+    why = reserved_reason(name)
+    if why:
+        if span is None:
+            diags.error(f"the file name '{Path(spec.path).name}' does not give a usable model "
+                        f"name ('{name}': {why})", None,
+                        "add a line 'model NAME' with a valid identifier")
+        else:
+            diags.error(f"'{name}' cannot be a model name: {why}", span)
+
+
+# ----------------------------------------------------------------------------- declarations
+def _check_declarations(spec: ast.Spec, diags: Diagnostics) -> dict[str, ast.Decl]:
+    decls: dict[str, ast.Decl] = {}
+    for st in spec.statements:
+        if not isinstance(st, ast.Decl) or (isinstance(st, ast.Equation) and st.value is None):
+            continue
+        why = reserved_reason(st.name)
+        if why:
+            diags.error(f"'{st.name}' cannot be used as a name: {why}", st.name_span,
+                        f"rename it, e.g. '{st.name.lstrip('_') or 'v'}_'")
+        first = decls.get(st.name)
+        if first is not None:
+            origin = getattr(st, "origin", None) or getattr(first, "origin", None)
+            hint = ("a layer stack defines W{k}, b{k}, a{k} and z{k}; rename your value"
+                    if origin else None)
+            diags.error(f"'{st.name}' is defined twice", st.name_span, hint,
+                        [Note(f"'{st.name}' is first defined here "
+                              f"(as a {KIND_WORD[type(first)]})", first.name_span)])
+            continue
+        decls[st.name] = st
+    return decls
+
+
+def _check_uses(spec: ast.Spec, decls: dict[str, ast.Decl], diags: Diagnostics) -> None:
+    constants = spec.constants
+    # Declarations (lets, inputs, targets, params) are visible everywhere; an equation's
+    # value only after its own line (the model is straight-line code).
+    visible = {n for n, d in decls.items() if not isinstance(d, ast.Equation)}
+    for st in spec.statements:
+        if isinstance(st, ast.Equation):
+            if st.value is None:
+                if st.name not in visible:
+                    _unknown(st.name, st.name_span, visible, decls, diags)
+            else:
+                _check_expr(st.value, visible, decls, constants, diags)
+                if decls.get(st.name) is st:
+                    visible.add(st.name)
+        elif isinstance(st, ast.Param):
+            _check_init(st, constants, diags)
+        elif isinstance(st, ast.Input) and st.default is not None:
+            _require_constant(st.default, constants, diags, f"the default of input '{st.name}'")
+        elif isinstance(st, ast.GradWrt):
+            for name, span in st.names:
+                d = decls.get(name)
+                if d is None:
+                    _unknown(name, span, visible, decls, diags)
+                elif not isinstance(d, (ast.Input, ast.Param)):
+                    diags.error(f"'grad wrt' takes inputs and parameters; '{name}' is a "
+                                f"{KIND_WORD[type(d)]}", span)
+        elif isinstance(st, ast.Shape):
+            pass
+
+
+def _unknown(name: str, span: Span, visible: set[str], decls, diags: Diagnostics) -> None:
+    d = decls.get(name)
+    if d is not None:  # defined, but later in the file
+        diags.error(f"'{name}' is used before it is defined", span,
+                    "equations run in order; move this line below the definition",
+                    [Note(f"'{name}' is defined here", d.name_span)])
+        return
+    if name in FUNCTIONS:
+        diags.error(f"'{name}' is a function, not a value", span, f"call it: {name}(...)")
+        return
+    diags.error(f"unknown name '{name}'", span, suggestion_hint(name, visible))
+
+
+def _check_expr(e: ast.Expr, visible, decls, constants, diags: Diagnostics) -> None:
+    if isinstance(e, ast.Name):
+        if e.id not in visible:
+            _unknown(e.id, e.span, visible, decls, diags)
+    elif isinstance(e, ast.Num):
+        if isinstance(e.value, float) and e.value == float("inf"):
+            diags.error(f"the number {e.text} is too large to be finite", e.span)
+    elif isinstance(e, ast.BinOp):
+        _check_expr(e.left, visible, decls, constants, diags)
+        _check_expr(e.right, visible, decls, constants, diags)
+    elif isinstance(e, (ast.Neg, ast.Transpose)):
+        _check_expr(e.operand, visible, decls, constants, diags)
+    elif isinstance(e, ast.Matrix):
+        for row in e.rows:
+            for item in row:
+                _check_expr(item, visible, decls, constants, diags)
+    elif isinstance(e, ast.Call):
+        fn = FUNCTIONS.get(e.func)
+        if fn is None:
+            if e.func in LAYERS:
+                hint = f"'{e.func}' is a layer; layers go inside 'layers IN -> OUT {{ … }}'"
+            elif e.func in INITIALIZERS:
+                hint = f"'{e.func}' is an initializer; use it after '=' in a 'param'"
+            else:
+                hint = suggestion_hint(e.func, FUNCTIONS) or (
+                    "functions are: " + listing(FUNCTIONS))
+            diags.error(f"unknown function '{e.func}'", e.func_span, hint)
+            for a in e.args + [k.value for k in e.kwargs]:
+                _check_expr(a, visible, decls, constants, diags)
+            return
+        bound = _bind(e.func, fn.signature, e.args, e.kwargs, e.span, diags, "function")
+        for pname, arg in bound.items():
+            if pname in fn.static:
+                _require_constant(arg, constants, diags, f"'{pname}' of {e.func}")
+            else:
+                _check_expr(arg, visible, decls, constants, diags)
+
+
+def _bind(what: str, sig: Signature, args: list[ast.Expr], kwargs: list[ast.Kwarg],
+          span: Span, diags: Diagnostics, kind: str) -> dict[str, ast.Expr]:
+    """Match call arguments to a signature, reporting every mismatch."""
+    names = sig.names
+    bound: dict[str, ast.Expr] = {}
+    if len(args) > len(names):
+        diags.error(f"{kind} '{what}' takes {len(names)} argument(s), got {len(args)}",
+                    args[len(names)].span, f"usage: {sig.usage(what)}")
+    for name, arg in zip(names, args):
+        bound[name] = arg
+    for kw in kwargs:
+        if kw.name not in names:
+            options = (f"'{what}' takes: {', '.join(names)}" if names
+                       else f"'{what}' takes no arguments")
+            diags.error(f"{kind} '{what}' has no argument '{kw.name}'", kw.span,
+                        suggestion_hint(kw.name, names) or options)
+        elif kw.name in bound:
+            diags.error(f"argument '{kw.name}' of '{what}' is given twice", kw.span)
+        else:
+            bound[kw.name] = kw.value
+    missing = [n for n, d in sig.params if d is REQUIRED and n not in bound]
+    if missing:
+        diags.error(f"{kind} '{what}' is missing its argument(s) "
+                    + ", ".join(f"'{m}'" for m in missing), span, f"usage: {sig.usage(what)}")
+    return bound
+
+
+def _require_constant(e: ast.Expr, constants, diags: Diagnostics, what: str):
+    try:
+        return const_value(e, constants)
+    except NotConstant as err:
+        diags.error(f"{what} must be a constant: {err.why}", err.expr.span)
+        return None
+
+
+def _check_init(st: ast.Param, constants, diags: Diagnostics) -> None:
+    init = st.init
+    if isinstance(init, ast.Name) and init.id not in constants:
+        if init.id not in INITIALIZERS:
+            diags.error(f"unknown initializer '{init.id}'", init.span,
+                        suggestion_hint(init.id, INITIALIZERS)
+                        or "initializers are: " + listing(INITIALIZERS)
+                        + ", a number, or a matrix literal [a, b; c, d]")
+        elif INITIALIZERS[init.id].params and any(
+                d is REQUIRED for _, d in INITIALIZERS[init.id].params):
+            diags.error(f"initializer '{init.id}' needs arguments", init.span,
+                        f"usage: {INITIALIZERS[init.id].usage(init.id)}")
+    elif isinstance(init, ast.Call):
+        sig = INITIALIZERS.get(init.func)
+        if sig is None:
+            diags.error(f"unknown initializer '{init.func}'", init.func_span,
+                        suggestion_hint(init.func, INITIALIZERS)
+                        or "initializers are: " + listing(INITIALIZERS))
+            return
+        for arg in _bind(init.func, sig, init.args, init.kwargs, init.span, diags,
+                         "initializer").values():
+            _require_constant(arg, constants, diags, f"an argument of '{init.func}'")
+    else:
+        _require_constant(init, constants, diags, f"the initial value of '{st.name}'")
+
+
+# ----------------------------------------------------------------------------- configuration
+def _check_config(spec: ast.Spec, diags: Diagnostics) -> None:
+    constants = spec.constants
+    for st in spec.statements:
+        if isinstance(st, ast.DtypeStmt) and st.name not in DTYPES:
+            diags.error(f"unknown dtype '{st.name}'", st.name_span,
+                        "dtypes are: " + listing(DTYPES))
+        elif isinstance(st, ast.Optimizer):
+            _check_optimizer(st, constants, diags)
+        elif isinstance(st, ast.Train):
+            seen: dict[str, ast.Setting] = {}
+            for s in st.settings:
+                spec_ = TRAIN_SETTINGS.get(s.key)
+                if spec_ is None:
+                    diags.error(f"unknown training setting '{s.key}'", s.span,
+                                suggestion_hint(s.key, TRAIN_SETTINGS)
+                                or "settings are: " + listing(TRAIN_SETTINGS))
+                    continue
+                if s.key in seen:
+                    diags.error(f"training setting '{s.key}' is given twice", s.span,
+                                notes=[Note("first given here", seen[s.key].span)])
+                seen[s.key] = s
+                setting_value(s.key, s.value, constants, diags)
+            if "epochs" in seen and "iters" in seen:
+                diags.error("give either 'epochs' or 'iters', not both", seen["iters"].span)
+        elif isinstance(st, ast.Data) and st.name is not None:
+            sig = DATASETS.get(st.name)
+            if sig is None:
+                diags.error(f"unknown data set '{st.name}'", st.name_span,
+                            suggestion_hint(st.name, DATASETS)
+                            or "built-in data sets are: " + listing(DATASETS)
+                            + "; or give a file: data \"train.npz\"")
+                continue
+            for arg in _bind(st.name, sig, st.args, st.kwargs, st.span, diags,
+                             "data set").values():
+                _require_constant(arg, constants, diags, f"an argument of '{st.name}'")
+
+
+def setting_value(key: str, value: ast.Expr, constants, diags: Diagnostics):
+    """The Python value of a ``train { key = value }`` setting, checked against its table."""
+    spec = TRAIN_SETTINGS[key]
+    if spec.kind is bool:
+        if isinstance(value, ast.Name) and value.id in ("true", "false"):
+            return value.id == "true"
+        diags.error(f"'{key}' must be true or false", value.span)
+        return None
+    v = _require_constant(value, constants, diags, f"'{key}'")
+    if v is None:
+        return None
+    if spec.kind is int and not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
+        diags.error(f"'{key}' must be a whole number, not {v!r}", value.span)
+        return None
+    if spec.minimum is not None and v < spec.minimum:
+        diags.error(f"'{key}' must be at least {spec.minimum}, not {v!r}", value.span)
+        return None
+    return spec.kind(v)
+
+
+def _check_optimizer(st: ast.Optimizer, constants, diags: Diagnostics) -> None:
+    if st.name not in OPTIMIZERS:
+        diags.error(f"unknown optimizer '{st.name}'", st.name_span,
+                    suggestion_hint(st.name, OPTIMIZERS)
+                    or "optimizers are: " + listing(OPTIMIZERS))
+        return
+    keys = {**COMMON_OPT_KEYS, **OPTIMIZERS[st.name]}
+    if st.args:
+        diags.error("optimizer settings are given by name, e.g. sgd(lr=0.1)", st.args[0].span)
+    seen = set()
+    for kw in st.kwargs:
+        if kw.name not in keys:
+            diags.error(f"optimizer '{st.name}' has no setting '{kw.name}'", kw.span,
+                        suggestion_hint(kw.name, keys)
+                        or f"'{st.name}' takes: {', '.join(keys)}")
+            continue
+        if kw.name in seen:
+            diags.error(f"optimizer setting '{kw.name}' is given twice", kw.span)
+        seen.add(kw.name)
+        if kw.name == "schedule":
+            if not (isinstance(kw.value, ast.Name) and kw.value.id in SCHEDULES):
+                diags.error("'schedule' must be one of: " + listing(SCHEDULES), kw.value.span)
+            continue
+        v = _require_constant(kw.value, constants, diags, f"optimizer setting '{kw.name}'")
+        if isinstance(v, (int, float)) and v < 0:
+            diags.error(f"optimizer setting '{kw.name}' must not be negative", kw.value.span)
+
+
+def _check_loss(spec: ast.Spec, diags: Diagnostics) -> None:
+    losses = [st for st in spec.statements
+              if isinstance(st, ast.Equation) and st.kind == "loss"]
+    if not losses:
+        diags.error("the spec has no 'loss'", Span(spec.path, 1, 1, 1, 1),
+                    "add exactly one line 'loss NAME = EXPR' (a scalar)")
+    for extra in losses[1:]:
+        diags.error("a spec has exactly one 'loss'", extra.span,
+                    "combine the terms into one scalar, e.g. 'loss L = L1 + 0.1 * L2'",
+                    [Note("the first 'loss' is here", losses[0].span)])
+    outputs = [st for st in spec.statements
+               if isinstance(st, ast.Equation) and st.kind == "output"]
+    for extra in outputs[1:]:
+        diags.error("a spec has at most one 'output'", extra.span,
+                    notes=[Note("the first 'output' is here", outputs[0].span)])

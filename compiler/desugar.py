@@ -1,0 +1,227 @@
+"""Desugaring on the AST: evaluate ``let`` constants and expand ``layers`` stacks.
+
+``desugar(spec) -> spec`` returns a new spec in which every ``layers IN -> OUT { … }`` is
+replaced by the ``param`` and equation statements it stands for (LANGUAGE.md §6), each
+carrying the span of the layer line it came from, and ``spec.constants`` holds the value
+of every ``let``. Dimensions that name a ``let`` become integers. A dense layer's
+``fan_in`` is left as ``FanIn(of=h)`` for elaboration, which knows shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from . import ast
+from .errors import Diagnostics, Span, suggestion_hint, listing
+from .vocab import LAYERS, RELU_FAMILY, ACTIVATIONS, REQUIRED
+
+
+class NotConstant(Exception):
+    def __init__(self, expr: ast.Expr, why: str):
+        super().__init__(why)
+        self.expr, self.why = expr, why
+
+
+def const_value(expr: ast.Expr, constants: dict[str, float | int]):
+    """Evaluate a compile-time constant: numbers, lets, + - * / ^, unary minus, lists."""
+    if isinstance(expr, ast.Num):
+        return expr.value
+    if isinstance(expr, ast.Name):
+        if expr.id in constants:
+            return constants[expr.id]
+        raise NotConstant(expr, f"'{expr.id}' is not a constant")
+    if isinstance(expr, ast.Neg):
+        return -const_value(expr.operand, constants)
+    if isinstance(expr, ast.BinOp) and expr.op != "@":
+        a = const_value(expr.left, constants)
+        b = const_value(expr.right, constants)
+        try:
+            value = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+                     "/": lambda: a / b, "^": lambda: a ** b}[expr.op]()
+        except (ZeroDivisionError, OverflowError) as e:
+            raise NotConstant(expr, f"cannot evaluate this constant ({e})") from None
+        if isinstance(value, complex) or not math.isfinite(value):
+            raise NotConstant(expr, "this constant is not a finite real number")
+        if isinstance(value, float) and value.is_integer() and expr.op != "/" \
+                and isinstance(a, int) and isinstance(b, int):
+            value = int(value)
+        return value
+    if isinstance(expr, ast.Matrix):
+        rows = [[const_value(e, constants) for e in row] for row in expr.rows]
+        return rows[0] if len(rows) == 1 else rows
+    raise NotConstant(expr, "expected a constant (a number or a 'let' name)")
+
+
+def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
+    constants: dict[str, float | int] = {}
+    out: list[ast.Stmt] = []
+    dense_index = [0]  # continues across stacks so names never repeat
+    for st in spec.statements:
+        if isinstance(st, ast.Let):
+            try:
+                value = const_value(st.value, constants)
+                if isinstance(value, list):
+                    raise NotConstant(st.value, "a 'let' holds a single number")
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise NotConstant(st.value, "a 'let' must be finite")
+                constants.setdefault(st.name, value)
+            except NotConstant as e:
+                diags.error(f"'let {st.name}' must be a constant expression: {e.why}",
+                            e.expr.span)
+            out.append(st)
+        elif isinstance(st, ast.Layers):
+            out.extend(_expand(st, constants, dense_index, diags))
+        else:
+            out.append(st)
+    out = [_resolve_dims(st, constants, diags) for st in out]
+    result = dataclasses.replace(spec, statements=out)
+    result.constants = constants
+    return result
+
+
+def _resolve_dims(st: ast.Stmt, constants, diags: Diagnostics) -> ast.Stmt:
+    shape = getattr(st, "shape", None)
+    if shape is None:
+        return st
+    dims = []
+    for d in shape.dims:
+        v = d.value
+        if isinstance(v, str) and v in constants:
+            v = constants[v]
+            if not (isinstance(v, int) and v > 0):
+                diags.error(f"dimension '{d.value}' must be a positive integer, "
+                            f"but the constant is {v!r}", d.span)
+        elif isinstance(v, (int, float)) and not (isinstance(v, int) and v > 0):
+            diags.error(f"a dimension must be a positive integer, not {v!r}", d.span)
+        dims.append(ast.Dim(v, d.span))
+    return dataclasses.replace(st, shape=ast.Shape(dims, shape.span))
+
+
+def _flatten(items, constants, diags) -> list[ast.Layer]:
+    flat: list[ast.Layer] = []
+    for item in items:
+        if isinstance(item, ast.Repeat):
+            try:
+                count = const_value(item.count, constants)
+            except NotConstant as e:
+                diags.error(f"'repeat' needs a constant count: {e.why}", e.expr.span)
+                continue
+            if not isinstance(count, int) or count < 1:
+                diags.error(f"'repeat' count must be a positive integer, not {count!r}",
+                            item.count.span)
+                continue
+            body = _flatten(item.items, constants, diags)
+            flat.extend(body * count)
+        else:
+            flat.append(item)
+    return flat
+
+
+def _layer_args(layer: ast.Layer, diags: Diagnostics) -> dict[str, object] | None:
+    sig = LAYERS.get(layer.name)
+    if sig is None:
+        diags.error(f"unknown layer '{layer.name}'", layer.name_span,
+                    suggestion_hint(layer.name, LAYERS)
+                    or f"layers are: {listing(LAYERS)}")
+        return None
+    names = sig.names
+    bound: dict[str, object] = {}
+    ok = True
+    if len(layer.args) > len(names):
+        diags.error(f"'{layer.name}' takes at most {len(names)} positional argument(s), "
+                    f"got {len(layer.args)}", layer.args[len(names)].span,
+                    f"usage: {sig.usage(layer.name)}")
+        ok = False
+    for name, arg in zip(names, layer.args):
+        bound[name] = arg
+    for kw in layer.kwargs:
+        if kw.name not in names:
+            diags.error(f"'{layer.name}' has no option '{kw.name}'", kw.span,
+                        suggestion_hint(kw.name, names)
+                        or (f"options are: {listing(names)}" if names else
+                            f"'{layer.name}' takes no options"))
+            ok = False
+        elif kw.name in bound:
+            diags.error(f"option '{kw.name}' given twice", kw.span)
+            ok = False
+        else:
+            bound[kw.name] = kw.value
+    for name, default in sig.params:
+        if name not in bound:
+            if default is REQUIRED:
+                diags.error(f"'{layer.name}' needs its '{name}'", layer.span,
+                            f"usage: {sig.usage(layer.name)}, e.g. '{layer.name} 50'")
+                ok = False
+            else:
+                bound[name] = default
+    return bound if ok else None
+
+
+def _expand(st: ast.Layers, constants, dense_index, diags: Diagnostics) -> list[ast.Stmt]:
+    layers = _flatten(st.items, constants, diags)
+    out: list[ast.Stmt] = []
+    h = st.source
+    h_span = st.source_span
+    eqs: list[ast.Equation] = []
+    for i, layer in enumerate(layers):
+        args = _layer_args(layer, diags)
+        if args is None:
+            continue
+        sp = layer.span
+        if layer.name == "dense":
+            dense_index[0] += 1
+            k = dense_index[0]
+            try:
+                units = const_value(args["units"], constants)
+            except NotConstant as e:
+                diags.error(f"'dense' needs a constant number of units: {e.why}", e.expr.span)
+                continue
+            if not isinstance(units, int) or units < 1:
+                diags.error(f"'dense' units must be a positive integer, not {units!r}",
+                            args["units"].span)
+                continue
+            nxt = next((lay.name for lay in layers[i + 1:] if lay.name in ACTIVATIONS
+                        or lay.name == "dense"), None)
+            init = args["init"]
+            origin = None
+            if init is None:
+                default = "he" if nxt in RELU_FAMILY else "xavier"
+                init = ast.Name(sp, default)
+                origin = (f"{default}: the default for a dense layer "
+                          + (f"followed by {nxt}" if nxt in RELU_FAMILY
+                             else "not followed by a ReLU-family activation"))
+            w, b = f"W{k}", f"b{k}"
+            units_dim = ast.Dim(units, sp)
+            out.append(ast.Param(sp, w, layer.name_span,
+                                 ast.Shape([ast.Dim(ast.FanIn(h), sp), units_dim], sp),
+                                 init, origin=origin))
+            value: ast.Expr = ast.BinOp(sp, "@", ast.Name(h_span, h), ast.Name(sp, w))
+            bias = args["bias"]
+            if not (isinstance(bias, ast.Name) and bias.id == "none"):
+                bias_init = ast.Name(sp, bias) if isinstance(bias, str) else bias
+                out.append(ast.Param(sp, b, layer.name_span, ast.Shape([units_dim], sp),
+                                     bias_init))
+                value = ast.BinOp(sp, "+", value, ast.Name(sp, b))
+            name = f"a{k}"
+        else:
+            k = dense_index[0]
+            kwargs = []
+            if layer.name == "leaky_relu":
+                alpha = args["alpha"]
+                if not isinstance(alpha, ast.Expr):
+                    alpha = ast.Num(sp, alpha, repr(alpha))
+                kwargs = [ast.Kwarg("alpha", alpha, sp)]
+            value = ast.Call(sp, layer.name, layer.name_span, [ast.Name(h_span, h)], kwargs)
+            name = f"z{k}"
+        eq = ast.Equation(sp, name, layer.name_span, value, "eq",
+                          origin=f"layer '{layer.name}' of the stack {st.source} -> {st.out}")
+        eqs.append(eq)
+        out.append(eq)
+        h, h_span = name, layer.name_span
+    if eqs:
+        eqs[-1].name = st.out  # the stack's last value takes the name after '->'
+        eqs[-1].name_span = st.out_span
+    else:
+        diags.error("a layer stack needs at least one layer", st.span)
+    return out

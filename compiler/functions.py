@@ -1,0 +1,99 @@
+"""Built-in functions of the spec language (LANGUAGE.md §5): signature and lowering.
+
+A function is what a spec author calls; a *primitive* (``compiler/primitives.py``) is
+what the IR computes and differentiates. Most functions are one primitive; a few are
+short compositions written here so the derivation shows each step (``mse`` is
+``mean((y - t) ^ 2)``), and the fused losses lower to a primitive with its own
+vector-Jacobian rule. ``static`` parameters (axis, alpha, …) must be compile-time
+constants and become primitive attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .vocab import Signature, sig
+
+
+@dataclass(frozen=True)
+class Function:
+    signature: Signature
+    static: frozenset[str]
+    lower: Callable  # (builder, {param: Node}, {param: static value}) -> Node
+
+
+def _fn(signature: Signature, lower: Callable, static=()) -> Function:
+    return Function(signature, frozenset(static), lower)
+
+
+def _unary(op: str) -> Function:
+    return _fn(sig("x"), lambda b, a, s: b.op(op, a["x"]))
+
+
+def _binary(op: str) -> Function:
+    return _fn(sig("a", "b"), lambda b, a, s: b.op(op, a["a"], a["b"]))
+
+
+def _reduction(op: str) -> Function:
+    return _fn(sig("x", ("axis", None), ("keepdims", False)),
+               lambda b, a, s: b.op(op, a["x"], axis=b.axes(a["x"], s["axis"]),
+                                    keepdims=bool(s["keepdims"])),
+               static=("axis", "keepdims"))
+
+
+def _squared_error(b, a, s):
+    return b.op("pow", b.op("sub", a["y"], a["t"]), b.const(2))
+
+
+def _log_softmax(b, a, s):
+    x = a["x"]
+    axis = b.axes(x, s["axis"])
+    return b.op("sub", x, b.op("logsumexp", x, axis=axis, keepdims=True))
+
+
+def _cross_entropy(b, a, s):
+    p, t = a["p"], a["t"]
+    total = b.op("sum", b.op("mul", t, b.op("log", p)), axis=None, keepdims=False)
+    return b.op("neg", b.op("div", total, b.rows(p)))
+
+
+def _softmax_cross_entropy(b, a, s):
+    logits = a["logits"]
+    lse = b.op("logsumexp", logits, axis=b.axes(logits, -1), keepdims=True)
+    return b.op("softmax_xent", logits, lse, a["t"])
+
+
+FUNCTIONS: dict[str, Function] = {
+    **{name: _unary(name) for name in (
+        "exp", "log", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "softplus",
+        "sqrt", "abs", "square", "sign")},
+    "leaky_relu": _fn(sig("x", ("alpha", 0.01)),
+                      lambda b, a, s: b.op("leaky_relu", a["x"], alpha=float(s["alpha"])),
+                      static=("alpha",)),
+    "maximum": _binary("maximum"),
+    "minimum": _binary("minimum"),
+    "sum": _reduction("sum"),
+    "mean": _reduction("mean"),
+    "max": _reduction("max"),
+    "logsumexp": _reduction("logsumexp"),
+    "softmax": _fn(sig("x", ("axis", -1)),
+                   lambda b, a, s: b.op("softmax", a["x"], axis=b.axes(a["x"], s["axis"])),
+                   static=("axis",)),
+    "log_softmax": _fn(sig("x", ("axis", -1)), _log_softmax, static=("axis",)),
+    "transpose": _fn(sig("x"), lambda b, a, s: b.op("transpose", a["x"])),
+    "reshape": _fn(sig("x", "shape"),
+                   lambda b, a, s: b.op("reshape", a["x"], shape=tuple(s["shape"])),
+                   static=("shape",)),
+    "mse": _fn(sig("y", "t"), lambda b, a, s: b.op("mean", _squared_error(b, a, s),
+                                                   axis=None, keepdims=False)),
+    "sse": _fn(sig("y", "t"), lambda b, a, s: b.op(
+        "mul", b.const(0.5), b.op("sum", _squared_error(b, a, s), axis=None,
+                                  keepdims=False))),
+    "least_squares": _fn(sig("y", "t"), lambda b, a, s: b.op(
+        "sum", _squared_error(b, a, s), axis=None, keepdims=False)),
+    "cross_entropy": _fn(sig("p", "t"), _cross_entropy),
+    "softmax_cross_entropy": _fn(sig("logits", "t"), _softmax_cross_entropy),
+    "sigmoid_cross_entropy": _fn(sig("logits", "t"),
+                                 lambda b, a, s: b.op("sigmoid_xent", a["logits"], a["t"])),
+}

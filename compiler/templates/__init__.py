@@ -1,0 +1,1 @@
+"""Jinja templates that lay out generated modules."""

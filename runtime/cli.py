@@ -1,0 +1,94 @@
+"""The ``bpc`` command line.
+
+Exit codes: 0 ok, 1 a check failed (spec errors, gradient check, diverged training),
+2 usage. No Python traceback reaches the user unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from compiler.errors import SpecError
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad data, missing file); printed without a traceback."""
+
+    def __init__(self, message: str, hint: str | None = None, code: int = 1):
+        super().__init__(message)
+        self.message, self.hint, self.code = message, hint, code
+
+
+def _cmd_check(args) -> int:
+    from compiler.pipeline import check_file
+
+    failed = False
+    for path in args.specs:
+        try:
+            check_file(path)
+        except SpecError as e:
+            failed = True
+            print(e.render(), file=sys.stderr)
+            continue
+        print(f"{path}: ok")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bpc",
+        description="The backprop compiler: .bp specs to readable NumPy forward/backward "
+                    "code, and a runtime that trains and gradient-checks it.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks for internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("check", help="parse and type/shape-check specs; print errors or 'ok'")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.set_defaults(run=_cmd_check)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Other modules add subcommands here (keeps this file about the command line only).
+_EXTRA_COMMANDS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except SpecError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except UserError as e:
+        print(f"bpc: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("bpc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # an internal error: say so, without a traceback
+        if args.debug:
+            raise
+        print(f"bpc: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        print("hint: run again with --debug for the traceback, and please report it",
+              file=sys.stderr)
+        return 1
+
+
+def run() -> None:  # pragma: no cover - console entry point
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
