@@ -319,7 +319,7 @@ def _check_loss(spec: ast.Spec, diags: Diagnostics) -> None:
     losses = [st for st in spec.statements
               if isinstance(st, ast.Equation) and st.kind == "loss"]
     if not losses:
-        diags.error("the spec has no 'loss'", Span(spec.path, 1, 1, 1, 1),
+        diags.error("the spec has no 'loss'", Span.whole_file(spec.path),
                     "add exactly one line 'loss NAME = EXPR' (a scalar)")
     for extra in losses[1:]:
         diags.error("a spec has exactly one 'loss'", extra.span,

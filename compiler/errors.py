@@ -26,7 +26,13 @@ class Span:
     end_col: int
 
     def __str__(self) -> str:
+        if self.line <= 0:  # a whole-file span
+            return self.file
         return f"{self.file}:{self.line}:{self.col}"
+
+    @classmethod
+    def whole_file(cls, file: str) -> "Span":
+        return cls(file, 0, 0, 0, 0)
 
 
 @dataclass
@@ -59,7 +65,7 @@ def _headline(severity: str, message: str, span: Span | None) -> str:
 
 
 def _excerpt(span: Span | None, source: str | None) -> list[str]:
-    if span is None or source is None:
+    if span is None or source is None or span.line <= 0:
         return []
     lines = source.splitlines()
     if not 1 <= span.line <= len(lines):

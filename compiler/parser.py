@@ -19,6 +19,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from . import ast
 from .errors import Diagnostic, Span, SpecError, did_you_mean
+from .vocab import LAYERS
 
 KEYWORDS = {
     "model": "_MODEL", "dtype": "_DTYPE", "let": "_LET", "input": "_INPUT",
@@ -150,7 +151,7 @@ def parse(text: str, path: str = "<spec>") -> ast.Spec:
     spec.source = text
     if not spec.statements:
         raise SpecError(Diagnostic(
-            "the spec is empty", Span(path, 1, 1, 1, 1),
+            "the spec is empty", Span.whole_file(path),
             hint="a spec needs at least a 'loss NAME = EXPR' statement; see the gallery "
                  "in specs/ for complete examples"), text)
     return spec
@@ -194,6 +195,16 @@ def _syntax_error(e: UnexpectedInput, post: _PostLexer, text: str, path: str) ->
         if post.last is None:
             return Diagnostic("unexpected end of file", Span(path, line, 1, line, 2))
     expected = set(e.expected)
+    openers = [t for t in post.stack if t.type != "_LBRACE"]
+    if openers and tok.line is not None and tok.line > openers[-1].line:
+        # A bracket left open swallowed the line breaks: blame the bracket.
+        opener = openers[-1]
+        closer = BRACKET_CHAR[OPENERS[opener.type]]
+        from .errors import Note
+        return Diagnostic(
+            f"unclosed '{opener}': expected '{closer}' before the statement on line {tok.line}",
+            _tok_span(opener, path), f"add the missing '{closer}'",
+            [Note(f"reading went on to {_describe(tok)} here", _tok_span(tok, path))])
     stmt = post.stmt[:-1] if post.stmt and post.stmt[-1] is tok else list(post.stmt)
     prev = stmt[-1] if stmt else None
     msg, hint, at = _explain(tok, prev, stmt, expected)
@@ -256,6 +267,9 @@ def _explain_parts(tok, prev, stmt, expected):
             return (f"'{first}' is declared without a keyword",
                     "declare it as 'input NAME : SHAPE', 'target NAME : SHAPE' or "
                     "'param NAME : SHAPE = INIT'")
+        if str(first) in LAYERS:
+            return (f"'{first}' is a layer, not a statement",
+                    "layers go inside a stack: 'layers x -> y { dense 8; relu }'", first)
         if close:
             return (f"unknown statement '{first}'",
                     "did you mean " + " or ".join(f"'{c}'" for c in close) + "?", first)

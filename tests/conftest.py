@@ -1,0 +1,29 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = sorted((REPO / "specs").glob("*.bp"))
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE_GOLDEN = os.environ.get("BPC_UPDATE_GOLDEN") == "1"
+
+
+def run_bpc(*args, cwd=REPO, timeout=300, input=None):
+    """Run the bpc command line in a subprocess, as a user would."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONHASHSEED="0")
+    return subprocess.run([sys.executable, "-m", "runtime.cli", *map(str, args)],
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env, input=input)
+
+
+def check_golden(path: Path, actual: str):
+    """Compare with a golden file; BPC_UPDATE_GOLDEN=1 rewrites it instead."""
+    if UPDATE_GOLDEN or not path.exists():
+        if not UPDATE_GOLDEN:
+            pytest.fail(f"golden file {path} is missing; run with BPC_UPDATE_GOLDEN=1")
+        path.write_text(actual)
+        return
+    assert actual == path.read_text(), f"output differs from {path}"

@@ -1,0 +1,48 @@
+"""``bpc check`` end to end through a subprocess: exit codes and output format."""
+
+from conftest import GOLDEN, REPO, SPECS, run_bpc
+
+
+def test_check_gallery_ok():
+    r = run_bpc("check", *[p.relative_to(REPO) for p in SPECS])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"{p.relative_to(REPO)}: ok" for p in SPECS]
+    assert r.stderr == ""
+
+
+def test_check_reports_every_file_and_fails(tmp_path):
+    bad = tmp_path / "bad.bp"
+    bad.write_text("input x : [N, 2]\nh = x *\nloss L = sum(h)\n")
+    good = REPO / "specs" / "toy.bp"
+    r = run_bpc("check", bad, good)
+    assert r.returncode == 1
+    assert f"{good}: ok" in r.stdout
+    first = r.stderr.splitlines()[0]
+    assert first == f"{bad}:2:8: error: dangling operator '*': expected a value after it, " \
+                    "found end of line"
+    assert "Traceback" not in r.stderr
+
+
+def test_check_golden_error_through_cli():
+    case = GOLDEN / "errors" / "unknown_name.bp"
+    r = run_bpc("check", case.name, cwd=case.parent)
+    assert r.returncode == 1
+    assert r.stderr == case.with_suffix(".err").read_text()
+    assert r.stdout == ""
+
+
+def test_usage_errors_exit_2():
+    assert run_bpc().returncode == 2
+    assert run_bpc("check").returncode == 2
+    assert run_bpc("frobnicate").returncode == 2
+
+
+def test_missing_file_is_an_error_not_a_traceback(tmp_path):
+    r = run_bpc("check", tmp_path / "nope.bp")
+    assert r.returncode == 1
+    assert "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_lists_commands():
+    r = run_bpc("--help")
+    assert r.returncode == 0 and "check" in r.stdout
