@@ -162,7 +162,15 @@ def _check_expr(e: ast.Expr, visible, decls, constants, diags: Diagnostics) -> N
             return
         bound = _bind(e.func, fn.signature, e.args, e.kwargs, e.span, diags, "function")
         for pname, arg in bound.items():
-            if pname in fn.static:
+            if pname == "shape":  # dimensions: numbers, constants, symbolic names, -1
+                items = arg.rows[0] if isinstance(arg, ast.Matrix) and len(arg.rows) == 1 \
+                    else None
+                if items is None:
+                    diags.error("'shape' must be a list of dimensions like [N, 784]", arg.span)
+                for item in items or ():
+                    if not isinstance(item, ast.Name):
+                        _require_constant(item, constants, diags, "a dimension of 'shape'")
+            elif pname in fn.static:
                 _require_constant(arg, constants, diags, f"'{pname}' of {e.func}")
             else:
                 _check_expr(arg, visible, decls, constants, diags)

@@ -61,7 +61,13 @@ def _cross_entropy(b, a, s):
 def _softmax_cross_entropy(b, a, s):
     logits = a["logits"]
     lse = b.op("logsumexp", logits, axis=b.axes(logits, -1), keepdims=True)
-    return b.op("softmax_xent", logits, lse, a["t"])
+    return b.op("softmax_xent", logits, lse, a["t"], b.rows(logits))
+
+
+def _sigmoid_cross_entropy(b, a, s):
+    logits = a["logits"]
+    batch = b.count(logits, (0,)) if logits.shape else b.const(1)
+    return b.op("sigmoid_xent", logits, a["t"], batch)
 
 
 FUNCTIONS: dict[str, Function] = {
@@ -94,6 +100,5 @@ FUNCTIONS: dict[str, Function] = {
         "sum", _squared_error(b, a, s), axis=None, keepdims=False)),
     "cross_entropy": _fn(sig("p", "t"), _cross_entropy),
     "softmax_cross_entropy": _fn(sig("logits", "t"), _softmax_cross_entropy),
-    "sigmoid_cross_entropy": _fn(sig("logits", "t"),
-                                 lambda b, a, s: b.op("sigmoid_xent", a["logits"], a["t"])),
+    "sigmoid_cross_entropy": _fn(sig("logits", "t"), _sigmoid_cross_entropy),
 }

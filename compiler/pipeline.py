@@ -1,17 +1,76 @@
-"""The compiler pipeline as plain calls: each stage is a pure function of the last."""
+"""The compiler pipeline as plain calls: each stage is a pure function of the last.
+
+    text --parse/desugar/check--> AST --elaborate--> IR --differentiate--> IR + backward
+         --optimize--> IR --codegen--> Python source
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from . import ast
+from .autodiff import differentiate
+from .elaborate import elaborate
+from .errors import Diagnostics, SpecError
 from .frontend import load_file, load_text
+from .ir import Program
+from .optimize import optimize
+
+STAGES = ("ast", "ir", "grad", "opt", "code")
 
 
-def check_file(path: str | Path):
+def _elaborated(spec: ast.Spec) -> Program:
+    diags = Diagnostics(spec.source)
+    prog = elaborate(spec, diags)
+    diags.raise_if_any()
+    assert prog is not None
+    return prog
+
+
+def program(spec: ast.Spec, stage: str = "opt") -> Program:
+    """The IR of a checked spec at ``stage`` ("ir", "grad" or "opt")."""
+    prog = _elaborated(spec)
+    if stage == "ir":
+        return prog
+    prog = differentiate(prog)
+    if stage == "grad":
+        return prog
+    return optimize(prog)
+
+
+def program_from_text(text: str, path: str = "<spec>", stage: str = "opt") -> Program:
+    return program(load_text(text, path), stage)
+
+
+def program_from_file(path: str | Path, stage: str = "opt") -> Program:
+    return program(load_file(path), stage)
+
+
+def check_file(path: str | Path) -> Program:
     """Everything ``bpc check`` runs; raises ``SpecError`` with all problems found."""
-    return load_file(path)
+    return program(load_file(path), "ir")
 
 
-def check_text(text: str, path: str = "<spec>"):
+def check_text(text: str, path: str = "<spec>") -> Program:
     """``check_file`` for text in memory."""
-    return load_text(text, path)
+    return program(load_text(text, path), "ir")
+
+
+def show(path: str | Path, stage: str = "code") -> str:
+    """What ``bpc show --stage STAGE`` prints."""
+    spec = load_file(path)
+    if stage == "ast":
+        from .astprint import show_ast
+
+        return show_ast(spec)
+    if stage == "code":
+        from .codegen import generate
+
+        return generate(program(spec, "opt"))
+    from .printer import show_stage
+
+    return show_stage(program(spec, stage))
+
+
+__all__ = ["STAGES", "SpecError", "check_file", "check_text", "program", "program_from_file",
+           "program_from_text"]

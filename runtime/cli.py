@@ -36,6 +36,13 @@ def _cmd_check(args) -> int:
     return 1 if failed else 0
 
 
+def _cmd_show(args) -> int:
+    from compiler.pipeline import show
+
+    sys.stdout.write(show(args.spec, args.stage))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bpc",
@@ -49,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="parse and type/shape-check specs; print errors or 'ok'")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.set_defaults(run=_cmd_check)
+
+    p = sub.add_parser("show", help="print the generated code, or an IR stage, to stdout")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--stage", choices=["ast", "ir", "grad", "opt", "code"], default="code",
+                   help="ast: the desugared spec; ir: forward IR with shapes; grad: with the "
+                        "raw derivative; opt: simplified; code: the generated module "
+                        "(default)")
+    p.set_defaults(run=_cmd_show)
 
     for register in _EXTRA_COMMANDS:
         register(sub)

@@ -1,0 +1,156 @@
+"""Reverse-mode differentiation: ``differentiate(program) -> program`` with a backward pass.
+
+Walks the forward IR in reverse creation order (= reverse spec order), seeds
+``d{L}_d{L} = 1``, and for each node on a path from a differentiated leaf to the loss
+asks the primitive table for its vector-Jacobian contributions, reduces each back to its
+argument's shape (``unbroadcast``, the single place broadcasting is undone) and
+accumulates them. Every named forward value and every leaf gets an adjoint binding named
+``d{L}_d{name}``; a leaf's binding is written as soon as its last contribution is known,
+so ``dl_dbeta3`` and ``dl_domega3`` follow ``dl_df3`` like a textbook derivation.
+
+The result is unsimplified ("--stage grad"); ``optimize`` folds constants, applies
+identities, shares common subexpressions and removes dead code.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .ir import Binding, Builder, Node, Program, topo_order
+from .names import fresh
+from .primitives import PRIMITIVES, expand
+
+LEAVES = ("input", "param", "const")
+
+
+def adjoint_name(loss: str, name: str) -> str:
+    return f"d{loss}_d{name}"
+
+
+def unbroadcast(b: Builder, g: Node, out_shape, shape) -> Node:
+    """Reduce ``g``, the adjoint of a value of ``out_shape``, to an operand of ``shape``.
+
+    Along each axis where the operand was broadcast (missing in front, or 1 against a
+    larger size) the adjoint is summed: with ``np.sum`` where ``g`` really has the axis,
+    and by multiplying with the axis length where ``g`` is itself only lazily broadcast
+    there. Axes in front are summed away, the others keep their dimension. Decided at
+    compile time from shapes; the result broadcasts to ``shape``."""
+    rank = len(out_shape)
+    gs = (1,) * (rank - len(g.shape)) + tuple(g.shape)
+    ts = (None,) * (rank - len(shape)) + tuple(shape)
+    missing = rank - len(g.shape)  # leading axes g does not have
+    drop, keep, replicate = [], [], []
+    for axis, (o, gd, t) in enumerate(zip(out_shape, gs, ts)):
+        if not (t is None or (t == 1 and o != 1)):
+            continue
+        if gd == 1:
+            if o != 1:
+                replicate.append(o)
+            if t is None and axis >= missing:
+                drop.append(axis - missing)  # a size-1 axis g has but the operand lacks
+        elif t is None:
+            drop.append(axis - missing)
+        else:
+            keep.append(axis - missing)
+    if drop:
+        g = b.op("sum", g, axis=tuple(drop), keepdims=False)
+        keep = [k - sum(1 for d in drop if d < k) for k in keep]
+    if keep:
+        g = b.op("sum", g, axis=tuple(keep), keepdims=True)
+    if replicate:
+        g = b.op("mul", b.size(replicate), g)
+    return g
+
+
+def differentiate(prog: Program) -> Program:
+    b = Builder(prog.dtype)
+    b.symbol_table(prog.inputs + prog.targets, prog.symbols)
+    by_name = {bd.name: bd for bd in prog.leaves + prog.forward}
+    loss_node = by_name[prog.loss].node
+    wrt_ids = {by_name[n].node.id for n in prog.wrt}
+
+    order = topo_order([loss_node])
+    order.sort(key=lambda n: n.id)  # creation order: spec order, leaves first
+    needs: set[int] = set()
+    for n in order:
+        if n.id in wrt_ids or any(a.id in needs for a in n.args):
+            needs.add(n.id)
+
+    named: dict[int, Binding] = {}
+    for bd in prog.leaves + prog.forward:
+        named.setdefault(bd.node.id, bd)
+    owner: dict[int, str] = {}
+    for bd in prog.forward:
+        for n in topo_order([bd.node]):
+            owner.setdefault(n.id, bd.name)
+    first_use: dict[int, int] = {}
+    for n in order:
+        for a in n.args:
+            first_use[a.id] = min(first_use.get(a.id, n.id), n.id)
+
+    taken = {bd.name for bd in prog.all_bindings()}
+    adj_names: dict[int, str] = {}
+    contribs: dict[int, list[tuple[Node, str | None, str]]] = defaultdict(list)
+    backward: list[Binding] = []
+    grads: dict[str, str] = {}
+
+    def finish(n: Node) -> Node:
+        """Sum the contributions to ``n`` and bind the adjoint if ``n`` has a name."""
+        parts = contribs.pop(n.id)
+        b.span = n.span
+        g = parts[0][0]
+        for p, _, _ in parts[1:]:
+            g = b.op("add", g, p)
+        bd = named.get(n.id)
+        if n.id in wrt_ids and g.shape != n.shape:
+            g = expand(b, g, n)  # a gradient has exactly its variable's shape
+        if bd is not None:
+            name = fresh(adjoint_name(prog.loss, bd.name), taken)
+            adj_names[n.id] = name
+            sources = tuple(dict.fromkeys((src, rule) for _, src, rule in parts if src))
+            kind = "seed" if n is loss_node else "grad" if n.op in LEAVES else "adjoint"
+            backward.append(Binding(name, g, kind,
+                                    bd.span, sources=tuple(s for s, _ in sources),
+                                    note="; ".join(dict.fromkeys(r for _, r in sources if r))
+                                    or None))
+        return g
+
+    b.span = loss_node.span
+    seed = b.const(1.0)
+    contribs[loss_node.id].append((seed, None, ""))
+    pending_leaves: dict[int, Node] = {}
+    for n in reversed(order):
+        if n.op in LEAVES or n.id not in needs or n.id not in contribs:
+            continue
+        g = finish(n)
+        prim = PRIMITIVES[n.op]
+        b.span = n.span
+        rule = prim.rule
+        for arg, c in zip(n.args, prim.vjp(b, n, g)):
+            if c is None or arg.id not in needs:
+                continue
+            # Only elementwise ops broadcast their operands; other rules already return
+            # a contribution in the argument's own frame.
+            frame = n.shape if prim.elementwise else arg.shape
+            contribs[arg.id].append((unbroadcast(b, c, frame, arg.shape), owner.get(n.id),
+                                     rule))
+            if arg.op in LEAVES:
+                pending_leaves[arg.id] = arg
+        # Leaves whose earliest use was this node have all their contributions now.
+        for leaf_id in [i for i in pending_leaves if first_use[i] == n.id]:
+            finish(pending_leaves.pop(leaf_id))
+    for leaf in pending_leaves.values():  # its first use passed no gradient on
+        finish(leaf)
+
+    for name in prog.wrt:
+        leaf = by_name[name].node
+        if leaf.id in adj_names:
+            grads[name] = adj_names[leaf.id]
+        else:  # the loss does not depend on it
+            b.span = by_name[name].span
+            adj = fresh(adjoint_name(prog.loss, name), taken)
+            backward.append(Binding(adj, b.op("zeros_like", leaf), "grad",
+                                    by_name[name].span,
+                                    note=f"{prog.loss} does not depend on {name}"))
+            grads[name] = adj
+    return prog.with_(backward=backward, grads=grads, stage="grad")

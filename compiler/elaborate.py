@@ -1,0 +1,394 @@
+"""Elaboration: the checked, desugared AST -> an IR ``Program`` with every shape known.
+
+Resolves ``let`` constants, inputs (with defaults), targets, parameters (shapes, ``fan_in``
+found from how each weight is used, initializers), equations, ``output``, ``loss`` and
+``grad wrt``; collects the training configuration. Every shape rule failure becomes a
+``SpecError`` located at the offending expression and naming the operands' shapes; an
+equation that fails poisons its name so later uses do not report the same problem again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ast
+from .check import model_name, setting_value
+from .desugar import NotConstant, const_value
+from .errors import Diagnostics, Span
+from .functions import FUNCTIONS
+from .ir import Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, topo_order
+from .primitives import labels
+from .vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS, optimizer_defaults
+
+_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow"}
+
+
+class _Poisoned(Exception):
+    """An operand already failed; its error has been reported."""
+
+
+def elaborate(spec: ast.Spec, diags: Diagnostics) -> Program | None:
+    return _Elaborator(spec, diags).run()
+
+
+class _Elaborator:
+    def __init__(self, spec: ast.Spec, diags: Diagnostics):
+        self.spec, self.diags = spec, diags
+        self.lines = spec.source.splitlines()
+        dtype = next((s.name for s in spec.statements if isinstance(s, ast.DtypeStmt)),
+                     "float64")
+        self.b = Builder(dtype)
+        self.env: dict[str, Node | None] = {}  # None: poisoned by an earlier error
+        self.symbols: dict[str, tuple[str, int]] = {}
+
+    # ------------------------------------------------------------------------- driver
+    def run(self) -> Program | None:
+        spec = self.spec
+        inputs, targets, params, forward = [], [], [], []
+        inits: dict[str, Init] = {}
+        defaults: dict[str, object] = {}
+        param_stmts: dict[str, ast.Param] = {}
+        loss = output = None
+        wrt_inputs: list[str] = []
+        config: dict[str, object] = {}
+        for st in spec.statements:
+            self.b.span = st.span
+            if isinstance(st, ast.Input):
+                node, default = self._input(st)
+                if node is not None:
+                    inputs.append(Binding(st.name, node, "input", st.span))
+                    if default is not None:
+                        defaults[st.name] = default
+            elif isinstance(st, ast.Target):
+                node = self._data_leaf(st.name, st.shape)
+                if node is not None:
+                    targets.append(Binding(st.name, node, "target", st.span))
+            elif isinstance(st, ast.Param):
+                result = self._param(st)
+                if result is not None:
+                    node, init = result
+                    params.append(Binding(st.name, node, "param", st.span))
+                    inits[st.name] = init
+                    param_stmts[st.name] = st
+            elif isinstance(st, ast.Equation):
+                if st.value is None:  # 'output NAME' names an existing value
+                    output = st.name
+                    continue
+                node = self._expr_top(st.value)
+                self.env[st.name] = node
+                if node is None:
+                    continue
+                forward.append(Binding(st.name, node, st.kind, st.span))
+                if st.kind == "loss":
+                    loss = st.name
+                    if node.shape != ():
+                        self.diags.error(
+                            f"the loss must be a scalar, but '{st.name}' has shape "
+                            f"{fmt_shape(node.shape)}", st.value.span,
+                            "reduce it, e.g. mean(...) or sum(...)")
+                elif st.kind == "output":
+                    output = st.name
+            elif isinstance(st, ast.GradWrt):
+                for name, _ in st.names:
+                    if any(i.name == name for i in inputs) and name not in wrt_inputs:
+                        wrt_inputs.append(name)
+            elif isinstance(st, ast.Optimizer):
+                config["optimizer"] = self._optimizer(st)
+            elif isinstance(st, ast.Train):
+                config["train"] = {s.key: setting_value(s.key, s.value, spec.constants,
+                                                        self.diags) for s in st.settings}
+            elif isinstance(st, ast.Data):
+                config["data"] = self._data(st)
+        if self.diags.items or loss is None:
+            return None
+        self._mark_label_targets(forward)
+        for name, init in inits.items():
+            node = next(p.node for p in params if p.name == name)
+            self._fan(name, node, init, forward, param_stmts[name])
+        if self.diags.items:
+            return None
+        if output is None:
+            output = self._implied_output(forward, loss)
+        name, _ = model_name(spec)
+        return Program(
+            name=name, path=spec.path, dtype=self.b.dtype, inputs=inputs, targets=targets,
+            params=params, inits=inits, forward=forward, loss=loss, output=output,
+            wrt=[p.name for p in params] + wrt_inputs, defaults=defaults,
+            symbols=self.symbols, config=config,
+            source_lines={i + 1: line for i, line in enumerate(self.lines)})
+
+    # ------------------------------------------------------------------------- leaves
+    def _shape(self, shape: ast.Shape, owner: str, fixed: bool) -> tuple | None:
+        dims = []
+        for axis, d in enumerate(shape.dims):
+            v = d.value
+            if isinstance(v, ast.FanIn):
+                src = self.env.get(v.of)
+                if src is None:
+                    return None
+                if not src.shape:
+                    self.diags.error(f"a dense layer needs a vector or matrix input, but "
+                                     f"'{v.of}' is a scalar", d.span)
+                    return None
+                v = src.shape[-1]
+                if not isinstance(v, int):
+                    self.diags.error(f"the last dimension of '{src and v}' must be a number "
+                                     f"to size a dense layer", d.span)
+                    return None
+            if isinstance(v, str):
+                if fixed:
+                    self.diags.error(f"parameter '{owner}' needs fixed dimensions; '{v}' is "
+                                     "symbolic", d.span,
+                                     f"use a number or a 'let' constant (let {v} = ...)")
+                    return None
+                self.symbols.setdefault(v, (owner, axis))
+            dims.append(v)
+        return tuple(dims)
+
+    def _data_leaf(self, name: str, shape: ast.Shape) -> Node | None:
+        dims = self._shape(shape, name, fixed=False)
+        if dims is None:
+            return None
+        node = self.b.leaf("input", name, dims)
+        self.env[name] = node
+        for axis, d in enumerate(dims):
+            if isinstance(d, str):
+                self.b.symbols.setdefault(d, (node, axis))
+        return node
+
+    def _input(self, st: ast.Input):
+        default = None
+        if st.default is not None:
+            default = const_value(st.default, self.spec.constants)
+            dshape = np.shape(default)
+            if st.shape is None:
+                node = self.b.leaf("input", st.name, dshape)
+                self.env[st.name] = node
+                return node, default
+            declared = self._shape(st.shape, st.name, fixed=False)
+            if declared is not None and tuple(declared) != dshape:
+                self.diags.error(f"the default of '{st.name}' has shape {fmt_shape(dshape)}, "
+                                 f"but it is declared {fmt_shape(declared)}", st.default.span)
+                return None, None
+        return self._data_leaf(st.name, st.shape), default
+
+    def _param(self, st: ast.Param):
+        init_expr = st.init
+        constants = self.spec.constants
+        literal = None
+        if not isinstance(init_expr, (ast.Name, ast.Call)) or (
+                isinstance(init_expr, ast.Name) and init_expr.id in constants):
+            literal = const_value(init_expr, constants)
+        if st.shape is None:
+            shape = np.shape(literal) if literal is not None else ()
+            if literal is None:
+                self.diags.error(f"parameter '{st.name}' needs a shape for initializer "
+                                 f"'{getattr(init_expr, 'id', getattr(init_expr, 'func', ''))}'",
+                                 st.name_span, f"e.g. 'param {st.name} : [3, 4] = ...'")
+                return None
+        else:
+            shape = self._shape(st.shape, st.name, fixed=True)
+            if shape is None:
+                return None
+        if literal is not None:
+            lshape = np.shape(literal)
+            if lshape and tuple(lshape) != tuple(shape):
+                self.diags.error(f"the initial value of '{st.name}' has shape "
+                                 f"{fmt_shape(lshape)}, but '{st.name}' is declared "
+                                 f"{fmt_shape(shape)}", init_expr.span)
+                return None
+            if isinstance(init_expr, ast.Matrix):
+                rows = init_expr.rows
+                if len({len(r) for r in rows}) > 1:
+                    self.diags.error("every row of a matrix literal needs the same length",
+                                     init_expr.span)
+                    return None
+            init = Init("array" if lshape else "value", {"value": literal})
+        else:
+            name = init_expr.id if isinstance(init_expr, ast.Name) else init_expr.func
+            args = dict(INITIALIZERS[name].defaults())
+            if isinstance(init_expr, ast.Call):
+                sig = INITIALIZERS[name]
+                for pname, arg in zip(sig.names, init_expr.args):
+                    args[pname] = const_value(arg, constants)
+                for kw in init_expr.kwargs:
+                    args[kw.name] = const_value(kw.value, constants)
+            init = Init(INIT_ALIASES.get(name, name), args, note=st.origin)
+            if init.kind == "normal" and args.get("std", 1) < 0:
+                self.diags.error("'std' must not be negative", init_expr.span)
+        node = self.b.leaf("param", st.name, shape)
+        self.env[st.name] = node
+        return node, init
+
+    def _fan(self, name: str, node: Node, init: Init, forward, st: ast.Param) -> None:
+        shape = node.shape
+        fan_in = fan_out = None
+        how = None
+        for n in topo_order([b.node for b in forward]):
+            if n.op != "matmul":
+                continue
+            left, right = n.args
+            for operand, is_right in ((right, True), (left, False)):
+                transposed = operand.op == "transpose"
+                base = operand.args[0] if transposed else operand
+                if base is not node or len(shape) != 2:
+                    continue
+                row = is_right != transposed  # x @ W, or W.T @ h
+                fan_in, fan_out = (shape[0], shape[1]) if row else (shape[1], shape[0])
+                how = (f"{name} is used as x @ {name}{'.T' if transposed else ''}, so fan_in "
+                       f"is its {'first' if row else 'second'} dimension" if is_right else
+                       f"{name} is used as {name}{'.T' if transposed else ''} @ h, so fan_in "
+                       f"is its {'second' if not row else 'first'} dimension")
+                break
+            if how:
+                break
+        if how is None:
+            fan_in = shape[0] if shape else 1
+            fan_out = shape[1] if len(shape) > 1 else fan_in
+            how = (f"{name} is not used in a matmul; fan_in is taken as its first dimension"
+                   if shape else f"{name} is a scalar; fan_in is 1")
+        init.fan_in, init.fan_out = int(fan_in), int(fan_out)
+        if init.kind in FAN_INITIALIZERS:
+            init.note = "; ".join(x for x in (init.note, how) if x)
+
+    # ------------------------------------------------------------------------- expressions
+    def _expr_top(self, e: ast.Expr) -> Node | None:
+        try:
+            return self._expr(e)
+        except _Poisoned:
+            return None
+
+    def _text(self, span: Span) -> str:
+        if span.line != span.end_line or not 1 <= span.line <= len(self.lines):
+            return "this expression"
+        return self.lines[span.line - 1][span.col - 1:span.end_col - 1]
+
+    def _apply(self, e: ast.Expr, described: list[tuple[ast.Expr, Node]], build):
+        """Run ``build()`` (which creates nodes), turning a shape failure into a diagnostic."""
+        saved = self.b.span
+        self.b.span = e.span
+        try:
+            return build()
+        except ShapeError as err:
+            parts = []
+            nodes = getattr(err, "nodes", ())
+            for i in err.operands:
+                if i < len(nodes):
+                    n = nodes[i]
+                    src = next((a for a, an in described if an is n), None)
+                    who = f"'{self._text(src.span)}'" if src is not None else "an operand"
+                    parts.append(f"{who} is {fmt_shape(n.shape)}")
+            msg = err.message + (": " + ", ".join(parts) if parts else "")
+            self.diags.error(msg, e.span, err.hint)
+            raise _Poisoned() from None
+        finally:
+            self.b.span = saved
+
+    def _expr(self, e: ast.Expr) -> Node:
+        b = self.b
+        if isinstance(e, ast.Num):
+            return self._apply(e, [], lambda: b.const(e.value))
+        if isinstance(e, ast.Name):
+            if e.id in self.spec.constants:
+                return self._apply(e, [], lambda: b.const(self.spec.constants[e.id]))
+            node = self.env.get(e.id)
+            if node is None:
+                raise _Poisoned()
+            return node
+        if isinstance(e, ast.BinOp):
+            left, right = self._expr(e.left), self._expr(e.right)
+            return self._apply(e, [(e.left, left), (e.right, right)],
+                               lambda: b.op(_BINOPS[e.op], left, right))
+        if isinstance(e, ast.Neg):
+            x = self._expr(e.operand)
+            return self._apply(e, [(e.operand, x)], lambda: b.op("neg", x))
+        if isinstance(e, ast.Transpose):
+            x = self._expr(e.operand)
+            return self._apply(e, [(e.operand, x)], lambda: b.op("transpose", x))
+        if isinstance(e, ast.Matrix):
+            try:
+                value = const_value(e, self.spec.constants)
+            except NotConstant as err:
+                self.diags.error(f"a matrix literal holds constants: {err.why}", err.expr.span)
+                raise _Poisoned() from None
+            if len({len(r) for r in e.rows}) > 1:
+                self.diags.error("every row of a matrix literal needs the same length", e.span)
+                raise _Poisoned()
+            return self._apply(e, [], lambda: b.const(value))
+        if isinstance(e, ast.Call):
+            return self._call(e)
+        raise AssertionError(f"unexpected expression {e!r}")
+
+    def _call(self, e: ast.Call) -> Node:
+        fn = FUNCTIONS[e.func]
+        names = fn.signature.names
+        bound: dict[str, ast.Expr] = dict(zip(names, e.args))
+        bound.update({k.name: k.value for k in e.kwargs})
+        args: dict[str, Node] = {}
+        static: dict[str, object] = dict(fn.signature.defaults())
+        described = []
+        for pname, expr in bound.items():
+            if pname in fn.static:
+                static[pname] = self._static(pname, expr)
+            else:
+                node = self._expr(expr)
+                args[pname] = node
+                described.append((expr, node))
+        return self._apply(e, described, lambda: fn.lower(self.b, args, static))
+
+    def _static(self, pname: str, expr: ast.Expr):
+        constants = self.spec.constants
+        if pname == "shape":  # reshape's target: numbers, lets, symbolic dims, one -1
+            items = expr.rows[0] if isinstance(expr, ast.Matrix) and len(expr.rows) == 1 else [expr]
+            dims = []
+            for item in items:
+                if isinstance(item, ast.Name) and item.id not in constants:
+                    if item.id not in self.symbols:
+                        self.diags.error(f"'{item.id}' is not a dimension of any input", item.span)
+                        raise _Poisoned()
+                    dims.append(item.id)
+                else:
+                    dims.append(const_value(item, constants))
+            return dims
+        value = const_value(expr, constants)
+        if pname == "axis" and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return value
+
+    # ------------------------------------------------------------------------- after the equations
+    def _mark_label_targets(self, forward) -> None:
+        for n in topo_order([b.node for b in forward]):
+            if n.op == "softmax_xent" and labels(n.args[2], n.args[0]):
+                if n.args[2].op == "input":
+                    n.args[2].dtype = "int"
+
+    def _implied_output(self, forward: list[Binding], loss: str) -> str | None:
+        """Without 'output': the last equation before the loss that the loss depends on."""
+        loss_node = next(b.node for b in forward if b.name == loss)
+        reachable = {n.id for n in topo_order([loss_node])}
+        for b in reversed(forward):
+            if b.name != loss and b.node.id in reachable:
+                return b.name
+        return None
+
+    def _optimizer(self, st: ast.Optimizer) -> dict:
+        settings = optimizer_defaults(st.name)
+        for kw in st.kwargs:
+            if kw.name == "schedule":
+                settings[kw.name] = kw.value.id
+            else:
+                settings[kw.name] = const_value(kw.value, self.spec.constants)
+        return {"name": st.name, **settings}
+
+    def _data(self, st: ast.Data) -> dict:
+        if st.path is not None:
+            return {"path": st.path}
+        from .vocab import DATASETS
+
+        sig = DATASETS[st.name]
+        args = dict(sig.defaults())
+        for pname, arg in zip(sig.names, st.args):
+            args[pname] = const_value(arg, self.spec.constants)
+        for kw in st.kwargs:
+            args[kw.name] = const_value(kw.value, self.spec.constants)
+        return {"name": st.name, **args}

@@ -1,0 +1,243 @@
+"""The IR: a straight-line SSA graph of primitive operations with shapes and spans.
+
+A ``Node`` is one primitive application (``op`` names an entry of the primitive table).
+Nodes are immutable and refer to their arguments directly, so the graph is a DAG in
+creation (= topological) order. Names live in ``Binding`` s: a spec equation, a parameter,
+an adjoint ``dL_dW1`` … each binds a name to a node. Two names may bind the same node
+(``dl_dbeta3 = dl_df3``); the printer writes the second as an alias.
+
+A ``Program`` is the whole model: leaves (inputs, targets, parameters with their
+initializers), forward bindings, the loss and output, and after differentiation the
+backward bindings and which of them are the gradients.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import Span
+
+Dim = int | str  # a fixed size, or a symbolic dimension such as "N"
+Shape = tuple[Dim, ...]
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "scalar" if not shape else "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+class ShapeError(Exception):
+    """A shape rule failed. ``operands`` are the argument indices the message is about."""
+
+    def __init__(self, message: str, operands: tuple[int, ...] = (0, 1), hint: str | None = None):
+        super().__init__(message)
+        self.message, self.operands, self.hint = message, operands, hint
+
+
+_ids = itertools.count()
+
+
+class Node:
+    __slots__ = ("id", "op", "args", "attrs", "shape", "dtype", "span")
+
+    def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape,
+                 dtype: str, span: Span | None):
+        self.id = next(_ids)
+        self.op, self.args, self.attrs = op, args, attrs
+        self.shape, self.dtype, self.span = shape, dtype, span
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def key(self) -> tuple:
+        """Structural identity, for common-subexpression elimination."""
+        if self.op in ("input", "param"):
+            return (self.op, self.attr("name"))
+        return (self.op, tuple(a.id for a in self.args), self.attrs)
+
+    @property
+    def is_const(self) -> bool:
+        return self.op == "const"
+
+    @property
+    def value(self) -> Any:
+        return self.attr("value")
+
+    def __repr__(self) -> str:
+        return f"<{self.op}#{self.id} {fmt_shape(self.shape)}>"
+
+
+def freeze(value: Any) -> Any:
+    """Make attribute values hashable (lists become tuples)."""
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+class Builder:
+    """Creates nodes through the primitive table, inferring shape and dtype."""
+
+    def __init__(self, dtype: str = "float64", span: Span | None = None,
+                 symbols: dict[str, tuple[Node, int]] | None = None):
+        self.dtype = dtype
+        self.span = span  # the span given to nodes built now (set per spec expression)
+        # Symbolic dimension -> (the input leaf that defines it, its axis), so a size is
+        # printed as ``x.shape[0]`` and never recomputes an expression.
+        self.symbols = symbols if symbols is not None else {}
+
+    def op(self, op: str, *args: Node, **attrs: Any) -> Node:
+        from .primitives import PRIMITIVES
+
+        prim = PRIMITIVES[op]
+        if prim.arity is not None and len(args) != prim.arity:
+            raise TypeError(f"{op} takes {prim.arity} arguments, got {len(args)}")
+        frozen = tuple(sorted((k, freeze(v)) for k, v in attrs.items()))
+        try:
+            shape = prim.shape(args, dict(frozen))
+        except ShapeError as err:
+            err.nodes = args  # so the caller can name the operands in its message
+            raise
+        dtype = prim.result_dtype(args, self.dtype)
+        return Node(op, tuple(args), frozen, tuple(shape), dtype, self.span)
+
+    def const(self, value: Any) -> Node:
+        import numpy as np
+
+        arr = np.asarray(value, dtype=float)
+        if not np.all(np.isfinite(arr)):
+            raise ShapeError("constants must be finite numbers", ())
+        return self.op("const", value=freeze(value))
+
+    def leaf(self, op: str, name: str, shape: Shape, dtype: str | None = None, **attrs) -> Node:
+        frozen = tuple(sorted((("name", name),) + tuple((k, freeze(v)) for k, v in
+                                                     attrs.items())))
+        return Node(op, (), frozen, tuple(shape), dtype or self.dtype, self.span)
+
+    def axes(self, x: Node, axis: Any) -> tuple[int, ...] | None:
+        """Normalise a spec ``axis`` (None, int or list, negatives allowed) for ``x``."""
+        if axis is None:
+            return None
+        items = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        rank = len(x.shape)
+        out = []
+        for a in items:
+            if not isinstance(a, int) or isinstance(a, bool):
+                raise ShapeError(f"axis must be a whole number, not {a!r}", ())
+            if not -rank <= a < rank:
+                raise ShapeError(f"axis {a} is out of range for a value of shape "
+                                 f"{fmt_shape(x.shape)}", (0,))
+            out.append(a % rank)
+        if len(set(out)) != len(out):
+            raise ShapeError("an axis is repeated", ())
+        return tuple(sorted(out))
+
+    def size(self, dims) -> Node:
+        """The product of ``dims``: a constant when all are known, else ``x.shape[i] * …``."""
+        fixed, node = 1, None
+        for d in dims:
+            if isinstance(d, int):
+                fixed *= d
+                continue
+            leaf, axis = self.symbols[d]
+            part = self.op("count", leaf, axis=(axis,))
+            node = part if node is None else self.op("mul", node, part)
+        if node is None:
+            return self.const(fixed)
+        return node if fixed == 1 else self.op("mul", self.const(fixed), node)
+
+    def count(self, x: Node, axes: tuple[int, ...] | None) -> Node:
+        """How many elements a reduction over ``axes`` combines (a constant when known)."""
+        return self.size(x.shape if axes is None else tuple(x.shape[a] for a in axes))
+
+    def symbol_table(self, leaves, symbols: dict[str, tuple[str, int]]) -> None:
+        by_name = {b.name: b.node for b in leaves}
+        self.symbols = {s: (by_name[n], a) for s, (n, a) in symbols.items() if n in by_name}
+
+    def rows(self, x: Node) -> Node:
+        """The number of examples: every axis but the last (1 for a vector or scalar)."""
+        return self.count(x, tuple(range(len(x.shape) - 1)))
+
+
+@dataclass
+class Init:
+    """How a parameter starts: ``kind`` is an initializer name, "value" or "array"."""
+
+    kind: str
+    args: dict[str, Any] = field(default_factory=dict)
+    fan_in: int | None = None
+    fan_out: int | None = None
+    note: str | None = None  # how fan_in was found / why this default
+
+
+@dataclass
+class Binding:
+    name: str
+    node: Node
+    kind: str  # input target param eq output loss seed adjoint
+    span: Span | None = None
+    # For backward bindings: the forward equations this adjoint differentiates.
+    sources: tuple[str, ...] = ()
+    note: str | None = None
+
+
+@dataclass
+class Program:
+    name: str
+    path: str
+    dtype: str
+    inputs: list[Binding]
+    targets: list[Binding]
+    params: list[Binding]
+    inits: dict[str, Init]
+    forward: list[Binding]
+    loss: str
+    output: str | None
+    wrt: list[str]  # what is differentiated: parameters, then 'grad wrt' inputs
+    defaults: dict[str, Any] = field(default_factory=dict)  # input name -> default value
+    symbols: dict[str, tuple[str, int]] = field(default_factory=dict)  # N -> (input, axis)
+    config: dict[str, Any] = field(default_factory=dict)
+    backward: list[Binding] = field(default_factory=list)
+    grads: dict[str, str] = field(default_factory=dict)  # wrt name -> backward binding
+    source_lines: dict[int, str] = field(default_factory=dict)
+    stage: str = "ir"
+
+    @property
+    def leaves(self) -> list[Binding]:
+        return self.inputs + self.targets + self.params
+
+    def binding(self, name: str) -> Binding:
+        for b in self.leaves + self.forward + self.backward:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    def all_bindings(self) -> list[Binding]:
+        return self.leaves + self.forward + self.backward
+
+    def with_(self, **changes) -> "Program":
+        return replace(self, **changes)
+
+
+def topo_order(roots) -> list[Node]:
+    """Every node reachable from ``roots``, arguments before users."""
+    seen: set[int] = set()
+    order: list[Node] = []
+    stack = [(r, False) for r in reversed(list(roots))]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        stack.append((node, True))
+        for a in reversed(node.args):
+            if a.id not in seen:
+                stack.append((a, False))
+    return order

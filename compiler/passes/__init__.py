@@ -1,0 +1,42 @@
+"""Optimization passes, each a function ``Program -> Program`` in its own module.
+
+``rewrite`` is the shared walk: it rebuilds every node reachable from the bindings in
+topological order, letting a pass replace a node given its (already rewritten)
+arguments, and remaps every binding to the rewritten node.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..ir import Binding, Builder, Node, Program, topo_order
+
+Rule = Callable[[Builder, Node, tuple[Node, ...]], Node | None]
+
+
+def rebuild(b: Builder, node: Node, args: tuple[Node, ...]) -> Node:
+    """``node`` with new arguments (the same node when nothing changed)."""
+    if all(x is y for x, y in zip(args, node.args)):
+        return node
+    b.span = node.span
+    return b.op(node.op, *args, **dict(node.attrs))
+
+
+def rewrite(prog: Program, rule: Rule) -> Program:
+    """Apply ``rule`` bottom-up; a rule returns a replacement node or None to keep it."""
+    b = Builder(prog.dtype)
+    bindings = prog.all_bindings()
+    memo: dict[int, Node] = {}
+    for node in topo_order([bd.node for bd in bindings]):
+        args = tuple(memo[a.id] for a in node.args)
+        b.span = node.span
+        new = rule(b, node, args)
+        memo[node.id] = new if new is not None else rebuild(b, node, args)
+
+    def remap(items: list[Binding]) -> list[Binding]:
+        return [Binding(bd.name, memo[bd.node.id], bd.kind, bd.span, bd.sources, bd.note)
+                for bd in items]
+
+    return prog.with_(inputs=remap(prog.inputs), targets=remap(prog.targets),
+                      params=remap(prog.params), forward=remap(prog.forward),
+                      backward=remap(prog.backward))

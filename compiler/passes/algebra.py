@@ -1,0 +1,79 @@
+"""Algebraic identities: x*1, 1*x, x+0, 0+x, x-0, 0-x, x/1, --x, x^1, x^0, x^-1, 0*x,
+and multiplications by ``ones_like`` that do not change the shape.
+
+Every rewrite keeps the node's shape: ``0 * x`` becomes ``zeros_like(x)`` unless ``x`` is
+a scalar, and ``x * ones_like(y)`` becomes ``x`` only when ``x`` already has the shape.
+"""
+
+from __future__ import annotations
+
+from ..ir import Program
+from . import rewrite
+
+
+def _is(node, value) -> bool:
+    return node.is_const and not isinstance(node.value, tuple) and node.value == value
+
+
+def _same_shape(x, node):
+    return x.shape == node.shape and x.dtype == node.dtype
+
+
+def _zero_like(b, x, node):
+    if node.shape == ():
+        return b.const(0)
+    return b.op("zeros_like", x if x.shape == node.shape else b.op("ones_like", x))
+
+
+def _identities(b, node, args):
+    op = node.op
+    if op == "mul":
+        x, y = args
+        for one, other in ((x, y), (y, x)):
+            if _is(one, 1) and _same_shape(other, node):
+                return other
+            if one.op == "ones_like" and _same_shape(other, node):
+                return other
+        for zero, other in ((x, y), (y, x)):
+            if _is(zero, 0) and other.shape == node.shape:
+                return _zero_like(b, other, node)
+        if x.is_const and y.op == "mul" and y.args[0].is_const and not isinstance(
+                x.value, tuple) and not isinstance(y.args[0].value, tuple):
+            return b.op("mul", b.const(x.value * y.args[0].value), y.args[1])
+    elif op == "add":
+        x, y = args
+        if _is(y, 0) and _same_shape(x, node):
+            return x
+        if _is(x, 0) and _same_shape(y, node):
+            return y
+        if y.op == "zeros_like" and _same_shape(x, node):
+            return x
+        if x.op == "zeros_like" and _same_shape(y, node):
+            return y
+    elif op == "sub":
+        x, y = args
+        if _is(y, 0) and _same_shape(x, node):
+            return x
+        if _is(x, 0) and _same_shape(y, node):
+            return b.op("neg", y)
+    elif op == "div":
+        x, y = args
+        if _is(y, 1) and _same_shape(x, node):
+            return x
+    elif op == "neg":
+        (x,) = args
+        if x.op == "neg":
+            return x.args[0]
+    elif op == "pow":
+        x, y = args
+        if _is(y, 1) and _same_shape(x, node):
+            return x
+        if _is(y, 0):
+            return b.const(1) if node.shape == () else b.op("ones_like", x)
+        if _is(y, -1):
+            return b.op("div", b.const(1), x)
+    return None
+
+
+def simplify_algebra(prog: Program) -> Program:
+    return rewrite(prog, _identities)

@@ -1,0 +1,612 @@
+"""The primitive table: every IR operation in one entry.
+
+Each ``Primitive`` has
+- a **shape rule** ``shape(args, attrs) -> Shape`` (raises ``ShapeError``);
+- a **NumPy printer** ``emit(args, attrs, node) -> (text, precedence)``, given its
+  arguments already printed as ``(text, precedence)``;
+- a **reference evaluator** ``evaluate(values, attrs) -> ndarray`` in plain NumPy (the
+  IR interpreter used by tests and ``bpc show --stage``-level checks);
+- a **vector-Jacobian rule** ``vjp(b, node, g) -> [contribution or None per argument]``,
+  written with the IR builder ``b`` so the backward pass is IR like the forward. ``g`` is
+  the adjoint of ``node``; it may be smaller than ``node.shape`` but broadcasts to it
+  (adjoints stay lazily broadcast until a rule needs the full shape: ``expand``).
+  Contributions are reduced back to each argument's shape by ``unbroadcast`` in
+  ``autodiff``, the one place that handles broadcasting for every binary op alike.
+- ``rule``: the calculus fact, quoted in comments of generated code.
+
+Nothing else in the compiler switches on operation names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .ir import Builder, Node, Shape, ShapeError, fmt_shape
+
+# Python operator precedence, for printing with the fewest parentheses.
+CMP, ADD, MUL, UNARY, POW, POSTFIX, ATOM = 5, 10, 11, 12, 13, 15, 16
+
+
+@dataclass(frozen=True)
+class Primitive:
+    name: str
+    arity: int | None
+    shape: Callable[[tuple[Node, ...], dict], Shape]
+    emit: Callable[[list[tuple[str, int]], dict, Node], tuple[str, int]]
+    evaluate: Callable[[list[np.ndarray], dict], np.ndarray]
+    vjp: Callable[[Builder, Node, Node], list[Node | None]] | None = None
+    rule: str = ""
+    dtype: str | None = None  # fixed result dtype ("bool", "int"), else the program's
+    elementwise: bool = False
+    cheap: bool = False  # a view or O(1): printed inline even when used twice
+    # Distance of the operands from a point where the op is not differentiable (relu at
+    # 0, max at a tie); gradient checks skip points closer than 1e-3. None: smooth.
+    kink: Callable[[list[np.ndarray], dict], float] | None = None
+
+    def result_dtype(self, args, default: str) -> str:
+        return self.dtype or default
+
+
+PRIMITIVES: dict[str, Primitive] = {}
+
+
+def _register(p: Primitive) -> Primitive:
+    assert p.name not in PRIMITIVES, p.name
+    PRIMITIVES[p.name] = p
+    return p
+
+
+# ----------------------------------------------------------------------------- printing helpers
+def paren(arg: tuple[str, int], min_prec: int) -> str:
+    text, prec = arg
+    return text if prec >= min_prec else f"({text})"
+
+
+def _binary(sym: str, prec: int):
+    def emit(a, attrs, node):
+        return f"{paren(a[0], prec)} {sym} {paren(a[1], prec + 1)}", prec
+    return emit
+
+
+def _call(fn: str, *keys: str):
+    def emit(a, attrs, node):
+        parts = [t for t, _ in a] + [f"{k}={attrs[k]!r}" for k in keys if attrs.get(k) is not None]
+        return f"{fn}({', '.join(parts)})", POSTFIX
+    return emit
+
+
+def _axis_text(axes):
+    if axes is None:
+        return None
+    return axes[0] if len(axes) == 1 else tuple(axes)
+
+
+def _reduce_call(fn: str):
+    def emit(a, attrs, node):
+        parts = [a[0][0]]
+        axis = _axis_text(attrs.get("axis"))
+        if axis is not None:
+            parts.append(f"axis={axis!r}")
+        if attrs.get("keepdims"):
+            parts.append("keepdims=True")
+        return f"{fn}({', '.join(parts)})", POSTFIX
+    return emit
+
+
+def format_number(value) -> str:
+    if isinstance(value, bool):
+        raise TypeError("booleans are not numbers here")
+    if isinstance(value, int):
+        return repr(value)
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError("non-finite constant")
+    return repr(value)
+
+
+def _emit_const(a, attrs, node):
+    value = attrs["value"]
+    if isinstance(value, tuple):
+        def lit(v):
+            return "[" + ", ".join(lit(x) for x in v) + "]" if isinstance(v, tuple) \
+                else format_number(float(v))
+        return f"np.array({lit(value)}, dtype=DTYPE)", POSTFIX
+    text = format_number(value)
+    return text, (UNARY if text.startswith("-") else ATOM)
+
+
+# ----------------------------------------------------------------------------- shape helpers
+def broadcast_shapes(a: Shape, b: Shape) -> Shape:
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise ShapeError("shapes do not broadcast")
+    return tuple(reversed(out))
+
+
+def _same(args, attrs):
+    return args[0].shape
+
+
+def _broadcast(args, attrs):
+    shape = args[0].shape
+    for other in args[1:]:
+        shape = broadcast_shapes(shape, other.shape)
+    return shape
+
+
+def _scalar(args, attrs):
+    return ()
+
+
+def _reduced(args, attrs):
+    shape, axes = args[0].shape, attrs.get("axis")
+    if axes is None:
+        return tuple(1 for _ in shape) if attrs.get("keepdims") else ()
+    if attrs.get("keepdims"):
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _matmul_shape(args, attrs):
+    a, b = args[0].shape, args[1].shape
+    if len(a) == 0 or len(b) == 0:
+        raise ShapeError("'@' needs vectors or matrices, not scalars",
+                         hint="use '*' to multiply by a scalar")
+    if len(a) > 2 or len(b) > 2:
+        raise ShapeError("'@' supports 1-D and 2-D operands only")
+    inner_a = a[-1]
+    inner_b = b[0] if len(b) == 1 else b[-2]
+    if inner_a != inner_b:
+        raise ShapeError("matmul inner dimensions differ",
+                         hint="the last dimension on the left of '@' must equal the first "
+                              "dimension of a matrix on its right")
+    return a[:-1] + b[1:]
+
+
+def _transpose_shape(args, attrs):
+    return tuple(reversed(args[0].shape))
+
+
+def _size_split(shape):
+    fixed, symbols = 1, []
+    for d in shape:
+        if isinstance(d, int):
+            fixed *= d
+        else:
+            symbols.append(d)
+    return fixed, sorted(symbols)
+
+
+def _reshape_shape(args, attrs):
+    src, want = args[0].shape, list(attrs["shape"])
+    if sum(1 for d in want if d == -1) > 1:
+        raise ShapeError("reshape can infer (-1) at most one dimension", (0,))
+    fixed_src, sym_src = _size_split(src)
+    known = [d for d in want if d != -1]
+    fixed_w, sym_w = _size_split(known)
+    if -1 in want:
+        if sym_w != sym_src[:len(sym_w)] and not set(sym_w) <= set(sym_src):
+            raise ShapeError("reshape cannot keep the size", (0,))
+        rest = [s for s in sym_src]
+        for s in sym_w:
+            rest.remove(s)
+        if rest or fixed_src % fixed_w:
+            raise ShapeError(f"reshape to [{', '.join(map(str, want))}] cannot keep the size",
+                             (0,))
+        want[want.index(-1)] = fixed_src // fixed_w
+    elif fixed_w != fixed_src or sym_w != sym_src:
+        raise ShapeError(f"reshape to {fmt_shape(tuple(want))} changes the number of elements",
+                         (0,))
+    for d in want:
+        if isinstance(d, int) and d < 1:
+            raise ShapeError("reshape dimensions must be positive", (0,))
+    return tuple(want)
+
+
+def _xent_shape(args, attrs):
+    logits, lse, t = args[0].shape, args[1].shape, args[2].shape
+    if len(logits) == 0:
+        raise ShapeError("softmax_cross_entropy needs logits with a class axis, not a scalar",
+                         (0,))
+    if t != logits and t != logits[:-1]:
+        raise ShapeError("targets must be one-hot with the logits' shape, or integer labels "
+                         "with the shape of all but the last axis", (0, 2))
+    return ()
+
+
+def _sigmoid_xent_shape(args, attrs):
+    broadcast_shapes(args[0].shape, args[1].shape)
+    if args[0].shape != broadcast_shapes(args[0].shape, args[1].shape):
+        raise ShapeError("targets must broadcast to the logits' shape", (0, 1))
+    return ()
+
+
+def labels(t: Node, logits: Node) -> bool:
+    """True when ``t`` holds integer class labels for ``logits`` (not one-hot)."""
+    return len(t.shape) == len(logits.shape) - 1
+
+
+# ----------------------------------------------------------------------------- vjp helpers
+def expand(b: Builder, g: Node, like: Node) -> Node:
+    """``g`` at the full shape of ``like`` (adjoints may be lazily broadcast)."""
+    if g.shape == like.shape:
+        return g
+    return b.op("mul", g, b.op("ones_like", like))
+
+
+def keep_axes(b: Builder, g: Node, node: Node) -> Node:
+    """Undo a reduction's dropped axes so ``g`` broadcasts against the reduced input."""
+    axes, keep = node.attr("axis"), node.attr("keepdims")
+    if keep or axes is None or g.shape == ():
+        return g  # a scalar adjoint broadcasts against anything as it is
+    if len(g.shape) < len(node.shape):
+        g = expand(b, g, node)  # lazily broadcast with fewer axes: give it its own first
+    return b.op("expand_dims", g, axis=axes)
+
+
+def _factor(derivative):
+    """vjp for a unary elementwise op: the derivative (built from x and out) times g."""
+    def vjp(b, node, g):
+        return [b.op("mul", derivative(b, node.args[0], node), g)]
+    return vjp
+
+
+def _unary(name, fn, derivative, rule, numpy=None, vjp=None):
+    """An elementwise function; ``derivative(b, x, out)`` or a whole ``vjp`` (None: zero)."""
+    if vjp is None:
+        vjp = _factor(derivative) if derivative else (lambda b, n, g: [None])
+    return _register(Primitive(name, 1, _same, _call(numpy or f"np.{name}"),
+                               lambda v, a: fn(v[0]), vjp, rule, elementwise=True))
+
+
+def _gap(x) -> float:
+    x = np.abs(np.asarray(x, dtype=float))
+    return float(x.min()) if x.size else np.inf
+
+
+def _top_gap(x, axis) -> float:
+    """How close the maximum is to the runner-up (a tie is max's kink)."""
+    x = np.asarray(x, dtype=float)
+    if x.size < 2:
+        return np.inf
+    s = np.sort(x if axis is None else np.moveaxis(x, axis[0], -1), axis=None if axis is None
+                else -1)
+    if axis is None:
+        return float(s[-1] - s[-2])
+    if s.shape[-1] < 2:
+        return np.inf
+    return float(np.min(s[..., -1] - s[..., -2]))
+
+
+def _sigmoid(x):
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+# ----------------------------------------------------------------------------- leaves
+for _leaf in ("input", "param"):
+    _register(Primitive(_leaf, 0, lambda a, t: (), lambda a, t, n: (t["name"], ATOM),
+                        lambda v, a: None, None, "", cheap=True))
+_register(Primitive("const", 0, lambda args, attrs: np.shape(attrs["value"]), _emit_const,
+                    lambda v, a: np.asarray(a["value"], dtype=float), None, "", cheap=True))
+
+# ----------------------------------------------------------------------------- arithmetic
+_register(Primitive("add", 2, _broadcast, _binary("+", ADD), lambda v, a: v[0] + v[1],
+                    lambda b, n, g: [g, g], "d(a + b) = da + db", elementwise=True))
+_register(Primitive("sub", 2, _broadcast, _binary("-", ADD), lambda v, a: v[0] - v[1],
+                    lambda b, n, g: [g, b.op("neg", g)], "d(a - b) = da - db",
+                    elementwise=True))
+_register(Primitive("mul", 2, _broadcast, _binary("*", MUL), lambda v, a: v[0] * v[1],
+                    lambda b, n, g: [b.op("mul", n.args[1], g), b.op("mul", n.args[0], g)],
+                    "d(a * b) = b da + a db", elementwise=True))
+_register(Primitive("div", 2, _broadcast, _binary("/", MUL), lambda v, a: v[0] / v[1],
+                    lambda b, n, g: [b.op("div", g, n.args[1]),
+                                     b.op("mul", b.op("neg", b.op("div", n, n.args[1])), g)],
+                    "d(a / b) = da / b - (a / b) db / b", elementwise=True))
+
+
+def _emit_neg(a, attrs, node):
+    text, prec = a[0]
+    if prec < POSTFIX or text.startswith("-"):
+        text = f"({text})"
+    return f"-{text}", UNARY
+
+
+_register(Primitive("neg", 1, _same, _emit_neg, lambda v, a: -v[0],
+                    lambda b, n, g: [b.op("neg", g)], "d(-a) = -da", elementwise=True))
+
+
+def _emit_pow(a, attrs, node):
+    return f"{paren(a[0], POSTFIX)} ** {paren(a[1], UNARY)}", POW
+
+
+def _pow_vjp(b, n, g):
+    x, c = n.args
+    dx = b.op("mul", b.op("mul", c, b.op("pow", x, b.op("sub", c, b.const(1)))), g)
+    dc = b.op("mul", b.op("mul", n, b.op("log", x)), g)
+    return [dx, dc]
+
+
+_register(Primitive("pow", 2, _broadcast, _emit_pow, lambda v, a: np.power(v[0], v[1]),
+                    _pow_vjp, "d(a^c) = c a^(c-1) da + a^c log(a) dc", elementwise=True))
+
+
+def _minmax_vjp(first, second):
+    def vjp(b, n, g):
+        a, c = n.args
+        return [b.op("mul", b.op(first, a, c), g), b.op("mul", b.op(second, a, c), g)]
+    return vjp
+
+
+_register(Primitive("maximum", 2, _broadcast, _call("np.maximum"),
+                    lambda v, a: np.maximum(v[0], v[1]), _minmax_vjp("ge", "lt"),
+                    "d max(a, b) = [a >= b] da + [a < b] db", elementwise=True,
+                    kink=lambda v, a: _gap(np.subtract(v[0], v[1]))))
+_register(Primitive("minimum", 2, _broadcast, _call("np.minimum"),
+                    lambda v, a: np.minimum(v[0], v[1]), _minmax_vjp("le", "gt"),
+                    "d min(a, b) = [a <= b] da + [a > b] db", elementwise=True,
+                    kink=lambda v, a: _gap(np.subtract(v[0], v[1]))))
+
+# ----------------------------------------------------------------------------- elementwise functions
+_unary("exp", np.exp, lambda b, x, out: out, "exp'(x) = exp(x), the output itself")
+_unary("log", np.log, None, "log'(x) = 1 / x",
+       vjp=lambda b, n, g: [b.op("div", g, n.args[0])])
+_unary("sin", np.sin, lambda b, x, out: b.op("cos", x), "sin'(x) = cos(x)")
+_unary("cos", np.cos, lambda b, x, out: b.op("neg", b.op("sin", x)), "cos'(x) = -sin(x)")
+_unary("tan", np.tan, lambda b, x, out: b.op("add", b.const(1), b.op("pow", out, b.const(2))),
+       "tan'(x) = 1 + tan(x)^2")
+_unary("tanh", np.tanh, lambda b, x, out: b.op("sub", b.const(1), b.op("pow", out, b.const(2))),
+       "tanh'(x) = 1 - tanh(x)^2, from the output")
+_unary("sigmoid", _sigmoid,
+       lambda b, x, out: b.op("mul", out, b.op("sub", b.const(1), out)),
+       "sigmoid'(x) = s (1 - s), from the output s", numpy="_sigmoid")
+_register(Primitive(
+    "relu", 1, _same, lambda a, attrs, n: (f"np.maximum({a[0][0]}, 0)", POSTFIX),
+    lambda v, a: np.maximum(v[0], 0), _factor(lambda b, x, out: b.op("gt", x, b.const(0))),
+    "relu'(x) = [x > 0], a mask", elementwise=True, kink=lambda v, a: _gap(v[0])))
+_unary("softplus", lambda x: np.logaddexp(0.0, x), lambda b, x, out: b.op("sigmoid", x),
+       "softplus'(x) = sigmoid(x)", numpy="_softplus")
+_unary("sqrt", np.sqrt, None, "sqrt'(x) = 1 / (2 sqrt(x)), from the output",
+       vjp=lambda b, n, g: [b.op("div", g, b.op("mul", b.const(2), n))])
+_register(Primitive("abs", 1, _same, _call("np.abs"), lambda v, a: np.abs(v[0]),
+                    _factor(lambda b, x, out: b.op("sign", x)), "abs'(x) = sign(x)",
+                    elementwise=True, kink=lambda v, a: _gap(v[0])))
+_unary("square", np.square, lambda b, x, out: b.op("mul", b.const(2), x), "square'(x) = 2 x")
+_register(Primitive("sign", 1, _same, _call("np.sign"), lambda v, a: np.sign(v[0]),
+                    lambda b, n, g: [None], "sign'(x) = 0 (almost everywhere)",
+                    elementwise=True, kink=lambda v, a: _gap(v[0])))
+
+_register(Primitive(
+    "leaky_relu", 1, _same,
+    lambda a, attrs, n: (f"_leaky_relu({a[0][0]}, {attrs['alpha']!r})", POSTFIX),
+    lambda v, a: np.where(v[0] > 0, v[0], a["alpha"] * v[0]),
+    lambda b, n, g: [b.op("mul", b.op("where", b.op("gt", n.args[0], b.const(0)),
+                                      b.const(1), b.const(n.attr("alpha"))), g)],
+    "leaky_relu'(x) = 1 where x > 0, else alpha", elementwise=True,
+    kink=lambda v, a: _gap(v[0])))
+
+# ----------------------------------------------------------------------------- comparisons and masks
+for _name, _sym, _fn in (("gt", ">", np.greater), ("ge", ">=", np.greater_equal),
+                         ("lt", "<", np.less), ("le", "<=", np.less_equal),
+                         ("eq", "==", np.equal)):
+    _register(Primitive(_name, 2, _broadcast, _binary(_sym, CMP),
+                        (lambda f: lambda v, a: f(v[0], v[1]))(_fn),
+                        lambda b, n, g: [None, None], "comparisons have zero derivative",
+                        dtype="bool", elementwise=True))
+
+_register(Primitive("where", 3, _broadcast, _call("np.where"),
+                    lambda v, a: np.where(v[0], v[1], v[2]), None, "", elementwise=True))
+_register(Primitive("zeros_like", 1, _same, _call("np.zeros_like"),
+                    lambda v, a: np.zeros_like(v[0]), lambda b, n, g: [None],
+                    "zeros_like(x) does not depend on the values of x"))
+_register(Primitive("ones_like", 1, _same, _call("np.ones_like"),
+                    lambda v, a: np.ones_like(v[0]), lambda b, n, g: [None],
+                    "ones_like(x) does not depend on the values of x"))
+
+# ----------------------------------------------------------------------------- linear algebra
+def _matmul_vjp(b, n, g):
+    x, w = n.args
+    g = expand(b, g, n)
+    rx, rw = len(x.shape), len(w.shape)
+    if rx == 2 and rw == 2:
+        return [b.op("matmul", g, b.op("transpose", w)), b.op("matmul", b.op("transpose", x), g)]
+    if rx == 1 and rw == 2:
+        return [b.op("matmul", w, g), b.op("outer", x, g)]
+    if rx == 2 and rw == 1:
+        return [b.op("outer", g, w), b.op("matmul", b.op("transpose", x), g)]
+    return [b.op("mul", g, w), b.op("mul", g, x)]
+
+
+_register(Primitive("matmul", 2, _matmul_shape, _binary("@", MUL),
+                    lambda v, a: np.matmul(v[0], v[1]), _matmul_vjp,
+                    "d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G"))
+_register(Primitive("outer", 2, lambda args, attrs: args[0].shape + args[1].shape,
+                    _call("np.outer"), lambda v, a: np.outer(v[0], v[1]), None, ""))
+_register(Primitive(
+    "transpose", 1, _transpose_shape, lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}.T", POSTFIX),
+    lambda v, a: np.transpose(v[0]),
+    lambda b, n, g: [b.op("transpose", expand(b, g, n))], "d(X.T) = (dX).T", cheap=True))
+
+
+def _emit_reshape(a, attrs, n):
+    dims = ", ".join(str(d) for d in attrs["shape"])
+    return f"np.reshape({a[0][0]}, ({dims}{',' if len(attrs['shape']) == 1 else ''}))", POSTFIX
+
+
+_register(Primitive(
+    "reshape", 1, _reshape_shape, _emit_reshape,
+    lambda v, a: np.reshape(v[0], tuple(-1 if isinstance(d, str) else d for d in a["shape"])),
+    lambda b, n, g: [b.op("reshape_like", expand(b, g, n), n.args[0])],
+    "reshape moves elements without changing them", cheap=True))
+_register(Primitive(
+    "reshape_like", 2, lambda args, attrs: args[1].shape,
+    lambda a, attrs, n: (f"np.reshape({a[0][0]}, {paren(a[1], POSTFIX)}.shape)", POSTFIX),
+    lambda v, a: np.reshape(v[0], np.shape(v[1])), None, "", cheap=True))
+_register(Primitive(
+    "expand_dims", 1,
+    lambda args, attrs: _expand_shape(args[0].shape, attrs["axis"]),
+    lambda a, attrs, n: (f"np.expand_dims({a[0][0]}, {_axis_text(attrs['axis'])!r})", POSTFIX),
+    lambda v, a: np.expand_dims(v[0], a["axis"]), None, "", cheap=True))
+
+
+def _expand_shape(shape, axes):
+    out = list(shape)
+    for ax in sorted(axes):
+        out.insert(ax, 1)
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------- reductions
+def _sum_vjp(b, n, g):
+    return [keep_axes(b, g, n)]
+
+
+def _mean_vjp(b, n, g):
+    x = n.args[0]
+    return [keep_axes(b, b.op("div", g, b.count(x, n.attr("axis"))), n)]
+
+
+def _max_vjp(b, n, g):
+    x = n.args[0]
+    mask = b.op("eq", x, keep_axes(b, n, n))
+    return [b.op("mul", mask, keep_axes(b, g, n))]
+
+
+def _logsumexp_vjp(b, n, g):
+    x = n.args[0]
+    return [b.op("mul", b.op("exp", b.op("sub", x, keep_axes(b, n, n))), keep_axes(b, g, n))]
+
+
+def _np_reduce(fn):
+    return lambda v, a: fn(v[0], axis=a.get("axis"), keepdims=bool(a.get("keepdims")))
+
+
+def _np_logsumexp(x, axis=None, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+_register(Primitive("sum", 1, _reduced, _reduce_call("np.sum"), _np_reduce(np.sum), _sum_vjp,
+                    "d sum(x) = sum(dx): the adjoint is copied to every element"))
+_register(Primitive("mean", 1, _reduced, _reduce_call("np.mean"), _np_reduce(np.mean),
+                    _mean_vjp, "d mean(x) = mean(dx): the adjoint / count to every element"))
+_register(Primitive("max", 1, _reduced, _reduce_call("np.max"), _np_reduce(np.max), _max_vjp,
+                    "d max(x) flows to the maximal element(s)",
+                    kink=lambda v, a: _top_gap(v[0], a.get("axis"))))
+_register(Primitive("logsumexp", 1, _reduced, _reduce_call("_logsumexp"),
+                    _np_reduce(_np_logsumexp), _logsumexp_vjp,
+                    "d logsumexp(x) = softmax(x) . dx"))
+_register(Primitive(
+    "count", 1, _scalar,
+    lambda a, attrs, n: _emit_count(a[0], attrs.get("axis"), n.args[0].shape),
+    lambda v, a: np.asarray(np.prod([np.shape(v[0])[i] for i in (a["axis"] if a.get("axis")
+                                                              is not None else
+                                                              range(np.ndim(v[0])))]) * 1.0),
+    lambda b, n, g: [None], "a count does not depend on the values", dtype="int", cheap=True))
+
+
+def _emit_count(arg, axes, shape):
+    base = paren(arg, POSTFIX)
+    if axes is None:
+        return f"{base}.size", POSTFIX
+    parts = [f"{base}.shape[{i}]" for i in axes]
+    return (parts[0], POSTFIX) if len(parts) == 1 else (" * ".join(parts), MUL)
+
+
+# ----------------------------------------------------------------------------- normalisers
+def _softmax_vjp(b, n, g):
+    axis = n.attr("axis")
+    inner = b.op("sum", b.op("mul", g, n), axis=axis, keepdims=True)
+    return [b.op("mul", n, b.op("sub", g, inner))]
+
+
+def _np_softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+_register(Primitive("softmax", 1, _same, _reduce_call("_softmax"),
+                    lambda v, a: _np_softmax(v[0], a["axis"]), _softmax_vjp,
+                    "softmax's Jacobian-vector product from its output p: p (g - sum(g p))"))
+
+# ----------------------------------------------------------------------------- fused losses
+
+
+def _xent_emit(a, attrs, node):
+    logits, lse, t, n = a
+    shifted = f"{paren(logits, ADD)} - {paren(lse, ADD + 1)}"
+    if labels(node.args[2], node.args[0]):
+        picked = f"np.take_along_axis({shifted}, {paren(t, POSTFIX)}[..., None], axis=-1)"
+        return f"-np.sum({picked}) / {paren(n, MUL + 1)}", MUL
+    return f"-np.sum({paren(t, MUL)} * ({shifted})) / {paren(n, MUL + 1)}", MUL
+
+
+def _xent_eval(v, attrs):
+    logits, lse, t, n = v
+    shifted = logits - lse
+    if np.ndim(t) == np.ndim(logits) - 1:
+        return -np.sum(np.take_along_axis(shifted, np.asarray(t)[..., None].astype(int),
+                                          axis=-1)) / n
+    return -np.sum(t * shifted) / n
+
+
+def _xent_vjp(b, node, g):
+    logits, lse, t, n = node.args
+    p = b.op("exp", b.op("sub", logits, lse))  # softmax(logits), stable via the forward lse
+    onehot = b.op("one_hot", t, classes=logits.shape[-1]) if labels(t, logits) else t
+    return [b.op("mul", b.op("div", b.op("sub", p, onehot), n), g), None, None, None]
+
+
+_register(Primitive(
+    "softmax_xent", 4, lambda args, attrs: _xent_shape(args, attrs), _xent_emit, _xent_eval,
+    _xent_vjp, "softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N"))
+_register(Primitive(
+    "one_hot", 1, lambda args, attrs: args[0].shape + (attrs["classes"],),
+    lambda a, attrs, n: (f"np.eye({attrs['classes']}, dtype=DTYPE)[{a[0][0]}]", POSTFIX),
+    lambda v, a: np.eye(a["classes"])[np.asarray(v[0]).astype(int)], None, ""))
+
+
+def _sig_xent_emit(a, attrs, node):
+    logits, t, n = a
+    return (f"np.sum(np.logaddexp(0, {logits[0]}) - {paren(t, MUL)} * {paren(logits, MUL + 1)})"
+            f" / {paren(n, MUL + 1)}", MUL)
+
+
+_register(Primitive(
+    "sigmoid_xent", 3, lambda args, attrs: _sigmoid_xent_shape(args, attrs), _sig_xent_emit,
+    lambda v, a: np.sum(np.logaddexp(0.0, v[0]) - v[1] * v[0]) / v[2],
+    lambda b, n, g: [b.op("mul", b.op("div", b.op("sub", b.op("sigmoid", n.args[0]),
+                                                    n.args[1]), n.args[2]), g), None, None],
+    "sigmoid + cross-entropy fused: dL/dlogits = (sigmoid - t) / N"))
+
+
+# Helpers the printed code may call, defined once at the top of a generated module.
+HELPERS = {
+    "_sigmoid": '''def _sigmoid(x):
+    """1 / (1 + exp(-x)), without overflow for large |x|."""
+    return np.exp(-np.logaddexp(0, -x))''',
+    "_softplus": '''def _softplus(x):
+    """log(1 + exp(x)), without overflow."""
+    return np.logaddexp(0, x)''',
+    "_leaky_relu": '''def _leaky_relu(x, alpha):
+    return np.where(x > 0, x, alpha * x)''',
+    "_softmax": '''def _softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)), shifted by the maximum for stability."""
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)''',
+    "_logsumexp": '''def _logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))), shifted by the maximum for stability."""
+    m = np.max(x, axis=axis, keepdims=True)
+    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)''',
+}

@@ -1,0 +1,170 @@
+"""From IR bindings to straight-line NumPy statements.
+
+``schedule(program, bindings)`` decides what becomes a statement: every binding (a spec
+name, an adjoint), and every unnamed node that is used more than once and is not cheap
+(a view, a constant, a scalar operation), so each shared subexpression is computed once.
+Everything else is printed inline with the fewest parentheses Python's precedence allows.
+Single-use temporaries stay inline, so ``dl_df3 = 2 * (f3 - y)`` reads like the textbook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .ir import Binding, Node, Program, fmt_shape
+from .names import fresh
+from .primitives import ATOM, PRIMITIVES
+
+_SAFE_COMMENT = set(" !#$%&()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`"
+                    "abcdefghijklmnopqrstuvwxyz{|}~'\"")
+
+
+def safe_comment(text: str) -> str:
+    """Spec text made safe for a ``#`` comment: one line, printable ASCII only."""
+    return " ".join("".join(c if c in _SAFE_COMMENT else "?" for c in text).split())
+
+
+@dataclass
+class Statement:
+    name: str
+    expr: str
+    node: Node
+    kind: str  # a binding kind, or "temp"
+    comment: str | None = None
+    alias: bool = False  # the right-hand side is just another name
+
+
+class Printer:
+    def __init__(self, prog: Program):
+        self.prog = prog
+        self.names: dict[int, str] = {bd.node.id: bd.name for bd in prog.leaves}
+        self.helpers: set[str] = set()
+
+    def expr(self, node: Node) -> tuple[str, int]:
+        if node.id in self.names and not node.is_const:
+            return self.names[node.id], ATOM
+        prim = PRIMITIVES[node.op]
+        args = [self.expr(a) for a in node.args]
+        text, prec = prim.emit(args, dict(node.attrs), node)
+        if text.startswith("_"):
+            self.helpers.add(text.split("(", 1)[0])
+        return text, prec
+
+    def text(self, node: Node) -> str:
+        return self.expr(node)[0]
+
+
+def _cheap(node: Node) -> bool:
+    prim = PRIMITIVES[node.op]
+    return prim.cheap or (node.shape == () and node.op not in ("sum", "mean", "max",
+                                                               "logsumexp", "softmax_xent",
+                                                               "sigmoid_xent", "matmul"))
+
+
+def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = None,
+             taken: set[str] | None = None) -> list[Statement]:
+    """Statements computing ``bindings`` in order, with shared temporaries materialised."""
+    p = printer or Printer(prog)
+    bound: dict[int, Binding] = {}
+    for bd in bindings:
+        bound.setdefault(bd.node.id, bd)
+    # Count how many distinct expressions use each unnamed node.
+    uses: dict[int, int] = {}
+    first: dict[int, int] = {}  # node id -> index of the first binding using it
+    for i, bd in enumerate(bindings):
+        stack = [bd.node]
+        root = True
+        while stack:
+            n = stack.pop()
+            if not root and (n.id in bound or n.id in p.names):
+                continue
+            for a in n.args:
+                if a.id in bound or a.id in p.names:
+                    continue
+                uses[a.id] = uses.get(a.id, 0) + 1
+                if uses[a.id] == 1:
+                    first[a.id] = i
+                    stack.append(a)
+            root = False
+    shared = {i for i, count in uses.items() if count > 1}
+
+    taken = set(taken or ()) | {bd.name for bd in prog.all_bindings()} | set(p.names.values())
+    out: list[Statement] = []
+    for i, bd in enumerate(bindings):
+        # Temporaries first used here, arguments before users.
+        temps: list[Node] = []
+        seen: set[int] = set()
+
+        def collect(n: Node, root: bool):
+            if n.id in seen:
+                return
+            seen.add(n.id)
+            if not root and (n.id in p.names):
+                return
+            for a in n.args:
+                collect(a, False)
+            if not root and n.id in shared and first.get(n.id) == i and not _cheap(n):
+                temps.append(n)
+
+        collect(bd.node, True)
+        for t in temps:
+            name = fresh(f"{bd.name}_{t.op}", taken)
+            out.append(Statement(name, p.text(t), t, "temp",
+                                 f"{fmt_shape(t.shape)}, used {uses[t.id]} times"))
+            p.names[t.id] = name
+        if bd.node.id in p.names and not bd.node.is_const:
+            out.append(Statement(bd.name, p.names[bd.node.id], bd.node, bd.kind, alias=True))
+            if bd.kind == "adjoint" and bd.node.op in ("input", "param"):
+                # An adjoint that equals a leaf (d price/d all_price = tax): later chain-rule
+                # steps read better through the adjoint's name. Same value, so still exact.
+                p.names[bd.node.id] = bd.name
+        else:
+            out.append(Statement(bd.name, p.text(bd.node), bd.node, bd.kind))
+            if not bd.node.is_const:
+                p.names[bd.node.id] = bd.name
+    return out
+
+
+def source_text(prog: Program, bd: Binding) -> str | None:
+    """The spec line a binding came from, made safe for a comment."""
+    if bd.span is None or bd.span.line not in prog.source_lines:
+        return None
+    line = prog.source_lines[bd.span.line]
+    if bd.span.end_line == bd.span.line:
+        line = line[bd.span.col - 1:bd.span.end_col - 1]
+    return safe_comment(line.split("#", 1)[0])
+
+
+def show_stage(prog: Program) -> str:
+    """A readable listing of a program stage: one assignment per line, with shapes."""
+    p = Printer(prog)
+    lines = [f"# {prog.name} ({prog.path}), {prog.dtype}, stage {prog.stage}"]
+    for bd in prog.inputs:
+        default = prog.defaults.get(bd.name)
+        extra = f" = {default!r}" if default is not None else ""
+        lines.append(f"input  {bd.name} : {fmt_shape(bd.node.shape)}{extra}")
+    for bd in prog.targets:
+        lines.append(f"target {bd.name} : {fmt_shape(bd.node.shape)}"
+                     + (" (integer labels)" if bd.node.dtype == "int" else ""))
+    for bd in prog.params:
+        init = prog.inits[bd.name]
+        how = init.kind if init.kind not in ("value", "array") else repr(init.args["value"])
+        args = ", ".join(f"{k}={v!r}" for k, v in init.args.items()) if init.kind not in (
+            "value", "array") else ""
+        lines.append(f"param  {bd.name} : {fmt_shape(bd.node.shape)} = {how}"
+                     + (f"({args})" if args else "")
+                     + (f"  # fan_in={init.fan_in}" if init.fan_in is not None and init.kind
+                        in ("he", "xavier", "lecun", "xavier_uniform") else ""))
+    lines.append("")
+    lines.append("# forward")
+    statements = schedule(prog, prog.forward + prog.backward, p)
+    backward_names = {bd.name for bd in prog.backward}
+    in_backward = False
+    for st in statements:
+        if not in_backward and st.name in backward_names:
+            in_backward = True
+            lines.append("")
+            lines.append(f"# backward (gradients: {', '.join(prog.grads[w] for w in prog.wrt)})")
+        tag = {"loss": "loss ", "output": "output "}.get(st.kind, "")
+        lines.append(f"{tag}{st.name} : {fmt_shape(st.node.shape)} = {st.expr}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,131 @@
+"""A Hypothesis strategy for random well-typed specs (shapes tracked while generating).
+
+Mixed elementwise, broadcasting, matmul, reduction, normaliser and transpose steps,
+values used several times, up to ``max_depth`` equations; operands are drawn from earlier
+values or fresh parameters of a compatible shape. The loss is ``sum(sin(v_last)) + …``.
+"""
+
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+
+from compiler.primitives import broadcast_shapes
+
+N = 4  # the symbolic batch dimension's value at run time
+
+
+@dataclass
+class Spec:
+    lines: list = field(default_factory=list)
+    values: list = field(default_factory=list)  # (name, shape)
+    params: dict = field(default_factory=dict)  # name -> shape
+    grad_x: bool = False
+
+    def text(self):
+        return "\n".join(self.lines) + "\n"
+
+    def feeds(self, rng):
+        return {"x": rng.normal(size=(N, 3))}
+
+    def param_values(self, rng):
+        return {n: rng.normal(size=tuple(N if d == "N" else d for d in s))
+                for n, s in self.params.items()}
+
+
+def _fmt(shape):
+    return "scalar" if not shape else "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _broadcast_partners(shape):
+    out = {shape, ()}
+    if shape:
+        out.add(shape[-1:])
+    if len(shape) == 2:
+        out.add((1, shape[1]))
+        out.add((shape[0], 1))
+    return [s for s in out if "N" not in s or s == shape]
+
+
+@st.composite
+def random_spec(draw, max_depth=6):
+    spec = Spec()
+    spec.lines.append("model random")
+    spec.lines.append("input x : [N, 3]")
+    spec.values.append(("x", ("N", 3)))
+    count = [0]
+
+    def new_param(shape):
+        name = f"p{len(spec.params)}"
+        spec.params[name] = shape
+        spec.lines.append(f"param {name} : {_fmt(shape)} = zeros")
+        return name
+
+    def operand(shape_options):
+        candidates = [(n, s) for n, s in spec.values if s in shape_options]
+        fixed = [s for s in shape_options if "N" not in s]
+        if candidates and (not fixed or draw(st.booleans())):
+            return draw(st.sampled_from(candidates))
+        shape = draw(st.sampled_from(fixed))
+        return new_param(shape), shape
+
+    depth = draw(st.integers(1, max_depth))
+    for _ in range(depth):
+        a, sa = draw(st.sampled_from(spec.values[-3:] + spec.values[:1]))
+        kind = draw(st.sampled_from(["unary", "binary", "matmul", "reduce", "normalise",
+                                     "power", "transpose", "divide"]))
+        if kind == "unary":
+            fn = draw(st.sampled_from(["sin", "cos", "tanh", "sigmoid", "softplus", "square",
+                                       "relu", "abs", "leaky_relu", "-", "exp(tanh"]))
+            expr = {"-": f"-{a}", "exp(tanh": f"exp(tanh({a}))"}.get(fn, f"{fn}({a})")
+            shape = sa
+        elif kind in ("binary", "divide"):
+            b, sb = operand(_broadcast_partners(sa))
+            if kind == "divide":
+                expr = f"{a} / (1 + square({b}))"
+            else:
+                op = draw(st.sampled_from(["+", "-", "*", "maximum", "minimum"]))
+                expr = f"{op}({a}, {b})" if op.isalpha() else f"{a} {op} {b}"
+            shape = broadcast_shapes(sa, sb)
+        elif kind == "matmul" and sa and len(sa) <= 2:
+            m = draw(st.sampled_from([1, 2, 3]))
+            if isinstance(sa[-1], int) and (len(sa) == 1 or draw(st.booleans())
+                                            or not isinstance(sa[0], int)):
+                w = new_param((sa[-1], m))
+                expr, shape = f"{a} @ {w}", sa[:-1] + (m,)
+            elif len(sa) == 2 and isinstance(sa[0], int):
+                w = new_param((m, sa[0]))
+                expr, shape = f"{w} @ {a}", (m, sa[1])
+            else:
+                expr, shape = f"{a}.T", tuple(reversed(sa))
+        elif kind == "reduce" and sa:
+            fn = draw(st.sampled_from(["sum", "mean", "max", "logsumexp"]))
+            axis = draw(st.integers(-len(sa), len(sa) - 1))
+            keep = draw(st.booleans())
+            expr = f"{fn}({a}, axis={axis}{', keepdims=1' if keep else ''})"
+            ax = axis % len(sa)
+            shape = tuple(1 if i == ax else d for i, d in enumerate(sa)) if keep else \
+                tuple(d for i, d in enumerate(sa) if i != ax)
+        elif kind == "normalise" and sa:
+            fn = draw(st.sampled_from(["softmax", "log_softmax"]))
+            axis = draw(st.integers(-len(sa), len(sa) - 1))
+            expr, shape = f"{fn}({a}, axis={axis})", sa
+        elif kind == "power":
+            expr, shape = f"{a}^{draw(st.sampled_from([2, 3]))}", sa
+        elif kind == "transpose":
+            expr, shape = f"{a}.T", tuple(reversed(sa))
+        else:
+            expr, shape = f"tanh({a})", sa
+        count[0] += 1
+        name = f"v{count[0]}"
+        spec.lines.append(f"{name} = {expr}")
+        spec.values.append((name, shape))
+    last, _ = spec.values[-1]
+    extra = draw(st.sampled_from([""] + [f" + 0.5 * mean({n})" for n, _ in spec.values[1:-1]]))
+    spec.lines.append(f"loss L = sum(sin({last})){extra}")
+    if draw(st.booleans()):
+        spec.lines.append("grad wrt x")
+        spec.grad_x = True
+    if not spec.params:
+        spec.lines.append("param p_extra = 0.5")
+        spec.params["p_extra"] = ()
+    return spec

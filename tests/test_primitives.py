@@ -1,0 +1,250 @@
+"""Every built-in function: its derived gradient against central finite differences.
+
+Operands are parameters, so every argument is differentiated; the loss is
+``sum(f(...) * r)`` with random weights ``r``, so the whole vector-Jacobian product is
+exercised, not just its sum. Binary operators run over every broadcasting pair of the
+shapes (), (3,), (2,3), (1,3), (2,1). Points within 1e-3 of a kink are re-drawn.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from compiler.errors import SpecError
+from compiler.functions import FUNCTIONS
+from compiler.ir import fmt_shape
+from compiler.pipeline import program_from_text
+from compiler.primitives import PRIMITIVES, broadcast_shapes
+from compiler.ir import ShapeError
+from gradcheck_ir import away_from_kinks, check
+
+SHAPES = [(), (3,), (2, 3), (1, 3), (2, 1)]
+TOL = 1e-6
+TESTED_FUNCTIONS: set[str] = set()
+
+
+def decl(shape):
+    return fmt_shape(shape)
+
+
+def run_case(params, expr, out_shape, positive=(), extra="", feeds=None, seed=0, r_shape=None):
+    """Compile ``loss L = sum((expr) * r)`` and gradient-check it."""
+    lines = [f"param {n} : {decl(s)} = zeros" for n, s in params.items()]
+    lines.append(f"input r : {decl(out_shape)}")
+    lines.append(extra)
+    lines.append(f"loss L = sum(({expr}) * r)")
+    prog = program_from_text("\n".join(lines) + "\n", "prim.bp")
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        values = {}
+        for n, s in params.items():
+            v = rng.normal(size=s)
+            values[n] = np.abs(v) + 0.5 if n in positive else v
+        data = {"r": rng.normal(size=r_shape or out_shape), **(feeds or {})}
+        if away_from_kinks(prog, data, values):
+            break
+    else:
+        pytest.fail("could not draw a point away from kinks")
+    errors = check(prog, data, values)
+    assert max(errors.values()) < TOL, errors
+    return prog
+
+
+UNARY = ["exp", "log", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "softplus", "sqrt",
+         "abs", "square", "sign"]
+
+
+@pytest.mark.parametrize("fn", UNARY)
+@pytest.mark.parametrize("shape", SHAPES, ids=fmt_shape)
+def test_unary(fn, shape):
+    TESTED_FUNCTIONS.add(fn)
+    positive = ("a",) if fn in ("log", "sqrt") else ()
+    run_case({"a": shape}, f"{fn}(a)", shape, positive)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=fmt_shape)
+def test_leaky_relu_and_negation(shape):
+    TESTED_FUNCTIONS.add("leaky_relu")
+    run_case({"a": shape}, "leaky_relu(a, alpha=0.2)", shape)
+    run_case({"a": shape}, "-a", shape)
+    run_case({"a": shape}, "leaky_relu(a)", shape)
+
+
+BINARY = {"+": "a + b", "-": "a - b", "*": "a * b", "/": "a / b", "^": "a ^ b",
+          "maximum": "maximum(a, b)", "minimum": "minimum(a, b)"}
+PAIRS = [(s, t) for s, t in itertools.product(SHAPES, SHAPES)]
+
+
+def _broadcastable(s, t):
+    try:
+        return broadcast_shapes(s, t)
+    except ShapeError:
+        return None
+
+
+@pytest.mark.parametrize("op", BINARY)
+@pytest.mark.parametrize("s,t", PAIRS, ids=[f"{fmt_shape(s)}-{fmt_shape(t)}" for s, t in PAIRS])
+def test_binary_broadcasting(op, s, t):
+    TESTED_FUNCTIONS.update({"maximum", "minimum"} & {op})
+    out = _broadcastable(s, t)
+    text = BINARY[op]
+    if out is None:
+        with pytest.raises(SpecError, match="do not broadcast"):
+            run_case({"a": s, "b": t}, text, s)
+        return
+    positive = {"/": ("b",), "^": ("a",)}.get(op, ())
+    run_case({"a": s, "b": t}, text, out, positive)
+
+
+@pytest.mark.parametrize("s,t", [((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((2, 3), (3, 4)),
+                                 ((1, 3), (3, 1))])
+def test_matmul(s, t):
+    out = s[:-1] + t[1:]
+    run_case({"a": s, "b": t}, "a @ b", out)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (3,), ()], ids=fmt_shape)
+def test_transpose(shape):
+    TESTED_FUNCTIONS.add("transpose")
+    run_case({"a": shape}, "a.T", tuple(reversed(shape)))
+    run_case({"a": shape}, "transpose(a)", tuple(reversed(shape)))
+    if len(shape) == 2:
+        run_case({"a": shape, "b": (2, 4)}, "a.T @ b", (3, 4))
+
+
+REDUCTIONS = ["sum", "mean", "max", "logsumexp"]
+AXES = [("", None), (", axis=0", (0,)), (", axis=1", (1,)), (", axis=-1", (-1,)),
+        (", axis=[0, 1]", (0, 1)), (", axis=1, keepdims=1", "keep1")]
+
+
+@pytest.mark.parametrize("fn", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(2, 3), (3,), ()], ids=fmt_shape)
+@pytest.mark.parametrize("axis_text,axes", AXES, ids=[a for a, _ in AXES])
+def test_reductions(fn, shape, axis_text, axes):
+    TESTED_FUNCTIONS.add(fn)
+    rank = len(shape)
+    if axes == "keep1":
+        if rank < 2:
+            pytest.skip("needs two axes")
+        out = (shape[0], 1)
+    elif axes is None:
+        out = ()
+    elif any(not -rank <= a < rank for a in axes):
+        with pytest.raises(SpecError, match="out of range"):
+            run_case({"a": shape}, f"{fn}(a{axis_text})", ())
+        return
+    else:
+        axes = {a % rank for a in axes}
+        out = tuple(d for i, d in enumerate(shape) if i not in axes)
+    run_case({"a": shape}, f"{fn}(a{axis_text})", out)
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,axis", [((2, 3), ""), ((2, 3), ", axis=0"), ((2, 3), ", axis=1"),
+                                        ((3,), ""), ((1, 3), ", axis=-1")])
+def test_normalisers(fn, shape, axis):
+    TESTED_FUNCTIONS.add(fn)
+    run_case({"a": shape}, f"{fn}(a{axis})", shape)
+
+
+@pytest.mark.parametrize("target", [[3, 2], [6], [-1], [1, 6, 1], [2, 3]])
+def test_reshape(target):
+    TESTED_FUNCTIONS.add("reshape")
+    out = tuple(6 if d == -1 else d for d in target)
+    run_case({"a": (2, 3)}, f"reshape(a, {target}) * 2", out)
+
+
+def test_reshape_with_symbolic_dimension():
+    prog = run_case({"w": (6,)}, "reshape(x * w, [N, 2, 3])", ("N", 2, 3),
+                    extra="input x : [N, 6]", feeds={"x": np.arange(24.0).reshape(4, 6)},
+                    r_shape=(4, 2, 3))
+    assert prog is not None
+
+
+def test_reshape_size_mismatch():
+    with pytest.raises(SpecError, match="changes the number of elements"):
+        run_case({"a": (2, 3)}, "reshape(a, [4, 2])", (4, 2))
+
+
+@pytest.mark.parametrize("fn", ["mse", "sse", "least_squares"])
+@pytest.mark.parametrize("shape", [(2, 3), (3,), ()], ids=fmt_shape)
+def test_regression_losses(fn, shape):
+    TESTED_FUNCTIONS.add(fn)
+    run_case({"a": shape, "b": shape}, f"{fn}(a, b)", ())
+
+
+def test_regression_loss_values():
+    prog = program_from_text("param y : [2] = zeros\ninput t : [2]\nloss L = mse(y, t)\n", "v.bp")
+    from compiler.evaluate import evaluate
+    out = evaluate(prog, {"t": np.array([1.0, 3.0])}, {"y": np.array([0.0, 0.0])})
+    assert out["L"] == pytest.approx(5.0)
+    for fn, want in (("sse", 5.0), ("least_squares", 10.0)):
+        p = program_from_text(f"param y : [2] = zeros\ninput t : [2]\nloss L = {fn}(y, t)\n",
+                              "v.bp")
+        got = evaluate(p, {"t": np.array([1.0, 3.0])}, {"y": np.zeros(2)})["L"]
+        assert got == pytest.approx(want)
+
+
+def test_cross_entropy_of_probabilities():
+    TESTED_FUNCTIONS.add("cross_entropy")
+    onehot = np.eye(3)[[0, 2]]
+    run_case({"a": (2, 3)}, "cross_entropy(softmax(a), t)", (), extra="input t : [2, 3]",
+             feeds={"t": onehot})
+
+
+@pytest.mark.parametrize("kind", ["onehot", "labels"])
+@pytest.mark.parametrize("shape", [(4, 3), (3,)], ids=fmt_shape)
+def test_softmax_cross_entropy(kind, shape):
+    TESTED_FUNCTIONS.add("softmax_cross_entropy")
+    rng = np.random.default_rng(1)
+    classes = rng.integers(0, 3, size=shape[:-1])
+    if kind == "onehot":
+        t, tshape = np.eye(3)[classes], shape
+    else:
+        t, tshape = classes, shape[:-1]
+    run_case({"a": shape}, "softmax_cross_entropy(a, t)", (),
+             extra=f"target t : {decl(tshape)}", feeds={"t": t})
+
+
+def test_softmax_cross_entropy_matches_the_definition():
+    from compiler.evaluate import evaluate
+    logits = np.array([[1.0, 2.0, 0.5], [0.1, -1.0, 3.0]])
+    labels = np.array([1, 2])
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    want = -np.mean(np.log(p[[0, 1], labels]))
+    for tdecl, t in (("[N]", labels), ("[N, 3]", np.eye(3)[labels])):
+        prog = program_from_text(f"input a : [N, 3]\ntarget t : {tdecl}\nparam w = 1.0\n"
+                                 "loss L = softmax_cross_entropy(w * a, t)\n", "x.bp")
+        got = evaluate(prog, {"a": logits, "t": t}, {"w": np.array(1.0)})
+        assert got["L"] == pytest.approx(want)
+        dw = got[prog.grads["w"]]
+        assert dw == pytest.approx(np.sum((p - np.eye(3)[labels]) * logits) / 2)
+
+
+@pytest.mark.parametrize("shape", [(4, 1), (4,), (4, 3)], ids=fmt_shape)
+def test_sigmoid_cross_entropy(shape):
+    TESTED_FUNCTIONS.add("sigmoid_cross_entropy")
+    t = (np.random.default_rng(2).random(shape) > 0.5).astype(float)
+    run_case({"a": shape}, "sigmoid_cross_entropy(a, t)", (), extra=f"target t : {decl(shape)}",
+             feeds={"t": t})
+
+
+def test_stable_for_large_logits():
+    from compiler.evaluate import evaluate
+    prog = program_from_text("param a : [2] = zeros\ninput t : [2]\n"
+                             "loss L = softmax_cross_entropy(a, t) + "
+                             "sigmoid_cross_entropy(a, t)\n", "s.bp")
+    out = evaluate(prog, {"t": np.array([1.0, 0.0])}, {"a": np.array([1000.0, -1000.0])})
+    assert np.isfinite(out["L"]) and np.all(np.isfinite(out[prog.grads["a"]]))
+
+
+def test_every_function_is_tested():
+    # Runs last in this module (pytest keeps file order).
+    assert set(FUNCTIONS) <= TESTED_FUNCTIONS, set(FUNCTIONS) - TESTED_FUNCTIONS
+
+
+def test_every_differentiable_primitive_has_a_rule_text():
+    for p in PRIMITIVES.values():
+        if p.vjp is not None and p.name not in ("input", "param", "const"):
+            assert p.rule, p.name

@@ -1,0 +1,30 @@
+"""Property: random well-typed specs compile and their gradients match finite differences.
+
+Default run: 150 examples (derandomized). Long run: BPC_PROPERTY_EXAMPLES=5000.
+"""
+
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, assume, given, settings
+
+from compiler.pipeline import program_from_text
+from gradcheck_ir import away_from_kinks, check
+from specgen import random_spec
+
+EXAMPLES = int(os.environ.get("BPC_PROPERTY_EXAMPLES", "150"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 1000,
+          suppress_health_check=list(HealthCheck))
+@given(random_spec())
+def test_random_spec_gradients(spec):
+    prog = program_from_text(spec.text(), "random.bp")
+    rng = np.random.default_rng(0)
+    feeds, params = spec.feeds(rng), spec.param_values(rng)
+    assume(away_from_kinks(prog, feeds, params))
+    from compiler.evaluate import evaluate
+    loss = evaluate(prog, feeds, params, names=[prog.loss])[prog.loss]
+    assume(np.isfinite(loss) and abs(loss) < 1e6)
+    errors = check(prog, feeds, params)
+    assert max(errors.values()) < 1e-6, (spec.text(), errors)

@@ -1,0 +1,73 @@
+"""Golden `bpc show --stage` listings, and the gallery's gradients through the IR evaluator."""
+
+import numpy as np
+import pytest
+
+from compiler.evaluate import initial_params
+from compiler.pipeline import program_from_file, show
+from conftest import GOLDEN, REPO, SPECS, check_golden
+from gradcheck_ir import away_from_kinks, check
+
+STAGES = ["ast", "ir", "grad", "opt"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("model", ["toy", "two_layer"])
+def test_stage_golden(model, stage, monkeypatch):
+    monkeypatch.chdir(REPO)
+    text = show(f"specs/{model}.bp", stage)
+    check_golden(GOLDEN / "stages" / f"{model}.{stage}.txt", text)
+
+
+def test_stages_are_deterministic(monkeypatch):
+    monkeypatch.chdir(REPO)
+    for stage in STAGES:
+        assert show("specs/two_layer.bp", stage) == show("specs/two_layer.bp", stage)
+
+
+def sample_data(prog, rng, n=5):
+    feeds = {}
+    for bd in prog.inputs + prog.targets:
+        if bd.name in prog.defaults:
+            continue
+        shape = tuple(n if isinstance(d, str) else d for d in bd.node.shape)
+        if bd.node.dtype == "int":
+            classes = next(b.node.shape[-1] for b in prog.forward
+                           if b.node.op == "softmax_xent" and b.node.args[2] is bd.node)
+            feeds[bd.name] = rng.integers(0, classes, size=shape)
+        elif bd in prog.targets and len(shape) == 2 and shape[1] > 1:
+            feeds[bd.name] = np.eye(shape[1])[rng.integers(0, shape[1], size=shape[0])]
+        else:
+            feeds[bd.name] = rng.normal(size=shape)
+    return feeds
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_gallery_gradients_ir(spec):
+    prog = program_from_file(spec)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        feeds, params = sample_data(prog, rng), initial_params(prog, rng)
+        params = {k: v + 0.1 * rng.normal(size=np.shape(v)) for k, v in params.items()}
+        if away_from_kinks(prog, feeds, params):
+            break
+    errors = check(prog, feeds, params, samples=12, rng=rng)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_toy_gradients_match_udl_values():
+    """The toy model at the textbook's parameter values, against finite differences."""
+    prog = program_from_file(REPO / "specs" / "toy.bp")
+    params = initial_params(prog, np.random.default_rng(0))
+    errors = check(prog, {"x": np.array(2.3), "y": np.array(2.0)}, params)
+    assert max(errors.values()) < 1e-7
+
+
+def test_receipt_gradients_are_the_textbook_numbers():
+    from compiler.evaluate import evaluate
+    prog = program_from_file(REPO / "specs" / "receipt.bp")
+    out = evaluate(prog, {}, {})
+    assert out["price"] == pytest.approx(715.0)
+    got = {w: float(out[prog.grads[w]]) for w in prog.wrt}
+    assert got == pytest.approx({"apple": 2.2, "apple_num": 110.0, "orange": 3.3,
+                                 "orange_num": 165.0, "tax": 650.0})
