@@ -79,6 +79,14 @@ def differentiate(prog: Program) -> Program:
     named: dict[int, Binding] = {}
     for bd in prog.leaves + prog.forward:
         named.setdefault(bd.node.id, bd)
+    # The unnamed inputs of a named value's outermost operation, e.g. the pre-activation
+    # in y = sigmoid(h @ W + b): their adjoints are called dL_dy_in if they need a name.
+    inner: dict[int, str] = {}
+    for bd in prog.forward:
+        args = [a for a in bd.node.args if a.id not in named and a.op not in LEAVES]
+        for k, a in enumerate(args):
+            inner.setdefault(a.id, f"{bd.name}_in" + (str(k + 1) if len(args) > 1 else ""))
+    hints: dict[int, str] = {}
     owner: dict[int, str] = {}
     for bd in prog.forward:
         for n in topo_order([bd.node]):
@@ -104,6 +112,8 @@ def differentiate(prog: Program) -> Program:
         bd = named.get(n.id)
         if n.id in wrt_ids and g.shape != n.shape:
             g = expand(b, g, n)  # a gradient has exactly its variable's shape
+        if n.id in inner:
+            hints.setdefault(g.id, adjoint_name(prog.loss, inner[n.id]))
         if bd is not None:
             name = fresh(adjoint_name(prog.loss, bd.name), taken)
             adj_names[n.id] = name
@@ -153,4 +163,5 @@ def differentiate(prog: Program) -> Program:
                                     by_name[name].span,
                                     note=f"{prog.loss} does not depend on {name}"))
             grads[name] = adj
-    return prog.with_(backward=backward, grads=grads, stage="grad")
+    return prog.with_(backward=backward, grads=grads, stage="grad",
+                      hints={**prog.hints, **hints})

@@ -78,7 +78,11 @@ class _Elaborator:
                 self.env[st.name] = node
                 if node is None:
                     continue
-                forward.append(Binding(st.name, node, st.kind, st.span))
+                from .astprint import expr as spec_text
+
+                word = "loss " if st.kind == "loss" else ""
+                forward.append(Binding(st.name, node, st.kind, st.span,
+                                       note=f"{word}{st.name} = {spec_text(st.value)}"))
                 if st.kind == "loss":
                     loss = st.name
                     if node.shape != ():

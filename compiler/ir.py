@@ -205,6 +205,9 @@ class Program:
     grads: dict[str, str] = field(default_factory=dict)  # wrt name -> backward binding
     source_lines: dict[int, str] = field(default_factory=dict)
     stage: str = "ir"
+    # Readable names for values that may become temporaries (node id -> name), e.g.
+    # "dE_dy_in" for the adjoint of the input of y's outermost operation.
+    hints: dict[int, str] = field(default_factory=dict)
 
     @property
     def leaves(self) -> list[Binding]:

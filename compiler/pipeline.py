@@ -56,6 +56,21 @@ def check_text(text: str, path: str = "<spec>") -> Program:
     return program(load_text(text, path), "ir")
 
 
+def compile_file(path: str | Path) -> tuple[str, str]:
+    """(model name, generated module source) for a spec file."""
+    from .codegen import generate
+
+    prog = program(load_file(path), "opt")
+    return prog.name, generate(prog, str(path))
+
+
+def compile_text(text: str, path: str = "<spec>") -> tuple[str, str]:
+    from .codegen import generate
+
+    prog = program(load_text(text, path), "opt")
+    return prog.name, generate(prog, path)
+
+
 def show(path: str | Path, stage: str = "code") -> str:
     """What ``bpc show --stage STAGE`` prints."""
     spec = load_file(path)
@@ -66,7 +81,7 @@ def show(path: str | Path, stage: str = "code") -> str:
     if stage == "code":
         from .codegen import generate
 
-        return generate(program(spec, "opt"))
+        return generate(program(spec, "opt"), str(path))
     from .printer import show_stage
 
     return show_stage(program(spec, stage))

@@ -389,8 +389,8 @@ _register(Primitive(
     "leaky_relu", 1, _same,
     lambda a, attrs, n: (f"_leaky_relu({a[0][0]}, {attrs['alpha']!r})", POSTFIX),
     lambda v, a: np.where(v[0] > 0, v[0], a["alpha"] * v[0]),
-    lambda b, n, g: [b.op("mul", b.op("where", b.op("gt", n.args[0], b.const(0)),
-                                      b.const(1), b.const(n.attr("alpha"))), g)],
+    lambda b, n, g: [b.op("where", b.op("gt", n.args[0], b.const(0)), g,
+                          b.op("mul", b.const(n.attr("alpha")), g))],
     "leaky_relu'(x) = 1 where x > 0, else alpha", elementwise=True,
     kink=lambda v, a: _gap(v[0])))
 

@@ -32,6 +32,11 @@ class Statement:
     kind: str  # a binding kind, or "temp"
     comment: str | None = None
     alias: bool = False  # the right-hand side is just another name
+    # The top operation's arguments as printed, and for each the statement name it is
+    # (None for an inline expression or a leaf): what buffer planning needs.
+    args: tuple[str, ...] = ()
+    arg_names: tuple[str | None, ...] = ()
+    inline_fresh: tuple[bool, ...] = ()  # argument i is an unnamed, freshly computed array
 
 
 class Printer:
@@ -65,31 +70,35 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
              taken: set[str] | None = None) -> list[Statement]:
     """Statements computing ``bindings`` in order, with shared temporaries materialised."""
     p = printer or Printer(prog)
-    bound: dict[int, Binding] = {}
-    for bd in bindings:
-        bound.setdefault(bd.node.id, bd)
-    # Count how many distinct expressions use each unnamed node.
+    bound_at: dict[int, int] = {}  # node id -> index of the first binding naming it
+    for i, bd in enumerate(bindings):
+        bound_at.setdefault(bd.node.id, i)
+
+    def named_for(node_id: int, i: int) -> bool:
+        return node_id in p.names or bound_at.get(node_id, i) < i
+
+    # Count how many distinct expressions use each node not yet named where it is used.
     uses: dict[int, int] = {}
     first: dict[int, int] = {}  # node id -> index of the first binding using it
     for i, bd in enumerate(bindings):
         stack = [bd.node]
-        root = True
         while stack:
             n = stack.pop()
-            if not root and (n.id in bound or n.id in p.names):
-                continue
             for a in n.args:
-                if a.id in bound or a.id in p.names:
+                if named_for(a.id, i):
                     continue
                 uses[a.id] = uses.get(a.id, 0) + 1
                 if uses[a.id] == 1:
                     first[a.id] = i
                     stack.append(a)
-            root = False
-    shared = {i for i, count in uses.items() if count > 1}
+    # A node used twice, or used before the binding that names it, is computed once.
+    shared = {n for n, count in uses.items()
+              if count > 1 or (n in bound_at and bound_at[n] > first[n])}
 
     taken = set(taken or ()) | {bd.name for bd in prog.all_bindings()} | set(p.names.values())
     out: list[Statement] = []
+    statement_names: dict[int, str] = {}
+    temp_ids: set[int] = set()
     for i, bd in enumerate(bindings):
         # Temporaries first used here, arguments before users.
         temps: list[Node] = []
@@ -108,25 +117,45 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
 
         collect(bd.node, True)
         for t in temps:
-            name = fresh(f"{bd.name}_{t.op}", taken)
-            out.append(Statement(name, p.text(t), t, "temp",
-                                 f"{fmt_shape(t.shape)}, used {uses[t.id]} times"))
+            name = fresh(prog.hints.get(t.id) or f"{bd.name}_{t.op}", taken)
+            later = bindings[bound_at[t.id]].name if t.id in bound_at else None
+            why = f"used {uses[t.id]} times" if uses[t.id] > 1 else f"kept for {later}"
+            out.append(_statement(p, name, t, "temp", statement_names,
+                                  f"{fmt_shape(t.shape)}, {why}"))
+            temp_ids.add(t.id)
             p.names[t.id] = name
+            statement_names[t.id] = name
         if bd.node.id in p.names and not bd.node.is_const:
             out.append(Statement(bd.name, p.names[bd.node.id], bd.node, bd.kind, alias=True))
-            if bd.kind == "adjoint" and bd.node.op in ("input", "param"):
-                # An adjoint that equals a leaf (d price/d all_price = tax): later chain-rule
-                # steps read better through the adjoint's name. Same value, so still exact.
+            if bd.kind == "adjoint" and (bd.node.op in ("input", "param")
+                                         or bd.node.id in temp_ids):
+                # An adjoint that equals a leaf (d price/d all_price = tax) or a temporary:
+                # later chain-rule steps read better through the adjoint's name. Same
+                # value, so still exact.
                 p.names[bd.node.id] = bd.name
         else:
-            out.append(Statement(bd.name, p.text(bd.node), bd.node, bd.kind))
+            out.append(_statement(p, bd.name, bd.node, bd.kind, statement_names))
             if not bd.node.is_const:
                 p.names[bd.node.id] = bd.name
+                statement_names[bd.node.id] = bd.name
     return out
 
 
+def _statement(p: Printer, name: str, node: Node, kind: str, statement_names: dict[int, str],
+               comment: str | None = None) -> Statement:
+    args = tuple(p.text(a) for a in node.args)
+    arg_names = tuple(statement_names.get(a.id) for a in node.args)
+    fresh_inline = tuple(
+        a.id not in p.names and not PRIMITIVES[a.op].cheap and a.op not in ("input", "param")
+        for a in node.args)
+    return Statement(name, p.text(node), node, kind, comment, False, args, arg_names,
+                     fresh_inline)
+
+
 def source_text(prog: Program, bd: Binding) -> str | None:
-    """The spec line a binding came from, made safe for a comment."""
+    """The spec equation a forward binding came from, made safe for a comment."""
+    if bd.note:
+        return safe_comment(bd.note)
     if bd.span is None or bd.span.line not in prog.source_lines:
         return None
     line = prog.source_lines[bd.span.line]

@@ -36,6 +36,49 @@ def _cmd_check(args) -> int:
     return 1 if failed else 0
 
 
+def _cmd_compile(args) -> int:
+    from compiler.pipeline import compile_file
+
+    out = Path(args.out)
+    failed = False
+    written: dict[str, str] = {}
+    for path in args.specs:
+        try:
+            name, source = compile_file(path)
+        except SpecError as e:
+            failed = True
+            print(e.render(), file=sys.stderr)
+            continue
+        if name in written:
+            print(f"bpc: error: {path} and {written[name]} both define model '{name}'; "
+                  f"they would write the same {name}.py", file=sys.stderr)
+            failed = True
+            continue
+        written[name] = path
+        target = out / f"{name}.py"
+        write_atomic(target, source)
+        if not args.quiet:
+            print(f"{path} -> {target}")
+    return 1 if failed else 0
+
+
+def write_atomic(target: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and a rename: never half a file."""
+    import os
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def _cmd_show(args) -> int:
     from compiler.pipeline import show
 
@@ -56,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="parse and type/shape-check specs; print errors or 'ok'")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.set_defaults(run=_cmd_check)
+
+    p = sub.add_parser("compile", help="compile specs to standalone NumPy modules")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("-o", "--out", default="generated", metavar="DIR",
+                   help="where to write <model>.py (default: generated/)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(run=_cmd_compile)
 
     p = sub.add_parser("show", help="print the generated code, or an IR stage, to stdout")
     p.add_argument("spec", metavar="SPEC")

@@ -25,10 +25,10 @@ class Spec:
         return "\n".join(self.lines) + "\n"
 
     def feeds(self, rng):
-        return {"x": rng.normal(size=(N, 3))}
+        return {"x": 0.7 * rng.normal(size=(N, 3))}
 
     def param_values(self, rng):
-        return {n: rng.normal(size=tuple(N if d == "N" else d for d in s))
+        return {n: 0.7 * rng.normal(size=tuple(N if d == "N" else d for d in s))
                 for n, s in self.params.items()}
 
 

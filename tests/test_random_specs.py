@@ -24,7 +24,8 @@ def test_random_spec_gradients(spec):
     feeds, params = spec.feeds(rng), spec.param_values(rng)
     assume(away_from_kinks(prog, feeds, params))
     from compiler.evaluate import evaluate
-    loss = evaluate(prog, feeds, params, names=[prog.loss])[prog.loss]
-    assume(np.isfinite(loss) and abs(loss) < 1e6)
+    values = evaluate(prog, feeds, params, names=[b.name for b in prog.forward])
+    # Finite differences say nothing where the function is ill-conditioned (sin(v^8)).
+    assume(all(np.all(np.abs(v) < 30) for v in values.values()))
     errors = check(prog, feeds, params)
     assert max(errors.values()) < 1e-6, (spec.text(), errors)

@@ -32,7 +32,7 @@ def sample_data(prog, rng, n=5):
             continue
         shape = tuple(n if isinstance(d, str) else d for d in bd.node.shape)
         if bd.node.dtype == "int":
-            classes = next(b.node.shape[-1] for b in prog.forward
+            classes = next(b.node.args[0].shape[-1] for b in prog.forward
                            if b.node.op == "softmax_xent" and b.node.args[2] is bd.node)
             feeds[bd.name] = rng.integers(0, classes, size=shape)
         elif bd in prog.targets and len(shape) == 2 and shape[1] > 1:

@@ -37,6 +37,10 @@ def rewrite(prog: Program, rule: Rule) -> Program:
         return [Binding(bd.name, memo[bd.node.id], bd.kind, bd.span, bd.sources, bd.note)
                 for bd in items]
 
+    hints = {}
+    for old_id, name in prog.hints.items():
+        if old_id in memo:
+            hints.setdefault(memo[old_id].id, name)
     return prog.with_(inputs=remap(prog.inputs), targets=remap(prog.targets),
                       params=remap(prog.params), forward=remap(prog.forward),
-                      backward=remap(prog.backward))
+                      backward=remap(prog.backward), hints=hints)

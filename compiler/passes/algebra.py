@@ -15,6 +15,10 @@ def _is(node, value) -> bool:
     return node.is_const and not isinstance(node.value, tuple) and node.value == value
 
 
+def _scalar_const(node) -> bool:
+    return node.is_const and not isinstance(node.value, tuple)
+
+
 def _same_shape(x, node):
     return x.shape == node.shape and x.dtype == node.dtype
 
@@ -37,9 +41,16 @@ def _identities(b, node, args):
         for zero, other in ((x, y), (y, x)):
             if _is(zero, 0) and other.shape == node.shape:
                 return _zero_like(b, other, node)
-        if x.is_const and y.op == "mul" and y.args[0].is_const and not isinstance(
-                x.value, tuple) and not isinstance(y.args[0].value, tuple):
-            return b.op("mul", b.const(x.value * y.args[0].value), y.args[1])
+        # c1 * (c2 * z), (c2 * z) * c1, … -> (c1 c2) * z for scalar constants
+        for c, other in ((x, y), (y, x)):
+            if not _scalar_const(c) or other.op != "mul":
+                continue
+            for inner_c, z in ((other.args[0], other.args[1]), (other.args[1], other.args[0])):
+                if _scalar_const(inner_c) and z.shape == node.shape:
+                    product = c.value * inner_c.value
+                    if product == 1 and z.dtype == node.dtype:
+                        return z
+                    return b.op("mul", b.const(product), z)
     elif op == "add":
         x, y = args
         if _is(y, 0) and _same_shape(x, node):

@@ -1,0 +1,127 @@
+"""Buffer planning for generated functions: in-place updates and early release.
+
+Works on the scheduled statements of one function, using liveness:
+
+- **In place into a dead operand.** ``dL_da1 = (a1 > 0) * dL_dz1`` where ``dL_dz1`` is
+  never read again and has the result's shape and dtype becomes
+  ``dL_da1 = np.multiply(a1 > 0, dL_dz1, out=dL_dz1)``: no new array.
+- **In place into a fresh left operand.** ``a1 = x @ W1 + b1`` becomes ``a1 = x @ W1``
+  then ``a1 += b1``: the matmul's result is the buffer, the bias is added into it.
+- **Early release.** A batch-sized intermediate is ``del``-eted after its last use when
+  another batch-sized array is allocated later, which lowers the function's peak memory.
+
+A buffer is only ever reused when every name bound to it (aliases such as
+``dl_dbeta3 = dl_df3``, views such as ``h.T`` bound by the spec) is dead and none of them
+is returned; inputs and parameters are never written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .primitives import PRIMITIVES
+from .printer import Statement
+
+UFUNCS = {
+    "add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np.divide",
+    "neg": "np.negative", "exp": "np.exp", "log": "np.log", "sin": "np.sin", "cos": "np.cos",
+    "tan": "np.tan", "tanh": "np.tanh", "sqrt": "np.sqrt", "abs": "np.absolute",
+    "square": "np.square", "sign": "np.sign", "maximum": "np.maximum", "minimum": "np.minimum",
+}
+AUGMENTED = {"add": "+=", "sub": "-=", "mul": "*=", "div": "/="}
+_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
+
+
+@dataclass
+class Step:
+    statement: Statement
+    code: list[str]
+    release: list[str] = field(default_factory=list)
+
+
+def _batch_sized(shape) -> bool:
+    return any(isinstance(d, str) for d in shape)
+
+
+def plan(statements: list[Statement], returns: list[str]) -> list[Step]:
+    names = {st.name for st in statements}
+    reads: list[set[str]] = [
+        {m for m in _NAME.findall(st.expr) if m in names} for st in statements]
+    last_read: dict[str, int] = {}
+    for i, used in enumerate(reads):
+        for n in used:
+            last_read[n] = i
+    returned = set(returns)
+
+    group: dict[str, int] = {}  # name -> buffer id
+    members: dict[int, list[str]] = {}
+    fresh: dict[int, bool] = {}
+    shapes: dict[str, tuple] = {}
+
+    def join(name: str, gid: int) -> None:
+        group[name] = gid
+        members.setdefault(gid, []).append(name)
+
+    def dead_after(gid: int, i: int) -> bool:
+        return fresh.get(gid, False) and all(
+            last_read.get(m, -1) <= i and m not in returned for m in members[gid])
+
+    allocates_batch = [not st.alias and not PRIMITIVES[st.node.op].cheap
+                       and _batch_sized(st.node.shape) for st in statements]
+    steps: list[Step] = []
+    released: set[int] = set()
+    for i, st in enumerate(statements):
+        node = st.node
+        shapes[st.name] = node.shape
+        code = [f"{st.name} = {st.expr}"]
+        view = st.alias or PRIMITIVES[node.op].cheap
+        if view:
+            base = next((n for n in reads[i] if n in group), None)
+            if base is not None:
+                join(st.name, group[base])
+            else:
+                gid = len(members)
+                fresh[gid] = False  # a view of an input or parameter: never written
+                join(st.name, gid)
+        else:
+            reused = None
+            if node.shape != () and node.op in UFUNCS:
+                for k, arg_name in enumerate(st.arg_names):
+                    if arg_name is None or arg_name not in group:
+                        continue
+                    arg_node = node.args[k]
+                    if arg_node.shape == node.shape and arg_node.dtype == node.dtype \
+                            and dead_after(group[arg_name], i):
+                        reused = arg_name
+                        break
+            if reused is not None:
+                call = ", ".join(st.args)
+                code = [f"{st.name} = {UFUNCS[node.op]}({call}, out={reused})"]
+                join(st.name, group[reused])
+            else:
+                if node.shape != () and node.op in AUGMENTED and st.inline_fresh \
+                        and st.inline_fresh[0] and node.args[0].shape == node.shape \
+                        and node.args[0].dtype == node.dtype:
+                    code = [f"{st.name} = {st.args[0]}",
+                            f"{st.name} {AUGMENTED[node.op]} {_operand(st.args[1], node)}"]
+                gid = len(members)
+                fresh[gid] = True
+                join(st.name, gid)
+        step = Step(st, code)
+        later_alloc = any(allocates_batch[i + 1:])
+        if later_alloc:
+            for gid, names_ in members.items():
+                if gid in released or not dead_after(gid, i):
+                    continue
+                if not any(_batch_sized(shapes.get(n, ())) for n in names_):
+                    continue
+                released.add(gid)
+                step.release.extend(n for n in names_ if n not in step.release)
+        steps.append(step)
+    return steps
+
+
+def _operand(text: str, node) -> str:
+    """The right operand of an augmented assignment needs no parentheses but a tuple."""
+    return text

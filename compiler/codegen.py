@@ -1,0 +1,223 @@
+"""Code generation: an optimized ``Program`` -> a standalone NumPy module (source text).
+
+The Jinja template ``templates/module.py.j2`` decides how the module looks; the
+statements inside come from ``printer.schedule`` (what is computed, in which order, with
+which temporaries) and ``buffers.plan`` (which dead buffers are reused in place, which
+large intermediates are released early). Spec text reaches the output only as validated
+identifiers, numbers printed with ``repr``, ``repr``-quoted data (paths, names in
+dictionaries) and comments made of printable ASCII (``printer.safe_comment``).
+The result is formatted with black and is byte-identical for the same spec.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from .buffers import plan
+from .errors import Diagnostic, SpecError
+from .inits import formula
+from .ir import Binding, Program, topo_order
+from .primitives import HELPERS
+from .printer import Printer, Statement, safe_comment, schedule, source_text
+
+
+@dataclass
+class _Function:
+    name: str
+    signature: str
+    returns: str
+    doc: str
+    body: list[str]
+
+
+@functools.lru_cache(maxsize=1)
+def _template():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        autoescape=False, undefined=jinja2.StrictUndefined)
+    return env.get_template("module.py.j2")
+
+
+def _shape_literal(shape) -> tuple:
+    return tuple(shape)
+
+
+def _needed(prog: Program, roots: list[str]) -> list[Binding]:
+    """The forward bindings the named roots depend on, in spec order."""
+    by_name = {bd.name: bd for bd in prog.forward}
+    live = {n.id for n in topo_order([by_name[r].node for r in roots if r in by_name])}
+    return [bd for bd in prog.forward if bd.node.id in live]
+
+
+def _data_args(prog: Program, bindings: list[Binding], with_targets: bool) -> list[Binding]:
+    used = {n.id for n in topo_order([bd.node for bd in bindings])}
+    args = list(prog.inputs)
+    if with_targets:
+        args += prog.targets
+    else:
+        args += [t for t in prog.targets if t.node.id in used]
+    return args
+
+
+def _signature(prog: Program, args: list[Binding]) -> str:
+    parts = ["params"]
+    for bd in args:
+        if bd.name in prog.defaults:
+            parts.append(f"{bd.name}={prog.defaults[bd.name]!r}")
+        else:
+            parts.append(bd.name)
+    return ", ".join(parts)
+
+
+def _prologue(prog: Program, args: list[Binding], statements: list[Statement]) -> list[str]:
+    text = " ".join(s.expr for s in statements) + " " + " ".join(s.name for s in statements)
+    lines = []
+    for bd in args:
+        conv = "np.asarray({0})" if bd.node.dtype == "int" else "np.asarray({0}, dtype=DTYPE)"
+        lines.append(f"{bd.name} = " + conv.format(bd.name))
+    for bd in prog.params:
+        if _mentions(text, bd.name):
+            lines.append(f'{bd.name} = params["{bd.name}"]')
+    return lines
+
+
+def _mentions(text: str, name: str) -> bool:
+    import re
+
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text) is not None
+
+
+def _comment(prog: Program, st: Statement, backward: dict[str, Binding],
+             forward: dict[str, Binding]) -> str | None:
+    if st.kind == "temp":
+        return st.comment
+    bd = backward.get(st.name)
+    if bd is None:
+        return None
+    if bd.sources:
+        lines = [source_text(prog, forward[s]) or s for s in bd.sources if s in forward]
+        text = " and ".join(lines)
+        if bd.note and len(bd.note) <= 60 and any(w in bd.note for w in
+                                                   ("output", "fused", "mask", "itself")):
+            text += f" ({bd.note})"
+        return text
+    return bd.note
+
+
+def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: list[str],
+          args: list[Binding], sections: bool) -> list[str]:
+    statements = schedule(prog, bindings, printer)
+    backward = {bd.name: bd for bd in prog.backward}
+    forward = {bd.name: bd for bd in prog.forward}
+    lines = _prologue(prog, args, statements)
+    planned = plan(statements, returns)
+    in_backward = False
+    if sections:
+        lines.append("")
+        lines.append("# forward")
+    for step in planned:
+        st = step.statement
+        if sections and not in_backward and st.name in backward:
+            in_backward = True
+            lines.append("")
+            lines.append("# backward")
+        comment = _comment(prog, st, backward, forward)
+        suffix = f"  # {safe_comment(comment)}" if comment else ""
+        for i, code in enumerate(step.code):
+            lines.append(code + (suffix if i == len(step.code) - 1 else ""))
+        if step.release:
+            lines.append("del " + ", ".join(step.release))
+    return lines
+
+
+def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
+    """The module's source text."""
+    source = safe_comment(source or prog.path).replace('"', "?").replace("\\", "?")
+    output = prog.output or prog.loss
+    # predict: the forward pass up to the output.
+    pred_bindings = _needed(prog, [output])
+    pred_args = _data_args(prog, pred_bindings, with_targets=False)
+    loss_bindings = _needed(prog, [prog.loss])
+    grad_order = [prog.grads[w] for w in prog.wrt]
+
+    functions = []
+    p = Printer(prog)
+    body = _body(prog, p, pred_bindings, [output], pred_args, sections=False)
+    functions.append(_Function(
+        "predict", _signature(prog, pred_args), "",
+        f"The model's output {output}, for the inputs.", body + [f"return {output}"]))
+    p = Printer(prog)
+    loss_args = _data_args(prog, loss_bindings, with_targets=True)
+    body = _body(prog, p, loss_bindings, [prog.loss], loss_args, sections=False)
+    functions.append(_Function(
+        "loss", _signature(prog, loss_args), " -> float",
+        f"The loss {prog.loss}.", body + [f"return float({prog.loss})"]))
+    p = Printer(prog)
+    body = _body(prog, p, loss_bindings + prog.backward, [prog.loss] + grad_order, loss_args,
+                 sections=True)
+    items = ", ".join(f'"{w}": {prog.grads[w]}' for w in prog.wrt)
+    functions.append(_Function(
+        "loss_and_grad", _signature(prog, loss_args),
+        " -> tuple[float, dict[str, np.ndarray]]",
+        f"The loss {prog.loss} and its gradient with respect to "
+        f"{', '.join(prog.wrt) or 'nothing'}.",
+        body + ["", f"return float({prog.loss}), {{{items}}}"]))
+    helpers = sorted(_helpers_of(functions))
+
+    init = []
+    for bd in prog.params:
+        expr, comment = formula(prog.inits[bd.name], bd.node.shape, prog.dtype)
+        note = prog.inits[bd.name].note
+        init.append({"key": repr(bd.name), "expr": expr,
+                     "comment": safe_comment(f"{bd.name}: {comment}" + (f"; {note}" if note
+                                                                       else ""))})
+    context = {
+        "model": prog.name,
+        "source": source,
+        "inputs": repr({bd.name: _shape_literal(bd.node.shape) for bd in prog.inputs}),
+        "targets": repr({bd.name: _shape_literal(bd.node.shape) for bd in prog.targets}),
+        "params": repr({bd.name: _shape_literal(bd.node.shape) for bd in prog.params}),
+        "dtype": prog.dtype,
+        "output": repr(output),
+        "loss_name": repr(prog.loss),
+        "grads": repr(list(prog.wrt)),
+        "defaults": repr(dict(prog.defaults)),
+        "config": repr(_config(prog)),
+        "helpers": [HELPERS[h] for h in helpers],
+        "init": init,
+        "functions": functions,
+    }
+    text = _template().render(**context)
+    return format_source(text) if fmt else text
+
+
+def _helpers_of(functions: list[_Function]) -> set[str]:
+    text = "\n".join("\n".join(f.body) for f in functions)
+    return {h for h in HELPERS if _mentions(text, h)}
+
+
+def _config(prog: Program) -> dict:
+    """Training configuration as plain data (numbers and strings only)."""
+    cfg = {}
+    for key in ("optimizer", "train", "data"):
+        if key in prog.config:
+            cfg[key] = {k: v for k, v in prog.config[key].items()}
+    labels = [bd.name for bd in prog.targets if bd.node.dtype == "int"]
+    if labels:
+        cfg["labels"] = labels
+    return cfg
+
+
+def format_source(text: str) -> str:
+    import black
+
+    try:
+        return black.format_str(text, mode=black.Mode(target_versions={black.TargetVersion.PY310}))
+    except black.InvalidInput as e:  # a bug in bpc, never in the spec
+        raise SpecError(Diagnostic(f"internal error: generated code does not parse ({e})",
+                                   None)) from e
