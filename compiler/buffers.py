@@ -100,11 +100,11 @@ def plan(statements: list[Statement], returns: list[str]) -> list[Step]:
                 code = [f"{st.name} = {UFUNCS[node.op]}({call}, out={reused})"]
                 join(st.name, group[reused])
             else:
-                if node.shape != () and node.op in AUGMENTED and st.inline_fresh \
-                        and st.inline_fresh[0] and node.args[0].shape == node.shape \
-                        and node.args[0].dtype == node.dtype:
-                    code = [f"{st.name} = {st.args[0]}",
-                            f"{st.name} {AUGMENTED[node.op]} {_operand(st.args[1], node)}"]
+                into = _fresh_operand(st) if node.shape != () else None
+                if into is not None:
+                    other = st.args[1 - into]
+                    code = [f"{st.name} = {st.args[into]}",
+                            f"{st.name} {AUGMENTED[node.op]} {other}"]
                 gid = len(members)
                 fresh[gid] = True
                 join(st.name, gid)
@@ -122,6 +122,15 @@ def plan(statements: list[Statement], returns: list[str]) -> list[Step]:
     return steps
 
 
-def _operand(text: str, node) -> str:
-    """The right operand of an augmented assignment needs no parentheses but a tuple."""
-    return text
+def _fresh_operand(st: Statement) -> int | None:
+    """Which operand is a freshly computed array of the result's shape, to update in
+    place (``a1 = x @ W1; a1 += b1``): the left one, or the right one of + and *."""
+    node = st.node
+    if node.op not in AUGMENTED or not st.inline_fresh:
+        return None
+    order = (0, 1) if node.op in ("add", "mul") else (0,)
+    for k in order:
+        arg = node.args[k]
+        if st.inline_fresh[k] and arg.shape == node.shape and arg.dtype == node.dtype:
+            return k
+    return None

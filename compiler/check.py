@@ -58,7 +58,7 @@ def _check_sections(spec: ast.Spec, diags: Diagnostics) -> None:
     if why:
         if span is None:
             diags.error(f"the file name '{Path(spec.path).name}' does not give a usable model "
-                        f"name ('{name}': {why})", None,
+                        f"name ('{name}': {why})", Span.whole_file(spec.path),
                         "add a line 'model NAME' with a valid identifier")
         else:
             diags.error(f"'{name}' cannot be a model name: {why}", span)

@@ -26,6 +26,8 @@ class NotConstant(Exception):
 def const_value(expr: ast.Expr, constants: dict[str, float | int]):
     """Evaluate a compile-time constant: numbers, lets, + - * / ^, unary minus, lists."""
     if isinstance(expr, ast.Num):
+        if isinstance(expr.value, float) and not math.isfinite(expr.value):
+            raise NotConstant(expr, f"the number {expr.text} is too large to be finite")
         return expr.value
     if isinstance(expr, ast.Name):
         if expr.id in constants:

@@ -144,7 +144,8 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
 def _statement(p: Printer, name: str, node: Node, kind: str, statement_names: dict[int, str],
                comment: str | None = None) -> Statement:
     args = tuple(p.text(a) for a in node.args)
-    arg_names = tuple(statement_names.get(a.id) for a in node.args)
+    arg_names = tuple(p.names.get(a.id) if a.id in statement_names else None
+                      for a in node.args)
     fresh_inline = tuple(
         a.id not in p.names and not PRIMITIVES[a.op].cheap and a.op not in ("input", "param")
         for a in node.args)

@@ -54,14 +54,17 @@ def predict(params, x):
     beta1 = params["beta1"]
     Omega2 = params["Omega2"]
     beta2 = params["beta2"]
-    f0 = beta0 + Omega0 @ x
+    f0 = Omega0 @ x
+    f0 += beta0
     h1 = np.maximum(f0, 0)
     del f0
-    f1 = beta1 + Omega1 @ h1
+    f1 = Omega1 @ h1
+    f1 += beta1
     del h1
     h2 = np.maximum(f1, 0)
     del f1
-    f2 = beta2 + Omega2 @ h2
+    f2 = Omega2 @ h2
+    f2 += beta2
     return f2
 
 
@@ -75,14 +78,17 @@ def loss(params, x, y) -> float:
     beta1 = params["beta1"]
     Omega2 = params["Omega2"]
     beta2 = params["beta2"]
-    f0 = beta0 + Omega0 @ x
+    f0 = Omega0 @ x
+    f0 += beta0
     h1 = np.maximum(f0, 0)
     del f0
-    f1 = beta1 + Omega1 @ h1
+    f1 = Omega1 @ h1
+    f1 += beta1
     del h1
     h2 = np.maximum(f1, 0)
     del f1
-    f2 = beta2 + Omega2 @ h2
+    f2 = Omega2 @ h2
+    f2 += beta2
     l = np.sum((f2 - y) ** 2)
     return float(l)
 
@@ -99,11 +105,14 @@ def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
     beta2 = params["beta2"]
 
     # forward
-    f0 = beta0 + Omega0 @ x
+    f0 = Omega0 @ x
+    f0 += beta0
     h1 = np.maximum(f0, 0)
-    f1 = beta1 + Omega1 @ h1
+    f1 = Omega1 @ h1
+    f1 += beta1
     h2 = np.maximum(f1, 0)
-    f2 = beta2 + Omega2 @ h2
+    f2 = Omega2 @ h2
+    f2 += beta2
     l_sub = np.subtract(f2, y, out=f2)  # [1, N], used 2 times
     l = np.sum(l_sub**2)
 

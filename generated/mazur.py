@@ -93,7 +93,7 @@ def loss_and_grad(params, x, t) -> tuple[float, dict[str, np.ndarray]]:
 
     # backward
     dE_dy = E_sub  # loss E = sse(y, t)
-    dE_dy_in = np.multiply(y * (1 - y), dE_dy, out=E_sub)  # [N, 2], used 3 times
+    dE_dy_in = np.multiply(y * (1 - y), dE_dy, out=dE_dy)  # [N, 2], used 3 times
     del y
     dE_db2 = np.sum(dE_dy_in, axis=(0, 1))  # y = sigmoid(h @ W2 + b2)
     dE_dW2 = h.T @ dE_dy_in  # y = sigmoid(h @ W2 + b2)
