@@ -207,9 +207,15 @@ def _config(prog: Program) -> dict:
     for key in ("optimizer", "train", "data"):
         if key in prog.config:
             cfg[key] = {k: v for k, v in prog.config[key].items()}
-    labels = [bd.name for bd in prog.targets if bd.node.dtype == "int"]
+    labels, onehot = {}, {}
+    for n in topo_order([bd.node for bd in prog.forward]):
+        if n.op == "softmax_xent" and n.args[2].op == "input":
+            target = labels if n.args[2].dtype == "int" else onehot
+            target[n.args[2].attr("name")] = int(n.args[0].shape[-1])
     if labels:
-        cfg["labels"] = labels
+        cfg["labels"] = labels  # integer-label targets -> number of classes
+    if onehot:
+        cfg["onehot"] = onehot  # targets whose rows must be distributions (sum to 1)
     return cfg
 
 

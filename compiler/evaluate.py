@@ -15,6 +15,13 @@ from .primitives import PRIMITIVES
 def evaluate(prog: Program, feeds: dict[str, np.ndarray], params: dict[str, np.ndarray],
              names: list[str] | None = None) -> dict[str, np.ndarray]:
     """Values of the named bindings (default: every forward and backward binding)."""
+    wanted = [bd for bd in prog.forward + prog.backward if names is None or bd.name in names]
+    values = evaluate_nodes(prog, feeds, params, [bd.node for bd in wanted])
+    return {bd.name: values[bd.node.id] for bd in wanted}
+
+
+def evaluate_nodes(prog: Program, feeds, params, roots) -> dict[int, np.ndarray]:
+    """The value of every node needed for ``roots``, by node id."""
     values: dict[int, np.ndarray] = {}
     dtype = np.dtype(prog.dtype)
     for bd in prog.inputs + prog.targets:
@@ -27,8 +34,7 @@ def evaluate(prog: Program, feeds: dict[str, np.ndarray], params: dict[str, np.n
         values[bd.node.id] = np.asarray(raw, dtype=int if bd.node.dtype == "int" else dtype)
     for bd in prog.params:
         values[bd.node.id] = np.asarray(params[bd.name], dtype=dtype)
-    wanted = [bd for bd in prog.forward + prog.backward if names is None or bd.name in names]
-    for node in topo_order([bd.node for bd in wanted]):
+    for node in topo_order(roots):
         if node.id in values:
             continue
         prim = PRIMITIVES[node.op]
@@ -36,7 +42,7 @@ def evaluate(prog: Program, feeds: dict[str, np.ndarray], params: dict[str, np.n
         if prim.dtype is None and node.op != "const":
             out = np.asarray(out).astype(dtype, copy=False)
         values[node.id] = out
-    return {bd.name: values[bd.node.id] for bd in wanted}
+    return values
 
 
 def initial_params(prog: Program, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -33,7 +33,7 @@ CONFIG = {
     },
     "train": {"epochs": 100, "batch": 30, "seed": 0},
     "data": {"name": "spiral", "n": 100, "classes": 3, "noise": 0.2},
-    "labels": ["t"],
+    "labels": {"t": 3},
 }
 
 

@@ -30,6 +30,7 @@ CONFIG = {
     },
     "train": {"iters": 10000, "batch": 100},
     "data": {"name": "mnist"},
+    "onehot": {"t": 10},
 }
 
 

@@ -10,15 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from compiler.errors import SpecError
+from compiler.vocab import OPTIMIZERS as OPTIMIZER_NAMES
 
 
-class UserError(Exception):
-    """A problem the user can fix (bad data, missing file); printed without a traceback."""
-
-    def __init__(self, message: str, hint: str | None = None, code: int = 1):
-        super().__init__(message)
-        self.message, self.hint, self.code = message, hint, code
+from .errors import UserError
 
 
 def _cmd_check(args) -> int:
@@ -86,6 +84,94 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from .data import load
+    from .loader import load_model
+    from .train import Settings, plot_history, summary_line, train
+
+    if args.plot:  # fail before training, not after
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UserError("--plot needs matplotlib, which is not installed",
+                            "install it with: python3 -m pip install 'bpc[plot]'") from None
+    module = load_model(args.spec)
+    overrides = {"epochs": args.epochs, "iters": args.iters, "batch": args.batch,
+                 "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed}
+    settings = Settings.from_module(module, overrides)
+    config = getattr(module, "CONFIG", {}) or {}
+    dataset = load(args.data if args.data else config.get("data"), module, settings.seed)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
+    result = train(module, dataset, settings, out, resume=args.resume, quiet=args.quiet)
+    if result.history:
+        last = result.history[-1]
+        total = last["epoch"]
+        print(f"{Path(args.spec).stem}: " + summary_line(last, int(total)).split("  ", 1)[1]
+              + f"  ({result.steps} steps, {result.seconds:.1f}s; checkpoint and history "
+              f"in {out}/)")
+    if args.plot and result.history:
+        plot_history(result.history, out / "curves.png")
+        print(f"wrote {out / 'curves.png'}")
+    return 130 if result.interrupted else 0
+
+
+def _cmd_gradcheck(args) -> int:
+    from .gradcheck import format_table, gradcheck
+    from .loader import load_model
+
+    is_py = args.spec.endswith(".py")
+    module = load_model(args.spec, None if is_py else "float64")
+    eps, tol = args.eps, args.tol
+    if np.dtype(module.DTYPE) != np.float64:
+        eps, tol = max(eps, 1e-3), max(tol, 1e-2)
+        print(f"note: {args.spec} computes in {np.dtype(module.DTYPE).name}; checking with "
+              f"eps={eps:g}, tol={tol:g}")
+    rows = gradcheck(module, eps=eps, tol=tol, samples=args.samples, seed=args.seed,
+                     batch=args.batch)
+    print(f"gradcheck {args.spec}: central differences, eps={eps:g}, tol={tol:g}, "
+          f"{args.samples} entries per variable at most, batch {args.batch}")
+    print(format_table(rows))
+    failed = [r.name for r in rows if not r.ok]
+    if failed:
+        print(f"FAILED: the gradient of {', '.join(failed)} does not match finite differences")
+        return 1
+    print(f"ok: all {len(rows)} gradients match")
+    return 0
+
+
+def _cmd_stats(args) -> int:
+    import json
+
+    from compiler.pipeline import program_from_file
+
+    from .stats import format_table, init_from_text, layer_stats, override_weights
+
+    prog = program_from_file(args.spec)
+    note = ""
+    if args.init:
+        changed = override_weights(prog, init_from_text(args.init))
+        shown = changed if len(changed) <= 6 else changed[:3] + ["…"] + changed[-1:]
+        note = (f", {len(changed)} weights ({', '.join(shown)}) drawn from {args.init}"
+                if changed else ", no weights to override")
+    rows = layer_stats(prog, batch=args.batch, seed=args.seed)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f"{prog.name}: statistics at initialization, batch {args.batch}, "
+              f"seed {args.seed}{note}")
+        print(format_table(rows))
+    return 0
+
+
+def _cmd_graph(args) -> int:
+    from compiler.pipeline import program_from_file
+
+    from .graph import to_dot
+
+    sys.stdout.write(to_dot(program_from_file(args.spec), values=args.values, seed=args.seed))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bpc",
@@ -106,6 +192,54 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write <model>.py (default: generated/)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(run=_cmd_compile)
+
+    p = sub.add_parser("train", help="train a spec (or a generated module) on its data")
+    p.add_argument("spec", metavar="SPEC", help="a .bp spec, or a module written by bpc compile")
+    p.add_argument("--data", help="a .npz or .csv file, or a built-in data set: xor, "
+                                  "spiral[:n=100,classes=3], sine[:n=200], digits, mnist")
+    p.add_argument("--epochs", type=int, help="passes over the training data")
+    p.add_argument("--iters", type=int, help="minibatch steps (instead of --epochs)")
+    p.add_argument("--batch", type=int, help="minibatch size")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZER_NAMES), help="the update rule")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--seed", type=int, help="seed for initialization, shuffling and data")
+    p.add_argument("--out", metavar="DIR",
+                   help="where checkpoint.npz, history.csv (and curves.png) go "
+                        "(default: runs/<spec name>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint")
+    p.add_argument("--quiet", action="store_true", help="print only the final summary")
+    p.add_argument("--plot", action="store_true",
+                   help="write loss/accuracy curves to DIR/curves.png (needs matplotlib)")
+    p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("gradcheck", help="compare the backward pass with finite differences")
+    p.add_argument("spec", metavar="SPEC_OR_MODULE")
+    p.add_argument("--eps", type=float, default=1e-6, help="finite-difference step")
+    p.add_argument("--tol", type=float, default=1e-5, help="largest relative error allowed")
+    p.add_argument("--samples", type=int, default=20, metavar="K",
+                   help="entries checked per variable (all of a smaller one)")
+    p.add_argument("--batch", type=int, default=3, help="examples in the random batch")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_cmd_gradcheck)
+
+    p = sub.add_parser("stats",
+                       help="per-layer activation and gradient statistics at initialization")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--batch", type=int, default=100, help="examples drawn from N(0, 1)")
+    p.add_argument("--init", metavar="INIT",
+                   help="draw every weight (2-D parameter) from this initializer instead, "
+                        "e.g. he or 'normal(std=1)'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.set_defaults(run=_cmd_stats)
+
+    p = sub.add_parser("graph", help="the computation graph as Graphviz DOT")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--values", action="store_true",
+                   help="label edges with forward values and gradients for one data point")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_cmd_graph)
 
     p = sub.add_parser("show", help="print the generated code, or an IR stage, to stdout")
     p.add_argument("spec", metavar="SPEC")

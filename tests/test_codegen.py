@@ -14,6 +14,7 @@ from compiler.codegen import generate
 from compiler.evaluate import evaluate
 from compiler.pipeline import compile_file, compile_text, program_from_file, program_from_text
 from conftest import REPO, SPECS, run_bpc
+from runtime.gradcheck import format_table, gradcheck
 from test_stages import sample_data
 
 GENERATED = REPO / "generated"
@@ -57,32 +58,6 @@ def test_generated_imports_only_numpy_and_has_the_contract(path):
     assert all(v.dtype == m.DTYPE for v in params.values())
 
 
-def fd_check_module(m, params, data, eps=1e-6, samples=10, rng=None):
-    rng = rng or np.random.default_rng(0)
-    value, grads = m.loss_and_grad(params, **data)
-    assert value == pytest.approx(m.loss(params, **data), rel=1e-12, abs=1e-12)
-    worst = 0.0
-    for name, g in grads.items():
-        source = params if name in params else data
-        base = np.array(source[name], dtype=float)
-        assert np.shape(g) == base.shape
-        idx = list(np.ndindex(base.shape))
-        if len(idx) > samples:
-            idx = [idx[i] for i in rng.choice(len(idx), samples, replace=False)]
-        for i in idx:
-            vals = []
-            for sign in (1, -1):
-                bumped = base.copy()
-                bumped[i] += sign * eps
-                p = {**params, name: bumped} if name in params else params
-                d = {**data, name: bumped} if name not in params else data
-                vals.append(m.loss(p, **d))
-            numeric = (vals[0] - vals[1]) / (2 * eps)
-            worst = max(worst, abs(numeric - np.asarray(g)[i]) /
-                        max(abs(numeric), abs(np.asarray(g)[i]), 1e-2))
-    return worst
-
-
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
 def test_generated_module_gradchecks_and_matches_the_ir(spec):
     m = load_module(GENERATED / f"{program_from_file(spec).name}.py")
@@ -91,7 +66,8 @@ def test_generated_module_gradchecks_and_matches_the_ir(spec):
     data = {**{k: np.asarray(v, dtype=float) for k, v in prog.defaults.items()},
             **sample_data(prog, rng)}
     params = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in m.init_params(rng).items()}
-    assert fd_check_module(m, params, data, rng=rng) < 1e-6
+    rows = gradcheck(m, samples=8)
+    assert all(r.ok for r in rows), format_table(rows)
     # Differential: the generated code and the IR evaluator agree.
     want = evaluate(prog, data, params)
     value, grads = m.loss_and_grad(params, **data)
@@ -212,3 +188,32 @@ def test_in_place_updates_and_early_release_are_used():
     assert "a1 += b1" in body
     assert re.search(r"dL_da1 = np\.multiply\(\s*a1 > 0, dL_dz1, out=dL_dz1\s*\)", body)
     assert "del " in body
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from specgen import random_spec  # noqa: E402
+
+DIFF_EXAMPLES = int(os.environ.get("BPC_PROPERTY_EXAMPLES", "80"))
+
+
+@settings(max_examples=DIFF_EXAMPLES, deadline=None, derandomize=DIFF_EXAMPLES <= 1000,
+          suppress_health_check=list(HealthCheck))
+@given(random_spec())
+def test_random_specs_generated_code_matches_ir_evaluator(spec):
+    """Every in-place update and early release is checked against the plain interpreter."""
+    prog = program_from_text(spec.text(), "random.bp")
+    ns: dict = {}
+    exec(compile(generate(prog, "random.bp"), "random_generated", "exec"), ns)  # noqa: S102
+    rng = np.random.default_rng(0)
+    feeds, params = spec.feeds(rng), spec.param_values(rng)
+    want = evaluate(prog, feeds, params)
+    copies = {k: v.copy() for k, v in {**feeds, **params}.items()}
+    value, grads = ns["loss_and_grad"](params, **feeds)
+    for k, v in {**feeds, **params}.items():  # inputs and parameters are never written
+        np.testing.assert_array_equal(v, copies[k])
+    assert value == pytest.approx(float(want[prog.loss]), rel=1e-10, abs=1e-12)
+    for w in prog.wrt:
+        np.testing.assert_allclose(grads[w], want[prog.grads[w]], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ns["predict"](params, **feeds), want[prog.output],
+                               rtol=1e-10, atol=1e-12)

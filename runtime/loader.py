@@ -1,0 +1,71 @@
+"""Loading a model: a generated ``.py`` module, or a ``.bp`` spec compiled in memory.
+
+The runtime relies on the generated module's contract only (INPUTS, TARGETS, PARAMS,
+DTYPE, init_params, predict, loss, loss_and_grad; CONFIG, OUTPUT, LOSS when present),
+so a module compiled elsewhere and copied here still trains.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import types
+from pathlib import Path
+
+from .errors import UserError
+
+CONTRACT = ("INPUTS", "TARGETS", "PARAMS", "DTYPE", "init_params", "predict", "loss",
+            "loss_and_grad")
+_counter = itertools.count()
+
+
+def load_model(path: str | Path, dtype: str | None = None) -> types.ModuleType:
+    """A module honouring the contract, from a spec (compiled now) or a generated file."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: no such file")
+    if p.suffix == ".py":
+        if dtype is not None:
+            raise UserError("--dtype needs a spec (.bp); a generated module has its dtype fixed")
+        module = _import_file(p)
+    else:
+        module = _compile_spec(p, dtype)
+    missing = [name for name in CONTRACT if not hasattr(module, name)]
+    if missing:
+        raise UserError(f"{p} is not a bpc model: it lacks {', '.join(missing)}",
+                        "give a .bp spec or a module written by 'bpc compile'")
+    return module
+
+
+def _import_file(p: Path) -> types.ModuleType:
+    name = f"bpc_model_{p.stem}_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(name, p)
+    if spec is None or spec.loader is None:
+        raise UserError(f"{p}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise UserError(f"{p}:{e.lineno}: not valid Python ({e.msg})") from None
+    return module
+
+
+def _compile_spec(p: Path, dtype: str | None) -> types.ModuleType:
+    from compiler.codegen import generate
+    from compiler.frontend import load_file
+    from compiler.pipeline import program
+
+    spec = load_file(p)
+    prog = program(spec, "opt")
+    if dtype is not None and dtype != prog.dtype:
+        from compiler import ast
+
+        spec.statements = [s for s in spec.statements if not isinstance(s, ast.DtypeStmt)]
+        spec.statements.insert(0, ast.DtypeStmt(spec.statements[0].span, dtype,
+                                                spec.statements[0].span))
+        prog = program(spec, "opt")
+    source = generate(prog, str(p), fmt=False)
+    module = types.ModuleType(f"bpc_model_{prog.name}_{next(_counter)}")
+    module.__file__ = f"<compiled from {p}>"
+    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our output
+    return module

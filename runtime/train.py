@@ -1,0 +1,390 @@
+"""The training loop: minibatches, optimizer, progress, history, checkpoints, resume.
+
+Reproducible: one ``np.random.Generator`` seeded by ``seed`` draws the initial
+parameters and then every epoch's shuffle. A checkpoint holds the parameters, the
+optimizer's state, the position (epoch, batch within the epoch, global step), the
+generator's state at the start of the epoch and now, and the running loss, so a resumed
+run continues bit for bit, from an epoch boundary or from wherever Ctrl-C stopped it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compiler.vocab import OPTIMIZERS, TRAIN_SETTINGS, optimizer_defaults
+
+from . import data as data_mod
+from .errors import UserError
+from .optimizers import learning_rate, make_optimizer
+
+HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "lr", "seconds"]
+
+
+class Diverged(UserError):
+    """The loss or a gradient stopped being finite."""
+
+
+@dataclass
+class Settings:
+    epochs: int | None = None
+    iters: int | None = None
+    batch: int = 100
+    seed: int = 0
+    shuffle: bool = True
+    eval_every: int = 1
+    optimizer: str = "sgd"
+    opt: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_module(cls, module, overrides: dict) -> "Settings":
+        """Spec values (the module's CONFIG), then defaults, overridden by flags."""
+        config = getattr(module, "CONFIG", {}) or {}
+        train = {k: v for k, v in config.get("train", {}).items() if v is not None}
+        opt = dict(config.get("optimizer", {}) or {"name": "sgd"})
+        name = overrides.get("optimizer") or opt.pop("name", "sgd")
+        opt.pop("name", None)
+        if name not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer '{name}'",
+                            "optimizers: " + ", ".join(sorted(OPTIMIZERS)))
+        if overrides.get("optimizer") and overrides["optimizer"] != config.get(
+                "optimizer", {}).get("name"):
+            opt = {}  # another optimizer: the spec's settings were for the old one
+        allowed = optimizer_defaults(name)
+        opt = {k: v for k, v in opt.items() if k in allowed}
+        if overrides.get("lr") is not None:
+            opt["lr"] = overrides["lr"]
+        values = {k: spec.default for k, spec in TRAIN_SETTINGS.items()}
+        if "iters" in train:  # the spec counts steps, not epochs
+            values["epochs"] = None
+        values.update(train)
+        # A flag wins; --epochs and --iters replace each other.
+        for key, other in (("epochs", "iters"), ("iters", "epochs"), ("batch", None),
+                           ("seed", None)):
+            if overrides.get(key) is not None:
+                values[key] = overrides[key]
+                if other:
+                    values[other] = None
+        for key in ("batch", "epochs", "iters"):
+            if values.get(key) is not None and int(values[key]) < 1:
+                raise UserError(f"--{key} must be at least 1")
+        return cls(epochs=values.get("epochs"), iters=values.get("iters"),
+                   batch=int(values["batch"]), seed=int(values["seed"]),
+                   shuffle=bool(values["shuffle"]), eval_every=int(values["eval_every"]),
+                   optimizer=name, opt=opt)
+
+
+@dataclass
+class Result:
+    params: dict[str, np.ndarray]
+    history: list[dict]
+    epochs: int
+    steps: int
+    seconds: float
+    interrupted: bool = False
+
+
+# ----------------------------------------------------------------------------- metrics
+def task_kind(module, targets: dict[str, np.ndarray]) -> tuple[str, str] | None:
+    """("labels"|"onehot"|"binary", target name) for classifiers, None for regression."""
+    names = list(module.TARGETS)
+    if len(names) != 1:
+        return None
+    name = names[0]
+    if name in data_mod.labels_of(module):
+        return "labels", name
+    t = targets.get(name)
+    if t is None or t.ndim == 0:
+        return None
+    values = np.unique(t)
+    if not np.all(np.isin(values, (0, 1))):
+        return None
+    if t.ndim >= 2 and t.shape[-1] > 1 and np.allclose(t.sum(axis=-1), 1):
+        return "onehot", name
+    if t.ndim == 1 or t.shape[-1] == 1:
+        return "binary", name
+    return None
+
+
+def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048):
+    n = len(next(iter(inputs.values())))
+    parts = [module.predict(params, **{k: v[i:i + chunk] for k, v in inputs.items()})
+             for i in range(0, n, chunk)]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def accuracy(module, params, arrays: dict[str, np.ndarray], kind) -> float | None:
+    if kind is None or not arrays:
+        return None
+    how, name = kind
+    inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
+    y = np.asarray(predict_all(module, params, inputs))
+    t = arrays[name]
+    if how == "labels":
+        return float(np.mean(np.argmax(y, axis=-1) == t))
+    if how == "onehot":
+        return float(np.mean(np.argmax(y, axis=-1) == np.argmax(t, axis=-1)))
+    threshold = 0.5 if y.size and y.min() >= 0 and y.max() <= 1 else 0.0
+    return float(np.mean((y.reshape(t.shape) > threshold) == (t > 0.5)))
+
+
+def mean_loss(module, params, arrays, batch: int = 2048) -> float:
+    total, n = 0.0, 0
+    for b in data_mod.batches(arrays, batch, None):
+        m = len(next(iter(b.values())))
+        total += module.loss(params, **b) * m
+        n += m
+    return total / max(n, 1)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: Path, params, optimizer, position: dict, rng_start, rng_now) -> None:
+    arrays = {f"param/{k}": v for k, v in params.items()}
+    arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
+    meta = {**position, "rng_start": rng_start, "rng": rng_now,
+            "optimizer": optimizer.name}
+    arrays["meta"] = np.array(json.dumps(meta))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint.", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(path: Path, module):
+    if not path.exists():
+        raise UserError(f"nothing to resume: {path} does not exist",
+                        "train without --resume first, or give the --out folder of a run")
+    with np.load(path, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+        params = {k[6:]: f[k].copy() for k in f.files if k.startswith("param/")}
+        opt_state = {k[4:]: f[k].copy() for k in f.files if k.startswith("opt/")}
+    if set(params) != set(module.PARAMS):
+        raise UserError(f"{path} was written for other parameters "
+                        f"({', '.join(sorted(params))})", "use a new --out folder")
+    return params, opt_state, meta
+
+
+def _history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds) -> dict:
+    def fmt(v, digits=6):
+        return "" if v is None else f"{v:.{digits}g}"
+    return {"epoch": epoch, "step": step, "loss": fmt(loss, 8), "train_acc": fmt(train_acc),
+            "test_acc": fmt(test_acc), "test_loss": fmt(test_loss, 8), "lr": fmt(lr),
+            "seconds": f"{seconds:.3f}"}
+
+
+# ----------------------------------------------------------------------------- the loop
+def first_nonfinite(grads: dict[str, np.ndarray]) -> str | None:
+    for name, g in grads.items():
+        if not np.all(np.isfinite(g)):
+            return name
+    return None
+
+
+def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | None,
+          resume: bool = False, quiet: bool = False, log=print) -> Result:
+    train_arrays = data_mod.conform(dataset.train, module, f"training data ({dataset.name})")
+    test_arrays = data_mod.conform(dataset.test, module, f"test data ({dataset.name})") \
+        if dataset.test else {}
+    n = dataset.size("train")
+    if n == 0:
+        raise UserError("the training data is empty")
+    steps_per_epoch = math.ceil(n / settings.batch)
+    total_steps = settings.iters if settings.iters is not None else \
+        (settings.epochs or 10) * steps_per_epoch
+    total_epochs = math.ceil(total_steps / steps_per_epoch)
+    kind = task_kind(module, train_arrays)
+
+    rng = np.random.default_rng(settings.seed)
+    params = {k: np.array(v, dtype=module.DTYPE) for k, v in module.init_params(rng).items()}
+    optimizer = make_optimizer(settings.optimizer, params, **settings.opt)
+    epoch, batch_index, step, loss_sum, seen = 0, 0, 0, 0.0, 0
+    rng_start = rng.bit_generator.state
+    history: list[dict] = []
+    checkpoint = out / "checkpoint.npz" if out else None
+    history_path = out / "history.csv" if out else None
+    if resume:
+        if checkpoint is None:
+            raise UserError("--resume needs --out DIR, the folder of the run to continue")
+        saved, opt_state, meta = load_checkpoint(checkpoint, module)
+        if meta.get("optimizer") != optimizer.name:
+            raise UserError(f"the checkpoint was trained with {meta.get('optimizer')}, "
+                            f"not {optimizer.name}", "resume with the same --optimizer")
+        for k in params:
+            params[k][...] = saved[k]
+        optimizer.load_state_dict(opt_state)
+        epoch, batch_index, step = meta["epoch"], meta["batch_index"], meta["step"]
+        loss_sum, seen = meta["loss_sum"], meta["seen"]
+        rng_start = meta["rng_start"]
+        rng.bit_generator.state = meta["rng"]
+        if history_path and history_path.exists():
+            with open(history_path, newline="") as f:
+                history = [row for row in csv.DictReader(f) if int(row["epoch"]) <= epoch]
+    elif history_path is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(history_path, "w", newline="") as f:
+            csv.DictWriter(f, HISTORY_FIELDS).writeheader()
+
+    if step >= total_steps:
+        log(f"nothing to do: the run already has {step} steps (of {total_steps})")
+    start_time = time.perf_counter()
+    interrupted = False
+    bar = None
+
+    def snapshot():
+        return {"epoch": epoch, "batch_index": batch_index, "step": step,
+                "loss_sum": loss_sum, "seen": seen}
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        tqdm = None
+
+    try:
+        while step < total_steps:
+            epoch_start = time.perf_counter()
+            if batch_index == 0:
+                rng_start = rng.bit_generator.state
+                loss_sum, seen = 0.0, 0
+            # Re-draw this epoch's order from its starting state (exact after a resume).
+            order_rng = np.random.default_rng()
+            order_rng.bit_generator.state = rng_start
+            all_batches = list(data_mod.batches(train_arrays, settings.batch,
+                                                order_rng if settings.shuffle else None))
+            if batch_index == 0 and settings.shuffle:
+                rng.bit_generator.state = order_rng.bit_generator.state
+            remaining = all_batches[batch_index:]
+            remaining = remaining[:total_steps - step]
+            bar = None
+            if tqdm is not None and not quiet:
+                bar = tqdm(total=len(all_batches), initial=batch_index,
+                           desc=f"epoch {epoch + 1}/{total_epochs}", unit="batch",
+                           leave=False, dynamic_ncols=True, file=sys.stderr,
+                           disable=None)  # None: shown on a terminal, silent in logs
+            for b in remaining:
+                lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
+                value, grads = module.loss_and_grad(params, **b)
+                if not math.isfinite(value):
+                    bad = first_nonfinite(grads)
+                    raise Diverged(
+                        f"training diverged at step {step + 1} (epoch {epoch + 1}): the loss "
+                        f"is {value}" + (f" and the gradient of '{bad}' is not finite"
+                                         if bad else ""),
+                        "lower the learning rate (--lr), or clip gradients "
+                        "(optimizer ...(clip=1.0))")
+                bad = first_nonfinite(grads)
+                if bad is not None:
+                    raise Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
+                                   f"the gradient of '{bad}' is not finite",
+                                   "lower the learning rate (--lr), or clip gradients")
+                optimizer.step(params, grads, lr)
+                bad = first_nonfinite(params)
+                if bad is not None:
+                    raise Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
+                                   f"parameter '{bad}' is no longer finite",
+                                   "lower the learning rate (--lr)")
+                m = len(next(iter(b.values())))
+                loss_sum += value * m
+                seen += m
+                step += 1
+                batch_index += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4g}", refresh=False)
+            if bar is not None:
+                bar.close()
+            if batch_index < len(all_batches) and step < total_steps:
+                continue  # cannot happen without an interruption
+            # An epoch is complete (or the step budget ended inside it).
+            epoch += 1
+            batch_index = 0
+            seconds = time.perf_counter() - epoch_start
+            lr_now = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
+            evaluate = epoch % settings.eval_every == 0 or step >= total_steps
+            train_acc = accuracy(module, params, train_arrays, kind) if evaluate else None
+            test_acc = accuracy(module, params, test_arrays, kind) if evaluate else None
+            test_loss = mean_loss(module, params, test_arrays) if evaluate and test_arrays \
+                else None
+            row = _history_row(epoch, step, loss_sum / max(seen, 1), train_acc, test_acc,
+                               test_loss, lr_now, seconds)
+            history.append(row)
+            if history_path is not None:
+                with open(history_path, "a", newline="") as f:
+                    csv.DictWriter(f, HISTORY_FIELDS).writerow(row)
+            if not quiet:
+                log(summary_line(row, total_epochs))
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, params, optimizer, snapshot(),
+                                rng.bit_generator.state, rng.bit_generator.state)
+    except KeyboardInterrupt:
+        interrupted = True
+        if bar is not None:
+            bar.close()
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, params, optimizer, snapshot(), rng_start,
+                            rng.bit_generator.state)
+            log(f"interrupted at step {step}; saved {checkpoint} "
+                f"(continue with --resume --out {out})")
+        else:
+            log(f"interrupted at step {step}")
+    return Result(params, history, epoch, step, time.perf_counter() - start_time, interrupted)
+
+
+def summary_line(row: dict, total_epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{total_epochs}", f"loss {float(row['loss']):.4f}"]
+    if row.get("test_loss"):
+        parts.append(f"test_loss {float(row['test_loss']):.4f}")
+    if row.get("train_acc"):
+        parts.append(f"train_acc {100 * float(row['train_acc']):.1f}%")
+    if row.get("test_acc"):
+        parts.append(f"test_acc {100 * float(row['test_acc']):.1f}%")
+    parts.append(f"{float(row['seconds']):.2f}s")
+    return "  ".join(parts)
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError("--plot needs matplotlib, which is not installed",
+                        "install it with: python3 -m pip install 'bpc[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) for r in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(epochs, [float(r["loss"]) for r in history], label="train loss")
+    if any(r.get("test_loss") for r in history):
+        axes[0].plot(epochs, [float(r["test_loss"]) if r.get("test_loss") else np.nan
+                              for r in history], label="test loss")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("loss")
+    axes[0].set_yscale("log")
+    axes[0].legend()
+    for key, label in (("train_acc", "train accuracy"), ("test_acc", "test accuracy")):
+        if any(r.get(key) for r in history):
+            axes[1].plot(epochs, [float(r[key]) if r.get(key) else np.nan for r in history],
+                         label=label)
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("accuracy")
+    if axes[1].lines:
+        axes[1].legend()
+    else:
+        axes[1].set_visible(False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
