@@ -28,12 +28,15 @@ class Row:
 
 
 def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, seed: int = 0,
-              batch: int = 3) -> list[Row]:
+              batch: int = 3, data: dict | None = None, params: dict | None = None) -> list[Row]:
+    """Check every gradient of ``module`` at random data and parameters (or those given)."""
     rng = np.random.default_rng(seed)
-    data = synthetic(module, rng, batch)
-    params = {k: np.array(v, dtype=np.float64) for k, v in module.init_params(rng).items()}
-    # Move off symmetric points (zero biases, equal weights) that hide mistakes.
-    params = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in params.items()}
+    if data is None:
+        data = synthetic(module, rng, batch)
+    if params is None:
+        params = {k: np.array(v, dtype=np.float64) for k, v in module.init_params(rng).items()}
+        # Move off symmetric points (zero biases, equal weights) that hide mistakes.
+        params = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in params.items()}
     _, grads = module.loss_and_grad(params, **data)
     rows = []
     for name, g in grads.items():

@@ -27,5 +27,4 @@ def test_random_spec_gradients(spec):
     values = evaluate(prog, feeds, params, names=[b.name for b in prog.forward])
     # Finite differences say nothing where the function is ill-conditioned (sin(v^8)).
     assume(all(np.all(np.abs(v) < 30) for v in values.values()))
-    errors = check(prog, feeds, params)
-    assert max(errors.values()) < 1e-6, (spec.text(), errors)
+    check(prog, feeds, params, tol=1e-6)
