@@ -276,7 +276,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                            disable=None)  # None: shown on a terminal, silent in logs
             for b in remaining:
                 lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
-                value, grads = module.loss_and_grad(params, **b)
+                with np.errstate(all="ignore"):  # non-finite values are reported below
+                    value, grads = module.loss_and_grad(params, **b)
                 if not math.isfinite(value):
                     bad = first_nonfinite(grads)
                     raise Diverged(
@@ -290,7 +291,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                     raise Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
                                    f"the gradient of '{bad}' is not finite",
                                    "lower the learning rate (--lr), or clip gradients")
-                optimizer.step(params, grads, lr)
+                with np.errstate(all="ignore"):
+                    optimizer.step(params, grads, lr)
                 bad = first_nonfinite(params)
                 if bad is not None:
                     raise Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
