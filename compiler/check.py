@@ -207,7 +207,7 @@ def _require_constant(e: ast.Expr, constants, diags: Diagnostics, what: str):
     try:
         return const_value(e, constants)
     except NotConstant as err:
-        diags.error(f"{what} must be a constant: {err.why}", err.expr.span)
+        diags.error(err.message(f"{what} must be a constant"), err.expr.span)
         return None
 
 

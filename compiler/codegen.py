@@ -65,13 +65,18 @@ def _data_args(prog: Program, bindings: list[Binding], with_targets: bool) -> li
 
 
 def _signature(prog: Program, args: list[Binding]) -> str:
-    parts = ["params"]
-    for bd in args:
-        if bd.name in prog.defaults:
-            parts.append(f"{bd.name}={prog.defaults[bd.name]!r}")
-        else:
-            parts.append(bd.name)
-    return ", ".join(parts)
+    """``params`` and the data arguments in declaration order (inputs, then targets).
+
+    Python needs defaults last: when an input with a default would precede one without,
+    the inputs with defaults become keyword-only (``*, tax=1.1``) instead."""
+    names = [bd.name for bd in args]
+    required = [n for n in names if n not in prog.defaults]
+    defaulted = [f"{n}={prog.defaults[n]!r}" for n in names if n in prog.defaults]
+    in_order = all(n in prog.defaults for n in names[len(required):]) and \
+        names[:len(required)] == required
+    if in_order:
+        return ", ".join(["params", *required, *defaulted])
+    return ", ".join(["params", *required, "*", *defaulted])
 
 
 def _prologue(prog: Program, args: list[Binding], statements: list[Statement]) -> list[str]:
@@ -193,7 +198,15 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
         "functions": functions,
     }
     text = _template().render(**context)
-    return format_source(text) if fmt else text
+    if fmt:
+        text = format_source(text)
+    try:
+        compile(text, f"<bpc output for {prog.name}>", "exec")  # never write invalid Python
+    except SyntaxError as e:
+        raise SpecError(Diagnostic(f"internal error: the code generated for '{prog.name}' "
+                                   f"is not valid Python ({e.msg}, line {e.lineno})",
+                                   None)) from e
+    return text
 
 
 def _helpers_of(functions: list[_Function]) -> set[str]:

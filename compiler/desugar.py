@@ -18,9 +18,15 @@ from .vocab import LAYERS, RELU_FAMILY, ACTIVATIONS, REQUIRED
 
 
 class NotConstant(Exception):
-    def __init__(self, expr: ast.Expr, why: str):
+    """``expr`` is not a usable constant; ``standalone`` reasons need no context."""
+
+    def __init__(self, expr: ast.Expr, why: str, standalone: bool = False):
         super().__init__(why)
-        self.expr, self.why = expr, why
+        self.expr, self.why, self.standalone = expr, why, standalone
+
+    def message(self, context: str) -> str:
+        """``context: why``, or just the reason when it says everything itself."""
+        return self.why if self.standalone else f"{context}: {self.why}"
 
 
 def const_value(expr: ast.Expr, constants: dict[str, float | int]):
@@ -32,6 +38,8 @@ def const_value(expr: ast.Expr, constants: dict[str, float | int]):
     if isinstance(expr, ast.Name):
         if expr.id in constants:
             return constants[expr.id]
+        if expr.id in ("true", "false"):
+            return expr.id == "true"
         raise NotConstant(expr, f"'{expr.id}' is not a constant")
     if isinstance(expr, ast.Neg):
         return -const_value(expr.operand, constants)
@@ -50,6 +58,9 @@ def const_value(expr: ast.Expr, constants: dict[str, float | int]):
             value = int(value)
         return value
     if isinstance(expr, ast.Matrix):
+        if len({len(row) for row in expr.rows}) > 1:
+            raise NotConstant(expr, "every row of a matrix literal needs the same length",
+                              standalone=True)
         rows = [[const_value(e, constants) for e in row] for row in expr.rows]
         return rows[0] if len(rows) == 1 else rows
     raise NotConstant(expr, "expected a constant (a number or a 'let' name)")
@@ -69,7 +80,7 @@ def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
                     raise NotConstant(st.value, "a 'let' must be finite")
                 constants.setdefault(st.name, value)
             except NotConstant as e:
-                diags.error(f"'let {st.name}' must be a constant expression: {e.why}",
+                diags.error(e.message(f"'let {st.name}' must be a constant expression"),
                             e.expr.span)
             out.append(st)
         elif isinstance(st, ast.Layers):
@@ -107,7 +118,7 @@ def _flatten(items, constants, diags) -> list[ast.Layer]:
             try:
                 count = const_value(item.count, constants)
             except NotConstant as e:
-                diags.error(f"'repeat' needs a constant count: {e.why}", e.expr.span)
+                diags.error(e.message("'repeat' needs a constant count"), e.expr.span)
                 continue
             if not isinstance(count, int) or count < 1:
                 diags.error(f"'repeat' count must be a positive integer, not {count!r}",
@@ -177,7 +188,8 @@ def _expand(st: ast.Layers, constants, dense_index, diags: Diagnostics) -> list[
             try:
                 units = const_value(args["units"], constants)
             except NotConstant as e:
-                diags.error(f"'dense' needs a constant number of units: {e.why}", e.expr.span)
+                diags.error(e.message("'dense' needs a constant number of units"),
+                            e.expr.span)
                 continue
             if not isinstance(units, int) or units < 1:
                 diags.error(f"'dense' units must be a positive integer, not {units!r}",

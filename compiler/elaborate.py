@@ -201,12 +201,6 @@ class _Elaborator:
                                  f"{fmt_shape(lshape)}, but '{st.name}' is declared "
                                  f"{fmt_shape(shape)}", init_expr.span)
                 return None
-            if isinstance(init_expr, ast.Matrix):
-                rows = init_expr.rows
-                if len({len(r) for r in rows}) > 1:
-                    self.diags.error("every row of a matrix literal needs the same length",
-                                     init_expr.span)
-                    return None
             init = Init("array" if lshape else "value", {"value": literal})
         else:
             name = init_expr.id if isinstance(init_expr, ast.Name) else init_expr.func
@@ -313,11 +307,8 @@ class _Elaborator:
             try:
                 value = const_value(e, self.spec.constants)
             except NotConstant as err:
-                self.diags.error(f"a matrix literal holds constants: {err.why}", err.expr.span)
+                self.diags.error(err.message("a matrix literal holds constants"), err.expr.span)
                 raise _Poisoned() from None
-            if len({len(r) for r in e.rows}) > 1:
-                self.diags.error("every row of a matrix literal needs the same length", e.span)
-                raise _Poisoned()
             return self._apply(e, [], lambda: b.const(value))
         if isinstance(e, ast.Call):
             return self._call(e)

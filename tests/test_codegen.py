@@ -217,3 +217,14 @@ def test_random_specs_generated_code_matches_ir_evaluator(spec):
         np.testing.assert_allclose(grads[w], want[prog.grads[w]], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(ns["predict"](params, **feeds), want[prog.output],
                                rtol=1e-10, atol=1e-12)
+
+
+def test_inputs_with_defaults_before_required_ones_become_keyword_only(tmp_path):
+    text = ("model d\ninput s = 2.0\ninput x : [N]\ntarget t : [N]\nparam w = 1.0\n"
+            "h = w * s * x\nloss L = sum((h - t)^2)\n")
+    m = module_from_source(compile_text(text, "d.bp")[1], tmp_path, "d")
+    x, t = np.array([1.0, 2.0]), np.array([0.0, 1.0])
+    assert m.loss({"w": np.array(1.0)}, x, t) == pytest.approx(4.0 + 9.0)
+    assert m.loss({"w": np.array(1.0)}, x, t, s=1.0) == pytest.approx(1.0 + 1.0)
+    receipt = load_module(GENERATED / "receipt.py")  # all defaults: positional order kept
+    assert receipt.loss({}, 100, 2, 150, 3, 1.0) == pytest.approx(650.0)
