@@ -150,13 +150,14 @@ def _check_expr(e: ast.Expr, visible, decls, constants, diags: Diagnostics) -> N
         fn = FUNCTIONS.get(e.func)
         if fn is None:
             if e.func in LAYERS:
-                hint = f"'{e.func}' is a layer; layers go inside 'layers IN -> OUT {{ … }}'"
+                diags.error(f"unknown function '{e.func}'", e.func_span,
+                            f"'{e.func}' is a layer; layers go inside 'layers IN -> OUT {{ … }}'")
             elif e.func in INITIALIZERS:
-                hint = f"'{e.func}' is an initializer; use it after '=' in a 'param'"
+                diags.error(f"unknown function '{e.func}'", e.func_span,
+                            f"'{e.func}' is an initializer; use it after '=' in a 'param'")
             else:
-                hint = suggestion_hint(e.func, FUNCTIONS) or (
-                    "functions are: " + listing(FUNCTIONS))
-            diags.error(f"unknown function '{e.func}'", e.func_span, hint)
+                diags.unknown(f"unknown function '{e.func}'", e.func, e.func_span, FUNCTIONS,
+                              "functions are")
             for a in e.args + [k.value for k in e.kwargs]:
                 _check_expr(a, visible, decls, constants, diags)
             return
@@ -213,26 +214,21 @@ def _require_constant(e: ast.Expr, constants, diags: Diagnostics, what: str):
 
 def _check_init(st: ast.Param, constants, diags: Diagnostics) -> None:
     init = st.init
-    if isinstance(init, ast.Name) and init.id not in constants:
-        if init.id not in INITIALIZERS:
-            diags.error(f"unknown initializer '{init.id}'", init.span,
-                        suggestion_hint(init.id, INITIALIZERS)
-                        or "initializers are: " + listing(INITIALIZERS)
-                        + ", a number, or a matrix literal [a, b; c, d]")
-        elif INITIALIZERS[init.id].params and any(
-                d is REQUIRED for _, d in INITIALIZERS[init.id].params):
-            diags.error(f"initializer '{init.id}' needs arguments", init.span,
-                        f"usage: {INITIALIZERS[init.id].usage(init.id)}")
-    elif isinstance(init, ast.Call):
-        sig = INITIALIZERS.get(init.func)
+    if isinstance(init, (ast.Name, ast.Call)) and getattr(init, "id", None) not in constants:
+        name, span = (init.id, init.span) if isinstance(init, ast.Name) else \
+            (init.func, init.func_span)
+        sig = INITIALIZERS.get(name)
         if sig is None:
-            diags.error(f"unknown initializer '{init.func}'", init.func_span,
-                        suggestion_hint(init.func, INITIALIZERS)
-                        or "initializers are: " + listing(INITIALIZERS))
-            return
-        for arg in _bind(init.func, sig, init.args, init.kwargs, init.span, diags,
-                         "initializer").values():
-            _require_constant(arg, constants, diags, f"an argument of '{init.func}'")
+            diags.unknown(f"unknown initializer '{name}'", name, span, INITIALIZERS,
+                          "initializers are", ", a number, or a matrix literal [a, b; c, d]")
+        elif isinstance(init, ast.Name):
+            if any(d is REQUIRED for _, d in sig.params):
+                diags.error(f"initializer '{name}' needs arguments", span,
+                            f"usage: {sig.usage(name)}")
+        else:
+            for arg in _bind(name, sig, init.args, init.kwargs, init.span, diags,
+                             "initializer").values():
+                _require_constant(arg, constants, diags, f"an argument of '{name}'")
     else:
         _require_constant(init, constants, diags, f"the initial value of '{st.name}'")
 
@@ -242,8 +238,8 @@ def _check_config(spec: ast.Spec, diags: Diagnostics) -> None:
     constants = spec.constants
     for st in spec.statements:
         if isinstance(st, ast.DtypeStmt) and st.name not in DTYPES:
-            diags.error(f"unknown dtype '{st.name}'", st.name_span,
-                        "dtypes are: " + listing(DTYPES))
+            diags.unknown(f"unknown dtype '{st.name}'", st.name, st.name_span, DTYPES,
+                          "dtypes are")
         elif isinstance(st, ast.Optimizer):
             _check_optimizer(st, constants, diags)
         elif isinstance(st, ast.Train):
@@ -251,9 +247,8 @@ def _check_config(spec: ast.Spec, diags: Diagnostics) -> None:
             for s in st.settings:
                 spec_ = TRAIN_SETTINGS.get(s.key)
                 if spec_ is None:
-                    diags.error(f"unknown training setting '{s.key}'", s.span,
-                                suggestion_hint(s.key, TRAIN_SETTINGS)
-                                or "settings are: " + listing(TRAIN_SETTINGS))
+                    diags.unknown(f"unknown training setting '{s.key}'", s.key, s.span,
+                                  TRAIN_SETTINGS, "settings are")
                     continue
                 if s.key in seen:
                     diags.error(f"training setting '{s.key}' is given twice", s.span,
@@ -265,10 +260,8 @@ def _check_config(spec: ast.Spec, diags: Diagnostics) -> None:
         elif isinstance(st, ast.Data) and st.name is not None:
             sig = DATASETS.get(st.name)
             if sig is None:
-                diags.error(f"unknown data set '{st.name}'", st.name_span,
-                            suggestion_hint(st.name, DATASETS)
-                            or "built-in data sets are: " + listing(DATASETS)
-                            + "; or give a file: data \"train.npz\"")
+                diags.unknown(f"unknown data set '{st.name}'", st.name, st.name_span, DATASETS,
+                              "built-in data sets are", "; or give a file: data \"train.npz\"")
                 continue
             for arg in _bind(st.name, sig, st.args, st.kwargs, st.span, diags,
                              "data set").values():
@@ -297,9 +290,8 @@ def setting_value(key: str, value: ast.Expr, constants, diags: Diagnostics):
 
 def _check_optimizer(st: ast.Optimizer, constants, diags: Diagnostics) -> None:
     if st.name not in OPTIMIZERS:
-        diags.error(f"unknown optimizer '{st.name}'", st.name_span,
-                    suggestion_hint(st.name, OPTIMIZERS)
-                    or "optimizers are: " + listing(OPTIMIZERS))
+        diags.unknown(f"unknown optimizer '{st.name}'", st.name, st.name_span, OPTIMIZERS,
+                      "optimizers are")
         return
     keys = {**COMMON_OPT_KEYS, **OPTIMIZERS[st.name]}
     if st.args:

@@ -13,7 +13,7 @@ import dataclasses
 import math
 
 from . import ast
-from .errors import Diagnostics, Span, suggestion_hint, listing
+from .errors import Diagnostics, listing, suggestion_hint
 from .vocab import LAYERS, RELU_FAMILY, ACTIVATIONS, REQUIRED
 
 
@@ -134,9 +134,8 @@ def _flatten(items, constants, diags) -> list[ast.Layer]:
 def _layer_args(layer: ast.Layer, diags: Diagnostics) -> dict[str, object] | None:
     sig = LAYERS.get(layer.name)
     if sig is None:
-        diags.error(f"unknown layer '{layer.name}'", layer.name_span,
-                    suggestion_hint(layer.name, LAYERS)
-                    or f"layers are: {listing(LAYERS)}")
+        diags.unknown(f"unknown layer '{layer.name}'", layer.name, layer.name_span, LAYERS,
+                      "layers are")
         return None
     names = sig.names
     bound: dict[str, object] = {}

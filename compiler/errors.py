@@ -114,6 +114,12 @@ class Diagnostics:
               notes: list[Note] | None = None) -> None:
         self.items.append(Diagnostic(message, span, hint, list(notes or [])))
 
+    def unknown(self, message: str, word: str, span: Span | None, choices,
+                listing_prefix: str, also: str = "") -> None:
+        """``message`` about ``word``, hinting the nearest of ``choices`` or listing them."""
+        self.error(message, span, suggestion_hint(word, choices)
+                   or f"{listing_prefix}: {listing(choices)}{also}")
+
     def extend(self, diags: list[Diagnostic]) -> None:
         self.items.extend(diags)
 
@@ -147,7 +153,7 @@ def did_you_mean(word: str, candidates, limit: int = 3) -> list[str]:
     return [c for d, c in scored if d <= best][:limit]
 
 
-def suggestion_hint(word: str, candidates, kind: str = "") -> str | None:
+def suggestion_hint(word: str, candidates) -> str | None:
     close = did_you_mean(word, candidates)
     if close:
         return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

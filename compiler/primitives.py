@@ -214,7 +214,7 @@ def _reshape_shape(args, attrs):
 
 
 def _xent_shape(args, attrs):
-    logits, lse, t = args[0].shape, args[1].shape, args[2].shape
+    logits, t = args[0].shape, args[2].shape
     if len(logits) == 0:
         raise ShapeError("softmax_cross_entropy needs logits with a class axis, not a scalar",
                          (0,))

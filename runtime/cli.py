@@ -90,11 +90,11 @@ def _cmd_train(args) -> int:
     from .train import Settings, plot_history, summary_line, train
 
     if args.plot:  # fail before training, not after
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
             raise UserError("--plot needs matplotlib, which is not installed",
-                            "install it with: python3 -m pip install 'bpc[plot]'") from None
+                            "install it with: python3 -m pip install 'bpc[plot]'")
     module = load_model(args.spec)
     overrides = {"epochs": args.epochs, "iters": args.iters, "batch": args.batch,
                  "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed}

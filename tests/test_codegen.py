@@ -12,7 +12,7 @@ import pytest
 
 from compiler.codegen import generate
 from compiler.evaluate import evaluate
-from compiler.pipeline import compile_file, compile_text, program_from_file, program_from_text
+from compiler.pipeline import compile_text, program_from_file, program_from_text
 from conftest import REPO, SPECS, run_bpc
 from runtime.gradcheck import format_table, gradcheck
 from test_stages import sample_data

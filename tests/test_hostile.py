@@ -16,7 +16,6 @@ import pytest
 
 from compiler.errors import SpecError
 from compiler.pipeline import compile_file
-from conftest import REPO
 
 CORPUS = sorted((Path(__file__).parent / "hostile").glob("*.bp"))
 MUST_REJECT = {"dunder_name", "builtin_name", "keyword_model", "np_name", "params_name",
