@@ -58,9 +58,17 @@ def const_value(expr: ast.Expr, constants: dict[str, float | int]):
             value = int(value)
         return value
     if isinstance(expr, ast.Matrix):
+        if not expr.rows:
+            raise NotConstant(expr, "an empty matrix literal holds no values", standalone=True)
         if len({len(row) for row in expr.rows}) > 1:
             raise NotConstant(expr, "every row of a matrix literal needs the same length",
                               standalone=True)
+        for row in expr.rows:
+            for item in row:
+                if isinstance(item, ast.Matrix):
+                    raise NotConstant(item, "a matrix literal holds numbers, not other "
+                                            "matrices; write rows separated by ';'",
+                                      standalone=True)
         rows = [[const_value(e, constants) for e in row] for row in expr.rows]
         return rows[0] if len(rows) == 1 else rows
     raise NotConstant(expr, "expected a constant (a number or a 'let' name)")

@@ -324,7 +324,12 @@ class _Elaborator:
         described = []
         for pname, expr in bound.items():
             if pname in fn.static:
-                static[pname] = self._static(pname, expr)
+                try:
+                    static[pname] = self._static(pname, expr)
+                except NotConstant as err:
+                    self.diags.error(err.message(f"'{pname}' of {e.func} must be a constant"),
+                                     err.expr.span)
+                    raise _Poisoned() from None
             else:
                 node = self._expr(expr)
                 args[pname] = node
