@@ -23,13 +23,6 @@ from dataclasses import dataclass, field
 from .primitives import PRIMITIVES
 from .printer import Statement
 
-UFUNCS = {
-    "add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np.divide",
-    "neg": "np.negative", "exp": "np.exp", "log": "np.log", "sin": "np.sin", "cos": "np.cos",
-    "tan": "np.tan", "tanh": "np.tanh", "sqrt": "np.sqrt", "abs": "np.absolute",
-    "square": "np.square", "sign": "np.sign", "maximum": "np.maximum", "minimum": "np.minimum",
-}
-AUGMENTED = {"add": "+=", "sub": "-=", "mul": "*=", "div": "/="}
 _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 
 
@@ -86,7 +79,8 @@ def plan(statements: list[Statement], returns: list[str]) -> list[Step]:
                 join(st.name, gid)
         else:
             reused = None
-            if node.shape != () and node.op in UFUNCS:
+            prim = PRIMITIVES[node.op]
+            if node.shape != () and prim.out_form:
                 for k, arg_name in enumerate(st.arg_names):
                     if arg_name is None or arg_name not in group:
                         continue
@@ -96,15 +90,14 @@ def plan(statements: list[Statement], returns: list[str]) -> list[Step]:
                         reused = arg_name
                         break
             if reused is not None:
-                call = ", ".join(st.args)
-                code = [f"{st.name} = {UFUNCS[node.op]}({call}, out={reused})"]
+                code = [f"{st.name} = " + prim.out_form.format(*st.args, out=reused)]
                 join(st.name, group[reused])
             else:
                 into = _fresh_operand(st) if node.shape != () else None
                 if into is not None:
                     other = st.args[1 - into]
                     code = [f"{st.name} = {st.args[into]}",
-                            f"{st.name} {AUGMENTED[node.op]} {other}"]
+                            f"{st.name} {prim.augmented} {other}"]
                 gid = len(members)
                 fresh[gid] = True
                 join(st.name, gid)
@@ -126,9 +119,9 @@ def _fresh_operand(st: Statement) -> int | None:
     """Which operand is a freshly computed array of the result's shape, to update in
     place (``a1 = x @ W1; a1 += b1``): the left one, or the right one of + and *."""
     node = st.node
-    if node.op not in AUGMENTED or not st.inline_fresh:
+    if not PRIMITIVES[node.op].augmented or not st.inline_fresh:
         return None
-    order = (0, 1) if node.op in ("add", "mul") else (0,)
+    order = (0, 1) if PRIMITIVES[node.op].augmented in ("+=", "*=") else (0,)
     for k in order:
         arg = node.args[k]
         if st.inline_fresh[k] and arg.shape == node.shape and arg.dtype == node.dtype:

@@ -45,6 +45,11 @@ class Primitive:
     # Distance of the operands from a point where the op is not differentiable (relu at
     # 0, max at a tie); gradient checks skip points closer than 1e-3. None: smooth.
     kink: Callable[[list[np.ndarray], dict], float] | None = None
+    # How to write the result into an existing buffer: a format string over the printed
+    # arguments and ``out`` ("np.exp({0}, out={out})"), and the augmented-assignment
+    # operator for "a = fresh; a += b" ("+="). Used by buffer planning.
+    out_form: str | None = None
+    augmented: str | None = None
 
     def result_dtype(self, args, default: str) -> str:
         return self.dtype or default
@@ -265,8 +270,10 @@ def _unary(name, fn, derivative, rule, numpy=None, vjp=None):
     """An elementwise function; ``derivative(b, x, out)`` or a whole ``vjp`` (None: zero)."""
     if vjp is None:
         vjp = _factor(derivative) if derivative else (lambda b, n, g: [None])
-    return _register(Primitive(name, 1, _same, _call(numpy or f"np.{name}"),
-                               lambda v, a: fn(v[0]), vjp, rule, elementwise=True))
+    fn_name = numpy or f"np.{name}"
+    out_form = f"{fn_name}({{0}}, out={{out}})" if fn_name.startswith("np.") else None
+    return _register(Primitive(name, 1, _same, _call(fn_name), lambda v, a: fn(v[0]), vjp,
+                               rule, elementwise=True, out_form=out_form))
 
 
 def _gap(x) -> float:
@@ -301,17 +308,21 @@ _register(Primitive("const", 0, lambda args, attrs: np.shape(attrs["value"]), _e
 
 # ----------------------------------------------------------------------------- arithmetic
 _register(Primitive("add", 2, _broadcast, _binary("+", ADD), lambda v, a: v[0] + v[1],
-                    lambda b, n, g: [g, g], "d(a + b) = da + db", elementwise=True))
+                    lambda b, n, g: [g, g], "d(a + b) = da + db", elementwise=True,
+                    out_form="np.add({0}, {1}, out={out})", augmented="+="))
 _register(Primitive("sub", 2, _broadcast, _binary("-", ADD), lambda v, a: v[0] - v[1],
                     lambda b, n, g: [g, b.op("neg", g)], "d(a - b) = da - db",
-                    elementwise=True))
+                    elementwise=True, out_form="np.subtract({0}, {1}, out={out})",
+                    augmented="-="))
 _register(Primitive("mul", 2, _broadcast, _binary("*", MUL), lambda v, a: v[0] * v[1],
                     lambda b, n, g: [b.op("mul", n.args[1], g), b.op("mul", n.args[0], g)],
-                    "d(a * b) = b da + a db", elementwise=True))
+                    "d(a * b) = b da + a db", elementwise=True,
+                    out_form="np.multiply({0}, {1}, out={out})", augmented="*="))
 _register(Primitive("div", 2, _broadcast, _binary("/", MUL), lambda v, a: v[0] / v[1],
                     lambda b, n, g: [b.op("div", g, n.args[1]),
                                      b.op("mul", b.op("neg", b.op("div", n, n.args[1])), g)],
-                    "d(a / b) = da / b - (a / b) db / b", elementwise=True))
+                    "d(a / b) = da / b - (a / b) db / b", elementwise=True,
+                    out_form="np.divide({0}, {1}, out={out})", augmented="/="))
 
 
 def _emit_neg(a, attrs, node):
@@ -322,7 +333,8 @@ def _emit_neg(a, attrs, node):
 
 
 _register(Primitive("neg", 1, _same, _emit_neg, lambda v, a: -v[0],
-                    lambda b, n, g: [b.op("neg", g)], "d(-a) = -da", elementwise=True))
+                    lambda b, n, g: [b.op("neg", g)], "d(-a) = -da", elementwise=True,
+                    out_form="np.negative({0}, out={out})"))
 
 
 def _emit_pow(a, attrs, node):
@@ -350,10 +362,12 @@ def _minmax_vjp(first, second):
 _register(Primitive("maximum", 2, _broadcast, _call("np.maximum"),
                     lambda v, a: np.maximum(v[0], v[1]), _minmax_vjp("ge", "lt"),
                     "d max(a, b) = [a >= b] da + [a < b] db", elementwise=True,
+                    out_form="np.maximum({0}, {1}, out={out})",
                     kink=lambda v, a: _gap(np.subtract(v[0], v[1]))))
 _register(Primitive("minimum", 2, _broadcast, _call("np.minimum"),
                     lambda v, a: np.minimum(v[0], v[1]), _minmax_vjp("le", "gt"),
                     "d min(a, b) = [a <= b] da + [a > b] db", elementwise=True,
+                    out_form="np.minimum({0}, {1}, out={out})",
                     kink=lambda v, a: _gap(np.subtract(v[0], v[1]))))
 
 # ----------------------------------------------------------------------------- elementwise functions
@@ -371,19 +385,22 @@ _unary("sigmoid", _sigmoid,
        "sigmoid'(x) = s (1 - s), from the output s", numpy="_sigmoid")
 _register(Primitive(
     "relu", 1, _same, lambda a, attrs, n: (f"np.maximum({a[0][0]}, 0)", POSTFIX),
-    lambda v, a: np.maximum(v[0], 0), _factor(lambda b, x, out: b.op("gt", x, b.const(0))),
-    "relu'(x) = [x > 0], a mask", elementwise=True, kink=lambda v, a: _gap(v[0])))
+    lambda v, a: np.maximum(v[0], 0), _factor(lambda b, x, out: b.op("gt", out, b.const(0))),
+    "relu'(x) = [relu(x) > 0], a mask from the output", elementwise=True,
+    kink=lambda v, a: _gap(v[0]), out_form="np.maximum({0}, 0, out={out})"))
 _unary("softplus", lambda x: np.logaddexp(0.0, x), lambda b, x, out: b.op("sigmoid", x),
        "softplus'(x) = sigmoid(x)", numpy="_softplus")
 _unary("sqrt", np.sqrt, None, "sqrt'(x) = 1 / (2 sqrt(x)), from the output",
        vjp=lambda b, n, g: [b.op("div", g, b.op("mul", b.const(2), n))])
 _register(Primitive("abs", 1, _same, _call("np.abs"), lambda v, a: np.abs(v[0]),
                     _factor(lambda b, x, out: b.op("sign", x)), "abs'(x) = sign(x)",
-                    elementwise=True, kink=lambda v, a: _gap(v[0])))
+                    elementwise=True, kink=lambda v, a: _gap(v[0]),
+                    out_form="np.abs({0}, out={out})"))
 _unary("square", np.square, lambda b, x, out: b.op("mul", b.const(2), x), "square'(x) = 2 x")
 _register(Primitive("sign", 1, _same, _call("np.sign"), lambda v, a: np.sign(v[0]),
                     lambda b, n, g: [None], "sign'(x) = 0 (almost everywhere)",
-                    elementwise=True, kink=lambda v, a: _gap(v[0])))
+                    elementwise=True, kink=lambda v, a: _gap(v[0]),
+                    out_form="np.sign({0}, out={out})"))
 
 _register(Primitive(
     "leaky_relu", 1, _same,

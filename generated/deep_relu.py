@@ -56,13 +56,11 @@ def predict(params, x):
     beta2 = params["beta2"]
     f0 = Omega0 @ x
     f0 += beta0
-    h1 = np.maximum(f0, 0)
-    del f0
+    h1 = np.maximum(f0, 0, out=f0)
     f1 = Omega1 @ h1
     f1 += beta1
-    del h1
-    h2 = np.maximum(f1, 0)
-    del f1
+    del f0, h1
+    h2 = np.maximum(f1, 0, out=f1)
     f2 = Omega2 @ h2
     f2 += beta2
     return f2
@@ -80,13 +78,11 @@ def loss(params, x, y) -> float:
     beta2 = params["beta2"]
     f0 = Omega0 @ x
     f0 += beta0
-    h1 = np.maximum(f0, 0)
-    del f0
+    h1 = np.maximum(f0, 0, out=f0)
     f1 = Omega1 @ h1
     f1 += beta1
-    del h1
-    h2 = np.maximum(f1, 0)
-    del f1
+    del f0, h1
+    h2 = np.maximum(f1, 0, out=f1)
     f2 = Omega2 @ h2
     f2 += beta2
     l = np.sum((f2 - y) ** 2)
@@ -107,10 +103,10 @@ def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
     # forward
     f0 = Omega0 @ x
     f0 += beta0
-    h1 = np.maximum(f0, 0)
+    h1 = np.maximum(f0, 0, out=f0)
     f1 = Omega1 @ h1
     f1 += beta1
-    h2 = np.maximum(f1, 0)
+    h2 = np.maximum(f1, 0, out=f1)
     f2 = Omega2 @ h2
     f2 += beta2
     l_sub = np.subtract(f2, y, out=f2)  # [1, N], used 2 times
@@ -120,21 +116,19 @@ def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
     dl_df2 = np.multiply(2, l_sub, out=l_sub)  # loss l = least_squares(f2, y)
     dl_dbeta2 = np.sum(dl_df2, axis=1, keepdims=True)  # f2 = beta2 + Omega2 @ h2
     dl_dOmega2 = dl_df2 @ h2.T  # f2 = beta2 + Omega2 @ h2
-    del h2
     dl_dh2 = Omega2.T @ dl_df2  # f2 = beta2 + Omega2 @ h2
     del f2, l_sub, dl_df2
     dl_df1 = np.multiply(
-        f1 > 0, dl_dh2, out=dl_dh2
-    )  # h2 = relu(f1) (relu'(x) = [x > 0], a mask)
-    del f1
+        h2 > 0, dl_dh2, out=dl_dh2
+    )  # h2 = relu(f1) (relu'(x) = [relu(x) > 0], a mask from the output)
+    del f1, h2
     dl_dbeta1 = np.sum(dl_df1, axis=1, keepdims=True)  # f1 = beta1 + Omega1 @ h1
     dl_dOmega1 = dl_df1 @ h1.T  # f1 = beta1 + Omega1 @ h1
-    del h1
     dl_dh1 = Omega1.T @ dl_df1  # f1 = beta1 + Omega1 @ h1
     del dl_dh2, dl_df1
     dl_df0 = np.multiply(
-        f0 > 0, dl_dh1, out=dl_dh1
-    )  # h1 = relu(f0) (relu'(x) = [x > 0], a mask)
+        h1 > 0, dl_dh1, out=dl_dh1
+    )  # h1 = relu(f0) (relu'(x) = [relu(x) > 0], a mask from the output)
     dl_dbeta0 = np.sum(dl_df0, axis=1, keepdims=True)  # f0 = beta0 + Omega0 @ x
     dl_dOmega0 = dl_df0 @ x.T  # f0 = beta0 + Omega0 @ x
 

@@ -64,8 +64,7 @@ def predict(params, x):
     b2 = params["b2"]
     a1 = x @ W1
     a1 += b1
-    z1 = np.maximum(a1, 0)
-    del a1
+    z1 = np.maximum(a1, 0, out=a1)
     y = z1 @ W2
     y += b2
     return y
@@ -81,8 +80,7 @@ def loss(params, x, t) -> float:
     b2 = params["b2"]
     a1 = x @ W1
     a1 += b1
-    z1 = np.maximum(a1, 0)
-    del a1
+    z1 = np.maximum(a1, 0, out=a1)
     y = z1 @ W2
     y += b2
     L = -np.sum(t * (y - _logsumexp(y, axis=1, keepdims=True))) / x.shape[0]
@@ -101,7 +99,7 @@ def loss_and_grad(params, x, t) -> tuple[float, dict[str, np.ndarray]]:
     # forward
     a1 = x @ W1
     a1 += b1
-    z1 = np.maximum(a1, 0)
+    z1 = np.maximum(a1, 0, out=a1)
     y = z1 @ W2
     y += b2
     L_logsumexp = _logsumexp(y, axis=1, keepdims=True)  # [N, 1], used 2 times
@@ -113,12 +111,11 @@ def loss_and_grad(params, x, t) -> tuple[float, dict[str, np.ndarray]]:
     del y, L_logsumexp
     dL_db2 = np.sum(dL_dy, axis=0)  # y = z1 @ W2 + b2
     dL_dW2 = z1.T @ dL_dy  # y = z1 @ W2 + b2
-    del z1
     dL_dz1 = dL_dy @ W2.T  # y = z1 @ W2 + b2
     del dL_dy
     dL_da1 = np.multiply(
-        a1 > 0, dL_dz1, out=dL_dz1
-    )  # z1 = relu(a1) (relu'(x) = [x > 0], a mask)
+        z1 > 0, dL_dz1, out=dL_dz1
+    )  # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_db1 = np.sum(dL_da1, axis=0)  # a1 = x @ W1 + b1
     dL_dW1 = x.T @ dL_da1  # a1 = x @ W1 + b1
 
