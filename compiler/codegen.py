@@ -233,10 +233,20 @@ def _config(prog: Program) -> dict:
 
 
 def format_source(text: str) -> str:
-    import black
+    """``text`` formatted by black (py310 target), remembered by content and black's
+    version, so recompiling an unchanged spec does not even import black."""
+    from importlib.metadata import version
 
-    try:
-        return black.format_str(text, mode=black.Mode(target_versions={black.TargetVersion.PY310}))
-    except black.InvalidInput as e:  # a bug in bpc, never in the spec
-        raise SpecError(Diagnostic(f"internal error: generated code does not parse ({e})",
-                                   None)) from e
+    from .cache import memo_text
+
+    def run_black() -> str:
+        import black
+
+        mode = black.Mode(target_versions={black.TargetVersion.PY310})
+        try:
+            return black.format_str(text, mode=mode)
+        except black.InvalidInput as e:  # a bug in bpc, never in the spec
+            raise SpecError(Diagnostic(f"internal error: generated code does not parse "
+                                       f"({e})", None)) from e
+
+    return memo_text("black", f"black {version('black')} py310\n{text}", run_black)

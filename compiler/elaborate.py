@@ -9,14 +9,13 @@ equation that fails poisons its name so later uses do not report the same proble
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import ast
 from .check import model_name, setting_value
 from .desugar import NotConstant, const_value
 from .errors import Diagnostics, Span
 from .functions import FUNCTIONS
-from .ir import Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, topo_order
+from .ir import (Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, literal_shape,
+                 topo_order)
 from .primitives import labels
 from .vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS, optimizer_defaults
 
@@ -164,7 +163,7 @@ class _Elaborator:
         default = None
         if st.default is not None:
             default = const_value(st.default, self.spec.constants)
-            dshape = np.shape(default)
+            dshape = literal_shape(default)
             if st.shape is None:
                 node = self.b.leaf("input", st.name, dshape)
                 self.env[st.name] = node
@@ -184,7 +183,7 @@ class _Elaborator:
                 isinstance(init_expr, ast.Name) and init_expr.id in constants):
             literal = const_value(init_expr, constants)
         if st.shape is None:
-            shape = np.shape(literal) if literal is not None else ()
+            shape = literal_shape(literal) if literal is not None else ()
             if literal is None:
                 self.diags.error(f"parameter '{st.name}' needs a shape for initializer "
                                  f"'{getattr(init_expr, 'id', getattr(init_expr, 'func', ''))}'",
@@ -195,7 +194,7 @@ class _Elaborator:
             if shape is None:
                 return None
         if literal is not None:
-            lshape = np.shape(literal)
+            lshape = literal_shape(literal)
             if lshape and tuple(lshape) != tuple(shape):
                 self.diags.error(f"the initial value of '{st.name}' has shape "
                                  f"{fmt_shape(lshape)}, but '{st.name}' is declared "

@@ -6,8 +6,6 @@ evaluator (evaluated with ``rng``), so the two always draw the same numbers.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .ir import Init, Shape
 from .primitives import format_number
 
@@ -55,6 +53,9 @@ def formula(init: Init, shape: Shape, dtype: str) -> tuple[str, str]:
     raise ValueError(f"unknown initializer {k}")
 
 
-def sample(init: Init, shape: Shape, rng: np.random.Generator, dtype: str) -> np.ndarray:
+def sample(init: Init, shape: Shape, rng, dtype: str):
+    """Draw the parameter with NumPy, evaluating exactly the formula code generation writes."""
+    import numpy as np
+
     expr, _ = formula(init, shape, dtype)
     return np.asarray(eval(expr, {"np": np, "rng": rng, "DTYPE": np.dtype(dtype)}))  # noqa: S307

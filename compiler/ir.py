@@ -14,6 +14,7 @@ backward bindings and which of them are the gradients.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,6 +22,23 @@ from .errors import Span
 
 Dim = int | str  # a fixed size, or a symbolic dimension such as "N"
 Shape = tuple[Dim, ...]
+
+
+def literal_shape(value: Any) -> Shape:
+    """The shape of a number or of nested lists/tuples of numbers (no NumPy needed)."""
+    shape = []
+    while isinstance(value, (list, tuple)):
+        shape.append(len(value))
+        value = value[0] if value else None
+    return tuple(shape)
+
+
+def literal_values(value: Any):
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from literal_values(v)
+    else:
+        yield value
 
 
 def fmt_shape(shape: Shape) -> str:
@@ -106,10 +124,7 @@ class Builder:
         return Node(op, tuple(args), frozen, tuple(shape), dtype, self.span)
 
     def const(self, value: Any) -> Node:
-        import numpy as np
-
-        arr = np.asarray(value, dtype=float)
-        if not np.all(np.isfinite(arr)):
+        if not all(math.isfinite(float(v)) for v in literal_values(value)):
             raise ShapeError("constants must be finite numbers", ())
         return self.op("const", value=freeze(value))
 

@@ -127,9 +127,15 @@ def _grammar_text() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _lark() -> tuple[Lark, _PostLexer]:
+    from .cache import writable_dir
+
     post = _PostLexer()
+    # Lark keys its cache on the grammar, the options and its own version, and rebuilds
+    # (then rewrites) a stale one; loading the tables beats building them ~10x.
+    folder = writable_dir("lark")
+    cache = str(folder / "bp-grammar.lark-cache") if folder else False
     parser = Lark(_grammar_text(), parser="lalr", lexer="basic", postlex=post,
-                  propagate_positions=True, maybe_placeholders=True)
+                  propagate_positions=True, maybe_placeholders=True, cache=cache)
     return parser, post
 
 

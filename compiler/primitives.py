@@ -19,12 +19,25 @@ Nothing else in the compiler switches on operation names.
 
 from __future__ import annotations
 
+import math
+import operator
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
+from .ir import Builder, Node, Shape, ShapeError, fmt_shape, literal_shape
 
-from .ir import Builder, Node, Shape, ShapeError, fmt_shape
+
+class _LazyNumpy:
+    """NumPy, imported on first use: compiling a spec never needs it, evaluating does."""
+
+    def __getattr__(self, name):
+        import numpy
+
+        globals()["np"] = numpy
+        return getattr(numpy, name)
+
+
+np = _LazyNumpy()
 
 # Python operator precedence, for printing with the fewest parentheses.
 CMP, ADD, MUL, UNARY, POW, POSTFIX, ATOM = 5, 10, 11, 12, 13, 15, 16
@@ -50,6 +63,8 @@ class Primitive:
     # operator for "a = fresh; a += b" ("+="). Used by buffer planning.
     out_form: str | None = None
     augmented: str | None = None
+    # Constant folding of scalars, in plain Python (None: never folded).
+    fold: Callable | None = None
 
     def result_dtype(self, args, default: str) -> str:
         return self.dtype or default
@@ -107,7 +122,7 @@ def format_number(value) -> str:
     if isinstance(value, int):
         return repr(value)
     value = float(value)
-    if not np.isfinite(value):
+    if not math.isfinite(value):
         raise ValueError("non-finite constant")
     return repr(value)
 
@@ -272,7 +287,11 @@ def _unary(name, fn, derivative, rule, numpy=None, vjp=None):
         vjp = _factor(derivative) if derivative else (lambda b, n, g: [None])
     fn_name = numpy or f"np.{name}"
     out_form = f"{fn_name}({{0}}, out={{out}})" if fn_name.startswith("np.") else None
-    return _register(Primitive(name, 1, _same, _call(fn_name), lambda v, a: fn(v[0]), vjp,
+    if isinstance(fn, str):  # a NumPy function, looked up when first evaluated
+        evaluate = (lambda attr: lambda v, a: getattr(np, attr)(v[0]))(fn)
+    else:
+        evaluate = (lambda f: lambda v, a: f(v[0]))(fn)
+    return _register(Primitive(name, 1, _same, _call(fn_name), evaluate, vjp,
                                rule, elementwise=True, out_form=out_form))
 
 
@@ -303,26 +322,28 @@ def _sigmoid(x):
 for _leaf in ("input", "param"):
     _register(Primitive(_leaf, 0, lambda a, t: (), lambda a, t, n: (t["name"], ATOM),
                         lambda v, a: None, None, "", cheap=True))
-_register(Primitive("const", 0, lambda args, attrs: np.shape(attrs["value"]), _emit_const,
+_register(Primitive("const", 0, lambda args, attrs: literal_shape(attrs["value"]), _emit_const,
                     lambda v, a: np.asarray(a["value"], dtype=float), None, "", cheap=True))
 
 # ----------------------------------------------------------------------------- arithmetic
 _register(Primitive("add", 2, _broadcast, _binary("+", ADD), lambda v, a: v[0] + v[1],
                     lambda b, n, g: [g, g], "d(a + b) = da + db", elementwise=True,
-                    out_form="np.add({0}, {1}, out={out})", augmented="+="))
+                    out_form="np.add({0}, {1}, out={out})", augmented="+=", fold=operator.add))
 _register(Primitive("sub", 2, _broadcast, _binary("-", ADD), lambda v, a: v[0] - v[1],
                     lambda b, n, g: [g, b.op("neg", g)], "d(a - b) = da - db",
                     elementwise=True, out_form="np.subtract({0}, {1}, out={out})",
-                    augmented="-="))
+                    augmented="-=", fold=operator.sub))
 _register(Primitive("mul", 2, _broadcast, _binary("*", MUL), lambda v, a: v[0] * v[1],
                     lambda b, n, g: [b.op("mul", n.args[1], g), b.op("mul", n.args[0], g)],
                     "d(a * b) = b da + a db", elementwise=True,
-                    out_form="np.multiply({0}, {1}, out={out})", augmented="*="))
+                    out_form="np.multiply({0}, {1}, out={out})", augmented="*=",
+                    fold=operator.mul))
 _register(Primitive("div", 2, _broadcast, _binary("/", MUL), lambda v, a: v[0] / v[1],
                     lambda b, n, g: [b.op("div", g, n.args[1]),
                                      b.op("mul", b.op("neg", b.op("div", n, n.args[1])), g)],
                     "d(a / b) = da / b - (a / b) db / b", elementwise=True,
-                    out_form="np.divide({0}, {1}, out={out})", augmented="/="))
+                    out_form="np.divide({0}, {1}, out={out})", augmented="/=",
+                    fold=operator.truediv))
 
 
 def _emit_neg(a, attrs, node):
@@ -334,7 +355,7 @@ def _emit_neg(a, attrs, node):
 
 _register(Primitive("neg", 1, _same, _emit_neg, lambda v, a: -v[0],
                     lambda b, n, g: [b.op("neg", g)], "d(-a) = -da", elementwise=True,
-                    out_form="np.negative({0}, out={out})"))
+                    out_form="np.negative({0}, out={out})", fold=operator.neg))
 
 
 def _emit_pow(a, attrs, node):
@@ -349,7 +370,8 @@ def _pow_vjp(b, n, g):
 
 
 _register(Primitive("pow", 2, _broadcast, _emit_pow, lambda v, a: np.power(v[0], v[1]),
-                    _pow_vjp, "d(a^c) = c a^(c-1) da + a^c log(a) dc", elementwise=True))
+                    _pow_vjp, "d(a^c) = c a^(c-1) da + a^c log(a) dc", elementwise=True,
+                    fold=operator.pow))
 
 
 def _minmax_vjp(first, second):
@@ -371,14 +393,14 @@ _register(Primitive("minimum", 2, _broadcast, _call("np.minimum"),
                     kink=lambda v, a: _gap(np.subtract(v[0], v[1]))))
 
 # ----------------------------------------------------------------------------- elementwise functions
-_unary("exp", np.exp, lambda b, x, out: out, "exp'(x) = exp(x), the output itself")
-_unary("log", np.log, None, "log'(x) = 1 / x",
+_unary("exp", "exp", lambda b, x, out: out, "exp'(x) = exp(x), the output itself")
+_unary("log", "log", None, "log'(x) = 1 / x",
        vjp=lambda b, n, g: [b.op("div", g, n.args[0])])
-_unary("sin", np.sin, lambda b, x, out: b.op("cos", x), "sin'(x) = cos(x)")
-_unary("cos", np.cos, lambda b, x, out: b.op("neg", b.op("sin", x)), "cos'(x) = -sin(x)")
-_unary("tan", np.tan, lambda b, x, out: b.op("add", b.const(1), b.op("pow", out, b.const(2))),
+_unary("sin", "sin", lambda b, x, out: b.op("cos", x), "sin'(x) = cos(x)")
+_unary("cos", "cos", lambda b, x, out: b.op("neg", b.op("sin", x)), "cos'(x) = -sin(x)")
+_unary("tan", "tan", lambda b, x, out: b.op("add", b.const(1), b.op("pow", out, b.const(2))),
        "tan'(x) = 1 + tan(x)^2")
-_unary("tanh", np.tanh, lambda b, x, out: b.op("sub", b.const(1), b.op("pow", out, b.const(2))),
+_unary("tanh", "tanh", lambda b, x, out: b.op("sub", b.const(1), b.op("pow", out, b.const(2))),
        "tanh'(x) = 1 - tanh(x)^2, from the output")
 _unary("sigmoid", _sigmoid,
        lambda b, x, out: b.op("mul", out, b.op("sub", b.const(1), out)),
@@ -390,13 +412,13 @@ _register(Primitive(
     kink=lambda v, a: _gap(v[0]), out_form="np.maximum({0}, 0, out={out})"))
 _unary("softplus", lambda x: np.logaddexp(0.0, x), lambda b, x, out: b.op("sigmoid", x),
        "softplus'(x) = sigmoid(x)", numpy="_softplus")
-_unary("sqrt", np.sqrt, None, "sqrt'(x) = 1 / (2 sqrt(x)), from the output",
+_unary("sqrt", "sqrt", None, "sqrt'(x) = 1 / (2 sqrt(x)), from the output",
        vjp=lambda b, n, g: [b.op("div", g, b.op("mul", b.const(2), n))])
 _register(Primitive("abs", 1, _same, _call("np.abs"), lambda v, a: np.abs(v[0]),
                     _factor(lambda b, x, out: b.op("sign", x)), "abs'(x) = sign(x)",
                     elementwise=True, kink=lambda v, a: _gap(v[0]),
                     out_form="np.abs({0}, out={out})"))
-_unary("square", np.square, lambda b, x, out: b.op("mul", b.const(2), x), "square'(x) = 2 x")
+_unary("square", "square", lambda b, x, out: b.op("mul", b.const(2), x), "square'(x) = 2 x")
 _register(Primitive("sign", 1, _same, _call("np.sign"), lambda v, a: np.sign(v[0]),
                     lambda b, n, g: [None], "sign'(x) = 0 (almost everywhere)",
                     elementwise=True, kink=lambda v, a: _gap(v[0]),
@@ -412,11 +434,11 @@ _register(Primitive(
     kink=lambda v, a: _gap(v[0])))
 
 # ----------------------------------------------------------------------------- comparisons and masks
-for _name, _sym, _fn in (("gt", ">", np.greater), ("ge", ">=", np.greater_equal),
-                         ("lt", "<", np.less), ("le", "<=", np.less_equal),
-                         ("eq", "==", np.equal)):
+for _name, _sym, _fn in (("gt", ">", "greater"), ("ge", ">=", "greater_equal"),
+                         ("lt", "<", "less"), ("le", "<=", "less_equal"),
+                         ("eq", "==", "equal")):
     _register(Primitive(_name, 2, _broadcast, _binary(_sym, CMP),
-                        (lambda f: lambda v, a: f(v[0], v[1]))(_fn),
+                        (lambda f: lambda v, a: getattr(np, f)(v[0], v[1]))(_fn),
                         lambda b, n, g: [None, None], "comparisons have zero derivative",
                         dtype="bool", elementwise=True))
 
@@ -504,7 +526,11 @@ def _logsumexp_vjp(b, n, g):
 
 
 def _np_reduce(fn):
-    return lambda v, a: fn(v[0], axis=a.get("axis"), keepdims=bool(a.get("keepdims")))
+    """Evaluate a reduction; ``fn`` is a NumPy function's name or a function."""
+    def evaluate(v, a):
+        f = getattr(np, fn) if isinstance(fn, str) else fn
+        return f(v[0], axis=a.get("axis"), keepdims=bool(a.get("keepdims")))
+    return evaluate
 
 
 def _np_logsumexp(x, axis=None, keepdims=False):
@@ -513,11 +539,11 @@ def _np_logsumexp(x, axis=None, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-_register(Primitive("sum", 1, _reduced, _reduce_call("np.sum"), _np_reduce(np.sum), _sum_vjp,
+_register(Primitive("sum", 1, _reduced, _reduce_call("np.sum"), _np_reduce("sum"), _sum_vjp,
                     "d sum(x) = sum(dx): the adjoint is copied to every element"))
-_register(Primitive("mean", 1, _reduced, _reduce_call("np.mean"), _np_reduce(np.mean),
+_register(Primitive("mean", 1, _reduced, _reduce_call("np.mean"), _np_reduce("mean"),
                     _mean_vjp, "d mean(x) = mean(dx): the adjoint / count to every element"))
-_register(Primitive("max", 1, _reduced, _reduce_call("np.max"), _np_reduce(np.max), _max_vjp,
+_register(Primitive("max", 1, _reduced, _reduce_call("np.max"), _np_reduce("max"), _max_vjp,
                     "d max(x) flows to the maximal element(s)",
                     kink=lambda v, a: _top_gap(v[0], a.get("axis"))))
 _register(Primitive("logsumexp", 1, _reduced, _reduce_call("_logsumexp"),

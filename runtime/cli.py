@@ -10,8 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from compiler.errors import SpecError
 from compiler.vocab import OPTIMIZERS as OPTIMIZER_NAMES
 
@@ -118,6 +116,8 @@ def _cmd_train(args) -> int:
 def _cmd_gradcheck(args) -> int:
     from .gradcheck import format_table, gradcheck
     from .loader import load_model
+
+    import numpy as np
 
     is_py = args.spec.endswith(".py")
     module = load_model(args.spec, None if is_py else "float64")

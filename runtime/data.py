@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compiler.cache import cache_dir
 from compiler.vocab import DATASETS
 
 from .errors import UserError
@@ -82,12 +83,6 @@ def digits(rng: np.random.Generator):
 
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("BPC_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bpc")
-    return Path(root)
 
 
 def sha256(path: Path) -> str:

@@ -1,0 +1,331 @@
+"""bpc benchmarks: generated code vs hand-written NumPy, PyTorch and JAX; memory; compile time.
+
+    python3 bench/bench.py            # everything (a few minutes on two cores)
+    python3 bench/bench.py --quick    # fewer rounds
+    python3 bench/bench.py --only step|memory|compile
+
+Each (net, dtype) configuration runs in its own process with BLAS pinned to one thread;
+inside it the implementations take turns, round after round, and the median time of one
+training step (``loss_and_grad`` plus an SGD update) is reported, with ratios to the
+hand-fused reference and the fraction of the roofline: the step's matmul FLOPs over a
+large-matmul rate measured in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
+ONE_THREAD["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+NETS = {"784-50-10": ([784, 50, 10], 100), "784-1024-1024-10": ([784, 1024, 1024, 10], 256)}
+LR = 0.01
+
+
+def spec_text(sizes: list[int], dtype: str) -> str:
+    layers = []
+    for units in sizes[1:-1]:
+        layers += [f"  dense {units}", "  relu"]
+    layers.append(f"  dense {sizes[-1]}")
+    return (f"model bench_mlp\ndtype {dtype}\ninput x : [N, {sizes[0]}]\n"
+            f"target t : [N, {sizes[-1]}]\nlayers x -> y {{\n" + "\n".join(layers)
+            + "\n}\nloss L = softmax_cross_entropy(y, t)\n")
+
+
+def matmul_flops(sizes: list[int], n: int) -> int:
+    """Forward, weight gradients, and input gradients of every layer but the first."""
+    pairs = list(zip(sizes, sizes[1:]))
+    return sum(2 * n * a * b for a, b in pairs) * 3 - 2 * n * sizes[0] * sizes[1]
+
+
+# ----------------------------------------------------------------------------- in one process
+def _generated(sizes, dtype, tmp):
+    sys.path.insert(0, str(ROOT))
+    from compiler.pipeline import compile_text
+
+    _, source = compile_text(spec_text(sizes, dtype), "bench_mlp.bp")
+    path = Path(tmp) / "bench_mlp.py"
+    path.write_text(source)
+    from runtime.loader import load_model
+
+    return load_model(path)
+
+
+def _torch_step(params, dtype):
+    import torch
+
+    torch.set_num_threads(1)
+    tdtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
+    tp = {k: torch.tensor(v, dtype=tdtype, requires_grad=True) for k, v in params.items()}
+    depth = len(params) // 2
+
+    def step(x, t):
+        h = x
+        for k in range(1, depth + 1):
+            h = h @ tp[f"W{k}"] + tp[f"b{k}"]
+            if k < depth:
+                h = torch.relu(h)
+        loss = -(t * torch.log_softmax(h, dim=1)).sum() / x.shape[0]
+        loss.backward()
+        with torch.no_grad():
+            for p in tp.values():
+                p -= LR * p.grad
+                p.grad = None
+        return loss.item()
+
+    return step, (lambda a: torch.from_numpy(a)), tp
+
+
+def _jax_step(params, dtype):
+    import jax
+
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    depth = len(params) // 2
+
+    def loss_fn(p, x, t):
+        h = x
+        for k in range(1, depth + 1):
+            h = h @ p[f"W{k}"] + p[f"b{k}"]
+            if k < depth:
+                h = jax.nn.relu(h)
+        return -jnp.sum(t * jax.nn.log_softmax(h, axis=1)) / x.shape[0]
+
+    @jax.jit
+    def update(p, x, t):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, t)
+        return loss, jax.tree_util.tree_map(lambda a, b: a - LR * b, p, g)
+
+    state = {"p": {k: jnp.asarray(v) for k, v in params.items()}}
+
+    def step(x, t):
+        loss, state["p"] = update(state["p"], x, t)
+        loss.block_until_ready()
+        return float(loss)
+
+    return step, jnp.asarray, state
+
+
+def worker(net: str, dtype: str, rounds: int) -> dict:
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from references import FusedNet, LayerNet
+    from runtime.optimizers import make_optimizer
+
+    sizes, n = NETS[net]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, sizes[0])).astype(dtype)
+    t = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
+    with tempfile.TemporaryDirectory() as tmp:
+        module = _generated(sizes, dtype, tmp)
+    base = {k: v.astype(dtype) for k, v in module.init_params(np.random.default_rng(1)).items()}
+    depth = len(sizes) - 1
+    copy = lambda: {k: v.copy() for k, v in base.items()}  # noqa: E731
+
+    gen_params = copy()
+    sgd = make_optimizer("sgd", gen_params, lr=LR)
+
+    def gen_step(x, t):
+        loss, grads = module.loss_and_grad(gen_params, x, t)
+        sgd.step(gen_params, grads)
+        return loss
+
+    layer, fused = LayerNet(copy(), depth), FusedNet(copy(), depth, n, dtype)
+    impls = {"generated": (gen_step, x, t),
+             "hand-fused": (lambda x, t: fused.step(x, t, LR), x, t),
+             "layer objects": (lambda x, t: layer.step(x, t, LR), x, t)}
+    notes = []
+    # Everyone computes the same first loss (a sanity check, not a timing).
+    want = module.loss(base, x, t)
+    for name in ("hand-fused", "layer objects"):
+        got = {"hand-fused": FusedNet(copy(), depth, n, dtype),
+               "layer objects": LayerNet(copy(), depth)}[name].loss_and_grad(x, t)[0]
+        assert abs(got - want) <= 1e-3 * abs(want), (name, got, want)
+    for name, maker in (("torch eager", _torch_step), ("jax jit", _jax_step)):
+        try:
+            step, convert, _ = maker(copy(), dtype)
+        except ImportError as e:
+            notes.append(f"{name} skipped: {e.name or e} is not installed "
+                         "(pip install 'bpc[bench]')")
+            continue
+        impls[name] = (step, convert(x), convert(t))
+
+    for step, xs, ts in impls.values():  # warm up (JIT compilation, allocator)
+        for _ in range(3):
+            step(xs, ts)
+    per_round = {name: [] for name in impls}
+    reps = max(1, int(0.05 / _one(impls["hand-fused"])))
+    for _ in range(rounds):
+        for name, (step, xs, ts) in impls.items():
+            start = time.perf_counter()
+            for _ in range(reps):
+                step(xs, ts)
+            per_round[name].append((time.perf_counter() - start) / reps)
+    medians = {name: statistics.median(v) for name, v in per_round.items()}
+
+    # Roofline: the matmul rate of this process, single thread.
+    a = np.random.default_rng(2).normal(size=(1024, 1024)).astype(dtype)
+    rates = []
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ a
+        rates.append(2 * 1024 ** 3 / (time.perf_counter() - start))
+    rate = max(rates)
+    flops = matmul_flops(sizes, n)
+    return {"net": net, "dtype": dtype, "batch": n, "us": {k: v * 1e6 for k, v in medians.items()},
+            "roofline": {k: flops / rate / v for k, v in medians.items()},
+            "gflops": rate / 1e9, "flops": flops, "notes": notes, "reps": reps, "rounds": rounds}
+
+
+def _one(impl) -> float:
+    step, xs, ts = impl
+    start = time.perf_counter()
+    step(xs, ts)
+    return max(time.perf_counter() - start, 1e-6)
+
+
+def memory_worker(net: str, dtype: str) -> dict:
+    import tracemalloc
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from references import FusedNet
+
+    sizes, n = NETS[net]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, sizes[0])).astype(dtype)
+    t = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
+    with tempfile.TemporaryDirectory() as tmp:
+        module = _generated(sizes, dtype, tmp)
+    params = module.init_params(np.random.default_rng(1))
+    itemsize = np.dtype(dtype).itemsize
+    # What the backward must keep: each hidden layer's output (it also gives the ReLU
+    # mask) and the softmax's probabilities.
+    kept = n * sum(sizes[1:]) * itemsize
+    grad_bytes = sum(v.nbytes for v in params.values())
+    out = {"net": net, "dtype": dtype, "activations_kept": kept, "gradient_bytes": grad_bytes}
+    fused = FusedNet({k: v.copy() for k, v in params.items()}, len(sizes) - 1, n, dtype)
+    for name, fn in (("generated", lambda: module.loss_and_grad(params, x, t)),
+                     ("hand-fused (buffers preallocated)", lambda: fused.loss_and_grad(x, t))):
+        fn()
+        tracemalloc.start()
+        base, _ = tracemalloc.get_traced_memory()
+        result = fn()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        del result
+        out[name] = peak - base
+    return out
+
+
+# ----------------------------------------------------------------------------- driver
+def run_worker(mode: str, *args: str) -> dict:
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, __file__, f"--{mode}", *args], env=env,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"benchmark worker failed:\n{r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def bench_steps(rounds: int) -> list[dict]:
+    results = []
+    for net in NETS:
+        for dtype in ("float64", "float32"):
+            res = run_worker("worker", net, dtype, str(rounds))
+            results.append(res)
+            ref = res["us"]["hand-fused"]
+            print(f"\n{net}, batch {res['batch']}, {dtype} (matmul rate {res['gflops']:.1f} "
+                  f"GFLOP/s single-threaded; step = {res['flops'] / 1e6:.1f} MFLOP)")
+            print(f"  {'implementation':<16}{'us/step':>12}{'vs fused':>10}{'roofline':>10}")
+            for name, us in sorted(res["us"].items(), key=lambda kv: kv[1]):
+                print(f"  {name:<16}{us:>12.1f}{us / ref:>9.2f}x{res['roofline'][name]:>9.0%}")
+            for note in res["notes"]:
+                print(f"  note: {note}")
+    return results
+
+
+def bench_memory() -> list[dict]:
+    results = []
+    print("\npeak memory of one loss_and_grad (tracemalloc), against the activations the "
+          "backward must keep")
+    for net in NETS:
+        for dtype in ("float64", "float32"):
+            res = run_worker("memory", net, dtype)
+            results.append(res)
+            kept, grads = res["activations_kept"], res["gradient_bytes"]
+            print(f"  {net} {dtype}: activations kept {kept / 1e6:.2f} MB, returned "
+                  f"gradients {grads / 1e6:.2f} MB")
+            for name in ("generated", "hand-fused (buffers preallocated)"):
+                peak = res[name]
+                print(f"    {name:<34} peak {peak / 1e6:7.2f} MB = {peak / kept:5.2f}x "
+                      f"activations; beyond the gradients it returns: "
+                      f"{max(peak - (grads if name == 'generated' else 0), 0) / kept:5.2f}x")
+    return results
+
+
+def bench_compile(runs: int) -> dict:
+    def timed(cmd):
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    floor = timed([sys.executable, "-c", "import lark, jinja2, black"])
+    print(f"\ncold compile (whole process, median of {runs}) against the import floor "
+          f"`python -c 'import lark, jinja2, black'` = {floor * 1e3:.0f} ms")
+    out = {"floor": floor, "specs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in sorted((ROOT / "specs").glob("*.bp")):
+            t = timed([sys.executable, "-m", "runtime.cli", "compile", "-q", "-o", tmp,
+                       str(spec.relative_to(ROOT))])
+            out["specs"][spec.stem] = t
+            print(f"  {spec.stem:<12}{t * 1e3:8.0f} ms  {t / floor:5.2f}x")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--only", choices=["step", "memory", "compile"])
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--memory", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], args.worker[1], int(args.worker[2]))))
+        return
+    if args.memory:
+        print(json.dumps(memory_worker(*args.memory)))
+        return
+    results = {}
+    if args.only in (None, "step"):
+        results["step"] = bench_steps(5 if args.quick else 15)
+    if args.only in (None, "memory"):
+        results["memory"] = bench_memory()
+    if args.only in (None, "compile"):
+        results["compile"] = bench_compile(3 if args.quick else 5)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
