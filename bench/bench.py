@@ -117,7 +117,23 @@ def _jax_step(params, dtype):
     return step, jnp.asarray, state
 
 
-def worker(net: str, dtype: str, rounds: int) -> dict:
+def matmul_rate(dtype: str, size: int = 2048, runs: int = 5) -> float:
+    """Best single-core FLOP/s of one large matmul, measured before any framework loads."""
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(size, size)).astype(dtype)
+    b = rng.normal(size=(size, size)).astype(dtype)
+    a @ b
+    best = 0.0
+    for _ in range(runs):
+        start = time.process_time()
+        a @ b
+        best = max(best, 2 * size ** 3 / (time.process_time() - start))
+    return best
+
+
+def worker(net: str, dtype: str, seconds: float) -> dict:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
@@ -125,6 +141,7 @@ def worker(net: str, dtype: str, rounds: int) -> dict:
     from references import FusedNet, LayerNet
     from runtime.optimizers import make_optimizer
 
+    rate = matmul_rate(dtype)
     sizes, n = NETS[net]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, sizes[0])).astype(dtype)
@@ -137,9 +154,10 @@ def worker(net: str, dtype: str, rounds: int) -> dict:
 
     gen_params = copy()
     sgd = make_optimizer("sgd", gen_params, lr=LR)
+    buffers = {k: np.empty_like(v) for k, v in gen_params.items()}
 
-    def gen_step(x, t):
-        loss, grads = module.loss_and_grad(gen_params, x, t)
+    def gen_step(x, t):  # as runtime/train.py does it
+        loss, grads = module.loss_and_grad(gen_params, x, t, grads=buffers)
         sgd.step(gen_params, grads)
         return loss
 
@@ -154,7 +172,11 @@ def worker(net: str, dtype: str, rounds: int) -> dict:
         got = {"hand-fused": FusedNet(copy(), depth, n, dtype),
                "layer objects": LayerNet(copy(), depth)}[name].loss_and_grad(x, t)[0]
         assert abs(got - want) <= 1e-3 * abs(want), (name, got, want)
-    for name, maker in (("torch eager", _torch_step), ("jax jit", _jax_step)):
+    frameworks = (("torch eager", _torch_step), ("jax jit", _jax_step))
+    if os.environ.get("BPC_BENCH_FRAMEWORKS") == "0":
+        frameworks = ()
+        notes.append("PyTorch and JAX not run (BPC_BENCH_FRAMEWORKS=0)")
+    for name, maker in frameworks:
         try:
             step, convert, _ = maker(copy(), dtype)
         except ImportError as e:
@@ -166,26 +188,26 @@ def worker(net: str, dtype: str, rounds: int) -> dict:
     for step, xs, ts in impls.values():  # warm up (JIT compilation, allocator)
         for _ in range(3):
             step(xs, ts)
-    per_round = {name: [] for name in impls}
-    reps = max(1, int(0.05 / _one(impls["hand-fused"])))
+    # Rounds of ~20 ms per implementation, alternating, until each has had ``seconds``.
+    # CPU time of this process is the measure: the worker is pinned to one core, so it
+    # counts every thread's work (JAX's too) but not time the hypervisor or another
+    # process took from that core. Wall time is reported beside it.
+    cpu = {name: [] for name in impls}
+    wall = {name: [] for name in impls}
+    one = _one(impls["hand-fused"])
+    reps = max(1, int(0.02 / one))
+    rounds = max(15, int(seconds / (reps * one)))
     for _ in range(rounds):
         for name, (step, xs, ts) in impls.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(reps):
                 step(xs, ts)
-            per_round[name].append((time.perf_counter() - start) / reps)
-    medians = {name: statistics.median(v) for name, v in per_round.items()}
-
-    # Roofline: the matmul rate of this process, single thread.
-    a = np.random.default_rng(2).normal(size=(1024, 1024)).astype(dtype)
-    rates = []
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ a
-        rates.append(2 * 1024 ** 3 / (time.perf_counter() - start))
-    rate = max(rates)
+            cpu[name].append((time.process_time() - start_cpu) / reps)
+            wall[name].append((time.perf_counter() - start) / reps)
+    medians = {name: statistics.median(v) for name, v in cpu.items()}
     flops = matmul_flops(sizes, n)
     return {"net": net, "dtype": dtype, "batch": n, "us": {k: v * 1e6 for k, v in medians.items()},
+            "wall_us": {k: statistics.median(v) * 1e6 for k, v in wall.items()},
             "roofline": {k: flops / rate / v for k, v in medians.items()},
             "gflops": rate / 1e9, "flops": flops, "notes": notes, "reps": reps, "rounds": rounds}
 
@@ -243,18 +265,22 @@ def run_worker(mode: str, *args: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def bench_steps(rounds: int) -> list[dict]:
+def bench_steps(seconds: float) -> list[dict]:
     results = []
     for net in NETS:
         for dtype in ("float64", "float32"):
-            res = run_worker("worker", net, dtype, str(rounds))
+            res = run_worker("worker", net, dtype, str(seconds))
             results.append(res)
             ref = res["us"]["hand-fused"]
-            print(f"\n{net}, batch {res['batch']}, {dtype} (matmul rate {res['gflops']:.1f} "
-                  f"GFLOP/s single-threaded; step = {res['flops'] / 1e6:.1f} MFLOP)")
-            print(f"  {'implementation':<16}{'us/step':>12}{'vs fused':>10}{'roofline':>10}")
+            print(f"\n{net}, batch {res['batch']}, {dtype} (NumPy matmul rate "
+                  f"{res['gflops']:.1f} GFLOP/s, {res['pinned']}; step = "
+                  f"{res['flops'] / 1e6:.1f} MFLOP of matmuls; median of {res['rounds']} "
+                  f"rounds x {res['reps']} steps)")
+            print(f"  {'implementation':<16}{'us/step':>12}{'vs fused':>10}{'roofline':>10}"
+                  f"{'wall us':>12}")
             for name, us in sorted(res["us"].items(), key=lambda kv: kv[1]):
-                print(f"  {name:<16}{us:>12.1f}{us / ref:>9.2f}x{res['roofline'][name]:>9.0%}")
+                print(f"  {name:<16}{us:>12.1f}{us / ref:>9.2f}x{res['roofline'][name]:>9.0%}"
+                      f"{res['wall_us'][name]:>12.1f}")
             for note in res["notes"]:
                 print(f"  note: {note}")
     return results
@@ -302,6 +328,16 @@ def bench_compile(runs: int) -> dict:
     return out
 
 
+def pin_to_one_core() -> str:
+    """Hold this process (and every thread a framework starts) to a single core: thread
+    flags are not honoured by every library (XLA starts a pool of its own)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return "not pinned (no sched_setaffinity here)"
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return f"pinned to core {core}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
@@ -311,14 +347,17 @@ def main() -> None:
     parser.add_argument("--memory", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], int(args.worker[2]))))
+        pinned = pin_to_one_core()
+        result = worker(args.worker[0], args.worker[1], float(args.worker[2]))
+        result["pinned"] = pinned
+        print(json.dumps(result))
         return
     if args.memory:
         print(json.dumps(memory_worker(*args.memory)))
         return
     results = {}
     if args.only in (None, "step"):
-        results["step"] = bench_steps(5 if args.quick else 15)
+        results["step"] = bench_steps(1.0 if args.quick else 4.0)
     if args.only in (None, "memory"):
         results["memory"] = bench_memory()
     if args.only in (None, "compile"):

@@ -37,7 +37,11 @@ def _batch_sized(shape) -> bool:
     return any(isinstance(d, str) for d in shape)
 
 
-def plan(statements: list[Statement], returns: list[str]) -> list[Step]:
+def plan(statements: list[Statement], returns: list[str],
+         into: dict[str, str] | None = None) -> list[Step]:
+    """Steps for ``statements``; ``into`` maps a returned name to a caller's buffer
+    expression (``grads.get("W1")``) that its value is computed into when it can be."""
+    into = into or {}
     names = {st.name for st in statements}
     reads: list[set[str]] = [
         {m for m in _NAME.findall(st.expr) if m in names} for st in statements]
@@ -80,7 +84,9 @@ def plan(statements: list[Statement], returns: list[str]) -> list[Step]:
         else:
             reused = None
             prim = PRIMITIVES[node.op]
-            if node.shape != () and prim.out_form:
+            target = into.get(st.name) if node.shape != () else None
+            direct = prim.write_into(list(st.args), dict(node.attrs), target) if target else None
+            if direct is None and node.shape != () and prim.out_form and prim.elementwise:
                 for k, arg_name in enumerate(st.arg_names):
                     if arg_name is None or arg_name not in group:
                         continue
@@ -89,14 +95,20 @@ def plan(statements: list[Statement], returns: list[str]) -> list[Step]:
                             and dead_after(group[arg_name], i):
                         reused = arg_name
                         break
-            if reused is not None:
-                code = [f"{st.name} = " + prim.out_form.format(*st.args, out=reused)]
+            if direct is not None:  # straight into the caller's buffer
+                code = [f"{st.name} = {direct}"]
+                gid = len(members)
+                fresh[gid] = False  # the caller's array: never reused or released
+                join(st.name, gid)
+            elif reused is not None:
+                code = [f"{st.name} = " + prim.write_into(list(st.args), dict(node.attrs),
+                                                          reused)]
                 join(st.name, group[reused])
             else:
-                into = _fresh_operand(st) if node.shape != () else None
-                if into is not None:
-                    other = st.args[1 - into]
-                    code = [f"{st.name} = {st.args[into]}",
+                k = _fresh_operand(st) if node.shape != () else None
+                if k is not None:
+                    other = st.args[1 - k]
+                    code = [f"{st.name} = {st.args[k]}",
                             f"{st.name} {prim.augmented} {other}"]
                 gid = len(members)
                 fresh[gid] = True

@@ -115,12 +115,16 @@ def _comment(prog: Program, st: Statement, backward: dict[str, Binding],
 
 
 def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: list[str],
-          args: list[Binding], sections: bool) -> list[str]:
+          args: list[Binding], sections: bool, into: dict[str, str] | None = None
+          ) -> list[str]:
     statements = schedule(prog, bindings, printer)
     backward = {bd.name: bd for bd in prog.backward}
     forward = {bd.name: bd for bd in prog.forward}
     lines = _prologue(prog, args, statements)
-    planned = plan(statements, returns)
+    planned = plan(statements, returns, into)
+    if any(into and into.get(step.statement.name, "\0") in code for step in planned
+           for code in step.code):
+        lines.append("grads = {} if grads is None else grads  # buffers to compute into")
     in_backward = False
     if sections:
         lines.append("")
@@ -163,14 +167,23 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
         "loss", _signature(prog, loss_args), " -> float",
         f"The loss {prog.loss}.", body + [f"return float({prog.loss})"]))
     p = Printer(prog)
+    into = {}
+    for w in prog.wrt:  # a gradient is computed into the caller's buffer when given one
+        into.setdefault(prog.grads[w], f'grads.get("{w}")')
     body = _body(prog, p, loss_bindings + prog.backward, [prog.loss] + grad_order, loss_args,
-                 sections=True)
+                 sections=True, into=into)
     items = ", ".join(f'"{w}": {prog.grads[w]}' for w in prog.wrt)
+    signature = _signature(prog, loss_args)
+    doc = (f"The loss {prog.loss} and its gradient with respect to "
+           f"{', '.join(prog.wrt) or 'nothing'}.")
+    if any(line.startswith("grads = ") for line in body):
+        signature += (", grads=None" if ", *," in signature or signature.endswith(", *")
+                      else ", *, grads=None")
+        doc += ("\n\n    Given ``grads`` (arrays shaped like the gradients, by name), gradients "
+                "are computed\n    into those arrays where possible, so a training loop "
+                "allocates nothing large.")
     functions.append(_Function(
-        "loss_and_grad", _signature(prog, loss_args),
-        " -> tuple[float, dict[str, np.ndarray]]",
-        f"The loss {prog.loss} and its gradient with respect to "
-        f"{', '.join(prog.wrt) or 'nothing'}.",
+        "loss_and_grad", signature, " -> tuple[float, dict[str, np.ndarray]]", doc,
         body + ["", f"return float({prog.loss}), {{{items}}}"]))
     helpers = sorted(_helpers_of(functions))
 

@@ -59,15 +59,24 @@ class Primitive:
     # 0, max at a tie); gradient checks skip points closer than 1e-3. None: smooth.
     kink: Callable[[list[np.ndarray], dict], float] | None = None
     # How to write the result into an existing buffer: a format string over the printed
-    # arguments and ``out`` ("np.exp({0}, out={out})"), and the augmented-assignment
-    # operator for "a = fresh; a += b" ("+="). Used by buffer planning.
-    out_form: str | None = None
+    # arguments and ``out`` ("np.exp({0}, out={out})") or a function (args, attrs, out)
+    # -> text; and the augmented-assignment operator for "a = fresh; a += b" ("+=").
+    # Used by buffer planning.
+    out_form: str | Callable | None = None
     augmented: str | None = None
     # Constant folding of scalars, in plain Python (None: never folded).
     fold: Callable | None = None
 
     def result_dtype(self, args, default: str) -> str:
         return self.dtype or default
+
+    def write_into(self, args: list[str], attrs: dict, out: str) -> str | None:
+        """The call computing this op into the buffer ``out``, or None if it cannot."""
+        if self.out_form is None:
+            return None
+        if callable(self.out_form):
+            return self.out_form(args, attrs, out)
+        return self.out_form.format(*args, out=out)
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -106,14 +115,22 @@ def _axis_text(axes):
 
 def _reduce_call(fn: str):
     def emit(a, attrs, node):
-        parts = [a[0][0]]
-        axis = _axis_text(attrs.get("axis"))
-        if axis is not None:
-            parts.append(f"axis={axis!r}")
-        if attrs.get("keepdims"):
-            parts.append("keepdims=True")
-        return f"{fn}({', '.join(parts)})", POSTFIX
+        return f"{fn}({', '.join(_reduce_parts(a[0][0], attrs))})", POSTFIX
     return emit
+
+
+def _reduce_parts(x: str, attrs) -> list[str]:
+    parts = [x]
+    axis = _axis_text(attrs.get("axis"))
+    if axis is not None:
+        parts.append(f"axis={axis!r}")
+    if attrs.get("keepdims"):
+        parts.append("keepdims=True")
+    return parts
+
+
+def _reduce_into(fn: str):
+    return lambda args, attrs, out: f"{fn}({', '.join(_reduce_parts(args[0], attrs))}, out={out})"
 
 
 def format_number(value) -> str:
@@ -467,7 +484,8 @@ def _matmul_vjp(b, n, g):
 
 _register(Primitive("matmul", 2, _matmul_shape, _binary("@", MUL),
                     lambda v, a: np.matmul(v[0], v[1]), _matmul_vjp,
-                    "d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G"))
+                    "d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G",
+                    out_form="np.matmul({0}, {1}, out={out})"))
 _register(Primitive("outer", 2, lambda args, attrs: args[0].shape + args[1].shape,
                     _call("np.outer"), lambda v, a: np.outer(v[0], v[1]), None, ""))
 _register(Primitive(
@@ -540,9 +558,11 @@ def _np_logsumexp(x, axis=None, keepdims=False):
 
 
 _register(Primitive("sum", 1, _reduced, _reduce_call("np.sum"), _np_reduce("sum"), _sum_vjp,
-                    "d sum(x) = sum(dx): the adjoint is copied to every element"))
+                    "d sum(x) = sum(dx): the adjoint is copied to every element",
+                    out_form=_reduce_into("np.sum")))
 _register(Primitive("mean", 1, _reduced, _reduce_call("np.mean"), _np_reduce("mean"),
-                    _mean_vjp, "d mean(x) = mean(dx): the adjoint / count to every element"))
+                    _mean_vjp, "d mean(x) = mean(dx): the adjoint / count to every element",
+                    out_form=_reduce_into("np.mean")))
 _register(Primitive("max", 1, _reduced, _reduce_call("np.max"), _np_reduce("max"), _max_vjp,
                     "d max(x) flows to the maximal element(s)",
                     kink=lambda v, a: _top_gap(v[0], a.get("axis"))))

@@ -89,8 +89,11 @@ def loss(params, x, y) -> float:
     return float(l)
 
 
-def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
-    """The loss l and its gradient with respect to Omega0, beta0, Omega1, beta1, Omega2, beta2."""
+def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndarray]]:
+    """The loss l and its gradient with respect to Omega0, beta0, Omega1, beta1, Omega2, beta2.
+
+    Given ``grads`` (arrays shaped like the gradients, by name), gradients are computed
+    into those arrays where possible, so a training loop allocates nothing large."""
     x = np.asarray(x, dtype=DTYPE)
     y = np.asarray(y, dtype=DTYPE)
     Omega0 = params["Omega0"]
@@ -99,6 +102,7 @@ def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
     beta1 = params["beta1"]
     Omega2 = params["Omega2"]
     beta2 = params["beta2"]
+    grads = {} if grads is None else grads  # buffers to compute into
 
     # forward
     f0 = Omega0 @ x
@@ -114,23 +118,35 @@ def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
 
     # backward
     dl_df2 = np.multiply(2, l_sub, out=l_sub)  # loss l = least_squares(f2, y)
-    dl_dbeta2 = np.sum(dl_df2, axis=1, keepdims=True)  # f2 = beta2 + Omega2 @ h2
-    dl_dOmega2 = dl_df2 @ h2.T  # f2 = beta2 + Omega2 @ h2
+    dl_dbeta2 = np.sum(
+        dl_df2, axis=1, keepdims=True, out=grads.get("beta2")
+    )  # f2 = beta2 + Omega2 @ h2
+    dl_dOmega2 = np.matmul(
+        dl_df2, h2.T, out=grads.get("Omega2")
+    )  # f2 = beta2 + Omega2 @ h2
     dl_dh2 = Omega2.T @ dl_df2  # f2 = beta2 + Omega2 @ h2
     del f2, l_sub, dl_df2
     dl_df1 = np.multiply(
         h2 > 0, dl_dh2, out=dl_dh2
     )  # h2 = relu(f1) (relu'(x) = [relu(x) > 0], a mask from the output)
     del f1, h2
-    dl_dbeta1 = np.sum(dl_df1, axis=1, keepdims=True)  # f1 = beta1 + Omega1 @ h1
-    dl_dOmega1 = dl_df1 @ h1.T  # f1 = beta1 + Omega1 @ h1
+    dl_dbeta1 = np.sum(
+        dl_df1, axis=1, keepdims=True, out=grads.get("beta1")
+    )  # f1 = beta1 + Omega1 @ h1
+    dl_dOmega1 = np.matmul(
+        dl_df1, h1.T, out=grads.get("Omega1")
+    )  # f1 = beta1 + Omega1 @ h1
     dl_dh1 = Omega1.T @ dl_df1  # f1 = beta1 + Omega1 @ h1
     del dl_dh2, dl_df1
     dl_df0 = np.multiply(
         h1 > 0, dl_dh1, out=dl_dh1
     )  # h1 = relu(f0) (relu'(x) = [relu(x) > 0], a mask from the output)
-    dl_dbeta0 = np.sum(dl_df0, axis=1, keepdims=True)  # f0 = beta0 + Omega0 @ x
-    dl_dOmega0 = dl_df0 @ x.T  # f0 = beta0 + Omega0 @ x
+    dl_dbeta0 = np.sum(
+        dl_df0, axis=1, keepdims=True, out=grads.get("beta0")
+    )  # f0 = beta0 + Omega0 @ x
+    dl_dOmega0 = np.matmul(
+        dl_df0, x.T, out=grads.get("Omega0")
+    )  # f0 = beta0 + Omega0 @ x
 
     return float(l), {
         "Omega0": dl_dOmega0,

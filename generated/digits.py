@@ -87,14 +87,18 @@ def loss(params, x, t) -> float:
     return float(L)
 
 
-def loss_and_grad(params, x, t) -> tuple[float, dict[str, np.ndarray]]:
-    """The loss L and its gradient with respect to W1, b1, W2, b2."""
+def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndarray]]:
+    """The loss L and its gradient with respect to W1, b1, W2, b2.
+
+    Given ``grads`` (arrays shaped like the gradients, by name), gradients are computed
+    into those arrays where possible, so a training loop allocates nothing large."""
     x = np.asarray(x, dtype=DTYPE)
     t = np.asarray(t, dtype=DTYPE)
     W1 = params["W1"]
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
+    grads = {} if grads is None else grads  # buffers to compute into
 
     # forward
     a1 = x @ W1
@@ -109,14 +113,14 @@ def loss_and_grad(params, x, t) -> tuple[float, dict[str, np.ndarray]]:
     dL_dy = np.exp(y - L_logsumexp) - t
     dL_dy /= x.shape[0]  # loss L = softmax_cross_entropy(y, t)
     del y, L_logsumexp
-    dL_db2 = np.sum(dL_dy, axis=0)  # y = z1 @ W2 + b2
-    dL_dW2 = z1.T @ dL_dy  # y = z1 @ W2 + b2
+    dL_db2 = np.sum(dL_dy, axis=0, out=grads.get("b2"))  # y = z1 @ W2 + b2
+    dL_dW2 = np.matmul(z1.T, dL_dy, out=grads.get("W2"))  # y = z1 @ W2 + b2
     dL_dz1 = dL_dy @ W2.T  # y = z1 @ W2 + b2
     del dL_dy
     dL_da1 = np.multiply(
         z1 > 0, dL_dz1, out=dL_dz1
     )  # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
-    dL_db1 = np.sum(dL_da1, axis=0)  # a1 = x @ W1 + b1
-    dL_dW1 = x.T @ dL_da1  # a1 = x @ W1 + b1
+    dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))  # a1 = x @ W1 + b1
+    dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))  # a1 = x @ W1 + b1
 
     return float(L), {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}

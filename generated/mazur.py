@@ -76,14 +76,18 @@ def loss(params, x, t) -> float:
     return float(E)
 
 
-def loss_and_grad(params, x, t) -> tuple[float, dict[str, np.ndarray]]:
-    """The loss E and its gradient with respect to W1, b1, W2, b2."""
+def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndarray]]:
+    """The loss E and its gradient with respect to W1, b1, W2, b2.
+
+    Given ``grads`` (arrays shaped like the gradients, by name), gradients are computed
+    into those arrays where possible, so a training loop allocates nothing large."""
     x = np.asarray(x, dtype=DTYPE)
     t = np.asarray(t, dtype=DTYPE)
     W1 = params["W1"]
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
+    grads = {} if grads is None else grads  # buffers to compute into
 
     # forward
     h = _sigmoid(x @ W1 + b1)
@@ -96,11 +100,11 @@ def loss_and_grad(params, x, t) -> tuple[float, dict[str, np.ndarray]]:
     dE_dy_in = np.multiply(y * (1 - y), dE_dy, out=dE_dy)  # [N, 2], used 3 times
     del y
     dE_db2 = np.sum(dE_dy_in, axis=(0, 1))  # y = sigmoid(h @ W2 + b2)
-    dE_dW2 = h.T @ dE_dy_in  # y = sigmoid(h @ W2 + b2)
+    dE_dW2 = np.matmul(h.T, dE_dy_in, out=grads.get("W2"))  # y = sigmoid(h @ W2 + b2)
     dE_dh = dE_dy_in @ W2.T  # y = sigmoid(h @ W2 + b2)
     del E_sub, dE_dy, dE_dy_in
     dE_dh_in = np.multiply(h * (1 - h), dE_dh, out=dE_dh)  # [N, 2], used 2 times
     dE_db1 = np.sum(dE_dh_in, axis=(0, 1))  # h = sigmoid(x @ W1 + b1)
-    dE_dW1 = x.T @ dE_dh_in  # h = sigmoid(x @ W1 + b1)
+    dE_dW1 = np.matmul(x.T, dE_dh_in, out=grads.get("W1"))  # h = sigmoid(x @ W1 + b1)
 
     return float(E), {"W1": dE_dW1, "b1": dE_db1, "W2": dE_dW2, "b2": dE_db2}

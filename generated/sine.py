@@ -105,8 +105,11 @@ def loss(params, x, y) -> float:
     return float(L)
 
 
-def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
-    """The loss L and its gradient with respect to W1, b1, W2, b2, W3, b3."""
+def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndarray]]:
+    """The loss L and its gradient with respect to W1, b1, W2, b2, W3, b3.
+
+    Given ``grads`` (arrays shaped like the gradients, by name), gradients are computed
+    into those arrays where possible, so a training loop allocates nothing large."""
     x = np.asarray(x, dtype=DTYPE)
     y = np.asarray(y, dtype=DTYPE)
     W1 = params["W1"]
@@ -115,6 +118,7 @@ def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
     b2 = params["b2"]
     W3 = params["W3"]
     b3 = params["b3"]
+    grads = {} if grads is None else grads  # buffers to compute into
 
     # forward
     a1 = x @ W1
@@ -132,23 +136,23 @@ def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
     dL_df = 2 * L_sub
     dL_df *= 1.0 / x.shape[0]  # loss L = mse(f, y)
     del f, L_sub
-    dL_db3 = np.sum(dL_df, axis=0)  # f = z2 @ W3 + b3
-    dL_dW3 = z2.T @ dL_df  # f = z2 @ W3 + b3
+    dL_db3 = np.sum(dL_df, axis=0, out=grads.get("b3"))  # f = z2 @ W3 + b3
+    dL_dW3 = np.matmul(z2.T, dL_df, out=grads.get("W3"))  # f = z2 @ W3 + b3
     dL_dz2 = dL_df @ W3.T  # f = z2 @ W3 + b3
     del dL_df
     dL_da2 = np.multiply(
         1 - z2**2, dL_dz2, out=dL_dz2
     )  # z2 = tanh(a2) (tanh'(x) = 1 - tanh(x)^2, from the output)
     del a2, z2
-    dL_db2 = np.sum(dL_da2, axis=0)  # a2 = z1 @ W2 + b2
-    dL_dW2 = z1.T @ dL_da2  # a2 = z1 @ W2 + b2
+    dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))  # a2 = z1 @ W2 + b2
+    dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))  # a2 = z1 @ W2 + b2
     dL_dz1 = dL_da2 @ W2.T  # a2 = z1 @ W2 + b2
     del dL_dz2, dL_da2
     dL_da1 = np.multiply(
         1 - z1**2, dL_dz1, out=dL_dz1
     )  # z1 = tanh(a1) (tanh'(x) = 1 - tanh(x)^2, from the output)
-    dL_db1 = np.sum(dL_da1, axis=0)  # a1 = x @ W1 + b1
-    dL_dW1 = x.T @ dL_da1  # a1 = x @ W1 + b1
+    dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))  # a1 = x @ W1 + b1
+    dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))  # a1 = x @ W1 + b1
 
     return float(L), {
         "W1": dL_dW1,

@@ -90,14 +90,18 @@ def loss(params, x, t) -> float:
     return float(L)
 
 
-def loss_and_grad(params, x, t) -> tuple[float, dict[str, np.ndarray]]:
-    """The loss L and its gradient with respect to W1, b1, W2, b2."""
+def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndarray]]:
+    """The loss L and its gradient with respect to W1, b1, W2, b2.
+
+    Given ``grads`` (arrays shaped like the gradients, by name), gradients are computed
+    into those arrays where possible, so a training loop allocates nothing large."""
     x = np.asarray(x, dtype=DTYPE)
     t = np.asarray(t, dtype=DTYPE)
     W1 = params["W1"]
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
+    grads = {} if grads is None else grads  # buffers to compute into
 
     # forward
     a1 = x @ W1
@@ -119,14 +123,14 @@ def loss_and_grad(params, x, t) -> tuple[float, dict[str, np.ndarray]]:
         y * (1 - y), dL_dy, out=dL_dy
     )  # y = sigmoid(a2) (sigmoid'(x) = s (1 - s), from the output s)
     del y
-    dL_db2 = np.sum(dL_da2, axis=0)  # a2 = z1 @ W2 + b2
-    dL_dW2 = z1.T @ dL_da2  # a2 = z1 @ W2 + b2
+    dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))  # a2 = z1 @ W2 + b2
+    dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))  # a2 = z1 @ W2 + b2
     dL_dz1 = dL_da2 @ W2.T  # a2 = z1 @ W2 + b2
     del dL_dy, dL_da2
     dL_da1 = np.multiply(
         z1 * (1 - z1), dL_dz1, out=dL_dz1
     )  # z1 = sigmoid(a1) (sigmoid'(x) = s (1 - s), from the output s)
-    dL_db1 = np.sum(dL_da1, axis=0)  # a1 = x @ W1 + b1
-    dL_dW1 = x.T @ dL_da1  # a1 = x @ W1 + b1
+    dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))  # a1 = x @ W1 + b1
+    dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))  # a1 = x @ W1 + b1
 
     return float(L), {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}

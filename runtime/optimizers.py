@@ -52,6 +52,14 @@ class Optimizer:
         self.t = 0
         self.state = {slot: {k: np.zeros_like(v) for k, v in params.items()}
                       for slot in self.slots}
+        self._scratch: dict[str, np.ndarray] = {}  # reused every step, not checkpointed
+
+    def scaled(self, name: str, g: np.ndarray, factor: float) -> np.ndarray:
+        """``factor * g`` in a buffer kept for ``name``: no allocation per step."""
+        buf = self._scratch.get(name)
+        if buf is None or buf.shape != np.shape(g) or buf.dtype != np.result_type(g, factor):
+            buf = self._scratch[name] = np.empty(np.shape(g), np.result_type(g, factor))
+        return np.multiply(g, factor, out=buf)
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
              lr: float | None = None) -> None:
@@ -73,7 +81,7 @@ class Optimizer:
             self._apply(name, p, g, lr)
 
     def _apply(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
-        p -= lr * g
+        p -= self.scaled(name, g, lr)
 
     # state for checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -103,7 +111,7 @@ class Momentum(Optimizer):
     def _apply(self, name, p, g, lr):
         v = self.state["v"][name]
         v *= float(self.cfg["momentum"])
-        v -= lr * g
+        v -= self.scaled(name, g, lr)
         p += v
 
 

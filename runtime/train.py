@@ -10,6 +10,7 @@ run continues bit for bit, from an epoch boundary or from wherever Ctrl-C stoppe
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import math
 import os
@@ -210,6 +211,10 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
 
     rng = np.random.default_rng(settings.seed)
     params = {k: np.array(v, dtype=module.DTYPE) for k, v in module.init_params(rng).items()}
+    # A module that can compute gradients into given arrays gets the same ones every step.
+    buffers = {}
+    if "grads" in inspect.signature(module.loss_and_grad).parameters:
+        buffers = {"grads": {k: np.empty_like(v) for k, v in params.items()}}
     optimizer = make_optimizer(settings.optimizer, params, **settings.opt)
     epoch, batch_index, step, loss_sum, seen = 0, 0, 0, 0.0, 0
     rng_start = rng.bit_generator.state
@@ -277,7 +282,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             for b in remaining:
                 lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
                 with np.errstate(all="ignore"):  # non-finite values are reported below
-                    value, grads = module.loss_and_grad(params, **b)
+                    value, grads = module.loss_and_grad(params, **b, **buffers)
                 if not math.isfinite(value):
                     bad = first_nonfinite(grads)
                     raise Diverged(
