@@ -172,6 +172,7 @@ def worker(net: str, dtype: str, seconds: float) -> dict:
         got = {"hand-fused": FusedNet(copy(), depth, n, dtype),
                "layer objects": LayerNet(copy(), depth)}[name].loss_and_grad(x, t)[0]
         assert abs(got - want) <= 1e-3 * abs(want), (name, got, want)
+    framework_rates = {}
     frameworks = (("torch eager", _torch_step), ("jax jit", _jax_step))
     if os.environ.get("BPC_BENCH_FRAMEWORKS") == "0":
         frameworks = ()
@@ -184,6 +185,7 @@ def worker(net: str, dtype: str, seconds: float) -> dict:
                          "(pip install 'bpc[bench]')")
             continue
         impls[name] = (step, convert(x), convert(t))
+        framework_rates[name] = _framework_matmul_rate(name, dtype)
 
     for step, xs, ts in impls.values():  # warm up (JIT compilation, allocator)
         for _ in range(3):
@@ -209,7 +211,34 @@ def worker(net: str, dtype: str, seconds: float) -> dict:
     return {"net": net, "dtype": dtype, "batch": n, "us": {k: v * 1e6 for k, v in medians.items()},
             "wall_us": {k: statistics.median(v) * 1e6 for k, v in wall.items()},
             "roofline": {k: flops / rate / v for k, v in medians.items()},
-            "gflops": rate / 1e9, "flops": flops, "notes": notes, "reps": reps, "rounds": rounds}
+            "gflops": rate / 1e9, "flops": flops, "notes": notes, "reps": reps, "rounds": rounds,
+            "framework_gflops": {k: v / 1e9 for k, v in framework_rates.items()}}
+
+
+def _framework_matmul_rate(name: str, dtype: str, size: int = 2048, runs: int = 5) -> float:
+    """The same large matmul through the framework's own kernels (its BLAS or XLA's)."""
+    import numpy as np
+
+    a = np.random.default_rng(2).normal(size=(size, size)).astype(dtype)
+    if name.startswith("torch"):
+        import torch
+
+        ta = torch.from_numpy(a)
+        run = lambda: ta @ ta  # noqa: E731
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        ja = jnp.asarray(a)
+        f = jax.jit(lambda m: m @ m)
+        run = lambda: f(ja).block_until_ready()  # noqa: E731
+    run()
+    best = 0.0
+    for _ in range(runs):
+        start = time.process_time()
+        run()
+        best = max(best, 2 * size ** 3 / (time.process_time() - start))
+    return best
 
 
 def _one(impl) -> float:
@@ -281,6 +310,9 @@ def bench_steps(seconds: float) -> list[dict]:
             for name, us in sorted(res["us"].items(), key=lambda kv: kv[1]):
                 print(f"  {name:<16}{us:>12.1f}{us / ref:>9.2f}x{res['roofline'][name]:>9.0%}"
                       f"{res['wall_us'][name]:>12.1f}")
+            for name, gflops in res["framework_gflops"].items():
+                print(f"  {name} matmul rate: {gflops:.1f} GFLOP/s "
+                      f"({gflops / res['gflops']:.2f}x NumPy's)")
             for note in res["notes"]:
                 print(f"  note: {note}")
     return results

@@ -38,6 +38,7 @@ class _Elaborator:
                      "float64")
         self.b = Builder(dtype)
         self.env: dict[str, Node | None] = {}  # None: poisoned by an earlier error
+        self.hints: dict[int, str] = {}
         self.symbols: dict[str, tuple[str, int]] = {}
 
     # ------------------------------------------------------------------------- driver
@@ -73,7 +74,10 @@ class _Elaborator:
                 if st.value is None:  # 'output NAME' names an existing value
                     output = st.name
                     continue
+                self.b.hints.clear()
                 node = self._expr_top(st.value)
+                for node_id, hint in self.b.hints.items():
+                    self.hints.setdefault(node_id, f"{st.name}_{hint}")
                 self.env[st.name] = node
                 if node is None:
                     continue
@@ -117,7 +121,7 @@ class _Elaborator:
             name=name, path=spec.path, dtype=self.b.dtype, inputs=inputs, targets=targets,
             params=params, inits=inits, forward=forward, loss=loss, output=output,
             wrt=[p.name for p in params] + wrt_inputs, defaults=defaults,
-            symbols=self.symbols, config=config,
+            symbols=self.symbols, config=config, hints=self.hints,
             source_lines={i + 1: line for i, line in enumerate(self.lines)})
 
     # ------------------------------------------------------------------------- leaves

@@ -61,7 +61,8 @@ def _cross_entropy(b, a, s):
 def _softmax_cross_entropy(b, a, s):
     logits = a["logits"]
     lse = b.op("logsumexp", logits, axis=b.axes(logits, -1), keepdims=True)
-    return b.op("softmax_xent", logits, lse, a["t"], b.rows(logits))
+    log_p = b.hint(b.op("sub", logits, lse), "log_softmax")  # shared by loss and gradient
+    return b.op("softmax_xent", logits, log_p, a["t"], b.rows(logits))
 
 
 def _sigmoid_cross_entropy(b, a, s):

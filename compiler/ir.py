@@ -107,6 +107,12 @@ class Builder:
         # Symbolic dimension -> (the input leaf that defines it, its axis), so a size is
         # printed as ``x.shape[0]`` and never recomputes an expression.
         self.symbols = symbols if symbols is not None else {}
+        self.hints: dict[int, str] = {}  # node id -> what to call it if it needs a name
+
+    def hint(self, node: Node, name: str) -> Node:
+        """Suggest a name for ``node`` should it become a temporary (``log_softmax``)."""
+        self.hints.setdefault(node.id, name)
+        return node
 
     def op(self, op: str, *args: Node, **attrs: Any) -> Node:
         from .primitives import PRIMITIVES

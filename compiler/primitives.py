@@ -251,6 +251,7 @@ def _reshape_shape(args, attrs):
 
 
 def _xent_shape(args, attrs):
+    """softmax_xent(logits, log_p, t, n): log_p = logits - logsumexp(logits)."""
     logits, t = args[0].shape, args[2].shape
     if len(logits) == 0:
         raise ShapeError("softmax_cross_entropy needs logits with a class axis, not a scalar",
@@ -606,27 +607,26 @@ _register(Primitive("softmax", 1, _same, _reduce_call("_softmax"),
 
 
 def _xent_emit(a, attrs, node):
-    logits, lse, t, n = a
-    shifted = f"{paren(logits, ADD)} - {paren(lse, ADD + 1)}"
+    _, log_p, t, n = a
     if labels(node.args[2], node.args[0]):
-        picked = f"np.take_along_axis({shifted}, {paren(t, POSTFIX)}[..., None], axis=-1)"
+        picked = f"np.take_along_axis({log_p[0]}, {paren(t, POSTFIX)}[..., None], axis=-1)"
         return f"-np.sum({picked}) / {paren(n, MUL + 1)}", MUL
-    return f"-np.sum({paren(t, MUL)} * ({shifted})) / {paren(n, MUL + 1)}", MUL
+    return f"-np.sum({paren(t, MUL)} * {paren(log_p, MUL + 1)}) / {paren(n, MUL + 1)}", MUL
 
 
 def _xent_eval(v, attrs):
-    logits, lse, t, n = v
-    shifted = logits - lse
+    logits, log_p, t, n = v
     if np.ndim(t) == np.ndim(logits) - 1:
-        return -np.sum(np.take_along_axis(shifted, np.asarray(t)[..., None].astype(int),
+        return -np.sum(np.take_along_axis(log_p, np.asarray(t)[..., None].astype(int),
                                           axis=-1)) / n
-    return -np.sum(t * shifted) / n
+    return -np.sum(t * log_p) / n
 
 
 def _xent_vjp(b, node, g):
-    logits, lse, t, n = node.args
-    p = b.op("exp", b.op("sub", logits, lse))  # softmax(logits), stable via the forward lse
+    logits, log_p, t, n = node.args
+    p = b.op("exp", log_p)  # softmax(logits), from the forward's log-softmax
     onehot = b.op("one_hot", t, classes=logits.shape[-1]) if labels(t, logits) else t
+    # The fused rule covers log_p's own dependence on the logits: nothing flows to it.
     return [b.op("mul", b.op("div", b.op("sub", p, onehot), n), g), None, None, None]
 
 

@@ -106,13 +106,15 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     z1 = np.maximum(a1, 0, out=a1)
     y = z1 @ W2
     y += b2
-    L_logsumexp = _logsumexp(y, axis=1, keepdims=True)  # [N, 1], used 2 times
-    L = -np.sum(t * (y - L_logsumexp)) / x.shape[0]
+    L_log_softmax = np.subtract(
+        y, _logsumexp(y, axis=1, keepdims=True), out=y
+    )  # [N, 10], used 2 times
+    L = -np.sum(t * L_log_softmax) / x.shape[0]
 
     # backward
-    dL_dy = np.exp(y - L_logsumexp) - t
+    dL_dy = np.exp(L_log_softmax) - t
     dL_dy /= x.shape[0]  # loss L = softmax_cross_entropy(y, t)
-    del y, L_logsumexp
+    del y, L_log_softmax
     dL_db2 = np.sum(dL_dy, axis=0, out=grads.get("b2"))  # y = z1 @ W2 + b2
     dL_dW2 = np.matmul(z1.T, dL_dy, out=grads.get("W2"))  # y = z1 @ W2 + b2
     dL_dz1 = dL_dy @ W2.T  # y = z1 @ W2 + b2
