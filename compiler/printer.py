@@ -94,6 +94,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
     # A node used twice, or used before the binding that names it, is computed once.
     shared = {n for n, count in uses.items()
               if count > 1 or (n in bound_at and bound_at[n] > first[n])}
+    hoisted = _early_masks(bindings, named_for, shared)
 
     taken = set(taken or ()) | {bd.name for bd in prog.all_bindings()} | set(p.names.values())
     out: list[Statement] = []
@@ -138,7 +139,60 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
             if not bd.node.is_const:
                 p.names[bd.node.id] = bd.name
                 statement_names[bd.node.id] = bd.name
+        for mask, big in hoisted.get(i, ()):
+            base = p.names.get(big.id, "value")
+            name = fresh(f"{base}_mask", taken)
+            out.append(_statement(p, name, mask, "temp", statement_names,
+                                  f"{fmt_shape(mask.shape)} bool, taken now so {base} "
+                                  f"can be released"))
+            temp_ids.add(mask.id)
+            p.names[mask.id] = name
+            statement_names[mask.id] = name
     return out
+
+
+def _early_masks(bindings: list[Binding], named_for, shared: set[int]):
+    """Boolean masks (``z2 > 0``) of the backward, to compute right after the last earlier
+    statement that reads the large value they test, so that value can be released before
+    the next large allocation — as the textbook's ReLU layer keeps only ``self.mask``.
+    Returns {binding index after which to emit: [(mask node, the value it tests)]}."""
+    backward_start = next((i for i, bd in enumerate(bindings)
+                           if bd.kind in ("seed", "adjoint", "grad")), len(bindings))
+    refs: list[set[int]] = []
+    inline: list[list[Node]] = []
+    for i, bd in enumerate(bindings):
+        seen, found, nodes = set(), set(), []
+        stack = [bd.node]
+        while stack:
+            n = stack.pop()
+            for a in n.args:
+                if named_for(a.id, i):
+                    found.add(a.id)
+                elif a.id not in seen:
+                    seen.add(a.id)
+                    nodes.append(a)
+                    stack.append(a)
+        refs.append(found)
+        inline.append(nodes)
+    plan: dict[int, list[tuple[Node, Node]]] = {}
+    placed: set[int] = set()
+    for i in range(backward_start, len(bindings)):
+        for n in inline[i]:
+            if n.id in shared or n.id in placed or PRIMITIVES[n.op].dtype != "bool":
+                continue
+            if not all(named_for(a.id, i) or a.is_const for a in n.args):
+                continue
+            big = [a for a in n.args if not a.is_const and any(isinstance(d, str)
+                                                              for d in a.shape)]
+            if not big:
+                continue
+            ids = {a.id for a in n.args}
+            j = max((k for k in range(i) if refs[k] & ids), default=-1)
+            j = max(j, backward_start - 1)
+            if j < i - 1:
+                plan.setdefault(j, []).append((n, big[0]))
+                placed.add(n.id)
+    return plan
 
 
 def _statement(p: Printer, name: str, node: Node, kind: str, statement_names: dict[int, str],

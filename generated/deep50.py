@@ -1327,402 +1327,502 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_df = np.multiply(2, l_sub, out=l_sub)  # loss l = least_squares(f, y)
     dl_db51 = np.sum(dl_df, axis=0, out=grads.get("b51"))  # f = z50 @ W51 + b51
     dl_dW51 = np.matmul(z50.T, dl_df, out=grads.get("W51"))  # f = z50 @ W51 + b51
+    z50_mask = z50 > 0  # [N, 80] bool, taken now so z50 can be released
+    del a50, z50
     dl_dz50 = dl_df @ W51.T  # f = z50 @ W51 + b51
     del f, l_sub, dl_df
     dl_da50 = np.multiply(
-        z50 > 0, dl_dz50, out=dl_dz50
+        z50_mask, dl_dz50, out=dl_dz50
     )  # z50 = relu(a50) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a50, z50
+    del z50_mask
     dl_db50 = np.sum(dl_da50, axis=0, out=grads.get("b50"))  # a50 = z49 @ W50 + b50
     dl_dW50 = np.matmul(z49.T, dl_da50, out=grads.get("W50"))  # a50 = z49 @ W50 + b50
+    z49_mask = z49 > 0  # [N, 80] bool, taken now so z49 can be released
+    del a49, z49
     dl_dz49 = dl_da50 @ W50.T  # a50 = z49 @ W50 + b50
     del dl_dz50, dl_da50
     dl_da49 = np.multiply(
-        z49 > 0, dl_dz49, out=dl_dz49
+        z49_mask, dl_dz49, out=dl_dz49
     )  # z49 = relu(a49) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a49, z49
+    del z49_mask
     dl_db49 = np.sum(dl_da49, axis=0, out=grads.get("b49"))  # a49 = z48 @ W49 + b49
     dl_dW49 = np.matmul(z48.T, dl_da49, out=grads.get("W49"))  # a49 = z48 @ W49 + b49
+    z48_mask = z48 > 0  # [N, 80] bool, taken now so z48 can be released
+    del a48, z48
     dl_dz48 = dl_da49 @ W49.T  # a49 = z48 @ W49 + b49
     del dl_dz49, dl_da49
     dl_da48 = np.multiply(
-        z48 > 0, dl_dz48, out=dl_dz48
+        z48_mask, dl_dz48, out=dl_dz48
     )  # z48 = relu(a48) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a48, z48
+    del z48_mask
     dl_db48 = np.sum(dl_da48, axis=0, out=grads.get("b48"))  # a48 = z47 @ W48 + b48
     dl_dW48 = np.matmul(z47.T, dl_da48, out=grads.get("W48"))  # a48 = z47 @ W48 + b48
+    z47_mask = z47 > 0  # [N, 80] bool, taken now so z47 can be released
+    del a47, z47
     dl_dz47 = dl_da48 @ W48.T  # a48 = z47 @ W48 + b48
     del dl_dz48, dl_da48
     dl_da47 = np.multiply(
-        z47 > 0, dl_dz47, out=dl_dz47
+        z47_mask, dl_dz47, out=dl_dz47
     )  # z47 = relu(a47) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a47, z47
+    del z47_mask
     dl_db47 = np.sum(dl_da47, axis=0, out=grads.get("b47"))  # a47 = z46 @ W47 + b47
     dl_dW47 = np.matmul(z46.T, dl_da47, out=grads.get("W47"))  # a47 = z46 @ W47 + b47
+    z46_mask = z46 > 0  # [N, 80] bool, taken now so z46 can be released
+    del a46, z46
     dl_dz46 = dl_da47 @ W47.T  # a47 = z46 @ W47 + b47
     del dl_dz47, dl_da47
     dl_da46 = np.multiply(
-        z46 > 0, dl_dz46, out=dl_dz46
+        z46_mask, dl_dz46, out=dl_dz46
     )  # z46 = relu(a46) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a46, z46
+    del z46_mask
     dl_db46 = np.sum(dl_da46, axis=0, out=grads.get("b46"))  # a46 = z45 @ W46 + b46
     dl_dW46 = np.matmul(z45.T, dl_da46, out=grads.get("W46"))  # a46 = z45 @ W46 + b46
+    z45_mask = z45 > 0  # [N, 80] bool, taken now so z45 can be released
+    del a45, z45
     dl_dz45 = dl_da46 @ W46.T  # a46 = z45 @ W46 + b46
     del dl_dz46, dl_da46
     dl_da45 = np.multiply(
-        z45 > 0, dl_dz45, out=dl_dz45
+        z45_mask, dl_dz45, out=dl_dz45
     )  # z45 = relu(a45) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a45, z45
+    del z45_mask
     dl_db45 = np.sum(dl_da45, axis=0, out=grads.get("b45"))  # a45 = z44 @ W45 + b45
     dl_dW45 = np.matmul(z44.T, dl_da45, out=grads.get("W45"))  # a45 = z44 @ W45 + b45
+    z44_mask = z44 > 0  # [N, 80] bool, taken now so z44 can be released
+    del a44, z44
     dl_dz44 = dl_da45 @ W45.T  # a45 = z44 @ W45 + b45
     del dl_dz45, dl_da45
     dl_da44 = np.multiply(
-        z44 > 0, dl_dz44, out=dl_dz44
+        z44_mask, dl_dz44, out=dl_dz44
     )  # z44 = relu(a44) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a44, z44
+    del z44_mask
     dl_db44 = np.sum(dl_da44, axis=0, out=grads.get("b44"))  # a44 = z43 @ W44 + b44
     dl_dW44 = np.matmul(z43.T, dl_da44, out=grads.get("W44"))  # a44 = z43 @ W44 + b44
+    z43_mask = z43 > 0  # [N, 80] bool, taken now so z43 can be released
+    del a43, z43
     dl_dz43 = dl_da44 @ W44.T  # a44 = z43 @ W44 + b44
     del dl_dz44, dl_da44
     dl_da43 = np.multiply(
-        z43 > 0, dl_dz43, out=dl_dz43
+        z43_mask, dl_dz43, out=dl_dz43
     )  # z43 = relu(a43) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a43, z43
+    del z43_mask
     dl_db43 = np.sum(dl_da43, axis=0, out=grads.get("b43"))  # a43 = z42 @ W43 + b43
     dl_dW43 = np.matmul(z42.T, dl_da43, out=grads.get("W43"))  # a43 = z42 @ W43 + b43
+    z42_mask = z42 > 0  # [N, 80] bool, taken now so z42 can be released
+    del a42, z42
     dl_dz42 = dl_da43 @ W43.T  # a43 = z42 @ W43 + b43
     del dl_dz43, dl_da43
     dl_da42 = np.multiply(
-        z42 > 0, dl_dz42, out=dl_dz42
+        z42_mask, dl_dz42, out=dl_dz42
     )  # z42 = relu(a42) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a42, z42
+    del z42_mask
     dl_db42 = np.sum(dl_da42, axis=0, out=grads.get("b42"))  # a42 = z41 @ W42 + b42
     dl_dW42 = np.matmul(z41.T, dl_da42, out=grads.get("W42"))  # a42 = z41 @ W42 + b42
+    z41_mask = z41 > 0  # [N, 80] bool, taken now so z41 can be released
+    del a41, z41
     dl_dz41 = dl_da42 @ W42.T  # a42 = z41 @ W42 + b42
     del dl_dz42, dl_da42
     dl_da41 = np.multiply(
-        z41 > 0, dl_dz41, out=dl_dz41
+        z41_mask, dl_dz41, out=dl_dz41
     )  # z41 = relu(a41) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a41, z41
+    del z41_mask
     dl_db41 = np.sum(dl_da41, axis=0, out=grads.get("b41"))  # a41 = z40 @ W41 + b41
     dl_dW41 = np.matmul(z40.T, dl_da41, out=grads.get("W41"))  # a41 = z40 @ W41 + b41
+    z40_mask = z40 > 0  # [N, 80] bool, taken now so z40 can be released
+    del a40, z40
     dl_dz40 = dl_da41 @ W41.T  # a41 = z40 @ W41 + b41
     del dl_dz41, dl_da41
     dl_da40 = np.multiply(
-        z40 > 0, dl_dz40, out=dl_dz40
+        z40_mask, dl_dz40, out=dl_dz40
     )  # z40 = relu(a40) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a40, z40
+    del z40_mask
     dl_db40 = np.sum(dl_da40, axis=0, out=grads.get("b40"))  # a40 = z39 @ W40 + b40
     dl_dW40 = np.matmul(z39.T, dl_da40, out=grads.get("W40"))  # a40 = z39 @ W40 + b40
+    z39_mask = z39 > 0  # [N, 80] bool, taken now so z39 can be released
+    del a39, z39
     dl_dz39 = dl_da40 @ W40.T  # a40 = z39 @ W40 + b40
     del dl_dz40, dl_da40
     dl_da39 = np.multiply(
-        z39 > 0, dl_dz39, out=dl_dz39
+        z39_mask, dl_dz39, out=dl_dz39
     )  # z39 = relu(a39) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a39, z39
+    del z39_mask
     dl_db39 = np.sum(dl_da39, axis=0, out=grads.get("b39"))  # a39 = z38 @ W39 + b39
     dl_dW39 = np.matmul(z38.T, dl_da39, out=grads.get("W39"))  # a39 = z38 @ W39 + b39
+    z38_mask = z38 > 0  # [N, 80] bool, taken now so z38 can be released
+    del a38, z38
     dl_dz38 = dl_da39 @ W39.T  # a39 = z38 @ W39 + b39
     del dl_dz39, dl_da39
     dl_da38 = np.multiply(
-        z38 > 0, dl_dz38, out=dl_dz38
+        z38_mask, dl_dz38, out=dl_dz38
     )  # z38 = relu(a38) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a38, z38
+    del z38_mask
     dl_db38 = np.sum(dl_da38, axis=0, out=grads.get("b38"))  # a38 = z37 @ W38 + b38
     dl_dW38 = np.matmul(z37.T, dl_da38, out=grads.get("W38"))  # a38 = z37 @ W38 + b38
+    z37_mask = z37 > 0  # [N, 80] bool, taken now so z37 can be released
+    del a37, z37
     dl_dz37 = dl_da38 @ W38.T  # a38 = z37 @ W38 + b38
     del dl_dz38, dl_da38
     dl_da37 = np.multiply(
-        z37 > 0, dl_dz37, out=dl_dz37
+        z37_mask, dl_dz37, out=dl_dz37
     )  # z37 = relu(a37) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a37, z37
+    del z37_mask
     dl_db37 = np.sum(dl_da37, axis=0, out=grads.get("b37"))  # a37 = z36 @ W37 + b37
     dl_dW37 = np.matmul(z36.T, dl_da37, out=grads.get("W37"))  # a37 = z36 @ W37 + b37
+    z36_mask = z36 > 0  # [N, 80] bool, taken now so z36 can be released
+    del a36, z36
     dl_dz36 = dl_da37 @ W37.T  # a37 = z36 @ W37 + b37
     del dl_dz37, dl_da37
     dl_da36 = np.multiply(
-        z36 > 0, dl_dz36, out=dl_dz36
+        z36_mask, dl_dz36, out=dl_dz36
     )  # z36 = relu(a36) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a36, z36
+    del z36_mask
     dl_db36 = np.sum(dl_da36, axis=0, out=grads.get("b36"))  # a36 = z35 @ W36 + b36
     dl_dW36 = np.matmul(z35.T, dl_da36, out=grads.get("W36"))  # a36 = z35 @ W36 + b36
+    z35_mask = z35 > 0  # [N, 80] bool, taken now so z35 can be released
+    del a35, z35
     dl_dz35 = dl_da36 @ W36.T  # a36 = z35 @ W36 + b36
     del dl_dz36, dl_da36
     dl_da35 = np.multiply(
-        z35 > 0, dl_dz35, out=dl_dz35
+        z35_mask, dl_dz35, out=dl_dz35
     )  # z35 = relu(a35) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a35, z35
+    del z35_mask
     dl_db35 = np.sum(dl_da35, axis=0, out=grads.get("b35"))  # a35 = z34 @ W35 + b35
     dl_dW35 = np.matmul(z34.T, dl_da35, out=grads.get("W35"))  # a35 = z34 @ W35 + b35
+    z34_mask = z34 > 0  # [N, 80] bool, taken now so z34 can be released
+    del a34, z34
     dl_dz34 = dl_da35 @ W35.T  # a35 = z34 @ W35 + b35
     del dl_dz35, dl_da35
     dl_da34 = np.multiply(
-        z34 > 0, dl_dz34, out=dl_dz34
+        z34_mask, dl_dz34, out=dl_dz34
     )  # z34 = relu(a34) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a34, z34
+    del z34_mask
     dl_db34 = np.sum(dl_da34, axis=0, out=grads.get("b34"))  # a34 = z33 @ W34 + b34
     dl_dW34 = np.matmul(z33.T, dl_da34, out=grads.get("W34"))  # a34 = z33 @ W34 + b34
+    z33_mask = z33 > 0  # [N, 80] bool, taken now so z33 can be released
+    del a33, z33
     dl_dz33 = dl_da34 @ W34.T  # a34 = z33 @ W34 + b34
     del dl_dz34, dl_da34
     dl_da33 = np.multiply(
-        z33 > 0, dl_dz33, out=dl_dz33
+        z33_mask, dl_dz33, out=dl_dz33
     )  # z33 = relu(a33) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a33, z33
+    del z33_mask
     dl_db33 = np.sum(dl_da33, axis=0, out=grads.get("b33"))  # a33 = z32 @ W33 + b33
     dl_dW33 = np.matmul(z32.T, dl_da33, out=grads.get("W33"))  # a33 = z32 @ W33 + b33
+    z32_mask = z32 > 0  # [N, 80] bool, taken now so z32 can be released
+    del a32, z32
     dl_dz32 = dl_da33 @ W33.T  # a33 = z32 @ W33 + b33
     del dl_dz33, dl_da33
     dl_da32 = np.multiply(
-        z32 > 0, dl_dz32, out=dl_dz32
+        z32_mask, dl_dz32, out=dl_dz32
     )  # z32 = relu(a32) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a32, z32
+    del z32_mask
     dl_db32 = np.sum(dl_da32, axis=0, out=grads.get("b32"))  # a32 = z31 @ W32 + b32
     dl_dW32 = np.matmul(z31.T, dl_da32, out=grads.get("W32"))  # a32 = z31 @ W32 + b32
+    z31_mask = z31 > 0  # [N, 80] bool, taken now so z31 can be released
+    del a31, z31
     dl_dz31 = dl_da32 @ W32.T  # a32 = z31 @ W32 + b32
     del dl_dz32, dl_da32
     dl_da31 = np.multiply(
-        z31 > 0, dl_dz31, out=dl_dz31
+        z31_mask, dl_dz31, out=dl_dz31
     )  # z31 = relu(a31) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a31, z31
+    del z31_mask
     dl_db31 = np.sum(dl_da31, axis=0, out=grads.get("b31"))  # a31 = z30 @ W31 + b31
     dl_dW31 = np.matmul(z30.T, dl_da31, out=grads.get("W31"))  # a31 = z30 @ W31 + b31
+    z30_mask = z30 > 0  # [N, 80] bool, taken now so z30 can be released
+    del a30, z30
     dl_dz30 = dl_da31 @ W31.T  # a31 = z30 @ W31 + b31
     del dl_dz31, dl_da31
     dl_da30 = np.multiply(
-        z30 > 0, dl_dz30, out=dl_dz30
+        z30_mask, dl_dz30, out=dl_dz30
     )  # z30 = relu(a30) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a30, z30
+    del z30_mask
     dl_db30 = np.sum(dl_da30, axis=0, out=grads.get("b30"))  # a30 = z29 @ W30 + b30
     dl_dW30 = np.matmul(z29.T, dl_da30, out=grads.get("W30"))  # a30 = z29 @ W30 + b30
+    z29_mask = z29 > 0  # [N, 80] bool, taken now so z29 can be released
+    del a29, z29
     dl_dz29 = dl_da30 @ W30.T  # a30 = z29 @ W30 + b30
     del dl_dz30, dl_da30
     dl_da29 = np.multiply(
-        z29 > 0, dl_dz29, out=dl_dz29
+        z29_mask, dl_dz29, out=dl_dz29
     )  # z29 = relu(a29) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a29, z29
+    del z29_mask
     dl_db29 = np.sum(dl_da29, axis=0, out=grads.get("b29"))  # a29 = z28 @ W29 + b29
     dl_dW29 = np.matmul(z28.T, dl_da29, out=grads.get("W29"))  # a29 = z28 @ W29 + b29
+    z28_mask = z28 > 0  # [N, 80] bool, taken now so z28 can be released
+    del a28, z28
     dl_dz28 = dl_da29 @ W29.T  # a29 = z28 @ W29 + b29
     del dl_dz29, dl_da29
     dl_da28 = np.multiply(
-        z28 > 0, dl_dz28, out=dl_dz28
+        z28_mask, dl_dz28, out=dl_dz28
     )  # z28 = relu(a28) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a28, z28
+    del z28_mask
     dl_db28 = np.sum(dl_da28, axis=0, out=grads.get("b28"))  # a28 = z27 @ W28 + b28
     dl_dW28 = np.matmul(z27.T, dl_da28, out=grads.get("W28"))  # a28 = z27 @ W28 + b28
+    z27_mask = z27 > 0  # [N, 80] bool, taken now so z27 can be released
+    del a27, z27
     dl_dz27 = dl_da28 @ W28.T  # a28 = z27 @ W28 + b28
     del dl_dz28, dl_da28
     dl_da27 = np.multiply(
-        z27 > 0, dl_dz27, out=dl_dz27
+        z27_mask, dl_dz27, out=dl_dz27
     )  # z27 = relu(a27) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a27, z27
+    del z27_mask
     dl_db27 = np.sum(dl_da27, axis=0, out=grads.get("b27"))  # a27 = z26 @ W27 + b27
     dl_dW27 = np.matmul(z26.T, dl_da27, out=grads.get("W27"))  # a27 = z26 @ W27 + b27
+    z26_mask = z26 > 0  # [N, 80] bool, taken now so z26 can be released
+    del a26, z26
     dl_dz26 = dl_da27 @ W27.T  # a27 = z26 @ W27 + b27
     del dl_dz27, dl_da27
     dl_da26 = np.multiply(
-        z26 > 0, dl_dz26, out=dl_dz26
+        z26_mask, dl_dz26, out=dl_dz26
     )  # z26 = relu(a26) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a26, z26
+    del z26_mask
     dl_db26 = np.sum(dl_da26, axis=0, out=grads.get("b26"))  # a26 = z25 @ W26 + b26
     dl_dW26 = np.matmul(z25.T, dl_da26, out=grads.get("W26"))  # a26 = z25 @ W26 + b26
+    z25_mask = z25 > 0  # [N, 80] bool, taken now so z25 can be released
+    del a25, z25
     dl_dz25 = dl_da26 @ W26.T  # a26 = z25 @ W26 + b26
     del dl_dz26, dl_da26
     dl_da25 = np.multiply(
-        z25 > 0, dl_dz25, out=dl_dz25
+        z25_mask, dl_dz25, out=dl_dz25
     )  # z25 = relu(a25) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a25, z25
+    del z25_mask
     dl_db25 = np.sum(dl_da25, axis=0, out=grads.get("b25"))  # a25 = z24 @ W25 + b25
     dl_dW25 = np.matmul(z24.T, dl_da25, out=grads.get("W25"))  # a25 = z24 @ W25 + b25
+    z24_mask = z24 > 0  # [N, 80] bool, taken now so z24 can be released
+    del a24, z24
     dl_dz24 = dl_da25 @ W25.T  # a25 = z24 @ W25 + b25
     del dl_dz25, dl_da25
     dl_da24 = np.multiply(
-        z24 > 0, dl_dz24, out=dl_dz24
+        z24_mask, dl_dz24, out=dl_dz24
     )  # z24 = relu(a24) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a24, z24
+    del z24_mask
     dl_db24 = np.sum(dl_da24, axis=0, out=grads.get("b24"))  # a24 = z23 @ W24 + b24
     dl_dW24 = np.matmul(z23.T, dl_da24, out=grads.get("W24"))  # a24 = z23 @ W24 + b24
+    z23_mask = z23 > 0  # [N, 80] bool, taken now so z23 can be released
+    del a23, z23
     dl_dz23 = dl_da24 @ W24.T  # a24 = z23 @ W24 + b24
     del dl_dz24, dl_da24
     dl_da23 = np.multiply(
-        z23 > 0, dl_dz23, out=dl_dz23
+        z23_mask, dl_dz23, out=dl_dz23
     )  # z23 = relu(a23) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a23, z23
+    del z23_mask
     dl_db23 = np.sum(dl_da23, axis=0, out=grads.get("b23"))  # a23 = z22 @ W23 + b23
     dl_dW23 = np.matmul(z22.T, dl_da23, out=grads.get("W23"))  # a23 = z22 @ W23 + b23
+    z22_mask = z22 > 0  # [N, 80] bool, taken now so z22 can be released
+    del a22, z22
     dl_dz22 = dl_da23 @ W23.T  # a23 = z22 @ W23 + b23
     del dl_dz23, dl_da23
     dl_da22 = np.multiply(
-        z22 > 0, dl_dz22, out=dl_dz22
+        z22_mask, dl_dz22, out=dl_dz22
     )  # z22 = relu(a22) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a22, z22
+    del z22_mask
     dl_db22 = np.sum(dl_da22, axis=0, out=grads.get("b22"))  # a22 = z21 @ W22 + b22
     dl_dW22 = np.matmul(z21.T, dl_da22, out=grads.get("W22"))  # a22 = z21 @ W22 + b22
+    z21_mask = z21 > 0  # [N, 80] bool, taken now so z21 can be released
+    del a21, z21
     dl_dz21 = dl_da22 @ W22.T  # a22 = z21 @ W22 + b22
     del dl_dz22, dl_da22
     dl_da21 = np.multiply(
-        z21 > 0, dl_dz21, out=dl_dz21
+        z21_mask, dl_dz21, out=dl_dz21
     )  # z21 = relu(a21) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a21, z21
+    del z21_mask
     dl_db21 = np.sum(dl_da21, axis=0, out=grads.get("b21"))  # a21 = z20 @ W21 + b21
     dl_dW21 = np.matmul(z20.T, dl_da21, out=grads.get("W21"))  # a21 = z20 @ W21 + b21
+    z20_mask = z20 > 0  # [N, 80] bool, taken now so z20 can be released
+    del a20, z20
     dl_dz20 = dl_da21 @ W21.T  # a21 = z20 @ W21 + b21
     del dl_dz21, dl_da21
     dl_da20 = np.multiply(
-        z20 > 0, dl_dz20, out=dl_dz20
+        z20_mask, dl_dz20, out=dl_dz20
     )  # z20 = relu(a20) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a20, z20
+    del z20_mask
     dl_db20 = np.sum(dl_da20, axis=0, out=grads.get("b20"))  # a20 = z19 @ W20 + b20
     dl_dW20 = np.matmul(z19.T, dl_da20, out=grads.get("W20"))  # a20 = z19 @ W20 + b20
+    z19_mask = z19 > 0  # [N, 80] bool, taken now so z19 can be released
+    del a19, z19
     dl_dz19 = dl_da20 @ W20.T  # a20 = z19 @ W20 + b20
     del dl_dz20, dl_da20
     dl_da19 = np.multiply(
-        z19 > 0, dl_dz19, out=dl_dz19
+        z19_mask, dl_dz19, out=dl_dz19
     )  # z19 = relu(a19) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a19, z19
+    del z19_mask
     dl_db19 = np.sum(dl_da19, axis=0, out=grads.get("b19"))  # a19 = z18 @ W19 + b19
     dl_dW19 = np.matmul(z18.T, dl_da19, out=grads.get("W19"))  # a19 = z18 @ W19 + b19
+    z18_mask = z18 > 0  # [N, 80] bool, taken now so z18 can be released
+    del a18, z18
     dl_dz18 = dl_da19 @ W19.T  # a19 = z18 @ W19 + b19
     del dl_dz19, dl_da19
     dl_da18 = np.multiply(
-        z18 > 0, dl_dz18, out=dl_dz18
+        z18_mask, dl_dz18, out=dl_dz18
     )  # z18 = relu(a18) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a18, z18
+    del z18_mask
     dl_db18 = np.sum(dl_da18, axis=0, out=grads.get("b18"))  # a18 = z17 @ W18 + b18
     dl_dW18 = np.matmul(z17.T, dl_da18, out=grads.get("W18"))  # a18 = z17 @ W18 + b18
+    z17_mask = z17 > 0  # [N, 80] bool, taken now so z17 can be released
+    del a17, z17
     dl_dz17 = dl_da18 @ W18.T  # a18 = z17 @ W18 + b18
     del dl_dz18, dl_da18
     dl_da17 = np.multiply(
-        z17 > 0, dl_dz17, out=dl_dz17
+        z17_mask, dl_dz17, out=dl_dz17
     )  # z17 = relu(a17) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a17, z17
+    del z17_mask
     dl_db17 = np.sum(dl_da17, axis=0, out=grads.get("b17"))  # a17 = z16 @ W17 + b17
     dl_dW17 = np.matmul(z16.T, dl_da17, out=grads.get("W17"))  # a17 = z16 @ W17 + b17
+    z16_mask = z16 > 0  # [N, 80] bool, taken now so z16 can be released
+    del a16, z16
     dl_dz16 = dl_da17 @ W17.T  # a17 = z16 @ W17 + b17
     del dl_dz17, dl_da17
     dl_da16 = np.multiply(
-        z16 > 0, dl_dz16, out=dl_dz16
+        z16_mask, dl_dz16, out=dl_dz16
     )  # z16 = relu(a16) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a16, z16
+    del z16_mask
     dl_db16 = np.sum(dl_da16, axis=0, out=grads.get("b16"))  # a16 = z15 @ W16 + b16
     dl_dW16 = np.matmul(z15.T, dl_da16, out=grads.get("W16"))  # a16 = z15 @ W16 + b16
+    z15_mask = z15 > 0  # [N, 80] bool, taken now so z15 can be released
+    del a15, z15
     dl_dz15 = dl_da16 @ W16.T  # a16 = z15 @ W16 + b16
     del dl_dz16, dl_da16
     dl_da15 = np.multiply(
-        z15 > 0, dl_dz15, out=dl_dz15
+        z15_mask, dl_dz15, out=dl_dz15
     )  # z15 = relu(a15) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a15, z15
+    del z15_mask
     dl_db15 = np.sum(dl_da15, axis=0, out=grads.get("b15"))  # a15 = z14 @ W15 + b15
     dl_dW15 = np.matmul(z14.T, dl_da15, out=grads.get("W15"))  # a15 = z14 @ W15 + b15
+    z14_mask = z14 > 0  # [N, 80] bool, taken now so z14 can be released
+    del a14, z14
     dl_dz14 = dl_da15 @ W15.T  # a15 = z14 @ W15 + b15
     del dl_dz15, dl_da15
     dl_da14 = np.multiply(
-        z14 > 0, dl_dz14, out=dl_dz14
+        z14_mask, dl_dz14, out=dl_dz14
     )  # z14 = relu(a14) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a14, z14
+    del z14_mask
     dl_db14 = np.sum(dl_da14, axis=0, out=grads.get("b14"))  # a14 = z13 @ W14 + b14
     dl_dW14 = np.matmul(z13.T, dl_da14, out=grads.get("W14"))  # a14 = z13 @ W14 + b14
+    z13_mask = z13 > 0  # [N, 80] bool, taken now so z13 can be released
+    del a13, z13
     dl_dz13 = dl_da14 @ W14.T  # a14 = z13 @ W14 + b14
     del dl_dz14, dl_da14
     dl_da13 = np.multiply(
-        z13 > 0, dl_dz13, out=dl_dz13
+        z13_mask, dl_dz13, out=dl_dz13
     )  # z13 = relu(a13) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a13, z13
+    del z13_mask
     dl_db13 = np.sum(dl_da13, axis=0, out=grads.get("b13"))  # a13 = z12 @ W13 + b13
     dl_dW13 = np.matmul(z12.T, dl_da13, out=grads.get("W13"))  # a13 = z12 @ W13 + b13
+    z12_mask = z12 > 0  # [N, 80] bool, taken now so z12 can be released
+    del a12, z12
     dl_dz12 = dl_da13 @ W13.T  # a13 = z12 @ W13 + b13
     del dl_dz13, dl_da13
     dl_da12 = np.multiply(
-        z12 > 0, dl_dz12, out=dl_dz12
+        z12_mask, dl_dz12, out=dl_dz12
     )  # z12 = relu(a12) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a12, z12
+    del z12_mask
     dl_db12 = np.sum(dl_da12, axis=0, out=grads.get("b12"))  # a12 = z11 @ W12 + b12
     dl_dW12 = np.matmul(z11.T, dl_da12, out=grads.get("W12"))  # a12 = z11 @ W12 + b12
+    z11_mask = z11 > 0  # [N, 80] bool, taken now so z11 can be released
+    del a11, z11
     dl_dz11 = dl_da12 @ W12.T  # a12 = z11 @ W12 + b12
     del dl_dz12, dl_da12
     dl_da11 = np.multiply(
-        z11 > 0, dl_dz11, out=dl_dz11
+        z11_mask, dl_dz11, out=dl_dz11
     )  # z11 = relu(a11) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a11, z11
+    del z11_mask
     dl_db11 = np.sum(dl_da11, axis=0, out=grads.get("b11"))  # a11 = z10 @ W11 + b11
     dl_dW11 = np.matmul(z10.T, dl_da11, out=grads.get("W11"))  # a11 = z10 @ W11 + b11
+    z10_mask = z10 > 0  # [N, 80] bool, taken now so z10 can be released
+    del a10, z10
     dl_dz10 = dl_da11 @ W11.T  # a11 = z10 @ W11 + b11
     del dl_dz11, dl_da11
     dl_da10 = np.multiply(
-        z10 > 0, dl_dz10, out=dl_dz10
+        z10_mask, dl_dz10, out=dl_dz10
     )  # z10 = relu(a10) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a10, z10
+    del z10_mask
     dl_db10 = np.sum(dl_da10, axis=0, out=grads.get("b10"))  # a10 = z9 @ W10 + b10
     dl_dW10 = np.matmul(z9.T, dl_da10, out=grads.get("W10"))  # a10 = z9 @ W10 + b10
+    z9_mask = z9 > 0  # [N, 80] bool, taken now so z9 can be released
+    del a9, z9
     dl_dz9 = dl_da10 @ W10.T  # a10 = z9 @ W10 + b10
     del dl_dz10, dl_da10
     dl_da9 = np.multiply(
-        z9 > 0, dl_dz9, out=dl_dz9
+        z9_mask, dl_dz9, out=dl_dz9
     )  # z9 = relu(a9) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a9, z9
+    del z9_mask
     dl_db9 = np.sum(dl_da9, axis=0, out=grads.get("b9"))  # a9 = z8 @ W9 + b9
     dl_dW9 = np.matmul(z8.T, dl_da9, out=grads.get("W9"))  # a9 = z8 @ W9 + b9
+    z8_mask = z8 > 0  # [N, 80] bool, taken now so z8 can be released
+    del a8, z8
     dl_dz8 = dl_da9 @ W9.T  # a9 = z8 @ W9 + b9
     del dl_dz9, dl_da9
     dl_da8 = np.multiply(
-        z8 > 0, dl_dz8, out=dl_dz8
+        z8_mask, dl_dz8, out=dl_dz8
     )  # z8 = relu(a8) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a8, z8
+    del z8_mask
     dl_db8 = np.sum(dl_da8, axis=0, out=grads.get("b8"))  # a8 = z7 @ W8 + b8
     dl_dW8 = np.matmul(z7.T, dl_da8, out=grads.get("W8"))  # a8 = z7 @ W8 + b8
+    z7_mask = z7 > 0  # [N, 80] bool, taken now so z7 can be released
+    del a7, z7
     dl_dz7 = dl_da8 @ W8.T  # a8 = z7 @ W8 + b8
     del dl_dz8, dl_da8
     dl_da7 = np.multiply(
-        z7 > 0, dl_dz7, out=dl_dz7
+        z7_mask, dl_dz7, out=dl_dz7
     )  # z7 = relu(a7) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a7, z7
+    del z7_mask
     dl_db7 = np.sum(dl_da7, axis=0, out=grads.get("b7"))  # a7 = z6 @ W7 + b7
     dl_dW7 = np.matmul(z6.T, dl_da7, out=grads.get("W7"))  # a7 = z6 @ W7 + b7
+    z6_mask = z6 > 0  # [N, 80] bool, taken now so z6 can be released
+    del a6, z6
     dl_dz6 = dl_da7 @ W7.T  # a7 = z6 @ W7 + b7
     del dl_dz7, dl_da7
     dl_da6 = np.multiply(
-        z6 > 0, dl_dz6, out=dl_dz6
+        z6_mask, dl_dz6, out=dl_dz6
     )  # z6 = relu(a6) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a6, z6
+    del z6_mask
     dl_db6 = np.sum(dl_da6, axis=0, out=grads.get("b6"))  # a6 = z5 @ W6 + b6
     dl_dW6 = np.matmul(z5.T, dl_da6, out=grads.get("W6"))  # a6 = z5 @ W6 + b6
+    z5_mask = z5 > 0  # [N, 80] bool, taken now so z5 can be released
+    del a5, z5
     dl_dz5 = dl_da6 @ W6.T  # a6 = z5 @ W6 + b6
     del dl_dz6, dl_da6
     dl_da5 = np.multiply(
-        z5 > 0, dl_dz5, out=dl_dz5
+        z5_mask, dl_dz5, out=dl_dz5
     )  # z5 = relu(a5) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a5, z5
+    del z5_mask
     dl_db5 = np.sum(dl_da5, axis=0, out=grads.get("b5"))  # a5 = z4 @ W5 + b5
     dl_dW5 = np.matmul(z4.T, dl_da5, out=grads.get("W5"))  # a5 = z4 @ W5 + b5
+    z4_mask = z4 > 0  # [N, 80] bool, taken now so z4 can be released
+    del a4, z4
     dl_dz4 = dl_da5 @ W5.T  # a5 = z4 @ W5 + b5
     del dl_dz5, dl_da5
     dl_da4 = np.multiply(
-        z4 > 0, dl_dz4, out=dl_dz4
+        z4_mask, dl_dz4, out=dl_dz4
     )  # z4 = relu(a4) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a4, z4
+    del z4_mask
     dl_db4 = np.sum(dl_da4, axis=0, out=grads.get("b4"))  # a4 = z3 @ W4 + b4
     dl_dW4 = np.matmul(z3.T, dl_da4, out=grads.get("W4"))  # a4 = z3 @ W4 + b4
+    z3_mask = z3 > 0  # [N, 80] bool, taken now so z3 can be released
+    del a3, z3
     dl_dz3 = dl_da4 @ W4.T  # a4 = z3 @ W4 + b4
     del dl_dz4, dl_da4
     dl_da3 = np.multiply(
-        z3 > 0, dl_dz3, out=dl_dz3
+        z3_mask, dl_dz3, out=dl_dz3
     )  # z3 = relu(a3) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a3, z3
+    del z3_mask
     dl_db3 = np.sum(dl_da3, axis=0, out=grads.get("b3"))  # a3 = z2 @ W3 + b3
     dl_dW3 = np.matmul(z2.T, dl_da3, out=grads.get("W3"))  # a3 = z2 @ W3 + b3
+    z2_mask = z2 > 0  # [N, 80] bool, taken now so z2 can be released
+    del a2, z2
     dl_dz2 = dl_da3 @ W3.T  # a3 = z2 @ W3 + b3
     del dl_dz3, dl_da3
     dl_da2 = np.multiply(
-        z2 > 0, dl_dz2, out=dl_dz2
+        z2_mask, dl_dz2, out=dl_dz2
     )  # z2 = relu(a2) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del a2, z2
+    del z2_mask
     dl_db2 = np.sum(dl_da2, axis=0, out=grads.get("b2"))  # a2 = z1 @ W2 + b2
     dl_dW2 = np.matmul(z1.T, dl_da2, out=grads.get("W2"))  # a2 = z1 @ W2 + b2
+    z1_mask = z1 > 0  # [N, 80] bool, taken now so z1 can be released
+    del a1, z1
     dl_dz1 = dl_da2 @ W2.T  # a2 = z1 @ W2 + b2
     del dl_dz2, dl_da2
     dl_da1 = np.multiply(
-        z1 > 0, dl_dz1, out=dl_dz1
+        z1_mask, dl_dz1, out=dl_dz1
     )  # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dl_db1 = np.sum(dl_da1, axis=0, out=grads.get("b1"))  # a1 = x @ W1 + b1
     dl_dW1 = np.matmul(x.T, dl_da1, out=grads.get("W1"))  # a1 = x @ W1 + b1

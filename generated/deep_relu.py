@@ -124,22 +124,26 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dOmega2 = np.matmul(
         dl_df2, h2.T, out=grads.get("Omega2")
     )  # f2 = beta2 + Omega2 @ h2
+    h2_mask = h2 > 0  # [6, N] bool, taken now so h2 can be released
+    del f1, h2
     dl_dh2 = Omega2.T @ dl_df2  # f2 = beta2 + Omega2 @ h2
     del f2, l_sub, dl_df2
     dl_df1 = np.multiply(
-        h2 > 0, dl_dh2, out=dl_dh2
+        h2_mask, dl_dh2, out=dl_dh2
     )  # h2 = relu(f1) (relu'(x) = [relu(x) > 0], a mask from the output)
-    del f1, h2
+    del h2_mask
     dl_dbeta1 = np.sum(
         dl_df1, axis=1, keepdims=True, out=grads.get("beta1")
     )  # f1 = beta1 + Omega1 @ h1
     dl_dOmega1 = np.matmul(
         dl_df1, h1.T, out=grads.get("Omega1")
     )  # f1 = beta1 + Omega1 @ h1
+    h1_mask = h1 > 0  # [6, N] bool, taken now so h1 can be released
+    del f0, h1
     dl_dh1 = Omega1.T @ dl_df1  # f1 = beta1 + Omega1 @ h1
     del dl_dh2, dl_df1
     dl_df0 = np.multiply(
-        h1 > 0, dl_dh1, out=dl_dh1
+        h1_mask, dl_dh1, out=dl_dh1
     )  # h1 = relu(f0) (relu'(x) = [relu(x) > 0], a mask from the output)
     dl_dbeta0 = np.sum(
         dl_df0, axis=1, keepdims=True, out=grads.get("beta0")

@@ -117,10 +117,12 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     del y, L_log_softmax
     dL_db2 = np.sum(dL_dy, axis=0, out=grads.get("b2"))  # y = z1 @ W2 + b2
     dL_dW2 = np.matmul(z1.T, dL_dy, out=grads.get("W2"))  # y = z1 @ W2 + b2
+    z1_mask = z1 > 0  # [N, 50] bool, taken now so z1 can be released
+    del a1, z1
     dL_dz1 = dL_dy @ W2.T  # y = z1 @ W2 + b2
     del dL_dy
     dL_da1 = np.multiply(
-        z1 > 0, dL_dz1, out=dL_dz1
+        z1_mask, dL_dz1, out=dL_dz1
     )  # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))  # a1 = x @ W1 + b1
     dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))  # a1 = x @ W1 + b1
