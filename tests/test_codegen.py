@@ -186,7 +186,9 @@ def test_shared_subexpressions_are_computed_once():
 def test_in_place_updates_and_early_release_are_used():
     body = (GENERATED / "two_layer.py").read_text().split("def loss_and_grad")[1]
     assert "a1 += b1" in body
-    assert re.search(r"dL_da1 = np\.multiply\(\s*z1 > 0, dL_dz1, out=dL_dz1\s*\)", body)
+    assert re.search(r"dL_da1 = np\.multiply\(\s*z1_mask, dL_dz1, out=dL_dz1\s*\)", body)
+    # the mask is taken before the next adjoint is allocated, so z1 is released first
+    assert body.index("z1_mask = z1 > 0") < body.index("del a1, z1") < body.index("dL_dz1 =")
     assert "del " in body
 
 
