@@ -87,10 +87,15 @@ def differentiate(prog: Program) -> Program:
         for k, a in enumerate(args):
             inner.setdefault(a.id, f"{bd.name}_in" + (str(k + 1) if len(args) > 1 else ""))
     hints: dict[int, str] = {}
-    owner: dict[int, str] = {}
+    owner: dict[int, str] = {}  # node -> the first equation whose expression holds it
     for bd in prog.forward:
-        for n in topo_order([bd.node]):
-            owner.setdefault(n.id, bd.name)
+        stack = [bd.node]
+        while stack:
+            n = stack.pop()
+            if n.id in owner:
+                continue
+            owner[n.id] = bd.name
+            stack.extend(a for a in n.args if a.id not in owner)
     first_use: dict[int, int] = {}
     for n in order:
         for a in n.args:

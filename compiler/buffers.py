@@ -66,6 +66,9 @@ def plan(statements: list[Statement], returns: list[str],
 
     allocates_batch = [not st.alias and not PRIMITIVES[st.node.op].cheap
                        and _batch_sized(st.node.shape) for st in statements]
+    later_alloc = [False] * len(statements)  # a batch-sized allocation comes after i
+    for i in range(len(statements) - 2, -1, -1):
+        later_alloc[i] = later_alloc[i + 1] or allocates_batch[i + 1]
     steps: list[Step] = []
     released: set[int] = set()
     for i, st in enumerate(statements):
@@ -114,9 +117,11 @@ def plan(statements: list[Statement], returns: list[str],
                 fresh[gid] = True
                 join(st.name, gid)
         step = Step(st, code)
-        later_alloc = any(allocates_batch[i + 1:])
-        if later_alloc:
-            for gid, names_ in members.items():
+        if later_alloc[i]:
+            # Only a buffer read here (or just made and never read) can die here.
+            candidates = {group[n] for n in reads[i] if n in group} | {group[st.name]}
+            for gid in sorted(candidates):
+                names_ = members[gid]
                 if gid in released or not dead_after(gid, i):
                     continue
                 if not any(_batch_sized(shapes.get(n, ())) for n in names_):

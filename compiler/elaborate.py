@@ -109,9 +109,9 @@ class _Elaborator:
         if self.diags.items or loss is None:
             return None
         self._mark_label_targets(forward)
-        for name, init in inits.items():
-            node = next(p.node for p in params if p.name == name)
-            self._fan(name, node, init, forward, param_stmts[name])
+        uses = _matmul_uses([b.node for b in forward])
+        for bd in params:
+            self._fan(bd.name, bd.node, inits[bd.name], uses.get(bd.node.id))
         if self.diags.items:
             return None
         if output is None:
@@ -221,28 +221,18 @@ class _Elaborator:
         self.env[st.name] = node
         return node, init
 
-    def _fan(self, name: str, node: Node, init: Init, forward, st: ast.Param) -> None:
+    def _fan(self, name: str, node: Node, init: Init, use: tuple[bool, bool] | None) -> None:
+        """fan_in/fan_out from the weight's first matmul use ((is right operand, is .T))."""
         shape = node.shape
-        fan_in = fan_out = None
-        how = None
-        for n in topo_order([b.node for b in forward]):
-            if n.op != "matmul":
-                continue
-            left, right = n.args
-            for operand, is_right in ((right, True), (left, False)):
-                transposed = operand.op == "transpose"
-                base = operand.args[0] if transposed else operand
-                if base is not node or len(shape) != 2:
-                    continue
-                row = is_right != transposed  # x @ W, or W.T @ h
-                fan_in, fan_out = (shape[0], shape[1]) if row else (shape[1], shape[0])
-                how = (f"{name} is used as x @ {name}{'.T' if transposed else ''}, so fan_in "
-                       f"is its {'first' if row else 'second'} dimension" if is_right else
-                       f"{name} is used as {name}{'.T' if transposed else ''} @ h, so fan_in "
-                       f"is its {'second' if not row else 'first'} dimension")
-                break
-            if how:
-                break
+        fan_in = fan_out = how = None
+        if use is not None and len(shape) == 2:
+            is_right, transposed = use
+            row = is_right != transposed  # x @ W, or W.T @ h
+            fan_in, fan_out = (shape[0], shape[1]) if row else (shape[1], shape[0])
+            how = (f"{name} is used as x @ {name}{'.T' if transposed else ''}, so fan_in "
+                   f"is its {'first' if row else 'second'} dimension" if is_right else
+                   f"{name} is used as {name}{'.T' if transposed else ''} @ h, so fan_in "
+                   f"is its {'second' if not row else 'first'} dimension")
         if how is None:
             fan_in = shape[0] if shape else 1
             fan_out = shape[1] if len(shape) > 1 else fan_in
@@ -395,3 +385,18 @@ class _Elaborator:
         for kw in st.kwargs:
             args[kw.name] = const_value(kw.value, self.spec.constants)
         return {"name": st.name, **args}
+
+
+def _matmul_uses(roots) -> dict[int, tuple[bool, bool]]:
+    """For each node used as a matmul operand (possibly through .T): the first such use,
+    as (is the right operand, is transposed). One pass over the forward graph."""
+    uses: dict[int, tuple[bool, bool]] = {}
+    for n in topo_order(roots):
+        if n.op != "matmul":
+            continue
+        left, right = n.args
+        for operand, is_right in ((right, True), (left, False)):
+            transposed = operand.op == "transpose"
+            base = operand.args[0] if transposed else operand
+            uses.setdefault(base.id, (is_right, transposed))
+    return uses
