@@ -246,10 +246,8 @@ def _config(prog: Program) -> dict:
 
 
 def format_source(text: str) -> str:
-    """``text`` formatted by black (py310 target), remembered by content and black's
-    version, so recompiling an unchanged spec does not even import black."""
-    from importlib.metadata import version
-
+    """``text`` formatted by black (py310 target), remembered by content and by which
+    black is installed, so recompiling an unchanged spec does not even import black."""
     from .cache import memo_text
 
     def run_black() -> str:
@@ -262,4 +260,18 @@ def format_source(text: str) -> str:
             raise SpecError(Diagnostic(f"internal error: generated code does not parse "
                                        f"({e})", None)) from e
 
-    return memo_text("black", f"black {version('black')} py310\n{text}", run_black)
+    return memo_text("black", f"{_black_identity()} py310\n{text}", run_black)
+
+
+def _black_identity() -> str:
+    """Which black would run (its file and that file's modification time), without the
+    cost of importing it or reading package metadata."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("black")
+    origin = spec.origin if spec and spec.origin else "black"
+    try:
+        return f"{origin}:{os.stat(origin).st_mtime_ns}"
+    except OSError:
+        return origin

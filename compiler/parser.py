@@ -11,7 +11,6 @@ unknown statement keywords, keywords used as names, missing operators, and so on
 from __future__ import annotations
 
 import functools
-from importlib import resources
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -122,6 +121,8 @@ def _grammar_text() -> str:
     if repo_copy.is_file():
         return repo_copy.read_text()
     # Installed (non-editable): the grammar ships as the package ``compiler._grammar``.
+    from importlib import resources
+
     return resources.files("compiler._grammar").joinpath("bp.lark").read_text()
 
 
