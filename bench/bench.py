@@ -348,35 +348,41 @@ def bench_memory() -> list[dict]:
 
 
 def bench_compile(runs: int) -> dict:
-    """Whole-process `bpc compile` per gallery spec: with an empty cache folder (the very
-    first compile on a machine: Lark builds its tables, black formats) and with a warm
-    one (every later compile: cached tables; black's output remembered by content)."""
-    def timed(cmd, cache=None):
-        times = []
-        for _ in range(runs):
-            with tempfile.TemporaryDirectory() as empty:
-                env = {**os.environ, "PYTHONPATH": str(ROOT), "BPC_CACHE": cache or empty}
-                start = time.perf_counter()
-                subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
-                times.append(time.perf_counter() - start)
-        return statistics.median(times)
+    """Whole-process `bpc compile` per gallery spec, against the import floor run just
+    before it each time (paired, so the machine's drift cancels): with an empty cache
+    folder (the very first compile on a machine: Lark builds its tables, black formats)
+    and a warm one (later compiles: cached tables, black's output remembered by content).
+    """
+    def once(cmd, cache):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "BPC_CACHE": cache}
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
+        return time.perf_counter() - start
 
-    floor = timed([sys.executable, "-c", "import lark, jinja2, black"])
-    print(f"\ncompile as a whole process (median of {runs}) against the import floor "
-          f"`python -c 'import lark, jinja2, black'` = {floor * 1e3:.0f} ms")
-    print(f"  {'spec':<12}{'empty cache':>14}{'warm cache':>20}")
-    out = {"floor": floor, "cold": {}, "warm": {}}
+    floor_cmd = [sys.executable, "-c", "import lark, jinja2, black"]
+    once(floor_cmd, "")  # bring the files into the page cache; not timed
+    print(f"\ncompile as a whole process, median of {runs} runs, each paired with the import "
+          "floor `python -c 'import lark, jinja2, black'` run just before it")
+    print(f"  {'spec':<12}{'floor':>9}{'empty cache':>18}{'warm cache':>18}")
+    out = {"cold": {}, "warm": {}, "floor": {}}
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as cache:
         for spec in sorted((ROOT / "specs").glob("*.bp")):
             cmd = [sys.executable, "-m", "runtime.cli", "compile", "-q", "-o", tmp,
                    str(spec.relative_to(ROOT))]
-            cold = timed(cmd)
-            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT,
-                           env={**os.environ, "PYTHONPATH": str(ROOT), "BPC_CACHE": cache})
-            warm = timed(cmd, cache)
-            out["cold"][spec.stem], out["warm"][spec.stem] = cold, warm
-            print(f"  {spec.stem:<12}{cold * 1e3:8.0f} ms {cold / floor:4.2f}x"
-                  f"{warm * 1e3:12.0f} ms {warm / floor:4.2f}x")
+            floors, cold, warm = [], [], []
+            once(cmd, cache)  # fill the warm cache
+            for _ in range(runs):
+                with tempfile.TemporaryDirectory() as empty:
+                    f = once(floor_cmd, empty)
+                    floors.append(f)
+                    cold.append(once(cmd, empty) / f)
+                f = once(floor_cmd, cache)
+                warm.append(once(cmd, cache) / f)
+            name = spec.stem
+            out["floor"][name] = statistics.median(floors)
+            out["cold"][name], out["warm"][name] = statistics.median(cold), statistics.median(warm)
+            print(f"  {name:<12}{out['floor'][name] * 1e3:7.0f} ms{out['cold'][name]:>14.2f}x"
+                  f"{out['warm'][name]:>17.2f}x")
     return out
 
 
