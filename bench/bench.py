@@ -133,22 +133,30 @@ def matmul_rate(dtype: str, size: int = 2048, runs: int = 5) -> float:
     return best
 
 
-def worker(net: str, dtype: str, seconds: float) -> dict:
+def _setup(net: str, dtype: str):
+    """The net's sizes, batch, data (x, one-hot t), generated module and initial params."""
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "bench"))
-    from references import FusedNet, LayerNet
-    from runtime.optimizers import make_optimizer
-
-    rate = matmul_rate(dtype)
     sizes, n = NETS[net]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, sizes[0])).astype(dtype)
     t = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
     with tempfile.TemporaryDirectory() as tmp:
         module = _generated(sizes, dtype, tmp)
-    base = {k: v.astype(dtype) for k, v in module.init_params(np.random.default_rng(1)).items()}
+    params = {k: v.astype(dtype) for k, v in module.init_params(np.random.default_rng(1)).items()}
+    return sizes, n, x, t, module, params
+
+
+def worker(net: str, dtype: str, seconds: float) -> dict:
+    import numpy as np
+
+    rate = matmul_rate(dtype)
+    sizes, n, x, t, module, base = _setup(net, dtype)
+    from references import FusedNet, LayerNet
+    from runtime.optimizers import make_optimizer
+
     depth = len(sizes) - 1
     copy = lambda: {k: v.copy() for k, v in base.items()}  # noqa: E731
 
@@ -253,17 +261,9 @@ def memory_worker(net: str, dtype: str) -> dict:
 
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "bench"))
+    sizes, n, x, t, module, params = _setup(net, dtype)
     from references import FusedNet
 
-    sizes, n = NETS[net]
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, sizes[0])).astype(dtype)
-    t = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
-    with tempfile.TemporaryDirectory() as tmp:
-        module = _generated(sizes, dtype, tmp)
-    params = module.init_params(np.random.default_rng(1))
     itemsize = np.dtype(dtype).itemsize
     # What the backward must keep: each hidden layer's output (it also gives the ReLU
     # mask) and the softmax's probabilities.
