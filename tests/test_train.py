@@ -229,3 +229,18 @@ def test_graph_receipt_values():
         assert label in r.stdout, label
     r = run_bpc("graph", "specs/two_layer.bp")
     assert r.returncode == 0 and "W1" in r.stdout and "->" in r.stdout
+
+
+def test_plot_without_matplotlib_says_what_to_install(monkeypatch, capsys, tmp_path):
+    import importlib.util
+
+    from runtime.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    code = main(["train", str(REPO / "specs" / "xor.bp"), "--plot", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "--plot needs matplotlib" in err and "bpc[plot]" in err
+    assert not (tmp_path / "history.csv").exists()  # refused before training
