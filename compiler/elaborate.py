@@ -47,7 +47,6 @@ class _Elaborator:
         inputs, targets, params, forward = [], [], [], []
         inits: dict[str, Init] = {}
         defaults: dict[str, object] = {}
-        param_stmts: dict[str, ast.Param] = {}
         loss = output = None
         wrt_inputs: list[str] = []
         config: dict[str, object] = {}
@@ -69,7 +68,6 @@ class _Elaborator:
                     node, init = result
                     params.append(Binding(st.name, node, "param", st.span))
                     inits[st.name] = init
-                    param_stmts[st.name] = st
             elif isinstance(st, ast.Equation):
                 if st.value is None:  # 'output NAME' names an existing value
                     output = st.name

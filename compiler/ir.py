@@ -234,12 +234,6 @@ class Program:
     def leaves(self) -> list[Binding]:
         return self.inputs + self.targets + self.params
 
-    def binding(self, name: str) -> Binding:
-        for b in self.leaves + self.forward + self.backward:
-            if b.name == name:
-                return b
-        raise KeyError(name)
-
     def all_bindings(self) -> list[Binding]:
         return self.leaves + self.forward + self.backward
 

@@ -164,15 +164,6 @@ def parse(text: str, path: str = "<spec>") -> ast.Spec:
     return spec
 
 
-def parse_file(path: str | Path) -> ast.Spec:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise SpecError(Diagnostic(f"{p} is not UTF-8 text ({e.reason})", None)) from None
-    return parse(text, str(path))
-
-
 # ----------------------------------------------------------------------------- errors
 def _tok_span(tok: Token, path: str) -> Span:
     line = tok.line or 1

@@ -43,17 +43,13 @@ class Printer:
     def __init__(self, prog: Program):
         self.prog = prog
         self.names: dict[int, str] = {bd.node.id: bd.name for bd in prog.leaves}
-        self.helpers: set[str] = set()
 
     def expr(self, node: Node) -> tuple[str, int]:
         if node.id in self.names and not node.is_const:
             return self.names[node.id], ATOM
         prim = PRIMITIVES[node.op]
         args = [self.expr(a) for a in node.args]
-        text, prec = prim.emit(args, dict(node.attrs), node)
-        if text.startswith("_"):
-            self.helpers.add(text.split("(", 1)[0])
-        return text, prec
+        return prim.emit(args, dict(node.attrs), node)
 
     def text(self, node: Node) -> str:
         return self.expr(node)[0]

@@ -285,9 +285,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def run() -> None:  # pragma: no cover - console entry point
-    sys.exit(main())
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
