@@ -17,7 +17,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .errors import Diagnostic, Span, SpecError, did_you_mean
+from .errors import Diagnostic, Note, Span, SpecError, did_you_mean
 from .vocab import LAYERS
 
 KEYWORDS = {
@@ -176,8 +176,6 @@ def _tok_span(tok: Token, path: str) -> Span:
 
 
 def _bracket_diag(e: _BracketError, path: str) -> Diagnostic:
-    from .errors import Note
-
     notes = [Note(e.note[0], _tok_span(e.note[1], path))] if e.note else []
     return Diagnostic(e.message, _tok_span(e.tok, path), e.hint, notes)
 
@@ -187,18 +185,15 @@ def _syntax_error(e: UnexpectedInput, post: _PostLexer, text: str, path: str) ->
         return _bad_character(e, text, path)
     assert isinstance(e, UnexpectedToken)
     tok = e.token
-    if tok.type == "$END":  # a statement cut short by the end of the file
-        line = text.count("\n") + 1
-        tok = Token.new_borrow_pos("$END", "", post.last) if post.last else tok
-        if post.last is None:
-            return Diagnostic("unexpected end of file", Span(path, line, 1, line, 2))
+    if tok.type == "$END":  # rare: parse() appends a newline, brackets are checked first
+        span = _tok_span(post.last, path) if post.last else Span(path, 1, 1, 1, 2)
+        return Diagnostic("unexpected end of file", span)
     expected = set(e.expected)
     openers = [t for t in post.stack if t.type != "_LBRACE"]
     if openers and tok.line is not None and tok.line > openers[-1].line:
         # A bracket left open swallowed the line breaks: blame the bracket.
         opener = openers[-1]
         closer = BRACKET_CHAR[OPENERS[opener.type]]
-        from .errors import Note
         return Diagnostic(
             f"unclosed '{opener}': expected '{closer}' before the statement on line {tok.line}",
             _tok_span(opener, path), f"add the missing '{closer}'",
