@@ -46,3 +46,34 @@ def test_missing_file_is_an_error_not_a_traceback(tmp_path):
 def test_help_lists_commands():
     r = run_bpc("--help")
     assert r.returncode == 0 and "check" in r.stdout
+
+
+def test_compile_writes_good_specs_and_fails_on_bad_ones(tmp_path):
+    bad = tmp_path / "bad.bp"
+    bad.write_text("input x : [N, 2]\nloss L = sum(x @ x)\n")
+    out = tmp_path / "out"
+    r = run_bpc("compile", bad, REPO / "specs" / "toy.bp", "-o", out)
+    assert r.returncode == 1
+    assert "matmul inner dimensions differ" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["toy.py"]  # no partial or temp files
+
+
+def test_show_every_stage():
+    for stage in ("ast", "ir", "grad", "opt", "code"):
+        r = run_bpc("show", "specs/toy.bp", "--stage", stage)
+        assert r.returncode == 0 and r.stdout, stage
+    assert "dl_df3 = 2 * (f3 - y)" in run_bpc("show", "specs/toy.bp").stdout
+
+
+def test_runtime_errors_are_messages(tmp_path):
+    r = run_bpc("train", "specs/spiral.bp", "--resume", "--out", tmp_path / "none")
+    assert r.returncode == 1 and "nothing to resume" in r.stderr
+    notmodel = tmp_path / "x.py"
+    notmodel.write_text("a = 1\n")
+    r = run_bpc("gradcheck", notmodel)
+    assert r.returncode == 1 and "is not a bpc model" in r.stderr
+    r = run_bpc("gradcheck", tmp_path / "missing.bp")
+    assert r.returncode == 1 and "no such file" in r.stderr
+    for r in (run_bpc("train", "specs/spiral.bp", "--epochs", "0"),
+              run_bpc("train", "specs/spiral.bp", "--optimizer", "lion")):
+        assert r.returncode in (1, 2) and "Traceback" not in r.stderr
