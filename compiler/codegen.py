@@ -19,7 +19,7 @@ from .buffers import plan
 from .errors import Diagnostic, SpecError
 from .inits import formula
 from .ir import Binding, Program, topo_order
-from .primitives import HELPERS
+from .primitives import HELPERS, data_roles
 from .printer import Printer, Statement, safe_comment, schedule, source_text
 
 
@@ -234,10 +234,8 @@ def _config(prog: Program) -> dict:
         if key in prog.config:
             cfg[key] = {k: v for k, v in prog.config[key].items()}
     labels, onehot = {}, {}
-    for n in topo_order([bd.node for bd in prog.forward]):
-        if n.op == "softmax_xent" and n.args[2].op == "input":
-            target = labels if n.args[2].dtype == "int" else onehot
-            target[n.args[2].attr("name")] = int(n.args[0].shape[-1])
+    for name, (role, classes) in data_roles([bd.node for bd in prog.forward]).items():
+        (labels if role == "labels" else onehot)[name] = classes
     if labels:
         cfg["labels"] = labels  # integer-label targets -> number of classes
     if onehot:

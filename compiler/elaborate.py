@@ -16,7 +16,7 @@ from .errors import Diagnostics, Span
 from .functions import FUNCTIONS
 from .ir import (Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, literal_shape,
                  topo_order)
-from .primitives import labels
+from .primitives import data_roles
 from .vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS, optimizer_defaults
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow"}
@@ -348,10 +348,11 @@ class _Elaborator:
 
     # ------------------------------------------------------------------------- after the equations
     def _mark_label_targets(self, forward) -> None:
+        """Targets that an op reads as class labels hold integers."""
+        roles = data_roles([b.node for b in forward])
         for n in topo_order([b.node for b in forward]):
-            if n.op == "softmax_xent" and labels(n.args[2], n.args[0]):
-                if n.args[2].op == "input":
-                    n.args[2].dtype = "int"
+            if n.op == "input" and roles.get(n.attr("name"), ("",))[0] == "labels":
+                n.dtype = "int"
 
     def _implied_output(self, forward: list[Binding], loss: str) -> str | None:
         """Without 'output': the last equation before the loss that the loss depends on."""
@@ -387,7 +388,8 @@ class _Elaborator:
 
 def _matmul_uses(roots) -> dict[int, tuple[bool, bool]]:
     """For each node used as a matmul operand (possibly through .T): the first such use,
-    as (is the right operand, is transposed). One pass over the forward graph."""
+    as (is the right operand, is transposed). One pass over the forward graph. (LANGUAGE.md
+    defines fan_in by how a weight meets '@', so this one rule is about matmul itself.)"""
     uses: dict[int, tuple[bool, bool]] = {}
     for n in topo_order(roots):
         if n.op != "matmul":

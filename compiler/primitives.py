@@ -66,6 +66,9 @@ class Primitive:
     augmented: str | None = None
     # Constant folding of scalars, in plain Python (None: never folded).
     fold: Callable | None = None
+    # What the op needs of its data arguments: node -> [(argument index, "labels" or
+    # "onehot", number of classes)]; the runtime checks and generates data accordingly.
+    data_roles: Callable[[Node], list[tuple[int, str, int]]] | None = None
 
     def result_dtype(self, args, default: str) -> str:
         return self.dtype or default
@@ -630,9 +633,29 @@ def _xent_vjp(b, node, g):
     return [b.op("mul", b.op("div", b.op("sub", p, onehot), n), g), None, None, None]
 
 
+def _xent_roles(node: Node) -> list[tuple[int, str, int]]:
+    logits, _, t, _ = node.args
+    return [(2, "labels" if labels(t, logits) else "onehot", int(logits.shape[-1]))]
+
+
 _register(Primitive(
     "softmax_xent", 4, lambda args, attrs: _xent_shape(args, attrs), _xent_emit, _xent_eval,
-    _xent_vjp, "softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N"))
+    _xent_vjp, "softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N",
+    data_roles=_xent_roles))
+
+
+def data_roles(roots) -> dict[str, tuple[str, int]]:
+    """Input/target name -> ("labels" | "onehot", classes), from every op that says."""
+    from .ir import topo_order
+
+    out: dict[str, tuple[str, int]] = {}
+    for n in topo_order(roots):
+        roles = PRIMITIVES[n.op].data_roles
+        for index, role, classes in (roles(n) if roles else ()):
+            arg = n.args[index]
+            if arg.op == "input":
+                out.setdefault(arg.attr("name"), (role, classes))
+    return out
 _register(Primitive(
     "one_hot", 1, lambda args, attrs: args[0].shape + (attrs["classes"],),
     lambda a, attrs, n: (f"np.eye({attrs['classes']}, dtype=DTYPE)[{a[0][0]}]", POSTFIX),

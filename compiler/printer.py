@@ -56,10 +56,10 @@ class Printer:
 
 
 def _cheap(node: Node) -> bool:
-    prim = PRIMITIVES[node.op]
-    return prim.cheap or (node.shape == () and node.op not in ("sum", "mean", "max",
-                                                               "logsumexp", "softmax_xent",
-                                                               "sigmoid_xent", "matmul"))
+    """Recomputing is cheaper than naming: views, constants, and O(1) scalar arithmetic
+    (a scalar result of scalar arguments; a sum or matmul to a scalar is not cheap)."""
+    return PRIMITIVES[node.op].cheap or (
+        node.shape == () and all(a.shape == () for a in node.args))
 
 
 def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = None,

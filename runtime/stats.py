@@ -13,6 +13,7 @@ import numpy as np
 
 from compiler.evaluate import evaluate, initial_params
 from compiler.ir import Init, Program
+from compiler.primitives import data_roles
 
 from .errors import UserError
 
@@ -51,8 +52,7 @@ def layer_stats(prog: Program, batch: int = 100, seed: int = 0) -> list[dict]:
             continue
         shape = tuple(batch if isinstance(d, str) else d for d in bd.node.shape)
         if bd.node.dtype == "int":
-            classes = next(n.args[0].shape[-1] for b in prog.forward for n in [b.node]
-                           if n.op == "softmax_xent")
+            _, classes = data_roles([b.node for b in prog.forward])[bd.name]
             feeds[bd.name] = rng.integers(0, classes, size=shape)
         else:
             feeds[bd.name] = rng.normal(size=shape)
