@@ -179,21 +179,28 @@ def build_parser() -> argparse.ArgumentParser:
                     "code, and a runtime that trains and gradient-checks it.")
     parser.add_argument("--debug", action="store_true",
                         help="show Python tracebacks for internal errors")
+    # --debug also works after the command (bpc train spec.bp --debug).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show Python tracebacks for internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("check", help="parse and type/shape-check specs; print errors or 'ok'")
+    p = sub.add_parser("check", parents=[common],
+                       help="parse and type/shape-check specs; print errors or 'ok'")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.set_defaults(run=_cmd_check)
 
-    p = sub.add_parser("compile", help="compile specs to standalone NumPy modules")
+    p = sub.add_parser("compile", parents=[common],
+                       help="compile specs to standalone NumPy modules")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("-o", "--out", default="generated", metavar="DIR",
                    help="where to write <model>.py (default: generated/)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(run=_cmd_compile)
 
-    p = sub.add_parser("train", help="train a spec (or a generated module) on its data")
+    p = sub.add_parser("train", parents=[common],
+                       help="train a spec (or a generated module) on its data")
     p.add_argument("spec", metavar="SPEC", help="a .bp spec, or a module written by bpc compile")
     p.add_argument("--data", help="a .npz or .csv file, or a built-in data set: xor, "
                                   "spiral[:n=100,classes=3], sine[:n=200], digits, mnist")
@@ -213,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write loss/accuracy curves to DIR/curves.png (needs matplotlib)")
     p.set_defaults(run=_cmd_train)
 
-    p = sub.add_parser("gradcheck", help="compare the backward pass with finite differences")
+    p = sub.add_parser("gradcheck", parents=[common],
+                       help="compare the backward pass with finite differences")
     p.add_argument("spec", metavar="SPEC_OR_MODULE")
     p.add_argument("--eps", type=float, default=1e-6, help="finite-difference step")
     p.add_argument("--tol", type=float, default=1e-5, help="largest relative error allowed")
@@ -223,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_cmd_gradcheck)
 
-    p = sub.add_parser("stats",
+    p = sub.add_parser("stats", parents=[common],
                        help="per-layer activation and gradient statistics at initialization")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--batch", type=int, default=100, help="examples drawn from N(0, 1)")
@@ -234,14 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(run=_cmd_stats)
 
-    p = sub.add_parser("graph", help="the computation graph as Graphviz DOT")
+    p = sub.add_parser("graph", parents=[common],
+                       help="the computation graph as Graphviz DOT")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--values", action="store_true",
                    help="label edges with forward values and gradients for one data point")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_cmd_graph)
 
-    p = sub.add_parser("show", help="print the generated code, or an IR stage, to stdout")
+    p = sub.add_parser("show", parents=[common],
+                       help="print the generated code, or an IR stage, to stdout")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--stage", choices=["ast", "ir", "grad", "opt", "code"], default="code",
                    help="ast: the desugared spec; ir: forward IR with shapes; grad: with the "

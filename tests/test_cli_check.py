@@ -77,3 +77,9 @@ def test_runtime_errors_are_messages(tmp_path):
     for r in (run_bpc("train", "specs/spiral.bp", "--epochs", "0"),
               run_bpc("train", "specs/spiral.bp", "--optimizer", "lion")):
         assert r.returncode in (1, 2) and "Traceback" not in r.stderr
+
+
+def test_debug_flag_before_or_after_the_command():
+    for args in (["--debug", "check", "specs/toy.bp"], ["check", "specs/toy.bp", "--debug"],
+                 ["stats", "specs/toy.bp", "--debug"]):
+        assert run_bpc(*args).returncode == 0, args
