@@ -45,6 +45,28 @@ def evaluate_nodes(prog: Program, feeds, params, roots) -> dict[int, np.ndarray]
     return values
 
 
+def random_feeds(prog: Program, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Random data for every input and target without a default: symbolic dimensions of
+    size ``n``; integer labels or one-hot rows where an op needs them (the primitive
+    table's ``data_roles``), N(0, 1) elsewhere."""
+    from .primitives import data_roles
+
+    roles = data_roles([bd.node for bd in prog.forward])
+    feeds = {}
+    for bd in prog.inputs + prog.targets:
+        if bd.name in prog.defaults:
+            continue
+        shape = tuple(n if isinstance(d, str) else d for d in bd.node.shape)
+        role, classes = roles.get(bd.name, ("", 0))
+        if role == "labels":
+            feeds[bd.name] = rng.integers(0, classes, size=shape)
+        elif role == "onehot":
+            feeds[bd.name] = np.eye(classes)[rng.integers(0, classes, size=shape[:-1])]
+        else:
+            feeds[bd.name] = rng.normal(size=shape)
+    return feeds
+
+
 def initial_params(prog: Program, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Sample parameters from their initializers (the same formulas as generated code)."""
     from .inits import sample

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.evaluate import evaluate, evaluate_nodes, initial_params
+from compiler.evaluate import evaluate, evaluate_nodes, initial_params, random_feeds
 from compiler.ir import Program, topo_order
 
 SYMBOLS = {"add": "+", "sub": "-", "mul": "×", "div": "÷", "matmul": "@", "pow": "^",
@@ -25,7 +25,7 @@ def _quote(text: str) -> str:
 def _short(value) -> str:
     a = np.asarray(value)
     if a.size == 1:
-        return f"{float(a):.4g}"
+        return f"{a.item():.4g}"
     return "[" + "x".join(map(str, a.shape)) + f"] mean {float(np.mean(a)):.3g}"
 
 
@@ -36,11 +36,7 @@ def to_dot(prog: Program, values: bool = False, seed: int = 0) -> str:
     fwd = grad = {}
     if values:
         rng = np.random.default_rng(seed)
-        feeds = {}
-        for bd in prog.inputs + prog.targets:
-            if bd.name not in prog.defaults:
-                shape = tuple(1 if isinstance(d, str) else d for d in bd.node.shape)
-                feeds[bd.name] = rng.normal(size=shape)
+        feeds = random_feeds(prog, rng, 1)  # one data point
         params = initial_params(prog, rng)
         out = evaluate(prog, feeds, params)
         fwd = evaluate_nodes(prog, feeds, params, [bd.node for bd in prog.forward])

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.evaluate import evaluate, initial_params
+from compiler.evaluate import evaluate, initial_params, random_feeds
 from compiler.ir import Init, Program
-from compiler.primitives import data_roles
 
 from .errors import UserError
 
@@ -46,16 +45,7 @@ def override_weights(prog: Program, init: Init) -> list[str]:
 def layer_stats(prog: Program, batch: int = 100, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
-    feeds = {}
-    for bd in prog.inputs + prog.targets:
-        if bd.name in prog.defaults:
-            continue
-        shape = tuple(batch if isinstance(d, str) else d for d in bd.node.shape)
-        if bd.node.dtype == "int":
-            _, classes = data_roles([b.node for b in prog.forward])[bd.name]
-            feeds[bd.name] = rng.integers(0, classes, size=shape)
-        else:
-            feeds[bd.name] = rng.normal(size=shape)
+    feeds = random_feeds(prog, rng, batch)
     with np.errstate(all="ignore"):
         values = evaluate(prog, feeds, params)
     prefix = f"d{prog.loss}_d"

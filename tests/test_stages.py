@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compiler.evaluate import initial_params
+from compiler.evaluate import initial_params, random_feeds
 from compiler.pipeline import program_from_file, show
 from conftest import GOLDEN, REPO, SPECS, check_golden
 from gradcheck_ir import away_from_kinks, check
@@ -25,29 +25,12 @@ def test_stages_are_deterministic(monkeypatch):
         assert show("specs/two_layer.bp", stage) == show("specs/two_layer.bp", stage)
 
 
-def sample_data(prog, rng, n=5):
-    feeds = {}
-    for bd in prog.inputs + prog.targets:
-        if bd.name in prog.defaults:
-            continue
-        shape = tuple(n if isinstance(d, str) else d for d in bd.node.shape)
-        if bd.node.dtype == "int":
-            classes = next(b.node.args[0].shape[-1] for b in prog.forward
-                           if b.node.op == "softmax_xent" and b.node.args[2] is bd.node)
-            feeds[bd.name] = rng.integers(0, classes, size=shape)
-        elif bd in prog.targets and len(shape) == 2 and shape[1] > 1:
-            feeds[bd.name] = np.eye(shape[1])[rng.integers(0, shape[1], size=shape[0])]
-        else:
-            feeds[bd.name] = rng.normal(size=shape)
-    return feeds
-
-
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
 def test_gallery_gradients_ir(spec):
     prog = program_from_file(spec)
     rng = np.random.default_rng(0)
     for _ in range(20):
-        feeds, params = sample_data(prog, rng, n=3), initial_params(prog, rng)
+        feeds, params = random_feeds(prog, rng, 3), initial_params(prog, rng)
         params = {k: v + 0.1 * rng.normal(size=np.shape(v)) for k, v in params.items()}
         if away_from_kinks(prog, feeds, params):
             break

@@ -229,6 +229,9 @@ def test_graph_receipt_values():
         assert label in r.stdout, label
     r = run_bpc("graph", "specs/two_layer.bp")
     assert r.returncode == 0 and "W1" in r.stdout and "->" in r.stdout
+    # integer labels and [1, K] values for one data point (once a crash)
+    r = run_bpc("graph", "specs/spiral.bp", "--values")
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "\\n" in r.stdout
 
 
 def test_plot_without_matplotlib_says_what_to_install(monkeypatch, capsys, tmp_path):
