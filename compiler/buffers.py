@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .ir import batch_sized
 from .primitives import PRIMITIVES
 from .printer import Statement
 
@@ -31,10 +32,6 @@ class Step:
     statement: Statement
     code: list[str]
     release: list[str] = field(default_factory=list)
-
-
-def _batch_sized(shape) -> bool:
-    return any(isinstance(d, str) for d in shape)
 
 
 def plan(statements: list[Statement], returns: list[str],
@@ -65,7 +62,7 @@ def plan(statements: list[Statement], returns: list[str],
             last_read.get(m, -1) <= i and m not in returned for m in members[gid])
 
     allocates_batch = [not st.alias and not PRIMITIVES[st.node.op].cheap
-                       and _batch_sized(st.node.shape) for st in statements]
+                       and batch_sized(st.node.shape) for st in statements]
     later_alloc = [False] * len(statements)  # a batch-sized allocation comes after i
     for i in range(len(statements) - 2, -1, -1):
         later_alloc[i] = later_alloc[i + 1] or allocates_batch[i + 1]
@@ -124,7 +121,7 @@ def plan(statements: list[Statement], returns: list[str],
                 names_ = members[gid]
                 if gid in released or not dead_after(gid, i):
                     continue
-                if not any(_batch_sized(shapes.get(n, ())) for n in names_):
+                if not any(batch_sized(shapes.get(n, ())) for n in names_):
                     continue
                 released.add(gid)
                 step.release.extend(n for n in names_ if n not in step.release)

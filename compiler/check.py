@@ -113,8 +113,6 @@ def _check_uses(spec: ast.Spec, decls: dict[str, ast.Decl], diags: Diagnostics) 
                 elif not isinstance(d, (ast.Input, ast.Param)):
                     diags.error(f"'grad wrt' takes inputs and parameters; '{name}' is a "
                                 f"{KIND_WORD[type(d)]}", span)
-        elif isinstance(st, ast.Shape):
-            pass
 
 
 def _unknown(name: str, span: Span, visible: set[str], decls, diags: Diagnostics) -> None:

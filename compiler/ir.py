@@ -24,6 +24,11 @@ Dim = int | str  # a fixed size, or a symbolic dimension such as "N"
 Shape = tuple[Dim, ...]
 
 
+def batch_sized(shape: Shape) -> bool:
+    """Whether a value grows with the data (has a symbolic dimension such as N)."""
+    return any(isinstance(d, str) for d in shape)
+
+
 def literal_shape(value: Any) -> Shape:
     """The shape of a number or of nested lists/tuples of numbers (no NumPy needed)."""
     shape = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ir import Binding, Node, Program, fmt_shape
+from .ir import Binding, Node, Program, batch_sized, fmt_shape
 from .names import fresh
 from .primitives import ATOM, PRIMITIVES
 
@@ -178,8 +178,7 @@ def _early_masks(bindings: list[Binding], named_for, shared: set[int]):
                 continue
             if not all(named_for(a.id, i) or a.is_const for a in n.args):
                 continue
-            big = [a for a in n.args if not a.is_const and any(isinstance(d, str)
-                                                              for d in a.shape)]
+            big = [a for a in n.args if not a.is_const and batch_sized(a.shape)]
             if not big:
                 continue
             ids = {a.id for a in n.args}
