@@ -188,9 +188,11 @@ def _history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds)
 
 
 # ----------------------------------------------------------------------------- the loop
-def first_nonfinite(grads: dict[str, np.ndarray]) -> str | None:
-    for name, g in grads.items():
-        if not np.all(np.isfinite(g)):
+def first_nonfinite(arrays: dict[str, np.ndarray]) -> str | None:
+    """The first name whose array holds a NaN or an infinity. ``max`` and ``min`` carry
+    both through without allocating a mask the size of the array (this runs every step)."""
+    for name, a in arrays.items():
+        if np.size(a) and not (math.isfinite(np.max(a)) and math.isfinite(np.min(a))):
             return name
     return None
 
@@ -283,26 +285,19 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
                 with np.errstate(all="ignore"):  # non-finite values are reported below
                     value, grads = module.loss_and_grad(params, **b, **buffers)
-                if not math.isfinite(value):
-                    bad = first_nonfinite(grads)
-                    raise Diverged(
-                        f"training diverged at step {step + 1} (epoch {epoch + 1}): the loss "
-                        f"is {value}" + (f" and the gradient of '{bad}' is not finite"
-                                         if bad else ""),
-                        "lower the learning rate (--lr), or clip gradients "
-                        "(optimizer ...(clip=1.0))")
                 bad = first_nonfinite(grads)
-                if bad is not None:
+                what = ([f"the loss is {value}"] if not math.isfinite(value) else []) + (
+                    [f"the gradient of '{bad}' is not finite"] if bad else [])
+                if not what:
+                    with np.errstate(all="ignore"):
+                        optimizer.step(params, grads, lr)
+                    bad = first_nonfinite(params)
+                    what = [f"parameter '{bad}' is no longer finite"] if bad else []
+                if what:
                     raise Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
-                                   f"the gradient of '{bad}' is not finite",
-                                   "lower the learning rate (--lr), or clip gradients")
-                with np.errstate(all="ignore"):
-                    optimizer.step(params, grads, lr)
-                bad = first_nonfinite(params)
-                if bad is not None:
-                    raise Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
-                                   f"parameter '{bad}' is no longer finite",
-                                   "lower the learning rate (--lr)")
+                                   + " and ".join(what),
+                                   "lower the learning rate (--lr), or clip gradients "
+                                   "(optimizer ...(clip=1.0))")
                 m = len(next(iter(b.values())))
                 loss_sum += value * m
                 seen += m
