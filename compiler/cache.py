@@ -30,6 +30,20 @@ def writable_dir(*parts: str) -> Path | None:
     return path if os.access(path, os.W_OK) else None
 
 
+def write_text_atomic(target: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and a rename: never half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def memo_text(kind: str, key: str, compute: Callable[[], str]) -> str:
     """``compute()``, remembered on disk under ``key`` (a content hash is added)."""
     folder = writable_dir(kind)
@@ -42,10 +56,7 @@ def memo_text(kind: str, key: str, compute: Callable[[], str]) -> str:
         pass
     text = compute()
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     except OSError:
-        pass
+        pass  # no cache this time
     return text

@@ -33,6 +33,7 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_compile(args) -> int:
+    from compiler.cache import write_text_atomic
     from compiler.pipeline import compile_file
 
     out = Path(args.out)
@@ -52,27 +53,10 @@ def _cmd_compile(args) -> int:
             continue
         written[name] = path
         target = out / f"{name}.py"
-        write_atomic(target, source)
+        write_text_atomic(target, source)
         if not args.quiet:
             print(f"{path} -> {target}")
     return 1 if failed else 0
-
-
-def write_atomic(target: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and a rename: never half a file."""
-    import os
-    import tempfile
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _cmd_show(args) -> int:
