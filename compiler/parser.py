@@ -126,17 +126,29 @@ def _grammar_text() -> str:
     return resources.files("compiler._grammar").joinpath("bp.lark").read_text()
 
 
+_LARK_OPTIONS = dict(parser="lalr", lexer="basic", propagate_positions=True,
+                     maybe_placeholders=True)
+
+
+def _build_lark(grammar: str, cache: str | bool, postlex: _PostLexer | None = None) -> Lark:
+    return Lark(grammar, postlex=postlex or _PostLexer(), cache=cache, **_LARK_OPTIONS)
+
+
 @functools.lru_cache(maxsize=1)
 def _lark() -> tuple[Lark, _PostLexer]:
-    from .cache import writable_dir
+    from . import tables
 
     post = _PostLexer()
-    # Lark keys its cache on the grammar, the options and its own version, and rebuilds
-    # (then rewrites) a stale one; loading the tables beats building them ~10x.
-    folder = writable_dir("lark")
-    cache = str(folder / "bp-grammar.lark-cache") if folder else False
-    parser = Lark(_grammar_text(), parser="lalr", lexer="basic", postlex=post,
-                  propagate_positions=True, maybe_placeholders=True, cache=cache)
+    grammar = _grammar_text()
+    # The tables shipped with bpc, when they are for this grammar and this Lark; else
+    # built here, and cached by Lark (keyed on the grammar, the options and its version).
+    parser = tables.load(grammar, postlex=post, propagate_positions=True)
+    if parser is None:
+        from .cache import writable_dir
+
+        folder = writable_dir("lark")
+        cache = str(folder / "bp-grammar.lark-cache") if folder else False
+        parser = _build_lark(grammar, cache, post)
     return parser, post
 
 
