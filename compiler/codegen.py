@@ -6,7 +6,8 @@ which temporaries) and ``buffers.plan`` (which dead buffers are reused in place,
 large intermediates are released early). Spec text reaches the output only as validated
 identifiers, numbers printed with ``repr``, ``repr``-quoted data (paths, names in
 dictionaries) and comments made of printable ASCII (``printer.safe_comment``).
-The result is formatted with black and is byte-identical for the same spec.
+The result is in black's style, written directly (``pyfmt``; black runs only where a line
+is too wide for that) and is byte-identical for the same spec.
 """
 
 from __future__ import annotations
@@ -19,17 +20,43 @@ from .buffers import plan
 from .errors import Diagnostic, SpecError
 from .inits import formula
 from .ir import Binding, Program, topo_order
-from .primitives import HELPERS, data_roles
+from .primitives import HELPERS, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
+from .pyfmt import LINE_LENGTH, Code, definition, literal, needs_black, string
 
 
 @dataclass
 class _Function:
     name: str
-    signature: str
+    signature: list[str]
     returns: str
-    doc: str
+    doc: list[str]  # paragraphs
     body: list[str]
+
+    @property
+    def text(self) -> str:
+        """The whole function, in black's layout."""
+        return "\n".join(definition(self.name, self.signature, self.returns)
+                         + _docstring(self.doc) + _indented(self.body))
+
+
+def _docstring(paragraphs: list[str]) -> list[str]:
+    """A docstring wrapped to fit black's 88 columns, closing quotes included."""
+    import textwrap
+
+    lines: list[str] = []
+    for i, paragraph in enumerate(paragraphs):
+        if i:
+            lines.append("")
+        lines += textwrap.wrap(paragraph, width=LINE_LENGTH - 3,
+                               initial_indent='    """' if i == 0 else "    ",
+                               subsequent_indent="    ", break_on_hyphens=False)
+    lines[-1] += '"""'
+    return lines
+
+
+def _indented(lines: list[str]) -> list[str]:
+    return ["    " + line if line else "" for line in lines]
 
 
 @functools.lru_cache(maxsize=1)
@@ -64,19 +91,19 @@ def _data_args(prog: Program, bindings: list[Binding], with_targets: bool) -> li
     return args
 
 
-def _signature(prog: Program, args: list[Binding]) -> str:
+def _signature(prog: Program, args: list[Binding]) -> list[str]:
     """``params`` and the data arguments in declaration order (inputs, then targets).
 
     Python needs defaults last: when an input with a default would precede one without,
     the inputs with defaults become keyword-only (``*, tax=1.1``) instead."""
     names = [bd.name for bd in args]
     required = [n for n in names if n not in prog.defaults]
-    defaulted = [f"{n}={prog.defaults[n]!r}" for n in names if n in prog.defaults]
+    defaulted = [f"{n}={format_number(prog.defaults[n])}" for n in names if n in prog.defaults]
     in_order = all(n in prog.defaults for n in names[len(required):]) and \
         names[:len(required)] == required
     if in_order:
-        return ", ".join(["params", *required, *defaulted])
-    return ", ".join(["params", *required, "*", *defaulted])
+        return ["params", *required, *defaulted]
+    return ["params", *required, "*", *defaulted]
 
 
 def _prologue(prog: Program, args: list[Binding], statements: list[Statement]) -> list[str]:
@@ -129,6 +156,7 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     if sections:
         lines.append("")
         lines.append("# forward")
+    last_comment = None
     for step in planned:
         st = step.statement
         if sections and not in_backward and st.name in backward:
@@ -136,9 +164,19 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
             lines.append("")
             lines.append("# backward")
         comment = _comment(prog, st, backward, forward)
-        suffix = f"  # {safe_comment(comment)}" if comment else ""
-        for i, code in enumerate(step.code):
-            lines.append(code + (suffix if i == len(step.code) - 1 else ""))
+        code = list(step.code)
+        if st.kind == "temp" and comment:
+            # A note on a temporary: after its line when it fits there, else above it.
+            note = f"  # {safe_comment(comment)}"
+            if len(code) == 1 and len(code[0]) + len(note) + 4 <= LINE_LENGTH:
+                code[0] += note
+            else:
+                lines.append(f"# {st.name}: {safe_comment(comment)}")
+        elif comment != last_comment:
+            if comment:  # the forward line these steps differentiate, heading them
+                lines.append(f"# {safe_comment(comment)}")
+            last_comment = comment
+        lines.extend(code)
         if step.release:
             lines.append("del " + ", ".join(step.release))
     return lines
@@ -159,59 +197,62 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
     body = _body(prog, p, pred_bindings, [output], pred_args, sections=False)
     functions.append(_Function(
         "predict", _signature(prog, pred_args), "",
-        f"The model's output {output}, for the inputs.", body + [f"return {output}"]))
+        [f"The model's output {output}, for the inputs."], body + [f"return {output}"]))
     p = Printer(prog)
     loss_args = _data_args(prog, loss_bindings, with_targets=True)
     body = _body(prog, p, loss_bindings, [prog.loss], loss_args, sections=False)
     functions.append(_Function(
         "loss", _signature(prog, loss_args), " -> float",
-        f"The loss {prog.loss}.", body + [f"return float({prog.loss})"]))
+        [f"The loss {prog.loss}."], body + [f"return float({prog.loss})"]))
     p = Printer(prog)
     into = {}
     for w in prog.wrt:  # a gradient is computed into the caller's buffer when given one
         into.setdefault(prog.grads[w], f'grads.get("{w}")')
     body = _body(prog, p, loss_bindings + prog.backward, [prog.loss] + grad_order, loss_args,
                  sections=True, into=into)
-    items = ", ".join(f'"{w}": {prog.grads[w]}' for w in prog.wrt)
     signature = _signature(prog, loss_args)
-    doc = (f"The loss {prog.loss} and its gradient with respect to "
-           f"{', '.join(prog.wrt) or 'nothing'}.")
+    doc = [f"The loss {prog.loss} and its gradient with respect to "
+           f"{', '.join(prog.wrt) or 'nothing'}."]
     if any(line.startswith("grads = ") for line in body):
-        signature += (", grads=None" if ", *," in signature or signature.endswith(", *")
-                      else ", *, grads=None")
-        doc += ("\n\n    Given ``grads`` (arrays shaped like the gradients, by name), gradients "
-                "are computed\n    into those arrays where possible, so a training loop "
-                "allocates nothing large.")
+        signature += ["grads=None"] if "*" in signature else ["*", "grads=None"]
+        doc.append("Given ``grads`` (arrays shaped like the gradients, by name), gradients "
+                   "are computed into those arrays where possible, so a training loop "
+                   "allocates nothing large.")
+    returned = {w: Code(prog.grads[w]) for w in prog.wrt}
+    body += [""] + [line[4:] for line in literal(returned, 4, f"return float({prog.loss}), ")]
     functions.append(_Function(
-        "loss_and_grad", signature, " -> tuple[float, dict[str, np.ndarray]]", doc,
-        body + ["", f"return float({prog.loss}), {{{items}}}"]))
+        "loss_and_grad", signature, " -> tuple[float, dict[str, np.ndarray]]", doc, body))
     helpers = sorted(_helpers_of(functions))
 
     init = []
     for bd in prog.params:
         expr, comment = formula(prog.inits[bd.name], bd.node.shape, prog.dtype)
         note = prog.inits[bd.name].note
-        init.append({"key": repr(bd.name), "expr": expr,
+        init.append({"key": string(bd.name), "expr": expr,
                      "comment": safe_comment(f"{bd.name}: {comment}" + (f"; {note}" if note
                                                                        else ""))})
+    constants = {
+        "INPUTS": {bd.name: _shape_literal(bd.node.shape) for bd in prog.inputs},
+        "TARGETS": {bd.name: _shape_literal(bd.node.shape) for bd in prog.targets},
+        "PARAMS": {bd.name: _shape_literal(bd.node.shape) for bd in prog.params},
+        "DTYPE": Code(f"np.{prog.dtype}"),
+        "OUTPUT": output,
+        "LOSS": prog.loss,
+        "GRADS": list(prog.wrt),
+        "DEFAULTS": dict(prog.defaults),
+        "CONFIG": _config(prog),
+    }
     context = {
         "model": prog.name,
         "source": source,
-        "inputs": repr({bd.name: _shape_literal(bd.node.shape) for bd in prog.inputs}),
-        "targets": repr({bd.name: _shape_literal(bd.node.shape) for bd in prog.targets}),
-        "params": repr({bd.name: _shape_literal(bd.node.shape) for bd in prog.params}),
-        "dtype": prog.dtype,
-        "output": repr(output),
-        "loss_name": repr(prog.loss),
-        "grads": repr(list(prog.wrt)),
-        "defaults": repr(dict(prog.defaults)),
-        "config": repr(_config(prog)),
+        "constants": "\n".join(line for name, value in constants.items()
+                               for line in literal(value, 0, f"{name} = ")),
         "helpers": [HELPERS[h] for h in helpers],
         "init": init,
         "functions": functions,
     }
     text = _template().render(**context)
-    if fmt:
+    if fmt and needs_black(text):
         text = format_source(text)
     try:
         compile(text, f"<bpc output for {prog.name}>", "exec")  # never write invalid Python

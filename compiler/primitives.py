@@ -137,14 +137,17 @@ def _reduce_into(fn: str):
 
 
 def format_number(value) -> str:
+    """A finite number as Python text, as black writes it (``1e16``, not ``1e+16``)."""
+    from .pyfmt import number
+
     if isinstance(value, bool):
         raise TypeError("booleans are not numbers here")
     if isinstance(value, int):
-        return repr(value)
+        return number(value)
     value = float(value)
     if not math.isfinite(value):
         raise ValueError("non-finite constant")
-    return repr(value)
+    return number(value)
 
 
 def _emit_const(a, attrs, node):
@@ -380,7 +383,9 @@ _register(Primitive("neg", 1, _same, _emit_neg, lambda v, a: -v[0],
 
 
 def _emit_pow(a, attrs, node):
-    return f"{paren(a[0], POSTFIX)} ** {paren(a[1], UNARY)}", POW
+    from .pyfmt import power
+
+    return power(paren(a[0], POSTFIX), paren(a[1], UNARY)), POW
 
 
 def _pow_vjp(b, n, g):

@@ -113,15 +113,20 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
                 temps.append(n)
 
         collect(bd.node, True)
-        for t in temps:
-            name = fresh(prog.hints.get(t.id) or f"{bd.name}_{t.op}", taken)
-            later = bindings[bound_at[t.id]].name if t.id in bound_at else None
-            why = f"used {uses[t.id]} times" if uses[t.id] > 1 else f"kept for {later}"
+        def add_temp(t: Node, why: str) -> None:
+            name = fresh(_temp_name(prog, bd, t), taken)
             out.append(_statement(p, name, t, "temp", statement_names,
                                   f"{fmt_shape(t.shape)}, {why}"))
             temp_ids.add(t.id)
             p.names[t.id] = name
             statement_names[t.id] = name
+
+        for t in temps:
+            later = bindings[bound_at[t.id]].name if t.id in bound_at else None
+            add_temp(t, f"used {uses[t.id]} times" if uses[t.id] > 1 else f"kept for {later}")
+        if not (bd.node.id in p.names and not bd.node.is_const):
+            for t in _split_long_line(prog, p, bd):
+                add_temp(t, "named to keep the line short")
         if bd.node.id in p.names and not bd.node.is_const:
             out.append(Statement(bd.name, p.names[bd.node.id], bd.node, bd.kind, alias=True))
             if bd.kind == "adjoint" and (bd.node.op in ("input", "param")
@@ -145,6 +150,38 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
             p.names[mask.id] = name
             statement_names[mask.id] = name
     return out
+
+
+# A statement in a function body fits black's 88 columns in this many characters.
+STATEMENT_WIDTH = 88 - 4
+
+
+def _temp_name(prog: Program, bd: Binding, t: Node) -> str:
+    return prog.hints.get(t.id) or f"{bd.name}_{t.op}"
+
+
+def _split_long_line(prog: Program, p: Printer, bd: Binding):
+    """Subexpressions to name before ``bd`` so its line fits (black would otherwise break
+    it over several lines): each time the largest one whose own line fits. A generator:
+    the caller names each before the next is chosen."""
+    while len(bd.name) + 3 + len(p.text(bd.node)) > STATEMENT_WIDTH:
+        best, best_len = None, 0
+        seen: set[int] = set()
+        stack = list(bd.node.args)
+        while stack:
+            n = stack.pop()
+            if n.id in seen or n.id in p.names or n.is_const or n.op in ("input", "param"):
+                continue
+            seen.add(n.id)
+            stack.extend(n.args)
+            if PRIMITIVES[n.op].cheap:
+                continue
+            size = len(p.text(n))
+            if size > best_len and len(_temp_name(prog, bd, n)) + 3 + size <= STATEMENT_WIDTH:
+                best, best_len = n, size
+        if best is None:
+            return  # nothing left to name that would fit: black lays the line out
+        yield best
 
 
 def _early_masks(bindings: list[Binding], named_for, shared: set[int]):

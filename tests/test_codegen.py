@@ -99,9 +99,12 @@ dl_domega0 = x * dl_df0"""
 def test_toy_backward_is_the_textbook_derivation():
     text = (GENERATED / "toy.py").read_text()
     body = text.split("# backward\n")[1].split("\n\n")[0]
-    statements = [line.split("#")[0].strip() for line in body.splitlines()]
+    statements = [line.strip() for line in body.splitlines() if not line.lstrip().startswith("#")]
     assert "\n".join(statements) == TOY_BACKWARD
-    assert "# h2 = exp(f1) (exp'(x) = exp(x), the output itself)" in body
+    # Each group of steps is headed by the forward line it differentiates.
+    assert "    # h2 = exp(f1) (exp'(x) = exp(x), the output itself)\n    dl_df1 = h2 * dl_dh2\n" \
+        in body
+    assert body.count("# f3 = beta3 + omega3 * h3") == 1
 
 
 def test_mazur_numbers():
