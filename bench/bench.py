@@ -350,11 +350,17 @@ def bench_memory() -> list[dict]:
 def bench_compile(runs: int) -> dict:
     """Whole-process `bpc compile` per gallery spec, against the import floor run just
     before it each time (paired, so the machine's drift cancels): with an empty cache
-    folder (the very first compile on a machine: Lark builds its tables, black formats)
-    and a warm one (later compiles: cached tables, black's output remembered by content).
+    folder (the very first compile on a machine) and a warm one (later compiles: black's
+    output remembered by content, for the modules that need black at all).
+
+    Python's own bytecode cache is on for both, as in any installed package (pip writes
+    the .pyc files at install; a checkout writes them on first import): a machine that
+    sets PYTHONDONTWRITEBYTECODE would otherwise recompile bpc's sources, and not the
+    floor's already-installed ones, in every timed run.
     """
     def once(cmd, cache):
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "BPC_CACHE": cache}
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env.update(PYTHONPATH=str(ROOT), BPC_CACHE=cache)
         start = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
         return time.perf_counter() - start
@@ -370,7 +376,7 @@ def bench_compile(runs: int) -> dict:
             cmd = [sys.executable, "-m", "runtime.cli", "compile", "-q", "-o", tmp,
                    str(spec.relative_to(ROOT))]
             floors, cold, warm = [], [], []
-            once(cmd, cache)  # fill the warm cache
+            once(cmd, cache)  # fill the warm cache (and write bytecode); not timed
             for _ in range(runs):
                 with tempfile.TemporaryDirectory() as empty:
                     f = once(floor_cmd, empty)
