@@ -123,3 +123,17 @@ def test_needs_black():
     assert pyfmt.needs_black("x = " + "1 + " * 30 + "1\n")
     assert pyfmt.needs_black('x = "a\\tb"\n')
     assert pyfmt.needs_black('x = "\u00e9"\n')
+
+
+def test_a_module_with_an_over_wide_line_goes_through_black(tmp_path):
+    row = ", ".join(f"0.{i + 1}23456789" for i in range(8))
+    text = ("model wide\ninput x : [N, 8]\ntarget y : [N, 1]\n"
+            f"param W : [8, 1] = [{'; '.join(row.split(', '))}]\n"
+            "param v : [8] = [" + row + "]\n"
+            "loss L = mean((x @ W + sum(v) - y)^2)\n")
+    prog = program_from_text(text, "wide.bp")
+    raw = generate(prog, "wide.bp", fmt=False)
+    assert pyfmt.needs_black(raw)
+    formatted = generate(prog, "wide.bp")
+    assert formatted == black_format(raw) and formatted != raw
+    assert max(len(line) for line in formatted.splitlines()) <= 88
