@@ -4,7 +4,7 @@ The Jinja template ``templates/module.py.j2`` decides how the module looks; the
 statements inside come from ``printer.schedule`` (what is computed, in which order, with
 which temporaries) and ``buffers.plan`` (which dead buffers are reused in place, which
 large intermediates are released early). Spec text reaches the output only as validated
-identifiers, numbers printed with ``repr``, ``repr``-quoted data (paths, names in
+identifiers, numbers printed with ``repr`` (as black spells them), ``repr``-quoted data (paths, names in
 dictionaries) and comments made of printable ASCII (``printer.safe_comment``).
 The result is in black's style, written directly (``pyfmt``; black runs only where a line
 is too wide for that) and is byte-identical for the same spec.
@@ -22,7 +22,7 @@ from .inits import formula
 from .ir import Binding, Program, topo_order
 from .primitives import HELPERS, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
-from .pyfmt import LINE_LENGTH, Code, definition, literal, needs_black, string
+from .pyfmt import LINE_LENGTH, STATEMENT_WIDTH, Code, definition, literal, needs_black, string
 
 
 @dataclass
@@ -168,7 +168,7 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
         if st.kind == "temp" and comment:
             # A note on a temporary: after its line when it fits there, else above it.
             note = f"  # {safe_comment(comment)}"
-            if len(code) == 1 and len(code[0]) + len(note) + 4 <= LINE_LENGTH:
+            if len(code) == 1 and len(code[0]) + len(note) <= STATEMENT_WIDTH:
                 code[0] += note
             else:
                 lines.append(f"# {st.name}: {safe_comment(comment)}")

@@ -142,7 +142,7 @@ def _lark() -> tuple[Lark, _PostLexer]:
     grammar = _grammar_text()
     # The tables shipped with bpc, when they are for this grammar and this Lark; else
     # built here, and cached by Lark (keyed on the grammar, the options and its version).
-    parser = tables.load(grammar, postlex=post, propagate_positions=True)
+    parser = tables.load(grammar, postlex=post)
     if parser is None:
         from .cache import writable_dir
 

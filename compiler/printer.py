@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .ir import Binding, Node, Program, batch_sized, fmt_shape
 from .names import fresh
 from .primitives import ATOM, PRIMITIVES
+from .pyfmt import STATEMENT_WIDTH
 
 _SAFE_COMMENT = set(" !#$%&()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`"
                     "abcdefghijklmnopqrstuvwxyz{|}~'\"")
@@ -150,10 +151,6 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
             p.names[mask.id] = name
             statement_names[mask.id] = name
     return out
-
-
-# A statement in a function body fits black's 88 columns in this many characters.
-STATEMENT_WIDTH = 88 - 4
 
 
 def _temp_name(prog: Program, bd: Binding, t: Node) -> str:

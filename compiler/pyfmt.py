@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 LINE_LENGTH = 88  # black's default
+STATEMENT_WIDTH = LINE_LENGTH - 4  # what a statement in a function body has left
 
 _SIMPLE_POWER_OPERAND = re.compile(
     r"-?(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*|\d[\d_]*(?:\.\d*)?(?:e[+-]?\d+)?)")
