@@ -124,11 +124,16 @@ def matmul_rate(dtype: str, size: int = 2048, runs: int = 5) -> float:
     rng = np.random.default_rng(2)
     a = rng.normal(size=(size, size)).astype(dtype)
     b = rng.normal(size=(size, size)).astype(dtype)
-    a @ b
+    return _best_rate(lambda: a @ b, size, runs)
+
+
+def _best_rate(run, size: int, runs: int) -> float:
+    """Best FLOP/s of ``run`` (one size³ matmul) over ``runs`` timed calls after a warm-up."""
+    run()
     best = 0.0
     for _ in range(runs):
         start = time.process_time()
-        a @ b
+        run()
         best = max(best, 2 * size ** 3 / (time.process_time() - start))
     return best
 
@@ -240,13 +245,7 @@ def _framework_matmul_rate(name: str, dtype: str, size: int = 2048, runs: int = 
         ja = jnp.asarray(a)
         f = jax.jit(lambda m: m @ m)
         run = lambda: f(ja).block_until_ready()  # noqa: E731
-    run()
-    best = 0.0
-    for _ in range(runs):
-        start = time.process_time()
-        run()
-        best = max(best, 2 * size ** 3 / (time.process_time() - start))
-    return best
+    return _best_rate(run, size, runs)
 
 
 def _one(impl) -> float:

@@ -167,11 +167,11 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
         code = list(step.code)
         if st.kind == "temp" and comment:
             # A note on a temporary: after its line when it fits there, else above it.
-            note = f"  # {safe_comment(comment)}"
-            if len(code) == 1 and len(code[0]) + len(note) <= STATEMENT_WIDTH:
-                code[0] += note
+            note = safe_comment(comment)
+            if len(code) == 1 and len(code[0]) + len(note) + 4 <= STATEMENT_WIDTH:
+                code[0] += f"  # {note}"
             else:
-                lines.append(f"# {st.name}: {safe_comment(comment)}")
+                lines.append(f"# {st.name}: {note}")
         elif comment != last_comment:
             if comment:  # the forward line these steps differentiate, heading them
                 lines.append(f"# {safe_comment(comment)}")
