@@ -17,8 +17,9 @@ from .desugar import NotConstant, const_value
 from .errors import Diagnostics, Note, Span, listing, suggestion_hint
 from .functions import FUNCTIONS
 from .names import reserved_reason
-from .vocab import (COMMON_OPT_KEYS, DATASETS, DTYPES, INITIALIZERS, LAYERS, OPTIMIZERS,
-                    REQUIRED, SCHEDULES, TRAIN_SETTINGS, Signature)
+from .vocab import (COMMON_OPT_KEYS, DATASET_RANGES, DATASETS, DTYPES, INIT_ORDERED,
+                    INIT_RANGES, INITIALIZERS, LAYERS, OPTIMIZER_RANGES, OPTIMIZERS, REQUIRED,
+                    SCHEDULES, TRAIN_SETTINGS, Range, Signature)
 
 SECTIONS = {ast.ModelStmt: "model", ast.DtypeStmt: "dtype", ast.Optimizer: "optimizer",
             ast.Train: "train", ast.Data: "data"}
@@ -224,9 +225,11 @@ def _check_init(st: ast.Param, constants, diags: Diagnostics) -> None:
                 diags.error(f"initializer '{name}' needs arguments", span,
                             f"usage: {sig.usage(name)}")
         else:
-            for arg in _bind(name, sig, init.args, init.kwargs, init.span, diags,
-                             "initializer").values():
-                _require_constant(arg, constants, diags, f"an argument of '{name}'")
+            bound = _bind(name, sig, init.args, init.kwargs, init.span, diags, "initializer")
+            values = _ranged_args(name, bound, INIT_RANGES.get(name, {}), constants, diags)
+            ordered = INIT_ORDERED.get(name)
+            if ordered:
+                _check_order(name, ordered, {**sig.defaults(), **values}, init.span, diags)
     else:
         _require_constant(init, constants, diags, f"the initial value of '{st.name}'")
 
@@ -261,9 +264,8 @@ def _check_config(spec: ast.Spec, diags: Diagnostics) -> None:
                 diags.unknown(f"unknown data set '{st.name}'", st.name, st.name_span, DATASETS,
                               "built-in data sets are", "; or give a file: data \"train.npz\"")
                 continue
-            for arg in _bind(st.name, sig, st.args, st.kwargs, st.span, diags,
-                             "data set").values():
-                _require_constant(arg, constants, diags, f"an argument of '{st.name}'")
+            bound = _bind(st.name, sig, st.args, st.kwargs, st.span, diags, "data set")
+            _ranged_args(st.name, bound, DATASET_RANGES.get(st.name, {}), constants, diags)
 
 
 def setting_value(key: str, value: ast.Expr, constants, diags: Diagnostics):
@@ -277,13 +279,41 @@ def setting_value(key: str, value: ast.Expr, constants, diags: Diagnostics):
     v = _require_constant(value, constants, diags, f"'{key}'")
     if v is None:
         return None
-    if spec.kind is int and not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
-        diags.error(f"'{key}' must be a whole number, not {v!r}", value.span)
+    return _in_range(v, spec.range, f"'{key}'", value.span, diags)
+
+
+def _in_range(v, rng: Range, what: str, span: Span, diags: Diagnostics):
+    """``v`` as its kind if ``rng`` holds it, else an error at ``span`` and None."""
+    problem = rng.problem(v)
+    if problem:
+        diags.error(f"{what} {problem}", span)
         return None
-    if spec.minimum is not None and v < spec.minimum:
-        diags.error(f"'{key}' must be at least {spec.minimum}, not {v!r}", value.span)
-        return None
-    return spec.kind(v)
+    return rng.coerce(v)
+
+
+def _ranged_args(what: str, bound: dict[str, ast.Expr], ranges: dict[str, Range], constants,
+                 diags: Diagnostics) -> dict[str, object]:
+    """The constant arguments of an initializer or data set, each checked against its range;
+    only those that passed are returned."""
+    values = {}
+    for pname, arg in bound.items():
+        v = _require_constant(arg, constants, diags, f"an argument of '{what}'")
+        if v is not None and pname in ranges:
+            v = _in_range(v, ranges[pname], f"'{pname}' of '{what}'", arg.span, diags)
+        if v is not None:
+            values[pname] = v
+    return values
+
+
+def _check_order(what: str, pair: tuple[str, str], values: dict, span: Span,
+                 diags: Diagnostics) -> None:
+    low, high = pair
+    if low in values and high in values and not values[low] < values[high]:
+        diags.error(f"'{low}' of '{what}' must be less than '{high}', but {low}="
+                    f"{values[low]:g} and {high}={values[high]:g}", span,
+                    f"e.g. {what}({low}={min(values[low], values[high]):g}, "
+                    f"{high}={max(values[low], values[high]):g})"
+                    if values[low] != values[high] else None)
 
 
 def _check_optimizer(st: ast.Optimizer, constants, diags: Diagnostics) -> None:
@@ -309,8 +339,9 @@ def _check_optimizer(st: ast.Optimizer, constants, diags: Diagnostics) -> None:
                 diags.error("'schedule' must be one of: " + listing(SCHEDULES), kw.value.span)
             continue
         v = _require_constant(kw.value, constants, diags, f"optimizer setting '{kw.name}'")
-        if isinstance(v, (int, float)) and v < 0:
-            diags.error(f"optimizer setting '{kw.name}' must not be negative", kw.value.span)
+        if v is not None:
+            _in_range(v, OPTIMIZER_RANGES[kw.name], f"optimizer setting '{kw.name}'",
+                      kw.value.span, diags)
 
 
 def _check_loss(spec: ast.Spec, diags: Diagnostics) -> None:

@@ -8,6 +8,7 @@ Built-in *functions* (``exp``, ``mean``, ``softmax_cross_entropy`` …) live in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 REQUIRED = object()  # a parameter without a default
@@ -86,21 +87,124 @@ def optimizer_defaults(name: str) -> dict[str, object]:
     return {**COMMON_OPT_KEYS, **OPTIMIZERS[name]}
 
 
+# ----------------------------------------------------------------------------- ranges
+@dataclass(frozen=True)
+class Range:
+    """The numbers a setting accepts: finite, whole for ``kind=int``, within optional bounds.
+
+    One table of these serves both the spec checker (located errors in ``bpc check``) and
+    the command line (usage errors naming the flag), so ``adam(beta1=1.5)`` and a flag
+    ``--lr -1`` are refused with the same words, and no value outside its range reaches the
+    optimizer or the data generators to give a quietly wrong run."""
+
+    kind: type = float  # int: a whole number (3.0 is accepted as 3)
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself is excluded: "> low" rather than ">= low"
+    high_open: bool = False
+
+    def describe(self) -> str:
+        noun = "a whole number" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            return (f"{noun} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{noun} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{noun} {'<' if self.high_open else '<='} {self.high:g}"
+        return f"a finite {noun[2:]}" if self.kind is float else noun
+
+    def problem(self, value) -> str | None:
+        """None if ``value`` is in range, else what is wrong: ``must be …, not …``."""
+        if self.contains(value):
+            return None
+        return f"must be {self.describe()}, not {_shown(value)}"
+
+    def contains(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if isinstance(value, float) and not (math.isfinite(value) and (
+                self.kind is float or value.is_integer())):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def parse(self, text: str):
+        """A flag's text as a value (not yet range-checked); ValueError if not a number."""
+        try:
+            return int(text)
+        except ValueError:
+            value = float(text)  # raises ValueError for text that is no number
+        if self.kind is int and math.isfinite(value) and value.is_integer():
+            return int(value)  # --epochs 1e3
+        return value
+
+    def coerce(self, value):
+        """An in-range value as its kind (3.0 -> 3 for a whole number)."""
+        return int(value) if self.kind is int else float(value)
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return str(value) if abs(value) < 10 ** 15 else f"{value:.3e}" if abs(value) < 10 ** 300 \
+            else "a number too large"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+ANY_NUMBER = Range()
+POSITIVE = Range(low=0, low_open=True)
+NON_NEGATIVE = Range(low=0)
+FRACTION = Range(low=0, high=1, high_open=True)  # a decay rate: [0, 1)
+COUNT = Range(int, low=1)
+SEED = Range(int, low=0)
+
+# Every numeric optimizer setting.  lr > 0 (0 would train nothing); decay rates < 1
+# (1 would never forget, and Adam's bias correction divides by 1 - beta ** t).
+OPTIMIZER_RANGES: dict[str, Range] = {
+    "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "clip": NON_NEGATIVE, "gamma": POSITIVE,
+    "step": COUNT, "min_lr": NON_NEGATIVE, "momentum": FRACTION, "rho": FRACTION,
+    "beta1": FRACTION, "beta2": FRACTION, "eps": POSITIVE,
+}
+assert {k for name in OPTIMIZERS for k in optimizer_defaults(name)} - {"schedule"} \
+    == set(OPTIMIZER_RANGES), "every numeric optimizer setting needs a range"
+
+# Numeric initializer arguments, and pairs that must be ordered (low < high).
+INIT_RANGES: dict[str, dict[str, Range]] = {
+    "constant": {"value": ANY_NUMBER},
+    "normal": {"mean": ANY_NUMBER, "std": NON_NEGATIVE},
+    "uniform": {"low": ANY_NUMBER, "high": ANY_NUMBER},
+}
+INIT_ORDERED: dict[str, tuple[str, str]] = {"uniform": ("low", "high")}
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     kind: type
     default: object
     doc: str
-    minimum: float | None = None
+    range: Range | None = None
 
 
 TRAIN_SETTINGS: dict[str, SettingSpec] = {
-    "epochs": SettingSpec(int, 10, "passes over the training data", 1),
-    "iters": SettingSpec(int, None, "minibatch steps (replaces epochs)", 1),
-    "batch": SettingSpec(int, 100, "minibatch size", 1),
-    "seed": SettingSpec(int, 0, "seed for initialization, shuffling and data", 0),
+    "epochs": SettingSpec(int, 10, "passes over the training data", COUNT),
+    "iters": SettingSpec(int, None, "minibatch steps (replaces epochs)", COUNT),
+    "batch": SettingSpec(int, 100, "minibatch size", COUNT),
+    "seed": SettingSpec(int, 0, "seed for initialization, shuffling and data", SEED),
     "shuffle": SettingSpec(bool, True, "reshuffle the training data every epoch"),
-    "eval_every": SettingSpec(int, 1, "evaluate every K epochs", 1),
+    "eval_every": SettingSpec(int, 1, "evaluate every K epochs", COUNT),
+}
+
+# Numeric flags of the runtime commands that have no spec counterpart (bpc gradcheck's,
+# bpc stats' batch); bpc train's flags take the ranges of the settings they override.
+RUNTIME_RANGES: dict[str, Range] = {
+    "eps": POSITIVE, "tol": POSITIVE, "samples": COUNT, "batch": COUNT, "seed": SEED,
 }
 
 DATASETS: dict[str, Signature] = {
@@ -111,5 +215,11 @@ DATASETS: dict[str, Signature] = {
     "digits": sig(doc="scikit-learn's 8x8 handwritten digits (needs scikit-learn)"),
     "mnist": sig(doc="MNIST, downloaded once to a cache and checksum-verified"),
 }
+DATASET_RANGES: dict[str, dict[str, Range]] = {
+    "spiral": {"n": COUNT, "classes": Range(int, low=2), "noise": NON_NEGATIVE},
+    "sine": {"n": COUNT, "noise": NON_NEGATIVE},
+}
+assert all(set(DATASET_RANGES.get(k, {})) == set(s.names) for k, s in DATASETS.items()), \
+    "every data set argument needs a range"
 
 DTYPES = {"float64", "float32"}
