@@ -3,12 +3,16 @@
 For each differentiated variable, K sampled entries (all of a small one) are bumped by
 ±eps and the central difference of ``loss`` is compared with ``loss_and_grad``. An entry
 whose left and right differences disagree sits on a kink (relu at 0, a max tie) and is
-skipped, not failed. Because only the contract is used, a hand-edited module is checked
-exactly like a freshly generated one.
+skipped, not failed. A check never passes having compared nothing: a variable whose
+sampled entries were all skipped (or that has no entries) fails with the reason, and so
+does a loss or gradient that is not finite at the checked point (a NaN compares false
+with everything, so it would otherwise slip through). Because only the contract is used,
+a hand-edited module is checked exactly like a freshly generated one.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +29,7 @@ class Row:
     max_abs: float
     max_rel: float
     ok: bool
+    why: str = ""  # what went wrong, when it is not a plain mismatch
 
 
 def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, seed: int = 0,
@@ -37,47 +42,66 @@ def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, s
         params = {k: np.array(v, dtype=np.float64) for k, v in module.init_params(rng).items()}
         # Move off symmetric points (zero biases, equal weights) that hide mistakes.
         params = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in params.items()}
-    _, grads = module.loss_and_grad(params, **data)
-    rows = []
-    for name, g in grads.items():
-        in_params = name in params
-        base = np.array(params[name] if in_params else data[name], dtype=np.float64)
-        g = np.asarray(g, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        _, grads = module.loss_and_grad(params, **data)
+        return [_check_variable(module, name, g, params, data, eps, tol, samples, rng)
+                for name, g in grads.items()]
 
-        def loss_at(arr):
-            if in_params:
-                return float(module.loss({**params, name: arr}, **data))
-            return float(module.loss(params, **{**data, name: arr}))
 
-        idx = list(np.ndindex(base.shape))
-        if len(idx) > samples:
-            idx = [idx[i] for i in rng.choice(len(idx), samples, replace=False)]
-        f0 = loss_at(base)
-        # Rounding in f(x ± eps) alone makes the central difference uncertain by about
-        # |f| * machine-epsilon / eps: agreement within that floor is all one can ask.
-        noise = 10 * np.finfo(np.float64).eps * max(abs(f0), 1.0) / eps
-        checked = skipped = 0
-        ok = True
-        max_abs = max_rel = 0.0
-        for i in idx:
-            plus, minus = base.copy(), base.copy()
-            plus[i] += eps
-            minus[i] -= eps
-            fp, fm = loss_at(plus), loss_at(minus)
-            right, left = (fp - f0) / eps, (f0 - fm) / eps
-            numeric = (fp - fm) / (2 * eps)
-            if abs(right - left) > 1e-3 * max(1.0, abs(numeric)):
-                skipped += 1  # left and right slopes differ: a kink, not a smooth point
-                continue
-            analytic = float(g[i]) if g.shape else float(g)
-            err = abs(analytic - numeric)
-            scale = max(abs(analytic), abs(numeric))
-            rel = err / max(scale, noise / tol)
-            ok = ok and err <= tol * scale + noise
-            max_abs, max_rel = max(max_abs, err), max(max_rel, rel)
-            checked += 1
-        rows.append(Row(name, tuple(base.shape), checked, skipped, max_abs, max_rel, ok))
-    return rows
+def _check_variable(module, name, g, params, data, eps, tol, samples, rng) -> Row:
+    """One row: up to ``samples`` entries of ``name`` compared with central differences."""
+    in_params = name in params
+    base = np.array(params[name] if in_params else data[name], dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+
+    def loss_at(arr):
+        if in_params:
+            return float(module.loss({**params, name: arr}, **data))
+        return float(module.loss(params, **{**data, name: arr}))
+
+    def failed(why: str) -> Row:
+        return Row(name, tuple(base.shape), 0, 0, math.nan, math.nan, False, why)
+
+    idx = list(np.ndindex(base.shape))
+    if len(idx) > samples:
+        idx = [idx[i] for i in rng.choice(len(idx), samples, replace=False)]
+    f0 = loss_at(base)
+    if not math.isfinite(f0):
+        return failed(f"the loss is {f0} at the checked point")
+    if not np.all(np.isfinite(g)):
+        return failed("the gradient is not finite at the checked point")
+    # Rounding in f(x ± eps) alone makes the central difference uncertain by about
+    # |f| * machine-epsilon / eps: agreement within that floor is all one can ask.
+    noise = 10 * np.finfo(np.float64).eps * max(abs(f0), 1.0) / eps
+    checked = skipped = 0
+    ok = True
+    max_abs = max_rel = 0.0
+    for i in idx:
+        plus, minus = base.copy(), base.copy()
+        plus[i] += eps
+        minus[i] -= eps
+        fp, fm = loss_at(plus), loss_at(minus)
+        if not (math.isfinite(fp) and math.isfinite(fm)):
+            return failed(f"the loss is not finite at {name}{list(i)} ± eps; try a smaller "
+                          "--eps")
+        right, left = (fp - f0) / eps, (f0 - fm) / eps
+        numeric = (fp - fm) / (2 * eps)
+        if abs(right - left) > 1e-3 * max(1.0, abs(numeric)):
+            skipped += 1  # left and right slopes differ: a kink, not a smooth point
+            continue
+        analytic = float(g[i]) if g.shape else float(g)
+        err = abs(analytic - numeric)
+        scale = max(abs(analytic), abs(numeric))
+        rel = err / max(scale, noise / tol)
+        ok = ok and err <= tol * scale + noise
+        max_abs, max_rel = max(max_abs, err), max(max_rel, rel)
+        checked += 1
+    why = ""
+    if checked == 0:
+        ok = False
+        why = (f"no entry compared: all {skipped} sampled entries sit on kinks" if skipped
+               else "no entry compared: it has no entries")
+    return Row(name, tuple(base.shape), checked, skipped, max_abs, max_rel, ok, why)
 
 
 def format_table(rows: list[Row]) -> str:
@@ -85,7 +109,7 @@ def format_table(rows: list[Row]) -> str:
     lines = [header] + [
         (r.name, "scalar" if not r.shape else "[" + ", ".join(map(str, r.shape)) + "]",
          str(r.checked), str(r.skipped), f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
-         "ok" if r.ok else "FAIL") for r in rows]
+         "ok" if r.ok else f"FAIL: {r.why}" if r.why else "FAIL") for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
                      for line in lines)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.vocab import OPTIMIZERS, TRAIN_SETTINGS, optimizer_defaults
+from compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, optimizer_defaults
 
 from . import data as data_mod
 from .errors import UserError
@@ -75,13 +75,24 @@ class Settings:
                 values[key] = overrides[key]
                 if other:
                     values[other] = None
-        for key in ("batch", "epochs", "iters"):
-            if values.get(key) is not None and int(values[key]) < 1:
-                raise UserError(f"--{key} must be at least 1")
+        _check_ranges(values, opt)
         return cls(epochs=values.get("epochs"), iters=values.get("iters"),
                    batch=int(values["batch"]), seed=int(values["seed"]),
                    shuffle=bool(values["shuffle"]), eval_every=int(values["eval_every"]),
                    optimizer=name, opt=opt)
+
+
+def _check_ranges(train: dict, opt: dict) -> None:
+    """The settings against the spec's range table: a hand-edited module's CONFIG or a
+    Python caller is held to what ``bpc check`` and the flags enforce."""
+    checks = [(f"training setting '{k}'", TRAIN_SETTINGS[k].range, v) for k, v in train.items()
+              if v is not None and k in TRAIN_SETTINGS and TRAIN_SETTINGS[k].range]
+    checks += [(f"optimizer setting '{k}'", OPTIMIZER_RANGES[k], v) for k, v in opt.items()
+               if k in OPTIMIZER_RANGES]
+    for what, rng, value in checks:
+        problem = rng.problem(value)
+        if problem:
+            raise UserError(f"{what} {problem}")
 
 
 @dataclass
