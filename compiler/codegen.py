@@ -281,7 +281,23 @@ def _config(prog: Program) -> dict:
         cfg["labels"] = labels  # integer-label targets -> number of classes
     if onehot:
         cfg["onehot"] = onehot  # targets whose rows must be distributions (sum to 1)
+    output = {bd.name: bd.node for bd in prog.forward}.get(prog.output or prog.loss)
+    if output is not None:  # where predict's batch axis is, to evaluate it in chunks
+        cfg["output_shape"] = tuple(output.shape)
+    threshold = _threshold(prog, output)
+    if threshold is not None:
+        cfg["threshold"] = threshold
     return cfg
+
+
+def _threshold(prog: Program, output) -> float | None:
+    """Where a 0/1 prediction flips, as the loss implies it: 0.0 when predict returns the
+    logits of a sigmoid cross-entropy, 0.5 (a probability) when it returns anything else
+    of a model with one; None (the runtime's 0.5) without a sigmoid cross-entropy."""
+    xents = [n for n in topo_order([bd.node for bd in prog.forward]) if n.op == "sigmoid_xent"]
+    if not xents:
+        return None
+    return 0.0 if output is not None and any(n.args[0].id == output.id for n in xents) else 0.5
 
 
 def format_source(text: str) -> str:

@@ -5,7 +5,13 @@ plus optional held-out arrays for testing. Arrays are checked against the module
 declared shapes: fixed dimensions must match, and a symbolic dimension (``N``) must bind
 to one size across every input and target, else the error names the input and the
 dimension. Integer labels are accepted where one-hot targets are declared and the other
-way round.
+way round. Every value must be a finite real number, and a label a class that exists:
+anything else is an error naming the array, never a silent cast.
+
+Examples are counted, batched and evaluated along the *batch axis*: wherever the
+declared shape puts the batch dimension (``[N, 2]`` or, in the column convention,
+``[2, N]``). Built-in data sets and .csv files are row-major (one example per row) and are
+arranged into the declared layout; an .npz must already have it.
 """
 
 from __future__ import annotations
@@ -32,9 +38,76 @@ class Dataset:
     test: dict[str, np.ndarray] = field(default_factory=dict)
     name: str = "data"
 
-    def size(self, split: str = "train") -> int:
+    def size(self, module, split: str = "train") -> int:
+        """Examples in a split, counted along the batch axis of the arrays the module
+        names (never of an extra array that happens to be in the file)."""
         arrays = self.train if split == "train" else self.test
-        return len(next(iter(arrays.values()))) if arrays else 0
+        return example_count(arrays, batch_axes(module))
+
+
+# ----------------------------------------------------------------------------- the batch axis
+def batch_dim(module) -> str | None:
+    """The symbolic dimension that counts examples: the one declared exactly once in every
+    input (but those with a default) and every target. None when there is no such
+    dimension: the data is then a single example, trained on whole at every step. When
+    several qualify, the one named ``N``; without one, which to batch along is a guess,
+    so it is an error."""
+    declared = {**module.INPUTS, **module.TARGETS}
+    defaults = getattr(module, "DEFAULTS", {}) or {}
+    shapes = [tuple(shape) for name, shape in declared.items() if name not in defaults]
+    if not shapes:
+        return None
+    candidates = [d for d in dict.fromkeys(shapes[0]) if isinstance(d, str)
+                  and all(shape.count(d) == 1 for shape in shapes)]
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    if "N" in candidates:
+        return "N"
+    raise UserError("cannot tell which dimension counts the examples: every input and "
+                    "target has " + " and ".join(candidates),
+                    "name the batch dimension N (e.g. 'input x : [N, T]')")
+
+
+def batch_axes(module) -> dict[str, int]:
+    """Input/target name -> the axis of its batch dimension. Arrays without it are absent
+    here: every batch gets them whole."""
+    dim = batch_dim(module)
+    return {name: tuple(shape).index(dim)
+            for name, shape in {**module.INPUTS, **module.TARGETS}.items()
+            if dim is not None and tuple(shape).count(dim) == 1}
+
+
+def example_count(arrays: dict[str, np.ndarray], axes: dict[str, int]) -> int:
+    """How many examples ``arrays`` hold: the size of the batch axis of a named array;
+    1 when none has one (the data is one example); 0 for no arrays."""
+    if not arrays:
+        return 0
+    for name, axis in axes.items():
+        if name in arrays and np.ndim(arrays[name]) > axis:
+            return int(np.shape(arrays[name])[axis])
+    return 1
+
+
+def arrange(a: np.ndarray, shape, axis: int | None) -> np.ndarray:
+    """A row-major array (examples along axis 0, as built-ins and .csv rows give them) in
+    the declared layout: the example axis moved to the batch axis ``axis``."""
+    if axis is None or axis == 0 or a.ndim != len(shape):
+        return a
+    return np.ascontiguousarray(np.moveaxis(a, 0, axis))
+
+
+def examples(arrays: dict[str, np.ndarray], axes: dict[str, int], index) -> dict:
+    """The examples ``index`` (an index array, or a slice: a view) of every array, along
+    its batch axis; arrays without one whole."""
+    return {k: _take(v, axes.get(k), index) for k, v in arrays.items()}
+
+
+def _take(a: np.ndarray, axis: int | None, index) -> np.ndarray:
+    if axis is None:
+        return a
+    if isinstance(index, slice):
+        return a[(slice(None),) * axis + (index,)]
+    return np.take(a, index, axis=axis)
 
 
 # ----------------------------------------------------------------------------- built-ins
@@ -158,14 +231,24 @@ def builtin(name: str, module, seed: int = 0, **kwargs) -> Dataset:
         train, test = _split(x, t, rng, fraction, names)
         if not test and fraction == 0.0:
             test = {}
-    return Dataset(train, test, name)
+    return Dataset(_arranged(train, module), _arranged(test, module), name)
+
+
+def _arranged(arrays: dict[str, np.ndarray], module) -> dict[str, np.ndarray]:
+    """Row-major arrays in the layouts the module declares (``arrange``)."""
+    declared = {**module.INPUTS, **module.TARGETS}
+    axes = batch_axes(module)
+    return {k: arrange(v, declared[k], axes.get(k)) for k, v in arrays.items()}
 
 
 # ----------------------------------------------------------------------------- files
-def load_file(path: str | Path, module) -> Dataset:
+def load_file(path: str | Path, module, origin: str | None = None) -> Dataset:
+    """The arrays in a .npz or .csv file; ``origin`` says where a relative path was
+    resolved from, for the error when the file is missing."""
     p = Path(path)
     if not p.exists():
-        raise UserError(f"data file {p} does not exist")
+        raise UserError(f"data file {p} does not exist",
+                        f"{origin}" if origin else None)
     if p.suffix == ".npz":
         try:
             with np.load(p, allow_pickle=False) as f:
@@ -182,45 +265,110 @@ def load_file(path: str | Path, module) -> Dataset:
 
 def _read_csv(p: Path, module) -> dict[str, np.ndarray]:
     """Columns named after inputs/targets: ``x`` for one column, ``x0``, ``x1`` … or
-    ``x[0]``, ``x_0`` … for several."""
+    ``x[0]``, ``x_0`` … for several. A row is one example: each array is arranged into
+    its declared shape with the rows along the batch axis (``[2, N]`` takes ``x0, x1``
+    as its two rows)."""
     with open(p, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     if len(rows) < 2:
         raise UserError(f"{p} needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
-    try:
-        values = np.array([[float(v) for v in r] for r in rows[1:] if r], dtype=np.float64)
-    except ValueError as e:
-        raise UserError(f"{p}: every value after the header must be a number ({e})") from None
+    values = _csv_values(p, header, rows)
+    axes = batch_axes(module)
     out = {}
     for name, shape in {**module.INPUTS, **module.TARGETS}.items():
         single = [i for i, h in enumerate(header) if h == name]
         multi = sorted(((int(h[len(name):].strip("[]_")), i) for i, h in enumerate(header)
                         if h.startswith(name) and h[len(name):].strip("[]_").isdigit()))
         if single:
-            out[name] = values[:, single[0]]
-            if len(shape) == 2 and shape[1] == 1:
-                out[name] = out[name][:, None]
+            columns = values[:, single[:1]]
         elif multi:
-            out[name] = values[:, [i for _, i in multi]]
+            columns = values[:, [i for _, i in multi]]
         else:
             raise UserError(f"{p} has no column for '{name}'",
                             f"name the columns '{name}' or '{name}0', '{name}1', …")
+        out[name] = _csv_layout(p, name, columns, tuple(shape), axes.get(name))
     return out
 
 
+def _csv_values(p: Path, header: list[str], rows: list[list[str]]) -> np.ndarray:
+    """The data rows as numbers; an error names the row and column of a bad cell."""
+    values = []
+    for number, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise UserError(f"{p}:{number}: {len(row)} values, but the header names "
+                            f"{len(header)} columns")
+        try:
+            values.append([float(v) for v in row])
+        except ValueError:
+            column = next(h for h, v in zip(header, row) if not _is_number(v))
+            raise UserError(f"{p}:{number}: column '{column}' is not a number "
+                            f"({row[header.index(column)]!r})",
+                            "every value after the header must be a number") from None
+    return np.array(values, dtype=np.float64).reshape(len(values), len(header))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_layout(p: Path, name: str, columns: np.ndarray, shape: tuple,
+                axis: int | None) -> np.ndarray:
+    """``columns`` (rows × columns of one array) in the declared shape: one row per
+    example along the batch axis, or, without a batch axis, the whole block."""
+    if axis is None:
+        target = tuple(d if isinstance(d, int) else -1 for d in shape)
+    else:
+        target = (len(columns),) + tuple(d if isinstance(d, int) else -1
+                                         for i, d in enumerate(shape) if i != axis)
+    try:
+        a = columns.reshape(target)
+    except ValueError:
+        raise UserError(f"{p}: the {columns.shape[1]} column(s) for '{name}' do not fit its "
+                        f"declared shape {_fmt(shape)}",
+                        f"give one column per value of an example: '{name}0', '{name}1', …"
+                        ) from None
+    return arrange(a, shape, axis)
+
+
 def load(source: dict | str | None, module, seed: int = 0) -> Dataset:
-    """Data from a --data flag (a path or a built-in name with optional args) or CONFIG."""
+    """Data from a --data flag (a string: a path, relative to the working directory, or a
+    built-in name with optional args) or the spec's data line (CONFIG's dict: a path
+    there is relative to the spec's folder, see ``spec_folder``)."""
     if source is None:
         raise UserError("no data: the spec has no 'data' line and no --data was given",
                         "add e.g. 'data \"train.npz\"' or 'data spiral' to the spec, "
                         "or pass --data")
     if isinstance(source, str):
         source = parse_data_flag(source)
+    elif "path" in source and not Path(source["path"]).is_absolute():
+        folder = spec_folder(module)
+        return load_file(folder / source["path"], module,
+                         f"the spec's data path \"{source['path']}\" is read from the "
+                         f"spec's folder ({folder}/; for a compiled module, the module's "
+                         "folder); or pass --data PATH")
     if "path" in source:
         return load_file(source["path"], module)
     args = {k: v for k, v in source.items() if k != "name"}
     return builtin(source["name"], module, seed, **args)
+
+
+def spec_folder(module) -> Path:
+    """The folder a spec's relative data path is read from: the spec's own folder, or for
+    a compiled module its own folder (``bpc compile`` copies no data, so a module and its
+    data travel together). Set by ``loader.load_model``; otherwise the module's file's
+    folder, or the working directory."""
+    folder = getattr(module, "_bpc_folder", None)
+    if folder is not None:
+        return Path(folder)
+    file = getattr(module, "__file__", None)
+    return Path(file).parent if file and Path(file).exists() else Path(".")
 
 
 def parse_data_flag(text: str) -> dict:
@@ -265,7 +413,7 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data") -> dict[
     for name, shape in declared.items():
         if name not in arrays:
             continue
-        a = np.asarray(arrays[name])
+        a = _numbers(name, np.asarray(arrays[name]), where)
         a = _labels_or_one_hot(name, a, tuple(shape), name in label_names, where)
         if a.ndim != len(shape):
             raise UserError(f"{where}: '{name}' has shape {tuple(a.shape)}, but the spec "
@@ -284,8 +432,11 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data") -> dict[
                                 f"declares {want} there (shape {_fmt(shape)})")
         if name in label_names:
             out[name] = a.astype(np.int64, copy=False)
+            _check_labels(name, out[name], label_names[name], where)
         else:
-            out[name] = a.astype(module.DTYPE, copy=False)
+            with np.errstate(over="ignore"):
+                out[name] = a.astype(module.DTYPE, copy=False)
+            _check_finite(name, out[name], where, cast_from=a.dtype)
         if name in onehot_of(module) and a.size and not np.allclose(
                 np.sum(out[name], axis=-1), 1.0, atol=1e-4):
             raise UserError(f"{where}: '{name}' feeds softmax_cross_entropy, so each row must "
@@ -294,16 +445,70 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data") -> dict[
     return out
 
 
+def _numbers(name: str, a: np.ndarray, where: str) -> np.ndarray:
+    """``a`` if it holds finite real numbers (booleans and integers included); an error
+    naming the array otherwise, before any cast could drop an imaginary part, parse text
+    or carry a NaN into training."""
+    if a.dtype.kind == "c":
+        raise UserError(f"{where}: '{name}' holds complex numbers ({a.dtype})",
+                        "bpc trains on real numbers: give the real part, the magnitude, or "
+                        "both as separate columns")
+    if a.dtype.kind not in "biuf":
+        raise UserError(f"{where}: '{name}' holds {a.dtype} values, not numbers",
+                        "store numbers (integers or floats) in the data file")
+    if a.dtype.kind == "f":
+        _check_finite(name, a, where)
+    return a
+
+
+def _check_finite(name: str, a: np.ndarray, where: str, cast_from=None) -> None:
+    """An error naming the array and the first bad entry when ``a`` holds NaN or an
+    infinity; ``cast_from`` (the dtype before a cast) tells an overflow of the cast apart."""
+    if not a.size or (math.isfinite(np.max(a)) and math.isfinite(np.min(a))):
+        return
+    bad = ~np.isfinite(a)
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    at = f"at index {first[0] if len(first) == 1 else first}"
+    if cast_from is not None and np.dtype(cast_from).kind == "f" and \
+            np.dtype(cast_from).itemsize > a.dtype.itemsize:
+        raise UserError(f"{where}: '{name}' has values too large for {a.dtype} "
+                        f"({int(bad.sum())} of {a.size}, the first {at})",
+                        "rescale the data, or compute in float64 (dtype float64 in the spec)")
+    nan = int(np.isnan(a).sum())
+    kinds = ", ".join(f"{k} {what}" for k, what in ((nan, "NaN"),
+                                                     (int(bad.sum()) - nan, "infinite")) if k)
+    raise UserError(f"{where}: '{name}' has values that are not finite numbers ({kinds}, "
+                    f"of {a.size}), the first {at}",
+                    "remove or fill in those entries: training on them gives NaN")
+
+
+def _check_labels(name: str, labels: np.ndarray, classes: int, where: str) -> None:
+    """Class labels must be classes that exist: 0..classes-1 (a -1 would silently pick
+    the last class through indexing)."""
+    bad = (labels < 0) | (labels >= classes)
+    if not bad.any():
+        return
+    values = np.unique(labels[bad])
+    shown = ", ".join(map(str, values[:6])) + (", …" if len(values) > 6 else "")
+    raise UserError(f"{where}: '{name}' holds class labels, which must lie in "
+                    f"0..{classes - 1} ({classes} classes), but it has {shown} "
+                    f"({int(bad.sum())} of {labels.size} labels)",
+                    "labels count classes from 0; relabel the data or give the model "
+                    "more classes")
+
+
 def _labels_or_one_hot(name, a, shape, wants_labels, where):
     if wants_labels and a.ndim == len(shape) + 1 and a.shape[-1] > 1:
+        if a.size and not (np.all((a == 0) | (a == 1)) and np.all(np.sum(a, axis=-1) == 1)):
+            raise UserError(f"{where}: '{name}' holds class labels, but is given as rows of "
+                            f"{a.shape[-1]} values that are not one-hot",
+                            "give integer labels, or rows with a single 1")
         return np.argmax(a, axis=-1)  # one-hot given where labels are declared
     if not wants_labels and a.ndim == len(shape) - 1 and len(shape) >= 1 \
             and isinstance(shape[-1], int) and shape[-1] > 1 and np.issubdtype(a.dtype,
                                                                                np.integer):
         k = shape[-1]
-        if a.size and (a.min() < 0 or a.max() >= k):
-            raise UserError(f"{where}: labels of '{name}' must lie in 0..{k - 1}, found "
-                            f"{a.min()}..{a.max()}")
+        _check_labels(name, a, k, where)
         return np.eye(k)[a]  # integer labels given where one-hot is declared
     if wants_labels and np.issubdtype(a.dtype, np.floating):
         if not np.all(a == np.round(a)):
@@ -316,13 +521,18 @@ def _fmt(shape) -> str:
     return "scalar" if not shape else "[" + ", ".join(map(str, shape)) + "]"
 
 
-def batches(arrays: dict[str, np.ndarray], batch: int, rng: np.random.Generator | None):
-    """Minibatches of every array, in a shuffled order when ``rng`` is given."""
-    n = len(next(iter(arrays.values())))
-    order = rng.permutation(n) if rng is not None else np.arange(n)
+def batches(arrays: dict[str, np.ndarray], batch: int, rng: np.random.Generator | None,
+            axes: dict[str, int] | None = None):
+    """Minibatches of every array, taken along each array's batch axis (``axes``, from
+    ``batch_axes``; axis 0 of every array when not given), in a shuffled order when
+    ``rng`` is given. Arrays without a batch axis go whole into every batch."""
+    if axes is None:
+        axes = {k: 0 for k in arrays}
+    n = example_count(arrays, axes)
+    order = rng.permutation(n) if rng is not None else None
     for start in range(0, n, batch):
-        idx = order[start:start + batch]
-        yield {k: v[idx] for k, v in arrays.items()}
+        idx = order[start:start + batch] if order is not None else slice(start, start + batch)
+        yield examples(arrays, axes, idx)
 
 
 def synthetic(module, rng: np.random.Generator, n: int = 3) -> dict[str, np.ndarray]:

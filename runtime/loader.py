@@ -2,7 +2,8 @@
 
 The runtime relies on the generated module's contract only (INPUTS, TARGETS, PARAMS,
 DTYPE, init_params, predict, loss, loss_and_grad; CONFIG, OUTPUT, LOSS when present),
-so a module compiled elsewhere and copied here still trains.
+so a module compiled elsewhere and copied here still trains. A relative data path in
+its CONFIG is read from the folder of the file loaded (the spec's, or the module's).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def load_model(path: str | Path, dtype: str | None = None) -> types.ModuleType:
     if missing:
         raise UserError(f"{p} is not a bpc model: it lacks {', '.join(missing)}",
                         "give a .bp spec or a module written by 'bpc compile'")
+    # Where the spec's relative data path is read from (data.spec_folder): the folder of
+    # the file given, whatever the working directory.
+    module._bpc_folder = p.resolve().parent
     return module
 
 

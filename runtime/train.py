@@ -115,23 +115,43 @@ def task_kind(module, targets: dict[str, np.ndarray]) -> tuple[str, str] | None:
     if name in data_mod.labels_of(module):
         return "labels", name
     t = targets.get(name)
-    if t is None or t.ndim == 0:
+    if t is None:
         return None
     values = np.unique(t)
     if not np.all(np.isin(values, (0, 1))):
         return None
-    if t.ndim >= 2 and t.shape[-1] > 1 and np.allclose(t.sum(axis=-1), 1):
-        return "onehot", name
-    if t.ndim == 1 or t.shape[-1] == 1:
-        return "binary", name
+    axis = data_mod.batch_axes(module).get(name)
+    if t.ndim >= 2 and t.shape[-1] > 1 and axis != t.ndim - 1 and \
+            np.allclose(t.sum(axis=-1), 1):
+        return "onehot", name  # classes along the last axis, one row per example
+    if t.size == data_mod.example_count({name: t}, {name: axis} if axis is not None else {}):
+        return "binary", name  # one 0/1 value per example
     return None
 
 
 def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048):
-    n = len(next(iter(inputs.values())))
-    parts = [module.predict(params, **{k: v[i:i + chunk] for k, v in inputs.items()})
+    """``predict`` over every example, ``chunk`` examples at a time along the inputs'
+    batch axis, the parts joined along the output's (CONFIG's ``output_shape`` says where
+    it is). In one call when there is nothing to chunk or the output's layout is unknown."""
+    axes = data_mod.batch_axes(module)
+    n = data_mod.example_count(inputs, axes)
+    out_axis = output_batch_axis(module)
+    if n <= chunk or out_axis is None or not any(k in axes for k in inputs):
+        return module.predict(params, **inputs)
+    parts = [module.predict(params, **data_mod.examples(inputs, axes, slice(i, i + chunk)))
              for i in range(0, n, chunk)]
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return np.concatenate(parts, axis=out_axis)
+
+
+def output_batch_axis(module) -> int | None:
+    """The axis of the prediction that carries the batch dimension, from the output's
+    declared shape in CONFIG; None when it has none or the module does not say."""
+    config = getattr(module, "CONFIG", {}) or {}
+    shape = config.get("output_shape")
+    dim = data_mod.batch_dim(module)
+    if shape is None or dim is None or list(shape).count(dim) != 1:
+        return None
+    return list(shape).index(dim)
 
 
 def accuracy(module, params, arrays: dict[str, np.ndarray], kind) -> float | None:
@@ -145,14 +165,25 @@ def accuracy(module, params, arrays: dict[str, np.ndarray], kind) -> float | Non
         return float(np.mean(np.argmax(y, axis=-1) == t))
     if how == "onehot":
         return float(np.mean(np.argmax(y, axis=-1) == np.argmax(t, axis=-1)))
-    threshold = 0.5 if y.size and y.min() >= 0 and y.max() <= 1 else 0.0
-    return float(np.mean((y.reshape(t.shape) > threshold) == (t > 0.5)))
+    if y.size != t.size:
+        return None  # the output is not one value per example: no accuracy to report
+    return float(np.mean((y.reshape(t.shape) > threshold_of(module)) == (t > 0.5)))
+
+
+def threshold_of(module) -> float:
+    """Where a 0/1 prediction flips: the compiler records 0.0 when the output is the
+    logits of a sigmoid cross-entropy loss, else 0.5 (a probability); never guessed from
+    the values, which say nothing about which they are."""
+    config = getattr(module, "CONFIG", {}) or {}
+    return float(config.get("threshold", 0.5))
 
 
 def mean_loss(module, params, arrays, batch: int = 2048) -> float:
+    """The loss over ``arrays`` in chunks along the batch axis, weighted by their size."""
+    axes = data_mod.batch_axes(module)
     total, n = 0.0, 0
-    for b in data_mod.batches(arrays, batch, None):
-        m = len(next(iter(b.values())))
+    for b in data_mod.batches(arrays, batch, None, axes):
+        m = data_mod.example_count(b, axes)
         total += module.loss(params, **b) * m
         n += m
     return total / max(n, 1)
@@ -213,7 +244,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     train_arrays = data_mod.conform(dataset.train, module, f"training data ({dataset.name})")
     test_arrays = data_mod.conform(dataset.test, module, f"test data ({dataset.name})") \
         if dataset.test else {}
-    n = dataset.size("train")
+    axes = data_mod.batch_axes(module)  # the batch dimension's axis in each array
+    n = data_mod.example_count(train_arrays, axes)
     if n == 0:
         raise UserError("the training data is empty")
     steps_per_epoch = math.ceil(n / settings.batch)
@@ -281,7 +313,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             order_rng = np.random.default_rng()
             order_rng.bit_generator.state = rng_start
             all_batches = list(data_mod.batches(train_arrays, settings.batch,
-                                                order_rng if settings.shuffle else None))
+                                                order_rng if settings.shuffle else None,
+                                                axes))
             if batch_index == 0 and settings.shuffle:
                 rng.bit_generator.state = order_rng.bit_generator.state
             remaining = all_batches[batch_index:]
@@ -309,7 +342,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                                    + " and ".join(what),
                                    "lower the learning rate (--lr), or clip gradients "
                                    "(optimizer ...(clip=1.0))")
-                m = len(next(iter(b.values())))
+                m = data_mod.example_count(b, axes)
                 loss_sum += value * m
                 seen += m
                 step += 1

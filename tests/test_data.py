@@ -27,7 +27,7 @@ def test_npz_with_test_prefix(tmp_path, two_layer):
     np.savez(path, x=np.zeros((5, 784)), t=np.eye(10)[:5], test_x=np.zeros((2, 784)),
              test_t=np.eye(10)[:2])
     ds = data.load_file(path, two_layer)
-    assert ds.size() == 5 and ds.size("test") == 2
+    assert ds.size(two_layer) == 5 and ds.size(two_layer, "test") == 2
     data.conform(ds.train, two_layer)
 
 
@@ -119,7 +119,7 @@ def test_digits_loads_when_installed():
     ds = data.builtin("digits", m, seed=0)
     arrays = data.conform(ds.train, m)
     assert arrays["x"].shape[1] == 64 and 0.0 <= arrays["x"].min() and arrays["x"].max() <= 1.0
-    assert ds.size() + ds.size("test") == 1797
+    assert ds.size(m) + ds.size(m, "test") == 1797
 
 
 def test_mnist_offline_is_a_clear_error(monkeypatch, tmp_path):
