@@ -107,7 +107,7 @@ def _cmd_show(args) -> int:
 def _cmd_train(args) -> int:
     from .data import load
     from .loader import load_model
-    from .train import Settings, plot_history, summary_line, train
+    from .train import STUCK_HINT, Settings, plot_history, summary_line, train
 
     if args.plot:  # fail before training, not after
         import importlib.util
@@ -129,6 +129,10 @@ def _cmd_train(args) -> int:
         print(f"{Path(args.spec).stem}: " + summary_line(last, int(total)).split("  ", 1)[1]
               + f"  ({result.steps} steps, {result.seconds:.1f}s; checkpoint and history "
               f"in {out}/)")
+    for note in result.notes:
+        print(f"note: {note}")
+    if result.notes:
+        print(f"hint: {STUCK_HINT}")
     if args.plot and result.history:
         plot_history(result.history, out / "curves.png")
         print(f"wrote {out / 'curves.png'}")

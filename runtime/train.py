@@ -32,7 +32,20 @@ HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss",
 
 
 class Diverged(UserError):
-    """The loss or a gradient stopped being finite."""
+    """The loss or a gradient stopped being finite, or the loss grew far beyond its start."""
+
+
+# Divergence without a NaN: a stable log-softmax keeps the loss finite at any step size,
+# so a run whose running loss (an exponential average, SMOOTHING the newest step's weight)
+# exceeds GROWTH times the loss at the start (counted as at least FLOOR, for a loss that
+# starts near 0) has diverged. Far above the ripples of any run that is learning.
+DIVERGENCE_GROWTH = 1e4
+DIVERGENCE_FLOOR = 1e-2
+SMOOTHING = 0.1
+# The final summary's notes: a loss that moved less than STUCK_CHANGE of its start, or a
+# train accuracy within CHANCE_MARGIN of the way from chance to 100%, learned nothing.
+STUCK_CHANGE = 1e-3
+CHANCE_MARGIN = 0.05
 
 
 @dataclass
@@ -103,6 +116,7 @@ class Result:
     steps: int
     seconds: float
     interrupted: bool = False
+    notes: list[str] = field(default_factory=list)  # a run that learned nothing, and why
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -239,6 +253,44 @@ def first_nonfinite(arrays: dict[str, np.ndarray]) -> str | None:
     return None
 
 
+def divergence_limit(start: float) -> float:
+    """The running loss above which a run that started at ``start`` has diverged."""
+    return DIVERGENCE_GROWTH * max(abs(start), DIVERGENCE_FLOOR)
+
+
+def chance_accuracy(kind, arrays: dict[str, np.ndarray]) -> float | None:
+    """The accuracy of always answering the most common class of ``arrays``' targets."""
+    if kind is None or kind[1] not in arrays:
+        return None
+    how, name = kind
+    t = np.asarray(arrays[name])
+    if how == "binary":
+        p = float(np.mean(t > 0.5)) if t.size else 0.0
+        return max(p, 1 - p)
+    labels = np.argmax(t, axis=-1) if how == "onehot" else t
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    return float(np.bincount(labels).max() / labels.size) if labels.size else None
+
+
+def progress_notes(start: float | None, end: float, train_acc: float | None,
+                   chance: float | None) -> list[str]:
+    """What the final summary points out about a run that learned nothing."""
+    notes = []
+    if start is not None and start != 0 and abs(end - start) <= STUCK_CHANGE * abs(start):
+        notes.append(f"the training loss has not moved ({start:.6g} at the start, "
+                     f"{end:.6g} at the end)")
+    if train_acc is not None and chance is not None and \
+            train_acc <= chance + CHANCE_MARGIN * (1 - chance):
+        notes.append(f"train accuracy {100 * train_acc:.1f}% is no better than chance "
+                     f"({100 * chance:.1f}%, always answering the most common class)")
+    return notes
+
+
+STUCK_HINT = ("check the initialization scale (bpc stats SPEC shows each layer's activations "
+              "and gradients at the start) and the learning rate (--lr; try 10x larger or "
+              "smaller)")
+
+
 def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | None,
           resume: bool = False, quiet: bool = False, log=print) -> Result:
     train_arrays = data_mod.conform(dataset.train, module, f"training data ({dataset.name})")
@@ -262,6 +314,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         buffers = {"grads": {k: np.empty_like(v) for k, v in params.items()}}
     optimizer = make_optimizer(settings.optimizer, params, **settings.opt)
     epoch, batch_index, step, loss_sum, seen = 0, 0, 0, 0.0, 0
+    start_loss = running = _full_loss(module, params, train_arrays)  # divergence reference
     rng_start = rng.bit_generator.state
     history: list[dict] = []
     checkpoint = out / "checkpoint.npz" if out else None
@@ -278,6 +331,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         optimizer.load_state_dict(opt_state)
         epoch, batch_index, step = meta["epoch"], meta["batch_index"], meta["step"]
         loss_sum, seen = meta["loss_sum"], meta["seen"]
+        start_loss, running = meta.get("start_loss"), meta.get("running_loss")
         rng_start = meta["rng_start"]
         rng.bit_generator.state = meta["rng"]
         if history_path and history_path.exists():
@@ -296,7 +350,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
 
     def snapshot():
         return {"epoch": epoch, "batch_index": batch_index, "step": step,
-                "loss_sum": loss_sum, "seen": seen}
+                "loss_sum": loss_sum, "seen": seen, "start_loss": start_loss,
+                "running_loss": running}
 
     try:
         from tqdm import tqdm
@@ -337,6 +392,14 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                         optimizer.step(params, grads, lr)
                     bad = first_nonfinite(params)
                     what = [f"parameter '{bad}' is no longer finite"] if bad else []
+                if not what:
+                    if start_loss is None:  # resumed from a checkpoint that lacks it
+                        start_loss = running = float(value)
+                    running += SMOOTHING * (float(value) - running)
+                    if running > divergence_limit(start_loss):
+                        what = [f"the loss grew from {start_loss:.4g} to {running:.4g} "
+                                f"(running average), over {DIVERGENCE_GROWTH:g} times its "
+                                "start"]
                 if what:
                     raise Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
                                    + " and ".join(what),
@@ -386,7 +449,25 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 f"(continue with --resume --out {out})")
         else:
             log(f"interrupted at step {step}")
-    return Result(params, history, epoch, step, time.perf_counter() - start_time, interrupted)
+    notes = [] if interrupted or not history else _final_notes(
+        module, params, train_arrays, start_loss, history[-1], kind)
+    return Result(params, history, epoch, step, time.perf_counter() - start_time, interrupted,
+                  notes)
+
+
+def _full_loss(module, params, arrays) -> float | None:
+    """The mean loss over all of ``arrays``, None when it is not finite."""
+    with np.errstate(all="ignore"):
+        value = float(mean_loss(module, params, arrays))
+    return value if math.isfinite(value) else None
+
+
+def _final_notes(module, params, train_arrays, start_loss, last: dict, kind) -> list[str]:
+    end = _full_loss(module, params, train_arrays)
+    acc = float(last["train_acc"]) if last.get("train_acc") else None
+    if end is None:
+        return []
+    return progress_notes(start_loss, end, acc, chance_accuracy(kind, train_arrays))
 
 
 def summary_line(row: dict, total_epochs: int) -> str:
