@@ -115,15 +115,15 @@ def differentiate(prog: Program) -> Program:
         for p, _, _ in parts[1:]:
             g = b.op("add", g, p)
         bd = named.get(n.id)
-        if n.id in wrt_ids and g.shape != n.shape:
-            g = expand(b, g, n)  # a gradient has exactly its variable's shape
+        if n.id in wrt_ids and (g.shape != n.shape or not g.is_array):
+            g = expand(b, g, n)  # a gradient is an array of its variable's shape and dtype
         if n.id in inner:
             hints.setdefault(g.id, adjoint_name(prog.loss, inner[n.id]))
         if bd is not None:
             name = fresh(adjoint_name(prog.loss, bd.name), taken)
             adj_names[n.id] = name
             sources = tuple(dict.fromkeys((src, rule) for _, src, rule in parts if src))
-            kind = "seed" if n is loss_node else "grad" if n.op in LEAVES else "adjoint"
+            kind = "grad" if n.op in LEAVES else "seed" if n is loss_node else "adjoint"
             backward.append(Binding(name, g, kind,
                                     bd.span, sources=tuple(s for s, _ in sources),
                                     note="; ".join(dict.fromkeys(r for _, r in sources if r))
@@ -135,6 +135,8 @@ def differentiate(prog: Program) -> Program:
     contribs[loss_node.id].append((seed, None, ""))
     pending_leaves: dict[int, Node] = {}
     for n in reversed(order):
+        if n.op in LEAVES and n is loss_node:  # 'loss L = p': dL/dp = 1
+            pending_leaves[n.id] = n
         if n.op in LEAVES or n.id not in needs or n.id not in contribs:
             continue
         g = finish(n)
@@ -155,7 +157,8 @@ def differentiate(prog: Program) -> Program:
         for leaf_id in [i for i in pending_leaves if first_use[i] == n.id]:
             finish(pending_leaves.pop(leaf_id))
     for leaf in pending_leaves.values():  # its first use passed no gradient on
-        finish(leaf)
+        if leaf.id in contribs:
+            finish(leaf)
 
     for name in prog.wrt:
         leaf = by_name[name].node

@@ -93,6 +93,7 @@ def _check_uses(spec: ast.Spec, decls: dict[str, ast.Decl], diags: Diagnostics) 
     # Declarations (lets, inputs, targets, params) are visible everywhere; an equation's
     # value only after its own line (the model is straight-line code).
     visible = {n for n, d in decls.items() if not isinstance(d, ast.Equation)}
+    visible |= symbolic_dims(spec)  # a data dimension is a number too: '/ N'
     for st in spec.statements:
         if isinstance(st, ast.Equation):
             if st.value is None:
@@ -163,17 +164,36 @@ def _check_expr(e: ast.Expr, visible, decls, constants, diags: Diagnostics) -> N
         bound = _bind(e.func, fn.signature, e.args, e.kwargs, e.span, diags, "function")
         for pname, arg in bound.items():
             if pname == "shape":  # dimensions: numbers, constants, symbolic names, -1
-                items = arg.rows[0] if isinstance(arg, ast.Matrix) and len(arg.rows) == 1 \
-                    else None
+                items = shape_items(arg)
                 if items is None:
                     diags.error("'shape' must be a list of dimensions like [N, 784]", arg.span)
                 for item in items or ():
                     if not isinstance(item, ast.Name):
                         _require_constant(item, constants, diags, "a dimension of 'shape'")
             elif pname in fn.static:
-                _require_constant(arg, constants, diags, f"'{pname}' of {e.func}")
+                if not means_none(arg, fn.signature.defaults().get(pname, 0)):
+                    _require_constant(arg, constants, diags, f"'{pname}' of {e.func}")
             else:
                 _check_expr(arg, visible, decls, constants, diags)
+
+
+def means_none(e: ast.Expr, default) -> bool:
+    """``axis=none``: the word ``none`` where an option's default is None."""
+    return default is None and isinstance(e, ast.Name) and e.id == "none"
+
+
+def symbolic_dims(spec: ast.Spec) -> set[str]:
+    """The symbolic dimensions (``N``) of the inputs' and targets' declared shapes."""
+    return {d.value for st in spec.statements if isinstance(st, (ast.Input, ast.Target))
+            and st.shape is not None for d in st.shape.dims
+            if isinstance(d.value, str) and d.value not in spec.constants}
+
+
+def shape_items(e: ast.Expr) -> list[ast.Expr] | None:
+    """The dimensions of reshape's ``[N, 784]`` (``[]``: a scalar), None if not a list."""
+    if isinstance(e, ast.Matrix) and len(e.rows) <= 1:
+        return e.rows[0] if e.rows else []
+    return None
 
 
 def _bind(what: str, sig: Signature, args: list[ast.Expr], kwargs: list[ast.Kwarg],

@@ -98,7 +98,7 @@ def _signature(prog: Program, args: list[Binding]) -> list[str]:
     the inputs with defaults become keyword-only (``*, tax=1.1``) instead."""
     names = [bd.name for bd in args]
     required = [n for n in names if n not in prog.defaults]
-    defaulted = [f"{n}={format_number(prog.defaults[n])}" for n in names if n in prog.defaults]
+    defaulted = [f"{n}={_default_text(prog.defaults[n])}" for n in names if n in prog.defaults]
     in_order = all(n in prog.defaults for n in names[len(required):]) and \
         names[:len(required)] == required
     if in_order:
@@ -106,8 +106,24 @@ def _signature(prog: Program, args: list[Binding]) -> list[str]:
     return ["params", *required, "*", *defaulted]
 
 
-def _prologue(prog: Program, args: list[Binding], statements: list[Statement]) -> list[str]:
-    text = " ".join(s.expr for s in statements) + " " + " ".join(s.name for s in statements)
+def _default_text(value) -> str:
+    """A default argument as Python text: a number, or an array as nested tuples of
+    floats (immutable, unlike a list; ``np.asarray`` in the body makes it an array)."""
+    from .pyfmt import _flat
+
+    def tuples(v):
+        return tuple(tuples(x) for x in v) if isinstance(v, (list, tuple)) else float(v)
+
+    if isinstance(value, (list, tuple)):
+        return _flat(tuples(value))
+    return format_number(value)
+
+
+def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
+              returns: list[str]) -> list[str]:
+    """Inputs as arrays, and every parameter the function reads (also one it returns as
+    it is: 'output W')."""
+    text = " ".join([s.expr for s in statements] + [s.name for s in statements] + returns)
     lines = []
     for bd in args:
         conv = "np.asarray({0})" if bd.node.dtype == "int" else "np.asarray({0}, dtype=DTYPE)"
@@ -147,7 +163,7 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     statements = schedule(prog, bindings, printer)
     backward = {bd.name: bd for bd in prog.backward}
     forward = {bd.name: bd for bd in prog.forward}
-    lines = _prologue(prog, args, statements)
+    lines = _prologue(prog, args, statements, returns)
     planned = plan(statements, returns, into)
     if any(into and into.get(step.statement.name, "\0") in code for step in planned
            for code in step.code):

@@ -9,14 +9,16 @@ equation that fails poisons its name so later uses do not report the same proble
 
 from __future__ import annotations
 
+import math
+
 from . import ast
-from .check import model_name, setting_value
+from .check import means_none, model_name, setting_value, shape_items
 from .desugar import NotConstant, const_value
 from .errors import Diagnostics, Span
 from .functions import FUNCTIONS
 from .ir import (Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, literal_shape,
                  topo_order)
-from .primitives import data_roles
+from .primitives import PRIMITIVES, data_roles
 from .vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS, optimizer_defaults
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow"}
@@ -50,20 +52,29 @@ class _Elaborator:
         loss = output = None
         wrt_inputs: list[str] = []
         config: dict[str, object] = {}
+        # Inputs, targets and parameters may be used anywhere, also above their own
+        # line: elaborate them first (all but a dense layer's weight, whose shape comes
+        # from the value flowing in and is known when its line is reached).
+        early: dict[int, object] = {}
+        for st in spec.statements:
+            self.b.span = st.span
+            if isinstance(st, (ast.Input, ast.Target)) or (
+                    isinstance(st, ast.Param) and not _sized_by_flow(st)):
+                early[id(st)] = self._declare(st)
         for st in spec.statements:
             self.b.span = st.span
             if isinstance(st, ast.Input):
-                node, default = self._input(st)
+                node, default = early[id(st)]
                 if node is not None:
                     inputs.append(Binding(st.name, node, "input", st.span))
                     if default is not None:
                         defaults[st.name] = default
             elif isinstance(st, ast.Target):
-                node = self._data_leaf(st.name, st.shape)
+                node = early[id(st)]
                 if node is not None:
                     targets.append(Binding(st.name, node, "target", st.span))
             elif isinstance(st, ast.Param):
-                result = self._param(st)
+                result = early[id(st)] if id(st) in early else self._param(st)
                 if result is not None:
                     node, init = result
                     params.append(Binding(st.name, node, "param", st.span))
@@ -120,9 +131,17 @@ class _Elaborator:
             params=params, inits=inits, forward=forward, loss=loss, output=output,
             wrt=[p.name for p in params] + wrt_inputs, defaults=defaults,
             symbols=self.symbols, config=config, hints=self.hints,
+            warnings=[d.render(self.diags.source) for d in self.diags.warnings],
             source_lines={i + 1: line for i, line in enumerate(self.lines)})
 
     # ------------------------------------------------------------------------- leaves
+    def _declare(self, st):
+        if isinstance(st, ast.Input):
+            return self._input(st)
+        if isinstance(st, ast.Target):
+            return self._data_leaf(st.name, st.shape)
+        return self._param(st)
+
     def _shape(self, shape: ast.Shape, owner: str, fixed: bool) -> tuple | None:
         dims = []
         for axis, d in enumerate(shape.dims):
@@ -280,20 +299,26 @@ class _Elaborator:
         if isinstance(e, ast.Name):
             if e.id in self.spec.constants:
                 return self._apply(e, [], lambda: b.const(self.spec.constants[e.id]))
+            if e.id not in self.env and e.id in self.b.symbols:  # N: the size from the data
+                return self._apply(e, [], lambda: b.size([e.id]))
             node = self.env.get(e.id)
             if node is None:
                 raise _Poisoned()
             return node
         if isinstance(e, ast.BinOp):
             left, right = self._expr(e.left), self._expr(e.right)
-            return self._apply(e, [(e.left, left), (e.right, right)],
-                               lambda: b.op(_BINOPS[e.op], left, right))
+            described = [(e.left, left), (e.right, right)]
+            self._check_constant(e, _BINOPS[e.op], left, right)
+            node = self._apply(e, described, lambda: b.op(_BINOPS[e.op], left, right))
+            self._warn_outer_broadcast(e, node, described)
+            return node
         if isinstance(e, ast.Neg):
             x = self._expr(e.operand)
+            self._check_constant(e, "neg", x)
             return self._apply(e, [(e.operand, x)], lambda: b.op("neg", x))
         if isinstance(e, ast.Transpose):
             x = self._expr(e.operand)
-            return self._apply(e, [(e.operand, x)], lambda: b.op("transpose", x))
+            return self._apply(e, [(e.operand, x)], lambda: b.transpose(x))
         if isinstance(e, ast.Matrix):
             try:
                 value = const_value(e, self.spec.constants)
@@ -304,6 +329,39 @@ class _Elaborator:
         if isinstance(e, ast.Call):
             return self._call(e)
         raise AssertionError(f"unexpected expression {e!r}")
+
+    def _check_constant(self, e: ast.Expr, op: str, *args: Node) -> None:
+        """Arithmetic on numbers alone runs as Python arithmetic in the module: a value
+        Python cannot compute (1 / 0, 0 ^ -1, (-1) ^ 0.5) is an error here, not there."""
+        values = [_number(a) for a in args]
+        if PRIMITIVES[op].fold is None or None in values:
+            return
+        try:  # in floats: exact integer powers such as 9 ^ 9 ^ 9 would take minutes
+            value = PRIMITIVES[op].fold(*values)
+            problem = None if not isinstance(value, complex) and math.isfinite(value) else \
+                "its value is not a finite real number"
+        except ZeroDivisionError:
+            problem = "it divides by zero"
+        except OverflowError:
+            problem = "it is too large for a floating-point number"
+        if problem:
+            self.diags.error(f"'{self._text(e.span)}' is a constant, but {problem}", e.span)
+            raise _Poisoned()
+
+    def _warn_outer_broadcast(self, e: ast.Expr, node: Node, described) -> None:
+        """NumPy lets ``f : [N, 1]`` minus ``y : [N]`` become ``[N, N]``: every example
+        paired with every other. Legal, and almost never meant: say so."""
+        if len(described) < 2 or not PRIMITIVES[node.op].elementwise:
+            return
+        for dim in dict.fromkeys(d for d in node.shape if isinstance(d, str)):
+            if node.shape.count(dim) > max(n.shape.count(dim) for _, n in described):
+                parts = [f"'{self._text(x.span)}' {fmt_shape(n.shape)}" for x, n in described]
+                self.diags.warning(
+                    f"broadcasting {' against '.join(parts)} gives {fmt_shape(node.shape)}: "
+                    f"every one of the {dim} rows meets every other", e.span,
+                    "give both operands the same shape (declare the target as "
+                    f"[{dim}, 1], or reshape(y, [{dim}, 1])) unless you mean all pairs")
+                return
 
     def _call(self, e: ast.Call) -> Node:
         fn = FUNCTIONS[e.func]
@@ -316,6 +374,9 @@ class _Elaborator:
         for pname, expr in bound.items():
             if pname in fn.static:
                 try:
+                    if means_none(expr, static.get(pname, 0)):
+                        static[pname] = None
+                        continue
                     static[pname] = self._static(pname, expr)
                 except NotConstant as err:
                     self.diags.error(err.message(f"'{pname}' of {e.func} must be a constant"),
@@ -325,12 +386,14 @@ class _Elaborator:
                 node = self._expr(expr)
                 args[pname] = node
                 described.append((expr, node))
-        return self._apply(e, described, lambda: fn.lower(self.b, args, static))
+        node = self._apply(e, described, lambda: fn.lower(self.b, args, static))
+        self._warn_outer_broadcast(e, node, described)
+        return node
 
     def _static(self, pname: str, expr: ast.Expr):
         constants = self.spec.constants
         if pname == "shape":  # reshape's target: numbers, lets, symbolic dims, one -1
-            items = expr.rows[0] if isinstance(expr, ast.Matrix) and len(expr.rows) == 1 else [expr]
+            items = shape_items(expr)
             dims = []
             for item in items:
                 if isinstance(item, ast.Name) and item.id not in constants:
@@ -400,3 +463,26 @@ def _matmul_uses(roots) -> dict[int, tuple[bool, bool]]:
             base = operand.args[0] if transposed else operand
             uses.setdefault(base.id, (is_right, transposed))
     return uses
+
+
+def _sized_by_flow(st: ast.Param) -> bool:
+    """Whether a parameter's shape depends on an equation (a dense layer's fan-in)."""
+    return st.shape is not None and any(isinstance(d.value, ast.FanIn) for d in st.shape.dims)
+
+
+def _number(node: Node) -> float | None:
+    """The value of a scalar made of number literals and arithmetic, as a float (None if
+    it is anything else)."""
+    if node.is_const:
+        return None if isinstance(node.value, tuple) else float(node.value)
+    fold = PRIMITIVES[node.op].fold
+    if fold is None or not node.args or node.shape != ():
+        return None
+    values = [_number(a) for a in node.args]
+    if None in values:
+        return None
+    try:
+        value = fold(*values)
+    except (ArithmeticError, ValueError):
+        return None
+    return value if not isinstance(value, complex) and math.isfinite(value) else None

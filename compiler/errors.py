@@ -109,10 +109,14 @@ class Diagnostics:
     def __init__(self, source: str | None = None):
         self.source = source
         self.items: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []  # reported, but the spec still compiles
 
     def error(self, message: str, span: Span | None, hint: str | None = None,
               notes: list[Note] | None = None) -> None:
         self.items.append(Diagnostic(message, span, hint, list(notes or [])))
+
+    def warning(self, message: str, span: Span | None, hint: str | None = None) -> None:
+        self.warnings.append(Diagnostic(message, span, hint, severity="warning"))
 
     def unknown(self, message: str, word: str, span: Span | None, choices,
                 listing_prefix: str, also: str = "") -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .ir import ShapeError
 from .vocab import Signature, sig
 
 
@@ -40,6 +41,22 @@ def _reduction(op: str) -> Function:
                lambda b, a, s: b.op(op, a["x"], axis=b.axes(a["x"], s["axis"]),
                                     keepdims=bool(s["keepdims"])),
                static=("axis", "keepdims"))
+
+
+def _same_shape(name: str, lower: Callable, first: str = "y", second: str = "t") -> Callable:
+    """A loss comparing two values element by element needs them of one shape (or one
+    of them a scalar): NumPy would silently broadcast [N, 1] against [N] into [N, N]."""
+    def checked(b, a, s):
+        x, t = a[first], a[second]
+        if x.shape != t.shape and x.shape != () and t.shape != ():
+            err = ShapeError(f"{name} compares its two arguments element by element, so "
+                             "they must have the same shape", (0, 1),
+                             hint="reshape one of them, e.g. reshape(t, [N, 1]), or declare "
+                                  "the target with the prediction's shape")
+            err.nodes = (x, t)
+            raise err
+        return lower(b, a, s)
+    return checked
 
 
 def _squared_error(b, a, s):
@@ -88,18 +105,21 @@ FUNCTIONS: dict[str, Function] = {
                    lambda b, a, s: b.op("softmax", a["x"], axis=b.axes(a["x"], s["axis"])),
                    static=("axis",)),
     "log_softmax": _fn(sig("x", ("axis", -1)), _log_softmax, static=("axis",)),
-    "transpose": _fn(sig("x"), lambda b, a, s: b.op("transpose", a["x"])),
+    "transpose": _fn(sig("x"), lambda b, a, s: b.transpose(a["x"])),
     "reshape": _fn(sig("x", "shape"),
-                   lambda b, a, s: b.op("reshape", a["x"], shape=tuple(s["shape"])),
+                   lambda b, a, s: b.op("reshape", a["x"], *(b.size([d]) for d in s["shape"]
+                                                              if isinstance(d, str)),
+                                        shape=tuple(s["shape"])),
                    static=("shape",)),
-    "mse": _fn(sig("y", "t"), lambda b, a, s: b.op("mean", _squared_error(b, a, s),
-                                                   axis=None, keepdims=False)),
-    "sse": _fn(sig("y", "t"), lambda b, a, s: b.op(
+    "mse": _fn(sig("y", "t"), _same_shape("mse", lambda b, a, s: b.op(
+        "mean", _squared_error(b, a, s), axis=None, keepdims=False))),
+    "sse": _fn(sig("y", "t"), _same_shape("sse", lambda b, a, s: b.op(
         "mul", b.const(0.5), b.op("sum", _squared_error(b, a, s), axis=None,
-                                  keepdims=False))),
-    "least_squares": _fn(sig("y", "t"), lambda b, a, s: b.op(
-        "sum", _squared_error(b, a, s), axis=None, keepdims=False)),
-    "cross_entropy": _fn(sig("p", "t"), _cross_entropy),
+                                  keepdims=False)))),
+    "least_squares": _fn(sig("y", "t"), _same_shape("least_squares", lambda b, a, s: b.op(
+        "sum", _squared_error(b, a, s), axis=None, keepdims=False))),
+    "cross_entropy": _fn(sig("p", "t"), _same_shape("cross_entropy", _cross_entropy, "p")),
     "softmax_cross_entropy": _fn(sig("logits", "t"), _softmax_cross_entropy),
-    "sigmoid_cross_entropy": _fn(sig("logits", "t"), _sigmoid_cross_entropy),
+    "sigmoid_cross_entropy": _fn(sig("logits", "t"), _same_shape(
+        "sigmoid_cross_entropy", _sigmoid_cross_entropy, "logits")),
 }

@@ -32,6 +32,8 @@ def formula(init: Init, shape: Shape, dtype: str) -> tuple[str, str]:
         return f"np.ones({size}, dtype=DTYPE)", "ones"
     if k == "constant":
         return f"np.full({size}, {format_number(a['value'])}, dtype=DTYPE)", "constant"
+    if k == "value" and shape:  # a number fills the declared shape
+        return f"np.full({size}, {format_number(a['value'])}, dtype=DTYPE)", "given value"
     if k in ("value", "array"):
         return f"np.array({_literal(a['value'])}, dtype=DTYPE)", "given value"
     if k == "normal":

@@ -61,14 +61,29 @@ class ShapeError(Exception):
 _ids = itertools.count()
 
 
+# Operations printed as Python arithmetic: on Python numbers they give Python numbers.
+PYTHON_ARITHMETIC = frozenset({"add", "sub", "mul", "div", "neg", "pow"})
+
+
 class Node:
-    __slots__ = ("id", "op", "args", "attrs", "shape", "dtype", "span")
+    __slots__ = ("id", "op", "args", "attrs", "shape", "dtype", "span", "weak")
 
     def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, shape: Shape,
                  dtype: str, span: Span | None):
         self.id = next(_ids)
         self.op, self.args, self.attrs = op, args, attrs
         self.shape, self.dtype, self.span = shape, dtype, span
+        # Whether generated code computes it as a plain Python number: a scalar constant,
+        # a count (``x.shape[0]``) or Python arithmetic on those. NumPy treats such
+        # numbers as "weak": they take the dtype of the array they meet.
+        self.weak = shape == () and (op in ("const", "count") or (
+            op in PYTHON_ARITHMETIC and all(a.weak for a in args)))
+
+    @property
+    def is_array(self) -> bool:
+        """Whether generated code computes it as a NumPy value of the program's float
+        dtype (not a Python number, a boolean mask or integer labels)."""
+        return self.dtype not in ("bool", "int") and not self.weak
 
     def attr(self, key: str, default: Any = None) -> Any:
         for k, v in self.attrs:
@@ -132,7 +147,21 @@ class Builder:
             err.nodes = args  # so the caller can name the operands in its message
             raise
         dtype = prim.result_dtype(args, self.dtype)
-        return Node(op, tuple(args), frozen, tuple(shape), dtype, self.span)
+        if op == "cast" and (args[0].op == "cast" or args[0].weak):
+            return args[0]  # already cast, or a Python number, which takes any dtype
+        node = Node(op, tuple(args), frozen, tuple(shape), dtype, self.span)
+        if prim.elementwise and prim.dtype is None and op != "cast" and \
+                not any(a.is_array for a in args):
+            # NumPy would not give an array of the program's dtype here: a mask times a
+            # number is float64 (or int64), and np.sin of a number is a float64 scalar.
+            if any(not a.weak for a in args) or (op not in PYTHON_ARITHMETIC
+                                                 and self.dtype != "float64"):
+                return self.op("cast", node)
+        return node
+
+    def transpose(self, x: Node) -> Node:
+        """``x.T``: reverses the axes, so a scalar or a vector is itself (as in NumPy)."""
+        return x if len(x.shape) < 2 else self.op("transpose", x)
 
     def const(self, value: Any) -> Node:
         if not all(math.isfinite(float(v)) for v in literal_values(value)):
@@ -234,6 +263,8 @@ class Program:
     # Readable names for values that may become temporaries (node id -> name), e.g.
     # "dE_dy_in" for the adjoint of the input of y's outermost operation.
     hints: dict[int, str] = field(default_factory=dict)
+    # Located warnings, rendered with their source line (the spec compiles all the same).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def leaves(self) -> list[Binding]:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from . import ast
@@ -19,17 +20,25 @@ from .optimize import optimize
 STAGES = ("ast", "ir", "grad", "opt", "code")
 
 
-def _elaborated(spec: ast.Spec) -> Program:
+def _print_warning(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _elaborated(spec: ast.Spec, warn) -> Program:
     diags = Diagnostics(spec.source)
     prog = elaborate(spec, diags)
     diags.raise_if_any()
     assert prog is not None
+    for text in prog.warnings:
+        (warn or _print_warning)(text)
     return prog
 
 
-def program(spec: ast.Spec, stage: str = "opt") -> Program:
-    """The IR of a checked spec at ``stage`` ("ir", "grad" or "opt")."""
-    prog = _elaborated(spec)
+def program(spec: ast.Spec, stage: str = "opt", warn=None) -> Program:
+    """The IR of a checked spec at ``stage`` ("ir", "grad" or "opt"). Warnings (the
+    spec compiles, but probably does not mean what it says) go to ``warn(text)``,
+    by default printed on standard error."""
+    prog = _elaborated(spec, warn)
     if stage == "ir":
         return prog
     prog = differentiate(prog)

@@ -231,28 +231,35 @@ def _size_split(shape):
 
 
 def _reshape_shape(args, attrs):
+    """Numbers, symbolic dimensions (``N``, each also passed as a ``count`` argument) and
+    at most one ``-1``, which takes the size left over: a number, or the one symbolic
+    dimension the other dimensions do not account for."""
     src, want = args[0].shape, list(attrs["shape"])
     if sum(1 for d in want if d == -1) > 1:
         raise ShapeError("reshape can infer (-1) at most one dimension", (0,))
+    for d in want:
+        if isinstance(d, int) and d < 1 and d != -1:
+            raise ShapeError("reshape dimensions must be positive (or one -1)", (0,))
     fixed_src, sym_src = _size_split(src)
-    known = [d for d in want if d != -1]
-    fixed_w, sym_w = _size_split(known)
+    fixed_w, sym_w = _size_split([d for d in want if d != -1])
+    rest = list(sym_src)
+    for s in sym_w:
+        if s not in rest:
+            raise ShapeError(f"reshape to {fmt_shape(tuple(want))} needs dimension {s}, "
+                             "which the value does not have", (0,))
+        rest.remove(s)
     if -1 in want:
-        if sym_w != sym_src[:len(sym_w)] and not set(sym_w) <= set(sym_src):
-            raise ShapeError("reshape cannot keep the size", (0,))
-        rest = [s for s in sym_src]
-        for s in sym_w:
-            rest.remove(s)
-        if rest or fixed_src % fixed_w:
-            raise ShapeError(f"reshape to [{', '.join(map(str, want))}] cannot keep the size",
-                             (0,))
-        want[want.index(-1)] = fixed_src // fixed_w
-    elif fixed_w != fixed_src or sym_w != sym_src:
+        if fixed_src % fixed_w or len(rest) > 1 or (rest and fixed_src != fixed_w):
+            left = " * ".join([str(fixed_src // fixed_w)] * (fixed_src % fixed_w == 0) + rest)
+            raise ShapeError(f"reshape to {fmt_shape(tuple(want))} cannot keep the size"
+                             + (f" (-1 would be {left})" if left and not fixed_src % fixed_w
+                                else ""), (0,),
+                             hint="-1 must come out as a whole number or one symbolic "
+                                  "dimension such as N")
+        want[want.index(-1)] = rest[0] if rest else fixed_src // fixed_w
+    elif fixed_w != fixed_src or rest:
         raise ShapeError(f"reshape to {fmt_shape(tuple(want))} changes the number of elements",
                          (0,))
-    for d in want:
-        if isinstance(d, int) and d < 1:
-            raise ShapeError("reshape dimensions must be positive", (0,))
     return tuple(want)
 
 
@@ -262,6 +269,10 @@ def _xent_shape(args, attrs):
     if len(logits) == 0:
         raise ShapeError("softmax_cross_entropy needs logits with a class axis, not a scalar",
                          (0,))
+    if not isinstance(logits[-1], int):
+        raise ShapeError("softmax_cross_entropy needs a fixed number of classes (the logits' "
+                         f"last axis), not the symbolic dimension {logits[-1]}", (0,),
+                         hint="declare the number of classes as a number or a 'let'")
     if t != logits and t != logits[:-1]:
         raise ShapeError("targets must be one-hot with the logits' shape, or integer labels "
                          "with the shape of all but the last axis", (0, 2))
@@ -282,8 +293,9 @@ def labels(t: Node, logits: Node) -> bool:
 
 # ----------------------------------------------------------------------------- vjp helpers
 def expand(b: Builder, g: Node, like: Node) -> Node:
-    """``g`` at the full shape of ``like`` (adjoints may be lazily broadcast)."""
-    if g.shape == like.shape:
+    """``g`` at the full shape of ``like`` (adjoints may be lazily broadcast), as an array
+    of the program's dtype (a Python number such as a seed 1.0 is not one)."""
+    if g.shape == like.shape and g.is_array:
         return g
     return b.op("mul", g, b.op("ones_like", like))
 
@@ -470,10 +482,24 @@ for _name, _sym, _fn in (("gt", ">", "greater"), ("ge", ">=", "greater_equal"),
 
 _register(Primitive("where", 3, _broadcast, _call("np.where"),
                     lambda v, a: np.where(v[0], v[1], v[2]), None, "", elementwise=True))
-_register(Primitive("zeros_like", 1, _same, _call("np.zeros_like"),
+def _like(fn: str):
+    """np.zeros_like / np.ones_like, given the model's dtype when the argument is not
+    already an array of it (a mask, labels or a Python number)."""
+    def emit(a, attrs, node):
+        extra = "" if node.args[0].is_array else ", dtype=DTYPE"
+        return f"{fn}({a[0][0]}{extra})", POSTFIX
+    return emit
+
+
+_register(Primitive("zeros_like", 1, _same, _like("np.zeros_like"),
                     lambda v, a: np.zeros_like(v[0]), lambda b, n, g: [None],
                     "zeros_like(x) does not depend on the values of x"))
-_register(Primitive("ones_like", 1, _same, _call("np.ones_like"),
+_register(Primitive("cast", 1, _same, lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}.astype(DTYPE)",
+                                                          POSTFIX),
+                    lambda v, a: np.asarray(v[0], dtype=float), lambda b, n, g: [g],
+                    "a cast to the model's dtype passes the adjoint through",
+                    elementwise=True))
+_register(Primitive("ones_like", 1, _same, _like("np.ones_like"),
                     lambda v, a: np.ones_like(v[0]), lambda b, n, g: [None],
                     "ones_like(x) does not depend on the values of x"))
 
@@ -504,14 +530,30 @@ _register(Primitive(
 
 
 def _emit_reshape(a, attrs, n):
-    dims = ", ".join(str(d) for d in attrs["shape"])
-    return f"np.reshape({a[0][0]}, ({dims}{',' if len(attrs['shape']) == 1 else ''}))", POSTFIX
+    """``np.reshape(x, (-1, 6))``: a symbolic dimension prints as -1 when it is the only
+    one left to infer, else as its size from the data (``x.shape[0]``)."""
+    want, sizes = attrs["shape"], iter(a[1:])
+    free = sum(1 for d in want if not isinstance(d, int) or d == -1)
+    dims = []
+    for d in want:
+        if isinstance(d, int):
+            dims.append(str(d))
+        else:
+            size = next(sizes)[0]
+            dims.append("-1" if free == 1 else size)
+    return f"np.reshape({a[0][0]}, ({', '.join(dims)}{',' if len(dims) == 1 else ''}))", POSTFIX
+
+
+def _eval_reshape(v, a):
+    sizes = iter(v[1:])
+    return np.reshape(v[0], tuple(d if isinstance(d, int) else int(next(sizes))
+                                  for d in a["shape"]))
 
 
 _register(Primitive(
-    "reshape", 1, _reshape_shape, _emit_reshape,
-    lambda v, a: np.reshape(v[0], tuple(-1 if isinstance(d, str) else d for d in a["shape"])),
-    lambda b, n, g: [b.op("reshape_like", expand(b, g, n), n.args[0])],
+    "reshape", None, _reshape_shape, _emit_reshape, _eval_reshape,
+    lambda b, n, g: [b.op("reshape_like", expand(b, g, n), n.args[0])] + [None] * (
+        len(n.args) - 1),
     "reshape moves elements without changing them", cheap=True))
 _register(Primitive(
     "reshape_like", 2, lambda args, attrs: args[1].shape,
@@ -542,9 +584,12 @@ def _mean_vjp(b, n, g):
 
 
 def _max_vjp(b, n, g):
+    """The adjoint is split evenly among tied maximal elements (as PyTorch's amax and
+    JAX do), so the gradient's total stays g whatever the number of ties."""
     x = n.args[0]
-    mask = b.op("eq", x, keep_axes(b, n, n))
-    return [b.op("mul", mask, keep_axes(b, g, n))]
+    mask = b.op("cast", b.op("eq", x, keep_axes(b, n, n)))
+    ties = b.op("sum", mask, axis=n.attr("axis"), keepdims=n.attr("axis") is not None)
+    return [b.op("mul", b.op("div", mask, ties), keep_axes(b, g, n))]
 
 
 def _logsumexp_vjp(b, n, g):
@@ -573,7 +618,7 @@ _register(Primitive("mean", 1, _reduced, _reduce_call("np.mean"), _np_reduce("me
                     _mean_vjp, "d mean(x) = mean(dx): the adjoint / count to every element",
                     out_form=_reduce_into("np.mean")))
 _register(Primitive("max", 1, _reduced, _reduce_call("np.max"), _np_reduce("max"), _max_vjp,
-                    "d max(x) flows to the maximal element(s)",
+                    "d max(x) flows to the maximal element, split evenly among ties",
                     kink=lambda v, a: _top_gap(v[0], a.get("axis"))))
 _register(Primitive("logsumexp", 1, _reduced, _reduce_call("_logsumexp"),
                     _np_reduce(_np_logsumexp), _logsumexp_vjp,
@@ -633,9 +678,17 @@ def _xent_eval(v, attrs):
 def _xent_vjp(b, node, g):
     logits, log_p, t, n = node.args
     p = b.op("exp", log_p)  # softmax(logits), from the forward's log-softmax
-    onehot = b.op("one_hot", t, classes=logits.shape[-1]) if labels(t, logits) else t
+    if labels(t, logits):  # integer labels: not differentiable
+        onehot = b.op("one_hot", t, classes=logits.shape[-1])
+        return [b.op("mul", b.op("div", b.op("sub", p, onehot), n), g), None, None, None]
+    if t.op != "input":
+        # A computed target need not sum to 1 over classes: the exact gradient is
+        # (p * sum(t) - t) / N, which the fused rule shortens only for checked data.
+        p = b.op("mul", p, b.op("sum", t, axis=(len(t.shape) - 1,), keepdims=True))
     # The fused rule covers log_p's own dependence on the logits: nothing flows to it.
-    return [b.op("mul", b.op("div", b.op("sub", p, onehot), n), g), None, None, None]
+    d_logits = b.op("mul", b.op("div", b.op("sub", p, t), n), g)
+    d_t = b.op("mul", b.op("neg", b.op("div", log_p, n)), g)  # -log_softmax(logits) / N
+    return [d_logits, None, d_t, None]
 
 
 def _xent_roles(node: Node) -> list[tuple[int, str, int]]:
@@ -677,8 +730,9 @@ _register(Primitive(
     "sigmoid_xent", 3, lambda args, attrs: _sigmoid_xent_shape(args, attrs), _sig_xent_emit,
     lambda v, a: np.sum(np.logaddexp(0.0, v[0]) - v[1] * v[0]) / v[2],
     lambda b, n, g: [b.op("mul", b.op("div", b.op("sub", b.op("sigmoid", n.args[0]),
-                                                    n.args[1]), n.args[2]), g), None, None],
-    "sigmoid + cross-entropy fused: dL/dlogits = (sigmoid - t) / N"))
+                                                    n.args[1]), n.args[2]), g),
+                     b.op("mul", b.op("neg", b.op("div", n.args[0], n.args[2])), g), None],
+    "sigmoid + cross-entropy fused: dL/dlogits = (sigmoid - t) / N, dL/dt = -logits / N"))
 
 
 # Helpers the printed code may call, defined once at the top of a generated module.
