@@ -74,7 +74,7 @@ class _Elaborator:
                 if node is not None:
                     targets.append(Binding(st.name, node, "target", st.span))
             elif isinstance(st, ast.Param):
-                result = early[id(st)] if id(st) in early else self._param(st)
+                result = early[id(st)] if id(st) in early else self._declare(st)
                 if result is not None:
                     node, init = result
                     params.append(Binding(st.name, node, "param", st.span))
@@ -137,10 +137,13 @@ class _Elaborator:
     # ------------------------------------------------------------------------- leaves
     def _declare(self, st):
         if isinstance(st, ast.Input):
-            return self._input(st)
-        if isinstance(st, ast.Target):
-            return self._data_leaf(st.name, st.shape)
-        return self._param(st)
+            result = self._input(st)
+        elif isinstance(st, ast.Target):
+            result = self._data_leaf(st.name, st.shape)
+        else:
+            result = self._param(st)
+        self.env.setdefault(st.name, None)  # a failed declaration poisons its uses
+        return result
 
     def _shape(self, shape: ast.Shape, owner: str, fixed: bool) -> tuple | None:
         dims = []
@@ -301,8 +304,13 @@ class _Elaborator:
                 return self._apply(e, [], lambda: b.const(self.spec.constants[e.id]))
             if e.id not in self.env and e.id in self.b.symbols:  # N: the size from the data
                 return self._apply(e, [], lambda: b.size([e.id]))
-            node = self.env.get(e.id)
-            if node is None:
+            if e.id not in self.env:  # a dense layer's weight, used above its stack
+                self.diags.error(f"'{e.id}' is used before its shape is known", e.span,
+                                 f"'{e.id}' is sized by the value flowing into its layer "
+                                 "stack: use it below the stack")
+                raise _Poisoned()
+            node = self.env[e.id]
+            if node is None:  # its definition failed and was reported
                 raise _Poisoned()
             return node
         if isinstance(e, ast.BinOp):
