@@ -101,7 +101,7 @@ def _check_variable(module, name, g, params, data, eps, tol, samples, rng) -> Ro
         ok = False
         why = (f"no entry compared: all {skipped} sampled entries sit on kinks" if skipped
                else "no entry compared: it has no entries")
-    return Row(name, tuple(base.shape), checked, skipped, max_abs, max_rel, ok, why)
+    return Row(name, tuple(base.shape), checked, skipped, max_abs, max_rel, bool(ok), why)
 
 
 def format_table(rows: list[Row]) -> str:

@@ -42,8 +42,9 @@ class Diverged(UserError):
 DIVERGENCE_GROWTH = 1e4
 DIVERGENCE_FLOOR = 1e-2
 SMOOTHING = 0.1
-# The final summary's notes: a loss that moved less than STUCK_CHANGE of its start, or a
-# train accuracy within CHANCE_MARGIN of the way from chance to 100%, learned nothing.
+# The final summary's notes: a loss that moved less than STUCK_CHANGE of its start, or
+# rose, or a train accuracy within CHANCE_MARGIN of the way from chance to 100%: the run
+# learned nothing.
 STUCK_CHANGE = 1e-3
 CHANCE_MARGIN = 0.05
 
@@ -279,6 +280,9 @@ def progress_notes(start: float | None, end: float, train_acc: float | None,
     if start is not None and start != 0 and abs(end - start) <= STUCK_CHANGE * abs(start):
         notes.append(f"the training loss has not moved ({start:.6g} at the start, "
                      f"{end:.6g} at the end)")
+    elif start is not None and end > start + STUCK_CHANGE * abs(start):
+        notes.append(f"the training loss ended higher than it started ({start:.6g} at the "
+                     f"start, {end:.6g} at the end)")
     if train_acc is not None and chance is not None and \
             train_acc <= chance + CHANCE_MARGIN * (1 - chance):
         notes.append(f"train accuracy {100 * train_acc:.1f}% is no better than chance "
@@ -286,9 +290,9 @@ def progress_notes(start: float | None, end: float, train_acc: float | None,
     return notes
 
 
-STUCK_HINT = ("check the initialization scale (bpc stats SPEC shows each layer's activations "
-              "and gradients at the start) and the learning rate (--lr; try 10x larger or "
-              "smaller)")
+STUCK_HINT = ("check the learning rate (--lr; try 10x smaller if the loss rose, 10x larger if "
+              "it has not moved) and the initialization scale (bpc stats SPEC shows each "
+              "layer's activations and gradients at the start)")
 
 
 def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | None,
@@ -314,7 +318,9 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         buffers = {"grads": {k: np.empty_like(v) for k, v in params.items()}}
     optimizer = make_optimizer(settings.optimizer, params, **settings.opt)
     epoch, batch_index, step, loss_sum, seen = 0, 0, 0, 0.0, 0
-    start_loss = running = _full_loss(module, params, train_arrays)  # divergence reference
+    # The reference for divergence: the loss at the start, over minibatches of the training
+    # size (a loss that sums over its batch is compared like with like).
+    start_loss = running = _full_loss(module, params, train_arrays, settings.batch)
     rng_start = rng.bit_generator.state
     history: list[dict] = []
     checkpoint = out / "checkpoint.npz" if out else None
@@ -450,20 +456,21 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         else:
             log(f"interrupted at step {step}")
     notes = [] if interrupted or not history else _final_notes(
-        module, params, train_arrays, start_loss, history[-1], kind)
+        module, params, train_arrays, start_loss, history[-1], kind, settings.batch)
     return Result(params, history, epoch, step, time.perf_counter() - start_time, interrupted,
                   notes)
 
 
-def _full_loss(module, params, arrays) -> float | None:
-    """The mean loss over all of ``arrays``, None when it is not finite."""
+def _full_loss(module, params, arrays, batch: int) -> float | None:
+    """The mean minibatch loss over all of ``arrays``, None when it is not finite."""
     with np.errstate(all="ignore"):
-        value = float(mean_loss(module, params, arrays))
+        value = float(mean_loss(module, params, arrays, batch))
     return value if math.isfinite(value) else None
 
 
-def _final_notes(module, params, train_arrays, start_loss, last: dict, kind) -> list[str]:
-    end = _full_loss(module, params, train_arrays)
+def _final_notes(module, params, train_arrays, start_loss, last: dict, kind,
+                 batch: int) -> list[str]:
+    end = _full_loss(module, params, train_arrays, batch)
     acc = float(last["train_acc"]) if last.get("train_acc") else None
     if end is None:
         return []
