@@ -246,7 +246,8 @@ def _check_init(st: ast.Param, constants, diags: Diagnostics) -> None:
                             f"usage: {sig.usage(name)}")
         else:
             bound = _bind(name, sig, init.args, init.kwargs, init.span, diags, "initializer")
-            values = _ranged_args(name, bound, INIT_RANGES.get(name, {}), constants, diags)
+            values = _ranged_args(name, bound, INIT_RANGES.get(name, {}), sig, constants,
+                                  diags)
             ordered = INIT_ORDERED.get(name)
             if ordered:
                 _check_order(name, ordered, {**sig.defaults(), **values}, init.span, diags)
@@ -285,7 +286,8 @@ def _check_config(spec: ast.Spec, diags: Diagnostics) -> None:
                               "built-in data sets are", "; or give a file: data \"train.npz\"")
                 continue
             bound = _bind(st.name, sig, st.args, st.kwargs, st.span, diags, "data set")
-            _ranged_args(st.name, bound, DATASET_RANGES.get(st.name, {}), constants, diags)
+            _ranged_args(st.name, bound, DATASET_RANGES.get(st.name, {}), sig, constants,
+                         diags)
 
 
 def setting_value(key: str, value: ast.Expr, constants, diags: Diagnostics):
@@ -299,27 +301,32 @@ def setting_value(key: str, value: ast.Expr, constants, diags: Diagnostics):
     v = _require_constant(value, constants, diags, f"'{key}'")
     if v is None:
         return None
-    return _in_range(v, spec.range, f"'{key}'", value.span, diags)
+    return _in_range(v, spec.range, f"'{key}'", value.span, diags, key, spec.default)
 
 
-def _in_range(v, rng: Range, what: str, span: Span, diags: Diagnostics):
-    """``v`` as its kind if ``rng`` holds it, else an error at ``span`` and None."""
+def _in_range(v, rng: Range, what: str, span: Span, diags: Diagnostics, key: str = "",
+              default=None):
+    """``v`` as its kind if ``rng`` holds it, else an error at ``span`` (with the default
+    as a hint) and None."""
     problem = rng.problem(v)
     if problem:
-        diags.error(f"{what} {problem}", span)
+        usual = isinstance(default, (int, float)) and not isinstance(default, bool)
+        diags.error(f"{what} {problem}", span, f"the default is {key}={default!r}"
+                    if usual else None)
         return None
     return rng.coerce(v)
 
 
-def _ranged_args(what: str, bound: dict[str, ast.Expr], ranges: dict[str, Range], constants,
-                 diags: Diagnostics) -> dict[str, object]:
+def _ranged_args(what: str, bound: dict[str, ast.Expr], ranges: dict[str, Range],
+                 sig: Signature, constants, diags: Diagnostics) -> dict[str, object]:
     """The constant arguments of an initializer or data set, each checked against its range;
     only those that passed are returned."""
     values = {}
     for pname, arg in bound.items():
         v = _require_constant(arg, constants, diags, f"an argument of '{what}'")
         if v is not None and pname in ranges:
-            v = _in_range(v, ranges[pname], f"'{pname}' of '{what}'", arg.span, diags)
+            v = _in_range(v, ranges[pname], f"'{pname}' of '{what}'", arg.span, diags,
+                          pname, sig.defaults().get(pname))
         if v is not None:
             values[pname] = v
     return values
@@ -361,7 +368,7 @@ def _check_optimizer(st: ast.Optimizer, constants, diags: Diagnostics) -> None:
         v = _require_constant(kw.value, constants, diags, f"optimizer setting '{kw.name}'")
         if v is not None:
             _in_range(v, OPTIMIZER_RANGES[kw.name], f"optimizer setting '{kw.name}'",
-                      kw.value.span, diags)
+                      kw.value.span, diags, kw.name, keys[kw.name])
 
 
 def _check_loss(spec: ast.Spec, diags: Diagnostics) -> None:
