@@ -347,3 +347,34 @@ def test_an_output_naming_a_parameter_is_returned_by_predict():
     m = module("input x : [N, 3]\nparam W : [3, 1] = normal\noutput W\nloss L = sum(x @ W)\n")
     params = params_of(m)
     np.testing.assert_array_equal(m["predict"](params, X), params["W"])
+
+
+# ----------------------------------------------------------------------------- property
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from specgen import random_spec  # noqa: E402
+
+F32_EXAMPLES = int(os.environ.get("BPC_PROPERTY_EXAMPLES", "60"))
+
+
+@settings(max_examples=F32_EXAMPLES, deadline=None, derandomize=F32_EXAMPLES <= 1000,
+          suppress_health_check=list(HealthCheck))
+@given(random_spec())
+def test_random_float32_specs_keep_float32_in_every_value_and_gradient(spec):
+    m = module("dtype float32\n" + spec.text())
+    rng = np.random.default_rng(0)
+    feeds = {k: v.astype(np.float32) for k, v in spec.feeds(rng).items()}
+    params = {k: np.asarray(v, dtype=np.float32) for k, v in spec.param_values(rng).items()}
+    with np.errstate(all="ignore"):
+        (_, grads), values = _locals_at_return(m["loss_and_grad"], params, **feeds)
+        out = m["predict"](params, **feeds)
+    for name, g in grads.items():
+        assert isinstance(g, (np.ndarray, np.generic)) and g.dtype == np.float32, (name, g)
+        assert np.shape(g) == params.get(name, feeds.get(name)).shape
+    wrong = {k: np.asarray(v).dtype for k, v in values.items()
+             if isinstance(v, (np.ndarray, np.generic)) and np.asarray(v).dtype.kind == "f"
+             and np.asarray(v).dtype != np.float32}
+    assert not wrong, (wrong, m["SOURCE"])
+    assert np.asarray(out).dtype == np.float32
