@@ -17,7 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from compiler.vocab import RUNTIME_RANGES
+
 from .data import synthetic
+from .errors import UserError
 
 
 @dataclass
@@ -35,6 +38,11 @@ class Row:
 def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, seed: int = 0,
               batch: int = 3, data: dict | None = None, params: dict | None = None) -> list[Row]:
     """Check every gradient of ``module`` at random data and parameters (or those given)."""
+    for key, value in (("eps", eps), ("tol", tol), ("samples", samples), ("seed", seed),
+                       ("batch", batch)):
+        problem = RUNTIME_RANGES[key].problem(value)
+        if problem:  # the CLI's flags are checked by the same table
+            raise UserError(f"gradcheck: '{key}' {problem}")
     rng = np.random.default_rng(seed)
     if data is None:
         data = synthetic(module, rng, batch)

@@ -309,6 +309,14 @@ def test_gradcheck_api_rows_say_why(tmp_path):
     assert rows["v"].ok is True and rows["v"].checked == 2 and rows["v"].why == ""
 
 
+@pytest.mark.parametrize("setting", [{"eps": 0.0}, {"tol": float("nan")}, {"samples": 0},
+                                     {"batch": 0}, {"seed": -1}])
+def test_gradcheck_api_refuses_settings_out_of_range(setting):
+    m = load_model(REPO / "specs" / "toy.bp")
+    with pytest.raises(UserError, match=f"gradcheck: '{next(iter(setting))}' must be"):
+        gradcheck(m, **setting)
+
+
 # ----------------------------------------------------------------------------- training
 TANH = """input x : [N, 2]
 target t : [N]
