@@ -246,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[common],
                        help="train a spec (or a generated module) on its data")
     p.add_argument("spec", metavar="SPEC", help="a .bp spec, or a module written by bpc compile")
-    p.add_argument("--data", type=data_flag, help="a .npz or .csv file, or a built-in data set: xor, "
-                                  "spiral[:n=100,classes=3], sine[:n=200], digits, mnist")
+    p.add_argument("--data", type=data_flag,
+                   help="a .npz or .csv file, or a built-in data set: xor, "
+                        "spiral[:n=100,classes=3], sine[:n=200], digits, mnist")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=_train_flag("epochs"),
                         help="passes over the training data")
