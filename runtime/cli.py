@@ -45,15 +45,23 @@ def data_flag(text: str) -> str:
     from .data import parse_data_flag
 
     try:
-        source = parse_data_flag(text)
+        problem = data_problem(parse_data_flag(text))
     except UserError as e:
-        raise argparse.ArgumentTypeError(e.message) from None
+        problem = e.message
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def data_problem(source: dict) -> str | None:
+    """What is out of range in a built-in data set's arguments (a --data flag's, or a
+    module's CONFIG, which a hand edit may have changed), None if nothing is."""
     ranges = DATASET_RANGES.get(source.get("name"), {})
     for key, value in source.items():
         problem = ranges[key].problem(value) if key in ranges else None
         if problem:
-            raise argparse.ArgumentTypeError(f"'{key}' of '{source['name']}' {problem}")
-    return text
+            return f"'{key}' of '{source['name']}' {problem}"
+    return None
 
 
 def _cmd_check(args) -> int:
@@ -121,6 +129,8 @@ def _cmd_train(args) -> int:
                  "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed}
     settings = Settings.from_module(module, overrides)
     config = getattr(module, "CONFIG", {}) or {}
+    if not args.data and isinstance(config.get("data"), dict) and data_problem(config["data"]):
+        raise UserError(f"{args.spec}: the data set in CONFIG: {data_problem(config['data'])}")
     dataset = load(args.data if args.data else config.get("data"), module, settings.seed)
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
     result = train(module, dataset, settings, out, resume=args.resume, quiet=args.quiet)

@@ -152,6 +152,17 @@ def test_module_config_is_held_to_the_same_ranges():
         Settings.from_module(bad, {})
 
 
+def test_hand_edited_module_data_is_held_to_the_ranges(tmp_path):
+    text = (REPO / "generated" / "spiral.py").read_text()
+    assert '"classes": 3' in text
+    module = tmp_path / "spiral_edited.py"
+    module.write_text(text.replace('"classes": 3', '"classes": 1'))
+    r = run_bpc("train", module, "--epochs", "1", "--out", tmp_path / "run")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "the data set in CONFIG: 'classes' of 'spiral' must be a whole number >= 2, " \
+        "not 1" in r.stderr
+
+
 # ----------------------------------------------------------------------------- CLI flags
 def numeric_flags():
     """(command, flag, range) for every option of every subcommand that takes a number."""
