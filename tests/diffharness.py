@@ -1,0 +1,225 @@
+"""Differential testing of generated modules against the PyTorch oracle (tests/torch_oracle.py).
+
+``differential(text, seed)`` compiles a spec with ``compile_text``, execs the module, draws
+parameters and data from the module's own tables (PARAMS, INPUTS, TARGETS, CONFIG), and
+compares the loss, every gradient and predict's output with the oracle; it also checks the
+module's contract (gradients for exactly the oracle's variables, as ``np.ndarray`` of the
+module's DTYPE and the parameter's shape). Failures raise ``Mismatch`` with a readable
+report (the spec, what differs, expected vs got).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from types import SimpleNamespace
+
+import numpy as np
+
+from compiler.pipeline import compile_text
+from torch_oracle import Oracle
+
+SIZES = (4, 3, 5, 2, 6)  # values of symbolic dimensions, in order of first appearance
+TOL = {"float64": (1e-7, 1e-9), "float32": (2e-3, 1e-4)}  # (rtol, atol relative to scale)
+
+
+class Mismatch(AssertionError):
+    """The module disagrees with the oracle; ``problems`` lists each difference."""
+
+    def __init__(self, message, problems=(), text=""):
+        super().__init__(message)
+        self.problems, self.text = list(problems), text
+
+
+class Skip(Exception):
+    """The drawn point is unsuitable (a tie at a kink, an overflow): draw another."""
+
+
+def build(text: str, path: str = "diff.bp"):
+    name, source = compile_text(text, path)
+    ns: dict = {"__name__": f"bpc_generated_{name}"}
+    exec(compile(source, f"<generated {name}>", "exec"), ns)
+    mod = SimpleNamespace(**ns)
+    mod.__source__ = source
+    return mod
+
+
+def _sizes(mod) -> dict:
+    sizes: dict = {}
+    for table in (mod.INPUTS, mod.TARGETS, mod.PARAMS):
+        for shape in table.values():
+            for d in shape:
+                if isinstance(d, str) and d not in sizes:
+                    sizes[d] = SIZES[len(sizes) % len(SIZES)]
+    return sizes
+
+
+def _concrete(shape, sizes):
+    return tuple(sizes[d] if isinstance(d, str) else int(d) for d in shape)
+
+
+def draw(mod, oracle: Oracle, rng: np.random.Generator, scale: float = 0.7,
+         targets: dict | None = None, init: bool = False):
+    """(params, data): arrays of the module's DTYPE (integer labels as int64). ``init``:
+    parameters from the module's ``init_params`` plus a little noise (so zero biases do
+    not sit on kinks), else normal(0, scale)."""
+    dtype = np.dtype(mod.DTYPE)
+    sizes = _sizes(mod)
+    if init:
+        start = mod.init_params(rng)
+        params = {n: (np.asarray(start[n], dtype=np.float64)
+                      + 0.05 * rng.normal(size=np.shape(start[n]))).astype(dtype)
+                  for n in mod.PARAMS}
+    else:
+        params = {n: np.asarray(scale * rng.normal(size=_concrete(s, sizes)), dtype=dtype)
+                  for n, s in mod.PARAMS.items()}
+    labels = mod.CONFIG.get("labels", {})
+    onehot = mod.CONFIG.get("onehot", {})
+    defaults = getattr(mod, "DEFAULTS", {})
+    data = {}
+    for n, s in mod.INPUTS.items():
+        if n in defaults and rng.random() < 0.5:
+            continue  # use the default
+        if n in onehot:
+            data[n] = np.asarray(_distributions(_concrete(s, sizes), rng), dtype=dtype)
+            continue
+        data[n] = np.asarray(scale * rng.normal(size=_concrete(s, sizes)), dtype=dtype)
+    for n, s in mod.TARGETS.items():
+        shape = _concrete(s, sizes)
+        if n in labels:
+            data[n] = np.asarray(rng.integers(0, labels[n], size=shape), dtype=np.int64)
+        elif n in onehot:
+            if rng.random() < 0.5:
+                data[n] = np.eye(shape[-1], dtype=dtype)[rng.integers(0, shape[-1],
+                                                                      size=shape[:-1])]
+            else:  # a distribution per row
+                data[n] = np.asarray(_distributions(shape, rng), dtype=dtype)
+        elif targets and n in targets:
+            value = TARGET_KINDS[targets[n]](shape, rng)
+            data[n] = np.asarray(value, dtype=np.int64 if targets[n] == "labels" else dtype)
+        else:
+            data[n] = rng.uniform(0.05, 0.95, size=shape).astype(dtype)
+    return params, data
+
+
+def _distributions(shape, rng):
+    z = rng.normal(size=shape)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+TARGET_KINDS = {
+    "real": lambda shape, rng: rng.normal(size=shape),
+    "prob": lambda shape, rng: rng.uniform(0.0, 1.0, size=shape),
+    "onehot": _distributions,
+    "labels": lambda shape, rng: rng.integers(0, 2, size=shape),  # unused labels
+}
+
+
+def _close(got, want, rtol, atol_rel):
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        return False, f"shape {got.shape} != expected {want.shape}"
+    if want.size == 0:
+        return True, ""
+    scale = max(1.0, float(np.max(np.abs(want))))
+    err = np.abs(got - want)
+    bad = ~(err <= atol_rel * scale + rtol * np.abs(want))
+    bad |= np.isnan(got) != np.isnan(want)
+    if np.any(bad):
+        i = np.unravel_index(np.argmax(np.where(bad, err, -1)), want.shape) if want.shape else ()
+        return False, (f"max abs err {np.nanmax(err):.3g} (scale {scale:.3g}); e.g. at {i}: "
+                       f"got {got[i]!r}, expected {want[i]!r}")
+    return True, ""
+
+
+def _short(a):
+    a = np.asarray(a)
+    return np.array2string(a, precision=6, threshold=12, edgeitems=2)
+
+
+def _typed(value, dtype) -> str | None:
+    """Why ``value`` is not an array of ``dtype`` (float64 modules may return a NumPy
+    float64 scalar for a scalar; float32 modules must return np.ndarray)."""
+    if isinstance(value, np.ndarray):
+        return None if value.dtype == dtype else f"has dtype {value.dtype}, not {dtype}"
+    if dtype == np.float64 and isinstance(value, np.float64):
+        return None
+    return f"is {type(value).__name__}, not np.ndarray of {dtype}"
+
+
+def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_margin=None,
+                 max_abs=1e6, targets=None, init: bool | str = False, data=None):
+    """Compile ``text``, run module and oracle at a random point, raise ``Mismatch``.
+
+    ``init="exact"``: the module's own initial parameters, unperturbed (to put points
+    exactly on a kink and test its convention); ``data`` overrides drawn data."""
+    oracle = Oracle(text, "diff.bp")
+    mod = build(text)
+    rng = np.random.default_rng(seed)
+    params, drawn = draw(mod, oracle, rng, targets=targets, init=bool(init))
+    if init == "exact":
+        params = {n: np.asarray(v, dtype=mod.DTYPE) for n, v in mod.init_params(rng).items()}
+    data = {**drawn, **(data or {})}
+    want = oracle.run(params, data)
+    if kink_margin is None:
+        kink_margin = 1e-3 if oracle.dtype == "float32" else 1e-7
+    if 0 < want.kink < kink_margin:  # exact ties (0) test the conventions; near ties are
+        # decided by rounding, differently in float32 and float64
+        raise Skip(f"a kink at distance {want.kink:.2g}")
+    finite = [np.all(np.isfinite(v)) and np.all(np.abs(v) < max_abs)
+              for v in [want.loss, *want.grads.values(), *want.values.values()]]
+    if not all(finite):
+        raise Skip("an overflow or a value out of range")
+    rtol, atol = TOL[oracle.dtype]
+    problems = []
+    dtype = np.dtype(mod.DTYPE)
+    if dtype != np.dtype(oracle.dtype):
+        problems.append(f"DTYPE is {dtype}, the spec says {oracle.dtype}")
+    if list(mod.GRADS) != oracle.wrt and set(mod.GRADS) != set(oracle.wrt):
+        problems.append(f"GRADS {list(mod.GRADS)} != expected {oracle.wrt}")
+
+    args = dict(data)
+    loss, grads = mod.loss_and_grad(params, **args)
+    if not isinstance(loss, float):
+        problems.append(f"loss_and_grad's loss is {type(loss).__name__}, not float")
+    ok, why = _close(loss, want.loss, rtol, atol)
+    if not ok:
+        problems.append(f"loss: {why}")
+    loss2 = mod.loss(params, **args)
+    ok, why = _close(loss2, want.loss, rtol, atol)
+    if not ok:
+        problems.append(f"loss(): {why}")
+    if set(grads) != set(want.grads):
+        problems.append(f"gradient keys {sorted(grads)} != expected {sorted(want.grads)}")
+    for name, g_want in want.grads.items():
+        if name not in grads:
+            continue
+        g = grads[name]
+        why = _typed(g, dtype)
+        if why:
+            problems.append(f"gradient of {name} {why}")
+        ok, why = _close(g, g_want, rtol, atol)
+        if not ok:
+            problems.append(f"d{want.loss and ''}{name}: {why}\n      got      {_short(g)}"
+                            f"\n      expected {_short(g_want)}")
+    if check_output and want.output_name is not None:
+        accepted = inspect.signature(mod.predict).parameters
+        pargs = {k: v for k, v in args.items() if k in accepted}
+        out = mod.predict(params, **pargs)
+        if mod.OUTPUT != want.output_name:
+            problems.append(f"OUTPUT is {mod.OUTPUT!r}, the spec implies {want.output_name!r}")
+        why = _typed(out, dtype)
+        if why:
+            problems.append(f"predict's output {why}")
+        ok, why = _close(out, want.output, rtol, atol)
+        if not ok:
+            problems.append(f"predict ({want.output_name}): {why}")
+    if problems:
+        raise Mismatch(f"seed {seed}:\n--- spec\n{text.rstrip()}\n--- differences\n  "
+                       + "\n  ".join(problems), problems, text)
+    return want
+
+
+__all__ = ["Mismatch", "Skip", "build", "differential", "draw", "math"]

@@ -1,0 +1,500 @@
+"""A richer random-spec generator for differential testing (tests/test_differential.py).
+
+Covers more of the language than tests/specgen.py: ``let`` constants (as numbers and as
+dimensions), inputs with defaults (scalar and vector), ``dtype float32``, layer stacks
+(``dense`` with options, every activation, ``repeat``) at the start and on computed
+values, every function of LANGUAGE.md's table, ``^`` with constant and parameter
+exponents, ``@`` on every 1-D/2-D combination, matrix literals, reductions with an axis,
+a list of axes or none and ``keepdims``, transposes of scalars, vectors and matrices,
+reshapes with and without the batch dimension (``[N, 6]``, ``[-1, 6]``, ``[-1]``, ``[]``),
+loss functions with declared targets (integer labels, one-hot, probabilities) and with
+targets *computed from parameters*, losses that are a parameter or an alias of one,
+``output`` (naming a value or defining one) and ``grad wrt`` inputs.
+
+The generator is written against a tiny chooser interface so that the same code serves
+Hypothesis (``random_spec()``, shrinkable) and a plain seeded ``random.Random``
+(``spec_from_seed(seed)``, for long surveys that keep going after a failure).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+
+N = "N"
+
+
+class _HypChooser:
+    def __init__(self, draw):
+        self.draw = draw
+
+    def choice(self, items):
+        return self.draw(st.sampled_from(list(items)))
+
+    def integers(self, lo, hi):
+        return self.draw(st.integers(lo, hi))
+
+    def chance(self, p):
+        # A biased coin that still shrinks towards False.
+        return self.draw(st.integers(0, 999)) < int(p * 1000)
+
+
+class _RandChooser:
+    def __init__(self, seed):
+        self.r = random.Random(seed)
+
+    def choice(self, items):
+        return self.r.choice(list(items))
+
+    def integers(self, lo, hi):
+        return self.r.randint(lo, hi)
+
+    def chance(self, p):
+        return self.r.random() < p
+
+
+@dataclass
+class GenSpec:
+    lines: list = field(default_factory=list)
+    features: set = field(default_factory=set)
+
+    def text(self):
+        return "\n".join(self.lines) + "\n"
+
+    def __repr__(self):  # what Hypothesis prints for a falsifying example
+        return "GenSpec(<<<\n" + self.text() + ">>>)"
+
+
+def _fmt(shape):
+    return "scalar" if not shape else "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _bshape(a, b):
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        out.append(x if y == 1 else y)
+    return tuple(reversed(out))
+
+
+def _partners(shape):
+    """Shapes that broadcast against ``shape`` without changing it (fixed dims only,
+    except the shape itself)."""
+    out = {shape, ()}
+    if shape:
+        out.add(shape[-1:])
+        out.add((1,) * len(shape))
+    if len(shape) == 2:
+        out.add((1, shape[1]))
+        out.add((shape[0], 1))
+    return [s for s in out if N not in s or s == shape]
+
+
+class _Gen:
+    def __init__(self, c):
+        self.c = c
+        self.g = GenSpec()
+        self.values = []  # (name, shape) usable as operands
+        self.params = {}
+        self.count = 0
+        self.lets = {}
+        self.targets = {}
+
+    # -------------------------------------------------------------------- helpers
+    def line(self, text):
+        self.g.lines.append(text)
+
+    def feature(self, name):
+        self.g.features.add(name)
+
+    def new_param(self, shape, init=None):
+        name = f"p{len(self.params)}"
+        self.params[name] = shape
+        c = self.c
+        if init is None:
+            if not shape and c.chance(0.3):
+                init = "0.5"
+            elif shape == (2, 2) and c.chance(0.3):
+                init = "[0.1, -0.2; 0.3, 0.4]"
+            else:
+                init = c.choice(["zeros", "normal(std=0.5)", "uniform(low=-0.5, high=0.5)",
+                                 "xavier", "ones"])
+        if init[0] in "0123456789[-" and (shape == () or init.startswith("[")):
+            self.line(f"param {name} = {init}")
+        else:
+            dims = [("K" if d == self.lets.get("K") and self.c.chance(0.5) else d)
+                    for d in shape]
+            self.line(f"param {name} : {_fmt(dims)} = {init}")
+        return name
+
+    def operand(self, shapes, allow_param=True):
+        cands = [(n, s) for n, s in self.values if s in shapes]
+        fixed = [s for s in shapes if N not in s]
+        if cands and (not fixed or not allow_param or self.c.chance(0.6)):
+            return self.c.choice(cands)
+        shape = self.c.choice(fixed)
+        return self.new_param(shape), shape
+
+    def new_value(self, expr, shape, kind="eq"):
+        self.count += 1
+        name = f"v{self.count}"
+        self.line(f"{name} = {expr}")
+        self.values.append((name, shape))
+        return name
+
+    def pick(self):
+        pool = self.values[-3:] + self.values[:1]
+        return self.c.choice(pool)
+
+    # -------------------------------------------------------------------- steps
+    def unary(self, a, sa):
+        c = self.c
+        fn = c.choice(["sin", "cos", "tanh", "sigmoid", "softplus", "square", "relu", "abs",
+                       "leaky_relu", "leaky_relu_a", "neg", "exp_tanh", "log", "sqrt",
+                       "tan", "sign", "exp"])
+        self.feature(fn)
+        expr = {"neg": f"-{a}", "exp_tanh": f"exp(tanh({a}))",
+                "leaky_relu_a": f"leaky_relu({a}, alpha=0.2)",
+                "log": f"log(1 + square({a}))", "sqrt": f"sqrt(1 + square({a}))",
+                "tan": f"tan(tanh({a}))", "sign": f"sign({a}) * {a}",
+                "exp": f"exp(-square({a}))"}.get(fn, f"{fn}({a})")
+        return expr, sa
+
+    def binary(self, a, sa):
+        c = self.c
+        kind = c.choice(["+", "-", "*", "maximum", "minimum", "divide", "number", "let",
+                         "literal"])
+        self.feature(f"binary {kind}")
+        if kind == "number":
+            k = c.choice(["2", "0.5", "3", "1e-1"])
+            return c.choice([f"{a} * {k}", f"{k} - {a}", f"{a} / 2", f"{k} + {a}"]), sa
+        if kind == "let":
+            return f"{a} * c0", sa
+        if kind == "literal":
+            if sa and isinstance(sa[-1], int) and sa[-1] <= 4:
+                nums = [0.5, -1, 2, 0.25][:sa[-1]]
+                return f"{a} * [{', '.join(map(str, nums))}]", sa
+            return f"{a} + 1", sa
+        b, sb = self.operand(_partners(sa))
+        shape = _bshape(sa, sb)
+        if kind == "divide":
+            return f"{a} / (1 + square({b}))", shape
+        if kind in ("maximum", "minimum"):
+            first, second = (a, b) if c.chance(0.5) else (b, a)
+            return f"{kind}({first}, {second})", shape
+        return f"{a} {kind} {b}", shape
+
+    def power(self, a, sa):
+        c = self.c
+        kind = c.choice(["2", "3", "neg", "half", "param", "star"])
+        self.feature(f"power {kind}")
+        if kind == "neg":
+            return f"-{a}^2", sa
+        if kind == "half":
+            return f"(1 + square({a}))^0.5", sa
+        if kind == "star":
+            return f"{a} ** 2", sa
+        if kind == "param":
+            p, _ = self.operand([()])
+            return f"sigmoid({a}) ^ {p}", sa
+        return f"{a}^{kind}", sa
+
+    def matmul(self, a, sa):
+        c = self.c
+        if not sa or len(sa) > 2:
+            return None
+        m = c.choice([1, 2, 3])
+        last = sa[-1]
+        opts = []
+        if isinstance(last, int):
+            opts += ["right_mat", "right_vec"]
+        if isinstance(sa[0], int):
+            opts += ["left_mat"] + (["left_vec"] if len(sa) == 2 else [])
+        if not opts:
+            return None
+        kind = c.choice(opts)
+        self.feature(f"matmul {kind}")
+        if kind == "right_mat":
+            w = self.new_param((last, m))
+            return f"{a} @ {w}", sa[:-1] + (m,)
+        if kind == "right_vec":
+            w = self.new_param((last,))
+            return f"{a} @ {w}", sa[:-1]
+        if kind == "left_mat":
+            if len(sa) == 1 and c.chance(0.3) and sa[0] == 2:
+                return f"[0.5, -1; 2, 0.25] @ {a}", (2,)
+            w = self.new_param((m, sa[0]))
+            return (f"{w} @ {a}", (m,) + sa[1:])
+        w = self.new_param((sa[0],))
+        return f"{w} @ {a}", sa[1:]
+
+    def reduce(self, a, sa):
+        c = self.c
+        fn = c.choice(["sum", "mean", "max", "logsumexp"])
+        self.feature(f"reduce {fn}")
+        if not sa or c.chance(0.2):
+            keep = sa and c.chance(0.3)
+            return (f"{fn}({a}{', keepdims=true' if keep else ''})",
+                    tuple(1 for _ in sa) if keep else ())
+        if len(sa) >= 2 and c.chance(0.25):
+            axes = [0, 1] if len(sa) == 2 else sorted({c.integers(0, len(sa) - 1),
+                                                      c.integers(0, len(sa) - 1)})
+            keep = c.chance(0.4)
+            shape = tuple((1 if i in axes else d) for i, d in enumerate(sa)) if keep else \
+                tuple(d for i, d in enumerate(sa) if i not in axes)
+            kw = c.choice([", keepdims=1", ", keepdims=true"]) if keep else ""
+            return f"{fn}({a}, axis=[{', '.join(map(str, axes))}]{kw})", shape
+        axis = c.integers(-len(sa), len(sa) - 1)
+        keep = c.chance(0.4)
+        ax = axis % len(sa)
+        shape = tuple(1 if i == ax else d for i, d in enumerate(sa)) if keep else \
+            tuple(d for i, d in enumerate(sa) if i != ax)
+        kw = c.choice([", keepdims=1", ", keepdims=true"]) if keep else \
+            c.choice(["", ", keepdims=0", ", keepdims=false"])
+        return f"{fn}({a}, axis={axis}{kw})", shape
+
+    def normalise(self, a, sa):
+        if not sa:
+            return None
+        c = self.c
+        fn = c.choice(["softmax", "log_softmax"])
+        self.feature(fn)
+        if c.chance(0.4):
+            return f"{fn}({a})", sa
+        axis = c.integers(-len(sa), len(sa) - 1)
+        return f"{fn}({a}, axis={axis})", sa
+
+    def transpose(self, a, sa):
+        self.feature(f"transpose rank{len(sa)}")
+        if self.c.chance(0.5):
+            return f"{a}.T", tuple(reversed(sa))
+        return f"transpose({a})", tuple(reversed(sa))
+
+    def reshape(self, a, sa):
+        c = self.c
+        if N in sa:
+            if sa.count(N) != 1:
+                return None
+            rest = math.prod(d for d in sa if d != N)
+            opts = [[N, rest], [N, -1], [-1, rest], [rest, N], [rest, -1]]
+            if rest == 4:
+                opts.append([N, 2, 2])
+                opts.append([-1, 2, 2])
+            if rest == 1:
+                opts.append([N])
+                opts.append([-1])
+            want = c.choice(opts)
+            self.feature("reshape batch" + (" -1" if -1 in want else ""))
+            shape = tuple(N if d == -1 else d for d in want) if -1 in want and \
+                want.count(N) == 0 else tuple(rest if d == -1 else d for d in want)
+            return f"reshape({a}, [{', '.join(map(str, want))}])", shape
+        size = math.prod(sa)
+        opts = [[-1], [size], [1, size], [size, 1], [-1, 1]]
+        if size == 1:
+            opts += [[], [1, 1, 1]]
+        if size % 2 == 0 and size > 2:
+            opts += [[2, size // 2], [-1, 2]]
+        want = c.choice(opts)
+        self.feature(f"reshape fixed {'scalar' if not want else ''}")
+        shape = tuple(size // math.prod(d for d in want if d != -1) if d == -1 else d
+                      for d in want)
+        return f"reshape({a}, [{', '.join(map(str, want))}])", shape
+
+    def stack(self, a, sa, source=None):
+        """A layer stack on ``a`` (rank 1 or 2 with a fixed last dimension)."""
+        c = self.c
+        if not sa or len(sa) > 2 or not isinstance(sa[-1], int):
+            return None
+        out = f"h{self.count + 1}"
+        items = []
+        units = sa[-1]
+        n_dense = c.integers(1, 2)
+        for _ in range(n_dense):
+            units = c.choice([2, 3, 4])
+            opt = c.choice(["", "", " bias=none", " init=normal(std=0.5)", " bias=ones",
+                            " init=xavier_uniform", " bias=0.1"])
+            items.append(f"dense {units}{opt}")
+            act = c.choice(["relu", "tanh", "sigmoid", "softplus", "leaky_relu",
+                            "leaky_relu(0.2)", "leaky_relu(alpha=0.1)", "softmax", None])
+            if act:
+                items.append(act)
+                self.feature(f"layer {act.split('(')[0]}")
+        if c.chance(0.25):
+            k = c.integers(1, 2)
+            act = c.choice(["tanh", "sigmoid", "relu"])
+            items.append(f"repeat {k} {{\n    dense {units}\n    {act}\n  }}")
+            self.feature("layer repeat")
+        self.feature("layers")
+        self.line(f"layers {a} -> {out} {{")
+        for it in items:
+            self.line(f"  {it}")
+        self.line("}")
+        self.count += 1
+        shape = sa[:-1] + (units,)
+        self.values.append((out, shape))
+        return out
+
+    # -------------------------------------------------------------------- loss terms
+    def target(self, shape, kind):
+        name = f"t{len(self.targets)}"
+        self.targets[name] = (shape, kind)
+        self.line(f"target {name} : {_fmt(shape)}")
+        return name
+
+    def loss_term(self):
+        """A loss-function term on an existing value, with a declared or computed target."""
+        c = self.c
+        vals = [(n, s) for n, s in self.values if s]
+        if not vals:
+            return None
+        a, sa = c.choice(vals)
+        fn = c.choice(["mse", "sse", "least_squares", "cross_entropy", "sxe_labels",
+                       "sxe_onehot", "sxe_computed", "sigxe", "sigxe_computed",
+                       "sxe_unnormalised"])
+        self.feature(f"loss {fn}")
+        if fn in ("mse", "sse", "least_squares"):
+            how = c.choice(["target", "computed"])
+            if how == "target":
+                t = self.target(sa, "real")
+            else:
+                t, _ = self.operand([sa])
+                t = f"tanh({t})"
+            self.feature(f"loss {fn} {how}")
+            return f"{fn}({a}, {t})"
+        if fn.startswith("sxe") and not isinstance(sa[-1], int):
+            fn = "cross_entropy"  # the fused loss needs a fixed number of classes
+        if fn == "cross_entropy":
+            how = c.choice(["target", "computed"])
+            if how == "target":
+                t = self.target(sa, "onehot")
+            else:
+                v, _ = self.operand([sa])
+                t = f"softmax({v})"
+            return f"cross_entropy(softmax({a}), {t})"
+        if fn == "sxe_labels":
+            t = self.target(sa[:-1], "labels")
+            return f"softmax_cross_entropy({a}, {t})"
+        if fn == "sxe_onehot":
+            t = self.target(sa, "onehot")
+            return f"softmax_cross_entropy({a}, {t})"
+        if fn == "sxe_computed":
+            v, _ = self.operand([sa])
+            return f"softmax_cross_entropy({a}, softmax({v}))"
+        if fn == "sxe_unnormalised":  # a computed target whose rows need not sum to 1
+            v, _ = self.operand([sa])
+            return f"softmax_cross_entropy({a}, sigmoid({v}))"
+        if fn == "sigxe":
+            t = self.target(sa, "prob")
+            return f"sigmoid_cross_entropy({a}, {t})"
+        v, sv = self.operand([sa])
+        return f"sigmoid_cross_entropy({a}, sigmoid({v}))"
+
+
+def generate(c, max_depth=7) -> GenSpec:
+    gen = _Gen(c)
+    g = gen.g
+    gen.line("model rnd")
+    if c.chance(0.15):
+        gen.line("dtype float32")
+        gen.feature("float32")
+    gen.line("let c0 = 0.25")
+    if c.chance(0.3):
+        gen.lets["K"] = 3
+        gen.line("let K = 3")
+        gen.feature("let dim")
+    gen.line("input x : [N, 3]")
+    gen.values.append(("x", (N, 3)))
+    wrt = []
+    if c.chance(0.25):
+        gen.line("input x3 : [N, 2, 3]")
+        gen.values.append(("x3", (N, 2, 2 + 1)))
+        if c.chance(0.3):
+            wrt.append("x3")
+    if c.chance(0.2):
+        gen.line("input c = 0.5")
+        gen.values.append(("c", ()))
+        gen.feature("input default scalar")
+        if c.chance(0.5):
+            wrt.append("c")
+    if c.chance(0.15):
+        gen.line("input u : [3] = [0.1, -0.2, 0.3]")
+        gen.values.append(("u", (3,)))
+        gen.feature("input default vector")
+        if c.chance(0.5):
+            wrt.append("u")
+    if c.chance(0.1):
+        gen.line("input s : scalar")
+        gen.values.append(("s", ()))
+    if c.chance(0.25):
+        gen.stack("x", (N, 3))
+    depth = c.integers(1, max_depth)
+    steps = ["unary", "binary", "matmul", "reduce", "normalise", "power", "transpose",
+             "reshape", "stack"]
+    for _ in range(depth):
+        a, sa = gen.pick()
+        kind = c.choice(steps)
+        if kind == "stack":
+            if gen.stack(a, sa) is None:
+                kind = "unary"
+            else:
+                continue
+        result = getattr(gen, kind)(a, sa)
+        if result is None:
+            result = gen.unary(a, sa)
+        expr, shape = result
+        gen.new_value(expr, shape)
+    last, slast = gen.values[-1]
+    # ------------------------------------------------------------------ the loss
+    form = c.choice(["plain"] * 8 + ["param", "alias", "alias_sum"])
+    terms = [f"sum(sin({last}))" if slast else f"sin({last})"]
+    if c.chance(0.5):
+        t = gen.loss_term()
+        if t:
+            terms.append(t)
+    if c.chance(0.3) and len(gen.values) > 2:
+        n, s = c.choice(gen.values[1:-1])
+        terms.append(f"0.5 * mean({n})" if s else f"0.5 * {n}")
+    if c.chance(0.3):
+        out, so = c.choice(gen.values)
+        if c.chance(0.5):
+            gen.line(f"output {out}")
+            gen.feature("output name")
+        else:
+            gen.line(f"output y = tanh({out})")
+            gen.feature("output eq")
+    if form == "plain":
+        gen.line(f"loss L = {' + '.join(terms)}")
+    else:
+        gen.feature(f"loss {form}")
+        p = gen.new_param(())
+        if form == "param":
+            gen.line(f"loss L = {p}")
+        elif form == "alias":
+            gen.line(f"q = {p}")
+            gen.line("loss L = q")
+        else:
+            pv = gen.new_param((2,))
+            gen.line(f"q = {pv}")
+            gen.line("loss L = sum(q)")
+    if c.chance(0.5):
+        wrt = ["x"] + wrt
+    if wrt:
+        gen.line(f"grad wrt {', '.join(wrt)}")
+        gen.feature("grad wrt")
+    if not gen.params:
+        gen.line("param p_extra = 0.5")
+    g.targets = {n: kind for n, (_, kind) in gen.targets.items()}
+    return g
+
+
+@st.composite
+def random_spec(draw, max_depth=7):
+    return generate(_HypChooser(draw), max_depth)
+
+
+def spec_from_seed(seed: int, max_depth=7) -> GenSpec:
+    return generate(_RandChooser(seed), max_depth)

@@ -1,0 +1,457 @@
+"""An independent oracle for bpc: the spec language interpreted in PyTorch (float64, CPU).
+
+Only bpc's front end is shared (``compiler.frontend.load_text``: parse, desugar — which
+expands ``layers`` stacks and evaluates ``let`` constants — and check). Everything after
+that is written here from docs/LANGUAGE.md, without bpc's IR, elaborator, shape rules,
+vector-Jacobian rules or evaluator: the equations are evaluated with torch ops and
+``torch.autograd`` differentiates the loss. A generated module is then judged against
+what the spec *means*, not against another view of bpc's own reasoning.
+
+Conventions at non-differentiable points (LANGUAGE.md):
+- ``relu'(0) = 0``, ``leaky_relu'(0) = alpha``, ``abs'(0) = sign(0) = 0``, ``sign' = 0``;
+- ``maximum(a, b)`` / ``minimum(a, b)``: a tie sends the gradient to ``a``;
+- ``max(x, axis)``: the gradient is split evenly among tied elements (``torch.amax``).
+``Result.kink`` is the smallest distance to any of these points met while evaluating, so
+a caller can keep test points away from ties.
+
+    o = Oracle(text)
+    r = o.run(params, data)      # numpy arrays in; r.loss, r.grads, r.output out
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from compiler import ast
+from compiler.frontend import load_text
+
+DT = torch.float64
+
+
+class OracleError(Exception):
+    """The spec uses something the oracle does not interpret (or data of the wrong shape)."""
+
+
+@dataclass
+class Result:
+    loss: float
+    grads: dict  # name -> np.ndarray (float64): every parameter and every 'grad wrt' input
+    output: np.ndarray | float | None  # predict's value (None when there is none)
+    output_name: str | None
+    values: dict  # every equation's value (np.ndarray)
+    kink: float  # distance to the nearest non-differentiable point met (inf if none),
+    # exact ties aside
+    exact_ties: int = 0  # how many elements sat exactly on a kink
+
+
+@dataclass
+class _Decls:
+    inputs: dict = field(default_factory=dict)  # name -> ast.Input
+    targets: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    equations: list = field(default_factory=list)  # ast.Equation with a value
+    output: str | None = None
+    loss: str | None = None
+    wrt_inputs: list = field(default_factory=list)
+    dtype: str = "float64"
+
+
+def _deps(e, out: set):
+    """Names an expression reads."""
+    if isinstance(e, ast.Name):
+        out.add(e.id)
+    elif isinstance(e, ast.BinOp):
+        _deps(e.left, out)
+        _deps(e.right, out)
+    elif isinstance(e, (ast.Neg, ast.Transpose)):
+        _deps(e.operand, out)
+    elif isinstance(e, ast.Matrix):
+        for row in e.rows:
+            for item in row:
+                _deps(item, out)
+    elif isinstance(e, ast.Call):
+        for a in e.args:
+            _deps(a, out)
+        for k in e.kwargs:
+            _deps(k.value, out)
+    return out
+
+
+class Oracle:
+    def __init__(self, text: str, path: str = "<spec>"):
+        self.spec = load_text(text, path)
+        self.constants = dict(self.spec.constants)
+        d = _Decls()
+        for st in self.spec.statements:
+            if isinstance(st, ast.DtypeStmt):
+                d.dtype = st.name
+            elif isinstance(st, ast.Input):
+                d.inputs[st.name] = st
+            elif isinstance(st, ast.Target):
+                d.targets[st.name] = st
+            elif isinstance(st, ast.Param):
+                d.params[st.name] = st
+            elif isinstance(st, ast.Equation):
+                if st.value is None:
+                    d.output = st.name
+                    continue
+                d.equations.append(st)
+                if st.kind == "loss":
+                    d.loss = st.name
+                elif st.kind == "output":
+                    d.output = st.name
+            elif isinstance(st, ast.GradWrt):
+                for name, _ in st.names:
+                    if name in d.inputs and name not in d.wrt_inputs:
+                        d.wrt_inputs.append(name)
+        self.d = d
+        if d.output is None:
+            d.output = self._implied_output()
+
+    # ------------------------------------------------------------------ static facts
+    @property
+    def dtype(self) -> str:
+        return self.d.dtype
+
+    @property
+    def wrt(self) -> list[str]:
+        return list(self.d.params) + list(self.d.wrt_inputs)
+
+    def _implied_output(self):
+        """The last equation before the loss on which the loss depends (LANGUAGE.md)."""
+        eqs = {st.name: st for st in self.d.equations}
+        loss = eqs[self.d.loss]
+        needed, todo = set(), [loss]
+        while todo:
+            st = todo.pop()
+            for n in _deps(st.value, set()):
+                if n in eqs and n not in needed and n != st.name:
+                    needed.add(n)
+                    todo.append(eqs[n])
+        before = []
+        for st in self.d.equations:
+            if st.name == self.d.loss:
+                break
+            before.append(st.name)
+        for name in reversed(before):
+            if name in needed:
+                return name
+        return self.d.loss
+
+    def const(self, e):
+        """A compile-time constant (numbers, lets, + - * / ^, unary minus, matrix rows)."""
+        if isinstance(e, ast.Num):
+            return e.value
+        if isinstance(e, ast.Name):
+            if e.id in self.constants:
+                return self.constants[e.id]
+            raise OracleError(f"'{e.id}' is not a constant")
+        if isinstance(e, ast.Neg):
+            return -self.const(e.operand)
+        if isinstance(e, ast.BinOp) and e.op != "@":
+            a, b = self.const(e.left), self.const(e.right)
+            return {"+": a + b, "-": a - b, "*": a * b}.get(e.op) if e.op in "+-*" else (
+                a / b if e.op == "/" else a ** b)
+        if isinstance(e, ast.Matrix):
+            rows = [[self.const(x) for x in row] for row in e.rows]
+            return rows[0] if len(rows) == 1 else rows
+        raise OracleError(f"not a constant: {type(e).__name__}")
+
+    def literal_shape(self, e) -> tuple:
+        return tuple(np.shape(np.asarray(self.const(e), dtype=float)))
+
+    def declared_shape(self, decl) -> tuple | None:
+        """A declaration's shape as written (ints, symbol names; a dense layer's fan_in as
+        the string '<fan_in of h>'); for 'param p = VALUE' / 'input x = VALUE' the value's."""
+        shape = getattr(decl, "shape", None)
+        if shape is None:
+            value = decl.init if isinstance(decl, ast.Param) else decl.default
+            return self.literal_shape(value)
+        out = []
+        for dim in shape.dims:
+            v = dim.value
+            out.append(f"<fan_in of {v.of}>" if isinstance(v, ast.FanIn) else v)
+        return tuple(out)
+
+    # ------------------------------------------------------------------ evaluation
+    def run(self, params: dict, data: dict, need_grad: bool = True) -> Result:
+        d = self.d
+        env: dict[str, torch.Tensor] = {}
+        self.symbols: dict[str, int] = {}
+        self.kink = math.inf
+        self.exact_ties = 0
+        leaves = {}
+        for name, st in list(d.inputs.items()) + list(d.targets.items()):
+            if name in data:
+                value = np.asarray(data[name])
+            elif isinstance(st, ast.Input) and st.default is not None:
+                value = np.asarray(self.const(st.default), dtype=float)
+            else:
+                raise OracleError(f"no value for '{name}'")
+            shape = getattr(st, "shape", None)
+            if shape is not None:
+                if len(shape.dims) != value.ndim:
+                    raise OracleError(f"'{name}' should have rank {len(shape.dims)}, "
+                                      f"got shape {value.shape}")
+                for dim, n in zip(shape.dims, value.shape):
+                    if isinstance(dim.value, str):
+                        if self.symbols.setdefault(dim.value, n) != n:
+                            raise OracleError(f"symbol {dim.value} is both "
+                                              f"{self.symbols[dim.value]} and {n}")
+                    elif dim.value != n:
+                        raise OracleError(f"'{name}' has shape {value.shape}, declared "
+                                          f"{self.declared_shape(st)}")
+            if np.issubdtype(value.dtype, np.integer):
+                t = torch.tensor(value, dtype=torch.long)
+            else:
+                t = torch.tensor(value, dtype=DT)
+            if name in d.wrt_inputs:
+                t = t.clone().requires_grad_(True)
+                leaves[name] = t
+            env[name] = t
+        for name in d.params:
+            if name not in params:
+                raise OracleError(f"no value for parameter '{name}'")
+            t = torch.tensor(np.asarray(params[name], dtype=np.float64), dtype=DT)
+            t.requires_grad_(True)
+            leaves[name] = t
+            env[name] = t
+        values = {}
+        for st in d.equations:
+            v = self.expr(st.value, env)
+            if not isinstance(v, torch.Tensor):
+                v = torch.tensor(v, dtype=DT)
+            env[st.name] = v
+            values[st.name] = v
+        loss = values[d.loss]
+        if loss.ndim != 0:
+            raise OracleError(f"the loss has shape {tuple(loss.shape)}")
+        grads = {}
+        if need_grad:
+            names = [n for n in self.wrt if n in leaves]
+            gs = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True) \
+                if loss.requires_grad else [None] * len(names)
+            for n, g in zip(names, gs):
+                grads[n] = (np.zeros(tuple(leaves[n].shape)) if g is None
+                            else g.detach().numpy().copy())
+        out_name = d.output
+        output = env[out_name].detach().numpy().copy() if out_name in env else None
+        return Result(float(loss.detach()), grads, output, out_name,
+                      {k: v.detach().numpy().copy() for k, v in values.items()}, self.kink,
+                      self.exact_ties)
+
+    # ------------------------------------------------------------------ expressions
+    def _note_kink(self, gap):
+        """Record the distance to a kink; exact ties (0) are counted apart: there the
+        conventions decide, and both sides compute the tie exactly."""
+        gap = _t(gap).detach().abs().reshape(-1)
+        if gap.numel() == 0:
+            return
+        self.exact_ties += int((gap == 0).sum())
+        nonzero = gap[gap > 0]
+        if nonzero.numel():
+            self.kink = min(self.kink, float(nonzero.min()))
+
+    def expr(self, e, env):
+        if isinstance(e, ast.Num):
+            return e.value
+        if isinstance(e, ast.Name):
+            if e.id in self.constants:
+                return self.constants[e.id]
+            return env[e.id]
+        if isinstance(e, ast.Neg):
+            return -self.expr(e.operand, env)
+        if isinstance(e, ast.BinOp):
+            a, b = self.expr(e.left, env), self.expr(e.right, env)
+            if e.op == "@":
+                return self._matmul(a, b)
+            if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
+                return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+                        "/": lambda: a / b, "^": lambda: a ** b}[e.op]()
+            if e.op == "+":
+                return a + b
+            if e.op == "-":
+                return a - b
+            if e.op == "*":
+                return a * b
+            if e.op == "/":
+                return a / b
+            if e.op == "^":
+                return torch.pow(_t(a), b) if not isinstance(b, torch.Tensor) else \
+                    torch.pow(_t(a), b)
+            raise OracleError(f"operator {e.op}")
+        if isinstance(e, ast.Transpose):
+            return _transpose(_t(self.expr(e.operand, env)))
+        if isinstance(e, ast.Matrix):
+            return torch.tensor(self.const(e), dtype=DT)
+        if isinstance(e, ast.Call):
+            return self.call(e, env)
+        raise OracleError(f"unexpected expression {type(e).__name__}")
+
+    def _matmul(self, a, b):
+        a, b = _t(a), _t(b)
+        if a.ndim not in (1, 2) or b.ndim not in (1, 2):
+            raise OracleError("'@' takes 1-D and 2-D operands")
+        return torch.matmul(a, b)
+
+    def _bind(self, e: ast.Call, names, defaults=None):
+        bound = dict(defaults or {})
+        for n, a in zip(names, e.args):
+            bound[n] = a
+        for k in e.kwargs:
+            bound[k.name] = k.value
+        return bound
+
+    def _axes(self, x, axis_expr):
+        if axis_expr is None:
+            return None
+        v = self.const(axis_expr)
+        items = v if isinstance(v, list) else [v]
+        out = []
+        for a in items:
+            a = int(a)
+            if not -x.ndim <= a < x.ndim:
+                raise OracleError(f"axis {a} out of range for rank {x.ndim}")
+            out.append(a % x.ndim)
+        return tuple(out)
+
+    def _flag(self, e, default=False):
+        if e is None:
+            return default
+        if isinstance(e, ast.Name) and e.id in ("true", "false"):
+            return e.id == "true"
+        return bool(self.const(e))
+
+    def call(self, e: ast.Call, env):
+        f = e.func
+        unary = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos,
+                 "tan": torch.tan, "tanh": torch.tanh, "sqrt": torch.sqrt,
+                 "square": torch.square, "sigmoid": torch.sigmoid}
+        if f in unary:
+            return unary[f](_t(self.expr(e.args[0], env)))
+        if f == "abs":
+            x = _t(self.expr(e.args[0], env))
+            self._note_kink(x)
+            return torch.abs(x)  # d|x| = sign(x): 0 at 0
+        if f == "sign":
+            x = _t(self.expr(e.args[0], env))
+            self._note_kink(x)
+            return torch.sign(x)  # derivative 0 everywhere
+        if f == "relu":
+            x = _t(self.expr(e.args[0], env))
+            self._note_kink(x)
+            return torch.where(x > 0, x, torch.zeros_like(x))  # relu'(0) = 0
+        if f == "leaky_relu":
+            b = self._bind(e, ["x", "alpha"])
+            x = _t(self.expr(b["x"], env))
+            alpha = float(self.const(b["alpha"])) if "alpha" in b else 0.01
+            self._note_kink(x)
+            return torch.where(x > 0, x, alpha * x)  # leaky_relu'(0) = alpha
+        if f == "softplus":
+            x = _t(self.expr(e.args[0], env))
+            return torch.logaddexp(x, torch.zeros_like(x))
+        if f in ("maximum", "minimum"):
+            b = self._bind(e, ["a", "b"])
+            x, y = _t(self.expr(b["a"], env)), _t(self.expr(b["b"], env))
+            x, y = torch.broadcast_tensors(x, y)
+            self._note_kink(x - y)
+            pick = x >= y if f == "maximum" else x <= y  # a tie: the gradient goes to a
+            return torch.where(pick, x, y)
+        if f in ("sum", "mean", "max", "logsumexp"):
+            b = self._bind(e, ["x", "axis", "keepdims"])
+            x = _t(self.expr(b["x"], env))
+            axes = self._axes(x, b.get("axis"))
+            keep = self._flag(b.get("keepdims"))
+            dims = tuple(range(x.ndim)) if axes is None else axes
+            if f == "sum":
+                return x.sum(dim=dims, keepdim=keep) if dims else x.clone()
+            if f == "mean":
+                return x.mean(dim=dims, keepdim=keep) if dims else x.clone()
+            if f == "max":
+                if not dims:
+                    return x.clone()
+                self._note_top_gap(x, dims)
+                return torch.amax(x, dim=dims, keepdim=keep)  # ties: split evenly
+            return torch.logsumexp(x, dim=dims, keepdim=keep) if dims else x.clone()
+        if f in ("softmax", "log_softmax"):
+            b = self._bind(e, ["x", "axis"])
+            x = _t(self.expr(b["x"], env))
+            axes = self._axes(x, b.get("axis", ast.Num(e.span, -1, "-1")))
+            if len(axes) != 1:
+                # a list of axes: normalise over all of them together
+                lse = torch.logsumexp(x, dim=axes, keepdim=True)
+                return torch.exp(x - lse) if f == "softmax" else x - lse
+            fn = torch.softmax if f == "softmax" else torch.log_softmax
+            return fn(x, dim=axes[0])
+        if f == "transpose":
+            return _transpose(_t(self.expr(e.args[0], env)))
+        if f == "reshape":
+            b = self._bind(e, ["x", "shape"])
+            x = _t(self.expr(b["x"], env))
+            s = b["shape"]
+            if not isinstance(s, ast.Matrix) or len(s.rows) > 1:
+                raise OracleError("reshape's shape must be one list of dimensions")
+            items = s.rows[0] if s.rows else []  # '[]': a scalar
+            dims = []
+            for item in items:
+                if isinstance(item, ast.Name) and item.id not in self.constants:
+                    if item.id not in self.symbols:
+                        raise OracleError(f"unknown dimension {item.id}")
+                    dims.append(self.symbols[item.id])
+                else:
+                    dims.append(int(self.const(item)))
+            return x.reshape(dims)
+        if f in ("mse", "sse", "least_squares"):
+            b = self._bind(e, ["y", "t"])
+            y, t = _t(self.expr(b["y"], env)), _t(self.expr(b["t"], env))
+            sq = (y - t) ** 2
+            return {"mse": lambda: sq.mean(), "sse": lambda: 0.5 * sq.sum(),
+                    "least_squares": lambda: sq.sum()}[f]()
+        if f == "cross_entropy":
+            b = self._bind(e, ["p", "t"])
+            p, t = _t(self.expr(b["p"], env)), _t(self.expr(b["t"], env))
+            n = math.prod(p.shape[:-1]) if p.ndim else 1
+            return -(t * torch.log(p)).sum() / n
+        if f == "softmax_cross_entropy":
+            b = self._bind(e, ["logits", "t"])
+            z, t = _t(self.expr(b["logits"], env)), _t(self.expr(b["t"], env))
+            if z.ndim == 0:
+                raise OracleError("softmax_cross_entropy of a scalar")
+            n = math.prod(z.shape[:-1])
+            logp = z - torch.logsumexp(z, dim=-1, keepdim=True)
+            if t.ndim == z.ndim - 1:  # integer labels
+                idx = t.detach().round().long()
+                if not torch.equal(idx.to(DT), t.detach().to(DT)):
+                    raise OracleError("labels must be whole numbers")
+                return -torch.gather(logp, -1, idx[..., None]).sum() / n
+            if tuple(t.shape) != tuple(z.shape):
+                raise OracleError("one-hot targets must have the logits' shape")
+            return -(t * logp).sum() / n
+        if f == "sigmoid_cross_entropy":
+            b = self._bind(e, ["logits", "t"])
+            z, t = _t(self.expr(b["logits"], env)), _t(self.expr(b["t"], env))
+            n = z.shape[0] if z.ndim else 1
+            return (torch.logaddexp(z, torch.zeros_like(z)) - t * z).sum() / n
+        raise OracleError(f"function '{f}' is not interpreted by the oracle")
+
+    def _note_top_gap(self, x, dims):
+        """How close each maximum is to its runner-up (a tie is max's kink)."""
+        x = x.detach()
+        rest = [i for i in range(x.ndim) if i not in dims]
+        y = x.permute(*rest, *dims).reshape(*[x.shape[i] for i in rest], -1)
+        if y.shape[-1] < 2:
+            return
+        top2 = torch.topk(y, 2, dim=-1).values
+        self._note_kink(top2[..., 0] - top2[..., 1])
+
+
+def _t(v):
+    return v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=DT)
+
+
+def _transpose(x):
+    return x.permute(*reversed(range(x.ndim))) if x.ndim > 1 else x
