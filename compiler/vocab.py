@@ -126,6 +126,8 @@ class Range:
         if isinstance(value, float) and not (math.isfinite(value) and (
                 self.kind is float or value.is_integer())):
             return False
+        if isinstance(value, int) and self.kind is float and abs(value) > 1e308:
+            return False  # a whole number too large for a float
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
         return self.high is None or (value < self.high if self.high_open else value <= self.high)
@@ -151,8 +153,8 @@ def _shown(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, int):
-        return str(value) if abs(value) < 10 ** 15 else f"{value:.3e}" if abs(value) < 10 ** 300 \
-            else "a number too large"
+        return str(value) if abs(value) < 10 ** 15 else f"{value:.3e}" if abs(value) < 1e308 \
+            else f"a {len(str(abs(value)))}-digit number"
     if isinstance(value, list):
         return "a list"
     return repr(value)
@@ -163,6 +165,7 @@ POSITIVE = Range(low=0, low_open=True)
 NON_NEGATIVE = Range(low=0)
 FRACTION = Range(low=0, high=1, high_open=True)  # a decay rate: [0, 1)
 COUNT = Range(int, low=1)
+STEPS = Range(int, low=1, high=1e15)  # more would take longer than anyone can wait
 SEED = Range(int, low=0)
 
 # Every numeric optimizer setting.  lr > 0 (0 would train nothing); decay rates < 1
@@ -193,8 +196,8 @@ class SettingSpec:
 
 
 TRAIN_SETTINGS: dict[str, SettingSpec] = {
-    "epochs": SettingSpec(int, 10, "passes over the training data", COUNT),
-    "iters": SettingSpec(int, None, "minibatch steps (replaces epochs)", COUNT),
+    "epochs": SettingSpec(int, 10, "passes over the training data", STEPS),
+    "iters": SettingSpec(int, None, "minibatch steps (replaces epochs)", STEPS),
     "batch": SettingSpec(int, 100, "minibatch size", COUNT),
     "seed": SettingSpec(int, 0, "seed for initialization, shuffling and data", SEED),
     "shuffle": SettingSpec(bool, True, "reshuffle the training data every epoch"),

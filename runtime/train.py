@@ -304,10 +304,10 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     n = data_mod.example_count(train_arrays, axes)
     if n == 0:
         raise UserError("the training data is empty")
-    steps_per_epoch = math.ceil(n / settings.batch)
+    steps_per_epoch = -(-n // settings.batch)  # whole-number ceil: exact for any batch
     total_steps = settings.iters if settings.iters is not None else \
         (settings.epochs or 10) * steps_per_epoch
-    total_epochs = math.ceil(total_steps / steps_per_epoch)
+    total_epochs = -(-total_steps // steps_per_epoch)
     kind = task_kind(module, train_arrays)
 
     rng = np.random.default_rng(settings.seed)

@@ -99,11 +99,12 @@ BAD_SETTINGS = [  # (section, text, the message after "error: ")
     ("data", "spiral(classes=1)", "'classes' of 'spiral' must be a whole number >= 2, not 1"),
     ("data", "spiral(n=2.5)", "'n' of 'spiral' must be a whole number >= 1, not 2.5"),
     ("data", "sine(noise=-1)", "'noise' of 'sine' must be a number >= 0, not -1"),
-    ("train", "epochs = 0", "'epochs' must be a whole number >= 1, not 0"),
-    ("train", "iters = -3", "'iters' must be a whole number >= 1, not -3"),
+    ("train", "epochs = 0", "'epochs' must be a whole number in [1, 1e+15], not 0"),
+    ("train", "iters = -3", "'iters' must be a whole number in [1, 1e+15], not -3"),
     ("train", "batch = 0", "'batch' must be a whole number >= 1, not 0"),
     ("train", "seed = -1", "'seed' must be a whole number >= 0, not -1"),
     ("train", "eval_every = 0", "'eval_every' must be a whole number >= 1, not 0"),
+    ("train", "iters = 10^16", "'iters' must be a whole number in [1, 1e+15], not 1.000e+16"),
 ]
 
 
@@ -226,7 +227,7 @@ def test_bad_numeric_flags_are_usage_errors(capsys, command, flag, parse):
     (["train", "specs/xor.bp", "--batch", "0"],
      "argument --batch: must be a whole number >= 1, not 0"),
     (["train", "specs/xor.bp", "--epochs", "abc"],
-     "argument --epochs: must be a whole number >= 1, not 'abc'"),
+     "argument --epochs: must be a whole number in [1, 1e+15], not 'abc'"),
     (["train", "specs/xor.bp", "--epochs", "2", "--iters", "5"],
      "argument --iters: not allowed with argument --epochs"),
     (["train", "specs/spiral.bp", "--data", "spiral:classes=1"],
@@ -242,6 +243,19 @@ def test_bad_flags_end_to_end(args, message):
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
     assert r.stdout == ""
+
+
+@pytest.mark.parametrize("flag", ["--epochs", "--iters", "--batch", "--seed", "--lr"])
+def test_huge_flag_values_are_errors_not_crashes(tmp_path, flag):
+    """A 400-digit number: refused by its range, or (batch, seed) trained with exactly."""
+    huge = "1" + "0" * 400
+    r = run_bpc("train", "specs/xor.bp", flag, huge, "--out", tmp_path, "--quiet",
+                *(["--epochs", "1"] if flag in ("--batch", "--seed") else []))
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    if flag in ("--batch", "--seed"):
+        assert r.returncode == 0 and "xor: loss" in r.stdout
+    else:
+        assert r.returncode == 2 and "not a 401-digit number" in r.stderr
 
 
 def test_whole_number_flags_take_exponent_notation():
