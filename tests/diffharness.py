@@ -35,8 +35,28 @@ class Skip(Exception):
     """The drawn point is unsuitable (a tie at a kink, an overflow): draw another."""
 
 
-def build(text: str, path: str = "diff.bp"):
-    name, source = compile_text(text, path)
+def compile_with_hash_seed(text: str, hash_seed: int, path: str = "diff.bp"):
+    """(name, source) compiled in a fresh interpreter with PYTHONHASHSEED=hash_seed."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from compiler.pipeline import compile_text; "
+            "print(json.dumps(compile_text(sys.stdin.read(), sys.argv[1])))")
+    env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
+    out = subprocess.run([sys.executable, "-c", code, path], input=text, text=True,
+                         capture_output=True, env=env, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    name, source = json.loads(out.stdout)
+    return name, source
+
+
+def build(text: str, path: str = "diff.bp", hash_seed: int | None = None):
+    if hash_seed is None:
+        name, source = compile_text(text, path)
+    else:
+        name, source = compile_with_hash_seed(text, hash_seed, path)
     ns: dict = {"__name__": f"bpc_generated_{name}"}
     exec(compile(source, f"<generated {name}>", "exec"), ns)
     mod = SimpleNamespace(**ns)
@@ -150,13 +170,15 @@ def _typed(value, dtype) -> str | None:
 
 
 def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_margin=None,
-                 max_abs=1e6, targets=None, init: bool | str = False, data=None):
+                 max_abs=1e6, targets=None, init: bool | str = False, data=None,
+                 hash_seed: int | None = None):
     """Compile ``text``, run module and oracle at a random point, raise ``Mismatch``.
 
     ``init="exact"``: the module's own initial parameters, unperturbed (to put points
-    exactly on a kink and test its convention); ``data`` overrides drawn data."""
+    exactly on a kink and test its convention); ``data`` overrides drawn data;
+    ``hash_seed``: compile in a subprocess with that PYTHONHASHSEED."""
     oracle = Oracle(text, "diff.bp")
-    mod = build(text)
+    mod = build(text, hash_seed=hash_seed)
     rng = np.random.default_rng(seed)
     params, drawn = draw(mod, oracle, rng, targets=targets, init=bool(init))
     if init == "exact":

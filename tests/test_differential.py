@@ -42,6 +42,7 @@ from torch_oracle import Oracle  # noqa: E402
 EXAMPLES = int(os.environ.get("BPC_DIFF_EXAMPLES", "100"))
 SURVEY = int(os.environ.get("BPC_DIFF_SURVEY", "400"))
 SURVEY_START = int(os.environ.get("BPC_DIFF_SURVEY_START", "0"))
+DEPTH = int(os.environ.get("BPC_DIFF_DEPTH", "7"))  # equations per random spec, at most
 
 # Known, not yet fixed bugs: a difference matching one of these is reported as an
 # expected failure (never silently passed). Remove an entry when its bug is fixed.
@@ -368,7 +369,112 @@ v3 = v1^2
 v5 = reshape(v1, [1, N])
 v7 = reshape(v5, [N]) + v3
 loss L = sum(sin(v7)) + sum(softmax(v3) * v1)
+""", hash_seeds=[0, 1, 2, 3])
+
+case("stability", """model m
+input x : [N, 3]
+target t : [N]
+target u : [N, 4]
+param W : [3, 4] = normal(std=0.5)
+z = 300 * (x @ W)
+loss L = softmax_cross_entropy(z, t) + sigmoid_cross_entropy(z, u) + mean(softplus(z)) + mean(sigmoid(-z)) + mean(logsumexp(z, axis=1)) + mean(log_softmax(z)) + mean(softmax(z) * z)
 """)
+case("int-arith", """model m
+let k = 2
+let h = 3 / 2
+param p : [3] = normal
+loss L = sum(p^k) * (1 / 2) + sum(p) * h + sum(p ^ (k + 1)) / 3 + 2^-1 * sum(p)
+""")
+case("transpose-3d", """model m
+input x : [N, 2, 3]
+param v : [3] = normal
+h = x * v
+loss L = sum(sin(h.T) * transpose(h).T.T) + sum(reshape(transpose(h), [6, N]) * 2)
+""")
+case("output-input", """model m
+input x : [N, 3]
+param W : [3, 2] = normal
+output x
+loss L = sum(sin(x @ W))
+""")
+case("output-param", """model m
+input x : [N, 3]
+param W : [3, 2] = normal
+output W
+loss L = sum(sin(x @ W))
+""")
+case("loss-const-times-param", """model m
+param p = 0.3
+loss L = 2 * p
+""")
+case("loss-const-plus", """model m
+param p : [2] = normal
+loss L = 3 + sum(p * 0)
+""")
+case("softmax-axis-size1", """model m
+input x : [N, 3]
+param W : [3, 1] = normal
+h = x @ W
+loss L = sum(softmax(h) * h) + sum(log_softmax(h, axis=0)^2)
+""")
+case("max-keepdims-list", """model m
+input x : [N, 6]
+param W : [6, 6] = normal
+h = reshape(x @ W, [N, 3, 2])
+loss L = sum(max(h, axis=[1, 2], keepdims=1) * h) + sum(max(h, axis=[0, 2]))
+""")
+case("mean-keepdims-broadcast", """model m
+input x : [N, 3]
+param W : [3, 3] = normal
+h = x @ W
+loss L = sum((h - mean(h, axis=0, keepdims=1))^2 / (1 + sum(h^2, axis=1, keepdims=true)))
+""")
+case("scalar-input-no-default", """model m
+input s : scalar
+param p : [2] = normal
+loss L = sum(sin(p * s)) + s
+grad wrt s
+""")
+case("implied-output-alias", """model m
+param p = 0.3
+q = p
+loss L = q
+""")
+case("mse-number", """model m
+input x : [N, 3]
+param W : [3, 2] = normal
+loss L = mse(x @ W, 0.5)
+""")
+case("cross-entropy-vector", """model m
+param z : [3] = normal
+param y : [3] = normal
+loss L = cross_entropy(softmax(z), softmax(y)) + softmax_cross_entropy(z, softmax(y)) + sigmoid_cross_entropy(z, sigmoid(y))
+""")
+case("relu-of-relu-max", """model m
+input x : [N, 3]
+param W : [3, 4] = normal
+h = relu(x @ W - 10)
+loss L = sum(max(h, axis=1)) + max(h)
+""")
+case("same-var-twice", """model m
+input x : [N, 3]
+param W : [3, 3] = normal
+h = x @ W
+loss L = sum(h * h) + sum(maximum(h, h)) + sum(W @ W.T) + sum(h @ W @ W)
+""")
+case("deep-layers-f32", """model m
+dtype float32
+input x : [N, 3]
+target t : [N]
+layers x -> y {
+  repeat 6 {
+    dense 8
+    tanh
+  }
+  dense 3
+}
+loss L = softmax_cross_entropy(y, t)
+""", init=True)
 
 # Kinks: the documented conventions, at points exactly on them (init="exact").
 case("kink-relu-at-0", """model m
@@ -410,9 +516,11 @@ def _marked(params):
 
 def _run_case(text, kw, seeds):
     ran = 0
-    for seed in seeds:
+    kw = dict(kw)
+    hash_seeds = kw.pop("hash_seeds", [None])
+    for seed, hash_seed in [(s, h) for s in seeds for h in hash_seeds]:
         try:
-            differential(text, seed, **kw)
+            differential(text, seed, hash_seed=hash_seed, **kw)
             ran += 1
         except Skip:
             continue
@@ -427,6 +535,19 @@ def _run_case(text, kw, seeds):
 @pytest.mark.parametrize("name, text, kw", _marked(CASES))
 def test_case(name, text, kw):
     _run_case(text, kw, seeds=range(2) if kw.get("init") != "exact" else [0])
+
+
+@xfail("codegen's buffer reuse depends on set/dict order of hashed names: the module "
+       "differs between PYTHONHASHSEED values")
+def test_generated_code_is_independent_of_the_hash_seed():
+    """The same spec compiles to the same module whatever PYTHONHASHSEED is (else a
+    bug can hide behind one seed: see reshape-view-buffer-reuse)."""
+    from diffharness import compile_with_hash_seed
+
+    text = next(c.values[1] for c in CASES if c.id == "reshape-view-buffer-reuse")
+    sources = {h: compile_with_hash_seed(text, h)[1] for h in range(4)}
+    assert len(set(sources.values())) == 1, \
+        "generated code differs between PYTHONHASHSEED values 0..3"
 
 
 # ----------------------------------------------------------------------------- the oracle
@@ -482,7 +603,7 @@ def _random_run(text, targets=None):
 
 
 @_SETTINGS
-@given(random_spec())
+@given(random_spec(DEPTH))
 def test_random_v2(spec):
     _random_run(spec.text(), spec.targets)
 
@@ -499,7 +620,7 @@ def test_survey():
     kinds: dict[str, list] = {}
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     for seed in range(SURVEY_START, SURVEY_START + SURVEY):
-        spec = spec_from_seed(seed)
+        spec = spec_from_seed(seed, DEPTH)
         text = spec.text()
         try:
             differential(text, seed, targets=spec.targets)
