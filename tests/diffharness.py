@@ -171,12 +171,13 @@ def _typed(value, dtype) -> str | None:
 
 def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_margin=None,
                  max_abs=1e6, targets=None, init: bool | str = False, data=None,
-                 hash_seed: int | None = None):
+                 hash_seed: int | None = None, use_defaults: bool = False):
     """Compile ``text``, run module and oracle at a random point, raise ``Mismatch``.
 
     ``init="exact"``: the module's own initial parameters, unperturbed (to put points
     exactly on a kink and test its convention); ``data`` overrides drawn data;
-    ``hash_seed``: compile in a subprocess with that PYTHONHASHSEED."""
+    ``hash_seed``: compile in a subprocess with that PYTHONHASHSEED; ``use_defaults``:
+    never pass inputs that have defaults."""
     oracle = Oracle(text, "diff.bp")
     mod = build(text, hash_seed=hash_seed)
     rng = np.random.default_rng(seed)
@@ -184,6 +185,8 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
     if init == "exact":
         params = {n: np.asarray(v, dtype=mod.DTYPE) for n, v in mod.init_params(rng).items()}
     data = {**drawn, **(data or {})}
+    if use_defaults:  # leave every input with a default to its default
+        data = {k: v for k, v in data.items() if k not in getattr(mod, "DEFAULTS", {})}
     want = oracle.run(params, data)
     if kink_margin is None:
         kink_margin = 1e-3 if oracle.dtype == "float32" else 1e-7
@@ -203,6 +206,7 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         problems.append(f"GRADS {list(mod.GRADS)} != expected {oracle.wrt}")
 
     args = dict(data)
+    before = {k: np.array(v, copy=True) for k, v in {**params, **args}.items()}
     loss, grads = mod.loss_and_grad(params, **args)
     if not isinstance(loss, float):
         problems.append(f"loss_and_grad's loss is {type(loss).__name__}, not float")
@@ -226,6 +230,18 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         if not ok:
             problems.append(f"d{want.loss and ''}{name}: {why}\n      got      {_short(g)}"
                             f"\n      expected {_short(g_want)}")
+    if "grads" in inspect.signature(mod.loss_and_grad).parameters:
+        # The training loop's path: gradients computed into caller's buffers (filled
+        # with NaN first, then holding the previous step's values).
+        buffers = {n: np.full(np.shape(g), np.nan, dtype=dtype) for n, g in want.grads.items()}
+        for attempt in ("into NaN-filled buffers", "into reused buffers"):
+            _, gb = mod.loss_and_grad(params, **args, grads=buffers)
+            for name, g_want in want.grads.items():
+                ok, why = _close(gb.get(name), g_want, rtol, atol) if name in gb else \
+                    (False, "missing")
+                if not ok:
+                    problems.append(f"d{name} {attempt}: {why}")
+                    break
     if check_output and want.output_name is not None:
         accepted = inspect.signature(mod.predict).parameters
         pargs = {k: v for k, v in args.items() if k in accepted}
@@ -238,6 +254,9 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         ok, why = _close(out, want.output, rtol, atol)
         if not ok:
             problems.append(f"predict ({want.output_name}): {why}")
+    for k, v in {**params, **args}.items():
+        if not np.array_equal(np.asarray(v), before[k], equal_nan=True):
+            problems.append(f"the caller's array '{k}' was modified in place")
     if problems:
         raise Mismatch(f"seed {seed}:\n--- spec\n{text.rstrip()}\n--- differences\n  "
                        + "\n  ".join(problems), problems, text)

@@ -307,8 +307,9 @@ class Oracle:
         return bound
 
     def _axes(self, x, axis_expr):
-        if axis_expr is None:
-            return None
+        if axis_expr is None or (isinstance(axis_expr, ast.Name) and axis_expr.id == "none"
+                                 and "none" not in self.constants):
+            return None  # 'axis=none' spells out the default: all axes
         v = self.const(axis_expr)
         items = v if isinstance(v, list) else [v]
         out = []
