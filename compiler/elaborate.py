@@ -172,11 +172,11 @@ class _Elaborator:
             dims.append(v)
         return tuple(dims)
 
-    def _data_leaf(self, name: str, shape: ast.Shape) -> Node | None:
+    def _data_leaf(self, name: str, shape: ast.Shape, **attrs) -> Node | None:
         dims = self._shape(shape, name, fixed=False)
         if dims is None:
             return None
-        node = self.b.leaf("input", name, dims)
+        node = self.b.leaf("input", name, dims, **attrs)
         self.env[name] = node
         for axis, d in enumerate(dims):
             if isinstance(d, str):
@@ -189,7 +189,7 @@ class _Elaborator:
             default = const_value(st.default, self.spec.constants)
             dshape = literal_shape(default)
             if st.shape is None:
-                node = self.b.leaf("input", st.name, dshape)
+                node = self.b.leaf("input", st.name, dshape, default=True)
                 self.env[st.name] = node
                 return node, default
             declared = self._shape(st.shape, st.name, fixed=False)
@@ -197,6 +197,8 @@ class _Elaborator:
                 self.diags.error(f"the default of '{st.name}' has shape {fmt_shape(dshape)}, "
                                  f"but it is declared {fmt_shape(declared)}", st.default.span)
                 return None, None
+        if default is not None:  # not data: the runtime does not check its values
+            return self._data_leaf(st.name, st.shape, default=True), default
         return self._data_leaf(st.name, st.shape), default
 
     def _param(self, st: ast.Param):

@@ -681,9 +681,10 @@ def _xent_vjp(b, node, g):
     if labels(t, logits):  # integer labels: not differentiable
         onehot = b.op("one_hot", t, classes=logits.shape[-1])
         return [b.op("mul", b.op("div", b.op("sub", p, onehot), n), g), None, None, None]
-    if t.op != "input":
-        # A computed target need not sum to 1 over classes: the exact gradient is
-        # (p * sum(t) - t) / N, which the fused rule shortens only for checked data.
+    if t.op != "input" or t.attr("default"):
+        # A computed target (or an input's default) need not sum to 1 over classes: the
+        # exact gradient is (p * sum(t) - t) / N, which the fused rule shortens only for
+        # data the runtime checks.
         p = b.op("mul", p, b.op("sum", t, axis=(len(t.shape) - 1,), keepdims=True))
     # The fused rule covers log_p's own dependence on the logits: nothing flows to it.
     d_logits = b.op("mul", b.op("div", b.op("sub", p, t), n), g)

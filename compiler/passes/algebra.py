@@ -1,7 +1,7 @@
 """Algebraic identities: x*1, 1*x, x+0, 0+x, x-0, 0-x, x/1, --x, x^1, x^0, x^-1, 0*x,
 and multiplications by ``ones_like`` that do not change the shape.
 
-Every rewrite keeps the node's shape: ``0 * x`` becomes ``zeros_like(x)`` unless ``x`` is
+Every rewrite keeps the node's shape, dtype and array-ness: ``0 * x`` becomes ``zeros_like(x)`` unless ``x`` is
 a scalar, and ``x * ones_like(y)`` becomes ``x`` only when ``x`` already has the shape.
 """
 
@@ -20,11 +20,14 @@ def _scalar_const(node) -> bool:
 
 
 def _same_shape(x, node):
-    return x.shape == node.shape and x.dtype == node.dtype
+    """Whether ``x`` can stand for ``node``: shape, dtype, and an array where ``node`` is
+    one (a Python number in place of an array would change the module's dtype)."""
+    return x.shape == node.shape and x.dtype == node.dtype and (x.is_array or not
+                                                                  node.is_array)
 
 
 def _zero_like(b, x, node):
-    if node.shape == ():
+    if node.shape == () and not node.is_array:
         return b.const(0)
     return b.op("zeros_like", x if x.shape == node.shape else b.op("ones_like", x))
 
@@ -48,7 +51,7 @@ def _identities(b, node, args):
             for inner_c, z in ((other.args[0], other.args[1]), (other.args[1], other.args[0])):
                 if _scalar_const(inner_c) and z.shape == node.shape:
                     product = c.value * inner_c.value
-                    if product == 1 and z.dtype == node.dtype:
+                    if product == 1 and _same_shape(z, node):
                         return z
                     return b.op("mul", b.const(product), z)
     elif op == "add":
@@ -80,7 +83,8 @@ def _identities(b, node, args):
         if _is(y, 1) and _same_shape(x, node):
             return x
         if _is(y, 0):
-            return b.const(1) if node.shape == () else b.op("ones_like", x)
+            return b.const(1) if node.shape == () and not node.is_array else \
+                b.op("ones_like", x)
         if _is(y, -1):
             return b.op("div", b.const(1), x)
     return None
