@@ -82,6 +82,14 @@ def test_batch_axis_is_the_dimension_inputs_and_targets_share(inputs, targets, d
                               axes) == (7 if axes else 1)
 
 
+def test_data_without_a_batch_dimension_is_one_example_each_step():
+    toy = load_model(REPO / "specs" / "toy.bp")  # input x : scalar, target y : scalar
+    ds = data.Dataset({"x": np.array(1.0), "y": np.array(0.5)})
+    assert ds.size(toy) == 1
+    result = quiet_train(toy, ds, epochs=3, batch=4)
+    assert result.steps == 3 and float(result.history[-1]["loss"]) >= 0
+
+
 def test_several_batch_candidates_without_n_is_an_error():
     m = contract({"x": ("B", "T")}, {"t": ("B", "T")})
     with pytest.raises(UserError) as info:
