@@ -235,10 +235,21 @@ def builtin(name: str, module, seed: int = 0, **kwargs) -> Dataset:
 
 
 def _arranged(arrays: dict[str, np.ndarray], module) -> dict[str, np.ndarray]:
-    """Row-major arrays in the layouts the module declares (``arrange``)."""
+    """Row-major arrays in the layouts the module declares: each example reshaped to the
+    declared shape of one example when the sizes agree (sine's ``(n, 1)`` for ``[N]``,
+    mnist's 784 pixels for ``[N, 28, 28]``), then ``arrange``-d. Labels for one-hot
+    targets are left for ``conform`` to convert."""
     declared = {**module.INPUTS, **module.TARGETS}
     axes = batch_axes(module)
-    return {k: arrange(v, declared[k], axes.get(k)) for k, v in arrays.items()}
+    out = {}
+    for k, v in arrays.items():
+        shape, axis = tuple(declared[k]), axes.get(k)
+        example = [d for i, d in enumerate(shape) if i != axis]
+        if axis is not None and v.ndim >= 1 and all(isinstance(d, int) for d in example) \
+                and math.prod(v.shape[1:]) == math.prod(example):
+            v = v.reshape((len(v), *example))
+        out[k] = arrange(v, shape, axis)
+    return out
 
 
 # ----------------------------------------------------------------------------- files

@@ -108,6 +108,26 @@ def test_arrange_puts_each_example_on_the_batch_axis(shape, axis):
         np.testing.assert_array_equal(np.take(a, i, axis=axis), rows[i])
 
 
+@pytest.mark.parametrize("name,x,t,x_shape,t_shape", [
+    ("sine", ("N",), ("N",), (40,), (40,)),
+    ("sine", ("N", 1), (1, "N"), (40, 1), (1, 40)),
+    ("xor", (2, "N"), ("N",), (2, 4), (4,)),
+    ("xor", ("N", 1, 2), (1, "N"), (4, 1, 2), (1, 4)),
+    ("spiral", (2, "N"), ("N",), (2, 24), (24,)),  # integer labels
+    ("spiral", ("N", 2), ("N", 3), (24, 2), (24,)),  # labels for one-hot: conform's job
+])
+def test_builtins_take_the_declared_layout(name, x, t, x_shape, t_shape):
+    m = contract({"x": x}, {"t": t})
+    kwargs = {"n": 50} if name == "sine" else {"n": 10} if name == "spiral" else {}
+    ds = data.builtin(name, m, seed=0, **kwargs)
+    assert (ds.train["x"].shape, ds.train["t"].shape) == (x_shape, t_shape)
+    rows = data.builtin(name, contract({"x": ("N", 2 if name != "sine" else 1)},
+                                       {"t": ("N",) if name == "spiral" else ("N", 1)}),
+                        seed=0, **kwargs)
+    flat = np.moveaxis(ds.train["x"], x.index("N"), 0).reshape(len(rows.train["x"]), -1)
+    np.testing.assert_array_equal(flat, rows.train["x"])  # the same examples, rearranged
+
+
 def test_batches_slice_the_batch_axis_and_pass_the_rest_whole():
     arrays = {"x": np.arange(20).reshape(2, 10), "t": np.arange(10) * 2, "w": np.ones(3)}
     axes = {"x": 1, "t": 0}
