@@ -218,6 +218,20 @@ def test_evaluation_chunks_along_the_batch_axis(pair):
         pytest.approx(loss, rel=1e-12)
 
 
+@pytest.mark.parametrize("loss", ["mse(f, y)", "least_squares(f, y)", "sse(f, y)",
+                                  "mean((f - y)^2) + sum(f) * 0 + mean(f)^2"])
+def test_evaluated_loss_is_the_loss_over_the_whole_set(tmp_path, loss):
+    # Averaging losses, summing losses, and one that is neither (mean(f)^2 couples the
+    # examples): chunked evaluation must equal one call on everything.
+    m = compile_text(tmp_path, "lossy", COLUMNS.replace("mse(f, y)", loss)
+                     .replace("model col", "model lossy"))
+    x, y = column_and_row_data(3000)
+    params = m.init_params(np.random.default_rng(0))
+    arrays = {"x": x[None, :], "y": y[None, :]}
+    assert mean_loss(m, params, arrays, batch=1000) == pytest.approx(
+        m.loss(params, **arrays), rel=1e-9)
+
+
 def test_column_binary_classifier_gets_an_accuracy(tmp_path):
     m = compile_text(tmp_path, "colbin", """model colbin
 input  x : [2, N]
