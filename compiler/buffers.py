@@ -74,7 +74,11 @@ def plan(statements: list[Statement], returns: list[str],
         code = [f"{st.name} = {st.expr}"]
         view = st.alias or PRIMITIVES[node.op].cheap
         if view:
-            base = next((n for n in reads[i] if n in group), None)
+            # The array a view shares memory with is its first argument's (``h.T``,
+            # ``np.reshape(dL_dv7, v5.shape)``: dL_dv7, not v5). Names in textual order,
+            # so the plan never depends on set order (that is, on PYTHONHASHSEED).
+            viewed = st.args[0] if st.args and not st.alias else st.expr
+            base = next((n for n in _NAME.findall(viewed) if n in group), None)
             if base is not None:
                 join(st.name, group[base])
             else:
