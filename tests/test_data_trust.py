@@ -232,6 +232,17 @@ def test_evaluated_loss_is_the_loss_over_the_whole_set(tmp_path, loss):
         m.loss(params, **arrays), rel=1e-9)
 
 
+def test_predictions_of_a_model_that_couples_examples_are_not_chunked(tmp_path):
+    m = compile_text(tmp_path, "centred", COLUMNS.replace("model col", "model centred")
+                     .replace("f = beta1", "g = beta1").replace("loss l = mse(f, y)",
+                                                                "output f = g - mean(g)\n"
+                                                                "loss l = mse(f, y)"))
+    x, _ = column_and_row_data(3000)
+    params = m.init_params(np.random.default_rng(0))
+    np.testing.assert_allclose(predict_all(m, params, {"x": x[None, :]}, chunk=1000),
+                               m.predict(params, x[None, :]), rtol=1e-12)
+
+
 def test_column_binary_classifier_gets_an_accuracy(tmp_path):
     m = compile_text(tmp_path, "colbin", """model colbin
 input  x : [2, N]
