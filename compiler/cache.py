@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
+
+# The most a cache entry may hold: a larger file there was not written by bpc.
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
 
 
 def cache_dir() -> Path:
@@ -31,32 +36,131 @@ def writable_dir(*parts: str) -> Path | None:
 
 
 def write_text_atomic(target: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and a rename: never half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    """Write via a temporary file in the same folder, an fsync and a rename: never half
+    a file. The file gets the permissions of any new file (0666 less the umask), and a
+    problem with the folder is a ``SpecError`` naming the path."""
+    from .errors import Diagnostic, SpecError
+
+    def fail(e: OSError, what: Path) -> SpecError:
+        return SpecError(Diagnostic(f"cannot write {what}: {e.strerror or e}", None))
+
+    folder = target.parent
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise fail(e, folder) from None  # a file where the folder should be
+    except OSError as e:
+        raise fail(e, folder) from None
+    if not folder.is_dir():
+        raise SpecError(Diagnostic(f"cannot write {target}: {folder} is not a folder",
+                                   None))
+    if target.is_dir():
+        raise SpecError(Diagnostic(f"cannot write {target}: it is a folder", None))
+    _remove_stale_temporaries(target)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as e:
+        raise fail(e, folder) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, target)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise fail(e, target) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
 
 
-def memo_text(kind: str, key: str, compute: Callable[[], str]) -> str:
-    """``compute()``, remembered on disk under ``key`` (a content hash is added)."""
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _unlink_quietly(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _remove_stale_temporaries(target: Path, age: float = 3600.0) -> None:
+    """Temporary files of ``target`` left by a writer that was killed an hour or more ago."""
+    now = time.time()
+    try:
+        leftovers = list(target.parent.glob(f".{_glob_escape(target.name)}.*.tmp"))
+    except OSError:
+        return
+    for path in leftovers:
+        try:
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > age:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def read_regular(path: Path, limit: int = MAX_ENTRY_BYTES) -> str | None:
+    """The text of ``path`` when it is a regular file (not a symbolic link, FIFO or
+    device) of at most ``limit`` bytes in UTF-8; None otherwise. Never blocks."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        data = os.read(fd, limit + 1) if st.st_size else b""
+        while len(data) <= limit:
+            more = os.read(fd, limit + 1 - len(data))
+            if not more:
+                break
+            data += more
+        if len(data) > limit:
+            return None
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def memo_text(kind: str, key: str, compute: Callable[[], str],
+              valid: Callable[[str], bool]) -> str:
+    """``compute()``, remembered on disk under ``key`` (a content hash is added).
+
+    The cache folder is writable by whoever owns it, so what is read back is never
+    trusted: only a regular file of bounded size is read, and its text is used only when
+    ``valid(text)`` confirms it stands for ``key`` (else it is computed again)."""
+    from .errors import SpecError
+
     folder = writable_dir(kind)
     if folder is None:
         return compute()
     path = folder / (hashlib.sha256(key.encode("utf-8")).hexdigest() + ".txt")
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        pass
+    cached = read_regular(path)
+    if cached is not None:
+        try:
+            if valid(cached):
+                return cached
+        except Exception:  # a planted file that makes the check itself fail
+            pass
     text = compute()
     try:
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            path.unlink()  # a planted link, FIFO or device: replaced, never followed
         write_text_atomic(path, text)
-    except OSError:
+    except (OSError, SpecError):
         pass  # no cache this time
     return text

@@ -331,7 +331,25 @@ def format_source(text: str) -> str:
             raise SpecError(Diagnostic(f"internal error: generated code does not parse "
                                        f"({e})", None)) from e
 
-    return memo_text("black", f"{_black_identity()} py310\n{text}", run_black)
+    def same_program(formatted: str) -> bool:
+        """A remembered output is used only when it is the same Python program as
+        ``text`` (black changes layout, never the syntax tree): the cache folder is
+        writable, and whatever is read back from it becomes the generated module."""
+        expected = _ast_dump(text)
+        return expected is not None and _ast_dump(formatted) == expected
+
+    return memo_text("black", f"{_black_identity()} py310\n{text}", run_black,
+                     same_program)
+
+
+@functools.lru_cache(maxsize=4)
+def _ast_dump(source: str) -> str | None:
+    import ast as pyast
+
+    try:
+        return pyast.dump(pyast.parse(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
 
 
 def _black_identity() -> str:

@@ -141,14 +141,11 @@ def _lark() -> tuple[Lark, _PostLexer]:
     post = _PostLexer()
     grammar = _grammar_text()
     # The tables shipped with bpc, when they are for this grammar and this Lark; else
-    # built here, and cached by Lark (keyed on the grammar, the options and its version).
+    # built here, every time. Never Lark's own cache: it unpickles a file from a folder
+    # anyone with the user's rights can write (and only then checks its hash).
     parser = tables.load(grammar, postlex=post)
     if parser is None:
-        from .cache import writable_dir
-
-        folder = writable_dir("lark")
-        cache = str(folder / "bp-grammar.lark-cache") if folder else False
-        parser = _build_lark(grammar, cache, post)
+        parser = _build_lark(grammar, False, post)
     return parser, post
 
 

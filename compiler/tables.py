@@ -4,8 +4,9 @@ Building the tables is most of what a first ``bpc compile`` would otherwise spen
 0.3 s, as much as starting Python and importing Lark, Jinja and black together), so they
 are written out as plain Python data in ``compiler/_lark_tables.py``, keyed by the
 grammar's SHA-256 and the Lark version that built them. The parser uses them only when
-both match; otherwise it builds the tables itself (and Lark caches them in bpc's cache
-folder), so a stale or foreign table file can cost time but never change a parse.
+both match; otherwise it builds the tables itself, in every process (never through
+Lark's cache, which unpickles a user-writable file), so a stale or foreign table file can
+cost time but never change a parse.
 ``tests/test_parser_tables.py`` fails when the shipped tables are stale.
 
 Regenerate after editing the grammar or upgrading Lark (``--check`` only checks)::
