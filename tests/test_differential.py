@@ -70,10 +70,6 @@ def xfail(reason):
 
 
 SCALAR_XFAIL = xfail(KNOWN_BUGS[0][1])
-VIEW_XFAIL = xfail("a reshape's adjoint is a view of another adjoint's buffer, which is "
-                   "then reused as an out= buffer while the view is live (the generated "
-                   "code depends on PYTHONHASHSEED, so this fails for most hash seeds)")
-
 
 # ----------------------------------------------------------------------------- hand-written
 def _fn_case(f, wrap="{}"):
@@ -543,12 +539,10 @@ for _name in ("sxe-labels", "layers", "reductions", "loss-is-param", "grad-wrt-i
     case(f"float32-{_name}", _text, **_p.values[2])
 
 # Known failures (remove when fixed): see KNOWN_BUGS and the report of issue 10.
-_XFAILS = {
-    "reshape-view-buffer-reuse": VIEW_XFAIL,
-    "sxe-default-target-not-normalised": xfail(
-        "an input's default used as softmax_cross_entropy's one-hot target gets the fused "
-        "backward (softmax - t) / N although the default's rows do not sum to 1; the "
-        "compiler knows the default, so it should reject it or use the exact form"),
+_XFAILS: dict = {
+    # "case-id": xfail("reason"), only while the bug is open. Fixed since this file was
+    # written: reshape-view-buffer-reuse, the hash-seed dependence,
+    # sxe-default-target-not-normalised.
 }
 
 
@@ -583,8 +577,6 @@ def test_case(name, text, kw):
     _run_case(text, kw, seeds=range(2) if kw.get("init") != "exact" else [0])
 
 
-@xfail("codegen's buffer reuse depends on set/dict order of hashed names: the module "
-       "differs between PYTHONHASHSEED values")
 def test_generated_code_is_independent_of_the_hash_seed():
     """The same spec compiles to the same module whatever PYTHONHASHSEED is (else a
     bug can hide behind one seed: see reshape-view-buffer-reuse)."""
