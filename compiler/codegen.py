@@ -128,10 +128,18 @@ def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
     for bd in args:
         conv = "np.asarray({0})" if bd.node.dtype == "int" else "np.asarray({0}, dtype=DTYPE)"
         lines.append(f"{bd.name} = " + conv.format(bd.name))
+    mentioned = _identifiers(text)  # one scan of the text, not one per parameter
     for bd in prog.params:
-        if _mentions(text, bd.name):
+        if bd.name in mentioned:
             lines.append(f'{bd.name} = params["{bd.name}"]')
     return lines
+
+
+def _identifiers(text: str) -> set[str]:
+    """The names ``text`` mentions as themselves (not as attributes: ``np.exp``)."""
+    import re
+
+    return set(re.findall(r"(?<![\w.])[A-Za-z_]\w*", text))
 
 
 def _mentions(text: str, name: str) -> bool:

@@ -40,17 +40,49 @@ class Statement:
     inline_fresh: tuple[bool, ...] = ()  # argument i is an unnamed, freshly computed array
 
 
+class _Names(dict):
+    """Node id -> printed name; naming a node forgets the printed text of expressions,
+    which may have held it inline."""
+
+    def __init__(self, items, printed: dict):
+        super().__init__(items)
+        self._printed = printed
+
+    def __setitem__(self, key, value) -> None:
+        if self.get(key) != value:
+            self._printed.clear()
+        super().__setitem__(key, value)
+
+
 class Printer:
     def __init__(self, prog: Program):
         self.prog = prog
-        self.names: dict[int, str] = {bd.node.id: bd.name for bd in prog.leaves}
+        # Printed (text, precedence) per node: a node shared inline (a view, a constant)
+        # is printed once, so printing a DAG is linear in its size, not in its unfolding.
+        self._printed: dict[int, tuple[str, int]] = {}
+        self.names: dict[int, str] = _Names(
+            {bd.node.id: bd.name for bd in prog.leaves}, self._printed)
 
     def expr(self, node: Node) -> tuple[str, int]:
-        if node.id in self.names and not node.is_const:
-            return self.names[node.id], ATOM
-        prim = PRIMITIVES[node.op]
-        args = [self.expr(a) for a in node.args]
-        return prim.emit(args, dict(node.attrs), node)
+        done = self._printed.get(node.id)
+        if done is not None:
+            return done
+        # Children first, without recursion: expressions may nest thousands deep.
+        stack = [(node, False)]
+        while stack:
+            n, ready = stack.pop()
+            if n.id in self._printed:
+                continue
+            if n.id in self.names and not n.is_const:
+                self._printed[n.id] = (self.names[n.id], ATOM)
+                continue
+            if not ready:
+                stack.append((n, True))
+                stack.extend((a, False) for a in n.args if a.id not in self._printed)
+                continue
+            args = [self._printed[a.id] for a in n.args]
+            self._printed[n.id] = PRIMITIVES[n.op].emit(args, dict(n.attrs), n)
+        return self._printed[node.id]
 
     def text(self, node: Node) -> str:
         return self.expr(node)[0]
@@ -102,18 +134,21 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
         temps: list[Node] = []
         seen: set[int] = set()
 
-        def collect(n: Node, root: bool):
+        # Post-order (arguments first), without recursion: chains may be thousands deep.
+        work: list[tuple[Node, bool, bool]] = [(bd.node, True, False)]
+        while work:
+            n, root, done = work.pop()
+            if done:
+                if not root and n.id in shared and first.get(n.id) == i and not _cheap(n):
+                    temps.append(n)
+                continue
             if n.id in seen:
-                return
+                continue
             seen.add(n.id)
             if not root and (n.id in p.names):
-                return
-            for a in n.args:
-                collect(a, False)
-            if not root and n.id in shared and first.get(n.id) == i and not _cheap(n):
-                temps.append(n)
-
-        collect(bd.node, True)
+                continue
+            work.append((n, root, True))
+            work.extend((a, False, False) for a in reversed(n.args))
         def add_temp(t: Node, why: str) -> None:
             name = fresh(_temp_name(prog, bd, t), taken)
             out.append(_statement(p, name, t, "temp", statement_names,
