@@ -48,8 +48,8 @@ DEPTH = int(os.environ.get("BPC_DIFF_DEPTH", "7"))  # equations per random spec,
 # expected failure (never silently passed). Remove an entry when its bug is fixed.
 KNOWN_BUGS: list[tuple[str, str]] = [
     (r"(gradient of \w+|predict's output) is (float|float32|float64), not np\.ndarray",
-     "scalar gradients / predict outputs come back as Python or NumPy scalars, not "
-     "0-d np.ndarray of DTYPE"),
+     "scalar gradients / predict outputs of float32 modules come back as NumPy scalars "
+     "(np.float32: arithmetic on 0-d arrays returns scalars), not 0-d np.ndarray of DTYPE"),
 ]
 
 
