@@ -16,7 +16,7 @@ from . import ast
 from .desugar import NotConstant, const_value
 from .errors import Diagnostics, Note, Span, listing, suggestion_hint
 from .functions import FUNCTIONS
-from .names import reserved_reason
+from .names import model_name_reason, reserved_reason
 from .vocab import (COMMON_OPT_KEYS, DATASET_RANGES, DATASETS, DTYPES, INIT_ORDERED,
                     INIT_RANGES, INITIALIZERS, LAYERS, OPTIMIZER_RANGES, OPTIMIZERS, REQUIRED,
                     SCHEDULES, TRAIN_SETTINGS, Range, Signature)
@@ -55,7 +55,7 @@ def _check_sections(spec: ast.Spec, diags: Diagnostics) -> None:
         else:
             seen[word] = st
     name, span = model_name(spec)
-    why = reserved_reason(name)
+    why = model_name_reason(name)
     if why:
         if span is None:
             diags.error(f"the file name '{Path(spec.path).name}' does not give a usable model "

@@ -14,6 +14,7 @@ import math
 
 from . import ast
 from .errors import Diagnostics, listing, suggestion_hint
+from .limits import MAX_ELEMENTS, MAX_LAYERS, MAX_MAGNITUDE, MAX_REPEAT
 from .vocab import LAYERS, RELU_FAMILY, ACTIVATIONS, REQUIRED
 
 
@@ -46,13 +47,23 @@ def const_value(expr: ast.Expr, constants: dict[str, float | int]):
     if isinstance(expr, ast.BinOp) and expr.op != "@":
         a = const_value(expr.left, constants)
         b = const_value(expr.right, constants)
+        if isinstance(a, list) or isinstance(b, list):
+            raise NotConstant(expr, "arithmetic on a matrix literal is not a constant")
         try:
-            value = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
-                     "/": lambda: a / b, "^": lambda: a ** b}[expr.op]()
-        except (ZeroDivisionError, OverflowError) as e:
+            if expr.op == "^":
+                value = _power(a, b)
+            else:
+                value = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+                         "/": lambda: a / b}[expr.op]()
+        except ZeroDivisionError as e:
             raise NotConstant(expr, f"cannot evaluate this constant ({e})") from None
-        if isinstance(value, complex) or not math.isfinite(value):
-            raise NotConstant(expr, "this constant is not a finite real number")
+        except OverflowError:
+            raise NotConstant(expr, "this constant is too large (limit: magnitude below "
+                                    "2^1024, about 1.8e308)") from None
+        if isinstance(value, complex) or abs(value) >= MAX_MAGNITUDE \
+                or not math.isfinite(value):
+            raise NotConstant(expr, "this constant is not a finite real number "
+                                    f"(limit: magnitude below 2^1024, about 1.8e308)")
         if isinstance(value, float) and value.is_integer() and expr.op != "/" \
                 and isinstance(a, int) and isinstance(b, int):
             value = int(value)
@@ -72,6 +83,17 @@ def const_value(expr: ast.Expr, constants: dict[str, float | int]):
         rows = [[const_value(e, constants) for e in row] for row in expr.rows]
         return rows[0] if len(rows) == 1 else rows
     raise NotConstant(expr, "expected a constant (a number or a 'let' name)")
+
+
+def _power(a, b):
+    """``a ** b``, in floats first: an exact integer power is computed only when its
+    result is known to be of a sensible size (``9^9^9`` would take minutes)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        a, b = int(a), int(b)
+    approx = float(a) ** float(b)  # OverflowError, ZeroDivisionError: the caller reports
+    if isinstance(approx, complex) or not math.isfinite(approx):
+        return approx
+    return a ** b  # below 2^1024 in magnitude: at most about 1024 bits of work
 
 
 def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
@@ -116,7 +138,17 @@ def _resolve_dims(st: ast.Stmt, constants, diags: Diagnostics) -> ast.Stmt:
         elif isinstance(v, (int, float)) and not (isinstance(v, int) and v > 0):
             diags.error(f"a dimension must be a positive integer, not {v!r}", d.span)
         dims.append(ast.Dim(v, d.span))
+    fixed = [d.value for d in dims if isinstance(d.value, int) and d.value > 0]
+    if math.prod(fixed) > MAX_ELEMENTS:
+        diags.error(f"this shape holds {_elements(fixed)} elements, over the limit of "
+                    f"{MAX_ELEMENTS:,} for one tensor", shape.span,
+                    "see 'Limits' in docs/LANGUAGE.md")
     return dataclasses.replace(st, shape=ast.Shape(dims, shape.span))
+
+
+def _elements(dims: list[int]) -> str:
+    n = math.prod(dims)
+    return f"{n:,}" if n < 10 ** 15 else f"about 10^{int(n.bit_length() * 0.30103)}"
 
 
 def _flatten(items, constants, diags) -> list[ast.Layer]:
@@ -132,7 +164,17 @@ def _flatten(items, constants, diags) -> list[ast.Layer]:
                 diags.error(f"'repeat' count must be a positive integer, not {count!r}",
                             item.count.span)
                 continue
+            if count > MAX_REPEAT:
+                diags.error(f"'repeat' count {count} is over the limit of {MAX_REPEAT}",
+                            item.count.span, "write a smaller stack; see 'Limits' in "
+                                             "docs/LANGUAGE.md")
+                continue
             body = _flatten(item.items, constants, diags)
+            if len(flat) + len(body) * count > MAX_LAYERS:
+                diags.error(f"this 'repeat' makes the stack longer than the limit of "
+                            f"{MAX_LAYERS} layers ({len(body)} x {count})", item.count.span,
+                            "see 'Limits' in docs/LANGUAGE.md")
+                continue
             flat.extend(body * count)
         else:
             flat.append(item)

@@ -64,13 +64,18 @@ def _headline(severity: str, message: str, span: Span | None) -> str:
     return f"{span}: {severity}: {message}" if span else f"{severity}: {message}"
 
 
+_LINE_BREAKS = {c: " " for c in (0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
+
+
 def _excerpt(span: Span | None, source: str | None) -> list[str]:
     if span is None or source is None or span.line <= 0:
         return []
-    lines = source.splitlines()
+    lines = source.split("\n")  # as the lexer counts lines: \x0c, \x85, \u2028 are not ends
     if not 1 <= span.line <= len(lines):
         return []
-    text = lines[span.line - 1]
+    # Characters str.splitlines() would break at, shown as spaces (one column each, so
+    # the caret still lines up): the excerpt stays one line.
+    text = lines[span.line - 1].removesuffix("\r").translate(_LINE_BREAKS)
     start = max(span.col - 1, 0)
     if span.end_line == span.line:
         end = max(span.end_col - 1, start + 1)
@@ -150,9 +155,14 @@ def edit_distance(a: str, b: str) -> int:
 
 def did_you_mean(word: str, candidates, limit: int = 3) -> list[str]:
     """The candidates closest to ``word`` by edit distance, nearest first."""
+    from .limits import MAX_SUGGEST_CHARS
+
+    if len(word) > MAX_SUGGEST_CHARS:  # edit distance is quadratic in the length
+        return []
     best = max(1, len(word) // 3)
     scored = sorted(
-        (edit_distance(word.lower(), c.lower()), c) for c in set(candidates) if c != word
+        (edit_distance(word.lower(), c.lower()), c) for c in set(candidates)
+        if c != word and abs(len(c) - len(word)) <= best  # else farther than best anyway
     )
     return [c for d, c in scored if d <= best][:limit]
 

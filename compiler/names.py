@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+import sys
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
@@ -35,6 +36,22 @@ def reserved_reason(name: str) -> str | None:
         return "it is a Python keyword"
     if name in PYTHON_NAMES:
         return "it is a Python built-in"
+    return None
+
+
+def model_name_reason(name: str) -> str | None:
+    """Why ``name`` cannot name a model (and so its generated ``NAME.py``), or None."""
+    from .limits import MAX_NAME_CHARS
+
+    why = reserved_reason(name)
+    if why:
+        return why
+    if len(name) > MAX_NAME_CHARS:
+        return f"longer than {MAX_NAME_CHARS} characters (it names the generated file)"
+    if name in sys.stdlib_module_names:
+        return (f"the generated {name}.py would shadow Python's module '{name}' (which "
+                f"NumPy imports) wherever its folder is on the import path; choose "
+                f"another name, e.g. '{name}_model'")
     return None
 
 

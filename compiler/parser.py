@@ -13,11 +13,12 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
 from .errors import Diagnostic, Note, Span, SpecError, did_you_mean
+from .limits import MAX_MAGNITUDE, MAX_NESTING, MAX_NUMBER_CHARS
 from .vocab import LAYERS
 
 KEYWORDS = {
@@ -158,6 +159,9 @@ def parse(text: str, path: str = "<spec>") -> ast.Spec:
         raise SpecError(_bracket_diag(e, path), text) from None
     except UnexpectedInput as e:
         raise SpecError(_syntax_error(e, post, text, path), text) from None
+    problem = _over_limits(tree, path)
+    if problem is not None:
+        raise SpecError(problem, text)
     try:
         spec = _ToAst(path).transform(tree)
     except VisitError as e:
@@ -171,6 +175,50 @@ def parse(text: str, path: str = "<spec>") -> ast.Spec:
             hint="a spec needs at least a 'loss NAME = EXPR' statement; see the gallery "
                  "in specs/ for complete examples"), text)
     return spec
+
+
+# ----------------------------------------------------------------------------- limits
+# Syntax-tree levels per level of nesting: a call takes two, an operator one.
+_TREE_LEVELS = 2 * MAX_NESTING + 8
+
+
+def _over_limits(tree: Tree, path: str) -> Diagnostic | None:
+    """The first number literal or nesting the rest of the compiler must not be given
+    (docs/LANGUAGE.md, "Limits"), found without recursion; None when all is well."""
+    stack: list[tuple[Tree | Token, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if node is None:  # an optional part that is absent
+            continue
+        if isinstance(node, Token):
+            if node.type == "NUMBER":
+                problem = _number_problem(str(node))
+                if problem:
+                    return Diagnostic(problem, _tok_span(node, path),
+                                      "see 'Limits' in docs/LANGUAGE.md")
+            continue
+        if depth > _TREE_LEVELS:
+            first = next((t for t in node.scan_values(lambda v: isinstance(v, Token))), None)
+            span = _tok_span(first, path) if first is not None else Span.whole_file(path)
+            return Diagnostic(
+                f"this expression nests too deeply (the limit is {MAX_NESTING} calls or "
+                f"brackets inside one another, or {2 * MAX_NESTING} chained operators)",
+                span, "name some of the parts with their own statements "
+                      "('h1 = ...', then use h1)")
+        stack.extend((c, depth + 1) for c in reversed(node.children))
+    return None
+
+
+def _number_problem(text: str) -> str | None:
+    if len(text) > MAX_NUMBER_CHARS:
+        return (f"this number has {len(text)} characters; the limit is {MAX_NUMBER_CHARS}")
+    try:
+        value = _number(text)
+    except (ValueError, OverflowError):
+        return "this number cannot be read"
+    if isinstance(value, int) and value >= MAX_MAGNITUDE:
+        return "this number is too large: the limit is 2^1024 (about 1.8e308)"
+    return None
 
 
 # ----------------------------------------------------------------------------- errors

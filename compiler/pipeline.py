@@ -13,7 +13,7 @@ from . import ast
 from .autodiff import differentiate
 from .elaborate import elaborate
 from .errors import Diagnostics, SpecError
-from .frontend import load_file, load_text
+from .frontend import load_file, load_text, too_deep_is_an_error
 from .ir import Program
 from .optimize import optimize
 
@@ -38,13 +38,14 @@ def program(spec: ast.Spec, stage: str = "opt", warn=None) -> Program:
     """The IR of a checked spec at ``stage`` ("ir", "grad" or "opt"). Warnings (the
     spec compiles, but probably does not mean what it says) go to ``warn(text)``,
     by default printed on standard error."""
-    prog = _elaborated(spec, warn)
-    if stage == "ir":
-        return prog
-    prog = differentiate(prog)
-    if stage == "grad":
-        return prog
-    return optimize(prog)
+    with too_deep_is_an_error(spec.path, spec.source):
+        prog = _elaborated(spec, warn)
+        if stage == "ir":
+            return prog
+        prog = differentiate(prog)
+        if stage == "grad":
+            return prog
+        return optimize(prog)
 
 
 def program_from_text(text: str, path: str = "<spec>", stage: str = "opt") -> Program:
@@ -70,14 +71,16 @@ def compile_file(path: str | Path) -> tuple[str, str]:
     from .codegen import generate
 
     prog = program(load_file(path), "opt")
-    return prog.name, generate(prog, str(path))
+    with too_deep_is_an_error(str(path), None):
+        return prog.name, generate(prog, str(path))
 
 
 def compile_text(text: str, path: str = "<spec>") -> tuple[str, str]:
     from .codegen import generate
 
     prog = program(load_text(text, path), "opt")
-    return prog.name, generate(prog, path)
+    with too_deep_is_an_error(path, None):
+        return prog.name, generate(prog, path)
 
 
 def show(path: str | Path, stage: str = "code") -> str:
