@@ -50,8 +50,11 @@ def compile_with_hash_seed(text: str, hash_seed: int, path: str = "diff.bp"):
             "print(json.dumps(compile_text(sys.stdin.read(), sys.argv[1])))")
     env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
     out = subprocess.run([sys.executable, "-c", code, path], input=text, text=True,
-                         capture_output=True, env=env, check=True,
+                         capture_output=True, env=env,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if out.returncode:
+        raise RuntimeError(f"compiling with PYTHONHASHSEED={hash_seed} failed:\n"
+                           f"{out.stderr[-2000:]}")
     name, source = json.loads(out.stdout)
     return name, source
 
