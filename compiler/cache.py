@@ -47,8 +47,9 @@ def write_text_atomic(target: Path, text: str) -> None:
     folder = target.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as e:
-        raise fail(e, folder) from None  # a file where the folder should be
+    except (FileExistsError, NotADirectoryError):  # a file where a folder should be
+        raise SpecError(Diagnostic(f"cannot write {target}: {folder} or a folder above it "
+                                   f"is a file, not a folder", None)) from None
     except OSError as e:
         raise fail(e, folder) from None
     if not folder.is_dir():

@@ -1,0 +1,155 @@
+"""Issue 11: tiny specs that asked for minutes or gigabytes, spec problems that were
+internal errors, file-system problems, and compile time that grew quadratically."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compiler import limits
+from compiler.cache import write_text_atomic
+from compiler.errors import SpecError
+from compiler.pipeline import check_file, check_text, compile_text
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+BASE = "model m\ninput x : [N, 2]\n"
+LOCATED = re.compile(r"^t\.bp:\d+:\d+: error: ", re.M)
+
+
+def _error(text: str, seconds: float = 5.0) -> str:
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as e:
+        compile_text(text, "t.bp")
+    assert time.perf_counter() - start < seconds
+    message = str(e.value)
+    assert "internal error" not in message
+    return message
+
+
+@pytest.mark.parametrize("text, says", [
+    (BASE + "let a = 9^9^9\nloss L = sum(x)\n", "too large"),
+    (BASE + "let a = 2^1023 * 4\nloss L = sum(x)\n", "2^1024"),
+    (BASE + "let a = " + "9" * 400 + "\nloss L = sum(x)\n", "the limit is 100"),
+    (BASE + "let a = " + "9" * 5000 + "\nloss L = sum(x)\n", "the limit is 100"),
+    (BASE + "let a = " + "9" * 99 + "\nlet b = a * a * a * a\nloss L = sum(x)\n", "2^1024"),
+    (BASE + "layers x -> y {\n  repeat 10000000 { relu }\n}\nloss L = sum(y)\n",
+     "limit of 10000"),
+    (BASE + "layers x -> y {\n  repeat 5000 { repeat 5000 { relu } }\n}\nloss L = sum(y)\n",
+     "10000 layers"),
+    (BASE + "param W : [100000000, 100000000] = zeros\nloss L = sum(x @ W)\n",
+     "over the limit of 1,000,000,000"),
+    (BASE + "loss L = sum(" + "tanh(" * 300 + "x" + ")" * 300 + ")\n", "nests too deeply"),
+    (BASE + "loss L = sum(" + "+".join(["x"] * 600) + ")\n", "nests too deeply"),
+    (BASE + "loss L = sum(" + "-" * 600 + "x)\n", "nests too deeply"),
+    (BASE + "let a = " + "[" * 300 + "1" + "]" * 300 + "\nloss L = sum(x)\n",
+     "nests too deeply"),
+    ("model " + "m" * 300 + "\ninput x : [N, 2]\nloss L = sum(x)\n", "longer than 100"),
+    ("model typing\ninput x : [N, 2]\nloss L = sum(x)\n", "shadow Python's module"),
+    ("model random\ninput x : [N, 2]\nloss L = sum(x)\n", "shadow Python's module"),
+    (BASE + "let a = [1, 2] + 1\nloss L = sum(x)\n", "matrix literal"),
+])
+def test_extreme_specs_are_located_errors(text, says):
+    message = _error(text)
+    assert LOCATED.search(message), message
+    assert says in message
+
+
+def test_long_misspelt_name_is_quick():
+    message = _error(BASE + "loss L = sum(" + "x" * 10000 + "q)\n", seconds=2.0)
+    assert "unknown name" in message
+
+
+def test_nesting_just_inside_the_limits_compiles():
+    compile_text(BASE + "loss L = sum(" + "tanh(" * 90 + "x" + ")" * 90 + ")\n", "t.bp")
+    compile_text(BASE + "loss L = sum(" + "+".join(["x"] * 150) + ")\n", "t.bp")
+
+
+@pytest.mark.parametrize("sep", ["\x0c", "\x85", "\u2028", "\x1c"])
+def test_excerpt_counts_lines_as_the_lexer_does(sep):
+    message = _error(f"model m\n# a{sep}b\ninput x : [N, 2]\nloss L = sum(y)\n")
+    assert "t.bp:4:14: error: unknown name 'y'" in message
+    assert "    4 | loss L = sum(y)\n" in message
+
+
+def test_non_regular_and_huge_spec_files_are_refused(tmp_path):
+    with pytest.raises(SpecError, match="not a regular file"):
+        check_file("/dev/zero")
+    fifo = tmp_path / "f.bp"
+    os.mkfifo(fifo)
+    with pytest.raises(SpecError, match="not a regular file"):
+        check_file(fifo)  # refused without opening for a read that would block
+    huge = tmp_path / "huge.bp"
+    with open(huge, "wb") as f:
+        f.truncate(limits.MAX_SPEC_BYTES + 1)
+    with pytest.raises(SpecError, match="over the limit"):
+        check_file(huge)
+    crlf = tmp_path / "crlf.bp"
+    crlf.write_bytes(b"model m\r\ninput x : [N, 2]\r\nloss L = sum(x)\r\n")
+    check_file(crlf)
+
+
+def test_write_problems_name_the_path(tmp_path):
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    with pytest.raises(SpecError, match=re.escape(f"{a_file} or a folder above it is a file")):
+        write_text_atomic(a_file / "m.py", "x = 1\n")
+    (tmp_path / "m.py").mkdir()
+    with pytest.raises(SpecError, match="it is a folder"):
+        write_text_atomic(tmp_path / "m.py", "x = 1\n")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        try:
+            with pytest.raises(SpecError, match=re.escape(f"cannot write {ro}")):
+                write_text_atomic(ro / "m.py", "x = 1\n")
+        finally:
+            ro.chmod(0o755)
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    stale = tmp_path / ".m.py.abc123.tmp"
+    stale.write_text("half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    fresh = tmp_path / ".m.py.def456.tmp"  # maybe another writer's, still running
+    fresh.write_text("half")
+    write_text_atomic(tmp_path / "m.py", "x = 1\n")
+    assert not stale.exists() and fresh.exists()
+
+
+def test_cli_compile_reports_a_file_as_output_folder(tmp_path):
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    result = subprocess.run([sys.executable, "-m", "runtime.cli", "compile",
+                             str(REPO / "specs" / "xor.bp"), "-o", str(a_file)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert str(a_file) in result.stderr and "Traceback" not in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_compile_time_is_not_quadratic():
+    """4x the statements in well under 16x the time (quadratic); linear is about 4x.
+    Processor time, best of three, so a busy machine does not decide it."""
+    from compile_scaling import SHAPES
+    from compiler.codegen import generate
+    from compiler.pipeline import program_from_text
+
+    def cpu(text: str) -> float:
+        start = time.process_time()
+        generate(program_from_text(text, "chain.bp"), "chain.bp", fmt=False)
+        return time.process_time() - start
+
+    for shape, make in SHAPES.items():
+        cpu(make(50))
+        small = min(cpu(make(300)) for _ in range(3))
+        large = min(cpu(make(1200)) for _ in range(3))
+        assert large / small < 8, (shape, small, large)
