@@ -167,12 +167,11 @@ def _short(a):
 
 
 def _typed(value, dtype) -> str | None:
-    """Why ``value`` is not an array of ``dtype`` (float64 modules may return a NumPy
-    float64 scalar for a scalar; float32 modules must return np.ndarray)."""
-    if isinstance(value, np.ndarray):
+    """Why ``value`` is not a NumPy value of ``dtype``: an array, or for a 0-d value a
+    NumPy scalar (what NumPy's own operations on 0-d arrays return; LANGUAGE.md,
+    "Differentiation"). A Python float is never one."""
+    if isinstance(value, (np.ndarray, np.generic)):
         return None if value.dtype == dtype else f"has dtype {value.dtype}, not {dtype}"
-    if dtype == np.float64 and isinstance(value, np.float64):
-        return None
     return f"is {type(value).__name__}, not np.ndarray of {dtype}"
 
 

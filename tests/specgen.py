@@ -49,7 +49,7 @@ def _broadcast_partners(shape):
 @st.composite
 def random_spec(draw, max_depth=6):
     spec = Spec()
-    spec.lines.append("model random")
+    spec.lines.append("model randspec")
     spec.lines.append("input x : [N, 3]")
     spec.values.append(("x", ("N", 3)))
     count = [0]

@@ -47,9 +47,8 @@ DEPTH = int(os.environ.get("BPC_DIFF_DEPTH", "7"))  # equations per random spec,
 # Known, not yet fixed bugs: a difference matching one of these is reported as an
 # expected failure (never silently passed). Remove an entry when its bug is fixed.
 KNOWN_BUGS: list[tuple[str, str]] = [
-    (r"(gradient of \w+|predict's output) is (float|float32|float64), not np\.ndarray",
-     "scalar gradients / predict outputs of float32 modules come back as NumPy scalars "
-     "(np.float32: arithmetic on 0-d arrays returns scalars), not 0-d np.ndarray of DTYPE"),
+    # none open. Fixed: scalar results of float32 modules are NumPy float32 values (a
+    # NumPy scalar for a 0-d value is part of the contract, as for float64).
 ]
 
 
@@ -69,7 +68,6 @@ def xfail(reason):
     return pytest.mark.xfail(strict=False, reason=reason)
 
 
-SCALAR_XFAIL = xfail(KNOWN_BUGS[0][1])
 
 # ----------------------------------------------------------------------------- hand-written
 def _fn_case(f, wrap="{}"):
@@ -649,8 +647,7 @@ def test_random_v2(spec):
 @_SETTINGS
 @given(random_spec_v1())
 def test_random_v1(spec):
-    # specgen's 'model random' would shadow Python's module of that name (now an error)
-    _random_run(spec.text().replace("model random\n", "model random_v1\n", 1))
+    _random_run(spec.text())
 
 
 def test_survey():
