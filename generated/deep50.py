@@ -223,7 +223,7 @@ GRADS = [
     "b51",
 ]
 DEFAULTS = {}
-CONFIG = {}
+CONFIG = {"output_shape": ("N", 1)}
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ OUTPUT = "f2"
 LOSS = "l"
 GRADS = ["Omega0", "beta0", "Omega1", "beta1", "Omega2", "beta2"]
 DEFAULTS = {}
-CONFIG = {}
+CONFIG = {"output_shape": (1, "N")}
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:

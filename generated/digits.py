@@ -31,6 +31,7 @@ CONFIG = {
     "train": {"epochs": 30, "batch": 32, "seed": 0},
     "data": {"name": "digits"},
     "onehot": {"t": 10},
+    "output_shape": ("N", 10),
 }
 
 

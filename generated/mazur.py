@@ -28,6 +28,7 @@ CONFIG = {
         "step": 10,
         "min_lr": 0.0,
     },
+    "output_shape": ("N", 2),
 }
 
 

@@ -17,7 +17,7 @@ OUTPUT = "all_price"
 LOSS = "price"
 GRADS = ["apple", "apple_num", "orange", "orange_num", "tax"]
 DEFAULTS = {"apple": 100, "apple_num": 2, "orange": 150, "orange_num": 3, "tax": 1.1}
-CONFIG = {}
+CONFIG = {"output_shape": ()}
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -40,6 +40,7 @@ CONFIG = {
     },
     "train": {"epochs": 300, "batch": 20, "seed": 0},
     "data": {"name": "sine", "n": 200, "noise": 0.1},
+    "output_shape": ("N", 1),
 }
 
 

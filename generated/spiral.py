@@ -34,6 +34,7 @@ CONFIG = {
     "train": {"epochs": 100, "batch": 30, "seed": 0},
     "data": {"name": "spiral", "n": 100, "classes": 3, "noise": 0.2},
     "labels": {"t": 3},
+    "output_shape": ("N", 3),
 }
 
 

@@ -26,7 +26,7 @@ OUTPUT = "f3"
 LOSS = "l"
 GRADS = ["beta0", "omega0", "beta1", "omega1", "beta2", "omega2", "beta3", "omega3"]
 DEFAULTS = {}
-CONFIG = {}
+CONFIG = {"output_shape": ()}
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:

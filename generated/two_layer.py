@@ -31,6 +31,7 @@ CONFIG = {
     "train": {"iters": 10000, "batch": 100},
     "data": {"name": "mnist"},
     "onehot": {"t": 10},
+    "output_shape": ("N", 10),
 }
 
 

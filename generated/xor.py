@@ -30,6 +30,7 @@ CONFIG = {
     },
     "train": {"epochs": 3000, "batch": 4, "seed": 3},
     "data": {"name": "xor"},
+    "output_shape": ("N", 1),
 }
 
 
