@@ -6,16 +6,33 @@ Exit codes: 0 ok, 1 a check failed (spec errors, gradient check, diverged traini
 
 from __future__ import annotations
 
-import argparse
+import _signal  # the C module: imported in no time, unlike signal (enums)
+import os
 import sys
-from pathlib import Path
 
-from compiler.errors import SpecError
+
+def _interrupted_early(signum, frame):  # pragma: no cover - timing dependent
+    """Ctrl-C before ``main`` runs (while Python imports bpc): exit 130, no traceback."""
+    os.write(2, b"bpc: interrupted\n")
+    os._exit(130)
+
+
+# Only as the command (python -m runtime.cli, or the bpc script), never in a program
+# that imports bpc, and never over a handler someone else installed (or SIG_IGN).
+if (__name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") == "bpc") \
+        and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    _signal.signal(_signal.SIGINT, _interrupted_early)
+
+import argparse  # noqa: E402 - after the handler, which must come first
+import signal  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from compiler.errors import SpecError  # noqa: E402
 from compiler.vocab import (DATASET_RANGES, OPTIMIZER_RANGES, RUNTIME_RANGES, TRAIN_SETTINGS,
                             Range)
-from compiler.vocab import OPTIMIZERS as OPTIMIZER_NAMES
+from compiler.vocab import OPTIMIZERS as OPTIMIZER_NAMES  # noqa: E402
 
-from .errors import UserError
+from .errors import UserError  # noqa: E402
 
 
 def number(rng: Range):
@@ -332,10 +349,22 @@ _EXTRA_COMMANDS: list = []
 
 
 def main(argv: list[str] | None = None) -> int:
+    if signal.getsignal(signal.SIGINT) is _interrupted_early:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # now caught below
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # while parsing the command line
+        print("bpc: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except SpecError as e:
         print(e.render(), file=sys.stderr)
         return 1
@@ -348,6 +377,13 @@ def main(argv: list[str] | None = None) -> int:
         print("bpc: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        # The reader went away (bpc show x.bp | head -1): end quietly, and let nothing
+        # write to the closed pipe at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
         return 0
     except Exception as e:  # an internal error: say so, without a traceback
         if args.debug:

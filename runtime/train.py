@@ -3,20 +3,36 @@
 Reproducible: one ``np.random.Generator`` seeded by ``seed`` draws the initial
 parameters and then every epoch's shuffle. A checkpoint holds the parameters, the
 optimizer's state, the position (epoch, batch within the epoch, global step), the
-generator's state at the start of the epoch and now, and the running loss, so a resumed
-run continues bit for bit, from an epoch boundary or from wherever Ctrl-C stopped it.
+generator's state at the start of the epoch and now, the running loss and the history
+rows, so a resumed run continues bit for bit, from an epoch boundary or from wherever
+Ctrl-C stopped it.
+
+Interruption is safe at every point. Ctrl-C (SIGINT) only sets a flag, honoured at the
+next step boundary, so an update is never half applied (a second Ctrl-C stops at once,
+keeping the last checkpoint). The checkpoint is the run's one source of truth, replaced
+atomically (a temporary file, fsync, rename): ``history.csv`` is appended to as epochs
+end, and rewritten from the checkpoint's rows on resume, so a SIGKILL at any moment
+leaves neither a lost, a duplicated nor a partial row. The checkpoint also records what
+the run is (parameter shapes, dtype, settings, a hash of the data, the loss at
+initialization), and a resume that would continue another run is refused, naming what
+differs. The run folder is locked while a run uses it.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import inspect
+import io
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +63,12 @@ SMOOTHING = 0.1
 # learned nothing.
 STUCK_CHANGE = 1e-3
 CHANCE_MARGIN = 0.05
+# A checkpoint is written at the end of the run, on Ctrl-C, and at step boundaries or
+# epoch ends at least CHECKPOINT_SECONDS apart (and at least CHECKPOINT_OVERHEAD times
+# the last write's duration apart, so writing costs a few percent at most): a SIGKILL
+# loses the steps since then, never the consistency of the run.
+CHECKPOINT_SECONDS = 1.0
+CHECKPOINT_OVERHEAD = 20
 
 
 @dataclass
@@ -225,35 +247,267 @@ def mean_loss(module, params, arrays, batch: int = 2048) -> float:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: Path, params, optimizer, position: dict, rng_start, rng_now) -> None:
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _write_failed(path: Path, e: OSError) -> UserError:
+    return UserError(f"cannot write {path}: {e.strerror or e}",
+                     "check that the --out folder is a writable folder with free space, or "
+                     "give another --out")
+
+
+def write_atomic(path: Path, write) -> None:
+    """``write(file)`` into a temporary file beside ``path``, fsync it, rename it over
+    ``path`` (a symlink there is replaced, never followed) and fsync the folder: ``path``
+    is the old file or the new one, whatever stops the process. The file gets the
+    permissions of any new file (0666 less the umask)."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise _write_failed(path, e) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # not supported here (some file systems, Windows)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: Path, params, optimizer, position: dict, rng_start, rng_now,
+                    history: list[dict] | None = None, run: dict | None = None) -> None:
     arrays = {f"param/{k}": v for k, v in params.items()}
     arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
     meta = {**position, "rng_start": rng_start, "rng": rng_now,
-            "optimizer": optimizer.name}
+            "optimizer": optimizer.name, "run": run,
+            "history": [[row[k] for k in HISTORY_FIELDS] for row in history or []]}
     arrays["meta"] = np.array(json.dumps(meta))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def load_checkpoint(path: Path, module):
-    if not path.exists():
+    if not os.path.lexists(path):
         raise UserError(f"nothing to resume: {path} does not exist",
                         "train without --resume first, or give the --out folder of a run")
-    with np.load(path, allow_pickle=False) as f:
-        meta = json.loads(str(f["meta"]))
-        params = {k[6:]: f[k].copy() for k in f.files if k.startswith("param/")}
-        opt_state = {k[4:]: f[k].copy() for k in f.files if k.startswith("opt/")}
+    if path.is_symlink() or not path.is_file():
+        raise UserError(f"{path} is not a regular file" + (
+            " but a symbolic link" if path.is_symlink() else ""),
+            "bpc reads and writes only regular files in a run folder; remove it, or use a "
+            "new --out folder")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            params = {k[6:]: f[k].copy() for k in f.files if k.startswith("param/")}
+            opt_state = {k[4:]: f[k].copy() for k in f.files if k.startswith("opt/")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})",
+                        "it is damaged or not from bpc; train without --resume (or into a "
+                        "new --out folder)") from None
     if set(params) != set(module.PARAMS):
         raise UserError(f"{path} was written for other parameters "
                         f"({', '.join(sorted(params))})", "use a new --out folder")
     return params, opt_state, meta
+
+
+# ----------------------------------------------------------------------------- run identity
+def data_hash(arrays: dict[str, np.ndarray]) -> str:
+    """A hash of named arrays: names, dtypes, shapes and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(memoryview(a).cast("B") if a.size else b"")
+    return h.hexdigest()
+
+
+def run_identity(module, settings: "Settings", optimizer, params, train_arrays,
+                 test_arrays) -> dict:
+    """What a run is, as recorded in its checkpoint: what a resume must agree with."""
+    return {"params": {k: list(v.shape) for k, v in params.items()},
+            "dtype": np.dtype(module.DTYPE).name,
+            "contract": _contract_hash(module),
+            "batch": settings.batch, "seed": settings.seed, "shuffle": settings.shuffle,
+            "optimizer": optimizer.name,
+            "opt": {k: v for k, v in sorted(optimizer.cfg.items())},
+            "data": data_hash(train_arrays), "test_data": data_hash(test_arrays)}
+
+
+def _contract_hash(module) -> str:
+    config = {k: v for k, v in (getattr(module, "CONFIG", {}) or {}).items()
+              if k not in ("train", "optimizer", "data")}
+    text = repr([sorted(module.INPUTS.items()), sorted(module.TARGETS.items()),
+                 getattr(module, "OUTPUT", None), getattr(module, "LOSS", None),
+                 sorted(config.items(), key=repr)])
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+_FLAGS = {"batch": "--batch", "seed": "--seed", "lr": "--lr", "optimizer": "--optimizer"}
+
+
+def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
+                    saved_start: float | None, start: float | None) -> list[str]:
+    """What differs between the checkpoint's run and this one, in words; empty when the
+    resume continues the same run. Parameter shapes and dtype are checked whatever the
+    checkpoint's age; the rest when the checkpoint records it."""
+    problems = [f"parameter '{k}' has shape {tuple(saved_params[k].shape)} there, "
+                f"{tuple(v.shape)} here" for k, v in params.items()
+                if saved_params[k].shape != v.shape]
+    dtypes = {saved_params[k].dtype for k in params} - {v.dtype for v in params.values()}
+    if dtypes and not problems:
+        problems.append(f"the parameters are {', '.join(sorted(d.name for d in dtypes))} "
+                        f"there, {next(iter(params.values())).dtype.name} here (dtype)")
+    if not saved or problems:
+        return problems
+    if saved.get("contract") != now["contract"]:
+        problems.append("the model's inputs, targets, output or loss differ (the spec changed)")
+    for key in ("batch", "seed", "shuffle"):
+        if saved.get(key) != now[key]:
+            problems.append(f"{_FLAGS.get(key, key)} was {saved.get(key)}, now {now[key]}")
+    old_opt, new_opt = saved.get("opt", {}), now["opt"]
+    for key in sorted(set(old_opt) | set(new_opt)):
+        if old_opt.get(key) != new_opt.get(key):
+            problems.append(f"{_FLAGS.get(key, 'optimizer setting ' + repr(key))} was "
+                            f"{old_opt.get(key)}, now {new_opt.get(key)}")
+    if saved.get("data") != now["data"] or saved.get("test_data") != now["test_data"]:
+        problems.append("the " + ("training" if saved.get("data") != now["data"] else "test")
+                        + " data differ (another file, edited data, or another --seed "
+                          "splitting a built-in data set)")
+    if not problems and saved_start is not None and start is not None and \
+            not math.isclose(saved_start, start, rel_tol=1e-6, abs_tol=1e-12):
+        problems.append(f"the model computes another loss at initialization ({start:.8g}, "
+                        f"was {saved_start:.8g}): the spec changed")
+    return problems
+
+
+# ----------------------------------------------------------------------------- run folder
+class RunFolder:
+    """The --out folder of a run: locked while in use, its checkpoint and history.csv
+    written as one consistent state (the checkpoint is the source of truth)."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.checkpoint = self.out / "checkpoint.npz"
+        self.history = self.out / "history.csv"
+        self._lock = None
+        self._csv = None
+
+    def __enter__(self) -> "RunFolder":
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise UserError(f"--out {self.out} is a file, not a folder",
+                            "give a folder for the run's checkpoint and history") from None
+        except OSError as e:
+            raise UserError(f"cannot create the run folder {self.out}: {e.strerror or e}",
+                            "give a writable --out folder") from None
+        if not self.out.is_dir():
+            raise UserError(f"--out {self.out} is not a folder",
+                            "give a folder for the run's checkpoint and history")
+        lock = self.out / ".lock"
+        try:
+            self._lock = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                                 0o666)
+        except OSError as e:
+            raise UserError(f"cannot write in the run folder {self.out}: "
+                            f"{e.strerror or e}", "give a writable --out folder") from None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock
+            return self
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.pread(self._lock, 32, 0).decode(errors="replace").strip()
+            os.close(self._lock)
+            self._lock = None
+            raise UserError(f"{self.out} is in use by another bpc train"
+                            + (f" (process {other})" if other.isdigit() else ""),
+                            "wait for it to finish (or stop it), or train into another "
+                            "--out folder") from None
+        os.ftruncate(self._lock, 0)
+        os.pwrite(self._lock, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._csv is not None:
+            self._csv.close()
+            self._csv = None
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock (as the end of the process would)
+            self._lock = None
+
+    def start_history(self, rows: list[dict]) -> None:
+        """history.csv rewritten (atomically) to exactly ``rows``, then opened for
+        appending (never through a symlink)."""
+        def write(f):
+            text = io.StringIO(newline="")
+            w = csv.DictWriter(text, HISTORY_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+            f.write(text.getvalue().encode())
+        write_atomic(self.history, write)
+        try:
+            fd = os.open(self.history, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as e:
+            raise _write_failed(self.history, e) from None
+        self._csv = open(fd, "a", newline="", encoding="utf-8")
+
+    def append_history(self, row: dict) -> None:
+        try:
+            csv.DictWriter(self._csv, HISTORY_FIELDS).writerow(row)
+            self._csv.flush()
+        except OSError as e:
+            raise _write_failed(self.history, e) from None
+
+
+class DeferredInterrupt:
+    """Ctrl-C as a request: the handler sets ``requested``, the loop stops at the next
+    step boundary; a second Ctrl-C raises KeyboardInterrupt at once. Installed only in
+    the main thread, over Python's default handler (never over a caller's own)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "DeferredInterrupt":
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def _history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds) -> dict:
@@ -316,7 +570,8 @@ STUCK_HINT = ("check the learning rate (--lr; try 10x smaller if the loss rose, 
 
 
 def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | None,
-          resume: bool = False, quiet: bool = False, log=print) -> Result:
+          resume: bool = False, quiet: bool = False, log=print,
+          checkpoint_every: float = CHECKPOINT_SECONDS) -> Result:
     train_arrays = data_mod.conform(dataset.train, module, f"training data ({dataset.name})")
     test_arrays = data_mod.conform(dataset.test, module, f"test data ({dataset.name})") \
         if dataset.test else {}
@@ -324,6 +579,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     n = data_mod.example_count(train_arrays, axes)
     if n == 0:
         raise UserError("the training data is empty")
+    if resume and out is None:
+        raise UserError("--resume needs --out DIR, the folder of the run to continue")
     steps_per_epoch = -(-n // settings.batch)  # whole-number ceil: exact for any batch
     total_steps = settings.iters if settings.iters is not None else \
         (settings.epochs or 10) * steps_per_epoch
@@ -343,142 +600,209 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     start_loss = running = _full_loss(module, params, train_arrays, settings.batch)
     rng_start = rng.bit_generator.state
     history: list[dict] = []
-    checkpoint = out / "checkpoint.npz" if out else None
-    history_path = out / "history.csv" if out else None
-    if resume:
-        if checkpoint is None:
-            raise UserError("--resume needs --out DIR, the folder of the run to continue")
-        saved, opt_state, meta = load_checkpoint(checkpoint, module)
-        if meta.get("optimizer") != optimizer.name:
-            raise UserError(f"the checkpoint was trained with {meta.get('optimizer')}, "
-                            f"not {optimizer.name}", "resume with the same --optimizer")
-        for k in params:
-            params[k][...] = saved[k]
-        optimizer.load_state_dict(opt_state)
-        epoch, batch_index, step = meta["epoch"], meta["batch_index"], meta["step"]
-        loss_sum, seen = meta["loss_sum"], meta["seen"]
-        start_loss, running = meta.get("start_loss"), meta.get("running_loss")
-        rng_start = meta["rng_start"]
-        rng.bit_generator.state = meta["rng"]
-        if history_path and history_path.exists():
-            with open(history_path, newline="") as f:
-                history = [row for row in csv.DictReader(f) if int(row["epoch"]) <= epoch]
-    elif history_path is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(history_path, "w", newline="") as f:
-            csv.DictWriter(f, HISTORY_FIELDS).writeheader()
+    run = run_identity(module, settings, optimizer, params, train_arrays, test_arrays) \
+        if out is not None else None
+    with (RunFolder(out) if out is not None else _NoFolder()) as folder, \
+            DeferredInterrupt() as stop:
+        if resume:
+            saved, opt_state, meta = load_checkpoint(folder.checkpoint, module)
+            if meta.get("optimizer") != optimizer.name:
+                raise UserError(f"the checkpoint was trained with {meta.get('optimizer')}, "
+                                f"not {optimizer.name}", "resume with the same --optimizer")
+            problems = resume_problems(meta.get("run"), run, saved, params,
+                                       meta.get("start_loss"), start_loss)
+            if problems:
+                raise UserError(f"cannot resume the run in {out}: it is another run: "
+                                + "; ".join(problems),
+                                "resume with the run's own spec, data and settings, or "
+                                "start a new run in another --out folder")
+            for k in params:
+                params[k][...] = saved[k]
+            optimizer.load_state_dict(opt_state)
+            epoch, batch_index, step = meta["epoch"], meta["batch_index"], meta["step"]
+            loss_sum, seen = meta["loss_sum"], meta["seen"]
+            start_loss, running = meta.get("start_loss"), meta.get("running_loss")
+            rng_start = meta["rng_start"]
+            rng.bit_generator.state = meta["rng"]
+            if "history" in meta:
+                history = [dict(zip(HISTORY_FIELDS, row)) for row in meta["history"]]
+            else:  # a checkpoint from before history was kept in it
+                history = _old_history(folder.history, epoch)
+        folder.start_history(history)
 
-    if step >= total_steps:
-        log(f"nothing to do: the run already has {step} steps (of {total_steps})")
-    start_time = time.perf_counter()
-    interrupted = False
-    bar = None
+        if step >= total_steps and batch_index == 0:
+            log(f"nothing to do: the run already has {step} steps (of {total_steps})")
+        start_time = time.perf_counter()
+        interrupted = False
+        dirty = False  # inside an update: the state is not one a checkpoint may record
+        bar = None
+        last_save, save_cost = time.monotonic(), 0.0
 
-    def snapshot():
-        return {"epoch": epoch, "batch_index": batch_index, "step": step,
-                "loss_sum": loss_sum, "seen": seen, "start_loss": start_loss,
-                "running_loss": running}
+        def snapshot():
+            return {"epoch": epoch, "batch_index": batch_index, "step": step,
+                    "loss_sum": loss_sum, "seen": seen, "start_loss": start_loss,
+                    "running_loss": running}
 
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        tqdm = None
+        def save(final: bool = False):
+            nonlocal last_save, save_cost
+            now = time.monotonic()
+            if folder.checkpoint is None or not final and (
+                    now - last_save < max(checkpoint_every, CHECKPOINT_OVERHEAD * save_cost)):
+                return
+            save_checkpoint(folder.checkpoint, params, optimizer, snapshot(), rng_start,
+                            rng.bit_generator.state, history, run)
+            last_save = time.monotonic()
+            save_cost = last_save - now
 
-    try:
-        while step < total_steps:
-            epoch_start = time.perf_counter()
-            if batch_index == 0:
-                rng_start = rng.bit_generator.state
-                loss_sum, seen = 0.0, 0
-            # Re-draw this epoch's order from its starting state (exact after a resume).
-            order_rng = np.random.default_rng()
-            order_rng.bit_generator.state = rng_start
-            all_batches = list(data_mod.batches(train_arrays, settings.batch,
-                                                order_rng if settings.shuffle else None,
-                                                axes))
-            if batch_index == 0 and settings.shuffle:
-                rng.bit_generator.state = order_rng.bit_generator.state
-            remaining = all_batches[batch_index:]
-            remaining = remaining[:total_steps - step]
-            bar = None
-            if tqdm is not None and not quiet:
-                bar = tqdm(total=len(all_batches), initial=batch_index,
-                           desc=f"epoch {epoch + 1}/{total_epochs}", unit="batch",
-                           leave=False, dynamic_ncols=True, file=sys.stderr,
-                           disable=None)  # None: shown on a terminal, silent in logs
-            for b in remaining:
-                lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
-                with np.errstate(all="ignore"):  # non-finite values are reported below
-                    value, grads = module.loss_and_grad(params, **b, **buffers)
-                bad = first_nonfinite(grads)
-                what = ([f"the loss is {value}"] if not math.isfinite(value) else []) + (
-                    [f"the gradient of '{bad}' is not finite"] if bad else [])
-                if not what:
-                    with np.errstate(all="ignore"):
-                        optimizer.step(params, grads, lr)
-                    bad = first_nonfinite(params)
-                    what = [f"parameter '{bad}' is no longer finite"] if bad else []
-                if not what:
-                    if start_loss is None:  # resumed from a checkpoint that lacks it
-                        start_loss = running = float(value)
-                    running += SMOOTHING * (float(value) - running)
-                    if running > divergence_limit(start_loss):
-                        what = [f"the loss grew from {start_loss:.4g} to {running:.4g} "
-                                f"(running average), over {DIVERGENCE_GROWTH:g} times its "
-                                "start"]
-                if what:
-                    raise Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
-                                   + " and ".join(what),
-                                   "lower the learning rate (--lr), or clip gradients "
-                                   "(optimizer ...(clip=1.0))")
-                m = data_mod.example_count(b, axes)
-                loss_sum += value * m
-                seen += m
-                step += 1
-                batch_index += 1
+        try:
+            from tqdm import tqdm
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            tqdm = None
+
+        try:
+            if not resume:
+                save(final=True)  # step 0: a run can be resumed from its first moment
+            # An epoch is pending while batch_index > 0: its end (evaluation, history row)
+            # is still to come, also when the step budget ran out inside it.
+            while step < total_steps or batch_index > 0:
+                if stop.requested:
+                    raise KeyboardInterrupt
+                epoch_start = time.perf_counter()
+                if batch_index == 0:
+                    rng_start = rng.bit_generator.state
+                    loss_sum, seen = 0.0, 0
+                # This epoch's order, drawn from its starting state (exact after a resume);
+                # the generator moves on only when the epoch ends.
+                order_rng = np.random.default_rng()
+                order_rng.bit_generator.state = rng_start
+                order = data_mod.batch_order(n, order_rng if settings.shuffle else None)
+                last = min(steps_per_epoch, batch_index + max(total_steps - step, 0))
+                bar = None
+                if tqdm is not None and not quiet:
+                    bar = tqdm(total=steps_per_epoch, initial=batch_index,
+                               desc=f"epoch {epoch + 1}/{total_epochs}", unit="batch",
+                               leave=False, dynamic_ncols=True, file=sys.stderr,
+                               disable=None)  # None: shown on a terminal, silent in logs
+                for i in range(batch_index, last):
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                    b = data_mod.batch_at(train_arrays, axes, order, settings.batch, i)
+                    lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
+                    with np.errstate(all="ignore"):  # non-finite values are reported below
+                        value, grads = module.loss_and_grad(params, **b, **buffers)
+                    bad = first_nonfinite(grads)
+                    what = ([f"the loss is {value}"] if not math.isfinite(value) else []) + (
+                        [f"the gradient of '{bad}' is not finite"] if bad else [])
+                    if not what:
+                        dirty = True
+                        with np.errstate(all="ignore"):
+                            optimizer.step(params, grads, lr)
+                        bad = first_nonfinite(params)
+                        what = [f"parameter '{bad}' is no longer finite"] if bad else []
+                    if not what:
+                        if start_loss is None:  # resumed from a checkpoint that lacks it
+                            start_loss = running = float(value)
+                        running += SMOOTHING * (float(value) - running)
+                        if running > divergence_limit(start_loss):
+                            what = [f"the loss grew from {start_loss:.4g} to {running:.4g} "
+                                    f"(running average), over {DIVERGENCE_GROWTH:g} times "
+                                    "its start"]
+                    if what:
+                        raise Diverged(f"training diverged at step {step + 1} (epoch "
+                                       f"{epoch + 1}): " + " and ".join(what),
+                                       "lower the learning rate (--lr), or clip gradients "
+                                       "(optimizer ...(clip=1.0))")
+                    m = data_mod.example_count(b, axes)
+                    loss_sum += value * m
+                    seen += m
+                    step += 1
+                    batch_index += 1
+                    dirty = False
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{loss_sum / seen:.4g}", refresh=False)
+                    if batch_index < last:
+                        save()
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4g}", refresh=False)
+                    bar.close()
+                if batch_index < steps_per_epoch and step < total_steps:
+                    continue  # cannot happen without an interruption
+                if stop.requested:
+                    raise KeyboardInterrupt  # before the evaluation: the epoch end is pending
+                # An epoch is complete (or the step budget ended inside it).
+                seconds = time.perf_counter() - epoch_start
+                lr_now = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
+                evaluate = (epoch + 1) % settings.eval_every == 0 or step >= total_steps
+                train_acc = accuracy(module, params, train_arrays, kind) if evaluate else None
+                test_acc = accuracy(module, params, test_arrays, kind) if evaluate else None
+                test_loss = mean_loss(module, params, test_arrays) if evaluate and \
+                    test_arrays else None
+                row = _history_row(epoch + 1, step, loss_sum / max(seen, 1), train_acc,
+                                   test_acc, test_loss, lr_now, seconds)
+                dirty = True
+                epoch += 1
+                batch_index = 0
+                rng.bit_generator.state = order_rng.bit_generator.state
+                history.append(row)
+                dirty = False
+                folder.append_history(row)
+                if not quiet:
+                    log(summary_line(row, total_epochs))
+                save(final=step >= total_steps)
+        except KeyboardInterrupt:
+            interrupted = True
             if bar is not None:
                 bar.close()
-            if batch_index < len(all_batches) and step < total_steps:
-                continue  # cannot happen without an interruption
-            # An epoch is complete (or the step budget ended inside it).
-            epoch += 1
-            batch_index = 0
-            seconds = time.perf_counter() - epoch_start
-            lr_now = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
-            evaluate = epoch % settings.eval_every == 0 or step >= total_steps
-            train_acc = accuracy(module, params, train_arrays, kind) if evaluate else None
-            test_acc = accuracy(module, params, test_arrays, kind) if evaluate else None
-            test_loss = mean_loss(module, params, test_arrays) if evaluate and test_arrays \
-                else None
-            row = _history_row(epoch, step, loss_sum / max(seen, 1), train_acc, test_acc,
-                               test_loss, lr_now, seconds)
-            history.append(row)
-            if history_path is not None:
-                with open(history_path, "a", newline="") as f:
-                    csv.DictWriter(f, HISTORY_FIELDS).writerow(row)
-            if not quiet:
-                log(summary_line(row, total_epochs))
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, params, optimizer, snapshot(),
-                                rng.bit_generator.state, rng.bit_generator.state)
-    except KeyboardInterrupt:
-        interrupted = True
-        if bar is not None:
-            bar.close()
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, params, optimizer, snapshot(), rng_start,
-                            rng.bit_generator.state)
-            log(f"interrupted at step {step}; saved {checkpoint} "
-                f"(continue with --resume --out {out})")
-        else:
-            log(f"interrupted at step {step}")
+            if folder.checkpoint is not None and not dirty:
+                save(final=True)
+                folder.start_history(history)  # whatever a second Ctrl-C cut short
+                log(f"interrupted at step {step}; saved {folder.checkpoint} "
+                    f"(continue with --resume --out {out})")
+            elif folder.checkpoint is not None:
+                log(f"interrupted inside step {step + 1}; the last checkpoint, "
+                    f"{folder.checkpoint}, is kept (continue with --resume --out {out})")
+            else:
+                log(f"interrupted at step {step}")
     notes = [] if interrupted or not history else _final_notes(
         module, params, train_arrays, start_loss, history[-1], kind, settings.batch)
     return Result(params, history, epoch, step, time.perf_counter() - start_time, interrupted,
                   notes)
+
+
+class _NoFolder:
+    """The run folder of a run without --out: nothing is written."""
+
+    checkpoint = history = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def start_history(self, rows):
+        pass
+
+    def append_history(self, row):
+        pass
+
+
+def _old_history(path: Path, epoch: int) -> list[dict]:
+    """The rows of a history.csv up to ``epoch``, for a checkpoint that does not hold
+    them: complete rows only, in order, without duplicates."""
+    rows: list[dict] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                try:
+                    e = int(row.get("epoch") or "")
+                except ValueError:
+                    continue
+                if e == len(rows) + 1 and e <= epoch and None not in row.values():
+                    rows.append({k: row.get(k) or "" for k in HISTORY_FIELDS})
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return rows
+    return rows
 
 
 def _full_loss(module, params, arrays, batch: int) -> float | None:

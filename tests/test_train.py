@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -247,3 +248,168 @@ def test_plot_without_matplotlib_says_what_to_install(monkeypatch, capsys, tmp_p
     assert code == 1
     assert "--plot needs matplotlib" in err and "bpc[plot]" in err
     assert not (tmp_path / "history.csv").exists()  # refused before training
+
+
+# ----------------------------------------------------------------------------- hostile use
+def test_ctrl_c_inside_an_update_stops_after_it(tmp_path):
+    """SIGINT while the optimizer is updating: the update completes, the run stops at the
+    step boundary and the checkpoint records that step (not half of it)."""
+    m, ds, settings = spiral_setup(3, optimizer="adam")
+    seen = {"n": 0}
+
+    def hook(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "_apply":
+            seen["n"] += 1
+            if seen["n"] == 9:  # the first parameter of step 3
+                signal.raise_signal(signal.SIGINT)
+
+    sys.setprofile(hook)
+    try:
+        result = quiet_train(m, ds, settings, tmp_path)
+    finally:
+        sys.setprofile(None)
+    assert result.interrupted and result.steps == 3
+    with np.load(tmp_path / "checkpoint.npz") as f:
+        meta = json.loads(str(f["meta"]))
+        assert meta["step"] == 3 and int(f["opt/t"]) == 3
+
+
+def test_history_is_rebuilt_from_the_checkpoint(tmp_path):
+    m, ds, settings = spiral_setup(2)
+    quiet_train(m, ds, settings, tmp_path)
+    path = tmp_path / "history.csv"
+
+    def rows():  # without the timing column
+        return [line.rsplit(",", 1)[0] for line in path.read_text().splitlines()]
+
+    full = rows()
+    for damage in ("", full[0] + "\n" + full[1][:7], "\n".join(full + full[1:]) + "\n"):
+        path.write_text(damage)  # missing rows, a cut line, duplicated rows
+        _, _, four = spiral_setup(4)
+        quiet_train(m, ds, four, tmp_path, resume=True)
+        assert rows()[:3] == full and [r.split(",")[0] for r in rows()[1:]] == \
+            ["1", "2", "3", "4"]
+        quiet_train(m, ds, settings, tmp_path)  # back to two epochs
+    path.unlink()
+    quiet_train(m, ds, four, tmp_path, resume=True)
+    assert rows()[:3] == full
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"batch": 8}, "--batch was 16, now 8"),
+    ({"lr": 0.5}, "--lr was 0.01, now 0.5"),
+    ({"seed": 1}, "--seed was 0, now 1"),
+])
+def test_resume_refuses_other_settings(tmp_path, change, words):
+    m, ds, settings = spiral_setup(1)
+    quiet_train(m, ds, settings, tmp_path)
+    _, _, other = spiral_setup(2, **change)
+    with pytest.raises(UserError) as info:
+        quiet_train(m, ds, other, tmp_path, resume=True)
+    assert words in info.value.message and str(tmp_path) in info.value.message
+    assert "another --out folder" in info.value.hint
+
+
+def test_resume_refuses_other_data_and_other_shapes(tmp_path):
+    m, ds, settings = spiral_setup(1)
+    quiet_train(m, ds, settings, tmp_path)
+    other = data.builtin("spiral", m, seed=1, n=30, classes=3)  # another split
+    with pytest.raises(UserError, match="training data differ"):
+        quiet_train(m, ds.__class__(other.train, ds.test, ds.name), settings, tmp_path,
+                    resume=True)
+    wide = types.SimpleNamespace(**{k: getattr(m, k) for k in dir(m) if not k.startswith("__")})
+    wide.PARAMS = {**m.PARAMS, "b2": (3,)}
+    with np.load(tmp_path / "checkpoint.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["param/b2"] = np.zeros(1)
+    np.savez(tmp_path / "checkpoint.npz", **arrays)
+    with pytest.raises(UserError, match=r"parameter 'b2' has shape \(1,\) there, \(3,\) here"):
+        quiet_train(m, ds, settings, tmp_path, resume=True)
+
+
+def test_cli_resume_refuses_a_wider_model(tmp_path):
+    spec = tmp_path / "narrow.bp"
+    text = (REPO / "specs" / "xor.bp").read_text()
+    spec.write_text(text.replace("dense 2 init", "dense 1 init"))
+    r = run_bpc("train", spec, "--epochs", "2", "--out", tmp_path / "o", "--quiet")
+    assert r.returncode == 0, r.stderr
+    spec.write_text(text.replace("dense 2 init", "dense 50 init"))
+    r = run_bpc("train", spec, "--epochs", "4", "--out", tmp_path / "o", "--resume")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "cannot resume the run in" in r.stderr and "has shape (2, 1) there, (2, 50) here" \
+        in r.stderr and "hint:" in r.stderr
+
+
+def test_a_run_folder_is_locked(tmp_path):
+    from runtime.train import RunFolder
+
+    with RunFolder(tmp_path):
+        r = run_bpc("train", "specs/xor.bp", "--epochs", "1", "--out", tmp_path)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert f"{tmp_path} is in use by another bpc train (process " in r.stderr
+    r = run_bpc("train", "specs/xor.bp", "--epochs", "1", "--out", tmp_path, "--quiet")
+    assert r.returncode == 0, r.stderr  # released
+
+
+def test_run_files_get_the_umask_and_no_symlink_is_followed(tmp_path):
+    m, ds, settings = spiral_setup(1)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "history.csv").symlink_to(victim)
+    old = os.umask(0o027)
+    try:
+        quiet_train(m, ds, settings, out)
+    finally:
+        os.umask(old)
+    assert victim.read_text() == "keep me" and not (out / "history.csv").is_symlink()
+    for name in ("checkpoint.npz", "history.csv"):
+        assert (out / name).stat().st_mode & 0o777 == 0o640, name
+    (out / "checkpoint.npz").unlink()
+    (out / "checkpoint.npz").symlink_to(victim)
+    with pytest.raises(UserError, match="symbolic link"):
+        quiet_train(m, ds, settings, out, resume=True)
+    assert victim.read_text() == "keep me"
+
+
+def test_cli_out_problems_name_the_path(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    r = run_bpc("train", "specs/xor.bp", "--epochs", "1", "--out", a_file)
+    assert r.returncode == 1 and f"--out {a_file} is a file, not a folder" in r.stderr
+    r = run_bpc("train", "specs/xor.bp", "--epochs", "1", "--out", a_file / "sub")
+    assert r.returncode == 1 and str(a_file / "sub") in r.stderr
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "checkpoint.npz").write_bytes(b"PK\x03\x04 not a zip")
+    r = run_bpc("train", "specs/xor.bp", "--out", tmp_path / "damaged", "--resume")
+    assert r.returncode == 1 and "is not a readable checkpoint" in r.stderr
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        r = run_bpc("train", "specs/xor.bp", "--epochs", "1", "--out", ro)
+        assert r.returncode == 1 and str(ro) in r.stderr
+    for r in (r,):
+        assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+
+
+def test_cli_closed_pipe_and_early_ctrl_c(tmp_path):
+    r = subprocess.run(f"{sys.executable} -m runtime.cli show specs/spiral.bp | head -1",
+                       shell=True, cwd=REPO, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.stdout.startswith('"""spiral') and r.stderr == ""
+    # Ctrl-C while bpc starts (its imports; -S: without the site's own .pth start-up,
+    # which runs before any bpc code): exit 130, or 0 when it came too late.
+    import site
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *site.getsitepackages()]))
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4):
+        proc = subprocess.Popen([sys.executable, "-S", "-m", "runtime.cli", "check",
+                                 "specs/spiral.bp"], cwd=REPO, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode in (0, 130, -signal.SIGINT), (delay, err)
+        assert "Traceback" not in err, (delay, err)

@@ -1,0 +1,163 @@
+"""Resume is exact after an interruption at any point: runs are stopped by SIGINT (in
+process, at a random profiler event: inside an optimizer step, an evaluation, a checkpoint
+write ...) and by SIGKILL (in a subprocess), resumed, and must end with the parameters,
+optimizer state, position and history (minus the timing column) of the run that was never
+interrupted. Every optimizer, with weight decay, clipping and schedules.
+
+A few points per optimizer by default; BPC_KILL_POINTS=200 for a long run (points per
+optimizer and per signal), BPC_KILL_SEED to draw other points.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from runtime import data
+from runtime.loader import load_model
+from runtime.train import HISTORY_FIELDS, Settings, train
+
+POINTS = int(os.environ.get("BPC_KILL_POINTS", "3"))
+SEED = int(os.environ.get("BPC_KILL_SEED", "0"))
+
+CONFIGS = {
+    "sgd": {"lr": 0.3, "weight_decay": 1e-3, "schedule": "cosine"},
+    "momentum": {"lr": 0.1, "clip": 1.0},
+    "nesterov": {"lr": 0.1, "schedule": "step", "step": 1, "gamma": 0.5},
+    "adagrad": {"lr": 0.1},
+    "rmsprop": {"lr": 0.01, "weight_decay": 1e-3},
+    "adam": {"lr": 0.01, "clip": 0.5, "schedule": "exponential", "gamma": 0.9},
+}
+# 72 training examples in batches of 16: 5 steps an epoch, the last one short.
+SETUP = """
+import sys, os, json, signal
+from runtime import data
+from runtime.loader import load_model
+from runtime.train import Settings, train
+name, opt, out, kill_at = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+m = load_model(os.path.join({repo!r}, "generated", "spiral.py"))
+ds = data.builtin("spiral", m, seed=0, n=30, classes=3)
+settings = Settings(epochs=3, batch=16, seed=0, optimizer=name, opt=opt)
+count = 0
+def hook(frame, event, arg):
+    global count
+    count += 1
+    if count == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.setprofile(hook)
+train(m, ds, settings, out, quiet=True, log=lambda *_: None, checkpoint_every=0)
+sys.setprofile(None)
+print(count)
+"""
+
+
+def setup(name):
+    m = load_model(REPO / "generated" / "spiral.py")
+    ds = data.builtin("spiral", m, seed=0, n=30, classes=3)
+    return m, ds, Settings(epochs=3, batch=16, seed=0, optimizer=name, opt=CONFIGS[name])
+
+
+def run(m, ds, settings, out, resume=False, interrupt_at=None):
+    """Train; with ``interrupt_at``, SIGINT arrives at that profiler event. Returns the
+    number of events and whether the run was interrupted (KeyboardInterrupt out of train
+    counts: Ctrl-C before the run began)."""
+    count = 0
+
+    def hook(frame, event, arg):
+        nonlocal count
+        count += 1
+        if count == interrupt_at:
+            signal.raise_signal(signal.SIGINT)
+
+    sys.setprofile(hook if interrupt_at else None)
+    try:
+        result = train(m, ds, settings, out, resume=resume, quiet=True, log=lambda *_: None,
+                       checkpoint_every=0)
+        stopped = result.interrupted
+    except KeyboardInterrupt:
+        stopped = True
+    finally:
+        sys.setprofile(None)
+    return count, stopped
+
+
+def finish(m, ds, settings, out):
+    """Resume the run in ``out`` to its end (a fresh run when nothing was saved yet)."""
+    if (out / "checkpoint.npz").exists():
+        run(m, ds, settings, out, resume=True)
+    else:
+        run(m, ds, settings, out)
+
+
+def state(out):
+    """Everything a run ends with but the timings."""
+    with np.load(out / "checkpoint.npz") as f:
+        arrays = {k: f[k] for k in f.files if k != "meta"}
+        meta = json.loads(str(f["meta"]))
+    seconds = HISTORY_FIELDS.index("seconds")
+    meta["history"] = [r[:seconds] + r[seconds + 1:] for r in meta["history"]]
+    lines = (out / "history.csv").read_text().splitlines()
+    csv_rows = [",".join(c for i, c in enumerate(line.split(",")) if i != seconds)
+                for line in lines]
+    return arrays, meta, csv_rows
+
+
+def assert_same(a, b, what):
+    arrays_a, meta_a, csv_a = a
+    arrays_b, meta_b, csv_b = b
+    assert set(arrays_a) == set(arrays_b), what
+    for k in arrays_a:
+        np.testing.assert_array_equal(arrays_a[k], arrays_b[k], err_msg=f"{what}: {k}")
+    assert meta_a == meta_b, what
+    assert csv_a == csv_b, what
+    assert len(csv_a) == 4, what  # the header and one row per epoch
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    refs = {}
+    for name in CONFIGS:
+        out = tmp_path_factory.mktemp(f"ref_{name}")
+        m, ds, settings = setup(name)
+        events, stopped = run(m, ds, settings, out, interrupt_at=-1)
+        assert not stopped
+        refs[name] = (events, state(out))
+    return refs
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_sigint_anywhere_resumes_exactly(name, references, tmp_path):
+    events, reference = references[name]
+    m, ds, settings = setup(name)
+    rng = random.Random(f"{SEED}-int-{name}")
+    points = sorted(rng.randrange(1, events + 1) for _ in range(POINTS))
+    for k in points:
+        out = tmp_path / f"at{k}"
+        run(m, ds, settings, out, interrupt_at=k)  # a late Ctrl-C: the run just ends
+        finish(m, ds, settings, out)
+        assert_same(state(out), reference, f"{name}, SIGINT at event {k} of {events}")
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_sigkill_anywhere_resumes_exactly(name, references, tmp_path):
+    events, reference = references[name]
+    m, ds, settings = setup(name)
+    rng = random.Random(f"{SEED}-kill-{name}")
+    script = SETUP.format(repo=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    points = sorted(rng.randrange(1, events + 1) for _ in range(max(1, POINTS // 2 + 1)))
+    for k in points:
+        out = tmp_path / f"at{k}"
+        r = subprocess.run([sys.executable, "-c", script, name, json.dumps(CONFIGS[name]),
+                            str(out), str(k)], env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode in (0, -signal.SIGKILL), r.stderr
+        finish(m, ds, settings, out)
+        assert_same(state(out), reference, f"{name}, SIGKILL at event {k} (of about "
+                                           f"{events})")
