@@ -21,6 +21,7 @@ import hashlib
 import math
 import os
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -279,12 +280,7 @@ def _read_csv(p: Path, module) -> dict[str, np.ndarray]:
     ``x[0]``, ``x_0`` … for several. A row is one example: each array is arranged into
     its declared shape with the rows along the batch axis (``[2, N]`` takes ``x0, x1``
     as its two rows)."""
-    with open(p, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2:
-        raise UserError(f"{p} needs a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
-    values = _csv_values(p, header, rows)
+    header, values = _csv_table(p)
     axes = batch_axes(module)
     out = {}
     for name, shape in {**module.INPUTS, **module.TARGETS}.items():
@@ -302,22 +298,56 @@ def _read_csv(p: Path, module) -> dict[str, np.ndarray]:
     return out
 
 
-def _csv_values(p: Path, header: list[str], rows: list[list[str]]) -> np.ndarray:
-    """The data rows as numbers; an error names the row and column of a bad cell."""
+def _csv_table(p: Path) -> tuple[list[str], np.ndarray]:
+    """The header and the data rows as numbers. NumPy's C parser reads the rows straight
+    into one array (a 180 MB file in seconds, without a list of strings per cell); when
+    it refuses the file, the rows are read again one at a time to name the line and
+    column at fault."""
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            first = next(csv.reader([f.readline()]), [])
+            header = [h.strip() for h in first]
+            if not header:
+                raise UserError(f"{p} needs a header row and at least one data row")
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "input contained no data": below
+                    values = np.loadtxt(f, delimiter=",", dtype=np.float64, ndmin=2,
+                                        comments=None, quotechar='"')
+            except ValueError:
+                values = None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{p} is not a UTF-8 text file ({e.reason} at byte {e.start})",
+                        "give a comma-separated text file") from None
+    except OSError as e:
+        raise UserError(f"cannot read {p}: {e.strerror or e}") from None
+    if values is None or (values.size and values.shape[1] != len(header)):
+        values = _csv_values(p, header)  # raises, naming the line and column
+    if len(values) == 0:
+        raise UserError(f"{p} needs a header row and at least one data row")
+    return header, values
+
+
+def _csv_values(p: Path, header: list[str]) -> np.ndarray:
+    """The data rows as numbers, row by row; an error names the row and column of a bad
+    cell."""
     values = []
-    for number, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise UserError(f"{p}:{number}: {len(row)} values, but the header names "
-                            f"{len(header)} columns")
-        try:
-            values.append([float(v) for v in row])
-        except ValueError:
-            column = next(h for h, v in zip(header, row) if not _is_number(v))
-            raise UserError(f"{p}:{number}: column '{column}' is not a number "
-                            f"({row[header.index(column)]!r})",
-                            "every value after the header must be a number") from None
+    with open(p, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        next(rows, None)
+        for number, row in enumerate(rows, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise UserError(f"{p}:{number}: {len(row)} values, but the header names "
+                                f"{len(header)} columns")
+            try:
+                values.append([float(v) for v in row])
+            except ValueError:
+                column = next(h for h, v in zip(header, row) if not _is_number(v))
+                raise UserError(f"{p}:{number}: column '{column}' is not a number "
+                                f"({row[header.index(column)]!r})",
+                                "every value after the header must be a number") from None
     return np.array(values, dtype=np.float64).reshape(len(values), len(header))
 
 
@@ -536,14 +566,29 @@ def batches(arrays: dict[str, np.ndarray], batch: int, rng: np.random.Generator 
             axes: dict[str, int] | None = None):
     """Minibatches of every array, taken along each array's batch axis (``axes``, from
     ``batch_axes``; axis 0 of every array when not given), in a shuffled order when
-    ``rng`` is given. Arrays without a batch axis go whole into every batch."""
+    ``rng`` is given. Arrays without a batch axis go whole into every batch. One batch at
+    a time: views (slices) in order, or the examples of one batch gathered when shuffled;
+    never a copy of the whole data set."""
     if axes is None:
         axes = {k: 0 for k in arrays}
     n = example_count(arrays, axes)
-    order = rng.permutation(n) if rng is not None else None
-    for start in range(0, n, batch):
-        idx = order[start:start + batch] if order is not None else slice(start, start + batch)
-        yield examples(arrays, axes, idx)
+    order = batch_order(n, rng)
+    for i in range(-(-n // batch)):
+        yield batch_at(arrays, axes, order, batch, i)
+
+
+def batch_order(n: int, rng: np.random.Generator | None) -> np.ndarray | None:
+    """The order of an epoch's examples: a permutation drawn from ``rng``, or None (in
+    order). The only draw an epoch makes."""
+    return rng.permutation(n) if rng is not None else None
+
+
+def batch_at(arrays: dict[str, np.ndarray], axes: dict[str, int], order, batch: int,
+             i: int) -> dict[str, np.ndarray]:
+    """Batch ``i`` of an epoch in ``order`` (``batch_order``): a view when in order."""
+    start = i * batch
+    idx = order[start:start + batch] if order is not None else slice(start, start + batch)
+    return examples(arrays, axes, idx)
 
 
 def synthetic(module, rng: np.random.Generator, n: int = 3) -> dict[str, np.ndarray]:
