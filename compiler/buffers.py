@@ -53,13 +53,20 @@ def plan(statements: list[Statement], returns: list[str],
     fresh: dict[int, bool] = {}
     shapes: dict[str, tuple] = {}
 
+    # Per buffer, the last statement reading any of its names and whether one of them is
+    # returned, kept up to date as names join: dead_after is O(1), not O(group), so
+    # planning is linear even when one buffer is updated in place all along a chain.
+    group_last: dict[int, int] = {}
+    group_returned: dict[int, bool] = {}
+
     def join(name: str, gid: int) -> None:
         group[name] = gid
         members.setdefault(gid, []).append(name)
+        group_last[gid] = max(group_last.get(gid, -1), last_read.get(name, -1))
+        group_returned[gid] = group_returned.get(gid, False) or name in returned
 
     def dead_after(gid: int, i: int) -> bool:
-        return fresh.get(gid, False) and all(
-            last_read.get(m, -1) <= i and m not in returned for m in members[gid])
+        return fresh.get(gid, False) and group_last[gid] <= i and not group_returned[gid]
 
     allocates_batch = [not st.alias and not PRIMITIVES[st.node.op].cheap
                        and batch_sized(st.node.shape) for st in statements]
