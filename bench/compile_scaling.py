@@ -4,8 +4,8 @@ n log n), so doubling the statements should about double the time.
     python3 bench/compile_scaling.py                 # 1k, 5k and 20k statements
     python3 bench/compile_scaling.py 500 1000 2000   # other sizes
 
-Two shapes of spec: "mlp", a deep MLP written out by hand, and "elementwise", one layer
-then a long run of elementwise steps.
+Three shapes of spec: "mlp", a deep MLP written out by hand; "elementwise", one layer
+then a long run of elementwise steps; "shared", one weight used by every layer.
 
 Each size is a generated spec of that many statements, compiled end to end (parse,
 check, elaborate, differentiate, optimize, generate) in this process, without black (pyfmt's layout is what a compile normally prints). Prints
@@ -55,7 +55,21 @@ def elementwise_spec(statements: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-SHAPES = {"mlp": chain_spec, "elementwise": elementwise_spec}
+def shared_spec(statements: int) -> str:
+    """One weight shared by every layer (as an unrolled recurrent net shares it): its
+    gradient is a sum with a term per use, one expression thousands of terms long."""
+    lines = ["model chain", "input x : [N, 8]", "target t : [N, 8]",
+             "param W : [8, 8] = uniform(low=-0.3, high=0.3)", "param b : [8] = zeros",
+             "h0 = x"]
+    kinds = ("h{i} = tanh(h{p} @ W + b)", "h{i} = h{p} * 0.5 + h{q}",
+             "h{i} = relu(h{p}) - 0.1 * h{q}", "h{i} = sigmoid(h{p}) * h{q}")
+    for i in range(1, statements - 5):
+        lines.append(kinds[i % len(kinds)].format(i=i, p=i - 1, q=max(i - 3, 0)))
+    lines.append(f"loss L = mse(h{statements - 6}, t)")
+    return "\n".join(lines) + "\n"
+
+
+SHAPES = {"mlp": chain_spec, "elementwise": elementwise_spec, "shared": shared_spec}
 
 
 def compile_seconds(statements: int, shape: str = "mlp") -> tuple[float, float]:

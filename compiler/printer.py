@@ -195,7 +195,12 @@ def _temp_name(prog: Program, bd: Binding, t: Node) -> str:
 def _split_long_line(prog: Program, p: Printer, bd: Binding):
     """Subexpressions to name before ``bd`` so its line fits (black would otherwise break
     it over several lines): each time the largest one whose own line fits. A generator:
-    the caller names each before the next is chosen."""
+    the caller names each before the next is chosen.
+
+    Each choice scans the whole expression, so a very long one (a parameter's gradient
+    summing thousands of uses) is first cut into line-sized parts in one pass."""
+    if len(bd.name) + 3 + len(p.text(bd.node)) > _HUGE_LINE:
+        yield from _split_huge_line(prog, p, bd)
     while len(bd.name) + 3 + len(p.text(bd.node)) > STATEMENT_WIDTH:
         best, best_len = None, 0
         seen: set[int] = set()
@@ -214,6 +219,62 @@ def _split_long_line(prog: Program, p: Printer, bd: Binding):
         if best is None:
             return  # nothing left to name that would fit: black lays the line out
         yield best
+
+
+_HUGE_LINE = 16 * STATEMENT_WIDTH
+_NAME_SLACK = 6  # room for the suffix names.fresh may add (``_2`` … ``_99999``)
+
+
+def _split_huge_line(prog: Program, p: Printer, bd: Binding):
+    """Linear-time splitting: in one pass, arguments before users, each node's length
+    as printed once the parts chosen so far are names; a node that would not fit on a
+    line of its own gets its longest fitting, non-trivial arguments named until it fits.
+    Yields the parts to name, arguments before users."""
+    length: dict[int, tuple[str, int]] = {}  # node id -> (text or placeholder, precedence)
+    chosen: list[Node] = []
+    chosen_ids: set[int] = set()
+
+    def fits(n: Node, size: int) -> bool:
+        return len(_temp_name(prog, bd, n)) + _NAME_SLACK + 3 + size <= STATEMENT_WIDTH
+
+    def leaf(n: Node) -> bool:
+        return n.id in p.names or n.is_const or n.op in ("input", "param")
+
+    def printed(n: Node) -> tuple[str, int]:
+        if n.id in chosen_ids:
+            return "x" * (len(_temp_name(prog, bd, n)) + _NAME_SLACK), ATOM
+        return length[n.id]
+
+    work: list[tuple[Node, bool]] = [(bd.node, False)]
+    while work:
+        n, ready = work.pop()
+        if n.id in length:
+            continue
+        if leaf(n) and n is not bd.node:
+            length[n.id] = p.expr(n)
+            continue
+        if not ready:
+            work.append((n, True))
+            work.extend((a, False) for a in n.args if a.id not in length)
+            continue
+        args = [printed(a) for a in n.args]
+        text = PRIMITIVES[n.op].emit(args, dict(n.attrs), n)
+        if n is bd.node or not fits(n, len(text[0])):
+            # Name the longest fitting arguments until this node fits.
+            candidates = sorted(
+                (a for a in {a.id: a for a in n.args}.values()
+                 if a.id not in chosen_ids and not leaf(a) and not PRIMITIVES[a.op].cheap
+                 and fits(a, len(length[a.id][0]))),
+                key=lambda a: -len(length[a.id][0]))
+            for a in candidates:
+                chosen.append(a)
+                chosen_ids.add(a.id)
+                text = PRIMITIVES[n.op].emit([printed(a) for a in n.args], dict(n.attrs), n)
+                if (len(bd.name) + 3 + len(text[0]) <= STATEMENT_WIDTH if n is bd.node
+                        else fits(n, len(text[0]))):
+                    break
+        length[n.id] = text
+    yield from chosen
 
 
 def _early_masks(bindings: list[Binding], named_for, shared: set[int]):
