@@ -5,8 +5,8 @@ vocabulary: every statement kind (model, dtype, let, input, target, param, equat
 layer stacks with repeats, output, loss, grad wrt, optimizer, train, data), expressions
 nested from every function and operator, and extremes (huge and long numbers, deep
 nesting, long names, huge repeats and shapes, many statements, odd line breaks in
-comments). About half the examples are shape-consistent programs (every value [N, H]),
-which must compile; their modules are imported and ``loss_and_grad`` runs on random data
+comments). About half the examples are shape-consistent programs (every value [N, H],
+or one of tests/specgen_v2.py's valid programs), which must compile; their modules are imported and ``loss_and_grad`` runs on random data
 of the declared shapes. The other half may be wrong anywhere.
 
 The property: compiling either raises ``SpecError`` whose every diagnostic is located
@@ -166,6 +166,10 @@ class _Gen:
 
 def structured_spec(seed: int) -> tuple[str, bool]:
     """(spec text, whether it was built shape-consistent and undamaged: must compile)."""
+    if seed % 5 == 4:  # the differential test's richer valid programs (3-D, reshapes …)
+        from specgen_v2 import spec_from_seed
+
+        return spec_from_seed(seed).text(), True
     r = random.Random(seed)
     g = _Gen(r)
     consistent = r.random() < 0.5
