@@ -372,7 +372,8 @@ def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
                     saved_start: float | None, start: float | None) -> list[str]:
     """What differs between the checkpoint's run and this one, in words; empty when the
     resume continues the same run. Parameter shapes and dtype are checked whatever the
-    checkpoint's age; the rest when the checkpoint records it."""
+    checkpoint's age; the rest when the checkpoint records it. The learning rate may
+    change (``lr_change``)."""
     problems = [f"parameter '{k}' has shape {tuple(saved_params[k].shape)} there, "
                 f"{tuple(v.shape)} here" for k, v in params.items()
                 if saved_params[k].shape != v.shape]
@@ -389,7 +390,7 @@ def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
             problems.append(f"{_FLAGS.get(key, key)} was {saved.get(key)}, now {now[key]}")
     old_opt, new_opt = saved.get("opt", {}), now["opt"]
     for key in sorted(set(old_opt) | set(new_opt)):
-        if old_opt.get(key) != new_opt.get(key):
+        if old_opt.get(key) != new_opt.get(key) and key != "lr":  # see lr_change
             problems.append(f"{_FLAGS.get(key, 'optimizer setting ' + repr(key))} was "
                             f"{old_opt.get(key)}, now {new_opt.get(key)}")
     if saved.get("data") != now["data"] or saved.get("test_data") != now["test_data"]:
@@ -401,6 +402,16 @@ def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
         problems.append(f"the model computes another loss at initialization ({start:.8g}, "
                         f"was {saved_start:.8g}): the spec changed")
     return problems
+
+
+def lr_change(saved: dict | None, now: dict) -> str | None:
+    """A new learning rate is the one change a resume accepts (to continue more gently,
+    say); it is pointed out, since the run is then no longer the one it was."""
+    old = (saved or {}).get("opt", {}).get("lr")
+    if old is None or old == now["opt"].get("lr"):
+        return None
+    return (f"note: resuming with --lr {now['opt'].get('lr')}; the run was trained with "
+            f"{old} so far")
 
 
 # ----------------------------------------------------------------------------- run folder
@@ -616,6 +627,9 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                                 + "; ".join(problems),
                                 "resume with the run's own spec, data and settings, or "
                                 "start a new run in another --out folder")
+            note = lr_change(meta.get("run"), run)
+            if note:
+                log(note)
             for k in params:
                 params[k][...] = saved[k]
             optimizer.load_state_dict(opt_state)
