@@ -592,6 +592,9 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         raise UserError("the training data is empty")
     if resume and out is None:
         raise UserError("--resume needs --out DIR, the folder of the run to continue")
+    if resume and not Path(out).is_dir():
+        raise UserError(f"nothing to resume: {out} is not a folder",
+                        "train without --resume first, or give the --out folder of a run")
     steps_per_epoch = -(-n // settings.batch)  # whole-number ceil: exact for any batch
     total_steps = settings.iters if settings.iters is not None else \
         (settings.epochs or 10) * steps_per_epoch

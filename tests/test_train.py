@@ -422,3 +422,23 @@ def test_cli_closed_pipe_and_early_ctrl_c(tmp_path):
         out, err = proc.communicate(timeout=60)
         assert proc.returncode in (0, 130, -signal.SIGINT), (delay, err)
         assert "Traceback" not in err, (delay, err)
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    m, ds, settings = spiral_setup(1)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(UserError) as info:
+        quiet_train(m, ds, settings, tmp_path)
+    assert info.value.message.startswith(f"cannot write {tmp_path}")
+    assert "No space left on device" in info.value.message
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # no temporary left behind
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="nothing to resume"):
+        quiet_train(m, ds, settings, tmp_path / "nowhere", resume=True)
+    assert not (tmp_path / "nowhere").exists()
