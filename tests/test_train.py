@@ -409,7 +409,9 @@ def test_cli_closed_pipe_and_early_ctrl_c(tmp_path):
                        env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert r.stdout.startswith('"""spiral') and r.stderr == ""
     # Ctrl-C while bpc starts (its imports; -S: without the site's own .pth start-up,
-    # which runs before any bpc code): exit 130, or 0 when it came too late.
+    # which runs before any bpc code): exit 130, or 0 when it came too late. Python's
+    # own start-up (runpy, before bpc's first line) is not bpc's: a traceback is
+    # allowed only when no frame of it is in bpc's files.
     import site
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *site.getsitepackages()]))
@@ -420,6 +422,8 @@ def test_cli_closed_pipe_and_early_ctrl_c(tmp_path):
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
+        if "Traceback" in err and str(REPO) not in err:
+            continue  # interrupted inside Python's start-up, before bpc's code
         assert proc.returncode in (0, 130, -signal.SIGINT), (delay, err)
         assert "Traceback" not in err, (delay, err)
 
