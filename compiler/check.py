@@ -127,7 +127,8 @@ def _unknown(name: str, span: Span, visible: set[str], decls, diags: Diagnostics
     if name in FUNCTIONS:
         diags.error(f"'{name}' is a function, not a value", span, f"call it: {name}(...)")
         return
-    diags.error(f"unknown name '{name}'", span, suggestion_hint(name, visible))
+    diags.error(f"unknown name '{name}'", span,
+                suggestion_hint(name, visible) if not diags.full else None)
 
 
 def _check_expr(e: ast.Expr, visible, decls, constants, diags: Diagnostics) -> None:

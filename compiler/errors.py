@@ -12,6 +12,7 @@ followed by any notes (``note:`` lines with their own source excerpt).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 
@@ -64,13 +65,20 @@ def _headline(severity: str, message: str, span: Span | None) -> str:
     return f"{span}: {severity}: {message}" if span else f"{severity}: {message}"
 
 
+@functools.lru_cache(maxsize=4)
+def _lines(source: str) -> list[str]:
+    """As the lexer counts lines (only \\n ends one: not \\x0c, \\x85 or \\u2028); once
+    per source, however many diagnostics it has."""
+    return source.split("\n")
+
+
 _LINE_BREAKS = {c: " " for c in (0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
 
 
 def _excerpt(span: Span | None, source: str | None) -> list[str]:
     if span is None or source is None or span.line <= 0:
         return []
-    lines = source.split("\n")  # as the lexer counts lines: \x0c, \x85, \u2028 are not ends
+    lines = _lines(source)
     if not 1 <= span.line <= len(lines):
         return []
     # Characters str.splitlines() would break at, shown as spaces (one column each, so
@@ -123,9 +131,18 @@ class Diagnostics:
     def warning(self, message: str, span: Span | None, hint: str | None = None) -> None:
         self.warnings.append(Diagnostic(message, span, hint, severity="warning"))
 
+    @property
+    def full(self) -> bool:
+        """As many errors as will be shown: hints for more need not be worked out (a
+        "did you mean" costs a pass over every name in scope)."""
+        return len(self.items) >= MAX_REPORTED
+
     def unknown(self, message: str, word: str, span: Span | None, choices,
                 listing_prefix: str, also: str = "") -> None:
         """``message`` about ``word``, hinting the nearest of ``choices`` or listing them."""
+        if self.full:
+            self.error(message, span)
+            return
         self.error(message, span, suggestion_hint(word, choices)
                    or f"{listing_prefix}: {listing(choices)}{also}")
 
@@ -136,7 +153,17 @@ class Diagnostics:
         if self.items:
             ordered = sorted(self.items, key=lambda d: (d.span is not None, d.span.line if d.span
                                                         else 0, d.span.col if d.span else 0))
+            if len(ordered) > MAX_REPORTED:
+                rest = len(ordered) - MAX_REPORTED
+                last = ordered[MAX_REPORTED - 1].span
+                ordered = ordered[:MAX_REPORTED] + [Diagnostic(
+                    f"{rest} more errors not shown (at most {MAX_REPORTED} are reported)",
+                    Span.whole_file(last.file) if last else None,
+                    "fix these first; the rest are often consequences")]
             raise SpecError(ordered, self.source)
+
+
+MAX_REPORTED = 100  # errors shown for one spec; the count of the rest follows
 
 
 def edit_distance(a: str, b: str) -> int:

@@ -153,3 +153,21 @@ def test_compile_time_is_not_quadratic():
         small = min(cpu(make(300)) for _ in range(3))
         large = min(cpu(make(1200)) for _ in range(3))
         assert large / small < 8, (shape, small, large)
+
+
+def test_thousands_of_errors_are_quick_and_capped():
+    text = BASE + "".join(f"v{i} = xq\n" for i in range(3000)) + "loss L = sum(x)\n"
+    message = _error(text, seconds=20.0)
+    assert message.count(": error: unknown name") == 100
+    assert "2900 more errors not shown (at most 100 are reported)" in message
+    assert "did you mean" in message  # the errors shown keep their hints
+
+
+def test_a_shared_weight_used_thousands_of_times_compiles_quickly():
+    from compile_scaling import shared_spec
+
+    start = time.process_time()
+    _, source = compile_text(shared_spec(1500), "t.bp")
+    assert time.process_time() - start < 30
+    assert max(len(line) for line in source.splitlines()
+               if not line.lstrip().startswith("#")) <= 88
