@@ -106,9 +106,9 @@ def examples(arrays: dict[str, np.ndarray], axes: dict[str, int], index) -> dict
 def _take(a: np.ndarray, axis: int | None, index) -> np.ndarray:
     if axis is None:
         return a
-    if isinstance(index, slice):
-        return a[(slice(None),) * axis + (index,)]
-    return np.take(a, index, axis=axis)
+    # Indexing, not np.take: take copies the whole of a non-C-ordered array first (a
+    # CSV's columns are Fortran-ordered), per batch.
+    return a[(slice(None),) * axis + (index,)]
 
 
 # ----------------------------------------------------------------------------- built-ins
@@ -369,7 +369,7 @@ def _csv_layout(p: Path, name: str, columns: np.ndarray, shape: tuple,
         target = (len(columns),) + tuple(d if isinstance(d, int) else -1
                                          for i, d in enumerate(shape) if i != axis)
     try:
-        a = columns.reshape(target)
+        a = np.ascontiguousarray(columns).reshape(target)  # columns of a row-major table
     except ValueError:
         raise UserError(f"{p}: the {columns.shape[1]} column(s) for '{name}' do not fit its "
                         f"declared shape {_fmt(shape)}",
