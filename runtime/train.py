@@ -464,12 +464,14 @@ class RunFolder:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._csv is not None:
-            self._csv.close()
-            self._csv = None
-        if self._lock is not None:
-            os.close(self._lock)  # releases the lock (as the end of the process would)
-            self._lock = None
+        try:
+            if self._csv is not None:
+                self._csv, csv_file = None, self._csv
+                csv_file.close()
+        finally:
+            if self._lock is not None:
+                self._lock, lock = None, self._lock
+                os.close(lock)  # releases the lock (as the end of the process would)
 
     def start_history(self, rows: list[dict]) -> None:
         """history.csv rewritten (atomically) to exactly ``rows``, then opened for
@@ -616,8 +618,9 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     history: list[dict] = []
     run = run_identity(module, settings, optimizer, params, train_arrays, test_arrays) \
         if out is not None else None
-    with (RunFolder(out) if out is not None else _NoFolder()) as folder, \
-            DeferredInterrupt() as stop:
+    # Ctrl-C deferred first: it cannot land between locking the folder and unlocking it.
+    with DeferredInterrupt() as stop, \
+            (RunFolder(out) if out is not None else _NoFolder()) as folder:
         if resume:
             saved, opt_state, meta = load_checkpoint(folder.checkpoint, module)
             if meta.get("optimizer") != optimizer.name:
