@@ -510,6 +510,10 @@ class DeferredInterrupt:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        try:
+            sys.stderr.write("\nbpc: stopping after this step (Ctrl-C again to stop at once)\n")
+        except (OSError, ValueError):
+            pass
 
     def __enter__(self) -> "DeferredInterrupt":
         if threading.current_thread() is threading.main_thread() and \
