@@ -75,15 +75,16 @@ def run(m, ds, settings, out, resume=False, interrupt_at=None):
         if count == interrupt_at:
             signal.raise_signal(signal.SIGINT)
 
-    sys.setprofile(hook if interrupt_at else None)
-    try:
-        result = train(m, ds, settings, out, resume=resume, quiet=True, log=lambda *_: None,
-                       checkpoint_every=0)
-        stopped = result.interrupted
+    try:  # a late Ctrl-C (after train's handler is gone) surfaces anywhere in here
+        sys.setprofile(hook if interrupt_at else None)
+        try:
+            result = train(m, ds, settings, out, resume=resume, quiet=True,
+                           log=lambda *_: None, checkpoint_every=0)
+            stopped = result.interrupted
+        finally:
+            sys.setprofile(None)
     except KeyboardInterrupt:
         stopped = True
-    finally:
-        sys.setprofile(None)
     return count, stopped
 
 
