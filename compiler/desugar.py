@@ -221,7 +221,9 @@ def _layer_args(layer: ast.Layer, diags: Diagnostics) -> dict[str, object] | Non
 
 
 def _expand(st: ast.Layers, constants, dense_index, diags: Diagnostics) -> list[ast.Stmt]:
+    reported = len(diags.items)
     layers = _flatten(st.items, constants, diags)
+    flattened = len(diags.items) == reported  # else the stack's problem is reported
     out: list[ast.Stmt] = []
     h = st.source
     h_span = st.source_span
@@ -285,6 +287,6 @@ def _expand(st: ast.Layers, constants, dense_index, diags: Diagnostics) -> list[
     if eqs:
         eqs[-1].name = st.out  # the stack's last value takes the name after '->'
         eqs[-1].name_span = st.out_span
-    else:
+    elif flattened:
         diags.error("a layer stack needs at least one layer", st.span)
     return out

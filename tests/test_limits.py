@@ -171,3 +171,9 @@ def test_a_shared_weight_used_thousands_of_times_compiles_quickly():
     assert time.process_time() - start < 30
     assert max(len(line) for line in source.splitlines()
                if not line.lstrip().startswith("#")) <= 88
+
+
+def test_a_refused_repeat_is_the_only_problem_reported_for_its_stack():
+    msg = _error(BASE + "layers x -> y {\n  repeat 10000000 { relu }\n}\nloss L = sum(y)\n")
+    assert "over the limit of 10000" in msg
+    assert "needs at least one layer" not in msg
