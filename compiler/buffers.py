@@ -17,14 +17,12 @@ is returned; inputs and parameters are never written.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from .ir import batch_sized
+from .names import mentioned
 from .primitives import PRIMITIVES
 from .printer import Statement
-
-_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 
 
 @dataclass
@@ -41,7 +39,7 @@ def plan(statements: list[Statement], returns: list[str],
     into = into or {}
     names = {st.name for st in statements}
     reads: list[set[str]] = [
-        {m for m in _NAME.findall(st.expr) if m in names} for st in statements]
+        {m for m in mentioned(st.expr) if m in names} for st in statements]
     last_read: dict[str, int] = {}
     for i, used in enumerate(reads):
         for n in used:
@@ -85,7 +83,7 @@ def plan(statements: list[Statement], returns: list[str],
             # ``np.reshape(dL_dv7, v5.shape)``: dL_dv7, not v5). Names in textual order,
             # so the plan never depends on set order (that is, on PYTHONHASHSEED).
             viewed = st.args[0] if st.args and not st.alias else st.expr
-            base = next((n for n in _NAME.findall(viewed) if n in group), None)
+            base = next((n for n in mentioned(viewed) if n in group), None)
             if base is not None:
                 join(st.name, group[base])
             else:

@@ -20,6 +20,7 @@ from .buffers import plan
 from .errors import Diagnostic, SpecError
 from .inits import formula
 from .ir import Binding, Program, topo_order
+from .names import mentioned
 from .primitives import HELPERS, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
 from .pyfmt import LINE_LENGTH, STATEMENT_WIDTH, Code, definition, literal, needs_black, string
@@ -128,24 +129,11 @@ def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
     for bd in args:
         conv = "np.asarray({0})" if bd.node.dtype == "int" else "np.asarray({0}, dtype=DTYPE)"
         lines.append(f"{bd.name} = " + conv.format(bd.name))
-    mentioned = _identifiers(text)  # one scan of the text, not one per parameter
+    used = set(mentioned(text))  # one scan of the text, not one per parameter
     for bd in prog.params:
-        if bd.name in mentioned:
+        if bd.name in used:
             lines.append(f'{bd.name} = params["{bd.name}"]')
     return lines
-
-
-def _identifiers(text: str) -> set[str]:
-    """The names ``text`` mentions as themselves (not as attributes: ``np.exp``)."""
-    import re
-
-    return set(re.findall(r"(?<![\w.])[A-Za-z_]\w*", text))
-
-
-def _mentions(text: str, name: str) -> bool:
-    import re
-
-    return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text) is not None
 
 
 def _comment(prog: Program, st: Statement, backward: dict[str, Binding],
@@ -289,7 +277,7 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
 
 def _helpers_of(functions: list[_Function]) -> set[str]:
     text = "\n".join("\n".join(f.body) for f in functions)
-    return {h for h in HELPERS if _mentions(text, h)}
+    return set(mentioned(text)) & HELPERS.keys()
 
 
 def _config(prog: Program) -> dict:
