@@ -482,7 +482,10 @@ def _sized_by_flow(st: ast.Param) -> bool:
 
 def _number(node: Node) -> float | None:
     """The value of a scalar made of number literals and arithmetic, as a float (None if
-    it is anything else)."""
+    it is anything else). Only Python numbers can be: the walk never leaves them, so it
+    costs nothing on a long chain of equations."""
+    if not node.weak:
+        return None
     if node.is_const:
         return None if isinstance(node.value, tuple) else float(node.value)
     fold = PRIMITIVES[node.op].fold

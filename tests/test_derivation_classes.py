@@ -378,3 +378,12 @@ def test_random_float32_specs_keep_float32_in_every_value_and_gradient(spec):
              and np.asarray(v).dtype != np.float32}
     assert not wrong, (wrong, m["SOURCE"])
     assert np.asarray(out).dtype == np.float32
+
+
+def test_a_long_chain_of_scalar_equations_is_not_nested():
+    """Checking constants walks Python numbers only: a chain of 3,000 flat equations on a
+    parameter compiles (it once recursed through every earlier equation)."""
+    lines = ["param p = 0.5", "h0 = p * 2"] + [f"h{i} = h{i - 1} * 1.001"
+                                               for i in range(1, 3000)]
+    m = module("\n".join(lines + ["loss L = h2999"]) + "\n")
+    assert m["loss"]({"p": np.asarray(0.5)}) == pytest.approx(1.001 ** 2999)
