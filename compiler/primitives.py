@@ -482,6 +482,8 @@ for _name, _sym, _fn in (("gt", ">", "greater"), ("ge", ">=", "greater_equal"),
 
 _register(Primitive("where", 3, _broadcast, _call("np.where"),
                     lambda v, a: np.where(v[0], v[1], v[2]), None, "", elementwise=True))
+
+
 def _like(fn: str):
     """np.zeros_like / np.ones_like, given the model's dtype when the argument is not
     already an array of it (a mask, labels or a Python number)."""
@@ -494,14 +496,14 @@ def _like(fn: str):
 _register(Primitive("zeros_like", 1, _same, _like("np.zeros_like"),
                     lambda v, a: np.zeros_like(v[0]), lambda b, n, g: [None],
                     "zeros_like(x) does not depend on the values of x"))
-_register(Primitive("cast", 1, _same, lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}.astype(DTYPE)",
-                                                          POSTFIX),
-                    lambda v, a: np.asarray(v[0], dtype=float), lambda b, n, g: [g],
-                    "a cast to the model's dtype passes the adjoint through",
-                    elementwise=True))
 _register(Primitive("ones_like", 1, _same, _like("np.ones_like"),
                     lambda v, a: np.ones_like(v[0]), lambda b, n, g: [None],
                     "ones_like(x) does not depend on the values of x"))
+_register(Primitive("cast", 1, _same,
+                    lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}.astype(DTYPE)", POSTFIX),
+                    lambda v, a: np.asarray(v[0], dtype=float), lambda b, n, g: [g],
+                    "a cast to the model's dtype passes the adjoint through",
+                    elementwise=True))
 
 # ----------------------------------------------------------------------------- linear algebra
 def _matmul_vjp(b, n, g):

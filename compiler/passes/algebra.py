@@ -1,8 +1,9 @@
 """Algebraic identities: x*1, 1*x, x+0, 0+x, x-0, 0-x, x/1, --x, x^1, x^0, x^-1, 0*x,
 and multiplications by ``ones_like`` that do not change the shape.
 
-Every rewrite keeps the node's shape, dtype and array-ness: ``0 * x`` becomes ``zeros_like(x)`` unless ``x`` is
-a scalar, and ``x * ones_like(y)`` becomes ``x`` only when ``x`` already has the shape.
+Every rewrite keeps the node's shape, dtype and array-ness (a Python number never stands
+for an array): ``0 * x`` becomes ``zeros_like(x)`` unless the result is a Python number,
+and ``x * ones_like(y)`` becomes ``x`` only when ``x`` already has the shape.
 """
 
 from __future__ import annotations
