@@ -28,8 +28,7 @@ import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from compiler.errors import SpecError  # noqa: E402
-from compiler.vocab import (DATASET_RANGES, OPTIMIZER_RANGES, RUNTIME_RANGES, TRAIN_SETTINGS,
-                            Range)
+from compiler.vocab import OPTIMIZER_RANGES, RUNTIME_RANGES, TRAIN_SETTINGS, Range
 from compiler.vocab import OPTIMIZERS as OPTIMIZER_NAMES  # noqa: E402
 
 from .errors import UserError  # noqa: E402
@@ -59,7 +58,7 @@ def _train_flag(key: str):
 def data_flag(text: str) -> str:
     """``--data``: a built-in data set's arguments checked against the spec's ranges
     (``spiral:classes=1`` is refused as ``data spiral(classes=1)`` is)."""
-    from .data import parse_data_flag
+    from .data import data_problem, parse_data_flag
 
     try:
         problem = data_problem(parse_data_flag(text))
@@ -68,17 +67,6 @@ def data_flag(text: str) -> str:
     if problem:
         raise argparse.ArgumentTypeError(problem)
     return text
-
-
-def data_problem(source: dict) -> str | None:
-    """What is out of range in a built-in data set's arguments (a --data flag's, or a
-    module's CONFIG, which a hand edit may have changed), None if nothing is."""
-    ranges = DATASET_RANGES.get(source.get("name"), {})
-    for key, value in source.items():
-        problem = ranges[key].problem(value) if key in ranges else None
-        if problem:
-            return f"'{key}' of '{source['name']}' {problem}"
-    return None
 
 
 def _cmd_check(args) -> int:
@@ -146,8 +134,6 @@ def _cmd_train(args) -> int:
                  "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed}
     settings = Settings.from_module(module, overrides)
     config = getattr(module, "CONFIG", {}) or {}
-    if not args.data and isinstance(config.get("data"), dict) and data_problem(config["data"]):
-        raise UserError(f"{args.spec}: the data set in CONFIG: {data_problem(config['data'])}")
     dataset = load(args.data if args.data else config.get("data"), module, settings.seed)
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
     result = train(module, dataset, settings, out, resume=args.resume, quiet=args.quiet)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.cache import cache_dir
-from compiler.vocab import DATASETS
+from compiler.vocab import DATASET_RANGES, DATASETS
 
 from .errors import UserError
 
@@ -396,8 +396,22 @@ def load(source: dict | str | None, module, seed: int = 0) -> Dataset:
                          "folder); or pass --data PATH")
     if "path" in source:
         return load_file(source["path"], module)
+    problem = data_problem(source)
+    if problem:  # a hand-edited module's CONFIG, or a caller's dict (a flag is refused sooner)
+        raise UserError(f"the data set in CONFIG: {problem}")
     args = {k: v for k, v in source.items() if k != "name"}
     return builtin(source["name"], module, seed, **args)
+
+
+def data_problem(source: dict) -> str | None:
+    """What is out of range in a built-in data set's arguments, by the spec's range table
+    (``spiral(classes=1)``), None if nothing is."""
+    ranges = DATASET_RANGES.get(source.get("name"), {})
+    for key, value in source.items():
+        problem = ranges[key].problem(value) if key in ranges else None
+        if problem:
+            return f"'{key}' of '{source['name']}' {problem}"
+    return None
 
 
 def spec_folder(module) -> Path:
