@@ -13,7 +13,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 # The most a cache entry may hold: a larger file there was not written by bpc.
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
@@ -59,22 +59,42 @@ def write_text_atomic(target: Path, text: str) -> None:
         raise SpecError(Diagnostic(f"cannot write {target}: it is a folder", None))
     _remove_stale_temporaries(target)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        replace_atomically(target, lambda f: f.write(text.encode("utf-8")))
     except OSError as e:
-        raise fail(e, folder) from None
+        raise fail(e, target) from None
+
+
+def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write(file)`` into a temporary file beside ``path``, fsync it, rename it over
+    ``path`` (a symlink there is replaced, never followed) and fsync the folder: ``path``
+    is the old file or the new one, whatever stops the process. The file gets the
+    permissions of any new file (0666 less the umask). Raises ``OSError``; no temporary
+    file is left behind."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except OSError as e:
-        _unlink_quietly(tmp)
-        raise fail(e, target) from None
+        os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # not supported here (some file systems, Windows)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -29,7 +29,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import zipfile
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compiler.cache import replace_atomically
 from compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, optimizer_defaults
 
 from . import data as data_mod
@@ -247,12 +247,6 @@ def mean_loss(module, params, arrays, batch: int = 2048) -> float:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
-
-
 def _write_failed(path: Path, e: OSError) -> UserError:
     return UserError(f"cannot write {path}: {e.strerror or e}",
                      "check that the --out folder is a writable folder with free space, or "
@@ -260,42 +254,13 @@ def _write_failed(path: Path, e: OSError) -> UserError:
 
 
 def write_atomic(path: Path, write) -> None:
-    """``write(file)`` into a temporary file beside ``path``, fsync it, rename it over
-    ``path`` (a symlink there is replaced, never followed) and fsync the folder: ``path``
-    is the old file or the new one, whatever stops the process. The file gets the
-    permissions of any new file (0666 less the umask)."""
-    tmp = None
+    """``write(file)`` replacing ``path`` atomically (``compiler.cache.replace_atomically``:
+    fsynced, with the umask's permissions, never through a symlink); a problem names the
+    file."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        replace_atomically(path, write)
     except OSError as e:
         raise _write_failed(path, e) from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # not supported here (some file systems, Windows)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: Path, params, optimizer, position: dict, rng_start, rng_now,
