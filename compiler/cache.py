@@ -142,19 +142,25 @@ def read_regular(path: Path, limit: int = MAX_ENTRY_BYTES) -> str | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return None
-        data = os.read(fd, limit + 1) if st.st_size else b""
-        while len(data) <= limit:
-            more = os.read(fd, limit + 1 - len(data))
-            if not more:
-                break
-            data += more
-        if len(data) > limit:
-            return None
-        return data.decode("utf-8")
+        data = read_at_most(fd, limit)
+        return None if data is None else data.decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
     finally:
         os.close(fd)
+
+
+def read_at_most(fd: int, limit: int) -> bytes | None:
+    """Everything left in the open file ``fd``, or None when that is over ``limit``
+    bytes (a file may grow while it is read: its size said nothing final)."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = os.read(fd, limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return None if size > limit else b"".join(chunks)
 
 
 def memo_text(kind: str, key: str, compute: Callable[[], str],

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 from . import ast
+from .cache import read_at_most
 from .check import check
 from .desugar import desugar
 from .errors import Diagnostic, Diagnostics, Span, SpecError
@@ -70,16 +71,10 @@ def _read_spec(p: Path) -> bytes:
             raise SpecError(Diagnostic(
                 f"{p}: {st.st_size:,} bytes is over the limit of {MAX_SPEC_BYTES:,} for a "
                 f"spec file (see 'Limits' in docs/LANGUAGE.md)", None))
-        chunks, size = [], 0
-        while size <= MAX_SPEC_BYTES:
-            chunk = os.read(fd, MAX_SPEC_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_SPEC_BYTES:  # it grew while being read
+        data = read_at_most(fd, MAX_SPEC_BYTES)
+        if data is None:  # it grew while being read
             raise SpecError(Diagnostic(f"{p}: over the limit of {MAX_SPEC_BYTES:,} bytes "
                                        f"for a spec file", None))
-        return b"".join(chunks)
+        return data
     finally:
         os.close(fd)
