@@ -568,6 +568,18 @@ class _ToAst(Transformer):
     def transpose(self, meta, c):
         return ast.Transpose(self._span(meta), c[0])
 
+    @v_args(meta=True)
+    def index(self, meta, c):
+        return ast.Index(self._span(meta), c[0], c[1])
+
+    def subscripts(self, c):
+        return list(c)
+
+    @v_args(meta=True)
+    def slice(self, meta, c):
+        start, stop, step = c
+        return ast.Slice(self._span(meta), start, stop, step)
+
     def number(self, c):
         tok = c[0]
         return ast.Num(self._tspan(tok), _number(str(tok)), str(tok))
