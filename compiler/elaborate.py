@@ -373,12 +373,10 @@ class _Elaborator:
                     raise _Poisoned()
             items.append(tuple(values) if isinstance(item, ast.Slice) else values[0])
         try:
-            index = normalize_index(x.shape, items)
+            index = normalize_index(x.shape, items, f"'{self._text(e.value.span)}'")
         except ShapeError as err:
             k = getattr(err, "item", 0)
-            at = e.items[k] if k < len(e.items) else e.items[-1]
-            self.diags.error(f"'{self._text(e.value.span)}': {err.message}",
-                             at.span if k < len(e.items) else e.span, err.hint)
+            self.diags.error(err.message, e.items[min(k, len(e.items) - 1)].span, err.hint)
             raise _Poisoned() from None
         return self._apply(e, [(e.value, x)], lambda: take(self.b, x, index))
 

@@ -90,24 +90,26 @@ def _sigmoid_cross_entropy(b, a, s):
     return b.op("sigmoid_xent", logits, a["t"], batch)
 
 
-def normalize_index(shape, items) -> tuple:
+def normalize_index(shape, items, what: str = "the value") -> tuple:
     """What ``x[...]`` writes -> a ``slice`` primitive's index (``primitives.index_text``).
 
     ``items`` has one entry per subscript: an integer, or (start, stop, step) with None
     for an omitted part. Integers may be negative (from the end); a slice bound must lie
     in [-size, size]; a slice may not be empty; a symbolic axis (N) takes only ':'.
-    Raises ``ShapeError`` with ``item`` set to the offending subscript's position."""
+    Raises ``ShapeError`` naming ``what`` (``'x'``) and its shape, with ``item`` set to
+    the offending subscript's position."""
     def fail(k, message, hint=None):
         err = ShapeError(message, (0,), hint)
         err.item = k
         raise err
 
+    of = f"{what}, which is {fmt_shape(shape)}"
     if not shape:
-        fail(0, "a scalar cannot be indexed", "index vectors and arrays: x[0], x[:, 1:3]")
+        fail(0, f"{what} is a scalar and cannot be indexed",
+             "index vectors and arrays: x[0], x[:, 1:3]")
     if len(items) > len(shape):
-        fail(len(shape), f"too many indices: {len(items)} for a value of shape "
-                         f"{fmt_shape(shape)} ({len(shape)} "
-                         f"{'axis' if len(shape) == 1 else 'axes'})")
+        fail(len(shape), f"too many indices for {of}: {len(items)} given, it has "
+                         f"{len(shape)} {'axis' if len(shape) == 1 else 'axes'}")
     out = []
     for k, (item, d) in enumerate(zip(items, shape)):
         parts = item if isinstance(item, tuple) else (item,)
@@ -119,16 +121,15 @@ def normalize_index(shape, items) -> tuple:
             and parts[2] in (None, 1)
         if not isinstance(d, int):
             if not whole:
-                fail(k, f"axis {k} of a value of shape {fmt_shape(shape)} is the symbolic "
-                        f"dimension {d}: only ':' (all of it) may index it",
+                fail(k, f"{what} is {fmt_shape(shape)}: its axis {k} has the symbolic size "
+                        f"{d}, so only ':' (all of it) may index it",
                      "its size is known only when the module runs; index a fixed axis, or "
                      "take all of this one")
             out.append(None)
             continue
         if not isinstance(item, tuple):
             if not -d <= parts[0] < d:
-                fail(k, f"index {parts[0]} is out of range for axis {k} of size {d} "
-                        f"(shape {fmt_shape(shape)})",
+                fail(k, f"index {parts[0]} is out of range for axis {k} of {of}",
                      f"valid indices are 0..{d - 1}, or -{d}..-1 from the end")
             out.append(parts[0] % d)
             continue
@@ -137,13 +138,11 @@ def normalize_index(shape, items) -> tuple:
             fail(k, "a slice step cannot be 0")
         for v in (start, stop):
             if v is not None and not -d <= v <= d:
-                fail(k, f"slice bound {v} is out of range for axis {k} of size {d} "
-                        f"(shape {fmt_shape(shape)})",
+                fail(k, f"slice bound {v} is out of range for axis {k} of {of}",
                      f"bounds lie in -{d}..{d}; omit one to mean the end")
         taken = range(d)[slice(start, stop, step)]
         if len(taken) == 0:
-            fail(k, f"the slice takes no elements of axis {k} of size {d} "
-                    f"(shape {fmt_shape(shape)})",
+            fail(k, f"the slice takes no elements of axis {k} of {of}",
                  "a slice must keep at least one element (start before stop for a "
                  "positive step)")
         if taken == range(d):

@@ -369,6 +369,11 @@ def _explain_parts(tok, prev, stmt, expected):
                     "remove the trailing ',' or add the missing item")
         return (f"dangling operator '{prev}': expected a value after it, found {got}", None)
 
+    # 'x[]': an index with nothing in it ('[]' where a value begins is an empty list).
+    if tok.type == "_RSQB" and prev is not None and prev.type == "_LSQB":
+        return ("empty brackets after a value: an index or a slice goes inside",
+                "e.g. x[0], x[-1], x[:, 1:3] or x[::2]")
+
     # Two values side by side.
     if prev is not None and prev.type in VALUE_END and tok.type in (
             "NAME", "NUMBER", "_LPAR", "_LSQB", "STRING"):
