@@ -325,6 +325,9 @@ class _Gen:
         if not sa:
             return None
         count = c.integers(1, len(sa))
+        fixed = [i for i, d in enumerate(sa) if isinstance(d, int)]
+        if fixed and c.chance(0.8):  # reach a fixed axis: ':' alone on N is the value
+            count = max(count, fixed[0] + 1)
         items, shape = [], []
         for d in sa[:count]:
             if not isinstance(d, int) or c.chance(0.2):
