@@ -223,6 +223,8 @@ def test_index_spans_point_at_each_subscript():
     ("x[]", "empty brackets after a value"),
     ("x[1:2:3:4]", "unexpected ':'"),
     ("x[1;2]", "unexpected ';'"),
+    ("x[,1]", "a subscript is missing before ','"),
+    ("x[1 2]", "separate subscripts with ','"),
     ("x[1", "unclosed '['"),
 ])
 def test_index_syntax_errors(text, message):
