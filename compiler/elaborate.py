@@ -348,7 +348,7 @@ class _Elaborator:
 
     def _index(self, e: ast.Index) -> Node:
         """``x[i, a:b:s, ...]``: constant indices, checked against x's shape here, each
-        problem located at its subscript (LANGUAGE.md, "Indexing and slicing")."""
+        problem located at its subscript (LANGUAGE.md, "Indexing, slicing and joining")."""
         x = self._expr(e.value)
         items = []
         for item in e.items:
