@@ -61,6 +61,23 @@ class Matrix(Expr):
     rows: list[list[Expr]]
 
 
+@dataclass
+class Slice(Expr):
+    """``start:stop:step`` inside ``x[...]``; an omitted part is None."""
+
+    start: Expr | None
+    stop: Expr | None
+    step: Expr | None
+
+
+@dataclass
+class Index(Expr):
+    """``x[i, a:b, ...]``: one item (an index expression or a ``Slice``) per axis."""
+
+    value: Expr
+    items: list[Expr]
+
+
 # ----------------------------------------------------------------------------- shapes
 @dataclass
 class FanIn:

@@ -27,6 +27,11 @@ def expr(e: ast.Expr, outer: int = 0) -> str:
         return f"({text})" if outer > 3 else text
     if isinstance(e, ast.Transpose):
         return f"{expr(e.operand, 5)}.T"
+    if isinstance(e, ast.Index):
+        return f"{expr(e.value, 5)}[{', '.join(expr(i) for i in e.items)}]"
+    if isinstance(e, ast.Slice):
+        parts = ["" if x is None else expr(x) for x in (e.start, e.stop, e.step)]
+        return ":".join(parts if e.step is not None else parts[:2])
     if isinstance(e, ast.Call):
         parts = [expr(a) for a in e.args] + [f"{k.name}={expr(k.value)}" for k in e.kwargs]
         return f"{e.func}({', '.join(parts)})"

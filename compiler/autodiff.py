@@ -125,7 +125,7 @@ def differentiate(prog: Program) -> Program:
             sources = tuple(dict.fromkeys((src, rule) for _, src, rule in parts if src))
             kind = "grad" if n.op in LEAVES else "seed" if n is loss_node else "adjoint"
             backward.append(Binding(name, g, kind,
-                                    bd.span, sources=tuple(s for s, _ in sources),
+                                    bd.span, sources=tuple(dict.fromkeys(s for s, _ in sources)),
                                     note="; ".join(dict.fromkeys(r for _, r in sources if r))
                                     or None))
         return g

@@ -115,7 +115,10 @@ def plan(statements: list[Statement], returns: list[str],
                 join(st.name, group[reused])
             else:
                 k = _fresh_operand(st) if node.shape != () else None
-                if k is not None:
+                if k is not None and callable(prim.augmented):  # dL_dx[:, :3] += dL_dh
+                    code = [f"{st.name} = {st.args[0]}",
+                            *prim.augmented(list(st.args), dict(node.attrs), st.name)]
+                elif k is not None:
                     other = st.args[1 - k]
                     code = [f"{st.name} = {st.args[k]}",
                             f"{st.name} {prim.augmented} {other}"]

@@ -147,6 +147,13 @@ def _check_expr(e: ast.Expr, visible, decls, constants, diags: Diagnostics) -> N
         for row in e.rows:
             for item in row:
                 _check_expr(item, visible, decls, constants, diags)
+    elif isinstance(e, ast.Index):  # the indices must be constants: elaboration says so
+        _check_expr(e.value, visible, decls, constants, diags)
+        for item in e.items:
+            parts = (item.start, item.stop, item.step) if isinstance(item, ast.Slice) else (item,)
+            for part in parts:
+                if part is not None:
+                    _check_expr(part, visible, decls, constants, diags)
     elif isinstance(e, ast.Call):
         fn = FUNCTIONS.get(e.func)
         if fn is None:

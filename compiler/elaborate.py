@@ -15,10 +15,10 @@ from . import ast
 from .check import means_none, model_name, setting_value, shape_items
 from .desugar import NotConstant, const_value
 from .errors import Diagnostics, Span
-from .functions import FUNCTIONS
+from .functions import FUNCTIONS, normalize_index
 from .ir import (Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, literal_shape,
                  topo_order)
-from .primitives import PRIMITIVES, data_roles
+from .primitives import PRIMITIVES, data_roles, take
 from .vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS, optimizer_defaults
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow"}
@@ -292,7 +292,11 @@ class _Elaborator:
                     who = f"'{self._text(src.span)}'" if src is not None else "an operand"
                     parts.append(f"{who} is {fmt_shape(n.shape)}")
             msg = err.message + (": " + ", ".join(parts) if parts else "")
-            self.diags.error(msg, e.span, err.hint)
+            span = e.span
+            at = getattr(err, "at", None)  # the argument at fault (concat's third value)
+            if at is not None and at < len(nodes):
+                span = next((a.span for a, an in described if an is nodes[at]), span)
+            self.diags.error(msg, span, err.hint)
             raise _Poisoned() from None
         finally:
             self.b.span = saved
@@ -338,7 +342,43 @@ class _Elaborator:
             return self._apply(e, [], lambda: b.const(value))
         if isinstance(e, ast.Call):
             return self._call(e)
+        if isinstance(e, ast.Index):
+            return self._index(e)
         raise AssertionError(f"unexpected expression {e!r}")
+
+    def _index(self, e: ast.Index) -> Node:
+        """``x[i, a:b:s, ...]``: constant indices, checked against x's shape here, each
+        problem located at its subscript (LANGUAGE.md, "Indexing, slicing and joining")."""
+        x = self._expr(e.value)
+        items = []
+        for item in e.items:
+            parts = (item.start, item.stop, item.step) if isinstance(item, ast.Slice) \
+                else (item,)
+            values = []
+            for part in parts:
+                if part is None:
+                    values.append(None)
+                    continue
+                try:
+                    values.append(const_value(part, self.spec.constants))
+                except NotConstant as err:
+                    self.diags.error(err.message("an index must be a constant"),
+                                     err.expr.span,
+                                     "indices are numbers or 'let' constants, known when "
+                                     "the spec compiles")
+                    raise _Poisoned() from None
+                if isinstance(values[-1], list):
+                    self.diags.error("an index must be a single number, not a matrix",
+                                     part.span)
+                    raise _Poisoned()
+            items.append(tuple(values) if isinstance(item, ast.Slice) else values[0])
+        try:
+            index = normalize_index(x.shape, items, f"'{self._text(e.value.span)}'")
+        except ShapeError as err:
+            k = getattr(err, "item", 0)
+            self.diags.error(err.message, e.items[min(k, len(e.items) - 1)].span, err.hint)
+            raise _Poisoned() from None
+        return self._apply(e, [(e.value, x)], lambda: take(self.b, x, index))
 
     def _check_constant(self, e: ast.Expr, op: str, *args: Node) -> None:
         """Arithmetic on numbers alone runs as Python arithmetic in the module: a value
@@ -392,6 +432,8 @@ class _Elaborator:
                     self.diags.error(err.message(f"'{pname}' of {e.func} must be a constant"),
                                      err.expr.span)
                     raise _Poisoned() from None
+            elif pname in fn.listed:
+                args[pname] = tuple(self._listed(e, pname, expr, described))
             else:
                 node = self._expr(expr)
                 args[pname] = node
@@ -399,6 +441,25 @@ class _Elaborator:
         node = self._apply(e, described, lambda: fn.lower(self.b, args, static))
         self._warn_outer_broadcast(e, node, described)
         return node
+
+    def _listed(self, call: ast.Call, pname: str, expr: ast.Expr, described) -> list[Node]:
+        """A list argument, written [a, b, ...] (it parses as a one-row matrix literal)."""
+        if isinstance(expr, ast.Matrix) and not expr.rows:
+            self.diags.error(f"{call.func} needs at least one value in its list", expr.span,
+                             f"e.g. {call.func}([a, b], axis=0)")
+            raise _Poisoned()
+        if not isinstance(expr, ast.Matrix) or len(expr.rows) != 1:
+            self.diags.error(f"'{pname}' of {call.func} is a list of values, written "
+                             "[a, b, ...]", expr.span,
+                             f"e.g. {call.func}([a, b], axis=0); separate the values with "
+                             "',' (';' starts a matrix row)")
+            raise _Poisoned()
+        nodes = []
+        for item in expr.rows[0]:
+            node = self._expr(item)
+            nodes.append(node)
+            described.append((item, node))
+        return nodes
 
     def _static(self, pname: str, expr: ast.Expr):
         constants = self.spec.constants

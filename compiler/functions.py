@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .ir import ShapeError
+from .ir import ShapeError, fmt_shape
 from .vocab import Signature, sig
 
 
@@ -22,10 +22,12 @@ class Function:
     signature: Signature
     static: frozenset[str]
     lower: Callable  # (builder, {param: Node}, {param: static value}) -> Node
+    # Parameters that take a list of values written [a, b, ...] (a tuple of Nodes).
+    listed: frozenset[str] = frozenset()
 
 
-def _fn(signature: Signature, lower: Callable, static=()) -> Function:
-    return Function(signature, frozenset(static), lower)
+def _fn(signature: Signature, lower: Callable, static=(), listed=()) -> Function:
+    return Function(signature, frozenset(static), lower, frozenset(listed))
 
 
 def _unary(op: str) -> Function:
@@ -88,6 +90,98 @@ def _sigmoid_cross_entropy(b, a, s):
     return b.op("sigmoid_xent", logits, a["t"], batch)
 
 
+def normalize_index(shape, items, what: str = "the value") -> tuple:
+    """What ``x[...]`` writes -> a ``slice`` primitive's index (``primitives.index_text``).
+
+    ``items`` has one entry per subscript: an integer, or (start, stop, step) with None
+    for an omitted part. Integers may be negative (from the end); a slice bound must lie
+    in [-size, size]; a slice may not be empty; a symbolic axis (N) takes only ':'.
+    Raises ``ShapeError`` naming ``what`` (``'x'``) and its shape, with ``item`` set to
+    the offending subscript's position."""
+    def fail(k, message, hint=None):
+        err = ShapeError(message, (0,), hint)
+        err.item = k
+        raise err
+
+    of = f"{what}, which is {fmt_shape(shape)}"
+    if not shape:
+        fail(0, f"{what} is a scalar and cannot be indexed",
+             "index vectors and arrays: x[0], x[:, 1:3]")
+    if len(items) > len(shape):
+        fail(len(shape), f"too many indices for {of}: {len(items)} given, it has "
+                         f"{len(shape)} {'axis' if len(shape) == 1 else 'axes'}")
+    out = []
+    for k, (item, d) in enumerate(zip(items, shape)):
+        parts = item if isinstance(item, tuple) else (item,)
+        for v in parts:
+            if v is not None and (isinstance(v, bool) or not float(v).is_integer()):
+                fail(k, f"an index must be a whole number, not {v!r}")
+        parts = tuple(None if v is None else int(v) for v in parts)
+        whole = isinstance(item, tuple) and parts[0] in (None, 0) and parts[1] is None \
+            and parts[2] in (None, 1)
+        if not isinstance(d, int):
+            if not whole:
+                fail(k, f"{what} is {fmt_shape(shape)}: its axis {k} has the symbolic size "
+                        f"{d}, so only ':' (all of it) may index it",
+                     "its size is known only when the module runs; index a fixed axis, or "
+                     "take all of this one")
+            out.append(None)
+            continue
+        if not isinstance(item, tuple):
+            if not -d <= parts[0] < d:
+                fail(k, f"index {parts[0]} is out of range for axis {k} of {of}",
+                     f"valid indices are 0..{d - 1}, or -{d}..-1 from the end")
+            out.append(parts[0] % d)
+            continue
+        start, stop, step = parts
+        if step == 0:
+            fail(k, "a slice step cannot be 0")
+        for v in (start, stop):
+            if v is not None and not -d <= v <= d:
+                fail(k, f"slice bound {v} is out of range for axis {k} of {of}",
+                     f"bounds lie in -{d}..{d}; omit one to mean the end")
+        taken = range(d)[slice(start, stop, step)]
+        if len(taken) == 0:
+            fail(k, f"the slice takes no elements of axis {k} of {of}",
+                 "a slice must keep at least one element (start before stop for a "
+                 "positive step)")
+        if taken == range(d):
+            out.append(None)
+            continue
+        step = taken.step
+        first, last = taken[0], taken[-1]
+        default_first = 0 if step > 0 else d - 1
+        end = last + step
+        out.append((None if first == default_first else first,
+                    None if (end >= d if step > 0 else end < 0) else end, step))
+    return tuple(out)
+
+
+def _joined_axis(xs, axis, extra: int) -> int:
+    """concat's (extra=0) or stack's (extra=1, a new axis) axis, negatives from the end."""
+    rank = len(xs[0].shape) + extra
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise ShapeError(f"axis must be a whole number, not {axis!r}", ())
+    if not -rank <= axis < rank:
+        err = ShapeError(f"axis {axis} is out of range for "
+                         f"{'stacking' if extra else 'joining'} values", (0,),
+                         hint=f"axes run from {-rank} to {rank - 1} here")
+        err.nodes = xs
+        raise err
+    return axis % rank
+
+
+def _concat(b, a, s):
+    xs = a["xs"]
+    if not xs[0].shape:
+        err = ShapeError("concat joins vectors or arrays, not scalars", (0,),
+                         hint="stack([a, b]) makes a vector of scalars")
+        err.nodes = xs
+        raise err
+    axis = _joined_axis(xs, s["axis"], 0)
+    return b.op("concat", *xs, axis=axis) if len(xs) > 1 else xs[0]
+
+
 FUNCTIONS: dict[str, Function] = {
     **{name: _unary(name) for name in (
         "exp", "log", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "softplus",
@@ -111,6 +205,11 @@ FUNCTIONS: dict[str, Function] = {
                                                               if isinstance(d, str)),
                                         shape=tuple(s["shape"])),
                    static=("shape",)),
+    "concat": _fn(sig("xs", ("axis", 0)), _concat, static=("axis",), listed=("xs",)),
+    "stack": _fn(sig("xs", ("axis", 0)),
+                 lambda b, a, s: b.op("stack", *a["xs"], axis=_joined_axis(a["xs"], s["axis"],
+                                                                           1)),
+                 static=("axis",), listed=("xs",)),
     "mse": _fn(sig("y", "t"), _same_shape("mse", lambda b, a, s: b.op(
         "mean", _squared_error(b, a, s), axis=None, keepdims=False))),
     "sse": _fn(sig("y", "t"), _same_shape("sse", lambda b, a, s: b.op(

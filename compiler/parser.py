@@ -292,6 +292,20 @@ def _explain(tok: Token, prev: Token | None, stmt: list[Token],
     return msg, hint, (at[0] if at else None)
 
 
+def _inside_index(stmt: list[Token]) -> bool:
+    """Whether the innermost open bracket of the statement so far is an index ``x[``
+    (a '[' right after a value), not a matrix literal or a call's parentheses."""
+    open_: list[bool] = []
+    before = None
+    for t in stmt:
+        if t.type in OPENERS:
+            open_.append(t.type == "_LSQB" and before is not None and before.type in VALUE_END)
+        elif t.type in CLOSERS and open_:
+            open_.pop()
+        before = t
+    return bool(open_) and open_[-1]
+
+
 def _explain_parts(tok, prev, stmt, expected):
     got = _describe(tok)
     ends_line = tok.type in ("_NL", "_SEMI", "$END", "_RBRACE")
@@ -369,11 +383,21 @@ def _explain_parts(tok, prev, stmt, expected):
                     "remove the trailing ',' or add the missing item")
         return (f"dangling operator '{prev}': expected a value after it, found {got}", None)
 
+    # 'x[]': an index with nothing in it ('[]' where a value begins is an empty list).
+    if tok.type == "_RSQB" and prev is not None and prev.type == "_LSQB":
+        return ("empty brackets after a value: an index or a slice goes inside",
+                "e.g. x[0], x[-1], x[:, 1:3] or x[::2]")
+    in_index = _inside_index(stmt)
+    if in_index and tok.type == "_COMMA" and prev is not None and prev.type == "_LSQB":
+        return ("a subscript is missing before ','",
+                "write one subscript per axis, ':' for all of an axis: x[:, 1]")
+
     # Two values side by side.
     if prev is not None and prev.type in VALUE_END and tok.type in (
             "NAME", "NUMBER", "_LPAR", "_LSQB", "STRING"):
         return (f"missing operator between '{prev}' and {got}",
-                "write the operation explicitly, e.g. 'a * b'")
+                "separate subscripts with ',' (x[1, 2]) or write a slice with ':' (x[1:2])"
+                if in_index else "write the operation explicitly, e.g. 'a * b'")
 
     # '=' where an equation cannot take it.
     if tok.type == "_EQ" and first is not None and (first.type != "NAME" or len(stmt) > 1):
@@ -567,6 +591,18 @@ class _ToAst(Transformer):
     @v_args(meta=True)
     def transpose(self, meta, c):
         return ast.Transpose(self._span(meta), c[0])
+
+    @v_args(meta=True)
+    def index(self, meta, c):
+        return ast.Index(self._span(meta), c[0], c[1])
+
+    def subscripts(self, c):
+        return list(c)
+
+    @v_args(meta=True)
+    def slice(self, meta, c):
+        start, stop, step = c
+        return ast.Slice(self._span(meta), start, stop, step)
 
     def number(self, c):
         tok = c[0]

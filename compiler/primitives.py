@@ -60,17 +60,22 @@ class Primitive:
     kink: Callable[[list[np.ndarray], dict], float] | None = None
     # How to write the result into an existing buffer: a format string over the printed
     # arguments and ``out`` ("np.exp({0}, out={out})") or a function (args, attrs, out)
-    # -> text; and the augmented-assignment operator for "a = fresh; a += b" ("+=").
-    # Used by buffer planning.
+    # -> text; and the augmented-assignment operator for "a = fresh; a += b" ("+="), or
+    # a function (args, attrs, name) -> the lines that update ``name``, which holds the
+    # first argument, with the others ("dL_dx[:, :3] += dL_dh"). Used by buffer planning.
     out_form: str | Callable | None = None
-    augmented: str | None = None
+    augmented: str | Callable | None = None
     # Constant folding of scalars, in plain Python (None: never folded).
     fold: Callable | None = None
     # What the op needs of its data arguments: node -> [(argument index, "labels" or
     # "onehot", number of classes)]; the runtime checks and generates data accordingly.
     data_roles: Callable[[Node], list[tuple[int, str, int]]] | None = None
+    # The result has its first argument's dtype (a slice of integer labels is labels).
+    keeps_dtype: bool = False
 
     def result_dtype(self, args, default: str) -> str:
+        if self.keeps_dtype and args:
+            return args[0].dtype
         return self.dtype or default
 
     def write_into(self, args: list[str], attrs: dict, out: str) -> str | None:
@@ -575,6 +580,165 @@ def _expand_shape(shape, axes):
     return tuple(out)
 
 
+# ----------------------------------------------------------------------------- indexing and joining
+# An index (attribute ``index``) has one item per leading axis: None for a whole axis
+# (``:``), an integer (the axis is dropped), or a slice (start, stop, step) whose start
+# and stop are None where they are the default bounds for the step's direction, so the
+# text is written without knowing the shape (``::-1``, ``1:``). Trailing whole axes are
+# left out. ``functions.normalize_index`` turns what a spec writes into this form.
+def index_text(index) -> str:
+    def item(it):
+        if it is None:
+            return ":"
+        if isinstance(it, int):
+            return str(it)
+        start, stop, step = it
+        text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+        return text + ("" if step == 1 else f":{step}")
+    return ", ".join(item(it) for it in index)
+
+
+def _py_index(index) -> tuple:
+    return tuple(slice(None) if it is None else it if isinstance(it, int) else slice(*it)
+                 for it in index)
+
+
+def indexed_shape(shape: Shape, index) -> Shape:
+    if len(index) > len(shape):
+        raise ShapeError(f"too many indices ({len(index)}) for a value of shape "
+                         f"{fmt_shape(shape)}", (0,))
+    out = []
+    for axis, d in enumerate(shape):
+        it = index[axis] if axis < len(index) else None
+        if it is None:
+            out.append(d)
+        elif not isinstance(d, int):
+            raise ShapeError(f"only ':' may index the symbolic axis {axis} ({d})", (0,))
+        elif isinstance(it, tuple):
+            out.append(len(range(d)[slice(*it)]))
+    return tuple(out)
+
+
+def take(b: Builder, x: Node, index) -> Node:
+    """``x[index]``; ``x`` itself when every axis is taken whole."""
+    index = tuple(index)
+    while index and index[-1] is None:
+        index = index[:-1]
+    return b.op("slice", x, index=index) if index else x
+
+
+def _slice_vjp(b, n, g):
+    x = n.args[0]
+    return [b.op("index_add", b.op("zeros_like", x), g, index=(n.attr("index"),))]
+
+
+_register(Primitive(
+    "slice", 1, lambda args, attrs: indexed_shape(args[0].shape, attrs["index"]),
+    lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}[{index_text(attrs['index'])}]", POSTFIX),
+    lambda v, a: np.array(np.asarray(v[0])[_py_index(a["index"])]), _slice_vjp,
+    "d x[i] = dx[i]: the adjoint goes back into the positions taken, zeros elsewhere",
+    cheap=True, keeps_dtype=True))
+
+
+def _index_add_shape(args, attrs):
+    base = args[0].shape
+    for k, (g, index) in enumerate(zip(args[1:], attrs["index"])):
+        part = indexed_shape(base, index)
+        if broadcast_shapes(g.shape, part) != part:
+            raise ShapeError(f"index_add: a value of shape {fmt_shape(g.shape)} does not fit "
+                             f"[{index_text(index)}] of {fmt_shape(base)}", (0, k + 1))
+    return base
+
+
+def _emit_index_add(a, attrs, n):
+    parts = [a[0][0]]
+    for g, index in zip(a[1:], attrs["index"]):
+        parts += [f"np.s_[{index_text(index)}]", g[0]]
+    return f"_index_add({', '.join(parts)})", POSTFIX
+
+
+def _eval_index_add(v, a):
+    out = np.array(v[0], dtype=float)
+    for g, index in zip(v[1:], a["index"]):
+        out[_py_index(index)] += g
+    return out
+
+
+def _index_add_vjp(b, n, g):
+    g = expand(b, g, n)
+    return [g] + [take(b, g, index) for index in n.attr("index")]
+
+
+_register(Primitive(
+    "index_add", None, _index_add_shape, _emit_index_add, _eval_index_add, _index_add_vjp,
+    "x with g added into positions [i]: the adjoint of a slice",
+    augmented=lambda args, attrs, name: [f"{name}[{index_text(index)}] += {g}"
+                                         for g, index in zip(args[1:], attrs["index"])]))
+
+
+def _joined(a, attrs, n, fn: str):
+    """``np.concatenate([a, b], axis=1)``, given the model's dtype when an argument is not
+    already an array of it (a Python number, labels)."""
+    extra = "" if all(x.is_array for x in n.args) else ", dtype=DTYPE"
+    return f"{fn}([{', '.join(t for t, _ in a)}], axis={attrs['axis']}{extra})", POSTFIX
+
+
+def _concat_shape(args, attrs):
+    axis, first = attrs["axis"], args[0].shape
+    total = 0
+    for i, x in enumerate(args):
+        shape = x.shape
+        if len(shape) != len(first) or any(d != e for k, (d, e) in
+                                           enumerate(zip(shape, first)) if k != axis):
+            err = ShapeError(f"concat along axis {axis} needs the other axes equal", (0, i),
+                             hint="every value must have the same shape except along the "
+                                  "joined axis")
+            err.at = i
+            raise err
+        if not isinstance(shape[axis], int):
+            err = ShapeError(f"concat cannot join along the symbolic axis {axis} "
+                             f"({shape[axis]}): the result's size would not be known", (i,),
+                             hint="join along an axis of fixed size")
+            err.at = i
+            raise err
+        total += shape[axis]
+    return first[:axis] + (total,) + first[axis + 1:]
+
+
+def _concat_vjp(b, n, g):
+    g, axis, start, out = expand(b, g, n), n.attr("axis"), 0, []
+    for x in n.args:
+        stop = start + x.shape[axis]
+        item = (start or None, None if stop == n.shape[axis] else stop, 1)
+        out.append(take(b, g, (None,) * axis + (item,)))
+        start = stop
+    return out
+
+
+_register(Primitive(
+    "concat", None, _concat_shape, lambda a, attrs, n: _joined(a, attrs, n, "np.concatenate"),
+    lambda v, a: np.concatenate([np.asarray(x, dtype=float) for x in v], axis=a["axis"]),
+    _concat_vjp, "d concat(a, b) = concat(da, db): each part's adjoint is its slice"))
+
+
+def _stack_shape(args, attrs):
+    first = args[0].shape
+    for i, x in enumerate(args):
+        if x.shape != first:
+            err = ShapeError("stack needs values of one shape", (0, i))
+            err.at = i
+            raise err
+    return first[:attrs["axis"]] + (len(args),) + first[attrs["axis"]:]
+
+
+_register(Primitive(
+    "stack", None, _stack_shape, lambda a, attrs, n: _joined(a, attrs, n, "np.stack"),
+    lambda v, a: np.stack([np.asarray(x, dtype=float) for x in v], axis=a["axis"]),
+    lambda b, n, g: [take(b, expand(b, g, n), (None,) * n.attr("axis") + (i,))
+                     for i in range(len(n.args))],
+    "d stack(a, b) = stack(da, db): each part's adjoint is its index along the new axis"))
+
+
 # ----------------------------------------------------------------------------- reductions
 def _sum_vjp(b, n, g):
     return [keep_axes(b, g, n)]
@@ -752,6 +916,12 @@ HELPERS = {
     """exp(x) / sum(exp(x)), shifted by the maximum for stability."""
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)''',
+    "_index_add": '''def _index_add(x, *updates):
+    """A copy of x with each value added into its positions: out[index] += value."""
+    out = x.copy()
+    for index, value in zip(updates[::2], updates[1::2]):
+        out[index] += value
+    return out''',
     "_logsumexp": '''def _logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))), shifted by the maximum for stability."""
     m = np.max(x, axis=axis, keepdims=True)

@@ -201,7 +201,7 @@ def _split_long_line(prog: Program, p: Printer, bd: Binding):
     summing thousands of uses) is first cut into line-sized parts in one pass."""
     if len(bd.name) + 3 + len(p.text(bd.node)) > _HUGE_LINE:
         yield from _split_huge_line(prog, p, bd)
-    while len(bd.name) + 3 + len(p.text(bd.node)) > STATEMENT_WIDTH:
+    while _longest_line(p, bd) > STATEMENT_WIDTH:
         best, best_len = None, 0
         seen: set[int] = set()
         stack = list(bd.node.args)
@@ -219,6 +219,17 @@ def _split_long_line(prog: Program, p: Printer, bd: Binding):
         if best is None:
             return  # nothing left to name that would fit: black lays the line out
         yield best
+
+
+def _longest_line(p: Printer, bd: Binding) -> int:
+    """The statement's longest line. An op that updates its first argument in place
+    (``index_add``) prints as that argument, then one line per update."""
+    augmented = PRIMITIVES[bd.node.op].augmented
+    if callable(augmented):
+        args = [p.text(a) for a in bd.node.args]
+        lines = [f"{bd.name} = {args[0]}", *augmented(args, dict(bd.node.attrs), bd.name)]
+        return max(len(line) for line in lines)
+    return len(bd.name) + 3 + len(p.text(bd.node))
 
 
 _HUGE_LINE = 16 * STATEMENT_WIDTH

@@ -9,7 +9,9 @@ a list of axes or none and ``keepdims``, transposes of scalars, vectors and matr
 reshapes with and without the batch dimension (``[N, 6]``, ``[-1, 6]``, ``[-1]``, ``[]``),
 loss functions with declared targets (integer labels, one-hot, probabilities) and with
 targets *computed from parameters*, losses that are a parameter or an alias of one,
-``output`` (naming a value or defining one) and ``grad wrt`` inputs.
+``output`` (naming a value or defining one) and ``grad wrt`` inputs, indexing and slicing
+(integers, negative indices, steps, omitted bounds, overlapping slices of one value),
+``concat`` and ``stack`` on every axis (negative axes too) of ranks 0-4.
 
 The generator is written against a tiny chooser interface so that the same code serves
 Hypothesis (``random_spec()``, shrinkable) and a plain seeded ``random.Random``
@@ -304,6 +306,83 @@ class _Gen:
                       for d in want)
         return f"reshape({a}, [{', '.join(map(str, want))}])", shape
 
+    def _slice(self, d):
+        """A random non-empty slice of an axis of size d: (text, size)."""
+        c = self.c
+        while True:
+            start = c.choice([None, None, c.integers(-d, d - 1)])
+            stop = c.choice([None, None, c.integers(-d, d)])
+            step = c.choice([None, None, 1, 2, -1, -2] if d > 1 else [None, 1, -1])
+            size = len(range(d)[slice(start, stop, step)])
+            if size:
+                text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+                return text + ("" if step is None else f":{step}"), size
+
+    def index(self, a, sa):
+        """``a[...]``: integers (negative too) dropping axes, slices with steps and
+        omitted bounds, ':' on the batch axis, fewer subscripts than axes."""
+        c = self.c
+        if not sa:
+            return None
+        count = c.integers(1, len(sa))
+        fixed = [i for i, d in enumerate(sa) if isinstance(d, int)]
+        if fixed and c.chance(0.8):  # reach a fixed axis: ':' alone on N is the value
+            count = max(count, fixed[0] + 1)
+        items, shape = [], []
+        for d in sa[:count]:
+            if not isinstance(d, int) or c.chance(0.2):
+                items.append(":")
+                shape.append(d)
+            elif c.chance(0.35):
+                items.append(str(c.integers(-d, d - 1)))
+                self.feature("index integer")
+            else:
+                text, size = self._slice(d)
+                items.append(text)
+                shape.append(size)
+                self.feature("index slice")
+        return f"{a}[{', '.join(items)}]", tuple(shape) + tuple(sa[count:])
+
+    def overlap(self, a, sa):
+        """Two overlapping slices of one value combined: both adjoints add up."""
+        if not sa or not isinstance(sa[-1], int) or sa[-1] < 2:
+            return None
+        d, lead = sa[-1], ":, " * (len(sa) - 1)
+        self.feature("index overlap")
+        return f"{a}[{lead}:{d - 1}] * {a}[{lead}1:]", sa[:-1] + (d - 1,)
+
+    def join(self, a, sa):
+        """concat or stack of a value with a computed partner or a parameter."""
+        c = self.c
+        rank = len(sa)
+        fixed = [i for i, d in enumerate(sa) if isinstance(d, int)]
+        if fixed and c.chance(0.5):
+            axis = c.choice(fixed)
+            partner, size = c.choice(["tanh", "param", "slice"]), sa[axis]
+            if partner == "param" and N not in sa:
+                size = c.choice([1, 2])
+                other = self.new_param(sa[:axis] + (size,) + sa[axis + 1:])
+            elif partner == "slice":
+                text, size = self._slice(sa[axis])
+                other = f"{a}[{':, ' * axis}{text}]"
+            else:
+                other = f"tanh({a})"
+            parts = [a, other] if c.chance(0.6) else [other, a, a]
+            if len(parts) == 3:
+                size += sa[axis]
+            total = sa[axis] + size
+            shown = axis - rank if c.chance(0.4) else axis
+            self.feature(f"concat rank{rank}" + (" negative" if shown < 0 else ""))
+            return (f"concat([{', '.join(parts)}], axis={shown})",
+                    sa[:axis] + (total,) + sa[axis + 1:])
+        axis = c.integers(-(rank + 1), rank)
+        other = self.new_param(sa) if N not in sa and c.chance(0.4) else f"sin({a})"
+        parts = c.choice([[a, other], [other, a, a], [a]])
+        self.feature(f"stack rank{rank}" + (" negative" if axis < 0 else ""))
+        k = axis % (rank + 1)
+        text = f", axis={axis}" if axis or c.chance(0.5) else ""
+        return f"stack([{', '.join(parts)}]{text})", sa[:k] + (len(parts),) + sa[k:]
+
     def stack(self, a, sa, source=None):
         """A layer stack on ``a`` (rank 1 or 2 with a fixed last dimension)."""
         c = self.c
@@ -433,7 +512,7 @@ def generate(c, max_depth=7) -> GenSpec:
         gen.stack("x", (N, 3))
     depth = c.integers(1, max_depth)
     steps = ["unary", "binary", "matmul", "reduce", "normalise", "power", "transpose",
-             "reshape", "stack"]
+             "reshape", "stack", "index", "overlap", "join"]
     for _ in range(depth):
         a, sa = gen.pick()
         kind = c.choice(steps)

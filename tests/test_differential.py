@@ -153,6 +153,28 @@ g = reshape(h, [3, N])
 k = reshape(g, [N, -1])
 loss L = sum(sin(g) * reshape(h, [3, -1])) + sum(k^2)
 """)
+case("slices", """model m
+let K = 2
+input x : [N, 5]
+param W : [3, 2] = normal(std=0.5)
+param v : [4] = normal
+h = x[:, 0:3] @ W
+g = tanh(h)[:, ::-1] * x[:, -K:] + x[:, K:K + 1]
+loss L = sum(sin(g)) + sum(x[:, 1] * x[:, -1]) + sum(v[::2] * v[1:3]) + v[-1] * v[0] + sum(W[1:, ::-1] * W[:2])
+grad wrt x
+""")
+case("concat-stack", """model m
+input x : [N, 3]
+param W : [3, 2] = normal(std=0.5)
+param U : [5, 4] = normal(std=0.5)
+param s = 0.3
+a = tanh(x @ W)
+h = concat([a, x], axis=-1)
+z = stack([h, sin(h), h * s], axis=1)
+k = stack([s, 2 * s, 1])
+loss L = sum(cos(h @ U)) + sum(z[:, 1:, ::2] * z[:, :2, 1:4]) + sum(k * k)
+grad wrt x
+""")
 case("reshape-fixed", """model m
 param v : [2, 3] = normal
 param p : [1] = normal
@@ -531,7 +553,7 @@ loss L = max(v) + sum(max(W, axis=1)) + sum(max(W, axis=0))
 # float32 modules: compared with the float64 oracle, results must be float32 arrays.
 for _name in ("sxe-labels", "layers", "reductions", "loss-is-param", "grad-wrt-inputs",
               "lets-literals-defaults", "reshape-batch", "sigxe-computed-target",
-              "kink-maximum-tie-to-first"):
+              "kink-maximum-tie-to-first", "slices", "concat-stack"):
     _p = next(c for c in CASES if c.id == _name)
     _text = _p.values[1].replace("model m\n", "model m\ndtype float32\n", 1)
     case(f"float32-{_name}", _text, **_p.values[2])
@@ -589,7 +611,8 @@ def test_generated_code_is_independent_of_the_hash_seed():
 # ----------------------------------------------------------------------------- the oracle
 @pytest.mark.parametrize("name", ["maximum-minimum", "power", "reductions", "softmax-axes",
                                   "sxe-computed-unnormalised", "sigxe-computed-target",
-                                  "lets-literals-defaults", "reshape-batch", "layers"])
+                                  "lets-literals-defaults", "reshape-batch", "layers",
+                                  "slices", "concat-stack"])
 def test_oracle_against_finite_differences(name):
     """The oracle's autograd gradients agree with central differences of its own loss."""
     text, kw = next((c.values[1], c.values[2]) for c in CASES if c.id == name)

@@ -36,6 +36,11 @@ def show(e):
         return f"{e.func}({', '.join(parts)})"
     if isinstance(e, ast.Matrix):
         return "[" + "; ".join(", ".join(show(x) for x in row) for row in e.rows) + "]"
+    if isinstance(e, ast.Index):
+        return f"{show(e.value)}[{', '.join(show(i) for i in e.items)}]"
+    if isinstance(e, ast.Slice):
+        return "<" + ":".join("_" if p is None else show(p) for p in (e.start, e.stop, e.step)) \
+            + ">"
     raise AssertionError(e)
 
 
@@ -56,6 +61,21 @@ def show(e):
     ("[1, 2; 3, 4]", "[1, 2; 3, 4]"),
     ("[.5, 1e-3, 2.5E+4]", "[.5, 1e-3, 2.5E+4]"),
     ("-a.T^2", "(-(a.T ^ 2))"),
+    # indexing: a postfix, like .T; '[' where a value begins is a matrix literal
+    ("x[0]", "x[0]"),
+    ("x[-1]", "x[(-1)]"),
+    ("x[:, 0:3]", "x[<_:_:_>, <0:3:_>]"),
+    ("x[::-1, 1:, :2, ::]", "x[<_:_:(-1)>, <1:_:_>, <_:2:_>, <_:_:_>]"),
+    ("x[a:b:s]", "x[<a:b:s>]"),
+    ("x[t + 1, 2 * k:]", "x[(t + 1), <(2 * k):_:_>]"),
+    ("-x[0]^2", "(-(x[0] ^ 2))"),
+    ("x[0].T", "x[0].T"),
+    ("x.T[0]", "x.T[0]"),
+    ("x[0][1:]", "x[0][<1:_:_>]"),
+    ("f(a)[0] @ W", "(f(a)[0] @ W)"),
+    ("(a + b)[1]", "(a + b)[1]"),
+    ("[1, 2; 3, 4][1]", "[1, 2; 3, 4][1]"),
+    ("concat([a, b[0]], axis=-1)", "concat([a, b[0]], axis=(-1))"),
 ])
 def test_precedence(text, tree):
     assert show(expr(text)) == tree
@@ -191,3 +211,22 @@ def test_errors_are_spec_errors_with_locations():
     d = info.value.diagnostics[0]
     assert (d.span.line, d.span.col) == (2, 10)
     assert "unknown name 'y'" in d.message
+
+
+def test_index_spans_point_at_each_subscript():
+    e = expr("x[:, 1:3, -1]")
+    assert (e.span.col, e.span.end_col) == (5, 18)
+    assert [(i.span.col, i.span.end_col) for i in e.items] == [(7, 8), (10, 13), (15, 17)]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x[]", "empty brackets after a value"),
+    ("x[1:2:3:4]", "unexpected ':'"),
+    ("x[1;2]", "unexpected ';'"),
+    ("x[,1]", "a subscript is missing before ','"),
+    ("x[1 2]", "separate subscripts with ','"),
+    ("x[1", "unclosed '['"),
+])
+def test_index_syntax_errors(text, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse(f"v = {text}\n", "e.bp")

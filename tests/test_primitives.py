@@ -168,6 +168,42 @@ def test_reshape_size_mismatch():
         run_case({"a": (2, 3)}, "reshape(a, [4, 2])", (4, 2))
 
 
+@pytest.mark.parametrize("shape,sub,out", [
+    ((3,), "1", ()), ((3,), "-1", ()), ((3,), "::-1", (3,)), ((2, 3), ":, 1:", (2, 2)),
+    ((2, 3), "-1, ::2", (2,)), ((2, 3), "1", (3,)), ((2, 3), "::-1, -1", (2,)),
+    ((2, 3, 4), "1:, :, 3:0:-2", (1, 3, 2))])
+def test_slice(shape, sub, out):
+    run_case({"a": shape}, f"a[{sub}]", out)
+    run_case({"a": shape}, f"a[{sub}] * a[{sub}] + a[{sub}]", out)  # adjoints accumulate
+
+
+@pytest.mark.parametrize("shape,axis", [((3,), 0), ((3,), -1), ((2, 3), 0), ((2, 3), 1),
+                                        ((2, 3), -2), ((2, 1, 3), 2)])
+def test_concat(shape, axis):
+    TESTED_FUNCTIONS.add("concat")
+    k = axis % len(shape)
+    out = tuple(3 * d if i == k else d for i, d in enumerate(shape))
+    run_case({"a": shape, "b": shape}, f"concat([a, b * a, b], axis={axis})", out)
+
+
+@pytest.mark.parametrize("shape,axis", [((), 0), ((3,), 0), ((3,), 1), ((3,), -1),
+                                        ((2, 3), 1), ((2, 3), -3)])
+def test_stack(shape, axis):
+    TESTED_FUNCTIONS.add("stack")
+    k = axis % (len(shape) + 1)
+    out = shape[:k] + (2,) + shape[k:]
+    run_case({"a": shape, "b": shape}, f"stack([a * b, b], axis={axis})", out)
+
+
+def test_joining_shape_errors():
+    with pytest.raises(SpecError, match="concat along axis 1 needs the other axes equal"):
+        run_case({"a": (2, 3), "b": (3, 3)}, "concat([a, b], axis=1)", (2, 6))
+    with pytest.raises(SpecError, match="stack needs values of one shape"):
+        run_case({"a": (2, 3), "b": (3,)}, "stack([a, b])", (2, 2, 3))
+    with pytest.raises(SpecError, match="axis 2 is out of range"):
+        run_case({"a": (2, 3)}, "concat([a, a], axis=2)", (2, 6))
+
+
 @pytest.mark.parametrize("fn", ["mse", "sse", "least_squares"])
 @pytest.mark.parametrize("shape", [(2, 3), (3,), ()], ids=fmt_shape)
 def test_regression_losses(fn, shape):

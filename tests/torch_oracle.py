@@ -73,6 +73,8 @@ def _deps(e, out: set):
         for row in e.rows:
             for item in row:
                 _deps(item, out)
+    elif isinstance(e, ast.Index):  # the indices are constants
+        _deps(e.value, out)
     elif isinstance(e, ast.Call):
         for a in e.args:
             _deps(a, out)
@@ -290,7 +292,33 @@ class Oracle:
             return torch.tensor(self.const(e), dtype=DT)
         if isinstance(e, ast.Call):
             return self.call(e, env)
+        if isinstance(e, ast.Index):
+            return self._index(e, env)
         raise OracleError(f"unexpected expression {type(e).__name__}")
+
+    def _index(self, e: ast.Index, env):
+        """``x[...]`` with NumPy's meaning: an integer drops its axis (negative from the
+        end); a slice keeps the positions Python's ``range(size)[start:stop:step]``
+        keeps (torch slicing has no negative steps, so positions are gathered)."""
+        x = _t(self.expr(e.value, env))
+        if len(e.items) > x.ndim:
+            raise OracleError("too many indices")
+        axis = 0
+        for item in e.items:
+            if isinstance(item, ast.Slice):
+                parts = [None if p is None else int(self.const(p))
+                         for p in (item.start, item.stop, item.step)]
+                keep = list(range(x.shape[axis])[slice(*parts)])
+                if not keep:
+                    raise OracleError("an empty slice")
+                x = torch.index_select(x, axis, torch.tensor(keep, dtype=torch.long))
+                axis += 1
+            else:
+                k = int(self.const(item))
+                if not -x.shape[axis] <= k < x.shape[axis]:
+                    raise OracleError(f"index {k} out of range")
+                x = x.select(axis, k)
+        return x
 
     def _matmul(self, a, b):
         a, b = _t(a), _t(b)
@@ -406,6 +434,14 @@ class Oracle:
                 else:
                     dims.append(int(self.const(item)))
             return x.reshape(dims)
+        if f in ("concat", "stack"):
+            b = self._bind(e, ["xs", "axis"])
+            xs = b["xs"]
+            if not isinstance(xs, ast.Matrix) or len(xs.rows) != 1:
+                raise OracleError(f"{f} takes a list [a, b, ...]")
+            parts = [_t(self.expr(x, env)) for x in xs.rows[0]]
+            axis = int(self.const(b["axis"])) if "axis" in b else 0
+            return torch.cat(parts, dim=axis) if f == "concat" else torch.stack(parts, dim=axis)
         if f in ("mse", "sse", "least_squares"):
             b = self._bind(e, ["y", "t"])
             y, t = _t(self.expr(b["y"], env)), _t(self.expr(b["t"], env))

@@ -1,5 +1,6 @@
 """Algebraic identities: x*1, 1*x, x+0, 0+x, x-0, 0-x, x/1, --x, x^1, x^0, x^-1, 0*x,
-and multiplications by ``ones_like`` that do not change the shape.
+multiplications by ``ones_like`` that do not change the shape, and a sum of slice
+adjoints (``index_add``) gathered into one buffer.
 
 Every rewrite keeps the node's shape, dtype and array-ness (a Python number never stands
 for an array): ``0 * x`` becomes ``zeros_like(x)`` unless the result is a Python number,
@@ -65,6 +66,7 @@ def _identities(b, node, args):
             return x
         if x.op == "zeros_like" and _same_shape(y, node):
             return y
+        return _into_index_add(b, x, y, node)
     elif op == "sub":
         x, y = args
         if _is(y, 0) and _same_shape(x, node):
@@ -88,6 +90,23 @@ def _identities(b, node, args):
                 b.op("ones_like", x)
         if _is(y, -1):
             return b.op("div", b.const(1), x)
+    return None
+
+
+def _into_index_add(b, x, y, node):
+    """``index_add(zeros_like(v), g, [i]) + c`` -> ``index_add(c, g, [i])`` when ``c`` is a
+    full array of the node's shape: the adjoint of a value used through slices and other
+    ways (or through several slices) is one buffer the slices add into, printed
+    ``dL_dv = c`` then ``dL_dv[i] += g``."""
+    for part, other in ((x, y), (y, x)):
+        if part.op != "index_add" or part.args[0].op != "zeros_like" \
+                or not _same_shape(part, node):
+            continue
+        if other.op == "index_add" and _same_shape(other, node):
+            return b.op("index_add", *other.args, *part.args[1:],
+                        index=other.attr("index") + part.attr("index"))
+        if _same_shape(other, node):
+            return b.op("index_add", other, *part.args[1:], index=part.attr("index"))
     return None
 
 
