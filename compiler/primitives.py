@@ -658,6 +658,234 @@ _register(Primitive("softmax", 1, _same, _reduce_call("_softmax"),
                     lambda v, a: _np_softmax(v[0], a["axis"]), _softmax_vjp,
                     "softmax's Jacobian-vector product from its output p: p (g - sum(g p))"))
 
+# ----------------------------------------------------------------------------- convolution and pooling
+# A convolution is written as the textbook's Convolution layer (Deep Learning from
+# Scratch, ch. 7): the patch matrix of the input (``im2col``), a matrix product with the
+# filters reshaped into rows, and the result moved to [N, F, OH, OW]. Each step is its
+# own primitive below, so the backward pass reads step by step: the filters' gradient is
+# a product with the kept patch matrix, the patches' gradient is folded back onto the
+# input (``col2im``). Pooling works on the last two axes of any value of rank >= 2.
+def out_size(size, kernel: int, stride: int, pad: int, what: str, axis: str) -> int:
+    """(size + 2 pad - kernel) / stride + 1 along the image's ``axis`` (height or
+    width), which must be a whole number >= 1."""
+    if not isinstance(size, int):
+        raise ShapeError(f"{what} needs fixed image sizes, not the symbolic dimension "
+                         f"{size}", (0,), hint="declare the height and width as numbers")
+    span = size + 2 * pad - kernel
+    if span < 0:
+        raise ShapeError(f"the {what} window's {axis} ({kernel}) is larger than the padded "
+                         f"input's ({size} + 2*{pad} = {size + 2 * pad})",
+                         hint="use a smaller kernel or more padding")
+    if span % stride:
+        raise ShapeError(f"the {what} windows do not tile the input's {axis}: (size + 2*pad "
+                         f"- kernel) / stride + 1 = ({size} + 2*{pad} - {kernel}) / {stride} "
+                         "+ 1 is not a whole number",
+                         hint=f"choose stride and pad so that stride divides "
+                              f"{size} + 2*pad - {kernel}")
+    return span // stride + 1
+
+
+def _im2col_shape(args, attrs):
+    n, c, h, w = args[0].shape
+    kh, kw, s, p = attrs["kh"], attrs["kw"], attrs["stride"], attrs["pad"]
+    return (n, out_size(h, kh, s, p, "convolution", "height"),
+            out_size(w, kw, s, p, "convolution", "width"),
+            c * kh * kw)
+
+
+def _window_args(attrs) -> str:
+    return f"{attrs['kh']}, {attrs['kw']}, stride={attrs['stride']}, pad={attrs['pad']}"
+
+
+def _np_windows(x, kh, kw, stride, pad, fill=0.0):
+    """[..., OH, OW, kh, kw]: every window over the last two axes (reference code)."""
+    if pad:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2, constant_values=fill)
+    view = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(-2, -1))
+    return view[..., ::stride, ::stride, :, :]
+
+
+def _np_im2col(v, a):
+    win = _np_windows(v[0], a["kh"], a["kw"], a["stride"], a["pad"])  # [N, C, OH, OW, ., .]
+    n, c, oh, ow = win.shape[:4]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh, ow, c * a["kh"] * a["kw"])
+
+
+def _np_col2im(v, a):
+    """Every patch entry added back onto the input pixel it came from (reference)."""
+    col, like = v
+    kh, kw, s, p = a["kh"], a["kw"], a["stride"], a["pad"]
+    n, c, h, w = np.shape(like)
+    oh, ow = col.shape[1:3]
+    col = np.reshape(col, (n, oh, ow, c, kh, kw))
+    out = np.zeros((n, c, h + 2 * p, w + 2 * p))
+    for i in range(oh):
+        for j in range(ow):
+            out[:, :, i * s:i * s + kh, j * s:j * s + kw] += col[:, i, j]
+    return out[:, :, p:p + h, p:p + w]
+
+
+_register(Primitive(
+    "im2col", 1, _im2col_shape,
+    lambda a, attrs, n: (f"_im2col({a[0][0]}, {_window_args(attrs)})", POSTFIX), _np_im2col,
+    lambda b, n, g: [b.op("col2im", expand(b, g, n), n.args[0], **dict(n.attrs))],
+    "im2col copies input pixels into patches: its adjoint adds each patch back (col2im)"))
+_register(Primitive(
+    "col2im", 2, lambda args, attrs: args[1].shape,
+    lambda a, attrs, n: (f"_col2im({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
+                         f"{_window_args(attrs)})", POSTFIX), _np_col2im,
+    lambda b, n, g: [b.op("im2col", expand(b, g, n), **dict(n.attrs)), None],
+    "col2im adds patches onto the image: its adjoint copies the image into patches"))
+
+
+def _rows_matmul_shape(args, attrs):
+    a, m = args[0].shape, args[1].shape
+    inner = m[1] if attrs["t"] else m[0]
+    if len(m) != 2 or len(a) < 2 or a[-1] != inner:
+        raise ShapeError("the rows' length must match the matrix", (0, 1))
+    return a[:-1] + ((m[0],) if attrs["t"] else (m[1],))
+
+
+def _rows_matmul_vjp(b, n, g):
+    """y = A @ M.T (t) or A @ M, A a stack of rows [..., K]: dA = G @ M (or G @ M.T),
+    dM = G^T A summed over every row (or A^T G)."""
+    a, m = n.args
+    g = expand(b, g, n)
+    t = n.attr("t")
+    return [b.hint(b.op("rows_matmul", g, m, t=not t), "col"),
+            b.hint(b.op("rows_gram", g, a) if t else b.op("rows_gram", a, g), "filters")]
+
+
+def _emit_rows_matmul(a, attrs, n):
+    right = f"{paren(a[1], POSTFIX)}.T" if attrs["t"] else paren(a[1], MUL + 1)
+    return f"{paren(a[0], MUL)} @ {right}", MUL
+
+
+_register(Primitive(
+    "rows_matmul", 2, _rows_matmul_shape, _emit_rows_matmul,
+    lambda v, a: np.matmul(v[0], np.transpose(v[1]) if a["t"] else v[1]), _rows_matmul_vjp,
+    "each row times the matrix: dRows = G @ M, dM = sum over rows of G^T Rows"))
+
+
+def _rows_gram_shape(args, attrs):
+    a, g = args[0].shape, args[1].shape
+    if a[:-1] != g[:-1]:
+        raise ShapeError("both stacks of rows must have the same leading axes", (0, 1))
+    return (a[-1], g[-1])
+
+
+def _emit_rows_gram(a, attrs, n):
+    k, f = n.args[0].shape[-1], n.args[1].shape[-1]
+    return (f"np.reshape({a[0][0]}, (-1, {k})).T @ np.reshape({a[1][0]}, (-1, {f}))", MUL)
+
+
+_register(Primitive(
+    "rows_gram", 2, _rows_gram_shape, _emit_rows_gram,
+    lambda v, a: np.tensordot(v[0], v[1], axes=(list(range(np.ndim(v[0]) - 1)),) * 2),
+    None, "the sum over rows of A^T B"))
+
+
+def _permute_shape(args, attrs):
+    axes = attrs["axes"]
+    if sorted(axes) != list(range(len(args[0].shape))):
+        raise ShapeError("the axes must be a permutation of the value's axes", (0,))
+    return tuple(args[0].shape[i] for i in axes)
+
+
+def _inverse(axes):
+    return tuple(sorted(range(len(axes)), key=lambda i: axes[i]))
+
+
+_register(Primitive(
+    "permute", 1, _permute_shape,
+    lambda a, attrs, n: (f"np.transpose({a[0][0]}, {attrs['axes']!r})", POSTFIX),
+    lambda v, a: np.transpose(v[0], a["axes"]),
+    lambda b, n, g: [b.hint(b.op("permute", expand(b, g, n), axes=_inverse(n.attr("axes"))),
+                            "rows")],
+    "moving axes moves the adjoint back"))
+
+
+def _pool_shape(args, attrs):
+    shape = args[0].shape
+    if len(shape) < 2:
+        raise ShapeError("pooling needs a value with at least two axes (the last two are "
+                         "pooled)", (0,))
+    k, s, p = attrs["size"], attrs["stride"], attrs["pad"]
+    return shape[:-2] + (out_size(shape[-2], k, s, p, "pooling", "height"),
+                         out_size(shape[-1], k, s, p, "pooling", "width"))
+
+
+def _pool_args(attrs) -> str:
+    return f"{attrs['size']}, stride={attrs['stride']}, pad={attrs['pad']}"
+
+
+def _np_pool(reduce, fill):
+    def evaluate(v, a):
+        k = a["size"]
+        return reduce(_np_windows(v[0], k, k, a["stride"], a["pad"], fill), axis=(-2, -1))
+    return evaluate
+
+
+def _pool_gap(v, a):
+    """How close each window's maximum is to its runner-up (a tie is max_pool's kink)."""
+    k = a["size"]
+    win = _np_windows(np.asarray(v[0], dtype=float), k, k, a["stride"], a["pad"], -np.inf)
+    flat = np.sort(win.reshape(win.shape[:-2] + (k * k,)), axis=-1)
+    if k * k < 2 or not flat.size:
+        return np.inf
+    return float(np.min(flat[..., -1] - flat[..., -2]))
+
+
+def _np_spread(patches, x, a):
+    """Adds [..., OH, OW, k, k] window values back onto the pixels they cover (reference)."""
+    k, s, p = a["size"], a["stride"], a["pad"]
+    h, w = np.shape(x)[-2:]
+    dx = np.zeros(np.shape(x)[:-2] + (h + 2 * p, w + 2 * p))
+    for i in range(patches.shape[-4]):
+        for j in range(patches.shape[-3]):
+            dx[..., i * s:i * s + k, j * s:j * s + k] += patches[..., i, j, :, :]
+    return dx[..., p:p + h, p:p + w]
+
+
+def _np_max_pool_grad(v, a):
+    g, x, out = v
+    k = a["size"]
+    win = _np_windows(x, k, k, a["stride"], a["pad"], -np.inf)
+    mask = (win == np.asarray(out)[..., None, None]).astype(float)
+    mask /= np.sum(mask, axis=(-2, -1), keepdims=True)  # ties share the window's adjoint
+    return _np_spread(mask * np.asarray(g)[..., None, None], x, a)
+
+
+def _np_avg_pool_grad(v, a):
+    g, x = v
+    k = a["size"]
+    return _np_spread(np.broadcast_to(np.asarray(g)[..., None, None] / (k * k),
+                                      np.shape(g) + (k, k)), x, a)
+
+
+_register(Primitive(
+    "max_pool", 1, _pool_shape,
+    lambda a, attrs, n: (f"_max_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
+    _np_pool(lambda w, axis: np.max(w, axis=axis), -np.inf),
+    lambda b, n, g: [b.op("max_pool_grad", expand(b, g, n), n.args[0], n, **dict(n.attrs))],
+    "max pooling passes each window's adjoint to its maximum (split evenly among ties)",
+    kink=_pool_gap))
+_register(Primitive(
+    "max_pool_grad", 3, lambda args, attrs: args[1].shape,
+    lambda a, attrs, n: (f"_max_pool_grad({a[0][0]}, {a[1][0]}, {a[2][0]}, "
+                         f"{_pool_args(attrs)})", POSTFIX), _np_max_pool_grad, None, ""))
+_register(Primitive(
+    "avg_pool", 1, _pool_shape,
+    lambda a, attrs, n: (f"_avg_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
+    _np_pool(lambda w, axis: np.mean(w, axis=axis), 0.0),
+    lambda b, n, g: [b.op("avg_pool_grad", expand(b, g, n), n.args[0], **dict(n.attrs))],
+    "average pooling spreads each window's adjoint evenly over its size x size pixels"))
+_register(Primitive(
+    "avg_pool_grad", 2, lambda args, attrs: args[1].shape,
+    lambda a, attrs, n: (f"_avg_pool_grad({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
+                         f"{_pool_args(attrs)})", POSTFIX), _np_avg_pool_grad, None, ""))
+
+
 # ----------------------------------------------------------------------------- fused losses
 
 
@@ -757,4 +985,93 @@ HELPERS = {
     m = np.max(x, axis=axis, keepdims=True)
     out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
     return out if keepdims else np.squeeze(out, axis=axis)''',
+    "_im2col": '''def _im2col(x, kh, kw, stride=1, pad=0):
+    """The patch matrix of a convolution, one row per output pixel.
+
+    x is [N, C, H, W]; the result is [N, OH, OW, C*kh*kw]: for output pixel (n, i, j)
+    the C*kh*kw input values its filter covers, in the filters' own order (channel,
+    row, column), so a product with the filters reshaped to [F, C*kh*kw] is the
+    convolution. A copy, kept for the backward pass."""
+    if pad:
+        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    windows = windows[:, :, ::stride, ::stride]  # [N, C, OH, OW, kh, kw], a view
+    n, c, oh, ow = windows.shape[:4]
+    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh, ow, c * kh * kw)''',
+    "_col2im": '''def _col2im(col, shape, kh, kw, stride=1, pad=0):
+    """The adjoint of _im2col: every entry of the patch matrix [N, OH, OW, C*kh*kw]
+    added back onto the pixel of the [N, C, H, W] image it was copied from (a pixel
+    that several patches cover collects several terms). One loop step per kernel
+    offset (kh*kw steps), none per example or pixel."""
+    n, c, h, w = shape
+    oh, ow = col.shape[1:3]
+    col = col.reshape(n, oh, ow, c, kh, kw)
+    x = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=col.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i, i + stride * oh, stride)
+            cols = slice(j, j + stride * ow, stride)
+            x[:, :, rows, cols] += col[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return x[:, :, pad : pad + h, pad : pad + w]''',
+    "_max_pool": '''def _max_pool(x, size, stride=1, pad=0):
+    """The maximum of every size x size window of the last two axes (windows stride
+    apart, the image surrounded by pad rows and columns of -inf)."""
+    if pad:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2, constant_values=-np.inf)
+    oh = (x.shape[-2] - size) // stride + 1
+    ow = (x.shape[-1] - size) // stride + 1
+    out = x[..., : stride * oh : stride, : stride * ow : stride].copy()
+    for i in range(size):
+        for j in range(size):
+            if i or j:
+                rows = slice(i, i + stride * oh, stride)
+                cols = slice(j, j + stride * ow, stride)
+                np.maximum(out, x[..., rows, cols], out=out)
+    return out''',
+    "_max_pool_grad": '''def _max_pool_grad(g, x, out, size, stride=1, pad=0):
+    """The adjoint of _max_pool: each window's adjoint g goes to the pixel holding the
+    window's maximum (the argmax mask x == out), split evenly among tied pixels."""
+    h, w = x.shape[-2:]
+    if pad:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2, constant_values=-np.inf)
+    oh, ow = out.shape[-2:]
+    offsets = [
+        (slice(i, i + stride * oh, stride), slice(j, j + stride * ow, stride))
+        for i in range(size)
+        for j in range(size)
+    ]
+    masks = [x[..., rows, cols] == out for rows, cols in offsets]
+    ties = np.zeros(out.shape, dtype=g.dtype)
+    for mask in masks:
+        ties += mask
+    share = g / ties
+    dx = np.zeros(x.shape, dtype=g.dtype)
+    for (rows, cols), mask in zip(offsets, masks):
+        dx[..., rows, cols] += mask * share
+    return dx[..., pad : pad + h, pad : pad + w]''',
+    "_avg_pool": '''def _avg_pool(x, size, stride=1, pad=0):
+    """The mean of every size x size window of the last two axes (windows stride apart;
+    pad rows and columns of zeros around the image count in every mean)."""
+    if pad:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2)
+    oh = (x.shape[-2] - size) // stride + 1
+    ow = (x.shape[-1] - size) // stride + 1
+    out = x[..., : stride * oh : stride, : stride * ow : stride].copy()
+    for i in range(size):
+        for j in range(size):
+            if i or j:
+                out += x[..., i : i + stride * oh : stride, j : j + stride * ow : stride]
+    out /= size * size
+    return out''',
+    "_avg_pool_grad": '''def _avg_pool_grad(g, shape, size, stride=1, pad=0):
+    """The adjoint of _avg_pool: each window's adjoint spread evenly, g / size^2, over
+    the size x size pixels of the window."""
+    h, w = shape[-2:]
+    dx = np.zeros(tuple(shape[:-2]) + (h + 2 * pad, w + 2 * pad), dtype=g.dtype)
+    share = g / (size * size)
+    oh, ow = g.shape[-2:]
+    for i in range(size):
+        for j in range(size):
+            dx[..., i : i + stride * oh : stride, j : j + stride * ow : stride] += share
+    return dx[..., pad : pad + h, pad : pad + w]''',
 }
