@@ -493,12 +493,12 @@ def _matmul_uses(roots) -> dict[int, tuple[bool, bool]]:
 
 
 def _conv_filters(roots) -> set[int]:
-    """The nodes used as conv2d filters (reshaped into the rows of a ``rows_matmul``):
+    """The nodes used as conv2d filters (reshaped into the rows of a ``filters_matmul``):
     their fan_in is C*KH*KW, the size of one filter, as LANGUAGE.md says."""
     out: set[int] = set()
     for n in topo_order(roots):
-        if n.op == "rows_matmul" and n.args[1].op == "reshape":
-            out.add(n.args[1].args[0].id)
+        if n.op == "filters_matmul" and n.args[0].op == "reshape":
+            out.add(n.args[0].args[0].id)
     return out
 
 

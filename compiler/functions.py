@@ -120,8 +120,16 @@ def _conv2d(b, a, s):
         col = b.hint(b.op("im2col", x, kh=kh, kw=kw, stride=stride, pad=pad), "col")
     except ShapeError as e:
         raise fail("conv2d: " + e.message, e.hint) from None
+    oh, ow = _out_hw(x, kh, kw, stride, pad)
     rows = b.op("reshape", w, shape=(f, c * kh * kw))  # one filter per row
-    return b.op("permute", b.op("rows_matmul", col, rows, t=True), axes=(0, 3, 1, 2))
+    return b.op("filters_matmul", rows, col, image=(oh, ow))
+
+
+def _out_hw(x, kh, kw, stride, pad):
+    from .primitives import out_size
+
+    return (out_size(x.shape[2], kh, stride, pad, "convolution", "height"),
+            out_size(x.shape[3], kw, stride, pad, "convolution", "width"))
 
 
 def _pool(op):
@@ -148,16 +156,12 @@ def _flatten(b, a, s):
     if len(x.shape) < 2:
         raise ShapeError("flatten needs a value with at least two axes (the first is kept)",
                          (0,))
-    rest = x.shape[1:]
-    if not all(isinstance(d, int) for d in rest):
+    if not all(isinstance(d, int) for d in x.shape[1:]):
         raise ShapeError("flatten needs fixed sizes after the first axis", (0,))
     size = 1
-    for d in rest:
+    for d in x.shape[1:]:
         size *= d
-    first = x.shape[0]
-    counts = [b.size([first])] if isinstance(first, str) else []
-    return b.op("reshape", x, *counts, shape=(first, size))
-
+    return b.op("reshape_each", x, dims=(size,))
 
 FUNCTIONS: dict[str, Function] = {
     **{name: _unary(name) for name in (

@@ -688,9 +688,8 @@ def out_size(size, kernel: int, stride: int, pad: int, what: str, axis: str) -> 
 def _im2col_shape(args, attrs):
     n, c, h, w = args[0].shape
     kh, kw, s, p = attrs["kh"], attrs["kw"], attrs["stride"], attrs["pad"]
-    return (n, out_size(h, kh, s, p, "convolution", "height"),
-            out_size(w, kw, s, p, "convolution", "width"),
-            c * kh * kw)
+    oh = out_size(h, kh, s, p, "convolution", "height")
+    return (n, c * kh * kw, oh * out_size(w, kw, s, p, "convolution", "width"))
 
 
 def _window_args(attrs) -> str:
@@ -706,9 +705,11 @@ def _np_windows(x, kh, kw, stride, pad, fill=0.0):
 
 
 def _np_im2col(v, a):
+    """[N, C*kh*kw, OH*OW]: column (i, j) holds the pixels of window (i, j) (reference)."""
     win = _np_windows(v[0], a["kh"], a["kw"], a["stride"], a["pad"])  # [N, C, OH, OW, ., .]
     n, c, oh, ow = win.shape[:4]
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh, ow, c * a["kh"] * a["kw"])
+    return np.stack([win[:, :, i, j].reshape(n, -1) for i in range(oh) for j in range(ow)],
+                    axis=-1)
 
 
 def _np_col2im(v, a):
@@ -716,12 +717,11 @@ def _np_col2im(v, a):
     col, like = v
     kh, kw, s, p = a["kh"], a["kw"], a["stride"], a["pad"]
     n, c, h, w = np.shape(like)
-    oh, ow = col.shape[1:3]
-    col = np.reshape(col, (n, oh, ow, c, kh, kw))
+    ow = (w + 2 * p - kw) // s + 1
     out = np.zeros((n, c, h + 2 * p, w + 2 * p))
-    for i in range(oh):
-        for j in range(ow):
-            out[:, :, i * s:i * s + kh, j * s:j * s + kw] += col[:, i, j]
+    for q in range(col.shape[-1]):
+        i, j = divmod(q, ow)
+        out[:, :, i * s:i * s + kh, j * s:j * s + kw] += col[:, :, q].reshape(n, c, kh, kw)
     return out[:, :, p:p + h, p:p + w]
 
 
@@ -738,71 +738,95 @@ _register(Primitive(
     "col2im adds patches onto the image: its adjoint copies the image into patches"))
 
 
-def _rows_matmul_shape(args, attrs):
-    a, m = args[0].shape, args[1].shape
-    inner = m[1] if attrs["t"] else m[0]
-    if len(m) != 2 or len(a) < 2 or a[-1] != inner:
-        raise ShapeError("the rows' length must match the matrix", (0, 1))
-    return a[:-1] + ((m[0],) if attrs["t"] else (m[1],))
+def _filters_matmul_shape(args, attrs):
+    m, x = args[0].shape, args[1].shape
+    if len(m) != 2 or len(x) != 3 or m[1] != x[1]:
+        raise ShapeError("filters [A, B] need patches [N, B, P]", (0, 1))
+    image = attrs.get("image")
+    if image is None:
+        return (x[0], m[0], x[2])
+    if image[0] * image[1] != x[2]:
+        raise ShapeError(f"{x[2]} output pixels do not make a {image[0]}x{image[1]} image",
+                         (1,))
+    return (x[0], m[0]) + tuple(image)
 
 
-def _rows_matmul_vjp(b, n, g):
-    """y = A @ M.T (t) or A @ M, A a stack of rows [..., K]: dA = G @ M (or G @ M.T),
-    dM = G^T A summed over every row (or A^T G)."""
-    a, m = n.args
+def _emit_filters_matmul(a, attrs, node):
+    product = f"{paren(a[0], MUL)} @ {paren(a[1], MUL + 1)}"
+    image = attrs.get("image")
+    if image is None:
+        return product, MUL
+    return f"np.reshape({product}, (-1, {node.shape[1]}, {image[0]}, {image[1]}))", POSTFIX
+
+
+def _filters_matmul_vjp(b, n, g):
+    """Y_n = M @ X_n for every example n (M [A, B], X [N, B, P]; with ``image`` Y_n is
+    then reshaped to [A, OH, OW]): dX_n = M.T @ G_n, dM = the sum over n of
+    G_n @ X_n.T."""
+    m, x = n.args
     g = expand(b, g, n)
-    t = n.attr("t")
-    return [b.hint(b.op("rows_matmul", g, m, t=not t), "col"),
-            b.hint(b.op("rows_gram", g, a) if t else b.op("rows_gram", a, g), "filters")]
+    if n.attr("image") is not None:
+        g = b.hint(b.op("reshape_each", g, dims=(m.shape[0], x.shape[2])), "rows")
+    return [b.hint(b.op("batch_gram", g, x), "filters"),
+            b.hint(b.op("filters_matmul", b.transpose(m), g), "col")]
 
 
-def _emit_rows_matmul(a, attrs, n):
-    right = f"{paren(a[1], POSTFIX)}.T" if attrs["t"] else paren(a[1], MUL + 1)
-    return f"{paren(a[0], MUL)} @ {right}", MUL
-
-
-_register(Primitive(
-    "rows_matmul", 2, _rows_matmul_shape, _emit_rows_matmul,
-    lambda v, a: np.matmul(v[0], np.transpose(v[1]) if a["t"] else v[1]), _rows_matmul_vjp,
-    "each row times the matrix: dRows = G @ M, dM = sum over rows of G^T Rows"))
-
-
-def _rows_gram_shape(args, attrs):
-    a, g = args[0].shape, args[1].shape
-    if a[:-1] != g[:-1]:
-        raise ShapeError("both stacks of rows must have the same leading axes", (0, 1))
-    return (a[-1], g[-1])
-
-
-def _emit_rows_gram(a, attrs, n):
-    k, f = n.args[0].shape[-1], n.args[1].shape[-1]
-    return (f"np.reshape({a[0][0]}, (-1, {k})).T @ np.reshape({a[1][0]}, (-1, {f}))", MUL)
+def _np_filters_matmul(v, a):
+    out = np.matmul(v[0], v[1])
+    image = a.get("image")
+    return out if image is None else out.reshape(out.shape[:2] + tuple(image))
 
 
 _register(Primitive(
-    "rows_gram", 2, _rows_gram_shape, _emit_rows_gram,
-    lambda v, a: np.tensordot(v[0], v[1], axes=(list(range(np.ndim(v[0]) - 1)),) * 2),
-    None, "the sum over rows of A^T B"))
+    "filters_matmul", 2, _filters_matmul_shape, _emit_filters_matmul, _np_filters_matmul,
+    _filters_matmul_vjp, "Y_n = M @ X_n: dX_n = M.T @ G_n, dM = sum over n of G_n @ X_n.T"))
 
 
-def _permute_shape(args, attrs):
-    axes = attrs["axes"]
-    if sorted(axes) != list(range(len(args[0].shape))):
-        raise ShapeError("the axes must be a permutation of the value's axes", (0,))
-    return tuple(args[0].shape[i] for i in axes)
-
-
-def _inverse(axes):
-    return tuple(sorted(range(len(axes)), key=lambda i: axes[i]))
+def _batch_gram_shape(args, attrs):
+    g, x = args[0].shape, args[1].shape
+    if len(g) != 3 or len(x) != 3 or g[0] != x[0] or g[2] != x[2]:
+        raise ShapeError("both stacks must be [N, ., P] with the same N and P", (0, 1))
+    return (g[1], x[1])
 
 
 _register(Primitive(
-    "permute", 1, _permute_shape,
-    lambda a, attrs, n: (f"np.transpose({a[0][0]}, {attrs['axes']!r})", POSTFIX),
-    lambda v, a: np.transpose(v[0], a["axes"]),
-    lambda b, n, g: [b.hint(b.op("permute", expand(b, g, n), axes=_inverse(n.attr("axes"))),
-                            "rows")],
-    "moving axes moves the adjoint back"))
+    "batch_gram", 2, _batch_gram_shape,
+    lambda a, attrs, n: (f"np.sum({paren(a[0], MUL)} @ np.swapaxes({a[1][0]}, 1, 2), axis=0)",
+                         POSTFIX),
+    lambda v, a: np.einsum("nap,nbp->ab", v[0], v[1]), None,
+    "the sum over examples n of G_n @ X_n.T"))
+
+
+def _reshape_each_shape(args, attrs):
+    shape, dims = args[0].shape, tuple(attrs["dims"])
+    if not shape:
+        raise ShapeError("a scalar has no first axis to keep", (0,))
+    rest = shape[1:]
+    if not all(isinstance(d, int) for d in rest):
+        raise ShapeError("the sizes after the first axis must be fixed numbers", (0,))
+    size = 1
+    for d in rest:
+        size *= d
+    want = 1
+    for d in dims:
+        want *= d
+    if size != want:
+        raise ShapeError(f"cannot reshape {fmt_shape(rest)} to {fmt_shape(dims)} for each "
+                         "example", (0,))
+    return (shape[0],) + dims
+
+
+def _emit_reshape_each(a, attrs, n):
+    dims = ", ".join(str(d) for d in attrs["dims"])
+    return f"np.reshape({a[0][0]}, (-1, {dims}))", POSTFIX
+
+
+_register(Primitive(
+    "reshape_each", 1, _reshape_each_shape, _emit_reshape_each,
+    lambda v, a: np.reshape(v[0], (np.shape(v[0])[0],) + tuple(a["dims"])),
+    lambda b, n, g: [b.op("reshape_each", expand(b, g, n),
+                          dims=tuple(n.args[0].shape[1:]))],
+    "reshaping each example moves elements without changing them", cheap=True))
 
 
 def _pool_shape(args, attrs):
@@ -986,32 +1010,33 @@ HELPERS = {
     out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
     return out if keepdims else np.squeeze(out, axis=axis)''',
     "_im2col": '''def _im2col(x, kh, kw, stride=1, pad=0):
-    """The patch matrix of a convolution, one row per output pixel.
+    """The patch matrix of a convolution, one column per output pixel.
 
-    x is [N, C, H, W]; the result is [N, OH, OW, C*kh*kw]: for output pixel (n, i, j)
-    the C*kh*kw input values its filter covers, in the filters' own order (channel,
-    row, column), so a product with the filters reshaped to [F, C*kh*kw] is the
-    convolution. A copy, kept for the backward pass."""
+    x is [N, C, H, W]; the result is [N, C*kh*kw, OH*OW]: column (i*OW + j) of example
+    n holds the C*kh*kw input values that the filter at output pixel (i, j) covers, in
+    the filters' own order (channel, row, column), so the filters reshaped to rows
+    [F, C*kh*kw] times it are the convolution. A copy, kept for the backward pass."""
     if pad:
         x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
     windows = windows[:, :, ::stride, ::stride]  # [N, C, OH, OW, kh, kw], a view
     n, c, oh, ow = windows.shape[:4]
-    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh, ow, c * kh * kw)''',
+    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, oh * ow)''',
     "_col2im": '''def _col2im(col, shape, kh, kw, stride=1, pad=0):
-    """The adjoint of _im2col: every entry of the patch matrix [N, OH, OW, C*kh*kw]
+    """The adjoint of _im2col: every entry of the patch matrix [N, C*kh*kw, OH*OW]
     added back onto the pixel of the [N, C, H, W] image it was copied from (a pixel
     that several patches cover collects several terms). One loop step per kernel
     offset (kh*kw steps), none per example or pixel."""
     n, c, h, w = shape
-    oh, ow = col.shape[1:3]
-    col = col.reshape(n, oh, ow, c, kh, kw)
+    oh = (h + 2 * pad - kh) // stride + 1
+    ow = (w + 2 * pad - kw) // stride + 1
+    col = col.reshape(n, c, kh, kw, oh, ow)
     x = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=col.dtype)
     for i in range(kh):
         for j in range(kw):
             rows = slice(i, i + stride * oh, stride)
             cols = slice(j, j + stride * ow, stride)
-            x[:, :, rows, cols] += col[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+            x[:, :, rows, cols] += col[:, :, i, j]
     return x[:, :, pad : pad + h, pad : pad + w]''',
     "_max_pool": '''def _max_pool(x, size, stride=1, pad=0):
     """The maximum of every size x size window of the last two axes (windows stride
@@ -1030,7 +1055,8 @@ HELPERS = {
     return out''',
     "_max_pool_grad": '''def _max_pool_grad(g, x, out, size, stride=1, pad=0):
     """The adjoint of _max_pool: each window's adjoint g goes to the pixel holding the
-    window's maximum (the argmax mask x == out), split evenly among tied pixels."""
+    window's maximum (the argmax mask x == out), split evenly among tied pixels. One
+    loop step per offset in the window (size*size steps)."""
     h, w = x.shape[-2:]
     if pad:
         x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2, constant_values=-np.inf)
@@ -1041,13 +1067,16 @@ HELPERS = {
         for j in range(size)
     ]
     masks = [x[..., rows, cols] == out for rows, cols in offsets]
-    ties = np.zeros(out.shape, dtype=g.dtype)
-    for mask in masks:
+    ties = masks[0].astype(g.dtype)
+    for mask in masks[1:]:
         ties += mask
     share = g / ties
     dx = np.zeros(x.shape, dtype=g.dtype)
     for (rows, cols), mask in zip(offsets, masks):
-        dx[..., rows, cols] += mask * share
+        if stride >= size:  # windows do not overlap: each pixel is written once
+            np.multiply(mask, share, out=dx[..., rows, cols])
+        else:
+            dx[..., rows, cols] += mask * share
     return dx[..., pad : pad + h, pad : pad + w]''',
     "_avg_pool": '''def _avg_pool(x, size, stride=1, pad=0):
     """The mean of every size x size window of the last two axes (windows stride apart;

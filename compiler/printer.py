@@ -211,7 +211,7 @@ def _split_long_line(prog: Program, p: Printer, bd: Binding):
                 continue
             seen.add(n.id)
             stack.extend(n.args)
-            if PRIMITIVES[n.op].cheap:
+            if PRIMITIVES[n.op].cheap and n.id not in prog.hints:  # a named view may go
                 continue
             size = len(p.text(n))
             if size > best_len and len(_temp_name(prog, bd, n)) + 3 + size <= STATEMENT_WIDTH:
