@@ -112,7 +112,8 @@ def _conv2d(b, a, s):
                    "[F, C, KH, KW]")
     if x.shape[1] != w.shape[1]:
         raise fail("conv2d channels differ: the image's channels (axis 1 of x) must equal "
-                   "the filters' channels (axis 1 of W)")
+                   "the filters' channels (axis 1 of W)",
+                   f"filters for this image are [F, {x.shape[1]}, KH, KW]")
     f, c, kh, kw = w.shape
     if not all(isinstance(d, int) for d in w.shape):
         raise fail("conv2d needs filters of fixed size")
