@@ -699,7 +699,8 @@ def _window_args(attrs) -> str:
 def _np_windows(x, kh, kw, stride, pad, fill=0.0):
     """[..., OH, OW, kh, kw]: every window over the last two axes (reference code)."""
     if pad:
-        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2, constant_values=fill)
+        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
+        x = np.pad(x, edges, constant_values=fill)
     view = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(-2, -1))
     return view[..., ::stride, ::stride, :, :]
 
@@ -871,7 +872,7 @@ def _np_spread(patches, x, a):
     return dx[..., p:p + h, p:p + w]
 
 
-def _np_max_pool_grad(v, a):
+def _np_max_pool_grad_from_input(v, a):
     g, x, out = v
     k = a["size"]
     win = _np_windows(x, k, k, a["stride"], a["pad"], -np.inf)
@@ -887,17 +888,53 @@ def _np_avg_pool_grad(v, a):
                                       np.shape(g) + (k, k)), x, a)
 
 
+def _max_pool_vjp(b, n, g):
+    """Windows that do not overlap (stride >= size): the adjoint from a boolean argmax
+    mask of the input's shape (the textbook's ``arg_max``), which the backward can take
+    as soon as the forward is done, so the input itself need not be kept. Overlapping
+    windows: from the input and the output (one pixel may be the maximum of one window
+    and not of the next)."""
+    g = expand(b, g, n)
+    attrs = dict(n.attrs)
+    if attrs["stride"] >= attrs["size"]:
+        mask = b.hint(b.op("max_pool_mask", n.args[0], n, **attrs), "argmax")
+        return b.op("max_pool_grad", g, mask, **attrs)
+    return b.op("max_pool_grad", g, n.args[0], n, **attrs)
+
+
+def _np_max_pool_mask(v, a):
+    x, out = v
+    k = a["size"]
+    win = _np_windows(x, k, k, a["stride"], a["pad"], -np.inf)  # [..., OH, OW, k, k]
+    hit = win == np.asarray(out)[..., None, None]
+    return _np_spread(hit.astype(float), x, a) > 0
+
+
+def _np_max_pool_grad(v, a):
+    if len(v) == 3:
+        return _np_max_pool_grad_from_input(v, a)
+    g, mask = v  # windows do not overlap: the mask's pixels in a window are its maxima
+    k = a["size"]
+    win = _np_windows(np.asarray(mask, dtype=float), k, k, a["stride"], a["pad"], 0.0)
+    win = win / np.sum(win, axis=(-2, -1), keepdims=True)
+    return _np_spread(win * np.asarray(g)[..., None, None], mask, a)
+
+
+_register(Primitive(
+    "max_pool_mask", 2, lambda args, attrs: args[0].shape,
+    lambda a, attrs, n: (f"_max_pool_mask({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
+                         POSTFIX), _np_max_pool_mask, None, "", dtype="bool"))
 _register(Primitive(
     "max_pool", 1, _pool_shape,
     lambda a, attrs, n: (f"_max_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
     _np_pool(lambda w, axis: np.max(w, axis=axis), -np.inf),
-    lambda b, n, g: [b.op("max_pool_grad", expand(b, g, n), n.args[0], n, **dict(n.attrs))],
+    lambda b, n, g: [_max_pool_vjp(b, n, g)],
     "max pooling passes each window's adjoint to its maximum (split evenly among ties)",
     kink=_pool_gap))
 _register(Primitive(
-    "max_pool_grad", 3, lambda args, attrs: args[1].shape,
-    lambda a, attrs, n: (f"_max_pool_grad({a[0][0]}, {a[1][0]}, {a[2][0]}, "
-                         f"{_pool_args(attrs)})", POSTFIX), _np_max_pool_grad, None, ""))
+    "max_pool_grad", None, lambda args, attrs: args[1].shape,
+    lambda a, attrs, n: (f"_max_pool_grad({', '.join(x[0] for x in a)}, "
+                         f"size={_pool_args(attrs)})", POSTFIX), _np_max_pool_grad, None, ""))
 _register(Primitive(
     "avg_pool", 1, _pool_shape,
     lambda a, attrs, n: (f"_avg_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
@@ -1042,7 +1079,8 @@ HELPERS = {
     """The maximum of every size x size window of the last two axes (windows stride
     apart, the image surrounded by pad rows and columns of -inf)."""
     if pad:
-        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2, constant_values=-np.inf)
+        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
+        x = np.pad(x, edges, constant_values=-np.inf)
     oh = (x.shape[-2] - size) // stride + 1
     ow = (x.shape[-1] - size) // stride + 1
     out = x[..., : stride * oh : stride, : stride * ow : stride].copy()
@@ -1053,24 +1091,47 @@ HELPERS = {
                 cols = slice(j, j + stride * ow, stride)
                 np.maximum(out, x[..., rows, cols], out=out)
     return out''',
-    "_max_pool_grad": '''def _max_pool_grad(g, x, out, size, stride=1, pad=0):
-    """The adjoint of _max_pool: each window's adjoint g goes to the pixel holding the
-    window's maximum (the argmax mask x == out), split evenly among tied pixels. One
-    loop step per offset in the window (size*size steps)."""
+    "_max_pool_mask": '''def _max_pool_mask(x, out, size, stride=1, pad=0):
+    """Where each window of _max_pool took its maximum (the argmax mask, bool, x's
+    shape), for windows that do not overlap: what the backward keeps instead of x."""
+    oh, ow = out.shape[-2:]
     h, w = x.shape[-2:]
     if pad:
-        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2, constant_values=-np.inf)
-    oh, ow = out.shape[-2:]
+        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
+        x = np.pad(x, edges, constant_values=-np.inf)
+    mask = np.zeros(x.shape, dtype=bool)
+    for i in range(size):
+        for j in range(size):
+            rows = slice(i, i + stride * oh, stride)
+            cols = slice(j, j + stride * ow, stride)
+            np.equal(x[..., rows, cols], out, out=mask[..., rows, cols])
+    return mask[..., pad : pad + h, pad : pad + w]''',
+    "_max_pool_grad": '''def _max_pool_grad(g, *given, size, stride=1, pad=0):
+    """The adjoint of _max_pool: each window's adjoint g goes to the pixel holding the
+    window's maximum, split evenly among tied pixels. given is the argmax mask of
+    _max_pool_mask (windows that do not overlap), or the input and the output (windows
+    that overlap: a pixel may be the maximum of one window and not of the next). One
+    loop step per offset in the window (size*size steps)."""
+    oh, ow = g.shape[-2:]
+    h, w = given[0].shape[-2:]
+    fill = False if len(given) == 1 else -np.inf
+    x = given[0]
+    if pad:
+        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
+        x = np.pad(x, edges, constant_values=fill)
     offsets = [
         (slice(i, i + stride * oh, stride), slice(j, j + stride * ow, stride))
         for i in range(size)
         for j in range(size)
     ]
-    masks = [x[..., rows, cols] == out for rows, cols in offsets]
-    ties = masks[0].astype(g.dtype)
+    if len(given) == 1:
+        masks = [x[..., rows, cols] for rows, cols in offsets]
+    else:
+        masks = [x[..., rows, cols] == given[1] for rows, cols in offsets]
+    share = masks[0].astype(g.dtype)
     for mask in masks[1:]:
-        ties += mask
-    share = g / ties
+        share += mask
+    np.divide(g, share, out=share)
     dx = np.zeros(x.shape, dtype=g.dtype)
     for (rows, cols), mask in zip(offsets, masks):
         if stride >= size:  # windows do not overlap: each pixel is written once
@@ -1089,7 +1150,9 @@ HELPERS = {
     for i in range(size):
         for j in range(size):
             if i or j:
-                out += x[..., i : i + stride * oh : stride, j : j + stride * ow : stride]
+                rows = slice(i, i + stride * oh, stride)
+                cols = slice(j, j + stride * ow, stride)
+                out += x[..., rows, cols]
     out /= size * size
     return out''',
     "_avg_pool_grad": '''def _avg_pool_grad(g, shape, size, stride=1, pad=0):

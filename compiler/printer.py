@@ -178,7 +178,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
                 statement_names[bd.node.id] = bd.name
         for mask, big in hoisted.get(i, ()):
             base = p.names.get(big.id, "value")
-            name = fresh(f"{base}_mask", taken)
+            name = fresh(prog.hints.get(mask.id) or f"{base}_mask", taken)
             out.append(_statement(p, name, mask, "temp", statement_names,
                                   f"{fmt_shape(mask.shape)} bool, taken now so {base} "
                                   f"can be released"))
@@ -201,7 +201,9 @@ def _split_long_line(prog: Program, p: Printer, bd: Binding):
     summing thousands of uses) is first cut into line-sized parts in one pass."""
     if len(bd.name) + 3 + len(p.text(bd.node)) > _HUGE_LINE:
         yield from _split_huge_line(prog, p, bd)
-    while len(bd.name) + 3 + len(p.text(bd.node)) > STATEMENT_WIDTH:
+    # A gradient may be computed into the caller's buffer: room for ', out=grads.get("W")'.
+    room = len(f', out=grads.get("{bd.name}")') if bd.kind == "grad" else 0
+    while len(bd.name) + 3 + room + len(p.text(bd.node)) > STATEMENT_WIDTH:
         best, best_len = None, 0
         seen: set[int] = set()
         stack = list(bd.node.args)
@@ -286,20 +288,23 @@ def _early_masks(bindings: list[Binding], named_for, shared: set[int]):
                            if bd.kind in ("seed", "adjoint", "grad")), len(bindings))
     refs: list[set[int]] = []
     inline: list[list[Node]] = []
+    readers: list[dict[int, set[int]]] = []  # per binding: named value -> nodes reading it
     for i, bd in enumerate(bindings):
-        seen, found, nodes = set(), set(), []
+        seen, found, nodes, read = set(), set(), [], {}
         stack = [bd.node]
         while stack:
             n = stack.pop()
             for a in n.args:
                 if named_for(a.id, i):
                     found.add(a.id)
+                    read.setdefault(a.id, set()).add(n.id)
                 elif a.id not in seen:
                     seen.add(a.id)
                     nodes.append(a)
                     stack.append(a)
         refs.append(found)
         inline.append(nodes)
+        readers.append(read)
     plan: dict[int, list[tuple[Node, Node]]] = {}
     placed: set[int] = set()
     for i in range(backward_start, len(bindings)):
@@ -317,6 +322,10 @@ def _early_masks(bindings: list[Binding], named_for, shared: set[int]):
             if j < i - 1:
                 plan.setdefault(j, []).append((n, big[0]))
                 placed.add(n.id)
+                for a in ids:  # a mask taken early no longer reads its value here
+                    readers[i].get(a, set()).discard(n.id)
+                    if a in refs[i] and not readers[i].get(a):
+                        refs[i].discard(a)
     return plan
 
 
