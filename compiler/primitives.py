@@ -872,15 +872,6 @@ def _np_spread(patches, x, a):
     return dx[..., p:p + h, p:p + w]
 
 
-def _np_max_pool_grad_from_input(v, a):
-    g, x, out = v
-    k = a["size"]
-    win = _np_windows(x, k, k, a["stride"], a["pad"], -np.inf)
-    mask = (win == np.asarray(out)[..., None, None]).astype(float)
-    mask /= np.sum(mask, axis=(-2, -1), keepdims=True)  # ties share the window's adjoint
-    return _np_spread(mask * np.asarray(g)[..., None, None], x, a)
-
-
 def _np_avg_pool_grad(v, a):
     g, x = v
     k = a["size"]
@@ -889,17 +880,12 @@ def _np_avg_pool_grad(v, a):
 
 
 def _max_pool_vjp(b, n, g):
-    """Windows that do not overlap (stride >= size): the adjoint from a boolean argmax
-    mask of the input's shape (the textbook's ``arg_max``), which the backward can take
-    as soon as the forward is done, so the input itself need not be kept. Overlapping
-    windows: from the input and the output (one pixel may be the maximum of one window
-    and not of the next)."""
-    g = expand(b, g, n)
+    """The adjoint from a boolean argmax mask, one per offset in the window and window
+    (the textbook's ``arg_max``, with ties kept), which the backward can take as soon as
+    the forward is done: the pooled input itself need not be kept."""
     attrs = dict(n.attrs)
-    if attrs["stride"] >= attrs["size"]:
-        mask = b.hint(b.op("max_pool_mask", n.args[0], n, **attrs), "argmax")
-        return b.op("max_pool_grad", g, mask, **attrs)
-    return b.op("max_pool_grad", g, n.args[0], n, **attrs)
+    mask = b.hint(b.op("max_pool_mask", n.args[0], n, **attrs), "argmax")
+    return b.op("max_pool_grad", expand(b, g, n), mask, **attrs)
 
 
 def _np_max_pool_mask(v, a):
@@ -907,21 +893,23 @@ def _np_max_pool_mask(v, a):
     k = a["size"]
     win = _np_windows(x, k, k, a["stride"], a["pad"], -np.inf)  # [..., OH, OW, k, k]
     hit = win == np.asarray(out)[..., None, None]
-    return _np_spread(hit.astype(float), x, a) > 0
+    return np.moveaxis(hit.reshape(hit.shape[:-2] + (k * k,)), -1, 0)
 
 
 def _np_max_pool_grad(v, a):
-    if len(v) == 3:
-        return _np_max_pool_grad_from_input(v, a)
-    g, mask = v  # windows do not overlap: the mask's pixels in a window are its maxima
-    k = a["size"]
-    win = _np_windows(np.asarray(mask, dtype=float), k, k, a["stride"], a["pad"], 0.0)
-    win = win / np.sum(win, axis=(-2, -1), keepdims=True)
-    return _np_spread(win * np.asarray(g)[..., None, None], mask, a)
+    g, mask = v  # mask [k*k, ..., OH, OW]: which offsets of each window hold its maximum
+    k, s, p = a["size"], a["stride"], a["pad"]
+    share = np.asarray(mask, dtype=float) / np.sum(mask, axis=0)  # ties share evenly
+    patches = np.moveaxis(share * np.asarray(g), 0, -1)
+    patches = patches.reshape(patches.shape[:-1] + (k, k))
+    oh, ow = np.shape(g)[-2:]
+    like = np.empty(np.shape(g)[:-2] + ((oh - 1) * s + k - 2 * p, (ow - 1) * s + k - 2 * p))
+    return _np_spread(patches, like, a)
 
 
 _register(Primitive(
-    "max_pool_mask", 2, lambda args, attrs: args[0].shape,
+    "max_pool_mask", 2,
+    lambda args, attrs: (attrs["size"] * attrs["size"],) + args[1].shape,
     lambda a, attrs, n: (f"_max_pool_mask({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
                          POSTFIX), _np_max_pool_mask, None, "", dtype="bool"))
 _register(Primitive(
@@ -931,10 +919,16 @@ _register(Primitive(
     lambda b, n, g: [_max_pool_vjp(b, n, g)],
     "max pooling passes each window's adjoint to its maximum (split evenly among ties)",
     kink=_pool_gap))
+def _max_pool_grad_shape(args, attrs):
+    k, s, p = attrs["size"], attrs["stride"], attrs["pad"]
+    shape = args[0].shape
+    return shape[:-2] + tuple((d - 1) * s + k - 2 * p for d in shape[-2:])
+
+
 _register(Primitive(
-    "max_pool_grad", None, lambda args, attrs: args[1].shape,
-    lambda a, attrs, n: (f"_max_pool_grad({', '.join(x[0] for x in a)}, "
-                         f"size={_pool_args(attrs)})", POSTFIX), _np_max_pool_grad, None, ""))
+    "max_pool_grad", 2, _max_pool_grad_shape,
+    lambda a, attrs, n: (f"_max_pool_grad({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
+                         POSTFIX), _np_max_pool_grad, None, ""))
 _register(Primitive(
     "avg_pool", 1, _pool_shape,
     lambda a, attrs, n: (f"_avg_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
@@ -1092,53 +1086,41 @@ HELPERS = {
                 np.maximum(out, x[..., rows, cols], out=out)
     return out''',
     "_max_pool_mask": '''def _max_pool_mask(x, out, size, stride=1, pad=0):
-    """Where each window of _max_pool took its maximum (the argmax mask, bool, x's
-    shape), for windows that do not overlap: what the backward keeps instead of x."""
+    """Where each window of _max_pool took its maximum, one boolean array per offset
+    in the window: [size*size, ..., OH, OW] (the argmax mask, ties kept). What the
+    backward keeps instead of x."""
     oh, ow = out.shape[-2:]
-    h, w = x.shape[-2:]
     if pad:
         edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
         x = np.pad(x, edges, constant_values=-np.inf)
-    mask = np.zeros(x.shape, dtype=bool)
+    mask = np.empty((size * size,) + out.shape, dtype=bool)
     for i in range(size):
         for j in range(size):
             rows = slice(i, i + stride * oh, stride)
             cols = slice(j, j + stride * ow, stride)
-            np.equal(x[..., rows, cols], out, out=mask[..., rows, cols])
-    return mask[..., pad : pad + h, pad : pad + w]''',
-    "_max_pool_grad": '''def _max_pool_grad(g, *given, size, stride=1, pad=0):
+            np.equal(x[..., rows, cols], out, out=mask[i * size + j])
+    return mask''',
+    "_max_pool_grad": '''def _max_pool_grad(g, mask, size, stride=1, pad=0):
     """The adjoint of _max_pool: each window's adjoint g goes to the pixel holding the
-    window's maximum, split evenly among tied pixels. given is the argmax mask of
-    _max_pool_mask (windows that do not overlap), or the input and the output (windows
-    that overlap: a pixel may be the maximum of one window and not of the next). One
+    window's maximum (mask from _max_pool_mask), split evenly among tied pixels. One
     loop step per offset in the window (size*size steps)."""
     oh, ow = g.shape[-2:]
-    h, w = given[0].shape[-2:]
-    fill = False if len(given) == 1 else -np.inf
-    x = given[0]
-    if pad:
-        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
-        x = np.pad(x, edges, constant_values=fill)
-    offsets = [
-        (slice(i, i + stride * oh, stride), slice(j, j + stride * ow, stride))
-        for i in range(size)
-        for j in range(size)
-    ]
-    if len(given) == 1:
-        masks = [x[..., rows, cols] for rows, cols in offsets]
-    else:
-        masks = [x[..., rows, cols] == given[1] for rows, cols in offsets]
-    share = masks[0].astype(g.dtype)
-    for mask in masks[1:]:
-        share += mask
+    h = (oh - 1) * stride + size  # the padded image (the windows tile it exactly)
+    w = (ow - 1) * stride + size
+    share = mask[0].astype(g.dtype)
+    for ties in mask[1:]:
+        share += ties
     np.divide(g, share, out=share)
-    dx = np.zeros(x.shape, dtype=g.dtype)
-    for (rows, cols), mask in zip(offsets, masks):
-        if stride >= size:  # windows do not overlap: each pixel is written once
-            np.multiply(mask, share, out=dx[..., rows, cols])
-        else:
-            dx[..., rows, cols] += mask * share
-    return dx[..., pad : pad + h, pad : pad + w]''',
+    dx = np.zeros(g.shape[:-2] + (h, w), dtype=g.dtype)
+    for i in range(size):
+        for j in range(size):
+            rows = slice(i, i + stride * oh, stride)
+            cols = slice(j, j + stride * ow, stride)
+            if stride >= size:  # windows do not overlap: each pixel is written once
+                np.multiply(mask[i * size + j], share, out=dx[..., rows, cols])
+            else:
+                dx[..., rows, cols] += mask[i * size + j] * share
+    return dx[..., pad : h - pad, pad : w - pad]''',
     "_avg_pool": '''def _avg_pool(x, size, stride=1, pad=0):
     """The mean of every size x size window of the last two axes (windows stride apart;
     pad rows and columns of zeros around the image count in every mean)."""

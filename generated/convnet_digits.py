@@ -85,56 +85,44 @@ def _max_pool(x, size, stride=1, pad=0):
     return out
 
 
-def _max_pool_grad(g, *given, size, stride=1, pad=0):
+def _max_pool_grad(g, mask, size, stride=1, pad=0):
     """The adjoint of _max_pool: each window's adjoint g goes to the pixel holding the
-    window's maximum, split evenly among tied pixels. given is the argmax mask of
-    _max_pool_mask (windows that do not overlap), or the input and the output (windows
-    that overlap: a pixel may be the maximum of one window and not of the next). One
+    window's maximum (mask from _max_pool_mask), split evenly among tied pixels. One
     loop step per offset in the window (size*size steps)."""
     oh, ow = g.shape[-2:]
-    h, w = given[0].shape[-2:]
-    fill = False if len(given) == 1 else -np.inf
-    x = given[0]
-    if pad:
-        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
-        x = np.pad(x, edges, constant_values=fill)
-    offsets = [
-        (slice(i, i + stride * oh, stride), slice(j, j + stride * ow, stride))
-        for i in range(size)
-        for j in range(size)
-    ]
-    if len(given) == 1:
-        masks = [x[..., rows, cols] for rows, cols in offsets]
-    else:
-        masks = [x[..., rows, cols] == given[1] for rows, cols in offsets]
-    share = masks[0].astype(g.dtype)
-    for mask in masks[1:]:
-        share += mask
+    h = (oh - 1) * stride + size  # the padded image (the windows tile it exactly)
+    w = (ow - 1) * stride + size
+    share = mask[0].astype(g.dtype)
+    for ties in mask[1:]:
+        share += ties
     np.divide(g, share, out=share)
-    dx = np.zeros(x.shape, dtype=g.dtype)
-    for (rows, cols), mask in zip(offsets, masks):
-        if stride >= size:  # windows do not overlap: each pixel is written once
-            np.multiply(mask, share, out=dx[..., rows, cols])
-        else:
-            dx[..., rows, cols] += mask * share
-    return dx[..., pad : pad + h, pad : pad + w]
-
-
-def _max_pool_mask(x, out, size, stride=1, pad=0):
-    """Where each window of _max_pool took its maximum (the argmax mask, bool, x's
-    shape), for windows that do not overlap: what the backward keeps instead of x."""
-    oh, ow = out.shape[-2:]
-    h, w = x.shape[-2:]
-    if pad:
-        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
-        x = np.pad(x, edges, constant_values=-np.inf)
-    mask = np.zeros(x.shape, dtype=bool)
+    dx = np.zeros(g.shape[:-2] + (h, w), dtype=g.dtype)
     for i in range(size):
         for j in range(size):
             rows = slice(i, i + stride * oh, stride)
             cols = slice(j, j + stride * ow, stride)
-            np.equal(x[..., rows, cols], out, out=mask[..., rows, cols])
-    return mask[..., pad : pad + h, pad : pad + w]
+            if stride >= size:  # windows do not overlap: each pixel is written once
+                np.multiply(mask[i * size + j], share, out=dx[..., rows, cols])
+            else:
+                dx[..., rows, cols] += mask[i * size + j] * share
+    return dx[..., pad : h - pad, pad : w - pad]
+
+
+def _max_pool_mask(x, out, size, stride=1, pad=0):
+    """Where each window of _max_pool took its maximum, one boolean array per offset
+    in the window: [size*size, ..., OH, OW] (the argmax mask, ties kept). What the
+    backward keeps instead of x."""
+    oh, ow = out.shape[-2:]
+    if pad:
+        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
+        x = np.pad(x, edges, constant_values=-np.inf)
+    mask = np.empty((size * size,) + out.shape, dtype=bool)
+    for i in range(size):
+        for j in range(size):
+            rows = slice(i, i + stride * oh, stride)
+            cols = slice(j, j + stride * ow, stride)
+            np.equal(x[..., rows, cols], out, out=mask[i * size + j])
+    return mask
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -245,7 +233,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # L_log_softmax: [N, 10], used 2 times
     L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
-    # p1_argmax: [N, 16, 8, 8] bool, taken now so z1 can be released
+    # p1_argmax: [4, N, 16, 4, 4] bool, taken now so z1 can be released
     p1_argmax = _max_pool_mask(z1, p1, 2, stride=2, pad=0)
     z1_mask = z1 > 0  # [N, 16, 8, 8] bool, taken now so z1 can be released
     del a1, z1
@@ -274,7 +262,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # f1 = flatten(p1)
     dL_dp1 = np.reshape(dL_df1, (-1, 16, 4, 4))
     # p1 = max_pool(z1, 2)
-    dL_dz1 = _max_pool_grad(dL_dp1, p1_argmax, size=2, stride=2, pad=0)
+    dL_dz1 = _max_pool_grad(dL_dp1, p1_argmax, 2, stride=2, pad=0)
     del p1_argmax, dL_df1, dL_dp1
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
