@@ -83,9 +83,11 @@ class Index(Expr):
 class FanIn:
     """A dimension fixed by elaboration: the last dimension of value ``of``.
 
-    Produced only by the layer-stack expansion (``dense M`` needs ``fan_in``)."""
+    Produced only by the layer-stack expansion (``dense M`` needs ``fan_in``). With
+    ``axis=1`` it is the channel count of an image batch ``[N, C, H, W]`` (``conv``)."""
 
     of: str
+    axis: int = -1
 
 
 @dataclass

@@ -43,7 +43,8 @@ def expr(e: ast.Expr, outer: int = 0) -> str:
 def _shape(shape: ast.Shape | None) -> str:
     if shape is None:
         return ""
-    dims = [f"fan_in({d.value.of})" if isinstance(d.value, ast.FanIn) else str(d.value)
+    dims = [(f"fan_in({d.value.of})" if d.value.axis == -1 else f"channels({d.value.of})")
+            if isinstance(d.value, ast.FanIn) else str(d.value)
             for d in shape.dims]
     return " : " + ("scalar" if not dims else "[" + ", ".join(dims) + "]")
 

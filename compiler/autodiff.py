@@ -143,7 +143,13 @@ def differentiate(prog: Program) -> Program:
         prim = PRIMITIVES[n.op]
         b.span = n.span
         rule = prim.rule
-        for arg, c in zip(n.args, prim.vjp(b, n, g)):
+        b.hints.clear()
+        parts = prim.vjp(b, n, g)
+        for node_id, hint in b.hints.items():  # a rule's names for its steps: dL_da1_rows,
+            base = f"{owner.get(n.id, 'v')}_{hint}"  # or p1_argmax for a mask
+            hints.setdefault(node_id, base if hint == "argmax" else
+                             adjoint_name(prog.loss, base))
+        for arg, c in zip(n.args, parts):
             if c is None or arg.id not in needs:
                 continue
             # Only elementwise ops broadcast their operands; other rules already return

@@ -78,8 +78,12 @@ def _check_declarations(spec: ast.Spec, diags: Diagnostics) -> dict[str, ast.Dec
         first = decls.get(st.name)
         if first is not None:
             origin = getattr(st, "origin", None) or getattr(first, "origin", None)
-            hint = ("a layer stack defines W{k}, b{k}, a{k} and z{k}; rename your value"
-                    if origin else None)
+            both = getattr(st, "origin", None) and getattr(first, "origin", None)
+            hint = ("two layers of one kind after the same dense or conv layer k take the "
+                    "same name (z{k}, p{k}, f{k}); drop one, or put a weighted layer "
+                    "between them" if both else
+                    "a layer stack defines W{k}, b{k}, a{k}, z{k}, p{k} and f{k}; rename "
+                    "your value" if origin else None)
             diags.error(f"'{st.name}' is defined twice", st.name_span, hint,
                         [Note(f"'{st.name}' is first defined here "
                               f"(as a {KIND_WORD[type(first)]})", first.name_span)])

@@ -15,7 +15,8 @@ import math
 from . import ast
 from .errors import Diagnostics, listing, suggestion_hint
 from .limits import MAX_ELEMENTS, MAX_LAYERS, MAX_MAGNITUDE, MAX_REPEAT
-from .vocab import LAYERS, RELU_FAMILY, ACTIVATIONS, REQUIRED
+from .vocab import (LAYERS, RELU_FAMILY, ACTIVATIONS, POOLING_LAYERS, REQUIRED,
+                    WEIGHTED_LAYERS)
 
 
 class NotConstant(Exception):
@@ -233,6 +234,22 @@ def _expand(st: ast.Layers, constants, dense_index, diags: Diagnostics) -> list[
         if args is None:
             continue
         sp = layer.span
+        if layer.name in ("conv", "maxpool", "avgpool", "flatten"):
+            if layer.name == "conv":
+                dense_index[0] += 1
+            made = _image_layer(layer, args, h, h_span, dense_index[0], layers[i + 1:],
+                                constants, diags)
+            if made is None:
+                continue
+            params, value, name = made
+            out.extend(params)
+            eq = ast.Equation(sp, name, layer.name_span, value, "eq",
+                              origin=f"layer '{layer.name}' of the stack {st.source} -> "
+                                     f"{st.out}")
+            eqs.append(eq)
+            out.append(eq)
+            h, h_span = name, layer.name_span
+            continue
         if layer.name == "dense":
             dense_index[0] += 1
             k = dense_index[0]
@@ -246,8 +263,7 @@ def _expand(st: ast.Layers, constants, dense_index, diags: Diagnostics) -> list[
                 diags.error(f"'dense' units must be a positive integer, not {units!r}",
                             args["units"].span)
                 continue
-            nxt = next((lay.name for lay in layers[i + 1:] if lay.name in ACTIVATIONS
-                        or lay.name == "dense"), None)
+            nxt = _next_activation(layers[i + 1:])
             init = args["init"]
             origin = None
             if init is None:
@@ -290,3 +306,77 @@ def _expand(st: ast.Layers, constants, dense_index, diags: Diagnostics) -> list[
     elif flattened:
         diags.error("a layer stack needs at least one layer", st.span)
     return out
+
+
+def _next_activation(rest: list[ast.Layer]) -> str | None:
+    """The activation after a weighted layer (None if another weighted layer comes first):
+    it chooses the default initializer."""
+    return next((lay.name for lay in rest if lay.name in ACTIVATIONS
+                 or lay.name in WEIGHTED_LAYERS), None)
+
+
+def _whole_option(layer: ast.Layer, args: dict, key: str, low: int, constants,
+                  diags: Diagnostics) -> int | None:
+    """A layer's count option (filters, size, stride, pad) as a whole number >= low."""
+    value = args[key]
+    if not isinstance(value, ast.Expr):
+        return value
+    try:
+        number = const_value(value, constants)
+    except NotConstant as e:
+        diags.error(e.message(f"'{key}' of '{layer.name}' must be a constant"), e.expr.span)
+        return None
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if isinstance(number, bool) or not isinstance(number, int) or number < low:
+        diags.error(f"'{key}' of '{layer.name}' must be a whole number >= {low}, not "
+                    f"{number!r}", value.span)
+        return None
+    return number
+
+
+def _image_layer(layer: ast.Layer, args: dict, h: str, h_span, k: int, rest, constants,
+                 diags: Diagnostics):
+    """conv, maxpool, avgpool, flatten: (parameters, equation value, equation name)."""
+    sp = layer.span
+    source = ast.Name(h_span, h)
+    if layer.name == "flatten":
+        return [], ast.Call(sp, "flatten", layer.name_span, [source], []), f"f{k}"
+    keys = (("filters", 1), ("size", 1), ("stride", 1), ("pad", 0)) if layer.name == "conv" \
+        else (("size", 1), ("stride", 1), ("pad", 0))
+    values = {}
+    for key, low in keys:
+        if args[key] is None:
+            values[key] = None
+            continue
+        values[key] = _whole_option(layer, args, key, low, constants, diags)
+        if values[key] is None:
+            return None
+    kwargs = [ast.Kwarg(key, ast.Num(sp, values[key], str(values[key])), sp)
+              for key, default in (("stride", 1 if layer.name == "conv" else None), ("pad", 0))
+              if values[key] is not None and values[key] != default]
+    if layer.name != "conv":
+        size = ast.Num(sp, values["size"], str(values["size"]))
+        return [], ast.Call(sp, POOLING_LAYERS[layer.name], layer.name_span, [source, size],
+                            kwargs), f"p{k}"
+    nxt = _next_activation(rest)
+    init, origin = args["init"], None
+    if init is None:
+        default = "he" if nxt in RELU_FAMILY else "xavier"
+        init = ast.Name(sp, default)
+        origin = (f"{default}: the default for a conv layer "
+                  + (f"followed by {nxt}" if nxt in RELU_FAMILY
+                     else "not followed by a ReLU-family activation"))
+    filters, size = values["filters"], values["size"]
+    w, b = f"W{k}", f"b{k}"
+    params: list[ast.Stmt] = [ast.Param(sp, w, layer.name_span, ast.Shape(
+        [ast.Dim(filters, sp), ast.Dim(ast.FanIn(h, axis=1), sp), ast.Dim(size, sp),
+         ast.Dim(size, sp)], sp), init, origin=origin)]
+    value: ast.Expr = ast.Call(sp, "conv2d", layer.name_span, [source, ast.Name(sp, w)], kwargs)
+    bias = args["bias"]
+    if not (isinstance(bias, ast.Name) and bias.id == "none"):
+        bias_init = ast.Name(sp, bias) if isinstance(bias, str) else bias
+        params.append(ast.Param(sp, b, layer.name_span, ast.Shape(
+            [ast.Dim(filters, sp), ast.Dim(1, sp), ast.Dim(1, sp)], sp), bias_init))
+        value = ast.BinOp(sp, "+", value, ast.Name(sp, b))
+    return params, value, f"a{k}"

@@ -119,6 +119,7 @@ class _Elaborator:
             return None
         self._mark_label_targets(forward)
         uses = _matmul_uses([b.node for b in forward])
+        self.filters = _conv_filters([b.node for b in forward])
         for bd in params:
             self._fan(bd.name, bd.node, inits[bd.name], uses.get(bd.node.id))
         if self.diags.items:
@@ -153,14 +154,26 @@ class _Elaborator:
                 src = self.env.get(v.of)
                 if src is None:
                     return None
+                if v.axis == 1 and len(src.shape) != 4:
+                    self.diags.error(f"a conv layer needs an image batch [N, C, H, W], but "
+                                     f"'{v.of}' is {fmt_shape(src.shape)}", d.span,
+                                     "declare the input as [N, C, H, W], e.g. [N, 1, 28, 28]")
+                    return None
                 if not src.shape:
                     self.diags.error(f"a dense layer needs a vector or matrix input, but "
                                      f"'{v.of}' is a scalar", d.span)
                     return None
-                v = src.shape[-1]
+                if v.axis == -1 and len(src.shape) > 2:
+                    self.diags.error(f"a dense layer needs a vector or matrix input, but "
+                                     f"'{v.of}' is {fmt_shape(src.shape)}", d.span,
+                                     "put a 'flatten' layer before it")
+                    return None
+                conv = v.axis == 1
+                v = src.shape[v.axis]
                 if not isinstance(v, int):
-                    self.diags.error(f"the last dimension of '{src and v}' must be a number "
-                                     f"to size a dense layer", d.span)
+                    what = "channel count" if conv else "last dimension"
+                    self.diags.error(f"the {what} of '{d.value.of}' must be a number to size "
+                                     f"a {'conv' if conv else 'dense'} layer", d.span)
                     return None
             if isinstance(v, str):
                 if fixed:
@@ -255,6 +268,10 @@ class _Elaborator:
                    f"is its {'first' if row else 'second'} dimension" if is_right else
                    f"{name} is used as {name}{'.T' if transposed else ''} @ h, so fan_in "
                    f"is its {'second' if not row else 'first'} dimension")
+        if how is None and node.id in self.filters and len(shape) == 4:
+            fan_in, fan_out = shape[1] * shape[2] * shape[3], shape[0] * shape[2] * shape[3]
+            how = (f"{name} holds conv2d filters [F, C, KH, KW], so fan_in is C*KH*KW = "
+                   f"{fan_in}")
         if how is None:
             fan_in = shape[0] if shape else 1
             fan_out = shape[1] if len(shape) > 1 else fan_in
@@ -534,6 +551,16 @@ def _matmul_uses(roots) -> dict[int, tuple[bool, bool]]:
             base = operand.args[0] if transposed else operand
             uses.setdefault(base.id, (is_right, transposed))
     return uses
+
+
+def _conv_filters(roots) -> set[int]:
+    """The nodes used as conv2d filters (reshaped into the rows of a ``filters_matmul``):
+    their fan_in is C*KH*KW, the size of one filter, as LANGUAGE.md says."""
+    out: set[int] = set()
+    for n in topo_order(roots):
+        if n.op == "filters_matmul" and n.args[0].op == "reshape":
+            out.add(n.args[0].args[0].id)
+    return out
 
 
 def _sized_by_flow(st: ast.Param) -> bool:

@@ -182,6 +182,82 @@ def _concat(b, a, s):
     return b.op("concat", *xs, axis=axis) if len(xs) > 1 else xs[0]
 
 
+def _whole(name: str, value, low: int) -> int:
+    """A window setting (stride, pad, size): a whole number >= low."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (isinstance(value, float) and not value.is_integer()) or value < low:
+        raise ShapeError(f"'{name}' must be a whole number >= {low}, not {value!r}", ())
+    return int(value)
+
+
+def _conv2d(b, a, s):
+    """conv2d(x, W) = the patch matrix of x times the filters reshaped into rows,
+    moved to [N, F, OH, OW] (the textbook's Convolution layer, step by step)."""
+    x, w = a["x"], a["W"]
+    stride, pad = _whole("stride", s["stride"], 1), _whole("pad", s["pad"], 0)
+
+    def fail(message, hint=None):
+        err = ShapeError(message, (0, 1), hint=hint)
+        err.nodes = (x, w)
+        return err
+
+    if len(x.shape) != 4 or len(w.shape) != 4:
+        raise fail("conv2d needs an image batch x : [N, C, H, W] and filters W : "
+                   "[F, C, KH, KW]")
+    if x.shape[1] != w.shape[1]:
+        raise fail("conv2d channels differ: the image's channels (axis 1 of x) must equal "
+                   "the filters' channels (axis 1 of W)",
+                   f"filters for this image are [F, {x.shape[1]}, KH, KW]")
+    f, c, kh, kw = w.shape
+    if not all(isinstance(d, int) for d in w.shape):
+        raise fail("conv2d needs filters of fixed size")
+    try:
+        col = b.hint(b.op("im2col", x, kh=kh, kw=kw, stride=stride, pad=pad), "col")
+    except ShapeError as e:
+        raise fail("conv2d: " + e.message, e.hint) from None
+    oh, ow = _out_hw(x, kh, kw, stride, pad)
+    rows = b.op("reshape", w, shape=(f, c * kh * kw))  # one filter per row
+    return b.op("filters_matmul", rows, col, image=(oh, ow))
+
+
+def _out_hw(x, kh, kw, stride, pad):
+    from .primitives import out_size
+
+    return (out_size(x.shape[2], kh, stride, pad, "convolution", "height"),
+            out_size(x.shape[3], kw, stride, pad, "convolution", "width"))
+
+
+def _pool(op):
+    def lower(b, a, s):
+        size = _whole("size", s["size"], 1)
+        stride = size if s["stride"] is None else _whole("stride", s["stride"], 1)
+        pad = _whole("pad", s["pad"], 0)
+        if op == "max_pool" and pad >= size:
+            raise ShapeError(f"max_pool's pad ({pad}) must be smaller than its size "
+                             f"({size}), or a window could hold only padding", ())
+        try:
+            return b.op(op, a["x"], size=size, stride=stride, pad=pad)
+        except ShapeError as e:
+            err = ShapeError(f"{op}: " + e.message, (0,), hint=e.hint)
+            err.nodes = (a["x"],)
+            raise err from None
+    return _fn(sig("x", "size", ("stride", None), ("pad", 0)), lower,
+               static=("size", "stride", "pad"))
+
+
+def _flatten(b, a, s):
+    """flatten(x): [N, d1, d2, …] -> [N, d1*d2*…], keeping the first axis."""
+    x = a["x"]
+    if len(x.shape) < 2:
+        raise ShapeError("flatten needs a value with at least two axes (the first is kept)",
+                         (0,))
+    if not all(isinstance(d, int) for d in x.shape[1:]):
+        raise ShapeError("flatten needs fixed sizes after the first axis", (0,))
+    size = 1
+    for d in x.shape[1:]:
+        size *= d
+    return b.op("reshape_each", x, dims=(size,))
+
 FUNCTIONS: dict[str, Function] = {
     **{name: _unary(name) for name in (
         "exp", "log", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "softplus",
@@ -221,4 +297,8 @@ FUNCTIONS: dict[str, Function] = {
     "softmax_cross_entropy": _fn(sig("logits", "t"), _softmax_cross_entropy),
     "sigmoid_cross_entropy": _fn(sig("logits", "t"), _same_shape(
         "sigmoid_cross_entropy", _sigmoid_cross_entropy, "logits")),
+    "conv2d": _fn(sig("x", "W", ("stride", 1), ("pad", 0)), _conv2d, static=("stride", "pad")),
+    "max_pool": _pool("max_pool"),
+    "avg_pool": _pool("avg_pool"),
+    "flatten": _fn(sig("x"), _flatten),
 }

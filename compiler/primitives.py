@@ -822,6 +822,289 @@ _register(Primitive("softmax", 1, _same, _reduce_call("_softmax"),
                     lambda v, a: _np_softmax(v[0], a["axis"]), _softmax_vjp,
                     "softmax's Jacobian-vector product from its output p: p (g - sum(g p))"))
 
+# ----------------------------------------------------------------------------- convolution and pooling
+# A convolution is written as the textbook's Convolution layer (Deep Learning from
+# Scratch, ch. 7): the patch matrix of the input (``im2col``), a matrix product with the
+# filters reshaped into rows, and the result moved to [N, F, OH, OW]. Each step is its
+# own primitive below, so the backward pass reads step by step: the filters' gradient is
+# a product with the kept patch matrix, the patches' gradient is folded back onto the
+# input (``col2im``). Pooling works on the last two axes of any value of rank >= 2.
+def out_size(size, kernel: int, stride: int, pad: int, what: str, axis: str) -> int:
+    """(size + 2 pad - kernel) / stride + 1 along the image's ``axis`` (height or
+    width), which must be a whole number >= 1."""
+    if not isinstance(size, int):
+        raise ShapeError(f"{what} needs fixed image sizes, not the symbolic dimension "
+                         f"{size}", (0,), hint="declare the height and width as numbers")
+    span = size + 2 * pad - kernel
+    if span < 0:
+        raise ShapeError(f"the {what} window's {axis} ({kernel}) is larger than the padded "
+                         f"input's ({size} + 2*{pad} = {size + 2 * pad})",
+                         hint="use a smaller kernel or more padding")
+    if span % stride:
+        raise ShapeError(f"the {what} windows do not tile the input's {axis}: (size + 2*pad "
+                         f"- kernel) / stride + 1 = ({size} + 2*{pad} - {kernel}) / {stride} "
+                         "+ 1 is not a whole number",
+                         hint=f"choose stride and pad so that stride divides "
+                              f"{size} + 2*pad - {kernel}")
+    return span // stride + 1
+
+
+def _im2col_shape(args, attrs):
+    n, c, h, w = args[0].shape
+    kh, kw, s, p = attrs["kh"], attrs["kw"], attrs["stride"], attrs["pad"]
+    oh = out_size(h, kh, s, p, "convolution", "height")
+    return (n, c * kh * kw, oh * out_size(w, kw, s, p, "convolution", "width"))
+
+
+def _window_args(attrs) -> str:
+    return f"{attrs['kh']}, {attrs['kw']}, stride={attrs['stride']}, pad={attrs['pad']}"
+
+
+def _np_windows(x, kh, kw, stride, pad, fill=0.0):
+    """[..., OH, OW, kh, kw]: every window over the last two axes (reference code)."""
+    if pad:
+        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
+        x = np.pad(x, edges, constant_values=fill)
+    view = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(-2, -1))
+    return view[..., ::stride, ::stride, :, :]
+
+
+def _np_im2col(v, a):
+    """[N, C*kh*kw, OH*OW]: column (i, j) holds the pixels of window (i, j) (reference)."""
+    win = _np_windows(v[0], a["kh"], a["kw"], a["stride"], a["pad"])  # [N, C, OH, OW, ., .]
+    n, c, oh, ow = win.shape[:4]
+    return np.stack([win[:, :, i, j].reshape(n, -1) for i in range(oh) for j in range(ow)],
+                    axis=-1)
+
+
+def _np_col2im(v, a):
+    """Every patch entry added back onto the input pixel it came from (reference)."""
+    col, like = v
+    kh, kw, s, p = a["kh"], a["kw"], a["stride"], a["pad"]
+    n, c, h, w = np.shape(like)
+    ow = (w + 2 * p - kw) // s + 1
+    out = np.zeros((n, c, h + 2 * p, w + 2 * p))
+    for q in range(col.shape[-1]):
+        i, j = divmod(q, ow)
+        out[:, :, i * s:i * s + kh, j * s:j * s + kw] += col[:, :, q].reshape(n, c, kh, kw)
+    return out[:, :, p:p + h, p:p + w]
+
+
+_register(Primitive(
+    "im2col", 1, _im2col_shape,
+    lambda a, attrs, n: (f"_im2col({a[0][0]}, {_window_args(attrs)})", POSTFIX), _np_im2col,
+    lambda b, n, g: [b.op("col2im", expand(b, g, n), n.args[0], **dict(n.attrs))],
+    "im2col copies input pixels into patches: its adjoint adds each patch back (col2im)"))
+_register(Primitive(
+    "col2im", 2, lambda args, attrs: args[1].shape,
+    lambda a, attrs, n: (f"_col2im({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
+                         f"{_window_args(attrs)})", POSTFIX), _np_col2im,
+    lambda b, n, g: [b.op("im2col", expand(b, g, n), **dict(n.attrs)), None],
+    "col2im adds patches onto the image: its adjoint copies the image into patches"))
+
+
+def _filters_matmul_shape(args, attrs):
+    m, x = args[0].shape, args[1].shape
+    if len(m) != 2 or len(x) != 3 or m[1] != x[1]:
+        raise ShapeError("filters [A, B] need patches [N, B, P]", (0, 1))
+    image = attrs.get("image")
+    if image is None:
+        return (x[0], m[0], x[2])
+    if image[0] * image[1] != x[2]:
+        raise ShapeError(f"{x[2]} output pixels do not make a {image[0]}x{image[1]} image",
+                         (1,))
+    return (x[0], m[0]) + tuple(image)
+
+
+def _emit_filters_matmul(a, attrs, node):
+    product = f"{paren(a[0], MUL)} @ {paren(a[1], MUL + 1)}"
+    image = attrs.get("image")
+    if image is None:
+        return product, MUL
+    return f"np.reshape({product}, (-1, {node.shape[1]}, {image[0]}, {image[1]}))", POSTFIX
+
+
+def _filters_matmul_vjp(b, n, g):
+    """Y_n = M @ X_n for every example n (M [A, B], X [N, B, P]; with ``image`` Y_n is
+    then reshaped to [A, OH, OW]): dX_n = M.T @ G_n, dM = the sum over n of
+    G_n @ X_n.T."""
+    m, x = n.args
+    g = expand(b, g, n)
+    if n.attr("image") is not None:
+        g = b.hint(b.op("reshape_each", g, dims=(m.shape[0], x.shape[2])), "rows")
+    return [b.hint(b.op("batch_gram", g, x), "filters"),
+            b.hint(b.op("filters_matmul", b.transpose(m), g), "col")]
+
+
+def _np_filters_matmul(v, a):
+    out = np.matmul(v[0], v[1])
+    image = a.get("image")
+    return out if image is None else out.reshape(out.shape[:2] + tuple(image))
+
+
+_register(Primitive(
+    "filters_matmul", 2, _filters_matmul_shape, _emit_filters_matmul, _np_filters_matmul,
+    _filters_matmul_vjp, "Y_n = M @ X_n: dX_n = M.T @ G_n, dM = sum over n of G_n @ X_n.T"))
+
+
+def _batch_gram_shape(args, attrs):
+    g, x = args[0].shape, args[1].shape
+    if len(g) != 3 or len(x) != 3 or g[0] != x[0] or g[2] != x[2]:
+        raise ShapeError("both stacks must be [N, ., P] with the same N and P", (0, 1))
+    return (g[1], x[1])
+
+
+_register(Primitive(
+    "batch_gram", 2, _batch_gram_shape,
+    lambda a, attrs, n: (f"np.sum({paren(a[0], MUL)} @ np.swapaxes({a[1][0]}, 1, 2), axis=0)",
+                         POSTFIX),
+    lambda v, a: np.einsum("nap,nbp->ab", v[0], v[1]), None,
+    "the sum over examples n of G_n @ X_n.T"))
+
+
+def _reshape_each_shape(args, attrs):
+    shape, dims = args[0].shape, tuple(attrs["dims"])
+    if not shape:
+        raise ShapeError("a scalar has no first axis to keep", (0,))
+    rest = shape[1:]
+    if not all(isinstance(d, int) for d in rest):
+        raise ShapeError("the sizes after the first axis must be fixed numbers", (0,))
+    size = 1
+    for d in rest:
+        size *= d
+    want = 1
+    for d in dims:
+        want *= d
+    if size != want:
+        raise ShapeError(f"cannot reshape {fmt_shape(rest)} to {fmt_shape(dims)} for each "
+                         "example", (0,))
+    return (shape[0],) + dims
+
+
+def _emit_reshape_each(a, attrs, n):
+    dims = ", ".join(str(d) for d in attrs["dims"])
+    return f"np.reshape({a[0][0]}, (-1, {dims}))", POSTFIX
+
+
+_register(Primitive(
+    "reshape_each", 1, _reshape_each_shape, _emit_reshape_each,
+    lambda v, a: np.reshape(v[0], (np.shape(v[0])[0],) + tuple(a["dims"])),
+    lambda b, n, g: [b.op("reshape_each", expand(b, g, n),
+                          dims=tuple(n.args[0].shape[1:]))],
+    "reshaping each example moves elements without changing them", cheap=True))
+
+
+def _pool_shape(args, attrs):
+    shape = args[0].shape
+    if len(shape) < 2:
+        raise ShapeError("pooling needs a value with at least two axes (the last two are "
+                         "pooled)", (0,))
+    k, s, p = attrs["size"], attrs["stride"], attrs["pad"]
+    return shape[:-2] + (out_size(shape[-2], k, s, p, "pooling", "height"),
+                         out_size(shape[-1], k, s, p, "pooling", "width"))
+
+
+def _pool_args(attrs) -> str:
+    return f"{attrs['size']}, stride={attrs['stride']}, pad={attrs['pad']}"
+
+
+def _np_pool(reduce, fill):
+    def evaluate(v, a):
+        k = a["size"]
+        return reduce(_np_windows(v[0], k, k, a["stride"], a["pad"], fill), axis=(-2, -1))
+    return evaluate
+
+
+def _pool_gap(v, a):
+    """How close each window's maximum is to its runner-up (a tie is max_pool's kink)."""
+    k = a["size"]
+    win = _np_windows(np.asarray(v[0], dtype=float), k, k, a["stride"], a["pad"], -np.inf)
+    flat = np.sort(win.reshape(win.shape[:-2] + (k * k,)), axis=-1)
+    if k * k < 2 or not flat.size:
+        return np.inf
+    return float(np.min(flat[..., -1] - flat[..., -2]))
+
+
+def _np_spread(patches, x, a):
+    """Adds [..., OH, OW, k, k] window values back onto the pixels they cover (reference)."""
+    k, s, p = a["size"], a["stride"], a["pad"]
+    h, w = np.shape(x)[-2:]
+    dx = np.zeros(np.shape(x)[:-2] + (h + 2 * p, w + 2 * p))
+    for i in range(patches.shape[-4]):
+        for j in range(patches.shape[-3]):
+            dx[..., i * s:i * s + k, j * s:j * s + k] += patches[..., i, j, :, :]
+    return dx[..., p:p + h, p:p + w]
+
+
+def _np_avg_pool_grad(v, a):
+    g, x = v
+    k = a["size"]
+    return _np_spread(np.broadcast_to(np.asarray(g)[..., None, None] / (k * k),
+                                      np.shape(g) + (k, k)), x, a)
+
+
+def _max_pool_vjp(b, n, g):
+    """The adjoint from a boolean argmax mask, one per offset in the window and window
+    (the textbook's ``arg_max``, with ties kept), which the backward can take as soon as
+    the forward is done: the pooled input itself need not be kept."""
+    attrs = dict(n.attrs)
+    mask = b.hint(b.op("max_pool_mask", n.args[0], n, **attrs), "argmax")
+    return b.op("max_pool_grad", expand(b, g, n), mask, **attrs)
+
+
+def _np_max_pool_mask(v, a):
+    x, out = v
+    k = a["size"]
+    win = _np_windows(x, k, k, a["stride"], a["pad"], -np.inf)  # [..., OH, OW, k, k]
+    hit = win == np.asarray(out)[..., None, None]
+    return np.moveaxis(hit.reshape(hit.shape[:-2] + (k * k,)), -1, 0)
+
+
+def _np_max_pool_grad(v, a):
+    g, mask = v  # mask [k*k, ..., OH, OW]: which offsets of each window hold its maximum
+    k, s, p = a["size"], a["stride"], a["pad"]
+    share = np.asarray(mask, dtype=float) / np.sum(mask, axis=0)  # ties share evenly
+    patches = np.moveaxis(share * np.asarray(g), 0, -1)
+    patches = patches.reshape(patches.shape[:-1] + (k, k))
+    oh, ow = np.shape(g)[-2:]
+    like = np.empty(np.shape(g)[:-2] + ((oh - 1) * s + k - 2 * p, (ow - 1) * s + k - 2 * p))
+    return _np_spread(patches, like, a)
+
+
+_register(Primitive(
+    "max_pool_mask", 2,
+    lambda args, attrs: (attrs["size"] * attrs["size"],) + args[1].shape,
+    lambda a, attrs, n: (f"_max_pool_mask({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
+                         POSTFIX), _np_max_pool_mask, None, "", dtype="bool"))
+_register(Primitive(
+    "max_pool", 1, _pool_shape,
+    lambda a, attrs, n: (f"_max_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
+    _np_pool(lambda w, axis: np.max(w, axis=axis), -np.inf),
+    lambda b, n, g: [_max_pool_vjp(b, n, g)],
+    "max pooling passes each window's adjoint to its maximum (split evenly among ties)",
+    kink=_pool_gap))
+def _max_pool_grad_shape(args, attrs):
+    k, s, p = attrs["size"], attrs["stride"], attrs["pad"]
+    shape = args[0].shape
+    return shape[:-2] + tuple((d - 1) * s + k - 2 * p for d in shape[-2:])
+
+
+_register(Primitive(
+    "max_pool_grad", 2, _max_pool_grad_shape,
+    lambda a, attrs, n: (f"_max_pool_grad({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
+                         POSTFIX), _np_max_pool_grad, None, ""))
+_register(Primitive(
+    "avg_pool", 1, _pool_shape,
+    lambda a, attrs, n: (f"_avg_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
+    _np_pool(lambda w, axis: np.mean(w, axis=axis), 0.0),
+    lambda b, n, g: [b.op("avg_pool_grad", expand(b, g, n), n.args[0], **dict(n.attrs))],
+    "average pooling spreads each window's adjoint evenly over its size x size pixels"))
+_register(Primitive(
+    "avg_pool_grad", 2, lambda args, attrs: args[1].shape,
+    lambda a, attrs, n: (f"_avg_pool_grad({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
+                         f"{_pool_args(attrs)})", POSTFIX), _np_avg_pool_grad, None, ""))
+
+
 # ----------------------------------------------------------------------------- fused losses
 
 
@@ -927,4 +1210,114 @@ HELPERS = {
     m = np.max(x, axis=axis, keepdims=True)
     out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
     return out if keepdims else np.squeeze(out, axis=axis)''',
+    "_im2col": '''def _im2col(x, kh, kw, stride=1, pad=0):
+    """The patch matrix of a convolution, one column per output pixel.
+
+    x is [N, C, H, W]; the result is [N, C*kh*kw, OH*OW]: column (i*OW + j) of example
+    n holds the C*kh*kw input values that the filter at output pixel (i, j) covers, in
+    the filters' own order (channel, row, column), so the filters reshaped to rows
+    [F, C*kh*kw] times it are the convolution. A copy, kept for the backward pass."""
+    if pad:
+        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    windows = windows[:, :, ::stride, ::stride]  # [N, C, OH, OW, kh, kw], a view
+    n, c, oh, ow = windows.shape[:4]
+    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, oh * ow)''',
+    "_col2im": '''def _col2im(col, shape, kh, kw, stride=1, pad=0):
+    """The adjoint of _im2col: every entry of the patch matrix [N, C*kh*kw, OH*OW]
+    added back onto the pixel of the [N, C, H, W] image it was copied from (a pixel
+    that several patches cover collects several terms). One loop step per kernel
+    offset (kh*kw steps), none per example or pixel."""
+    n, c, h, w = shape
+    oh = (h + 2 * pad - kh) // stride + 1
+    ow = (w + 2 * pad - kw) // stride + 1
+    col = col.reshape(n, c, kh, kw, oh, ow)
+    x = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=col.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i, i + stride * oh, stride)
+            cols = slice(j, j + stride * ow, stride)
+            x[:, :, rows, cols] += col[:, :, i, j]
+    return x[:, :, pad : pad + h, pad : pad + w]''',
+    "_max_pool": '''def _max_pool(x, size, stride=1, pad=0):
+    """The maximum of every size x size window of the last two axes (windows stride
+    apart, the image surrounded by pad rows and columns of -inf)."""
+    if pad:
+        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
+        x = np.pad(x, edges, constant_values=-np.inf)
+    oh = (x.shape[-2] - size) // stride + 1
+    ow = (x.shape[-1] - size) // stride + 1
+    out = x[..., : stride * oh : stride, : stride * ow : stride].copy()
+    for i in range(size):
+        for j in range(size):
+            if i or j:
+                rows = slice(i, i + stride * oh, stride)
+                cols = slice(j, j + stride * ow, stride)
+                np.maximum(out, x[..., rows, cols], out=out)
+    return out''',
+    "_max_pool_mask": '''def _max_pool_mask(x, out, size, stride=1, pad=0):
+    """Where each window of _max_pool took its maximum, one boolean array per offset
+    in the window: [size*size, ..., OH, OW] (the argmax mask, ties kept). What the
+    backward keeps instead of x."""
+    oh, ow = out.shape[-2:]
+    if pad:
+        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
+        x = np.pad(x, edges, constant_values=-np.inf)
+    mask = np.empty((size * size,) + out.shape, dtype=bool)
+    for i in range(size):
+        for j in range(size):
+            rows = slice(i, i + stride * oh, stride)
+            cols = slice(j, j + stride * ow, stride)
+            np.equal(x[..., rows, cols], out, out=mask[i * size + j])
+    return mask''',
+    "_max_pool_grad": '''def _max_pool_grad(g, mask, size, stride=1, pad=0):
+    """The adjoint of _max_pool: each window's adjoint g goes to the pixel holding the
+    window's maximum (mask from _max_pool_mask), split evenly among tied pixels. One
+    loop step per offset in the window (size*size steps)."""
+    oh, ow = g.shape[-2:]
+    h = (oh - 1) * stride + size  # the padded image (the windows tile it exactly)
+    w = (ow - 1) * stride + size
+    share = mask[0].astype(g.dtype)
+    for ties in mask[1:]:
+        share += ties
+    np.divide(g, share, out=share)
+    # Windows side by side (stride == size) cover every pixel once: nothing to clear.
+    empty = np.empty if stride == size else np.zeros
+    dx = empty(g.shape[:-2] + (h, w), dtype=g.dtype)
+    for i in range(size):
+        for j in range(size):
+            rows = slice(i, i + stride * oh, stride)
+            cols = slice(j, j + stride * ow, stride)
+            if stride >= size:  # windows do not overlap: each pixel is written once
+                np.multiply(mask[i * size + j], share, out=dx[..., rows, cols])
+            else:
+                dx[..., rows, cols] += mask[i * size + j] * share
+    return dx[..., pad : h - pad, pad : w - pad]''',
+    "_avg_pool": '''def _avg_pool(x, size, stride=1, pad=0):
+    """The mean of every size x size window of the last two axes (windows stride apart;
+    pad rows and columns of zeros around the image count in every mean)."""
+    if pad:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2)
+    oh = (x.shape[-2] - size) // stride + 1
+    ow = (x.shape[-1] - size) // stride + 1
+    out = x[..., : stride * oh : stride, : stride * ow : stride].copy()
+    for i in range(size):
+        for j in range(size):
+            if i or j:
+                rows = slice(i, i + stride * oh, stride)
+                cols = slice(j, j + stride * ow, stride)
+                out += x[..., rows, cols]
+    out /= size * size
+    return out''',
+    "_avg_pool_grad": '''def _avg_pool_grad(g, shape, size, stride=1, pad=0):
+    """The adjoint of _avg_pool: each window's adjoint spread evenly, g / size^2, over
+    the size x size pixels of the window."""
+    h, w = shape[-2:]
+    dx = np.zeros(tuple(shape[:-2]) + (h + 2 * pad, w + 2 * pad), dtype=g.dtype)
+    share = g / (size * size)
+    oh, ow = g.shape[-2:]
+    for i in range(size):
+        for j in range(size):
+            dx[..., i : i + stride * oh : stride, j : j + stride * ow : stride] += share
+    return dx[..., pad : pad + h, pad : pad + w]''',
 }

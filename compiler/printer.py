@@ -178,7 +178,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
                 statement_names[bd.node.id] = bd.name
         for mask, big in hoisted.get(i, ()):
             base = p.names.get(big.id, "value")
-            name = fresh(f"{base}_mask", taken)
+            name = fresh(prog.hints.get(mask.id) or f"{base}_mask", taken)
             out.append(_statement(p, name, mask, "temp", statement_names,
                                   f"{fmt_shape(mask.shape)} bool, taken now so {base} "
                                   f"can be released"))
@@ -211,7 +211,7 @@ def _split_long_line(prog: Program, p: Printer, bd: Binding):
                 continue
             seen.add(n.id)
             stack.extend(n.args)
-            if PRIMITIVES[n.op].cheap:
+            if PRIMITIVES[n.op].cheap and n.id not in prog.hints:  # a named view may go
                 continue
             size = len(p.text(n))
             if size > best_len and len(_temp_name(prog, bd, n)) + 3 + size <= STATEMENT_WIDTH:
@@ -229,7 +229,9 @@ def _longest_line(p: Printer, bd: Binding) -> int:
         args = [p.text(a) for a in bd.node.args]
         lines = [f"{bd.name} = {args[0]}", *augmented(args, dict(bd.node.attrs), bd.name)]
         return max(len(line) for line in lines)
-    return len(bd.name) + 3 + len(p.text(bd.node))
+    # A gradient may be computed into the caller's buffer: room for ', out=grads.get("W")'.
+    room = len(f', out=grads.get("{bd.name}")') if bd.kind == "grad" else 0
+    return len(bd.name) + 3 + room + len(p.text(bd.node))
 
 
 _HUGE_LINE = 16 * STATEMENT_WIDTH
@@ -297,20 +299,23 @@ def _early_masks(bindings: list[Binding], named_for, shared: set[int]):
                            if bd.kind in ("seed", "adjoint", "grad")), len(bindings))
     refs: list[set[int]] = []
     inline: list[list[Node]] = []
+    readers: list[dict[int, set[int]]] = []  # per binding: named value -> nodes reading it
     for i, bd in enumerate(bindings):
-        seen, found, nodes = set(), set(), []
+        seen, found, nodes, read = set(), set(), [], {}
         stack = [bd.node]
         while stack:
             n = stack.pop()
             for a in n.args:
                 if named_for(a.id, i):
                     found.add(a.id)
+                    read.setdefault(a.id, set()).add(n.id)
                 elif a.id not in seen:
                     seen.add(a.id)
                     nodes.append(a)
                     stack.append(a)
         refs.append(found)
         inline.append(nodes)
+        readers.append(read)
     plan: dict[int, list[tuple[Node, Node]]] = {}
     placed: set[int] = set()
     for i in range(backward_start, len(bindings)):
@@ -328,6 +333,10 @@ def _early_masks(bindings: list[Binding], named_for, shared: set[int]):
             if j < i - 1:
                 plan.setdefault(j, []).append((n, big[0]))
                 placed.add(n.id)
+                for a in ids:  # a mask taken early no longer reads its value here
+                    readers[i].get(a, set()).discard(n.id)
+                    if a in refs[i] and not readers[i].get(a):
+                        refs[i].discard(a)
     return plan
 
 

@@ -66,7 +66,15 @@ LAYERS: dict[str, Signature] = {
     "softplus": sig(),
     "leaky_relu": sig(("alpha", 0.01)),
     "softmax": sig(),
+    "conv": sig("filters", "size", ("stride", 1), ("pad", 0), ("init", None), ("bias", "zeros"),
+                doc="W{k} : [filters, C, size, size], b{k} : [filters, 1, 1], "
+                    "a{k} = conv2d(h, W{k}, stride, pad) + b{k}"),
+    "maxpool": sig("size", ("stride", None), ("pad", 0), doc="p{k} = max_pool(h, size, …)"),
+    "avgpool": sig("size", ("stride", None), ("pad", 0), doc="p{k} = avg_pool(h, size, …)"),
+    "flatten": sig(doc="f{k} = flatten(h): [N, …] -> [N, product of the rest]"),
 }
+WEIGHTED_LAYERS = {"dense", "conv"}  # layers with parameters W{k}, b{k}; k counts them
+POOLING_LAYERS = {"maxpool": "max_pool", "avgpool": "avg_pool"}
 
 
 # Optimizers: every one also takes the common keys.

@@ -38,6 +38,7 @@ class Dataset:
     train: dict[str, np.ndarray]
     test: dict[str, np.ndarray] = field(default_factory=dict)
     name: str = "data"
+    notes: list[str] = field(default_factory=list)  # said once when training starts
 
     def size(self, module, split: str = "train") -> int:
         """Examples in a split, counted along the batch axis of the arrays the module
@@ -269,10 +270,33 @@ def load_file(path: str | Path, module, origin: str | None = None) -> Dataset:
             raise UserError(f"{p} is not a readable .npz file ({e})") from None
         train = {k: v for k, v in arrays.items() if not k.startswith("test_")}
         test = {k[5:]: v for k, v in arrays.items() if k.startswith("test_")}
-        return Dataset(train, test, p.name)
+        notes = _unflatten_images(train, test, module, p.name)
+        return Dataset(train, test, p.name, notes)
     if p.suffix == ".csv":
         return Dataset(_read_csv(p, module), {}, p.name)
     raise UserError(f"data file {p} has an unknown type", "use .npz or .csv")
+
+
+def _unflatten_images(train: dict, test: dict, module, filename: str) -> list[str]:
+    """Flat image rows [N, H*W] (or [N, C*H*W]) where the spec declares an image batch
+    such as [N, C, H, W] (batch first, fixed sizes after it): reshaped row-major, in
+    place, when the sizes agree. Returns the note saying so (once for both splits)."""
+    declared = {**module.INPUTS, **module.TARGETS}
+    axes = batch_axes(module)
+    done: dict[str, tuple[int, tuple]] = {}  # name -> (flat row length, declared shape)
+    for name, shape in declared.items():
+        shape = tuple(shape)
+        if len(shape) < 3 or axes.get(name) != 0 or \
+                not all(isinstance(d, int) for d in shape[1:]):
+            continue
+        for arrays in (train, test):
+            a = arrays.get(name)
+            if a is not None and a.ndim == 2 and a.shape[1] == math.prod(shape[1:]):
+                arrays[name] = a.reshape((len(a), *shape[1:]))
+                done.setdefault(name, (a.shape[1], shape))
+    return [f"'{name}' in {filename} holds flat rows of {flat} values; reshaped to "
+            f"{_fmt(shape)} as the spec declares (row-major, as NumPy's reshape)"
+            for name, (flat, shape) in done.items()]
 
 
 def _read_csv(p: Path, module) -> dict[str, np.ndarray]:

@@ -554,6 +554,9 @@ STUCK_HINT = ("check the learning rate (--lr; try 10x smaller if the loss rose, 
 def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | None,
           resume: bool = False, quiet: bool = False, log=print,
           checkpoint_every: float = CHECKPOINT_SECONDS) -> Result:
+    for note in getattr(dataset, "notes", ()):
+        if not quiet:
+            log(f"note: {note}")
     train_arrays = data_mod.conform(dataset.train, module, f"training data ({dataset.name})")
     test_arrays = data_mod.conform(dataset.test, module, f"test data ({dataset.name})") \
         if dataset.test else {}

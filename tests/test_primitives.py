@@ -276,6 +276,53 @@ def test_stable_for_large_logits():
     assert np.isfinite(out["L"]) and np.all(np.isfinite(out[prog.grads["a"]]))
 
 
+# Convolution and pooling (the IR's own rules, against finite differences; the
+# generated code and PyTorch are compared in tests/test_conv.py).
+CONV_CASES = [  # x shape, W shape, stride, pad
+    ((2, 1, 5, 5), (1, 1, 3, 3), 1, 0),
+    ((2, 2, 6, 5), (3, 2, 2, 3), 1, 1),  # non-square kernel and image, C, F > 1
+    ((1, 3, 7, 7), (2, 3, 3, 3), 2, 1),  # stride 2 with padding
+    ((2, 2, 4, 6), (2, 2, 4, 2), 2, 0),
+]
+
+
+def _conv_out(x, w, stride, pad):
+    return (x[0], w[0], (x[2] + 2 * pad - w[2]) // stride + 1,
+            (x[3] + 2 * pad - w[3]) // stride + 1)
+
+
+@pytest.mark.parametrize("x, w, stride, pad", CONV_CASES, ids=str)
+def test_conv2d(x, w, stride, pad):
+    TESTED_FUNCTIONS.add("conv2d")
+    run_case({"x": x, "W": w}, f"conv2d(x, W, stride={stride}, pad={pad})",
+             _conv_out(x, w, stride, pad))
+
+
+POOL_CASES = [  # x shape, size, stride, pad
+    ((2, 2, 4, 4), 2, 2, 0),  # the usual: windows tile the image
+    ((1, 2, 5, 5), 3, 1, 1),  # overlapping windows with padding
+    ((2, 5, 8), 2, 3, 0),  # gaps between windows; a rank-3 value
+    ((3, 4), 2, 1, 1),  # a matrix: its two axes are pooled
+]
+
+
+@pytest.mark.parametrize("fn", ["max_pool", "avg_pool"])
+@pytest.mark.parametrize("x, size, stride, pad", POOL_CASES, ids=str)
+def test_pooling(fn, x, size, stride, pad):
+    TESTED_FUNCTIONS.add(fn)
+    out = x[:-2] + tuple((d + 2 * pad - size) // stride + 1 for d in x[-2:])
+    run_case({"x": x}, f"{fn}(x, {size}, stride={stride}, pad={pad})", out)
+
+
+@pytest.mark.parametrize("x", [(2, 3), (2, 3, 4), (1, 2, 3, 2)], ids=str)
+def test_flatten(x):
+    TESTED_FUNCTIONS.add("flatten")
+    size = 1
+    for d in x[1:]:
+        size *= d
+    run_case({"x": x}, "flatten(x)", (x[0], size))
+
+
 def test_every_function_is_tested():
     # Runs last in this module (pytest keeps file order).
     assert set(FUNCTIONS) <= TESTED_FUNCTIONS, set(FUNCTIONS) - TESTED_FUNCTIONS

@@ -10,7 +10,10 @@ what the spec *means*, not against another view of bpc's own reasoning.
 Conventions at non-differentiable points (LANGUAGE.md):
 - ``relu'(0) = 0``, ``leaky_relu'(0) = alpha``, ``abs'(0) = sign(0) = 0``, ``sign' = 0``;
 - ``maximum(a, b)`` / ``minimum(a, b)``: a tie sends the gradient to ``a``;
-- ``max(x, axis)``: the gradient is split evenly among tied elements (``torch.amax``).
+- ``max(x, axis)``: the gradient is split evenly among tied elements (``torch.amax``);
+- ``max_pool``: bpc splits a window's gradient evenly among tied maxima, torch's
+  ``max_pool2d`` gives it to one of them: the two agree away from ties, which ``kink``
+  measures (the gap between each window's largest and second-largest values).
 ``Result.kink`` is the smallest distance to any of these points met while evaluating, so
 a caller can keep test points away from ties.
 
@@ -473,6 +476,39 @@ class Oracle:
             z, t = _t(self.expr(b["logits"], env)), _t(self.expr(b["t"], env))
             n = z.shape[0] if z.ndim else 1
             return (torch.logaddexp(z, torch.zeros_like(z)) - t * z).sum() / n
+        if f == "conv2d":
+            b = self._bind(e, ["x", "W", "stride", "pad"])
+            x, w = _t(self.expr(b["x"], env)), _t(self.expr(b["W"], env))
+            stride = int(self.const(b["stride"])) if "stride" in b else 1
+            pad = int(self.const(b["pad"])) if "pad" in b else 0
+            return torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
+        if f in ("max_pool", "avg_pool"):
+            b = self._bind(e, ["x", "size", "stride", "pad"])
+            x = _t(self.expr(b["x"], env))
+            size = int(self.const(b["size"]))
+            stride = size if "stride" not in b or (
+                isinstance(b["stride"], ast.Name) and b["stride"].id == "none") \
+                else int(self.const(b["stride"]))
+            pad = int(self.const(b["pad"])) if "pad" in b else 0
+            lead = x.shape[:-2]
+            images = x.reshape(-1, 1, *x.shape[-2:])  # the last two axes are pooled
+            # Padding as LANGUAGE.md says: -inf around the image for max (a pad is never
+            # the maximum), zeros for the mean (counted in it, as torch's default).
+            images = torch.nn.functional.pad(images, (pad,) * 4,
+                                             value=-math.inf if f == "max_pool" else 0.0)
+            if f == "max_pool":
+                windows = images.unfold(2, size, stride).unfold(3, size, stride)
+                flat = windows.reshape(*windows.shape[:4], -1)
+                if flat.shape[-1] >= 2:
+                    top2 = torch.topk(flat.detach(), 2, dim=-1).values
+                    self._note_kink(top2[..., 0] - top2[..., 1])
+                out = torch.nn.functional.max_pool2d(images, size, stride)  # one argmax
+            else:
+                out = torch.nn.functional.avg_pool2d(images, size, stride)
+            return out.reshape(*lead, *out.shape[-2:])
+        if f == "flatten":
+            x = _t(self.expr(e.args[0], env))
+            return x.reshape(x.shape[0], -1)
         raise OracleError(f"function '{f}' is not interpreted by the oracle")
 
     def _note_top_gap(self, x, dims):
