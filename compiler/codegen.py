@@ -154,13 +154,13 @@ def _comment(prog: Program, st: Statement, backward: dict[str, Binding],
 
 
 def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: list[str],
-          args: list[Binding], sections: bool, into: dict[str, str] | None = None
-          ) -> list[str]:
-    statements = schedule(prog, bindings, printer)
+          args: list[Binding], sections: bool, into: dict[str, str] | None = None,
+          style: str = "fast") -> list[str]:
+    statements = schedule(prog, bindings, printer, early_masks=style == "fast")
     backward = {bd.name: bd for bd in prog.backward}
     forward = {bd.name: bd for bd in prog.forward}
     lines = _prologue(prog, args, statements, returns)
-    planned = plan(statements, returns, into)
+    planned = plan(statements, returns, into, style)
     if any(into and into.get(step.statement.name, "\0") in code for step in planned
            for code in step.code):
         lines.append("grads = {} if grads is None else grads  # buffers to compute into")
@@ -169,6 +169,7 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
         lines.append("")
         lines.append("# forward")
     last_comment = None
+    said: set[str] = set()  # textbook: each forward equation heads its steps once
     for step in planned:
         st = step.statement
         if sections and not in_backward and st.name in backward:
@@ -185,8 +186,10 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
             else:
                 lines.append(f"# {st.name}: {note}")
         elif comment != last_comment:
-            if comment:  # the forward line these steps differentiate, heading them
+            if comment and not (style == "textbook" and comment in said):
+                # the forward line these steps differentiate, heading them
                 lines.append(f"# {safe_comment(comment)}")
+                said.add(comment)
             last_comment = comment
         lines.extend(code)
         if step.release:
@@ -194,8 +197,20 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     return lines
 
 
-def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
-    """The module's source text."""
+STYLE_NOTES = {
+    "fast": "Gradients\nmay share memory with each other or with forward values: "
+            "treat them as read-only.",
+    "textbook": "This is the\ntextbook style: every value is a new array, nothing is overwritten or released\n"
+                "(the fast style, which bpc train runs, reuses buffers).",
+}
+
+
+def generate(prog: Program, source: str | None = None, fmt: bool = True,
+             style: str = "fast") -> str:
+    """The module's source text, in the ``fast`` style (buffers reused in place,
+    released early) or the ``textbook`` style (one plain assignment per step)."""
+    if style not in STYLE_NOTES:
+        raise ValueError(f"unknown code style {style!r}")
     source = safe_comment(source or prog.path).replace('"', "?").replace("\\", "?")
     output = prog.output or prog.loss
     # predict: the forward pass up to the output.
@@ -206,22 +221,24 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
 
     functions = []
     p = Printer(prog)
-    body = _body(prog, p, pred_bindings, [output], pred_args, sections=False)
+    body = _body(prog, p, pred_bindings, [output], pred_args, sections=False, style=style)
     functions.append(_Function(
         "predict", _signature(prog, pred_args), "",
         [f"The model's output {output}, for the inputs."], body + [f"return {output}"]))
     p = Printer(prog)
     loss_args = _data_args(prog, loss_bindings, with_targets=True)
-    body = _body(prog, p, loss_bindings, [prog.loss], loss_args, sections=False)
+    body = _body(prog, p, loss_bindings, [prog.loss], loss_args, sections=False,
+                 style=style)
     functions.append(_Function(
         "loss", _signature(prog, loss_args), " -> float",
         [f"The loss {prog.loss}."], body + [f"return float({prog.loss})"]))
     p = Printer(prog)
     into = {}
-    for w in prog.wrt:  # a gradient is computed into the caller's buffer when given one
+    for w in prog.wrt if style == "fast" else ():
+        # a gradient is computed into the caller's buffer when given one
         into.setdefault(prog.grads[w], f'grads.get("{w}")')
     body = _body(prog, p, loss_bindings + prog.backward, [prog.loss] + grad_order, loss_args,
-                 sections=True, into=into)
+                 sections=True, into=into, style=style)
     signature = _signature(prog, loss_args)
     doc = [f"The loss {prog.loss} and its gradient with respect to "
            f"{', '.join(prog.wrt) or 'nothing'}."]
@@ -257,6 +274,8 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
     context = {
         "model": prog.name,
         "source": source,
+        "style_flag": "" if style == "fast" else f" --style {style}",
+        "style_note": STYLE_NOTES[style],
         "constants": "\n".join(line for name, value in constants.items()
                                for line in literal(value, 0, f"{name} = ")),
         "helpers": [HELPERS[h] for h in helpers],

@@ -93,7 +93,7 @@ def _cmd_compile(args) -> int:
     written: dict[str, str] = {}
     for path in args.specs:
         try:
-            name, source = compile_file(path)
+            name, source = compile_file(path, args.style)
         except SpecError as e:
             failed = True
             print(e.render(), file=sys.stderr)
@@ -114,7 +114,7 @@ def _cmd_compile(args) -> int:
 def _cmd_show(args) -> int:
     from compiler.pipeline import show
 
-    sys.stdout.write(show(args.spec, args.stage))
+    sys.stdout.write(show(args.spec, args.stage, args.style))
     return 0
 
 
@@ -254,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="generated", metavar="DIR",
                    help="where to write <model>.py (default: generated/)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--style", choices=["fast", "textbook"], default="fast",
+                   help="fast (default): buffers reused in place and released early, "
+                        "what bpc train runs; textbook: one plain assignment per step, "
+                        "no out=, no in-place update, no del")
     p.set_defaults(run=_cmd_compile)
 
     p = sub.add_parser("train", parents=[common],
@@ -323,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ast: the desugared spec; ir: forward IR with shapes; grad: with the "
                         "raw derivative; opt: simplified; code: the generated module "
                         "(default)")
+    p.add_argument("--style", choices=["fast", "textbook"], default="textbook",
+                   help="the code style of --stage code (default: textbook)")
     p.set_defaults(run=_cmd_show)
 
     for register in _EXTRA_COMMANDS:
