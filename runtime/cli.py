@@ -229,6 +229,41 @@ def _cmd_graph(args) -> int:
     return 0
 
 
+def _point_args(p) -> None:
+    """--at / --row / --seed: the point a worked example (trace, graph, explain) is at."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--at", metavar="NAME=VALUE,...",
+                       help="values of inputs, targets or parameters, e.g. x=2.3,y=2.0 or "
+                            "'x=[0.05,0.1],t=[0.01,0.99]' (others: random, from --seed)")
+    where.add_argument("--row", type=number(RUNTIME_RANGES["seed"]), metavar="K",
+                       help="row K of the spec's data")
+    p.add_argument("--seed", type=number(RUNTIME_RANGES["seed"]), default=0,
+                   help="seed for random parameters and data (default 0)")
+
+
+def _point(args, prog):
+    from .trace import parse_at, point
+
+    module = None
+    if args.row is not None:
+        from .loader import load_model
+
+        module = load_model(args.spec)
+    return point(prog, parse_at(args.at) if args.at else None, args.row, args.seed, module)
+
+
+def _cmd_trace(args) -> int:
+    from compiler.pipeline import program_from_file
+
+    from .trace import format_trace, trace
+
+    prog = program_from_file(args.spec)
+    feeds, params, where = _point(args, prog)
+    sys.stdout.write(format_trace(trace(prog, feeds, params, where, step=args.step,
+                                        digits=args.digits), args.digits))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bpc",
@@ -330,6 +365,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", choices=["fast", "textbook"], default="textbook",
                    help="the code style of --stage code (default: textbook)")
     p.set_defaults(run=_cmd_show)
+
+    p = sub.add_parser("trace", parents=[common],
+                       help="a worked example: every value and gradient at one point, "
+                            "the chain rule written out with numbers")
+    p.add_argument("spec", metavar="SPEC")
+    _point_args(p)
+    p.add_argument("--step", action="store_true",
+                   help="then the parameter update of one step of the spec's optimizer")
+    p.add_argument("--digits", type=int, choices=range(3, 18), default=6, metavar="D",
+                   help="significant digits (3 to 17, default 6)")
+    p.set_defaults(run=_cmd_trace)
 
     for register in _EXTRA_COMMANDS:
         register(sub)
