@@ -223,9 +223,14 @@ def _cmd_stats(args) -> int:
 def _cmd_graph(args) -> int:
     from compiler.pipeline import program_from_file
 
-    from .graph import to_dot
+    from .graph import build, dot, to_svg
 
-    sys.stdout.write(to_dot(program_from_file(args.spec), values=args.values, seed=args.seed))
+    prog = program_from_file(args.spec, stage="ir")  # what the spec wrote, unoptimized
+    feeds = params = None
+    if args.values or args.at or args.row is not None:
+        feeds, params, _ = _point(args, prog)
+    g = build(prog, feeds, params)
+    sys.stdout.write(to_svg(g) + "\n" if args.svg else dot(g))
     return 0
 
 
@@ -348,11 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_stats)
 
     p = sub.add_parser("graph", parents=[common],
-                       help="the computation graph as Graphviz DOT")
+                       help="the computation graph as Graphviz DOT (or SVG)")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--values", action="store_true",
-                   help="label edges with forward values and gradients for one data point")
-    p.add_argument("--seed", type=number(RUNTIME_RANGES["seed"]), default=0)
+                   help="label edges with forward values (above) and gradients (below) at "
+                        "one data point (implied by --at and --row)")
+    _point_args(p)
+    p.add_argument("--svg", action="store_true",
+                   help="write SVG laid out by bpc itself (no Graphviz needed)")
     p.set_defaults(run=_cmd_graph)
 
     p = sub.add_parser("show", parents=[common],
