@@ -269,6 +269,20 @@ def _cmd_trace(args) -> int:
     return 0
 
 
+def _cmd_explain(args) -> int:
+    from compiler.cache import write_text_atomic
+
+    from .explain import report
+    from .trace import parse_at
+
+    text = report(args.spec, parse_at(args.at) if args.at else None, args.row, args.seed,
+                  batch=args.batch)
+    out = Path(args.out) if args.out else Path(Path(args.spec).stem + ".html")
+    write_text_atomic(out, text)
+    print(f"{args.spec} -> {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bpc",
@@ -384,6 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", type=int, choices=range(3, 18), default=6, metavar="D",
                    help="significant digits (3 to 17, default 6)")
     p.set_defaults(run=_cmd_trace)
+
+    p = sub.add_parser("explain", parents=[common],
+                       help="the derivation as one self-contained HTML page: summary, spec "
+                            "and code side by side, graph, worked example, gradient check, "
+                            "statistics")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--out", metavar="FILE",
+                   help="where to write the page (default: <spec name>.html)")
+    _point_args(p)
+    p.add_argument("--batch", type=number(RUNTIME_RANGES["batch"]), default=100,
+                   help="examples of the random batch of the statistics (default 100)")
+    p.set_defaults(run=_cmd_explain)
 
     for register in _EXTRA_COMMANDS:
         register(sub)

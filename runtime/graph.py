@@ -218,8 +218,15 @@ def layout(g: Graph) -> dict[str, tuple[float, float, float, float]]:
     for e in g.edges:
         preds[e.dst].append(e.src)
     layer: dict[str, int] = {}
-    for n in g.nodes:  # nodes come in topological order
-        layer[n.key] = max((layer[p] + 1 for p in preds[n.key] if p in layer), default=0)
+    pending = [n.key for n in g.nodes]
+    while pending:  # longest path from a source, without recursion
+        key = pending[-1]
+        todo = [p for p in preds[key] if p not in layer]
+        if todo:
+            pending.extend(todo)
+            continue
+        pending.pop()
+        layer[key] = max((layer[p] + 1 for p in preds[key]), default=0)
     # a leaf sits one layer before its first user, not at the far left
     users: dict[str, list[str]] = {}
     for e in g.edges:
