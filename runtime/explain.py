@@ -56,7 +56,7 @@ code, .mono { font-family: monospace; font-size: 12px; }
 .note { color: #555; font-size: 13px; max-width: 60em; }
 """
 
-SCRIPT = """
+SCRIPT = r"""
 (function () {
   var map = JSON.parse(document.getElementById('linemap').textContent);
   function clear() {
@@ -79,6 +79,9 @@ SCRIPT = """
       if (s) { selectSpec(s); } else { clear(); mark(e.id); }
     });
   });
+  var m = /^#spec-(\d+)$/.exec(window.location.hash);  // a link to one spec line
+  if (m) selectSpec(m[1]);
+  document.body.setAttribute('data-ready', Object.keys(map.spec).length);
 })();
 """
 

@@ -34,7 +34,7 @@ SMALL = 12  # values with at most this many entries are printed in full
 
 def fmt(v: float, digits: int = 6) -> str:
     """A number as the trace prints it: ``digits`` significant digits, no '+'."""
-    v = float(v)
+    v = float(np.asarray(v).reshape(()))
     if v == 0:
         return "0"
     if not math.isfinite(v):
