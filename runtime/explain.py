@@ -43,7 +43,7 @@ table.t td, table.t th { border: 1px solid #ddd; padding: 2px 8px; text-align: l
 table.t th { background: #f3f3f3; } td.num { text-align: right; font-family: monospace; }
 .side { display: flex; gap: 1em; align-items: flex-start; }
 .side > div { flex: 1; min-width: 0; overflow: auto; max-height: 75vh;
-              border: 1px solid #ddd; }
+              border: 1px solid #ddd; position: relative; }
 .side h3 { margin: 0; padding: 4px 8px; background: #f3f3f3; font-size: 13px; }
 .highlight pre { margin: 0; padding: 6px 8px; font-size: 12px; line-height: 1.35; }
 .highlight pre > span[id] { display: block; cursor: pointer; }
@@ -66,9 +66,14 @@ SCRIPT = r"""
   function selectSpec(n) {
     clear(); mark('spec-' + n);
     (map.spec[n] || []).forEach(function (c) { mark('code-' + c); });
-    var first = (map.spec[n] || [])[0];
-    if (first) { var e = document.getElementById('code-' + first);
-                 if (e && e.scrollIntoView) e.scrollIntoView({block: 'nearest'}); }
+    var lines = map.spec[n] || [];
+    var best = lines.filter(function (c) { return c >= map.focus; })[0] || lines[0];
+    if (best) show(best);
+  }
+  function show(line) {  // scroll the code panel only, never the page
+    var e = document.getElementById('code-' + line);
+    var panel = document.getElementById('code-panel');
+    if (e && panel) panel.scrollTop = Math.max(0, e.offsetTop - 60);
   }
   document.querySelectorAll('[id^="spec-"]').forEach(function (e) {
     e.addEventListener('click', function () { selectSpec(e.id.slice(5)); });
@@ -79,8 +84,8 @@ SCRIPT = r"""
       if (s) { selectSpec(s); } else { clear(); mark(e.id); }
     });
   });
-  var m = /^#spec-(\d+)$/.exec(window.location.hash);  // a link to one spec line
-  if (m) selectSpec(m[1]);
+  var m = /[?&]spec=(\d+)/.exec(window.location.search);  // page.html?spec=N: one line
+  if (m) { selectSpec(m[1]); } else { show(map.focus); }
   document.body.setAttribute('data-ready', Object.keys(map.spec).length);
 })();
 """
@@ -241,7 +246,10 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     by_spec: dict[int, list[int]] = {}
     for c, s in sorted(mapping.items()):
         by_spec.setdefault(s, []).append(c)
-    linemap = json.dumps({"spec": by_spec, "code": mapping}).replace("<", "\\u003c")
+    focus = next((i for i, ln in enumerate(code.splitlines(), 1)
+                  if ln.startswith("def loss_and_grad")), 1)
+    linemap = json.dumps({"spec": by_spec, "code": mapping, "focus": focus}
+                         ).replace("<", "\\u003c")
 
     checked = _float64(module)
     check_rows = gradcheck(checked, samples=10, batch=3, seed=seed)
@@ -263,7 +271,8 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
                  'is one plain assignment. Click a spec line to highlight the forward and '
                  'backward lines it produced; click a code line to find its spec line.</p>'
                  f'<div class="side"><div><h3>{esc(spec.name)}</h3>{spec_html}</div>'
-                 f'<div><h3>{esc(prog.name)}.py (textbook style)</h3>{code_html}</div></div>'
+                 f'<div id="code-panel"><h3>{esc(prog.name)}.py (textbook style)</h3>{code_html}'
+                 '</div></div>'
                  f'<script type="application/json" id="linemap">{linemap}</script>'
                  '</section>')
     parts.append('<section id="graph"><h2>3. The computational graph</h2>'

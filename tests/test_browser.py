@@ -40,7 +40,7 @@ def test_explain_page_in_chromium(tmp_path):
     spec_line = next(i for i, ln in enumerate((REPO / "specs" / "mazur.bp").read_text()
                                                 .splitlines(), 1)
                      if ln.startswith("h = sigmoid"))
-    r = _chromium("--dump-dom", f"{page.as_uri()}#spec-{spec_line}")
+    r = _chromium("--dump-dom", f"{page.as_uri()}?spec={spec_line}")
     console = [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
     assert not console, console
     dom = r.stdout
