@@ -42,7 +42,7 @@ table.t { border-collapse: collapse; font-size: 13px; }
 table.t td, table.t th { border: 1px solid #ddd; padding: 2px 8px; text-align: left; }
 table.t th { background: #f3f3f3; } td.num { text-align: right; font-family: monospace; }
 .side { display: flex; gap: 1em; align-items: flex-start; }
-.side > div { flex: 1; min-width: 0; overflow: auto; max-height: 75vh;
+.side > div { flex: 1; min-width: 0; overflow: auto; max-height: 65vh;
               border: 1px solid #ddd; position: relative; }
 .side h3 { margin: 0; padding: 4px 8px; background: #f3f3f3; font-size: 13px; }
 .highlight pre { margin: 0; padding: 6px 8px; font-size: 12px; line-height: 1.35; }
@@ -67,13 +67,17 @@ SCRIPT = r"""
     clear(); mark('spec-' + n);
     (map.spec[n] || []).forEach(function (c) { mark('code-' + c); });
     var lines = map.spec[n] || [];
-    var best = lines.filter(function (c) { return c >= map.focus; })[0] || lines[0];
-    if (best) show(best);
+    var inner = lines.filter(function (c) { return c >= map.focus; });
+    if (!inner.length) inner = lines;
+    if (inner.length) show(inner[0], inner[inner.length - 1]);
   }
-  function show(line) {  // scroll the code panel only, never the page
-    var e = document.getElementById('code-' + line);
+  function show(first, last) {  // scroll the code panel only (never the page) to center
+    var a = document.getElementById('code-' + first);
+    var b = document.getElementById('code-' + (last || first));
     var panel = document.getElementById('code-panel');
-    if (e && panel) panel.scrollTop = Math.max(0, e.offsetTop - 60);
+    if (!a || !b || !panel) return;
+    var end = b.offsetTop + b.offsetHeight + 30;  // its last line in view, its first too if both fit
+    panel.scrollTop = Math.max(0, Math.min(a.offsetTop - 30, end - panel.clientHeight));
   }
   document.querySelectorAll('[id^="spec-"]').forEach(function (e) {
     e.addEventListener('click', function () { selectSpec(e.id.slice(5)); });
