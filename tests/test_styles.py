@@ -96,3 +96,16 @@ def test_cli_compile_style(tmp_path):
     assert shown == text
     assert run_bpc("show", "specs/digits.bp", "--style", "fast").stdout == \
         open("generated/digits.py").read()
+
+
+def test_fan_in_comment_quotes_the_spec_operands():
+    """Not the placeholder 'W2 is used as x @ W2' when the spec says 'g1 @ W2'."""
+    text = ("model m\ninput x : [N, 3]\nparam W1 : [3, 4] = he\nparam W2 : [4, 2] = he\n"
+            "param V : [5, 2] = xavier\ng1 = relu(x @ W1)\ny = g1 @ W2\n"
+            "u = V @ y.T\nloss L = sum(u^2)\n")
+    _, code = compile_text(text, "m.bp", style="textbook")
+    assert "W1 is used as x @ W1, so fan_in is its first dimension" in code
+    assert "W2 is used as g1 @ W2, so fan_in is its first dimension" in code
+    assert "V is used as V @ y.T, so fan_in is its second dimension" in code
+    text = text.replace("y = g1 @ W2", "y = relu(x @ W1) @ W2")
+    assert "W2 is used as (...) @ W2" in compile_text(text, "m.bp")[1]
