@@ -137,7 +137,9 @@ def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
 
 
 def _comment(prog: Program, st: Statement, backward: dict[str, Binding],
-             forward: dict[str, Binding]) -> str | None:
+             forward: dict[str, Binding], said: set[str] | None = None) -> str | None:
+    """The comment heading a step: the forward equations it differentiates; with
+    ``said`` (the textbook style), only those not quoted before in the function."""
     if st.kind == "temp":
         return st.comment
     bd = backward.get(st.name)
@@ -145,6 +147,10 @@ def _comment(prog: Program, st: Statement, backward: dict[str, Binding],
         return None
     if bd.sources:
         lines = [source_text(prog, forward[s]) or s for s in bd.sources if s in forward]
+        if said is not None:
+            lines = [ln for ln in lines if ln not in said]
+            if not lines:
+                return None
         text = " and ".join(lines)
         if bd.note and len(bd.note) <= 60 and any(w in bd.note for w in
                                                    ("output", "fused", "mask", "itself")):
@@ -176,7 +182,8 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
             in_backward = True
             lines.append("")
             lines.append("# backward")
-        comment = _comment(prog, st, backward, forward)
+        comment = _comment(prog, st, backward, forward,
+                           said if style == "textbook" else None)
         code = list(step.code)
         if st.kind == "temp" and comment:
             # A note on a temporary: after its line when it fits there, else above it.
@@ -190,6 +197,9 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
                 # the forward line these steps differentiate, heading them
                 lines.append(f"# {safe_comment(comment)}")
                 said.add(comment)
+                bd = backward.get(st.name)
+                said.update(source_text(prog, forward[s]) or s
+                            for s in (bd.sources if bd else ()) if s in forward)
             last_comment = comment
         lines.extend(code)
         if step.release:
@@ -220,19 +230,19 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     grad_order = [prog.grads[w] for w in prog.wrt]
 
     functions = []
-    p = Printer(prog)
+    p = Printer(prog, lets=style == "textbook")
     body = _body(prog, p, pred_bindings, [output], pred_args, sections=False, style=style)
     functions.append(_Function(
         "predict", _signature(prog, pred_args), "",
         [f"The model's output {output}, for the inputs."], body + [f"return {output}"]))
-    p = Printer(prog)
+    p = Printer(prog, lets=style == "textbook")
     loss_args = _data_args(prog, loss_bindings, with_targets=True)
     body = _body(prog, p, loss_bindings, [prog.loss], loss_args, sections=False,
                  style=style)
     functions.append(_Function(
         "loss", _signature(prog, loss_args), " -> float",
         [f"The loss {prog.loss}."], body + [f"return float({prog.loss})"]))
-    p = Printer(prog)
+    p = Printer(prog, lets=style == "textbook")
     into = {}
     for w in prog.wrt if style == "fast" else ():
         # a gradient is computed into the caller's buffer when given one
@@ -271,13 +281,18 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
         "DEFAULTS": dict(prog.defaults),
         "CONFIG": _config(prog),
     }
+    lets = _lets_used(prog, functions) if style == "textbook" else {}
+    constants_text = "\n".join(line for name, value in constants.items()
+                               for line in literal(value, 0, f"{name} = "))
+    if lets:  # the spec's 'let' constants, by name, as the textbook style prints them
+        constants_text += "\n\n# let constants of the spec\n" + "\n".join(
+            f"{name} = {format_number(value)}" for name, value in lets.items())
     context = {
         "model": prog.name,
         "source": source,
         "style_flag": "" if style == "fast" else f" --style {style}",
         "style_note": STYLE_NOTES[style],
-        "constants": "\n".join(line for name, value in constants.items()
-                               for line in literal(value, 0, f"{name} = ")),
+        "constants": constants_text,
         "helpers": [HELPERS[h] for h in helpers],
         "init": init,
         "functions": functions,
@@ -292,6 +307,15 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
                                    f"is not valid Python ({e.msg}, line {e.lineno})",
                                    None)) from e
     return text
+
+
+def _lets_used(prog: Program, functions: list[_Function]) -> dict[str, float]:
+    """The ``let`` constants the functions' text reads by name, in spec order, with
+    their values."""
+    values = prog.lets
+    text = "\n".join("\n".join(f.body) for f in functions)
+    used = set(mentioned(text))
+    return {name: value for name, value in values.items() if name in used}
 
 
 def _helpers_of(functions: list[_Function]) -> set[str]:

@@ -18,7 +18,7 @@ from .errors import Diagnostics, Span
 from .functions import FUNCTIONS, normalize_index
 from .ir import (Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, literal_shape,
                  topo_order)
-from .primitives import PRIMITIVES, data_roles, take
+from .primitives import ATOM, PRIMITIVES, data_roles, take
 from .vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS, optimizer_defaults
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow"}
@@ -132,6 +132,7 @@ class _Elaborator:
             params=params, inits=inits, forward=forward, loss=loss, output=output,
             wrt=[p.name for p in params] + wrt_inputs, defaults=defaults,
             symbols=self.symbols, config=config, hints=self.hints,
+            lets={k: v for k, v in spec.constants.items() if isinstance(v, (int, float))},
             warnings=[d.render(self.diags.source) for d in self.diags.warnings],
             source_lines={i + 1: line for i, line in enumerate(self.lines)})
 
@@ -310,7 +311,8 @@ class _Elaborator:
             return self._apply(e, [], lambda: b.const(e.value))
         if isinstance(e, ast.Name):
             if e.id in self.spec.constants:
-                return self._apply(e, [], lambda: b.const(self.spec.constants[e.id]))
+                return self._apply(e, [], lambda: b.const(self.spec.constants[e.id],
+                                                          let=(e.id, ATOM)))
             if e.id not in self.env and e.id in self.b.symbols:  # N: the size from the data
                 return self._apply(e, [], lambda: b.size([e.id]))
             if e.id not in self.env:  # a dense layer's weight, used above its stack

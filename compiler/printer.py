@@ -55,8 +55,11 @@ class _Names(dict):
 
 
 class Printer:
-    def __init__(self, prog: Program):
+    def __init__(self, prog: Program, lets: bool = False):
+        """``lets``: print a constant the spec named with ``let`` by that name (the
+        textbook style, which defines the names at module level), not as its number."""
         self.prog = prog
+        self.lets = lets
         # Printed (text, precedence) per node: a node shared inline (a view, a constant)
         # is printed once, so printing a DAG is linear in its size, not in its unfolding.
         self._printed: dict[int, tuple[str, int]] = {}
@@ -75,6 +78,9 @@ class Printer:
                 continue
             if n.id in self.names and not n.is_const:
                 self._printed[n.id] = (self.names[n.id], ATOM)
+                continue
+            if self.lets and n.is_const and n.attr("let"):
+                self._printed[n.id] = n.attr("let")  # (text, precedence)
                 continue
             if not ready:
                 stack.append((n, True))

@@ -109,3 +109,43 @@ def test_fan_in_comment_quotes_the_spec_operands():
     assert "V is used as V @ y.T, so fan_in is its second dimension" in code
     text = text.replace("y = g1 @ W2", "y = relu(x @ W1) @ W2")
     assert "W2 is used as (...) @ W2" in compile_text(text, "m.bp")[1]
+
+
+LAM = ("model wd\nlet lam = 0.0001\nlet K = 3\ninput x : [N, K]\ntarget t : [N, 2]\n"
+       "param W1 : [K, 4] = he\nparam W2 : [4, 2] = he\ng1 = relu(x @ W1)\ny = g1 @ W2\n"
+       "loss L = mse(y, t) + lam * sum(W2^2) + lam * sum(W1^2)\n")
+
+
+def test_textbook_keeps_let_constants_by_name():
+    _, text = compile_text(LAM, "wd.bp", style="textbook")
+    assert "\nlam = 0.0001\n" in text  # defined once, at module level
+    assert "K = " not in text.split("def init_params")[0].split("CONFIG")[1]  # unused: none
+    assert "dL_dW2 = 2 * lam * W2 + g1.T @ dL_dy" in text
+    assert "0.0002" not in text and "0.0001 *" not in text
+    _, fast = compile_text(LAM, "wd.bp")
+    code_lines = [ln for ln in fast.split("def init_params")[1].splitlines()
+                  if not ln.strip().startswith("#")]
+    assert "0.0002 * W2" in fast and not any("lam" in ln for ln in code_lines)
+    tb, fm = _module(text, "tb"), _module(fast, "fast")
+    rng = np.random.default_rng(0)
+    params = tb.init_params(rng)
+    x, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    l1, g1 = tb.loss_and_grad(params, x, t)
+    l2, g2 = fm.loss_and_grad({k: v.copy() for k, v in params.items()}, x, t)
+    assert l1 == l2 and all(np.array_equal(g1[k], g2[k]) for k in g1)
+    rows = gradcheck(tb, samples=5, batch=3)
+    assert rows and all(r.ok for r in rows)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_no_forward_equation_is_quoted_twice_in_a_textbook_function(spec):
+    _, text = compile_file(spec, style="textbook")
+    _, lam = compile_text(LAM, "wd.bp", style="textbook")
+    for source in (text, lam):
+        backward = source.split("def loss_and_grad", 1)[1].split("# backward", 1)[1]
+        quoted = []
+        for line in backward.splitlines():
+            s = line.strip()
+            if s.startswith("# "):
+                quoted += [part.split(" (")[0] for part in s[2:].split(" and ")]
+        assert len(quoted) == len(set(quoted)), quoted
