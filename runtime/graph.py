@@ -120,7 +120,14 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
         grad[loss_node.id] = np.asarray(1.0)
         g.loss_value = summarize(fwd[loss_node.id])
     ident = {n.id: f"n{i}" for i, n in enumerate(nodes)}
+    into = _helpers(nodes, names)
+    members: dict[int, list] = {}
     for n in nodes:
+        if n.id in into:
+            members.setdefault(into[n.id], []).append(n)
+    for n in nodes:
+        if n.id in into:
+            continue  # drawn as part of the operation the spec wrote
         if n.id in names:
             kind = kinds[n.id] if kinds[n.id] in ("param", "input", "target", "loss") \
                 else "value"
@@ -131,13 +138,21 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
         if n.op == "const":
             g.nodes.append(GNode(ident[n.id], summarize(n.value), "const"))
             continue
-        g.nodes.append(GNode(ident[n.id], SYMBOLS.get(n.op, n.op), "op"))
+        label = SYMBOLS.get(n.op, n.op)
+        if n.id in members:
+            label = _call_name(prog, n) or label
+        g.nodes.append(GNode(ident[n.id], label, "op"))
         if n.id in names:
             g.edges.append(GEdge(ident[n.id], f"{ident[n.id]}_v"))
     for n in nodes:
-        if n.op in ("input", "param", "const"):
+        if n.op in ("input", "param", "const") or n.id in into:
             continue
-        for a in n.args:
+        group = {n.id} | {m.id for m in members.get(n.id, [])}
+        seen: set[int] = set()
+        for a in [a for m in [n, *members.get(n.id, [])] for a in m.args]:
+            if a.id in group or a.id in seen:
+                continue
+            seen.add(a.id)
             src = f"{ident[a.id]}_v" if a.id in names else ident[a.id]
             edge = GEdge(src, ident[n.id])
             if a.id in fwd and a.op != "const":
@@ -146,6 +161,43 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
                     edge.grad = summarize(grad[a.id])
             g.edges.append(edge)
     return g
+
+
+def _helpers(nodes, names: dict[int, str]) -> dict[int, int]:
+    """Internal helper nodes -> the node of the operation the spec wrote: an unnamed node
+    made by the same spec text (the same span) as every one of its users, which all
+    belong to one operation (``sse(y, t)`` is elaborated into sub, pow, sum and mul, and
+    is drawn as one 'sse' node)."""
+    users: dict[int, list] = {}
+    for n in nodes:
+        for a in n.args:
+            users.setdefault(a.id, []).append(n)
+
+    def where(node):
+        sp = node.span
+        return None if sp is None else (sp.line, sp.col, sp.end_line, sp.end_col)
+
+    into: dict[int, int] = {}
+    for n in reversed(nodes):  # users before their arguments
+        if n.id in names or n.op in ("input", "param") or where(n) is None:
+            continue
+        us = users.get(n.id, [])
+        if not us or any(where(u) != where(n) for u in us):
+            continue
+        roots = {into.get(u.id, u.id) for u in us}
+        if len(roots) == 1:
+            into[n.id] = roots.pop()
+    return into
+
+
+def _call_name(prog: Program, node) -> str | None:
+    """The function the spec called where ``node`` was made (``sse`` of ``sse(y, t)``)."""
+    sp = node.span
+    if sp is None or sp.line != sp.end_line or sp.line not in prog.source_lines:
+        return None
+    text = prog.source_lines[sp.line][sp.col - 1:sp.end_col - 1]
+    head = text.split("(", 1)[0].strip()
+    return head if head.isidentifier() else None
 
 
 # -- DOT ---------------------------------------------------------------------------------

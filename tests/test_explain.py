@@ -169,3 +169,16 @@ def test_graph_covers_indexing_concat_and_stack(tmp_path):
     r = run_bpc("trace", spec, "--step")
     assert r.returncode == 0, r.stderr
     assert "dL_da" in r.stdout and "w+" in r.stdout
+
+
+def test_graph_folds_helper_nodes_into_the_operation_written():
+    """sse(y, t) is elaborated into sub, pow, sum and mul; the graph shows one 'sse' node,
+    with Mazur's numbers on the edges into it and out of the unnamed pre-activation."""
+    r = run_bpc("graph", "specs/mazur.bp", "--at", MAZUR_AT)
+    assert r.returncode == 0, r.stderr
+    labels = re.findall(r'\[label="([^"]*)", shape=circle\]', r.stdout)
+    assert sorted(labels) == sorted(["@", "+", "sigmoid", "@", "+", "sigmoid", "sse"])
+    assert "0.7414, -0.2171" in r.stdout  # dE/dout_o (Mazur: 0.74136507)
+    assert "0.1385, -0.0381" in r.stdout  # dE/dnet_o, an unnamed value (Mazur: 0.138498562)
+    r = run_bpc("graph", "specs/spiral.bp", "--values")
+    assert "count" not in r.stdout and '"softmax_cross_entropy"' in r.stdout
