@@ -85,7 +85,7 @@ def every_value_named(prog: Program) -> tuple[Program, dict[int, str]]:
 
 
 def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
-          module=None) -> Graph:
+          module=None, collapse: bool = True) -> Graph:
     """The graph of ``prog`` (stage "ir"); with ``feeds`` and ``params``, its values and
     gradients at that point."""
     names = {bd.node.id: bd.name for bd in prog.leaves + prog.forward}
@@ -160,7 +160,61 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
                 if a.id in grad:
                     edge.grad = summarize(grad[a.id])
             g.edges.append(edge)
+    if collapse:
+        _collapse_repeats(g, prog, ident)
     return g
+
+
+def _collapse_repeats(g: Graph, prog: Program, ident: dict[int, str],
+                      least: int = 4) -> None:
+    """A ``repeat`` block (its equations come from the same spec text again and again)
+    of ``least`` or more rounds is drawn as its first round, one box standing for the
+    rounds in between, and its last round: deep50 is 3 layers wide, not 50."""
+    def where(bd):
+        sp = bd.node.span
+        return None if sp is None else (sp.line, sp.col, sp.end_line, sp.end_col)
+
+    rounds: dict[tuple, int] = {}
+    for bd in prog.forward:
+        if where(bd) is not None:
+            rounds[where(bd)] = rounds.get(where(bd), 0) + 1
+    done: dict[tuple, int] = {}
+    middle: list[str] = []
+    for bd in prog.forward:
+        k = where(bd)
+        if k is None or rounds[k] < least:
+            continue
+        i = done.get(k, 0)
+        done[k] = i + 1
+        if 0 < i < rounds[k] - 1:
+            middle.append(bd.name)
+    if not middle:
+        return
+    hidden_ids, seen = set(), set()
+    names = set(middle)
+    for bd in prog.forward:  # a node belongs to the first equation that reaches it
+        for n in topo_order([bd.node]):
+            if n.id not in seen:
+                seen.add(n.id)
+                if bd.name in names:
+                    hidden_ids.add(n.id)
+    hidden = {ident[i] for i in hidden_ids if i in ident}
+    hidden |= {k + "_v" for k in list(hidden)}
+    key = "repeat"
+    label = f"{middle[0]} … {middle[-1]} ({len(middle)} equations)"
+    kept = [n for n in g.nodes if n.key not in hidden]
+    at = next((i for i, n in enumerate(g.nodes) if n.key in hidden), len(kept))
+    kept.insert(min(at, len(kept)), GNode(key, label, "value"))
+    g.nodes = kept
+    edges, pairs = [], set()
+    for e in g.edges:
+        src = key if e.src in hidden else e.src
+        dst = key if e.dst in hidden else e.dst
+        if src == dst == key or (src, dst) in pairs:
+            continue
+        pairs.add((src, dst))
+        edges.append(GEdge(src, dst, e.value, e.grad))
+    g.edges = edges
 
 
 def _helpers(nodes, names: dict[int, str]) -> dict[int, int]:
@@ -191,13 +245,16 @@ def _helpers(nodes, names: dict[int, str]) -> dict[int, int]:
 
 
 def _call_name(prog: Program, node) -> str | None:
-    """The function the spec called where ``node`` was made (``sse`` of ``sse(y, t)``)."""
+    """The function the spec called where ``node`` was made (``sse`` of ``sse(y, t)``,
+    ``dense`` of a layer stack's ``dense 80``)."""
     sp = node.span
     if sp is None or sp.line != sp.end_line or sp.line not in prog.source_lines:
         return None
+    import re
+
     text = prog.source_lines[sp.line][sp.col - 1:sp.end_col - 1]
-    head = text.split("(", 1)[0].strip()
-    return head if head.isidentifier() else None
+    head = re.match(r"\s*([A-Za-z_]\w*)\s*(\(|\s+\S|$)", text)  # sse(y, t); dense 80
+    return head.group(1) if head else None
 
 
 # -- DOT ---------------------------------------------------------------------------------

@@ -182,3 +182,15 @@ def test_graph_folds_helper_nodes_into_the_operation_written():
     assert "0.1385, -0.0381" in r.stdout  # dE/dnet_o, an unnamed value (Mazur: 0.138498562)
     r = run_bpc("graph", "specs/spiral.bp", "--values")
     assert "count" not in r.stdout and '"softmax_cross_entropy"' in r.stdout
+
+
+def test_graph_collapses_a_repeat_block():
+    """deep50's 'repeat 50 { dense 80; relu }': the first round, one box for the 48 in
+    between, the last round, the output layer."""
+    r = run_bpc("graph", "specs/deep50.bp", "--values")
+    assert r.returncode == 0, r.stderr
+    assert 'repeat [label="a2 … z49 (96 equations)", shape=box]' in r.stdout
+    assert r.stdout.count("shape=circle") == 6  # dense relu, dense relu, dense, loss
+    assert re.search(r"n\d+_v -> repeat \[label=<", r.stdout)  # z1 flows in, labelled
+    assert re.search(r"repeat -> n\d+ \[label=<", r.stdout)  # z49 flows out, labelled
+    assert "W25" not in r.stdout and "W50" in r.stdout
