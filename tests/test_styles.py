@@ -149,3 +149,21 @@ def test_no_forward_equation_is_quoted_twice_in_a_textbook_function(spec):
             if s.startswith("# "):
                 quoted += [part.split(" (")[0] for part in s[2:].split(" and ")]
         assert len(quoted) == len(set(quoted)), quoted
+
+
+def test_textbook_output_is_deterministic_across_hash_seeds(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    outs = []
+    for seed in ("1", "4242"):
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(REPO))
+        d = tmp_path / seed
+        subprocess.run([sys.executable, "-m", "runtime.cli", "compile", "-q", "--style",
+                        "textbook", "-o", str(d), *[str(p.relative_to(REPO)) for p in SPECS]],
+                       cwd=REPO, env=env, check=True)
+        outs.append({p.name: p.read_bytes() for p in d.glob("*.py")})
+    assert outs[0] == outs[1] and len(outs[0]) == len(SPECS)
