@@ -311,6 +311,7 @@ def to_dot(prog: Program, values: bool = False, seed: int = 0,
 # -- SVG ---------------------------------------------------------------------------------
 
 CHAR_W, LINE_H = 6.6, 13
+HALO = 'stroke="white" stroke-width="3" paint-order="stroke"'  # labels stay legible on lines
 
 
 def _size(n: GNode) -> tuple[float, float]:
@@ -392,10 +393,25 @@ def to_svg(g: Graph) -> str:
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" '
            'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
            '<path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>']
+    # ports: the edges into (out of) a node arrive (leave) spread over its side, in the
+    # order of the nodes at their other ends, so converging edges and labels part
+    into: dict[str, list[GEdge]] = {}
+    out_of: dict[str, list[GEdge]] = {}
+    for e in g.edges:
+        into.setdefault(e.dst, []).append(e)
+        out_of.setdefault(e.src, []).append(e)
+
+    def port(edges: list[GEdge], e: GEdge, other: str, box) -> float:
+        order = sorted(edges, key=lambda f: boxes[getattr(f, other)][1])
+        i, k = order.index(e), len(order)
+        return box[1] + box[3] * (i + 1) / (k + 1)
+
     for e in g.edges:
         x1, y1, w1, h1 = boxes[e.src]
         x2, y2, w2, h2 = boxes[e.dst]
-        ax, ay, bx, by = x1 + w1, y1 + h1 / 2, x2, y2 + h2 / 2
+        ax, bx = x1 + w1, x2
+        ay = port(out_of[e.src], e, "dst", boxes[e.src])
+        by = port(into[e.dst], e, "src", boxes[e.dst])
         mx = (ax + bx) / 2
         out.append(f'<path d="M {ax:.1f} {ay:.1f} C {mx:.1f} {ay:.1f}, {mx:.1f} {by:.1f}, '
                    f'{bx:.1f} {by:.1f}" fill="none" stroke="#888" '
@@ -403,10 +419,10 @@ def to_svg(g: Graph) -> str:
         if e.value:
             lx, ly = mx, (ay + by) / 2
             out.append(f'<text x="{lx:.1f}" y="{ly - 4:.1f}" text-anchor="middle" '
-                       f'fill="{VALUE_COLOUR}" class="v">{esc(e.value)}</text>')
+                       f'fill="{VALUE_COLOUR}" class="v" {HALO}>{esc(e.value)}</text>')
             if e.grad:
                 out.append(f'<text x="{lx:.1f}" y="{ly + 11:.1f}" text-anchor="middle" '
-                           f'fill="{GRAD_COLOUR}" class="g">{esc(e.grad)}</text>')
+                           f'fill="{GRAD_COLOUR}" class="g" {HALO}>{esc(e.grad)}</text>')
     for n in g.nodes:
         x, y, w, h = boxes[n.key]
         title = f"<title>{esc(n.label)}</title>"
