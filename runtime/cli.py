@@ -240,7 +240,7 @@ def _point_args(p) -> None:
     where.add_argument("--at", metavar="NAME=VALUE,...",
                        help="values of inputs, targets or parameters, e.g. x=2.3,y=2.0 or "
                             "'x=[0.05,0.1],t=[0.01,0.99]' (others: random, from --seed)")
-    where.add_argument("--row", type=number(RUNTIME_RANGES["seed"]), metavar="K",
+    where.add_argument("--row", type=number(RUNTIME_RANGES["row"]), metavar="K",
                        help="row K of the spec's data")
     p.add_argument("--seed", type=number(RUNTIME_RANGES["seed"]), default=0,
                    help="seed for random parameters and data (default 0)")
@@ -395,8 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     _point_args(p)
     p.add_argument("--step", action="store_true",
                    help="then the parameter update of one step of the spec's optimizer")
-    p.add_argument("--digits", type=int, choices=range(3, 18), default=6, metavar="D",
-                   help="significant digits (3 to 17, default 6)")
+    p.add_argument("--digits", type=number(RUNTIME_RANGES["digits"]), default=6,
+                   metavar="D", help="significant digits (3 to 17, default 6)")
     p.set_defaults(run=_cmd_trace)
 
     p = sub.add_parser("explain", parents=[common],
