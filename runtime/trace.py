@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.ir import Program, topo_order
+from compiler.ir import Program
 from compiler.primitives import ATOM, PRIMITIVES
 
 from .errors import UserError
@@ -229,8 +229,8 @@ def _numeric(node, values, digits: int = 6) -> str | None:
         args.append((f"({text})" if text.startswith("-") else text, ATOM))
     try:
         return PRIMITIVES[node.op].emit(args, dict(node.attrs), node)[0]
-    except Exception:  # an op whose printing needs more than its operands' text
-        return None
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None  # an op whose printing needs more than its operands' text
 
 
 def trace(prog: Program, feeds: dict, params: dict, where: str = "", step: bool = False,
@@ -353,4 +353,4 @@ def format_trace(tr: Trace, digits: int = 6) -> str:
 
 
 __all__ = ["Line", "Trace", "format_trace", "parse_at", "point", "summarize", "trace",
-           "textbook_module", "topo_order"]
+           "textbook_module"]
