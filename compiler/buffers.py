@@ -10,6 +10,11 @@ Works on the scheduled statements of one function, using liveness:
 - **Early release.** A batch-sized intermediate is ``del``-eted after its last use when
   another batch-sized array is allocated later, which lowers the function's peak memory.
 
+The ``textbook`` style (``bpc show``, ``bpc explain``) plans nothing: every statement is
+``name = expression`` as the derivation writes it, with no ``out=``, no in-place update
+and no ``del``; only the ``fast`` style (``bpc train``, the default of ``bpc compile``)
+does the above. This function is the one place where the two styles differ in code.
+
 A buffer is only ever reused when every name bound to it (aliases such as
 ``dl_dbeta3 = dl_df3``, views such as ``h.T`` bound by the spec) is dead and none of them
 is returned; inputs and parameters are never written.
@@ -32,10 +37,18 @@ class Step:
     release: list[str] = field(default_factory=list)
 
 
+STYLES = ("fast", "textbook")
+
+
 def plan(statements: list[Statement], returns: list[str],
-         into: dict[str, str] | None = None) -> list[Step]:
+         into: dict[str, str] | None = None, style: str = "fast") -> list[Step]:
     """Steps for ``statements``; ``into`` maps a returned name to a caller's buffer
-    expression (``grads.get("W1")``) that its value is computed into when it can be."""
+    expression (``grads.get("W1")``) that its value is computed into when it can be.
+    In the ``textbook`` style each statement is one plain assignment."""
+    if style not in STYLES:
+        raise ValueError(f"unknown code style {style!r}; expected one of {STYLES}")
+    if style == "textbook":
+        return [Step(st, [f"{st.name} = {st.expr}"]) for st in statements]
     into = into or {}
     names = {st.name for st in statements}
     reads: list[set[str]] = [

@@ -137,7 +137,9 @@ def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
 
 
 def _comment(prog: Program, st: Statement, backward: dict[str, Binding],
-             forward: dict[str, Binding]) -> str | None:
+             forward: dict[str, Binding], said: set[str] | None = None) -> str | None:
+    """The comment heading a step: the forward equations it differentiates; with
+    ``said`` (the textbook style), only those not quoted before in the function."""
     if st.kind == "temp":
         return st.comment
     bd = backward.get(st.name)
@@ -145,6 +147,10 @@ def _comment(prog: Program, st: Statement, backward: dict[str, Binding],
         return None
     if bd.sources:
         lines = [source_text(prog, forward[s]) or s for s in bd.sources if s in forward]
+        if said is not None:
+            lines = [ln for ln in lines if ln not in said]
+            if not lines:
+                return None
         text = " and ".join(lines)
         if bd.note and len(bd.note) <= 60 and any(w in bd.note for w in
                                                    ("output", "fused", "mask", "itself")):
@@ -154,13 +160,13 @@ def _comment(prog: Program, st: Statement, backward: dict[str, Binding],
 
 
 def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: list[str],
-          args: list[Binding], sections: bool, into: dict[str, str] | None = None
-          ) -> list[str]:
-    statements = schedule(prog, bindings, printer)
+          args: list[Binding], sections: bool, into: dict[str, str] | None = None,
+          style: str = "fast") -> list[str]:
+    statements = schedule(prog, bindings, printer, early_masks=style == "fast")
     backward = {bd.name: bd for bd in prog.backward}
     forward = {bd.name: bd for bd in prog.forward}
     lines = _prologue(prog, args, statements, returns)
-    planned = plan(statements, returns, into)
+    planned = plan(statements, returns, into, style)
     if any(into and into.get(step.statement.name, "\0") in code for step in planned
            for code in step.code):
         lines.append("grads = {} if grads is None else grads  # buffers to compute into")
@@ -169,13 +175,15 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
         lines.append("")
         lines.append("# forward")
     last_comment = None
+    said: set[str] = set()  # textbook: each forward equation heads its steps once
     for step in planned:
         st = step.statement
         if sections and not in_backward and st.name in backward:
             in_backward = True
             lines.append("")
             lines.append("# backward")
-        comment = _comment(prog, st, backward, forward)
+        comment = _comment(prog, st, backward, forward,
+                           said if style == "textbook" else None)
         code = list(step.code)
         if st.kind == "temp" and comment:
             # A note on a temporary: after its line when it fits there, else above it.
@@ -185,8 +193,13 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
             else:
                 lines.append(f"# {st.name}: {note}")
         elif comment != last_comment:
-            if comment:  # the forward line these steps differentiate, heading them
+            if comment and not (style == "textbook" and comment in said):
+                # the forward line these steps differentiate, heading them
                 lines.append(f"# {safe_comment(comment)}")
+                said.add(comment)
+                bd = backward.get(st.name)
+                said.update(source_text(prog, forward[s]) or s
+                            for s in (bd.sources if bd else ()) if s in forward)
             last_comment = comment
         lines.extend(code)
         if step.release:
@@ -194,8 +207,20 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     return lines
 
 
-def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
-    """The module's source text."""
+STYLE_NOTES = {
+    "fast": "Gradients\nmay share memory with each other or with forward values: "
+            "treat them as read-only.",
+    "textbook": "This is the\ntextbook style: every value is a new array, nothing is overwritten or released\n"
+                "(the fast style, which bpc train runs, reuses buffers).",
+}
+
+
+def generate(prog: Program, source: str | None = None, fmt: bool = True,
+             style: str = "fast") -> str:
+    """The module's source text, in the ``fast`` style (buffers reused in place,
+    released early) or the ``textbook`` style (one plain assignment per step)."""
+    if style not in STYLE_NOTES:
+        raise ValueError(f"unknown code style {style!r}")
     source = safe_comment(source or prog.path).replace('"', "?").replace("\\", "?")
     output = prog.output or prog.loss
     # predict: the forward pass up to the output.
@@ -205,23 +230,25 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
     grad_order = [prog.grads[w] for w in prog.wrt]
 
     functions = []
-    p = Printer(prog)
-    body = _body(prog, p, pred_bindings, [output], pred_args, sections=False)
+    p = Printer(prog, lets=style == "textbook")
+    body = _body(prog, p, pred_bindings, [output], pred_args, sections=False, style=style)
     functions.append(_Function(
         "predict", _signature(prog, pred_args), "",
         [f"The model's output {output}, for the inputs."], body + [f"return {output}"]))
-    p = Printer(prog)
+    p = Printer(prog, lets=style == "textbook")
     loss_args = _data_args(prog, loss_bindings, with_targets=True)
-    body = _body(prog, p, loss_bindings, [prog.loss], loss_args, sections=False)
+    body = _body(prog, p, loss_bindings, [prog.loss], loss_args, sections=False,
+                 style=style)
     functions.append(_Function(
         "loss", _signature(prog, loss_args), " -> float",
         [f"The loss {prog.loss}."], body + [f"return float({prog.loss})"]))
-    p = Printer(prog)
+    p = Printer(prog, lets=style == "textbook")
     into = {}
-    for w in prog.wrt:  # a gradient is computed into the caller's buffer when given one
+    for w in prog.wrt if style == "fast" else ():
+        # a gradient is computed into the caller's buffer when given one
         into.setdefault(prog.grads[w], f'grads.get("{w}")')
     body = _body(prog, p, loss_bindings + prog.backward, [prog.loss] + grad_order, loss_args,
-                 sections=True, into=into)
+                 sections=True, into=into, style=style)
     signature = _signature(prog, loss_args)
     doc = [f"The loss {prog.loss} and its gradient with respect to "
            f"{', '.join(prog.wrt) or 'nothing'}."]
@@ -254,11 +281,18 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
         "DEFAULTS": dict(prog.defaults),
         "CONFIG": _config(prog),
     }
+    lets = _lets_used(prog, functions) if style == "textbook" else {}
+    constants_text = "\n".join(line for name, value in constants.items()
+                               for line in literal(value, 0, f"{name} = "))
+    if lets:  # the spec's 'let' constants, by name, as the textbook style prints them
+        constants_text += "\n\n# let constants of the spec\n" + "\n".join(
+            f"{name} = {format_number(value)}" for name, value in lets.items())
     context = {
         "model": prog.name,
         "source": source,
-        "constants": "\n".join(line for name, value in constants.items()
-                               for line in literal(value, 0, f"{name} = ")),
+        "style_flag": "" if style == "fast" else f" --style {style}",
+        "style_note": STYLE_NOTES[style],
+        "constants": constants_text,
         "helpers": [HELPERS[h] for h in helpers],
         "init": init,
         "functions": functions,
@@ -273,6 +307,15 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True) -> str:
                                    f"is not valid Python ({e.msg}, line {e.lineno})",
                                    None)) from e
     return text
+
+
+def _lets_used(prog: Program, functions: list[_Function]) -> dict[str, float]:
+    """The ``let`` constants the functions' text reads by name, in spec order, with
+    their values."""
+    values = prog.lets
+    text = "\n".join("\n".join(f.body) for f in functions)
+    used = set(mentioned(text))
+    return {name: value for name, value in values.items() if name in used}
 
 
 def _helpers_of(functions: list[_Function]) -> set[str]:

@@ -18,7 +18,7 @@ from .errors import Diagnostics, Span
 from .functions import FUNCTIONS, normalize_index
 from .ir import (Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, literal_shape,
                  topo_order)
-from .primitives import PRIMITIVES, data_roles, take
+from .primitives import ATOM, PRIMITIVES, data_roles, take
 from .vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS, optimizer_defaults
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow"}
@@ -118,7 +118,8 @@ class _Elaborator:
         if self.diags.items or loss is None:
             return None
         self._mark_label_targets(forward)
-        uses = _matmul_uses([b.node for b in forward])
+        uses = _matmul_uses([b.node for b in forward],
+                            {b.node.id: b.name for b in [*inputs, *targets, *params, *forward]})
         self.filters = _conv_filters([b.node for b in forward])
         for bd in params:
             self._fan(bd.name, bd.node, inits[bd.name], uses.get(bd.node.id))
@@ -132,6 +133,7 @@ class _Elaborator:
             params=params, inits=inits, forward=forward, loss=loss, output=output,
             wrt=[p.name for p in params] + wrt_inputs, defaults=defaults,
             symbols=self.symbols, config=config, hints=self.hints,
+            lets={k: v for k, v in spec.constants.items() if isinstance(v, (int, float))},
             warnings=[d.render(self.diags.source) for d in self.diags.warnings],
             source_lines={i + 1: line for i, line in enumerate(self.lines)})
 
@@ -256,18 +258,20 @@ class _Elaborator:
         self.env[st.name] = node
         return node, init
 
-    def _fan(self, name: str, node: Node, init: Init, use: tuple[bool, bool] | None) -> None:
-        """fan_in/fan_out from the weight's first matmul use ((is right operand, is .T))."""
+    def _fan(self, name: str, node: Node, init: Init,
+             use: tuple[bool, bool, str] | None) -> None:
+        """fan_in/fan_out from the weight's first matmul use ((is right operand, is .T,
+        the other operand as the spec names it))."""
         shape = node.shape
         fan_in = fan_out = how = None
         if use is not None and len(shape) == 2:
-            is_right, transposed = use
+            is_right, transposed, other = use
             row = is_right != transposed  # x @ W, or W.T @ h
             fan_in, fan_out = (shape[0], shape[1]) if row else (shape[1], shape[0])
-            how = (f"{name} is used as x @ {name}{'.T' if transposed else ''}, so fan_in "
-                   f"is its {'first' if row else 'second'} dimension" if is_right else
-                   f"{name} is used as {name}{'.T' if transposed else ''} @ h, so fan_in "
-                   f"is its {'second' if not row else 'first'} dimension")
+            how = (f"{name} is used as {other} @ {name}{'.T' if transposed else ''}, so "
+                   f"fan_in is its {'first' if row else 'second'} dimension" if is_right else
+                   f"{name} is used as {name}{'.T' if transposed else ''} @ {other}, so "
+                   f"fan_in is its {'second' if not row else 'first'} dimension")
         if how is None and node.id in self.filters and len(shape) == 4:
             fan_in, fan_out = shape[1] * shape[2] * shape[3], shape[0] * shape[2] * shape[3]
             how = (f"{name} holds conv2d filters [F, C, KH, KW], so fan_in is C*KH*KW = "
@@ -324,7 +328,8 @@ class _Elaborator:
             return self._apply(e, [], lambda: b.const(e.value))
         if isinstance(e, ast.Name):
             if e.id in self.spec.constants:
-                return self._apply(e, [], lambda: b.const(self.spec.constants[e.id]))
+                return self._apply(e, [], lambda: b.const(self.spec.constants[e.id],
+                                                          let=(e.id, ATOM)))
             if e.id not in self.env and e.id in self.b.symbols:  # N: the size from the data
                 return self._apply(e, [], lambda: b.size([e.id]))
             if e.id not in self.env:  # a dense layer's weight, used above its stack
@@ -537,19 +542,26 @@ class _Elaborator:
         return {"name": st.name, **args}
 
 
-def _matmul_uses(roots) -> dict[int, tuple[bool, bool]]:
+def _matmul_uses(roots, names: dict[int, str] | None = None
+                 ) -> dict[int, tuple[bool, bool, str]]:
     """For each node used as a matmul operand (possibly through .T): the first such use,
-    as (is the right operand, is transposed). One pass over the forward graph. (LANGUAGE.md
-    defines fan_in by how a weight meets '@', so this one rule is about matmul itself.)"""
-    uses: dict[int, tuple[bool, bool]] = {}
+    as (is the right operand, is transposed, the other operand's name in the spec or
+    '(...)' when it has none). One pass over the forward graph. (LANGUAGE.md defines
+    fan_in by how a weight meets '@', so this one rule is about matmul itself.)"""
+    names = names or {}
+    uses: dict[int, tuple[bool, bool, str]] = {}
     for n in topo_order(roots):
         if n.op != "matmul":
             continue
         left, right = n.args
-        for operand, is_right in ((right, True), (left, False)):
+        for operand, is_right, other in ((right, True, left), (left, False, right)):
             transposed = operand.op == "transpose"
             base = operand.args[0] if transposed else operand
-            uses.setdefault(base.id, (is_right, transposed))
+            other_t = other.op == "transpose"
+            other_base = other.args[0] if other_t else other
+            other_name = names.get(other_base.id)
+            other_text = f"{other_name}{'.T' if other_t else ''}" if other_name else "(...)"
+            uses.setdefault(base.id, (is_right, transposed, other_text))
     return uses
 
 

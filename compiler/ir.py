@@ -163,9 +163,14 @@ class Builder:
         """``x.T``: reverses the axes, so a scalar or a vector is itself (as in NumPy)."""
         return x if len(x.shape) < 2 else self.op("transpose", x)
 
-    def const(self, value: Any) -> Node:
+    def const(self, value: Any, let: tuple[str, int] | None = None) -> Node:
+        """A constant; ``let``: how the spec names it, as (text, precedence): ``("lam",
+        ATOM)`` for ``let lam = 1e-4``, ``("2 * lam", MUL)`` once folding multiplied it.
+        The textbook code style prints that text instead of the number."""
         if not all(math.isfinite(float(v)) for v in literal_values(value)):
             raise ShapeError("constants must be finite numbers", ())
+        if let is not None:
+            return self.op("const", value=freeze(value), let=let)
         return self.op("const", value=freeze(value))
 
     def leaf(self, op: str, name: str, shape: Shape, dtype: str | None = None, **attrs) -> Node:
@@ -263,6 +268,7 @@ class Program:
     # Readable names for values that may become temporaries (node id -> name), e.g.
     # "dE_dy_in" for the adjoint of the input of y's outermost operation.
     hints: dict[int, str] = field(default_factory=dict)
+    lets: dict[str, Any] = field(default_factory=dict)  # 'let' name -> value, by name
     # Located warnings, rendered with their source line (the spec compiles all the same).
     warnings: list[str] = field(default_factory=list)
 

@@ -66,24 +66,25 @@ def check_text(text: str, path: str = "<spec>") -> Program:
     return program(load_text(text, path), "ir")
 
 
-def compile_file(path: str | Path) -> tuple[str, str]:
-    """(model name, generated module source) for a spec file."""
+def compile_file(path: str | Path, style: str = "fast") -> tuple[str, str]:
+    """(model name, generated module source) for a spec file, in ``style``
+    ("fast" or "textbook", see ``buffers.plan``)."""
     from .codegen import generate
 
     prog = program(load_file(path), "opt")
     with too_deep_is_an_error(str(path), None):
-        return prog.name, generate(prog, str(path))
+        return prog.name, generate(prog, str(path), style=style)
 
 
-def compile_text(text: str, path: str = "<spec>") -> tuple[str, str]:
+def compile_text(text: str, path: str = "<spec>", style: str = "fast") -> tuple[str, str]:
     from .codegen import generate
 
     prog = program(load_text(text, path), "opt")
     with too_deep_is_an_error(path, None):
-        return prog.name, generate(prog, path)
+        return prog.name, generate(prog, path, style=style)
 
 
-def show(path: str | Path, stage: str = "code") -> str:
+def show(path: str | Path, stage: str = "code", style: str = "textbook") -> str:
     """What ``bpc show --stage STAGE`` prints."""
     spec = load_file(path)
     if stage == "ast":
@@ -93,7 +94,7 @@ def show(path: str | Path, stage: str = "code") -> str:
     if stage == "code":
         from .codegen import generate
 
-        return generate(program(spec, "opt"), str(path))
+        return generate(program(spec, "opt"), str(path), style=style)
     from .printer import show_stage
 
     return show_stage(program(spec, stage))

@@ -55,8 +55,11 @@ class _Names(dict):
 
 
 class Printer:
-    def __init__(self, prog: Program):
+    def __init__(self, prog: Program, lets: bool = False):
+        """``lets``: print a constant the spec named with ``let`` by that name (the
+        textbook style, which defines the names at module level), not as its number."""
         self.prog = prog
+        self.lets = lets
         # Printed (text, precedence) per node: a node shared inline (a view, a constant)
         # is printed once, so printing a DAG is linear in its size, not in its unfolding.
         self._printed: dict[int, tuple[str, int]] = {}
@@ -75,6 +78,9 @@ class Printer:
                 continue
             if n.id in self.names and not n.is_const:
                 self._printed[n.id] = (self.names[n.id], ATOM)
+                continue
+            if self.lets and n.is_const and n.attr("let"):
+                self._printed[n.id] = n.attr("let")  # (text, precedence)
                 continue
             if not ready:
                 stack.append((n, True))
@@ -96,8 +102,10 @@ def _cheap(node: Node) -> bool:
 
 
 def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = None,
-             taken: set[str] | None = None) -> list[Statement]:
-    """Statements computing ``bindings`` in order, with shared temporaries materialised."""
+             taken: set[str] | None = None, early_masks: bool = True) -> list[Statement]:
+    """Statements computing ``bindings`` in order, with shared temporaries materialised.
+    ``early_masks``: take ReLU-style masks early so the value they test can be released
+    (the fast style); the textbook style leaves them inline where the chain rule uses them."""
     p = printer or Printer(prog)
     bound_at: dict[int, int] = {}  # node id -> index of the first binding naming it
     for i, bd in enumerate(bindings):
@@ -123,7 +131,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
     # A node used twice, or used before the binding that names it, is computed once.
     shared = {n for n, count in uses.items()
               if count > 1 or (n in bound_at and bound_at[n] > first[n])}
-    hoisted = _early_masks(bindings, named_for, shared)
+    hoisted = _early_masks(bindings, named_for, shared) if early_masks else {}
 
     taken = set(taken or ()) | {bd.name for bd in prog.all_bindings()} | set(p.names.values())
     out: list[Statement] = []

@@ -216,6 +216,7 @@ TRAIN_SETTINGS: dict[str, SettingSpec] = {
 # bpc stats' batch); bpc train's flags take the ranges of the settings they override.
 RUNTIME_RANGES: dict[str, Range] = {
     "eps": POSITIVE, "tol": POSITIVE, "samples": COUNT, "batch": COUNT, "seed": SEED,
+    "row": Range(int, low=0), "digits": Range(int, low=3, high=17),
 }
 
 DATASETS: dict[str, Signature] = {

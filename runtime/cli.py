@@ -93,7 +93,7 @@ def _cmd_compile(args) -> int:
     written: dict[str, str] = {}
     for path in args.specs:
         try:
-            name, source = compile_file(path)
+            name, source = compile_file(path, args.style)
         except SpecError as e:
             failed = True
             print(e.render(), file=sys.stderr)
@@ -114,7 +114,7 @@ def _cmd_compile(args) -> int:
 def _cmd_show(args) -> int:
     from compiler.pipeline import show
 
-    sys.stdout.write(show(args.spec, args.stage))
+    sys.stdout.write(show(args.spec, args.stage, args.style))
     return 0
 
 
@@ -223,9 +223,63 @@ def _cmd_stats(args) -> int:
 def _cmd_graph(args) -> int:
     from compiler.pipeline import program_from_file
 
-    from .graph import to_dot
+    from .graph import build, dot, to_svg
 
-    sys.stdout.write(to_dot(program_from_file(args.spec), values=args.values, seed=args.seed))
+    prog = program_from_file(args.spec, stage="ir")  # what the spec wrote, unoptimized
+    feeds = params = None
+    if args.values or args.at or args.row is not None:
+        feeds, params, _ = _point(args, prog)
+    g = build(prog, feeds, params)
+    sys.stdout.write(to_svg(g) + "\n" if args.svg else dot(g))
+    return 0
+
+
+def _point_args(p) -> None:
+    """--at / --row / --seed: the point a worked example (trace, graph, explain) is at."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--at", metavar="NAME=VALUE,...",
+                       help="values of inputs, targets or parameters, e.g. x=2.3,y=2.0 or "
+                            "'x=[0.05,0.1],t=[0.01,0.99]' (others: random, from --seed)")
+    where.add_argument("--row", type=number(RUNTIME_RANGES["row"]), metavar="K",
+                       help="row K of the spec's data")
+    p.add_argument("--seed", type=number(RUNTIME_RANGES["seed"]), default=0,
+                   help="seed for random parameters and data (default 0)")
+
+
+def _point(args, prog):
+    from .trace import parse_at, point
+
+    module = None
+    if args.row is not None:
+        from .loader import load_model
+
+        module = load_model(args.spec)
+    return point(prog, parse_at(args.at) if args.at else None, args.row, args.seed, module)
+
+
+def _cmd_trace(args) -> int:
+    from compiler.pipeline import program_from_file
+
+    from .trace import format_trace, trace
+
+    prog = program_from_file(args.spec)
+    feeds, params, where = _point(args, prog)
+    sys.stdout.write(format_trace(trace(prog, feeds, params, where, step=args.step,
+                                        digits=args.digits), args.digits))
+    return 0
+
+
+def _cmd_explain(args) -> int:
+    from compiler.cache import write_text_atomic
+
+    from .explain import report
+    from .trace import parse_at
+
+    text = report(args.spec, parse_at(args.at) if args.at else None, args.row, args.seed,
+                  batch=args.batch)
+    out = Path(args.out) if args.out else Path(Path(args.spec).stem + ".html")
+    write_text_atomic(out, text)
+    print(f"{args.spec} -> {out}")
     return 0
 
 
@@ -254,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="generated", metavar="DIR",
                    help="where to write <model>.py (default: generated/)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--style", choices=["fast", "textbook"], default="fast",
+                   help="fast (default): buffers reused in place and released early, "
+                        "what bpc train runs; textbook: one plain assignment per step, "
+                        "no out=, no in-place update, no del")
     p.set_defaults(run=_cmd_compile)
 
     p = sub.add_parser("train", parents=[common],
@@ -309,11 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_stats)
 
     p = sub.add_parser("graph", parents=[common],
-                       help="the computation graph as Graphviz DOT")
+                       help="the computation graph as Graphviz DOT (or SVG)")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--values", action="store_true",
-                   help="label edges with forward values and gradients for one data point")
-    p.add_argument("--seed", type=number(RUNTIME_RANGES["seed"]), default=0)
+                   help="label edges with forward values (above) and gradients (below) at "
+                        "one data point (implied by --at and --row)")
+    _point_args(p)
+    p.add_argument("--svg", action="store_true",
+                   help="write SVG laid out by bpc itself (no Graphviz needed)")
     p.set_defaults(run=_cmd_graph)
 
     p = sub.add_parser("show", parents=[common],
@@ -323,7 +384,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ast: the desugared spec; ir: forward IR with shapes; grad: with the "
                         "raw derivative; opt: simplified; code: the generated module "
                         "(default)")
+    p.add_argument("--style", choices=["fast", "textbook"], default="textbook",
+                   help="the code style of --stage code (default: textbook)")
     p.set_defaults(run=_cmd_show)
+
+    p = sub.add_parser("trace", parents=[common],
+                       help="a worked example: every value and gradient at one point, "
+                            "the chain rule written out with numbers")
+    p.add_argument("spec", metavar="SPEC")
+    _point_args(p)
+    p.add_argument("--step", action="store_true",
+                   help="then the parameter update of one step of the spec's optimizer")
+    p.add_argument("--digits", type=number(RUNTIME_RANGES["digits"]), default=6,
+                   metavar="D", help="significant digits (3 to 17, default 6)")
+    p.set_defaults(run=_cmd_trace)
+
+    p = sub.add_parser("explain", parents=[common],
+                       help="the derivation as one self-contained HTML page: summary, spec "
+                            "and code side by side, graph, worked example, gradient check, "
+                            "statistics")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--out", metavar="FILE",
+                   help="where to write the page (default: <spec name>.html)")
+    _point_args(p)
+    p.add_argument("--batch", type=number(RUNTIME_RANGES["batch"]), default=100,
+                   help="examples of the random batch of the statistics (default 100)")
+    p.set_defaults(run=_cmd_explain)
 
     for register in _EXTRA_COMMANDS:
         register(sub)

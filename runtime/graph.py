@@ -1,85 +1,451 @@
-"""``bpc graph``: the computation graph as Graphviz DOT.
+"""``bpc graph``: the computation graph, as Graphviz DOT or as a self-drawn SVG.
 
 Values are boxes (inputs, targets, parameters and named equations), operations are
 circles; unnamed intermediate results flow straight from one operation to the next.
-With ``values=True`` each edge carries the forward value that flows along it and, below
-it, the gradient of the loss with respect to that value, for one data point — the
-picture of the "apples and oranges" receipt in "Deep Learning from Scratch".
+At a point (``values=True``, or a point from ``trace.point``) each edge carries the
+forward value that flows along it and, below it in a second colour, the gradient of the
+loss with respect to that value — the picture of the "apples and oranges" receipt in
+"Deep Learning from Scratch". Gradients are shown on edges out of unnamed operations too:
+the graph is differentiated with every intermediate value named, by the same autodiff
+and primitive table as the compiled code (so any operation of the language works, with
+no case of its own), and its loss and gradients are checked against the generated
+module's. Values are labelled by ``trace.summarize``: small tensors in full, larger ones
+as shape, norm, min and max.
+
+``to_svg`` lays the graph out itself (layers by longest path, ordered by the mean
+position of their predecessors), so ``bpc explain`` needs no Graphviz binary.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import html
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from compiler.evaluate import evaluate, evaluate_nodes, initial_params, random_feeds
-from compiler.ir import Program, topo_order
+from compiler.ir import Binding, Program, topo_order
+
+from .trace import summarize
 
 SYMBOLS = {"add": "+", "sub": "-", "mul": "×", "div": "÷", "matmul": "@", "pow": "^",
            "neg": "-", "transpose": "T"}
+VALUE_COLOUR, GRAD_COLOUR = "#1f3b73", "#c0392b"
 
+
+@dataclass
+class GNode:
+    key: str
+    label: str
+    kind: str  # input target param value loss op const
+    value: str = ""  # a box's value, at a point
+
+
+@dataclass
+class GEdge:
+    src: str
+    dst: str
+    value: str = ""
+    grad: str = ""
+
+
+@dataclass
+class Graph:
+    name: str
+    nodes: list[GNode] = field(default_factory=list)
+    edges: list[GEdge] = field(default_factory=list)
+    loss: str = ""
+    loss_value: str = ""
+    at: bool = False
+
+
+def every_value_named(prog: Program) -> tuple[Program, dict[int, str]]:
+    """``prog`` (stage "ir") with every unnamed operation bound to a name, differentiated:
+    its backward pass has an adjoint for every value of the graph. Returns it and the
+    names given (node id -> name)."""
+    from compiler.autodiff import differentiate
+    from compiler.names import fresh
+
+    taken = {bd.name for bd in prog.all_bindings()}
+    named = {bd.node.id for bd in prog.leaves + prog.forward}
+    given: dict[int, str] = {}
+    forward: list[Binding] = []
+    for bd in prog.forward:
+        for n in topo_order([bd.node]):
+            if n.id in named or n.op in ("input", "param", "const") or n.dtype == "bool" \
+                    or n.dtype == "int":
+                continue
+            name = fresh(f"_{bd.name}_{n.op}", taken)
+            forward.append(Binding(name, n, "eq", bd.span))
+            named.add(n.id)
+            given[n.id] = name
+        forward.append(bd)
+    plain = dataclasses.replace(prog, forward=forward, backward=[], grads={}, stage="ir")
+    return differentiate(plain), given
+
+
+def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
+          module=None, collapse: bool = True) -> Graph:
+    """The graph of ``prog`` (stage "ir"); with ``feeds`` and ``params``, its values and
+    gradients at that point."""
+    names = {bd.node.id: bd.name for bd in prog.leaves + prog.forward}
+    kinds = {bd.node.id: bd.kind for bd in prog.leaves + prog.forward}
+    nodes = topo_order([bd.node for bd in prog.forward])
+    fwd: dict[int, np.ndarray] = {}
+    grad: dict[int, np.ndarray] = {}
+    g = Graph(prog.name, loss=prog.loss, at=feeds is not None)
+    if feeds is not None:
+        from compiler.evaluate import evaluate_nodes
+        from compiler.autodiff import adjoint_name
+
+        full, _ = every_value_named(prog)
+        wanted = [bd.node for bd in full.forward + full.backward]
+        with np.errstate(all="ignore"):
+            values = evaluate_nodes(full, feeds, params, wanted)
+        from .trace import _agree, textbook_module
+
+        if module is None:
+            from compiler.autodiff import differentiate
+            from compiler.optimize import optimize
+
+            module = textbook_module(optimize(differentiate(prog)))
+        _agree(full, module, feeds, params, values)
+        fwd = {n.id: values[n.id] for n in topo_order([bd.node for bd in full.forward])}
+        adjoints = {bd.name: bd for bd in full.backward}
+        for bd in full.leaves + full.forward:
+            adj = adjoints.get(adjoint_name(prog.loss, bd.name))
+            if adj is not None:
+                grad[bd.node.id] = values[adj.node.id]
+        loss_node = next(b.node for b in prog.forward if b.name == prog.loss)
+        grad[loss_node.id] = np.asarray(1.0)
+        g.loss_value = summarize(fwd[loss_node.id])
+    ident = {n.id: f"n{i}" for i, n in enumerate(nodes)}
+    into = _helpers(nodes, names)
+    members: dict[int, list] = {}
+    for n in nodes:
+        if n.id in into:
+            members.setdefault(into[n.id], []).append(n)
+    for n in nodes:
+        if n.id in into:
+            continue  # drawn as part of the operation the spec wrote
+        if n.id in names:
+            kind = kinds[n.id] if kinds[n.id] in ("param", "input", "target", "loss") \
+                else "value"
+            value = summarize(fwd[n.id]) if kind == "loss" and n.id in fwd else ""
+            g.nodes.append(GNode(f"{ident[n.id]}_v", names[n.id], kind, value))
+        if n.op in ("input", "param"):
+            continue
+        if n.op == "const":
+            g.nodes.append(GNode(ident[n.id], summarize(n.value), "const"))
+            continue
+        label = SYMBOLS.get(n.op, n.op)
+        if n.id in members:
+            label = _call_name(prog, n) or label
+        g.nodes.append(GNode(ident[n.id], label, "op"))
+        if n.id in names:
+            g.edges.append(GEdge(ident[n.id], f"{ident[n.id]}_v"))
+    for n in nodes:
+        if n.op in ("input", "param", "const") or n.id in into:
+            continue
+        group = {n.id} | {m.id for m in members.get(n.id, [])}
+        seen: set[int] = set()
+        for a in [a for m in [n, *members.get(n.id, [])] for a in m.args]:
+            if a.id in group or a.id in seen:
+                continue
+            seen.add(a.id)
+            src = f"{ident[a.id]}_v" if a.id in names else ident[a.id]
+            edge = GEdge(src, ident[n.id])
+            if a.id in fwd and a.op != "const":
+                edge.value = summarize(fwd[a.id])
+                if a.id in grad:
+                    edge.grad = summarize(grad[a.id])
+            g.edges.append(edge)
+    if collapse:
+        _collapse_repeats(g, prog, ident)
+    return g
+
+
+def _collapse_repeats(g: Graph, prog: Program, ident: dict[int, str],
+                      least: int = 4) -> None:
+    """A ``repeat`` block (its equations come from the same spec text again and again)
+    of ``least`` or more rounds is drawn as its first round, one box standing for the
+    rounds in between, and its last round: deep50 is 3 layers wide, not 50."""
+    def where(bd):
+        sp = bd.node.span
+        return None if sp is None else (sp.line, sp.col, sp.end_line, sp.end_col)
+
+    rounds: dict[tuple, int] = {}
+    for bd in prog.forward:
+        if where(bd) is not None:
+            rounds[where(bd)] = rounds.get(where(bd), 0) + 1
+    done: dict[tuple, int] = {}
+    middle: list[str] = []
+    for bd in prog.forward:
+        k = where(bd)
+        if k is None or rounds[k] < least:
+            continue
+        i = done.get(k, 0)
+        done[k] = i + 1
+        if 0 < i < rounds[k] - 1:
+            middle.append(bd.name)
+    if not middle:
+        return
+    hidden_ids, seen = set(), set()
+    names = set(middle)
+    for bd in prog.forward:  # a node belongs to the first equation that reaches it
+        for n in topo_order([bd.node]):
+            if n.id not in seen:
+                seen.add(n.id)
+                if bd.name in names:
+                    hidden_ids.add(n.id)
+    hidden = {ident[i] for i in hidden_ids if i in ident}
+    hidden |= {k + "_v" for k in list(hidden)}
+    key = "repeat"
+    label = f"{middle[0]} … {middle[-1]} ({len(middle)} equations)"
+    kept = [n for n in g.nodes if n.key not in hidden]
+    at = next((i for i, n in enumerate(g.nodes) if n.key in hidden), len(kept))
+    kept.insert(min(at, len(kept)), GNode(key, label, "value"))
+    g.nodes = kept
+    edges, pairs = [], set()
+    for e in g.edges:
+        src = key if e.src in hidden else e.src
+        dst = key if e.dst in hidden else e.dst
+        if src == dst == key or (src, dst) in pairs:
+            continue
+        pairs.add((src, dst))
+        edges.append(GEdge(src, dst, e.value, e.grad))
+    g.edges = edges
+
+
+def _helpers(nodes, names: dict[int, str]) -> dict[int, int]:
+    """Internal helper nodes -> the node of the operation the spec wrote: an unnamed node
+    made by the same spec text (the same span) as every one of its users, which all
+    belong to one operation (``sse(y, t)`` is elaborated into sub, pow, sum and mul, and
+    is drawn as one 'sse' node)."""
+    users: dict[int, list] = {}
+    for n in nodes:
+        for a in n.args:
+            users.setdefault(a.id, []).append(n)
+
+    def where(node):
+        sp = node.span
+        return None if sp is None else (sp.line, sp.col, sp.end_line, sp.end_col)
+
+    into: dict[int, int] = {}
+    for n in reversed(nodes):  # users before their arguments
+        if n.id in names or n.op in ("input", "param") or where(n) is None:
+            continue
+        us = users.get(n.id, [])
+        if not us or any(where(u) != where(n) for u in us):
+            continue
+        roots = {into.get(u.id, u.id) for u in us}
+        if len(roots) == 1:
+            into[n.id] = roots.pop()
+    return into
+
+
+def _call_name(prog: Program, node) -> str | None:
+    """The function the spec called where ``node`` was made (``sse`` of ``sse(y, t)``,
+    ``dense`` of a layer stack's ``dense 80``)."""
+    sp = node.span
+    if sp is None or sp.line != sp.end_line or sp.line not in prog.source_lines:
+        return None
+    import re
+
+    text = prog.source_lines[sp.line][sp.col - 1:sp.end_col - 1]
+    head = re.match(r"\s*([A-Za-z_]\w*)\s*(\(|\s+\S|$)", text)  # sse(y, t); dense 80
+    return head.group(1) if head else None
+
+
+# -- DOT ---------------------------------------------------------------------------------
 
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _short(value) -> str:
-    a = np.asarray(value)
-    if a.size == 1:
-        return f"{a.item():.4g}"
-    return "[" + "x".join(map(str, a.shape)) + f"] mean {float(np.mean(a)):.3g}"
+def _html(text: str) -> str:
+    return html.escape(text, quote=True)
 
 
-def to_dot(prog: Program, values: bool = False, seed: int = 0) -> str:
-    names = {bd.node.id: bd.name for bd in prog.leaves + prog.forward}
-    kinds = {bd.node.id: bd.kind for bd in prog.leaves + prog.forward}
-    nodes = topo_order([bd.node for bd in prog.forward])
-    fwd = grad = {}
-    if values:
-        rng = np.random.default_rng(seed)
-        feeds = random_feeds(prog, rng, 1)  # one data point
-        params = initial_params(prog, rng)
-        out = evaluate(prog, feeds, params)
-        fwd = evaluate_nodes(prog, feeds, params, [bd.node for bd in prog.forward])
-        grad = {}
-        adjoints = {b.name: b for b in prog.backward}
-        for bd in prog.leaves + prog.forward:
-            key = f"d{prog.loss}_d{bd.name}"
-            if key in adjoints and key in out:
-                grad[bd.node.id] = out[key]
-        loss_node = next(b.node for b in prog.forward if b.name == prog.loss)
-        grad[loss_node.id] = 1.0
-    lines = [f"digraph {_quote(prog.name)} {{", "  rankdir=LR;",
+def dot(g: Graph) -> str:
+    lines = [f"digraph {_quote(g.name)} {{", "  rankdir=LR;",
              '  node [fontname="Helvetica"]; edge [fontname="Helvetica", fontsize=10];']
-    ident = {}
-    for n in nodes:
-        ident[n.id] = f"n{len(ident)}"
-    for n in nodes:
-        if n.id in names:
-            shape = {"param": "box, style=filled, fillcolor=lightyellow",
-                     "input": "box, style=filled, fillcolor=lightblue",
-                     "target": "box, style=filled, fillcolor=lightblue",
-                     "loss": "box, style=filled, fillcolor=mistyrose"}.get(kinds[n.id], "box")
-            lines.append(f"  {ident[n.id]}_v [label={_quote(names[n.id])}, shape={shape}];")
-        if n.op in ("input", "param"):
-            continue
-        if n.op == "const":
-            lines.append(f"  {ident[n.id]} [label={_quote(repr(n.value))}, shape=plaintext];")
-            continue
-        label = SYMBOLS.get(n.op, n.op)
-        lines.append(f"  {ident[n.id]} [label={_quote(label)}, shape=circle];")
-        if n.id in names:
-            lines.append(f"  {ident[n.id]} -> {ident[n.id]}_v;")
-    for n in nodes:
-        if n.op in ("input", "param", "const"):
-            continue
-        for a in n.args:
-            src = f"{ident[a.id]}_v" if a.id in names else ident[a.id]
-            label = ""
-            if values and a.id in fwd:
-                label = _short(fwd[a.id])
-                if a.id in grad:
-                    label += "\n" + _short(grad[a.id])
-            attr = f" [label={_quote(label)}]" if label else ""
-            lines.append(f"  {src} -> {ident[n.id]}{attr};")
+    fills = {"param": "lightyellow", "input": "lightblue", "target": "lightblue",
+             "loss": "mistyrose"}
+    for n in g.nodes:
+        if n.kind == "const":
+            lines.append(f"  {n.key} [label={_quote(n.label)}, shape=plaintext];")
+        elif n.kind == "op":
+            lines.append(f"  {n.key} [label={_quote(n.label)}, shape=circle];")
+        else:
+            label = _quote(n.label + (f"\n= {n.value}" if n.value else ""))
+            fill = fills.get(n.kind)
+            style = f", style=filled, fillcolor={fill}" if fill else ""
+            lines.append(f"  {n.key} [label={label}, shape=box{style}];")
+    for e in g.edges:
+        attr = ""
+        if e.value:
+            label = f'<font color="{VALUE_COLOUR}">{_html(e.value)}</font>'
+            if e.grad:
+                label += f'<br/><font color="{GRAD_COLOUR}">{_html(e.grad)}</font>'
+            attr = f" [label=<{label}>]"
+        lines.append(f"  {e.src} -> {e.dst}{attr};")
+    if g.at:
+        lines.append(f'  legend [shape=plaintext, label=<<font color="{VALUE_COLOUR}">'
+                     f'value (above)</font><br/><font color="{GRAD_COLOUR}">'
+                     f'gradient of {_html(g.loss)} (below)</font>>];')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def to_dot(prog: Program, values: bool = False, seed: int = 0,
+           feeds: dict | None = None, params: dict | None = None) -> str:
+    """DOT text; ``values``: at ``feeds``/``params``, or at a seeded random point."""
+    if values and feeds is None:
+        from .trace import point
+
+        feeds, params, _ = point(prog, None, None, seed)
+    return dot(build(prog, feeds if values else None, params))
+
+
+# -- SVG ---------------------------------------------------------------------------------
+
+CHAR_W, LINE_H = 6.6, 13
+HALO = 'stroke="white" stroke-width="3" paint-order="stroke"'  # labels stay legible on lines
+
+
+def _size(n: GNode) -> tuple[float, float]:
+    if n.kind == "op":
+        return max(28.0, len(n.label) * CHAR_W + 12), 28.0
+    text = [n.label] + ([f"= {n.value}"] if n.value else [])
+    return max(len(t) for t in text) * CHAR_W + 16, 12 + LINE_H * len(text)
+
+
+def layout(g: Graph) -> dict[str, tuple[float, float, float, float]]:
+    """Node key -> (x, y, width, height): layers by longest path from the sources, left
+    to right, each ordered by the mean position of its predecessors (two sweeps)."""
+    preds: dict[str, list[str]] = {n.key: [] for n in g.nodes}
+    for e in g.edges:
+        preds[e.dst].append(e.src)
+    layer: dict[str, int] = {}
+    pending = [n.key for n in g.nodes]
+    while pending:  # longest path from a source, without recursion
+        key = pending[-1]
+        todo = [p for p in preds[key] if p not in layer]
+        if todo:
+            pending.extend(todo)
+            continue
+        pending.pop()
+        layer[key] = max((layer[p] + 1 for p in preds[key]), default=0)
+    # a leaf sits one layer before its first user, not at the far left
+    users: dict[str, list[str]] = {}
+    for e in g.edges:
+        users.setdefault(e.src, []).append(e.dst)
+    for n in g.nodes:
+        if not preds[n.key] and users.get(n.key):
+            layer[n.key] = max(0, min(layer[u] for u in users[n.key]) - 1)
+    layers: dict[int, list[str]] = {}
+    for n in g.nodes:
+        layers.setdefault(layer[n.key], []).append(n.key)
+    pos: dict[str, float] = {}
+    for _ in range(2):
+        for k in sorted(layers):
+            keys = layers[k]
+            for i, key in enumerate(keys):
+                ps = [pos[p] for p in preds[key] if p in pos]
+                pos[key] = sum(ps) / len(ps) if ps else pos.get(key, i)
+            keys.sort(key=lambda key: pos[key])
+            for i, key in enumerate(keys):
+                pos[key] = i
+    by_key = {n.key: n for n in g.nodes}
+    # column width: the widest node, and the widest edge label entering the column
+    widths = {k: max(_size(by_key[key])[0] for key in keys) for k, keys in layers.items()}
+    gaps = {k: 60.0 for k in layers}
+    for e in g.edges:
+        k = layer[e.dst]
+        gaps[k] = max(gaps[k], max(len(e.value), len(e.grad)) * CHAR_W * 0.85 + 30)
+    heights = {k: sum(_size(by_key[key])[1] + 46 for key in keys) for k, keys in layers.items()}
+    total_h = max(heights.values(), default=0)
+    boxes = {}
+    x = 20.0
+    for k in sorted(layers):
+        x += gaps[k] if k else 0
+        y = 30 + (total_h - heights[k]) / 2
+        for key in layers[k]:
+            w, h = _size(by_key[key])
+            boxes[key] = (x + (widths[k] - w) / 2, y + 23, w, h)
+            y += h + 46
+        x += widths[k]
+    return boxes
+
+
+def to_svg(g: Graph) -> str:
+    """The graph as one standalone SVG element (inline styles, no external resources)."""
+    esc = _html
+    boxes = layout(g)
+    width = max((x + w for x, _, w, _ in boxes.values()), default=100) + 30
+    height = max((y + h for _, y, _, h in boxes.values()), default=60) + 60
+    fills = {"param": "#fffbd6", "input": "#dcecff", "target": "#dcecff",
+             "loss": "#ffe1e1", "value": "#ffffff"}
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width:.0f}" '
+           f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
+           f'font-family="Helvetica, Arial, sans-serif" font-size="11">',
+           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" '
+           'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
+           '<path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>']
+    # ports: the edges into (out of) a node arrive (leave) spread over its side, in the
+    # order of the nodes at their other ends, so converging edges and labels part
+    into: dict[str, list[GEdge]] = {}
+    out_of: dict[str, list[GEdge]] = {}
+    for e in g.edges:
+        into.setdefault(e.dst, []).append(e)
+        out_of.setdefault(e.src, []).append(e)
+
+    def port(edges: list[GEdge], e: GEdge, other: str, box) -> float:
+        order = sorted(edges, key=lambda f: boxes[getattr(f, other)][1])
+        i, k = order.index(e), len(order)
+        return box[1] + box[3] * (i + 1) / (k + 1)
+
+    for e in g.edges:
+        x1, y1, w1, h1 = boxes[e.src]
+        x2, y2, w2, h2 = boxes[e.dst]
+        ax, bx = x1 + w1, x2
+        ay = port(out_of[e.src], e, "dst", boxes[e.src])
+        by = port(into[e.dst], e, "src", boxes[e.dst])
+        mx = (ax + bx) / 2
+        out.append(f'<path d="M {ax:.1f} {ay:.1f} C {mx:.1f} {ay:.1f}, {mx:.1f} {by:.1f}, '
+                   f'{bx:.1f} {by:.1f}" fill="none" stroke="#888" '
+                   f'marker-end="url(#arrow)"/>')
+        if e.value:
+            lx, ly = mx, (ay + by) / 2
+            out.append(f'<text x="{lx:.1f}" y="{ly - 4:.1f}" text-anchor="middle" '
+                       f'fill="{VALUE_COLOUR}" class="v" {HALO}>{esc(e.value)}</text>')
+            if e.grad:
+                out.append(f'<text x="{lx:.1f}" y="{ly + 11:.1f}" text-anchor="middle" '
+                           f'fill="{GRAD_COLOUR}" class="g" {HALO}>{esc(e.grad)}</text>')
+    for n in g.nodes:
+        x, y, w, h = boxes[n.key]
+        title = f"<title>{esc(n.label)}</title>"
+        if n.kind == "op":
+            out.append(f'<g>{title}<ellipse cx="{x + w / 2:.1f}" cy="{y + h / 2:.1f}" '
+                       f'rx="{w / 2:.1f}" ry="{h / 2:.1f}" fill="#f4f4f4" stroke="#555"/>'
+                       f'<text x="{x + w / 2:.1f}" y="{y + h / 2 + 4:.1f}" '
+                       f'text-anchor="middle">{esc(n.label)}</text></g>')
+        elif n.kind == "const":
+            out.append(f'<text x="{x + w / 2:.1f}" y="{y + h / 2 + 4:.1f}" '
+                       f'text-anchor="middle" fill="#555">{esc(n.label)}</text>')
+        else:
+            out.append(f'<g>{title}<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" '
+                       f'height="{h:.1f}" rx="3" fill="{fills.get(n.kind, "#fff")}" '
+                       f'stroke="#444"/><text x="{x + w / 2:.1f}" y="{y + 17:.1f}" '
+                       f'text-anchor="middle" font-weight="bold">{esc(n.label)}</text>')
+            if n.value:
+                out.append(f'<text x="{x + w / 2:.1f}" y="{y + 17 + LINE_H:.1f}" '
+                           f'text-anchor="middle">= {esc(n.value)}</text>')
+            out.append("</g>")
+    if g.at:
+        out.append(f'<text x="20" y="18" fill="{VALUE_COLOUR}">value along an edge '
+                   f'(above)</text><text x="200" y="18" fill="{GRAD_COLOUR}">gradient of '
+                   f'{esc(g.loss)} with respect to it (below)</text>')
+    out.append("</svg>")
+    return "\n".join(out)

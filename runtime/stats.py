@@ -42,7 +42,10 @@ def override_weights(prog: Program, init: Init) -> list[str]:
     return changed
 
 
-def layer_stats(prog: Program, batch: int = 100, seed: int = 0) -> list[dict]:
+def layer_values(prog: Program, batch: int = 100, seed: int = 0):
+    """(name, activation, gradient or None) of every named value but the loss, at
+    initialization on a random batch: what the statistics and ``bpc explain``'s
+    histograms are made of."""
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
     feeds = random_feeds(prog, rng, batch)
@@ -51,15 +54,20 @@ def layer_stats(prog: Program, batch: int = 100, seed: int = 0) -> list[dict]:
     prefix = f"d{prog.loss}_d"
     adjoint = {bd.name[len(prefix):]: bd.name for bd in prog.backward
                if bd.name.startswith(prefix)}
-    rows = []
     for bd in prog.forward:
         if bd.name == prog.loss:
             continue
         act = np.asarray(values[bd.name], dtype=np.float64)
         grad_name = adjoint.get(bd.name)
         grad = np.asarray(values[grad_name], dtype=np.float64) if grad_name in values else None
+        yield bd.name, act, grad
+
+
+def layer_stats(prog: Program, batch: int = 100, seed: int = 0) -> list[dict]:
+    rows = []
+    for name, act, grad in layer_values(prog, batch, seed):
         rows.append({
-            "layer": bd.name,
+            "layer": name,
             "shape": list(act.shape),
             "act_mean": float(np.mean(act)),
             "act_std": float(np.std(act)),

@@ -225,14 +225,17 @@ def test_stats_exploding_versus_he():
 def test_graph_receipt_values():
     r = run_bpc("graph", "specs/receipt.bp", "--values")
     assert r.returncode == 0 and r.stdout.startswith('digraph "receipt"')
-    for label in ('"100\\n2.2"', '"2\\n110"', '"150\\n3.3"', '"3\\n165"', '"650\\n1.1"',
-                  '"1.1\\n650"', '"200"', '"450"'):
-        assert label in r.stdout, label
+    def label(value, grad):  # value above, gradient below in the second colour
+        return (f'<font color="#1f3b73">{value}</font><br/>'
+                f'<font color="#c0392b">{grad}</font>')
+    for value, grad in (("100", "2.2"), ("2", "110"), ("150", "3.3"), ("3", "165"),
+                        ("650", "1.1"), ("1.1", "650"), ("200", "1.1"), ("450", "1.1")):
+        assert label(value, grad) in r.stdout, (value, grad)
     r = run_bpc("graph", "specs/two_layer.bp")
     assert r.returncode == 0 and "W1" in r.stdout and "->" in r.stdout
     # integer labels and [1, K] values for one data point (once a crash)
     r = run_bpc("graph", "specs/spiral.bp", "--values")
-    assert r.returncode == 0 and "Traceback" not in r.stderr and "\\n" in r.stdout
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "<br/>" in r.stdout
 
 
 def test_plot_without_matplotlib_says_what_to_install(monkeypatch, capsys, tmp_path):

@@ -55,7 +55,10 @@ def _identities(b, node, args):
                     product = c.value * inner_c.value
                     if product == 1 and _same_shape(z, node):
                         return z
-                    return b.op("mul", b.const(product), z)
+                    from .fold import let_text
+
+                    return b.op("mul", b.const(product, let=let_text(
+                        "mul", [c, inner_c], {}, node)), z)
     elif op == "add":
         x, y = args
         if _is(y, 0) and _same_shape(x, node):

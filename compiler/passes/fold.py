@@ -29,7 +29,21 @@ def _fold(b, node, args):
     if isinstance(value, float) and value.is_integer() and all(
             isinstance(a.value, int) for a in args) and node.op != "div":
         value = int(value)
-    return b.const(value)
+    return b.const(value, let=let_text(node.op, args, dict(node.attrs), node))
+
+
+def let_text(op: str, args, attrs, node):
+    """How the textbook style writes a folded constant made from 'let' names (``2 *
+    lam``): the operation printed with the names; None when no argument has one."""
+    if not any(a.attr("let") for a in args):
+        return None
+    if op == "mul":  # as a reader writes a product: 2 * lam, not lam * 1.0 * 2
+        args = [a for a in args if a.attr("let") or a.value != 1]
+        if len(args) == 1:
+            return args[0].attr("let")
+        args = sorted(args, key=lambda a: a.attr("let") is not None)
+    parts = [a.attr("let") or PRIMITIVES["const"].emit([], dict(a.attrs), a) for a in args]
+    return PRIMITIVES[op].emit(parts, attrs, node)
 
 
 def fold_constants(prog: Program) -> Program:

@@ -1,0 +1,346 @@
+"""``bpc explain SPEC -o report.html``: the derivation of one spec as one HTML page.
+
+The page is self-contained (styles, the script and every picture inline; it loads
+nothing), so a teacher can hand it out as a file. Sections, in order:
+
+1. the model summary: every input, parameter and equation with its shape, and the
+   parameter counts (like Keras' ``summary()``);
+2. the spec and the textbook-style generated code side by side, highlighted by Pygments
+   (the spec with ``compiler.lexer.BpLexer``); selecting a spec line highlights the
+   forward and backward lines it produced, selecting a code line the spec line it came
+   from (a map from code lines to spec lines, computed here from the IR's spans);
+3. the computational graph (``graph.to_svg``, laid out by bpc) with the value above and
+   the gradient below every edge at the chosen point;
+4. the worked example (``trace``), every number checked against the generated module;
+5. the gradient check of the generated module against finite differences;
+6. per-layer activation and gradient statistics at initialization with histograms (the
+   figures of "Deep Learning from Scratch" ch. 6, from ``stats.layer_values``).
+
+Spec text reaches the page only through ``html.escape`` or Pygments (which escapes).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from compiler.ir import Program
+
+from .trace import fmt, summarize
+
+esc = html.escape
+
+CSS = """
+body { font-family: Helvetica, Arial, sans-serif; margin: 0 2em 3em; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 1.6em; }
+.sub { color: #666; margin-top: 0; }
+table.t { border-collapse: collapse; font-size: 13px; }
+table.t td, table.t th { border: 1px solid #ddd; padding: 2px 8px; text-align: left; }
+table.t th { background: #f3f3f3; } td.num { text-align: right; font-family: monospace; }
+.side { display: flex; gap: 1em; align-items: flex-start; }
+.side > div { flex: 1; min-width: 0; overflow: auto; max-height: 65vh;
+              border: 1px solid #ddd; position: relative; }
+.side h3 { margin: 0; padding: 4px 8px; background: #f3f3f3; font-size: 13px; }
+.highlight pre { margin: 0; padding: 6px 8px; font-size: 12px; line-height: 1.35; }
+.highlight pre > span[id] { display: block; cursor: pointer; }
+.highlight pre > span[id]:hover { background: #f0f0ff; }
+.highlight pre > span.sel { background: #ffef9e; }
+.scroll { overflow-x: auto; border: 1px solid #ddd; }
+code, .mono { font-family: monospace; font-size: 12px; }
+.v { color: #1f3b73; } .g { color: #c0392b; } .ok { color: #1a7f37; } .bad { color: #c0392b; }
+.hist { display: inline-block; margin: 0 12px 12px 0; vertical-align: top; font-size: 12px; }
+.note { color: #555; font-size: 13px; max-width: 60em; }
+"""
+
+SCRIPT = r"""
+(function () {
+  var map = JSON.parse(document.getElementById('linemap').textContent);
+  function clear() {
+    document.querySelectorAll('.sel').forEach(function (e) { e.classList.remove('sel'); });
+  }
+  function mark(id) { var e = document.getElementById(id); if (e) e.classList.add('sel'); }
+  function selectSpec(n) {
+    clear(); mark('spec-' + n);
+    (map.spec[n] || []).forEach(function (c) { mark('code-' + c); });
+    var lines = map.spec[n] || [];
+    var inner = lines.filter(function (c) { return c >= map.focus; });
+    if (!inner.length) inner = lines;
+    if (inner.length) show(inner[0], inner[inner.length - 1]);
+  }
+  function show(first, last) {  // scroll the code panel only (never the page) to center
+    var a = document.getElementById('code-' + first);
+    var b = document.getElementById('code-' + (last || first));
+    var panel = document.getElementById('code-panel');
+    if (!a || !b || !panel) return;
+    var end = b.offsetTop + b.offsetHeight + 30;  // its last line in view, its first too if both fit
+    panel.scrollTop = Math.max(0, Math.min(a.offsetTop - 30, end - panel.clientHeight));
+  }
+  document.querySelectorAll('[id^="spec-"]').forEach(function (e) {
+    e.addEventListener('click', function () { selectSpec(e.id.slice(5)); });
+  });
+  document.querySelectorAll('[id^="code-"]').forEach(function (e) {
+    e.addEventListener('click', function () {
+      var s = map.code[e.id.slice(5)];
+      if (s) { selectSpec(s); } else { clear(); mark(e.id); }
+    });
+  });
+  var m = /[?&]spec=(\d+)/.exec(window.location.search);  // page.html?spec=N: one line
+  if (m) { selectSpec(m[1]); } else { show(map.focus); }
+  document.body.setAttribute('data-ready', Object.keys(map.spec).length);
+})();
+"""
+
+
+def _shape(shape) -> str:
+    return "scalar" if not shape else "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _count(shape) -> int:
+    return int(np.prod([d for d in shape if not isinstance(d, str)] or [1]))
+
+
+def summary_rows(prog: Program) -> tuple[list[tuple], int]:
+    """(kind, name, shape, parameters, how) per leaf and equation; total parameters."""
+    rows, total = [], 0
+    for bd in prog.inputs + prog.targets:
+        rows.append((bd.kind, bd.name, _shape(bd.node.shape), "",
+                     "default " + summarize(prog.defaults[bd.name])
+                     if bd.name in prog.defaults else ""))
+    for bd in prog.params:
+        n = _count(bd.node.shape)
+        total += n
+        from compiler.inits import formula
+
+        rows.append(("param", bd.name, _shape(bd.node.shape), n,
+                     formula(prog.inits[bd.name], bd.node.shape, prog.dtype)[1]))
+    for bd in prog.forward:
+        rows.append((bd.kind, bd.name, _shape(bd.node.shape), "", ""))
+    return rows, total
+
+
+def line_map(prog: Program, code: str) -> dict[int, int]:
+    """Code line -> spec line: a statement of a forward value to its equation, a
+    backward step (and the comment heading it) to the equation it differentiates."""
+    spec_of: dict[str, int] = {}
+    for bd in prog.leaves + prog.forward:
+        if bd.span is not None:
+            spec_of[bd.name] = bd.span.line
+    for bd in prog.backward:
+        for s in bd.sources:
+            if s in spec_of:
+                spec_of[bd.name] = spec_of[s]
+                break
+    sources = {}
+    from compiler.printer import source_text
+
+    for bd in prog.forward:
+        text = source_text(prog, bd)
+        if text and bd.name in spec_of:
+            sources.setdefault(text, spec_of[bd.name])
+    out: dict[int, int] = {}
+    heading = None
+    in_function = False
+    for i, line in enumerate(code.splitlines(), 1):
+        stripped = line.strip()
+        if line.startswith("def "):
+            in_function, heading = True, None
+            continue
+        if not in_function or not line.startswith("    "):
+            continue
+        if stripped.startswith("# "):
+            header = stripped[2:]
+            heading = next((ln for text, ln in sources.items()
+                            if header == text or header.startswith(text + " (")), None)
+            if heading is not None:
+                out[i] = heading
+            continue
+        m = re.match(r"\s+([A-Za-z_]\w*) = (?!params\[)", line)
+        if not m:
+            continue
+        name = m.group(1)
+        if name in spec_of and not re.match(r"\s+\w+ = np\.asarray\(", line):
+            out[i] = spec_of[name]
+            if any(bd.name == name for bd in prog.forward):
+                heading = None
+        elif heading is not None and not name.startswith("grads"):
+            out[i] = heading  # a temporary of the step under this heading
+    return out
+
+
+def histogram_svg(values: np.ndarray, colour: str, title: str, bins: int = 30) -> str:
+    a = np.asarray(values, dtype=float).ravel()
+    a = a[np.isfinite(a)]
+    w, h = 220, 90
+    head = f'<div class="hist"><div>{esc(title)}</div>'
+    if a.size == 0:
+        return head + "<div>no finite values</div></div>"
+    lo, hi = float(a.min()), float(a.max())
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, _ = np.histogram(a, bins=bins, range=(lo, hi))
+    top = max(int(counts.max()), 1)
+    bw = w / bins
+    bars = "".join(
+        f'<rect x="{i * bw:.1f}" y="{h - c / top * h:.1f}" width="{bw - 1:.1f}" '
+        f'height="{c / top * h:.1f}" fill="{colour}"/>' for i, c in enumerate(counts) if c)
+    return (head + f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 14}" '
+            f'font-size="10" font-family="Helvetica, Arial, sans-serif">'
+            f'<rect x="0" y="0" width="{w}" height="{h}" fill="#fafafa" stroke="#ddd"/>'
+            f'{bars}<text x="0" y="{h + 11}">{esc(fmt(lo, 3))}</text>'
+            f'<text x="{w}" y="{h + 11}" text-anchor="end">{esc(fmt(hi, 3))}</text></svg>'
+            f'<div class="mono">mean {esc(fmt(a.mean(), 3))}, std {esc(fmt(a.std(), 3))}'
+            f'</div></div>')
+
+
+def _table(header, rows, numeric=()) -> str:
+    out = ['<table class="t"><tr>' + "".join(f"<th>{esc(str(h))}</th>" for h in header)
+           + "</tr>"]
+    for row in rows:
+        out.append("<tr>" + "".join(
+            f'<td class="num">{esc(str(c))}</td>' if i in numeric else f"<td>{c}</td>"
+            for i, c in enumerate(row)) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def report(spec: str | Path, at: dict | None = None, row: int | None = None,
+           seed: int = 0, batch: int = 100) -> str:
+    """The whole page, as text."""
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    from compiler.autodiff import differentiate
+    from compiler.lexer import BpLexer
+    from compiler.frontend import load_file
+    from compiler.optimize import optimize
+    from compiler.pipeline import program
+
+    from .gradcheck import gradcheck
+    from .graph import build, to_svg
+    from .stats import layer_values
+    from .trace import point, textbook_module, trace
+
+    spec = Path(spec)
+    loaded = load_file(spec)
+    ir = program(loaded, "ir")
+    prog = optimize(differentiate(ir))
+    module = textbook_module(prog)
+    code = module.SOURCE
+    data_module = None
+    if row is not None:
+        from .loader import load_model
+
+        data_module = load_model(str(spec))
+    feeds, params, where = point(prog, at, row, seed, data_module)
+    tr = trace(prog, feeds, params, where, step=True, module=module)
+    graph = build(ir, feeds, params, module)
+
+    rows, total = summary_rows(prog)
+    spec_text = loaded.source
+    fmt_spec = HtmlFormatter(linespans="spec", cssclass="highlight")
+    fmt_code = HtmlFormatter(linespans="code", cssclass="highlight")
+    spec_html = highlight(spec_text, BpLexer(), fmt_spec)
+    code_html = highlight(code, PythonLexer(), fmt_code)
+    mapping = line_map(prog, code)
+    by_spec: dict[int, list[int]] = {}
+    for c, s in sorted(mapping.items()):
+        by_spec.setdefault(s, []).append(c)
+    focus = next((i for i, ln in enumerate(code.splitlines(), 1)
+                  if ln.startswith("def loss_and_grad")), 1)
+    linemap = json.dumps({"spec": by_spec, "code": mapping, "focus": focus}
+                         ).replace("<", "\\u003c")
+
+    checked = _float64(module)
+    check_rows = gradcheck(checked, samples=10, batch=3, seed=seed)
+    stats = list(layer_values(prog, batch, seed))
+
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<title>{esc(prog.name)}: the derivation</title>"
+             f"<style>{CSS}{fmt_code.get_style_defs('.highlight')}</style></head><body>",
+             f"<h1>{esc(prog.name)}: the derivation</h1>",
+             f'<p class="sub">{esc(str(spec))}, {esc(prog.dtype)}; worked example at '
+             f"{esc(where)}. Made by <code>bpc explain</code>.</p>"]
+    parts.append('<section id="summary"><h2>1. Model summary</h2>')
+    parts.append(_table(("kind", "name", "shape", "parameters", "initialization"),
+                        [(esc(k), f"<code>{esc(n)}</code>", esc(s), esc(str(c)), esc(h))
+                         for k, n, s, c, h in rows], numeric=(3,)))
+    parts.append(f'<p>Total parameters: <b id="total-params">{total}</b></p></section>')
+    parts.append('<section id="code"><h2>2. The spec and its derivation</h2>'
+                 '<p class="note">The generated module in the textbook style: every step '
+                 'is one plain assignment. Click a spec line to highlight the forward and '
+                 'backward lines it produced; click a code line to find its spec line.</p>'
+                 f'<div class="side"><div><h3>{esc(spec.name)}</h3>{spec_html}</div>'
+                 f'<div id="code-panel"><h3>{esc(prog.name)}.py (textbook style)</h3>{code_html}'
+                 '</div></div>'
+                 f'<script type="application/json" id="linemap">{linemap}</script>'
+                 '</section>')
+    parts.append('<section id="graph"><h2>3. The computational graph</h2>'
+                 f'<p class="note">At {esc(where)}: the value flowing along each edge '
+                 f'<span class="v">above</span>, the gradient of {esc(prog.loss)} with '
+                 f'respect to it <span class="g">below</span>; tensors of more than a few '
+                 'entries as shape, norm, min and max.</p>'
+                 f'<div class="scroll">{to_svg(graph)}</div></section>')
+    trace_rows = []
+    for ln in tr.lines:
+        trace_rows.append((esc(ln.section), f"<code>{esc(ln.name)}</code>",
+                           f"<code>{esc(_mathy(ln.expr))}</code>",
+                           f"<code>{esc(_mathy(ln.numeric or ''))}</code>",
+                           f'<code class="{"g" if ln.section == "backward" else "v"}">'
+                           f"{esc(summarize(ln.value, 6))}</code>"))
+    parts.append('<section id="trace"><h2>4. Worked example</h2>'
+                 f'<p class="note">Every value and every adjoint in derivation order at '
+                 f'{esc(where)}, then one {esc(tr.optimizer)} step. The loss and every '
+                 'gradient were checked against the generated module before this page '
+                 'was written. The same as <code>bpc trace</code>.</p>'
+                 + _table(("pass", "name", "step", "with numbers", "value"), trace_rows)
+                 + f'<p>{esc(prog.loss)} = <b id="loss-value">{esc(fmt(tr.loss, 10))}</b>'
+                 '</p></section>')
+    parts.append('<section id="gradcheck"><h2>5. Gradient check</h2>'
+                 '<p class="note">The generated module (textbook style, float64) against '
+                 'central finite differences at a random point, seed '
+                 f'{seed}.</p>' + _table(
+                     ("variable", "shape", "checked", "max abs err", "max rel err", ""),
+                     [(f"<code>{esc(r.name)}</code>", esc(_shape(r.shape)), r.checked,
+                       f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
+                       '<span class="ok">ok</span>' if r.ok else
+                       f'<span class="bad">FAIL {esc(r.why)}</span>') for r in check_rows],
+                     numeric=(2, 3, 4)) + "</section>")
+    hist = []
+    for name, act, grad in stats:
+        hist.append(f'<div><h3 class="mono">{esc(name)} {esc(_shape(act.shape))}</h3>'
+                    + histogram_svg(act, "#4a78c2", "activation")
+                    + (histogram_svg(grad, "#c0392b", f"gradient d{prog.loss}/d{name}")
+                       if grad is not None else "") + "</div>")
+    parts.append('<section id="stats"><h2>6. Activations and gradients at initialization'
+                 f'</h2><p class="note">A random batch of {batch} (N(0, 1) inputs), '
+                 f'parameters from their initializers, seed {seed}: how each layer\'s '
+                 'values and gradients are spread (compare "Deep Learning from Scratch" '
+                 'ch. 6, and <code>bpc stats</code>).</p>' + "".join(hist) + "</section>")
+    parts.append(f"<script>{SCRIPT}</script></body></html>\n")
+    return "\n".join(parts)
+
+
+def _mathy(text: str) -> str:
+    from .trace import mathy
+
+    return mathy(text) if text else ""
+
+
+def _float64(module):
+    """The module itself when it computes in float64, else a float64 copy of it."""
+    if np.dtype(module.DTYPE) == np.float64:
+        return module
+    import types
+
+    copy = types.ModuleType(module.__name__ + "_64")
+    exec(compile(module.SOURCE.replace("DTYPE = np.float32", "DTYPE = np.float64"),  # noqa: S102
+                 "<float64 copy>", "exec"), copy.__dict__)
+    return copy
+
+
+__all__ = ["histogram_svg", "line_map", "report", "summary_rows"]

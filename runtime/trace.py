@@ -1,0 +1,356 @@
+"""``bpc trace``: a worked example with numbers, as the textbooks print one.
+
+Every value of the forward pass and every adjoint of the backward pass, in derivation
+order, at one point (``--at x=2.3,y=2.0``, a row of the spec's data, or a seeded random
+draw); for a statement whose operands are scalars, the step is written out again with
+numbers in place of names (``dl_df2 = -sin(f2) × dl_dh3 = (-0.753676) × 2.23361 =
+-1.68339``), built by the same primitive table that prints the code, so every operation
+of the language is covered without a special case. With ``step=True`` the parameter
+update of one optimizer step follows.
+
+The statements are the textbook-style generated code's (``printer.schedule``); their
+values come from the IR evaluator and are checked against the generated module before
+anything is shown: the loss and every gradient must equal ``loss_and_grad``'s, or the
+trace refuses to print (an internal error), so a trace never shows a wrong number.
+"""
+
+from __future__ import annotations
+
+import ast as pyast
+import math
+import re
+import types
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compiler.ir import Program
+from compiler.primitives import ATOM, PRIMITIVES
+
+from .errors import UserError
+
+SMALL = 12  # values with at most this many entries are printed in full
+
+
+def fmt(v: float, digits: int = 6) -> str:
+    """A number as the trace prints it: ``digits`` significant digits, no '+'."""
+    v = float(np.asarray(v).reshape(()))
+    if v == 0:
+        return "0"
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:.{digits}g}"
+
+
+def summarize(value, digits: int = 4) -> str:
+    """A value for a label: a scalar as a number, a small tensor in full, a larger one
+    as its shape, norm, min and max (never a mean alone, which is about 0 for many
+    gradients that are not)."""
+    a = np.asarray(value, dtype=float)
+    if a.size == 1:
+        return fmt(a.reshape(()), digits)
+    if a.size <= SMALL and a.ndim <= 2:
+        return np.array2string(a, precision=digits, separator=", ", max_line_width=10**6,
+                               formatter={"float_kind": lambda x: fmt(x, digits)}
+                               ).replace("\n", "").replace(",  ", ", ").replace(", [", ", [")
+    shape = "×".join(map(str, a.shape))
+    if a.size == 0:
+        return f"[{shape}] empty"
+    return (f"[{shape}] norm {fmt(np.linalg.norm(a), 3)}, min {fmt(np.min(a), 3)}, "
+            f"max {fmt(np.max(a), 3)}")
+
+
+def mathy(expr: str) -> str:
+    """Generated NumPy text as a reader writes it: ``np.sin(f2)`` -> ``sin(f2)``,
+    ``a * b`` -> ``a × b``."""
+    expr = re.sub(r"\bnp\.", "", expr)
+    expr = re.sub(r"\b_(sigmoid|logsumexp|softplus)\(", r"\1(", expr)
+    return expr.replace(" * ", " × ").replace(" @ ", " @ ")
+
+
+@dataclass
+class Line:
+    name: str
+    section: str  # "point", "forward", "backward", "update"
+    expr: str  # the statement's right-hand side as generated (NumPy text)
+    value: np.ndarray
+    numeric: str | None = None  # the right-hand side with numbers for operands (Python)
+    source: str | None = None  # the spec text this step comes from
+    spec_line: int | None = None
+
+    def text(self, digits: int = 6) -> str:
+        head = f"{self.name} = {mathy(self.expr)}" if self.expr else self.name
+        if self.numeric is not None:
+            head += f" = {mathy(self.numeric)}"
+        return f"{head} = {summarize(self.value, digits)}"
+
+
+@dataclass
+class Trace:
+    model: str
+    point: str  # where: "x=2.3, y=2" or "row 3 of data" or "seed 0"
+    lines: list[Line] = field(default_factory=list)
+    loss: float = float("nan")
+    loss_name: str = ""
+    optimizer: str = ""
+
+    def section(self, name: str) -> list[Line]:
+        return [ln for ln in self.lines if ln.section == name]
+
+
+# -- the point ---------------------------------------------------------------------------
+
+def parse_at(text: str) -> dict[str, object]:
+    """``x=2.3,y=2.0`` or ``x=[0.05,0.1],t=[0.01,0.99]``: names to numbers or lists."""
+    out: dict[str, object] = {}
+    depth, start, parts = 0, 0, []
+    for i, c in enumerate(text):
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+        elif c == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    for part in parts:
+        if not part.strip():
+            continue
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq or not name.isidentifier():
+            raise UserError(f"--at {text}: '{part.strip()}' is not NAME=VALUE",
+                            "write e.g. --at x=2.3,y=2.0 or --at 'x=[0.05,0.1]'")
+        try:
+            parsed = pyast.literal_eval(value.strip())
+            arr = np.asarray(parsed, dtype=float)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise UserError(f"--at {text}: the value of '{name}' is not a number or a "
+                            f"list of numbers: {value.strip()!r}") from None
+        out[name] = arr
+    return out
+
+
+def point(prog: Program, at: dict | None = None, row: int | None = None, seed: int = 0,
+          module=None) -> tuple[dict, dict, str]:
+    """(feeds, params, description): parameters from their initializers (given values
+    stay as given; random ones drawn with ``seed``), one data point (random N(0, 1),
+    a row of the spec's data, or given by ``at``), then ``at`` overrides any of them."""
+    from compiler.evaluate import initial_params, random_feeds
+
+    rng = np.random.default_rng(seed)
+    params = initial_params(prog, rng)
+    feeds = random_feeds(prog, rng, 1)
+    random = bool(feeds) or any(prog.inits[bd.name].kind not in ("value", "array", "zeros",
+                                                                   "ones", "constant")
+                                for bd in prog.params)
+    where = f"seed {seed}" if random else "the spec's own values"
+    if row is not None:
+        feeds, where = _row(prog, row, seed, module)
+    leaves = {bd.name: bd for bd in prog.inputs + prog.targets + prog.params}
+    for name, value in (at or {}).items():
+        bd = leaves.get(name)
+        if bd is None:
+            known = ", ".join(leaves) or "none"
+            raise UserError(f"--at: '{name}' is not an input, target or parameter of "
+                            f"{prog.name}", f"these are: {known}")
+        shape = bd.node.shape
+        value = np.asarray(value, dtype=float)
+        if value.ndim == len(shape) - 1 and shape and isinstance(shape[0], str):
+            value = value[None]  # one example: the batch axis is added
+        concrete = tuple(value.shape[i] if isinstance(d, str) and i < value.ndim else d
+                         for i, d in enumerate(shape))
+        if value.shape != concrete:
+            raise UserError(f"--at: '{name}' has shape {list(shape)} in the spec, the "
+                            f"value given has shape {list(value.shape)}")
+        if bd.node.dtype == "int":
+            value = value.astype(int)
+        (params if bd.kind == "param" else feeds)[name] = value
+    if at:
+        where = ", ".join(f"{k}={summarize(v, 6)}" for k, v in at.items()) + \
+            ("" if row is None else f" ({where})")
+    return feeds, params, where
+
+
+def _row(prog: Program, row: int, seed: int, module) -> tuple[dict, str]:
+    from .data import load
+
+    config = getattr(module, "CONFIG", {}) or {}
+    if not config.get("data"):
+        raise UserError(f"--row: {prog.name} has no 'data' line to take a row from",
+                        "give the point with --at NAME=VALUE instead")
+    data = load(config["data"], module, seed).train
+    feeds = {}
+    for bd in prog.inputs + prog.targets:
+        if bd.name not in data:
+            continue
+        arr = np.asarray(data[bd.name])
+        if row < 0 or row >= len(arr):
+            raise UserError(f"--row {row}: the data has rows 0 to {len(arr) - 1}")
+        feeds[bd.name] = arr[row:row + 1]
+    return feeds, f"row {row} of the spec's data"
+
+
+# -- the trace ---------------------------------------------------------------------------
+
+def textbook_module(prog: Program) -> types.ModuleType:
+    """The spec's generated module in the textbook style, in memory."""
+    from compiler.codegen import generate
+
+    source = generate(prog, prog.path, style="textbook")
+    module = types.ModuleType(f"bpc_{prog.name}_textbook")
+    module.__file__ = prog.path
+    exec(compile(source, f"<bpc textbook code for {prog.name}>", "exec"),  # noqa: S102
+         module.__dict__)
+    module.SOURCE = source
+    return module
+
+
+def _statements(prog: Program):
+    from compiler.printer import Printer, schedule
+
+    return schedule(prog, list(prog.forward) + list(prog.backward), Printer(prog),
+                    early_masks=False)
+
+
+def _numeric(node, values, digits: int = 6) -> str | None:
+    """The operation of ``node`` printed with its operands' numbers (Python text), when
+    every operand is one number; None otherwise."""
+    if not node.args or node.op in ("input", "param", "const"):
+        return None
+    args = []
+    for a in node.args:
+        v = np.asarray(values[a.id])
+        if v.size != 1 or v.dtype == bool:
+            return None
+        text = fmt(v.reshape(()), digits)
+        if not math.isfinite(float(v.reshape(()))):
+            return None
+        args.append((f"({text})" if text.startswith("-") else text, ATOM))
+    try:
+        return PRIMITIVES[node.op].emit(args, dict(node.attrs), node)[0]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None  # an op whose printing needs more than its operands' text
+
+
+def trace(prog: Program, feeds: dict, params: dict, where: str = "", step: bool = False,
+          module=None, digits: int = 6) -> Trace:
+    from compiler.evaluate import evaluate_nodes
+    from compiler.printer import source_text
+
+    statements = _statements(prog)
+    with np.errstate(all="ignore"):
+        values = evaluate_nodes(prog, feeds, params, [st.node for st in statements])
+    module = module or textbook_module(prog)
+    _agree(prog, module, feeds, params, values)
+    forward = {bd.name: bd for bd in prog.forward}
+    backward = {bd.name: bd for bd in prog.backward}
+    out = Trace(prog.name, where, loss_name=prog.loss)
+    for bd in prog.inputs + prog.targets + prog.params:
+        value = params[bd.name] if bd.kind == "param" else feeds.get(
+            bd.name, prog.defaults.get(bd.name))
+        out.lines.append(Line(bd.name, "point", "", np.asarray(value, dtype=float),
+                              spec_line=bd.span.line if bd.span else None))
+    section = "forward"
+    for st in statements:
+        bd = forward.get(st.name) or backward.get(st.name)
+        if st.name in backward:
+            section = "backward"  # and every statement after it (temporaries too)
+        source, line = None, None
+        if st.name in forward:
+            source = source_text(prog, forward[st.name])
+            line = forward[st.name].span.line if forward[st.name].span else None
+        elif bd is not None and bd.sources:
+            first = forward.get(bd.sources[0])
+            source = " and ".join(source_text(prog, forward[s]) or s
+                                  for s in bd.sources if s in forward)
+            line = first.span.line if first is not None and first.span else None
+        numeric = None if st.alias else _numeric(st.node, values, digits)
+        out.lines.append(Line(st.name, section, st.expr,
+                              np.asarray(values[st.node.id], dtype=float),
+                              numeric, source, line))
+    out.loss = float(np.asarray(values[forward[prog.loss].node.id]))
+    if step:
+        out.lines += _update(prog, module, params, values, out, digits)
+    return out
+
+
+def _agree(prog: Program, module, feeds: dict, params: dict, values: dict) -> None:
+    """The generated module's loss and gradients equal the evaluator's, or stop."""
+    args = {k: v for k, v in feeds.items()
+            if k in module.INPUTS or k in module.TARGETS}
+    with np.errstate(all="ignore"):
+        loss, grads = module.loss_and_grad({k: np.array(v) for k, v in params.items()},
+                                           **args)
+    by_name = {bd.name: bd for bd in prog.forward + prog.backward}
+    pairs = [(prog.loss, loss)] + [(prog.grads[w], grads[w]) for w in prog.wrt]
+    # the same operations in the same order; float32 leaves room for a library's own
+    # summation order (a matmul's blocking), float64 hardly any
+    rtol, atol = (1e-9, 1e-12) if np.dtype(prog.dtype) == np.float64 else (1e-4, 1e-6)
+    for name, got in pairs:
+        want = np.asarray(values[by_name[name].node.id], dtype=float)
+        if not np.allclose(np.asarray(got, dtype=float), want, rtol=rtol, atol=atol,
+                           equal_nan=True):
+            raise RuntimeError(f"the generated module and the IR evaluator disagree on "
+                               f"{name}; the trace is not shown")
+
+
+def _update(prog: Program, module, params: dict, values: dict, out: Trace,
+            digits: int = 6) -> list[Line]:
+    """One optimizer step from the spec's optimizer, as ``bpc train`` takes it."""
+    from .optimizers import make_optimizer
+
+    config = dict((getattr(module, "CONFIG", {}) or {}).get("optimizer")
+                  or {"name": "sgd", "lr": 0.01})
+    name = config.pop("name", "sgd")
+    config = {k: v for k, v in config.items()
+              if k not in ("schedule", "gamma", "step", "min_lr")}
+    new = {k: np.array(v, dtype=float) for k, v in params.items()}
+    by_name = {bd.name: bd for bd in prog.backward}
+    grads = {w: np.array(values[by_name[prog.grads[w]].node.id], dtype=float)
+             for w in prog.wrt if w in new}
+    if not grads:
+        return []
+    opt = make_optimizer(name, {k: new[k] for k in grads}, **config)
+    lr = float(config.get("lr", opt.lr))
+    plain = name == "sgd" and not config.get("weight_decay") and not config.get("clip")
+    opt.step({k: new[k] for k in grads}, grads)
+    out.optimizer = f"{name}(lr={fmt(lr)})"
+    lines = []
+    for w in grads:
+        g, p = prog.grads[w], np.asarray(params[w], dtype=float)
+        expr = f"{w} - {fmt(lr)} * {g}" if plain else f"{name} step of {w} with {g}"
+        numeric = None
+        if plain and p.size == 1:
+            numeric = (f"{_paren(fmt(p, digits))} - {fmt(lr, digits)} * "
+                       f"{_paren(fmt(grads[w], digits))}")
+        lines.append(Line(f"{w}+", "update", expr, new[w], numeric))
+    return lines
+
+
+def _paren(text: str) -> str:
+    return f"({text})" if text.startswith("-") else text
+
+
+def format_trace(tr: Trace, digits: int = 6) -> str:
+    titles = {"point": "the point", "forward": "forward pass",
+              "backward": "backward pass (chain rule, derivation order)",
+              "update": f"one {tr.optimizer} step"}
+    lines = [f"{tr.model}: worked example at {tr.point}"]
+    last_source = None
+    for section in ("point", "forward", "backward", "update"):
+        rows = tr.section(section)
+        if not rows:
+            continue
+        lines += ["", f"# {titles[section]}"]
+        for ln in rows:
+            if section == "backward" and ln.source and ln.source != last_source:
+                lines.append(f"  # {ln.source}")
+                last_source = ln.source
+            lines.append(("    " if section == "backward" else "  ") + ln.text(digits))
+    lines += ["", f"{tr.loss_name} = {fmt(tr.loss, max(digits, 10))}"]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Line", "Trace", "format_trace", "parse_at", "point", "summarize", "trace",
+           "textbook_module"]
