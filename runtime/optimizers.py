@@ -19,6 +19,7 @@ the optimizer's own buffer and back around the update: the same arithmetic, slow
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -107,7 +108,10 @@ class Optimizer:
         self.names = list(params)
         # The parameters' own buffers when they are packed; else a packed copy, synced
         # around each step.
-        self._param_views = dict(params) if flat_buffers(params) is not None else pack(params)
+        packed = flat_buffers(params) is not None
+        self._param_views = dict(params) if packed else pack(params)
+        self._param_list = list(self._param_views.values())
+        self._given = params if packed else None  # trusted to keep its arrays
         self._params = flat_buffers(self._param_views)
         zeros = {k: np.zeros_like(v) for k, v in params.items()}
         self.grad_buffers = pack(zeros)  # loss_and_grad(..., grads=) may write into these
@@ -117,6 +121,11 @@ class Optimizer:
         # Scratch space, reused every step, not checkpointed.
         self._work = [np.empty_like(b) for b in self._params]
         self._scratch = [np.empty_like(b) for b in self._params]
+        # A model of scalars (the toy's eight) gathers its gradient in one assignment.
+        scalars = len(self._grads) == 1 and all(np.ndim(v) == 0 for v in params.values())
+        self._scalar_grads = operator.itemgetter(*self.names) if scalars else None
+        self._clip = float(self.cfg.get("clip") or 0.0)
+        self._decay = float(self.cfg.get("weight_decay") or 0.0)
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
              lr: float | None = None) -> None:
@@ -127,6 +136,9 @@ class Optimizer:
     def gather(self, grads: dict[str, np.ndarray]) -> None:
         """The gradients into the flat gradient buffer (those computed into
         ``grad_buffers`` are there already)."""
+        if self._scalar_grads is not None:
+            self._grads[0][...] = self._scalar_grads(grads)
+            return
         for k, view in self.grad_buffers.items():
             g = grads[k]
             if g is not view:
@@ -148,35 +160,43 @@ class Optimizer:
         return None
 
     def update(self, params: dict[str, np.ndarray], lr: float | None = None) -> None:
-        """One step of the rule on the gathered gradient, applied to ``params`` in place."""
+        """One step of the rule on the gathered gradient, applied to ``params`` in place.
+        The packed dict the optimizer was made with is trusted to hold the same arrays
+        (assign into them, ``params[k][...] = v``, never replace them); any other dict is
+        compared array by array and synced through the optimizer's own buffer."""
         lr = self.lr if lr is None else lr
         self.t += 1
         own = self._param_views
-        synced = any(params[k] is not own[k] for k in self.names)
+        synced = params is not self._given and not all(
+            map(operator.is_, map(params.__getitem__, self.names), self._param_list))
         if synced:
             for k in self.names:
                 own[k][...] = params[k]
-        scale = 1.0
-        clip = float(self.cfg.get("clip") or 0.0)
-        if clip > 0:
-            norm = math.sqrt(sum(float(np.vdot(g, g)) for g in self._grads))
-            if norm > clip:
-                scale = clip / norm
-        wd = float(self.cfg.get("weight_decay") or 0.0)
-        for i, (p, g) in enumerate(zip(self._params, self._grads)):
-            if scale != 1.0 or wd:
-                work = self._work[i]
-                if scale != 1.0:
-                    np.multiply(g, scale, out=work)
-                else:
-                    np.copyto(work, g)
-                if wd:
-                    work += np.multiply(p, wd, out=self._scratch[i])
-                g = work
-            self._apply(i, p, g, lr)
+        grads = self._grads if not (self._clip or self._decay) else self._adjusted()
+        for i, p in enumerate(self._params):
+            self._apply(i, p, grads[i], lr)
         if synced:
             for k in self.names:
                 params[k][...] = own[k]
+
+    def _adjusted(self) -> list[np.ndarray]:
+        """The gathered gradient scaled to the global norm ``clip`` (when above it), plus
+        ``weight_decay`` times the parameters, in the work buffers."""
+        scale = 1.0
+        if self._clip > 0:
+            norm = math.sqrt(sum(float(np.vdot(g, g)) for g in self._grads))
+            if norm > self._clip:
+                scale = self._clip / norm
+        out = []
+        for p, g, work, scratch in zip(self._params, self._grads, self._work, self._scratch):
+            if scale != 1.0:
+                np.multiply(g, scale, out=work)
+            else:
+                np.copyto(work, g)
+            if self._decay:
+                work += np.multiply(p, self._decay, out=scratch)
+            out.append(work)
+        return out
 
     def _apply(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         """One update of the flat parameter buffer ``p`` (the ``i``-th) by gradient ``g``."""
