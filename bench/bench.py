@@ -460,6 +460,95 @@ def memory_worker(net: str, dtype: str) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- whole runs
+PLAIN_SCRIPT = """
+import sys, time
+start = time.perf_counter()
+sys.path[:0] = [{root!r}, {bench!r}]
+from references import plain_loop
+from runtime import data
+from runtime.loader import load_model
+from runtime.train import Settings
+m = load_model(sys.argv[1])
+settings = Settings.from_module(m, {{}})
+ds = data.load(m.CONFIG.get("data"), m, settings.seed)
+plain_loop(m, data.conform(ds.train, m, "training data"), settings, data.batch_axes(m))
+"""
+
+
+def train_worker(spec: str, rounds: int) -> dict:
+    """``bpc train``'s run of a gallery spec against ``references.plain_loop`` over the
+    same steps, in turns: in one process (the run itself: ``train()`` against the loop,
+    each from the loaded module and data), and as whole processes (``bpc train MODULE``
+    against ``python`` running the loop, startup and imports included)."""
+    from references import plain_loop
+    from runtime import data
+    from runtime.train import Settings, train
+
+    tmp = tempfile.mkdtemp()
+    module = _generated((ROOT / "specs" / f"{spec}.bp").read_text(), tmp)
+    module_path = str(Path(tmp) / "bench_model.py")
+    settings = Settings.from_module(module, {})
+    dataset = data.load(module.CONFIG.get("data"), module, settings.seed)
+    axes = data.batch_axes(module)
+    lines: list[str] = []
+    runs = {"bpc train": [], "plain loop": []}
+    cpu = {"bpc train": [], "plain loop": []}
+    info = {}
+
+    def bpc(i):
+        result = train(module, dataset, settings, Path(tmp) / f"run{i}", log=lines.append)
+        info.update(steps=result.steps, rows=len(result.history),
+                    loop_seconds=result.seconds)
+
+    def plain(i):
+        plain_loop(module, data.conform(dataset.train, module, "training data"), settings,
+                   axes)
+
+    for i in range(rounds):
+        for name, fn in (("bpc train", bpc), ("plain loop", plain)):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn(i)
+            runs[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    # Whole processes: the CLI on the compiled module, against a script running the loop.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(ROOT)
+    script = PLAIN_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "bench"))
+    procs = {"bpc train": [], "plain loop": []}
+    for i in range(rounds):
+        for name, cmd in (("bpc train", [sys.executable, "-m", "runtime.cli", "train",
+                                         module_path, "--out", str(Path(tmp) / f"p{i}")]),
+                          ("plain loop", [sys.executable, "-c", script, module_path])):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=ROOT)
+            procs[name].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    return {"spec": spec, "rounds": rounds, "wall_s": med,
+            "cpu_s": {k: statistics.median(v) for k, v in cpu.items()},
+            "process_s": {k: statistics.median(v) for k, v in procs.items()},
+            "steps": info["steps"], "rows": info["rows"], "eval_every": settings.eval_every,
+            "optimizer": settings.optimizer}
+
+
+def bench_train(rounds: int) -> list[dict]:
+    results = []
+    print("\nwhole training runs: bpc train against a plain NumPy loop over the same steps "
+          "(same module, data, initial parameters, shuffled batches, epochs, optimizer "
+          f"arithmetic); median of {rounds} alternating runs, one core")
+    print(f"  {'spec':<8}{'steps':>7}{'rows':>6}{'plain s':>10}{'bpc s':>9}{'ratio':>8}"
+          f"{'cpu ratio':>11}{'plain proc s':>14}{'bpc proc s':>12}{'ratio':>8}")
+    for spec in TRAIN_RUNS:
+        res = run_worker("train", spec, str(rounds))
+        results.append(res)
+        w, c, p = res["wall_s"], res["cpu_s"], res["process_s"]
+        print(f"  {spec:<8}{res['steps']:>7}{res['rows']:>6}{w['plain loop']:>10.3f}"
+              f"{w['bpc train']:>9.3f}{w['bpc train'] / w['plain loop']:>7.2f}x"
+              f"{c['bpc train'] / c['plain loop']:>10.2f}x{p['plain loop']:>14.3f}"
+              f"{p['bpc train']:>12.3f}{p['bpc train'] / p['plain loop']:>7.2f}x")
+    return results
+
+
 # ----------------------------------------------------------------------------- driver
 def run_worker(mode: str, *args: str) -> dict:
     with tempfile.TemporaryDirectory() as compiledir:  # PyTensor compiles from scratch
@@ -576,10 +665,12 @@ def pin_to_one_core() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--only", choices=["step", "memory", "compile"])
+    parser.add_argument("--only", choices=["step", "train", "memory", "compile"])
+    parser.add_argument("--models", nargs="+", choices=MODELS, help="step: only these")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--memory", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--train", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         pinned = pin_to_one_core()
@@ -590,9 +681,17 @@ def main() -> None:
     if args.memory:
         print(json.dumps(memory_worker(*args.memory)))
         return
+    if args.train:
+        pinned = pin_to_one_core()
+        result = train_worker(args.train[0], int(args.train[1]))
+        result["pinned"] = pinned
+        print(json.dumps(result))
+        return
     results = {}
     if args.only in (None, "step"):
-        results["step"] = bench_steps(1.0 if args.quick else 4.0)
+        results["step"] = bench_steps(1.0 if args.quick else 4.0, args.models)
+    if args.only in (None, "train"):
+        results["train"] = bench_train(3 if args.quick else 7)
     if args.only in (None, "memory"):
         results["memory"] = bench_memory()
     if args.only in (None, "compile"):

@@ -529,6 +529,12 @@ def _history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds)
 
 
 # ----------------------------------------------------------------------------- the loop
+def diverged(step: int, epoch: int, what: list[str]) -> Diverged:
+    return Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
+                    + " and ".join(what), "lower the learning rate (--lr), or clip gradients "
+                    "(optimizer ...(clip=1.0))")
+
+
 def divergence_limit(start: float) -> float:
     """The running loss above which a run that started at ``start`` has diverged."""
     return DIVERGENCE_GROWTH * max(abs(start), DIVERGENCE_FLOOR)
@@ -663,7 +669,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         interrupted = False
         dirty = False  # inside an update: the state is not one a checkpoint may record
         bar = None
-        last_save, save_cost = time.monotonic(), 0.0
+        save_due = time.monotonic() + checkpoint_every
+        scheduled = optimizer.cfg.get("schedule", "constant") != "constant"
 
         def snapshot():
             return {"epoch": epoch, "batch_index": batch_index, "step": step,
@@ -671,21 +678,24 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                     "running_loss": running, "drawn": drawn}
 
         def save(final: bool = False):
-            nonlocal last_save, save_cost
+            nonlocal save_due
             now = time.monotonic()
-            if folder.checkpoint is None or not final and (
-                    now - last_save < max(checkpoint_every, CHECKPOINT_OVERHEAD * save_cost)):
+            if folder.checkpoint is None or not final and now < save_due:
                 return
             save_checkpoint(folder.checkpoint, params, optimizer, snapshot(),
                             rng.bit_generator.state, order if drawn else None, history, run)
-            last_save = time.monotonic()
-            save_cost = last_save - now
+            end = time.monotonic()
+            save_due = end + max(checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
 
         try:
             from tqdm import tqdm
         except ImportError:  # pragma: no cover - tqdm is a dependency
             tqdm = None
 
+        # Non-finite values are reported (Diverged), not warned about: NumPy's warnings are
+        # off in the loop.
+        errstate = np.errstate(all="ignore")
+        errstate.__enter__()
         try:
             if tqdm is not None and not quiet:
                 bar = tqdm(total=total_steps, initial=min(step, total_steps), unit="step",
@@ -701,45 +711,42 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                     order = data_mod.batch_order(n, rng if settings.shuffle else None)
                     drawn, dirty = True, False
                 last = min(steps_per_epoch, batch_index + max(total_steps - step, 0))
-                with np.errstate(all="ignore"):  # non-finite values are reported below
-                    for i in range(batch_index, last):
-                        if stop.requested:
-                            raise KeyboardInterrupt
-                        b = data_mod.batch_at(train_arrays, axes, order, settings.batch, i)
-                        lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
-                        value, grads = module.loss_and_grad(params, **b, **buffers)
-                        optimizer.gather(grads)
-                        bad = optimizer.nonfinite("grads")
-                        what = ([f"the loss is {value}"] if not math.isfinite(value) else []) \
-                            + ([f"the gradient of '{bad}' is not finite"] if bad else [])
-                        if not what:
-                            dirty = True
-                            optimizer.update(params, lr)
-                            bad = optimizer.nonfinite("params")
-                            what = [f"parameter '{bad}' is no longer finite"] if bad else []
-                        if not what:
-                            if start_loss is None:  # resumed from a checkpoint that lacks it
-                                start_loss = running = float(value)
-                            running += SMOOTHING * (float(value) - running)
-                            if running > divergence_limit(start_loss):
-                                what = [f"the loss grew from {start_loss:.4g} to "
-                                        f"{running:.4g} (running average), over "
-                                        f"{DIVERGENCE_GROWTH:g} times its start"]
-                        if what:
-                            raise Diverged(f"training diverged at step {step + 1} (epoch "
-                                           f"{epoch + 1}): " + " and ".join(what),
-                                           "lower the learning rate (--lr), or clip "
-                                           "gradients (optimizer ...(clip=1.0))")
-                        m = min(settings.batch, n - i * settings.batch)  # the last is short
-                        loss_sum += value * m
-                        seen += m
-                        step += 1
-                        batch_index += 1
-                        dirty = False
-                        if bar is not None:
-                            bar.update(1)
-                        if batch_index < last:
-                            save()
+                for i in range(batch_index, last):
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                    b = data_mod.batch_at(train_arrays, axes, order, settings.batch, i)
+                    lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs) \
+                        if scheduled else optimizer.lr
+                    value, grads = module.loss_and_grad(params, **b, **buffers)
+                    optimizer.gather(grads)
+                    bad = optimizer.nonfinite("grads")
+                    if bad or not math.isfinite(value):
+                        raise diverged(step, epoch, ([f"the loss is {value}"] if not
+                                                     math.isfinite(value) else []) +
+                                       ([f"the gradient of '{bad}' is not finite"] if bad
+                                        else []))
+                    dirty = True
+                    optimizer.update(params, lr)
+                    bad = optimizer.nonfinite("params")
+                    if bad:
+                        raise diverged(step, epoch, [f"parameter '{bad}' is no longer finite"])
+                    if start_loss is None:  # resumed from a checkpoint that lacks it
+                        start_loss = running = value
+                    running += SMOOTHING * (value - running)
+                    if running > divergence_limit(start_loss):
+                        raise diverged(step, epoch, [
+                            f"the loss grew from {start_loss:.4g} to {running:.4g} (running "
+                            f"average), over {DIVERGENCE_GROWTH:g} times its start"])
+                    m = min(settings.batch, n - i * settings.batch)  # the last is short
+                    loss_sum += value * m
+                    seen += m
+                    step += 1
+                    batch_index += 1
+                    dirty = False
+                    if bar is not None:
+                        bar.update(1)
+                    if batch_index < last and time.monotonic() >= save_due:
+                        save()
                 if batch_index < steps_per_epoch and step < total_steps:
                     continue  # cannot happen without an interruption
                 if stop.requested:
@@ -788,6 +795,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                     f"{folder.checkpoint}, is kept (continue with --resume --out {out})")
             else:
                 log(f"interrupted at step {step}")
+        finally:
+            errstate.__exit__(None, None, None)
     notes = [] if interrupted or not history else _final_notes(
         module, params, train_arrays, start_loss, history[-1], kind, settings.batch)
     return Result(params, history, epoch, step, time.perf_counter() - start_time, interrupted,
