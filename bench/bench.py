@@ -373,18 +373,19 @@ def worker(model: str, dtype: str, seconds: float) -> dict:
     # CPU time of this process is the measure: the worker is pinned to one core, so it
     # counts every thread's work (JAX's too) but not time the hypervisor or another
     # process took from that core. Wall time is reported beside it.
+    # Each implementation's round is as many steps as take ~20 ms of its own (the toy's
+    # steps range from ~10 us to ~1 ms).
     cpu = {name: [] for name in impls}
     wall = {name: [] for name in impls}
-    one = _one(impls["hand-fused"])
-    reps = max(1, int(0.02 / one))
-    rounds = max(15, int(seconds / (reps * one)))
+    reps = {name: max(1, int(0.02 / _one(impl))) for name, impl in impls.items()}
+    rounds = max(15, int(seconds / max(0.02, _one(impls["hand-fused"]))))
     for _ in range(rounds):
         for name, (step, xs, ts) in impls.items():
             start, start_cpu = time.perf_counter(), time.process_time()
-            for _ in range(reps):
+            for _ in range(reps[name]):
                 step(xs, ts)
-            cpu[name].append((time.process_time() - start_cpu) / reps)
-            wall[name].append((time.perf_counter() - start) / reps)
+            cpu[name].append((time.process_time() - start_cpu) / reps[name])
+            wall[name].append((time.perf_counter() - start) / reps[name])
     medians = {name: statistics.median(v) for name, v in cpu.items()}
     flops = matmul_flops(sizes, n) if sizes else 0
     return {"net": model, "dtype": dtype, "batch": n,
@@ -571,7 +572,7 @@ def bench_steps(seconds: float, models=None) -> list[dict]:
             print(f"\n{net}, batch {res['batch']}, {dtype} (NumPy matmul rate "
                   f"{res['gflops']:.1f} GFLOP/s, {res['pinned']}; step = "
                   f"{res['flops'] / 1e6:.1f} MFLOP of matmuls; median of {res['rounds']} "
-                  f"rounds x {res['reps']} steps)")
+                  f"rounds of ~20 ms each)")
             print(f"  {'implementation':<16}{'us/step':>12}{'vs fused':>10}{'vs bpc':>9}"
                   f"{'roofline':>10}{'wall us':>12}{'one-off s':>11}")
             for name, us in sorted(res["us"].items(), key=lambda kv: kv[1]):
