@@ -526,6 +526,8 @@ def train_worker(spec: str, rounds: int) -> dict:
             procs[name].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in runs.items()}
     return {"spec": spec, "rounds": rounds, "wall_s": med,
+            "best_wall_s": {k: min(v) for k, v in runs.items()},
+            "best_process_s": {k: min(v) for k, v in procs.items()},
             "cpu_s": {k: statistics.median(v) for k, v in cpu.items()},
             "process_s": {k: statistics.median(v) for k, v in procs.items()},
             "steps": info["steps"], "rows": info["rows"], "eval_every": settings.eval_every,
@@ -536,18 +538,77 @@ def bench_train(rounds: int) -> list[dict]:
     results = []
     print("\nwhole training runs: bpc train against a plain NumPy loop over the same steps "
           "(same module, data, initial parameters, shuffled batches, epochs, optimizer "
-          f"arithmetic); median of {rounds} alternating runs, one core")
+          f"arithmetic); median (and best) of {rounds} alternating runs, one core")
     print(f"  {'spec':<8}{'steps':>7}{'rows':>6}{'plain s':>10}{'bpc s':>9}{'ratio':>8}"
-          f"{'cpu ratio':>11}{'plain proc s':>14}{'bpc proc s':>12}{'ratio':>8}")
+          f"{'best':>8}{'cpu ratio':>11}{'plain proc s':>14}{'bpc proc s':>12}{'ratio':>8}"
+          f"{'best':>8}")
     for spec in TRAIN_RUNS:
         res = run_worker("train", spec, str(rounds))
         results.append(res)
         w, c, p = res["wall_s"], res["cpu_s"], res["process_s"]
+        bw, bp = res["best_wall_s"], res["best_process_s"]
         print(f"  {spec:<8}{res['steps']:>7}{res['rows']:>6}{w['plain loop']:>10.3f}"
               f"{w['bpc train']:>9.3f}{w['bpc train'] / w['plain loop']:>7.2f}x"
+              f"{bw['bpc train'] / bw['plain loop']:>7.2f}x"
               f"{c['bpc train'] / c['plain loop']:>10.2f}x{p['plain loop']:>14.3f}"
-              f"{p['bpc train']:>12.3f}{p['bpc train'] / p['plain loop']:>7.2f}x")
+              f"{p['bpc train']:>12.3f}{p['bpc train'] / p['plain loop']:>7.2f}x"
+              f"{bp['bpc train'] / bp['plain loop']:>7.2f}x")
     return results
+
+
+# ----------------------------------------------------------------------------- one-off costs
+ONE_OFF_SCRIPT = """
+import sys
+sys.path[:0] = [{root!r}, {bench!r}]
+import numpy as np
+import bench
+model, dtype, peer = sys.argv[1], sys.argv[2], sys.argv[3]
+_, _, x, t, module, params = bench._setup(model, dtype)
+depth = bench.TOY if model == bench.TOY else len(params) // 2
+step, convert = bench.PEER_MAKERS[peer][0](params, dtype, depth)
+step(convert(x), convert(t))
+"""
+
+
+def bench_one_off(runs: int) -> dict:
+    """The one-off cost of each source-to-source or compiling tool as a whole process:
+    ``bpc compile`` of the model's spec, against a process that imports the peer, builds
+    its gradient (tangent's generation; PyTensor's graph and compilation, from an empty
+    compile folder) and takes one step. The peer's processes also compile the model with
+    bpc (for its initial parameters), which the figure includes: a few hundred ms."""
+    script = ONE_OFF_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "bench"))
+    out: dict = {}
+    print(f"\none-off costs as whole processes, median of {runs} (seconds)")
+    print(f"  {'model':<18}{'bpc compile':>13}" + "".join(f"{p:>12}" for p in
+                                                      ("tangent", "pytensor")))
+    with tempfile.TemporaryDirectory() as tmp:
+        for model, text in ((TOY, toy_spec_text("float64")),
+                            ("784-50-10", spec_text(NETS["784-50-10"][0], "float64"))):
+            spec = Path(tmp) / "one_off.bp"
+            spec.write_text(text)
+            cmds = {"bpc compile": [sys.executable, "-m", "runtime.cli", "compile", "-q",
+                                    "-o", tmp, str(spec)]}
+            for peer, package in (("tangent", "tangent"), ("pytensor", "pytensor")):
+                try:
+                    __import__(package)
+                except ImportError:
+                    continue
+                cmds[peer] = [sys.executable, "-c", script, model, "float64", peer]
+            times = {k: [] for k in cmds}
+            for _ in range(runs):
+                for name, cmd in cmds.items():
+                    with tempfile.TemporaryDirectory() as compiledir, \
+                            tempfile.TemporaryDirectory() as cache:
+                        env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT),
+                               "PYTENSOR_FLAGS": f"compiledir={compiledir}",
+                               "BPC_CACHE": cache}
+                        start = time.perf_counter()
+                        subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=ROOT)
+                        times[name].append(time.perf_counter() - start)
+            out[model] = {k: statistics.median(v) for k, v in times.items()}
+            print(f"  {model:<18}" + "".join(f"{out[model].get(k, float('nan')):>12.2f}"
+                                             for k in ("bpc compile", "tangent", "pytensor")))
+    return out
 
 
 # ----------------------------------------------------------------------------- driver
@@ -666,7 +727,7 @@ def pin_to_one_core() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--only", choices=["step", "train", "memory", "compile"])
+    parser.add_argument("--only", choices=["step", "train", "memory", "compile", "one-off"])
     parser.add_argument("--models", nargs="+", choices=MODELS, help="step: only these")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
@@ -697,6 +758,8 @@ def main() -> None:
         results["memory"] = bench_memory()
     if args.only in (None, "compile"):
         results["compile"] = bench_compile(3 if args.quick else 5)
+    if args.only in (None, "one-off"):
+        results["one_off"] = bench_one_off(1 if args.quick else 3)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

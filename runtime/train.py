@@ -529,6 +529,16 @@ def _history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds)
 
 
 # ----------------------------------------------------------------------------- the loop
+def nonfinite_reasons(value: float, optimizer) -> list[str]:
+    """Why a step diverged: the loss, a gradient, or else a parameter not finite."""
+    what = [f"the loss is {value}"] if not math.isfinite(value) else []
+    bad = optimizer.nonfinite("grads")
+    if bad:
+        return what + [f"the gradient of '{bad}' is not finite"]
+    bad = optimizer.nonfinite("params")
+    return what + ([f"parameter '{bad}' is no longer finite"] if bad else [])
+
+
 def diverged(step: int, epoch: int, what: list[str]) -> Diverged:
     return Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
                     + " and ".join(what), "lower the learning rate (--lr), or clip gradients "
@@ -719,17 +729,14 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                         if scheduled else optimizer.lr
                     value, grads = module.loss_and_grad(params, **b, **buffers)
                     optimizer.gather(grads)
-                    bad = optimizer.nonfinite("grads")
-                    if bad or not math.isfinite(value):
-                        raise diverged(step, epoch, ([f"the loss is {value}"] if not
-                                                     math.isfinite(value) else []) +
-                                       ([f"the gradient of '{bad}' is not finite"] if bad
-                                        else []))
+                    if not math.isfinite(value):
+                        raise diverged(step, epoch, nonfinite_reasons(value, optimizer))
                     dirty = True
                     optimizer.update(params, lr)
-                    bad = optimizer.nonfinite("params")
-                    if bad:
-                        raise diverged(step, epoch, [f"parameter '{bad}' is no longer finite"])
+                    # One check of the parameters a step: a non-finite gradient makes them
+                    # non-finite too, and is named then (the run stops at this update).
+                    if optimizer.nonfinite("params"):
+                        raise diverged(step, epoch, nonfinite_reasons(value, optimizer))
                     if start_loss is None:  # resumed from a checkpoint that lacks it
                         start_loss = running = value
                     running += SMOOTHING * (value - running)
