@@ -122,7 +122,7 @@ class Optimizer:
         self._work = [np.empty_like(b) for b in self._params]
         self._scratch = [np.empty_like(b) for b in self._params]
         # A model of scalars (the toy's eight) gathers its gradient in one assignment.
-        scalars = len(self._grads) == 1 and all(np.ndim(v) == 0 for v in params.values())
+        scalars = len(self._grads) == 1 and all([np.ndim(v) == 0 for v in params.values()])
         self._scalar_grads = operator.itemgetter(*self.names) if scalars else None
         self._clip = float(self.cfg.get("clip") or 0.0)
         self._decay = float(self.cfg.get("weight_decay") or 0.0)
