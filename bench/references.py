@@ -147,3 +147,100 @@ class FusedNet:
             np.multiply(gr, lr, out=self.scratch[k])
             self.params[k] -= self.scratch[k]
         return loss
+
+
+# ----------------------------------------------------------------------------- the UDL toy
+TOY_NAMES = ("beta0", "omega0", "beta1", "omega1", "beta2", "omega2", "beta3", "omega3")
+
+
+class ToyNet:
+    """The toy of *Understanding Deep Learning* (fig. 7.3) by hand, as a careful person
+    writes it for speed: the eight parameters in one array, read as NumPy scalars (no 0-d
+    array arithmetic), the backward pass written out, and one in-place SGD update of the
+    whole array."""
+
+    name = "hand-fused"
+
+    def __init__(self, params, dtype):
+        self.dtype = np.dtype(dtype).type
+        self.flat = np.array([params[k] for k in TOY_NAMES], dtype)
+        self.scratch = np.empty_like(self.flat)
+
+    def grad_array(self, x, y):
+        b0, w0, b1, w1, b2, w2, b3, w3 = self.flat  # NumPy scalars of the dtype
+        x, y = self.dtype(x), self.dtype(y)
+        f0 = b0 + w0 * x
+        h1 = np.sin(f0)
+        f1 = b1 + w1 * h1
+        h2 = np.exp(f1)
+        f2 = b2 + w2 * h2
+        h3 = np.cos(f2)
+        f3 = b3 + w3 * h3
+        d3 = 2 * (f3 - y)
+        d2 = -np.sin(f2) * (w3 * d3)
+        d1 = h2 * (w2 * d2)
+        d0 = np.cos(f0) * (w1 * d1)
+        grad = np.array([d0, x * d0, d1, h1 * d1, d2, h2 * d2, d3, h3 * d3], self.flat.dtype)
+        return (f3 - y) ** 2, grad
+
+    def loss_and_grad(self, x, y):
+        loss, grad = self.grad_array(x, y)
+        return float(loss), dict(zip(TOY_NAMES, grad))
+
+    def step(self, x, y, lr):
+        loss, grad = self.grad_array(x, y)
+        self.flat -= np.multiply(grad, lr, out=self.scratch)
+        return loss
+
+
+# ----------------------------------------------------------------------------- a plain loop
+def plain_loop(module, train_arrays, settings, axes):
+    """The run ``bpc train`` makes (same initial parameters, batches in the same shuffled
+    order, epochs, optimizer arithmetic), as a bare loop: the generated gradient into kept
+    buffers and an update per parameter array, nothing else (no evaluation, history,
+    checkpoint, divergence or interrupt handling). SGD and Adam with a constant learning
+    rate, no weight decay or clipping (the gallery's runs). Returns the parameters."""
+    import inspect
+
+    opt = {**{"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, **settings.opt}
+    assert settings.optimizer in ("sgd", "adam") and opt.get("schedule", "constant") == \
+        "constant" and not opt.get("weight_decay") and not opt.get("clip")
+    lr, b1, b2, eps = (float(opt[k]) for k in ("lr", "beta1", "beta2", "eps"))
+    rng = np.random.default_rng(settings.seed)
+    params = {k: np.array(v, dtype=module.DTYPE) for k, v in module.init_params(rng).items()}
+    grads = {k: np.empty_like(v) for k, v in params.items()}
+    kw = {"grads": grads} if "grads" in inspect.signature(module.loss_and_grad).parameters \
+        else {}
+    scratch = {k: np.empty_like(v) for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    n = len(next(iter(train_arrays.values())))
+    assert all(axes.get(k) == 0 for k in train_arrays)  # examples along axis 0
+    steps_per_epoch = -(-n // settings.batch)
+    t = 0
+    for _ in range(settings.epochs):
+        order = rng.permutation(n) if settings.shuffle else np.arange(n)
+        for i in range(steps_per_epoch):
+            idx = order[i * settings.batch:(i + 1) * settings.batch]
+            batch = {k: a[idx] for k, a in train_arrays.items()}
+            _, g = module.loss_and_grad(params, **batch, **kw)
+            t += 1
+            for k, p in params.items():
+                s = scratch[k]
+                if settings.optimizer == "sgd":
+                    p -= np.multiply(g[k], lr, out=s)
+                    continue
+                m[k] *= b1
+                m[k] += np.multiply(g[k], 1 - b1, out=s)
+                v[k] *= b2
+                np.multiply(g[k], 1 - b2, out=s)
+                s *= g[k]
+                v[k] += s
+                step = m[k] / (1 - b1 ** t)
+                step *= lr
+                denom = np.divide(v[k], 1 - b2 ** t, out=s)
+                np.sqrt(denom, out=denom)
+                denom += eps
+                step /= denom
+                p -= step
+    return params

@@ -209,7 +209,8 @@ TRAIN_SETTINGS: dict[str, SettingSpec] = {
     "batch": SettingSpec(int, 100, "minibatch size", COUNT),
     "seed": SettingSpec(int, 0, "seed for initialization, shuffling and data", SEED),
     "shuffle": SettingSpec(bool, True, "reshuffle the training data every epoch"),
-    "eval_every": SettingSpec(int, 1, "evaluate every K epochs", COUNT),
+    "eval_every": SettingSpec(int, None, "evaluate (and record a history row) every K epochs; "
+                              "default: often enough to cost about 5% of the run", COUNT),
 }
 
 # Numeric flags of the runtime commands that have no spec counterpart (bpc gradcheck's,
@@ -217,6 +218,7 @@ TRAIN_SETTINGS: dict[str, SettingSpec] = {
 RUNTIME_RANGES: dict[str, Range] = {
     "eps": POSITIVE, "tol": POSITIVE, "samples": COUNT, "batch": COUNT, "seed": SEED,
     "row": Range(int, low=0), "digits": Range(int, low=3, high=17),
+    "checkpoint_every": NON_NEGATIVE,
 }
 
 DATASETS: dict[str, Signature] = {

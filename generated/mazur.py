@@ -55,9 +55,10 @@ def predict(params, x):
     """The model's output y, for the inputs."""
     x = np.asarray(x, dtype=DTYPE)
     W1 = params["W1"]
-    b1 = params["b1"]
+    # 0-d parameters as NumPy scalars ([()]): faster arithmetic than 0-d arrays
+    b1 = params["b1"][()]
     W2 = params["W2"]
-    b2 = params["b2"]
+    b2 = params["b2"][()]
     h = _sigmoid(x @ W1 + b1)
     y = _sigmoid(h @ W2 + b2)
     return y
@@ -68,9 +69,10 @@ def loss(params, x, t) -> float:
     x = np.asarray(x, dtype=DTYPE)
     t = np.asarray(t, dtype=DTYPE)
     W1 = params["W1"]
-    b1 = params["b1"]
+    # 0-d parameters as NumPy scalars ([()]): faster arithmetic than 0-d arrays
+    b1 = params["b1"][()]
     W2 = params["W2"]
-    b2 = params["b2"]
+    b2 = params["b2"][()]
     h = _sigmoid(x @ W1 + b1)
     y = _sigmoid(h @ W2 + b2)
     E = 0.5 * np.sum((y - t) ** 2)
@@ -86,9 +88,10 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     x = np.asarray(x, dtype=DTYPE)
     t = np.asarray(t, dtype=DTYPE)
     W1 = params["W1"]
-    b1 = params["b1"]
+    # 0-d parameters as NumPy scalars ([()]): faster arithmetic than 0-d arrays
+    b1 = params["b1"][()]
     W2 = params["W2"]
-    b2 = params["b2"]
+    b2 = params["b2"][()]
     grads = {} if grads is None else grads  # buffers to compute into
 
     # forward

@@ -27,22 +27,22 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 def predict(params, apple=100, apple_num=2, orange=150, orange_num=3, tax=1.1):
     """The model's output all_price, for the inputs."""
-    apple = np.asarray(apple, dtype=DTYPE)
-    apple_num = np.asarray(apple_num, dtype=DTYPE)
-    orange = np.asarray(orange, dtype=DTYPE)
-    orange_num = np.asarray(orange_num, dtype=DTYPE)
-    tax = np.asarray(tax, dtype=DTYPE)
+    apple = DTYPE(apple)
+    apple_num = DTYPE(apple_num)
+    orange = DTYPE(orange)
+    orange_num = DTYPE(orange_num)
+    tax = DTYPE(tax)
     all_price = apple * apple_num + orange * orange_num
     return all_price
 
 
 def loss(params, apple=100, apple_num=2, orange=150, orange_num=3, tax=1.1) -> float:
     """The loss price."""
-    apple = np.asarray(apple, dtype=DTYPE)
-    apple_num = np.asarray(apple_num, dtype=DTYPE)
-    orange = np.asarray(orange, dtype=DTYPE)
-    orange_num = np.asarray(orange_num, dtype=DTYPE)
-    tax = np.asarray(tax, dtype=DTYPE)
+    apple = DTYPE(apple)
+    apple_num = DTYPE(apple_num)
+    orange = DTYPE(orange)
+    orange_num = DTYPE(orange_num)
+    tax = DTYPE(tax)
     all_price = apple * apple_num + orange * orange_num
     price = all_price * tax
     return float(price)
@@ -53,11 +53,11 @@ def loss_and_grad(
 ) -> tuple[float, dict[str, np.ndarray]]:
     """The loss price and its gradient with respect to apple, apple_num, orange,
     orange_num, tax."""
-    apple = np.asarray(apple, dtype=DTYPE)
-    apple_num = np.asarray(apple_num, dtype=DTYPE)
-    orange = np.asarray(orange, dtype=DTYPE)
-    orange_num = np.asarray(orange_num, dtype=DTYPE)
-    tax = np.asarray(tax, dtype=DTYPE)
+    apple = DTYPE(apple)
+    apple_num = DTYPE(apple_num)
+    orange = DTYPE(orange)
+    orange_num = DTYPE(orange_num)
+    tax = DTYPE(tax)
 
     # forward
     all_price = apple * apple_num + orange * orange_num

@@ -53,15 +53,16 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 def predict(params, x):
     """The model's output f3, for the inputs."""
-    x = np.asarray(x, dtype=DTYPE)
-    beta0 = params["beta0"]
-    omega0 = params["omega0"]
-    beta1 = params["beta1"]
-    omega1 = params["omega1"]
-    beta2 = params["beta2"]
-    omega2 = params["omega2"]
-    beta3 = params["beta3"]
-    omega3 = params["omega3"]
+    x = DTYPE(x)
+    # 0-d parameters as NumPy scalars ([()]): faster arithmetic than 0-d arrays
+    beta0 = params["beta0"][()]
+    omega0 = params["omega0"][()]
+    beta1 = params["beta1"][()]
+    omega1 = params["omega1"][()]
+    beta2 = params["beta2"][()]
+    omega2 = params["omega2"][()]
+    beta3 = params["beta3"][()]
+    omega3 = params["omega3"][()]
     f0 = beta0 + omega0 * x
     h1 = np.sin(f0)
     f1 = beta1 + omega1 * h1
@@ -74,16 +75,17 @@ def predict(params, x):
 
 def loss(params, x, y) -> float:
     """The loss l."""
-    x = np.asarray(x, dtype=DTYPE)
-    y = np.asarray(y, dtype=DTYPE)
-    beta0 = params["beta0"]
-    omega0 = params["omega0"]
-    beta1 = params["beta1"]
-    omega1 = params["omega1"]
-    beta2 = params["beta2"]
-    omega2 = params["omega2"]
-    beta3 = params["beta3"]
-    omega3 = params["omega3"]
+    x = DTYPE(x)
+    y = DTYPE(y)
+    # 0-d parameters as NumPy scalars ([()]): faster arithmetic than 0-d arrays
+    beta0 = params["beta0"][()]
+    omega0 = params["omega0"][()]
+    beta1 = params["beta1"][()]
+    omega1 = params["omega1"][()]
+    beta2 = params["beta2"][()]
+    omega2 = params["omega2"][()]
+    beta3 = params["beta3"][()]
+    omega3 = params["omega3"][()]
     f0 = beta0 + omega0 * x
     h1 = np.sin(f0)
     f1 = beta1 + omega1 * h1
@@ -98,16 +100,17 @@ def loss(params, x, y) -> float:
 def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
     """The loss l and its gradient with respect to beta0, omega0, beta1, omega1,
     beta2, omega2, beta3, omega3."""
-    x = np.asarray(x, dtype=DTYPE)
-    y = np.asarray(y, dtype=DTYPE)
-    beta0 = params["beta0"]
-    omega0 = params["omega0"]
-    beta1 = params["beta1"]
-    omega1 = params["omega1"]
-    beta2 = params["beta2"]
-    omega2 = params["omega2"]
-    beta3 = params["beta3"]
-    omega3 = params["omega3"]
+    x = DTYPE(x)
+    y = DTYPE(y)
+    # 0-d parameters as NumPy scalars ([()]): faster arithmetic than 0-d arrays
+    beta0 = params["beta0"][()]
+    omega0 = params["omega0"][()]
+    beta1 = params["beta1"][()]
+    omega1 = params["omega1"][()]
+    beta2 = params["beta2"][()]
+    omega2 = params["omega2"][()]
+    beta3 = params["beta3"][()]
+    omega3 = params["omega3"][()]
 
     # forward
     f0 = beta0 + omega0 * x

@@ -131,12 +131,15 @@ def _cmd_train(args) -> int:
                             "install it with: python3 -m pip install 'bpc[plot]'")
     module = load_model(args.spec)
     overrides = {"epochs": args.epochs, "iters": args.iters, "batch": args.batch,
-                 "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed}
+                 "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed,
+                 "eval_every": args.eval_every}
     settings = Settings.from_module(module, overrides)
     config = getattr(module, "CONFIG", {}) or {}
     dataset = load(args.data if args.data else config.get("data"), module, settings.seed)
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
-    result = train(module, dataset, settings, out, resume=args.resume, quiet=args.quiet)
+    every = {} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}
+    result = train(module, dataset, settings, out, resume=args.resume, quiet=args.quiet,
+                   **every)
     if result.history:
         last = result.history[-1]
         total = last["epoch"]
@@ -335,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: runs/<spec name>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint")
+    p.add_argument("--eval-every", type=_train_flag("eval_every"), metavar="K",
+                   help="evaluate, record a history row and print a line every K epochs "
+                        "(and at the end; default: the spec's eval_every, else as often "
+                        "as costs about 5%% of the run)")
+    p.add_argument("--checkpoint-every", type=number(RUNTIME_RANGES["checkpoint_every"]),
+                   metavar="SECONDS",
+                   help="write checkpoint.npz at most this often while training (default: "
+                        "60); always at the end and on Ctrl-C")
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.add_argument("--plot", action="store_true",
                    help="write loss/accuracy curves to DIR/curves.png (needs matplotlib)")

@@ -107,6 +107,8 @@ def examples(arrays: dict[str, np.ndarray], axes: dict[str, int], index) -> dict
 def _take(a: np.ndarray, axis: int | None, index) -> np.ndarray:
     if axis is None:
         return a
+    if axis == 0:  # the usual layout, without building an index tuple (once a step)
+        return a[index]
     # Indexing, not np.take: take copies the whole of a non-C-ordered array first (a
     # CSV's columns are Fortran-ordered), per batch.
     return a[(slice(None),) * axis + (index,)]

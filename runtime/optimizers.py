@@ -1,15 +1,25 @@
-"""Optimizers with in-place updates, L2 weight decay, global-norm clipping and schedules.
+"""Optimizers with whole-buffer updates, L2 weight decay, global-norm clipping and schedules.
 
 Every optimizer takes the gradient dict of ``loss_and_grad`` (which it never writes:
 gradients may share memory) and updates the parameter arrays in place. Its state (moment
-estimates, step count) round-trips through ``state_dict`` / ``load_state_dict`` so a
-checkpoint resumes bit for bit. Defaults and accepted keys come from
+estimates, step count) round-trips through ``state_dict`` / ``load_state_dict``, by
+parameter name, so a checkpoint resumes bit for bit. Defaults and accepted keys come from
 ``compiler.vocab.OPTIMIZERS`` — the same table the spec checker uses.
+
+**Flat buffers.** An update costs a few NumPy operations whatever the number of
+parameter arrays: parameters, gradients, optimizer state and scratch space are views
+into one contiguous buffer per dtype (``pack``), and each rule is written once, on whole
+buffers. ``bpc train`` packs its parameters and hands the optimizer's gradient views
+(``grad_buffers``) to ``loss_and_grad(..., grads=)``, so the generated code writes most
+gradients straight into the flat buffer; a gradient returned in another array is copied
+in (one assignment). Parameters that are not packed (any dict of arrays) are copied into
+the optimizer's own buffer and back around the update: the same arithmetic, slower.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -35,8 +45,53 @@ def learning_rate(cfg: dict, epoch: float, total_epochs: float) -> float:
     raise UserError(f"unknown schedule '{kind}'", "schedules: " + ", ".join(sorted(SCHEDULES)))
 
 
+# ----------------------------------------------------------------------------- flat buffers
+def pack(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Copies of ``arrays`` (same names, shapes, dtypes, order) that are consecutive views
+    into one new contiguous buffer per dtype."""
+    out: dict[str, np.ndarray] = {}
+    for dtype, names in _by_dtype(arrays).items():
+        buf = np.empty(sum(np.size(arrays[k]) for k in names), dtype)
+        start = 0
+        for k in names:
+            a = np.asarray(arrays[k])
+            view = buf[start:start + a.size].reshape(a.shape)
+            view[...] = a
+            out[k] = view
+            start += a.size
+    return {k: out[k] for k in arrays}
+
+
+def flat_buffers(arrays: dict[str, np.ndarray]) -> list[np.ndarray] | None:
+    """The buffers that ``arrays`` are consecutive views of, one per dtype in order of
+    first appearance (as ``pack`` lays them out); None when they are not so packed."""
+    bufs = []
+    for dtype, names in _by_dtype(arrays).items():
+        first = arrays[names[0]]
+        buf = first.base if isinstance(first, np.ndarray) else None
+        if not isinstance(buf, np.ndarray) or buf.ndim != 1 or buf.dtype != dtype or \
+                not buf.flags.c_contiguous or buf.size != sum(arrays[k].size for k in names):
+            return None
+        address = buf.__array_interface__["data"][0]
+        for k in names:
+            a = arrays[k]
+            if a.base is not buf or not a.flags.c_contiguous or \
+                    a.__array_interface__["data"][0] != address:
+                return None
+            address += a.nbytes
+        bufs.append(buf)
+    return bufs
+
+
+def _by_dtype(arrays: dict[str, np.ndarray]) -> dict[np.dtype, list[str]]:
+    groups: dict[np.dtype, list[str]] = {}
+    for k, v in arrays.items():
+        groups.setdefault(np.result_type(v), []).append(k)
+    return groups
+
+
 class Optimizer:
-    """Base: weight decay and clipping, then ``_apply`` (in place) per parameter."""
+    """Base: clipping and weight decay on the flat gradient, then ``_apply`` per buffer."""
 
     name = "sgd"
     slots: tuple[str, ...] = ()
@@ -50,38 +105,105 @@ class Optimizer:
         self.cfg = {**optimizer_defaults(self.name), **settings}
         self.lr = float(self.cfg["lr"])
         self.t = 0
-        self.state = {slot: {k: np.zeros_like(v) for k, v in params.items()}
-                      for slot in self.slots}
-        self._scratch: dict[str, np.ndarray] = {}  # reused every step, not checkpointed
-
-    def scaled(self, name: str, g: np.ndarray, factor: float) -> np.ndarray:
-        """``factor * g`` in a buffer kept for ``name``: no allocation per step."""
-        buf = self._scratch.get(name)
-        if buf is None or buf.shape != np.shape(g) or buf.dtype != np.result_type(g, factor):
-            buf = self._scratch[name] = np.empty(np.shape(g), np.result_type(g, factor))
-        return np.multiply(g, factor, out=buf)
+        self.names = list(params)
+        # The parameters' own buffers when they are packed; else a packed copy, synced
+        # around each step.
+        packed = flat_buffers(params) is not None
+        self._param_views = dict(params) if packed else pack(params)
+        self._param_list = list(self._param_views.values())
+        self._given = params if packed else None  # trusted to keep its arrays
+        self._params = flat_buffers(self._param_views)
+        zeros = {k: np.zeros_like(v) for k, v in params.items()}
+        self.grad_buffers = pack(zeros)  # loss_and_grad(..., grads=) may write into these
+        self._grads = flat_buffers(self.grad_buffers)
+        self.state = {slot: pack(zeros) for slot in self.slots}  # by name, for checkpoints
+        self._state = {slot: flat_buffers(views) for slot, views in self.state.items()}
+        # Scratch space, reused every step, not checkpointed.
+        self._work = [np.empty_like(b) for b in self._params]
+        self._scratch = [np.empty_like(b) for b in self._params]
+        # A model of scalars (the toy's eight) gathers its gradient in one assignment.
+        scalars = len(self._grads) == 1 and all([np.ndim(v) == 0 for v in params.values()])
+        self._scalar_grads = operator.itemgetter(*self.names) if scalars else None
+        self._clip = float(self.cfg.get("clip") or 0.0)
+        self._decay = float(self.cfg.get("weight_decay") or 0.0)
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
              lr: float | None = None) -> None:
+        """``gather(grads)``, then ``update(params, lr)``."""
+        self.gather(grads)
+        self.update(params, lr)
+
+    def gather(self, grads: dict[str, np.ndarray]) -> None:
+        """The gradients into the flat gradient buffer (those computed into
+        ``grad_buffers`` are there already)."""
+        if self._scalar_grads is not None:
+            self._grads[0][...] = self._scalar_grads(grads)
+            return
+        for k, view in self.grad_buffers.items():
+            g = grads[k]
+            if g is not view:
+                view[...] = g
+
+    def nonfinite(self, which: str) -> str | None:
+        """The first parameter whose gradient (``which="grads"``, as gathered) or value
+        (``"params"``) holds a NaN or an infinity; None when all are finite. This runs every
+        step: one dot product per flat buffer is finite when every entry is (a NaN or an
+        infinity carries through); only when it is not (or it overflowed) do a maximum and
+        a minimum decide, and the views name the parameter."""
+        flat, views = ((self._grads, self.grad_buffers) if which == "grads"
+                       else (self._params, self._param_views))
+        for b in flat:
+            if not math.isfinite(b.dot(b)) and not (math.isfinite(np.maximum.reduce(b)) and
+                                                    math.isfinite(np.minimum.reduce(b))):
+                return next(k for k, v in views.items()
+                            if v.size and not np.isfinite(v).all())
+        return None
+
+    def update(self, params: dict[str, np.ndarray], lr: float | None = None) -> None:
+        """One step of the rule on the gathered gradient, applied to ``params`` in place.
+        The packed dict the optimizer was made with is trusted to hold the same arrays
+        (assign into them, ``params[k][...] = v``, never replace them); any other dict is
+        compared array by array and synced through the optimizer's own buffer."""
         lr = self.lr if lr is None else lr
         self.t += 1
-        scale = 1.0
-        clip = float(self.cfg.get("clip") or 0.0)
-        if clip > 0:
-            norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
-            if norm > clip:
-                scale = clip / norm
-        wd = float(self.cfg.get("weight_decay") or 0.0)
-        for name, p in params.items():
-            g = grads[name]
-            if scale != 1.0:
-                g = g * scale
-            if wd:
-                g = g + wd * p
-            self._apply(name, p, g, lr)
+        own = self._param_views
+        synced = params is not self._given and not all(
+            map(operator.is_, map(params.__getitem__, self.names), self._param_list))
+        if synced:
+            for k in self.names:
+                own[k][...] = params[k]
+        grads = self._grads if not (self._clip or self._decay) else self._adjusted()
+        for i, p in enumerate(self._params):
+            self._apply(i, p, grads[i], lr)
+        if synced:
+            for k in self.names:
+                params[k][...] = own[k]
 
-    def _apply(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
-        p -= self.scaled(name, g, lr)
+    def _adjusted(self) -> list[np.ndarray]:
+        """The gathered gradient scaled to the global norm ``clip`` (when above it), plus
+        ``weight_decay`` times the parameters, in the work buffers."""
+        scale = 1.0
+        if self._clip > 0:
+            norm = math.sqrt(sum(float(np.vdot(g, g)) for g in self._grads))
+            if norm > self._clip:
+                scale = self._clip / norm
+        out = []
+        for p, g, work, scratch in zip(self._params, self._grads, self._work, self._scratch):
+            if scale != 1.0:
+                np.multiply(g, scale, out=work)
+            else:
+                np.copyto(work, g)
+            if self._decay:
+                work += np.multiply(p, self._decay, out=scratch)
+            out.append(work)
+        return out
+
+    def _apply(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        """One update of the flat parameter buffer ``p`` (the ``i``-th) by gradient ``g``."""
+        p -= np.multiply(g, lr, out=self._scratch[i])
+
+    def _buffers(self, i: int, *slots: str) -> list[np.ndarray]:
+        return [self._state[slot][i] for slot in slots]
 
     # state for checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -108,10 +230,10 @@ class Momentum(Optimizer):
     name = "momentum"
     slots = ("v",)
 
-    def _apply(self, name, p, g, lr):
-        v = self.state["v"][name]
+    def _apply(self, i, p, g, lr):
+        (v,) = self._buffers(i, "v")
         v *= float(self.cfg["momentum"])
-        v -= self.scaled(name, g, lr)
+        v -= np.multiply(g, lr, out=self._scratch[i])
         p += v
 
 
@@ -121,12 +243,15 @@ class Nesterov(Optimizer):
     name = "nesterov"
     slots = ("v",)
 
-    def _apply(self, name, p, g, lr):
+    def _apply(self, i, p, g, lr):
         mu = float(self.cfg["momentum"])
-        v = self.state["v"][name]
+        (v,) = self._buffers(i, "v")
+        lr_g = np.multiply(g, lr, out=self._scratch[i])
         v *= mu
-        v -= lr * g
-        p += mu * v - lr * g
+        v -= lr_g
+        step = np.multiply(v, mu, out=self._work[i])  # g is no longer needed
+        step -= lr_g
+        p += step
 
 
 class AdaGrad(Optimizer):
@@ -135,10 +260,10 @@ class AdaGrad(Optimizer):
     name = "adagrad"
     slots = ("h",)
 
-    def _apply(self, name, p, g, lr):
-        h = self.state["h"][name]
-        h += g * g
-        p -= lr * g / (np.sqrt(h) + float(self.cfg["eps"]))
+    def _apply(self, i, p, g, lr):
+        (h,) = self._buffers(i, "h")
+        h += np.multiply(g, g, out=self._scratch[i])
+        _scaled_step(p, g, h, lr, float(self.cfg["eps"]), self._scratch[i], self._work[i])
 
 
 class RMSprop(Optimizer):
@@ -147,12 +272,23 @@ class RMSprop(Optimizer):
     name = "rmsprop"
     slots = ("h",)
 
-    def _apply(self, name, p, g, lr):
+    def _apply(self, i, p, g, lr):
         rho = float(self.cfg["rho"])
-        h = self.state["h"][name]
+        (h,) = self._buffers(i, "h")
         h *= rho
-        h += (1 - rho) * g * g
-        p -= lr * g / (np.sqrt(h) + float(self.cfg["eps"]))
+        s = np.multiply(g, 1 - rho, out=self._scratch[i])
+        s *= g
+        h += s
+        _scaled_step(p, g, h, lr, float(self.cfg["eps"]), self._scratch[i], self._work[i])
+
+
+def _scaled_step(p, g, h, lr, eps, scratch, work):
+    """p -= lr g / (sqrt(h) + eps), through two scratch buffers (``work`` may be ``g``)."""
+    denom = np.sqrt(h, out=scratch)
+    denom += eps
+    step = np.multiply(g, lr, out=work)
+    step /= denom
+    p -= step
 
 
 class Adam(Optimizer):
@@ -161,16 +297,23 @@ class Adam(Optimizer):
     name = "adam"
     slots = ("m", "v")
 
-    def _apply(self, name, p, g, lr):
+    def _apply(self, i, p, g, lr):
         b1, b2 = float(self.cfg["beta1"]), float(self.cfg["beta2"])
-        m, v = self.state["m"][name], self.state["v"][name]
+        m, v = self._buffers(i, "m", "v")
+        s = self._scratch[i]
         m *= b1
-        m += (1 - b1) * g
+        m += np.multiply(g, 1 - b1, out=s)
         v *= b2
-        v += (1 - b2) * g * g
-        m_hat = m / (1 - b1 ** self.t)
-        v_hat = v / (1 - b2 ** self.t)
-        p -= lr * m_hat / (np.sqrt(v_hat) + float(self.cfg["eps"]))
+        s = np.multiply(g, 1 - b2, out=s)
+        s *= g
+        v += s
+        step = np.divide(m, 1 - b1 ** self.t, out=self._work[i])  # m_hat (g is done)
+        step *= lr
+        denom = np.divide(v, 1 - b2 ** self.t, out=s)  # v_hat
+        np.sqrt(denom, out=denom)
+        denom += float(self.cfg["eps"])
+        step /= denom
+        p -= step
 
 
 OPTIMIZER_CLASSES = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)}

@@ -42,7 +42,7 @@ from compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, optimiz
 
 from . import data as data_mod
 from .errors import UserError
-from .optimizers import learning_rate, make_optimizer
+from .optimizers import learning_rate, make_optimizer, pack
 
 HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "lr", "seconds"]
 
@@ -64,11 +64,19 @@ SMOOTHING = 0.1
 STUCK_CHANGE = 1e-3
 CHANCE_MARGIN = 0.05
 # A checkpoint is written at the end of the run, on Ctrl-C, and at step boundaries or
-# epoch ends at least CHECKPOINT_SECONDS apart (and at least CHECKPOINT_OVERHEAD times
-# the last write's duration apart, so writing costs a few percent at most): a SIGKILL
-# loses the steps since then, never the consistency of the run.
-CHECKPOINT_SECONDS = 1.0
+# epoch ends at least CHECKPOINT_SECONDS apart (--checkpoint-every; and at least
+# CHECKPOINT_OVERHEAD times the last write's duration apart, so writing costs a few
+# percent at most): a SIGKILL loses the steps since then, never the consistency of the run.
+CHECKPOINT_SECONDS = 60.0
 CHECKPOINT_OVERHEAD = 20
+# Evaluation and history rows come every eval_every epochs; unless the spec or a flag
+# says, eval_every is the smallest K for which an evaluation is estimated to cost at most
+# EVAL_SHARE of the K epochs' steps. The estimate is counted, not timed, so a run's
+# history does not depend on the machine's speed: a forward pass costs about a third of a
+# training step per example, and a row's fixed part (its evaluation calls, the CSV line,
+# the printed line) about EVAL_CALLS steps.
+EVAL_SHARE = 0.05
+EVAL_CALLS = 8
 
 
 @dataclass
@@ -78,7 +86,7 @@ class Settings:
     batch: int = 100
     seed: int = 0
     shuffle: bool = True
-    eval_every: int = 1
+    eval_every: int | None = None  # None: auto_eval_every
     optimizer: str = "sgd"
     opt: dict = field(default_factory=dict)
 
@@ -106,7 +114,7 @@ class Settings:
         values.update(train)
         # A flag wins; --epochs and --iters replace each other.
         for key, other in (("epochs", "iters"), ("iters", "epochs"), ("batch", None),
-                           ("seed", None)):
+                           ("seed", None), ("eval_every", None)):
             if overrides.get(key) is not None:
                 values[key] = overrides[key]
                 if other:
@@ -114,8 +122,18 @@ class Settings:
         _check_ranges(values, opt)
         return cls(epochs=values.get("epochs"), iters=values.get("iters"),
                    batch=int(values["batch"]), seed=int(values["seed"]),
-                   shuffle=bool(values["shuffle"]), eval_every=int(values["eval_every"]),
+                   shuffle=bool(values["shuffle"]),
+                   eval_every=None if values["eval_every"] is None else int(values["eval_every"]),
                    optimizer=name, opt=opt)
+
+
+def auto_eval_every(n_train: int, n_test: int, batch: int, steps_per_epoch: int) -> int:
+    """The evaluation cadence in epochs when none is given: the smallest K for which one
+    evaluation (train accuracy, test accuracy and loss: forward passes over n_train + 2
+    n_test examples, a third of a step's work per example, plus EVAL_CALLS steps' worth of
+    calls and output) is at most EVAL_SHARE of K epochs of steps."""
+    evaluation = (n_train + 2 * n_test) / (3 * batch) + EVAL_CALLS  # in steps
+    return max(1, math.ceil(evaluation / (EVAL_SHARE * steps_per_epoch)))
 
 
 def _check_ranges(train: dict, opt: dict) -> None:
@@ -263,12 +281,15 @@ def write_atomic(path: Path, write) -> None:
         raise _write_failed(path, e) from None
 
 
-def save_checkpoint(path: Path, params, optimizer, position: dict, rng_start, rng_now,
+def save_checkpoint(path: Path, params, optimizer, position: dict, rng_now, order=None,
                     history: list[dict] | None = None, run: dict | None = None) -> None:
+    """The run's state: parameters and optimizer state by name, the position, the
+    generator now, the order of the epoch under way (drawn as it began) and the history."""
     arrays = {f"param/{k}": v for k, v in params.items()}
     arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
-    meta = {**position, "rng_start": rng_start, "rng": rng_now,
-            "optimizer": optimizer.name, "run": run,
+    if order is not None:
+        arrays["order"] = order
+    meta = {**position, "rng": rng_now, "optimizer": optimizer.name, "run": run,
             "history": [[row[k] for k in HISTORY_FIELDS] for row in history or []]}
     arrays["meta"] = np.array(json.dumps(meta))
     write_atomic(path, lambda f: np.savez(f, **arrays))
@@ -288,6 +309,7 @@ def load_checkpoint(path: Path, module):
             meta = json.loads(str(f["meta"]))
             params = {k[6:]: f[k].copy() for k in f.files if k.startswith("param/")}
             opt_state = {k[4:]: f[k].copy() for k in f.files if k.startswith("opt/")}
+            order = f["order"].copy() if "order" in f.files else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})",
                         "it is damaged or not from bpc; train without --resume (or into a "
@@ -295,7 +317,13 @@ def load_checkpoint(path: Path, module):
     if set(params) != set(module.PARAMS):
         raise UserError(f"{path} was written for other parameters "
                         f"({', '.join(sorted(params))})", "use a new --out folder")
-    return params, opt_state, meta
+    return params, opt_state, meta, order
+
+
+def is_permutation(order, n: int) -> bool:
+    """Whether ``order`` (read back from a checkpoint) is an order of ``n`` examples."""
+    return isinstance(order, np.ndarray) and order.shape == (n,) and \
+        order.dtype.kind in "iu" and np.array_equal(np.sort(order), np.arange(n))
 
 
 # ----------------------------------------------------------------------------- run identity
@@ -501,13 +529,20 @@ def _history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds)
 
 
 # ----------------------------------------------------------------------------- the loop
-def first_nonfinite(arrays: dict[str, np.ndarray]) -> str | None:
-    """The first name whose array holds a NaN or an infinity. ``max`` and ``min`` carry
-    both through without allocating a mask the size of the array (this runs every step)."""
-    for name, a in arrays.items():
-        if np.size(a) and not (math.isfinite(np.max(a)) and math.isfinite(np.min(a))):
-            return name
-    return None
+def nonfinite_reasons(value: float, optimizer) -> list[str]:
+    """Why a step diverged: the loss, a gradient, or else a parameter not finite."""
+    what = [f"the loss is {value}"] if not math.isfinite(value) else []
+    bad = optimizer.nonfinite("grads")
+    if bad:
+        return what + [f"the gradient of '{bad}' is not finite"]
+    bad = optimizer.nonfinite("params")
+    return what + ([f"parameter '{bad}' is no longer finite"] if bad else [])
+
+
+def diverged(step: int, epoch: int, what: list[str]) -> Diverged:
+    return Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
+                    + " and ".join(what), "lower the learning rate (--lr), or clip gradients "
+                    "(optimizer ...(clip=1.0))")
 
 
 def divergence_limit(start: float) -> float:
@@ -576,17 +611,26 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     kind = task_kind(module, train_arrays)
 
     rng = np.random.default_rng(settings.seed)
-    params = {k: np.array(v, dtype=module.DTYPE) for k, v in module.init_params(rng).items()}
-    # A module that can compute gradients into given arrays gets the same ones every step.
+    # The parameters are views into one buffer per dtype: the optimizer updates them all
+    # in a few whole-buffer operations (runtime/optimizers.py).
+    params = pack({k: np.array(v, dtype=module.DTYPE)
+                   for k, v in module.init_params(rng).items()})
+    optimizer = make_optimizer(settings.optimizer, params, **settings.opt)
+    # A module that can compute gradients into given arrays writes them straight into the
+    # optimizer's flat gradient buffer, the same arrays every step.
     buffers = {}
     if "grads" in inspect.signature(module.loss_and_grad).parameters:
-        buffers = {"grads": {k: np.empty_like(v) for k, v in params.items()}}
-    optimizer = make_optimizer(settings.optimizer, params, **settings.opt)
+        buffers = {"grads": optimizer.grad_buffers}
+    n_test = data_mod.example_count(test_arrays, axes)
+    eval_every = settings.eval_every or auto_eval_every(n, n_test, settings.batch,
+                                                        steps_per_epoch)
     epoch, batch_index, step, loss_sum, seen = 0, 0, 0, 0.0, 0
+    # The epoch's order of examples, drawn from ``rng`` as the epoch begins (None: in
+    # order); ``drawn`` while the epoch is under way, when a checkpoint must keep it.
+    order, drawn = None, False
     # The reference for divergence: the loss at the start, over minibatches of the training
     # size (a loss that sums over its batch is compared like with like).
     start_loss = running = _full_loss(module, params, train_arrays, settings.batch)
-    rng_start = rng.bit_generator.state
     history: list[dict] = []
     run = run_identity(module, settings, optimizer, params, train_arrays, test_arrays) \
         if out is not None else None
@@ -594,7 +638,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     with DeferredInterrupt() as stop, \
             (RunFolder(out) if out is not None else _NoFolder()) as folder:
         if resume:
-            saved, opt_state, meta = load_checkpoint(folder.checkpoint, module)
+            saved, opt_state, meta, saved_order = load_checkpoint(folder.checkpoint, module)
             if meta.get("optimizer") != optimizer.name:
                 raise UserError(f"the checkpoint was trained with {meta.get('optimizer')}, "
                                 f"not {optimizer.name}", "resume with the same --optimizer")
@@ -614,8 +658,18 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             epoch, batch_index, step = meta["epoch"], meta["batch_index"], meta["step"]
             loss_sum, seen = meta["loss_sum"], meta["seen"]
             start_loss, running = meta.get("start_loss"), meta.get("running_loss")
-            rng_start = meta["rng_start"]
             rng.bit_generator.state = meta["rng"]
+            if "rng_start" in meta and batch_index > 0:
+                # An older checkpoint, which kept the generator as the epoch began.
+                rng.bit_generator.state = meta["rng_start"]
+                order = data_mod.batch_order(n, rng if settings.shuffle else None)
+                drawn = True
+            elif meta.get("drawn"):
+                order, drawn = saved_order, True
+                if settings.shuffle and not is_permutation(order, n):
+                    raise UserError(f"{folder.checkpoint} is not a readable checkpoint (the "
+                                    "order of its epoch's examples is damaged)",
+                                    "train without --resume (or into a new --out folder)")
             if "history" in meta:
                 history = [dict(zip(HISTORY_FIELDS, row)) for row in meta["history"]]
             else:  # a checkpoint from before history was kept in it
@@ -624,87 +678,76 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
 
         if step >= total_steps and batch_index == 0:
             log(f"nothing to do: the run already has {step} steps (of {total_steps})")
-        start_time = time.perf_counter()
+        start_time = row_start = time.perf_counter()
         interrupted = False
         dirty = False  # inside an update: the state is not one a checkpoint may record
         bar = None
-        last_save, save_cost = time.monotonic(), 0.0
+        save_due = time.monotonic() + checkpoint_every
+        scheduled = optimizer.cfg.get("schedule", "constant") != "constant"
 
         def snapshot():
             return {"epoch": epoch, "batch_index": batch_index, "step": step,
                     "loss_sum": loss_sum, "seen": seen, "start_loss": start_loss,
-                    "running_loss": running}
+                    "running_loss": running, "drawn": drawn}
 
         def save(final: bool = False):
-            nonlocal last_save, save_cost
+            nonlocal save_due
             now = time.monotonic()
-            if folder.checkpoint is None or not final and (
-                    now - last_save < max(checkpoint_every, CHECKPOINT_OVERHEAD * save_cost)):
+            if folder.checkpoint is None or not final and now < save_due:
                 return
-            save_checkpoint(folder.checkpoint, params, optimizer, snapshot(), rng_start,
-                            rng.bit_generator.state, history, run)
-            last_save = time.monotonic()
-            save_cost = last_save - now
+            save_checkpoint(folder.checkpoint, params, optimizer, snapshot(),
+                            rng.bit_generator.state, order if drawn else None, history, run)
+            end = time.monotonic()
+            save_due = end + max(checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
 
         try:
             from tqdm import tqdm
         except ImportError:  # pragma: no cover - tqdm is a dependency
             tqdm = None
 
+        # Non-finite values are reported (Diverged), not warned about: NumPy's warnings are
+        # off in the loop.
+        errstate = np.errstate(all="ignore")
+        errstate.__enter__()
         try:
-            if not resume:
-                save(final=True)  # step 0: a run can be resumed from its first moment
+            if tqdm is not None and not quiet:
+                bar = tqdm(total=total_steps, initial=min(step, total_steps), unit="step",
+                           leave=False, dynamic_ncols=True, file=sys.stderr,
+                           disable=None)  # None: shown on a terminal, silent in logs
             # An epoch is pending while batch_index > 0: its end (evaluation, history row)
             # is still to come, also when the step budget ran out inside it.
             while step < total_steps or batch_index > 0:
                 if stop.requested:
                     raise KeyboardInterrupt
-                epoch_start = time.perf_counter()
-                if batch_index == 0:
-                    rng_start = rng.bit_generator.state
-                    loss_sum, seen = 0.0, 0
-                # This epoch's order, drawn from its starting state (exact after a resume);
-                # the generator moves on only when the epoch ends.
-                order_rng = np.random.default_rng()
-                order_rng.bit_generator.state = rng_start
-                order = data_mod.batch_order(n, order_rng if settings.shuffle else None)
+                if not drawn:  # the epoch's one draw; kept until the epoch ends
+                    dirty = True
+                    order = data_mod.batch_order(n, rng if settings.shuffle else None)
+                    drawn, dirty = True, False
                 last = min(steps_per_epoch, batch_index + max(total_steps - step, 0))
-                bar = None
-                if tqdm is not None and not quiet:
-                    bar = tqdm(total=steps_per_epoch, initial=batch_index,
-                               desc=f"epoch {epoch + 1}/{total_epochs}", unit="batch",
-                               leave=False, dynamic_ncols=True, file=sys.stderr,
-                               disable=None)  # None: shown on a terminal, silent in logs
                 for i in range(batch_index, last):
                     if stop.requested:
                         raise KeyboardInterrupt
                     b = data_mod.batch_at(train_arrays, axes, order, settings.batch, i)
-                    lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
-                    with np.errstate(all="ignore"):  # non-finite values are reported below
-                        value, grads = module.loss_and_grad(params, **b, **buffers)
-                    bad = first_nonfinite(grads)
-                    what = ([f"the loss is {value}"] if not math.isfinite(value) else []) + (
-                        [f"the gradient of '{bad}' is not finite"] if bad else [])
-                    if not what:
-                        dirty = True
-                        with np.errstate(all="ignore"):
-                            optimizer.step(params, grads, lr)
-                        bad = first_nonfinite(params)
-                        what = [f"parameter '{bad}' is no longer finite"] if bad else []
-                    if not what:
-                        if start_loss is None:  # resumed from a checkpoint that lacks it
-                            start_loss = running = float(value)
-                        running += SMOOTHING * (float(value) - running)
-                        if running > divergence_limit(start_loss):
-                            what = [f"the loss grew from {start_loss:.4g} to {running:.4g} "
-                                    f"(running average), over {DIVERGENCE_GROWTH:g} times "
-                                    "its start"]
-                    if what:
-                        raise Diverged(f"training diverged at step {step + 1} (epoch "
-                                       f"{epoch + 1}): " + " and ".join(what),
-                                       "lower the learning rate (--lr), or clip gradients "
-                                       "(optimizer ...(clip=1.0))")
-                    m = data_mod.example_count(b, axes)
+                    lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs) \
+                        if scheduled else optimizer.lr
+                    value, grads = module.loss_and_grad(params, **b, **buffers)
+                    optimizer.gather(grads)
+                    if not math.isfinite(value):
+                        raise diverged(step, epoch, nonfinite_reasons(value, optimizer))
+                    dirty = True
+                    optimizer.update(params, lr)
+                    # One check of the parameters a step: a non-finite gradient makes them
+                    # non-finite too, and is named then (the run stops at this update).
+                    if optimizer.nonfinite("params"):
+                        raise diverged(step, epoch, nonfinite_reasons(value, optimizer))
+                    if start_loss is None:  # resumed from a checkpoint that lacks it
+                        start_loss = running = value
+                    running += SMOOTHING * (value - running)
+                    if running > divergence_limit(start_loss):
+                        raise diverged(step, epoch, [
+                            f"the loss grew from {start_loss:.4g} to {running:.4g} (running "
+                            f"average), over {DIVERGENCE_GROWTH:g} times its start"])
+                    m = min(settings.batch, n - i * settings.batch)  # the last is short
                     loss_sum += value * m
                     seen += m
                     step += 1
@@ -712,35 +755,42 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                     dirty = False
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{loss_sum / seen:.4g}", refresh=False)
-                    if batch_index < last:
+                    if batch_index < last and time.monotonic() >= save_due:
                         save()
-                if bar is not None:
-                    bar.close()
                 if batch_index < steps_per_epoch and step < total_steps:
                     continue  # cannot happen without an interruption
                 if stop.requested:
                     raise KeyboardInterrupt  # before the evaluation: the epoch end is pending
-                # An epoch is complete (or the step budget ended inside it).
-                seconds = time.perf_counter() - epoch_start
-                lr_now = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
-                evaluate = (epoch + 1) % settings.eval_every == 0 or step >= total_steps
-                train_acc = accuracy(module, params, train_arrays, kind) if evaluate else None
-                test_acc = accuracy(module, params, test_arrays, kind) if evaluate else None
-                test_loss = mean_loss(module, params, test_arrays) if evaluate and \
-                    test_arrays else None
-                row = _history_row(epoch + 1, step, loss_sum / max(seen, 1), train_acc,
-                                   test_acc, test_loss, lr_now, seconds)
+                # An epoch is complete (or the step budget ended inside it). Every
+                # eval_every epochs, and at the end, it is evaluated and gets a history row
+                # (its loss the mean training loss since the last row).
+                row = None
+                if (epoch + 1) % eval_every == 0 or step >= total_steps:
+                    seconds = time.perf_counter() - row_start
+                    lr_now = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
+                    train_acc = accuracy(module, params, train_arrays, kind)
+                    test_acc = accuracy(module, params, test_arrays, kind)
+                    test_loss = mean_loss(module, params, test_arrays) if test_arrays else None
+                    row = _history_row(epoch + 1, step, loss_sum / max(seen, 1), train_acc,
+                                       test_acc, test_loss, lr_now, seconds)
                 dirty = True
                 epoch += 1
                 batch_index = 0
-                rng.bit_generator.state = order_rng.bit_generator.state
-                history.append(row)
+                drawn = False
+                if row is not None:
+                    history.append(row)
+                    loss_sum, seen = 0.0, 0
                 dirty = False
-                folder.append_history(row)
-                if not quiet:
-                    log(summary_line(row, total_epochs))
+                if row is not None:
+                    folder.append_history(row)
+                    if not quiet:
+                        if bar is not None:
+                            bar.clear()
+                        log(summary_line(row, total_epochs))
+                    row_start = time.perf_counter()
                 save(final=step >= total_steps)
+            if bar is not None:
+                bar.close()
         except KeyboardInterrupt:
             interrupted = True
             if bar is not None:
@@ -755,6 +805,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                     f"{folder.checkpoint}, is kept (continue with --resume --out {out})")
             else:
                 log(f"interrupted at step {step}")
+        finally:
+            errstate.__exit__(None, None, None)
     notes = [] if interrupted or not history else _final_notes(
         module, params, train_arrays, start_loss, history[-1], kind, settings.batch)
     return Result(params, history, epoch, step, time.perf_counter() - start_time, interrupted,

@@ -51,3 +51,39 @@ def test_flop_count():
     # first layer
     assert matmul_flops([784, 50, 10], 100) == 2 * 100 * (784 * 50 + 50 * 10) * 3 \
         - 2 * 100 * 784 * 50
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_toy_reference_matches_generated(dtype):
+    from bench import toy_spec_text
+    from references import ToyNet
+
+    ns: dict = {}
+    exec(compile(compile_text(toy_spec_text(dtype), "toy.bp")[1], "m", "exec"), ns)
+    params = ns["init_params"](np.random.default_rng(0))
+    x, y = np.array(0.5, dtype), np.array(1.0, dtype)
+    want_loss, want = ns["loss_and_grad"](params, x, y)
+    loss, grads = ToyNet(params, dtype).loss_and_grad(x, y)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    assert loss == pytest.approx(want_loss, rel=tol)
+    for k in want:
+        assert grads[k].dtype == want[k].dtype == np.dtype(dtype)
+        np.testing.assert_allclose(grads[k], want[k], rtol=tol)
+
+
+@pytest.mark.parametrize("spec, optimizer", [("xor", "sgd"), ("sine", "adam")])
+def test_plain_loop_makes_the_run_bpc_train_makes(spec, optimizer, tmp_path):
+    """The whole-run benchmark's baseline does the same steps: same final parameters."""
+    from references import plain_loop
+    from runtime import data
+    from runtime.loader import load_model
+    from runtime.train import Settings, train
+
+    m = load_model(REPO / "generated" / f"{spec}.py")
+    settings = Settings.from_module(m, {"epochs": 3, "optimizer": optimizer})
+    ds = data.load(m.CONFIG.get("data"), m, settings.seed)
+    result = train(m, ds, settings, tmp_path, quiet=True, log=lambda *_: None)
+    arrays = data.conform(ds.train, m)
+    params = plain_loop(m, arrays, settings, data.batch_axes(m))
+    for k in params:
+        np.testing.assert_array_equal(params[k], result.params[k])

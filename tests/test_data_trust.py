@@ -263,7 +263,7 @@ def test_cli_trains_a_column_spec_on_a_builtin_in_minibatches(tmp_path):
     spec = tmp_path / "colsine.bp"
     spec.write_text(COLUMNS.replace("model col", "model colsine") + "data sine(n=100)\n")
     r = run_bpc("train", spec, "--epochs", "2", "--batch", "16", "--out", tmp_path / "o",
-                "--quiet")
+                "--quiet", "--eval-every", "1")
     assert r.returncode == 0, r.stderr
     assert "(10 steps" in r.stdout  # 80 training examples in batches of 16, twice
     rows = list(csv.DictReader(open(tmp_path / "o" / "history.csv")))

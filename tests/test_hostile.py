@@ -20,7 +20,7 @@ from compiler.pipeline import compile_file
 CORPUS = sorted((Path(__file__).parent / "hostile").glob("*.bp"))
 MUST_REJECT = {"dunder_name", "builtin_name", "keyword_model", "np_name", "params_name",
                "infinite_number", "infinite_let", 'evil"name'}
-ALLOWED_CALLS = {"float", "dict", "tuple"}
+ALLOWED_CALLS = {"float", "dict", "tuple", "DTYPE"}  # DTYPE is checked: np.float64 or np.float32
 ALLOWED_ATTRS = {"T", "shape", "size", "normal", "uniform", "astype"}
 
 

@@ -127,3 +127,75 @@ def test_unknown_settings_are_reported():
     with pytest.raises(UserError, match="unknown optimizer"):
         make_optimizer("lion", {"w": P0.copy()})
     assert set(OPTIMIZER_CLASSES) == set(OPTIMIZERS)
+
+
+def test_pack_lays_arrays_out_in_one_buffer_per_dtype():
+    from runtime.optimizers import flat_buffers, pack
+
+    arrays = {"W": np.arange(6.0).reshape(2, 3), "b": np.array(7.0),
+              "v": np.array([1, 2], np.float32), "c": np.ones(2)}
+    packed = pack(arrays)
+    assert list(packed) == list(arrays)
+    for k in arrays:
+        np.testing.assert_array_equal(packed[k], arrays[k])
+        assert packed[k].dtype == arrays[k].dtype and packed[k].shape == arrays[k].shape
+    bufs = flat_buffers(packed)
+    assert [b.size for b in bufs] == [9, 2] and [b.dtype for b in bufs] == [np.float64,
+                                                                           np.float32]
+    assert flat_buffers(arrays) is None  # separate arrays are not packed
+    assert flat_buffers({"a": packed["W"], "c": packed["c"]}) is None  # a gap
+
+
+MIXED = {"W": np.array([[0.5, -1.0], [2.0, 0.25]]), "b": np.array(-0.3), "c": np.ones(3)}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_packed_and_separate_parameters_update_identically(name):
+    """The flat path (packed parameters, as bpc train passes them) and the synced path (any
+    dict of arrays) are the same arithmetic: bit-identical parameters and state."""
+    from runtime.optimizers import pack
+
+    rng = np.random.default_rng(0)
+    separate = {k: v.copy() for k, v in MIXED.items()}
+    packed = pack(MIXED)
+    settings = {"lr": 0.1, "weight_decay": 0.01, "clip": 0.5}
+    a, b = make_optimizer(name, separate, **settings), make_optimizer(name, packed, **settings)
+    for _ in range(4):
+        g = {k: rng.normal(size=np.shape(v)) for k, v in MIXED.items()}
+        keep = {k: np.copy(v) for k, v in g.items()}
+        a.step(separate, g)
+        b.step(packed, {k: np.copy(v) for k, v in g.items()})
+        for k in g:
+            np.testing.assert_array_equal(g[k], keep[k])  # gradients never written
+    for k in MIXED:
+        np.testing.assert_array_equal(separate[k], packed[k])
+    sa, sb = a.state_dict(), b.state_dict()
+    assert set(sa) == set(sb) and all(k == "t" or "/" in k for k in sa)
+    for k in sa:
+        np.testing.assert_array_equal(sa[k], sb[k])
+
+
+def test_gradients_computed_into_the_flat_buffer_are_used_in_place():
+    from runtime.optimizers import pack
+
+    p = pack({"w": P0.copy(), "s": np.array(1.0)})
+    opt = make_optimizer("sgd", p, lr=0.1)
+    opt.grad_buffers["w"][...] = G  # as loss_and_grad(..., grads=) writes them
+    opt.grad_buffers["s"][...] = 2.0
+    opt.step(p, dict(opt.grad_buffers))
+    np.testing.assert_allclose(p["w"], P0 - 0.1 * G)
+    assert float(p["s"]) == pytest.approx(0.8)
+
+
+def test_nonfinite_names_the_parameter():
+    from runtime.optimizers import pack
+
+    p = pack({"a": np.zeros(2), "b": np.zeros(3)})
+    opt = make_optimizer("sgd", p, lr=1.0)
+    opt.gather({"a": np.array([1e200, 1e200]), "b": np.ones(3)})  # its dot overflows
+    with np.errstate(over="ignore"):  # as in the training loop
+        assert opt.nonfinite("grads") is None
+    opt.gather({"a": np.ones(2), "b": np.array([0.0, np.nan, 1.0])})
+    assert opt.nonfinite("grads") == "b"
+    opt.update(p)
+    assert opt.nonfinite("params") == "b"

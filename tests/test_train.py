@@ -22,7 +22,7 @@ from runtime.train import Diverged, Settings, train
 def spiral_setup(epochs=4, **opt):
     m = load_model(REPO / "generated" / "spiral.py")
     ds = data.builtin("spiral", m, seed=0, n=30, classes=3)
-    settings = Settings.from_module(m, {"epochs": epochs, "batch": 16, **opt})
+    settings = Settings.from_module(m, {"epochs": epochs, "batch": 16, "eval_every": 1, **opt})
     return m, ds, settings
 
 
@@ -128,6 +128,11 @@ def test_cli_train_end_to_end(tmp_path):
 def test_cli_train_generated_module_and_data_flag(tmp_path):
     r = run_bpc("train", "generated/sine.py", "--data", "sine:n=60", "--epochs", "2",
                 "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "epoch 2/2" in r.stdout  # rows at the cadence: here the end only
+    assert "epoch 1/2" not in r.stdout
+    r = run_bpc("train", "generated/sine.py", "--data", "sine:n=60", "--epochs", "2",
+                "--out", tmp_path / "each", "--eval-every", "1", "--checkpoint-every", "0")
     assert r.returncode == 0, r.stderr
     assert "epoch 1/2" in r.stdout and "epoch 2/2" in r.stdout
 
@@ -263,7 +268,7 @@ def test_ctrl_c_inside_an_update_stops_after_it(tmp_path):
     def hook(frame, event, arg):
         if event == "call" and frame.f_code.co_name == "_apply":
             seen["n"] += 1
-            if seen["n"] == 9:  # the first parameter of step 3
+            if seen["n"] == 3:  # the update of step 3 (one flat buffer)
                 signal.raise_signal(signal.SIGINT)
 
     sys.setprofile(hook)
