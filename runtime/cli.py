@@ -431,9 +431,23 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTRA_COMMANDS: list = []
 
 
+_sigint_seen = False
+
+
+def _interrupt(signum, frame):
+    """Ctrl-C once bpc runs: KeyboardInterrupt, remembered, since a library may turn it
+    into another error (NumPy's import reports an interrupted import as ImportError)."""
+    global _sigint_seen
+    _sigint_seen = True
+    raise KeyboardInterrupt
+
+
+_interrupt.raises_keyboard_interrupt = True  # training may defer it (train.DeferredInterrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     if signal.getsignal(signal.SIGINT) is _interrupted_early:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # now caught below
+        signal.signal(signal.SIGINT, _interrupt)  # now caught below
     try:
         return _main(argv)
     except KeyboardInterrupt:  # while parsing the command line
@@ -469,6 +483,9 @@ def _main(argv: list[str] | None) -> int:
             pass
         return 0
     except Exception as e:  # an internal error: say so, without a traceback
+        if _sigint_seen:  # Ctrl-C, reported by a library as its own error
+            print("bpc: interrupted", file=sys.stderr)
+            return 130
         if args.debug:
             raise
         print(f"bpc: internal error: {type(e).__name__}: {e}", file=sys.stderr)

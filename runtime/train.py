@@ -510,7 +510,7 @@ class DeferredInterrupt:
 
     def __enter__(self) -> "DeferredInterrupt":
         if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                _raises_keyboard_interrupt(signal.getsignal(signal.SIGINT)):
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -518,6 +518,13 @@ class DeferredInterrupt:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
+
+
+def _raises_keyboard_interrupt(handler) -> bool:
+    """Python's own Ctrl-C handler, or the command line's (which also remembers it):
+    a handler somebody else installed (or SIG_IGN) is left alone."""
+    return handler is signal.default_int_handler or \
+        getattr(handler, "raises_keyboard_interrupt", False)
 
 
 def _history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds) -> dict:
