@@ -109,6 +109,7 @@ class _Gen:
         self.count = 0
         self.lets = {}
         self.targets = {}
+        self.from_image = set()  # values computed from the image input
 
     # -------------------------------------------------------------------- helpers
     def line(self, text):
@@ -153,8 +154,8 @@ class _Gen:
         return name
 
     def pick(self):
-        images = [v for v in self.values if len(v[1]) >= 3]
-        if images and self.c.chance(0.35):  # keep working on the latest image
+        images = [v for v in self.values if v[0] in self.from_image]
+        if images and self.c.chance(0.4):  # keep working on the image's path
             return images[-1]
         pool = self.values[-3:] + self.values[:1]
         return self.c.choice(pool)
@@ -651,22 +652,24 @@ def generate(c, max_depth=7) -> GenSpec:
         gen.line("input s : scalar")
         gen.values.append(("s", ()))
     image = None
-    if c.chance(0.35):
+    if c.chance(0.4):
         image = (N, c.integers(1, 2), c.integers(3, 6), c.integers(3, 6))
         gen.line(f"input img : {_fmt(image)}")
         gen.values.append(("img", image))
+        gen.from_image.add("img")
         gen.feature("input image")
         if c.chance(0.2):
             wrt.append("img")
     if c.chance(0.25):
         gen.stack("x", (N, 3))
-    if image and c.chance(0.6):  # start on the image: a stack or a convolution
+    if image and c.chance(0.75):  # start on the image: a stack or a convolution
         if c.chance(0.5):
             gen.image_stack("img", image)
         else:
             result = gen.conv("img", image)
             if result is not None:
                 gen.new_value(*result)
+        gen.from_image.add(gen.values[-1][0])
     depth = c.integers(1, max_depth)
     steps = ["unary", "binary", "matmul", "reduce", "normalise", "power", "transpose",
              "reshape", "stack", "index", "overlap", "join", "conv", "pool", "flatten",
@@ -674,16 +677,22 @@ def generate(c, max_depth=7) -> GenSpec:
     for _ in range(depth):
         a, sa = gen.pick()
         kind = c.choice(steps)
+        if a in gen.from_image and len(sa) >= 3 and c.chance(0.5):
+            kind = c.choice(["conv", "pool", "pool", "flatten", "image_stack"])
         if kind in ("stack", "image_stack"):
             if getattr(gen, kind)(a, sa) is None:
                 kind = "unary"
             else:
+                if a in gen.from_image:
+                    gen.from_image.add(gen.values[-1][0])
                 continue
         result = getattr(gen, kind)(a, sa)
         if result is None:
             result = gen.unary(a, sa)
         expr, shape = result
-        gen.new_value(expr, shape)
+        name = gen.new_value(expr, shape)
+        if a in gen.from_image:
+            gen.from_image.add(name)
     last, slast = gen.values[-1]
     # ------------------------------------------------------------------ the loss
     form = c.choice(["plain"] * 8 + ["param", "alias", "alias_sum"])
@@ -692,9 +701,10 @@ def generate(c, max_depth=7) -> GenSpec:
         t = gen.loss_term()
         if t:
             terms.append(t)
-    images = [v for v in gen.values if len(v[1]) >= 3 and v[0] != "x3"]
-    if image and images and images[-1][0] != last and c.chance(0.7):
-        terms.append(f"sum(cos({images[-1][0]}))")  # the image's path reaches the loss
+    images = [v for v in gen.values if v[0] in gen.from_image]
+    if image and images[-1][0] != last and c.chance(0.9):
+        im, sim = images[-1]  # the image's path reaches the loss
+        terms.append(f"sum(cos({im}))" if sim else f"cos({im})")
     if c.chance(0.3) and len(gen.values) > 2:
         n, s = c.choice(gen.values[1:-1])
         terms.append(f"0.5 * mean({n})" if s else f"0.5 * {n}")
