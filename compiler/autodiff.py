@@ -27,14 +27,18 @@ def adjoint_name(loss: str, name: str) -> str:
     return f"d{loss}_d{name}"
 
 
-def unbroadcast(b: Builder, g: Node, out_shape, shape) -> Node:
+def unbroadcast(b: Builder, g: Node, out_shape, shape, like: Node | None = None) -> Node:
     """Reduce ``g``, the adjoint of a value of ``out_shape``, to an operand of ``shape``.
 
     Along each axis where the operand was broadcast (missing in front, or 1 against a
     larger size) the adjoint is summed: with ``np.sum`` where ``g`` really has the axis,
     and by multiplying with the axis length where ``g`` is itself only lazily broadcast
     there. Axes in front are summed away, the others keep their dimension. Decided at
-    compile time from shapes; the result broadcasts to ``shape``."""
+    compile time from shapes; the result broadcasts to ``shape``.
+
+    When axes are both summed away and kept (a conv bias ``[F, 1, 1]`` against
+    ``[N, F, OH, OW]``) and the result would have exactly the operand's shape, it is one
+    sum over all of them reshaped to the operand (``like``, if given: its ``.shape``)."""
     rank = len(out_shape)
     gs = (1,) * (rank - len(g.shape)) + tuple(g.shape)
     ts = (None,) * (rank - len(shape)) + tuple(shape)
@@ -52,7 +56,14 @@ def unbroadcast(b: Builder, g: Node, out_shape, shape) -> Node:
             drop.append(axis - missing)
         else:
             keep.append(axis - missing)
-    if drop:
+    if drop and keep and _one_sum(g.shape, drop, keep, shape, like):
+        g = b.op("sum", g, axis=tuple(sorted(drop + keep)), keepdims=False)
+        if like is not None and like.op in LEAVES:
+            g = b.op("reshape_like", g, like)  # np.reshape(..., b1.shape)
+        else:
+            g = b.op("reshape", g, shape=tuple(shape))
+        keep = []
+    elif drop:
         g = b.op("sum", g, axis=tuple(drop), keepdims=False)
         keep = [k - sum(1 for d in drop if d < k) for k in keep]
     if keep:
@@ -60,6 +71,15 @@ def unbroadcast(b: Builder, g: Node, out_shape, shape) -> Node:
     if replicate:
         g = b.op("mul", b.size(replicate), g)
     return g
+
+
+def _one_sum(gshape, drop, keep, shape, like) -> bool:
+    """Whether summing ``drop`` and ``keep`` away in one step and reshaping gives ``shape``
+    (what the two sums would give); the reshape needs the operand or fixed sizes."""
+    two_sums = tuple(1 if i in keep else d for i, d in enumerate(gshape) if i not in drop)
+    if two_sums != tuple(shape):
+        return False
+    return (like is not None and like.op in LEAVES) or all(isinstance(d, int) for d in shape)
 
 
 def differentiate(prog: Program) -> Program:
@@ -155,8 +175,8 @@ def differentiate(prog: Program) -> Program:
             # Only elementwise ops broadcast their operands; other rules already return
             # a contribution in the argument's own frame.
             frame = n.shape if prim.elementwise else arg.shape
-            contribs[arg.id].append((unbroadcast(b, c, frame, arg.shape), owner.get(n.id),
-                                     rule))
+            c = unbroadcast(b, c, frame, arg.shape, arg)
+            contribs[arg.id].append((c, owner.get(n.id), rule))
             if arg.op in LEAVES:
                 pending_leaves[arg.id] = arg
         # Leaves whose earliest use was this node have all their contributions now.

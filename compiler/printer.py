@@ -237,8 +237,10 @@ def _longest_line(p: Printer, bd: Binding) -> int:
         args = [p.text(a) for a in bd.node.args]
         lines = [f"{bd.name} = {args[0]}", *augmented(args, dict(bd.node.attrs), bd.name)]
         return max(len(line) for line in lines)
-    # A gradient may be computed into the caller's buffer: room for ', out=grads.get("W")'.
-    room = len(f', out=grads.get("{bd.name}")') if bd.kind == "grad" else 0
+    # A gradient may be computed into the caller's buffer: room for ', out=grads.get("W")'
+    # (when its op can write into one).
+    room = len(f', out=grads.get("{bd.name}")') \
+        if bd.kind == "grad" and PRIMITIVES[bd.node.op].out_form is not None else 0
     return len(bd.name) + 3 + room + len(p.text(bd.node))
 
 

@@ -268,9 +268,8 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     del p1_argmax, dL_df1, dL_dp1
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
-    dL_db1_sum = np.sum(dL_da1, axis=0)  # [16, 8, 8], named to keep the line short
     # a1 = conv2d(x, W1, pad=1) + b1
-    dL_db1 = np.sum(dL_db1_sum, axis=(1, 2), keepdims=True, out=grads.get("b1"))
+    dL_db1 = np.reshape(np.sum(dL_da1, axis=(0, 2, 3)), b1.shape)
     # dL_da1_rows: [N, 16, 64], named to keep the line short
     dL_da1_rows = np.reshape(dL_da1, (-1, 16, 64))
     # dL_da1_filters: [16, 9], named to keep the line short

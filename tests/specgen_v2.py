@@ -11,7 +11,11 @@ loss functions with declared targets (integer labels, one-hot, probabilities) an
 targets *computed from parameters*, losses that are a parameter or an alias of one,
 ``output`` (naming a value or defining one) and ``grad wrt`` inputs, indexing and slicing
 (integers, negative indices, steps, omitted bounds, overlapping slices of one value),
-``concat`` and ``stack`` on every axis (negative axes too) of ranks 0-4.
+``concat`` and ``stack`` on every axis (negative axes too) of ranks 0-4, image inputs
+``[N, C, H, W]`` (non-square) with ``conv2d`` (strides, paddings, non-square kernels, C and
+F > 1, with and without a ``[F, 1, 1]`` bias), ``max_pool`` / ``avg_pool`` on the last two
+axes of any value (side by side, overlapping, padded), ``flatten``, and layer stacks of
+``conv``, activations, ``maxpool`` / ``avgpool``, ``flatten`` and ``dense`` on images.
 
 The generator is written against a tiny chooser interface so that the same code serves
 Hypothesis (``random_spec()``, shrinkable) and a plain seeded ``random.Random``
@@ -105,6 +109,7 @@ class _Gen:
         self.count = 0
         self.lets = {}
         self.targets = {}
+        self.from_image = set()  # values computed from the image input
 
     # -------------------------------------------------------------------- helpers
     def line(self, text):
@@ -114,7 +119,7 @@ class _Gen:
         self.g.features.add(name)
 
     def new_param(self, shape, init=None):
-        name = f"p{len(self.params)}"
+        name = f"w{len(self.params)}"  # not p{k}: a layer stack's pooled values
         self.params[name] = shape
         c = self.c
         if init is None:
@@ -149,6 +154,9 @@ class _Gen:
         return name
 
     def pick(self):
+        images = [v for v in self.values if v[0] in self.from_image]
+        if images and self.c.chance(0.4):  # keep working on the image's path
+            return images[-1]
         pool = self.values[-3:] + self.values[:1]
         return self.c.choice(pool)
 
@@ -383,6 +391,141 @@ class _Gen:
         text = f", axis={axis}" if axis or c.chance(0.5) else ""
         return f"stack([{', '.join(parts)}]{text})", sa[:k] + (len(parts),) + sa[k:]
 
+    # -------------------------------------------------------------------- images
+    def _window(self, h, w, square=False, pool=False):
+        """(kh, kw, stride, pad) that tile an h x w image exactly, or None. Pooling:
+        ``pad`` < size (a window is never all padding)."""
+        c = self.c
+        for _ in range(12):
+            kh = c.integers(1, 3)
+            kw = kh if square else c.integers(1, 3)
+            stride = c.choice([1, 1, 2] if not pool else [None, None, 1, 2])
+            pad = c.choice([0, 0, 1]) if not pool or min(kh, kw) > 1 else 0
+            st_ = stride or kh
+            if pool and kh != kw:
+                continue
+            if kh > h + 2 * pad or kw > w + 2 * pad:
+                continue
+            if (h + 2 * pad - kh) % st_ or (w + 2 * pad - kw) % st_:
+                continue
+            return kh, kw, stride, pad
+        return None
+
+    @staticmethod
+    def _out(size, k, stride, pad):
+        return (size + 2 * pad - k) // (stride or k) + 1
+
+    def conv(self, a, sa):
+        """``conv2d(a, W, stride, pad)`` (+ a bias ``[F, 1, 1]``) on an image batch."""
+        c = self.c
+        if len(sa) != 4 or not all(isinstance(d, int) for d in sa[1:]):
+            return None
+        _, C, H, W = sa
+        win = self._window(H, W)
+        if win is None:
+            return None
+        kh, kw, stride, pad = win
+        F = c.integers(1, 3)
+        w = self.new_param((F, C, kh, kw))
+        args = [a, w]
+        if stride != 1 or c.chance(0.3):
+            args.append(f"stride={stride}")
+        if pad or c.chance(0.3):
+            args.append(f"pad={pad}")
+        expr = f"conv2d({', '.join(args)})"
+        self.feature("conv2d" + (" stride" if stride > 1 else "") + (" pad" if pad else "")
+                     + (" C>1" if C > 1 else "") + (" F>1" if F > 1 else "")
+                     + (" non-square" if kh != kw else ""))
+        if c.chance(0.5):
+            b = self.new_param((F, 1, 1))
+            expr += f" + {b}"
+            self.feature("conv2d bias")
+        return expr, (sa[0], F, self._out(H, kh, stride, pad), self._out(W, kw, stride, pad))
+
+    def pool(self, a, sa):
+        """``max_pool`` / ``avg_pool`` over the last two axes of a value of rank >= 2."""
+        c = self.c
+        if len(sa) < 2 or not all(isinstance(d, int) for d in sa[-2:]):
+            return None
+        win = self._window(sa[-2], sa[-1], square=True, pool=True)
+        if win is None:
+            return None
+        size, _, stride, pad = win
+        fn = c.choice(["max_pool", "avg_pool"])
+        args = [a, str(size) if c.chance(0.7) else f"size={size}"]
+        if stride is not None:
+            args.append(f"stride={stride}")
+        if pad or c.chance(0.2):
+            args.append(f"pad={pad}")
+        self.feature(f"{fn}" + (" overlap" if stride is not None and stride < size else "")
+                     + (" pad" if pad else "") + f" rank{len(sa)}")
+        shape = sa[:-2] + (self._out(sa[-2], size, stride, pad),
+                           self._out(sa[-1], size, stride, pad))
+        return f"{fn}({', '.join(args)})", shape
+
+    def flatten(self, a, sa):
+        if len(sa) < 3 or not all(isinstance(d, int) for d in sa[1:]):
+            return None
+        self.feature(f"flatten rank{len(sa)}")
+        return f"flatten({a})", (sa[0], math.prod(sa[1:]))
+
+    def image_stack(self, a, sa):
+        """A layer stack on an image batch: conv layers, activations, a pooling layer
+        after each conv, then maybe flatten and dense layers."""
+        c = self.c
+        if len(sa) != 4 or not all(isinstance(d, int) for d in sa[1:]):
+            return None
+        items, shape = [], sa
+        for k in range(c.integers(1, 2)):
+            win = self._window(shape[2], shape[3], square=True)
+            if win is None:
+                break
+            size, _, stride, pad = win
+            F = c.integers(1, 3)
+            opt = "".join([f" stride={stride}" if stride != 1 or c.chance(0.2) else "",
+                           f" pad={pad}" if pad or c.chance(0.2) else "",
+                           c.choice(["", "", " bias=none", " init=normal(std=0.5)"])])
+            items.append(f"conv {F} size={size}{opt}")
+            shape = (shape[0], F, self._out(shape[2], size, stride, pad),
+                     self._out(shape[3], size, stride, pad))
+            act = c.choice(["relu", "tanh", "leaky_relu", "sigmoid", None])
+            if act:
+                items.append(act)
+                self.feature(f"layer {act}")
+            if c.chance(0.6):
+                win = self._window(shape[2], shape[3], square=True, pool=True)
+                if win is not None:
+                    size, _, stride, pad = win
+                    kind = c.choice(["maxpool", "avgpool"])
+                    opt = (f" stride={stride}" if stride is not None else "") + \
+                        (f" pad={pad}" if pad else "")
+                    items.append(f"{kind} {size}{opt}")
+                    shape = shape[:2] + (self._out(shape[2], size, stride, pad),
+                                         self._out(shape[3], size, stride, pad))
+                    self.feature(f"layer {kind}")
+            self.feature("layer conv")
+        if not items:
+            return None
+        if c.chance(0.7):
+            items.append("flatten")
+            shape = (shape[0], math.prod(shape[1:]))
+            self.feature("layer flatten")
+            if c.chance(0.8):
+                units = c.choice([2, 3])
+                items.append(f"dense {units}")
+                shape = (shape[0], units)
+                act = c.choice(["relu", "tanh", None])
+                if act:
+                    items.append(act)
+        out = f"h{self.count + 1}"
+        self.line(f"layers {a} -> {out} {{")
+        for it in items:
+            self.line(f"  {it}")
+        self.line("}")
+        self.count += 1
+        self.values.append((out, shape))
+        return out
+
     def stack(self, a, sa, source=None):
         """A layer stack on ``a`` (rank 1 or 2 with a fixed last dimension)."""
         c = self.c
@@ -508,24 +651,48 @@ def generate(c, max_depth=7) -> GenSpec:
     if c.chance(0.1):
         gen.line("input s : scalar")
         gen.values.append(("s", ()))
+    image = None
+    if c.chance(0.4):
+        image = (N, c.integers(1, 2), c.integers(3, 6), c.integers(3, 6))
+        gen.line(f"input img : {_fmt(image)}")
+        gen.values.append(("img", image))
+        gen.from_image.add("img")
+        gen.feature("input image")
+        if c.chance(0.2):
+            wrt.append("img")
     if c.chance(0.25):
         gen.stack("x", (N, 3))
+    if image and c.chance(0.75):  # start on the image: a stack or a convolution
+        if c.chance(0.5):
+            gen.image_stack("img", image)
+        else:
+            result = gen.conv("img", image)
+            if result is not None:
+                gen.new_value(*result)
+        gen.from_image.add(gen.values[-1][0])
     depth = c.integers(1, max_depth)
     steps = ["unary", "binary", "matmul", "reduce", "normalise", "power", "transpose",
-             "reshape", "stack", "index", "overlap", "join"]
+             "reshape", "stack", "index", "overlap", "join", "conv", "pool", "flatten",
+             "image_stack"]
     for _ in range(depth):
         a, sa = gen.pick()
         kind = c.choice(steps)
-        if kind == "stack":
-            if gen.stack(a, sa) is None:
+        if a in gen.from_image and len(sa) >= 3 and c.chance(0.5):
+            kind = c.choice(["conv", "pool", "pool", "flatten", "image_stack"])
+        if kind in ("stack", "image_stack"):
+            if getattr(gen, kind)(a, sa) is None:
                 kind = "unary"
             else:
+                if a in gen.from_image:
+                    gen.from_image.add(gen.values[-1][0])
                 continue
         result = getattr(gen, kind)(a, sa)
         if result is None:
             result = gen.unary(a, sa)
         expr, shape = result
-        gen.new_value(expr, shape)
+        name = gen.new_value(expr, shape)
+        if a in gen.from_image:
+            gen.from_image.add(name)
     last, slast = gen.values[-1]
     # ------------------------------------------------------------------ the loss
     form = c.choice(["plain"] * 8 + ["param", "alias", "alias_sum"])
@@ -534,6 +701,10 @@ def generate(c, max_depth=7) -> GenSpec:
         t = gen.loss_term()
         if t:
             terms.append(t)
+    images = [v for v in gen.values if v[0] in gen.from_image]
+    if image and images[-1][0] != last and c.chance(0.9):
+        im, sim = images[-1]  # the image's path reaches the loss
+        terms.append(f"sum(cos({im}))" if sim else f"cos({im})")
     if c.chance(0.3) and len(gen.values) > 2:
         n, s = c.choice(gen.values[1:-1])
         terms.append(f"0.5 * mean({n})" if s else f"0.5 * {n}")

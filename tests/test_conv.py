@@ -211,12 +211,14 @@ grad wrt x
 def test_readable_conv_backward_golden():
     """The exact generated text: im2col kept for the backward, the filters' gradient as a
     product with the patch matrix, the input's adjoint folded back by col2im, the
-    pooling adjoint from its argmax mask, each under the forward line it differentiates."""
+    pooling adjoint from its argmax mask, the bias's gradient as one sum, each under the
+    forward line it differentiates."""
     _, source = compile_text(GOLDEN_SPEC, "small_conv.bp")
     check_golden(GOLDEN / "stages" / "small_conv.code.txt", source)
     for text in ("a1_col = _im2col(x, 3, 3, stride=1, pad=0)",
                  "np.reshape(np.reshape(W1, (2, 9)) @ a1_col, (-1, 2, 4, 4))",
                  "dL_dW1 = np.reshape(", "_col2im(", "_max_pool_grad(",
+                 "dL_db1 = np.reshape(np.sum(dL_da1, axis=(0, 2, 3)), b1.shape)",
                  "def _im2col(", "def _col2im("):
         assert text in source, text
     assert source.count("def _im2col(") == 1

@@ -533,6 +533,35 @@ param z : [3] = normal
 input s : [3] = [0.5, 0.2, 0.1]
 loss L = softmax_cross_entropy(z, s)
 """, use_defaults=True)
+case("conv-pool-flatten", """model m
+input x : [N, 2, 5, 4]
+param W : [3, 2, 2, 3] = normal(std=0.5)
+param V : [2, 3, 2, 2] = normal(std=0.5)
+param b : [3, 1, 1] = normal
+param U : [24, 2] = normal(std=0.5)
+a = conv2d(x, W, stride=1, pad=1) + b
+c = conv2d(tanh(a), V, stride=2, pad=1)
+m = max_pool(a, 3, stride=1, pad=1)
+g = avg_pool(m, 2, pad=1)
+loss L = sum(sin(flatten(c) @ U)) + sum(cos(g)) + sum(avg_pool(x, 2, stride=1) * 0.5) + sum(max_pool(x[:, 0, 1:], 2))
+grad wrt x
+""")
+case("image-layers", """model m
+input x : [N, 1, 7, 5]
+target t : [N]
+layers x -> y {
+  conv 3 size=2 stride=1 pad=1
+  relu
+  maxpool 2 stride=1
+  conv 2 size=3 stride=2 bias=none
+  tanh
+  avgpool 2 stride=1 pad=1
+  flatten
+  dense 3
+}
+loss L = softmax_cross_entropy(y, t)
+grad wrt x
+""")
 
 # Kinks: the documented conventions, at points exactly on them (init="exact").
 case("kink-relu-at-0", """model m
@@ -549,11 +578,19 @@ param v : [4] = [1, 1, 0.5, 1]
 param W : [2, 3] = [1, 2, 2; 0, 0, 0]
 loss L = max(v) + sum(max(W, axis=1)) + sum(max(W, axis=0))
 """, init="exact")
+case("kink-max-pool-ties-split-evenly", """model m
+input x : [2, 1, 4, 4]
+param s = 0.5
+loss L = sum(max_pool(x * s, 2) * [1, 2]) + sum(max_pool(relu(x - 1), 3, stride=1, pad=1))
+grad wrt x
+""", data={"x": np.array([[0, 1, 1, 0], [1, 1, 0, 0], [2, 0, 0, 2], [2, 1, 2, 1.5]])
+             * np.ones((2, 1, 1, 1))})
 
 # float32 modules: compared with the float64 oracle, results must be float32 arrays.
 for _name in ("sxe-labels", "layers", "reductions", "loss-is-param", "grad-wrt-inputs",
               "lets-literals-defaults", "reshape-batch", "sigxe-computed-target",
-              "kink-maximum-tie-to-first", "slices", "concat-stack"):
+              "kink-maximum-tie-to-first", "slices", "concat-stack", "conv-pool-flatten",
+              "image-layers"):
     _p = next(c for c in CASES if c.id == _name)
     _text = _p.values[1].replace("model m\n", "model m\ndtype float32\n", 1)
     case(f"float32-{_name}", _text, **_p.values[2])
@@ -612,7 +649,8 @@ def test_generated_code_is_independent_of_the_hash_seed():
 @pytest.mark.parametrize("name", ["maximum-minimum", "power", "reductions", "softmax-axes",
                                   "sxe-computed-unnormalised", "sigxe-computed-target",
                                   "lets-literals-defaults", "reshape-batch", "layers",
-                                  "slices", "concat-stack"])
+                                  "slices", "concat-stack", "conv-pool-flatten",
+                                  "image-layers"])
 def test_oracle_against_finite_differences(name):
     """The oracle's autograd gradients agree with central differences of its own loss."""
     text, kw = next((c.values[1], c.values[2]) for c in CASES if c.id == name)

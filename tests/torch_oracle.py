@@ -11,9 +11,11 @@ Conventions at non-differentiable points (LANGUAGE.md):
 - ``relu'(0) = 0``, ``leaky_relu'(0) = alpha``, ``abs'(0) = sign(0) = 0``, ``sign' = 0``;
 - ``maximum(a, b)`` / ``minimum(a, b)``: a tie sends the gradient to ``a``;
 - ``max(x, axis)``: the gradient is split evenly among tied elements (``torch.amax``);
-- ``max_pool``: bpc splits a window's gradient evenly among tied maxima, torch's
-  ``max_pool2d`` gives it to one of them: the two agree away from ties, which ``kink``
-  measures (the gap between each window's largest and second-largest values).
+- ``max_pool``: a window's gradient is split evenly among its tied maxima (``torch.amax``
+  over the unfolded windows; torch's ``max_pool2d``, which gives it to one of them, only
+  cross-checks the values). Tied zeros after a ``relu`` are common, so the convention
+  matters; ``kink`` measures near ties (the gap between each window's largest and
+  second-largest values).
 ``Result.kink`` is the smallest distance to any of these points met while evaluating, so
 a caller can keep test points away from ties.
 
@@ -497,12 +499,18 @@ class Oracle:
             images = torch.nn.functional.pad(images, (pad,) * 4,
                                              value=-math.inf if f == "max_pool" else 0.0)
             if f == "max_pool":
+                # The maximum of each window with torch.amax, which splits the gradient
+                # evenly among tied maxima (LANGUAGE.md's convention; torch's max_pool2d
+                # gives it all to one of them); overlapping windows add through unfold.
                 windows = images.unfold(2, size, stride).unfold(3, size, stride)
                 flat = windows.reshape(*windows.shape[:4], -1)
                 if flat.shape[-1] >= 2:
                     top2 = torch.topk(flat.detach(), 2, dim=-1).values
                     self._note_kink(top2[..., 0] - top2[..., 1])
-                out = torch.nn.functional.max_pool2d(images, size, stride)  # one argmax
+                out = torch.amax(flat, dim=-1)
+                check = torch.nn.functional.max_pool2d(images.detach(), size, stride)
+                if not torch.equal(out.detach(), check):
+                    raise OracleError("max_pool: amax over windows != torch's max_pool2d")
             else:
                 out = torch.nn.functional.avg_pool2d(images, size, stride)
             return out.reshape(*lead, *out.shape[-2:])
