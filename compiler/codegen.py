@@ -188,31 +188,49 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
         lines.append("# forward")
     last_comment = None
     said: set[str] = set()  # textbook: each forward equation heads its steps once
-    for step in planned:
+
+    def head(st: Statement) -> None:
+        """The forward line a step differentiates, above it, when it changes."""
+        nonlocal last_comment
+        comment = _comment(prog, st, backward, forward,
+                           said if style == "textbook" else None)
+        if comment == last_comment:
+            return
+        if comment and not (style == "textbook" and comment in said):
+            lines.append(f"# {safe_comment(comment)}")
+            said.add(comment)
+            bd = backward.get(st.name)
+            said.update(source_text(prog, forward[s]) or s
+                        for s in (bd.sources if bd else ()) if s in forward)
+        last_comment = comment
+
+    # A temporary is a step of the statement after it: that statement's header comes
+    # first (else it would land a line late). The next non-temporary, in one pass.
+    headed_by: list[Statement | None] = [None] * len(planned)
+    following = None
+    for k in range(len(planned) - 1, -1, -1):
+        headed_by[k] = following
+        if planned[k].statement.kind != "temp":
+            following = planned[k].statement
+    for k, step in enumerate(planned):
         st = step.statement
         if sections and not in_backward and st.name in backward:
             in_backward = True
             lines.append("")
             lines.append("# backward")
-        comment = _comment(prog, st, backward, forward,
-                           said if style == "textbook" else None)
         code = list(step.code)
-        if st.kind == "temp" and comment:
-            # A note on a temporary: after its line when it fits there, else above it.
-            note = safe_comment(comment)
-            if len(code) == 1 and len(code[0]) + len(note) + 4 <= STATEMENT_WIDTH:
-                code[0] += f"  # {note}"
-            else:
-                lines.append(f"# {st.name}: {note}")
-        elif comment != last_comment:
-            if comment and not (style == "textbook" and comment in said):
-                # the forward line these steps differentiate, heading them
-                lines.append(f"# {safe_comment(comment)}")
-                said.add(comment)
-                bd = backward.get(st.name)
-                said.update(source_text(prog, forward[s]) or s
-                            for s in (bd.sources if bd else ()) if s in forward)
-            last_comment = comment
+        if st.kind == "temp":
+            if in_backward and headed_by[k] is not None:
+                head(headed_by[k])
+            if st.comment:
+                # A note on a temporary: after its line when it fits there, else above it.
+                note = safe_comment(st.comment)
+                if len(code) == 1 and len(code[0]) + len(note) + 4 <= STATEMENT_WIDTH:
+                    code[0] += f"  # {note}"
+                else:
+                    lines.append(f"# {st.name}: {note}")
+        else:
+            head(st)
         lines.extend(code)
         if step.release:
             lines.append("del " + ", ".join(step.release))
