@@ -301,4 +301,5 @@ FUNCTIONS: dict[str, Function] = {
     "max_pool": _pool("max_pool"),
     "avg_pool": _pool("avg_pool"),
     "flatten": _fn(sig("x"), _flatten),
+    "stop_gradient": _unary("stop_gradient"),
 }

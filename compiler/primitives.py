@@ -504,6 +504,10 @@ _register(Primitive("zeros_like", 1, _same, _like("np.zeros_like"),
 _register(Primitive("ones_like", 1, _same, _like("np.ones_like"),
                     lambda v, a: np.ones_like(v[0]), lambda b, n, g: [None],
                     "ones_like(x) does not depend on the values of x"))
+_register(Primitive("stop_gradient", 1, _same, lambda a, attrs, n: a[0],
+                    lambda v, a: v[0], lambda b, n, g: [None],
+                    "stop_gradient(x) = x forward; no adjoint flows back through it",
+                    elementwise=True, cheap=True))
 _register(Primitive("cast", 1, _same,
                     lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}.astype(DTYPE)", POSTFIX),
                     lambda v, a: np.asarray(v[0], dtype=float), lambda b, n, g: [g],

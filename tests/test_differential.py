@@ -96,6 +96,14 @@ case("fn-tan", _fn_case("tan", "tanh({})"))
 case("fn-sign", _fn_case("sign").replace("sum(sign(h))", "sum(sign(h) * h)"))
 case("fn-leaky_relu-alpha", _fn_case("leaky_relu").replace("leaky_relu(h)",
                                                              "leaky_relu(h, alpha=0.3)"))
+case("stop-gradient", """model m
+input x : [N, 3]
+param W : [3, 2] = normal(std=0.5)
+param V : [3, 2] = normal(std=0.5)
+h = x @ W
+g = stop_gradient(h) * tanh(x @ V) + h + stop_gradient(sum(h^2))
+loss L = sum(g * g)
+""")
 case("maximum-minimum", """model m
 input x : [N, 3]
 param W : [3, 3] = normal(std=0.5)
