@@ -344,6 +344,14 @@ class _Elaborator:
         if isinstance(e, ast.BinOp):
             left, right = self._expr(e.left), self._expr(e.right)
             described = [(e.left, left), (e.right, right)]
+            if e.same_shape and left.shape != right.shape:
+                self.diags.error(
+                    f"a residual block adds its input to its output, so they must have one "
+                    f"shape: its layers make {fmt_shape(right.shape)} into "
+                    f"{fmt_shape(left.shape)}", e.span,
+                    f"end the block with a layer of the input's size, e.g. "
+                    f"'dense {right.shape[-1] if right.shape else 1}'")
+                raise _Poisoned()
             self._check_constant(e, _BINOPS[e.op], left, right)
             node = self._apply(e, described, lambda: b.op(_BINOPS[e.op], left, right))
             self._warn_outer_broadcast(e, node, described)

@@ -104,6 +104,17 @@ h = x @ W
 g = stop_gradient(h) * tanh(x @ V) + h + stop_gradient(sum(h^2))
 loss L = sum(g * g)
 """)
+case("residual-stack", """model m
+input x : [N, 4]
+target t : [N, 3]
+layers x -> y {
+  dense 6; tanh
+  residual { dense 6; relu; dense 6 }
+  repeat 2 { residual { dense 6; tanh; residual { dense 6; sigmoid } } }
+  dense 3
+}
+loss L = mse(y, t)
+""")
 case("maximum-minimum", """model m
 input x : [N, 3]
 param W : [3, 3] = normal(std=0.5)
@@ -620,7 +631,7 @@ def test_generated_code_is_independent_of_the_hash_seed():
 @pytest.mark.parametrize("name", ["maximum-minimum", "power", "reductions", "softmax-axes",
                                   "sxe-computed-unnormalised", "sigxe-computed-target",
                                   "lets-literals-defaults", "reshape-batch", "layers",
-                                  "slices", "concat-stack"])
+                                  "slices", "concat-stack", "residual-stack"])
 def test_oracle_against_finite_differences(name):
     """The oracle's autograd gradients agree with central differences of its own loss."""
     text, kw = next((c.values[1], c.values[2]) for c in CASES if c.id == name)
