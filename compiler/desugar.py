@@ -337,6 +337,10 @@ def _expand(st: ast.Layers, constants, dense_index, residual_index,
                 kwargs = [ast.Kwarg("alpha", alpha, sp)]
             value = ast.Call(sp, layer.name, layer.name_span, [ast.Name(h_span, h)], kwargs)
             name = f"z{k}"
+            if layer.name == "dropout":
+                p = args["p"]
+                value.args.append(p if isinstance(p, ast.Expr) else ast.Num(sp, p, repr(p)))
+                name = f"d{k}"
         eq = ast.Equation(sp, name, layer.name_span, value, "eq",
                           origin=f"layer '{layer.name}' of the stack {st.source} -> {st.out}")
         eqs.append(eq)

@@ -28,17 +28,20 @@ class _Poisoned(Exception):
     """An operand already failed; its error has been reported."""
 
 
-def elaborate(spec: ast.Spec, diags: Diagnostics) -> Program | None:
-    return _Elaborator(spec, diags).run()
+def elaborate(spec: ast.Spec, diags: Diagnostics, train: bool = True) -> Program | None:
+    """The spec's IR in training mode (what the gradient is of) or in inference mode
+    (``train=False``: dropout is the identity)."""
+    return _Elaborator(spec, diags, train).run()
 
 
 class _Elaborator:
-    def __init__(self, spec: ast.Spec, diags: Diagnostics):
+    def __init__(self, spec: ast.Spec, diags: Diagnostics, train: bool = True):
         self.spec, self.diags = spec, diags
         self.lines = spec.source.splitlines()
         dtype = next((s.name for s in spec.statements if isinstance(s, ast.DtypeStmt)),
                      "float64")
         self.b = Builder(dtype)
+        self.b.train = train
         self.env: dict[str, Node | None] = {}  # None: poisoned by an earlier error
         self.hints: dict[int, str] = {}
         self.symbols: dict[str, tuple[str, int]] = {}

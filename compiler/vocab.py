@@ -72,6 +72,8 @@ LAYERS: dict[str, Signature] = {
     "maxpool": sig("size", ("stride", None), ("pad", 0), doc="p{k} = max_pool(h, size, …)"),
     "avgpool": sig("size", ("stride", None), ("pad", 0), doc="p{k} = avg_pool(h, size, …)"),
     "flatten": sig(doc="f{k} = flatten(h): [N, …] -> [N, product of the rest]"),
+    "dropout": sig("p", doc="d{k} = dropout(h, p): inverted dropout in training, the "
+                            "identity in inference"),
 }
 WEIGHTED_LAYERS = {"dense", "conv"}  # layers with parameters W{k}, b{k}; k counts them
 POOLING_LAYERS = {"maxpool": "max_pool", "avgpool": "avg_pool"}

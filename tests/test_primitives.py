@@ -323,6 +323,14 @@ def test_flatten(x):
     run_case({"x": x}, "flatten(x)", (x[0], size))
 
 
+@pytest.mark.parametrize("shape", [(3,), (2, 3), (4, 5)], ids=fmt_shape)
+def test_dropout_with_fixed_masks(shape):
+    """Training mode; the evaluator draws every evaluation's masks from a generator seeded
+    with 0, so finite differences see one fixed mask."""
+    TESTED_FUNCTIONS.add("dropout")
+    run_case({"a": shape}, "dropout(a, 0.4) + dropout(a * a, 0.5)", shape)
+
+
 def test_stop_gradient():
     """stop_gradient(a) * b: the value a * b; the gradient of b is that of c * b with c a
     constant input equal to a (finite differences of that spec), and a gets none."""
