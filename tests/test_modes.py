@@ -177,3 +177,16 @@ def test_interrupted_dropout_run_resumes_exactly(tmp_path):
         run(m, ds, settings, out, interrupt_at=k)
         finish(m, ds, settings, out)
         assert_same(state(out), reference, f"dropout, SIGINT at event {k} of {events}")
+
+
+
+def test_digits_subset():
+    """data digits_subset(n=K): K training examples, the same test set as digits."""
+    pytest.importorskip("sklearn")
+    m = module(SPEC.replace("[N, 4]", "[N, 64]"))
+    full = data.builtin("digits", m, seed=0)
+    small = data.builtin("digits_subset", m, seed=0, n=50)
+    assert small.size(m) == 50 and full.size(m) == 1797 - 359
+    assert small.size(m, "test") == full.size(m, "test") == 359
+    assert np.array_equal(small.test["x"], full.test["x"])
+    assert all(any(np.array_equal(r, f) for f in full.train["x"]) for r in small.train["x"])
