@@ -44,6 +44,9 @@ class BinOp(Expr):
     op: str  # one of + - * / @ ^
     left: Expr
     right: Expr
+    # Set by desugaring for a residual connection: the operands must have one shape
+    # (no broadcasting), else a located error.
+    same_shape: bool = False
 
 
 @dataclass
@@ -206,6 +209,16 @@ class Layer:
 class Repeat:
     count: Expr
     items: list[Layer | Repeat]
+    span: Span
+
+
+@dataclass
+class Block:
+    """``NAME { layers }`` inside a stack; ``residual`` is the one block: its layers'
+    output plus its input."""
+    name: str
+    name_span: Span
+    items: list[Layer | Repeat | Block]
     span: Span
 
 

@@ -246,32 +246,42 @@ STYLE_NOTES = {
 
 
 def generate(prog: Program, source: str | None = None, fmt: bool = True,
-             style: str = "fast") -> str:
+             style: str = "fast", inference: Program | None = None) -> str:
     """The module's source text, in the ``fast`` style (buffers reused in place,
-    released early) or the ``textbook`` style (one plain assignment per step)."""
+    released early) or the ``textbook`` style (one plain assignment per step).
+    ``inference``: the program in inference mode when it differs from ``prog`` (training
+    mode, dropout): ``predict`` and ``loss`` are written from it, ``loss_and_grad`` from
+    ``prog``, taking the generator its random masks are drawn from."""
     if style not in STYLE_NOTES:
         raise ValueError(f"unknown code style {style!r}")
     source = safe_comment(source or prog.path).replace('"', "?").replace("\\", "?")
     output = prog.output or prog.loss
+    infer = inference or prog
+    mode_note = [] if inference is None else [
+        "Inference mode: dropout is the identity."]
     # predict: the forward pass up to the output.
-    pred_bindings = _needed(prog, [output])
-    pred_args = _data_args(prog, pred_bindings, with_targets=False)
-    loss_bindings = _needed(prog, [prog.loss])
+    pred_bindings = _needed(infer, [output])
+    pred_args = _data_args(infer, pred_bindings, with_targets=False)
     grad_order = [prog.grads[w] for w in prog.wrt]
 
     functions = []
-    p = Printer(prog, lets=style == "textbook")
-    body = _body(prog, p, pred_bindings, [output], pred_args, sections=False, style=style)
+    p = Printer(infer, lets=style == "textbook")
+    body = _body(infer, p, pred_bindings, [output], pred_args, sections=False, style=style)
     functions.append(_Function(
-        "predict", _signature(prog, pred_args), "",
-        [f"The model's output {output}, for the inputs."], body + [f"return {output}"]))
-    p = Printer(prog, lets=style == "textbook")
+        "predict", _with_rng(_signature(infer, pred_args)) if _draws(body) else
+        _signature(infer, pred_args), "",
+        [f"The model's output {output}, for the inputs.", *mode_note],
+        body + [f"return {output}"]))
+    p = Printer(infer, lets=style == "textbook")
+    infer_loss = _needed(infer, [infer.loss])
+    body = _body(infer, p, infer_loss, [infer.loss], _data_args(infer, infer_loss, True),
+                 sections=False, style=style)
+    signature = _signature(infer, _data_args(infer, infer_loss, True))
+    functions.append(_Function(
+        "loss", _with_rng(signature) if _draws(body) else signature, " -> float",
+        [f"The loss {prog.loss}.", *mode_note], body + [f"return float({prog.loss})"]))
+    loss_bindings = _needed(prog, [prog.loss])
     loss_args = _data_args(prog, loss_bindings, with_targets=True)
-    body = _body(prog, p, loss_bindings, [prog.loss], loss_args, sections=False,
-                 style=style)
-    functions.append(_Function(
-        "loss", _signature(prog, loss_args), " -> float",
-        [f"The loss {prog.loss}."], body + [f"return float({prog.loss})"]))
     p = Printer(prog, lets=style == "textbook")
     into = {}
     for w in prog.wrt if style == "fast" else ():
@@ -282,6 +292,10 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     signature = _signature(prog, loss_args)
     doc = [f"The loss {prog.loss} and its gradient with respect to "
            f"{', '.join(prog.wrt) or 'nothing'}."]
+    if _draws(body):
+        signature = _with_rng(signature)
+        doc.append("Training mode: dropout's masks are drawn from ``rng`` (a NumPy "
+                   "Generator); the backward pass reuses them.")
     if any(line.startswith("grads = ") for line in body):
         signature += ["grads=None"] if "*" in signature else ["*", "grads=None"]
         doc.append("Given ``grads`` (arrays shaped like the gradients, by name), gradients "
@@ -337,6 +351,16 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
                                    f"is not valid Python ({e.msg}, line {e.lineno})",
                                    None)) from e
     return text
+
+
+def _draws(body: list[str]) -> bool:
+    """Whether a function's body draws random numbers (training mode: dropout)."""
+    return any("rng.random(" in line for line in body)
+
+
+def _with_rng(signature: list[str]) -> list[str]:
+    """The signature with the keyword-only ``rng`` that random draws come from."""
+    return signature + (["rng"] if "*" in signature else ["*", "rng"])
 
 
 def _lets_used(prog: Program, functions: list[_Function]) -> dict[str, float]:

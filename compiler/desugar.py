@@ -10,6 +10,7 @@ of every ``let``. Dimensions that name a ``let`` become integers. A dense layer'
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import math
 
 from . import ast
@@ -101,6 +102,7 @@ def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
     constants: dict[str, float | int] = {}
     out: list[ast.Stmt] = []
     dense_index = [0]  # continues across stacks so names never repeat
+    residual_index = [0]  # r1, r2, …: residual sums, likewise
     for st in spec.statements:
         if isinstance(st, ast.Let):
             try:
@@ -115,7 +117,7 @@ def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
                             e.expr.span)
             out.append(st)
         elif isinstance(st, ast.Layers):
-            out.extend(_expand(st, constants, dense_index, diags))
+            out.extend(_expand(st, constants, dense_index, residual_index, diags))
         else:
             out.append(st)
     out = [_resolve_dims(st, constants, diags) for st in out]
@@ -152,10 +154,32 @@ def _elements(dims: list[int]) -> str:
     return f"{n:,}" if n < 10 ** 15 else f"about 10^{int(n.bit_length() * 0.30103)}"
 
 
-def _flatten(items, constants, diags) -> list[ast.Layer]:
-    flat: list[ast.Layer] = []
+@dataclass(frozen=True)
+class _BlockEdge:
+    """Where a residual block opens or closes in the flattened stack."""
+    block: ast.Block
+    opens: bool
+    name: str = ""  # not a layer name: skipped where the next layers are looked at
+
+
+BLOCKS = ("residual",)
+
+
+def _flatten(items, constants, diags) -> list[ast.Layer | _BlockEdge]:
+    flat: list[ast.Layer | _BlockEdge] = []
     for item in items:
-        if isinstance(item, ast.Repeat):
+        if isinstance(item, ast.Block):
+            if item.name not in BLOCKS:
+                diags.unknown(f"unknown block '{item.name}'", item.name, item.name_span,
+                              BLOCKS, "blocks are")
+                continue
+            body = _flatten(item.items, constants, diags)
+            if not any(isinstance(x, ast.Layer) for x in body):
+                diags.error("a residual block needs at least one layer", item.span,
+                            "e.g. 'residual { dense 64; relu; dense 64 }'")
+                continue
+            flat.extend([_BlockEdge(item, True), *body, _BlockEdge(item, False)])
+        elif isinstance(item, ast.Repeat):
             try:
                 count = const_value(item.count, constants)
             except NotConstant as e:
@@ -221,7 +245,8 @@ def _layer_args(layer: ast.Layer, diags: Diagnostics) -> dict[str, object] | Non
     return bound if ok else None
 
 
-def _expand(st: ast.Layers, constants, dense_index, diags: Diagnostics) -> list[ast.Stmt]:
+def _expand(st: ast.Layers, constants, dense_index, residual_index,
+            diags: Diagnostics) -> list[ast.Stmt]:
     reported = len(diags.items)
     layers = _flatten(st.items, constants, diags)
     flattened = len(diags.items) == reported  # else the stack's problem is reported
@@ -229,7 +254,24 @@ def _expand(st: ast.Layers, constants, dense_index, diags: Diagnostics) -> list[
     h = st.source
     h_span = st.source_span
     eqs: list[ast.Equation] = []
+    opened: list[tuple[str, ast.Span]] = []  # the input of each open residual block
     for i, layer in enumerate(layers):
+        if isinstance(layer, _BlockEdge):
+            if layer.opens:
+                opened.append((h, h_span))
+                continue
+            x, x_span = opened.pop()
+            residual_index[0] += 1
+            sp = layer.block.span
+            value = ast.BinOp(sp, "+", ast.Name(h_span, h), ast.Name(x_span, x),
+                              same_shape=True)
+            eq = ast.Equation(sp, f"r{residual_index[0]}", layer.block.name_span, value,
+                              "eq", origin=f"residual block of the stack {st.source} -> "
+                                           f"{st.out}: its layers' output plus its input")
+            eqs.append(eq)
+            out.append(eq)
+            h, h_span = eq.name, layer.block.name_span
+            continue
         args = _layer_args(layer, diags)
         if args is None:
             continue
@@ -295,6 +337,10 @@ def _expand(st: ast.Layers, constants, dense_index, diags: Diagnostics) -> list[
                 kwargs = [ast.Kwarg("alpha", alpha, sp)]
             value = ast.Call(sp, layer.name, layer.name_span, [ast.Name(h_span, h)], kwargs)
             name = f"z{k}"
+            if layer.name == "dropout":
+                p = args["p"]
+                value.args.append(p if isinstance(p, ast.Expr) else ast.Num(sp, p, repr(p)))
+                name = f"d{k}"
         eq = ast.Equation(sp, name, layer.name_span, value, "eq",
                           origin=f"layer '{layer.name}' of the stack {st.source} -> {st.out}")
         eqs.append(eq)

@@ -28,17 +28,20 @@ class _Poisoned(Exception):
     """An operand already failed; its error has been reported."""
 
 
-def elaborate(spec: ast.Spec, diags: Diagnostics) -> Program | None:
-    return _Elaborator(spec, diags).run()
+def elaborate(spec: ast.Spec, diags: Diagnostics, train: bool = True) -> Program | None:
+    """The spec's IR in training mode (what the gradient is of) or in inference mode
+    (``train=False``: dropout is the identity)."""
+    return _Elaborator(spec, diags, train).run()
 
 
 class _Elaborator:
-    def __init__(self, spec: ast.Spec, diags: Diagnostics):
+    def __init__(self, spec: ast.Spec, diags: Diagnostics, train: bool = True):
         self.spec, self.diags = spec, diags
         self.lines = spec.source.splitlines()
         dtype = next((s.name for s in spec.statements if isinstance(s, ast.DtypeStmt)),
                      "float64")
         self.b = Builder(dtype)
+        self.b.train = train
         self.env: dict[str, Node | None] = {}  # None: poisoned by an earlier error
         self.hints: dict[int, str] = {}
         self.symbols: dict[str, tuple[str, int]] = {}
@@ -344,6 +347,14 @@ class _Elaborator:
         if isinstance(e, ast.BinOp):
             left, right = self._expr(e.left), self._expr(e.right)
             described = [(e.left, left), (e.right, right)]
+            if e.same_shape and left.shape != right.shape:
+                self.diags.error(
+                    f"a residual block adds its input to its output, so they must have one "
+                    f"shape: its layers make {fmt_shape(right.shape)} into "
+                    f"{fmt_shape(left.shape)}", e.span,
+                    f"end the block with a layer of the input's size, e.g. "
+                    f"'dense {right.shape[-1] if right.shape else 1}'")
+                raise _Poisoned()
             self._check_constant(e, _BINOPS[e.op], left, right)
             node = self._apply(e, described, lambda: b.op(_BINOPS[e.op], left, right))
             self._warn_outer_broadcast(e, node, described)

@@ -13,15 +13,17 @@ from .primitives import PRIMITIVES
 
 
 def evaluate(prog: Program, feeds: dict[str, np.ndarray], params: dict[str, np.ndarray],
-             names: list[str] | None = None) -> dict[str, np.ndarray]:
+             names: list[str] | None = None, rng=None) -> dict[str, np.ndarray]:
     """Values of the named bindings (default: every forward and backward binding)."""
     wanted = [bd for bd in prog.forward + prog.backward if names is None or bd.name in names]
-    values = evaluate_nodes(prog, feeds, params, [bd.node for bd in wanted])
+    values = evaluate_nodes(prog, feeds, params, [bd.node for bd in wanted], rng)
     return {bd.name: values[bd.node.id] for bd in wanted}
 
 
-def evaluate_nodes(prog: Program, feeds, params, roots) -> dict[int, np.ndarray]:
-    """The value of every node needed for ``roots``, by node id."""
+def evaluate_nodes(prog: Program, feeds, params, roots, rng=None) -> dict[int, np.ndarray]:
+    """The value of every node needed for ``roots``, by node id. Random draws (dropout's
+    masks, in training mode) come from ``rng``, by default a generator seeded with 0 made
+    for this call, so every evaluation draws the same masks."""
     values: dict[int, np.ndarray] = {}
     dtype = np.dtype(prog.dtype)
     for bd in prog.inputs + prog.targets:
@@ -38,7 +40,7 @@ def evaluate_nodes(prog: Program, feeds, params, roots) -> dict[int, np.ndarray]
         if node.id in values:
             continue
         prim = PRIMITIVES[node.op]
-        out = prim.evaluate([values[a.id] for a in node.args], dict(node.attrs))
+        out, rng = _compute(prim, [values[a.id] for a in node.args], dict(node.attrs), rng)
         if prim.dtype is None and node.op != "const":
             out = np.asarray(out).astype(dtype, copy=False)
         values[node.id] = out
@@ -84,7 +86,7 @@ def kink_distance(prog: Program, feeds, params) -> float:
         values[bd.node.id] = np.asarray(raw, dtype=int if bd.node.dtype == "int" else dtype)
     for bd in prog.params:
         values[bd.node.id] = np.asarray(params[bd.name], dtype=dtype)
-    best = np.inf
+    best, rng = np.inf, None
     for node in topo_order([bd.node for bd in prog.forward]):
         if node.id in values:
             continue
@@ -92,5 +94,15 @@ def kink_distance(prog: Program, feeds, params) -> float:
         args = [values[a.id] for a in node.args]
         if prim.kink is not None:
             best = min(best, prim.kink(args, dict(node.attrs)))
-        values[node.id] = prim.evaluate(args, dict(node.attrs))
+        values[node.id], rng = _compute(prim, args, dict(node.attrs), rng)
     return best
+
+
+def _compute(prim, args, attrs, rng):
+    """(the op's value, the generator): a random op draws from ``rng``, made when first
+    needed with seed 0, so every evaluation draws the same masks."""
+    if not prim.random:
+        return prim.evaluate(args, attrs), rng
+    if rng is None:
+        rng = np.random.default_rng(0)
+    return prim.evaluate(args, attrs, rng), rng

@@ -245,6 +245,21 @@ def _pool(op):
                static=("size", "stride", "pad"))
 
 
+def _dropout(b, a, s):
+    """Inverted dropout: in training, keep each element with probability 1 - p and divide
+    the kept ones by 1 - p, so the expected value is x and inference is x itself."""
+    x, p = a["x"], s["p"]
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ShapeError(f"dropout's p is the probability of zeroing an element, from 0 "
+                         f"up to (not including) 1, not {p!r}", (),
+                         hint="e.g. dropout(h, 0.5): half the elements zeroed in training")
+    if not b.train or p == 0:
+        return x
+    b.random_sites += 1
+    keep = b.hint(b.op("keep_mask", x, p=float(p), site=b.random_sites), "keep")
+    return b.op("div", b.op("mul", x, keep), b.const(1 - float(p)))
+
+
 def _flatten(b, a, s):
     """flatten(x): [N, d1, d2, …] -> [N, d1*d2*…], keeping the first axis."""
     x = a["x"]
@@ -301,4 +316,6 @@ FUNCTIONS: dict[str, Function] = {
     "max_pool": _pool("max_pool"),
     "avg_pool": _pool("avg_pool"),
     "flatten": _fn(sig("x"), _flatten),
+    "stop_gradient": _unary("stop_gradient"),
+    "dropout": _fn(sig("x", "p"), _dropout, static=("p",)),
 }

@@ -128,6 +128,9 @@ class Builder:
         # printed as ``x.shape[0]`` and never recomputes an expression.
         self.symbols = symbols if symbols is not None else {}
         self.hints: dict[int, str] = {}  # node id -> what to call it if it needs a name
+        # Training or inference: what 'dropout' computes (LANGUAGE.md, "Modes").
+        self.train = True
+        self.random_sites = 0  # random draws so far: each is its own node, never shared
 
     def hint(self, node: Node, name: str) -> Node:
         """Suggest a name for ``node`` should it become a temporary (``log_softmax``)."""

@@ -554,6 +554,10 @@ class _ToAst(Transformer):
     def repeat(self, meta, c):
         return ast.Repeat(c[0], list(c[1:]), self._span(meta))
 
+    @v_args(meta=True)
+    def block(self, meta, c):
+        return ast.Block(str(c[0]), self._tspan(c[0]), list(c[1:]), self._span(meta))
+
     # shapes ----------------------------------------------------------------------
     @v_args(meta=True)
     def scalar_shape(self, meta, c):

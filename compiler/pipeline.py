@@ -24,9 +24,9 @@ def _print_warning(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def _elaborated(spec: ast.Spec, warn) -> Program:
+def _elaborated(spec: ast.Spec, warn, train: bool = True) -> Program:
     diags = Diagnostics(spec.source)
-    prog = elaborate(spec, diags)
+    prog = elaborate(spec, diags, train)
     diags.raise_if_any()
     assert prog is not None
     for text in prog.warnings:
@@ -46,6 +46,31 @@ def program(spec: ast.Spec, stage: str = "opt", warn=None) -> Program:
         if stage == "grad":
             return prog
         return optimize(prog)
+
+
+def has_modes(prog: Program) -> bool:
+    """Whether training and inference differ: the program draws random numbers."""
+    from .ir import topo_order
+    from .primitives import PRIMITIVES
+
+    return any(PRIMITIVES[n.op].random for n in topo_order([bd.node for bd in prog.forward]))
+
+
+def inference_program(spec: ast.Spec, prog: Program) -> Program | None:
+    """The optimized IR in inference mode, or None when it would be ``prog`` itself."""
+    if not has_modes(prog):
+        return None
+    with too_deep_is_an_error(spec.path, spec.source):
+        return optimize(differentiate(_elaborated(spec, lambda text: None, train=False)))
+
+
+def _generate(spec: ast.Spec, path: str, style: str) -> tuple[str, str]:
+    from .codegen import generate
+
+    prog = program(spec, "opt")
+    infer = inference_program(spec, prog)
+    with too_deep_is_an_error(path, None):
+        return prog.name, generate(prog, path, style=style, inference=infer)
 
 
 def program_from_text(text: str, path: str = "<spec>", stage: str = "opt") -> Program:
@@ -69,19 +94,11 @@ def check_text(text: str, path: str = "<spec>") -> Program:
 def compile_file(path: str | Path, style: str = "fast") -> tuple[str, str]:
     """(model name, generated module source) for a spec file, in ``style``
     ("fast" or "textbook", see ``buffers.plan``)."""
-    from .codegen import generate
-
-    prog = program(load_file(path), "opt")
-    with too_deep_is_an_error(str(path), None):
-        return prog.name, generate(prog, str(path), style=style)
+    return _generate(load_file(path), str(path), style)
 
 
 def compile_text(text: str, path: str = "<spec>", style: str = "fast") -> tuple[str, str]:
-    from .codegen import generate
-
-    prog = program(load_text(text, path), "opt")
-    with too_deep_is_an_error(path, None):
-        return prog.name, generate(prog, path, style=style)
+    return _generate(load_text(text, path), path, style)
 
 
 def show(path: str | Path, stage: str = "code", style: str = "textbook") -> str:
@@ -92,9 +109,7 @@ def show(path: str | Path, stage: str = "code", style: str = "textbook") -> str:
 
         return show_ast(spec)
     if stage == "code":
-        from .codegen import generate
-
-        return generate(program(spec, "opt"), str(path), style=style)
+        return _generate(spec, str(path), style)[1]
     from .printer import show_stage
 
     return show_stage(program(spec, stage))

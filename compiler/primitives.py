@@ -72,6 +72,9 @@ class Primitive:
     data_roles: Callable[[Node], list[tuple[int, str, int]]] | None = None
     # The result has its first argument's dtype (a slice of integer labels is labels).
     keeps_dtype: bool = False
+    # Draws random numbers: ``evaluate(values, attrs, rng)`` takes the generator, and the
+    # generated function that computes it takes ``rng`` (training mode).
+    random: bool = False
 
     def result_dtype(self, args, default: str) -> str:
         if self.keeps_dtype and args:
@@ -504,6 +507,15 @@ _register(Primitive("zeros_like", 1, _same, _like("np.zeros_like"),
 _register(Primitive("ones_like", 1, _same, _like("np.ones_like"),
                     lambda v, a: np.ones_like(v[0]), lambda b, n, g: [None],
                     "ones_like(x) does not depend on the values of x"))
+_register(Primitive("stop_gradient", 1, _same, lambda a, attrs, n: a[0],
+                    lambda v, a: v[0], lambda b, n, g: [None],
+                    "stop_gradient(x) = x forward; no adjoint flows back through it",
+                    elementwise=True, cheap=True))
+_register(Primitive(
+    "keep_mask", 1, _same,
+    lambda a, attrs, n: (f"rng.random({paren(a[0], POSTFIX)}.shape) >= {attrs['p']!r}", CMP),
+    lambda v, a, rng: rng.random(np.shape(v[0])) >= a["p"], lambda b, n, g: [None],
+    "a random mask does not depend on the values of x", dtype="bool", random=True))
 _register(Primitive("cast", 1, _same,
                     lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}.astype(DTYPE)", POSTFIX),
                     lambda v, a: np.asarray(v[0], dtype=float), lambda b, n, g: [g],

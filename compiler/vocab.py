@@ -72,6 +72,8 @@ LAYERS: dict[str, Signature] = {
     "maxpool": sig("size", ("stride", None), ("pad", 0), doc="p{k} = max_pool(h, size, …)"),
     "avgpool": sig("size", ("stride", None), ("pad", 0), doc="p{k} = avg_pool(h, size, …)"),
     "flatten": sig(doc="f{k} = flatten(h): [N, …] -> [N, product of the rest]"),
+    "dropout": sig("p", doc="d{k} = dropout(h, p): inverted dropout in training, the "
+                            "identity in inference"),
 }
 WEIGHTED_LAYERS = {"dense", "conv"}  # layers with parameters W{k}, b{k}; k counts them
 POOLING_LAYERS = {"maxpool": "max_pool", "avgpool": "avg_pool"}
@@ -227,11 +229,14 @@ DATASETS: dict[str, Signature] = {
                   doc="n points per class on interleaved spirals (2-D)"),
     "sine": sig(("n", 200), ("noise", 0.1), doc="y = sin(x) + noise on [-pi, pi]"),
     "digits": sig(doc="scikit-learn's 8x8 handwritten digits (needs scikit-learn)"),
+    "digits_subset": sig(("n", 300), doc="digits with only n training examples, the "
+                                         "same test set"),
     "mnist": sig(doc="MNIST, downloaded once to a cache and checksum-verified"),
 }
 DATASET_RANGES: dict[str, dict[str, Range]] = {
     "spiral": {"n": COUNT, "classes": Range(int, low=2), "noise": NON_NEGATIVE},
     "sine": {"n": COUNT, "noise": NON_NEGATIVE},
+    "digits_subset": {"n": Range(int, low=1, high=1438)},  # all of digits' training split
 }
 assert all(set(DATASET_RANGES.get(k, {})) == set(s.names) for k, s in DATASETS.items()), \
     "every data set argument needs a range"

@@ -158,6 +158,14 @@ def digits(rng: np.random.Generator):
     return bunch.data / 16.0, bunch.target.astype(np.int64), 0.2
 
 
+def digits_subset(rng: np.random.Generator, n: int = 300):
+    """``digits`` with only ``n`` of its training examples (DLFS ch. 6's overfitting
+    experiments); the test set is the same 20% as ``digits``' with the same seed."""
+    x, t, fraction = digits(rng)
+    train, test = _split(x, t, rng, fraction)
+    return train["x"][:n], train["t"][:n], test["x"], test["t"]
+
+
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 
@@ -205,7 +213,8 @@ def mnist(rng: np.random.Generator):
     return (flat(x_train), t_train.astype(np.int64), flat(x_test), t_test.astype(np.int64))
 
 
-GENERATORS = {"xor": xor, "spiral": spiral, "sine": sine, "digits": digits, "mnist": mnist}
+GENERATORS = {"xor": xor, "spiral": spiral, "sine": sine, "digits": digits,
+              "digits_subset": digits_subset, "mnist": mnist}
 assert set(GENERATORS) == set(DATASETS), "data set table and generators disagree"
 
 

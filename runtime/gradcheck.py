@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 from compiler.vocab import RUNTIME_RANGES
 
 from .data import synthetic
 from .errors import UserError
+from .modes import fixed_masks, training_loss
 
 
 @dataclass
@@ -51,7 +53,8 @@ def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, s
         # Move off symmetric points (zero biases, equal weights) that hide mistakes.
         params = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in params.items()}
     with np.errstate(all="ignore"):
-        _, grads = module.loss_and_grad(params, **data)
+        # training mode with fixed masks: the same dropout masks in every evaluation
+        _, grads = module.loss_and_grad(params, **data, **fixed_masks(module))
         return [_check_variable(module, name, g, params, data, eps, tol, samples, rng)
                 for name, g in grads.items()]
 
@@ -64,8 +67,8 @@ def _check_variable(module, name, g, params, data, eps, tol, samples, rng) -> Ro
 
     def loss_at(arr):
         if in_params:
-            return float(module.loss({**params, name: arr}, **data))
-        return float(module.loss(params, **{**data, name: arr}))
+            return training_loss(module, {**params, name: arr}, data)
+        return training_loss(module, params, {**data, name: arr})
 
     def failed(why: str) -> Row:
         return Row(name, tuple(base.shape), 0, 0, math.nan, math.nan, False, why)

@@ -57,7 +57,7 @@ def _import_file(p: Path) -> types.ModuleType:
 def _compile_spec(p: Path, dtype: str | None) -> types.ModuleType:
     from compiler.codegen import generate
     from compiler.frontend import load_file
-    from compiler.pipeline import program
+    from compiler.pipeline import inference_program, program
 
     spec = load_file(p)
     prog = program(spec, "opt")
@@ -68,7 +68,7 @@ def _compile_spec(p: Path, dtype: str | None) -> types.ModuleType:
         spec.statements.insert(0, ast.DtypeStmt(spec.statements[0].span, dtype,
                                                 spec.statements[0].span))
         prog = program(spec, "opt")
-    source = generate(prog, str(p), fmt=False)
+    source = generate(prog, str(p), fmt=False, inference=inference_program(spec, prog))
     module = types.ModuleType(f"bpc_model_{prog.name}_{next(_counter)}")
     module.__file__ = f"<compiled from {p}>"
     exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our output

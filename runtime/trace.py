@@ -28,6 +28,7 @@ from compiler.ir import Program
 from compiler.primitives import ATOM, PRIMITIVES
 
 from .errors import UserError
+from .modes import fixed_masks
 
 SMALL = 12  # values with at most this many entries are printed in full
 
@@ -281,7 +282,7 @@ def _agree(prog: Program, module, feeds: dict, params: dict, values: dict) -> No
             if k in module.INPUTS or k in module.TARGETS}
     with np.errstate(all="ignore"):
         loss, grads = module.loss_and_grad({k: np.array(v) for k, v in params.items()},
-                                           **args)
+                                           **args, **fixed_masks(module))
     by_name = {bd.name: bd for bd in prog.forward + prog.backward}
     pairs = [(prog.loss, loss)] + [(prog.grads[w], grads[w]) for w in prog.wrt]
     # the same operations in the same order; float32 leaves room for a library's own

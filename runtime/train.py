@@ -42,6 +42,7 @@ from compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, optimiz
 
 from . import data as data_mod
 from .errors import UserError
+from .modes import takes_rng
 from .optimizers import learning_rate, make_optimizer, pack
 
 HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "lr", "seconds"]
@@ -628,6 +629,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     buffers = {}
     if "grads" in inspect.signature(module.loss_and_grad).parameters:
         buffers = {"grads": optimizer.grad_buffers}
+    if takes_rng(module):  # training mode draws dropout masks from the run's generator,
+        buffers["rng"] = rng  # whose state every checkpoint records: resume stays exact
     n_test = data_mod.example_count(test_arrays, axes)
     eval_every = settings.eval_every or auto_eval_every(n, n_test, settings.batch,
                                                         steps_per_epoch)

@@ -12,9 +12,12 @@ import pytest
 
 from compiler.codegen import generate
 from compiler.evaluate import evaluate
-from compiler.pipeline import compile_text, program_from_file, program_from_text
+from compiler.frontend import load_file
+from compiler.pipeline import (compile_text, inference_program, program_from_file,
+                               program_from_text)
 from conftest import REPO, SPECS, run_bpc
 from runtime.gradcheck import format_table, gradcheck
+from runtime.modes import fixed_masks
 from compiler.evaluate import random_feeds
 
 GENERATED = REPO / "generated"
@@ -69,12 +72,15 @@ def test_generated_module_gradchecks_and_matches_the_ir(spec):
     rows = gradcheck(m, samples=8)
     assert all(r.ok for r in rows), format_table(rows)
     # Differential: the generated code and the IR evaluator agree.
-    want = evaluate(prog, data, params)
-    value, grads = m.loss_and_grad(params, **data)
+    want = evaluate(prog, data, params)  # training mode, masks of seed 0
+    value, grads = m.loss_and_grad(params, **data, **fixed_masks(m))
     assert value == pytest.approx(float(want[prog.loss]), rel=1e-12, abs=1e-14)
     for w in prog.wrt:
         np.testing.assert_allclose(grads[w], want[prog.grads[w]], rtol=1e-10, atol=1e-14)
     out = m.predict(params, **{k: v for k, v in data.items() if k in m.INPUTS})
+    infer = inference_program(load_file(spec), prog)  # predict is inference mode
+    if infer is not None:
+        want = evaluate(infer, data, params, names=[m.OUTPUT])
     np.testing.assert_allclose(out, want[m.OUTPUT], rtol=1e-12, atol=1e-14)
 
 

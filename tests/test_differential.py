@@ -96,6 +96,25 @@ case("fn-tan", _fn_case("tan", "tanh({})"))
 case("fn-sign", _fn_case("sign").replace("sum(sign(h))", "sum(sign(h) * h)"))
 case("fn-leaky_relu-alpha", _fn_case("leaky_relu").replace("leaky_relu(h)",
                                                              "leaky_relu(h, alpha=0.3)"))
+case("stop-gradient", """model m
+input x : [N, 3]
+param W : [3, 2] = normal(std=0.5)
+param V : [3, 2] = normal(std=0.5)
+h = x @ W
+g = stop_gradient(h) * tanh(x @ V) + h + stop_gradient(sum(h^2))
+loss L = sum(g * g)
+""")
+case("residual-stack", """model m
+input x : [N, 4]
+target t : [N, 3]
+layers x -> y {
+  dense 6; tanh
+  residual { dense 6; relu; dense 6 }
+  repeat 2 { residual { dense 6; tanh; residual { dense 6; sigmoid } } }
+  dense 3
+}
+loss L = mse(y, t)
+""")
 case("maximum-minimum", """model m
 input x : [N, 3]
 param W : [3, 3] = normal(std=0.5)
@@ -650,7 +669,7 @@ def test_generated_code_is_independent_of_the_hash_seed():
                                   "sxe-computed-unnormalised", "sigxe-computed-target",
                                   "lets-literals-defaults", "reshape-batch", "layers",
                                   "slices", "concat-stack", "conv-pool-flatten",
-                                  "image-layers"])
+                                  "image-layers", "residual-stack"])
 def test_oracle_against_finite_differences(name):
     """The oracle's autograd gradients agree with central differences of its own loss."""
     text, kw = next((c.values[1], c.values[2]) for c in CASES if c.id == name)

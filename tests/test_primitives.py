@@ -323,6 +323,33 @@ def test_flatten(x):
     run_case({"x": x}, "flatten(x)", (x[0], size))
 
 
+@pytest.mark.parametrize("shape", [(3,), (2, 3), (4, 5)], ids=fmt_shape)
+def test_dropout_with_fixed_masks(shape):
+    """Training mode; the evaluator draws every evaluation's masks from a generator seeded
+    with 0, so finite differences see one fixed mask."""
+    TESTED_FUNCTIONS.add("dropout")
+    run_case({"a": shape}, "dropout(a, 0.4) + dropout(a * a, 0.5)", shape)
+
+
+def test_stop_gradient():
+    """stop_gradient(a) * b: the value a * b; the gradient of b is that of c * b with c a
+    constant input equal to a (finite differences of that spec), and a gets none."""
+    TESTED_FUNCTIONS.add("stop_gradient")
+    from compiler.evaluate import evaluate
+
+    rng = np.random.default_rng(3)
+    a, b, r = rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    stopped = program_from_text("param a : [2, 3] = zeros\nparam b : [2, 3] = zeros\n"
+                                "input r : [2, 3]\nloss L = sum(stop_gradient(a) * b * r)\n", "sg.bp")
+    held = run_case({"b": (2, 3)}, "c * b", (2, 3), extra="input c : [2, 3]",
+                    feeds={"c": a})
+    got = evaluate(stopped, {"r": r}, {"a": a, "b": b})
+    want = evaluate(held, {"r": r, "c": a}, {"b": b})
+    assert np.isclose(got["L"], np.sum(a * b * r))
+    assert np.allclose(got["dL_db"], want["dL_db"]) and np.allclose(got["dL_db"], a * r)
+    assert np.all(got.get("dL_da", 0) == 0)
+
+
 def test_every_function_is_tested():
     # Runs last in this module (pytest keeps file order).
     assert set(FUNCTIONS) <= TESTED_FUNCTIONS, set(FUNCTIONS) - TESTED_FUNCTIONS

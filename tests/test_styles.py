@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from compiler.pipeline import compile_file, compile_text
 from conftest import SPECS, run_bpc
 from runtime.gradcheck import gradcheck
+from runtime.modes import fixed_masks
 from specgen import random_spec
 
 
@@ -43,8 +44,9 @@ def test_textbook_style_gradchecks_and_matches_fast(spec):
     from runtime.data import synthetic
 
     data = synthetic(tb, np.random.default_rng(4), 4)
-    l1, g1 = tb.loss_and_grad(params, **data)
-    l2, g2 = fm.loss_and_grad({k: v.copy() for k, v in params.items()}, **data)
+    l1, g1 = tb.loss_and_grad(params, **data, **fixed_masks(tb))  # the same masks
+    l2, g2 = fm.loss_and_grad({k: v.copy() for k, v in params.items()}, **data,
+                              **fixed_masks(fm))
     assert l1 == pytest.approx(l2, rel=1e-12, abs=1e-12)
     for k in g1:
         np.testing.assert_allclose(g1[k], g2[k], rtol=1e-10, atol=1e-12)

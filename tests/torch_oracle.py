@@ -371,6 +371,8 @@ class Oracle:
             x = _t(self.expr(e.args[0], env))
             self._note_kink(x)
             return torch.abs(x)  # d|x| = sign(x): 0 at 0
+        if f == "stop_gradient":
+            return _t(self.expr(e.args[0], env)).detach()  # the same value, no gradient
         if f == "sign":
             x = _t(self.expr(e.args[0], env))
             self._note_kink(x)
