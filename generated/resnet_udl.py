@@ -1457,9 +1457,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dW50 = np.matmul(z49.T, dl_df, out=grads.get("W50"))
     dl_dz49 = dl_df @ W50.T
     del f, l_sub, dl_df
+    # z49 = relu(r24) (relu'(x) = [relu(x) > 0], a mask from the output)
     dl_dr24_gt = z49 > 0  # [N, 80], used 2 times
     del a49, r24, z49
-    # z49 = relu(r24) (relu'(x) = [relu(x) > 0], a mask from the output)
     dl_dr24 = np.multiply(dl_dr24_gt, dl_dz49, out=dl_dz49)
     del dl_dr24_gt
     # r24 = a49 + r23
@@ -1480,9 +1480,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z47
     dl_dz47 = dl_da48 @ W48.T
     del dl_dz48, dl_da48
+    # r24 = a49 + r23 and z47 = relu(r23)
     dl_dr23_mul = np.multiply(z47_mask, dl_dz47, out=dl_dz47)  # [N, 80], used 2 times
     del z47_mask
-    # r24 = a49 + r23 and z47 = relu(r23)
     dl_dr23 = np.add(dl_dr24, dl_dr23_mul, out=dl_dr24)
     del dl_dz47, dl_dr23_mul
     # r23 = a47 + r22
@@ -1503,9 +1503,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z45
     dl_dz45 = dl_da46 @ W46.T
     del dl_dz46, dl_da46
+    # r23 = a47 + r22 and z45 = relu(r22)
     dl_dr22_mul = np.multiply(z45_mask, dl_dz45, out=dl_dz45)  # [N, 80], used 2 times
     del z45_mask
-    # r23 = a47 + r22 and z45 = relu(r22)
     dl_dr22 = np.add(dl_dr23, dl_dr22_mul, out=dl_dr23)
     del dl_dz45, dl_dr22_mul
     # r22 = a45 + r21
@@ -1526,9 +1526,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z43
     dl_dz43 = dl_da44 @ W44.T
     del dl_dz44, dl_da44
+    # r22 = a45 + r21 and z43 = relu(r21)
     dl_dr21_mul = np.multiply(z43_mask, dl_dz43, out=dl_dz43)  # [N, 80], used 2 times
     del z43_mask
-    # r22 = a45 + r21 and z43 = relu(r21)
     dl_dr21 = np.add(dl_dr22, dl_dr21_mul, out=dl_dr22)
     del dl_dz43, dl_dr21_mul
     # r21 = a43 + r20
@@ -1549,9 +1549,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z41
     dl_dz41 = dl_da42 @ W42.T
     del dl_dz42, dl_da42
+    # r21 = a43 + r20 and z41 = relu(r20)
     dl_dr20_mul = np.multiply(z41_mask, dl_dz41, out=dl_dz41)  # [N, 80], used 2 times
     del z41_mask
-    # r21 = a43 + r20 and z41 = relu(r20)
     dl_dr20 = np.add(dl_dr21, dl_dr20_mul, out=dl_dr21)
     del dl_dz41, dl_dr20_mul
     # r20 = a41 + r19
@@ -1572,9 +1572,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z39
     dl_dz39 = dl_da40 @ W40.T
     del dl_dz40, dl_da40
+    # r20 = a41 + r19 and z39 = relu(r19)
     dl_dr19_mul = np.multiply(z39_mask, dl_dz39, out=dl_dz39)  # [N, 80], used 2 times
     del z39_mask
-    # r20 = a41 + r19 and z39 = relu(r19)
     dl_dr19 = np.add(dl_dr20, dl_dr19_mul, out=dl_dr20)
     del dl_dz39, dl_dr19_mul
     # r19 = a39 + r18
@@ -1595,9 +1595,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z37
     dl_dz37 = dl_da38 @ W38.T
     del dl_dz38, dl_da38
+    # r19 = a39 + r18 and z37 = relu(r18)
     dl_dr18_mul = np.multiply(z37_mask, dl_dz37, out=dl_dz37)  # [N, 80], used 2 times
     del z37_mask
-    # r19 = a39 + r18 and z37 = relu(r18)
     dl_dr18 = np.add(dl_dr19, dl_dr18_mul, out=dl_dr19)
     del dl_dz37, dl_dr18_mul
     # r18 = a37 + r17
@@ -1618,9 +1618,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z35
     dl_dz35 = dl_da36 @ W36.T
     del dl_dz36, dl_da36
+    # r18 = a37 + r17 and z35 = relu(r17)
     dl_dr17_mul = np.multiply(z35_mask, dl_dz35, out=dl_dz35)  # [N, 80], used 2 times
     del z35_mask
-    # r18 = a37 + r17 and z35 = relu(r17)
     dl_dr17 = np.add(dl_dr18, dl_dr17_mul, out=dl_dr18)
     del dl_dz35, dl_dr17_mul
     # r17 = a35 + r16
@@ -1641,9 +1641,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z33
     dl_dz33 = dl_da34 @ W34.T
     del dl_dz34, dl_da34
+    # r17 = a35 + r16 and z33 = relu(r16)
     dl_dr16_mul = np.multiply(z33_mask, dl_dz33, out=dl_dz33)  # [N, 80], used 2 times
     del z33_mask
-    # r17 = a35 + r16 and z33 = relu(r16)
     dl_dr16 = np.add(dl_dr17, dl_dr16_mul, out=dl_dr17)
     del dl_dz33, dl_dr16_mul
     # r16 = a33 + r15
@@ -1664,9 +1664,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z31
     dl_dz31 = dl_da32 @ W32.T
     del dl_dz32, dl_da32
+    # r16 = a33 + r15 and z31 = relu(r15)
     dl_dr15_mul = np.multiply(z31_mask, dl_dz31, out=dl_dz31)  # [N, 80], used 2 times
     del z31_mask
-    # r16 = a33 + r15 and z31 = relu(r15)
     dl_dr15 = np.add(dl_dr16, dl_dr15_mul, out=dl_dr16)
     del dl_dz31, dl_dr15_mul
     # r15 = a31 + r14
@@ -1687,9 +1687,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z29
     dl_dz29 = dl_da30 @ W30.T
     del dl_dz30, dl_da30
+    # r15 = a31 + r14 and z29 = relu(r14)
     dl_dr14_mul = np.multiply(z29_mask, dl_dz29, out=dl_dz29)  # [N, 80], used 2 times
     del z29_mask
-    # r15 = a31 + r14 and z29 = relu(r14)
     dl_dr14 = np.add(dl_dr15, dl_dr14_mul, out=dl_dr15)
     del dl_dz29, dl_dr14_mul
     # r14 = a29 + r13
@@ -1710,9 +1710,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z27
     dl_dz27 = dl_da28 @ W28.T
     del dl_dz28, dl_da28
+    # r14 = a29 + r13 and z27 = relu(r13)
     dl_dr13_mul = np.multiply(z27_mask, dl_dz27, out=dl_dz27)  # [N, 80], used 2 times
     del z27_mask
-    # r14 = a29 + r13 and z27 = relu(r13)
     dl_dr13 = np.add(dl_dr14, dl_dr13_mul, out=dl_dr14)
     del dl_dz27, dl_dr13_mul
     # r13 = a27 + r12
@@ -1733,9 +1733,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z25
     dl_dz25 = dl_da26 @ W26.T
     del dl_dz26, dl_da26
+    # r13 = a27 + r12 and z25 = relu(r12)
     dl_dr12_mul = np.multiply(z25_mask, dl_dz25, out=dl_dz25)  # [N, 80], used 2 times
     del z25_mask
-    # r13 = a27 + r12 and z25 = relu(r12)
     dl_dr12 = np.add(dl_dr13, dl_dr12_mul, out=dl_dr13)
     del dl_dz25, dl_dr12_mul
     # r12 = a25 + r11
@@ -1756,9 +1756,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z23
     dl_dz23 = dl_da24 @ W24.T
     del dl_dz24, dl_da24
+    # r12 = a25 + r11 and z23 = relu(r11)
     dl_dr11_mul = np.multiply(z23_mask, dl_dz23, out=dl_dz23)  # [N, 80], used 2 times
     del z23_mask
-    # r12 = a25 + r11 and z23 = relu(r11)
     dl_dr11 = np.add(dl_dr12, dl_dr11_mul, out=dl_dr12)
     del dl_dz23, dl_dr11_mul
     # r11 = a23 + r10
@@ -1779,9 +1779,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z21
     dl_dz21 = dl_da22 @ W22.T
     del dl_dz22, dl_da22
+    # r11 = a23 + r10 and z21 = relu(r10)
     dl_dr10_mul = np.multiply(z21_mask, dl_dz21, out=dl_dz21)  # [N, 80], used 2 times
     del z21_mask
-    # r11 = a23 + r10 and z21 = relu(r10)
     dl_dr10 = np.add(dl_dr11, dl_dr10_mul, out=dl_dr11)
     del dl_dz21, dl_dr10_mul
     # r10 = a21 + r9
@@ -1802,9 +1802,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z19
     dl_dz19 = dl_da20 @ W20.T
     del dl_dz20, dl_da20
+    # r10 = a21 + r9 and z19 = relu(r9)
     dl_dr9_mul = np.multiply(z19_mask, dl_dz19, out=dl_dz19)  # [N, 80], used 2 times
     del z19_mask
-    # r10 = a21 + r9 and z19 = relu(r9)
     dl_dr9 = np.add(dl_dr10, dl_dr9_mul, out=dl_dr10)
     del dl_dz19, dl_dr9_mul
     # r9 = a19 + r8
@@ -1825,9 +1825,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z17
     dl_dz17 = dl_da18 @ W18.T
     del dl_dz18, dl_da18
+    # r9 = a19 + r8 and z17 = relu(r8)
     dl_dr8_mul = np.multiply(z17_mask, dl_dz17, out=dl_dz17)  # [N, 80], used 2 times
     del z17_mask
-    # r9 = a19 + r8 and z17 = relu(r8)
     dl_dr8 = np.add(dl_dr9, dl_dr8_mul, out=dl_dr9)
     del dl_dz17, dl_dr8_mul
     # r8 = a17 + r7
@@ -1848,9 +1848,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z15
     dl_dz15 = dl_da16 @ W16.T
     del dl_dz16, dl_da16
+    # r8 = a17 + r7 and z15 = relu(r7)
     dl_dr7_mul = np.multiply(z15_mask, dl_dz15, out=dl_dz15)  # [N, 80], used 2 times
     del z15_mask
-    # r8 = a17 + r7 and z15 = relu(r7)
     dl_dr7 = np.add(dl_dr8, dl_dr7_mul, out=dl_dr8)
     del dl_dz15, dl_dr7_mul
     # r7 = a15 + r6
@@ -1871,9 +1871,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z13
     dl_dz13 = dl_da14 @ W14.T
     del dl_dz14, dl_da14
+    # r7 = a15 + r6 and z13 = relu(r6)
     dl_dr6_mul = np.multiply(z13_mask, dl_dz13, out=dl_dz13)  # [N, 80], used 2 times
     del z13_mask
-    # r7 = a15 + r6 and z13 = relu(r6)
     dl_dr6 = np.add(dl_dr7, dl_dr6_mul, out=dl_dr7)
     del dl_dz13, dl_dr6_mul
     # r6 = a13 + r5
@@ -1894,9 +1894,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z11
     dl_dz11 = dl_da12 @ W12.T
     del dl_dz12, dl_da12
+    # r6 = a13 + r5 and z11 = relu(r5)
     dl_dr5_mul = np.multiply(z11_mask, dl_dz11, out=dl_dz11)  # [N, 80], used 2 times
     del z11_mask
-    # r6 = a13 + r5 and z11 = relu(r5)
     dl_dr5 = np.add(dl_dr6, dl_dr5_mul, out=dl_dr6)
     del dl_dz11, dl_dr5_mul
     # r5 = a11 + r4
@@ -1917,9 +1917,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z9
     dl_dz9 = dl_da10 @ W10.T
     del dl_dz10, dl_da10
+    # r5 = a11 + r4 and z9 = relu(r4)
     dl_dr4_mul = np.multiply(z9_mask, dl_dz9, out=dl_dz9)  # [N, 80], used 2 times
     del z9_mask
-    # r5 = a11 + r4 and z9 = relu(r4)
     dl_dr4 = np.add(dl_dr5, dl_dr4_mul, out=dl_dr5)
     del dl_dz9, dl_dr4_mul
     # r4 = a9 + r3
@@ -1940,9 +1940,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z7
     dl_dz7 = dl_da8 @ W8.T
     del dl_dz8, dl_da8
+    # r4 = a9 + r3 and z7 = relu(r3)
     dl_dr3_mul = np.multiply(z7_mask, dl_dz7, out=dl_dz7)  # [N, 80], used 2 times
     del z7_mask
-    # r4 = a9 + r3 and z7 = relu(r3)
     dl_dr3 = np.add(dl_dr4, dl_dr3_mul, out=dl_dr4)
     del dl_dz7, dl_dr3_mul
     # r3 = a7 + r2
@@ -1963,9 +1963,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z5
     dl_dz5 = dl_da6 @ W6.T
     del dl_dz6, dl_da6
+    # r3 = a7 + r2 and z5 = relu(r2)
     dl_dr2_mul = np.multiply(z5_mask, dl_dz5, out=dl_dz5)  # [N, 80], used 2 times
     del z5_mask
-    # r3 = a7 + r2 and z5 = relu(r2)
     dl_dr2 = np.add(dl_dr3, dl_dr2_mul, out=dl_dr3)
     del dl_dz5, dl_dr2_mul
     # r2 = a5 + r1
@@ -1986,9 +1986,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del z3
     dl_dz3 = dl_da4 @ W4.T
     del dl_dz4, dl_da4
+    # r2 = a5 + r1 and z3 = relu(r1)
     dl_dr1_mul = np.multiply(z3_mask, dl_dz3, out=dl_dz3)  # [N, 80], used 2 times
     del z3_mask
-    # r2 = a5 + r1 and z3 = relu(r1)
     dl_dr1 = np.add(dl_dr2, dl_dr1_mul, out=dl_dr2)
     del dl_dz3, dl_dr1_mul
     # r1 = a3 + a1
