@@ -261,7 +261,10 @@ def main() -> None:
             for name in ("generated, grads= buffers", "generated, plain call", "book layers",
                          "hand NumPy"):
                 print(f"    {name:26s} {res[name] / 1e6:8.2f} MB  {res[name] / kept:5.2f}x")
-    (ROOT / "bench" / "conv_results.json").write_text(json.dumps(results, indent=1) + "\n")
+    # --only replaces its own entries and keeps the other part's last figures.
+    path = ROOT / "bench" / "conv_results.json"
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**kept, **results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
