@@ -12,11 +12,11 @@ import random
 import numpy as np
 import pytest
 
-from compiler.evaluate import evaluate
-from compiler.pipeline import compile_text, program_from_text
-from runtime import data
-from runtime.gradcheck import gradcheck
-from runtime.train import Settings
+from bpc.compiler.evaluate import evaluate
+from bpc.compiler.pipeline import compile_text, program_from_text
+from bpc.runtime import data
+from bpc.runtime.gradcheck import gradcheck
+from bpc.runtime.train import Settings
 
 SPEC = """model drop
 input x : [N, 4]
@@ -151,7 +151,7 @@ def test_evaluator_and_module_draw_the_same_masks():
     (SPEC.replace("dropout 0.3", "dropout(p=-0.1)"), "not -0.1"),
 ])
 def test_bad_probability(text, message):
-    from compiler.errors import SpecError
+    from bpc.compiler.errors import SpecError
 
     with pytest.raises(SpecError) as info:
         compile_text(text, "drop.bp")
