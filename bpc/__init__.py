@@ -18,6 +18,7 @@ few methods added); see docs/API.md.
 
 from __future__ import annotations
 
+import builtins
 import types
 from pathlib import Path
 
@@ -138,7 +139,7 @@ class Graph:
 def _from_source(source: str, spec: str | None, path: str | None, name: str) -> Model:
     module = Model(name)
     module.__file__ = f"<bpc model {name}>"
-    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - bpc output
+    exec(builtins.compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - bpc output
     module.source, module.spec, module.path = source, spec, path
     if path:
         module._bpc_folder = Path(path).resolve().parent  # relative data paths

@@ -132,14 +132,14 @@ def _cmd_show(args) -> int:
 
 def _cmd_train(args) -> int:
     from .loader import load_model
-    from .train import STUCK_HINT, best_row, plot_history, run, summary_line
+    from .train import STUCK_HINT, best_row, plot_fit, plot_history, plot_title, run, summary_line
 
     if args.plot:  # fail before training, not after
         import importlib.util
 
         if importlib.util.find_spec("matplotlib") is None:
             raise UserError("--plot needs matplotlib, which is not installed",
-                            "install it with: python3 -m pip install 'bpc[plot]'")
+                            "install it with: python3 -m pip install 'backprop-compiler[plot]'")
     module = load_model(args.spec)
     overrides = {"epochs": args.epochs, "iters": args.iters, "batch": args.batch,
                  "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed,
@@ -147,7 +147,7 @@ def _cmd_train(args) -> int:
     if args.verbose and args.eval_every is None:
         overrides["eval_every"] = 1  # -v: a line for every epoch
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
-    result, settings, _ = run(module, args.data, overrides, out, resume=args.resume,
+    result, settings, dataset = run(module, args.data, overrides, out, resume=args.resume,
                               quiet=args.quiet, checkpoint_every=args.checkpoint_every)
     if result.history:
         last = result.history[-1]
@@ -163,8 +163,11 @@ def _cmd_train(args) -> int:
     if result.notes:
         print(f"hint: {STUCK_HINT}")
     if args.plot and result.history:
-        plot_history(result.history, out / "curves.png")
+        title = plot_title(module, settings)
+        plot_history(result.history, out / "curves.png", title)
         print(f"wrote {out / 'curves.png'}")
+        if plot_fit(module, result.params, dataset, out / "fit.png", title):
+            print(f"wrote {out / 'fit.png'}")
     return 130 if result.interrupted else 0
 
 

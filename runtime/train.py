@@ -926,39 +926,131 @@ def summary_line(row: dict, total_epochs: int) -> str:
     return "  ".join(parts)
 
 
-def plot_history(history: list[dict], path: Path) -> None:
+def _pyplot():
     try:
         import matplotlib
     except ImportError:
         raise UserError("--plot needs matplotlib, which is not installed",
-                        "install it with: python3 -m pip install 'bpc[plot]'") from None
+                        "install it with: python3 -m pip install "
+                        "'backprop-compiler[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [int(r["epoch"]) for r in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].plot(epochs, [float(r["loss"]) for r in history], label="train loss")
-    if any(r.get("test_loss") for r in history):
-        axes[0].plot(epochs, [float(r["test_loss"]) if r.get("test_loss") else np.nan
-                              for r in history], label="test loss")
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("loss")
-    axes[0].set_yscale("log")
-    axes[0].legend()
-    for key, label in (("train_acc", "train accuracy"), ("test_acc", "test accuracy")):
-        if any(r.get(key) for r in history):
-            axes[1].plot(epochs, [float(r[key]) if r.get(key) else np.nan for r in history],
-                         label=label)
-    axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("accuracy")
-    if axes[1].lines:
-        axes[1].legend()
-    else:
-        axes[1].set_visible(False)
+    return plt
+
+
+def plot_title(module, settings: "Settings") -> str:
+    lr = settings.opt.get("lr", optimizer_defaults(settings.optimizer).get("lr"))
+    return f"{model_name(module)}: {settings.optimizer}, learning rate {lr:g}"
+
+
+def plot_history(history: list[dict], path: Path, title: str | None = None) -> None:
+    """The loss curves, and beside them the accuracy curves of a classifier (a
+    regression gets the loss panel alone)."""
+    plt = _pyplot()
+    rows = [_numeric_row(r) for r in history]
+    epochs = [r["epoch"] for r in rows]
+    accs = [(k, label) for k, label in (("train_acc", "train accuracy"),
+                                        ("test_acc", "test accuracy"))
+            if any(r[k] is not None for r in rows)]
+    fig, axes = plt.subplots(1, 2 if accs else 1, figsize=(10 if accs else 5.5, 4),
+                             squeeze=False)
+    ax = axes[0][0]
+    ax.plot(epochs, [r["loss"] for r in rows], marker="." if len(rows) < 30 else None,
+            label="train loss")
+    if any(r["test_loss"] is not None for r in rows):
+        ax.plot(epochs, [np.nan if r["test_loss"] is None else r["test_loss"] for r in rows],
+                marker="." if len(rows) < 30 else None, label="test loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if all(r["loss"] > 0 for r in rows):
+        ax.set_yscale("log")
+    ax.legend()
+    if accs:
+        ax = axes[0][1]
+        for key, label in accs:
+            ax.plot(epochs, [np.nan if r[key] is None else r[key] for r in rows],
+                    marker="." if len(rows) < 30 else None, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_fit(module, params, dataset, path: Path, title: str | None = None) -> bool:
+    """What a learner wants to see of a small model over its data: the decision regions
+    of a classifier of 2-D points, or the fitted curve of a regression of one number on
+    one number. False (nothing written) for any other model."""
+    if len(module.INPUTS) != 1 or len(module.TARGETS) != 1:
+        return False
+    (xname,), (tname,) = list(module.INPUTS), list(module.TARGETS)
+    arrays = data_mod.conform(dataset.train, module, f"training data ({dataset.name})")
+    x, t = np.asarray(arrays[xname]), np.asarray(arrays[tname])
+    if x.ndim != 2 or data_mod.batch_axes(module).get(xname) != 0:
+        return False
+    kind = task_kind(module, arrays)
+    plt = _pyplot()
+    with np.errstate(all="ignore"):
+        if x.shape[1] == 2 and kind is not None:
+            labels = _class_of(module, t, kind)
+            pad = 0.1 * (x.max(axis=0) - x.min(axis=0)) + 1e-9
+            lo, hi = x.min(axis=0) - pad, x.max(axis=0) + pad
+            g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
+            grid = np.stack([g0.ravel(), g1.ravel()], axis=1).astype(module.DTYPE)
+            out = np.asarray(predict_all(module, params, {xname: grid}))
+            region = _class_of(module, out, kind, predicted=True).reshape(g0.shape)
+            fig, ax = plt.subplots(figsize=(5.5, 5))
+            k = int(max(labels.max(), region.max())) + 1
+            cmap = plt.get_cmap("tab10")
+            ax.contourf(g0, g1, region, levels=np.arange(k + 1) - 0.5, colors=[
+                cmap(i) for i in range(k)], alpha=0.25)
+            for c in range(k):
+                m = labels == c
+                ax.scatter(x[m, 0], x[m, 1], s=18 if len(x) > 20 else 80, color=cmap(c), edgecolor="k",
+                           linewidth=0.4, label=f"class {c}")
+            ax.set_xlabel(f"{xname}[0]")
+            ax.set_ylabel(f"{xname}[1]")
+            ax.legend(loc="best", fontsize=8)
+            ax.set_title("decision regions over the training data")
+        elif x.shape[1] == 1 and kind is None and t.size == len(x):
+            xs = np.linspace(x.min(), x.max(), 400).reshape(-1, 1).astype(module.DTYPE)
+            out = np.asarray(predict_all(module, params, {xname: xs}))
+            if out.size != len(xs):
+                return False
+            fig, ax = plt.subplots(figsize=(6, 4))
+            ax.scatter(x[:, 0], t.ravel(), s=10, alpha=0.6, label="training data")
+            ax.plot(xs[:, 0], out.ravel(), color="C3", linewidth=2, label="model")
+            ax.set_xlabel(xname)
+            ax.set_ylabel(tname)
+            ax.legend()
+            ax.set_title("fitted curve over the training data")
+        else:
+            return False
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _class_of(module, values, kind, predicted: bool = False) -> np.ndarray:
+    """Class numbers of targets (or, ``predicted``, of outputs), one per example."""
+    how, _ = kind
+    values = np.asarray(values)
+    if how == "labels" and not predicted:
+        return values.astype(int).ravel()
+    if how == "binary":
+        return (values.reshape(len(values), -1)[:, 0] > (threshold_of(module) if predicted
+                                                          else 0.5)).astype(int)
+    return np.argmax(values.reshape(len(values), -1), axis=1)
 
 
 # ----------------------------------------------------------------------------- one run
