@@ -346,6 +346,20 @@ def _cmd_predict(args) -> int:
         and out.shape[axis] == n else out.reshape(1, -1)
     header = [f"{getattr(module, 'OUTPUT', 'y')}" + (f"[{j}]" if rows.shape[1] > 1 else "")
               for j in range(rows.shape[1])]
+    # Small inputs (8 numbers an example at most) lead each row: which example is which.
+    axes = batch_axes(module)
+    shown = []
+    for k, v in inputs.items():
+        v = np.asarray(v)
+        if k in axes and v.size // max(n, 1) <= 8 and rows.shape[0] == n:
+            cols = np.moveaxis(v, axes[k], 0).reshape(n, -1)
+            header = [k + (f"[{j}]" if cols.shape[1] > 1 else "")
+                      for j in range(cols.shape[1])] + header if not shown else \
+                header[:len(shown)] + [k + (f"[{j}]" if cols.shape[1] > 1 else "")
+                                       for j in range(cols.shape[1])] + header[len(shown):]
+            shown.append(cols)
+    if shown:
+        rows = np.concatenate(shown + [rows], axis=1)
     lines = [",".join(header)] + [",".join(f"{v:.8g}" for v in r) for r in rows]
     text = "\n".join(lines) + "\n"
     if args.out:
