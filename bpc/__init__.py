@@ -25,16 +25,25 @@ from pathlib import Path
 __all__ = ["Model", "compile", "load", "load_checkpoint", "Checkpoint", "__version__"]
 
 
-def _version() -> str:
-    from importlib import metadata
+# The layout: installed, ``bpc/compiler`` and ``bpc/runtime`` are inside this package
+# (pyproject's package-dir); in a source tree they stay the top-level folders beside
+# ``bpc/``, found through this package's path (and only as ``bpc.compiler`` and
+# ``bpc.runtime``: nothing imports them under another name).
+_HERE = Path(__file__).resolve().parent
+if not (_HERE / "compiler").is_dir() and (_HERE.parent / "compiler" / "__init__.py").is_file() \
+        and (_HERE.parent / "runtime" / "__init__.py").is_file():
+    __path__.append(str(_HERE.parent))  # noqa: F821 - the package's own __path__
 
-    try:
-        return metadata.version("backprop-compiler")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        return "0.1.0"
 
+def __getattr__(name: str):
+    if name == "__version__":  # looked up when asked: importing bpc stays fast
+        from importlib import metadata
 
-__version__ = _version()
+        try:
+            return metadata.version("backprop-compiler")
+        except metadata.PackageNotFoundError:  # a source tree that is not installed
+            return "0.0.0+unknown"
+    raise AttributeError(f"module 'bpc' has no attribute {name!r}")
 
 
 class Model(types.ModuleType):

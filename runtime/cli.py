@@ -19,7 +19,9 @@ def _interrupted_early(signum, frame):  # pragma: no cover - timing dependent
 
 # Only as the command (python -m runtime.cli, or the bpc script), never in a program
 # that imports bpc, and never over a handler someone else installed (or SIG_IGN).
-if (__name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") == "bpc") \
+_ARGV0 = sys.argv[0] if sys.argv else ""
+if (__name__ == "__main__" or os.path.basename(_ARGV0) == "bpc"
+        or _ARGV0.endswith(os.path.join("bpc", "__main__.py"))) \
         and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
     _signal.signal(_signal.SIGINT, _interrupted_early)
 
