@@ -189,3 +189,15 @@ def test_the_notebook_runs():
     assert "<table>" in text(4)  # the history as a table
     assert "image/svg+xml" in text(6)
     assert "<spec>:3:9: error:" in text(7) and "Traceback" not in text(7)
+
+
+def test_no_module_is_imported_under_two_names():
+    """bpc's packages live in the folders compiler/ and runtime/ and are imported as
+    bpc.compiler and bpc.runtime only; a module loaded both ways would be two copies."""
+    code = ("import sys, bpc, bpc.__main__; from bpc import magic; bpc.compile('specs/xor.bp')"
+            ".train(epochs=2, quiet=True); "
+            "print(sorted(m for m in sys.modules if 'bpc.' + m in sys.modules and m != '__main__'))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
