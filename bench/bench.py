@@ -64,12 +64,12 @@ def matmul_flops(sizes: list[int], n: int) -> int:
 # ----------------------------------------------------------------------------- in one process
 def _generated(text: str, tmp):
     sys.path.insert(0, str(ROOT))
-    from compiler.pipeline import compile_text
+    from bpc.compiler.pipeline import compile_text
 
     _, source = compile_text(text, "bench_model.bp")
     path = Path(tmp) / "bench_model.py"
     path.write_text(source)
-    from runtime.loader import load_model
+    from bpc.runtime.loader import load_model
 
     return load_model(path)
 
@@ -309,7 +309,7 @@ def worker(model: str, dtype: str, seconds: float) -> dict:
     rate = matmul_rate(dtype)
     sizes, n, x, t, module, base = _setup(model, dtype)
     from references import FusedNet, LayerNet, ToyNet
-    from runtime.optimizers import make_optimizer, pack
+    from bpc.runtime.optimizers import make_optimizer, pack
 
     copy = lambda: {k: v.copy() for k, v in base.items()}  # noqa: E731
 
@@ -467,9 +467,9 @@ import sys, time
 start = time.perf_counter()
 sys.path[:0] = [{root!r}, {bench!r}]
 from references import plain_loop
-from runtime import data
-from runtime.loader import load_model
-from runtime.train import Settings
+from bpc.runtime import data
+from bpc.runtime.loader import load_model
+from bpc.runtime.train import Settings
 m = load_model(sys.argv[1])
 settings = Settings.from_module(m, {{}})
 ds = data.load(m.CONFIG.get("data"), m, settings.seed)
@@ -483,8 +483,8 @@ def train_worker(spec: str, rounds: int) -> dict:
     each from the loaded module and data), and as whole processes (``bpc train MODULE``
     against ``python`` running the loop, startup and imports included)."""
     from references import plain_loop
-    from runtime import data
-    from runtime.train import Settings, train
+    from bpc.runtime import data
+    from bpc.runtime.train import Settings, train
 
     tmp = tempfile.mkdtemp()
     module = _generated((ROOT / "specs" / f"{spec}.bp").read_text(), tmp)
@@ -518,7 +518,7 @@ def train_worker(spec: str, rounds: int) -> dict:
     script = PLAIN_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "bench"))
     procs = {"bpc train": [], "plain loop": []}
     for i in range(rounds):
-        for name, cmd in (("bpc train", [sys.executable, "-m", "runtime.cli", "train",
+        for name, cmd in (("bpc train", [sys.executable, "-m", "bpc.runtime.cli", "train",
                                          module_path, "--out", str(Path(tmp) / f"p{i}")]),
                           ("plain loop", [sys.executable, "-c", script, module_path])):
             start = time.perf_counter()
@@ -586,7 +586,7 @@ def bench_one_off(runs: int) -> dict:
                             ("784-50-10", spec_text(NETS["784-50-10"][0], "float64"))):
             spec = Path(tmp) / "one_off.bp"
             spec.write_text(text)
-            cmds = {"bpc compile": [sys.executable, "-m", "runtime.cli", "compile", "-q",
+            cmds = {"bpc compile": [sys.executable, "-m", "bpc.runtime.cli", "compile", "-q",
                                     "-o", tmp, str(spec)]}
             for peer, package in (("tangent", "tangent"), ("pytensor", "pytensor")):
                 try:
@@ -695,7 +695,7 @@ def bench_compile(runs: int) -> dict:
     out = {"cold": {}, "warm": {}, "floor": {}}
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as cache:
         for spec in sorted((ROOT / "specs").glob("*.bp")):
-            cmd = [sys.executable, "-m", "runtime.cli", "compile", "-q", "-o", tmp,
+            cmd = [sys.executable, "-m", "bpc.runtime.cli", "compile", "-q", "-o", tmp,
                    str(spec.relative_to(ROOT))]
             floors, cold, warm = [], [], []
             once(cmd, cache)  # fill the warm cache (and write bytecode); not timed

@@ -73,8 +73,8 @@ SHAPES = {"mlp": chain_spec, "elementwise": elementwise_spec, "shared": shared_s
 
 
 def compile_seconds(statements: int, shape: str = "mlp") -> tuple[float, float]:
-    from compiler.codegen import generate
-    from compiler.pipeline import program_from_text
+    from bpc.compiler.codegen import generate
+    from bpc.compiler.pipeline import program_from_text
 
     text = SHAPES[shape](statements)
     start = time.perf_counter()

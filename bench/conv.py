@@ -45,8 +45,8 @@ def spec_text(dtype: str) -> str:
 
 def generated(dtype: str):
     sys.path.insert(0, str(ROOT))
-    from compiler.pipeline import compile_text
-    from runtime.loader import load_model
+    from bpc.compiler.pipeline import compile_text
+    from bpc.runtime.loader import load_model
 
     _, source = compile_text(spec_text(dtype), "bench_conv.bp")
     path = Path(tempfile.mkdtemp()) / "bench_conv.py"

@@ -87,13 +87,13 @@ class Model(types.ModuleType):
         ``data``: a --data string (``"spiral:n=200"``, a .npz/.csv path) or None for the
         spec's data line; ``out``: a run folder for checkpoint.npz and history.csv
         (None: nothing written)."""
-        from runtime.errors import UserError
-        from runtime.train import run
+        from bpc.runtime.errors import UserError
+        from bpc.runtime.train import run
 
         overrides = {"epochs": epochs, "iters": iters, "batch": batch, "lr": lr,
                      "optimizer": optimizer, "seed": seed, "eval_every": eval_every}
         if isinstance(data, str):
-            from runtime.cli import data_flag
+            from bpc.runtime.cli import data_flag
             import argparse
 
             try:
@@ -107,15 +107,15 @@ class Model(types.ModuleType):
     def gradcheck(self, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20,
                   seed: int = 0, batch: int = 3):
         """The rows of ``bpc gradcheck`` (name, relative error, ok, ...)."""
-        from runtime.gradcheck import gradcheck
+        from bpc.runtime.gradcheck import gradcheck
 
         return gradcheck(self, eps=eps, tol=tol, samples=samples, seed=seed, batch=batch)
 
     def _program(self, stage: str = "opt"):
-        from compiler.pipeline import program_from_text
+        from bpc.compiler.pipeline import program_from_text
 
         if self.spec is None:
-            from runtime.errors import UserError
+            from bpc.runtime.errors import UserError
 
             raise UserError(f"{self.__name__} was loaded from generated Python; statistics "
                             "and the graph need its spec", "use bpc.compile on the .bp spec")
@@ -123,13 +123,13 @@ class Model(types.ModuleType):
 
     def stats(self, batch: int = 100, seed: int = 0) -> list[dict]:
         """Per-layer statistics at initialization, the rows of ``bpc stats --json``."""
-        from runtime.stats import layer_stats
+        from bpc.runtime.stats import layer_stats
 
         return layer_stats(self._program(), batch=batch, seed=seed)
 
     def graph(self) -> "Graph":
         """The computation graph; shows as SVG in a notebook, ``.dot`` is Graphviz text."""
-        from runtime.graph import build, dot, to_svg
+        from bpc.runtime.graph import build, dot, to_svg
 
         g = build(self._program("ir"))
         return Graph(to_svg(g), dot(g))
@@ -157,15 +157,15 @@ def _from_source(source: str, spec: str | None, path: str | None, name: str) -> 
 
 def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.compile
     """Compile a spec (its text, or the path of a .bp file) into a ``Model``.
-    Spec errors raise ``compiler.errors.SpecError`` whose ``str`` is the
+    Spec errors raise ``bpc.compiler.errors.SpecError`` whose ``str`` is the
     ``file:line:col: error:`` message with its caret."""
-    from compiler.pipeline import compile_file, compile_text
+    from bpc.compiler.pipeline import compile_file, compile_text
 
     if isinstance(text_or_path, Path) or ("\n" not in text_or_path
                                           and str(text_or_path).endswith(".bp")):
         path = str(text_or_path)
         if not Path(path).is_file():
-            from runtime.errors import UserError
+            from bpc.runtime.errors import UserError
 
             raise UserError(f"{path}: no such file")
         spec = Path(path).read_text()
@@ -181,9 +181,9 @@ def load(path) -> Model:
     p = Path(path)
     if p.suffix == ".bp":
         return compile(p)
-    from runtime.loader import load_model
+    from bpc.runtime.loader import load_model
 
-    from runtime.train import model_name
+    from bpc.runtime.train import model_name
 
     plain = load_model(p)  # checks the contract, names the file on any problem
     name = model_name(plain)
@@ -196,7 +196,7 @@ class Checkpoint(types.SimpleNamespace):
 
 
 def load_checkpoint(path) -> Checkpoint:
-    from runtime.train import History, HISTORY_FIELDS, read_checkpoint
+    from bpc.runtime.train import History, HISTORY_FIELDS, read_checkpoint
 
     params, state, meta, _ = read_checkpoint(Path(path))
     history = History(dict(zip(HISTORY_FIELDS, row)) for row in meta.get("history", []))

@@ -16,7 +16,7 @@ def register(ipython) -> None:
     def bp(line: str, cell: str):
         import shlex
 
-        from compiler.errors import SpecError
+        from bpc.compiler.errors import SpecError
 
         from . import compile as compile_spec
 

@@ -121,10 +121,10 @@ def _grammar_text() -> str:
     repo_copy = Path(__file__).resolve().parent.parent / "grammar" / "bp.lark"
     if repo_copy.is_file():
         return repo_copy.read_text()
-    # Installed (non-editable): the grammar ships as the package ``compiler._grammar``.
+    # Installed (non-editable): the grammar ships as the package ``bpc.compiler._grammar``.
     from importlib import resources
 
-    return resources.files("compiler._grammar").joinpath("bp.lark").read_text()
+    return resources.files("bpc.compiler._grammar").joinpath("bp.lark").read_text()
 
 
 _LARK_OPTIONS = dict(parser="lalr", lexer="basic", propagate_positions=True,

@@ -1,1 +1,1 @@
-"""The .bp grammar (bp.lark). Installed as the package ``compiler._grammar``."""
+"""The .bp grammar (bp.lark). Installed as the package ``bpc.compiler._grammar``."""

@@ -17,7 +17,7 @@ def _interrupted_early(signum, frame):  # pragma: no cover - timing dependent
     os._exit(130)
 
 
-# Only as the command (python -m runtime.cli, or the bpc script), never in a program
+# Only as the command (python -m bpc.runtime.cli, or the bpc script), never in a program
 # that imports bpc, and never over a handler someone else installed (or SIG_IGN).
 _ARGV0 = sys.argv[0] if sys.argv else ""
 if (__name__ == "__main__" or os.path.basename(_ARGV0) == "bpc"
@@ -29,9 +29,9 @@ import argparse  # noqa: E402 - after the handler, which must come first
 import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from compiler.errors import SpecError  # noqa: E402
-from compiler.vocab import OPTIMIZER_RANGES, RUNTIME_RANGES, TRAIN_SETTINGS, Range
-from compiler.vocab import OPTIMIZERS as OPTIMIZER_NAMES  # noqa: E402
+from bpc.compiler.errors import SpecError  # noqa: E402
+from bpc.compiler.vocab import OPTIMIZER_RANGES, RUNTIME_RANGES, TRAIN_SETTINGS, Range
+from bpc.compiler.vocab import OPTIMIZERS as OPTIMIZER_NAMES  # noqa: E402
 
 from .errors import UserError  # noqa: E402
 
@@ -72,7 +72,7 @@ def data_flag(text: str) -> str:
 
 
 def _cmd_check(args) -> int:
-    from compiler.pipeline import check_file
+    from bpc.compiler.pipeline import check_file
 
     failed = False
     for path in args.specs:
@@ -87,8 +87,8 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_compile(args) -> int:
-    from compiler.cache import write_text_atomic
-    from compiler.pipeline import compile_file
+    from bpc.compiler.cache import write_text_atomic
+    from bpc.compiler.pipeline import compile_file
 
     out = Path(args.out)
     failed = False
@@ -114,7 +114,7 @@ def _cmd_compile(args) -> int:
 
 
 def _cmd_show(args) -> int:
-    from compiler.pipeline import show
+    from bpc.compiler.pipeline import show
 
     text = show(args.spec, args.stage, args.style)
     color = args.color == "always" or args.color == "auto" and sys.stdout.isatty() \
@@ -124,7 +124,7 @@ def _cmd_show(args) -> int:
         from pygments.formatters import TerminalFormatter
         from pygments.lexers import PythonLexer
 
-        from compiler.lexer import BpLexer
+        from bpc.compiler.lexer import BpLexer
 
         lexer = PythonLexer() if args.stage == "code" else BpLexer()
         text = highlight(text, lexer, TerminalFormatter())
@@ -219,7 +219,7 @@ def _gradcheck_verdict(rows) -> int:
 def _cmd_stats(args) -> int:
     import json
 
-    from compiler.pipeline import program_from_file
+    from bpc.compiler.pipeline import program_from_file
 
     from .stats import format_table, init_from_text, layer_stats, override_weights
 
@@ -241,7 +241,7 @@ def _cmd_stats(args) -> int:
 
 
 def _cmd_graph(args) -> int:
-    from compiler.pipeline import program_from_file
+    from bpc.compiler.pipeline import program_from_file
 
     from .graph import build, dot, to_svg
 
@@ -278,7 +278,7 @@ def _point(args, prog):
 
 
 def _cmd_trace(args) -> int:
-    from compiler.pipeline import program_from_file
+    from bpc.compiler.pipeline import program_from_file
 
     from .trace import format_trace, trace
 
@@ -290,7 +290,7 @@ def _cmd_trace(args) -> int:
 
 
 def _cmd_explain(args) -> int:
-    from compiler.cache import write_text_atomic
+    from bpc.compiler.cache import write_text_atomic
 
     from .explain import report
     from .trace import parse_at
@@ -365,7 +365,7 @@ def _cmd_predict(args) -> int:
     lines = [",".join(header)] + [",".join(f"{v:.8g}" for v in r) for r in rows]
     text = "\n".join(lines) + "\n"
     if args.out:
-        from compiler.cache import write_text_atomic
+        from bpc.compiler.cache import write_text_atomic
 
         write_text_atomic(Path(args.out), text)
         print(f"{rows.shape[0]} predictions on the {split} split of {name} -> {args.out}")

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.cache import cache_dir
-from compiler.vocab import DATASET_RANGES, DATASETS
+from bpc.compiler.cache import cache_dir
+from bpc.compiler.vocab import DATASET_RANGES, DATASETS
 
 from .errors import UserError
 

@@ -6,7 +6,7 @@ nothing), so a teacher can hand it out as a file. Sections, in order:
 1. the model summary: every input, parameter and equation with its shape, and the
    parameter counts (like Keras' ``summary()``);
 2. the spec and the textbook-style generated code side by side, highlighted by Pygments
-   (the spec with ``compiler.lexer.BpLexer``); selecting a spec line highlights the
+   (the spec with ``bpc.compiler.lexer.BpLexer``); selecting a spec line highlights the
    forward and backward lines it produced, selecting a code line the spec line it came
    from (a map from code lines to spec lines, computed here from the IR's spans);
 3. the computational graph (``graph.to_svg``, laid out by bpc) with the value above and
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.ir import Program
+from bpc.compiler.ir import Program
 
 from .trace import fmt, summarize
 
@@ -113,7 +113,7 @@ def summary_rows(prog: Program) -> tuple[list[tuple], int]:
     for bd in prog.params:
         n = _count(bd.node.shape)
         total += n
-        from compiler.inits import formula
+        from bpc.compiler.inits import formula
 
         rows.append(("param", bd.name, _shape(bd.node.shape), n,
                      formula(prog.inits[bd.name], bd.node.shape, prog.dtype)[1]))
@@ -135,7 +135,7 @@ def line_map(prog: Program, code: str) -> dict[int, int]:
                 spec_of[bd.name] = spec_of[s]
                 break
     sources = {}
-    from compiler.printer import source_text
+    from bpc.compiler.printer import source_text
 
     for bd in prog.forward:
         text = source_text(prog, bd)
@@ -214,11 +214,11 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import PythonLexer
 
-    from compiler.autodiff import differentiate
-    from compiler.lexer import BpLexer
-    from compiler.frontend import load_file
-    from compiler.optimize import optimize
-    from compiler.pipeline import program
+    from bpc.compiler.autodiff import differentiate
+    from bpc.compiler.lexer import BpLexer
+    from bpc.compiler.frontend import load_file
+    from bpc.compiler.optimize import optimize
+    from bpc.compiler.pipeline import program
 
     from .gradcheck import gradcheck
     from .graph import build, to_svg

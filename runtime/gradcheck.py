@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.vocab import RUNTIME_RANGES
+from bpc.compiler.vocab import RUNTIME_RANGES
 
 from .data import synthetic
 from .errors import UserError

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.ir import Binding, Program, topo_order
+from bpc.compiler.ir import Binding, Program, topo_order
 
 from .trace import summarize
 
@@ -63,8 +63,8 @@ def every_value_named(prog: Program) -> tuple[Program, dict[int, str]]:
     """``prog`` (stage "ir") with every unnamed operation bound to a name, differentiated:
     its backward pass has an adjoint for every value of the graph. Returns it and the
     names given (node id -> name)."""
-    from compiler.autodiff import differentiate
-    from compiler.names import fresh
+    from bpc.compiler.autodiff import differentiate
+    from bpc.compiler.names import fresh
 
     taken = {bd.name for bd in prog.all_bindings()}
     named = {bd.node.id for bd in prog.leaves + prog.forward}
@@ -95,8 +95,8 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
     grad: dict[int, np.ndarray] = {}
     g = Graph(prog.name, loss=prog.loss, at=feeds is not None)
     if feeds is not None:
-        from compiler.evaluate import evaluate_nodes
-        from compiler.autodiff import adjoint_name
+        from bpc.compiler.evaluate import evaluate_nodes
+        from bpc.compiler.autodiff import adjoint_name
 
         full, _ = every_value_named(prog)
         wanted = [bd.node for bd in full.forward + full.backward]
@@ -105,8 +105,8 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
         from .trace import _agree, textbook_module
 
         if module is None:
-            from compiler.autodiff import differentiate
-            from compiler.optimize import optimize
+            from bpc.compiler.autodiff import differentiate
+            from bpc.compiler.optimize import optimize
 
             module = textbook_module(optimize(differentiate(prog)))
         _agree(full, module, feeds, params, values)

@@ -55,14 +55,14 @@ def _import_file(p: Path) -> types.ModuleType:
 
 
 def _compile_spec(p: Path, dtype: str | None) -> types.ModuleType:
-    from compiler.codegen import generate
-    from compiler.frontend import load_file
-    from compiler.pipeline import program
+    from bpc.compiler.codegen import generate
+    from bpc.compiler.frontend import load_file
+    from bpc.compiler.pipeline import program
 
     spec = load_file(p)
     prog = program(spec, "opt")
     if dtype is not None and dtype != prog.dtype:
-        from compiler import ast
+        from bpc.compiler import ast
 
         spec.statements = [s for s in spec.statements if not isinstance(s, ast.DtypeStmt)]
         spec.statements.insert(0, ast.DtypeStmt(spec.statements[0].span, dtype,

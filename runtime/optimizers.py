@@ -4,7 +4,7 @@ Every optimizer takes the gradient dict of ``loss_and_grad`` (which it never wri
 gradients may share memory) and updates the parameter arrays in place. Its state (moment
 estimates, step count) round-trips through ``state_dict`` / ``load_state_dict``, by
 parameter name, so a checkpoint resumes bit for bit. Defaults and accepted keys come from
-``compiler.vocab.OPTIMIZERS`` — the same table the spec checker uses.
+``bpc.compiler.vocab.OPTIMIZERS`` — the same table the spec checker uses.
 
 **Flat buffers.** An update costs a few NumPy operations whatever the number of
 parameter arrays: parameters, gradients, optimizer state and scratch space are views
@@ -23,7 +23,7 @@ import operator
 
 import numpy as np
 
-from compiler.vocab import OPTIMIZERS, SCHEDULES, optimizer_defaults
+from bpc.compiler.vocab import OPTIMIZERS, SCHEDULES, optimizer_defaults
 
 from .errors import UserError
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.evaluate import evaluate, initial_params, random_feeds
-from compiler.ir import Init, Program
+from bpc.compiler.evaluate import evaluate, initial_params, random_feeds
+from bpc.compiler.ir import Init, Program
 
 from .errors import UserError
 
 
 def init_from_text(text: str) -> Init:
     """An initializer written as in a spec (``he``, ``normal(std=1)``), checked like one."""
-    from compiler.errors import SpecError
-    from compiler.pipeline import program_from_text
+    from bpc.compiler.errors import SpecError
+    from bpc.compiler.pipeline import program_from_text
 
     try:
         prog = program_from_text(f"model init\nparam w : [2, 2] = {text}\nloss L = sum(w)\n",

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.ir import Program
-from compiler.primitives import ATOM, PRIMITIVES
+from bpc.compiler.ir import Program
+from bpc.compiler.primitives import ATOM, PRIMITIVES
 
 from .errors import UserError
 
@@ -136,7 +136,7 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
     """(feeds, params, description): parameters from their initializers (given values
     stay as given; random ones drawn with ``seed``), one data point (random N(0, 1),
     a row of the spec's data, or given by ``at``), then ``at`` overrides any of them."""
-    from compiler.evaluate import initial_params, random_feeds
+    from bpc.compiler.evaluate import initial_params, random_feeds
 
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
@@ -195,7 +195,7 @@ def _row(prog: Program, row: int, seed: int, module) -> tuple[dict, str]:
 
 def textbook_module(prog: Program) -> types.ModuleType:
     """The spec's generated module in the textbook style, in memory."""
-    from compiler.codegen import generate
+    from bpc.compiler.codegen import generate
 
     source = generate(prog, prog.path, style="textbook")
     module = types.ModuleType(f"bpc_{prog.name}_textbook")
@@ -207,7 +207,7 @@ def textbook_module(prog: Program) -> types.ModuleType:
 
 
 def _statements(prog: Program):
-    from compiler.printer import Printer, schedule
+    from bpc.compiler.printer import Printer, schedule
 
     return schedule(prog, list(prog.forward) + list(prog.backward), Printer(prog),
                     early_masks=False)
@@ -235,8 +235,8 @@ def _numeric(node, values, digits: int = 6) -> str | None:
 
 def trace(prog: Program, feeds: dict, params: dict, where: str = "", step: bool = False,
           module=None, digits: int = 6) -> Trace:
-    from compiler.evaluate import evaluate_nodes
-    from compiler.printer import source_text
+    from bpc.compiler.evaluate import evaluate_nodes
+    from bpc.compiler.printer import source_text
 
     statements = _statements(prog)
     with np.errstate(all="ignore"):

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.cache import replace_atomically
-from compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, optimizer_defaults
+from bpc.compiler.cache import replace_atomically
+from bpc.compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, optimizer_defaults
 
 from . import data as data_mod
 from .errors import UserError
@@ -278,7 +278,7 @@ def _write_failed(path: Path, e: OSError) -> UserError:
 
 
 def write_atomic(path: Path, write) -> None:
-    """``write(file)`` replacing ``path`` atomically (``compiler.cache.replace_atomically``:
+    """``write(file)`` replacing ``path`` atomically (``bpc.compiler.cache.replace_atomically``:
     fsynced, with the umask's permissions, never through a symlink); a problem names the
     file."""
     try:

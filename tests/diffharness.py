@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from compiler.pipeline import compile_text
+from bpc.compiler.pipeline import compile_text
 from torch_oracle import Oracle
 
 import os  # noqa: E402
@@ -46,7 +46,7 @@ def compile_with_hash_seed(text: str, hash_seed: int, path: str = "diff.bp"):
     import subprocess
     import sys
 
-    code = ("import json, sys; from compiler.pipeline import compile_text; "
+    code = ("import json, sys; from bpc.compiler.pipeline import compile_text; "
             "print(json.dumps(compile_text(sys.stdin.read(), sys.argv[1])))")
     env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
     out = subprocess.run([sys.executable, "-c", code, path], input=text, text=True,

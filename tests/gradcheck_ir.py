@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from compiler.evaluate import evaluate, kink_distance
-from runtime.gradcheck import format_table, gradcheck
+from bpc.compiler.evaluate import evaluate, kink_distance
+from bpc.runtime.gradcheck import format_table, gradcheck
 
 
 def as_module(prog):

@@ -43,7 +43,7 @@ def test_a_model_is_the_generated_module_and_pickles_by_source(monkeypatch):
 
 
 def test_a_spec_error_is_the_located_message():
-    from compiler.errors import SpecError
+    from bpc.compiler.errors import SpecError
 
     with pytest.raises(SpecError) as e:
         bpc.compile("model m\ninput x : [N, 2]\ny = x @ W\nloss L = sum(y)\n")
@@ -65,7 +65,7 @@ def test_history_is_numbers_and_matches_the_checkpoint(tmp_path):
 
 
 def test_load_a_generated_module_and_its_limits():
-    from runtime.errors import UserError
+    from bpc.runtime.errors import UserError
 
     model = bpc.load(REPO / "generated" / "sine.py")
     assert model.__name__ == "sine" and model.gradcheck()
@@ -116,8 +116,8 @@ def test_params_eval_predict(xor_run, tmp_path):
     assert f"std {ckpt.params['W1'].std():.4g}" in r.stdout  # 4 numbers > 2: a summary
     r = bpc_cmd("eval", XOR, "--checkpoint", out)
     model = bpc.compile(XOR)
-    from runtime.data import load
-    from runtime.train import mean_loss
+    from bpc.runtime.data import load
+    from bpc.runtime.train import mean_loss
 
     data = load("xor", model).train
     assert r.returncode == 0, r.stderr
@@ -162,7 +162,7 @@ def test_plots_are_written(tmp_path):
 def test_the_lexer_is_registered_without_taking_android_bp():
     from pygments.lexers import find_lexer_class_for_filename, get_lexer_by_name
 
-    from compiler.lexer import BpLexer
+    from bpc.compiler.lexer import BpLexer
 
     assert isinstance(get_lexer_by_name("bpc"), BpLexer)
     assert find_lexer_class_for_filename("specs/xor.bp") is BpLexer

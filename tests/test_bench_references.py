@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from compiler.pipeline import compile_text
+from bpc.compiler.pipeline import compile_text
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -75,9 +75,9 @@ def test_toy_reference_matches_generated(dtype):
 def test_plain_loop_makes_the_run_bpc_train_makes(spec, optimizer, tmp_path):
     """The whole-run benchmark's baseline does the same steps: same final parameters."""
     from references import plain_loop
-    from runtime import data
-    from runtime.loader import load_model
-    from runtime.train import Settings, train
+    from bpc.runtime import data
+    from bpc.runtime.loader import load_model
+    from bpc.runtime.train import Settings, train
 
     m = load_model(REPO / "generated" / f"{spec}.py")
     settings = Settings.from_module(m, {"epochs": 3, "optimizer": optimizer})

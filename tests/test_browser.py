@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from runtime.explain import report
-from runtime.trace import parse_at
+from bpc.runtime.explain import report
+from bpc.runtime.trace import parse_at
 
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
                 if shutil.which(b)), None)

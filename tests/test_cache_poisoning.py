@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler import cache, codegen, parser, tables
-from compiler.pipeline import compile_file
+from bpc.compiler import cache, codegen, parser, tables
+from bpc.compiler.pipeline import compile_file
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "specs" / "xor.bp"

@@ -10,12 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from compiler.codegen import generate
-from compiler.evaluate import evaluate
-from compiler.pipeline import compile_text, program_from_file, program_from_text
+from bpc.compiler.codegen import generate
+from bpc.compiler.evaluate import evaluate
+from bpc.compiler.pipeline import compile_text, program_from_file, program_from_text
 from conftest import REPO, SPECS, run_bpc
-from runtime.gradcheck import format_table, gradcheck
-from compiler.evaluate import random_feeds
+from bpc.runtime.gradcheck import format_table, gradcheck
+from bpc.compiler.evaluate import random_feeds
 
 GENERATED = REPO / "generated"
 
@@ -124,7 +124,7 @@ def test_output_is_deterministic_across_hash_seeds(tmp_path):
     for seed in ("1", "12345"):
         env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(REPO))
         d = tmp_path / seed
-        subprocess.run([sys.executable, "-m", "runtime.cli", "compile", "-q", "-o", str(d),
+        subprocess.run([sys.executable, "-m", "bpc.runtime.cli", "compile", "-q", "-o", str(d),
                         *[str(p.relative_to(REPO)) for p in SPECS]], cwd=REPO, env=env,
                        check=True)
         outs.append({p.name: p.read_bytes() for p in d.glob("*.py")})

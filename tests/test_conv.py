@@ -14,10 +14,10 @@ import os
 import numpy as np
 import pytest
 
-from compiler.errors import SpecError
-from compiler.pipeline import compile_text
+from bpc.compiler.errors import SpecError
+from bpc.compiler.pipeline import compile_text
 from conftest import GOLDEN, REPO, check_golden, run_bpc
-from runtime.gradcheck import format_table, gradcheck
+from bpc.runtime.gradcheck import format_table, gradcheck
 
 try:
     import torch  # noqa: F401  (the independent oracle; not installed in CI)
@@ -181,7 +181,7 @@ def test_layer_stack_against_torch():
 
 
 def test_conv_layer_names_shapes_and_fan_in():
-    from compiler.pipeline import program_from_text
+    from bpc.compiler.pipeline import program_from_text
 
     prog = program_from_text(STACK, "stack.bp")
     shapes = {b.name: b.node.shape for b in prog.params}
@@ -275,7 +275,7 @@ def _module(text):
 
 def test_builtin_digits_arrive_as_images():
     pytest.importorskip("sklearn")
-    from runtime import data
+    from bpc.runtime import data
 
     mod = _module((REPO / "specs" / "convnet_digits.bp").read_text())
     ds = data.load({"name": "digits"}, mod, seed=0)
@@ -287,7 +287,7 @@ def test_builtin_digits_arrive_as_images():
 
 
 def test_npz_flat_rows_are_reshaped_with_one_note(tmp_path):
-    from runtime import data
+    from bpc.runtime import data
 
     mod = _module("input x : [N, 1, 4, 3]\ntarget t : [N]\nparam W : [12, 2] = zeros\n"
                   "loss L = softmax_cross_entropy(flatten(x) @ W, t)\n")
@@ -305,8 +305,8 @@ def test_npz_flat_rows_are_reshaped_with_one_note(tmp_path):
 
 
 def test_npz_image_of_the_wrong_size_names_the_array(tmp_path):
-    from runtime import data
-    from runtime.errors import UserError
+    from bpc.runtime import data
+    from bpc.runtime.errors import UserError
 
     mod = _module("input x : [N, 1, 4, 3]\ntarget t : [N]\nparam W : [12, 2] = zeros\n"
                   "loss L = softmax_cross_entropy(flatten(x) @ W, t)\n")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from runtime import data
-from runtime.errors import UserError
-from runtime.loader import load_model
+from bpc.runtime import data
+from bpc.runtime.errors import UserError
+from bpc.runtime.loader import load_model
 
 
 @pytest.fixture(scope="module")

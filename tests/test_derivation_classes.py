@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from compiler.errors import SpecError
-from compiler.pipeline import compile_text
+from bpc.compiler.errors import SpecError
+from bpc.compiler.pipeline import compile_text
 
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -283,11 +283,11 @@ BROADCAST = "input x : [N, 3]\ntarget y : [N]\nparam W : [3, 1] = normal\n" \
 
 def test_outer_broadcast_of_the_batch_dimension_is_a_located_warning(tmp_path):
     warnings = []
-    from compiler.pipeline import program_from_text
+    from bpc.compiler.pipeline import program_from_text
 
     program_from_text(BROADCAST, "b.bp", stage="ir") if False else None
-    from compiler.frontend import load_text
-    from compiler.pipeline import program
+    from bpc.compiler.frontend import load_text
+    from bpc.compiler.pipeline import program
 
     program(load_text(BROADCAST, "b.bp"), "ir", warn=warnings.append)
     assert len(warnings) == 1
@@ -309,7 +309,7 @@ def test_check_compile_and_train_show_the_warning(tmp_path, command):
     np.savez(tmp_path / "b.npz", x=X, y=np.ones(5))
     extra = {"compile": ["-o", str(tmp_path)], "train": ["--out", str(tmp_path / "run")],
              "check": []}[command]
-    r = subprocess.run([sys.executable, "-m", "runtime.cli", command, str(spec), *extra],
+    r = subprocess.run([sys.executable, "-m", "bpc.runtime.cli", command, str(spec), *extra],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert "warning: broadcasting 'f' [N, 1] against 'y' [N] gives [N, N]" in r.stderr

@@ -33,7 +33,7 @@ torch = pytest.importorskip(
 
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 
-from compiler.errors import SpecError  # noqa: E402
+from bpc.compiler.errors import SpecError  # noqa: E402
 from diffharness import Mismatch, Skip, differential  # noqa: E402
 from specgen import random_spec as random_spec_v1  # noqa: E402
 from specgen_v2 import random_spec, spec_from_seed  # noqa: E402

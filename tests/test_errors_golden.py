@@ -2,8 +2,8 @@
 
 import pytest
 
-from compiler.errors import SpecError, did_you_mean, edit_distance
-from compiler.pipeline import check_file
+from bpc.compiler.errors import SpecError, did_you_mean, edit_distance
+from bpc.compiler.pipeline import check_file
 from conftest import GOLDEN, check_golden
 
 CASES = sorted((GOLDEN / "errors").glob("*.bp"))

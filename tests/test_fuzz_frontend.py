@@ -9,8 +9,8 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler.errors import SpecError
-from compiler.pipeline import check_text
+from bpc.compiler.errors import SpecError
+from bpc.compiler.pipeline import check_text
 from conftest import SPECS
 
 EXAMPLES = int(os.environ.get("BPC_FUZZ_EXAMPLES", "300"))

@@ -29,8 +29,8 @@ import warnings
 
 import numpy as np
 
-from compiler.errors import SpecError
-from compiler.pipeline import compile_text
+from bpc.compiler.errors import SpecError
+from bpc.compiler.pipeline import compile_text
 
 EXAMPLES = int(os.environ.get("BPC_FUZZ_STRUCTURED_EXAMPLES", "300"))
 FIRST_SEED = int(os.environ.get("BPC_FUZZ_STRUCTURED_SEED", "0"))

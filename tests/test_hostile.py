@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler.errors import SpecError
-from compiler.pipeline import compile_file
+from bpc.compiler.errors import SpecError
+from bpc.compiler.pipeline import compile_file
 
 CORPUS = sorted((Path(__file__).parent / "hostile").glob("*.bp"))
 MUST_REJECT = {"dunder_name", "builtin_name", "keyword_model", "np_name", "params_name",

@@ -16,9 +16,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from compiler.ir import fmt_shape
-from compiler.pipeline import compile_text
-from runtime.gradcheck import format_table, gradcheck
+from bpc.compiler.ir import fmt_shape
+from bpc.compiler.pipeline import compile_text
+from bpc.runtime.gradcheck import format_table, gradcheck
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 

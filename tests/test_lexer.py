@@ -4,8 +4,8 @@ import pytest
 from pygments import lex
 from pygments.token import Comment, Error, Keyword, Name, Number, String
 
-from compiler.lexer import BpLexer
-from compiler.parser import KEYWORDS
+from bpc.compiler.lexer import BpLexer
+from bpc.compiler.parser import KEYWORDS
 from conftest import SPECS
 
 

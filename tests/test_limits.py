@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from compiler import limits
-from compiler.cache import write_text_atomic
-from compiler.errors import SpecError
-from compiler.pipeline import check_file, check_text, compile_text
+from bpc.compiler import limits
+from bpc.compiler.cache import write_text_atomic
+from bpc.compiler.errors import SpecError
+from bpc.compiler.pipeline import check_file, check_text, compile_text
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
@@ -128,7 +128,7 @@ def test_stale_temporaries_are_removed(tmp_path):
 def test_cli_compile_reports_a_file_as_output_folder(tmp_path):
     a_file = tmp_path / "afile"
     a_file.write_text("")
-    result = subprocess.run([sys.executable, "-m", "runtime.cli", "compile",
+    result = subprocess.run([sys.executable, "-m", "bpc.runtime.cli", "compile",
                              str(REPO / "specs" / "xor.bp"), "-o", str(a_file)],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
@@ -140,8 +140,8 @@ def test_compile_time_is_not_quadratic():
     """4x the statements in well under 16x the time (quadratic); linear is about 4x.
     Processor time, best of three, so a busy machine does not decide it."""
     from compile_scaling import SHAPES
-    from compiler.codegen import generate
-    from compiler.pipeline import program_from_text
+    from bpc.compiler.codegen import generate
+    from bpc.compiler.pipeline import program_from_text
 
     def cpu(text: str) -> float:
         start = time.process_time()

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from compiler.vocab import OPTIMIZERS
-from runtime.errors import UserError
-from runtime.optimizers import OPTIMIZER_CLASSES, learning_rate, make_optimizer
+from bpc.compiler.vocab import OPTIMIZERS
+from bpc.runtime.errors import UserError
+from bpc.runtime.optimizers import OPTIMIZER_CLASSES, learning_rate, make_optimizer
 
 P0 = np.array([1.0, -2.0])
 G = np.array([0.5, 0.25])
@@ -130,7 +130,7 @@ def test_unknown_settings_are_reported():
 
 
 def test_pack_lays_arrays_out_in_one_buffer_per_dtype():
-    from runtime.optimizers import flat_buffers, pack
+    from bpc.runtime.optimizers import flat_buffers, pack
 
     arrays = {"W": np.arange(6.0).reshape(2, 3), "b": np.array(7.0),
               "v": np.array([1, 2], np.float32), "c": np.ones(2)}
@@ -153,7 +153,7 @@ MIXED = {"W": np.array([[0.5, -1.0], [2.0, 0.25]]), "b": np.array(-0.3), "c": np
 def test_packed_and_separate_parameters_update_identically(name):
     """The flat path (packed parameters, as bpc train passes them) and the synced path (any
     dict of arrays) are the same arithmetic: bit-identical parameters and state."""
-    from runtime.optimizers import pack
+    from bpc.runtime.optimizers import pack
 
     rng = np.random.default_rng(0)
     separate = {k: v.copy() for k, v in MIXED.items()}
@@ -176,7 +176,7 @@ def test_packed_and_separate_parameters_update_identically(name):
 
 
 def test_gradients_computed_into_the_flat_buffer_are_used_in_place():
-    from runtime.optimizers import pack
+    from bpc.runtime.optimizers import pack
 
     p = pack({"w": P0.copy(), "s": np.array(1.0)})
     opt = make_optimizer("sgd", p, lr=0.1)
@@ -188,7 +188,7 @@ def test_gradients_computed_into_the_flat_buffer_are_used_in_place():
 
 
 def test_nonfinite_names_the_parameter():
-    from runtime.optimizers import pack
+    from bpc.runtime.optimizers import pack
 
     p = pack({"a": np.zeros(2), "b": np.zeros(3)})
     opt = make_optimizer("sgd", p, lr=1.0)

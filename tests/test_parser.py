@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from compiler import ast
-from compiler.errors import SpecError
-from compiler.frontend import load_text
-from compiler.parser import parse
+from bpc.compiler import ast
+from bpc.compiler.errors import SpecError
+from bpc.compiler.frontend import load_text
+from bpc.compiler.parser import parse
 from conftest import SPECS
 
 LANGUAGE_MD = Path(__file__).resolve().parent.parent.parent / "shared" / "LANGUAGE.md"

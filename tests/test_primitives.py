@@ -11,12 +11,12 @@ import itertools
 import numpy as np
 import pytest
 
-from compiler.errors import SpecError
-from compiler.functions import FUNCTIONS
-from compiler.ir import fmt_shape
-from compiler.pipeline import program_from_text
-from compiler.primitives import PRIMITIVES, broadcast_shapes
-from compiler.ir import ShapeError
+from bpc.compiler.errors import SpecError
+from bpc.compiler.functions import FUNCTIONS
+from bpc.compiler.ir import fmt_shape
+from bpc.compiler.pipeline import program_from_text
+from bpc.compiler.primitives import PRIMITIVES, broadcast_shapes
+from bpc.compiler.ir import ShapeError
 from gradcheck_ir import away_from_kinks, check
 
 SHAPES = [(), (3,), (2, 3), (1, 3), (2, 1)]
@@ -213,7 +213,7 @@ def test_regression_losses(fn, shape):
 
 def test_regression_loss_values():
     prog = program_from_text("param y : [2] = zeros\ninput t : [2]\nloss L = mse(y, t)\n", "v.bp")
-    from compiler.evaluate import evaluate
+    from bpc.compiler.evaluate import evaluate
     out = evaluate(prog, {"t": np.array([1.0, 3.0])}, {"y": np.array([0.0, 0.0])})
     assert out["L"] == pytest.approx(5.0)
     for fn, want in (("sse", 5.0), ("least_squares", 10.0)):
@@ -245,7 +245,7 @@ def test_softmax_cross_entropy(kind, shape):
 
 
 def test_softmax_cross_entropy_matches_the_definition():
-    from compiler.evaluate import evaluate
+    from bpc.compiler.evaluate import evaluate
     logits = np.array([[1.0, 2.0, 0.5], [0.1, -1.0, 3.0]])
     labels = np.array([1, 2])
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -268,7 +268,7 @@ def test_sigmoid_cross_entropy(shape):
 
 
 def test_stable_for_large_logits():
-    from compiler.evaluate import evaluate
+    from bpc.compiler.evaluate import evaluate
     prog = program_from_text("param a : [2] = zeros\ninput t : [2]\n"
                              "loss L = softmax_cross_entropy(a, t) + "
                              "sigmoid_cross_entropy(a, t)\n", "s.bp")

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler import pyfmt
-from compiler.codegen import generate
-from compiler.pipeline import program_from_file, program_from_text
+from bpc.compiler import pyfmt
+from bpc.compiler.codegen import generate
+from bpc.compiler.pipeline import program_from_file, program_from_text
 from conftest import SPECS
 from specgen import random_spec
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 
-from compiler.pipeline import program_from_text
+from bpc.compiler.pipeline import program_from_text
 from gradcheck_ir import away_from_kinks, check
 from specgen import random_spec
 
@@ -23,7 +23,7 @@ def test_random_spec_gradients(spec):
     rng = np.random.default_rng(0)
     feeds, params = spec.feeds(rng), spec.param_values(rng)
     assume(away_from_kinks(prog, feeds, params))
-    from compiler.evaluate import evaluate
+    from bpc.compiler.evaluate import evaluate
     values = evaluate(prog, feeds, params, names=[b.name for b in prog.forward])
     # Finite differences say nothing where the function is ill-conditioned (sin(v^8)).
     assume(all(np.all(np.abs(v) < 30) for v in values.values()))

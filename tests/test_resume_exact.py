@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from runtime import data
-from runtime.loader import load_model
-from runtime.train import HISTORY_FIELDS, Settings, train
+from bpc.runtime import data
+from bpc.runtime.loader import load_model
+from bpc.runtime.train import HISTORY_FIELDS, Settings, train
 
 POINTS = int(os.environ.get("BPC_KILL_POINTS", "3"))
 SEED = int(os.environ.get("BPC_KILL_SEED", "0"))
@@ -38,9 +38,9 @@ CONFIGS = {
 # row every 2 epochs and at the end (its loss spans the epochs since the last row).
 SETUP = """
 import sys, os, json, signal
-from runtime import data
-from runtime.loader import load_model
-from runtime.train import Settings, train
+from bpc.runtime import data
+from bpc.runtime.loader import load_model
+from bpc.runtime.train import Settings, train
 name, opt, out, kill_at = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 m = load_model(os.path.join({repo!r}, "generated", "spiral.py"))
 ds = data.builtin("spiral", m, seed=0, n=30, classes=3)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from compiler.pipeline import compile_file, compile_text
+from bpc.compiler.pipeline import compile_file, compile_text
 from conftest import SPECS, run_bpc
-from runtime.gradcheck import gradcheck
+from bpc.runtime.gradcheck import gradcheck
 from specgen import random_spec
 
 
@@ -40,7 +40,7 @@ def test_textbook_style_gradchecks_and_matches_fast(spec):
     assert rows and all(r.ok for r in rows), [(r.name, r.max_rel, r.why) for r in rows]
     rng = np.random.default_rng(3)
     params = tb.init_params(rng)
-    from runtime.data import synthetic
+    from bpc.runtime.data import synthetic
 
     data = synthetic(tb, np.random.default_rng(4), 4)
     l1, g1 = tb.loss_and_grad(params, **data)
@@ -162,7 +162,7 @@ def test_textbook_output_is_deterministic_across_hash_seeds(tmp_path):
     for seed in ("1", "4242"):
         env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(REPO))
         d = tmp_path / seed
-        subprocess.run([sys.executable, "-m", "runtime.cli", "compile", "-q", "--style",
+        subprocess.run([sys.executable, "-m", "bpc.runtime.cli", "compile", "-q", "--style",
                         "textbook", "-o", str(d), *[str(p.relative_to(REPO)) for p in SPECS]],
                        cwd=REPO, env=env, check=True)
         outs.append({p.name: p.read_bytes() for p in d.glob("*.py")})

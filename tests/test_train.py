@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_bpc
-from runtime import data
-from runtime.errors import UserError
-from runtime.loader import load_model
-from runtime.train import Diverged, Settings, train
+from bpc.runtime import data
+from bpc.runtime.errors import UserError
+from bpc.runtime.loader import load_model
+from bpc.runtime.train import Diverged, Settings, train
 
 
 def spiral_setup(epochs=4, **opt):
@@ -158,7 +158,7 @@ def test_cli_data_errors(tmp_path):
 def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "train", "specs/spiral.bp", "--epochs", "100000",
+        [sys.executable, "-m", "bpc.runtime.cli", "train", "specs/spiral.bp", "--epochs", "100000",
          "--batch", "1", "--out", str(out), "--quiet"],
         cwd=REPO, env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -246,7 +246,7 @@ def test_graph_receipt_values():
 def test_plot_without_matplotlib_says_what_to_install(monkeypatch, capsys, tmp_path):
     import importlib.util
 
-    from runtime.cli import main
+    from bpc.runtime.cli import main
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -358,7 +358,7 @@ def test_cli_resume_refuses_a_wider_model(tmp_path):
 
 
 def test_a_run_folder_is_locked(tmp_path):
-    from runtime.train import RunFolder
+    from bpc.runtime.train import RunFolder
 
     with RunFolder(tmp_path):
         r = run_bpc("train", "specs/xor.bp", "--epochs", "1", "--out", tmp_path)
@@ -412,7 +412,7 @@ def test_cli_out_problems_name_the_path(tmp_path):
 
 
 def test_cli_closed_pipe_and_early_ctrl_c(tmp_path):
-    r = subprocess.run(f"{sys.executable} -m runtime.cli show specs/spiral.bp | head -1",
+    r = subprocess.run(f"{sys.executable} -m bpc.runtime.cli show specs/spiral.bp | head -1",
                        shell=True, cwd=REPO, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert r.stdout.startswith('"""spiral') and r.stderr == ""
@@ -424,7 +424,7 @@ def test_cli_closed_pipe_and_early_ctrl_c(tmp_path):
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *site.getsitepackages()]))
     for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4):
-        proc = subprocess.Popen([sys.executable, "-S", "-m", "runtime.cli", "check",
+        proc = subprocess.Popen([sys.executable, "-S", "-m", "bpc.runtime.cli", "check",
                                  "specs/spiral.bp"], cwd=REPO, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(delay)

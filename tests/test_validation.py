@@ -10,17 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from compiler.errors import SpecError
-from compiler.pipeline import check_file
-from compiler.vocab import (DATASET_RANGES, INIT_RANGES, OPTIMIZER_RANGES, RUNTIME_RANGES,
+from bpc.compiler.errors import SpecError
+from bpc.compiler.pipeline import check_file
+from bpc.compiler.vocab import (DATASET_RANGES, INIT_RANGES, OPTIMIZER_RANGES, RUNTIME_RANGES,
                             TRAIN_SETTINGS, Range)
 from conftest import REPO, SPECS, run_bpc
-from runtime import data
-from runtime.cli import build_parser, data_flag, main
-from runtime.errors import UserError
-from runtime.gradcheck import gradcheck
-from runtime.loader import load_model
-from runtime.train import (DIVERGENCE_GROWTH, Diverged, Settings, chance_accuracy,
+from bpc.runtime import data
+from bpc.runtime.cli import build_parser, data_flag, main
+from bpc.runtime.errors import UserError
+from bpc.runtime.gradcheck import gradcheck
+from bpc.runtime.loader import load_model
+from bpc.runtime.train import (DIVERGENCE_GROWTH, Diverged, Settings, chance_accuracy,
                            divergence_limit, progress_notes, train)
 
 ALL_RANGES = ([*OPTIMIZER_RANGES.values(), *RUNTIME_RANGES.values()]
@@ -46,7 +46,7 @@ def test_a_range_accepts_exactly_its_values(rng, value):
 @given(st.sampled_from(ALL_RANGES), st.floats(allow_nan=True, allow_infinity=True))
 def test_a_flag_parses_what_the_spec_accepts(rng, value):
     """The CLI's parser for a range and the range itself agree on every number's text."""
-    from runtime.cli import number
+    from bpc.runtime.cli import number
 
     parse = number(rng)
     if rng.problem(value) is None:

@@ -1,6 +1,6 @@
 """An independent oracle for bpc: the spec language interpreted in PyTorch (float64, CPU).
 
-Only bpc's front end is shared (``compiler.frontend.load_text``: parse, desugar — which
+Only bpc's front end is shared (``bpc.compiler.frontend.load_text``: parse, desugar — which
 expands ``layers`` stacks and evaluates ``let`` constants — and check). Everything after
 that is written here from docs/LANGUAGE.md, without bpc's IR, elaborator, shape rules,
 vector-Jacobian rules or evaluator: the equations are evaluated with torch ops and
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from compiler import ast
-from compiler.frontend import load_text
+from bpc.compiler import ast
+from bpc.compiler.frontend import load_text
 
 DT = torch.float64
 
