@@ -18,9 +18,7 @@ few methods added); see docs/API.md.
 
 from __future__ import annotations
 
-import builtins
-import types
-from pathlib import Path
+import os
 
 __all__ = ["Model", "compile", "load", "load_checkpoint", "Checkpoint", "__version__"]
 
@@ -29,10 +27,14 @@ __all__ = ["Model", "compile", "load", "load_checkpoint", "Checkpoint", "__versi
 # (pyproject's package-dir); in a source tree they stay the top-level folders beside
 # ``bpc/``, found through this package's path (and only as ``bpc.compiler`` and
 # ``bpc.runtime``: nothing imports them under another name).
-_HERE = Path(__file__).resolve().parent
-if not (_HERE / "compiler").is_dir() and (_HERE.parent / "compiler" / "__init__.py").is_file() \
-        and (_HERE.parent / "runtime" / "__init__.py").is_file():
-    __path__.append(str(_HERE.parent))  # noqa: F821 - the package's own __path__
+# Only os (loaded with the interpreter) here: "python -m bpc.runtime.cli" runs this file
+# before the command's early Ctrl-C handler exists, so it must take no time.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
+if not os.path.isdir(os.path.join(_HERE, "compiler")) \
+        and os.path.isfile(os.path.join(_ROOT, "compiler", "__init__.py")) \
+        and os.path.isfile(os.path.join(_ROOT, "runtime", "__init__.py")):
+    __path__.append(_ROOT)  # noqa: F821 - the package's own __path__
 
 
 def __getattr__(name: str):
@@ -44,6 +46,10 @@ def __getattr__(name: str):
         except metadata.PackageNotFoundError:  # a source tree that is not installed
             return "0.0.0+unknown"
     raise AttributeError(f"module 'bpc' has no attribute {name!r}")
+
+
+import builtins  # noqa: E402 - both loaded with the interpreter already
+import types  # noqa: E402
 
 
 class Model(types.ModuleType):
@@ -87,6 +93,8 @@ class Model(types.ModuleType):
         ``data``: a --data string (``"spiral:n=200"``, a .npz/.csv path) or None for the
         spec's data line; ``out``: a run folder for checkpoint.npz and history.csv
         (None: nothing written)."""
+        from pathlib import Path
+
         from bpc.runtime.errors import UserError
         from bpc.runtime.train import run
 
@@ -146,9 +154,11 @@ class Graph:
 
 
 def _from_source(source: str, spec: str | None, path: str | None, name: str) -> Model:
+    from pathlib import Path
+
     module = Model(name)
     module.__file__ = f"<bpc model {name}>"
-    exec(builtins.compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - bpc output
+    exec(builtins.compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102
     module.source, module.spec, module.path = source, spec, path
     if path:
         module._bpc_folder = Path(path).resolve().parent  # relative data paths
@@ -159,6 +169,8 @@ def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.com
     """Compile a spec (its text, or the path of a .bp file) into a ``Model``.
     Spec errors raise ``bpc.compiler.errors.SpecError`` whose ``str`` is the
     ``file:line:col: error:`` message with its caret."""
+    from pathlib import Path
+
     from bpc.compiler.pipeline import compile_file, compile_text
 
     if isinstance(text_or_path, Path) or ("\n" not in text_or_path
@@ -178,6 +190,8 @@ def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.com
 
 def load(path) -> Model:
     """A module written by ``bpc compile`` (or a .bp spec, compiled)."""
+    from pathlib import Path
+
     p = Path(path)
     if p.suffix == ".bp":
         return compile(p)
@@ -196,6 +210,8 @@ class Checkpoint(types.SimpleNamespace):
 
 
 def load_checkpoint(path) -> Checkpoint:
+    from pathlib import Path
+
     from bpc.runtime.train import History, HISTORY_FIELDS, read_checkpoint
 
     params, state, meta, _ = read_checkpoint(Path(path))

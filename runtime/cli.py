@@ -575,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", parents=[common],
                        help="the parameters in a checkpoint: values, or shape and summary")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("--full", type=int, default=32, metavar="K",
+    p.add_argument("--full", type=number(RUNTIME_RANGES["samples"]), default=32, metavar="K",
                    help="print all values of parameters with at most K numbers (default 32)")
     p.set_defaults(run=_cmd_params)
 
