@@ -3,10 +3,13 @@
 Its vocabulary is the compiler's own: the keywords of ``parser.KEYWORDS``, the built-in
 functions of ``functions.FUNCTIONS``, the layers, activations, initializers and
 optimizers of ``vocab``; the token shapes (numbers, strings, comments) are the grammar's.
-So a word the language learns is highlighted without touching this file. It is not
-registered with Pygments yet: Pygments' own Soong (Android.bp) lexer already answers to
-the alias ``bp`` and to ``*.bp`` files, so registering it through the ``pygments.lexers``
-entry point (alias ``bpc``) is left to a later change that decides that clash.
+So a word the language learns is highlighted without touching this file.
+
+Registered with Pygments through the ``pygments.lexers`` entry point as ``bpc`` (also
+``bpc-spec``): ``pygmentize -l bpc spec.bp``, ``get_lexer_by_name("bpc")``, or
+```` ```bpc ```` in Markdown. The alias ``bp`` stays with Pygments' Soong lexer, which
+claims only files named exactly ``Android.bp``; any other ``*.bp`` file is ours (an exact
+file name outranks a glob in Pygments' choice, so Android.bp keeps its lexer).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class BpLexer(RegexLexer):
     """Highlights bpc's model specification language."""
 
     name = "bpc spec"
-    aliases = ["bpc"]
+    aliases = ["bpc", "bpc-spec"]
     filenames = ["*.bp"]
     mimetypes = ["text/x-bpc"]
 

@@ -19,7 +19,9 @@ def _interrupted_early(signum, frame):  # pragma: no cover - timing dependent
 
 # Only as the command (python -m bpc.runtime.cli, or the bpc script), never in a program
 # that imports bpc, and never over a handler someone else installed (or SIG_IGN).
-if (__name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") == "bpc") \
+_ARGV0 = sys.argv[0] if sys.argv else ""
+if (__name__ == "__main__" or os.path.basename(_ARGV0) == "bpc"
+        or _ARGV0.endswith(os.path.join("bpc", "__main__.py"))) \
         and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
     _signal.signal(_signal.SIGINT, _interrupted_early)
 
@@ -114,45 +116,60 @@ def _cmd_compile(args) -> int:
 def _cmd_show(args) -> int:
     from bpc.compiler.pipeline import show
 
-    sys.stdout.write(show(args.spec, args.stage, args.style))
+    text = show(args.spec, args.stage, args.style)
+    color = args.color == "always" or args.color == "auto" and sys.stdout.isatty() \
+        and os.environ.get("NO_COLOR", "") == "" and os.environ.get("TERM") != "dumb"
+    if color:
+        from pygments import highlight
+        from pygments.formatters import TerminalFormatter
+        from pygments.lexers import PythonLexer
+
+        from bpc.compiler.lexer import BpLexer
+
+        lexer = PythonLexer() if args.stage == "code" else BpLexer()
+        text = highlight(text, lexer, TerminalFormatter())
+    sys.stdout.write(text)
     return 0
 
 
 def _cmd_train(args) -> int:
-    from .data import load
     from .loader import load_model
-    from .train import STUCK_HINT, Settings, plot_history, summary_line, train
+    from .train import STUCK_HINT, best_row, plot_fit, plot_history, plot_title, run, summary_line
 
     if args.plot:  # fail before training, not after
         import importlib.util
 
         if importlib.util.find_spec("matplotlib") is None:
             raise UserError("--plot needs matplotlib, which is not installed",
-                            "install it with: python3 -m pip install 'bpc[plot]'")
+                            "install it with: python3 -m pip install 'backprop-compiler[plot]'")
     module = load_model(args.spec)
     overrides = {"epochs": args.epochs, "iters": args.iters, "batch": args.batch,
                  "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed,
                  "eval_every": args.eval_every}
-    settings = Settings.from_module(module, overrides)
-    config = getattr(module, "CONFIG", {}) or {}
-    dataset = load(args.data if args.data else config.get("data"), module, settings.seed)
+    if args.verbose and args.eval_every is None:
+        overrides["eval_every"] = 1  # -v: a line for every epoch
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
-    every = {} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}
-    result = train(module, dataset, settings, out, resume=args.resume, quiet=args.quiet,
-                   **every)
+    result, settings, dataset = run(module, args.data, overrides, out, resume=args.resume,
+                              quiet=args.quiet, checkpoint_every=args.checkpoint_every)
     if result.history:
         last = result.history[-1]
         total = last["epoch"]
         print(f"{Path(args.spec).stem}: " + summary_line(last, int(total)).split("  ", 1)[1]
               + f"  ({result.steps} steps, {result.seconds:.1f}s; checkpoint and history "
               f"in {out}/)")
+        best = best_row(result.history)
+        if best is not None and len(result.history) > 1:
+            print(f"best: " + summary_line(best, int(total)).rsplit("  ", 1)[0])
     for note in result.notes:
         print(f"note: {note}")
     if result.notes:
         print(f"hint: {STUCK_HINT}")
     if args.plot and result.history:
-        plot_history(result.history, out / "curves.png")
+        title = plot_title(module, settings)
+        plot_history(result.history, out / "curves.png", title)
         print(f"wrote {out / 'curves.png'}")
+        if plot_fit(module, result.params, dataset, out / "fit.png", title):
+            print(f"wrote {out / 'fit.png'}")
     return 130 if result.interrupted else 0
 
 
@@ -286,6 +303,116 @@ def _cmd_explain(args) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("backprop-compiler")
+    except metadata.PackageNotFoundError:  # a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def _trained(args):
+    """(module, params, arrays, split name) for ``bpc predict`` and ``bpc eval``: the
+    model, the checkpoint's parameters (refused if of another model) and the examples."""
+    from .data import conform, load
+    from .loader import load_model
+    from .train import checkpoint_params
+
+    module = load_model(args.spec)
+    params = checkpoint_params(Path(args.checkpoint), module)
+    config = getattr(module, "CONFIG", {}) or {}
+    seed = ((config.get("train") or {}).get("seed") or 0)
+    dataset = load(args.data if args.data else config.get("data"), module, seed)
+    split = args.split or ("test" if dataset.test else "train")
+    arrays = dataset.test if split == "test" else dataset.train
+    if not arrays:
+        raise UserError(f"{dataset.name} has no {split} split", "use --split train")
+    return module, params, conform(arrays, module, f"{split} data ({dataset.name})"), split, \
+        dataset.name
+
+
+def _cmd_predict(args) -> int:
+    import numpy as np
+
+    from .data import batch_axes, example_count
+    from .train import output_batch_axis, predict_all
+
+    module, params, arrays, split, name = _trained(args)
+    inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
+    with np.errstate(all="ignore"):
+        out = np.asarray(predict_all(module, params, inputs))
+    n = example_count(inputs, batch_axes(module))
+    axis = output_batch_axis(module)
+    rows = np.moveaxis(out, axis, 0).reshape(n, -1) if axis is not None and out.ndim \
+        and out.shape[axis] == n else out.reshape(1, -1)
+    header = [f"{getattr(module, 'OUTPUT', 'y')}" + (f"[{j}]" if rows.shape[1] > 1 else "")
+              for j in range(rows.shape[1])]
+    # Small inputs (8 numbers an example at most) lead each row: which example is which.
+    axes = batch_axes(module)
+    shown = []
+    for k, v in inputs.items():
+        v = np.asarray(v)
+        if k in axes and v.size // max(n, 1) <= 8 and rows.shape[0] == n:
+            cols = np.moveaxis(v, axes[k], 0).reshape(n, -1)
+            header = [k + (f"[{j}]" if cols.shape[1] > 1 else "")
+                      for j in range(cols.shape[1])] + header if not shown else \
+                header[:len(shown)] + [k + (f"[{j}]" if cols.shape[1] > 1 else "")
+                                       for j in range(cols.shape[1])] + header[len(shown):]
+            shown.append(cols)
+    if shown:
+        rows = np.concatenate(shown + [rows], axis=1)
+    lines = [",".join(header)] + [",".join(f"{v:.8g}" for v in r) for r in rows]
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        from bpc.compiler.cache import write_text_atomic
+
+        write_text_atomic(Path(args.out), text)
+        print(f"{rows.shape[0]} predictions on the {split} split of {name} -> {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    import numpy as np
+
+    from .data import batch_axes, example_count
+    from .train import accuracy, mean_loss, task_kind
+
+    module, params, arrays, split, name = _trained(args)
+    with np.errstate(all="ignore"):
+        loss = mean_loss(module, params, arrays)
+        acc = accuracy(module, params, arrays, task_kind(module, arrays))
+    n = example_count(arrays, batch_axes(module))
+    text = f"{args.spec}: {split} split of {name}, {n} examples: loss {loss:.6g}"
+    if acc is not None:
+        text += f"  accuracy {100 * acc:.2f}%"
+    print(text)
+    return 0
+
+
+def _cmd_params(args) -> int:
+    import numpy as np
+
+    from .train import read_checkpoint
+
+    params, _, meta, _ = read_checkpoint(Path(args.checkpoint))
+    where = f"epoch {meta.get('epoch')}, step {meta.get('step')}" if "step" in meta else ""
+    total = sum(v.size for v in params.values())
+    print(f"{args.checkpoint}: {len(params)} parameters, {total} numbers"
+          + (f" ({where})" if where else ""))
+    for k, v in params.items():
+        if v.size <= args.full:
+            body = np.array2string(v, precision=6, suppress_small=True, separator=", ",
+                                   max_line_width=88)
+            print(f"{k} {v.shape}:" + ("\n" + body if "\n" in body or v.ndim > 1 else f" {body}"))
+        else:
+            print(f"{k} {v.shape}: mean {v.mean():.4g}  std {v.std():.4g}  min {v.min():.4g}"
+                  f"  max {v.max():.4g}  |.|_2 {np.linalg.norm(v):.4g}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bpc",
@@ -293,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "code, and a runtime that trains and gradient-checks it.")
     parser.add_argument("--debug", action="store_true",
                         help="show Python tracebacks for internal errors")
+    parser.add_argument("--version", action="version", version=f"bpc {_version()}")
     # --debug also works after the command (bpc train spec.bp --debug).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -346,7 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="SECONDS",
                    help="write checkpoint.npz at most this often while training (default: "
                         "60); always at the end and on Ctrl-C")
-    p.add_argument("--quiet", action="store_true", help="print only the final summary")
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="print only the final summary")
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="evaluate and print a line every epoch (unless --eval-every)")
     p.add_argument("--plot", action="store_true",
                    help="write loss/accuracy curves to DIR/curves.png (needs matplotlib)")
     p.set_defaults(run=_cmd_train)
@@ -397,6 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default)")
     p.add_argument("--style", choices=["fast", "textbook"], default="textbook",
                    help="the code style of --stage code (default: textbook)")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   nargs="?", const="always",
+                   help="highlight the output (auto, the default: only on a terminal, and "
+                        "not when NO_COLOR is set)")
     p.set_defaults(run=_cmd_show)
 
     p = sub.add_parser("trace", parents=[common],
@@ -421,6 +556,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=number(RUNTIME_RANGES["batch"]), default=100,
                    help="examples of the random batch of the statistics (default 100)")
     p.set_defaults(run=_cmd_explain)
+
+    for cmd, text in (("predict", "the trained model's outputs on a data set, as CSV"),
+                      ("eval", "the trained model's loss (and accuracy) on a data set")):
+        p = sub.add_parser(cmd, parents=[common], help=text)
+        p.add_argument("spec", metavar="SPEC_OR_MODULE")
+        p.add_argument("--checkpoint", required=True, metavar="FILE",
+                       help="a run's checkpoint.npz (or its folder), from bpc train")
+        p.add_argument("--data", type=data_flag,
+                       help="as for bpc train (default: the spec's data line)")
+        p.add_argument("--split", choices=["train", "test"],
+                       help="which part of the data (default: test when there is one)")
+        if cmd == "predict":
+            p.add_argument("-o", "--out", metavar="FILE",
+                           help="write the CSV here (default: standard output)")
+        p.set_defaults(run=_cmd_predict if cmd == "predict" else _cmd_eval)
+
+    p = sub.add_parser("params", parents=[common],
+                       help="the parameters in a checkpoint: values, or shape and summary")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--full", type=number(RUNTIME_RANGES["samples"]), default=32, metavar="K",
+                   help="print all values of parameters with at most K numbers (default 32)")
+    p.set_defaults(run=_cmd_params)
 
     for register in _EXTRA_COMMANDS:
         register(sub)

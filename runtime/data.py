@@ -152,7 +152,7 @@ def digits(rng: np.random.Generator):
         from sklearn.datasets import load_digits
     except ImportError:
         raise UserError("the 'digits' data set needs scikit-learn, which is not installed",
-                        "install it with: python3 -m pip install 'bpc[digits]' "
+                        "install it with: python3 -m pip install 'backprop-compiler[digits]' "
                         "(or: python3 -m pip install scikit-learn)") from None
     bunch = load_digits()
     return bunch.data / 16.0, bunch.target.astype(np.int64), 0.2

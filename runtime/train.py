@@ -128,6 +128,12 @@ class Settings:
                    optimizer=name, opt=opt)
 
 
+def model_name(module) -> str:
+    """The model's name: the first word of the generated module's docstring."""
+    doc = (getattr(module, "__doc__", None) or "").split(":", 1)[0].strip()
+    return doc if doc.isidentifier() else getattr(module, "__name__", "model")
+
+
 def auto_eval_every(n_train: int, n_test: int, batch: int, steps_per_epoch: int) -> int:
     """The evaluation cadence in epochs when none is given: the smallest K for which one
     evaluation (train accuracy, test accuracy and loss: forward passes over n_train + 2
@@ -296,10 +302,15 @@ def save_checkpoint(path: Path, params, optimizer, position: dict, rng_now, orde
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def load_checkpoint(path: Path, module):
+def read_checkpoint(path: Path, missing_hint: str = "give the checkpoint.npz of a run "
+                    "(bpc train writes it into its --out folder)"):
+    """(params, optimizer state, meta, order) of a checkpoint file, whatever the model;
+    every problem a UserError naming the file."""
+    path = Path(path)
     if not os.path.lexists(path):
-        raise UserError(f"nothing to resume: {path} does not exist",
-                        "train without --resume first, or give the --out folder of a run")
+        raise UserError(f"{path}: no such checkpoint", missing_hint)
+    if path.is_dir() and (path / "checkpoint.npz").is_file():
+        path = path / "checkpoint.npz"  # the run folder given: its checkpoint
     if path.is_symlink() or not path.is_file():
         raise UserError(f"{path} is not a regular file" + (
             " but a symbolic link" if path.is_symlink() else ""),
@@ -315,10 +326,34 @@ def load_checkpoint(path: Path, module):
         raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})",
                         "it is damaged or not from bpc; train without --resume (or into a "
                         "new --out folder)") from None
+    return params, opt_state, meta, order
+
+
+def load_checkpoint(path: Path, module):
+    params, opt_state, meta, order = read_checkpoint(
+        path, "train without --resume first, or give the --out folder of a run")
     if set(params) != set(module.PARAMS):
         raise UserError(f"{path} was written for other parameters "
                         f"({', '.join(sorted(params))})", "use a new --out folder")
     return params, opt_state, meta, order
+
+
+def checkpoint_params(path: Path, module) -> dict[str, np.ndarray]:
+    """The trained parameters of ``module`` from a checkpoint (``bpc predict``/``eval``):
+    refused, naming what differs, when the checkpoint is of another model."""
+    params, _, _, _ = read_checkpoint(path)
+    expected = {k: tuple(v) for k, v in module.PARAMS.items()}
+    if set(params) != set(expected):
+        raise UserError(f"{path} is a checkpoint of another model: its parameters are "
+                        f"{', '.join(sorted(params)) or 'none'}, the model's "
+                        f"{', '.join(sorted(expected)) or 'none'}",
+                        "give the checkpoint of a run of this spec")
+    for k, shape in expected.items():
+        if all(isinstance(d, int) for d in shape) and params[k].shape != shape:
+            raise UserError(f"{path} is a checkpoint of another model: its parameter {k} "
+                            f"has shape {params[k].shape}, the model's {shape}",
+                            "give the checkpoint of a run of this spec")
+    return {k: v.astype(module.DTYPE, copy=False) for k, v in params.items()}
 
 
 def is_permutation(order, n: int) -> bool:
@@ -710,10 +745,18 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             end = time.monotonic()
             save_due = end + max(checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
 
-        try:
-            from tqdm import tqdm
+        try:  # tqdm.auto: a widget in a notebook, text on a terminal
+            from tqdm.auto import tqdm
         except ImportError:  # pragma: no cover - tqdm is a dependency
             tqdm = None
+        if not quiet:
+            lr_text = f"lr {optimizer.lr:g}" + (f" ({optimizer.cfg['schedule']})"
+                                                 if scheduled else "")
+            log(f"{model_name(module)}: {n} training examples"
+                + (f", {n_test} test" if n_test else "")
+                + f"; {optimizer.name} {lr_text}, batch {settings.batch}; "
+                f"{total_epochs} epochs ({total_steps} steps); a line every "
+                + (f"{eval_every} epochs" if eval_every > 1 else "epoch"))
 
         # Non-finite values are reported (Diverged), not warned about: NumPy's warnings are
         # off in the loop.
@@ -723,7 +766,9 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             if tqdm is not None and not quiet:
                 bar = tqdm(total=total_steps, initial=min(step, total_steps), unit="step",
                            leave=False, dynamic_ncols=True, file=sys.stderr,
-                           disable=None)  # None: shown on a terminal, silent in logs
+                           disable=None if "ipykernel" not in sys.modules else False,
+                           desc=f"epoch {epoch + 1}/{total_epochs}")
+                # disable=None: shown on a terminal, silent in logs; always in a notebook
             # An epoch is pending while batch_index > 0: its end (evaluation, history row)
             # is still to come, also when the step budget ran out inside it.
             while step < total_steps or batch_index > 0:
@@ -764,6 +809,10 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                     batch_index += 1
                     dirty = False
                     if bar is not None:
+                        if step % steps_per_epoch == 1 or steps_per_epoch == 1:
+                            bar.set_description(f"epoch {step // steps_per_epoch + 1}/"
+                                                f"{total_epochs}", refresh=False)
+                            bar.set_postfix_str(f"loss {running:.4g}", refresh=False)
                         bar.update(1)
                     if batch_index < last and time.monotonic() >= save_due:
                         save()
@@ -887,36 +936,214 @@ def summary_line(row: dict, total_epochs: int) -> str:
     return "  ".join(parts)
 
 
-def plot_history(history: list[dict], path: Path) -> None:
+def _pyplot():
     try:
         import matplotlib
     except ImportError:
         raise UserError("--plot needs matplotlib, which is not installed",
-                        "install it with: python3 -m pip install 'bpc[plot]'") from None
+                        "install it with: python3 -m pip install "
+                        "'backprop-compiler[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [int(r["epoch"]) for r in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].plot(epochs, [float(r["loss"]) for r in history], label="train loss")
-    if any(r.get("test_loss") for r in history):
-        axes[0].plot(epochs, [float(r["test_loss"]) if r.get("test_loss") else np.nan
-                              for r in history], label="test loss")
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("loss")
-    axes[0].set_yscale("log")
-    axes[0].legend()
-    for key, label in (("train_acc", "train accuracy"), ("test_acc", "test accuracy")):
-        if any(r.get(key) for r in history):
-            axes[1].plot(epochs, [float(r[key]) if r.get(key) else np.nan for r in history],
-                         label=label)
-    axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("accuracy")
-    if axes[1].lines:
-        axes[1].legend()
-    else:
-        axes[1].set_visible(False)
+    return plt
+
+
+def plot_title(module, settings: "Settings") -> str:
+    lr = settings.opt.get("lr", optimizer_defaults(settings.optimizer).get("lr"))
+    return f"{model_name(module)}: {settings.optimizer}, learning rate {lr:g}"
+
+
+def plot_history(history: list[dict], path: Path, title: str | None = None) -> None:
+    """The loss curves, and beside them the accuracy curves of a classifier (a
+    regression gets the loss panel alone)."""
+    plt = _pyplot()
+    rows = [_numeric_row(r) for r in history]
+    epochs = [r["epoch"] for r in rows]
+    accs = [(k, label) for k, label in (("train_acc", "train accuracy"),
+                                        ("test_acc", "test accuracy"))
+            if any(r[k] is not None for r in rows)]
+    fig, axes = plt.subplots(1, 2 if accs else 1, figsize=(10 if accs else 5.5, 4),
+                             squeeze=False)
+    ax = axes[0][0]
+    ax.plot(epochs, [r["loss"] for r in rows], marker="." if len(rows) < 30 else None,
+            label="train loss")
+    if any(r["test_loss"] is not None for r in rows):
+        ax.plot(epochs, [np.nan if r["test_loss"] is None else r["test_loss"] for r in rows],
+                marker="." if len(rows) < 30 else None, label="test loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if all(r["loss"] > 0 for r in rows):
+        ax.set_yscale("log")
+    ax.legend()
+    if accs:
+        ax = axes[0][1]
+        for key, label in accs:
+            ax.plot(epochs, [np.nan if r[key] is None else r[key] for r in rows],
+                    marker="." if len(rows) < 30 else None, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_fit(module, params, dataset, path: Path, title: str | None = None) -> bool:
+    """What a learner wants to see of a small model over its data: the decision regions
+    of a classifier of 2-D points, or the fitted curve of a regression of one number on
+    one number. False (nothing written) for any other model."""
+    if len(module.INPUTS) != 1 or len(module.TARGETS) != 1:
+        return False
+    (xname,), (tname,) = list(module.INPUTS), list(module.TARGETS)
+    arrays = data_mod.conform(dataset.train, module, f"training data ({dataset.name})")
+    x, t = np.asarray(arrays[xname]), np.asarray(arrays[tname])
+    if x.ndim != 2 or data_mod.batch_axes(module).get(xname) != 0:
+        return False
+    kind = task_kind(module, arrays)
+    plt = _pyplot()
+    with np.errstate(all="ignore"):
+        if x.shape[1] == 2 and kind is not None:
+            labels = _class_of(module, t, kind)
+            pad = 0.1 * (x.max(axis=0) - x.min(axis=0)) + 1e-9
+            lo, hi = x.min(axis=0) - pad, x.max(axis=0) + pad
+            g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
+            grid = np.stack([g0.ravel(), g1.ravel()], axis=1).astype(module.DTYPE)
+            out = np.asarray(predict_all(module, params, {xname: grid}))
+            region = _class_of(module, out, kind, predicted=True).reshape(g0.shape)
+            fig, ax = plt.subplots(figsize=(5.5, 5))
+            k = int(max(labels.max(), region.max())) + 1
+            cmap = plt.get_cmap("tab10")
+            ax.contourf(g0, g1, region, levels=np.arange(k + 1) - 0.5, colors=[
+                cmap(i) for i in range(k)], alpha=0.25)
+            for c in range(k):
+                m = labels == c
+                ax.scatter(x[m, 0], x[m, 1], s=18 if len(x) > 20 else 80, color=cmap(c), edgecolor="k",
+                           linewidth=0.4, label=f"class {c}")
+            ax.set_xlabel(f"{xname}[0]")
+            ax.set_ylabel(f"{xname}[1]")
+            ax.legend(loc="best", fontsize=8)
+            ax.set_title("decision regions over the training data")
+        elif x.shape[1] == 1 and kind is None and t.size == len(x):
+            xs = np.linspace(x.min(), x.max(), 400).reshape(-1, 1).astype(module.DTYPE)
+            out = np.asarray(predict_all(module, params, {xname: xs}))
+            if out.size != len(xs):
+                return False
+            fig, ax = plt.subplots(figsize=(6, 4))
+            ax.scatter(x[:, 0], t.ravel(), s=10, alpha=0.6, label="training data")
+            ax.plot(xs[:, 0], out.ravel(), color="C3", linewidth=2, label="model")
+            ax.set_xlabel(xname)
+            ax.set_ylabel(tname)
+            ax.legend()
+            ax.set_title("fitted curve over the training data")
+        else:
+            return False
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _class_of(module, values, kind, predicted: bool = False) -> np.ndarray:
+    """Class numbers of targets (or, ``predicted``, of outputs), one per example."""
+    how, _ = kind
+    values = np.asarray(values)
+    if how == "labels" and not predicted:
+        return values.astype(int).ravel()
+    if how == "binary":
+        return (values.reshape(len(values), -1)[:, 0] > (threshold_of(module) if predicted
+                                                          else 0.5)).astype(int)
+    return np.argmax(values.reshape(len(values), -1), axis=1)
+
+
+# ----------------------------------------------------------------------------- one run
+class History(list):
+    """A run's history rows as numbers (``history.csv`` keeps the text): each row a dict
+    of HISTORY_FIELDS, ``None`` where a value does not apply (no test split, a regression
+    has no accuracy). ``h["loss"]`` is a column; ``str(h)`` and ``_repr_html_`` a table
+    with the columns that have values, no pandas needed."""
+
+    def __init__(self, rows=()):
+        super().__init__(_numeric_row(r) for r in rows)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return [row[key] for row in self]
+        return super().__getitem__(key)
+
+    def columns(self) -> list[str]:
+        return [k for k in HISTORY_FIELDS if any(row.get(k) is not None for row in self)]
+
+    def best(self) -> dict | None:
+        return best_row(self)
+
+    def _cells(self):
+        cols = self.columns()
+        return cols, [["" if row.get(k) is None else (f"{row[k]:.6g}" if isinstance(
+            row[k], float) else str(row[k])) for k in cols] for row in self]
+
+    def __str__(self) -> str:
+        cols, cells = self._cells()
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        cols, cells = self._cells()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
+                       for r in cells)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _numeric_row(row: dict) -> dict:
+    out = {}
+    for k in HISTORY_FIELDS:
+        v = row.get(k)
+        if v is None or v == "":
+            out[k] = None
+        elif k in ("epoch", "step"):
+            out[k] = int(v)
+        else:
+            out[k] = float(v)
+    return out
+
+
+def best_row(history) -> dict | None:
+    """The best evaluated row: highest test accuracy, else lowest test loss, else highest
+    train accuracy, else lowest training loss (the earliest of equals)."""
+    rows = [_numeric_row(r) for r in history]
+    for key, sign in (("test_acc", -1), ("test_loss", 1), ("train_acc", -1), ("loss", 1)):
+        scored = [r for r in rows if r[key] is not None]
+        if scored:
+            return min(scored, key=lambda r: (sign * r[key], r["epoch"]))
+    return None
+
+
+def run(module, data=None, overrides: dict | None = None, out: Path | None = None,
+        resume: bool = False, quiet: bool = False, log=print,
+        checkpoint_every: float | None = None) -> tuple[Result, Settings, "data_mod.Dataset"]:
+    """One training run as ``bpc train`` does it (and ``Model.train``): settings from the
+    spec overridden by ``overrides``, data from ``data`` (a --data string, or a Dataset)
+    else the spec's data line, then ``train``."""
+    settings = Settings.from_module(module, overrides or {})
+    config = getattr(module, "CONFIG", {}) or {}
+    if isinstance(data, data_mod.Dataset):
+        dataset = data
+    else:
+        dataset = data_mod.load(data if data else config.get("data"), module, settings.seed)
+    every = {} if checkpoint_every is None else {"checkpoint_every": checkpoint_every}
+    result = train(module, dataset, settings, out, resume=resume, quiet=quiet, log=log,
+                   **every)
+    result.history = History(result.history)
+    return result, settings, dataset

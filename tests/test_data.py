@@ -110,7 +110,7 @@ def test_digits_without_scikit_learn_says_what_to_install(monkeypatch, two_layer
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(UserError) as info:
         data.digits(np.random.default_rng(0))
-    assert "scikit-learn" in info.value.message and "bpc[digits]" in info.value.hint
+    assert "scikit-learn" in info.value.message and "backprop-compiler[digits]" in info.value.hint
 
 
 def test_digits_loads_when_installed():

@@ -254,7 +254,7 @@ def test_plot_without_matplotlib_says_what_to_install(monkeypatch, capsys, tmp_p
     code = main(["train", str(REPO / "specs" / "xor.bp"), "--plot", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1
-    assert "--plot needs matplotlib" in err and "bpc[plot]" in err
+    assert "--plot needs matplotlib" in err and "backprop-compiler[plot]" in err
     assert not (tmp_path / "history.csv").exists()  # refused before training
 
 

@@ -1,0 +1,226 @@
+"""bpc, the backprop compiler, from Python.
+
+    >>> import bpc
+    >>> model = bpc.compile('''
+    ... model line
+    ... input x : [N, 1]
+    ... target y : [N, 1]
+    ... param w : [1, 1] = 0.5
+    ... f = x @ w
+    ... loss L = mean((f - y)^2)
+    ... ''')
+    >>> model.PARAMS
+    {'w': (1, 1)}
+
+``compile`` returns the generated module itself (a ``bpc.Model``, a module type with a
+few methods added); see docs/API.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["Model", "compile", "load", "load_checkpoint", "Checkpoint", "__version__"]
+
+
+# The layout: installed, ``bpc/compiler`` and ``bpc/runtime`` are inside this package
+# (pyproject's package-dir); in a source tree they stay the top-level folders beside
+# ``bpc/``, found through this package's path (and only as ``bpc.compiler`` and
+# ``bpc.runtime``: nothing imports them under another name).
+# Only os (loaded with the interpreter) here: "python -m bpc.runtime.cli" runs this file
+# before the command's early Ctrl-C handler exists, so it must take no time.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
+if not os.path.isdir(os.path.join(_HERE, "compiler")) \
+        and os.path.isfile(os.path.join(_ROOT, "compiler", "__init__.py")) \
+        and os.path.isfile(os.path.join(_ROOT, "runtime", "__init__.py")):
+    __path__.append(_ROOT)  # noqa: F821 - the package's own __path__
+
+
+def __getattr__(name: str):
+    if name == "__version__":  # looked up when asked: importing bpc stays fast
+        from importlib import metadata
+
+        try:
+            return metadata.version("backprop-compiler")
+        except metadata.PackageNotFoundError:  # a source tree that is not installed
+            return "0.0.0+unknown"
+    raise AttributeError(f"module 'bpc' has no attribute {name!r}")
+
+
+import builtins  # noqa: E402 - both loaded with the interpreter already
+import types  # noqa: E402
+
+
+class Model(types.ModuleType):
+    """A generated module (INPUTS, PARAMS, init_params, predict, loss, loss_and_grad, ...)
+    plus ``source`` (its Python text), ``spec`` (the spec text, when known) and the
+    runtime's commands as methods. The module's own names come first: ``model.predict``
+    is the generated ``predict(params, **inputs)``.
+
+    Pickled by source: a pickle holds the generated Python text (and the spec), and
+    unpickling executes that text again, so it needs bpc but not the spec file."""
+
+    source: str
+    spec: str | None
+    path: str | None
+
+    def __reduce__(self):
+        return _from_source, (self.source, self.spec, self.path, self.__name__)
+
+    # ------------------------------------------------------------------ notebook display
+    def _repr_markdown_(self) -> str:
+        return f"```python\n{self.source}```\n"
+
+    def _repr_html_(self) -> str:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        formatter = HtmlFormatter(noclasses=True, nowrap=False)
+        return highlight(self.source, PythonLexer(), formatter)
+
+    def __repr__(self) -> str:
+        where = f" from {self.path}" if self.path else ""
+        return f"<bpc model {self.__name__}{where}>"
+
+    # ------------------------------------------------------------------ the runtime
+    def train(self, data=None, epochs=None, *, iters=None, batch=None, lr=None,
+              optimizer=None, seed=None, eval_every=None, out=None, resume=False,
+              quiet=False, checkpoint_every=None):
+        """Train as ``bpc train`` does; returns the runtime's Result, whose ``params``
+        are the trained parameters and ``history`` a ``History`` of numbers.
+        ``data``: a --data string (``"spiral:n=200"``, a .npz/.csv path) or None for the
+        spec's data line; ``out``: a run folder for checkpoint.npz and history.csv
+        (None: nothing written)."""
+        from pathlib import Path
+
+        from bpc.runtime.errors import UserError
+        from bpc.runtime.train import run
+
+        overrides = {"epochs": epochs, "iters": iters, "batch": batch, "lr": lr,
+                     "optimizer": optimizer, "seed": seed, "eval_every": eval_every}
+        if isinstance(data, str):
+            from bpc.runtime.cli import data_flag
+            import argparse
+
+            try:
+                data_flag(data)
+            except argparse.ArgumentTypeError as e:
+                raise UserError(f"data {data!r}: {e}") from None
+        result, _, _ = run(self, data, overrides, None if out is None else Path(out),
+                           resume=resume, quiet=quiet, checkpoint_every=checkpoint_every)
+        return result
+
+    def gradcheck(self, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20,
+                  seed: int = 0, batch: int = 3):
+        """The rows of ``bpc gradcheck`` (name, relative error, ok, ...)."""
+        from bpc.runtime.gradcheck import gradcheck
+
+        return gradcheck(self, eps=eps, tol=tol, samples=samples, seed=seed, batch=batch)
+
+    def _program(self, stage: str = "opt"):
+        from bpc.compiler.pipeline import program_from_text
+
+        if self.spec is None:
+            from bpc.runtime.errors import UserError
+
+            raise UserError(f"{self.__name__} was loaded from generated Python; statistics "
+                            "and the graph need its spec", "use bpc.compile on the .bp spec")
+        return program_from_text(self.spec, self.path or "<spec>", stage)
+
+    def stats(self, batch: int = 100, seed: int = 0) -> list[dict]:
+        """Per-layer statistics at initialization, the rows of ``bpc stats --json``."""
+        from bpc.runtime.stats import layer_stats
+
+        return layer_stats(self._program(), batch=batch, seed=seed)
+
+    def graph(self) -> "Graph":
+        """The computation graph; shows as SVG in a notebook, ``.dot`` is Graphviz text."""
+        from bpc.runtime.graph import build, dot, to_svg
+
+        g = build(self._program("ir"))
+        return Graph(to_svg(g), dot(g))
+
+
+class Graph:
+    """A computation graph drawn by bpc: ``svg`` and ``dot`` text."""
+
+    def __init__(self, svg: str, dot: str):
+        self.svg, self.dot = svg, dot
+
+    def _repr_svg_(self) -> str:
+        return self.svg
+
+
+def _from_source(source: str, spec: str | None, path: str | None, name: str) -> Model:
+    from pathlib import Path
+
+    module = Model(name)
+    module.__file__ = f"<bpc model {name}>"
+    exec(builtins.compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102
+    module.source, module.spec, module.path = source, spec, path
+    if path:
+        module._bpc_folder = Path(path).resolve().parent  # relative data paths
+    return module
+
+
+def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.compile
+    """Compile a spec (its text, or the path of a .bp file) into a ``Model``.
+    Spec errors raise ``bpc.compiler.errors.SpecError`` whose ``str`` is the
+    ``file:line:col: error:`` message with its caret."""
+    from pathlib import Path
+
+    from bpc.compiler.pipeline import compile_file, compile_text
+
+    if isinstance(text_or_path, Path) or ("\n" not in text_or_path
+                                          and str(text_or_path).endswith(".bp")):
+        path = str(text_or_path)
+        if not Path(path).is_file():
+            from bpc.runtime.errors import UserError
+
+            raise UserError(f"{path}: no such file")
+        spec = Path(path).read_text()
+        name, source = compile_file(path, style)
+    else:
+        path, spec = None, text_or_path
+        name, source = compile_text(spec, "<spec>", style)
+    return _from_source(source, spec, path, name)
+
+
+def load(path) -> Model:
+    """A module written by ``bpc compile`` (or a .bp spec, compiled)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.suffix == ".bp":
+        return compile(p)
+    from bpc.runtime.loader import load_model
+
+    from bpc.runtime.train import model_name
+
+    plain = load_model(p)  # checks the contract, names the file on any problem
+    name = model_name(plain)
+    return _from_source(p.read_text(), None, str(p), name if name.isidentifier() else p.stem)
+
+
+class Checkpoint(types.SimpleNamespace):
+    """``params`` (name -> array), ``state`` (the optimizer's state), ``history`` (a
+    ``History`` of numbers) and ``meta`` (position, settings) of a checkpoint.npz."""
+
+
+def load_checkpoint(path) -> Checkpoint:
+    from pathlib import Path
+
+    from bpc.runtime.train import History, HISTORY_FIELDS, read_checkpoint
+
+    params, state, meta, _ = read_checkpoint(Path(path))
+    history = History(dict(zip(HISTORY_FIELDS, row)) for row in meta.get("history", []))
+    return Checkpoint(params=params, state=state, history=history, meta=meta)
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext bpc``: the ``%%bp`` cell magic."""
+    from .magic import register
+
+    register(ipython)

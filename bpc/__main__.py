@@ -1,0 +1,8 @@
+"""``python -m bpc``: the ``bpc`` command."""
+
+import sys
+
+from bpc.runtime.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
