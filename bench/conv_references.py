@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from references import Relu  # ch. 5's Relu, shared with the MLP references
+
 
 # ----------------------------------------------------------------------------- the book's layers
 def book_im2col(x, fh, fw, stride=1, pad=0):
@@ -99,21 +101,6 @@ class Pooling:
         dmax = dmax.reshape(dout.shape + (size,))
         dcol = dmax.reshape(dmax.shape[0] * dmax.shape[1] * dmax.shape[2], -1)
         return book_col2im(dcol, self.x.shape, self.ph, self.pw, self.stride, self.pad)
-
-
-class Relu:
-    def __init__(self):
-        self.mask = None
-
-    def forward(self, x):
-        self.mask = x <= 0
-        out = x.copy()
-        out[self.mask] = 0
-        return out
-
-    def backward(self, dout):
-        dout[self.mask] = 0
-        return dout
 
 
 class Affine:

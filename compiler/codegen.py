@@ -148,17 +148,18 @@ def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
     return lines
 
 
-def _comment(prog: Program, st: Statement, backward: dict[str, Binding],
-             forward: dict[str, Binding], said: set[str] | None = None) -> str | None:
-    """The comment heading a step: the forward equations it differentiates; with
-    ``said`` (the textbook style), only those not quoted before in the function."""
+def _comment(st: Statement, backward: dict[str, Binding], quoted,
+             said: set[str] | None = None) -> str | None:
+    """The comment heading a step: the forward equations it differentiates (``quoted``:
+    a binding -> the spec text of its sources); with ``said`` (the textbook style),
+    only those not quoted before in the function."""
     if st.kind == "temp":
         return st.comment
     bd = backward.get(st.name)
     if bd is None:
         return None
     if bd.sources:
-        lines = [source_text(prog, forward[s]) or s for s in bd.sources if s in forward]
+        lines = quoted(bd)
         if said is not None:
             lines = [ln for ln in lines if ln not in said]
             if not lines:
@@ -189,19 +190,28 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     last_comment = None
     said: set[str] = set()  # textbook: each forward equation heads its steps once
 
+    texts: dict[str, list[str]] = {}
+
+    def quoted(bd: Binding) -> list[str]:
+        """The spec text of the forward equations a backward binding differentiates
+        (once per binding: a weight shared thousands of times has that many)."""
+        if bd.name not in texts:
+            texts[bd.name] = [source_text(prog, forward[s]) or s for s in bd.sources
+                              if s in forward]
+        return texts[bd.name]
+
     def head(st: Statement) -> None:
         """The forward line a step differentiates, above it, when it changes."""
         nonlocal last_comment
-        comment = _comment(prog, st, backward, forward,
-                           said if style == "textbook" else None)
+        comment = _comment(st, backward, quoted, said if style == "textbook" else None)
         if comment == last_comment:
             return
         if comment and not (style == "textbook" and comment in said):
             lines.append(f"# {safe_comment(comment)}")
             said.add(comment)
             bd = backward.get(st.name)
-            said.update(source_text(prog, forward[s]) or s
-                        for s in (bd.sources if bd else ()) if s in forward)
+            if bd is not None:
+                said.update(quoted(bd))
         last_comment = comment
 
     # A temporary is a step of the statement after it: that statement's header comes

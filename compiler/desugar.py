@@ -305,15 +305,7 @@ def _expand(st: ast.Layers, constants, dense_index, residual_index,
                 diags.error(f"'dense' units must be a positive integer, not {units!r}",
                             args["units"].span)
                 continue
-            nxt = _next_activation(layers[i + 1:])
-            init = args["init"]
-            origin = None
-            if init is None:
-                default = "he" if nxt in RELU_FAMILY else "xavier"
-                init = ast.Name(sp, default)
-                origin = (f"{default}: the default for a dense layer "
-                          + (f"followed by {nxt}" if nxt in RELU_FAMILY
-                             else "not followed by a ReLU-family activation"))
+            init, origin = _default_init(args["init"], "dense", layers[i + 1:], sp)
             w, b = f"W{k}", f"b{k}"
             units_dim = ast.Dim(units, sp)
             out.append(ast.Param(sp, w, layer.name_span,
@@ -352,6 +344,18 @@ def _expand(st: ast.Layers, constants, dense_index, residual_index,
     elif flattened:
         diags.error("a layer stack needs at least one layer", st.span)
     return out
+
+
+def _default_init(init, kind: str, rest, sp) -> tuple:
+    """A weighted layer's initializer and, when it is the default, why: He before a
+    ReLU-family activation, else Xavier."""
+    if init is not None:
+        return init, None
+    nxt = _next_activation(rest)
+    default = "he" if nxt in RELU_FAMILY else "xavier"
+    return ast.Name(sp, default), (f"{default}: the default for a {kind} layer "
+                                   + (f"followed by {nxt}" if nxt in RELU_FAMILY
+                                      else "not followed by a ReLU-family activation"))
 
 
 def _next_activation(rest: list[ast.Layer]) -> str | None:
@@ -405,14 +409,7 @@ def _image_layer(layer: ast.Layer, args: dict, h: str, h_span, k: int, rest, con
         size = ast.Num(sp, values["size"], str(values["size"]))
         return [], ast.Call(sp, POOLING_LAYERS[layer.name], layer.name_span, [source, size],
                             kwargs), f"p{k}"
-    nxt = _next_activation(rest)
-    init, origin = args["init"], None
-    if init is None:
-        default = "he" if nxt in RELU_FAMILY else "xavier"
-        init = ast.Name(sp, default)
-        origin = (f"{default}: the default for a conv layer "
-                  + (f"followed by {nxt}" if nxt in RELU_FAMILY
-                     else "not followed by a ReLU-family activation"))
+    init, origin = _default_init(args["init"], "conv", rest, sp)
     filters, size = values["filters"], values["size"]
     w, b = f"W{k}", f"b{k}"
     params: list[ast.Stmt] = [ast.Param(sp, w, layer.name_span, ast.Shape(
