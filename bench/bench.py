@@ -424,9 +424,24 @@ def _one(impl) -> float:
     return max(time.perf_counter() - start, 1e-6)
 
 
-def memory_worker(net: str, dtype: str) -> dict:
+def peak_bytes(runs: dict) -> dict:
+    """Peak memory each call allocates beyond what was live before it (tracemalloc),
+    after one call to warm up; the result is dropped before the next one runs."""
     import tracemalloc
 
+    out = {}
+    for name, fn in runs.items():
+        fn()
+        tracemalloc.start()
+        base, _ = tracemalloc.get_traced_memory()
+        result = fn()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        del result
+        out[name] = peak - base
+    return out
+
+def memory_worker(net: str, dtype: str) -> dict:
     import numpy as np
 
     sizes, n, x, t, module, params = _setup(net, dtype)
@@ -447,15 +462,7 @@ def memory_worker(net: str, dtype: str) -> dict:
         "generated, plain call": lambda: module.loss_and_grad(params, x, t),
         "hand-fused": lambda: fused.loss_and_grad(x, t),
     }
-    for name, fn in runs.items():
-        fn()
-        tracemalloc.start()
-        base, _ = tracemalloc.get_traced_memory()
-        result = fn()
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        del result
-        out[name] = peak - base
+    out.update(peak_bytes(runs))
     # The hand-fused net allocated its working buffers (not its gradients) up front.
     out["hand-fused"] += sum(a.nbytes for a in fused.z + fused.g + fused.mask) + fused.m.nbytes
     return out

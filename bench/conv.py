@@ -181,8 +181,6 @@ def kept_bytes(dtype: str) -> int:
 
 
 def memory_worker(dtype: str) -> dict:
-    import tracemalloc
-
     import numpy as np
 
     sys.path.insert(0, str(ROOT / "bench"))
@@ -199,15 +197,9 @@ def memory_worker(dtype: str) -> dict:
         "hand NumPy": lambda: hand.loss_and_grad(x, t),
     }
     out = {"dtype": dtype, "activations_kept": kept_bytes(dtype)}
-    for name, fn in runs.items():
-        fn()
-        tracemalloc.start()
-        base, _ = tracemalloc.get_traced_memory()
-        result = fn()
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        del result
-        out[name] = peak - base
+    from bench import peak_bytes
+
+    out.update(peak_bytes(runs))
     # The hand-written net allocated its working buffers (not its gradients) up front.
     out["hand NumPy"] += sum(a.nbytes for a in (
         hand.col, hand.a1, hand.p1, hand.ties, hand.share, hand.a2, hand.y, hand.da1,
