@@ -87,10 +87,12 @@ class FanIn:
     """A dimension fixed by elaboration: the last dimension of value ``of``.
 
     Produced only by the layer-stack expansion (``dense M`` needs ``fan_in``). With
-    ``axis=1`` it is the channel count of an image batch ``[N, C, H, W]`` (``conv``)."""
+    ``axis=1`` it is the channel count of an image batch ``[N, C, H, W]`` (``conv``), and
+    with ``features`` the feature axis a batchnorm layer normalizes (axis 1 as well)."""
 
     of: str
     axis: int = -1
+    features: bool = False  # batchnorm: axis 1 of [N, D] or [N, C, H, W]
 
 
 @dataclass
@@ -153,6 +155,15 @@ class Param(Decl):
     init: Expr
     # Set by the layer expansion: "he (dense layer 1 followed by relu)".
     origin: str | None = None
+
+
+@dataclass
+class State(Decl):
+    """``state NAME : SHAPE = INIT``: a value that is not trained but updated by the
+    training pass and read in inference (batch norm's running mean and variance)."""
+    shape: Shape
+    init: Expr
+    origin: str | None = None  # set by the layer expansion
 
 
 @dataclass

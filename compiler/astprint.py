@@ -66,6 +66,9 @@ def show_ast(spec: ast.Spec) -> str:
         elif isinstance(st, ast.Param):
             note = f"  # {st.origin}" if st.origin else ""
             out.append(f"param {st.name}{_shape(st.shape)} = {expr(st.init)}{note}")
+        elif isinstance(st, ast.State):
+            note = f"  # {st.origin}" if st.origin else ""
+            out.append(f"state {st.name}{_shape(st.shape)} = {expr(st.init)}{note}")
         elif isinstance(st, ast.Equation):
             word = {"eq": "", "output": "output ", "loss": "loss "}[st.kind]
             value = f" = {expr(st.value)}" if st.value is not None else ""

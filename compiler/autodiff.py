@@ -20,7 +20,7 @@ from .ir import Binding, Builder, Node, Program, topo_order
 from .names import fresh
 from .primitives import PRIMITIVES, expand
 
-LEAVES = ("input", "param", "const")
+LEAVES = ("input", "param", "state", "const")
 
 
 def adjoint_name(loss: str, name: str) -> str:

@@ -48,9 +48,11 @@ def plan(statements: list[Statement], returns: list[str],
     if style not in STYLES:
         raise ValueError(f"unknown code style {style!r}; expected one of {STYLES}")
     if style == "textbook":
-        return [Step(st, [f"{st.name} = {st.expr}"]) for st in statements]
+        return [Step(st, [f"{st.target} = {st.expr}"]) for st in statements]
     into = into or {}
-    names = {st.name for st in statements}
+    # A state update assigns the caller's state entry (its name is the state's): it
+    # reads values but binds no name the function reads again.
+    names = {st.name for st in statements if st.kind != "update"}
     reads: list[set[str]] = [
         {m for m in mentioned(st.expr) if m in names} for st in statements]
     last_read: dict[str, int] = {}
@@ -88,6 +90,9 @@ def plan(statements: list[Statement], returns: list[str],
     released: set[int] = set()
     for i, st in enumerate(statements):
         node = st.node
+        if st.kind == "update":
+            steps.append(Step(st, [f"{st.target} = {st.expr}"]))
+            continue
         shapes[st.name] = node.shape
         code = [f"{st.name} = {st.expr}"]
         view = st.alias or PRIMITIVES[node.op].cheap

@@ -16,7 +16,7 @@ from . import ast
 from .desugar import NotConstant, const_value
 from .errors import Diagnostics, Note, Span, listing, suggestion_hint
 from .functions import FUNCTIONS
-from .names import model_name_reason, reserved_reason
+from .names import STATE_NAMES, model_name_reason, reserved_reason
 from .vocab import (COMMON_OPT_KEYS, DATASET_RANGES, DATASETS, DTYPES, INIT_ORDERED,
                     INIT_RANGES, INITIALIZERS, LAYERS, OPTIMIZER_RANGES, OPTIMIZERS, REQUIRED,
                     SCHEDULES, TRAIN_SETTINGS, Range, Signature)
@@ -24,7 +24,9 @@ from .vocab import (COMMON_OPT_KEYS, DATASET_RANGES, DATASETS, DTYPES, INIT_ORDE
 SECTIONS = {ast.ModelStmt: "model", ast.DtypeStmt: "dtype", ast.Optimizer: "optimizer",
             ast.Train: "train", ast.Data: "data"}
 KIND_WORD = {ast.Let: "constant", ast.Input: "input", ast.Target: "target",
-             ast.Param: "parameter", ast.Equation: "value"}
+             ast.Param: "parameter", ast.State: "state", ast.Equation: "value"}
+# Initializers a state may start from: fixed values (init_state() takes no generator).
+FIXED_INITIALIZERS = ("zeros", "ones", "constant")
 
 
 def model_name(spec: ast.Spec) -> tuple[str, Span | None]:
@@ -68,10 +70,14 @@ def _check_sections(spec: ast.Spec, diags: Diagnostics) -> None:
 # ----------------------------------------------------------------------------- declarations
 def _check_declarations(spec: ast.Spec, diags: Diagnostics) -> dict[str, ast.Decl]:
     decls: dict[str, ast.Decl] = {}
+    has_state = any(isinstance(st, ast.State) for st in spec.statements)
     for st in spec.statements:
         if not isinstance(st, ast.Decl) or (isinstance(st, ast.Equation) and st.value is None):
             continue
         why = reserved_reason(st.name)
+        if why is None and has_state and st.name in STATE_NAMES:
+            why = ("a spec with 'state' makes a module whose functions take the argument "
+                   "'state' and define STATE and init_state")
         if why:
             diags.error(f"'{st.name}' cannot be used as a name: {why}", st.name_span,
                         f"rename it, e.g. '{st.name.lstrip('_') or 'v'}_'")
@@ -109,6 +115,17 @@ def _check_uses(spec: ast.Spec, decls: dict[str, ast.Decl], diags: Diagnostics) 
                     visible.add(st.name)
         elif isinstance(st, ast.Param):
             _check_init(st, constants, diags)
+        elif isinstance(st, ast.State):
+            init = st.init
+            name = init.id if isinstance(init, ast.Name) else \
+                init.func if isinstance(init, ast.Call) else None
+            if name is not None and name not in constants and name not in FIXED_INITIALIZERS:
+                diags.error(f"a state starts from a fixed value, not '{name}'", init.span,
+                            "use zeros, ones, constant(value=...), a number or a matrix "
+                            "literal (a running mean starts at zeros, a running variance "
+                            "at ones)")
+            else:
+                _check_init(st, constants, diags)
         elif isinstance(st, ast.Input) and st.default is not None:
             _require_constant(st.default, constants, diags, f"the default of input '{st.name}'")
         elif isinstance(st, ast.GradWrt):
@@ -243,7 +260,7 @@ def _require_constant(e: ast.Expr, constants, diags: Diagnostics, what: str):
         return None
 
 
-def _check_init(st: ast.Param, constants, diags: Diagnostics) -> None:
+def _check_init(st: ast.Param | ast.State, constants, diags: Diagnostics) -> None:
     init = st.init
     if isinstance(init, (ast.Name, ast.Call)) and getattr(init, "id", None) not in constants:
         name, span = (init.id, init.span) if isinstance(init, ast.Name) else \

@@ -21,7 +21,7 @@ from .errors import Diagnostic, SpecError
 from .inits import formula
 from .ir import Binding, Program, topo_order
 from .names import mentioned
-from .primitives import HELPERS, data_roles, format_number
+from .primitives import HELPERS, PRIMITIVES, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
 from .pyfmt import LINE_LENGTH, STATEMENT_WIDTH, Code, definition, literal, needs_black, string
 
@@ -145,6 +145,10 @@ def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
                 scalar_note = ""
             index = "[()]" if bd.node.shape == () else ""
             lines.append(f'{bd.name} = params["{bd.name}"]{index}')
+    read = set(mentioned(" ".join(s.expr for s in statements)))
+    for bd in prog.states:  # read by batch_norm in inference, and by its update
+        if bd.name in read:
+            lines.append(f'{bd.name} = state["{bd.name}"]')
     return lines
 
 
@@ -196,8 +200,8 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
         """The spec text of the forward equations a backward binding differentiates
         (once per binding: a weight shared thousands of times has that many)."""
         if bd.name not in texts:
-            texts[bd.name] = [source_text(prog, forward[s]) or s for s in bd.sources
-                              if s in forward]
+            texts[bd.name] = list(dict.fromkeys(source_text(prog, forward[s]) or s
+                                                for s in bd.sources if s in forward))
         return texts[bd.name]
 
     def head(st: Statement) -> None:
@@ -229,6 +233,9 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
             lines.append("")
             lines.append("# backward")
         code = list(step.code)
+        if st.kind == "update" and (k == 0 or planned[k - 1].statement.kind != "update"):
+            lines.append("# running statistics, which inference mode normalizes with")
+            last_comment = None
         if st.kind == "temp":
             if in_backward and headed_by[k] is not None:
                 head(headed_by[k])
@@ -267,8 +274,7 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     source = safe_comment(source or prog.path).replace('"', "?").replace("\\", "?")
     output = prog.output or prog.loss
     infer = inference or prog
-    mode_note = [] if inference is None else [
-        "Inference mode: dropout is the identity."]
+    mode_note = [] if inference is None else [_mode_note(prog, training=False)]
     # predict: the forward pass up to the output.
     pred_bindings = _needed(infer, [output])
     pred_args = _data_args(infer, pred_bindings, with_targets=False)
@@ -278,8 +284,7 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     p = Printer(infer, lets=style == "textbook")
     body = _body(infer, p, pred_bindings, [output], pred_args, sections=False, style=style)
     functions.append(_Function(
-        "predict", _with_rng(_signature(infer, pred_args)) if _draws(body) else
-        _signature(infer, pred_args), "",
+        "predict", _keywords(_signature(infer, pred_args), body), "",
         [f"The model's output {output}, for the inputs.", *mode_note],
         body + [f"return {output}"]))
     p = Printer(infer, lets=style == "textbook")
@@ -288,9 +293,10 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
                  sections=False, style=style)
     signature = _signature(infer, _data_args(infer, infer_loss, True))
     functions.append(_Function(
-        "loss", _with_rng(signature) if _draws(body) else signature, " -> float",
+        "loss", _keywords(signature, body), " -> float",
         [f"The loss {prog.loss}.", *mode_note], body + [f"return float({prog.loss})"]))
-    loss_bindings = _needed(prog, [prog.loss])
+    loss_bindings = _with_updates(prog, _needed(prog, [prog.loss] + [
+        s for u in prog.updates for s in u.sources]))
     loss_args = _data_args(prog, loss_bindings, with_targets=True)
     p = Printer(prog, lets=style == "textbook")
     into = {}
@@ -302,10 +308,9 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     signature = _signature(prog, loss_args)
     doc = [f"The loss {prog.loss} and its gradient with respect to "
            f"{', '.join(prog.wrt) or 'nothing'}."]
-    if _draws(body):
-        signature = _with_rng(signature)
-        doc.append("Training mode: dropout's masks are drawn from ``rng`` (a NumPy "
-                   "Generator); the backward pass reuses them.")
+    signature = _keywords(signature, body)
+    if inference is not None:
+        doc.append(_mode_note(prog, training=True))
     if any(line.startswith("grads = ") for line in body):
         signature += ["grads=None"] if "*" in signature else ["*", "grads=None"]
         doc.append("Given ``grads`` (arrays shaped like the gradients, by name), gradients "
@@ -324,10 +329,19 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
         init.append({"key": string(bd.name), "expr": expr,
                      "comment": safe_comment(f"{bd.name}: {comment}" + (f"; {note}" if note
                                                                        else ""))})
+    state_init = []
+    for bd in prog.states:
+        expr, comment = formula(prog.inits[bd.name], bd.node.shape, prog.dtype)
+        note = prog.inits[bd.name].note
+        state_init.append({"key": string(bd.name), "expr": expr,
+                           "comment": safe_comment(f"{bd.name}: {comment}"
+                                                   + (f"; {note}" if note else ""))})
     constants = {
         "INPUTS": {bd.name: _shape_literal(bd.node.shape) for bd in prog.inputs},
         "TARGETS": {bd.name: _shape_literal(bd.node.shape) for bd in prog.targets},
         "PARAMS": {bd.name: _shape_literal(bd.node.shape) for bd in prog.params},
+        **({"STATE": {bd.name: _shape_literal(bd.node.shape) for bd in prog.states}}
+           if prog.states else {}),
         "DTYPE": Code(f"np.{prog.dtype}"),
         "OUTPUT": output,
         "LOSS": prog.loss,
@@ -349,6 +363,7 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
         "constants": constants_text,
         "helpers": [HELPERS[h] for h in helpers],
         "init": init,
+        "state_init": state_init,
         "functions": functions,
     }
     text = _template().render(**context)
@@ -363,14 +378,50 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     return text
 
 
-def _draws(body: list[str]) -> bool:
-    """Whether a function's body draws random numbers (training mode: dropout)."""
-    return any("rng.random(" in line for line in body)
+def _keywords(signature: list[str], body: list[str]) -> list[str]:
+    """The signature with the keyword-only arguments of modes, when the body uses them:
+    ``state`` (batch norm's running statistics, read or updated) and ``rng`` (the
+    generator dropout's masks are drawn from)."""
+    extra = [name for name, used in (
+        ("state", any(" = state[" in line or line.startswith("state[") for line in body)),
+        ("rng", any("rng.random(" in line for line in body))) if used]
+    if not extra:
+        return signature
+    return signature + (extra if "*" in signature else ["*", *extra])
 
 
-def _with_rng(signature: list[str]) -> list[str]:
-    """The signature with the keyword-only ``rng`` that random draws come from."""
-    return signature + (["rng"] if "*" in signature else ["*", "rng"])
+def _mode_note(prog: Program, training: bool) -> str:
+    """What a function's mode means for this model (a docstring paragraph)."""
+    ops = {n.op for n in topo_order([bd.node for bd in prog.forward])}
+    dropout = any(PRIMITIVES[op].random for op in ops)
+    parts = []
+    if training:
+        if dropout:
+            parts.append("dropout's masks are drawn from ``rng`` (a NumPy Generator); "
+                         "the backward pass reuses them")
+        if prog.updates:
+            parts.append("batch_norm normalizes with the batch's own mean and variance, "
+                         "and updates the running ones in ``state`` (a dict, changed in "
+                         "place); its backward pass goes through each step of the "
+                         "normalization (mu, xc, var, std, xn), the book's computational "
+                         "graph, not a fused formula")
+        return "Training mode: " + "; ".join(parts) + "."
+    if dropout:
+        parts.append("dropout is the identity")
+    if prog.updates:
+        parts.append("batch_norm uses the running mean and variance in ``state`` "
+                     "(init_state(), then as training left them)")
+    return "Inference mode: " + "; ".join(parts) + "."
+
+
+def _with_updates(prog: Program, bindings: list[Binding]) -> list[Binding]:
+    """The training pass's bindings with each state update right after the equation
+    that computes it (``state["bn1_running_mean"] = 0.9 * ... + 0.1 * bn1_mu``)."""
+    out = []
+    for bd in bindings:
+        out.append(bd)
+        out.extend(u for u in prog.updates if u.sources == (bd.name,))
+    return out
 
 
 def _lets_used(prog: Program, functions: list[_Function]) -> dict[str, float]:

@@ -103,6 +103,7 @@ def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
     out: list[ast.Stmt] = []
     dense_index = [0]  # continues across stacks so names never repeat
     residual_index = [0]  # r1, r2, …: residual sums, likewise
+    norm_index = [0]  # bn1, bn2, …: batchnorm layers, likewise
     for st in spec.statements:
         if isinstance(st, ast.Let):
             try:
@@ -117,7 +118,7 @@ def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
                             e.expr.span)
             out.append(st)
         elif isinstance(st, ast.Layers):
-            out.extend(_expand(st, constants, dense_index, residual_index, diags))
+            out.extend(_expand(st, constants, dense_index, residual_index, norm_index, diags))
         else:
             out.append(st)
     out = [_resolve_dims(st, constants, diags) for st in out]
@@ -245,7 +246,7 @@ def _layer_args(layer: ast.Layer, diags: Diagnostics) -> dict[str, object] | Non
     return bound if ok else None
 
 
-def _expand(st: ast.Layers, constants, dense_index, residual_index,
+def _expand(st: ast.Layers, constants, dense_index, residual_index, norm_index,
             diags: Diagnostics) -> list[ast.Stmt]:
     reported = len(diags.items)
     layers = _flatten(st.items, constants, diags)
@@ -291,6 +292,16 @@ def _expand(st: ast.Layers, constants, dense_index, residual_index,
             eqs.append(eq)
             out.append(eq)
             h, h_span = name, layer.name_span
+            continue
+        if layer.name == "batchnorm":
+            norm_index[0] += 1
+            made = _batchnorm_layer(layer, args, h, h_span, norm_index[0])
+            out.extend(made[:-1])
+            eq = made[-1]
+            eq.origin = f"layer 'batchnorm' of the stack {st.source} -> {st.out}"
+            eqs.append(eq)
+            out.append(eq)
+            h, h_span = eq.name, layer.name_span
             continue
         if layer.name == "dense":
             dense_index[0] += 1
@@ -344,6 +355,37 @@ def _expand(st: ast.Layers, constants, dense_index, residual_index,
     elif flattened:
         diags.error("a layer stack needs at least one layer", st.span)
     return out
+
+
+def _batchnorm_layer(layer: ast.Layer, args: dict, h: str, h_span, j: int) -> list:
+    """A batchnorm layer: its scale and shift (parameters bn{j}_gamma, bn{j}_beta), its
+    running statistics (states bn{j}_running_mean, bn{j}_running_var), sized by the
+    features of the value flowing in, and the equation bn{j} = batch_norm(...). The
+    underscore keeps these names apart from UDL's beta0/omega0 style."""
+    sp, at = layer.span, layer.name_span
+    base = f"bn{j}"
+    shape = ast.Shape([ast.Dim(ast.FanIn(h, axis=1, features=True), sp)], sp)
+    origin = f"batchnorm layer {j}"
+    made: list = [
+        ast.Param(sp, f"{base}_gamma", at, shape, ast.Name(sp, "ones"),
+                  origin=f"{origin}: the scale, starting at 1"),
+        ast.Param(sp, f"{base}_beta", at, shape, ast.Name(sp, "zeros"),
+                  origin=f"{origin}: the shift, starting at 0"),
+        ast.State(sp, f"{base}_running_mean", at, shape, ast.Name(sp, "zeros"),
+                  origin=f"{origin}: the running mean, for inference"),
+        ast.State(sp, f"{base}_running_var", at, shape, ast.Name(sp, "ones"),
+                  origin=f"{origin}: the running variance, for inference")]
+    kwargs = []
+    for key, default in (("momentum", 0.9), ("eps", 1e-6)):
+        value = args[key]
+        if isinstance(value, ast.Expr):
+            kwargs.append(ast.Kwarg(key, value, value.span))
+        elif value != default:
+            kwargs.append(ast.Kwarg(key, ast.Num(sp, value, repr(value)), sp))
+    call = ast.Call(sp, "batch_norm", at, [ast.Name(h_span, h)] + [
+        ast.Name(sp, d.name) for d in made], kwargs)
+    made.append(ast.Equation(sp, base, at, call, "eq"))
+    return made
 
 
 def _default_init(init, kind: str, rest, sp) -> tuple:

@@ -14,8 +14,9 @@ import math
 from . import ast
 from .check import means_none, model_name, setting_value, shape_items
 from .desugar import NotConstant, const_value
-from .errors import Diagnostics, Span
+from .errors import Diagnostics, Note, Span
 from .functions import FUNCTIONS, normalize_index
+from .names import fresh
 from .ir import (Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, literal_shape,
                  topo_order)
 from .primitives import ATOM, PRIMITIVES, data_roles, take
@@ -45,11 +46,14 @@ class _Elaborator:
         self.env: dict[str, Node | None] = {}  # None: poisoned by an earlier error
         self.hints: dict[int, str] = {}
         self.symbols: dict[str, tuple[str, int]] = {}
+        self.state_owner: dict[str, Span] = {}  # state -> the argument that updates it
+        # Every name the spec defines: a function's named steps (h_xn) take others.
+        self.taken = {st.name for st in spec.statements if isinstance(st, ast.Decl)}
 
     # ------------------------------------------------------------------------- driver
     def run(self) -> Program | None:
         spec = self.spec
-        inputs, targets, params, forward = [], [], [], []
+        inputs, targets, params, forward, states, updates = [], [], [], [], [], []
         inits: dict[str, Init] = {}
         defaults: dict[str, object] = {}
         loss = output = None
@@ -62,7 +66,7 @@ class _Elaborator:
         for st in spec.statements:
             self.b.span = st.span
             if isinstance(st, (ast.Input, ast.Target)) or (
-                    isinstance(st, ast.Param) and not _sized_by_flow(st)):
+                    isinstance(st, (ast.Param, ast.State)) and not _sized_by_flow(st)):
                 early[id(st)] = self._declare(st)
         for st in spec.statements:
             self.b.span = st.span
@@ -82,22 +86,37 @@ class _Elaborator:
                     node, init = result
                     params.append(Binding(st.name, node, "param", st.span))
                     inits[st.name] = init
+            elif isinstance(st, ast.State):
+                result = early[id(st)] if id(st) in early else self._declare(st)
+                if result is not None:
+                    node, init = result
+                    states.append(Binding(st.name, node, "state", st.span))
+                    inits[st.name] = init
             elif isinstance(st, ast.Equation):
                 if st.value is None:  # 'output NAME' names an existing value
                     output = st.name
                     continue
                 self.b.hints.clear()
+                self.b.updates.clear()
+                self.b.steps.clear()
                 node = self._expr_top(st.value)
                 for node_id, hint in self.b.hints.items():
                     self.hints.setdefault(node_id, f"{st.name}_{hint}")
-                self.env[st.name] = node
-                if node is None:
-                    continue
                 from .astprint import expr as spec_text
 
                 word = "loss " if st.kind == "loss" else ""
-                forward.append(Binding(st.name, node, st.kind, st.span,
-                                       note=f"{word}{st.name} = {spec_text(st.value)}"))
+                note = f"{word}{st.name} = {spec_text(st.value)}"
+                for step, name in self.b.steps if node is not None else ():
+                    # headed, like the equation, by the equation's line
+                    forward.append(Binding(fresh(f"{st.name}_{name}", self.taken), step,
+                                           "eq", st.span, note=note))
+                for leaf, value in self.b.updates:
+                    updates.append(Binding(leaf.attr("name"), value, "update", st.span,
+                                           sources=(st.name,)))
+                self.env[st.name] = node
+                if node is None:
+                    continue
+                forward.append(Binding(st.name, node, st.kind, st.span, note=note))
                 if st.kind == "loss":
                     loss = st.name
                     if node.shape != ():
@@ -138,6 +157,7 @@ class _Elaborator:
             symbols=self.symbols, config=config, hints=self.hints,
             lets={k: v for k, v in spec.constants.items() if isinstance(v, (int, float))},
             warnings=[d.render(self.diags.source) for d in self.diags.warnings],
+            states=states, updates=updates,
             source_lines={i + 1: line for i, line in enumerate(self.lines)})
 
     # ------------------------------------------------------------------------- leaves
@@ -147,11 +167,12 @@ class _Elaborator:
         elif isinstance(st, ast.Target):
             result = self._data_leaf(st.name, st.shape)
         else:
-            result = self._param(st)
+            result = self._param(st)  # a parameter or a state
         self.env.setdefault(st.name, None)  # a failed declaration poisons its uses
         return result
 
-    def _shape(self, shape: ast.Shape, owner: str, fixed: bool) -> tuple | None:
+    def _shape(self, shape: ast.Shape, owner: str, fixed: bool,
+               word: str = "parameter") -> tuple | None:
         dims = []
         for axis, d in enumerate(shape.dims):
             v = d.value
@@ -159,7 +180,12 @@ class _Elaborator:
                 src = self.env.get(v.of)
                 if src is None:
                     return None
-                if v.axis == 1 and len(src.shape) != 4:
+                if v.features and len(src.shape) not in (2, 4):
+                    self.diags.error(f"a batchnorm layer normalizes [N, D] or [N, C, H, W] "
+                                     f"values, but '{v.of}' is {fmt_shape(src.shape)}",
+                                     d.span)
+                    return None
+                if v.axis == 1 and len(src.shape) != 4 and not v.features:
                     self.diags.error(f"a conv layer needs an image batch [N, C, H, W], but "
                                      f"'{v.of}' is {fmt_shape(src.shape)}", d.span,
                                      "declare the input as [N, C, H, W], e.g. [N, 1, 28, 28]")
@@ -177,12 +203,13 @@ class _Elaborator:
                 v = src.shape[v.axis]
                 if not isinstance(v, int):
                     what = "channel count" if conv else "last dimension"
+                    layer = "batchnorm" if d.value.features else "conv" if conv else "dense"
                     self.diags.error(f"the {what} of '{d.value.of}' must be a number to size "
-                                     f"a {'conv' if conv else 'dense'} layer", d.span)
+                                     f"a {layer} layer", d.span)
                     return None
             if isinstance(v, str):
                 if fixed:
-                    self.diags.error(f"parameter '{owner}' needs fixed dimensions; '{v}' is "
+                    self.diags.error(f"{word} '{owner}' needs fixed dimensions; '{v}' is "
                                      "symbolic", d.span,
                                      f"use a number or a 'let' constant (let {v} = ...)")
                     return None
@@ -219,7 +246,8 @@ class _Elaborator:
             return self._data_leaf(st.name, st.shape, default=True), default
         return self._data_leaf(st.name, st.shape), default
 
-    def _param(self, st: ast.Param):
+    def _param(self, st: ast.Param | ast.State):
+        op = "state" if isinstance(st, ast.State) else "param"
         init_expr = st.init
         constants = self.spec.constants
         literal = None
@@ -234,7 +262,8 @@ class _Elaborator:
                                  st.name_span, f"e.g. 'param {st.name} : [3, 4] = ...'")
                 return None
         else:
-            shape = self._shape(st.shape, st.name, fixed=True)
+            shape = self._shape(st.shape, st.name, fixed=True, word=op if op == "state"
+                                else "parameter")
             if shape is None:
                 return None
         if literal is not None:
@@ -257,7 +286,7 @@ class _Elaborator:
             init = Init(INIT_ALIASES.get(name, name), args, note=st.origin)
             if init.kind == "normal" and args.get("std", 1) < 0:
                 self.diags.error("'std' must not be negative", init_expr.span)
-        node = self.b.leaf("param", st.name, shape)
+        node = self.b.leaf(op, st.name, shape)
         self.env[st.name] = node
         return node, init
 
@@ -342,6 +371,12 @@ class _Elaborator:
                 raise _Poisoned()
             node = self.env[e.id]
             if node is None:  # its definition failed and was reported
+                raise _Poisoned()
+            if node.op == "state":
+                self.diags.error(f"'{e.id}' is a state: only batch_norm reads it, as its "
+                                 "running mean or variance", e.span,
+                                 f"e.g. batch_norm(h, gamma, beta, {e.id}, v1); use a "
+                                 "param or an input for a value equations read")
                 raise _Poisoned()
             return node
         if isinstance(e, ast.BinOp):
@@ -467,12 +502,38 @@ class _Elaborator:
                     raise _Poisoned() from None
             elif pname in fn.listed:
                 args[pname] = tuple(self._listed(e, pname, expr, described))
+            elif pname in fn.states:
+                node = self._state(e, pname, expr)
+                args[pname] = node
+                described.append((expr, node))
             else:
                 node = self._expr(expr)
                 args[pname] = node
                 described.append((expr, node))
         node = self._apply(e, described, lambda: fn.lower(self.b, args, static))
         self._warn_outer_broadcast(e, node, described)
+        return node
+
+    def _state(self, call: ast.Call, pname: str, expr: ast.Expr) -> Node:
+        """A state argument (batch_norm's running mean and variance): the name of a
+        declared state, which this call alone updates in training."""
+        node = self.env.get(expr.id) if isinstance(expr, ast.Name) else None
+        if node is None or node.op != "state":
+            if node is None and isinstance(expr, ast.Name) and expr.id in self.env:
+                raise _Poisoned()  # its declaration failed and was reported
+            self.diags.error(f"'{pname}' of {call.func} must name a state, which holds the "
+                             f"running statistic between steps", expr.span,
+                             f"declare one, e.g. 'state {pname}1 : [64] = "
+                             f"{'ones' if pname == 'var' else 'zeros'}', and pass its name")
+            raise _Poisoned()
+        owner = self.state_owner.get(expr.id)
+        if owner is not None:
+            self.diags.error(f"state '{expr.id}' is already updated by another batch_norm",
+                             expr.span, "each batch_norm keeps its own running mean and "
+                                        "variance: declare a state for each",
+                             [Note(f"'{expr.id}' is first used here", owner)])
+            raise _Poisoned()
+        self.state_owner[expr.id] = expr.span
         return node
 
     def _listed(self, call: ast.Call, pname: str, expr: ast.Expr, described) -> list[Node]:
@@ -586,7 +647,7 @@ def _conv_filters(roots) -> set[int]:
     return out
 
 
-def _sized_by_flow(st: ast.Param) -> bool:
+def _sized_by_flow(st: ast.Param | ast.State) -> bool:
     """Whether a parameter's shape depends on an equation (a dense layer's fan-in)."""
     return st.shape is not None and any(isinstance(d.value, ast.FanIn) for d in st.shape.dims)
 

@@ -24,10 +24,12 @@ class Function:
     lower: Callable  # (builder, {param: Node}, {param: static value}) -> Node
     # Parameters that take a list of values written [a, b, ...] (a tuple of Nodes).
     listed: frozenset[str] = frozenset()
+    # Parameters that name a declared state (its leaf), which training mode updates.
+    states: frozenset[str] = frozenset()
 
 
-def _fn(signature: Signature, lower: Callable, static=(), listed=()) -> Function:
-    return Function(signature, frozenset(static), lower, frozenset(listed))
+def _fn(signature: Signature, lower: Callable, static=(), listed=(), states=()) -> Function:
+    return Function(signature, frozenset(static), lower, frozenset(listed), frozenset(states))
 
 
 def _unary(op: str) -> Function:
@@ -260,6 +262,69 @@ def _dropout(b, a, s):
     return b.op("div", b.op("mul", x, keep), b.const(1 - float(p)))
 
 
+BATCH_NORM_MOMENTUM = 0.9  # the running statistics keep 0.9 of themselves per step
+BATCH_NORM_EPS = 1e-6  # "Deep Learning from Scratch" writes 10e-7
+
+
+def _batch_norm(b, a, s):
+    """Batch normalization ("Deep Learning from Scratch" 6.3), each feature (axis 1)
+    normalized over every other axis: the batch of [N, D], batch and pixels of
+    [N, C, H, W].
+
+    Training mode, step by step as the book's computational graph draws it, so the
+    chain rule's backward pass goes back through each step (not the fused formula):
+    mu = mean(x), xc = x - mu, var = mean(xc^2), std = sqrt(var + eps), xn = xc / std,
+    out = gamma * xn + beta; and the running statistics are updated,
+    mean <- momentum * mean + (1 - momentum) * mu (likewise var; the biased batch
+    variance, as the book). Inference mode: the running statistics in place of the
+    batch's, out = gamma * (x - mean) / sqrt(var + eps) + beta."""
+    x, gamma, beta, mean, var = a["x"], a["gamma"], a["beta"], a["mean"], a["var"]
+    momentum, eps = s["momentum"], s["eps"]
+    for key, value, ok, want in (
+            ("momentum", momentum, lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),
+            ("eps", eps, lambda v: 0 < v <= 1, "above 0 and at most 1")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            raise ShapeError(f"batch_norm's {key} must be a number {want}, not {value!r}",
+                             (), hint="the defaults are momentum=0.9, eps=1e-6")
+    rank = len(x.shape)
+    if rank not in (2, 4):
+        raise ShapeError("batch_norm normalizes [N, D] values (each feature over the "
+                         "batch) or [N, C, H, W] images (each channel over the batch and "
+                         "its pixels)", (0,))
+    c = x.shape[1]
+    if not isinstance(c, int):
+        raise ShapeError("batch_norm needs a fixed number of features (axis 1)", (0,))
+    for k, (key, v) in enumerate((("gamma", gamma), ("beta", beta), ("mean", mean),
+                                  ("var", var)), start=1):
+        if v.shape != (c,) and not (v.shape == () and key in ("gamma", "beta")):
+            raise ShapeError(f"batch_norm's {key} holds one number per feature (axis 1 "
+                             f"of x), so it must be [{c}]", (0, k))
+    axes = (0,) + tuple(range(2, rank))  # every axis but the features'
+
+    def per_feature(v):
+        """A [C] vector lined up with axis 1 of an image batch: [C, 1, 1]."""
+        if rank == 2 or v.shape == ():
+            return v
+        return b.op("reshape", v, shape=(c, 1, 1))
+
+    if b.train:
+        mu = b.step(b.op("mean", x, axis=axes, keepdims=False), "mu")
+        xc = b.step(b.op("sub", x, per_feature(mu)), "xc")
+        variance = b.step(b.op("mean", b.op("pow", xc, b.const(2)), axis=axes,
+                               keepdims=False), "var")
+        std = b.step(b.op("sqrt", b.op("add", variance, b.const(float(eps)))), "std")
+        xn = b.step(b.op("div", xc, per_feature(std)), "xn")
+        keep, new = b.const(float(momentum)), b.const(round(1 - float(momentum), 12))
+        for leaf, batch in ((mean, mu), (var, variance)):
+            b.updates.append((leaf, b.op("add", b.op("mul", keep, leaf),
+                                         b.op("mul", new, batch))))
+    else:
+        xc = b.op("sub", x, per_feature(mean))
+        std = b.op("sqrt", b.op("add", var, b.const(float(eps))))
+        xn = b.step(b.op("div", xc, per_feature(std)), "xn")
+    return b.op("add", b.op("mul", per_feature(gamma), xn), per_feature(beta))
+
+
 def _flatten(b, a, s):
     """flatten(x): [N, d1, d2, …] -> [N, d1*d2*…], keeping the first axis."""
     x = a["x"]
@@ -318,4 +383,7 @@ FUNCTIONS: dict[str, Function] = {
     "flatten": _fn(sig("x"), _flatten),
     "stop_gradient": _unary("stop_gradient"),
     "dropout": _fn(sig("x", "p"), _dropout, static=("p",)),
+    "batch_norm": _fn(sig("x", "gamma", "beta", "mean", "var",
+                          ("momentum", BATCH_NORM_MOMENTUM), ("eps", BATCH_NORM_EPS)),
+                      _batch_norm, static=("momentum", "eps"), states=("mean", "var")),
 }

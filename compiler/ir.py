@@ -61,6 +61,10 @@ class ShapeError(Exception):
 _ids = itertools.count()
 
 
+# Leaves that stand for a named value given to a generated function: an input or
+# target, a parameter, a state (batch norm's running statistics). Never written.
+NAMED_LEAVES = frozenset({"input", "param", "state"})
+
 # Operations printed as Python arithmetic: on Python numbers they give Python numbers.
 PYTHON_ARITHMETIC = frozenset({"add", "sub", "mul", "div", "neg", "pow"})
 
@@ -94,7 +98,7 @@ class Node:
     @property
     def key(self) -> tuple:
         """Structural identity, for common-subexpression elimination."""
-        if self.op in ("input", "param"):
+        if self.op in NAMED_LEAVES:
             return (self.op, self.attr("name"))
         return (self.op, tuple(a.id for a in self.args), self.attrs)
 
@@ -131,6 +135,17 @@ class Builder:
         # Training or inference: what 'dropout' computes (LANGUAGE.md, "Modes").
         self.train = True
         self.random_sites = 0  # random draws so far: each is its own node, never shared
+        # State updates made in training mode: (state leaf, its new value), in order.
+        self.updates: list[tuple[Node, Node]] = []
+        # Steps a function names as equations of their own (batch norm's mu, xc, …):
+        # (node, step name), bound as "{equation}_{step}" before the equation.
+        self.steps: list[tuple[Node, str]] = []
+
+    def step(self, node: Node, name: str) -> Node:
+        """Bind ``node`` as a named step of the equation being built, so the derivation
+        shows it and its adjoint (``h_xn``, ``dL_dh_xn``) like any equation."""
+        self.steps.append((node, name))
+        return node
 
     def hint(self, node: Node, name: str) -> Node:
         """Suggest a name for ``node`` should it become a temporary (``log_softmax``)."""
@@ -256,7 +271,7 @@ class Program:
     inputs: list[Binding]
     targets: list[Binding]
     params: list[Binding]
-    inits: dict[str, Init]
+    inits: dict[str, Init]  # parameters' and states' initializers, by name
     forward: list[Binding]
     loss: str
     output: str | None
@@ -274,13 +289,18 @@ class Program:
     lets: dict[str, Any] = field(default_factory=dict)  # 'let' name -> value, by name
     # Located warnings, rendered with their source line (the spec compiles all the same).
     warnings: list[str] = field(default_factory=list)
+    # Non-trainable state ('state NAME : SHAPE = INIT'), and in training mode the new
+    # value of each state the forward pass updates: a binding of kind "update" named
+    # after the state, with ``sources`` = (the equation that computes it,).
+    states: list[Binding] = field(default_factory=list)
+    updates: list[Binding] = field(default_factory=list)
 
     @property
     def leaves(self) -> list[Binding]:
-        return self.inputs + self.targets + self.params
+        return self.inputs + self.targets + self.params + self.states
 
     def all_bindings(self) -> list[Binding]:
-        return self.leaves + self.forward + self.backward
+        return self.leaves + self.forward + self.updates + self.backward
 
     def with_(self, **changes) -> "Program":
         return replace(self, **changes)

@@ -19,9 +19,9 @@ from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation
 from pygments.token import Text, Whitespace
 
 
-def _vocabulary() -> tuple[list[str], list[str], list[str], list[str]]:
+def _vocabulary() -> tuple[list[str], ...]:
     from .functions import FUNCTIONS
-    from .parser import KEYWORDS
+    from .parser import CONTEXTUAL_KEYWORDS, KEYWORDS
     from .vocab import ACTIVATIONS, INITIALIZERS, INIT_ALIASES, LAYERS, OPTIMIZERS
 
     keywords = sorted(KEYWORDS)
@@ -29,10 +29,10 @@ def _vocabulary() -> tuple[list[str], list[str], list[str], list[str]]:
     functions = sorted(set(FUNCTIONS) - set(layers))  # called: name(
     others = sorted((set(INITIALIZERS) | set(INIT_ALIASES) | set(OPTIMIZERS))
                     - set(layers) - set(functions))
-    return keywords, layers, functions, others
+    return keywords, sorted(CONTEXTUAL_KEYWORDS), layers, functions, others
 
 
-_KEYWORDS, _LAYER_WORDS, _FUNCTIONS, _OTHERS = _vocabulary()
+_KEYWORDS, _CONTEXTUAL, _LAYER_WORDS, _FUNCTIONS, _OTHERS = _vocabulary()
 
 
 class BpLexer(RegexLexer):
@@ -50,6 +50,9 @@ class BpLexer(RegexLexer):
             (r"#[^\n]*", Comment.Single),
             (r'"(?:[^"\\\n]|\\.)*"', String.Double),
             (words(_KEYWORDS, suffix=r"\b"), Keyword),
+            # 'state m : …' declares; 'state = …' is an equation defining a name
+            (words(_CONTEXTUAL, suffix=r"\b(?=[ \t]+[A-Za-z_])"),
+             Keyword),
             (words(_LAYER_WORDS, suffix=r"\b"), Name.Builtin),
             (words(_FUNCTIONS, suffix=r"\b(?=\s*\()"), Name.Builtin),
             (words(_OTHERS, suffix=r"\b"), Name.Builtin.Pseudo),

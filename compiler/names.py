@@ -27,6 +27,8 @@ GENERATED_NAMES = frozenset({
     "np", "numpy", "params", "grads", "rng", "INPUTS", "TARGETS", "PARAMS", "DTYPE",
     "CONFIG", "OUTPUT", "LOSS", "init_params", "predict", "loss", "loss_and_grad",
 })
+# Names a module defines or takes only when its spec declares state.
+STATE_NAMES = frozenset({"state", "STATE", "init_state"})
 PYTHON_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(
     n for n in dir(builtins) if not n.startswith("_"))
 

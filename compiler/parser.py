@@ -28,7 +28,7 @@ KEYWORDS = {
     "data": "_DATA", "layers": "_LAYERS", "repeat": "_REPEAT", "scalar": "_SCALAR",
 }
 KEYWORD_OF_TERMINAL = {v: k for k, v in KEYWORDS.items()}
-STATEMENT_KEYWORDS = [k for k in KEYWORDS if k not in ("wrt", "scalar", "repeat")]
+STATEMENT_KEYWORDS = [k for k in KEYWORDS if k not in ("wrt", "scalar", "repeat")] + ["state"]
 
 # How each terminal is named in messages.
 TERMINAL_TEXT = {
@@ -37,7 +37,7 @@ TERMINAL_TEXT = {
     "_STAR": "'*'", "_SLASH": "'/'", "_AT": "'@'", "_EQ": "'='", "_COLON": "':'",
     "_COMMA": "','", "_LPAR": "'('", "_RPAR": "')'", "_LSQB": "'['", "_RSQB": "']'",
     "_LBRACE": "'{'", "_RBRACE": "'}'", "_TRANSPOSE": "'.T'", "$END": "end of file",
-    **{t: f"'{k}'" for k, t in KEYWORDS.items()},
+    **{t: f"'{k}'" for k, t in KEYWORDS.items()}, "_STATE": "'state'",
 }
 OPERATORS = {"_POW", "_PLUS", "_MINUS", "_STAR", "_SLASH", "_AT", "_EQ", "_COLON",
              "_COMMA", "_ARROW"}
@@ -84,7 +84,7 @@ class _PostLexer:
 
     def process(self, stream):
         self.reset()
-        for tok in stream:
+        for tok in _contextual_keywords(stream):
             kind = tok.type
             if kind in OPENERS:
                 self.stack.append(tok)
@@ -115,6 +115,33 @@ class _PostLexer:
 
     def _inside_brackets(self) -> bool:
         return any(t.type != "_LBRACE" for t in self.stack)
+
+
+# Words that are keywords only at the start of a statement and before a name, so that
+# specs written before they existed, which may use them as names, parse as they did.
+CONTEXTUAL_KEYWORDS = {"state": "_STATE"}
+
+
+def _contextual_keywords(stream):
+    """Retype 'state' to its keyword when it starts a statement and a name follows it
+    ('state m1 : [64] = zeros'); 'state = h * 2' stays an equation defining 'state'."""
+    pending = None
+    starts = True  # the next token starts a statement
+    for tok in stream:
+        if pending is not None:
+            if tok.type == "NAME":
+                pending = Token.new_borrow_pos(CONTEXTUAL_KEYWORDS[str(pending)],
+                                               str(pending), pending)
+            yield pending
+            pending = None
+        if starts and tok.type == "NAME" and str(tok) in CONTEXTUAL_KEYWORDS:
+            pending = tok
+            starts = False
+            continue
+        starts = tok.type in ("_NL", "_SEMI", "_LBRACE", "_RBRACE")
+        yield tok
+    if pending is not None:
+        yield pending
 
 
 def _grammar_text() -> str:
@@ -483,6 +510,10 @@ class _ToAst(Transformer):
     @v_args(meta=True)
     def param_scalar(self, meta, c):
         return ast.Param(self._span(meta), str(c[0]), self._tspan(c[0]), None, c[1])
+
+    @v_args(meta=True)
+    def state_stmt(self, meta, c):
+        return ast.State(self._span(meta), str(c[0]), self._tspan(c[0]), c[1], c[2])
 
     @v_args(meta=True)
     def eq_stmt(self, meta, c):

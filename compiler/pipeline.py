@@ -49,11 +49,13 @@ def program(spec: ast.Spec, stage: str = "opt", warn=None) -> Program:
 
 
 def has_modes(prog: Program) -> bool:
-    """Whether training and inference differ: the program draws random numbers."""
+    """Whether training and inference differ: the program draws random numbers
+    (dropout) or updates state (batch norm)."""
     from .ir import topo_order
     from .primitives import PRIMITIVES
 
-    return any(PRIMITIVES[n.op].random for n in topo_order([bd.node for bd in prog.forward]))
+    return bool(prog.updates) or any(
+        PRIMITIVES[n.op].random for n in topo_order([bd.node for bd in prog.forward]))
 
 
 def inference_program(spec: ast.Spec, prog: Program) -> Program | None:

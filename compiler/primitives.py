@@ -363,7 +363,7 @@ def _sigmoid(x):
 
 
 # ----------------------------------------------------------------------------- leaves
-for _leaf in ("input", "param"):
+for _leaf in ("input", "param", "state"):
     _register(Primitive(_leaf, 0, lambda a, t: (), lambda a, t, n: (t["name"], ATOM),
                         lambda v, a: None, None, "", cheap=True))
 _register(Primitive("const", 0, lambda args, attrs: literal_shape(attrs["value"]), _emit_const,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ir import Binding, Node, Program, batch_sized, fmt_shape
+from .ir import NAMED_LEAVES, Binding, Node, Program, batch_sized, fmt_shape
 from .names import fresh
 from .primitives import ATOM, PRIMITIVES
 from .pyfmt import STATEMENT_WIDTH
@@ -38,6 +38,12 @@ class Statement:
     args: tuple[str, ...] = ()
     arg_names: tuple[str | None, ...] = ()
     inline_fresh: tuple[bool, ...] = ()  # argument i is an unnamed, freshly computed array
+
+    @property
+    def target(self) -> str:
+        """What the statement assigns: its name, or for a state update (training mode)
+        the caller's state entry, ``state["bn1_running_mean"]``."""
+        return f'state["{self.name}"]' if self.kind == "update" else self.name
 
 
 class _Names(dict):
@@ -173,7 +179,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
                 add_temp(t, "named to keep the line short")
         if bd.node.id in p.names and not bd.node.is_const:
             out.append(Statement(bd.name, p.names[bd.node.id], bd.node, bd.kind, alias=True))
-            if bd.kind == "adjoint" and (bd.node.op in ("input", "param")
+            if bd.kind == "adjoint" and (bd.node.op in NAMED_LEAVES
                                          or bd.node.id in temp_ids):
                 # An adjoint that equals a leaf (d price/d all_price = tax) or a temporary:
                 # later chain-rule steps read better through the adjoint's name. Same
@@ -215,7 +221,7 @@ def _split_long_line(prog: Program, p: Printer, bd: Binding):
         stack = list(bd.node.args)
         while stack:
             n = stack.pop()
-            if n.id in seen or n.id in p.names or n.is_const or n.op in ("input", "param"):
+            if n.id in seen or n.id in p.names or n.is_const or n.op in NAMED_LEAVES:
                 continue
             seen.add(n.id)
             stack.extend(n.args)
@@ -261,7 +267,7 @@ def _split_huge_line(prog: Program, p: Printer, bd: Binding):
         return len(_temp_name(prog, bd, n)) + _NAME_SLACK + 3 + size <= STATEMENT_WIDTH
 
     def leaf(n: Node) -> bool:
-        return n.id in p.names or n.is_const or n.op in ("input", "param")
+        return n.id in p.names or n.is_const or n.op in NAMED_LEAVES
 
     def printed(n: Node) -> tuple[str, int]:
         if n.id in chosen_ids:
@@ -356,7 +362,7 @@ def _statement(p: Printer, name: str, node: Node, kind: str, statement_names: di
     arg_names = tuple(p.names.get(a.id) if a.id in statement_names else None
                       for a in node.args)
     fresh_inline = tuple(
-        a.id not in p.names and not PRIMITIVES[a.op].cheap and a.op not in ("input", "param")
+        a.id not in p.names and not PRIMITIVES[a.op].cheap and a.op not in NAMED_LEAVES
         for a in node.args)
     return Statement(name, p.text(node), node, kind, comment, False, args, arg_names,
                      fresh_inline)

@@ -74,6 +74,9 @@ LAYERS: dict[str, Signature] = {
     "flatten": sig(doc="f{k} = flatten(h): [N, …] -> [N, product of the rest]"),
     "dropout": sig("p", doc="d{k} = dropout(h, p): inverted dropout in training, the "
                             "identity in inference"),
+    "batchnorm": sig(("momentum", 0.9), ("eps", 1e-6),
+                     doc="bn{j} = batch_norm(h, bn{j}_gamma, bn{j}_beta, bn{j}_running_mean, "
+                         "bn{j}_running_var, momentum, eps); j counts batchnorm layers"),
 }
 WEIGHTED_LAYERS = {"dense", "conv"}  # layers with parameters W{k}, b{k}; k counts them
 POOLING_LAYERS = {"maxpool": "max_pool", "avgpool": "avg_pool"}

@@ -331,6 +331,16 @@ def test_dropout_with_fixed_masks(shape):
     run_case({"a": shape}, "dropout(a, 0.4) + dropout(a * a, 0.5)", shape)
 
 
+@pytest.mark.parametrize("shape", [(3, 4), (5, 1), (2, 3, 2, 2)], ids=fmt_shape)
+def test_batch_norm_in_training_mode(shape):
+    """Batch statistics (training mode): the gradient flows through mu and var too."""
+    TESTED_FUNCTIONS.add("batch_norm")
+    c = shape[1]
+    states = f"state m : [{c}] = zeros\nstate v : [{c}] = ones"
+    run_case({"a": shape, "g": (c,), "be": (c,)}, "batch_norm(a, g, be, m, v)", shape,
+             extra=states)
+
+
 def test_stop_gradient():
     """stop_gradient(a) * b: the value a * b; the gradient of b is that of c * b with c a
     constant input equal to a (finite differences of that spec), and a gets none."""

@@ -7,6 +7,7 @@ arguments, and remaps every binding to the rewritten node.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 from ..ir import Binding, Builder, Node, Program, topo_order
@@ -34,8 +35,7 @@ def rewrite(prog: Program, rule: Rule) -> Program:
         memo[node.id] = new if new is not None else rebuild(b, node, args)
 
     def remap(items: list[Binding]) -> list[Binding]:
-        return [Binding(bd.name, memo[bd.node.id], bd.kind, bd.span, bd.sources, bd.note)
-                for bd in items]
+        return [replace(bd, node=memo[bd.node.id]) for bd in items]
 
     hints = {}
     for old_id, name in prog.hints.items():
@@ -43,4 +43,5 @@ def rewrite(prog: Program, rule: Rule) -> Program:
             hints.setdefault(memo[old_id].id, name)
     return prog.with_(inputs=remap(prog.inputs), targets=remap(prog.targets),
                       params=remap(prog.params), forward=remap(prog.forward),
+                      states=remap(prog.states), updates=remap(prog.updates),
                       backward=remap(prog.backward), hints=hints)

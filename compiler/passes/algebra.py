@@ -1,4 +1,5 @@
 """Algebraic identities: x*1, 1*x, x+0, 0+x, x-0, 0-x, x/1, --x, x^1, x^0, x^-1, 0*x,
+a reshape to the shape its value has, a reshape undone by the next,
 multiplications by ``ones_like`` that do not change the shape, and a sum of slice
 adjoints (``index_add``) gathered into one buffer.
 
@@ -84,6 +85,12 @@ def _identities(b, node, args):
         (x,) = args
         if x.op == "neg":
             return x.args[0]
+    elif op in ("reshape", "reshape_like"):
+        x = args[0]
+        if _same_shape(x, node):  # a reshape to the shape it has
+            return x
+        if x.op in ("reshape", "reshape_like") and _same_shape(x.args[0], node):
+            return x.args[0]  # there and back: [C] -> [C, 1, 1] -> [C]
     elif op == "pow":
         x, y = args
         if _is(y, 1) and _same_shape(x, node):
