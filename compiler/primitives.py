@@ -313,6 +313,8 @@ def keep_axes(b: Builder, g: Node, node: Node) -> Node:
     axes, keep = node.attr("axis"), node.attr("keepdims")
     if keep or axes is None or g.shape == ():
         return g  # a scalar adjoint broadcasts against anything as it is
+    if tuple(axes) == tuple(range(len(axes))) and len(g.shape) == len(node.shape):
+        return g  # leading axes: NumPy broadcasting puts them back (mean over the batch)
     if len(g.shape) < len(node.shape):
         g = expand(b, g, node)  # lazily broadcast with fewer axes: give it its own first
     return b.op("expand_dims", g, axis=axes)
