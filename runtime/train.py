@@ -47,7 +47,7 @@ from bpc.compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, opt
 
 from . import data as data_mod
 from .errors import UserError
-from .modes import inference_kwargs, initial_state, takes_rng, takes_state
+from .modes import inference_kwargs, initial_state, takes_state, training_kwargs
 from .optimizers import learning_rate, make_optimizer, pack
 
 HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "lr", "seconds"]
@@ -764,14 +764,13 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     buffers = {}
     if "grads" in inspect.signature(module.loss_and_grad).parameters:
         buffers = {"grads": optimizer.grad_buffers}
-    if takes_rng(module):  # training mode draws dropout masks from the run's generator,
-        buffers["rng"] = rng  # whose state every checkpoint records: resume stays exact
-    # A model with state: the run's state (init_state(), then as each step's
-    # loss_and_grad assigns it), evaluated with and checkpointed beside the parameters.
-    # None for a model without: its calls and checkpoints are as they always were.
+    # Training mode draws dropout masks from the run's generator, whose state every
+    # checkpoint records (resume stays exact). A model with state: the run's state
+    # (init_state(), then as each step's loss_and_grad assigns it), evaluated with and
+    # checkpointed beside the parameters; None for a model without, whose calls and
+    # checkpoints are as they always were.
     state = initial_state(module) if takes_state(module) else None
-    if state is not None:
-        buffers["state"] = state
+    buffers.update(training_kwargs(module, state, rng))
     # Training mode changes the generator or the state inside the call: an interruption
     # there must not record them half a step ahead of the parameters.
     moves_inside = "rng" in buffers or state is not None
