@@ -151,6 +151,43 @@ def test_running_statistics_after_k_steps_match_a_hand_computation(iters):
     assert not np.allclose(var, 1.0)  # the statistics moved
 
 
+CONV_FIRST = """model convbn
+input x : [N, 2, 4, 4]
+target t : [N]
+layers x -> y {
+  batchnorm momentum=0.7
+  conv 3 size=3 pad=1; relu
+  flatten
+  dense 3
+}
+loss L = softmax_cross_entropy(y, t)
+"""
+
+
+def test_image_statistics_are_over_every_axis_but_the_channels():
+    """[N, C, H, W]: a channel's mean and variance over examples, rows and columns."""
+    m = module(CONV_FIRST)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 2, 4, 4)) * np.array([1.0, 3.0])[:, None, None] + \
+        np.array([2.0, -1.0])[:, None, None]
+    ds = data.Dataset(train={"x": x, "t": rng.integers(0, 3, 40)}, name="images")
+    result = train(m, ds, Settings(iters=5, batch=8, seed=1, optimizer="sgd",
+                                   opt={"lr": 0.05}), None, quiet=True, log=lambda *_: None)
+    order = np.random.default_rng(1)
+    m.init_params(order)
+    mean, var = np.zeros(2), np.ones(2)
+    perm = order.permutation(40)
+    for i in range(5):  # one epoch
+        xb = x[perm[8 * i:8 * i + 8]]
+        mu = xb.mean(axis=(0, 2, 3))
+        mean = 0.7 * mean + 0.3 * mu
+        var = 0.7 * var + 0.3 * ((xb - mu[:, None, None]) ** 2).mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(result.state["bn1_running_mean"], mean, rtol=1e-12)
+    np.testing.assert_allclose(result.state["bn1_running_var"], var, rtol=1e-12)
+    rows = gradcheck(m, samples=60, batch=4)
+    assert all(r.ok for r in rows), [(r.name, r.max_rel, r.why) for r in rows]
+
+
 @pytest.fixture(scope="module")
 def trained():
     m = module(MLP)
