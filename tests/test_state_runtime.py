@@ -454,6 +454,22 @@ def test_bpc_gradcheck_passes_on_the_example(tmp_path):
     assert "bn1_gamma" in r.stdout and "ok: all 10 gradients match" in r.stdout
 
 
+def test_bpc_gradcheck_fails_on_a_backward_without_the_mean_path(tmp_path):
+    """The classic mistake, made by hand in a generated module: batch norm's backward
+    without the path through the batch mean. ``bpc gradcheck`` of the edited file fails."""
+    _, source = compile_text(MLP, "bnmlp.bp")
+    line = "dL_da1 = np.add(dL_dbn1_xc, dL_dbn1_mu / x.shape[0], out=dL_dbn1_xc)"
+    assert source.count(line) == 1
+    (tmp_path / "good.py").write_text(source)
+    (tmp_path / "bad.py").write_text(source.replace(line, "dL_da1 = dL_dbn1_xc"))
+    r = bpc_cmd("gradcheck", tmp_path / "good.py", "--batch", 6)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = bpc_cmd("gradcheck", tmp_path / "bad.py", "--batch", 6)
+    assert r.returncode == 1, r.stdout + r.stderr
+    failed = next(line for line in r.stdout.splitlines() if line.startswith("FAILED:"))
+    assert "W1" in failed and "b1" in failed and "W2" not in failed, failed
+
+
 def damaged_gradient(m, name, index, by):
     """``m`` whose ``loss_and_grad`` returns one gradient entry off by ``by`` (relative)."""
     bad = types.ModuleType("damaged")
