@@ -89,7 +89,9 @@ class Model(types.ModuleType):
               optimizer=None, seed=None, eval_every=None, out=None, resume=False,
               quiet=False, checkpoint_every=None):
         """Train as ``bpc train`` does; returns the runtime's Result, whose ``params``
-        are the trained parameters and ``history`` a ``History`` of numbers.
+        are the trained parameters, ``state`` the trained state (batch norm's running
+        statistics, what ``predict(params, x, state=...)`` reads; {} for a model without
+        state) and ``history`` a ``History`` of numbers.
         ``data``: a --data string (``"spiral:n=200"``, a .npz/.csv path) or None for the
         spec's data line; ``out``: a run folder for checkpoint.npz and history.csv
         (None: nothing written)."""
@@ -205,18 +207,26 @@ def load(path) -> Model:
 
 
 class Checkpoint(types.SimpleNamespace):
-    """``params`` (name -> array), ``state`` (the optimizer's state), ``history`` (a
-    ``History`` of numbers) and ``meta`` (position, settings) of a checkpoint.npz."""
+    """``params`` (name -> array), ``state`` (the model's state, name -> array: batch
+    norm's running statistics; {} for a model without state), ``opt_state`` (the
+    optimizer's), ``history`` (a ``History`` of numbers) and ``meta`` (position,
+    settings) of a checkpoint.npz."""
 
 
-def load_checkpoint(path) -> Checkpoint:
+def load_checkpoint(path, model=None) -> Checkpoint:
+    """A checkpoint.npz (or the run folder holding it). Given the ``model`` it was
+    trained from, its state is verified against ``model.STATE`` (names, shapes, dtype:
+    a UserError naming the file and the entry otherwise)."""
     from pathlib import Path
 
-    from bpc.runtime.train import History, HISTORY_FIELDS, read_checkpoint
+    from bpc.runtime.train import History, HISTORY_FIELDS, read_checkpoint_file, \
+        verified_state
 
-    params, state, meta, _ = read_checkpoint(Path(path))
-    history = History(dict(zip(HISTORY_FIELDS, row)) for row in meta.get("history", []))
-    return Checkpoint(params=params, state=state, history=history, meta=meta)
+    c = read_checkpoint_file(Path(path))
+    state = c.state if model is None else verified_state(c.path, c.state, model)
+    history = History(dict(zip(HISTORY_FIELDS, row)) for row in c.meta.get("history", []))
+    return Checkpoint(params=c.params, state=state, opt_state=c.opt_state, history=history,
+                      meta=c.meta)
 
 
 def load_ipython_extension(ipython) -> None:

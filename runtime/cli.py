@@ -168,7 +168,7 @@ def _cmd_train(args) -> int:
         title = plot_title(module, settings)
         plot_history(result.history, out / "curves.png", title)
         print(f"wrote {out / 'curves.png'}")
-        if plot_fit(module, result.params, dataset, out / "fit.png", title):
+        if plot_fit(module, result.params, dataset, out / "fit.png", title, result.state):
             print(f"wrote {out / 'fit.png'}")
     return 130 if result.interrupted else 0
 
@@ -313,14 +313,15 @@ def _version() -> str:
 
 
 def _trained(args):
-    """(module, params, arrays, split name) for ``bpc predict`` and ``bpc eval``: the
-    model, the checkpoint's parameters (refused if of another model) and the examples."""
+    """(module, params, state, arrays, split name, data name) for ``bpc predict`` and
+    ``bpc eval``: the model, the checkpoint's parameters and state (refused if of another
+    model, the state verified against the model's STATE) and the examples."""
     from .data import conform, load
     from .loader import load_model
     from .train import checkpoint_params
 
     module = load_model(args.spec)
-    params = checkpoint_params(Path(args.checkpoint), module)
+    params, state = checkpoint_params(Path(args.checkpoint), module, with_state=True)
     config = getattr(module, "CONFIG", {}) or {}
     seed = ((config.get("train") or {}).get("seed") or 0)
     dataset = load(args.data if args.data else config.get("data"), module, seed)
@@ -328,8 +329,8 @@ def _trained(args):
     arrays = dataset.test if split == "test" else dataset.train
     if not arrays:
         raise UserError(f"{dataset.name} has no {split} split", "use --split train")
-    return module, params, conform(arrays, module, f"{split} data ({dataset.name})"), split, \
-        dataset.name
+    return module, params, state, conform(arrays, module, f"{split} data ({dataset.name})"), \
+        split, dataset.name
 
 
 def _cmd_predict(args) -> int:
@@ -338,10 +339,10 @@ def _cmd_predict(args) -> int:
     from .data import batch_axes, example_count
     from .train import output_batch_axis, predict_all
 
-    module, params, arrays, split, name = _trained(args)
+    module, params, state, arrays, split, name = _trained(args)
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
-    with np.errstate(all="ignore"):
-        out = np.asarray(predict_all(module, params, inputs))
+    with np.errstate(all="ignore"):  # inference mode, with the checkpoint's state
+        out = np.asarray(predict_all(module, params, inputs, state=state))
     n = example_count(inputs, batch_axes(module))
     axis = output_batch_axis(module)
     rows = np.moveaxis(out, axis, 0).reshape(n, -1) if axis is not None and out.ndim \
@@ -380,10 +381,10 @@ def _cmd_eval(args) -> int:
     from .data import batch_axes, example_count
     from .train import accuracy, mean_loss, task_kind
 
-    module, params, arrays, split, name = _trained(args)
-    with np.errstate(all="ignore"):
-        loss = mean_loss(module, params, arrays)
-        acc = accuracy(module, params, arrays, task_kind(module, arrays))
+    module, params, state, arrays, split, name = _trained(args)
+    with np.errstate(all="ignore"):  # inference mode, with the checkpoint's state
+        loss = mean_loss(module, params, arrays, state=state)
+        acc = accuracy(module, params, arrays, task_kind(module, arrays), state)
     n = example_count(arrays, batch_axes(module))
     text = f"{args.spec}: {split} split of {name}, {n} examples: loss {loss:.6g}"
     if acc is not None:
@@ -395,21 +396,31 @@ def _cmd_eval(args) -> int:
 def _cmd_params(args) -> int:
     import numpy as np
 
-    from .train import read_checkpoint
+    from .train import read_checkpoint_file
 
-    params, _, meta, _ = read_checkpoint(Path(args.checkpoint))
+    c = read_checkpoint_file(Path(args.checkpoint))
+    params, state, meta = c.params, c.state, c.meta
     where = f"epoch {meta.get('epoch')}, step {meta.get('step')}" if "step" in meta else ""
     total = sum(v.size for v in params.values())
-    print(f"{args.checkpoint}: {len(params)} parameters, {total} numbers"
+    kept = (f"; {len(state)} state entries, {sum(v.size for v in state.values())} numbers "
+            "(not trained)") if state else ""
+    print(f"{args.checkpoint}: {len(params)} parameters, {total} numbers{kept}"
           + (f" ({where})" if where else ""))
-    for k, v in params.items():
-        if v.size <= args.full:
+    # State (batch norm's running statistics) after the parameters, marked: training
+    # updates it, the optimizer never does, and inference reads it.
+    entries = [(k, v, "") for k, v in params.items()] + \
+        [(k, v, " [state, not trained]") for k, v in state.items()]
+    for k, v, mark in entries:
+        if v.size == 0 or v.dtype.kind not in "fiub":
+            print(f"{k} {v.shape}{mark}: {v.dtype.name}, {v.size} values")
+        elif v.size <= args.full:
             body = np.array2string(v, precision=6, suppress_small=True, separator=", ",
                                    max_line_width=88)
-            print(f"{k} {v.shape}:" + ("\n" + body if "\n" in body or v.ndim > 1 else f" {body}"))
+            print(f"{k} {v.shape}{mark}:"
+                  + ("\n" + body if "\n" in body or v.ndim > 1 else f" {body}"))
         else:
-            print(f"{k} {v.shape}: mean {v.mean():.4g}  std {v.std():.4g}  min {v.min():.4g}"
-                  f"  max {v.max():.4g}  |.|_2 {np.linalg.norm(v):.4g}")
+            print(f"{k} {v.shape}{mark}: mean {v.mean():.4g}  std {v.std():.4g}  "
+                  f"min {v.min():.4g}  max {v.max():.4g}  |.|_2 {np.linalg.norm(v):.4g}")
     return 0
 
 
@@ -562,7 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(cmd, parents=[common], help=text)
         p.add_argument("spec", metavar="SPEC_OR_MODULE")
         p.add_argument("--checkpoint", required=True, metavar="FILE",
-                       help="a run's checkpoint.npz (or its folder), from bpc train")
+                       help="a run's checkpoint.npz (or its folder), from bpc train; "
+                            "its parameters, and the state (batch norm's running "
+                            "statistics) inference reads")
         p.add_argument("--data", type=data_flag,
                        help="as for bpc train (default: the spec's data line)")
         p.add_argument("--split", choices=["train", "test"],
@@ -573,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(run=_cmd_predict if cmd == "predict" else _cmd_eval)
 
     p = sub.add_parser("params", parents=[common],
-                       help="the parameters in a checkpoint: values, or shape and summary")
+                       help="the parameters (and state) in a checkpoint: values, or shape "
+                            "and summary")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("--full", type=number(RUNTIME_RANGES["samples"]), default=32, metavar="K",
                    help="print all values of parameters with at most K numbers (default 32)")

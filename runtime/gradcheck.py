@@ -8,6 +8,11 @@ sampled entries were all skipped (or that has no entries) fails with the reason,
 does a loss or gradient that is not finite at the checked point (a NaN compares false
 with everything, so it would otherwise slip through). Because only the contract is used,
 a hand-edited module is checked exactly like a freshly generated one.
+
+Modes: the gradient is that of training mode, so the check is too: dropout's masks are
+held fixed (each evaluation draws the same ones) and batch norm normalizes with the
+batch's statistics; every evaluation starts from its own copy of the same state, so no
+evaluation sees running statistics another one moved.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from bpc.compiler.vocab import RUNTIME_RANGES
 
 from .data import synthetic
 from .errors import UserError
-from .modes import fixed_masks, training_loss
+from .modes import copy_state, fixed_masks, initial_state, takes_state, training_loss
 
 
 @dataclass
@@ -38,8 +43,11 @@ class Row:
 
 
 def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, seed: int = 0,
-              batch: int = 3, data: dict | None = None, params: dict | None = None) -> list[Row]:
-    """Check every gradient of ``module`` at random data and parameters (or those given)."""
+              batch: int = 3, data: dict | None = None, params: dict | None = None,
+              state: dict | None = None) -> list[Row]:
+    """Check every gradient of ``module`` at random data and parameters (or those given),
+    in training mode, from ``state`` (the module's initial state when None), never
+    changing the caller's ``state``."""
     for key, value in (("eps", eps), ("tol", tol), ("samples", samples), ("seed", seed),
                        ("batch", batch)):
         problem = RUNTIME_RANGES[key].problem(value)
@@ -52,14 +60,20 @@ def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, s
         params = {k: np.array(v, dtype=np.float64) for k, v in module.init_params(rng).items()}
         # Move off symmetric points (zero biases, equal weights) that hide mistakes.
         params = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in params.items()}
+    state = (initial_state(module) if state is None else copy_state(state)) \
+        if takes_state(module) else None
     with np.errstate(all="ignore"):
-        # training mode with fixed masks: the same dropout masks in every evaluation
-        _, grads = module.loss_and_grad(params, **data, **fixed_masks(module))
-        return [_check_variable(module, name, g, params, data, eps, tol, samples, rng)
+        # training mode with fixed masks: the same dropout masks in every evaluation,
+        # batch statistics, and a copy of the same state each time
+        kwargs = fixed_masks(module)
+        if state is not None:
+            kwargs["state"] = copy_state(state)
+        _, grads = module.loss_and_grad(params, **data, **kwargs)
+        return [_check_variable(module, name, g, params, data, eps, tol, samples, rng, state)
                 for name, g in grads.items()]
 
 
-def _check_variable(module, name, g, params, data, eps, tol, samples, rng) -> Row:
+def _check_variable(module, name, g, params, data, eps, tol, samples, rng, state) -> Row:
     """One row: up to ``samples`` entries of ``name`` compared with central differences."""
     in_params = name in params
     base = np.array(params[name] if in_params else data[name], dtype=np.float64)
@@ -67,8 +81,8 @@ def _check_variable(module, name, g, params, data, eps, tol, samples, rng) -> Ro
 
     def loss_at(arr):
         if in_params:
-            return training_loss(module, {**params, name: arr}, data)
-        return training_loss(module, params, {**data, name: arr})
+            return training_loss(module, {**params, name: arr}, data, state=state)
+        return training_loss(module, params, {**data, name: arr}, state=state)
 
     def failed(why: str) -> Row:
         return Row(name, tuple(base.shape), 0, 0, math.nan, math.nan, False, why)

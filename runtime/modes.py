@@ -2,8 +2,12 @@
 
 A module whose spec uses ``dropout`` computes ``predict`` and ``loss`` in inference mode
 and ``loss_and_grad(..., rng=...)`` in training mode, drawing its masks from ``rng``
-(docs/DESIGN.md, "Modes"). A v1 module has no ``rng`` argument and nothing here costs
-it anything.
+(docs/DESIGN.md, "Modes"). A module whose spec has ``state`` (batch norm's running
+statistics) has ``STATE`` and ``init_state()``, and every function takes the keyword
+``state``: ``loss_and_grad`` (training mode) normalizes with the batch's statistics and
+assigns the updated running ones into the dict it is given; ``predict`` and ``loss``
+(inference mode) read them. This is the one place the runtime asks a module about its
+modes; a v1 module has neither keyword and nothing here costs it anything.
 """
 
 from __future__ import annotations
@@ -20,15 +24,67 @@ def takes_rng(module) -> bool:
     return "rng" in inspect.signature(module.loss_and_grad).parameters
 
 
+def takes_state(module) -> bool:
+    """Whether the module has state (``STATE``, ``init_state``, the keyword ``state``)."""
+    return getattr(module, "STATE", None) is not None
+
+
+def initial_state(module) -> dict:
+    """The state a run starts from (``module.init_state()``); {} for a module without."""
+    if not takes_state(module):
+        return {}
+    return {k: np.array(v, dtype=module.DTYPE) for k, v in module.init_state().items()}
+
+
+def copy_state(state: dict | None) -> dict | None:
+    """A copy whose arrays are the caller's no longer: training on it moves nothing of
+    theirs."""
+    return None if state is None else {k: np.array(v, copy=True) for k, v in state.items()}
+
+
+def _state_or_initial(module, state):
+    return initial_state(module) if state is None else state
+
+
+def inference_kwargs(module, state: dict | None = None) -> dict:
+    """Keyword arguments of a ``predict``/``loss`` call (inference mode) reading ``state``
+    (the module's initial state when None); {} for a module without state."""
+    if not takes_state(module):
+        return {}
+    return {"state": _state_or_initial(module, state)}
+
+
+def training_kwargs(module, state: dict | None = None, rng=None) -> dict:
+    """Keyword arguments of a ``loss_and_grad`` call (training mode): ``state`` (the dict
+    the call updates in place; a fresh initial state when None) and ``rng`` (the masks'
+    generator; a generator of MASK_SEED when None) for a module that takes them."""
+    kwargs = {}
+    if takes_state(module):
+        kwargs["state"] = _state_or_initial(module, state)
+    if takes_rng(module):
+        kwargs["rng"] = np.random.default_rng(MASK_SEED) if rng is None else rng
+    return kwargs
+
+
 def fixed_masks(module, seed: int = MASK_SEED) -> dict:
     """Keyword arguments for one ``loss_and_grad`` call drawing the masks of ``seed``:
-    a new generator each call, so every call draws the same masks ({} for a v1 module)."""
-    return {"rng": np.random.default_rng(seed)} if takes_rng(module) else {}
+    a new generator each call, so every call draws the same masks ({} for a v1 module).
+    A module with state also gets a fresh initial state (a throwaway copy)."""
+    kwargs = {"rng": np.random.default_rng(seed)} if takes_rng(module) else {}
+    if takes_state(module):
+        kwargs["state"] = initial_state(module)
+    return kwargs
 
 
-def training_loss(module, params, data: dict, seed: int = MASK_SEED) -> float:
-    """The loss in training mode with the masks of ``seed`` (``loss`` itself for a module
-    without modes): what finite differences of ``loss_and_grad``'s gradient compare with."""
-    if takes_rng(module):
-        return float(module.loss_and_grad(params, **data, **fixed_masks(module, seed))[0])
+def training_loss(module, params, data: dict, seed: int = MASK_SEED,
+                  state: dict | None = None) -> float:
+    """The loss in training mode with the masks of ``seed`` and batch statistics
+    (``loss`` itself for a module without modes): what finite differences of
+    ``loss_and_grad``'s gradient compare with. The call runs on a *copy* of ``state``
+    (the initial state when None): evaluating a loss never moves the running statistics."""
+    if takes_rng(module) or takes_state(module):
+        kwargs = fixed_masks(module, seed)
+        if takes_state(module) and state is not None:
+            kwargs["state"] = copy_state(state)
+        return float(module.loss_and_grad(params, **data, **kwargs)[0])
     return float(module.loss(params, **data))

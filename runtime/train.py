@@ -16,6 +16,11 @@ leaves neither a lost, a duplicated nor a partial row. The checkpoint also recor
 the run is (parameter shapes, dtype, settings, a hash of the data, the loss at
 initialization), and a resume that would continue another run is refused, naming what
 differs. The run folder is locked while a run uses it.
+
+A model with state (batch norm's running statistics; ``module.STATE``) starts from
+``module.init_state()``; every training step updates it (``loss_and_grad(..., state=)``),
+evaluation reads it (inference mode), and the checkpoint holds it as ``state/NAME``
+beside the parameters, read back verified against ``STATE``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from bpc.compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, opt
 
 from . import data as data_mod
 from .errors import UserError
-from .modes import takes_rng
+from .modes import inference_kwargs, initial_state, takes_state, training_kwargs
 from .optimizers import learning_rate, make_optimizer, pack
 
 HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "lr", "seconds"]
@@ -165,6 +170,9 @@ class Result:
     seconds: float
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)  # a run that learned nothing, and why
+    # The trained state (name -> array; {} for a model without state): what predict and
+    # loss read in inference mode, ``model.predict(result.params, x, state=result.state)``.
+    state: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -191,24 +199,28 @@ def task_kind(module, targets: dict[str, np.ndarray]) -> tuple[str, str] | None:
     return None
 
 
-def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048):
+def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048,
+                state: dict | None = None):
     """``predict`` over every example, ``chunk`` examples at a time along the inputs'
     batch axis, the parts joined along the output's (CONFIG's ``output_shape`` says where
     it is). In one call when there is nothing to chunk, the output's layout is unknown, or
     the model couples examples (the first two chunks predicted together differ from
-    their parts, as with a mean over the batch): chunks must not change the answer."""
+    their parts, as with a mean over the batch): chunks must not change the answer.
+    Inference mode, reading ``state`` (a model with state: its initial state when None)."""
+    kw = inference_kwargs(module, state)
     axes = data_mod.batch_axes(module)
     n = data_mod.example_count(inputs, axes)
     out_axis = output_batch_axis(module)
     if n <= chunk or out_axis is None or not any(k in axes for k in inputs):
-        return module.predict(params, **inputs)
+        return module.predict(params, **inputs, **kw)
     parts = [np.asarray(module.predict(params, **data_mod.examples(
-        inputs, axes, slice(i, i + chunk)))) for i in range(0, n, chunk)]
-    joined = module.predict(params, **data_mod.examples(inputs, axes, slice(0, 2 * chunk)))
+        inputs, axes, slice(i, i + chunk)), **kw)) for i in range(0, n, chunk)]
+    joined = module.predict(params, **data_mod.examples(inputs, axes, slice(0, 2 * chunk)),
+                            **kw)
     first_two = np.concatenate(parts[:2], axis=out_axis)
     if np.shape(joined) != first_two.shape or not np.allclose(joined, first_two,
                                                                 rtol=1e-6, atol=1e-12):
-        return module.predict(params, **inputs)
+        return module.predict(params, **inputs, **kw)
     return np.concatenate(parts, axis=out_axis)
 
 
@@ -223,12 +235,13 @@ def output_batch_axis(module) -> int | None:
     return list(shape).index(dim)
 
 
-def accuracy(module, params, arrays: dict[str, np.ndarray], kind) -> float | None:
+def accuracy(module, params, arrays: dict[str, np.ndarray], kind,
+             state: dict | None = None) -> float | None:
     if kind is None or not arrays:
         return None
     how, name = kind
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
-    y = np.asarray(predict_all(module, params, inputs))
+    y = np.asarray(predict_all(module, params, inputs, state=state))
     t = arrays[name]
     if how == "labels":
         return float(np.mean(np.argmax(y, axis=-1) == t))
@@ -247,28 +260,31 @@ def threshold_of(module) -> float:
     return float(config.get("threshold", 0.5))
 
 
-def mean_loss(module, params, arrays, batch: int = 2048) -> float:
+def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = None) -> float:
     """The spec's loss over all of ``arrays``, evaluated ``batch`` examples at a time
     along the batch axis. Chunks combine by their size-weighted mean for a loss that
     averages over examples (mse, cross-entropies) and by their sum for one that adds
     them up (sse, least_squares); the spec does not say which, so the first two chunks
     are also evaluated together to find out, and a loss that is neither (or where the
-    two cannot be told apart) is evaluated in one call."""
+    two cannot be told apart) is evaluated in one call. Inference mode, reading ``state``
+    (a model with state: its initial state when None)."""
+    kw = inference_kwargs(module, state)
     axes = data_mod.batch_axes(module)
     n = data_mod.example_count(arrays, axes)
     if n <= batch:
-        return float(module.loss(params, **arrays)) if n else 0.0
-    parts = [(float(module.loss(params, **b)), data_mod.example_count(b, axes))
+        return float(module.loss(params, **arrays, **kw)) if n else 0.0
+    parts = [(float(module.loss(params, **b, **kw)), data_mod.example_count(b, axes))
              for b in data_mod.batches(arrays, batch, None, axes)]
     (la, ma), (lb, mb) = parts[:2]
-    joined = float(module.loss(params, **data_mod.examples(arrays, axes, slice(0, ma + mb))))
+    joined = float(module.loss(params, **data_mod.examples(arrays, axes, slice(0, ma + mb)),
+                               **kw))
     as_mean, as_sum = (la * ma + lb * mb) / (ma + mb), la + lb
     if not math.isclose(as_mean, as_sum, rel_tol=1e-6, abs_tol=1e-12):
         if math.isclose(joined, as_mean, rel_tol=1e-6, abs_tol=1e-12):
             return sum(v * m for v, m in parts) / n
         if math.isclose(joined, as_sum, rel_tol=1e-6, abs_tol=1e-12):
             return sum(v for v, _ in parts)
-    return float(module.loss(params, **arrays))
+    return float(module.loss(params, **arrays, **kw))
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -289,10 +305,13 @@ def write_atomic(path: Path, write) -> None:
 
 
 def save_checkpoint(path: Path, params, optimizer, position: dict, rng_now, order=None,
-                    history: list[dict] | None = None, run: dict | None = None) -> None:
-    """The run's state: parameters and optimizer state by name, the position, the
-    generator now, the order of the epoch under way (drawn as it began) and the history."""
+                    history: list[dict] | None = None, run: dict | None = None,
+                    state: dict | None = None) -> None:
+    """The run's state: parameters and optimizer state by name, the model's state
+    (``state/NAME``, only for a model with state), the position, the generator now, the
+    order of the epoch under way (drawn as it began) and the history."""
     arrays = {f"param/{k}": v for k, v in params.items()}
+    arrays.update({f"state/{k}": v for k, v in (state or {}).items()})
     arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
     if order is not None:
         arrays["order"] = order
@@ -306,6 +325,25 @@ def read_checkpoint(path: Path, missing_hint: str = "give the checkpoint.npz of 
                     "(bpc train writes it into its --out folder)"):
     """(params, optimizer state, meta, order) of a checkpoint file, whatever the model;
     every problem a UserError naming the file."""
+    c = read_checkpoint_file(path, missing_hint)
+    return c.params, c.opt_state, c.meta, c.order
+
+
+@dataclass
+class CheckpointFile:
+    """What a checkpoint file holds, as read (``state`` unverified: see ``verified_state``)."""
+    path: Path  # the file itself (a run folder given: its checkpoint.npz)
+    params: dict
+    opt_state: dict
+    state: dict  # the model's state, ``state/NAME`` entries ({} for a model without)
+    meta: dict
+    order: np.ndarray | None
+
+
+def read_checkpoint_file(path: Path, missing_hint: str = "give the checkpoint.npz of a run "
+                         "(bpc train writes it into its --out folder)") -> CheckpointFile:
+    """Everything in a checkpoint file, whatever the model; every problem a UserError
+    naming the file."""
     path = Path(path)
     if not os.path.lexists(path):
         raise UserError(f"{path}: no such checkpoint", missing_hint)
@@ -322,26 +360,85 @@ def read_checkpoint(path: Path, missing_hint: str = "give the checkpoint.npz of 
             params = {k[6:]: f[k].copy() for k in f.files if k.startswith("param/")}
             opt_state = {k[4:]: f[k].copy() for k in f.files if k.startswith("opt/")}
             order = f["order"].copy() if "order" in f.files else None
+            state = {k[6:]: f[k].copy() for k in f.files if k.startswith("state/")}
+            if not isinstance(meta, dict):
+                raise ValueError("its meta entry is not a JSON object")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})",
                         "it is damaged or not from bpc; train without --resume (or into a "
                         "new --out folder)") from None
-    return params, opt_state, meta, order
+    return CheckpointFile(path, params, opt_state, state, meta, order)
+
+
+STATE_HINT = ("the checkpoint is damaged or of another model; give the checkpoint of a "
+              "run of this spec (or train again)")
+
+
+def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
+                   ) -> dict[str, np.ndarray]:
+    """The model's state from a checkpoint's ``state/NAME`` entries, checked against
+    ``module.STATE``: the same names, each of its declared shape, a floating dtype (the
+    module's own with ``exact_dtype``, as a resume needs) and finite values. Any problem
+    is a UserError naming the checkpoint file and the entry. {} for a model without
+    state (whose checkpoint must hold none)."""
+    if not takes_state(module):
+        if state:
+            raise UserError(f"{path} holds state entries ({', '.join(sorted(state))}) but "
+                            "the model has no state", STATE_HINT)
+        return {}
+    expected = {k: tuple(v) for k, v in module.STATE.items()}
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise UserError(f"{path} lacks the state entr{'ies' if len(missing) > 1 else 'y'} "
+                        + ", ".join(f"'state/{k}'" for k in missing)
+                        + f" (the model's STATE: {', '.join(expected)})", STATE_HINT)
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise UserError(f"{path} has the state entr{'ies' if len(extra) > 1 else 'y'} "
+                        + ", ".join(f"'state/{k}'" for k in extra)
+                        + f", which the model does not have (its STATE: "
+                        f"{', '.join(expected)})", STATE_HINT)
+    dtype = np.dtype(module.DTYPE)
+    out = {}
+    for k, shape in expected.items():
+        v = state[k]
+        if all(isinstance(d, int) for d in shape) and v.shape != shape:
+            raise UserError(f"{path}: the state entry 'state/{k}' has shape {v.shape}, the "
+                            f"model's STATE says {shape}", STATE_HINT)
+        if v.dtype.kind != "f" or exact_dtype and v.dtype != dtype:
+            raise UserError(f"{path}: the state entry 'state/{k}' is {v.dtype.name}, the "
+                            f"model computes in {dtype.name}", STATE_HINT)
+        if not np.all(np.isfinite(v)):
+            raise UserError(f"{path}: the state entry 'state/{k}' has values that are not "
+                            "finite", STATE_HINT)
+        out[k] = v.astype(dtype, copy=False)
+    return out
 
 
 def load_checkpoint(path: Path, module):
-    params, opt_state, meta, order = read_checkpoint(
-        path, "train without --resume first, or give the --out folder of a run")
-    if set(params) != set(module.PARAMS):
-        raise UserError(f"{path} was written for other parameters "
-                        f"({', '.join(sorted(params))})", "use a new --out folder")
-    return params, opt_state, meta, order
+    """(params, optimizer state, meta, order, state) of the checkpoint a resume continues:
+    the parameters' names and the state (verified) must be the model's."""
+    c = read_checkpoint_file(path, "train without --resume first, or give the --out folder "
+                             "of a run")
+    if set(c.params) != set(module.PARAMS):
+        raise UserError(f"{c.path} was written for other parameters "
+                        f"({', '.join(sorted(c.params))})", "use a new --out folder")
+    state = verified_state(c.path, c.state, module, exact_dtype=True)
+    return c.params, c.opt_state, c.meta, c.order, state
 
 
-def checkpoint_params(path: Path, module) -> dict[str, np.ndarray]:
+def checkpoint_state(path: Path, module) -> dict[str, np.ndarray]:
+    """The trained state of ``module`` from a checkpoint, verified ({} without state)."""
+    c = read_checkpoint_file(path)
+    return verified_state(c.path, c.state, module)
+
+
+def checkpoint_params(path: Path, module, with_state: bool = False):
     """The trained parameters of ``module`` from a checkpoint (``bpc predict``/``eval``):
-    refused, naming what differs, when the checkpoint is of another model."""
-    params, _, _, _ = read_checkpoint(path)
+    refused, naming what differs, when the checkpoint is of another model. With
+    ``with_state``, (params, state), the state verified against the model's STATE."""
+    c = read_checkpoint_file(path)
+    path, params = c.path, c.params
     expected = {k: tuple(v) for k, v in module.PARAMS.items()}
     if set(params) != set(expected):
         raise UserError(f"{path} is a checkpoint of another model: its parameters are "
@@ -353,7 +450,10 @@ def checkpoint_params(path: Path, module) -> dict[str, np.ndarray]:
             raise UserError(f"{path} is a checkpoint of another model: its parameter {k} "
                             f"has shape {params[k].shape}, the model's {shape}",
                             "give the checkpoint of a run of this spec")
-    return {k: v.astype(module.DTYPE, copy=False) for k, v in params.items()}
+    params = {k: v.astype(module.DTYPE, copy=False) for k, v in params.items()}
+    if with_state:
+        return params, verified_state(path, c.state, module)
+    return params
 
 
 def is_permutation(order, n: int) -> bool:
@@ -664,8 +764,16 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     buffers = {}
     if "grads" in inspect.signature(module.loss_and_grad).parameters:
         buffers = {"grads": optimizer.grad_buffers}
-    if takes_rng(module):  # training mode draws dropout masks from the run's generator,
-        buffers["rng"] = rng  # whose state every checkpoint records: resume stays exact
+    # Training mode draws dropout masks from the run's generator, whose state every
+    # checkpoint records (resume stays exact). A model with state: the run's state
+    # (init_state(), then as each step's loss_and_grad assigns it), evaluated with and
+    # checkpointed beside the parameters; None for a model without, whose calls and
+    # checkpoints are as they always were.
+    state = initial_state(module) if takes_state(module) else None
+    buffers.update(training_kwargs(module, state, rng))
+    # Training mode changes the generator or the state inside the call: an interruption
+    # there must not record them half a step ahead of the parameters.
+    moves_inside = "rng" in buffers or state is not None
     n_test = data_mod.example_count(test_arrays, axes)
     eval_every = settings.eval_every or auto_eval_every(n, n_test, settings.batch,
                                                         steps_per_epoch)
@@ -675,15 +783,18 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     order, drawn = None, False
     # The reference for divergence: the loss at the start, over minibatches of the training
     # size (a loss that sums over its batch is compared like with like).
-    start_loss = running = _full_loss(module, params, train_arrays, settings.batch)
+    start_loss = running = _full_loss(module, params, train_arrays, settings.batch, state)
     history: list[dict] = []
     run = run_identity(module, settings, optimizer, params, train_arrays, test_arrays) \
         if out is not None else None
+    if run is not None and state is not None:
+        run["state"] = {k: list(v.shape) for k, v in state.items()}
     # Ctrl-C deferred first: it cannot land between locking the folder and unlocking it.
     with DeferredInterrupt() as stop, \
             (RunFolder(out) if out is not None else _NoFolder()) as folder:
         if resume:
-            saved, opt_state, meta, saved_order = load_checkpoint(folder.checkpoint, module)
+            saved, opt_state, meta, saved_order, saved_state = load_checkpoint(
+                folder.checkpoint, module)
             if meta.get("optimizer") != optimizer.name:
                 raise UserError(f"the checkpoint was trained with {meta.get('optimizer')}, "
                                 f"not {optimizer.name}", "resume with the same --optimizer")
@@ -699,6 +810,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 log(note)
             for k in params:
                 params[k][...] = saved[k]
+            if state is not None:  # the same dict: loss_and_grad's state= keeps it
+                state.update({k: v.copy() for k, v in saved_state.items()})
             optimizer.load_state_dict(opt_state)
             epoch, batch_index, step = meta["epoch"], meta["batch_index"], meta["step"]
             loss_sum, seen = meta["loss_sum"], meta["seen"]
@@ -741,7 +854,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             if folder.checkpoint is None or not final and now < save_due:
                 return
             save_checkpoint(folder.checkpoint, params, optimizer, snapshot(),
-                            rng.bit_generator.state, order if drawn else None, history, run)
+                            rng.bit_generator.state, order if drawn else None, history, run,
+                            state)
             end = time.monotonic()
             save_due = end + max(checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
 
@@ -785,6 +899,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                     b = data_mod.batch_at(train_arrays, axes, order, settings.batch, i)
                     lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs) \
                         if scheduled else optimizer.lr
+                    if moves_inside:
+                        dirty = True
                     value, grads = module.loss_and_grad(params, **b, **buffers)
                     optimizer.gather(grads)
                     if not math.isfinite(value):
@@ -827,9 +943,10 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 if (epoch + 1) % eval_every == 0 or step >= total_steps:
                     seconds = time.perf_counter() - row_start
                     lr_now = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
-                    train_acc = accuracy(module, params, train_arrays, kind)
-                    test_acc = accuracy(module, params, test_arrays, kind)
-                    test_loss = mean_loss(module, params, test_arrays) if test_arrays else None
+                    train_acc = accuracy(module, params, train_arrays, kind, state)
+                    test_acc = accuracy(module, params, test_arrays, kind, state)
+                    test_loss = mean_loss(module, params, test_arrays, state=state) \
+                        if test_arrays else None
                     row = _history_row(epoch + 1, step, loss_sum / max(seen, 1), train_acc,
                                        test_acc, test_loss, lr_now, seconds)
                 dirty = True
@@ -867,9 +984,9 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         finally:
             errstate.__exit__(None, None, None)
     notes = [] if interrupted or not history else _final_notes(
-        module, params, train_arrays, start_loss, history[-1], kind, settings.batch)
+        module, params, train_arrays, start_loss, history[-1], kind, settings.batch, state)
     return Result(params, history, epoch, step, time.perf_counter() - start_time, interrupted,
-                  notes)
+                  notes, state if state is not None else {})
 
 
 class _NoFolder:
@@ -908,16 +1025,17 @@ def _old_history(path: Path, epoch: int) -> list[dict]:
     return rows
 
 
-def _full_loss(module, params, arrays, batch: int) -> float | None:
-    """The mean minibatch loss over all of ``arrays``, None when it is not finite."""
+def _full_loss(module, params, arrays, batch: int, state=None) -> float | None:
+    """The mean minibatch loss over all of ``arrays`` (inference mode, reading ``state``),
+    None when it is not finite."""
     with np.errstate(all="ignore"):
-        value = float(mean_loss(module, params, arrays, batch))
+        value = float(mean_loss(module, params, arrays, batch, state))
     return value if math.isfinite(value) else None
 
 
 def _final_notes(module, params, train_arrays, start_loss, last: dict, kind,
-                 batch: int) -> list[str]:
-    end = _full_loss(module, params, train_arrays, batch)
+                 batch: int, state=None) -> list[str]:
+    end = _full_loss(module, params, train_arrays, batch, state)
     acc = float(last["train_acc"]) if last.get("train_acc") else None
     if end is None:
         return []
@@ -993,7 +1111,8 @@ def plot_history(history: list[dict], path: Path, title: str | None = None) -> N
     plt.close(fig)
 
 
-def plot_fit(module, params, dataset, path: Path, title: str | None = None) -> bool:
+def plot_fit(module, params, dataset, path: Path, title: str | None = None,
+             state: dict | None = None) -> bool:
     """What a learner wants to see of a small model over its data: the decision regions
     of a classifier of 2-D points, or the fitted curve of a regression of one number on
     one number. False (nothing written) for any other model."""
@@ -1013,7 +1132,7 @@ def plot_fit(module, params, dataset, path: Path, title: str | None = None) -> b
             lo, hi = x.min(axis=0) - pad, x.max(axis=0) + pad
             g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
             grid = np.stack([g0.ravel(), g1.ravel()], axis=1).astype(module.DTYPE)
-            out = np.asarray(predict_all(module, params, {xname: grid}))
+            out = np.asarray(predict_all(module, params, {xname: grid}, state=state))
             region = _class_of(module, out, kind, predicted=True).reshape(g0.shape)
             fig, ax = plt.subplots(figsize=(5.5, 5))
             k = int(max(labels.max(), region.max())) + 1
@@ -1030,7 +1149,7 @@ def plot_fit(module, params, dataset, path: Path, title: str | None = None) -> b
             ax.set_title("decision regions over the training data")
         elif x.shape[1] == 1 and kind is None and t.size == len(x):
             xs = np.linspace(x.min(), x.max(), 400).reshape(-1, 1).astype(module.DTYPE)
-            out = np.asarray(predict_all(module, params, {xname: xs}))
+            out = np.asarray(predict_all(module, params, {xname: xs}, state=state))
             if out.size != len(xs):
                 return False
             fig, ax = plt.subplots(figsize=(6, 4))
