@@ -41,8 +41,9 @@ def new_state(prog: Program, feeds, params, state: dict | None = None,
     (``momentum * running + (1 - momentum) * batch_statistic``), the others as given.
     Empty for a program without state; an inference program updates nothing."""
     state = initial_state(prog) if state is None else state
-    values = evaluate_nodes(prog, feeds, params, [bd.node for bd in prog.updates], rng,
-                            state)
+    # the whole forward pass first: random draws come in the order the module makes them
+    roots = [bd.node for bd in prog.forward + prog.updates]
+    values = evaluate_nodes(prog, feeds, params, roots, rng, state)
     out = {bd.name: np.asarray(state[bd.name]) for bd in prog.states}
     out.update({bd.name: values[bd.node.id] for bd in prog.updates})
     return out
