@@ -226,11 +226,13 @@ def _row(prog: Program, row: int, seed: int, module, rows: int = 1) -> tuple[dic
 
 # -- the trace ---------------------------------------------------------------------------
 
-def textbook_module(prog: Program) -> types.ModuleType:
-    """The spec's generated module in the textbook style, in memory."""
+def textbook_module(prog: Program, inference: Program | None = None) -> types.ModuleType:
+    """The spec's generated module in the textbook style, in memory (with ``inference``,
+    the inference-mode program, its ``predict`` and ``loss`` as compiled; without, all
+    in ``prog``'s mode: enough for ``loss_and_grad``)."""
     from bpc.compiler.codegen import generate
 
-    source = generate(prog, prog.path, style="textbook")
+    source = generate(prog, prog.path, style="textbook", inference=inference)
     module = types.ModuleType(f"bpc_{prog.name}_textbook")
     module.__file__ = prog.path
     exec(compile(source, f"<bpc textbook code for {prog.name}>", "exec"),  # noqa: S102
