@@ -201,24 +201,26 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
 
 
 def _row(prog: Program, row: int, seed: int, module, rows: int = 1) -> tuple[dict, str]:
-    from .data import load
+    """Rows ``row`` … ``row + rows - 1`` of the spec's training data, as training sees
+    them (conformed to the module: labels as one-hot rows where the spec wants them,
+    along each array's batch axis)."""
+    from .data import batch_axes, conform, example_count, examples, load
 
     config = getattr(module, "CONFIG", {}) or {}
     if not config.get("data"):
         raise UserError(f"--row: {prog.name} has no 'data' line to take a row from",
                         "give the point with --at NAME=VALUE instead")
-    data = load(config["data"], module, seed).train
-    feeds = {}
-    for bd in prog.inputs + prog.targets:
-        if bd.name not in data:
-            continue
-        arr = np.asarray(data[bd.name])
-        if row < 0 or row + rows > len(arr):
-            raise UserError(f"--row {row}: the data has rows 0 to {len(arr) - 1}"
-                            + ("" if rows == 1 else f"; a batch of {rows} from row K "
-                               f"(batch_norm normalizes over the batch) needs K from 0 "
-                               f"to {len(arr) - rows}"))
-        feeds[bd.name] = arr[row:row + rows]
+    data = conform(load(config["data"], module, seed).train, module, "the spec's data")
+    axes = batch_axes(module)
+    count = example_count(data, axes)
+    if row < 0 or row + rows > count:
+        raise UserError(f"--row {row}: the data has rows 0 to {count - 1}"
+                        + ("" if rows == 1 else f"; a batch of {rows} from row K "
+                           f"(batch_norm normalizes over the batch) needs K from 0 "
+                           f"to {count - rows}"))
+    picked = examples(data, axes, slice(row, row + rows))
+    feeds = {bd.name: picked[bd.name] for bd in prog.inputs + prog.targets
+             if bd.name in picked}
     if rows > 1:
         return feeds, f"rows {row} to {row + rows - 1} of the spec's data"
     return feeds, f"row {row} of the spec's data"
