@@ -150,8 +150,9 @@ def format_table(rows: list[dict]) -> str:
         return _columns(lines)
     out = ["batch_norm in training mode: each feature normalized with this batch's own "
            "mean and variance", "", _columns(lines), "",
-           "* batch norm, per feature (axis 1, over the batch): the largest |mean| and the "
-           "range of", "  standard deviations of the features going in and coming out"]
+           "* batch norm, per feature (axis 1, over the batch and an image's pixels): the "
+           "largest |mean|", "  and the range of standard deviations of the features going "
+           "in and coming out"]
 
     def spread(side, digits):
         if side is None:

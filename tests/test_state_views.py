@@ -504,3 +504,29 @@ def test_cli_on_batch_norm_spec_errors_are_located(specs, tmp_path):
     assert "'bn1_running_mean' is not an input, target or parameter" in r.stderr
     with pytest.raises(UserError):
         point(program_from_file(specs["bn_tiny"]), parse_at("x=[[1,2,3]]"))
+
+
+def test_views_of_batch_norm_over_images(tmp_path):
+    """[N, C, H, W]: each channel normalized over the batch and its pixels."""
+    spec = tmp_path / "conv_bn.bp"
+    spec.write_text("model conv_bn\ninput x : [N, 1, 8, 8]\ntarget t : [N, 10]\n"
+                    "layers x -> y {\n  conv 4 size=3 pad=1; batchnorm; relu; maxpool 2; "
+                    "flatten; dense 10\n}\nloss L = softmax_cross_entropy(y, t)\n")
+    prog = program_from_file(spec)
+    values = {name: act for name, act, _ in layer_values(prog, batch=20, seed=1)}
+    a1, bn1 = values["a1"], values["bn1"]
+    mean, var = a1.mean(axis=(0, 2, 3)), a1.var(axis=(0, 2, 3))
+    want = (a1 - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-6)
+    assert np.allclose(bn1, want, rtol=1e-10, atol=1e-12)
+    row = next(r for r in layer_stats(prog, batch=20, seed=1) if r["layer"] == "bn1")
+    std_in = a1.std(axis=(0, 2, 3))
+    assert row["batch_norm"]["in"]["std_min"] == pytest.approx(std_in.min())
+    assert row["batch_norm"]["in"]["std_max"] == pytest.approx(std_in.max())
+    assert row["batch_norm"]["out"]["std_min"] > 0.999
+    feeds, params, where = point(prog)
+    assert feeds["x"].shape == (BATCH_ROWS, 1, 8, 8) and where.startswith("a batch of 4")
+    v = _values(trace(prog, feeds, params))
+    assert v["bn1_mu"].shape == (4,) and np.allclose(
+        v["bn1_running_var+"], 0.9 + 0.1 * v["a1"].var(axis=(0, 2, 3)))
+    text = dot(build(program_from_file(spec, stage="ir"), feeds, params))
+    assert re.findall(r'\[label="([^"]*)", shape=circle\]', text).count("batchnorm") == 1
