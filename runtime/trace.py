@@ -162,8 +162,9 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
         bd = leaves.get(name)
         shape = bd.node.shape if bd is not None and bd.kind != "param" else ()
         value = np.asarray(value)
-        if shape and isinstance(shape[0], str) and value.ndim == len(shape):
-            rows = value.shape[0]
+        if shape and isinstance(shape[0], str) and value.ndim in (len(shape) - 1,
+                                                                   len(shape)):
+            rows = value.shape[0] if value.ndim == len(shape) else 1  # else one example
             break
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
@@ -197,6 +198,9 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
     if at:
         where = ", ".join(f"{k}={summarize(v, 6)}" for k, v in at.items()) + \
             ("" if row is None else f" ({where})")
+    if prog.updates and rows == 1 and feeds:
+        where += (" (one example: batch_norm's batch statistics over it normalize every "
+                  "value to 0; give several rows, e.g. x=[[…],[…]])")
     return feeds, params, where
 
 

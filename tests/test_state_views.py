@@ -303,6 +303,8 @@ def test_trace_rows_and_batches_of_a_batch_norm_spec(specs, tmp_path):
     prog = program_from_file(specs["bn_tiny"])
     feeds, _, where = point(prog, parse_at("x=[[1,2],[3,4],[5,7]]"))
     assert feeds["x"].shape == (3, 2) and feeds["t"].shape == (3, 2)
+    feeds, _, where = point(prog, parse_at("x=[1,2]"))  # one example: said so
+    assert feeds["x"].shape == (1, 2) and "normalize every value to 0" in where
     # a spec without state is traced at one example, as before
     prog = program_from_file(REPO / "specs" / "digits.bp")
     feeds, _, where = point(prog)
