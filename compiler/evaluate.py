@@ -2,6 +2,12 @@
 
 Used to test elaboration, autodiff and every pass without code generation, and later as
 the other side of differential tests (IR evaluator vs generated module).
+
+State (batch norm's running statistics) is given like parameters, by name: ``state=``,
+by default every state's initial value (``initial_state``, the formula of the generated
+``init_state()``). An inference program reads it; a training program only updates it,
+and ``new_state`` gives the values its updates compute (what ``loss_and_grad`` assigns
+into the caller's ``state``).
 """
 
 from __future__ import annotations
@@ -13,19 +19,45 @@ from .primitives import PRIMITIVES
 
 
 def evaluate(prog: Program, feeds: dict[str, np.ndarray], params: dict[str, np.ndarray],
-             names: list[str] | None = None, rng=None) -> dict[str, np.ndarray]:
+             names: list[str] | None = None, rng=None,
+             state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Values of the named bindings (default: every forward and backward binding)."""
     wanted = [bd for bd in prog.forward + prog.backward if names is None or bd.name in names]
-    values = evaluate_nodes(prog, feeds, params, [bd.node for bd in wanted], rng)
+    values = evaluate_nodes(prog, feeds, params, [bd.node for bd in wanted], rng, state)
     return {bd.name: values[bd.node.id] for bd in wanted}
 
 
-def evaluate_nodes(prog: Program, feeds, params, roots, rng=None) -> dict[int, np.ndarray]:
+def initial_state(prog: Program) -> dict[str, np.ndarray]:
+    """Every state's initial value (zeros, ones, a constant), as ``init_state()``."""
+    from .inits import sample
+
+    return {bd.name: sample(prog.inits[bd.name], bd.node.shape, None, prog.dtype)
+            for bd in prog.states}
+
+
+def new_state(prog: Program, feeds, params, state: dict | None = None,
+              rng=None) -> dict[str, np.ndarray]:
+    """The state after one training-mode evaluation: each updated state's new value
+    (``momentum * running + (1 - momentum) * batch_statistic``), the others as given.
+    Empty for a program without state; an inference program updates nothing."""
+    state = initial_state(prog) if state is None else state
+    # the whole forward pass first: random draws come in the order the module makes them
+    roots = [bd.node for bd in prog.forward + prog.updates]
+    values = evaluate_nodes(prog, feeds, params, roots, rng, state)
+    out = {bd.name: np.asarray(state[bd.name]) for bd in prog.states}
+    out.update({bd.name: values[bd.node.id] for bd in prog.updates})
+    return out
+
+
+def evaluate_nodes(prog: Program, feeds, params, roots, rng=None,
+                   state: dict | None = None) -> dict[int, np.ndarray]:
     """The value of every node needed for ``roots``, by node id. Random draws (dropout's
     masks, in training mode) come from ``rng``, by default a generator seeded with 0 made
-    for this call, so every evaluation draws the same masks."""
+    for this call, so every evaluation draws the same masks. States take their values
+    from ``state`` (default: their initial values)."""
     values: dict[int, np.ndarray] = {}
     dtype = np.dtype(prog.dtype)
+    _state_values(prog, state, values)
     for bd in prog.inputs + prog.targets:
         if bd.name in feeds:
             raw = feeds[bd.name]
@@ -77,10 +109,11 @@ def initial_params(prog: Program, rng: np.random.Generator) -> dict[str, np.ndar
             for bd in prog.params}
 
 
-def kink_distance(prog: Program, feeds, params) -> float:
+def kink_distance(prog: Program, feeds, params, state: dict | None = None) -> float:
     """How close this point is to a kink of any forward op (inf when all are smooth)."""
-    values = {}
+    values: dict[int, np.ndarray] = {}
     dtype = np.dtype(prog.dtype)
+    _state_values(prog, state, values)
     for bd in prog.inputs + prog.targets:
         raw = feeds.get(bd.name, prog.defaults.get(bd.name))
         values[bd.node.id] = np.asarray(raw, dtype=int if bd.node.dtype == "int" else dtype)
@@ -96,6 +129,22 @@ def kink_distance(prog: Program, feeds, params) -> float:
             best = min(best, prim.kink(args, dict(node.attrs)))
         values[node.id], rng = _compute(prim, args, dict(node.attrs), rng)
     return best
+
+
+def _state_values(prog: Program, state: dict | None, values: dict) -> None:
+    """The state leaves' values, by node id: given by name, else their initial values."""
+    from .inits import sample
+
+    dtype = np.dtype(prog.dtype)
+    for bd in prog.states:
+        if state is not None and bd.name in state:
+            value = np.asarray(state[bd.name], dtype=dtype)
+            if value.shape != tuple(bd.node.shape):
+                raise ValueError(f"state '{bd.name}' is {list(value.shape)}, the program "
+                                 f"declares {list(bd.node.shape)}")
+        else:
+            value = sample(prog.inits[bd.name], bd.node.shape, None, prog.dtype)
+        values[bd.node.id] = value
 
 
 def _compute(prim, args, attrs, rng):

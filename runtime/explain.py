@@ -16,6 +16,11 @@ nothing), so a teacher can hand it out as a file. Sections, in order:
 6. per-layer activation and gradient statistics at initialization with histograms (the
    figures of "Deep Learning from Scratch" ch. 6, from ``stats.layer_values``).
 
+A model with state (batch norm) is shown in training mode, as ``loss_and_grad`` runs:
+states are listed (not counted as parameters) and drawn in their own colour, the worked
+example is on a small batch and shows the running statistics' update, the gradient check
+holds a copy of ``init_state()`` fixed, and the statistics normalize with the batch's.
+
 Spec text reaches the page only through ``html.escape`` or Pygments (which escapes).
 """
 
@@ -52,6 +57,7 @@ table.t th { background: #f3f3f3; } td.num { text-align: right; font-family: mon
 .scroll { overflow-x: auto; border: 1px solid #ddd; }
 code, .mono { font-family: monospace; font-size: 12px; }
 .v { color: #1f3b73; } .g { color: #c0392b; } .ok { color: #1a7f37; } .bad { color: #c0392b; }
+.s { color: #2e7d32; } tr.state td { background: #e2f4e0; }
 .hist { display: inline-block; margin: 0 12px 12px 0; vertical-align: top; font-size: 12px; }
 .note { color: #555; font-size: 13px; max-width: 60em; }
 """
@@ -104,7 +110,13 @@ def _count(shape) -> int:
 
 
 def summary_rows(prog: Program) -> tuple[list[tuple], int]:
-    """(kind, name, shape, parameters, how) per leaf and equation; total parameters."""
+    """(kind, name, shape, parameters, how) per leaf and equation; total parameters.
+    States are listed after the parameters, not counted (they are not trained); a
+    function's named steps (batch norm's) are listed as steps of their equation."""
+    from bpc.compiler.inits import formula
+
+    from .graph import steps
+
     rows, total = [], 0
     for bd in prog.inputs + prog.targets:
         rows.append((bd.kind, bd.name, _shape(bd.node.shape), "",
@@ -113,12 +125,21 @@ def summary_rows(prog: Program) -> tuple[list[tuple], int]:
     for bd in prog.params:
         n = _count(bd.node.shape)
         total += n
-        from bpc.compiler.inits import formula
-
         rows.append(("param", bd.name, _shape(bd.node.shape), n,
                      formula(prog.inits[bd.name], bd.node.shape, prog.dtype)[1]))
+    updated_by = {u.name: u.sources[0] for u in prog.updates if u.sources}
+    for bd in prog.states:
+        how = formula(prog.inits[bd.name], bd.node.shape, prog.dtype)[1]
+        if bd.name in updated_by:
+            how += f"; not trained: {updated_by[bd.name]} updates it in training mode"
+        rows.append(("state", bd.name, _shape(bd.node.shape), "", how))
+    folded = steps(prog)
     for bd in prog.forward:
-        rows.append((bd.kind, bd.name, _shape(bd.node.shape), "", ""))
+        if bd.name in folded:
+            rows.append(("step", bd.name, _shape(bd.node.shape), "",
+                         f"a step of {folded[bd.name]} (training mode)"))
+        else:
+            rows.append((bd.kind, bd.name, _shape(bd.node.shape), "", ""))
     return rows, total
 
 
@@ -141,6 +162,8 @@ def line_map(prog: Program, code: str) -> dict[int, int]:
         text = source_text(prog, bd)
         if text and bd.name in spec_of:
             sources.setdefault(text, spec_of[bd.name])
+    updated = {u.name: spec_of[u.sources[0]] for u in prog.updates
+               if u.sources and u.sources[0] in spec_of}
     out: dict[int, int] = {}
     heading = None
     in_function = False
@@ -158,7 +181,11 @@ def line_map(prog: Program, code: str) -> dict[int, int]:
             if heading is not None:
                 out[i] = heading
             continue
-        m = re.match(r"\s+([A-Za-z_]\w*) = (?!params\[)", line)
+        m = re.match(r'\s+state\["(\w+)"\] = ', line)  # a running statistic's update
+        if m and m.group(1) in updated:
+            out[i] = updated[m.group(1)]
+            continue
+        m = re.match(r"\s+([A-Za-z_]\w*) = (?!params\[|state\[)", line)
         if not m:
             continue
         name = m.group(1)
@@ -196,11 +223,12 @@ def histogram_svg(values: np.ndarray, colour: str, title: str, bins: int = 30) -
             f'</div></div>')
 
 
-def _table(header, rows, numeric=()) -> str:
+def _table(header, rows, numeric=(), classes=None) -> str:
     out = ['<table class="t"><tr>' + "".join(f"<th>{esc(str(h))}</th>" for h in header)
            + "</tr>"]
-    for row in rows:
-        out.append("<tr>" + "".join(
+    for k, row in enumerate(rows):
+        cls = classes[k] if classes else ""
+        out.append((f'<tr class="{cls}">' if cls else "<tr>") + "".join(
             f'<td class="num">{esc(str(c))}</td>' if i in numeric else f"<td>{c}</td>"
             for i, c in enumerate(row)) + "</tr>")
     out.append("</table>")
@@ -218,7 +246,7 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     from bpc.compiler.lexer import BpLexer
     from bpc.compiler.frontend import load_file
     from bpc.compiler.optimize import optimize
-    from bpc.compiler.pipeline import program
+    from bpc.compiler.pipeline import inference_program, program
 
     from .gradcheck import gradcheck
     from .graph import build, to_svg
@@ -229,7 +257,7 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     loaded = load_file(spec)
     ir = program(loaded, "ir")
     prog = optimize(differentiate(ir))
-    module = textbook_module(prog)
+    module = textbook_module(prog, inference_program(loaded, prog))  # the module as compiled
     code = module.SOURCE
     data_module = None
     if row is not None:
@@ -255,9 +283,10 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     linemap = json.dumps({"spec": by_spec, "code": mapping, "focus": focus}
                          ).replace("<", "\\u003c")
 
-    checked = _float64(module)
+    checked = _training_mode(_float64(module))
     check_rows = gradcheck(checked, samples=10, batch=3, seed=seed)
     stats = list(layer_values(prog, batch, seed))
+    stateful = bool(prog.states)
 
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<title>{esc(prog.name)}: the derivation</title>"
@@ -268,8 +297,16 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     parts.append('<section id="summary"><h2>1. Model summary</h2>')
     parts.append(_table(("kind", "name", "shape", "parameters", "initialization"),
                         [(esc(k), f"<code>{esc(n)}</code>", esc(s), esc(str(c)), esc(h))
-                         for k, n, s, c, h in rows], numeric=(3,)))
-    parts.append(f'<p>Total parameters: <b id="total-params">{total}</b></p></section>')
+                         for k, n, s, c, h in rows], numeric=(3,),
+                        classes=["state" if r[0] == "state" else "" for r in rows]))
+    state_note = ""
+    if stateful:
+        numbers = sum(_count(bd.node.shape) for bd in prog.states)
+        state_note = (f'; state (not trained, <span class="s">green</span>): '
+                      f'<b id="total-state">{numbers}</b> numbers, the running statistics '
+                      "training mode updates and inference mode normalizes with")
+    parts.append(f'<p>Total parameters: <b id="total-params">{total}</b>{state_note}</p>'
+                 '</section>')
     parts.append('<section id="code"><h2>2. The spec and its derivation</h2>'
                  '<p class="note">The generated module in the textbook style: every step '
                  'is one plain assignment. Click a spec line to highlight the forward and '
@@ -283,27 +320,37 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
                  f'<p class="note">At {esc(where)}: the value flowing along each edge '
                  f'<span class="v">above</span>, the gradient of {esc(prog.loss)} with '
                  f'respect to it <span class="g">below</span>; tensors of more than a few '
-                 'entries as shape, norm, min and max.</p>'
+                 'entries as shape, norm, min and max.'
+                 + (' Training mode: each batch norm is one node (its steps are in the '
+                    'worked example); its <span class="s">dashed edges</span> write the '
+                    'running statistics (states), an update, not a gradient.'
+                    if stateful else '') + '</p>'
                  f'<div class="scroll">{to_svg(graph)}</div></section>')
     trace_rows = []
     for ln in tr.lines:
         trace_rows.append((esc(ln.section), f"<code>{esc(ln.name)}</code>",
                            f"<code>{esc(_mathy(ln.expr))}</code>",
                            f"<code>{esc(_mathy(ln.numeric or ''))}</code>",
-                           f'<code class="{"g" if ln.section == "backward" else "v"}">'
+                           f'<code class="{_colour(ln.section)}">'
                            f"{esc(summarize(ln.value, 6))}</code>"))
     parts.append('<section id="trace"><h2>4. Worked example</h2>'
                  f'<p class="note">Every value and every adjoint in derivation order at '
                  f'{esc(where)}, then one {esc(tr.optimizer)} step. The loss and every '
                  'gradient were checked against the generated module before this page '
-                 'was written. The same as <code>bpc trace</code>.</p>'
+                 'was written. The same as <code>bpc trace</code>.'
+                 + (' Training mode: batch norm normalizes with this batch\'s own mean and '
+                    'variance; <span class="s">name+</span> is a running statistic after '
+                    'the step (from <code>init_state()</code>), as the module writes it '
+                    'into <code>state</code>.' if stateful else '') + '</p>'
                  + _table(("pass", "name", "step", "with numbers", "value"), trace_rows)
                  + f'<p>{esc(prog.loss)} = <b id="loss-value">{esc(fmt(tr.loss, 10))}</b>'
                  '</p></section>')
     parts.append('<section id="gradcheck"><h2>5. Gradient check</h2>'
                  '<p class="note">The generated module (textbook style, float64) against '
                  'central finite differences at a random point, seed '
-                 f'{seed}.</p>' + _table(
+                 f'{seed}' + ('; training mode, every evaluation from the same copy of '
+                              '<code>init_state()</code>' if stateful else '')
+                 + '.</p>' + _table(
                      ("variable", "shape", "checked", "max abs err", "max rel err", ""),
                      [(f"<code>{esc(r.name)}</code>", esc(_shape(r.shape)), r.checked,
                        f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
@@ -320,9 +367,49 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
                  f'</h2><p class="note">A random batch of {batch} (N(0, 1) inputs), '
                  f'parameters from their initializers, seed {seed}: how each layer\'s '
                  'values and gradients are spread (compare "Deep Learning from Scratch" '
-                 'ch. 6, and <code>bpc stats</code>).</p>' + "".join(hist) + "</section>")
+                 'ch. 6, and <code>bpc stats</code>).'
+                 + (' Batch norm in training mode: each feature normalized with this '
+                    'batch\'s own mean and variance.' if stateful else '')
+                 + '</p>' + "".join(hist) + "</section>")
     parts.append(f"<script>{SCRIPT}</script></body></html>\n")
     return "\n".join(parts)
+
+
+def _colour(section: str) -> str:
+    """The class of a worked-example value: gradients red, state updates green."""
+    return {"backward": "g", "state": "s"}.get(section, "v")
+
+
+def _training_mode(module):
+    """The module as the gradient check must see it: a module with state runs
+    ``loss_and_grad`` (training mode: batch statistics) from a fresh copy of
+    ``init_state()`` every call, so no evaluation moves another's running statistics,
+    and its ``loss`` is that same training-mode loss (``predict``/``loss`` would use the
+    running statistics: another function). Without state, the module itself."""
+    if not hasattr(module, "init_state"):
+        return module
+    import inspect
+    import types
+
+    view = types.ModuleType(module.__name__ + "_training")
+    view.__dict__.update({k: v for k, v in module.__dict__.items()
+                          if k not in ("STATE", "init_state")})
+    signature = inspect.signature(module.loss_and_grad)
+
+    def loss_and_grad(params, *args, **kwargs):
+        kwargs.pop("state", None)
+        return module.loss_and_grad(params, *args, state=module.init_state(), **kwargs)
+
+    loss_and_grad.__signature__ = signature.replace(parameters=[
+        q for q in signature.parameters.values() if q.name != "state"])
+
+    def loss(params, *args, **kwargs):
+        rng = ({"rng": np.random.default_rng(0)}
+               if "rng" in signature.parameters else {})
+        return float(loss_and_grad(params, *args, **rng, **kwargs)[0])
+
+    view.loss_and_grad, view.loss = loss_and_grad, loss
+    return view
 
 
 def _mathy(text: str) -> str:

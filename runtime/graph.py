@@ -14,6 +14,14 @@ as shape, norm, min and max.
 
 ``to_svg`` lays the graph out itself (layers by longest path, ordered by the mean
 position of their predecessors), so ``bpc explain`` needs no Graphviz binary.
+
+State (batch norm's running statistics) is drawn as leaves of their own colour. A
+function's named steps (batch norm's ``bn1_mu``, ``bn1_xc``, ``bn1_var``, ``bn1_std``,
+``bn1_xn``) are folded into the one node of the call the spec wrote (``batchnorm`` or
+``batch_norm``), like any helper node: the graph shows the network, and the steps with
+their values and gradients are in ``bpc trace`` and the code. In training mode that node
+also writes the running statistics: a dashed edge to each state, labelled with the new
+value at a point, and never a gradient (an update is not differentiated).
 """
 
 from __future__ import annotations
@@ -24,20 +32,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bpc.compiler.ir import Binding, Program, topo_order
+from bpc.compiler.ir import NAMED_LEAVES, Binding, Program, topo_order
 
 from .trace import summarize
 
 SYMBOLS = {"add": "+", "sub": "-", "mul": "×", "div": "÷", "matmul": "@", "pow": "^",
            "neg": "-", "transpose": "T"}
-VALUE_COLOUR, GRAD_COLOUR = "#1f3b73", "#c0392b"
+VALUE_COLOUR, GRAD_COLOUR, STATE_COLOUR = "#1f3b73", "#c0392b", "#2e7d32"
 
 
 @dataclass
 class GNode:
     key: str
     label: str
-    kind: str  # input target param value loss op const
+    kind: str  # input target param state value loss op const
     value: str = ""  # a box's value, at a point
 
 
@@ -47,6 +55,7 @@ class GEdge:
     dst: str
     value: str = ""
     grad: str = ""
+    kind: str = ""  # "update": an op writes a state (training mode), not a data flow
 
 
 @dataclass
@@ -84,11 +93,28 @@ def every_value_named(prog: Program) -> tuple[Program, dict[int, str]]:
     return differentiate(plain), given
 
 
+def steps(prog: Program) -> dict[str, str]:
+    """A function's named steps -> the equation they belong to: the bindings just before
+    an equation, made by the same spec text and named ``{equation}_…`` (batch norm's
+    ``bn1_mu`` … ``bn1_xn`` of ``bn1``)."""
+    out: dict[str, str] = {}
+    forward = prog.forward
+    for i, bd in enumerate(forward):
+        j = i - 1
+        while j >= 0 and forward[j].span == bd.span and bd.span is not None \
+                and forward[j].name.startswith(f"{bd.name}_") and forward[j].name not in out:
+            out[forward[j].name] = bd.name
+            j -= 1
+    return out
+
+
 def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
-          module=None, collapse: bool = True) -> Graph:
-    """The graph of ``prog`` (stage "ir"); with ``feeds`` and ``params``, its values and
-    gradients at that point."""
-    names = {bd.node.id: bd.name for bd in prog.leaves + prog.forward}
+          module=None, collapse: bool = True, state: dict | None = None) -> Graph:
+    """The graph of ``prog`` (stage "ir"); with ``feeds`` and ``params`` (and ``state``,
+    by default the initial state), its values and gradients at that point."""
+    folded = steps(prog)
+    names = {bd.node.id: bd.name for bd in prog.leaves + prog.forward
+             if bd.name not in folded}
     kinds = {bd.node.id: bd.kind for bd in prog.leaves + prog.forward}
     nodes = topo_order([bd.node for bd in prog.forward])
     fwd: dict[int, np.ndarray] = {}
@@ -98,10 +124,13 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
         from bpc.compiler.evaluate import evaluate_nodes
         from bpc.compiler.autodiff import adjoint_name
 
+        from bpc.compiler.evaluate import initial_state
+
         full, _ = every_value_named(prog)
-        wanted = [bd.node for bd in full.forward + full.backward]
+        wanted = [bd.node for bd in full.forward + full.backward + full.updates]
+        state = initial_state(prog) if state is None else state
         with np.errstate(all="ignore"):
-            values = evaluate_nodes(full, feeds, params, wanted)
+            values = evaluate_nodes(full, feeds, params, wanted, state=state)
         from .trace import _agree, textbook_module
 
         if module is None:
@@ -109,8 +138,11 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
             from bpc.compiler.optimize import optimize
 
             module = textbook_module(optimize(differentiate(prog)))
-        _agree(full, module, feeds, params, values)
-        fwd = {n.id: values[n.id] for n in topo_order([bd.node for bd in full.forward])}
+        _agree(full, module, feeds, params, values, state)
+        for bd in full.updates:
+            fwd[bd.node.id] = values[bd.node.id]
+        fwd.update({n.id: values[n.id]
+                    for n in topo_order([bd.node for bd in full.forward])})
         adjoints = {bd.name: bd for bd in full.backward}
         for bd in full.leaves + full.forward:
             adj = adjoints.get(adjoint_name(prog.loss, bd.name))
@@ -129,11 +161,11 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
         if n.id in into:
             continue  # drawn as part of the operation the spec wrote
         if n.id in names:
-            kind = kinds[n.id] if kinds[n.id] in ("param", "input", "target", "loss") \
-                else "value"
+            kind = kinds[n.id] if kinds[n.id] in ("param", "input", "target", "state",
+                                                  "loss") else "value"
             value = summarize(fwd[n.id]) if kind == "loss" and n.id in fwd else ""
             g.nodes.append(GNode(f"{ident[n.id]}_v", names[n.id], kind, value))
-        if n.op in ("input", "param"):
+        if n.op in NAMED_LEAVES:
             continue
         if n.op == "const":
             g.nodes.append(GNode(ident[n.id], summarize(n.value), "const"))
@@ -145,7 +177,7 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
         if n.id in names:
             g.edges.append(GEdge(ident[n.id], f"{ident[n.id]}_v"))
     for n in nodes:
-        if n.op in ("input", "param", "const") or n.id in into:
+        if n.op in NAMED_LEAVES or n.op == "const" or n.id in into:
             continue
         group = {n.id} | {m.id for m in members.get(n.id, [])}
         seen: set[int] = set()
@@ -160,13 +192,28 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
                 if a.id in grad:
                     edge.grad = summarize(grad[a.id])
             g.edges.append(edge)
+    _updates(g, prog, ident, fwd)
     if collapse:
-        _collapse_repeats(g, prog, ident)
+        _collapse_repeats(g, prog, ident, folded)
     return g
 
 
+def _updates(g: Graph, prog: Program, ident: dict[int, str], fwd: dict) -> None:
+    """Training mode's state updates: each state a leaf box, written by the node of the
+    equation that updates it (a dashed edge, the new value on it at a point)."""
+    forward = {bd.name: bd for bd in prog.forward}
+    for i, bd in enumerate(prog.updates):
+        eq = forward.get(bd.sources[0]) if bd.sources else None
+        if eq is None or eq.node.id not in ident:
+            continue
+        key = f"s{i}"
+        g.nodes.append(GNode(key, bd.name, "state"))
+        value = summarize(fwd[bd.node.id]) if bd.node.id in fwd else ""
+        g.edges.append(GEdge(ident[eq.node.id], key, value, "", "update"))
+
+
 def _collapse_repeats(g: Graph, prog: Program, ident: dict[int, str],
-                      least: int = 4) -> None:
+                      folded: dict[str, str] | None = None, least: int = 4) -> None:
     """A ``repeat`` block (its equations come from the same spec text again and again)
     of ``least`` or more rounds is drawn as its first round, one box standing for the
     rounds in between, and its last round: deep50 is 3 layers wide, not 50."""
@@ -174,13 +221,15 @@ def _collapse_repeats(g: Graph, prog: Program, ident: dict[int, str],
         sp = bd.node.span
         return None if sp is None else (sp.line, sp.col, sp.end_line, sp.end_col)
 
+    folded = folded or {}
+    equations = [bd for bd in prog.forward if bd.name not in folded]  # steps go along
     rounds: dict[tuple, int] = {}
-    for bd in prog.forward:
+    for bd in equations:
         if where(bd) is not None:
             rounds[where(bd)] = rounds.get(where(bd), 0) + 1
     done: dict[tuple, int] = {}
     middle: list[str] = []
-    for bd in prog.forward:
+    for bd in equations:
         k = where(bd)
         if k is None or rounds[k] < least:
             continue
@@ -196,10 +245,12 @@ def _collapse_repeats(g: Graph, prog: Program, ident: dict[int, str],
         for n in topo_order([bd.node]):
             if n.id not in seen:
                 seen.add(n.id)
-                if bd.name in names:
+                if bd.name in names or folded.get(bd.name) in names:
                     hidden_ids.add(n.id)
     hidden = {ident[i] for i in hidden_ids if i in ident}
     hidden |= {k + "_v" for k in list(hidden)}
+    # the running statistics of the rounds in between go with them
+    hidden |= {e.dst for e in g.edges if e.kind == "update" and e.src in hidden}
     key = "repeat"
     label = f"{middle[0]} … {middle[-1]} ({len(middle)} equations)"
     kept = [n for n in g.nodes if n.key not in hidden]
@@ -213,7 +264,7 @@ def _collapse_repeats(g: Graph, prog: Program, ident: dict[int, str],
         if src == dst == key or (src, dst) in pairs:
             continue
         pairs.add((src, dst))
-        edges.append(GEdge(src, dst, e.value, e.grad))
+        edges.append(GEdge(src, dst, e.value, e.grad, e.kind))
     g.edges = edges
 
 
@@ -271,7 +322,7 @@ def dot(g: Graph) -> str:
     lines = [f"digraph {_quote(g.name)} {{", "  rankdir=LR;",
              '  node [fontname="Helvetica"]; edge [fontname="Helvetica", fontsize=10];']
     fills = {"param": "lightyellow", "input": "lightblue", "target": "lightblue",
-             "loss": "mistyrose"}
+             "loss": "mistyrose", "state": '"#e2f4e0"'}
     for n in g.nodes:
         if n.kind == "const":
             lines.append(f"  {n.key} [label={_quote(n.label)}, shape=plaintext];")
@@ -284,7 +335,11 @@ def dot(g: Graph) -> str:
             lines.append(f"  {n.key} [label={label}, shape=box{style}];")
     for e in g.edges:
         attr = ""
-        if e.value:
+        if e.kind == "update":
+            text = "update" + (f": {e.value}" if e.value else "")
+            attr = (f' [style=dashed, color="{STATE_COLOUR}", label=<<font color='
+                    f'"{STATE_COLOUR}">{_html(text)}</font>>]')
+        elif e.value:
             label = f'<font color="{VALUE_COLOUR}">{_html(e.value)}</font>'
             if e.grad:
                 label += f'<br/><font color="{GRAD_COLOUR}">{_html(e.grad)}</font>'
@@ -363,7 +418,7 @@ def layout(g: Graph) -> dict[str, tuple[float, float, float, float]]:
     gaps = {k: 60.0 for k in layers}
     for e in g.edges:
         k = layer[e.dst]
-        gaps[k] = max(gaps[k], max(len(e.value), len(e.grad)) * CHAR_W * 0.85 + 30)
+        gaps[k] = max(gaps[k], max(len(_edge_text(e)), len(e.grad)) * CHAR_W * 0.85 + 30)
     heights = {k: sum(_size(by_key[key])[1] + 46 for key in keys) for k, keys in layers.items()}
     total_h = max(heights.values(), default=0)
     boxes = {}
@@ -379,6 +434,17 @@ def layout(g: Graph) -> dict[str, tuple[float, float, float, float]]:
     return boxes
 
 
+def _edge_text(e: GEdge) -> str:
+    """The upper label of an edge: its value, or for an update 'update: new value'."""
+    if e.kind == "update":
+        return "update" + (f": {e.value}" if e.value else "")
+    return e.value
+
+
+LEGEND = (("input", "input or target"), ("param", "parameter"),
+          ("state", "state (not trained)"), ("loss", "loss"))
+
+
 def to_svg(g: Graph) -> str:
     """The graph as one standalone SVG element (inline styles, no external resources)."""
     esc = _html
@@ -386,7 +452,13 @@ def to_svg(g: Graph) -> str:
     width = max((x + w for x, _, w, _ in boxes.values()), default=100) + 30
     height = max((y + h for _, y, _, h in boxes.values()), default=60) + 60
     fills = {"param": "#fffbd6", "input": "#dcecff", "target": "#dcecff",
-             "loss": "#ffe1e1", "value": "#ffffff"}
+             "loss": "#ffe1e1", "value": "#ffffff", "state": "#e2f4e0"}
+    kinds = {n.kind if n.kind != "target" else "input" for n in g.nodes}
+    legend = [(k, text) for k, text in LEGEND if k in kinds]
+    height += 24 if legend else 0
+    wide = sum(37 + len(text) * CHAR_W for _, text in legend) + 20 + (
+        300 if any(e.kind == "update" for e in g.edges) else 0)
+    width = max(width, wide)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width:.0f}" '
            f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
            f'font-family="Helvetica, Arial, sans-serif" font-size="11">',
@@ -413,10 +485,15 @@ def to_svg(g: Graph) -> str:
         ay = port(out_of[e.src], e, "dst", boxes[e.src])
         by = port(into[e.dst], e, "src", boxes[e.dst])
         mx = (ax + bx) / 2
+        style = (f'stroke="{STATE_COLOUR}" stroke-dasharray="5 3"' if e.kind == "update"
+                 else 'stroke="#888"')
         out.append(f'<path d="M {ax:.1f} {ay:.1f} C {mx:.1f} {ay:.1f}, {mx:.1f} {by:.1f}, '
-                   f'{bx:.1f} {by:.1f}" fill="none" stroke="#888" '
+                   f'{bx:.1f} {by:.1f}" fill="none" {style} '
                    f'marker-end="url(#arrow)"/>')
-        if e.value:
+        if e.kind == "update":
+            out.append(f'<text x="{mx:.1f}" y="{(ay + by) / 2 - 4:.1f}" text-anchor="middle" '
+                       f'fill="{STATE_COLOUR}" class="s" {HALO}>{esc(_edge_text(e))}</text>')
+        elif e.value:
             lx, ly = mx, (ay + by) / 2
             out.append(f'<text x="{lx:.1f}" y="{ly - 4:.1f}" text-anchor="middle" '
                        f'fill="{VALUE_COLOUR}" class="v" {HALO}>{esc(e.value)}</text>')
@@ -447,5 +524,18 @@ def to_svg(g: Graph) -> str:
         out.append(f'<text x="20" y="18" fill="{VALUE_COLOUR}">value along an edge '
                    f'(above)</text><text x="200" y="18" fill="{GRAD_COLOUR}">gradient of '
                    f'{esc(g.loss)} with respect to it (below)</text>')
+    x = 20.0
+    for kind, text in legend:  # the colours of the boxes, one line at the bottom
+        y = height - 22
+        out.append(f'<g class="legend"><rect x="{x:.1f}" y="{y:.1f}" width="14" height="12" '
+                   f'rx="2" fill="{fills[kind]}" stroke="#444"/><text x="{x + 19:.1f}" '
+                   f'y="{y + 10:.1f}">{esc(text)}</text></g>')
+        x += 19 + len(text) * CHAR_W + 18
+    if any(e.kind == "update" for e in g.edges):
+        y = height - 22
+        out.append(f'<g class="legend"><path d="M {x:.1f} {y + 6:.1f} h 24" '
+                   f'stroke="{STATE_COLOUR}" stroke-dasharray="5 3"/><text x="{x + 29:.1f}" '
+                   f'y="{y + 10:.1f}" fill="{STATE_COLOUR}">training mode updates a state '
+                   f'(no gradient)</text></g>')
     out.append("</svg>")
     return "\n".join(out)

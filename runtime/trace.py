@@ -8,6 +8,13 @@ numbers in place of names (``dl_df2 = -sin(f2) × dl_dh3 = (-0.753676) × 2.2336
 of the language is covered without a special case. With ``step=True`` the parameter
 update of one optimizer step follows.
 
+A model with state (batch norm) is traced in training mode, as ``loss_and_grad`` runs:
+the point is a small batch (``BATCH_ROWS`` examples: statistics over one example are
+zero), the batch statistics are steps of their own (``bn1_mu``, ``bn1_xc``, ``bn1_var``,
+``bn1_std``, ``bn1_xn`` and their adjoints), and the running statistics' update is shown
+from the state the trace starts at (``init_state()``) to the state after the step
+(``bn1_running_mean+``), checked against what the module writes into its ``state``.
+
 The statements are the textbook-style generated code's (``printer.schedule``); their
 values come from the IR evaluator and are checked against the generated module before
 anything is shown: the loss and every gradient must equal ``loss_and_grad``'s, or the
@@ -31,6 +38,7 @@ from .errors import UserError
 from .modes import fixed_masks
 
 SMALL = 12  # values with at most this many entries are printed in full
+BATCH_ROWS = 4  # examples of a trace of a model with batch statistics (batch norm)
 
 
 def fmt(v: float, digits: int = 6) -> str:
@@ -72,7 +80,7 @@ def mathy(expr: str) -> str:
 @dataclass
 class Line:
     name: str
-    section: str  # "point", "forward", "backward", "update"
+    section: str  # "point", "forward", "state", "backward", "update"
     expr: str  # the statement's right-hand side as generated (NumPy text)
     value: np.ndarray
     numeric: str | None = None  # the right-hand side with numbers for operands (Python)
@@ -132,23 +140,43 @@ def parse_at(text: str) -> dict[str, object]:
     return out
 
 
+def batch_rows(prog: Program) -> int:
+    """Examples in a trace's point: one, or ``BATCH_ROWS`` when the model normalizes with
+    batch statistics (a training program that updates state: batch norm), whose
+    normalized values over a single example would all be 0."""
+    return BATCH_ROWS if prog.updates else 1
+
+
 def point(prog: Program, at: dict | None = None, row: int | None = None, seed: int = 0,
           module=None) -> tuple[dict, dict, str]:
     """(feeds, params, description): parameters from their initializers (given values
     stay as given; random ones drawn with ``seed``), one data point (random N(0, 1),
-    a row of the spec's data, or given by ``at``), then ``at`` overrides any of them."""
+    a row of the spec's data, or given by ``at``), then ``at`` overrides any of them.
+    A model with batch statistics gets a batch of ``batch_rows(prog)`` examples (rows
+    K, K+1, … of the data), or as many as the values ``at`` gives."""
     from bpc.compiler.evaluate import initial_params, random_feeds
 
+    leaves = {bd.name: bd for bd in prog.inputs + prog.targets + prog.params}
+    rows = batch_rows(prog)
+    for name, value in (at or {}).items():  # a batch given: the random rest matches it
+        bd = leaves.get(name)
+        shape = bd.node.shape if bd is not None and bd.kind != "param" else ()
+        value = np.asarray(value)
+        if shape and isinstance(shape[0], str) and value.ndim in (len(shape) - 1,
+                                                                   len(shape)):
+            rows = value.shape[0] if value.ndim == len(shape) else 1  # else one example
+            break
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
-    feeds = random_feeds(prog, rng, 1)
+    feeds = random_feeds(prog, rng, rows)
     random = bool(feeds) or any(prog.inits[bd.name].kind not in ("value", "array", "zeros",
                                                                    "ones", "constant")
                                 for bd in prog.params)
     where = f"seed {seed}" if random else "the spec's own values"
+    if feeds and rows > 1:
+        where = f"a batch of {rows}, {where}"
     if row is not None:
-        feeds, where = _row(prog, row, seed, module)
-    leaves = {bd.name: bd for bd in prog.inputs + prog.targets + prog.params}
+        feeds, where = _row(prog, row, seed, module, batch_rows(prog))
     for name, value in (at or {}).items():
         bd = leaves.get(name)
         if bd is None:
@@ -170,35 +198,47 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
     if at:
         where = ", ".join(f"{k}={summarize(v, 6)}" for k, v in at.items()) + \
             ("" if row is None else f" ({where})")
+    if prog.updates and rows == 1 and feeds:
+        where += (" (one example: batch_norm's batch statistics over it normalize every "
+                  "value to 0; give several rows, e.g. x=[[…],[…]])")
     return feeds, params, where
 
 
-def _row(prog: Program, row: int, seed: int, module) -> tuple[dict, str]:
-    from .data import load
+def _row(prog: Program, row: int, seed: int, module, rows: int = 1) -> tuple[dict, str]:
+    """Rows ``row`` … ``row + rows - 1`` of the spec's training data, as training sees
+    them (conformed to the module: labels as one-hot rows where the spec wants them,
+    along each array's batch axis)."""
+    from .data import batch_axes, conform, example_count, examples, load
 
     config = getattr(module, "CONFIG", {}) or {}
     if not config.get("data"):
         raise UserError(f"--row: {prog.name} has no 'data' line to take a row from",
                         "give the point with --at NAME=VALUE instead")
-    data = load(config["data"], module, seed).train
-    feeds = {}
-    for bd in prog.inputs + prog.targets:
-        if bd.name not in data:
-            continue
-        arr = np.asarray(data[bd.name])
-        if row < 0 or row >= len(arr):
-            raise UserError(f"--row {row}: the data has rows 0 to {len(arr) - 1}")
-        feeds[bd.name] = arr[row:row + 1]
+    data = conform(load(config["data"], module, seed).train, module, "the spec's data")
+    axes = batch_axes(module)
+    count = example_count(data, axes)
+    if row < 0 or row + rows > count:
+        raise UserError(f"--row {row}: the data has rows 0 to {count - 1}"
+                        + ("" if rows == 1 else f"; a batch of {rows} from row K "
+                           f"(batch_norm normalizes over the batch) needs K from 0 "
+                           f"to {count - rows}"))
+    picked = examples(data, axes, slice(row, row + rows))
+    feeds = {bd.name: picked[bd.name] for bd in prog.inputs + prog.targets
+             if bd.name in picked}
+    if rows > 1:
+        return feeds, f"rows {row} to {row + rows - 1} of the spec's data"
     return feeds, f"row {row} of the spec's data"
 
 
 # -- the trace ---------------------------------------------------------------------------
 
-def textbook_module(prog: Program) -> types.ModuleType:
-    """The spec's generated module in the textbook style, in memory."""
+def textbook_module(prog: Program, inference: Program | None = None) -> types.ModuleType:
+    """The spec's generated module in the textbook style, in memory (with ``inference``,
+    the inference-mode program, its ``predict`` and ``loss`` as compiled; without, all
+    in ``prog``'s mode: enough for ``loss_and_grad``)."""
     from bpc.compiler.codegen import generate
 
-    source = generate(prog, prog.path, style="textbook")
+    source = generate(prog, prog.path, style="textbook", inference=inference)
     module = types.ModuleType(f"bpc_{prog.name}_textbook")
     module.__file__ = prog.path
     exec(compile(source, f"<bpc textbook code for {prog.name}>", "exec"),  # noqa: S102
@@ -208,10 +248,25 @@ def textbook_module(prog: Program) -> types.ModuleType:
 
 
 def _statements(prog: Program):
+    """The textbook code's statements: the forward pass with each state update right
+    after the equation that computes it (as ``loss_and_grad`` writes it), the backward
+    pass."""
     from bpc.compiler.printer import Printer, schedule
 
-    return schedule(prog, list(prog.forward) + list(prog.backward), Printer(prog),
-                    early_masks=False)
+    forward = []
+    for bd in prog.forward:
+        forward.append(bd)
+        forward.extend(u for u in prog.updates if u.sources == (bd.name,))
+    return schedule(prog, forward + list(prog.backward), Printer(prog), early_masks=False)
+
+
+def has_state(module) -> bool:
+    """Whether a generated module keeps state (``STATE``, ``init_state()``)."""
+    return hasattr(module, "init_state")
+
+
+def _state_copy(state: dict) -> dict:
+    return {k: np.array(v) for k, v in state.items()}
 
 
 def _numeric(node, values, digits: int = 6) -> str | None:
@@ -235,25 +290,38 @@ def _numeric(node, values, digits: int = 6) -> str | None:
 
 
 def trace(prog: Program, feeds: dict, params: dict, where: str = "", step: bool = False,
-          module=None, digits: int = 6) -> Trace:
-    from bpc.compiler.evaluate import evaluate_nodes
+          module=None, digits: int = 6, state: dict | None = None) -> Trace:
+    """The worked example at ``feeds``/``params``; a model with state starts from
+    ``state`` (default: the initial state) and is traced in training mode."""
+    from bpc.compiler.evaluate import evaluate_nodes, initial_state
     from bpc.compiler.printer import source_text
 
     statements = _statements(prog)
+    state = initial_state(prog) if state is None else state
     with np.errstate(all="ignore"):
-        values = evaluate_nodes(prog, feeds, params, [st.node for st in statements])
+        values = evaluate_nodes(prog, feeds, params, [st.node for st in statements],
+                                state=state)
     module = module or textbook_module(prog)
-    _agree(prog, module, feeds, params, values)
+    _agree(prog, module, feeds, params, values, state)
     forward = {bd.name: bd for bd in prog.forward}
     backward = {bd.name: bd for bd in prog.backward}
+    updated_by = {u.name: forward.get(u.sources[0]) for u in prog.updates if u.sources}
     out = Trace(prog.name, where, loss_name=prog.loss)
-    for bd in prog.inputs + prog.targets + prog.params:
-        value = params[bd.name] if bd.kind == "param" else feeds.get(
-            bd.name, prog.defaults.get(bd.name))
+    for bd in prog.inputs + prog.targets + prog.params + prog.states:
+        value = params[bd.name] if bd.kind == "param" else state[bd.name] \
+            if bd.kind == "state" else feeds.get(bd.name, prog.defaults.get(bd.name))
         out.lines.append(Line(bd.name, "point", "", np.asarray(value, dtype=float),
                               spec_line=bd.span.line if bd.span else None))
     section = "forward"
     for st in statements:
+        if st.kind == "update":  # training mode's new running statistic
+            origin = updated_by.get(st.name)
+            out.lines.append(Line(f"{st.name}+", "state", st.expr,
+                                  np.asarray(values[st.node.id], dtype=float),
+                                  None if st.alias else _numeric(st.node, values, digits),
+                                  source_text(prog, origin) if origin else None,
+                                  origin.span.line if origin and origin.span else None))
+            continue
         bd = forward.get(st.name) or backward.get(st.name)
         if st.name in backward:
             section = "backward"  # and every statement after it (temporaries too)
@@ -263,8 +331,8 @@ def trace(prog: Program, feeds: dict, params: dict, where: str = "", step: bool 
             line = forward[st.name].span.line if forward[st.name].span else None
         elif bd is not None and bd.sources:
             first = forward.get(bd.sources[0])
-            source = " and ".join(source_text(prog, forward[s]) or s
-                                  for s in bd.sources if s in forward)
+            source = " and ".join(dict.fromkeys(  # batch norm's steps share one line
+                source_text(prog, forward[s]) or s for s in bd.sources if s in forward))
             line = first.span.line if first is not None and first.span else None
         numeric = None if st.alias else _numeric(st.node, values, digits)
         out.lines.append(Line(st.name, section, st.expr,
@@ -276,15 +344,34 @@ def trace(prog: Program, feeds: dict, params: dict, where: str = "", step: bool 
     return out
 
 
-def _agree(prog: Program, module, feeds: dict, params: dict, values: dict) -> None:
-    """The generated module's loss and gradients equal the evaluator's, or stop."""
+def _agree(prog: Program, module, feeds: dict, params: dict, values: dict,
+           state: dict | None = None) -> None:
+    """The generated module's loss and gradients equal the evaluator's, or stop; for a
+    model with state, also the state ``loss_and_grad`` leaves (from a copy of ``state``,
+    default ``init_state()``) and the evaluator's updates."""
+    from bpc.compiler.evaluate import evaluate_nodes, initial_state
+
     args = {k: v for k, v in feeds.items()
             if k in module.INPUTS or k in module.TARGETS}
+    keywords = dict(fixed_masks(module))
+    if has_state(module):
+        state = initial_state(prog) if state is None else state
+        keywords["state"] = _state_copy(state)
     with np.errstate(all="ignore"):
         loss, grads = module.loss_and_grad({k: np.array(v) for k, v in params.items()},
-                                           **args, **fixed_masks(module))
+                                           **args, **keywords)
     by_name = {bd.name: bd for bd in prog.forward + prog.backward}
     pairs = [(prog.loss, loss)] + [(prog.grads[w], grads[w]) for w in prog.wrt]
+    if prog.updates and "state" in keywords:
+        missing = [bd.node for bd in prog.updates if bd.node.id not in values]
+        if missing:
+            with np.errstate(all="ignore"):
+                values = {**values, **evaluate_nodes(
+                    prog, feeds, params, [bd.node for bd in prog.forward] + missing,
+                    state=state)}
+        for bd in prog.updates:
+            by_name[f"{bd.name}+"] = bd
+            pairs.append((f"{bd.name}+", keywords["state"][bd.name]))
     # the same operations in the same order; float32 leaves room for a library's own
     # summation order (a matmul's blocking), float64 hardly any
     rtol, atol = (1e-9, 1e-12) if np.dtype(prog.dtype) == np.float64 else (1e-4, 1e-6)
@@ -335,11 +422,16 @@ def _paren(text: str) -> str:
 
 def format_trace(tr: Trace, digits: int = 6) -> str:
     titles = {"point": "the point", "forward": "forward pass",
+              "state": "running statistics (state): training mode updates them, "
+                       "inference mode normalizes with them; name+ is the new value",
               "backward": "backward pass (chain rule, derivation order)",
               "update": f"one {tr.optimizer} step"}
     lines = [f"{tr.model}: worked example at {tr.point}"]
+    if tr.section("state"):
+        lines.append("training mode: batch_norm normalizes with this batch's own mean and "
+                     "variance")
     last_source = None
-    for section in ("point", "forward", "backward", "update"):
+    for section in ("point", "forward", "state", "backward", "update"):
         rows = tr.section(section)
         if not rows:
             continue
@@ -353,5 +445,5 @@ def format_trace(tr: Trace, digits: int = 6) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Line", "Trace", "format_trace", "parse_at", "point", "summarize", "trace",
-           "textbook_module"]
+__all__ = ["BATCH_ROWS", "Line", "Trace", "batch_rows", "format_trace", "has_state",
+           "parse_at", "point", "summarize", "trace", "textbook_module"]

@@ -33,13 +33,31 @@ def _chromium(*args, timeout=120):
                               timeout=timeout)
 
 
-def test_explain_page_in_chromium(tmp_path):
-    page = tmp_path / "mazur.html"
-    page.write_text(report(REPO / "specs" / "mazur.bp", parse_at("x=[0.05,0.10],t=[0.01,0.99]"),
-                           batch=50))
-    spec_line = next(i for i, ln in enumerate((REPO / "specs" / "mazur.bp").read_text()
-                                                .splitlines(), 1)
-                     if ln.startswith("h = sigmoid"))
+BN_SPEC = """model bn_example
+input  x : [N, 64]
+target t : [N, 10]
+layers x -> y {
+  repeat 2 { dense 32; batchnorm; relu; dropout 0.1 }
+  dense 10
+}
+loss L = softmax_cross_entropy(y, t)
+data digits
+"""
+
+
+@pytest.mark.parametrize("case", ["mazur", "batchnorm"])
+def test_explain_page_in_chromium(tmp_path, case):
+    if case == "mazur":
+        spec, line_start = REPO / "specs" / "mazur.bp", "h = sigmoid"
+        text = report(spec, parse_at("x=[0.05,0.10],t=[0.01,0.99]"), batch=50)
+    else:  # states, batch norm's steps and updates, training-mode notes
+        spec, line_start = tmp_path / "bn_example.bp", "  repeat 2"
+        spec.write_text(BN_SPEC)
+        text = report(spec, batch=50)
+    page = tmp_path / f"{case}.html"
+    page.write_text(text)
+    spec_line = next(i for i, ln in enumerate(spec.read_text().splitlines(), 1)
+                     if ln.startswith(line_start))
     r = _chromium("--dump-dom", f"{page.as_uri()}?spec={spec_line}")
     console = [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
     assert not console, console
@@ -52,5 +70,5 @@ def test_explain_page_in_chromium(tmp_path):
     r = _chromium("--window-size=1400,2400", f"--screenshot={shot}", page.as_uri())
     assert shot.exists() and shot.stat().st_size > 50_000, r.stderr[-2000:]
     keep = os.environ.get("BPC_SCREENSHOT_DIR")
-    if keep:  # BPC_SCREENSHOT_DIR=docs/ refreshes the README's picture
+    if keep and case == "mazur":  # BPC_SCREENSHOT_DIR=docs/ refreshes the README's picture
         shutil.copy(shot, Path(keep) / "explain.png")

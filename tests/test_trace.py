@@ -152,3 +152,7 @@ def test_trace_errors_name_the_fault():
     assert r.returncode == 0 and "row 3 of the spec's data" in r.stdout
     r = run_bpc("trace", "specs/sine.bp", "--row", "100000")
     assert r.returncode == 1 and "rows 0 to" in r.stderr
+    # labels in the data, one-hot rows in the spec: the row as training sees it
+    r = run_bpc("trace", "specs/digits.bp", "--row", "3")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^  t = \[\[(0|1)(, (0|1)){9}\]\]$", r.stdout, re.M)
