@@ -295,7 +295,7 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     functions.append(_Function(
         "loss", _keywords(signature, body), " -> float",
         [f"The loss {prog.loss}.", *mode_note], body + [f"return float({prog.loss})"]))
-    loss_bindings = _with_updates(prog, _needed(prog, [prog.loss] + [
+    loss_bindings = with_updates(prog, _needed(prog, [prog.loss] + [
         s for u in prog.updates for s in u.sources]))
     loss_args = _data_args(prog, loss_bindings, with_targets=True)
     p = Printer(prog, lets=style == "textbook")
@@ -414,7 +414,7 @@ def _mode_note(prog: Program, training: bool) -> str:
     return "Inference mode: " + "; ".join(parts) + "."
 
 
-def _with_updates(prog: Program, bindings: list[Binding]) -> list[Binding]:
+def with_updates(prog: Program, bindings: list[Binding]) -> list[Binding]:
     """The training pass's bindings with each state update right after the equation
     that computes it (``state["bn1_running_mean"] = 0.9 * ... + 0.1 * bn1_mu``)."""
     out = []

@@ -424,6 +424,19 @@ def _cmd_params(args) -> int:
     return 0
 
 
+def _cmd_plot(args) -> int:
+    from .train import plot_runs, run_history
+
+    runs = [run_history(Path(r)) for r in args.runs]
+    names = [name for name, _ in runs]
+    if len(set(names)) < len(names):  # two folders of one name: say which is which
+        runs = [(str(Path(r)), h) for r, (_, h) in zip(args.runs, runs)]
+    out = Path(args.out)
+    plot_runs(runs, out, args.title or " vs ".join(name for name, _ in runs))
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bpc",
@@ -584,6 +597,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-o", "--out", metavar="FILE",
                            help="write the CSV here (default: standard output)")
         p.set_defaults(run=_cmd_predict if cmd == "predict" else _cmd_eval)
+
+    p = sub.add_parser("plot", parents=[common],
+                       help="the learning curves of one or more runs on the same axes "
+                            "(e.g. with and without batch norm)")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="a run's --out folder (or its history.csv or checkpoint.npz)")
+    p.add_argument("-o", "--out", default="curves.png", metavar="FILE",
+                   help="the image to write (default curves.png)")
+    p.add_argument("--title", help="the figure's title (default: the runs' names)")
+    p.set_defaults(run=_cmd_plot)
 
     p = sub.add_parser("params", parents=[common],
                        help="the parameters (and state) in a checkpoint: values, or shape "

@@ -35,7 +35,7 @@ from bpc.compiler.ir import Program
 from bpc.compiler.primitives import ATOM, PRIMITIVES
 
 from .errors import UserError
-from .modes import fixed_masks
+from .modes import copy_state, fixed_masks, takes_state
 
 SMALL = 12  # values with at most this many entries are printed in full
 BATCH_ROWS = 4  # examples of a trace of a model with batch statistics (batch norm)
@@ -251,22 +251,12 @@ def _statements(prog: Program):
     """The textbook code's statements: the forward pass with each state update right
     after the equation that computes it (as ``loss_and_grad`` writes it), the backward
     pass."""
+    from bpc.compiler.codegen import with_updates
     from bpc.compiler.printer import Printer, schedule
 
-    forward = []
-    for bd in prog.forward:
-        forward.append(bd)
-        forward.extend(u for u in prog.updates if u.sources == (bd.name,))
-    return schedule(prog, forward + list(prog.backward), Printer(prog), early_masks=False)
+    return schedule(prog, with_updates(prog, prog.forward) + list(prog.backward),
+                    Printer(prog), early_masks=False)
 
-
-def has_state(module) -> bool:
-    """Whether a generated module keeps state (``STATE``, ``init_state()``)."""
-    return hasattr(module, "init_state")
-
-
-def _state_copy(state: dict) -> dict:
-    return {k: np.array(v) for k, v in state.items()}
 
 
 def _numeric(node, values, digits: int = 6) -> str | None:
@@ -354,9 +344,9 @@ def _agree(prog: Program, module, feeds: dict, params: dict, values: dict,
     args = {k: v for k, v in feeds.items()
             if k in module.INPUTS or k in module.TARGETS}
     keywords = dict(fixed_masks(module))
-    if has_state(module):
+    if takes_state(module):
         state = initial_state(prog) if state is None else state
-        keywords["state"] = _state_copy(state)
+        keywords["state"] = copy_state(state)
     with np.errstate(all="ignore"):
         loss, grads = module.loss_and_grad({k: np.array(v) for k, v in params.items()},
                                            **args, **keywords)
@@ -445,5 +435,5 @@ def format_trace(tr: Trace, digits: int = 6) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["BATCH_ROWS", "Line", "Trace", "batch_rows", "format_trace", "has_state",
+__all__ = ["BATCH_ROWS", "Line", "Trace", "batch_rows", "format_trace",
            "parse_at", "point", "summarize", "trace", "textbook_module"]

@@ -1075,30 +1075,51 @@ def plot_title(module, settings: "Settings") -> str:
 def plot_history(history: list[dict], path: Path, title: str | None = None) -> None:
     """The loss curves, and beside them the accuracy curves of a classifier (a
     regression gets the loss panel alone)."""
+    plot_runs([("", history)], path, title)
+
+
+def plot_runs(runs: list[tuple[str, list[dict]]], path: Path, title: str | None = None
+              ) -> None:
+    """The curves of one run, or of several runs on the same axes (``bpc plot``): each
+    run one colour, training solid and test dashed, labelled with the run's name."""
     plt = _pyplot()
-    rows = [_numeric_row(r) for r in history]
-    epochs = [r["epoch"] for r in rows]
+    runs = [(label, [_numeric_row(r) for r in history]) for label, history in runs]
+    several = len(runs) > 1
     accs = [(k, label) for k, label in (("train_acc", "train accuracy"),
                                         ("test_acc", "test accuracy"))
-            if any(r[k] is not None for r in rows)]
+            if any(r[k] is not None for _, rows in runs for r in rows)]
     fig, axes = plt.subplots(1, 2 if accs else 1, figsize=(10 if accs else 5.5, 4),
                              squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+    def curve(ax, k, rows, key, what, name):
+        if not any(r[key] is not None for r in rows):
+            return
+        style = {"color": colors[(k if several else what.startswith("test"))
+                                 % len(colors)],
+                 "linestyle": "--" if several and what.startswith("test") else "-",
+                 "marker": "." if len(rows) < 30 else None}
+        ax.plot([r["epoch"] for r in rows],
+                [np.nan if r[key] is None else r[key] for r in rows],
+                label=f"{name} {what}".strip(), **style)
+
     ax = axes[0][0]
-    ax.plot(epochs, [r["loss"] for r in rows], marker="." if len(rows) < 30 else None,
-            label="train loss")
-    if any(r["test_loss"] is not None for r in rows):
-        ax.plot(epochs, [np.nan if r["test_loss"] is None else r["test_loss"] for r in rows],
-                marker="." if len(rows) < 30 else None, label="test loss")
+    losses = []
+    for k, (name, rows) in enumerate(runs):
+        curve(ax, k, rows, "loss", "train loss", name)
+        curve(ax, k, rows, "test_loss", "test loss", name)
+        losses += [r[key] for r in rows for key in ("loss", "test_loss")
+                   if r[key] is not None and np.isfinite(r[key])]
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    if all(r["loss"] > 0 for r in rows):
-        ax.set_yscale("log")
+    if losses and min(losses) > 0 and max(losses) / min(losses) > 3:
+        ax.set_yscale("log")  # a loss falling by decades; a flat one reads better linear
     ax.legend()
     if accs:
         ax = axes[0][1]
-        for key, label in accs:
-            ax.plot(epochs, [np.nan if r[key] is None else r[key] for r in rows],
-                    marker="." if len(rows) < 30 else None, label=label)
+        for k, (name, rows) in enumerate(runs):
+            for key, what in accs:
+                curve(ax, k, rows, key, what, name)
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
@@ -1109,6 +1130,32 @@ def plot_history(history: list[dict], path: Path, title: str | None = None) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def run_history(path: Path) -> tuple[str, "History"]:
+    """(name, history) of a run: ``path`` is its --out folder, its checkpoint.npz or
+    its history.csv; the name is the run folder's. A UserError names what is missing."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    csv_path = path if path.suffix == ".csv" else folder / "history.csv"
+    rows: list[dict] = []
+    if csv_path.is_file():
+        rows = _old_history(csv_path, 10 ** 9)
+    elif path.suffix == ".npz" or (folder / "checkpoint.npz").is_file():
+        meta = read_checkpoint_file(path).meta
+        rows = [dict(zip(HISTORY_FIELDS, r)) for r in meta.get("history") or []
+                if isinstance(r, list) and len(r) == len(HISTORY_FIELDS)]
+    else:
+        raise UserError(f"{path}: no run here (no history.csv or checkpoint.npz)",
+                        "give the --out folder of a bpc train run")
+    if not rows:
+        raise UserError(f"{csv_path if csv_path.is_file() else path}: the run has no "
+                        "history rows yet", "train it for at least one epoch")
+    try:
+        return folder.resolve().name, History(rows)
+    except ValueError:
+        raise UserError(f"{csv_path}: its history rows are not numbers",
+                        "it is damaged or not from bpc") from None
 
 
 def plot_fit(module, params, dataset, path: Path, title: str | None = None,

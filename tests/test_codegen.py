@@ -17,7 +17,7 @@ from bpc.compiler.pipeline import (compile_text, inference_program, program_from
                                program_from_text)
 from conftest import REPO, SPECS, run_bpc
 from bpc.runtime.gradcheck import format_table, gradcheck
-from bpc.runtime.modes import fixed_masks
+from bpc.runtime.modes import fixed_masks, inference_kwargs, initial_state
 from bpc.compiler.evaluate import random_feeds
 
 GENERATED = REPO / "generated"
@@ -77,10 +77,12 @@ def test_generated_module_gradchecks_and_matches_the_ir(spec):
     assert value == pytest.approx(float(want[prog.loss]), rel=1e-12, abs=1e-14)
     for w in prog.wrt:
         np.testing.assert_allclose(grads[w], want[prog.grads[w]], rtol=1e-10, atol=1e-14)
-    out = m.predict(params, **{k: v for k, v in data.items() if k in m.INPUTS})
+    state = initial_state(m)  # batch norm's running statistics, as init_state() makes
+    out = m.predict(params, **{k: v for k, v in data.items() if k in m.INPUTS},
+                    **inference_kwargs(m, state))
     infer = inference_program(load_file(spec), prog)  # predict is inference mode
     if infer is not None:
-        want = evaluate(infer, data, params, names=[m.OUTPUT])
+        want = evaluate(infer, data, params, names=[m.OUTPUT], state=state)
     np.testing.assert_allclose(out, want[m.OUTPUT], rtol=1e-12, atol=1e-14)
 
 

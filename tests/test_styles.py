@@ -37,7 +37,9 @@ def test_textbook_style_gradchecks_and_matches_fast(spec):
     for forbidden in ("out=", "del ", "+=", "-=", "*=", "grads=None", "_mask = "):
         assert forbidden not in body, f"{spec.stem}: textbook code holds {forbidden!r}"
     tb, fm = _module(_float64(text), "tb"), _module(_float64(fast), "fast")
-    rows = gradcheck(tb, samples=5, batch=2, seed=1)
+    # Batch norm over two examples makes every feature exactly +-1 whatever the weights
+    # before it: their gradient is ~0 and a relative check says nothing. Four examples.
+    rows = gradcheck(tb, samples=5, batch=4 if hasattr(tb, "STATE") else 2, seed=1)
     assert rows and all(r.ok for r in rows), [(r.name, r.max_rel, r.why) for r in rows]
     rng = np.random.default_rng(3)
     params = tb.init_params(rng)

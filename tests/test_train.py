@@ -243,6 +243,28 @@ def test_graph_receipt_values():
     assert r.returncode == 0 and "Traceback" not in r.stderr and "<br/>" in r.stdout
 
 
+def test_plot_draws_several_runs_on_one_figure(tmp_path):
+    """bpc plot: two runs' curves on the same axes (DLFS 6.3's with/without comparison),
+    each labelled with its folder's name; a folder without a run is a clear error."""
+    pytest.importorskip("matplotlib")
+    for name, lr in (("fast", "0.5"), ("slow", "0.01")):
+        r = run_bpc("train", "specs/xor.bp", "--epochs", "3", "--eval-every", "1", "--lr", lr,
+                    "--out", tmp_path / name, "-q")
+        assert r.returncode == 0, r.stderr
+    from bpc.runtime.train import run_history
+
+    name, history = run_history(tmp_path / "fast")
+    assert name == "fast" and history["epoch"] == [1, 2, 3]
+    assert run_history(tmp_path / "slow" / "checkpoint.npz")[1]["loss"] == \
+        run_history(tmp_path / "slow" / "history.csv")[1]["loss"]
+    r = run_bpc("plot", tmp_path / "fast", tmp_path / "slow", "-o", tmp_path / "both.png")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "both.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = run_bpc("plot", tmp_path / "nothing")
+    assert r.returncode == 1 and "nothing: no run here" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_plot_without_matplotlib_says_what_to_install(monkeypatch, capsys, tmp_path):
     import importlib.util
 
