@@ -359,7 +359,8 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
     if modes:  # inference mode: predict and loss at the state training left
         want_inf = oracle.run(params, data, need_grad=False, train=False,
                               state=inference_state)
-        inf_kw = {"state": _copy_state(inference_state)} if takes_state else {}
+        inf_kw = {"state": _copy_state(inference_state)} if "state" in \
+            _inspect.signature(mod.loss).parameters else {}
         snapshot = _copy_state(inf_kw.get("state", {}))
         loss2 = mod.loss(params, **args, **inf_kw)
         if 0 < want_inf.kink < kink_margin or not all(
@@ -383,7 +384,7 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         accepted_p = _inspect.signature(mod.predict).parameters
         pargs = {k: v for k, v in args.items() if k in accepted_p}
         if "state" in accepted_p:
-            pargs["state"] = _copy_state(inf_kw.get("state", {}))
+            pargs["state"] = _copy_state(inference_state)
         out = mod.predict(params, **pargs)
         if mod.OUTPUT != want_inf.output_name:
             problems.append(f"OUTPUT is {mod.OUTPUT!r}, the spec implies "

@@ -337,10 +337,14 @@ class Oracle:
         values = {}
         order = d.equations
         if train:
-            # Training mode computes what the loss needs first (a generated module's
-            # loss_and_grad computes nothing else): the dropout masks are drawn in that
-            # order; the rest (an output the loss does not read) comes after.
+            # Training mode computes what the loss needs and the equations that update
+            # state (a batch_norm's), in spec order (a generated module's loss_and_grad
+            # computes nothing else): the dropout masks are drawn in that order; the rest
+            # (an output the loss does not read) comes after.
             needed = self._needed(d.loss)
+            for st in d.equations:
+                if _calls(st.value, "batch_norm"):
+                    needed |= self._needed(st.name)
             order = [st for st in d.equations if st.name in needed] + \
                 [st for st in d.equations if st.name not in needed]
         for st in order:
@@ -660,8 +664,10 @@ class Oracle:
             raise OracleError(f"batch_norm of rank {x.ndim}")
         c = x.shape[1]
         gamma, beta = (_t(self.expr(b[k], env)) for k in ("gamma", "beta"))
-        gamma = gamma.expand(c) if gamma.ndim == 0 else gamma  # a scalar: every feature
-        beta = beta.expand(c) if beta.ndim == 0 else beta
+        # A scalar applies to every feature. contiguous(): torch's CPU batch_norm backward
+        # misreads a weight of stride 0 (an expand()ed scalar): garbage gradients.
+        gamma = (gamma.expand(c) if gamma.ndim == 0 else gamma).contiguous()
+        beta = (beta.expand(c) if beta.ndim == 0 else beta).contiguous()
         names = []
         for k in ("mean", "var"):
             if not isinstance(b[k], ast.Name) or b[k].id not in self.d.states:
@@ -716,6 +722,20 @@ class Oracle:
             return
         top2 = torch.topk(y, 2, dim=-1).values
         self._note_kink(top2[..., 0] - top2[..., 1])
+
+
+def _calls(e, func: str) -> bool:
+    """Whether expression ``e`` calls ``func``."""
+    if isinstance(e, ast.Call):
+        return e.func == func or any(_calls(a, func) for a in e.args) or \
+            any(_calls(k.value, func) for k in e.kwargs)
+    if isinstance(e, ast.BinOp):
+        return _calls(e.left, func) or _calls(e.right, func)
+    if isinstance(e, (ast.Neg, ast.Transpose)):
+        return _calls(e.operand, func)
+    if isinstance(e, ast.Index):
+        return _calls(e.value, func)
+    return False
 
 
 def _t(v):
