@@ -67,7 +67,7 @@ class Result:
     # Batch norm in training mode: the largest max|x| / std over features, which bounds
     # the cancellation in x - mean (rounding of x relative to the normalized value).
     bn_condition: float = 1.0
-    masks: int = 0  # dropout masks drawn (training mode)
+    masks: int = 0  # dropout masks drawn for the loss and the state updates (training)
 
 
 @dataclass
@@ -347,7 +347,10 @@ class Oracle:
                     needed |= self._needed(st.name)
             order = [st for st in d.equations if st.name in needed] + \
                 [st for st in d.equations if st.name not in needed]
+        masks = None
         for st in order:
+            if train and masks is None and st.name not in needed:
+                masks = self.masks  # what loss_and_grad draws (the rest it never computes)
             v = self.expr(st.value, env)
             if not isinstance(v, torch.Tensor):
                 v = torch.tensor(v, dtype=DT)
@@ -369,7 +372,7 @@ class Oracle:
         return Result(float(loss.detach()), grads, output, out_name,
                       {k: v.detach().numpy().copy() for k, v in values.items()}, self.kink,
                       self.exact_ties, state=self.state_out, bn_condition=self.bn_condition,
-                      masks=self.masks)
+                      masks=self.masks if masks is None else masks)
 
     # ------------------------------------------------------------------ expressions
     def _note_kink(self, gap):
