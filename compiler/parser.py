@@ -373,10 +373,12 @@ def _explain_parts(tok, prev, stmt, expected):
                 + ", ".join(STATEMENT_KEYWORDS), first)
 
     # Declarations missing their ':' or '='.
-    if first is not None and first.type in KEYWORD_OF_TERMINAL and len(stmt) == 2 \
-            and stmt[1].type == "NAME":
+    if first is not None and (first.type in KEYWORD_OF_TERMINAL or first.type == "_STATE") \
+            and len(stmt) == 2 and stmt[1].type == "NAME":
         kw, name = str(first), str(stmt[1])
         wants = {
+            "state": ("':' and a shape (a state always has one)",
+                      f"e.g. 'state {name} : [64] = zeros'"),
             "param": ("':' and a shape, or '=' and a value,",
                       f"e.g. 'param {name} : [2, 3] = he' or 'param {name} = 0.5'"),
             "input": ("':' and a shape, or '=' and a default value,",
