@@ -398,6 +398,9 @@ def _explain_parts(tok, prev, stmt, expected):
     if first is not None and str(first) == "param" and ends_line and "_EQ" in expected:
         return ("missing initializer: a 'param' needs '= INIT' after its shape",
                 "e.g. '= zeros', '= he', '= normal(std=0.01)' or '= 0.5'")
+    if first is not None and first.type == "_STATE" and ends_line and "_EQ" in expected:
+        return ("missing initializer: a 'state' needs '= INIT' after its shape",
+                "e.g. '= zeros' for a running mean, '= ones' for a running variance")
 
     # An operator with nothing after it.
     if prev is not None and prev.type in OPERATORS and (
