@@ -16,7 +16,9 @@ targets *computed from parameters*, losses that are a parameter or an alias of o
 F > 1, with and without a ``[F, 1, 1]`` bias), ``max_pool`` / ``avg_pool`` on the last two
 axes of any value (side by side, overlapping, padded), ``flatten``, and layer stacks of
 ``conv``, activations, ``maxpool`` / ``avgpool``, ``flatten`` and ``dense`` on images.
-Modes: ``batchnorm`` layers (after ``dense`` and after ``conv``, with momentum/eps options,
+Modes (``modes=True``; off by default, the choices are then those of a generator
+without them, and tests that run modules without ``state``/``rng`` keep working):
+``batchnorm`` layers (after ``dense`` and after ``conv``, with momentum/eps options,
 inside ``residual`` blocks of dense and of conv layers), hand-written ``batch_norm`` over
 ``[N, D]`` and ``[N, C, H, W]`` values with declared ``state`` (zeros, ones, constant,
 numbers, literals; vector, scalar and literal gamma/beta; momentum/eps), ``dropout``
@@ -106,8 +108,9 @@ def _partners(shape):
 
 
 class _Gen:
-    def __init__(self, c):
+    def __init__(self, c, modes=False):
         self.c = c
+        self.modes = modes  # batch norm, state and dropout (training and inference)
         self.g = GenSpec()
         self.values = []  # (name, shape) usable as operands
         self.params = {}
@@ -534,10 +537,10 @@ class _Gen:
             items.append(f"conv {F} size={size}{opt}")
             shape = (shape[0], F, self._out(shape[2], size, stride, pad),
                      self._out(shape[3], size, stride, pad))
-            if c.chance(0.3):
+            if self.modes and c.chance(0.3):
                 items.append("batchnorm" + c.choice(["", "", " momentum=0.5", " eps=1e-4"]))
                 self.feature("layer batchnorm after conv")
-            if c.chance(0.2):  # a residual block keeps the channels and the size
+            if self.modes and c.chance(0.2):  # a residual block keeps channels and size
                 inner = c.choice(["relu", "tanh"])
                 # a weighted layer last: an activation after the block would share the
                 # name of one inside it (z{k} of the same conv k)
@@ -572,13 +575,13 @@ class _Gen:
                 units = c.choice([2, 3])
                 items.append(f"dense {units}")
                 shape = (shape[0], units)
-                if c.chance(0.25):
+                if self.modes and c.chance(0.25):
                     items.append("batchnorm")
                     self.feature("layer batchnorm after dense")
                 act = c.choice(["relu", "tanh", None])
                 if act:
                     items.append(act)
-                if c.chance(0.2):
+                if self.modes and c.chance(0.2):
                     items.append(f"dropout {c.choice(['0.5', '0.1'])}")
                     self.feature("layer dropout")
         out = f"h{self.count + 1}"
@@ -604,7 +607,7 @@ class _Gen:
             opt = c.choice(["", "", " bias=none", " init=normal(std=0.5)", " bias=ones",
                             " init=xavier_uniform", " bias=0.1"])
             items.append(f"dense {units}{opt}")
-            if len(sa) == 2 and c.chance(0.3):
+            if self.modes and len(sa) == 2 and c.chance(0.3):
                 items.append("batchnorm" + c.choice(["", "", " momentum=0.7", " eps=1e-5",
                                                      " momentum=0 eps=0.01"]))
                 self.feature("layer batchnorm after dense")
@@ -613,10 +616,10 @@ class _Gen:
             if act:
                 items.append(act)
                 self.feature(f"layer {act.split('(')[0]}")
-            if c.chance(0.15):
+            if self.modes and c.chance(0.15):
                 items.append(f"dropout {c.choice(['0.5', '0.25', '0'])}")
                 self.feature("layer dropout")
-        if len(sa) == 2 and c.chance(0.2):
+        if self.modes and len(sa) == 2 and c.chance(0.2):
             inner = c.choice(["tanh", "relu", "sigmoid"])
             items.append(c.choice([  # a dense layer first (see image_stack)
                 f"residual {{ dense {units}; batchnorm }}",
@@ -694,8 +697,10 @@ class _Gen:
         return f"sigmoid_cross_entropy({a}, sigmoid({v}))"
 
 
-def generate(c, max_depth=7) -> GenSpec:
-    gen = _Gen(c)
+def generate(c, max_depth=7, modes=False) -> GenSpec:
+    """A random valid spec; ``modes``: with batch norm, state and dropout too (their
+    modules take ``state`` and ``rng``; the same choices as without it otherwise)."""
+    gen = _Gen(c, modes)
     g = gen.g
     gen.line("model rnd")
     if c.chance(0.15):
@@ -751,13 +756,13 @@ def generate(c, max_depth=7) -> GenSpec:
     depth = c.integers(1, max_depth)
     steps = ["unary", "binary", "matmul", "reduce", "normalise", "power", "transpose",
              "reshape", "stack", "index", "overlap", "join", "conv", "pool", "flatten",
-             "image_stack", "batch_norm", "dropout"]
+             "image_stack"] + (["batch_norm", "dropout"] if modes else [])
     for _ in range(depth):
         a, sa = gen.pick()
         kind = c.choice(steps)
         if a in gen.from_image and len(sa) >= 3 and c.chance(0.5):
-            kind = c.choice(["conv", "pool", "pool", "flatten", "image_stack",
-                             "batch_norm"])
+            kind = c.choice(["conv", "pool", "pool", "flatten", "image_stack"]
+                            + (["batch_norm"] if modes else []))
         if kind in ("stack", "image_stack"):
             if getattr(gen, kind)(a, sa) is None:
                 kind = "unary"
@@ -821,9 +826,9 @@ def generate(c, max_depth=7) -> GenSpec:
 
 
 @st.composite
-def random_spec(draw, max_depth=7):
-    return generate(_HypChooser(draw), max_depth)
+def random_spec(draw, max_depth=7, modes=False):
+    return generate(_HypChooser(draw), max_depth, modes)
 
 
-def spec_from_seed(seed: int, max_depth=7) -> GenSpec:
-    return generate(_RandChooser(seed), max_depth)
+def spec_from_seed(seed: int, max_depth=7, modes=False) -> GenSpec:
+    return generate(_RandChooser(seed), max_depth, modes)

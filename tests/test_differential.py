@@ -822,7 +822,7 @@ def _random_run(text, targets=None):
 
 
 @_SETTINGS
-@given(random_spec(DEPTH))
+@given(random_spec(DEPTH, modes=True))
 def test_random_v2(spec):
     _random_run(spec.text(), spec.targets)
 
@@ -839,7 +839,7 @@ def test_survey():
     kinds: dict[str, list] = {}
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     for seed in range(SURVEY_START, SURVEY_START + SURVEY):
-        spec = spec_from_seed(seed, DEPTH)
+        spec = spec_from_seed(seed, DEPTH, modes=True)
         text = spec.text()
         try:
             differential(text, seed, targets=spec.targets)
