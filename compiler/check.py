@@ -135,7 +135,10 @@ def _check_uses(spec: ast.Spec, decls: dict[str, ast.Decl], diags: Diagnostics) 
                     _unknown(name, span, visible, decls, diags)
                 elif not isinstance(d, (ast.Input, ast.Param)):
                     diags.error(f"'grad wrt' takes inputs and parameters; '{name}' is a "
-                                f"{KIND_WORD[type(d)]}", span)
+                                f"{KIND_WORD[type(d)]}", span,
+                                "a state is not trained: batch_norm updates it from the "
+                                "batch's statistics, and no gradient flows to it"
+                                if isinstance(d, ast.State) else None)
 
 
 def _unknown(name: str, span: Span, visible: set[str], decls, diags: Diagnostics) -> None:

@@ -47,6 +47,7 @@ class _Elaborator:
         self.hints: dict[int, str] = {}
         self.symbols: dict[str, tuple[str, int]] = {}
         self.state_owner: dict[str, Span] = {}  # state -> the argument that updates it
+        self.reported_layers: set = set()  # batchnorm layers whose input was reported
         # Every name the spec defines: a function's named steps (h_xn) take others.
         self.taken = {st.name for st in spec.statements if isinstance(st, ast.Decl)}
 
@@ -181,9 +182,14 @@ class _Elaborator:
                 if src is None:
                     return None
                 if v.features and len(src.shape) not in (2, 4):
-                    self.diags.error(f"a batchnorm layer normalizes [N, D] or [N, C, H, W] "
-                                     f"values, but '{v.of}' is {fmt_shape(src.shape)}",
-                                     d.span)
+                    if d.span not in self.reported_layers:  # once, not per parameter
+                        self.reported_layers.add(d.span)
+                        self.diags.error(
+                            f"a batchnorm layer normalizes [N, D] or [N, C, H, W] values, "
+                            f"but '{v.of}' is {fmt_shape(src.shape)}", d.span,
+                            "it normalizes each feature over a batch: declare the input "
+                            "with a batch axis, e.g. [N, 64] or [N, 1, 28, 28], or "
+                            "flatten first")
                     return None
                 if v.axis == 1 and len(src.shape) != 4 and not v.features:
                     self.diags.error(f"a conv layer needs an image batch [N, C, H, W], but "
@@ -521,8 +527,12 @@ class _Elaborator:
         if node is None or node.op != "state":
             if node is None and isinstance(expr, ast.Name) and expr.id in self.env:
                 raise _Poisoned()  # its declaration failed and was reported
+            what = {"param": "a parameter", "input": "an input or a target"}.get(
+                node.op, "a computed value") if node is not None else None
             self.diags.error(f"'{pname}' of {call.func} must name a state, which holds the "
-                             f"running statistic between steps", expr.span,
+                             f"running statistic between steps"
+                             + (f"; '{self._text(expr.span)}' is {what}" if what else ""),
+                             expr.span,
                              f"declare one, e.g. 'state {pname}1 : [64] = "
                              f"{'ones' if pname == 'var' else 'zeros'}', and pass its name")
             raise _Poisoned()

@@ -287,18 +287,29 @@ def _batch_norm(b, a, s):
             raise ShapeError(f"batch_norm's {key} must be a number {want}, not {value!r}",
                              (), hint="the defaults are momentum=0.9, eps=1e-6")
     rank = len(x.shape)
+    nodes = (x, gamma, beta, mean, var)  # what the message names, by argument index
     if rank not in (2, 4):
-        raise ShapeError("batch_norm normalizes [N, D] values (each feature over the "
+        err = ShapeError("batch_norm normalizes [N, D] values (each feature over the "
                          "batch) or [N, C, H, W] images (each channel over the batch and "
-                         "its pixels)", (0,))
+                         "its pixels)", (0,),
+                         hint="reshape the value first, e.g. reshape(h, [N, -1])")
+        err.nodes, err.at = nodes, 0
+        raise err
     c = x.shape[1]
     if not isinstance(c, int):
-        raise ShapeError("batch_norm needs a fixed number of features (axis 1)", (0,))
+        err = ShapeError("batch_norm needs a fixed number of features (axis 1)", (0,))
+        err.nodes, err.at = nodes, 0
+        raise err
     for k, (key, v) in enumerate((("gamma", gamma), ("beta", beta), ("mean", mean),
                                   ("var", var)), start=1):
         if v.shape != (c,) and not (v.shape == () and key in ("gamma", "beta")):
-            raise ShapeError(f"batch_norm's {key} holds one number per feature (axis 1 "
-                             f"of x), so it must be [{c}]", (0, k))
+            err = ShapeError(f"batch_norm's {key} holds one number per feature (axis 1 "
+                             f"of x), so it must be [{c}]", (0, k),
+                             hint=f"declare it with shape [{c}]" + (
+                                 " (or use a scalar for every feature)"
+                                 if key in ("gamma", "beta") else ""))
+            err.nodes, err.at = nodes, k
+            raise err
     axes = (0,) + tuple(range(2, rank))  # every axis but the features'
 
     def per_feature(v):

@@ -373,10 +373,12 @@ def _explain_parts(tok, prev, stmt, expected):
                 + ", ".join(STATEMENT_KEYWORDS), first)
 
     # Declarations missing their ':' or '='.
-    if first is not None and first.type in KEYWORD_OF_TERMINAL and len(stmt) == 2 \
-            and stmt[1].type == "NAME":
+    if first is not None and (first.type in KEYWORD_OF_TERMINAL or first.type == "_STATE") \
+            and len(stmt) == 2 and stmt[1].type == "NAME":
         kw, name = str(first), str(stmt[1])
         wants = {
+            "state": ("':' and a shape (a state always has one)",
+                      f"e.g. 'state {name} : [64] = zeros'"),
             "param": ("':' and a shape, or '=' and a value,",
                       f"e.g. 'param {name} : [2, 3] = he' or 'param {name} = 0.5'"),
             "input": ("':' and a shape, or '=' and a default value,",
@@ -396,6 +398,9 @@ def _explain_parts(tok, prev, stmt, expected):
     if first is not None and str(first) == "param" and ends_line and "_EQ" in expected:
         return ("missing initializer: a 'param' needs '= INIT' after its shape",
                 "e.g. '= zeros', '= he', '= normal(std=0.01)' or '= 0.5'")
+    if first is not None and first.type == "_STATE" and ends_line and "_EQ" in expected:
+        return ("missing initializer: a 'state' needs '= INIT' after its shape",
+                "e.g. '= zeros' for a running mean, '= ones' for a running variance")
 
     # An operator with nothing after it.
     if prev is not None and prev.type in OPERATORS and (

@@ -175,15 +175,51 @@ def _typed(value, dtype) -> str | None:
     return f"is {type(value).__name__}, not np.ndarray of {dtype}"
 
 
+def _copy_state(state):
+    return {k: np.array(v, copy=True) for k, v in state.items()}
+
+
+def _compare_state(problems, got: dict, want: dict, dtype, rtol, atol, when: str,
+                   names) -> None:
+    """The state dict after a training call against the oracle's running statistics."""
+    if set(got) != set(names):
+        problems.append(f"state keys {sorted(got)} after {when} != STATE {sorted(names)}")
+    for name in names:
+        if name not in got:
+            continue
+        why = _typed(got[name], dtype)
+        if why:
+            problems.append(f"state '{name}' after {when} {why}")
+        ok, why = _close(got[name], want[name], rtol, atol)
+        if not ok:
+            problems.append(f"state '{name}' after {when}: {why}\n      got      "
+                            f"{_short(got[name])}\n      expected {_short(want[name])}")
+
+
+# Batch norm in training mode: skip points where max|x| / std of a feature exceeds this
+# (x - mean then cancels; rounding of x is amplified by as much, see Result.bn_condition).
+BN_CONDITION = {"float64": 1e6, "float32": 3e2}
+
+
 def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_margin=None,
                  max_abs=1e6, targets=None, init: bool | str = False, data=None,
-                 hash_seed: int | None = None, use_defaults: bool = False):
+                 hash_seed: int | None = None, use_defaults: bool = False,
+                 state_steps: int = 2):
     """Compile ``text``, run module and oracle at a random point, raise ``Mismatch``.
 
     ``init="exact"``: the module's own initial parameters, unperturbed (to put points
     exactly on a kink and test its convention); ``data`` overrides drawn data;
     ``hash_seed``: compile in a subprocess with that PYTHONHASHSEED; ``use_defaults``:
-    never pass inputs that have defaults."""
+    never pass inputs that have defaults.
+
+    A module with modes (dropout, batch norm's state): ``loss_and_grad`` runs in training
+    mode, with ``rng=np.random.default_rng(seed + k)`` for its masks (the oracle draws the
+    same ones) and the state from ``init_state()`` on the first call, then the state the
+    call before left (``state_steps`` calls, each compared: loss, gradients, the state
+    after it); ``predict`` and ``loss`` run in inference mode and are compared with the
+    oracle's inference mode at the state the last training call left (non-trivial)."""
+    import inspect as _inspect
+
     oracle = Oracle(text, "diff.bp")
     mod = build(text, hash_seed=hash_seed)
     rng = np.random.default_rng(seed)
@@ -193,36 +229,89 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
     data = {**drawn, **(data or {})}
     if use_defaults:  # leave every input with a default to its default
         data = {k: v for k, v in data.items() if k not in getattr(mod, "DEFAULTS", {})}
-    want = oracle.run(params, data)
+    accepted = _inspect.signature(mod.loss_and_grad).parameters
+    takes_rng, takes_state = "rng" in accepted, "state" in accepted
+    modes = oracle.has_modes or takes_rng or takes_state or bool(oracle.d.states)
+    problems = []
+    dtype = np.dtype(mod.DTYPE)
+    state_names = list(getattr(mod, "STATE", {}))
+    if takes_state != bool(oracle.d.states):
+        problems.append(f"loss_and_grad {'takes' if takes_state else 'lacks'} 'state', the "
+                        f"spec declares {sorted(oracle.d.states) or 'none'}")
+    state = None
+    if takes_state:
+        state = mod.init_state()
+        if list(state) != state_names:
+            problems.append(f"init_state() keys {list(state)} != STATE {state_names}")
+        for name, (shape, value) in oracle.init_state().items():
+            if name not in state:
+                problems.append(f"init_state() lacks '{name}'")
+                continue
+            why = _typed(state[name], dtype)
+            if why:
+                problems.append(f"init_state()['{name}'] {why}")
+            want_init = np.broadcast_to(np.asarray(value, dtype=float),
+                                        shape if shape is not None else np.shape(state[name]))
+            if tuple(np.shape(state[name])) != tuple(mod.STATE[name]) or \
+                    not np.array_equal(state[name], want_init.astype(dtype)):
+                problems.append(f"init_state()['{name}'] is {_short(state[name])}, the spec "
+                                f"says {_short(want_init)} of shape {tuple(mod.STATE[name])}")
+    want = oracle.run(params, data, state=state, mask_seed=seed)
+    if takes_rng != (want.masks > 0):
+        problems.append(f"loss_and_grad {'takes' if takes_rng else 'lacks'} 'rng', and the "
+                        f"loss (or a state update) reads {want.masks} dropout mask(s)")
     if kink_margin is None:
         kink_margin = 1e-3 if oracle.dtype == "float32" else 1e-7
     if 0 < want.kink < kink_margin:  # exact ties (0) test the conventions; near ties are
         # decided by rounding, differently in float32 and float64
         raise Skip(f"a kink at distance {want.kink:.2g}")
+    if want.bn_condition > BN_CONDITION[oracle.dtype]:
+        raise Skip(f"batch norm of a nearly constant feature (max|x|/std "
+                   f"{want.bn_condition:.2g})")
     finite = [np.all(np.isfinite(v)) and np.all(np.abs(v) < max_abs)
-              for v in [want.loss, *want.grads.values(), *want.values.values()]]
+              for v in [want.loss, *want.grads.values(), *want.values.values(),
+                        *want.state.values()]]
     if not all(finite):
         raise Skip("an overflow or a value out of range")
     rtol, atol = TOL[oracle.dtype]
-    problems = []
-    dtype = np.dtype(mod.DTYPE)
     if dtype != np.dtype(oracle.dtype):
         problems.append(f"DTYPE is {dtype}, the spec says {oracle.dtype}")
     if list(mod.GRADS) != oracle.wrt and set(mod.GRADS) != set(oracle.wrt):
         problems.append(f"GRADS {list(mod.GRADS)} != expected {oracle.wrt}")
 
     args = dict(data)
+
+    def extra(state_in, k):
+        """The training call's keyword arguments: a copy of the state, fresh masks."""
+        out = {}
+        if takes_state:
+            out["state"] = _copy_state(state_in)
+        if takes_rng:
+            out["rng"] = np.random.default_rng(seed + k)
+        return out
+
     before = {k: np.array(v, copy=True) for k, v in {**params, **args}.items()}
-    loss, grads = mod.loss_and_grad(params, **args)
+    kw = extra(state, 0)
+    given = dict(kw.get("state", {}))  # the arrays passed in: never written in place
+    given_copy = _copy_state(given)
+    loss, grads = mod.loss_and_grad(params, **args, **kw)
     if not isinstance(loss, float):
         problems.append(f"loss_and_grad's loss is {type(loss).__name__}, not float")
     ok, why = _close(loss, want.loss, rtol, atol)
     if not ok:
-        problems.append(f"loss: {why}")
-    loss2 = mod.loss(params, **args)
-    ok, why = _close(loss2, want.loss, rtol, atol)
-    if not ok:
-        problems.append(f"loss(): {why}")
+        problems.append(f"loss{' (training mode)' if modes else ''}: {why}")
+    if takes_state:
+        _compare_state(problems, kw["state"], want.state, dtype, rtol, atol,
+                       "loss_and_grad", state_names)
+        for k, v in given.items():
+            if not np.array_equal(v, given_copy[k], equal_nan=True):
+                problems.append(f"the caller's state array '{k}' was modified in place "
+                                "(new arrays are assigned into the dict)")
+    if not modes:
+        loss2 = mod.loss(params, **args)
+        ok, why = _close(loss2, want.loss, rtol, atol)
+        if not ok:
+            problems.append(f"loss(): {why}")
     if set(grads) != set(want.grads):
         problems.append(f"gradient keys {sorted(grads)} != expected {sorted(want.grads)}")
     for name, g_want in want.grads.items():
@@ -236,30 +325,76 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         if not ok:
             problems.append(f"d{want.loss and ''}{name}: {why}\n      got      {_short(g)}"
                             f"\n      expected {_short(g_want)}")
-    if "grads" in inspect.signature(mod.loss_and_grad).parameters:
+    if "grads" in accepted:
         # The training loop's path: gradients computed into caller's buffers (filled
         # with NaN first, then holding the previous step's values).
         buffers = {n: np.full(np.shape(g), np.nan, dtype=dtype) for n, g in want.grads.items()}
         for attempt in ("into NaN-filled buffers", "into reused buffers"):
-            _, gb = mod.loss_and_grad(params, **args, grads=buffers)
+            _, gb = mod.loss_and_grad(params, **args, **extra(state, 0), grads=buffers)
             for name, g_want in want.grads.items():
                 ok, why = _close(gb.get(name), g_want, rtol, atol) if name in gb else \
                     (False, "missing")
                 if not ok:
                     problems.append(f"d{name} {attempt}: {why}")
                     break
-    if check_output and want.output_name is not None:
-        accepted = inspect.signature(mod.predict).parameters
-        pargs = {k: v for k, v in args.items() if k in accepted}
+    # More training calls from the state the previous one left (a non-trivial state).
+    inference_state = kw.get("state")
+    for k in range(1, state_steps if takes_state else 0):
+        state_k = _copy_state(inference_state)
+        want_k = oracle.run(params, data, state=state_k, mask_seed=seed + k)
+        kw_k = extra(state_k, k)
+        loss_k, grads_k = mod.loss_and_grad(params, **args, **kw_k)
+        ok, why = _close(loss_k, want_k.loss, rtol, atol)
+        if not ok:
+            problems.append(f"loss of training call {k + 1}: {why}")
+        for name, g_want in want_k.grads.items():
+            ok, why = _close(grads_k.get(name), g_want, rtol, atol) if name in grads_k \
+                else (False, "missing")
+            if not ok:
+                problems.append(f"d{name} in training call {k + 1}: {why}")
+        _compare_state(problems, kw_k["state"], want_k.state, dtype, rtol, atol,
+                       f"training call {k + 1}", state_names)
+        inference_state = kw_k["state"]
+    if modes:  # inference mode: predict and loss at the state training left
+        want_inf = oracle.run(params, data, need_grad=False, train=False,
+                              state=inference_state)
+        inf_kw = {"state": _copy_state(inference_state)} if "state" in \
+            _inspect.signature(mod.loss).parameters else {}
+        snapshot = _copy_state(inf_kw.get("state", {}))
+        loss2 = mod.loss(params, **args, **inf_kw)
+        if 0 < want_inf.kink < kink_margin or not all(
+                np.all(np.isfinite(v)) and np.all(np.abs(v) < max_abs)
+                for v in [want_inf.loss, *want_inf.values.values()]):
+            # near a kink or out of range in inference mode: training mode was compared
+            check_output = False
+            if not problems:
+                raise Skip(f"inference mode: a kink at distance {want_inf.kink:.2g} or a "
+                           "value out of range")
+        else:
+            ok, why = _close(loss2, want_inf.loss, rtol, atol)
+            if not ok:
+                problems.append(f"loss() (inference mode): {why}")
+        for k2, v in inf_kw.get("state", {}).items():
+            if not np.array_equal(v, snapshot[k2]) or set(inf_kw["state"]) != set(snapshot):
+                problems.append(f"loss() (inference mode) changed state '{k2}'")
+    else:
+        want_inf, inf_kw = want, {}
+    if check_output and want_inf.output_name is not None:
+        accepted_p = _inspect.signature(mod.predict).parameters
+        pargs = {k: v for k, v in args.items() if k in accepted_p}
+        if "state" in accepted_p:
+            pargs["state"] = _copy_state(inference_state)
         out = mod.predict(params, **pargs)
-        if mod.OUTPUT != want.output_name:
-            problems.append(f"OUTPUT is {mod.OUTPUT!r}, the spec implies {want.output_name!r}")
+        if mod.OUTPUT != want_inf.output_name:
+            problems.append(f"OUTPUT is {mod.OUTPUT!r}, the spec implies "
+                            f"{want_inf.output_name!r}")
         why = _typed(out, dtype)
         if why:
             problems.append(f"predict's output {why}")
-        ok, why = _close(out, want.output, rtol, atol)
+        ok, why = _close(out, want_inf.output, rtol, atol)
         if not ok:
-            problems.append(f"predict ({want.output_name}): {why}")
+            problems.append(f"predict ({want_inf.output_name}"
+                            f"{', inference mode' if modes else ''}): {why}")
     for k, v in {**params, **args}.items():
         if not np.array_equal(np.asarray(v), before[k], equal_nan=True):
             problems.append(f"the caller's array '{k}' was modified in place")

@@ -16,6 +16,13 @@ targets *computed from parameters*, losses that are a parameter or an alias of o
 F > 1, with and without a ``[F, 1, 1]`` bias), ``max_pool`` / ``avg_pool`` on the last two
 axes of any value (side by side, overlapping, padded), ``flatten``, and layer stacks of
 ``conv``, activations, ``maxpool`` / ``avgpool``, ``flatten`` and ``dense`` on images.
+Modes (``modes=True``; off by default, the choices are then those of a generator
+without them, and tests that run modules without ``state``/``rng`` keep working):
+``batchnorm`` layers (after ``dense`` and after ``conv``, with momentum/eps options,
+inside ``residual`` blocks of dense and of conv layers), hand-written ``batch_norm`` over
+``[N, D]`` and ``[N, C, H, W]`` values with declared ``state`` (zeros, ones, constant,
+numbers, literals; vector, scalar and literal gamma/beta; momentum/eps), ``dropout``
+calls (p = 0 too) and ``dropout`` layers.
 
 The generator is written against a tiny chooser interface so that the same code serves
 Hypothesis (``random_spec()``, shrinkable) and a plain seeded ``random.Random``
@@ -101,8 +108,9 @@ def _partners(shape):
 
 
 class _Gen:
-    def __init__(self, c):
+    def __init__(self, c, modes=False):
         self.c = c
+        self.modes = modes  # batch norm, state and dropout (training and inference)
         self.g = GenSpec()
         self.values = []  # (name, shape) usable as operands
         self.params = {}
@@ -110,6 +118,7 @@ class _Gen:
         self.lets = {}
         self.targets = {}
         self.from_image = set()  # values computed from the image input
+        self.norms = 0  # hand-written batch_norm calls (their states rm{k}, rv{k})
 
     # -------------------------------------------------------------------- helpers
     def line(self, text):
@@ -392,6 +401,46 @@ class _Gen:
         return f"stack([{', '.join(parts)}]{text})", sa[:k] + (len(parts),) + sa[k:]
 
     # -------------------------------------------------------------------- images
+    def batch_norm(self, a, sa):
+        """``batch_norm(a, gamma, beta, mean, var, ...)`` on a [N, D] or [N, C, H, W] value
+        with a fixed axis 1, its running statistics declared as states just above."""
+        c = self.c
+        if len(sa) not in (2, 4) or not isinstance(sa[1], int):
+            return None
+        C = sa[1]
+        self.norms += 1
+        k = self.norms
+        mean_init = c.choice(["zeros", "zeros", "0.5", "constant(value=-0.25)"]
+                             + ([f"[{', '.join(str(0.1 * i) for i in range(C))}]"]
+                                if C <= 4 else []))
+        var_init = c.choice(["ones", "ones", "2", "constant(value=0.5)"]
+                            + ([f"[{', '.join(str(1 + i) for i in range(C))}]"]
+                               if C <= 4 else []))
+        self.line(f"state rm{k} : [{C}] = {mean_init}")
+        self.line(f"state rv{k} : [{C}] = {var_init}")
+        how = c.choice(["vector", "vector", "scalar", "number", "literal"])
+        if how == "vector":
+            gamma, beta = self.new_param((C,), "normal(std=0.5)"), self.new_param((C,))
+        elif how == "scalar":
+            gamma, beta = self.new_param(()), self.new_param(())
+        elif how == "number":
+            gamma, beta = "1", c.choice(["0", "0.5"])
+        else:
+            gamma, beta = "[" + ", ".join(str(0.5 + i) for i in range(C)) + "]", "0.1"
+        self.feature(f"batch_norm rank {len(sa)} {how}")
+        opts = c.choice(["", "", ", momentum=0.5", ", eps=1e-3", ", 0.8, 1e-4",
+                         ", momentum=0"])
+        if opts:
+            self.feature("batch_norm options")
+        self.feature("state")
+        return f"batch_norm({a}, {gamma}, {beta}, rm{k}, rv{k}{opts})", sa
+
+    def dropout(self, a, sa):
+        """``dropout(a, p)``: training draws a mask, inference is the identity."""
+        p = self.c.choice(["0.5", "0.2", "p=0.3", "0"])
+        self.feature("dropout" + (" 0" if p == "0" else ""))
+        return f"dropout({a}, {p})", sa
+
     def _window(self, h, w, square=False, pool=False):
         """(kh, kw, stride, pad) that tile an h x w image exactly, or None. Pooling:
         ``pad`` < size (a window is never all padding)."""
@@ -488,6 +537,18 @@ class _Gen:
             items.append(f"conv {F} size={size}{opt}")
             shape = (shape[0], F, self._out(shape[2], size, stride, pad),
                      self._out(shape[3], size, stride, pad))
+            if self.modes and c.chance(0.3):
+                items.append("batchnorm" + c.choice(["", "", " momentum=0.5", " eps=1e-4"]))
+                self.feature("layer batchnorm after conv")
+            if self.modes and c.chance(0.2):  # a residual block keeps channels and size
+                inner = c.choice(["relu", "tanh"])
+                # a weighted layer last: an activation after the block would share the
+                # name of one inside it (z{k} of the same conv k)
+                items.append(f"residual {{ conv {F} size=3 pad=1; batchnorm; {inner}; "
+                             f"conv {F} size=1 }}" if c.chance(0.6) else
+                             f"residual {{ conv {F} size=1; {inner}; conv {F} size=3 pad=1; "
+                             f"batchnorm }}")
+                self.feature("layer residual conv batchnorm")
             act = c.choice(["relu", "tanh", "leaky_relu", "sigmoid", None])
             if act:
                 items.append(act)
@@ -514,9 +575,15 @@ class _Gen:
                 units = c.choice([2, 3])
                 items.append(f"dense {units}")
                 shape = (shape[0], units)
+                if self.modes and c.chance(0.25):
+                    items.append("batchnorm")
+                    self.feature("layer batchnorm after dense")
                 act = c.choice(["relu", "tanh", None])
                 if act:
                     items.append(act)
+                if self.modes and c.chance(0.2):
+                    items.append(f"dropout {c.choice(['0.5', '0.1'])}")
+                    self.feature("layer dropout")
         out = f"h{self.count + 1}"
         self.line(f"layers {a} -> {out} {{")
         for it in items:
@@ -540,11 +607,25 @@ class _Gen:
             opt = c.choice(["", "", " bias=none", " init=normal(std=0.5)", " bias=ones",
                             " init=xavier_uniform", " bias=0.1"])
             items.append(f"dense {units}{opt}")
+            if self.modes and len(sa) == 2 and c.chance(0.3):
+                items.append("batchnorm" + c.choice(["", "", " momentum=0.7", " eps=1e-5",
+                                                     " momentum=0 eps=0.01"]))
+                self.feature("layer batchnorm after dense")
             act = c.choice(["relu", "tanh", "sigmoid", "softplus", "leaky_relu",
                             "leaky_relu(0.2)", "leaky_relu(alpha=0.1)", "softmax", None])
             if act:
                 items.append(act)
                 self.feature(f"layer {act.split('(')[0]}")
+            if self.modes and c.chance(0.15):
+                items.append(f"dropout {c.choice(['0.5', '0.25', '0'])}")
+                self.feature("layer dropout")
+        if self.modes and len(sa) == 2 and c.chance(0.2):
+            inner = c.choice(["tanh", "relu", "sigmoid"])
+            items.append(c.choice([  # a dense layer first (see image_stack)
+                f"residual {{ dense {units}; batchnorm }}",
+                f"residual {{ dense {units}; {inner}; dense {units}; batchnorm }}",
+                f"residual {{ dense {units}; batchnorm; {inner}; dense {units} }}"]))
+            self.feature("layer residual batchnorm")
         if c.chance(0.25):
             k = c.integers(1, 2)
             act = c.choice(["tanh", "sigmoid", "relu"])
@@ -616,8 +697,10 @@ class _Gen:
         return f"sigmoid_cross_entropy({a}, sigmoid({v}))"
 
 
-def generate(c, max_depth=7) -> GenSpec:
-    gen = _Gen(c)
+def generate(c, max_depth=7, modes=False) -> GenSpec:
+    """A random valid spec; ``modes``: with batch norm, state and dropout too (their
+    modules take ``state`` and ``rng``; the same choices as without it otherwise)."""
+    gen = _Gen(c, modes)
     g = gen.g
     gen.line("model rnd")
     if c.chance(0.15):
@@ -673,12 +756,13 @@ def generate(c, max_depth=7) -> GenSpec:
     depth = c.integers(1, max_depth)
     steps = ["unary", "binary", "matmul", "reduce", "normalise", "power", "transpose",
              "reshape", "stack", "index", "overlap", "join", "conv", "pool", "flatten",
-             "image_stack"]
+             "image_stack"] + (["batch_norm", "dropout"] if modes else [])
     for _ in range(depth):
         a, sa = gen.pick()
         kind = c.choice(steps)
         if a in gen.from_image and len(sa) >= 3 and c.chance(0.5):
-            kind = c.choice(["conv", "pool", "pool", "flatten", "image_stack"])
+            kind = c.choice(["conv", "pool", "pool", "flatten", "image_stack"]
+                            + (["batch_norm"] if modes else []))
         if kind in ("stack", "image_stack"):
             if getattr(gen, kind)(a, sa) is None:
                 kind = "unary"
@@ -742,9 +826,9 @@ def generate(c, max_depth=7) -> GenSpec:
 
 
 @st.composite
-def random_spec(draw, max_depth=7):
-    return generate(_HypChooser(draw), max_depth)
+def random_spec(draw, max_depth=7, modes=False):
+    return generate(_HypChooser(draw), max_depth, modes)
 
 
-def spec_from_seed(seed: int, max_depth=7) -> GenSpec:
-    return generate(_RandChooser(seed), max_depth)
+def spec_from_seed(seed: int, max_depth=7, modes=False) -> GenSpec:
+    return generate(_RandChooser(seed), max_depth, modes)

@@ -582,6 +582,106 @@ loss L = softmax_cross_entropy(y, t)
 grad wrt x
 """)
 
+# Modes: dropout (masks from loss_and_grad's rng, reproduced by the oracle), batch norm
+# (training: batch statistics and updated running statistics; inference: running ones).
+case("dropout-sites", """model m
+input x : [N, 3]
+target t : [N]
+param W : [3, 4] = normal(std=0.5)
+param V : [4, 3] = normal(std=0.5)
+h = dropout(tanh(x @ W), 0.3)
+g = dropout(h, p=0.5) + dropout(h * h, 0.2)
+z = dropout(g, 0) @ V
+loss L = softmax_cross_entropy(z, t)
+grad wrt x
+""")
+case("dropout-layers", """model m
+input x : [N, 4]
+target t : [N, 3]
+layers x -> y {
+  dense 6; relu; dropout 0.4
+  residual { dense 6; tanh; dropout 0.25 }
+  dense 3
+}
+loss L = mse(y, t)
+""", init=True)
+case("batchnorm-dense", """model m
+input x : [N, 3]
+target t : [N]
+param W : [3, 4] = normal(std=0.5)
+param g : [4] = normal
+param be : [4] = normal
+state m1 : [4] = zeros
+state v1 : [4] = ones
+h = batch_norm(x @ W, g, be, m1, v1)
+loss L = softmax_cross_entropy(tanh(h), t)
+grad wrt x
+""")
+case("batchnorm-scalar-affine-options", """model m
+let C = 3
+input x : [N, C]
+param g = 1.5
+param be = -0.2
+state m1 : [C] = constant(value=0.5)
+state v1 : [C] = 2
+state m2 : [3] = [0.1, -0.2, 0.3]
+state v2 : [3] = [1, 2, 3]
+h = batch_norm(x * 2, g, be, m1, v1, momentum=0.5, eps=1e-3)
+k = batch_norm(sin(h), [1, 2, 3], 0.1, m2, v2, 0)
+loss L = sum(k * x) + sum(h^2)
+grad wrt x
+""")
+case("batchnorm-images", """model m
+input x : [N, 2, 4, 3]
+param W : [3, 2, 2, 2] = normal(std=0.5)
+param g : [3] = normal
+param be : [3] = normal
+state m1 : [3] = zeros
+state v1 : [3] = ones
+a = conv2d(x, W, pad=1)
+h = batch_norm(a, g, be, m1, v1, momentum=0.8)
+loss L = sum(sin(h)) + sum(h[:, 0, 1:4, 1:4] * x[:, 1, 1:, :])
+grad wrt x
+""")
+case("batchnorm-layers", """model m
+input x : [N, 1, 6, 6]
+target t : [N]
+layers x -> y {
+  conv 3 size=3 pad=1; batchnorm; relu
+  residual { conv 3 size=3 pad=1; batchnorm momentum=0.5; relu; conv 3 size=3 pad=1; batchnorm eps=1e-4 }
+  maxpool 2
+  flatten
+  dense 5; batchnorm; tanh; dropout 0.2
+  residual { dense 5; batchnorm; sigmoid }
+  dense 3
+}
+loss L = softmax_cross_entropy(y, t)
+""", init=True)
+case("batchnorm-example", """model bn_example
+input x : [N, 64]
+target t : [N, 10]
+layers x -> y {
+  repeat 2 { dense 32; batchnorm; relu; dropout 0.1 }
+  dense 10
+}
+loss L = softmax_cross_entropy(y, t)
+""", init=True)
+case("batchnorm-output-not-on-loss-path", """model m
+input x : [N, 3]
+param W : [3, 4] = normal(std=0.5)
+state m1 : [4] = zeros
+state v1 : [4] = ones
+h = x @ W
+output y = dropout(batch_norm(h, 1, 0, m1, v1), 0.5)
+loss L = sum(dropout(sin(h), 0.3))
+""")
+case("state-as-a-name-without-state", """model m
+input x : [N, 3]
+param W : [3, 2] = normal
+state = x @ W
+loss L = sum(sin(state))
+""")
+
 # Kinks: the documented conventions, at points exactly on them (init="exact").
 case("kink-relu-at-0", """model m
 param p : [3] = [0, 1, -1]
@@ -609,7 +709,8 @@ grad wrt x
 for _name in ("sxe-labels", "layers", "reductions", "loss-is-param", "grad-wrt-inputs",
               "lets-literals-defaults", "reshape-batch", "sigxe-computed-target",
               "kink-maximum-tie-to-first", "slices", "concat-stack", "conv-pool-flatten",
-              "image-layers"):
+              "image-layers", "dropout-sites", "batchnorm-dense", "batchnorm-images",
+              "batchnorm-scalar-affine-options", "batchnorm-example"):
     _p = next(c for c in CASES if c.id == _name)
     _text = _p.values[1].replace("model m\n", "model m\ndtype float32\n", 1)
     case(f"float32-{_name}", _text, **_p.values[2])
@@ -669,7 +770,9 @@ def test_generated_code_is_independent_of_the_hash_seed():
                                   "sxe-computed-unnormalised", "sigxe-computed-target",
                                   "lets-literals-defaults", "reshape-batch", "layers",
                                   "slices", "concat-stack", "conv-pool-flatten",
-                                  "image-layers", "residual-stack"])
+                                  "image-layers", "residual-stack", "dropout-sites",
+                                  "batchnorm-dense", "batchnorm-images",
+                                  "batchnorm-scalar-affine-options"])
 def test_oracle_against_finite_differences(name):
     """The oracle's autograd gradients agree with central differences of its own loss."""
     text, kw = next((c.values[1], c.values[2]) for c in CASES if c.id == name)
@@ -719,7 +822,7 @@ def _random_run(text, targets=None):
 
 
 @_SETTINGS
-@given(random_spec(DEPTH))
+@given(random_spec(DEPTH, modes=True))
 def test_random_v2(spec):
     _random_run(spec.text(), spec.targets)
 
@@ -736,7 +839,7 @@ def test_survey():
     kinds: dict[str, list] = {}
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     for seed in range(SURVEY_START, SURVEY_START + SURVEY):
-        spec = spec_from_seed(seed, DEPTH)
+        spec = spec_from_seed(seed, DEPTH, modes=True)
         text = spec.text()
         try:
             differential(text, seed, targets=spec.targets)

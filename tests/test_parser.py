@@ -230,3 +230,50 @@ def test_index_spans_point_at_each_subscript():
 def test_index_syntax_errors(text, message):
     with pytest.raises(SpecError, match=re.escape(message)):
         parse(f"v = {text}\n", "e.bp")
+
+
+# ----------------------------------------------------------------------------- state
+def test_state_declarations_parse():
+    spec = parse("""let C = 3
+state m : [C] = zeros
+state v : [3] = constant(value=2); state k : [2] = [0.5, 1]
+state s : [1] = 0.25
+""", "s.bp")
+    states = [s for s in spec.statements if isinstance(s, ast.State)]
+    assert [s.name for s in states] == ["m", "v", "k", "s"]
+    assert [d.value for d in states[0].shape.dims] == ["C"]
+    assert states[0].init.id == "zeros" and states[1].init.func == "constant"
+    assert isinstance(states[2].init, ast.Matrix) and states[3].init.value == 0.25
+    assert (states[1].name_span.line, states[1].name_span.col) == (3, 7)
+
+
+@pytest.mark.parametrize("text", [
+    "state = x * 2\n",            # an equation defining 'state'
+    "y = state * 2\n",            # a use
+    "y = f(state)\n",             # an argument
+    "state=x\n",                  # no spaces
+    "grad wrt state\n",           # not at a statement's start
+    "output state\n",
+    "y = 1; state = y\n",         # after ';' it starts a statement, but '=' follows
+])
+def test_state_stays_a_name_where_no_name_follows_it(text):
+    spec = parse(text, "n.bp")
+    assert not any(isinstance(s, ast.State) for s in spec.statements)
+    assert "state" in text
+
+
+def test_state_keyword_only_before_a_name_at_a_statement_start():
+    spec = parse("y = 1\nstate m : [2] = ones\nlayers x -> h { dense 2 }\n", "k.bp")
+    assert [type(s).__name__ for s in spec.statements] == ["Equation", "State", "Layers"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("state m = 0\n", "expected ':' and a shape (a state always has one) after 'state m'"),
+    ("state m : [3]\n", "missing initializer: a 'state' needs '= INIT' after its shape"),
+    ("state m : [3] =\n", "expected a value after '='"),
+])
+def test_state_syntax_errors(text, message):
+    with pytest.raises(SpecError) as info:
+        parse(text, "e.bp")
+    rendered = info.value.render()
+    assert rendered.startswith("e.bp:1:") and message in rendered, rendered

@@ -21,6 +21,17 @@ a caller can keep test points away from ties.
 
     o = Oracle(text)
     r = o.run(params, data)      # numpy arrays in; r.loss, r.grads, r.output out
+
+Modes (LANGUAGE.md, "Modes"; DLFS 6.3 for batch norm). ``run(..., train=True)`` is
+what ``loss_and_grad`` computes: ``dropout`` draws its masks from a NumPy generator seeded
+``mask_seed`` (``rng.random(shape) >= p``, once per dropout site in forward order, as a
+generated module does with the ``rng`` it is given), and ``batch_norm`` normalizes with
+the batch's mean and *biased* variance (``torch.nn.functional.batch_norm(training=True)``)
+and moves the running statistics: ``r.state`` holds ``momentum * old + (1 - momentum) *
+batch statistic``, the statistic computed here with ``mean`` and ``var(unbiased=False)``.
+``train=False`` is inference (``predict``/``loss``): dropout is the identity and batch
+norm uses the running statistics in ``state`` (``torch.nn.functional.batch_norm(
+training=False)``). ``state`` defaults to each state's initializer (``Oracle.init_state``).
 """
 
 from __future__ import annotations
@@ -51,6 +62,12 @@ class Result:
     kink: float  # distance to the nearest non-differentiable point met (inf if none),
     # exact ties aside
     exact_ties: int = 0  # how many elements sat exactly on a kink
+    state: dict = field(default_factory=dict)  # the state after the call (updated in
+    # training mode; as given in inference)
+    # Batch norm in training mode: the largest max|x| / std over features, which bounds
+    # the cancellation in x - mean (rounding of x relative to the normalized value).
+    bn_condition: float = 1.0
+    masks: int = 0  # dropout masks drawn for the loss and the state updates (training)
 
 
 @dataclass
@@ -58,6 +75,7 @@ class _Decls:
     inputs: dict = field(default_factory=dict)  # name -> ast.Input
     targets: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    states: dict = field(default_factory=dict)  # name -> ast.State
     equations: list = field(default_factory=list)  # ast.Equation with a value
     output: str | None = None
     loss: str | None = None
@@ -102,6 +120,8 @@ class Oracle:
                 d.targets[st.name] = st
             elif isinstance(st, ast.Param):
                 d.params[st.name] = st
+            elif isinstance(st, ast.State):
+                d.states[st.name] = st
             elif isinstance(st, ast.Equation):
                 if st.value is None:
                     d.output = st.name
@@ -123,6 +143,61 @@ class Oracle:
     @property
     def dtype(self) -> str:
         return self.d.dtype
+
+    @property
+    def has_modes(self) -> bool:
+        """Whether training and inference differ: batch_norm or dropout with p > 0."""
+        found = []
+
+        def visit(e):
+            if isinstance(e, ast.Call):
+                if e.func == "batch_norm":
+                    found.append(e)
+                elif e.func == "dropout":
+                    b = self._bind(e, ["x", "p"])
+                    if "p" in b and float(self.const(b["p"])) > 0:
+                        found.append(e)
+                for a in e.args:
+                    visit(a)
+                for k in e.kwargs:
+                    visit(k.value)
+            elif isinstance(e, ast.BinOp):
+                visit(e.left)
+                visit(e.right)
+            elif isinstance(e, (ast.Neg, ast.Transpose)):
+                visit(e.operand)
+            elif isinstance(e, ast.Index):
+                visit(e.value)
+            elif isinstance(e, ast.Matrix):
+                for row in e.rows:
+                    for item in row:
+                        visit(item)
+
+        for st in self.d.equations:
+            visit(st.value)
+        return bool(found)
+
+    def init_state(self) -> dict:
+        """Each state's starting value from its declaration (LANGUAGE.md): ``zeros``,
+        ``ones``, ``constant(value=v)``, a number (filling the shape) or a literal."""
+        out = {}
+        for name, st in self.d.states.items():
+            shape = tuple(int(self.constants.get(d.value, d.value)) if not isinstance(
+                d.value, ast.FanIn) else -1 for d in st.shape.dims)
+            init = st.init
+            if isinstance(init, ast.Name) and init.id == "zeros":
+                value = 0.0
+            elif isinstance(init, ast.Name) and init.id == "ones":
+                value = 1.0
+            elif isinstance(init, ast.Call) and init.func == "constant":
+                b = self._bind(init, ["value"])
+                value = float(self.const(b["value"])) if "value" in b else 0.0
+            else:
+                value = np.asarray(self.const(init), dtype=float)
+            if -1 in shape:  # a batchnorm layer's: sized by the value flowing in
+                shape = None
+            out[name] = (shape, value)
+        return out
 
     @property
     def wrt(self) -> list[str]:
@@ -148,6 +223,18 @@ class Oracle:
             if name in needed:
                 return name
         return self.d.loss
+
+    def _needed(self, name) -> set:
+        """The equations ``name`` depends on, itself included."""
+        eqs = {st.name: st for st in self.d.equations}
+        needed, todo = {name}, [eqs[name]]
+        while todo:
+            st = todo.pop()
+            for n in _deps(st.value, set()):
+                if n in eqs and n not in needed:
+                    needed.add(n)
+                    todo.append(eqs[n])
+        return needed
 
     def const(self, e):
         """A compile-time constant (numbers, lets, + - * / ^, unary minus, matrix rows)."""
@@ -185,12 +272,24 @@ class Oracle:
         return tuple(out)
 
     # ------------------------------------------------------------------ evaluation
-    def run(self, params: dict, data: dict, need_grad: bool = True) -> Result:
+    def run(self, params: dict, data: dict, need_grad: bool = True, *, train: bool = True,
+            state: dict | None = None, mask_seed: int = 0) -> Result:
+        """The loss, gradients and values at a point. ``train``: training mode (dropout's
+        masks from ``np.random.default_rng(mask_seed)``, batch norm's batch statistics and
+        the updated running statistics in ``Result.state``); else inference mode.
+        ``state``: the running statistics (default: the declared initial values)."""
         d = self.d
         env: dict[str, torch.Tensor] = {}
         self.symbols: dict[str, int] = {}
         self.kink = math.inf
         self.exact_ties = 0
+        self.train = train
+        self.mask_rng = np.random.default_rng(mask_seed)
+        self.masks = 0
+        self.bn_condition = 1.0
+        self.state_in = {} if state is None else dict(state)
+        self.state_out: dict[str, np.ndarray] = {}
+        self.bn_updated: set = set()
         leaves = {}
         for name, st in list(d.inputs.items()) + list(d.targets.items()):
             if name in data:
@@ -227,8 +326,31 @@ class Oracle:
             t.requires_grad_(True)
             leaves[name] = t
             env[name] = t
+        self.state_init = self.init_state()
+        for name, st in d.states.items():
+            if name not in self.state_in:
+                shape, value = self.state_init[name]
+                if shape is None:  # a batchnorm layer's: sized when batch_norm runs
+                    continue
+                self.state_in[name] = np.broadcast_to(np.asarray(value, dtype=float), shape)
+            self.state_out[name] = np.array(self.state_in[name], dtype=np.float64)
         values = {}
-        for st in d.equations:
+        order = d.equations
+        if train:
+            # Training mode computes what the loss needs and the equations that update
+            # state (a batch_norm's), in spec order (a generated module's loss_and_grad
+            # computes nothing else): the dropout masks are drawn in that order; the rest
+            # (an output the loss does not read) comes after.
+            needed = self._needed(d.loss)
+            for st in d.equations:
+                if _calls(st.value, "batch_norm"):
+                    needed |= self._needed(st.name)
+            order = [st for st in d.equations if st.name in needed] + \
+                [st for st in d.equations if st.name not in needed]
+        masks = None
+        for st in order:
+            if train and masks is None and st.name not in needed:
+                masks = self.masks  # what loss_and_grad draws (the rest it never computes)
             v = self.expr(st.value, env)
             if not isinstance(v, torch.Tensor):
                 v = torch.tensor(v, dtype=DT)
@@ -249,7 +371,8 @@ class Oracle:
         output = env[out_name].detach().numpy().copy() if out_name in env else None
         return Result(float(loss.detach()), grads, output, out_name,
                       {k: v.detach().numpy().copy() for k, v in values.items()}, self.kink,
-                      self.exact_ties)
+                      self.exact_ties, state=self.state_out, bn_condition=self.bn_condition,
+                      masks=self.masks if masks is None else masks)
 
     # ------------------------------------------------------------------ expressions
     def _note_kink(self, gap):
@@ -519,7 +642,79 @@ class Oracle:
         if f == "flatten":
             x = _t(self.expr(e.args[0], env))
             return x.reshape(x.shape[0], -1)
+        if f == "dropout":
+            b = self._bind(e, ["x", "p"])
+            x = _t(self.expr(b["x"], env))
+            p = float(self.const(b["p"]))
+            if not 0 <= p < 1:
+                raise OracleError(f"dropout's p must be in [0, 1), not {p}")
+            if not self.train or p == 0:
+                return x  # inference: the identity (p = 0: nothing drawn)
+            # inverted dropout with the module's mask: the next draw of the generator
+            keep = self.mask_rng.random(tuple(x.shape)) >= p
+            self.masks += 1
+            return x * torch.tensor(keep, dtype=DT) / (1 - p)
+        if f == "batch_norm":
+            return self._batch_norm(e, env)
         raise OracleError(f"function '{f}' is not interpreted by the oracle")
+
+    def _batch_norm(self, e: ast.Call, env):
+        """batch_norm(x, gamma, beta, mean, var, momentum=0.9, eps=1e-6) with torch's own
+        ``batch_norm``: statistics per feature (axis 1) over every other axis."""
+        b = self._bind(e, ["x", "gamma", "beta", "mean", "var", "momentum", "eps"])
+        x = _t(self.expr(b["x"], env))
+        if x.ndim not in (2, 4):
+            raise OracleError(f"batch_norm of rank {x.ndim}")
+        c = x.shape[1]
+        gamma, beta = (_t(self.expr(b[k], env)) for k in ("gamma", "beta"))
+        # A scalar applies to every feature. contiguous(): torch's CPU batch_norm backward
+        # misreads a weight of stride 0 (an expand()ed scalar): garbage gradients.
+        gamma = (gamma.expand(c) if gamma.ndim == 0 else gamma).contiguous()
+        beta = (beta.expand(c) if beta.ndim == 0 else beta).contiguous()
+        names = []
+        for k in ("mean", "var"):
+            if not isinstance(b[k], ast.Name) or b[k].id not in self.d.states:
+                raise OracleError(f"batch_norm's {k} is not a state")
+            names.append(b[k].id)
+        momentum = float(self.const(b["momentum"])) if "momentum" in b else 0.9
+        eps = float(self.const(b["eps"])) if "eps" in b else 1e-6
+        for n in names:
+            if n not in self.state_in:  # sized by the value flowing in: [C]
+                self.state_in[n] = np.broadcast_to(
+                    np.asarray(self.state_init[n][1], dtype=float), (c,))
+                self.state_out[n] = np.array(self.state_in[n], dtype=np.float64)
+        running = [torch.tensor(np.asarray(self.state_in[n], dtype=np.float64), dtype=DT)
+                   for n in names]
+        for n, r in zip(names, running):
+            if tuple(r.shape) != (c,):
+                raise OracleError(f"state '{n}' has shape {tuple(r.shape)}, not ({c},)")
+        F = torch.nn.functional
+        if not self.train:
+            return F.batch_norm(x, running[0], running[1], gamma, beta, training=False,
+                                eps=eps)
+        axes = [0] + list(range(2, x.ndim))
+        count = x.numel() // c
+        with torch.no_grad():  # the expected running statistics, computed apart
+            mu = x.detach().mean(dim=axes)
+            var = x.detach().var(dim=axes, unbiased=False)
+            scale = x.detach().abs().amax(dim=axes) if count else torch.zeros(c)
+            cond = float((scale / torch.sqrt(var + eps)).max()) if c else 1.0
+            self.bn_condition = max(self.bn_condition, cond)
+        for n, r, stat in zip(names, running, (mu, var)):
+            if n in self.bn_updated:
+                raise OracleError(f"state '{n}' updated twice")
+            self.bn_updated.add(n)
+            self.state_out[n] = (momentum * r + (1 - momentum) * stat).numpy().copy()
+        if count > 1:
+            # torch's own training-mode batch norm (biased variance for normalizing);
+            # no running buffers given, so torch updates nothing
+            return F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+        # one value per feature (torch refuses it): x - mean is 0, the output beta, and
+        # the gradient still flows through the mean (the formula, by hand)
+        shape = [1, c] + [1] * (x.ndim - 2)
+        xc = x - x.mean(dim=axes, keepdim=True)
+        xn = xc / torch.sqrt((xc ** 2).mean(dim=axes, keepdim=True) + eps)
+        return gamma.reshape(shape) * xn + beta.reshape(shape)
 
     def _note_top_gap(self, x, dims):
         """How close each maximum is to its runner-up (a tie is max's kink)."""
@@ -530,6 +725,20 @@ class Oracle:
             return
         top2 = torch.topk(y, 2, dim=-1).values
         self._note_kink(top2[..., 0] - top2[..., 1])
+
+
+def _calls(e, func: str) -> bool:
+    """Whether expression ``e`` calls ``func``."""
+    if isinstance(e, ast.Call):
+        return e.func == func or any(_calls(a, func) for a in e.args) or \
+            any(_calls(k.value, func) for k in e.kwargs)
+    if isinstance(e, ast.BinOp):
+        return _calls(e.left, func) or _calls(e.right, func)
+    if isinstance(e, (ast.Neg, ast.Transpose)):
+        return _calls(e.operand, func)
+    if isinstance(e, ast.Index):
+        return _calls(e.value, func)
+    return False
 
 
 def _t(v):
