@@ -140,6 +140,11 @@ class _Elaborator:
                 config["data"] = self._data(st)
         if self.diags.items or loss is None:
             return None
+        for bd in states:
+            if bd.name not in self.state_owner:
+                self.diags.warning(f"state '{bd.name}' is never used: no batch_norm reads "
+                                   "or updates it", bd.span,
+                                   "pass it to batch_norm as its mean or var, or remove it")
         self._mark_label_targets(forward)
         uses = _matmul_uses([b.node for b in forward],
                             {b.node.id: b.name for b in [*inputs, *targets, *params, *forward]})

@@ -327,3 +327,12 @@ def test_differential_notices_a_wrong_update(mutation, monkeypatch, torch_mod):
     # and the unmutated module passes
     monkeypatch.setattr(diffharness, "compile_text", lambda *a, **k: (name, source))
     diffharness.differential(text, 0)
+
+
+def test_a_state_no_batch_norm_uses_is_a_located_warning():
+    from bpc.compiler.pipeline import program_from_text
+
+    prog = program_from_text("input x : [N, 3]\nstate m : [3] = zeros\nloss L = sum(x)\n",
+                             "unused.bp", stage="ir")
+    assert len(prog.warnings) == 1
+    assert "unused.bp:2:1: warning: state 'm' is never used" in prog.warnings[0]
