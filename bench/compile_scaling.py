@@ -73,7 +73,7 @@ SHAPES = {"mlp": chain_spec, "elementwise": elementwise_spec, "shared": shared_s
 
 
 def compile_seconds(statements: int, shape: str = "mlp") -> tuple[float, float]:
-    from bpc.compiler.codegen import generate
+    from bpc.compiler.backend.codegen import generate
     from bpc.compiler.pipeline import program_from_text
 
     text = SHAPES[shape](statements)

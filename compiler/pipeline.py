@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import ast
-from .autodiff import differentiate
-from .elaborate import elaborate
+from .frontend import ast
+from .passes.autodiff import differentiate
+from .ir.elaborate import elaborate
 from .errors import Diagnostics, SpecError
-from .frontend import load_file, load_text, too_deep_is_an_error
+from .frontend.load import load_file, load_text, too_deep_is_an_error
 from .ir import Program
-from .optimize import optimize
+from .passes.optimize import optimize
 
 STAGES = ("ast", "ir", "grad", "opt", "code")
 
@@ -52,7 +52,7 @@ def has_modes(prog: Program) -> bool:
     """Whether training and inference differ: the program draws random numbers
     (dropout) or updates state (batch norm)."""
     from .ir import topo_order
-    from .primitives import PRIMITIVES
+    from .ir.primitives import PRIMITIVES
 
     return bool(prog.updates) or any(
         PRIMITIVES[n.op].random for n in topo_order([bd.node for bd in prog.forward]))
@@ -67,7 +67,7 @@ def inference_program(spec: ast.Spec, prog: Program) -> Program | None:
 
 
 def _generate(spec: ast.Spec, path: str, style: str) -> tuple[str, str]:
-    from .codegen import generate
+    from .backend.codegen import generate
 
     prog = program(spec, "opt")
     infer = inference_program(spec, prog)
@@ -107,12 +107,12 @@ def show(path: str | Path, stage: str = "code", style: str = "textbook") -> str:
     """What ``bpc show --stage STAGE`` prints."""
     spec = load_file(path)
     if stage == "ast":
-        from .astprint import show_ast
+        from .frontend.astprint import show_ast
 
         return show_ast(spec)
     if stage == "code":
         return _generate(spec, str(path), style)[1]
-    from .printer import show_stage
+    from .backend.printer import show_stage
 
     return show_stage(program(spec, stage))
 

@@ -3,7 +3,7 @@ training settings, data sets and dtypes. One table each; the checker validates s
 against them and the runtime reads its defaults from them, so the two never disagree.
 
 Built-in *functions* (``exp``, ``mean``, ``softmax_cross_entropy`` …) live in
-``compiler/functions.py`` beside the primitives they lower to.
+``compiler/ir/functions.py`` beside the primitives they lower to.
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ def _cmd_show(args) -> int:
         from pygments.formatters import TerminalFormatter
         from pygments.lexers import PythonLexer
 
-        from bpc.compiler.lexer import BpLexer
+        from bpc.compiler.frontend.lexer import BpLexer
 
         lexer = PythonLexer() if args.stage == "code" else BpLexer()
         text = highlight(text, lexer, TerminalFormatter())

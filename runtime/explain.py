@@ -6,7 +6,7 @@ nothing), so a teacher can hand it out as a file. Sections, in order:
 1. the model summary: every input, parameter and equation with its shape, and the
    parameter counts (like Keras' ``summary()``);
 2. the spec and the textbook-style generated code side by side, highlighted by Pygments
-   (the spec with ``bpc.compiler.lexer.BpLexer``); selecting a spec line highlights the
+   (the spec with ``bpc.compiler.frontend.lexer.BpLexer``); selecting a spec line highlights the
    forward and backward lines it produced, selecting a code line the spec line it came
    from (a map from code lines to spec lines, computed here from the IR's spans);
 3. the computational graph (``graph.to_svg``, laid out by bpc) with the value above and
@@ -113,7 +113,7 @@ def summary_rows(prog: Program) -> tuple[list[tuple], int]:
     """(kind, name, shape, parameters, how) per leaf and equation; total parameters.
     States are listed after the parameters, not counted (they are not trained); a
     function's named steps (batch norm's) are listed as steps of their equation."""
-    from bpc.compiler.inits import formula
+    from bpc.compiler.ir.inits import formula
 
     from .graph import steps
 
@@ -156,7 +156,7 @@ def line_map(prog: Program, code: str) -> dict[int, int]:
                 spec_of[bd.name] = spec_of[s]
                 break
     sources = {}
-    from bpc.compiler.printer import source_text
+    from bpc.compiler.backend.printer import source_text
 
     for bd in prog.forward:
         text = source_text(prog, bd)
@@ -242,10 +242,10 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import PythonLexer
 
-    from bpc.compiler.autodiff import differentiate
-    from bpc.compiler.lexer import BpLexer
-    from bpc.compiler.frontend import load_file
-    from bpc.compiler.optimize import optimize
+    from bpc.compiler.passes.autodiff import differentiate
+    from bpc.compiler.frontend.lexer import BpLexer
+    from bpc.compiler.frontend.load import load_file
+    from bpc.compiler.passes.optimize import optimize
     from bpc.compiler.pipeline import inference_program, program
 
     from .gradcheck import gradcheck

@@ -72,7 +72,7 @@ def every_value_named(prog: Program) -> tuple[Program, dict[int, str]]:
     """``prog`` (stage "ir") with every unnamed operation bound to a name, differentiated:
     its backward pass has an adjoint for every value of the graph. Returns it and the
     names given (node id -> name)."""
-    from bpc.compiler.autodiff import differentiate
+    from bpc.compiler.passes.autodiff import differentiate
     from bpc.compiler.names import fresh
 
     taken = {bd.name for bd in prog.all_bindings()}
@@ -121,10 +121,10 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
     grad: dict[int, np.ndarray] = {}
     g = Graph(prog.name, loss=prog.loss, at=feeds is not None)
     if feeds is not None:
-        from bpc.compiler.evaluate import evaluate_nodes
-        from bpc.compiler.autodiff import adjoint_name
+        from bpc.compiler.ir.evaluate import evaluate_nodes
+        from bpc.compiler.passes.autodiff import adjoint_name
 
-        from bpc.compiler.evaluate import initial_state
+        from bpc.compiler.ir.evaluate import initial_state
 
         full, _ = every_value_named(prog)
         wanted = [bd.node for bd in full.forward + full.backward + full.updates]
@@ -134,8 +134,8 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
         from .trace import _agree, textbook_module
 
         if module is None:
-            from bpc.compiler.autodiff import differentiate
-            from bpc.compiler.optimize import optimize
+            from bpc.compiler.passes.autodiff import differentiate
+            from bpc.compiler.passes.optimize import optimize
 
             module = textbook_module(optimize(differentiate(prog)))
         _agree(full, module, feeds, params, values, state)

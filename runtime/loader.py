@@ -55,14 +55,14 @@ def _import_file(p: Path) -> types.ModuleType:
 
 
 def _compile_spec(p: Path, dtype: str | None) -> types.ModuleType:
-    from bpc.compiler.codegen import generate
-    from bpc.compiler.frontend import load_file
+    from bpc.compiler.backend.codegen import generate
+    from bpc.compiler.frontend.load import load_file
     from bpc.compiler.pipeline import inference_program, program
 
     spec = load_file(p)
     prog = program(spec, "opt")
     if dtype is not None and dtype != prog.dtype:
-        from bpc.compiler import ast
+        from bpc.compiler.frontend import ast
 
         spec.statements = [s for s in spec.statements if not isinstance(s, ast.DtypeStmt)]
         spec.statements.insert(0, ast.DtypeStmt(spec.statements[0].span, dtype,

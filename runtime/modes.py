@@ -16,7 +16,7 @@ import inspect
 
 import numpy as np
 
-MASK_SEED = 0  # the generator seed the IR evaluator draws masks with (compiler/evaluate.py)
+MASK_SEED = 0  # the generator seed the IR evaluator draws masks with (compiler/ir/evaluate.py)
 
 
 def takes_rng(module) -> bool:

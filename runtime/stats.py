@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpc.compiler.evaluate import evaluate, initial_params, random_feeds
+from bpc.compiler.ir.evaluate import evaluate, initial_params, random_feeds
 from bpc.compiler.ir import Init, Program
 
 from .errors import UserError

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bpc.compiler.ir import Program
-from bpc.compiler.primitives import ATOM, PRIMITIVES
+from bpc.compiler.ir.primitives import ATOM, PRIMITIVES
 
 from .errors import UserError
 from .modes import copy_state, fixed_masks, takes_state
@@ -154,7 +154,7 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
     a row of the spec's data, or given by ``at``), then ``at`` overrides any of them.
     A model with batch statistics gets a batch of ``batch_rows(prog)`` examples (rows
     K, K+1, … of the data), or as many as the values ``at`` gives."""
-    from bpc.compiler.evaluate import initial_params, random_feeds
+    from bpc.compiler.ir.evaluate import initial_params, random_feeds
 
     leaves = {bd.name: bd for bd in prog.inputs + prog.targets + prog.params}
     rows = batch_rows(prog)
@@ -236,7 +236,7 @@ def textbook_module(prog: Program, inference: Program | None = None) -> types.Mo
     """The spec's generated module in the textbook style, in memory (with ``inference``,
     the inference-mode program, its ``predict`` and ``loss`` as compiled; without, all
     in ``prog``'s mode: enough for ``loss_and_grad``)."""
-    from bpc.compiler.codegen import generate
+    from bpc.compiler.backend.codegen import generate
 
     source = generate(prog, prog.path, style="textbook", inference=inference)
     module = types.ModuleType(f"bpc_{prog.name}_textbook")
@@ -251,8 +251,8 @@ def _statements(prog: Program):
     """The textbook code's statements: the forward pass with each state update right
     after the equation that computes it (as ``loss_and_grad`` writes it), the backward
     pass."""
-    from bpc.compiler.codegen import with_updates
-    from bpc.compiler.printer import Printer, schedule
+    from bpc.compiler.backend.codegen import with_updates
+    from bpc.compiler.backend.printer import Printer, schedule
 
     return schedule(prog, with_updates(prog, prog.forward) + list(prog.backward),
                     Printer(prog), early_masks=False)
@@ -283,8 +283,8 @@ def trace(prog: Program, feeds: dict, params: dict, where: str = "", step: bool 
           module=None, digits: int = 6, state: dict | None = None) -> Trace:
     """The worked example at ``feeds``/``params``; a model with state starts from
     ``state`` (default: the initial state) and is traced in training mode."""
-    from bpc.compiler.evaluate import evaluate_nodes, initial_state
-    from bpc.compiler.printer import source_text
+    from bpc.compiler.ir.evaluate import evaluate_nodes, initial_state
+    from bpc.compiler.backend.printer import source_text
 
     statements = _statements(prog)
     state = initial_state(prog) if state is None else state
@@ -339,7 +339,7 @@ def _agree(prog: Program, module, feeds: dict, params: dict, values: dict,
     """The generated module's loss and gradients equal the evaluator's, or stop; for a
     model with state, also the state ``loss_and_grad`` leaves (from a copy of ``state``,
     default ``init_state()``) and the evaluator's updates."""
-    from bpc.compiler.evaluate import evaluate_nodes, initial_state
+    from bpc.compiler.ir.evaluate import evaluate_nodes, initial_state
 
     args = {k: v for k, v in feeds.items()
             if k in module.INPUTS or k in module.TARGETS}

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from bpc.compiler.evaluate import evaluate, kink_distance
+from bpc.compiler.ir.evaluate import evaluate, kink_distance
 from bpc.runtime.gradcheck import format_table, gradcheck
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from bpc.compiler.primitives import broadcast_shapes
+from bpc.compiler.ir.primitives import broadcast_shapes
 
 N = 4  # the symbolic batch dimension's value at run time
 

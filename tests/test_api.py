@@ -163,7 +163,7 @@ def test_plots_are_written(tmp_path):
 def test_the_lexer_is_registered_without_taking_android_bp():
     from pygments.lexers import find_lexer_class_for_filename, get_lexer_by_name
 
-    from bpc.compiler.lexer import BpLexer
+    from bpc.compiler.frontend.lexer import BpLexer
 
     assert isinstance(get_lexer_by_name("bpc"), BpLexer)
     assert find_lexer_class_for_filename("specs/xor.bp") is BpLexer

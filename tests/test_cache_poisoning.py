@@ -16,7 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from bpc.compiler import cache, codegen, parser, tables
+from bpc.compiler import cache
+
+from bpc.compiler.backend import codegen
+
+from bpc.compiler.frontend import parser, tables
 from bpc.compiler.pipeline import compile_file
 
 REPO = Path(__file__).resolve().parent.parent

@@ -289,7 +289,7 @@ def test_outer_broadcast_of_the_batch_dimension_is_a_located_warning(tmp_path):
     from bpc.compiler.pipeline import program_from_text
 
     program_from_text(BROADCAST, "b.bp", stage="ir") if False else None
-    from bpc.compiler.frontend import load_text
+    from bpc.compiler.frontend.load import load_text
     from bpc.compiler.pipeline import program
 
     program(load_text(BROADCAST, "b.bp"), "ir", warn=warnings.append)

@@ -4,8 +4,8 @@ import pytest
 from pygments import lex
 from pygments.token import Comment, Error, Keyword, Name, Number, String
 
-from bpc.compiler.lexer import BpLexer
-from bpc.compiler.parser import KEYWORDS
+from bpc.compiler.frontend.lexer import BpLexer
+from bpc.compiler.frontend.parser import KEYWORDS
 from conftest import SPECS
 
 

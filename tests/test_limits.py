@@ -140,7 +140,7 @@ def test_compile_time_is_not_quadratic():
     """4x the statements in well under 16x the time (quadratic); linear is about 4x.
     Processor time, best of three, so a busy machine does not decide it."""
     from compile_scaling import SHAPES
-    from bpc.compiler.codegen import generate
+    from bpc.compiler.backend.codegen import generate
     from bpc.compiler.pipeline import program_from_text
 
     def cpu(text: str) -> float:

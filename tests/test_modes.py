@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from bpc.compiler.evaluate import evaluate
+from bpc.compiler.ir.evaluate import evaluate
 from bpc.compiler.pipeline import compile_text, program_from_text
 from bpc.runtime import data
 from bpc.runtime.gradcheck import gradcheck

@@ -15,4 +15,4 @@ def test_every_package_is_listed_in_pyproject():
     assert found <= listed, f"missing from pyproject.toml packages: {sorted(found - listed)}"
     assert config["tool"]["setuptools"]["package-dir"]["bpc.compiler._grammar"] == "grammar"
     assert "*.lark" in config["tool"]["setuptools"]["package-data"]["bpc.compiler._grammar"]
-    assert "*.j2" in config["tool"]["setuptools"]["package-data"]["bpc.compiler.templates"]
+    assert "*.j2" in config["tool"]["setuptools"]["package-data"]["bpc.compiler.backend.templates"]

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from bpc.compiler import ast
+from bpc.compiler.frontend import ast
 from bpc.compiler.errors import SpecError
-from bpc.compiler.frontend import load_text
-from bpc.compiler.parser import parse
+from bpc.compiler.frontend.load import load_text
+from bpc.compiler.frontend.parser import parse
 from conftest import SPECS
 
 LANGUAGE_MD = Path(__file__).resolve().parent.parent.parent / "shared" / "LANGUAGE.md"

@@ -1,4 +1,4 @@
-"""The LALR tables shipped in compiler/_lark_tables.py: current, used, and equivalent to
+"""The LALR tables shipped in compiler/frontend/_lark_tables.py: current, used, and equivalent to
 tables Lark builds from the grammar."""
 
 import subprocess
@@ -8,7 +8,7 @@ import lark
 import pytest
 from lark.exceptions import UnexpectedInput
 
-from bpc.compiler import parser, tables
+from bpc.compiler.frontend import parser, tables
 from conftest import GOLDEN, REPO, SPECS
 
 TEXTS = [p.read_text() for p in SPECS] + [
@@ -16,8 +16,8 @@ TEXTS = [p.read_text() for p in SPECS] + [
 
 
 def test_tables_are_for_this_grammar():
-    # Fails when grammar/bp.lark was edited without `python3 -m bpc.compiler.tables`.
-    from bpc.compiler import _lark_tables
+    # Fails when grammar/bp.lark was edited without `python3 -m bpc.compiler.frontend.tables`.
+    from bpc.compiler.frontend import _lark_tables
 
     assert _lark_tables.GRAMMAR_SHA256 == tables.grammar_key(parser._grammar_text())
 
@@ -66,7 +66,7 @@ def test_parser_falls_back_to_building_tables(monkeypatch, tmp_path):
 
 
 def test_check_command():
-    result = subprocess.run([sys.executable, "-m", "bpc.compiler.tables", "--check"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "bpc.compiler.frontend.tables", "--check"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     if tables.stale_reason(parser._grammar_text()) is None:
         assert result.returncode == 0 and result.stdout.strip() == "up to date"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from bpc.compiler.errors import SpecError
-from bpc.compiler.functions import FUNCTIONS
+from bpc.compiler.ir.functions import FUNCTIONS
 from bpc.compiler.ir import fmt_shape
 from bpc.compiler.pipeline import program_from_text
-from bpc.compiler.primitives import PRIMITIVES, broadcast_shapes
+from bpc.compiler.ir.primitives import PRIMITIVES, broadcast_shapes
 from bpc.compiler.ir import ShapeError
 from gradcheck_ir import away_from_kinks, check
 
@@ -213,7 +213,7 @@ def test_regression_losses(fn, shape):
 
 def test_regression_loss_values():
     prog = program_from_text("param y : [2] = zeros\ninput t : [2]\nloss L = mse(y, t)\n", "v.bp")
-    from bpc.compiler.evaluate import evaluate
+    from bpc.compiler.ir.evaluate import evaluate
     out = evaluate(prog, {"t": np.array([1.0, 3.0])}, {"y": np.array([0.0, 0.0])})
     assert out["L"] == pytest.approx(5.0)
     for fn, want in (("sse", 5.0), ("least_squares", 10.0)):
@@ -245,7 +245,7 @@ def test_softmax_cross_entropy(kind, shape):
 
 
 def test_softmax_cross_entropy_matches_the_definition():
-    from bpc.compiler.evaluate import evaluate
+    from bpc.compiler.ir.evaluate import evaluate
     logits = np.array([[1.0, 2.0, 0.5], [0.1, -1.0, 3.0]])
     labels = np.array([1, 2])
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -268,7 +268,7 @@ def test_sigmoid_cross_entropy(shape):
 
 
 def test_stable_for_large_logits():
-    from bpc.compiler.evaluate import evaluate
+    from bpc.compiler.ir.evaluate import evaluate
     prog = program_from_text("param a : [2] = zeros\ninput t : [2]\n"
                              "loss L = softmax_cross_entropy(a, t) + "
                              "sigmoid_cross_entropy(a, t)\n", "s.bp")
@@ -345,7 +345,7 @@ def test_stop_gradient():
     """stop_gradient(a) * b: the value a * b; the gradient of b is that of c * b with c a
     constant input equal to a (finite differences of that spec), and a gets none."""
     TESTED_FUNCTIONS.add("stop_gradient")
-    from bpc.compiler.evaluate import evaluate
+    from bpc.compiler.ir.evaluate import evaluate
 
     rng = np.random.default_rng(3)
     a, b, r = rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 3))

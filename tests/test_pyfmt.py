@@ -1,4 +1,4 @@
-"""The code generator writes black's style itself (compiler/pyfmt.py); black is the oracle.
+"""The code generator writes black's style itself (compiler/backend/pyfmt.py); black is the oracle.
 
 Whenever ``needs_black`` says a module can skip black, black must leave it unchanged:
 checked on every gallery spec, on random specs, and piece by piece on random data.
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bpc.compiler import pyfmt
-from bpc.compiler.codegen import generate
+from bpc.compiler.backend import pyfmt
+from bpc.compiler.backend.codegen import generate
 from bpc.compiler.pipeline import program_from_file, program_from_text
 from conftest import SPECS
 from specgen import random_spec

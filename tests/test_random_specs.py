@@ -23,7 +23,7 @@ def test_random_spec_gradients(spec):
     rng = np.random.default_rng(0)
     feeds, params = spec.feeds(rng), spec.param_values(rng)
     assume(away_from_kinks(prog, feeds, params))
-    from bpc.compiler.evaluate import evaluate
+    from bpc.compiler.ir.evaluate import evaluate
     values = evaluate(prog, feeds, params, names=[b.name for b in prog.forward])
     # Finite differences say nothing where the function is ill-conditioned (sin(v^8)).
     assume(all(np.all(np.abs(v) < 30) for v in values.values()))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bpc.compiler.evaluate import initial_params, random_feeds
+from bpc.compiler.ir.evaluate import initial_params, random_feeds
 from bpc.compiler.pipeline import program_from_file, show
 from conftest import GOLDEN, REPO, SPECS, check_golden
 from gradcheck_ir import away_from_kinks, check
@@ -49,7 +49,7 @@ def test_toy_gradients_match_udl_values():
 
 
 def test_receipt_gradients_are_the_textbook_numbers():
-    from bpc.compiler.evaluate import evaluate
+    from bpc.compiler.ir.evaluate import evaluate
     prog = program_from_file(REPO / "specs" / "receipt.bp")
     out = evaluate(prog, {}, {})
     assert out["price"] == pytest.approx(715.0)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import bpc
-from bpc.compiler.evaluate import (evaluate, initial_params, initial_state, new_state,
+from bpc.compiler.ir.evaluate import (evaluate, initial_params, initial_state, new_state,
                                    random_feeds)
-from bpc.compiler.frontend import load_file
+from bpc.compiler.frontend.load import load_file
 from bpc.compiler.pipeline import inference_program, program_from_file
 from bpc.runtime.errors import UserError
 from bpc.runtime.explain import _training_mode, line_map, report

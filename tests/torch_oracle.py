@@ -1,6 +1,6 @@
 """An independent oracle for bpc: the spec language interpreted in PyTorch (float64, CPU).
 
-Only bpc's front end is shared (``bpc.compiler.frontend.load_text``: parse, desugar — which
+Only bpc's front end is shared (``bpc.compiler.frontend.load.load_text``: parse, desugar — which
 expands ``layers`` stacks and evaluates ``let`` constants — and check). Everything after
 that is written here from docs/LANGUAGE.md, without bpc's IR, elaborator, shape rules,
 vector-Jacobian rules or evaluator: the equations are evaluated with torch ops and
@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bpc.compiler import ast
-from bpc.compiler.frontend import load_text
+from bpc.compiler.frontend import ast
+from bpc.compiler.frontend.load import load_text
 
 DT = torch.float64
 

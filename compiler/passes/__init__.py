@@ -1,4 +1,5 @@
-"""Optimization passes, each a function ``Program -> Program`` in its own module.
+"""IR -> IR: reverse-mode differentiation (``autodiff``) and the optimization passes,
+each a function ``Program -> Program`` in its own module, run by ``optimize``.
 
 ``rewrite`` is the shared walk: it rebuilds every node reachable from the bindings in
 topological order, letting a pass replace a node given its (already rewritten)

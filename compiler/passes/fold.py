@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from ..ir import Program
-from ..primitives import PRIMITIVES
+from ..ir.primitives import PRIMITIVES
 from . import rewrite
 
 

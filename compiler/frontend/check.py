@@ -14,10 +14,10 @@ from pathlib import Path
 
 from . import ast
 from .desugar import NotConstant, const_value
-from .errors import Diagnostics, Note, Span, listing, suggestion_hint
-from .functions import FUNCTIONS
-from .names import STATE_NAMES, model_name_reason, reserved_reason
-from .vocab import (COMMON_OPT_KEYS, DATASET_RANGES, DATASETS, DTYPES, INIT_ORDERED,
+from ..errors import Diagnostics, Note, Span, listing, suggestion_hint
+from ..ir.functions import FUNCTIONS
+from ..names import STATE_NAMES, model_name_reason, reserved_reason
+from ..vocab import (COMMON_OPT_KEYS, DATASET_RANGES, DATASETS, DTYPES, INIT_ORDERED,
                     INIT_RANGES, INITIALIZERS, LAYERS, OPTIMIZER_RANGES, OPTIMIZERS, REQUIRED,
                     SCHEDULES, TRAIN_SETTINGS, Range, Signature)
 

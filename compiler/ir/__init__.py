@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import Span
+from ..errors import Span
 
 Dim = int | str  # a fixed size, or a symbolic dimension such as "N"
 Shape = tuple[Dim, ...]

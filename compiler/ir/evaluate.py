@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Program, topo_order
+from . import Program, topo_order
 from .primitives import PRIMITIVES
 
 

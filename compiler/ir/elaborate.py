@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import math
 
-from . import ast
-from .check import means_none, model_name, setting_value, shape_items
-from .desugar import NotConstant, const_value
-from .errors import Diagnostics, Note, Span
+from ..frontend import ast
+from ..frontend.check import means_none, model_name, setting_value, shape_items
+from ..frontend.desugar import NotConstant, const_value
+from ..errors import Diagnostics, Note, Span
 from .functions import FUNCTIONS, normalize_index
-from .names import fresh
-from .ir import (Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, literal_shape,
+from ..names import fresh
+from . import (Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, literal_shape,
                  topo_order)
 from .primitives import ATOM, PRIMITIVES, data_roles, take
-from .vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS, optimizer_defaults
+from ..vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS, optimizer_defaults
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow"}
 
@@ -103,7 +103,7 @@ class _Elaborator:
                 node = self._expr_top(st.value)
                 for node_id, hint in self.b.hints.items():
                     self.hints.setdefault(node_id, f"{st.name}_{hint}")
-                from .astprint import expr as spec_text
+                from ..frontend.astprint import expr as spec_text
 
                 word = "loss " if st.kind == "loss" else ""
                 note = f"{word}{st.name} = {spec_text(st.value)}"
@@ -618,7 +618,7 @@ class _Elaborator:
     def _data(self, st: ast.Data) -> dict:
         if st.path is not None:
             return {"path": st.path}
-        from .vocab import DATASETS
+        from ..vocab import DATASETS
 
         sig = DATASETS[st.name]
         args = dict(sig.defaults())

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .ir import Binding, Builder, Node, Program, topo_order
-from .names import fresh
-from .primitives import PRIMITIVES, expand
+from ..ir import Binding, Builder, Node, Program, topo_order
+from ..names import fresh
+from ..ir.primitives import PRIMITIVES, expand
 
 LEAVES = ("input", "param", "state", "const")
 

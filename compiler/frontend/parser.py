@@ -17,9 +17,9 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .errors import Diagnostic, Note, Span, SpecError, did_you_mean
-from .limits import MAX_MAGNITUDE, MAX_NESTING, MAX_NUMBER_CHARS
-from .vocab import LAYERS
+from ..errors import Diagnostic, Note, Span, SpecError, did_you_mean
+from ..limits import MAX_MAGNITUDE, MAX_NESTING, MAX_NUMBER_CHARS
+from ..vocab import LAYERS
 
 KEYWORDS = {
     "model": "_MODEL", "dtype": "_DTYPE", "let": "_LET", "input": "_INPUT",
@@ -145,7 +145,7 @@ def _contextual_keywords(stream):
 
 
 def _grammar_text() -> str:
-    repo_copy = Path(__file__).resolve().parent.parent / "grammar" / "bp.lark"
+    repo_copy = Path(__file__).resolve().parents[2] / "grammar" / "bp.lark"
     if repo_copy.is_file():
         return repo_copy.read_text()
     # Installed (non-editable): the grammar ships as the package ``bpc.compiler._grammar``.

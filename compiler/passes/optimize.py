@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .ir import Program, topo_order
-from .passes.algebra import simplify_algebra
-from .passes.cse import eliminate_common_subexpressions
-from .passes.dce import eliminate_dead_code
-from .passes.fold import fold_constants
+from ..ir import Program, topo_order
+from .algebra import simplify_algebra
+from .cse import eliminate_common_subexpressions
+from .dce import eliminate_dead_code
+from .fold import fold_constants
 
 PASSES = (fold_constants, simplify_algebra, eliminate_common_subexpressions)
 

@@ -6,7 +6,7 @@ evaluator (evaluated with ``rng``), so the two always draw the same numbers.
 
 from __future__ import annotations
 
-from .ir import Init, Shape
+from . import Init, Shape
 from .primitives import format_number
 
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .ir import batch_sized
-from .names import mentioned
-from .primitives import PRIMITIVES
+from ..ir import batch_sized
+from ..names import mentioned
+from ..ir.primitives import PRIMITIVES
 from .printer import Statement
 
 

@@ -20,9 +20,9 @@ from pygments.token import Text, Whitespace
 
 
 def _vocabulary() -> tuple[list[str], ...]:
-    from .functions import FUNCTIONS
+    from ..ir.functions import FUNCTIONS
     from .parser import CONTEXTUAL_KEYWORDS, KEYWORDS
-    from .vocab import ACTIVATIONS, INITIALIZERS, INIT_ALIASES, LAYERS, OPTIMIZERS
+    from ..vocab import ACTIVATIONS, INITIALIZERS, INIT_ALIASES, LAYERS, OPTIMIZERS
 
     keywords = sorted(KEYWORDS)
     layers = sorted(set(LAYERS) | set(ACTIVATIONS))  # words of a layers block

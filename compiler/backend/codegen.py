@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .buffers import plan
-from .errors import Diagnostic, SpecError
-from .inits import formula
-from .ir import Binding, Program, topo_order
-from .names import mentioned
-from .primitives import HELPERS, PRIMITIVES, data_roles, format_number
+from ..errors import Diagnostic, SpecError
+from ..ir.inits import formula
+from ..ir import Binding, Program, topo_order
+from ..names import mentioned
+from ..ir.primitives import HELPERS, PRIMITIVES, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
 from .pyfmt import LINE_LENGTH, STATEMENT_WIDTH, Code, definition, literal, needs_black, string
 
@@ -473,7 +473,7 @@ def _threshold(prog: Program, output) -> float | None:
 def format_source(text: str) -> str:
     """``text`` formatted by black (py310 target), remembered by content and by which
     black is installed, so recompiling an unchanged spec does not even import black."""
-    from .cache import memo_text
+    from ..cache import memo_text
 
     def run_black() -> str:
         import black

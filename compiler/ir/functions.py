@@ -1,6 +1,6 @@
 """Built-in functions of the spec language (LANGUAGE.md §5): signature and lowering.
 
-A function is what a spec author calls; a *primitive* (``compiler/primitives.py``) is
+A function is what a spec author calls; a *primitive* (``compiler/ir/primitives.py``) is
 what the IR computes and differentiates. Most functions are one primitive; a few are
 short compositions written here so the derivation shows each step (``mse`` is
 ``mean((y - t) ^ 2)``), and the fused losses lower to a primitive with its own
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .ir import ShapeError, fmt_shape
-from .vocab import Signature, sig
+from . import ShapeError, fmt_shape
+from ..vocab import Signature, sig
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ import stat
 from pathlib import Path
 
 from . import ast
-from .cache import read_at_most
+from ..cache import read_at_most
 from .check import check
 from .desugar import desugar
-from .errors import Diagnostic, Diagnostics, Span, SpecError
-from .limits import MAX_SPEC_BYTES
+from ..errors import Diagnostic, Diagnostics, Span, SpecError
+from ..limits import MAX_SPEC_BYTES
 from .parser import parse
 
 

@@ -24,7 +24,7 @@ import operator
 from dataclasses import dataclass
 from typing import Callable
 
-from .ir import Builder, Node, Shape, ShapeError, fmt_shape, literal_shape
+from . import Builder, Node, Shape, ShapeError, fmt_shape, literal_shape
 
 
 class _LazyNumpy:
@@ -146,7 +146,7 @@ def _reduce_into(fn: str):
 
 def format_number(value) -> str:
     """A finite number as Python text, as black writes it (``1e16``, not ``1e+16``)."""
-    from .pyfmt import number
+    from ..backend.pyfmt import number
 
     if isinstance(value, bool):
         raise TypeError("booleans are not numbers here")
@@ -405,7 +405,7 @@ _register(Primitive("neg", 1, _same, _emit_neg, lambda v, a: -v[0],
 
 
 def _emit_pow(a, attrs, node):
-    from .pyfmt import power
+    from ..backend.pyfmt import power
 
     return power(paren(a[0], POSTFIX), paren(a[1], UNARY)), POW
 
@@ -1168,7 +1168,7 @@ _register(Primitive(
 
 def data_roles(roots) -> dict[str, tuple[str, int]]:
     """Input/target name -> ("labels" | "onehot", classes), from every op that says."""
-    from .ir import topo_order
+    from . import topo_order
 
     out: dict[str, tuple[str, int]] = {}
     for n in topo_order(roots):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ir import NAMED_LEAVES, Binding, Node, Program, batch_sized, fmt_shape
-from .names import fresh
-from .primitives import ATOM, PRIMITIVES
+from ..ir import NAMED_LEAVES, Binding, Node, Program, batch_sized, fmt_shape
+from ..names import fresh
+from ..ir.primitives import ATOM, PRIMITIVES
 from .pyfmt import STATEMENT_WIDTH
 
 _SAFE_COMMENT = set(" !#$%&()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`"

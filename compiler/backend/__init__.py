@@ -1,0 +1,1 @@
+"""Back end: an optimized IR -> a NumPy module (schedule, buffers, code, format)."""

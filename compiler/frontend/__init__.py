@@ -1,0 +1,1 @@
+"""Front end: spec text -> a checked, desugared AST (parse, desugar, check)."""
