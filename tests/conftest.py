@@ -27,3 +27,19 @@ def check_golden(path: Path, actual: str):
         path.write_text(actual)
         return
     assert actual == path.read_text(), f"output differs from {path}"
+
+
+# Issue 13's example: two dense layers with batch norm and dropout, on the bundled digits.
+BN_EXAMPLE = """\
+model bn_example
+input  x : [N, 64]
+target t : [N, 10]
+layers x -> y {
+  repeat 2 { dense 32; batchnorm; relu; dropout 0.1 }
+  dense 10
+}
+loss L = softmax_cross_entropy(y, t)
+optimizer adam(lr=0.01)
+train { epochs = 5; batch = 50; seed = 0 }
+data digits
+"""

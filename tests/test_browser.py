@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import BN_EXAMPLE, REPO
 from bpc.runtime.explain import report
 from bpc.runtime.trace import parse_at
 
@@ -33,16 +33,6 @@ def _chromium(*args, timeout=120):
                               timeout=timeout)
 
 
-BN_SPEC = """model bn_example
-input  x : [N, 64]
-target t : [N, 10]
-layers x -> y {
-  repeat 2 { dense 32; batchnorm; relu; dropout 0.1 }
-  dense 10
-}
-loss L = softmax_cross_entropy(y, t)
-data digits
-"""
 
 
 @pytest.mark.parametrize("case", ["mazur", "batchnorm"])
@@ -52,7 +42,7 @@ def test_explain_page_in_chromium(tmp_path, case):
         text = report(spec, parse_at("x=[0.05,0.10],t=[0.01,0.99]"), batch=50)
     else:  # states, batch norm's steps and updates, training-mode notes
         spec, line_start = tmp_path / "bn_example.bp", "  repeat 2"
-        spec.write_text(BN_SPEC)
+        spec.write_text(BN_EXAMPLE)
         text = report(spec, batch=50)
     page = tmp_path / f"{case}.html"
     page.write_text(text)

@@ -34,6 +34,7 @@ torch = pytest.importorskip(
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 
 from bpc.compiler.errors import SpecError  # noqa: E402
+from conftest import BN_EXAMPLE  # noqa: E402
 from diffharness import Mismatch, Skip, differential  # noqa: E402
 from specgen import random_spec as random_spec_v1  # noqa: E402
 from specgen_v2 import random_spec, spec_from_seed  # noqa: E402
@@ -657,15 +658,7 @@ layers x -> y {
 }
 loss L = softmax_cross_entropy(y, t)
 """, init=True)
-case("batchnorm-example", """model bn_example
-input x : [N, 64]
-target t : [N, 10]
-layers x -> y {
-  repeat 2 { dense 32; batchnorm; relu; dropout 0.1 }
-  dense 10
-}
-loss L = softmax_cross_entropy(y, t)
-""", init=True)
+case("batchnorm-example", BN_EXAMPLE, init=True)
 case("batchnorm-output-not-on-loss-path", """model m
 input x : [N, 3]
 param W : [3, 4] = normal(std=0.5)

@@ -20,7 +20,7 @@ import types
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import BN_EXAMPLE, REPO
 
 import bpc
 from bpc.compiler.pipeline import compile_text
@@ -56,19 +56,6 @@ layers x -> y {
   dense 3
 }
 loss L = softmax_cross_entropy(y, t)
-"""
-# /work/briefs/bn_example.bp, the issue's example (digits: gradcheck needs no data).
-EXAMPLE = """model bn_example
-input  x : [N, 64]
-target t : [N, 10]
-layers x -> y {
-  repeat 2 { dense 32; batchnorm; relu; dropout 0.1 }
-  dense 10
-}
-loss L = softmax_cross_entropy(y, t)
-optimizer adam(lr=0.01)
-train { epochs = 5; batch = 50; seed = 0 }
-data digits
 """
 
 
@@ -448,7 +435,7 @@ def test_a_damaged_state_entry_is_a_clear_error(cli_run, tmp_path, what, change,
 # ----------------------------------------------------------------------------- gradcheck
 def test_bpc_gradcheck_passes_on_the_example(tmp_path):
     spec = tmp_path / "bn_example.bp"
-    spec.write_text(EXAMPLE)
+    spec.write_text(BN_EXAMPLE)
     r = bpc_cmd("gradcheck", spec, "--batch", 5)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "bn1_gamma" in r.stdout and "ok: all 10 gradients match" in r.stdout

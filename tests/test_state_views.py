@@ -26,22 +26,9 @@ from bpc.runtime.graph import GRAD_COLOUR, build, dot, steps, to_svg
 from bpc.runtime.stats import format_table, layer_stats, layer_values
 from bpc.runtime.trace import (BATCH_ROWS, format_trace, parse_at, point, summarize,
                                textbook_module, trace)
-from conftest import GOLDEN, REPO, SPECS, check_golden, run_bpc
+from conftest import BN_EXAMPLE, GOLDEN, REPO, SPECS, check_golden, run_bpc
 from test_explain import Page
 
-EXAMPLE = """\
-model bn_example
-input  x : [N, 64]
-target t : [N, 10]
-layers x -> y {
-  repeat 2 { dense 32; batchnorm; relu; dropout 0.1 }
-  dense 10
-}
-loss L = softmax_cross_entropy(y, t)
-optimizer adam(lr=0.01)
-train { epochs = 5; batch = 50; seed = 0 }
-data digits
-"""
 
 # batch norm written by hand: two features, a batch of four, numbers small enough to print
 TINY = """\
@@ -80,7 +67,7 @@ loss L = softmax_cross_entropy(y, t)
 def specs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("state_views")
     out = {}
-    for name, text in (("bn_example", EXAMPLE), ("bn_tiny", TINY),
+    for name, text in (("bn_example", BN_EXAMPLE), ("bn_tiny", TINY),
                        ("deep", DEEP.format(name="deep", bn="")),
                        ("deep_bn", DEEP.format(name="deep_bn", bn="batchnorm; "))):
         path = folder / f"{name}.bp"
@@ -476,7 +463,7 @@ def test_explain_line_map_links_state_updates_to_their_layer(specs):
     module = textbook_module(prog)
     code = module.SOURCE.splitlines()
     mapping = line_map(prog, module.SOURCE)
-    layer_line = EXAMPLE.splitlines().index("  repeat 2 { dense 32; batchnorm; relu; "
+    layer_line = BN_EXAMPLE.splitlines().index("  repeat 2 { dense 32; batchnorm; relu; "
                                              "dropout 0.1 }") + 1
     updates = [i for i, ln in enumerate(code, 1) if ln.strip().startswith('state["')]
     assert len(updates) == 4 and all(mapping.get(i) == layer_line for i in updates)
