@@ -17,7 +17,6 @@ from types import SimpleNamespace
 import numpy as np
 
 from bpc.compiler.pipeline import compile_text
-from torch_oracle import Oracle
 
 import os  # noqa: E402
 
@@ -85,7 +84,7 @@ def _concrete(shape, sizes):
     return tuple(sizes[d] if isinstance(d, str) else int(d) for d in shape)
 
 
-def draw(mod, oracle: Oracle, rng: np.random.Generator, scale: float = 0.7,
+def draw(mod, oracle: "Oracle", rng: np.random.Generator, scale: float = 0.7,
          targets: dict | None = None, init: bool = False):
     """(params, data): arrays of the module's DTYPE (integer labels as int64). ``init``:
     parameters from the module's ``init_params`` plus a little noise (so zero biases do
@@ -219,6 +218,8 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
     after it); ``predict`` and ``loss`` run in inference mode and are compared with the
     oracle's inference mode at the state the last training call left (non-trivial)."""
     import inspect as _inspect
+
+    from torch_oracle import Oracle  # imports torch: only the oracle's callers need it
 
     oracle = Oracle(text, "diff.bp")
     mod = build(text, hash_seed=hash_seed)
