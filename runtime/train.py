@@ -748,6 +748,20 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         raise UserError(f"nothing to resume: {out} is not a folder",
                         "train without --resume first, or give the --out folder of a run")
     steps_per_epoch = -(-n // settings.batch)  # whole-number ceil: exact for any batch
+    if takes_state(module):
+        # Batch norm's training mode normalizes each feature over the batch's examples:
+        # over one example every value becomes 0 (PyTorch refuses such a batch).
+        if min(settings.batch, n) == 1:
+            raise UserError("batch norm normalizes each feature over the examples of a "
+                            "batch, so a batch of one example makes every value 0 and "
+                            "trains nothing", "use --batch 2 or more (and 2 or more "
+                            "training examples)")
+        if n % settings.batch == 1:  # the short last batch would hold one example
+            steps_per_epoch -= 1
+            if not quiet:
+                log(f"note: {n} examples in batches of {settings.batch} would leave a last "
+                    "batch of one, which batch norm cannot use: each epoch leaves out its "
+                    "last shuffled example")
     total_steps = settings.iters if settings.iters is not None else \
         (settings.epochs or 10) * steps_per_epoch
     total_epochs = -(-total_steps // steps_per_epoch)

@@ -336,3 +336,36 @@ def test_a_state_no_batch_norm_uses_is_a_located_warning():
                              "unused.bp", stage="ir")
     assert len(prog.warnings) == 1
     assert "unused.bp:2:1: warning: state 'm' is never used" in prog.warnings[0]
+
+
+def test_every_function_of_a_model_with_state_takes_state():
+    """One calling convention for a module with state, also where predict reads none
+    (its docstring says so): the runtime calls predict, loss and loss_and_grad alike."""
+    import inspect
+
+    text = ("model cls\ninput x : [N, 4]\ntarget t : [N, 2]\nparam W : [4, 2] = normal\n"
+            "param g : [4] = ones\nparam be : [4] = zeros\nstate m : [4] = zeros\n"
+            "state v : [4] = ones\noutput y = x @ W\nh = batch_norm(x, g, be, m, v)\n"
+            "loss L = softmax_cross_entropy(y, t) + 0.001 * mean(h * h)\n")
+    mod = build(text)
+    for fn in (mod.predict, mod.loss, mod.loss_and_grad):
+        assert inspect.signature(fn).parameters["state"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert "computes nothing from it" in mod.predict.__doc__
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 4))
+    state = mod.init_state()
+    params = mod.init_params(rng)
+    np.testing.assert_allclose(mod.predict(params, x, state=state), x @ params["W"])
+
+
+def test_two_uses_of_one_state_in_one_call_and_a_float32_eps_of_zero_are_errors():
+    head = ("input x : [N, 3]\nparam g : [3] = ones\nparam b : [3] = zeros\n"
+            "state m : [3] = zeros\nstate v : [3] = ones\n")
+    with pytest.raises(SpecError) as e:
+        check_text(head + "y = batch_norm(x, g, b, m, m)\nloss L = sum(y)\n", "mm.bp")
+    assert "mm.bp:6:28: error: state 'm' is both the running mean and the running " \
+           "variance of this batch_norm" in str(e.value)
+    with pytest.raises(SpecError) as e:
+        check_text("dtype float32\n" + head + "y = batch_norm(x, g, b, m, v, eps=1e-50)\n"
+                   "loss L = sum(y)\n", "eps.bp")
+    assert "eps.bp:7:5: error: batch_norm's eps 1e-50 is 0 in float32" in str(e.value)

@@ -20,7 +20,7 @@ import types
 import numpy as np
 import pytest
 
-from conftest import BN_EXAMPLE, REPO
+from conftest import BN_EXAMPLE, REPO, run_bpc
 
 import bpc
 from bpc.compiler.pipeline import compile_text
@@ -504,3 +504,16 @@ def test_api_trains_predicts_with_its_state_and_reads_a_checkpoints_state(tmp_pa
     y = model.predict(result.params, x, state=result.state)
     np.testing.assert_array_equal(y, model.predict(ckpt.params, x, state=ckpt.state))
     assert result.history[-1]["test_acc"] is not None
+
+
+def test_batch_norm_refuses_batches_of_one_and_leaves_out_a_last_single_example(tmp_path):
+    """Batch statistics over one example make every value 0: --batch 1 is an error, and
+    a short last batch of one example is left out of each epoch (with a note)."""
+    spec = REPO / "specs" / "batchnorm.bp"  # 1,000 training examples
+    r = run_bpc("train", spec, "--batch", "1", "--iters", "2", "--out", tmp_path / "a")
+    assert r.returncode == 1 and "a batch of one example makes every value 0" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_bpc("train", spec, "--batch", "333", "--epochs", "2", "--out", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    assert "would leave a last batch of one" in r.stdout + r.stderr
+    assert "(6 steps" in r.stdout  # 3 a epoch, not 4

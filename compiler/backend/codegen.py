@@ -274,7 +274,8 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     source = safe_comment(source or prog.path).replace('"', "?").replace("\\", "?")
     output = prog.output or prog.loss
     infer = inference or prog
-    mode_note = [] if inference is None else [_mode_note(prog, training=False)]
+    def mode_note(body: list[str]) -> list[str]:
+        return [] if inference is None else [_mode_note(prog, False, _reads_state(body))]
     # predict: the forward pass up to the output.
     pred_bindings = _needed(infer, [output])
     pred_args = _data_args(infer, pred_bindings, with_targets=False)
@@ -284,8 +285,8 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     p = Printer(infer, lets=style == "textbook")
     body = _body(infer, p, pred_bindings, [output], pred_args, sections=False, style=style)
     functions.append(_Function(
-        "predict", _keywords(_signature(infer, pred_args), body), "",
-        [f"The model's output {output}, for the inputs.", *mode_note],
+        "predict", _keywords(_signature(infer, pred_args), body, bool(prog.states)), "",
+        [f"The model's output {output}, for the inputs.", *mode_note(body)],
         body + [f"return {output}"]))
     p = Printer(infer, lets=style == "textbook")
     infer_loss = _needed(infer, [infer.loss])
@@ -293,8 +294,8 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
                  sections=False, style=style)
     signature = _signature(infer, _data_args(infer, infer_loss, True))
     functions.append(_Function(
-        "loss", _keywords(signature, body), " -> float",
-        [f"The loss {prog.loss}.", *mode_note], body + [f"return float({prog.loss})"]))
+        "loss", _keywords(signature, body, bool(prog.states)), " -> float",
+        [f"The loss {prog.loss}.", *mode_note(body)], body + [f"return float({prog.loss})"]))
     loss_bindings = with_updates(prog, _needed(prog, [prog.loss] + [
         s for u in prog.updates for s in u.sources]))
     loss_args = _data_args(prog, loss_bindings, with_targets=True)
@@ -308,9 +309,9 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     signature = _signature(prog, loss_args)
     doc = [f"The loss {prog.loss} and its gradient with respect to "
            f"{', '.join(prog.wrt) or 'nothing'}."]
-    signature = _keywords(signature, body)
+    signature = _keywords(signature, body, bool(prog.states))
     if inference is not None:
-        doc.append(_mode_note(prog, training=True))
+        doc.append(_mode_note(prog, True, _reads_state(body)))
     if any(line.startswith("grads = ") for line in body):
         signature += ["grads=None"] if "*" in signature else ["*", "grads=None"]
         doc.append("Given ``grads`` (arrays shaped like the gradients, by name), gradients "
@@ -378,19 +379,24 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     return text
 
 
-def _keywords(signature: list[str], body: list[str]) -> list[str]:
-    """The signature with the keyword-only arguments of modes, when the body uses them:
-    ``state`` (batch norm's running statistics, read or updated) and ``rng`` (the
-    generator dropout's masks are drawn from)."""
+def _reads_state(body: list[str]) -> bool:
+    """Whether a function's body reads or updates state."""
+    return any(" = state[" in line or line.startswith("state[") for line in body)
+
+
+def _keywords(signature: list[str], body: list[str], stateful: bool) -> list[str]:
+    """The signature with the keyword-only arguments of modes: ``state`` in every function
+    of a model with state (batch norm's running statistics; one calling convention for
+    the whole module, whether or not this function reads it) and ``rng`` when the body
+    draws dropout's masks from it."""
     extra = [name for name, used in (
-        ("state", any(" = state[" in line or line.startswith("state[") for line in body)),
-        ("rng", any("rng.random(" in line for line in body))) if used]
+        ("state", stateful), ("rng", any("rng.random(" in line for line in body))) if used]
     if not extra:
         return signature
     return signature + (extra if "*" in signature else ["*", *extra])
 
 
-def _mode_note(prog: Program, training: bool) -> str:
+def _mode_note(prog: Program, training: bool, reads_state: bool) -> str:
     """What a function's mode means for this model (a docstring paragraph)."""
     ops = {n.op for n in topo_order([bd.node for bd in prog.forward])}
     dropout = any(PRIMITIVES[op].random for op in ops)
@@ -399,7 +405,7 @@ def _mode_note(prog: Program, training: bool) -> str:
         if dropout:
             parts.append("dropout's masks are drawn from ``rng`` (a NumPy Generator); "
                          "the backward pass reuses them")
-        if prog.updates:
+        if prog.updates and reads_state:
             parts.append("batch_norm normalizes with the batch's own mean and variance, "
                          "and updates the running ones in ``state`` (a dict, changed in "
                          "place); its backward pass goes through each step of the "
@@ -408,9 +414,12 @@ def _mode_note(prog: Program, training: bool) -> str:
         return "Training mode: " + "; ".join(parts) + "."
     if dropout:
         parts.append("dropout is the identity")
-    if prog.updates:
+    if prog.updates and reads_state:
         parts.append("batch_norm uses the running mean and variance in ``state`` "
                      "(init_state(), then as training left them)")
+    elif prog.states:
+        parts.append("it takes ``state`` as every function of this module does, but "
+                     "computes nothing from it")
     return "Inference mode: " + "; ".join(parts) + "."
 
 

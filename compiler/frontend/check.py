@@ -88,8 +88,9 @@ def _check_declarations(spec: ast.Spec, diags: Diagnostics) -> dict[str, ast.Dec
             hint = ("two layers of one kind after the same dense or conv layer k take the "
                     "same name (z{k}, p{k}, f{k}); drop one, or put a weighted layer "
                     "between them" if both else
-                    "a layer stack defines W{k}, b{k}, a{k}, z{k}, p{k} and f{k}; rename "
-                    "your value" if origin else None)
+                    "a layer stack defines W{k}, b{k}, a{k}, z{k}, p{k}, f{k}, d{k}, r{j} and, "
+                    "for batchnorm, bn{j}, bn{j}_gamma, bn{j}_beta, bn{j}_running_mean and "
+                    "bn{j}_running_var; rename your value" if origin else None)
             diags.error(f"'{st.name}' is defined twice", st.name_span, hint,
                         [Note(f"'{st.name}' is first defined here "
                               f"(as a {KIND_WORD[type(first)]})", first.name_span)])

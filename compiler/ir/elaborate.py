@@ -542,6 +542,13 @@ class _Elaborator:
                              f"{'ones' if pname == 'var' else 'zeros'}', and pass its name")
             raise _Poisoned()
         owner = self.state_owner.get(expr.id)
+        if owner is not None and call.span.line <= owner.line <= call.span.end_line and (
+                owner.line, owner.col) >= (call.span.line, call.span.col):
+            self.diags.error(f"state '{expr.id}' is both the running mean and the running "
+                             f"variance of this {call.func}", expr.span,
+                             "give each its own state, e.g. 'state m1 : [..] = zeros' and "
+                             "'state v1 : [..] = ones'")
+            raise _Poisoned()
         if owner is not None:
             self.diags.error(f"state '{expr.id}' is already updated by another batch_norm",
                              expr.span, "each batch_norm keeps its own running mean and "

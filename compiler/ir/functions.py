@@ -264,6 +264,7 @@ def _dropout(b, a, s):
 
 BATCH_NORM_MOMENTUM = 0.9  # the running statistics keep 0.9 of themselves per step
 BATCH_NORM_EPS = 1e-6  # "Deep Learning from Scratch" writes 10e-7
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
 
 
 def _batch_norm(b, a, s):
@@ -286,6 +287,10 @@ def _batch_norm(b, a, s):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
             raise ShapeError(f"batch_norm's {key} must be a number {want}, not {value!r}",
                              (), hint="the defaults are momentum=0.9, eps=1e-6")
+    if b.dtype == "float32" and eps < FLOAT32_TINY:
+        raise ShapeError(f"batch_norm's eps {eps!r} is 0 in float32 (its smallest normal "
+                         f"number is about 1.2e-38): a constant feature would divide 0 by 0",
+                         (), hint="the default is eps=1e-6")
     rank = len(x.shape)
     nodes = (x, gamma, beta, mean, var)  # what the message names, by argument index
     if rank not in (2, 4):
