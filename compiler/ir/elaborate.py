@@ -81,17 +81,12 @@ class _Elaborator:
                 node = early[id(st)]
                 if node is not None:
                     targets.append(Binding(st.name, node, "target", st.span))
-            elif isinstance(st, ast.Param):
+            elif isinstance(st, (ast.Param, ast.State)):
                 result = early[id(st)] if id(st) in early else self._declare(st)
                 if result is not None:
                     node, init = result
-                    params.append(Binding(st.name, node, "param", st.span))
-                    inits[st.name] = init
-            elif isinstance(st, ast.State):
-                result = early[id(st)] if id(st) in early else self._declare(st)
-                if result is not None:
-                    node, init = result
-                    states.append(Binding(st.name, node, "state", st.span))
+                    (params if node.op == "param" else states).append(
+                        Binding(st.name, node, node.op, st.span))
                     inits[st.name] = init
             elif isinstance(st, ast.Equation):
                 if st.value is None:  # 'output NAME' names an existing value
