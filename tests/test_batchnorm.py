@@ -369,3 +369,17 @@ def test_two_uses_of_one_state_in_one_call_and_a_float32_eps_of_zero_are_errors(
         check_text("dtype float32\n" + head + "y = batch_norm(x, g, b, m, v, eps=1e-50)\n"
                    "loss L = sum(y)\n", "eps.bp")
     assert "eps.bp:7:5: error: batch_norm's eps 1e-50 is 0 in float32" in str(e.value)
+
+
+def test_a_running_variance_starting_negative_is_an_error():
+    """Inference would take sqrt(var + eps) of it: NaN before training, silently."""
+    with pytest.raises(SpecError) as e:
+        check_text("input x : [N, 2]\nparam g : [2] = ones\nparam b : [2] = zeros\n"
+                   "state m : [2] = zeros\nstate v : [2] = [1, -2]\n"
+                   "y = batch_norm(x, g, b, m, v)\nloss L = sum(y)\n", "negv.bp")
+    text = str(e.value)
+    assert "negv.bp:6:28: error: state 'v' starts with a negative value" in text
+    assert "negv.bp:5:17: note: 'v' is declared here" in text
+    check_text("input x : [N, 2]\nparam g : [2] = ones\nparam b : [2] = zeros\n"
+               "state m : [2] = -1\nstate v : [2] = 0.5\n"
+               "y = batch_norm(x, g, b, m, v)\nloss L = sum(y)\n", "fine.bp")  # a mean may

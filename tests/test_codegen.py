@@ -14,7 +14,7 @@ from bpc.compiler.backend.codegen import generate
 from bpc.compiler.ir.evaluate import evaluate
 from bpc.compiler.frontend.load import load_file
 from bpc.compiler.pipeline import (compile_text, inference_program, program_from_file,
-                               program_from_text)
+                                   program_from_text)
 from conftest import REPO, SPECS, run_bpc
 from bpc.runtime.gradcheck import format_table, gradcheck
 from bpc.runtime.modes import fixed_masks, inference_kwargs, initial_state

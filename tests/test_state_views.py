@@ -16,7 +16,7 @@ import pytest
 
 import bpc
 from bpc.compiler.ir.evaluate import (evaluate, initial_params, initial_state, new_state,
-                                   random_feeds)
+                                      random_feeds)
 from bpc.compiler.frontend.load import load_file
 from bpc.compiler.pipeline import inference_program, program_from_file
 from bpc.runtime.errors import UserError

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from bpc.compiler.errors import SpecError
 from bpc.compiler.pipeline import check_file
 from bpc.compiler.vocab import (DATASET_RANGES, INIT_RANGES, OPTIMIZER_RANGES, RUNTIME_RANGES,
-                            TRAIN_SETTINGS, Range)
+                                TRAIN_SETTINGS, Range)
 from conftest import REPO, SPECS, run_bpc
 from bpc.runtime import data
 from bpc.runtime.cli import build_parser, data_flag, main
@@ -21,7 +21,7 @@ from bpc.runtime.errors import UserError
 from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.loader import load_model
 from bpc.runtime.train import (DIVERGENCE_GROWTH, Diverged, Settings, chance_accuracy,
-                           divergence_limit, progress_notes, train)
+                               divergence_limit, progress_notes, train)
 
 ALL_RANGES = ([*OPTIMIZER_RANGES.values(), *RUNTIME_RANGES.values()]
               + [s.range for s in TRAIN_SETTINGS.values() if s.range]

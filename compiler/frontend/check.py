@@ -18,8 +18,8 @@ from ..errors import Diagnostics, Note, Span, listing, suggestion_hint
 from ..ir.functions import FUNCTIONS
 from ..names import STATE_NAMES, model_name_reason, reserved_reason
 from ..vocab import (COMMON_OPT_KEYS, DATASET_RANGES, DATASETS, DTYPES, INIT_ORDERED,
-                    INIT_RANGES, INITIALIZERS, LAYERS, OPTIMIZER_RANGES, OPTIMIZERS, REQUIRED,
-                    SCHEDULES, TRAIN_SETTINGS, Range, Signature)
+                     INIT_RANGES, INITIALIZERS, LAYERS, OPTIMIZER_RANGES, OPTIMIZERS, REQUIRED,
+                     SCHEDULES, TRAIN_SETTINGS, Range, Signature)
 
 SECTIONS = {ast.ModelStmt: "model", ast.DtypeStmt: "dtype", ast.Optimizer: "optimizer",
             ast.Train: "train", ast.Data: "data"}

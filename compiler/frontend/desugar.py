@@ -17,7 +17,7 @@ from . import ast
 from ..errors import Diagnostics, listing, suggestion_hint
 from ..limits import MAX_ELEMENTS, MAX_LAYERS, MAX_MAGNITUDE, MAX_REPEAT
 from ..vocab import (LAYERS, RELU_FAMILY, ACTIVATIONS, POOLING_LAYERS, REQUIRED,
-                    WEIGHTED_LAYERS)
+                     WEIGHTED_LAYERS)
 
 
 class NotConstant(Exception):

@@ -18,7 +18,7 @@ from ..errors import Diagnostics, Note, Span
 from .functions import FUNCTIONS, normalize_index
 from ..names import fresh
 from . import (Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, literal_shape,
-                 topo_order)
+               literal_values, topo_order)
 from .primitives import ATOM, PRIMITIVES, data_roles, take
 from ..vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS, optimizer_defaults
 
@@ -47,6 +47,7 @@ class _Elaborator:
         self.hints: dict[int, str] = {}
         self.symbols: dict[str, tuple[str, int]] = {}
         self.state_owner: dict[str, Span] = {}  # state -> the argument that updates it
+        self.declared: dict[str, tuple] = {}  # parameter or state -> (statement, Init)
         self.reported_layers: set = set()  # batchnorm layers whose input was reported
         # Every name the spec defines: a function's named steps (h_xn) take others.
         self.taken = {st.name for st in spec.statements if isinstance(st, ast.Decl)}
@@ -294,6 +295,7 @@ class _Elaborator:
                 self.diags.error("'std' must not be negative", init_expr.span)
         node = self.b.leaf(op, st.name, shape)
         self.env[st.name] = node
+        self.declared[st.name] = (st, init)
         return node, init
 
     def _fan(self, name: str, node: Node, init: Init,
@@ -551,6 +553,15 @@ class _Elaborator:
                              [Note(f"'{expr.id}' is first used here", owner)])
             raise _Poisoned()
         self.state_owner[expr.id] = expr.span
+        st, init = self.declared[expr.id]
+        values = init.args.get("value") if init.kind in ("value", "array", "constant") else 1
+        if pname == "var" and any(v < 0 for v in literal_values(values)):
+            self.diags.error(f"state '{expr.id}' starts with a negative value, but it is "
+                             f"{call.func}'s running variance: inference would take the "
+                             "square root of a negative number", expr.span,
+                             "start a running variance at ones",
+                             [Note(f"'{expr.id}' is declared here", st.init.span)])
+            raise _Poisoned()
         return node
 
     def _listed(self, call: ast.Call, pname: str, expr: ast.Expr, described) -> list[Node]:
