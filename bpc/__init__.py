@@ -29,12 +29,22 @@ __all__ = ["Model", "compile", "load", "load_checkpoint", "Checkpoint", "__versi
 # ``bpc.runtime``: nothing imports them under another name).
 # Only os (loaded with the interpreter) here: "python -m bpc.runtime.cli" runs this file
 # before the command's early Ctrl-C handler exists, so it must take no time.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_ROOT = os.path.dirname(_HERE)
-if not os.path.isdir(os.path.join(_HERE, "compiler")) \
-        and os.path.isfile(os.path.join(_ROOT, "compiler", "__init__.py")) \
-        and os.path.isfile(os.path.join(_ROOT, "runtime", "__init__.py")):
-    __path__.append(_ROOT)  # noqa: F821 - the package's own __path__
+try:
+    _HERE = os.path.dirname(os.path.abspath(__file__))
+    _ROOT = os.path.dirname(_HERE)
+    if not os.path.isdir(os.path.join(_HERE, "compiler")) \
+            and os.path.isfile(os.path.join(_ROOT, "compiler", "__init__.py")) \
+            and os.path.isfile(os.path.join(_ROOT, "runtime", "__init__.py")):
+        __path__.append(_ROOT)  # noqa: F821 - the package's own __path__
+except KeyboardInterrupt:
+    # Ctrl-C while the bpc command starts (``python -m bpc...`` runs this file before
+    # the command's own handler exists): exit as the command does on Ctrl-C, quietly,
+    # with 130. Imported by a program, bpc leaves the interrupt to it.
+    import sys
+
+    if sys.argv[:1] == ["-m"] or os.path.basename(sys.argv[0] if sys.argv else "") == "bpc":
+        os._exit(130)
+    raise
 
 
 def __getattr__(name: str):

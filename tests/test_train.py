@@ -458,6 +458,23 @@ def test_cli_closed_pipe_and_early_ctrl_c(tmp_path):
         assert "Traceback" not in err, (delay, err)
 
 
+def test_ctrl_c_in_bpc_package_start_up_exits_quietly():
+    """The window the loop above can only hit by chance, hit on purpose: a Ctrl-C while
+    bpc/__init__.py runs (before the command's handler exists) exits 130 without a
+    traceback when bpc is the command; a program importing bpc gets the interrupt."""
+    code = ("import os, sys\nsys.argv = [{argv!r}]\n"
+            "def stop(*a):\n    raise KeyboardInterrupt\n"
+            "os.path.abspath = stop\nimport bpc\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    interrupted = -signal.SIGINT  # Python's own exit on an unhandled KeyboardInterrupt
+    for argv, code_wanted in (("-m", 130), ("/usr/bin/bpc", 130),
+                              ("myscript.py", interrupted)):
+        r = subprocess.run([sys.executable, "-c", code.format(argv=argv)], cwd=REPO,
+                           env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == code_wanted, (argv, r.returncode, r.stderr)
+        assert ("Traceback" in r.stderr) == (code_wanted == interrupted), (argv, r.stderr)
+
+
 def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
     import errno
 
