@@ -283,8 +283,8 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     linemap = json.dumps({"spec": by_spec, "code": mapping, "focus": focus}
                          ).replace("<", "\\u003c")
 
-    checked = _training_mode(_float64(module))
-    check_rows = gradcheck(checked, samples=10, batch=3, seed=seed)
+    # training mode (batch statistics, fixed masks), each evaluation from init_state()
+    check_rows = gradcheck(_float64(module), samples=10, batch=3, seed=seed)
     stats = list(layer_values(prog, batch, seed))
     stateful = bool(prog.states)
 
@@ -378,38 +378,6 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
 def _colour(section: str) -> str:
     """The class of a worked-example value: gradients red, state updates green."""
     return {"backward": "g", "state": "s"}.get(section, "v")
-
-
-def _training_mode(module):
-    """The module as the gradient check must see it: a module with state runs
-    ``loss_and_grad`` (training mode: batch statistics) from a fresh copy of
-    ``init_state()`` every call, so no evaluation moves another's running statistics,
-    and its ``loss`` is that same training-mode loss (``predict``/``loss`` would use the
-    running statistics: another function). Without state, the module itself."""
-    if not hasattr(module, "init_state"):
-        return module
-    import inspect
-    import types
-
-    view = types.ModuleType(module.__name__ + "_training")
-    view.__dict__.update({k: v for k, v in module.__dict__.items()
-                          if k not in ("STATE", "init_state")})
-    signature = inspect.signature(module.loss_and_grad)
-
-    def loss_and_grad(params, *args, **kwargs):
-        kwargs.pop("state", None)
-        return module.loss_and_grad(params, *args, state=module.init_state(), **kwargs)
-
-    loss_and_grad.__signature__ = signature.replace(parameters=[
-        q for q in signature.parameters.values() if q.name != "state"])
-
-    def loss(params, *args, **kwargs):
-        rng = ({"rng": np.random.default_rng(0)}
-               if "rng" in signature.parameters else {})
-        return float(loss_and_grad(params, *args, **rng, **kwargs)[0])
-
-    view.loss_and_grad, view.loss = loss_and_grad, loss
-    return view
 
 
 def _mathy(text: str) -> str:

@@ -27,7 +27,7 @@ from bpc.compiler.vocab import RUNTIME_RANGES
 
 from .data import synthetic
 from .errors import UserError
-from .modes import copy_state, fixed_masks, initial_state, takes_state, training_loss
+from .modes import fixed_masks, training_loss
 
 
 @dataclass
@@ -60,15 +60,10 @@ def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, s
         params = {k: np.array(v, dtype=np.float64) for k, v in module.init_params(rng).items()}
         # Move off symmetric points (zero biases, equal weights) that hide mistakes.
         params = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in params.items()}
-    state = (initial_state(module) if state is None else copy_state(state)) \
-        if takes_state(module) else None
     with np.errstate(all="ignore"):
         # training mode with fixed masks: the same dropout masks in every evaluation,
         # batch statistics, and a copy of the same state each time
-        kwargs = fixed_masks(module)
-        if state is not None:
-            kwargs["state"] = copy_state(state)
-        _, grads = module.loss_and_grad(params, **data, **kwargs)
+        _, grads = module.loss_and_grad(params, **data, **fixed_masks(module, state=state))
         return [_check_variable(module, name, g, params, data, eps, tol, samples, rng, state)
                 for name, g in grads.items()]
 

@@ -66,14 +66,13 @@ def training_kwargs(module, state: dict | None = None, rng=None) -> dict:
     return kwargs
 
 
-def fixed_masks(module, seed: int = MASK_SEED) -> dict:
+def fixed_masks(module, seed: int = MASK_SEED, state: dict | None = None) -> dict:
     """Keyword arguments for one ``loss_and_grad`` call drawing the masks of ``seed``:
     a new generator each call, so every call draws the same masks ({} for a v1 module).
-    A module with state also gets a fresh initial state (a throwaway copy)."""
-    kwargs = {"rng": np.random.default_rng(seed)} if takes_rng(module) else {}
-    if takes_state(module):
-        kwargs["state"] = initial_state(module)
-    return kwargs
+    A module with state gets a copy of ``state`` (a fresh initial state when None), so
+    the call moves nothing of the caller's."""
+    rng = np.random.default_rng(seed) if takes_rng(module) else None
+    return training_kwargs(module, copy_state(state), rng)
 
 
 def training_loss(module, params, data: dict, seed: int = MASK_SEED,
@@ -83,8 +82,6 @@ def training_loss(module, params, data: dict, seed: int = MASK_SEED,
     ``loss_and_grad``'s gradient compare with. The call runs on a *copy* of ``state``
     (the initial state when None): evaluating a loss never moves the running statistics."""
     if takes_rng(module) or takes_state(module):
-        kwargs = fixed_masks(module, seed)
-        if takes_state(module) and state is not None:
-            kwargs["state"] = copy_state(state)
-        return float(module.loss_and_grad(params, **data, **kwargs)[0])
+        return float(module.loss_and_grad(params, **data,
+                                          **fixed_masks(module, seed, state))[0])
     return float(module.loss(params, **data))

@@ -35,7 +35,7 @@ from bpc.compiler.ir import Program
 from bpc.compiler.ir.primitives import ATOM, PRIMITIVES
 
 from .errors import UserError
-from .modes import copy_state, fixed_masks, takes_state
+from .modes import fixed_masks
 
 SMALL = 12  # values with at most this many entries are printed in full
 BATCH_ROWS = 4  # examples of a trace of a model with batch statistics (batch norm)
@@ -339,14 +339,11 @@ def _agree(prog: Program, module, feeds: dict, params: dict, values: dict,
     """The generated module's loss and gradients equal the evaluator's, or stop; for a
     model with state, also the state ``loss_and_grad`` leaves (from a copy of ``state``,
     default ``init_state()``) and the evaluator's updates."""
-    from bpc.compiler.ir.evaluate import evaluate_nodes, initial_state
+    from bpc.compiler.ir.evaluate import evaluate_nodes
 
     args = {k: v for k, v in feeds.items()
             if k in module.INPUTS or k in module.TARGETS}
-    keywords = dict(fixed_masks(module))
-    if takes_state(module):
-        state = initial_state(prog) if state is None else state
-        keywords["state"] = copy_state(state)
+    keywords = fixed_masks(module, state=state)  # both start from init_state() when None
     with np.errstate(all="ignore"):
         loss, grads = module.loss_and_grad({k: np.array(v) for k, v in params.items()},
                                            **args, **keywords)

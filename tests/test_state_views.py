@@ -20,7 +20,7 @@ from bpc.compiler.ir.evaluate import (evaluate, initial_params, initial_state, n
 from bpc.compiler.frontend.load import load_file
 from bpc.compiler.pipeline import inference_program, program_from_file
 from bpc.runtime.errors import UserError
-from bpc.runtime.explain import _training_mode, line_map, report
+from bpc.runtime.explain import line_map, report
 from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.graph import GRAD_COLOUR, build, dot, steps, to_svg
 from bpc.runtime.stats import format_table, layer_stats, layer_values
@@ -472,18 +472,20 @@ def test_explain_line_map_links_state_updates_to_their_layer(specs):
 
 
 def test_explain_gradient_check_of_batch_norm_has_teeth(specs):
-    """The training-mode view the page checks: the right backward passes, a wrong one
-    (the mean's share of dL/dx dropped) fails."""
+    """The check the page runs (gradcheck in training mode, from init_state() each
+    time): the right backward passes, a wrong one (the mean's share of dL/dx dropped)
+    fails."""
     prog = program_from_file(specs["bn_tiny"])
     good = textbook_module(prog)
-    rows = gradcheck(_training_mode(good), samples=10, batch=4, seed=0)
+    state = good.init_state()
+    rows = gradcheck(good, samples=10, batch=4, seed=0, state=state)
     assert rows and all(r.ok for r in rows)
-    assert not hasattr(_training_mode(good), "STATE")
+    assert all(np.array_equal(v, good.init_state()[k]) for k, v in state.items())
     bad = textbook_module(prog)
     source = re.sub(r"(dL_dh = dL_dy_xc) \+ [^\n]+", r"\1", good.SOURCE)
     assert source != good.SOURCE
     exec(compile(source, "<bad>", "exec"), bad.__dict__)  # noqa: S102
-    rows = {r.name: r for r in gradcheck(_training_mode(bad), samples=10, batch=4, seed=0)}
+    rows = {r.name: r for r in gradcheck(bad, samples=10, batch=4, seed=0)}
     assert not rows["W"].ok and rows["gamma"].ok
 
 
