@@ -323,20 +323,7 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
         "loss_and_grad", signature, " -> tuple[float, dict[str, np.ndarray]]", doc, body))
     helpers = sorted(_helpers_of(functions))
 
-    init = []
-    for bd in prog.params:
-        expr, comment = formula(prog.inits[bd.name], bd.node.shape, prog.dtype)
-        note = prog.inits[bd.name].note
-        init.append({"key": string(bd.name), "expr": expr,
-                     "comment": safe_comment(f"{bd.name}: {comment}" + (f"; {note}" if note
-                                                                       else ""))})
-    state_init = []
-    for bd in prog.states:
-        expr, comment = formula(prog.inits[bd.name], bd.node.shape, prog.dtype)
-        note = prog.inits[bd.name].note
-        state_init.append({"key": string(bd.name), "expr": expr,
-                           "comment": safe_comment(f"{bd.name}: {comment}"
-                                                   + (f"; {note}" if note else ""))})
+    init, state_init = _initial_values(prog, prog.params), _initial_values(prog, prog.states)
     constants = {
         "INPUTS": {bd.name: _shape_literal(bd.node.shape) for bd in prog.inputs},
         "TARGETS": {bd.name: _shape_literal(bd.node.shape) for bd in prog.targets},
@@ -382,6 +369,18 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
 def _reads_state(body: list[str]) -> bool:
     """Whether a function's body reads or updates state."""
     return any(" = state[" in line or line.startswith("state[") for line in body)
+
+
+def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
+    """The entries of ``init_params`` or ``init_state``: each value's formula and a
+    comment saying which rule made it."""
+    entries = []
+    for bd in bindings:
+        init = prog.inits[bd.name]
+        expr, comment = formula(init, bd.node.shape, prog.dtype)
+        entries.append({"key": string(bd.name), "expr": expr, "comment": safe_comment(
+            f"{bd.name}: {comment}" + (f"; {init.note}" if init.note else ""))})
+    return entries
 
 
 def _keywords(signature: list[str], body: list[str], stateful: bool) -> list[str]:
