@@ -94,18 +94,9 @@ def every_value_named(prog: Program) -> tuple[Program, dict[int, str]]:
 
 
 def steps(prog: Program) -> dict[str, str]:
-    """A function's named steps -> the equation they belong to: the bindings just before
-    an equation, made by the same spec text and named ``{equation}_…`` (batch norm's
-    ``bn1_mu`` … ``bn1_xn`` of ``bn1``)."""
-    out: dict[str, str] = {}
-    forward = prog.forward
-    for i, bd in enumerate(forward):
-        j = i - 1
-        while j >= 0 and forward[j].span == bd.span and bd.span is not None \
-                and forward[j].name.startswith(f"{bd.name}_") and forward[j].name not in out:
-            out[forward[j].name] = bd.name
-            j -= 1
-    return out
+    """A function's named steps -> the equation they belong to (batch norm's ``bn1_mu``
+    … ``bn1_xn`` of ``bn1``): the forward bindings whose ``sources`` name it."""
+    return {bd.name: bd.sources[0] for bd in prog.forward if bd.sources}
 
 
 def build(prog: Program, feeds: dict | None = None, params: dict | None = None,

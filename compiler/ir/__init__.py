@@ -258,7 +258,8 @@ class Binding:
     node: Node
     kind: str  # input target param eq output loss seed adjoint
     span: Span | None = None
-    # For backward bindings: the forward equations this adjoint differentiates.
+    # For backward bindings: the forward equations this adjoint differentiates; for a
+    # function's named step (batch norm's bn1_xn): the equation it is a step of.
     sources: tuple[str, ...] = ()
     note: str | None = None
 

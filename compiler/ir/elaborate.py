@@ -106,7 +106,7 @@ class _Elaborator:
                 for step, name in self.b.steps if node is not None else ():
                     # headed, like the equation, by the equation's line
                     forward.append(Binding(fresh(f"{st.name}_{name}", self.taken), step,
-                                           "eq", st.span, note=note))
+                                           "eq", st.span, sources=(st.name,), note=note))
                 for leaf, value in self.b.updates:
                     updates.append(Binding(leaf.attr("name"), value, "update", st.span,
                                            sources=(st.name,)))
