@@ -85,7 +85,9 @@ def batch_norms(prog: Program) -> dict[str, str | None]:
         eq = u.sources[0] if u.sources else None
         if eq is None or eq in out or eq not in forward:
             continue
-        mu = forward.get(f"{eq}_mu")  # the batch mean: mean(x) over all but axis 1
+        # its first step is the batch mean, mean(x) over all but axis 1 (named eq_mu, or
+        # eq_mu_2 should the spec use that name itself)
+        mu = next((bd for bd in prog.forward if bd.sources == (eq,)), None)
         x = mu.node.args[0] if mu is not None and mu.node.args else None
         out[eq] = named.get(x.id) if x is not None else None
     return out

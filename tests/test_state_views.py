@@ -521,3 +521,17 @@ def test_views_of_batch_norm_over_images(tmp_path):
         v["bn1_running_var+"], 0.9 + 0.1 * v["a1"].var(axis=(0, 2, 3)))
     text = dot(build(program_from_file(spec, stage="ir"), feeds, params))
     assert re.findall(r'\[label="([^"]*)", shape=circle\]', text).count("batchnorm") == 1
+
+
+def test_stats_finds_what_a_batch_norm_normalizes_when_the_spec_takes_its_step_names():
+    """The spec defines bn1_mu itself, so the layer's mean step is bn1_mu_2: the batch
+    norm still normalizes a1 (not what the spec's bn1_mu reads)."""
+    from bpc.compiler.pipeline import program_from_text
+    from bpc.runtime.stats import batch_norms
+
+    prog = program_from_text(
+        "input x : [N, 4]\ntarget t : [N, 2]\nlayers x -> h {\n  dense 4; batchnorm; relu\n}\n"
+        "bn1_mu = h * 2\nparam W : [4, 2] = normal\ny = bn1_mu @ W\n"
+        "loss L = softmax_cross_entropy(y, t)\n", "coll.bp")
+    assert "bn1_mu_2" in [bd.name for bd in prog.forward]
+    assert batch_norms(prog) == {"bn1": "a1"}
