@@ -1,0 +1,120 @@
+"""What a run's checkpoint is trusted with: the run's identity is the compiled model itself
+(not a probe of it), every entry read back is verified against the model's and the
+optimizer's declarations, and the files of a run folder are never written through a
+symbolic link nor left behind as temporaries."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import bpc
+from conftest import REPO, run_bpc
+from bpc.runtime import data
+from bpc.runtime.errors import UserError
+from bpc.runtime.train import Settings, model_identity, train
+
+# A small model with dropout, batch norm and a stop_gradient: each can change without
+# moving the loss at initialization (inference mode: no dropout, the running statistics
+# as initialized, the same forward values).
+SPEC = """model drift
+input x : [N, 2]
+target t : [N]
+layers x -> h {{ dense 8; batchnorm momentum={momentum}; relu; dropout {rate} }}
+y = h @ W2 + {stop}
+param W2 : [8, 3] = normal(std=0.5)
+param b2 : [3] = zeros
+loss L = softmax_cross_entropy(y, t)
+data spiral(n=30)
+optimizer adam(lr=0.01)
+train {{ epochs = 2; batch = 16; seed = 0 }}
+"""
+BASE = {"momentum": 0.9, "rate": 0.2, "stop": "b2"}
+
+
+def spec_text(**change):
+    return SPEC.format(**{**BASE, **change})
+
+
+def quiet(*args, **kwargs):
+    return train(*args, quiet=True, log=lambda *_: None, **kwargs)
+
+
+def setup(text, epochs=2):
+    m = bpc.compile(text)
+    ds = data.load(m.CONFIG["data"], m, 0)
+    return m, ds, Settings.from_module(m, {"epochs": epochs})
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"rate": 0.5}, "the training step (loss_and_grad) differs"),
+    ({"momentum": 0.5}, "the training step (loss_and_grad) differs"),
+    ({"stop": "stop_gradient(b2)"}, "the training step (loss_and_grad) differs"),
+])
+def test_a_changed_model_that_keeps_the_initial_loss_does_not_resume(tmp_path, change, words):
+    m, ds, settings = setup(spec_text())
+    quiet(m, ds, settings, tmp_path)
+    other, _, more = setup(spec_text(**change), epochs=4)
+    # the probe the old identity relied on cannot see it
+    params = other.init_params(np.random.default_rng(0))
+    state = other.init_state()
+    x = np.asarray(ds.train["x"], dtype=np.float64)
+    t = np.asarray(ds.train["t"])
+    assert other.loss(params, x, t, state=state) == m.loss(params, x, t, state=state)
+    with pytest.raises(UserError) as info:
+        quiet(other, ds, more, tmp_path, resume=True)
+    assert "cannot resume the run in" in info.value.message
+    assert words in info.value.message, info.value.message
+    quiet(m, ds, Settings.from_module(m, {"epochs": 4}), tmp_path, resume=True)  # its own
+
+
+def test_cli_refuses_a_changed_dropout_rate_and_resumes_the_same_spec(tmp_path):
+    spec = tmp_path / "drift.bp"
+    spec.write_text(spec_text())
+    r = run_bpc("train", spec, "--out", tmp_path / "run", "-q")
+    assert r.returncode == 0, r.stderr
+    spec.write_text(spec_text(rate=0.4))
+    r = run_bpc("train", spec, "--out", tmp_path / "run", "--resume", "--epochs", "3")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "the model is not the one the run trained: the training step (loss_and_grad) " \
+           "differs" in r.stderr, r.stderr
+    spec.write_text("# a comment and another layout change nothing\n\n" + spec_text())
+    r = run_bpc("train", spec, "--out", tmp_path / "run", "--resume", "--epochs", "3", "-q")
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_identity_is_the_model_not_its_file_or_layout():
+    spiral = [model_identity(bpc.compile(REPO / "specs" / "spiral.bp")),
+              model_identity(bpc.load(REPO / "generated" / "spiral.py")),
+              model_identity(bpc.compile((REPO / "specs" / "spiral.bp").read_text()))]
+    assert len({i["digest"] for i in spiral}) == 1
+    # the settings are not the model: a run may be given more epochs
+    longer = (REPO / "specs" / "spiral.bp").read_text().replace("epochs = 100", "epochs = 7")
+    assert model_identity(bpc.compile(longer))["digest"] == spiral[0]["digest"]
+    textbook = model_identity(bpc.compile(REPO / "specs" / "spiral.bp", style="textbook"))
+    assert textbook["digest"] != spiral[0]["digest"]
+
+
+def test_an_old_checkpoint_resumes_with_a_note_and_its_own_checks(tmp_path):
+    """A checkpoint from before the model was recorded: its contract and loss at
+    initialization are checked as then, and the resume says what it cannot check."""
+    from bpc.runtime.train import _contract_hash
+
+    m, ds, settings = setup(spec_text())
+    quiet(m, ds, settings, tmp_path)
+    path = tmp_path / "checkpoint.npz"
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["run"]["model"]
+    meta["run"]["contract"] = _contract_hash(m)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    said = []
+    _, _, more = setup(spec_text(), epochs=3)
+    train(m, ds, more, tmp_path, resume=True, quiet=True, log=said.append)
+    assert any("was written by an older bpc, which did not record the compiled model"
+               in line for line in said), said
+    with np.load(path) as f:  # what it writes now records the model
+        assert json.loads(str(f["meta"]))["run"]["model"] == model_identity(m)
