@@ -175,32 +175,44 @@ MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
 def fetch(url: str, filename: str, digest: str, timeout: float = 30.0) -> Path:
-    """Download ``url`` once into the cache, verifying its SHA-256; reuse it afterwards."""
+    """Download ``url`` once into the cache, verifying its SHA-256; reuse it afterwards.
+    Only a regular file there is read (a link, FIFO or device is removed, never
+    followed), and the download goes into a fresh temporary file renamed over it."""
+    import tempfile
+
     target = cache_dir() / filename
-    if target.exists():
-        if sha256(target) == digest:
-            return target
-        target.unlink()  # corrupt or truncated: fetch again
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + ".part")
+    if os.path.lexists(target):
+        try:
+            if stat.S_ISREG(os.lstat(target).st_mode) and sha256(target) == digest:
+                return target
+            target.unlink()  # corrupt, truncated or not a file: fetch again
+        except (OSError, UserError):
+            pass
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{filename}.", suffix=".part")
+    except OSError as e:
+        raise UserError(f"cannot write {target.parent}: {e.strerror or e}",
+                        "set BPC_CACHE to a writable folder") from None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, \
+                os.fdopen(fd, "wb") as out:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise UserError(f"could not download {filename} from {url} ({e})",
                         f"check the network, or place the file at {target} "
                         f"(set BPC_CACHE to use another folder)") from None
-    if sha256(tmp) != digest:
-        tmp.unlink(missing_ok=True)
+    if sha256(Path(tmp)) != digest:
+        Path(tmp).unlink(missing_ok=True)
         raise UserError(f"the download of {filename} is corrupt (checksum mismatch)",
                         "try again; if it persists the server's copy has changed")
     os.replace(tmp, target)
@@ -300,19 +312,21 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"
 
 
-def open_regular(p: Path, what: str = "file"):
+def open_regular(p: Path, what: str = "file", nofollow: bool = False):
     """``p`` opened for reading (binary) when it is a regular file (after following a
-    link: a data file may be one); a FIFO, device or folder is an error naming it,
-    never a read that blocks."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    link, unless ``nofollow``: a data file may be one); a FIFO, device or folder is an
+    error naming it, never a read that blocks."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (
+        getattr(os, "O_NOFOLLOW", 0) if nofollow else 0)
+    label = f"{what} {p}".strip()
     try:
         fd = os.open(p, flags)
     except OSError as e:
-        raise UserError(f"cannot read {what} {p}: {e.strerror or e}") from None
+        raise UserError(f"cannot read {label}: {e.strerror or e}") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise UserError(f"{what} {p} is not a regular file (a folder, FIFO or device)",
+        raise UserError(f"{label} is not a regular file (a folder, FIFO or device)",
                         "give a file")
     if hasattr(os, "set_blocking"):
         os.set_blocking(fd, True)
@@ -323,7 +337,8 @@ NPY_MAGIC = b"\x93NUMPY"
 
 
 def read_npz(p: Path, wanted, what: str = "data file", dtype=None,
-             hint: str | None = None, listing: list | None = None) -> dict[str, np.ndarray]:
+             hint: str | None = None, listing: list | None = None, kind: str = ".npz file",
+             nofollow: bool = False) -> dict[str, np.ndarray]:
     """The members ``wanted(name)`` selects of an .npz file, by name (``x`` for
     ``x.npy``); any other member is never decompressed. Each member's size is taken from
     the zip header and its shape from its .npy header, and checked to agree and to fit
@@ -331,10 +346,11 @@ def read_npz(p: Path, wanted, what: str = "data file", dtype=None,
     a zip, a .npy renamed, truncated, damaged, a pickled object) is a UserError naming
     the file and the member."""
     hint = hint or "save it with numpy.savez (plain numeric arrays)"
-    with open_regular(p, what) as f:
+    label = f"{what} {p}".strip()
+    with open_regular(p, what, nofollow) as f:
         head = f.read(len(NPY_MAGIC))
         if head == NPY_MAGIC:
-            raise UserError(f"{what} {p} is a .npy file (one array) named .npz",
+            raise UserError(f"{label} is a .npy file (one array) named .npz",
                             "save the arrays with numpy.savez(path, x=..., t=...), which "
                             "names each one")
         f.seek(0)
@@ -343,7 +359,7 @@ def read_npz(p: Path, wanted, what: str = "data file", dtype=None,
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError,
                 ValueError) as e:
             empty = os.fstat(f.fileno()).st_size == 0
-            raise UserError(f"{what} {p} is not a readable .npz file ("
+            raise UserError(f"{label} is not a readable {kind} ("
                             + ("it is empty" if empty else f"not a zip archive: {e}")
                             + ")", hint) from None
         with zf:
@@ -354,11 +370,11 @@ def read_npz(p: Path, wanted, what: str = "data file", dtype=None,
                     listing.append(name or info.filename)
                 if name is not None and wanted(name):
                     if name in members:
-                        raise UserError(f"{what} {p} holds the array '{name}' twice", hint)
+                        raise UserError(f"{label} holds the array '{name}' twice", hint)
                     members[name] = info
             headers, need = {}, 0
             for name, info in members.items():
-                headers[name] = _npy_header(p, zf, info, name, what, hint)
+                headers[name] = _npy_header(label, zf, info, name, hint)
                 shape, dt = headers[name]
                 count = math.prod(shape)
                 need += count * dt.itemsize + (
@@ -367,7 +383,7 @@ def read_npz(p: Path, wanted, what: str = "data file", dtype=None,
             if need > available:
                 sizes = ", ".join(f"'{k}' {_fmt(list(h[0]))} {h[1]}" for k, h in
                                   headers.items())
-                raise UserError(f"{what} {p} is too large to load: its arrays ({sizes}) "
+                raise UserError(f"{label} is too large to load: its arrays ({sizes}) "
                                 f"need about {_gb(need)} of memory, and {_gb(available)} "
                                 "is available", "use a smaller data set, or a machine "
                                 "with more memory")
@@ -378,15 +394,15 @@ def read_npz(p: Path, wanted, what: str = "data file", dtype=None,
                         out[name] = np.lib.format.read_array(member, allow_pickle=False)
                 except (ValueError, OSError, EOFError, zipfile.BadZipFile,
                         NotImplementedError, RuntimeError) as e:
-                    raise UserError(f"{what} {p}: the array '{name}' is damaged "
+                    raise UserError(f"{label}: the array '{name}' is damaged "
                                     f"({type(e).__name__}: {e})", hint) from None
                 except zlib.error as e:
-                    raise UserError(f"{what} {p}: the array '{name}' is damaged "
+                    raise UserError(f"{label}: the array '{name}' is damaged "
                                     f"(zlib: {e})", hint) from None
     return out
 
 
-def _npy_header(p, zf, info, name, what, hint):
+def _npy_header(label, zf, info, name, hint):
     """(shape, dtype) of a member from its .npy header, checked against the size the zip
     header gives it: an array that cannot be what the header says is damaged."""
     try:
@@ -401,13 +417,13 @@ def _npy_header(p, zf, info, name, what, hint):
             start = member.tell()
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
             RuntimeError, zlib.error, SyntaxError) as e:
-        raise UserError(f"{what} {p}: the array '{name}' is damaged or not a plain array "
+        raise UserError(f"{label}: the array '{name}' is damaged or not a plain array "
                         f"({type(e).__name__}: {e})", hint) from None
     if dt.hasobject:
-        raise UserError(f"{what} {p}: the array '{name}' holds Python objects, which bpc "
+        raise UserError(f"{label}: the array '{name}' holds Python objects, which bpc "
                         "does not load (it would run code from the file)", hint)
     if any(d < 0 for d in shape) or math.prod(shape) * dt.itemsize != info.file_size - start:
-        raise UserError(f"{what} {p}: the array '{name}' is damaged: its header says "
+        raise UserError(f"{label}: the array '{name}' is damaged: its header says "
                         f"{_fmt(list(shape))} {dt} ({math.prod(shape) * dt.itemsize} bytes), "
                         f"the file holds {max(info.file_size - start, 0)} bytes of it", hint)
     return tuple(shape), dt

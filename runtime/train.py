@@ -354,24 +354,102 @@ def read_checkpoint_file(path: Path, missing_hint: str = "give the checkpoint.np
             " but a symbolic link" if path.is_symlink() else ""),
             "bpc reads and writes only regular files in a run folder; remove it, or use a "
             "new --out folder")
+    arrays = data_mod.read_npz(
+        path, lambda k: k in ("meta", "order") or k.split("/")[0] in ("param", "opt", "state"),
+        what="", kind="checkpoint", nofollow=True, hint=DAMAGED_HINT)
+    if "meta" not in arrays:
+        raise UserError(f"{path} is not a readable checkpoint (it has no 'meta' entry)",
+                        DAMAGED_HINT)
+    meta = arrays.pop("meta")
+    if meta.dtype.kind != "U" or meta.shape != () or meta.dtype.itemsize > META_LIMIT:
+        raise UserError(f"{path}: the 'meta' entry is damaged (a {meta.dtype} array of "
+                        f"shape {meta.shape}, not one JSON text)", DAMAGED_HINT)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"]))
-            params = {k[6:]: f[k].copy() for k in f.files if k.startswith("param/")}
-            opt_state = {k[4:]: f[k].copy() for k in f.files if k.startswith("opt/")}
-            order = f["order"].copy() if "order" in f.files else None
-            state = {k[6:]: f[k].copy() for k in f.files if k.startswith("state/")}
-            if not isinstance(meta, dict):
-                raise ValueError("its meta entry is not a JSON object")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})",
-                        "it is damaged or not from bpc; train without --resume (or into a "
-                        "new --out folder)") from None
+        meta = json.loads(str(meta))
+    except ValueError as e:  # json.JSONDecodeError, RecursionError's kin
+        raise UserError(f"{path}: the 'meta' entry is damaged (not JSON: {e})",
+                        DAMAGED_HINT) from None
+    except RecursionError:
+        raise UserError(f"{path}: the 'meta' entry is damaged (nested too deeply)",
+                        DAMAGED_HINT) from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: the 'meta' entry is damaged (a JSON "
+                        f"{type(meta).__name__}, not an object)", DAMAGED_HINT)
+    params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+    opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+    state = {k[6:]: v for k, v in arrays.items() if k.startswith("state/")}
+    order = arrays.get("order")
     return CheckpointFile(path, params, opt_state, state, meta, order)
 
 
 STATE_HINT = ("the checkpoint is damaged or of another model; give the checkpoint of a "
               "run of this spec (or train again)")
+DAMAGED_HINT = ("it is damaged or not from bpc; train without --resume (or into a new --out "
+                "folder)")
+META_LIMIT = 256 << 20  # the 'meta' entry's text (history rows included), in bytes
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# What a resume reads from a checkpoint's metadata: key -> (check, what it must be).
+# Keys absent from older checkpoints are optional (``None`` allowed where noted).
+_META = {"epoch": (_whole, "a whole number ≥ 0"),
+         "batch_index": (_whole, "a whole number ≥ 0"),
+         "step": (_whole, "a whole number ≥ 0"),
+         "seen": (_whole, "a whole number ≥ 0"),
+         "loss_sum": (_number, "a finite number"),
+         "rng": (lambda v: isinstance(v, dict), "the generator's state (an object)"),
+         "optimizer": (lambda v: isinstance(v, str), "an optimizer's name")}
+_META_OPTIONAL = {
+    "start_loss": (lambda v: v is None or _number(v), "a finite number or null"),
+    "running_loss": (lambda v: v is None or _number(v), "a finite number or null"),
+    "drawn": (lambda v: isinstance(v, bool), "true or false"),
+    "rng_start": (lambda v: isinstance(v, dict), "the generator's state (an object)"),
+    "history": (lambda v: isinstance(v, list) and all(
+        isinstance(r, list) and len(r) == len(HISTORY_FIELDS) for r in v),
+        f"a list of rows of {len(HISTORY_FIELDS)} values"),
+    "run": (lambda v: v is None or isinstance(v, dict) and all(
+        isinstance(v.get(k, {}), dict) for k in ("opt", "model", "params")),
+        "an object describing the run")}
+
+
+def verified_meta(path: Path, meta: dict) -> dict:
+    """A checkpoint's metadata as a resume reads it: each entry present and of its kind,
+    the generator's state one a generator accepts, the history rows numbers; else a
+    UserError naming the file and the entry."""
+    def bad(key, want, value):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return UserError(f"{path}: the 'meta' entry is damaged: '{key}' is {shown}, not "
+                         f"{want}", DAMAGED_HINT)
+
+    for key, (ok, want) in _META.items():
+        if key not in meta:
+            raise UserError(f"{path}: the 'meta' entry is damaged: it lacks '{key}'",
+                            DAMAGED_HINT)
+        if not ok(meta[key]):
+            raise bad(key, want, meta[key])
+    for key, (ok, want) in _META_OPTIONAL.items():
+        if key in meta and not ok(meta[key]):
+            raise bad(key, want, meta[key])
+    for key in ("rng", "rng_start"):
+        if key in meta:
+            try:
+                np.random.default_rng().bit_generator.state = meta[key]
+            except (TypeError, ValueError, KeyError, OverflowError) as e:
+                raise bad(key, f"a generator's state ({type(e).__name__}: {e})",
+                          meta[key]) from None
+    try:
+        History(dict(zip(HISTORY_FIELDS, row)) for row in meta.get("history", []))
+    except (TypeError, ValueError, OverflowError):
+        raise bad("history", "rows of numbers", meta["history"]) from None
+    return meta
 
 
 def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
@@ -399,6 +477,7 @@ def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
                         + f", which the model does not have (its STATE: "
                         f"{', '.join(expected)})", STATE_HINT)
     dtype = np.dtype(module.DTYPE)
+    nonnegative = nonnegative_state(module)
     out = {}
     for k, shape in expected.items():
         v = state[k]
@@ -411,8 +490,80 @@ def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
         if not np.all(np.isfinite(v)):
             raise UserError(f"{path}: the state entry 'state/{k}' has values that are not "
                             "finite", STATE_HINT)
+        if k in nonnegative and v.size and np.min(v) < 0:
+            raise UserError(f"{path}: the state entry 'state/{k}' is a running variance, "
+                            f"but has negative values ({int(np.sum(v < 0))} of {v.size}, "
+                            f"the least {float(np.min(v)):.6g})", STATE_HINT)
         out[k] = v.astype(dtype, copy=False)
     return out
+
+
+def nonnegative_state(module) -> set[str]:
+    """The states the compiler says are never negative (batch norm's running
+    variances: ``CONFIG["nonnegative"]``)."""
+    names = (getattr(module, "CONFIG", {}) or {}).get("nonnegative") or ()
+    return {k for k in names if isinstance(k, str)}
+
+
+def verified_params(path: Path, params: dict, module, exact_dtype: bool = False
+                    ) -> dict[str, np.ndarray]:
+    """The parameters of a checkpoint, checked against ``module.PARAMS``: the same
+    names, each of its declared shape, a floating dtype (the module's own with
+    ``exact_dtype``) and finite values; else a UserError naming the file and entry."""
+    expected = {k: tuple(v) for k, v in module.PARAMS.items()}
+    if set(params) != set(expected):
+        raise UserError(f"{path} is a checkpoint of another model: its parameters are "
+                        f"{', '.join(sorted(params)) or 'none'}, the model's "
+                        f"{', '.join(sorted(expected)) or 'none'}",
+                        "give the checkpoint of a run of this spec")
+    dtype = np.dtype(module.DTYPE)
+    for k, shape in expected.items():
+        v = params[k]
+        if all(isinstance(d, int) for d in shape) and v.shape != shape:
+            raise UserError(f"{path} is a checkpoint of another model: its parameter {k} "
+                            f"has shape {v.shape}, the model's {shape}",
+                            "give the checkpoint of a run of this spec")
+        if v.dtype.kind != "f" or exact_dtype and v.dtype != dtype:
+            raise UserError(f"{path}: the parameter entry 'param/{k}' is {v.dtype.name}, "
+                            f"the model computes in {dtype.name}", STATE_HINT)
+        if not np.all(np.isfinite(v)):
+            raise UserError(f"{path}: the parameter entry 'param/{k}' has values that are "
+                            "not finite", STATE_HINT)
+    return {k: v.astype(dtype, copy=False) for k, v in params.items()}
+
+
+def verified_opt_state(path: Path, saved: dict, optimizer) -> dict[str, np.ndarray]:
+    """The optimizer's state of a checkpoint, checked against the optimizer's own
+    (``state_dict``): the same entries, each of exactly its shape and dtype (a moment
+    of shape ``(1,)`` or ``()`` would broadcast), finite, a step count ``t`` a whole
+    number ≥ 0, and the slots that are sums of squares (``Optimizer.nonnegative``)
+    never negative; else a UserError naming the file and the entry."""
+    expected = optimizer.state_dict()
+    missing = sorted(set(expected) - set(saved))
+    extra = sorted(set(saved) - set(expected))
+    if missing or extra:
+        raise UserError(f"{path}: the optimizer's state does not match {optimizer.name}'s: "
+                        + "; ".join(
+                            ([f"it lacks {', '.join(repr('opt/' + k) for k in missing)}"]
+                             if missing else []) +
+                            ([f"it has {', '.join(repr('opt/' + k) for k in extra)}, which "
+                              f"{optimizer.name} does not keep"] if extra else [])),
+                        DAMAGED_HINT)
+    for k, want in expected.items():
+        v = saved[k]
+        if v.shape != want.shape or v.dtype != want.dtype:
+            raise UserError(f"{path}: the optimizer entry 'opt/{k}' is {v.dtype.name} of "
+                            f"shape {v.shape}, {optimizer.name} keeps {want.dtype.name} of "
+                            f"shape {want.shape}", DAMAGED_HINT)
+        if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+            raise UserError(f"{path}: the optimizer entry 'opt/{k}' has values that are "
+                            "not finite", DAMAGED_HINT)
+        if (k == "t" or k.split("/")[0] in optimizer.nonnegative) and v.size and \
+                np.min(v) < 0:
+            raise UserError(f"{path}: the optimizer entry 'opt/{k}' is negative"
+                            + (" (a sum of squares)" if k != "t" else " (a step count)"),
+                            DAMAGED_HINT)
+    return saved
 
 
 def load_checkpoint(path: Path, module):
@@ -423,8 +574,15 @@ def load_checkpoint(path: Path, module):
     if set(c.params) != set(module.PARAMS):
         raise UserError(f"{c.path} was written for other parameters "
                         f"({', '.join(sorted(c.params))})", "use a new --out folder")
+    for k, v in c.params.items():  # shapes and dtype: resume_problems, as another run
+        if v.dtype.kind != "f":
+            raise UserError(f"{c.path}: the parameter entry 'param/{k}' is {v.dtype.name}, "
+                            "not floating-point numbers", DAMAGED_HINT)
+        if not np.all(np.isfinite(v)):
+            raise UserError(f"{c.path}: the parameter entry 'param/{k}' has values that "
+                            "are not finite", DAMAGED_HINT)
     state = verified_state(c.path, c.state, module, exact_dtype=True)
-    return c.params, c.opt_state, c.meta, c.order, state
+    return c.params, c.opt_state, verified_meta(c.path, c.meta), c.order, state
 
 
 def checkpoint_state(path: Path, module) -> dict[str, np.ndarray]:
@@ -438,19 +596,7 @@ def checkpoint_params(path: Path, module, with_state: bool = False):
     refused, naming what differs, when the checkpoint is of another model. With
     ``with_state``, (params, state), the state verified against the model's STATE."""
     c = read_checkpoint_file(path)
-    path, params = c.path, c.params
-    expected = {k: tuple(v) for k, v in module.PARAMS.items()}
-    if set(params) != set(expected):
-        raise UserError(f"{path} is a checkpoint of another model: its parameters are "
-                        f"{', '.join(sorted(params)) or 'none'}, the model's "
-                        f"{', '.join(sorted(expected)) or 'none'}",
-                        "give the checkpoint of a run of this spec")
-    for k, shape in expected.items():
-        if all(isinstance(d, int) for d in shape) and params[k].shape != shape:
-            raise UserError(f"{path} is a checkpoint of another model: its parameter {k} "
-                            f"has shape {params[k].shape}, the model's {shape}",
-                            "give the checkpoint of a run of this spec")
-    params = {k: v.astype(module.DTYPE, copy=False) for k, v in params.items()}
+    path, params = c.path, verified_params(c.path, c.params, module)
     if with_state:
         return params, verified_state(path, c.state, module)
     return params
@@ -643,7 +789,7 @@ def model_difference(saved: dict, now: dict) -> str | None:
 def _contract_hash(module) -> str:
     """The model's interface, as checkpoints before ``model_identity`` recorded it."""
     config = {k: v for k, v in (getattr(module, "CONFIG", {}) or {}).items()
-              if k not in ("train", "optimizer", "data")}
+              if k not in ("train", "optimizer", "data", "nonnegative")}
     text = repr([sorted(module.INPUTS.items()), sorted(module.TARGETS.items()),
                  getattr(module, "OUTPUT", None), getattr(module, "LOSS", None),
                  sorted(config.items(), key=repr)])
@@ -1005,6 +1151,11 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                          lr_change(meta.get("run"), run)):
                 if note:
                     log(note)
+            opt_state = verified_opt_state(folder.checkpoint, opt_state, optimizer)
+            if meta["batch_index"] >= steps_per_epoch:
+                raise UserError(f"{folder.checkpoint}: the 'meta' entry is damaged: "
+                                f"'batch_index' is {meta['batch_index']}, but an epoch has "
+                                f"{steps_per_epoch} batches", DAMAGED_HINT)
             for k in params:
                 params[k][...] = saved[k]
             if state is not None:  # the same dict: loss_and_grad's state= keeps it
@@ -1020,7 +1171,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 order = data_mod.batch_order(n, rng if settings.shuffle else None)
                 drawn = True
             elif meta.get("drawn"):
-                order, drawn = saved_order, True
+                order, drawn = (saved_order if settings.shuffle else None), True
                 if settings.shuffle and not is_permutation(order, n):
                     raise UserError(f"{folder.checkpoint} is not a readable checkpoint (the "
                                     "order of its epoch's examples is damaged)",

@@ -118,3 +118,102 @@ def test_an_old_checkpoint_resumes_with_a_note_and_its_own_checks(tmp_path):
                in line for line in said), said
     with np.load(path) as f:  # what it writes now records the model
         assert json.loads(str(f["meta"]))["run"]["model"] == model_identity(m)
+
+
+# ----------------------------------------------------------------------------- damaged entries
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    spec = root / "drift.bp"
+    spec.write_text(spec_text())
+    r = run_bpc("train", spec, "--out", root / "run", "-q")
+    assert r.returncode == 0, r.stderr
+    return spec, root / "run" / "checkpoint.npz"
+
+
+def damaged(src, dst, change):
+    with np.load(src) as f:
+        arrays = {k: f[k] for k in f.files}
+    change(arrays)
+    dst.parent.mkdir(exist_ok=True)
+    np.savez(dst, **arrays)
+
+
+def set_meta(arrays, **changes):
+    meta = json.loads(str(arrays["meta"]))
+    for k, v in changes.items():
+        if v is KeyError:
+            del meta[k]
+        else:
+            meta[k] = v
+    arrays["meta"] = np.array(json.dumps(meta))
+
+
+def put(key, value):
+    return lambda a: a.__setitem__(key, value)
+
+
+DAMAGES = {
+    "moment (1,)": (put("opt/m/W2", np.zeros(1)),
+                    "the optimizer entry 'opt/m/W2' is float64 of shape (1,), adam keeps "
+                    "float64 of shape (8, 3)"),
+    "moment ()": (put("opt/v/b2", np.array(0.5)),
+                  "the optimizer entry 'opt/v/b2' is float64 of shape (), adam keeps"),
+    "moment float32": (lambda a: a.__setitem__("opt/m/b2", a["opt/m/b2"].astype(np.float32)),
+                       "the optimizer entry 'opt/m/b2' is float32 of shape (3,)"),
+    "moment NaN": (put("opt/m/b2", np.full(3, np.nan)),
+                   "the optimizer entry 'opt/m/b2' has values that are not finite"),
+    "second moment < 0": (put("opt/v/b2", -np.ones(3)),
+                          "the optimizer entry 'opt/v/b2' is negative (a sum of squares)"),
+    "step count < 0": (put("opt/t", np.array(-4)),
+                       "the optimizer entry 'opt/t' is negative (a step count)"),
+    "step count float": (put("opt/t", np.array(4.5)),
+                         "the optimizer entry 'opt/t' is float64 of shape ()"),
+    "missing slot": (lambda a: a.pop("opt/v/W2"), "it lacks 'opt/v/W2'"),
+    "extra slot": (put("opt/h/W2", np.zeros((8, 3))),
+                   "it has 'opt/h/W2', which adam does not keep"),
+    "param NaN": (lambda a: a["param/W2"].__setitem__((0, 0), np.nan),
+                  "the parameter entry 'param/W2' has values that are not finite"),
+    "negative variance": (lambda a: a["state/bn1_running_var"].__setitem__(2, -0.5),
+                          "the state entry 'state/bn1_running_var' is a running variance, "
+                          "but has negative values (1 of 8, the least -0.5)"),
+    "garbage JSON": (put("meta", np.array("{not json")), "the 'meta' entry is damaged (not JSON"),
+    "meta not text": (put("meta", np.zeros(3)), "the 'meta' entry is damaged (a float64 array"),
+    "meta a list": (put("meta", np.array("[1, 2]")),
+                    "the 'meta' entry is damaged (a JSON list, not an object)"),
+    "missing key": (lambda a: set_meta(a, step=KeyError),
+                    "the 'meta' entry is damaged: it lacks 'step'"),
+    "wrong type": (lambda a: set_meta(a, epoch="2"),
+                   "the 'meta' entry is damaged: 'epoch' is '2', not a whole number"),
+    "bad generator": (lambda a: set_meta(a, rng={"bit_generator": "nope"}),
+                      "the 'meta' entry is damaged: 'rng' is"),
+    "bad history": (lambda a: set_meta(a, history=[["x"] * 8]),
+                    "the 'meta' entry is damaged: 'history' is"),
+    "bad run": (lambda a: set_meta(a, run={"opt": 3}),
+                "the 'meta' entry is damaged: 'run' is"),
+    "no meta": (lambda a: a.pop("meta"), "is not a readable checkpoint (it has no 'meta' entry)"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(DAMAGES))
+def test_a_damaged_checkpoint_entry_is_a_clear_error_on_resume(trained, tmp_path, what):
+    spec, good = trained
+    change, message = DAMAGES[what]
+    bad = tmp_path / "run" / "checkpoint.npz"
+    damaged(good, bad, change)
+    r = run_bpc("train", spec, "--out", bad.parent, "--resume", "--epochs", "3")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    first = r.stderr.splitlines()[0]
+    assert first.startswith(f"bpc: error: {bad}"), first
+    assert message in first, first
+
+
+def test_eval_refuses_a_negative_running_variance_instead_of_reporting_nan(trained, tmp_path):
+    spec, good = trained
+    bad = tmp_path / "run" / "checkpoint.npz"
+    damaged(good, bad, DAMAGES["negative variance"][0])
+    for command in ("eval", "predict"):
+        r = run_bpc(command, spec, "--checkpoint", bad)
+        assert r.returncode == 1 and "nan" not in r.stdout.lower(), (r.stdout, r.stderr)
+        assert "'state/bn1_running_var' is a running variance, but has negative" in r.stderr
