@@ -21,6 +21,7 @@ import hashlib
 import math
 import os
 import stat
+import time
 import urllib.request
 import warnings
 import zipfile
@@ -188,6 +189,7 @@ def fetch(url: str, filename: str, digest: str, timeout: float = 30.0) -> Path:
     import tempfile
 
     target = cache_dir() / filename
+    remove_temporaries(target.parent, (filename,), 3600.0, ".part")  # a killed download's
     if os.path.lexists(target):
         try:
             if stat.S_ISREG(os.lstat(target).st_mode) and sha256(target) == digest:
@@ -310,6 +312,37 @@ def memory_available() -> int:
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"
+
+
+def remove_temporaries(folder: Path, names, age: float = 0.0, suffix: str = ".tmp"
+                       ) -> list[Path]:
+    """Remove the temporary files bpc makes for ``names`` in ``folder`` (``.NAME.XXXXXXXX``
+    and ``suffix``: ``tempfile``'s eight characters; ``.tmp`` for ``write_atomic``,
+    ``.part`` for a download) that a process killed while writing left behind: only
+    regular files of exactly that pattern, and only those ``age`` seconds old or older
+    (0: the caller knows no writer is alive, as a run holding its folder's lock does).
+    Returns what was removed."""
+    import re
+
+    patterns = [re.compile(r"\." + re.escape(name) + r"\.[a-z0-9_]{8}" + re.escape(suffix))
+                for name in names]
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not any(p.fullmatch(entry.name) for p in patterns):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime >= age:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
 
 
 def open_regular(p: Path, what: str = "file", nofollow: bool = False):

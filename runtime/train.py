@@ -896,11 +896,24 @@ class RunFolder:
                             "give a folder for the run's checkpoint and history")
         lock = self.out / ".lock"
         try:
-            self._lock = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
-                                 0o666)
+            self._lock = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                                 | getattr(os, "O_NONBLOCK", 0), 0o666)
         except OSError as e:
+            if os.path.islink(lock):
+                raise UserError(f"{lock} is a symbolic link, not bpc's lock file",
+                                "remove it (bpc keeps a run folder's lock there), or "
+                                "use a new --out folder") from None
             raise UserError(f"cannot write in the run folder {self.out}: "
                             f"{e.strerror or e}", "give a writable --out folder") from None
+        import stat as stat_mod
+
+        if not stat_mod.S_ISREG(os.fstat(self._lock).st_mode):
+            os.close(self._lock)
+            self._lock = None
+            raise UserError(f"{lock} is not a regular file (a FIFO, device or folder), so "
+                            "it cannot be the run folder's lock",
+                            "remove it (bpc keeps a run folder's lock there), or use a "
+                            "new --out folder")
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no lock
@@ -917,6 +930,9 @@ class RunFolder:
                             "--out folder") from None
         os.ftruncate(self._lock, 0)
         os.pwrite(self._lock, str(os.getpid()).encode(), 0)
+        # Held by this run alone now: a temporary of its files left here was left by a
+        # run that was killed while writing it.
+        data_mod.remove_temporaries(self.out, (self.checkpoint.name, self.history.name))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -1360,7 +1376,8 @@ def _old_history(path: Path, epoch: int) -> list[dict]:
     them: complete rows only, in order, without duplicates."""
     rows: list[dict] = []
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with io.TextIOWrapper(data_mod.open_regular(path), encoding="utf-8",
+                              newline="") as f:  # never a FIFO's endless wait
             for row in csv.DictReader(f):
                 try:
                     e = int(row.get("epoch") or "")
@@ -1368,7 +1385,26 @@ def _old_history(path: Path, epoch: int) -> list[dict]:
                     continue
                 if e == len(rows) + 1 and e <= epoch and None not in row.values():
                     rows.append({k: row.get(k) or "" for k in HISTORY_FIELDS})
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (OSError, UnicodeDecodeError, csv.Error, UserError):
+        return rows
+    return rows
+
+
+def _csv_history(path: Path) -> list[dict]:
+    """The complete rows of a history.csv, in increasing epochs (a run evaluated every K
+    epochs has rows at K, 2K, …); a damaged or repeated row is left out."""
+    rows: list[dict] = []
+    try:
+        with io.TextIOWrapper(data_mod.open_regular(path), encoding="utf-8",
+                              newline="") as f:  # never a FIFO's endless wait
+            for row in csv.DictReader(f):
+                try:
+                    e = int(row.get("epoch") or "")
+                except ValueError:
+                    continue
+                if e > (int(rows[-1]["epoch"]) if rows else 0) and None not in row.values():
+                    rows.append({k: row.get(k) or "" for k in HISTORY_FIELDS})
+    except (OSError, UnicodeDecodeError, csv.Error, UserError):
         return rows
     return rows
 
@@ -1413,6 +1449,32 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+# Temporaries of an image older than this are a killed writer's (another may be writing).
+STALE_SECONDS = 3600.0
+
+
+def save_figure(plt, fig, path: Path) -> None:
+    """``fig`` written to ``path`` in the format its suffix names (.png by default),
+    atomically: a symbolic link there is replaced, never followed (``write_atomic``);
+    a stale temporary of it is removed first. Closes the figure."""
+    path = Path(path)
+    try:
+        fmt = path.suffix[1:].lower() or "png"
+        if fmt not in fig.canvas.get_supported_filetypes():
+            raise UserError(f"cannot write {path}: .{fmt} is not an image format "
+                            "matplotlib writes", "name the image .png, .svg or .pdf")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _write_failed(path, e) from None
+        if path.is_dir() and not path.is_symlink():
+            raise UserError(f"cannot write {path}: it is a folder", "give a file name")
+        data_mod.remove_temporaries(path.parent, (path.name,), STALE_SECONDS)
+        write_atomic(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def plot_title(module, settings: "Settings") -> str:
@@ -1475,9 +1537,7 @@ def plot_runs(runs: list[tuple[str, list[dict]]], path: Path, title: str | None 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(plt, fig, path)
 
 
 def run_history(path: Path) -> tuple[str, "History"]:
@@ -1488,7 +1548,7 @@ def run_history(path: Path) -> tuple[str, "History"]:
     csv_path = path if path.suffix == ".csv" else folder / "history.csv"
     rows: list[dict] = []
     if csv_path.is_file():
-        rows = _old_history(csv_path, 10 ** 9)
+        rows = _csv_history(csv_path)
     elif path.suffix == ".npz" or (folder / "checkpoint.npz").is_file():
         meta = read_checkpoint_file(path).meta
         rows = [dict(zip(HISTORY_FIELDS, r)) for r in meta.get("history") or []
@@ -1559,9 +1619,7 @@ def plot_fit(module, params, dataset, path: Path, title: str | None = None,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(plt, fig, path)
     return True
 
 

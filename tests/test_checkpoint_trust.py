@@ -217,3 +217,70 @@ def test_eval_refuses_a_negative_running_variance_instead_of_reporting_nan(train
         r = run_bpc(command, spec, "--checkpoint", bad)
         assert r.returncode == 1 and "nan" not in r.stdout.lower(), (r.stdout, r.stderr)
         assert "'state/bn1_running_var' is a running variance, but has negative" in r.stderr
+
+
+# ----------------------------------------------------------------------------- run files
+KILL_IN_WRITE = """
+import os, signal, stat, sys
+sys.argv = ["bpc", "train", sys.argv[1], "--out", sys.argv[2], "-q"]
+real = os.fsync
+def fsync(fd):
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_size > 1000:  # the checkpoint's temporary, full
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(fd)
+os.fsync = fsync
+from bpc.runtime.cli import main
+main()
+"""
+
+
+def test_a_temporary_left_by_a_kill_inside_a_checkpoint_write_is_removed_next_run(tmp_path):
+    import subprocess
+    import sys
+
+    spec = tmp_path / "drift.bp"
+    spec.write_text(spec_text())
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-c", KILL_IN_WRITE, str(spec), str(out)],
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.returncode == -9, r.stderr
+    left = [p for p in out.iterdir() if p.name.startswith(".checkpoint.npz.")]
+    assert len(left) == 1 and left[0].stat().st_size > 1000, list(out.iterdir())
+    keep = [out / ".checkpoint.npz.mine.tmp", out / "notes.tmp", out / ".checkpoint.npz.x"]
+    for p in keep:
+        p.write_text("the user's")
+    r = run_bpc("train", spec, "--out", out, "-q")
+    assert r.returncode == 0, r.stderr
+    assert not left[0].exists()
+    assert all(p.read_text() == "the user's" for p in keep)
+
+
+def test_plots_replace_a_planted_symlink_never_write_through_it(tmp_path):
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"keep me")
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("curves.png", "fit.png"):
+        (out / name).symlink_to(victim)
+    r = run_bpc("train", "specs/xor.bp", "--epochs", "20", "--out", out, "--plot", "-q")
+    assert r.returncode == 0, r.stderr
+    assert victim.read_bytes() == b"keep me"
+    for name in ("curves.png", "fit.png"):
+        assert not (out / name).is_symlink()
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    link = tmp_path / "both.png"
+    link.symlink_to(victim)
+    r = run_bpc("plot", out, "-o", link)
+    assert r.returncode == 0, r.stderr
+    assert victim.read_bytes() == b"keep me" and not link.is_symlink()
+
+
+def test_a_fifo_at_the_lock_is_a_clear_error(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    os.mkfifo(out / ".lock")
+    r = run_bpc("train", "specs/xor.bp", "--epochs", "1", "--out", out, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{out / '.lock'} is not a regular file" in r.stderr
