@@ -470,6 +470,16 @@ def load_file(path: str | Path, module, origin: str | None = None) -> Dataset:
     if not p.exists():
         raise UserError(f"data file {p} does not exist",
                         f"{origin}" if origin else None)
+    try:
+        return _load_file(p, module)
+    except MemoryError:  # a CSV's values, which no header announces
+        size = p.stat().st_size
+        raise UserError(f"data file {p} ({_gb(size)}) does not fit in memory "
+                        f"({_gb(memory_available())} available)",
+                        "use a smaller data set, or a machine with more memory") from None
+
+
+def _load_file(p: Path, module) -> Dataset:
     if p.suffix == ".npz":
         names = set(module.INPUTS) | set(module.TARGETS)
         listing: list[str] = []

@@ -578,3 +578,16 @@ def test_damaged_data_files_are_clear_errors_naming_the_file(tmp_path):
     os.mkfifo(fifo)
     r = train_on(tmp_path, fifo)
     assert r.returncode == 1 and f"{fifo} is not a regular file" in r.stderr, r.stderr
+
+
+def test_a_csv_that_does_not_fit_in_memory_is_a_clear_error(tmp_path, monkeypatch):
+    path = tmp_path / "d.csv"
+    path.write_text("x0,x1,t\n1,2,0\n")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(np, "loadtxt", no_memory)
+    with pytest.raises(UserError, match=r"data file .*d\.csv \(.* MB\) does not fit in "
+                                        r"memory \(.* available\)"):
+        data.load_file(path, load_model(REPO / "generated" / "xor.py"))
