@@ -1550,8 +1550,9 @@ def run_history(path: Path) -> tuple[str, "History"]:
     if csv_path.is_file():
         rows = _csv_history(csv_path)
     elif path.suffix == ".npz" or (folder / "checkpoint.npz").is_file():
-        meta = read_checkpoint_file(path).meta
-        rows = [dict(zip(HISTORY_FIELDS, r)) for r in meta.get("history") or []
+        saved = read_checkpoint_file(path).meta.get("history")
+        rows = [dict(zip(HISTORY_FIELDS, r)) for r in
+                (saved if isinstance(saved, list) else [])
                 if isinstance(r, list) and len(r) == len(HISTORY_FIELDS)]
     else:
         raise UserError(f"{path}: no run here (no history.csv or checkpoint.npz)",
@@ -1561,8 +1562,9 @@ def run_history(path: Path) -> tuple[str, "History"]:
                         "history rows yet", "train it for at least one epoch")
     try:
         return folder.resolve().name, History(rows)
-    except ValueError:
-        raise UserError(f"{csv_path}: its history rows are not numbers",
+    except (ValueError, TypeError, OverflowError):
+        raise UserError(f"{csv_path if csv_path.is_file() else path}: its history rows "
+                        "are not numbers",
                         "it is damaged or not from bpc") from None
 
 

@@ -284,3 +284,13 @@ def test_a_fifo_at_the_lock_is_a_clear_error(tmp_path):
     r = run_bpc("train", "specs/xor.bp", "--epochs", "1", "--out", out, timeout=60)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert f"{out / '.lock'} is not a regular file" in r.stderr
+
+
+def test_bpc_plot_of_a_checkpoint_with_damaged_history_names_it(trained, tmp_path):
+    _, good = trained
+    for history in (5, [[{"a": 1}] * 8], [["x"] * 8]):
+        bad = tmp_path / "run" / "checkpoint.npz"
+        damaged(good, bad, lambda a: set_meta(a, history=history))
+        r = run_bpc("plot", bad, "-o", tmp_path / "c.png")
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert str(bad) in r.stderr, r.stderr
