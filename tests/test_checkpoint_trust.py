@@ -294,3 +294,18 @@ def test_bpc_plot_of_a_checkpoint_with_damaged_history_names_it(trained, tmp_pat
         r = run_bpc("plot", bad, "-o", tmp_path / "c.png")
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert str(bad) in r.stderr, r.stderr
+
+
+def test_the_api_verifies_a_checkpoint_against_its_model(trained, tmp_path):
+    spec, good = trained
+    model = bpc.compile(spec)
+    assert set(bpc.load_checkpoint(good, model).params) == set(model.PARAMS)
+    for what in ("param NaN", "negative variance"):
+        bad = tmp_path / what / "checkpoint.npz"
+        damaged(good, bad, DAMAGES[what][0])
+        with pytest.raises(UserError, match=str(bad).replace("(", r"\(")):
+            bpc.load_checkpoint(bad, model)
+    bad = tmp_path / "history" / "checkpoint.npz"
+    damaged(good, bad, lambda a: set_meta(a, history=3))
+    with pytest.raises(UserError, match="its history rows are not rows of numbers"):
+        bpc.load_checkpoint(bad)
