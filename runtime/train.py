@@ -13,9 +13,11 @@ keeping the last checkpoint). The checkpoint is the run's one source of truth, r
 atomically (a temporary file, fsync, rename): ``history.csv`` is appended to as epochs
 end, and rewritten from the checkpoint's rows on resume, so a SIGKILL at any moment
 leaves neither a lost, a duplicated nor a partial row. The checkpoint also records what
-the run is (parameter shapes, dtype, settings, a hash of the data, the loss at
-initialization), and a resume that would continue another run is refused, naming what
-differs. The run folder is locked while a run uses it.
+the run is (parameter shapes, dtype, settings, a hash of the data, the compiled model
+itself: ``model_identity``), and a resume that would continue another run is refused,
+naming what differs; every entry read back is verified first (``verified_meta``,
+``verified_params``, ``verified_opt_state``, ``verified_state``). The run folder is
+locked while a run uses it, and temporaries a killed write left there are removed.
 
 A model with state (batch norm's running statistics; ``module.STATE``) starts from
 ``module.init_state()``; every training step updates it (``loss_and_grad(..., state=)``),
