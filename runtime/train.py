@@ -368,7 +368,7 @@ def read_checkpoint_file(path: Path, missing_hint: str = "give the checkpoint.np
                         f"shape {meta.shape}, not one JSON text)", DAMAGED_HINT)
     try:
         meta = json.loads(str(meta))
-    except ValueError as e:  # json.JSONDecodeError, RecursionError's kin
+    except ValueError as e:  # json.JSONDecodeError
         raise UserError(f"{path}: the 'meta' entry is damaged (not JSON: {e})",
                         DAMAGED_HINT) from None
     except RecursionError:
@@ -746,7 +746,12 @@ def _value_text(value) -> str:
     if isinstance(value, dict):
         return "{" + ",".join(f"{k!r}:{_value_text(v)}" for k, v in sorted(
             value.items(), key=lambda kv: repr(kv[0]))) + "}"
-    return repr(value)
+    if isinstance(value, (set, frozenset)):  # in an order that does not depend on hashing
+        return "{" + ",".join(sorted(_value_text(v) for v in value)) + "}"
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__ + "[" + ",".join(_value_text(v) for v in value) + "]"
+    text = repr(value)
+    return type(value).__qualname__ if " at 0x" in text else text  # not an address
 
 
 def _bpc_version() -> str:
