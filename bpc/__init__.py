@@ -225,17 +225,27 @@ class Checkpoint(types.SimpleNamespace):
 
 def load_checkpoint(path, model=None) -> Checkpoint:
     """A checkpoint.npz (or the run folder holding it). Given the ``model`` it was
-    trained from, its state is verified against ``model.STATE`` (names, shapes, dtype:
+    trained from, its parameters and state are verified against ``model.PARAMS`` and
+    ``model.STATE`` (names, shapes, dtype, finite values, no negative running variance:
     a UserError naming the file and the entry otherwise)."""
     from pathlib import Path
 
+    from bpc.runtime.errors import UserError
     from bpc.runtime.train import History, HISTORY_FIELDS, read_checkpoint_file, \
-        verified_state
+        verified_params, verified_state
 
     c = read_checkpoint_file(Path(path))
+    params = c.params if model is None else verified_params(c.path, c.params, model)
     state = c.state if model is None else verified_state(c.path, c.state, model)
-    history = History(dict(zip(HISTORY_FIELDS, row)) for row in c.meta.get("history", []))
-    return Checkpoint(params=c.params, state=state, opt_state=c.opt_state, history=history,
+    rows = c.meta.get("history", [])
+    try:
+        if not isinstance(rows, list):
+            raise TypeError
+        history = History(dict(zip(HISTORY_FIELDS, row)) for row in rows)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{c.path}: the 'meta' entry is damaged: its history rows are not "
+                        "rows of numbers", "it is damaged or not from bpc") from None
+    return Checkpoint(params=params, state=state, opt_state=c.opt_state, history=history,
                       meta=c.meta)
 
 

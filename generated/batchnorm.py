@@ -90,6 +90,13 @@ CONFIG = {
     "data": {"name": "digits_subset", "n": 1000},
     "onehot": {"t": 10},
     "output_shape": ("N", 10),
+    "nonnegative": [
+        "bn1_running_var",
+        "bn2_running_var",
+        "bn3_running_var",
+        "bn4_running_var",
+        "bn5_running_var",
+    ],
 }
 
 

@@ -20,8 +20,12 @@ import csv
 import hashlib
 import math
 import os
+import stat
+import time
 import urllib.request
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,32 +176,45 @@ MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
 def fetch(url: str, filename: str, digest: str, timeout: float = 30.0) -> Path:
-    """Download ``url`` once into the cache, verifying its SHA-256; reuse it afterwards."""
+    """Download ``url`` once into the cache, verifying its SHA-256; reuse it afterwards.
+    Only a regular file there is read (a link, FIFO or device is removed, never
+    followed), and the download goes into a fresh temporary file renamed over it."""
+    import tempfile
+
     target = cache_dir() / filename
-    if target.exists():
-        if sha256(target) == digest:
-            return target
-        target.unlink()  # corrupt or truncated: fetch again
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + ".part")
+    remove_temporaries(target.parent, (filename,), 3600.0, ".part")  # a killed download's
+    if os.path.lexists(target):
+        try:
+            if stat.S_ISREG(os.lstat(target).st_mode) and sha256(target) == digest:
+                return target
+            target.unlink()  # corrupt, truncated or not a file: fetch again
+        except (OSError, UserError):
+            pass
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{filename}.", suffix=".part")
+    except OSError as e:
+        raise UserError(f"cannot write {target.parent}: {e.strerror or e}",
+                        "set BPC_CACHE to a writable folder") from None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, \
+                os.fdopen(fd, "wb") as out:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise UserError(f"could not download {filename} from {url} ({e})",
                         f"check the network, or place the file at {target} "
                         f"(set BPC_CACHE to use another folder)") from None
-    if sha256(tmp) != digest:
-        tmp.unlink(missing_ok=True)
+    if sha256(Path(tmp)) != digest:
+        Path(tmp).unlink(missing_ok=True)
         raise UserError(f"the download of {filename} is corrupt (checksum mismatch)",
                         "try again; if it persists the server's copy has changed")
     os.replace(tmp, target)
@@ -266,20 +283,217 @@ def _arranged(arrays: dict[str, np.ndarray], module) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- files
+def memory_available() -> int:
+    """Bytes of memory this process may still take: the system's available memory
+    (``MemAvailable``), less under an address-space limit (``ulimit -v``)."""
+    available = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            available = 1 << 62  # unknown: no limit but the file's own
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            available = min(available, soft)
+    except (ImportError, OSError, ValueError):
+        pass
+    return int(available)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"
+
+
+def remove_temporaries(folder: Path, names, age: float = 0.0, suffix: str = ".tmp"
+                       ) -> list[Path]:
+    """Remove the temporary files bpc makes for ``names`` in ``folder`` (``.NAME.XXXXXXXX``
+    and ``suffix``: ``tempfile``'s eight characters; ``.tmp`` for ``write_atomic``,
+    ``.part`` for a download) that a process killed while writing left behind: only
+    regular files of exactly that pattern, and only those ``age`` seconds old or older
+    (0: the caller knows no writer is alive, as a run holding its folder's lock does).
+    Returns what was removed."""
+    import re
+
+    patterns = [re.compile(r"\." + re.escape(name) + r"\.[a-z0-9_]{8}" + re.escape(suffix))
+                for name in names]
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not any(p.fullmatch(entry.name) for p in patterns):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime >= age:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def open_regular(p: Path, what: str = "file", nofollow: bool = False):
+    """``p`` opened for reading (binary) when it is a regular file (after following a
+    link, unless ``nofollow``: a data file may be one); a FIFO, device or folder is an
+    error naming it, never a read that blocks."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (
+        getattr(os, "O_NOFOLLOW", 0) if nofollow else 0)
+    label = f"{what} {p}".strip()
+    try:
+        fd = os.open(p, flags)
+    except OSError as e:
+        raise UserError(f"cannot read {label}: {e.strerror or e}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UserError(f"{label} is not a regular file (a folder, FIFO or device)",
+                        "give a file")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_npz(p: Path, wanted, what: str = "data file", dtype=None,
+             hint: str | None = None, listing: list | None = None, kind: str = ".npz file",
+             nofollow: bool = False) -> dict[str, np.ndarray]:
+    """The members ``wanted(name)`` selects of an .npz file, by name (``x`` for
+    ``x.npy``); any other member is never decompressed. Each member's size is taken from
+    the zip header and its shape from its .npy header, and checked to agree and to fit
+    in memory (with room for a cast to ``dtype``) before any is read. Every problem (not
+    a zip, a .npy renamed, truncated, damaged, a pickled object) is a UserError naming
+    the file and the member."""
+    hint = hint or "save it with numpy.savez (plain numeric arrays)"
+    label = f"{what} {p}".strip()
+    with open_regular(p, what, nofollow) as f:
+        head = f.read(len(NPY_MAGIC))
+        if head == NPY_MAGIC:
+            raise UserError(f"{label} is a .npy file (one array) named .npz",
+                            "save the arrays with numpy.savez(path, x=..., t=...), which "
+                            "names each one")
+        f.seek(0)
+        try:
+            zf = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError,
+                ValueError) as e:
+            empty = os.fstat(f.fileno()).st_size == 0
+            raise UserError(f"{label} is not a readable {kind} ("
+                            + ("it is empty" if empty else f"not a zip archive: {e}")
+                            + ")", hint) from None
+        with zf:
+            members = {}
+            for info in zf.infolist():
+                name = info.filename[:-4] if info.filename.endswith(".npy") else None
+                if listing is not None:
+                    listing.append(name or info.filename)
+                if name is not None and wanted(name):
+                    if name in members:
+                        raise UserError(f"{label} holds the array '{name}' twice", hint)
+                    members[name] = info
+            headers, need = {}, 0
+            for name, info in members.items():
+                headers[name] = _npy_header(label, zf, info, name, hint)
+                shape, dt = headers[name]
+                count = math.prod(shape)
+                need += count * dt.itemsize + (
+                    count * np.dtype(dtype).itemsize if dtype is not None else 0)
+            available = memory_available()
+            if need > available:
+                sizes = ", ".join(f"'{k}' {_fmt(list(h[0]))} {h[1]}" for k, h in
+                                  headers.items())
+                raise UserError(f"{label} is too large to load: its arrays ({sizes}) "
+                                f"need about {_gb(need)} of memory, and {_gb(available)} "
+                                "is available", "use a smaller data set, or a machine "
+                                "with more memory")
+            out = {}
+            for name, info in members.items():
+                try:
+                    with zf.open(info) as member:
+                        out[name] = np.lib.format.read_array(member, allow_pickle=False)
+                except (ValueError, OSError, EOFError, zipfile.BadZipFile,
+                        NotImplementedError, RuntimeError) as e:
+                    raise UserError(f"{label}: the array '{name}' is damaged "
+                                    f"({type(e).__name__}: {e})", hint) from None
+                except zlib.error as e:
+                    raise UserError(f"{label}: the array '{name}' is damaged "
+                                    f"(zlib: {e})", hint) from None
+    return out
+
+
+def _npy_header(label, zf, info, name, hint):
+    """(shape, dtype) of a member from its .npy header, checked against the size the zip
+    header gives it: an array that cannot be what the header says is damaged."""
+    try:
+        with zf.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dt = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dt = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            start = member.tell()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
+            RuntimeError, zlib.error, SyntaxError) as e:
+        raise UserError(f"{label}: the array '{name}' is damaged or not a plain array "
+                        f"({type(e).__name__}: {e})", hint) from None
+    if dt.hasobject:
+        raise UserError(f"{label}: the array '{name}' holds Python objects, which bpc "
+                        "does not load (it would run code from the file)", hint)
+    if any(d < 0 for d in shape) or math.prod(shape) * dt.itemsize != info.file_size - start:
+        raise UserError(f"{label}: the array '{name}' is damaged: its header says "
+                        f"{_fmt(list(shape))} {dt} ({math.prod(shape) * dt.itemsize} bytes), "
+                        f"the file holds {max(info.file_size - start, 0)} bytes of it", hint)
+    return tuple(shape), dt
+
+
 def load_file(path: str | Path, module, origin: str | None = None) -> Dataset:
     """The arrays in a .npz or .csv file; ``origin`` says where a relative path was
-    resolved from, for the error when the file is missing."""
+    resolved from, for the error when the file is missing. Of an .npz only the arrays
+    the spec names (and their ``test_`` twins) are read."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"data file {p} does not exist",
                         f"{origin}" if origin else None)
+    try:
+        return _load_file(p, module)
+    except MemoryError:  # a CSV's values, which no header announces
+        size = p.stat().st_size
+        raise UserError(f"data file {p} ({_gb(size)}) does not fit in memory "
+                        f"({_gb(memory_available())} available)",
+                        "use a smaller data set, or a machine with more memory") from None
+
+
+def _load_file(p: Path, module) -> Dataset:
     if p.suffix == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except (ValueError, OSError) as e:
-            raise UserError(f"{p} is not a readable .npz file ({e})") from None
+        names = set(module.INPUTS) | set(module.TARGETS)
+        listing: list[str] = []
+        arrays = read_npz(p, lambda k: k in names or k[:5] == "test_" and k[5:] in names,
+                          dtype=module.DTYPE, listing=listing)
         train = {k: v for k, v in arrays.items() if not k.startswith("test_")}
+        defaults = getattr(module, "DEFAULTS", {}) or {}
+        missing = [k for k in names if k not in train and k not in defaults]
+        if missing:
+            raise UserError(f"data file {p} has no array for "
+                            + ", ".join(f"'{k}'" for k in sorted(missing)),
+                            "its arrays: " + (", ".join(sorted(listing)) or "none")
+                            + "; name them after the spec's inputs and targets "
+                              "(numpy.savez(path, x=..., t=...))")
         test = {k[5:]: v for k, v in arrays.items() if k.startswith("test_")}
         notes = _unflatten_images(train, test, module, p.name)
         return Dataset(train, test, p.name, notes)
@@ -310,26 +524,73 @@ def _unflatten_images(train: dict, test: dict, module, filename: str) -> list[st
             for name, (flat, shape) in done.items()]
 
 
+CSV_FIELD_LIMIT = 128 * 1024  # csv's own limit: a longer cell is not a number
+CSV_HEADER_LIMIT = 1024 * 1024
+
+
+def _column_index(header_cell: str, name: str) -> int | None:
+    """k when the column holds value k of ``name``: ``x3``, ``x[3]`` or ``x_3``."""
+    import re
+
+    if not header_cell.startswith(name):
+        return None
+    m = re.fullmatch(r"(\d+)|\[(\d+)\]|_(\d+)", header_cell[len(name):])
+    return int(next(g for g in m.groups() if g is not None)) if m else None
+
+
 def _read_csv(p: Path, module) -> dict[str, np.ndarray]:
     """Columns named after inputs/targets: ``x`` for one column, ``x0``, ``x1`` … or
-    ``x[0]``, ``x_0`` … for several. A row is one example: each array is arranged into
-    its declared shape with the rows along the batch axis (``[2, N]`` takes ``x0, x1``
-    as its two rows)."""
+    ``x[0]``, ``x_0`` … for several, exactly one per value of an example (``x0`` to
+    ``x{D-1}``: a missing, extra or repeated one is an error naming it). A row is one
+    example: each array is arranged into its declared shape with the rows along the
+    batch axis (``[2, N]`` takes ``x0, x1`` as its two rows)."""
     header, values = _csv_table(p)
     axes = batch_axes(module)
     out = {}
     for name, shape in {**module.INPUTS, **module.TARGETS}.items():
         single = [i for i, h in enumerate(header) if h == name]
-        multi = sorted(((int(h[len(name):].strip("[]_")), i) for i, h in enumerate(header)
-                        if h.startswith(name) and h[len(name):].strip("[]_").isdigit()))
+        multi: dict[int, int] = {}
+        for i, h in enumerate(header):
+            k = _column_index(h, name)
+            if k is None:
+                continue
+            if k in multi:
+                raise UserError(f"{p}: two columns hold value {k} of '{name}' "
+                                f"('{header[multi[k]]}' and '{h}')",
+                                "give each column once")
+            multi[k] = i
+        if len(single) > 1:
+            raise UserError(f"{p}: the column '{name}' appears {len(single)} times",
+                            "give each column once")
+        if single and multi:
+            raise UserError(f"{p}: '{name}' is given both as one column '{name}' and as "
+                            f"numbered columns ({', '.join(header[i] for i in multi.values())})",
+                            f"use '{name}' for a single value, '{name}0', '{name}1', … for "
+                            "several")
+        axis = axes.get(name)
+        example = [d for i, d in enumerate(tuple(shape)) if i != axis]
+        size = math.prod(example) if all(isinstance(d, int) for d in example) else None
         if single:
-            columns = values[:, single[:1]]
+            columns = values[:, single]
         elif multi:
-            columns = values[:, [i for _, i in multi]]
+            want = size if size is not None else max(multi) + 1
+            missing = [f"{name}{k}" for k in range(want) if k not in multi]
+            extra = [header[i] for k, i in sorted(multi.items()) if k >= want]
+            if missing or extra:
+                def few(names):
+                    return ", ".join(names[:8]) + (" …" if len(names) > 8 else "")
+                wrong = ([f"missing {few(missing)}"] if missing else []) + \
+                    ([f"extra {few(extra)}"] if extra else [])
+                raise UserError(
+                    f"{p}: the columns for '{name}' must be {name}0 … {name}{want - 1}"
+                    + (f" (one per value of an example of {_fmt(shape)})" if size else "")
+                    + ": " + "; ".join(wrong),
+                    f"name the columns '{name}0', '{name}1', … with no gap")
+            columns = values[:, [multi[k] for k in range(want)]]
         else:
             raise UserError(f"{p} has no column for '{name}'",
                             f"name the columns '{name}' or '{name}0', '{name}1', …")
-        out[name] = _csv_layout(p, name, columns, tuple(shape), axes.get(name))
+        out[name] = _csv_layout(p, name, columns, tuple(shape), axis)
     return out
 
 
@@ -338,9 +599,18 @@ def _csv_table(p: Path) -> tuple[list[str], np.ndarray]:
     into one array (a 180 MB file in seconds, without a list of strings per cell); when
     it refuses the file, the rows are read again one at a time to name the line and
     column at fault."""
+    open_regular(p).close()  # a FIFO or device is an error, never a read that blocks
     try:
         with open(p, newline="", encoding="utf-8") as f:
-            first = next(csv.reader([f.readline()]), [])
+            line = f.readline(CSV_HEADER_LIMIT)
+            if len(line) >= CSV_HEADER_LIMIT and not line.endswith("\n"):
+                raise UserError(f"{p}:1: the header line is over "
+                                f"{CSV_HEADER_LIMIT // 1024} KiB",
+                                "the first line names the columns, comma-separated")
+            try:
+                first = next(csv.reader([line]), [])
+            except csv.Error as e:
+                raise UserError(f"{p}:1: the header is not readable CSV ({e})") from None
             header = [h.strip() for h in first]
             if not header:
                 raise UserError(f"{p} needs a header row and at least one data row")
@@ -368,7 +638,7 @@ def _csv_values(p: Path, header: list[str]) -> np.ndarray:
     cell."""
     values = []
     with open(p, newline="", encoding="utf-8") as f:
-        rows = csv.reader(f)
+        rows = _checked_rows(p, csv.reader(f))
         next(rows, None)
         for number, row in enumerate(rows, start=2):
             if not row:
@@ -384,6 +654,24 @@ def _csv_values(p: Path, header: list[str]) -> np.ndarray:
                                 f"({row[header.index(column)]!r})",
                                 "every value after the header must be a number") from None
     return np.array(values, dtype=np.float64).reshape(len(values), len(header))
+
+
+def _checked_rows(p: Path, reader):
+    """The rows of a csv reader; a row it cannot read (a cell over its field limit, 128
+    KiB) is an error naming the file and the line."""
+    old = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise UserError(f"{p}:{reader.line_num}: not readable as CSV ({e})",
+                                "every value after the header must be a number") from None
+            yield row
+    finally:
+        csv.field_size_limit(old)
 
 
 def _is_number(text: str) -> bool:
@@ -520,9 +808,9 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data") -> dict[
             elif want != got:
                 raise UserError(f"{where}: '{name}' has {got} at axis {axis}, but the spec "
                                 f"declares {want} there (shape {_fmt(shape)})")
-        if name in label_names:
+        if name in label_names:  # checked as read, before a cast could wrap them
+            _check_labels(name, a, label_names[name], where)
             out[name] = a.astype(np.int64, copy=False)
-            _check_labels(name, out[name], label_names[name], where)
         else:
             with np.errstate(over="ignore"):
                 out[name] = a.astype(module.DTYPE, copy=False)

@@ -51,6 +51,7 @@ def _import_file(p: Path) -> types.ModuleType:
         spec.loader.exec_module(module)
     except SyntaxError as e:
         raise UserError(f"{p}:{e.lineno}: not valid Python ({e.msg})") from None
+    module.source = spec.loader.get_source(name)  # the model itself (train.model_identity)
     return module
 
 
@@ -72,4 +73,5 @@ def _compile_spec(p: Path, dtype: str | None) -> types.ModuleType:
     module = types.ModuleType(f"bpc_model_{prog.name}_{next(_counter)}")
     module.__file__ = f"<compiled from {p}>"
     exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our output
+    module.source = source  # the model itself (train.model_identity)
     return module

@@ -95,6 +95,7 @@ class Optimizer:
 
     name = "sgd"
     slots: tuple[str, ...] = ()
+    nonnegative: tuple[str, ...] = ()  # slots that are sums of squares (checked on resume)
 
     def __init__(self, params: dict[str, np.ndarray], **settings):
         unknown = set(settings) - set(optimizer_defaults(self.name))
@@ -259,6 +260,7 @@ class AdaGrad(Optimizer):
 
     name = "adagrad"
     slots = ("h",)
+    nonnegative = ("h",)
 
     def _apply(self, i, p, g, lr):
         (h,) = self._buffers(i, "h")
@@ -271,6 +273,7 @@ class RMSprop(Optimizer):
 
     name = "rmsprop"
     slots = ("h",)
+    nonnegative = ("h",)
 
     def _apply(self, i, p, g, lr):
         rho = float(self.cfg["rho"])
@@ -296,6 +299,7 @@ class Adam(Optimizer):
 
     name = "adam"
     slots = ("m", "v")
+    nonnegative = ("v",)
 
     def _apply(self, i, p, g, lr):
         b1, b2 = float(self.cfg["beta1"]), float(self.cfg["beta2"])

@@ -13,9 +13,11 @@ keeping the last checkpoint). The checkpoint is the run's one source of truth, r
 atomically (a temporary file, fsync, rename): ``history.csv`` is appended to as epochs
 end, and rewritten from the checkpoint's rows on resume, so a SIGKILL at any moment
 leaves neither a lost, a duplicated nor a partial row. The checkpoint also records what
-the run is (parameter shapes, dtype, settings, a hash of the data, the loss at
-initialization), and a resume that would continue another run is refused, naming what
-differs. The run folder is locked while a run uses it.
+the run is (parameter shapes, dtype, settings, a hash of the data, the compiled model
+itself: ``model_identity``), and a resume that would continue another run is refused,
+naming what differs; every entry read back is verified first (``verified_meta``,
+``verified_params``, ``verified_opt_state``, ``verified_state``). The run folder is
+locked while a run uses it, and temporaries a killed write left there are removed.
 
 A model with state (batch norm's running statistics; ``module.STATE``) starts from
 ``module.init_state()``; every training step updates it (``loss_and_grad(..., state=)``),
@@ -354,24 +356,102 @@ def read_checkpoint_file(path: Path, missing_hint: str = "give the checkpoint.np
             " but a symbolic link" if path.is_symlink() else ""),
             "bpc reads and writes only regular files in a run folder; remove it, or use a "
             "new --out folder")
+    arrays = data_mod.read_npz(
+        path, lambda k: k in ("meta", "order") or k.split("/")[0] in ("param", "opt", "state"),
+        what="", kind="checkpoint", nofollow=True, hint=DAMAGED_HINT)
+    if "meta" not in arrays:
+        raise UserError(f"{path} is not a readable checkpoint (it has no 'meta' entry)",
+                        DAMAGED_HINT)
+    meta = arrays.pop("meta")
+    if meta.dtype.kind != "U" or meta.shape != () or meta.dtype.itemsize > META_LIMIT:
+        raise UserError(f"{path}: the 'meta' entry is damaged (a {meta.dtype} array of "
+                        f"shape {meta.shape}, not one JSON text)", DAMAGED_HINT)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"]))
-            params = {k[6:]: f[k].copy() for k in f.files if k.startswith("param/")}
-            opt_state = {k[4:]: f[k].copy() for k in f.files if k.startswith("opt/")}
-            order = f["order"].copy() if "order" in f.files else None
-            state = {k[6:]: f[k].copy() for k in f.files if k.startswith("state/")}
-            if not isinstance(meta, dict):
-                raise ValueError("its meta entry is not a JSON object")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})",
-                        "it is damaged or not from bpc; train without --resume (or into a "
-                        "new --out folder)") from None
+        meta = json.loads(str(meta))
+    except ValueError as e:  # json.JSONDecodeError
+        raise UserError(f"{path}: the 'meta' entry is damaged (not JSON: {e})",
+                        DAMAGED_HINT) from None
+    except RecursionError:
+        raise UserError(f"{path}: the 'meta' entry is damaged (nested too deeply)",
+                        DAMAGED_HINT) from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: the 'meta' entry is damaged (a JSON "
+                        f"{type(meta).__name__}, not an object)", DAMAGED_HINT)
+    params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+    opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+    state = {k[6:]: v for k, v in arrays.items() if k.startswith("state/")}
+    order = arrays.get("order")
     return CheckpointFile(path, params, opt_state, state, meta, order)
 
 
 STATE_HINT = ("the checkpoint is damaged or of another model; give the checkpoint of a "
               "run of this spec (or train again)")
+DAMAGED_HINT = ("it is damaged or not from bpc; train without --resume (or into a new --out "
+                "folder)")
+META_LIMIT = 256 << 20  # the 'meta' entry's text (history rows included), in bytes
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# What a resume reads from a checkpoint's metadata: key -> (check, what it must be).
+# Keys absent from older checkpoints are optional (``None`` allowed where noted).
+_META = {"epoch": (_whole, "a whole number ≥ 0"),
+         "batch_index": (_whole, "a whole number ≥ 0"),
+         "step": (_whole, "a whole number ≥ 0"),
+         "seen": (_whole, "a whole number ≥ 0"),
+         "loss_sum": (_number, "a finite number"),
+         "rng": (lambda v: isinstance(v, dict), "the generator's state (an object)"),
+         "optimizer": (lambda v: isinstance(v, str), "an optimizer's name")}
+_META_OPTIONAL = {
+    "start_loss": (lambda v: v is None or _number(v), "a finite number or null"),
+    "running_loss": (lambda v: v is None or _number(v), "a finite number or null"),
+    "drawn": (lambda v: isinstance(v, bool), "true or false"),
+    "rng_start": (lambda v: isinstance(v, dict), "the generator's state (an object)"),
+    "history": (lambda v: isinstance(v, list) and all(
+        isinstance(r, list) and len(r) == len(HISTORY_FIELDS) for r in v),
+        f"a list of rows of {len(HISTORY_FIELDS)} values"),
+    "run": (lambda v: v is None or isinstance(v, dict) and all(
+        isinstance(v.get(k, {}), dict) for k in ("opt", "model", "params")),
+        "an object describing the run")}
+
+
+def verified_meta(path: Path, meta: dict) -> dict:
+    """A checkpoint's metadata as a resume reads it: each entry present and of its kind,
+    the generator's state one a generator accepts, the history rows numbers; else a
+    UserError naming the file and the entry."""
+    def bad(key, want, value):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return UserError(f"{path}: the 'meta' entry is damaged: '{key}' is {shown}, not "
+                         f"{want}", DAMAGED_HINT)
+
+    for key, (ok, want) in _META.items():
+        if key not in meta:
+            raise UserError(f"{path}: the 'meta' entry is damaged: it lacks '{key}'",
+                            DAMAGED_HINT)
+        if not ok(meta[key]):
+            raise bad(key, want, meta[key])
+    for key, (ok, want) in _META_OPTIONAL.items():
+        if key in meta and not ok(meta[key]):
+            raise bad(key, want, meta[key])
+    for key in ("rng", "rng_start"):
+        if key in meta:
+            try:
+                np.random.default_rng().bit_generator.state = meta[key]
+            except (TypeError, ValueError, KeyError, OverflowError) as e:
+                raise bad(key, f"a generator's state ({type(e).__name__}: {e})",
+                          meta[key]) from None
+    try:
+        History(dict(zip(HISTORY_FIELDS, row)) for row in meta.get("history", []))
+    except (TypeError, ValueError, OverflowError):
+        raise bad("history", "rows of numbers", meta["history"]) from None
+    return meta
 
 
 def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
@@ -399,6 +479,7 @@ def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
                         + f", which the model does not have (its STATE: "
                         f"{', '.join(expected)})", STATE_HINT)
     dtype = np.dtype(module.DTYPE)
+    nonnegative = nonnegative_state(module)
     out = {}
     for k, shape in expected.items():
         v = state[k]
@@ -411,8 +492,80 @@ def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
         if not np.all(np.isfinite(v)):
             raise UserError(f"{path}: the state entry 'state/{k}' has values that are not "
                             "finite", STATE_HINT)
+        if k in nonnegative and v.size and np.min(v) < 0:
+            raise UserError(f"{path}: the state entry 'state/{k}' is a running variance, "
+                            f"but has negative values ({int(np.sum(v < 0))} of {v.size}, "
+                            f"the least {float(np.min(v)):.6g})", STATE_HINT)
         out[k] = v.astype(dtype, copy=False)
     return out
+
+
+def nonnegative_state(module) -> set[str]:
+    """The states the compiler says are never negative (batch norm's running
+    variances: ``CONFIG["nonnegative"]``)."""
+    names = (getattr(module, "CONFIG", {}) or {}).get("nonnegative") or ()
+    return {k for k in names if isinstance(k, str)}
+
+
+def verified_params(path: Path, params: dict, module, exact_dtype: bool = False
+                    ) -> dict[str, np.ndarray]:
+    """The parameters of a checkpoint, checked against ``module.PARAMS``: the same
+    names, each of its declared shape, a floating dtype (the module's own with
+    ``exact_dtype``) and finite values; else a UserError naming the file and entry."""
+    expected = {k: tuple(v) for k, v in module.PARAMS.items()}
+    if set(params) != set(expected):
+        raise UserError(f"{path} is a checkpoint of another model: its parameters are "
+                        f"{', '.join(sorted(params)) or 'none'}, the model's "
+                        f"{', '.join(sorted(expected)) or 'none'}",
+                        "give the checkpoint of a run of this spec")
+    dtype = np.dtype(module.DTYPE)
+    for k, shape in expected.items():
+        v = params[k]
+        if all(isinstance(d, int) for d in shape) and v.shape != shape:
+            raise UserError(f"{path} is a checkpoint of another model: its parameter {k} "
+                            f"has shape {v.shape}, the model's {shape}",
+                            "give the checkpoint of a run of this spec")
+        if v.dtype.kind != "f" or exact_dtype and v.dtype != dtype:
+            raise UserError(f"{path}: the parameter entry 'param/{k}' is {v.dtype.name}, "
+                            f"the model computes in {dtype.name}", STATE_HINT)
+        if not np.all(np.isfinite(v)):
+            raise UserError(f"{path}: the parameter entry 'param/{k}' has values that are "
+                            "not finite", STATE_HINT)
+    return {k: v.astype(dtype, copy=False) for k, v in params.items()}
+
+
+def verified_opt_state(path: Path, saved: dict, optimizer) -> dict[str, np.ndarray]:
+    """The optimizer's state of a checkpoint, checked against the optimizer's own
+    (``state_dict``): the same entries, each of exactly its shape and dtype (a moment
+    of shape ``(1,)`` or ``()`` would broadcast), finite, a step count ``t`` a whole
+    number ≥ 0, and the slots that are sums of squares (``Optimizer.nonnegative``)
+    never negative; else a UserError naming the file and the entry."""
+    expected = optimizer.state_dict()
+    missing = sorted(set(expected) - set(saved))
+    extra = sorted(set(saved) - set(expected))
+    if missing or extra:
+        raise UserError(f"{path}: the optimizer's state does not match {optimizer.name}'s: "
+                        + "; ".join(
+                            ([f"it lacks {', '.join(repr('opt/' + k) for k in missing)}"]
+                             if missing else []) +
+                            ([f"it has {', '.join(repr('opt/' + k) for k in extra)}, which "
+                              f"{optimizer.name} does not keep"] if extra else [])),
+                        DAMAGED_HINT)
+    for k, want in expected.items():
+        v = saved[k]
+        if v.shape != want.shape or v.dtype != want.dtype:
+            raise UserError(f"{path}: the optimizer entry 'opt/{k}' is {v.dtype.name} of "
+                            f"shape {v.shape}, {optimizer.name} keeps {want.dtype.name} of "
+                            f"shape {want.shape}", DAMAGED_HINT)
+        if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+            raise UserError(f"{path}: the optimizer entry 'opt/{k}' has values that are "
+                            "not finite", DAMAGED_HINT)
+        if (k == "t" or k.split("/")[0] in optimizer.nonnegative) and v.size and \
+                np.min(v) < 0:
+            raise UserError(f"{path}: the optimizer entry 'opt/{k}' is negative"
+                            + (" (a sum of squares)" if k != "t" else " (a step count)"),
+                            DAMAGED_HINT)
+    return saved
 
 
 def load_checkpoint(path: Path, module):
@@ -423,8 +576,15 @@ def load_checkpoint(path: Path, module):
     if set(c.params) != set(module.PARAMS):
         raise UserError(f"{c.path} was written for other parameters "
                         f"({', '.join(sorted(c.params))})", "use a new --out folder")
+    for k, v in c.params.items():  # shapes and dtype: resume_problems, as another run
+        if v.dtype.kind != "f":
+            raise UserError(f"{c.path}: the parameter entry 'param/{k}' is {v.dtype.name}, "
+                            "not floating-point numbers", DAMAGED_HINT)
+        if not np.all(np.isfinite(v)):
+            raise UserError(f"{c.path}: the parameter entry 'param/{k}' has values that "
+                            "are not finite", DAMAGED_HINT)
     state = verified_state(c.path, c.state, module, exact_dtype=True)
-    return c.params, c.opt_state, c.meta, c.order, state
+    return c.params, c.opt_state, verified_meta(c.path, c.meta), c.order, state
 
 
 def checkpoint_state(path: Path, module) -> dict[str, np.ndarray]:
@@ -438,19 +598,7 @@ def checkpoint_params(path: Path, module, with_state: bool = False):
     refused, naming what differs, when the checkpoint is of another model. With
     ``with_state``, (params, state), the state verified against the model's STATE."""
     c = read_checkpoint_file(path)
-    path, params = c.path, c.params
-    expected = {k: tuple(v) for k, v in module.PARAMS.items()}
-    if set(params) != set(expected):
-        raise UserError(f"{path} is a checkpoint of another model: its parameters are "
-                        f"{', '.join(sorted(params)) or 'none'}, the model's "
-                        f"{', '.join(sorted(expected)) or 'none'}",
-                        "give the checkpoint of a run of this spec")
-    for k, shape in expected.items():
-        if all(isinstance(d, int) for d in shape) and params[k].shape != shape:
-            raise UserError(f"{path} is a checkpoint of another model: its parameter {k} "
-                            f"has shape {params[k].shape}, the model's {shape}",
-                            "give the checkpoint of a run of this spec")
-    params = {k: v.astype(module.DTYPE, copy=False) for k, v in params.items()}
+    path, params = c.path, verified_params(c.path, c.params, module)
     if with_state:
         return params, verified_state(path, c.state, module)
     return params
@@ -475,19 +623,180 @@ def data_hash(arrays: dict[str, np.ndarray]) -> str:
 
 def run_identity(module, settings: "Settings", optimizer, params, train_arrays,
                  test_arrays) -> dict:
-    """What a run is, as recorded in its checkpoint: what a resume must agree with."""
+    """What a run is, as recorded in its checkpoint: what a resume must agree with. The
+    model is recorded as itself (``model_identity``: a digest of its compiled code, part
+    by part), not by probing it."""
     return {"params": {k: list(v.shape) for k, v in params.items()},
             "dtype": np.dtype(module.DTYPE).name,
-            "contract": _contract_hash(module),
+            "model": model_identity(module),
             "batch": settings.batch, "seed": settings.seed, "shuffle": settings.shuffle,
             "optimizer": optimizer.name,
             "opt": {k: v for k, v in sorted(optimizer.cfg.items())},
             "data": data_hash(train_arrays), "test_data": data_hash(test_arrays)}
 
 
+# CONFIG entries that are settings, not the model: the run records the ones that matter
+# (batch, seed, optimizer, data) itself, and the number of epochs may grow on resume.
+_SETTINGS_CONFIG = ("train", "optimizer", "data")
+
+
+def model_identity(module) -> dict:
+    """The compiled model itself, as a run's checkpoint records it: a digest of each
+    top-level definition of its Python text (``parts``: functions, ``PARAMS``,
+    ``DTYPE``, ``CONFIG`` less its settings ...) and of them all (``digest``).
+
+    The text is read as a syntax tree without docstrings, comments or layout, so the
+    module compiled in memory from a spec and the same spec's ``bpc compile`` output (or
+    a reformatted copy) are the same model, and anything that changes what it computes
+    (a dropout rate, batch norm's momentum, a ``stop_gradient``, an initializer, the
+    dtype, the code style) is another. A module whose text is unknown (built in
+    memory) is described by its functions' code objects instead."""
+    import ast
+
+    source = getattr(module, "source", None)
+    tree = None
+    if isinstance(source, str):
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            tree = None
+    parts: dict[str, list[str]] = {}
+    if tree is not None:
+        how = "source"
+        for node in tree.body:
+            if _docstring(node):
+                continue
+            name = _defined_name(node)
+            if name == "CONFIG" and isinstance(getattr(node, "value", None), ast.Dict):
+                d = node.value
+                kept = [(k, v) for k, v in zip(d.keys, d.values)
+                        if not (isinstance(k, ast.Constant) and k.value in _SETTINGS_CONFIG)]
+                node.value = ast.Dict(keys=[k for k, _ in kept], values=[v for _, v in kept])
+            for sub in ast.walk(node):  # docstrings of functions are not the model
+                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                        and sub.body and _docstring(sub.body[0]):
+                    sub.body = sub.body[1:] or [ast.Pass()]
+            parts.setdefault(name, []).append(_canonical(node))
+    else:
+        how = "code"
+        for name in sorted(vars(module) if hasattr(module, "__dict__") else dir(module)):
+            if name.startswith("__") or name.startswith("_bpc") or \
+                    name in ("source", "spec", "path"):
+                continue
+            value = getattr(module, name)
+            if isinstance(value, type(np)):  # an imported module
+                continue
+            if name == "CONFIG" and isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k not in _SETTINGS_CONFIG}
+            code = getattr(value, "__code__", None)
+            parts[name] = [_code_text(code) + repr(getattr(value, "__defaults__", None))
+                           if code is not None else _value_text(value)]
+    digests = {name: hashlib.blake2b("\n".join(texts).encode(), digest_size=8).hexdigest()
+               for name, texts in sorted(parts.items())}
+    whole = hashlib.blake2b(json.dumps([how, digests]).encode(), digest_size=16)
+    return {"digest": whole.hexdigest(), "from": how, "parts": digests,
+            "bpc": _bpc_version()}
+
+
+def _docstring(node) -> bool:
+    import ast
+
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and \
+        isinstance(node.value.value, str)
+
+
+def _defined_name(node) -> str:
+    import ast
+
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.name
+    targets = node.targets if isinstance(node, ast.Assign) else \
+        [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+    if len(targets) == 1 and isinstance(targets[0], ast.Name):
+        return targets[0].id
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return "imports"
+    return "(module)"
+
+
+def _canonical(node) -> str:
+    """A syntax tree as text, without positions and without the empty or absent fields
+    that Python versions add (so a checkpoint resumes under another Python)."""
+    import ast
+
+    if isinstance(node, ast.AST):
+        fields = [f"{k}={_canonical(v)}" for k, v in ast.iter_fields(node)
+                  if v is not None and v != [] and k not in ("type_comment", "kind")]
+        return f"{type(node).__name__}({','.join(fields)})"
+    if isinstance(node, list):
+        return "[" + ",".join(_canonical(v) for v in node) + "]"
+    return repr(node)
+
+
+def _code_text(code) -> str:
+    consts = [_code_text(c) if hasattr(c, "co_code") else repr(c) for c in code.co_consts]
+    return repr((code.co_code, consts, code.co_names, code.co_varnames, code.co_freevars))
+
+
+def _value_text(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype.str}{value.shape}{value.tobytes().hex()}"
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k!r}:{_value_text(v)}" for k, v in sorted(
+            value.items(), key=lambda kv: repr(kv[0]))) + "}"
+    if isinstance(value, (set, frozenset)):  # in an order that does not depend on hashing
+        return "{" + ",".join(sorted(_value_text(v) for v in value)) + "}"
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__ + "[" + ",".join(_value_text(v) for v in value) + "]"
+    text = repr(value)
+    return type(value).__qualname__ if " at 0x" in text else text  # not an address
+
+
+def _bpc_version() -> str:
+    import bpc
+
+    return str(bpc.__version__)
+
+
+# What each definition of a module is, for a refused resume's message.
+_PART_WORDS = {"loss_and_grad": "the training step (loss_and_grad)",
+               "predict": "the output (predict)", "loss": "the inference loss (loss)",
+               "init_params": "the initial parameters (init_params)",
+               "init_state": "the initial state (init_state)",
+               "DTYPE": "the dtype (DTYPE)", "PARAMS": "the parameters (PARAMS)",
+               "STATE": "the state (STATE)", "INPUTS": "the inputs (INPUTS)",
+               "TARGETS": "the targets (TARGETS)",
+               "CONFIG": "what the compiler records of the model (CONFIG)"}
+
+
+def model_difference(saved: dict, now: dict) -> str | None:
+    """What differs between the model a checkpoint records and this one, in words; None
+    when they are the same."""
+    if saved.get("digest") == now["digest"]:
+        return None
+    text = "the model is not the one the run trained"
+    old_parts = saved.get("parts") if isinstance(saved.get("parts"), dict) else {}
+    if saved.get("from") == now["from"] and old_parts:
+        changed = sorted(k for k in set(old_parts) | set(now["parts"])
+                         if old_parts.get(k) != now["parts"].get(k))
+        if changed:
+            text += ": " + ", ".join(_PART_WORDS.get(k, k) for k in changed) + (
+                " differ" if len(changed) > 1 else " differs")
+    elif saved.get("from") != now["from"]:
+        text += " (or it cannot be compared: one was described by its text, the other " \
+                "by its code)"
+    text += " (the spec changed, or another compilation of it"
+    if isinstance(saved.get("bpc"), str) and saved["bpc"] != now["bpc"]:
+        text += f": the checkpoint was written by bpc {saved['bpc']}, this is {now['bpc']}"
+    return text + ")"
+
+
 def _contract_hash(module) -> str:
+    """The model's interface, as checkpoints before ``model_identity`` recorded it."""
     config = {k: v for k, v in (getattr(module, "CONFIG", {}) or {}).items()
-              if k not in ("train", "optimizer", "data")}
+              if k not in ("train", "optimizer", "data", "nonnegative")}
     text = repr([sorted(module.INPUTS.items()), sorted(module.TARGETS.items()),
                  getattr(module, "OUTPUT", None), getattr(module, "LOSS", None),
                  sorted(config.items(), key=repr)])
@@ -498,11 +807,17 @@ _FLAGS = {"batch": "--batch", "seed": "--seed", "lr": "--lr", "optimizer": "--op
 
 
 def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
-                    saved_start: float | None, start: float | None) -> list[str]:
+                    saved_start: float | None = None, start: float | None = None,
+                    contract: str | None = None) -> list[str]:
     """What differs between the checkpoint's run and this one, in words; empty when the
     resume continues the same run. Parameter shapes and dtype are checked whatever the
     checkpoint's age; the rest when the checkpoint records it. The learning rate may
-    change (``lr_change``)."""
+    change (``lr_change``).
+
+    The model is compared as itself (``model_identity``). A checkpoint written before
+    bpc recorded it (``legacy_note``) is compared as it was then: by the model's
+    interface (``contract``, ``_contract_hash``) and its loss at initialization
+    (``saved_start`` against ``start``)."""
     problems = [f"parameter '{k}' has shape {tuple(saved_params[k].shape)} there, "
                 f"{tuple(v.shape)} here" for k, v in params.items()
                 if saved_params[k].shape != v.shape]
@@ -512,7 +827,11 @@ def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
                         f"there, {next(iter(params.values())).dtype.name} here (dtype)")
     if not saved or problems:
         return problems
-    if saved.get("contract") != now["contract"]:
+    if isinstance(saved.get("model"), dict):
+        differs = model_difference(saved["model"], now["model"])
+        if differs:
+            problems.append(differs)
+    elif contract is not None and saved.get("contract") != contract:
         problems.append("the model's inputs, targets, output or loss differ (the spec changed)")
     for key in ("batch", "seed", "shuffle"):
         if saved.get(key) != now[key]:
@@ -526,11 +845,26 @@ def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
         problems.append("the " + ("training" if saved.get("data") != now["data"] else "test")
                         + " data differ (another file, edited data, or another --seed "
                           "splitting a built-in data set)")
-    if not problems and saved_start is not None and start is not None and \
+    if not problems and "model" not in saved and saved_start is not None and \
+            start is not None and \
             not math.isclose(saved_start, start, rel_tol=1e-6, abs_tol=1e-12):
         problems.append(f"the model computes another loss at initialization ({start:.8g}, "
                         f"was {saved_start:.8g}): the spec changed")
     return problems
+
+
+def legacy_note(path: Path, saved: dict | None) -> str | None:
+    """A checkpoint written before bpc recorded the compiled model resumes, with this
+    note: what it could check is checked, but a change of the model that leaves its
+    loss at initialization as it was (a dropout rate, batch norm's momentum) cannot be
+    seen. The checkpoints the resumed run writes record the model."""
+    if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
+        return None
+    return (f"note: {path} was written by an older bpc, which did not record the compiled "
+            "model; resuming after checking what it records (parameter shapes, settings, "
+            "data, the model's inputs and outputs and its loss at initialization), but a "
+            "change that keeps the loss at initialization (a dropout rate, batch norm's "
+            "momentum) would go unnoticed: resume only with the run's own spec")
 
 
 def lr_change(saved: dict | None, now: dict) -> str | None:
@@ -569,11 +903,24 @@ class RunFolder:
                             "give a folder for the run's checkpoint and history")
         lock = self.out / ".lock"
         try:
-            self._lock = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
-                                 0o666)
+            self._lock = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                                 | getattr(os, "O_NONBLOCK", 0), 0o666)
         except OSError as e:
+            if os.path.islink(lock):
+                raise UserError(f"{lock} is a symbolic link, not bpc's lock file",
+                                "remove it (bpc keeps a run folder's lock there), or "
+                                "use a new --out folder") from None
             raise UserError(f"cannot write in the run folder {self.out}: "
                             f"{e.strerror or e}", "give a writable --out folder") from None
+        import stat as stat_mod
+
+        if not stat_mod.S_ISREG(os.fstat(self._lock).st_mode):
+            os.close(self._lock)
+            self._lock = None
+            raise UserError(f"{lock} is not a regular file (a FIFO, device or folder), so "
+                            "it cannot be the run folder's lock",
+                            "remove it (bpc keeps a run folder's lock there), or use a "
+                            "new --out folder")
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no lock
@@ -590,6 +937,9 @@ class RunFolder:
                             "--out folder") from None
         os.ftruncate(self._lock, 0)
         os.pwrite(self._lock, str(os.getpid()).encode(), 0)
+        # Held by this run alone now: a temporary of its files left here was left by a
+        # run that was killed while writing it.
+        data_mod.remove_temporaries(self.out, (self.checkpoint.name, self.history.name))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -813,15 +1163,22 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 raise UserError(f"the checkpoint was trained with {meta.get('optimizer')}, "
                                 f"not {optimizer.name}", "resume with the same --optimizer")
             problems = resume_problems(meta.get("run"), run, saved, params,
-                                       meta.get("start_loss"), start_loss)
+                                       meta.get("start_loss"), start_loss,
+                                       _contract_hash(module))
             if problems:
                 raise UserError(f"cannot resume the run in {out}: it is another run: "
                                 + "; ".join(problems),
                                 "resume with the run's own spec, data and settings, or "
                                 "start a new run in another --out folder")
-            note = lr_change(meta.get("run"), run)
-            if note:
-                log(note)
+            for note in (legacy_note(folder.checkpoint, meta.get("run")),
+                         lr_change(meta.get("run"), run)):
+                if note:
+                    log(note)
+            opt_state = verified_opt_state(folder.checkpoint, opt_state, optimizer)
+            if meta["batch_index"] >= steps_per_epoch:
+                raise UserError(f"{folder.checkpoint}: the 'meta' entry is damaged: "
+                                f"'batch_index' is {meta['batch_index']}, but an epoch has "
+                                f"{steps_per_epoch} batches", DAMAGED_HINT)
             for k in params:
                 params[k][...] = saved[k]
             if state is not None:  # the same dict: loss_and_grad's state= keeps it
@@ -837,7 +1194,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 order = data_mod.batch_order(n, rng if settings.shuffle else None)
                 drawn = True
             elif meta.get("drawn"):
-                order, drawn = saved_order, True
+                order, drawn = (saved_order if settings.shuffle else None), True
                 if settings.shuffle and not is_permutation(order, n):
                     raise UserError(f"{folder.checkpoint} is not a readable checkpoint (the "
                                     "order of its epoch's examples is damaged)",
@@ -1026,7 +1383,8 @@ def _old_history(path: Path, epoch: int) -> list[dict]:
     them: complete rows only, in order, without duplicates."""
     rows: list[dict] = []
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with io.TextIOWrapper(data_mod.open_regular(path), encoding="utf-8",
+                              newline="") as f:  # never a FIFO's endless wait
             for row in csv.DictReader(f):
                 try:
                     e = int(row.get("epoch") or "")
@@ -1034,7 +1392,26 @@ def _old_history(path: Path, epoch: int) -> list[dict]:
                     continue
                 if e == len(rows) + 1 and e <= epoch and None not in row.values():
                     rows.append({k: row.get(k) or "" for k in HISTORY_FIELDS})
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (OSError, UnicodeDecodeError, csv.Error, UserError):
+        return rows
+    return rows
+
+
+def _csv_history(path: Path) -> list[dict]:
+    """The complete rows of a history.csv, in increasing epochs (a run evaluated every K
+    epochs has rows at K, 2K, …); a damaged or repeated row is left out."""
+    rows: list[dict] = []
+    try:
+        with io.TextIOWrapper(data_mod.open_regular(path), encoding="utf-8",
+                              newline="") as f:  # never a FIFO's endless wait
+            for row in csv.DictReader(f):
+                try:
+                    e = int(row.get("epoch") or "")
+                except ValueError:
+                    continue
+                if e > (int(rows[-1]["epoch"]) if rows else 0) and None not in row.values():
+                    rows.append({k: row.get(k) or "" for k in HISTORY_FIELDS})
+    except (OSError, UnicodeDecodeError, csv.Error, UserError):
         return rows
     return rows
 
@@ -1079,6 +1456,32 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+# Temporaries of an image older than this are a killed writer's (another may be writing).
+STALE_SECONDS = 3600.0
+
+
+def save_figure(plt, fig, path: Path) -> None:
+    """``fig`` written to ``path`` in the format its suffix names (.png by default),
+    atomically: a symbolic link there is replaced, never followed (``write_atomic``);
+    a stale temporary of it is removed first. Closes the figure."""
+    path = Path(path)
+    try:
+        fmt = path.suffix[1:].lower() or "png"
+        if fmt not in fig.canvas.get_supported_filetypes():
+            raise UserError(f"cannot write {path}: .{fmt} is not an image format "
+                            "matplotlib writes", "name the image .png, .svg or .pdf")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _write_failed(path, e) from None
+        if path.is_dir() and not path.is_symlink():
+            raise UserError(f"cannot write {path}: it is a folder", "give a file name")
+        data_mod.remove_temporaries(path.parent, (path.name,), STALE_SECONDS)
+        write_atomic(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def plot_title(module, settings: "Settings") -> str:
@@ -1141,9 +1544,7 @@ def plot_runs(runs: list[tuple[str, list[dict]]], path: Path, title: str | None 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(plt, fig, path)
 
 
 def run_history(path: Path) -> tuple[str, "History"]:
@@ -1154,10 +1555,11 @@ def run_history(path: Path) -> tuple[str, "History"]:
     csv_path = path if path.suffix == ".csv" else folder / "history.csv"
     rows: list[dict] = []
     if csv_path.is_file():
-        rows = _old_history(csv_path, 10 ** 9)
+        rows = _csv_history(csv_path)
     elif path.suffix == ".npz" or (folder / "checkpoint.npz").is_file():
-        meta = read_checkpoint_file(path).meta
-        rows = [dict(zip(HISTORY_FIELDS, r)) for r in meta.get("history") or []
+        saved = read_checkpoint_file(path).meta.get("history")
+        rows = [dict(zip(HISTORY_FIELDS, r)) for r in
+                (saved if isinstance(saved, list) else [])
                 if isinstance(r, list) and len(r) == len(HISTORY_FIELDS)]
     else:
         raise UserError(f"{path}: no run here (no history.csv or checkpoint.npz)",
@@ -1167,8 +1569,9 @@ def run_history(path: Path) -> tuple[str, "History"]:
                         "history rows yet", "train it for at least one epoch")
     try:
         return folder.resolve().name, History(rows)
-    except ValueError:
-        raise UserError(f"{csv_path}: its history rows are not numbers",
+    except (ValueError, TypeError, OverflowError):
+        raise UserError(f"{csv_path if csv_path.is_file() else path}: its history rows "
+                        "are not numbers",
                         "it is damaged or not from bpc") from None
 
 
@@ -1225,9 +1628,7 @@ def plot_fit(module, params, dataset, path: Path, title: str | None = None,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(plt, fig, path)
     return True
 
 

@@ -162,3 +162,28 @@ def test_data_flag_parsing():
     assert data.parse_data_flag("spiral:n=50,classes=4,noise=0.1") == {
         "name": "spiral", "n": 50, "classes": 4, "noise": 0.1}
     assert data.parse_data_flag("runs/train.npz") == {"path": "runs/train.npz"}
+
+
+def test_a_download_never_follows_a_planted_link_or_reads_a_fifo(monkeypatch, tmp_path):
+    import hashlib
+    import io
+    import os
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("BPC_CACHE", str(cache))
+    payload = b"hello data"
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(payload))
+    good = hashlib.sha256(payload).hexdigest()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    (cache / "f.bin").symlink_to(victim)
+    (cache / "f.bin.part").symlink_to(victim)  # the old temporary's name
+    os.mkfifo(cache / "g.bin")  # read, it would block for ever
+    stale = cache / ".f.bin.abcd1234.part"  # a killed download's temporary
+    stale.write_bytes(b"half")
+    os.utime(stale, (0, 0))
+    assert data.fetch("http://example.invalid/f", "f.bin", good).read_bytes() == payload
+    assert data.fetch("http://example.invalid/g", "g.bin", good).read_bytes() == payload
+    assert victim.read_bytes() == b"keep me" and not (cache / "f.bin").is_symlink()
+    assert not stale.exists()

@@ -193,7 +193,7 @@ def test_csv_columns_fill_the_declared_layout(tmp_path):
     np.testing.assert_array_equal(arrays["x"], [[1, 3, 5], [2, 4, 6]])
     np.testing.assert_array_equal(arrays["t"], [0, 1, 0])
     path.write_text("x0,x1,x2,t\n1,2,3,0\n")
-    with pytest.raises(UserError, match="3 column.* for 'x' do not fit"):
+    with pytest.raises(UserError, match="the columns for 'x' must be x0 … x1 .*: extra x2"):
         data.load_file(path, m)
     path.write_text("x0,x1,t\n1,2\n")
     with pytest.raises(UserError, match=r"d.csv:2: 2 values, but the header names 3"):
@@ -396,7 +396,7 @@ def test_size_comes_from_the_named_arrays_not_the_first_in_the_file(tmp_path, pa
     path = tmp_path / "d.npz"
     np.savez(path, aaa_notes=np.zeros(7), x=np.zeros((5, 1)), y=np.zeros((5, 1)))
     ds = data.load_file(path, row)
-    assert list(ds.train)[0] == "aaa_notes" and ds.size(row) == 5
+    assert "aaa_notes" not in ds.train and ds.size(row) == 5  # an unnamed array: never read
     result = quiet_train(row, ds, epochs=2, batch=2)
     assert result.steps == 2 * 3
 
@@ -469,3 +469,125 @@ def test_data_flag_paths_stay_relative_to_the_working_directory(tmp_path):
     r = run_bpc("train", spec, "--data", "mine.npz", "--epochs", "1", "--out", "o",
                 "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+
+
+# ----------------------------------------------------------------------------- 8. hostile files
+LABELS = """model lab
+input x : [N, 2]
+target t : [N]
+layers x -> y { dense 3 }
+loss L = softmax_cross_entropy(y, t)
+"""
+
+
+def train_on(tmp_path, data_path, spec_text=LABELS):
+    spec = tmp_path / "lab.bp"
+    spec.write_text(spec_text)
+    r = run_bpc("train", spec, "--data", data_path, "--epochs", "1", "-q", timeout=120)
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    return r
+
+
+def test_csv_columns_must_be_exactly_the_numbered_ones(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("x0,x5,t\n1,2,0\n3,4,1\n")
+    r = train_on(tmp_path, path)
+    assert r.returncode == 1
+    assert f"{path}: the columns for 'x' must be x0 … x1 (one per value of an example of " \
+           "[N, 2]): missing x1; extra x5" in r.stderr, r.stderr
+    path.write_text("x0,x1,x2,t\n1,2,0,0\n3,4,1,1\n")
+    assert "extra x2" in train_on(tmp_path, path).stderr
+    path.write_text("x0,x_0,x1,t\n1,2,0,0\n3,4,1,1\n")
+    assert "two columns hold value 0 of 'x' ('x0' and 'x_0')" in train_on(tmp_path, path).stderr
+    path.write_text("x1,x0,t\n1,2,0\n3,4,1\n")  # any order, each once
+    assert train_on(tmp_path, path).returncode == 0
+
+
+def test_an_out_of_range_label_is_shown_as_read(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((2, 2)), t=np.array([0, 2 ** 64 - 1], dtype=np.uint64))
+    r = train_on(tmp_path, path)
+    assert r.returncode == 1 and "but it has 18446744073709551615 (1 of 2" in r.stderr, r.stderr
+    np.savez(path, x=np.zeros((2, 2)), t=np.array([0.0, 1e30]))
+    assert "but it has 1e+30 (1 of 2" in train_on(tmp_path, path).stderr
+
+
+def _npy_bytes(a):
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, a)
+    return buf.getvalue()
+
+
+def test_an_npz_member_the_spec_does_not_name_is_never_read(tmp_path):
+    import zipfile
+
+    path = tmp_path / "d.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("x.npy", _npy_bytes(np.zeros((4, 2))))
+        zf.writestr("t.npy", _npy_bytes(np.array([0, 1, 2, 1])))
+        zf.writestr("junk.npy", b"\x93NUMPY garbage: reading it would fail" * 10)
+        zf.writestr("bomb.npy", b"\0" * (50 << 20))  # 50 MB of zeros, 50 KB deflated
+    assert path.stat().st_size < 1 << 20
+    r = train_on(tmp_path, path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_an_npz_too_large_for_memory_is_refused_before_reading(tmp_path):
+    """A member whose zip header declares 8 TB (and whose .npy header agrees): refused
+    with the figure, before anything is decompressed."""
+    import io
+    import zipfile
+
+    path = tmp_path / "d.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                   "shape": (2 ** 40, 2)})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("x.npy", header.getvalue() + b"\0" * 64)
+        zf.writestr("t.npy", _npy_bytes(np.array([0, 1])))
+        zf.getinfo("x.npy").file_size = len(header.getvalue()) + 2 ** 44
+    r = train_on(tmp_path, path)
+    assert r.returncode == 1, r.stderr
+    assert f"data file {path} is too large to load: its arrays ('x' [1099511627776, 2] " \
+           "float64, 't' [2] int64) need about" in r.stderr, r.stderr
+    assert "GB of memory, and" in r.stderr and "is available" in r.stderr
+
+
+def test_damaged_data_files_are_clear_errors_naming_the_file(tmp_path):
+    import os
+
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, x=np.random.default_rng(0).normal(size=(200, 2)),
+                        t=np.arange(200) % 3)
+    blob = good.read_bytes()
+    cases = {"empty.npz": (b"", "is not a readable .npz file (it is empty)"),
+             "cut.npz": (blob[: len(blob) // 2], "is not a readable .npz file"),
+             "flipped.npz": (blob[:60] + bytes(b ^ 0xFF for b in blob[60:400]) + blob[400:],
+                             "is damaged"),
+             "array.npz": (_npy_bytes(np.zeros(3)), "is a .npy file (one array) named .npz"),
+             "big.csv": (b"x0,x1,t\n" + b"a" * (200 * 1024) + b",2,0\n",
+                         ":2: not readable as CSV (field larger than field limit")}
+    for name, (content, words) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        r = train_on(tmp_path, path)
+        assert r.returncode == 1 and str(path) in r.stderr and words in r.stderr, (name, r.stderr)
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    r = train_on(tmp_path, fifo)
+    assert r.returncode == 1 and f"{fifo} is not a regular file" in r.stderr, r.stderr
+
+
+def test_a_csv_that_does_not_fit_in_memory_is_a_clear_error(tmp_path, monkeypatch):
+    path = tmp_path / "d.csv"
+    path.write_text("x0,x1,t\n1,2,0\n")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(np, "loadtxt", no_memory)
+    with pytest.raises(UserError, match=r"data file .*d\.csv \(.* MB\) does not fit in "
+                                        r"memory \(.* available\)"):
+        data.load_file(path, load_model(REPO / "generated" / "xor.py"))

@@ -465,6 +465,8 @@ def _config(prog: Program) -> dict:
     threshold = _threshold(prog, output)
     if threshold is not None:
         cfg["threshold"] = threshold
+    if prog.config.get("nonnegative"):  # states that are variances: never negative
+        cfg["nonnegative"] = list(prog.config["nonnegative"])
     return cfg
 
 

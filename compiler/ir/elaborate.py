@@ -47,6 +47,7 @@ class _Elaborator:
         self.hints: dict[int, str] = {}
         self.symbols: dict[str, tuple[str, int]] = {}
         self.state_owner: dict[str, Span] = {}  # state -> the argument that updates it
+        self.variances: list[str] = []  # states read as a variance: never negative
         self.declared: dict[str, tuple] = {}  # parameter or state -> (statement, Init)
         self.reported_layers: set = set()  # batchnorm layers whose input was reported
         # Every name the spec defines: a function's named steps (h_xn) take others.
@@ -152,6 +153,8 @@ class _Elaborator:
         if output is None:
             output = self._implied_output(forward, loss)
         name, _ = model_name(spec)
+        if self.variances:  # a checkpoint's value for them is checked (bpc train, eval)
+            config["nonnegative"] = sorted(self.variances)
         return Program(
             name=name, path=spec.path, dtype=self.b.dtype, inputs=inputs, targets=targets,
             params=params, inits=inits, forward=forward, loss=loss, output=output,
@@ -553,6 +556,8 @@ class _Elaborator:
                              [Note(f"'{expr.id}' is first used here", owner)])
             raise _Poisoned()
         self.state_owner[expr.id] = expr.span
+        if pname == "var":
+            self.variances.append(expr.id)
         st, init = self.declared[expr.id]
         values = init.args.get("value") if init.kind in ("value", "array", "constant") else 1
         if pname == "var" and any(v < 0 for v in literal_values(values)):
