@@ -13,7 +13,7 @@ import math
 
 from ..frontend import ast
 from ..frontend.check import means_none, model_name, setting_value, shape_items
-from ..frontend.desugar import NotConstant, const_value
+from ..frontend.desugar import NotConstant, const_value, truth_value
 from ..errors import Diagnostics, Note, Span
 from .functions import FUNCTIONS, normalize_index
 from ..names import fresh
@@ -419,7 +419,8 @@ class _Elaborator:
             try:
                 value = const_value(e, self.spec.constants)
             except NotConstant as err:
-                self.diags.error(err.message("a matrix literal holds constants"), err.expr.span)
+                self.diags.error(err.message("a matrix literal holds constants"), err.expr.span,
+                                 err.hint)
                 raise _Poisoned() from None
             return self._apply(e, [], lambda: b.const(value))
         if isinstance(e, ast.Call):
@@ -446,8 +447,8 @@ class _Elaborator:
                 except NotConstant as err:
                     self.diags.error(err.message("an index must be a constant"),
                                      err.expr.span,
-                                     "indices are numbers or 'let' constants, known when "
-                                     "the spec compiles")
+                                     err.hint or "indices are numbers or 'let' constants, "
+                                                 "known when the spec compiles")
                     raise _Poisoned() from None
                 if isinstance(values[-1], list):
                     self.diags.error("an index must be a single number, not a matrix",
@@ -506,13 +507,15 @@ class _Elaborator:
         for pname, expr in bound.items():
             if pname in fn.static:
                 try:
-                    if means_none(expr, static.get(pname, 0)):
+                    default = static.get(pname, 0)
+                    if means_none(expr, default):
                         static[pname] = None
                         continue
-                    static[pname] = self._static(pname, expr)
+                    flag = truth_value(expr, default)
+                    static[pname] = self._static(pname, expr) if flag is None else flag
                 except NotConstant as err:
                     self.diags.error(err.message(f"'{pname}' of {e.func} must be a constant"),
-                                     err.expr.span)
+                                     err.expr.span, err.hint)
                     raise _Poisoned() from None
             elif pname in fn.listed:
                 args[pname] = tuple(self._listed(e, pname, expr, described))
