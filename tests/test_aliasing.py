@@ -17,12 +17,13 @@ import types
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 
-from bpc.compiler.backend.buffers import plan
-from bpc.compiler.ir.primitives import PRIMITIVES
+from bpc.compiler.errors import SpecError
 from bpc.compiler.pipeline import compile_text
-from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.data import synthetic
+from bpc.runtime.gradcheck import gradcheck
+from specgen_v2 import random_spec as random_spec_v2
 
 # name -> (input declaration, parameter declarations, the view of e, a scalar from v and
 # the parameter: the parameter's gradient reads v, so v is kept for the backward).
@@ -138,3 +139,25 @@ def test_against_the_torch_oracle(view):
 
     for op in ("add_const", "relu", "mul_const"):
         differential(spec_viewed_then_written(view, op), seed=0)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+@given(random_spec_v2(5))
+def test_random_image_specs_fast_matches_textbook(spec):
+    """The rich generator (convolutions with 1x1 and full-size kernels, pooling, slices,
+    reshapes, layer stacks): the fast module computes what the textbook one does."""
+    try:
+        fast = _module(compile_text(spec.text(), "r.bp", style="fast")[1])
+    except SpecError:
+        return
+    book = _module(compile_text(spec.text(), "r.bp", style="textbook")[1])
+    params = book.init_params(np.random.default_rng(0))
+    data = synthetic(book, np.random.default_rng(1), 3)
+    with np.errstate(all="ignore"):
+        l1, g1 = book.loss_and_grad({k: v.copy() for k, v in params.items()}, **data)
+        l2, g2 = fast.loss_and_grad({k: v.copy() for k, v in params.items()}, **data)
+    np.testing.assert_allclose(l2, l1, rtol=1e-9, atol=1e-12, equal_nan=True)
+    for k in g1:
+        np.testing.assert_allclose(g2[k], g1[k], rtol=1e-9, atol=1e-12, equal_nan=True,
+                                   err_msg=spec.text())
