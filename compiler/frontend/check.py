@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import ast
-from .desugar import NotConstant, const_value, truth_value
+from .desugar import TRUTH_VALUES, NotConstant, const_value, truth_value
 from ..errors import Diagnostics, Note, Span, listing, suggestion_hint
 from ..ir.functions import FUNCTIONS
 from ..names import STATE_NAMES, model_name_reason, reserved_reason
@@ -152,6 +152,11 @@ def _unknown(name: str, span: Span, visible: set[str], decls, diags: Diagnostics
         return
     if name in FUNCTIONS:
         diags.error(f"'{name}' is a function, not a value", span, f"call it: {name}(...)")
+        return
+    if name in TRUTH_VALUES:
+        diags.error(f"'{name}' is a truth value, not a number", span,
+                    "write the number itself (true and false are only for options such as "
+                    "keepdims and shuffle)")
         return
     diags.error(f"unknown name '{name}'", span,
                 suggestion_hint(name, visible) if not diags.full else None)
@@ -297,7 +302,10 @@ def _check_init(st: ast.Param | ast.State, constants, diags: Diagnostics) -> Non
         name, span = (init.id, init.span) if isinstance(init, ast.Name) else \
             (init.func, init.func_span)
         sig = INITIALIZERS.get(name)
-        if sig is None:
+        if sig is None and isinstance(init, ast.Name) and name in TRUTH_VALUES:
+            diags.error(f"'{name}' is a truth value, not an initial value", span,
+                        "give a number, a matrix literal or an initializer such as zeros")
+        elif sig is None:
             diags.unknown(f"unknown initializer '{name}'", name, span, INITIALIZERS,
                           "initializers are", ", a number, or a matrix literal [a, b; c, d]")
         elif isinstance(init, ast.Name):
