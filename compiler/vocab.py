@@ -131,7 +131,7 @@ class Range:
         """None if ``value`` is in range, else what is wrong: ``must be …, not …``."""
         if self.contains(value):
             return None
-        return f"must be {self.describe()}, not {_shown(value)}"
+        return f"must be {self.describe()}, not {shown(value)}"
 
     def contains(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -160,7 +160,7 @@ class Range:
         return int(value) if self.kind is int else float(value)
 
 
-def _shown(value) -> str:
+def shown(value) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):

@@ -51,13 +51,20 @@ def _im2col(x, kh, kw, stride=1, pad=0):
     x is [N, C, H, W]; the result is [N, C*kh*kw, OH*OW]: column (i*OW + j) of example
     n holds the C*kh*kw input values that the filter at output pixel (i, j) covers, in
     the filters' own order (channel, row, column), so the filters reshaped to rows
-    [F, C*kh*kw] times it are the convolution. A copy, kept for the backward pass."""
-    if pad:
-        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    [F, C*kh*kw] times it are the convolution. A copy, kept for the backward pass,
+    except for a 1x1 kernel at stride 1 without padding: each pixel is then a patch of
+    its own, and the result is x reshaped (a view of x, which must then stay unchanged
+    while the result is kept)."""
+    n, c, h, w = x.shape
+    if kh == kw == stride == 1 and not pad:
+        return x.reshape(n, c, h * w)
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))
     windows = windows[:, :, ::stride, ::stride]  # [N, C, OH, OW, kh, kw], a view
-    n, c, oh, ow = windows.shape[:4]
-    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, oh * ow)
+    oh, ow = windows.shape[2:4]
+    col = windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, oh * ow)
+    # A kernel as tall or as wide as the image can leave that reshape a view of x.
+    return col.copy() if np.may_share_memory(col, x) else col
 
 
 def _logsumexp(x, axis=None, keepdims=False):

@@ -132,12 +132,21 @@ def parse_at(text: str) -> dict[str, object]:
                             "write e.g. --at x=2.3,y=2.0 or --at 'x=[0.05,0.1]'")
         try:
             parsed = pyast.literal_eval(value.strip())
+            if not _numbers(parsed):  # True is not 1.0, nor "1" one
+                raise TypeError
             arr = np.asarray(parsed, dtype=float)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise UserError(f"--at {text}: the value of '{name}' is not a number or a "
                             f"list of numbers: {value.strip()!r}") from None
         out[name] = arr
     return out
+
+
+def _numbers(value) -> bool:
+    """A number (not a boolean), or nested lists of them."""
+    if isinstance(value, (list, tuple)):
+        return all(_numbers(v) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def batch_rows(prog: Program) -> int:

@@ -253,6 +253,31 @@ loss L = sum(a)
     assert "traceback" not in rendered.lower()
 
 
+@pytest.mark.parametrize("op", ["max_pool", "avg_pool", "maxpool", "avgpool"])
+def test_max_and_average_pooling_refuse_a_window_of_padding_alike(op):
+    """A pad as large as the window makes a window of padding alone (-inf or zeros);
+    both poolings, as functions and as layers, refuse it the same way, located, with a
+    hint, and accept every smaller pad that tiles."""
+    for size, stride, pad in itertools.product((1, 2, 3), (1, 2), (0, 1, 2, 3, 4)):
+        if (8 + 2 * pad - size) % stride:
+            continue
+        if "_" in op:
+            text = f"input x : [N, 1, 8, 8]\np = {op}(x, {size}, stride={stride}, pad={pad})\n"
+        else:
+            text = (f"input x : [N, 1, 8, 8]\nlayers x -> p {{\n  {op} {size} "
+                    f"stride={stride} pad={pad}\n}}\n")
+        text += "loss L = sum(p)\n"
+        if pad < size:
+            compile_text(text, "e.bp")
+            continue
+        with pytest.raises(SpecError) as info:
+            compile_text(text, "e.bp")
+        rendered = info.value.render()
+        assert rendered.startswith("e.bp:") and "traceback" not in rendered.lower()
+        assert f"pad ({pad}) must be smaller than its size ({size})" in rendered, rendered
+        assert f"hint: use a pad from 0 to {size - 1}" in rendered, rendered
+
+
 def test_dense_after_an_image_asks_for_flatten():
     spec = ("input x : [N, 1, 8, 8]\ntarget t : [N]\nlayers x -> y {\n  conv 2 size=3\n"
             "  dense 10\n}\nloss L = softmax_cross_entropy(y, t)\n")

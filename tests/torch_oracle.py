@@ -204,7 +204,11 @@ class Oracle:
         return list(self.d.params) + list(self.d.wrt_inputs)
 
     def _implied_output(self):
-        """The last equation before the loss on which the loss depends (LANGUAGE.md)."""
+        """The model's prediction (LANGUAGE.md, "The generated functions"): among the
+        equations before the loss that the loss depends on and that read no target, the
+        last one of the first kind there is: computed from a data input (one without a
+        default) and a parameter; from a data input; computed at all; another name for
+        an input or a parameter. The loss when every such equation reads a target."""
         eqs = {st.name: st for st in self.d.equations}
         loss = eqs[self.d.loss]
         needed, todo = set(), [loss]
@@ -214,15 +218,27 @@ class Oracle:
                 if n in eqs and n not in needed and n != st.name:
                     needed.add(n)
                     todo.append(eqs[n])
-        before = []
+        leaves: dict[str, set] = {}  # equation -> the declared names it is computed from
+        for st in self.d.equations:  # in spec order: what an equation reads comes first
+            leaves[st.name] = set()
+            for n in _deps(st.value, set()):
+                leaves[st.name] |= leaves.get(n, set()) if n in eqs else {n}
+        reads = leaves.__getitem__
+        data = {n for n, st in self.d.inputs.items() if st.default is None}
+        best, best_rank = self.d.loss, -1
         for st in self.d.equations:
             if st.name == self.d.loss:
                 break
-            before.append(st.name)
-        for name in reversed(before):
-            if name in needed:
-                return name
-        return self.d.loss
+            if st.name not in needed or reads(st.name) & set(self.d.targets):
+                continue
+            used = reads(st.name)
+            bare = isinstance(st.value, ast.Name) and st.value.id in (
+                set(self.d.inputs) | set(self.d.params))
+            rank = 0 if bare else 3 if used & data and used & set(self.d.params) else \
+                2 if used & data else 1
+            if rank >= best_rank:
+                best, best_rank = st.name, rank
+        return best
 
     def _needed(self, name) -> set:
         """The equations ``name`` depends on, itself included."""

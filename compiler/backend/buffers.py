@@ -15,18 +15,26 @@ The ``textbook`` style (``bpc show``, ``bpc explain``) plans nothing: every stat
 and no ``del``; only the ``fast`` style (``bpc train``, the default of ``bpc compile``)
 does the above. This function is the one place where the two styles differ in code.
 
-A buffer is only ever reused when every name bound to it (aliases such as
-``dl_dbeta3 = dl_df3``, views such as ``h.T`` bound by the spec) is dead and none of them
-is returned; inputs and parameters are never written.
+A buffer is only ever reused when every name bound to its memory is dead and none of
+them is returned or stored into the caller's state. Names share memory through aliases
+(``dl_dbeta3 = dl_df3``) and through views: an operation whose printed result may be a
+view of an argument says so in the primitive table (``Primitive.views``: reshape, a
+slice, ``.T``, ``stop_gradient``, the patch matrix of a 1x1 convolution), and the plan
+follows those arguments, through inline expressions too, to the named values they view.
+All names that may share memory form one buffer: a write into any of them needs all of
+them dead. A value that may view an input, a parameter or the caller's state or buffers
+is never written at all. Which memory a statement's value may share is read from the IR
+nodes behind the statements.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
-from ..ir import batch_sized
-from ..names import mentioned
+from ..ir import NAMED_LEAVES, Node, batch_sized
 from ..ir.primitives import PRIMITIVES
+from ..names import mentioned
 from .printer import Statement
 
 
@@ -40,6 +48,17 @@ class Step:
 STYLES = ("fast", "textbook")
 
 
+@dataclass
+class _Buffer:
+    """Memory that one or more names may share."""
+    members: list[int]  # statements binding a name to it, in order
+    last: int  # the last statement reading any of the names
+    escapes: bool  # a name is returned, or the memory is stored into the caller's state
+    owned: bool  # the function allocated it (releasing it can free memory)
+    writable: bool  # it may share no memory with inputs, parameters or caller's arrays
+    batch: bool  # a name's value is batch-sized
+
+
 def plan(statements: list[Statement], returns: list[str],
          into: dict[str, str] | None = None, style: str = "fast") -> list[Step]:
     """Steps for ``statements``; ``into`` maps a returned name to a caller's buffer
@@ -50,36 +69,76 @@ def plan(statements: list[Statement], returns: list[str],
     if style == "textbook":
         return [Step(st, [f"{st.target} = {st.expr}"]) for st in statements]
     into = into or {}
-    # A state update assigns the caller's state entry (its name is the state's): it
-    # reads values but binds no name the function reads again.
-    names = {st.name for st in statements if st.kind != "update"}
-    reads: list[set[str]] = [
-        {m for m in mentioned(st.expr) if m in names} for st in statements]
-    last_read: dict[str, int] = {}
-    for i, used in enumerate(reads):
-        for n in used:
-            last_read[n] = i
     returned = set(returns)
 
-    group: dict[str, int] = {}  # name -> buffer id
-    members: dict[int, list[str]] = {}
-    fresh: dict[int, bool] = {}
-    shapes: dict[str, tuple] = {}
+    # Which statement first binds each node: a later statement prints that node as a
+    # name of that buffer (a state update binds no name the function reads again; a
+    # constant is always printed as itself).
+    bound: dict[int, int] = {}
+    index: dict[str, int] = {}
+    for i, st in enumerate(statements):
+        if st.kind != "update":
+            index[st.name] = i
+            if not st.node.is_const:
+                bound.setdefault(st.node.id, i)
+    # Per statement, the statements whose names its code reads. An op's printed form
+    # need not read every argument (the fused loss prints its log-softmax, not the
+    # logits), so this is what the code mentions.
+    reads = [{index[m] for m in mentioned(st.expr) if m in index} for st in statements]
+    last_read = [-1] * len(statements)
+    for i, used in enumerate(reads):
+        for j in used:
+            last_read[j] = i
 
-    # Per buffer, the last statement reading any of its names and whether one of them is
-    # returned, kept up to date as names join: dead_after is O(1), not O(group), so
-    # planning is linear even when one buffer is updated in place all along a chain.
-    group_last: dict[int, int] = {}
-    group_returned: dict[int, bool] = {}
+    # Buffers, merged as names come to share memory (union-find over statement indices).
+    parent: dict[int, int] = {}
+    buffers: dict[int, _Buffer] = {}
 
-    def join(name: str, gid: int) -> None:
-        group[name] = gid
-        members.setdefault(gid, []).append(name)
-        group_last[gid] = max(group_last.get(gid, -1), last_read.get(name, -1))
-        group_returned[gid] = group_returned.get(gid, False) or name in returned
+    def find(i: int) -> int:
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
 
-    def dead_after(gid: int, i: int) -> bool:
-        return fresh.get(gid, False) and group_last[gid] <= i and not group_returned[gid]
+    def merge(roots: set[int]) -> int:
+        keep = max(roots, key=lambda r: len(buffers[r].members))
+        b = buffers[keep]
+        for r in sorted(roots - {keep}):
+            other = buffers.pop(r)
+            parent[r] = keep
+            if other.members[0] > b.members[-1]:  # the usual case: the newest statement
+                b.members.extend(other.members)
+            else:
+                b.members = list(heapq.merge(b.members, other.members))
+            b.last = max(b.last, other.last)
+            b.escapes |= other.escapes
+            b.owned |= other.owned
+            b.writable &= other.writable
+            b.batch |= other.batch
+        return keep
+
+    def free_after(root: int, i: int) -> bool:
+        b = buffers[root]
+        return b.last <= i and not b.escapes
+
+    def sharing(nodes: list[Node], i: int) -> tuple[set[int], bool]:
+        """The buffers the values of ``nodes``, as printed in statement ``i``, may share
+        memory with, and whether they may share an input's, a parameter's or a state's
+        (the caller's arrays). Anything else they hold was allocated in the statement."""
+        roots, foreign = set(), False
+        stack = list(nodes)
+        while stack:
+            n = stack.pop()
+            j = bound.get(n.id)
+            if j is not None and j < i:
+                roots.add(find(j))
+            elif n.op in NAMED_LEAVES:
+                foreign = True
+            elif not n.is_const:
+                stack.extend(n.args[k] for k in PRIMITIVES[n.op].viewed(n))
+        return roots, foreign
 
     allocates_batch = [not st.alias and not PRIMITIVES[st.node.op].cheap
                        and batch_sized(st.node.shape) for st in statements]
@@ -90,49 +149,56 @@ def plan(statements: list[Statement], returns: list[str],
     released: set[int] = set()
     for i, st in enumerate(statements):
         node = st.node
+        parent[i] = i
         if st.kind == "update":
+            # The caller's state now holds this value: whatever memory it shares must
+            # never be written again.
+            for r in sharing([node], i)[0]:
+                buffers[r].escapes = True
+            buffers[i] = _Buffer([], -1, False, False, False, False)
             steps.append(Step(st, [f"{st.target} = {st.expr}"]))
             continue
-        shapes[st.name] = node.shape
+        prim = PRIMITIVES[node.op]
+        buffers[i] = _Buffer([i], last_read[i], st.name in returned, True, True,
+                             batch_sized(node.shape))
         code = [f"{st.name} = {st.expr}"]
-        view = st.alias or PRIMITIVES[node.op].cheap
-        if view:
-            # The array a view shares memory with is its first argument's (``h.T``,
-            # ``np.reshape(dL_dv7, v5.shape)``: dL_dv7, not v5). Names in textual order,
-            # so the plan never depends on set order (that is, on PYTHONHASHSEED).
-            viewed = st.args[0] if st.args and not st.alias else st.expr
-            base = next((n for n in mentioned(viewed) if n in group), None)
-            if base is not None:
-                join(st.name, group[base])
-            else:
-                gid = len(members)
-                fresh[gid] = False  # a view of an input or parameter: never written
-                join(st.name, gid)
+        if st.alias or prim.viewed(node):
+            # The memory the result may share: the value it names, or those it views.
+            roots, foreign = sharing([node] if st.alias else
+                                     [node.args[k] for k in prim.viewed(node)], i)
+            b = buffers[i]
+            # A view owns nothing beyond what it views (memory computed in its own
+            # expression, ``np.reshape(h @ W, …)``, is its own); an op that may or may
+            # not return a view (a 1x1 convolution's patches) may allocate.
+            b.owned = not (roots or foreign) or not (st.alias or prim.cheap)
+            b.writable = not foreign
+            merge(roots | {i})
         else:
-            reused = None
-            prim = PRIMITIVES[node.op]
             target = into.get(st.name) if node.shape != () else None
-            direct = prim.write_into(list(st.args), dict(node.attrs), target) if target else None
+            direct = prim.write_into(list(st.args), dict(node.attrs), target) \
+                if target else None
+            reused = None
             if direct is None and node.shape != () and prim.out_form and prim.elementwise:
                 for k, arg_name in enumerate(st.arg_names):
-                    if arg_name is None or arg_name not in group:
+                    arg = node.args[k]
+                    if arg_name is None or bound.get(arg.id, i) >= i:
                         continue
-                    arg_node = node.args[k]
-                    if arg_node.shape == node.shape and arg_node.dtype == node.dtype \
-                            and dead_after(group[arg_name], i):
-                        reused = arg_name
+                    r = find(bound[arg.id])
+                    if arg.shape == node.shape and arg.dtype == node.dtype \
+                            and buffers[r].writable and free_after(r, i):
+                        reused = (arg_name, r)
                         break
             if direct is not None:  # straight into the caller's buffer
                 code = [f"{st.name} = {direct}"]
-                gid = len(members)
-                fresh[gid] = False  # the caller's array: never reused or released
-                join(st.name, gid)
+                buffers[i].owned = buffers[i].writable = False
             elif reused is not None:
-                code = [f"{st.name} = " + prim.write_into(list(st.args), dict(node.attrs),
-                                                          reused)]
-                join(st.name, group[reused])
+                code = [f"{st.name} = "
+                        + prim.write_into(list(st.args), dict(node.attrs), reused[0])]
+                merge({reused[1], i})
             else:
                 k = _fresh_operand(st) if node.shape != () else None
+                if k is not None and sharing([node.args[k]], i) != (set(), False):
+                    k = None  # may be a view of a named value: not fresh after all
                 if k is not None and callable(prim.augmented):  # dL_dx[:, :3] += dL_dh
                     code = [f"{st.name} = {st.args[0]}",
                             *prim.augmented(list(st.args), dict(node.attrs), st.name)]
@@ -140,21 +206,17 @@ def plan(statements: list[Statement], returns: list[str],
                     other = st.args[1 - k]
                     code = [f"{st.name} = {st.args[k]}",
                             f"{st.name} {prim.augmented} {other}"]
-                gid = len(members)
-                fresh[gid] = True
-                join(st.name, gid)
         step = Step(st, code)
         if later_alloc[i]:
             # Only a buffer read here (or just made and never read) can die here.
-            candidates = {group[n] for n in reads[i] if n in group} | {group[st.name]}
-            for gid in sorted(candidates):
-                names_ = members[gid]
-                if gid in released or not dead_after(gid, i):
+            candidates = {find(j) for j in reads[i]} | {find(i)}
+            for r in sorted(candidates):
+                b = buffers[r]
+                if r in released or not (b.owned and b.batch) or not free_after(r, i):
                     continue
-                if not any(batch_sized(shapes.get(n, ())) for n in names_):
-                    continue
-                released.add(gid)
-                step.release.extend(n for n in names_ if n not in step.release)
+                released.add(r)
+                step.release.extend(statements[j].name for j in b.members
+                                    if statements[j].name not in step.release)
         steps.append(step)
     return steps
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from .buffers import plan
 from ..errors import Diagnostic, SpecError
 from ..ir.inits import formula
-from ..ir import Binding, Program, topo_order
+from ..ir import NAMED_LEAVES, Binding, Program, topo_order
 from ..names import mentioned
 from ..ir.primitives import HELPERS, PRIMITIVES, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
@@ -79,7 +79,10 @@ def _needed(prog: Program, roots: list[str]) -> list[Binding]:
     """The forward bindings the named roots depend on, in spec order."""
     by_name = {bd.name: bd for bd in prog.forward}
     live = {n.id for n in topo_order([by_name[r].node for r in roots if r in by_name])}
-    return [bd for bd in prog.forward if bd.node.id in live]
+    # Another name for an input or a parameter ('a = W') is needed only as a root: the
+    # code reads the leaf by its own name.
+    return [bd for bd in prog.forward if bd.node.id in live
+            and (bd.name in roots or bd.node.op not in NAMED_LEAVES)]
 
 
 def _data_args(prog: Program, bindings: list[Binding], with_targets: bool) -> list[Binding]:

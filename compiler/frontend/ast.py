@@ -248,3 +248,6 @@ class Spec:
     source: str
     statements: list[Stmt]
     constants: dict[str, float | int] = field(default_factory=dict)  # set by desugar
+    # The names of layer stacks whose every layer was refused (reported): their uses are
+    # not reported again as unknown names. Set by desugar.
+    refused: set[str] = field(default_factory=set)

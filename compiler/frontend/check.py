@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import ast
-from .desugar import NotConstant, const_value
+from .desugar import TRUTH_VALUES, NotConstant, const_value, truth_value
 from ..errors import Diagnostics, Note, Span, listing, suggestion_hint
 from ..ir.functions import FUNCTIONS
 from ..names import STATE_NAMES, model_name_reason, reserved_reason
 from ..vocab import (COMMON_OPT_KEYS, DATASET_RANGES, DATASETS, DTYPES, INIT_ORDERED,
                      INIT_RANGES, INITIALIZERS, LAYERS, OPTIMIZER_RANGES, OPTIMIZERS, REQUIRED,
-                     SCHEDULES, TRAIN_SETTINGS, Range, Signature)
+                     SCHEDULES, TRAIN_SETTINGS, Range, Signature, shown)
 
 SECTIONS = {ast.ModelStmt: "model", ast.DtypeStmt: "dtype", ast.Optimizer: "optimizer",
             ast.Train: "train", ast.Data: "data"}
@@ -105,6 +105,7 @@ def _check_uses(spec: ast.Spec, decls: dict[str, ast.Decl], diags: Diagnostics) 
     # value only after its own line (the model is straight-line code).
     visible = {n for n, d in decls.items() if not isinstance(d, ast.Equation)}
     visible |= symbolic_dims(spec)  # a data dimension is a number too: '/ N'
+    visible |= spec.refused  # a layer stack reported already
     for st in spec.statements:
         if isinstance(st, ast.Equation):
             if st.value is None:
@@ -151,6 +152,11 @@ def _unknown(name: str, span: Span, visible: set[str], decls, diags: Diagnostics
         return
     if name in FUNCTIONS:
         diags.error(f"'{name}' is a function, not a value", span, f"call it: {name}(...)")
+        return
+    if name in TRUTH_VALUES:
+        diags.error(f"'{name}' is a truth value, not a number", span,
+                    "write the number itself (true and false are only for options such as "
+                    "keepdims and shuffle)")
         return
     diags.error(f"unknown name '{name}'", span,
                 suggestion_hint(name, visible) if not diags.full else None)
@@ -204,7 +210,10 @@ def _check_expr(e: ast.Expr, visible, decls, constants, diags: Diagnostics) -> N
                     if not isinstance(item, ast.Name):
                         _require_constant(item, constants, diags, "a dimension of 'shape'")
             elif pname in fn.static:
-                if not means_none(arg, fn.signature.defaults().get(pname, 0)):
+                default = fn.signature.defaults().get(pname, 0)
+                if isinstance(default, bool):  # keepdims: true or false (or 1 or 0)
+                    _require_truth(arg, default, constants, diags, f"'{pname}' of {e.func}")
+                elif not means_none(arg, default):
                     _require_constant(arg, constants, diags, f"'{pname}' of {e.func}")
             else:
                 _check_expr(arg, visible, decls, constants, diags)
@@ -256,11 +265,34 @@ def _bind(what: str, sig: Signature, args: list[ast.Expr], kwargs: list[ast.Kwar
     return bound
 
 
-def _require_constant(e: ast.Expr, constants, diags: Diagnostics, what: str):
+def _require_truth(e: ast.Expr, default: bool, constants, diags: Diagnostics, what: str):
+    """An option that is true or false (``keepdims``): those words, or 1 or 0."""
+    flag = truth_value(e, default)
+    if flag is not None:
+        return flag
+    v = _require_constant(e, constants, diags, what)
+    if v is None:
+        return None
+    if isinstance(v, list) or v not in (0, 1):
+        diags.error(f"{what} is true or false, not {shown(v)}", e.span,
+                    "write true or false (1 and 0 mean the same)")
+        return None
+    return bool(v)
+
+
+def _require_constant(e: ast.Expr, constants, diags: Diagnostics, what: str,
+                      ranged: bool = False):
+    """The constant's value, or None (reported). ``ranged``: the caller checks a range,
+    which refuses a truth value in its own words (``'lr' must be a number > 0, not
+    true``); it gets ``true`` and ``false`` as booleans."""
+    if ranged and isinstance(e, ast.Name) and e.id not in constants:
+        flag = truth_value(e, False)
+        if flag is not None:
+            return flag
     try:
         return const_value(e, constants)
     except NotConstant as err:
-        diags.error(err.message(f"{what} must be a constant"), err.expr.span)
+        diags.error(err.message(f"{what} must be a constant"), err.expr.span, err.hint)
         return None
 
 
@@ -270,7 +302,10 @@ def _check_init(st: ast.Param | ast.State, constants, diags: Diagnostics) -> Non
         name, span = (init.id, init.span) if isinstance(init, ast.Name) else \
             (init.func, init.func_span)
         sig = INITIALIZERS.get(name)
-        if sig is None:
+        if sig is None and isinstance(init, ast.Name) and name in TRUTH_VALUES:
+            diags.error(f"'{name}' is a truth value, not an initial value", span,
+                        "give a number, a matrix literal or an initializer such as zeros")
+        elif sig is None:
             diags.unknown(f"unknown initializer '{name}'", name, span, INITIALIZERS,
                           "initializers are", ", a number, or a matrix literal [a, b; c, d]")
         elif isinstance(init, ast.Name):
@@ -331,7 +366,7 @@ def setting_value(key: str, value: ast.Expr, constants, diags: Diagnostics):
             return value.id == "true"
         diags.error(f"'{key}' must be true or false", value.span)
         return None
-    v = _require_constant(value, constants, diags, f"'{key}'")
+    v = _require_constant(value, constants, diags, f"'{key}'", ranged=True)
     if v is None:
         return None
     return _in_range(v, spec.range, f"'{key}'", value.span, diags, key, spec.default)
@@ -356,7 +391,8 @@ def _ranged_args(what: str, bound: dict[str, ast.Expr], ranges: dict[str, Range]
     only those that passed are returned."""
     values = {}
     for pname, arg in bound.items():
-        v = _require_constant(arg, constants, diags, f"an argument of '{what}'")
+        v = _require_constant(arg, constants, diags, f"an argument of '{what}'",
+                              ranged=pname in ranges)
         if v is not None and pname in ranges:
             v = _in_range(v, ranges[pname], f"'{pname}' of '{what}'", arg.span, diags,
                           pname, sig.defaults().get(pname))
@@ -398,7 +434,8 @@ def _check_optimizer(st: ast.Optimizer, constants, diags: Diagnostics) -> None:
             if not (isinstance(kw.value, ast.Name) and kw.value.id in SCHEDULES):
                 diags.error("'schedule' must be one of: " + listing(SCHEDULES), kw.value.span)
             continue
-        v = _require_constant(kw.value, constants, diags, f"optimizer setting '{kw.name}'")
+        v = _require_constant(kw.value, constants, diags, f"optimizer setting '{kw.name}'",
+                              ranged=True)
         if v is not None:
             _in_range(v, OPTIMIZER_RANGES[kw.name], f"optimizer setting '{kw.name}'",
                       kw.value.span, diags, kw.name, keys[kw.name])

@@ -23,17 +23,31 @@ from ..vocab import (LAYERS, RELU_FAMILY, ACTIVATIONS, POOLING_LAYERS, REQUIRED,
 class NotConstant(Exception):
     """``expr`` is not a usable constant; ``standalone`` reasons need no context."""
 
-    def __init__(self, expr: ast.Expr, why: str, standalone: bool = False):
+    def __init__(self, expr: ast.Expr, why: str, standalone: bool = False,
+                 hint: str | None = None):
         super().__init__(why)
-        self.expr, self.why, self.standalone = expr, why, standalone
+        self.expr, self.why, self.standalone, self.hint = expr, why, standalone, hint
 
     def message(self, context: str) -> str:
         """``context: why``, or just the reason when it says everything itself."""
         return self.why if self.standalone else f"{context}: {self.why}"
 
 
+TRUTH_VALUES = ("true", "false")
+
+
+def truth_value(expr: ast.Expr, default) -> bool | None:
+    """``keepdims=true``: the words true and false where an option's default is a truth
+    value (None otherwise). Nowhere else are they values: a boolean is not a number."""
+    if isinstance(default, bool) and isinstance(expr, ast.Name) and expr.id in TRUTH_VALUES:
+        return expr.id == "true"
+    return None
+
+
 def const_value(expr: ast.Expr, constants: dict[str, float | int]):
-    """Evaluate a compile-time constant: numbers, lets, + - * / ^, unary minus, lists."""
+    """Evaluate a compile-time constant: numbers, lets, + - * / ^, unary minus, lists.
+    ``true`` and ``false`` are not numbers (NotConstant); an option that takes them reads
+    them with ``truth_value``."""
     if isinstance(expr, ast.Num):
         if isinstance(expr.value, float) and not math.isfinite(expr.value):
             raise NotConstant(expr, f"the number {expr.text} is too large to be finite")
@@ -41,8 +55,10 @@ def const_value(expr: ast.Expr, constants: dict[str, float | int]):
     if isinstance(expr, ast.Name):
         if expr.id in constants:
             return constants[expr.id]
-        if expr.id in ("true", "false"):
-            return expr.id == "true"
+        if expr.id in TRUTH_VALUES:
+            raise NotConstant(expr, f"'{expr.id}' is a truth value, not a number",
+                              hint="write the number itself (true and false are only "
+                                   "for options such as keepdims and shuffle)")
         raise NotConstant(expr, f"'{expr.id}' is not a constant")
     if isinstance(expr, ast.Neg):
         return -const_value(expr.operand, constants)
@@ -90,8 +106,6 @@ def const_value(expr: ast.Expr, constants: dict[str, float | int]):
 def _power(a, b):
     """``a ** b``, in floats first: an exact integer power is computed only when its
     result is known to be of a sensible size (``9^9^9`` would take minutes)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        a, b = int(a), int(b)
     approx = float(a) ** float(b)  # OverflowError, ZeroDivisionError: the caller reports
     if isinstance(approx, complex) or not math.isfinite(approx):
         return approx
@@ -104,6 +118,7 @@ def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
     dense_index = [0]  # continues across stacks so names never repeat
     residual_index = [0]  # r1, r2, …: residual sums, likewise
     norm_index = [0]  # bn1, bn2, …: batchnorm layers, likewise
+    refused: set[str] = set()
     for st in spec.statements:
         if isinstance(st, ast.Let):
             try:
@@ -115,15 +130,17 @@ def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
                 constants.setdefault(st.name, value)
             except NotConstant as e:
                 diags.error(e.message(f"'let {st.name}' must be a constant expression"),
-                            e.expr.span)
+                            e.expr.span, e.hint)
             out.append(st)
         elif isinstance(st, ast.Layers):
-            out.extend(_expand(st, constants, dense_index, residual_index, norm_index, diags))
+            out.extend(_expand(st, constants, dense_index, residual_index, norm_index,
+                               refused, diags))
         else:
             out.append(st)
     out = [_resolve_dims(st, constants, diags) for st in out]
     result = dataclasses.replace(spec, statements=out)
     result.constants = constants
+    result.refused = refused
     return result
 
 
@@ -184,7 +201,8 @@ def _flatten(items, constants, diags) -> list[ast.Layer | _BlockEdge]:
             try:
                 count = const_value(item.count, constants)
             except NotConstant as e:
-                diags.error(e.message("'repeat' needs a constant count"), e.expr.span)
+                diags.error(e.message("'repeat' needs a constant count"), e.expr.span,
+                            e.hint)
                 continue
             if not isinstance(count, int) or count < 1:
                 diags.error(f"'repeat' count must be a positive integer, not {count!r}",
@@ -247,7 +265,7 @@ def _layer_args(layer: ast.Layer, diags: Diagnostics) -> dict[str, object] | Non
 
 
 def _expand(st: ast.Layers, constants, dense_index, residual_index, norm_index,
-            diags: Diagnostics) -> list[ast.Stmt]:
+            refused: set[str], diags: Diagnostics) -> list[ast.Stmt]:
     reported = len(diags.items)
     layers = _flatten(st.items, constants, diags)
     flattened = len(diags.items) == reported  # else the stack's problem is reported
@@ -310,7 +328,7 @@ def _expand(st: ast.Layers, constants, dense_index, residual_index, norm_index,
                 units = const_value(args["units"], constants)
             except NotConstant as e:
                 diags.error(e.message("'dense' needs a constant number of units"),
-                            e.expr.span)
+                            e.expr.span, e.hint)
                 continue
             if not isinstance(units, int) or units < 1:
                 diags.error(f"'dense' units must be a positive integer, not {units!r}",
@@ -352,8 +370,10 @@ def _expand(st: ast.Layers, constants, dense_index, residual_index, norm_index,
     if eqs:
         eqs[-1].name = st.out  # the stack's last value takes the name after '->'
         eqs[-1].name_span = st.out_span
-    elif flattened:
-        diags.error("a layer stack needs at least one layer", st.span)
+    else:
+        if flattened and len(diags.items) == reported:  # not when each layer was refused
+            diags.error("a layer stack needs at least one layer", st.span)
+        refused.add(st.out)  # reported: its uses are not unknown names
     return out
 
 
@@ -416,7 +436,8 @@ def _whole_option(layer: ast.Layer, args: dict, key: str, low: int, constants,
     try:
         number = const_value(value, constants)
     except NotConstant as e:
-        diags.error(e.message(f"'{key}' of '{layer.name}' must be a constant"), e.expr.span)
+        diags.error(e.message(f"'{key}' of '{layer.name}' must be a constant"), e.expr.span,
+                    e.hint)
         return None
     if isinstance(number, float) and number.is_integer():
         number = int(number)

@@ -13,12 +13,12 @@ import math
 
 from ..frontend import ast
 from ..frontend.check import means_none, model_name, setting_value, shape_items
-from ..frontend.desugar import NotConstant, const_value
+from ..frontend.desugar import NotConstant, const_value, truth_value
 from ..errors import Diagnostics, Note, Span
 from .functions import FUNCTIONS, normalize_index
 from ..names import fresh
-from . import (Binding, Builder, Init, Node, Program, ShapeError, fmt_shape, literal_shape,
-               literal_values, topo_order)
+from . import (NAMED_LEAVES, Binding, Builder, Init, Node, Program, ShapeError, fmt_shape,
+               literal_shape, literal_values, topo_order)
 from .primitives import ATOM, PRIMITIVES, data_roles, take
 from ..vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS, optimizer_defaults
 
@@ -45,7 +45,8 @@ class _Elaborator:
         self.b.train = train
         self.env: dict[str, Node | None] = {}  # None: poisoned by an earlier error
         self.hints: dict[int, str] = {}
-        self.symbols: dict[str, tuple[str, int]] = {}
+        self.symbols: dict[str, tuple[str, int]] = {}  # N -> (input, axis) it is read from
+        self.symbol_from_target: dict[str, bool] = {}
         self.state_owner: dict[str, Span] = {}  # state -> the argument that updates it
         self.variances: list[str] = []  # states read as a variance: never negative
         self.declared: dict[str, tuple] = {}  # parameter or state -> (statement, Init)
@@ -151,7 +152,7 @@ class _Elaborator:
         if self.diags.items:
             return None
         if output is None:
-            output = self._implied_output(forward, loss)
+            output = self._implied_output(forward, loss, inputs, targets, defaults)
         name, _ = model_name(spec)
         if self.variances:  # a checkpoint's value for them is checked (bpc train, eval)
             config["nonnegative"] = sorted(self.variances)
@@ -170,7 +171,7 @@ class _Elaborator:
         if isinstance(st, ast.Input):
             result = self._input(st)
         elif isinstance(st, ast.Target):
-            result = self._data_leaf(st.name, st.shape)
+            result = self._data_leaf(st.name, st.shape, target=True)
         else:
             result = self._param(st)  # a parameter or a state
         self.env.setdefault(st.name, None)  # a failed declaration poisons its uses
@@ -223,19 +224,24 @@ class _Elaborator:
                                      "symbolic", d.span,
                                      f"use a number or a 'let' constant (let {v} = ...)")
                     return None
-                self.symbols.setdefault(v, (owner, axis))
             dims.append(v)
         return tuple(dims)
 
-    def _data_leaf(self, name: str, shape: ast.Shape, **attrs) -> Node | None:
+    def _data_leaf(self, name: str, shape: ast.Shape, target: bool = False,
+                   **attrs) -> Node | None:
         dims = self._shape(shape, name, fixed=False)
         if dims is None:
             return None
         node = self.b.leaf("input", name, dims, **attrs)
         self.env[name] = node
         for axis, d in enumerate(dims):
-            if isinstance(d, str):
-                self.b.symbols.setdefault(d, (node, axis))
+            # A symbolic size (N) is read from the first input that declares it, and
+            # from a target only when no input does: predict takes no targets.
+            if isinstance(d, str) and (d not in self.symbols or (
+                    self.symbol_from_target.get(d) and not target)):
+                self.symbols[d] = (name, axis)
+                self.symbol_from_target[d] = target
+                self.b.symbols[d] = (node, axis)
         return node
 
     def _input(self, st: ast.Input):
@@ -416,7 +422,8 @@ class _Elaborator:
             try:
                 value = const_value(e, self.spec.constants)
             except NotConstant as err:
-                self.diags.error(err.message("a matrix literal holds constants"), err.expr.span)
+                self.diags.error(err.message("a matrix literal holds constants"), err.expr.span,
+                                 err.hint)
                 raise _Poisoned() from None
             return self._apply(e, [], lambda: b.const(value))
         if isinstance(e, ast.Call):
@@ -443,8 +450,8 @@ class _Elaborator:
                 except NotConstant as err:
                     self.diags.error(err.message("an index must be a constant"),
                                      err.expr.span,
-                                     "indices are numbers or 'let' constants, known when "
-                                     "the spec compiles")
+                                     err.hint or "indices are numbers or 'let' constants, "
+                                                 "known when the spec compiles")
                     raise _Poisoned() from None
                 if isinstance(values[-1], list):
                     self.diags.error("an index must be a single number, not a matrix",
@@ -503,13 +510,15 @@ class _Elaborator:
         for pname, expr in bound.items():
             if pname in fn.static:
                 try:
-                    if means_none(expr, static.get(pname, 0)):
+                    default = static.get(pname, 0)
+                    if means_none(expr, default):
                         static[pname] = None
                         continue
-                    static[pname] = self._static(pname, expr)
+                    flag = truth_value(expr, default)
+                    static[pname] = self._static(pname, expr) if flag is None else flag
                 except NotConstant as err:
                     self.diags.error(err.message(f"'{pname}' of {e.func} must be a constant"),
-                                     err.expr.span)
+                                     err.expr.span, err.hint)
                     raise _Poisoned() from None
             elif pname in fn.listed:
                 args[pname] = tuple(self._listed(e, pname, expr, described))
@@ -615,14 +624,37 @@ class _Elaborator:
             if n.op == "input" and roles.get(n.attr("name"), ("",))[0] == "labels":
                 n.dtype = "int"
 
-    def _implied_output(self, forward: list[Binding], loss: str) -> str | None:
-        """Without 'output': the last equation before the loss that the loss depends on."""
+    def _implied_output(self, forward: list[Binding], loss: str, inputs: list[Binding],
+                        targets: list[Binding], defaults: dict) -> str | None:
+        """Without 'output': the model's prediction, computed from the data and never
+        from a target (predict takes no targets). Among the equations before the loss
+        that the loss depends on and that read no target, the last one of the first
+        kind there is: computed from a data input (one without a default) and a
+        parameter; from a data input; computed at all; only another name for an input
+        or a parameter ('a = W'). None (the loss is the output) when every such equation
+        reads a target."""
         loss_node = next(b.node for b in forward if b.name == loss)
-        reachable = {n.id for n in topo_order([loss_node])}
-        for b in reversed(forward):
-            if b.name != loss and b.node.id in reachable:
-                return b.name
-        return None
+        kinds = {b.node.id: TARGET for b in targets}
+        kinds.update({b.node.id: DATA for b in inputs if b.name not in defaults})
+        reads: dict[int, int] = {}  # node id -> the kinds of leaf it is computed from
+        for n in topo_order([loss_node]):
+            if n.op in NAMED_LEAVES:
+                reads[n.id] = PARAM if n.op == "param" else kinds.get(n.id, 0)
+            else:
+                flags = 0
+                for a in n.args:
+                    flags |= reads[a.id]
+                reads[n.id] = flags
+        best, best_rank = None, -1
+        for b in forward:
+            flags = reads.get(b.node.id)
+            if b.name == loss or flags is None or flags & TARGET:
+                continue
+            rank = 0 if b.node.op in NAMED_LEAVES else \
+                3 if flags & DATA and flags & PARAM else 2 if flags & DATA else 1
+            if rank >= best_rank:
+                best, best_rank = b.name, rank
+        return best
 
     def _optimizer(self, st: ast.Optimizer) -> dict:
         settings = optimizer_defaults(st.name)
@@ -678,6 +710,9 @@ def _conv_filters(roots) -> set[int]:
         if n.op == "filters_matmul" and n.args[0].op == "reshape":
             out.add(n.args[0].args[0].id)
     return out
+
+
+DATA, PARAM, TARGET = 1, 2, 4  # what a value is computed from (_implied_output)
 
 
 def _sized_by_flow(st: ast.Param | ast.State) -> bool:

@@ -234,9 +234,14 @@ def _pool(op):
         size = _whole("size", s["size"], 1)
         stride = size if s["stride"] is None else _whole("stride", s["stride"], 1)
         pad = _whole("pad", s["pad"], 0)
-        if op == "max_pool" and pad >= size:
-            raise ShapeError(f"max_pool's pad ({pad}) must be smaller than its size "
-                             f"({size}), or a window could hold only padding", ())
+        if pad >= size:  # the first window would hold padding alone
+            alone = "whose maximum is -inf" if op == "max_pool" else \
+                "whose mean is 0 whatever the input"
+            raise ShapeError(f"{op}'s pad ({pad}) must be smaller than its size ({size}): "
+                             f"a window could hold padding alone, {alone}", (),
+                             hint=f"use a pad from 0 to {size - 1}"
+                                  + (f" ({(size - 1) // 2} keeps a stride-1 image's size)"
+                                     if size % 2 else ""))
         try:
             return b.op(op, a["x"], size=size, stride=stride, pad=pad)
         except ShapeError as e:

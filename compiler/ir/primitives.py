@@ -75,11 +75,20 @@ class Primitive:
     # Draws random numbers: ``evaluate(values, attrs, rng)`` takes the generator, and the
     # generated function that computes it takes ``rng`` (training mode).
     random: bool = False
+    # The arguments whose memory the printed result may share (NumPy returns a view of
+    # them: reshape, a slice, ``.T``): argument indices, or a function of the attributes
+    # giving them. Buffer planning keeps such an argument alive, and unwritten, while
+    # the result is; every other op's result is a new array.
+    views: tuple[int, ...] | Callable[[dict], tuple[int, ...]] = ()
 
     def result_dtype(self, args, default: str) -> str:
         if self.keeps_dtype and args:
             return args[0].dtype
         return self.dtype or default
+
+    def viewed(self, node: Node) -> tuple[int, ...]:
+        """Which arguments of ``node`` its printed value may be a view of."""
+        return self.views(dict(node.attrs)) if callable(self.views) else self.views
 
     def write_into(self, args: list[str], attrs: dict, out: str) -> str | None:
         """The call computing this op into the buffer ``out``, or None if it cannot."""
@@ -512,7 +521,7 @@ _register(Primitive("ones_like", 1, _same, _like("np.ones_like"),
 _register(Primitive("stop_gradient", 1, _same, lambda a, attrs, n: a[0],
                     lambda v, a: v[0], lambda b, n, g: [None],
                     "stop_gradient(x) = x forward; no adjoint flows back through it",
-                    elementwise=True, cheap=True))
+                    elementwise=True, cheap=True, views=(0,)))
 _register(Primitive(
     "keep_mask", 1, _same,
     lambda a, attrs, n: (f"rng.random({paren(a[0], POSTFIX)}.shape) >= {attrs['p']!r}", CMP),
@@ -547,7 +556,8 @@ _register(Primitive("outer", 2, lambda args, attrs: args[0].shape + args[1].shap
 _register(Primitive(
     "transpose", 1, _transpose_shape, lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}.T", POSTFIX),
     lambda v, a: np.transpose(v[0]),
-    lambda b, n, g: [b.op("transpose", expand(b, g, n))], "d(X.T) = (dX).T", cheap=True))
+    lambda b, n, g: [b.op("transpose", expand(b, g, n))], "d(X.T) = (dX).T", cheap=True,
+    views=(0,)))
 
 
 def _emit_reshape(a, attrs, n):
@@ -575,16 +585,16 @@ _register(Primitive(
     "reshape", None, _reshape_shape, _emit_reshape, _eval_reshape,
     lambda b, n, g: [b.op("reshape_like", expand(b, g, n), n.args[0])] + [None] * (
         len(n.args) - 1),
-    "reshape moves elements without changing them", cheap=True))
+    "reshape moves elements without changing them", cheap=True, views=(0,)))
 _register(Primitive(
     "reshape_like", 2, lambda args, attrs: args[1].shape,
     lambda a, attrs, n: (f"np.reshape({a[0][0]}, {paren(a[1], POSTFIX)}.shape)", POSTFIX),
-    lambda v, a: np.reshape(v[0], np.shape(v[1])), None, "", cheap=True))
+    lambda v, a: np.reshape(v[0], np.shape(v[1])), None, "", cheap=True, views=(0,)))
 _register(Primitive(
     "expand_dims", 1,
     lambda args, attrs: _expand_shape(args[0].shape, attrs["axis"]),
     lambda a, attrs, n: (f"np.expand_dims({a[0][0]}, {_axis_text(attrs['axis'])!r})", POSTFIX),
-    lambda v, a: np.expand_dims(v[0], a["axis"]), None, "", cheap=True))
+    lambda v, a: np.expand_dims(v[0], a["axis"]), None, "", cheap=True, views=(0,)))
 
 
 def _expand_shape(shape, axes):
@@ -651,7 +661,7 @@ _register(Primitive(
     lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}[{index_text(attrs['index'])}]", POSTFIX),
     lambda v, a: np.array(np.asarray(v[0])[_py_index(a["index"])]), _slice_vjp,
     "d x[i] = dx[i]: the adjoint goes back into the positions taken, zeros elsewhere",
-    cheap=True, keeps_dtype=True))
+    cheap=True, keeps_dtype=True, views=(0,)))
 
 
 def _index_add_shape(args, attrs):
@@ -883,6 +893,12 @@ def _np_windows(x, kh, kw, stride, pad, fill=0.0):
     return view[..., ::stride, ::stride, :, :]
 
 
+def _im2col_is_reshape(attrs) -> bool:
+    """A 1x1 kernel at stride 1 without padding: every pixel is a patch of its own, and
+    ``_im2col`` returns the input reshaped (a view of it where NumPy can make one)."""
+    return (attrs["kh"], attrs["kw"], attrs["stride"], attrs["pad"]) == (1, 1, 1, 0)
+
+
 def _np_im2col(v, a):
     """[N, C*kh*kw, OH*OW]: column (i, j) holds the pixels of window (i, j) (reference)."""
     win = _np_windows(v[0], a["kh"], a["kw"], a["stride"], a["pad"])  # [N, C, OH, OW, ., .]
@@ -908,7 +924,8 @@ _register(Primitive(
     "im2col", 1, _im2col_shape,
     lambda a, attrs, n: (f"_im2col({a[0][0]}, {_window_args(attrs)})", POSTFIX), _np_im2col,
     lambda b, n, g: [b.op("col2im", expand(b, g, n), n.args[0], **dict(n.attrs))],
-    "im2col copies input pixels into patches: its adjoint adds each patch back (col2im)"))
+    "im2col copies input pixels into patches: its adjoint adds each patch back (col2im)",
+    views=lambda attrs: (0,) if _im2col_is_reshape(attrs) else ()))
 _register(Primitive(
     "col2im", 2, lambda args, attrs: args[1].shape,
     lambda a, attrs, n: (f"_col2im({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
@@ -1005,7 +1022,8 @@ _register(Primitive(
     lambda v, a: np.reshape(v[0], (np.shape(v[0])[0],) + tuple(a["dims"])),
     lambda b, n, g: [b.op("reshape_each", expand(b, g, n),
                           dims=tuple(n.args[0].shape[1:]))],
-    "reshaping each example moves elements without changing them", cheap=True))
+    "reshaping each example moves elements without changing them", cheap=True,
+    views=(0,)))
 
 
 def _pool_shape(args, attrs):
@@ -1230,13 +1248,20 @@ HELPERS = {
     x is [N, C, H, W]; the result is [N, C*kh*kw, OH*OW]: column (i*OW + j) of example
     n holds the C*kh*kw input values that the filter at output pixel (i, j) covers, in
     the filters' own order (channel, row, column), so the filters reshaped to rows
-    [F, C*kh*kw] times it are the convolution. A copy, kept for the backward pass."""
-    if pad:
-        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    [F, C*kh*kw] times it are the convolution. A copy, kept for the backward pass,
+    except for a 1x1 kernel at stride 1 without padding: each pixel is then a patch of
+    its own, and the result is x reshaped (a view of x, which must then stay unchanged
+    while the result is kept)."""
+    n, c, h, w = x.shape
+    if kh == kw == stride == 1 and not pad:
+        return x.reshape(n, c, h * w)
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))
     windows = windows[:, :, ::stride, ::stride]  # [N, C, OH, OW, kh, kw], a view
-    n, c, oh, ow = windows.shape[:4]
-    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, oh * ow)''',
+    oh, ow = windows.shape[2:4]
+    col = windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, oh * ow)
+    # A kernel as tall or as wide as the image can leave that reshape a view of x.
+    return col.copy() if np.may_share_memory(col, x) else col''',
     "_col2im": '''def _col2im(col, shape, kh, kw, stride=1, pad=0):
     """The adjoint of _im2col: every entry of the patch matrix [N, C*kh*kw, OH*OW]
     added back onto the pixel of the [N, C, H, W] image it was copied from (a pixel
