@@ -19,7 +19,7 @@ from pathlib import Path
 from .buffers import plan
 from ..errors import Diagnostic, SpecError
 from ..ir.inits import formula
-from ..ir import Binding, Program, topo_order
+from ..ir import Binding, Program, random_sites, topo_order
 from ..names import mentioned
 from ..ir.primitives import HELPERS, PRIMITIVES, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
@@ -76,10 +76,33 @@ def _shape_literal(shape) -> tuple:
 
 
 def _needed(prog: Program, roots: list[str]) -> list[Binding]:
-    """The forward bindings the named roots depend on, in spec order."""
+    """The forward bindings the named roots depend on, in spec order; in training mode
+    also every equation that draws a mask, whole (every dropout site draws once per
+    call, in spec order, whether or not the roots read it: ``random_sites``)."""
     by_name = {bd.name: bd for bd in prog.forward}
-    live = {n.id for n in topo_order([by_name[r].node for r in roots if r in by_name])}
+    live = {n.id for n in topo_order([by_name[r].node for r in roots if r in by_name]
+                                     + [bd.node for bd in _drawing(prog)])}
     return [bd for bd in prog.forward if bd.node.id in live]
+
+
+def _drawing(prog: Program) -> list[Binding]:
+    """The forward bindings that first compute a random draw (a dropout's mask), in spec
+    order: one walk over the forward pass, each node visited once."""
+    sites = {n.id for n in random_sites(prog)}
+    seen: set[int] = set()
+    out = []
+    for bd in prog.forward if sites else ():
+        stack, draws = [bd.node], False
+        while stack:
+            n = stack.pop()
+            if n.id in seen:
+                continue
+            seen.add(n.id)
+            draws = draws or n.id in sites
+            stack.extend(n.args)
+        if draws:
+            out.append(bd)
+    return out
 
 
 def _data_args(prog: Program, bindings: list[Binding], with_targets: bool) -> list[Binding]:
