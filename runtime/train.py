@@ -268,7 +268,7 @@ def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = No
     are also evaluated together to find out, and a loss that is neither (or where the
     two cannot be told apart) is evaluated in one call. Inference mode, reading ``state``
     (a model with state: its initial state when None)."""
-    kw = inference_kwargs(module, state)
+    kw = inference_kwargs(module, state, "loss")
     axes = data_mod.batch_axes(module)
     n = data_mod.example_count(arrays, axes)
     if n <= batch:

@@ -35,6 +35,7 @@ class Step:
     statement: Statement
     code: list[str]
     release: list[str] = field(default_factory=list)
+    into: bool = False  # computed straight into the caller's buffer (``into``)
 
 
 STYLES = ("fast", "textbook")
@@ -143,7 +144,7 @@ def plan(statements: list[Statement], returns: list[str],
                 gid = len(members)
                 fresh[gid] = True
                 join(st.name, gid)
-        step = Step(st, code)
+        step = Step(st, code, into=not view and direct is not None)
         if later_alloc[i]:
             # Only a buffer read here (or just made and never read) can die here.
             candidates = {group[n] for n in reads[i] if n in group} | {group[st.name]}
