@@ -63,6 +63,8 @@ CASES = [
      "dropout(tanh(x) * v, 0.2)) + dropout(w, 0.5)\n", [(4, 3), (4, 3), ()]),
     ("nested sites", "h = dropout(dropout(x @ W, 0.5) * v, 0.5)\nloss L = sum(h^2)\n",
      [(4, 3), (4, 3)]),
+    ("a site the optimizer would fold away", "loss L = sum(x @ W) + 0 * "
+     "sum(dropout(x * v, 0.5)) + 0 * dropout(w, 0.5)\n", [(4, 3), ()]),
     ("vector site", "h = dropout(v * w, 0.5)\nloss L = sum(h * v) + sum(x @ W)\n", [(3,)]),
     ("scalar site read by a vector", "c = dropout(s * w, 0.5)\nh = c * v\n"
      "loss L = sum(h^2) + sum(x @ W)\n", [()]),
@@ -145,7 +147,8 @@ def test_random_specs_draw_like_the_evaluator():
             b = names[int(rng.integers(len(names)))]
             p = [0, 0.25, 0.5, 0.75][int(rng.integers(4))]
             expr = [f"dropout({a}, {p})", f"relu({a}) + dropout({b}, {p})",
-                    f"dropout({a} * dropout({b}, {p}), 0.5)", f"{a} * w"][int(rng.integers(4))]
+                    f"dropout({a} * dropout({b}, {p}), 0.5)",
+                    f"{a} * w"][int(rng.integers(4))]
             lines.append(f"h{k} = {expr}")
             names.append(f"h{k}")
         used = [n for n in names[2:] if rng.random() < 0.5] or [names[-1]]
