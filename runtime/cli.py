@@ -509,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("gradcheck", parents=[common],
-                       help="compare the backward pass with finite differences")
+                       help="compare the backward pass with finite differences (of a "
+                       "model with dropout or batch norm: in training and inference mode)")
     p.add_argument("spec", metavar="SPEC_OR_MODULE")
     p.add_argument("--eps", type=number(RUNTIME_RANGES["eps"]), default=1e-6,
                    help="finite-difference step")

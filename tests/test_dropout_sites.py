@@ -165,3 +165,33 @@ def test_random_specs_draw_like_the_evaluator():
         assert len(rec.draws) == len(random_sites(prog)) == body.count("dropout(")
         assert [s for s, _ in rec.draws] == [s for s, _ in ev.draws], body
         assert np.isclose(values["L"], loss, rtol=1e-12), body
+
+
+IMAGES = """model imgdrop
+input x : [N, 2, 5, 5]
+target t : [N, 3]
+param K : [4, 2, 3, 3] = normal(std=0.3)
+param V : [36, 3] = normal(std=0.3)
+a = dropout(conv2d(x, K), 0.5)
+f = flatten(dropout(relu(a), 0.3))
+loss L = mse(f @ V, t)
+"""
+
+
+def test_four_d_sites():
+    """Sites on [N, C, H, W] values: the module's masks are the evaluator's and torch's."""
+    pytest.importorskip("torch")
+    from diffharness import differential
+
+    m = module(IMAGES)
+    prog = program_from_text(IMAGES, "sites.bp")
+    rng = np.random.default_rng(0)
+    params = m.init_params(rng)
+    data = {"x": rng.normal(size=(3, 2, 5, 5)), "t": rng.normal(size=(3, 3))}
+    rec, ev = Recorder(2), Recorder(2)
+    loss, _ = m.loss_and_grad(params, **data, rng=rec)
+    values = evaluate(prog, data, params, names=["L"], rng=ev)
+    assert [s for s, _ in rec.draws] == [s for s, _ in ev.draws] == [(3, 4, 3, 3)] * 2
+    assert np.isclose(values["L"], loss, rtol=1e-12)
+    for seed in range(2):
+        differential(IMAGES, seed)
