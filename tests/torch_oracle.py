@@ -223,18 +223,6 @@ class Oracle:
                 return name
         return self.d.loss
 
-    def _needed(self, name) -> set:
-        """The equations ``name`` depends on, itself included."""
-        eqs = {st.name: st for st in self.d.equations}
-        needed, todo = {name}, [eqs[name]]
-        while todo:
-            st = todo.pop()
-            for n in _deps(st.value, set()):
-                if n in eqs and n not in needed:
-                    needed.add(n)
-                    todo.append(eqs[n])
-        return needed
-
     def const(self, e):
         """A compile-time constant (numbers, lets, + - * / ^, unary minus, matrix rows)."""
         if isinstance(e, ast.Num):
@@ -713,20 +701,6 @@ class Oracle:
             return
         top2 = torch.topk(y, 2, dim=-1).values
         self._note_kink(top2[..., 0] - top2[..., 1])
-
-
-def _calls(e, func: str) -> bool:
-    """Whether expression ``e`` calls ``func``."""
-    if isinstance(e, ast.Call):
-        return e.func == func or any(_calls(a, func) for a in e.args) or \
-            any(_calls(k.value, func) for k in e.kwargs)
-    if isinstance(e, ast.BinOp):
-        return _calls(e.left, func) or _calls(e.right, func)
-    if isinstance(e, (ast.Neg, ast.Transpose)):
-        return _calls(e.operand, func)
-    if isinstance(e, ast.Index):
-        return _calls(e.value, func)
-    return False
 
 
 def _t(v):
