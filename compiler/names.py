@@ -26,6 +26,7 @@ def mentioned(code: str) -> list[str]:
 GENERATED_NAMES = frozenset({
     "np", "numpy", "params", "grads", "rng", "INPUTS", "TARGETS", "PARAMS", "DTYPE",
     "CONFIG", "OUTPUT", "LOSS", "init_params", "predict", "loss", "loss_and_grad",
+    "training",  # the mode keyword of loss and loss_and_grad (a model with modes)
 })
 # Names a module defines or takes only when its spec declares state.
 STATE_NAMES = frozenset({"state", "STATE", "init_state"})

@@ -131,10 +131,15 @@ def predict(params, x):
     return y
 
 
-def loss(params, x, t) -> float:
+def loss(params, x, t, *, training=False, rng=None) -> float:
     """The loss L.
 
-    Inference mode: dropout is the identity."""
+    By default (``training=False``) inference mode: dropout is the identity.
+
+    With ``training=True``: the loss ``loss_and_grad`` differentiates by default.
+    Training mode: dropout's masks are drawn from ``rng`` (a NumPy Generator)."""
+    if training:
+        return _loss_training(params, x, t, rng=rng)
     x = np.asarray(x, dtype=DTYPE)
     t = np.asarray(t, dtype=DTYPE)
     W1 = params["W1"]
@@ -180,17 +185,24 @@ def loss(params, x, t) -> float:
 
 
 def loss_and_grad(
-    params, x, t, *, rng, grads=None
+    params, x, t, *, training=True, rng=None, grads=None
 ) -> tuple[float, dict[str, np.ndarray]]:
     """The loss L and its gradient with respect to W1, b1, W2, b2, W3, b3, W4, b4,
     W5, b5, W6, b6.
 
-    Training mode: dropout's masks are drawn from ``rng`` (a NumPy Generator); the
-    backward pass reuses them.
+    By default (``training=True``) training mode: dropout's masks are drawn from
+    ``rng`` (a NumPy Generator); the backward pass reuses them.
+
+    With ``training=False``: the gradient of ``loss()``. Inference mode: dropout is
+    the identity.
 
     Given ``grads`` (arrays shaped like the gradients, by name), gradients are
     computed into those arrays where possible, so a training loop allocates nothing
     large."""
+    if not training:
+        return _loss_and_grad_inference(params, x, t, grads=grads)
+    if rng is None:
+        raise TypeError("training mode needs rng (a NumPy Generator)")
     x = np.asarray(x, dtype=DTYPE)
     t = np.asarray(t, dtype=DTYPE)
     W1 = params["W1"]
@@ -313,6 +325,196 @@ def loss_and_grad(
     del d1_keep, dL_dd1
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1 > 0, dL_dz1, out=dL_dz1)
+    # a1 = x @ W1 + b1
+    dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))
+    dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))
+
+    return float(L), {
+        "W1": dL_dW1,
+        "b1": dL_db1,
+        "W2": dL_dW2,
+        "b2": dL_db2,
+        "W3": dL_dW3,
+        "b3": dL_db3,
+        "W4": dL_dW4,
+        "b4": dL_db4,
+        "W5": dL_dW5,
+        "b5": dL_db5,
+        "W6": dL_dW6,
+        "b6": dL_db6,
+    }
+
+
+def _loss_training(params, x, t, *, rng) -> float:
+    """The loss L in training mode: ``loss(..., training=True)``.
+
+    Training mode: dropout's masks are drawn from ``rng`` (a NumPy Generator)."""
+    if rng is None:
+        raise TypeError("training mode needs rng (a NumPy Generator)")
+    x = np.asarray(x, dtype=DTYPE)
+    t = np.asarray(t, dtype=DTYPE)
+    W1 = params["W1"]
+    b1 = params["b1"]
+    W2 = params["W2"]
+    b2 = params["b2"]
+    W3 = params["W3"]
+    b3 = params["b3"]
+    W4 = params["W4"]
+    b4 = params["b4"]
+    W5 = params["W5"]
+    b5 = params["b5"]
+    W6 = params["W6"]
+    b6 = params["b6"]
+    a1 = x @ W1
+    a1 += b1
+    z1 = np.maximum(a1, 0, out=a1)
+    d1_keep = rng.random(z1.shape) >= 0.2  # [N, 100], drawn once
+    d1 = z1 * d1_keep
+    d1 /= 0.8
+    del a1, z1, d1_keep
+    a2 = d1 @ W2
+    a2 += b2
+    del d1
+    z2 = np.maximum(a2, 0, out=a2)
+    d2_keep = rng.random(z2.shape) >= 0.2  # [N, 100], drawn once
+    d2 = z2 * d2_keep
+    d2 /= 0.8
+    del a2, z2, d2_keep
+    a3 = d2 @ W3
+    a3 += b3
+    del d2
+    z3 = np.maximum(a3, 0, out=a3)
+    d3_keep = rng.random(z3.shape) >= 0.2  # [N, 100], drawn once
+    d3 = z3 * d3_keep
+    d3 /= 0.8
+    del a3, z3, d3_keep
+    a4 = d3 @ W4
+    a4 += b4
+    del d3
+    z4 = np.maximum(a4, 0, out=a4)
+    d4_keep = rng.random(z4.shape) >= 0.2  # [N, 100], drawn once
+    d4 = z4 * d4_keep
+    d4 /= 0.8
+    del a4, z4, d4_keep
+    a5 = d4 @ W5
+    a5 += b5
+    del d4
+    z5 = np.maximum(a5, 0, out=a5)
+    d5_keep = rng.random(z5.shape) >= 0.2  # [N, 100], drawn once
+    d5 = z5 * d5_keep
+    d5 /= 0.8
+    del a5, z5, d5_keep
+    y = d5 @ W6
+    y += b6
+    L = -np.sum(t * (y - _logsumexp(y, axis=1, keepdims=True))) / x.shape[0]
+    return float(L)
+
+
+def _loss_and_grad_inference(
+    params, x, t, *, grads=None
+) -> tuple[float, dict[str, np.ndarray]]:
+    """The loss L and its gradient with respect to W1, b1, W2, b2, W3, b3, W4, b4,
+    W5, b5, W6, b6 in inference mode: ``loss_and_grad(..., training=False)``, the
+    gradient of ``loss()``.
+
+    Inference mode: dropout is the identity."""
+    x = np.asarray(x, dtype=DTYPE)
+    t = np.asarray(t, dtype=DTYPE)
+    W1 = params["W1"]
+    b1 = params["b1"]
+    W2 = params["W2"]
+    b2 = params["b2"]
+    W3 = params["W3"]
+    b3 = params["b3"]
+    W4 = params["W4"]
+    b4 = params["b4"]
+    W5 = params["W5"]
+    b5 = params["b5"]
+    W6 = params["W6"]
+    b6 = params["b6"]
+    grads = {} if grads is None else grads  # buffers to compute into
+
+    # forward
+    a1 = x @ W1
+    a1 += b1
+    z1 = np.maximum(a1, 0, out=a1)
+    d1 = z1
+    a2 = z1 @ W2
+    a2 += b2
+    z2 = np.maximum(a2, 0, out=a2)
+    d2 = z2
+    a3 = z2 @ W3
+    a3 += b3
+    z3 = np.maximum(a3, 0, out=a3)
+    d3 = z3
+    a4 = z3 @ W4
+    a4 += b4
+    z4 = np.maximum(a4, 0, out=a4)
+    d4 = z4
+    a5 = z4 @ W5
+    a5 += b5
+    z5 = np.maximum(a5, 0, out=a5)
+    d5 = z5
+    y = z5 @ W6
+    y += b6
+    # L_log_softmax: [N, 10], used 2 times
+    L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
+    L = -np.sum(t * L_log_softmax) / x.shape[0]
+
+    # backward
+    # loss L = softmax_cross_entropy(y, t)
+    dL_dy = np.exp(L_log_softmax) - t
+    dL_dy /= x.shape[0]
+    del y, L_log_softmax
+    # y = d5 @ W6 + b6
+    dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
+    dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
+    z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
+    del a5, z5, d5
+    dL_dz5 = dL_dy @ W6.T
+    del dL_dy
+    # z5 = relu(a5) (relu'(x) = [relu(x) > 0], a mask from the output)
+    dL_da5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
+    del z5_mask
+    # a5 = d4 @ W5 + b5
+    dL_db5 = np.sum(dL_da5, axis=0, out=grads.get("b5"))
+    dL_dW5 = np.matmul(z4.T, dL_da5, out=grads.get("W5"))
+    z4_mask = z4 > 0  # [N, 100] bool, taken now so z4 can be released
+    del a4, z4, d4
+    dL_dz4 = dL_da5 @ W5.T
+    del dL_dz5, dL_da5
+    # z4 = relu(a4) (relu'(x) = [relu(x) > 0], a mask from the output)
+    dL_da4 = np.multiply(z4_mask, dL_dz4, out=dL_dz4)
+    del z4_mask
+    # a4 = d3 @ W4 + b4
+    dL_db4 = np.sum(dL_da4, axis=0, out=grads.get("b4"))
+    dL_dW4 = np.matmul(z3.T, dL_da4, out=grads.get("W4"))
+    z3_mask = z3 > 0  # [N, 100] bool, taken now so z3 can be released
+    del a3, z3, d3
+    dL_dz3 = dL_da4 @ W4.T
+    del dL_dz4, dL_da4
+    # z3 = relu(a3) (relu'(x) = [relu(x) > 0], a mask from the output)
+    dL_da3 = np.multiply(z3_mask, dL_dz3, out=dL_dz3)
+    del z3_mask
+    # a3 = d2 @ W3 + b3
+    dL_db3 = np.sum(dL_da3, axis=0, out=grads.get("b3"))
+    dL_dW3 = np.matmul(z2.T, dL_da3, out=grads.get("W3"))
+    z2_mask = z2 > 0  # [N, 100] bool, taken now so z2 can be released
+    del a2, z2, d2
+    dL_dz2 = dL_da3 @ W3.T
+    del dL_dz3, dL_da3
+    # z2 = relu(a2) (relu'(x) = [relu(x) > 0], a mask from the output)
+    dL_da2 = np.multiply(z2_mask, dL_dz2, out=dL_dz2)
+    del z2_mask
+    # a2 = d1 @ W2 + b2
+    dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
+    dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))
+    z1_mask = z1 > 0  # [N, 100] bool, taken now so z1 can be released
+    del a1, z1, d1
+    dL_dz1 = dL_da2 @ W2.T
+    del dL_dz2, dL_da2
+    # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
+    dL_da1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
     # a1 = x @ W1 + b1
     dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))
     dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))

@@ -200,19 +200,21 @@ def _cmd_gradcheck(args) -> int:
 
 def _gradcheck_verdict(rows) -> int:
     """``ok`` only when every variable had entries compared and all of them matched."""
-    mismatched = [r.name for r in rows if not r.ok and not r.why]
+    mismatched = [r.label for r in rows if not r.ok and not r.why]
     unchecked = [r for r in rows if not r.ok and r.why]
     if mismatched:
         print(f"FAILED: the gradient of {', '.join(mismatched)} does not match finite "
               "differences")
     for r in unchecked:
-        print(f"FAILED: {r.name} was not checked: {r.why}")
+        print(f"FAILED: {r.label} was not checked: {r.why}")
     if any("kinks" in r.why for r in unchecked):
         print("hint: try another --seed, or a larger --samples, to land on smooth points")
     if mismatched or unchecked:
         return 1
-    print(f"ok: all {len(rows)} gradients match ({sum(r.checked for r in rows)} entries "
-          "compared)")
+    modes = list(dict.fromkeys(r.mode for r in rows if r.mode))
+    where = f" in {' and '.join(modes)} mode" if modes else ""
+    print(f"ok: all {len({r.name for r in rows})} gradients match{where} "
+          f"({sum(r.checked for r in rows)} entries compared)")
     return 0
 
 
@@ -507,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("gradcheck", parents=[common],
-                       help="compare the backward pass with finite differences")
+                       help="compare the backward pass with finite differences (of a "
+                       "model with dropout or batch norm: in training and inference mode)")
     p.add_argument("spec", metavar="SPEC_OR_MODULE")
     p.add_argument("--eps", type=number(RUNTIME_RANGES["eps"]), default=1e-6,
                    help="finite-difference step")

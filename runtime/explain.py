@@ -284,7 +284,8 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
                          ).replace("<", "\\u003c")
 
     # training mode (batch statistics, fixed masks), each evaluation from init_state()
-    check_rows = gradcheck(_float64(module), samples=10, batch=3, seed=seed)
+    check_rows = gradcheck(_float64(module), samples=10, batch=3, seed=seed,
+                           modes=("training",))
     stats = list(layer_values(prog, batch, seed))
     stateful = bool(prog.states)
 

@@ -9,10 +9,13 @@ does a loss or gradient that is not finite at the checked point (a NaN compares 
 with everything, so it would otherwise slip through). Because only the contract is used,
 a hand-edited module is checked exactly like a freshly generated one.
 
-Modes: the gradient is that of training mode, so the check is too: dropout's masks are
-held fixed (each evaluation draws the same ones) and batch norm normalizes with the
-batch's statistics; every evaluation starts from its own copy of the same state, so no
-evaluation sees running statistics another one moved.
+Modes: a module with dropout or batch norm is checked in each of its modes, training
+then inference (``modes`` chooses). In training mode ``loss_and_grad(...,
+training=True)`` is compared with ``loss(..., training=True)``: dropout's masks are held
+fixed (each evaluation draws the same ones) and batch norm normalizes with the batch's
+statistics; in inference mode ``loss_and_grad(..., training=False)`` with ``loss()``.
+Every evaluation starts from its own copy of the same state, so no evaluation sees
+running statistics another one moved.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from bpc.compiler.vocab import RUNTIME_RANGES
 
 from .data import synthetic
 from .errors import UserError
-from .modes import fixed_masks, training_loss
+from .modes import fixed_masks, has_modes, inference_kwargs, inference_loss, training_loss
+
+MODES = ("training", "inference")
 
 
 @dataclass
@@ -40,14 +45,21 @@ class Row:
     max_rel: float
     ok: bool
     why: str = ""  # what went wrong, when it is not a plain mismatch
+    mode: str = ""  # "training" or "inference" for a module with modes, else ""
+
+    @property
+    def label(self) -> str:
+        """The variable, and the mode it was checked in when the module has modes."""
+        return f"{self.name} ({self.mode} mode)" if self.mode else self.name
 
 
 def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, seed: int = 0,
               batch: int = 3, data: dict | None = None, params: dict | None = None,
-              state: dict | None = None) -> list[Row]:
+              state: dict | None = None, modes: tuple[str, ...] = MODES) -> list[Row]:
     """Check every gradient of ``module`` at random data and parameters (or those given),
-    in training mode, from ``state`` (the module's initial state when None), never
-    changing the caller's ``state``."""
+    from ``state`` (the module's initial state when None), never changing the caller's
+    ``state``. A module with modes is checked in each of ``modes`` (default: training,
+    then inference; one row per variable and mode); a module without, once."""
     for key, value in (("eps", eps), ("tol", tol), ("samples", samples), ("seed", seed),
                        ("batch", batch)):
         problem = RUNTIME_RANGES[key].problem(value)
@@ -60,27 +72,44 @@ def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, s
         params = {k: np.array(v, dtype=np.float64) for k, v in module.init_params(rng).items()}
         # Move off symmetric points (zero biases, equal weights) that hide mistakes.
         params = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in params.items()}
-    with np.errstate(all="ignore"):
-        # training mode with fixed masks: the same dropout masks in every evaluation,
-        # batch statistics, and a copy of the same state each time
-        _, grads = module.loss_and_grad(params, **data, **fixed_masks(module, state=state))
-        return [_check_variable(module, name, g, params, data, eps, tol, samples, rng, state)
-                for name, g in grads.items()]
+    for mode in modes:
+        if mode not in MODES:
+            raise UserError(f"gradcheck: unknown mode {mode!r}; expected one of {MODES}")
+    rows = []
+    for mode in modes if has_modes(module) else ("",):
+        with np.errstate(all="ignore"):
+            if mode == "inference":  # the gradient of loss(), reading a copy of state
+                kwargs = inference_kwargs(module, _copy(state), "loss_and_grad")
+                loss = inference_loss
+            else:
+                # training mode with fixed masks: the same dropout masks in every
+                # evaluation, batch statistics, and a copy of the same state each time
+                kwargs, loss = fixed_masks(module, state=state), training_loss
+            _, grads = module.loss_and_grad(params, **data, **kwargs)
+            rows += [_check_variable(module, name, g, params, data, eps, tol, samples, rng,
+                                     state, loss, mode) for name, g in grads.items()]
+    return rows
 
 
-def _check_variable(module, name, g, params, data, eps, tol, samples, rng, state) -> Row:
-    """One row: up to ``samples`` entries of ``name`` compared with central differences."""
+def _copy(state):
+    return None if state is None else {k: np.array(v, copy=True) for k, v in state.items()}
+
+
+def _check_variable(module, name, g, params, data, eps, tol, samples, rng, state, loss,
+                    mode) -> Row:
+    """One row: up to ``samples`` entries of ``name`` compared with central differences
+    of ``loss`` (``training_loss`` or ``inference_loss``)."""
     in_params = name in params
     base = np.array(params[name] if in_params else data[name], dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
 
     def loss_at(arr):
         if in_params:
-            return training_loss(module, {**params, name: arr}, data, state=state)
-        return training_loss(module, params, {**data, name: arr}, state=state)
+            return loss(module, {**params, name: arr}, data, state=state)
+        return loss(module, params, {**data, name: arr}, state=state)
 
     def failed(why: str) -> Row:
-        return Row(name, tuple(base.shape), 0, 0, math.nan, math.nan, False, why)
+        return Row(name, tuple(base.shape), 0, 0, math.nan, math.nan, False, why, mode)
 
     idx = list(np.ndindex(base.shape))
     if len(idx) > samples:
@@ -121,13 +150,19 @@ def _check_variable(module, name, g, params, data, eps, tol, samples, rng, state
         ok = False
         why = (f"no entry compared: all {skipped} sampled entries sit on kinks" if skipped
                else "no entry compared: it has no entries")
-    return Row(name, tuple(base.shape), checked, skipped, max_abs, max_rel, bool(ok), why)
+    return Row(name, tuple(base.shape), checked, skipped, max_abs, max_rel, bool(ok), why,
+               mode)
 
 
 def format_table(rows: list[Row]) -> str:
+    """The rows as a table; a ``mode`` column when the module has modes."""
     header = ("variable", "shape", "checked", "skipped", "max abs err", "max rel err", "")
+    with_mode = any(r.mode for r in rows)
+    if with_mode:
+        header = ("variable", "mode", *header[1:])
     lines = [header] + [
-        (r.name, "scalar" if not r.shape else "[" + ", ".join(map(str, r.shape)) + "]",
+        (r.name, *((r.mode,) if with_mode else ()),
+         "scalar" if not r.shape else "[" + ", ".join(map(str, r.shape)) + "]",
          str(r.checked), str(r.skipped), f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
          "ok" if r.ok else f"FAIL: {r.why}" if r.why else "FAIL") for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

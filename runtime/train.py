@@ -270,7 +270,7 @@ def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = No
     are also evaluated together to find out, and a loss that is neither (or where the
     two cannot be told apart) is evaluated in one call. Inference mode, reading ``state``
     (a model with state: its initial state when None)."""
-    kw = inference_kwargs(module, state)
+    kw = inference_kwargs(module, state, "loss")
     axes = data_mod.batch_axes(module)
     n = data_mod.example_count(arrays, axes)
     if n <= batch:
@@ -1175,7 +1175,9 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 if note:
                     log(note)
             opt_state = verified_opt_state(folder.checkpoint, opt_state, optimizer)
-            if meta["batch_index"] >= steps_per_epoch:
+            # batch_index == steps_per_epoch: every batch done, the epoch's end (its
+            # evaluation and history row) still pending when the run was interrupted.
+            if meta["batch_index"] > steps_per_epoch:
                 raise UserError(f"{folder.checkpoint}: the 'meta' entry is damaged: "
                                 f"'batch_index' is {meta['batch_index']}, but an epoch has "
                                 f"{steps_per_epoch} batches", DAMAGED_HINT)

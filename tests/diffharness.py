@@ -356,8 +356,22 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         _compare_state(problems, kw_k["state"], want_k.state, dtype, rtol, atol,
                        f"training call {k + 1}", state_names)
         inference_state = kw_k["state"]
-    if modes:  # inference mode: predict and loss at the state training left
-        want_inf = oracle.run(params, data, need_grad=False, train=False,
+    has_training = "training" in accepted
+    if modes and has_training:
+        # loss(training=True) is the loss loss_and_grad differentiates: the same masks
+        # and batch statistics, the same state update
+        kw_t = extra(state, 0)
+        loss_t = mod.loss(params, **args, training=True, **kw_t)
+        ok, why = _close(loss_t, want.loss, rtol, atol)
+        if not ok:
+            problems.append(f"loss(training=True): {why}")
+        if takes_state:
+            _compare_state(problems, kw_t["state"], want.state, dtype, rtol, atol,
+                           "loss(training=True)", state_names)
+    elif modes:
+        problems.append("loss_and_grad of a model with modes lacks 'training'")
+    if modes:  # inference mode: predict, loss and its gradient at the state training left
+        want_inf = oracle.run(params, data, need_grad=True, train=False,
                               state=inference_state)
         inf_kw = {"state": _copy_state(inference_state)} if "state" in \
             _inspect.signature(mod.loss).parameters else {}
@@ -375,6 +389,20 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
             ok, why = _close(loss2, want_inf.loss, rtol, atol)
             if not ok:
                 problems.append(f"loss() (inference mode): {why}")
+            if has_training:  # loss_and_grad(training=False): the gradient of loss()
+                kw_i = {"state": _copy_state(inference_state)} if takes_state else {}
+                loss_i, grads_i = mod.loss_and_grad(params, **args, training=False, **kw_i)
+                ok, why = _close(loss_i, want_inf.loss, rtol, atol)
+                if not ok:
+                    problems.append(f"loss_and_grad(training=False)'s loss: {why}")
+                for name, g_want in want_inf.grads.items():
+                    ok, why = _close(grads_i.get(name), g_want, rtol, atol) \
+                        if name in grads_i else (False, "missing")
+                    if not ok:
+                        problems.append(f"d{name} of loss_and_grad(training=False): {why}")
+                for k2, v in kw_i.get("state", {}).items():
+                    if not np.array_equal(v, inference_state[k2]):
+                        problems.append(f"loss_and_grad(training=False) changed state '{k2}'")
         for k2, v in inf_kw.get("state", {}).items():
             if not np.array_equal(v, snapshot[k2]) or set(inf_kw["state"]) != set(snapshot):
                 problems.append(f"loss() (inference mode) changed state '{k2}'")

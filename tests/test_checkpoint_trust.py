@@ -191,6 +191,11 @@ DAMAGES = {
                     "the 'meta' entry is damaged: 'history' is"),
     "bad run": (lambda a: set_meta(a, run={"opt": 3}),
                 "the 'meta' entry is damaged: 'run' is"),
+    # batch_index may equal the batches of an epoch (interrupted before the epoch's end
+    # was written: test_modes resumes such a run), never exceed them
+    "batch past the epoch": (lambda a: set_meta(a, batch_index=10**6),
+                             "the 'meta' entry is damaged: 'batch_index' is 1000000, but an "
+                             "epoch has"),
     "no meta": (lambda a: a.pop("meta"), "is not a readable checkpoint (it has no 'meta' entry)"),
 }
 

@@ -1,8 +1,9 @@
 """Training and inference modes: dropout.
 
-``loss_and_grad(..., rng=...)`` is training mode (inverted dropout, masks drawn from
-``rng``, the backward pass reusing them); ``predict`` and ``loss`` are inference mode
-(dropout is the identity). Checked against PyTorch float64 with the same mask, against
+``loss_and_grad(..., rng=...)`` is training mode by default (inverted dropout, masks
+drawn from ``rng``, the backward pass reusing them); ``predict`` and ``loss`` are
+inference mode by default (dropout is the identity); tests/test_mode_keyword.py has both
+modes of both functions. Checked against PyTorch float64 with the same mask, against
 central differences with the masks held fixed, against the IR evaluator, and through a
 training run interrupted at random points and resumed.
 """
@@ -60,11 +61,12 @@ def test_contract():
     import inspect
 
     sig = inspect.signature(m.loss_and_grad).parameters
-    assert sig["rng"].kind is inspect.Parameter.KEYWORD_ONLY and \
-        sig["rng"].default is inspect.Parameter.empty
+    assert sig["rng"].kind is inspect.Parameter.KEYWORD_ONLY and sig["rng"].default is None
+    assert sig["training"].default is True
     assert "rng" not in inspect.signature(m.predict).parameters
-    assert "rng" not in inspect.signature(m.loss).parameters
+    assert inspect.signature(m.loss).parameters["training"].default is False
     assert "rng" not in inspect.signature(twin.loss_and_grad).parameters  # v1: unchanged
+    assert "training=" not in twin.SOURCE
     assert "rng.random(" in m.SOURCE and "rng.random(" not in twin.SOURCE
 
 

@@ -67,7 +67,7 @@ class Result:
     # Batch norm in training mode: the largest max|x| / std over features, which bounds
     # the cancellation in x - mean (rounding of x relative to the normalized value).
     bn_condition: float = 1.0
-    masks: int = 0  # dropout masks drawn for the loss and the state updates (training)
+    masks: int = 0  # dropout masks drawn (training mode): one per site
 
 
 @dataclass
@@ -146,7 +146,8 @@ class Oracle:
 
     @property
     def has_modes(self) -> bool:
-        """Whether training and inference differ: batch_norm or dropout with p > 0."""
+        """Whether training and inference differ: batch_norm or dropout (any p: every
+        dropout site draws its mask in training mode)."""
         found = []
 
         def visit(e):
@@ -154,9 +155,7 @@ class Oracle:
                 if e.func == "batch_norm":
                     found.append(e)
                 elif e.func == "dropout":
-                    b = self._bind(e, ["x", "p"])
-                    if "p" in b and float(self.const(b["p"])) > 0:
-                        found.append(e)
+                    found.append(e)
                 for a in e.args:
                     visit(a)
                 for k in e.kwargs:
@@ -239,18 +238,6 @@ class Oracle:
             if rank >= best_rank:
                 best, best_rank = st.name, rank
         return best
-
-    def _needed(self, name) -> set:
-        """The equations ``name`` depends on, itself included."""
-        eqs = {st.name: st for st in self.d.equations}
-        needed, todo = {name}, [eqs[name]]
-        while todo:
-            st = todo.pop()
-            for n in _deps(st.value, set()):
-                if n in eqs and n not in needed:
-                    needed.add(n)
-                    todo.append(eqs[n])
-        return needed
 
     def const(self, e):
         """A compile-time constant (numbers, lets, + - * / ^, unary minus, matrix rows)."""
@@ -351,22 +338,9 @@ class Oracle:
                 self.state_in[name] = np.broadcast_to(np.asarray(value, dtype=float), shape)
             self.state_out[name] = np.array(self.state_in[name], dtype=np.float64)
         values = {}
-        order = d.equations
-        if train:
-            # Training mode computes what the loss needs and the equations that update
-            # state (a batch_norm's), in spec order (a generated module's loss_and_grad
-            # computes nothing else): the dropout masks are drawn in that order; the rest
-            # (an output the loss does not read) comes after.
-            needed = self._needed(d.loss)
-            for st in d.equations:
-                if _calls(st.value, "batch_norm"):
-                    needed |= self._needed(st.name)
-            order = [st for st in d.equations if st.name in needed] + \
-                [st for st in d.equations if st.name not in needed]
-        masks = None
-        for st in order:
-            if train and masks is None and st.name not in needed:
-                masks = self.masks  # what loss_and_grad draws (the rest it never computes)
+        # Every equation in spec order: in training mode every dropout site draws its
+        # mask in that order (LANGUAGE.md, "Modes"), whether the loss reads it or not.
+        for st in d.equations:
             v = self.expr(st.value, env)
             if not isinstance(v, torch.Tensor):
                 v = torch.tensor(v, dtype=DT)
@@ -388,7 +362,7 @@ class Oracle:
         return Result(float(loss.detach()), grads, output, out_name,
                       {k: v.detach().numpy().copy() for k, v in values.items()}, self.kink,
                       self.exact_ties, state=self.state_out, bn_condition=self.bn_condition,
-                      masks=self.masks if masks is None else masks)
+                      masks=self.masks)
 
     # ------------------------------------------------------------------ expressions
     def _note_kink(self, gap):
@@ -664,9 +638,11 @@ class Oracle:
             p = float(self.const(b["p"]))
             if not 0 <= p < 1:
                 raise OracleError(f"dropout's p must be in [0, 1), not {p}")
-            if not self.train or p == 0:
-                return x  # inference: the identity (p = 0: nothing drawn)
+            if not self.train:
+                return x  # inference: the identity
             # inverted dropout with the module's mask: the next draw of the generator
+            # (every site draws, in spec order, whatever its p and whether or not the
+            # loss reads it)
             keep = self.mask_rng.random(tuple(x.shape)) >= p
             self.masks += 1
             return x * torch.tensor(keep, dtype=DT) / (1 - p)
@@ -741,20 +717,6 @@ class Oracle:
             return
         top2 = torch.topk(y, 2, dim=-1).values
         self._note_kink(top2[..., 0] - top2[..., 1])
-
-
-def _calls(e, func: str) -> bool:
-    """Whether expression ``e`` calls ``func``."""
-    if isinstance(e, ast.Call):
-        return e.func == func or any(_calls(a, func) for a in e.args) or \
-            any(_calls(k.value, func) for k in e.kwargs)
-    if isinstance(e, ast.BinOp):
-        return _calls(e.left, func) or _calls(e.right, func)
-    if isinstance(e, (ast.Neg, ast.Transpose)):
-        return _calls(e.operand, func)
-    if isinstance(e, ast.Index):
-        return _calls(e.value, func)
-    return False
 
 
 def _t(v):

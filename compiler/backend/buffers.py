@@ -43,6 +43,7 @@ class Step:
     statement: Statement
     code: list[str]
     release: list[str] = field(default_factory=list)
+    into: bool = False  # computed straight into the caller's buffer (``into``)
 
 
 STYLES = ("fast", "textbook")
@@ -162,6 +163,7 @@ def plan(statements: list[Statement], returns: list[str],
         buffers[i] = _Buffer([i], last_read[i], st.name in returned, True, True,
                              batch_sized(node.shape))
         code = [f"{st.name} = {st.expr}"]
+        computed_into = False  # straight into the caller's buffer
         if st.alias or prim.viewed(node):
             # The memory the result may share: the value it names, or those it views.
             roots, foreign = sharing([node] if st.alias else
@@ -190,6 +192,7 @@ def plan(statements: list[Statement], returns: list[str],
                         break
             if direct is not None:  # straight into the caller's buffer
                 code = [f"{st.name} = {direct}"]
+                computed_into = True
                 buffers[i].owned = buffers[i].writable = False
             elif reused is not None:
                 code = [f"{st.name} = "
@@ -206,7 +209,7 @@ def plan(statements: list[Statement], returns: list[str],
                     other = st.args[1 - k]
                     code = [f"{st.name} = {st.args[k]}",
                             f"{st.name} {prim.augmented} {other}"]
-        step = Step(st, code)
+        step = Step(st, code, into=computed_into)
         if later_alloc[i]:
             # Only a buffer read here (or just made and never read) can die here.
             candidates = {find(j) for j in reads[i]} | {find(i)}

@@ -19,7 +19,7 @@ from pathlib import Path
 from .buffers import plan
 from ..errors import Diagnostic, SpecError
 from ..ir.inits import formula
-from ..ir import NAMED_LEAVES, Binding, Program, topo_order
+from ..ir import NAMED_LEAVES, Binding, Program, random_sites, topo_order
 from ..names import mentioned
 from ..ir.primitives import HELPERS, PRIMITIVES, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
@@ -76,13 +76,36 @@ def _shape_literal(shape) -> tuple:
 
 
 def _needed(prog: Program, roots: list[str]) -> list[Binding]:
-    """The forward bindings the named roots depend on, in spec order."""
+    """The forward bindings the named roots depend on, in spec order; in training mode
+    also every equation that draws a mask, whole (every dropout site draws once per
+    call, in spec order, whether or not the roots read it: ``random_sites``)."""
     by_name = {bd.name: bd for bd in prog.forward}
-    live = {n.id for n in topo_order([by_name[r].node for r in roots if r in by_name])}
+    live = {n.id for n in topo_order([by_name[r].node for r in roots if r in by_name]
+                                     + [bd.node for bd in _drawing(prog)])}
     # Another name for an input or a parameter ('a = W') is needed only as a root: the
     # code reads the leaf by its own name.
     return [bd for bd in prog.forward if bd.node.id in live
             and (bd.name in roots or bd.node.op not in NAMED_LEAVES)]
+
+
+def _drawing(prog: Program) -> list[Binding]:
+    """The forward bindings that first compute a random draw (a dropout's mask), in spec
+    order: one walk over the forward pass, each node visited once."""
+    sites = {n.id for n in random_sites(prog)}
+    seen: set[int] = set()
+    out = []
+    for bd in prog.forward if sites else ():
+        stack, draws = [bd.node], False
+        while stack:
+            n = stack.pop()
+            if n.id in seen:
+                continue
+            seen.add(n.id)
+            draws = draws or n.id in sites
+            stack.extend(n.args)
+        if draws:
+            out.append(bd)
+    return out
 
 
 def _data_args(prog: Program, bindings: list[Binding], with_targets: bool) -> list[Binding]:
@@ -124,7 +147,7 @@ def _default_text(value) -> str:
 
 
 def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
-              returns: list[str]) -> list[str]:
+              returns: list[str], states_read: set[str]) -> list[str]:
     """Inputs as arrays, and every parameter the function reads (also one it returns as
     it is: 'output W'). A scalar (0-d) input is read as a NumPy scalar of the model's
     dtype, ``DTYPE(x)``, and a 0-d parameter as a NumPy scalar of its own dtype,
@@ -148,9 +171,8 @@ def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
                 scalar_note = ""
             index = "[()]" if bd.node.shape == () else ""
             lines.append(f'{bd.name} = params["{bd.name}"]{index}')
-    read = set(mentioned(" ".join(s.expr for s in statements)))
     for bd in prog.states:  # read by batch_norm in inference, and by its update
-        if bd.name in read:
+        if bd.name in states_read:
             lines.append(f'{bd.name} = state["{bd.name}"]')
     return lines
 
@@ -179,16 +201,42 @@ def _comment(st: Statement, backward: dict[str, Binding], quoted,
     return bd.note
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What a function's statements do, read from the IR and the buffer plan (never from
+    the printed text): its keyword arguments and its docstring's notes follow from them."""
+    draws: bool = False  # draws dropout's masks from ``rng``
+    reads_state: bool = False  # reads a state entry (batch norm's running statistics)
+    updates_state: bool = False  # assigns new values into ``state``
+    into_grads: bool = False  # computes a gradient into the caller's ``grads`` buffers
+
+
+def _facts(prog: Program, statements: list[Statement], planned) -> tuple[Facts, set[str]]:
+    """The function's facts, and the states it reads. A function that draws must draw
+    every site of the program, each once, in site order (``random_sites``: the order the
+    IR evaluator and the documentation give); anything else is a bug in bpc."""
+    nodes = topo_order([st.node for st in statements])
+    states_read = {n.attr("name") for n in nodes if n.op == "state"}
+    sites = [st.node.attr("site") for st in statements if PRIMITIVES[st.node.op].random]
+    if sites and sites != [n.attr("site") for n in random_sites(prog)]:
+        raise SpecError(Diagnostic(f"internal error: the code generated for '{prog.name}' "
+                                   f"would draw dropout's masks in the order {sites}", None))
+    facts = Facts(draws=bool(sites), reads_state=bool(states_read),
+                  updates_state=any(st.kind == "update" for st in statements),
+                  into_grads=any(step.into for step in planned))
+    return facts, states_read
+
+
 def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: list[str],
           args: list[Binding], sections: bool, into: dict[str, str] | None = None,
-          style: str = "fast") -> list[str]:
+          style: str = "fast") -> tuple[list[str], Facts]:
     statements = schedule(prog, bindings, printer, early_masks=style == "fast")
     backward = {bd.name: bd for bd in prog.backward}
     forward = {bd.name: bd for bd in prog.forward}
-    lines = _prologue(prog, args, statements, returns)
     planned = plan(statements, returns, into, style)
-    if any(into and into.get(step.statement.name, "\0") in code for step in planned
-           for code in step.code):
+    facts, states_read = _facts(prog, statements, planned)
+    lines = _prologue(prog, args, statements, returns, states_read)
+    if facts.into_grads:
         lines.append("grads = {} if grads is None else grads  # buffers to compute into")
     in_backward = False
     if sections:
@@ -254,7 +302,7 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
         lines.extend(code)
         if step.release:
             lines.append("del " + ", ".join(step.release))
-    return lines
+    return lines, facts
 
 
 STYLE_NOTES = {
@@ -270,60 +318,54 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     """The module's source text, in the ``fast`` style (buffers reused in place,
     released early) or the ``textbook`` style (one plain assignment per step).
     ``inference``: the program in inference mode when it differs from ``prog`` (training
-    mode, dropout): ``predict`` and ``loss`` are written from it, ``loss_and_grad`` from
-    ``prog``, taking the generator its random masks are drawn from."""
+    mode: dropout, batch norm). ``predict`` is written from it; ``loss`` and
+    ``loss_and_grad`` take the keyword ``training`` and compute either mode: each is
+    written in its default mode (``loss`` inference, ``loss_and_grad`` training), handing
+    the other mode to a private function (``_loss_training``,
+    ``_loss_and_grad_inference``)."""
     if style not in STYLE_NOTES:
         raise ValueError(f"unknown code style {style!r}")
     source = safe_comment(source or prog.path).replace('"', "?").replace("\\", "?")
     output = prog.output or prog.loss
     infer = inference or prog
-    def mode_note(body: list[str]) -> list[str]:
-        return [] if inference is None else [_mode_note(prog, False, _reads_state(body))]
-    # predict: the forward pass up to the output.
+    modes = inference is not None
+    stateful = bool(prog.states)
+
+    # predict: the forward pass up to the output, in inference mode.
     pred_bindings = _needed(infer, [output])
     pred_args = _data_args(infer, pred_bindings, with_targets=False)
-    grad_order = [prog.grads[w] for w in prog.wrt]
+    p = Printer(infer, lets=style == "textbook")
+    body, facts = _body(infer, p, pred_bindings, [output], pred_args, sections=False,
+                        style=style)
+    functions = [_Function(
+        "predict", _keywords(_signature(infer, pred_args),
+                             ["state"] * stateful + ["rng"] * facts.draws), "",
+        [f"The model's output {output}, for the inputs.",
+         *([_mode_note(prog, False, facts)] if modes else [])],
+        body + [f"return {output}"])]
 
-    functions = []
-    p = Printer(infer, lets=style == "textbook")
-    body = _body(infer, p, pred_bindings, [output], pred_args, sections=False, style=style)
-    functions.append(_Function(
-        "predict", _keywords(_signature(infer, pred_args), body, bool(prog.states)), "",
-        [f"The model's output {output}, for the inputs.", *mode_note(body)],
-        body + [f"return {output}"]))
-    p = Printer(infer, lets=style == "textbook")
-    infer_loss = _needed(infer, [infer.loss])
-    body = _body(infer, p, infer_loss, [infer.loss], _data_args(infer, infer_loss, True),
-                 sections=False, style=style)
-    signature = _signature(infer, _data_args(infer, infer_loss, True))
-    functions.append(_Function(
-        "loss", _keywords(signature, body, bool(prog.states)), " -> float",
-        [f"The loss {prog.loss}.", *mode_note(body)], body + [f"return float({prog.loss})"]))
-    loss_bindings = with_updates(prog, _needed(prog, [prog.loss] + [
-        s for u in prog.updates for s in u.sources]))
-    loss_args = _data_args(prog, loss_bindings, with_targets=True)
-    p = Printer(prog, lets=style == "textbook")
-    into = {}
-    for w in prog.wrt if style == "fast" else ():
-        # a gradient is computed into the caller's buffer when given one
-        into.setdefault(prog.grads[w], f'grads.get("{w}")')
-    body = _body(prog, p, loss_bindings + prog.backward, [prog.loss] + grad_order, loss_args,
-                 sections=True, into=into, style=style)
-    signature = _signature(prog, loss_args)
-    doc = [f"The loss {prog.loss} and its gradient with respect to "
-           f"{', '.join(prog.wrt) or 'nothing'}."]
-    signature = _keywords(signature, body, bool(prog.states))
-    if inference is not None:
-        doc.append(_mode_note(prog, True, _reads_state(body)))
-    if any(line.startswith("grads = ") for line in body):
-        signature += ["grads=None"] if "*" in signature else ["*", "grads=None"]
-        doc.append("Given ``grads`` (arrays shaped like the gradients, by name), gradients "
-                   "are computed into those arrays where possible, so a training loop "
-                   "allocates nothing large.")
-    returned = {w: Code(prog.grads[w]) for w in prog.wrt}
-    body += [""] + [line[4:] for line in literal(returned, 4, f"return float({prog.loss}), ")]
-    functions.append(_Function(
-        "loss_and_grad", signature, " -> tuple[float, dict[str, np.ndarray]]", doc, body))
+    loss_doc = f"The loss {prog.loss}"
+    grad_doc = (f"The loss {prog.loss} and its gradient with respect to "
+                f"{', '.join(prog.wrt) or 'nothing'}")
+    grads_note = ("Given ``grads`` (arrays shaped like the gradients, by name), gradients "
+                  "are computed into those arrays where possible, so a training loop "
+                  "allocates nothing large.")
+    if not modes:
+        # One program: the module is as it always was. (A training program given alone,
+        # as trace and graph do to check their values, draws in every function.)
+        signature, body, facts = _loss_function(prog, style, gradient=False)
+        functions.append(_Function(
+            "loss", _keywords(signature, ["state"] * stateful + ["rng"] * facts.draws),
+            " -> float", [loss_doc + "."], body))
+        signature, body, facts = _loss_function(prog, style, gradient=True)
+        functions.append(_Function(
+            "loss_and_grad", _keywords(signature, ["state"] * stateful
+                                       + ["rng"] * facts.draws
+                                       + ["grads=None"] * facts.into_grads),
+            " -> tuple[float, dict[str, np.ndarray]]",
+            [grad_doc + ".", *[grads_note] * facts.into_grads], body))
+    else:
+        functions += _mode_functions(prog, infer, style, loss_doc, grad_doc, grads_note)
     helpers = sorted(_helpers_of(functions))
 
     init, state_init = _initial_values(prog, prog.params), _initial_values(prog, prog.states)
@@ -369,11 +411,6 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     return text
 
 
-def _reads_state(body: list[str]) -> bool:
-    """Whether a function's body reads or updates state."""
-    return any(" = state[" in line or line.startswith("state[") for line in body)
-
-
 def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
     """The entries of ``init_params`` or ``init_state``: each value's formula and a
     comment saying which rule made it."""
@@ -386,37 +423,127 @@ def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
     return entries
 
 
-def _keywords(signature: list[str], body: list[str], stateful: bool) -> list[str]:
-    """The signature with the keyword-only arguments of modes: ``state`` in every function
-    of a model with state (batch norm's running statistics; one calling convention for
-    the whole module, whether or not this function reads it) and ``rng`` when the body
-    draws dropout's masks from it."""
-    extra = [name for name, used in (
-        ("state", stateful), ("rng", any("rng.random(" in line for line in body))) if used]
-    if not extra:
+def _keywords(signature: list[str], keywords: list[str]) -> list[str]:
+    """The signature with keyword-only arguments added (after a ``*``)."""
+    if not keywords:
         return signature
-    return signature + (extra if "*" in signature else ["*", *extra])
+    return signature + (keywords if "*" in signature else ["*", *keywords])
 
 
-def _mode_note(prog: Program, training: bool, reads_state: bool) -> str:
-    """What a function's mode means for this model (a docstring paragraph)."""
-    ops = {n.op for n in topo_order([bd.node for bd in prog.forward])}
-    dropout = any(PRIMITIVES[op].random for op in ops)
+def _call(name: str, signature: list[str]) -> str:
+    """A call passing a function's own arguments on to ``name``, whose signature is
+    ``signature`` (keyword-only arguments by keyword)."""
+    parts, keyword = [], False
+    for item in signature:
+        if item == "*":
+            keyword = True
+            continue
+        arg = item.split("=")[0]
+        parts.append(f"{arg}={arg}" if keyword else arg)
+    return f"{name}({', '.join(parts)})"
+
+
+def _loss_function(prog: Program, style: str, gradient: bool):
+    """(data signature, body, facts) of the loss, or of the loss and its gradient, as
+    ``prog`` computes them: what the loss needs, every equation that updates state or
+    draws a mask (whole, in spec order), and with ``gradient`` the backward pass."""
+    bindings = with_updates(prog, _needed(prog, [prog.loss] + [
+        s for u in prog.updates for s in u.sources]))
+    args = _data_args(prog, bindings, with_targets=True)
+    p = Printer(prog, lets=style == "textbook")
+    if not gradient:
+        body, facts = _body(prog, p, bindings, [prog.loss], args, sections=False,
+                            style=style)
+        return _signature(prog, args), body + [f"return float({prog.loss})"], facts
+    into = {}
+    for w in prog.wrt if style == "fast" else ():
+        # a gradient is computed into the caller's buffer when given one
+        into.setdefault(prog.grads[w], f'grads.get("{w}")')
+    grad_order = [prog.grads[w] for w in prog.wrt]
+    body, facts = _body(prog, p, bindings + prog.backward, [prog.loss] + grad_order, args,
+                        sections=True, into=into, style=style)
+    returned = {w: Code(prog.grads[w]) for w in prog.wrt}
+    body += [""] + [line[4:] for line in literal(returned, 4, f"return float({prog.loss}), ")]
+    return _signature(prog, args), body, facts
+
+
+RNG_GUARD = ["if rng is None:",
+             '    raise TypeError("training mode needs rng (a NumPy Generator)")']
+
+
+def _mode_functions(prog: Program, infer: Program, style: str, loss_doc: str,
+                    grad_doc: str, grads_note: str) -> list[_Function]:
+    """``loss`` and ``loss_and_grad`` of a module with modes, each taking ``training``:
+    ``loss`` written in inference mode, ``loss_and_grad`` in training mode, each handing
+    the other mode to a private function written from the other program."""
+    state = ["state"] * bool(prog.states)
+    sig_infer, body_infer, f_infer = _loss_function(infer, style, gradient=False)
+    sig_train, body_train, f_train = _loss_function(prog, style, gradient=False)
+    gsig_train, gbody_train, g_train = _loss_function(prog, style, gradient=True)
+    gsig_infer, gbody_infer, g_infer = _loss_function(infer, style, gradient=True)
+    draws = f_train.draws or g_train.draws
+    rng_public = ["rng=None"] * draws
+    guard = RNG_GUARD if draws else []
+    grads = ["grads=None"] * (g_train.into_grads or g_infer.into_grads)
+
+    training_loss = _keywords(sig_train, state + ["rng"] * f_train.draws)
+    inference_grad = _keywords(gsig_infer, state + ["grads=None"] * g_infer.into_grads)
+    training_doc = _mode_note(prog, True, g_train)
+    training_loss_doc = _mode_note(prog, True, f_train, gradient=False)
+    inference_doc = _mode_note(prog, False, f_infer)
+    return [
+        _Function("loss", _keywords(sig_infer, state + ["training=False", *rng_public]),
+                  " -> float",
+                  [loss_doc + ".",
+                   f"By default (``training=False``) {_lower(inference_doc)}",
+                   f"With ``training=True``: the loss ``loss_and_grad`` differentiates "
+                   f"by default. {training_loss_doc}"],
+                  ["if training:", f"    return {_call('_loss_training', training_loss)}",
+                   *body_infer]),
+        _Function("loss_and_grad",
+                  _keywords(gsig_train, state + ["training=True", *rng_public, *grads]),
+                  " -> tuple[float, dict[str, np.ndarray]]",
+                  [grad_doc + ".", f"By default (``training=True``) {_lower(training_doc)}",
+                   f"With ``training=False``: the gradient of ``loss()``. "
+                   f"{_mode_note(prog, False, g_infer)}", *[grads_note] * bool(grads)],
+                  ["if not training:",
+                   f"    return {_call('_loss_and_grad_inference', inference_grad)}",
+                   *guard, *gbody_train]),
+        _Function("_loss_training", training_loss, " -> float",
+                  [f"{loss_doc} in training mode: ``loss(..., training=True)``.",
+                   training_loss_doc], guard + body_train),
+        _Function("_loss_and_grad_inference", inference_grad,
+                  " -> tuple[float, dict[str, np.ndarray]]",
+                  [f"{grad_doc} in inference mode: ``loss_and_grad(..., "
+                   f"training=False)``, the gradient of ``loss()``.",
+                   _mode_note(prog, False, g_infer)], gbody_infer),
+    ]
+
+
+def _lower(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _mode_note(prog: Program, training: bool, facts: Facts, gradient: bool = True) -> str:
+    """What a function's mode means for this model (a docstring paragraph); ``gradient``:
+    the function has a backward pass."""
+    dropout = bool(random_sites(prog))
     parts = []
     if training:
         if dropout:
-            parts.append("dropout's masks are drawn from ``rng`` (a NumPy Generator); "
-                         "the backward pass reuses them")
-        if prog.updates and reads_state:
+            parts.append("dropout's masks are drawn from ``rng`` (a NumPy Generator)"
+                         + ("; the backward pass reuses them" if gradient else ""))
+        if facts.updates_state:
             parts.append("batch_norm normalizes with the batch's own mean and variance, "
                          "and updates the running ones in ``state`` (a dict, changed in "
-                         "place); its backward pass goes through each step of the "
-                         "normalization (mu, xc, var, std, xn), the book's computational "
-                         "graph, not a fused formula")
+                         "place)" + ("; its backward pass goes through each step of the "
+                                     "normalization (mu, xc, var, std, xn), the book's "
+                                     "computational graph, not a fused formula"
+                                     if gradient else ""))
         return "Training mode: " + "; ".join(parts) + "."
     if dropout:
         parts.append("dropout is the identity")
-    if prog.updates and reads_state:
+    if prog.updates and facts.reads_state:
         parts.append("batch_norm uses the running mean and variance in ``state`` "
                      "(init_state(), then as training left them)")
     elif prog.states:

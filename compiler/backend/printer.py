@@ -102,7 +102,10 @@ class Printer:
 
 def _cheap(node: Node) -> bool:
     """Recomputing is cheaper than naming: views, constants, and O(1) scalar arithmetic
-    (a scalar result of scalar arguments; a sum or matmul to a scalar is not cheap)."""
+    (a scalar result of scalar arguments; a sum or matmul to a scalar is not cheap).
+    A random draw is never cheap: printed twice, it would draw twice."""
+    if PRIMITIVES[node.op].random:
+        return False
     return PRIMITIVES[node.op].cheap or (
         node.shape == () and all(a.shape == () for a in node.args))
 
@@ -123,6 +126,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
     # Count how many distinct expressions use each node not yet named where it is used.
     uses: dict[int, int] = {}
     first: dict[int, int] = {}  # node id -> index of the first binding using it
+    draws: set[int] = set()
     for i, bd in enumerate(bindings):
         stack = [bd.node]
         while stack:
@@ -134,9 +138,13 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
                 if uses[a.id] == 1:
                     first[a.id] = i
                     stack.append(a)
-    # A node used twice, or used before the binding that names it, is computed once.
+                    if PRIMITIVES[a.op].random:
+                        draws.add(a.id)
+    # A node used twice, or used before the binding that names it, is computed once; a
+    # random draw is always a statement of its own, before its first use: drawn exactly
+    # once, in the order the function computes its statements.
     shared = {n for n, count in uses.items()
-              if count > 1 or (n in bound_at and bound_at[n] > first[n])}
+              if count > 1 or (n in bound_at and bound_at[n] > first[n]) or n in draws}
     hoisted = _early_masks(bindings, named_for, shared) if early_masks else {}
 
     taken = set(taken or ()) | {bd.name for bd in prog.all_bindings()} | set(p.names.values())
@@ -173,7 +181,8 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
 
         for t in temps:
             later = bindings[bound_at[t.id]].name if t.id in bound_at else None
-            add_temp(t, f"used {uses[t.id]} times" if uses[t.id] > 1 else f"kept for {later}")
+            add_temp(t, f"used {uses[t.id]} times" if uses[t.id] > 1 else
+                     f"kept for {later}" if later else "drawn once")
         if not (bd.node.id in p.names and not bd.node.is_const):
             for t in _split_long_line(prog, p, bd):
                 add_temp(t, "named to keep the line short")

@@ -307,6 +307,19 @@ class Program:
         return replace(self, **changes)
 
 
+def random_sites(prog: "Program") -> list[Node]:
+    """The program's random draws (dropout's masks, in training mode), in site order:
+    the order of the ``dropout`` calls in the spec (after ``layers`` are written out).
+    Every site draws once per training-mode call, in this order, whatever its ``p`` and
+    whether or not a loss or output reads it (LANGUAGE.md, "Modes"): the module and the
+    IR evaluator both draw from this list, so they see the same masks."""
+    from .primitives import PRIMITIVES
+
+    roots = [bd.node for bd in prog.forward + prog.updates]
+    sites = [n for n in topo_order(roots) if PRIMITIVES[n.op].random]
+    return sorted(sites, key=lambda n: n.attr("site"))
+
+
 def topo_order(roots) -> list[Node]:
     """Every node reachable from ``roots``, arguments before users."""
     seen: set[int] = set()

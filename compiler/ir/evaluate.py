@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Program, topo_order
+from . import Program, random_sites, topo_order
 from .primitives import PRIMITIVES
 
 
@@ -53,8 +53,10 @@ def evaluate_nodes(prog: Program, feeds, params, roots, rng=None,
                    state: dict | None = None) -> dict[int, np.ndarray]:
     """The value of every node needed for ``roots``, by node id. Random draws (dropout's
     masks, in training mode) come from ``rng``, by default a generator seeded with 0 made
-    for this call, so every evaluation draws the same masks. States take their values
-    from ``state`` (default: their initial values)."""
+    for this call, so every evaluation draws the same masks; every site of the program
+    draws, in site order, whatever ``roots`` need (``random_sites``: what a generated
+    module's training-mode call draws). States take their values from ``state``
+    (default: their initial values)."""
     values: dict[int, np.ndarray] = {}
     dtype = np.dtype(prog.dtype)
     _state_values(prog, state, values)
@@ -68,7 +70,7 @@ def evaluate_nodes(prog: Program, feeds, params, roots, rng=None,
         values[bd.node.id] = np.asarray(raw, dtype=int if bd.node.dtype == "int" else dtype)
     for bd in prog.params:
         values[bd.node.id] = np.asarray(params[bd.name], dtype=dtype)
-    for node in topo_order(roots):
+    for node in topo_order([*random_sites(prog), *roots]):
         if node.id in values:
             continue
         prim = PRIMITIVES[node.op]
@@ -120,7 +122,7 @@ def kink_distance(prog: Program, feeds, params, state: dict | None = None) -> fl
     for bd in prog.params:
         values[bd.node.id] = np.asarray(params[bd.name], dtype=dtype)
     best, rng = np.inf, None
-    for node in topo_order([bd.node for bd in prog.forward]):
+    for node in topo_order([*random_sites(prog), *(bd.node for bd in prog.forward)]):
         if node.id in values:
             continue
         prim = PRIMITIVES[node.op]

@@ -260,8 +260,10 @@ def _dropout(b, a, s):
         raise ShapeError(f"dropout's p is the probability of zeroing an element, from 0 "
                          f"up to (not including) 1, not {p!r}", (),
                          hint="e.g. dropout(h, 0.5): half the elements zeroed in training")
-    if not b.train or p == 0:
+    if not b.train:
         return x
+    # p = 0 draws too (a mask of ones): every site draws, so a later site's mask does
+    # not depend on this one's p (LANGUAGE.md, "Modes")
     b.random_sites += 1
     keep = b.hint(b.op("keep_mask", x, p=float(p), site=b.random_sites), "keep")
     return b.op("div", b.op("mul", x, keep), b.const(1 - float(p)))
