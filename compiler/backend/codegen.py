@@ -23,7 +23,8 @@ from ..ir import Binding, Program, topo_order
 from ..names import mentioned
 from ..ir.primitives import HELPERS, PRIMITIVES, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
-from .pyfmt import LINE_LENGTH, STATEMENT_WIDTH, Code, definition, literal, needs_black, string
+from .pyfmt import (LINE_LENGTH, STATEMENT_WIDTH, Code, call, call_statement, definition,
+                    literal, needs_black, string)
 
 
 @dataclass
@@ -168,7 +169,7 @@ def _comment(st: Statement, backward: dict[str, Binding], quoted,
             lines = [ln for ln in lines if ln not in said]
             if not lines:
                 return None
-        text = " and ".join(lines)
+        text = _listed(lines, STATEMENT_WIDTH - 2)
         if bd.note and len(bd.note) <= 60 and any(w in bd.note for w in
                                                    ("output", "fused", "mask", "itself")):
             text += f" ({bd.note})"
@@ -178,7 +179,7 @@ def _comment(st: Statement, backward: dict[str, Binding], quoted,
 
 def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: list[str],
           args: list[Binding], sections: bool, into: dict[str, str] | None = None,
-          style: str = "fast") -> list[str]:
+          style: str = "fast", fmt: bool = True) -> list[str]:
     statements = schedule(prog, bindings, printer, early_masks=style == "fast")
     backward = {bd.name: bd for bd in prog.backward}
     forward = {bd.name: bd for bd in prog.forward}
@@ -248,10 +249,41 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
                     lines.append(f"# {st.name}: {note}")
         else:
             head(st)
-        lines.extend(code)
+        lines.extend(line for statement in code
+                     for line in (_laid_out(statement) if fmt else [statement]))
         if step.release:
-            lines.append("del " + ", ".join(step.release))
+            lines.extend(_deletions(step.release))
     return lines
+
+
+def _listed(equations: list[str], width: int) -> str:
+    """Equations joined by "and" for a comment: as many as fit in ``width`` columns,
+    then how many more (a weight shared by a thousand equations heads its gradient with
+    one line, not a thousand equations); one equation is given whole."""
+    text = " and ".join(equations)
+    if len(text) <= width or len(equations) == 1:
+        return text
+    shown, size = 0, 0
+    for k, eq in enumerate(equations):
+        more = f" and {len(equations) - k - 1} more" if k + 1 < len(equations) else ""
+        size += len(eq) + (5 if k else 0)
+        if k and size + len(more) > width:
+            break
+        shown = k + 1
+    rest = len(equations) - shown
+    return " and ".join(equations[:shown]) + (f" and {rest} more" if rest else "")
+
+
+def _deletions(names: list[str]) -> list[str]:
+    """``del`` statements releasing ``names``, as many names to a line as fit (a chain of
+    thousands of steps may release thousands at once)."""
+    lines, current = [], []
+    for name in names:
+        if current and len("del " + ", ".join(current + [name])) > STATEMENT_WIDTH:
+            lines.append("del " + ", ".join(current))
+            current = []
+        current.append(name)
+    return lines + ["del " + ", ".join(current)]
 
 
 STYLE_NOTES = {
@@ -283,7 +315,8 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
 
     functions = []
     p = Printer(infer, lets=style == "textbook")
-    body = _body(infer, p, pred_bindings, [output], pred_args, sections=False, style=style)
+    body = _body(infer, p, pred_bindings, [output], pred_args, sections=False, style=style,
+                 fmt=fmt)
     functions.append(_Function(
         "predict", _keywords(_signature(infer, pred_args), body, bool(prog.states)), "",
         [f"The model's output {output}, for the inputs.", *mode_note(body)],
@@ -291,7 +324,7 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     p = Printer(infer, lets=style == "textbook")
     infer_loss = _needed(infer, [infer.loss])
     body = _body(infer, p, infer_loss, [infer.loss], _data_args(infer, infer_loss, True),
-                 sections=False, style=style)
+                 sections=False, style=style, fmt=fmt)
     signature = _signature(infer, _data_args(infer, infer_loss, True))
     functions.append(_Function(
         "loss", _keywords(signature, body, bool(prog.states)), " -> float",
@@ -305,7 +338,7 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
         # a gradient is computed into the caller's buffer when given one
         into.setdefault(prog.grads[w], f'grads.get("{w}")')
     body = _body(prog, p, loss_bindings + prog.backward, [prog.loss] + grad_order, loss_args,
-                 sections=True, into=into, style=style)
+                 sections=True, into=into, style=style, fmt=fmt)
     signature = _signature(prog, loss_args)
     doc = [f"The loss {prog.loss} and its gradient with respect to "
            f"{', '.join(prog.wrt) or 'nothing'}."]
@@ -355,8 +388,8 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
         "functions": functions,
     }
     text = _template().render(**context)
-    if fmt and needs_black(text):
-        text = format_source(text)
+    if fmt and needs_black(text):  # a line of a shape pyfmt does not lay out
+        text = _black(text)
     try:
         compile(text, f"<bpc output for {prog.name}>", "exec")  # never write invalid Python
     except SyntaxError as e:
@@ -378,9 +411,23 @@ def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
     for bd in bindings:
         init = prog.inits[bd.name]
         expr, comment = formula(init, bd.node.shape, prog.dtype)
-        entries.append({"key": string(bd.name), "expr": expr, "comment": safe_comment(
+        key = string(bd.name) + ": "
+        lines = [f"        {key}{expr},"]
+        if len(lines[0]) > LINE_LENGTH and init.kind in ("value", "array") \
+                and isinstance(init.args["value"], (list, tuple)):
+            # a given array too wide for one line: laid out as black lays it out
+            lines = call("np.array", [_numbers(init.args["value"]), Code("dtype=DTYPE")],
+                         8, key, ",")
+        entries.append({"lines": lines, "comment": safe_comment(
             f"{bd.name}: {comment}" + (f"; {init.note}" if init.note else ""))})
     return entries
+
+
+def _numbers(value):
+    """A nested list of numbers as ``Code``, each written as ``formula`` writes it."""
+    if isinstance(value, (list, tuple)):
+        return [_numbers(v) for v in value]
+    return Code(format_number(float(value)))
 
 
 def _keywords(signature: list[str], body: list[str], stateful: bool) -> list[str]:
@@ -478,51 +525,33 @@ def _threshold(prog: Program, output) -> float | None:
     return 0.0 if output is not None and any(n.args[0].id == output.id for n in xents) else 0.5
 
 
-def format_source(text: str) -> str:
-    """``text`` formatted by black (py310 target), remembered by content and by which
-    black is installed, so recompiling an unchanged spec does not even import black."""
-    from ..cache import memo_text
-
-    def run_black() -> str:
-        import black
-
-        mode = black.Mode(target_versions={black.TargetVersion.PY310})
-        try:
-            return black.format_str(text, mode=mode)
-        except black.InvalidInput as e:  # a bug in bpc, never in the spec
-            raise SpecError(Diagnostic(f"internal error: generated code does not parse "
-                                       f"({e})", None)) from e
-
-    def same_program(formatted: str) -> bool:
-        """A remembered output is used only when it is the same Python program as
-        ``text`` (black changes layout, never the syntax tree): the cache folder is
-        writable, and whatever is read back from it becomes the generated module."""
-        expected = _ast_dump(text)
-        return expected is not None and _ast_dump(formatted) == expected
-
-    return memo_text("black", f"{_black_identity()} py310\n{text}", run_black,
-                     same_program)
+def _laid_out(line: str) -> list[str]:
+    """A statement of a function body (written at 4 columns) in black's layout: as it is
+    when it fits, ``pyfmt.call_statement``'s layout for a call (what buffer planning
+    writes), else black's own layout of that one statement."""
+    if len(line) + 4 <= LINE_LENGTH:
+        return [line]
+    laid = call_statement(line, 4) or _black_statement(line)
+    return [text[4:] for text in laid]
 
 
-@functools.lru_cache(maxsize=4)
-def _ast_dump(source: str) -> str | None:
-    import ast as pyast
+@functools.lru_cache(maxsize=1024)
+def _black_statement(line: str) -> list[str]:
+    """Black's layout of one statement of a function body. Black lays out each logical
+    line on its own, so this is what it writes for that statement in the whole module,
+    at a cost that grows with the statement, not with the module."""
+    formatted = _black("def _():\n    " + line + "\n")
+    return formatted.splitlines()[1:]
 
+
+def _black(text: str) -> str:
+    """``text`` formatted by black (py310 target). Only for code shapes ``pyfmt`` does not
+    lay out itself; computed here every time, never read back from a file."""
+    import black
+
+    mode = black.Mode(target_versions={black.TargetVersion.PY310})
     try:
-        return pyast.dump(pyast.parse(source))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-
-
-def _black_identity() -> str:
-    """Which black would run (its file and that file's modification time), without the
-    cost of importing it or reading package metadata."""
-    import importlib.util
-    import os
-
-    spec = importlib.util.find_spec("black")
-    origin = spec.origin if spec and spec.origin else "black"
-    try:
-        return f"{origin}:{os.stat(origin).st_mtime_ns}"
-    except OSError:
-        return origin
+        return black.format_str(text, mode=mode)
+    except black.InvalidInput as e:  # a bug in bpc, never in the spec
+        raise SpecError(Diagnostic(f"internal error: generated code does not parse "
+                                   f"({e})", None)) from e

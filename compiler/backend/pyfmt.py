@@ -35,13 +35,23 @@ def power(base: str, exponent: str) -> str:
 
 
 def string(s: str) -> str:
-    """A string literal in double quotes, as black writes it, unless ``s`` holds a double
-    quote (then as ``repr`` writes it) or needs an escape (then black decides: see
-    ``needs_black``)."""
-    text = repr(s)
-    if text[0] == "'" and '"' not in s and "\\" not in text:
-        return '"' + text[1:-1] + '"'
-    return text
+    """A string literal as black writes it, in ASCII: double quotes unless single quotes
+    need fewer backslashes (black's rule), and every character outside printable ASCII
+    escaped as ``ascii`` escapes it (lower-case hex, which black keeps). So no line of
+    the module holds a character black would measure differently."""
+    double = "".join(_escaped(c, '"') for c in s)
+    single = "".join(_escaped(c, "'") for c in s)
+    if double.count("\\") <= single.count("\\"):
+        return f'"{double}"'
+    return f"'{single}'"
+
+
+def _escaped(c: str, quote: str) -> str:
+    if c == quote or c == "\\":
+        return "\\" + c
+    if c in "\"'":
+        return c
+    return ascii(c)[1:-1]
 
 
 def literal(value, indent: int = 0, prefix: str = "", suffix: str = "") -> list[str]:
@@ -64,6 +74,23 @@ def literal(value, indent: int = 0, prefix: str = "", suffix: str = "") -> list[
 
 class Code(str):
     """Python text placed in a literal as it is (a name, a call), not as a string."""
+
+
+def call(callee: str, args: list, indent: int = 0, prefix: str = "",
+         suffix: str = "") -> list[str]:
+    """``prefix + callee(args) + suffix`` as black lays it out at ``indent`` columns, for
+    arguments that are plain data or ``Code`` (``np.array([[...]], dtype=DTYPE)``): on one
+    line; else the arguments on a line of their own; else one per line with a trailing
+    comma, each laid out as ``literal`` lays it out."""
+    pad = " " * indent
+    flat = ", ".join(_flat(a) for a in args)
+    one_line = f"{pad}{prefix}{callee}({flat}){suffix}"
+    if len(one_line) <= LINE_LENGTH or not args:
+        return [one_line]
+    head, tail = f"{pad}{prefix}{callee}(", f"{pad}){suffix}"
+    if len(pad) + 4 + len(flat) <= LINE_LENGTH:
+        return [head, pad + "    " + flat, tail]
+    return [head, *(line for a in args for line in literal(a, indent + 4, "", ",")), tail]
 
 
 def definition(name: str, params: list[str], returns: str = "") -> list[str]:
@@ -107,15 +134,67 @@ def _flat(value) -> str:
     raise TypeError(f"not plain data: {type(value).__name__}")
 
 
+_CALL_STATEMENT = re.compile(r"([A-Za-z_]\w*) = ([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\((.*)\)")
+
+
+def call_statement(line: str, indent: int) -> list[str] | None:
+    """``name = f(a, b, out=c)`` at ``indent`` columns as black lays it out when it is too
+    wide (the shape buffer planning writes: ``np.add(..., out=...)``): the arguments on a
+    line of their own, or one per line with a trailing comma. None for any other
+    statement, or when an argument would itself need splitting (black decides those)."""
+    pad = " " * indent
+    if len(pad + line) <= LINE_LENGTH:
+        return [pad + line]
+    m = _CALL_STATEMENT.fullmatch(line)
+    if m is None or "\\" in line or "'" in line:
+        return None
+    args = _top_level_args(m.group(3))
+    if args is None or not args[-1] or any(",)" in a or ",]" in a or ",}" in a for a in args):
+        return None
+    head = f"{pad}{m.group(1)} = {m.group(2)}("
+    if len(head) > LINE_LENGTH:
+        return None
+    inner = pad + "    "
+    one_line = inner + ", ".join(args)
+    if len(one_line) <= LINE_LENGTH:
+        return [head, one_line, pad + ")"]
+    if len(args) > 1 and all(len(inner + a) + 1 <= LINE_LENGTH for a in args):
+        return [head, *(inner + a + "," for a in args), pad + ")"]
+    return None
+
+
+def _top_level_args(text: str) -> list[str] | None:
+    """``text`` split at its top-level commas (None when its brackets do not balance, so
+    ``f(a)(b)`` or ``f(a) + g(b)`` are not taken for one call)."""
+    args, depth, start, quoted = [], 0, 0, False
+    for i, c in enumerate(text):
+        if c == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif c == "," and depth == 0:
+            args.append(text[start:i].strip())
+            start = i + 1
+    if depth or quoted:
+        return None
+    args.append(text[start:].strip())
+    return args
+
+
 def needs_black(text: str) -> bool:
     """Whether black could still change ``text`` written in this module's style: a line
     wider than 88 columns that is neither a comment nor inside a docstring (black would
-    split it), or a line holding a backslash (an escape in a string: black chooses quotes
-    by counting them) or a character outside ASCII (black measures those by display
-    width)."""
+    split it), or a character outside ASCII (black measures those by display width;
+    bpc writes none: strings are escaped)."""
     in_docstring = False
     for line in text.splitlines():
-        if "\\" in line or not line.isascii():
+        if not line.isascii():
             return True
         quotes = line.count('"""')
         inside = in_docstring and not quotes  # black leaves these lines' width alone
