@@ -303,6 +303,14 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     ``prog``, taking the generator its random masks are drawn from."""
     if style not in STYLE_NOTES:
         raise ValueError(f"unknown code style {style!r}")
+    from ..pipeline import gc_paused
+
+    with gc_paused():
+        return _generate(prog, source, fmt, style, inference)
+
+
+def _generate(prog: Program, source: str | None, fmt: bool, style: str,
+              inference: Program | None) -> str:
     source = safe_comment(source or prog.path).replace('"', "?").replace("\\", "?")
     output = prog.output or prog.loss
     infer = inference or prog
@@ -472,10 +480,13 @@ def _mode_note(prog: Program, training: bool, reads_state: bool) -> str:
 def with_updates(prog: Program, bindings: list[Binding]) -> list[Binding]:
     """The training pass's bindings with each state update right after the equation
     that computes it (``state["bn1_running_mean"] = 0.9 * ... + 0.1 * bn1_mu``)."""
+    after: dict[tuple, list[Binding]] = {}  # one pass over the updates, not one per binding
+    for u in prog.updates:
+        after.setdefault(u.sources, []).append(u)
     out = []
     for bd in bindings:
         out.append(bd)
-        out.extend(u for u in prog.updates if u.sources == (bd.name,))
+        out.extend(after.get((bd.name,), ()))
     return out
 
 
