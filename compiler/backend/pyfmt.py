@@ -39,6 +39,8 @@ def string(s: str) -> str:
     need fewer backslashes (black's rule), and every character outside printable ASCII
     escaped as ``ascii`` escapes it (lower-case hex, which black keeps). So no line of
     the module holds a character black would measure differently."""
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'  # the usual case: a name, a path
     double = "".join(_escaped(c, '"') for c in s)
     single = "".join(_escaped(c, "'") for c in s)
     if double.count("\\") <= single.count("\\"):
