@@ -150,6 +150,41 @@ def test_call_statements_are_split_as_black_splits_them(target, callee, args, in
     assert_black_stable(text + "\n")
 
 
+OPERANDS = st.one_of(
+    ATOMS, CALL_NAMES.map(lambda n: "-" + n),
+    st.tuples(st.sampled_from(["np.sum", "-np.sum", "np.take_along_axis"]),
+              st.lists(ATOMS, min_size=1, max_size=3))
+    .map(lambda t: f"{t[0]}({', '.join(t[1])})"),
+    st.lists(ATOMS, min_size=2, max_size=4).map(lambda a: "(" + " - ".join(a) + ")"))
+
+
+@given(CALL_NAMES, st.sampled_from(["=", "+="]),
+       st.lists(st.tuples(OPERANDS, st.sampled_from(["+", "-", "*", "/", "@"])), min_size=2,
+                max_size=7), st.sampled_from([0, 4, 8]))
+@settings(max_examples=400, deadline=None, derandomize=True)
+def test_operator_statements_are_split_as_black_splits_them(target, op, terms, indent):
+    expr = " ".join(f"{t} {o}" for t, o in terms)[:-2]
+    lines = pyfmt.operator_statement(f"{target} {op} {expr}", indent)
+    if lines is None:  # a shape left to black
+        return
+    text = "".join(" " * i + "if True:\n" for i in range(0, indent, 4)) + "\n".join(lines)
+    assert_black_stable(text + "\n")
+
+
+def test_a_long_fused_loss_is_laid_out_without_black(no_module_black, monkeypatch):
+    """The one statement random specs still sent through black: a loss summing a fused
+    cross-entropy that prints as one long expression."""
+    monkeypatch.setattr(codegen, "_black_statement", lambda line: pytest.fail(line))
+    text = ("model rnd\ninput x : [N, 3]\ntarget t0 : [N]\nv1 = transpose(x)\n"
+            "v4 = transpose(v1[0::2])\n"
+            "loss L = sum(sin(v4)) + softmax_cross_entropy(v4, t0) + 0.5 * mean(v1)\n"
+            "grad wrt x\n")
+    prog = program_from_text(text, "r.bp")
+    raw = generate(prog, "r.bp", fmt=False)
+    assert any(len(line) > 88 for line in raw.splitlines())
+    assert generate(prog, "r.bp") == black_format(raw)
+
+
 @given(st.lists(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=12), min_size=1,
                 max_size=4), st.sampled_from([4, 8]))
 @settings(max_examples=200, deadline=None, derandomize=True)

@@ -24,7 +24,7 @@ from ..names import mentioned
 from ..ir.primitives import HELPERS, PRIMITIVES, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
 from .pyfmt import (LINE_LENGTH, STATEMENT_WIDTH, Code, call, call_statement, definition,
-                    literal, needs_black, string)
+                    literal, needs_black, operator_statement, string)
 
 
 @dataclass
@@ -539,10 +539,11 @@ def _threshold(prog: Program, output) -> float | None:
 def _laid_out(line: str) -> list[str]:
     """A statement of a function body (written at 4 columns) in black's layout: as it is
     when it fits, ``pyfmt.call_statement``'s layout for a call (what buffer planning
-    writes), else black's own layout of that one statement."""
+    writes), ``pyfmt.operator_statement``'s for a chain of operators (a long fused loss),
+    else black's own layout of that one statement."""
     if len(line) + 4 <= LINE_LENGTH:
         return [line]
-    laid = call_statement(line, 4) or _black_statement(line)
+    laid = call_statement(line, 4) or operator_statement(line, 4) or _black_statement(line)
     return [text[4:] for text in laid]
 
 

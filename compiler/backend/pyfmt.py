@@ -12,7 +12,9 @@ the result to black's own output on every gallery spec and on random specs.
 
 from __future__ import annotations
 
+import io
 import re
+import tokenize
 
 LINE_LENGTH = 88  # black's default
 STATEMENT_WIDTH = LINE_LENGTH - 4  # what a statement in a function body has left
@@ -187,6 +189,98 @@ def _top_level_args(text: str) -> list[str] | None:
         return None
     args.append(text[start:].strip())
     return args
+
+
+_ASSIGNMENT = re.compile(r"([A-Za-z_]\w*) (=|\+=|-=|\*=|/=) (.*)")  # a name, not state[...]
+_PRIORITY = {"+": 5, "-": 5, "*": 4, "/": 4, "//": 4, "%": 4, "@": 4}
+_OPERAND_END = {tokenize.NAME, tokenize.NUMBER, tokenize.STRING}
+
+
+def operator_statement(line: str, indent: int) -> list[str] | None:
+    """``name = a + b + c`` at ``indent`` columns as black lays it out when too wide:
+    the right-hand side in parentheses on a line of its own, or one operand per line
+    after its operator (``_operands``). Only for two or more top-level operators of the
+    loosest kind (black keeps its optional parentheses then); None otherwise."""
+    pad = " " * indent
+    if len(pad + line) <= LINE_LENGTH:
+        return [pad + line]
+    m = _ASSIGNMENT.fullmatch(line)
+    if m is None:
+        return None
+    rhs = m.group(3)
+    cuts = _top_level_operators(rhs)
+    if cuts is None or not cuts:
+        return None
+    loosest = max(p for _, _, p in cuts)
+    split = [(start, end) for start, end, p in cuts if p == loosest]
+    if len(split) < 2:
+        return None
+    head, tail, inner = f"{pad}{m.group(1)} {m.group(2)} (", pad + ")", pad + "    "
+    lines = _operands(rhs, inner)
+    return None if lines is None else [head, *lines, tail]
+
+
+def _operands(text: str, pad: str) -> list[str] | None:
+    """``text`` on one line when it fits, else one line per operand of its loosest
+    top-level operators, each operator starting its operand's line, each such line split
+    again the same way while it is too wide (black's delimiter split); None when a line
+    would need another kind of split."""
+    if len(pad + text) <= LINE_LENGTH:
+        return [pad + text]
+    cuts = _top_level_operators(text)
+    if not cuts:
+        return None
+    loosest = max(p for _, _, p in cuts)
+    parts, previous = [], 0
+    for start, _, p in cuts:
+        if p == loosest:
+            parts.append(text[previous:start].strip())
+            previous = start
+    parts.append(text[previous:].strip())
+    lines: list[str] = []
+    for part in parts:
+        laid = _operands(part, pad)
+        if laid is None:
+            return None
+        lines += laid
+    return lines
+
+
+def _top_level_operators(text: str):
+    """(start, end, priority) of each binary operator outside brackets in ``text``, by
+    column; None when ``text`` holds something this layout does not handle."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+    depth, previous, out = 0, None, []
+    for tok in tokens:
+        if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.COMMENT):
+            continue
+        if tok.start[0] != 1:
+            return None
+        s = tok.string
+        if tok.type == tokenize.OP:
+            if s in "([{":
+                depth += 1
+            elif s in ")]}":
+                depth -= 1
+            elif depth == 0:
+                binary = previous is not None and (
+                    previous.type in _OPERAND_END or previous.string in ")]}")
+                if s in _PRIORITY and binary:
+                    out.append((tok.start[1], tok.end[1], _PRIORITY[s]))
+                elif s in ("+", "-", "~") and not binary:
+                    pass  # unary
+                elif s == ".":
+                    pass
+                else:
+                    return None  # **, comparisons, commas, ... : black decides
+        elif tok.type == tokenize.NAME and s in ("and", "or", "not", "if", "else", "lambda",
+                                                 "in", "is", "for", "await", "yield"):
+            return None
+        previous = tok
+    return out
 
 
 def needs_black(text: str) -> bool:
