@@ -6,8 +6,9 @@ which temporaries) and ``buffers.plan`` (which dead buffers are reused in place,
 large intermediates are released early). Spec text reaches the output only as validated
 identifiers, numbers printed with ``repr`` (as black spells them), ``repr``-quoted data (paths, names in
 dictionaries) and comments made of printable ASCII (``printer.safe_comment``).
-The result is in black's style, written directly (``pyfmt``; black runs only where a line
-is too wide for that) and is byte-identical for the same spec.
+The result is in black's style, written directly (``pyfmt``; black lays out only a
+statement of a shape pyfmt does not cover, on its own) and is byte-identical for the same
+spec. Nothing read back from a file decides it.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
-"""Python text in black's style, for the few shapes of code bpc writes.
+"""Python text in black's style, for the shapes of code bpc writes.
 
-The generated module is black-formatted. Running black on every compile costs more than
-the rest of the compiler (importing black alone takes ~0.2 s, formatting a 1,900-line
-module ~1 s), so the code generator writes black's style itself: string literals in
-double quotes, data literals on one line when they fit in 88 columns and one item per
-line with a trailing comma when they do not, ``**`` hugging simple operands, comments on
-lines of their own. ``codegen.format_source`` then runs black only on a module that has
-a code line wider than 88 columns, the one thing black would still change. Tests hold
-the result to black's own output on every gallery spec and on random specs.
-"""
+The generated module is black-formatted, but black does not run on it: running black on
+every compile cost more than the rest of the compiler (importing black alone takes
+~0.2 s, formatting a 1,900-line module ~1 s, and a 500,000-line one minutes), so the code
+generator writes black's style itself: string literals in ASCII with black's choice of
+quotes, data literals on one line when they fit in 88 columns and one item per line with
+a trailing comma when they do not, ``**`` hugging simple operands, signatures, calls and
+operator chains split as black splits them, comments on lines of their own.
+``codegen._laid_out`` gives black a single statement of a shape not covered here (rare;
+in memory, never cached on disk), and the whole module only if a line is still too wide.
+Tests hold the result to black's own output on every gallery spec, on random specs and
+on random pieces of each shape."""
 
 from __future__ import annotations
 
