@@ -4,11 +4,14 @@ n log n), so doubling the statements should about double the time.
     python3 bench/compile_scaling.py                 # 1k, 5k and 20k statements
     python3 bench/compile_scaling.py 500 1000 2000   # other sizes
 
-Three shapes of spec: "mlp", a deep MLP written out by hand; "elementwise", one layer
-then a long run of elementwise steps; "shared", one weight used by every layer.
+Five shapes of spec: "mlp", a deep MLP written out by hand; "elementwise", one layer
+then a long run of elementwise steps; "shared", one weight used by every layer;
+"shared_elementwise", one elementwise parameter used by every step; "batchnorm",
+``repeat K { dense 8; batchnorm }``.
 
 Each size is a generated spec of that many statements, compiled end to end (parse,
-check, elaborate, differentiate, optimize, generate) in this process, without black (pyfmt's layout is what a compile normally prints). Prints
+check, elaborate, differentiate, optimize, generate, in its final layout) in this process,
+as ``bpc compile`` does. Prints
 seconds, the process's peak resident memory so far (sizes run in increasing order), and
 the time per statement relative to the previous size (1.0: linear).
 """
@@ -69,16 +72,35 @@ def shared_spec(statements: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-SHAPES = {"mlp": chain_spec, "elementwise": elementwise_spec, "shared": shared_spec}
+def shared_elementwise_spec(statements: int) -> str:
+    """A chain through one elementwise parameter: its gradient sums a term per step and
+    every step's value is kept for it (long ``del`` lists, long comment headers)."""
+    lines = ["model chain", "input x : [N, 8]", "target t : [N, 8]",
+             "param a : [8] = 0.5", "h0 = x"]
+    lines += [f"h{i} = h{i - 1} * a" for i in range(1, statements - 4)]
+    lines.append(f"loss L = mse(h{statements - 5}, t)")
+    return "\n".join(lines) + "\n"
+
+
+def batchnorm_spec(statements: int) -> str:
+    """``repeat K { dense 8; batchnorm }``, K a tenth of ``statements`` (each round is
+    about ten equations and steps): batch norm's steps, state updates and names such as
+    ``dL_dbn101_xc_div`` that no longer fit a line."""
+    return ("model chain\ninput x : [N, 8]\ntarget t : [N, 8]\nlayers x -> y {\n"
+            f"  repeat {max(1, statements // 10)} {{ dense 8; batchnorm }}\n}}\n"
+            "loss L = mse(y, t)\n")
+
+
+SHAPES = {"mlp": chain_spec, "elementwise": elementwise_spec, "shared": shared_spec,
+          "shared_elementwise": shared_elementwise_spec, "batchnorm": batchnorm_spec}
 
 
 def compile_seconds(statements: int, shape: str = "mlp") -> tuple[float, float]:
-    from bpc.compiler.backend.codegen import generate
-    from bpc.compiler.pipeline import program_from_text
+    from bpc.compiler.pipeline import compile_text
 
     text = SHAPES[shape](statements)
     start = time.perf_counter()
-    generate(program_from_text(text, "chain.bp"), "chain.bp", fmt=False)
+    compile_text(text, "chain.bp")
     seconds = time.perf_counter() - start
     return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -211,9 +211,13 @@ def load(path) -> Model:
 
     from bpc.runtime.train import model_name
 
-    plain = load_model(p)  # checks the contract, names the file on any problem
-    name = model_name(plain)
-    return _from_source(p.read_text(), None, str(p), name if name.isidentifier() else p.stem)
+    # Executed once (checks the contract, names the file on any problem); it pickles by
+    # the text that was executed, as a compiled model does.
+    module = load_model(p, module_type=Model)
+    name = model_name(module)
+    module.__name__ = name if name.isidentifier() else p.stem
+    module.spec, module.path = None, str(p)
+    return module
 
 
 class Checkpoint(types.SimpleNamespace):

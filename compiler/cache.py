@@ -1,23 +1,21 @@
 """bpc's cache folder: ``$BPC_CACHE``, else ``$XDG_CACHE_HOME/bpc``, else ``~/.cache/bpc``.
 
-Holds the parser tables Lark builds from the grammar, formatted modules keyed by the
-exact unformatted text and black's version, and downloaded data sets. Everything there
-can be deleted at any time; a folder that cannot be written just means no caching.
+Holds downloaded data sets, and can be deleted at any time; a folder that cannot be
+written just means no caching. Compiling reads nothing from it: formatted code is never
+remembered on disk (issue 22: a remembered module with the same syntax tree as the real
+one can still be another program, through a coding cookie and a comment), and the parser
+tables ship with bpc (``compiler/frontend/_lark_tables.py``), never Lark's pickled cache.
+Also the atomic file writes every output of bpc goes through.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tempfile
 import time
 from pathlib import Path
 from typing import BinaryIO, Callable
-
-# The most a cache entry may hold: a larger file there was not written by bpc.
-MAX_ENTRY_BYTES = 64 * 1024 * 1024
-
 
 def cache_dir() -> Path:
     root = os.environ.get("BPC_CACHE") or os.path.join(
@@ -130,26 +128,6 @@ def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
-def read_regular(path: Path, limit: int = MAX_ENTRY_BYTES) -> str | None:
-    """The text of ``path`` when it is a regular file (not a symbolic link, FIFO or
-    device) of at most ``limit`` bytes in UTF-8; None otherwise. Never blocks."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            return None
-        data = read_at_most(fd, limit)
-        return None if data is None else data.decode("utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    finally:
-        os.close(fd)
-
-
 def read_at_most(fd: int, limit: int) -> bytes | None:
     """Everything left in the open file ``fd``, or None when that is over ``limit``
     bytes (a file may grow while it is read: its size said nothing final)."""
@@ -161,33 +139,3 @@ def read_at_most(fd: int, limit: int) -> bytes | None:
         chunks.append(chunk)
         size += len(chunk)
     return None if size > limit else b"".join(chunks)
-
-
-def memo_text(kind: str, key: str, compute: Callable[[], str],
-              valid: Callable[[str], bool]) -> str:
-    """``compute()``, remembered on disk under ``key`` (a content hash is added).
-
-    The cache folder is writable by whoever owns it, so what is read back is never
-    trusted: only a regular file of bounded size is read, and its text is used only when
-    ``valid(text)`` confirms it stands for ``key`` (else it is computed again)."""
-    from .errors import SpecError
-
-    folder = writable_dir(kind)
-    if folder is None:
-        return compute()
-    path = folder / (hashlib.sha256(key.encode("utf-8")).hexdigest() + ".txt")
-    cached = read_regular(path)
-    if cached is not None:
-        try:
-            if valid(cached):
-                return cached
-        except Exception:  # a planted file that makes the check itself fail
-            pass
-    text = compute()
-    try:
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            path.unlink()  # a planted link, FIFO or device: replaced, never followed
-        write_text_atomic(path, text)
-    except (OSError, SpecError):
-        pass  # no cache this time
-    return text

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
 from pathlib import Path
 
@@ -24,6 +26,23 @@ def _print_warning(text: str) -> None:
     print(text, file=sys.stderr)
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector off while compiling. The IR is hundreds of
+    thousands of small objects, all alive until the module is written and none in a
+    reference cycle, so every collection walked them all for nothing: half of the time of
+    compiling a large spec (repeat 1600 { dense 8; batchnorm }: 16.7 s, 8.2 s without).
+    Back on, as it was, when the outermost stage returns."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _elaborated(spec: ast.Spec, warn, train: bool = True) -> Program:
     diags = Diagnostics(spec.source)
     prog = elaborate(spec, diags, train)
@@ -38,7 +57,7 @@ def program(spec: ast.Spec, stage: str = "opt", warn=None) -> Program:
     """The IR of a checked spec at ``stage`` ("ir", "grad" or "opt"). Warnings (the
     spec compiles, but probably does not mean what it says) go to ``warn(text)``,
     by default printed on standard error."""
-    with too_deep_is_an_error(spec.path, spec.source):
+    with too_deep_is_an_error(spec.path, spec.source), gc_paused():
         prog = _elaborated(spec, warn)
         if stage == "ir":
             return prog
@@ -62,17 +81,18 @@ def inference_program(spec: ast.Spec, prog: Program) -> Program | None:
     """The optimized IR in inference mode, or None when it would be ``prog`` itself."""
     if not has_modes(prog):
         return None
-    with too_deep_is_an_error(spec.path, spec.source):
+    with too_deep_is_an_error(spec.path, spec.source), gc_paused():
         return optimize(differentiate(_elaborated(spec, lambda text: None, train=False)))
 
 
 def _generate(spec: ast.Spec, path: str, style: str) -> tuple[str, str]:
     from .backend.codegen import generate
 
-    prog = program(spec, "opt")
-    infer = inference_program(spec, prog)
-    with too_deep_is_an_error(path, None):
-        return prog.name, generate(prog, path, style=style, inference=infer)
+    with gc_paused():
+        prog = program(spec, "opt")
+        infer = inference_program(spec, prog)
+        with too_deep_is_an_error(path, None):
+            return prog.name, generate(prog, path, style=style, inference=infer)
 
 
 def program_from_text(text: str, path: str = "<spec>", stage: str = "opt") -> Program:

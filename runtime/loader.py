@@ -20,17 +20,19 @@ CONTRACT = ("INPUTS", "TARGETS", "PARAMS", "DTYPE", "init_params", "predict", "l
 _counter = itertools.count()
 
 
-def load_model(path: str | Path, dtype: str | None = None) -> types.ModuleType:
-    """A module honouring the contract, from a spec (compiled now) or a generated file."""
+def load_model(path: str | Path, dtype: str | None = None,
+               module_type: type[types.ModuleType] = types.ModuleType) -> types.ModuleType:
+    """A module honouring the contract, from a spec (compiled now) or a generated file,
+    executed once, as a ``module_type``."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p}: no such file")
     if p.suffix == ".py":
         if dtype is not None:
             raise UserError("--dtype needs a spec (.bp); a generated module has its dtype fixed")
-        module = _import_file(p)
+        module = _import_file(p, module_type)
     else:
-        module = _compile_spec(p, dtype)
+        module = _compile_spec(p, dtype, module_type)
     missing = [name for name in CONTRACT if not hasattr(module, name)]
     if missing:
         raise UserError(f"{p} is not a bpc model: it lacks {', '.join(missing)}",
@@ -41,21 +43,35 @@ def load_model(path: str | Path, dtype: str | None = None) -> types.ModuleType:
     return module
 
 
-def _import_file(p: Path) -> types.ModuleType:
-    name = f"bpc_model_{p.stem}_{next(_counter)}"
-    spec = importlib.util.spec_from_file_location(name, p)
-    if spec is None or spec.loader is None:
-        raise UserError(f"{p}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
+def _import_file(p: Path, module_type: type[types.ModuleType]) -> types.ModuleType:
+    """The module in file ``p``, executed once from its text as Python's import decodes
+    it (a coding cookie, else UTF-8). Never through the import system's bytecode cache:
+    a ``.pyc`` in ``__pycache__`` beside the file, which anyone who can write the folder
+    can plant, is neither read nor written. ``source`` keeps the text executed (a
+    ``bpc.Model`` pickles by it)."""
     try:
-        spec.loader.exec_module(module)
+        data = p.read_bytes()
+    except OSError as e:
+        raise UserError(f"{p}: cannot be read ({e.strerror or e})") from None
+    try:
+        source = importlib.util.decode_source(data)
+    except (SyntaxError, UnicodeDecodeError, LookupError) as e:
+        raise UserError(f"{p}: not a Python module in a known encoding ({e})") from None
+    module = module_type(f"bpc_model_{p.stem}_{next(_counter)}")
+    module.__file__ = str(p)
+    try:
+        code = compile(source, str(p), "exec")
     except SyntaxError as e:
         raise UserError(f"{p}:{e.lineno}: not valid Python ({e.msg})") from None
-    module.source = spec.loader.get_source(name)  # the model itself (train.model_identity)
+    except ValueError as e:  # a NUL byte
+        raise UserError(f"{p}: not valid Python ({e})") from None
+    exec(code, module.__dict__)  # noqa: S102 - the module the user asked to load
+    module.source = source  # train.model_identity reads it; a bpc.Model pickles by it
     return module
 
 
-def _compile_spec(p: Path, dtype: str | None) -> types.ModuleType:
+def _compile_spec(p: Path, dtype: str | None,
+                  module_type: type[types.ModuleType]) -> types.ModuleType:
     from bpc.compiler.backend.codegen import generate
     from bpc.compiler.frontend.load import load_file
     from bpc.compiler.pipeline import inference_program, program
@@ -70,7 +86,7 @@ def _compile_spec(p: Path, dtype: str | None) -> types.ModuleType:
                                                 spec.statements[0].span))
         prog = program(spec, "opt")
     source = generate(prog, str(p), fmt=False, inference=inference_program(spec, prog))
-    module = types.ModuleType(f"bpc_model_{prog.name}_{next(_counter)}")
+    module = module_type(f"bpc_model_{prog.name}_{next(_counter)}")
     module.__file__ = f"<compiled from {p}>"
     exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our output
     module.source = source  # the model itself (train.model_identity)

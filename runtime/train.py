@@ -763,6 +763,9 @@ def _bpc_version() -> str:
 # What each definition of a module is, for a refused resume's message.
 _PART_WORDS = {"loss_and_grad": "the training step (loss_and_grad)",
                "predict": "the output (predict)", "loss": "the inference loss (loss)",
+               "_loss_training": "the training-mode loss (loss(training=True))",
+               "_loss_and_grad_inference":
+                   "the inference-mode gradient (loss_and_grad(training=False))",
                "init_params": "the initial parameters (init_params)",
                "init_state": "the initial state (init_state)",
                "DTYPE": "the dtype (DTYPE)", "PARAMS": "the parameters (PARAMS)",
@@ -779,8 +782,10 @@ def model_difference(saved: dict, now: dict) -> str | None:
     text = "the model is not the one the run trained"
     old_parts = saved.get("parts") if isinstance(saved.get("parts"), dict) else {}
     if saved.get("from") == now["from"] and old_parts:
-        changed = sorted(k for k in set(old_parts) | set(now["parts"])
-                         if old_parts.get(k) != now["parts"].get(k))
+        order = list(_PART_WORDS)  # the public functions first, as _PART_WORDS lists them
+        changed = sorted((k for k in set(old_parts) | set(now["parts"])
+                          if old_parts.get(k) != now["parts"].get(k)),
+                         key=lambda k: (order.index(k) if k in order else len(order), k))
         if changed:
             text += ": " + ", ".join(_PART_WORDS.get(k, k) for k in changed) + (
                 " differ" if len(changed) > 1 else " differs")

@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,6 +75,50 @@ def test_load_a_generated_module_and_its_limits():
         model.stats()
     with pytest.raises(UserError, match="no such file"):
         bpc.compile("specs/nonexistent.bp")
+
+
+def test_load_executes_a_module_once_and_it_still_pickles(tmp_path, monkeypatch):
+    """Issue 22: bpc.load imported the file, then executed its text a second time (the
+    two could even differ: import honours a coding cookie, read_text did not)."""
+    counter = tmp_path / "runs"
+    text = (REPO / "generated" / "sine.py").read_text()
+    module = tmp_path / "sine.py"
+    module.write_text(text + f"\nwith open({str(counter)!r}, 'a') as _f:\n    _f.write('x')\n")
+    model = bpc.load(module)
+    assert counter.read_text() == "x"
+    assert model.__name__ == "sine" and model.path == str(module)
+    assert model.source == module.read_text()
+    again = pickle.loads(pickle.dumps(model))  # pickled by source: runs it once more
+    assert counter.read_text() == "xx"
+    params = model.init_params(np.random.default_rng(0))
+    x = np.linspace(0, 1, 5).reshape(5, 1)
+    np.testing.assert_array_equal(again.predict(params, x), model.predict(params, x))
+    assert not (tmp_path / "__pycache__").exists()  # no bytecode written, so none read
+
+
+def test_a_planted_bytecode_file_is_never_run(tmp_path, monkeypatch):
+    """Loading a generated module reads its text, not a .pyc in __pycache__ beside it
+    (one written for this file's size and time would run instead of the file)."""
+    import importlib.util
+    import py_compile
+
+    from bpc.runtime.loader import load_model
+
+    module = tmp_path / "sine.py"
+    module.write_text((REPO / "generated" / "sine.py").read_text())
+    decoy = tmp_path / "decoy.py"
+    decoy.write_text(module.read_text() + "import os\nos.environ['BPC_PWNED'] = '1'\n")
+    monkeypatch.delenv("BPC_PWNED", raising=False)
+    cached = Path(importlib.util.cache_from_source(str(module)))
+    py_compile.compile(str(decoy), cfile=str(cached), dfile=str(module))
+    data = bytearray(cached.read_bytes())  # the header says: compiled from sine.py
+    st = module.stat()
+    data[8:12] = int(st.st_mtime).to_bytes(4, "little")
+    data[12:16] = (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+    cached.write_bytes(bytes(data))
+    load_model(module)
+    bpc.load(module)
+    assert "BPC_PWNED" not in os.environ
 
 
 def test_version_and_python_dash_m():

@@ -1,8 +1,10 @@
-"""Issue 11: nothing planted in bpc's cache folder decides generated code or runs.
+"""Issues 11 and 22: nothing planted in bpc's cache folder decides generated code or runs.
 
-The cache folder is writable by the user (and by anything running as the user): black's
-remembered output, a Lark cache file, a FIFO or a symbolic link planted there must leave
-``compile`` output identical to a clean compile, and run nothing.
+The cache folder is writable by the user (and by anything running as the user): a file
+where black's output was once remembered, a Lark cache file, a FIFO or a symbolic link
+planted there must leave ``compile`` output identical to a clean compile, and run
+nothing. Compiling reads nothing from that folder (issue 22: formatted code is never
+remembered on disk; a text with the same syntax tree is not the same module).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import hashlib
 import os
 import pickle
 import stat
-import threading
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,66 +28,94 @@ from bpc.compiler.pipeline import compile_file
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "specs" / "xor.bp"
-# Wide enough that black runs (pyfmt's own layout covers the usual module).
-RAW = "x = [" + ", ".join(str(i) for i in range(40)) + "]\n"
-PLANTED = "import os\nos.environ['BPC_PWNED'] = '1'\nx = [0]\n"
+# A spec whose module has lines too wide for one line (a given array, an in-place add).
+ROW = ", ".join(f"0.{i + 1}23456789" for i in range(2))
+WIDE_SPEC = ("model wide\ninput x : [N, 2]\ntarget t : [N, 1]\n"
+             f"param W_with_a_long_name : [2, 1] = [{'; '.join(ROW.split(', '))}]\n"
+             f"param v : [2] = [{ROW}]\n"
+             "h_with_a_long_name = x * v\n"
+             "loss L = mean((h_with_a_long_name @ W_with_a_long_name + sum(v) - t)^2)\n"
+             "data xor\n")
 
 
-def _black_entry(folder: Path, raw: str) -> Path:
-    key = f"{codegen._black_identity()} py310\n{raw}"
+def _old_black_entry(folder: Path, raw: str) -> Path:
+    """Where bpc once remembered black's output for ``raw`` (issue 22: black's disk cache,
+    keyed by black's file and its modification time)."""
+    import importlib.util
+
+    origin = importlib.util.find_spec("black").origin
+    key = f"{origin}:{os.stat(origin).st_mtime_ns} py310\n{raw}"
     return folder / "black" / (hashlib.sha256(key.encode("utf-8")).hexdigest() + ".txt")
 
 
 @pytest.fixture
 def cache_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("BPC_CACHE", str(tmp_path))
+    monkeypatch.setenv("BPC_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("BPC_PWNED", raising=False)
-    codegen._ast_dump.cache_clear()
-    (tmp_path / "black").mkdir()
-    return tmp_path
+    return tmp_path / "cache"
 
 
-def test_planted_black_output_is_discarded(cache_folder):
-    clean = codegen.format_source(RAW)
-    entry = _black_entry(cache_folder, RAW)
-    assert entry.read_text() == clean  # remembered, and used again while it is genuine
-    assert codegen.format_source(RAW) == clean
-    entry.write_text(PLANTED)  # parses, but is another program
-    assert codegen.format_source(RAW) == clean
-    assert entry.read_text() == clean  # replaced by the real output
-    entry.write_text("x = [\n")  # does not even parse
-    assert codegen.format_source(RAW) == clean
-    entry.write_bytes(b"\xff\xfe not utf-8")
-    assert codegen.format_source(RAW) == clean
-    assert "BPC_PWNED" not in os.environ
+def _planted(genuine: str, marker: Path) -> str:
+    """``genuine`` with a coding cookie and a comment: the same syntax tree when parsed
+    as a string (a comment is not in the tree, and ``compile`` of a string ignores the
+    cookie), but imported from a file the comment's ``\\u000a`` is a new line of code."""
+    payload = f"open({str(marker)!r}, 'w').write('pwned')"
+    return ("# -*- coding: unicode_escape -*-\n" + genuine
+            + f"# a note \\u000a{payload}\n")
 
 
-def test_planted_fifo_symlink_and_huge_file(cache_folder, tmp_path_factory, monkeypatch):
-    clean = codegen.format_source(RAW)
-    entry = _black_entry(cache_folder, RAW)
+def test_a_planted_black_cache_entry_never_runs(cache_folder, tmp_path, monkeypatch):
+    """Issue 22: an entry that passes the old syntax-tree check once became the generated
+    module and ran when imported: through bpc compile, then bpc.load and bpc train."""
+    import ast
 
-    entry.unlink()
-    os.mkfifo(entry)
-    result: list[str] = []
-    worker = threading.Thread(target=lambda: result.append(codegen.format_source(RAW)),
-                              daemon=True)
-    worker.start()
-    worker.join(60)
-    assert not worker.is_alive(), "a FIFO in the cache hangs the compile"
-    assert result == [clean]
-    assert stat.S_ISREG(entry.lstat().st_mode)
+    import bpc
+    from bpc.compiler.pipeline import program_from_file
 
-    elsewhere = tmp_path_factory.mktemp("elsewhere") / "target.txt"
-    elsewhere.write_text(clean)  # even a link to the right text is not followed
-    entry.unlink()
-    entry.symlink_to(elsewhere)
-    assert codegen.format_source(RAW) == clean
-    assert not entry.is_symlink() and elsewhere.read_text() == clean
+    import black
 
-    monkeypatch.setattr(cache, "MAX_ENTRY_BYTES", 10)
-    assert cache.read_regular(entry, 10) is None  # over the bound: not read
-    assert cache.read_regular(Path("/dev/zero")) is None
-    assert codegen.format_source(RAW) == clean
+    monkeypatch.chdir(tmp_path)
+    Path("wide.bp").write_text(WIDE_SPEC)
+    raw = codegen.generate(program_from_file("wide.bp"), "wide.bp", fmt=False)
+    clean = black.format_str(raw, mode=black.Mode(target_versions={black.TargetVersion.PY310}))
+    assert raw != clean  # black would change it: the old code went through its cache
+    marker = tmp_path / "pwned"
+    planted = _planted(clean, marker)
+    assert ast.dump(ast.parse(planted)) == ast.dump(ast.parse(clean))  # the old check passes
+    entry = _old_black_entry(cache_folder, raw)
+    entry.parent.mkdir(parents=True)
+    entry.write_text(planted)
+
+    _, source = compile_file("wide.bp")
+    assert source == clean
+    env = {**os.environ, "BPC_CACHE": str(cache_folder), "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "bpc.runtime.cli", "compile", "wide.bp",
+                             "-o", "out"], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    module = tmp_path / "out" / "wide.py"
+    assert module.read_text() == clean
+    bpc.load(module)
+    result = subprocess.run([sys.executable, "-m", "bpc.runtime.cli", "train", str(module),
+                             "--iters", "1", "--out", "run", "-q"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    assert entry.read_text() == planted  # not even replaced: never read
+
+
+def test_compiling_reads_and_writes_nothing_in_the_cache_folder(cache_folder):
+    for spec in sorted((REPO / "specs").glob("*.bp")):
+        compile_file(spec)
+    assert not cache_folder.exists()
+
+
+def test_the_generated_module_starts_with_its_docstring():
+    """No coding cookie can reach the first two lines (a cookie changes how the file
+    decodes, and so what it runs): the module opens with its docstring."""
+    _, source = compile_file(SPEC)
+    first, second = source.splitlines()[:2]
+    assert first.startswith('"""xor: generated by bpc.') and not second.lstrip().startswith("#")
 
 
 def test_planted_lark_cache_is_never_unpickled(cache_folder, monkeypatch):
@@ -95,7 +126,7 @@ def test_planted_lark_cache_is_never_unpickled(cache_folder, monkeypatch):
             return (exec, ("import os; os.environ['BPC_PWNED'] = '1'",))
 
     lark_dir = cache_folder / "lark"
-    lark_dir.mkdir()
+    lark_dir.mkdir(parents=True)
     payload = pickle.dumps(Boom())
     for name in ("bp-grammar.lark-cache", "bp.lark-cache"):
         (lark_dir / name).write_bytes(payload)

@@ -6,8 +6,9 @@ which temporaries) and ``buffers.plan`` (which dead buffers are reused in place,
 large intermediates are released early). Spec text reaches the output only as validated
 identifiers, numbers printed with ``repr`` (as black spells them), ``repr``-quoted data (paths, names in
 dictionaries) and comments made of printable ASCII (``printer.safe_comment``).
-The result is in black's style, written directly (``pyfmt``; black runs only where a line
-is too wide for that) and is byte-identical for the same spec.
+The result is in black's style, written directly (``pyfmt``; black lays out only a
+statement of a shape pyfmt does not cover, on its own) and is byte-identical for the same
+spec. Nothing read back from a file decides it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from ..ir import NAMED_LEAVES, Binding, Program, random_sites, topo_order
 from ..names import mentioned
 from ..ir.primitives import HELPERS, PRIMITIVES, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
-from .pyfmt import LINE_LENGTH, STATEMENT_WIDTH, Code, definition, literal, needs_black, string
+from .pyfmt import (LINE_LENGTH, STATEMENT_WIDTH, Code, call, call_statement, definition,
+                    literal, needs_black, operator_statement, string)
 
 
 @dataclass
@@ -193,7 +195,7 @@ def _comment(st: Statement, backward: dict[str, Binding], quoted,
             lines = [ln for ln in lines if ln not in said]
             if not lines:
                 return None
-        text = " and ".join(lines)
+        text = _listed(lines, STATEMENT_WIDTH - 2)
         if bd.note and len(bd.note) <= 60 and any(w in bd.note for w in
                                                    ("output", "fused", "mask", "itself")):
             text += f" ({bd.note})"
@@ -229,7 +231,7 @@ def _facts(prog: Program, statements: list[Statement], planned) -> tuple[Facts, 
 
 def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: list[str],
           args: list[Binding], sections: bool, into: dict[str, str] | None = None,
-          style: str = "fast") -> tuple[list[str], Facts]:
+          style: str = "fast", fmt: bool = True) -> tuple[list[str], Facts]:
     statements = schedule(prog, bindings, printer, early_masks=style == "fast")
     backward = {bd.name: bd for bd in prog.backward}
     forward = {bd.name: bd for bd in prog.forward}
@@ -299,10 +301,41 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
                     lines.append(f"# {st.name}: {note}")
         else:
             head(st)
-        lines.extend(code)
+        lines.extend(line for statement in code
+                     for line in (_laid_out(statement) if fmt else [statement]))
         if step.release:
-            lines.append("del " + ", ".join(step.release))
+            lines.extend(_deletions(step.release))
     return lines, facts
+
+
+def _listed(equations: list[str], width: int) -> str:
+    """Equations joined by "and" for a comment: as many as fit in ``width`` columns,
+    then how many more (a weight shared by a thousand equations heads its gradient with
+    one line, not a thousand equations); one equation is given whole."""
+    text = " and ".join(equations)
+    if len(text) <= width or len(equations) == 1:
+        return text
+    shown, size = 0, 0
+    for k, eq in enumerate(equations):
+        more = f" and {len(equations) - k - 1} more" if k + 1 < len(equations) else ""
+        size += len(eq) + (5 if k else 0)
+        if k and size + len(more) > width:
+            break
+        shown = k + 1
+    rest = len(equations) - shown
+    return " and ".join(equations[:shown]) + (f" and {rest} more" if rest else "")
+
+
+def _deletions(names: list[str]) -> list[str]:
+    """``del`` statements releasing ``names``, as many names to a line as fit (a chain of
+    thousands of steps may release thousands at once)."""
+    lines, current = [], []
+    for name in names:
+        if current and len("del " + ", ".join(current + [name])) > STATEMENT_WIDTH:
+            lines.append("del " + ", ".join(current))
+            current = []
+        current.append(name)
+    return lines + ["del " + ", ".join(current)]
 
 
 STYLE_NOTES = {
@@ -325,6 +358,14 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     ``_loss_and_grad_inference``)."""
     if style not in STYLE_NOTES:
         raise ValueError(f"unknown code style {style!r}")
+    from ..pipeline import gc_paused
+
+    with gc_paused():
+        return _generate(prog, source, fmt, style, inference)
+
+
+def _generate(prog: Program, source: str | None, fmt: bool, style: str,
+              inference: Program | None) -> str:
     source = safe_comment(source or prog.path).replace('"', "?").replace("\\", "?")
     output = prog.output or prog.loss
     infer = inference or prog
@@ -336,7 +377,7 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     pred_args = _data_args(infer, pred_bindings, with_targets=False)
     p = Printer(infer, lets=style == "textbook")
     body, facts = _body(infer, p, pred_bindings, [output], pred_args, sections=False,
-                        style=style)
+                        style=style, fmt=fmt)
     functions = [_Function(
         "predict", _keywords(_signature(infer, pred_args),
                              ["state"] * stateful + ["rng"] * facts.draws), "",
@@ -353,11 +394,11 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     if not modes:
         # One program: the module is as it always was. (A training program given alone,
         # as trace and graph do to check their values, draws in every function.)
-        signature, body, facts = _loss_function(prog, style, gradient=False)
+        signature, body, facts = _loss_function(prog, style, gradient=False, fmt=fmt)
         functions.append(_Function(
             "loss", _keywords(signature, ["state"] * stateful + ["rng"] * facts.draws),
             " -> float", [loss_doc + "."], body))
-        signature, body, facts = _loss_function(prog, style, gradient=True)
+        signature, body, facts = _loss_function(prog, style, gradient=True, fmt=fmt)
         functions.append(_Function(
             "loss_and_grad", _keywords(signature, ["state"] * stateful
                                        + ["rng"] * facts.draws
@@ -365,7 +406,8 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
             " -> tuple[float, dict[str, np.ndarray]]",
             [grad_doc + ".", *[grads_note] * facts.into_grads], body))
     else:
-        functions += _mode_functions(prog, infer, style, loss_doc, grad_doc, grads_note)
+        functions += _mode_functions(prog, infer, style, loss_doc, grad_doc, grads_note,
+                                     fmt)
     helpers = sorted(_helpers_of(functions))
 
     init, state_init = _initial_values(prog, prog.params), _initial_values(prog, prog.states)
@@ -400,8 +442,8 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
         "functions": functions,
     }
     text = _template().render(**context)
-    if fmt and needs_black(text):
-        text = format_source(text)
+    if fmt and needs_black(text):  # a line of a shape pyfmt does not lay out
+        text = _black(text)
     try:
         compile(text, f"<bpc output for {prog.name}>", "exec")  # never write invalid Python
     except SyntaxError as e:
@@ -418,9 +460,23 @@ def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
     for bd in bindings:
         init = prog.inits[bd.name]
         expr, comment = formula(init, bd.node.shape, prog.dtype)
-        entries.append({"key": string(bd.name), "expr": expr, "comment": safe_comment(
+        key = string(bd.name) + ": "
+        lines = [f"        {key}{expr},"]
+        if len(lines[0]) > LINE_LENGTH and init.kind in ("value", "array") \
+                and isinstance(init.args["value"], (list, tuple)):
+            # a given array too wide for one line: laid out as black lays it out
+            lines = call("np.array", [_numbers(init.args["value"]), Code("dtype=DTYPE")],
+                         8, key, ",")
+        entries.append({"lines": lines, "comment": safe_comment(
             f"{bd.name}: {comment}" + (f"; {init.note}" if init.note else ""))})
     return entries
+
+
+def _numbers(value):
+    """A nested list of numbers as ``Code``, each written as ``formula`` writes it."""
+    if isinstance(value, (list, tuple)):
+        return [_numbers(v) for v in value]
+    return Code(format_number(float(value)))
 
 
 def _keywords(signature: list[str], keywords: list[str]) -> list[str]:
@@ -443,7 +499,7 @@ def _call(name: str, signature: list[str]) -> str:
     return f"{name}({', '.join(parts)})"
 
 
-def _loss_function(prog: Program, style: str, gradient: bool):
+def _loss_function(prog: Program, style: str, gradient: bool, fmt: bool = True):
     """(data signature, body, facts) of the loss, or of the loss and its gradient, as
     ``prog`` computes them: what the loss needs, every equation that updates state or
     draws a mask (whole, in spec order), and with ``gradient`` the backward pass."""
@@ -453,7 +509,7 @@ def _loss_function(prog: Program, style: str, gradient: bool):
     p = Printer(prog, lets=style == "textbook")
     if not gradient:
         body, facts = _body(prog, p, bindings, [prog.loss], args, sections=False,
-                            style=style)
+                            style=style, fmt=fmt)
         return _signature(prog, args), body + [f"return float({prog.loss})"], facts
     into = {}
     for w in prog.wrt if style == "fast" else ():
@@ -461,7 +517,7 @@ def _loss_function(prog: Program, style: str, gradient: bool):
         into.setdefault(prog.grads[w], f'grads.get("{w}")')
     grad_order = [prog.grads[w] for w in prog.wrt]
     body, facts = _body(prog, p, bindings + prog.backward, [prog.loss] + grad_order, args,
-                        sections=True, into=into, style=style)
+                        sections=True, into=into, style=style, fmt=fmt)
     returned = {w: Code(prog.grads[w]) for w in prog.wrt}
     body += [""] + [line[4:] for line in literal(returned, 4, f"return float({prog.loss}), ")]
     return _signature(prog, args), body, facts
@@ -472,15 +528,15 @@ RNG_GUARD = ["if rng is None:",
 
 
 def _mode_functions(prog: Program, infer: Program, style: str, loss_doc: str,
-                    grad_doc: str, grads_note: str) -> list[_Function]:
+                    grad_doc: str, grads_note: str, fmt: bool = True) -> list[_Function]:
     """``loss`` and ``loss_and_grad`` of a module with modes, each taking ``training``:
     ``loss`` written in inference mode, ``loss_and_grad`` in training mode, each handing
     the other mode to a private function written from the other program."""
     state = ["state"] * bool(prog.states)
-    sig_infer, body_infer, f_infer = _loss_function(infer, style, gradient=False)
-    sig_train, body_train, f_train = _loss_function(prog, style, gradient=False)
-    gsig_train, gbody_train, g_train = _loss_function(prog, style, gradient=True)
-    gsig_infer, gbody_infer, g_infer = _loss_function(infer, style, gradient=True)
+    sig_infer, body_infer, f_infer = _loss_function(infer, style, gradient=False, fmt=fmt)
+    sig_train, body_train, f_train = _loss_function(prog, style, gradient=False, fmt=fmt)
+    gsig_train, gbody_train, g_train = _loss_function(prog, style, gradient=True, fmt=fmt)
+    gsig_infer, gbody_infer, g_infer = _loss_function(infer, style, gradient=True, fmt=fmt)
     draws = f_train.draws or g_train.draws
     rng_public = ["rng=None"] * draws
     guard = RNG_GUARD if draws else []
@@ -555,10 +611,13 @@ def _mode_note(prog: Program, training: bool, facts: Facts, gradient: bool = Tru
 def with_updates(prog: Program, bindings: list[Binding]) -> list[Binding]:
     """The training pass's bindings with each state update right after the equation
     that computes it (``state["bn1_running_mean"] = 0.9 * ... + 0.1 * bn1_mu``)."""
+    after: dict[tuple, list[Binding]] = {}  # one pass over the updates, not one per binding
+    for u in prog.updates:
+        after.setdefault(u.sources, []).append(u)
     out = []
     for bd in bindings:
         out.append(bd)
-        out.extend(u for u in prog.updates if u.sources == (bd.name,))
+        out.extend(after.get((bd.name,), ()))
     return out
 
 
@@ -610,51 +669,34 @@ def _threshold(prog: Program, output) -> float | None:
     return 0.0 if output is not None and any(n.args[0].id == output.id for n in xents) else 0.5
 
 
-def format_source(text: str) -> str:
-    """``text`` formatted by black (py310 target), remembered by content and by which
-    black is installed, so recompiling an unchanged spec does not even import black."""
-    from ..cache import memo_text
-
-    def run_black() -> str:
-        import black
-
-        mode = black.Mode(target_versions={black.TargetVersion.PY310})
-        try:
-            return black.format_str(text, mode=mode)
-        except black.InvalidInput as e:  # a bug in bpc, never in the spec
-            raise SpecError(Diagnostic(f"internal error: generated code does not parse "
-                                       f"({e})", None)) from e
-
-    def same_program(formatted: str) -> bool:
-        """A remembered output is used only when it is the same Python program as
-        ``text`` (black changes layout, never the syntax tree): the cache folder is
-        writable, and whatever is read back from it becomes the generated module."""
-        expected = _ast_dump(text)
-        return expected is not None and _ast_dump(formatted) == expected
-
-    return memo_text("black", f"{_black_identity()} py310\n{text}", run_black,
-                     same_program)
+def _laid_out(line: str) -> list[str]:
+    """A statement of a function body (written at 4 columns) in black's layout: as it is
+    when it fits, ``pyfmt.call_statement``'s layout for a call (what buffer planning
+    writes), ``pyfmt.operator_statement``'s for a chain of operators (a long fused loss),
+    else black's own layout of that one statement."""
+    if len(line) + 4 <= LINE_LENGTH:
+        return [line]
+    laid = call_statement(line, 4) or operator_statement(line, 4) or _black_statement(line)
+    return [text[4:] for text in laid]
 
 
-@functools.lru_cache(maxsize=4)
-def _ast_dump(source: str) -> str | None:
-    import ast as pyast
+@functools.lru_cache(maxsize=1024)
+def _black_statement(line: str) -> list[str]:
+    """Black's layout of one statement of a function body. Black lays out each logical
+    line on its own, so this is what it writes for that statement in the whole module,
+    at a cost that grows with the statement, not with the module."""
+    formatted = _black("def _():\n    " + line + "\n")
+    return formatted.splitlines()[1:]
 
+
+def _black(text: str) -> str:
+    """``text`` formatted by black (py310 target). Only for code shapes ``pyfmt`` does not
+    lay out itself; computed here every time, never read back from a file."""
+    import black
+
+    mode = black.Mode(target_versions={black.TargetVersion.PY310})
     try:
-        return pyast.dump(pyast.parse(source))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-
-
-def _black_identity() -> str:
-    """Which black would run (its file and that file's modification time), without the
-    cost of importing it or reading package metadata."""
-    import importlib.util
-    import os
-
-    spec = importlib.util.find_spec("black")
-    origin = spec.origin if spec and spec.origin else "black"
-    try:
-        return f"{origin}:{os.stat(origin).st_mtime_ns}"
-    except OSError:
-        return origin
+        return black.format_str(text, mode=mode)
+    except black.InvalidInput as e:  # a bug in bpc, never in the spec
+        raise SpecError(Diagnostic(f"internal error: generated code does not parse "
+                                   f"({e})", None)) from e
