@@ -45,6 +45,7 @@ CONFIG = {
     "data": {"name": "digits_subset", "n": 1000},
     "onehot": {"t": 10},
     "output_shape": ("N", 10),
+    "accuracy": {"target": "t", "kind": "onehot", "class_axis": 1, "threshold": None},
 }
 
 

@@ -42,6 +42,7 @@ CONFIG = {
     "data": {"name": "digits"},
     "labels": {"t": 10},
     "output_shape": ("N", 10),
+    "accuracy": {"target": "t", "kind": "labels", "class_axis": 1, "threshold": None},
 }
 
 

@@ -32,6 +32,7 @@ CONFIG = {
     "data": {"name": "digits"},
     "onehot": {"t": 10},
     "output_shape": ("N", 10),
+    "accuracy": {"target": "t", "kind": "onehot", "class_axis": 1, "threshold": None},
 }
 
 

@@ -29,6 +29,7 @@ CONFIG = {
         "min_lr": 0.0,
     },
     "output_shape": ("N", 2),
+    "accuracy": {"target": "t", "kind": "binary", "class_axis": None, "threshold": 0.5},
 }
 
 

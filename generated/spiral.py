@@ -35,6 +35,7 @@ CONFIG = {
     "data": {"name": "spiral", "n": 100, "classes": 3, "noise": 0.2},
     "labels": {"t": 3},
     "output_shape": ("N", 3),
+    "accuracy": {"target": "t", "kind": "labels", "class_axis": 1, "threshold": None},
 }
 
 

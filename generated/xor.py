@@ -31,6 +31,7 @@ CONFIG = {
     "train": {"epochs": 3000, "batch": 4, "seed": 3},
     "data": {"name": "xor"},
     "output_shape": ("N", 1),
+    "accuracy": {"target": "t", "kind": "binary", "class_axis": None, "threshold": 0.5},
 }
 
 

@@ -379,7 +379,7 @@ def _cmd_eval(args) -> int:
     import numpy as np
 
     from .data import batch_axes, example_count
-    from .train import accuracy, mean_loss, task_kind
+    from .train import accuracy, mean_loss, no_accuracy_note, task_kind
 
     module, params, state, arrays, split, name = _trained(args)
     with np.errstate(all="ignore"):  # inference mode, with the checkpoint's state
@@ -390,6 +390,9 @@ def _cmd_eval(args) -> int:
     if acc is not None:
         text += f"  accuracy {100 * acc:.2f}%"
     print(text)
+    note = no_accuracy_note(module, arrays)
+    if note:
+        print(f"note: {note}")
     return 0
 
 

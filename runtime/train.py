@@ -176,27 +176,53 @@ class Result:
 
 
 # ----------------------------------------------------------------------------- metrics
+KINDS = ("labels", "onehot", "binary")
+
+
+def classifier(module) -> dict | None:
+    """What the compiler recorded about predict's output as a classifier's prediction
+    (``CONFIG["accuracy"]``: target, kind, class_axis, threshold), or None: a module
+    without it has no accuracy, whatever its data look like."""
+    config = getattr(module, "CONFIG", {}) or {}
+    spec = config.get("accuracy")
+    if not isinstance(spec, dict) or spec.get("kind") not in KINDS or \
+            spec.get("target") not in getattr(module, "TARGETS", {}):
+        return None
+    return spec
+
+
 def task_kind(module, targets: dict[str, np.ndarray]) -> tuple[str, str] | None:
-    """("labels"|"onehot"|"binary", target name) for classifiers, None for regression."""
-    names = list(module.TARGETS)
-    if len(names) != 1:
+    """("labels"|"onehot"|"binary", target name) when the module's output is a
+    classifier's prediction of a target (the compiler says so in CONFIG); None otherwise,
+    and for a "binary" target whose values in ``targets`` are not all 0 or 1 (there is
+    no right answer to count then)."""
+    spec = classifier(module)
+    if spec is None:
         return None
-    name = names[0]
-    if name in data_mod.labels_of(module):
-        return "labels", name
-    t = targets.get(name)
-    if t is None:
+    name = spec["target"]
+    if spec["kind"] == "binary" and name in targets and not _zero_one(targets[name]):
         return None
-    values = np.unique(t)
-    if not np.all(np.isin(values, (0, 1))):
-        return None
-    axis = data_mod.batch_axes(module).get(name)
-    if t.ndim >= 2 and t.shape[-1] > 1 and axis != t.ndim - 1 and \
-            np.allclose(t.sum(axis=-1), 1):
-        return "onehot", name  # classes along the last axis, one row per example
-    if t.size == data_mod.example_count({name: t}, {name: axis} if axis is not None else {}):
-        return "binary", name  # one 0/1 value per example
+    return spec["kind"], name
+
+
+def no_accuracy_note(module, targets: dict[str, np.ndarray]) -> str | None:
+    """Why there is no accuracy, when a user might expect one (said once, by train and
+    eval); None for a classifier, or a model with nothing to say (a regression)."""
+    config = getattr(module, "CONFIG", {}) or {}
+    spec = classifier(module)
+    if spec is None:
+        why = config.get("no_accuracy")
+        return f"no accuracy: {why}" if isinstance(why, str) and why else None
+    name = spec["target"]
+    if task_kind(module, targets) is None:
+        return (f"no accuracy: the target '{name}' holds values other than 0 and 1, so a "
+                "prediction has no right answer to count")
     return None
+
+
+def _zero_one(t) -> bool:
+    t = np.asarray(t)
+    return bool(np.all((t == 0) | (t == 1)))
 
 
 def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048,
@@ -237,27 +263,41 @@ def output_batch_axis(module) -> int | None:
 
 def accuracy(module, params, arrays: dict[str, np.ndarray], kind,
              state: dict | None = None) -> float | None:
+    """The fraction of examples whose predicted class is the target's (``kind`` from
+    ``task_kind``); None without a kind or data."""
     if kind is None or not arrays:
         return None
     how, name = kind
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
     y = np.asarray(predict_all(module, params, inputs, state=state))
-    t = arrays[name]
-    if how == "labels":
-        return float(np.mean(np.argmax(y, axis=-1) == t))
-    if how == "onehot":
-        return float(np.mean(np.argmax(y, axis=-1) == np.argmax(t, axis=-1)))
-    if y.size != t.size:
-        return None  # the output is not one value per example: no accuracy to report
-    return float(np.mean((y.reshape(t.shape) > threshold_of(module)) == (t > 0.5)))
+    return float(np.mean(predicted_class(module, y) == target_class(module, arrays[name])))
+
+
+def predicted_class(module, y) -> np.ndarray:
+    """The class ``predict``'s output ``y`` stands for, as the compiler recorded it: the
+    argmax along its class axis, or whether it is above the threshold."""
+    spec = classifier(module) or {}
+    if spec.get("kind") == "binary":
+        return np.asarray(y) > threshold_of(module)
+    return np.argmax(y, axis=int(spec.get("class_axis", -1)))
+
+
+def target_class(module, t) -> np.ndarray:
+    """The class a target holds: its label, the argmax of its one-hot row (the last
+    axis, as softmax_cross_entropy reads it), or whether it is above 0.5."""
+    spec = classifier(module) or {}
+    kind = spec.get("kind")
+    t = np.asarray(t)
+    return t if kind == "labels" else np.argmax(t, axis=-1) if kind == "onehot" else t > 0.5
 
 
 def threshold_of(module) -> float:
     """Where a 0/1 prediction flips: the compiler records 0.0 when the output is the
-    logits of a sigmoid cross-entropy loss, else 0.5 (a probability); never guessed from
-    the values, which say nothing about which they are."""
-    config = getattr(module, "CONFIG", {}) or {}
-    return float(config.get("threshold", 0.5))
+    logits of a sigmoid cross-entropy loss, 0.5 when it is a probability; never guessed
+    from the values, which say nothing about which they are."""
+    spec = classifier(module) or {}
+    threshold = spec.get("threshold")
+    return float(threshold) if threshold is not None else 0.5
 
 
 def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = None) -> float:
@@ -766,6 +806,9 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         (settings.epochs or 10) * steps_per_epoch
     total_epochs = -(-total_steps // steps_per_epoch)
     kind = task_kind(module, train_arrays)
+    no_accuracy = no_accuracy_note(module, train_arrays)
+    if no_accuracy and not quiet:  # once, before the run: no accuracy column, and why
+        log(f"note: {no_accuracy}")
 
     rng = np.random.default_rng(settings.seed)
     # The parameters are views into one buffer per dtype: the optimizer updates them all
@@ -1233,14 +1276,8 @@ def plot_fit(module, params, dataset, path: Path, title: str | None = None,
 
 def _class_of(module, values, kind, predicted: bool = False) -> np.ndarray:
     """Class numbers of targets (or, ``predicted``, of outputs), one per example."""
-    how, _ = kind
-    values = np.asarray(values)
-    if how == "labels" and not predicted:
-        return values.astype(int).ravel()
-    if how == "binary":
-        return (values.reshape(len(values), -1)[:, 0] > (threshold_of(module) if predicted
-                                                          else 0.5)).astype(int)
-    return np.argmax(values.reshape(len(values), -1), axis=1)
+    c = predicted_class(module, values) if predicted else target_class(module, values)
+    return np.asarray(c).astype(int).reshape(len(c), -1)[:, 0]
 
 
 # ----------------------------------------------------------------------------- one run

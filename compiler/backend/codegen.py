@@ -20,6 +20,7 @@ from .buffers import plan
 from ..errors import Diagnostic, SpecError
 from ..ir.inits import formula
 from ..ir import Binding, Program, topo_order
+from ..ir.heads import head
 from ..names import mentioned
 from ..ir.primitives import HELPERS, PRIMITIVES, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
@@ -462,20 +463,12 @@ def _config(prog: Program) -> dict:
     output = {bd.name: bd.node for bd in prog.forward}.get(prog.output or prog.loss)
     if output is not None:  # where predict's batch axis is, to evaluate it in chunks
         cfg["output_shape"] = tuple(output.shape)
-    threshold = _threshold(prog, output)
-    if threshold is not None:
-        cfg["threshold"] = threshold
+    accuracy, why_not = head(prog)
+    if accuracy is not None:  # predict's output is a classifier's prediction of a target
+        cfg["accuracy"] = accuracy
+    elif why_not is not None:  # none, and a user might have expected one: why
+        cfg["no_accuracy"] = why_not
     return cfg
-
-
-def _threshold(prog: Program, output) -> float | None:
-    """Where a 0/1 prediction flips, as the loss implies it: 0.0 when predict returns the
-    logits of a sigmoid cross-entropy, 0.5 (a probability) when it returns anything else
-    of a model with one; None (the runtime's 0.5) without a sigmoid cross-entropy."""
-    xents = [n for n in topo_order([bd.node for bd in prog.forward]) if n.op == "sigmoid_xent"]
-    if not xents:
-        return None
-    return 0.0 if output is not None and any(n.args[0].id == output.id for n in xents) else 0.5
 
 
 def format_source(text: str) -> str:
