@@ -24,6 +24,7 @@ from bpc.compiler.ir.evaluate import evaluate, initial_params, random_feeds
 from bpc.compiler.ir import Init, Program
 
 from .errors import UserError
+from .points import check_point, contract
 
 
 def init_from_text(text: str) -> Init:
@@ -61,6 +62,7 @@ def layer_values(prog: Program, batch: int = 100, seed: int = 0):
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
     feeds = random_feeds(prog, rng, batch)
+    check_point(contract(prog), feeds, params, "the random batch")  # as every point is
     with np.errstate(all="ignore"):
         values = evaluate(prog, feeds, params)
     prefix = f"d{prog.loss}_d"

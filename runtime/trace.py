@@ -130,6 +130,8 @@ def parse_at(text: str) -> dict[str, object]:
         if not eq or not name.isidentifier():
             raise UserError(f"--at {text}: '{part.strip()}' is not NAME=VALUE",
                             "write e.g. --at x=2.3,y=2.0 or --at 'x=[0.05,0.1]'")
+        if name in out:
+            raise UserError(f"--at {text}: '{name}' is given twice")
         try:
             parsed = pyast.literal_eval(value.strip())
             arr = np.asarray(parsed, dtype=float)
@@ -192,9 +194,16 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
         if value.shape != concrete:
             raise UserError(f"--at: '{name}' has shape {list(shape)} in the spec, the "
                             f"value given has shape {list(value.shape)}")
-        if bd.node.dtype == "int":
-            value = value.astype(int)
         (params if bd.kind == "param" else feeds)[name] = value
+    if at:  # checked as bpc train checks its data: the same function, the same messages
+        from .points import check_point, contract
+
+        given = {k for k in at if leaves[k].kind != "param"}
+        checked = check_point(module if module is not None else contract(prog), feeds,
+                              {k: params[k] for k in at if k not in given})
+        for name in given:
+            if leaves[name].node.dtype == "int":
+                feeds[name] = checked[name]
     if at:
         where = ", ".join(f"{k}={summarize(v, 6)}" for k, v in at.items()) + \
             ("" if row is None else f" ({where})")

@@ -336,7 +336,7 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
         "LOSS": prog.loss,
         "GRADS": list(prog.wrt),
         "DEFAULTS": dict(prog.defaults),
-        "CONFIG": _config(prog),
+        "CONFIG": config_of(prog),
     }
     lets = _lets_used(prog, functions) if style == "textbook" else {}
     constants_text = "\n".join(line for name, value in constants.items()
@@ -447,8 +447,9 @@ def _helpers_of(functions: list[_Function]) -> set[str]:
     return set(mentioned(text)) & HELPERS.keys()
 
 
-def _config(prog: Program) -> dict:
-    """Training configuration as plain data (numbers and strings only)."""
+def config_of(prog: Program) -> dict:
+    """The module's ``CONFIG``: training configuration and the facts the runtime needs
+    about the data and the output, as plain data (numbers and strings only)."""
     cfg = {}
     for key in ("optimizer", "train", "data"):
         if key in prog.config:
