@@ -28,7 +28,7 @@ from bpc.compiler.vocab import RUNTIME_RANGES
 from .data import synthetic
 from .errors import UserError
 from .modes import fixed_masks, training_loss
-from .points import check_point
+from .points import check_memory, check_point
 
 
 @dataclass
@@ -56,18 +56,25 @@ def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, s
             raise UserError(f"gradcheck: '{key}' {problem}")
     rng = np.random.default_rng(seed)
     given = data is not None
+    # A module that declares its data (a generated one does) has its point checked as
+    # bpc train checks data, and the memory a step takes before it is taken.
+    declared = hasattr(module, "INPUTS") and hasattr(module, "TARGETS")
+    if declared:
+        from .data import batch_axes, example_count
+
+        examples = example_count(data, batch_axes(module)) if given else batch
+        check_memory(module, examples, "a gradient check", "use a smaller --batch")
     if data is None:
         data = synthetic(module, rng, batch)
     if params is None:
         params = {k: np.array(v, dtype=np.float64) for k, v in module.init_params(rng).items()}
         # Move off symmetric points (zero biases, equal weights) that hide mistakes.
         params = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in params.items()}
-    # The point is checked as bpc train checks its data (labels that exist, one-hot rows,
-    # finite numbers), given or drawn.
-    checked = check_point(module, data, params, "gradcheck's data" if given
-                          else "gradcheck's random batch")
-    if given:  # as training would see them (labels given as one-hot rows, and so on)
-        data = {**data, **checked}
+    if declared:  # labels that exist, one-hot rows, finite numbers; given or drawn
+        checked = check_point(module, data, params, "gradcheck's data" if given
+                              else "gradcheck's random batch")
+        if given:  # as training would see them (labels given as one-hot rows, and so on)
+            data = {**data, **checked}
     with np.errstate(all="ignore"):
         # training mode with fixed masks: the same dropout masks in every evaluation,
         # batch statistics, and a copy of the same state each time

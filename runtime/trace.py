@@ -168,6 +168,7 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
                                                                    len(shape)):
             rows = value.shape[0] if value.ndim == len(shape) else 1  # else one example
             break
+    _check_memory(prog, module, rows)
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
     feeds = random_feeds(prog, rng, rows)
@@ -211,6 +212,21 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
         where += (" (one example: batch_norm's batch statistics over it normalize every "
                   "value to 0; give several rows, e.g. x=[[…],[…]])")
     return feeds, params, where
+
+
+def _check_memory(prog: Program, module, rows: int) -> None:
+    """Refuse a worked example whose values would not fit in memory, before any is
+    computed (a program not yet differentiated, as ``bpc graph`` reads it, is measured
+    with its backward pass)."""
+    from .points import check_memory, contract
+
+    if module is None:
+        if not prog.backward:
+            from bpc.compiler.passes.autodiff import differentiate
+
+            prog = differentiate(prog)
+        module = contract(prog)
+    check_memory(module, rows, "a worked example", "")
 
 
 def _row(prog: Program, row: int, seed: int, module, rows: int = 1) -> tuple[dict, str]:

@@ -47,6 +47,7 @@ from bpc.compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, opt
 
 from . import data as data_mod
 from .errors import UserError
+from .points import check_memory, eval_chunk
 from .modes import inference_kwargs, initial_state, takes_state, training_kwargs
 from .optimizers import learning_rate, make_optimizer, pack
 
@@ -262,14 +263,14 @@ def output_batch_axis(module) -> int | None:
 
 
 def accuracy(module, params, arrays: dict[str, np.ndarray], kind,
-             state: dict | None = None) -> float | None:
+             state: dict | None = None, chunk: int = 2048) -> float | None:
     """The fraction of examples whose predicted class is the target's (``kind`` from
-    ``task_kind``); None without a kind or data."""
+    ``task_kind``), predicted ``chunk`` examples at a time; None without a kind or data."""
     if kind is None or not arrays:
         return None
     how, name = kind
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
-    y = np.asarray(predict_all(module, params, inputs, state=state))
+    y = np.asarray(predict_all(module, params, inputs, chunk, state=state))
     return float(np.mean(predicted_class(module, y) == target_class(module, arrays[name])))
 
 
@@ -805,6 +806,10 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     total_steps = settings.iters if settings.iters is not None else \
         (settings.epochs or 10) * steps_per_epoch
     total_epochs = -(-total_steps // steps_per_epoch)
+    # Memory, before anything is allocated: a step over a batch, and the evaluation's
+    # chunks (as many examples as fit, 2048 at most).
+    check_memory(module, min(settings.batch, n), "a training step", "use a smaller --batch")
+    chunk = eval_chunk(module)
     kind = task_kind(module, train_arrays)
     no_accuracy = no_accuracy_note(module, train_arrays)
     if no_accuracy and not quiet:  # once, before the run: no accuracy column, and why
@@ -1000,9 +1005,9 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 if (epoch + 1) % eval_every == 0 or step >= total_steps:
                     seconds = time.perf_counter() - row_start
                     lr_now = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
-                    train_acc = accuracy(module, params, train_arrays, kind, state)
-                    test_acc = accuracy(module, params, test_arrays, kind, state)
-                    test_loss = mean_loss(module, params, test_arrays, state=state) \
+                    train_acc = accuracy(module, params, train_arrays, kind, state, chunk)
+                    test_acc = accuracy(module, params, test_arrays, kind, state, chunk)
+                    test_loss = mean_loss(module, params, test_arrays, chunk, state) \
                         if test_arrays else None
                     row = _history_row(epoch + 1, step, loss_sum / max(seen, 1), train_acc,
                                        test_acc, test_loss, lr_now, seconds)
@@ -1355,6 +1360,9 @@ def run(module, data=None, overrides: dict | None = None, out: Path | None = Non
     else the spec's data line, then ``train``."""
     settings = Settings.from_module(module, overrides or {})
     config = getattr(module, "CONFIG", {}) or {}
+    # Before the data is loaded: a model whose step cannot fit even one example (train
+    # checks the batch it will use once it knows how many examples there are).
+    check_memory(module, 1, "a training step", "use a smaller --batch")
     if isinstance(data, data_mod.Dataset):
         dataset = data
     else:

@@ -21,6 +21,7 @@ from ..errors import Diagnostic, SpecError
 from ..ir.inits import formula
 from ..ir import Binding, Program, topo_order
 from ..ir.heads import head
+from ..ir.memory import footprint
 from ..names import mentioned
 from ..ir.primitives import HELPERS, PRIMITIVES, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
@@ -464,6 +465,8 @@ def config_of(prog: Program) -> dict:
     output = {bd.name: bd.node for bd in prog.forward}.get(prog.output or prog.loss)
     if output is not None:  # where predict's batch axis is, to evaluate it in chunks
         cfg["output_shape"] = tuple(output.shape)
+    if prog.backward:  # what a step holds in memory at least, checked before it runs
+        cfg["memory"] = footprint(prog)
     accuracy, why_not = head(prog)
     if accuracy is not None:  # predict's output is a classifier's prediction of a target
         cfg["accuracy"] = accuracy
