@@ -60,7 +60,13 @@ CONFIG = {
             ),
         ],
     },
-    "accuracy": {"target": "t", "kind": "onehot", "class_axis": 1, "threshold": None},
+    "accuracy": {
+        "target": "t",
+        "kind": "onehot",
+        "class_axis": 1,
+        "target_class_axis": 1,
+        "threshold": None,
+    },
 }
 
 

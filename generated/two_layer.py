@@ -39,7 +39,13 @@ CONFIG = {
             ("x", ("N", 784), "float64", {"N": 6672}, True, "input"),
         ],
     },
-    "accuracy": {"target": "t", "kind": "onehot", "class_axis": 1, "threshold": None},
+    "accuracy": {
+        "target": "t",
+        "kind": "onehot",
+        "class_axis": 1,
+        "target_class_axis": 1,
+        "threshold": None,
+    },
 }
 
 

@@ -284,12 +284,15 @@ def predicted_class(module, y) -> np.ndarray:
 
 
 def target_class(module, t) -> np.ndarray:
-    """The class a target holds: its label, the argmax of its one-hot row (the last
-    axis, as softmax_cross_entropy reads it), or whether it is above 0.5."""
+    """The class a target holds: its label, the argmax of its one-hot rows along their
+    class axis (as the compiler recorded it; the last by default), or whether it is
+    above 0.5."""
     spec = classifier(module) or {}
     kind = spec.get("kind")
     t = np.asarray(t)
-    return t if kind == "labels" else np.argmax(t, axis=-1) if kind == "onehot" else t > 0.5
+    if kind == "onehot":
+        return np.argmax(t, axis=int(spec.get("target_class_axis", -1)))
+    return t if kind == "labels" else t > 0.5
 
 
 def threshold_of(module) -> float:

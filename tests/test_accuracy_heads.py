@@ -60,6 +60,16 @@ output q = y * y
 loss L = softmax_cross_entropy(y, t)
 """
 
+# DLFS's softmax then cross_entropy_error, with cross_entropy: a classifier too.
+SOFTMAX_THEN_CROSS_ENTROPY = """model ce
+input  x : [N, 64]
+target t : [N, 10]
+param W : [64, 10] = zeros
+output p = softmax(x @ W)
+loss L = cross_entropy(p, t)
+data digits
+"""
+
 CLASSIFIERS = {"batchnorm", "batchnorm_none", "convnet_digits", "digits", "dropout",
                "dropout_none", "simple_convnet", "spiral", "two_layer", "xor", "mazur"}
 
@@ -67,11 +77,17 @@ CLASSIFIERS = {"batchnorm", "batchnorm_none", "convnet_digits", "digits", "dropo
 def test_the_compiler_says_which_output_predicts_which_target():
     assert head(program_from_text(LOGISTIC)) == (None, (
         "the loss is not one bpc recognises as a classifier's (softmax_cross_entropy, "
-        "sigmoid_cross_entropy, or a squared error of a sigmoid output and a target)"))
+        "sigmoid_cross_entropy, cross_entropy of a softmax output, or a squared error of a "
+        "sigmoid output and a target)"))
     assert head(program_from_text(AUTOENCODER)) == (None, (
         "target 't' is read by no loss, so no prediction is compared with it"))
     assert head(program_from_text(COLUMNS))[0] == {
         "target": "t", "kind": "labels", "class_axis": 0, "threshold": None}
+    assert head(program_from_text(SOFTMAX_THEN_CROSS_ENTROPY))[0] == {
+        "target": "t", "kind": "onehot", "class_axis": 1, "target_class_axis": 1,
+        "threshold": None}
+    assert head(program_from_text(SOFTMAX_THEN_CROSS_ENTROPY.replace(
+        "output p = softmax(x @ W)", "output p = softmax(x @ W, axis=0)")))[0] is None
     acc, why = head(program_from_text(OTHER_OUTPUT))
     assert acc is None and why.startswith("predict returns 'q', which is not what "
                                           "softmax_cross_entropy compares")
@@ -147,6 +163,25 @@ def test_cli_column_classifier_gets_its_accuracy(tmp_path):
     assert float(rows[-1]["train_acc"]) > 0.5
     r = run_bpc("eval", spec, "--checkpoint", tmp_path / "o")
     assert r.returncode == 0 and "accuracy" in r.stdout, r.stderr
+
+
+def test_column_softmax_and_cross_entropy_classes_along_axis_0(tmp_path):
+    m = compile_text(tmp_path, "cecol", """model cecol
+input  x : [64, N]
+target t : [10, N]
+param W : [10, 64] = zeros
+output p = softmax(W @ x, axis=0)
+loss L = cross_entropy(p, t)
+""")
+    assert m.CONFIG["accuracy"] == {"target": "t", "kind": "onehot", "class_axis": 0,
+                                    "target_class_axis": 0, "threshold": None}
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, size=50)
+    x, t = np.eye(64)[:, labels * 6], np.eye(10)[:, labels]  # separable: one pixel each
+    params = {"W": np.eye(10, 64)[:, [i // 6 if i % 6 == 0 else 63 for i in range(64)]]}
+    assert accuracy(m, params, {"x": x, "t": t}, task_kind(m, {"t": t})) == 1.0
+    params["W"] = params["W"][::-1]
+    assert accuracy(m, params, {"x": x, "t": t}, task_kind(m, {"t": t})) < 0.5
 
 
 def test_api_history_of_a_non_classifier_has_no_accuracy(tmp_path):

@@ -3,6 +3,7 @@
 Accuracy compares ``predict``'s output with a target, so it exists only where the
 program itself ties the two together through a loss bpc recognises:
 
+- ``cross_entropy(p, t)`` when ``predict`` returns ``p = softmax(y)`` (one-hot ``t``);
 - ``softmax_cross_entropy(logits, t)`` when ``predict`` returns the logits, their
   softmax along the class axis, or the transpose of either (a column-convention model,
   classes along axis 0): the class is the argmax along the output's class axis, ``t``
@@ -24,15 +25,15 @@ from __future__ import annotations
 from . import Node, Program, topo_order
 from .primitives import labels
 
-RECOGNISED = ("softmax_cross_entropy, sigmoid_cross_entropy, or a squared error of a "
-              "sigmoid output and a target")
+RECOGNISED = ("softmax_cross_entropy, sigmoid_cross_entropy, cross_entropy of a softmax "
+              "output, or a squared error of a sigmoid output and a target")
 
 
 def head(prog: Program) -> tuple[dict | None, str | None]:
     """(accuracy, why not): ``accuracy`` = {"target", "kind", "class_axis", "threshold"}
-    (class_axis: the output's axis of classes, for "labels"/"onehot"; threshold: where a
-    "binary" prediction flips), or None and a reason (None: a regression, or nothing to
-    predict)."""
+    (class_axis: the output's axis of classes, for "labels"/"onehot", and for "onehot"
+    ``target_class_axis``, the target's; threshold: where a "binary" prediction flips),
+    or None and a reason (None: a regression, or nothing to predict)."""
     forward = {bd.name: bd.node for bd in prog.forward}
     output = forward.get(prog.output) if prog.output else None
     loss = forward.get(prog.loss)
@@ -50,9 +51,11 @@ def head(prog: Program) -> tuple[dict | None, str | None]:
             axis = _class_axis(output, n.args[0])
             if axis is not None:
                 t = n.args[2]
-                return {"target": targets[t.id],
-                        "kind": "labels" if labels(t, n.args[0]) else "onehot",
-                        "class_axis": axis, "threshold": None}, None
+                if labels(t, n.args[0]):
+                    return {"target": targets[t.id], "kind": "labels", "class_axis": axis,
+                            "threshold": None}, None
+                return {"target": targets[t.id], "kind": "onehot", "class_axis": axis,
+                        "target_class_axis": len(t.shape) - 1, "threshold": None}, None
         elif n.op == "sigmoid_xent" and n.args[1].id in targets:
             fused.append("sigmoid_cross_entropy")
             z, t = n.args[0], n.args[1]
@@ -60,6 +63,12 @@ def head(prog: Program) -> tuple[dict | None, str | None]:
                 else None
             if threshold is not None and t.shape == output.shape:
                 return _binary(targets[t.id], threshold), None
+    for p, t in _cross_entropies(read, targets):  # cross_entropy(softmax(y), t)
+        axes = p.attr("axis") or ()
+        if p.id == output.id and p.op == "softmax" and t.shape == p.shape and \
+                len(axes) == 1 and isinstance(p.shape[axes[0]], int):  # a fixed class count
+            return {"target": targets[t.id], "kind": "onehot", "class_axis": axes[0],
+                    "target_class_axis": axes[0], "threshold": None}, None
     squared = _squared_errors(read, targets)
     for y, t in squared:
         if y.id == output.id and y.op == "sigmoid" and t.shape == y.shape:
@@ -105,12 +114,25 @@ def _class_axis(output: Node, logits: Node) -> int | None:
     return None
 
 
+def _cross_entropies(read: list[Node], targets: dict[int, str]) -> list[tuple[Node, Node]]:
+    """(p, t) for each ``t * log(p)`` of a target the loss reads (``cross_entropy``)."""
+    out = []
+    for n in read:
+        if n.op == "mul":
+            a, b = n.args
+            if a.id in targets and b.op == "log":
+                out.append((b.args[0], a))
+            elif b.id in targets and a.op == "log":
+                out.append((a.args[0], b))
+    return out
+
+
 def _squared_errors(read: list[Node], targets: dict[int, str]) -> list[tuple[Node, Node]]:
     """(y, t) for each squared difference of a value and a target the loss reads."""
     out = []
     for n in read:
         if n.op == "pow" and n.args[1].op == "const" and n.args[1].attr("value") == 2 or \
-                n.op == "mul" and n.args[0].id == n.args[1].id:
+                n.op == "mul" and n.args[0].id == n.args[1].id or n.op == "square":
             d = n.args[0]
             if d.op == "sub":
                 a, b = d.args
