@@ -97,6 +97,28 @@ CONFIG = {
         "bn4_running_var",
         "bn5_running_var",
     ],
+    "memory": {
+        "kept": {"": 4000, "N": 12672},
+        "moments": [
+            ("z4", ("N", 100), "float64", {"": 80000, "N": 1600}, False, "relu"),
+            ("z3", ("N", 100), "float64", {"": 80000, "N": 1600}, False, "relu"),
+            (
+                "the matmul of line 13",
+                ("N", 100),
+                "float64",
+                {"N": 1312},
+                True,
+                "matmul",
+            ),
+        ],
+    },
+    "accuracy": {
+        "target": "t",
+        "kind": "onehot",
+        "class_axis": 1,
+        "target_class_axis": 1,
+        "threshold": None,
+    },
 }
 
 

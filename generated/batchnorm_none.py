@@ -45,6 +45,28 @@ CONFIG = {
     "data": {"name": "digits_subset", "n": 1000},
     "onehot": {"t": 10},
     "output_shape": ("N", 10),
+    "memory": {
+        "kept": {"N": 4672},
+        "moments": [
+            ("z4", ("N", 100), "float64", {"": 80000, "N": 1600}, False, "relu"),
+            ("z3", ("N", 100), "float64", {"": 80000, "N": 1600}, False, "relu"),
+            (
+                "the matmul of line 10",
+                ("N", 100),
+                "float64",
+                {"N": 1312},
+                True,
+                "matmul",
+            ),
+        ],
+    },
+    "accuracy": {
+        "target": "t",
+        "kind": "onehot",
+        "class_axis": 1,
+        "target_class_axis": 1,
+        "threshold": None,
+    },
 }
 
 

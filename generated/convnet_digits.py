@@ -42,6 +42,28 @@ CONFIG = {
     "data": {"name": "digits"},
     "labels": {"t": 10},
     "output_shape": ("N", 10),
+    "memory": {
+        "kept": {"N": 9304},
+        "moments": [
+            (
+                "dL_da1",
+                ("N", 16, 8, 8),
+                "float64",
+                {"": 1152, "N": 12800},
+                False,
+                "mul",
+            ),
+            (
+                "the filters_matmul of line 10",
+                ("N", 16, 8, 8),
+                "float64",
+                {"N": 12800},
+                True,
+                "filters_matmul",
+            ),
+        ],
+    },
+    "accuracy": {"target": "t", "kind": "labels", "class_axis": 1, "threshold": None},
 }
 
 

@@ -24,7 +24,17 @@ OUTPUT = "f2"
 LOSS = "l"
 GRADS = ["Omega0", "beta0", "Omega1", "beta1", "Omega2", "beta2"]
 DEFAULTS = {}
-CONFIG = {"output_shape": (1, "N")}
+CONFIG = {
+    "output_shape": (1, "N"),
+    "memory": {
+        "kept": {"N": 112},
+        "moments": [
+            ("dl_df1", (6, "N"), "float64", {"": 288, "N": 96}, False, "mul"),
+            ("h2", (6, "N"), "float64", {"": 48, "N": 56}, False, "relu"),
+            ("the matmul of line 10", (6, "N"), "float64", {"N": 56}, True, "matmul"),
+        ],
+    },
+}
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:

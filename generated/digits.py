@@ -32,6 +32,20 @@ CONFIG = {
     "data": {"name": "digits"},
     "onehot": {"t": 10},
     "output_shape": ("N", 10),
+    "memory": {
+        "kept": {"N": 1072},
+        "moments": [
+            ("x", ("N", 64), "float64", {"": 25600, "N": 912}, False, "input"),
+            ("x", ("N", 64), "float64", {"N": 912}, True, "input"),
+        ],
+    },
+    "accuracy": {
+        "target": "t",
+        "kind": "onehot",
+        "class_axis": 1,
+        "target_class_axis": 1,
+        "threshold": None,
+    },
 }
 
 

@@ -29,6 +29,15 @@ CONFIG = {
         "min_lr": 0.0,
     },
     "output_shape": ("N", 2),
+    "memory": {
+        "kept": {"N": 64},
+        "moments": [
+            ("h", ("N", 2), "float64", {"": 32, "N": 32}, False, "sigmoid"),
+            ("x", ("N", 2), "float64", {"": 32, "N": 32}, False, "input"),
+            ("y", ("N", 2), "float64", {"N": 32}, True, "sigmoid"),
+        ],
+    },
+    "accuracy": {"target": "t", "kind": "binary", "class_axis": None, "threshold": 0.5},
 }
 
 

@@ -17,7 +17,16 @@ OUTPUT = "all_price"
 LOSS = "price"
 GRADS = ["apple", "apple_num", "orange", "orange_num", "tax"]
 DEFAULTS = {"apple": 100, "apple_num": 2, "orange": 150, "orange_num": 3, "tax": 1.1}
-CONFIG = {"output_shape": ()}
+CONFIG = {
+    "output_shape": (),
+    "memory": {
+        "kept": {"": 40},
+        "moments": [
+            ("apple", (), "float64", {"": 16}, True, "input"),
+            ("orange", (), "float64", {"": 16}, True, "input"),
+        ],
+    },
+}
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -219,7 +219,17 @@ GRADS = [
     "b50",
 ]
 DEFAULTS = {}
-CONFIG = {"output_shape": ("N", 1)}
+CONFIG = {
+    "output_shape": ("N", 1),
+    "memory": {
+        "kept": {"N": 31448},
+        "moments": [
+            ("z48", ("N", 80), "float64", {"": 51200, "N": 1280}, False, "relu"),
+            ("z47", ("N", 80), "float64", {"": 51200, "N": 1280}, False, "relu"),
+            ("a3", ("N", 80), "float64", {"N": 1280}, True, "add"),
+        ],
+    },
+}
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:

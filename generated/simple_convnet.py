@@ -42,6 +42,28 @@ CONFIG = {
     "data": {"name": "mnist"},
     "labels": {"t": 10},
     "output_shape": ("N", 10),
+    "memory": {
+        "kept": {"N": 185208},
+        "moments": [
+            (
+                "dL_da1",
+                ("N", 30, 24, 24),
+                "float64",
+                {"": 6000, "N": 253440},
+                False,
+                "mul",
+            ),
+            (
+                "the filters_matmul of line 9",
+                ("N", 30, 24, 24),
+                "float64",
+                {"N": 253440},
+                True,
+                "filters_matmul",
+            ),
+        ],
+    },
+    "accuracy": {"target": "t", "kind": "labels", "class_axis": 1, "threshold": None},
 }
 
 

@@ -41,6 +41,14 @@ CONFIG = {
     "train": {"epochs": 300, "batch": 20, "seed": 0},
     "data": {"name": "sine", "n": 200, "noise": 0.1},
     "output_shape": ("N", 1),
+    "memory": {
+        "kept": {"N": 272},
+        "moments": [
+            ("z1", ("N", 16), "float64", {"": 2048, "N": 256}, False, "tanh"),
+            ("the sub of line 9", ("N", 16), "float64", {"N": 256}, False, "sub"),
+            ("the matmul of line 6", ("N", 16), "float64", {"N": 136}, True, "matmul"),
+        ],
+    },
 }
 
 

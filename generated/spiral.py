@@ -35,6 +35,15 @@ CONFIG = {
     "data": {"name": "spiral", "n": 100, "classes": 3, "noise": 0.2},
     "labels": {"t": 3},
     "output_shape": ("N", 3),
+    "memory": {
+        "kept": {"N": 560},
+        "moments": [
+            ("z1", ("N", 64), "float64", {"N": 576}, False, "relu"),
+            ("dL_dz1", ("N", 64), "float64", {"N": 576}, False, "matmul"),
+            ("z1", ("N", 64), "float64", {"N": 536}, True, "relu"),
+        ],
+    },
+    "accuracy": {"target": "t", "kind": "labels", "class_axis": 1, "threshold": None},
 }
 
 

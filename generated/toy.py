@@ -26,7 +26,16 @@ OUTPUT = "f3"
 LOSS = "l"
 GRADS = ["beta0", "omega0", "beta1", "omega1", "beta2", "omega2", "beta3", "omega3"]
 DEFAULTS = {}
-CONFIG = {"output_shape": ()}
+CONFIG = {
+    "output_shape": (),
+    "memory": {
+        "kept": {"": 56},
+        "moments": [
+            ("f3", (), "float64", {"": 16}, True, "add"),
+            ("h3", (), "float64", {"": 16}, False, "cos"),
+        ],
+    },
+}
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:

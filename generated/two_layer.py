@@ -32,6 +32,20 @@ CONFIG = {
     "data": {"name": "mnist"},
     "onehot": {"t": 10},
     "output_shape": ("N", 10),
+    "memory": {
+        "kept": {"N": 6832},
+        "moments": [
+            ("x", ("N", 784), "float64", {"": 313600, "N": 6672}, False, "input"),
+            ("x", ("N", 784), "float64", {"N": 6672}, True, "input"),
+        ],
+    },
+    "accuracy": {
+        "target": "t",
+        "kind": "onehot",
+        "class_axis": 1,
+        "target_class_axis": 1,
+        "threshold": None,
+    },
 }
 
 

@@ -31,6 +31,15 @@ CONFIG = {
     "train": {"epochs": 3000, "batch": 4, "seed": 3},
     "data": {"name": "xor"},
     "output_shape": ("N", 1),
+    "memory": {
+        "kept": {"N": 48},
+        "moments": [
+            ("x", ("N", 2), "float64", {"": 32, "N": 32}, False, "input"),
+            ("z1", ("N", 2), "float64", {"N": 32}, False, "sigmoid"),
+            ("z1", ("N", 2), "float64", {"N": 24}, True, "sigmoid"),
+        ],
+    },
+    "accuracy": {"target": "t", "kind": "binary", "class_axis": None, "threshold": 0.5},
 }
 
 

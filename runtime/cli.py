@@ -320,9 +320,11 @@ def _trained(args):
     model, the state verified against the model's STATE) and the examples."""
     from .data import conform, load
     from .loader import load_model
+    from .points import check_memory
     from .train import checkpoint_params
 
     module = load_model(args.spec)
+    check_memory(module, 1, "a prediction", "", forward_only=True)  # before any data
     params, state = checkpoint_params(Path(args.checkpoint), module, with_state=True)
     config = getattr(module, "CONFIG", {}) or {}
     seed = ((config.get("train") or {}).get("seed") or 0)
@@ -339,12 +341,13 @@ def _cmd_predict(args) -> int:
     import numpy as np
 
     from .data import batch_axes, example_count
+    from .points import eval_chunk
     from .train import output_batch_axis, predict_all
 
     module, params, state, arrays, split, name = _trained(args)
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
     with np.errstate(all="ignore"):  # inference mode, with the checkpoint's state
-        out = np.asarray(predict_all(module, params, inputs, state=state))
+        out = np.asarray(predict_all(module, params, inputs, eval_chunk(module), state))
     n = example_count(inputs, batch_axes(module))
     axis = output_batch_axis(module)
     rows = np.moveaxis(out, axis, 0).reshape(n, -1) if axis is not None and out.ndim \
@@ -381,17 +384,22 @@ def _cmd_eval(args) -> int:
     import numpy as np
 
     from .data import batch_axes, example_count
-    from .train import accuracy, mean_loss, task_kind
+    from .points import eval_chunk
+    from .train import accuracy, mean_loss, no_accuracy_note, task_kind
 
     module, params, state, arrays, split, name = _trained(args)
+    chunk = eval_chunk(module)  # examples per call whose forward pass fits in memory
     with np.errstate(all="ignore"):  # inference mode, with the checkpoint's state
-        loss = mean_loss(module, params, arrays, state=state)
-        acc = accuracy(module, params, arrays, task_kind(module, arrays), state)
+        loss = mean_loss(module, params, arrays, chunk, state)
+        acc = accuracy(module, params, arrays, task_kind(module, arrays), state, chunk)
     n = example_count(arrays, batch_axes(module))
     text = f"{args.spec}: {split} split of {name}, {n} examples: loss {loss:.6g}"
     if acc is not None:
         text += f"  accuracy {100 * acc:.2f}%"
     print(text)
+    note = no_accuracy_note(module, arrays)
+    if note:
+        print(f"note: {note}")
     return 0
 
 

@@ -250,6 +250,13 @@ def builtin(name: str, module, seed: int = 0, **kwargs) -> Dataset:
         raise UserError(f"built-in data set '{name}' gives one input and one target, but the "
                         f"model has inputs {inputs} and targets {targets}",
                         "give a data file instead: --data file.npz")
+    per_n = {"spiral": int(kwargs.get("classes", 3)), "sine": 1}.get(name)
+    if per_n is not None:  # before generating it: a data set that would not fit
+        from .points import check_dataset_memory
+
+        args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+        n = int(kwargs.get("n", DATASETS[name].defaults()["n"]))
+        check_dataset_memory(f"{name}({args})", n * per_n, module, per_n)
     rng = np.random.default_rng(seed)
     out = GENERATORS[name](rng, **kwargs)
     names = (inputs[0], targets[0])

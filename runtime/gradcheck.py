@@ -30,7 +30,8 @@ from bpc.compiler.vocab import RUNTIME_RANGES
 
 from .data import synthetic
 from .errors import UserError
-from .modes import fixed_masks, has_modes, inference_kwargs, inference_loss, training_loss
+from .modes import copy_state, fixed_masks, has_modes, inference_kwargs, inference_loss, training_loss
+from .points import check_memory, check_point
 
 MODES = ("training", "inference")
 
@@ -66,12 +67,26 @@ def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, s
         if problem:  # the CLI's flags are checked by the same table
             raise UserError(f"gradcheck: '{key}' {problem}")
     rng = np.random.default_rng(seed)
+    given = data is not None
+    # A module that declares its data (a generated one does) has its point checked as
+    # bpc train checks data, and the memory a step takes before it is taken.
+    declared = hasattr(module, "INPUTS") and hasattr(module, "TARGETS")
+    if declared:
+        from .data import batch_axes, example_count
+
+        examples = example_count(data, batch_axes(module)) if given else batch
+        check_memory(module, examples, "a gradient check", "use a smaller --batch")
     if data is None:
         data = synthetic(module, rng, batch)
     if params is None:
         params = {k: np.array(v, dtype=np.float64) for k, v in module.init_params(rng).items()}
         # Move off symmetric points (zero biases, equal weights) that hide mistakes.
         params = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in params.items()}
+    if declared:  # labels that exist, one-hot rows, finite numbers; given or drawn
+        checked = check_point(module, data, params, "gradcheck's data" if given
+                              else "gradcheck's random batch")
+        if given:  # as training would see them (labels given as one-hot rows, and so on)
+            data = {**data, **checked}
     for mode in modes:
         if mode not in MODES:
             raise UserError(f"gradcheck: unknown mode {mode!r}; expected one of {MODES}")
@@ -79,7 +94,7 @@ def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, s
     for mode in modes if has_modes(module) else ("",):
         with np.errstate(all="ignore"):
             if mode == "inference":  # the gradient of loss(), reading a copy of state
-                kwargs = inference_kwargs(module, _copy(state), "loss_and_grad")
+                kwargs = inference_kwargs(module, copy_state(state), "loss_and_grad")
                 loss = inference_loss
             else:
                 # training mode with fixed masks: the same dropout masks in every
@@ -89,10 +104,6 @@ def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, s
             rows += [_check_variable(module, name, g, params, data, eps, tol, samples, rng,
                                      state, loss, mode) for name, g in grads.items()]
     return rows
-
-
-def _copy(state):
-    return None if state is None else {k: np.array(v, copy=True) for k, v in state.items()}
 
 
 def _check_variable(module, name, g, params, data, eps, tol, samples, rng, state, loss,

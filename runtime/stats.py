@@ -24,6 +24,7 @@ from bpc.compiler.ir.evaluate import evaluate, initial_params, random_feeds
 from bpc.compiler.ir import Init, Program
 
 from .errors import UserError
+from .points import check_memory, check_point, contract
 
 
 def init_from_text(text: str) -> Init:
@@ -58,9 +59,12 @@ def layer_values(prog: Program, batch: int = 100, seed: int = 0):
     from .graph import steps
 
     folded = steps(prog)
+    module = contract(prog)
+    check_memory(module, batch, "the statistics' batch", "use a smaller --batch")
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
     feeds = random_feeds(prog, rng, batch)
+    check_point(module, feeds, params, "the random batch")  # as every point is
     with np.errstate(all="ignore"):
         values = evaluate(prog, feeds, params)
     prefix = f"d{prog.loss}_d"

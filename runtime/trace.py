@@ -130,6 +130,8 @@ def parse_at(text: str) -> dict[str, object]:
         if not eq or not name.isidentifier():
             raise UserError(f"--at {text}: '{part.strip()}' is not NAME=VALUE",
                             "write e.g. --at x=2.3,y=2.0 or --at 'x=[0.05,0.1]'")
+        if name in out:
+            raise UserError(f"--at {text}: '{name}' is given twice")
         try:
             parsed = pyast.literal_eval(value.strip())
             if not _numbers(parsed):  # True is not 1.0, nor "1" one
@@ -175,6 +177,7 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
                                                                    len(shape)):
             rows = value.shape[0] if value.ndim == len(shape) else 1  # else one example
             break
+    _check_memory(prog, module, rows)
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
     feeds = random_feeds(prog, rng, rows)
@@ -201,9 +204,16 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
         if value.shape != concrete:
             raise UserError(f"--at: '{name}' has shape {list(shape)} in the spec, the "
                             f"value given has shape {list(value.shape)}")
-        if bd.node.dtype == "int":
-            value = value.astype(int)
         (params if bd.kind == "param" else feeds)[name] = value
+    if at:  # checked as bpc train checks its data: the same function, the same messages
+        from .points import check_point, contract
+
+        given = {k for k in at if leaves[k].kind != "param"}
+        checked = check_point(module if module is not None else contract(prog), feeds,
+                              {k: params[k] for k in at if k not in given})
+        for name in given:
+            if leaves[name].node.dtype == "int":
+                feeds[name] = checked[name]
     if at:
         where = ", ".join(f"{k}={summarize(v, 6)}" for k, v in at.items()) + \
             ("" if row is None else f" ({where})")
@@ -211,6 +221,21 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
         where += (" (one example: batch_norm's batch statistics over it normalize every "
                   "value to 0; give several rows, e.g. x=[[…],[…]])")
     return feeds, params, where
+
+
+def _check_memory(prog: Program, module, rows: int) -> None:
+    """Refuse a worked example whose values would not fit in memory, before any is
+    computed (a program not yet differentiated, as ``bpc graph`` reads it, is measured
+    with its backward pass)."""
+    from .points import check_memory, contract
+
+    if module is None:
+        if not prog.backward:
+            from bpc.compiler.passes.autodiff import differentiate
+
+            prog = differentiate(prog)
+        module = contract(prog)
+    check_memory(module, rows, "a worked example", "")
 
 
 def _row(prog: Program, row: int, seed: int, module, rows: int = 1) -> tuple[dict, str]:
@@ -368,15 +393,49 @@ def _agree(prog: Program, module, feeds: dict, params: dict, values: dict,
         for bd in prog.updates:
             by_name[f"{bd.name}+"] = bd
             pairs.append((f"{bd.name}+", keywords["state"][bd.name]))
-    # the same operations in the same order; float32 leaves room for a library's own
-    # summation order (a matmul's blocking), float64 hardly any
-    rtol, atol = (1e-9, 1e-12) if np.dtype(prog.dtype) == np.float64 else (1e-4, 1e-6)
+    # The same operations, maybe summed in another order (a library's matmul blocking):
+    # the two may differ by rounding, which scales with the machine epsilon of the
+    # program's dtype and with the magnitudes a value is computed from — not with the
+    # value itself, which may be rounding noise around 0 (a bias before batch norm has a
+    # gradient of exactly 0 in exact arithmetic: a sum of terms of size 100 that cancel).
+    eps = float(np.finfo(np.dtype(prog.dtype)).eps)
+    rtol = math.sqrt(eps)  # what a chain of rounded steps may accumulate: 1.5e-8 / 3.5e-4
     for name, got in pairs:
-        want = np.asarray(values[by_name[name].node.id], dtype=float)
+        node = by_name[name].node
+        want = np.asarray(values[node.id], dtype=float)
+        atol = ROUNDING_ULPS * eps * rounding_scale(node, values)
         if not np.allclose(np.asarray(got, dtype=float), want, rtol=rtol, atol=atol,
                            equal_nan=True):
             raise RuntimeError(f"the generated module and the IR evaluator disagree on "
                                f"{name}; the trace is not shown")
+
+
+ROUNDING_ULPS = 64  # rounding errors allowed, in units of the scale's last place
+PRODUCTS = {"matmul", "filters_matmul", "batch_gram", "outer", "mul"}
+CONTRACTIONS = {"matmul", "filters_matmul", "batch_gram"}
+
+
+def rounding_scale(node, values: dict) -> float:
+    """How large the rounding error of ``node``'s value may be, before the machine
+    epsilon: the magnitude of what its last operation combines (the largest |argument|,
+    or their product for a product) times how many terms it adds up (a sum over 4
+    examples: 4; ``A @ B``: the contracted length), and never less than |value|."""
+    value = np.asarray(values.get(node.id, 0.0), dtype=float)
+    scale = float(np.max(np.abs(value))) if value.size else 0.0
+    args = [np.asarray(values[a.id], dtype=float) for a in node.args if a.id in values]
+    args = [a for a in args if a.size and np.all(np.isfinite(a))]
+    if not args:
+        return scale
+    sizes = [a.size for a in args]
+    biggest = [float(np.max(np.abs(a))) for a in args]
+    if node.op in PRODUCTS:
+        magnitude = float(np.prod(biggest))
+        terms = math.sqrt(float(np.prod(sizes)) / max(value.size, 1)) \
+            if node.op in CONTRACTIONS and len(args) == 2 else 1.0
+    else:
+        magnitude = max(biggest)
+        terms = max(sizes) / max(value.size, 1)
+    return max(scale, magnitude * max(terms, 1.0))
 
 
 def _update(prog: Program, module, params: dict, values: dict, out: Trace,

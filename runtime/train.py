@@ -49,6 +49,7 @@ from bpc.compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, opt
 
 from . import data as data_mod
 from .errors import UserError
+from .points import check_memory, eval_chunk
 from .modes import inference_kwargs, initial_state, takes_state, training_kwargs
 from .optimizers import learning_rate, make_optimizer, pack
 
@@ -178,27 +179,53 @@ class Result:
 
 
 # ----------------------------------------------------------------------------- metrics
+KINDS = ("labels", "onehot", "binary")
+
+
+def classifier(module) -> dict | None:
+    """What the compiler recorded about predict's output as a classifier's prediction
+    (``CONFIG["accuracy"]``: target, kind, class_axis, threshold), or None: a module
+    without it has no accuracy, whatever its data look like."""
+    config = getattr(module, "CONFIG", {}) or {}
+    spec = config.get("accuracy")
+    if not isinstance(spec, dict) or spec.get("kind") not in KINDS or \
+            spec.get("target") not in getattr(module, "TARGETS", {}):
+        return None
+    return spec
+
+
 def task_kind(module, targets: dict[str, np.ndarray]) -> tuple[str, str] | None:
-    """("labels"|"onehot"|"binary", target name) for classifiers, None for regression."""
-    names = list(module.TARGETS)
-    if len(names) != 1:
+    """("labels"|"onehot"|"binary", target name) when the module's output is a
+    classifier's prediction of a target (the compiler says so in CONFIG); None otherwise,
+    and for a "binary" target whose values in ``targets`` are not all 0 or 1 (there is
+    no right answer to count then)."""
+    spec = classifier(module)
+    if spec is None:
         return None
-    name = names[0]
-    if name in data_mod.labels_of(module):
-        return "labels", name
-    t = targets.get(name)
-    if t is None:
+    name = spec["target"]
+    if spec["kind"] == "binary" and name in targets and not _zero_one(targets[name]):
         return None
-    values = np.unique(t)
-    if not np.all(np.isin(values, (0, 1))):
-        return None
-    axis = data_mod.batch_axes(module).get(name)
-    if t.ndim >= 2 and t.shape[-1] > 1 and axis != t.ndim - 1 and \
-            np.allclose(t.sum(axis=-1), 1):
-        return "onehot", name  # classes along the last axis, one row per example
-    if t.size == data_mod.example_count({name: t}, {name: axis} if axis is not None else {}):
-        return "binary", name  # one 0/1 value per example
+    return spec["kind"], name
+
+
+def no_accuracy_note(module, targets: dict[str, np.ndarray]) -> str | None:
+    """Why there is no accuracy, when a user might expect one (said once, by train and
+    eval); None for a classifier, or a model with nothing to say (a regression)."""
+    config = getattr(module, "CONFIG", {}) or {}
+    spec = classifier(module)
+    if spec is None:
+        why = config.get("no_accuracy")
+        return f"no accuracy: {why}" if isinstance(why, str) and why else None
+    name = spec["target"]
+    if task_kind(module, targets) is None:
+        return (f"no accuracy: the target '{name}' holds values other than 0 and 1, so a "
+                "prediction has no right answer to count")
     return None
+
+
+def _zero_one(t) -> bool:
+    t = np.asarray(t)
+    return bool(np.all((t == 0) | (t == 1)))
 
 
 def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048,
@@ -238,28 +265,45 @@ def output_batch_axis(module) -> int | None:
 
 
 def accuracy(module, params, arrays: dict[str, np.ndarray], kind,
-             state: dict | None = None) -> float | None:
+             state: dict | None = None, chunk: int = 2048) -> float | None:
+    """The fraction of examples whose predicted class is the target's (``kind`` from
+    ``task_kind``), predicted ``chunk`` examples at a time; None without a kind or data."""
     if kind is None or not arrays:
         return None
     how, name = kind
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
-    y = np.asarray(predict_all(module, params, inputs, state=state))
-    t = arrays[name]
-    if how == "labels":
-        return float(np.mean(np.argmax(y, axis=-1) == t))
-    if how == "onehot":
-        return float(np.mean(np.argmax(y, axis=-1) == np.argmax(t, axis=-1)))
-    if y.size != t.size:
-        return None  # the output is not one value per example: no accuracy to report
-    return float(np.mean((y.reshape(t.shape) > threshold_of(module)) == (t > 0.5)))
+    y = np.asarray(predict_all(module, params, inputs, chunk, state=state))
+    return float(np.mean(predicted_class(module, y) == target_class(module, arrays[name])))
+
+
+def predicted_class(module, y) -> np.ndarray:
+    """The class ``predict``'s output ``y`` stands for, as the compiler recorded it: the
+    argmax along its class axis, or whether it is above the threshold."""
+    spec = classifier(module) or {}
+    if spec.get("kind") == "binary":
+        return np.asarray(y) > threshold_of(module)
+    return np.argmax(y, axis=int(spec.get("class_axis", -1)))
+
+
+def target_class(module, t) -> np.ndarray:
+    """The class a target holds: its label, the argmax of its one-hot rows along their
+    class axis (as the compiler recorded it; the last by default), or whether it is
+    above 0.5."""
+    spec = classifier(module) or {}
+    kind = spec.get("kind")
+    t = np.asarray(t)
+    if kind == "onehot":
+        return np.argmax(t, axis=int(spec.get("target_class_axis", -1)))
+    return t if kind == "labels" else t > 0.5
 
 
 def threshold_of(module) -> float:
     """Where a 0/1 prediction flips: the compiler records 0.0 when the output is the
-    logits of a sigmoid cross-entropy loss, else 0.5 (a probability); never guessed from
-    the values, which say nothing about which they are."""
-    config = getattr(module, "CONFIG", {}) or {}
-    return float(config.get("threshold", 0.5))
+    logits of a sigmoid cross-entropy loss, 0.5 when it is a probability; never guessed
+    from the values, which say nothing about which they are."""
+    spec = classifier(module) or {}
+    threshold = spec.get("threshold")
+    return float(threshold) if threshold is not None else 0.5
 
 
 def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = None) -> float:
@@ -637,7 +681,9 @@ def run_identity(module, settings: "Settings", optimizer, params, train_arrays,
 
 # CONFIG entries that are settings, not the model: the run records the ones that matter
 # (batch, seed, optimizer, data) itself, and the number of epochs may grow on resume.
-_SETTINGS_CONFIG = ("train", "optimizer", "data")
+# CONFIG entries that are not the model: its settings, and the memory estimate (derived
+# from the model, naming spec lines, which a comment added above them moves)
+_SETTINGS_CONFIG = ("train", "optimizer", "data", "memory")
 
 
 def model_identity(module) -> dict:
@@ -801,7 +847,8 @@ def model_difference(saved: dict, now: dict) -> str | None:
 def _contract_hash(module) -> str:
     """The model's interface, as checkpoints before ``model_identity`` recorded it."""
     config = {k: v for k, v in (getattr(module, "CONFIG", {}) or {}).items()
-              if k not in ("train", "optimizer", "data", "nonnegative")}
+              if k not in ("train", "optimizer", "data", "nonnegative", "memory", "accuracy",
+                           "no_accuracy")}  # entries newer than these checkpoints
     text = repr([sorted(module.INPUTS.items()), sorted(module.TARGETS.items()),
                  getattr(module, "OUTPUT", None), getattr(module, "LOSS", None),
                  sorted(config.items(), key=repr)])
@@ -1120,7 +1167,14 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     total_steps = settings.iters if settings.iters is not None else \
         (settings.epochs or 10) * steps_per_epoch
     total_epochs = -(-total_steps // steps_per_epoch)
+    # Memory, before anything is allocated: a step over a batch, and the evaluation's
+    # chunks (as many examples as fit, 2048 at most).
+    check_memory(module, min(settings.batch, n), "a training step", "use a smaller --batch")
+    chunk = eval_chunk(module)
     kind = task_kind(module, train_arrays)
+    no_accuracy = no_accuracy_note(module, train_arrays)
+    if no_accuracy and not quiet:  # once, before the run: no accuracy column, and why
+        log(f"note: {no_accuracy}")
 
     rng = np.random.default_rng(settings.seed)
     # The parameters are views into one buffer per dtype: the optimizer updates them all
@@ -1321,9 +1375,9 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 if (epoch + 1) % eval_every == 0 or step >= total_steps:
                     seconds = time.perf_counter() - row_start
                     lr_now = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
-                    train_acc = accuracy(module, params, train_arrays, kind, state)
-                    test_acc = accuracy(module, params, test_arrays, kind, state)
-                    test_loss = mean_loss(module, params, test_arrays, state=state) \
+                    train_acc = accuracy(module, params, train_arrays, kind, state, chunk)
+                    test_acc = accuracy(module, params, test_arrays, kind, state, chunk)
+                    test_loss = mean_loss(module, params, test_arrays, chunk, state) \
                         if test_arrays else None
                     row = _history_row(epoch + 1, step, loss_sum / max(seen, 1), train_acc,
                                        test_acc, test_loss, lr_now, seconds)
@@ -1641,14 +1695,8 @@ def plot_fit(module, params, dataset, path: Path, title: str | None = None,
 
 def _class_of(module, values, kind, predicted: bool = False) -> np.ndarray:
     """Class numbers of targets (or, ``predicted``, of outputs), one per example."""
-    how, _ = kind
-    values = np.asarray(values)
-    if how == "labels" and not predicted:
-        return values.astype(int).ravel()
-    if how == "binary":
-        return (values.reshape(len(values), -1)[:, 0] > (threshold_of(module) if predicted
-                                                          else 0.5)).astype(int)
-    return np.argmax(values.reshape(len(values), -1), axis=1)
+    c = predicted_class(module, values) if predicted else target_class(module, values)
+    return np.asarray(c).astype(int).reshape(len(c), -1)[:, 0]
 
 
 # ----------------------------------------------------------------------------- one run
@@ -1726,6 +1774,9 @@ def run(module, data=None, overrides: dict | None = None, out: Path | None = Non
     else the spec's data line, then ``train``."""
     settings = Settings.from_module(module, overrides or {})
     config = getattr(module, "CONFIG", {}) or {}
+    # Before the data is loaded: a model whose step cannot fit even one example (train
+    # checks the batch it will use once it knows how many examples there are).
+    check_memory(module, 1, "a training step", "use a smaller --batch")
     if isinstance(data, data_mod.Dataset):
         dataset = data
     else:

@@ -361,15 +361,20 @@ loss L = sigmoid_cross_entropy(z, t)
                                               ("output p = sigmoid(z)", 0.5)])
 def test_compiler_records_the_threshold_the_loss_implies(tmp_path, output, threshold):
     m = compile_text(tmp_path, "logit", SIGMOID_XENT.format(name="logit", output=output))
-    assert m.CONFIG["threshold"] == threshold
+    assert m.CONFIG["accuracy"]["threshold"] == threshold
 
 
-def test_no_sigmoid_cross_entropy_means_no_threshold_key():
-    assert "threshold" not in load_model(REPO / "specs" / "xor.bp").CONFIG
+def test_no_sigmoid_cross_entropy_means_probabilities():
+    assert load_model(REPO / "specs" / "xor.bp").CONFIG["accuracy"]["threshold"] == 0.5
 
 
-@pytest.mark.parametrize("config,expected", [({"threshold": 0.0}, 0.75), ({}, 0.5),
-                                             ({"threshold": 0.5}, 0.5)])
+def binary(threshold):
+    return {"accuracy": {"target": "t", "kind": "binary", "class_axis": None,
+                         "threshold": threshold}}
+
+
+@pytest.mark.parametrize("config,expected", [(binary(0.0), 0.75), (binary(None), 0.5),
+                                             (binary(0.5), 0.5)])
 def test_accuracy_uses_the_recorded_threshold_not_the_range(config, expected):
     # Logits that happen to lie in [0, 1]: a guess from the range would call them
     # probabilities.

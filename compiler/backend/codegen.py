@@ -21,6 +21,8 @@ from .buffers import plan
 from ..errors import Diagnostic, SpecError
 from ..ir.inits import formula
 from ..ir import NAMED_LEAVES, Binding, Program, random_sites, topo_order
+from ..ir.heads import head
+from ..ir.memory import footprint
 from ..names import mentioned
 from ..ir.primitives import HELPERS, PRIMITIVES, data_roles, format_number
 from .printer import Printer, Statement, safe_comment, schedule, source_text
@@ -422,7 +424,7 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
         "LOSS": prog.loss,
         "GRADS": list(prog.wrt),
         "DEFAULTS": dict(prog.defaults),
-        "CONFIG": _config(prog),
+        "CONFIG": config_of(prog),
     }
     lets = _lets_used(prog, functions) if style == "textbook" else {}
     constants_text = "\n".join(line for name, value in constants.items()
@@ -635,8 +637,9 @@ def _helpers_of(functions: list[_Function]) -> set[str]:
     return set(mentioned(text)) & HELPERS.keys()
 
 
-def _config(prog: Program) -> dict:
-    """Training configuration as plain data (numbers and strings only)."""
+def config_of(prog: Program) -> dict:
+    """The module's ``CONFIG``: training configuration and the facts the runtime needs
+    about the data and the output, as plain data (numbers and strings only)."""
     cfg = {}
     for key in ("optimizer", "train", "data"):
         if key in prog.config:
@@ -651,22 +654,16 @@ def _config(prog: Program) -> dict:
     output = {bd.name: bd.node for bd in prog.forward}.get(prog.output or prog.loss)
     if output is not None:  # where predict's batch axis is, to evaluate it in chunks
         cfg["output_shape"] = tuple(output.shape)
-    threshold = _threshold(prog, output)
-    if threshold is not None:
-        cfg["threshold"] = threshold
     if prog.config.get("nonnegative"):  # states that are variances: never negative
         cfg["nonnegative"] = list(prog.config["nonnegative"])
+    if prog.backward:  # what a step holds in memory at least, checked before it runs
+        cfg["memory"] = footprint(prog)
+    accuracy, why_not = head(prog)
+    if accuracy is not None:  # predict's output is a classifier's prediction of a target
+        cfg["accuracy"] = accuracy
+    elif why_not is not None:  # none, and a user might have expected one: why
+        cfg["no_accuracy"] = why_not
     return cfg
-
-
-def _threshold(prog: Program, output) -> float | None:
-    """Where a 0/1 prediction flips, as the loss implies it: 0.0 when predict returns the
-    logits of a sigmoid cross-entropy, 0.5 (a probability) when it returns anything else
-    of a model with one; None (the runtime's 0.5) without a sigmoid cross-entropy."""
-    xents = [n for n in topo_order([bd.node for bd in prog.forward]) if n.op == "sigmoid_xent"]
-    if not xents:
-        return None
-    return 0.0 if output is not None and any(n.args[0].id == output.id for n in xents) else 0.5
 
 
 def _laid_out(line: str) -> list[str]:
