@@ -13,9 +13,10 @@ returned gradient and predict's output must be an np.ndarray of the module's DTY
 - ``test_survey``: seeded specs from specgen_v2 that keeps going after a failure and
   reports every distinct kind of difference, with the shortest spec of each.
 
-Example counts: BPC_DIFF_EXAMPLES (Hypothesis, default 60 each) and BPC_DIFF_SURVEY
-(default 150); e.g. ``BPC_DIFF_EXAMPLES=3000 BPC_DIFF_SURVEY=3000 python3 -m pytest
-tests/test_differential.py``. PyTorch is needed (not installed in CI): without it the
+Example counts: BPC_DIFF_EXAMPLES (Hypothesis, default 100 each), BPC_DIFF_SURVEY (fast
+style, default 400) and BPC_DIFF_SURVEY_TEXTBOOK (the same seeds in the textbook style,
+default 100); e.g. ``BPC_DIFF_SURVEY=3000 BPC_DIFF_SURVEY_TEXTBOOK=3000 python3 -m pytest
+tests/test_differential.py -k survey`` (both styles, 3,000 specs each). PyTorch is needed (not installed in CI): without it the
 file is skipped.
 """
 
@@ -43,6 +44,9 @@ from torch_oracle import Oracle  # noqa: E402
 EXAMPLES = int(os.environ.get("BPC_DIFF_EXAMPLES", "100"))
 SURVEY = int(os.environ.get("BPC_DIFF_SURVEY", "400"))
 SURVEY_START = int(os.environ.get("BPC_DIFF_SURVEY_START", "0"))
+# The textbook style's survey (the same seeds, compiled with style="textbook"): a short
+# one by default; BPC_DIFF_SURVEY_TEXTBOOK=3000 for a long run of both styles.
+SURVEY_TEXTBOOK = int(os.environ.get("BPC_DIFF_SURVEY_TEXTBOOK", "100"))
 DEPTH = int(os.environ.get("BPC_DIFF_DEPTH", "7"))  # equations per random spec, at most
 
 # Known, not yet fixed bugs: a difference matching one of these is reported as an
@@ -826,16 +830,19 @@ def test_random_v1(spec):
     _random_run(spec.text())
 
 
-def test_survey():
-    """Seeded specs; every distinct kind of difference with its shortest spec."""
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+def test_survey(style):
+    """Seeded specs, in each code style; every distinct kind of difference with its
+    shortest spec."""
     t0 = time.time()
     kinds: dict[str, list] = {}
     counts = {"ok": 0, "skipped": 0, "failed": 0}
-    for seed in range(SURVEY_START, SURVEY_START + SURVEY):
+    size = SURVEY if style == "fast" else SURVEY_TEXTBOOK
+    for seed in range(SURVEY_START, SURVEY_START + size):
         spec = spec_from_seed(seed, DEPTH, modes=True)
         text = spec.text()
         try:
-            differential(text, seed, targets=spec.targets)
+            differential(text, seed, targets=spec.targets, style=style)
             counts["ok"] += 1
             continue
         except Skip:
@@ -852,7 +859,7 @@ def test_survey():
                                  for p in problems}))
         kinds.setdefault(key, []).append((len(text), detail, problems))
     elapsed = time.time() - t0
-    summary = (f"{SURVEY} specs in {elapsed:.1f}s: {counts['ok']} agree, "
+    summary = (f"{size} specs ({style} style) in {elapsed:.1f}s: {counts['ok']} agree, "
                f"{counts['skipped']} skipped (kinks, overflow), {counts['failed']} differ")
     print(summary)
     unknown = {k: v for k, v in kinds.items() if known_bug(v[0][2]) is None}
