@@ -29,7 +29,8 @@ The property: compiling either raises ``SpecError`` whose every diagnostic is lo
 state when the spec has dropout or state (``predict`` then reads the state the step
 left), and whose loss, gradients and new state the textbook style's ``loss_and_grad``
 gives too (same point, same masks: the fast style's buffer reuse must not change a
-number); and a spec with a known invalid construct (``refusal``) is refused. Failures
+number); ``predict``'s output is never an argument's array (an alias the caller would
+see change); and a spec with a known invalid construct (``refusal``) is refused. Failures
 matching a bug being fixed elsewhere (``KNOWN_BUGS``) are counted by name, not failed.
 Examples are seeded: a failure names its seed, and
 ``structured_spec(seed)`` rebuilds it.
@@ -805,10 +806,14 @@ def outcome(text: str, seed: int) -> tuple[str, str | None]:
                 if key in mod.PARAMS:
                     assert np.shape(grad) == np.shape(params[key]), f"grad {key} shape"
             wanted = inspect.signature(mod.predict).parameters
-            mod.predict(params, **{k: v for k, v in data.items() if k in wanted},
-                        **modes.inference_kwargs(mod, train_kw.get("state")))
+            args = {k: v for k, v in data.items() if k in wanted}
+            out = mod.predict(params, **args,
+                              **modes.inference_kwargs(mod, train_kw.get("state")))
     except Exception:  # noqa: BLE001
         return "run", traceback.format_exc(limit=8) + "\n" + source[-3000:]
+    for key, leaf in {**params, **args}.items():  # the caller's array, handed back
+        if np.shape(out) == np.shape(leaf) and np.shares_memory(out, leaf):
+            return "alias", f"predict's output is the caller's array '{key}' (an alias)"
     problem = _styles_agree(text, seed, params, data, value, grads, train_kw.get("state"))
     if problem:
         return "styles", problem + "\n--- fast code\n" + source[-3000:]
@@ -859,6 +864,7 @@ def _styles_agree(text, seed, params, data, value, grads, state) -> str | None:
 KNOWN_BUGS: list[tuple[str, str, str]] = [  # (what, pattern of the report, name)
     ("accepted", r"avg_pool\(\w+, (1, pad=1|2, stride=1, pad=2)\)",
      "known: avg_pool pad >= size accepted"),
+    ("alias", "predict's output is the caller's array", "known: predict returns a leaf alias"),
 ]
 
 
@@ -926,6 +932,12 @@ def test_single_faults_are_refused(name):
             f"h = conv2d(x, w)\nbad = {SINGLE_FAULTS[name]}\nloss L = mean(square(h))\n")
     what, report = outcome(text, 0)
     assert what == "error", f"{name}: {what}\n{text}{report or ''}"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 22: predict returns a leaf alias")
+def test_predict_never_returns_the_callers_array():
+    text = "model a\ninput x : [N, 2]\nparam W : [2, 2] = he\noutput x\nloss L = sum(x @ W)\n"
+    assert outcome(text, 0) == ("ran", None)
 
 
 def test_generator_covers_every_statement_kind():
