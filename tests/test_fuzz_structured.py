@@ -710,7 +710,8 @@ def _image_spec(seed: int) -> tuple[str, bool, str | None]:
                           f"avg_pool({h}, 2, stride=1, pad=2)", f"dropout({h}, 1)",
                           f"dropout({h}, p=true)", f"{h}[:, :, 0:0]",
                           f"concat([{h}, {h}], axis=4)", f"conv2d({h}, {h})",
-                          f"max_pool({h}, 0)", f"avg_pool({h}, 1, stride=0)"])
+                          f"max_pool({h}, 0)", f"avg_pool({h}, 1, stride=0)",
+                          f"leaky_relu({h}, alpha=true)", f"sum({h}, axis=true)"])
         g.emit(fault, "bad")
     if shape is not None:  # an image: flatten it for the loss
         h = g.emit(f"flatten({h})", "fl")
@@ -865,6 +866,7 @@ KNOWN_BUGS: list[tuple[str, str, str]] = [  # (what, pattern of the report, name
     ("accepted", r"avg_pool\(\w+, (1, pad=1|2, stride=1, pad=2)\)",
      "known: avg_pool pad >= size accepted"),
     ("alias", "predict's output is the caller's array", "known: predict returns a leaf alias"),
+    ("accepted", r"alpha=true", "known: booleans as numbers"),
 ]
 
 
@@ -919,17 +921,26 @@ SINGLE_FAULTS = {  # one invalid line in a valid image program: each must be ref
     "conv2d-image-as-filters": "conv2d(h, h)",
     "max_pool-size-0": "max_pool(h, 0)",
     "avg_pool-stride-0": "avg_pool(h, 1, stride=0)",
+    "sum-axis-true": "sum(h, axis=true)",
+    "leaky_relu-alpha-true": "leaky_relu(h, alpha=true)",
+    "let-true-as-dimension": "let K = true\nparam q : [K] = zeros",
+    "dense-true": "layers h -> s {\n  flatten\n  dense true\n}",
 }
 FAULT_BUGS = {"avg_pool-pad-eq-size": "issue 22: avg_pool pad >= size is accepted",
-              "avg_pool-pad-gt-size": "issue 22: avg_pool pad >= size is accepted"}
+              "avg_pool-pad-gt-size": "issue 22: avg_pool pad >= size is accepted",
+              "leaky_relu-alpha-true": "issue 22: booleans as numbers",
+              "let-true-as-dimension": "issue 22: booleans as numbers",
+              "dense-true": "issue 22: booleans as numbers"}
 
 
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=[pytest.mark.xfail(strict=True, reason=FAULT_BUGS[n])]
                  if n in FAULT_BUGS else []) for n in SINGLE_FAULTS])
 def test_single_faults_are_refused(name):
+    fault = SINGLE_FAULTS[name]
+    fault = fault if "\n" in fault else f"bad = {fault}"
     text = ("model f\ninput x : [N, 2, 3, 3]\nparam w : [2, 2, 1, 1] = he\n"
-            f"h = conv2d(x, w)\nbad = {SINGLE_FAULTS[name]}\nloss L = mean(square(h))\n")
+            f"h = conv2d(x, w)\n{fault}\nloss L = mean(square(h))\n")
     what, report = outcome(text, 0)
     assert what == "error", f"{name}: {what}\n{text}{report or ''}"
 
