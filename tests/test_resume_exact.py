@@ -158,17 +158,29 @@ def references(tmp_path_factory):
     return refs
 
 
+@pytest.fixture
+def default_sigint():
+    """Python's own Ctrl-C handler for the test. A process started in the background (a
+    script's ``cmd &``, nohup) has SIGINT ignored; train rightly leaves that alone, so no
+    point would interrupt anything and the test would compare uninterrupted runs."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_sigint_anywhere_resumes_exactly(name, references, tmp_path):
+def test_sigint_anywhere_resumes_exactly(name, references, tmp_path, default_sigint):
     events, reference, _ = references[name]
     m, ds, settings = setup(name)
     rng = random.Random(f"{SEED}-int-{name}")
     points = distinct_points(rng, events, POINTS)
+    stopped = 0
     for k in points:
         out = tmp_path / f"at{k}"
-        run(m, ds, settings, out, interrupt_at=k)  # a late Ctrl-C: the run just ends
-        finish(m, ds, settings, out)
+        stopped += run(m, ds, settings, out, interrupt_at=k)[1]  # a late Ctrl-C: the run
+        finish(m, ds, settings, out)  # just ends
         assert_same(state(out), reference, f"{name}, SIGINT at event {k} of {events}")
+    assert stopped, "no point stopped a run"
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -28,6 +28,7 @@ from bpc.runtime import data, modes
 from bpc.runtime.errors import UserError
 from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.train import Settings, accuracy, mean_loss, predict_all, train
+from test_resume_exact import default_sigint  # noqa: F401 - a fixture
 
 POINTS = int(os.environ.get("BPC_KILL_POINTS", "3"))
 SEED = int(os.environ.get("BPC_KILL_SEED", "0"))
@@ -296,7 +297,7 @@ def reference(tmp_path_factory):
     return span, ref
 
 
-def test_sigint_anywhere_resumes_batch_norm_exactly(reference, tmp_path):
+def test_sigint_anywhere_resumes_batch_norm_exactly(reference, tmp_path, default_sigint):
     from test_resume_exact import assert_same, distinct_points, finish, state
 
     span, ref = reference
