@@ -645,7 +645,7 @@ class _ImageGen:
         if self.wild and self.r.random() < 0.3:
             kept.append(self.r.choice(["conv 0 size=1", "maxpool 99", "dropout 1",
                                        "batchnorm momentum=2", "residual { }",
-                                       "residual { conv 7 size=1 }", "dense 3"]))
+                                       "residual { conv 97 size=1 }", "dense 3"]))
             self.invalid.append(f"layer {kept[-1]}")
         flat = r.random() < 0.3
         if flat:
