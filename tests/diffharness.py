@@ -58,9 +58,10 @@ def compile_with_hash_seed(text: str, hash_seed: int, path: str = "diff.bp"):
     return name, source
 
 
-def build(text: str, path: str = "diff.bp", hash_seed: int | None = None):
+def build(text: str, path: str = "diff.bp", hash_seed: int | None = None,
+          style: str = "fast"):
     if hash_seed is None:
-        name, source = compile_text(text, path)
+        name, source = compile_text(text, path, style=style)
     else:
         name, source = compile_with_hash_seed(text, hash_seed, path)
     ns: dict = {"__name__": f"bpc_generated_{name}"}
@@ -203,13 +204,14 @@ BN_CONDITION = {"float64": 1e6, "float32": 3e2}
 def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_margin=None,
                  max_abs=1e6, targets=None, init: bool | str = False, data=None,
                  hash_seed: int | None = None, use_defaults: bool = False,
-                 state_steps: int = 2):
+                 state_steps: int = 2, style: str = "fast"):
     """Compile ``text``, run module and oracle at a random point, raise ``Mismatch``.
 
     ``init="exact"``: the module's own initial parameters, unperturbed (to put points
     exactly on a kink and test its convention); ``data`` overrides drawn data;
     ``hash_seed``: compile in a subprocess with that PYTHONHASHSEED; ``use_defaults``:
-    never pass inputs that have defaults.
+    never pass inputs that have defaults; ``style``: the code style compiled ("fast",
+    buffers reused, or "textbook", one assignment per step; not with ``hash_seed``).
 
     A module with modes (dropout, batch norm's state): ``loss_and_grad`` runs in training
     mode, with ``rng=np.random.default_rng(seed + k)`` for its masks (the oracle draws the
@@ -222,7 +224,7 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
     from torch_oracle import Oracle  # imports torch: only the oracle's callers need it
 
     oracle = Oracle(text, "diff.bp")
-    mod = build(text, hash_seed=hash_seed)
+    mod = build(text, hash_seed=hash_seed, style=style)
     rng = np.random.default_rng(seed)
     params, drawn = draw(mod, oracle, rng, targets=targets, init=bool(init))
     if init == "exact":
@@ -428,7 +430,7 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         if not np.array_equal(np.asarray(v), before[k], equal_nan=True):
             problems.append(f"the caller's array '{k}' was modified in place")
     if problems:
-        raise Mismatch(f"seed {seed}:\n--- spec\n{text.rstrip()}\n--- differences\n  "
+        raise Mismatch(f"seed {seed} ({style} style):\n--- spec\n{text.rstrip()}\n--- differences\n  "
                        + "\n  ".join(problems), problems, text)
     return want
 

@@ -28,6 +28,7 @@ from bpc.runtime import data, modes
 from bpc.runtime.errors import UserError
 from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.train import Settings, accuracy, mean_loss, predict_all, train
+from test_resume_exact import default_sigint  # noqa: F401 - a fixture
 
 POINTS = int(os.environ.get("BPC_KILL_POINTS", "3"))
 SEED = int(os.environ.get("BPC_KILL_SEED", "0"))
@@ -296,14 +297,14 @@ def reference(tmp_path_factory):
     return span, ref
 
 
-def test_sigint_anywhere_resumes_batch_norm_exactly(reference, tmp_path):
-    from test_resume_exact import assert_same, finish, state
+def test_sigint_anywhere_resumes_batch_norm_exactly(reference, tmp_path, default_sigint):
+    from test_resume_exact import assert_same, distinct_points, finish, state
 
     span, ref = reference
     m, ds, settings = setup_mlp()
     rng = random.Random(f"{SEED}-bn-int")
     stopped = 0
-    for k in sorted(rng.randrange(1, span + 1) for _ in range(POINTS)):
+    for k in distinct_points(rng, span, POINTS):
         out = tmp_path / f"at{k}"
         stopped += interrupted_run(m, ds, settings, out, k)
         finish(m, ds, settings, out)
@@ -329,7 +330,7 @@ train(m, ds, settings, out, quiet=True, log=lambda *_: None, checkpoint_every=0)
 
 
 def test_sigkill_anywhere_resumes_batch_norm_exactly(reference, tmp_path):
-    from test_resume_exact import assert_same, finish, state
+    from test_resume_exact import assert_same, distinct_points, finish, state
 
     span, ref = reference
     m, ds, settings = setup_mlp()
@@ -337,7 +338,7 @@ def test_sigkill_anywhere_resumes_batch_norm_exactly(reference, tmp_path):
     spec.write_text(MLP)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     rng = random.Random(f"{SEED}-bn-kill")
-    for k in sorted(rng.randrange(1, span + 1) for _ in range(max(1, POINTS // 2 + 1))):
+    for k in distinct_points(rng, span, max(1, POINTS // 2 + 1)):
         out = tmp_path / f"at{k}"
         r = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(spec), str(out), str(k)],
                            env=env, capture_output=True, text=True, timeout=300)
