@@ -116,10 +116,7 @@ EDGES = {
     "batchnorm-dropout": ("x @ w", "b = batch_norm(h, 1, 0, rm, rv)\ng = dropout(b, 0.2)",
                           "mean(square(g))"),
 }
-EDGE_BUGS = {
-    "dropout-0d": "issue 22: dropout on 0-d values draws two masks",
-    "dropout-unused": "issue 22: unused dropout: the evaluator's masks differ",
-}
+EDGE_BUGS: dict[str, str] = {}  # name: reason of a strict xfail, while a bug is open
 IMAGES = {  # conv edge shapes: 1 x 1 at stride 1 (im2col a view), kernel = the image,
     # slices of views, with dropout and batch norm around them
     "conv-1x1": """model e
@@ -179,68 +176,16 @@ def test_trace_and_gradcheck_on_fuzzed_modes_specs(kind, seed, text, tmp_path):
     assert problem is None, f"{kind} seed {seed}:\n{text}\n{problem}"
 
 
-def _dropouts(text: str) -> tuple[bool, bool]:
-    """(a dropout of a 0-d value, a dropout the loss never reads) in ``text``: equations
-    and layer stacks followed back from the loss line, by the names they mention."""
-    deps: dict[str, set] = {}
-    drops: set = set()
-    stack = None
-    for line in text.splitlines():
-        m = re.match(r"\s*layers (\w+) -> (\w+) \{", line)
-        if m:
-            stack = m.group(2)
-            deps[stack] = {m.group(1)}
-            continue
-        if stack is not None:
-            if line.strip() == "}":
-                stack = None
-            elif re.match(r"\s*dropout\b", line):
-                drops.add(stack)  # the stack's dropout is read when its output is
-            continue
-        m = re.match(r"\s*(?:output |loss )?(\w+) = (.*)", line)
-        if m:
-            deps[m.group(1)] = set(re.findall(r"[A-Za-z_]\w*", m.group(2)))
-            if re.search(r"\bdropout\(", m.group(2)):
-                drops.add(m.group(1))
-    loss = next((m.group(1) for m in re.finditer(r"^loss (\w+) =", text, re.M)), None)
-    seen, todo = set(), [loss]
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in deps:
-            continue
-        seen.add(name)
-        todo += deps[name]
-    zero_d = bool(re.search(r"dropout\((mean|sum)\(", text))
-    return zero_d, bool(drops - seen)
-
-
-def known_bug(text: str, problem: str) -> str | None:
-    """The bug being fixed elsewhere (issue 22) that explains ``problem``, or None:
-    trace's module and evaluator disagreeing on a spec with a 0-d or an unused dropout.
-    Remove when the fixes land."""
-    if not problem.startswith("trace:") or "disagree" not in problem:
-        return None
-    zero_d, unused = _dropouts(text)
-    if zero_d:
-        return "known: dropout on a 0-d value draws two masks"
-    if unused:
-        return "known: an unused dropout's masks differ in the evaluator"
-    return None
-
-
 def _survey(count: int, start: int, tmp_dir):
-    failures, known = [], {}
+    failures = []
     n = 0
     for kind, seed, text in modes_specs(count, start):
         n += 1
         with np.errstate(all="ignore"):
             problem = check(text, seed, tmp_dir)
-        why = problem and known_bug(text, problem)
-        if why:
-            known[why] = known.get(why, 0) + 1
-        elif problem:
+        if problem:
             failures.append((kind, seed, text, problem))
-    return n, failures, known
+    return n, failures
 
 
 def _key(problem: str) -> str:
@@ -248,11 +193,11 @@ def _key(problem: str) -> str:
     return f"{lines[0].split(':')[0]}: {lines[-1][:120]}"
 
 
-def _report(n, failures, known) -> str:
+def _report(n, failures) -> str:
     groups: dict[str, list] = {}
     for f in failures:
         groups.setdefault(_key(f[3]), []).append(f)
-    out = [f"{n} specs, {len(failures)} failures; known bugs: {known or 'none'}"]
+    out = [f"{n} specs, {len(failures)} failures"]
     for key, items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         kind, seed, text, problem = min(items, key=lambda f: len(f[2]))
         out.append(f"[{len(items)}x] {key}\n--- shortest: {kind} seed {seed}\n{text}{problem}")
@@ -261,9 +206,9 @@ def _report(n, failures, known) -> str:
 
 @pytest.mark.skipif(EXAMPLES == 0, reason="a long run: BPC_FUZZ_MODES_EXAMPLES=N")
 def test_survey(tmp_path):
-    n, failures, known = _survey(EXAMPLES, FIRST_SEED, str(tmp_path))
-    print(_report(n, failures, known))
-    assert not failures, _report(n, failures, known)
+    n, failures = _survey(EXAMPLES, FIRST_SEED, str(tmp_path))
+    print(_report(n, failures))
+    assert not failures, _report(n, failures)
 
 
 if __name__ == "__main__":

@@ -859,15 +859,11 @@ def _styles_agree(text, seed, params, data, value, grads, state) -> str | None:
     return None
 
 
-# Bugs being fixed elsewhere (issue 22): a failure matching one is counted under its name,
-# not reported; test_single_faults_are_refused holds a strict xfail for each. Remove both
-# when the fix lands.
-KNOWN_BUGS: list[tuple[str, str, str]] = [  # (what, pattern of the report, name)
-    ("accepted", r"avg_pool\(\w+, (1, pad=1|2, stride=1, pad=2)\)|avg_pool size=[1-9]\d* "
-     r"pad=(?!-)", "known: avg_pool pad >= size accepted"),
-    ("alias", "predict's output is the caller's array", "known: predict returns a leaf alias"),
-    ("accepted", r"alpha=true", "known: booleans as numbers"),
-]
+# Bugs known and not yet fixed: a failure matching one is counted under its name, not
+# reported, while a strict xfail in test_single_faults_are_refused (or beside it) alarms
+# once the fix lands. None open (issue 22's avg_pool pad >= size, booleans as numbers
+# and predict returning a leaf alias were fixed).
+KNOWN_BUGS: list[tuple[str, str, str]] = []  # (what, pattern of the report, name)
 
 
 def known_bug(what: str, report: str | None) -> str | None:
@@ -926,11 +922,7 @@ SINGLE_FAULTS = {  # one invalid line in a valid image program: each must be ref
     "let-true-as-dimension": "let K = true\nparam q : [K] = zeros",
     "dense-true": "layers h -> s {\n  flatten\n  dense true\n}",
 }
-FAULT_BUGS = {"avg_pool-pad-eq-size": "issue 22: avg_pool pad >= size is accepted",
-              "avg_pool-pad-gt-size": "issue 22: avg_pool pad >= size is accepted",
-              "leaky_relu-alpha-true": "issue 22: booleans as numbers",
-              "let-true-as-dimension": "issue 22: booleans as numbers",
-              "dense-true": "issue 22: booleans as numbers"}
+FAULT_BUGS: dict[str, str] = {}  # name: reason of a strict xfail, while a bug is open
 
 
 @pytest.mark.parametrize("name", [
@@ -945,7 +937,6 @@ def test_single_faults_are_refused(name):
     assert what == "error", f"{name}: {what}\n{text}{report or ''}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22: predict returns a leaf alias")
 def test_predict_never_returns_the_callers_array():
     text = "model a\ninput x : [N, 2]\nparam W : [2, 2] = he\noutput x\nloss L = sum(x @ W)\n"
     assert outcome(text, 0) == ("ran", None)
