@@ -385,7 +385,7 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
                              ["state"] * stateful + ["rng"] * facts.draws), "",
         [f"The model's output {output}, for the inputs.",
          *([_mode_note(prog, False, facts)] if modes else [])],
-        body + [f"return {output}"])]
+        body + [_return_own(infer, output)])]
 
     loss_doc = f"The loss {prog.loss}"
     grad_doc = (f"The loss {prog.loss} and its gradient with respect to "
@@ -472,6 +472,25 @@ def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
         entries.append({"lines": lines, "comment": safe_comment(
             f"{bd.name}: {comment}" + (f"; {init.note}" if init.note else ""))})
     return entries
+
+
+def _return_own(prog: Program, name: str) -> str:
+    """``return name``, as a copy when the value may be the caller's own memory (``output
+    x``, a parameter, or a view of one such as ``x.T.T``, or what inference mode's dropout
+    leaves of it): what predict returns is the caller's to keep and change, never a
+    window onto their inputs or parameters."""
+    bindings = {bd.name: bd.node for bd in (*prog.inputs, *prog.params, *prog.states,
+                                            *prog.forward)}
+    todo, seen = [bindings[name]] if name in bindings else [], set()
+    while todo:
+        node = todo.pop()
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        if node.op in NAMED_LEAVES:
+            return f"return np.copy({name})  # the caller's own array otherwise"
+        todo.extend(node.args[k] for k in PRIMITIVES[node.op].viewed(node))
+    return f"return {name}"
 
 
 def _numbers(value):
