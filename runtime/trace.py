@@ -420,8 +420,14 @@ def rounding_scale(node, values: dict) -> float:
     epsilon: the magnitude of what its last operation combines (the largest |argument|,
     or their product for a product) times how many terms it adds up (a sum over 4
     examples: 4; ``A @ B``: the contracted length), and never less than |value|."""
+    from bpc.compiler.ir.primitives import PRIMITIVES
+
     value = np.asarray(values.get(node.id, 0.0), dtype=float)
     scale = float(np.max(np.abs(value))) if value.size else 0.0
+    moved = PRIMITIVES[node.op].viewed(node) if node.op in PRIMITIVES else ()
+    if moved:  # values moved, not computed (a reshape of a sum): the rounding they carry
+        return max([scale] + [rounding_scale(node.args[k], values) for k in moved
+                              if node.args[k].id in values])
     args = [np.asarray(values[a.id], dtype=float) for a in node.args if a.id in values]
     args = [a for a in args if a.size and np.all(np.isfinite(a))]
     if not args:
