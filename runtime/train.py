@@ -1442,25 +1442,18 @@ class _NoFolder:
 def _old_history(path: Path, epoch: int) -> list[dict]:
     """The rows of a history.csv up to ``epoch``, for a checkpoint that does not hold
     them: complete rows only, in order, without duplicates."""
-    rows: list[dict] = []
-    try:
-        with io.TextIOWrapper(data_mod.open_regular(path), encoding="utf-8",
-                              newline="") as f:  # never a FIFO's endless wait
-            for row in csv.DictReader(f):
-                try:
-                    e = int(row.get("epoch") or "")
-                except ValueError:
-                    continue
-                if e == len(rows) + 1 and e <= epoch and None not in row.values():
-                    rows.append({k: row.get(k) or "" for k in HISTORY_FIELDS})
-    except (OSError, UnicodeDecodeError, csv.Error, UserError):
-        return rows
-    return rows
+    return _history_rows(path, lambda e, rows: e == len(rows) + 1 and e <= epoch)
 
 
 def _csv_history(path: Path) -> list[dict]:
     """The complete rows of a history.csv, in increasing epochs (a run evaluated every K
     epochs has rows at K, 2K, …); a damaged or repeated row is left out."""
+    return _history_rows(path, lambda e, rows: e > (int(rows[-1]["epoch"]) if rows else 0))
+
+
+def _history_rows(path: Path, follows) -> list[dict]:
+    """The complete rows of a history.csv whose epoch ``follows(epoch, rows so far)``,
+    as far as the file can be read (a damaged file gives the rows before the damage)."""
     rows: list[dict] = []
     try:
         with io.TextIOWrapper(data_mod.open_regular(path), encoding="utf-8",
@@ -1470,10 +1463,10 @@ def _csv_history(path: Path) -> list[dict]:
                     e = int(row.get("epoch") or "")
                 except ValueError:
                     continue
-                if e > (int(rows[-1]["epoch"]) if rows else 0) and None not in row.values():
+                if follows(e, rows) and None not in row.values():
                     rows.append({k: row.get(k) or "" for k in HISTORY_FIELDS})
     except (OSError, UnicodeDecodeError, csv.Error, UserError):
-        return rows
+        pass
     return rows
 
 

