@@ -196,8 +196,9 @@ def _compare_state(problems, got: dict, want: dict, dtype, rtol, atol, when: str
                             f"{_short(got[name])}\n      expected {_short(want[name])}")
 
 
-# Batch norm in training mode: skip points where max|x| / std of a feature exceeds this
-# (x - mean then cancels; rounding of x is amplified by as much, see Result.bn_condition).
+# Batch norm in training mode: skip points where max|x| / std of a feature, multiplied
+# over the batch-norm sites, exceeds this (x - mean then cancels; rounding of x is
+# amplified by as much, and again at each site it feeds: see Result.bn_condition).
 BN_CONDITION = {"float64": 1e6, "float32": 3e2}
 
 
@@ -269,8 +270,8 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         # decided by rounding, differently in float32 and float64
         raise Skip(f"a kink at distance {want.kink:.2g}")
     if want.bn_condition > BN_CONDITION[oracle.dtype]:
-        raise Skip(f"batch norm of a nearly constant feature (max|x|/std "
-                   f"{want.bn_condition:.2g})")
+        raise Skip(f"batch norm of a nearly constant feature (max|x|/std, multiplied "
+                   f"over the sites: {want.bn_condition:.2g})")
     finite = [np.all(np.isfinite(v)) and np.all(np.abs(v) < max_abs)
               for v in [want.loss, *want.grads.values(), *want.values.values(),
                         *want.state.values()]]
