@@ -12,11 +12,11 @@ it:
   gradients and state updates equal the IR evaluator's (same masks), then formatted;
 - ``gradcheck``: the fast module compiled in float64 (``loader.load_model(spec,
   "float64")``, as the CLI does) against central differences in training mode with
-  fixed masks. A variable gradcheck could not check (every sampled entry on a kink,
-  say) is not a failure here; a mismatch beyond tol=1e-4 and an absolute 1e-7 is (a
-  dense bias right before batch norm has a gradient of exactly 0, and batch norm of a
-  nearly constant feature over a batch of four amplifies rounding: v2 seed 510 failed
-  the CLI's 1e-5 on rounding alone, the PyTorch oracle agreeing).
+  fixed masks, at the CLI's own tolerance. A variable gradcheck could not check (every
+  sampled entry on a kink, say) is not a failure here; a mismatch is (v2 seed 510, a
+  dense bias right before batch norm, whose gradient is exactly 0, once failed on
+  rounding alone, the PyTorch oracle agreeing: gradcheck now counts the spread of the
+  right and left slopes as rounding and retries wider steps; SEED_510 below).
 
 A few specs by default; ``BPC_FUZZ_MODES_EXAMPLES=2000`` for many (specs drawn from each
 generator; ``BPC_FUZZ_MODES_SEED`` to start elsewhere). ``python3 tests/test_fuzz_modes.py
@@ -84,16 +84,26 @@ def check(text: str, seed: int, tmp_dir) -> str | None:
         module = load_model(path, "float64")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rows = gradcheck(module, samples=6, seed=seed, tol=1e-4,
+            rows = gradcheck(module, samples=6, seed=seed,
                              batch=4 if getattr(module, "STATE", None) else 3)
     except Exception:  # noqa: BLE001
         return "gradcheck: " + traceback.format_exc(limit=6)
-    # an absolute error of 1e-7 or less is rounding (batch norm of a nearly constant
-    # feature amplifies it; the differential test skips such points, BN_CONDITION)
-    bad = [r for r in rows if not r.ok and not r.why and r.max_abs > 1e-7]
+    bad = [r for r in rows if not r.ok and not r.why]  # the CLI's own verdict
     if bad:
         return "gradcheck: " + ", ".join(f"{r.name} (max rel {r.max_rel:.3g})" for r in bad)
     return None
+
+
+def test_gradcheck_takes_rounding_inside_the_loss_for_rounding(tmp_path):
+    """A bias right before batch norm (exact gradient 0) in a batch of four: the
+    difference quotient is rounding of the loss alone (tens of ulps: batch norm's
+    x - mean cancels), no reason to report FAILED."""
+    from specgen_v2 import spec_from_seed
+
+    path = tmp_path / "s510.bp"
+    path.write_text(spec_from_seed(510, modes=True).text())
+    rows = gradcheck(load_model(str(path), "float64"), seed=0)
+    assert all(r.ok for r in rows), [r for r in rows if not r.ok]
 
 
 # The default run: the first specs of each generator. A case that hits a bug being
