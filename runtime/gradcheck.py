@@ -10,8 +10,8 @@ with everything, so it would otherwise slip through). An entry agrees when it is
 ``tol`` (relative) or within the rounding of the difference quotient: ten ulps of the
 loss over eps, plus the spread of its right and left slopes (rounding inside the loss,
 batch norm's cancellation, shows there); one that does not is taken again at 10 and 100
-times eps, where rounding weighs less, and the closest step is kept. Because only the contract is used,
-a hand-edited module is checked exactly like a freshly generated one.
+times eps, where rounding weighs less, and the closest step is kept. Because only the
+contract is used, a hand-edited module is checked exactly like a freshly generated one.
 
 Modes: a module with dropout or batch norm is checked in each of its modes, training
 then inference (``modes`` chooses). In training mode ``loss_and_grad(...,
