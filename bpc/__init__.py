@@ -235,7 +235,8 @@ def load_checkpoint(path, model=None) -> Checkpoint:
     from pathlib import Path
 
     from bpc.runtime.errors import UserError
-    from bpc.runtime.train import History, HISTORY_FIELDS, read_checkpoint_file, \
+    from bpc.runtime.history import History, HISTORY_FIELDS
+    from bpc.runtime.train import read_checkpoint_file, \
         verified_params, verified_state
 
     c = read_checkpoint_file(Path(path))

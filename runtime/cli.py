@@ -134,7 +134,8 @@ def _cmd_show(args) -> int:
 
 def _cmd_train(args) -> int:
     from .loader import load_model
-    from .train import STUCK_HINT, best_row, plot_fit, plot_history, plot_title, run, summary_line
+    from .history import best_row, summary_line
+    from .train import STUCK_HINT, plot_fit, plot_history, plot_title, run
 
     if args.plot:  # fail before training, not after
         import importlib.util

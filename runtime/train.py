@@ -38,7 +38,6 @@ import signal
 import sys
 import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,11 +48,10 @@ from bpc.compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, opt
 
 from . import data as data_mod
 from .errors import UserError
+from .history import HISTORY_FIELDS, History, csv_history, history_row, numeric_row, old_history, summary_line
 from .points import check_memory, eval_chunk
 from .modes import inference_kwargs, initial_state, takes_state, training_kwargs
 from .optimizers import learning_rate, make_optimizer, pack
-
-HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "lr", "seconds"]
 
 
 class Diverged(UserError):
@@ -1065,14 +1063,6 @@ def _raises_keyboard_interrupt(handler) -> bool:
         getattr(handler, "raises_keyboard_interrupt", False)
 
 
-def _history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds) -> dict:
-    def fmt(v, digits=6):
-        return "" if v is None else f"{v:.{digits}g}"
-    return {"epoch": epoch, "step": step, "loss": fmt(loss, 8), "train_acc": fmt(train_acc),
-            "test_acc": fmt(test_acc), "test_loss": fmt(test_loss, 8), "lr": fmt(lr),
-            "seconds": f"{seconds:.3f}"}
-
-
 # ----------------------------------------------------------------------------- the loop
 def nonfinite_reasons(value: float, optimizer) -> list[str]:
     """Why a step diverged: the loss, a gradient, or else a parameter not finite."""
@@ -1263,7 +1253,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             if "history" in meta:
                 history = [dict(zip(HISTORY_FIELDS, row)) for row in meta["history"]]
             else:  # a checkpoint from before history was kept in it
-                history = _old_history(folder.history, epoch)
+                history = old_history(folder.history, epoch)
         folder.start_history(history)
 
         if step >= total_steps and batch_index == 0:
@@ -1379,7 +1369,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                     test_acc = accuracy(module, params, test_arrays, kind, state, chunk)
                     test_loss = mean_loss(module, params, test_arrays, chunk, state) \
                         if test_arrays else None
-                    row = _history_row(epoch + 1, step, loss_sum / max(seen, 1), train_acc,
+                    row = history_row(epoch + 1, step, loss_sum / max(seen, 1), train_acc,
                                        test_acc, test_loss, lr_now, seconds)
                 dirty = True
                 epoch += 1
@@ -1439,37 +1429,6 @@ class _NoFolder:
         pass
 
 
-def _old_history(path: Path, epoch: int) -> list[dict]:
-    """The rows of a history.csv up to ``epoch``, for a checkpoint that does not hold
-    them: complete rows only, in order, without duplicates."""
-    return _history_rows(path, lambda e, rows: e == len(rows) + 1 and e <= epoch)
-
-
-def _csv_history(path: Path) -> list[dict]:
-    """The complete rows of a history.csv, in increasing epochs (a run evaluated every K
-    epochs has rows at K, 2K, …); a damaged or repeated row is left out."""
-    return _history_rows(path, lambda e, rows: e > (int(rows[-1]["epoch"]) if rows else 0))
-
-
-def _history_rows(path: Path, follows) -> list[dict]:
-    """The complete rows of a history.csv whose epoch ``follows(epoch, rows so far)``,
-    as far as the file can be read (a damaged file gives the rows before the damage)."""
-    rows: list[dict] = []
-    try:
-        with io.TextIOWrapper(data_mod.open_regular(path), encoding="utf-8",
-                              newline="") as f:  # never a FIFO's endless wait
-            for row in csv.DictReader(f):
-                try:
-                    e = int(row.get("epoch") or "")
-                except ValueError:
-                    continue
-                if follows(e, rows) and None not in row.values():
-                    rows.append({k: row.get(k) or "" for k in HISTORY_FIELDS})
-    except (OSError, UnicodeDecodeError, csv.Error, UserError):
-        pass
-    return rows
-
-
 def _full_loss(module, params, arrays, batch: int, state=None) -> float | None:
     """The mean minibatch loss over all of ``arrays`` (inference mode, reading ``state``),
     None when it is not finite."""
@@ -1485,18 +1444,6 @@ def _final_notes(module, params, train_arrays, start_loss, last: dict, kind,
     if end is None:
         return []
     return progress_notes(start_loss, end, acc, chance_accuracy(kind, train_arrays))
-
-
-def summary_line(row: dict, total_epochs: int) -> str:
-    parts = [f"epoch {row['epoch']}/{total_epochs}", f"loss {float(row['loss']):.4f}"]
-    if row.get("test_loss"):
-        parts.append(f"test_loss {float(row['test_loss']):.4f}")
-    if row.get("train_acc"):
-        parts.append(f"train_acc {100 * float(row['train_acc']):.1f}%")
-    if row.get("test_acc"):
-        parts.append(f"test_acc {100 * float(row['test_acc']):.1f}%")
-    parts.append(f"{float(row['seconds']):.2f}s")
-    return "  ".join(parts)
 
 
 def _pyplot():
@@ -1554,7 +1501,7 @@ def plot_runs(runs: list[tuple[str, list[dict]]], path: Path, title: str | None 
     """The curves of one run, or of several runs on the same axes (``bpc plot``): each
     run one colour, training solid and test dashed, labelled with the run's name."""
     plt = _pyplot()
-    runs = [(label, [_numeric_row(r) for r in history]) for label, history in runs]
+    runs = [(label, [numeric_row(r) for r in history]) for label, history in runs]
     several = len(runs) > 1
     accs = [(k, label) for k, label in (("train_acc", "train accuracy"),
                                         ("test_acc", "test accuracy"))
@@ -1609,7 +1556,7 @@ def run_history(path: Path) -> tuple[str, "History"]:
     csv_path = path if path.suffix == ".csv" else folder / "history.csv"
     rows: list[dict] = []
     if csv_path.is_file():
-        rows = _csv_history(csv_path)
+        rows = csv_history(csv_path)
     elif path.suffix == ".npz" or (folder / "checkpoint.npz").is_file():
         saved = read_checkpoint_file(path).meta.get("history")
         rows = [dict(zip(HISTORY_FIELDS, r)) for r in
@@ -1693,70 +1640,6 @@ def _class_of(module, values, kind, predicted: bool = False) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- one run
-class History(list):
-    """A run's history rows as numbers (``history.csv`` keeps the text): each row a dict
-    of HISTORY_FIELDS, ``None`` where a value does not apply (no test split, a regression
-    has no accuracy). ``h["loss"]`` is a column; ``str(h)`` and ``_repr_html_`` a table
-    with the columns that have values, no pandas needed."""
-
-    def __init__(self, rows=()):
-        super().__init__(_numeric_row(r) for r in rows)
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            return [row[key] for row in self]
-        return super().__getitem__(key)
-
-    def columns(self) -> list[str]:
-        return [k for k in HISTORY_FIELDS if any(row.get(k) is not None for row in self)]
-
-    def best(self) -> dict | None:
-        return best_row(self)
-
-    def _cells(self):
-        cols = self.columns()
-        return cols, [["" if row.get(k) is None else (f"{row[k]:.6g}" if isinstance(
-            row[k], float) else str(row[k])) for k in cols] for row in self]
-
-    def __str__(self) -> str:
-        cols, cells = self._cells()
-        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
-        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        import html
-
-        cols, cells = self._cells()
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
-                       for r in cells)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _numeric_row(row: dict) -> dict:
-    out = {}
-    for k in HISTORY_FIELDS:
-        v = row.get(k)
-        if v is None or v == "":
-            out[k] = None
-        elif k in ("epoch", "step"):
-            out[k] = int(v)
-        else:
-            out[k] = float(v)
-    return out
-
-
-def best_row(history) -> dict | None:
-    """The best evaluated row: highest test accuracy, else lowest test loss, else highest
-    train accuracy, else lowest training loss (the earliest of equals)."""
-    rows = [_numeric_row(r) for r in history]
-    for key, sign in (("test_acc", -1), ("test_loss", 1), ("train_acc", -1), ("loss", 1)):
-        scored = [r for r in rows if r[key] is not None]
-        if scored:
-            return min(scored, key=lambda r: (sign * r[key], r["epoch"]))
-    return None
 
 
 def run(module, data=None, overrides: dict | None = None, out: Path | None = None,

@@ -28,7 +28,8 @@ import pytest
 from conftest import REPO
 from bpc.runtime import data
 from bpc.runtime.loader import load_model
-from bpc.runtime.train import HISTORY_FIELDS, Settings, train
+from bpc.runtime.history import HISTORY_FIELDS
+from bpc.runtime.train import Settings, train
 
 POINTS = int(os.environ.get("BPC_KILL_POINTS", "3"))
 SEED = int(os.environ.get("BPC_KILL_SEED", "0"))
