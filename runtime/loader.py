@@ -91,3 +91,9 @@ def _compile_spec(p: Path, dtype: str | None,
     exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our output
     module.source = source  # the model itself (train.model_identity)
     return module
+
+
+def model_name(module) -> str:
+    """The model's name: the first word of the generated module's docstring."""
+    doc = (getattr(module, "__doc__", None) or "").split(":", 1)[0].strip()
+    return doc if doc.isidentifier() else getattr(module, "__name__", "model")

@@ -44,10 +44,12 @@ from pathlib import Path
 import numpy as np
 
 from bpc.compiler.cache import replace_atomically
-from bpc.compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, optimizer_defaults
+from bpc.compiler.vocab import optimizer_defaults
 
 from . import data as data_mod
 from .errors import UserError
+from .loader import model_name
+from .settings import Settings, auto_eval_every
 from .history import HISTORY_FIELDS, History, csv_history, history_row, numeric_row, old_history, summary_line
 from .points import check_memory, eval_chunk
 from .modes import inference_kwargs, initial_state, takes_state, training_kwargs
@@ -76,90 +78,6 @@ CHANCE_MARGIN = 0.05
 # percent at most): a SIGKILL loses the steps since then, never the consistency of the run.
 CHECKPOINT_SECONDS = 60.0
 CHECKPOINT_OVERHEAD = 20
-# Evaluation and history rows come every eval_every epochs; unless the spec or a flag
-# says, eval_every is the smallest K for which an evaluation is estimated to cost at most
-# EVAL_SHARE of the K epochs' steps. The estimate is counted, not timed, so a run's
-# history does not depend on the machine's speed: a forward pass costs about a third of a
-# training step per example, and a row's fixed part (its evaluation calls, the CSV line,
-# the printed line) about EVAL_CALLS steps.
-EVAL_SHARE = 0.05
-EVAL_CALLS = 8
-
-
-@dataclass
-class Settings:
-    epochs: int | None = None
-    iters: int | None = None
-    batch: int = 100
-    seed: int = 0
-    shuffle: bool = True
-    eval_every: int | None = None  # None: auto_eval_every
-    optimizer: str = "sgd"
-    opt: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_module(cls, module, overrides: dict) -> "Settings":
-        """Spec values (the module's CONFIG), then defaults, overridden by flags."""
-        config = getattr(module, "CONFIG", {}) or {}
-        train = {k: v for k, v in config.get("train", {}).items() if v is not None}
-        opt = dict(config.get("optimizer", {}) or {"name": "sgd"})
-        name = overrides.get("optimizer") or opt.pop("name", "sgd")
-        opt.pop("name", None)
-        if name not in OPTIMIZERS:
-            raise UserError(f"unknown optimizer '{name}'",
-                            "optimizers: " + ", ".join(sorted(OPTIMIZERS)))
-        if overrides.get("optimizer") and overrides["optimizer"] != config.get(
-                "optimizer", {}).get("name"):
-            opt = {}  # another optimizer: the spec's settings were for the old one
-        allowed = optimizer_defaults(name)
-        opt = {k: v for k, v in opt.items() if k in allowed}
-        if overrides.get("lr") is not None:
-            opt["lr"] = overrides["lr"]
-        values = {k: spec.default for k, spec in TRAIN_SETTINGS.items()}
-        if "iters" in train:  # the spec counts steps, not epochs
-            values["epochs"] = None
-        values.update(train)
-        # A flag wins; --epochs and --iters replace each other.
-        for key, other in (("epochs", "iters"), ("iters", "epochs"), ("batch", None),
-                           ("seed", None), ("eval_every", None)):
-            if overrides.get(key) is not None:
-                values[key] = overrides[key]
-                if other:
-                    values[other] = None
-        _check_ranges(values, opt)
-        return cls(epochs=values.get("epochs"), iters=values.get("iters"),
-                   batch=int(values["batch"]), seed=int(values["seed"]),
-                   shuffle=bool(values["shuffle"]),
-                   eval_every=None if values["eval_every"] is None else int(values["eval_every"]),
-                   optimizer=name, opt=opt)
-
-
-def model_name(module) -> str:
-    """The model's name: the first word of the generated module's docstring."""
-    doc = (getattr(module, "__doc__", None) or "").split(":", 1)[0].strip()
-    return doc if doc.isidentifier() else getattr(module, "__name__", "model")
-
-
-def auto_eval_every(n_train: int, n_test: int, batch: int, steps_per_epoch: int) -> int:
-    """The evaluation cadence in epochs when none is given: the smallest K for which one
-    evaluation (train accuracy, test accuracy and loss: forward passes over n_train + 2
-    n_test examples, a third of a step's work per example, plus EVAL_CALLS steps' worth of
-    calls and output) is at most EVAL_SHARE of K epochs of steps."""
-    evaluation = (n_train + 2 * n_test) / (3 * batch) + EVAL_CALLS  # in steps
-    return max(1, math.ceil(evaluation / (EVAL_SHARE * steps_per_epoch)))
-
-
-def _check_ranges(train: dict, opt: dict) -> None:
-    """The settings against the spec's range table: a hand-edited module's CONFIG or a
-    Python caller is held to what ``bpc check`` and the flags enforce."""
-    checks = [(f"training setting '{k}'", TRAIN_SETTINGS[k].range, v) for k, v in train.items()
-              if v is not None and k in TRAIN_SETTINGS and TRAIN_SETTINGS[k].range]
-    checks += [(f"optimizer setting '{k}'", OPTIMIZER_RANGES[k], v) for k, v in opt.items()
-               if k in OPTIMIZER_RANGES]
-    for what, rng, value in checks:
-        problem = rng.problem(value)
-        if problem:
-            raise UserError(f"{what} {problem}")
 
 
 @dataclass

@@ -13,7 +13,8 @@ import bpc
 from conftest import REPO, run_bpc
 from bpc.runtime import data
 from bpc.runtime.errors import UserError
-from bpc.runtime.train import Settings, model_identity, train
+from bpc.runtime.settings import Settings
+from bpc.runtime.train import model_identity, train
 
 # A small model with dropout, batch norm and a stop_gradient: each can change without
 # moving the loss at initialization (inference mode: no dropout, the running statistics

@@ -16,7 +16,8 @@ from conftest import REPO, run_bpc
 from bpc.runtime import data
 from bpc.runtime.errors import UserError
 from bpc.runtime.loader import load_model
-from bpc.runtime.train import Diverged, Settings, train
+from bpc.runtime.settings import Settings
+from bpc.runtime.train import Diverged, train
 
 
 def spiral_setup(epochs=4, **opt):
