@@ -343,7 +343,7 @@ def _cmd_predict(args) -> int:
 
     from .data import batch_axes, example_count
     from .points import eval_chunk
-    from .train import output_batch_axis, predict_all
+    from .evaluate import output_batch_axis, predict_all
 
     module, params, state, arrays, split, name = _trained(args)
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
@@ -386,7 +386,7 @@ def _cmd_eval(args) -> int:
 
     from .data import batch_axes, example_count
     from .points import eval_chunk
-    from .train import accuracy, mean_loss, no_accuracy_note, task_kind
+    from .evaluate import accuracy, mean_loss, no_accuracy_note, task_kind
 
     module, params, state, arrays, split, name = _trained(args)
     chunk = eval_chunk(module)  # examples per call whose forward pass fits in memory

@@ -28,7 +28,8 @@ from bpc.runtime import data, modes
 from bpc.runtime.errors import UserError
 from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.settings import Settings
-from bpc.runtime.train import accuracy, mean_loss, predict_all, train
+from bpc.runtime.evaluate import accuracy, mean_loss, predict_all
+from bpc.runtime.train import train
 from test_resume_exact import default_sigint  # noqa: F401 - a fixture
 
 POINTS = int(os.environ.get("BPC_KILL_POINTS", "3"))
