@@ -648,7 +648,7 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-_interrupt.raises_keyboard_interrupt = True  # training may defer it (train.DeferredInterrupt)
+_interrupt.raises_keyboard_interrupt = True  # training may defer it (runfolder.DeferredInterrupt)
 
 
 def main(argv: list[str] | None = None) -> int:

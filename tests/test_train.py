@@ -381,7 +381,7 @@ def test_cli_resume_refuses_a_wider_model(tmp_path):
 
 
 def test_a_run_folder_is_locked(tmp_path):
-    from bpc.runtime.train import RunFolder
+    from bpc.runtime.runfolder import RunFolder
 
     with RunFolder(tmp_path):
         r = run_bpc("train", "specs/xor.bp", "--epochs", "1", "--out", tmp_path)
