@@ -236,7 +236,7 @@ def load_checkpoint(path, model=None) -> Checkpoint:
 
     from bpc.runtime.errors import UserError
     from bpc.runtime.history import History, HISTORY_FIELDS
-    from bpc.runtime.train import read_checkpoint_file, verified_params, verified_state
+    from bpc.runtime.checkpoint import read_checkpoint_file, verified_params, verified_state
 
     c = read_checkpoint_file(Path(path))
     params = c.params if model is None else verified_params(c.path, c.params, model)

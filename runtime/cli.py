@@ -322,7 +322,7 @@ def _trained(args):
     from .data import conform, load
     from .loader import load_model
     from .points import check_memory
-    from .train import checkpoint_params
+    from .checkpoint import checkpoint_params
 
     module = load_model(args.spec)
     check_memory(module, 1, "a prediction", "", forward_only=True)  # before any data
@@ -407,7 +407,7 @@ def _cmd_eval(args) -> int:
 def _cmd_params(args) -> int:
     import numpy as np
 
-    from .train import read_checkpoint_file
+    from .checkpoint import read_checkpoint_file
 
     c = read_checkpoint_file(Path(args.checkpoint))
     params, state, meta = c.params, c.state, c.meta
