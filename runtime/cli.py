@@ -135,7 +135,8 @@ def _cmd_show(args) -> int:
 def _cmd_train(args) -> int:
     from .loader import load_model
     from .history import best_row, summary_line
-    from .train import STUCK_HINT, plot_fit, plot_history, plot_title, run
+    from .plots import plot_fit, plot_history, plot_title
+    from .train import STUCK_HINT, run
 
     if args.plot:  # fail before training, not after
         import importlib.util
@@ -436,7 +437,7 @@ def _cmd_params(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from .train import plot_runs, run_history
+    from .plots import plot_runs, run_history
 
     runs = [run_history(Path(r)) for r in args.runs]
     names = [name for name, _ in runs]

@@ -252,7 +252,7 @@ def test_plot_draws_several_runs_on_one_figure(tmp_path):
         r = run_bpc("train", "specs/xor.bp", "--epochs", "3", "--eval-every", "1", "--lr", lr,
                     "--out", tmp_path / name, "-q")
         assert r.returncode == 0, r.stderr
-    from bpc.runtime.train import run_history
+    from bpc.runtime.plots import run_history
 
     name, history = run_history(tmp_path / "fast")
     assert name == "fast" and history["epoch"] == [1, 2, 3]
