@@ -25,22 +25,71 @@ from .history import HISTORY_FIELDS, History
 from .modes import takes_state
 from .runfolder import write_atomic
 
-def save_checkpoint(path: Path, params, optimizer, position: dict, rng_now, order=None,
+@dataclass
+class Position:
+    """Where a run is: everything besides the parameters, the optimizer's and the model's
+    state and the history that a resume needs to continue bit for bit. The loop advances
+    it; a checkpoint saves it whole (``meta`` and the ``order`` entry) and ``restored``
+    reads it back whole."""
+    rng: np.random.Generator  # the run's one generator: parameters, shuffles, dropout
+    epoch: int = 0  # epochs completed
+    batch_index: int = 0  # batches of the epoch under way done (all: its end pending)
+    step: int = 0  # steps (updates) done
+    loss_sum: float = 0.0  # training loss times examples, since the last history row
+    seen: int = 0  # the examples counted in loss_sum
+    start_loss: float | None = None  # the reference for divergence (None: not known yet)
+    running: float | None = None  # the running loss (exponential average)
+    # The epoch's order of examples, drawn from ``rng`` as the epoch begins (None: in
+    # order); ``drawn`` while the epoch is under way, when a checkpoint must keep it.
+    order: np.ndarray | None = None
+    drawn: bool = False
+
+    def meta(self) -> dict:
+        """The position's entries of a checkpoint's ``meta``, the generator's state aside."""
+        return {"epoch": self.epoch, "batch_index": self.batch_index, "step": self.step,
+                "loss_sum": self.loss_sum, "seen": self.seen, "start_loss": self.start_loss,
+                "running_loss": self.running, "drawn": self.drawn}
+
+    @classmethod
+    def restored(cls, rng: np.random.Generator, meta: dict, order, n: int, shuffle: bool,
+                 path: Path) -> "Position":
+        """The position a checkpoint recorded (``meta`` verified, ``order`` as read),
+        ``rng`` set to the generator's state then; ``n`` examples, shuffled or not."""
+        pos = cls(rng, epoch=meta["epoch"], batch_index=meta["batch_index"],
+                  step=meta["step"], loss_sum=meta["loss_sum"], seen=meta["seen"],
+                  start_loss=meta.get("start_loss"), running=meta.get("running_loss"))
+        rng.bit_generator.state = meta["rng"]
+        if "rng_start" in meta and pos.batch_index > 0:
+            # An older checkpoint, which kept the generator as the epoch began.
+            rng.bit_generator.state = meta["rng_start"]
+            pos.order = data_mod.batch_order(n, rng if shuffle else None)
+            pos.drawn = True
+        elif meta.get("drawn"):
+            pos.order, pos.drawn = (order if shuffle else None), True
+            if shuffle and not is_permutation(pos.order, n):
+                raise UserError(f"{path} is not a readable checkpoint (the order of its "
+                                "epoch's examples is damaged)",
+                                "train without --resume (or into a new --out folder)")
+        return pos
+
+
+def save_checkpoint(path: Path, params, optimizer, position: Position,
                     history: list[dict] | None = None, run: dict | None = None,
                     state: dict | None = None) -> None:
     """The run's state: parameters and optimizer state by name, the model's state
-    (``state/NAME``, only for a model with state), the position, the generator now, the
-    order of the epoch under way (drawn as it began) and the history."""
+    (``state/NAME``, only for a model with state), the position (with the generator now
+    and the order of the epoch under way, drawn as it began) and the history."""
     arrays = {f"param/{k}": v for k, v in params.items()}
     arrays.update({f"state/{k}": v for k, v in (state or {}).items()})
     arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
+    order = position.order if position.drawn else None
     if order is not None:
         arrays["order"] = order
-    meta = {**position, "rng": rng_now, "optimizer": optimizer.name, "run": run,
+    meta = {**position.meta(), "rng": position.rng.bit_generator.state,
+            "optimizer": optimizer.name, "run": run,
             "history": [[row[k] for k in HISTORY_FIELDS] for row in history or []]}
     arrays["meta"] = np.array(json.dumps(meta))
     write_atomic(path, lambda f: np.savez(f, **arrays))
-
 
 
 def read_checkpoint(path: Path, missing_hint: str = "give the checkpoint.npz of a run "

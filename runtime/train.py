@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
-from .checkpoint import (DAMAGED_HINT, is_permutation, load_checkpoint, save_checkpoint,
+from .checkpoint import (DAMAGED_HINT, Position, load_checkpoint, save_checkpoint,
                          verified_opt_state)
 from .errors import UserError
 from .evaluate import accuracy, chance_accuracy, mean_loss, no_accuracy_note, task_kind
@@ -209,13 +209,12 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     n_test = data_mod.example_count(test_arrays, axes)
     eval_every = settings.eval_every or auto_eval_every(n, n_test, settings.batch,
                                                         steps_per_epoch)
-    epoch, batch_index, step, loss_sum, seen = 0, 0, 0, 0.0, 0
-    # The epoch's order of examples, drawn from ``rng`` as the epoch begins (None: in
-    # order); ``drawn`` while the epoch is under way, when a checkpoint must keep it.
-    order, drawn = None, False
     # The reference for divergence: the loss at the start, over minibatches of the training
     # size (a loss that sums over its batch is compared like with like).
-    start_loss = running = _full_loss(module, params, train_arrays, settings.batch, state)
+    start_loss = _full_loss(module, params, train_arrays, settings.batch, state)
+    # Where the run is (epoch, batch, step, running loss, generator, the epoch's order):
+    # what a checkpoint saves and a resume restores, whole.
+    pos = Position(rng, start_loss=start_loss, running=start_loss)
     history: list[dict] = []
     run = run_identity(module, settings, optimizer, params, train_arrays, test_arrays) \
         if out is not None else None
@@ -254,29 +253,16 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             if state is not None:  # the same dict: loss_and_grad's state= keeps it
                 state.update({k: v.copy() for k, v in saved_state.items()})
             optimizer.load_state_dict(opt_state)
-            epoch, batch_index, step = meta["epoch"], meta["batch_index"], meta["step"]
-            loss_sum, seen = meta["loss_sum"], meta["seen"]
-            start_loss, running = meta.get("start_loss"), meta.get("running_loss")
-            rng.bit_generator.state = meta["rng"]
-            if "rng_start" in meta and batch_index > 0:
-                # An older checkpoint, which kept the generator as the epoch began.
-                rng.bit_generator.state = meta["rng_start"]
-                order = data_mod.batch_order(n, rng if settings.shuffle else None)
-                drawn = True
-            elif meta.get("drawn"):
-                order, drawn = (saved_order if settings.shuffle else None), True
-                if settings.shuffle and not is_permutation(order, n):
-                    raise UserError(f"{folder.checkpoint} is not a readable checkpoint (the "
-                                    "order of its epoch's examples is damaged)",
-                                    "train without --resume (or into a new --out folder)")
+            pos = Position.restored(rng, meta, saved_order, n, settings.shuffle,
+                                    folder.checkpoint)
             if "history" in meta:
                 history = [dict(zip(HISTORY_FIELDS, row)) for row in meta["history"]]
             else:  # a checkpoint from before history was kept in it
-                history = old_history(folder.history, epoch)
+                history = old_history(folder.history, pos.epoch)
         folder.start_history(history)
 
-        if step >= total_steps and batch_index == 0:
-            log(f"nothing to do: the run already has {step} steps (of {total_steps})")
+        if pos.step >= total_steps and pos.batch_index == 0:
+            log(f"nothing to do: the run already has {pos.step} steps (of {total_steps})")
         start_time = row_start = time.perf_counter()
         interrupted = False
         dirty = False  # inside an update: the state is not one a checkpoint may record
@@ -284,19 +270,12 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         save_due = time.monotonic() + checkpoint_every
         scheduled = optimizer.cfg.get("schedule", "constant") != "constant"
 
-        def snapshot():
-            return {"epoch": epoch, "batch_index": batch_index, "step": step,
-                    "loss_sum": loss_sum, "seen": seen, "start_loss": start_loss,
-                    "running_loss": running, "drawn": drawn}
-
         def save(final: bool = False):
             nonlocal save_due
             now = time.monotonic()
             if folder.checkpoint is None or not final and now < save_due:
                 return
-            save_checkpoint(folder.checkpoint, params, optimizer, snapshot(),
-                            rng.bit_generator.state, order if drawn else None, history, run,
-                            state)
+            save_checkpoint(folder.checkpoint, params, optimizer, pos, history, run, state)
             end = time.monotonic()
             save_due = end + max(checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
 
@@ -319,61 +298,63 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         errstate.__enter__()
         try:
             if tqdm is not None and not quiet:
-                bar = tqdm(total=total_steps, initial=min(step, total_steps), unit="step",
+                bar = tqdm(total=total_steps, initial=min(pos.step, total_steps), unit="step",
                            leave=False, dynamic_ncols=True, file=sys.stderr,
                            disable=None if "ipykernel" not in sys.modules else False,
-                           desc=f"epoch {epoch + 1}/{total_epochs}")
+                           desc=f"epoch {pos.epoch + 1}/{total_epochs}")
                 # disable=None: shown on a terminal, silent in logs; always in a notebook
             # An epoch is pending while batch_index > 0: its end (evaluation, history row)
             # is still to come, also when the step budget ran out inside it.
-            while step < total_steps or batch_index > 0:
+            while pos.step < total_steps or pos.batch_index > 0:
                 if stop.requested:
                     raise KeyboardInterrupt
-                if not drawn:  # the epoch's one draw; kept until the epoch ends
+                if not pos.drawn:  # the epoch's one draw; kept until the epoch ends
                     dirty = True
-                    order = data_mod.batch_order(n, rng if settings.shuffle else None)
-                    drawn, dirty = True, False
-                last = min(steps_per_epoch, batch_index + max(total_steps - step, 0))
-                for i in range(batch_index, last):
+                    pos.order = data_mod.batch_order(n, rng if settings.shuffle else None)
+                    pos.drawn, dirty = True, False
+                last = min(steps_per_epoch, pos.batch_index + max(total_steps - pos.step, 0))
+                for i in range(pos.batch_index, last):
                     if stop.requested:
                         raise KeyboardInterrupt
-                    b = data_mod.batch_at(train_arrays, axes, order, settings.batch, i)
-                    lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs) \
-                        if scheduled else optimizer.lr
+                    b = data_mod.batch_at(train_arrays, axes, pos.order, settings.batch, i)
+                    lr = learning_rate(optimizer.cfg, pos.step / steps_per_epoch,
+                                       total_epochs) if scheduled else optimizer.lr
                     if moves_inside:
                         dirty = True
                     value, grads = module.loss_and_grad(params, **b, **buffers)
                     optimizer.gather(grads)
                     if not math.isfinite(value):
-                        raise diverged(step, epoch, nonfinite_reasons(value, optimizer))
+                        raise diverged(pos.step, pos.epoch,
+                                       nonfinite_reasons(value, optimizer))
                     dirty = True
                     optimizer.update(params, lr)
                     # One check of the parameters a step: a non-finite gradient makes them
                     # non-finite too, and is named then (the run stops at this update).
                     if optimizer.nonfinite("params"):
-                        raise diverged(step, epoch, nonfinite_reasons(value, optimizer))
-                    if start_loss is None:  # resumed from a checkpoint that lacks it
-                        start_loss = running = value
-                    running += SMOOTHING * (value - running)
-                    if running > divergence_limit(start_loss):
-                        raise diverged(step, epoch, [
-                            f"the loss grew from {start_loss:.4g} to {running:.4g} (running "
-                            f"average), over {DIVERGENCE_GROWTH:g} times its start"])
+                        raise diverged(pos.step, pos.epoch,
+                                       nonfinite_reasons(value, optimizer))
+                    if pos.start_loss is None:  # resumed from a checkpoint that lacks it
+                        pos.start_loss = pos.running = value
+                    pos.running += SMOOTHING * (value - pos.running)
+                    if pos.running > divergence_limit(pos.start_loss):
+                        raise diverged(pos.step, pos.epoch, [
+                            f"the loss grew from {pos.start_loss:.4g} to {pos.running:.4g} "
+                            f"(running average), over {DIVERGENCE_GROWTH:g} times its start"])
                     m = min(settings.batch, n - i * settings.batch)  # the last is short
-                    loss_sum += value * m
-                    seen += m
-                    step += 1
-                    batch_index += 1
+                    pos.loss_sum += value * m
+                    pos.seen += m
+                    pos.step += 1
+                    pos.batch_index += 1
                     dirty = False
                     if bar is not None:
-                        if step % steps_per_epoch == 1 or steps_per_epoch == 1:
-                            bar.set_description(f"epoch {step // steps_per_epoch + 1}/"
+                        if pos.step % steps_per_epoch == 1 or steps_per_epoch == 1:
+                            bar.set_description(f"epoch {pos.step // steps_per_epoch + 1}/"
                                                 f"{total_epochs}", refresh=False)
-                            bar.set_postfix_str(f"loss {running:.4g}", refresh=False)
+                            bar.set_postfix_str(f"loss {pos.running:.4g}", refresh=False)
                         bar.update(1)
-                    if batch_index < last and time.monotonic() >= save_due:
+                    if pos.batch_index < last and time.monotonic() >= save_due:
                         save()
-                if batch_index < steps_per_epoch and step < total_steps:
+                if pos.batch_index < steps_per_epoch and pos.step < total_steps:
                     continue  # cannot happen without an interruption
                 if stop.requested:
                     raise KeyboardInterrupt  # before the evaluation: the epoch end is pending
@@ -381,22 +362,23 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 # eval_every epochs, and at the end, it is evaluated and gets a history row
                 # (its loss the mean training loss since the last row).
                 row = None
-                if (epoch + 1) % eval_every == 0 or step >= total_steps:
+                if (pos.epoch + 1) % eval_every == 0 or pos.step >= total_steps:
                     seconds = time.perf_counter() - row_start
-                    lr_now = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
+                    lr_now = learning_rate(optimizer.cfg, pos.step / steps_per_epoch,
+                                           total_epochs)
                     train_acc = accuracy(module, params, train_arrays, kind, state, chunk)
                     test_acc = accuracy(module, params, test_arrays, kind, state, chunk)
                     test_loss = mean_loss(module, params, test_arrays, chunk, state) \
                         if test_arrays else None
-                    row = history_row(epoch + 1, step, loss_sum / max(seen, 1), train_acc,
-                                       test_acc, test_loss, lr_now, seconds)
+                    row = history_row(pos.epoch + 1, pos.step, pos.loss_sum / max(pos.seen, 1),
+                                      train_acc, test_acc, test_loss, lr_now, seconds)
                 dirty = True
-                epoch += 1
-                batch_index = 0
-                drawn = False
+                pos.epoch += 1
+                pos.batch_index = 0
+                pos.drawn = False
                 if row is not None:
                     history.append(row)
-                    loss_sum, seen = 0.0, 0
+                    pos.loss_sum, pos.seen = 0.0, 0
                 dirty = False
                 if row is not None:
                     folder.append_history(row)
@@ -405,7 +387,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                             bar.clear()
                         log(summary_line(row, total_epochs))
                     row_start = time.perf_counter()
-                save(final=step >= total_steps)
+                save(final=pos.step >= total_steps)
             if bar is not None:
                 bar.close()
         except KeyboardInterrupt:
@@ -415,19 +397,19 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             if folder.checkpoint is not None and not dirty:
                 save(final=True)
                 folder.start_history(history)  # whatever a second Ctrl-C cut short
-                log(f"interrupted at step {step}; saved {folder.checkpoint} "
+                log(f"interrupted at step {pos.step}; saved {folder.checkpoint} "
                     f"(continue with --resume --out {out})")
             elif folder.checkpoint is not None:
-                log(f"interrupted inside step {step + 1}; the last checkpoint, "
+                log(f"interrupted inside step {pos.step + 1}; the last checkpoint, "
                     f"{folder.checkpoint}, is kept (continue with --resume --out {out})")
             else:
-                log(f"interrupted at step {step}")
+                log(f"interrupted at step {pos.step}")
         finally:
             errstate.__exit__(None, None, None)
     notes = [] if interrupted or not history else _final_notes(
-        module, params, train_arrays, start_loss, history[-1], kind, settings.batch, state)
-    return Result(params, history, epoch, step, time.perf_counter() - start_time, interrupted,
-                  notes, state if state is not None else {})
+        module, params, train_arrays, pos.start_loss, history[-1], kind, settings.batch, state)
+    return Result(params, history, pos.epoch, pos.step, time.perf_counter() - start_time,
+                  interrupted, notes, state if state is not None else {})
 
 
 def _full_loss(module, params, arrays, batch: int, state=None) -> float | None:
