@@ -476,7 +476,7 @@ sys.path[:0] = [{root!r}, {bench!r}]
 from references import plain_loop
 from bpc.runtime import data
 from bpc.runtime.loader import load_model
-from bpc.runtime.train import Settings
+from bpc.runtime.settings import Settings
 m = load_model(sys.argv[1])
 settings = Settings.from_module(m, {{}})
 ds = data.load(m.CONFIG.get("data"), m, settings.seed)
@@ -491,7 +491,8 @@ def train_worker(spec: str, rounds: int) -> dict:
     against ``python`` running the loop, startup and imports included)."""
     from references import plain_loop
     from bpc.runtime import data
-    from bpc.runtime.train import Settings, train
+    from bpc.runtime.settings import Settings
+    from bpc.runtime.train import train
 
     tmp = tempfile.mkdtemp()
     module = _generated((ROOT / "specs" / f"{spec}.bp").read_text(), tmp)

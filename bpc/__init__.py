@@ -209,7 +209,7 @@ def load(path) -> Model:
         return compile(p)
     from bpc.runtime.loader import load_model
 
-    from bpc.runtime.train import model_name
+    from bpc.runtime.loader import model_name
 
     # Executed once (checks the contract, names the file on any problem); it pickles by
     # the text that was executed, as a compiled model does.
@@ -235,8 +235,8 @@ def load_checkpoint(path, model=None) -> Checkpoint:
     from pathlib import Path
 
     from bpc.runtime.errors import UserError
-    from bpc.runtime.train import History, HISTORY_FIELDS, read_checkpoint_file, \
-        verified_params, verified_state
+    from bpc.runtime.history import History, HISTORY_FIELDS
+    from bpc.runtime.checkpoint import read_checkpoint_file, verified_params, verified_state
 
     c = read_checkpoint_file(Path(path))
     params = c.params if model is None else verified_params(c.path, c.params, model)

@@ -134,7 +134,9 @@ def _cmd_show(args) -> int:
 
 def _cmd_train(args) -> int:
     from .loader import load_model
-    from .train import STUCK_HINT, best_row, plot_fit, plot_history, plot_title, run, summary_line
+    from .history import best_row, summary_line
+    from .plots import plot_fit, plot_history, plot_title
+    from .train import STUCK_HINT, run
 
     if args.plot:  # fail before training, not after
         import importlib.util
@@ -321,7 +323,7 @@ def _trained(args):
     from .data import conform, load
     from .loader import load_model
     from .points import check_memory
-    from .train import checkpoint_params
+    from .checkpoint import checkpoint_params
 
     module = load_model(args.spec)
     check_memory(module, 1, "a prediction", "", forward_only=True)  # before any data
@@ -342,7 +344,7 @@ def _cmd_predict(args) -> int:
 
     from .data import batch_axes, example_count
     from .points import eval_chunk
-    from .train import output_batch_axis, predict_all
+    from .evaluate import output_batch_axis, predict_all
 
     module, params, state, arrays, split, name = _trained(args)
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
@@ -385,7 +387,7 @@ def _cmd_eval(args) -> int:
 
     from .data import batch_axes, example_count
     from .points import eval_chunk
-    from .train import accuracy, mean_loss, no_accuracy_note, task_kind
+    from .evaluate import accuracy, mean_loss, no_accuracy_note, task_kind
 
     module, params, state, arrays, split, name = _trained(args)
     chunk = eval_chunk(module)  # examples per call whose forward pass fits in memory
@@ -406,7 +408,7 @@ def _cmd_eval(args) -> int:
 def _cmd_params(args) -> int:
     import numpy as np
 
-    from .train import read_checkpoint_file
+    from .checkpoint import read_checkpoint_file
 
     c = read_checkpoint_file(Path(args.checkpoint))
     params, state, meta = c.params, c.state, c.meta
@@ -435,7 +437,7 @@ def _cmd_params(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from .train import plot_runs, run_history
+    from .plots import plot_runs, run_history
 
     runs = [run_history(Path(r)) for r in args.runs]
     names = [name for name, _ in runs]
@@ -647,7 +649,7 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-_interrupt.raises_keyboard_interrupt = True  # training may defer it (train.DeferredInterrupt)
+_interrupt.raises_keyboard_interrupt = True  # training may defer it (runfolder.DeferredInterrupt)
 
 
 def main(argv: list[str] | None = None) -> int:

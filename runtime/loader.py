@@ -66,7 +66,7 @@ def _import_file(p: Path, module_type: type[types.ModuleType]) -> types.ModuleTy
     except ValueError as e:  # a NUL byte
         raise UserError(f"{p}: not valid Python ({e})") from None
     exec(code, module.__dict__)  # noqa: S102 - the module the user asked to load
-    module.source = source  # train.model_identity reads it; a bpc.Model pickles by it
+    module.source = source  # identity.model_identity reads it; a bpc.Model pickles by it
     return module
 
 
@@ -89,5 +89,11 @@ def _compile_spec(p: Path, dtype: str | None,
     module = module_type(f"bpc_model_{prog.name}_{next(_counter)}")
     module.__file__ = f"<compiled from {p}>"
     exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our output
-    module.source = source  # the model itself (train.model_identity)
+    module.source = source  # the model itself (identity.model_identity)
     return module
+
+
+def model_name(module) -> str:
+    """The model's name: the first word of the generated module's docstring."""
+    doc = (getattr(module, "__doc__", None) or "").split(":", 1)[0].strip()
+    return doc if doc.isidentifier() else getattr(module, "__name__", "model")

@@ -1,4 +1,4 @@
-"""The training loop: minibatches, optimizer, progress, history, checkpoints, resume.
+"""The training loop: minibatches, optimizer, progress, divergence, checkpoints, resume.
 
 Reproducible: one ``np.random.Generator`` seeded by ``seed`` draws the initial
 parameters and then every epoch's shuffle. A checkpoint holds the parameters, the
@@ -23,37 +23,39 @@ A model with state (batch norm's running statistics; ``module.STATE``) starts fr
 ``module.init_state()``; every training step updates it (``loss_and_grad(..., state=)``),
 evaluation reads it (inference mode), and the checkpoint holds it as ``state/NAME``
 beside the parameters, read back verified against ``STATE``.
+
+The loop's other jobs each have a module beside it: ``settings`` (``Settings``),
+``evaluate`` (accuracy, mean loss, predictions over chunks), ``checkpoint`` (writing,
+reading and verifying checkpoints), ``identity`` (what a run is; whether a resume
+continues it), ``runfolder`` (the lock, atomic writes, Ctrl-C deferral), ``history``
+(the rows, ``history.csv``, the ``History`` table) and ``plots``.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import inspect
-import io
-import json
 import math
-import os
-import signal
 import sys
-import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from bpc.compiler.cache import replace_atomically
-from bpc.compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, optimizer_defaults
-
 from . import data as data_mod
+from .checkpoint import (DAMAGED_HINT, Position, load_checkpoint, save_checkpoint,
+                         verified_opt_state)
 from .errors import UserError
-from .points import check_memory, eval_chunk
-from .modes import inference_kwargs, initial_state, takes_state, training_kwargs
+from .evaluate import accuracy, chance_accuracy, mean_loss, no_accuracy_note, task_kind
+from .history import HISTORY_FIELDS, History, history_row, old_history, summary_line
+from .identity import _contract_hash, legacy_note, lr_change, resume_problems, run_identity
+from .identity import model_identity  # noqa: F401 - docs/API.md: bpc.runtime.train.model_identity
+from .loader import model_name
+from .modes import initial_state, takes_state, training_kwargs
 from .optimizers import learning_rate, make_optimizer, pack
-
-HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "lr", "seconds"]
+from .points import check_memory, eval_chunk
+from .runfolder import DeferredInterrupt, NoFolder, RunFolder
+from .settings import Settings, auto_eval_every
 
 
 class Diverged(UserError):
@@ -78,90 +80,6 @@ CHANCE_MARGIN = 0.05
 # percent at most): a SIGKILL loses the steps since then, never the consistency of the run.
 CHECKPOINT_SECONDS = 60.0
 CHECKPOINT_OVERHEAD = 20
-# Evaluation and history rows come every eval_every epochs; unless the spec or a flag
-# says, eval_every is the smallest K for which an evaluation is estimated to cost at most
-# EVAL_SHARE of the K epochs' steps. The estimate is counted, not timed, so a run's
-# history does not depend on the machine's speed: a forward pass costs about a third of a
-# training step per example, and a row's fixed part (its evaluation calls, the CSV line,
-# the printed line) about EVAL_CALLS steps.
-EVAL_SHARE = 0.05
-EVAL_CALLS = 8
-
-
-@dataclass
-class Settings:
-    epochs: int | None = None
-    iters: int | None = None
-    batch: int = 100
-    seed: int = 0
-    shuffle: bool = True
-    eval_every: int | None = None  # None: auto_eval_every
-    optimizer: str = "sgd"
-    opt: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_module(cls, module, overrides: dict) -> "Settings":
-        """Spec values (the module's CONFIG), then defaults, overridden by flags."""
-        config = getattr(module, "CONFIG", {}) or {}
-        train = {k: v for k, v in config.get("train", {}).items() if v is not None}
-        opt = dict(config.get("optimizer", {}) or {"name": "sgd"})
-        name = overrides.get("optimizer") or opt.pop("name", "sgd")
-        opt.pop("name", None)
-        if name not in OPTIMIZERS:
-            raise UserError(f"unknown optimizer '{name}'",
-                            "optimizers: " + ", ".join(sorted(OPTIMIZERS)))
-        if overrides.get("optimizer") and overrides["optimizer"] != config.get(
-                "optimizer", {}).get("name"):
-            opt = {}  # another optimizer: the spec's settings were for the old one
-        allowed = optimizer_defaults(name)
-        opt = {k: v for k, v in opt.items() if k in allowed}
-        if overrides.get("lr") is not None:
-            opt["lr"] = overrides["lr"]
-        values = {k: spec.default for k, spec in TRAIN_SETTINGS.items()}
-        if "iters" in train:  # the spec counts steps, not epochs
-            values["epochs"] = None
-        values.update(train)
-        # A flag wins; --epochs and --iters replace each other.
-        for key, other in (("epochs", "iters"), ("iters", "epochs"), ("batch", None),
-                           ("seed", None), ("eval_every", None)):
-            if overrides.get(key) is not None:
-                values[key] = overrides[key]
-                if other:
-                    values[other] = None
-        _check_ranges(values, opt)
-        return cls(epochs=values.get("epochs"), iters=values.get("iters"),
-                   batch=int(values["batch"]), seed=int(values["seed"]),
-                   shuffle=bool(values["shuffle"]),
-                   eval_every=None if values["eval_every"] is None else int(values["eval_every"]),
-                   optimizer=name, opt=opt)
-
-
-def model_name(module) -> str:
-    """The model's name: the first word of the generated module's docstring."""
-    doc = (getattr(module, "__doc__", None) or "").split(":", 1)[0].strip()
-    return doc if doc.isidentifier() else getattr(module, "__name__", "model")
-
-
-def auto_eval_every(n_train: int, n_test: int, batch: int, steps_per_epoch: int) -> int:
-    """The evaluation cadence in epochs when none is given: the smallest K for which one
-    evaluation (train accuracy, test accuracy and loss: forward passes over n_train + 2
-    n_test examples, a third of a step's work per example, plus EVAL_CALLS steps' worth of
-    calls and output) is at most EVAL_SHARE of K epochs of steps."""
-    evaluation = (n_train + 2 * n_test) / (3 * batch) + EVAL_CALLS  # in steps
-    return max(1, math.ceil(evaluation / (EVAL_SHARE * steps_per_epoch)))
-
-
-def _check_ranges(train: dict, opt: dict) -> None:
-    """The settings against the spec's range table: a hand-edited module's CONFIG or a
-    Python caller is held to what ``bpc check`` and the flags enforce."""
-    checks = [(f"training setting '{k}'", TRAIN_SETTINGS[k].range, v) for k, v in train.items()
-              if v is not None and k in TRAIN_SETTINGS and TRAIN_SETTINGS[k].range]
-    checks += [(f"optimizer setting '{k}'", OPTIMIZER_RANGES[k], v) for k, v in opt.items()
-               if k in OPTIMIZER_RANGES]
-    for what, rng, value in checks:
-        problem = rng.problem(value)
-        if problem:
-            raise UserError(f"{what} {problem}")
 
 
 @dataclass
@@ -176,901 +94,6 @@ class Result:
     # The trained state (name -> array; {} for a model without state): what predict and
     # loss read in inference mode, ``model.predict(result.params, x, state=result.state)``.
     state: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------------------- metrics
-KINDS = ("labels", "onehot", "binary")
-
-
-def classifier(module) -> dict | None:
-    """What the compiler recorded about predict's output as a classifier's prediction
-    (``CONFIG["accuracy"]``: target, kind, class_axis, threshold), or None: a module
-    without it has no accuracy, whatever its data look like."""
-    config = getattr(module, "CONFIG", {}) or {}
-    spec = config.get("accuracy")
-    if not isinstance(spec, dict) or spec.get("kind") not in KINDS or \
-            spec.get("target") not in getattr(module, "TARGETS", {}):
-        return None
-    return spec
-
-
-def task_kind(module, targets: dict[str, np.ndarray]) -> tuple[str, str] | None:
-    """("labels"|"onehot"|"binary", target name) when the module's output is a
-    classifier's prediction of a target (the compiler says so in CONFIG); None otherwise,
-    and for a "binary" target whose values in ``targets`` are not all 0 or 1 (there is
-    no right answer to count then)."""
-    spec = classifier(module)
-    if spec is None:
-        return None
-    name = spec["target"]
-    if spec["kind"] == "binary" and name in targets and not _zero_one(targets[name]):
-        return None
-    return spec["kind"], name
-
-
-def no_accuracy_note(module, targets: dict[str, np.ndarray]) -> str | None:
-    """Why there is no accuracy, when a user might expect one (said once, by train and
-    eval); None for a classifier, or a model with nothing to say (a regression)."""
-    config = getattr(module, "CONFIG", {}) or {}
-    spec = classifier(module)
-    if spec is None:
-        why = config.get("no_accuracy")
-        return f"no accuracy: {why}" if isinstance(why, str) and why else None
-    name = spec["target"]
-    if task_kind(module, targets) is None:
-        return (f"no accuracy: the target '{name}' holds values other than 0 and 1, so a "
-                "prediction has no right answer to count")
-    return None
-
-
-def _zero_one(t) -> bool:
-    t = np.asarray(t)
-    return bool(np.all((t == 0) | (t == 1)))
-
-
-def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048,
-                state: dict | None = None):
-    """``predict`` over every example, ``chunk`` examples at a time along the inputs'
-    batch axis, the parts joined along the output's (CONFIG's ``output_shape`` says where
-    it is). In one call when there is nothing to chunk, the output's layout is unknown, or
-    the model couples examples (the first two chunks predicted together differ from
-    their parts, as with a mean over the batch): chunks must not change the answer.
-    Inference mode, reading ``state`` (a model with state: its initial state when None)."""
-    kw = inference_kwargs(module, state)
-    axes = data_mod.batch_axes(module)
-    n = data_mod.example_count(inputs, axes)
-    out_axis = output_batch_axis(module)
-    if n <= chunk or out_axis is None or not any(k in axes for k in inputs):
-        return module.predict(params, **inputs, **kw)
-    parts = [np.asarray(module.predict(params, **data_mod.examples(
-        inputs, axes, slice(i, i + chunk)), **kw)) for i in range(0, n, chunk)]
-    joined = module.predict(params, **data_mod.examples(inputs, axes, slice(0, 2 * chunk)),
-                            **kw)
-    first_two = np.concatenate(parts[:2], axis=out_axis)
-    if np.shape(joined) != first_two.shape or not np.allclose(joined, first_two,
-                                                                rtol=1e-6, atol=1e-12):
-        return module.predict(params, **inputs, **kw)
-    return np.concatenate(parts, axis=out_axis)
-
-
-def output_batch_axis(module) -> int | None:
-    """The axis of the prediction that carries the batch dimension, from the output's
-    declared shape in CONFIG; None when it has none or the module does not say."""
-    config = getattr(module, "CONFIG", {}) or {}
-    shape = config.get("output_shape")
-    dim = data_mod.batch_dim(module)
-    if shape is None or dim is None or list(shape).count(dim) != 1:
-        return None
-    return list(shape).index(dim)
-
-
-def accuracy(module, params, arrays: dict[str, np.ndarray], kind,
-             state: dict | None = None, chunk: int = 2048) -> float | None:
-    """The fraction of examples whose predicted class is the target's (``kind`` from
-    ``task_kind``), predicted ``chunk`` examples at a time; None without a kind or data."""
-    if kind is None or not arrays:
-        return None
-    how, name = kind
-    inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
-    y = np.asarray(predict_all(module, params, inputs, chunk, state=state))
-    return float(np.mean(predicted_class(module, y) == target_class(module, arrays[name])))
-
-
-def predicted_class(module, y) -> np.ndarray:
-    """The class ``predict``'s output ``y`` stands for, as the compiler recorded it: the
-    argmax along its class axis, or whether it is above the threshold."""
-    spec = classifier(module) or {}
-    if spec.get("kind") == "binary":
-        return np.asarray(y) > threshold_of(module)
-    return np.argmax(y, axis=int(spec.get("class_axis", -1)))
-
-
-def target_class(module, t) -> np.ndarray:
-    """The class a target holds: its label, the argmax of its one-hot rows along their
-    class axis (as the compiler recorded it; the last by default), or whether it is
-    above 0.5."""
-    spec = classifier(module) or {}
-    kind = spec.get("kind")
-    t = np.asarray(t)
-    if kind == "onehot":
-        return np.argmax(t, axis=int(spec.get("target_class_axis", -1)))
-    return t if kind == "labels" else t > 0.5
-
-
-def threshold_of(module) -> float:
-    """Where a 0/1 prediction flips: the compiler records 0.0 when the output is the
-    logits of a sigmoid cross-entropy loss, 0.5 when it is a probability; never guessed
-    from the values, which say nothing about which they are."""
-    spec = classifier(module) or {}
-    threshold = spec.get("threshold")
-    return float(threshold) if threshold is not None else 0.5
-
-
-def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = None) -> float:
-    """The spec's loss over all of ``arrays``, evaluated ``batch`` examples at a time
-    along the batch axis. Chunks combine by their size-weighted mean for a loss that
-    averages over examples (mse, cross-entropies) and by their sum for one that adds
-    them up (sse, least_squares); the spec does not say which, so the first two chunks
-    are also evaluated together to find out, and a loss that is neither (or where the
-    two cannot be told apart) is evaluated in one call. Inference mode, reading ``state``
-    (a model with state: its initial state when None)."""
-    kw = inference_kwargs(module, state, "loss")
-    axes = data_mod.batch_axes(module)
-    n = data_mod.example_count(arrays, axes)
-    if n <= batch:
-        return float(module.loss(params, **arrays, **kw)) if n else 0.0
-    parts = [(float(module.loss(params, **b, **kw)), data_mod.example_count(b, axes))
-             for b in data_mod.batches(arrays, batch, None, axes)]
-    (la, ma), (lb, mb) = parts[:2]
-    joined = float(module.loss(params, **data_mod.examples(arrays, axes, slice(0, ma + mb)),
-                               **kw))
-    as_mean, as_sum = (la * ma + lb * mb) / (ma + mb), la + lb
-    if not math.isclose(as_mean, as_sum, rel_tol=1e-6, abs_tol=1e-12):
-        if math.isclose(joined, as_mean, rel_tol=1e-6, abs_tol=1e-12):
-            return sum(v * m for v, m in parts) / n
-        if math.isclose(joined, as_sum, rel_tol=1e-6, abs_tol=1e-12):
-            return sum(v for v, _ in parts)
-    return float(module.loss(params, **arrays, **kw))
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def _write_failed(path: Path, e: OSError) -> UserError:
-    return UserError(f"cannot write {path}: {e.strerror or e}",
-                     "check that the --out folder is a writable folder with free space, or "
-                     "give another --out")
-
-
-def write_atomic(path: Path, write) -> None:
-    """``write(file)`` replacing ``path`` atomically (``bpc.compiler.cache.replace_atomically``:
-    fsynced, with the umask's permissions, never through a symlink); a problem names the
-    file."""
-    try:
-        replace_atomically(path, write)
-    except OSError as e:
-        raise _write_failed(path, e) from None
-
-
-def save_checkpoint(path: Path, params, optimizer, position: dict, rng_now, order=None,
-                    history: list[dict] | None = None, run: dict | None = None,
-                    state: dict | None = None) -> None:
-    """The run's state: parameters and optimizer state by name, the model's state
-    (``state/NAME``, only for a model with state), the position, the generator now, the
-    order of the epoch under way (drawn as it began) and the history."""
-    arrays = {f"param/{k}": v for k, v in params.items()}
-    arrays.update({f"state/{k}": v for k, v in (state or {}).items()})
-    arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
-    if order is not None:
-        arrays["order"] = order
-    meta = {**position, "rng": rng_now, "optimizer": optimizer.name, "run": run,
-            "history": [[row[k] for k in HISTORY_FIELDS] for row in history or []]}
-    arrays["meta"] = np.array(json.dumps(meta))
-    write_atomic(path, lambda f: np.savez(f, **arrays))
-
-
-def read_checkpoint(path: Path, missing_hint: str = "give the checkpoint.npz of a run "
-                    "(bpc train writes it into its --out folder)"):
-    """(params, optimizer state, meta, order) of a checkpoint file, whatever the model;
-    every problem a UserError naming the file."""
-    c = read_checkpoint_file(path, missing_hint)
-    return c.params, c.opt_state, c.meta, c.order
-
-
-@dataclass
-class CheckpointFile:
-    """What a checkpoint file holds, as read (``state`` unverified: see ``verified_state``)."""
-    path: Path  # the file itself (a run folder given: its checkpoint.npz)
-    params: dict
-    opt_state: dict
-    state: dict  # the model's state, ``state/NAME`` entries ({} for a model without)
-    meta: dict
-    order: np.ndarray | None
-
-
-def read_checkpoint_file(path: Path, missing_hint: str = "give the checkpoint.npz of a run "
-                         "(bpc train writes it into its --out folder)") -> CheckpointFile:
-    """Everything in a checkpoint file, whatever the model; every problem a UserError
-    naming the file."""
-    path = Path(path)
-    if not os.path.lexists(path):
-        raise UserError(f"{path}: no such checkpoint", missing_hint)
-    if path.is_dir() and (path / "checkpoint.npz").is_file():
-        path = path / "checkpoint.npz"  # the run folder given: its checkpoint
-    if path.is_symlink() or not path.is_file():
-        raise UserError(f"{path} is not a regular file" + (
-            " but a symbolic link" if path.is_symlink() else ""),
-            "bpc reads and writes only regular files in a run folder; remove it, or use a "
-            "new --out folder")
-    arrays = data_mod.read_npz(
-        path, lambda k: k in ("meta", "order") or k.split("/")[0] in ("param", "opt", "state"),
-        what="", kind="checkpoint", nofollow=True, hint=DAMAGED_HINT)
-    if "meta" not in arrays:
-        raise UserError(f"{path} is not a readable checkpoint (it has no 'meta' entry)",
-                        DAMAGED_HINT)
-    meta = arrays.pop("meta")
-    if meta.dtype.kind != "U" or meta.shape != () or meta.dtype.itemsize > META_LIMIT:
-        raise UserError(f"{path}: the 'meta' entry is damaged (a {meta.dtype} array of "
-                        f"shape {meta.shape}, not one JSON text)", DAMAGED_HINT)
-    try:
-        meta = json.loads(str(meta))
-    except ValueError as e:  # json.JSONDecodeError
-        raise UserError(f"{path}: the 'meta' entry is damaged (not JSON: {e})",
-                        DAMAGED_HINT) from None
-    except RecursionError:
-        raise UserError(f"{path}: the 'meta' entry is damaged (nested too deeply)",
-                        DAMAGED_HINT) from None
-    if not isinstance(meta, dict):
-        raise UserError(f"{path}: the 'meta' entry is damaged (a JSON "
-                        f"{type(meta).__name__}, not an object)", DAMAGED_HINT)
-    params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
-    opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-    state = {k[6:]: v for k, v in arrays.items() if k.startswith("state/")}
-    order = arrays.get("order")
-    return CheckpointFile(path, params, opt_state, state, meta, order)
-
-
-STATE_HINT = ("the checkpoint is damaged or of another model; give the checkpoint of a "
-              "run of this spec (or train again)")
-DAMAGED_HINT = ("it is damaged or not from bpc; train without --resume (or into a new --out "
-                "folder)")
-META_LIMIT = 256 << 20  # the 'meta' entry's text (history rows included), in bytes
-
-
-def _whole(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-# What a resume reads from a checkpoint's metadata: key -> (check, what it must be).
-# Keys absent from older checkpoints are optional (``None`` allowed where noted).
-_META = {"epoch": (_whole, "a whole number ≥ 0"),
-         "batch_index": (_whole, "a whole number ≥ 0"),
-         "step": (_whole, "a whole number ≥ 0"),
-         "seen": (_whole, "a whole number ≥ 0"),
-         "loss_sum": (_number, "a finite number"),
-         "rng": (lambda v: isinstance(v, dict), "the generator's state (an object)"),
-         "optimizer": (lambda v: isinstance(v, str), "an optimizer's name")}
-_META_OPTIONAL = {
-    "start_loss": (lambda v: v is None or _number(v), "a finite number or null"),
-    "running_loss": (lambda v: v is None or _number(v), "a finite number or null"),
-    "drawn": (lambda v: isinstance(v, bool), "true or false"),
-    "rng_start": (lambda v: isinstance(v, dict), "the generator's state (an object)"),
-    "history": (lambda v: isinstance(v, list) and all(
-        isinstance(r, list) and len(r) == len(HISTORY_FIELDS) for r in v),
-        f"a list of rows of {len(HISTORY_FIELDS)} values"),
-    "run": (lambda v: v is None or isinstance(v, dict) and all(
-        isinstance(v.get(k, {}), dict) for k in ("opt", "model", "params")),
-        "an object describing the run")}
-
-
-def verified_meta(path: Path, meta: dict) -> dict:
-    """A checkpoint's metadata as a resume reads it: each entry present and of its kind,
-    the generator's state one a generator accepts, the history rows numbers; else a
-    UserError naming the file and the entry."""
-    def bad(key, want, value):
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        return UserError(f"{path}: the 'meta' entry is damaged: '{key}' is {shown}, not "
-                         f"{want}", DAMAGED_HINT)
-
-    for key, (ok, want) in _META.items():
-        if key not in meta:
-            raise UserError(f"{path}: the 'meta' entry is damaged: it lacks '{key}'",
-                            DAMAGED_HINT)
-        if not ok(meta[key]):
-            raise bad(key, want, meta[key])
-    for key, (ok, want) in _META_OPTIONAL.items():
-        if key in meta and not ok(meta[key]):
-            raise bad(key, want, meta[key])
-    for key in ("rng", "rng_start"):
-        if key in meta:
-            try:
-                np.random.default_rng().bit_generator.state = meta[key]
-            except (TypeError, ValueError, KeyError, OverflowError) as e:
-                raise bad(key, f"a generator's state ({type(e).__name__}: {e})",
-                          meta[key]) from None
-    try:
-        History(dict(zip(HISTORY_FIELDS, row)) for row in meta.get("history", []))
-    except (TypeError, ValueError, OverflowError):
-        raise bad("history", "rows of numbers", meta["history"]) from None
-    return meta
-
-
-def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
-                   ) -> dict[str, np.ndarray]:
-    """The model's state from a checkpoint's ``state/NAME`` entries, checked against
-    ``module.STATE``: the same names, each of its declared shape, a floating dtype (the
-    module's own with ``exact_dtype``, as a resume needs) and finite values. Any problem
-    is a UserError naming the checkpoint file and the entry. {} for a model without
-    state (whose checkpoint must hold none)."""
-    if not takes_state(module):
-        if state:
-            raise UserError(f"{path} holds state entries ({', '.join(sorted(state))}) but "
-                            "the model has no state", STATE_HINT)
-        return {}
-    expected = {k: tuple(v) for k, v in module.STATE.items()}
-    missing = [k for k in expected if k not in state]
-    if missing:
-        raise UserError(f"{path} lacks the state entr{'ies' if len(missing) > 1 else 'y'} "
-                        + ", ".join(f"'state/{k}'" for k in missing)
-                        + f" (the model's STATE: {', '.join(expected)})", STATE_HINT)
-    extra = sorted(set(state) - set(expected))
-    if extra:
-        raise UserError(f"{path} has the state entr{'ies' if len(extra) > 1 else 'y'} "
-                        + ", ".join(f"'state/{k}'" for k in extra)
-                        + f", which the model does not have (its STATE: "
-                        f"{', '.join(expected)})", STATE_HINT)
-    dtype = np.dtype(module.DTYPE)
-    nonnegative = nonnegative_state(module)
-    out = {}
-    for k, shape in expected.items():
-        v = state[k]
-        if all(isinstance(d, int) for d in shape) and v.shape != shape:
-            raise UserError(f"{path}: the state entry 'state/{k}' has shape {v.shape}, the "
-                            f"model's STATE says {shape}", STATE_HINT)
-        if v.dtype.kind != "f" or exact_dtype and v.dtype != dtype:
-            raise UserError(f"{path}: the state entry 'state/{k}' is {v.dtype.name}, the "
-                            f"model computes in {dtype.name}", STATE_HINT)
-        if not np.all(np.isfinite(v)):
-            raise UserError(f"{path}: the state entry 'state/{k}' has values that are not "
-                            "finite", STATE_HINT)
-        if k in nonnegative and v.size and np.min(v) < 0:
-            raise UserError(f"{path}: the state entry 'state/{k}' is a running variance, "
-                            f"but has negative values ({int(np.sum(v < 0))} of {v.size}, "
-                            f"the least {float(np.min(v)):.6g})", STATE_HINT)
-        out[k] = v.astype(dtype, copy=False)
-    return out
-
-
-def nonnegative_state(module) -> set[str]:
-    """The states the compiler says are never negative (batch norm's running
-    variances: ``CONFIG["nonnegative"]``)."""
-    names = (getattr(module, "CONFIG", {}) or {}).get("nonnegative") or ()
-    return {k for k in names if isinstance(k, str)}
-
-
-def verified_params(path: Path, params: dict, module, exact_dtype: bool = False
-                    ) -> dict[str, np.ndarray]:
-    """The parameters of a checkpoint, checked against ``module.PARAMS``: the same
-    names, each of its declared shape, a floating dtype (the module's own with
-    ``exact_dtype``) and finite values; else a UserError naming the file and entry."""
-    expected = {k: tuple(v) for k, v in module.PARAMS.items()}
-    if set(params) != set(expected):
-        raise UserError(f"{path} is a checkpoint of another model: its parameters are "
-                        f"{', '.join(sorted(params)) or 'none'}, the model's "
-                        f"{', '.join(sorted(expected)) or 'none'}",
-                        "give the checkpoint of a run of this spec")
-    dtype = np.dtype(module.DTYPE)
-    for k, shape in expected.items():
-        v = params[k]
-        if all(isinstance(d, int) for d in shape) and v.shape != shape:
-            raise UserError(f"{path} is a checkpoint of another model: its parameter {k} "
-                            f"has shape {v.shape}, the model's {shape}",
-                            "give the checkpoint of a run of this spec")
-        if v.dtype.kind != "f" or exact_dtype and v.dtype != dtype:
-            raise UserError(f"{path}: the parameter entry 'param/{k}' is {v.dtype.name}, "
-                            f"the model computes in {dtype.name}", STATE_HINT)
-        if not np.all(np.isfinite(v)):
-            raise UserError(f"{path}: the parameter entry 'param/{k}' has values that are "
-                            "not finite", STATE_HINT)
-    return {k: v.astype(dtype, copy=False) for k, v in params.items()}
-
-
-def verified_opt_state(path: Path, saved: dict, optimizer) -> dict[str, np.ndarray]:
-    """The optimizer's state of a checkpoint, checked against the optimizer's own
-    (``state_dict``): the same entries, each of exactly its shape and dtype (a moment
-    of shape ``(1,)`` or ``()`` would broadcast), finite, a step count ``t`` a whole
-    number ≥ 0, and the slots that are sums of squares (``Optimizer.nonnegative``)
-    never negative; else a UserError naming the file and the entry."""
-    expected = optimizer.state_dict()
-    missing = sorted(set(expected) - set(saved))
-    extra = sorted(set(saved) - set(expected))
-    if missing or extra:
-        raise UserError(f"{path}: the optimizer's state does not match {optimizer.name}'s: "
-                        + "; ".join(
-                            ([f"it lacks {', '.join(repr('opt/' + k) for k in missing)}"]
-                             if missing else []) +
-                            ([f"it has {', '.join(repr('opt/' + k) for k in extra)}, which "
-                              f"{optimizer.name} does not keep"] if extra else [])),
-                        DAMAGED_HINT)
-    for k, want in expected.items():
-        v = saved[k]
-        if v.shape != want.shape or v.dtype != want.dtype:
-            raise UserError(f"{path}: the optimizer entry 'opt/{k}' is {v.dtype.name} of "
-                            f"shape {v.shape}, {optimizer.name} keeps {want.dtype.name} of "
-                            f"shape {want.shape}", DAMAGED_HINT)
-        if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
-            raise UserError(f"{path}: the optimizer entry 'opt/{k}' has values that are "
-                            "not finite", DAMAGED_HINT)
-        if (k == "t" or k.split("/")[0] in optimizer.nonnegative) and v.size and \
-                np.min(v) < 0:
-            raise UserError(f"{path}: the optimizer entry 'opt/{k}' is negative"
-                            + (" (a sum of squares)" if k != "t" else " (a step count)"),
-                            DAMAGED_HINT)
-    return saved
-
-
-def load_checkpoint(path: Path, module):
-    """(params, optimizer state, meta, order, state) of the checkpoint a resume continues:
-    the parameters' names and the state (verified) must be the model's."""
-    c = read_checkpoint_file(path, "train without --resume first, or give the --out folder "
-                             "of a run")
-    if set(c.params) != set(module.PARAMS):
-        raise UserError(f"{c.path} was written for other parameters "
-                        f"({', '.join(sorted(c.params))})", "use a new --out folder")
-    for k, v in c.params.items():  # shapes and dtype: resume_problems, as another run
-        if v.dtype.kind != "f":
-            raise UserError(f"{c.path}: the parameter entry 'param/{k}' is {v.dtype.name}, "
-                            "not floating-point numbers", DAMAGED_HINT)
-        if not np.all(np.isfinite(v)):
-            raise UserError(f"{c.path}: the parameter entry 'param/{k}' has values that "
-                            "are not finite", DAMAGED_HINT)
-    state = verified_state(c.path, c.state, module, exact_dtype=True)
-    return c.params, c.opt_state, verified_meta(c.path, c.meta), c.order, state
-
-
-def checkpoint_state(path: Path, module) -> dict[str, np.ndarray]:
-    """The trained state of ``module`` from a checkpoint, verified ({} without state)."""
-    c = read_checkpoint_file(path)
-    return verified_state(c.path, c.state, module)
-
-
-def checkpoint_params(path: Path, module, with_state: bool = False):
-    """The trained parameters of ``module`` from a checkpoint (``bpc predict``/``eval``):
-    refused, naming what differs, when the checkpoint is of another model. With
-    ``with_state``, (params, state), the state verified against the model's STATE."""
-    c = read_checkpoint_file(path)
-    path, params = c.path, verified_params(c.path, c.params, module)
-    if with_state:
-        return params, verified_state(path, c.state, module)
-    return params
-
-
-def is_permutation(order, n: int) -> bool:
-    """Whether ``order`` (read back from a checkpoint) is an order of ``n`` examples."""
-    return isinstance(order, np.ndarray) and order.shape == (n,) and \
-        order.dtype.kind in "iu" and np.array_equal(np.sort(order), np.arange(n))
-
-
-# ----------------------------------------------------------------------------- run identity
-def data_hash(arrays: dict[str, np.ndarray]) -> str:
-    """A hash of named arrays: names, dtypes, shapes and bytes."""
-    h = hashlib.blake2b(digest_size=16)
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
-        h.update(memoryview(a).cast("B") if a.size else b"")
-    return h.hexdigest()
-
-
-def run_identity(module, settings: "Settings", optimizer, params, train_arrays,
-                 test_arrays) -> dict:
-    """What a run is, as recorded in its checkpoint: what a resume must agree with. The
-    model is recorded as itself (``model_identity``: a digest of its compiled code, part
-    by part), not by probing it."""
-    return {"params": {k: list(v.shape) for k, v in params.items()},
-            "dtype": np.dtype(module.DTYPE).name,
-            "model": model_identity(module),
-            "batch": settings.batch, "seed": settings.seed, "shuffle": settings.shuffle,
-            "optimizer": optimizer.name,
-            "opt": {k: v for k, v in sorted(optimizer.cfg.items())},
-            "data": data_hash(train_arrays), "test_data": data_hash(test_arrays)}
-
-
-# CONFIG entries that are settings, not the model: the run records the ones that matter
-# (batch, seed, optimizer, data) itself, and the number of epochs may grow on resume.
-# CONFIG entries that are not the model: its settings, and the memory estimate (derived
-# from the model, naming spec lines, which a comment added above them moves)
-_SETTINGS_CONFIG = ("train", "optimizer", "data", "memory")
-
-
-def model_identity(module) -> dict:
-    """The compiled model itself, as a run's checkpoint records it: a digest of each
-    top-level definition of its Python text (``parts``: functions, ``PARAMS``,
-    ``DTYPE``, ``CONFIG`` less its settings ...) and of them all (``digest``).
-
-    The text is read as a syntax tree without docstrings, comments or layout, so the
-    module compiled in memory from a spec and the same spec's ``bpc compile`` output (or
-    a reformatted copy) are the same model, and anything that changes what it computes
-    (a dropout rate, batch norm's momentum, a ``stop_gradient``, an initializer, the
-    dtype, the code style) is another. A module whose text is unknown (built in
-    memory) is described by its functions' code objects instead."""
-    import ast
-
-    source = getattr(module, "source", None)
-    tree = None
-    if isinstance(source, str):
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError):
-            tree = None
-    parts: dict[str, list[str]] = {}
-    if tree is not None:
-        how = "source"
-        for node in tree.body:
-            if _docstring(node):
-                continue
-            name = _defined_name(node)
-            if name == "CONFIG" and isinstance(getattr(node, "value", None), ast.Dict):
-                d = node.value
-                kept = [(k, v) for k, v in zip(d.keys, d.values)
-                        if not (isinstance(k, ast.Constant) and k.value in _SETTINGS_CONFIG)]
-                node.value = ast.Dict(keys=[k for k, _ in kept], values=[v for _, v in kept])
-            for sub in ast.walk(node):  # docstrings of functions are not the model
-                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
-                        and sub.body and _docstring(sub.body[0]):
-                    sub.body = sub.body[1:] or [ast.Pass()]
-            parts.setdefault(name, []).append(_canonical(node))
-    else:
-        how = "code"
-        for name in sorted(vars(module) if hasattr(module, "__dict__") else dir(module)):
-            if name.startswith("__") or name.startswith("_bpc") or \
-                    name in ("source", "spec", "path"):
-                continue
-            value = getattr(module, name)
-            if isinstance(value, type(np)):  # an imported module
-                continue
-            if name == "CONFIG" and isinstance(value, dict):
-                value = {k: v for k, v in value.items() if k not in _SETTINGS_CONFIG}
-            code = getattr(value, "__code__", None)
-            parts[name] = [_code_text(code) + repr(getattr(value, "__defaults__", None))
-                           if code is not None else _value_text(value)]
-    digests = {name: hashlib.blake2b("\n".join(texts).encode(), digest_size=8).hexdigest()
-               for name, texts in sorted(parts.items())}
-    whole = hashlib.blake2b(json.dumps([how, digests]).encode(), digest_size=16)
-    return {"digest": whole.hexdigest(), "from": how, "parts": digests,
-            "bpc": _bpc_version()}
-
-
-def _docstring(node) -> bool:
-    import ast
-
-    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and \
-        isinstance(node.value.value, str)
-
-
-def _defined_name(node) -> str:
-    import ast
-
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return node.name
-    targets = node.targets if isinstance(node, ast.Assign) else \
-        [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
-    if len(targets) == 1 and isinstance(targets[0], ast.Name):
-        return targets[0].id
-    if isinstance(node, (ast.Import, ast.ImportFrom)):
-        return "imports"
-    return "(module)"
-
-
-def _canonical(node) -> str:
-    """A syntax tree as text, without positions and without the empty or absent fields
-    that Python versions add (so a checkpoint resumes under another Python)."""
-    import ast
-
-    if isinstance(node, ast.AST):
-        fields = [f"{k}={_canonical(v)}" for k, v in ast.iter_fields(node)
-                  if v is not None and v != [] and k not in ("type_comment", "kind")]
-        return f"{type(node).__name__}({','.join(fields)})"
-    if isinstance(node, list):
-        return "[" + ",".join(_canonical(v) for v in node) + "]"
-    return repr(node)
-
-
-def _code_text(code) -> str:
-    consts = [_code_text(c) if hasattr(c, "co_code") else repr(c) for c in code.co_consts]
-    return repr((code.co_code, consts, code.co_names, code.co_varnames, code.co_freevars))
-
-
-def _value_text(value) -> str:
-    if isinstance(value, np.ndarray):
-        return f"{value.dtype.str}{value.shape}{value.tobytes().hex()}"
-    if isinstance(value, type):
-        return f"{value.__module__}.{value.__qualname__}"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k!r}:{_value_text(v)}" for k, v in sorted(
-            value.items(), key=lambda kv: repr(kv[0]))) + "}"
-    if isinstance(value, (set, frozenset)):  # in an order that does not depend on hashing
-        return "{" + ",".join(sorted(_value_text(v) for v in value)) + "}"
-    if isinstance(value, (list, tuple)):
-        return type(value).__name__ + "[" + ",".join(_value_text(v) for v in value) + "]"
-    text = repr(value)
-    return type(value).__qualname__ if " at 0x" in text else text  # not an address
-
-
-def _bpc_version() -> str:
-    import bpc
-
-    return str(bpc.__version__)
-
-
-# What each definition of a module is, for a refused resume's message.
-_PART_WORDS = {"loss_and_grad": "the training step (loss_and_grad)",
-               "predict": "the output (predict)", "loss": "the inference loss (loss)",
-               "_loss_training": "the training-mode loss (loss(training=True))",
-               "_loss_and_grad_inference":
-                   "the inference-mode gradient (loss_and_grad(training=False))",
-               "init_params": "the initial parameters (init_params)",
-               "init_state": "the initial state (init_state)",
-               "DTYPE": "the dtype (DTYPE)", "PARAMS": "the parameters (PARAMS)",
-               "STATE": "the state (STATE)", "INPUTS": "the inputs (INPUTS)",
-               "TARGETS": "the targets (TARGETS)",
-               "CONFIG": "what the compiler records of the model (CONFIG)"}
-
-
-def model_difference(saved: dict, now: dict) -> str | None:
-    """What differs between the model a checkpoint records and this one, in words; None
-    when they are the same."""
-    if saved.get("digest") == now["digest"]:
-        return None
-    text = "the model is not the one the run trained"
-    old_parts = saved.get("parts") if isinstance(saved.get("parts"), dict) else {}
-    if saved.get("from") == now["from"] and old_parts:
-        order = list(_PART_WORDS)  # the public functions first, as _PART_WORDS lists them
-        changed = sorted((k for k in set(old_parts) | set(now["parts"])
-                          if old_parts.get(k) != now["parts"].get(k)),
-                         key=lambda k: (order.index(k) if k in order else len(order), k))
-        if changed:
-            text += ": " + ", ".join(_PART_WORDS.get(k, k) for k in changed) + (
-                " differ" if len(changed) > 1 else " differs")
-    elif saved.get("from") != now["from"]:
-        text += " (or it cannot be compared: one was described by its text, the other " \
-                "by its code)"
-    text += " (the spec changed, or another compilation of it"
-    if isinstance(saved.get("bpc"), str) and saved["bpc"] != now["bpc"]:
-        text += f": the checkpoint was written by bpc {saved['bpc']}, this is {now['bpc']}"
-    return text + ")"
-
-
-def _contract_hash(module) -> str:
-    """The model's interface, as checkpoints before ``model_identity`` recorded it."""
-    config = {k: v for k, v in (getattr(module, "CONFIG", {}) or {}).items()
-              if k not in ("train", "optimizer", "data", "nonnegative", "memory", "accuracy",
-                           "no_accuracy")}  # entries newer than these checkpoints
-    text = repr([sorted(module.INPUTS.items()), sorted(module.TARGETS.items()),
-                 getattr(module, "OUTPUT", None), getattr(module, "LOSS", None),
-                 sorted(config.items(), key=repr)])
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-_FLAGS = {"batch": "--batch", "seed": "--seed", "lr": "--lr", "optimizer": "--optimizer"}
-
-
-def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
-                    saved_start: float | None = None, start: float | None = None,
-                    contract: str | None = None) -> list[str]:
-    """What differs between the checkpoint's run and this one, in words; empty when the
-    resume continues the same run. Parameter shapes and dtype are checked whatever the
-    checkpoint's age; the rest when the checkpoint records it. The learning rate may
-    change (``lr_change``).
-
-    The model is compared as itself (``model_identity``). A checkpoint written before
-    bpc recorded it (``legacy_note``) is compared as it was then: by the model's
-    interface (``contract``, ``_contract_hash``) and its loss at initialization
-    (``saved_start`` against ``start``)."""
-    problems = [f"parameter '{k}' has shape {tuple(saved_params[k].shape)} there, "
-                f"{tuple(v.shape)} here" for k, v in params.items()
-                if saved_params[k].shape != v.shape]
-    dtypes = {saved_params[k].dtype for k in params} - {v.dtype for v in params.values()}
-    if dtypes and not problems:
-        problems.append(f"the parameters are {', '.join(sorted(d.name for d in dtypes))} "
-                        f"there, {next(iter(params.values())).dtype.name} here (dtype)")
-    if not saved or problems:
-        return problems
-    if isinstance(saved.get("model"), dict):
-        differs = model_difference(saved["model"], now["model"])
-        if differs:
-            problems.append(differs)
-    elif contract is not None and saved.get("contract") != contract:
-        problems.append("the model's inputs, targets, output or loss differ (the spec changed)")
-    for key in ("batch", "seed", "shuffle"):
-        if saved.get(key) != now[key]:
-            problems.append(f"{_FLAGS.get(key, key)} was {saved.get(key)}, now {now[key]}")
-    old_opt, new_opt = saved.get("opt", {}), now["opt"]
-    for key in sorted(set(old_opt) | set(new_opt)):
-        if old_opt.get(key) != new_opt.get(key) and key != "lr":  # see lr_change
-            problems.append(f"{_FLAGS.get(key, 'optimizer setting ' + repr(key))} was "
-                            f"{old_opt.get(key)}, now {new_opt.get(key)}")
-    if saved.get("data") != now["data"] or saved.get("test_data") != now["test_data"]:
-        problems.append("the " + ("training" if saved.get("data") != now["data"] else "test")
-                        + " data differ (another file, edited data, or another --seed "
-                          "splitting a built-in data set)")
-    if not problems and "model" not in saved and saved_start is not None and \
-            start is not None and \
-            not math.isclose(saved_start, start, rel_tol=1e-6, abs_tol=1e-12):
-        problems.append(f"the model computes another loss at initialization ({start:.8g}, "
-                        f"was {saved_start:.8g}): the spec changed")
-    return problems
-
-
-def legacy_note(path: Path, saved: dict | None) -> str | None:
-    """A checkpoint written before bpc recorded the compiled model resumes, with this
-    note: what it could check is checked, but a change of the model that leaves its
-    loss at initialization as it was (a dropout rate, batch norm's momentum) cannot be
-    seen. The checkpoints the resumed run writes record the model."""
-    if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
-        return None
-    return (f"note: {path} was written by an older bpc, which did not record the compiled "
-            "model; resuming after checking what it records (parameter shapes, settings, "
-            "data, the model's inputs and outputs and its loss at initialization), but a "
-            "change that keeps the loss at initialization (a dropout rate, batch norm's "
-            "momentum) would go unnoticed: resume only with the run's own spec")
-
-
-def lr_change(saved: dict | None, now: dict) -> str | None:
-    """A new learning rate is the one change a resume accepts (to continue more gently,
-    say); it is pointed out, since the run is then no longer the one it was."""
-    old = (saved or {}).get("opt", {}).get("lr")
-    if old is None or old == now["opt"].get("lr"):
-        return None
-    return (f"note: resuming with --lr {now['opt'].get('lr')}; the run was trained with "
-            f"{old} so far")
-
-
-# ----------------------------------------------------------------------------- run folder
-class RunFolder:
-    """The --out folder of a run: locked while in use, its checkpoint and history.csv
-    written as one consistent state (the checkpoint is the source of truth)."""
-
-    def __init__(self, out: Path):
-        self.out = Path(out)
-        self.checkpoint = self.out / "checkpoint.npz"
-        self.history = self.out / "history.csv"
-        self._lock = None
-        self._csv = None
-
-    def __enter__(self) -> "RunFolder":
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise UserError(f"--out {self.out} is a file, not a folder",
-                            "give a folder for the run's checkpoint and history") from None
-        except OSError as e:
-            raise UserError(f"cannot create the run folder {self.out}: {e.strerror or e}",
-                            "give a writable --out folder") from None
-        if not self.out.is_dir():
-            raise UserError(f"--out {self.out} is not a folder",
-                            "give a folder for the run's checkpoint and history")
-        lock = self.out / ".lock"
-        try:
-            self._lock = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-                                 | getattr(os, "O_NONBLOCK", 0), 0o666)
-        except OSError as e:
-            if os.path.islink(lock):
-                raise UserError(f"{lock} is a symbolic link, not bpc's lock file",
-                                "remove it (bpc keeps a run folder's lock there), or "
-                                "use a new --out folder") from None
-            raise UserError(f"cannot write in the run folder {self.out}: "
-                            f"{e.strerror or e}", "give a writable --out folder") from None
-        import stat as stat_mod
-
-        if not stat_mod.S_ISREG(os.fstat(self._lock).st_mode):
-            os.close(self._lock)
-            self._lock = None
-            raise UserError(f"{lock} is not a regular file (a FIFO, device or folder), so "
-                            "it cannot be the run folder's lock",
-                            "remove it (bpc keeps a run folder's lock there), or use a "
-                            "new --out folder")
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no lock
-            return self
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            other = os.pread(self._lock, 32, 0).decode(errors="replace").strip()
-            os.close(self._lock)
-            self._lock = None
-            raise UserError(f"{self.out} is in use by another bpc train"
-                            + (f" (process {other})" if other.isdigit() else ""),
-                            "wait for it to finish (or stop it), or train into another "
-                            "--out folder") from None
-        os.ftruncate(self._lock, 0)
-        os.pwrite(self._lock, str(os.getpid()).encode(), 0)
-        # Held by this run alone now: a temporary of its files left here was left by a
-        # run that was killed while writing it.
-        data_mod.remove_temporaries(self.out, (self.checkpoint.name, self.history.name))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            if self._csv is not None:
-                self._csv, csv_file = None, self._csv
-                csv_file.close()
-        finally:
-            if self._lock is not None:
-                self._lock, lock = None, self._lock
-                os.close(lock)  # releases the lock (as the end of the process would)
-
-    def start_history(self, rows: list[dict]) -> None:
-        """history.csv rewritten (atomically) to exactly ``rows``, then opened for
-        appending (never through a symlink)."""
-        def write(f):
-            text = io.StringIO(newline="")
-            w = csv.DictWriter(text, HISTORY_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
-            f.write(text.getvalue().encode())
-        write_atomic(self.history, write)
-        try:
-            fd = os.open(self.history, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
-        except OSError as e:
-            raise _write_failed(self.history, e) from None
-        self._csv = open(fd, "a", newline="", encoding="utf-8")
-
-    def append_history(self, row: dict) -> None:
-        try:
-            csv.DictWriter(self._csv, HISTORY_FIELDS).writerow(row)
-            self._csv.flush()
-        except OSError as e:
-            raise _write_failed(self.history, e) from None
-
-
-class DeferredInterrupt:
-    """Ctrl-C as a request: the handler sets ``requested``, the loop stops at the next
-    step boundary; a second Ctrl-C raises KeyboardInterrupt at once. Installed only in
-    the main thread, over Python's default handler (never over a caller's own)."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        try:
-            sys.stderr.write("\nbpc: stopping after this step (Ctrl-C again to stop at once)\n")
-        except (OSError, ValueError):
-            pass
-
-    def __enter__(self) -> "DeferredInterrupt":
-        if threading.current_thread() is threading.main_thread() and \
-                _raises_keyboard_interrupt(signal.getsignal(signal.SIGINT)):
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-
-def _raises_keyboard_interrupt(handler) -> bool:
-    """Python's own Ctrl-C handler, or the command line's (which also remembers it):
-    a handler somebody else installed (or SIG_IGN) is left alone."""
-    return handler is signal.default_int_handler or \
-        getattr(handler, "raises_keyboard_interrupt", False)
-
-
-def _history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds) -> dict:
-    def fmt(v, digits=6):
-        return "" if v is None else f"{v:.{digits}g}"
-    return {"epoch": epoch, "step": step, "loss": fmt(loss, 8), "train_acc": fmt(train_acc),
-            "test_acc": fmt(test_acc), "test_loss": fmt(test_loss, 8), "lr": fmt(lr),
-            "seconds": f"{seconds:.3f}"}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -1093,20 +116,6 @@ def diverged(step: int, epoch: int, what: list[str]) -> Diverged:
 def divergence_limit(start: float) -> float:
     """The running loss above which a run that started at ``start`` has diverged."""
     return DIVERGENCE_GROWTH * max(abs(start), DIVERGENCE_FLOOR)
-
-
-def chance_accuracy(kind, arrays: dict[str, np.ndarray]) -> float | None:
-    """The accuracy of always answering the most common class of ``arrays``' targets."""
-    if kind is None or kind[1] not in arrays:
-        return None
-    how, name = kind
-    t = np.asarray(arrays[name])
-    if how == "binary":
-        p = float(np.mean(t > 0.5)) if t.size else 0.0
-        return max(p, 1 - p)
-    labels = np.argmax(t, axis=-1) if how == "onehot" else t
-    labels = np.asarray(labels, dtype=np.int64).ravel()
-    return float(np.bincount(labels).max() / labels.size) if labels.size else None
 
 
 def progress_notes(start: float | None, end: float, train_acc: float | None,
@@ -1200,13 +209,12 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     n_test = data_mod.example_count(test_arrays, axes)
     eval_every = settings.eval_every or auto_eval_every(n, n_test, settings.batch,
                                                         steps_per_epoch)
-    epoch, batch_index, step, loss_sum, seen = 0, 0, 0, 0.0, 0
-    # The epoch's order of examples, drawn from ``rng`` as the epoch begins (None: in
-    # order); ``drawn`` while the epoch is under way, when a checkpoint must keep it.
-    order, drawn = None, False
     # The reference for divergence: the loss at the start, over minibatches of the training
     # size (a loss that sums over its batch is compared like with like).
-    start_loss = running = _full_loss(module, params, train_arrays, settings.batch, state)
+    start_loss = _full_loss(module, params, train_arrays, settings.batch, state)
+    # Where the run is (epoch, batch, step, running loss, generator, the epoch's order):
+    # what a checkpoint saves and a resume restores, whole.
+    pos = Position(rng, start_loss=start_loss, running=start_loss)
     history: list[dict] = []
     run = run_identity(module, settings, optimizer, params, train_arrays, test_arrays) \
         if out is not None else None
@@ -1214,7 +222,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         run["state"] = {k: list(v.shape) for k, v in state.items()}
     # Ctrl-C deferred first: it cannot land between locking the folder and unlocking it.
     with DeferredInterrupt() as stop, \
-            (RunFolder(out) if out is not None else _NoFolder()) as folder:
+            (RunFolder(out) if out is not None else NoFolder()) as folder:
         if resume:
             saved, opt_state, meta, saved_order, saved_state = load_checkpoint(
                 folder.checkpoint, module)
@@ -1245,29 +253,16 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             if state is not None:  # the same dict: loss_and_grad's state= keeps it
                 state.update({k: v.copy() for k, v in saved_state.items()})
             optimizer.load_state_dict(opt_state)
-            epoch, batch_index, step = meta["epoch"], meta["batch_index"], meta["step"]
-            loss_sum, seen = meta["loss_sum"], meta["seen"]
-            start_loss, running = meta.get("start_loss"), meta.get("running_loss")
-            rng.bit_generator.state = meta["rng"]
-            if "rng_start" in meta and batch_index > 0:
-                # An older checkpoint, which kept the generator as the epoch began.
-                rng.bit_generator.state = meta["rng_start"]
-                order = data_mod.batch_order(n, rng if settings.shuffle else None)
-                drawn = True
-            elif meta.get("drawn"):
-                order, drawn = (saved_order if settings.shuffle else None), True
-                if settings.shuffle and not is_permutation(order, n):
-                    raise UserError(f"{folder.checkpoint} is not a readable checkpoint (the "
-                                    "order of its epoch's examples is damaged)",
-                                    "train without --resume (or into a new --out folder)")
+            pos = Position.restored(rng, meta, saved_order, n, settings.shuffle,
+                                    folder.checkpoint)
             if "history" in meta:
                 history = [dict(zip(HISTORY_FIELDS, row)) for row in meta["history"]]
             else:  # a checkpoint from before history was kept in it
-                history = _old_history(folder.history, epoch)
+                history = old_history(folder.history, pos.epoch)
         folder.start_history(history)
 
-        if step >= total_steps and batch_index == 0:
-            log(f"nothing to do: the run already has {step} steps (of {total_steps})")
+        if pos.step >= total_steps and pos.batch_index == 0:
+            log(f"nothing to do: the run already has {pos.step} steps (of {total_steps})")
         start_time = row_start = time.perf_counter()
         interrupted = False
         dirty = False  # inside an update: the state is not one a checkpoint may record
@@ -1275,19 +270,12 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         save_due = time.monotonic() + checkpoint_every
         scheduled = optimizer.cfg.get("schedule", "constant") != "constant"
 
-        def snapshot():
-            return {"epoch": epoch, "batch_index": batch_index, "step": step,
-                    "loss_sum": loss_sum, "seen": seen, "start_loss": start_loss,
-                    "running_loss": running, "drawn": drawn}
-
         def save(final: bool = False):
             nonlocal save_due
             now = time.monotonic()
             if folder.checkpoint is None or not final and now < save_due:
                 return
-            save_checkpoint(folder.checkpoint, params, optimizer, snapshot(),
-                            rng.bit_generator.state, order if drawn else None, history, run,
-                            state)
+            save_checkpoint(folder.checkpoint, params, optimizer, pos, history, run, state)
             end = time.monotonic()
             save_due = end + max(checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
 
@@ -1310,61 +298,63 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         errstate.__enter__()
         try:
             if tqdm is not None and not quiet:
-                bar = tqdm(total=total_steps, initial=min(step, total_steps), unit="step",
+                bar = tqdm(total=total_steps, initial=min(pos.step, total_steps), unit="step",
                            leave=False, dynamic_ncols=True, file=sys.stderr,
                            disable=None if "ipykernel" not in sys.modules else False,
-                           desc=f"epoch {epoch + 1}/{total_epochs}")
+                           desc=f"epoch {pos.epoch + 1}/{total_epochs}")
                 # disable=None: shown on a terminal, silent in logs; always in a notebook
             # An epoch is pending while batch_index > 0: its end (evaluation, history row)
             # is still to come, also when the step budget ran out inside it.
-            while step < total_steps or batch_index > 0:
+            while pos.step < total_steps or pos.batch_index > 0:
                 if stop.requested:
                     raise KeyboardInterrupt
-                if not drawn:  # the epoch's one draw; kept until the epoch ends
+                if not pos.drawn:  # the epoch's one draw; kept until the epoch ends
                     dirty = True
-                    order = data_mod.batch_order(n, rng if settings.shuffle else None)
-                    drawn, dirty = True, False
-                last = min(steps_per_epoch, batch_index + max(total_steps - step, 0))
-                for i in range(batch_index, last):
+                    pos.order = data_mod.batch_order(n, rng if settings.shuffle else None)
+                    pos.drawn, dirty = True, False
+                last = min(steps_per_epoch, pos.batch_index + max(total_steps - pos.step, 0))
+                for i in range(pos.batch_index, last):
                     if stop.requested:
                         raise KeyboardInterrupt
-                    b = data_mod.batch_at(train_arrays, axes, order, settings.batch, i)
-                    lr = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs) \
-                        if scheduled else optimizer.lr
+                    b = data_mod.batch_at(train_arrays, axes, pos.order, settings.batch, i)
+                    lr = learning_rate(optimizer.cfg, pos.step / steps_per_epoch,
+                                       total_epochs) if scheduled else optimizer.lr
                     if moves_inside:
                         dirty = True
                     value, grads = module.loss_and_grad(params, **b, **buffers)
                     optimizer.gather(grads)
                     if not math.isfinite(value):
-                        raise diverged(step, epoch, nonfinite_reasons(value, optimizer))
+                        raise diverged(pos.step, pos.epoch,
+                                       nonfinite_reasons(value, optimizer))
                     dirty = True
                     optimizer.update(params, lr)
                     # One check of the parameters a step: a non-finite gradient makes them
                     # non-finite too, and is named then (the run stops at this update).
                     if optimizer.nonfinite("params"):
-                        raise diverged(step, epoch, nonfinite_reasons(value, optimizer))
-                    if start_loss is None:  # resumed from a checkpoint that lacks it
-                        start_loss = running = value
-                    running += SMOOTHING * (value - running)
-                    if running > divergence_limit(start_loss):
-                        raise diverged(step, epoch, [
-                            f"the loss grew from {start_loss:.4g} to {running:.4g} (running "
-                            f"average), over {DIVERGENCE_GROWTH:g} times its start"])
+                        raise diverged(pos.step, pos.epoch,
+                                       nonfinite_reasons(value, optimizer))
+                    if pos.start_loss is None:  # resumed from a checkpoint that lacks it
+                        pos.start_loss = pos.running = value
+                    pos.running += SMOOTHING * (value - pos.running)
+                    if pos.running > divergence_limit(pos.start_loss):
+                        raise diverged(pos.step, pos.epoch, [
+                            f"the loss grew from {pos.start_loss:.4g} to {pos.running:.4g} "
+                            f"(running average), over {DIVERGENCE_GROWTH:g} times its start"])
                     m = min(settings.batch, n - i * settings.batch)  # the last is short
-                    loss_sum += value * m
-                    seen += m
-                    step += 1
-                    batch_index += 1
+                    pos.loss_sum += value * m
+                    pos.seen += m
+                    pos.step += 1
+                    pos.batch_index += 1
                     dirty = False
                     if bar is not None:
-                        if step % steps_per_epoch == 1 or steps_per_epoch == 1:
-                            bar.set_description(f"epoch {step // steps_per_epoch + 1}/"
+                        if pos.step % steps_per_epoch == 1 or steps_per_epoch == 1:
+                            bar.set_description(f"epoch {pos.step // steps_per_epoch + 1}/"
                                                 f"{total_epochs}", refresh=False)
-                            bar.set_postfix_str(f"loss {running:.4g}", refresh=False)
+                            bar.set_postfix_str(f"loss {pos.running:.4g}", refresh=False)
                         bar.update(1)
-                    if batch_index < last and time.monotonic() >= save_due:
+                    if pos.batch_index < last and time.monotonic() >= save_due:
                         save()
-                if batch_index < steps_per_epoch and step < total_steps:
+                if pos.batch_index < steps_per_epoch and pos.step < total_steps:
                     continue  # cannot happen without an interruption
                 if stop.requested:
                     raise KeyboardInterrupt  # before the evaluation: the epoch end is pending
@@ -1372,22 +362,23 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 # eval_every epochs, and at the end, it is evaluated and gets a history row
                 # (its loss the mean training loss since the last row).
                 row = None
-                if (epoch + 1) % eval_every == 0 or step >= total_steps:
+                if (pos.epoch + 1) % eval_every == 0 or pos.step >= total_steps:
                     seconds = time.perf_counter() - row_start
-                    lr_now = learning_rate(optimizer.cfg, step / steps_per_epoch, total_epochs)
+                    lr_now = learning_rate(optimizer.cfg, pos.step / steps_per_epoch,
+                                           total_epochs)
                     train_acc = accuracy(module, params, train_arrays, kind, state, chunk)
                     test_acc = accuracy(module, params, test_arrays, kind, state, chunk)
                     test_loss = mean_loss(module, params, test_arrays, chunk, state) \
                         if test_arrays else None
-                    row = _history_row(epoch + 1, step, loss_sum / max(seen, 1), train_acc,
-                                       test_acc, test_loss, lr_now, seconds)
+                    row = history_row(pos.epoch + 1, pos.step, pos.loss_sum / max(pos.seen, 1),
+                                      train_acc, test_acc, test_loss, lr_now, seconds)
                 dirty = True
-                epoch += 1
-                batch_index = 0
-                drawn = False
+                pos.epoch += 1
+                pos.batch_index = 0
+                pos.drawn = False
                 if row is not None:
                     history.append(row)
-                    loss_sum, seen = 0.0, 0
+                    pos.loss_sum, pos.seen = 0.0, 0
                 dirty = False
                 if row is not None:
                     folder.append_history(row)
@@ -1396,7 +387,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                             bar.clear()
                         log(summary_line(row, total_epochs))
                     row_start = time.perf_counter()
-                save(final=step >= total_steps)
+                save(final=pos.step >= total_steps)
             if bar is not None:
                 bar.close()
         except KeyboardInterrupt:
@@ -1406,68 +397,19 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             if folder.checkpoint is not None and not dirty:
                 save(final=True)
                 folder.start_history(history)  # whatever a second Ctrl-C cut short
-                log(f"interrupted at step {step}; saved {folder.checkpoint} "
+                log(f"interrupted at step {pos.step}; saved {folder.checkpoint} "
                     f"(continue with --resume --out {out})")
             elif folder.checkpoint is not None:
-                log(f"interrupted inside step {step + 1}; the last checkpoint, "
+                log(f"interrupted inside step {pos.step + 1}; the last checkpoint, "
                     f"{folder.checkpoint}, is kept (continue with --resume --out {out})")
             else:
-                log(f"interrupted at step {step}")
+                log(f"interrupted at step {pos.step}")
         finally:
             errstate.__exit__(None, None, None)
     notes = [] if interrupted or not history else _final_notes(
-        module, params, train_arrays, start_loss, history[-1], kind, settings.batch, state)
-    return Result(params, history, epoch, step, time.perf_counter() - start_time, interrupted,
-                  notes, state if state is not None else {})
-
-
-class _NoFolder:
-    """The run folder of a run without --out: nothing is written."""
-
-    checkpoint = history = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-    def start_history(self, rows):
-        pass
-
-    def append_history(self, row):
-        pass
-
-
-def _old_history(path: Path, epoch: int) -> list[dict]:
-    """The rows of a history.csv up to ``epoch``, for a checkpoint that does not hold
-    them: complete rows only, in order, without duplicates."""
-    return _history_rows(path, lambda e, rows: e == len(rows) + 1 and e <= epoch)
-
-
-def _csv_history(path: Path) -> list[dict]:
-    """The complete rows of a history.csv, in increasing epochs (a run evaluated every K
-    epochs has rows at K, 2K, …); a damaged or repeated row is left out."""
-    return _history_rows(path, lambda e, rows: e > (int(rows[-1]["epoch"]) if rows else 0))
-
-
-def _history_rows(path: Path, follows) -> list[dict]:
-    """The complete rows of a history.csv whose epoch ``follows(epoch, rows so far)``,
-    as far as the file can be read (a damaged file gives the rows before the damage)."""
-    rows: list[dict] = []
-    try:
-        with io.TextIOWrapper(data_mod.open_regular(path), encoding="utf-8",
-                              newline="") as f:  # never a FIFO's endless wait
-            for row in csv.DictReader(f):
-                try:
-                    e = int(row.get("epoch") or "")
-                except ValueError:
-                    continue
-                if follows(e, rows) and None not in row.values():
-                    rows.append({k: row.get(k) or "" for k in HISTORY_FIELDS})
-    except (OSError, UnicodeDecodeError, csv.Error, UserError):
-        pass
-    return rows
+        module, params, train_arrays, pos.start_loss, history[-1], kind, settings.batch, state)
+    return Result(params, history, pos.epoch, pos.step, time.perf_counter() - start_time,
+                  interrupted, notes, state if state is not None else {})
 
 
 def _full_loss(module, params, arrays, batch: int, state=None) -> float | None:
@@ -1487,276 +429,6 @@ def _final_notes(module, params, train_arrays, start_loss, last: dict, kind,
     return progress_notes(start_loss, end, acc, chance_accuracy(kind, train_arrays))
 
 
-def summary_line(row: dict, total_epochs: int) -> str:
-    parts = [f"epoch {row['epoch']}/{total_epochs}", f"loss {float(row['loss']):.4f}"]
-    if row.get("test_loss"):
-        parts.append(f"test_loss {float(row['test_loss']):.4f}")
-    if row.get("train_acc"):
-        parts.append(f"train_acc {100 * float(row['train_acc']):.1f}%")
-    if row.get("test_acc"):
-        parts.append(f"test_acc {100 * float(row['test_acc']):.1f}%")
-    parts.append(f"{float(row['seconds']):.2f}s")
-    return "  ".join(parts)
-
-
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise UserError("--plot needs matplotlib, which is not installed",
-                        "install it with: python3 -m pip install "
-                        "'backprop-compiler[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-# Temporaries of an image older than this are a killed writer's (another may be writing).
-STALE_SECONDS = 3600.0
-
-
-def save_figure(plt, fig, path: Path) -> None:
-    """``fig`` written to ``path`` in the format its suffix names (.png by default),
-    atomically: a symbolic link there is replaced, never followed (``write_atomic``);
-    a stale temporary of it is removed first. Closes the figure."""
-    path = Path(path)
-    try:
-        fmt = path.suffix[1:].lower() or "png"
-        if fmt not in fig.canvas.get_supported_filetypes():
-            raise UserError(f"cannot write {path}: .{fmt} is not an image format "
-                            "matplotlib writes", "name the image .png, .svg or .pdf")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise _write_failed(path, e) from None
-        if path.is_dir() and not path.is_symlink():
-            raise UserError(f"cannot write {path}: it is a folder", "give a file name")
-        data_mod.remove_temporaries(path.parent, (path.name,), STALE_SECONDS)
-        write_atomic(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
-    finally:
-        plt.close(fig)
-
-
-def plot_title(module, settings: "Settings") -> str:
-    lr = settings.opt.get("lr", optimizer_defaults(settings.optimizer).get("lr"))
-    return f"{model_name(module)}: {settings.optimizer}, learning rate {lr:g}"
-
-
-def plot_history(history: list[dict], path: Path, title: str | None = None) -> None:
-    """The loss curves, and beside them the accuracy curves of a classifier (a
-    regression gets the loss panel alone)."""
-    plot_runs([("", history)], path, title)
-
-
-def plot_runs(runs: list[tuple[str, list[dict]]], path: Path, title: str | None = None
-              ) -> None:
-    """The curves of one run, or of several runs on the same axes (``bpc plot``): each
-    run one colour, training solid and test dashed, labelled with the run's name."""
-    plt = _pyplot()
-    runs = [(label, [_numeric_row(r) for r in history]) for label, history in runs]
-    several = len(runs) > 1
-    accs = [(k, label) for k, label in (("train_acc", "train accuracy"),
-                                        ("test_acc", "test accuracy"))
-            if any(r[k] is not None for _, rows in runs for r in rows)]
-    fig, axes = plt.subplots(1, 2 if accs else 1, figsize=(10 if accs else 5.5, 4),
-                             squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-
-    def curve(ax, k, rows, key, what, name):
-        if not any(r[key] is not None for r in rows):
-            return
-        style = {"color": colors[(k if several else what.startswith("test"))
-                                 % len(colors)],
-                 "linestyle": "--" if several and what.startswith("test") else "-",
-                 "marker": "." if len(rows) < 30 else None}
-        ax.plot([r["epoch"] for r in rows],
-                [np.nan if r[key] is None else r[key] for r in rows],
-                label=f"{name} {what}".strip(), **style)
-
-    ax = axes[0][0]
-    losses = []
-    for k, (name, rows) in enumerate(runs):
-        curve(ax, k, rows, "loss", "train loss", name)
-        curve(ax, k, rows, "test_loss", "test loss", name)
-        losses += [r[key] for r in rows for key in ("loss", "test_loss")
-                   if r[key] is not None and np.isfinite(r[key])]
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    if losses and min(losses) > 0 and max(losses) / min(losses) > 3:
-        ax.set_yscale("log")  # a loss falling by decades; a flat one reads better linear
-    ax.legend()
-    if accs:
-        ax = axes[0][1]
-        for k, (name, rows) in enumerate(runs):
-            for key, what in accs:
-                curve(ax, k, rows, key, what, name)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(plt, fig, path)
-
-
-def run_history(path: Path) -> tuple[str, "History"]:
-    """(name, history) of a run: ``path`` is its --out folder, its checkpoint.npz or
-    its history.csv; the name is the run folder's. A UserError names what is missing."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    csv_path = path if path.suffix == ".csv" else folder / "history.csv"
-    rows: list[dict] = []
-    if csv_path.is_file():
-        rows = _csv_history(csv_path)
-    elif path.suffix == ".npz" or (folder / "checkpoint.npz").is_file():
-        saved = read_checkpoint_file(path).meta.get("history")
-        rows = [dict(zip(HISTORY_FIELDS, r)) for r in
-                (saved if isinstance(saved, list) else [])
-                if isinstance(r, list) and len(r) == len(HISTORY_FIELDS)]
-    else:
-        raise UserError(f"{path}: no run here (no history.csv or checkpoint.npz)",
-                        "give the --out folder of a bpc train run")
-    if not rows:
-        raise UserError(f"{csv_path if csv_path.is_file() else path}: the run has no "
-                        "history rows yet", "train it for at least one epoch")
-    try:
-        return folder.resolve().name, History(rows)
-    except (ValueError, TypeError, OverflowError):
-        raise UserError(f"{csv_path if csv_path.is_file() else path}: its history rows "
-                        "are not numbers",
-                        "it is damaged or not from bpc") from None
-
-
-def plot_fit(module, params, dataset, path: Path, title: str | None = None,
-             state: dict | None = None) -> bool:
-    """What a learner wants to see of a small model over its data: the decision regions
-    of a classifier of 2-D points, or the fitted curve of a regression of one number on
-    one number. False (nothing written) for any other model."""
-    if len(module.INPUTS) != 1 or len(module.TARGETS) != 1:
-        return False
-    (xname,), (tname,) = list(module.INPUTS), list(module.TARGETS)
-    arrays = data_mod.conform(dataset.train, module, f"training data ({dataset.name})")
-    x, t = np.asarray(arrays[xname]), np.asarray(arrays[tname])
-    if x.ndim != 2 or data_mod.batch_axes(module).get(xname) != 0:
-        return False
-    kind = task_kind(module, arrays)
-    plt = _pyplot()
-    with np.errstate(all="ignore"):
-        if x.shape[1] == 2 and kind is not None:
-            labels = _class_of(module, t, kind)
-            pad = 0.1 * (x.max(axis=0) - x.min(axis=0)) + 1e-9
-            lo, hi = x.min(axis=0) - pad, x.max(axis=0) + pad
-            g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
-            grid = np.stack([g0.ravel(), g1.ravel()], axis=1).astype(module.DTYPE)
-            out = np.asarray(predict_all(module, params, {xname: grid}, state=state))
-            region = _class_of(module, out, kind, predicted=True).reshape(g0.shape)
-            fig, ax = plt.subplots(figsize=(5.5, 5))
-            k = int(max(labels.max(), region.max())) + 1
-            cmap = plt.get_cmap("tab10")
-            ax.contourf(g0, g1, region, levels=np.arange(k + 1) - 0.5, colors=[
-                cmap(i) for i in range(k)], alpha=0.25)
-            for c in range(k):
-                m = labels == c
-                ax.scatter(x[m, 0], x[m, 1], s=18 if len(x) > 20 else 80, color=cmap(c), edgecolor="k",
-                           linewidth=0.4, label=f"class {c}")
-            ax.set_xlabel(f"{xname}[0]")
-            ax.set_ylabel(f"{xname}[1]")
-            ax.legend(loc="best", fontsize=8)
-            ax.set_title("decision regions over the training data")
-        elif x.shape[1] == 1 and kind is None and t.size == len(x):
-            xs = np.linspace(x.min(), x.max(), 400).reshape(-1, 1).astype(module.DTYPE)
-            out = np.asarray(predict_all(module, params, {xname: xs}, state=state))
-            if out.size != len(xs):
-                return False
-            fig, ax = plt.subplots(figsize=(6, 4))
-            ax.scatter(x[:, 0], t.ravel(), s=10, alpha=0.6, label="training data")
-            ax.plot(xs[:, 0], out.ravel(), color="C3", linewidth=2, label="model")
-            ax.set_xlabel(xname)
-            ax.set_ylabel(tname)
-            ax.legend()
-            ax.set_title("fitted curve over the training data")
-        else:
-            return False
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_figure(plt, fig, path)
-    return True
-
-
-def _class_of(module, values, kind, predicted: bool = False) -> np.ndarray:
-    """Class numbers of targets (or, ``predicted``, of outputs), one per example."""
-    c = predicted_class(module, values) if predicted else target_class(module, values)
-    return np.asarray(c).astype(int).reshape(len(c), -1)[:, 0]
-
-
-# ----------------------------------------------------------------------------- one run
-class History(list):
-    """A run's history rows as numbers (``history.csv`` keeps the text): each row a dict
-    of HISTORY_FIELDS, ``None`` where a value does not apply (no test split, a regression
-    has no accuracy). ``h["loss"]`` is a column; ``str(h)`` and ``_repr_html_`` a table
-    with the columns that have values, no pandas needed."""
-
-    def __init__(self, rows=()):
-        super().__init__(_numeric_row(r) for r in rows)
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            return [row[key] for row in self]
-        return super().__getitem__(key)
-
-    def columns(self) -> list[str]:
-        return [k for k in HISTORY_FIELDS if any(row.get(k) is not None for row in self)]
-
-    def best(self) -> dict | None:
-        return best_row(self)
-
-    def _cells(self):
-        cols = self.columns()
-        return cols, [["" if row.get(k) is None else (f"{row[k]:.6g}" if isinstance(
-            row[k], float) else str(row[k])) for k in cols] for row in self]
-
-    def __str__(self) -> str:
-        cols, cells = self._cells()
-        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
-        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        import html
-
-        cols, cells = self._cells()
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
-                       for r in cells)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _numeric_row(row: dict) -> dict:
-    out = {}
-    for k in HISTORY_FIELDS:
-        v = row.get(k)
-        if v is None or v == "":
-            out[k] = None
-        elif k in ("epoch", "step"):
-            out[k] = int(v)
-        else:
-            out[k] = float(v)
-    return out
-
-
-def best_row(history) -> dict | None:
-    """The best evaluated row: highest test accuracy, else lowest test loss, else highest
-    train accuracy, else lowest training loss (the earliest of equals)."""
-    rows = [_numeric_row(r) for r in history]
-    for key, sign in (("test_acc", -1), ("test_loss", 1), ("train_acc", -1), ("loss", 1)):
-        scored = [r for r in rows if r[key] is not None]
-        if scored:
-            return min(scored, key=lambda r: (sign * r[key], r["epoch"]))
-    return None
 
 
 def run(module, data=None, overrides: dict | None = None, out: Path | None = None,

@@ -13,7 +13,9 @@ from bpc.compiler.pipeline import program_from_file, program_from_text
 from bpc.compiler.ir.heads import head
 from bpc.runtime import data
 from bpc.runtime.loader import load_model
-from bpc.runtime.train import Settings, accuracy, no_accuracy_note, task_kind, train
+from bpc.runtime.settings import Settings
+from bpc.runtime.evaluate import accuracy, no_accuracy_note, task_kind
+from bpc.runtime.train import train
 
 # A logistic regression whose loss is written out by hand: predict returns logits, and
 # nothing tells the runtime so (it used to threshold them at 0.5, as probabilities).

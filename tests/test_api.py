@@ -163,7 +163,7 @@ def test_params_eval_predict(xor_run, tmp_path):
     r = bpc_cmd("eval", XOR, "--checkpoint", out)
     model = bpc.compile(XOR)
     from bpc.runtime.data import load
-    from bpc.runtime.train import mean_loss
+    from bpc.runtime.evaluate import mean_loss
 
     data = load("xor", model).train
     assert r.returncode == 0, r.stderr

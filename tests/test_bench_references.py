@@ -77,7 +77,8 @@ def test_plain_loop_makes_the_run_bpc_train_makes(spec, optimizer, tmp_path):
     from references import plain_loop
     from bpc.runtime import data
     from bpc.runtime.loader import load_model
-    from bpc.runtime.train import Settings, train
+    from bpc.runtime.settings import Settings
+    from bpc.runtime.train import train
 
     m = load_model(REPO / "generated" / f"{spec}.py")
     settings = Settings.from_module(m, {"epochs": 3, "optimizer": optimizer})

@@ -13,7 +13,9 @@ import bpc
 from conftest import REPO, run_bpc
 from bpc.runtime import data
 from bpc.runtime.errors import UserError
-from bpc.runtime.train import Settings, model_identity, train
+from bpc.runtime.settings import Settings
+from bpc.runtime.identity import model_identity
+from bpc.runtime.train import train
 
 # A small model with dropout, batch norm and a stop_gradient: each can change without
 # moving the loss at initialization (inference mode: no dropout, the running statistics
@@ -99,7 +101,7 @@ def test_the_identity_is_the_model_not_its_file_or_layout():
 def test_an_old_checkpoint_resumes_with_a_note_and_its_own_checks(tmp_path):
     """A checkpoint from before the model was recorded: its contract and loss at
     initialization are checked as then, and the resume says what it cannot check."""
-    from bpc.runtime.train import _contract_hash
+    from bpc.runtime.identity import _contract_hash
 
     m, ds, settings = setup(spec_text())
     quiet(m, ds, settings, tmp_path)

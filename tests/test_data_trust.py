@@ -13,7 +13,9 @@ from conftest import REPO, run_bpc
 from bpc.runtime import data
 from bpc.runtime.errors import UserError
 from bpc.runtime.loader import load_model
-from bpc.runtime.train import Settings, accuracy, mean_loss, predict_all, task_kind, train
+from bpc.runtime.settings import Settings
+from bpc.runtime.evaluate import accuracy, mean_loss, predict_all, task_kind
+from bpc.runtime.train import train
 
 # The same two-layer regression net, written with examples as columns and as rows: the
 # same parameters, drawn in the same order, so equal data must give equal losses.

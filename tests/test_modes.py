@@ -17,7 +17,7 @@ from bpc.compiler.ir.evaluate import evaluate
 from bpc.compiler.pipeline import compile_text, program_from_text
 from bpc.runtime import data
 from bpc.runtime.gradcheck import gradcheck
-from bpc.runtime.train import Settings
+from bpc.runtime.settings import Settings
 
 SPEC = """model drop
 input x : [N, 4]

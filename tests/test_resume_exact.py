@@ -28,7 +28,9 @@ import pytest
 from conftest import REPO
 from bpc.runtime import data
 from bpc.runtime.loader import load_model
-from bpc.runtime.train import HISTORY_FIELDS, Settings, train
+from bpc.runtime.history import HISTORY_FIELDS
+from bpc.runtime.settings import Settings
+from bpc.runtime.train import train
 
 POINTS = int(os.environ.get("BPC_KILL_POINTS", "3"))
 SEED = int(os.environ.get("BPC_KILL_SEED", "0"))
@@ -47,7 +49,8 @@ SETUP = """
 import sys, os, json, signal
 from bpc.runtime import data
 from bpc.runtime.loader import load_model
-from bpc.runtime.train import Settings, train
+from bpc.runtime.settings import Settings
+from bpc.runtime.train import train
 name, opt, out, kill_at = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 m = load_model(os.path.join({repo!r}, "generated", "spiral.py"))
 ds = data.builtin("spiral", m, seed=0, n=30, classes=3)

@@ -27,7 +27,9 @@ from bpc.compiler.pipeline import compile_text
 from bpc.runtime import data, modes
 from bpc.runtime.errors import UserError
 from bpc.runtime.gradcheck import gradcheck
-from bpc.runtime.train import Settings, accuracy, mean_loss, predict_all, train
+from bpc.runtime.settings import Settings
+from bpc.runtime.evaluate import accuracy, mean_loss, predict_all
+from bpc.runtime.train import train
 from test_resume_exact import default_sigint  # noqa: F401 - a fixture
 
 POINTS = int(os.environ.get("BPC_KILL_POINTS", "3"))
@@ -316,7 +318,8 @@ KILL_SCRIPT = COUNTER + """
 import os, signal, sys, types
 from bpc.compiler.pipeline import compile_text
 from bpc.runtime import data
-from bpc.runtime.train import Settings, train
+from bpc.runtime.settings import Settings
+from bpc.runtime.train import train
 spec, out, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 name, source = compile_text(open(spec).read(), "spec.bp")
 m = types.ModuleType(name)

@@ -16,7 +16,8 @@ from conftest import REPO, run_bpc
 from bpc.runtime import data
 from bpc.runtime.errors import UserError
 from bpc.runtime.loader import load_model
-from bpc.runtime.train import Diverged, Settings, train
+from bpc.runtime.settings import Settings
+from bpc.runtime.train import Diverged, train
 
 
 def spiral_setup(epochs=4, **opt):
@@ -251,7 +252,7 @@ def test_plot_draws_several_runs_on_one_figure(tmp_path):
         r = run_bpc("train", "specs/xor.bp", "--epochs", "3", "--eval-every", "1", "--lr", lr,
                     "--out", tmp_path / name, "-q")
         assert r.returncode == 0, r.stderr
-    from bpc.runtime.train import run_history
+    from bpc.runtime.plots import run_history
 
     name, history = run_history(tmp_path / "fast")
     assert name == "fast" and history["epoch"] == [1, 2, 3]
@@ -380,7 +381,7 @@ def test_cli_resume_refuses_a_wider_model(tmp_path):
 
 
 def test_a_run_folder_is_locked(tmp_path):
-    from bpc.runtime.train import RunFolder
+    from bpc.runtime.runfolder import RunFolder
 
     with RunFolder(tmp_path):
         r = run_bpc("train", "specs/xor.bp", "--epochs", "1", "--out", tmp_path)

@@ -20,8 +20,9 @@ from bpc.runtime.cli import build_parser, data_flag, main
 from bpc.runtime.errors import UserError
 from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.loader import load_model
-from bpc.runtime.train import (DIVERGENCE_GROWTH, Diverged, Settings, chance_accuracy,
-                               divergence_limit, progress_notes, train)
+from bpc.runtime.settings import Settings
+from bpc.runtime.evaluate import chance_accuracy
+from bpc.runtime.train import DIVERGENCE_GROWTH, Diverged, divergence_limit, progress_notes, train
 
 ALL_RANGES = ([*OPTIMIZER_RANGES.values(), *RUNTIME_RANGES.values()]
               + [s.range for s in TRAIN_SETTINGS.values() if s.range]

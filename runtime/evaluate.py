@@ -1,0 +1,193 @@
+"""Evaluation of a model over whole data sets, in inference mode, chunk by chunk along
+the batch axis: its predictions (``predict_all``), its mean loss (``mean_loss``) and, for a
+classifier (as the compiler recorded it in ``CONFIG["accuracy"]``), its accuracy and the
+accuracy of chance. ``bpc train``, ``bpc predict`` and ``bpc eval`` all evaluate here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import data as data_mod
+from .modes import inference_kwargs
+
+KINDS = ("labels", "onehot", "binary")
+
+
+
+def classifier(module) -> dict | None:
+    """What the compiler recorded about predict's output as a classifier's prediction
+    (``CONFIG["accuracy"]``: target, kind, class_axis, threshold), or None: a module
+    without it has no accuracy, whatever its data look like."""
+    config = getattr(module, "CONFIG", {}) or {}
+    spec = config.get("accuracy")
+    if not isinstance(spec, dict) or spec.get("kind") not in KINDS or \
+            spec.get("target") not in getattr(module, "TARGETS", {}):
+        return None
+    return spec
+
+
+
+def task_kind(module, targets: dict[str, np.ndarray]) -> tuple[str, str] | None:
+    """("labels"|"onehot"|"binary", target name) when the module's output is a
+    classifier's prediction of a target (the compiler says so in CONFIG); None otherwise,
+    and for a "binary" target whose values in ``targets`` are not all 0 or 1 (there is
+    no right answer to count then)."""
+    spec = classifier(module)
+    if spec is None:
+        return None
+    name = spec["target"]
+    if spec["kind"] == "binary" and name in targets and not _zero_one(targets[name]):
+        return None
+    return spec["kind"], name
+
+
+
+def no_accuracy_note(module, targets: dict[str, np.ndarray]) -> str | None:
+    """Why there is no accuracy, when a user might expect one (said once, by train and
+    eval); None for a classifier, or a model with nothing to say (a regression)."""
+    config = getattr(module, "CONFIG", {}) or {}
+    spec = classifier(module)
+    if spec is None:
+        why = config.get("no_accuracy")
+        return f"no accuracy: {why}" if isinstance(why, str) and why else None
+    name = spec["target"]
+    if task_kind(module, targets) is None:
+        return (f"no accuracy: the target '{name}' holds values other than 0 and 1, so a "
+                "prediction has no right answer to count")
+    return None
+
+
+
+def _zero_one(t) -> bool:
+    t = np.asarray(t)
+    return bool(np.all((t == 0) | (t == 1)))
+
+
+
+def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048,
+                state: dict | None = None):
+    """``predict`` over every example, ``chunk`` examples at a time along the inputs'
+    batch axis, the parts joined along the output's (CONFIG's ``output_shape`` says where
+    it is). In one call when there is nothing to chunk, the output's layout is unknown, or
+    the model couples examples (the first two chunks predicted together differ from
+    their parts, as with a mean over the batch): chunks must not change the answer.
+    Inference mode, reading ``state`` (a model with state: its initial state when None)."""
+    kw = inference_kwargs(module, state)
+    axes = data_mod.batch_axes(module)
+    n = data_mod.example_count(inputs, axes)
+    out_axis = output_batch_axis(module)
+    if n <= chunk or out_axis is None or not any(k in axes for k in inputs):
+        return module.predict(params, **inputs, **kw)
+    parts = [np.asarray(module.predict(params, **data_mod.examples(
+        inputs, axes, slice(i, i + chunk)), **kw)) for i in range(0, n, chunk)]
+    joined = module.predict(params, **data_mod.examples(inputs, axes, slice(0, 2 * chunk)),
+                            **kw)
+    first_two = np.concatenate(parts[:2], axis=out_axis)
+    if np.shape(joined) != first_two.shape or not np.allclose(joined, first_two,
+                                                                rtol=1e-6, atol=1e-12):
+        return module.predict(params, **inputs, **kw)
+    return np.concatenate(parts, axis=out_axis)
+
+
+
+def output_batch_axis(module) -> int | None:
+    """The axis of the prediction that carries the batch dimension, from the output's
+    declared shape in CONFIG; None when it has none or the module does not say."""
+    config = getattr(module, "CONFIG", {}) or {}
+    shape = config.get("output_shape")
+    dim = data_mod.batch_dim(module)
+    if shape is None or dim is None or list(shape).count(dim) != 1:
+        return None
+    return list(shape).index(dim)
+
+
+
+def accuracy(module, params, arrays: dict[str, np.ndarray], kind,
+             state: dict | None = None, chunk: int = 2048) -> float | None:
+    """The fraction of examples whose predicted class is the target's (``kind`` from
+    ``task_kind``), predicted ``chunk`` examples at a time; None without a kind or data."""
+    if kind is None or not arrays:
+        return None
+    how, name = kind
+    inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
+    y = np.asarray(predict_all(module, params, inputs, chunk, state=state))
+    return float(np.mean(predicted_class(module, y) == target_class(module, arrays[name])))
+
+
+
+def predicted_class(module, y) -> np.ndarray:
+    """The class ``predict``'s output ``y`` stands for, as the compiler recorded it: the
+    argmax along its class axis, or whether it is above the threshold."""
+    spec = classifier(module) or {}
+    if spec.get("kind") == "binary":
+        return np.asarray(y) > threshold_of(module)
+    return np.argmax(y, axis=int(spec.get("class_axis", -1)))
+
+
+
+def target_class(module, t) -> np.ndarray:
+    """The class a target holds: its label, the argmax of its one-hot rows along their
+    class axis (as the compiler recorded it; the last by default), or whether it is
+    above 0.5."""
+    spec = classifier(module) or {}
+    kind = spec.get("kind")
+    t = np.asarray(t)
+    if kind == "onehot":
+        return np.argmax(t, axis=int(spec.get("target_class_axis", -1)))
+    return t if kind == "labels" else t > 0.5
+
+
+
+def threshold_of(module) -> float:
+    """Where a 0/1 prediction flips: the compiler records 0.0 when the output is the
+    logits of a sigmoid cross-entropy loss, 0.5 when it is a probability; never guessed
+    from the values, which say nothing about which they are."""
+    spec = classifier(module) or {}
+    threshold = spec.get("threshold")
+    return float(threshold) if threshold is not None else 0.5
+
+
+
+def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = None) -> float:
+    """The spec's loss over all of ``arrays``, evaluated ``batch`` examples at a time
+    along the batch axis. Chunks combine by their size-weighted mean for a loss that
+    averages over examples (mse, cross-entropies) and by their sum for one that adds
+    them up (sse, least_squares); the spec does not say which, so the first two chunks
+    are also evaluated together to find out, and a loss that is neither (or where the
+    two cannot be told apart) is evaluated in one call. Inference mode, reading ``state``
+    (a model with state: its initial state when None)."""
+    kw = inference_kwargs(module, state, "loss")
+    axes = data_mod.batch_axes(module)
+    n = data_mod.example_count(arrays, axes)
+    if n <= batch:
+        return float(module.loss(params, **arrays, **kw)) if n else 0.0
+    parts = [(float(module.loss(params, **b, **kw)), data_mod.example_count(b, axes))
+             for b in data_mod.batches(arrays, batch, None, axes)]
+    (la, ma), (lb, mb) = parts[:2]
+    joined = float(module.loss(params, **data_mod.examples(arrays, axes, slice(0, ma + mb)),
+                               **kw))
+    as_mean, as_sum = (la * ma + lb * mb) / (ma + mb), la + lb
+    if not math.isclose(as_mean, as_sum, rel_tol=1e-6, abs_tol=1e-12):
+        if math.isclose(joined, as_mean, rel_tol=1e-6, abs_tol=1e-12):
+            return sum(v * m for v, m in parts) / n
+        if math.isclose(joined, as_sum, rel_tol=1e-6, abs_tol=1e-12):
+            return sum(v for v, _ in parts)
+    return float(module.loss(params, **arrays, **kw))
+
+
+
+def chance_accuracy(kind, arrays: dict[str, np.ndarray]) -> float | None:
+    """The accuracy of always answering the most common class of ``arrays``' targets."""
+    if kind is None or kind[1] not in arrays:
+        return None
+    how, name = kind
+    t = np.asarray(arrays[name])
+    if how == "binary":
+        p = float(np.mean(t > 0.5)) if t.size else 0.0
+        return max(p, 1 - p)
+    labels = np.argmax(t, axis=-1) if how == "onehot" else t
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    return float(np.bincount(labels).max() / labels.size) if labels.size else None

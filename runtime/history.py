@@ -1,0 +1,142 @@
+"""A run's history: its rows (``HISTORY_FIELDS``), as text in ``history.csv`` and as
+numbers in the ``History`` table, and the printed line of each.
+
+``history.csv`` is written by the run folder (``runfolder.RunFolder``); it is read back
+here, complete rows only, as far as the file can be read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from . import data as data_mod
+from .errors import UserError
+
+HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "lr", "seconds"]
+
+
+
+def history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds) -> dict:
+    def fmt(v, digits=6):
+        return "" if v is None else f"{v:.{digits}g}"
+    return {"epoch": epoch, "step": step, "loss": fmt(loss, 8), "train_acc": fmt(train_acc),
+            "test_acc": fmt(test_acc), "test_loss": fmt(test_loss, 8), "lr": fmt(lr),
+            "seconds": f"{seconds:.3f}"}
+
+
+
+def old_history(path: Path, epoch: int) -> list[dict]:
+    """The rows of a history.csv up to ``epoch``, for a checkpoint that does not hold
+    them: complete rows only, in order, without duplicates."""
+    return _history_rows(path, lambda e, rows: e == len(rows) + 1 and e <= epoch)
+
+
+
+def csv_history(path: Path) -> list[dict]:
+    """The complete rows of a history.csv, in increasing epochs (a run evaluated every K
+    epochs has rows at K, 2K, …); a damaged or repeated row is left out."""
+    return _history_rows(path, lambda e, rows: e > (int(rows[-1]["epoch"]) if rows else 0))
+
+
+
+def _history_rows(path: Path, follows) -> list[dict]:
+    """The complete rows of a history.csv whose epoch ``follows(epoch, rows so far)``,
+    as far as the file can be read (a damaged file gives the rows before the damage)."""
+    rows: list[dict] = []
+    try:
+        with io.TextIOWrapper(data_mod.open_regular(path), encoding="utf-8",
+                              newline="") as f:  # never a FIFO's endless wait
+            for row in csv.DictReader(f):
+                try:
+                    e = int(row.get("epoch") or "")
+                except ValueError:
+                    continue
+                if follows(e, rows) and None not in row.values():
+                    rows.append({k: row.get(k) or "" for k in HISTORY_FIELDS})
+    except (OSError, UnicodeDecodeError, csv.Error, UserError):
+        pass
+    return rows
+
+
+
+def summary_line(row: dict, total_epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{total_epochs}", f"loss {float(row['loss']):.4f}"]
+    if row.get("test_loss"):
+        parts.append(f"test_loss {float(row['test_loss']):.4f}")
+    if row.get("train_acc"):
+        parts.append(f"train_acc {100 * float(row['train_acc']):.1f}%")
+    if row.get("test_acc"):
+        parts.append(f"test_acc {100 * float(row['test_acc']):.1f}%")
+    parts.append(f"{float(row['seconds']):.2f}s")
+    return "  ".join(parts)
+
+
+
+class History(list):
+    """A run's history rows as numbers (``history.csv`` keeps the text): each row a dict
+    of HISTORY_FIELDS, ``None`` where a value does not apply (no test split, a regression
+    has no accuracy). ``h["loss"]`` is a column; ``str(h)`` and ``_repr_html_`` a table
+    with the columns that have values, no pandas needed."""
+
+    def __init__(self, rows=()):
+        super().__init__(numeric_row(r) for r in rows)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return [row[key] for row in self]
+        return super().__getitem__(key)
+
+    def columns(self) -> list[str]:
+        return [k for k in HISTORY_FIELDS if any(row.get(k) is not None for row in self)]
+
+    def best(self) -> dict | None:
+        return best_row(self)
+
+    def _cells(self):
+        cols = self.columns()
+        return cols, [["" if row.get(k) is None else (f"{row[k]:.6g}" if isinstance(
+            row[k], float) else str(row[k])) for k in cols] for row in self]
+
+    def __str__(self) -> str:
+        cols, cells = self._cells()
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        cols, cells = self._cells()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
+                       for r in cells)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+
+def numeric_row(row: dict) -> dict:
+    out = {}
+    for k in HISTORY_FIELDS:
+        v = row.get(k)
+        if v is None or v == "":
+            out[k] = None
+        elif k in ("epoch", "step"):
+            out[k] = int(v)
+        else:
+            out[k] = float(v)
+    return out
+
+
+
+def best_row(history) -> dict | None:
+    """The best evaluated row: highest test accuracy, else lowest test loss, else highest
+    train accuracy, else lowest training loss (the earliest of equals)."""
+    rows = [numeric_row(r) for r in history]
+    for key, sign in (("test_acc", -1), ("test_loss", 1), ("train_acc", -1), ("loss", 1)):
+        scored = [r for r in rows if r[key] is not None]
+        if scored:
+            return min(scored, key=lambda r: (sign * r[key], r["epoch"]))
+    return None

@@ -1,0 +1,99 @@
+"""A run's settings: ``Settings`` (epochs or steps, batch, seed, shuffle, evaluation
+cadence, optimizer and its settings) from the spec's ``CONFIG`` and the flags, held to
+the range table (``compiler/vocab.py``), and the evaluation cadence when none is given
+(``auto_eval_every``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from bpc.compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, TRAIN_SETTINGS, optimizer_defaults
+
+from .errors import UserError
+
+# Evaluation and history rows come every eval_every epochs; unless the spec or a flag
+# says, eval_every is the smallest K for which an evaluation is estimated to cost at most
+# EVAL_SHARE of the K epochs' steps. The estimate is counted, not timed, so a run's
+# history does not depend on the machine's speed: a forward pass costs about a third of a
+# training step per example, and a row's fixed part (its evaluation calls, the CSV line,
+# the printed line) about EVAL_CALLS steps.
+EVAL_SHARE = 0.05
+
+
+
+EVAL_CALLS = 8
+
+
+
+@dataclass
+class Settings:
+    epochs: int | None = None
+    iters: int | None = None
+    batch: int = 100
+    seed: int = 0
+    shuffle: bool = True
+    eval_every: int | None = None  # None: auto_eval_every
+    optimizer: str = "sgd"
+    opt: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_module(cls, module, overrides: dict) -> "Settings":
+        """Spec values (the module's CONFIG), then defaults, overridden by flags."""
+        config = getattr(module, "CONFIG", {}) or {}
+        train = {k: v for k, v in config.get("train", {}).items() if v is not None}
+        opt = dict(config.get("optimizer", {}) or {"name": "sgd"})
+        name = overrides.get("optimizer") or opt.pop("name", "sgd")
+        opt.pop("name", None)
+        if name not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer '{name}'",
+                            "optimizers: " + ", ".join(sorted(OPTIMIZERS)))
+        if overrides.get("optimizer") and overrides["optimizer"] != config.get(
+                "optimizer", {}).get("name"):
+            opt = {}  # another optimizer: the spec's settings were for the old one
+        allowed = optimizer_defaults(name)
+        opt = {k: v for k, v in opt.items() if k in allowed}
+        if overrides.get("lr") is not None:
+            opt["lr"] = overrides["lr"]
+        values = {k: spec.default for k, spec in TRAIN_SETTINGS.items()}
+        if "iters" in train:  # the spec counts steps, not epochs
+            values["epochs"] = None
+        values.update(train)
+        # A flag wins; --epochs and --iters replace each other.
+        for key, other in (("epochs", "iters"), ("iters", "epochs"), ("batch", None),
+                           ("seed", None), ("eval_every", None)):
+            if overrides.get(key) is not None:
+                values[key] = overrides[key]
+                if other:
+                    values[other] = None
+        _check_ranges(values, opt)
+        return cls(epochs=values.get("epochs"), iters=values.get("iters"),
+                   batch=int(values["batch"]), seed=int(values["seed"]),
+                   shuffle=bool(values["shuffle"]),
+                   eval_every=None if values["eval_every"] is None else int(values["eval_every"]),
+                   optimizer=name, opt=opt)
+
+
+
+def auto_eval_every(n_train: int, n_test: int, batch: int, steps_per_epoch: int) -> int:
+    """The evaluation cadence in epochs when none is given: the smallest K for which one
+    evaluation (train accuracy, test accuracy and loss: forward passes over n_train + 2
+    n_test examples, a third of a step's work per example, plus EVAL_CALLS steps' worth of
+    calls and output) is at most EVAL_SHARE of K epochs of steps."""
+    evaluation = (n_train + 2 * n_test) / (3 * batch) + EVAL_CALLS  # in steps
+    return max(1, math.ceil(evaluation / (EVAL_SHARE * steps_per_epoch)))
+
+
+
+def _check_ranges(train: dict, opt: dict) -> None:
+    """The settings against the spec's range table: a hand-edited module's CONFIG or a
+    Python caller is held to what ``bpc check`` and the flags enforce."""
+    checks = [(f"training setting '{k}'", TRAIN_SETTINGS[k].range, v) for k, v in train.items()
+              if v is not None and k in TRAIN_SETTINGS and TRAIN_SETTINGS[k].range]
+    checks += [(f"optimizer setting '{k}'", OPTIMIZER_RANGES[k], v) for k, v in opt.items()
+               if k in OPTIMIZER_RANGES]
+    for what, rng, value in checks:
+        problem = rng.problem(value)
+        if problem:
+            raise UserError(f"{what} {problem}")
