@@ -50,6 +50,11 @@ CASES = [
     ("preprocessing_then_model",
      "xn = x / 2\ny = xn @ W\nr = sum(W^2)\nloss L = mse(y, t) + r\n",
      "y", lambda x, W: x / 2 @ W),
+    # a no-op slice of the data is computed from it, as written (differential survey
+    # seed 1777: bpc took it for an alias of x, the oracle for a value computed from x)
+    ("noop_slice_of_data",
+     "v = x[:, :]\nb = tanh(c)\nloss L = sigmoid_cross_entropy(v, t[:, :1] * 0 + x) + b\n",
+     "v", lambda x, W: x),
     ("explicit_output_wins", "output o = x @ W\ny = o * 2\nloss L = mse(y, t)\n",
      "o", lambda x, W: x @ W),
     ("explicit_output_param", "y = x @ W\noutput W\nloss L = mse(y, t)\n",

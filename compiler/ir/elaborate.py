@@ -152,7 +152,10 @@ class _Elaborator:
         if self.diags.items:
             return None
         if output is None:
-            output = self._implied_output(forward, loss, inputs, targets, defaults)
+            leaves = {b.name for b in [*inputs, *params]}
+            bare = {st.name for st in spec.statements if isinstance(st, ast.Equation)
+                    and isinstance(st.value, ast.Name) and st.value.id in leaves}
+            output = self._implied_output(forward, loss, inputs, targets, defaults, bare)
         name, _ = model_name(spec)
         if self.variances:  # a checkpoint's value for them is checked (bpc train, eval)
             config["nonnegative"] = sorted(self.variances)
@@ -625,13 +628,15 @@ class _Elaborator:
                 n.dtype = "int"
 
     def _implied_output(self, forward: list[Binding], loss: str, inputs: list[Binding],
-                        targets: list[Binding], defaults: dict) -> str | None:
+                        targets: list[Binding], defaults: dict,
+                        bare: set[str]) -> str | None:
         """Without 'output': the model's prediction, computed from the data and never
         from a target (predict takes no targets). Among the equations before the loss
         that the loss depends on and that read no target, the last one of the first
         kind there is: computed from a data input (one without a default) and a
         parameter; from a data input; computed at all; only another name for an input
-        or a parameter ('a = W'). None (the loss is the output) when every such equation
+        or a parameter, as written ('a = W', ``bare``: 'v = x[:, :]' is computed from x,
+        though its value is x's). None (the loss is the output) when every such equation
         reads a target."""
         loss_node = next(b.node for b in forward if b.name == loss)
         kinds = {b.node.id: TARGET for b in targets}
@@ -650,7 +655,7 @@ class _Elaborator:
             flags = reads.get(b.node.id)
             if b.name == loss or flags is None or flags & TARGET:
                 continue
-            rank = 0 if b.node.op in NAMED_LEAVES else \
+            rank = 0 if b.name in bare else \
                 3 if flags & DATA and flags & PARAM else 2 if flags & DATA else 1
             if rank >= best_rank:
                 best, best_rank = b.name, rank
