@@ -55,6 +55,10 @@ CASES = [
     ("noop_slice_of_data",
      "v = x[:, :]\nb = tanh(c)\nloss L = sigmoid_cross_entropy(v, t[:, :1] * 0 + x) + b\n",
      "v", lambda x, W: x),
+    # ... and one the loss does not name is not among the candidates, though the loss
+    # reads x, its value (seed 2314 of the same survey)
+    ("unread_noop_slice", "v = x[:, :]\nb = tanh(c)\nloss L = b + mean((x @ W - t)^2)\n",
+     "b", lambda x, W: np.tanh(0.5)),
     ("explicit_output_wins", "output o = x @ W\ny = o * 2\nloss L = mse(y, t)\n",
      "o", lambda x, W: x @ W),
     ("explicit_output_param", "y = x @ W\noutput W\nloss L = mse(y, t)\n",

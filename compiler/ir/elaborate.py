@@ -9,6 +9,7 @@ equation that fails poisons its name so later uses do not report the same proble
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from ..frontend import ast
@@ -152,10 +153,8 @@ class _Elaborator:
         if self.diags.items:
             return None
         if output is None:
-            leaves = {b.name for b in [*inputs, *params]}
-            bare = {st.name for st in spec.statements if isinstance(st, ast.Equation)
-                    and isinstance(st.value, ast.Name) and st.value.id in leaves}
-            output = self._implied_output(forward, loss, inputs, targets, defaults, bare)
+            output = self._implied_output(forward, loss, inputs, targets, defaults,
+                                          _as_written(spec, loss, [*inputs, *params]))
         name, _ = model_name(spec)
         if self.variances:  # a checkpoint's value for them is checked (bpc train, eval)
             config["nonnegative"] = sorted(self.variances)
@@ -629,15 +628,17 @@ class _Elaborator:
 
     def _implied_output(self, forward: list[Binding], loss: str, inputs: list[Binding],
                         targets: list[Binding], defaults: dict,
-                        bare: set[str]) -> str | None:
+                        written: tuple[set[str], set[str], set[str]]) -> str | None:
         """Without 'output': the model's prediction, computed from the data and never
         from a target (predict takes no targets). Among the equations before the loss
         that the loss depends on and that read no target, the last one of the first
         kind there is: computed from a data input (one without a default) and a
         parameter; from a data input; computed at all; only another name for an input
-        or a parameter, as written ('a = W', ``bare``: 'v = x[:, :]' is computed from x,
-        though its value is x's). None (the loss is the output) when every such equation
-        reads a target."""
+        or a parameter. Dependence and aliases are judged as the spec is written
+        (``written``, from ``_as_written``): 'v = x[:, :]' is computed from x, though its
+        value is x's, and the loss depends on it only if the loss names it. None (the loss
+        is the output) when every such equation reads a target."""
+        equations, needed, bare = written
         loss_node = next(b.node for b in forward if b.name == loss)
         kinds = {b.node.id: TARGET for b in targets}
         kinds.update({b.node.id: DATA for b in inputs if b.name not in defaults})
@@ -653,7 +654,8 @@ class _Elaborator:
         best, best_rank = None, -1
         for b in forward:
             flags = reads.get(b.node.id)
-            if b.name == loss or flags is None or flags & TARGET:
+            if b.name == loss or flags is None or flags & TARGET or \
+                    b.name in equations and b.name not in needed:
                 continue
             rank = 0 if b.name in bare else \
                 3 if flags & DATA and flags & PARAM else 2 if flags & DATA else 1
@@ -682,6 +684,38 @@ class _Elaborator:
         for kw in st.kwargs:
             args[kw.name] = const_value(kw.value, self.spec.constants)
         return {"name": st.name, **args}
+
+
+def _as_written(spec: ast.Spec, loss: str, leaves: list[Binding]):
+    """(the spec's equation names, those the loss names directly or through other
+    equations, those written as a bare name of an input or parameter: 'a = W')."""
+    equations = {st.name: st for st in spec.statements if isinstance(st, ast.Equation)
+                 and st.value is not None}
+    needed, todo = set(), [loss]
+    while todo:
+        st = equations.get(todo.pop())
+        for name in _names_in(st.value) if st is not None else ():
+            if name in equations and name not in needed:
+                needed.add(name)
+                todo.append(name)
+    names = {b.name for b in leaves}
+    bare = {n for n, st in equations.items()
+            if isinstance(st.value, ast.Name) and st.value.id in names}
+    return set(equations), needed, bare
+
+
+def _names_in(expr) -> set[str]:
+    """Every name an AST expression reads."""
+    found, todo = set(), [expr]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, ast.Name):
+            found.add(e.id)
+        elif isinstance(e, (list, tuple)):
+            todo.extend(e)
+        elif dataclasses.is_dataclass(e) and not isinstance(e, type):
+            todo.extend(getattr(e, f.name) for f in dataclasses.fields(e))
+    return found
 
 
 def _matmul_uses(roots, names: dict[int, str] | None = None
