@@ -100,7 +100,6 @@ def read_checkpoint(path: Path, missing_hint: str = "give the checkpoint.npz of 
     return c.params, c.opt_state, c.meta, c.order
 
 
-
 @dataclass
 class CheckpointFile:
     """What a checkpoint file holds, as read (``state`` unverified: see ``verified_state``)."""
@@ -110,7 +109,6 @@ class CheckpointFile:
     state: dict  # the model's state, ``state/NAME`` entries ({} for a model without)
     meta: dict
     order: np.ndarray | None
-
 
 
 def read_checkpoint_file(path: Path, missing_hint: str = "give the checkpoint.npz of a run "
@@ -155,29 +153,23 @@ def read_checkpoint_file(path: Path, missing_hint: str = "give the checkpoint.np
     return CheckpointFile(path, params, opt_state, state, meta, order)
 
 
-
 STATE_HINT = ("the checkpoint is damaged or of another model; give the checkpoint of a "
               "run of this spec (or train again)")
-
 
 
 DAMAGED_HINT = ("it is damaged or not from bpc; train without --resume (or into a new --out "
                 "folder)")
 
 
-
 META_LIMIT = 256 << 20  # the 'meta' entry's text (history rows included), in bytes
-
 
 
 def _whole(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
-
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
 
 
 # What a resume reads from a checkpoint's metadata: key -> (check, what it must be).
@@ -191,7 +183,6 @@ _META = {"epoch": (_whole, "a whole number ≥ 0"),
          "optimizer": (lambda v: isinstance(v, str), "an optimizer's name")}
 
 
-
 _META_OPTIONAL = {
     "start_loss": (lambda v: v is None or _number(v), "a finite number or null"),
     "running_loss": (lambda v: v is None or _number(v), "a finite number or null"),
@@ -203,7 +194,6 @@ _META_OPTIONAL = {
     "run": (lambda v: v is None or isinstance(v, dict) and all(
         isinstance(v.get(k, {}), dict) for k in ("opt", "model", "params")),
         "an object describing the run")}
-
 
 
 def verified_meta(path: Path, meta: dict) -> dict:
@@ -237,7 +227,6 @@ def verified_meta(path: Path, meta: dict) -> dict:
     except (TypeError, ValueError, OverflowError):
         raise bad("history", "rows of numbers", meta["history"]) from None
     return meta
-
 
 
 def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
@@ -286,13 +275,11 @@ def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
     return out
 
 
-
 def nonnegative_state(module) -> set[str]:
     """The states the compiler says are never negative (batch norm's running
     variances: ``CONFIG["nonnegative"]``)."""
     names = (getattr(module, "CONFIG", {}) or {}).get("nonnegative") or ()
     return {k for k in names if isinstance(k, str)}
-
 
 
 def verified_params(path: Path, params: dict, module, exact_dtype: bool = False
@@ -320,7 +307,6 @@ def verified_params(path: Path, params: dict, module, exact_dtype: bool = False
             raise UserError(f"{path}: the parameter entry 'param/{k}' has values that are "
                             "not finite", STATE_HINT)
     return {k: v.astype(dtype, copy=False) for k, v in params.items()}
-
 
 
 def verified_opt_state(path: Path, saved: dict, optimizer) -> dict[str, np.ndarray]:
@@ -357,7 +343,6 @@ def verified_opt_state(path: Path, saved: dict, optimizer) -> dict[str, np.ndarr
     return saved
 
 
-
 def load_checkpoint(path: Path, module):
     """(params, optimizer state, meta, order, state) of the checkpoint a resume continues:
     the parameters' names and the state (verified) must be the model's."""
@@ -377,12 +362,10 @@ def load_checkpoint(path: Path, module):
     return c.params, c.opt_state, verified_meta(c.path, c.meta), c.order, state
 
 
-
 def checkpoint_state(path: Path, module) -> dict[str, np.ndarray]:
     """The trained state of ``module`` from a checkpoint, verified ({} without state)."""
     c = read_checkpoint_file(path)
     return verified_state(c.path, c.state, module)
-
 
 
 def checkpoint_params(path: Path, module, with_state: bool = False):
@@ -394,7 +377,6 @@ def checkpoint_params(path: Path, module, with_state: bool = False):
     if with_state:
         return params, verified_state(path, c.state, module)
     return params
-
 
 
 def is_permutation(order, n: int) -> bool:

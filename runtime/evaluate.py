@@ -16,7 +16,6 @@ from .modes import inference_kwargs
 KINDS = ("labels", "onehot", "binary")
 
 
-
 def classifier(module) -> dict | None:
     """What the compiler recorded about predict's output as a classifier's prediction
     (``CONFIG["accuracy"]``: target, kind, class_axis, threshold), or None: a module
@@ -27,7 +26,6 @@ def classifier(module) -> dict | None:
             spec.get("target") not in getattr(module, "TARGETS", {}):
         return None
     return spec
-
 
 
 def task_kind(module, targets: dict[str, np.ndarray]) -> tuple[str, str] | None:
@@ -42,7 +40,6 @@ def task_kind(module, targets: dict[str, np.ndarray]) -> tuple[str, str] | None:
     if spec["kind"] == "binary" and name in targets and not _zero_one(targets[name]):
         return None
     return spec["kind"], name
-
 
 
 def no_accuracy_note(module, targets: dict[str, np.ndarray]) -> str | None:
@@ -60,11 +57,9 @@ def no_accuracy_note(module, targets: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-
 def _zero_one(t) -> bool:
     t = np.asarray(t)
     return bool(np.all((t == 0) | (t == 1)))
-
 
 
 def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048,
@@ -92,7 +87,6 @@ def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048
     return np.concatenate(parts, axis=out_axis)
 
 
-
 def output_batch_axis(module) -> int | None:
     """The axis of the prediction that carries the batch dimension, from the output's
     declared shape in CONFIG; None when it has none or the module does not say."""
@@ -102,7 +96,6 @@ def output_batch_axis(module) -> int | None:
     if shape is None or dim is None or list(shape).count(dim) != 1:
         return None
     return list(shape).index(dim)
-
 
 
 def accuracy(module, params, arrays: dict[str, np.ndarray], kind,
@@ -117,7 +110,6 @@ def accuracy(module, params, arrays: dict[str, np.ndarray], kind,
     return float(np.mean(predicted_class(module, y) == target_class(module, arrays[name])))
 
 
-
 def predicted_class(module, y) -> np.ndarray:
     """The class ``predict``'s output ``y`` stands for, as the compiler recorded it: the
     argmax along its class axis, or whether it is above the threshold."""
@@ -125,7 +117,6 @@ def predicted_class(module, y) -> np.ndarray:
     if spec.get("kind") == "binary":
         return np.asarray(y) > threshold_of(module)
     return np.argmax(y, axis=int(spec.get("class_axis", -1)))
-
 
 
 def target_class(module, t) -> np.ndarray:
@@ -140,7 +131,6 @@ def target_class(module, t) -> np.ndarray:
     return t if kind == "labels" else t > 0.5
 
 
-
 def threshold_of(module) -> float:
     """Where a 0/1 prediction flips: the compiler records 0.0 when the output is the
     logits of a sigmoid cross-entropy loss, 0.5 when it is a probability; never guessed
@@ -148,7 +138,6 @@ def threshold_of(module) -> float:
     spec = classifier(module) or {}
     threshold = spec.get("threshold")
     return float(threshold) if threshold is not None else 0.5
-
 
 
 def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = None) -> float:
@@ -176,7 +165,6 @@ def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = No
         if math.isclose(joined, as_sum, rel_tol=1e-6, abs_tol=1e-12):
             return sum(v for v, _ in parts)
     return float(module.loss(params, **arrays, **kw))
-
 
 
 def chance_accuracy(kind, arrays: dict[str, np.ndarray]) -> float | None:

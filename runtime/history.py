@@ -17,7 +17,6 @@ from .errors import UserError
 HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "lr", "seconds"]
 
 
-
 def history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds) -> dict:
     def fmt(v, digits=6):
         return "" if v is None else f"{v:.{digits}g}"
@@ -26,19 +25,16 @@ def history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds) 
             "seconds": f"{seconds:.3f}"}
 
 
-
 def old_history(path: Path, epoch: int) -> list[dict]:
     """The rows of a history.csv up to ``epoch``, for a checkpoint that does not hold
     them: complete rows only, in order, without duplicates."""
     return _history_rows(path, lambda e, rows: e == len(rows) + 1 and e <= epoch)
 
 
-
 def csv_history(path: Path) -> list[dict]:
     """The complete rows of a history.csv, in increasing epochs (a run evaluated every K
     epochs has rows at K, 2K, …); a damaged or repeated row is left out."""
     return _history_rows(path, lambda e, rows: e > (int(rows[-1]["epoch"]) if rows else 0))
-
 
 
 def _history_rows(path: Path, follows) -> list[dict]:
@@ -60,7 +56,6 @@ def _history_rows(path: Path, follows) -> list[dict]:
     return rows
 
 
-
 def summary_line(row: dict, total_epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{total_epochs}", f"loss {float(row['loss']):.4f}"]
     if row.get("test_loss"):
@@ -71,7 +66,6 @@ def summary_line(row: dict, total_epochs: int) -> str:
         parts.append(f"test_acc {100 * float(row['test_acc']):.1f}%")
     parts.append(f"{float(row['seconds']):.2f}s")
     return "  ".join(parts)
-
 
 
 class History(list):
@@ -116,7 +110,6 @@ class History(list):
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-
 def numeric_row(row: dict) -> dict:
     out = {}
     for k in HISTORY_FIELDS:
@@ -128,7 +121,6 @@ def numeric_row(row: dict) -> dict:
         else:
             out[k] = float(v)
     return out
-
 
 
 def best_row(history) -> dict | None:

@@ -24,7 +24,6 @@ def data_hash(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-
 def run_identity(module, settings, optimizer, params, train_arrays,
                  test_arrays) -> dict:
     """What a run is, as recorded in its checkpoint: what a resume must agree with. The
@@ -39,13 +38,11 @@ def run_identity(module, settings, optimizer, params, train_arrays,
             "data": data_hash(train_arrays), "test_data": data_hash(test_arrays)}
 
 
-
 # CONFIG entries that are settings, not the model: the run records the ones that matter
 # (batch, seed, optimizer, data) itself, and the number of epochs may grow on resume.
 # CONFIG entries that are not the model: its settings, and the memory estimate (derived
 # from the model, naming spec lines, which a comment added above them moves)
 _SETTINGS_CONFIG = ("train", "optimizer", "data", "memory")
-
 
 
 def model_identity(module) -> dict:
@@ -106,13 +103,11 @@ def model_identity(module) -> dict:
             "bpc": _bpc_version()}
 
 
-
 def _docstring(node) -> bool:
     import ast
 
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and \
         isinstance(node.value.value, str)
-
 
 
 def _defined_name(node) -> str:
@@ -129,7 +124,6 @@ def _defined_name(node) -> str:
     return "(module)"
 
 
-
 def _canonical(node) -> str:
     """A syntax tree as text, without positions and without the empty or absent fields
     that Python versions add (so a checkpoint resumes under another Python)."""
@@ -144,11 +138,9 @@ def _canonical(node) -> str:
     return repr(node)
 
 
-
 def _code_text(code) -> str:
     consts = [_code_text(c) if hasattr(c, "co_code") else repr(c) for c in code.co_consts]
     return repr((code.co_code, consts, code.co_names, code.co_varnames, code.co_freevars))
-
 
 
 def _value_text(value) -> str:
@@ -167,12 +159,10 @@ def _value_text(value) -> str:
     return type(value).__qualname__ if " at 0x" in text else text  # not an address
 
 
-
 def _bpc_version() -> str:
     import bpc
 
     return str(bpc.__version__)
-
 
 
 # What each definition of a module is, for a refused resume's message.
@@ -187,7 +177,6 @@ _PART_WORDS = {"loss_and_grad": "the training step (loss_and_grad)",
                "STATE": "the state (STATE)", "INPUTS": "the inputs (INPUTS)",
                "TARGETS": "the targets (TARGETS)",
                "CONFIG": "what the compiler records of the model (CONFIG)"}
-
 
 
 def model_difference(saved: dict, now: dict) -> str | None:
@@ -214,7 +203,6 @@ def model_difference(saved: dict, now: dict) -> str | None:
     return text + ")"
 
 
-
 def _contract_hash(module) -> str:
     """The model's interface, as checkpoints before ``model_identity`` recorded it."""
     config = {k: v for k, v in (getattr(module, "CONFIG", {}) or {}).items()
@@ -226,9 +214,7 @@ def _contract_hash(module) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-
 _FLAGS = {"batch": "--batch", "seed": "--seed", "lr": "--lr", "optimizer": "--optimizer"}
-
 
 
 def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
@@ -278,7 +264,6 @@ def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
     return problems
 
 
-
 def legacy_note(path: Path, saved: dict | None) -> str | None:
     """A checkpoint written before bpc recorded the compiled model resumes, with this
     note: what it could check is checked, but a change of the model that leaves its
@@ -291,7 +276,6 @@ def legacy_note(path: Path, saved: dict | None) -> str | None:
             "data, the model's inputs and outputs and its loss at initialization), but a "
             "change that keeps the loss at initialization (a dropout rate, batch norm's "
             "momentum) would go unnoticed: resume only with the run's own spec")
-
 
 
 def lr_change(saved: dict | None, now: dict) -> str | None:

@@ -33,10 +33,8 @@ def _pyplot():
     return plt
 
 
-
 # Temporaries of an image older than this are a killed writer's (another may be writing).
 STALE_SECONDS = 3600.0
-
 
 
 def save_figure(plt, fig, path: Path) -> None:
@@ -61,18 +59,15 @@ def save_figure(plt, fig, path: Path) -> None:
         plt.close(fig)
 
 
-
 def plot_title(module, settings) -> str:
     lr = settings.opt.get("lr", optimizer_defaults(settings.optimizer).get("lr"))
     return f"{model_name(module)}: {settings.optimizer}, learning rate {lr:g}"
-
 
 
 def plot_history(history: list[dict], path: Path, title: str | None = None) -> None:
     """The loss curves, and beside them the accuracy curves of a classifier (a
     regression gets the loss panel alone)."""
     plot_runs([("", history)], path, title)
-
 
 
 def plot_runs(runs: list[tuple[str, list[dict]]], path: Path, title: str | None = None
@@ -127,7 +122,6 @@ def plot_runs(runs: list[tuple[str, list[dict]]], path: Path, title: str | None 
     save_figure(plt, fig, path)
 
 
-
 def run_history(path: Path) -> tuple[str, "History"]:
     """(name, history) of a run: ``path`` is its --out folder, its checkpoint.npz or
     its history.csv; the name is the run folder's. A UserError names what is missing."""
@@ -154,7 +148,6 @@ def run_history(path: Path) -> tuple[str, "History"]:
         raise UserError(f"{csv_path if csv_path.is_file() else path}: its history rows "
                         "are not numbers",
                         "it is damaged or not from bpc") from None
-
 
 
 def plot_fit(module, params, dataset, path: Path, title: str | None = None,
@@ -212,7 +205,6 @@ def plot_fit(module, params, dataset, path: Path, title: str | None = None,
     fig.tight_layout()
     save_figure(plt, fig, path)
     return True
-
 
 
 def _class_of(module, values, kind, predicted: bool = False) -> np.ndarray:

@@ -26,7 +26,6 @@ def write_failed(path: Path, e: OSError) -> UserError:
                      "give another --out")
 
 
-
 def write_atomic(path: Path, write) -> None:
     """``write(file)`` replacing ``path`` atomically (``bpc.compiler.cache.replace_atomically``:
     fsynced, with the umask's permissions, never through a symlink); a problem names the
@@ -35,7 +34,6 @@ def write_atomic(path: Path, write) -> None:
         replace_atomically(path, write)
     except OSError as e:
         raise write_failed(path, e) from None
-
 
 
 class RunFolder:
@@ -136,7 +134,6 @@ class RunFolder:
             raise write_failed(self.history, e) from None
 
 
-
 class DeferredInterrupt:
     """Ctrl-C as a request: the handler sets ``requested``, the loop stops at the next
     step boundary; a second Ctrl-C raises KeyboardInterrupt at once. Installed only in
@@ -167,13 +164,11 @@ class DeferredInterrupt:
             self._previous = None
 
 
-
 def _raises_keyboard_interrupt(handler) -> bool:
     """Python's own Ctrl-C handler, or the command line's (which also remembers it):
     a handler somebody else installed (or SIG_IGN) is left alone."""
     return handler is signal.default_int_handler or \
         getattr(handler, "raises_keyboard_interrupt", False)
-
 
 
 class NoFolder:

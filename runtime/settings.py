@@ -22,9 +22,7 @@ from .errors import UserError
 EVAL_SHARE = 0.05
 
 
-
 EVAL_CALLS = 8
-
 
 
 @dataclass
@@ -75,7 +73,6 @@ class Settings:
                    optimizer=name, opt=opt)
 
 
-
 def auto_eval_every(n_train: int, n_test: int, batch: int, steps_per_epoch: int) -> int:
     """The evaluation cadence in epochs when none is given: the smallest K for which one
     evaluation (train accuracy, test accuracy and loss: forward passes over n_train + 2
@@ -83,7 +80,6 @@ def auto_eval_every(n_train: int, n_test: int, batch: int, steps_per_epoch: int)
     calls and output) is at most EVAL_SHARE of K epochs of steps."""
     evaluation = (n_train + 2 * n_test) / (3 * batch) + EVAL_CALLS  # in steps
     return max(1, math.ceil(evaluation / (EVAL_SHARE * steps_per_epoch)))
-
 
 
 def _check_ranges(train: dict, opt: dict) -> None:

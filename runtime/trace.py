@@ -292,7 +292,6 @@ def _statements(prog: Program):
                     Printer(prog), early_masks=False)
 
 
-
 def _numeric(node, values, digits: int = 6) -> str | None:
     """The operation of ``node`` printed with its operands' numbers (Python text), when
     every operand is one number; None otherwise."""

@@ -429,8 +429,6 @@ def _final_notes(module, params, train_arrays, start_loss, last: dict, kind,
     return progress_notes(start_loss, end, acc, chance_accuracy(kind, train_arrays))
 
 
-
-
 def run(module, data=None, overrides: dict | None = None, out: Path | None = None,
         resume: bool = False, quiet: bool = False, log=print,
         checkpoint_every: float | None = None) -> tuple[Result, Settings, "data_mod.Dataset"]:
