@@ -419,25 +419,26 @@ def _agree(prog: Program, module, feeds: dict, params: dict, values: dict,
 
 
 def _in_float64(prog: Program, feeds: dict, params: dict, nodes, state) -> dict | None:
-    """``nodes``' values from the evaluator in float64 (None for a float64 program, or
-    where it cannot run): the reference the program's own dtype is measured against."""
+    """``nodes``' values from the evaluator in a wider float (float64 for a float32
+    program, the platform's long double for a float64 one; None where there is none or
+    it cannot run): the reference the program's own rounding is measured against."""
     import dataclasses
 
     from bpc.compiler.ir.evaluate import evaluate_nodes
 
-    if np.dtype(prog.dtype) == np.float64:
-        return None
-    wide = dataclasses.replace(prog, dtype="float64")
-    as64 = {k: (np.asarray(v, dtype=np.float64)
-                if np.issubdtype(np.asarray(v).dtype, np.floating) else v)
-            for k, v in feeds.items()}
+    wider = np.float64 if np.dtype(prog.dtype) != np.float64 else np.longdouble
+    if np.finfo(wider).eps >= np.finfo(np.dtype(prog.dtype)).eps:
+        return None  # no wider float here (a longdouble that is float64)
+    wide = dataclasses.replace(prog, dtype=np.dtype(wider).name)
+
+    def widened(arrays: dict) -> dict:
+        return {k: (np.asarray(v, dtype=wider)
+                    if np.issubdtype(np.asarray(v).dtype, np.floating) else v)
+                for k, v in arrays.items()}
     try:
         with np.errstate(all="ignore"):
-            return evaluate_nodes(wide, as64, {k: np.asarray(v, dtype=np.float64)
-                                               for k, v in params.items()}, nodes,
-                                  state=None if state is None else
-                                  {k: np.asarray(v, dtype=np.float64)
-                                   for k, v in state.items()})
+            return evaluate_nodes(wide, widened(feeds), widened(params), nodes,
+                                  state=None if state is None else widened(state))
     except Exception:  # noqa: BLE001 - the check then falls back on the scale alone
         return None
 

@@ -157,3 +157,33 @@ def test_a_wrong_float32_gradient_beside_rounding_noise_still_stops_the_trace():
     module.loss_and_grad = wrong
     with pytest.raises(RuntimeError, match="disagree on dL_dw1"):
         T.trace(prog, feeds, params, module=module)
+
+
+# The same in float64 (no dtype line), against the platform's long double where it is
+# wider: a conv bias before batch norm through a concat and reversed slices (the modes
+# fuzz, image seed 2536).
+F64_BN = """model img
+input x : [N, 2, 1, 1]
+layers x -> st1 {
+  conv 2 size=3 pad=1
+}
+param w1 : [1, 2, 1, 1] = normal(std=0.5)
+cc2 = concat([st1, conv2d(st1, w1)], axis=1)
+sl3 = cc2[:, ::-1, :, ::-1]
+param w2 : [2, 3, 1, 1] = he
+h4 = conv2d(sl3, w2, pad=0)
+state rm1 : [2] = 0.1
+state rv1 : [2] = 2
+bnh5 = batch_norm(h4, 1, 0.5, rm1, rv1, momentum=0.5)
+pl6 = avg_pool(bnh5, 1)
+fl7 = flatten(pl6)
+loss L = mean(square(fl7))
+"""
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps,
+                    reason="no float wider than float64 on this platform")
+def test_float64_rounding_amplified_by_batch_norm_is_measured_in_long_double():
+    prog = program_from_text(F64_BN)
+    feeds, params, _ = T.point(prog, None, None, 2536)
+    T.trace(prog, feeds, params)  # no RuntimeError
