@@ -598,9 +598,13 @@ class _ImageGen:
         r = self.r
         C, H, W = shape
         items = []
+        pooled = False  # a pool since the last weighted layer (a second one is dropped
+        # below, so it must not shrink the tracked size either: seed 2154)
         for _ in range(r.randint(1, 3)):
             kind = r.choice(["conv1", "conv3", "convfull", "residual", "bn", "drop", "act",
                              "pool"])
+            if kind in ("conv1", "conv3", "residual") or kind == "convfull" and H == W:
+                pooled = False  # a weighted layer follows
             if kind == "conv1":
                 C = r.choice([1, 2, 3])
                 items.append(f"conv {C} size=1" + r.choice(["", " stride=1", " bias=none"]))
@@ -624,9 +628,10 @@ class _ImageGen:
                 items.append(f"dropout {r.choice(['0.5', '0.1', '0'])}")
             elif kind == "act":
                 items.append(r.choice(["relu", "tanh", "sigmoid", "leaky_relu"]))
-            elif kind == "pool" and H % 2 == 0 and W % 2 == 0:
+            elif kind == "pool" and H % 2 == 0 and W % 2 == 0 and not pooled:
                 items.append(f"{r.choice(['maxpool', 'avgpool'])} 2")
                 H, W = H // 2, W // 2
+                pooled = True
         # two layers of one kind between the same weighted layers share a name: keep one
         # (an activation, a dropout, a batchnorm …) of each kind per weighted layer
         kept, seen = [], set()
