@@ -92,14 +92,6 @@ def save_checkpoint(path: Path, params, optimizer, position: Position,
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def read_checkpoint(path: Path, missing_hint: str = "give the checkpoint.npz of a run "
-                    "(bpc train writes it into its --out folder)"):
-    """(params, optimizer state, meta, order) of a checkpoint file, whatever the model;
-    every problem a UserError naming the file."""
-    c = read_checkpoint_file(path, missing_hint)
-    return c.params, c.opt_state, c.meta, c.order
-
-
 @dataclass
 class CheckpointFile:
     """What a checkpoint file holds, as read (``state`` unverified: see ``verified_state``)."""
@@ -261,12 +253,7 @@ def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
         if all(isinstance(d, int) for d in shape) and v.shape != shape:
             raise UserError(f"{path}: the state entry 'state/{k}' has shape {v.shape}, the "
                             f"model's STATE says {shape}", STATE_HINT)
-        if v.dtype.kind != "f" or exact_dtype and v.dtype != dtype:
-            raise UserError(f"{path}: the state entry 'state/{k}' is {v.dtype.name}, the "
-                            f"model computes in {dtype.name}", STATE_HINT)
-        if not np.all(np.isfinite(v)):
-            raise UserError(f"{path}: the state entry 'state/{k}' has values that are not "
-                            "finite", STATE_HINT)
+        _check_values(path, f"state entry 'state/{k}'", v, dtype, exact_dtype)
         if k in nonnegative and v.size and np.min(v) < 0:
             raise UserError(f"{path}: the state entry 'state/{k}' is a running variance, "
                             f"but has negative values ({int(np.sum(v < 0))} of {v.size}, "
@@ -280,6 +267,16 @@ def nonnegative_state(module) -> set[str]:
     variances: ``CONFIG["nonnegative"]``)."""
     names = (getattr(module, "CONFIG", {}) or {}).get("nonnegative") or ()
     return {k for k in names if isinstance(k, str)}
+
+
+def _check_values(path: Path, entry: str, v: np.ndarray, dtype, exact_dtype: bool) -> None:
+    """A parameter's or state's entry holds finite floats (of the model's own dtype with
+    ``exact_dtype``), else a UserError naming the file and ``entry``."""
+    if v.dtype.kind != "f" or exact_dtype and v.dtype != dtype:
+        raise UserError(f"{path}: the {entry} is {v.dtype.name}, the model computes in "
+                        f"{dtype.name}", STATE_HINT)
+    if not np.all(np.isfinite(v)):
+        raise UserError(f"{path}: the {entry} has values that are not finite", STATE_HINT)
 
 
 def verified_params(path: Path, params: dict, module, exact_dtype: bool = False
@@ -300,12 +297,7 @@ def verified_params(path: Path, params: dict, module, exact_dtype: bool = False
             raise UserError(f"{path} is a checkpoint of another model: its parameter {k} "
                             f"has shape {v.shape}, the model's {shape}",
                             "give the checkpoint of a run of this spec")
-        if v.dtype.kind != "f" or exact_dtype and v.dtype != dtype:
-            raise UserError(f"{path}: the parameter entry 'param/{k}' is {v.dtype.name}, "
-                            f"the model computes in {dtype.name}", STATE_HINT)
-        if not np.all(np.isfinite(v)):
-            raise UserError(f"{path}: the parameter entry 'param/{k}' has values that are "
-                            "not finite", STATE_HINT)
+        _check_values(path, f"parameter entry 'param/{k}'", v, dtype, exact_dtype)
     return {k: v.astype(dtype, copy=False) for k, v in params.items()}
 
 

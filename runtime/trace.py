@@ -399,7 +399,7 @@ def _agree(prog: Program, module, feeds: dict, params: dict, values: dict,
     # gradient of exactly 0 in exact arithmetic: a sum of terms of size 100 that cancel).
     eps = float(np.finfo(np.dtype(prog.dtype)).eps)
     rtol = math.sqrt(eps)  # what a chain of rounded steps may accumulate: 1.5e-8 / 3.5e-4
-    exact = _in_float64(prog, feeds, params, [by_name[name].node for name, _ in pairs],
+    exact = _in_wider_float(prog, feeds, params, [by_name[name].node for name, _ in pairs],
                         state)
     for name, got in pairs:
         node = by_name[name].node
@@ -418,7 +418,7 @@ def _agree(prog: Program, module, feeds: dict, params: dict, values: dict,
                                f"{name}; the trace is not shown")
 
 
-def _in_float64(prog: Program, feeds: dict, params: dict, nodes, state) -> dict | None:
+def _in_wider_float(prog: Program, feeds: dict, params: dict, nodes, state) -> dict | None:
     """``nodes``' values from the evaluator in a wider float (float64 for a float32
     program, the platform's long double for a float64 one; None where there is none or
     it cannot run): the reference the program's own rounding is measured against."""
