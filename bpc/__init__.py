@@ -143,13 +143,13 @@ class Model(types.ModuleType):
 
     def stats(self, batch: int = 100, seed: int = 0) -> list[dict]:
         """Per-layer statistics at initialization, the rows of ``bpc stats --json``."""
-        from bpc.runtime.stats import layer_stats
+        from bpc.reports.stats import layer_stats
 
         return layer_stats(self._program(), batch=batch, seed=seed)
 
     def graph(self) -> "Graph":
         """The computation graph; shows as SVG in a notebook, ``.dot`` is Graphviz text."""
-        from bpc.runtime.graph import build, dot, to_svg
+        from bpc.reports.graph import build, dot, to_svg
 
         g = build(self._program("ir"))
         return Graph(to_svg(g), dot(g))

@@ -29,9 +29,9 @@ import argparse  # noqa: E402 - after the handler, which must come first
 import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bpc.compiler.errors import SpecError  # noqa: E402
-from bpc.compiler.vocab import OPTIMIZER_RANGES, RUNTIME_RANGES, TRAIN_SETTINGS, Range
-from bpc.compiler.vocab import OPTIMIZERS as OPTIMIZER_NAMES  # noqa: E402
+from ..compiler.errors import SpecError  # noqa: E402
+from ..compiler.vocab import OPTIMIZER_RANGES, RUNTIME_RANGES, TRAIN_SETTINGS, Range
+from ..compiler.vocab import OPTIMIZERS as OPTIMIZER_NAMES  # noqa: E402
 
 from .errors import UserError  # noqa: E402
 
@@ -72,7 +72,7 @@ def data_flag(text: str) -> str:
 
 
 def _cmd_check(args) -> int:
-    from bpc.compiler.pipeline import check_file
+    from ..compiler.pipeline import check_file
 
     failed = False
     for path in args.specs:
@@ -87,8 +87,8 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_compile(args) -> int:
-    from bpc.compiler.cache import write_text_atomic
-    from bpc.compiler.pipeline import compile_file
+    from ..compiler.cache import write_text_atomic
+    from ..compiler.pipeline import compile_file
 
     out = Path(args.out)
     failed = False
@@ -114,7 +114,7 @@ def _cmd_compile(args) -> int:
 
 
 def _cmd_show(args) -> int:
-    from bpc.compiler.pipeline import show
+    from ..compiler.pipeline import show
 
     text = show(args.spec, args.stage, args.style)
     color = args.color == "always" or args.color == "auto" and sys.stdout.isatty() \
@@ -124,7 +124,7 @@ def _cmd_show(args) -> int:
         from pygments.formatters import TerminalFormatter
         from pygments.lexers import PythonLexer
 
-        from bpc.compiler.frontend.lexer import BpLexer
+        from ..compiler.frontend.lexer import BpLexer
 
         lexer = PythonLexer() if args.stage == "code" else BpLexer()
         text = highlight(text, lexer, TerminalFormatter())
@@ -223,9 +223,9 @@ def _gradcheck_verdict(rows) -> int:
 def _cmd_stats(args) -> int:
     import json
 
-    from bpc.compiler.pipeline import program_from_file
+    from ..compiler.pipeline import program_from_file
 
-    from .stats import format_table, init_from_text, layer_stats, override_weights
+    from ..reports.stats import format_table, init_from_text, layer_stats, override_weights
 
     prog = program_from_file(args.spec)
     note = ""
@@ -245,9 +245,9 @@ def _cmd_stats(args) -> int:
 
 
 def _cmd_graph(args) -> int:
-    from bpc.compiler.pipeline import program_from_file
+    from ..compiler.pipeline import program_from_file
 
-    from .graph import build, dot, to_svg
+    from ..reports.graph import build, dot, to_svg
 
     prog = program_from_file(args.spec, stage="ir")  # what the spec wrote, unoptimized
     feeds = params = None
@@ -271,7 +271,7 @@ def _point_args(p) -> None:
 
 
 def _point(args, prog):
-    from .trace import parse_at, point
+    from ..reports.trace import parse_at, point
 
     module = None
     if args.row is not None:
@@ -282,9 +282,9 @@ def _point(args, prog):
 
 
 def _cmd_trace(args) -> int:
-    from bpc.compiler.pipeline import program_from_file
+    from ..compiler.pipeline import program_from_file
 
-    from .trace import format_trace, trace
+    from ..reports.trace import format_trace, trace
 
     prog = program_from_file(args.spec)
     feeds, params, where = _point(args, prog)
@@ -294,10 +294,10 @@ def _cmd_trace(args) -> int:
 
 
 def _cmd_explain(args) -> int:
-    from bpc.compiler.cache import write_text_atomic
+    from ..compiler.cache import write_text_atomic
 
-    from .explain import report
-    from .trace import parse_at
+    from ..reports.explain import report
+    from ..reports.trace import parse_at
 
     text = report(args.spec, parse_at(args.at) if args.at else None, args.row, args.seed,
                   batch=args.batch)
@@ -373,7 +373,7 @@ def _cmd_predict(args) -> int:
     lines = [",".join(header)] + [",".join(f"{v:.8g}" for v in r) for r in rows]
     text = "\n".join(lines) + "\n"
     if args.out:
-        from bpc.compiler.cache import write_text_atomic
+        from ..compiler.cache import write_text_atomic
 
         write_text_atomic(Path(args.out), text)
         print(f"{rows.shape[0]} predictions on the {split} split of {name} -> {args.out}")

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bpc.compiler.cache import cache_dir
-from bpc.compiler.vocab import DATASET_RANGES, DATASETS
+from ..compiler.cache import cache_dir
+from ..compiler.vocab import DATASET_RANGES, DATASETS
 
 from .errors import UserError
 

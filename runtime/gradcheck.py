@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-from bpc.compiler.vocab import RUNTIME_RANGES
+from ..compiler.vocab import RUNTIME_RANGES
 
 from .data import synthetic
 from .errors import UserError

@@ -72,14 +72,14 @@ def _import_file(p: Path, module_type: type[types.ModuleType]) -> types.ModuleTy
 
 def _compile_spec(p: Path, dtype: str | None,
                   module_type: type[types.ModuleType]) -> types.ModuleType:
-    from bpc.compiler.backend.codegen import generate
-    from bpc.compiler.frontend.load import load_file
-    from bpc.compiler.pipeline import inference_program, program
+    from ..compiler.backend.codegen import generate
+    from ..compiler.frontend.load import load_file
+    from ..compiler.pipeline import inference_program, program
 
     spec = load_file(p)
     prog = program(spec, "opt")
     if dtype is not None and dtype != prog.dtype:
-        from bpc.compiler.frontend import ast
+        from ..compiler.frontend import ast
 
         spec.statements = [s for s in spec.statements if not isinstance(s, ast.DtypeStmt)]
         spec.statements.insert(0, ast.DtypeStmt(spec.statements[0].span, dtype,

@@ -23,7 +23,7 @@ import operator
 
 import numpy as np
 
-from bpc.compiler.vocab import OPTIMIZERS, SCHEDULES, optimizer_defaults
+from ..compiler.vocab import OPTIMIZERS, SCHEDULES, optimizer_defaults
 
 from .errors import UserError
 

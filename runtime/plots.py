@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bpc.compiler.vocab import optimizer_defaults
+from ..compiler.vocab import optimizer_defaults
 
 from . import data as data_mod
 from .checkpoint import read_checkpoint_file

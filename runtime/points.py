@@ -23,7 +23,7 @@ from .errors import UserError
 
 def contract(prog) -> types.SimpleNamespace:
     """The declarations of the module ``prog`` compiles to that the data checks read."""
-    from bpc.compiler.backend.codegen import config_of
+    from ..compiler.backend.codegen import config_of
 
     return types.SimpleNamespace(
         INPUTS={bd.name: tuple(bd.node.shape) for bd in prog.inputs},
@@ -99,7 +99,7 @@ def memory_needed(module, batch: int, forward_only: bool = False,
     """(bytes, what, moment) a step over ``batch`` examples holds at least (``sizes``:
     other symbolic dimensions), from the compiler's record (CONFIG ``memory``); (0, "",
     None) for a module without one."""
-    from bpc.compiler.ir.memory import value_at
+    from ..compiler.ir.memory import value_at
 
     record = (getattr(module, "CONFIG", {}) or {}).get("memory")
     if not isinstance(record, dict):

@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-from bpc.compiler.cache import replace_atomically
+from ..compiler.cache import replace_atomically
 
 from . import data as data_mod
 from .errors import UserError

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import BN_EXAMPLE, REPO
-from bpc.runtime.explain import report
-from bpc.runtime.trace import parse_at
+from bpc.reports.explain import report
+from bpc.reports.trace import parse_at
 
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
                 if shutil.which(b)), None)

@@ -9,8 +9,8 @@ import pytest
 
 from bpc.compiler.pipeline import compile_file, program_from_file
 from conftest import REPO, SPECS, run_bpc
-from bpc.runtime.explain import line_map, report
-from bpc.runtime.trace import parse_at
+from bpc.reports.explain import line_map, report
+from bpc.reports.trace import parse_at
 
 SECTIONS = ("summary", "code", "graph", "trace", "gradcheck", "stats")
 MAZUR_AT = "x=[0.05,0.10],t=[0.01,0.99]"
@@ -58,7 +58,7 @@ class Page(HTMLParser):
 
 
 def _module(spec):
-    from bpc.runtime.trace import textbook_module
+    from bpc.reports.trace import textbook_module
 
     return textbook_module(program_from_file(spec))
 

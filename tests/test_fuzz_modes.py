@@ -38,7 +38,7 @@ from bpc.compiler.errors import SpecError
 from bpc.compiler.pipeline import program_from_text
 from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.loader import load_model
-from bpc.runtime.trace import format_trace, point, trace
+from bpc.reports.trace import format_trace, point, trace
 
 EXAMPLES = int(os.environ.get("BPC_FUZZ_MODES_EXAMPLES", "0"))
 FIRST_SEED = int(os.environ.get("BPC_FUZZ_MODES_SEED", "0"))

@@ -20,11 +20,11 @@ from bpc.compiler.ir.evaluate import (evaluate, initial_params, initial_state, n
 from bpc.compiler.frontend.load import load_file
 from bpc.compiler.pipeline import inference_program, program_from_file
 from bpc.runtime.errors import UserError
-from bpc.runtime.explain import line_map, report
+from bpc.reports.explain import line_map, report
 from bpc.runtime.gradcheck import gradcheck
-from bpc.runtime.graph import GRAD_COLOUR, build, dot, steps, to_svg
-from bpc.runtime.stats import format_table, layer_stats, layer_values
-from bpc.runtime.trace import (BATCH_ROWS, format_trace, parse_at, point, summarize,
+from bpc.reports.graph import GRAD_COLOUR, build, dot, steps, to_svg
+from bpc.reports.stats import format_table, layer_stats, layer_values
+from bpc.reports.trace import (BATCH_ROWS, format_trace, parse_at, point, summarize,
                                textbook_module, trace)
 from conftest import BN_EXAMPLE, GOLDEN, REPO, SPECS, check_golden, run_bpc
 from test_explain import Page
@@ -528,7 +528,7 @@ def test_stats_finds_what_a_batch_norm_normalizes_when_the_spec_takes_its_step_n
     """The spec defines bn1_mu itself, so the layer's mean step is bn1_mu_2: the batch
     norm still normalizes a1 (not what the spec's bn1_mu reads)."""
     from bpc.compiler.pipeline import program_from_text
-    from bpc.runtime.stats import batch_norms
+    from bpc.reports.stats import batch_norms
 
     prog = program_from_text(
         "input x : [N, 4]\ntarget t : [N, 2]\nlayers x -> h {\n  dense 4; batchnorm; relu\n}\n"

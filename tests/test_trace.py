@@ -22,7 +22,7 @@ import pytest
 
 from bpc.compiler.pipeline import program_from_file
 from conftest import GOLDEN, REPO, check_golden, run_bpc
-from bpc.runtime.trace import fmt, parse_at, point, summarize, trace
+from bpc.reports.trace import fmt, parse_at, point, summarize, trace
 
 UDL = {"f0": 1.230, "h1": 0.942, "f1": 1.623, "h2": 5.068, "f2": 7.137, "h3": 0.657,
        "f3": 2.372, "l": 0.139,
@@ -117,7 +117,7 @@ def test_written_out_numbers_equal_the_stated_results(spec, at, step):
 def test_toy_trace_gradients_match_finite_differences():
     """The trace's numbers are not the evaluator's word alone."""
     prog, tr = _trace("toy.bp", "x=2.3,y=2.0")
-    from bpc.runtime.trace import textbook_module
+    from bpc.reports.trace import textbook_module
 
     m = textbook_module(prog)
     params = m.init_params(np.random.default_rng(0))

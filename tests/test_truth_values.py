@@ -88,7 +88,7 @@ def test_a_let_named_true_is_a_number():
 @pytest.mark.parametrize("value", ["True", "False", "[1, True]", "'2'", "None"])
 def test_trace_at_takes_numbers_only(value):
     from bpc.runtime.errors import UserError
-    from bpc.runtime.trace import parse_at
+    from bpc.reports.trace import parse_at
 
     with pytest.raises(UserError, match="not a number or a list of numbers"):
         parse_at(f"x={value}")

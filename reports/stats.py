@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpc.compiler.ir.evaluate import evaluate, initial_params, random_feeds
-from bpc.compiler.ir import Init, Program
+from ..compiler.ir.evaluate import evaluate, initial_params, random_feeds
+from ..compiler.ir import Init, Program
 
-from .errors import UserError
-from .points import check_memory, check_point, contract
+from ..runtime.errors import UserError
+from ..runtime.points import check_memory, check_point, contract
 
 
 def init_from_text(text: str) -> Init:
     """An initializer written as in a spec (``he``, ``normal(std=1)``), checked like one."""
-    from bpc.compiler.errors import SpecError
-    from bpc.compiler.pipeline import program_from_text
+    from ..compiler.errors import SpecError
+    from ..compiler.pipeline import program_from_text
 
     try:
         prog = program_from_text(f"model init\nparam w : [2, 2] = {text}\nloss L = sum(w)\n",

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bpc.compiler.ir import Program
+from ..compiler.ir import Program
 
 from .trace import fmt, summarize
 
@@ -113,7 +113,7 @@ def summary_rows(prog: Program) -> tuple[list[tuple], int]:
     """(kind, name, shape, parameters, how) per leaf and equation; total parameters.
     States are listed after the parameters, not counted (they are not trained); a
     function's named steps (batch norm's) are listed as steps of their equation."""
-    from bpc.compiler.ir.inits import formula
+    from ..compiler.ir.inits import formula
 
     from .graph import steps
 
@@ -156,7 +156,7 @@ def line_map(prog: Program, code: str) -> dict[int, int]:
                 spec_of[bd.name] = spec_of[s]
                 break
     sources = {}
-    from bpc.compiler.backend.printer import source_text
+    from ..compiler.backend.printer import source_text
 
     for bd in prog.forward:
         text = source_text(prog, bd)
@@ -242,13 +242,13 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import PythonLexer
 
-    from bpc.compiler.passes.autodiff import differentiate
-    from bpc.compiler.frontend.lexer import BpLexer
-    from bpc.compiler.frontend.load import load_file
-    from bpc.compiler.passes.optimize import optimize
-    from bpc.compiler.pipeline import inference_program, program
+    from ..compiler.passes.autodiff import differentiate
+    from ..compiler.frontend.lexer import BpLexer
+    from ..compiler.frontend.load import load_file
+    from ..compiler.passes.optimize import optimize
+    from ..compiler.pipeline import inference_program, program
 
-    from .gradcheck import gradcheck
+    from ..runtime.gradcheck import gradcheck
     from .graph import build, to_svg
     from .stats import layer_values
     from .trace import point, textbook_module, trace
@@ -261,7 +261,7 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     code = module.SOURCE
     data_module = None
     if row is not None:
-        from .loader import load_model
+        from ..runtime.loader import load_model
 
         data_module = load_model(str(spec))
     feeds, params, where = point(prog, at, row, seed, data_module)

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bpc.compiler.ir import Program
-from bpc.compiler.ir.primitives import ATOM, PRIMITIVES
+from ..compiler.ir import Program
+from ..compiler.ir.primitives import ATOM, PRIMITIVES
 
-from .errors import UserError
-from .modes import fixed_masks
+from ..runtime.errors import UserError
+from ..runtime.modes import fixed_masks
 
 SMALL = 12  # values with at most this many entries are printed in full
 BATCH_ROWS = 4  # examples of a trace of a model with batch statistics (batch norm)
@@ -165,7 +165,7 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
     a row of the spec's data, or given by ``at``), then ``at`` overrides any of them.
     A model with batch statistics gets a batch of ``batch_rows(prog)`` examples (rows
     K, K+1, … of the data), or as many as the values ``at`` gives."""
-    from bpc.compiler.ir.evaluate import initial_params, random_feeds
+    from ..compiler.ir.evaluate import initial_params, random_feeds
 
     leaves = {bd.name: bd for bd in prog.inputs + prog.targets + prog.params}
     rows = batch_rows(prog)
@@ -206,7 +206,7 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
                             f"value given has shape {list(value.shape)}")
         (params if bd.kind == "param" else feeds)[name] = value
     if at:  # checked as bpc train checks its data: the same function, the same messages
-        from .points import check_point, contract
+        from ..runtime.points import check_point, contract
 
         given = {k for k in at if leaves[k].kind != "param"}
         checked = check_point(module if module is not None else contract(prog), feeds,
@@ -227,11 +227,11 @@ def _check_memory(prog: Program, module, rows: int) -> None:
     """Refuse a worked example whose values would not fit in memory, before any is
     computed (a program not yet differentiated, as ``bpc graph`` reads it, is measured
     with its backward pass)."""
-    from .points import check_memory, contract
+    from ..runtime.points import check_memory, contract
 
     if module is None:
         if not prog.backward:
-            from bpc.compiler.passes.autodiff import differentiate
+            from ..compiler.passes.autodiff import differentiate
 
             prog = differentiate(prog)
         module = contract(prog)
@@ -242,7 +242,7 @@ def _row(prog: Program, row: int, seed: int, module, rows: int = 1) -> tuple[dic
     """Rows ``row`` … ``row + rows - 1`` of the spec's training data, as training sees
     them (conformed to the module: labels as one-hot rows where the spec wants them,
     along each array's batch axis)."""
-    from .data import batch_axes, conform, example_count, examples, load
+    from ..runtime.data import batch_axes, conform, example_count, examples, load
 
     config = getattr(module, "CONFIG", {}) or {}
     if not config.get("data"):
@@ -270,7 +270,7 @@ def textbook_module(prog: Program, inference: Program | None = None) -> types.Mo
     """The spec's generated module in the textbook style, in memory (with ``inference``,
     the inference-mode program, its ``predict`` and ``loss`` as compiled; without, all
     in ``prog``'s mode: enough for ``loss_and_grad``)."""
-    from bpc.compiler.backend.codegen import generate
+    from ..compiler.backend.codegen import generate
 
     source = generate(prog, prog.path, style="textbook", inference=inference)
     module = types.ModuleType(f"bpc_{prog.name}_textbook")
@@ -285,8 +285,8 @@ def _statements(prog: Program):
     """The textbook code's statements: the forward pass with each state update right
     after the equation that computes it (as ``loss_and_grad`` writes it), the backward
     pass."""
-    from bpc.compiler.backend.codegen import with_updates
-    from bpc.compiler.backend.printer import Printer, schedule
+    from ..compiler.backend.codegen import with_updates
+    from ..compiler.backend.printer import Printer, schedule
 
     return schedule(prog, with_updates(prog, prog.forward) + list(prog.backward),
                     Printer(prog), early_masks=False)
@@ -316,8 +316,8 @@ def trace(prog: Program, feeds: dict, params: dict, where: str = "", step: bool 
           module=None, digits: int = 6, state: dict | None = None) -> Trace:
     """The worked example at ``feeds``/``params``; a model with state starts from
     ``state`` (default: the initial state) and is traced in training mode."""
-    from bpc.compiler.ir.evaluate import evaluate_nodes, initial_state
-    from bpc.compiler.backend.printer import source_text
+    from ..compiler.ir.evaluate import evaluate_nodes, initial_state
+    from ..compiler.backend.printer import source_text
 
     statements = _statements(prog)
     state = initial_state(prog) if state is None else state
@@ -372,7 +372,7 @@ def _agree(prog: Program, module, feeds: dict, params: dict, values: dict,
     """The generated module's loss and gradients equal the evaluator's, or stop; for a
     model with state, also the state ``loss_and_grad`` leaves (from a copy of ``state``,
     default ``init_state()``) and the evaluator's updates."""
-    from bpc.compiler.ir.evaluate import evaluate_nodes
+    from ..compiler.ir.evaluate import evaluate_nodes
 
     args = {k: v for k, v in feeds.items()
             if k in module.INPUTS or k in module.TARGETS}
@@ -424,7 +424,7 @@ def _in_wider_float(prog: Program, feeds: dict, params: dict, nodes, state) -> d
     it cannot run): the reference the program's own rounding is measured against."""
     import dataclasses
 
-    from bpc.compiler.ir.evaluate import evaluate_nodes
+    from ..compiler.ir.evaluate import evaluate_nodes
 
     wider = np.float64 if np.dtype(prog.dtype) != np.float64 else np.longdouble
     if np.finfo(wider).eps >= np.finfo(np.dtype(prog.dtype)).eps:
@@ -454,7 +454,7 @@ def rounding_scale(node, values: dict) -> float:
     epsilon: the magnitude of what its last operation combines (the largest |argument|,
     or their product for a product) times how many terms it adds up (a sum over 4
     examples: 4; ``A @ B``: the contracted length), and never less than |value|."""
-    from bpc.compiler.ir.primitives import PRIMITIVES
+    from ..compiler.ir.primitives import PRIMITIVES
 
     value = np.asarray(values.get(node.id, 0.0), dtype=float)
     scale = float(np.max(np.abs(value))) if value.size else 0.0
@@ -481,7 +481,7 @@ def rounding_scale(node, values: dict) -> float:
 def _update(prog: Program, module, params: dict, values: dict, out: Trace,
             digits: int = 6) -> list[Line]:
     """One optimizer step from the spec's optimizer, as ``bpc train`` takes it."""
-    from .optimizers import make_optimizer
+    from ..runtime.optimizers import make_optimizer
 
     config = dict((getattr(module, "CONFIG", {}) or {}).get("optimizer")
                   or {"name": "sgd", "lr": 0.01})

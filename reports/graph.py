@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bpc.compiler.ir import NAMED_LEAVES, Binding, Program, topo_order
+from ..compiler.ir import NAMED_LEAVES, Binding, Program, topo_order
 
 from .trace import summarize
 
@@ -72,8 +72,8 @@ def every_value_named(prog: Program) -> tuple[Program, dict[int, str]]:
     """``prog`` (stage "ir") with every unnamed operation bound to a name, differentiated:
     its backward pass has an adjoint for every value of the graph. Returns it and the
     names given (node id -> name)."""
-    from bpc.compiler.passes.autodiff import differentiate
-    from bpc.compiler.names import fresh
+    from ..compiler.passes.autodiff import differentiate
+    from ..compiler.names import fresh
 
     taken = {bd.name for bd in prog.all_bindings()}
     named = {bd.node.id for bd in prog.leaves + prog.forward}
@@ -112,10 +112,10 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
     grad: dict[int, np.ndarray] = {}
     g = Graph(prog.name, loss=prog.loss, at=feeds is not None)
     if feeds is not None:
-        from bpc.compiler.ir.evaluate import evaluate_nodes
-        from bpc.compiler.passes.autodiff import adjoint_name
+        from ..compiler.ir.evaluate import evaluate_nodes
+        from ..compiler.passes.autodiff import adjoint_name
 
-        from bpc.compiler.ir.evaluate import initial_state
+        from ..compiler.ir.evaluate import initial_state
 
         full, _ = every_value_named(prog)
         wanted = [bd.node for bd in full.forward + full.backward + full.updates]
@@ -125,8 +125,8 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
         from .trace import _agree, textbook_module
 
         if module is None:
-            from bpc.compiler.passes.autodiff import differentiate
-            from bpc.compiler.passes.optimize import optimize
+            from ..compiler.passes.autodiff import differentiate
+            from ..compiler.passes.optimize import optimize
 
             module = textbook_module(optimize(differentiate(prog)))
         _agree(full, module, feeds, params, values, state)
