@@ -131,27 +131,33 @@ class Model(types.ModuleType):
 
         return gradcheck(self, eps=eps, tol=tol, samples=samples, seed=seed, batch=batch)
 
-    def _program(self, stage: str = "opt"):
-        from bpc.compiler.pipeline import program_from_text
-
+    def _compilation(self):
+        """The compilation this model came from (its spec compiled again after
+        unpickling, once)."""
+        comp = self.__dict__.get("_bpc_compilation")
+        if comp is not None:
+            return comp
         if self.spec is None:
             from bpc.runtime.errors import UserError
 
             raise UserError(f"{self.__name__} was loaded from generated Python; statistics "
                             "and the graph need its spec", "use bpc.compile on the .bp spec")
-        return program_from_text(self.spec, self.path or "<spec>", stage)
+        from bpc.compiler.compilation import Compilation
+
+        self._bpc_compilation = Compilation.from_text(self.spec, self.path or "<spec>")
+        return self._bpc_compilation
 
     def stats(self, batch: int = 100, seed: int = 0) -> list[dict]:
         """Per-layer statistics at initialization, the rows of ``bpc stats --json``."""
         from bpc.reports.stats import layer_stats
 
-        return layer_stats(self._program(), batch=batch, seed=seed)
+        return layer_stats(self._compilation().program, batch=batch, seed=seed)
 
     def graph(self) -> "Graph":
         """The computation graph; shows as SVG in a notebook, ``.dot`` is Graphviz text."""
         from bpc.reports.graph import build, dot, to_svg
 
-        g = build(self._program("ir"))
+        g = build(self._compilation())
         return Graph(to_svg(g), dot(g))
 
 
@@ -183,7 +189,7 @@ def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.com
     ``file:line:col: error:`` message with its caret."""
     from pathlib import Path
 
-    from bpc.compiler.pipeline import compile_file, compile_text
+    from bpc.compiler.compilation import Compilation
 
     if isinstance(text_or_path, Path) or ("\n" not in text_or_path
                                           and str(text_or_path).endswith(".bp")):
@@ -193,11 +199,13 @@ def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.com
 
             raise UserError(f"{path}: no such file")
         spec = Path(path).read_text()
-        name, source = compile_file(path, style)
+        comp = Compilation.from_file(path, style=style)
     else:
         path, spec = None, text_or_path
-        name, source = compile_text(spec, "<spec>", style)
-    return _from_source(source, spec, path, name)
+        comp = Compilation.from_text(spec, "<spec>", style=style)
+    model = _from_source(comp.text, spec, path, comp.name)
+    model._bpc_compilation = comp
+    return model
 
 
 def load(path) -> Model:

@@ -8,7 +8,7 @@ nothing), so a teacher can hand it out as a file. Sections, in order:
 2. the spec and the textbook-style generated code side by side, highlighted by Pygments
    (the spec with ``bpc.compiler.frontend.lexer.BpLexer``); selecting a spec line highlights the
    forward and backward lines it produced, selecting a code line the spec line it came
-   from (a map from code lines to spec lines, computed here from the IR's spans);
+   from (the compilation's source map, ``Compilation.spec_lines``);
 3. the computational graph (``graph.to_svg``, laid out by bpc) with the value above and
    the gradient below every edge at the chosen point;
 4. the worked example (``trace``), every number checked against the generated module;
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -143,61 +142,6 @@ def summary_rows(prog: Program) -> tuple[list[tuple], int]:
     return rows, total
 
 
-def line_map(prog: Program, code: str) -> dict[int, int]:
-    """Code line -> spec line: a statement of a forward value to its equation, a
-    backward step (and the comment heading it) to the equation it differentiates."""
-    spec_of: dict[str, int] = {}
-    for bd in prog.leaves + prog.forward:
-        if bd.span is not None:
-            spec_of[bd.name] = bd.span.line
-    for bd in prog.backward:
-        for s in bd.sources:
-            if s in spec_of:
-                spec_of[bd.name] = spec_of[s]
-                break
-    sources = {}
-    from ..compiler.backend.printer import source_text
-
-    for bd in prog.forward:
-        text = source_text(prog, bd)
-        if text and bd.name in spec_of:
-            sources.setdefault(text, spec_of[bd.name])
-    updated = {u.name: spec_of[u.sources[0]] for u in prog.updates
-               if u.sources and u.sources[0] in spec_of}
-    out: dict[int, int] = {}
-    heading = None
-    in_function = False
-    for i, line in enumerate(code.splitlines(), 1):
-        stripped = line.strip()
-        if line.startswith("def "):
-            in_function, heading = True, None
-            continue
-        if not in_function or not line.startswith("    "):
-            continue
-        if stripped.startswith("# "):
-            header = stripped[2:]
-            heading = next((ln for text, ln in sources.items()
-                            if header == text or header.startswith(text + " (")), None)
-            if heading is not None:
-                out[i] = heading
-            continue
-        m = re.match(r'\s+state\["(\w+)"\] = ', line)  # a running statistic's update
-        if m and m.group(1) in updated:
-            out[i] = updated[m.group(1)]
-            continue
-        m = re.match(r"\s+([A-Za-z_]\w*) = (?!params\[|state\[)", line)
-        if not m:
-            continue
-        name = m.group(1)
-        if name in spec_of and not re.match(r"\s+\w+ = np\.asarray\(", line):
-            out[i] = spec_of[name]
-            if any(bd.name == name for bd in prog.forward):
-                heading = None
-        elif heading is not None and not name.startswith("grads"):
-            out[i] = heading  # a temporary of the step under this heading
-    return out
-
-
 def histogram_svg(values: np.ndarray, colour: str, title: str, bins: int = 30) -> str:
     a = np.asarray(values, dtype=float).ravel()
     a = a[np.isfinite(a)]
@@ -242,49 +186,37 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import PythonLexer
 
-    from ..compiler.passes.autodiff import differentiate
+    from ..compiler.compilation import Compilation
     from ..compiler.frontend.lexer import BpLexer
-    from ..compiler.frontend.load import load_file
-    from ..compiler.passes.optimize import optimize
-    from ..compiler.pipeline import inference_program, program
-
     from ..runtime.gradcheck import gradcheck
     from .graph import build, to_svg
     from .stats import layer_values
-    from .trace import point, textbook_module, trace
+    from .trace import point, trace
 
     spec = Path(spec)
-    loaded = load_file(spec)
-    ir = program(loaded, "ir")
-    prog = optimize(differentiate(ir))
-    module = textbook_module(prog, inference_program(loaded, prog))  # the module as compiled
-    code = module.SOURCE
-    data_module = None
-    if row is not None:
-        from ..runtime.loader import load_model
-
-        data_module = load_model(str(spec))
-    feeds, params, where = point(prog, at, row, seed, data_module)
-    tr = trace(prog, feeds, params, where, step=True, module=module)
-    graph = build(ir, feeds, params, module)
+    textbook = Compilation.from_file(spec, style="textbook")
+    prog, code = textbook.program, textbook.text  # the module as compiled
+    feeds, params, where = point(textbook, at, row, seed)
+    tr = trace(textbook, feeds, params, where, step=True)
+    graph = build(textbook, feeds, params)
 
     rows, total = summary_rows(prog)
-    spec_text = loaded.source
+    spec_text = textbook.spec.source
     fmt_spec = HtmlFormatter(linespans="spec", cssclass="highlight")
     fmt_code = HtmlFormatter(linespans="code", cssclass="highlight")
     spec_html = highlight(spec_text, BpLexer(), fmt_spec)
     code_html = highlight(code, PythonLexer(), fmt_code)
-    mapping = line_map(prog, code)
+    mapping = textbook.spec_lines
     by_spec: dict[int, list[int]] = {}
     for c, s in sorted(mapping.items()):
         by_spec.setdefault(s, []).append(c)
-    focus = next((i for i, ln in enumerate(code.splitlines(), 1)
-                  if ln.startswith("def loss_and_grad")), 1)
+    focus = textbook.generated.starts.get("loss_and_grad", 1)
     linemap = json.dumps({"spec": by_spec, "code": mapping, "focus": focus}
                          ).replace("<", "\\u003c")
 
     # training mode (batch statistics, fixed masks), each evaluation from init_state()
-    check_rows = gradcheck(_float64(module), samples=10, batch=3, seed=seed,
+    check_rows = gradcheck(textbook.with_dtype("float64").module, samples=10, batch=3,
+                           seed=seed,
                            modes=("training",))
     stats = list(layer_values(prog, batch, seed))
     stateful = bool(prog.states)
@@ -387,16 +319,4 @@ def _mathy(text: str) -> str:
     return mathy(text) if text else ""
 
 
-def _float64(module):
-    """The module itself when it computes in float64, else a float64 copy of it."""
-    if np.dtype(module.DTYPE) == np.float64:
-        return module
-    import types
-
-    copy = types.ModuleType(module.__name__ + "_64")
-    exec(compile(module.SOURCE.replace("DTYPE = np.float32", "DTYPE = np.float64"),  # noqa: S102
-                 "<float64 copy>", "exec"), copy.__dict__)
-    return copy
-
-
-__all__ = ["histogram_svg", "line_map", "report", "summary_rows"]
+__all__ = ["histogram_svg", "report", "summary_rows"]

@@ -26,13 +26,13 @@ value at a point, and never a gradient (an update is not differentiated).
 
 from __future__ import annotations
 
-import dataclasses
 import html
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..compiler.ir import NAMED_LEAVES, Binding, Program, topo_order
+from ..compiler.compilation import Compilation
+from ..compiler.ir import NAMED_LEAVES, Program, topo_order
 
 from .trace import summarize
 
@@ -68,41 +68,23 @@ class Graph:
     at: bool = False
 
 
-def every_value_named(prog: Program) -> tuple[Program, dict[int, str]]:
-    """``prog`` (stage "ir") with every unnamed operation bound to a name, differentiated:
-    its backward pass has an adjoint for every value of the graph. Returns it and the
-    names given (node id -> name)."""
-    from ..compiler.passes.autodiff import differentiate
-    from ..compiler.names import fresh
-
-    taken = {bd.name for bd in prog.all_bindings()}
-    named = {bd.node.id for bd in prog.leaves + prog.forward}
-    given: dict[int, str] = {}
-    forward: list[Binding] = []
-    for bd in prog.forward:
-        for n in topo_order([bd.node]):
-            if n.id in named or n.op in ("input", "param", "const") or n.dtype == "bool" \
-                    or n.dtype == "int":
-                continue
-            name = fresh(f"_{bd.name}_{n.op}", taken)
-            forward.append(Binding(name, n, "eq", bd.span))
-            named.add(n.id)
-            given[n.id] = name
-        forward.append(bd)
-    plain = dataclasses.replace(prog, forward=forward, backward=[], grads={}, stage="ir")
-    return differentiate(plain), given
-
-
 def steps(prog: Program) -> dict[str, str]:
     """A function's named steps -> the equation they belong to (batch norm's ``bn1_mu``
     … ``bn1_xn`` of ``bn1``): the forward bindings whose ``sources`` name it."""
     return {bd.name: bd.sources[0] for bd in prog.forward if bd.sources}
 
 
-def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
-          module=None, collapse: bool = True, state: dict | None = None) -> Graph:
-    """The graph of ``prog`` (stage "ir"); with ``feeds`` and ``params`` (and ``state``,
-    by default the initial state), its values and gradients at that point."""
+def build(comp: Compilation, feeds: dict | None = None, params: dict | None = None,
+          module=None, collapse: bool = True, state: dict | None = None,
+          inference: bool = False) -> Graph:
+    """The graph of the spec as written (``comp.ir``); with ``feeds`` and ``params``
+    (and ``state``, by default the initial state), its values and gradients at that
+    point, checked against ``module`` (by default the textbook-style module of
+    ``comp``). With ``inference``: the graph of the inference-mode program, without
+    values (state is read, never updated)."""
+    if inference and feeds is not None:
+        raise ValueError("the graph of the inference program is drawn without values")
+    prog = comp.inference or comp.program if inference else comp.ir
     folded = steps(prog)
     names = {bd.node.id: bd.name for bd in prog.leaves + prog.forward
              if bd.name not in folded}
@@ -117,18 +99,14 @@ def build(prog: Program, feeds: dict | None = None, params: dict | None = None,
 
         from ..compiler.ir.evaluate import initial_state
 
-        full, _ = every_value_named(prog)
+        full, _ = comp.named
         wanted = [bd.node for bd in full.forward + full.backward + full.updates]
         state = initial_state(prog) if state is None else state
         with np.errstate(all="ignore"):
             values = evaluate_nodes(full, feeds, params, wanted, state=state)
-        from .trace import _agree, textbook_module
+        from .trace import _agree
 
-        if module is None:
-            from ..compiler.passes.autodiff import differentiate
-            from ..compiler.passes.optimize import optimize
-
-            module = textbook_module(optimize(differentiate(prog)))
+        module = module or comp.restyled("textbook").module
         _agree(full, module, feeds, params, values, state)
         for bd in full.updates:
             fwd[bd.node.id] = values[bd.node.id]
@@ -342,16 +320,6 @@ def dot(g: Graph) -> str:
                      f'gradient of {_html(g.loss)} (below)</font>>];')
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def to_dot(prog: Program, values: bool = False, seed: int = 0,
-           feeds: dict | None = None, params: dict | None = None) -> str:
-    """DOT text; ``values``: at ``feeds``/``params``, or at a seeded random point."""
-    if values and feeds is None:
-        from .trace import point
-
-        feeds, params, _ = point(prog, None, None, seed)
-    return dot(build(prog, feeds if values else None, params))
 
 
 # -- SVG ---------------------------------------------------------------------------------

@@ -26,16 +26,17 @@ from __future__ import annotations
 import ast as pyast
 import math
 import re
-import types
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..compiler.compilation import Compilation
 from ..compiler.ir import Program
 from ..compiler.ir.primitives import ATOM, PRIMITIVES
-
 from ..runtime.errors import UserError
+from ..runtime.loader import compiled_model
 from ..runtime.modes import fixed_masks
+from ..runtime.points import check_memory, check_point, contract
 
 SMALL = 12  # values with at most this many entries are printed in full
 BATCH_ROWS = 4  # examples of a trace of a model with batch statistics (batch norm)
@@ -158,14 +159,17 @@ def batch_rows(prog: Program) -> int:
     return BATCH_ROWS if prog.updates else 1
 
 
-def point(prog: Program, at: dict | None = None, row: int | None = None, seed: int = 0,
-          module=None) -> tuple[dict, dict, str]:
-    """(feeds, params, description): parameters from their initializers (given values
-    stay as given; random ones drawn with ``seed``), one data point (random N(0, 1),
-    a row of the spec's data, or given by ``at``), then ``at`` overrides any of them.
-    A model with batch statistics gets a batch of ``batch_rows(prog)`` examples (rows
-    K, K+1, … of the data), or as many as the values ``at`` gives."""
+def point(comp: Compilation, at: dict | None = None, row: int | None = None,
+          seed: int = 0) -> tuple[dict, dict, str]:
+    """(feeds, params, description) for the spec compiled as ``comp``: parameters from
+    their initializers (given values stay as given; random ones drawn with ``seed``),
+    one data point (random N(0, 1), a row of the spec's data, or given by ``at``), then
+    ``at`` overrides any of them. A model with batch statistics gets a batch of
+    ``batch_rows(prog)`` examples (rows K, K+1, … of the data), or as many as the values
+    ``at`` gives."""
     from ..compiler.ir.evaluate import initial_params, random_feeds
+
+    prog = comp.ir
 
     leaves = {bd.name: bd for bd in prog.inputs + prog.targets + prog.params}
     rows = batch_rows(prog)
@@ -177,7 +181,7 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
                                                                    len(shape)):
             rows = value.shape[0] if value.ndim == len(shape) else 1  # else one example
             break
-    _check_memory(prog, module, rows)
+    check_memory(contract(comp.program), rows, "a worked example", "")
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
     feeds = random_feeds(prog, rng, rows)
@@ -188,6 +192,7 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
     if feeds and rows > 1:
         where = f"a batch of {rows}, {where}"
     if row is not None:
+        module = compiled_model(comp, comp.path)
         feeds, where = _row(prog, row, seed, module, batch_rows(prog))
     for name, value in (at or {}).items():
         bd = leaves.get(name)
@@ -206,10 +211,8 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
                             f"value given has shape {list(value.shape)}")
         (params if bd.kind == "param" else feeds)[name] = value
     if at:  # checked as bpc train checks its data: the same function, the same messages
-        from ..runtime.points import check_point, contract
-
         given = {k for k in at if leaves[k].kind != "param"}
-        checked = check_point(module if module is not None else contract(prog), feeds,
+        checked = check_point(contract(comp.program), feeds,
                               {k: params[k] for k in at if k not in given})
         for name in given:
             if leaves[name].node.dtype == "int":
@@ -221,21 +224,6 @@ def point(prog: Program, at: dict | None = None, row: int | None = None, seed: i
         where += (" (one example: batch_norm's batch statistics over it normalize every "
                   "value to 0; give several rows, e.g. x=[[…],[…]])")
     return feeds, params, where
-
-
-def _check_memory(prog: Program, module, rows: int) -> None:
-    """Refuse a worked example whose values would not fit in memory, before any is
-    computed (a program not yet differentiated, as ``bpc graph`` reads it, is measured
-    with its backward pass)."""
-    from ..runtime.points import check_memory, contract
-
-    if module is None:
-        if not prog.backward:
-            from ..compiler.passes.autodiff import differentiate
-
-            prog = differentiate(prog)
-        module = contract(prog)
-    check_memory(module, rows, "a worked example", "")
 
 
 def _row(prog: Program, row: int, seed: int, module, rows: int = 1) -> tuple[dict, str]:
@@ -265,21 +253,6 @@ def _row(prog: Program, row: int, seed: int, module, rows: int = 1) -> tuple[dic
 
 
 # -- the trace ---------------------------------------------------------------------------
-
-def textbook_module(prog: Program, inference: Program | None = None) -> types.ModuleType:
-    """The spec's generated module in the textbook style, in memory (with ``inference``,
-    the inference-mode program, its ``predict`` and ``loss`` as compiled; without, all
-    in ``prog``'s mode: enough for ``loss_and_grad``)."""
-    from ..compiler.backend.codegen import generate
-
-    source = generate(prog, prog.path, style="textbook", inference=inference)
-    module = types.ModuleType(f"bpc_{prog.name}_textbook")
-    module.__file__ = prog.path
-    exec(compile(source, f"<bpc textbook code for {prog.name}>", "exec"),  # noqa: S102
-         module.__dict__)
-    module.SOURCE = source
-    return module
-
 
 def _statements(prog: Program):
     """The textbook code's statements: the forward pass with each state update right
@@ -312,19 +285,24 @@ def _numeric(node, values, digits: int = 6) -> str | None:
         return None  # an op whose printing needs more than its operands' text
 
 
-def trace(prog: Program, feeds: dict, params: dict, where: str = "", step: bool = False,
-          module=None, digits: int = 6, state: dict | None = None) -> Trace:
-    """The worked example at ``feeds``/``params``; a model with state starts from
-    ``state`` (default: the initial state) and is traced in training mode."""
+def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
+          step: bool = False, module=None, digits: int = 6,
+          state: dict | None = None) -> Trace:
+    """The worked example at ``feeds``/``params`` of the optimized program; a model with
+    state starts from ``state`` (default: the initial state) and is traced in training
+    mode. Its values are checked against ``module``, by default the textbook-style
+    module of ``comp``."""
     from ..compiler.ir.evaluate import evaluate_nodes, initial_state
     from ..compiler.backend.printer import source_text
+
+    prog = comp.program
 
     statements = _statements(prog)
     state = initial_state(prog) if state is None else state
     with np.errstate(all="ignore"):
         values = evaluate_nodes(prog, feeds, params, [st.node for st in statements],
                                 state=state)
-    module = module or textbook_module(prog)
+    module = module or comp.restyled("textbook").module
     _agree(prog, module, feeds, params, values, state)
     forward = {bd.name: bd for bd in prog.forward}
     backward = {bd.name: bd for bd in prog.backward}
@@ -541,4 +519,4 @@ def format_trace(tr: Trace, digits: int = 6) -> str:
 
 
 __all__ = ["BATCH_ROWS", "Line", "Trace", "batch_rows", "format_trace",
-           "parse_at", "point", "summarize", "trace", "textbook_module"]
+           "parse_at", "point", "summarize", "trace"]

@@ -224,7 +224,6 @@ def _cmd_stats(args) -> int:
     import json
 
     from ..compiler.pipeline import program_from_file
-
     from ..reports.stats import format_table, init_from_text, layer_stats, override_weights
 
     prog = program_from_file(args.spec)
@@ -245,15 +244,14 @@ def _cmd_stats(args) -> int:
 
 
 def _cmd_graph(args) -> int:
-    from ..compiler.pipeline import program_from_file
-
+    from ..compiler.compilation import Compilation
     from ..reports.graph import build, dot, to_svg
 
-    prog = program_from_file(args.spec, stage="ir")  # what the spec wrote, unoptimized
+    comp = Compilation.from_file(args.spec)  # drawn as the spec wrote it, unoptimized
     feeds = params = None
     if args.values or args.at or args.row is not None:
-        feeds, params, _ = _point(args, prog)
-    g = build(prog, feeds, params)
+        feeds, params, _ = _point(args, comp)
+    g = build(comp, feeds, params)
     sys.stdout.write(to_svg(g) + "\n" if args.svg else dot(g))
     return 0
 
@@ -270,25 +268,19 @@ def _point_args(p) -> None:
                    help="seed for random parameters and data (default 0)")
 
 
-def _point(args, prog):
+def _point(args, comp):
     from ..reports.trace import parse_at, point
 
-    module = None
-    if args.row is not None:
-        from .loader import load_model
-
-        module = load_model(args.spec)
-    return point(prog, parse_at(args.at) if args.at else None, args.row, args.seed, module)
+    return point(comp, parse_at(args.at) if args.at else None, args.row, args.seed)
 
 
 def _cmd_trace(args) -> int:
-    from ..compiler.pipeline import program_from_file
-
+    from ..compiler.compilation import Compilation
     from ..reports.trace import format_trace, trace
 
-    prog = program_from_file(args.spec)
-    feeds, params, where = _point(args, prog)
-    sys.stdout.write(format_trace(trace(prog, feeds, params, where, step=args.step,
+    comp = Compilation.from_file(args.spec)
+    feeds, params, where = _point(args, comp)
+    sys.stdout.write(format_trace(trace(comp, feeds, params, where, step=args.step,
                                         digits=args.digits), args.digits))
     return 0
 

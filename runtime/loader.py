@@ -72,24 +72,17 @@ def _import_file(p: Path, module_type: type[types.ModuleType]) -> types.ModuleTy
 
 def _compile_spec(p: Path, dtype: str | None,
                   module_type: type[types.ModuleType]) -> types.ModuleType:
-    from ..compiler.backend.codegen import generate
-    from ..compiler.frontend.load import load_file
-    from ..compiler.pipeline import inference_program, program
+    from ..compiler.compilation import Compilation
 
-    spec = load_file(p)
-    prog = program(spec, "opt")
-    if dtype is not None and dtype != prog.dtype:
-        from ..compiler.frontend import ast
+    comp = Compilation.from_file(p, dtype=dtype, layout=False)  # executed, never read
+    return comp.new_module(module_type)
 
-        spec.statements = [s for s in spec.statements if not isinstance(s, ast.DtypeStmt)]
-        spec.statements.insert(0, ast.DtypeStmt(spec.statements[0].span, dtype,
-                                                spec.statements[0].span))
-        prog = program(spec, "opt")
-    source = generate(prog, str(p), fmt=False, inference=inference_program(spec, prog))
-    module = module_type(f"bpc_model_{prog.name}_{next(_counter)}")
-    module.__file__ = f"<compiled from {p}>"
-    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our output
-    module.source = source  # the model itself (identity.model_identity)
+
+def compiled_model(comp, path: str | Path) -> types.ModuleType:
+    """The module of a ``Compilation`` of the spec at ``path``, as ``load_model`` gives
+    it (a report that has compiled the spec already asks this, not the loader again)."""
+    module = comp.module
+    module._bpc_folder = Path(path).resolve().parent
     return module
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from bpc.compiler.backend.codegen import generate
 from bpc.compiler.ir.evaluate import evaluate
-from bpc.compiler.frontend.load import load_file
-from bpc.compiler.pipeline import (compile_text, inference_program, program_from_file,
+from bpc.compiler.compilation import Compilation
+from bpc.compiler.pipeline import (compile_text, program_from_file,
                                    program_from_text)
 from conftest import REPO, SPECS, run_bpc
 from bpc.runtime.gradcheck import format_table, gradcheck
@@ -63,8 +63,9 @@ def test_generated_imports_only_numpy_and_has_the_contract(path):
 
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
 def test_generated_module_gradchecks_and_matches_the_ir(spec):
-    m = load_module(GENERATED / f"{program_from_file(spec).name}.py")
-    prog = program_from_file(spec)
+    comp = Compilation.from_file(spec)
+    m = load_module(GENERATED / f"{comp.name}.py")
+    prog = comp.program
     rng = np.random.default_rng(1)
     data = {**{k: np.asarray(v, dtype=float) for k, v in prog.defaults.items()},
             **random_feeds(prog, rng, 5)}
@@ -80,7 +81,7 @@ def test_generated_module_gradchecks_and_matches_the_ir(spec):
     state = initial_state(m)  # batch norm's running statistics, as init_state() makes
     out = m.predict(params, **{k: v for k, v in data.items() if k in m.INPUTS},
                     **inference_kwargs(m, state))
-    infer = inference_program(load_file(spec), prog)  # predict is inference mode
+    infer = comp.inference  # predict is inference mode
     if infer is not None:
         want = evaluate(infer, data, params, names=[m.OUTPUT], state=state)
     np.testing.assert_allclose(out, want[m.OUTPUT], rtol=1e-12, atol=1e-14)

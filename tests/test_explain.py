@@ -7,9 +7,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from bpc.compiler.pipeline import compile_file, program_from_file
+from bpc.compiler.compilation import Compilation
 from conftest import REPO, SPECS, run_bpc
-from bpc.reports.explain import line_map, report
+from bpc.reports.explain import report
 from bpc.reports.trace import parse_at
 
 SECTIONS = ("summary", "code", "graph", "trace", "gradcheck", "stats")
@@ -58,9 +58,7 @@ class Page(HTMLParser):
 
 
 def _module(spec):
-    from bpc.reports.trace import textbook_module
-
-    return textbook_module(program_from_file(spec))
+    return Compilation.from_file(spec, style="textbook").module
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +107,9 @@ def test_spec_text_is_escaped(tmp_path):
     assert float(page.text["loss-value"]) == pytest.approx(9.0)  # (2 * 1.5)^2
 
 
-def test_line_map_links_a_spec_line_to_its_forward_and_backward_lines():
-    prog = program_from_file(REPO / "specs" / "toy.bp")
-    _, code = compile_file(REPO / "specs" / "toy.bp", style="textbook")
-    mapping = line_map(prog, code)
+def test_source_map_links_a_spec_line_to_its_forward_and_backward_lines():
+    textbook = Compilation.from_file(REPO / "specs" / "toy.bp", style="textbook")
+    code, mapping = textbook.text, textbook.spec_lines
     lines = code.splitlines()
     spec_line = next(i for i, ln in enumerate((REPO / "specs" / "toy.bp").read_text()
                                                 .splitlines(), 1) if ln == "h1 = sin(f0)")

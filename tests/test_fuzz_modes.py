@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 
 from bpc.compiler.errors import SpecError
-from bpc.compiler.pipeline import program_from_text
+from bpc.compiler.compilation import Compilation
 from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.loader import load_model
 from bpc.reports.trace import format_trace, point, trace
@@ -67,14 +67,15 @@ def modes_specs(count: int, start: int = 0, kinds=("image", "v2")):
 def check(text: str, seed: int, tmp_dir) -> str | None:
     """What went wrong tracing or gradchecking ``text``, or None."""
     try:
-        prog = program_from_text(text, "fuzz.bp")
+        comp = Compilation.from_text(text, "fuzz.bp")
+        comp.program  # noqa: B018 - compiled now: a spec bpc refuses is a rejection
     except SpecError as e:
         return f"rejected: {e.render()}"
     try:
-        feeds, params, where = point(prog, seed=seed)
+        feeds, params, where = point(comp, seed=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            format_trace(trace(prog, feeds, params, where))
+            format_trace(trace(comp, feeds, params, where))
     except Exception:  # noqa: BLE001 - the finding
         return "trace: " + traceback.format_exc(limit=6)
     path = os.path.join(tmp_dir, f"fuzz{seed}.bp")

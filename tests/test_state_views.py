@@ -17,15 +17,15 @@ import pytest
 import bpc
 from bpc.compiler.ir.evaluate import (evaluate, initial_params, initial_state, new_state,
                                       random_feeds)
-from bpc.compiler.frontend.load import load_file
-from bpc.compiler.pipeline import inference_program, program_from_file
+from bpc.compiler.compilation import Compilation
+from bpc.compiler.pipeline import program_from_file
 from bpc.runtime.errors import UserError
-from bpc.reports.explain import line_map, report
+from bpc.reports.explain import report
 from bpc.runtime.gradcheck import gradcheck
 from bpc.reports.graph import GRAD_COLOUR, build, dot, steps, to_svg
 from bpc.reports.stats import format_table, layer_stats, layer_values
 from bpc.reports.trace import (BATCH_ROWS, format_trace, parse_at, point, summarize,
-                               textbook_module, trace)
+                               trace)
 from conftest import BN_EXAMPLE, GOLDEN, REPO, SPECS, check_golden, run_bpc
 from test_explain import Page
 
@@ -105,7 +105,8 @@ def _values(tr) -> dict:
 # ----------------------------------------------------------------------------- evaluator
 
 def test_evaluator_state_defaults_to_init_state_and_updates_like_the_module(specs):
-    prog = program_from_file(specs["bn_example"])
+    comp = Compilation.from_file(specs["bn_example"])
+    prog = comp.program
     module = bpc.compile(specs["bn_example"])
     init = initial_state(prog)
     want = module.init_state()
@@ -128,9 +129,8 @@ def test_evaluator_state_defaults_to_init_state_and_updates_like_the_module(spec
 
 
 def test_evaluator_runs_the_inference_program_with_a_given_state(specs):
-    loaded = load_file(specs["bn_example"])
-    prog = program_from_file(specs["bn_example"])
-    infer = inference_program(loaded, prog)
+    comp = Compilation.from_file(specs["bn_example"])
+    prog, infer = comp.program, comp.inference
     assert not infer.updates and [b.name for b in infer.states] == list(initial_state(prog))
     module = bpc.compile(specs["bn_example"])
     rng = np.random.default_rng(1)
@@ -153,7 +153,8 @@ def test_state_initializers_constant_and_number(tmp_path):
     spec.write_text("model init\ninput x : [N, 3]\nparam g : [3] = ones\nparam b : [3] = zeros\n"
                     "state m : [3] = 0.5\nstate v : [3] = constant(value=4.0)\n"
                     "h = batch_norm(x, g, b, m, v)\nloss L = sum(h^2)\n")
-    prog = program_from_file(spec)
+    comp = Compilation.from_file(spec)
+    prog = comp.program
     got = initial_state(prog)
     want = bpc.compile(spec).init_state()
     assert np.array_equal(got["m"], [0.5] * 3) and np.array_equal(got["v"], [4.0] * 3)
@@ -167,9 +168,10 @@ def test_tiny_trace_is_dlfs_batch_norm_number_for_number(specs):
     assert r.returncode == 0, r.stderr
     check_golden(GOLDEN / "trace_bn_tiny.txt", r.stdout)
     assert "training mode: batch_norm normalizes with this batch's own" in r.stdout
-    prog = program_from_file(specs["bn_tiny"])
-    feeds, params, _ = point(prog, parse_at(TINY_AT))
-    v = _values(trace(prog, feeds, params))
+    comp = Compilation.from_file(specs["bn_tiny"])
+    prog = comp.program
+    feeds, params, _ = point(comp, parse_at(TINY_AT))
+    v = _values(trace(comp, feeds, params))
     h = TINY_X @ params["W"]
     n = h.size
     # DLFS's layer: the forward, and the backward of dL/dy = 2 (y - t) / n (mse)
@@ -193,9 +195,10 @@ def test_tiny_trace_is_dlfs_batch_norm_number_for_number(specs):
 
 def test_tiny_trace_agrees_with_torch(specs):
     torch = pytest.importorskip("torch")
-    prog = program_from_file(specs["bn_tiny"])
-    feeds, params, _ = point(prog, parse_at(TINY_AT))
-    v = _values(trace(prog, feeds, params))
+    comp = Compilation.from_file(specs["bn_tiny"])
+    prog = comp.program
+    feeds, params, _ = point(comp, parse_at(TINY_AT))
+    v = _values(trace(comp, feeds, params))
     w = torch.tensor(params["W"], dtype=torch.float64, requires_grad=True)
     gamma = torch.tensor(params["gamma"], dtype=torch.float64, requires_grad=True)
     beta = torch.tensor(params["beta"], dtype=torch.float64, requires_grad=True)
@@ -216,10 +219,11 @@ def test_tiny_trace_agrees_with_torch(specs):
 
 
 def test_tiny_trace_gradients_match_finite_differences(specs):
-    prog = program_from_file(specs["bn_tiny"])
-    feeds, params, _ = point(prog, parse_at(TINY_AT))
-    v = _values(trace(prog, feeds, params))
-    m = textbook_module(prog)
+    comp = Compilation.from_file(specs["bn_tiny"])
+    prog = comp.program
+    feeds, params, _ = point(comp, parse_at(TINY_AT))
+    v = _values(trace(comp, feeds, params))
+    m = comp.restyled("textbook").new_module()
 
     def loss(p):  # training mode, from a fresh state every time
         return m.loss_and_grad(p, TINY_X, TINY_T, state=m.init_state())[0]
@@ -256,26 +260,28 @@ def test_example_trace_shows_the_steps_in_derivation_order(specs):
     # the steps' header is the equation, once (not 'bn1 = … and bn1 = …')
     assert " and bn1 = " not in r.stdout
     # the batch's statistics are not degenerate: every example differs from the mean
-    prog = program_from_file(specs["bn_example"])
-    feeds, params, _ = point(prog)
-    v = _values(trace(prog, feeds, params))
+    comp = Compilation.from_file(specs["bn_example"])
+    prog = comp.program
+    feeds, params, _ = point(comp)
+    v = _values(trace(comp, feeds, params))
     assert v["a1"].shape == (BATCH_ROWS, 32) and np.all(v["bn1_var"] > 1e-3)
     assert np.allclose(v["bn1_xn"].mean(axis=0), 0) and np.allclose(
         v["bn1_xn"].std(axis=0), 1, atol=1e-4)
 
 
 def test_trace_refuses_a_module_whose_state_update_disagrees(specs):
-    prog = program_from_file(specs["bn_tiny"])
-    feeds, params, _ = point(prog, parse_at(TINY_AT))
-    good = textbook_module(prog)
-    bad = textbook_module(prog)
-    bad.SOURCE = good.SOURCE.replace("0.8 * running_var + 0.2 * y_var",
+    comp = Compilation.from_file(specs["bn_tiny"])
+    prog = comp.program
+    feeds, params, _ = point(comp, parse_at(TINY_AT))
+    good = comp.restyled("textbook").new_module()
+    bad = comp.restyled("textbook").new_module()
+    bad.source = good.source.replace("0.8 * running_var + 0.2 * y_var",
                                      "0.8 * running_var + 0.2 * y_std")
-    assert bad.SOURCE != good.SOURCE
-    exec(compile(bad.SOURCE, "<bad>", "exec"), bad.__dict__)  # noqa: S102
-    trace(prog, feeds, params, module=good)
+    assert bad.source != good.source
+    exec(compile(bad.source, "<bad>", "exec"), bad.__dict__)  # noqa: S102
+    trace(comp, feeds, params, module=good)
     with pytest.raises(RuntimeError, match="disagree on running_var\\+"):
-        trace(prog, feeds, params, module=bad)
+        trace(comp, feeds, params, module=bad)
 
 
 def test_trace_rows_and_batches_of_a_batch_norm_spec(specs, tmp_path):
@@ -287,22 +293,25 @@ def test_trace_rows_and_batches_of_a_batch_norm_spec(specs, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "a batch of 4 from row K" in r.stderr and "needs K from 0 to" in r.stderr
     # a batch given with --at: the random rest (the targets) has as many rows
-    prog = program_from_file(specs["bn_tiny"])
-    feeds, _, where = point(prog, parse_at("x=[[1,2],[3,4],[5,7]]"))
+    comp = Compilation.from_file(specs["bn_tiny"])
+    prog = comp.program
+    feeds, _, where = point(comp, parse_at("x=[[1,2],[3,4],[5,7]]"))
     assert feeds["x"].shape == (3, 2) and feeds["t"].shape == (3, 2)
-    feeds, _, where = point(prog, parse_at("x=[1,2]"))  # one example: said so
+    feeds, _, where = point(comp, parse_at("x=[1,2]"))  # one example: said so
     assert feeds["x"].shape == (1, 2) and "normalize every value to 0" in where
     # a spec without state is traced at one example, as before
-    prog = program_from_file(REPO / "specs" / "digits.bp")
-    feeds, _, where = point(prog)
+    comp = Compilation.from_file(REPO / "specs" / "digits.bp")
+    prog = comp.program
+    feeds, _, where = point(comp)
     assert feeds["x"].shape == (1, 64) and where == "seed 0"
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_every_gallery_spec_traces(spec):
-    prog = program_from_file(spec)
-    feeds, params, where = point(prog)
-    text = format_trace(trace(prog, feeds, params, where, step=True))
+    comp = Compilation.from_file(spec)
+    prog = comp.program
+    feeds, params, where = point(comp)
+    text = format_trace(trace(comp, feeds, params, where, step=True))
     assert text.startswith(f"{prog.name}: worked example at ")
     assert ("# running statistics" in text) == bool(prog.states)
 
@@ -337,7 +346,8 @@ def test_stats_show_batch_norm_keeping_activations_spread(specs):
 def test_stats_values_are_batch_norm_in_training_mode(specs):
     """The values stats shows are the batch's own normalization (not the running
     statistics, which would leave the small activations small)."""
-    prog = program_from_file(specs["deep_bn"])
+    comp = Compilation.from_file(specs["deep_bn"])
+    prog = comp.program
     values = {name: act for name, act, _ in layer_values(prog, batch=50, seed=2)}
     a1 = values["a1"]
     want = (a1 - a1.mean(axis=0)) / np.sqrt(a1.var(axis=0) + 1e-6)  # gamma 1, beta 0
@@ -365,11 +375,12 @@ def test_stats_cli_says_training_mode(specs):
 # ----------------------------------------------------------------------------- graph
 
 def test_graph_folds_steps_and_draws_states_and_updates(specs):
-    prog = program_from_file(specs["bn_example"], stage="ir")
+    comp = Compilation.from_file(specs["bn_example"])
+    prog = comp.ir
     assert steps(prog) == {f"bn{j}_{s}": f"bn{j}" for j in (1, 2)
                            for s in ("mu", "xc", "var", "std", "xn")}
-    feeds, params, _ = point(prog)
-    g = build(prog, feeds, params)
+    feeds, params, _ = point(comp)
+    g = build(comp, feeds, params)
     text = dot(g)
     labels = re.findall(r'\[label="([^"]*)", shape=circle\]', text)
     assert labels.count("batchnorm") == 2 and "repeat" not in text
@@ -390,7 +401,7 @@ def test_graph_folds_steps_and_draws_states_and_updates(specs):
     # the gradient into batch norm is the trace's dL_da1
     a1 = next(n.key for n in g.nodes if n.label == "a1")
     into = next(e for e in g.edges if e.src == a1)
-    v = _values(trace(program_from_file(specs["bn_example"]), feeds, params))
+    v = _values(trace(Compilation.from_file(specs["bn_example"]), feeds, params))
     assert into.grad == summarize(v["dL_da1"])
     svg = to_svg(g)
     page = Page(svg)
@@ -414,9 +425,7 @@ def test_graph_of_a_repeated_batch_norm_block(tmp_path):
 
 
 def test_graph_of_an_inference_program_has_states_as_inputs(specs):
-    loaded = load_file(specs["bn_tiny"])
-    infer = inference_program(loaded, program_from_file(specs["bn_tiny"]))
-    g = build(infer)
+    g = build(Compilation.from_file(specs["bn_tiny"]), inference=True)
     kinds = {n.label: n.kind for n in g.nodes}
     assert kinds["running_mean"] == kinds["running_var"] == "state"
     op = next(n.key for n in g.nodes if n.label == "batch_norm")
@@ -428,9 +437,10 @@ def test_graph_of_an_inference_program_has_states_as_inputs(specs):
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_every_gallery_spec_graphs(spec):
-    prog = program_from_file(spec, stage="ir")
-    feeds, params, _ = point(prog)
-    g = build(prog, feeds, params)
+    comp = Compilation.from_file(spec)
+    prog = comp.ir
+    feeds, params, _ = point(comp)
+    g = build(comp, feeds, params)
     assert dot(g).startswith("digraph") and not Page(to_svg(g)).stack
     assert any(n.kind == "loss" for n in g.nodes)
 
@@ -459,10 +469,9 @@ def test_explain_page_of_a_batch_norm_spec(specs):
 
 
 def test_explain_line_map_links_state_updates_to_their_layer(specs):
-    prog = program_from_file(specs["bn_example"])
-    module = textbook_module(prog)
-    code = module.SOURCE.splitlines()
-    mapping = line_map(prog, module.SOURCE)
+    textbook = Compilation.from_file(specs["bn_example"], style="textbook")
+    code = textbook.text.splitlines()
+    mapping = textbook.spec_lines
     layer_line = BN_EXAMPLE.splitlines().index("  repeat 2 { dense 32; batchnorm; relu; "
                                              "dropout 0.1 }") + 1
     updates = [i for i, ln in enumerate(code, 1) if ln.strip().startswith('state["')]
@@ -476,17 +485,19 @@ def test_explain_gradient_check_of_batch_norm_has_teeth(specs):
     """The check the page runs (gradcheck in training mode, from init_state() each
     time): the right backward passes, a wrong one (the mean's share of dL/dx dropped)
     fails."""
-    prog = program_from_file(specs["bn_tiny"])
-    good = textbook_module(prog)
+    comp = Compilation.from_file(specs["bn_tiny"])
+    prog = comp.program
+    good = comp.restyled("textbook").new_module()
     state = good.init_state()
-    rows = gradcheck(good, samples=10, batch=4, seed=0, state=state)
+    rows = gradcheck(good, samples=10, batch=4, seed=0, state=state, modes=("training",))
     assert rows and all(r.ok for r in rows)
     assert all(np.array_equal(v, good.init_state()[k]) for k, v in state.items())
-    bad = textbook_module(prog)
-    source = re.sub(r"(dL_dh = dL_dy_xc) \+ [^\n]+", r"\1", good.SOURCE)
-    assert source != good.SOURCE
+    bad = comp.restyled("textbook").new_module()
+    source = re.sub(r"(dL_dh = dL_dy_xc) \+ [^\n]+", r"\1", good.source)
+    assert source != good.source
     exec(compile(source, "<bad>", "exec"), bad.__dict__)  # noqa: S102
-    rows = {r.name: r for r in gradcheck(bad, samples=10, batch=4, seed=0)}
+    rows = {r.name: r for r in gradcheck(bad, samples=10, batch=4, seed=0,
+                                         modes=("training",))}
     assert not rows["W"].ok and rows["gamma"].ok
 
 
@@ -495,7 +506,7 @@ def test_cli_on_batch_norm_spec_errors_are_located(specs, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "'bn1_running_mean' is not an input, target or parameter" in r.stderr
     with pytest.raises(UserError):
-        point(program_from_file(specs["bn_tiny"]), parse_at("x=[[1,2,3]]"))
+        point(Compilation.from_file(specs["bn_tiny"]), parse_at("x=[[1,2,3]]"))
 
 
 def test_views_of_batch_norm_over_images(tmp_path):
@@ -504,7 +515,8 @@ def test_views_of_batch_norm_over_images(tmp_path):
     spec.write_text("model conv_bn\ninput x : [N, 1, 8, 8]\ntarget t : [N, 10]\n"
                     "layers x -> y {\n  conv 4 size=3 pad=1; batchnorm; relu; maxpool 2; "
                     "flatten; dense 10\n}\nloss L = softmax_cross_entropy(y, t)\n")
-    prog = program_from_file(spec)
+    comp = Compilation.from_file(spec)
+    prog = comp.program
     values = {name: act for name, act, _ in layer_values(prog, batch=20, seed=1)}
     a1, bn1 = values["a1"], values["bn1"]
     mean, var = a1.mean(axis=(0, 2, 3)), a1.var(axis=(0, 2, 3))
@@ -515,12 +527,12 @@ def test_views_of_batch_norm_over_images(tmp_path):
     assert row["batch_norm"]["in"]["std_min"] == pytest.approx(std_in.min())
     assert row["batch_norm"]["in"]["std_max"] == pytest.approx(std_in.max())
     assert row["batch_norm"]["out"]["std_min"] > 0.999
-    feeds, params, where = point(prog)
+    feeds, params, where = point(comp)
     assert feeds["x"].shape == (BATCH_ROWS, 1, 8, 8) and where.startswith("a batch of 4")
-    v = _values(trace(prog, feeds, params))
+    v = _values(trace(comp, feeds, params))
     assert v["bn1_mu"].shape == (4,) and np.allclose(
         v["bn1_running_var+"], 0.9 + 0.1 * v["a1"].var(axis=(0, 2, 3)))
-    text = dot(build(program_from_file(spec, stage="ir"), feeds, params))
+    text = dot(build(Compilation.from_file(spec), feeds, params))
     assert re.findall(r'\[label="([^"]*)", shape=circle\]', text).count("batchnorm") == 1
 
 

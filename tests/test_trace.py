@@ -20,7 +20,7 @@ import re
 import numpy as np
 import pytest
 
-from bpc.compiler.pipeline import program_from_file
+from bpc.compiler.compilation import Compilation
 from conftest import GOLDEN, REPO, check_golden, run_bpc
 from bpc.reports.trace import fmt, parse_at, point, summarize, trace
 
@@ -45,9 +45,9 @@ def _lines(text: str) -> dict[str, str]:
 
 
 def _trace(spec, at=None, step=False, digits=6):
-    prog = program_from_file(REPO / "specs" / spec)
-    feeds, params, where = point(prog, parse_at(at) if at else None)
-    return prog, trace(prog, feeds, params, where, step=step, digits=digits)
+    comp = Compilation.from_file(REPO / "specs" / spec)
+    feeds, params, where = point(comp, parse_at(at) if at else None)
+    return comp, trace(comp, feeds, params, where, step=step, digits=digits)
 
 
 def test_udl_toy_trace_reproduces_notebook_7_1():
@@ -116,10 +116,8 @@ def test_written_out_numbers_equal_the_stated_results(spec, at, step):
 
 def test_toy_trace_gradients_match_finite_differences():
     """The trace's numbers are not the evaluator's word alone."""
-    prog, tr = _trace("toy.bp", "x=2.3,y=2.0")
-    from bpc.reports.trace import textbook_module
-
-    m = textbook_module(prog)
+    comp, tr = _trace("toy.bp", "x=2.3,y=2.0")
+    m = comp.restyled("textbook").module
     params = m.init_params(np.random.default_rng(0))
     values = {ln.name: float(ln.value) for ln in tr.lines}
     eps = 1e-6

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import run_bpc
-from bpc.compiler.pipeline import program_from_text
-from bpc.runtime import trace as T
+from bpc.compiler.compilation import Compilation
+from bpc.reports import trace as T
 
 # Found by tracing float32 specs over seeds: at seed 2 dL_db1 is 3e-5 in the evaluator
 # and 5e-5 away in the module, both noise around the exact 0 (terms of size 97 summed
@@ -42,21 +42,21 @@ def test_float32_rounding_noise_around_zero_is_no_disagreement(tmp_path, command
 
 
 def _point():
-    prog = program_from_text(BN32)
-    feeds, params, where = T.point(prog, None, None, 2)
-    return prog, feeds, params
+    comp = Compilation.from_text(BN32)
+    feeds, params, where = T.point(comp, None, None, 2)
+    return comp, feeds, params
 
 
 def test_the_gradient_that_cancels_is_judged_by_its_terms_not_its_value():
-    prog, feeds, params = _point()
-    tr = T.trace(prog, feeds, params)  # no RuntimeError
+    comp, feeds, params = _point()
+    tr = T.trace(comp, feeds, params)  # no RuntimeError
     db1 = next(ln for ln in tr.lines if ln.name == "dL_db1").value
     assert np.max(np.abs(db1)) < 1e-3  # noise: the exact gradient is 0
 
 
 def test_a_wrong_gradient_still_stops_the_trace():
-    prog, feeds, params = _point()
-    module = T.textbook_module(prog)
+    comp, feeds, params = _point()
+    module = comp.restyled("textbook").new_module()
     real = module.loss_and_grad
 
     for name, factor in (("b2", 1.001), ("W1", 1.001), ("b1", 1e3)):
@@ -65,13 +65,13 @@ def test_a_wrong_gradient_still_stops_the_trace():
             return loss, {**grads, name: grads[name] * factor + (factor - 1)}
         module.loss_and_grad = wrong
         with pytest.raises(RuntimeError, match="disagree"):
-            T.trace(prog, feeds, params, module=module)
+            T.trace(comp, feeds, params, module=module)
 
 
 def test_float64_tolerance_is_tighter():
-    prog = program_from_text(BN32.replace("dtype float32", "dtype float64"))
-    feeds, params, _ = T.point(prog, None, None, 2)
-    module = T.textbook_module(prog)
+    comp = Compilation.from_text(BN32.replace("dtype float32", "dtype float64"))
+    feeds, params, _ = T.point(comp, None, None, 2)
+    module = comp.restyled("textbook").new_module()
     real = module.loss_and_grad
 
     def wrong(*args, **kwargs):
@@ -79,7 +79,7 @@ def test_float64_tolerance_is_tighter():
         return loss, {**grads, "b2": grads["b2"] * (1 + 1e-6)}
     module.loss_and_grad = wrong
     with pytest.raises(RuntimeError, match="disagree on dL_db2"):
-        T.trace(prog, feeds, params, module=module)
+        T.trace(comp, feeds, params, module=module)
 
 
 # A convolution's bias before batch norm: its gradient is a sum reshaped to the bias,
@@ -110,9 +110,9 @@ loss L = softmax_cross_entropy(yy7, t)
 
 @pytest.mark.parametrize("seed", [9])
 def test_a_reshaped_sum_that_cancels_is_judged_by_the_sums_terms(seed):
-    prog = program_from_text(CONV_BN)
-    feeds, params, _ = T.point(prog, None, None, seed)
-    T.trace(prog, feeds, params)  # no RuntimeError
+    comp = Compilation.from_text(CONV_BN)
+    feeds, params, _ = T.point(comp, None, None, seed)
+    T.trace(comp, feeds, params)  # no RuntimeError
 
 
 # float32, dropout into a convolution into batch norm over a batch of four: the loss is
@@ -139,15 +139,15 @@ loss L = mean(square(fl7))
 
 @pytest.mark.parametrize("seed", [1, 182])
 def test_float32_rounding_amplified_by_batch_norm_is_measured_not_guessed(seed):
-    prog = program_from_text(F32_BN)
-    feeds, params, _ = T.point(prog, None, None, seed)
-    T.trace(prog, feeds, params)  # no RuntimeError
+    comp = Compilation.from_text(F32_BN)
+    feeds, params, _ = T.point(comp, None, None, seed)
+    T.trace(comp, feeds, params)  # no RuntimeError
 
 
 def test_a_wrong_float32_gradient_beside_rounding_noise_still_stops_the_trace():
-    prog = program_from_text(F32_BN)
-    feeds, params, _ = T.point(prog, None, None, 1)
-    module = T.textbook_module(prog)
+    comp = Compilation.from_text(F32_BN)
+    feeds, params, _ = T.point(comp, None, None, 1)
+    module = comp.restyled("textbook").new_module()
     real = module.loss_and_grad
 
     @functools.wraps(real)  # the same signature: the trace passes rng and state by it
@@ -156,7 +156,7 @@ def test_a_wrong_float32_gradient_beside_rounding_noise_still_stops_the_trace():
         return loss, {**grads, "w1": grads["w1"] + 1e-3}
     module.loss_and_grad = wrong
     with pytest.raises(RuntimeError, match="disagree on dL_dw1"):
-        T.trace(prog, feeds, params, module=module)
+        T.trace(comp, feeds, params, module=module)
 
 
 # The same in float64 (no dtype line), against the platform's long double where it is
@@ -184,6 +184,6 @@ loss L = mean(square(fl7))
 @pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps,
                     reason="no float wider than float64 on this platform")
 def test_float64_rounding_amplified_by_batch_norm_is_measured_in_long_double():
-    prog = program_from_text(F64_BN)
-    feeds, params, _ = T.point(prog, None, None, 2536)
-    T.trace(prog, feeds, params)  # no RuntimeError
+    comp = Compilation.from_text(F64_BN)
+    feeds, params, _ = T.point(comp, None, None, 2536)
+    T.trace(comp, feeds, params)  # no RuntimeError

@@ -30,19 +30,54 @@ from .pyfmt import (LINE_LENGTH, STATEMENT_WIDTH, Code, call, call_statement, de
                     literal, needs_black, operator_statement, string)
 
 
+class Line(str):
+    """A line of a function's body that knows the IR binding it was printed from: the
+    statement it computes, the step a heading or a temporary belongs to. What a source
+    map is made of (``Compilation.spec_lines``)."""
+
+    origin: str | None = None
+
+
+def _line(text: str, origin: str | None) -> str:
+    if origin is None:
+        return text
+    line = Line(text)
+    line.origin = origin
+    return line
+
+
 @dataclass
 class _Function:
     name: str
     signature: list[str]
     returns: str
     doc: list[str]  # paragraphs
-    body: list[str]
+    body: list[str]  # ``Line`` where a binding printed it
+
+    @property
+    def head(self) -> list[str]:
+        """The ``def`` line(s) and the docstring."""
+        return definition(self.name, self.signature, self.returns) + _docstring(self.doc)
 
     @property
     def text(self) -> str:
         """The whole function, in black's layout."""
-        return "\n".join(definition(self.name, self.signature, self.returns)
-                         + _docstring(self.doc) + _indented(self.body))
+        return "\n".join(self.head + _indented(self.body))
+
+    def origins(self) -> list[str | None]:
+        """The binding each line of ``text`` was printed from (None: none)."""
+        return [None] * len(self.head) + [getattr(line, "origin", None) for line in self.body]
+
+
+@dataclass(frozen=True)
+class GeneratedModule:
+    """A module's source text; the IR binding each line of it was printed from
+    (``origins``: 1-based line number -> binding name), for source maps; and the line
+    each function starts at (``starts``: name -> its ``def`` line). Both empty when black
+    had to lay the whole module out (its lines then move)."""
+    text: str
+    origins: dict[int, str]
+    starts: dict[str, int]
 
 
 def _docstring(paragraphs: list[str]) -> list[str]:
@@ -266,7 +301,7 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
         if comment == last_comment:
             return
         if comment and not (style == "textbook" and comment in said):
-            lines.append(f"# {safe_comment(comment)}")
+            lines.append(_line(f"# {safe_comment(comment)}", st.name))
             said.add(comment)
             bd = backward.get(st.name)
             if bd is not None:
@@ -288,8 +323,11 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
             lines.append("")
             lines.append("# backward")
         code = list(step.code)
+        # A temporary's lines belong to the statement it is a step of.
+        owner = headed_by[k] if st.kind == "temp" and headed_by[k] is not None else st
         if st.kind == "update" and (k == 0 or planned[k - 1].statement.kind != "update"):
-            lines.append("# running statistics, which inference mode normalizes with")
+            lines.append(_line("# running statistics, which inference mode normalizes with",
+                               st.name))
             last_comment = None
         if st.kind == "temp":
             if in_backward and headed_by[k] is not None:
@@ -300,10 +338,10 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
                 if len(code) == 1 and len(code[0]) + len(note) + 4 <= STATEMENT_WIDTH:
                     code[0] += f"  # {note}"
                 else:
-                    lines.append(f"# {st.name}: {note}")
+                    lines.append(_line(f"# {st.name}: {note}", owner.name))
         else:
             head(st)
-        lines.extend(line for statement in code
+        lines.extend(_line(line, owner.name) for statement in code
                      for line in (_laid_out(statement) if fmt else [statement]))
         if step.release:
             lines.extend(_deletions(step.release))
@@ -350,7 +388,13 @@ STYLE_NOTES = {
 
 def generate(prog: Program, source: str | None = None, fmt: bool = True,
              style: str = "fast", inference: Program | None = None) -> str:
-    """The module's source text, in the ``fast`` style (buffers reused in place,
+    """The module's source text (``generate_module``'s ``text``)."""
+    return generate_module(prog, source, fmt, style, inference).text
+
+
+def generate_module(prog: Program, source: str | None = None, fmt: bool = True,
+                    style: str = "fast", inference: Program | None = None) -> GeneratedModule:
+    """The module's source text and its line origins, in the ``fast`` style (buffers reused in place,
     released early) or the ``textbook`` style (one plain assignment per step).
     ``inference``: the program in inference mode when it differs from ``prog`` (training
     mode: dropout, batch norm). ``predict`` is written from it; ``loss`` and
@@ -360,14 +404,14 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
     ``_loss_and_grad_inference``)."""
     if style not in STYLE_NOTES:
         raise ValueError(f"unknown code style {style!r}")
-    from ..pipeline import gc_paused
+    from ..compilation import gc_paused
 
     with gc_paused():
         return _generate(prog, source, fmt, style, inference)
 
 
 def _generate(prog: Program, source: str | None, fmt: bool, style: str,
-              inference: Program | None) -> str:
+              inference: Program | None) -> GeneratedModule:
     source = safe_comment(source or prog.path).replace('"', "?").replace("\\", "?")
     output = prog.output or prog.loss
     infer = inference or prog
@@ -444,6 +488,7 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
         "functions": functions,
     }
     text = _template().render(**context)
+    laid_out = text
     if fmt and needs_black(text):  # a line of a shape pyfmt does not lay out
         text = _black(text)
     try:
@@ -452,7 +497,34 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
         raise SpecError(Diagnostic(f"internal error: the code generated for '{prog.name}' "
                                    f"is not valid Python ({e.msg}, line {e.lineno})",
                                    None)) from e
-    return text
+    # Black moves lines (rarely: a statement shape pyfmt does not lay out): no map then.
+    if text != laid_out:
+        return GeneratedModule(text, {}, {})
+    return GeneratedModule(text, *_origins(prog, text, functions))
+
+
+def _origins(prog: Program, text: str, functions: list[_Function]
+             ) -> tuple[dict[int, str], dict[str, int]]:
+    """Module line -> the binding it was printed from, and function -> its first line.
+    The template writes the functions last, each after two blank lines, and the module
+    ends with a newline: counted from the end, and checked line by line (a template
+    changed otherwise is a bug here)."""
+    lines = text.split("\n")
+    end = len(lines) - 1  # the empty string after the last newline
+    out: dict[int, str] = {}
+    starts: dict[str, int] = {}
+    for fn in reversed(functions):
+        own = fn.text.split("\n")
+        start = end - len(own)
+        if lines[start:end] != own or any(lines[start - 2:start]):
+            raise SpecError(Diagnostic(f"internal error: the module written for "
+                                       f"'{prog.name}' does not end with its functions, "
+                                       f"so its lines cannot be mapped", None))
+        out.update((start + 1 + i, origin) for i, origin in enumerate(fn.origins())
+                   if origin is not None)
+        starts[fn.name] = start + 1
+        end = start - 2
+    return out, starts
 
 
 def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:

@@ -30,18 +30,21 @@ class _Poisoned(Exception):
     """An operand already failed; its error has been reported."""
 
 
-def elaborate(spec: ast.Spec, diags: Diagnostics, train: bool = True) -> Program | None:
+def elaborate(spec: ast.Spec, diags: Diagnostics, train: bool = True,
+              dtype: str | None = None) -> Program | None:
     """The spec's IR in training mode (what the gradient is of) or in inference mode
-    (``train=False``: dropout is the identity)."""
-    return _Elaborator(spec, diags, train).run()
+    (``train=False``: dropout is the identity); ``dtype`` overrides the spec's (``bpc
+    train --dtype``)."""
+    return _Elaborator(spec, diags, train, dtype).run()
 
 
 class _Elaborator:
-    def __init__(self, spec: ast.Spec, diags: Diagnostics, train: bool = True):
+    def __init__(self, spec: ast.Spec, diags: Diagnostics, train: bool = True,
+                 dtype: str | None = None):
         self.spec, self.diags = spec, diags
         self.lines = spec.source.splitlines()
-        dtype = next((s.name for s in spec.statements if isinstance(s, ast.DtypeStmt)),
-                     "float64")
+        dtype = dtype or next((s.name for s in spec.statements
+                               if isinstance(s, ast.DtypeStmt)), "float64")
         self.b = Builder(dtype)
         self.b.train = train
         self.env: dict[str, Node | None] = {}  # None: poisoned by an earlier error
