@@ -113,13 +113,11 @@ class Model(types.ModuleType):
         overrides = {"epochs": epochs, "iters": iters, "batch": batch, "lr": lr,
                      "optimizer": optimizer, "seed": seed, "eval_every": eval_every}
         if isinstance(data, str):
-            from bpc.runtime.cli import data_flag
-            import argparse
+            from bpc.runtime.data import data_flag_problem
 
-            try:
-                data_flag(data)
-            except argparse.ArgumentTypeError as e:
-                raise UserError(f"data {data!r}: {e}") from None
+            problem = data_flag_problem(data)
+            if problem:
+                raise UserError(f"data {data!r}: {problem}")
         result, _, _ = run(self, data, overrides, None if out is None else Path(out),
                            resume=resume, quiet=quiet, checkpoint_every=checkpoint_every)
         return result
