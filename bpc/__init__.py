@@ -49,12 +49,9 @@ except KeyboardInterrupt:
 
 def __getattr__(name: str):
     if name == "__version__":  # looked up when asked: importing bpc stays fast
-        from importlib import metadata
+        from bpc.runtime.version import version
 
-        try:
-            return metadata.version("backprop-compiler")
-        except metadata.PackageNotFoundError:  # a source tree that is not installed
-            return "0.0.0+unknown"
+        return version()
     raise AttributeError(f"module 'bpc' has no attribute {name!r}")
 
 
