@@ -27,7 +27,7 @@ __all__ = ["Model", "compile", "load", "load_checkpoint", "Checkpoint", "__versi
 # (pyproject's package-dir); in a source tree they stay the top-level folders beside
 # ``bpc/``, found through this package's path (and only as ``bpc.compiler`` and
 # ``bpc.runtime``: nothing imports them under another name).
-# Only os (loaded with the interpreter) here: "python -m bpc.runtime.cli" runs this file
+# Only os (loaded with the interpreter) here: "python -m bpc" runs this file
 # before the command's early Ctrl-C handler exists, so it must take no time.
 try:
     _HERE = os.path.dirname(os.path.abspath(__file__))
