@@ -526,7 +526,7 @@ def train_worker(spec: str, rounds: int) -> dict:
     script = PLAIN_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "bench"))
     procs = {"bpc train": [], "plain loop": []}
     for i in range(rounds):
-        for name, cmd in (("bpc train", [sys.executable, "-m", "bpc.runtime.cli", "train",
+        for name, cmd in (("bpc train", [sys.executable, "-m", "bpc", "train",
                                          module_path, "--out", str(Path(tmp) / f"p{i}")]),
                           ("plain loop", [sys.executable, "-c", script, module_path])):
             start = time.perf_counter()
@@ -594,7 +594,7 @@ def bench_one_off(runs: int) -> dict:
                             ("784-50-10", spec_text(NETS["784-50-10"][0], "float64"))):
             spec = Path(tmp) / "one_off.bp"
             spec.write_text(text)
-            cmds = {"bpc compile": [sys.executable, "-m", "bpc.runtime.cli", "compile", "-q",
+            cmds = {"bpc compile": [sys.executable, "-m", "bpc", "compile", "-q",
                                     "-o", tmp, str(spec)]}
             for peer, package in (("tangent", "tangent"), ("pytensor", "pytensor")):
                 try:
@@ -703,7 +703,7 @@ def bench_compile(runs: int) -> dict:
     out = {"cold": {}, "warm": {}, "floor": {}}
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as cache:
         for spec in sorted((ROOT / "specs").glob("*.bp")):
-            cmd = [sys.executable, "-m", "bpc.runtime.cli", "compile", "-q", "-o", tmp,
+            cmd = [sys.executable, "-m", "bpc", "compile", "-q", "-o", tmp,
                    str(spec.relative_to(ROOT))]
             floors, cold, warm = [], [], []
             once(cmd, cache)  # fill the warm cache (and write bytecode); not timed

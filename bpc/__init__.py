@@ -27,7 +27,7 @@ __all__ = ["Model", "compile", "load", "load_checkpoint", "Checkpoint", "__versi
 # (pyproject's package-dir); in a source tree they stay the top-level folders beside
 # ``bpc/``, found through this package's path (and only as ``bpc.compiler`` and
 # ``bpc.runtime``: nothing imports them under another name).
-# Only os (loaded with the interpreter) here: "python -m bpc.runtime.cli" runs this file
+# Only os (loaded with the interpreter) here: "python -m bpc" runs this file
 # before the command's early Ctrl-C handler exists, so it must take no time.
 try:
     _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,12 +49,9 @@ except KeyboardInterrupt:
 
 def __getattr__(name: str):
     if name == "__version__":  # looked up when asked: importing bpc stays fast
-        from importlib import metadata
+        from bpc.runtime.version import version
 
-        try:
-            return metadata.version("backprop-compiler")
-        except metadata.PackageNotFoundError:  # a source tree that is not installed
-            return "0.0.0+unknown"
+        return version()
     raise AttributeError(f"module 'bpc' has no attribute {name!r}")
 
 
@@ -113,13 +110,11 @@ class Model(types.ModuleType):
         overrides = {"epochs": epochs, "iters": iters, "batch": batch, "lr": lr,
                      "optimizer": optimizer, "seed": seed, "eval_every": eval_every}
         if isinstance(data, str):
-            from bpc.runtime.cli import data_flag
-            import argparse
+            from bpc.runtime.data import data_flag_problem
 
-            try:
-                data_flag(data)
-            except argparse.ArgumentTypeError as e:
-                raise UserError(f"data {data!r}: {e}") from None
+            problem = data_flag_problem(data)
+            if problem:
+                raise UserError(f"data {data!r}: {problem}")
         result, _, _ = run(self, data, overrides, None if out is None else Path(out),
                            resume=resume, quiet=quiet, checkpoint_every=checkpoint_every)
         return result

@@ -2,7 +2,7 @@
 
 import sys
 
-from bpc.runtime.cli import main
+from bpc.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

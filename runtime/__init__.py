@@ -1,1 +1,1 @@
-"""bpc's runtime: load generated modules, train them, check their gradients; the CLI."""
+"""bpc's runtime: load generated modules, train them, check their gradients."""

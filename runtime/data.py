@@ -771,6 +771,16 @@ def parse_data_flag(text: str) -> dict:
     return {"path": text}
 
 
+def data_flag_problem(text: str) -> str | None:
+    """What is wrong with a ``--data`` string, None if nothing is: a built-in data set's
+    arguments are checked against the spec's ranges (``spiral:classes=1`` is refused as
+    ``data spiral(classes=1)`` is)."""
+    try:
+        return data_problem(parse_data_flag(text))
+    except UserError as e:
+        return e.message
+
+
 # ----------------------------------------------------------------------------- checking
 def onehot_of(module) -> dict[str, int]:
     """Targets of softmax cross-entropy given as rows of probabilities -> classes."""

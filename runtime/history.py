@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import data as data_mod
@@ -56,16 +57,35 @@ def _history_rows(path: Path, follows) -> list[dict]:
     return rows
 
 
-def summary_line(row: dict, total_epochs: int) -> str:
-    parts = [f"epoch {row['epoch']}/{total_epochs}", f"loss {float(row['loss']):.4f}"]
+@dataclass(frozen=True)
+class Summary:
+    """A history row's printed line in its parts: the position (``epoch 3/10``), the
+    measures (``loss 0.1234``, ``test_acc 91.0%``, ...) and the time (``1.23s``). A run's
+    final summary prints some of them (its own position and time stand beside them)."""
+
+    position: str
+    measures: tuple[str, ...]
+    seconds: str
+
+    def text(self, position: bool = True, seconds: bool = True) -> str:
+        parts = [self.position] * position + [*self.measures] + [self.seconds] * seconds
+        return "  ".join(parts)
+
+
+def summary(row: dict, total_epochs: int) -> Summary:
+    measures = [f"loss {float(row['loss']):.4f}"]
     if row.get("test_loss"):
-        parts.append(f"test_loss {float(row['test_loss']):.4f}")
+        measures.append(f"test_loss {float(row['test_loss']):.4f}")
     if row.get("train_acc"):
-        parts.append(f"train_acc {100 * float(row['train_acc']):.1f}%")
+        measures.append(f"train_acc {100 * float(row['train_acc']):.1f}%")
     if row.get("test_acc"):
-        parts.append(f"test_acc {100 * float(row['test_acc']):.1f}%")
-    parts.append(f"{float(row['seconds']):.2f}s")
-    return "  ".join(parts)
+        measures.append(f"test_acc {100 * float(row['test_acc']):.1f}%")
+    return Summary(f"epoch {row['epoch']}/{total_epochs}", tuple(measures),
+                   f"{float(row['seconds']):.2f}s")
+
+
+def summary_line(row: dict, total_epochs: int) -> str:
+    return summary(row, total_epochs).text()
 
 
 class History(list):

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .version import version
+
+
 def data_hash(arrays: dict[str, np.ndarray]) -> str:
     """A hash of named arrays: names, dtypes, shapes and bytes."""
     h = hashlib.blake2b(digest_size=16)
@@ -100,7 +103,7 @@ def model_identity(module) -> dict:
                for name, texts in sorted(parts.items())}
     whole = hashlib.blake2b(json.dumps([how, digests]).encode(), digest_size=16)
     return {"digest": whole.hexdigest(), "from": how, "parts": digests,
-            "bpc": _bpc_version()}
+            "bpc": version()}
 
 
 def _docstring(node) -> bool:
@@ -157,12 +160,6 @@ def _value_text(value) -> str:
         return type(value).__name__ + "[" + ",".join(_value_text(v) for v in value) + "]"
     text = repr(value)
     return type(value).__qualname__ if " at 0x" in text else text  # not an address
-
-
-def _bpc_version() -> str:
-    import bpc
-
-    return str(bpc.__version__)
 
 
 # What each definition of a module is, for a refused resume's message.

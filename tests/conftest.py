@@ -14,7 +14,7 @@ UPDATE_GOLDEN = os.environ.get("BPC_UPDATE_GOLDEN") == "1"
 def run_bpc(*args, cwd=REPO, timeout=300, input=None):
     """Run the bpc command line in a subprocess, as a user would."""
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONHASHSEED="0")
-    return subprocess.run([sys.executable, "-m", "bpc.runtime.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "bpc", *map(str, args)],
                           cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=env, input=input)
 

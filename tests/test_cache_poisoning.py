@@ -89,14 +89,14 @@ def test_a_planted_black_cache_entry_never_runs(cache_folder, tmp_path, monkeypa
     _, source = compile_file("wide.bp")
     assert source == clean
     env = {**os.environ, "BPC_CACHE": str(cache_folder), "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "bpc.runtime.cli", "compile", "wide.bp",
+    result = subprocess.run([sys.executable, "-m", "bpc", "compile", "wide.bp",
                              "-o", "out"], env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
     module = tmp_path / "out" / "wide.py"
     assert module.read_text() == clean
     bpc.load(module)
-    result = subprocess.run([sys.executable, "-m", "bpc.runtime.cli", "train", str(module),
+    result = subprocess.run([sys.executable, "-m", "bpc", "train", str(module),
                              "--iters", "1", "--out", "run", "-q"],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

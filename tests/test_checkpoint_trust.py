@@ -237,7 +237,7 @@ def fsync(fd):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(fd)
 os.fsync = fsync
-from bpc.runtime.cli import main
+from bpc.cli import main
 main()
 """
 

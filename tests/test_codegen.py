@@ -133,7 +133,7 @@ def test_output_is_deterministic_across_hash_seeds(tmp_path):
     for seed in ("1", "12345"):
         env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(REPO))
         d = tmp_path / seed
-        subprocess.run([sys.executable, "-m", "bpc.runtime.cli", "compile", "-q", "-o", str(d),
+        subprocess.run([sys.executable, "-m", "bpc", "compile", "-q", "-o", str(d),
                         *[str(p.relative_to(REPO)) for p in SPECS]], cwd=REPO, env=env,
                        check=True)
         outs.append({p.name: p.read_bytes() for p in d.glob("*.py")})

@@ -312,7 +312,7 @@ def test_check_compile_and_train_show_the_warning(tmp_path, command):
     np.savez(tmp_path / "b.npz", x=X, y=np.ones(5))
     extra = {"compile": ["-o", str(tmp_path)], "train": ["--out", str(tmp_path / "run")],
              "check": []}[command]
-    r = subprocess.run([sys.executable, "-m", "bpc.runtime.cli", command, str(spec), *extra],
+    r = subprocess.run([sys.executable, "-m", "bpc", command, str(spec), *extra],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert "warning: broadcasting 'f' [N, 1] against 'y' [N] gives [N, N]" in r.stderr

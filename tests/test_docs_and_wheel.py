@@ -47,7 +47,7 @@ def test_the_extras_the_docs_name_exist():
     project = config()["project"]
     extras = set(project["optional-dependencies"])
     texts = [p.read_text() for p in PAGES if p.exists()]
-    texts += [p.read_text() for p in (REPO / "runtime").rglob("*.py")]
+    texts += [p.read_text() for top in ("runtime", "bpc") for p in (REPO / top).rglob("*.py")]
     named = set()
     for text in texts:
         for dist, extra in re.findall(r"([A-Za-z0-9_.-]+|\.)\[([a-z0-9_,-]+)\]'", text):

@@ -128,7 +128,7 @@ def test_stale_temporaries_are_removed(tmp_path):
 def test_cli_compile_reports_a_file_as_output_folder(tmp_path):
     a_file = tmp_path / "afile"
     a_file.write_text("")
-    result = subprocess.run([sys.executable, "-m", "bpc.runtime.cli", "compile",
+    result = subprocess.run([sys.executable, "-m", "bpc", "compile",
                              str(REPO / "specs" / "xor.bp"), "-o", str(a_file)],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1

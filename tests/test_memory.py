@@ -50,7 +50,7 @@ def bpc_limited(*args, cwd, available=GB):
 
     env = dict(os.environ, PYTHONPATH=str(REPO), BPC_MEMORY_AVAILABLE=str(available))
     start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "bpc.runtime.cli", *map(str, args)], cwd=cwd,
+    r = subprocess.run([sys.executable, "-m", "bpc", *map(str, args)], cwd=cwd,
                        capture_output=True, text=True, timeout=120, env=env,
                        preexec_fn=limit)
     return r, time.perf_counter() - start

@@ -170,7 +170,7 @@ def test_textbook_output_is_deterministic_across_hash_seeds(tmp_path):
     for seed in ("1", "4242"):
         env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(REPO))
         d = tmp_path / seed
-        subprocess.run([sys.executable, "-m", "bpc.runtime.cli", "compile", "-q", "--style",
+        subprocess.run([sys.executable, "-m", "bpc", "compile", "-q", "--style",
                         "textbook", "-o", str(d), *[str(p.relative_to(REPO)) for p in SPECS]],
                        cwd=REPO, env=env, check=True)
         outs.append({p.name: p.read_bytes() for p in d.glob("*.py")})

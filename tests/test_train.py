@@ -159,7 +159,7 @@ def test_cli_data_errors(tmp_path):
 def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bpc.runtime.cli", "train", "specs/spiral.bp", "--epochs", "100000",
+        [sys.executable, "-m", "bpc", "train", "specs/spiral.bp", "--epochs", "100000",
          "--batch", "1", "--out", str(out), "--quiet"],
         cwd=REPO, env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -269,7 +269,7 @@ def test_plot_draws_several_runs_on_one_figure(tmp_path):
 def test_plot_without_matplotlib_says_what_to_install(monkeypatch, capsys, tmp_path):
     import importlib.util
 
-    from bpc.runtime.cli import main
+    from bpc.cli import main
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -435,7 +435,7 @@ def test_cli_out_problems_name_the_path(tmp_path):
 
 
 def test_cli_closed_pipe_and_early_ctrl_c(tmp_path):
-    r = subprocess.run(f"{sys.executable} -m bpc.runtime.cli show specs/spiral.bp | head -1",
+    r = subprocess.run(f"{sys.executable} -m bpc show specs/spiral.bp | head -1",
                        shell=True, cwd=REPO, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert r.stdout.startswith('"""spiral') and r.stderr == ""
@@ -447,7 +447,7 @@ def test_cli_closed_pipe_and_early_ctrl_c(tmp_path):
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *site.getsitepackages()]))
     for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4):
-        proc = subprocess.Popen([sys.executable, "-S", "-m", "bpc.runtime.cli", "check",
+        proc = subprocess.Popen([sys.executable, "-S", "-m", "bpc", "check",
                                  "specs/spiral.bp"], cwd=REPO, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(delay)

@@ -16,7 +16,8 @@ from bpc.compiler.vocab import (DATASET_RANGES, INIT_RANGES, OPTIMIZER_RANGES, R
                                 TRAIN_SETTINGS, Range)
 from conftest import REPO, SPECS, run_bpc
 from bpc.runtime import data
-from bpc.runtime.cli import build_parser, data_flag, main
+from bpc.cli import build_parser, main
+from bpc.cli.options import data_flag
 from bpc.runtime.errors import UserError
 from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.loader import load_model
@@ -47,7 +48,7 @@ def test_a_range_accepts_exactly_its_values(rng, value):
 @given(st.sampled_from(ALL_RANGES), st.floats(allow_nan=True, allow_infinity=True))
 def test_a_flag_parses_what_the_spec_accepts(rng, value):
     """The CLI's parser for a range and the range itself agree on every number's text."""
-    from bpc.runtime.cli import number
+    from bpc.cli.options import number
 
     parse = number(rng)
     if rng.problem(value) is None:

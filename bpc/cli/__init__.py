@@ -1,0 +1,145 @@
+"""The ``bpc`` command line: the table of commands, the parser built from it, and
+``main``, which runs one command and turns every error into a message and an exit code.
+
+Each command is a module beside this file: ``HELP`` (its line in ``bpc --help``),
+``add_arguments(parser)`` and ``run(args) -> exit code``. Adding a command is one such
+module and one line in ``COMMANDS``.
+
+Exit codes: 0 ok, 1 a check failed (spec errors, gradient check, diverged training),
+2 usage. No Python traceback reaches the user unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import _signal  # the C module: imported in no time, unlike signal (enums)
+import os
+import sys
+
+
+def _interrupted_early(signum, frame):  # pragma: no cover - timing dependent
+    """Ctrl-C before ``main`` runs (while Python imports bpc): exit 130, no traceback."""
+    os.write(2, b"bpc: interrupted\n")
+    os._exit(130)
+
+
+# Only as the command (python -m bpc, or the bpc script), never in a program that
+# imports bpc, and never over a handler someone else installed (or SIG_IGN).
+_ARGV0 = sys.argv[0] if sys.argv else ""
+if (os.path.basename(_ARGV0) == "bpc" or _ARGV0.endswith(os.path.join("bpc", "__main__.py"))) \
+        and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    _signal.signal(_signal.SIGINT, _interrupted_early)
+
+import argparse  # noqa: E402 - after the handler, which must come first
+import importlib  # noqa: E402
+import signal  # noqa: E402
+
+from bpc.compiler.errors import SpecError  # noqa: E402
+from bpc.runtime.errors import UserError  # noqa: E402
+
+# The commands, in the order ``bpc --help`` lists them: each names a module of this package.
+COMMANDS = (
+    "check",
+    "compile",
+    "train",
+    "gradcheck",
+    "stats",
+    "graph",
+    "show",
+    "trace",
+    "explain",
+    "predict",
+    "eval",
+    "plot",
+    "params",
+)
+
+
+def _version() -> str:
+    from bpc.runtime.version import version
+
+    return version("unknown (not installed)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bpc",
+        description="The backprop compiler: .bp specs to readable NumPy forward/backward "
+                    "code, and a runtime that trains and gradient-checks it.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks for internal errors")
+    parser.add_argument("--version", action="version", version=f"bpc {_version()}")
+    # --debug also works after the command (bpc train spec.bp --debug).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show Python tracebacks for internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        command = importlib.import_module(f"{__name__}.{name}")
+        p = sub.add_parser(name, parents=[common], help=command.HELP)
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
+    return parser
+
+
+_sigint_seen = False
+
+
+def _interrupt(signum, frame):
+    """Ctrl-C once bpc runs: KeyboardInterrupt, remembered, since a library may turn it
+    into another error (NumPy's import reports an interrupted import as ImportError)."""
+    global _sigint_seen
+    _sigint_seen = True
+    raise KeyboardInterrupt
+
+
+_interrupt.raises_keyboard_interrupt = True  # training may defer it (runfolder.DeferredInterrupt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if signal.getsignal(signal.SIGINT) is _interrupted_early:
+        signal.signal(signal.SIGINT, _interrupt)  # now caught below
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # while parsing the command line
+        print("bpc: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except SpecError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except UserError as e:
+        print(f"bpc: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("bpc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (bpc show x.bp | head -1): end quietly, and let nothing
+        # write to the closed pipe at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+    except Exception as e:  # an internal error: say so, without a traceback
+        if _sigint_seen:  # Ctrl-C, reported by a library as its own error
+            print("bpc: interrupted", file=sys.stderr)
+            return 130
+        if args.debug:
+            raise
+        print(f"bpc: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        print("hint: run again with --debug for the traceback, and please report it",
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,27 @@
+"""``bpc check``: parse and type/shape-check specs."""
+
+from __future__ import annotations
+
+import sys
+
+HELP = "parse and type/shape-check specs; print errors or 'ok'"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+
+
+def run(args) -> int:
+    from bpc.compiler.errors import SpecError
+    from bpc.compiler.pipeline import check_file
+
+    failed = False
+    for path in args.specs:
+        try:
+            check_file(path)
+        except SpecError as e:
+            failed = True
+            print(e.render(), file=sys.stderr)
+            continue
+        print(f"{path}: ok")
+    return 1 if failed else 0

@@ -1,0 +1,47 @@
+"""``bpc compile``: specs to standalone NumPy modules, written into a folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HELP = "compile specs to standalone NumPy modules"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("-o", "--out", default="generated", metavar="DIR",
+                   help="where to write <model>.py (default: generated/)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--style", choices=["fast", "textbook"], default="fast",
+                   help="fast (default): buffers reused in place and released early, "
+                        "what bpc train runs; textbook: one plain assignment per step, "
+                        "no out=, no in-place update, no del")
+
+
+def run(args) -> int:
+    from bpc.compiler.cache import write_text_atomic
+    from bpc.compiler.errors import SpecError
+    from bpc.compiler.pipeline import compile_file
+
+    out = Path(args.out)
+    failed = False
+    written: dict[str, str] = {}
+    for path in args.specs:
+        try:
+            name, source = compile_file(path, args.style)
+        except SpecError as e:
+            failed = True
+            print(e.render(), file=sys.stderr)
+            continue
+        if name in written:
+            print(f"bpc: error: {path} and {written[name]} both define model '{name}'; "
+                  f"they would write the same {name}.py", file=sys.stderr)
+            failed = True
+            continue
+        written[name] = path
+        target = out / f"{name}.py"
+        write_text_atomic(target, source)
+        if not args.quiet:
+            print(f"{path} -> {target}")
+    return 1 if failed else 0

@@ -1,0 +1,34 @@
+"""``bpc eval``: a trained model's loss (and accuracy) on a data set."""
+
+from __future__ import annotations
+
+from .options import add_trained_arguments, trained
+
+HELP = "the trained model's loss (and accuracy) on a data set"
+
+
+def add_arguments(p) -> None:
+    add_trained_arguments(p)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from bpc.runtime.data import batch_axes, example_count
+    from bpc.runtime.evaluate import accuracy, mean_loss, no_accuracy_note, task_kind
+    from bpc.runtime.points import eval_chunk
+
+    module, params, state, arrays, split, name = trained(args)
+    chunk = eval_chunk(module)  # examples per call whose forward pass fits in memory
+    with np.errstate(all="ignore"):  # inference mode, with the checkpoint's state
+        loss = mean_loss(module, params, arrays, chunk, state)
+        acc = accuracy(module, params, arrays, task_kind(module, arrays), state, chunk)
+    n = example_count(arrays, batch_axes(module))
+    text = f"{args.spec}: {split} split of {name}, {n} examples: loss {loss:.6g}"
+    if acc is not None:
+        text += f"  accuracy {100 * acc:.2f}%"
+    print(text)
+    note = no_accuracy_note(module, arrays)
+    if note:
+        print(f"note: {note}")
+    return 0

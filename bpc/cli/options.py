@@ -1,0 +1,101 @@
+"""The arguments several commands share, and how they are read: numbers checked against
+the spec's own ranges, ``--data``, the training settings' flags, the point of a worked
+example (``--at``/``--row``/``--seed``) and a trained model's checkpoint and data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bpc.compiler.vocab import RUNTIME_RANGES, TRAIN_SETTINGS, Range
+from bpc.runtime.errors import UserError
+
+
+def number(rng: Range):
+    """An argparse ``type`` that accepts what ``rng`` accepts — the spec's own range for
+    the setting a flag overrides — so a bad flag is a usage error (exit 2) naming it."""
+    def parse(text: str):
+        try:
+            value = rng.parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rng.describe()}, not {text!r}") \
+                from None
+        problem = rng.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return rng.coerce(value)
+    parse.range = rng  # lets the tests find every numeric flag
+    return parse
+
+
+def train_flag(key: str):
+    """The argparse ``type`` of the flag that overrides the spec's training setting ``key``."""
+    return number(TRAIN_SETTINGS[key].range)
+
+
+def data_flag(text: str) -> str:
+    """``--data``: a built-in data set's arguments checked against the spec's ranges
+    (``spiral:classes=1`` is refused as ``data spiral(classes=1)`` is)."""
+    from bpc.runtime.data import data_flag_problem
+
+    problem = data_flag_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def add_point_arguments(p) -> None:
+    """--at / --row / --seed: the point a worked example (trace, graph, explain) is at."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--at", metavar="NAME=VALUE,...",
+                       help="values of inputs, targets or parameters, e.g. x=2.3,y=2.0 or "
+                            "'x=[0.05,0.1],t=[0.01,0.99]' (others: random, from --seed)")
+    where.add_argument("--row", type=number(RUNTIME_RANGES["row"]), metavar="K",
+                       help="row K of the spec's data")
+    p.add_argument("--seed", type=number(RUNTIME_RANGES["seed"]), default=0,
+                   help="seed for random parameters and data (default 0)")
+
+
+def point(args, comp):
+    """(feeds, params, where) of the point ``add_point_arguments`` named, for the spec
+    compiled as ``comp``."""
+    from bpc.reports.trace import parse_at, point as trace_point
+
+    return trace_point(comp, parse_at(args.at) if args.at else None, args.row, args.seed)
+
+
+def add_trained_arguments(p) -> None:
+    """SPEC_OR_MODULE, --checkpoint, --data and --split: a trained model and the examples
+    it runs on (``bpc predict`` and ``bpc eval``)."""
+    p.add_argument("spec", metavar="SPEC_OR_MODULE")
+    p.add_argument("--checkpoint", required=True, metavar="FILE",
+                   help="a run's checkpoint.npz (or its folder), from bpc train; "
+                        "its parameters, and the state (batch norm's running "
+                        "statistics) inference reads")
+    p.add_argument("--data", type=data_flag,
+                   help="as for bpc train (default: the spec's data line)")
+    p.add_argument("--split", choices=["train", "test"],
+                   help="which part of the data (default: test when there is one)")
+
+
+def trained(args):
+    """(module, params, state, arrays, split name, data name) for ``bpc predict`` and
+    ``bpc eval``: the model, the checkpoint's parameters and state (refused if of another
+    model, the state verified against the model's STATE) and the examples."""
+    from bpc.runtime.checkpoint import checkpoint_params
+    from bpc.runtime.data import conform, load
+    from bpc.runtime.loader import load_model
+    from bpc.runtime.points import check_memory
+
+    module = load_model(args.spec)
+    check_memory(module, 1, "a prediction", "", forward_only=True)  # before any data
+    params, state = checkpoint_params(Path(args.checkpoint), module, with_state=True)
+    config = getattr(module, "CONFIG", {}) or {}
+    seed = ((config.get("train") or {}).get("seed") or 0)
+    dataset = load(args.data if args.data else config.get("data"), module, seed)
+    split = args.split or ("test" if dataset.test else "train")
+    arrays = dataset.test if split == "test" else dataset.train
+    if not arrays:
+        raise UserError(f"{dataset.name} has no {split} split", "use --split train")
+    return module, params, state, conform(arrays, module, f"{split} data ({dataset.name})"), \
+        split, dataset.name
