@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_bpc
 from bpc.compiler.pipeline import program_from_text
-from bpc.runtime import trace as T
+from bpc.reports import trace as T
 
 # Found by tracing float32 specs over seeds: at seed 2 dL_db1 is 3e-5 in the evaluator
 # and 5e-5 away in the module, both noise around the exact 0 (terms of size 97 summed

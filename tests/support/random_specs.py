@@ -1,6 +1,6 @@
-"""A richer random-spec generator for differential testing (tests/test_differential.py).
+"""A richer random-spec generator for differential testing (tests/oracle/test_differential.py).
 
-Covers more of the language than tests/specgen.py: ``let`` constants (as numbers and as
+Covers more of the language than tests/support/specgen.py: ``let`` constants (as numbers and as
 dimensions), inputs with defaults (scalar and vector), ``dtype float32``, layer stacks
 (``dense`` with options, every activation, ``repeat``) at the start and on computed
 values, every function of LANGUAGE.md's table, ``^`` with constant and parameter

@@ -23,7 +23,7 @@ from bpc.compiler.errors import SpecError
 from bpc.compiler.pipeline import compile_text
 from bpc.runtime.data import synthetic
 from bpc.runtime.gradcheck import gradcheck
-from specgen_v2 import random_spec as random_spec_v2
+from random_specs import random_spec as random_spec_v2
 
 # name -> (input declaration, parameter declarations, the view of e, a scalar from v and
 # the parameter: the parameter's gradient reads v, so v is kept for the backward).

@@ -1,7 +1,7 @@
 """Issue 10, derivation and shapes: one regression test per class of silent wrong result.
 
 Every gradient here is judged outside bpc's derivation: central differences of the
-*generated module's own loss* (and PyTorch in tests/test_differential.py). Every test runs
+*generated module's own loss* (and PyTorch in tests/oracle/test_differential.py). Every test runs
 the generated code, not the IR evaluator.
 """
 
@@ -13,8 +13,7 @@ import pytest
 
 from bpc.compiler.errors import SpecError
 from bpc.compiler.pipeline import compile_text
-
-REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+from conftest import REPO
 
 
 def module(text: str):
