@@ -8,9 +8,10 @@ returned gradient and predict's output must be an np.ndarray of the module's DTY
 
 - ``test_case``: hand-written specs, one class of the language each (the id names it).
 - ``test_oracle_against_finite_differences``: the oracle itself checked numerically.
-- ``test_random_v2`` / ``test_random_v1``: Hypothesis over tests/support/random_specs.py (rich) and
-  tests/support/specgen.py (the original strategy); shrinking gives a minimal failing spec.
-- ``test_survey``: seeded specs from specgen_v2 that keeps going after a failure and
+- ``test_random_specs`` / ``test_random_plain_specs``: Hypothesis over
+  tests/support/random_specs.py's rich and plain specs; shrinking gives a minimal failing
+  spec.
+- ``test_survey``: seeded specs from ``spec_from_seed`` that keeps going after a failure and
   reports every distinct kind of difference, with the shortest spec of each, in both
   code styles.
 - ``test_survey_images``: the structured fuzz's valid image programs
@@ -41,8 +42,7 @@ from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from bpc.compiler.errors import SpecError  # noqa: E402
 from conftest import BN_EXAMPLE  # noqa: E402
 from diffharness import Mismatch, Skip, differential  # noqa: E402
-from specgen import random_spec as random_spec_v1  # noqa: E402
-from random_specs import random_spec, spec_from_seed  # noqa: E402
+from random_specs import plain_spec, random_spec, spec_from_seed  # noqa: E402
 from torch_oracle import Oracle  # noqa: E402
 
 EXAMPLES = int(os.environ.get("BPC_DIFF_EXAMPLES", "100"))
@@ -828,13 +828,13 @@ def _random_run(text, targets=None):
 
 @_SETTINGS
 @given(random_spec(DEPTH, modes=True))
-def test_random_v2(spec):
+def test_random_specs(spec):
     _random_run(spec.text(), spec.targets)
 
 
 @_SETTINGS
-@given(random_spec_v1())
-def test_random_v1(spec):
+@given(plain_spec())
+def test_random_plain_specs(spec):
     _random_run(spec.text())
 
 

@@ -13,10 +13,10 @@ it:
 - ``gradcheck``: the fast module compiled in float64 (``loader.load_model(spec,
   "float64")``, as the CLI does) against central differences in training mode with
   fixed masks, at the CLI's own tolerance. A variable gradcheck could not check (every
-  sampled entry on a kink, say) is not a failure here; a mismatch is (v2 seed 510, a
+  sampled entry on a kink, say) is not a failure here; a mismatch is (rich seed 510, a
   dense bias right before batch norm, whose gradient is exactly 0, once failed on
   rounding alone, the PyTorch oracle agreeing: gradcheck now counts the spread of the
-  right and left slopes as rounding and retries wider steps; SEED_510 below).
+  right and left slopes as rounding and retries wider steps; the test below).
 
 A few specs by default; ``BPC_FUZZ_MODES_EXAMPLES=2000`` for many (specs drawn from each
 generator; ``BPC_FUZZ_MODES_SEED`` to start elsewhere). ``python3 tests/oracle/test_fuzz_modes.py
@@ -45,7 +45,7 @@ FIRST_SEED = int(os.environ.get("BPC_FUZZ_MODES_SEED", "0"))
 MODES = re.compile(r"\bdropout\b|\bbatch_?norm\b")
 
 
-def modes_specs(count: int, start: int = 0, kinds=("image", "v2")):
+def modes_specs(count: int, start: int = 0, kinds=("image", "rich")):
     """``count`` (kind, seed, text) of each generator: valid specs with dropout or
     batch norm, seeds from ``start`` on."""
     from random_specs import spec_from_seed

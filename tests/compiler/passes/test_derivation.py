@@ -356,14 +356,14 @@ import os  # noqa: E402
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from specgen import random_spec  # noqa: E402
+from random_specs import plain_spec  # noqa: E402
 
 F32_EXAMPLES = int(os.environ.get("BPC_PROPERTY_EXAMPLES", "60"))
 
 
 @settings(max_examples=F32_EXAMPLES, deadline=None, derandomize=F32_EXAMPLES <= 1000,
           suppress_health_check=list(HealthCheck))
-@given(random_spec())
+@given(plain_spec())
 def test_random_float32_specs_keep_float32_in_every_value_and_gradient(spec):
     m = module("dtype float32\n" + spec.text())
     rng = np.random.default_rng(0)
