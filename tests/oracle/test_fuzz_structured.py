@@ -958,8 +958,9 @@ def test_generator_covers_every_statement_kind():
         assert word in texts, word
 
 
-if __name__ == "__main__":  # a survey that keeps going: python3 tests/oracle/test_fuzz_structured.py N
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "support"))
+if __name__ == "__main__":  # a survey that keeps going: python3 <this file> N
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, os.pardir, "support"))  # pytest's pythonpath
     n = int(sys.argv[1]) if len(sys.argv) > 1 else EXAMPLES
     counts, failures = _survey(range(FIRST_SEED, FIRST_SEED + n))
     print(counts)

@@ -1,8 +1,8 @@
 """Training and inference modes: dropout.
 
-``loss_and_grad(..., rng=...)`` is training mode by default (inverted dropout, masks
-drawn from ``rng``, the backward pass reusing them); ``predict`` and ``loss`` are
-inference mode by default (dropout is the identity); tests/compiler/backend/test_mode_keyword.py has both
+``loss_and_grad(..., rng=...)`` is training mode by default (inverted dropout, masks drawn
+from ``rng``, the backward pass reusing them); ``predict`` and ``loss`` are inference mode
+by default (dropout is the identity); tests/compiler/backend/test_mode_keyword.py has both
 modes of both functions. Checked against PyTorch float64 with the same mask, against
 central differences with the masks held fixed, against the IR evaluator, and through a
 training run interrupted at random points and resumed.
