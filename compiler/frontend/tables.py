@@ -7,7 +7,7 @@ grammar's SHA-256 and the Lark version that built them. The parser uses them onl
 both match; otherwise it builds the tables itself, in every process (never through
 Lark's cache, which unpickles a user-writable file), so a stale or foreign table file can
 cost time but never change a parse.
-``tests/test_parser_tables.py`` fails when the shipped tables are stale.
+``tests/compiler/frontend/test_parser_tables.py`` fails when the shipped tables are stale.
 
 Regenerate after editing the grammar or upgrading Lark (``--check`` only checks)::
 

@@ -1,7 +1,6 @@
 """The grammar and AST: every LANGUAGE.md construct parses, with the stated precedence."""
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -9,9 +8,9 @@ from bpc.compiler.frontend import ast
 from bpc.compiler.errors import SpecError
 from bpc.compiler.frontend.load import load_text
 from bpc.compiler.frontend.parser import parse
-from conftest import SPECS
+from conftest import REPO, SPECS
 
-LANGUAGE_MD = Path(__file__).resolve().parent.parent.parent / "shared" / "LANGUAGE.md"
+LANGUAGE_MD = REPO.parent / "shared" / "LANGUAGE.md"
 
 
 def expr(text):

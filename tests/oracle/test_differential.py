@@ -1,6 +1,6 @@
 """Differential test: generated modules against an independent PyTorch oracle.
 
-The oracle (tests/torch_oracle.py) shares only bpc's front end (parse, desugar, check); it
+The oracle (tests/support/torch_oracle.py) shares only bpc's front end (parse, desugar, check); it
 evaluates the equations with torch ops and differentiates with torch.autograd. For each
 spec the generated module's loss, every gradient and predict's output must match it
 (float64: rtol 1e-7; float32 modules against the float64 oracle with rtol 2e-3), and every
@@ -8,18 +8,19 @@ returned gradient and predict's output must be an np.ndarray of the module's DTY
 
 - ``test_case``: hand-written specs, one class of the language each (the id names it).
 - ``test_oracle_against_finite_differences``: the oracle itself checked numerically.
-- ``test_random_v2`` / ``test_random_v1``: Hypothesis over tests/specgen_v2.py (rich) and
-  tests/specgen.py (the original strategy); shrinking gives a minimal failing spec.
-- ``test_survey``: seeded specs from specgen_v2 that keeps going after a failure and
+- ``test_random_specs`` / ``test_random_plain_specs``: Hypothesis over
+  tests/support/random_specs.py's rich and plain specs; shrinking gives a minimal failing
+  spec.
+- ``test_survey``: seeded specs from ``spec_from_seed`` that keeps going after a failure and
   reports every distinct kind of difference, with the shortest spec of each, in both
   code styles.
 - ``test_survey_images``: the structured fuzz's valid image programs
-  (tests/test_fuzz_structured.py, ``image_spec``), in both code styles.
+  (tests/oracle/test_fuzz_structured.py, ``image_spec``), in both code styles.
 
 Example counts: BPC_DIFF_EXAMPLES (Hypothesis, default 100 each), BPC_DIFF_SURVEY (fast
 style, default 400) and BPC_DIFF_SURVEY_TEXTBOOK (the same seeds in the textbook style,
 default 100); e.g. ``BPC_DIFF_SURVEY=3000 BPC_DIFF_SURVEY_TEXTBOOK=3000 python3 -m pytest
-tests/test_differential.py -k survey`` (both styles, 3,000 specs each);
+tests/oracle/test_differential.py -k survey`` (both styles, 3,000 specs each);
 BPC_DIFF_IMAGES (image program seeds, default 24). PyTorch is needed (not installed in
 CI): without it the file is skipped.
 """
@@ -41,8 +42,7 @@ from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from bpc.compiler.errors import SpecError  # noqa: E402
 from conftest import BN_EXAMPLE  # noqa: E402
 from diffharness import Mismatch, Skip, differential  # noqa: E402
-from specgen import random_spec as random_spec_v1  # noqa: E402
-from specgen_v2 import random_spec, spec_from_seed  # noqa: E402
+from random_specs import plain_spec, random_spec, spec_from_seed  # noqa: E402
 from torch_oracle import Oracle  # noqa: E402
 
 EXAMPLES = int(os.environ.get("BPC_DIFF_EXAMPLES", "100"))
@@ -828,13 +828,13 @@ def _random_run(text, targets=None):
 
 @_SETTINGS
 @given(random_spec(DEPTH, modes=True))
-def test_random_v2(spec):
+def test_random_specs(spec):
     _random_run(spec.text(), spec.targets)
 
 
 @_SETTINGS
-@given(random_spec_v1())
-def test_random_v1(spec):
+@given(plain_spec())
+def test_random_plain_specs(spec):
     _random_run(spec.text())
 
 

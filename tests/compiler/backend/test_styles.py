@@ -15,7 +15,7 @@ from bpc.compiler.pipeline import compile_file, compile_text
 from conftest import SPECS, run_bpc
 from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.modes import fixed_masks
-from specgen import random_spec
+from random_specs import plain_spec
 
 
 def _module(source: str, name: str = "m") -> types.ModuleType:
@@ -72,7 +72,7 @@ def test_fast_style_is_the_default_and_generated_holds_it():
 
 @settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
-@given(random_spec())
+@given(plain_spec())
 def test_random_specs_textbook_style_matches_fast(spec):
     _, text = compile_text(spec.text(), "random.bp", style="textbook")
     _, fast = compile_text(spec.text(), "random.bp", style="fast")

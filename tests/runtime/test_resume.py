@@ -7,7 +7,7 @@ interrupted. Every optimizer, with weight decay, clipping and schedules.
 A few points per optimizer by default; BPC_KILL_POINTS=200 for a long run: 200 SIGINT
 points and 101 SIGKILL points (POINTS // 2 + 1, each a subprocess) per optimizer, all
 different (the spans are 7,000-12,000 events), and as many again for batch norm with
-dropout in tests/test_state_runtime.py; BPC_KILL_SEED to draw other points.
+dropout in tests/runtime/test_state.py; BPC_KILL_SEED to draw other points.
 
 A subprocess counts its events from its first training step (the first call of
 ``loss_and_grad``): before it, a fresh process spends most of its events importing, and
@@ -22,15 +22,14 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import REPO
+from resume_runs import (FIRST_STEP, assert_same, default_sigint,  # noqa: F401 - a fixture
+                         distinct_points, finish, run, state)
 from bpc.runtime import data
 from bpc.runtime.loader import load_model
-from bpc.runtime.history import HISTORY_FIELDS
 from bpc.runtime.settings import Settings
-from bpc.runtime.train import train
 
 POINTS = int(os.environ.get("BPC_KILL_POINTS", "3"))
 SEED = int(os.environ.get("BPC_KILL_SEED", "0"))
@@ -71,81 +70,11 @@ print(count)
 """
 
 
-def distinct_points(rng: random.Random, span: int, count: int) -> list[int]:
-    """``count`` different events from 1 to ``span``, in order (each point gets its own
-    folder, ``at{k}``: a point drawn twice would resume the first one's finished run)."""
-    return sorted(rng.sample(range(1, span + 1), min(count, span)))
-
-
 def setup(name):
     m = load_model(REPO / "generated" / "spiral.py")
     ds = data.builtin("spiral", m, seed=0, n=30, classes=3)
     return m, ds, Settings(epochs=3, batch=16, seed=0, eval_every=2, optimizer=name,
                            opt=CONFIGS[name])
-
-
-FIRST_STEP = {}  # the last run's event count at its first training step's call
-
-
-def run(m, ds, settings, out, resume=False, interrupt_at=None):
-    """Train; with ``interrupt_at``, SIGINT arrives at that profiler event. Returns the
-    number of events and whether the run was interrupted (KeyboardInterrupt out of train
-    counts: Ctrl-C before the run began)."""
-    count = 0
-    FIRST_STEP.pop("at", None)
-
-    def hook(frame, event, arg):
-        nonlocal count
-        count += 1
-        if event == "call" and "at" not in FIRST_STEP and \
-                frame.f_code.co_name == "loss_and_grad":
-            FIRST_STEP["at"] = count
-        if count == interrupt_at:
-            signal.raise_signal(signal.SIGINT)
-
-    try:  # a late Ctrl-C (after train's handler is gone) surfaces anywhere in here
-        sys.setprofile(hook if interrupt_at else None)
-        try:
-            result = train(m, ds, settings, out, resume=resume, quiet=True,
-                           log=lambda *_: None, checkpoint_every=0)
-            stopped = result.interrupted
-        finally:
-            sys.setprofile(None)
-    except KeyboardInterrupt:
-        stopped = True
-    return count, stopped
-
-
-def finish(m, ds, settings, out):
-    """Resume the run in ``out`` to its end (a fresh run when nothing was saved yet)."""
-    if (out / "checkpoint.npz").exists():
-        run(m, ds, settings, out, resume=True)
-    else:
-        run(m, ds, settings, out)
-
-
-def state(out):
-    """Everything a run ends with but the timings."""
-    with np.load(out / "checkpoint.npz") as f:
-        arrays = {k: f[k] for k in f.files if k != "meta"}
-        meta = json.loads(str(f["meta"]))
-    seconds = HISTORY_FIELDS.index("seconds")
-    meta["history"] = [r[:seconds] + r[seconds + 1:] for r in meta["history"]]
-    lines = (out / "history.csv").read_text().splitlines()
-    csv_rows = [",".join(c for i, c in enumerate(line.split(",")) if i != seconds)
-                for line in lines]
-    return arrays, meta, csv_rows
-
-
-def assert_same(a, b, what):
-    arrays_a, meta_a, csv_a = a
-    arrays_b, meta_b, csv_b = b
-    assert set(arrays_a) == set(arrays_b), what
-    for k in arrays_a:
-        np.testing.assert_array_equal(arrays_a[k], arrays_b[k], err_msg=f"{what}: {k}")
-    assert meta_a == meta_b, what
-    assert csv_a == csv_b, what
-    assert len(csv_a) == 3, what  # the header and rows at epochs 2 (every 2nd) and 3 (the end)
 
 
 @pytest.fixture(scope="module")
@@ -159,16 +88,6 @@ def references(tmp_path_factory):
         # the events from the first step on, as a subprocess counts them
         refs[name] = (events, state(out), events - FIRST_STEP["at"] + 1)
     return refs
-
-
-@pytest.fixture
-def default_sigint():
-    """Python's own Ctrl-C handler for the test. A process started in the background (a
-    script's ``cmd &``, nohup) has SIGINT ignored; train rightly leaves that alone, so no
-    point would interrupt anything and the test would compare uninterrupted runs."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

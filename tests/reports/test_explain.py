@@ -2,59 +2,18 @@
 spec, and its numbers are the generated module's; ``bpc graph --svg`` and its layout."""
 
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 
 from bpc.compiler.compilation import Compilation
 from conftest import REPO, SPECS, run_bpc
+from html_page import Page
 from bpc.reports.explain import report
 from bpc.reports.trace import parse_at
 
 SECTIONS = ("summary", "code", "graph", "trace", "gradcheck", "stats")
 MAZUR_AT = "x=[0.05,0.10],t=[0.01,0.99]"
-
-
-class Page(HTMLParser):
-    """Every element's tag, attributes and text; fails on unbalanced tags."""
-
-    VOID = {"meta", "br", "img", "link", "input", "hr", "path", "rect", "ellipse", "stop"}
-
-    def __init__(self, text):
-        super().__init__(convert_charrefs=True)
-        self.ids, self.stack, self.attrs, self.text = {}, [], [], {}
-        self._current = []
-        self.feed(text)
-        self.close()
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        self.attrs.append((tag, a))
-        if "id" in a:
-            assert a["id"] not in self.ids, f"duplicate id {a['id']}"
-            self.ids[a["id"]] = tag
-            self._current.append(a["id"])
-        if tag not in self.VOID:
-            self.stack.append((tag, "id" in a))
-
-    def handle_startendtag(self, tag, attrs):
-        a = dict(attrs)
-        self.attrs.append((tag, a))
-        if "id" in a:
-            self.ids[a["id"]] = tag
-
-    def handle_endtag(self, tag):
-        if tag in self.VOID:
-            return
-        open_tag, had_id = self.stack.pop()
-        assert open_tag == tag, f"</{tag}> closes <{open_tag}>"
-        if had_id:
-            self._current.pop()
-
-    def handle_data(self, data):
-        for i in self._current:
-            self.text[i] = self.text.get(i, "") + data
 
 
 def _module(spec):

@@ -1,4 +1,4 @@
-"""Differential testing of generated modules against the PyTorch oracle (tests/torch_oracle.py).
+"""Differential testing of generated modules against the PyTorch oracle (tests/support/torch_oracle.py).
 
 ``differential(text, seed)`` compiles a spec with ``compile_text``, execs the module, draws
 parameters and data from the module's own tables (PARAMS, INPUTS, TARGETS, CONFIG), and
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,6 +20,8 @@ import numpy as np
 from bpc.compiler.pipeline import compile_text
 
 import os  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Values of symbolic dimensions, in order of first appearance (BPC_DIFF_SIZES=1,3 tries
 # a batch of one, or one that coincides with a fixed dimension).
@@ -50,7 +53,7 @@ def compile_with_hash_seed(text: str, hash_seed: int, path: str = "diff.bp"):
     env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
     out = subprocess.run([sys.executable, "-c", code, path], input=text, text=True,
                          capture_output=True, env=env,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                         cwd=REPO)
     if out.returncode:
         raise RuntimeError(f"compiling with PYTHONHASHSEED={hash_seed} failed:\n"
                            f"{out.stderr[-2000:]}")

@@ -10,14 +10,14 @@ from hypothesis import HealthCheck, assume, given, settings
 
 from bpc.compiler.pipeline import program_from_text
 from gradcheck_ir import away_from_kinks, check
-from specgen import random_spec
+from random_specs import plain_spec
 
 EXAMPLES = int(os.environ.get("BPC_PROPERTY_EXAMPLES", "150"))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 1000,
           suppress_health_check=list(HealthCheck))
-@given(random_spec())
+@given(plain_spec())
 def test_random_spec_gradients(spec):
     prog = program_from_text(spec.text(), "random.bp")
     rng = np.random.default_rng(0)

@@ -30,7 +30,7 @@ from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.settings import Settings
 from bpc.runtime.evaluate import accuracy, mean_loss, predict_all
 from bpc.runtime.train import train
-from test_resume_exact import default_sigint  # noqa: F401 - a fixture
+from resume_runs import default_sigint  # noqa: F401 - a fixture
 
 POINTS = int(os.environ.get("BPC_KILL_POINTS", "3"))
 SEED = int(os.environ.get("BPC_KILL_SEED", "0"))
@@ -289,7 +289,7 @@ def interrupted_run(m, ds, settings, out, at):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The run never interrupted: its end state, and the span of its steps in events."""
-    from test_resume_exact import state
+    from resume_runs import state
 
     out = tmp_path_factory.mktemp("bn_ref")
     m, ds, settings = setup_mlp()
@@ -300,7 +300,7 @@ def reference(tmp_path_factory):
 
 
 def test_sigint_anywhere_resumes_batch_norm_exactly(reference, tmp_path, default_sigint):
-    from test_resume_exact import assert_same, distinct_points, finish, state
+    from resume_runs import assert_same, distinct_points, finish, state
 
     span, ref = reference
     m, ds, settings = setup_mlp()
@@ -333,7 +333,7 @@ train(m, ds, settings, out, quiet=True, log=lambda *_: None, checkpoint_every=0)
 
 
 def test_sigkill_anywhere_resumes_batch_norm_exactly(reference, tmp_path):
-    from test_resume_exact import assert_same, distinct_points, finish, state
+    from resume_runs import assert_same, distinct_points, finish, state
 
     span, ref = reference
     m, ds, settings = setup_mlp()

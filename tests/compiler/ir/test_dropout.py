@@ -1,8 +1,8 @@
 """Training and inference modes: dropout.
 
-``loss_and_grad(..., rng=...)`` is training mode by default (inverted dropout, masks
-drawn from ``rng``, the backward pass reusing them); ``predict`` and ``loss`` are
-inference mode by default (dropout is the identity); tests/test_mode_keyword.py has both
+``loss_and_grad(..., rng=...)`` is training mode by default (inverted dropout, masks drawn
+from ``rng``, the backward pass reusing them); ``predict`` and ``loss`` are inference mode
+by default (dropout is the identity); tests/compiler/backend/test_mode_keyword.py has both
 modes of both functions. Checked against PyTorch float64 with the same mask, against
 central differences with the masks held fixed, against the IR evaluator, and through a
 training run interrupted at random points and resumed.
@@ -163,7 +163,7 @@ def test_bad_probability(text, message):
 def test_interrupted_dropout_run_resumes_exactly(tmp_path):
     """SIGINT at random points of a run with dropout (masks drawn from the run's
     generator), resumed: the same end state as the run never interrupted."""
-    from test_resume_exact import assert_same, finish, run, state
+    from resume_runs import assert_same, finish, run, state
 
     m = module(SPEC.replace("x : [N, 4]", "x : [N, 2]"))
     ds = data.builtin("spiral", m, seed=0, n=30, classes=3)

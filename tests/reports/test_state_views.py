@@ -27,7 +27,7 @@ from bpc.reports.stats import format_table, layer_stats, layer_values
 from bpc.reports.trace import (BATCH_ROWS, format_trace, parse_at, point, summarize,
                                trace)
 from conftest import BN_EXAMPLE, GOLDEN, REPO, SPECS, check_golden, run_bpc
-from test_explain import Page
+from html_page import Page
 
 
 # batch norm written by hand: two features, a batch of four, numbers small enough to print

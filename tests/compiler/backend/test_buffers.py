@@ -23,7 +23,7 @@ from bpc.compiler.errors import SpecError
 from bpc.compiler.pipeline import compile_text
 from bpc.runtime.data import synthetic
 from bpc.runtime.gradcheck import gradcheck
-from specgen_v2 import random_spec as random_spec_v2
+from random_specs import random_spec
 
 # name -> (input declaration, parameter declarations, the view of e, a scalar from v and
 # the parameter: the parameter's gradient reads v, so v is kept for the backward).
@@ -143,7 +143,7 @@ def test_against_the_torch_oracle(view):
 
 @settings(max_examples=40, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
-@given(random_spec_v2(5))
+@given(random_spec(5))
 def test_random_image_specs_fast_matches_textbook(spec):
     """The rich generator (convolutions with 1x1 and full-size kernels, pooling, slices,
     reshapes, layer stacks): the fast module computes what the textbook one does."""

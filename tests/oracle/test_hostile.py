@@ -17,7 +17,8 @@ import pytest
 from bpc.compiler.errors import SpecError
 from bpc.compiler.pipeline import compile_file
 
-CORPUS = sorted((Path(__file__).parent / "hostile").glob("*.bp"))
+HOSTILE = Path(__file__).resolve().parents[1] / "hostile"  # the corpus, in tests/hostile/
+CORPUS = sorted(HOSTILE.glob("*.bp"))
 MUST_REJECT = {"dunder_name", "builtin_name", "keyword_model", "np_name", "params_name",
                "infinite_number", "infinite_let", 'evil"name'}
 ALLOWED_CALLS = {"float", "dict", "tuple", "DTYPE"}  # DTYPE is checked: np.float64 or np.float32
@@ -122,7 +123,7 @@ def test_hostile_spec(spec, tmp_path):
 
 
 def test_data_paths_stay_data():
-    name, source = compile_file(Path(__file__).parent / "hostile" / "data_string_code.bp")
+    name, source = compile_file(HOSTILE / "data_string_code.bp")
     ns = {}
     exec(compile(source, "m", "exec"), ns)  # noqa: S102 - audited above
     assert ns["CONFIG"]["data"]["path"].startswith('x.npz"); __import__(')

@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,8 @@ from bpc.compiler import limits
 from bpc.compiler.cache import write_text_atomic
 from bpc.compiler.errors import SpecError
 from bpc.compiler.pipeline import check_file, check_text, compile_text
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 BASE = "model m\ninput x : [N, 2]\n"
 LOCATED = re.compile(r"^t\.bp:\d+:\d+: error: ", re.M)

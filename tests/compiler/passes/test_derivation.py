@@ -1,7 +1,7 @@
 """Issue 10, derivation and shapes: one regression test per class of silent wrong result.
 
 Every gradient here is judged outside bpc's derivation: central differences of the
-*generated module's own loss* (and PyTorch in tests/test_differential.py). Every test runs
+*generated module's own loss* (and PyTorch in tests/oracle/test_differential.py). Every test runs
 the generated code, not the IR evaluator.
 """
 
@@ -13,8 +13,7 @@ import pytest
 
 from bpc.compiler.errors import SpecError
 from bpc.compiler.pipeline import compile_text
-
-REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+from conftest import REPO
 
 
 def module(text: str):
@@ -357,14 +356,14 @@ import os  # noqa: E402
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from specgen import random_spec  # noqa: E402
+from random_specs import plain_spec  # noqa: E402
 
 F32_EXAMPLES = int(os.environ.get("BPC_PROPERTY_EXAMPLES", "60"))
 
 
 @settings(max_examples=F32_EXAMPLES, deadline=None, derandomize=F32_EXAMPLES <= 1000,
           suppress_health_check=list(HealthCheck))
-@given(random_spec())
+@given(plain_spec())
 def test_random_float32_specs_keep_float32_in_every_value_and_gradient(spec):
     m = module("dtype float32\n" + spec.text())
     rng = np.random.default_rng(0)

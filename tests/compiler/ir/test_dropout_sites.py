@@ -1,7 +1,7 @@
 """Dropout sites: each draws its mask exactly once per training-mode call, in spec order,
 whatever its rank, its p, and whether a loss or an output reads it — the same masks in
 the generated module (both styles), the IR evaluator (trace, graph, explain) and the
-PyTorch oracle (tests/torch_oracle.py, which draws ``rng.random(shape) >= p`` per site
+PyTorch oracle (tests/support/torch_oracle.py, which draws ``rng.random(shape) >= p`` per site
 in spec order).
 """
 

@@ -206,14 +206,14 @@ def test_in_place_updates_and_early_release_are_used():
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from specgen import random_spec  # noqa: E402
+from random_specs import plain_spec  # noqa: E402
 
 DIFF_EXAMPLES = int(os.environ.get("BPC_PROPERTY_EXAMPLES", "80"))
 
 
 @settings(max_examples=DIFF_EXAMPLES, deadline=None, derandomize=DIFF_EXAMPLES <= 1000,
           suppress_health_check=list(HealthCheck))
-@given(random_spec())
+@given(plain_spec())
 def test_random_specs_generated_code_matches_ir_evaluator(spec):
     """Every in-place update and early release is checked against the plain interpreter."""
     prog = program_from_text(spec.text(), "random.bp")

@@ -18,7 +18,7 @@ comments). Seeds by their remainder mod 5:
   layer stack (conv, batchnorm, dropout, pooling, ``residual`` blocks, flatten, dense);
   a third are wild (sizes drawn without checking, invalid options, damage), a few hold
   one invalid line in a valid program (``refusal``: then the spec must be refused);
-- 4: tests/specgen_v2.py's valid programs, with modes (batch norm, state, dropout).
+- 4: tests/support/random_specs.py's valid programs, with modes (batch norm, state, dropout).
 
 Valid programs must compile; their modules are imported and ``loss_and_grad`` runs on
 random data of the declared shapes.
@@ -35,7 +35,7 @@ matching a bug being fixed elsewhere (``KNOWN_BUGS``) are counted by name, not f
 Examples are seeded: a failure names its seed, and
 ``structured_spec(seed)`` rebuilds it.
 
-    BPC_FUZZ_STRUCTURED_EXAMPLES=100000 python3 -m pytest tests/test_fuzz_structured.py
+    BPC_FUZZ_STRUCTURED_EXAMPLES=100000 python3 -m pytest tests/oracle/test_fuzz_structured.py
     BPC_FUZZ_STRUCTURED_SEED=5000  # start somewhere else
 """
 
@@ -207,7 +207,7 @@ def structured_spec(seed: int) -> tuple[str, bool]:
     """(spec text, whether it was built shape-consistent and undamaged: must compile)."""
     if seed % 5 == 4:  # the differential test's richer valid programs (3-D, reshapes,
         # conv, pooling, slices, concat, batch norm, dropout, residual stacks …)
-        from specgen_v2 import spec_from_seed
+        from random_specs import spec_from_seed
 
         return spec_from_seed(seed, modes=True).text(), True
     if seed % 5 == 3:  # image programs with modes, edge shapes, and wild ones
@@ -958,7 +958,9 @@ def test_generator_covers_every_statement_kind():
         assert word in texts, word
 
 
-if __name__ == "__main__":  # a survey that keeps going: python3 tests/test_fuzz_structured.py N
+if __name__ == "__main__":  # a survey that keeps going: python3 <this file> N
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, os.pardir, "support"))  # pytest's pythonpath
     n = int(sys.argv[1]) if len(sys.argv) > 1 else EXAMPLES
     counts, failures = _survey(range(FIRST_SEED, FIRST_SEED + n))
     print(counts)

@@ -25,8 +25,8 @@ from bpc.compiler.backend import codegen
 
 from bpc.compiler.frontend import parser, tables
 from bpc.compiler.pipeline import compile_file
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "specs" / "xor.bp"
 # A spec whose module has lines too wide for one line (a given array, an in-place add).
 ROW = ", ".join(f"0.{i + 1}23456789" for i in range(2))

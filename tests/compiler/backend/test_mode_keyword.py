@@ -4,7 +4,7 @@
 ``loss(training=True)`` is the loss ``loss_and_grad`` differentiates by default (the same
 masks, batch statistics and state update); ``loss_and_grad(training=False)`` is the
 gradient of ``loss()`` (inference mode). Both modes against central differences
-(``gradcheck`` checks both) and against the PyTorch oracle (tests/diffharness.py
+(``gradcheck`` checks both) and against the PyTorch oracle (tests/support/diffharness.py
 compares every mode of every function); a module without modes is unchanged.
 """
 

@@ -1,9 +1,9 @@
 """``trace`` and ``gradcheck`` on fuzzed specs with dropout and batch norm (issue 22).
 
-The specs are the structured fuzz's image programs (tests/test_fuzz_structured.py,
+The specs are the structured fuzz's image programs (tests/oracle/test_fuzz_structured.py,
 ``image_spec``: conv, pooling, slices, concat, hand-written ``batch_norm`` with states,
 ``dropout`` on images and on 0-d values, p = 0, dropouts nobody reads, residual stacks)
-and tests/specgen_v2.py's programs with modes, those that must compile and use dropout
+and tests/support/random_specs.py's programs with modes, those that must compile and use dropout
 or batch norm. Each goes through the runtime as ``bpc trace`` and ``bpc gradcheck`` run
 it:
 
@@ -13,13 +13,13 @@ it:
 - ``gradcheck``: the fast module compiled in float64 (``loader.load_model(spec,
   "float64")``, as the CLI does) against central differences in training mode with
   fixed masks, at the CLI's own tolerance. A variable gradcheck could not check (every
-  sampled entry on a kink, say) is not a failure here; a mismatch is (v2 seed 510, a
+  sampled entry on a kink, say) is not a failure here; a mismatch is (rich seed 510, a
   dense bias right before batch norm, whose gradient is exactly 0, once failed on
   rounding alone, the PyTorch oracle agreeing: gradcheck now counts the spread of the
-  right and left slopes as rounding and retries wider steps; SEED_510 below).
+  right and left slopes as rounding and retries wider steps; the test below).
 
 A few specs by default; ``BPC_FUZZ_MODES_EXAMPLES=2000`` for many (specs drawn from each
-generator; ``BPC_FUZZ_MODES_SEED`` to start elsewhere). ``python3 tests/test_fuzz_modes.py
+generator; ``BPC_FUZZ_MODES_SEED`` to start elsewhere). ``python3 tests/oracle/test_fuzz_modes.py
 N`` is a survey that keeps going and groups the failures.
 """
 
@@ -45,10 +45,10 @@ FIRST_SEED = int(os.environ.get("BPC_FUZZ_MODES_SEED", "0"))
 MODES = re.compile(r"\bdropout\b|\bbatch_?norm\b")
 
 
-def modes_specs(count: int, start: int = 0, kinds=("image", "v2")):
+def modes_specs(count: int, start: int = 0, kinds=("image", "rich")):
     """``count`` (kind, seed, text) of each generator: valid specs with dropout or
     batch norm, seeds from ``start`` on."""
-    from specgen_v2 import spec_from_seed
+    from random_specs import spec_from_seed
     from test_fuzz_structured import image_spec
 
     for kind in kinds:
@@ -99,7 +99,7 @@ def test_gradcheck_takes_rounding_inside_the_loss_for_rounding(tmp_path):
     """A bias right before batch norm (exact gradient 0) in a batch of four: the
     difference quotient is rounding of the loss alone (tens of ulps: batch norm's
     x - mean cancels), no reason to report FAILED."""
-    from specgen_v2 import spec_from_seed
+    from random_specs import spec_from_seed
 
     path = tmp_path / "s510.bp"
     path.write_text(spec_from_seed(510, modes=True).text())
@@ -225,7 +225,8 @@ def test_survey(tmp_path):
 if __name__ == "__main__":
     import tempfile
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [here, os.path.join(here, os.pardir, "support")]  # pytest's pythonpath
     with tempfile.TemporaryDirectory() as d:
         print(_report(*_survey(int(sys.argv[1]) if len(sys.argv) > 1 else 50, FIRST_SEED,
                                d)))

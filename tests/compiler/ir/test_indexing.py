@@ -3,7 +3,7 @@
 Each case is a spec ``loss L = sum(sin(E) * E)`` over parameters (every element of E gets
 its own weight, so the whole vector-Jacobian product is exercised). The generated module
 is checked against central differences of its own loss on every entry, and, when PyTorch
-is installed, against the independent PyTorch oracle (tests/torch_oracle.py, float64).
+is installed, against the independent PyTorch oracle (tests/support/torch_oracle.py, float64).
 Shapes of the grid: ranks 1-4, integer indices (negative too) dropping axes, slices with
 steps (negative too) and omitted bounds, overlapping slices of one value and a value used
 both sliced and whole, concat and stack on every axis, negative axes included.

@@ -17,7 +17,7 @@ from bpc.compiler.backend import codegen, pyfmt
 from bpc.compiler.backend.codegen import generate
 from bpc.compiler.pipeline import program_from_file, program_from_text
 from conftest import SPECS
-from specgen import random_spec
+from random_specs import plain_spec
 
 MODE = black.Mode(target_versions={black.TargetVersion.PY310})
 EXAMPLES = int(os.environ.get("BPC_PROPERTY_EXAMPLES", "60"))
@@ -54,7 +54,7 @@ def test_gallery_modules_are_black_stable_without_running_black_on_them(spec, st
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 1000,
           suppress_health_check=list(HealthCheck))
-@given(random_spec())
+@given(plain_spec())
 def test_random_spec_modules_are_black_stable(spec):
     prog = program_from_text(spec.text(), "random.bp")
     formatted = generate(prog, "random.bp")
