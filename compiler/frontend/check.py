@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import ast
-from .desugar import TRUTH_VALUES, NotConstant, const_value, truth_value
+from .constants import TRUTH_VALUES, NotConstant, const_value, truth_value
 from ..errors import Diagnostics, Note, Span, listing, suggestion_hint
 from ..ir.functions import FUNCTIONS
 from ..names import STATE_NAMES, model_name_reason, reserved_reason
