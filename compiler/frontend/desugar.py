@@ -101,7 +101,7 @@ def _flatten(items, constants, diags) -> list[ast.Layer | _BlockEdge]:
             body = _flatten(item.items, constants, diags)
             if not any(isinstance(x, ast.Layer) for x in body):
                 diags.error(f"a {item.name} block needs at least one layer", item.span,
-                            BLOCKS[item.name].example)
+                            BLOCKS[item.name].empty_hint)
                 continue
             flat.extend([_BlockEdge(item, True), *body, _BlockEdge(item, False)])
         elif isinstance(item, ast.Repeat):

@@ -57,7 +57,7 @@ class BlockKind:
     counter: str
     close: Callable[[Site, str, Span], Expansion]  # given the value that entered the block
     summary: str  # what the closing equation computes, for its origin
-    example: str  # shown when a block has no layers
+    empty_hint: str  # the hint when a block has no layers
 
 
 @dataclass
