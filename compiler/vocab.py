@@ -1,9 +1,10 @@
-"""The spec language's vocabulary beyond expressions: initializers, layers, optimizers,
+"""The spec language's vocabulary beyond expressions: initializers, optimizers,
 training settings, data sets and dtypes. One table each; the checker validates specs
 against them and the runtime reads its defaults from them, so the two never disagree.
 
 Built-in *functions* (``exp``, ``mean``, ``softmax_cross_entropy`` …) live in
-``compiler/ir/functions.py`` beside the primitives they lower to.
+``compiler/ir/functions.py`` beside the primitives they lower to; the layer kinds of a
+``layers`` stack in ``compiler/frontend/layers/``, one unit each.
 """
 
 from __future__ import annotations
@@ -53,34 +54,6 @@ INITIALIZERS: dict[str, Signature] = {
 }
 INIT_ALIASES = {"glorot": "xavier", "kaiming": "he"}
 FAN_INITIALIZERS = {"xavier", "xavier_uniform", "he", "lecun"}
-
-# Layers inside ``layers IN -> OUT { … }``.
-ACTIVATIONS = {"relu", "sigmoid", "tanh", "softplus", "leaky_relu", "softmax"}
-RELU_FAMILY = {"relu", "leaky_relu"}
-LAYERS: dict[str, Signature] = {
-    "dense": sig("units", ("init", None), ("bias", "zeros"),
-                 doc="W{k} : [fan_in, units], b{k} : [units], a{k} = h @ W{k} + b{k}"),
-    "relu": sig(),
-    "sigmoid": sig(),
-    "tanh": sig(),
-    "softplus": sig(),
-    "leaky_relu": sig(("alpha", 0.01)),
-    "softmax": sig(),
-    "conv": sig("filters", "size", ("stride", 1), ("pad", 0), ("init", None), ("bias", "zeros"),
-                doc="W{k} : [filters, C, size, size], b{k} : [filters, 1, 1], "
-                    "a{k} = conv2d(h, W{k}, stride, pad) + b{k}"),
-    "maxpool": sig("size", ("stride", None), ("pad", 0), doc="p{k} = max_pool(h, size, …)"),
-    "avgpool": sig("size", ("stride", None), ("pad", 0), doc="p{k} = avg_pool(h, size, …)"),
-    "flatten": sig(doc="f{k} = flatten(h): [N, …] -> [N, product of the rest]"),
-    "dropout": sig("p", doc="d{k} = dropout(h, p): inverted dropout in training, the "
-                            "identity in inference"),
-    "batchnorm": sig(("momentum", 0.9), ("eps", 1e-6),
-                     doc="bn{j} = batch_norm(h, bn{j}_gamma, bn{j}_beta, bn{j}_running_mean, "
-                         "bn{j}_running_var, momentum, eps); j counts batchnorm layers"),
-}
-WEIGHTED_LAYERS = {"dense", "conv"}  # layers with parameters W{k}, b{k}; k counts them
-POOLING_LAYERS = {"maxpool": "max_pool", "avgpool": "avg_pool"}
-
 
 # Optimizers: every one also takes the common keys.
 COMMON_OPT_KEYS = {"lr": 0.01, "weight_decay": 0.0, "clip": 0.0, "schedule": "constant",

@@ -13,12 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import ast
-from .desugar import TRUTH_VALUES, NotConstant, const_value, truth_value
+from .constants import TRUTH_VALUES, NotConstant, const_value, truth_value
+from .layers import LAYERS
 from ..errors import Diagnostics, Note, Span, listing, suggestion_hint
 from ..ir.functions import FUNCTIONS
 from ..names import STATE_NAMES, model_name_reason, reserved_reason
 from ..vocab import (COMMON_OPT_KEYS, DATASET_RANGES, DATASETS, DTYPES, INIT_ORDERED,
-                     INIT_RANGES, INITIALIZERS, LAYERS, OPTIMIZER_RANGES, OPTIMIZERS, REQUIRED,
+                     INIT_RANGES, INITIALIZERS, OPTIMIZER_RANGES, OPTIMIZERS, REQUIRED,
                      SCHEDULES, TRAIN_SETTINGS, Range, Signature, shown)
 
 SECTIONS = {ast.ModelStmt: "model", ast.DtypeStmt: "dtype", ast.Optimizer: "optimizer",

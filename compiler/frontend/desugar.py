@@ -3,121 +3,32 @@
 ``desugar(spec) -> spec`` returns a new spec in which every ``layers IN -> OUT { … }`` is
 replaced by the ``param`` and equation statements it stands for (LANGUAGE.md §6), each
 carrying the span of the layer line it came from, and ``spec.constants`` holds the value
-of every ``let``. Dimensions that name a ``let`` become integers. A dense layer's
-``fan_in`` is left as ``FanIn(of=h)`` for elaboration, which knows shapes.
+of every ``let``. Dimensions that name a ``let`` become integers. What each layer kind
+stands for is its unit's (``frontend/layers/``); this module walks a stack, binds each
+layer's arguments, numbers it and names its equation. A dense layer's ``fan_in`` is left
+as ``FanIn(of=h)`` for elaboration, which knows shapes.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 import dataclasses
 from dataclasses import dataclass
 import math
 
 from . import ast
+from .constants import NotConstant, const_value
+from .layers import BLOCKS, KINDS
+from .layers.base import Site
 from ..errors import Diagnostics, listing, suggestion_hint
-from ..limits import MAX_ELEMENTS, MAX_LAYERS, MAX_MAGNITUDE, MAX_REPEAT
-from ..vocab import (LAYERS, RELU_FAMILY, ACTIVATIONS, POOLING_LAYERS, REQUIRED,
-                     WEIGHTED_LAYERS)
-
-
-class NotConstant(Exception):
-    """``expr`` is not a usable constant; ``standalone`` reasons need no context."""
-
-    def __init__(self, expr: ast.Expr, why: str, standalone: bool = False,
-                 hint: str | None = None):
-        super().__init__(why)
-        self.expr, self.why, self.standalone, self.hint = expr, why, standalone, hint
-
-    def message(self, context: str) -> str:
-        """``context: why``, or just the reason when it says everything itself."""
-        return self.why if self.standalone else f"{context}: {self.why}"
-
-
-TRUTH_VALUES = ("true", "false")
-
-
-def truth_value(expr: ast.Expr, default) -> bool | None:
-    """``keepdims=true``: the words true and false where an option's default is a truth
-    value (None otherwise). Nowhere else are they values: a boolean is not a number."""
-    if isinstance(default, bool) and isinstance(expr, ast.Name) and expr.id in TRUTH_VALUES:
-        return expr.id == "true"
-    return None
-
-
-def const_value(expr: ast.Expr, constants: dict[str, float | int]):
-    """Evaluate a compile-time constant: numbers, lets, + - * / ^, unary minus, lists.
-    ``true`` and ``false`` are not numbers (NotConstant); an option that takes them reads
-    them with ``truth_value``."""
-    if isinstance(expr, ast.Num):
-        if isinstance(expr.value, float) and not math.isfinite(expr.value):
-            raise NotConstant(expr, f"the number {expr.text} is too large to be finite")
-        return expr.value
-    if isinstance(expr, ast.Name):
-        if expr.id in constants:
-            return constants[expr.id]
-        if expr.id in TRUTH_VALUES:
-            raise NotConstant(expr, f"'{expr.id}' is a truth value, not a number",
-                              hint="write the number itself (true and false are only "
-                                   "for options such as keepdims and shuffle)")
-        raise NotConstant(expr, f"'{expr.id}' is not a constant")
-    if isinstance(expr, ast.Neg):
-        return -const_value(expr.operand, constants)
-    if isinstance(expr, ast.BinOp) and expr.op != "@":
-        a = const_value(expr.left, constants)
-        b = const_value(expr.right, constants)
-        if isinstance(a, list) or isinstance(b, list):
-            raise NotConstant(expr, "arithmetic on a matrix literal is not a constant")
-        try:
-            if expr.op == "^":
-                value = _power(a, b)
-            else:
-                value = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
-                         "/": lambda: a / b}[expr.op]()
-        except ZeroDivisionError as e:
-            raise NotConstant(expr, f"cannot evaluate this constant ({e})") from None
-        except OverflowError:
-            raise NotConstant(expr, "this constant is too large (limit: magnitude below "
-                                    "2^1024, about 1.8e308)") from None
-        if isinstance(value, complex) or abs(value) >= MAX_MAGNITUDE \
-                or not math.isfinite(value):
-            raise NotConstant(expr, "this constant is not a finite real number "
-                                    f"(limit: magnitude below 2^1024, about 1.8e308)")
-        if isinstance(value, float) and value.is_integer() and expr.op != "/" \
-                and isinstance(a, int) and isinstance(b, int):
-            value = int(value)
-        return value
-    if isinstance(expr, ast.Matrix):
-        if not expr.rows:
-            raise NotConstant(expr, "an empty matrix literal holds no values", standalone=True)
-        if len({len(row) for row in expr.rows}) > 1:
-            raise NotConstant(expr, "every row of a matrix literal needs the same length",
-                              standalone=True)
-        for row in expr.rows:
-            for item in row:
-                if isinstance(item, ast.Matrix):
-                    raise NotConstant(item, "a matrix literal holds numbers, not other "
-                                            "matrices; write rows separated by ';'",
-                                      standalone=True)
-        rows = [[const_value(e, constants) for e in row] for row in expr.rows]
-        return rows[0] if len(rows) == 1 else rows
-    raise NotConstant(expr, "expected a constant (a number or a 'let' name)")
-
-
-def _power(a, b):
-    """``a ** b``, in floats first: an exact integer power is computed only when its
-    result is known to be of a sensible size (``9^9^9`` would take minutes)."""
-    approx = float(a) ** float(b)  # OverflowError, ZeroDivisionError: the caller reports
-    if isinstance(approx, complex) or not math.isfinite(approx):
-        return approx
-    return a ** b  # below 2^1024 in magnitude: at most about 1024 bits of work
+from ..limits import MAX_ELEMENTS, MAX_LAYERS, MAX_REPEAT
+from ..vocab import REQUIRED
 
 
 def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
     constants: dict[str, float | int] = {}
     out: list[ast.Stmt] = []
-    dense_index = [0]  # continues across stacks so names never repeat
-    residual_index = [0]  # r1, r2, …: residual sums, likewise
-    norm_index = [0]  # bn1, bn2, …: batchnorm layers, likewise
+    counters: Counter[str] = Counter()  # W{k}, bn{j}, r{j}: continue across stacks
     refused: set[str] = set()
     for st in spec.statements:
         if isinstance(st, ast.Let):
@@ -133,8 +44,7 @@ def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
                             e.expr.span, e.hint)
             out.append(st)
         elif isinstance(st, ast.Layers):
-            out.extend(_expand(st, constants, dense_index, residual_index, norm_index,
-                               refused, diags))
+            out.extend(_expand(st, constants, counters, refused, diags))
         else:
             out.append(st)
     out = [_resolve_dims(st, constants, diags) for st in out]
@@ -174,13 +84,10 @@ def _elements(dims: list[int]) -> str:
 
 @dataclass(frozen=True)
 class _BlockEdge:
-    """Where a residual block opens or closes in the flattened stack."""
+    """Where a block opens or closes in the flattened stack."""
     block: ast.Block
     opens: bool
     name: str = ""  # not a layer name: skipped where the next layers are looked at
-
-
-BLOCKS = ("residual",)
 
 
 def _flatten(items, constants, diags) -> list[ast.Layer | _BlockEdge]:
@@ -193,8 +100,8 @@ def _flatten(items, constants, diags) -> list[ast.Layer | _BlockEdge]:
                 continue
             body = _flatten(item.items, constants, diags)
             if not any(isinstance(x, ast.Layer) for x in body):
-                diags.error("a residual block needs at least one layer", item.span,
-                            "e.g. 'residual { dense 64; relu; dense 64 }'")
+                diags.error(f"a {item.name} block needs at least one layer", item.span,
+                            BLOCKS[item.name].empty_hint)
                 continue
             flat.extend([_BlockEdge(item, True), *body, _BlockEdge(item, False)])
         elif isinstance(item, ast.Repeat):
@@ -226,11 +133,13 @@ def _flatten(items, constants, diags) -> list[ast.Layer | _BlockEdge]:
 
 
 def _layer_args(layer: ast.Layer, diags: Diagnostics) -> dict[str, object] | None:
-    sig = LAYERS.get(layer.name)
-    if sig is None:
-        diags.unknown(f"unknown layer '{layer.name}'", layer.name, layer.name_span, LAYERS,
+    """The layer's arguments by name, defaults filled in; None if a problem was reported."""
+    kind = KINDS.get(layer.name)
+    if kind is None:
+        diags.unknown(f"unknown layer '{layer.name}'", layer.name, layer.name_span, KINDS,
                       "layers are")
         return None
+    sig = kind.signature
     names = sig.names
     bound: dict[str, object] = {}
     ok = True
@@ -264,109 +173,46 @@ def _layer_args(layer: ast.Layer, diags: Diagnostics) -> dict[str, object] | Non
     return bound if ok else None
 
 
-def _expand(st: ast.Layers, constants, dense_index, residual_index, norm_index,
-            refused: set[str], diags: Diagnostics) -> list[ast.Stmt]:
+def _expand(st: ast.Layers, constants, counters: Counter[str], refused: set[str],
+            diags: Diagnostics) -> list[ast.Stmt]:
+    """The declarations and equations of one stack; each layer's come from its kind."""
     reported = len(diags.items)
     layers = _flatten(st.items, constants, diags)
     flattened = len(diags.items) == reported  # else the stack's problem is reported
     out: list[ast.Stmt] = []
-    h = st.source
-    h_span = st.source_span
+    h, h_span = st.source, st.source_span
     eqs: list[ast.Equation] = []
-    opened: list[tuple[str, ast.Span]] = []  # the input of each open residual block
+    opened: list[tuple[str, ast.Span]] = []  # the input of each open block
+    stack = f"the stack {st.source} -> {st.out}"
     for i, layer in enumerate(layers):
         if isinstance(layer, _BlockEdge):
             if layer.opens:
                 opened.append((h, h_span))
                 continue
-            x, x_span = opened.pop()
-            residual_index[0] += 1
-            sp = layer.block.span
-            value = ast.BinOp(sp, "+", ast.Name(h_span, h), ast.Name(x_span, x),
-                              same_shape=True)
-            eq = ast.Equation(sp, f"r{residual_index[0]}", layer.block.name_span, value,
-                              "eq", origin=f"residual block of the stack {st.source} -> "
-                                           f"{st.out}: its layers' output plus its input")
-            eqs.append(eq)
-            out.append(eq)
-            h, h_span = eq.name, layer.block.name_span
-            continue
-        args = _layer_args(layer, diags)
-        if args is None:
-            continue
-        sp = layer.span
-        if layer.name in ("conv", "maxpool", "avgpool", "flatten"):
-            if layer.name == "conv":
-                dense_index[0] += 1
-            made = _image_layer(layer, args, h, h_span, dense_index[0], layers[i + 1:],
-                                constants, diags)
+            block = BLOCKS[layer.block.name]
+            counters[block.counter] += 1
+            site = Site(layer.block, {}, h, h_span, counters[block.counter], layers, i, KINDS,
+                        constants, diags)
+            made = block.close(site, *opened.pop())
+            origin = f"{block.name} block of {stack}: {block.summary}"
+        else:
+            args = _layer_args(layer, diags)
+            if args is None:
+                continue
+            kind = KINDS[layer.name]
+            if kind.advances:
+                counters[kind.counter] += 1
+            site = Site(layer, args, h, h_span, counters[kind.counter], layers, i, KINDS,
+                        constants, diags)
+            made = kind.expand(site)
             if made is None:
                 continue
-            params, value, name = made
-            out.extend(params)
-            eq = ast.Equation(sp, name, layer.name_span, value, "eq",
-                              origin=f"layer '{layer.name}' of the stack {st.source} -> "
-                                     f"{st.out}")
-            eqs.append(eq)
-            out.append(eq)
-            h, h_span = name, layer.name_span
-            continue
-        if layer.name == "batchnorm":
-            norm_index[0] += 1
-            made = _batchnorm_layer(layer, args, h, h_span, norm_index[0])
-            out.extend(made[:-1])
-            eq = made[-1]
-            eq.origin = f"layer 'batchnorm' of the stack {st.source} -> {st.out}"
-            eqs.append(eq)
-            out.append(eq)
-            h, h_span = eq.name, layer.name_span
-            continue
-        if layer.name == "dense":
-            dense_index[0] += 1
-            k = dense_index[0]
-            try:
-                units = const_value(args["units"], constants)
-            except NotConstant as e:
-                diags.error(e.message("'dense' needs a constant number of units"),
-                            e.expr.span, e.hint)
-                continue
-            if not isinstance(units, int) or units < 1:
-                diags.error(f"'dense' units must be a positive integer, not {units!r}",
-                            args["units"].span)
-                continue
-            init, origin = _default_init(args["init"], "dense", layers[i + 1:], sp)
-            w, b = f"W{k}", f"b{k}"
-            units_dim = ast.Dim(units, sp)
-            out.append(ast.Param(sp, w, layer.name_span,
-                                 ast.Shape([ast.Dim(ast.FanIn(h), sp), units_dim], sp),
-                                 init, origin=origin))
-            value: ast.Expr = ast.BinOp(sp, "@", ast.Name(h_span, h), ast.Name(sp, w))
-            bias = args["bias"]
-            if not (isinstance(bias, ast.Name) and bias.id == "none"):
-                bias_init = ast.Name(sp, bias) if isinstance(bias, str) else bias
-                out.append(ast.Param(sp, b, layer.name_span, ast.Shape([units_dim], sp),
-                                     bias_init))
-                value = ast.BinOp(sp, "+", value, ast.Name(sp, b))
-            name = f"a{k}"
-        else:
-            k = dense_index[0]
-            kwargs = []
-            if layer.name == "leaky_relu":
-                alpha = args["alpha"]
-                if not isinstance(alpha, ast.Expr):
-                    alpha = ast.Num(sp, alpha, repr(alpha))
-                kwargs = [ast.Kwarg("alpha", alpha, sp)]
-            value = ast.Call(sp, layer.name, layer.name_span, [ast.Name(h_span, h)], kwargs)
-            name = f"z{k}"
-            if layer.name == "dropout":
-                p = args["p"]
-                value.args.append(p if isinstance(p, ast.Expr) else ast.Num(sp, p, repr(p)))
-                name = f"d{k}"
-        eq = ast.Equation(sp, name, layer.name_span, value, "eq",
-                          origin=f"layer '{layer.name}' of the stack {st.source} -> {st.out}")
+            origin = f"layer '{layer.name}' of {stack}"
+        out.extend(made.decls)
+        eq = ast.Equation(site.sp, made.name, site.at, made.value, "eq", origin=origin)
         eqs.append(eq)
         out.append(eq)
-        h, h_span = name, layer.name_span
+        h, h_span = eq.name, site.at
     if eqs:
         eqs[-1].name = st.out  # the stack's last value takes the name after '->'
         eqs[-1].name_span = st.out_span
@@ -375,114 +221,3 @@ def _expand(st: ast.Layers, constants, dense_index, residual_index, norm_index,
             diags.error("a layer stack needs at least one layer", st.span)
         refused.add(st.out)  # reported: its uses are not unknown names
     return out
-
-
-def _batchnorm_layer(layer: ast.Layer, args: dict, h: str, h_span, j: int) -> list:
-    """A batchnorm layer: its scale and shift (parameters bn{j}_gamma, bn{j}_beta), its
-    running statistics (states bn{j}_running_mean, bn{j}_running_var), sized by the
-    features of the value flowing in, and the equation bn{j} = batch_norm(...). The
-    underscore keeps these names apart from UDL's beta0/omega0 style."""
-    sp, at = layer.span, layer.name_span
-    base = f"bn{j}"
-    shape = ast.Shape([ast.Dim(ast.FanIn(h, axis=1, features=True), sp)], sp)
-    origin = f"batchnorm layer {j}"
-    made: list = [
-        ast.Param(sp, f"{base}_gamma", at, shape, ast.Name(sp, "ones"),
-                  origin=f"{origin}: the scale, starting at 1"),
-        ast.Param(sp, f"{base}_beta", at, shape, ast.Name(sp, "zeros"),
-                  origin=f"{origin}: the shift, starting at 0"),
-        ast.State(sp, f"{base}_running_mean", at, shape, ast.Name(sp, "zeros"),
-                  origin=f"{origin}: the running mean, for inference"),
-        ast.State(sp, f"{base}_running_var", at, shape, ast.Name(sp, "ones"),
-                  origin=f"{origin}: the running variance, for inference")]
-    kwargs = []
-    for key, default in (("momentum", 0.9), ("eps", 1e-6)):
-        value = args[key]
-        if isinstance(value, ast.Expr):
-            kwargs.append(ast.Kwarg(key, value, value.span))
-        elif value != default:
-            kwargs.append(ast.Kwarg(key, ast.Num(sp, value, repr(value)), sp))
-    call = ast.Call(sp, "batch_norm", at, [ast.Name(h_span, h)] + [
-        ast.Name(sp, d.name) for d in made], kwargs)
-    made.append(ast.Equation(sp, base, at, call, "eq"))
-    return made
-
-
-def _default_init(init, kind: str, rest, sp) -> tuple:
-    """A weighted layer's initializer and, when it is the default, why: He before a
-    ReLU-family activation, else Xavier."""
-    if init is not None:
-        return init, None
-    nxt = _next_activation(rest)
-    default = "he" if nxt in RELU_FAMILY else "xavier"
-    return ast.Name(sp, default), (f"{default}: the default for a {kind} layer "
-                                   + (f"followed by {nxt}" if nxt in RELU_FAMILY
-                                      else "not followed by a ReLU-family activation"))
-
-
-def _next_activation(rest: list[ast.Layer]) -> str | None:
-    """The activation after a weighted layer (None if another weighted layer comes first):
-    it chooses the default initializer."""
-    return next((lay.name for lay in rest if lay.name in ACTIVATIONS
-                 or lay.name in WEIGHTED_LAYERS), None)
-
-
-def _whole_option(layer: ast.Layer, args: dict, key: str, low: int, constants,
-                  diags: Diagnostics) -> int | None:
-    """A layer's count option (filters, size, stride, pad) as a whole number >= low."""
-    value = args[key]
-    if not isinstance(value, ast.Expr):
-        return value
-    try:
-        number = const_value(value, constants)
-    except NotConstant as e:
-        diags.error(e.message(f"'{key}' of '{layer.name}' must be a constant"), e.expr.span,
-                    e.hint)
-        return None
-    if isinstance(number, float) and number.is_integer():
-        number = int(number)
-    if isinstance(number, bool) or not isinstance(number, int) or number < low:
-        diags.error(f"'{key}' of '{layer.name}' must be a whole number >= {low}, not "
-                    f"{number!r}", value.span)
-        return None
-    return number
-
-
-def _image_layer(layer: ast.Layer, args: dict, h: str, h_span, k: int, rest, constants,
-                 diags: Diagnostics):
-    """conv, maxpool, avgpool, flatten: (parameters, equation value, equation name)."""
-    sp = layer.span
-    source = ast.Name(h_span, h)
-    if layer.name == "flatten":
-        return [], ast.Call(sp, "flatten", layer.name_span, [source], []), f"f{k}"
-    keys = (("filters", 1), ("size", 1), ("stride", 1), ("pad", 0)) if layer.name == "conv" \
-        else (("size", 1), ("stride", 1), ("pad", 0))
-    values = {}
-    for key, low in keys:
-        if args[key] is None:
-            values[key] = None
-            continue
-        values[key] = _whole_option(layer, args, key, low, constants, diags)
-        if values[key] is None:
-            return None
-    kwargs = [ast.Kwarg(key, ast.Num(sp, values[key], str(values[key])), sp)
-              for key, default in (("stride", 1 if layer.name == "conv" else None), ("pad", 0))
-              if values[key] is not None and values[key] != default]
-    if layer.name != "conv":
-        size = ast.Num(sp, values["size"], str(values["size"]))
-        return [], ast.Call(sp, POOLING_LAYERS[layer.name], layer.name_span, [source, size],
-                            kwargs), f"p{k}"
-    init, origin = _default_init(args["init"], "conv", rest, sp)
-    filters, size = values["filters"], values["size"]
-    w, b = f"W{k}", f"b{k}"
-    params: list[ast.Stmt] = [ast.Param(sp, w, layer.name_span, ast.Shape(
-        [ast.Dim(filters, sp), ast.Dim(ast.FanIn(h, axis=1), sp), ast.Dim(size, sp),
-         ast.Dim(size, sp)], sp), init, origin=origin)]
-    value: ast.Expr = ast.Call(sp, "conv2d", layer.name_span, [source, ast.Name(sp, w)], kwargs)
-    bias = args["bias"]
-    if not (isinstance(bias, ast.Name) and bias.id == "none"):
-        bias_init = ast.Name(sp, bias) if isinstance(bias, str) else bias
-        params.append(ast.Param(sp, b, layer.name_span, ast.Shape(
-            [ast.Dim(filters, sp), ast.Dim(1, sp), ast.Dim(1, sp)], sp), bias_init))
-        value = ast.BinOp(sp, "+", value, ast.Name(sp, b))
-    return params, value, f"a{k}"

@@ -1,7 +1,7 @@
 """A Pygments lexer for ``.bp`` specs (``bpc explain`` highlights specs with it).
 
 Its vocabulary is the compiler's own: the keywords of ``parser.KEYWORDS``, the built-in
-functions of ``functions.FUNCTIONS``, the layers, activations, initializers and
+functions of ``functions.FUNCTIONS``, the layer kinds of ``layers``, the initializers and
 optimizers of ``vocab``; the token shapes (numbers, strings, comments) are the grammar's.
 So a word the language learns is highlighted without touching this file.
 
@@ -22,10 +22,11 @@ from pygments.token import Text, Whitespace
 def _vocabulary() -> tuple[list[str], ...]:
     from ..ir.functions import FUNCTIONS
     from .parser import CONTEXTUAL_KEYWORDS, KEYWORDS
-    from ..vocab import ACTIVATIONS, INITIALIZERS, INIT_ALIASES, LAYERS, OPTIMIZERS
+    from .layers import LAYERS
+    from ..vocab import INITIALIZERS, INIT_ALIASES, OPTIMIZERS
 
     keywords = sorted(KEYWORDS)
-    layers = sorted(set(LAYERS) | set(ACTIVATIONS))  # words of a layers block
+    layers = sorted(LAYERS)  # words of a layers block
     functions = sorted(set(FUNCTIONS) - set(layers))  # called: name(
     others = sorted((set(INITIALIZERS) | set(INIT_ALIASES) | set(OPTIMIZERS))
                     - set(layers) - set(functions))

@@ -19,7 +19,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from . import ast
 from ..errors import Diagnostic, Note, Span, SpecError, did_you_mean
 from ..limits import MAX_MAGNITUDE, MAX_NESTING, MAX_NUMBER_CHARS
-from ..vocab import LAYERS
+from .layers import LAYERS
 
 KEYWORDS = {
     "model": "_MODEL", "dtype": "_DTYPE", "let": "_LET", "input": "_INPUT",

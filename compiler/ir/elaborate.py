@@ -14,7 +14,7 @@ import math
 
 from ..frontend import ast
 from ..frontend.check import means_none, model_name, setting_value, shape_items
-from ..frontend.desugar import NotConstant, const_value, truth_value
+from ..frontend.constants import NotConstant, const_value, truth_value
 from ..errors import Diagnostics, Note, Span
 from .functions import FUNCTIONS, normalize_index
 from ..names import fresh
