@@ -115,5 +115,8 @@ defop("sigmoid_xent", arity=3, shape=_sigmoid_xent_shape, emit=_sigmoid_xent_emi
       evaluate=lambda v, a: np.sum(np.logaddexp(0.0, v[0]) - v[1] * v[0]) / v[2],
       vjp=_sigmoid_xent_vjp,
       rule="sigmoid + cross-entropy fused: dL/dlogits = (sigmoid - t) / N, dL/dt = -logits / N",
+      # Targets of the logits' own shape: the function checks that (the vjp gives the
+      # targets' adjoint at the logits' shape, unreduced).
       examples=(ex((4, 3), (4, 3), derived(lambda b, new, x, t: b.rows(x))),
-                ex((4, 1), (1,), derived(lambda b, new, x, t: b.rows(x)))))
+                ex((4, 1), (4, 1), derived(lambda b, new, x, t: b.rows(x))),
+                ex((3,), (3,), derived(lambda b, new, x, t: b.rows(x)))))
