@@ -26,6 +26,13 @@ IDS = [f"{name}-" + "-".join(fmt_shape(a) if isinstance(a, tuple) else a.kind
 KERNELS = {name: fn for name, fn in vars(kernels).items() if callable(fn)}
 
 
+def over_examples(keep=lambda name, example: True):
+    """Parametrize a test over the examples that ``keep`` accepts, named readably."""
+    chosen = [(case, label) for case, label in zip(CASES, IDS) if keep(*case)]
+    return pytest.mark.parametrize("name, example", [c for c, _ in chosen],
+                                   ids=[label for _, label in chosen])
+
+
 def _draw(arg, rng):
     """A value for an example's leaf: a shape (N(0, 1)) or an ``Arg``."""
     if isinstance(arg, tuple):
@@ -93,7 +100,7 @@ def test_every_primitive_has_examples():
     assert not missing, f"primitives without examples: {missing}"
 
 
-@pytest.mark.parametrize("name, example", CASES, ids=IDS)
+@over_examples()
 def test_shape_rule_and_printed_numpy(name, example):
     case = Case(name, example)
     computed = case.evaluate(case.values())
@@ -120,12 +127,8 @@ def test_shape_rule_and_printed_numpy(name, example):
         np.testing.assert_allclose(scope["out"], want, rtol=1e-12, atol=1e-12)
 
 
-GRAD_CASES = [(n, e) for (n, e), i in zip(CASES, IDS)
-              if PRIMITIVES[n].vjp is not None and Case(n, e).params]
-
-
-@pytest.mark.parametrize("name, example", GRAD_CASES,
-                         ids=[i for c, i in zip(CASES, IDS) if c in GRAD_CASES])
+@over_examples(lambda name, example: PRIMITIVES[name].vjp is not None
+               and Case(name, example).params)
 def test_vjp_against_finite_differences(name, example):
     case = Case(name, example)
     b, node = case.b, case.node
@@ -161,11 +164,9 @@ TORCH = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos,
          "logsumexp": lambda x, axis=None, keepdims=False: torch.logsumexp(
              x, dim=axis or tuple(range(x.ndim)), keepdim=keepdims),
          "matmul": torch.matmul, "maximum": torch.maximum, "minimum": torch.minimum}
-TORCH_CASES = [c for c in CASES if c[0] in TORCH]
 
 
-@pytest.mark.parametrize("name, example", TORCH_CASES,
-                         ids=[i for c, i in zip(CASES, IDS) if c[0] in TORCH])
+@over_examples(lambda name, example: name in TORCH)
 def test_evaluator_against_torch(name, example):
     case = Case(name, example)
     values = case.values()
