@@ -1,4 +1,8 @@
-"""A reference interpreter of the IR: plain NumPy, one function per op from the table.
+"""A reference interpreter of the IR: each op's ``evaluate`` from the op table, in NumPy.
+
+The ops evaluate with the same helper functions generated modules copy (``ops/kernels``),
+so the interpreter and the generated code share one implementation of the maths; each
+helper is checked against PyTorch on its own (tests/test_kernels.py).
 
 Used to test elaboration, autodiff and every pass without code generation, and later as
 the other side of differential tests (IR evaluator vs generated module).
@@ -70,7 +74,16 @@ def evaluate_nodes(prog: Program, feeds, params, roots, rng=None,
         values[bd.node.id] = np.asarray(raw, dtype=int if bd.node.dtype == "int" else dtype)
     for bd in prog.params:
         values[bd.node.id] = np.asarray(params[bd.name], dtype=dtype)
-    for node in topo_order([*random_sites(prog), *roots]):
+    return evaluate_graph([*random_sites(prog), *roots], values, prog.dtype, rng)
+
+
+def evaluate_graph(roots, values: dict[int, np.ndarray], dtype: str = "float64",
+                   rng=None) -> dict[int, np.ndarray]:
+    """Complete ``values`` (node id -> value, given for every leaf) with every node that
+    ``roots`` need, in the order ``topo_order`` gives (random draws come from ``rng`` in
+    that order, as in ``evaluate_nodes``); results of the program's float type are cast
+    to ``dtype``. No program needed: tests evaluate single ops with it."""
+    for node in topo_order(roots):
         if node.id in values:
             continue
         prim = PRIMITIVES[node.op]

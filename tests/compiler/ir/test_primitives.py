@@ -1,5 +1,8 @@
 """Every built-in function: its derived gradient against central finite differences.
 
+Functions as a spec calls them, through the whole pipeline; the primitives they lower
+to are checked one by one over their stanzas' examples in tests/test_op_examples.py.
+
 Operands are parameters, so every argument is differentiated; the loss is
 ``sum(f(...) * r)`` with random weights ``r``, so the whole vector-Jacobian product is
 exercised, not just its sum. Binary operators run over every broadcasting pair of the

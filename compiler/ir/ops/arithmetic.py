@@ -1,0 +1,142 @@
+"""Leaves, constants and arithmetic: the operators a spec writes (``+ - * / ^``, unary
+minus), ``maximum``/``minimum``, comparisons and ``where``."""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from .. import literal_shape
+from .core import (ADD, ATOM, CMP, MUL, POSTFIX, POW, UNARY, binop, broadcast, call, defop,
+                   ex, format_number, gap, infix, mask, no_gradient, paren, positive, unop)
+
+# ----------------------------------------------------------------------------- leaves
+# A leaf's value is given (an input, a parameter, a state): it has no computation to check.
+for _leaf in ("input", "param", "state"):
+    defop(_leaf, arity=0, shape=lambda args, attrs: (),
+          emit=lambda args, attrs, node: (attrs["name"], ATOM),
+          evaluate=lambda v, a: None, cheap=True)
+
+
+def _emit_const(a, attrs, node):
+    value = attrs["value"]
+    if isinstance(value, tuple):
+        def lit(v):
+            return "[" + ", ".join(lit(x) for x in v) + "]" if isinstance(v, tuple) \
+                else format_number(float(v))
+        return f"np.array({lit(value)}, dtype=DTYPE)", POSTFIX
+    text = format_number(value)
+    return text, (UNARY if text.startswith("-") else ATOM)
+
+
+defop("const", arity=0,
+      shape=lambda args, attrs: literal_shape(attrs["value"]),
+      emit=_emit_const,
+      evaluate=lambda v, a: np.asarray(a["value"], dtype=float),
+      cheap=True,
+      examples=(ex(value=2.5), ex(value=-1e16), ex(value=((1.0, -2.0), (0.5, 3.0)))))
+
+# ----------------------------------------------------------------------------- arithmetic
+binop("add", emit=infix("+", ADD),
+      evaluate=lambda v, a: v[0] + v[1],
+      vjp=lambda b, n, g: [g, g],
+      rule="d(a + b) = da + db",
+      out_form="np.add({0}, {1}, out={out})", augmented="+=", fold=operator.add)
+
+binop("sub", emit=infix("-", ADD),
+      evaluate=lambda v, a: v[0] - v[1],
+      vjp=lambda b, n, g: [g, b.op("neg", g)],
+      rule="d(a - b) = da - db",
+      out_form="np.subtract({0}, {1}, out={out})", augmented="-=", fold=operator.sub)
+
+binop("mul", emit=infix("*", MUL),
+      evaluate=lambda v, a: v[0] * v[1],
+      vjp=lambda b, n, g: [b.op("mul", n.args[1], g), b.op("mul", n.args[0], g)],
+      rule="d(a * b) = b da + a db",
+      out_form="np.multiply({0}, {1}, out={out})", augmented="*=", fold=operator.mul)
+
+binop("div", emit=infix("/", MUL),
+      evaluate=lambda v, a: v[0] / v[1],
+      vjp=lambda b, n, g: [b.op("div", g, n.args[1]),
+                           b.op("mul", b.op("neg", b.op("div", n, n.args[1])), g)],
+      rule="d(a / b) = da / b - (a / b) db / b",
+      out_form="np.divide({0}, {1}, out={out})", augmented="/=", fold=operator.truediv,
+      examples=(ex((2, 3), positive((3,))), ex((), positive((2, 1)))))
+
+
+def _emit_neg(a, attrs, node):
+    text, prec = a[0]
+    if prec < POSTFIX or text.startswith("-"):
+        text = f"({text})"
+    return f"-{text}", UNARY
+
+
+unop("neg", emit=_emit_neg,
+     evaluate=lambda v, a: -v[0],
+     vjp=lambda b, n, g: [b.op("neg", g)],
+     rule="d(-a) = -da",
+     out_form="np.negative({0}, out={out})", fold=operator.neg)
+
+
+def _emit_pow(a, attrs, node):
+    from ...backend.pyfmt import power
+
+    return power(paren(a[0], POSTFIX), paren(a[1], UNARY)), POW
+
+
+def _pow_vjp(b, n, g):
+    x, c = n.args
+    dx = b.op("mul", b.op("mul", c, b.op("pow", x, b.op("sub", c, b.const(1)))), g)
+    dc = b.op("mul", b.op("mul", n, b.op("log", x)), g)
+    return [dx, dc]
+
+
+binop("pow", emit=_emit_pow,
+      evaluate=lambda v, a: np.power(v[0], v[1]),
+      vjp=_pow_vjp,
+      rule="d(a^c) = c a^(c-1) da + a^c log(a) dc",
+      fold=operator.pow,
+      examples=(ex(positive((2, 3)), (3,)), ex(positive((2, 1)), ())))
+
+
+def _select(first: str, second: str):
+    """vjp of maximum/minimum: the adjoint goes to the argument that was chosen."""
+    def vjp(b, n, g):
+        a, c = n.args
+        return [b.op("mul", b.op(first, a, c), g), b.op("mul", b.op(second, a, c), g)]
+    return vjp
+
+
+def _tie_gap(v, a):
+    return gap(np.subtract(v[0], v[1]))
+
+
+binop("maximum", emit=call("np.maximum"),
+      evaluate=lambda v, a: np.maximum(v[0], v[1]),
+      vjp=_select("ge", "lt"),
+      rule="d max(a, b) = [a >= b] da + [a < b] db",
+      out_form="np.maximum({0}, {1}, out={out})", kink=_tie_gap)
+
+binop("minimum", emit=call("np.minimum"),
+      evaluate=lambda v, a: np.minimum(v[0], v[1]),
+      vjp=_select("le", "gt"),
+      rule="d min(a, b) = [a <= b] da + [a > b] db",
+      out_form="np.minimum({0}, {1}, out={out})", kink=_tie_gap)
+
+# ----------------------------------------------------------------------------- comparisons
+for _name, _sym, _ufunc in (("gt", ">", np.greater), ("ge", ">=", np.greater_equal),
+                            ("lt", "<", np.less), ("le", "<=", np.less_equal),
+                            ("eq", "==", np.equal)):
+    binop(_name, emit=infix(_sym, CMP),
+          evaluate=(lambda f: lambda v, a: f(v[0], v[1]))(_ufunc),
+          vjp=no_gradient,
+          rule="comparisons have zero derivative",
+          dtype="bool")
+
+defop("where", arity=3, shape=broadcast,
+      emit=call("np.where"),
+      evaluate=lambda v, a: np.where(v[0], v[1], v[2]),
+      elementwise=True,
+      examples=(ex(mask((2, 3)), (2, 3), (3,)), ex(mask((2, 1)), (), (1, 3))))
+

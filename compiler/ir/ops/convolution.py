@@ -1,0 +1,251 @@
+"""Convolution and pooling, as steps the backward pass can read one by one.
+
+A convolution is written as the textbook's Convolution layer (Deep Learning from Scratch,
+ch. 7): the patch matrix of the input (``im2col``), a matrix product with the filters
+reshaped into rows (``filters_matmul``), the result moved to [N, F, OH, OW]. The
+filters' gradient is a product with the kept patch matrix (``batch_gram``); the
+patches' gradient is folded back onto the input (``col2im``). Pooling works on the last
+two axes of any value of rank >= 2; max pooling's backward keeps a boolean argmax mask
+(``max_pool_mask``), not its input. The maths is in ``kernels`` (``_im2col``,
+``_max_pool``, ...), which generated modules and the evaluator share.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ShapeError
+from . import kernels
+from .core import MUL, POSTFIX, defop, derived, ex, expand, paren
+
+
+def out_size(size, kernel: int, stride: int, pad: int, what: str, axis: str) -> int:
+    """(size + 2 pad - kernel) / stride + 1 along the image's ``axis`` (height or
+    width), which must be a whole number >= 1."""
+    if not isinstance(size, int):
+        raise ShapeError(f"{what} needs fixed image sizes, not the symbolic dimension "
+                         f"{size}", (0,), hint="declare the height and width as numbers")
+    span = size + 2 * pad - kernel
+    if span < 0:
+        raise ShapeError(f"the {what} window's {axis} ({kernel}) is larger than the padded "
+                         f"input's ({size} + 2*{pad} = {size + 2 * pad})",
+                         hint="use a smaller kernel or more padding")
+    if span % stride:
+        raise ShapeError(f"the {what} windows do not tile the input's {axis}: (size + 2*pad "
+                         f"- kernel) / stride + 1 = ({size} + 2*{pad} - {kernel}) / {stride} "
+                         "+ 1 is not a whole number",
+                         hint=f"choose stride and pad so that stride divides "
+                              f"{size} + 2*pad - {kernel}")
+    return span // stride + 1
+
+
+# ----------------------------------------------------------------------------- patches
+def _im2col_shape(args, attrs):
+    n, c, h, w = args[0].shape
+    kh, kw, s, p = attrs["kh"], attrs["kw"], attrs["stride"], attrs["pad"]
+    oh = out_size(h, kh, s, p, "convolution", "height")
+    return (n, c * kh * kw, oh * out_size(w, kw, s, p, "convolution", "width"))
+
+
+def _window_args(attrs) -> str:
+    return f"{attrs['kh']}, {attrs['kw']}, stride={attrs['stride']}, pad={attrs['pad']}"
+
+
+def _im2col_is_reshape(attrs) -> bool:
+    """A 1x1 kernel at stride 1 without padding: every pixel is a patch of its own, and
+    ``_im2col`` returns the input reshaped (a view of it where NumPy can make one)."""
+    return (attrs["kh"], attrs["kw"], attrs["stride"], attrs["pad"]) == (1, 1, 1, 0)
+
+
+def _window(kh, kw, stride, pad) -> dict:
+    return {"kh": kh, "kw": kw, "stride": stride, "pad": pad}
+
+
+defop("im2col", arity=1, shape=_im2col_shape,
+      emit=lambda a, attrs, n: (f"_im2col({a[0][0]}, {_window_args(attrs)})", POSTFIX),
+      evaluate=lambda v, a: kernels._im2col(v[0], a["kh"], a["kw"], a["stride"], a["pad"]),
+      vjp=lambda b, n, g: [b.op("col2im", expand(b, g, n), n.args[0], **dict(n.attrs))],
+      rule="im2col copies input pixels into patches: its adjoint adds each patch back (col2im)",
+      views=lambda attrs: (0,) if _im2col_is_reshape(attrs) else (),
+      examples=(ex((2, 2, 5, 4), **_window(3, 2, 1, 1)), ex((1, 3, 3, 2), **_window(1, 1, 1, 0)),
+                ex((1, 2, 5, 5), **_window(3, 3, 2, 0)), ex((1, 1, 2, 3), **_window(2, 3, 1, 0))))
+
+defop("col2im", arity=2, shape=lambda args, attrs: args[1].shape,
+      emit=lambda a, attrs, n: (f"_col2im({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
+                                f"{_window_args(attrs)})", POSTFIX),
+      evaluate=lambda v, a: kernels._col2im(v[0], np.shape(v[1]), a["kh"], a["kw"],
+                                            a["stride"], a["pad"]),
+      vjp=lambda b, n, g: [b.op("im2col", expand(b, g, n), **dict(n.attrs)), None],
+      rule="col2im adds patches onto the image: its adjoint copies the image into patches",
+      examples=(ex((2, 12, 25), (2, 2, 5, 4), **_window(3, 2, 1, 1)),
+                ex((1, 18, 4), (1, 2, 5, 5), **_window(3, 3, 2, 0))))
+
+
+# ----------------------------------------------------------------------------- filters
+def _filters_matmul_shape(args, attrs):
+    m, x = args[0].shape, args[1].shape
+    if len(m) != 2 or len(x) != 3 or m[1] != x[1]:
+        raise ShapeError("filters [A, B] need patches [N, B, P]", (0, 1))
+    image = attrs.get("image")
+    if image is None:
+        return (x[0], m[0], x[2])
+    if image[0] * image[1] != x[2]:
+        raise ShapeError(f"{x[2]} output pixels do not make a {image[0]}x{image[1]} image",
+                         (1,))
+    return (x[0], m[0]) + tuple(image)
+
+
+def _emit_filters_matmul(a, attrs, node):
+    product = f"{paren(a[0], MUL)} @ {paren(a[1], MUL + 1)}"
+    image = attrs.get("image")
+    if image is None:
+        return product, MUL
+    return f"np.reshape({product}, (-1, {node.shape[1]}, {image[0]}, {image[1]}))", POSTFIX
+
+
+def _filters_matmul_vjp(b, n, g):
+    """Y_n = M @ X_n for every example n (M [A, B], X [N, B, P]; with ``image`` Y_n is
+    then reshaped to [A, OH, OW]): dX_n = M.T @ G_n, dM = the sum over n of
+    G_n @ X_n.T."""
+    m, x = n.args
+    g = expand(b, g, n)
+    if n.attr("image") is not None:
+        g = b.hint(b.op("reshape_each", g, dims=(m.shape[0], x.shape[2])), "rows")
+    return [b.hint(b.op("batch_gram", g, x), "filters"),
+            b.hint(b.op("filters_matmul", b.transpose(m), g), "col")]
+
+
+def _eval_filters_matmul(v, a):
+    out = np.matmul(v[0], v[1])
+    image = a.get("image")
+    return out if image is None else out.reshape(out.shape[:2] + tuple(image))
+
+
+defop("filters_matmul", arity=2, shape=_filters_matmul_shape, emit=_emit_filters_matmul,
+      evaluate=_eval_filters_matmul,
+      vjp=_filters_matmul_vjp,
+      rule="Y_n = M @ X_n: dX_n = M.T @ G_n, dM = sum over n of G_n @ X_n.T",
+      examples=(ex((3, 4), (2, 4, 5)), ex((3, 4), (2, 4, 6), image=(2, 3))))
+
+
+def _batch_gram_shape(args, attrs):
+    g, x = args[0].shape, args[1].shape
+    if len(g) != 3 or len(x) != 3 or g[0] != x[0] or g[2] != x[2]:
+        raise ShapeError("both stacks must be [N, ., P] with the same N and P", (0, 1))
+    return (g[1], x[1])
+
+
+defop("batch_gram", arity=2, shape=_batch_gram_shape,
+      emit=lambda a, attrs, n: (f"np.sum({paren(a[0], MUL)} @ np.swapaxes({a[1][0]}, 1, 2), "
+                                "axis=0)", POSTFIX),
+      evaluate=lambda v, a: np.einsum("nap,nbp->ab", v[0], v[1]),
+      rule="the sum over examples n of G_n @ X_n.T",
+      examples=(ex((2, 3, 5), (2, 4, 5)),))
+
+
+# ----------------------------------------------------------------------------- pooling
+def _pool_shape(args, attrs):
+    shape = args[0].shape
+    if len(shape) < 2:
+        raise ShapeError("pooling needs a value with at least two axes (the last two are "
+                         "pooled)", (0,))
+    k, s, p = attrs["size"], attrs["stride"], attrs["pad"]
+    return shape[:-2] + (out_size(shape[-2], k, s, p, "pooling", "height"),
+                         out_size(shape[-1], k, s, p, "pooling", "width"))
+
+
+def _pool_args(attrs) -> str:
+    return f"{attrs['size']}, stride={attrs['stride']}, pad={attrs['pad']}"
+
+
+def _pool(kernel):
+    """The evaluator of a pooling op: ``kernel(*values, size, stride, pad)``."""
+    return lambda v, a: kernel(*v, a["size"], a["stride"], a["pad"])
+
+
+def _pool_gap(v, a):
+    """How close each window's maximum is to its runner-up (a tie is max_pool's kink)."""
+    k, s, p = a["size"], a["stride"], a["pad"]
+    x = np.asarray(v[0], dtype=float)
+    if p:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(p, p)] * 2, constant_values=-np.inf)
+    win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(-2, -1))
+    win = win[..., ::s, ::s, :, :]  # [..., OH, OW, k, k]
+    flat = np.sort(win.reshape(win.shape[:-2] + (k * k,)), axis=-1)
+    if k * k < 2 or not flat.size:
+        return np.inf
+    return float(np.min(flat[..., -1] - flat[..., -2]))
+
+
+def _max_pool_vjp(b, n, g):
+    """The adjoint from a boolean argmax mask, one per offset in the window and window
+    (the textbook's ``arg_max``, with ties kept), which the backward can take as soon as
+    the forward is done: the pooled input itself need not be kept."""
+    attrs = dict(n.attrs)
+    mask = b.hint(b.op("max_pool_mask", n.args[0], n, **attrs), "argmax")
+    return [b.op("max_pool_grad", expand(b, g, n), mask, **attrs)]
+
+
+def _pooled(**attrs):
+    """An example argument: the max pooling of the argument before it."""
+    return derived(lambda b, new, x: b.op("max_pool", x, **attrs))
+
+
+def _argmax_mask(x_shape, **attrs):
+    """An example argument: the argmax mask of max pooling a new float leaf."""
+    def build(b, new, *earlier):
+        x = new(x_shape)
+        return b.op("max_pool_mask", x, b.op("max_pool", x, **attrs), **attrs)
+    return derived(build)
+
+
+def _max_pool_grad_shape(args, attrs):
+    k, s, p = attrs["size"], attrs["stride"], attrs["pad"]
+    shape = args[0].shape
+    return shape[:-2] + tuple((d - 1) * s + k - 2 * p for d in shape[-2:])
+
+
+TILED, OVERLAPPING, GAPS = (dict(size=2, stride=2, pad=0), dict(size=3, stride=1, pad=1),
+                            dict(size=2, stride=3, pad=0))
+POOL_EXAMPLES = (ex((2, 2, 4, 4), **TILED), ex((1, 2, 5, 5), **OVERLAPPING),
+                 ex((2, 5, 8), **GAPS), ex((3, 4), size=2, stride=1, pad=1))
+
+defop("max_pool", arity=1, shape=_pool_shape,
+      emit=lambda a, attrs, n: (f"_max_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
+      evaluate=_pool(kernels._max_pool),
+      vjp=_max_pool_vjp,
+      rule="max pooling passes each window's adjoint to its maximum (split evenly among ties)",
+      kink=_pool_gap,
+      examples=POOL_EXAMPLES)
+
+defop("max_pool_mask", arity=2,
+      shape=lambda args, attrs: (attrs["size"] * attrs["size"],) + args[1].shape,
+      emit=lambda a, attrs, n: (f"_max_pool_mask({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
+                                POSTFIX),
+      evaluate=_pool(kernels._max_pool_mask),
+      dtype="bool",
+      examples=(ex((1, 2, 4, 4), _pooled(**TILED), **TILED),
+                ex((1, 5, 5), _pooled(**OVERLAPPING), **OVERLAPPING)))
+
+defop("max_pool_grad", arity=2, shape=_max_pool_grad_shape,
+      emit=lambda a, attrs, n: (f"_max_pool_grad({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
+                                POSTFIX),
+      evaluate=_pool(kernels._max_pool_grad),
+      examples=(ex((1, 2, 2, 2), _argmax_mask((1, 2, 4, 4), **TILED), **TILED),
+                ex((1, 5, 5), _argmax_mask((1, 5, 5), **OVERLAPPING), **OVERLAPPING),
+                ex((2, 2, 3), _argmax_mask((2, 5, 8), **GAPS), **GAPS)))
+
+defop("avg_pool", arity=1, shape=_pool_shape,
+      emit=lambda a, attrs, n: (f"_avg_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
+      evaluate=_pool(kernels._avg_pool),
+      vjp=lambda b, n, g: [b.op("avg_pool_grad", expand(b, g, n), n.args[0], **dict(n.attrs))],
+      rule="average pooling spreads each window's adjoint evenly over its size x size pixels",
+      examples=POOL_EXAMPLES)
+
+defop("avg_pool_grad", arity=2, shape=lambda args, attrs: args[1].shape,
+      emit=lambda a, attrs, n: (f"_avg_pool_grad({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
+                                f"{_pool_args(attrs)})", POSTFIX),
+      evaluate=lambda v, a: kernels._avg_pool_grad(v[0], np.shape(v[1]), a["size"],
+                                                   a["stride"], a["pad"]),
+      examples=(ex((1, 2, 2, 2), (1, 2, 4, 4), **TILED),
+                ex((1, 5, 5), (1, 5, 5), **OVERLAPPING), ex((2, 2, 3), (2, 5, 8), **GAPS)))

@@ -1,0 +1,370 @@
+"""What every op family shares: the ``Primitive`` record, its registry, examples, and the
+printing, shape and vector-Jacobian helpers that the families' stanzas are built from.
+
+An op is registered by one stanza of keyword fields, ``defop(name, shape=..., emit=...,
+evaluate=..., vjp=..., rule=..., examples=...)``, or by a constructor for a common shape
+of op that fills in what such ops share: ``unop`` (an elementwise function of one
+argument), ``binop`` (an elementwise function of two broadcasting arguments) and
+``reduction`` (over ``axis``, with ``keepdims``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .. import Builder, Node, Shape, ShapeError
+
+# Python operator precedence, for printing with the fewest parentheses.
+CMP, ADD, MUL, UNARY, POW, POSTFIX, ATOM = 5, 10, 11, 12, 13, 15, 16
+
+
+# ----------------------------------------------------------------------------- examples
+@dataclass(frozen=True)
+class Arg:
+    """An example argument other than a float array that is differentiated (which an
+    example writes as its shape). ``kind``: "positive" (a float array > 0, for log and
+    sqrt), "held" (a float array not differentiated), "labels" (integers below
+    ``classes``), "onehot" (one-hot rows of ``classes``), "mask" (booleans), or
+    "derived": ``build(b, new, *earlier_args) -> Node`` computes it from the arguments
+    before it, or from new float leaves ``new(shape)`` (a log-softmax from the logits)."""
+
+    kind: str
+    shape: Shape = ()
+    classes: int = 0
+    build: Callable | None = None
+
+
+def positive(shape: Shape) -> Arg:
+    return Arg("positive", shape)
+
+
+def held(shape: Shape) -> Arg:
+    return Arg("held", shape)
+
+
+def int_labels(shape: Shape, classes: int) -> Arg:
+    return Arg("labels", shape, classes)
+
+
+def onehot(shape: Shape, classes: int) -> Arg:
+    return Arg("onehot", shape, classes)
+
+
+def mask(shape: Shape) -> Arg:
+    return Arg("mask", shape)
+
+
+def derived(build: Callable) -> Arg:
+    return Arg("derived", build=build)
+
+
+@dataclass(frozen=True)
+class Example:
+    """Arguments and attributes valid for an op: what tests/test_op_examples.py checks
+    the op's shape rule, printed NumPy, evaluator and vjp over."""
+
+    args: tuple
+    attrs: tuple = ()
+
+
+def ex(*args, **attrs) -> Example:
+    """An example: each argument a shape (a float array, differentiated) or an ``Arg``."""
+    return Example(tuple(args), tuple(sorted(attrs.items())))
+
+
+# ----------------------------------------------------------------------------- the record
+@dataclass(frozen=True, kw_only=True)
+class Primitive:
+    """One IR operation. ``shape(args, attrs) -> Shape`` raises ``ShapeError``;
+    ``emit(args, attrs, node) -> (text, precedence)`` prints NumPy, given the arguments
+    already printed as (text, precedence); ``evaluate(values, attrs) -> ndarray`` is the
+    reference evaluator; ``vjp(b, node, g) -> [contribution or None per argument]``
+    builds the backward pass as IR (``g`` may be smaller than ``node.shape`` but
+    broadcasts to it: ``expand``); ``rule`` is the calculus fact quoted in comments of
+    generated code."""
+
+    name: str
+    arity: int | None
+    shape: Callable[[tuple[Node, ...], dict], Shape]
+    emit: Callable[[list[tuple[str, int]], dict, Node], tuple[str, int]]
+    evaluate: Callable[..., np.ndarray]
+    vjp: Callable[[Builder, Node, Node], list[Node | None]] | None = None
+    rule: str = ""
+    examples: tuple[Example, ...] = ()
+    dtype: str | None = None  # fixed result dtype ("bool", "int"), else the program's
+    elementwise: bool = False
+    cheap: bool = False  # a view or O(1): printed inline even when used twice
+    # Distance of the operands from a point where the op is not differentiable (relu at
+    # 0, max at a tie); gradient checks skip points closer than 1e-3. None: smooth.
+    kink: Callable[[list[np.ndarray], dict], float] | None = None
+    # How to write the result into an existing buffer: a format string over the printed
+    # arguments and ``out`` ("np.exp({0}, out={out})") or a function (args, attrs, out)
+    # -> text; and the augmented-assignment operator for "a = fresh; a += b" ("+="), or
+    # a function (args, attrs, name) -> the lines that update ``name``, which holds the
+    # first argument, with the others ("dL_dx[:, :3] += dL_dh"). Used by buffer planning.
+    out_form: str | Callable | None = None
+    augmented: str | Callable | None = None
+    # Constant folding of scalars, in plain Python (None: never folded).
+    fold: Callable | None = None
+    # What the op needs of its data arguments: node -> [(argument index, "labels" or
+    # "onehot", number of classes)]; the runtime checks and generates data accordingly.
+    data_roles: Callable[[Node], list[tuple[int, str, int]]] | None = None
+    # The result has its first argument's dtype (a slice of integer labels is labels).
+    keeps_dtype: bool = False
+    # Draws random numbers: ``evaluate(values, attrs, rng)`` takes the generator, and the
+    # generated function that computes it takes ``rng`` (training mode).
+    random: bool = False
+    # The arguments whose memory the printed result may share (NumPy returns a view of
+    # them: reshape, a slice, ``.T``): argument indices, or a function of the attributes
+    # giving them. Buffer planning keeps such an argument alive, and unwritten, while
+    # the result is; every other op's result is a new array.
+    views: tuple[int, ...] | Callable[[dict], tuple[int, ...]] = ()
+
+    def result_dtype(self, args, default: str) -> str:
+        if self.keeps_dtype and args:
+            return args[0].dtype
+        return self.dtype or default
+
+    def viewed(self, node: Node) -> tuple[int, ...]:
+        """Which arguments of ``node`` its printed value may be a view of."""
+        return self.views(dict(node.attrs)) if callable(self.views) else self.views
+
+    def write_into(self, args: list[str], attrs: dict, out: str) -> str | None:
+        """The call computing this op into the buffer ``out``, or None if it cannot."""
+        if self.out_form is None:
+            return None
+        if callable(self.out_form):
+            return self.out_form(args, attrs, out)
+        return self.out_form.format(*args, out=out)
+
+
+PRIMITIVES: dict[str, Primitive] = {}
+
+
+def defop(name: str, **fields) -> Primitive:
+    """Register the op ``name`` with its fields (``Primitive``'s, by keyword)."""
+    assert name not in PRIMITIVES, name
+    PRIMITIVES[name] = prim = Primitive(name=name, **fields)
+    return prim
+
+
+# ----------------------------------------------------------------------------- printing
+def paren(arg: tuple[str, int], min_prec: int) -> str:
+    text, prec = arg
+    return text if prec >= min_prec else f"({text})"
+
+
+def infix(sym: str, prec: int):
+    """Prints ``a sym b``, left-associative at ``prec``."""
+    def emit(a, attrs, node):
+        return f"{paren(a[0], prec)} {sym} {paren(a[1], prec + 1)}", prec
+    return emit
+
+
+def call(fn: str, *keys: str):
+    """Prints ``fn(args..., key=value...)`` for the attributes ``keys`` that are set."""
+    def emit(a, attrs, node):
+        parts = [t for t, _ in a] + [f"{k}={attrs[k]!r}" for k in keys
+                                     if attrs.get(k) is not None]
+        return f"{fn}({', '.join(parts)})", POSTFIX
+    return emit
+
+
+def axis_text(axes):
+    if axes is None:
+        return None
+    return axes[0] if len(axes) == 1 else tuple(axes)
+
+
+def reduce_call(fn: str):
+    """Prints ``fn(x, axis=..., keepdims=True)``, leaving out defaults."""
+    def emit(a, attrs, node):
+        return f"{fn}({', '.join(_reduce_parts(a[0][0], attrs))})", POSTFIX
+    return emit
+
+
+def _reduce_parts(x: str, attrs) -> list[str]:
+    parts = [x]
+    axis = axis_text(attrs.get("axis"))
+    if axis is not None:
+        parts.append(f"axis={axis!r}")
+    if attrs.get("keepdims"):
+        parts.append("keepdims=True")
+    return parts
+
+
+def reduce_into(fn: str):
+    return lambda args, attrs, out: f"{fn}({', '.join(_reduce_parts(args[0], attrs))}, out={out})"
+
+
+def format_number(value) -> str:
+    """A finite number as Python text, as black writes it (``1e16``, not ``1e+16``)."""
+    from ...backend.pyfmt import number
+
+    if isinstance(value, bool):
+        raise TypeError("booleans are not numbers here")
+    if isinstance(value, int):
+        return number(value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError("non-finite constant")
+    return number(value)
+
+
+# ----------------------------------------------------------------------------- shapes
+def broadcast_shapes(a: Shape, b: Shape) -> Shape:
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise ShapeError("shapes do not broadcast")
+    return tuple(reversed(out))
+
+
+def same(args, attrs):
+    return args[0].shape
+
+
+def broadcast(args, attrs):
+    shape = args[0].shape
+    for other in args[1:]:
+        shape = broadcast_shapes(shape, other.shape)
+    return shape
+
+
+def scalar(args, attrs):
+    return ()
+
+
+def reduced(args, attrs):
+    shape, axes = args[0].shape, attrs.get("axis")
+    if axes is None:
+        return tuple(1 for _ in shape) if attrs.get("keepdims") else ()
+    if attrs.get("keepdims"):
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+# ----------------------------------------------------------------------------- vjp helpers
+def expand(b: Builder, g: Node, like: Node) -> Node:
+    """``g`` at the full shape of ``like`` (adjoints may be lazily broadcast), as an array
+    of the program's dtype (a Python number such as a seed 1.0 is not one)."""
+    if g.shape == like.shape and g.is_array:
+        return g
+    return b.op("mul", g, b.op("ones_like", like))
+
+
+def keep_axes(b: Builder, g: Node, node: Node) -> Node:
+    """Undo a reduction's dropped axes so ``g`` broadcasts against the reduced input."""
+    axes, keep = node.attr("axis"), node.attr("keepdims")
+    if keep or axes is None or g.shape == ():
+        return g  # a scalar adjoint broadcasts against anything as it is
+    if tuple(axes) == tuple(range(len(axes))) and len(g.shape) == len(node.shape):
+        return g  # leading axes: NumPy broadcasting puts them back (mean over the batch)
+    if len(g.shape) < len(node.shape):
+        g = expand(b, g, node)  # lazily broadcast with fewer axes: give it its own first
+    return b.op("expand_dims", g, axis=axes)
+
+
+def factor(derivative):
+    """vjp for a unary elementwise op: the derivative (built from x and out) times g."""
+    def vjp(b, node, g):
+        return [b.op("mul", derivative(b, node.args[0], node), g)]
+    return vjp
+
+
+def no_gradient(b, node, g):
+    """The vjp of an op whose value does not depend on its arguments' values."""
+    return [None] * len(node.args)
+
+
+# ----------------------------------------------------------------------------- kinks
+def gap(x) -> float:
+    """How close ``x`` comes to 0 (relu's and abs's kink)."""
+    x = np.abs(np.asarray(x, dtype=float))
+    return float(x.min()) if x.size else np.inf
+
+
+def top_gap(x, axis) -> float:
+    """How close the maximum is to the runner-up (a tie is max's kink)."""
+    x = np.asarray(x, dtype=float)
+    if x.size < 2:
+        return np.inf
+    s = np.sort(x if axis is None else np.moveaxis(x, axis[0], -1), axis=None if axis is None
+                else -1)
+    if axis is None:
+        return float(s[-1] - s[-2])
+    if s.shape[-1] < 2:
+        return np.inf
+    return float(np.min(s[..., -1] - s[..., -2]))
+
+
+# ----------------------------------------------------------------------------- constructors
+UNARY_EXAMPLES = (ex((2, 3)), ex(()))
+BROADCASTING_EXAMPLES = (ex((2, 3), (2, 3)), ex((2, 3), (3,)), ex((2, 1), (1, 3)),
+                         ex((), (2, 3)))
+REDUCTION_EXAMPLES = (ex((2, 3)), ex((3,), axis=(0,)), ex((2, 3), axis=(1,)),
+                      ex((2, 3), axis=(0,), keepdims=True),
+                      ex((2, 3, 2), axis=(0, 2)), ex((2, 3), keepdims=True))
+
+
+def unop(name: str, *, rule: str, derivative=None, vjp=None, numpy: str | None = None,
+         evaluate=None, examples=UNARY_EXAMPLES, **fields) -> Primitive:
+    """An elementwise function of one argument, printed as ``numpy(x)`` (by default
+    ``np.name``, evaluated as that NumPy function); its vjp is ``derivative(b, x, out)``
+    times g, or a whole ``vjp`` (neither: zero)."""
+    if vjp is None:
+        vjp = factor(derivative) if derivative else no_gradient
+    fn = numpy or f"np.{name}"
+    fields.setdefault("emit", call(fn))
+    fields.setdefault("out_form", f"{fn}({{0}}, out={{out}})" if fn.startswith("np.") else None)
+    if evaluate is None:
+        evaluate = _ufunc(getattr(np, name))
+    return defop(name, arity=1, shape=same, evaluate=evaluate, vjp=vjp, rule=rule,
+                 examples=examples, elementwise=True, **fields)
+
+
+def _ufunc(f):
+    return lambda v, a: f(v[0])
+
+
+def binop(name: str, *, rule: str, emit, evaluate, vjp,
+          examples=BROADCASTING_EXAMPLES, **fields) -> Primitive:
+    """An elementwise function of two arguments that broadcast against each other."""
+    return defop(name, arity=2, shape=broadcast, emit=emit, evaluate=evaluate, vjp=vjp,
+                 rule=rule, examples=examples, elementwise=True, **fields)
+
+
+def reduction(name: str, *, numpy: str, evaluate, vjp, rule: str,
+              examples=REDUCTION_EXAMPLES, **fields) -> Primitive:
+    """A reduction over the attribute ``axis`` (a tuple; None: every axis), keeping the
+    reduced axes as 1 when ``keepdims``; printed ``numpy(x, axis=.., keepdims=True)`` and
+    evaluated as ``evaluate(x, axis=.., keepdims=..)``."""
+    def evaluate_attrs(v, a):
+        return evaluate(v[0], axis=a.get("axis"), keepdims=bool(a.get("keepdims")))
+    return defop(name, arity=1, shape=reduced, emit=reduce_call(numpy), evaluate=evaluate_attrs,
+                 vjp=vjp, rule=rule, examples=examples, **fields)
+
+
+# ----------------------------------------------------------------------------- data roles
+def data_roles(roots) -> dict[str, tuple[str, int]]:
+    """Input/target name -> ("labels" | "onehot", classes), from every op that says."""
+    from .. import topo_order
+
+    out: dict[str, tuple[str, int]] = {}
+    for n in topo_order(roots):
+        roles = PRIMITIVES[n.op].data_roles
+        for index, role, classes in (roles(n) if roles else ()):
+            arg = n.args[index]
+            if arg.op == "input":
+                out.setdefault(arg.attr("name"), (role, classes))
+    return out

@@ -1,0 +1,192 @@
+"""Linear algebra and reshapes: ``matmul``, ``outer``, ``transpose``, and the ops that
+move elements without changing them (``reshape``, ``reshape_like``, ``reshape_each``,
+``expand_dims``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ShapeError, fmt_shape
+from .core import MUL, POSTFIX, axis_text, call, defop, ex, expand, infix, paren
+
+
+# ----------------------------------------------------------------------------- products
+def _matmul_shape(args, attrs):
+    a, b = args[0].shape, args[1].shape
+    if len(a) == 0 or len(b) == 0:
+        raise ShapeError("'@' needs vectors or matrices, not scalars",
+                         hint="use '*' to multiply by a scalar")
+    if len(a) > 2 or len(b) > 2:
+        raise ShapeError("'@' supports 1-D and 2-D operands only")
+    inner_a = a[-1]
+    inner_b = b[0] if len(b) == 1 else b[-2]
+    if inner_a != inner_b:
+        raise ShapeError("matmul inner dimensions differ",
+                         hint="the last dimension on the left of '@' must equal the first "
+                              "dimension of a matrix on its right")
+    return a[:-1] + b[1:]
+
+
+def _matmul_vjp(b, n, g):
+    x, w = n.args
+    g = expand(b, g, n)
+    rx, rw = len(x.shape), len(w.shape)
+    if rx == 2 and rw == 2:
+        return [b.op("matmul", g, b.op("transpose", w)), b.op("matmul", b.op("transpose", x), g)]
+    if rx == 1 and rw == 2:
+        return [b.op("matmul", w, g), b.op("outer", x, g)]
+    if rx == 2 and rw == 1:
+        return [b.op("outer", g, w), b.op("matmul", b.op("transpose", x), g)]
+    return [b.op("mul", g, w), b.op("mul", g, x)]
+
+
+defop("matmul", arity=2, shape=_matmul_shape, emit=infix("@", MUL),
+      evaluate=lambda v, a: np.matmul(v[0], v[1]),
+      vjp=_matmul_vjp,
+      rule="d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G",
+      out_form="np.matmul({0}, {1}, out={out})",
+      examples=(ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((3,), (3,))))
+
+defop("outer", arity=2, shape=lambda args, attrs: args[0].shape + args[1].shape,
+      emit=call("np.outer"),
+      evaluate=lambda v, a: np.outer(v[0], v[1]),
+      examples=(ex((2,), (3,)),))
+
+defop("transpose", arity=1, shape=lambda args, attrs: tuple(reversed(args[0].shape)),
+      emit=lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}.T", POSTFIX),
+      evaluate=lambda v, a: np.transpose(v[0]),
+      vjp=lambda b, n, g: [b.op("transpose", expand(b, g, n))],
+      rule="d(X.T) = (dX).T",
+      cheap=True, views=(0,),
+      examples=(ex((2, 3)), ex((1, 4))))
+
+
+# ----------------------------------------------------------------------------- reshapes
+def _size_split(shape):
+    fixed, symbols = 1, []
+    for d in shape:
+        if isinstance(d, int):
+            fixed *= d
+        else:
+            symbols.append(d)
+    return fixed, sorted(symbols)
+
+
+def _reshape_shape(args, attrs):
+    """Numbers, symbolic dimensions (``N``, each also passed as a ``count`` argument) and
+    at most one ``-1``, which takes the size left over: a number, or the one symbolic
+    dimension the other dimensions do not account for."""
+    src, want = args[0].shape, list(attrs["shape"])
+    if sum(1 for d in want if d == -1) > 1:
+        raise ShapeError("reshape can infer (-1) at most one dimension", (0,))
+    for d in want:
+        if isinstance(d, int) and d < 1 and d != -1:
+            raise ShapeError("reshape dimensions must be positive (or one -1)", (0,))
+    fixed_src, sym_src = _size_split(src)
+    fixed_w, sym_w = _size_split([d for d in want if d != -1])
+    rest = list(sym_src)
+    for s in sym_w:
+        if s not in rest:
+            raise ShapeError(f"reshape to {fmt_shape(tuple(want))} needs dimension {s}, "
+                             "which the value does not have", (0,))
+        rest.remove(s)
+    if -1 in want:
+        if fixed_src % fixed_w or len(rest) > 1 or (rest and fixed_src != fixed_w):
+            left = " * ".join([str(fixed_src // fixed_w)] * (fixed_src % fixed_w == 0) + rest)
+            raise ShapeError(f"reshape to {fmt_shape(tuple(want))} cannot keep the size"
+                             + (f" (-1 would be {left})" if left and not fixed_src % fixed_w
+                                else ""), (0,),
+                             hint="-1 must come out as a whole number or one symbolic "
+                                  "dimension such as N")
+        want[want.index(-1)] = rest[0] if rest else fixed_src // fixed_w
+    elif fixed_w != fixed_src or rest:
+        raise ShapeError(f"reshape to {fmt_shape(tuple(want))} changes the number of elements",
+                         (0,))
+    return tuple(want)
+
+
+def _emit_reshape(a, attrs, n):
+    """``np.reshape(x, (-1, 6))``: a symbolic dimension prints as -1 when it is the only
+    one left to infer, else as its size from the data (``x.shape[0]``)."""
+    want, sizes = attrs["shape"], iter(a[1:])
+    free = sum(1 for d in want if not isinstance(d, int) or d == -1)
+    dims = []
+    for d in want:
+        if isinstance(d, int):
+            dims.append(str(d))
+        else:
+            size = next(sizes)[0]
+            dims.append("-1" if free == 1 else size)
+    return f"np.reshape({a[0][0]}, ({', '.join(dims)}{',' if len(dims) == 1 else ''}))", POSTFIX
+
+
+def _eval_reshape(v, a):
+    sizes = iter(v[1:])
+    return np.reshape(v[0], tuple(d if isinstance(d, int) else int(next(sizes))
+                                  for d in a["shape"]))
+
+
+defop("reshape", arity=None, shape=_reshape_shape, emit=_emit_reshape,
+      evaluate=_eval_reshape,
+      vjp=lambda b, n, g: [b.op("reshape_like", expand(b, g, n), n.args[0])] + [None] * (
+          len(n.args) - 1),
+      rule="reshape moves elements without changing them",
+      cheap=True, views=(0,),
+      examples=(ex((2, 3), shape=(3, 2)), ex((2, 3), shape=(6,)), ex((2, 3), shape=(1, -1, 1)),
+                ex((), shape=(1, 1))))
+
+defop("reshape_like", arity=2, shape=lambda args, attrs: args[1].shape,
+      emit=lambda a, attrs, n: (f"np.reshape({a[0][0]}, {paren(a[1], POSTFIX)}.shape)",
+                                POSTFIX),
+      evaluate=lambda v, a: np.reshape(v[0], np.shape(v[1])),
+      cheap=True, views=(0,),
+      examples=(ex((2, 3), (3, 2)), ex((6,), (1, 2, 3))))
+
+
+def _reshape_each_shape(args, attrs):
+    shape, dims = args[0].shape, tuple(attrs["dims"])
+    if not shape:
+        raise ShapeError("a scalar has no first axis to keep", (0,))
+    rest = shape[1:]
+    if not all(isinstance(d, int) for d in rest):
+        raise ShapeError("the sizes after the first axis must be fixed numbers", (0,))
+    size = 1
+    for d in rest:
+        size *= d
+    want = 1
+    for d in dims:
+        want *= d
+    if size != want:
+        raise ShapeError(f"cannot reshape {fmt_shape(rest)} to {fmt_shape(dims)} for each "
+                         "example", (0,))
+    return (shape[0],) + dims
+
+
+def _emit_reshape_each(a, attrs, n):
+    dims = ", ".join(str(d) for d in attrs["dims"])
+    return f"np.reshape({a[0][0]}, (-1, {dims}))", POSTFIX
+
+
+defop("reshape_each", arity=1, shape=_reshape_each_shape, emit=_emit_reshape_each,
+      evaluate=lambda v, a: np.reshape(v[0], (np.shape(v[0])[0],) + tuple(a["dims"])),
+      vjp=lambda b, n, g: [b.op("reshape_each", expand(b, g, n),
+                                dims=tuple(n.args[0].shape[1:]))],
+      rule="reshaping each example moves elements without changing them",
+      cheap=True, views=(0,),
+      examples=(ex((2, 3, 4), dims=(12,)), ex((2, 12), dims=(3, 4))))
+
+
+def _expand_shape(shape, axes):
+    out = list(shape)
+    for ax in sorted(axes):
+        out.insert(ax, 1)
+    return tuple(out)
+
+
+defop("expand_dims", arity=1,
+      shape=lambda args, attrs: _expand_shape(args[0].shape, attrs["axis"]),
+      emit=lambda a, attrs, n: (f"np.expand_dims({a[0][0]}, {axis_text(attrs['axis'])!r})",
+                                POSTFIX),
+      evaluate=lambda v, a: np.expand_dims(v[0], a["axis"]),
+      cheap=True, views=(0,),
+      examples=(ex((2, 3), axis=(1,)), ex((3,), axis=(0, 2))))

@@ -1,0 +1,122 @@
+"""Fused losses: softmax and sigmoid cross-entropy, whose gradients with respect to the
+logits are one short rule each, and ``one_hot``, which that rule needs for labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import Node, ShapeError
+from .core import MUL, POSTFIX, broadcast_shapes, defop, derived, ex, int_labels, onehot, paren
+
+
+def labels(t: Node, logits: Node) -> bool:
+    """True when ``t`` holds integer class labels for ``logits`` (not one-hot)."""
+    return len(t.shape) == len(logits.shape) - 1
+
+
+# ----------------------------------------------------------------------------- softmax
+def _xent_shape(args, attrs):
+    """softmax_xent(logits, log_p, t, n): log_p = logits - logsumexp(logits)."""
+    logits, t = args[0].shape, args[2].shape
+    if len(logits) == 0:
+        raise ShapeError("softmax_cross_entropy needs logits with a class axis, not a scalar",
+                         (0,))
+    if not isinstance(logits[-1], int):
+        raise ShapeError("softmax_cross_entropy needs a fixed number of classes (the logits' "
+                         f"last axis), not the symbolic dimension {logits[-1]}", (0,),
+                         hint="declare the number of classes as a number or a 'let'")
+    if t != logits and t != logits[:-1]:
+        raise ShapeError("targets must be one-hot with the logits' shape, or integer labels "
+                         "with the shape of all but the last axis", (0, 2))
+    return ()
+
+
+def _xent_emit(a, attrs, node):
+    _, log_p, t, n = a
+    if labels(node.args[2], node.args[0]):
+        picked = f"np.take_along_axis({log_p[0]}, {paren(t, POSTFIX)}[..., None], axis=-1)"
+        return f"-np.sum({picked}) / {paren(n, MUL + 1)}", MUL
+    return f"-np.sum({paren(t, MUL)} * {paren(log_p, MUL + 1)}) / {paren(n, MUL + 1)}", MUL
+
+
+def _xent_eval(v, attrs):
+    logits, log_p, t, n = v
+    if np.ndim(t) == np.ndim(logits) - 1:
+        return -np.sum(np.take_along_axis(log_p, np.asarray(t)[..., None].astype(int),
+                                          axis=-1)) / n
+    return -np.sum(t * log_p) / n
+
+
+def _xent_vjp(b, node, g):
+    logits, log_p, t, n = node.args
+    p = b.op("exp", log_p)  # softmax(logits), from the forward's log-softmax
+    if labels(t, logits):  # integer labels: not differentiable
+        onehot = b.op("one_hot", t, classes=logits.shape[-1])
+        return [b.op("mul", b.op("div", b.op("sub", p, onehot), n), g), None, None, None]
+    if t.op != "input" or t.attr("default"):
+        # A computed target (or an input's default) need not sum to 1 over classes: the
+        # exact gradient is (p * sum(t) - t) / N, which the fused rule shortens only for
+        # data the runtime checks.
+        p = b.op("mul", p, b.op("sum", t, axis=(len(t.shape) - 1,), keepdims=True))
+    # The fused rule covers log_p's own dependence on the logits: nothing flows to it.
+    d_logits = b.op("mul", b.op("div", b.op("sub", p, t), n), g)
+    d_t = b.op("mul", b.op("neg", b.op("div", log_p, n)), g)  # -log_softmax(logits) / N
+    return [d_logits, None, d_t, None]
+
+
+def _xent_roles(node: Node) -> list[tuple[int, str, int]]:
+    logits, _, t, _ = node.args
+    return [(2, "labels" if labels(t, logits) else "onehot", int(logits.shape[-1]))]
+
+
+# The example arguments after the logits: log_softmax(logits), as the loss function
+# builds it, and the number of examples (every axis of the logits but the last).
+_LOG_P = derived(lambda b, new, x: b.op("sub", x, b.op("logsumexp", x, axis=(len(x.shape) - 1,),
+                                                       keepdims=True)))
+_ROWS = derived(lambda b, new, x, log_p, t: b.rows(x))
+
+defop("softmax_xent", arity=4, shape=_xent_shape, emit=_xent_emit, evaluate=_xent_eval,
+      vjp=_xent_vjp,
+      rule="softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N",
+      data_roles=_xent_roles,
+      examples=(ex((4, 3), _LOG_P, int_labels((4,), 3), _ROWS),
+                ex((4, 3), _LOG_P, onehot((4, 3), 3), _ROWS),
+                ex((3,), _LOG_P, int_labels((), 3), _ROWS),
+                # a computed target: the exact rule, and a gradient for the target too
+                ex((2, 3), _LOG_P, (2, 3), _ROWS)))
+
+defop("one_hot", arity=1, shape=lambda args, attrs: args[0].shape + (attrs["classes"],),
+      emit=lambda a, attrs, n: (f"np.eye({attrs['classes']}, dtype=DTYPE)[{a[0][0]}]", POSTFIX),
+      evaluate=lambda v, a: np.eye(a["classes"])[np.asarray(v[0]).astype(int)],
+      examples=(ex(int_labels((4,), 3), classes=3), ex(int_labels((2, 2), 5), classes=5)))
+
+
+# ----------------------------------------------------------------------------- sigmoid
+def _sigmoid_xent_shape(args, attrs):
+    broadcast_shapes(args[0].shape, args[1].shape)
+    if args[0].shape != broadcast_shapes(args[0].shape, args[1].shape):
+        raise ShapeError("targets must broadcast to the logits' shape", (0, 1))
+    return ()
+
+
+def _sigmoid_xent_emit(a, attrs, node):
+    logits, t, n = a
+    return (f"np.sum(np.logaddexp(0, {logits[0]}) - {paren(t, MUL)} * {paren(logits, MUL + 1)})"
+            f" / {paren(n, MUL + 1)}", MUL)
+
+
+def _sigmoid_xent_vjp(b, n, g):
+    logits, t, count = n.args
+    return [b.op("mul", b.op("div", b.op("sub", b.op("sigmoid", logits), t), count), g),
+            b.op("mul", b.op("neg", b.op("div", logits, count)), g), None]
+
+
+defop("sigmoid_xent", arity=3, shape=_sigmoid_xent_shape, emit=_sigmoid_xent_emit,
+      evaluate=lambda v, a: np.sum(np.logaddexp(0.0, v[0]) - v[1] * v[0]) / v[2],
+      vjp=_sigmoid_xent_vjp,
+      rule="sigmoid + cross-entropy fused: dL/dlogits = (sigmoid - t) / N, dL/dt = -logits / N",
+      # Targets of the logits' own shape: the function checks that (the vjp gives the
+      # targets' adjoint at the logits' shape, unreduced).
+      examples=(ex((4, 3), (4, 3), derived(lambda b, new, x, t: b.rows(x))),
+                ex((4, 1), (4, 1), derived(lambda b, new, x, t: b.rows(x))),
+                ex((3,), (3,), derived(lambda b, new, x, t: b.rows(x)))))

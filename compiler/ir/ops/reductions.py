@@ -1,0 +1,88 @@
+"""Reductions over axes (``sum``, ``mean``, ``max``, ``logsumexp``), the ``count`` of
+elements a reduction combines, and ``softmax``, which normalises along an axis."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .core import (MUL, POSTFIX, defop, ex, keep_axes, no_gradient, paren, reduce_call,
+                   reduce_into, reduction, same, scalar, top_gap)
+
+
+def _sum_vjp(b, n, g):
+    return [keep_axes(b, g, n)]
+
+
+def _mean_vjp(b, n, g):
+    x = n.args[0]
+    return [keep_axes(b, b.op("div", g, b.count(x, n.attr("axis"))), n)]
+
+
+def _max_vjp(b, n, g):
+    """The adjoint is split evenly among tied maximal elements (as PyTorch's amax and
+    JAX do), so the gradient's total stays g whatever the number of ties."""
+    x = n.args[0]
+    mask = b.op("cast", b.op("eq", x, keep_axes(b, n, n)))
+    ties = b.op("sum", mask, axis=n.attr("axis"), keepdims=n.attr("axis") is not None)
+    return [b.op("mul", b.op("div", mask, ties), keep_axes(b, g, n))]
+
+
+def _logsumexp_vjp(b, n, g):
+    x = n.args[0]
+    return [b.op("mul", b.op("exp", b.op("sub", x, keep_axes(b, n, n))), keep_axes(b, g, n))]
+
+
+reduction("sum", numpy="np.sum", evaluate=np.sum,
+          vjp=_sum_vjp,
+          rule="d sum(x) = sum(dx): the adjoint is copied to every element",
+          out_form=reduce_into("np.sum"))
+
+reduction("mean", numpy="np.mean", evaluate=np.mean,
+          vjp=_mean_vjp,
+          rule="d mean(x) = mean(dx): the adjoint / count to every element",
+          out_form=reduce_into("np.mean"))
+
+reduction("max", numpy="np.max", evaluate=np.max,
+          vjp=_max_vjp,
+          rule="d max(x) flows to the maximal element, split evenly among ties",
+          kink=lambda v, a: top_gap(v[0], a.get("axis")))
+
+reduction("logsumexp", numpy="_logsumexp", evaluate=kernels._logsumexp,
+          vjp=_logsumexp_vjp,
+          rule="d logsumexp(x) = softmax(x) . dx")
+
+
+# ----------------------------------------------------------------------------- count
+def _emit_count(a, attrs, n):
+    base, axes = paren(a[0], POSTFIX), attrs.get("axis")
+    if axes is None:
+        return f"{base}.size", POSTFIX
+    parts = [f"{base}.shape[{i}]" for i in axes]
+    return (parts[0], POSTFIX) if len(parts) == 1 else (" * ".join(parts), MUL)
+
+
+def _eval_count(v, a):
+    axes = a["axis"] if a.get("axis") is not None else range(np.ndim(v[0]))
+    return np.asarray(np.prod([np.shape(v[0])[i] for i in axes]) * 1.0)
+
+
+defop("count", arity=1, shape=scalar, emit=_emit_count, evaluate=_eval_count,
+      vjp=no_gradient,
+      rule="a count does not depend on the values",
+      dtype="int", cheap=True,
+      examples=(ex((2, 3)), ex((2, 3), axis=(1,)), ex((2, 3, 4), axis=(0, 2))))
+
+
+# ----------------------------------------------------------------------------- softmax
+def _softmax_vjp(b, n, g):
+    axis = n.attr("axis")
+    inner = b.op("sum", b.op("mul", g, n), axis=axis, keepdims=True)
+    return [b.op("mul", n, b.op("sub", g, inner))]
+
+
+defop("softmax", arity=1, shape=same, emit=reduce_call("_softmax"),
+      evaluate=lambda v, a: kernels._softmax(v[0], a["axis"]),
+      vjp=_softmax_vjp,
+      rule="softmax's Jacobian-vector product from its output p: p (g - sum(g p))",
+      examples=(ex((2, 3), axis=(1,)), ex((2, 3), axis=(0,)), ex((3,), axis=(0,))))

@@ -1,0 +1,182 @@
+"""The module helpers (compiler/ir/ops/kernels.py) on their own: PyTorch (CPU, float64) as
+the oracle, and the source that codegen copies into generated modules checked to be
+exactly the module's, self-contained and importing only NumPy."""
+
+import ast
+import builtins
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bpc.compiler.ir.ops import HELPERS, kernels
+
+F = torch.nn.functional
+RNG = np.random.default_rng(7)
+FUNCTIONS = {name: fn for name, fn in vars(kernels).items()
+             if inspect.isfunction(fn) and fn.__module__ == kernels.__name__}
+
+
+def t(x):
+    return torch.as_tensor(np.asarray(x, dtype=np.float64))
+
+
+def close(got, want):
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- the source
+def test_kernels_import_only_numpy():
+    tree = ast.parse(Path(kernels.__file__).read_text())
+    imports = [ast.dump(node) for node in tree.body if isinstance(node, (ast.Import,
+                                                                         ast.ImportFrom))]
+    assert imports == [ast.dump(ast.parse("import numpy as np").body[0])]
+
+
+def test_helpers_are_the_kernels_source():
+    assert HELPERS.keys() == FUNCTIONS.keys()
+    for name, fn in FUNCTIONS.items():
+        assert HELPERS[name] == inspect.getsource(fn).rstrip("\n")
+        assert HELPERS[name].startswith(f"def {name}(")
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_each_helper_runs_alone(name):
+    """A helper's copied source, run with nothing but ``np``, defines the same function
+    and names nothing else (a generated module has only numpy and its own helpers)."""
+    scope = {"np": np}
+    exec(compile(HELPERS[name], f"<{name}>", "exec"), scope)
+    function = ast.parse(HELPERS[name]).body[0]
+    local = {a.arg for a in function.args.args + function.args.kwonlyargs}
+    if function.args.vararg:
+        local.add(function.args.vararg.arg)
+    local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name)
+              and isinstance(n.ctx, ast.Store)}
+    read = {n.id for n in ast.walk(function) if isinstance(n, ast.Name)}
+    assert read - local - set(dir(builtins)) <= {"np"}
+    x = RNG.normal(size=(2, 3, 4, 4))
+    args = {"_index_add": (x, np.s_[:, 1], x[:, 1]), "_leaky_relu": (x, 0.1),
+            "_im2col": (x, 2, 2), "_col2im": (RNG.normal(size=(2, 12, 9)), x.shape, 2, 2),
+            "_max_pool": (x, 2, 2), "_avg_pool": (x, 2, 2),
+            "_max_pool_mask": (x, kernels._max_pool(x, 2, 2), 2, 2),
+            "_max_pool_grad": (x[..., :2, :2], kernels._max_pool_mask(
+                x, kernels._max_pool(x, 2, 2), 2, 2), 2, 2),
+            "_avg_pool_grad": (x[..., :2, :2], x.shape, 2, 2)}.get(name, (x,))
+    close(scope[name](*args), FUNCTIONS[name](*args))
+
+
+# ----------------------------------------------------------------------------- elementwise
+def test_sigmoid_and_softplus_against_torch_without_overflow():
+    x = np.concatenate([RNG.normal(size=20) * 5, [-1000.0, -40.0, 0.0, 40.0, 1000.0]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        close(kernels._sigmoid(x), torch.sigmoid(t(x)))
+        # torch returns x itself above its threshold 20, where log(1 + e^-x) < 3e-9
+        np.testing.assert_allclose(kernels._softplus(x), F.softplus(t(x)), rtol=1e-9)
+
+
+def test_leaky_relu_against_torch():
+    x = RNG.normal(size=(3, 4))
+    close(kernels._leaky_relu(x, 0.2), F.leaky_relu(t(x), 0.2))
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_softmax_against_torch(axis):
+    x = RNG.normal(size=(3, 4)) * 10
+    x[0, 0] = 800.0  # the shift by the maximum keeps exp finite
+    close(kernels._softmax(x, axis=axis), torch.softmax(t(x), dim=axis))
+
+
+@pytest.mark.parametrize("axis, keepdims", [(None, False), (None, True), (1, False),
+                                            ((0, 2), True), (-1, True)])
+def test_logsumexp_against_torch(axis, keepdims):
+    x = RNG.normal(size=(2, 3, 4)) * 10
+    x[1, 1, 1] = 900.0
+    dims = tuple(range(3)) if axis is None else axis
+    close(kernels._logsumexp(x, axis=axis, keepdims=keepdims),
+          torch.logsumexp(t(x), dim=dims, keepdim=keepdims))
+
+
+def test_index_add_adds_into_a_copy():
+    x = RNG.normal(size=(3, 4))
+    before = x.copy()
+    a, b = RNG.normal(size=(2, 4)), RNG.normal(size=(3, 2))
+    out = kernels._index_add(x, np.s_[1:], a, np.s_[:, ::2], b)
+    want = t(before).index_put((torch.arange(1, 3)[:, None], torch.arange(4)[None, :]),
+                               t(a), accumulate=True)
+    want[:, ::2] += t(b)
+    close(out, want)
+    close(x, before)
+
+
+# ----------------------------------------------------------------------------- convolution
+CONV = [((2, 3, 5, 4), 3, 2, 1, 1), ((1, 2, 7, 7), 3, 3, 2, 1), ((2, 1, 4, 6), 4, 2, 2, 0),
+        ((1, 3, 3, 3), 1, 1, 1, 0), ((1, 1, 2, 3), 2, 3, 1, 0)]  # x, kh, kw, stride, pad
+
+
+@pytest.mark.parametrize("shape, kh, kw, stride, pad", CONV, ids=str)
+def test_im2col_and_col2im_against_torch_unfold_and_fold(shape, kh, kw, stride, pad):
+    x = RNG.normal(size=shape)
+    col = kernels._im2col(x, kh, kw, stride, pad)
+    close(col, F.unfold(t(x), (kh, kw), padding=pad, stride=stride))
+    # a view of x only for a 1x1 kernel at stride 1 without padding
+    assert np.shares_memory(col, x) == ((kh, kw, stride, pad) == (1, 1, 1, 0))
+    g = RNG.normal(size=col.shape)
+    close(kernels._col2im(g, shape, kh, kw, stride, pad),
+          F.fold(t(g), shape[2:], (kh, kw), padding=pad, stride=stride))
+
+
+def test_conv_kernels_keep_float32():
+    x = RNG.normal(size=(1, 2, 4, 4)).astype(np.float32)
+    col = kernels._im2col(x, 3, 3, 1, 1)
+    assert col.dtype == np.float32
+    assert kernels._col2im(col, x.shape, 3, 3, 1, 1).dtype == np.float32
+    for pool in (kernels._max_pool, kernels._avg_pool):
+        assert pool(x, 2, 2).dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- pooling
+POOL = [((2, 2, 4, 4), 2, 2, 0), ((1, 2, 5, 5), 3, 1, 1), ((2, 5, 8), 2, 3, 0),
+        ((3, 4), 2, 1, 1), ((1, 1, 7, 7), 3, 2, 1)]  # x, size, stride, pad
+
+
+def _torch_pool(pool, x, size, stride, pad):
+    """torch pools [C, H, W] or [N, C, H, W]: a matrix gets a channel axis, then loses it."""
+    if x.dim() == 2:
+        return pool(x[None], size, stride, pad)[0]
+    return pool(x, size, stride, pad)
+
+
+@pytest.mark.parametrize("shape, size, stride, pad", POOL, ids=str)
+def test_max_pool_its_mask_and_gradient_against_torch(shape, size, stride, pad):
+    x = RNG.normal(size=shape)
+    xt = t(x).requires_grad_()
+    want = _torch_pool(F.max_pool2d, xt, size, stride, pad)
+    out = kernels._max_pool(x, size, stride, pad)
+    close(out, want.detach())
+    g = RNG.normal(size=out.shape)
+    want.backward(t(g))
+    mask = kernels._max_pool_mask(x, out, size, stride, pad)
+    assert mask.shape == (size * size,) + out.shape and mask.dtype == bool
+    close(kernels._max_pool_grad(g, mask, size, stride, pad), xt.grad)
+
+
+def test_max_pool_gradient_splits_ties_evenly():
+    x = np.ones((1, 1, 2, 2))
+    out = kernels._max_pool(x, 2, 2, 0)
+    mask = kernels._max_pool_mask(x, out, 2, 2, 0)
+    close(kernels._max_pool_grad(np.full((1, 1, 1, 1), 8.0), mask, 2, 2, 0),
+          np.full((1, 1, 2, 2), 2.0))
+
+
+@pytest.mark.parametrize("shape, size, stride, pad", POOL, ids=str)
+def test_avg_pool_and_its_gradient_against_torch(shape, size, stride, pad):
+    x = RNG.normal(size=shape)
+    xt = t(x).requires_grad_()
+    want = _torch_pool(F.avg_pool2d, xt, size, stride, pad)  # padding counts in the mean
+    out = kernels._avg_pool(x, size, stride, pad)
+    close(out, want.detach())
+    g = RNG.normal(size=out.shape)
+    want.backward(t(g))
+    close(kernels._avg_pool_grad(g, x.shape, size, stride, pad), xt.grad)
