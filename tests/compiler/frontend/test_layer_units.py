@@ -2,7 +2,6 @@
 PyTorch oracle, its documentation is what docs/LANGUAGE.md says, and desugaring numbers
 and names a stack's layers by the counters the units declare."""
 
-from pathlib import Path
 import re
 
 import pytest
@@ -10,10 +9,10 @@ import pytest
 from bpc.compiler.frontend import ast
 from bpc.compiler.frontend.layers import BLOCKS, KINDS, LAYERS, UNITS, reference
 from bpc.compiler.frontend.load import load_text
-from conftest import UPDATE_GOLDEN
+from conftest import REPO, UPDATE_GOLDEN
 from diffharness import differential
 
-LANGUAGE = Path(__file__).resolve().parent.parent / "docs" / "LANGUAGE.md"
+LANGUAGE = REPO / "docs" / "LANGUAGE.md"
 BEGIN = "<!-- layer kinds: each unit's DOC in compiler/frontend/layers/ (a test keeps this " \
         "current) -->\n"
 END = "<!-- end of the layer kinds -->\n"
