@@ -271,10 +271,11 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
+    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax) - np.eye(10, dtype=DTYPE)[t]
     dL_dy /= x.shape[0]
     del y, L_log_softmax
-    # y = z2 @ W3 + b3
+    # y = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_dy, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_dy, out=grads.get("W3"))
     z2_mask = z2 > 0  # [N, 100] bool, taken now so z2 can be released
@@ -284,7 +285,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # z2 = relu(a2) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da2 = np.multiply(z2_mask, dL_dz2, out=dL_dz2)
     del z2_mask
-    # a2 = f1 @ W2 + b2
+    # a2 = f1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(f1.T, dL_da2, out=grads.get("W2"))
     del p1, f1
@@ -293,11 +294,14 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # f1 = flatten(p1)
     dL_dp1 = np.reshape(dL_df1, (-1, 30, 12, 12))
     # p1 = max_pool(z1, 2)
+    #   max pooling passes each window's adjoint to its maximum (split evenly among
+    #   ties)
     dL_dz1 = _max_pool_grad(dL_dp1, p1_argmax, 2, stride=2, pad=0)
     del p1_argmax, dL_df1, dL_dp1
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
     # a1 = conv2d(x, W1) + b1
+    #   Y_n = M @ X_n: dX_n = M.T @ G_n, dM = sum over n of G_n @ X_n.T
     dL_db1 = np.reshape(np.sum(dL_da1, axis=(0, 2, 3)), b1.shape)
     # dL_da1_rows: [N, 30, 576], named to keep the line short
     dL_da1_rows = np.reshape(dL_da1, (-1, 30, 576))
