@@ -1469,10 +1469,10 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz49 = dl_df @ W50.T
     del f, l_sub, dl_df
     # z49 = relu(r24) (relu'(x) = [relu(x) > 0], a mask from the output)
-    dl_dr24_gt = z49 > 0  # [N, 80], used 2 times
+    z49_mask = z49 > 0  # [N, 80], used 2 times
     del a49, r24, z49
-    dl_dr24 = np.multiply(dl_dr24_gt, dl_dz49, out=dl_dz49)
-    del dl_dr24_gt
+    dl_dr24 = np.multiply(z49_mask, dl_dz49, out=dl_dz49)
+    del z49_mask
     # r24 = a49 + r23
     dl_da49 = dl_dr24
     # a49 = z48 @ W49 + b49
@@ -1495,10 +1495,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz48, dl_da48
     # r24 = a49 + r23 and z47 = relu(r23)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr23_mul = np.multiply(z47_mask, dl_dz47, out=dl_dz47)  # [N, 80], used 2 times
+    # dl_dr23_via_z47: [N, 80], used 2 times
+    dl_dr23_via_z47 = np.multiply(z47_mask, dl_dz47, out=dl_dz47)
     del z47_mask
-    dl_dr23 = np.add(dl_dr24, dl_dr23_mul, out=dl_dr24)
-    del dl_dz47, dl_dr23_mul
+    dl_dr23 = np.add(dl_dr24, dl_dr23_via_z47, out=dl_dr24)
+    del dl_dz47, dl_dr23_via_z47
     # r23 = a47 + r22
     dl_da47 = dl_dr23
     # a47 = z46 @ W47 + b47
@@ -1521,10 +1522,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz46, dl_da46
     # r23 = a47 + r22 and z45 = relu(r22)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr22_mul = np.multiply(z45_mask, dl_dz45, out=dl_dz45)  # [N, 80], used 2 times
+    # dl_dr22_via_z45: [N, 80], used 2 times
+    dl_dr22_via_z45 = np.multiply(z45_mask, dl_dz45, out=dl_dz45)
     del z45_mask
-    dl_dr22 = np.add(dl_dr23, dl_dr22_mul, out=dl_dr23)
-    del dl_dz45, dl_dr22_mul
+    dl_dr22 = np.add(dl_dr23, dl_dr22_via_z45, out=dl_dr23)
+    del dl_dz45, dl_dr22_via_z45
     # r22 = a45 + r21
     dl_da45 = dl_dr22
     # a45 = z44 @ W45 + b45
@@ -1547,10 +1549,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz44, dl_da44
     # r22 = a45 + r21 and z43 = relu(r21)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr21_mul = np.multiply(z43_mask, dl_dz43, out=dl_dz43)  # [N, 80], used 2 times
+    # dl_dr21_via_z43: [N, 80], used 2 times
+    dl_dr21_via_z43 = np.multiply(z43_mask, dl_dz43, out=dl_dz43)
     del z43_mask
-    dl_dr21 = np.add(dl_dr22, dl_dr21_mul, out=dl_dr22)
-    del dl_dz43, dl_dr21_mul
+    dl_dr21 = np.add(dl_dr22, dl_dr21_via_z43, out=dl_dr22)
+    del dl_dz43, dl_dr21_via_z43
     # r21 = a43 + r20
     dl_da43 = dl_dr21
     # a43 = z42 @ W43 + b43
@@ -1573,10 +1576,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz42, dl_da42
     # r21 = a43 + r20 and z41 = relu(r20)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr20_mul = np.multiply(z41_mask, dl_dz41, out=dl_dz41)  # [N, 80], used 2 times
+    # dl_dr20_via_z41: [N, 80], used 2 times
+    dl_dr20_via_z41 = np.multiply(z41_mask, dl_dz41, out=dl_dz41)
     del z41_mask
-    dl_dr20 = np.add(dl_dr21, dl_dr20_mul, out=dl_dr21)
-    del dl_dz41, dl_dr20_mul
+    dl_dr20 = np.add(dl_dr21, dl_dr20_via_z41, out=dl_dr21)
+    del dl_dz41, dl_dr20_via_z41
     # r20 = a41 + r19
     dl_da41 = dl_dr20
     # a41 = z40 @ W41 + b41
@@ -1599,10 +1603,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz40, dl_da40
     # r20 = a41 + r19 and z39 = relu(r19)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr19_mul = np.multiply(z39_mask, dl_dz39, out=dl_dz39)  # [N, 80], used 2 times
+    # dl_dr19_via_z39: [N, 80], used 2 times
+    dl_dr19_via_z39 = np.multiply(z39_mask, dl_dz39, out=dl_dz39)
     del z39_mask
-    dl_dr19 = np.add(dl_dr20, dl_dr19_mul, out=dl_dr20)
-    del dl_dz39, dl_dr19_mul
+    dl_dr19 = np.add(dl_dr20, dl_dr19_via_z39, out=dl_dr20)
+    del dl_dz39, dl_dr19_via_z39
     # r19 = a39 + r18
     dl_da39 = dl_dr19
     # a39 = z38 @ W39 + b39
@@ -1625,10 +1630,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz38, dl_da38
     # r19 = a39 + r18 and z37 = relu(r18)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr18_mul = np.multiply(z37_mask, dl_dz37, out=dl_dz37)  # [N, 80], used 2 times
+    # dl_dr18_via_z37: [N, 80], used 2 times
+    dl_dr18_via_z37 = np.multiply(z37_mask, dl_dz37, out=dl_dz37)
     del z37_mask
-    dl_dr18 = np.add(dl_dr19, dl_dr18_mul, out=dl_dr19)
-    del dl_dz37, dl_dr18_mul
+    dl_dr18 = np.add(dl_dr19, dl_dr18_via_z37, out=dl_dr19)
+    del dl_dz37, dl_dr18_via_z37
     # r18 = a37 + r17
     dl_da37 = dl_dr18
     # a37 = z36 @ W37 + b37
@@ -1651,10 +1657,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz36, dl_da36
     # r18 = a37 + r17 and z35 = relu(r17)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr17_mul = np.multiply(z35_mask, dl_dz35, out=dl_dz35)  # [N, 80], used 2 times
+    # dl_dr17_via_z35: [N, 80], used 2 times
+    dl_dr17_via_z35 = np.multiply(z35_mask, dl_dz35, out=dl_dz35)
     del z35_mask
-    dl_dr17 = np.add(dl_dr18, dl_dr17_mul, out=dl_dr18)
-    del dl_dz35, dl_dr17_mul
+    dl_dr17 = np.add(dl_dr18, dl_dr17_via_z35, out=dl_dr18)
+    del dl_dz35, dl_dr17_via_z35
     # r17 = a35 + r16
     dl_da35 = dl_dr17
     # a35 = z34 @ W35 + b35
@@ -1677,10 +1684,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz34, dl_da34
     # r17 = a35 + r16 and z33 = relu(r16)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr16_mul = np.multiply(z33_mask, dl_dz33, out=dl_dz33)  # [N, 80], used 2 times
+    # dl_dr16_via_z33: [N, 80], used 2 times
+    dl_dr16_via_z33 = np.multiply(z33_mask, dl_dz33, out=dl_dz33)
     del z33_mask
-    dl_dr16 = np.add(dl_dr17, dl_dr16_mul, out=dl_dr17)
-    del dl_dz33, dl_dr16_mul
+    dl_dr16 = np.add(dl_dr17, dl_dr16_via_z33, out=dl_dr17)
+    del dl_dz33, dl_dr16_via_z33
     # r16 = a33 + r15
     dl_da33 = dl_dr16
     # a33 = z32 @ W33 + b33
@@ -1703,10 +1711,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz32, dl_da32
     # r16 = a33 + r15 and z31 = relu(r15)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr15_mul = np.multiply(z31_mask, dl_dz31, out=dl_dz31)  # [N, 80], used 2 times
+    # dl_dr15_via_z31: [N, 80], used 2 times
+    dl_dr15_via_z31 = np.multiply(z31_mask, dl_dz31, out=dl_dz31)
     del z31_mask
-    dl_dr15 = np.add(dl_dr16, dl_dr15_mul, out=dl_dr16)
-    del dl_dz31, dl_dr15_mul
+    dl_dr15 = np.add(dl_dr16, dl_dr15_via_z31, out=dl_dr16)
+    del dl_dz31, dl_dr15_via_z31
     # r15 = a31 + r14
     dl_da31 = dl_dr15
     # a31 = z30 @ W31 + b31
@@ -1729,10 +1738,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz30, dl_da30
     # r15 = a31 + r14 and z29 = relu(r14)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr14_mul = np.multiply(z29_mask, dl_dz29, out=dl_dz29)  # [N, 80], used 2 times
+    # dl_dr14_via_z29: [N, 80], used 2 times
+    dl_dr14_via_z29 = np.multiply(z29_mask, dl_dz29, out=dl_dz29)
     del z29_mask
-    dl_dr14 = np.add(dl_dr15, dl_dr14_mul, out=dl_dr15)
-    del dl_dz29, dl_dr14_mul
+    dl_dr14 = np.add(dl_dr15, dl_dr14_via_z29, out=dl_dr15)
+    del dl_dz29, dl_dr14_via_z29
     # r14 = a29 + r13
     dl_da29 = dl_dr14
     # a29 = z28 @ W29 + b29
@@ -1755,10 +1765,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz28, dl_da28
     # r14 = a29 + r13 and z27 = relu(r13)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr13_mul = np.multiply(z27_mask, dl_dz27, out=dl_dz27)  # [N, 80], used 2 times
+    # dl_dr13_via_z27: [N, 80], used 2 times
+    dl_dr13_via_z27 = np.multiply(z27_mask, dl_dz27, out=dl_dz27)
     del z27_mask
-    dl_dr13 = np.add(dl_dr14, dl_dr13_mul, out=dl_dr14)
-    del dl_dz27, dl_dr13_mul
+    dl_dr13 = np.add(dl_dr14, dl_dr13_via_z27, out=dl_dr14)
+    del dl_dz27, dl_dr13_via_z27
     # r13 = a27 + r12
     dl_da27 = dl_dr13
     # a27 = z26 @ W27 + b27
@@ -1781,10 +1792,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz26, dl_da26
     # r13 = a27 + r12 and z25 = relu(r12)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr12_mul = np.multiply(z25_mask, dl_dz25, out=dl_dz25)  # [N, 80], used 2 times
+    # dl_dr12_via_z25: [N, 80], used 2 times
+    dl_dr12_via_z25 = np.multiply(z25_mask, dl_dz25, out=dl_dz25)
     del z25_mask
-    dl_dr12 = np.add(dl_dr13, dl_dr12_mul, out=dl_dr13)
-    del dl_dz25, dl_dr12_mul
+    dl_dr12 = np.add(dl_dr13, dl_dr12_via_z25, out=dl_dr13)
+    del dl_dz25, dl_dr12_via_z25
     # r12 = a25 + r11
     dl_da25 = dl_dr12
     # a25 = z24 @ W25 + b25
@@ -1807,10 +1819,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz24, dl_da24
     # r12 = a25 + r11 and z23 = relu(r11)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr11_mul = np.multiply(z23_mask, dl_dz23, out=dl_dz23)  # [N, 80], used 2 times
+    # dl_dr11_via_z23: [N, 80], used 2 times
+    dl_dr11_via_z23 = np.multiply(z23_mask, dl_dz23, out=dl_dz23)
     del z23_mask
-    dl_dr11 = np.add(dl_dr12, dl_dr11_mul, out=dl_dr12)
-    del dl_dz23, dl_dr11_mul
+    dl_dr11 = np.add(dl_dr12, dl_dr11_via_z23, out=dl_dr12)
+    del dl_dz23, dl_dr11_via_z23
     # r11 = a23 + r10
     dl_da23 = dl_dr11
     # a23 = z22 @ W23 + b23
@@ -1833,10 +1846,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz22, dl_da22
     # r11 = a23 + r10 and z21 = relu(r10)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr10_mul = np.multiply(z21_mask, dl_dz21, out=dl_dz21)  # [N, 80], used 2 times
+    # dl_dr10_via_z21: [N, 80], used 2 times
+    dl_dr10_via_z21 = np.multiply(z21_mask, dl_dz21, out=dl_dz21)
     del z21_mask
-    dl_dr10 = np.add(dl_dr11, dl_dr10_mul, out=dl_dr11)
-    del dl_dz21, dl_dr10_mul
+    dl_dr10 = np.add(dl_dr11, dl_dr10_via_z21, out=dl_dr11)
+    del dl_dz21, dl_dr10_via_z21
     # r10 = a21 + r9
     dl_da21 = dl_dr10
     # a21 = z20 @ W21 + b21
@@ -1859,10 +1873,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz20, dl_da20
     # r10 = a21 + r9 and z19 = relu(r9)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr9_mul = np.multiply(z19_mask, dl_dz19, out=dl_dz19)  # [N, 80], used 2 times
+    # dl_dr9_via_z19: [N, 80], used 2 times
+    dl_dr9_via_z19 = np.multiply(z19_mask, dl_dz19, out=dl_dz19)
     del z19_mask
-    dl_dr9 = np.add(dl_dr10, dl_dr9_mul, out=dl_dr10)
-    del dl_dz19, dl_dr9_mul
+    dl_dr9 = np.add(dl_dr10, dl_dr9_via_z19, out=dl_dr10)
+    del dl_dz19, dl_dr9_via_z19
     # r9 = a19 + r8
     dl_da19 = dl_dr9
     # a19 = z18 @ W19 + b19
@@ -1885,10 +1900,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz18, dl_da18
     # r9 = a19 + r8 and z17 = relu(r8)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr8_mul = np.multiply(z17_mask, dl_dz17, out=dl_dz17)  # [N, 80], used 2 times
+    # dl_dr8_via_z17: [N, 80], used 2 times
+    dl_dr8_via_z17 = np.multiply(z17_mask, dl_dz17, out=dl_dz17)
     del z17_mask
-    dl_dr8 = np.add(dl_dr9, dl_dr8_mul, out=dl_dr9)
-    del dl_dz17, dl_dr8_mul
+    dl_dr8 = np.add(dl_dr9, dl_dr8_via_z17, out=dl_dr9)
+    del dl_dz17, dl_dr8_via_z17
     # r8 = a17 + r7
     dl_da17 = dl_dr8
     # a17 = z16 @ W17 + b17
@@ -1911,10 +1927,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz16, dl_da16
     # r8 = a17 + r7 and z15 = relu(r7)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr7_mul = np.multiply(z15_mask, dl_dz15, out=dl_dz15)  # [N, 80], used 2 times
+    # dl_dr7_via_z15: [N, 80], used 2 times
+    dl_dr7_via_z15 = np.multiply(z15_mask, dl_dz15, out=dl_dz15)
     del z15_mask
-    dl_dr7 = np.add(dl_dr8, dl_dr7_mul, out=dl_dr8)
-    del dl_dz15, dl_dr7_mul
+    dl_dr7 = np.add(dl_dr8, dl_dr7_via_z15, out=dl_dr8)
+    del dl_dz15, dl_dr7_via_z15
     # r7 = a15 + r6
     dl_da15 = dl_dr7
     # a15 = z14 @ W15 + b15
@@ -1937,10 +1954,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz14, dl_da14
     # r7 = a15 + r6 and z13 = relu(r6)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr6_mul = np.multiply(z13_mask, dl_dz13, out=dl_dz13)  # [N, 80], used 2 times
+    # dl_dr6_via_z13: [N, 80], used 2 times
+    dl_dr6_via_z13 = np.multiply(z13_mask, dl_dz13, out=dl_dz13)
     del z13_mask
-    dl_dr6 = np.add(dl_dr7, dl_dr6_mul, out=dl_dr7)
-    del dl_dz13, dl_dr6_mul
+    dl_dr6 = np.add(dl_dr7, dl_dr6_via_z13, out=dl_dr7)
+    del dl_dz13, dl_dr6_via_z13
     # r6 = a13 + r5
     dl_da13 = dl_dr6
     # a13 = z12 @ W13 + b13
@@ -1963,10 +1981,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dl_dz12, dl_da12
     # r6 = a13 + r5 and z11 = relu(r5)
     #   relu'(x) = [relu(x) > 0], a mask from the output
-    dl_dr5_mul = np.multiply(z11_mask, dl_dz11, out=dl_dz11)  # [N, 80], used 2 times
+    # dl_dr5_via_z11: [N, 80], used 2 times
+    dl_dr5_via_z11 = np.multiply(z11_mask, dl_dz11, out=dl_dz11)
     del z11_mask
-    dl_dr5 = np.add(dl_dr6, dl_dr5_mul, out=dl_dr6)
-    del dl_dz11, dl_dr5_mul
+    dl_dr5 = np.add(dl_dr6, dl_dr5_via_z11, out=dl_dr6)
+    del dl_dz11, dl_dr5_via_z11
     # r5 = a11 + r4
     dl_da11 = dl_dr5
     # a11 = z10 @ W11 + b11
@@ -1988,10 +2007,10 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz9 = dl_da10 @ W10.T
     del dl_dz10, dl_da10
     # r5 = a11 + r4 and z9 = relu(r4) (relu'(x) = [relu(x) > 0], a mask from the output)
-    dl_dr4_mul = np.multiply(z9_mask, dl_dz9, out=dl_dz9)  # [N, 80], used 2 times
+    dl_dr4_via_z9 = np.multiply(z9_mask, dl_dz9, out=dl_dz9)  # [N, 80], used 2 times
     del z9_mask
-    dl_dr4 = np.add(dl_dr5, dl_dr4_mul, out=dl_dr5)
-    del dl_dz9, dl_dr4_mul
+    dl_dr4 = np.add(dl_dr5, dl_dr4_via_z9, out=dl_dr5)
+    del dl_dz9, dl_dr4_via_z9
     # r4 = a9 + r3
     dl_da9 = dl_dr4
     # a9 = z8 @ W9 + b9 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -2011,10 +2030,10 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz7 = dl_da8 @ W8.T
     del dl_dz8, dl_da8
     # r4 = a9 + r3 and z7 = relu(r3) (relu'(x) = [relu(x) > 0], a mask from the output)
-    dl_dr3_mul = np.multiply(z7_mask, dl_dz7, out=dl_dz7)  # [N, 80], used 2 times
+    dl_dr3_via_z7 = np.multiply(z7_mask, dl_dz7, out=dl_dz7)  # [N, 80], used 2 times
     del z7_mask
-    dl_dr3 = np.add(dl_dr4, dl_dr3_mul, out=dl_dr4)
-    del dl_dz7, dl_dr3_mul
+    dl_dr3 = np.add(dl_dr4, dl_dr3_via_z7, out=dl_dr4)
+    del dl_dz7, dl_dr3_via_z7
     # r3 = a7 + r2
     dl_da7 = dl_dr3
     # a7 = z6 @ W7 + b7 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -2034,10 +2053,10 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz5 = dl_da6 @ W6.T
     del dl_dz6, dl_da6
     # r3 = a7 + r2 and z5 = relu(r2) (relu'(x) = [relu(x) > 0], a mask from the output)
-    dl_dr2_mul = np.multiply(z5_mask, dl_dz5, out=dl_dz5)  # [N, 80], used 2 times
+    dl_dr2_via_z5 = np.multiply(z5_mask, dl_dz5, out=dl_dz5)  # [N, 80], used 2 times
     del z5_mask
-    dl_dr2 = np.add(dl_dr3, dl_dr2_mul, out=dl_dr3)
-    del dl_dz5, dl_dr2_mul
+    dl_dr2 = np.add(dl_dr3, dl_dr2_via_z5, out=dl_dr3)
+    del dl_dz5, dl_dr2_via_z5
     # r2 = a5 + r1
     dl_da5 = dl_dr2
     # a5 = z4 @ W5 + b5 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -2057,10 +2076,10 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz3 = dl_da4 @ W4.T
     del dl_dz4, dl_da4
     # r2 = a5 + r1 and z3 = relu(r1) (relu'(x) = [relu(x) > 0], a mask from the output)
-    dl_dr1_mul = np.multiply(z3_mask, dl_dz3, out=dl_dz3)  # [N, 80], used 2 times
+    dl_dr1_via_z3 = np.multiply(z3_mask, dl_dz3, out=dl_dz3)  # [N, 80], used 2 times
     del z3_mask
-    dl_dr1 = np.add(dl_dr2, dl_dr1_mul, out=dl_dr2)
-    del dl_dz3, dl_dr1_mul
+    dl_dr1 = np.add(dl_dr2, dl_dr1_via_z3, out=dl_dr2)
+    del dl_dz3, dl_dr1_via_z3
     # r1 = a3 + a1
     dl_da3 = dl_dr1
     # a3 = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)

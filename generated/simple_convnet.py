@@ -183,8 +183,7 @@ def predict(params, x):
     b2 = params["b2"]
     W3 = params["W3"]
     b3 = params["b3"]
-    # a1_col: [N, 25, 576], named to keep the line short
-    a1_col = _im2col(x, 5, 5, stride=1, pad=0)
+    a1_col = _im2col(x, 5, 5, stride=1, pad=0)  # [N, 25, 576]
     a1 = np.reshape(np.reshape(W1, (30, 25)) @ a1_col, (-1, 30, 24, 24))
     a1 += b1
     del a1_col
@@ -211,8 +210,7 @@ def loss(params, x, t) -> float:
     b2 = params["b2"]
     W3 = params["W3"]
     b3 = params["b3"]
-    # a1_col: [N, 25, 576], named to keep the line short
-    a1_col = _im2col(x, 5, 5, stride=1, pad=0)
+    a1_col = _im2col(x, 5, 5, stride=1, pad=0)  # [N, 25, 576]
     a1 = np.reshape(np.reshape(W1, (30, 25)) @ a1_col, (-1, 30, 24, 24))
     a1 += b1
     del a1_col
@@ -227,7 +225,7 @@ def loss(params, x, t) -> float:
     y = z2 @ W3
     y += b3
     del a2, z2
-    # L_log_softmax: [N, 10], named to keep the line short
+    # L_log_softmax: [N, 10]
     L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
     return float(L)
@@ -303,11 +301,10 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # a1 = conv2d(x, W1) + b1
     #   Y_n = M @ X_n: dX_n = M.T @ G_n, dM = sum over n of G_n @ X_n.T
     dL_db1 = np.reshape(np.sum(dL_da1, axis=(0, 2, 3)), b1.shape)
-    # dL_da1_rows: [N, 30, 576], named to keep the line short
-    dL_da1_rows = np.reshape(dL_da1, (-1, 30, 576))
-    # dL_da1_filters: [30, 25], named to keep the line short
-    dL_da1_filters = np.sum(dL_da1_rows @ np.swapaxes(a1_col, 1, 2), axis=0)
-    dL_dW1 = np.reshape(dL_da1_filters, W1.shape)
+    a1_grad_rows = np.reshape(dL_da1, (-1, 30, 576))  # [N, 30, 576]
+    # a1_filters_grad: [30, 25]
+    a1_filters_grad = np.sum(a1_grad_rows @ np.swapaxes(a1_col, 1, 2), axis=0)
+    dL_dW1 = np.reshape(a1_filters_grad, W1.shape)
 
     return float(L), {
         "W1": dL_dW1,

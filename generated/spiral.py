@@ -97,7 +97,7 @@ def loss(params, x, t) -> float:
     y = z1 @ W2
     y += b2
     del a1, z1
-    # L_log_softmax: [N, 3], named to keep the line short
+    # L_log_softmax: [N, 3]
     L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
     return float(L)
