@@ -198,8 +198,8 @@ def _comment(st: Statement, backward: dict[str, Binding], quoted, rules: dict[st
         lines = [ln for ln in lines if ln not in said]
         if not lines:
             return None
-    text = _listed(lines, STATEMENT_WIDTH - 2)
-    said_rules = "; ".join(dict.fromkeys(r for ln in lines for r in rules.get(ln, ())))
+    text, shown = _listed(lines, STATEMENT_WIDTH - 2)
+    said_rules = "; ".join(dict.fromkeys(r for ln in lines[:shown] for r in rules.get(ln, ())))
     if not said_rules:
         return (text,)
     if len(text) + len(said_rules) + 3 <= STATEMENT_WIDTH - 2:
@@ -368,13 +368,13 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     return lines, facts
 
 
-def _listed(equations: list[str], width: int) -> str:
+def _listed(equations: list[str], width: int) -> tuple[str, int]:
     """Equations joined by "and" for a comment: as many as fit in ``width`` columns,
     then how many more (a weight shared by a thousand equations heads its gradient with
-    one line, not a thousand equations); one equation is given whole."""
-    text = " and ".join(equations)
-    if len(text) <= width or len(equations) == 1:
-        return text
+    one line, not a thousand equations); one equation is given whole. And how many are
+    shown."""
+    if len(equations) == 1 or sum(len(eq) + 5 for eq in equations) - 5 <= width:
+        return " and ".join(equations), len(equations)
     shown, size = 0, 0
     for k, eq in enumerate(equations):
         more = f" and {len(equations) - k - 1} more" if k + 1 < len(equations) else ""
@@ -383,7 +383,7 @@ def _listed(equations: list[str], width: int) -> str:
             break
         shown = k + 1
     rest = len(equations) - shown
-    return " and ".join(equations[:shown]) + (f" and {rest} more" if rest else "")
+    return " and ".join(equations[:shown]) + (f" and {rest} more" if rest else ""), shown
 
 
 def _deletions(names: list[str]) -> list[str]:
@@ -515,7 +515,7 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
 
 def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
     """The entries of ``init_params`` or ``init_state``: each value's formula and a
-    comment saying which rule made it."""
+    comment saying which rule made it, wrapped to fit the lines (at 8 columns)."""
     entries = []
     for bd in bindings:
         init = prog.inits[bd.name]
@@ -527,8 +527,8 @@ def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
             # a given array too wide for one line: laid out as black lays it out
             lines = call("np.array", [_numbers(init.args["value"]), Code("dtype=DTYPE")],
                          8, key, ",")
-        entries.append({"lines": lines, "comment": safe_comment(
-            f"{bd.name}: {comment}" + (f"; {init.note}" if init.note else ""))})
+        note = safe_comment(f"{bd.name}: {comment}" + (f"; {init.note}" if init.note else ""))
+        entries.append({"lines": lines, "comment": _wrapped(note, LINE_LENGTH - 10)})
     return entries
 
 

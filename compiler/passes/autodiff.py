@@ -93,14 +93,14 @@ STEP_NAMES = {"col": "d{loss}_d{eq}_col", "argmax": "{eq}_argmax",
 def _name_parts(hints: dict[int, str], adjoint: str, parts: list, partial: list) -> None:
     """Names for the terms of an adjoint summed from several uses, should they become
     temporaries: each term by the equation it comes through (``dl_dr23_via_z47``), each
-    running sum as a partial sum (``dL_dw_partial``)."""
+    running sum as such (``sum_dL_dw``)."""
     if len(parts) < 2:
         return
     for term, equation, _ in parts:
         if equation is not None:
             hints.setdefault(term.id, f"{adjoint}_via_{equation}")
     for running in partial:
-        hints.setdefault(running.id, f"{adjoint}_partial")
+        hints.setdefault(running.id, f"sum_{adjoint}")
 
 
 def differentiate(prog: Program) -> Program:
