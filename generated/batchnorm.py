@@ -136,41 +136,51 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W1": rng.normal(0.0, 0.01, size=(64, 100)),
         # b1: zeros
         "b1": np.zeros((100,), dtype=DTYPE),
-        # bn1_gamma: ones; batchnorm layer 1: the scale, starting at 1
+        # bn1_gamma: ones
+        # batchnorm layer 1: the scale, starting at 1
         "bn1_gamma": np.ones((100,), dtype=DTYPE),
-        # bn1_beta: zeros; batchnorm layer 1: the shift, starting at 0
+        # bn1_beta: zeros
+        # batchnorm layer 1: the shift, starting at 0
         "bn1_beta": np.zeros((100,), dtype=DTYPE),
         # W2: normal(mean=0.0, std=0.01)
         "W2": rng.normal(0.0, 0.01, size=(100, 100)),
         # b2: zeros
         "b2": np.zeros((100,), dtype=DTYPE),
-        # bn2_gamma: ones; batchnorm layer 2: the scale, starting at 1
+        # bn2_gamma: ones
+        # batchnorm layer 2: the scale, starting at 1
         "bn2_gamma": np.ones((100,), dtype=DTYPE),
-        # bn2_beta: zeros; batchnorm layer 2: the shift, starting at 0
+        # bn2_beta: zeros
+        # batchnorm layer 2: the shift, starting at 0
         "bn2_beta": np.zeros((100,), dtype=DTYPE),
         # W3: normal(mean=0.0, std=0.01)
         "W3": rng.normal(0.0, 0.01, size=(100, 100)),
         # b3: zeros
         "b3": np.zeros((100,), dtype=DTYPE),
-        # bn3_gamma: ones; batchnorm layer 3: the scale, starting at 1
+        # bn3_gamma: ones
+        # batchnorm layer 3: the scale, starting at 1
         "bn3_gamma": np.ones((100,), dtype=DTYPE),
-        # bn3_beta: zeros; batchnorm layer 3: the shift, starting at 0
+        # bn3_beta: zeros
+        # batchnorm layer 3: the shift, starting at 0
         "bn3_beta": np.zeros((100,), dtype=DTYPE),
         # W4: normal(mean=0.0, std=0.01)
         "W4": rng.normal(0.0, 0.01, size=(100, 100)),
         # b4: zeros
         "b4": np.zeros((100,), dtype=DTYPE),
-        # bn4_gamma: ones; batchnorm layer 4: the scale, starting at 1
+        # bn4_gamma: ones
+        # batchnorm layer 4: the scale, starting at 1
         "bn4_gamma": np.ones((100,), dtype=DTYPE),
-        # bn4_beta: zeros; batchnorm layer 4: the shift, starting at 0
+        # bn4_beta: zeros
+        # batchnorm layer 4: the shift, starting at 0
         "bn4_beta": np.zeros((100,), dtype=DTYPE),
         # W5: normal(mean=0.0, std=0.01)
         "W5": rng.normal(0.0, 0.01, size=(100, 100)),
         # b5: zeros
         "b5": np.zeros((100,), dtype=DTYPE),
-        # bn5_gamma: ones; batchnorm layer 5: the scale, starting at 1
+        # bn5_gamma: ones
+        # batchnorm layer 5: the scale, starting at 1
         "bn5_gamma": np.ones((100,), dtype=DTYPE),
-        # bn5_beta: zeros; batchnorm layer 5: the shift, starting at 0
+        # bn5_beta: zeros
+        # batchnorm layer 5: the shift, starting at 0
         "bn5_beta": np.zeros((100,), dtype=DTYPE),
         # W6: normal(mean=0.0, std=0.01)
         "W6": rng.normal(0.0, 0.01, size=(100, 10)),
@@ -182,25 +192,35 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
 def init_state() -> dict[str, np.ndarray]:
     """Initial state: the running statistics training updates and inference reads."""
     return {
-        # bn1_running_mean: zeros; batchnorm layer 1: the running mean, for inference
+        # bn1_running_mean: zeros
+        # batchnorm layer 1: the running mean, for inference
         "bn1_running_mean": np.zeros((100,), dtype=DTYPE),
-        # bn1_running_var: ones; batchnorm layer 1: the running variance, for inference
+        # bn1_running_var: ones
+        # batchnorm layer 1: the running variance, for inference
         "bn1_running_var": np.ones((100,), dtype=DTYPE),
-        # bn2_running_mean: zeros; batchnorm layer 2: the running mean, for inference
+        # bn2_running_mean: zeros
+        # batchnorm layer 2: the running mean, for inference
         "bn2_running_mean": np.zeros((100,), dtype=DTYPE),
-        # bn2_running_var: ones; batchnorm layer 2: the running variance, for inference
+        # bn2_running_var: ones
+        # batchnorm layer 2: the running variance, for inference
         "bn2_running_var": np.ones((100,), dtype=DTYPE),
-        # bn3_running_mean: zeros; batchnorm layer 3: the running mean, for inference
+        # bn3_running_mean: zeros
+        # batchnorm layer 3: the running mean, for inference
         "bn3_running_mean": np.zeros((100,), dtype=DTYPE),
-        # bn3_running_var: ones; batchnorm layer 3: the running variance, for inference
+        # bn3_running_var: ones
+        # batchnorm layer 3: the running variance, for inference
         "bn3_running_var": np.ones((100,), dtype=DTYPE),
-        # bn4_running_mean: zeros; batchnorm layer 4: the running mean, for inference
+        # bn4_running_mean: zeros
+        # batchnorm layer 4: the running mean, for inference
         "bn4_running_mean": np.zeros((100,), dtype=DTYPE),
-        # bn4_running_var: ones; batchnorm layer 4: the running variance, for inference
+        # bn4_running_var: ones
+        # batchnorm layer 4: the running variance, for inference
         "bn4_running_var": np.ones((100,), dtype=DTYPE),
-        # bn5_running_mean: zeros; batchnorm layer 5: the running mean, for inference
+        # bn5_running_mean: zeros
+        # batchnorm layer 5: the running mean, for inference
         "bn5_running_mean": np.zeros((100,), dtype=DTYPE),
-        # bn5_running_var: ones; batchnorm layer 5: the running variance, for inference
+        # bn5_running_var: ones
+        # batchnorm layer 5: the running variance, for inference
         "bn5_running_var": np.ones((100,), dtype=DTYPE),
     }
 

@@ -40,18 +40,18 @@ CONFIG = {
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # Omega0: he: std = sqrt(2 / fan_in), fan_in = 1; Omega0 is used as Omega0 @ x,
-        # so fan_in is its second dimension
+        # Omega0: he: std = sqrt(2 / fan_in), fan_in = 1
+        # Omega0 is used as Omega0 @ x, so fan_in is its second dimension
         "Omega0": rng.normal(0.0, np.sqrt(2 / 1), size=(6, 1)),
         # beta0: zeros
         "beta0": np.zeros((6, 1), dtype=DTYPE),
-        # Omega1: he: std = sqrt(2 / fan_in), fan_in = 6; Omega1 is used as Omega1 @ h1,
-        # so fan_in is its second dimension
+        # Omega1: he: std = sqrt(2 / fan_in), fan_in = 6
+        # Omega1 is used as Omega1 @ h1, so fan_in is its second dimension
         "Omega1": rng.normal(0.0, np.sqrt(2 / 6), size=(6, 6)),
         # beta1: zeros
         "beta1": np.zeros((6, 1), dtype=DTYPE),
-        # Omega2: he: std = sqrt(2 / fan_in), fan_in = 6; Omega2 is used as Omega2 @ h2,
-        # so fan_in is its second dimension
+        # Omega2: he: std = sqrt(2 / fan_in), fan_in = 6
+        # Omega2 is used as Omega2 @ h2, so fan_in is its second dimension
         "Omega2": rng.normal(0.0, np.sqrt(2 / 6), size=(1, 6)),
         # beta2: zeros
         "beta2": np.zeros((1, 1), dtype=DTYPE),

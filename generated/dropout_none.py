@@ -80,38 +80,39 @@ def _logsumexp(x, axis=None, keepdims=False):
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # W1: he: std = sqrt(2 / fan_in), fan_in = 64; he: the default for a dense layer
-        # followed by relu; W1 is used as x @ W1, so fan_in is its first dimension
+        # W1: he: std = sqrt(2 / fan_in), fan_in = 64
+        # he: the default for a dense layer followed by relu
+        # W1 is used as x @ W1, so fan_in is its first dimension
         "W1": rng.normal(0.0, np.sqrt(2 / 64), size=(64, 100)),
         # b1: zeros
         "b1": np.zeros((100,), dtype=DTYPE),
-        # W2: he: std = sqrt(2 / fan_in), fan_in = 100; he: the default for a dense
-        # layer followed by relu; W2 is used as z1 @ W2, so fan_in is its first
-        # dimension
+        # W2: he: std = sqrt(2 / fan_in), fan_in = 100
+        # he: the default for a dense layer followed by relu
+        # W2 is used as z1 @ W2, so fan_in is its first dimension
         "W2": rng.normal(0.0, np.sqrt(2 / 100), size=(100, 100)),
         # b2: zeros
         "b2": np.zeros((100,), dtype=DTYPE),
-        # W3: he: std = sqrt(2 / fan_in), fan_in = 100; he: the default for a dense
-        # layer followed by relu; W3 is used as z2 @ W3, so fan_in is its first
-        # dimension
+        # W3: he: std = sqrt(2 / fan_in), fan_in = 100
+        # he: the default for a dense layer followed by relu
+        # W3 is used as z2 @ W3, so fan_in is its first dimension
         "W3": rng.normal(0.0, np.sqrt(2 / 100), size=(100, 100)),
         # b3: zeros
         "b3": np.zeros((100,), dtype=DTYPE),
-        # W4: he: std = sqrt(2 / fan_in), fan_in = 100; he: the default for a dense
-        # layer followed by relu; W4 is used as z3 @ W4, so fan_in is its first
-        # dimension
+        # W4: he: std = sqrt(2 / fan_in), fan_in = 100
+        # he: the default for a dense layer followed by relu
+        # W4 is used as z3 @ W4, so fan_in is its first dimension
         "W4": rng.normal(0.0, np.sqrt(2 / 100), size=(100, 100)),
         # b4: zeros
         "b4": np.zeros((100,), dtype=DTYPE),
-        # W5: he: std = sqrt(2 / fan_in), fan_in = 100; he: the default for a dense
-        # layer followed by relu; W5 is used as z4 @ W5, so fan_in is its first
-        # dimension
+        # W5: he: std = sqrt(2 / fan_in), fan_in = 100
+        # he: the default for a dense layer followed by relu
+        # W5 is used as z4 @ W5, so fan_in is its first dimension
         "W5": rng.normal(0.0, np.sqrt(2 / 100), size=(100, 100)),
         # b5: zeros
         "b5": np.zeros((100,), dtype=DTYPE),
-        # W6: xavier: std = sqrt(1 / fan_in), fan_in = 100; xavier: the default for a
-        # dense layer not followed by a ReLU-family activation; W6 is used as z5 @ W6,
-        # so fan_in is its first dimension
+        # W6: xavier: std = sqrt(1 / fan_in), fan_in = 100
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W6 is used as z5 @ W6, so fan_in is its first dimension
         "W6": rng.normal(0.0, np.sqrt(1 / 100), size=(100, 10)),
         # b6: zeros
         "b6": np.zeros((10,), dtype=DTYPE),

@@ -235,13 +235,15 @@ CONFIG = {
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # W1: he: std = sqrt(2 / fan_in), fan_in = 10; he: the default for a dense layer
-        # followed by relu; W1 is used as x @ W1, so fan_in is its first dimension
+        # W1: he: std = sqrt(2 / fan_in), fan_in = 10
+        # he: the default for a dense layer followed by relu
+        # W1 is used as x @ W1, so fan_in is its first dimension
         "W1": rng.normal(0.0, np.sqrt(2 / 10), size=(10, 80)),
         # b1: zeros
         "b1": np.zeros((80,), dtype=DTYPE),
-        # W2: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer
-        # followed by relu; W2 is used as z1 @ W2, so fan_in is its first dimension
+        # W2: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W2 is used as z1 @ W2, so fan_in is its first dimension
         "W2": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b2: zeros
         "b2": np.zeros((80,), dtype=DTYPE),
@@ -249,8 +251,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W3": rng.normal(0.0, 0.01, size=(80, 80)),
         # b3: zeros
         "b3": np.zeros((80,), dtype=DTYPE),
-        # W4: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer
-        # followed by relu; W4 is used as z3 @ W4, so fan_in is its first dimension
+        # W4: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W4 is used as z3 @ W4, so fan_in is its first dimension
         "W4": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b4: zeros
         "b4": np.zeros((80,), dtype=DTYPE),
@@ -258,8 +261,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W5": rng.normal(0.0, 0.01, size=(80, 80)),
         # b5: zeros
         "b5": np.zeros((80,), dtype=DTYPE),
-        # W6: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer
-        # followed by relu; W6 is used as z5 @ W6, so fan_in is its first dimension
+        # W6: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W6 is used as z5 @ W6, so fan_in is its first dimension
         "W6": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b6: zeros
         "b6": np.zeros((80,), dtype=DTYPE),
@@ -267,8 +271,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W7": rng.normal(0.0, 0.01, size=(80, 80)),
         # b7: zeros
         "b7": np.zeros((80,), dtype=DTYPE),
-        # W8: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer
-        # followed by relu; W8 is used as z7 @ W8, so fan_in is its first dimension
+        # W8: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W8 is used as z7 @ W8, so fan_in is its first dimension
         "W8": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b8: zeros
         "b8": np.zeros((80,), dtype=DTYPE),
@@ -276,9 +281,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W9": rng.normal(0.0, 0.01, size=(80, 80)),
         # b9: zeros
         "b9": np.zeros((80,), dtype=DTYPE),
-        # W10: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W10 is used as z9 @ W10, so fan_in is its first
-        # dimension
+        # W10: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W10 is used as z9 @ W10, so fan_in is its first dimension
         "W10": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b10: zeros
         "b10": np.zeros((80,), dtype=DTYPE),
@@ -286,9 +291,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W11": rng.normal(0.0, 0.01, size=(80, 80)),
         # b11: zeros
         "b11": np.zeros((80,), dtype=DTYPE),
-        # W12: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W12 is used as z11 @ W12, so fan_in is its first
-        # dimension
+        # W12: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W12 is used as z11 @ W12, so fan_in is its first dimension
         "W12": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b12: zeros
         "b12": np.zeros((80,), dtype=DTYPE),
@@ -296,9 +301,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W13": rng.normal(0.0, 0.01, size=(80, 80)),
         # b13: zeros
         "b13": np.zeros((80,), dtype=DTYPE),
-        # W14: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W14 is used as z13 @ W14, so fan_in is its first
-        # dimension
+        # W14: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W14 is used as z13 @ W14, so fan_in is its first dimension
         "W14": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b14: zeros
         "b14": np.zeros((80,), dtype=DTYPE),
@@ -306,9 +311,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W15": rng.normal(0.0, 0.01, size=(80, 80)),
         # b15: zeros
         "b15": np.zeros((80,), dtype=DTYPE),
-        # W16: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W16 is used as z15 @ W16, so fan_in is its first
-        # dimension
+        # W16: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W16 is used as z15 @ W16, so fan_in is its first dimension
         "W16": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b16: zeros
         "b16": np.zeros((80,), dtype=DTYPE),
@@ -316,9 +321,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W17": rng.normal(0.0, 0.01, size=(80, 80)),
         # b17: zeros
         "b17": np.zeros((80,), dtype=DTYPE),
-        # W18: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W18 is used as z17 @ W18, so fan_in is its first
-        # dimension
+        # W18: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W18 is used as z17 @ W18, so fan_in is its first dimension
         "W18": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b18: zeros
         "b18": np.zeros((80,), dtype=DTYPE),
@@ -326,9 +331,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W19": rng.normal(0.0, 0.01, size=(80, 80)),
         # b19: zeros
         "b19": np.zeros((80,), dtype=DTYPE),
-        # W20: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W20 is used as z19 @ W20, so fan_in is its first
-        # dimension
+        # W20: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W20 is used as z19 @ W20, so fan_in is its first dimension
         "W20": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b20: zeros
         "b20": np.zeros((80,), dtype=DTYPE),
@@ -336,9 +341,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W21": rng.normal(0.0, 0.01, size=(80, 80)),
         # b21: zeros
         "b21": np.zeros((80,), dtype=DTYPE),
-        # W22: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W22 is used as z21 @ W22, so fan_in is its first
-        # dimension
+        # W22: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W22 is used as z21 @ W22, so fan_in is its first dimension
         "W22": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b22: zeros
         "b22": np.zeros((80,), dtype=DTYPE),
@@ -346,9 +351,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W23": rng.normal(0.0, 0.01, size=(80, 80)),
         # b23: zeros
         "b23": np.zeros((80,), dtype=DTYPE),
-        # W24: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W24 is used as z23 @ W24, so fan_in is its first
-        # dimension
+        # W24: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W24 is used as z23 @ W24, so fan_in is its first dimension
         "W24": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b24: zeros
         "b24": np.zeros((80,), dtype=DTYPE),
@@ -356,9 +361,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W25": rng.normal(0.0, 0.01, size=(80, 80)),
         # b25: zeros
         "b25": np.zeros((80,), dtype=DTYPE),
-        # W26: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W26 is used as z25 @ W26, so fan_in is its first
-        # dimension
+        # W26: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W26 is used as z25 @ W26, so fan_in is its first dimension
         "W26": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b26: zeros
         "b26": np.zeros((80,), dtype=DTYPE),
@@ -366,9 +371,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W27": rng.normal(0.0, 0.01, size=(80, 80)),
         # b27: zeros
         "b27": np.zeros((80,), dtype=DTYPE),
-        # W28: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W28 is used as z27 @ W28, so fan_in is its first
-        # dimension
+        # W28: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W28 is used as z27 @ W28, so fan_in is its first dimension
         "W28": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b28: zeros
         "b28": np.zeros((80,), dtype=DTYPE),
@@ -376,9 +381,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W29": rng.normal(0.0, 0.01, size=(80, 80)),
         # b29: zeros
         "b29": np.zeros((80,), dtype=DTYPE),
-        # W30: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W30 is used as z29 @ W30, so fan_in is its first
-        # dimension
+        # W30: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W30 is used as z29 @ W30, so fan_in is its first dimension
         "W30": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b30: zeros
         "b30": np.zeros((80,), dtype=DTYPE),
@@ -386,9 +391,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W31": rng.normal(0.0, 0.01, size=(80, 80)),
         # b31: zeros
         "b31": np.zeros((80,), dtype=DTYPE),
-        # W32: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W32 is used as z31 @ W32, so fan_in is its first
-        # dimension
+        # W32: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W32 is used as z31 @ W32, so fan_in is its first dimension
         "W32": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b32: zeros
         "b32": np.zeros((80,), dtype=DTYPE),
@@ -396,9 +401,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W33": rng.normal(0.0, 0.01, size=(80, 80)),
         # b33: zeros
         "b33": np.zeros((80,), dtype=DTYPE),
-        # W34: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W34 is used as z33 @ W34, so fan_in is its first
-        # dimension
+        # W34: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W34 is used as z33 @ W34, so fan_in is its first dimension
         "W34": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b34: zeros
         "b34": np.zeros((80,), dtype=DTYPE),
@@ -406,9 +411,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W35": rng.normal(0.0, 0.01, size=(80, 80)),
         # b35: zeros
         "b35": np.zeros((80,), dtype=DTYPE),
-        # W36: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W36 is used as z35 @ W36, so fan_in is its first
-        # dimension
+        # W36: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W36 is used as z35 @ W36, so fan_in is its first dimension
         "W36": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b36: zeros
         "b36": np.zeros((80,), dtype=DTYPE),
@@ -416,9 +421,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W37": rng.normal(0.0, 0.01, size=(80, 80)),
         # b37: zeros
         "b37": np.zeros((80,), dtype=DTYPE),
-        # W38: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W38 is used as z37 @ W38, so fan_in is its first
-        # dimension
+        # W38: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W38 is used as z37 @ W38, so fan_in is its first dimension
         "W38": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b38: zeros
         "b38": np.zeros((80,), dtype=DTYPE),
@@ -426,9 +431,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W39": rng.normal(0.0, 0.01, size=(80, 80)),
         # b39: zeros
         "b39": np.zeros((80,), dtype=DTYPE),
-        # W40: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W40 is used as z39 @ W40, so fan_in is its first
-        # dimension
+        # W40: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W40 is used as z39 @ W40, so fan_in is its first dimension
         "W40": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b40: zeros
         "b40": np.zeros((80,), dtype=DTYPE),
@@ -436,9 +441,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W41": rng.normal(0.0, 0.01, size=(80, 80)),
         # b41: zeros
         "b41": np.zeros((80,), dtype=DTYPE),
-        # W42: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W42 is used as z41 @ W42, so fan_in is its first
-        # dimension
+        # W42: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W42 is used as z41 @ W42, so fan_in is its first dimension
         "W42": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b42: zeros
         "b42": np.zeros((80,), dtype=DTYPE),
@@ -446,9 +451,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W43": rng.normal(0.0, 0.01, size=(80, 80)),
         # b43: zeros
         "b43": np.zeros((80,), dtype=DTYPE),
-        # W44: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W44 is used as z43 @ W44, so fan_in is its first
-        # dimension
+        # W44: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W44 is used as z43 @ W44, so fan_in is its first dimension
         "W44": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b44: zeros
         "b44": np.zeros((80,), dtype=DTYPE),
@@ -456,9 +461,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W45": rng.normal(0.0, 0.01, size=(80, 80)),
         # b45: zeros
         "b45": np.zeros((80,), dtype=DTYPE),
-        # W46: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W46 is used as z45 @ W46, so fan_in is its first
-        # dimension
+        # W46: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W46 is used as z45 @ W46, so fan_in is its first dimension
         "W46": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b46: zeros
         "b46": np.zeros((80,), dtype=DTYPE),
@@ -466,9 +471,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W47": rng.normal(0.0, 0.01, size=(80, 80)),
         # b47: zeros
         "b47": np.zeros((80,), dtype=DTYPE),
-        # W48: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense
-        # layer followed by relu; W48 is used as z47 @ W48, so fan_in is its first
-        # dimension
+        # W48: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W48 is used as z47 @ W48, so fan_in is its first dimension
         "W48": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b48: zeros
         "b48": np.zeros((80,), dtype=DTYPE),
@@ -476,9 +481,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W49": rng.normal(0.0, 0.01, size=(80, 80)),
         # b49: zeros
         "b49": np.zeros((80,), dtype=DTYPE),
-        # W50: xavier: std = sqrt(1 / fan_in), fan_in = 80; xavier: the default for a
-        # dense layer not followed by a ReLU-family activation; W50 is used as z49 @
-        # W50, so fan_in is its first dimension
+        # W50: xavier: std = sqrt(1 / fan_in), fan_in = 80
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W50 is used as z49 @ W50, so fan_in is its first dimension
         "W50": rng.normal(0.0, np.sqrt(1 / 80), size=(80, 1)),
         # b50: zeros
         "b50": np.zeros((1,), dtype=DTYPE),

@@ -159,21 +159,21 @@ def _max_pool_mask(x, out, size, stride=1, pad=0):
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # W1: he: std = sqrt(2 / fan_in), fan_in = 25; he: the default for a conv layer
-        # followed by relu; W1 holds conv2d filters [F, C, KH, KW], so fan_in is C*KH*KW
-        # = 25
+        # W1: he: std = sqrt(2 / fan_in), fan_in = 25
+        # he: the default for a conv layer followed by relu
+        # W1 holds conv2d filters [F, C, KH, KW], so fan_in is C*KH*KW = 25
         "W1": rng.normal(0.0, np.sqrt(2 / 25), size=(30, 1, 5, 5)),
         # b1: zeros
         "b1": np.zeros((30, 1, 1), dtype=DTYPE),
-        # W2: he: std = sqrt(2 / fan_in), fan_in = 4320; he: the default for a dense
-        # layer followed by relu; W2 is used as f1 @ W2, so fan_in is its first
-        # dimension
+        # W2: he: std = sqrt(2 / fan_in), fan_in = 4320
+        # he: the default for a dense layer followed by relu
+        # W2 is used as f1 @ W2, so fan_in is its first dimension
         "W2": rng.normal(0.0, np.sqrt(2 / 4320), size=(4320, 100)),
         # b2: zeros
         "b2": np.zeros((100,), dtype=DTYPE),
-        # W3: xavier: std = sqrt(1 / fan_in), fan_in = 100; xavier: the default for a
-        # dense layer not followed by a ReLU-family activation; W3 is used as z2 @ W3,
-        # so fan_in is its first dimension
+        # W3: xavier: std = sqrt(1 / fan_in), fan_in = 100
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W3 is used as z2 @ W3, so fan_in is its first dimension
         "W3": rng.normal(0.0, np.sqrt(1 / 100), size=(100, 10)),
         # b3: zeros
         "b3": np.zeros((10,), dtype=DTYPE),

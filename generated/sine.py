@@ -55,21 +55,21 @@ CONFIG = {
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # W1: xavier: std = sqrt(1 / fan_in), fan_in = 1; xavier: the default for a
-        # dense layer not followed by a ReLU-family activation; W1 is used as x @ W1, so
-        # fan_in is its first dimension
+        # W1: xavier: std = sqrt(1 / fan_in), fan_in = 1
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W1 is used as x @ W1, so fan_in is its first dimension
         "W1": rng.normal(0.0, np.sqrt(1 / 1), size=(1, 16)),
         # b1: zeros
         "b1": np.zeros((16,), dtype=DTYPE),
-        # W2: xavier: std = sqrt(1 / fan_in), fan_in = 16; xavier: the default for a
-        # dense layer not followed by a ReLU-family activation; W2 is used as z1 @ W2,
-        # so fan_in is its first dimension
+        # W2: xavier: std = sqrt(1 / fan_in), fan_in = 16
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W2 is used as z1 @ W2, so fan_in is its first dimension
         "W2": rng.normal(0.0, np.sqrt(1 / 16), size=(16, 16)),
         # b2: zeros
         "b2": np.zeros((16,), dtype=DTYPE),
-        # W3: xavier: std = sqrt(1 / fan_in), fan_in = 16; xavier: the default for a
-        # dense layer not followed by a ReLU-family activation; W3 is used as z2 @ W3,
-        # so fan_in is its first dimension
+        # W3: xavier: std = sqrt(1 / fan_in), fan_in = 16
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W3 is used as z2 @ W3, so fan_in is its first dimension
         "W3": rng.normal(0.0, np.sqrt(1 / 16), size=(16, 1)),
         # b3: zeros
         "b3": np.zeros((1,), dtype=DTYPE),

@@ -57,14 +57,15 @@ def _logsumexp(x, axis=None, keepdims=False):
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # W1: he: std = sqrt(2 / fan_in), fan_in = 2; he: the default for a dense layer
-        # followed by relu; W1 is used as x @ W1, so fan_in is its first dimension
+        # W1: he: std = sqrt(2 / fan_in), fan_in = 2
+        # he: the default for a dense layer followed by relu
+        # W1 is used as x @ W1, so fan_in is its first dimension
         "W1": rng.normal(0.0, np.sqrt(2 / 2), size=(2, 64)),
         # b1: zeros
         "b1": np.zeros((64,), dtype=DTYPE),
-        # W2: xavier: std = sqrt(1 / fan_in), fan_in = 64; xavier: the default for a
-        # dense layer not followed by a ReLU-family activation; W2 is used as z1 @ W2,
-        # so fan_in is its first dimension
+        # W2: xavier: std = sqrt(1 / fan_in), fan_in = 64
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W2 is used as z1 @ W2, so fan_in is its first dimension
         "W2": rng.normal(0.0, np.sqrt(1 / 64), size=(64, 3)),
         # b2: zeros
         "b2": np.zeros((3,), dtype=DTYPE),

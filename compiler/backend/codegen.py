@@ -515,7 +515,8 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
 
 def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
     """The entries of ``init_params`` or ``init_state``: each value's formula and a
-    comment saying which rule made it, wrapped to fit the lines (at 8 columns)."""
+    comment saying which rule made it: a line per clause of the rule's note, each
+    wrapped to fit (at 8 columns)."""
     entries = []
     for bd in bindings:
         init = prog.inits[bd.name]
@@ -527,8 +528,10 @@ def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
             # a given array too wide for one line: laid out as black lays it out
             lines = call("np.array", [_numbers(init.args["value"]), Code("dtype=DTYPE")],
                          8, key, ",")
-        note = safe_comment(f"{bd.name}: {comment}" + (f"; {init.note}" if init.note else ""))
-        entries.append({"lines": lines, "comment": _wrapped(note, LINE_LENGTH - 10)})
+        clauses = [f"{bd.name}: {comment}", *(init.note.split("; ") if init.note else ())]
+        entries.append({"lines": lines, "comment": [
+            line for clause in clauses
+            for line in _wrapped(safe_comment(clause), LINE_LENGTH - 10)]})
     return entries
 
 
