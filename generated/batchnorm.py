@@ -136,41 +136,51 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W1": rng.normal(0.0, 0.01, size=(64, 100)),
         # b1: zeros
         "b1": np.zeros((100,), dtype=DTYPE),
-        # bn1_gamma: ones; batchnorm layer 1: the scale, starting at 1
+        # bn1_gamma: ones
+        # batchnorm layer 1: the scale, starting at 1
         "bn1_gamma": np.ones((100,), dtype=DTYPE),
-        # bn1_beta: zeros; batchnorm layer 1: the shift, starting at 0
+        # bn1_beta: zeros
+        # batchnorm layer 1: the shift, starting at 0
         "bn1_beta": np.zeros((100,), dtype=DTYPE),
         # W2: normal(mean=0.0, std=0.01)
         "W2": rng.normal(0.0, 0.01, size=(100, 100)),
         # b2: zeros
         "b2": np.zeros((100,), dtype=DTYPE),
-        # bn2_gamma: ones; batchnorm layer 2: the scale, starting at 1
+        # bn2_gamma: ones
+        # batchnorm layer 2: the scale, starting at 1
         "bn2_gamma": np.ones((100,), dtype=DTYPE),
-        # bn2_beta: zeros; batchnorm layer 2: the shift, starting at 0
+        # bn2_beta: zeros
+        # batchnorm layer 2: the shift, starting at 0
         "bn2_beta": np.zeros((100,), dtype=DTYPE),
         # W3: normal(mean=0.0, std=0.01)
         "W3": rng.normal(0.0, 0.01, size=(100, 100)),
         # b3: zeros
         "b3": np.zeros((100,), dtype=DTYPE),
-        # bn3_gamma: ones; batchnorm layer 3: the scale, starting at 1
+        # bn3_gamma: ones
+        # batchnorm layer 3: the scale, starting at 1
         "bn3_gamma": np.ones((100,), dtype=DTYPE),
-        # bn3_beta: zeros; batchnorm layer 3: the shift, starting at 0
+        # bn3_beta: zeros
+        # batchnorm layer 3: the shift, starting at 0
         "bn3_beta": np.zeros((100,), dtype=DTYPE),
         # W4: normal(mean=0.0, std=0.01)
         "W4": rng.normal(0.0, 0.01, size=(100, 100)),
         # b4: zeros
         "b4": np.zeros((100,), dtype=DTYPE),
-        # bn4_gamma: ones; batchnorm layer 4: the scale, starting at 1
+        # bn4_gamma: ones
+        # batchnorm layer 4: the scale, starting at 1
         "bn4_gamma": np.ones((100,), dtype=DTYPE),
-        # bn4_beta: zeros; batchnorm layer 4: the shift, starting at 0
+        # bn4_beta: zeros
+        # batchnorm layer 4: the shift, starting at 0
         "bn4_beta": np.zeros((100,), dtype=DTYPE),
         # W5: normal(mean=0.0, std=0.01)
         "W5": rng.normal(0.0, 0.01, size=(100, 100)),
         # b5: zeros
         "b5": np.zeros((100,), dtype=DTYPE),
-        # bn5_gamma: ones; batchnorm layer 5: the scale, starting at 1
+        # bn5_gamma: ones
+        # batchnorm layer 5: the scale, starting at 1
         "bn5_gamma": np.ones((100,), dtype=DTYPE),
-        # bn5_beta: zeros; batchnorm layer 5: the shift, starting at 0
+        # bn5_beta: zeros
+        # batchnorm layer 5: the shift, starting at 0
         "bn5_beta": np.zeros((100,), dtype=DTYPE),
         # W6: normal(mean=0.0, std=0.01)
         "W6": rng.normal(0.0, 0.01, size=(100, 10)),
@@ -182,25 +192,35 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
 def init_state() -> dict[str, np.ndarray]:
     """Initial state: the running statistics training updates and inference reads."""
     return {
-        # bn1_running_mean: zeros; batchnorm layer 1: the running mean, for inference
+        # bn1_running_mean: zeros
+        # batchnorm layer 1: the running mean, for inference
         "bn1_running_mean": np.zeros((100,), dtype=DTYPE),
-        # bn1_running_var: ones; batchnorm layer 1: the running variance, for inference
+        # bn1_running_var: ones
+        # batchnorm layer 1: the running variance, for inference
         "bn1_running_var": np.ones((100,), dtype=DTYPE),
-        # bn2_running_mean: zeros; batchnorm layer 2: the running mean, for inference
+        # bn2_running_mean: zeros
+        # batchnorm layer 2: the running mean, for inference
         "bn2_running_mean": np.zeros((100,), dtype=DTYPE),
-        # bn2_running_var: ones; batchnorm layer 2: the running variance, for inference
+        # bn2_running_var: ones
+        # batchnorm layer 2: the running variance, for inference
         "bn2_running_var": np.ones((100,), dtype=DTYPE),
-        # bn3_running_mean: zeros; batchnorm layer 3: the running mean, for inference
+        # bn3_running_mean: zeros
+        # batchnorm layer 3: the running mean, for inference
         "bn3_running_mean": np.zeros((100,), dtype=DTYPE),
-        # bn3_running_var: ones; batchnorm layer 3: the running variance, for inference
+        # bn3_running_var: ones
+        # batchnorm layer 3: the running variance, for inference
         "bn3_running_var": np.ones((100,), dtype=DTYPE),
-        # bn4_running_mean: zeros; batchnorm layer 4: the running mean, for inference
+        # bn4_running_mean: zeros
+        # batchnorm layer 4: the running mean, for inference
         "bn4_running_mean": np.zeros((100,), dtype=DTYPE),
-        # bn4_running_var: ones; batchnorm layer 4: the running variance, for inference
+        # bn4_running_var: ones
+        # batchnorm layer 4: the running variance, for inference
         "bn4_running_var": np.ones((100,), dtype=DTYPE),
-        # bn5_running_mean: zeros; batchnorm layer 5: the running mean, for inference
+        # bn5_running_mean: zeros
+        # batchnorm layer 5: the running mean, for inference
         "bn5_running_mean": np.zeros((100,), dtype=DTYPE),
-        # bn5_running_var: ones; batchnorm layer 5: the running variance, for inference
+        # bn5_running_var: ones
+        # batchnorm layer 5: the running variance, for inference
         "bn5_running_var": np.ones((100,), dtype=DTYPE),
     }
 
@@ -528,10 +548,11 @@ def loss_and_grad(
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
+    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax) - t
     dL_dy /= x.shape[0]
     del y, L_log_softmax
-    # y = z5 @ W6 + b6
+    # y = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
@@ -542,6 +563,7 @@ def loss_and_grad(
     dL_dbn5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
     del z5_mask
     # bn5 = batch_norm(a5, bn5_gamma, bn5_beta, bn5_running_mean, bn5_running_var)
+    #   the chain rule back through its steps bn5_xn, bn5_std, bn5_var, bn5_xc, bn5_mu
     dL_dbn5_beta = np.sum(dL_dbn5, axis=0, out=grads.get("bn5_beta"))
     dL_dbn5_gamma = np.sum(bn5_xn * dL_dbn5, axis=0, out=grads.get("bn5_gamma"))
     dL_dbn5_xn = np.multiply(bn5_gamma, dL_dbn5, out=dL_dbn5)
@@ -553,7 +575,7 @@ def loss_and_grad(
     del a5, bn5_xc, dL_dz5, dL_dbn5, dL_dbn5_xn
     dL_dbn5_mu = np.sum(-dL_dbn5_xc, axis=0)
     dL_da5 = np.add(dL_dbn5_xc, dL_dbn5_mu / x.shape[0], out=dL_dbn5_xc)
-    # a5 = z4 @ W5 + b5
+    # a5 = z4 @ W5 + b5 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db5 = np.sum(dL_da5, axis=0, out=grads.get("b5"))
     dL_dW5 = np.matmul(z4.T, dL_da5, out=grads.get("W5"))
     z4_mask = z4 > 0  # [N, 100] bool, taken now so z4 can be released
@@ -564,6 +586,7 @@ def loss_and_grad(
     dL_dbn4 = np.multiply(z4_mask, dL_dz4, out=dL_dz4)
     del z4_mask
     # bn4 = batch_norm(a4, bn4_gamma, bn4_beta, bn4_running_mean, bn4_running_var)
+    #   the chain rule back through its steps bn4_xn, bn4_std, bn4_var, bn4_xc, bn4_mu
     dL_dbn4_beta = np.sum(dL_dbn4, axis=0, out=grads.get("bn4_beta"))
     dL_dbn4_gamma = np.sum(bn4_xn * dL_dbn4, axis=0, out=grads.get("bn4_gamma"))
     dL_dbn4_xn = np.multiply(bn4_gamma, dL_dbn4, out=dL_dbn4)
@@ -575,7 +598,7 @@ def loss_and_grad(
     del a4, bn4_xc, dL_dz4, dL_dbn4, dL_dbn4_xn
     dL_dbn4_mu = np.sum(-dL_dbn4_xc, axis=0)
     dL_da4 = np.add(dL_dbn4_xc, dL_dbn4_mu / x.shape[0], out=dL_dbn4_xc)
-    # a4 = z3 @ W4 + b4
+    # a4 = z3 @ W4 + b4 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db4 = np.sum(dL_da4, axis=0, out=grads.get("b4"))
     dL_dW4 = np.matmul(z3.T, dL_da4, out=grads.get("W4"))
     z3_mask = z3 > 0  # [N, 100] bool, taken now so z3 can be released
@@ -586,6 +609,7 @@ def loss_and_grad(
     dL_dbn3 = np.multiply(z3_mask, dL_dz3, out=dL_dz3)
     del z3_mask
     # bn3 = batch_norm(a3, bn3_gamma, bn3_beta, bn3_running_mean, bn3_running_var)
+    #   the chain rule back through its steps bn3_xn, bn3_std, bn3_var, bn3_xc, bn3_mu
     dL_dbn3_beta = np.sum(dL_dbn3, axis=0, out=grads.get("bn3_beta"))
     dL_dbn3_gamma = np.sum(bn3_xn * dL_dbn3, axis=0, out=grads.get("bn3_gamma"))
     dL_dbn3_xn = np.multiply(bn3_gamma, dL_dbn3, out=dL_dbn3)
@@ -597,7 +621,7 @@ def loss_and_grad(
     del a3, bn3_xc, dL_dz3, dL_dbn3, dL_dbn3_xn
     dL_dbn3_mu = np.sum(-dL_dbn3_xc, axis=0)
     dL_da3 = np.add(dL_dbn3_xc, dL_dbn3_mu / x.shape[0], out=dL_dbn3_xc)
-    # a3 = z2 @ W3 + b3
+    # a3 = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_da3, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_da3, out=grads.get("W3"))
     z2_mask = z2 > 0  # [N, 100] bool, taken now so z2 can be released
@@ -608,6 +632,7 @@ def loss_and_grad(
     dL_dbn2 = np.multiply(z2_mask, dL_dz2, out=dL_dz2)
     del z2_mask
     # bn2 = batch_norm(a2, bn2_gamma, bn2_beta, bn2_running_mean, bn2_running_var)
+    #   the chain rule back through its steps bn2_xn, bn2_std, bn2_var, bn2_xc, bn2_mu
     dL_dbn2_beta = np.sum(dL_dbn2, axis=0, out=grads.get("bn2_beta"))
     dL_dbn2_gamma = np.sum(bn2_xn * dL_dbn2, axis=0, out=grads.get("bn2_gamma"))
     dL_dbn2_xn = np.multiply(bn2_gamma, dL_dbn2, out=dL_dbn2)
@@ -619,7 +644,7 @@ def loss_and_grad(
     del a2, bn2_xc, dL_dz2, dL_dbn2, dL_dbn2_xn
     dL_dbn2_mu = np.sum(-dL_dbn2_xc, axis=0)
     dL_da2 = np.add(dL_dbn2_xc, dL_dbn2_mu / x.shape[0], out=dL_dbn2_xc)
-    # a2 = z1 @ W2 + b2
+    # a2 = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))
     z1_mask = z1 > 0  # [N, 100] bool, taken now so z1 can be released
@@ -630,6 +655,7 @@ def loss_and_grad(
     dL_dbn1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
     del z1_mask
     # bn1 = batch_norm(a1, bn1_gamma, bn1_beta, bn1_running_mean, bn1_running_var)
+    #   the chain rule back through its steps bn1_xn, bn1_std, bn1_var, bn1_xc, bn1_mu
     dL_dbn1_beta = np.sum(dL_dbn1, axis=0, out=grads.get("bn1_beta"))
     dL_dbn1_gamma = np.sum(bn1_xn * dL_dbn1, axis=0, out=grads.get("bn1_gamma"))
     dL_dbn1_xn = np.multiply(bn1_gamma, dL_dbn1, out=dL_dbn1)
@@ -641,7 +667,7 @@ def loss_and_grad(
     del a1, bn1_xc, dL_dz1, dL_dbn1, dL_dbn1_xn
     dL_dbn1_mu = np.sum(-dL_dbn1_xc, axis=0)
     dL_da1 = np.add(dL_dbn1_xc, dL_dbn1_mu / x.shape[0], out=dL_dbn1_xc)
-    # a1 = x @ W1 + b1
+    # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))
     dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))
 
@@ -890,10 +916,11 @@ def _loss_and_grad_inference(
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
+    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax) - t
     dL_dy /= x.shape[0]
     del y, L_log_softmax
-    # y = z5 @ W6 + b6
+    # y = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
@@ -904,12 +931,13 @@ def _loss_and_grad_inference(
     dL_dbn5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
     del z5_mask
     # bn5 = batch_norm(a5, bn5_gamma, bn5_beta, bn5_running_mean, bn5_running_var)
+    #   the chain rule back through its step bn5_xn
     dL_dbn5_beta = np.sum(dL_dbn5, axis=0, out=grads.get("bn5_beta"))
     dL_dbn5_gamma = np.sum(bn5_xn * dL_dbn5, axis=0, out=grads.get("bn5_gamma"))
     del bn5_xn
     dL_dbn5_xn = np.multiply(bn5_gamma, dL_dbn5, out=dL_dbn5)
     dL_da5 = np.divide(dL_dbn5_xn, bn5_xn_sqrt, out=dL_dbn5_xn)
-    # a5 = z4 @ W5 + b5
+    # a5 = z4 @ W5 + b5 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db5 = np.sum(dL_da5, axis=0, out=grads.get("b5"))
     dL_dW5 = np.matmul(z4.T, dL_da5, out=grads.get("W5"))
     z4_mask = z4 > 0  # [N, 100] bool, taken now so z4 can be released
@@ -920,12 +948,13 @@ def _loss_and_grad_inference(
     dL_dbn4 = np.multiply(z4_mask, dL_dz4, out=dL_dz4)
     del z4_mask
     # bn4 = batch_norm(a4, bn4_gamma, bn4_beta, bn4_running_mean, bn4_running_var)
+    #   the chain rule back through its step bn4_xn
     dL_dbn4_beta = np.sum(dL_dbn4, axis=0, out=grads.get("bn4_beta"))
     dL_dbn4_gamma = np.sum(bn4_xn * dL_dbn4, axis=0, out=grads.get("bn4_gamma"))
     del bn4_xn
     dL_dbn4_xn = np.multiply(bn4_gamma, dL_dbn4, out=dL_dbn4)
     dL_da4 = np.divide(dL_dbn4_xn, bn4_xn_sqrt, out=dL_dbn4_xn)
-    # a4 = z3 @ W4 + b4
+    # a4 = z3 @ W4 + b4 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db4 = np.sum(dL_da4, axis=0, out=grads.get("b4"))
     dL_dW4 = np.matmul(z3.T, dL_da4, out=grads.get("W4"))
     z3_mask = z3 > 0  # [N, 100] bool, taken now so z3 can be released
@@ -936,12 +965,13 @@ def _loss_and_grad_inference(
     dL_dbn3 = np.multiply(z3_mask, dL_dz3, out=dL_dz3)
     del z3_mask
     # bn3 = batch_norm(a3, bn3_gamma, bn3_beta, bn3_running_mean, bn3_running_var)
+    #   the chain rule back through its step bn3_xn
     dL_dbn3_beta = np.sum(dL_dbn3, axis=0, out=grads.get("bn3_beta"))
     dL_dbn3_gamma = np.sum(bn3_xn * dL_dbn3, axis=0, out=grads.get("bn3_gamma"))
     del bn3_xn
     dL_dbn3_xn = np.multiply(bn3_gamma, dL_dbn3, out=dL_dbn3)
     dL_da3 = np.divide(dL_dbn3_xn, bn3_xn_sqrt, out=dL_dbn3_xn)
-    # a3 = z2 @ W3 + b3
+    # a3 = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_da3, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_da3, out=grads.get("W3"))
     z2_mask = z2 > 0  # [N, 100] bool, taken now so z2 can be released
@@ -952,12 +982,13 @@ def _loss_and_grad_inference(
     dL_dbn2 = np.multiply(z2_mask, dL_dz2, out=dL_dz2)
     del z2_mask
     # bn2 = batch_norm(a2, bn2_gamma, bn2_beta, bn2_running_mean, bn2_running_var)
+    #   the chain rule back through its step bn2_xn
     dL_dbn2_beta = np.sum(dL_dbn2, axis=0, out=grads.get("bn2_beta"))
     dL_dbn2_gamma = np.sum(bn2_xn * dL_dbn2, axis=0, out=grads.get("bn2_gamma"))
     del bn2_xn
     dL_dbn2_xn = np.multiply(bn2_gamma, dL_dbn2, out=dL_dbn2)
     dL_da2 = np.divide(dL_dbn2_xn, bn2_xn_sqrt, out=dL_dbn2_xn)
-    # a2 = z1 @ W2 + b2
+    # a2 = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))
     z1_mask = z1 > 0  # [N, 100] bool, taken now so z1 can be released
@@ -968,12 +999,13 @@ def _loss_and_grad_inference(
     dL_dbn1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
     del z1_mask
     # bn1 = batch_norm(a1, bn1_gamma, bn1_beta, bn1_running_mean, bn1_running_var)
+    #   the chain rule back through its step bn1_xn
     dL_dbn1_beta = np.sum(dL_dbn1, axis=0, out=grads.get("bn1_beta"))
     dL_dbn1_gamma = np.sum(bn1_xn * dL_dbn1, axis=0, out=grads.get("bn1_gamma"))
     del bn1_xn
     dL_dbn1_xn = np.multiply(bn1_gamma, dL_dbn1, out=dL_dbn1)
     dL_da1 = np.divide(dL_dbn1_xn, bn1_xn_sqrt, out=dL_dbn1_xn)
-    # a1 = x @ W1 + b1
+    # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))
     dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))
 

@@ -234,10 +234,11 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
+    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax) - t
     dL_dy /= x.shape[0]
     del y, L_log_softmax
-    # y = z5 @ W6 + b6
+    # y = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
@@ -247,7 +248,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # z5 = relu(a5) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
     del z5_mask
-    # a5 = z4 @ W5 + b5
+    # a5 = z4 @ W5 + b5 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db5 = np.sum(dL_da5, axis=0, out=grads.get("b5"))
     dL_dW5 = np.matmul(z4.T, dL_da5, out=grads.get("W5"))
     z4_mask = z4 > 0  # [N, 100] bool, taken now so z4 can be released
@@ -257,7 +258,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # z4 = relu(a4) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da4 = np.multiply(z4_mask, dL_dz4, out=dL_dz4)
     del z4_mask
-    # a4 = z3 @ W4 + b4
+    # a4 = z3 @ W4 + b4 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db4 = np.sum(dL_da4, axis=0, out=grads.get("b4"))
     dL_dW4 = np.matmul(z3.T, dL_da4, out=grads.get("W4"))
     z3_mask = z3 > 0  # [N, 100] bool, taken now so z3 can be released
@@ -267,7 +268,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # z3 = relu(a3) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da3 = np.multiply(z3_mask, dL_dz3, out=dL_dz3)
     del z3_mask
-    # a3 = z2 @ W3 + b3
+    # a3 = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_da3, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_da3, out=grads.get("W3"))
     z2_mask = z2 > 0  # [N, 100] bool, taken now so z2 can be released
@@ -277,7 +278,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # z2 = relu(a2) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da2 = np.multiply(z2_mask, dL_dz2, out=dL_dz2)
     del z2_mask
-    # a2 = z1 @ W2 + b2
+    # a2 = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))
     z1_mask = z1 > 0  # [N, 100] bool, taken now so z1 can be released
@@ -286,7 +287,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dL_dz2, dL_da2
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
-    # a1 = x @ W1 + b1
+    # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))
     dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))
 

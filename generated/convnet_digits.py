@@ -159,15 +159,21 @@ def _max_pool_mask(x, out, size, stride=1, pad=0):
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # W1: he: std = sqrt(2 / fan_in), fan_in = 9; he: the default for a conv layer followed by relu; W1 holds conv2d filters [F, C, KH, KW], so fan_in is C*KH*KW = 9
+        # W1: he: std = sqrt(2 / fan_in), fan_in = 9
+        # he: the default for a conv layer followed by relu
+        # W1 holds conv2d filters [F, C, KH, KW], so fan_in is C*KH*KW = 9
         "W1": rng.normal(0.0, np.sqrt(2 / 9), size=(16, 1, 3, 3)),
         # b1: zeros
         "b1": np.zeros((16, 1, 1), dtype=DTYPE),
-        # W2: he: std = sqrt(2 / fan_in), fan_in = 256; he: the default for a dense layer followed by relu; W2 is used as f1 @ W2, so fan_in is its first dimension
+        # W2: he: std = sqrt(2 / fan_in), fan_in = 256
+        # he: the default for a dense layer followed by relu
+        # W2 is used as f1 @ W2, so fan_in is its first dimension
         "W2": rng.normal(0.0, np.sqrt(2 / 256), size=(256, 64)),
         # b2: zeros
         "b2": np.zeros((64,), dtype=DTYPE),
-        # W3: xavier: std = sqrt(1 / fan_in), fan_in = 64; xavier: the default for a dense layer not followed by a ReLU-family activation; W3 is used as z2 @ W3, so fan_in is its first dimension
+        # W3: xavier: std = sqrt(1 / fan_in), fan_in = 64
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W3 is used as z2 @ W3, so fan_in is its first dimension
         "W3": rng.normal(0.0, np.sqrt(1 / 64), size=(64, 10)),
         # b3: zeros
         "b3": np.zeros((10,), dtype=DTYPE),
@@ -183,8 +189,7 @@ def predict(params, x):
     b2 = params["b2"]
     W3 = params["W3"]
     b3 = params["b3"]
-    # a1_col: [N, 9, 64], named to keep the line short
-    a1_col = _im2col(x, 3, 3, stride=1, pad=1)
+    a1_col = _im2col(x, 3, 3, stride=1, pad=1)  # [N, 9, 64]
     a1 = np.reshape(np.reshape(W1, (16, 9)) @ a1_col, (-1, 16, 8, 8))
     a1 += b1
     del a1_col
@@ -211,8 +216,7 @@ def loss(params, x, t) -> float:
     b2 = params["b2"]
     W3 = params["W3"]
     b3 = params["b3"]
-    # a1_col: [N, 9, 64], named to keep the line short
-    a1_col = _im2col(x, 3, 3, stride=1, pad=1)
+    a1_col = _im2col(x, 3, 3, stride=1, pad=1)  # [N, 9, 64]
     a1 = np.reshape(np.reshape(W1, (16, 9)) @ a1_col, (-1, 16, 8, 8))
     a1 += b1
     del a1_col
@@ -227,7 +231,7 @@ def loss(params, x, t) -> float:
     y = z2 @ W3
     y += b3
     del a2, z2
-    # L_log_softmax: [N, 10], named to keep the line short
+    # L_log_softmax: [N, 10]
     L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
     return float(L)
@@ -271,10 +275,11 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
+    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax) - np.eye(10, dtype=DTYPE)[t]
     dL_dy /= x.shape[0]
     del y, L_log_softmax
-    # y = z2 @ W3 + b3
+    # y = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_dy, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_dy, out=grads.get("W3"))
     z2_mask = z2 > 0  # [N, 64] bool, taken now so z2 can be released
@@ -284,7 +289,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # z2 = relu(a2) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da2 = np.multiply(z2_mask, dL_dz2, out=dL_dz2)
     del z2_mask
-    # a2 = f1 @ W2 + b2
+    # a2 = f1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(f1.T, dL_da2, out=grads.get("W2"))
     del p1, f1
@@ -293,17 +298,19 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # f1 = flatten(p1)
     dL_dp1 = np.reshape(dL_df1, (-1, 16, 4, 4))
     # p1 = max_pool(z1, 2)
+    #   max pooling passes each window's adjoint to its maximum (split evenly among
+    #   ties)
     dL_dz1 = _max_pool_grad(dL_dp1, p1_argmax, 2, stride=2, pad=0)
     del p1_argmax, dL_df1, dL_dp1
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
     # a1 = conv2d(x, W1, pad=1) + b1
+    #   Y_n = M @ X_n: dX_n = M.T @ G_n, dM = sum over n of G_n @ X_n.T
     dL_db1 = np.reshape(np.sum(dL_da1, axis=(0, 2, 3)), b1.shape)
-    # dL_da1_rows: [N, 16, 64], named to keep the line short
-    dL_da1_rows = np.reshape(dL_da1, (-1, 16, 64))
-    # dL_da1_filters: [16, 9], named to keep the line short
-    dL_da1_filters = np.sum(dL_da1_rows @ np.swapaxes(a1_col, 1, 2), axis=0)
-    dL_dW1 = np.reshape(dL_da1_filters, W1.shape)
+    a1_grad_rows = np.reshape(dL_da1, (-1, 16, 64))  # [N, 16, 64]
+    # a1_filters_grad: [16, 9]
+    a1_filters_grad = np.sum(a1_grad_rows @ np.swapaxes(a1_col, 1, 2), axis=0)
+    dL_dW1 = np.reshape(a1_filters_grad, W1.shape)
 
     return float(L), {
         "W1": dL_dW1,

@@ -40,15 +40,18 @@ CONFIG = {
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # Omega0: he: std = sqrt(2 / fan_in), fan_in = 1; Omega0 is used as Omega0 @ x, so fan_in is its second dimension
+        # Omega0: he: std = sqrt(2 / fan_in), fan_in = 1
+        # Omega0 is used as Omega0 @ x, so fan_in is its second dimension
         "Omega0": rng.normal(0.0, np.sqrt(2 / 1), size=(6, 1)),
         # beta0: zeros
         "beta0": np.zeros((6, 1), dtype=DTYPE),
-        # Omega1: he: std = sqrt(2 / fan_in), fan_in = 6; Omega1 is used as Omega1 @ h1, so fan_in is its second dimension
+        # Omega1: he: std = sqrt(2 / fan_in), fan_in = 6
+        # Omega1 is used as Omega1 @ h1, so fan_in is its second dimension
         "Omega1": rng.normal(0.0, np.sqrt(2 / 6), size=(6, 6)),
         # beta1: zeros
         "beta1": np.zeros((6, 1), dtype=DTYPE),
-        # Omega2: he: std = sqrt(2 / fan_in), fan_in = 6; Omega2 is used as Omega2 @ h2, so fan_in is its second dimension
+        # Omega2: he: std = sqrt(2 / fan_in), fan_in = 6
+        # Omega2 is used as Omega2 @ h2, so fan_in is its second dimension
         "Omega2": rng.normal(0.0, np.sqrt(2 / 6), size=(1, 6)),
         # beta2: zeros
         "beta2": np.zeros((1, 1), dtype=DTYPE),
@@ -130,8 +133,10 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
 
     # backward
     # loss l = least_squares(f2, y)
+    #   d sum(x) = sum(dx): the adjoint is copied to every element
     dl_df2 = np.multiply(2, l_sub, out=l_sub)
     # f2 = beta2 + Omega2 @ h2
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_dbeta2 = np.sum(dl_df2, axis=1, keepdims=True, out=grads.get("beta2"))
     dl_dOmega2 = np.matmul(dl_df2, h2.T, out=grads.get("Omega2"))
     h2_mask = h2 > 0  # [6, N] bool, taken now so h2 can be released
@@ -142,6 +147,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_df1 = np.multiply(h2_mask, dl_dh2, out=dl_dh2)
     del h2_mask
     # f1 = beta1 + Omega1 @ h1
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_dbeta1 = np.sum(dl_df1, axis=1, keepdims=True, out=grads.get("beta1"))
     dl_dOmega1 = np.matmul(dl_df1, h1.T, out=grads.get("Omega1"))
     h1_mask = h1 > 0  # [6, N] bool, taken now so h1 can be released
@@ -151,6 +157,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     # h1 = relu(f0) (relu'(x) = [relu(x) > 0], a mask from the output)
     dl_df0 = np.multiply(h1_mask, dl_dh1, out=dl_dh1)
     # f0 = beta0 + Omega0 @ x
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_dbeta0 = np.sum(dl_df0, axis=1, keepdims=True, out=grads.get("beta0"))
     dl_dOmega0 = np.matmul(dl_df0, x.T, out=grads.get("Omega0"))
 

@@ -59,11 +59,15 @@ def _logsumexp(x, axis=None, keepdims=False):
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # W1: he: std = sqrt(2 / fan_in), fan_in = 64; he: the default for a dense layer followed by relu; W1 is used as x @ W1, so fan_in is its first dimension
+        # W1: he: std = sqrt(2 / fan_in), fan_in = 64
+        # he: the default for a dense layer followed by relu
+        # W1 is used as x @ W1, so fan_in is its first dimension
         "W1": rng.normal(0.0, np.sqrt(2 / 64), size=(64, 50)),
         # b1: zeros
         "b1": np.zeros((50,), dtype=DTYPE),
-        # W2: xavier: std = sqrt(1 / fan_in), fan_in = 50; xavier: the default for a dense layer not followed by a ReLU-family activation; W2 is used as z1 @ W2, so fan_in is its first dimension
+        # W2: xavier: std = sqrt(1 / fan_in), fan_in = 50
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W2 is used as z1 @ W2, so fan_in is its first dimension
         "W2": rng.normal(0.0, np.sqrt(1 / 50), size=(50, 10)),
         # b2: zeros
         "b2": np.zeros((10,), dtype=DTYPE),
@@ -128,10 +132,11 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
+    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax) - t
     dL_dy /= x.shape[0]
     del y, L_log_softmax
-    # y = z1 @ W2 + b2
+    # y = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_dy, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_dy, out=grads.get("W2"))
     z1_mask = z1 > 0  # [N, 50] bool, taken now so z1 can be released
@@ -140,7 +145,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     del dL_dy
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
-    # a1 = x @ W1 + b1
+    # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))
     dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))
 

@@ -80,27 +80,39 @@ def _logsumexp(x, axis=None, keepdims=False):
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # W1: he: std = sqrt(2 / fan_in), fan_in = 64; he: the default for a dense layer followed by relu; W1 is used as x @ W1, so fan_in is its first dimension
+        # W1: he: std = sqrt(2 / fan_in), fan_in = 64
+        # he: the default for a dense layer followed by relu
+        # W1 is used as x @ W1, so fan_in is its first dimension
         "W1": rng.normal(0.0, np.sqrt(2 / 64), size=(64, 100)),
         # b1: zeros
         "b1": np.zeros((100,), dtype=DTYPE),
-        # W2: he: std = sqrt(2 / fan_in), fan_in = 100; he: the default for a dense layer followed by relu; W2 is used as d1 @ W2, so fan_in is its first dimension
+        # W2: he: std = sqrt(2 / fan_in), fan_in = 100
+        # he: the default for a dense layer followed by relu
+        # W2 is used as d1 @ W2, so fan_in is its first dimension
         "W2": rng.normal(0.0, np.sqrt(2 / 100), size=(100, 100)),
         # b2: zeros
         "b2": np.zeros((100,), dtype=DTYPE),
-        # W3: he: std = sqrt(2 / fan_in), fan_in = 100; he: the default for a dense layer followed by relu; W3 is used as d2 @ W3, so fan_in is its first dimension
+        # W3: he: std = sqrt(2 / fan_in), fan_in = 100
+        # he: the default for a dense layer followed by relu
+        # W3 is used as d2 @ W3, so fan_in is its first dimension
         "W3": rng.normal(0.0, np.sqrt(2 / 100), size=(100, 100)),
         # b3: zeros
         "b3": np.zeros((100,), dtype=DTYPE),
-        # W4: he: std = sqrt(2 / fan_in), fan_in = 100; he: the default for a dense layer followed by relu; W4 is used as d3 @ W4, so fan_in is its first dimension
+        # W4: he: std = sqrt(2 / fan_in), fan_in = 100
+        # he: the default for a dense layer followed by relu
+        # W4 is used as d3 @ W4, so fan_in is its first dimension
         "W4": rng.normal(0.0, np.sqrt(2 / 100), size=(100, 100)),
         # b4: zeros
         "b4": np.zeros((100,), dtype=DTYPE),
-        # W5: he: std = sqrt(2 / fan_in), fan_in = 100; he: the default for a dense layer followed by relu; W5 is used as d4 @ W5, so fan_in is its first dimension
+        # W5: he: std = sqrt(2 / fan_in), fan_in = 100
+        # he: the default for a dense layer followed by relu
+        # W5 is used as d4 @ W5, so fan_in is its first dimension
         "W5": rng.normal(0.0, np.sqrt(2 / 100), size=(100, 100)),
         # b5: zeros
         "b5": np.zeros((100,), dtype=DTYPE),
-        # W6: xavier: std = sqrt(1 / fan_in), fan_in = 100; xavier: the default for a dense layer not followed by a ReLU-family activation; W6 is used as d5 @ W6, so fan_in is its first dimension
+        # W6: xavier: std = sqrt(1 / fan_in), fan_in = 100
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W6 is used as d5 @ W6, so fan_in is its first dimension
         "W6": rng.normal(0.0, np.sqrt(1 / 100), size=(100, 10)),
         # b6: zeros
         "b6": np.zeros((10,), dtype=DTYPE),
@@ -280,10 +292,11 @@ def loss_and_grad(
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
+    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax) - t
     dL_dy /= x.shape[0]
     del y, L_log_softmax
-    # y = d5 @ W6 + b6
+    # y = d5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(d5.T, dL_dy, out=grads.get("W6"))
     del d5
@@ -296,7 +309,7 @@ def loss_and_grad(
     # z5 = relu(a5) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da5 = np.multiply(z5 > 0, dL_dz5, out=dL_dz5)
     del a5, z5
-    # a5 = d4 @ W5 + b5
+    # a5 = d4 @ W5 + b5 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db5 = np.sum(dL_da5, axis=0, out=grads.get("b5"))
     dL_dW5 = np.matmul(d4.T, dL_da5, out=grads.get("W5"))
     del d4
@@ -309,7 +322,7 @@ def loss_and_grad(
     # z4 = relu(a4) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da4 = np.multiply(z4 > 0, dL_dz4, out=dL_dz4)
     del a4, z4
-    # a4 = d3 @ W4 + b4
+    # a4 = d3 @ W4 + b4 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db4 = np.sum(dL_da4, axis=0, out=grads.get("b4"))
     dL_dW4 = np.matmul(d3.T, dL_da4, out=grads.get("W4"))
     del d3
@@ -322,7 +335,7 @@ def loss_and_grad(
     # z3 = relu(a3) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da3 = np.multiply(z3 > 0, dL_dz3, out=dL_dz3)
     del a3, z3
-    # a3 = d2 @ W3 + b3
+    # a3 = d2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_da3, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(d2.T, dL_da3, out=grads.get("W3"))
     del d2
@@ -335,7 +348,7 @@ def loss_and_grad(
     # z2 = relu(a2) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da2 = np.multiply(z2 > 0, dL_dz2, out=dL_dz2)
     del a2, z2
-    # a2 = d1 @ W2 + b2
+    # a2 = d1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(d1.T, dL_da2, out=grads.get("W2"))
     del d1
@@ -347,7 +360,7 @@ def loss_and_grad(
     del d1_keep, dL_dd1
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1 > 0, dL_dz1, out=dL_dz1)
-    # a1 = x @ W1 + b1
+    # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))
     dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))
 
@@ -485,10 +498,11 @@ def _loss_and_grad_inference(
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
+    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax) - t
     dL_dy /= x.shape[0]
     del y, L_log_softmax
-    # y = d5 @ W6 + b6
+    # y = d5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
@@ -498,7 +512,7 @@ def _loss_and_grad_inference(
     # z5 = relu(a5) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
     del z5_mask
-    # a5 = d4 @ W5 + b5
+    # a5 = d4 @ W5 + b5 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db5 = np.sum(dL_da5, axis=0, out=grads.get("b5"))
     dL_dW5 = np.matmul(z4.T, dL_da5, out=grads.get("W5"))
     z4_mask = z4 > 0  # [N, 100] bool, taken now so z4 can be released
@@ -508,7 +522,7 @@ def _loss_and_grad_inference(
     # z4 = relu(a4) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da4 = np.multiply(z4_mask, dL_dz4, out=dL_dz4)
     del z4_mask
-    # a4 = d3 @ W4 + b4
+    # a4 = d3 @ W4 + b4 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db4 = np.sum(dL_da4, axis=0, out=grads.get("b4"))
     dL_dW4 = np.matmul(z3.T, dL_da4, out=grads.get("W4"))
     z3_mask = z3 > 0  # [N, 100] bool, taken now so z3 can be released
@@ -518,7 +532,7 @@ def _loss_and_grad_inference(
     # z3 = relu(a3) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da3 = np.multiply(z3_mask, dL_dz3, out=dL_dz3)
     del z3_mask
-    # a3 = d2 @ W3 + b3
+    # a3 = d2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_da3, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_da3, out=grads.get("W3"))
     z2_mask = z2 > 0  # [N, 100] bool, taken now so z2 can be released
@@ -528,7 +542,7 @@ def _loss_and_grad_inference(
     # z2 = relu(a2) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da2 = np.multiply(z2_mask, dL_dz2, out=dL_dz2)
     del z2_mask
-    # a2 = d1 @ W2 + b2
+    # a2 = d1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))
     z1_mask = z1 > 0  # [N, 100] bool, taken now so z1 can be released
@@ -537,7 +551,7 @@ def _loss_and_grad_inference(
     del dL_dz2, dL_da2
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
-    # a1 = x @ W1 + b1
+    # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))
     dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))
 

@@ -110,16 +110,16 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     E = 0.5 * np.sum(E_sub**2)
 
     # backward
-    # loss E = sse(y, t)
+    # loss E = sse(y, t) (d sum(x) = sum(dx): the adjoint is copied to every element)
     dE_dy = E_sub
-    # y = sigmoid(h @ W2 + b2)
+    # y = sigmoid(h @ W2 + b2) (sigmoid'(x) = s (1 - s), from the output s)
     dE_dy_in = np.multiply(y * (1 - y), dE_dy, out=dE_dy)  # [N, 2], used 3 times
     del y
     dE_db2 = np.sum(dE_dy_in, axis=(0, 1))
     dE_dW2 = np.matmul(h.T, dE_dy_in, out=grads.get("W2"))
     dE_dh = dE_dy_in @ W2.T
     del E_sub, dE_dy, dE_dy_in
-    # h = sigmoid(x @ W1 + b1)
+    # h = sigmoid(x @ W1 + b1) (sigmoid'(x) = s (1 - s), from the output s)
     dE_dh_in = np.multiply(h * (1 - h), dE_dh, out=dE_dh)  # [N, 2], used 2 times
     dE_db1 = np.sum(dE_dh_in, axis=(0, 1))
     dE_dW1 = np.matmul(x.T, dE_dh_in, out=grads.get("W1"))

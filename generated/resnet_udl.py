@@ -235,11 +235,15 @@ CONFIG = {
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # W1: he: std = sqrt(2 / fan_in), fan_in = 10; he: the default for a dense layer followed by relu; W1 is used as x @ W1, so fan_in is its first dimension
+        # W1: he: std = sqrt(2 / fan_in), fan_in = 10
+        # he: the default for a dense layer followed by relu
+        # W1 is used as x @ W1, so fan_in is its first dimension
         "W1": rng.normal(0.0, np.sqrt(2 / 10), size=(10, 80)),
         # b1: zeros
         "b1": np.zeros((80,), dtype=DTYPE),
-        # W2: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W2 is used as z1 @ W2, so fan_in is its first dimension
+        # W2: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W2 is used as z1 @ W2, so fan_in is its first dimension
         "W2": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b2: zeros
         "b2": np.zeros((80,), dtype=DTYPE),
@@ -247,7 +251,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W3": rng.normal(0.0, 0.01, size=(80, 80)),
         # b3: zeros
         "b3": np.zeros((80,), dtype=DTYPE),
-        # W4: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W4 is used as z3 @ W4, so fan_in is its first dimension
+        # W4: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W4 is used as z3 @ W4, so fan_in is its first dimension
         "W4": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b4: zeros
         "b4": np.zeros((80,), dtype=DTYPE),
@@ -255,7 +261,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W5": rng.normal(0.0, 0.01, size=(80, 80)),
         # b5: zeros
         "b5": np.zeros((80,), dtype=DTYPE),
-        # W6: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W6 is used as z5 @ W6, so fan_in is its first dimension
+        # W6: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W6 is used as z5 @ W6, so fan_in is its first dimension
         "W6": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b6: zeros
         "b6": np.zeros((80,), dtype=DTYPE),
@@ -263,7 +271,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W7": rng.normal(0.0, 0.01, size=(80, 80)),
         # b7: zeros
         "b7": np.zeros((80,), dtype=DTYPE),
-        # W8: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W8 is used as z7 @ W8, so fan_in is its first dimension
+        # W8: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W8 is used as z7 @ W8, so fan_in is its first dimension
         "W8": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b8: zeros
         "b8": np.zeros((80,), dtype=DTYPE),
@@ -271,7 +281,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W9": rng.normal(0.0, 0.01, size=(80, 80)),
         # b9: zeros
         "b9": np.zeros((80,), dtype=DTYPE),
-        # W10: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W10 is used as z9 @ W10, so fan_in is its first dimension
+        # W10: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W10 is used as z9 @ W10, so fan_in is its first dimension
         "W10": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b10: zeros
         "b10": np.zeros((80,), dtype=DTYPE),
@@ -279,7 +291,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W11": rng.normal(0.0, 0.01, size=(80, 80)),
         # b11: zeros
         "b11": np.zeros((80,), dtype=DTYPE),
-        # W12: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W12 is used as z11 @ W12, so fan_in is its first dimension
+        # W12: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W12 is used as z11 @ W12, so fan_in is its first dimension
         "W12": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b12: zeros
         "b12": np.zeros((80,), dtype=DTYPE),
@@ -287,7 +301,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W13": rng.normal(0.0, 0.01, size=(80, 80)),
         # b13: zeros
         "b13": np.zeros((80,), dtype=DTYPE),
-        # W14: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W14 is used as z13 @ W14, so fan_in is its first dimension
+        # W14: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W14 is used as z13 @ W14, so fan_in is its first dimension
         "W14": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b14: zeros
         "b14": np.zeros((80,), dtype=DTYPE),
@@ -295,7 +311,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W15": rng.normal(0.0, 0.01, size=(80, 80)),
         # b15: zeros
         "b15": np.zeros((80,), dtype=DTYPE),
-        # W16: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W16 is used as z15 @ W16, so fan_in is its first dimension
+        # W16: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W16 is used as z15 @ W16, so fan_in is its first dimension
         "W16": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b16: zeros
         "b16": np.zeros((80,), dtype=DTYPE),
@@ -303,7 +321,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W17": rng.normal(0.0, 0.01, size=(80, 80)),
         # b17: zeros
         "b17": np.zeros((80,), dtype=DTYPE),
-        # W18: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W18 is used as z17 @ W18, so fan_in is its first dimension
+        # W18: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W18 is used as z17 @ W18, so fan_in is its first dimension
         "W18": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b18: zeros
         "b18": np.zeros((80,), dtype=DTYPE),
@@ -311,7 +331,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W19": rng.normal(0.0, 0.01, size=(80, 80)),
         # b19: zeros
         "b19": np.zeros((80,), dtype=DTYPE),
-        # W20: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W20 is used as z19 @ W20, so fan_in is its first dimension
+        # W20: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W20 is used as z19 @ W20, so fan_in is its first dimension
         "W20": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b20: zeros
         "b20": np.zeros((80,), dtype=DTYPE),
@@ -319,7 +341,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W21": rng.normal(0.0, 0.01, size=(80, 80)),
         # b21: zeros
         "b21": np.zeros((80,), dtype=DTYPE),
-        # W22: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W22 is used as z21 @ W22, so fan_in is its first dimension
+        # W22: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W22 is used as z21 @ W22, so fan_in is its first dimension
         "W22": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b22: zeros
         "b22": np.zeros((80,), dtype=DTYPE),
@@ -327,7 +351,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W23": rng.normal(0.0, 0.01, size=(80, 80)),
         # b23: zeros
         "b23": np.zeros((80,), dtype=DTYPE),
-        # W24: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W24 is used as z23 @ W24, so fan_in is its first dimension
+        # W24: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W24 is used as z23 @ W24, so fan_in is its first dimension
         "W24": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b24: zeros
         "b24": np.zeros((80,), dtype=DTYPE),
@@ -335,7 +361,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W25": rng.normal(0.0, 0.01, size=(80, 80)),
         # b25: zeros
         "b25": np.zeros((80,), dtype=DTYPE),
-        # W26: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W26 is used as z25 @ W26, so fan_in is its first dimension
+        # W26: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W26 is used as z25 @ W26, so fan_in is its first dimension
         "W26": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b26: zeros
         "b26": np.zeros((80,), dtype=DTYPE),
@@ -343,7 +371,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W27": rng.normal(0.0, 0.01, size=(80, 80)),
         # b27: zeros
         "b27": np.zeros((80,), dtype=DTYPE),
-        # W28: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W28 is used as z27 @ W28, so fan_in is its first dimension
+        # W28: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W28 is used as z27 @ W28, so fan_in is its first dimension
         "W28": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b28: zeros
         "b28": np.zeros((80,), dtype=DTYPE),
@@ -351,7 +381,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W29": rng.normal(0.0, 0.01, size=(80, 80)),
         # b29: zeros
         "b29": np.zeros((80,), dtype=DTYPE),
-        # W30: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W30 is used as z29 @ W30, so fan_in is its first dimension
+        # W30: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W30 is used as z29 @ W30, so fan_in is its first dimension
         "W30": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b30: zeros
         "b30": np.zeros((80,), dtype=DTYPE),
@@ -359,7 +391,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W31": rng.normal(0.0, 0.01, size=(80, 80)),
         # b31: zeros
         "b31": np.zeros((80,), dtype=DTYPE),
-        # W32: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W32 is used as z31 @ W32, so fan_in is its first dimension
+        # W32: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W32 is used as z31 @ W32, so fan_in is its first dimension
         "W32": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b32: zeros
         "b32": np.zeros((80,), dtype=DTYPE),
@@ -367,7 +401,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W33": rng.normal(0.0, 0.01, size=(80, 80)),
         # b33: zeros
         "b33": np.zeros((80,), dtype=DTYPE),
-        # W34: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W34 is used as z33 @ W34, so fan_in is its first dimension
+        # W34: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W34 is used as z33 @ W34, so fan_in is its first dimension
         "W34": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b34: zeros
         "b34": np.zeros((80,), dtype=DTYPE),
@@ -375,7 +411,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W35": rng.normal(0.0, 0.01, size=(80, 80)),
         # b35: zeros
         "b35": np.zeros((80,), dtype=DTYPE),
-        # W36: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W36 is used as z35 @ W36, so fan_in is its first dimension
+        # W36: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W36 is used as z35 @ W36, so fan_in is its first dimension
         "W36": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b36: zeros
         "b36": np.zeros((80,), dtype=DTYPE),
@@ -383,7 +421,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W37": rng.normal(0.0, 0.01, size=(80, 80)),
         # b37: zeros
         "b37": np.zeros((80,), dtype=DTYPE),
-        # W38: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W38 is used as z37 @ W38, so fan_in is its first dimension
+        # W38: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W38 is used as z37 @ W38, so fan_in is its first dimension
         "W38": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b38: zeros
         "b38": np.zeros((80,), dtype=DTYPE),
@@ -391,7 +431,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W39": rng.normal(0.0, 0.01, size=(80, 80)),
         # b39: zeros
         "b39": np.zeros((80,), dtype=DTYPE),
-        # W40: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W40 is used as z39 @ W40, so fan_in is its first dimension
+        # W40: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W40 is used as z39 @ W40, so fan_in is its first dimension
         "W40": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b40: zeros
         "b40": np.zeros((80,), dtype=DTYPE),
@@ -399,7 +441,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W41": rng.normal(0.0, 0.01, size=(80, 80)),
         # b41: zeros
         "b41": np.zeros((80,), dtype=DTYPE),
-        # W42: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W42 is used as z41 @ W42, so fan_in is its first dimension
+        # W42: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W42 is used as z41 @ W42, so fan_in is its first dimension
         "W42": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b42: zeros
         "b42": np.zeros((80,), dtype=DTYPE),
@@ -407,7 +451,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W43": rng.normal(0.0, 0.01, size=(80, 80)),
         # b43: zeros
         "b43": np.zeros((80,), dtype=DTYPE),
-        # W44: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W44 is used as z43 @ W44, so fan_in is its first dimension
+        # W44: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W44 is used as z43 @ W44, so fan_in is its first dimension
         "W44": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b44: zeros
         "b44": np.zeros((80,), dtype=DTYPE),
@@ -415,7 +461,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W45": rng.normal(0.0, 0.01, size=(80, 80)),
         # b45: zeros
         "b45": np.zeros((80,), dtype=DTYPE),
-        # W46: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W46 is used as z45 @ W46, so fan_in is its first dimension
+        # W46: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W46 is used as z45 @ W46, so fan_in is its first dimension
         "W46": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b46: zeros
         "b46": np.zeros((80,), dtype=DTYPE),
@@ -423,7 +471,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W47": rng.normal(0.0, 0.01, size=(80, 80)),
         # b47: zeros
         "b47": np.zeros((80,), dtype=DTYPE),
-        # W48: he: std = sqrt(2 / fan_in), fan_in = 80; he: the default for a dense layer followed by relu; W48 is used as z47 @ W48, so fan_in is its first dimension
+        # W48: he: std = sqrt(2 / fan_in), fan_in = 80
+        # he: the default for a dense layer followed by relu
+        # W48 is used as z47 @ W48, so fan_in is its first dimension
         "W48": rng.normal(0.0, np.sqrt(2 / 80), size=(80, 80)),
         # b48: zeros
         "b48": np.zeros((80,), dtype=DTYPE),
@@ -431,7 +481,9 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "W49": rng.normal(0.0, 0.01, size=(80, 80)),
         # b49: zeros
         "b49": np.zeros((80,), dtype=DTYPE),
-        # W50: xavier: std = sqrt(1 / fan_in), fan_in = 80; xavier: the default for a dense layer not followed by a ReLU-family activation; W50 is used as z49 @ W50, so fan_in is its first dimension
+        # W50: xavier: std = sqrt(1 / fan_in), fan_in = 80
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W50 is used as z49 @ W50, so fan_in is its first dimension
         "W50": rng.normal(0.0, np.sqrt(1 / 80), size=(80, 1)),
         # b50: zeros
         "b50": np.zeros((1,), dtype=DTYPE),
@@ -1461,20 +1513,22 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
 
     # backward
     # loss l = least_squares(f, y)
+    #   d sum(x) = sum(dx): the adjoint is copied to every element
     dl_df = np.multiply(2, l_sub, out=l_sub)
-    # f = z49 @ W50 + b50
+    # f = z49 @ W50 + b50 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db50 = np.sum(dl_df, axis=0, out=grads.get("b50"))
     dl_dW50 = np.matmul(z49.T, dl_df, out=grads.get("W50"))
     dl_dz49 = dl_df @ W50.T
     del f, l_sub, dl_df
     # z49 = relu(r24) (relu'(x) = [relu(x) > 0], a mask from the output)
-    dl_dr24_gt = z49 > 0  # [N, 80], used 2 times
+    z49_mask = z49 > 0  # [N, 80], used 2 times
     del a49, r24, z49
-    dl_dr24 = np.multiply(dl_dr24_gt, dl_dz49, out=dl_dz49)
-    del dl_dr24_gt
+    dl_dr24 = np.multiply(z49_mask, dl_dz49, out=dl_dz49)
+    del z49_mask
     # r24 = a49 + r23
     dl_da49 = dl_dr24
     # a49 = z48 @ W49 + b49
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db49 = np.sum(dl_dr24, axis=0, out=grads.get("b49"))
     dl_dW49 = np.matmul(z48.T, dl_dr24, out=grads.get("W49"))
     z48_mask = z48 > 0  # [N, 80] bool, taken now so z48 can be released
@@ -1484,6 +1538,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da48 = np.multiply(z48_mask, dl_dz48, out=dl_dz48)
     del z48_mask
     # a48 = z47 @ W48 + b48
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db48 = np.sum(dl_da48, axis=0, out=grads.get("b48"))
     dl_dW48 = np.matmul(z47.T, dl_da48, out=grads.get("W48"))
     z47_mask = z47 > 0  # [N, 80] bool, taken now so z47 can be released
@@ -1491,13 +1546,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz47 = dl_da48 @ W48.T
     del dl_dz48, dl_da48
     # r24 = a49 + r23 and z47 = relu(r23)
-    dl_dr23_mul = np.multiply(z47_mask, dl_dz47, out=dl_dz47)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr23_via_z47: [N, 80], used 2 times
+    dl_dr23_via_z47 = np.multiply(z47_mask, dl_dz47, out=dl_dz47)
     del z47_mask
-    dl_dr23 = np.add(dl_dr24, dl_dr23_mul, out=dl_dr24)
-    del dl_dz47, dl_dr23_mul
+    dl_dr23 = np.add(dl_dr24, dl_dr23_via_z47, out=dl_dr24)
+    del dl_dz47, dl_dr23_via_z47
     # r23 = a47 + r22
     dl_da47 = dl_dr23
     # a47 = z46 @ W47 + b47
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db47 = np.sum(dl_dr23, axis=0, out=grads.get("b47"))
     dl_dW47 = np.matmul(z46.T, dl_dr23, out=grads.get("W47"))
     z46_mask = z46 > 0  # [N, 80] bool, taken now so z46 can be released
@@ -1507,6 +1565,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da46 = np.multiply(z46_mask, dl_dz46, out=dl_dz46)
     del z46_mask
     # a46 = z45 @ W46 + b46
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db46 = np.sum(dl_da46, axis=0, out=grads.get("b46"))
     dl_dW46 = np.matmul(z45.T, dl_da46, out=grads.get("W46"))
     z45_mask = z45 > 0  # [N, 80] bool, taken now so z45 can be released
@@ -1514,13 +1573,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz45 = dl_da46 @ W46.T
     del dl_dz46, dl_da46
     # r23 = a47 + r22 and z45 = relu(r22)
-    dl_dr22_mul = np.multiply(z45_mask, dl_dz45, out=dl_dz45)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr22_via_z45: [N, 80], used 2 times
+    dl_dr22_via_z45 = np.multiply(z45_mask, dl_dz45, out=dl_dz45)
     del z45_mask
-    dl_dr22 = np.add(dl_dr23, dl_dr22_mul, out=dl_dr23)
-    del dl_dz45, dl_dr22_mul
+    dl_dr22 = np.add(dl_dr23, dl_dr22_via_z45, out=dl_dr23)
+    del dl_dz45, dl_dr22_via_z45
     # r22 = a45 + r21
     dl_da45 = dl_dr22
     # a45 = z44 @ W45 + b45
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db45 = np.sum(dl_dr22, axis=0, out=grads.get("b45"))
     dl_dW45 = np.matmul(z44.T, dl_dr22, out=grads.get("W45"))
     z44_mask = z44 > 0  # [N, 80] bool, taken now so z44 can be released
@@ -1530,6 +1592,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da44 = np.multiply(z44_mask, dl_dz44, out=dl_dz44)
     del z44_mask
     # a44 = z43 @ W44 + b44
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db44 = np.sum(dl_da44, axis=0, out=grads.get("b44"))
     dl_dW44 = np.matmul(z43.T, dl_da44, out=grads.get("W44"))
     z43_mask = z43 > 0  # [N, 80] bool, taken now so z43 can be released
@@ -1537,13 +1600,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz43 = dl_da44 @ W44.T
     del dl_dz44, dl_da44
     # r22 = a45 + r21 and z43 = relu(r21)
-    dl_dr21_mul = np.multiply(z43_mask, dl_dz43, out=dl_dz43)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr21_via_z43: [N, 80], used 2 times
+    dl_dr21_via_z43 = np.multiply(z43_mask, dl_dz43, out=dl_dz43)
     del z43_mask
-    dl_dr21 = np.add(dl_dr22, dl_dr21_mul, out=dl_dr22)
-    del dl_dz43, dl_dr21_mul
+    dl_dr21 = np.add(dl_dr22, dl_dr21_via_z43, out=dl_dr22)
+    del dl_dz43, dl_dr21_via_z43
     # r21 = a43 + r20
     dl_da43 = dl_dr21
     # a43 = z42 @ W43 + b43
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db43 = np.sum(dl_dr21, axis=0, out=grads.get("b43"))
     dl_dW43 = np.matmul(z42.T, dl_dr21, out=grads.get("W43"))
     z42_mask = z42 > 0  # [N, 80] bool, taken now so z42 can be released
@@ -1553,6 +1619,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da42 = np.multiply(z42_mask, dl_dz42, out=dl_dz42)
     del z42_mask
     # a42 = z41 @ W42 + b42
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db42 = np.sum(dl_da42, axis=0, out=grads.get("b42"))
     dl_dW42 = np.matmul(z41.T, dl_da42, out=grads.get("W42"))
     z41_mask = z41 > 0  # [N, 80] bool, taken now so z41 can be released
@@ -1560,13 +1627,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz41 = dl_da42 @ W42.T
     del dl_dz42, dl_da42
     # r21 = a43 + r20 and z41 = relu(r20)
-    dl_dr20_mul = np.multiply(z41_mask, dl_dz41, out=dl_dz41)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr20_via_z41: [N, 80], used 2 times
+    dl_dr20_via_z41 = np.multiply(z41_mask, dl_dz41, out=dl_dz41)
     del z41_mask
-    dl_dr20 = np.add(dl_dr21, dl_dr20_mul, out=dl_dr21)
-    del dl_dz41, dl_dr20_mul
+    dl_dr20 = np.add(dl_dr21, dl_dr20_via_z41, out=dl_dr21)
+    del dl_dz41, dl_dr20_via_z41
     # r20 = a41 + r19
     dl_da41 = dl_dr20
     # a41 = z40 @ W41 + b41
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db41 = np.sum(dl_dr20, axis=0, out=grads.get("b41"))
     dl_dW41 = np.matmul(z40.T, dl_dr20, out=grads.get("W41"))
     z40_mask = z40 > 0  # [N, 80] bool, taken now so z40 can be released
@@ -1576,6 +1646,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da40 = np.multiply(z40_mask, dl_dz40, out=dl_dz40)
     del z40_mask
     # a40 = z39 @ W40 + b40
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db40 = np.sum(dl_da40, axis=0, out=grads.get("b40"))
     dl_dW40 = np.matmul(z39.T, dl_da40, out=grads.get("W40"))
     z39_mask = z39 > 0  # [N, 80] bool, taken now so z39 can be released
@@ -1583,13 +1654,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz39 = dl_da40 @ W40.T
     del dl_dz40, dl_da40
     # r20 = a41 + r19 and z39 = relu(r19)
-    dl_dr19_mul = np.multiply(z39_mask, dl_dz39, out=dl_dz39)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr19_via_z39: [N, 80], used 2 times
+    dl_dr19_via_z39 = np.multiply(z39_mask, dl_dz39, out=dl_dz39)
     del z39_mask
-    dl_dr19 = np.add(dl_dr20, dl_dr19_mul, out=dl_dr20)
-    del dl_dz39, dl_dr19_mul
+    dl_dr19 = np.add(dl_dr20, dl_dr19_via_z39, out=dl_dr20)
+    del dl_dz39, dl_dr19_via_z39
     # r19 = a39 + r18
     dl_da39 = dl_dr19
     # a39 = z38 @ W39 + b39
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db39 = np.sum(dl_dr19, axis=0, out=grads.get("b39"))
     dl_dW39 = np.matmul(z38.T, dl_dr19, out=grads.get("W39"))
     z38_mask = z38 > 0  # [N, 80] bool, taken now so z38 can be released
@@ -1599,6 +1673,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da38 = np.multiply(z38_mask, dl_dz38, out=dl_dz38)
     del z38_mask
     # a38 = z37 @ W38 + b38
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db38 = np.sum(dl_da38, axis=0, out=grads.get("b38"))
     dl_dW38 = np.matmul(z37.T, dl_da38, out=grads.get("W38"))
     z37_mask = z37 > 0  # [N, 80] bool, taken now so z37 can be released
@@ -1606,13 +1681,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz37 = dl_da38 @ W38.T
     del dl_dz38, dl_da38
     # r19 = a39 + r18 and z37 = relu(r18)
-    dl_dr18_mul = np.multiply(z37_mask, dl_dz37, out=dl_dz37)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr18_via_z37: [N, 80], used 2 times
+    dl_dr18_via_z37 = np.multiply(z37_mask, dl_dz37, out=dl_dz37)
     del z37_mask
-    dl_dr18 = np.add(dl_dr19, dl_dr18_mul, out=dl_dr19)
-    del dl_dz37, dl_dr18_mul
+    dl_dr18 = np.add(dl_dr19, dl_dr18_via_z37, out=dl_dr19)
+    del dl_dz37, dl_dr18_via_z37
     # r18 = a37 + r17
     dl_da37 = dl_dr18
     # a37 = z36 @ W37 + b37
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db37 = np.sum(dl_dr18, axis=0, out=grads.get("b37"))
     dl_dW37 = np.matmul(z36.T, dl_dr18, out=grads.get("W37"))
     z36_mask = z36 > 0  # [N, 80] bool, taken now so z36 can be released
@@ -1622,6 +1700,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da36 = np.multiply(z36_mask, dl_dz36, out=dl_dz36)
     del z36_mask
     # a36 = z35 @ W36 + b36
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db36 = np.sum(dl_da36, axis=0, out=grads.get("b36"))
     dl_dW36 = np.matmul(z35.T, dl_da36, out=grads.get("W36"))
     z35_mask = z35 > 0  # [N, 80] bool, taken now so z35 can be released
@@ -1629,13 +1708,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz35 = dl_da36 @ W36.T
     del dl_dz36, dl_da36
     # r18 = a37 + r17 and z35 = relu(r17)
-    dl_dr17_mul = np.multiply(z35_mask, dl_dz35, out=dl_dz35)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr17_via_z35: [N, 80], used 2 times
+    dl_dr17_via_z35 = np.multiply(z35_mask, dl_dz35, out=dl_dz35)
     del z35_mask
-    dl_dr17 = np.add(dl_dr18, dl_dr17_mul, out=dl_dr18)
-    del dl_dz35, dl_dr17_mul
+    dl_dr17 = np.add(dl_dr18, dl_dr17_via_z35, out=dl_dr18)
+    del dl_dz35, dl_dr17_via_z35
     # r17 = a35 + r16
     dl_da35 = dl_dr17
     # a35 = z34 @ W35 + b35
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db35 = np.sum(dl_dr17, axis=0, out=grads.get("b35"))
     dl_dW35 = np.matmul(z34.T, dl_dr17, out=grads.get("W35"))
     z34_mask = z34 > 0  # [N, 80] bool, taken now so z34 can be released
@@ -1645,6 +1727,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da34 = np.multiply(z34_mask, dl_dz34, out=dl_dz34)
     del z34_mask
     # a34 = z33 @ W34 + b34
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db34 = np.sum(dl_da34, axis=0, out=grads.get("b34"))
     dl_dW34 = np.matmul(z33.T, dl_da34, out=grads.get("W34"))
     z33_mask = z33 > 0  # [N, 80] bool, taken now so z33 can be released
@@ -1652,13 +1735,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz33 = dl_da34 @ W34.T
     del dl_dz34, dl_da34
     # r17 = a35 + r16 and z33 = relu(r16)
-    dl_dr16_mul = np.multiply(z33_mask, dl_dz33, out=dl_dz33)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr16_via_z33: [N, 80], used 2 times
+    dl_dr16_via_z33 = np.multiply(z33_mask, dl_dz33, out=dl_dz33)
     del z33_mask
-    dl_dr16 = np.add(dl_dr17, dl_dr16_mul, out=dl_dr17)
-    del dl_dz33, dl_dr16_mul
+    dl_dr16 = np.add(dl_dr17, dl_dr16_via_z33, out=dl_dr17)
+    del dl_dz33, dl_dr16_via_z33
     # r16 = a33 + r15
     dl_da33 = dl_dr16
     # a33 = z32 @ W33 + b33
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db33 = np.sum(dl_dr16, axis=0, out=grads.get("b33"))
     dl_dW33 = np.matmul(z32.T, dl_dr16, out=grads.get("W33"))
     z32_mask = z32 > 0  # [N, 80] bool, taken now so z32 can be released
@@ -1668,6 +1754,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da32 = np.multiply(z32_mask, dl_dz32, out=dl_dz32)
     del z32_mask
     # a32 = z31 @ W32 + b32
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db32 = np.sum(dl_da32, axis=0, out=grads.get("b32"))
     dl_dW32 = np.matmul(z31.T, dl_da32, out=grads.get("W32"))
     z31_mask = z31 > 0  # [N, 80] bool, taken now so z31 can be released
@@ -1675,13 +1762,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz31 = dl_da32 @ W32.T
     del dl_dz32, dl_da32
     # r16 = a33 + r15 and z31 = relu(r15)
-    dl_dr15_mul = np.multiply(z31_mask, dl_dz31, out=dl_dz31)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr15_via_z31: [N, 80], used 2 times
+    dl_dr15_via_z31 = np.multiply(z31_mask, dl_dz31, out=dl_dz31)
     del z31_mask
-    dl_dr15 = np.add(dl_dr16, dl_dr15_mul, out=dl_dr16)
-    del dl_dz31, dl_dr15_mul
+    dl_dr15 = np.add(dl_dr16, dl_dr15_via_z31, out=dl_dr16)
+    del dl_dz31, dl_dr15_via_z31
     # r15 = a31 + r14
     dl_da31 = dl_dr15
     # a31 = z30 @ W31 + b31
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db31 = np.sum(dl_dr15, axis=0, out=grads.get("b31"))
     dl_dW31 = np.matmul(z30.T, dl_dr15, out=grads.get("W31"))
     z30_mask = z30 > 0  # [N, 80] bool, taken now so z30 can be released
@@ -1691,6 +1781,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da30 = np.multiply(z30_mask, dl_dz30, out=dl_dz30)
     del z30_mask
     # a30 = z29 @ W30 + b30
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db30 = np.sum(dl_da30, axis=0, out=grads.get("b30"))
     dl_dW30 = np.matmul(z29.T, dl_da30, out=grads.get("W30"))
     z29_mask = z29 > 0  # [N, 80] bool, taken now so z29 can be released
@@ -1698,13 +1789,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz29 = dl_da30 @ W30.T
     del dl_dz30, dl_da30
     # r15 = a31 + r14 and z29 = relu(r14)
-    dl_dr14_mul = np.multiply(z29_mask, dl_dz29, out=dl_dz29)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr14_via_z29: [N, 80], used 2 times
+    dl_dr14_via_z29 = np.multiply(z29_mask, dl_dz29, out=dl_dz29)
     del z29_mask
-    dl_dr14 = np.add(dl_dr15, dl_dr14_mul, out=dl_dr15)
-    del dl_dz29, dl_dr14_mul
+    dl_dr14 = np.add(dl_dr15, dl_dr14_via_z29, out=dl_dr15)
+    del dl_dz29, dl_dr14_via_z29
     # r14 = a29 + r13
     dl_da29 = dl_dr14
     # a29 = z28 @ W29 + b29
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db29 = np.sum(dl_dr14, axis=0, out=grads.get("b29"))
     dl_dW29 = np.matmul(z28.T, dl_dr14, out=grads.get("W29"))
     z28_mask = z28 > 0  # [N, 80] bool, taken now so z28 can be released
@@ -1714,6 +1808,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da28 = np.multiply(z28_mask, dl_dz28, out=dl_dz28)
     del z28_mask
     # a28 = z27 @ W28 + b28
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db28 = np.sum(dl_da28, axis=0, out=grads.get("b28"))
     dl_dW28 = np.matmul(z27.T, dl_da28, out=grads.get("W28"))
     z27_mask = z27 > 0  # [N, 80] bool, taken now so z27 can be released
@@ -1721,13 +1816,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz27 = dl_da28 @ W28.T
     del dl_dz28, dl_da28
     # r14 = a29 + r13 and z27 = relu(r13)
-    dl_dr13_mul = np.multiply(z27_mask, dl_dz27, out=dl_dz27)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr13_via_z27: [N, 80], used 2 times
+    dl_dr13_via_z27 = np.multiply(z27_mask, dl_dz27, out=dl_dz27)
     del z27_mask
-    dl_dr13 = np.add(dl_dr14, dl_dr13_mul, out=dl_dr14)
-    del dl_dz27, dl_dr13_mul
+    dl_dr13 = np.add(dl_dr14, dl_dr13_via_z27, out=dl_dr14)
+    del dl_dz27, dl_dr13_via_z27
     # r13 = a27 + r12
     dl_da27 = dl_dr13
     # a27 = z26 @ W27 + b27
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db27 = np.sum(dl_dr13, axis=0, out=grads.get("b27"))
     dl_dW27 = np.matmul(z26.T, dl_dr13, out=grads.get("W27"))
     z26_mask = z26 > 0  # [N, 80] bool, taken now so z26 can be released
@@ -1737,6 +1835,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da26 = np.multiply(z26_mask, dl_dz26, out=dl_dz26)
     del z26_mask
     # a26 = z25 @ W26 + b26
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db26 = np.sum(dl_da26, axis=0, out=grads.get("b26"))
     dl_dW26 = np.matmul(z25.T, dl_da26, out=grads.get("W26"))
     z25_mask = z25 > 0  # [N, 80] bool, taken now so z25 can be released
@@ -1744,13 +1843,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz25 = dl_da26 @ W26.T
     del dl_dz26, dl_da26
     # r13 = a27 + r12 and z25 = relu(r12)
-    dl_dr12_mul = np.multiply(z25_mask, dl_dz25, out=dl_dz25)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr12_via_z25: [N, 80], used 2 times
+    dl_dr12_via_z25 = np.multiply(z25_mask, dl_dz25, out=dl_dz25)
     del z25_mask
-    dl_dr12 = np.add(dl_dr13, dl_dr12_mul, out=dl_dr13)
-    del dl_dz25, dl_dr12_mul
+    dl_dr12 = np.add(dl_dr13, dl_dr12_via_z25, out=dl_dr13)
+    del dl_dz25, dl_dr12_via_z25
     # r12 = a25 + r11
     dl_da25 = dl_dr12
     # a25 = z24 @ W25 + b25
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db25 = np.sum(dl_dr12, axis=0, out=grads.get("b25"))
     dl_dW25 = np.matmul(z24.T, dl_dr12, out=grads.get("W25"))
     z24_mask = z24 > 0  # [N, 80] bool, taken now so z24 can be released
@@ -1760,6 +1862,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da24 = np.multiply(z24_mask, dl_dz24, out=dl_dz24)
     del z24_mask
     # a24 = z23 @ W24 + b24
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db24 = np.sum(dl_da24, axis=0, out=grads.get("b24"))
     dl_dW24 = np.matmul(z23.T, dl_da24, out=grads.get("W24"))
     z23_mask = z23 > 0  # [N, 80] bool, taken now so z23 can be released
@@ -1767,13 +1870,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz23 = dl_da24 @ W24.T
     del dl_dz24, dl_da24
     # r12 = a25 + r11 and z23 = relu(r11)
-    dl_dr11_mul = np.multiply(z23_mask, dl_dz23, out=dl_dz23)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr11_via_z23: [N, 80], used 2 times
+    dl_dr11_via_z23 = np.multiply(z23_mask, dl_dz23, out=dl_dz23)
     del z23_mask
-    dl_dr11 = np.add(dl_dr12, dl_dr11_mul, out=dl_dr12)
-    del dl_dz23, dl_dr11_mul
+    dl_dr11 = np.add(dl_dr12, dl_dr11_via_z23, out=dl_dr12)
+    del dl_dz23, dl_dr11_via_z23
     # r11 = a23 + r10
     dl_da23 = dl_dr11
     # a23 = z22 @ W23 + b23
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db23 = np.sum(dl_dr11, axis=0, out=grads.get("b23"))
     dl_dW23 = np.matmul(z22.T, dl_dr11, out=grads.get("W23"))
     z22_mask = z22 > 0  # [N, 80] bool, taken now so z22 can be released
@@ -1783,6 +1889,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da22 = np.multiply(z22_mask, dl_dz22, out=dl_dz22)
     del z22_mask
     # a22 = z21 @ W22 + b22
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db22 = np.sum(dl_da22, axis=0, out=grads.get("b22"))
     dl_dW22 = np.matmul(z21.T, dl_da22, out=grads.get("W22"))
     z21_mask = z21 > 0  # [N, 80] bool, taken now so z21 can be released
@@ -1790,13 +1897,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz21 = dl_da22 @ W22.T
     del dl_dz22, dl_da22
     # r11 = a23 + r10 and z21 = relu(r10)
-    dl_dr10_mul = np.multiply(z21_mask, dl_dz21, out=dl_dz21)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr10_via_z21: [N, 80], used 2 times
+    dl_dr10_via_z21 = np.multiply(z21_mask, dl_dz21, out=dl_dz21)
     del z21_mask
-    dl_dr10 = np.add(dl_dr11, dl_dr10_mul, out=dl_dr11)
-    del dl_dz21, dl_dr10_mul
+    dl_dr10 = np.add(dl_dr11, dl_dr10_via_z21, out=dl_dr11)
+    del dl_dz21, dl_dr10_via_z21
     # r10 = a21 + r9
     dl_da21 = dl_dr10
     # a21 = z20 @ W21 + b21
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db21 = np.sum(dl_dr10, axis=0, out=grads.get("b21"))
     dl_dW21 = np.matmul(z20.T, dl_dr10, out=grads.get("W21"))
     z20_mask = z20 > 0  # [N, 80] bool, taken now so z20 can be released
@@ -1806,6 +1916,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da20 = np.multiply(z20_mask, dl_dz20, out=dl_dz20)
     del z20_mask
     # a20 = z19 @ W20 + b20
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db20 = np.sum(dl_da20, axis=0, out=grads.get("b20"))
     dl_dW20 = np.matmul(z19.T, dl_da20, out=grads.get("W20"))
     z19_mask = z19 > 0  # [N, 80] bool, taken now so z19 can be released
@@ -1813,13 +1924,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz19 = dl_da20 @ W20.T
     del dl_dz20, dl_da20
     # r10 = a21 + r9 and z19 = relu(r9)
-    dl_dr9_mul = np.multiply(z19_mask, dl_dz19, out=dl_dz19)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr9_via_z19: [N, 80], used 2 times
+    dl_dr9_via_z19 = np.multiply(z19_mask, dl_dz19, out=dl_dz19)
     del z19_mask
-    dl_dr9 = np.add(dl_dr10, dl_dr9_mul, out=dl_dr10)
-    del dl_dz19, dl_dr9_mul
+    dl_dr9 = np.add(dl_dr10, dl_dr9_via_z19, out=dl_dr10)
+    del dl_dz19, dl_dr9_via_z19
     # r9 = a19 + r8
     dl_da19 = dl_dr9
     # a19 = z18 @ W19 + b19
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db19 = np.sum(dl_dr9, axis=0, out=grads.get("b19"))
     dl_dW19 = np.matmul(z18.T, dl_dr9, out=grads.get("W19"))
     z18_mask = z18 > 0  # [N, 80] bool, taken now so z18 can be released
@@ -1829,6 +1943,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da18 = np.multiply(z18_mask, dl_dz18, out=dl_dz18)
     del z18_mask
     # a18 = z17 @ W18 + b18
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db18 = np.sum(dl_da18, axis=0, out=grads.get("b18"))
     dl_dW18 = np.matmul(z17.T, dl_da18, out=grads.get("W18"))
     z17_mask = z17 > 0  # [N, 80] bool, taken now so z17 can be released
@@ -1836,13 +1951,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz17 = dl_da18 @ W18.T
     del dl_dz18, dl_da18
     # r9 = a19 + r8 and z17 = relu(r8)
-    dl_dr8_mul = np.multiply(z17_mask, dl_dz17, out=dl_dz17)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr8_via_z17: [N, 80], used 2 times
+    dl_dr8_via_z17 = np.multiply(z17_mask, dl_dz17, out=dl_dz17)
     del z17_mask
-    dl_dr8 = np.add(dl_dr9, dl_dr8_mul, out=dl_dr9)
-    del dl_dz17, dl_dr8_mul
+    dl_dr8 = np.add(dl_dr9, dl_dr8_via_z17, out=dl_dr9)
+    del dl_dz17, dl_dr8_via_z17
     # r8 = a17 + r7
     dl_da17 = dl_dr8
     # a17 = z16 @ W17 + b17
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db17 = np.sum(dl_dr8, axis=0, out=grads.get("b17"))
     dl_dW17 = np.matmul(z16.T, dl_dr8, out=grads.get("W17"))
     z16_mask = z16 > 0  # [N, 80] bool, taken now so z16 can be released
@@ -1852,6 +1970,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da16 = np.multiply(z16_mask, dl_dz16, out=dl_dz16)
     del z16_mask
     # a16 = z15 @ W16 + b16
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db16 = np.sum(dl_da16, axis=0, out=grads.get("b16"))
     dl_dW16 = np.matmul(z15.T, dl_da16, out=grads.get("W16"))
     z15_mask = z15 > 0  # [N, 80] bool, taken now so z15 can be released
@@ -1859,13 +1978,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz15 = dl_da16 @ W16.T
     del dl_dz16, dl_da16
     # r8 = a17 + r7 and z15 = relu(r7)
-    dl_dr7_mul = np.multiply(z15_mask, dl_dz15, out=dl_dz15)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr7_via_z15: [N, 80], used 2 times
+    dl_dr7_via_z15 = np.multiply(z15_mask, dl_dz15, out=dl_dz15)
     del z15_mask
-    dl_dr7 = np.add(dl_dr8, dl_dr7_mul, out=dl_dr8)
-    del dl_dz15, dl_dr7_mul
+    dl_dr7 = np.add(dl_dr8, dl_dr7_via_z15, out=dl_dr8)
+    del dl_dz15, dl_dr7_via_z15
     # r7 = a15 + r6
     dl_da15 = dl_dr7
     # a15 = z14 @ W15 + b15
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db15 = np.sum(dl_dr7, axis=0, out=grads.get("b15"))
     dl_dW15 = np.matmul(z14.T, dl_dr7, out=grads.get("W15"))
     z14_mask = z14 > 0  # [N, 80] bool, taken now so z14 can be released
@@ -1875,6 +1997,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da14 = np.multiply(z14_mask, dl_dz14, out=dl_dz14)
     del z14_mask
     # a14 = z13 @ W14 + b14
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db14 = np.sum(dl_da14, axis=0, out=grads.get("b14"))
     dl_dW14 = np.matmul(z13.T, dl_da14, out=grads.get("W14"))
     z13_mask = z13 > 0  # [N, 80] bool, taken now so z13 can be released
@@ -1882,13 +2005,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz13 = dl_da14 @ W14.T
     del dl_dz14, dl_da14
     # r7 = a15 + r6 and z13 = relu(r6)
-    dl_dr6_mul = np.multiply(z13_mask, dl_dz13, out=dl_dz13)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr6_via_z13: [N, 80], used 2 times
+    dl_dr6_via_z13 = np.multiply(z13_mask, dl_dz13, out=dl_dz13)
     del z13_mask
-    dl_dr6 = np.add(dl_dr7, dl_dr6_mul, out=dl_dr7)
-    del dl_dz13, dl_dr6_mul
+    dl_dr6 = np.add(dl_dr7, dl_dr6_via_z13, out=dl_dr7)
+    del dl_dz13, dl_dr6_via_z13
     # r6 = a13 + r5
     dl_da13 = dl_dr6
     # a13 = z12 @ W13 + b13
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db13 = np.sum(dl_dr6, axis=0, out=grads.get("b13"))
     dl_dW13 = np.matmul(z12.T, dl_dr6, out=grads.get("W13"))
     z12_mask = z12 > 0  # [N, 80] bool, taken now so z12 can be released
@@ -1898,6 +2024,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da12 = np.multiply(z12_mask, dl_dz12, out=dl_dz12)
     del z12_mask
     # a12 = z11 @ W12 + b12
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db12 = np.sum(dl_da12, axis=0, out=grads.get("b12"))
     dl_dW12 = np.matmul(z11.T, dl_da12, out=grads.get("W12"))
     z11_mask = z11 > 0  # [N, 80] bool, taken now so z11 can be released
@@ -1905,13 +2032,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz11 = dl_da12 @ W12.T
     del dl_dz12, dl_da12
     # r6 = a13 + r5 and z11 = relu(r5)
-    dl_dr5_mul = np.multiply(z11_mask, dl_dz11, out=dl_dz11)  # [N, 80], used 2 times
+    #   relu'(x) = [relu(x) > 0], a mask from the output
+    # dl_dr5_via_z11: [N, 80], used 2 times
+    dl_dr5_via_z11 = np.multiply(z11_mask, dl_dz11, out=dl_dz11)
     del z11_mask
-    dl_dr5 = np.add(dl_dr6, dl_dr5_mul, out=dl_dr6)
-    del dl_dz11, dl_dr5_mul
+    dl_dr5 = np.add(dl_dr6, dl_dr5_via_z11, out=dl_dr6)
+    del dl_dz11, dl_dr5_via_z11
     # r5 = a11 + r4
     dl_da11 = dl_dr5
     # a11 = z10 @ W11 + b11
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db11 = np.sum(dl_dr5, axis=0, out=grads.get("b11"))
     dl_dW11 = np.matmul(z10.T, dl_dr5, out=grads.get("W11"))
     z10_mask = z10 > 0  # [N, 80] bool, taken now so z10 can be released
@@ -1921,20 +2051,21 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_da10 = np.multiply(z10_mask, dl_dz10, out=dl_dz10)
     del z10_mask
     # a10 = z9 @ W10 + b10
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_db10 = np.sum(dl_da10, axis=0, out=grads.get("b10"))
     dl_dW10 = np.matmul(z9.T, dl_da10, out=grads.get("W10"))
     z9_mask = z9 > 0  # [N, 80] bool, taken now so z9 can be released
     del z9
     dl_dz9 = dl_da10 @ W10.T
     del dl_dz10, dl_da10
-    # r5 = a11 + r4 and z9 = relu(r4)
-    dl_dr4_mul = np.multiply(z9_mask, dl_dz9, out=dl_dz9)  # [N, 80], used 2 times
+    # r5 = a11 + r4 and z9 = relu(r4) (relu'(x) = [relu(x) > 0], a mask from the output)
+    dl_dr4_via_z9 = np.multiply(z9_mask, dl_dz9, out=dl_dz9)  # [N, 80], used 2 times
     del z9_mask
-    dl_dr4 = np.add(dl_dr5, dl_dr4_mul, out=dl_dr5)
-    del dl_dz9, dl_dr4_mul
+    dl_dr4 = np.add(dl_dr5, dl_dr4_via_z9, out=dl_dr5)
+    del dl_dz9, dl_dr4_via_z9
     # r4 = a9 + r3
     dl_da9 = dl_dr4
-    # a9 = z8 @ W9 + b9
+    # a9 = z8 @ W9 + b9 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db9 = np.sum(dl_dr4, axis=0, out=grads.get("b9"))
     dl_dW9 = np.matmul(z8.T, dl_dr4, out=grads.get("W9"))
     z8_mask = z8 > 0  # [N, 80] bool, taken now so z8 can be released
@@ -1943,21 +2074,21 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     # z8 = relu(a8) (relu'(x) = [relu(x) > 0], a mask from the output)
     dl_da8 = np.multiply(z8_mask, dl_dz8, out=dl_dz8)
     del z8_mask
-    # a8 = z7 @ W8 + b8
+    # a8 = z7 @ W8 + b8 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db8 = np.sum(dl_da8, axis=0, out=grads.get("b8"))
     dl_dW8 = np.matmul(z7.T, dl_da8, out=grads.get("W8"))
     z7_mask = z7 > 0  # [N, 80] bool, taken now so z7 can be released
     del z7
     dl_dz7 = dl_da8 @ W8.T
     del dl_dz8, dl_da8
-    # r4 = a9 + r3 and z7 = relu(r3)
-    dl_dr3_mul = np.multiply(z7_mask, dl_dz7, out=dl_dz7)  # [N, 80], used 2 times
+    # r4 = a9 + r3 and z7 = relu(r3) (relu'(x) = [relu(x) > 0], a mask from the output)
+    dl_dr3_via_z7 = np.multiply(z7_mask, dl_dz7, out=dl_dz7)  # [N, 80], used 2 times
     del z7_mask
-    dl_dr3 = np.add(dl_dr4, dl_dr3_mul, out=dl_dr4)
-    del dl_dz7, dl_dr3_mul
+    dl_dr3 = np.add(dl_dr4, dl_dr3_via_z7, out=dl_dr4)
+    del dl_dz7, dl_dr3_via_z7
     # r3 = a7 + r2
     dl_da7 = dl_dr3
-    # a7 = z6 @ W7 + b7
+    # a7 = z6 @ W7 + b7 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db7 = np.sum(dl_dr3, axis=0, out=grads.get("b7"))
     dl_dW7 = np.matmul(z6.T, dl_dr3, out=grads.get("W7"))
     z6_mask = z6 > 0  # [N, 80] bool, taken now so z6 can be released
@@ -1966,21 +2097,21 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     # z6 = relu(a6) (relu'(x) = [relu(x) > 0], a mask from the output)
     dl_da6 = np.multiply(z6_mask, dl_dz6, out=dl_dz6)
     del z6_mask
-    # a6 = z5 @ W6 + b6
+    # a6 = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db6 = np.sum(dl_da6, axis=0, out=grads.get("b6"))
     dl_dW6 = np.matmul(z5.T, dl_da6, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 80] bool, taken now so z5 can be released
     del z5
     dl_dz5 = dl_da6 @ W6.T
     del dl_dz6, dl_da6
-    # r3 = a7 + r2 and z5 = relu(r2)
-    dl_dr2_mul = np.multiply(z5_mask, dl_dz5, out=dl_dz5)  # [N, 80], used 2 times
+    # r3 = a7 + r2 and z5 = relu(r2) (relu'(x) = [relu(x) > 0], a mask from the output)
+    dl_dr2_via_z5 = np.multiply(z5_mask, dl_dz5, out=dl_dz5)  # [N, 80], used 2 times
     del z5_mask
-    dl_dr2 = np.add(dl_dr3, dl_dr2_mul, out=dl_dr3)
-    del dl_dz5, dl_dr2_mul
+    dl_dr2 = np.add(dl_dr3, dl_dr2_via_z5, out=dl_dr3)
+    del dl_dz5, dl_dr2_via_z5
     # r2 = a5 + r1
     dl_da5 = dl_dr2
-    # a5 = z4 @ W5 + b5
+    # a5 = z4 @ W5 + b5 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db5 = np.sum(dl_dr2, axis=0, out=grads.get("b5"))
     dl_dW5 = np.matmul(z4.T, dl_dr2, out=grads.get("W5"))
     z4_mask = z4 > 0  # [N, 80] bool, taken now so z4 can be released
@@ -1989,21 +2120,21 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     # z4 = relu(a4) (relu'(x) = [relu(x) > 0], a mask from the output)
     dl_da4 = np.multiply(z4_mask, dl_dz4, out=dl_dz4)
     del z4_mask
-    # a4 = z3 @ W4 + b4
+    # a4 = z3 @ W4 + b4 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db4 = np.sum(dl_da4, axis=0, out=grads.get("b4"))
     dl_dW4 = np.matmul(z3.T, dl_da4, out=grads.get("W4"))
     z3_mask = z3 > 0  # [N, 80] bool, taken now so z3 can be released
     del z3
     dl_dz3 = dl_da4 @ W4.T
     del dl_dz4, dl_da4
-    # r2 = a5 + r1 and z3 = relu(r1)
-    dl_dr1_mul = np.multiply(z3_mask, dl_dz3, out=dl_dz3)  # [N, 80], used 2 times
+    # r2 = a5 + r1 and z3 = relu(r1) (relu'(x) = [relu(x) > 0], a mask from the output)
+    dl_dr1_via_z3 = np.multiply(z3_mask, dl_dz3, out=dl_dz3)  # [N, 80], used 2 times
     del z3_mask
-    dl_dr1 = np.add(dl_dr2, dl_dr1_mul, out=dl_dr2)
-    del dl_dz3, dl_dr1_mul
+    dl_dr1 = np.add(dl_dr2, dl_dr1_via_z3, out=dl_dr2)
+    del dl_dz3, dl_dr1_via_z3
     # r1 = a3 + a1
     dl_da3 = dl_dr1
-    # a3 = z2 @ W3 + b3
+    # a3 = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db3 = np.sum(dl_dr1, axis=0, out=grads.get("b3"))
     dl_dW3 = np.matmul(z2.T, dl_dr1, out=grads.get("W3"))
     z2_mask = z2 > 0  # [N, 80] bool, taken now so z2 can be released
@@ -2012,16 +2143,16 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     # z2 = relu(a2) (relu'(x) = [relu(x) > 0], a mask from the output)
     dl_da2 = np.multiply(z2_mask, dl_dz2, out=dl_dz2)
     del z2_mask
-    # a2 = z1 @ W2 + b2
+    # a2 = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db2 = np.sum(dl_da2, axis=0, out=grads.get("b2"))
     dl_dW2 = np.matmul(z1.T, dl_da2, out=grads.get("W2"))
     z1_mask = z1 > 0  # [N, 80] bool, taken now so z1 can be released
     del z1
     dl_dz1 = dl_da2 @ W2.T
     del dl_dz2, dl_da2
-    # r1 = a3 + a1 and z1 = relu(a1)
+    # r1 = a3 + a1 and z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dl_da1 = np.add(dl_dr1, z1_mask * dl_dz1, out=dl_dr1)
-    # a1 = x @ W1 + b1
+    # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db1 = np.sum(dl_da1, axis=0, out=grads.get("b1"))
     dl_dW1 = np.matmul(x.T, dl_da1, out=grads.get("W1"))
 

@@ -55,15 +55,21 @@ CONFIG = {
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
-        # W1: xavier: std = sqrt(1 / fan_in), fan_in = 1; xavier: the default for a dense layer not followed by a ReLU-family activation; W1 is used as x @ W1, so fan_in is its first dimension
+        # W1: xavier: std = sqrt(1 / fan_in), fan_in = 1
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W1 is used as x @ W1, so fan_in is its first dimension
         "W1": rng.normal(0.0, np.sqrt(1 / 1), size=(1, 16)),
         # b1: zeros
         "b1": np.zeros((16,), dtype=DTYPE),
-        # W2: xavier: std = sqrt(1 / fan_in), fan_in = 16; xavier: the default for a dense layer not followed by a ReLU-family activation; W2 is used as z1 @ W2, so fan_in is its first dimension
+        # W2: xavier: std = sqrt(1 / fan_in), fan_in = 16
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W2 is used as z1 @ W2, so fan_in is its first dimension
         "W2": rng.normal(0.0, np.sqrt(1 / 16), size=(16, 16)),
         # b2: zeros
         "b2": np.zeros((16,), dtype=DTYPE),
-        # W3: xavier: std = sqrt(1 / fan_in), fan_in = 16; xavier: the default for a dense layer not followed by a ReLU-family activation; W3 is used as z2 @ W3, so fan_in is its first dimension
+        # W3: xavier: std = sqrt(1 / fan_in), fan_in = 16
+        # xavier: the default for a dense layer not followed by a ReLU-family activation
+        # W3 is used as z2 @ W3, so fan_in is its first dimension
         "W3": rng.normal(0.0, np.sqrt(1 / 16), size=(16, 1)),
         # b3: zeros
         "b3": np.zeros((1,), dtype=DTYPE),
@@ -143,11 +149,11 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     L = np.mean(L_sub**2)
 
     # backward
-    # loss L = mse(f, y)
+    # loss L = mse(f, y) (d mean(x) = mean(dx): the adjoint / count to every element)
     dL_df = 2 * L_sub
     dL_df *= 1.0 / x.shape[0]
     del f, L_sub
-    # f = z2 @ W3 + b3
+    # f = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_df, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_df, out=grads.get("W3"))
     dL_dz2 = dL_df @ W3.T
@@ -155,14 +161,14 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     # z2 = tanh(a2) (tanh'(x) = 1 - tanh(x)^2, from the output)
     dL_da2 = np.multiply(1 - z2**2, dL_dz2, out=dL_dz2)
     del a2, z2
-    # a2 = z1 @ W2 + b2
+    # a2 = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))
     dL_dz1 = dL_da2 @ W2.T
     del dL_dz2, dL_da2
     # z1 = tanh(a1) (tanh'(x) = 1 - tanh(x)^2, from the output)
     dL_da1 = np.multiply(1 - z1**2, dL_dz1, out=dL_dz1)
-    # a1 = x @ W1 + b1
+    # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))
     dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))
 

@@ -138,7 +138,7 @@ def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
     dl_dbeta3 = dl_df3
     dl_domega3 = h3 * dl_df3
     dl_dh3 = omega3 * dl_df3
-    # h3 = cos(f2)
+    # h3 = cos(f2) (cos'(x) = -sin(x))
     dl_df2 = -np.sin(f2) * dl_dh3
     # f2 = beta2 + omega2 * h2
     dl_dbeta2 = dl_df2
@@ -150,7 +150,7 @@ def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
     dl_dbeta1 = dl_df1
     dl_domega1 = h1 * dl_df1
     dl_dh1 = omega1 * dl_df1
-    # h1 = sin(f0)
+    # h1 = sin(f0) (sin'(x) = cos(x))
     dl_df0 = np.cos(f0) * dl_dh1
     # f0 = beta0 + omega0 * x
     dl_dbeta0 = dl_df0

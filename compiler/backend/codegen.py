@@ -216,28 +216,83 @@ def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
     return lines
 
 
-def _comment(st: Statement, backward: dict[str, Binding], quoted,
-             said: set[str] | None = None) -> str | None:
+def _comment(st: Statement, backward: dict[str, Binding], quoted, rules: dict[str, list[str]],
+             said: set[str] | None = None) -> tuple[str, ...] | None:
     """The comment heading a step: the forward equations it differentiates (``quoted``:
-    a binding -> the spec text of its sources); with ``said`` (the textbook style),
-    only those not quoted before in the function."""
-    if st.kind == "temp":
-        return st.comment
+    a binding -> the spec text of its sources) and the rules their backward steps apply
+    (``rules``: a spec text -> its rules), on one line when it fits, else the rules on
+    the lines after it; with ``said`` (the textbook style), only equations not quoted
+    before in the function."""
     bd = backward.get(st.name)
     if bd is None:
         return None
-    if bd.sources:
-        lines = quoted(bd)
-        if said is not None:
-            lines = [ln for ln in lines if ln not in said]
-            if not lines:
-                return None
-        text = _listed(lines, STATEMENT_WIDTH - 2)
-        if bd.note and len(bd.note) <= 60 and any(w in bd.note for w in
-                                                   ("output", "fused", "mask", "itself")):
-            text += f" ({bd.note})"
-        return text
-    return bd.note
+    if not bd.sources:
+        return (bd.note,) if bd.note else None
+    lines = quoted(bd)
+    if said is not None:
+        lines = [ln for ln in lines if ln not in said]
+        if not lines:
+            return None
+    text, shown = _listed(lines, STATEMENT_WIDTH - 2)
+    said_rules = "; ".join(dict.fromkeys(r for ln in lines[:shown] for r in rules.get(ln, ())))
+    if not said_rules:
+        return (text,)
+    if len(text) + len(said_rules) + 3 <= STATEMENT_WIDTH - 2:
+        return (f"{text} ({said_rules})",)
+    return (text, *_wrapped(said_rules, STATEMENT_WIDTH - 4))
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width=width, break_on_hyphens=False)
+
+
+def _equation_rules(prog: Program) -> dict[str, list[str]]:
+    """Each forward equation's spec text -> the calculus rules its backward steps apply,
+    as a heading quotes them: for an equation computed in named steps (batch norm), the
+    steps the chain rule goes back through; else, on each path from the equation's
+    result towards a differentiated value, the first operation whose rule says more
+    than the equation shows (``_says_more``: ``relu``, ``@``, a fused loss, pooling)."""
+    wrt = {bd.node.id for bd in prog.leaves if bd.name in prog.wrt}
+    named = {bd.node.id for bd in prog.leaves + prog.forward}
+    needs: set[int] = set()  # nodes an adjoint flows through: they depend on a wrt leaf
+    for n in topo_order([bd.node for bd in prog.forward]):
+        if n.id in wrt or any(a.id in needs for a in n.args):
+            needs.add(n.id)
+    steps: dict[str, list[str]] = {}
+    for bd in prog.forward:
+        if bd.sources and bd.node.id in needs:
+            steps.setdefault(bd.sources[0], []).append(bd.name)
+    rules: dict[str, list[str]] = {}
+    for bd in prog.forward:
+        text = source_text(prog, bd) or bd.name
+        if bd.name in steps:
+            names = steps[bd.name][::-1]  # in the order the backward pass takes them
+            rules[text] = [f"the chain rule back through its step{'s' * (len(names) > 1)} "
+                           f"{', '.join(names)}"]
+            continue
+        if bd.sources:  # a step: its equation's heading speaks for it
+            continue
+        found, stack, seen = rules.setdefault(text, []), [bd.node], set()
+        while stack:
+            n = stack.pop()
+            if n.id in seen or n.id not in needs:
+                continue
+            seen.add(n.id)
+            if _says_more(PRIMITIVES[n.op]):
+                found.append(PRIMITIVES[n.op].rule)
+                continue
+            stack.extend(a for a in reversed(n.args) if a.id not in named)
+    return {text: list(dict.fromkeys(found)) for text, found in rules.items() if found}
+
+
+def _says_more(prim) -> bool:
+    """Whether an operation's rule says more than the equation shows: not arithmetic
+    (``a * b``: the spec writes it), not a view or a count, not a draw or a comparison
+    (no adjoint flows through those)."""
+    return bool(prim.rule) and prim.vjp is not None and prim.fold is None \
+        and not prim.cheap and not prim.random and prim.dtype is None
 
 
 @dataclass(frozen=True)
@@ -282,9 +337,10 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
         lines.append("")
         lines.append("# forward")
     last_comment = None
-    said: set[str] = set()  # textbook: each forward equation heads its steps once
+    said: set = set()  # textbook: each forward equation heads its steps once
 
     texts: dict[str, list[str]] = {}
+    rules = _equation_rules(prog) if backward else {}
 
     def quoted(bd: Binding) -> list[str]:
         """The spec text of the forward equations a backward binding differentiates
@@ -297,11 +353,13 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     def head(st: Statement) -> None:
         """The forward line a step differentiates, above it, when it changes."""
         nonlocal last_comment
-        comment = _comment(st, backward, quoted, said if style == "textbook" else None)
+        comment = _comment(st, backward, quoted, rules,
+                           said if style == "textbook" else None)
         if comment == last_comment:
             return
         if comment and not (style == "textbook" and comment in said):
-            lines.append(_line(f"# {safe_comment(comment)}", st.name))
+            lines.extend(_line(("# " if k == 0 else "#   ") + safe_comment(text), st.name)
+                         for k, text in enumerate(comment))
             said.add(comment)
             bd = backward.get(st.name)
             if bd is not None:
@@ -348,13 +406,13 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     return lines, facts
 
 
-def _listed(equations: list[str], width: int) -> str:
+def _listed(equations: list[str], width: int) -> tuple[str, int]:
     """Equations joined by "and" for a comment: as many as fit in ``width`` columns,
     then how many more (a weight shared by a thousand equations heads its gradient with
-    one line, not a thousand equations); one equation is given whole."""
-    text = " and ".join(equations)
-    if len(text) <= width or len(equations) == 1:
-        return text
+    one line, not a thousand equations); one equation is given whole. And how many are
+    shown."""
+    if len(equations) == 1 or sum(len(eq) + 5 for eq in equations) - 5 <= width:
+        return " and ".join(equations), len(equations)
     shown, size = 0, 0
     for k, eq in enumerate(equations):
         more = f" and {len(equations) - k - 1} more" if k + 1 < len(equations) else ""
@@ -363,7 +421,7 @@ def _listed(equations: list[str], width: int) -> str:
             break
         shown = k + 1
     rest = len(equations) - shown
-    return " and ".join(equations[:shown]) + (f" and {rest} more" if rest else "")
+    return " and ".join(equations[:shown]) + (f" and {rest} more" if rest else ""), shown
 
 
 def _deletions(names: list[str]) -> list[str]:
@@ -529,7 +587,8 @@ def _origins(prog: Program, text: str, functions: list[_Function]
 
 def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
     """The entries of ``init_params`` or ``init_state``: each value's formula and a
-    comment saying which rule made it."""
+    comment saying which rule made it: a line per clause of the rule's note, each
+    wrapped to fit (at 8 columns)."""
     entries = []
     for bd in bindings:
         init = prog.inits[bd.name]
@@ -541,8 +600,10 @@ def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
             # a given array too wide for one line: laid out as black lays it out
             lines = call("np.array", [_numbers(init.args["value"]), Code("dtype=DTYPE")],
                          8, key, ",")
-        entries.append({"lines": lines, "comment": safe_comment(
-            f"{bd.name}: {comment}" + (f"; {init.note}" if init.note else ""))})
+        clauses = [f"{bd.name}: {comment}", *(init.note.split("; ") if init.note else ())]
+        entries.append({"lines": lines, "comment": [
+            line for clause in clauses
+            for line in _wrapped(safe_comment(clause), LINE_LENGTH - 10)]})
     return entries
 
 

@@ -171,10 +171,10 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
                 continue
             work.append((n, root, True))
             work.extend((a, False, False) for a in reversed(n.args))
-        def add_temp(t: Node, why: str) -> None:
-            name = fresh(_temp_name(prog, bd, t), taken)
+        def add_temp(t: Node, why: str | None = None) -> None:
+            name = fresh(_temp_name(prog, p, bd, t), taken)
             out.append(_statement(p, name, t, "temp", statement_names,
-                                  f"{fmt_shape(t.shape)}, {why}"))
+                                  ", ".join(filter(None, (fmt_shape(t.shape), why)))))
             temp_ids.add(t.id)
             p.names[t.id] = name
             statement_names[t.id] = name
@@ -184,8 +184,8 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
             add_temp(t, f"used {uses[t.id]} times" if uses[t.id] > 1 else
                      f"kept for {later}" if later else "drawn once")
         if not (bd.node.id in p.names and not bd.node.is_const):
-            for t in _split_long_line(prog, p, bd):
-                add_temp(t, "named to keep the line short")
+            for t in _split_long_line(prog, p, bd):  # its name says what it is
+                add_temp(t)
         if bd.node.id in p.names and not bd.node.is_const:
             out.append(Statement(bd.name, p.names[bd.node.id], bd.node, bd.kind, alias=True))
             if bd.kind == "adjoint" and (bd.node.op in NAMED_LEAVES
@@ -211,8 +211,18 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
     return out
 
 
-def _temp_name(prog: Program, bd: Binding, t: Node) -> str:
-    return prog.hints.get(t.id) or f"{bd.name}_{t.op}"
+def _temp_name(prog: Program, p: Printer, bd: Binding, t: Node) -> str:
+    """A temporary's name, by its role: the name a rule or a function gave it
+    (``a1_col``, ``dl_dr23_via_z47``), a test of a named value as that value's mask
+    (``z49_mask``), else the operation of ``bd``'s expression it is (``L_sub``)."""
+    if t.id in prog.hints:
+        return prog.hints[t.id]
+    if PRIMITIVES[t.op].dtype == "bool":
+        tested = next((p.names[a.id] for a in t.args if a.id in p.names and not a.is_const),
+                      None)
+        if tested is not None:
+            return f"{tested}_mask"
+    return f"{bd.name}_{t.op}"
 
 
 def _split_long_line(prog: Program, p: Printer, bd: Binding):
@@ -237,7 +247,7 @@ def _split_long_line(prog: Program, p: Printer, bd: Binding):
             if PRIMITIVES[n.op].cheap and n.id not in prog.hints:  # a named view may go
                 continue
             size = len(p.text(n))
-            if size > best_len and len(_temp_name(prog, bd, n)) + 3 + size <= STATEMENT_WIDTH:
+            if size > best_len and len(_temp_name(prog, p, bd, n)) + 3 + size <= STATEMENT_WIDTH:
                 best, best_len = n, size
         if best is None:
             return  # nothing left to name that would fit: black lays the line out
@@ -273,14 +283,14 @@ def _split_huge_line(prog: Program, p: Printer, bd: Binding):
     chosen_ids: set[int] = set()
 
     def fits(n: Node, size: int) -> bool:
-        return len(_temp_name(prog, bd, n)) + _NAME_SLACK + 3 + size <= STATEMENT_WIDTH
+        return len(_temp_name(prog, p, bd, n)) + _NAME_SLACK + 3 + size <= STATEMENT_WIDTH
 
     def leaf(n: Node) -> bool:
         return n.id in p.names or n.is_const or n.op in NAMED_LEAVES
 
     def printed(n: Node) -> tuple[str, int]:
         if n.id in chosen_ids:
-            return "x" * (len(_temp_name(prog, bd, n)) + _NAME_SLACK), ATOM
+            return "x" * (len(_temp_name(prog, p, bd, n)) + _NAME_SLACK), ATOM
         return length[n.id]
 
     work: list[tuple[Node, bool]] = [(bd.node, False)]

@@ -82,6 +82,27 @@ def _one_sum(gshape, drop, keep, shape, like) -> bool:
     return (like is not None and like.op in LEAVES) or all(isinstance(d, int) for d in shape)
 
 
+# The names of a rule's steps, by the word the rule gives each (``b.hint``): the adjoint
+# of a value the forward pass holds (conv's patch matrix a1_col), else a role of the
+# equation's own (``p1_argmax``; the conv's adjoint laid out one row per filter, and the
+# filters' gradient before it takes W's shape).
+STEP_NAMES = {"col": "d{loss}_d{eq}_col", "argmax": "{eq}_argmax",
+              "rows": "{eq}_grad_rows", "filters": "{eq}_filters_grad"}
+
+
+def _name_parts(hints: dict[int, str], adjoint: str, parts: list, partial: list) -> None:
+    """Names for the terms of an adjoint summed from several uses, should they become
+    temporaries: each term by the equation it comes through (``dl_dr23_via_z47``), each
+    running sum as such (``sum_dL_dw``)."""
+    if len(parts) < 2:
+        return
+    for term, equation, _ in parts:
+        if equation is not None:
+            hints.setdefault(term.id, f"{adjoint}_via_{equation}")
+    for running in partial:
+        hints.setdefault(running.id, f"sum_{adjoint}")
+
+
 def differentiate(prog: Program) -> Program:
     b = Builder(prog.dtype)
     b.symbol_table(prog.inputs + prog.targets, prog.symbols)
@@ -131,9 +152,10 @@ def differentiate(prog: Program) -> Program:
         """Sum the contributions to ``n`` and bind the adjoint if ``n`` has a name."""
         parts = contribs.pop(n.id)
         b.span = n.span
-        g = parts[0][0]
+        g, sums = parts[0][0], []
         for p, _, _ in parts[1:]:
             g = b.op("add", g, p)
+            sums.append(g)
         bd = named.get(n.id)
         if n.id in wrt_ids and (g.shape != n.shape or not g.is_array):
             g = expand(b, g, n)  # a gradient is an array of its variable's shape and dtype
@@ -142,6 +164,7 @@ def differentiate(prog: Program) -> Program:
         if bd is not None:
             name = fresh(adjoint_name(prog.loss, bd.name), taken)
             adj_names[n.id] = name
+            _name_parts(hints, name, parts, sums[:-1])
             sources = tuple(dict.fromkeys((src, rule) for _, src, rule in parts if src))
             kind = "grad" if n.op in LEAVES else "seed" if n is loss_node else "adjoint"
             backward.append(Binding(name, g, kind,
@@ -165,10 +188,10 @@ def differentiate(prog: Program) -> Program:
         rule = prim.rule
         b.hints.clear()
         parts = prim.vjp(b, n, g)
-        for node_id, hint in b.hints.items():  # a rule's names for its steps: dL_da1_rows,
-            base = f"{owner.get(n.id, 'v')}_{hint}"  # or p1_argmax for a mask
-            hints.setdefault(node_id, base if hint == "argmax" else
-                             adjoint_name(prog.loss, base))
+        for node_id, hint in b.hints.items():  # a rule's names for its steps
+            equation = owner.get(n.id, "v")
+            hints.setdefault(node_id, STEP_NAMES.get(hint, "{eq}_{hint}").format(
+                loss=prog.loss, eq=equation, hint=hint))
         for arg, c in zip(n.args, parts):
             if c is None or arg.id not in needs:
                 continue

@@ -75,7 +75,7 @@ def test_source_map_links_a_spec_line_to_its_forward_and_backward_lines():
     linked = [lines[c - 1].strip() for c, s in mapping.items() if s == spec_line]
     assert "h1 = np.sin(f0)" in linked  # forward (in predict, loss and loss_and_grad)
     assert "dl_df0 = np.cos(f0) * dl_dh1" in linked  # backward
-    assert "# h1 = sin(f0)" in linked  # the header of that backward group
+    assert "# h1 = sin(f0) (sin'(x) = cos(x))" in linked  # the header of that backward group
     assert all("f2" not in ln or "f0" in ln for ln in linked)
 
 
