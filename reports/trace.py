@@ -258,7 +258,7 @@ def _statements(prog: Program):
     """The textbook code's statements: the forward pass with each state update right
     after the equation that computes it (as ``loss_and_grad`` writes it), the backward
     pass."""
-    from ..compiler.backend.codegen import with_updates
+    from ..compiler.backend.functions import with_updates
     from ..compiler.backend.printer import Printer, schedule
 
     return schedule(prog, with_updates(prog, prog.forward) + list(prog.backward),

@@ -23,7 +23,7 @@ from .errors import UserError
 
 def contract(prog) -> types.SimpleNamespace:
     """The declarations of the module ``prog`` compiles to that the data checks read."""
-    from ..compiler.backend.codegen import config_of
+    from ..compiler.backend.config import config_of
 
     return types.SimpleNamespace(
         INPUTS={bd.name: tuple(bd.node.shape) for bd in prog.inputs},

@@ -7,7 +7,7 @@ generator writes black's style itself: string literals in ASCII with black's cho
 quotes, data literals on one line when they fit in 88 columns and one item per line with
 a trailing comma when they do not, ``**`` hugging simple operands, signatures, calls and
 operator chains split as black splits them, comments on lines of their own.
-``codegen._laid_out`` gives black a single statement of a shape not covered here (rare;
+``layout.laid_out`` gives black a single statement of a shape not covered here (rare;
 in memory, never cached on disk), and the whole module only if a line is still too wide.
 Tests hold the result to black's own output on every gallery spec, on random specs and
 on random pieces of each shape."""

@@ -98,10 +98,10 @@ def test_source_map_points_every_backward_step_at_the_equation_it_differentiates
 
 
 def test_source_map_is_empty_rather_than_wrong_when_black_moves_lines(monkeypatch):
-    from bpc.compiler.backend import codegen
+    from bpc.compiler.backend import codegen, layout
 
     monkeypatch.setattr(codegen, "needs_black", lambda text: True)
-    monkeypatch.setattr(codegen, "_black", lambda text: "\n" + text)  # every line moves
+    monkeypatch.setattr(layout, "black", lambda text: "\n" + text)  # every line moves
     comp = Compilation.from_file(REPO / "specs" / "toy.bp")
     assert comp.generated.origins == {} and comp.spec_lines == {}
     assert comp.generated.starts == {}

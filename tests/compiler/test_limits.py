@@ -163,12 +163,12 @@ def test_wide_lines_never_send_the_module_through_black(shape, size, monkeypatch
     """Every line bpc writes is laid out as black would lay it out, by bpc: del lists and
     equation lists in comments are bounded, statements split (issue 22)."""
     from compile_scaling import SHAPES
-    from bpc.compiler.backend import codegen
+    from bpc.compiler.backend import layout
 
     def refuse(text):
         raise AssertionError("black ran")
 
-    monkeypatch.setattr(codegen, "_black", refuse)
+    monkeypatch.setattr(layout, "black", refuse)
     _, source = compile_text(SHAPES[shape](size), "t.bp")
     lines = source.splitlines()
     assert max(len(line) for line in lines if not line.lstrip().startswith("#")) <= 88

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bpc.compiler.backend import codegen, pyfmt
+from bpc.compiler.backend import layout, pyfmt
 from bpc.compiler.backend.codegen import generate
 from bpc.compiler.pipeline import program_from_file, program_from_text
 from conftest import SPECS
@@ -38,7 +38,7 @@ def no_module_black(monkeypatch):
     def refuse(text):
         raise AssertionError("black ran on the whole module")
 
-    monkeypatch.setattr(codegen, "_black", refuse)
+    monkeypatch.setattr(layout, "black", refuse)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
@@ -174,7 +174,7 @@ def test_operator_statements_are_split_as_black_splits_them(target, op, terms, i
 def test_a_long_fused_loss_is_laid_out_without_black(no_module_black, monkeypatch):
     """The one statement random specs still sent through black: a loss summing a fused
     cross-entropy that prints as one long expression."""
-    monkeypatch.setattr(codegen, "_black_statement", lambda line: pytest.fail(line))
+    monkeypatch.setattr(layout, "black_statement", lambda line: pytest.fail(line))
     text = ("model rnd\ninput x : [N, 3]\ntarget t0 : [N]\nv1 = transpose(x)\n"
             "v4 = transpose(v1[0::2])\n"
             "loss L = sum(sin(v4)) + softmax_cross_entropy(v4, t0) + 0.5 * mean(v1)\n"
