@@ -16,11 +16,16 @@ from ..compiler.vocab import DATASET_RANGES
 
 from .batching import (Dataset, arrange, batch_at, batch_axes, batch_dim, batch_order,
                        batches, example_count, examples)
-from .conform import _numbers, conform, labels_of, onehot_of
+from .conform import conform
 from .datafiles import load_file
-from .datasets import GENERATORS, builtin, digits, fetch, mnist, synthetic
+from .datasets import GENERATORS, builtin, digits, fetch, mnist
 from .errors import UserError
-from .files import open_regular, read_npz, remove_temporaries
+
+# What callers train with, from one place; digits, mnist and fetch for their tests.
+__all__ = ["Dataset", "arrange", "batch_at", "batch_axes", "batch_dim", "batch_order",
+           "batches", "builtin", "conform", "data_flag_problem", "data_problem", "digits",
+           "example_count", "examples", "fetch", "load", "load_file", "mnist",
+           "parse_data_flag", "spec_folder"]
 
 
 def load(source: dict | str | None, module, seed: int = 0) -> Dataset:
