@@ -43,11 +43,11 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data") -> dict[
     for name, shape in declared.items():
         if name not in arrays:
             continue
-        a = _numbers(name, np.asarray(arrays[name]), where)
+        a = finite_numbers(name, np.asarray(arrays[name]), where)
         a = _labels_or_one_hot(name, a, tuple(shape), name in label_names, where)
         if a.ndim != len(shape):
             raise UserError(f"{where}: '{name}' has shape {tuple(a.shape)}, but the spec "
-                            f"declares {_fmt(shape)} ({len(shape)} dimensions)")
+                            f"declares {shape_text(shape)} ({len(shape)} dimensions)")
         for axis, (want, got) in enumerate(zip(shape, a.shape)):
             if isinstance(want, str):
                 if want in bound and bound[want][0] != got:
@@ -59,7 +59,7 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data") -> dict[
                 bound.setdefault(want, (got, name, axis))
             elif want != got:
                 raise UserError(f"{where}: '{name}' has {got} at axis {axis}, but the spec "
-                                f"declares {want} there (shape {_fmt(shape)})")
+                                f"declares {want} there (shape {shape_text(shape)})")
         if name in label_names:  # checked as read, before a cast could wrap them
             _check_labels(name, a, label_names[name], where)
             out[name] = a.astype(np.int64, copy=False)
@@ -75,7 +75,7 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data") -> dict[
     return out
 
 
-def _numbers(name: str, a: np.ndarray, where: str) -> np.ndarray:
+def finite_numbers(name: str, a: np.ndarray, where: str) -> np.ndarray:
     """``a`` if it holds finite real numbers (booleans and integers included); an error
     naming the array otherwise, before any cast could drop an imaginary part, parse text
     or carry a NaN into training."""
@@ -147,5 +147,5 @@ def _labels_or_one_hot(name, a, shape, wants_labels, where):
     return a
 
 
-def _fmt(shape) -> str:
+def shape_text(shape) -> str:
     return "scalar" if not shape else "[" + ", ".join(map(str, shape)) + "]"

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .batching import Dataset, arrange, batch_axes
-from .conform import _fmt
+from .conform import shape_text
 from .errors import UserError
-from .files import _gb, memory_available, open_regular, read_npz
+from .files import bytes_text, memory_available, open_regular, read_npz
 
 
 def load_file(path: str | Path, module, origin: str | None = None) -> Dataset:
@@ -31,8 +31,8 @@ def load_file(path: str | Path, module, origin: str | None = None) -> Dataset:
         return _load_file(p, module)
     except MemoryError:  # a CSV's values, which no header announces
         size = p.stat().st_size
-        raise UserError(f"data file {p} ({_gb(size)}) does not fit in memory "
-                        f"({_gb(memory_available())} available)",
+        raise UserError(f"data file {p} ({bytes_text(size)}) does not fit in memory "
+                        f"({bytes_text(memory_available())} available)",
                         "use a smaller data set, or a machine with more memory") from None
 
 
@@ -77,7 +77,7 @@ def _unflatten_images(train: dict, test: dict, module, filename: str) -> list[st
                 arrays[name] = a.reshape((len(a), *shape[1:]))
                 done.setdefault(name, (a.shape[1], shape))
     return [f"'{name}' in {filename} holds flat rows of {flat} values; reshaped to "
-            f"{_fmt(shape)} as the spec declares (row-major, as NumPy's reshape)"
+            f"{shape_text(shape)} as the spec declares (row-major, as NumPy's reshape)"
             for name, (flat, shape) in done.items()]
 
 
@@ -140,7 +140,7 @@ def _read_csv(p: Path, module) -> dict[str, np.ndarray]:
                     ([f"extra {few(extra)}"] if extra else [])
                 raise UserError(
                     f"{p}: the columns for '{name}' must be {name}0 … {name}{want - 1}"
-                    + (f" (one per value of an example of {_fmt(shape)})" if size else "")
+                    + (f" (one per value of an example of {shape_text(shape)})" if size else "")
                     + ": " + "; ".join(wrong),
                     f"name the columns '{name}0', '{name}1', … with no gap")
             columns = values[:, [multi[k] for k in range(want)]]
@@ -252,7 +252,7 @@ def _csv_layout(p: Path, name: str, columns: np.ndarray, shape: tuple,
         a = np.ascontiguousarray(columns).reshape(target)  # columns of a row-major table
     except ValueError:
         raise UserError(f"{p}: the {columns.shape[1]} column(s) for '{name}' do not fit its "
-                        f"declared shape {_fmt(shape)}",
+                        f"declared shape {shape_text(shape)}",
                         f"give one column per value of an example: '{name}0', '{name}1', …"
                         ) from None
     return arrange(a, shape, axis)

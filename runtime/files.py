@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .conform import _fmt
+from .conform import shape_text
 from .errors import UserError
 
 
@@ -47,7 +47,7 @@ def memory_available() -> int:
     return int(available)
 
 
-def _gb(n: int) -> str:
+def bytes_text(n: int) -> str:
     return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"
 
 
@@ -151,12 +151,12 @@ def read_npz(p: Path, wanted, what: str = "data file", dtype=None,
                     count * np.dtype(dtype).itemsize if dtype is not None else 0)
             available = memory_available()
             if need > available:
-                sizes = ", ".join(f"'{k}' {_fmt(list(h[0]))} {h[1]}" for k, h in
+                sizes = ", ".join(f"'{k}' {shape_text(list(h[0]))} {h[1]}" for k, h in
                                   headers.items())
                 raise UserError(f"{label} is too large to load: its arrays ({sizes}) "
-                                f"need about {_gb(need)} of memory, and {_gb(available)} "
-                                "is available", "use a smaller data set, or a machine "
-                                "with more memory")
+                                f"need about {bytes_text(need)} of memory, and "
+                                f"{bytes_text(available)} is available",
+                                "use a smaller data set, or a machine with more memory")
             out = {}
             for name, info in members.items():
                 try:
@@ -194,6 +194,6 @@ def _npy_header(label, zf, info, name, hint):
                         "does not load (it would run code from the file)", hint)
     if any(d < 0 for d in shape) or math.prod(shape) * dt.itemsize != info.file_size - start:
         raise UserError(f"{label}: the array '{name}' is damaged: its header says "
-                        f"{_fmt(list(shape))} {dt} ({math.prod(shape) * dt.itemsize} bytes), "
+                        f"{shape_text(list(shape))} {dt} ({math.prod(shape) * dt.itemsize} bytes), "
                         f"the file holds {max(info.file_size - start, 0)} bytes of it", hint)
     return tuple(shape), dt

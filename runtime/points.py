@@ -17,7 +17,7 @@ import types
 
 import numpy as np
 
-from .conform import _numbers, conform
+from .conform import conform, finite_numbers
 from .errors import UserError
 
 
@@ -39,7 +39,7 @@ def check_point(module, feeds: dict, params: dict | None = None,
     declared = {**module.INPUTS, **module.TARGETS}
     out = conform({k: v for k, v in feeds.items() if k in declared}, module, where)
     for name, value in (params or {}).items():
-        _numbers(name, np.asarray(value), where)
+        finite_numbers(name, np.asarray(value), where)
     return out
 
 
