@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data as data_mod
+from . import batching, files
 from .errors import UserError
 from .history import HISTORY_FIELDS, History
 from .modes import takes_state
@@ -62,7 +62,7 @@ class Position:
         if "rng_start" in meta and pos.batch_index > 0:
             # An older checkpoint, which kept the generator as the epoch began.
             rng.bit_generator.state = meta["rng_start"]
-            pos.order = data_mod.batch_order(n, rng if shuffle else None)
+            pos.order = batching.batch_order(n, rng if shuffle else None)
             pos.drawn = True
         elif meta.get("drawn"):
             pos.order, pos.drawn = (order if shuffle else None), True
@@ -117,7 +117,7 @@ def read_checkpoint_file(path: Path, missing_hint: str = "give the checkpoint.np
             " but a symbolic link" if path.is_symlink() else ""),
             "bpc reads and writes only regular files in a run folder; remove it, or use a "
             "new --out folder")
-    arrays = data_mod.read_npz(
+    arrays = files.read_npz(
         path, lambda k: k in ("meta", "order") or k.split("/")[0] in ("param", "opt", "state"),
         what="", kind="checkpoint", nofollow=True, hint=DAMAGED_HINT)
     if "meta" not in arrays:

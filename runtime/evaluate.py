@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import data as data_mod
+from . import batching
 from .modes import inference_kwargs
 
 KINDS = ("labels", "onehot", "binary")
@@ -71,14 +71,14 @@ def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048
     their parts, as with a mean over the batch): chunks must not change the answer.
     Inference mode, reading ``state`` (a model with state: its initial state when None)."""
     kw = inference_kwargs(module, state)
-    axes = data_mod.batch_axes(module)
-    n = data_mod.example_count(inputs, axes)
+    axes = batching.batch_axes(module)
+    n = batching.example_count(inputs, axes)
     out_axis = output_batch_axis(module)
     if n <= chunk or out_axis is None or not any(k in axes for k in inputs):
         return module.predict(params, **inputs, **kw)
-    parts = [np.asarray(module.predict(params, **data_mod.examples(
+    parts = [np.asarray(module.predict(params, **batching.examples(
         inputs, axes, slice(i, i + chunk)), **kw)) for i in range(0, n, chunk)]
-    joined = module.predict(params, **data_mod.examples(inputs, axes, slice(0, 2 * chunk)),
+    joined = module.predict(params, **batching.examples(inputs, axes, slice(0, 2 * chunk)),
                             **kw)
     first_two = np.concatenate(parts[:2], axis=out_axis)
     if np.shape(joined) != first_two.shape or not np.allclose(joined, first_two,
@@ -92,7 +92,7 @@ def output_batch_axis(module) -> int | None:
     declared shape in CONFIG; None when it has none or the module does not say."""
     config = getattr(module, "CONFIG", {}) or {}
     shape = config.get("output_shape")
-    dim = data_mod.batch_dim(module)
+    dim = batching.batch_dim(module)
     if shape is None or dim is None or list(shape).count(dim) != 1:
         return None
     return list(shape).index(dim)
@@ -149,14 +149,14 @@ def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = No
     two cannot be told apart) is evaluated in one call. Inference mode, reading ``state``
     (a model with state: its initial state when None)."""
     kw = inference_kwargs(module, state, "loss")
-    axes = data_mod.batch_axes(module)
-    n = data_mod.example_count(arrays, axes)
+    axes = batching.batch_axes(module)
+    n = batching.example_count(arrays, axes)
     if n <= batch:
         return float(module.loss(params, **arrays, **kw)) if n else 0.0
-    parts = [(float(module.loss(params, **b, **kw)), data_mod.example_count(b, axes))
-             for b in data_mod.batches(arrays, batch, None, axes)]
+    parts = [(float(module.loss(params, **b, **kw)), batching.example_count(b, axes))
+             for b in batching.batches(arrays, batch, None, axes)]
     (la, ma), (lb, mb) = parts[:2]
-    joined = float(module.loss(params, **data_mod.examples(arrays, axes, slice(0, ma + mb)),
+    joined = float(module.loss(params, **batching.examples(arrays, axes, slice(0, ma + mb)),
                                **kw))
     as_mean, as_sum = (la * ma + lb * mb) / (ma + mb), la + lb
     if not math.isclose(as_mean, as_sum, rel_tol=1e-6, abs_tol=1e-12):

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..compiler.vocab import RUNTIME_RANGES
 
-from .data import synthetic
+from .datasets import synthetic
 from .errors import UserError
 from .modes import copy_state, fixed_masks, has_modes, inference_kwargs, inference_loss, training_loss
 from .points import check_memory, check_point
@@ -76,7 +76,7 @@ def gradcheck(module, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20, s
     # bpc train checks data, and the memory a step takes before it is taken.
     declared = hasattr(module, "INPUTS") and hasattr(module, "TARGETS")
     if declared:
-        from .data import batch_axes, example_count
+        from .batching import batch_axes, example_count
 
         examples = example_count(data, batch_axes(module)) if given else batch
         check_memory(module, examples, "a gradient check", "use a smaller --batch")

@@ -12,7 +12,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import data as data_mod
+from . import files
 from .errors import UserError
 
 HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "lr", "seconds"]
@@ -43,7 +43,7 @@ def _history_rows(path: Path, follows) -> list[dict]:
     as far as the file can be read (a damaged file gives the rows before the damage)."""
     rows: list[dict] = []
     try:
-        with io.TextIOWrapper(data_mod.open_regular(path), encoding="utf-8",
+        with io.TextIOWrapper(files.open_regular(path), encoding="utf-8",
                               newline="") as f:  # never a FIFO's endless wait
             for row in csv.DictReader(f):
                 try:

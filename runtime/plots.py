@@ -12,7 +12,7 @@ import numpy as np
 
 from ..compiler.vocab import optimizer_defaults
 
-from . import data as data_mod
+from . import data as data_mod, files
 from .checkpoint import read_checkpoint_file
 from .errors import UserError
 from .evaluate import predict_all, predicted_class, target_class, task_kind
@@ -53,7 +53,7 @@ def save_figure(plt, fig, path: Path) -> None:
             raise write_failed(path, e) from None
         if path.is_dir() and not path.is_symlink():
             raise UserError(f"cannot write {path}: it is a folder", "give a file name")
-        data_mod.remove_temporaries(path.parent, (path.name,), STALE_SECONDS)
+        files.remove_temporaries(path.parent, (path.name,), STALE_SECONDS)
         write_atomic(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
     finally:
         plt.close(fig)

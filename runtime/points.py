@@ -17,7 +17,7 @@ import types
 
 import numpy as np
 
-from .data import _numbers, conform
+from .conform import conform, finite_numbers
 from .errors import UserError
 
 
@@ -39,7 +39,7 @@ def check_point(module, feeds: dict, params: dict | None = None,
     declared = {**module.INPUTS, **module.TARGETS}
     out = conform({k: v for k, v in feeds.items() if k in declared}, module, where)
     for name, value in (params or {}).items():
-        _numbers(name, np.asarray(value), where)
+        finite_numbers(name, np.asarray(value), where)
     return out
 
 
@@ -121,7 +121,7 @@ def memory_needed(module, batch: int, forward_only: bool = False,
 
 
 def _batch_dim(module) -> str | None:
-    from .data import batch_dim
+    from .batching import batch_dim
 
     return batch_dim(module)
 
@@ -174,7 +174,7 @@ def check_dataset_memory(description: str, examples: int, module, per_n: int = 1
     """Refuse a generated data set that would not fit: ``examples`` examples (``per_n``
     for each of its ``n``) of every declared input and target, as generated (float64)
     and as conformed."""
-    from .data import batch_dim
+    from .batching import batch_dim
 
     dim = batch_dim(module)
     per = 0

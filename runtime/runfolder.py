@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..compiler.cache import replace_atomically
 
-from . import data as data_mod
+from . import files
 from .errors import UserError
 from .history import HISTORY_FIELDS
 
@@ -97,7 +97,7 @@ class RunFolder:
         os.pwrite(self._lock, str(os.getpid()).encode(), 0)
         # Held by this run alone now: a temporary of its files left here was left by a
         # run that was killed while writing it.
-        data_mod.remove_temporaries(self.out, (self.checkpoint.name, self.history.name))
+        files.remove_temporaries(self.out, (self.checkpoint.name, self.history.name))
         return self
 
     def __exit__(self, *exc) -> None:

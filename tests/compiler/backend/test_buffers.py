@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 from bpc.compiler.errors import SpecError
 from bpc.compiler.pipeline import compile_text
-from bpc.runtime.data import synthetic
+from bpc.runtime.datasets import synthetic
 from bpc.runtime.gradcheck import gradcheck
 from random_specs import random_spec
 

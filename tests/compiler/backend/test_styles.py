@@ -43,7 +43,7 @@ def test_textbook_style_gradchecks_and_matches_fast(spec):
     assert rows and all(r.ok for r in rows), [(r.name, r.max_rel, r.why) for r in rows]
     rng = np.random.default_rng(3)
     params = tb.init_params(rng)
-    from bpc.runtime.data import synthetic
+    from bpc.runtime.datasets import synthetic
 
     data = synthetic(tb, np.random.default_rng(4), 4)
     l1, g1 = tb.loss_and_grad(params, **data, **fixed_masks(tb))  # the same masks

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from bpc.runtime.data import synthetic
+from bpc.runtime.datasets import synthetic
 from bpc.runtime.errors import UserError
 from bpc.runtime.loader import load_model
 from bpc.runtime.modes import initial_state, takes_state, training_kwargs

@@ -1,0 +1,214 @@
+"""The built-in data sets (``data spiral(n=50)``, ``--data mnist``): their generators, the
+download of mnist into the cache, and ``builtin``, which names their arrays after the
+module's input and target, splits off the test set and arranges them in the declared
+layout; and ``synthetic``, random data of the module's declared shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import stat
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from ..compiler.cache import cache_dir
+from ..compiler.vocab import DATASETS
+
+from .batching import Dataset, arrange, batch_axes
+from .conform import labels_of, onehot_of
+from .errors import UserError
+from .files import open_regular, remove_temporaries
+
+
+def _split(x: np.ndarray, t: np.ndarray, rng: np.random.Generator, test_fraction: float,
+           names=("x", "t")) -> tuple[dict, dict]:
+    order = rng.permutation(len(x))
+    n_test = int(round(len(x) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return ({names[0]: x[train], names[1]: t[train]},
+            {names[0]: x[test], names[1]: t[test]} if n_test else {})
+
+
+def xor(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    t = np.array([[0.0], [1.0], [1.0], [0.0]])
+    return x, t, 0.0  # four points: train and evaluate on all of them
+
+
+def spiral(rng: np.random.Generator, n: int = 100, classes: int = 3, noise: float = 0.2):
+    """``n`` points per class on ``classes`` interleaved spirals (CS231n)."""
+    x = np.zeros((n * classes, 2))
+    t = np.zeros(n * classes, dtype=np.int64)
+    for k in range(classes):
+        r = np.linspace(0.0, 1.0, n)
+        theta = np.linspace(k * 4.0, (k + 1) * 4.0, n) + rng.normal(size=n) * noise
+        x[k * n:(k + 1) * n] = np.c_[r * np.sin(theta), r * np.cos(theta)]
+        t[k * n:(k + 1) * n] = k
+    return x, t, 0.2
+
+
+def sine(rng: np.random.Generator, n: int = 200, noise: float = 0.1):
+    x = rng.uniform(-math.pi, math.pi, size=(n, 1))
+    return x, np.sin(x) + noise * rng.normal(size=(n, 1)), 0.2
+
+
+def digits(rng: np.random.Generator):
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise UserError("the 'digits' data set needs scikit-learn, which is not installed",
+                        "install it with: python3 -m pip install 'backprop-compiler[digits]' "
+                        "(or: python3 -m pip install scikit-learn)") from None
+    bunch = load_digits()
+    return bunch.data / 16.0, bunch.target.astype(np.int64), 0.2
+
+
+def digits_subset(rng: np.random.Generator, n: int = 300):
+    """``digits`` with only ``n`` of its training examples (DLFS ch. 6's overfitting
+    experiments); the test set is the same 20% as ``digits``' with the same seed."""
+    x, t, fraction = digits(rng)
+    train, test = _split(x, t, rng, fraction)
+    return train["x"][:n], train["t"][:n], test["x"], test["t"]
+
+
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open_regular(path) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch(url: str, filename: str, digest: str, timeout: float = 30.0) -> Path:
+    """Download ``url`` once into the cache, verifying its SHA-256; reuse it afterwards.
+    Only a regular file there is read (a link, FIFO or device is removed, never
+    followed), and the download goes into a fresh temporary file renamed over it."""
+    import tempfile
+
+    target = cache_dir() / filename
+    remove_temporaries(target.parent, (filename,), 3600.0, ".part")  # a killed download's
+    if os.path.lexists(target):
+        try:
+            if stat.S_ISREG(os.lstat(target).st_mode) and sha256(target) == digest:
+                return target
+            target.unlink()  # corrupt, truncated or not a file: fetch again
+        except (OSError, UserError):
+            pass
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{filename}.", suffix=".part")
+    except OSError as e:
+        raise UserError(f"cannot write {target.parent}: {e.strerror or e}",
+                        "set BPC_CACHE to a writable folder") from None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, \
+                os.fdopen(fd, "wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"could not download {filename} from {url} ({e})",
+                        f"check the network, or place the file at {target} "
+                        f"(set BPC_CACHE to use another folder)") from None
+    if sha256(Path(tmp)) != digest:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"the download of {filename} is corrupt (checksum mismatch)",
+                        "try again; if it persists the server's copy has changed")
+    os.replace(tmp, target)
+    return target
+
+
+def mnist(rng: np.random.Generator):
+    path = fetch(MNIST_URL, "mnist.npz", MNIST_SHA256)
+    with np.load(path) as f:
+        x_train, t_train = f["x_train"], f["y_train"]
+        x_test, t_test = f["x_test"], f["y_test"]
+    flat = (lambda a: a.reshape(len(a), -1).astype(np.float64) / 255.0)
+    return (flat(x_train), t_train.astype(np.int64), flat(x_test), t_test.astype(np.int64))
+
+
+GENERATORS = {"xor": xor, "spiral": spiral, "sine": sine, "digits": digits,
+              "digits_subset": digits_subset, "mnist": mnist}
+assert set(GENERATORS) == set(DATASETS), "data set table and generators disagree"
+
+
+def builtin(name: str, module, seed: int = 0, **kwargs) -> Dataset:
+    """A built-in data set, its arrays named after the module's first input and target."""
+    if name not in GENERATORS:
+        raise UserError(f"unknown data set '{name}'",
+                        "built-in data sets: " + ", ".join(sorted(GENERATORS)))
+    allowed = DATASETS[name].names
+    unknown = set(kwargs) - set(allowed)
+    if unknown:
+        raise UserError(f"data set '{name}' has no argument " + ", ".join(sorted(unknown)),
+                        f"'{name}' takes: {', '.join(allowed) or 'nothing'}")
+    inputs, targets = list(module.INPUTS), list(module.TARGETS)
+    if len(inputs) != 1 or len(targets) != 1:
+        raise UserError(f"built-in data set '{name}' gives one input and one target, but the "
+                        f"model has inputs {inputs} and targets {targets}",
+                        "give a data file instead: --data file.npz")
+    per_n = {"spiral": int(kwargs.get("classes", 3)), "sine": 1}.get(name)
+    if per_n is not None:  # before generating it: a data set that would not fit
+        from .points import check_dataset_memory
+
+        args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+        n = int(kwargs.get("n", DATASETS[name].defaults()["n"]))
+        check_dataset_memory(f"{name}({args})", n * per_n, module, per_n)
+    rng = np.random.default_rng(seed)
+    out = GENERATORS[name](rng, **kwargs)
+    names = (inputs[0], targets[0])
+    if len(out) == 4:
+        x, t, xt, tt = out
+        train, test = {names[0]: x, names[1]: t}, {names[0]: xt, names[1]: tt}
+    else:
+        x, t, fraction = out
+        train, test = _split(x, t, rng, fraction, names)
+        if not test and fraction == 0.0:
+            test = {}
+    return Dataset(_arranged(train, module), _arranged(test, module), name)
+
+
+def _arranged(arrays: dict[str, np.ndarray], module) -> dict[str, np.ndarray]:
+    """Row-major arrays in the layouts the module declares: each example reshaped to the
+    declared shape of one example when the sizes agree (sine's ``(n, 1)`` for ``[N]``,
+    mnist's 784 pixels for ``[N, 28, 28]``), then ``arrange``-d. Labels for one-hot
+    targets are left for ``conform`` to convert."""
+    declared = {**module.INPUTS, **module.TARGETS}
+    axes = batch_axes(module)
+    out = {}
+    for k, v in arrays.items():
+        shape, axis = tuple(declared[k]), axes.get(k)
+        example = [d for i, d in enumerate(shape) if i != axis]
+        if axis is not None and v.ndim >= 1 and all(isinstance(d, int) for d in example) \
+                and math.prod(v.shape[1:]) == math.prod(example):
+            v = v.reshape((len(v), *example))
+        out[k] = arrange(v, shape, axis)
+    return out
+
+
+def synthetic(module, rng: np.random.Generator, n: int = 3) -> dict[str, np.ndarray]:
+    """Random data shaped from the module's contract (symbolic dimensions = n)."""
+    out = {}
+    label_names = labels_of(module)
+    defaults = getattr(module, "DEFAULTS", {}) or {}
+    for name, shape in {**module.INPUTS, **module.TARGETS}.items():
+        if name in defaults:
+            out[name] = np.asarray(defaults[name], dtype=np.float64)
+            continue
+        dims = tuple(n if isinstance(d, str) else d for d in shape)
+        if name in label_names:
+            out[name] = rng.integers(0, label_names[name], size=dims)
+        elif name in onehot_of(module):
+            classes = onehot_of(module)[name]
+            out[name] = np.eye(classes)[rng.integers(0, classes, size=dims[:-1])]
+        else:
+            out[name] = rng.normal(size=dims)
+    return out
