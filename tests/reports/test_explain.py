@@ -158,4 +158,3 @@ def test_explain_gradient_check_of_batch_norm_has_teeth(specs):
     rows = {r.name: r for r in gradcheck(bad, samples=10, batch=4, seed=0,
                                          modes=("training",))}
     assert not rows["W"].ok and rows["gamma"].ok
-

@@ -69,7 +69,6 @@ def test_graph_collapses_a_repeat_block():
     assert "W25" not in r.stdout and "W50" in r.stdout
 
 
-
 def test_graph_folds_steps_and_draws_states_and_updates(specs):
     comp = Compilation.from_file(specs["bn_example"])
     prog = comp.ir
@@ -139,4 +138,3 @@ def test_every_gallery_spec_graphs(spec):
     g = build(comp, feeds, params)
     assert dot(g).startswith("digraph") and not Page(to_svg(g)).stack
     assert any(n.kind == "loss" for n in g.nodes)
-

@@ -110,4 +110,3 @@ def test_stats_finds_what_a_batch_norm_normalizes_when_the_spec_takes_its_step_n
         "loss L = softmax_cross_entropy(y, t)\n", "coll.bp")
     assert "bn1_mu_2" in [bd.name for bd in prog.forward]
     assert batch_norms(prog) == {"bn1": "a1"}
-

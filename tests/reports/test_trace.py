@@ -346,4 +346,3 @@ def test_every_gallery_spec_traces(spec):
     text = format_trace(trace(comp, feeds, params, where, step=True))
     assert text.startswith(f"{prog.name}: worked example at ")
     assert ("# running statistics" in text) == bool(prog.states)
-

@@ -448,4 +448,3 @@ def test_state_initializers_constant_and_number(tmp_path):
     want = bpc.compile(spec).init_state()
     assert np.array_equal(got["m"], [0.5] * 3) and np.array_equal(got["v"], [4.0] * 3)
     assert all(np.array_equal(got[k], want[k]) for k in want)
-
