@@ -15,7 +15,7 @@ returned gradient and predict's output must be an np.ndarray of the module's DTY
   reports every distinct kind of difference, with the shortest spec of each, in both
   code styles.
 - ``test_survey_images``: the structured fuzz's valid image programs
-  (tests/oracle/test_fuzz_structured.py, ``image_spec``), in both code styles.
+  (tests/support/image_specs.py, ``image_spec``), in both code styles.
 
 Example counts: BPC_DIFF_EXAMPLES (Hypothesis, default 100 each), BPC_DIFF_SURVEY (fast
 style, default 400) and BPC_DIFF_SURVEY_TEXTBOOK (the same seeds in the textbook style,
@@ -53,7 +53,7 @@ SURVEY_START = int(os.environ.get("BPC_DIFF_SURVEY_START", "0"))
 SURVEY_TEXTBOOK = int(os.environ.get("BPC_DIFF_SURVEY_TEXTBOOK", "100"))
 # The structured fuzz's valid image programs (conv edge shapes, slices of views, concat,
 # batch_norm with states, dropout on 0-d values, p = 0, unused), both styles: seeds
-# 0 .. BPC_DIFF_IMAGES - 1 of test_fuzz_structured.image_spec (about two thirds valid).
+# 0 .. BPC_DIFF_IMAGES - 1 of image_specs.image_spec (about two thirds valid).
 IMAGES = int(os.environ.get("BPC_DIFF_IMAGES", "24"))
 DEPTH = int(os.environ.get("BPC_DIFF_DEPTH", "7"))  # equations per random spec, at most
 
@@ -884,7 +884,7 @@ def test_survey_images(style):
     """The structured fuzz's valid image programs against the oracle (1x1 convolutions
     at stride 1 and kernels as large as the image, pooling, slices of views, batch norm
     with states, dropout on 0-d values, with p = 0 and unused): every difference fails."""
-    from test_fuzz_structured import image_spec
+    from image_specs import image_spec
 
     t0 = time.time()
     counts = {"ok": 0, "skipped": 0}

@@ -1,6 +1,6 @@
 """``trace`` and ``gradcheck`` on fuzzed specs with dropout and batch norm (issue 22).
 
-The specs are the structured fuzz's image programs (tests/oracle/test_fuzz_structured.py,
+The specs are the structured fuzz's image programs (tests/support/image_specs.py,
 ``image_spec``: conv, pooling, slices, concat, hand-written ``batch_norm`` with states,
 ``dropout`` on images and on 0-d values, p = 0, dropouts nobody reads, residual stacks)
 and tests/support/random_specs.py's programs with modes, those that must compile and use dropout
@@ -48,8 +48,8 @@ MODES = re.compile(r"\bdropout\b|\bbatch_?norm\b")
 def modes_specs(count: int, start: int = 0, kinds=("image", "rich")):
     """``count`` (kind, seed, text) of each generator: valid specs with dropout or
     batch norm, seeds from ``start`` on."""
+    from image_specs import image_spec
     from random_specs import spec_from_seed
-    from test_fuzz_structured import image_spec
 
     for kind in kinds:
         found, seed = 0, start

@@ -1,16 +1,21 @@
 """``bpc explain``: the page parses, holds every section, loads nothing, escapes the
-spec, and its numbers are the generated module's; ``bpc graph --svg`` and its layout."""
+spec, and its numbers are the generated module's; a batch-norm spec's page shows its
+state, links the state updates to their layer and checks the gradient in training
+mode."""
 
 import re
 
 import numpy as np
 import pytest
 
+import bpc
+from batchnorm_specs import specs  # noqa: F401 - a fixture
 from bpc.compiler.compilation import Compilation
-from conftest import REPO, SPECS, run_bpc
-from html_page import Page
 from bpc.reports.explain import report
 from bpc.reports.trace import parse_at
+from bpc.runtime.gradcheck import gradcheck
+from conftest import BN_EXAMPLE, REPO, SPECS, run_bpc
+from html_page import Page
 
 SECTIONS = ("summary", "code", "graph", "trace", "gradcheck", "stats")
 MAZUR_AT = "x=[0.05,0.10],t=[0.01,0.99]"
@@ -101,52 +106,55 @@ def test_cli_explain_and_errors(tmp_path):
     assert r.returncode == 1 and "missing.bp" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_graph_svg_and_generic_ops():
-    r = run_bpc("graph", "specs/receipt.bp", "--svg", "--values")
-    assert r.returncode == 0 and r.stdout.lstrip().startswith("<svg")
-    page = Page(r.stdout)
+def test_explain_page_of_a_batch_norm_spec(specs):
+    text = report(specs["bn_example"], batch=20)
+    page = Page(text)
     assert not page.stack
-    assert ">715<" not in r.stdout or "= 715" in r.stdout
-    r = run_bpc("graph", "specs/toy.bp", "--at", "x=2.3,y=2.0")
-    assert r.returncode == 0
-    assert "-1.683" in r.stdout and "2.234" in r.stdout  # UDL's dl_df2 and dl_dh3
-    assert "mean" not in r.stdout
+    module = bpc.compile(specs["bn_example"])
+    assert int(page.text["total-params"]) == sum(
+        int(np.prod(s)) for s in module.PARAMS.values())
+    assert int(page.text["total-state"]) == sum(int(np.prod(s)) for s in module.STATE.values())
+    rows = re.findall(r'<tr class="state"><td>state</td><td><code>(\w+)</code>', text)
+    assert rows == list(module.STATE)
+    assert "FAIL" not in page.text["gradcheck"]
+    assert page.text["gradcheck"].count("ok\n") == len(module.PARAMS)
+    assert "bn1_running_mean+" in page.text["trace"] and "dL_dbn1_xn" in page.text["trace"]
+    assert "training mode updates a state" in page.text["graph"]
+    assert "Batch norm in training mode" in page.text["stats"]
+    assert "bn1_mu" not in page.text["stats"]
+    # the page's code is the module as compiled: predict in inference mode, no masks
+    predict = text.split("predict")[1].split("loss")[0]
+    assert "rng" not in predict
 
 
-def test_graph_covers_indexing_concat_and_stack(tmp_path):
-    """Operations without a case of their own in graph or trace: they come through the
-    primitive table (and autodiff) like any other."""
-    spec = tmp_path / "cut.bp"
-    spec.write_text("model cut\ninput x : [N, 4]\nparam w : [2, 3] = 0.5\n"
-                    "a = x[:, 0:2] @ w\nb = concat([a, x[:, 1:4]], axis=1)\n"
-                    "s = stack([b, b * 2], axis=0)\nloss L = sum(s^2)\n")
-    r = run_bpc("graph", spec, "--values")
-    assert r.returncode == 0, r.stderr
-    r = run_bpc("trace", spec, "--step")
-    assert r.returncode == 0, r.stderr
-    assert "dL_da" in r.stdout and "w+" in r.stdout
+def test_explain_line_map_links_state_updates_to_their_layer(specs):
+    textbook = Compilation.from_file(specs["bn_example"], style="textbook")
+    code = textbook.text.splitlines()
+    mapping = textbook.spec_lines
+    layer_line = BN_EXAMPLE.splitlines().index("  repeat 2 { dense 32; batchnorm; relu; "
+                                             "dropout 0.1 }") + 1
+    updates = [i for i, ln in enumerate(code, 1) if ln.strip().startswith('state["')]
+    # loss_and_grad's and loss's: a training program alone computes both in training mode
+    assert len(updates) == 8 and all(mapping.get(i) == layer_line for i in updates)
+    reads = [i for i, ln in enumerate(code, 1) if '= state["' in ln]
+    assert reads and not any(i in mapping for i in reads)
 
 
-def test_graph_folds_helper_nodes_into_the_operation_written():
-    """sse(y, t) is elaborated into sub, pow, sum and mul; the graph shows one 'sse' node,
-    with Mazur's numbers on the edges into it and out of the unnamed pre-activation."""
-    r = run_bpc("graph", "specs/mazur.bp", "--at", MAZUR_AT)
-    assert r.returncode == 0, r.stderr
-    labels = re.findall(r'\[label="([^"]*)", shape=circle\]', r.stdout)
-    assert sorted(labels) == sorted(["@", "+", "sigmoid", "@", "+", "sigmoid", "sse"])
-    assert "0.7414, -0.2171" in r.stdout  # dE/dout_o (Mazur: 0.74136507)
-    assert "0.1385, -0.0381" in r.stdout  # dE/dnet_o, an unnamed value (Mazur: 0.138498562)
-    r = run_bpc("graph", "specs/spiral.bp", "--values")
-    assert "count" not in r.stdout and '"softmax_cross_entropy"' in r.stdout
-
-
-def test_graph_collapses_a_repeat_block():
-    """deep50's 'repeat 50 { dense 80; relu }': the first round, one box for the 48 in
-    between, the last round, the output layer."""
-    r = run_bpc("graph", "specs/deep50.bp", "--values")
-    assert r.returncode == 0, r.stderr
-    assert 'repeat [label="a2 … z49 (96 equations)", shape=box]' in r.stdout
-    assert r.stdout.count("shape=circle") == 6  # dense relu, dense relu, dense, loss
-    assert re.search(r"n\d+_v -> repeat \[label=<", r.stdout)  # z1 flows in, labelled
-    assert re.search(r"repeat -> n\d+ \[label=<", r.stdout)  # z49 flows out, labelled
-    assert "W25" not in r.stdout and "W50" in r.stdout
+def test_explain_gradient_check_of_batch_norm_has_teeth(specs):
+    """The check the page runs (gradcheck in training mode, from init_state() each
+    time): the right backward passes, a wrong one (the mean's share of dL/dx dropped)
+    fails."""
+    comp = Compilation.from_file(specs["bn_tiny"])
+    prog = comp.program
+    good = comp.restyled("textbook").new_module()
+    state = good.init_state()
+    rows = gradcheck(good, samples=10, batch=4, seed=0, state=state, modes=("training",))
+    assert rows and all(r.ok for r in rows)
+    assert all(np.array_equal(v, good.init_state()[k]) for k, v in state.items())
+    bad = comp.restyled("textbook").new_module()
+    source = re.sub(r"(dL_dh = dL_dy_xc) \+ [^\n]+", r"\1", good.source)
+    assert source != good.source
+    exec(compile(source, "<bad>", "exec"), bad.__dict__)  # noqa: S102
+    rows = {r.name: r for r in gradcheck(bad, samples=10, batch=4, seed=0,
+                                         modes=("training",))}
+    assert not rows["W"].ok and rows["gamma"].ok

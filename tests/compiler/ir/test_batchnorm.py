@@ -12,6 +12,8 @@
   with a located error in a spec that declares state.
 - The differential harness notices a wrong running-statistics update (a mutation of the
   generated code), so a passing differential test means something.
+- The IR evaluator takes and updates state as the generated module does, and runs the
+  inference program with a given state.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import bpc
+from batchnorm_specs import specs  # noqa: F401 - a fixture
+from bpc.compiler.compilation import Compilation
 from bpc.compiler.errors import SpecError
+from bpc.compiler.ir.evaluate import (evaluate, initial_params, initial_state, new_state,
+                                      random_feeds)
 from bpc.compiler.pipeline import check_text, compile_text
 from diffharness import build
 
@@ -383,3 +390,61 @@ def test_a_running_variance_starting_negative_is_an_error():
     check_text("input x : [N, 2]\nparam g : [2] = ones\nparam b : [2] = zeros\n"
                "state m : [2] = -1\nstate v : [2] = 0.5\n"
                "y = batch_norm(x, g, b, m, v)\nloss L = sum(y)\n", "fine.bp")  # a mean may
+
+
+# ----------------------------------------------------------------------------- the IR evaluator
+def test_evaluator_state_defaults_to_init_state_and_updates_like_the_module(specs):
+    comp = Compilation.from_file(specs["bn_example"])
+    prog = comp.program
+    module = bpc.compile(specs["bn_example"])
+    init = initial_state(prog)
+    want = module.init_state()
+    assert init.keys() == want.keys() == module.STATE.keys()
+    for k in init:
+        assert init[k].dtype == want[k].dtype and np.array_equal(init[k], want[k]), k
+    rng = np.random.default_rng(3)
+    params, feeds = initial_params(prog, rng), random_feeds(prog, rng, 7)
+    after = new_state(prog, feeds, params)  # from the initial state, masks of seed 0
+    state = module.init_state()
+    module.loss_and_grad(params, **feeds, state=state, rng=np.random.default_rng(0))
+    for k in state:
+        assert np.allclose(after[k], state[k], rtol=1e-12, atol=1e-15), k
+        assert not np.array_equal(after[k], init[k]), k  # it moved
+    # from another state: the update reads the old value
+    again = new_state(prog, feeds, params, state=after)
+    state2 = {k: np.array(v) for k, v in after.items()}
+    module.loss_and_grad(params, **feeds, state=state2, rng=np.random.default_rng(0))
+    assert all(np.allclose(again[k], state2[k], rtol=1e-12) for k in state2)
+
+
+def test_evaluator_runs_the_inference_program_with_a_given_state(specs):
+    comp = Compilation.from_file(specs["bn_example"])
+    prog, infer = comp.program, comp.inference
+    assert not infer.updates and [b.name for b in infer.states] == list(initial_state(prog))
+    module = bpc.compile(specs["bn_example"])
+    rng = np.random.default_rng(1)
+    params, feeds = initial_params(prog, rng), random_feeds(prog, rng, 5)
+    trained = new_state(prog, feeds, params)
+    for state in (None, trained):
+        got = evaluate(infer, feeds, params, names=["y"], state=state)["y"]
+        want = module.predict(params, feeds["x"], state=state or module.init_state())
+        assert np.allclose(got, want, rtol=1e-12, atol=1e-14)
+    # inference normalizes with the running statistics: one example alone is not zeroed
+    one = evaluate(infer, {"x": feeds["x"][:1], "t": feeds["t"][:1]}, params,
+                   names=["y"], state=trained)["y"]
+    assert np.allclose(one, module.predict(params, feeds["x"][:1], state=trained))
+    with pytest.raises(ValueError, match="state 'bn1_running_mean' is \\[3\\]"):
+        evaluate(infer, feeds, params, state={**trained, "bn1_running_mean": np.zeros(3)})
+
+
+def test_state_initializers_constant_and_number(tmp_path):
+    spec = tmp_path / "init.bp"
+    spec.write_text("model init\ninput x : [N, 3]\nparam g : [3] = ones\nparam b : [3] = zeros\n"
+                    "state m : [3] = 0.5\nstate v : [3] = constant(value=4.0)\n"
+                    "h = batch_norm(x, g, b, m, v)\nloss L = sum(h^2)\n")
+    comp = Compilation.from_file(spec)
+    prog = comp.program
+    got = initial_state(prog)
+    want = bpc.compile(spec).init_state()
+    assert np.array_equal(got["m"], [0.5] * 3) and np.array_equal(got["v"], [4.0] * 3)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
