@@ -18,9 +18,10 @@ from lark.exceptions import UnexpectedInput, VisitError
 from . import ast
 from ..errors import Diagnostic, Span, SpecError
 from ..limits import MAX_MAGNITUDE, MAX_NESTING, MAX_NUMBER_CHARS
-from .syntax_errors import _bracket_diag, _syntax_error
-from .to_ast import _number, _ToAst
-from .tokens import _BracketError, _PostLexer, _tok_span
+from .syntax_errors import bracket_diag, syntax_error
+from .to_ast import ToAst, number_value
+from .tokens import BracketError, PostLexer, tok_span
+
 
 def _grammar_text() -> str:
     repo_copy = Path(__file__).resolve().parents[2] / "grammar" / "bp.lark"
@@ -36,15 +37,15 @@ _LARK_OPTIONS = dict(parser="lalr", lexer="basic", propagate_positions=True,
                      maybe_placeholders=True)
 
 
-def _build_lark(grammar: str, cache: str | bool, postlex: _PostLexer | None = None) -> Lark:
-    return Lark(grammar, postlex=postlex or _PostLexer(), cache=cache, **_LARK_OPTIONS)
+def _build_lark(grammar: str, cache: str | bool, postlex: PostLexer | None = None) -> Lark:
+    return Lark(grammar, postlex=postlex or PostLexer(), cache=cache, **_LARK_OPTIONS)
 
 
 @functools.lru_cache(maxsize=1)
-def _lark() -> tuple[Lark, _PostLexer]:
+def _lark() -> tuple[Lark, PostLexer]:
     from . import tables
 
-    post = _PostLexer()
+    post = PostLexer()
     grammar = _grammar_text()
     # The tables shipped with bpc, when they are for this grammar and this Lark; else
     # built here, every time. Never Lark's own cache: it unpickles a file from a folder
@@ -60,15 +61,15 @@ def parse(text: str, path: str = "<spec>") -> ast.Spec:
     parser, post = _lark()
     try:
         tree = parser.parse(text + "\n")
-    except _BracketError as e:
-        raise SpecError(_bracket_diag(e, path), text) from None
+    except BracketError as e:
+        raise SpecError(bracket_diag(e, path), text) from None
     except UnexpectedInput as e:
-        raise SpecError(_syntax_error(e, post, text, path), text) from None
+        raise SpecError(syntax_error(e, post, text, path), text) from None
     problem = _over_limits(tree, path)
     if problem is not None:
         raise SpecError(problem, text)
     try:
-        spec = _ToAst(path).transform(tree)
+        spec = ToAst(path).transform(tree)
     except VisitError as e:
         if isinstance(e.orig_exc, SpecError):
             raise SpecError(e.orig_exc.diagnostics, text) from None
@@ -99,12 +100,12 @@ def _over_limits(tree: Tree, path: str) -> Diagnostic | None:
             if node.type == "NUMBER":
                 problem = _number_problem(str(node))
                 if problem:
-                    return Diagnostic(problem, _tok_span(node, path),
+                    return Diagnostic(problem, tok_span(node, path),
                                       "see 'Limits' in docs/LANGUAGE.md")
             continue
         if depth > _TREE_LEVELS:
             first = next((t for t in node.scan_values(lambda v: isinstance(v, Token))), None)
-            span = _tok_span(first, path) if first is not None else Span.whole_file(path)
+            span = tok_span(first, path) if first is not None else Span.whole_file(path)
             return Diagnostic(
                 f"this expression nests too deeply (the limit is {MAX_NESTING} calls or "
                 f"brackets inside one another, or {2 * MAX_NESTING} chained operators)",
@@ -118,7 +119,7 @@ def _number_problem(text: str) -> str | None:
     if len(text) > MAX_NUMBER_CHARS:
         return (f"this number has {len(text)} characters; the limit is {MAX_NUMBER_CHARS}")
     try:
-        value = _number(text)
+        value = number_value(text)
     except (ValueError, OverflowError):
         return "this number cannot be read"
     if isinstance(value, int) and value >= MAX_MAGNITUDE:

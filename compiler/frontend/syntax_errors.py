@@ -14,8 +14,9 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from ..errors import Diagnostic, Note, Span, did_you_mean
 from .layers import LAYERS
 from .tokens import (BRACKET_CHAR, CLOSERS, KEYWORD_OF_TERMINAL, OPENERS, OPERATORS,
-                     STATEMENT_KEYWORDS, TERMINAL_TEXT, VALUE_END, _BracketError, _PostLexer,
-                     _tok_span)
+                     STATEMENT_KEYWORDS, TERMINAL_TEXT, VALUE_END, BracketError, PostLexer,
+                     tok_span)
+
 
 def _describe(tok: Token) -> str:
     if tok.type == "$END":
@@ -31,18 +32,18 @@ def _describe(tok: Token) -> str:
     return f"'{tok}'"
 
 
-def _bracket_diag(e: _BracketError, path: str) -> Diagnostic:
-    notes = [Note(e.note[0], _tok_span(e.note[1], path))] if e.note else []
-    return Diagnostic(e.message, _tok_span(e.tok, path), e.hint, notes)
+def bracket_diag(e: BracketError, path: str) -> Diagnostic:
+    notes = [Note(e.note[0], tok_span(e.note[1], path))] if e.note else []
+    return Diagnostic(e.message, tok_span(e.tok, path), e.hint, notes)
 
 
-def _syntax_error(e: UnexpectedInput, post: _PostLexer, text: str, path: str) -> Diagnostic:
+def syntax_error(e: UnexpectedInput, post: PostLexer, text: str, path: str) -> Diagnostic:
     if isinstance(e, UnexpectedCharacters):
         return _bad_character(e, text, path)
     assert isinstance(e, UnexpectedToken)
     tok = e.token
     if tok.type == "$END":  # rare: parse() appends a newline, brackets are checked first
-        span = _tok_span(post.last, path) if post.last else Span(path, 1, 1, 1, 2)
+        span = tok_span(post.last, path) if post.last else Span(path, 1, 1, 1, 2)
         return Diagnostic("unexpected end of file", span)
     expected = set(e.expected)
     openers = [t for t in post.stack if t.type != "_LBRACE"]
@@ -52,12 +53,12 @@ def _syntax_error(e: UnexpectedInput, post: _PostLexer, text: str, path: str) ->
         closer = BRACKET_CHAR[OPENERS[opener.type]]
         return Diagnostic(
             f"unclosed '{opener}': expected '{closer}' before the statement on line {tok.line}",
-            _tok_span(opener, path), f"add the missing '{closer}'",
-            [Note(f"reading went on to {_describe(tok)} here", _tok_span(tok, path))])
+            tok_span(opener, path), f"add the missing '{closer}'",
+            [Note(f"reading went on to {_describe(tok)} here", tok_span(tok, path))])
     stmt = post.stmt[:-1] if post.stmt and post.stmt[-1] is tok else list(post.stmt)
     prev = stmt[-1] if stmt else None
     msg, hint, at = _explain(tok, prev, stmt, expected)
-    return Diagnostic(msg, _tok_span(at or tok, path), hint)
+    return Diagnostic(msg, tok_span(at or tok, path), hint)
 
 
 def _bad_character(e: UnexpectedCharacters, text: str, path: str) -> Diagnostic:

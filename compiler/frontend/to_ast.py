@@ -7,9 +7,10 @@ from lark import Token, Transformer, v_args
 
 from . import ast
 from ..errors import Diagnostic, Span, SpecError
-from .tokens import _tok_span
+from .tokens import tok_span
 
-def _number(text: str) -> int | float:
+
+def number_value(text: str) -> int | float:
     if all(c.isdigit() for c in text):
         return int(text)
     return float(text)
@@ -30,7 +31,7 @@ def _unquote(s: str) -> str:
     return "".join(out)
 
 
-class _ToAst(Transformer):
+class ToAst(Transformer):
     def __init__(self, path: str):
         super().__init__()
         self.path = path
@@ -39,7 +40,7 @@ class _ToAst(Transformer):
         return Span(self.path, meta.line, meta.column, meta.end_line, meta.end_column)
 
     def _tspan(self, tok: Token) -> Span:
-        return _tok_span(tok, self.path)
+        return tok_span(tok, self.path)
 
     # statements --------------------------------------------------------------
     @v_args(meta=True)
@@ -138,7 +139,7 @@ class _ToAst(Transformer):
 
     def layer_pos_number(self, c):
         tok = c[0]
-        return ("pos", ast.Num(self._tspan(tok), _number(str(tok)), str(tok)))
+        return ("pos", ast.Num(self._tspan(tok), number_value(str(tok)), str(tok)))
 
     def layer_pos_name(self, c):
         tok = c[0]
@@ -168,7 +169,7 @@ class _ToAst(Transformer):
 
     def dim(self, c):
         tok = c[0]
-        value = _number(str(tok)) if tok.type == "NUMBER" else str(tok)
+        value = number_value(str(tok)) if tok.type == "NUMBER" else str(tok)
         return ast.Dim(value, self._tspan(tok))
 
     # expressions -------------------------------------------------------------------
@@ -208,7 +209,7 @@ class _ToAst(Transformer):
 
     def number(self, c):
         tok = c[0]
-        return ast.Num(self._tspan(tok), _number(str(tok)), str(tok))
+        return ast.Num(self._tspan(tok), number_value(str(tok)), str(tok))
 
     def name(self, c):
         return ast.Name(self._tspan(c[0]), str(c[0]))

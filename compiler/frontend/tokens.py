@@ -39,13 +39,15 @@ BRACKET_CHAR = {"_LPAR": "(", "_RPAR": ")", "_LSQB": "[", "_RSQB": "]", "_LBRACE
                 "_RBRACE": "}"}
 
 
-class _BracketError(Exception):
+class BracketError(Exception):
+    """Brackets that do not balance, found by the post-lexer; ``parse`` reports it."""
+
     def __init__(self, message: str, tok: Token, hint: str | None = None, note=None):
         super().__init__(message)
         self.message, self.tok, self.hint, self.note = message, tok, hint, note
 
 
-class _PostLexer:
+class PostLexer:
     """Drops newlines inside ( ) and [ ], balances brackets, records statement context."""
 
     always_accept = ()
@@ -67,11 +69,11 @@ class _PostLexer:
                 self.stack.append(tok)
             elif kind in CLOSERS:
                 if not self.stack:
-                    raise _BracketError(f"unmatched '{tok}': no bracket is open here", tok)
+                    raise BracketError(f"unmatched '{tok}': no bracket is open here", tok)
                 opener = self.stack.pop()
                 if OPENERS[opener.type] != kind:
                     want = BRACKET_CHAR[OPENERS[opener.type]]
-                    raise _BracketError(
+                    raise BracketError(
                         f"mismatched '{tok}': expected '{want}' to close the "
                         f"'{opener}' on line {opener.line}", tok,
                         note=("the bracket opened here", opener))
@@ -87,7 +89,7 @@ class _PostLexer:
         if self.stack:
             opener = self.stack[-1]
             closer = BRACKET_CHAR[OPENERS[opener.type]]
-            raise _BracketError(f"unclosed '{opener}': the file ends before its '{closer}'",
+            raise BracketError(f"unclosed '{opener}': the file ends before its '{closer}'",
                                 opener)
 
     def _inside_brackets(self) -> bool:
@@ -121,7 +123,8 @@ def _contextual_keywords(stream):
         yield pending
 
 
-def _tok_span(tok: Token, path: str) -> Span:
+def tok_span(tok: Token, path: str) -> Span:
+    """Where a token was written; a newline's span is the column just past the line."""
     line = tok.line or 1
     col = tok.column or 1
     end_line = tok.end_line or line
