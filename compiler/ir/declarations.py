@@ -3,8 +3,7 @@
 Shapes (numbers, ``let`` constants, symbolic sizes read from the data, a layer's size
 found from the value flowing into it), defaults, initializers, and each weight's
 ``fan_in``/``fan_out`` from how the forward graph uses it (matmul operand, conv filter),
-as LANGUAGE.md defines them. A mixin of the elaborator (``elaborate._Elaborator``),
-whose state it reads and fills.
+as LANGUAGE.md defines them.
 """
 
 from __future__ import annotations
@@ -15,7 +14,11 @@ from . import Init, Node, fmt_shape, literal_shape, topo_order
 from ..vocab import INIT_ALIASES, FAN_INITIALIZERS, INITIALIZERS
 
 
-class _Declarations:
+class Declarations:
+    """Declaring leaves, a mixin of ``elaborate._Elaborator``: reads its ``spec``,
+    ``diags`` and builder ``b``; fills ``env``, ``symbols``, ``symbol_from_target``,
+    ``declared`` and ``reported_layers``."""
+
     def _declare(self, st):
         if isinstance(st, ast.Input):
             result = self._input(st)
@@ -156,35 +159,38 @@ class _Declarations:
         self.declared[st.name] = (st, init)
         return node, init
 
-    def _fan(self, name: str, node: Node, init: Init,
-             use: tuple[bool, bool, str] | None) -> None:
-        """fan_in/fan_out from the weight's first matmul use ((is right operand, is .T,
-        the other operand as the spec names it))."""
-        shape = node.shape
-        fan_in = fan_out = how = None
-        if use is not None and len(shape) == 2:
-            is_right, transposed, other = use
-            row = is_right != transposed  # x @ W, or W.T @ h
-            fan_in, fan_out = (shape[0], shape[1]) if row else (shape[1], shape[0])
-            how = (f"{name} is used as {other} @ {name}{'.T' if transposed else ''}, so "
-                   f"fan_in is its {'first' if row else 'second'} dimension" if is_right else
-                   f"{name} is used as {name}{'.T' if transposed else ''} @ {other}, so "
-                   f"fan_in is its {'second' if not row else 'first'} dimension")
-        if how is None and node.id in self.filters and len(shape) == 4:
-            fan_in, fan_out = shape[1] * shape[2] * shape[3], shape[0] * shape[2] * shape[3]
-            how = (f"{name} holds conv2d filters [F, C, KH, KW], so fan_in is C*KH*KW = "
-                   f"{fan_in}")
-        if how is None:
-            fan_in = shape[0] if shape else 1
-            fan_out = shape[1] if len(shape) > 1 else fan_in
-            how = (f"{name} is not used in a matmul; fan_in is taken as its first dimension"
-                   if shape else f"{name} is a scalar; fan_in is 1")
-        init.fan_in, init.fan_out = int(fan_in), int(fan_out)
-        if init.kind in FAN_INITIALIZERS:
-            init.note = "; ".join(x for x in (init.note, how) if x)
 
 
-def _matmul_uses(roots, names: dict[int, str] | None = None
+def set_fan(name: str, node: Node, init: Init, use: tuple[bool, bool, str] | None,
+            filters: set[int]) -> None:
+    """fan_in/fan_out from the weight's first matmul use ((is right operand, is .T,
+    the other operand as the spec names it)) or its use as a conv filter (``filters``,
+    from ``conv_filters``)."""
+    shape = node.shape
+    fan_in = fan_out = how = None
+    if use is not None and len(shape) == 2:
+        is_right, transposed, other = use
+        row = is_right != transposed  # x @ W, or W.T @ h
+        fan_in, fan_out = (shape[0], shape[1]) if row else (shape[1], shape[0])
+        how = (f"{name} is used as {other} @ {name}{'.T' if transposed else ''}, so "
+               f"fan_in is its {'first' if row else 'second'} dimension" if is_right else
+               f"{name} is used as {name}{'.T' if transposed else ''} @ {other}, so "
+               f"fan_in is its {'second' if not row else 'first'} dimension")
+    if how is None and node.id in filters and len(shape) == 4:
+        fan_in, fan_out = shape[1] * shape[2] * shape[3], shape[0] * shape[2] * shape[3]
+        how = (f"{name} holds conv2d filters [F, C, KH, KW], so fan_in is C*KH*KW = "
+               f"{fan_in}")
+    if how is None:
+        fan_in = shape[0] if shape else 1
+        fan_out = shape[1] if len(shape) > 1 else fan_in
+        how = (f"{name} is not used in a matmul; fan_in is taken as its first dimension"
+               if shape else f"{name} is a scalar; fan_in is 1")
+    init.fan_in, init.fan_out = int(fan_in), int(fan_out)
+    if init.kind in FAN_INITIALIZERS:
+        init.note = "; ".join(x for x in (init.note, how) if x)
+
+
+def matmul_uses(roots, names: dict[int, str] | None = None
                  ) -> dict[int, tuple[bool, bool, str]]:
     """For each node used as a matmul operand (possibly through .T): the first such use,
     as (is the right operand, is transposed, the other operand's name in the spec or
@@ -207,7 +213,7 @@ def _matmul_uses(roots, names: dict[int, str] | None = None
     return uses
 
 
-def _conv_filters(roots) -> set[int]:
+def conv_filters(roots) -> set[int]:
     """The nodes used as conv2d filters (reshaped into the rows of a ``filters_matmul``):
     their fan_in is C*KH*KW, the size of one filter, as LANGUAGE.md says."""
     out: set[int] = set()
@@ -217,6 +223,6 @@ def _conv_filters(roots) -> set[int]:
     return out
 
 
-def _sized_by_flow(st: ast.Param | ast.State) -> bool:
+def sized_by_flow(st: ast.Param | ast.State) -> bool:
     """Whether a parameter's shape depends on an equation (a dense layer's fan-in)."""
     return st.shape is not None and any(isinstance(d.value, ast.FanIn) for d in st.shape.dims)

@@ -12,15 +12,15 @@ report the same problem again.
 from __future__ import annotations
 
 from ..frontend import ast
-from ..frontend.check import model_name, setting_value
+from ..frontend.check import model_name
 from ..errors import Diagnostics, Span
 from ..names import fresh
 from . import Binding, Builder, Init, Node, Program, fmt_shape, topo_order
-from .declarations import _conv_filters, _Declarations, _matmul_uses, _sized_by_flow
-from .expressions import _Expressions
-from .implied_output import _as_written, _ImpliedOutput
+from .declarations import Declarations, conv_filters, matmul_uses, set_fan, sized_by_flow
+from .expressions import Expressions
+from .implied_output import as_written, implied_output
 from .primitives import data_roles
-from .training_config import _TrainingConfig
+from .training_config import data_config, optimizer_config, train_config
 
 
 def elaborate(spec: ast.Spec, diags: Diagnostics, train: bool = True,
@@ -31,7 +31,10 @@ def elaborate(spec: ast.Spec, diags: Diagnostics, train: bool = True,
     return _Elaborator(spec, diags, train, dtype).run()
 
 
-class _Elaborator(_Declarations, _Expressions, _ImpliedOutput, _TrainingConfig):
+class _Elaborator(Declarations, Expressions):
+    """One spec's elaboration: the statements in order, and the state the declarations
+    and expressions share."""
+
     def __init__(self, spec: ast.Spec, diags: Diagnostics, train: bool = True,
                  dtype: str | None = None):
         self.spec, self.diags = spec, diags
@@ -67,7 +70,7 @@ class _Elaborator(_Declarations, _Expressions, _ImpliedOutput, _TrainingConfig):
         for st in spec.statements:
             self.b.span = st.span
             if isinstance(st, (ast.Input, ast.Target)) or (
-                    isinstance(st, (ast.Param, ast.State)) and not _sized_by_flow(st)):
+                    isinstance(st, (ast.Param, ast.State)) and not sized_by_flow(st)):
                 early[id(st)] = self._declare(st)
         for st in spec.statements:
             self.b.span = st.span
@@ -127,12 +130,11 @@ class _Elaborator(_Declarations, _Expressions, _ImpliedOutput, _TrainingConfig):
                     if any(i.name == name for i in inputs) and name not in wrt_inputs:
                         wrt_inputs.append(name)
             elif isinstance(st, ast.Optimizer):
-                config["optimizer"] = self._optimizer(st)
+                config["optimizer"] = optimizer_config(st, spec.constants)
             elif isinstance(st, ast.Train):
-                config["train"] = {s.key: setting_value(s.key, s.value, spec.constants,
-                                                        self.diags) for s in st.settings}
+                config["train"] = train_config(st, spec.constants, self.diags)
             elif isinstance(st, ast.Data):
-                config["data"] = self._data(st)
+                config["data"] = data_config(st, spec.constants)
         if self.diags.items or loss is None:
             return None
         for bd in states:
@@ -140,17 +142,17 @@ class _Elaborator(_Declarations, _Expressions, _ImpliedOutput, _TrainingConfig):
                 self.diags.warning(f"state '{bd.name}' is never used: no batch_norm reads "
                                    "or updates it", bd.span,
                                    "pass it to batch_norm as its mean or var, or remove it")
-        self._mark_label_targets(forward)
-        uses = _matmul_uses([b.node for b in forward],
-                            {b.node.id: b.name for b in [*inputs, *targets, *params, *forward]})
-        self.filters = _conv_filters([b.node for b in forward])
+        _mark_label_targets(forward)
+        uses = matmul_uses([b.node for b in forward],
+                           {b.node.id: b.name for b in [*inputs, *targets, *params, *forward]})
+        filters = conv_filters([b.node for b in forward])
         for bd in params:
-            self._fan(bd.name, bd.node, inits[bd.name], uses.get(bd.node.id))
+            set_fan(bd.name, bd.node, inits[bd.name], uses.get(bd.node.id), filters)
         if self.diags.items:
             return None
         if output is None:
-            output = self._implied_output(forward, loss, inputs, targets, defaults,
-                                          _as_written(spec, loss, [*inputs, *params]))
+            output = implied_output(forward, loss, inputs, targets, defaults,
+                                    as_written(spec, loss, [*inputs, *params]))
         name, _ = model_name(spec)
         if self.variances:  # a checkpoint's value for them is checked (bpc train, eval)
             config["nonnegative"] = sorted(self.variances)
@@ -164,10 +166,10 @@ class _Elaborator(_Declarations, _Expressions, _ImpliedOutput, _TrainingConfig):
             states=states, updates=updates,
             source_lines={i + 1: line for i, line in enumerate(self.lines)})
 
-    # ------------------------------------------------------------------------- after the equations
-    def _mark_label_targets(self, forward) -> None:
-        """Targets that an op reads as class labels hold integers."""
-        roles = data_roles([b.node for b in forward])
-        for n in topo_order([b.node for b in forward]):
-            if n.op == "input" and roles.get(n.attr("name"), ("",))[0] == "labels":
-                n.dtype = "int"
+
+def _mark_label_targets(forward: list[Binding]) -> None:
+    """Targets that an op reads as class labels hold integers."""
+    roles = data_roles([b.node for b in forward])
+    for n in topo_order([b.node for b in forward]):
+        if n.op == "input" and roles.get(n.attr("name"), ("",))[0] == "labels":
+            n.dtype = "int"

@@ -4,8 +4,7 @@ Each shape-rule failure becomes a ``SpecError`` located at the offending express
 naming its operands' shapes; a call's arguments are bound to its signature (constants,
 lists, states); arithmetic on numbers alone is checked here, where it can be located;
 a broadcast that pairs every example with every other draws a warning. A failure
-raises ``_Poisoned`` once it is reported, so the equation yields no node. A mixin of
-the elaborator (``elaborate._Elaborator``), whose state it reads and fills.
+raises ``_Poisoned`` once it is reported, so the equation yields no node.
 """
 
 from __future__ import annotations
@@ -27,7 +26,11 @@ class _Poisoned(Exception):
     """An operand already failed; its error has been reported."""
 
 
-class _Expressions:
+class Expressions:
+    """Elaborating expressions, a mixin of ``elaborate._Elaborator``: reads its ``spec``,
+    ``lines``, ``diags``, builder ``b``, ``env``, ``symbols`` and ``declared``; fills
+    ``state_owner`` and ``variances``."""
+
     def _expr_top(self, e: ast.Expr) -> Node | None:
         try:
             return self._expr(e)
