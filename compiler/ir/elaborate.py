@@ -12,6 +12,7 @@ report the same problem again.
 from __future__ import annotations
 
 from ..frontend import ast
+from ..frontend.astprint import expr as spec_text
 from ..frontend.check import model_name
 from ..errors import Diagnostics, Span
 from ..names import fresh
@@ -95,27 +96,9 @@ class _Elaborator(Declarations, Expressions):
                 if st.value is None:  # 'output NAME' names an existing value
                     output = st.name
                     continue
-                self.b.hints.clear()
-                self.b.updates.clear()
-                self.b.steps.clear()
-                node = self._expr_top(st.value)
-                for node_id, hint in self.b.hints.items():
-                    self.hints.setdefault(node_id, f"{st.name}_{hint}")
-                from ..frontend.astprint import expr as spec_text
-
-                word = "loss " if st.kind == "loss" else ""
-                note = f"{word}{st.name} = {spec_text(st.value)}"
-                for step, name in self.b.steps if node is not None else ():
-                    # headed, like the equation, by the equation's line
-                    forward.append(Binding(fresh(f"{st.name}_{name}", self.taken), step,
-                                           "eq", st.span, sources=(st.name,), note=note))
-                for leaf, value in self.b.updates:
-                    updates.append(Binding(leaf.attr("name"), value, "update", st.span,
-                                           sources=(st.name,)))
-                self.env[st.name] = node
+                node = self._equation(st, forward, updates)
                 if node is None:
                     continue
-                forward.append(Binding(st.name, node, st.kind, st.span, note=note))
                 if st.kind == "loss":
                     loss = st.name
                     if node.shape != ():
@@ -165,6 +148,31 @@ class _Elaborator(Declarations, Expressions):
             warnings=[d.render(self.diags.source) for d in self.diags.warnings],
             states=states, updates=updates,
             source_lines={i + 1: line for i, line in enumerate(self.lines)})
+
+    def _equation(self, st: ast.Equation, forward: list[Binding],
+                  updates: list[Binding]) -> Node | None:
+        """An equation's value, after the named steps of the functions it calls, and
+        the state updates they make; None when it failed (reported, and its name
+        poisoned)."""
+        self.b.hints.clear()
+        self.b.updates.clear()
+        self.b.steps.clear()
+        node = self._expr_top(st.value)
+        for node_id, hint in self.b.hints.items():
+            self.hints.setdefault(node_id, f"{st.name}_{hint}")
+        word = "loss " if st.kind == "loss" else ""
+        note = f"{word}{st.name} = {spec_text(st.value)}"
+        for step, name in self.b.steps if node is not None else ():
+            # headed, like the equation, by the equation's line
+            forward.append(Binding(fresh(f"{st.name}_{name}", self.taken), step,
+                                   "eq", st.span, sources=(st.name,), note=note))
+        for leaf, value in self.b.updates:
+            updates.append(Binding(leaf.attr("name"), value, "update", st.span,
+                                   sources=(st.name,)))
+        self.env[st.name] = node
+        if node is not None:
+            forward.append(Binding(st.name, node, st.kind, st.span, note=note))
+        return node
 
 
 def _mark_label_targets(forward: list[Binding]) -> None:
