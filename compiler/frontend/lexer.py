@@ -1,6 +1,6 @@
 """A Pygments lexer for ``.bp`` specs (``bpc explain`` highlights specs with it).
 
-Its vocabulary is the compiler's own: the keywords of ``parser.KEYWORDS``, the built-in
+Its vocabulary is the compiler's own: the keywords of ``tokens.KEYWORDS``, the built-in
 functions of ``functions.FUNCTIONS``, the layer kinds of ``layers``, the initializers and
 optimizers of ``vocab``; the token shapes (numbers, strings, comments) are the grammar's.
 So a word the language learns is highlighted without touching this file.
@@ -21,7 +21,7 @@ from pygments.token import Text, Whitespace
 
 def _vocabulary() -> tuple[list[str], ...]:
     from ..ir.functions import FUNCTIONS
-    from .parser import CONTEXTUAL_KEYWORDS, KEYWORDS
+    from .tokens import CONTEXTUAL_KEYWORDS, KEYWORDS
     from .layers import LAYERS
     from ..vocab import INITIALIZERS, INIT_ALIASES, OPTIMIZERS
 

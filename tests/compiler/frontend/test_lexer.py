@@ -5,7 +5,7 @@ from pygments import lex
 from pygments.token import Comment, Error, Keyword, Name, Number, String
 
 from bpc.compiler.frontend.lexer import BpLexer
-from bpc.compiler.frontend.parser import KEYWORDS
+from bpc.compiler.frontend.tokens import KEYWORDS
 from conftest import SPECS
 
 
