@@ -73,7 +73,7 @@ def const_value(expr: ast.Expr, constants: dict[str, float | int]):
         if isinstance(value, complex) or abs(value) >= MAX_MAGNITUDE \
                 or not math.isfinite(value):
             raise NotConstant(expr, "this constant is not a finite real number "
-                                    f"(limit: magnitude below 2^1024, about 1.8e308)")
+                                    "(limit: magnitude below 2^1024, about 1.8e308)")
         if isinstance(value, float) and value.is_integer() and expr.op != "/" \
                 and isinstance(a, int) and isinstance(b, int):
             value = int(value)
