@@ -2,7 +2,7 @@
 
 The ops evaluate with the same helper functions generated modules copy (``ops/kernels``),
 so the interpreter and the generated code share one implementation of the maths; each
-helper is checked against PyTorch on its own (tests/test_kernels.py).
+helper is checked against PyTorch on its own (tests/compiler/ir/test_kernels.py).
 
 Used to test elaboration, autodiff and every pass without code generation, and later as
 the other side of differential tests (IR evaluator vs generated module).

@@ -4,7 +4,7 @@ small family: its signature, its desugaring and its entry in docs/LANGUAGE.md.
 This registry collects the units; the tables the rest of the compiler reads (``LAYERS``
 for the parser, checker and lexer, ``KINDS`` and ``BLOCKS`` for desugaring) are derived
 from it. A new kind is a new unit listed in ``UNITS``; ``reference()`` is the text of
-LANGUAGE.md's list of layer kinds, which tests/test_layer_units.py keeps current.
+LANGUAGE.md's list of layer kinds, which tests/compiler/frontend/test_layer_units.py keeps current.
 """
 
 from __future__ import annotations

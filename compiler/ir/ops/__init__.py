@@ -2,7 +2,7 @@
 
 One module per family holds each op as a stanza of named fields (``core.defop`` and its
 constructors ``unop``, ``binop``, ``reduction``), with examples of valid arguments that
-drive tests/test_op_examples.py: ``arithmetic`` (leaves, constants, operators,
+drive tests/compiler/ir/test_op_examples.py: ``arithmetic`` (leaves, constants, operators,
 comparisons), ``elementwise``, ``reductions``, ``linalg`` (products and reshapes),
 ``indexing``, ``convolution`` (and pooling), ``losses`` and ``modes`` (random draws).
 ``kernels`` holds the module helpers: real NumPy functions that codegen copies into

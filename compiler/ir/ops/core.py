@@ -64,7 +64,7 @@ def derived(build: Callable) -> Arg:
 
 @dataclass(frozen=True)
 class Example:
-    """Arguments and attributes valid for an op: what tests/test_op_examples.py checks
+    """Arguments and attributes valid for an op: what tests/compiler/ir/test_op_examples.py checks
     the op's shape rule, printed NumPy, evaluator and vjp over."""
 
     args: tuple

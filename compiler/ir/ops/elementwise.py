@@ -106,7 +106,7 @@ defop("stop_gradient", arity=1, shape=same, emit=lambda a, attrs, n: a[0],
       vjp=no_gradient,
       rule="stop_gradient(x) = x forward; no adjoint flows back through it",
       elementwise=True, cheap=True, views=(0,),
-      # held: its derivative is not zero, its rule is (tests/test_primitives.py)
+      # held: its derivative is not zero, its rule is (tests/compiler/ir/test_primitives.py)
       examples=(ex(held((2, 3))),))
 
 defop("cast", arity=1, shape=same,

@@ -5,7 +5,7 @@ generated module that calls it, so every function is self-contained: it uses onl
 arguments and ``np``, and this module imports nothing else. The names keep their leading
 underscore because that is how a generated module names them (private to the module).
 The IR evaluator (the ops' ``evaluate``) calls the same functions: one implementation of
-the maths, tested directly against PyTorch in tests/test_kernels.py.
+the maths, tested directly against PyTorch in tests/compiler/ir/test_kernels.py.
 """
 
 import numpy as np
