@@ -6,7 +6,8 @@ spec the generated module's loss, every gradient and predict's output must match
 (float64: rtol 1e-7; float32 modules against the float64 oracle with rtol 2e-3), and every
 returned gradient and predict's output must be an np.ndarray of the module's DTYPE.
 
-- ``test_case``: hand-written specs, one class of the language each (the id names it).
+- ``test_case``: hand-written specs, one class of the language each (the id names it), in
+  tests/support/differential_cases/ by family.
 - ``test_oracle_against_finite_differences``: the oracle itself checked numerically.
 - ``test_random_specs`` / ``test_random_plain_specs``: Hypothesis over
   tests/support/random_specs.py's rich and plain specs; shrinking gives a minimal failing
@@ -40,7 +41,7 @@ torch = pytest.importorskip(
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 
 from bpc.compiler.errors import SpecError  # noqa: E402
-from differential_cases import CASES  # noqa: E402
+from differential_cases import CASES, named  # noqa: E402
 from diffharness import Mismatch, Skip, differential  # noqa: E402
 from random_specs import plain_spec, random_spec, spec_from_seed  # noqa: E402
 from torch_oracle import Oracle  # noqa: E402
@@ -127,7 +128,7 @@ def test_generated_code_is_independent_of_the_hash_seed():
     bug can hide behind one seed: see reshape-view-buffer-reuse)."""
     from diffharness import compile_with_hash_seed
 
-    text = next(c.values[1] for c in CASES if c.id == "reshape-view-buffer-reuse")
+    text = named("reshape-view-buffer-reuse").values[1]
     sources = {h: compile_with_hash_seed(text, h)[1] for h in range(4)}
     assert len(set(sources.values())) == 1, \
         "generated code differs between PYTHONHASHSEED values 0..3"
@@ -143,7 +144,7 @@ def test_generated_code_is_independent_of_the_hash_seed():
                                   "batchnorm-scalar-affine-options"])
 def test_oracle_against_finite_differences(name):
     """The oracle's autograd gradients agree with central differences of its own loss."""
-    text, kw = next((c.values[1], c.values[2]) for c in CASES if c.id == name)
+    text, kw = named(name).values[1:]
     from diffharness import build, draw
 
     oracle = Oracle(text)
