@@ -22,6 +22,10 @@ a caller can keep test points away from ties.
     o = Oracle(text)
     r = o.run(params, data)      # numpy arrays in; r.loss, r.grads, r.output out
 
+The language's functions are in ``oracle_functions`` (a table per family, each function
+given the oracle, the call and the values in scope), what is read from the spec's
+declarations in ``oracle_spec``; this module is the one users import.
+
 Modes (LANGUAGE.md, "Modes"; DLFS 6.3 for batch norm). ``run(..., train=True)`` is
 what ``loss_and_grad`` computes: ``dropout`` draws its masks from a NumPy generator seeded
 ``mask_seed`` (``rng.random(shape) >= p``, once per dropout site in forward order, as a
@@ -44,12 +48,10 @@ import torch
 
 from bpc.compiler.frontend import ast
 from bpc.compiler.frontend.load import load_text
-
-DT = torch.float64
-
-
-class OracleError(Exception):
-    """The spec uses something the oracle does not interpret (or data of the wrong shape)."""
+from oracle_functions import FUNCTIONS
+from oracle_functions.arrays import index, matmul
+from oracle_functions.tensors import DT, OracleError, reverse_axes, tensor
+from oracle_spec import declarations, has_modes, implied_output
 
 
 @dataclass
@@ -73,74 +75,14 @@ class Result:
     masks: int = 0  # dropout masks drawn (training mode): one per site
 
 
-@dataclass
-class _Decls:
-    inputs: dict = field(default_factory=dict)  # name -> ast.Input
-    targets: dict = field(default_factory=dict)
-    params: dict = field(default_factory=dict)
-    states: dict = field(default_factory=dict)  # name -> ast.State
-    equations: list = field(default_factory=list)  # ast.Equation with a value
-    output: str | None = None
-    loss: str | None = None
-    wrt_inputs: list = field(default_factory=list)
-    dtype: str = "float64"
-
-
-def _deps(e, out: set):
-    """Names an expression reads."""
-    if isinstance(e, ast.Name):
-        out.add(e.id)
-    elif isinstance(e, ast.BinOp):
-        _deps(e.left, out)
-        _deps(e.right, out)
-    elif isinstance(e, (ast.Neg, ast.Transpose)):
-        _deps(e.operand, out)
-    elif isinstance(e, ast.Matrix):
-        for row in e.rows:
-            for item in row:
-                _deps(item, out)
-    elif isinstance(e, ast.Index):  # the indices are constants
-        _deps(e.value, out)
-    elif isinstance(e, ast.Call):
-        for a in e.args:
-            _deps(a, out)
-        for k in e.kwargs:
-            _deps(k.value, out)
-    return out
-
-
 class Oracle:
     def __init__(self, text: str, path: str = "<spec>"):
         self.spec = load_text(text, path)
         self.constants = dict(self.spec.constants)
-        d = _Decls()
-        for st in self.spec.statements:
-            if isinstance(st, ast.DtypeStmt):
-                d.dtype = st.name
-            elif isinstance(st, ast.Input):
-                d.inputs[st.name] = st
-            elif isinstance(st, ast.Target):
-                d.targets[st.name] = st
-            elif isinstance(st, ast.Param):
-                d.params[st.name] = st
-            elif isinstance(st, ast.State):
-                d.states[st.name] = st
-            elif isinstance(st, ast.Equation):
-                if st.value is None:
-                    d.output = st.name
-                    continue
-                d.equations.append(st)
-                if st.kind == "loss":
-                    d.loss = st.name
-                elif st.kind == "output":
-                    d.output = st.name
-            elif isinstance(st, ast.GradWrt):
-                for name, _ in st.names:
-                    if name in d.inputs and name not in d.wrt_inputs:
-                        d.wrt_inputs.append(name)
+        d = declarations(self.spec)
         self.d = d
         if d.output is None:
-            d.output = self._implied_output()
+            d.output = implied_output(d)
 
     # ------------------------------------------------------------------ static facts
     @property
@@ -151,33 +93,7 @@ class Oracle:
     def has_modes(self) -> bool:
         """Whether training and inference differ: batch_norm or dropout (any p: every
         dropout site draws its mask in training mode)."""
-        found = []
-
-        def visit(e):
-            if isinstance(e, ast.Call):
-                if e.func == "batch_norm":
-                    found.append(e)
-                elif e.func == "dropout":
-                    found.append(e)
-                for a in e.args:
-                    visit(a)
-                for k in e.kwargs:
-                    visit(k.value)
-            elif isinstance(e, ast.BinOp):
-                visit(e.left)
-                visit(e.right)
-            elif isinstance(e, (ast.Neg, ast.Transpose)):
-                visit(e.operand)
-            elif isinstance(e, ast.Index):
-                visit(e.value)
-            elif isinstance(e, ast.Matrix):
-                for row in e.rows:
-                    for item in row:
-                        visit(item)
-
-        for st in self.d.equations:
-            visit(st.value)
-        return bool(found)
+        return has_modes(self.d)
 
     def init_state(self) -> dict:
         """Each state's starting value from its declaration (LANGUAGE.md): ``zeros``,
@@ -192,7 +108,7 @@ class Oracle:
             elif isinstance(init, ast.Name) and init.id == "ones":
                 value = 1.0
             elif isinstance(init, ast.Call) and init.func == "constant":
-                b = self._bind(init, ["value"])
+                b = self.bind(init, ["value"])
                 value = float(self.const(b["value"])) if "value" in b else 0.0
             else:
                 value = np.asarray(self.const(init), dtype=float)
@@ -204,43 +120,6 @@ class Oracle:
     @property
     def wrt(self) -> list[str]:
         return list(self.d.params) + list(self.d.wrt_inputs)
-
-    def _implied_output(self):
-        """The model's prediction (LANGUAGE.md, "The generated functions"): among the
-        equations before the loss that the loss depends on and that read no target, the
-        last one of the first kind there is: computed from a data input (one without a
-        default) and a parameter; from a data input; computed at all; another name for
-        an input or a parameter. The loss when every such equation reads a target."""
-        eqs = {st.name: st for st in self.d.equations}
-        loss = eqs[self.d.loss]
-        needed, todo = set(), [loss]
-        while todo:
-            st = todo.pop()
-            for n in _deps(st.value, set()):
-                if n in eqs and n not in needed and n != st.name:
-                    needed.add(n)
-                    todo.append(eqs[n])
-        leaves: dict[str, set] = {}  # equation -> the declared names it is computed from
-        for st in self.d.equations:  # in spec order: what an equation reads comes first
-            leaves[st.name] = set()
-            for n in _deps(st.value, set()):
-                leaves[st.name] |= leaves.get(n, set()) if n in eqs else {n}
-        reads = leaves.__getitem__
-        data = {n for n, st in self.d.inputs.items() if st.default is None}
-        best, best_rank = self.d.loss, -1
-        for st in self.d.equations:
-            if st.name == self.d.loss:
-                break
-            if st.name not in needed or reads(st.name) & set(self.d.targets):
-                continue
-            used = reads(st.name)
-            bare = isinstance(st.value, ast.Name) and st.value.id in (
-                set(self.d.inputs) | set(self.d.params))
-            rank = 0 if bare else 3 if used & data and used & set(self.d.params) else \
-                2 if used & data else 1
-            if rank >= best_rank:
-                best, best_rank = st.name, rank
-        return best
 
     def const(self, e):
         """A compile-time constant (numbers, lets, + - * / ^, unary minus, matrix rows)."""
@@ -368,10 +247,10 @@ class Oracle:
                       masks=self.masks)
 
     # ------------------------------------------------------------------ expressions
-    def _note_kink(self, gap):
+    def note_kink(self, gap):
         """Record the distance to a kink; exact ties (0) are counted apart: there the
         conventions decide, and both sides compute the tie exactly."""
-        gap = _t(gap).detach().abs().reshape(-1)
+        gap = tensor(gap).detach().abs().reshape(-1)
         if gap.numel() == 0:
             return
         self.exact_ties += int((gap == 0).sum())
@@ -391,7 +270,7 @@ class Oracle:
         if isinstance(e, ast.BinOp):
             a, b = self.expr(e.left, env), self.expr(e.right, env)
             if e.op == "@":
-                return self._matmul(a, b)
+                return matmul(a, b)
             if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
                 return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
                         "/": lambda: a / b, "^": lambda: a ** b}[e.op]()
@@ -404,50 +283,20 @@ class Oracle:
             if e.op == "/":
                 return a / b
             if e.op == "^":
-                return torch.pow(_t(a), b) if not isinstance(b, torch.Tensor) else \
-                    torch.pow(_t(a), b)
+                return torch.pow(tensor(a), b) if not isinstance(b, torch.Tensor) else \
+                    torch.pow(tensor(a), b)
             raise OracleError(f"operator {e.op}")
         if isinstance(e, ast.Transpose):
-            return _transpose(_t(self.expr(e.operand, env)))
+            return reverse_axes(tensor(self.expr(e.operand, env)))
         if isinstance(e, ast.Matrix):
             return torch.tensor(self.const(e), dtype=DT)
         if isinstance(e, ast.Call):
             return self.call(e, env)
         if isinstance(e, ast.Index):
-            return self._index(e, env)
+            return index(self, e, env)
         raise OracleError(f"unexpected expression {type(e).__name__}")
 
-    def _index(self, e: ast.Index, env):
-        """``x[...]`` with NumPy's meaning: an integer drops its axis (negative from the
-        end); a slice keeps the positions Python's ``range(size)[start:stop:step]``
-        keeps (torch slicing has no negative steps, so positions are gathered)."""
-        x = _t(self.expr(e.value, env))
-        if len(e.items) > x.ndim:
-            raise OracleError("too many indices")
-        axis = 0
-        for item in e.items:
-            if isinstance(item, ast.Slice):
-                parts = [None if p is None else int(self.const(p))
-                         for p in (item.start, item.stop, item.step)]
-                keep = list(range(x.shape[axis])[slice(*parts)])
-                if not keep:
-                    raise OracleError("an empty slice")
-                x = torch.index_select(x, axis, torch.tensor(keep, dtype=torch.long))
-                axis += 1
-            else:
-                k = int(self.const(item))
-                if not -x.shape[axis] <= k < x.shape[axis]:
-                    raise OracleError(f"index {k} out of range")
-                x = x.select(axis, k)
-        return x
-
-    def _matmul(self, a, b):
-        a, b = _t(a), _t(b)
-        if a.ndim not in (1, 2) or b.ndim not in (1, 2):
-            raise OracleError("'@' takes 1-D and 2-D operands")
-        return torch.matmul(a, b)
-
-    def _bind(self, e: ast.Call, names, defaults=None):
+    def bind(self, e: ast.Call, names, defaults=None):
         bound = dict(defaults or {})
         for n, a in zip(names, e.args):
             bound[n] = a
@@ -455,7 +304,7 @@ class Oracle:
             bound[k.name] = k.value
         return bound
 
-    def _axes(self, x, axis_expr):
+    def axes(self, x, axis_expr):
         if axis_expr is None or (isinstance(axis_expr, ast.Name) and axis_expr.id == "none"
                                  and "none" not in self.constants):
             return None  # 'axis=none' spells out the default: all axes
@@ -469,7 +318,7 @@ class Oracle:
             out.append(a % x.ndim)
         return tuple(out)
 
-    def _flag(self, e, default=False):
+    def flag(self, e, default=False):
         if e is None:
             return default
         if isinstance(e, ast.Name) and e.id in ("true", "false"):
@@ -477,254 +326,7 @@ class Oracle:
         return bool(self.const(e))
 
     def call(self, e: ast.Call, env):
-        f = e.func
-        unary = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos,
-                 "tan": torch.tan, "tanh": torch.tanh, "sqrt": torch.sqrt,
-                 "square": torch.square, "sigmoid": torch.sigmoid}
-        if f in unary:
-            return unary[f](_t(self.expr(e.args[0], env)))
-        if f == "abs":
-            x = _t(self.expr(e.args[0], env))
-            self._note_kink(x)
-            return torch.abs(x)  # d|x| = sign(x): 0 at 0
-        if f == "stop_gradient":
-            return _t(self.expr(e.args[0], env)).detach()  # the same value, no gradient
-        if f == "sign":
-            x = _t(self.expr(e.args[0], env))
-            self._note_kink(x)
-            return torch.sign(x)  # derivative 0 everywhere
-        if f == "relu":
-            x = _t(self.expr(e.args[0], env))
-            self._note_kink(x)
-            return torch.where(x > 0, x, torch.zeros_like(x))  # relu'(0) = 0
-        if f == "leaky_relu":
-            b = self._bind(e, ["x", "alpha"])
-            x = _t(self.expr(b["x"], env))
-            alpha = float(self.const(b["alpha"])) if "alpha" in b else 0.01
-            self._note_kink(x)
-            return torch.where(x > 0, x, alpha * x)  # leaky_relu'(0) = alpha
-        if f == "softplus":
-            x = _t(self.expr(e.args[0], env))
-            return torch.logaddexp(x, torch.zeros_like(x))
-        if f in ("maximum", "minimum"):
-            b = self._bind(e, ["a", "b"])
-            x, y = _t(self.expr(b["a"], env)), _t(self.expr(b["b"], env))
-            x, y = torch.broadcast_tensors(x, y)
-            self._note_kink(x - y)
-            pick = x >= y if f == "maximum" else x <= y  # a tie: the gradient goes to a
-            return torch.where(pick, x, y)
-        if f in ("sum", "mean", "max", "logsumexp"):
-            b = self._bind(e, ["x", "axis", "keepdims"])
-            x = _t(self.expr(b["x"], env))
-            axes = self._axes(x, b.get("axis"))
-            keep = self._flag(b.get("keepdims"))
-            dims = tuple(range(x.ndim)) if axes is None else axes
-            if f == "sum":
-                return x.sum(dim=dims, keepdim=keep) if dims else x.clone()
-            if f == "mean":
-                return x.mean(dim=dims, keepdim=keep) if dims else x.clone()
-            if f == "max":
-                if not dims:
-                    return x.clone()
-                self._note_top_gap(x, dims)
-                return torch.amax(x, dim=dims, keepdim=keep)  # ties: split evenly
-            return torch.logsumexp(x, dim=dims, keepdim=keep) if dims else x.clone()
-        if f in ("softmax", "log_softmax"):
-            b = self._bind(e, ["x", "axis"])
-            x = _t(self.expr(b["x"], env))
-            axes = self._axes(x, b.get("axis", ast.Num(e.span, -1, "-1")))
-            if len(axes) != 1:
-                # a list of axes: normalise over all of them together
-                lse = torch.logsumexp(x, dim=axes, keepdim=True)
-                return torch.exp(x - lse) if f == "softmax" else x - lse
-            fn = torch.softmax if f == "softmax" else torch.log_softmax
-            return fn(x, dim=axes[0])
-        if f == "transpose":
-            return _transpose(_t(self.expr(e.args[0], env)))
-        if f == "reshape":
-            b = self._bind(e, ["x", "shape"])
-            x = _t(self.expr(b["x"], env))
-            s = b["shape"]
-            if not isinstance(s, ast.Matrix) or len(s.rows) > 1:
-                raise OracleError("reshape's shape must be one list of dimensions")
-            items = s.rows[0] if s.rows else []  # '[]': a scalar
-            dims = []
-            for item in items:
-                if isinstance(item, ast.Name) and item.id not in self.constants:
-                    if item.id not in self.symbols:
-                        raise OracleError(f"unknown dimension {item.id}")
-                    dims.append(self.symbols[item.id])
-                else:
-                    dims.append(int(self.const(item)))
-            return x.reshape(dims)
-        if f in ("concat", "stack"):
-            b = self._bind(e, ["xs", "axis"])
-            xs = b["xs"]
-            if not isinstance(xs, ast.Matrix) or len(xs.rows) != 1:
-                raise OracleError(f"{f} takes a list [a, b, ...]")
-            parts = [_t(self.expr(x, env)) for x in xs.rows[0]]
-            axis = int(self.const(b["axis"])) if "axis" in b else 0
-            return torch.cat(parts, dim=axis) if f == "concat" else torch.stack(parts, dim=axis)
-        if f in ("mse", "sse", "least_squares"):
-            b = self._bind(e, ["y", "t"])
-            y, t = _t(self.expr(b["y"], env)), _t(self.expr(b["t"], env))
-            sq = (y - t) ** 2
-            return {"mse": lambda: sq.mean(), "sse": lambda: 0.5 * sq.sum(),
-                    "least_squares": lambda: sq.sum()}[f]()
-        if f == "cross_entropy":
-            b = self._bind(e, ["p", "t"])
-            p, t = _t(self.expr(b["p"], env)), _t(self.expr(b["t"], env))
-            n = math.prod(p.shape[:-1]) if p.ndim else 1
-            return -(t * torch.log(p)).sum() / n
-        if f == "softmax_cross_entropy":
-            b = self._bind(e, ["logits", "t"])
-            z, t = _t(self.expr(b["logits"], env)), _t(self.expr(b["t"], env))
-            if z.ndim == 0:
-                raise OracleError("softmax_cross_entropy of a scalar")
-            n = math.prod(z.shape[:-1])
-            logp = z - torch.logsumexp(z, dim=-1, keepdim=True)
-            if t.ndim == z.ndim - 1:  # integer labels
-                idx = t.detach().round().long()
-                if not torch.equal(idx.to(DT), t.detach().to(DT)):
-                    raise OracleError("labels must be whole numbers")
-                return -torch.gather(logp, -1, idx[..., None]).sum() / n
-            if tuple(t.shape) != tuple(z.shape):
-                raise OracleError("one-hot targets must have the logits' shape")
-            return -(t * logp).sum() / n
-        if f == "sigmoid_cross_entropy":
-            b = self._bind(e, ["logits", "t"])
-            z, t = _t(self.expr(b["logits"], env)), _t(self.expr(b["t"], env))
-            n = z.shape[0] if z.ndim else 1
-            return (torch.logaddexp(z, torch.zeros_like(z)) - t * z).sum() / n
-        if f == "conv2d":
-            b = self._bind(e, ["x", "W", "stride", "pad"])
-            x, w = _t(self.expr(b["x"], env)), _t(self.expr(b["W"], env))
-            stride = int(self.const(b["stride"])) if "stride" in b else 1
-            pad = int(self.const(b["pad"])) if "pad" in b else 0
-            return torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
-        if f in ("max_pool", "avg_pool"):
-            b = self._bind(e, ["x", "size", "stride", "pad"])
-            x = _t(self.expr(b["x"], env))
-            size = int(self.const(b["size"]))
-            stride = size if "stride" not in b or (
-                isinstance(b["stride"], ast.Name) and b["stride"].id == "none") \
-                else int(self.const(b["stride"]))
-            pad = int(self.const(b["pad"])) if "pad" in b else 0
-            lead = x.shape[:-2]
-            images = x.reshape(-1, 1, *x.shape[-2:])  # the last two axes are pooled
-            # Padding as LANGUAGE.md says: -inf around the image for max (a pad is never
-            # the maximum), zeros for the mean (counted in it, as torch's default).
-            images = torch.nn.functional.pad(images, (pad,) * 4,
-                                             value=-math.inf if f == "max_pool" else 0.0)
-            if f == "max_pool":
-                # The maximum of each window with torch.amax, which splits the gradient
-                # evenly among tied maxima (LANGUAGE.md's convention; torch's max_pool2d
-                # gives it all to one of them); overlapping windows add through unfold.
-                windows = images.unfold(2, size, stride).unfold(3, size, stride)
-                flat = windows.reshape(*windows.shape[:4], -1)
-                if flat.shape[-1] >= 2:
-                    top2 = torch.topk(flat.detach(), 2, dim=-1).values
-                    self._note_kink(top2[..., 0] - top2[..., 1])
-                out = torch.amax(flat, dim=-1)
-                check = torch.nn.functional.max_pool2d(images.detach(), size, stride)
-                if not torch.equal(out.detach(), check):
-                    raise OracleError("max_pool: amax over windows != torch's max_pool2d")
-            else:
-                out = torch.nn.functional.avg_pool2d(images, size, stride)
-            return out.reshape(*lead, *out.shape[-2:])
-        if f == "flatten":
-            x = _t(self.expr(e.args[0], env))
-            return x.reshape(x.shape[0], -1)
-        if f == "dropout":
-            b = self._bind(e, ["x", "p"])
-            x = _t(self.expr(b["x"], env))
-            p = float(self.const(b["p"]))
-            if not 0 <= p < 1:
-                raise OracleError(f"dropout's p must be in [0, 1), not {p}")
-            if not self.train:
-                return x  # inference: the identity
-            # inverted dropout with the module's mask: the next draw of the generator
-            # (every site draws, in spec order, whatever its p and whether or not the
-            # loss reads it)
-            keep = self.mask_rng.random(tuple(x.shape)) >= p
-            self.masks += 1
-            return x * torch.tensor(keep, dtype=DT) / (1 - p)
-        if f == "batch_norm":
-            return self._batch_norm(e, env)
-        raise OracleError(f"function '{f}' is not interpreted by the oracle")
-
-    def _batch_norm(self, e: ast.Call, env):
-        """batch_norm(x, gamma, beta, mean, var, momentum=0.9, eps=1e-6) with torch's own
-        ``batch_norm``: statistics per feature (axis 1) over every other axis."""
-        b = self._bind(e, ["x", "gamma", "beta", "mean", "var", "momentum", "eps"])
-        x = _t(self.expr(b["x"], env))
-        if x.ndim not in (2, 4):
-            raise OracleError(f"batch_norm of rank {x.ndim}")
-        c = x.shape[1]
-        gamma, beta = (_t(self.expr(b[k], env)) for k in ("gamma", "beta"))
-        # A scalar applies to every feature. contiguous(): torch's CPU batch_norm backward
-        # misreads a weight of stride 0 (an expand()ed scalar): garbage gradients.
-        gamma = (gamma.expand(c) if gamma.ndim == 0 else gamma).contiguous()
-        beta = (beta.expand(c) if beta.ndim == 0 else beta).contiguous()
-        names = []
-        for k in ("mean", "var"):
-            if not isinstance(b[k], ast.Name) or b[k].id not in self.d.states:
-                raise OracleError(f"batch_norm's {k} is not a state")
-            names.append(b[k].id)
-        momentum = float(self.const(b["momentum"])) if "momentum" in b else 0.9
-        eps = float(self.const(b["eps"])) if "eps" in b else 1e-6
-        for n in names:
-            if n not in self.state_in:  # sized by the value flowing in: [C]
-                self.state_in[n] = np.broadcast_to(
-                    np.asarray(self.state_init[n][1], dtype=float), (c,))
-                self.state_out[n] = np.array(self.state_in[n], dtype=np.float64)
-        running = [torch.tensor(np.asarray(self.state_in[n], dtype=np.float64), dtype=DT)
-                   for n in names]
-        for n, r in zip(names, running):
-            if tuple(r.shape) != (c,):
-                raise OracleError(f"state '{n}' has shape {tuple(r.shape)}, not ({c},)")
-        F = torch.nn.functional
-        if not self.train:
-            return F.batch_norm(x, running[0], running[1], gamma, beta, training=False,
-                                eps=eps)
-        axes = [0] + list(range(2, x.ndim))
-        count = x.numel() // c
-        with torch.no_grad():  # the expected running statistics, computed apart
-            mu = x.detach().mean(dim=axes)
-            var = x.detach().var(dim=axes, unbiased=False)
-            scale = x.detach().abs().amax(dim=axes) if count else torch.zeros(c)
-            cond = float((scale / torch.sqrt(var + eps)).max()) if c else 1.0
-            self.bn_condition *= max(cond, 1.0)  # compounds through chained sites
-        for n, r, stat in zip(names, running, (mu, var)):
-            if n in self.bn_updated:
-                raise OracleError(f"state '{n}' updated twice")
-            self.bn_updated.add(n)
-            self.state_out[n] = (momentum * r + (1 - momentum) * stat).numpy().copy()
-        if count > 1:
-            # torch's own training-mode batch norm (biased variance for normalizing);
-            # no running buffers given, so torch updates nothing
-            return F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
-        # one value per feature (torch refuses it): x - mean is 0, the output beta, and
-        # the gradient still flows through the mean (the formula, by hand)
-        shape = [1, c] + [1] * (x.ndim - 2)
-        xc = x - x.mean(dim=axes, keepdim=True)
-        xn = xc / torch.sqrt((xc ** 2).mean(dim=axes, keepdim=True) + eps)
-        return gamma.reshape(shape) * xn + beta.reshape(shape)
-
-    def _note_top_gap(self, x, dims):
-        """How close each maximum is to its runner-up (a tie is max's kink)."""
-        x = x.detach()
-        rest = [i for i in range(x.ndim) if i not in dims]
-        y = x.permute(*rest, *dims).reshape(*[x.shape[i] for i in rest], -1)
-        if y.shape[-1] < 2:
-            return
-        top2 = torch.topk(y, 2, dim=-1).values
-        self._note_kink(top2[..., 0] - top2[..., 1])
-
-
-def _t(v):
-    return v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=DT)
-
-
-def _transpose(x):
-    return x.permute(*reversed(range(x.ndim))) if x.ndim > 1 else x
+        fn = FUNCTIONS.get(e.func)
+        if fn is None:
+            raise OracleError(f"function '{e.func}' is not interpreted by the oracle")
+        return fn(self, e, env)

@@ -1,0 +1,10 @@
+"""The language's functions interpreted in PyTorch for the oracle (torch_oracle): one table,
+``FUNCTIONS``, a function's name -> ``fn(o, e, env)`` (the oracle, the ``ast.Call``, the
+values in scope), gathered from the families' tables."""
+
+from __future__ import annotations
+
+from oracle_functions import arrays, elementwise, images, losses, modes
+
+FUNCTIONS = {**elementwise.FUNCTIONS, **arrays.FUNCTIONS, **images.FUNCTIONS,
+             **losses.FUNCTIONS, **modes.FUNCTIONS}
