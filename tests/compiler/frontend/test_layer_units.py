@@ -28,6 +28,7 @@ def spec(layers: str, input_shape: str = "[N, 4]") -> str:
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_each_example_agrees_with_the_oracle(example):
+    pytest.importorskip("torch")  # the oracle; CI installs none
     differential(spec(example.layers, example.input), 0)
 
 
