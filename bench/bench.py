@@ -3,7 +3,7 @@ tangent, PyTensor, autograd); whole training runs; memory; compile time.
 
     python3 bench/bench.py            # everything (~20 minutes on two cores)
     python3 bench/bench.py --quick    # fewer rounds
-    python3 bench/bench.py --only step|train|memory|compile
+    python3 bench/bench.py --only step|train|memory|compile|one-off
 
 Each (model, dtype) configuration runs in its own process pinned to one core with BLAS at
 one thread; inside it the implementations take turns, round after round, and the median
@@ -11,6 +11,11 @@ time of one training step (``loss_and_grad`` plus an SGD update) is reported, wi
 to the hand-fused reference and the fraction of the roofline: the step's matmul FLOPs over
 a large-matmul rate measured in the same process. Each peer's one-off cost (tangent's
 generation, PyTensor's graph compilation, JAX's first call) is recorded beside it.
+
+This file is the driver: it starts the workers and prints their results. What they
+measure is in step_peers.py (one step, memory; the peers and the shared constants),
+whole_runs.py (bpc train against a plain loop) and one_off.py (one-off costs as
+whole processes).
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from step_peers import (PEER_MAKERS, TOY, _setup, matmul_flops,  # noqa: F401
 from whole_runs import TRAIN_RUNS, train_worker
 
 
-# ----------------------------------------------------------------------------- driver
 def run_worker(mode: str, *args: str) -> dict:
     with tempfile.TemporaryDirectory() as compiledir:  # PyTensor compiles from scratch
         env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT),

@@ -48,7 +48,8 @@ def matmul_flops(sizes: list[int], n: int) -> int:
 
 
 # ----------------------------------------------------------------------------- in one process
-def _generated(text: str, tmp):
+def generated_module(text: str, tmp):
+    """The module bpc compiles from ``text``, written into ``tmp`` and loaded."""
     sys.path.insert(0, str(ROOT))
     from bpc.compiler.pipeline import compile_text
 
@@ -286,8 +287,9 @@ def _setup(model: str, dtype: str):
         t = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
         text = spec_text(sizes, dtype)
     with tempfile.TemporaryDirectory() as tmp:
-        module = _generated(text, tmp)
-    params = {k: np.array(v, dtype) for k, v in module.init_params(np.random.default_rng(1)).items()}
+        module = generated_module(text, tmp)
+    init = module.init_params(np.random.default_rng(1))
+    params = {k: np.array(v, dtype) for k, v in init.items()}
     return sizes, n, x, t, module, params
 
 

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from step_peers import ROOT, _generated
+from step_peers import ROOT, generated_module
 
 TRAIN_RUNS = ("xor", "sine", "digits")
 
@@ -42,7 +42,7 @@ def train_worker(spec: str, rounds: int) -> dict:
     from bpc.runtime.train import train
 
     tmp = tempfile.mkdtemp()
-    module = _generated((ROOT / "specs" / f"{spec}.bp").read_text(), tmp)
+    module = generated_module((ROOT / "specs" / f"{spec}.bp").read_text(), tmp)
     module_path = str(Path(tmp) / "bench_model.py")
     settings = Settings.from_module(module, {})
     dataset = data.load(module.CONFIG.get("data"), module, settings.seed)
