@@ -197,7 +197,7 @@ def memory_worker(dtype: str) -> dict:
         "hand NumPy": lambda: hand.loss_and_grad(x, t),
     }
     out = {"dtype": dtype, "activations_kept": kept_bytes(dtype)}
-    from bench import peak_bytes
+    from step_peers import peak_bytes
 
     out.update(peak_bytes(runs))
     # The hand-written net allocated its working buffers (not its gradients) up front.

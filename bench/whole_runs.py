@@ -1,0 +1,89 @@
+"""Whole training runs: ``bpc train`` of gallery specs against ``references.plain_loop``
+over the same steps, in one process and as whole processes."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from step_peers import ROOT, generated_module
+
+TRAIN_RUNS = ("xor", "sine", "digits")
+
+
+PLAIN_SCRIPT = """
+import sys, time
+start = time.perf_counter()
+sys.path[:0] = [{root!r}, {bench!r}]
+from references import plain_loop
+from bpc.runtime import data
+from bpc.runtime.loader import load_model
+from bpc.runtime.settings import Settings
+m = load_model(sys.argv[1])
+settings = Settings.from_module(m, {{}})
+ds = data.load(m.CONFIG.get("data"), m, settings.seed)
+plain_loop(m, data.conform(ds.train, m, "training data"), settings, data.batch_axes(m))
+"""
+
+
+def train_worker(spec: str, rounds: int) -> dict:
+    """``bpc train``'s run of a gallery spec against ``references.plain_loop`` over the
+    same steps, in turns: in one process (the run itself: ``train()`` against the loop,
+    each from the loaded module and data), and as whole processes (``bpc train MODULE``
+    against ``python`` running the loop, startup and imports included)."""
+    from references import plain_loop
+    from bpc.runtime import data
+    from bpc.runtime.settings import Settings
+    from bpc.runtime.train import train
+
+    tmp = tempfile.mkdtemp()
+    module = generated_module((ROOT / "specs" / f"{spec}.bp").read_text(), tmp)
+    module_path = str(Path(tmp) / "bench_model.py")
+    settings = Settings.from_module(module, {})
+    dataset = data.load(module.CONFIG.get("data"), module, settings.seed)
+    axes = data.batch_axes(module)
+    lines: list[str] = []
+    runs = {"bpc train": [], "plain loop": []}
+    cpu = {"bpc train": [], "plain loop": []}
+    info = {}
+
+    def bpc(i):
+        result = train(module, dataset, settings, Path(tmp) / f"run{i}", log=lines.append)
+        info.update(steps=result.steps, rows=len(result.history),
+                    loop_seconds=result.seconds)
+
+    def plain(i):
+        plain_loop(module, data.conform(dataset.train, module, "training data"), settings,
+                   axes)
+
+    for i in range(rounds):
+        for name, fn in (("bpc train", bpc), ("plain loop", plain)):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn(i)
+            runs[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    # Whole processes: the CLI on the compiled module, against a script running the loop.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(ROOT)
+    script = PLAIN_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "bench"))
+    procs = {"bpc train": [], "plain loop": []}
+    for i in range(rounds):
+        for name, cmd in (("bpc train", [sys.executable, "-m", "bpc", "train",
+                                         module_path, "--out", str(Path(tmp) / f"p{i}")]),
+                          ("plain loop", [sys.executable, "-c", script, module_path])):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=ROOT)
+            procs[name].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    return {"spec": spec, "rounds": rounds, "wall_s": med,
+            "best_wall_s": {k: min(v) for k, v in runs.items()},
+            "best_process_s": {k: min(v) for k, v in procs.items()},
+            "cpu_s": {k: statistics.median(v) for k, v in cpu.items()},
+            "process_s": {k: statistics.median(v) for k, v in procs.items()},
+            "steps": info["steps"], "rows": info["rows"], "eval_every": settings.eval_every,
+            "optimizer": settings.optimizer}
