@@ -18,7 +18,6 @@ from .buffers import plan
 from ..errors import Diagnostic, SpecError
 from ..ir import Binding, Program, random_sites, topo_order
 from ..ir.primitives import PRIMITIVES
-from ..names import mentioned
 from .printer import Printer, Statement, safe_comment, schedule, source_text
 from .pyfmt import STATEMENT_WIDTH
 
@@ -39,15 +38,15 @@ def _line(text: str, origin: str | None) -> str:
     return line
 
 
-def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
-              returns: list[str], states_read: set[str]) -> list[str]:
+def _prologue(prog: Program, args: list[Binding], reads: frozenset[str],
+              statements: list[Statement], returns: list[str],
+              states_read: set[str]) -> list[str]:
     """Inputs as arrays, and every parameter the function reads (also one it returns as
     it is: 'output W'). A scalar (0-d) input is read as a NumPy scalar of the model's
     dtype, ``DTYPE(x)``, and a 0-d parameter as a NumPy scalar of its own dtype,
     ``params["b"][()]`` (parameters are used as given, as arrays are): arithmetic on NumPy
     scalars skips the array machinery that every operation on a 0-d array goes through
     (the toy's gradient: 24 us -> 6 us), and gives the same numbers."""
-    text = " ".join([s.expr for s in statements] + [s.name for s in statements] + returns)
     lines = []
     for bd in args:
         if bd.node.dtype == "int":
@@ -55,7 +54,7 @@ def _prologue(prog: Program, args: list[Binding], statements: list[Statement],
         else:
             conv = "DTYPE({0})" if bd.node.shape == () else "np.asarray({0}, dtype=DTYPE)"
         lines.append(f"{bd.name} = " + conv.format(bd.name))
-    used = set(mentioned(text))  # one scan of the text, not one per parameter
+    used = reads.union((s.name for s in statements), returns)
     scalar_note = "# 0-d parameters as NumPy scalars ([()]): faster arithmetic than 0-d arrays"
     for bd in prog.params:
         if bd.name in used:
@@ -157,6 +156,8 @@ class Facts:
     reads_state: bool = False  # reads a state entry (batch norm's running statistics)
     updates_state: bool = False  # assigns new values into ``state``
     into_grads: bool = False  # computes a gradient into the caller's ``grads`` buffers
+    reads: frozenset[str] = frozenset()  # the names its statements' code reads
+    helpers: frozenset[str] = frozenset()  # the module helpers its code calls
 
 
 def _facts(prog: Program, statements: list[Statement], planned) -> tuple[Facts, set[str]]:
@@ -171,7 +172,9 @@ def _facts(prog: Program, statements: list[Statement], planned) -> tuple[Facts, 
                                    f"would draw dropout's masks in the order {sites}", None))
     facts = Facts(draws=bool(sites), reads_state=bool(states_read),
                   updates_state=any(st.kind == "update" for st in statements),
-                  into_grads=any(step.into for step in planned))
+                  into_grads=any(step.into for step in planned),
+                  reads=frozenset().union(*(st.reads for st in statements)),
+                  helpers=frozenset().union(*(step.helpers for step in planned)))
     return facts, states_read
 
 
@@ -183,7 +186,7 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     forward = {bd.name: bd for bd in prog.forward}
     planned = plan(statements, returns, into, style)
     facts, states_read = _facts(prog, statements, planned)
-    lines = _prologue(prog, args, statements, returns, states_read)
+    lines = _prologue(prog, args, facts.reads, statements, returns, states_read)
     if facts.into_grads:
         lines.append("grads = {} if grads is None else grads  # buffers to compute into")
     in_backward = False

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 
 from ..ir import NAMED_LEAVES, Node, batch_sized
 from ..ir.primitives import PRIMITIVES
-from ..names import mentioned
 from .printer import Statement
 
 
@@ -44,6 +43,7 @@ class Step:
     code: list[str]
     release: list[str] = field(default_factory=list)
     into: bool = False  # computed straight into the caller's buffer (``into``)
+    helpers: frozenset[str] = frozenset()  # the module helpers ``code`` calls
 
 
 STYLES = ("fast", "textbook")
@@ -68,7 +68,8 @@ def plan(statements: list[Statement], returns: list[str],
     if style not in STYLES:
         raise ValueError(f"unknown code style {style!r}; expected one of {STYLES}")
     if style == "textbook":
-        return [Step(st, [f"{st.target} = {st.expr}"]) for st in statements]
+        return [Step(st, [f"{st.target} = {st.expr}"], helpers=st.helpers)
+                for st in statements]
     into = into or {}
     returned = set(returns)
 
@@ -84,8 +85,8 @@ def plan(statements: list[Statement], returns: list[str],
                 bound.setdefault(st.node.id, i)
     # Per statement, the statements whose names its code reads. An op's printed form
     # need not read every argument (the fused loss prints its log-softmax, not the
-    # logits), so this is what the code mentions.
-    reads = [{index[m] for m in mentioned(st.expr) if m in index} for st in statements]
+    # logits): the printer records what the printed text reads.
+    reads = [{index[m] for m in st.reads if m in index} for st in statements]
     last_read = [-1] * len(statements)
     for i, used in enumerate(reads):
         for j in used:
@@ -157,12 +158,15 @@ def plan(statements: list[Statement], returns: list[str],
             for r in sharing([node], i)[0]:
                 buffers[r].escapes = True
             buffers[i] = _Buffer([], -1, False, False, False, False)
-            steps.append(Step(st, [f"{st.target} = {st.expr}"]))
+            steps.append(Step(st, [f"{st.target} = {st.expr}"], helpers=st.helpers))
             continue
         prim = PRIMITIVES[node.op]
         buffers[i] = _Buffer([i], last_read[i], st.name in returned, True, True,
                              batch_sized(node.shape))
         code = [f"{st.name} = {st.expr}"]
+        # A buffer form (``out=``, an augmented update) prints the arguments with NumPy's
+        # own functions or operators, not the op's printed form: only theirs are called.
+        helpers = st.helpers
         computed_into = False  # straight into the caller's buffer
         if st.alias or prim.viewed(node):
             # The memory the result may share: the value it names, or those it views.
@@ -193,11 +197,13 @@ def plan(statements: list[Statement], returns: list[str],
             if direct is not None:  # straight into the caller's buffer
                 code = [f"{st.name} = {direct}"]
                 computed_into = True
+                helpers = st.arg_helpers
                 buffers[i].owned = buffers[i].writable = False
             elif reused is not None:
                 code = [f"{st.name} = "
                         + prim.write_into(list(st.args), dict(node.attrs), reused[0])]
                 merge({reused[1], i})
+                helpers = st.arg_helpers
             else:
                 k = _fresh_operand(st) if node.shape != () else None
                 if k is not None and sharing([node.args[k]], i) != (set(), False):
@@ -205,11 +211,13 @@ def plan(statements: list[Statement], returns: list[str],
                 if k is not None and callable(prim.augmented):  # dL_dx[:, :3] += dL_dh
                     code = [f"{st.name} = {st.args[0]}",
                             *prim.augmented(list(st.args), dict(node.attrs), st.name)]
+                    helpers = st.arg_helpers
                 elif k is not None:
                     other = st.args[1 - k]
                     code = [f"{st.name} = {st.args[k]}",
                             f"{st.name} {prim.augmented} {other}"]
-        step = Step(st, code, into=computed_into)
+                    helpers = st.arg_helpers
+        step = Step(st, code, into=computed_into, helpers=helpers)
         if later_alloc[i]:
             # Only a buffer read here (or just made and never read) can die here.
             candidates = {find(j) for j in reads[i]} | {find(i)}

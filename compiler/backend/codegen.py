@@ -28,7 +28,6 @@ from ..errors import Diagnostic, SpecError
 from ..ir import Binding, Program
 from ..ir.inits import formula
 from ..ir.primitives import HELPERS, format_number
-from ..names import mentioned
 from .printer import Printer, safe_comment
 from .pyfmt import LINE_LENGTH, Code, call, literal, needs_black, string
 
@@ -110,7 +109,7 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
                              ["state"] * stateful + ["rng"] * facts.draws), "",
         [f"The model's output {output}, for the inputs.",
          *([_mode_note(prog, False, facts)] if modes else [])],
-        body + [_return_own(infer, output)])]
+        body + [_return_own(infer, output)], facts)]
 
     loss_doc = f"The loss {prog.loss}"
     grad_doc = (f"The loss {prog.loss} and its gradient with respect to "
@@ -124,14 +123,14 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
         signature, body, facts = _loss_function(prog, style, gradient=False, fmt=fmt)
         functions.append(_Function(
             "loss", _keywords(signature, ["state"] * stateful + ["rng"] * facts.draws),
-            " -> float", [loss_doc + "."], body))
+            " -> float", [loss_doc + "."], body, facts))
         signature, body, facts = _loss_function(prog, style, gradient=True, fmt=fmt)
         functions.append(_Function(
             "loss_and_grad", _keywords(signature, ["state"] * stateful
                                        + ["rng"] * facts.draws
                                        + ["grads=None"] * facts.into_grads),
             " -> tuple[float, dict[str, np.ndarray]]",
-            [grad_doc + ".", *[grads_note] * facts.into_grads], body))
+            [grad_doc + ".", *[grads_note] * facts.into_grads], body, facts))
     else:
         functions += _mode_functions(prog, infer, style, loss_doc, grad_doc, grads_note,
                                      fmt)
@@ -231,14 +230,12 @@ def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
 
 
 def _lets_used(prog: Program, functions: list[_Function]) -> dict[str, float]:
-    """The ``let`` constants the functions' text reads by name, in spec order, with
+    """The ``let`` constants the functions' code reads by name, in spec order, with
     their values."""
-    values = prog.lets
-    text = "\n".join("\n".join(f.body) for f in functions)
-    used = set(mentioned(text))
-    return {name: value for name, value in values.items() if name in used}
+    used = frozenset().union(*(f.facts.reads for f in functions))
+    return {name: value for name, value in prog.lets.items() if name in used}
 
 
 def _helpers_of(functions: list[_Function]) -> set[str]:
-    text = "\n".join("\n".join(f.body) for f in functions)
-    return set(mentioned(text)) & HELPERS.keys()
+    """The module helpers the functions' code calls."""
+    return set().union(*(f.facts.helpers for f in functions))

@@ -25,6 +25,7 @@ class _Function:
     returns: str
     doc: list[str]  # paragraphs
     body: list[str]  # ``Line`` where a binding printed it
+    facts: Facts  # what its statements do, read and call
 
     @property
     def head(self) -> list[str]:
@@ -233,7 +234,7 @@ def _mode_functions(prog: Program, infer: Program, style: str, loss_doc: str,
                    f"With ``training=True``: the loss ``loss_and_grad`` differentiates "
                    f"by default. {training_loss_doc}"],
                   ["if training:", f"    return {_call('_loss_training', training_loss)}",
-                   *body_infer]),
+                   *body_infer], f_infer),
         _Function("loss_and_grad",
                   _keywords(gsig_train, state + ["training=True", *rng_public, *grads]),
                   " -> tuple[float, dict[str, np.ndarray]]",
@@ -242,15 +243,15 @@ def _mode_functions(prog: Program, infer: Program, style: str, loss_doc: str,
                    f"{_mode_note(prog, False, g_infer)}", *[grads_note] * bool(grads)],
                   ["if not training:",
                    f"    return {_call('_loss_and_grad_inference', inference_grad)}",
-                   *guard, *gbody_train]),
+                   *guard, *gbody_train], g_train),
         _Function("_loss_training", training_loss, " -> float",
                   [f"{loss_doc} in training mode: ``loss(..., training=True)``.",
-                   training_loss_doc], guard + body_train),
+                   training_loss_doc], guard + body_train, f_train),
         _Function("_loss_and_grad_inference", inference_grad,
                   " -> tuple[float, dict[str, np.ndarray]]",
                   [f"{grad_doc} in inference mode: ``loss_and_grad(..., "
                    f"training=False)``, the gradient of ``loss()``.",
-                   _mode_note(prog, False, g_infer)], gbody_infer),
+                   _mode_note(prog, False, g_infer)], gbody_infer, g_infer),
     ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import NAMED_LEAVES, Binding, Node, Program, batch_sized, fmt_shape
-from ..names import fresh
+from ..names import fresh, mentioned
 from ..ir.primitives import ATOM, PRIMITIVES
 from .pyfmt import STATEMENT_WIDTH
 
@@ -38,6 +38,12 @@ class Statement:
     args: tuple[str, ...] = ()
     arg_names: tuple[str | None, ...] = ()
     inline_fresh: tuple[bool, ...] = ()  # argument i is an unnamed, freshly computed array
+    # What the printed expression reads (names of leaves, statements, 'let' constants)
+    # and the module helpers it calls; ``arg_helpers``: those its printed arguments call
+    # (what a buffer form of the statement, which prints them, calls).
+    reads: frozenset[str] = frozenset()
+    helpers: frozenset[str] = frozenset()
+    arg_helpers: frozenset[str] = frozenset()
 
     @property
     def target(self) -> str:
@@ -47,17 +53,21 @@ class Statement:
 
 
 class _Names(dict):
-    """Node id -> printed name; naming a node forgets the printed text of expressions,
-    which may have held it inline."""
+    """Node id -> printed name; naming a node forgets what was printed of expressions
+    (their text, what it reads), which may have held it inline."""
 
-    def __init__(self, items, printed: dict):
+    def __init__(self, items, *printed: dict):
         super().__init__(items)
         self._printed = printed
 
     def __setitem__(self, key, value) -> None:
         if self.get(key) != value:
-            self._printed.clear()
+            for done in self._printed:
+                done.clear()
         super().__setitem__(key, value)
+
+
+_NOTHING: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
 
 class Printer:
@@ -69,8 +79,10 @@ class Printer:
         # Printed (text, precedence) per node: a node shared inline (a view, a constant)
         # is printed once, so printing a DAG is linear in its size, not in its unfolding.
         self._printed: dict[int, tuple[str, int]] = {}
+        # Per printed node, the names its text reads and the helpers it calls.
+        self._uses: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
         self.names: dict[int, str] = _Names(
-            {bd.node.id: bd.name for bd in prog.leaves}, self._printed)
+            {bd.node.id: bd.name for bd in prog.leaves}, self._printed, self._uses)
 
     def expr(self, node: Node) -> tuple[str, int]:
         done = self._printed.get(node.id)
@@ -84,20 +96,51 @@ class Printer:
                 continue
             if n.id in self.names and not n.is_const:
                 self._printed[n.id] = (self.names[n.id], ATOM)
+                self._uses[n.id] = (frozenset((self.names[n.id],)), frozenset())
                 continue
             if self.lets and n.is_const and n.attr("let"):
                 self._printed[n.id] = n.attr("let")  # (text, precedence)
+                self._uses[n.id] = (self._let_names(n), frozenset())
                 continue
             if not ready:
                 stack.append((n, True))
                 stack.extend((a, False) for a in n.args if a.id not in self._printed)
                 continue
+            prim = PRIMITIVES[n.op]
             args = [self._printed[a.id] for a in n.args]
-            self._printed[n.id] = PRIMITIVES[n.op].emit(args, dict(n.attrs), n)
+            self._printed[n.id] = prim.emit(args, dict(n.attrs), n)
+            self._uses[n.id] = _union([self._uses[a.id] for a in prim.printed(n)],
+                                      prim.helpers)
         return self._printed[node.id]
 
     def text(self, node: Node) -> str:
         return self.expr(node)[0]
+
+    def reads(self, node: Node) -> frozenset[str]:
+        """The names ``node``'s printed text reads: leaves, statements, 'let' constants."""
+        self.expr(node)
+        return self._uses[node.id][0]
+
+    def helpers(self, node: Node) -> frozenset[str]:
+        """The module helpers ``node``'s printed text calls."""
+        self.expr(node)
+        return self._uses[node.id][1]
+
+    def _let_names(self, const: Node) -> frozenset[str]:
+        """The 'let' names a constant prints: its own, or those a folded one was made of
+        (``2 * lam``). Folding records only the text it prints (``passes.fold.let_text``),
+        so the names are read from that text."""
+        return frozenset(mentioned(const.attr("let")[0])) & self.prog.lets.keys()
+
+
+def _union(parts: list[tuple[frozenset[str], frozenset[str]]], helpers: tuple[str, ...]
+           ) -> tuple[frozenset[str], frozenset[str]]:
+    if not parts and not helpers:
+        return _NOTHING
+    if len(parts) == 1 and not helpers:
+        return parts[0]  # shared, not copied: a long chain of unary ops stays linear
+    return (frozenset().union(*(r for r, _ in parts)),
+            frozenset(helpers).union(*(h for _, h in parts)))
 
 
 def _cheap(node: Node) -> bool:
@@ -187,7 +230,8 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
             for t in _split_long_line(prog, p, bd):  # its name says what it is
                 add_temp(t)
         if bd.node.id in p.names and not bd.node.is_const:
-            out.append(Statement(bd.name, p.names[bd.node.id], bd.node, bd.kind, alias=True))
+            out.append(Statement(bd.name, p.names[bd.node.id], bd.node, bd.kind, alias=True,
+                                 reads=frozenset((p.names[bd.node.id],))))
             if bd.kind == "adjoint" and (bd.node.op in NAMED_LEAVES
                                          or bd.node.id in temp_ids):
                 # An adjoint that equals a leaf (d price/d all_price = tax) or a temporary:
@@ -383,8 +427,10 @@ def _statement(p: Printer, name: str, node: Node, kind: str, statement_names: di
     fresh_inline = tuple(
         a.id not in p.names and not PRIMITIVES[a.op].cheap and a.op not in NAMED_LEAVES
         for a in node.args)
+    prim = PRIMITIVES[node.op]
+    arg_helpers = frozenset().union(*(p.helpers(a) for a in prim.printed(node)))
     return Statement(name, p.text(node), node, kind, comment, False, args, arg_names,
-                     fresh_inline)
+                     fresh_inline, p.reads(node), p.helpers(node), arg_helpers)
 
 
 def source_text(prog: Program, bd: Binding) -> str | None:

@@ -62,6 +62,7 @@ def _window(kh, kw, stride, pad) -> dict:
 
 
 defop("im2col", arity=1, shape=_im2col_shape,
+      helpers=("_im2col",),
       emit=lambda a, attrs, n: (f"_im2col({a[0][0]}, {_window_args(attrs)})", POSTFIX),
       evaluate=lambda v, a: kernels._im2col(v[0], a["kh"], a["kw"], a["stride"], a["pad"]),
       vjp=lambda b, n, g: [b.op("col2im", expand(b, g, n), n.args[0], **dict(n.attrs))],
@@ -71,6 +72,7 @@ defop("im2col", arity=1, shape=_im2col_shape,
                 ex((1, 2, 5, 5), **_window(3, 3, 2, 0)), ex((1, 1, 2, 3), **_window(2, 3, 1, 0))))
 
 defop("col2im", arity=2, shape=lambda args, attrs: args[1].shape,
+      helpers=("_col2im",),
       emit=lambda a, attrs, n: (f"_col2im({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
                                 f"{_window_args(attrs)})", POSTFIX),
       evaluate=lambda v, a: kernels._col2im(v[0], np.shape(v[1]), a["kh"], a["kw"],
@@ -211,6 +213,7 @@ POOL_EXAMPLES = (ex((2, 2, 4, 4), **TILED), ex((1, 2, 5, 5), **OVERLAPPING),
                  ex((2, 5, 8), **GAPS), ex((3, 4), size=2, stride=1, pad=1))
 
 defop("max_pool", arity=1, shape=_pool_shape,
+      helpers=("_max_pool",),
       emit=lambda a, attrs, n: (f"_max_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
       evaluate=_pool(kernels._max_pool),
       vjp=_max_pool_vjp,
@@ -219,6 +222,7 @@ defop("max_pool", arity=1, shape=_pool_shape,
       examples=POOL_EXAMPLES)
 
 defop("max_pool_mask", arity=2,
+      helpers=("_max_pool_mask",),
       shape=lambda args, attrs: (attrs["size"] * attrs["size"],) + args[1].shape,
       emit=lambda a, attrs, n: (f"_max_pool_mask({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
                                 POSTFIX),
@@ -228,6 +232,7 @@ defop("max_pool_mask", arity=2,
                 ex((1, 5, 5), _pooled(**OVERLAPPING), **OVERLAPPING)))
 
 defop("max_pool_grad", arity=2, shape=_max_pool_grad_shape,
+      helpers=("_max_pool_grad",),
       emit=lambda a, attrs, n: (f"_max_pool_grad({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
                                 POSTFIX),
       evaluate=_pool(kernels._max_pool_grad),
@@ -236,6 +241,7 @@ defop("max_pool_grad", arity=2, shape=_max_pool_grad_shape,
                 ex((2, 2, 3), _argmax_mask((2, 5, 8), **GAPS), **GAPS)))
 
 defop("avg_pool", arity=1, shape=_pool_shape,
+      helpers=("_avg_pool",),
       emit=lambda a, attrs, n: (f"_avg_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
       evaluate=_pool(kernels._avg_pool),
       vjp=lambda b, n, g: [b.op("avg_pool_grad", expand(b, g, n), n.args[0], **dict(n.attrs))],
@@ -243,6 +249,7 @@ defop("avg_pool", arity=1, shape=_pool_shape,
       examples=POOL_EXAMPLES)
 
 defop("avg_pool_grad", arity=2, shape=lambda args, attrs: args[1].shape,
+      helpers=("_avg_pool_grad",),
       emit=lambda a, attrs, n: (f"_avg_pool_grad({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
                                 f"{_pool_args(attrs)})", POSTFIX),
       evaluate=lambda v, a: kernels._avg_pool_grad(v[0], np.shape(v[1]), a["size"],

@@ -123,6 +123,13 @@ class Primitive:
     # giving them. Buffer planning keeps such an argument alive, and unwritten, while
     # the result is; every other op's result is a new array.
     views: tuple[int, ...] | Callable[[dict], tuple[int, ...]] = ()
+    # What the printed code needs beyond "every argument, no helper": the arguments
+    # ``emit`` leaves out (the fused loss prints its log-softmax, not the logits), and the
+    # module helpers (``kernels``) that ``emit`` calls (argument indices, or a function
+    # of the attributes giving them). Codegen copies in, and buffer planning keeps
+    # alive, exactly what the printed statements need.
+    unprinted: tuple[int, ...] | Callable[[dict], tuple[int, ...]] = ()
+    helpers: tuple[str, ...] = ()
 
     def result_dtype(self, args, default: str) -> str:
         if self.keeps_dtype and args:
@@ -132,6 +139,12 @@ class Primitive:
     def viewed(self, node: Node) -> tuple[int, ...]:
         """Which arguments of ``node`` its printed value may be a view of."""
         return self.views(dict(node.attrs)) if callable(self.views) else self.views
+
+    def printed(self, node: Node) -> list[Node]:
+        """The arguments of ``node`` its printed form reads."""
+        left_out = self.unprinted(dict(node.attrs)) if callable(self.unprinted) \
+            else self.unprinted
+        return [a for k, a in enumerate(node.args) if k not in left_out]
 
     def write_into(self, args: list[str], attrs: dict, out: str) -> str | None:
         """The call computing this op into the buffer ``out``, or None if it cannot."""
@@ -327,6 +340,7 @@ def unop(name: str, *, rule: str, derivative=None, vjp=None, numpy: str | None =
     fn = numpy or f"np.{name}"
     fields.setdefault("emit", call(fn))
     fields.setdefault("out_form", f"{fn}({{0}}, out={{out}})" if fn.startswith("np.") else None)
+    fields.setdefault("helpers", () if fn.startswith("np.") else (fn,))
     if evaluate is None:
         evaluate = _ufunc(getattr(np, name))
     return defop(name, arity=1, shape=same, evaluate=evaluate, vjp=vjp, rule=rule,
@@ -351,6 +365,7 @@ def reduction(name: str, *, numpy: str, evaluate, vjp, rule: str,
     evaluated as ``evaluate(x, axis=.., keepdims=..)``."""
     def evaluate_attrs(v, a):
         return evaluate(v[0], axis=a.get("axis"), keepdims=bool(a.get("keepdims")))
+    fields.setdefault("helpers", () if numpy.startswith("np.") else (numpy,))
     return defop(name, arity=1, shape=reduced, emit=reduce_call(numpy), evaluate=evaluate_attrs,
                  vjp=vjp, rule=rule, examples=examples, **fields)
 

@@ -114,7 +114,7 @@ defop("index_add", arity=None, shape=_index_add_shape, emit=_emit_index_add,
       evaluate=_eval_index_add,
       vjp=_index_add_vjp,
       rule="x with g added into positions [i]: the adjoint of a slice",
-      augmented=_augmented_index_add,
+      augmented=_augmented_index_add, helpers=("_index_add",),
       examples=(ex((2, 3), (2, 2), index=((None, (1, None, 1)),)),
                 ex((3,), (), (2,), index=((1,), ((None, None, 2),)))))
 

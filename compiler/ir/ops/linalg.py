@@ -105,6 +105,14 @@ def _reshape_shape(args, attrs):
     return tuple(want)
 
 
+def _sizes_unprinted(attrs) -> tuple[int, ...]:
+    """The size arguments ``_emit_reshape`` leaves out: all, when it prints -1."""
+    want = attrs["shape"]
+    symbolic = sum(1 for d in want if not isinstance(d, int))
+    free = symbolic + sum(1 for d in want if d == -1)
+    return tuple(range(1, 1 + symbolic)) if free == 1 else ()
+
+
 def _emit_reshape(a, attrs, n):
     """``np.reshape(x, (-1, 6))``: a symbolic dimension prints as -1 when it is the only
     one left to infer, else as its size from the data (``x.shape[0]``)."""
@@ -131,7 +139,7 @@ defop("reshape", arity=None, shape=_reshape_shape, emit=_emit_reshape,
       vjp=lambda b, n, g: [b.op("reshape_like", expand(b, g, n), n.args[0])] + [None] * (
           len(n.args) - 1),
       rule="reshape moves elements without changing them",
-      cheap=True, views=(0,),
+      cheap=True, views=(0,), unprinted=_sizes_unprinted,
       examples=(ex((2, 3), shape=(3, 2)), ex((2, 3), shape=(6,)), ex((2, 3), shape=(1, -1, 1)),
                 ex((), shape=(1, 1))))
 

@@ -77,6 +77,7 @@ _ROWS = derived(lambda b, new, x, log_p, t: b.rows(x))
 
 defop("softmax_xent", arity=4, shape=_xent_shape, emit=_xent_emit, evaluate=_xent_eval,
       vjp=_xent_vjp,
+      unprinted=(0,),  # printed from its log-softmax: the logits are not read
       rule="softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N",
       data_roles=_xent_roles,
       examples=(ex((4, 3), _LOG_P, int_labels((4,), 3), _ROWS),

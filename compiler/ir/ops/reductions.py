@@ -81,7 +81,7 @@ def _softmax_vjp(b, n, g):
     return [b.op("mul", n, b.op("sub", g, inner))]
 
 
-defop("softmax", arity=1, shape=same, emit=reduce_call("_softmax"),
+defop("softmax", arity=1, shape=same, emit=reduce_call("_softmax"), helpers=("_softmax",),
       evaluate=lambda v, a: kernels._softmax(v[0], a["axis"]),
       vjp=_softmax_vjp,
       rule="softmax's Jacobian-vector product from its output p: p (g - sum(g p))",
