@@ -15,13 +15,6 @@ import re
 import sys
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
-_MENTION = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
-
-
-def mentioned(code: str) -> list[str]:
-    """The names a piece of generated code uses as themselves (not attributes such as
-    ``np.exp`` or ``x.T``), in order of appearance."""
-    return _MENTION.findall(code)
 
 GENERATED_NAMES = frozenset({
     "np", "numpy", "params", "grads", "rng", "INPUTS", "TARGETS", "PARAMS", "DTYPE",

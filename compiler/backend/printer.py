@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import NAMED_LEAVES, Binding, Node, Program, batch_sized, fmt_shape
-from ..names import fresh, mentioned
+from ..names import fresh
 from ..ir.primitives import ATOM, PRIMITIVES
 from .pyfmt import STATEMENT_WIDTH
 
@@ -128,9 +128,8 @@ class Printer:
 
     def _let_names(self, const: Node) -> frozenset[str]:
         """The 'let' names a constant prints: its own, or those a folded one was made of
-        (``2 * lam``). Folding records only the text it prints (``passes.fold.let_text``),
-        so the names are read from that text."""
-        return frozenset(mentioned(const.attr("let")[0])) & self.prog.lets.keys()
+        (``2 * lam``), as folding recorded them (``passes.fold.let_names``)."""
+        return frozenset(const.attr("let_names") or ())
 
 
 def _union(parts: list[tuple[frozenset[str], frozenset[str]]], helpers: tuple[str, ...]

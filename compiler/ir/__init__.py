@@ -181,14 +181,17 @@ class Builder:
         """``x.T``: reverses the axes, so a scalar or a vector is itself (as in NumPy)."""
         return x if len(x.shape) < 2 else self.op("transpose", x)
 
-    def const(self, value: Any, let: tuple[str, int] | None = None) -> Node:
+    def const(self, value: Any, let: tuple[str, int] | None = None,
+              let_names: tuple[str, ...] = ()) -> Node:
         """A constant; ``let``: how the spec names it, as (text, precedence): ``("lam",
         ATOM)`` for ``let lam = 1e-4``, ``("2 * lam", MUL)`` once folding multiplied it.
-        The textbook code style prints that text instead of the number."""
+        The textbook code style prints that text instead of the number; ``let_names``
+        are the 'let' names it reads (``("lam",)``), so the module defines them."""
         if not all(math.isfinite(float(v)) for v in literal_values(value)):
             raise ShapeError("constants must be finite numbers", ())
         if let is not None:
-            return self.op("const", value=freeze(value), let=let)
+            return self.op("const", value=freeze(value), let=let,
+                           let_names=tuple(sorted(set(let_names))))
         return self.op("const", value=freeze(value))
 
     def leaf(self, op: str, name: str, shape: Shape, dtype: str | None = None, **attrs) -> Node:

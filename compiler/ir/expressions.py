@@ -74,7 +74,8 @@ class Expressions:
         if isinstance(e, ast.Name):
             if e.id in self.spec.constants:
                 return self._apply(e, [], lambda: b.const(self.spec.constants[e.id],
-                                                          let=(e.id, ATOM)))
+                                                          let=(e.id, ATOM),
+                                                          let_names=(e.id,)))
             if e.id not in self.env and e.id in self.b.symbols:  # N: the size from the data
                 return self._apply(e, [], lambda: b.size([e.id]))
             if e.id not in self.env:  # a dense layer's weight, used above its stack

@@ -56,10 +56,11 @@ def _identities(b, node, args):
                     product = c.value * inner_c.value
                     if product == 1 and _same_shape(z, node):
                         return z
-                    from .fold import let_text
+                    from .fold import let_names, let_text
 
                     return b.op("mul", b.const(product, let=let_text(
-                        "mul", [c, inner_c], {}, node)), z)
+                        "mul", [c, inner_c], {}, node), let_names=let_names([c, inner_c])),
+                        z)
     elif op == "add":
         x, y = args
         if _is(y, 0) and _same_shape(x, node):

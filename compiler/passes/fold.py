@@ -29,7 +29,8 @@ def _fold(b, node, args):
     if isinstance(value, float) and value.is_integer() and all(
             isinstance(a.value, int) for a in args) and node.op != "div":
         value = int(value)
-    return b.const(value, let=let_text(node.op, args, dict(node.attrs), node))
+    return b.const(value, let=let_text(node.op, args, dict(node.attrs), node),
+                   let_names=let_names(args))
 
 
 def let_text(op: str, args, attrs, node):
@@ -44,6 +45,11 @@ def let_text(op: str, args, attrs, node):
         args = sorted(args, key=lambda a: a.attr("let") is not None)
     parts = [a.attr("let") or PRIMITIVES["const"].emit([], dict(a.attrs), a) for a in args]
     return PRIMITIVES[op].emit(parts, attrs, node)
+
+
+def let_names(args) -> tuple[str, ...]:
+    """The 'let' names a constant folded from ``args`` reads (those its text prints)."""
+    return tuple(name for a in args for name in a.attr("let_names") or ())
 
 
 def fold_constants(prog: Program) -> Program:
