@@ -5,9 +5,10 @@ fills it: the constants (shapes, ``CONFIG`` from ``config.py``), the helpers the
 functions call, the initial values, and the functions (``functions.py``), whose bodies
 (``body.py``) are the statements of ``printer.schedule`` (what is computed, in which
 order, with which temporaries) written as ``buffers.plan`` says (which dead buffers are
-reused in place, which large intermediates are released early). Spec text reaches the output only as validated
-identifiers, numbers printed with ``repr`` (as black spells them), ``repr``-quoted data (paths, names in
-dictionaries) and comments made of printable ASCII (``printer.safe_comment``).
+reused in place, which large intermediates are released early). Spec text reaches the
+output only as validated identifiers, numbers printed with ``repr`` (as black spells
+them), ``repr``-quoted data (paths, names in dictionaries) and comments made of printable
+ASCII (``printer.safe_comment``).
 The result is in black's style, written directly (``pyfmt``; black lays out only a
 statement of a shape pyfmt does not cover, on its own) and is byte-identical for the same
 spec. Nothing read back from a file decides it.
@@ -23,7 +24,7 @@ from . import layout
 from .config import config_of
 from .body import _body, _wrapped
 from .functions import (_Function, _data_args, _keywords, _loss_function, _mode_functions,
-                        _mode_note, _needed, _numbers, _return_own, _signature)
+                        _mode_note, _needed, _numbers, _return_own, _signature, param)
 from ..errors import Diagnostic, SpecError
 from ..ir import Binding, Program
 from ..ir.inits import formula
@@ -61,8 +62,9 @@ def _shape_literal(shape) -> tuple:
 STYLE_NOTES = {
     "fast": "Gradients\nmay share memory with each other or with forward values: "
             "treat them as read-only.",
-    "textbook": "This is the\ntextbook style: every value is a new array, nothing is overwritten or released\n"
-                "(the fast style, which bpc train runs, reuses buffers).",
+    "textbook": "This is the\ntextbook style: every value is a new array, nothing is "
+                "overwritten or released\n(the fast style, which bpc train runs, reuses "
+                "buffers).",
 }
 
 
@@ -74,8 +76,9 @@ def generate(prog: Program, source: str | None = None, fmt: bool = True,
 
 def generate_module(prog: Program, source: str | None = None, fmt: bool = True,
                     style: str = "fast", inference: Program | None = None) -> GeneratedModule:
-    """The module's source text and its line origins, in the ``fast`` style (buffers reused in place,
-    released early) or the ``textbook`` style (one plain assignment per step).
+    """The module's source text and its line origins, in the ``fast`` style (buffers
+    reused in place, released early) or the ``textbook`` style (one plain assignment per
+    step).
     ``inference``: the program in inference mode when it differs from ``prog`` (training
     mode: dropout, batch norm). ``predict`` is written from it; ``loss`` and
     ``loss_and_grad`` take the keyword ``training`` and compute either mode: each is
@@ -128,7 +131,7 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
         functions.append(_Function(
             "loss_and_grad", _keywords(signature, ["state"] * stateful
                                        + ["rng"] * facts.draws
-                                       + ["grads=None"] * facts.into_grads),
+                                       + [param("grads", "None")] * facts.into_grads),
             " -> tuple[float, dict[str, np.ndarray]]",
             [grad_doc + ".", *[grads_note] * facts.into_grads], body, facts))
     else:

@@ -104,6 +104,19 @@ def _data_args(prog: Program, bindings: list[Binding], with_targets: bool) -> li
     return args
 
 
+class Param(str):
+    """A parameter with a default, as the signature prints it (``tax=1.1``), that knows
+    its ``name``: a call passing it on is made from the name, not from the text."""
+
+    name: str
+
+
+def param(name: str, default: str) -> Param:
+    item = Param(f"{name}={default}")
+    item.name = name
+    return item
+
+
 def _signature(prog: Program, args: list[Binding]) -> list[str]:
     """``params`` and the data arguments in declaration order (inputs, then targets).
 
@@ -111,7 +124,7 @@ def _signature(prog: Program, args: list[Binding]) -> list[str]:
     the inputs with defaults become keyword-only (``*, tax=1.1``) instead."""
     names = [bd.name for bd in args]
     required = [n for n in names if n not in prog.defaults]
-    defaulted = [f"{n}={_default_text(prog.defaults[n])}" for n in names if n in prog.defaults]
+    defaulted = [param(n, _default_text(prog.defaults[n])) for n in names if n in prog.defaults]
     in_order = all(n in prog.defaults for n in names[len(required):]) and \
         names[:len(required)] == required
     if in_order:
@@ -173,7 +186,7 @@ def _call(name: str, signature: list[str]) -> str:
         if item == "*":
             keyword = True
             continue
-        arg = item.split("=")[0]
+        arg = item.name if isinstance(item, Param) else item
         parts.append(f"{arg}={arg}" if keyword else arg)
     return f"{name}({', '.join(parts)})"
 
@@ -217,17 +230,18 @@ def _mode_functions(prog: Program, infer: Program, style: str, loss_doc: str,
     gsig_train, gbody_train, g_train = _loss_function(prog, style, gradient=True, fmt=fmt)
     gsig_infer, gbody_infer, g_infer = _loss_function(infer, style, gradient=True, fmt=fmt)
     draws = f_train.draws or g_train.draws
-    rng_public = ["rng=None"] * draws
+    rng_public = [param("rng", "None")] * draws
     guard = RNG_GUARD if draws else []
-    grads = ["grads=None"] * (g_train.into_grads or g_infer.into_grads)
+    grads = [param("grads", "None")] * (g_train.into_grads or g_infer.into_grads)
 
     training_loss = _keywords(sig_train, state + ["rng"] * f_train.draws)
-    inference_grad = _keywords(gsig_infer, state + ["grads=None"] * g_infer.into_grads)
+    inference_grad = _keywords(gsig_infer, state + [param("grads", "None")] * g_infer.into_grads)
     training_doc = _mode_note(prog, True, g_train)
     training_loss_doc = _mode_note(prog, True, f_train, gradient=False)
     inference_doc = _mode_note(prog, False, f_infer)
     return [
-        _Function("loss", _keywords(sig_infer, state + ["training=False", *rng_public]),
+        _Function("loss", _keywords(sig_infer, state + [param("training", "False"),
+                                                        *rng_public]),
                   " -> float",
                   [loss_doc + ".",
                    f"By default (``training=False``) {_lower(inference_doc)}",
@@ -236,7 +250,8 @@ def _mode_functions(prog: Program, infer: Program, style: str, loss_doc: str,
                   ["if training:", f"    return {_call('_loss_training', training_loss)}",
                    *body_infer], f_infer),
         _Function("loss_and_grad",
-                  _keywords(gsig_train, state + ["training=True", *rng_public, *grads]),
+                  _keywords(gsig_train, state + [param("training", "True"), *rng_public,
+                                                 *grads]),
                   " -> tuple[float, dict[str, np.ndarray]]",
                   [grad_doc + ".", f"By default (``training=True``) {_lower(training_doc)}",
                    f"With ``training=False``: the gradient of ``loss()``. "
