@@ -30,10 +30,17 @@ KIND_WORD = {ast.Let: "constant", ast.Input: "input", ast.Target: "target",
 FIXED_INITIALIZERS = ("zeros", "ones", "constant")
 
 
+IN_MEMORY_NAME = "model"  # a spec given as text, without a 'model' line
+
+
 def model_name(spec: ast.Spec) -> tuple[str, Span | None]:
+    """The spec's ``model NAME``; else its file's stem; else, for text given in memory
+    (a notebook cell, ``bpc.compile(text)``: a path such as ``<spec>``), ``model``."""
     for st in spec.statements:
         if isinstance(st, ast.ModelStmt):
             return st.name, st.name_span
+    if spec.path.startswith("<") and spec.path.endswith(">"):
+        return IN_MEMORY_NAME, None
     return Path(spec.path).stem, None
 
 

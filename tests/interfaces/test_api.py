@@ -51,6 +51,24 @@ def test_a_spec_error_is_the_located_message():
     assert "<spec>:3:9: error:" in str(e.value.render())
 
 
+def test_spec_text_without_a_model_line_is_named_model(tmp_path):
+    """A notebook cell rarely has a 'model' line: text in memory is named 'model'; a file
+    without one is still named by its stem, which must be an identifier."""
+    text = "input x : [N, 1]\nparam w : [1, 1] = 0.5\nloss L = sum(x @ w)\n"
+    model = bpc.compile(text)
+    assert model.__name__ == "model" and model.source.startswith('"""model: generated')
+    assert model.loss({"w": np.ones((1, 1))}, np.ones((3, 1))) == 3.0
+    pickled = pickle.loads(pickle.dumps(model))
+    assert pickled.__name__ == "model"
+    (tmp_path / "line_fit.bp").write_text(text)
+    assert bpc.compile(tmp_path / "line_fit.bp").__name__ == "line_fit"
+    (tmp_path / "line-fit.bp").write_text(text)
+    from bpc.compiler.errors import SpecError
+
+    with pytest.raises(SpecError, match="does not give a usable model name"):
+        bpc.compile(tmp_path / "line-fit.bp")
+
+
 def test_history_is_numbers_and_matches_the_checkpoint(tmp_path):
     model = bpc.compile(XOR)
     result = model.train(epochs=40, eval_every=10, out=tmp_path, quiet=True)
