@@ -111,7 +111,8 @@ class Trace:
 # -- the point ---------------------------------------------------------------------------
 
 def parse_at(text: str) -> dict[str, object]:
-    """``x=2.3,y=2.0`` or ``x=[0.05,0.1],t=[0.01,0.99]``: names to numbers or lists."""
+    """``x=2.3,y=2.0`` or ``x=[0.05,0.1],t=[0.01,0.99]``: names to numbers or lists; a
+    matrix also as a spec writes one, rows separated by ``;`` (``x=[0.1, 0.2; 0.3, 0.4]``)."""
     out: dict[str, object] = {}
     depth, start, parts = 0, 0, []
     for i, c in enumerate(text):
@@ -134,7 +135,7 @@ def parse_at(text: str) -> dict[str, object]:
         if name in out:
             raise UserError(f"--at {text}: '{name}' is given twice")
         try:
-            parsed = pyast.literal_eval(value.strip())
+            parsed = pyast.literal_eval(_nested(value.strip()))
             if not _numbers(parsed):  # True is not 1.0, nor "1" one
                 raise TypeError
             arr = np.asarray(parsed, dtype=float)
@@ -143,6 +144,15 @@ def parse_at(text: str) -> dict[str, object]:
                             f"list of numbers: {value.strip()!r}") from None
         out[name] = arr
     return out
+
+
+def _nested(value: str) -> str:
+    """The spec language's matrix literal ``[1, 2; 3, 4]`` as nested lists ``[[1, 2], [3,
+    4]]``; anything else as it is."""
+    if value.startswith("[") and value.endswith("]") and ";" in value \
+            and "[" not in value[1:-1] and "]" not in value[1:-1]:
+        return "[" + ", ".join(f"[{row}]" for row in value[1:-1].split(";")) + "]"
+    return value
 
 
 def _numbers(value) -> bool:

@@ -346,3 +346,17 @@ def test_every_gallery_spec_traces(spec):
     text = format_trace(trace(comp, feeds, params, where, step=True))
     assert text.startswith(f"{prog.name}: worked example at ")
     assert ("# running statistics" in text) == bool(prog.states)
+
+
+def test_at_takes_a_matrix_as_a_spec_writes_one():
+    """--at 'x=[a, b; c, d]': rows separated by ';', as in a spec's matrix literal."""
+    got = parse_at("x=[0.05, 0.1; 0.2, 0.3],t=[1; 2]")
+    assert np.array_equal(got["x"], [[0.05, 0.1], [0.2, 0.3]])
+    assert got["t"].shape == (2, 1)
+    assert np.array_equal(parse_at("x=[[1,2],[3,4]]")["x"], parse_at("x=[1, 2; 3, 4]")["x"])
+    with pytest.raises(UserError, match="not a number or a list of numbers"):
+        parse_at("x=[1, 2; 3]")  # ragged rows
+    r = run_bpc("trace", "specs/mazur.bp", "--at",
+                "x=[0.05, 0.10; 0.2, 0.3],t=[0.01, 0.99; 0.5, 0.5]")
+    assert r.returncode == 0, r.stderr
+    assert "worked example at x=" in r.stdout
