@@ -158,7 +158,7 @@ def _csv_table(p: Path) -> tuple[list[str], np.ndarray]:
     column at fault."""
     open_regular(p).close()  # a FIFO or device is an error, never a read that blocks
     try:
-        with open(p, newline="", encoding="utf-8") as f:
+        with open(p, newline="", encoding="utf-8-sig") as f:
             line = f.readline(CSV_HEADER_LIMIT)
             if len(line) >= CSV_HEADER_LIMIT and not line.endswith("\n"):
                 raise UserError(f"{p}:1: the header line is over "
@@ -194,7 +194,7 @@ def _csv_values(p: Path, header: list[str]) -> np.ndarray:
     """The data rows as numbers, row by row; an error names the row and column of a bad
     cell."""
     values = []
-    with open(p, newline="", encoding="utf-8") as f:
+    with open(p, newline="", encoding="utf-8-sig") as f:
         rows = _checked_rows(p, csv.reader(f))
         next(rows, None)
         for number, row in enumerate(rows, start=2):

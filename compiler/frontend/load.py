@@ -17,6 +17,7 @@ from .parser import parse
 
 
 def load_text(text: str, path: str = "<spec>") -> ast.Spec:
+    text = text.removeprefix("\ufeff")  # a byte-order mark decoded as text: not the spec's
     with too_deep_is_an_error(path, text):
         spec = parse(text, path)
         diags = Diagnostics(text)
@@ -42,8 +43,9 @@ def too_deep_is_an_error(path: str, source: str | None):
 def load_file(path: str | Path) -> ast.Spec:
     p = Path(path)
     try:
-        # Newlines as text mode reads them (\r\n and \r become \n).
-        text = _read_spec(p).decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        # Newlines as text mode reads them (\r\n and \r become \n); a byte-order mark,
+        # as editors and spreadsheet programs on Windows write one, is not text.
+        text = _read_spec(p).decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
         raise SpecError(Diagnostic(f"{p}: no such file", None)) from None
     except IsADirectoryError:

@@ -43,6 +43,19 @@ def test_csv_columns(tmp_path):
         data.load_file(path, m)
 
 
+def test_csv_with_a_byte_order_mark(tmp_path):
+    """A spreadsheet program's "CSV UTF-8" starts with a byte-order mark: the first column
+    is still 'x0', not '\ufeffx0'; a bad cell is still located."""
+    m = load_model(REPO / "generated" / "xor.py")
+    path = tmp_path / "xor.csv"
+    path.write_bytes(b"\xef\xbb\xbfx0,x1,t\r\n0,0,0\r\n0,1,1\r\n1,0,1\r\n1,1,0\r\n")
+    arrays = data.conform(data.load_file(path, m).train, m)
+    assert arrays["x"].tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    path.write_bytes(b"\xef\xbb\xbfx0,x1,t\n0,0,0\n0,oops,1\n")
+    with pytest.raises(UserError, match=r"xor.csv:3"):
+        data.load_file(path, m)
+
+
 @pytest.mark.parametrize("name,kwargs,shape", [("xor", {}, (4, 2)), ("spiral", {"n": 10}, None),
                                                ("sine", {"n": 50}, (40, 1))])
 def test_builtins(name, kwargs, shape):

@@ -276,3 +276,19 @@ def test_state_syntax_errors(text, message):
         parse(text, "e.bp")
     rendered = info.value.render()
     assert rendered.startswith("e.bp:1:") and message in rendered, rendered
+
+
+def test_a_byte_order_mark_is_not_part_of_the_spec(tmp_path):
+    """Editors on Windows save UTF-8 with a byte-order mark: the spec compiles, and an
+    error's line and column are those the user sees."""
+    from bpc.compiler.frontend.load import load_file
+
+    text = (REPO / "specs" / "xor.bp").read_text()
+    path = tmp_path / "xor.bp"
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert load_file(path).statements == load_text(text, str(path)).statements
+    assert load_text("\ufeff" + text, "cell").statements == load_text(text, "cell").statements
+    path.write_bytes(b"\xef\xbb\xbfmodel m\ninput x : [N, 2]\ny = x @ W\nloss L = sum(y)\n")
+    with pytest.raises(SpecError) as e:
+        load_file(path)
+    assert f"{path}:3:9: error:" in e.value.render()
