@@ -6,7 +6,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_bpc
 from bpc.runtime import data
 from bpc.runtime.errors import UserError
 from bpc.runtime.loader import load_model
@@ -200,3 +200,18 @@ def test_a_download_never_follows_a_planted_link_or_reads_a_fifo(monkeypatch, tm
     assert data.fetch("http://example.invalid/g", "g.bin", good).read_bytes() == payload
     assert victim.read_bytes() == b"keep me" and not (cache / "f.bin").is_symlink()
     assert not stale.exists()
+
+
+def test_a_count_written_as_a_whole_float_is_that_count(tmp_path):
+    """'spiral(n=1e2)' in a spec and '--data spiral:n=1e2,classes=3.0' are n=100 and 3
+    classes, as 'epochs = 2e1' is 20 epochs (no internal TypeError)."""
+    spec = (REPO / "specs" / "spiral.bp").read_text()
+    path = tmp_path / "spiral.bp"
+    path.write_text(spec.replace("data spiral(n=100, classes=3)", "data spiral(n=1e2)"))
+    r = run_bpc("train", path, "--epochs", "1", "--quiet", "--out", tmp_path / "run")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    m = load_model(REPO / "generated" / "spiral.py")
+    floats = data.load(data.parse_data_flag("spiral:n=1e2,classes=3.0"), m, seed=0)
+    ints = data.load(data.parse_data_flag("spiral:n=100,classes=3"), m, seed=0)
+    for name, value in ints.train.items():
+        assert np.array_equal(floats.train[name], value)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import islice
 
 from .. import ast
-from ..constants import NotConstant, const_value
+from ..constants import NotConstant, const_value, whole_number
 from ...errors import Diagnostics, Span
 from ...vocab import Signature
 
@@ -99,13 +99,12 @@ class Site:
             self.diags.error(e.message(f"'{key}' of '{name}' must be a constant"), e.expr.span,
                              e.hint)
             return None
-        if isinstance(number, float) and number.is_integer():
-            number = int(number)
-        if isinstance(number, bool) or not isinstance(number, int) or number < low:
+        whole = whole_number(number)
+        if whole is None or whole < low:
             self.diags.error(f"'{key}' of '{name}' must be a whole number >= {low}, not "
                              f"{number!r}", value.span)
             return None
-        return number
+        return whole
 
     def weights_init(self) -> tuple[ast.Expr, str | None]:
         """The weights' initializer and, when it is the default, why: He before a

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import ast
-from ..constants import NotConstant, const_value
+from ..constants import NotConstant, const_value, whole_number
 from .base import WEIGHTS, Example, Expansion, LayerKind, Site
 from ...vocab import sig
 
@@ -22,10 +22,11 @@ def expand(site: Site) -> Expansion | None:
         site.diags.error(e.message("'dense' needs a constant number of units"), e.expr.span,
                          e.hint)
         return None
-    if not isinstance(value, int) or value < 1:
+    if whole_number(value) is None or whole_number(value) < 1:
         site.diags.error(f"'dense' units must be a positive integer, not {value!r}",
                          units.span)
         return None
+    value = whole_number(value)  # 1e3 or 100.0 units: 1000, 100
     sp, k = site.sp, site.k
     init, origin = site.weights_init()
     units_dim = ast.Dim(value, sp)

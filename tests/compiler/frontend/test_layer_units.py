@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from bpc.compiler.compilation import Compilation
+from bpc.compiler.errors import SpecError
 from bpc.compiler.frontend import ast
 from bpc.compiler.frontend.layers import BLOCKS, KINDS, LAYERS, UNITS, reference
 from bpc.compiler.frontend.load import load_text
@@ -76,3 +78,20 @@ def test_names_follow_the_counters_across_stacks():
     assert eqs[0].origin == "layer 'conv' of the stack x -> h"
     assert eqs[9].origin == ("residual block of the stack x -> h: its layers' output plus "
                              "its input")
+
+
+def test_a_count_written_as_a_whole_float_is_that_count():
+    """'dense 1e1', 'repeat 2.0' and 'size=2.0' are 10 units, 2 repeats and size 2, as
+    written with integers; 2.5 and true are still located errors."""
+    def spec(body: str) -> str:
+        return ("model counts\ninput x : [N, 1, 4, 4]\ntarget t : [N, 1]\nlayers x -> y {\n"
+                f"{body}\n  dense 1\n}}\nloss L = mse(y, t)\n")
+
+    whole = spec("  conv 2 size=2.0; flatten\n  repeat 2.0 { dense 1e1; relu }")
+    ints = spec("  conv 2 size=2; flatten\n  repeat 2 { dense 10; relu }")
+    assert Compilation.from_text(whole).text == Compilation.from_text(ints).text
+    for bad, message in (("dense 2.5", "'dense' units must be a positive integer, not 2.5"),
+                         ("repeat 2.5 { dense 2 }", "'repeat' count must be a positive integer"),
+                         ("conv 2 size=1.5", "'size' of 'conv' must be a whole number")):
+        with pytest.raises(SpecError, match=re.escape(message)):
+            load_text(spec(f"  flatten\n  {bad}" if "conv" not in bad else f"  {bad}"))
