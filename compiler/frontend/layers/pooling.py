@@ -12,10 +12,10 @@ DOC = """\
   …)` / `avg_pool`, `stride` defaulting to `K` (windows side by side).
 - Options `filters`, `size`, `stride`, `pad` are whole-number constants (`size`,
   `filters`, `stride` >= 1, `pad` >= 0); a whole number may be written `2.0` or `1e1`,
-  as may `dense`'s units and a `repeat` count (2.5 is an error). Pooling and flatten layers take the index of
-  the preceding dense or conv layer, as activations do, so two layers of one kind
-  between the same two weighted layers (`relu; relu`, `maxpool 2; maxpool 2`) would
-  share a name: that is a "defined twice" error saying so."""
+  as may `dense`'s units and a `repeat` count (2.5 is an error). Pooling and flatten
+  layers take the index of the preceding dense or conv layer, as activations do, so two
+  layers of one kind between the same two weighted layers (`relu; relu`, `maxpool 2;
+  maxpool 2`) would share a name: that is a "defined twice" error saying so."""
 
 
 def _pooling(function: str):
