@@ -6,7 +6,8 @@
 
 compiles the cell's spec and binds the model to ``xor`` in the notebook (without a
 name: to the model's own name). ``--style textbook`` picks the code style. A spec error
-is shown as ``bpc check`` shows it, caret and all, without a traceback.
+raises IPython's ``UsageError``, shown as ``bpc check`` shows it, caret and all, without
+a traceback; being an error, it stops "Run all" at that cell as a failing cell should.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 def register(ipython) -> None:
     def bp(line: str, cell: str):
         import shlex
+
+        from IPython.core.error import UsageError
 
         from bpc.compiler.errors import SpecError
 
@@ -35,8 +38,7 @@ def register(ipython) -> None:
         try:
             model = compile_spec(cell, style=style)
         except SpecError as e:
-            print(e.render())
-            return None
+            raise UsageError(e.render()) from None
         name = words[0] if words else model.__name__
         ipython.user_ns[name] = model
         print(f"compiled model {model.__name__} -> {name}")

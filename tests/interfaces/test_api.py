@@ -252,7 +252,17 @@ def test_the_notebook_runs():
     assert "text/html" in text(3)  # the model shows as highlighted code
     assert "<table>" in text(4)  # the history as a table
     assert "image/svg+xml" in text(6)
-    assert "<spec>:3:9: error:" in text(7) and "Traceback" not in text(7)
+    # the broken cell (tagged raises-exception, so the tour goes on) shows the located
+    # message as IPython shows a UsageError: no traceback
+    assert text(7).startswith("UsageError: <spec>:3:9: error:") and "Traceback" not in text(7)
+    # untagged, the error stops "Run all" at that cell
+    del nb.cells[7].metadata["tags"]
+    for cell in nb.cells:
+        cell.outputs = []
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="UsageError"):
+        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                                resources={"metadata": {"path": str(REPO)}}).execute()
+    assert not nb.cells[8].outputs
 
 
 def test_no_module_is_imported_under_two_names():
