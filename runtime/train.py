@@ -279,10 +279,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             end = time.monotonic()
             save_due = end + max(checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
 
-        try:  # tqdm.auto: a widget in a notebook, text on a terminal
-            from tqdm.auto import tqdm
-        except ImportError:  # pragma: no cover - tqdm is a dependency
-            tqdm = None
+        tqdm = progress_bar()
         if not quiet:
             lr_text = f"lr {optimizer.lr:g}" + (f" ({optimizer.cfg['schedule']})"
                                                  if scheduled else "")
@@ -449,3 +446,20 @@ def run(module, data=None, overrides: dict | None = None, out: Path | None = Non
                    **every)
     result.history = History(result.history)
     return result, settings, dataset
+
+
+def progress_bar():
+    """tqdm's bar class: its widget in a notebook when ipywidgets is there to draw it (the
+    ``notebook`` extra), else its text bar, never ``tqdm.auto``'s warning that the widget
+    cannot be drawn; None without tqdm."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("ipywidgets") is not None:
+            from tqdm.auto import tqdm
+        else:
+            from tqdm.std import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm
+

@@ -251,6 +251,7 @@ def test_the_notebook_runs():
     assert "compiled model xor -> xor" in text(2)
     assert "text/html" in text(3)  # the model shows as highlighted code
     assert "<table>" in text(4)  # the history as a table
+    assert "IProgress not found" not in text(4)  # a text bar without ipywidgets, no warning
     assert "image/svg+xml" in text(6)
     # the broken cell (tagged raises-exception, so the tour goes on) shows the located
     # message as IPython shows a UsageError: no traceback
