@@ -74,6 +74,17 @@ def optimizer_defaults(name: str) -> dict[str, object]:
 
 
 # ----------------------------------------------------------------------------- ranges
+def whole_number(value) -> int | None:
+    """A count written as a number: ``3``, ``3.0`` or ``3e0`` is 3; anything else (2.5,
+    inf, a truth value, a list) is None. The one rule for flags, a spec's counts and a
+    built-in data set's arguments."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) else None
+
+
 @dataclass(frozen=True)
 class Range:
     """The numbers a setting accepts: finite, whole for ``kind=int``, within optional bounds.
@@ -124,9 +135,8 @@ class Range:
             return int(text)
         except ValueError:
             value = float(text)  # raises ValueError for text that is no number
-        if self.kind is int and math.isfinite(value) and value.is_integer():
-            return int(value)  # --epochs 1e3
-        return value
+        whole = whole_number(value) if self.kind is int else None
+        return value if whole is None else whole  # --epochs 1e3: 1000
 
     def coerce(self, value):
         """An in-range value as its kind (3.0 -> 3 for a whole number)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..compiler.cache import cache_dir
-from ..compiler.vocab import DATASET_RANGES, DATASETS
+from ..compiler.vocab import DATASET_RANGES, DATASETS, whole_number
 
 from .batching import Dataset, arrange, batch_axes
 from .conform import labels_of, onehot_of
@@ -151,8 +151,10 @@ def builtin(name: str, module, seed: int = 0, **kwargs) -> Dataset:
         raise UserError(f"data set '{name}' has no argument " + ", ".join(sorted(unknown)),
                         f"'{name}' takes: {', '.join(allowed) or 'nothing'}")
     ranges = DATASET_RANGES.get(name, {})
-    kwargs = {k: int(v) if k in ranges and ranges[k].kind is int and float(v).is_integer()
-              else v for k, v in kwargs.items()}  # a count written 1e3 or 100.0: 1000, 100
+    for key, value in kwargs.items():  # a count written 1e3 or 100.0: 1000, 100
+        whole = whole_number(value) if key in ranges and ranges[key].kind is int else None
+        if whole is not None:
+            kwargs[key] = whole
     inputs, targets = list(module.INPUTS), list(module.TARGETS)
     if len(inputs) != 1 or len(targets) != 1:
         raise UserError(f"built-in data set '{name}' gives one input and one target, but the "

@@ -102,13 +102,3 @@ def _power(a, b):
     if isinstance(approx, complex) or not math.isfinite(approx):
         return approx
     return a ** b  # below 2^1024 in magnitude: at most about 1024 bits of work
-
-
-def whole_number(value) -> int | None:
-    """A count written as a number: ``3``, ``3.0`` or ``3e0`` is 3; anything else (2.5, a
-    truth value, a list) is None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value if isinstance(value, int) else None

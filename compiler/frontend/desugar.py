@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import math
 
 from . import ast
-from .constants import NotConstant, const_value, whole_number
+from .constants import NotConstant, const_value
 from .layers import BLOCKS, KINDS
 from .layers.base import Site
 from ..errors import Diagnostics, listing, suggestion_hint
 from ..limits import MAX_ELEMENTS, MAX_LAYERS, MAX_REPEAT
-from ..vocab import REQUIRED
+from ..vocab import REQUIRED, whole_number
 
 
 def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
@@ -111,11 +111,11 @@ def _flatten(items, constants, diags) -> list[ast.Layer | _BlockEdge]:
                 diags.error(e.message("'repeat' needs a constant count"), e.expr.span,
                             e.hint)
                 continue
-            if whole_number(count) is None or whole_number(count) < 1:
-                diags.error(f"'repeat' count must be a positive integer, not {count!r}",
+            written, count = count, whole_number(count)  # 'repeat 1e2': 100
+            if count is None or count < 1:
+                diags.error(f"'repeat' count must be a positive integer, not {written!r}",
                             item.count.span)
                 continue
-            count = whole_number(count)  # 'repeat 1e2': 100
             if count > MAX_REPEAT:
                 diags.error(f"'repeat' count {count} is over the limit of {MAX_REPEAT}",
                             item.count.span, "write a smaller stack; see 'Limits' in "

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from itertools import islice
 
 from .. import ast
-from ..constants import NotConstant, const_value, whole_number
+from ..constants import NotConstant, const_value
 from ...errors import Diagnostics, Span
-from ...vocab import Signature
+from ...vocab import Signature, whole_number
 
 WEIGHTS = "weights"  # a role: the layer owns W{k}, b{k} and advances k
 ACTIVATION = "activation"  # a role: it chooses the default initializer of the layer before

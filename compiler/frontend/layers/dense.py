@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .. import ast
-from ..constants import NotConstant, const_value, whole_number
+from ..constants import NotConstant, const_value
 from .base import WEIGHTS, Example, Expansion, LayerKind, Site
-from ...vocab import sig
+from ...vocab import sig, whole_number
 
 DOC = """\
 - `dense M [init=INIT] [bias=zeros|none|INIT]`: `W{k} : [fan_in, M]`, `b{k} : [M]`,
@@ -22,14 +22,14 @@ def expand(site: Site) -> Expansion | None:
         site.diags.error(e.message("'dense' needs a constant number of units"), e.expr.span,
                          e.hint)
         return None
-    if whole_number(value) is None or whole_number(value) < 1:
+    units_count = whole_number(value)  # 1e3 or 100.0 units: 1000, 100
+    if units_count is None or units_count < 1:
         site.diags.error(f"'dense' units must be a positive integer, not {value!r}",
                          units.span)
         return None
-    value = whole_number(value)  # 1e3 or 100.0 units: 1000, 100
     sp, k = site.sp, site.k
     init, origin = site.weights_init()
-    units_dim = ast.Dim(value, sp)
+    units_dim = ast.Dim(units_count, sp)
     decls: list[ast.Stmt] = [ast.Param(sp, f"W{k}", site.at, ast.Shape(
         [ast.Dim(ast.FanIn(site.h), sp), units_dim], sp), init, origin=origin)]
     out: ast.Expr = ast.BinOp(sp, "@", site.source(), ast.Name(sp, f"W{k}"))
