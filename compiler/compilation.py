@@ -182,26 +182,21 @@ class Compilation:
     def text(self) -> str:
         return self.generated.text
 
-    def binding(self, name: str) -> Binding | None:
-        """The binding of that name in the training or the inference program."""
-        for prog in filter(None, (self.program, self.inference)):
-            found = _bindings(prog).get(name)
-            if found is not None:
-                return found
-        return None
-
     @functools.cached_property
     def spec_lines(self) -> dict[int, int]:
         """The source map: module line -> the spec line it comes from. A forward value's
         statement maps to its equation; a backward step, its heading and its temporaries
         to the equation it differentiates; a running statistic's update to the equation
-        that computes it; reading an input or a parameter to its declaration."""
+        that computes it. (A line reading an input or a parameter is not mapped.)"""
+        bindings: dict[str, Binding] = {}  # by name, the training program's first
+        for prog in filter(None, (self.inference, self.program)):
+            bindings.update((bd.name, bd) for bd in prog.all_bindings())
         found: dict[str, int | None] = {}
 
         def spec_line(name: str) -> int | None:
             if name not in found:
                 found[name] = None  # a cycle of sources, were there one, ends here
-                bd = self.binding(name)
+                bd = bindings.get(name)
                 if bd is not None and bd.kind in ("seed", "adjoint", "grad", "update"):
                     # a backward step or an update: the equation it comes from
                     found[name] = next(filter(None, map(spec_line, bd.sources)), None)
@@ -209,8 +204,8 @@ class Compilation:
                     found[name] = bd.span.line
             return found[name]
 
-        return {line: spec_line(origin) for line, origin in self.generated.origins.items()
-                if spec_line(origin) is not None}
+        lines = {line: spec_line(origin) for line, origin in self.generated.origins.items()}
+        return {line: spec for line, spec in lines.items() if spec is not None}
 
     def new_module(self, module_type: type[types.ModuleType] = types.ModuleType
                    ) -> types.ModuleType:
@@ -241,10 +236,6 @@ class Compilation:
         if dtype == self.ir.dtype:
             return self
         return Compilation(self.spec, self.style, dtype, self.layout, lambda text: None)
-
-
-def _bindings(prog: Program) -> dict[str, Binding]:
-    return {bd.name: bd for bd in prog.all_bindings()}
 
 
 def has_modes(prog: Program) -> bool:

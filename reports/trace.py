@@ -191,7 +191,8 @@ def point(comp: Compilation, at: dict | None = None, row: int | None = None,
                                                                    len(shape)):
             rows = value.shape[0] if value.ndim == len(shape) else 1  # else one example
             break
-    check_memory(contract(comp.program), rows, "a worked example", "")
+    declared = contract(comp.program)  # what the module declares, for the checks below
+    check_memory(declared, rows, "a worked example", "")
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
     feeds = random_feeds(prog, rng, rows)
@@ -222,7 +223,7 @@ def point(comp: Compilation, at: dict | None = None, row: int | None = None,
         (params if bd.kind == "param" else feeds)[name] = value
     if at:  # checked as bpc train checks its data: the same function, the same messages
         given = {k for k in at if leaves[k].kind != "param"}
-        checked = check_point(contract(comp.program), feeds,
+        checked = check_point(declared, feeds,
                               {k: params[k] for k in at if k not in given})
         for name in given:
             if leaves[name].node.dtype == "int":
