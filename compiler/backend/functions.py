@@ -9,6 +9,7 @@ signature is written (defaults, keyword-only arguments, ``state``, ``rng``, ``gr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .body import Facts, _body
@@ -27,14 +28,15 @@ class _Function:
     body: list[str]  # ``Line`` where a binding printed it
     facts: Facts  # what its statements do, read and call
 
-    @property
+    @functools.cached_property
     def head(self) -> list[str]:
         """The ``def`` line(s) and the docstring."""
         return definition(self.name, self.signature, self.returns) + _docstring(self.doc)
 
-    @property
+    @functools.cached_property
     def text(self) -> str:
-        """The whole function, in black's layout."""
+        """The whole function, in black's layout (written once: the template and the
+        line map both read it)."""
         return "\n".join(self.head + _indented(self.body))
 
     def origins(self) -> list[str | None]:
