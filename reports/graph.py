@@ -84,7 +84,7 @@ def build(comp: Compilation, feeds: dict | None = None, params: dict | None = No
     values (state is read, never updated)."""
     if inference and feeds is not None:
         raise ValueError("the graph of the inference program is drawn without values")
-    prog = comp.inference or comp.program if inference else comp.ir
+    prog = (comp.inference or comp.program) if inference else comp.ir
     folded = steps(prog)
     names = {bd.node.id: bd.name for bd in prog.leaves + prog.forward
              if bd.name not in folded}

@@ -43,9 +43,9 @@ def too_deep_is_an_error(path: str, source: str | None):
 def load_file(path: str | Path) -> ast.Spec:
     p = Path(path)
     try:
-        # Newlines as text mode reads them (\r\n and \r become \n); a byte-order mark,
-        # as editors and spreadsheet programs on Windows write one, is not text.
-        text = _read_spec(p).decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+        # Newlines as text mode reads them (\r\n and \r become \n); load_text drops a
+        # byte-order mark, as editors on Windows write one.
+        text = _read_spec(p).decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
         raise SpecError(Diagnostic(f"{p}: no such file", None)) from None
     except IsADirectoryError:
