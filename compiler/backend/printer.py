@@ -100,7 +100,8 @@ class Printer:
                 continue
             if self.lets and n.is_const and n.attr("let"):
                 self._printed[n.id] = n.attr("let")  # (text, precedence)
-                self._uses[n.id] = (self._let_names(n), frozenset())
+                # its own 'let' name, or those a folded one was made of (2 * lam)
+                self._uses[n.id] = (frozenset(n.attr("let_names") or ()), frozenset())
                 continue
             if not ready:
                 stack.append((n, True))
@@ -125,11 +126,6 @@ class Printer:
         """The module helpers ``node``'s printed text calls."""
         self.expr(node)
         return self._uses[node.id][1]
-
-    def _let_names(self, const: Node) -> frozenset[str]:
-        """The 'let' names a constant prints: its own, or those a folded one was made of
-        (``2 * lam``), as folding recorded them (``passes.fold.let_names``)."""
-        return frozenset(const.attr("let_names") or ())
 
 
 def _union(parts: list[tuple[frozenset[str], frozenset[str]]], helpers: tuple[str, ...]
