@@ -201,7 +201,7 @@ TRAIN_SETTINGS: dict[str, SettingSpec] = {
     "validation": SettingSpec(float, 0.0, "the fraction of the training data held out to "
                               "validate on (0: none)", FRACTION),
     "shuffle": SettingSpec(bool, True, "reshuffle the training data every epoch"),
-    "eval_every": SettingSpec(int, None, "evaluate (and record a history row) every K epochs; "
+    "eval_every": SettingSpec(int, None, "evaluate (the measures of a history row) every K epochs; "
                               "default: often enough to cost about 5% of the run", COUNT),
 }
 

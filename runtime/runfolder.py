@@ -146,13 +146,16 @@ class RunFolder:
         except OSError as e:
             raise write_failed(self.history, e) from None
         self._csv = open(fd, "a", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._csv, HISTORY_FIELDS)
+        self._writer = csv.writer(self._csv)
 
-    def append_history(self, row: dict) -> None:
-        """One row, flushed whole (a row every epoch: the writer is kept)."""
+    def append_history(self, row: dict, flush: bool = True) -> None:
+        """One row (a row every epoch: the writer is kept), flushed with ``flush``. Rows
+        not flushed yet are at most lost to a kill, never the run's: a resume rewrites
+        the file from the checkpoint's rows."""
         try:
-            self._writer.writerow(row)
-            self._csv.flush()
+            self._writer.writerow([row.get(k, "") for k in HISTORY_FIELDS])
+            if flush:
+                self._csv.flush()
         except OSError as e:
             raise write_failed(self.history, e) from None
 
@@ -211,5 +214,5 @@ class NoFolder:
     def start_history(self, rows):
         pass
 
-    def append_history(self, row):
+    def append_history(self, row, flush=True):
         pass

@@ -19,8 +19,8 @@ from ..compiler.vocab import (OPTIMIZER_RANGES, OPTIMIZERS, RUNTIME_RANGES, TRAI
 
 from .errors import UserError
 
-# Evaluation and history rows come every eval_every epochs; unless the spec or a flag
-# says, eval_every is the smallest K for which an evaluation is estimated to cost at most
+# Evaluations (the measures of a history row) come every eval_every epochs; unless the
+# spec or a flag says, eval_every is the smallest K for which an evaluation is estimated to cost at most
 # EVAL_SHARE of the K epochs' steps. The estimate is counted, not timed, so a run's
 # history does not depend on the machine's speed: a forward pass costs about a third of a
 # training step per example, and a row's fixed part (its evaluation calls, the CSV line,

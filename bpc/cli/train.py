@@ -32,7 +32,7 @@ def add_arguments(p) -> None:
                    help="seed for the data: a built-in data set's examples and the test and "
                         "validation splits (default 0: the same for every --seed)")
     p.add_argument("--validation", type=train_flag("validation"), metavar="FRACTION",
-                   help="hold out this fraction of the training data, evaluated as "
+                   help="hold out this fraction of the training data, measured as "
                         "val_loss and val_acc (e.g. 0.1)")
     p.add_argument("--early-stop", nargs="?", const="auto", choices=[*METRICS, "auto"],
                    metavar="METRIC",
@@ -41,14 +41,15 @@ def add_arguments(p) -> None:
                         "improved for "
                         "--patience epochs, and restore the best epoch's parameters")
     p.add_argument("--patience", type=number(RUNTIME_RANGES["patience"]), metavar="K",
-                   help="epochs without an improvement before an early stop (default 5)")
+                   help="epochs without an improvement before an early stop (default 5; "
+                        "turns on --early-stop)")
     p.add_argument("--min-delta", type=number(RUNTIME_RANGES["min_delta"]), metavar="D",
                    help="the least change of the early-stop metric that counts as an "
-                        "improvement (default 0)")
+                        "improvement (default 0; turns on --early-stop)")
     p.add_argument("--keep", choices=KEEP,
                    help="best: also keep the best epoch's parameters in DIR/best.npz "
-                        "(by val_loss with --validation, else the --early-stop metric or the "
-                        "training loss); default last: checkpoint.npz alone")
+                        "(by the --early-stop metric, else val_loss with --validation, else "
+                        "the training loss); default last: checkpoint.npz alone")
     p.add_argument("--out", metavar="DIR",
                    help="where checkpoint.npz, history.csv (and curves.png) go "
                         "(default: runs/<spec name>)")
@@ -58,9 +59,9 @@ def add_arguments(p) -> None:
     again.add_argument("--force", action="store_true",
                        help="start a new run in an --out folder that holds one, replacing it")
     p.add_argument("--eval-every", type=train_flag("eval_every"), metavar="K",
-                   help="evaluate, record a history row and print a line every K epochs "
-                        "(and at the end; default: the spec's eval_every, else as often "
-                        "as costs about 5%% of the run)")
+                   help="evaluate and print a line every K epochs (and at the end; the "
+                        "history has a row every epoch; default: the spec's eval_every, "
+                        "else as often as costs about 5%% of the run)")
     p.add_argument("--checkpoint-every", type=number(RUNTIME_RANGES["checkpoint_every"]),
                    metavar="SECONDS",
                    help="write checkpoint.npz at most this often while training (default: "

@@ -201,11 +201,13 @@ def test_sigint_anywhere_in_a_run_that_stops_early_resumes_exactly(stopping_refe
                                                                     tmp_path, default_sigint):
     events, reference, _ = stopping_reference
     m, ds = spiral()
+    stopped = 0
     for k in distinct_points(random.Random("select-int"), events, POINTS):
         out = tmp_path / f"at{k}"
-        run(m, ds, Settings(**STOPPING), out, interrupt_at=k)
+        stopped += run(m, ds, Settings(**STOPPING), out, interrupt_at=k)[1]
         finish(m, ds, Settings(**STOPPING), out)
         assert_same(state(out), reference, f"SIGINT at event {k} of {events}", [True] * 11)
+    assert stopped, "no point stopped a run"
 
 
 KILLED = """
@@ -307,3 +309,24 @@ def test_every_metric_flag_is_a_history_column():
     from bpc.runtime.history import HISTORY_FIELDS
 
     assert set(METRICS) < set(HISTORY_FIELDS)
+
+
+def test_a_checkpoint_with_the_older_columns_resumes_and_loads(tmp_path):
+    from bpc.runtime.history import OLD_FIELDS, HISTORY_FIELDS
+
+    m, ds = spiral()
+    two, four = (Settings(epochs=e, batch=16, eval_every=1, optimizer="adam") for e in (2, 4))
+    quiet_train(m, ds, two, tmp_path)
+    with np.load(tmp_path / "checkpoint.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    keep = [HISTORY_FIELDS.index(k) for k in OLD_FIELDS]
+    old_rows = [[r[i] for i in keep] for r in meta["history"]]
+    arrays["meta"] = np.array(json.dumps({**meta, "history": old_rows}))
+    np.savez(tmp_path / "checkpoint.npz", **arrays)
+    assert History(bpc.load_checkpoint(tmp_path).history)["epoch"] == [1, 2]
+    result = quiet_train(m, ds, four, tmp_path, resume=True)
+    history = History(result.history)
+    assert history["epoch"] == [1, 2, 3, 4] and history["val_loss"] == [None] * 4
+    assert [row[:len(OLD_FIELDS) - 1] for row in old_rows] == \
+        [[r[k] for k in OLD_FIELDS[:-1]] for r in result.history[:2]]
