@@ -1,6 +1,6 @@
 """Model selection while training: the best epoch by a watched metric, its parameters and
-state kept (``best.npz`` with ``--keep best``, as Keras' ``ModelCheckpoint
-(save_best_only)``), and early stopping once the metric has not improved for
+state kept (``best.npz``, as Keras' ``ModelCheckpoint(save_best_only)``: with ``--keep
+best`` or early stopping), and early stopping once the metric has not improved for
 ``patience`` epochs, the best epoch's parameters restored (as Keras' ``EarlyStopping
 (restore_best_weights)``).
 
@@ -23,9 +23,8 @@ class Selector:
     whether the run should stop: ``patience`` epochs after the last row that improved
     the metric by more than ``min_delta``."""
 
-    def __init__(self, metric: str, patience: int | None, min_delta: float, keep_best: bool):
+    def __init__(self, metric: str, patience: int | None, min_delta: float):
         self.metric, self.patience, self.min_delta = metric, patience, min_delta
-        self.keep_best = keep_best  # best.npz written (else the arrays serve the restore)
         self.sign = 1 if METRICS[metric] == "min" else -1
         self.best: dict | None = None  # the best row, as numbers
         self.arrays: tuple[dict, dict] | None = None  # its (params, state), copies
@@ -95,7 +94,7 @@ def selector(settings: Settings, has: dict[str, bool]) -> Selector | None:
                         "give --validation FRACTION" if missing == "validation split"
                         else "watch one of " + ", ".join(measured))
     return Selector(metric, settings.patience if settings.early_stop else None,
-                    settings.min_delta, settings.keep == "best")
+                    settings.min_delta)
 
 
 def _lacks(metric: str, has: dict[str, bool]) -> str | None:

@@ -456,7 +456,7 @@ class Trainer:
         if folder.checkpoint is None or not final and now < self.save_due:
             return
         select = self.selector
-        if select is not None and select.keep_best and select.unsaved:
+        if select is not None and select.unsaved:
             save_best(folder.best, *select.arrays, select.best_meta(self.history, self.run))
             select.unsaved = False
         save_checkpoint(folder.checkpoint, self.params, self.optimizer, self.pos, self.history,

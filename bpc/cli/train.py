@@ -38,8 +38,8 @@ def add_arguments(p) -> None:
                    metavar="METRIC",
                    help="stop when METRIC (a history column: " + ", ".join(METRICS) + "; "
                         "default auto: val_loss with --validation, else loss) has not "
-                        "improved for "
-                        "--patience epochs, and restore the best epoch's parameters")
+                        "improved for --patience epochs; the best epoch's parameters are "
+                        "restored and kept in DIR/best.npz")
     p.add_argument("--patience", type=number(RUNTIME_RANGES["patience"]), metavar="K",
                    help="epochs without an improvement before an early stop (default 5; "
                         "turns on --early-stop)")
@@ -49,7 +49,8 @@ def add_arguments(p) -> None:
     p.add_argument("--keep", choices=KEEP,
                    help="best: also keep the best epoch's parameters in DIR/best.npz "
                         "(by the --early-stop metric, else val_loss with --validation, else "
-                        "the training loss); default last: checkpoint.npz alone")
+                        "the training loss; implied by --early-stop); default last: "
+                        "checkpoint.npz alone")
     p.add_argument("--out", metavar="DIR",
                    help="where checkpoint.npz, history.csv (and curves.png) go "
                         "(default: runs/<spec name>)")

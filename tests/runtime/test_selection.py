@@ -173,6 +173,19 @@ def test_early_stopping_is_keras_with_restore_best_weights(tmp_path):
     assert loose.epochs == stop_epoch(History(loose.history)["val_loss"], 2, 0.1)
 
 
+def test_keep_best_alone_trains_to_the_end_and_keeps_the_best_epoch(tmp_path):
+    m, ds = spiral()
+    settings = Settings(**{**STOPPING, "early_stop": None, "epochs": 11})
+    result = quiet_train(m, ds, settings, tmp_path)
+    assert result.epochs == 11 and result.stopped is None
+    best = best_row(result.history, "val_loss")
+    assert best["epoch"] < 11  # the last is not the best: best.npz is not checkpoint.npz
+    with np.load(tmp_path / "best.npz") as f, np.load(tmp_path / "checkpoint.npz") as last:
+        assert json.loads(str(f["meta"]))["epoch"] == best["epoch"]
+        np.testing.assert_array_equal(last["param/W1"], result.params["W1"])
+        assert not np.array_equal(f["param/W1"], result.params["W1"])
+
+
 def test_a_stopped_run_resumes_to_nothing_and_keeps_its_best(tmp_path):
     m, ds = spiral()
     quiet_train(m, ds, Settings(**STOPPING), tmp_path)
@@ -253,7 +266,7 @@ def test_cli_validation_early_stop_keep_best_eval_and_plot(tmp_path):
     out = tmp_path / "run"
     r = run_bpc("train", SPIRAL, "--data", "spiral:n=30", "--validation", "0.25",
                 "--batch", "16", "--lr", "0.2", "--epochs", "12", "--early-stop",
-                "--patience", "2", "--keep", "best", "--eval-every", "1", "--out", out, "-q")
+                "--patience", "2", "--eval-every", "1", "--out", out, "-q")  # keeps best
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[1].startswith("stopped early at epoch 11: val_loss has not improved for 2 "
