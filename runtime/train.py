@@ -174,12 +174,13 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         if resume:
             trainer.resume(folder)
         folder.start_history(trainer.history)
-        if trainer.pos.step >= plan.total_steps and trainer.pos.batch_index == 0:
+        stopped_before = trainer.stopped
+        if stopped_before:
+            log(f"nothing to do: the run stopped early at epoch {trainer.pos.epoch}: "
+                f"{stopped_before}")
+        elif trainer.pos.step >= plan.total_steps and trainer.pos.batch_index == 0:
             log(f"nothing to do: the run already has {trainer.pos.step} steps "
                 f"(of {plan.total_steps})")
-        elif trainer.stopped:
-            log(f"nothing to do: the run stopped early at epoch {trainer.pos.epoch}: "
-                f"{trainer.stopped}")
         if not quiet:
             log(trainer.header(n_test, n_val))
         start_time = time.perf_counter()
@@ -188,7 +189,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     params, state = trainer.params, trainer.state
     if trainer.stopped and trainer.selector.arrays is not None:
         params, state = trainer.selector.arrays  # the best epoch's, restored
-        if not quiet:
+        if not quiet and not stopped_before:
             log(f"stopped early at epoch {pos.epoch}: {trainer.stopped}; the parameters "
                 f"of epoch {trainer.selector.best['epoch']} restored")
     notes = [] if trainer.interrupted or not history else _final_notes(
