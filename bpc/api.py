@@ -42,21 +42,30 @@ class Model(types.ModuleType):
     # ------------------------------------------------------------------ the runtime
     def train(self, data=None, epochs=None, *, iters=None, batch=None, lr=None,
               optimizer=None, seed=None, eval_every=None, out=None, resume=False,
-              quiet=False, checkpoint_every=None):
+              quiet=False, checkpoint_every=None, validation=None, data_seed=None,
+              early_stop=None, patience=None, min_delta=None, keep=None, force=False):
         """Train as ``bpc train`` does; returns the runtime's Result, whose ``params``
-        are the trained parameters, ``state`` the trained state (batch norm's running
-        statistics, what ``predict(params, x, state=...)`` reads; {} for a model without
-        state) and ``history`` a ``History`` of numbers.
+        are the trained parameters (after an early stop, the best epoch's), ``state`` the
+        trained state (batch norm's running statistics, what ``predict(params, x,
+        state=...)`` reads; {} for a model without state), ``history`` a ``History`` of
+        numbers and ``stopped`` why the run stopped early (None: it did not).
         ``data``: a --data string (``"spiral:n=200"``, a .npz/.csv path) or None for the
         spec's data line; ``out``: a run folder for checkpoint.npz and history.csv
-        (None: nothing written)."""
+        (None: nothing written; one that holds a run needs ``resume`` or ``force``).
+        ``validation``: the fraction of the training data held out to validate on,
+        drawn from ``data_seed``; ``early_stop``: the metric to stop on ("auto":
+        val_loss with validation data, else loss) after ``patience`` epochs without an
+        improvement of more than ``min_delta``; ``keep="best"``: best.npz in ``out``."""
         from pathlib import Path
 
         from bpc.runtime.errors import UserError
         from bpc.runtime.train import run
 
         overrides = {"epochs": epochs, "iters": iters, "batch": batch, "lr": lr,
-                     "optimizer": optimizer, "seed": seed, "eval_every": eval_every}
+                     "optimizer": optimizer, "seed": seed, "eval_every": eval_every,
+                     "validation": validation, "data_seed": data_seed,
+                     "early_stop": early_stop, "patience": patience, "min_delta": min_delta,
+                     "keep": keep}
         if isinstance(data, str):
             from bpc.runtime.data import data_flag_problem
 
@@ -64,7 +73,8 @@ class Model(types.ModuleType):
             if problem:
                 raise UserError(f"data {data!r}: {problem}")
         result, _, _ = run(self, data, overrides, None if out is None else Path(out),
-                           resume=resume, quiet=quiet, checkpoint_every=checkpoint_every)
+                           resume=resume, quiet=quiet, checkpoint_every=checkpoint_every,
+                           force=force)
         return result
 
     def gradcheck(self, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20,

@@ -195,9 +195,13 @@ TRAIN_SETTINGS: dict[str, SettingSpec] = {
     "epochs": SettingSpec(int, 10, "passes over the training data", STEPS),
     "iters": SettingSpec(int, None, "minibatch steps (replaces epochs)", STEPS),
     "batch": SettingSpec(int, 100, "minibatch size", COUNT),
-    "seed": SettingSpec(int, 0, "seed for initialization, shuffling and data", SEED),
+    "seed": SettingSpec(int, 0, "seed for initialization, shuffling and dropout", SEED),
+    "data_seed": SettingSpec(int, 0, "seed for the data: a built-in data set's examples and "
+                             "its test and validation splits", SEED),
+    "validation": SettingSpec(float, 0.0, "the fraction of the training data held out to "
+                              "validate on (0: none)", FRACTION),
     "shuffle": SettingSpec(bool, True, "reshuffle the training data every epoch"),
-    "eval_every": SettingSpec(int, None, "evaluate (and record a history row) every K epochs; "
+    "eval_every": SettingSpec(int, None, "evaluate (the measures of a history row) every K epochs; "
                               "default: often enough to cost about 5% of the run", COUNT),
 }
 
@@ -206,7 +210,8 @@ TRAIN_SETTINGS: dict[str, SettingSpec] = {
 RUNTIME_RANGES: dict[str, Range] = {
     "eps": POSITIVE, "tol": POSITIVE, "samples": COUNT, "batch": COUNT, "seed": SEED,
     "row": Range(int, low=0), "digits": Range(int, low=3, high=17),
-    "checkpoint_every": NON_NEGATIVE,
+    "checkpoint_every": NON_NEGATIVE, "patience": Range(int, low=0),
+    "min_delta": NON_NEGATIVE,
 }
 
 DATASETS: dict[str, Signature] = {

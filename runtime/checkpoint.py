@@ -5,8 +5,11 @@ a resume (``load_checkpoint``) and for ``bpc predict``/``eval`` (``checkpoint_pa
 
 A checkpoint is an ``.npz``: ``param/NAME``, ``opt/NAME`` (the optimizer's state),
 ``state/NAME`` (the model's state, for a model with state), ``order`` (the order of the
-epoch under way) and ``meta``, one JSON text: the position, the generator's state, the
-optimizer's name, the run's identity (``identity.run_identity``) and the history rows.
+epoch under way), for a run that selects its best epoch (``selection``) that epoch's
+``best/NAME`` and ``best_state/NAME``, and ``meta``, one JSON text: the position, the
+generator's state, the optimizer's name, the run's identity (``identity.run_identity``)
+and the history rows. ``best.npz`` (``save_best``) holds the best epoch's parameters and
+state as a checkpoint holds them, for ``bpc predict``/``eval``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from . import batching, files
 from .errors import UserError
-from .history import HISTORY_FIELDS, History
+from .history import HISTORY_FIELDS, History, is_saved_row, saved_row, saved_rows
 from .modes import takes_state
 from .runfolder import write_atomic
 
@@ -75,19 +78,34 @@ class Position:
 
 def save_checkpoint(path: Path, params, optimizer, position: Position,
                     history: list[dict] | None = None, run: dict | None = None,
-                    state: dict | None = None) -> None:
+                    state: dict | None = None, best: tuple[dict, dict] | None = None) -> None:
     """The run's state: parameters and optimizer state by name, the model's state
     (``state/NAME``, only for a model with state), the position (with the generator now
-    and the order of the epoch under way, drawn as it began) and the history."""
+    and the order of the epoch under way, drawn as it began), the history and ``best``,
+    the best epoch's (params, state) of a run that selects one."""
     arrays = {f"param/{k}": v for k, v in params.items()}
     arrays.update({f"state/{k}": v for k, v in (state or {}).items()})
+    if best is not None:
+        arrays.update({f"best/{k}": v for k, v in best[0].items()})
+        arrays.update({f"best_state/{k}": v for k, v in best[1].items()})
     arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
     order = position.order if position.drawn else None
     if order is not None:
         arrays["order"] = order
     meta = {**position.meta(), "rng": position.rng.bit_generator.state,
             "optimizer": optimizer.name, "run": run,
-            "history": [[row[k] for k in HISTORY_FIELDS] for row in history or []]}
+            "history": [saved_row(row) for row in history or []]}
+    arrays["meta"] = np.array(json.dumps(meta))
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def save_best(path: Path, params: dict, state: dict, meta: dict) -> None:
+    """``best.npz``: the best epoch's parameters and state, in a checkpoint's form (what
+    ``bpc predict``/``eval --checkpoint`` and ``bpc.load_checkpoint`` read), with ``meta``
+    (the epoch, the metric, the history up to it)."""
+    arrays = {f"param/{k}": v for k, v in params.items()}
+    arrays.update({f"state/{k}": v for k, v in state.items()})
+    meta = {**meta, "history": [saved_row(row) for row in meta.get("history", [])]}
     arrays["meta"] = np.array(json.dumps(meta))
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
@@ -101,6 +119,8 @@ class CheckpointFile:
     state: dict  # the model's state, ``state/NAME`` entries ({} for a model without)
     meta: dict
     order: np.ndarray | None
+    best: dict  # the best epoch's parameters and state (``best/``, ``best_state/``), or {}
+    best_state: dict
 
 
 def read_checkpoint_file(path: Path, missing_hint: str = "give the checkpoint.npz of a run "
@@ -118,7 +138,7 @@ def read_checkpoint_file(path: Path, missing_hint: str = "give the checkpoint.np
             "bpc reads and writes only regular files in a run folder; remove it, or use a "
             "new --out folder")
     arrays = files.read_npz(
-        path, lambda k: k in ("meta", "order") or k.split("/")[0] in ("param", "opt", "state"),
+        path, lambda k: k in ("meta", "order") or k.split("/")[0] in _ENTRIES,
         what="", kind="checkpoint", nofollow=True, hint=DAMAGED_HINT)
     if "meta" not in arrays:
         raise UserError(f"{path} is not a readable checkpoint (it has no 'meta' entry)",
@@ -138,11 +158,13 @@ def read_checkpoint_file(path: Path, missing_hint: str = "give the checkpoint.np
     if not isinstance(meta, dict):
         raise UserError(f"{path}: the 'meta' entry is damaged (a JSON "
                         f"{type(meta).__name__}, not an object)", DAMAGED_HINT)
-    params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
-    opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-    state = {k[6:]: v for k, v in arrays.items() if k.startswith("state/")}
-    order = arrays.get("order")
-    return CheckpointFile(path, params, opt_state, state, meta, order)
+    parts = {kind: {k.split("/", 1)[1]: v for k, v in arrays.items()
+                    if k.split("/", 1)[0] == kind} for kind in _ENTRIES}
+    return CheckpointFile(path, parts["param"], parts["opt"], parts["state"], meta,
+                          arrays.get("order"), parts["best"], parts["best_state"])
+
+
+_ENTRIES = ("param", "opt", "state", "best", "best_state")  # the NAME-keyed kinds of entry
 
 
 STATE_HINT = ("the checkpoint is damaged or of another model; give the checkpoint of a "
@@ -180,8 +202,7 @@ _META_OPTIONAL = {
     "running_loss": (lambda v: v is None or _number(v), "a finite number or null"),
     "drawn": (lambda v: isinstance(v, bool), "true or false"),
     "rng_start": (lambda v: isinstance(v, dict), "the generator's state (an object)"),
-    "history": (lambda v: isinstance(v, list) and all(
-        isinstance(r, list) and len(r) == len(HISTORY_FIELDS) for r in v),
+    "history": (lambda v: isinstance(v, list) and all(is_saved_row(r) for r in v),
         f"a list of rows of {len(HISTORY_FIELDS)} values"),
     "run": (lambda v: v is None or isinstance(v, dict) and all(
         isinstance(v.get(k, {}), dict) for k in ("opt", "model", "params")),
@@ -215,7 +236,7 @@ def verified_meta(path: Path, meta: dict) -> dict:
                 raise bad(key, f"a generator's state ({type(e).__name__}: {e})",
                           meta[key]) from None
     try:
-        History(dict(zip(HISTORY_FIELDS, row)) for row in meta.get("history", []))
+        History(saved_rows(meta.get("history", [])))
     except (TypeError, ValueError, OverflowError):
         raise bad("history", "rows of numbers", meta["history"]) from None
     return meta
@@ -335,9 +356,9 @@ def verified_opt_state(path: Path, saved: dict, optimizer) -> dict[str, np.ndarr
     return saved
 
 
-def load_checkpoint(path: Path, module):
-    """(params, optimizer state, meta, order, state) of the checkpoint a resume continues:
-    the parameters' names and the state (verified) must be the model's."""
+def load_checkpoint(path: Path, module) -> CheckpointFile:
+    """The checkpoint a resume continues, its meta, state and best epoch's entries
+    verified: the parameters' names and the state must be the model's."""
     c = read_checkpoint_file(path, "train without --resume first, or give the --out folder "
                              "of a run")
     if set(c.params) != set(module.PARAMS):
@@ -350,8 +371,12 @@ def load_checkpoint(path: Path, module):
         if not np.all(np.isfinite(v)):
             raise UserError(f"{c.path}: the parameter entry 'param/{k}' has values that "
                             "are not finite", DAMAGED_HINT)
-    state = verified_state(c.path, c.state, module, exact_dtype=True)
-    return c.params, c.opt_state, verified_meta(c.path, c.meta), c.order, state
+    c.state = verified_state(c.path, c.state, module, exact_dtype=True)
+    if c.best:
+        c.best = verified_params(c.path, c.best, module, exact_dtype=True)
+        c.best_state = verified_state(c.path, c.best_state, module, exact_dtype=True)
+    c.meta = verified_meta(c.path, c.meta)
+    return c
 
 
 def checkpoint_state(path: Path, module) -> dict[str, np.ndarray]:
@@ -360,15 +385,14 @@ def checkpoint_state(path: Path, module) -> dict[str, np.ndarray]:
     return verified_state(c.path, c.state, module)
 
 
-def checkpoint_params(path: Path, module, with_state: bool = False):
-    """The trained parameters of ``module`` from a checkpoint (``bpc predict``/``eval``):
-    refused, naming what differs, when the checkpoint is of another model. With
-    ``with_state``, (params, state), the state verified against the model's STATE."""
+def checkpoint_params(path: Path, module) -> tuple[dict, dict, dict]:
+    """(params, state, run) of ``module`` trained, from a checkpoint (``bpc predict``/
+    ``eval``): refused, naming what differs, when the checkpoint is of another model;
+    the state verified against the model's STATE; ``run`` what the run recorded of
+    itself (``identity.run_identity``; {} when nothing)."""
     c = read_checkpoint_file(path)
-    path, params = c.path, verified_params(c.path, c.params, module)
-    if with_state:
-        return params, verified_state(path, c.state, module)
-    return params
+    run = c.meta.get("run") if isinstance(c.meta.get("run"), dict) else {}
+    return verified_params(c.path, c.params, module), verified_state(c.path, c.state, module), run
 
 
 def is_permutation(order, n: int) -> bool:

@@ -1,7 +1,11 @@
 """The built-in data sets (``data spiral(n=50)``, ``--data mnist``): their generators, the
 download of mnist into the cache, and ``builtin``, which names their arrays after the
 module's input and target, splits off the test set and arranges them in the declared
-layout; and ``synthetic``, random data of the module's declared shapes.
+layout; ``validation_split``, the held-out part of any training data; and
+``synthetic``, random data of the module's declared shapes.
+
+Both splits are drawn from the run's data seed (``Settings.data_seed``), never from the
+seed of its initialization: runs of several seeds hold out the same examples.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 from ..compiler.cache import cache_dir
 from ..compiler.vocab import DATASET_RANGES, DATASETS, whole_number
 
-from .batching import Dataset, arrange, batch_axes
+from .batching import Dataset, arrange, batch_axes, example_count, examples
 from .conform import labels_of, onehot_of
 from .errors import UserError
 from .files import open_regular, remove_temporaries
@@ -31,6 +35,22 @@ def _split(x: np.ndarray, t: np.ndarray, rng: np.random.Generator, test_fraction
     test, train = order[:n_test], order[n_test:]
     return ({names[0]: x[train], names[1]: t[train]},
             {names[0]: x[test], names[1]: t[test]} if n_test else {})
+
+
+def validation_split(arrays: dict[str, np.ndarray], axes: dict[str, int], fraction: float,
+                     seed: int) -> tuple[dict, dict]:
+    """(training, validation): ``fraction`` of the examples of ``arrays`` (along their
+    batch ``axes``) held out, drawn from ``seed``; both parts keep the examples' order."""
+    n = example_count(arrays, axes)
+    n_val = int(round(n * fraction))
+    if not 1 <= n_val < n:
+        raise UserError(f"a validation fraction of {fraction:g} of {n} training examples "
+                        f"holds out {n_val}", "give a fraction that holds out at least one "
+                        "example and leaves at least one to train on")
+    # A stream of its own (the seed and 1): not the draw of a built-in set's test split.
+    order = np.random.default_rng([seed, 1]).permutation(n)
+    return (examples(arrays, axes, np.sort(order[n_val:])),
+            examples(arrays, axes, np.sort(order[:n_val])))
 
 
 def xor(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:

@@ -1,8 +1,12 @@
 """A run's history: its rows (``HISTORY_FIELDS``), as text in ``history.csv`` and as
-numbers in the ``History`` table, and the printed line of each.
+numbers in the ``History`` table, the printed line of each, and the best row.
 
-``history.csv`` is written by the run folder (``runfolder.RunFolder``); it is read back
-here, complete rows only, as far as the file can be read.
+Every epoch has a row: its ``loss`` is the epoch's mean training loss, its ``lr`` and
+``seconds`` the epoch's; the measures of an evaluation (accuracies, test and validation
+losses) fill the rows of the epochs evaluated (every ``eval_every`` epochs and the
+last) and are empty in the others. ``history.csv`` is written by the run folder
+(``runfolder.RunFolder``); it is read back here, complete rows only, as far as the file
+can be read.
 """
 
 from __future__ import annotations
@@ -15,15 +19,44 @@ from pathlib import Path
 from . import files
 from .errors import UserError
 
-HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "lr", "seconds"]
+HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "val_acc",
+                  "val_loss", "lr", "seconds"]
+# The columns of checkpoints written before the validation split, whose rows are shorter.
+OLD_FIELDS = [k for k in HISTORY_FIELDS if not k.startswith("val_")]
+# What an evaluation measures (``history_row``'s ``measured``); losses get more digits.
+MEASURES = ("train_acc", "test_acc", "test_loss", "val_acc", "val_loss")
 
 
-def history_row(epoch, step, loss, train_acc, test_acc, test_loss, lr, seconds) -> dict:
-    def fmt(v, digits=6):
-        return "" if v is None else f"{v:.{digits}g}"
-    return {"epoch": epoch, "step": step, "loss": fmt(loss, 8), "train_acc": fmt(train_acc),
-            "test_acc": fmt(test_acc), "test_loss": fmt(test_loss, 8), "lr": fmt(lr),
-            "seconds": f"{seconds:.3f}"}
+def history_row(epoch: int, step: int, loss: float, lr: float, seconds: float,
+                measured: dict | None = None) -> dict:
+    """A row as text: ``measured`` (name -> value or None; None for an epoch that was
+    not evaluated) fills the MEASURES, the others stay empty. Built every epoch: kept
+    lean (a few microseconds count in a run of many one-step epochs)."""
+    row = {"epoch": epoch, "step": step, "loss": f"{loss:.8g}", **_NOT_MEASURED,
+           "lr": f"{lr:.6g}", "seconds": f"{seconds:.3f}"}
+    for k, v in (measured or {}).items():
+        if v is not None:
+            row[k] = f"{v:.8g}" if k.endswith("loss") else f"{v:.6g}"
+    return row
+
+
+_NOT_MEASURED = dict.fromkeys(MEASURES, "")
+
+
+def saved_rows(rows: list[list]) -> list[dict]:
+    """A checkpoint's history rows (lists of values, as ``saved_row`` keeps them) as
+    dicts: rows of today's columns, or of an older checkpoint's (``OLD_FIELDS``)."""
+    return [dict(zip(HISTORY_FIELDS if len(r) == len(HISTORY_FIELDS) else OLD_FIELDS, r))
+            for r in rows]
+
+
+def saved_row(row: dict) -> list:
+    return [row.get(k, "") for k in HISTORY_FIELDS]  # an older checkpoint's row: "" for val_
+
+
+def is_saved_row(r) -> bool:
+    """Whether ``r`` has the form of a checkpoint's history row (its values unchecked)."""
+    return isinstance(r, list) and len(r) in (len(HISTORY_FIELDS), len(OLD_FIELDS))
 
 
 def old_history(path: Path, epoch: int) -> list[dict]:
@@ -74,12 +107,12 @@ class Summary:
 
 def summary(row: dict, total_epochs: int) -> Summary:
     measures = [f"loss {float(row['loss']):.4f}"]
-    if row.get("test_loss"):
-        measures.append(f"test_loss {float(row['test_loss']):.4f}")
-    if row.get("train_acc"):
-        measures.append(f"train_acc {100 * float(row['train_acc']):.1f}%")
-    if row.get("test_acc"):
-        measures.append(f"test_acc {100 * float(row['test_acc']):.1f}%")
+    for k in ("val_loss", "test_loss"):
+        if row.get(k) not in (None, ""):
+            measures.append(f"{k} {float(row[k]):.4f}")
+    for k in ("train_acc", "val_acc", "test_acc"):
+        if row.get(k) not in (None, ""):
+            measures.append(f"{k} {100 * float(row[k]):.1f}%")
     return Summary(f"epoch {row['epoch']}/{total_epochs}", tuple(measures),
                    f"{float(row['seconds']):.2f}s")
 
@@ -105,8 +138,8 @@ class History(list):
     def columns(self) -> list[str]:
         return [k for k in HISTORY_FIELDS if any(row.get(k) is not None for row in self)]
 
-    def best(self) -> dict | None:
-        return best_row(self)
+    def best(self, metric: str | None = None) -> dict | None:
+        return best_row(self, metric)
 
     def _cells(self):
         cols = self.columns()
@@ -143,12 +176,32 @@ def numeric_row(row: dict) -> dict:
     return out
 
 
-def best_row(history) -> dict | None:
-    """The best evaluated row: highest test accuracy, else lowest test loss, else highest
-    train accuracy, else lowest training loss (the earliest of equals)."""
+# The measure the best row is chosen by when a run names none (the first one present):
+# the validation loss, else the test accuracy, ... Low is better where the sign is 1.
+BEST_BY = (("val_loss", 1), ("test_acc", -1), ("test_loss", 1), ("train_acc", -1),
+           ("loss", 1))
+
+
+def best_row(history, metric: str | None = None) -> dict | None:
+    """The best row by ``metric`` (a measure of BEST_BY), else by the first measure of
+    BEST_BY the rows have; of equals, the one of lower training loss, then the later."""
+    key, scored = scored_rows(history, metric)
+    return min(scored, key=lambda r: better_key(r, key, dict(BEST_BY)[key])) if scored \
+        else None
+
+
+def scored_rows(history, metric: str | None = None) -> tuple[str | None, list[dict]]:
+    """(the measure the best row is chosen by, the rows that have it, as numbers)."""
     rows = [numeric_row(r) for r in history]
-    for key, sign in (("test_acc", -1), ("test_loss", 1), ("train_acc", -1), ("loss", 1)):
+    for key in [metric] if metric else dict(BEST_BY):
         scored = [r for r in rows if r[key] is not None]
         if scored:
-            return min(scored, key=lambda r: (sign * r[key], r["epoch"]))
-    return None
+            return key, scored
+    return None, []
+
+
+def better_key(row: dict, metric: str, sign: int) -> tuple:
+    """What rows are ordered by, the best first: the metric, then the training loss
+    (a tie of accuracies is broken by the loss), then the later epoch."""
+    loss = row["loss"] if row["loss"] is not None else float("inf")
+    return sign * row[metric], loss, -row["epoch"]

@@ -28,14 +28,19 @@ def data_hash(arrays: dict[str, np.ndarray]) -> str:
 
 
 def run_identity(module, settings, optimizer, params, train_arrays,
-                 test_arrays) -> dict:
+                 test_arrays, val_arrays=None, select: str | None = None) -> dict:
     """What a run is, as recorded in its checkpoint: what a resume must agree with. The
     model is recorded as itself (``model_identity``: a digest of its compiled code, part
-    by part), not by probing it."""
-    return {"params": {k: list(v.shape) for k, v in params.items()},
+    by part), not by probing it. A run with validation data records its hash, and one
+    that selects its best epoch the metric it watches (``select``)."""
+    extra = {"val_data": data_hash(val_arrays)} if val_arrays else {}
+    if select is not None:
+        extra["select"] = select
+    return {**extra, "params": {k: list(v.shape) for k, v in params.items()},
             "dtype": np.dtype(module.DTYPE).name,
             "model": model_identity(module),
             "batch": settings.batch, "seed": settings.seed, "shuffle": settings.shuffle,
+            "data_seed": settings.data_seed,
             "optimizer": optimizer.name,
             "opt": {k: v for k, v in sorted(optimizer.cfg.items())},
             "data": data_hash(train_arrays), "test_data": data_hash(test_arrays)}
@@ -211,7 +216,8 @@ def _contract_hash(module) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-_FLAGS = {"batch": "--batch", "seed": "--seed", "lr": "--lr", "optimizer": "--optimizer"}
+_FLAGS = {"batch": "--batch", "seed": "--seed", "lr": "--lr", "optimizer": "--optimizer",
+          "select": "the metric --early-stop/--keep best watch"}
 
 
 def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
@@ -241,18 +247,20 @@ def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
             problems.append(differs)
     elif contract is not None and saved.get("contract") != contract:
         problems.append("the model's inputs, targets, output or loss differ (the spec changed)")
-    for key in ("batch", "seed", "shuffle"):
-        if saved.get(key) != now[key]:
-            problems.append(f"{_FLAGS.get(key, key)} was {saved.get(key)}, now {now[key]}")
+    for key in ("batch", "seed", "shuffle", "select"):
+        if saved.get(key) != now.get(key):
+            problems.append(f"{_FLAGS.get(key, key)} was {saved.get(key)}, now {now.get(key)}")
     old_opt, new_opt = saved.get("opt", {}), now["opt"]
     for key in sorted(set(old_opt) | set(new_opt)):
         if old_opt.get(key) != new_opt.get(key) and key != "lr":  # see lr_change
             problems.append(f"{_FLAGS.get(key, 'optimizer setting ' + repr(key))} was "
                             f"{old_opt.get(key)}, now {new_opt.get(key)}")
-    if saved.get("data") != now["data"] or saved.get("test_data") != now["test_data"]:
-        problems.append("the " + ("training" if saved.get("data") != now["data"] else "test")
-                        + " data differ (another file, edited data, or another --seed "
-                          "splitting a built-in data set)")
+    differ = [what for what, key in (("training", "data"), ("test", "test_data"),
+                                     ("validation", "val_data"))
+              if saved.get(key) != now.get(key)]
+    if differ:
+        problems.append(f"the {differ[0]} data differ (another file, edited data, or "
+                        "another --data-seed or --validation splitting it)")
     if not problems and "model" not in saved and saved_start is not None and \
             start is not None and \
             not math.isclose(saved_start, start, rel_tol=1e-6, abs_tol=1e-12):

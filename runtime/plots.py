@@ -16,7 +16,7 @@ from . import data as data_mod, files
 from .checkpoint import read_checkpoint_file
 from .errors import UserError
 from .evaluate import predict_all, predicted_class, target_class, task_kind
-from .history import HISTORY_FIELDS, History, csv_history, numeric_row
+from .history import History, csv_history, is_saved_row, numeric_row, saved_rows
 from .loader import model_name
 from .runfolder import write_atomic, write_failed
 
@@ -70,37 +70,43 @@ def plot_history(history: list[dict], path: Path, title: str | None = None) -> N
     plot_runs([("", history)], path, title)
 
 
+# Each split's curves: its place in the colour cycle (one run) and its line style
+# (several runs, one colour each).
+SPLITS = {"train": (0, "-"), "val": (2, ":"), "test": (1, "--")}
+
+
 def plot_runs(runs: list[tuple[str, list[dict]]], path: Path, title: str | None = None
               ) -> None:
     """The curves of one run, or of several runs on the same axes (``bpc plot``): each
-    run one colour, training solid and test dashed, labelled with the run's name."""
+    run one colour, training solid, validation dotted and test dashed, labelled with the
+    run's name. A curve joins the epochs where its measure was taken (the training loss
+    every epoch, the evaluations every ``eval_every``)."""
     plt = _pyplot()
     runs = [(label, [numeric_row(r) for r in history]) for label, history in runs]
     several = len(runs) > 1
-    accs = [(k, label) for k, label in (("train_acc", "train accuracy"),
-                                        ("test_acc", "test accuracy"))
+    accs = [(k, f"{split} accuracy") for split in SPLITS for k in [f"{split}_acc"]
             if any(r[k] is not None for _, rows in runs for r in rows)]
     fig, axes = plt.subplots(1, 2 if accs else 1, figsize=(10 if accs else 5.5, 4),
                              squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
     def curve(ax, k, rows, key, what, name):
-        if not any(r[key] is not None for r in rows):
+        points = [(r["epoch"], r[key]) for r in rows if r[key] is not None]
+        if not points:
             return
-        style = {"color": colors[(k if several else what.startswith("test"))
-                                 % len(colors)],
-                 "linestyle": "--" if several and what.startswith("test") else "-",
-                 "marker": "." if len(rows) < 30 else None}
-        ax.plot([r["epoch"] for r in rows],
-                [np.nan if r[key] is None else r[key] for r in rows],
-                label=f"{name} {what}".strip(), **style)
+        place, dashes = SPLITS[what.split()[0]]
+        style = {"color": colors[(k if several else place) % len(colors)],
+                 "linestyle": dashes if several else "-",
+                 "marker": "." if len(points) < 30 else None}
+        ax.plot(*zip(*points), label=f"{name} {what}".strip(), **style)
 
     ax = axes[0][0]
     losses = []
+    loss_keys = [("loss", "train loss"), ("val_loss", "val loss"), ("test_loss", "test loss")]
     for k, (name, rows) in enumerate(runs):
-        curve(ax, k, rows, "loss", "train loss", name)
-        curve(ax, k, rows, "test_loss", "test loss", name)
-        losses += [r[key] for r in rows for key in ("loss", "test_loss")
+        for key, what in loss_keys:
+            curve(ax, k, rows, key, what, name)
+        losses += [r[key] for r in rows for key, _ in loss_keys
                    if r[key] is not None and np.isfinite(r[key])]
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
@@ -133,9 +139,8 @@ def run_history(path: Path) -> tuple[str, "History"]:
         rows = csv_history(csv_path)
     elif path.suffix == ".npz" or (folder / "checkpoint.npz").is_file():
         saved = read_checkpoint_file(path).meta.get("history")
-        rows = [dict(zip(HISTORY_FIELDS, r)) for r in
-                (saved if isinstance(saved, list) else [])
-                if isinstance(r, list) and len(r) == len(HISTORY_FIELDS)]
+        rows = saved_rows([r for r in (saved if isinstance(saved, list) else [])
+                           if is_saved_row(r)])
     else:
         raise UserError(f"{path}: no run here (no history.csv or checkpoint.npz)",
                         "give the --out folder of a bpc train run")

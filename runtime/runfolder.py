@@ -1,7 +1,8 @@
 """The run folder (--out) and writing into it safely: the folder locked while a run uses
-it, temporaries a killed write left there removed, every file replaced atomically
-(``write_atomic``), ``history.csv`` appended to as rows come, and Ctrl-C deferred to the
-next step boundary (``DeferredInterrupt``) so that an update is never half applied.
+it, a run already there never overwritten unasked (``RunFolder.claim``), temporaries a
+killed write left there removed, every file replaced atomically (``write_atomic``),
+``history.csv`` appended to as rows come, and Ctrl-C deferred to the next step boundary
+(``DeferredInterrupt``) so that an update is never half applied.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ class RunFolder:
         self.out = Path(out)
         self.checkpoint = self.out / "checkpoint.npz"
         self.history = self.out / "history.csv"
+        self.best = self.out / "best.npz"
         self._lock = None
         self._csv = None
+        self._writer = None
 
     def __enter__(self) -> "RunFolder":
         try:
@@ -97,8 +100,26 @@ class RunFolder:
         os.pwrite(self._lock, str(os.getpid()).encode(), 0)
         # Held by this run alone now: a temporary of its files left here was left by a
         # run that was killed while writing it.
-        files.remove_temporaries(self.out, (self.checkpoint.name, self.history.name))
+        files.remove_temporaries(self.out, (self.checkpoint.name, self.history.name,
+                                            self.best.name))
         return self
+
+    def claim(self, resume: bool, force: bool) -> None:
+        """The folder taken for a run: a resume continues the run there; a new run is
+        refused where a run is (its checkpoint) unless ``force``, and removes the best
+        epoch's file (``best.npz``) another run left."""
+        if resume:
+            return
+        if os.path.lexists(self.checkpoint) and not force:
+            raise UserError(f"{self.out} holds a run already (its checkpoint.npz); a new run "
+                            "would overwrite it",
+                            "continue it with --resume, replace it with --force (in Python: "
+                            "resume=True or force=True), or give another --out folder")
+        try:
+            if os.path.lexists(self.best):
+                os.unlink(self.best)
+        except OSError as e:
+            raise write_failed(self.best, e) from None
 
     def __exit__(self, *exc) -> None:
         try:
@@ -125,11 +146,16 @@ class RunFolder:
         except OSError as e:
             raise write_failed(self.history, e) from None
         self._csv = open(fd, "a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._csv)
 
-    def append_history(self, row: dict) -> None:
+    def append_history(self, row: dict, flush: bool = True) -> None:
+        """One row (a row every epoch: the writer is kept), flushed with ``flush``. Rows
+        not flushed yet are at most lost to a kill, never the run's: a resume rewrites
+        the file from the checkpoint's rows."""
         try:
-            csv.DictWriter(self._csv, HISTORY_FIELDS).writerow(row)
-            self._csv.flush()
+            self._writer.writerow([row.get(k, "") for k in HISTORY_FIELDS])
+            if flush:
+                self._csv.flush()
         except OSError as e:
             raise write_failed(self.history, e) from None
 
@@ -174,7 +200,7 @@ def _raises_keyboard_interrupt(handler) -> bool:
 class NoFolder:
     """The run folder of a run without --out: nothing is written."""
 
-    checkpoint = history = None
+    checkpoint = history = best = None
 
     def __enter__(self):
         return self
@@ -182,8 +208,11 @@ class NoFolder:
     def __exit__(self, *exc):
         pass
 
+    def claim(self, resume, force):
+        pass
+
     def start_history(self, rows):
         pass
 
-    def append_history(self, row):
+    def append_history(self, row, flush=True):
         pass

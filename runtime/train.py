@@ -1,4 +1,10 @@
-"""The training loop: minibatches, optimizer, progress, divergence, checkpoints, resume.
+"""The training loop: minibatches, optimizer, progress, divergence, evaluation,
+checkpoints, resume, early stopping.
+
+``train`` reads as the run's outline: ``plan.plan_run`` (the data, its validation split,
+the steps, the evaluation's cadence), then a ``Trainer``, whose methods are the loop's jobs:
+``resume``, ``run_epochs``, ``step``, ``end_epoch`` (the history row, ``measure`` and
+model selection), ``save`` and ``on_interrupt``.
 
 Reproducible: one ``np.random.Generator`` seeded by ``seed`` draws the initial
 parameters and then every epoch's shuffle. A checkpoint holds the parameters, the
@@ -26,9 +32,10 @@ beside the parameters, read back verified against ``STATE``.
 
 The loop's other jobs each have a module beside it: ``settings`` (``Settings``),
 ``evaluate`` (accuracy, mean loss, predictions over chunks), ``checkpoint`` (writing,
-reading and verifying checkpoints), ``identity`` (what a run is; whether a resume
-continues it), ``runfolder`` (the lock, atomic writes, Ctrl-C deferral), ``history``
-(the rows, ``history.csv``, the ``History`` table) and ``plots``.
+reading and verifying checkpoints), ``plan`` (what a run will do), ``identity`` (what a
+run is; whether a resume continues it), ``runfolder`` (the lock, atomic writes, Ctrl-C
+deferral), ``history`` (the rows, ``history.csv``, the ``History`` table),
+``selection`` (the best epoch, early stopping) and ``plots``.
 """
 
 from __future__ import annotations
@@ -43,19 +50,21 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
-from .checkpoint import (DAMAGED_HINT, Position, load_checkpoint, save_checkpoint,
+from .checkpoint import (DAMAGED_HINT, Position, load_checkpoint, save_best, save_checkpoint,
                          verified_opt_state)
 from .errors import UserError
-from .evaluate import accuracy, chance_accuracy, mean_loss, no_accuracy_note, task_kind
-from .history import HISTORY_FIELDS, History, history_row, old_history, summary_line
+from .evaluate import accuracy, chance_accuracy, mean_loss
+from .history import History, history_row, old_history, saved_rows, summary_line
 from .identity import _contract_hash, legacy_note, lr_change, resume_problems, run_identity
 from .identity import model_identity  # noqa: F401 - docs/API.md: bpc.runtime.train.model_identity
 from .loader import model_name
 from .modes import initial_state, takes_state, training_kwargs
 from .optimizers import learning_rate, make_optimizer, pack
-from .points import check_memory, eval_chunk
+from .plan import Plan, plan_run
+from .points import check_memory
 from .runfolder import DeferredInterrupt, NoFolder, RunFolder
-from .settings import Settings, auto_eval_every
+from .selection import selector
+from .settings import Settings
 
 
 class Diverged(UserError):
@@ -94,6 +103,10 @@ class Result:
     # The trained state (name -> array; {} for a model without state): what predict and
     # loss read in inference mode, ``model.predict(result.params, x, state=result.state)``.
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    # The measure the best epoch is chosen by (None: history.BEST_BY's first), and why
+    # the run stopped early (None: it did not; its params are then the best epoch's).
+    best_metric: str | None = None
+    stopped: str | None = None
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -142,271 +155,333 @@ STUCK_HINT = ("check the learning rate (--lr; try 10x smaller if the loss rose, 
 
 def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | None,
           resume: bool = False, quiet: bool = False, log=print,
-          checkpoint_every: float = CHECKPOINT_SECONDS) -> Result:
-    for note in getattr(dataset, "notes", ()):
-        if not quiet:
-            log(f"note: {note}")
-    train_arrays = data_mod.conform(dataset.train, module, f"training data ({dataset.name})")
-    test_arrays = data_mod.conform(dataset.test, module, f"test data ({dataset.name})") \
-        if dataset.test else {}
-    axes = data_mod.batch_axes(module)  # the batch dimension's axis in each array
-    n = data_mod.example_count(train_arrays, axes)
-    if n == 0:
-        raise UserError("the training data is empty")
+          checkpoint_every: float = CHECKPOINT_SECONDS, force: bool = False) -> Result:
+    """Train ``module`` on ``dataset`` as ``settings`` say, into the run folder ``out``
+    (None: nothing written): a new run, or with ``resume`` the run there continued. A
+    folder that holds a run is refused for a new one unless ``force``."""
     if resume and out is None:
         raise UserError("--resume needs --out DIR, the folder of the run to continue")
     if resume and not Path(out).is_dir():
         raise UserError(f"nothing to resume: {out} is not a folder",
                         "train without --resume first, or give the --out folder of a run")
-    steps_per_epoch = -(-n // settings.batch)  # whole-number ceil: exact for any batch
-    if takes_state(module):
-        # Batch norm's training mode normalizes each feature over the batch's examples:
-        # over one example every value becomes 0 (PyTorch refuses such a batch).
-        if min(settings.batch, n) == 1:
-            raise UserError("batch norm normalizes each feature over the examples of a "
-                            "batch, so a batch of one example makes every value 0 and "
-                            "trains nothing", "use --batch 2 or more (and 2 or more "
-                            "training examples)")
-        if n % settings.batch == 1:  # the short last batch would hold one example
-            steps_per_epoch -= 1
-            if not quiet:
-                log(f"note: {n} examples in batches of {settings.batch} would leave a last "
-                    "batch of one, which batch norm cannot use: each epoch leaves out its "
-                    "last shuffled example")
-    total_steps = settings.iters if settings.iters is not None else \
-        (settings.epochs or 10) * steps_per_epoch
-    total_epochs = -(-total_steps // steps_per_epoch)
-    # Memory, before anything is allocated: a step over a batch, and the evaluation's
-    # chunks (as many examples as fit, 2048 at most).
-    check_memory(module, min(settings.batch, n), "a training step", "use a smaller --batch")
-    chunk = eval_chunk(module)
-    kind = task_kind(module, train_arrays)
-    no_accuracy = no_accuracy_note(module, train_arrays)
-    if no_accuracy and not quiet:  # once, before the run: no accuracy column, and why
-        log(f"note: {no_accuracy}")
-
-    rng = np.random.default_rng(settings.seed)
-    # The parameters are views into one buffer per dtype: the optimizer updates them all
-    # in a few whole-buffer operations (runtime/optimizers.py).
-    params = pack({k: np.array(v, dtype=module.DTYPE)
-                   for k, v in module.init_params(rng).items()})
-    optimizer = make_optimizer(settings.optimizer, params, **settings.opt)
-    # A module that can compute gradients into given arrays writes them straight into the
-    # optimizer's flat gradient buffer, the same arrays every step.
-    buffers = {}
-    if "grads" in inspect.signature(module.loss_and_grad).parameters:
-        buffers = {"grads": optimizer.grad_buffers}
-    # Training mode draws dropout masks from the run's generator, whose state every
-    # checkpoint records (resume stays exact). A model with state: the run's state
-    # (init_state(), then as each step's loss_and_grad assigns it), evaluated with and
-    # checkpointed beside the parameters; None for a model without, whose calls and
-    # checkpoints are as they always were.
-    state = initial_state(module) if takes_state(module) else None
-    buffers.update(training_kwargs(module, state, rng))
-    # Training mode changes the generator or the state inside the call: an interruption
-    # there must not record them half a step ahead of the parameters.
-    moves_inside = "rng" in buffers or state is not None
-    n_test = data_mod.example_count(test_arrays, axes)
-    eval_every = settings.eval_every or auto_eval_every(n, n_test, settings.batch,
-                                                        steps_per_epoch)
-    # The reference for divergence: the loss at the start, over minibatches of the training
-    # size (a loss that sums over its batch is compared like with like).
-    start_loss = _full_loss(module, params, train_arrays, settings.batch, state)
-    # Where the run is (epoch, batch, step, running loss, generator, the epoch's order):
-    # what a checkpoint saves and a resume restores, whole.
-    pos = Position(rng, start_loss=start_loss, running=start_loss)
-    history: list[dict] = []
-    run = run_identity(module, settings, optimizer, params, train_arrays, test_arrays) \
-        if out is not None else None
-    if run is not None and state is not None:
-        run["state"] = {k: list(v.shape) for k, v in state.items()}
+    plan = plan_run(module, dataset, settings, quiet, log)
+    n_test, n_val = plan.sizes()
+    trainer = Trainer(module, plan, settings, out, log, quiet, checkpoint_every)
     # Ctrl-C deferred first: it cannot land between locking the folder and unlocking it.
     with DeferredInterrupt() as stop, \
             (RunFolder(out) if out is not None else NoFolder()) as folder:
+        folder.claim(resume, force)
         if resume:
-            saved, opt_state, meta, saved_order, saved_state = load_checkpoint(
-                folder.checkpoint, module)
-            if meta.get("optimizer") != optimizer.name:
-                raise UserError(f"the checkpoint was trained with {meta.get('optimizer')}, "
-                                f"not {optimizer.name}", "resume with the same --optimizer")
-            problems = resume_problems(meta.get("run"), run, saved, params,
-                                       meta.get("start_loss"), start_loss,
-                                       _contract_hash(module))
-            if problems:
-                raise UserError(f"cannot resume the run in {out}: it is another run: "
-                                + "; ".join(problems),
-                                "resume with the run's own spec, data and settings, or "
-                                "start a new run in another --out folder")
-            for note in (legacy_note(folder.checkpoint, meta.get("run")),
-                         lr_change(meta.get("run"), run)):
-                if note:
-                    log(note)
-            opt_state = verified_opt_state(folder.checkpoint, opt_state, optimizer)
-            # batch_index == steps_per_epoch: every batch done, the epoch's end (its
-            # evaluation and history row) still pending when the run was interrupted.
-            if meta["batch_index"] > steps_per_epoch:
-                raise UserError(f"{folder.checkpoint}: the 'meta' entry is damaged: "
-                                f"'batch_index' is {meta['batch_index']}, but an epoch has "
-                                f"{steps_per_epoch} batches", DAMAGED_HINT)
-            for k in params:
-                params[k][...] = saved[k]
-            if state is not None:  # the same dict: loss_and_grad's state= keeps it
-                state.update({k: v.copy() for k, v in saved_state.items()})
-            optimizer.load_state_dict(opt_state)
-            pos = Position.restored(rng, meta, saved_order, n, settings.shuffle,
-                                    folder.checkpoint)
-            if "history" in meta:
-                history = [dict(zip(HISTORY_FIELDS, row)) for row in meta["history"]]
-            else:  # a checkpoint from before history was kept in it
-                history = old_history(folder.history, pos.epoch)
-        folder.start_history(history)
-
-        if pos.step >= total_steps and pos.batch_index == 0:
-            log(f"nothing to do: the run already has {pos.step} steps (of {total_steps})")
-        start_time = row_start = time.perf_counter()
-        interrupted = False
-        dirty = False  # inside an update: the state is not one a checkpoint may record
-        bar = None
-        save_due = time.monotonic() + checkpoint_every
-        scheduled = optimizer.cfg.get("schedule", "constant") != "constant"
-
-        def save(final: bool = False):
-            nonlocal save_due
-            now = time.monotonic()
-            if folder.checkpoint is None or not final and now < save_due:
-                return
-            save_checkpoint(folder.checkpoint, params, optimizer, pos, history, run, state)
-            end = time.monotonic()
-            save_due = end + max(checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
-
-        tqdm = progress_bar()
+            trainer.resume(folder)
+        folder.start_history(trainer.history)
+        stopped_before = trainer.stopped
+        if stopped_before:
+            log(f"nothing to do: the run stopped early at epoch {trainer.pos.epoch}: "
+                f"{stopped_before}")
+        elif trainer.pos.step >= plan.total_steps and trainer.pos.batch_index == 0:
+            log(f"nothing to do: the run already has {trainer.pos.step} steps "
+                f"(of {plan.total_steps})")
         if not quiet:
-            lr_text = f"lr {optimizer.lr:g}" + (f" ({optimizer.cfg['schedule']})"
-                                                 if scheduled else "")
-            log(f"{model_name(module)}: {n} training examples"
-                + (f", {n_test} test" if n_test else "")
-                + f"; {optimizer.name} {lr_text}, batch {settings.batch}; "
-                f"{total_epochs} epochs ({total_steps} steps); a line every "
-                + (f"{eval_every} epochs" if eval_every > 1 else "epoch"))
+            log(trainer.header(n_test, n_val))
+        start_time = time.perf_counter()
+        trainer.run_epochs(stop, folder)
+    pos, history = trainer.pos, trainer.history
+    params, state = trainer.params, trainer.state
+    if trainer.stopped and trainer.selector.arrays is not None:
+        params, state = trainer.selector.arrays  # the best epoch's, restored
+        if not quiet and not stopped_before:
+            log(f"stopped early at epoch {pos.epoch}: {trainer.stopped}; the parameters "
+                f"of epoch {trainer.selector.best['epoch']} restored")
+    notes = [] if trainer.interrupted or not history else _final_notes(
+        module, params, plan.train, pos.start_loss, history[-1], plan.kind, settings.batch,
+        state)
+    select = trainer.selector
+    return Result(params, history, pos.epoch, pos.step, time.perf_counter() - start_time,
+                  trainer.interrupted, notes, state if state is not None else {},
+                  best_metric=select.metric if select else ("val_loss" if n_val else None),
+                  stopped=trainer.stopped)
 
-        # Non-finite values are reported (Diverged), not warned about: NumPy's warnings are
-        # off in the loop.
+
+class Trainer:
+    """A run under way: its parameters, optimizer, model state, position and history,
+    and the jobs of its loop, one method each: restoring a checkpoint (``resume``), the
+    epochs (``run_epochs``), one step (``step``), an epoch's end (``end_epoch``: its
+    history row, evaluated every ``eval_every`` epochs by ``measure``, and model
+    selection), and writing the checkpoint (``save``)."""
+
+    def __init__(self, module, plan: Plan, settings: Settings, out, log, quiet: bool,
+                 checkpoint_every: float):
+        self.module, self.plan, self.settings, self.out = module, plan, settings, out
+        self.log, self.quiet, self.checkpoint_every = log, quiet, checkpoint_every
+        self.rng = np.random.default_rng(settings.seed)
+        # The parameters are views into one buffer per dtype: the optimizer updates them
+        # all in a few whole-buffer operations (runtime/optimizers.py).
+        self.params = pack({k: np.array(v, dtype=module.DTYPE)
+                            for k, v in module.init_params(self.rng).items()})
+        self.optimizer = make_optimizer(settings.optimizer, self.params, **settings.opt)
+        # A module that can compute gradients into given arrays writes them straight into
+        # the optimizer's flat gradient buffer, the same arrays every step.
+        self.buffers = {}
+        if "grads" in inspect.signature(module.loss_and_grad).parameters:
+            self.buffers = {"grads": self.optimizer.grad_buffers}
+        # Training mode draws dropout masks from the run's generator, whose state every
+        # checkpoint records (resume stays exact). A model with state: the run's state
+        # (init_state(), then as each step's loss_and_grad assigns it), evaluated with and
+        # checkpointed beside the parameters; None for a model without, whose calls and
+        # checkpoints are as they always were.
+        self.state = initial_state(module) if takes_state(module) else None
+        self.buffers.update(training_kwargs(module, self.state, self.rng))
+        # Training mode changes the generator or the state inside the call: an
+        # interruption there must not record them half a step ahead of the parameters.
+        self.moves_inside = "rng" in self.buffers or self.state is not None
+        # The reference for divergence: the loss at the start, over minibatches of the
+        # training size (a loss that sums over its batch is compared like with like).
+        start_loss = _full_loss(module, self.params, plan.train, settings.batch, self.state)
+        # Where the run is (epoch, batch, step, running loss, generator, the epoch's
+        # order): what a checkpoint saves and a resume restores, whole.
+        self.pos = Position(self.rng, start_loss=start_loss, running=start_loss)
+        self.history: list[dict] = []
+        n_test, _ = plan.sizes()
+        self.selector = selector(settings, {"val": bool(plan.val), "test": bool(n_test),
+                                            "acc": plan.kind is not None})
+        self.run = run_identity(module, settings, self.optimizer, self.params, plan.train,
+                                plan.test, plan.val,
+                                self.selector.metric if self.selector else None) \
+            if out is not None else None
+        if self.run is not None and self.state is not None:
+            self.run["state"] = {k: list(v.shape) for k, v in self.state.items()}
+        self.scheduled = self.optimizer.cfg.get("schedule", "constant") != "constant"
+        self.dirty = False  # inside an update: the state is not one a checkpoint may record
+        self.interrupted = False
+        self.bar = None
+        self.save_due = time.monotonic() + checkpoint_every
+        self.row_start = time.perf_counter()
+
+    @property
+    def stopped(self) -> str | None:
+        return self.selector.stopped if self.selector else None
+
+    def header(self, n_test: int, n_val: int) -> str:
+        plan, opt = self.plan, self.optimizer
+        lr_text = f"lr {opt.lr:g}" + (f" ({opt.cfg['schedule']})" if self.scheduled else "")
+        return (f"{model_name(self.module)}: {plan.n} training examples"
+                + (f", {n_val} validation" if n_val else "")
+                + (f", {n_test} test" if n_test else "")
+                + f"; {opt.name} {lr_text}, batch {self.settings.batch}; "
+                f"{plan.total_epochs} epochs ({plan.total_steps} steps); a line every "
+                + (f"{plan.eval_every} epochs" if plan.eval_every > 1 else "epoch")
+                + (f"; stopping early on {self.selector.metric} (patience "
+                   f"{self.selector.patience})" if self.stopped is None and self.selector
+                   and self.selector.patience is not None else ""))
+
+    # ------------------------------------------------------------------ resume
+    def resume(self, folder: RunFolder) -> None:
+        """The run continued from its folder's checkpoint, refused (naming what differs)
+        when it is another run; the selector replays the history to its state."""
+        c = load_checkpoint(folder.checkpoint, self.module)
+        meta, optimizer, out = c.meta, self.optimizer, self.out
+        if meta.get("optimizer") != optimizer.name:
+            raise UserError(f"the checkpoint was trained with {meta.get('optimizer')}, "
+                            f"not {optimizer.name}", "resume with the same --optimizer")
+        problems = resume_problems(meta.get("run"), self.run, c.params, self.params,
+                                   meta.get("start_loss"), self.pos.start_loss,
+                                   _contract_hash(self.module))
+        if problems:
+            raise UserError(f"cannot resume the run in {out}: it is another run: "
+                            + "; ".join(problems),
+                            "resume with the run's own spec, data and settings, or "
+                            "start a new run in another --out folder")
+        for note in (legacy_note(folder.checkpoint, meta.get("run")),
+                     lr_change(meta.get("run"), self.run)):
+            if note:
+                self.log(note)
+        opt_state = verified_opt_state(folder.checkpoint, c.opt_state, optimizer)
+        # batch_index == steps_per_epoch: every batch done, the epoch's end (its
+        # evaluation and history row) still pending when the run was interrupted.
+        if meta["batch_index"] > self.plan.steps_per_epoch:
+            raise UserError(f"{folder.checkpoint}: the 'meta' entry is damaged: "
+                            f"'batch_index' is {meta['batch_index']}, but an epoch has "
+                            f"{self.plan.steps_per_epoch} batches", DAMAGED_HINT)
+        for k in self.params:
+            self.params[k][...] = c.params[k]
+        if self.state is not None:  # the same dict: loss_and_grad's state= keeps it
+            self.state.update({k: v.copy() for k, v in c.state.items()})
+        optimizer.load_state_dict(opt_state)
+        self.pos = Position.restored(self.rng, meta, c.order, self.plan.n,
+                                     self.settings.shuffle, folder.checkpoint)
+        if "history" in meta:
+            self.history = saved_rows(meta["history"])
+        else:  # a checkpoint from before history was kept in it
+            self.history = old_history(folder.history, self.pos.epoch)
+        if self.selector is not None:
+            self.selector.replay(self.history, c.best, c.best_state, folder.checkpoint)
+
+    # ------------------------------------------------------------------ the loop
+    def run_epochs(self, stop: DeferredInterrupt, folder) -> None:
+        """Epochs until the step budget is spent or the run stops early; Ctrl-C saves
+        (between steps) and returns with ``interrupted`` set."""
+        plan, pos = self.plan, self.pos
+        tqdm = progress_bar()
+        # Non-finite values are reported (Diverged), not warned about: NumPy's warnings
+        # are off in the loop.
         errstate = np.errstate(all="ignore")
         errstate.__enter__()
         try:
-            if tqdm is not None and not quiet:
-                bar = tqdm(total=total_steps, initial=min(pos.step, total_steps), unit="step",
-                           leave=False, dynamic_ncols=True, file=sys.stderr,
-                           disable=None if "ipykernel" not in sys.modules else False,
-                           desc=f"epoch {pos.epoch + 1}/{total_epochs}")
+            if tqdm is not None and not self.quiet:
+                self.bar = tqdm(total=plan.total_steps, initial=min(pos.step, plan.total_steps),
+                                unit="step", leave=False, dynamic_ncols=True, file=sys.stderr,
+                                disable=None if "ipykernel" not in sys.modules else False,
+                                desc=f"epoch {pos.epoch + 1}/{plan.total_epochs}")
                 # disable=None: shown on a terminal, silent in logs; always in a notebook
             # An epoch is pending while batch_index > 0: its end (evaluation, history row)
             # is still to come, also when the step budget ran out inside it.
-            while pos.step < total_steps or pos.batch_index > 0:
+            while (pos.step < plan.total_steps or pos.batch_index > 0) and not self.stopped:
                 if stop.requested:
                     raise KeyboardInterrupt
                 if not pos.drawn:  # the epoch's one draw; kept until the epoch ends
-                    dirty = True
-                    pos.order = data_mod.batch_order(n, rng if settings.shuffle else None)
-                    pos.drawn, dirty = True, False
-                last = min(steps_per_epoch, pos.batch_index + max(total_steps - pos.step, 0))
+                    self.dirty = True
+                    pos.order = data_mod.batch_order(plan.n, self.rng if self.settings.shuffle
+                                                     else None)
+                    pos.drawn, self.dirty = True, False
+                last = min(plan.steps_per_epoch,
+                           pos.batch_index + max(plan.total_steps - pos.step, 0))
                 for i in range(pos.batch_index, last):
                     if stop.requested:
                         raise KeyboardInterrupt
-                    b = data_mod.batch_at(train_arrays, axes, pos.order, settings.batch, i)
-                    lr = learning_rate(optimizer.cfg, pos.step / steps_per_epoch,
-                                       total_epochs) if scheduled else optimizer.lr
-                    if moves_inside:
-                        dirty = True
-                    value, grads = module.loss_and_grad(params, **b, **buffers)
-                    optimizer.gather(grads)
-                    if not math.isfinite(value):
-                        raise diverged(pos.step, pos.epoch,
-                                       nonfinite_reasons(value, optimizer))
-                    dirty = True
-                    optimizer.update(params, lr)
-                    # One check of the parameters a step: a non-finite gradient makes them
-                    # non-finite too, and is named then (the run stops at this update).
-                    if optimizer.nonfinite("params"):
-                        raise diverged(pos.step, pos.epoch,
-                                       nonfinite_reasons(value, optimizer))
-                    if pos.start_loss is None:  # resumed from a checkpoint that lacks it
-                        pos.start_loss = pos.running = value
-                    pos.running += SMOOTHING * (value - pos.running)
-                    if pos.running > divergence_limit(pos.start_loss):
-                        raise diverged(pos.step, pos.epoch, [
-                            f"the loss grew from {pos.start_loss:.4g} to {pos.running:.4g} "
-                            f"(running average), over {DIVERGENCE_GROWTH:g} times its start"])
-                    m = min(settings.batch, n - i * settings.batch)  # the last is short
-                    pos.loss_sum += value * m
-                    pos.seen += m
-                    pos.step += 1
-                    pos.batch_index += 1
-                    dirty = False
-                    if bar is not None:
-                        if pos.step % steps_per_epoch == 1 or steps_per_epoch == 1:
-                            bar.set_description(f"epoch {pos.step // steps_per_epoch + 1}/"
-                                                f"{total_epochs}", refresh=False)
-                            bar.set_postfix_str(f"loss {pos.running:.4g}", refresh=False)
-                        bar.update(1)
-                    if pos.batch_index < last and time.monotonic() >= save_due:
-                        save()
-                if pos.batch_index < steps_per_epoch and pos.step < total_steps:
+                    self.step(i)
+                    if pos.batch_index < last and time.monotonic() >= self.save_due:
+                        self.save(folder)
+                if pos.batch_index < plan.steps_per_epoch and pos.step < plan.total_steps:
                     continue  # cannot happen without an interruption
                 if stop.requested:
                     raise KeyboardInterrupt  # before the evaluation: the epoch end is pending
-                # An epoch is complete (or the step budget ended inside it). Every
-                # eval_every epochs, and at the end, it is evaluated and gets a history row
-                # (its loss the mean training loss since the last row).
-                row = None
-                if (pos.epoch + 1) % eval_every == 0 or pos.step >= total_steps:
-                    seconds = time.perf_counter() - row_start
-                    lr_now = learning_rate(optimizer.cfg, pos.step / steps_per_epoch,
-                                           total_epochs)
-                    train_acc = accuracy(module, params, train_arrays, kind, state, chunk)
-                    test_acc = accuracy(module, params, test_arrays, kind, state, chunk)
-                    test_loss = mean_loss(module, params, test_arrays, chunk, state) \
-                        if test_arrays else None
-                    row = history_row(pos.epoch + 1, pos.step, pos.loss_sum / max(pos.seen, 1),
-                                      train_acc, test_acc, test_loss, lr_now, seconds)
-                dirty = True
-                pos.epoch += 1
-                pos.batch_index = 0
-                pos.drawn = False
-                if row is not None:
-                    history.append(row)
-                    pos.loss_sum, pos.seen = 0.0, 0
-                dirty = False
-                if row is not None:
-                    folder.append_history(row)
-                    if not quiet:
-                        if bar is not None:
-                            bar.clear()
-                        log(summary_line(row, total_epochs))
-                    row_start = time.perf_counter()
-                save(final=pos.step >= total_steps)
-            if bar is not None:
-                bar.close()
+                self.end_epoch(folder)
+            if self.bar is not None:
+                self.bar.close()
         except KeyboardInterrupt:
-            interrupted = True
-            if bar is not None:
-                bar.close()
-            if folder.checkpoint is not None and not dirty:
-                save(final=True)
-                folder.start_history(history)  # whatever a second Ctrl-C cut short
-                log(f"interrupted at step {pos.step}; saved {folder.checkpoint} "
-                    f"(continue with --resume --out {out})")
-            elif folder.checkpoint is not None:
-                log(f"interrupted inside step {pos.step + 1}; the last checkpoint, "
-                    f"{folder.checkpoint}, is kept (continue with --resume --out {out})")
-            else:
-                log(f"interrupted at step {pos.step}")
+            self.on_interrupt(folder)
         finally:
             errstate.__exit__(None, None, None)
-    notes = [] if interrupted or not history else _final_notes(
-        module, params, train_arrays, pos.start_loss, history[-1], kind, settings.batch, state)
-    return Result(params, history, pos.epoch, pos.step, time.perf_counter() - start_time,
-                  interrupted, notes, state if state is not None else {})
+
+    def step(self, i: int) -> None:
+        """Batch ``i`` of the epoch: one update, checked for divergence."""
+        plan, pos, optimizer, settings = self.plan, self.pos, self.optimizer, self.settings
+        b = data_mod.batch_at(plan.train, plan.axes, pos.order, settings.batch, i)
+        lr = learning_rate(optimizer.cfg, pos.step / plan.steps_per_epoch,
+                           plan.total_epochs) if self.scheduled else optimizer.lr
+        if self.moves_inside:
+            self.dirty = True
+        value, grads = self.module.loss_and_grad(self.params, **b, **self.buffers)
+        optimizer.gather(grads)
+        if not math.isfinite(value):
+            raise diverged(pos.step, pos.epoch, nonfinite_reasons(value, optimizer))
+        self.dirty = True
+        optimizer.update(self.params, lr)
+        # One check of the parameters a step: a non-finite gradient makes them non-finite
+        # too, and is named then (the run stops at this update).
+        if optimizer.nonfinite("params"):
+            raise diverged(pos.step, pos.epoch, nonfinite_reasons(value, optimizer))
+        if pos.start_loss is None:  # resumed from a checkpoint that lacks it
+            pos.start_loss = pos.running = value
+        pos.running += SMOOTHING * (value - pos.running)
+        if pos.running > divergence_limit(pos.start_loss):
+            raise diverged(pos.step, pos.epoch, [
+                f"the loss grew from {pos.start_loss:.4g} to {pos.running:.4g} "
+                f"(running average), over {DIVERGENCE_GROWTH:g} times its start"])
+        m = min(settings.batch, plan.n - i * settings.batch)  # the last is short
+        pos.loss_sum += value * m
+        pos.seen += m
+        pos.step += 1
+        pos.batch_index += 1
+        self.dirty = False
+        if self.bar is not None:
+            steps = plan.steps_per_epoch
+            if pos.step % steps == 1 or steps == 1:
+                self.bar.set_description(f"epoch {pos.step // steps + 1}/{plan.total_epochs}",
+                                         refresh=False)
+                self.bar.set_postfix_str(f"loss {pos.running:.4g}", refresh=False)
+            self.bar.update(1)
+
+    def end_epoch(self, folder) -> None:
+        """An epoch is complete (or the step budget ended inside it): its history row,
+        with its mean training loss, measured (``measure``) every eval_every epochs and
+        at the end, taken in by the selector; the checkpoint saved when due."""
+        plan, pos, select = self.plan, self.pos, self.selector
+        lr_now = learning_rate(self.optimizer.cfg, pos.step / plan.steps_per_epoch,
+                               plan.total_epochs)
+        seconds = time.perf_counter() - self.row_start
+
+        def row_of(measured):
+            return history_row(pos.epoch + 1, pos.step, pos.loss_sum / max(pos.seen, 1),
+                               lr_now, seconds, measured)
+
+        evaluated = (pos.epoch + 1) % plan.eval_every == 0 or pos.step >= plan.total_steps
+        row = row_of(self.measure() if evaluated else None)
+        if select is not None and select.observe(row):
+            select.keep(self.params, self.state)
+        if select is not None and select.stopped and not evaluated:
+            evaluated = True  # the last row is always evaluated (its loss is the same)
+            row = row_of(self.measure())
+        self.dirty = True
+        pos.epoch += 1
+        pos.batch_index = 0
+        pos.drawn = False
+        self.history.append(row)
+        pos.loss_sum, pos.seen = 0.0, 0
+        self.dirty = False
+        folder.append_history(row, flush=evaluated)  # flushed as each line is printed
+        if evaluated and not self.quiet:
+            if self.bar is not None:
+                self.bar.clear()
+            self.log(summary_line(row, plan.total_epochs))
+        self.row_start = time.perf_counter()
+        self.save(folder, final=pos.step >= plan.total_steps or bool(self.stopped))
+
+    def measure(self) -> dict:
+        """The evaluation of an epoch: accuracies and losses over the splits (inference
+        mode), None where a split or an accuracy is missing."""
+        module, params, state, plan = self.module, self.params, self.state, self.plan
+        out = {}
+        for split, arrays in (("train", plan.train), ("test", plan.test), ("val", plan.val)):
+            out[f"{split}_acc"] = accuracy(module, params, arrays, plan.kind, state, plan.chunk)
+            if split != "train":
+                out[f"{split}_loss"] = mean_loss(module, params, arrays, plan.chunk, state) \
+                    if arrays else None
+        return out
+
+    # ------------------------------------------------------------------ keeping
+    def save(self, folder, final: bool = False) -> None:
+        """The checkpoint (and best.npz when the best epoch changed), when due: at least
+        checkpoint_every seconds since the last, or ``final``."""
+        now = time.monotonic()
+        if folder.checkpoint is None or not final and now < self.save_due:
+            return
+        select = self.selector
+        if select is not None and select.unsaved:
+            save_best(folder.best, *select.arrays, select.best_meta(self.history, self.run))
+            select.unsaved = False
+        save_checkpoint(folder.checkpoint, self.params, self.optimizer, self.pos, self.history,
+                        self.run, self.state, select.arrays if select else None)
+        end = time.monotonic()
+        self.save_due = end + max(self.checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
+
+    def on_interrupt(self, folder) -> None:
+        """Ctrl-C: the state saved unless it fell inside an update (then the last
+        checkpoint stands), and how to continue said."""
+        self.interrupted = True
+        if self.bar is not None:
+            self.bar.close()
+        out, pos = self.out, self.pos
+        if folder.checkpoint is not None and not self.dirty:
+            self.save(folder, final=True)
+            folder.start_history(self.history)  # whatever a second Ctrl-C cut short
+            self.log(f"interrupted at step {pos.step}; saved {folder.checkpoint} "
+                     f"(continue with --resume --out {out})")
+        elif folder.checkpoint is not None:
+            self.log(f"interrupted inside step {pos.step + 1}; the last checkpoint, "
+                     f"{folder.checkpoint}, is kept (continue with --resume --out {out})")
+        else:
+            self.log(f"interrupted at step {pos.step}")
 
 
 def _full_loss(module, params, arrays, batch: int, state=None) -> float | None:
@@ -428,10 +503,11 @@ def _final_notes(module, params, train_arrays, start_loss, last: dict, kind,
 
 def run(module, data=None, overrides: dict | None = None, out: Path | None = None,
         resume: bool = False, quiet: bool = False, log=print,
-        checkpoint_every: float | None = None) -> tuple[Result, Settings, "data_mod.Dataset"]:
+        checkpoint_every: float | None = None, force: bool = False
+        ) -> tuple[Result, Settings, "data_mod.Dataset"]:
     """One training run as ``bpc train`` does it (and ``Model.train``): settings from the
     spec overridden by ``overrides``, data from ``data`` (a --data string, or a Dataset)
-    else the spec's data line, then ``train``."""
+    else the spec's data line (drawn from the data seed), then ``train``."""
     settings = Settings.from_module(module, overrides or {})
     config = getattr(module, "CONFIG", {}) or {}
     # Before the data is loaded: a model whose step cannot fit even one example (train
@@ -440,10 +516,11 @@ def run(module, data=None, overrides: dict | None = None, out: Path | None = Non
     if isinstance(data, data_mod.Dataset):
         dataset = data
     else:
-        dataset = data_mod.load(data if data else config.get("data"), module, settings.seed)
+        dataset = data_mod.load(data if data else config.get("data"), module,
+                                settings.data_seed)
     every = {} if checkpoint_every is None else {"checkpoint_every": checkpoint_every}
     result = train(module, dataset, settings, out, resume=resume, quiet=quiet, log=log,
-                   **every)
+                   force=force, **every)
     result.history = History(result.history)
     return result, settings, dataset
 

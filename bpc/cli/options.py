@@ -89,9 +89,11 @@ def trained(args):
 
     module = load_model(args.spec)
     check_memory(module, 1, "a prediction", "", forward_only=True)  # before any data
-    params, state = checkpoint_params(Path(args.checkpoint), module, with_state=True)
+    params, state, run = checkpoint_params(Path(args.checkpoint), module)
     config = getattr(module, "CONFIG", {}) or {}
-    seed = ((config.get("train") or {}).get("seed") or 0)
+    # The data as the run drew it (its data seed: the same test split), else the spec's.
+    seed = run.get("data_seed", (config.get("train") or {}).get("data_seed") or 0)
+    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
     dataset = load(args.data if args.data else config.get("data"), module, seed)
     split = args.split or ("test" if dataset.test else "train")
     arrays = dataset.test if split == "test" else dataset.train

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bpc.compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, RUNTIME_RANGES
+from bpc.runtime.settings import KEEP, METRICS
 from bpc.runtime.errors import UserError
 
 from .options import data_flag, number, train_flag
@@ -26,16 +27,42 @@ def add_arguments(p) -> None:
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="the update rule")
     p.add_argument("--lr", type=number(OPTIMIZER_RANGES["lr"]), help="learning rate")
     p.add_argument("--seed", type=train_flag("seed"),
-                   help="seed for initialization, shuffling and data")
+                   help="seed for initialization, shuffling and dropout")
+    p.add_argument("--data-seed", type=train_flag("data_seed"), metavar="SEED",
+                   help="seed for the data: a built-in data set's examples and the test and "
+                        "validation splits (default 0: the same for every --seed)")
+    p.add_argument("--validation", type=train_flag("validation"), metavar="FRACTION",
+                   help="hold out this fraction of the training data, measured as "
+                        "val_loss and val_acc (e.g. 0.1)")
+    p.add_argument("--early-stop", nargs="?", const="auto", choices=[*METRICS, "auto"],
+                   metavar="METRIC",
+                   help="stop when METRIC (a history column: " + ", ".join(METRICS) + "; "
+                        "default auto: val_loss with --validation, else loss) has not "
+                        "improved for --patience epochs; the best epoch's parameters are "
+                        "restored and kept in DIR/best.npz")
+    p.add_argument("--patience", type=number(RUNTIME_RANGES["patience"]), metavar="K",
+                   help="epochs without an improvement before an early stop (default 5; "
+                        "turns on --early-stop)")
+    p.add_argument("--min-delta", type=number(RUNTIME_RANGES["min_delta"]), metavar="D",
+                   help="the least change of the early-stop metric that counts as an "
+                        "improvement (default 0; turns on --early-stop)")
+    p.add_argument("--keep", choices=KEEP,
+                   help="best: also keep the best epoch's parameters in DIR/best.npz "
+                        "(by the --early-stop metric, else val_loss with --validation, else "
+                        "the training loss; implied by --early-stop); default last: "
+                        "checkpoint.npz alone")
     p.add_argument("--out", metavar="DIR",
                    help="where checkpoint.npz, history.csv (and curves.png) go "
                         "(default: runs/<spec name>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its checkpoint")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its checkpoint")
+    again.add_argument("--force", action="store_true",
+                       help="start a new run in an --out folder that holds one, replacing it")
     p.add_argument("--eval-every", type=train_flag("eval_every"), metavar="K",
-                   help="evaluate, record a history row and print a line every K epochs "
-                        "(and at the end; default: the spec's eval_every, else as often "
-                        "as costs about 5%% of the run)")
+                   help="evaluate and print a line every K epochs (and at the end; the "
+                        "history has a row every epoch; default: the spec's eval_every, "
+                        "else as often as costs about 5%% of the run)")
     p.add_argument("--checkpoint-every", type=number(RUNTIME_RANGES["checkpoint_every"]),
                    metavar="SECONDS",
                    help="write checkpoint.npz at most this often while training (default: "
@@ -61,15 +88,18 @@ def run(args) -> int:
     module = load_model(args.spec)
     overrides = {"epochs": args.epochs, "iters": args.iters, "batch": args.batch,
                  "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed,
-                 "eval_every": args.eval_every}
+                 "eval_every": args.eval_every, "data_seed": args.data_seed,
+                 "validation": args.validation, "early_stop": args.early_stop,
+                 "patience": args.patience, "min_delta": args.min_delta, "keep": args.keep}
     if args.verbose and args.eval_every is None:
         overrides["eval_every"] = 1  # -v: a line for every epoch
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
     result, settings, dataset = train_run(module, args.data, overrides, out,
                                           resume=args.resume, quiet=args.quiet,
-                                          checkpoint_every=args.checkpoint_every)
+                                          checkpoint_every=args.checkpoint_every,
+                                          force=args.force)
     if result.history:
-        _print_summary(args.spec, result, out)
+        _print_summary(args.spec, result, out, args.quiet)
     for note in result.notes:
         print(f"note: {note}")
     if result.notes:
@@ -79,17 +109,23 @@ def run(args) -> int:
     return 130 if result.interrupted else 0
 
 
-def _print_summary(spec: str, result, out: Path) -> None:
-    """The last row's measures with the run's steps and time, then the best row's."""
-    from bpc.runtime.history import best_row, summary
+def _print_summary(spec: str, result, out: Path, quiet: bool) -> None:
+    """The last row's measures with the run's steps and time, why it stopped early (the
+    run said it unless ``quiet``), then the best row's (by the run's metric: the
+    validation loss when there is one)."""
+    from bpc.runtime.history import best_row, scored_rows, summary
 
     total = int(result.history[-1]["epoch"])
     last = summary(result.history[-1], total).text(position=False)
     print(f"{Path(spec).stem}: {last}  ({result.steps} steps, {result.seconds:.1f}s; "
           f"checkpoint and history in {out}/)")
-    best = best_row(result.history)
-    if best is not None and len(result.history) > 1:
-        print(f"best: {summary(best, total).text(seconds=False)}")
+    best = best_row(result.history, result.best_metric)
+    if result.stopped and quiet:
+        print(f"stopped early at epoch {total}: {result.stopped}; the parameters of epoch "
+              f"{best['epoch']} restored")
+    if len(scored_rows(result.history, result.best_metric)[1]) > 1:  # a choice was made
+        kept = f"  (in {out / 'best.npz'})" if (out / "best.npz").is_file() else ""
+        print(f"best: {summary(best, total).text(seconds=False)}{kept}")
 
 
 def _plot(module, settings, dataset, result, out: Path) -> None:

@@ -490,7 +490,8 @@ loss L = softmax_cross_entropy(y, t)
 def train_on(tmp_path, data_path, spec_text=LABELS):
     spec = tmp_path / "lab.bp"
     spec.write_text(spec_text)
-    r = run_bpc("train", spec, "--data", data_path, "--epochs", "1", "-q", timeout=120)
+    r = run_bpc("train", spec, "--data", data_path, "--epochs", "1", "-q", "--out",
+                tmp_path / "run", "--force", timeout=120)
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
     return r
 

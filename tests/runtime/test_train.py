@@ -320,7 +320,7 @@ def test_history_is_rebuilt_from_the_checkpoint(tmp_path):
         quiet_train(m, ds, four, tmp_path, resume=True)
         assert rows()[:3] == full and [r.split(",")[0] for r in rows()[1:]] == \
             ["1", "2", "3", "4"]
-        quiet_train(m, ds, settings, tmp_path)  # back to two epochs
+        quiet_train(m, ds, settings, tmp_path, force=True)  # back to two epochs
     path.unlink()
     quiet_train(m, ds, four, tmp_path, resume=True)
     assert rows()[:3] == full

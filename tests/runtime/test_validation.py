@@ -462,7 +462,8 @@ def test_a_run_that_learns_nothing_is_pointed_out(tmp_path):
     spec.write_text(TANH)
     r = run_bpc("train", spec, "--lr", "1e-9", "--out", tmp_path / "b", "--quiet")
     assert r.returncode == 0 and "note: the training loss has not moved" in r.stdout
-    r = run_bpc("train", spec, "--lr", "100", "--out", tmp_path / "b", "--quiet")
+    r = run_bpc("train", spec, "--lr", "100", "--out", tmp_path / "b", "--quiet",
+                "--force")
     assert r.returncode == 0 and "note: the training loss ended higher than it started" \
         in r.stdout
     r = run_bpc("train", spec, "--out", tmp_path / "c", "--quiet", "--epochs", "20")

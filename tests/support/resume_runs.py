@@ -63,19 +63,28 @@ def finish(m, ds, settings, out):
 
 
 def state(out):
-    """Everything a run ends with but the timings."""
+    """Everything a run ends with but the timings: the checkpoint's arrays (and those of
+    best.npz, when there is one, as ``best.npz/NAME``), its meta and history.csv."""
     with np.load(out / "checkpoint.npz") as f:
         arrays = {k: f[k] for k in f.files if k != "meta"}
         meta = json.loads(str(f["meta"]))
     seconds = HISTORY_FIELDS.index("seconds")
     meta["history"] = [r[:seconds] + r[seconds + 1:] for r in meta["history"]]
+    if (out / "best.npz").exists():
+        with np.load(out / "best.npz") as f:
+            arrays.update({f"best.npz/{k}": f[k] for k in f.files if k != "meta"})
+            meta["best.npz"] = json.loads(str(f["meta"]))
+        meta["best.npz"]["history"] = [r[:seconds] + r[seconds + 1:]
+                                       for r in meta["best.npz"]["history"]]
     lines = (out / "history.csv").read_text().splitlines()
     csv_rows = [",".join(c for i, c in enumerate(line.split(",")) if i != seconds)
                 for line in lines]
     return arrays, meta, csv_rows
 
 
-def assert_same(a, b, what):
+def assert_same(a, b, what, evaluated=(False, True, True)):
+    """Two runs' ``state`` are the same; ``evaluated`` says which epochs' rows have
+    their measures (by default 3 epochs, every 2nd evaluated, and the last)."""
     arrays_a, meta_a, csv_a = a
     arrays_b, meta_b, csv_b = b
     assert set(arrays_a) == set(arrays_b), what
@@ -83,7 +92,8 @@ def assert_same(a, b, what):
         np.testing.assert_array_equal(arrays_a[k], arrays_b[k], err_msg=f"{what}: {k}")
     assert meta_a == meta_b, what
     assert csv_a == csv_b, what
-    assert len(csv_a) == 3, what  # the header and rows at epochs 2 (every 2nd) and 3 (the end)
+    assert len(csv_a) == 1 + len(evaluated), what  # the header and a row every epoch
+    assert tuple(bool(line.split(",")[3]) for line in csv_a[1:]) == tuple(evaluated), what
 
 
 @pytest.fixture
