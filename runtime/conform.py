@@ -29,37 +29,45 @@ def labels_of(module) -> dict[str, int]:
     return dict(config.get("labels", {}))
 
 
-def conform(arrays: dict[str, np.ndarray], module, where: str = "data") -> dict[str, np.ndarray]:
-    """Check arrays against the declared shapes; convert labels <-> one-hot; cast dtype."""
-    declared = {**module.INPUTS, **module.TARGETS}
+def conform(arrays: dict[str, np.ndarray], module, where: str = "data",
+            targets: bool = True) -> dict[str, np.ndarray]:
+    """Check arrays against the declared shapes; convert labels <-> one-hot; cast dtype.
+    ``targets=False``: the inputs only (a prediction's), any target given is left out."""
+    declared = {**module.INPUTS, **(module.TARGETS if targets else {})}
     defaults = getattr(module, "DEFAULTS", {}) or {}
     missing = [n for n in declared if n not in arrays and n not in defaults]
     if missing:
         raise UserError(f"{where} has no array for " + ", ".join(f"'{m}'" for m in missing),
-                        "available: " + (", ".join(sorted(arrays)) or "none"))
+                        "available: " + (", ".join(sorted(map(str, arrays))) or "none")
+                        + "; expected " + ", ".join(f"'{m}' {shape_text(declared[m])}"
+                                                    for m in missing))
     label_names = labels_of(module)
     out: dict[str, np.ndarray] = {}
     bound: dict[str, tuple[int, str, int]] = {}
     for name, shape in declared.items():
         if name not in arrays:
             continue
-        a = finite_numbers(name, np.asarray(arrays[name]), where)
-        a = _labels_or_one_hot(name, a, tuple(shape), name in label_names, where)
+        a = finite_numbers(name, as_array(name, arrays[name], where, shape), where)
+        a = _labels_or_one_hot(name, a, tuple(shape), label_names.get(name), where)
         if a.ndim != len(shape):
             raise UserError(f"{where}: '{name}' has shape {tuple(a.shape)}, but the spec "
-                            f"declares {shape_text(shape)} ({len(shape)} dimensions)")
+                            f"declares {expected_text(shape, bound)} ({len(shape)} "
+                            "dimensions)")
         for axis, (want, got) in enumerate(zip(shape, a.shape)):
             if isinstance(want, str):
                 if want in bound and bound[want][0] != got:
                     size, other, other_axis = bound[want]
                     raise UserError(
                         f"{where}: dimension {want} of '{name}' (axis {axis}) is {got}, but "
-                        f"'{other}' (axis {other_axis}) has {size}",
-                        f"every use of {want} must have the same size")
+                        f"'{other}' (axis {other_axis}) has {size}: '{name}' has shape "
+                        f"{tuple(a.shape)}, expected {expected_text(shape, bound)}",
+                        f"every use of {want} must have the same size (the same number "
+                        "of examples in every array)")
                 bound.setdefault(want, (got, name, axis))
             elif want != got:
                 raise UserError(f"{where}: '{name}' has {got} at axis {axis}, but the spec "
-                                f"declares {want} there (shape {shape_text(shape)})")
+                                f"declares {want} there (shape {tuple(a.shape)}, expected "
+                                f"{expected_text(shape, bound)})")
         if name in label_names:  # checked as read, before a cast could wrap them
             _check_labels(name, a, label_names[name], where)
             out[name] = a.astype(np.int64, copy=False)
@@ -73,6 +81,28 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data") -> dict[
                             "be one-hot or a probability distribution (summing to 1)",
                             f"give class labels instead by declaring 'target {name} : [N]'")
     return out
+
+
+def as_array(name: str, value, where: str, shape=None) -> np.ndarray:
+    """``value`` (an array, nested lists, anything with ``__array__``) as a NumPy array;
+    an error naming the array (and the ``shape`` declared) when NumPy cannot make one
+    (ragged lists, None, an object that is no array)."""
+    want = f" (expected {shape_text(shape)})" if shape is not None else ""
+    if value is None:
+        raise UserError(f"{where}: '{name}' is None, not an array{want}",
+                        "give a NumPy array or nested lists of numbers")
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{where}: '{name}' is not an array of numbers{want}: {why}",
+                        "give a NumPy array, or nested lists whose rows have equal "
+                        "lengths") from None
+    if a.dtype.kind == "O":
+        raise UserError(f"{where}: '{name}' holds Python objects, not numbers{want}",
+                        "give a NumPy array of numbers, or nested lists of numbers with "
+                        "rows of equal lengths")
+    return a
 
 
 def finite_numbers(name: str, a: np.ndarray, where: str) -> np.ndarray:
@@ -127,19 +157,26 @@ def _check_labels(name: str, labels: np.ndarray, classes: int, where: str) -> No
                     "more classes")
 
 
-def _labels_or_one_hot(name, a, shape, wants_labels, where):
+def _labels_or_one_hot(name, a, shape, classes: int | None, where):
+    """``a`` as the target declares it: one-hot rows where labels are declared become
+    labels (``classes``: how many there are), labels where one-hot rows are declared
+    become rows."""
+    wants_labels = classes is not None
     if wants_labels and a.ndim == len(shape) + 1 and a.shape[-1] > 1:
+        if a.shape[-1] != classes:
+            raise UserError(f"{where}: '{name}' is given as one-hot rows of {a.shape[-1]} "
+                            f"values, but the model's output has {classes} classes",
+                            f"give rows of {classes} values, or integer labels 0..{classes - 1}")
         if a.size and not (np.all((a == 0) | (a == 1)) and np.all(np.sum(a, axis=-1) == 1)):
             raise UserError(f"{where}: '{name}' holds class labels, but is given as rows of "
                             f"{a.shape[-1]} values that are not one-hot",
                             "give integer labels, or rows with a single 1")
         return np.argmax(a, axis=-1)  # one-hot given where labels are declared
     if not wants_labels and a.ndim == len(shape) - 1 and len(shape) >= 1 \
-            and isinstance(shape[-1], int) and shape[-1] > 1 and np.issubdtype(a.dtype,
-                                                                               np.integer):
+            and isinstance(shape[-1], int) and shape[-1] > 1 and _whole(a):
         k = shape[-1]
         _check_labels(name, a, k, where)
-        return np.eye(k)[a]  # integer labels given where one-hot is declared
+        return np.eye(k)[a.astype(np.int64)]  # labels given where one-hot is declared
     if wants_labels and np.issubdtype(a.dtype, np.floating):
         if not np.all(a == np.round(a)):
             raise UserError(f"{where}: '{name}' holds class labels, but the values are not "
@@ -147,5 +184,19 @@ def _labels_or_one_hot(name, a, shape, wants_labels, where):
     return a
 
 
+def _whole(a: np.ndarray) -> bool:
+    """Integers, or floats that are all whole numbers (labels read from a CSV)."""
+    return np.issubdtype(a.dtype, np.integer) or (
+        np.issubdtype(a.dtype, np.floating) and bool(np.all(a == np.round(a))))
+
+
 def shape_text(shape) -> str:
     return "scalar" if not shape else "[" + ", ".join(map(str, shape)) + "]"
+
+
+def expected_text(shape, bound: dict[str, tuple[int, str, int]]) -> str:
+    """The declared shape with the sizes its symbolic dimensions are bound to so far:
+    ``[N, 2] with N = 5 (from 'x')``."""
+    known = [f"{d} = {bound[d][0]} (from '{bound[d][1]}')"
+             for d in dict.fromkeys(shape) if isinstance(d, str) and d in bound]
+    return shape_text(shape) + (" with " + ", ".join(known) if known else "")
