@@ -22,6 +22,8 @@ class Dataset:
     test: dict[str, np.ndarray] = field(default_factory=dict)
     name: str = "data"
     notes: list[str] = field(default_factory=list)  # said once when training starts
+    # Examples held out of training to choose the model on (name -> array), or None.
+    validation: dict[str, np.ndarray] | None = None
 
     def size(self, module, split: str = "train") -> int:
         """Examples in a split, counted along the batch axis of the arrays the module

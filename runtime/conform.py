@@ -23,6 +23,14 @@ def onehot_of(module) -> dict[str, int]:
     return dict(config.get("onehot", {}))
 
 
+def data_names(module, targets: bool = True) -> list[str]:
+    """The names arrays are given for, in the order of the generated functions'
+    arguments: the inputs without a default, then (``targets``) the targets."""
+    defaults = getattr(module, "DEFAULTS", {}) or {}
+    names = [k for k in module.INPUTS if k not in defaults]
+    return names + (list(module.TARGETS) if targets else [])
+
+
 def labels_of(module) -> dict[str, int]:
     """Targets that hold integer class labels -> their number of classes."""
     config = getattr(module, "CONFIG", {}) or {}
@@ -48,7 +56,9 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data",
         if name not in arrays:
             continue
         a = finite_numbers(name, as_array(name, arrays[name], where, shape), where)
-        a = _labels_or_one_hot(name, a, tuple(shape), label_names.get(name), where)
+        if name in module.TARGETS:
+            a = _labels_or_one_hot(name, a, tuple(shape), label_names.get(name), where,
+                                   name in onehot_of(module))
         if a.ndim != len(shape):
             raise UserError(f"{where}: '{name}' has shape {tuple(a.shape)}, but the spec "
                             f"declares {expected_text(shape, bound)} ({len(shape)} "
@@ -115,7 +125,7 @@ def finite_numbers(name: str, a: np.ndarray, where: str) -> np.ndarray:
                         "both as separate columns")
     if a.dtype.kind not in "biuf":
         raise UserError(f"{where}: '{name}' holds {a.dtype} values, not numbers",
-                        "store numbers (integers or floats) in the data file")
+                        "give numbers (integers or floats), in the data file or the arrays")
     if a.dtype.kind == "f":
         _check_finite(name, a, where)
     return a
@@ -157,10 +167,11 @@ def _check_labels(name: str, labels: np.ndarray, classes: int, where: str) -> No
                     "more classes")
 
 
-def _labels_or_one_hot(name, a, shape, classes: int | None, where):
+def _labels_or_one_hot(name, a, shape, classes: int | None, where, onehot: bool = False):
     """``a`` as the target declares it: one-hot rows where labels are declared become
-    labels (``classes``: how many there are), labels where one-hot rows are declared
-    become rows."""
+    labels (``classes``: how many there are), integer labels where rows are declared
+    become one-hot rows (and whole-number floats, as a CSV gives them, where the rows
+    feed a softmax cross-entropy: ``onehot``)."""
     wants_labels = classes is not None
     if wants_labels and a.ndim == len(shape) + 1 and a.shape[-1] > 1:
         if a.shape[-1] != classes:
@@ -173,7 +184,8 @@ def _labels_or_one_hot(name, a, shape, classes: int | None, where):
                             "give integer labels, or rows with a single 1")
         return np.argmax(a, axis=-1)  # one-hot given where labels are declared
     if not wants_labels and a.ndim == len(shape) - 1 and len(shape) >= 1 \
-            and isinstance(shape[-1], int) and shape[-1] > 1 and _whole(a):
+            and isinstance(shape[-1], int) and shape[-1] > 1 and (
+                np.issubdtype(a.dtype, np.integer) or onehot and _whole(a)):
         k = shape[-1]
         _check_labels(name, a, k, where)
         return np.eye(k)[a.astype(np.int64)]  # labels given where one-hot is declared
@@ -182,6 +194,59 @@ def _labels_or_one_hot(name, a, shape, classes: int | None, where):
             raise UserError(f"{where}: '{name}' holds class labels, but the values are not "
                             "whole numbers")
     return a
+
+
+LABEL_WARNING_EXAMPLES = 5  # per class: with fewer examples, a missing class may be chance
+
+
+def label_warnings(module, arrays: dict, where: str) -> list[str]:
+    """Warnings about a data set whose labels do not match the model's classes, though
+    the data conforms: labels that never use some of the output's classes (with enough
+    examples that every class should appear: ``LABEL_WARNING_EXAMPLES`` per class), and
+    0/1 targets of a classifier that hold other values. Data that does not conform gets
+    its error from ``conform``, not a warning here."""
+    out = []
+    classes = {**onehot_of(module), **labels_of(module)}
+    spec = (getattr(module, "CONFIG", {}) or {}).get("accuracy") or {}
+    declared = {**module.INPUTS, **module.TARGETS}
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf" \
+                or name not in declared or not value.size:
+            continue
+        if name in classes:
+            k = classes[name]
+            if value.ndim != len(declared[name]) - (name in onehot_of(module)):
+                continue  # rows (one-hot, or probabilities): no labels to count
+            problem = _unused_classes(value, k)
+            if problem:
+                out.append(f"warning: {where}: '{name}' {problem}")
+        elif spec.get("kind") == "binary" and spec.get("target") == name:
+            with np.errstate(invalid="ignore"):
+                bad = value[(value < 0) | (value > 1)]
+            if bad.size:
+                out.append(f"warning: {where}: '{name}' is the target of a 0/1 prediction "
+                           f"(one output, a sigmoid's), but holds {bad.flat[0]:g} "
+                           f"({bad.size} of {value.size} values outside 0..1)")
+    return out
+
+
+def _unused_classes(labels: np.ndarray, k: int) -> str | None:
+    """What is wrong with labels for ``k`` classes that leave some class unused, when
+    there are enough of them to tell; None otherwise (or when they are not labels)."""
+    if labels.size < LABEL_WARNING_EXAMPLES * k or not _whole(labels):
+        return None
+    present = np.unique(labels)
+    if present.size and (present[0] < 0 or present[-1] >= k):
+        return None  # conform's error
+    missing = sorted(set(range(k)) - {int(v) for v in present})
+    if not missing:
+        return None
+    shown = ", ".join(map(str, missing[:6])) + (", …" if len(missing) > 6 else "")
+    why = " (labels count classes from 0)" if missing[0] == 0 and present[-1] == k - 1 \
+        else ""
+    return (f"holds labels {int(present[0])}..{int(present[-1])}, but the model's output "
+            f"has {k} classes: {'class' if len(missing) == 1 else 'classes'} {shown} never "
+            f"{'appears' if len(missing) == 1 else 'appear'}{why}")
 
 
 def _whole(a: np.ndarray) -> bool:
