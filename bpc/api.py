@@ -379,26 +379,63 @@ def _from_source(source: str, spec: str | None, path: str | None, name: str) -> 
 def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.compile
     """Compile a spec (its text, or the path of a .bp file) into a ``Model``.
     Spec errors raise ``bpc.compiler.errors.SpecError`` whose ``str`` is the
-    ``file:line:col: error:`` message with its caret."""
+    ``file:line:col: error:`` message with its caret. One line of text is a path when
+    that file exists, else spec text (``_is_path``)."""
     from pathlib import Path
 
-    from bpc.compiler.compilation import Compilation
+    from bpc.compiler.compilation import STYLES, Compilation
+    from bpc.runtime.errors import UserError
 
-    if isinstance(text_or_path, Path) or ("\n" not in text_or_path
-                                          and str(text_or_path).endswith(".bp")):
+    if not isinstance(style, str) or style not in STYLES:
+        raise UserError(f"style= must be one of {', '.join(STYLES)}, not {style!r}")
+    if _is_path(text_or_path):
         path = str(text_or_path)
         if not Path(path).is_file():
-            from bpc.runtime.errors import UserError
-
-            raise UserError(f"{path}: no such file")
-        spec = Path(path).read_text()
+            raise UserError(f"{path}: no such file", "one line ending in .bp that does not "
+                            "parse as a spec is read as a path" if isinstance(
+                                text_or_path, str) else None)
         comp = Compilation.from_file(path, style=style)
+        spec = comp.spec.source
     else:
         path, spec = None, text_or_path
         comp = Compilation.from_text(spec, "<spec>", style=style)
     model = _from_source(comp.text, spec, path, comp.name)
     model._bpc_compilation = comp
     return model
+
+
+def _is_path(text_or_path) -> bool:
+    """Whether ``bpc.compile``'s argument names a file: a path object; one line of text
+    naming a file that exists; or one line ending in ``.bp`` that does not parse as a
+    spec (reported as a missing file). Other text is the spec itself."""
+    import os
+    from pathlib import Path
+
+    from bpc.runtime.errors import UserError
+
+    if isinstance(text_or_path, os.PathLike):
+        return True
+    if not isinstance(text_or_path, str):
+        raise UserError(f"bpc.compile takes a spec's text or the path of a .bp file, not "
+                        f"{type(text_or_path).__name__}")
+    text = text_or_path
+    if "\n" in text or "\0" in text:
+        return False
+    try:
+        if Path(text).is_file():
+            return True
+    except (OSError, ValueError):  # a name too long for a path
+        return False
+    if not text.strip().endswith(".bp"):
+        return False
+    from bpc.compiler.errors import SpecError
+    from bpc.compiler.frontend.load import load_text
+
+    try:
+        load_text(text, "<spec>")
+    except SpecError:
+        return True
+    return False
 
 
 def load(path) -> Model:
