@@ -240,7 +240,7 @@ def _settings(ranges: str = "train", **values) -> dict:
     out = {}
     for key, value in values.items():
         value = _plain(value)
-        if value is not None:
+        if value is not None or ranges == "runtime":  # None: the spec's own setting
             problem = table[key].problem(value)
             if problem:
                 raise UserError(f"{key}= {problem}")
@@ -335,13 +335,12 @@ def _checked_predict(model: Model) -> Model:
     """``model`` whose ``predict`` checks its inputs and parameters before calling the
     generated one, and also takes the inputs alone once the model is trained."""
     generated = model.__dict__.get("predict")
-    if callable(generated) and not getattr(generated, "_bpc_checked", False):
+    if callable(generated) and not hasattr(generated, "generated"):
         def predict(*args, outputs="raw", **kwargs):
             return model._predict(generated, args, kwargs, outputs)
 
         predict.__doc__ = PREDICT_DOC + (generated.__doc__ or "")
-        predict._bpc_checked = True
-        predict.__wrapped__ = generated
+        predict.generated = generated  # the module's own function, unchecked
         model.predict = predict
     return model
 
@@ -438,11 +437,22 @@ def _is_path(text_or_path) -> bool:
     return False
 
 
-def load(path) -> Model:
-    """A module written by ``bpc compile`` (or a .bp spec, compiled)."""
+def _path(path, what: str):
+    """``path`` (a str or path object) as a Path; an error naming ``what`` otherwise."""
+    import os
     from pathlib import Path
 
-    p = Path(path)
+    from bpc.runtime.errors import UserError
+
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path) \
+            or "\0" in os.fspath(path):
+        raise UserError(f"{what} takes the path of a file, not {path!r}")
+    return Path(path)
+
+
+def load(path) -> Model:
+    """A module written by ``bpc compile`` (or a .bp spec, compiled)."""
+    p = _path(path, "bpc.load")
     if p.suffix == ".bp":
         return compile(p)
     from bpc.runtime.loader import load_model
@@ -470,13 +480,14 @@ def load_checkpoint(path, model=None) -> Checkpoint:
     trained from, its parameters and state are verified against ``model.PARAMS`` and
     ``model.STATE`` (names, shapes, dtype, finite values, no negative running variance:
     a UserError naming the file and the entry otherwise)."""
-    from pathlib import Path
-
     from bpc.runtime.errors import UserError
     from bpc.runtime.history import History, HISTORY_FIELDS
     from bpc.runtime.checkpoint import read_checkpoint_file, verified_params, verified_state
 
-    c = read_checkpoint_file(Path(path))
+    if model is not None and not isinstance(model, Model):
+        raise UserError(f"bpc.load_checkpoint: model= takes a bpc model (bpc.compile, "
+                        f"bpc.load), not {type(model).__name__}")
+    c = read_checkpoint_file(_path(path, "bpc.load_checkpoint"))
     params = c.params if model is None else verified_params(c.path, c.params, model)
     state = c.state if model is None else verified_state(c.path, c.state, model)
     rows = c.meta.get("history", [])
