@@ -130,6 +130,10 @@ class Model(types.ModuleType):
             params = kwargs.pop("params", None)
         params, state = self._parameters("model.predict", params, state)
         names = data_names(self, targets=False)
+        if "data" in kwargs and "data" not in self.INPUTS:  # a file, as train's data=
+            if args or len(kwargs) > 1:
+                raise UserError("model.predict: data= names a file; give no arrays with it")
+            kwargs = self._file_inputs(kwargs.pop("data"))
         if len(args) > len(names):
             raise UserError(f"model.predict: {len(args)} arrays, but the model takes "
                             f"{len(names)} inputs ({', '.join(names) or 'none'})")
@@ -151,6 +155,18 @@ class Model(types.ModuleType):
                             f"{self.__name__} is not one: {why}")
         return probabilities(self, y) if outputs == "proba" else \
             classes_and_probability(self, y)[0]
+
+    def _file_inputs(self, source) -> dict:
+        """The inputs of a --data string or file (its targets, if any, left out)."""
+        from bpc.runtime.data import load
+        from bpc.runtime.errors import UserError
+
+        source = _data_source(source, {}, "model.predict")
+        if not isinstance(source, str):
+            raise UserError("model.predict: data= takes a file's path or a --data string; "
+                            "give arrays as predict(x) or predict(x=...)")
+        dataset = load(source, self, 0, targets=False)
+        return {k: v for k, v in dataset.train.items() if k in self.INPUTS}
 
     def _parameters(self, where: str, params, state) -> tuple[dict, dict | None]:
         """The parameters (and state) to compute with, checked: those given, else the
@@ -346,9 +362,10 @@ def _checked_predict(model: Model) -> Model:
 
 
 PREDICT_DOC = """predict(params, x, ..., outputs="raw") or, once trained, predict(x, ...):
-the model's output for the inputs (positional in the spec's order, or by name), checked
-first. ``outputs``: "raw" (predict's own output), "proba" (a classifier's
-probabilities) or "class" (its predicted class). The generated function:
+the model's output for the inputs (positional in the spec's order, or by name; or
+``data=`` a file without targets), checked first. ``outputs``: "raw" (predict's own
+output), "proba" (a classifier's probabilities) or "class" (its predicted class). The
+generated function:
 
 """
 

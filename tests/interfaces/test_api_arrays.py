@@ -200,3 +200,20 @@ def test_check_compile_and_train_show_the_reviewer_s_warnings(tmp_path, points):
     assert "warning: parameter 'extra'" in r.stderr
     assert "warning: training data (x.npy,t.npy): 't' holds labels 0..1, but the model's " \
            "output has 3 classes: class 2 never appears" in r.stderr
+
+
+def test_the_notebook_trains_from_arrays_predicts_on_a_file_and_plots():
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    pytest.importorskip("matplotlib")
+    nb = nbformat.read(REPO / "tests" / "notebooks" / "your_own_data.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3",
+                            resources={"metadata": {"path": str(REPO)}}).execute()
+    outputs = [c.get("outputs", []) for c in nb.cells]
+    text = ["".join(o.get("text", "") + str(o.get("data", {})) for o in out) for out in outputs]
+    assert "<table>" in text[2]  # the history, as a table
+    assert "'accuracy': " in text[3]
+    classes, proba = text[4].split("] [")
+    assert len(classes.strip("[ ").split()) == 5 and proba.count(".") == 5
+    assert "image/png" in text[5]
