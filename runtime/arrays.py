@@ -14,7 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from .batching import Dataset
-from .conform import as_array, conform, data_names, finite_numbers, shape_text
+from .conform import (as_array, conform, data_names, finite_numbers, say_label_warnings,
+                      shape_text)
 from .datafiles import unflatten_images
 from .errors import UserError
 
@@ -72,6 +73,7 @@ def dataset(module, train, validation=None, name: str = "arrays") -> Dataset:
     data = Dataset(checked(module, train, f"training data ({name})"), {}, name)
     if validation is not None:
         data.validation = checked(module, validation, f"validation data ({name})")
+    say_label_warnings(module, data)
     return data
 
 

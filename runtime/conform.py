@@ -230,6 +230,15 @@ def label_warnings(module, arrays: dict, where: str) -> list[str]:
     return out
 
 
+def say_label_warnings(module, dataset) -> None:
+    """``label_warnings`` of a data set's training arrays, on standard error (as the
+    compiler's warnings are), once, when the data set is made."""
+    import sys
+
+    for text in label_warnings(module, dataset.train, f"training data ({dataset.name})"):
+        print(text, file=sys.stderr)
+
+
 def _unused_classes(labels: np.ndarray, k: int) -> str | None:
     """What is wrong with labels for ``k`` classes that leave some class unused, when
     there are enough of them to tell; None otherwise (or when they are not labels)."""

@@ -10,14 +10,13 @@ sets (``datasets``), .npz and .csv files (``datafiles``) and reading any file sa
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..compiler.vocab import DATASET_RANGES
 
 from .batching import (Dataset, arrange, batch_at, batch_axes, batch_dim, batch_order,
                        batches, example_count, examples)
-from .conform import conform, label_warnings
+from .conform import conform, say_label_warnings
 from .datafiles import load_file, load_npy_files
 from .datasets import GENERATORS, builtin, digits, fetch, mnist
 from .errors import UserError
@@ -37,8 +36,7 @@ def load(source: dict | str | None, module, seed: int = 0, targets: bool = True)
     on). Data sets that hold labels are checked against the model's classes
     (``label_warnings``, said on standard error)."""
     dataset = _load(source, module, seed, targets)
-    for text in label_warnings(module, dataset.train, f"training data ({dataset.name})"):
-        print(text, file=sys.stderr)
+    say_label_warnings(module, dataset)
     return dataset
 
 

@@ -217,3 +217,10 @@ def test_the_notebook_trains_from_arrays_predicts_on_a_file_and_plots():
     classes, proba = text[4].split("] [")
     assert len(classes.strip("[ ").split()) == 5 and proba.count(".") == 5
     assert "image/png" in text[5]
+
+
+def test_labels_that_leave_a_class_unused_are_a_warning_in_the_api_too(capsys, points):
+    x, t = points
+    bpc.compile(SPIRAL).train(x=x, t=t % 2, epochs=1, quiet=True)
+    assert "warning: training data (arrays): 't' holds labels 0..1, but the model's output " \
+           "has 3 classes: class 2 never appears" in capsys.readouterr().err
