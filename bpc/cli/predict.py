@@ -18,21 +18,24 @@ OUTPUTS_HELP = ("which columns follow the inputs, comma-separated: raw (predict'
 
 def add_arguments(p) -> None:
     add_trained_arguments(p)
-    p.add_argument("--outputs", type=_outputs, metavar="raw|proba|class",
-                   help=OUTPUTS_HELP)
+    p.add_argument("--outputs", metavar="raw|proba|class", help=OUTPUTS_HELP)
     p.add_argument("-o", "--out", metavar="FILE",
                    help="write the CSV here (default: standard output)")
 
 
-def _outputs(text: str) -> list[str]:
-    import argparse
-
+def _outputs(text: str | None) -> list[str] | None:
+    """The kinds ``--outputs`` names, in order, once each; a usage error (exit 2) for
+    another word."""
+    from bpc.runtime.errors import UserError
     from bpc.runtime.evaluate import OUTPUTS
 
+    if text is None:
+        return None
     kinds = [k.strip() for k in text.split(",")]
     for k in kinds:
         if k not in OUTPUTS:
-            raise argparse.ArgumentTypeError(f"{k!r} is not one of {', '.join(OUTPUTS)}")
+            raise UserError(f"--outputs: {k!r} is not one of {', '.join(OUTPUTS)}",
+                            "e.g. --outputs raw,class", code=2)
     return list(dict.fromkeys(kinds))
 
 
@@ -44,9 +47,10 @@ def run(args) -> int:
     from bpc.runtime.evaluate import not_a_classifier, output_batch_axis, predict_all
     from bpc.runtime.points import eval_chunk
 
+    asked = _outputs(args.outputs)
     module, params, state, arrays, split, name = trained(args, targets=False)
     why = not_a_classifier(module)
-    kinds = args.outputs or (["raw"] if why else ["raw", "class"])
+    kinds = asked or (["raw"] if why else ["raw", "class"])
     if why and set(kinds) - {"raw"}:
         raise UserError(f"--outputs {','.join(kinds)}: the model is not a classifier: {why}",
                         "use --outputs raw")
