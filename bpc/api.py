@@ -53,8 +53,6 @@ class Model(types.ModuleType):
         named after the spec's inputs and targets (``x=..., t=...``); ``validation``:
         held-out arrays, a tuple in the spec's order or a dict; ``out``: a run folder
         for checkpoint.npz and history.csv (None: nothing written)."""
-        from pathlib import Path
-
         from bpc.runtime import arrays as in_memory
         from bpc.runtime.train import run
 
@@ -76,12 +74,16 @@ class Model(types.ModuleType):
         ``params``/``state``) on arrays by name (``x=..., t=...``, or ``data`` a dict),
         or on a --data string or file (its ``split``: "test" when it has one);
         accuracy is None for a model that is not a classifier."""
+        import numpy as np
+
         from bpc.runtime import arrays as in_memory
         from bpc.runtime.data import batch_axes, example_count, load
         from bpc.runtime.errors import UserError
         from bpc.runtime.evaluate import accuracy, mean_loss, task_kind
         from bpc.runtime.points import eval_chunk
 
+        if split not in (None, "train", "test"):
+            raise UserError(f"model.evaluate: split must be 'train' or 'test', not {split!r}")
         params, state = self._parameters("model.evaluate", params, state)
         source = _data_source(data, arrays, "model.evaluate")
         if in_memory.is_arrays(source):
@@ -90,15 +92,10 @@ class Model(types.ModuleType):
             config = getattr(self, "CONFIG", {}) or {}
             dataset = load(source or config.get("data"), self,
                            (config.get("train") or {}).get("seed") or 0)
-            if split not in (None, "train", "test"):
-                raise UserError(f"model.evaluate: split must be 'train' or 'test', not "
-                                f"{split!r}")
             split = split or ("test" if dataset.test else "train")
             name, data_arrays = dataset.name, getattr(dataset, split)
             if not data_arrays:
                 raise UserError(f"{dataset.name} has no {split} split", "use split='train'")
-        import numpy as np
-
         checked = in_memory.checked(self, data_arrays, f"model.evaluate ({name})")
         chunk = eval_chunk(self)
         with np.errstate(all="ignore"):
@@ -113,8 +110,8 @@ class Model(types.ModuleType):
         parameters checked first, ``outputs`` "raw", "proba" or "class"."""
         from collections.abc import Mapping
 
-        from bpc.runtime.arrays import checked
-        from bpc.runtime.conform import data_names
+        import numpy as np
+
         from bpc.runtime.errors import UserError
         from bpc.runtime.evaluate import (OUTPUTS, classes_and_probability, not_a_classifier,
                                           predict_all, probabilities)
@@ -129,6 +126,25 @@ class Model(types.ModuleType):
         else:
             params = kwargs.pop("params", None)
         params, state = self._parameters("model.predict", params, state)
+        inputs = self._predict_inputs(args, kwargs)
+        with np.errstate(all="ignore"):
+            y = predict_all(self, params, inputs, eval_chunk(self), state, generated)
+        if outputs == "raw":
+            return y
+        why = not_a_classifier(self)
+        if why:
+            raise UserError(f"model.predict: outputs={outputs!r} needs a classifier, and "
+                            f"{self.__name__} is not one: {why}")
+        return probabilities(self, y) if outputs == "proba" else \
+            classes_and_probability(self, y)[0]
+
+    def _predict_inputs(self, args: tuple, kwargs: dict) -> dict:
+        """The inputs of a ``predict`` call, checked: positional in the spec's order, by
+        name, or ``data=`` a file (when no input is called ``data``)."""
+        from bpc.runtime.arrays import checked
+        from bpc.runtime.conform import data_names
+        from bpc.runtime.errors import UserError
+
         names = data_names(self, targets=False)
         if "data" in kwargs and "data" not in self.INPUTS:  # a file, as train's data=
             if args or len(kwargs) > 1:
@@ -141,20 +157,8 @@ class Model(types.ModuleType):
             if name in kwargs:
                 raise UserError(f"model.predict: '{name}' is given twice (in order and "
                                 "by name)")
-        inputs = checked(self, {**dict(zip(names, args)), **kwargs}, "model.predict",
-                         targets=False)
-        import numpy as np
-
-        with np.errstate(all="ignore"):
-            y = predict_all(self, params, inputs, eval_chunk(self), state, generated)
-        if outputs == "raw":
-            return y
-        why = not_a_classifier(self)
-        if why:
-            raise UserError(f"model.predict: outputs={outputs!r} needs a classifier, and "
-                            f"{self.__name__} is not one: {why}")
-        return probabilities(self, y) if outputs == "proba" else \
-            classes_and_probability(self, y)[0]
+        return checked(self, {**dict(zip(names, args)), **kwargs}, "model.predict",
+                       targets=False)
 
     def _file_inputs(self, source) -> dict:
         """The inputs of a --data string or file (its targets, if any, left out)."""

@@ -58,11 +58,10 @@ def checked(module, given, where: str, targets: bool = True) -> dict[str, np.nda
     """The arrays ``given`` (see ``named``) as ``conform`` makes them: NumPy arrays of the
     model's dtype (labels as integers), shapes as declared, values finite; every problem
     a UserError naming the array and the shape expected. ``targets=False``: the inputs
-    only, as a prediction takes them (targets given are left out)."""
-    arrays = {k: as_array(k, v, where, {**module.INPUTS, **module.TARGETS}[k])
+    only, as a prediction takes them."""
+    declared = {**module.INPUTS, **module.TARGETS}
+    arrays = {k: as_array(k, v, where, declared[k])
               for k, v in named(module, given, where, targets).items()}
-    if not targets:
-        arrays = {k: v for k, v in arrays.items() if k in module.INPUTS}
     unflatten_images(arrays, {}, module, "")
     return conform(arrays, module, where, targets=targets)
 
