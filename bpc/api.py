@@ -82,7 +82,7 @@ class Model(types.ModuleType):
         from bpc.runtime.evaluate import accuracy, mean_loss, task_kind
         from bpc.runtime.points import eval_chunk
 
-        if split not in (None, "train", "test"):
+        if split is not None and (not isinstance(split, str) or split not in ("train", "test")):
             raise UserError(f"model.evaluate: split must be 'train' or 'test', not {split!r}")
         params, state = self._parameters("model.evaluate", params, state)
         source = _data_source(data, arrays, "model.evaluate")
