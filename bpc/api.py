@@ -43,46 +43,186 @@ class Model(types.ModuleType):
     def train(self, data=None, epochs=None, *, iters=None, batch=None, lr=None,
               optimizer=None, seed=None, eval_every=None, out=None, resume=False,
               quiet=False, checkpoint_every=None, validation=None, data_seed=None,
-              early_stop=None, patience=None, min_delta=None, keep=None, force=False):
+              early_stop=None, patience=None, min_delta=None, keep=None, force=False,
+              **arrays):
         """Train as ``bpc train`` does; returns the runtime's Result, whose ``params``
         are the trained parameters (after an early stop, the best epoch's), ``state`` the
         trained state (batch norm's running statistics, what ``predict(params, x,
         state=...)`` reads; {} for a model without state), ``history`` a ``History`` of
-        numbers and ``stopped`` why the run stopped early (None: it did not).
-        ``data``: a --data string (``"spiral:n=200"``, a .npz/.csv path) or None for the
-        spec's data line; ``out``: a run folder for checkpoint.npz and history.csv
-        (None: nothing written; one that holds a run needs ``resume`` or ``force``).
-        ``validation``: the fraction of the training data held out to validate on,
+        numbers and ``stopped`` why the run stopped early (None: it did not). The model
+        keeps them: ``model.predict(x)`` and ``model.evaluate(...)`` use them afterwards.
+        ``data``: a --data string (``"spiral:n=200"``, a .npz/.csv/.npy path), a dict
+        of arrays by name, or None for the spec's data line; or the arrays as keywords
+        named after the spec's inputs and targets (``x=..., t=...``); ``out``: a run
+        folder for checkpoint.npz and history.csv (None: nothing written; one that holds
+        a run needs ``resume`` or ``force``). ``validation``: held-out arrays (a tuple
+        in the spec's order or a dict), or the fraction of the training data held out,
         drawn from ``data_seed``; ``early_stop``: the metric to stop on ("auto":
         val_loss with validation data, else loss) after ``patience`` epochs without an
         improvement of more than ``min_delta``; ``keep="best"``: best.npz in ``out``."""
-        from pathlib import Path
+        import numbers
 
+        from bpc.runtime import arrays as in_memory
         from bpc.runtime.errors import UserError
         from bpc.runtime.train import run
 
-        overrides = {"epochs": epochs, "iters": iters, "batch": batch, "lr": lr,
-                     "optimizer": optimizer, "seed": seed, "eval_every": eval_every,
-                     "validation": validation, "data_seed": data_seed,
-                     "early_stop": early_stop, "patience": patience, "min_delta": min_delta,
-                     "keep": keep}
-        if isinstance(data, str):
-            from bpc.runtime.data import data_flag_problem
-
-            problem = data_flag_problem(data)
-            if problem:
-                raise UserError(f"data {data!r}: {problem}")
-        result, _, _ = run(self, data, overrides, None if out is None else Path(out),
-                           resume=resume, quiet=quiet, checkpoint_every=checkpoint_every,
-                           force=force)
+        fraction = None if validation is None or in_memory.is_arrays(validation) \
+            else _plain(validation)
+        if fraction is not None and (isinstance(fraction, (bool, str)) or
+                                     not isinstance(fraction, numbers.Real)):
+            raise UserError("model.train: validation= takes held-out arrays (a tuple in "
+                            "the spec's order, (x, t), or a dict {'x': ..., 't': ...}) or "
+                            f"the fraction of the training data to hold out, not {validation!r}")
+        held_out = None if fraction is not None else validation
+        overrides = _settings(epochs=epochs, iters=iters, batch=batch, lr=lr, seed=seed,
+                              eval_every=eval_every, checkpoint_every=checkpoint_every,
+                              validation=fraction, data_seed=data_seed)
+        every = overrides.pop("checkpoint_every")
+        # Model selection's keywords are checked by the runtime, as a Python caller's.
+        overrides.update(optimizer=_optimizer(optimizer), early_stop=early_stop, keep=keep,
+                         patience=_plain(patience), min_delta=_plain(min_delta))
+        source = _data_source(data, arrays, "model.train")
+        if held_out is not None or in_memory.is_arrays(source):
+            source = _dataset(self, source, held_out, overrides)
+        result, _, _ = run(self, source, overrides, _folder(out),
+                           resume=_flag("resume", resume), quiet=_flag("quiet", quiet),
+                           checkpoint_every=every, force=_flag("force", force))
+        self._bpc_trained = (result.params, result.state)
         return result
+
+    def evaluate(self, data=None, *, params=None, state=None, split=None, **arrays) -> dict:
+        """``{"loss": …, "accuracy": …, "examples": …}`` of the trained model (or of
+        ``params``/``state``) on arrays by name (``x=..., t=...``, or ``data`` a dict),
+        or on a --data string or file (its ``split``: "test" when it has one);
+        accuracy is None for a model that is not a classifier."""
+        import numpy as np
+
+        from bpc.runtime import arrays as in_memory
+        from bpc.runtime.data import batch_axes, example_count, load
+        from bpc.runtime.errors import UserError
+        from bpc.runtime.evaluate import accuracy, mean_loss, task_kind
+        from bpc.runtime.points import eval_chunk
+
+        if split is not None and (not isinstance(split, str) or split not in ("train", "test")):
+            raise UserError(f"model.evaluate: split must be 'train' or 'test', not {split!r}")
+        params, state = self._parameters("model.evaluate", params, state)
+        source = _data_source(data, arrays, "model.evaluate")
+        if in_memory.is_arrays(source):
+            name, data_arrays = "arrays", source
+        else:
+            config = getattr(self, "CONFIG", {}) or {}
+            dataset = load(source or config.get("data"), self,
+                           (config.get("train") or {}).get("data_seed") or 0)
+            split = split or ("test" if dataset.test else "train")
+            name, data_arrays = dataset.name, getattr(dataset, split)
+            if not data_arrays:
+                raise UserError(f"{dataset.name} has no {split} split", "use split='train'")
+        checked = in_memory.checked(self, data_arrays, f"model.evaluate ({name})")
+        chunk = eval_chunk(self)
+        with np.errstate(all="ignore"):
+            loss = mean_loss(self, params, checked, chunk, state)
+            acc = accuracy(self, params, checked, task_kind(self, checked), state, chunk)
+        return {"loss": loss, "accuracy": acc,
+                "examples": example_count(checked, batch_axes(self))}
+
+    def _predict(self, generated, args: tuple, kwargs: dict, outputs):
+        """``model.predict``: the generated ``predict(params, x, ...)``, or, without the
+        parameters, the trained model's (``predict(x)``, ``predict(x=...)``); inputs and
+        parameters checked first, ``outputs`` "raw", "proba" or "class"."""
+        from collections.abc import Mapping
+
+        import numpy as np
+
+        from bpc.runtime.errors import UserError
+        from bpc.runtime.evaluate import (OUTPUTS, classes_and_probability, not_a_classifier,
+                                          predict_all, probabilities)
+        from bpc.runtime.points import eval_chunk
+
+        if not isinstance(outputs, str) or outputs not in OUTPUTS:
+            raise UserError(f"model.predict: outputs must be one of {', '.join(OUTPUTS)}, "
+                            f"not {outputs!r}")
+        state = kwargs.pop("state", None) if _has_state(self) else None
+        if args and isinstance(args[0], Mapping):
+            params, args = args[0], args[1:]
+        else:
+            params = kwargs.pop("params", None)
+        params, state = self._parameters("model.predict", params, state)
+        inputs = self._predict_inputs(args, kwargs)
+        with np.errstate(all="ignore"):
+            y = predict_all(self, params, inputs, eval_chunk(self), state, generated)
+        if outputs == "raw":
+            return y
+        why = not_a_classifier(self)
+        if why:
+            raise UserError(f"model.predict: outputs={outputs!r} needs a classifier, and "
+                            f"{self.__name__} is not one: {why}")
+        return probabilities(self, y) if outputs == "proba" else \
+            classes_and_probability(self, y)[0]
+
+    def _predict_inputs(self, args: tuple, kwargs: dict) -> dict:
+        """The inputs of a ``predict`` call, checked: positional in the spec's order, by
+        name, or ``data=`` a file (when no input is called ``data``)."""
+        from bpc.runtime.arrays import checked
+        from bpc.runtime.conform import data_names
+        from bpc.runtime.errors import UserError
+
+        names = data_names(self, targets=False)
+        if "data" in kwargs and "data" not in self.INPUTS:  # a file, as train's data=
+            if args or len(kwargs) > 1:
+                raise UserError("model.predict: data= names a file; give no arrays with it")
+            kwargs = self._file_inputs(kwargs.pop("data"))
+        if len(args) > len(names):
+            raise UserError(f"model.predict: {len(args)} arrays, but the model takes "
+                            f"{len(names)} inputs ({', '.join(names) or 'none'})")
+        for name, _ in zip(names, args):
+            if name in kwargs:
+                raise UserError(f"model.predict: '{name}' is given twice (in order and "
+                                "by name)")
+        return checked(self, {**dict(zip(names, args)), **kwargs}, "model.predict",
+                       targets=False)
+
+    def _file_inputs(self, source) -> dict:
+        """The inputs of a --data string or file (its targets, if any, left out)."""
+        from bpc.runtime.data import load
+        from bpc.runtime.errors import UserError
+
+        source = _data_source(source, {}, "model.predict")
+        if not isinstance(source, str):
+            raise UserError("model.predict: data= takes a file's path or a --data string; "
+                            "give arrays as predict(x) or predict(x=...)")
+        dataset = load(source, self, 0, targets=False)
+        return {k: v for k, v in dataset.train.items() if k in self.INPUTS}
+
+    def _parameters(self, where: str, params, state) -> tuple[dict, dict | None]:
+        """The parameters (and state) to compute with, checked: those given, else the
+        last ``model.train``'s."""
+        from bpc.runtime.arrays import checked_params
+        from bpc.runtime.errors import UserError
+
+        trained = self.__dict__.get("_bpc_trained")
+        if params is None:
+            if trained is None:
+                raise UserError(f"{where}: {self.__name__} has not been trained, and no "
+                                "parameters were given",
+                                "call model.train(...) first, or pass the parameters: "
+                                "params=bpc.load_checkpoint(run).params")
+            params, state = trained[0], state if state is not None else trained[1]
+        params = checked_params(self, params, where)
+        if not _has_state(self):
+            return params, None
+        if state is None:
+            raise UserError(f"{where}: {self.__name__} has state (batch norm's running "
+                            "statistics), and none was given",
+                            "pass state=result.state (or bpc.load_checkpoint(run).state)")
+        return params, checked_params(self, state, where, state=True)
 
     def gradcheck(self, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20,
                   seed: int = 0, batch: int = 3):
         """The rows of ``bpc gradcheck`` (name, relative error, ok, ...)."""
         from bpc.runtime.gradcheck import gradcheck
 
-        return gradcheck(self, eps=eps, tol=tol, samples=samples, seed=seed, batch=batch)
+        return gradcheck(self, **_settings(eps=eps, tol=tol, samples=samples, seed=seed,
+                                           batch=batch, ranges="runtime"))
 
     def _compilation(self):
         """The compilation this model came from (its spec compiled again after
@@ -104,7 +244,8 @@ class Model(types.ModuleType):
         """Per-layer statistics at initialization, the rows of ``bpc stats --json``."""
         from bpc.reports.stats import layer_stats
 
-        return layer_stats(self._compilation().program, batch=batch, seed=seed)
+        return layer_stats(self._compilation().program,
+                           **_settings(batch=batch, seed=seed, ranges="runtime"))
 
     def graph(self) -> "Graph":
         """The computation graph; shows as SVG in a notebook, ``.dot`` is Graphviz text."""
@@ -112,6 +253,146 @@ class Model(types.ModuleType):
 
         g = build(self._compilation())
         return Graph(to_svg(g), dot(g))
+
+
+def _has_state(model) -> bool:
+    from bpc.runtime.modes import takes_state
+
+    return takes_state(model)
+
+
+def _plain(value):
+    """A NumPy scalar as the Python number it holds (np.int64(5) is 5)."""
+    import numpy as np
+
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _settings(ranges: str = "train", **values) -> dict:
+    """Keyword settings of an API call checked against the range table the command
+    line's flags use (``--epochs``, ``--lr``, ``--eps`` …) and coerced as they are (1e3
+    epochs is 1000); None is left as None (the spec's value). An error names the keyword."""
+    from bpc.compiler.vocab import OPTIMIZER_RANGES, RUNTIME_RANGES, TRAIN_SETTINGS
+    from bpc.runtime.errors import UserError
+
+    table = dict(RUNTIME_RANGES) if ranges == "runtime" else {
+        **{k: s.range for k, s in TRAIN_SETTINGS.items() if s.range is not None},
+        "lr": OPTIMIZER_RANGES["lr"], "checkpoint_every": RUNTIME_RANGES["checkpoint_every"]}
+    out = {}
+    for key, value in values.items():
+        value = _plain(value)
+        if value is not None or ranges == "runtime":  # None: the spec's own setting
+            problem = table[key].problem(value)
+            if problem:
+                raise UserError(f"{key}= {problem}")
+            value = table[key].coerce(value)
+        out[key] = value
+    return out
+
+
+def _optimizer(name):
+    from bpc.compiler.vocab import OPTIMIZERS
+    from bpc.runtime.errors import UserError
+
+    if name is not None and (not isinstance(name, str) or name not in OPTIMIZERS):
+        raise UserError(f"optimizer= must be one of {', '.join(sorted(OPTIMIZERS))}, not "
+                        f"{name!r}")
+    return name
+
+
+def _flag(key: str, value) -> bool:
+    import numpy as np
+
+    from bpc.runtime.errors import UserError
+
+    if not isinstance(value, (bool, int, np.bool_, np.integer)):
+        raise UserError(f"{key}= must be True or False, not {value!r}")
+    return bool(value)
+
+
+def _folder(out):
+    import os
+    from pathlib import Path
+
+    from bpc.runtime.errors import UserError
+
+    if out is None:
+        return None
+    if not isinstance(out, (str, os.PathLike)) or not str(out) or "\0" in str(out):
+        raise UserError(f"out= must be a folder's path, not {out!r}")
+    return Path(out)
+
+
+def _data_source(data, arrays: dict, where: str):
+    """What ``data`` and the keyword arrays of a call name: a --data string, a dict of
+    arrays, or None (the spec's data line). Both at once, or anything else, is an error."""
+    import os
+
+    from bpc.runtime.arrays import is_arrays
+    from bpc.runtime.data import data_flag_problem
+    from bpc.runtime.errors import UserError
+
+    if arrays:
+        if data is not None:
+            raise UserError(f"{where}: arrays given both as data= and as keywords "
+                            f"({', '.join(arrays)})", "give them one way")
+        return arrays
+    if isinstance(data, os.PathLike):
+        data = os.fspath(data)
+    if isinstance(data, bytes) or data is not None and not isinstance(data, str) \
+            and not is_arrays(data):
+        raise UserError(f"{where}: data must be a --data string, a file's path or a dict "
+                        f"of arrays by name, not {type(data).__name__}")
+    if isinstance(data, str):
+        problem = data_flag_problem(data) if data else "it is empty"
+        if problem:
+            raise UserError(f"data {data!r}: {problem}")
+    return data
+
+
+def _dataset(model, source, validation, overrides: dict):
+    """The Dataset a training run takes: arrays in memory, or the data ``source`` names
+    (loaded as the run would, with its seed), and the ``validation`` arrays."""
+    from bpc.runtime import arrays as in_memory
+    from bpc.runtime.data import load
+    from bpc.runtime.errors import UserError
+    from bpc.runtime.settings import Settings
+
+    if validation is not None and not in_memory.is_arrays(validation):
+        raise UserError("model.train: validation= takes arrays: a tuple in the spec's "
+                        "order, (x, t), or a dict {'x': ..., 't': ...}, not "
+                        f"{type(validation).__name__}")
+    if in_memory.is_arrays(source):
+        return in_memory.dataset(model, source, validation)
+    config = getattr(model, "CONFIG", {}) or {}
+    dataset = load(source or config.get("data"), model,
+                   Settings.from_module(model, overrides).data_seed)
+    dataset.validation = in_memory.checked(model, validation,
+                                           f"validation data ({dataset.name})")
+    return dataset
+
+
+def _checked_predict(model: Model) -> Model:
+    """``model`` whose ``predict`` checks its inputs and parameters before calling the
+    generated one, and also takes the inputs alone once the model is trained."""
+    generated = model.__dict__.get("predict")
+    if callable(generated) and not hasattr(generated, "generated"):
+        def predict(*args, outputs="raw", **kwargs):
+            return model._predict(generated, args, kwargs, outputs)
+
+        predict.__doc__ = PREDICT_DOC + (generated.__doc__ or "")
+        predict.generated = generated  # the module's own function, unchecked
+        model.predict = predict
+    return model
+
+
+PREDICT_DOC = """predict(params, x, ..., outputs="raw") or, once trained, predict(x, ...):
+the model's output for the inputs (positional in the spec's order, or by name; or
+``data=`` a file without targets), checked first. ``outputs``: "raw" (predict's own
+output), "proba" (a classifier's probabilities) or "class" (its predicted class). The
+generated function:
+
+"""
 
 
 class Graph:
@@ -133,26 +414,29 @@ def _from_source(source: str, spec: str | None, path: str | None, name: str) -> 
     module.source, module.spec, module.path = source, spec, path
     if path:
         module._bpc_folder = Path(path).resolve().parent  # relative data paths
-    return module
+    return _checked_predict(module)
 
 
 def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.compile
     """Compile a spec (its text, or the path of a .bp file) into a ``Model``.
     Spec errors raise ``bpc.compiler.errors.SpecError`` whose ``str`` is the
-    ``file:line:col: error:`` message with its caret."""
+    ``file:line:col: error:`` message with its caret. One line of text is a path when
+    that file exists, else spec text (``_is_path``)."""
     from pathlib import Path
 
-    from bpc.compiler.compilation import Compilation
+    from bpc.compiler.compilation import STYLES, Compilation
+    from bpc.runtime.errors import UserError
 
-    if isinstance(text_or_path, Path) or ("\n" not in text_or_path
-                                          and str(text_or_path).endswith(".bp")):
+    if not isinstance(style, str) or style not in STYLES:
+        raise UserError(f"style= must be one of {', '.join(STYLES)}, not {style!r}")
+    if _is_path(text_or_path):
         path = str(text_or_path)
         if not Path(path).is_file():
-            from bpc.runtime.errors import UserError
-
-            raise UserError(f"{path}: no such file")
-        spec = Path(path).read_text()
+            raise UserError(f"{path}: no such file", "one line ending in .bp that does not "
+                            "parse as a spec is read as a path" if isinstance(
+                                text_or_path, str) else None)
         comp = Compilation.from_file(path, style=style)
+        spec = comp.spec.source
     else:
         path, spec = None, text_or_path
         comp = Compilation.from_text(spec, "<spec>", style=style)
@@ -161,11 +445,56 @@ def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.com
     return model
 
 
-def load(path) -> Model:
-    """A module written by ``bpc compile`` (or a .bp spec, compiled)."""
+def _is_path(text_or_path) -> bool:
+    """Whether ``bpc.compile``'s argument names a file: a path object; one line of text
+    naming a file that exists; or one line ending in ``.bp`` that does not parse as a
+    spec (reported as a missing file). Other text is the spec itself."""
+    import os
     from pathlib import Path
 
-    p = Path(path)
+    from bpc.runtime.errors import UserError
+
+    if isinstance(text_or_path, os.PathLike):
+        return True
+    if not isinstance(text_or_path, str):
+        raise UserError(f"bpc.compile takes a spec's text or the path of a .bp file, not "
+                        f"{type(text_or_path).__name__}")
+    text = text_or_path
+    if "\n" in text or "\0" in text:
+        return False
+    try:
+        if Path(text).is_file():
+            return True
+    except (OSError, ValueError):  # a name too long for a path
+        return False
+    if not text.strip().endswith(".bp"):
+        return False
+    from bpc.compiler.errors import SpecError
+    from bpc.compiler.frontend.load import load_text
+
+    try:
+        load_text(text, "<spec>")
+    except SpecError:
+        return True
+    return False
+
+
+def _path(path, what: str):
+    """``path`` (a str or path object) as a Path; an error naming ``what`` otherwise."""
+    import os
+    from pathlib import Path
+
+    from bpc.runtime.errors import UserError
+
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path) \
+            or "\0" in os.fspath(path):
+        raise UserError(f"{what} takes the path of a file, not {path!r}")
+    return Path(path)
+
+
+def load(path) -> Model:
+    """A module written by ``bpc compile`` (or a .bp spec, compiled)."""
+    p = _path(path, "bpc.load")
     if p.suffix == ".bp":
         return compile(p)
     from bpc.runtime.loader import load_model
@@ -178,7 +507,7 @@ def load(path) -> Model:
     name = model_name(module)
     module.__name__ = name if name.isidentifier() else p.stem
     module.spec, module.path = None, str(p)
-    return module
+    return _checked_predict(module)
 
 
 class Checkpoint(types.SimpleNamespace):
@@ -193,13 +522,14 @@ def load_checkpoint(path, model=None) -> Checkpoint:
     trained from, its parameters and state are verified against ``model.PARAMS`` and
     ``model.STATE`` (names, shapes, dtype, finite values, no negative running variance:
     a UserError naming the file and the entry otherwise)."""
-    from pathlib import Path
-
     from bpc.runtime.errors import UserError
     from bpc.runtime.history import History, HISTORY_FIELDS
     from bpc.runtime.checkpoint import read_checkpoint_file, verified_params, verified_state
 
-    c = read_checkpoint_file(Path(path))
+    if model is not None and not isinstance(model, Model):
+        raise UserError(f"bpc.load_checkpoint: model= takes a bpc model (bpc.compile, "
+                        f"bpc.load), not {type(model).__name__}")
+    c = read_checkpoint_file(_path(path, "bpc.load_checkpoint"))
     params = c.params if model is None else verified_params(c.path, c.params, model)
     state = c.state if model is None else verified_state(c.path, c.state, model)
     rows = c.meta.get("history", [])

@@ -63,7 +63,13 @@ CONFIG = {
             ),
         ],
     },
-    "accuracy": {"target": "t", "kind": "labels", "class_axis": 1, "threshold": None},
+    "accuracy": {
+        "target": "t",
+        "kind": "labels",
+        "class_axis": 1,
+        "threshold": None,
+        "logits": True,
+    },
 }
 
 

@@ -45,6 +45,7 @@ CONFIG = {
         "class_axis": 1,
         "target_class_axis": 1,
         "threshold": None,
+        "logits": True,
     },
 }
 

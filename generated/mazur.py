@@ -37,7 +37,13 @@ CONFIG = {
             ("y", ("N", 2), "float64", {"N": 32}, True, "sigmoid"),
         ],
     },
-    "accuracy": {"target": "t", "kind": "binary", "class_axis": None, "threshold": 0.5},
+    "accuracy": {
+        "target": "t",
+        "kind": "binary",
+        "class_axis": None,
+        "threshold": 0.5,
+        "logits": False,
+    },
 }
 
 

@@ -43,7 +43,13 @@ CONFIG = {
             ("z1", ("N", 64), "float64", {"N": 536}, True, "relu"),
         ],
     },
-    "accuracy": {"target": "t", "kind": "labels", "class_axis": 1, "threshold": None},
+    "accuracy": {
+        "target": "t",
+        "kind": "labels",
+        "class_axis": 1,
+        "threshold": None,
+        "logits": True,
+    },
 }
 
 

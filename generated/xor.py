@@ -39,7 +39,13 @@ CONFIG = {
             ("z1", ("N", 2), "float64", {"N": 24}, True, "sigmoid"),
         ],
     },
-    "accuracy": {"target": "t", "kind": "binary", "class_axis": None, "threshold": 0.5},
+    "accuracy": {
+        "target": "t",
+        "kind": "binary",
+        "class_axis": None,
+        "threshold": 0.5,
+        "logits": False,
+    },
 }
 
 

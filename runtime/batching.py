@@ -22,8 +22,8 @@ class Dataset:
     test: dict[str, np.ndarray] = field(default_factory=dict)
     name: str = "data"
     notes: list[str] = field(default_factory=list)  # said once when training starts
-    # Held-out examples to validate on while training (None: none, or --validation's
-    # fraction of ``train``, split off by the run).
+    # Held-out examples to validate on while training (name -> array; None: none, or
+    # --validation's fraction of ``train``, split off by the run).
     validation: dict[str, np.ndarray] | None = None
 
     def size(self, module, split: str = "train") -> int:

@@ -23,43 +23,61 @@ def onehot_of(module) -> dict[str, int]:
     return dict(config.get("onehot", {}))
 
 
+def data_names(module, targets: bool = True) -> list[str]:
+    """The names arrays are given for, in the order of the generated functions'
+    arguments: the inputs without a default, then (``targets``) the targets."""
+    defaults = getattr(module, "DEFAULTS", {}) or {}
+    names = [k for k in module.INPUTS if k not in defaults]
+    return names + (list(module.TARGETS) if targets else [])
+
+
 def labels_of(module) -> dict[str, int]:
     """Targets that hold integer class labels -> their number of classes."""
     config = getattr(module, "CONFIG", {}) or {}
     return dict(config.get("labels", {}))
 
 
-def conform(arrays: dict[str, np.ndarray], module, where: str = "data") -> dict[str, np.ndarray]:
-    """Check arrays against the declared shapes; convert labels <-> one-hot; cast dtype."""
-    declared = {**module.INPUTS, **module.TARGETS}
+def conform(arrays: dict[str, np.ndarray], module, where: str = "data",
+            targets: bool = True) -> dict[str, np.ndarray]:
+    """Check arrays against the declared shapes; convert labels <-> one-hot; cast dtype.
+    ``targets=False``: the inputs only (a prediction's), any target given is left out."""
+    declared = {**module.INPUTS, **(module.TARGETS if targets else {})}
     defaults = getattr(module, "DEFAULTS", {}) or {}
     missing = [n for n in declared if n not in arrays and n not in defaults]
     if missing:
         raise UserError(f"{where} has no array for " + ", ".join(f"'{m}'" for m in missing),
-                        "available: " + (", ".join(sorted(arrays)) or "none"))
+                        "available: " + (", ".join(sorted(map(str, arrays))) or "none")
+                        + "; expected " + ", ".join(f"'{m}' {shape_text(declared[m])}"
+                                                    for m in missing))
     label_names = labels_of(module)
     out: dict[str, np.ndarray] = {}
     bound: dict[str, tuple[int, str, int]] = {}
     for name, shape in declared.items():
         if name not in arrays:
             continue
-        a = finite_numbers(name, np.asarray(arrays[name]), where)
-        a = _labels_or_one_hot(name, a, tuple(shape), name in label_names, where)
+        a = finite_numbers(name, as_array(name, arrays[name], where, shape), where)
+        if name in module.TARGETS:
+            a = _labels_or_one_hot(name, a, tuple(shape), label_names.get(name), where,
+                                   name in onehot_of(module))
         if a.ndim != len(shape):
             raise UserError(f"{where}: '{name}' has shape {tuple(a.shape)}, but the spec "
-                            f"declares {shape_text(shape)} ({len(shape)} dimensions)")
+                            f"declares {expected_text(shape, bound)} ({len(shape)} "
+                            "dimensions)")
         for axis, (want, got) in enumerate(zip(shape, a.shape)):
             if isinstance(want, str):
                 if want in bound and bound[want][0] != got:
                     size, other, other_axis = bound[want]
                     raise UserError(
                         f"{where}: dimension {want} of '{name}' (axis {axis}) is {got}, but "
-                        f"'{other}' (axis {other_axis}) has {size}",
-                        f"every use of {want} must have the same size")
+                        f"'{other}' (axis {other_axis}) has {size}: '{name}' has shape "
+                        f"{tuple(a.shape)}, expected {expected_text(shape, bound)}",
+                        f"every use of {want} must have the same size (the same number "
+                        "of examples in every array)")
                 bound.setdefault(want, (got, name, axis))
             elif want != got:
                 raise UserError(f"{where}: '{name}' has {got} at axis {axis}, but the spec "
-                                f"declares {want} there (shape {shape_text(shape)})")
+                                f"declares {want} there (shape {tuple(a.shape)}, expected "
+                                f"{expected_text(shape, bound)})")
         if name in label_names:  # checked as read, before a cast could wrap them
             _check_labels(name, a, label_names[name], where)
             out[name] = a.astype(np.int64, copy=False)
@@ -75,6 +93,28 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data") -> dict[
     return out
 
 
+def as_array(name: str, value, where: str, shape=None) -> np.ndarray:
+    """``value`` (an array, nested lists, anything with ``__array__``) as a NumPy array;
+    an error naming the array (and the ``shape`` declared) when NumPy cannot make one
+    (ragged lists, None, an object that is no array)."""
+    want = f" (expected {shape_text(shape)})" if shape is not None else ""
+    if value is None:
+        raise UserError(f"{where}: '{name}' is None, not an array{want}",
+                        "give a NumPy array or nested lists of numbers")
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{where}: '{name}' is not an array of numbers{want}: {why}",
+                        "give a NumPy array, or nested lists whose rows have equal "
+                        "lengths") from None
+    if a.dtype.kind == "O":
+        raise UserError(f"{where}: '{name}' holds Python objects, not numbers{want}",
+                        "give a NumPy array of numbers, or nested lists of numbers with "
+                        "rows of equal lengths")
+    return a
+
+
 def finite_numbers(name: str, a: np.ndarray, where: str) -> np.ndarray:
     """``a`` if it holds finite real numbers (booleans and integers included); an error
     naming the array otherwise, before any cast could drop an imaginary part, parse text
@@ -85,7 +125,7 @@ def finite_numbers(name: str, a: np.ndarray, where: str) -> np.ndarray:
                         "both as separate columns")
     if a.dtype.kind not in "biuf":
         raise UserError(f"{where}: '{name}' holds {a.dtype} values, not numbers",
-                        "store numbers (integers or floats) in the data file")
+                        "give numbers (integers or floats), in the data file or the arrays")
     if a.dtype.kind == "f":
         _check_finite(name, a, where)
     return a
@@ -127,19 +167,28 @@ def _check_labels(name: str, labels: np.ndarray, classes: int, where: str) -> No
                     "more classes")
 
 
-def _labels_or_one_hot(name, a, shape, wants_labels, where):
+def _labels_or_one_hot(name, a, shape, classes: int | None, where, onehot: bool = False):
+    """``a`` as the target declares it: one-hot rows where labels are declared become
+    labels (``classes``: how many there are), integer labels where rows are declared
+    become one-hot rows (and whole-number floats, as a CSV gives them, where the rows
+    feed a softmax cross-entropy: ``onehot``)."""
+    wants_labels = classes is not None
     if wants_labels and a.ndim == len(shape) + 1 and a.shape[-1] > 1:
+        if a.shape[-1] != classes:
+            raise UserError(f"{where}: '{name}' is given as one-hot rows of {a.shape[-1]} "
+                            f"values, but the model's output has {classes} classes",
+                            f"give rows of {classes} values, or integer labels 0..{classes - 1}")
         if a.size and not (np.all((a == 0) | (a == 1)) and np.all(np.sum(a, axis=-1) == 1)):
             raise UserError(f"{where}: '{name}' holds class labels, but is given as rows of "
                             f"{a.shape[-1]} values that are not one-hot",
                             "give integer labels, or rows with a single 1")
         return np.argmax(a, axis=-1)  # one-hot given where labels are declared
     if not wants_labels and a.ndim == len(shape) - 1 and len(shape) >= 1 \
-            and isinstance(shape[-1], int) and shape[-1] > 1 and np.issubdtype(a.dtype,
-                                                                               np.integer):
+            and isinstance(shape[-1], int) and shape[-1] > 1 and (
+                np.issubdtype(a.dtype, np.integer) or onehot and _whole(a)):
         k = shape[-1]
         _check_labels(name, a, k, where)
-        return np.eye(k)[a]  # integer labels given where one-hot is declared
+        return np.eye(k)[a.astype(np.int64)]  # labels given where one-hot is declared
     if wants_labels and np.issubdtype(a.dtype, np.floating):
         if not np.all(a == np.round(a)):
             raise UserError(f"{where}: '{name}' holds class labels, but the values are not "
@@ -147,5 +196,81 @@ def _labels_or_one_hot(name, a, shape, wants_labels, where):
     return a
 
 
+LABEL_WARNING_EXAMPLES = 5  # per class: with fewer examples, a missing class may be chance
+
+
+def label_warnings(module, arrays: dict, where: str) -> list[str]:
+    """Warnings about a data set whose labels do not match the model's classes, though
+    the data conforms: labels that never use some of the output's classes (with enough
+    examples that every class should appear: ``LABEL_WARNING_EXAMPLES`` per class), and
+    0/1 targets of a classifier that hold other values. Data that does not conform gets
+    its error from ``conform``, not a warning here."""
+    out = []
+    classes = {**onehot_of(module), **labels_of(module)}
+    spec = (getattr(module, "CONFIG", {}) or {}).get("accuracy") or {}
+    declared = {**module.INPUTS, **module.TARGETS}
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf" \
+                or name not in declared or not value.size:
+            continue
+        if name in classes:
+            k = classes[name]
+            if value.ndim != len(declared[name]) - (name in onehot_of(module)):
+                continue  # rows (one-hot, or probabilities): no labels to count
+            problem = _unused_classes(value, k)
+            if problem:
+                out.append(f"warning: {where}: '{name}' {problem}")
+        elif spec.get("kind") == "binary" and spec.get("target") == name:
+            with np.errstate(invalid="ignore"):
+                bad = value[(value < 0) | (value > 1)]
+            if bad.size:
+                out.append(f"warning: {where}: '{name}' is the target of a 0/1 prediction "
+                           f"(one output, a sigmoid's), but holds {bad.flat[0]:g} "
+                           f"({bad.size} of {value.size} values outside 0..1)")
+    return out
+
+
+def say_label_warnings(module, dataset) -> None:
+    """``label_warnings`` of a data set's training arrays, on standard error (as the
+    compiler's warnings are), once, when the data set is made."""
+    import sys
+
+    for text in label_warnings(module, dataset.train, f"training data ({dataset.name})"):
+        print(text, file=sys.stderr)
+
+
+def _unused_classes(labels: np.ndarray, k: int) -> str | None:
+    """What is wrong with labels for ``k`` classes that leave some class unused, when
+    there are enough of them to tell; None otherwise (or when they are not labels)."""
+    if labels.size < LABEL_WARNING_EXAMPLES * k or not _whole(labels):
+        return None
+    present = np.unique(labels)
+    if present.size and (present[0] < 0 or present[-1] >= k):
+        return None  # conform's error
+    missing = sorted(set(range(k)) - {int(v) for v in present})
+    if not missing:
+        return None
+    shown = ", ".join(map(str, missing[:6])) + (", …" if len(missing) > 6 else "")
+    why = " (labels count classes from 0)" if missing[0] == 0 and present[-1] == k - 1 \
+        else ""
+    return (f"holds labels {int(present[0])}..{int(present[-1])}, but the model's output "
+            f"has {k} classes: {'class' if len(missing) == 1 else 'classes'} {shown} never "
+            f"{'appears' if len(missing) == 1 else 'appear'}{why}")
+
+
+def _whole(a: np.ndarray) -> bool:
+    """Integers, or floats that are all whole numbers (labels read from a CSV)."""
+    return np.issubdtype(a.dtype, np.integer) or (
+        np.issubdtype(a.dtype, np.floating) and bool(np.all(a == np.round(a))))
+
+
 def shape_text(shape) -> str:
     return "scalar" if not shape else "[" + ", ".join(map(str, shape)) + "]"
+
+
+def expected_text(shape, bound: dict[str, tuple[int, str, int]]) -> str:
+    """The declared shape with the sizes its symbolic dimensions are bound to so far:
+    ``[N, 2] with N = 5 (from 'x')``."""
+    known = [f"{d} = {bound[d][0]} (from '{bound[d][1]}')"
+             for d in dict.fromkeys(shape) if isinstance(d, str) and d in bound]
+    return shape_text(shape) + (" with " + ", ".join(known) if known else "")

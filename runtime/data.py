@@ -16,8 +16,8 @@ from ..compiler.vocab import DATASET_RANGES
 
 from .batching import (Dataset, arrange, batch_at, batch_axes, batch_dim, batch_order,
                        batches, example_count, examples)
-from .conform import conform
-from .datafiles import load_file
+from .conform import conform, say_label_warnings
+from .datafiles import load_file, load_npy_files
 from .datasets import GENERATORS, builtin, digits, fetch, mnist
 from .errors import UserError
 
@@ -28,10 +28,19 @@ __all__ = ["Dataset", "arrange", "batch_at", "batch_axes", "batch_dim", "batch_o
            "parse_data_flag", "spec_folder"]
 
 
-def load(source: dict | str | None, module, seed: int = 0) -> Dataset:
-    """Data from a --data flag (a string: a path, relative to the working directory, or a
-    built-in name with optional args) or the spec's data line (CONFIG's dict: a path
-    there is relative to the spec's folder, see ``spec_folder``)."""
+def load(source: dict | str | None, module, seed: int = 0, targets: bool = True) -> Dataset:
+    """Data from a --data flag (a string: a path, relative to the working directory,
+    .npy files, or a built-in name with optional args) or the spec's data line
+    (CONFIG's dict: a path there is relative to the spec's folder, see
+    ``spec_folder``). ``targets=False``: a file without the targets will do (to predict
+    on). Data sets that hold labels are checked against the model's classes
+    (``label_warnings``, said on standard error)."""
+    dataset = _load(source, module, seed, targets)
+    say_label_warnings(module, dataset)
+    return dataset
+
+
+def _load(source: dict | str | None, module, seed: int, targets: bool) -> Dataset:
     if source is None:
         raise UserError("no data: the spec has no 'data' line and no --data was given",
                         "add e.g. 'data \"train.npz\"' or 'data spiral' to the spec, "
@@ -43,9 +52,11 @@ def load(source: dict | str | None, module, seed: int = 0) -> Dataset:
         return load_file(folder / source["path"], module,
                          f"the spec's data path \"{source['path']}\" is read from the "
                          f"spec's folder ({folder}/; for a compiled module, the module's "
-                         "folder); or pass --data PATH")
+                         "folder); or pass --data PATH", targets)
+    if "npy" in source:
+        return load_npy_files([(k, Path(v)) for k, v in source["npy"]], module, targets)
     if "path" in source:
-        return load_file(source["path"], module)
+        return load_file(source["path"], module, targets=targets)
     problem = data_problem(source)
     if problem:  # a hand-edited module's CONFIG, or a caller's dict (a flag is refused sooner)
         raise UserError(f"the data set in CONFIG: {problem}")
@@ -77,7 +88,15 @@ def spec_folder(module) -> Path:
 
 
 def parse_data_flag(text: str) -> dict:
-    """``--data spiral``, ``--data spiral:n=50,classes=4`` or ``--data file.npz``."""
+    """``--data spiral``, ``--data spiral:n=50,classes=4``, ``--data file.npz`` or .npy
+    files, one array each: ``--data x.npy,t.npy`` (the inputs, then the targets, in the
+    spec's order) or ``--data x=inputs.npy,t=labels.npy``."""
+    files = [item.partition("=")[::2] if "=" in item and
+             item.partition("=")[0].strip().isidentifier() else ("", item)
+             for item in text.split(",")]
+    if all(path.endswith(".npy") for _, path in files) and \
+            (len(files) > 1 or files[0][0]):
+        return {"npy": [[name.strip() or None, path] for name, path in files]}
     name, _, rest = text.partition(":")
     if name in GENERATORS:
         args = {}

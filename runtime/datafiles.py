@@ -14,21 +14,23 @@ from pathlib import Path
 import numpy as np
 
 from .batching import Dataset, arrange, batch_axes
-from .conform import shape_text
+from .conform import data_names, shape_text
 from .errors import UserError
 from .files import bytes_text, memory_available, open_regular, read_npz
 
 
-def load_file(path: str | Path, module, origin: str | None = None) -> Dataset:
-    """The arrays in a .npz or .csv file; ``origin`` says where a relative path was
+def load_file(path: str | Path, module, origin: str | None = None,
+              targets: bool = True) -> Dataset:
+    """The arrays in a .npz, .csv or .npy file; ``origin`` says where a relative path was
     resolved from, for the error when the file is missing. Of an .npz only the arrays
-    the spec names (and their ``test_`` twins) are read."""
+    the spec names (and their ``test_`` twins) are read. ``targets=False``: the inputs
+    are enough (a file to predict on, without labels)."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"data file {p} does not exist",
                         f"{origin}" if origin else None)
     try:
-        return _load_file(p, module)
+        return _load_file(p, module, targets)
     except MemoryError:  # a CSV's values, which no header announces
         size = p.stat().st_size
         raise UserError(f"data file {p} ({bytes_text(size)}) does not fit in memory "
@@ -36,7 +38,9 @@ def load_file(path: str | Path, module, origin: str | None = None) -> Dataset:
                         "use a smaller data set, or a machine with more memory") from None
 
 
-def _load_file(p: Path, module) -> Dataset:
+def _load_file(p: Path, module, targets: bool = True) -> Dataset:
+    if p.suffix == ".npy":
+        return load_npy_files([(None, p)], module, targets)
     if p.suffix == ".npz":
         names = set(module.INPUTS) | set(module.TARGETS)
         listing: list[str] = []
@@ -44,7 +48,8 @@ def _load_file(p: Path, module) -> Dataset:
                           dtype=module.DTYPE, listing=listing)
         train = {k: v for k, v in arrays.items() if not k.startswith("test_")}
         defaults = getattr(module, "DEFAULTS", {}) or {}
-        missing = [k for k in names if k not in train and k not in defaults]
+        needed = names if targets else set(module.INPUTS)
+        missing = [k for k in needed if k not in train and k not in defaults]
         if missing:
             raise UserError(f"data file {p} has no array for "
                             + ", ".join(f"'{k}'" for k in sorted(missing)),
@@ -52,14 +57,66 @@ def _load_file(p: Path, module) -> Dataset:
                             + "; name them after the spec's inputs and targets "
                               "(numpy.savez(path, x=..., t=...))")
         test = {k[5:]: v for k, v in arrays.items() if k.startswith("test_")}
-        notes = _unflatten_images(train, test, module, p.name)
+        notes = unflatten_images(train, test, module, p.name)
         return Dataset(train, test, p.name, notes)
     if p.suffix == ".csv":
-        return Dataset(_read_csv(p, module), {}, p.name)
-    raise UserError(f"data file {p} has an unknown type", "use .npz or .csv")
+        return Dataset(_read_csv(p, module, targets), {}, p.name)
+    raise UserError(f"data file {p} has an unknown type", "use .npz, .csv or .npy")
 
 
-def _unflatten_images(train: dict, test: dict, module, filename: str) -> list[str]:
+def load_npy_files(files: list[tuple[str | None, Path]], module,
+                   targets: bool = True) -> Dataset:
+    """One array per .npy file (``--data x.npy,t.npy`` or ``--data x=a.npy,t=b.npy``):
+    a file given a name is that input or target, the others fill the rest of the
+    inputs, then the targets, in the spec's order (``data_names``)."""
+    names = data_names(module, targets)
+    known = {**module.INPUTS, **module.TARGETS}
+    given = {name: Path(path) for name, path in files if name is not None}
+    for name in given:
+        if name not in known:
+            raise UserError(f"--data: '{name}' is not an input or target of the model",
+                            "inputs: " + ", ".join(module.INPUTS) + "; targets: "
+                            + (", ".join(module.TARGETS) or "none"))
+    free = [n for n in names if n not in given]
+    unnamed = [Path(path) for name, path in files if name is None]
+    if len(unnamed) > len(free):
+        raise UserError(f"--data: {len(files)} .npy files, but the model takes "
+                        f"{len(names)} arrays ({', '.join(names)}, in this order)",
+                        "name each file's array: --data x=inputs.npy,t=labels.npy")
+    given.update(zip(free, unnamed))
+    arrays = {}
+    for name, path in given.items():
+        if not path.exists():
+            raise UserError(f"data file {path} does not exist")
+        arrays[name] = _read_npy(path)
+    notes = unflatten_images(arrays, {}, module, "the .npy files")
+    return Dataset(arrays, {}, ",".join(p.name for p in given.values()), notes)
+
+
+def _read_npy(p: Path) -> np.ndarray:
+    """The array in a .npy file, its size checked against the memory available before it
+    is read; never a pickled object."""
+    hint = "save it with numpy.save(path, array) (a plain numeric array)"
+    with open_regular(p, "data file") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            header = {(1, 0): np.lib.format.read_array_header_1_0,
+                      (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if header is None:
+                raise ValueError(f"format version {version}")
+            shape, _, dtype = header(f)
+            need = math.prod(shape) * dtype.itemsize
+            if need > memory_available():
+                raise UserError(f"data file {p} holds {shape_text(list(shape))} {dtype}, "
+                                f"about {bytes_text(need)}, more than the memory available",
+                                "use a smaller data set, or a machine with more memory")
+            f.seek(0)
+            return np.lib.format.read_array(f, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise UserError(f"data file {p} is not a readable .npy file ({e})", hint) from None
+
+
+def unflatten_images(train: dict, test: dict, module, filename: str) -> list[str]:
     """Flat image rows [N, H*W] (or [N, C*H*W]) where the spec declares an image batch
     such as [N, C, H, W] (batch first, fixed sizes after it): reshaped row-major, in
     place, when the sizes agree. Returns the note saying so (once for both splits)."""
@@ -95,16 +152,23 @@ def _column_index(header_cell: str, name: str) -> int | None:
     return int(next(g for g in m.groups() if g is not None)) if m else None
 
 
-def _read_csv(p: Path, module) -> dict[str, np.ndarray]:
-    """Columns named after inputs/targets: ``x`` for one column, ``x0``, ``x1`` … or
-    ``x[0]``, ``x_0`` … for several, exactly one per value of an example (``x0`` to
-    ``x{D-1}``: a missing, extra or repeated one is an error naming it). A row is one
-    example: each array is arranged into its declared shape with the rows along the
-    batch axis (``[2, N]`` takes ``x0, x1`` as its two rows)."""
+def _read_csv(p: Path, module, targets: bool = True) -> dict[str, np.ndarray]:
+    """Columns named after inputs/targets, in any order: ``x`` for one column, ``x0``,
+    ``x1`` … or ``x[0]``, ``x_0`` … for several, exactly one per value of an example
+    (``x0`` to ``x{D-1}``: a missing, extra or repeated one is an error naming it). A row
+    is one example: each array is arranged into its declared shape with the rows along
+    the batch axis (``[2, N]`` takes ``x0, x1`` as its two rows). An input with a
+    default may be left out (it takes its default), and so may the targets when
+    ``targets`` is False (a file to predict on)."""
     header, values = _csv_table(p)
     axes = batch_axes(module)
+    defaults = getattr(module, "DEFAULTS", {}) or {}
+    optional = set(defaults) | (set() if targets else set(module.TARGETS))
     out = {}
     for name, shape in {**module.INPUTS, **module.TARGETS}.items():
+        if name in optional and not any(h == name or _column_index(h, name) is not None
+                                        for h in header):
+            continue
         single = [i for i, h in enumerate(header) if h == name]
         multi: dict[int, int] = {}
         for i, h in enumerate(header):

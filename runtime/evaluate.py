@@ -63,27 +63,28 @@ def _zero_one(t) -> bool:
 
 
 def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048,
-                state: dict | None = None):
+                state: dict | None = None, function=None):
     """``predict`` over every example, ``chunk`` examples at a time along the inputs'
     batch axis, the parts joined along the output's (CONFIG's ``output_shape`` says where
     it is). In one call when there is nothing to chunk, the output's layout is unknown, or
     the model couples examples (the first two chunks predicted together differ from
     their parts, as with a mean over the batch): chunks must not change the answer.
-    Inference mode, reading ``state`` (a model with state: its initial state when None)."""
+    Inference mode, reading ``state`` (a model with state: its initial state when None).
+    ``function``: the generated ``predict`` to call (default: ``module.predict``)."""
+    predict = function or module.predict
     kw = inference_kwargs(module, state)
     axes = batching.batch_axes(module)
     n = batching.example_count(inputs, axes)
     out_axis = output_batch_axis(module)
     if n <= chunk or out_axis is None or not any(k in axes for k in inputs):
-        return module.predict(params, **inputs, **kw)
-    parts = [np.asarray(module.predict(params, **batching.examples(
+        return predict(params, **inputs, **kw)
+    parts = [np.asarray(predict(params, **batching.examples(
         inputs, axes, slice(i, i + chunk)), **kw)) for i in range(0, n, chunk)]
-    joined = module.predict(params, **batching.examples(inputs, axes, slice(0, 2 * chunk)),
-                            **kw)
+    joined = predict(params, **batching.examples(inputs, axes, slice(0, 2 * chunk)), **kw)
     first_two = np.concatenate(parts[:2], axis=out_axis)
     if np.shape(joined) != first_two.shape or not np.allclose(joined, first_two,
                                                                 rtol=1e-6, atol=1e-12):
-        return module.predict(params, **inputs, **kw)
+        return predict(params, **inputs, **kw)
     return np.concatenate(parts, axis=out_axis)
 
 
@@ -117,6 +118,56 @@ def predicted_class(module, y) -> np.ndarray:
     if spec.get("kind") == "binary":
         return np.asarray(y) > threshold_of(module)
     return np.argmax(y, axis=int(spec.get("class_axis", -1)))
+
+
+OUTPUTS = ("raw", "proba", "class")
+
+
+def not_a_classifier(module) -> str | None:
+    """Why ``module`` has no classes or probabilities to give (its output is not a
+    classifier's prediction, as the compiler recorded it); None for a classifier."""
+    if classifier(module) is not None:
+        return None
+    why = (getattr(module, "CONFIG", {}) or {}).get("no_accuracy")
+    return why if isinstance(why, str) and why else \
+        "its output is not a classifier's prediction (a regression)"
+
+
+def probabilities(module, y) -> np.ndarray:
+    """The classifier's probabilities from ``predict``'s output ``y``: the softmax along
+    the class axis of logits (or, for a 0/1 prediction, the sigmoid), or ``y`` itself
+    when it is the probabilities, as the compiler recorded it (``logits``)."""
+    from .errors import UserError
+
+    spec = classifier(module) or {}
+    y = np.asarray(y, dtype=np.float64)
+    logits = spec.get("logits")
+    if logits is None and spec.get("kind") == "binary":  # a module from before "logits"
+        logits = threshold_of(module) == 0.0
+    if logits is None:
+        raise UserError("the module does not record whether its output is logits or "
+                        "probabilities (it was compiled by an older bpc)",
+                        "compile the spec again (bpc compile)")
+    if not logits:
+        return y
+    if spec.get("kind") == "binary":
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-y))
+    axis = int(spec.get("class_axis", -1))
+    e = np.exp(y - np.max(y, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def classes_and_probability(module, y) -> tuple[np.ndarray, np.ndarray]:
+    """The predicted class of each example and the probability the model gives it."""
+    p = probabilities(module, y)
+    spec = classifier(module) or {}
+    if spec.get("kind") == "binary":
+        c = (np.asarray(y) > threshold_of(module)).astype(np.int64)
+        return c, np.where(c == 1, p, 1.0 - p)
+    axis = int(spec.get("class_axis", -1))
+    c = np.argmax(p, axis=axis)
+    return c, np.take_along_axis(p, np.expand_dims(c, axis), axis).squeeze(axis)
 
 
 def target_class(module, t) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-HELP = "parse and type/shape-check specs; print errors or 'ok'"
+HELP = "parse and type/shape-check specs; print errors and warnings, or 'ok'"
 
 
 def add_arguments(p) -> None:
@@ -18,10 +18,11 @@ def run(args) -> int:
     failed = False
     for path in args.specs:
         try:
-            check_file(path)
+            prog = check_file(path)
         except SpecError as e:
             failed = True
             print(e.render(), file=sys.stderr)
             continue
-        print(f"{path}: ok")
+        count = len(prog.warnings)
+        print(f"{path}: ok" + (f" ({count} warning{'s' if count > 1 else ''})" if count else ""))
     return 1 if failed else 0

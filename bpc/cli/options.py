@@ -73,15 +73,17 @@ def add_trained_arguments(p) -> None:
                         "its parameters, and the state (batch norm's running "
                         "statistics) inference reads")
     p.add_argument("--data", type=data_flag,
-                   help="as for bpc train (default: the spec's data line)")
+                   help="as for bpc train: a .npz, .csv or .npy file (x.npy,t.npy), or a "
+                        "built-in data set (default: the spec's data line)")
     p.add_argument("--split", choices=["train", "test"],
                    help="which part of the data (default: test when there is one)")
 
 
-def trained(args):
+def trained(args, targets: bool = True):
     """(module, params, state, arrays, split name, data name) for ``bpc predict`` and
     ``bpc eval``: the model, the checkpoint's parameters and state (refused if of another
-    model, the state verified against the model's STATE) and the examples."""
+    model, the state verified against the model's STATE) and the examples (with
+    ``targets=False``, the inputs are enough: data without labels, to predict on)."""
     from bpc.runtime.checkpoint import checkpoint_params
     from bpc.runtime.data import conform, load
     from bpc.runtime.loader import load_model
@@ -94,10 +96,10 @@ def trained(args):
     # The data as the run drew it (its data seed: the same test split), else the spec's.
     seed = run.get("data_seed", (config.get("train") or {}).get("data_seed") or 0)
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
-    dataset = load(args.data if args.data else config.get("data"), module, seed)
+    dataset = load(args.data if args.data else config.get("data"), module, seed, targets)
     split = args.split or ("test" if dataset.test else "train")
     arrays = dataset.test if split == "test" else dataset.train
     if not arrays:
         raise UserError(f"{dataset.name} has no {split} split", "use --split train")
-    return module, params, state, conform(arrays, module, f"{split} data ({dataset.name})"), \
-        split, dataset.name
+    return module, params, state, conform(arrays, module, f"{split} data ({dataset.name})",
+                                          targets), split, dataset.name

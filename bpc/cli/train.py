@@ -16,8 +16,10 @@ HELP = "train a spec (or a generated module) on its data"
 def add_arguments(p) -> None:
     p.add_argument("spec", metavar="SPEC", help="a .bp spec, or a module written by bpc compile")
     p.add_argument("--data", type=data_flag,
-                   help="a .npz or .csv file, or a built-in data set: xor, "
-                        "spiral[:n=100,classes=3], sine[:n=200], digits, mnist")
+                   help="a .npz or .csv file, .npy files (x.npy,t.npy: the inputs then "
+                        "the targets, in the spec's order; or x=a.npy,t=b.npy), or a "
+                        "built-in data set: xor, spiral[:n=100,classes=3], sine[:n=200], "
+                        "digits, mnist")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=train_flag("epochs"),
                         help="passes over the training data")

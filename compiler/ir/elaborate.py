@@ -22,6 +22,7 @@ from .expressions import Expressions
 from .implied_output import as_written, implied_output
 from .primitives import data_roles
 from .training_config import data_config, optimizer_config, train_config
+from .unused import warn_unused
 
 
 def elaborate(spec: ast.Spec, diags: Diagnostics, train: bool = True,
@@ -125,6 +126,7 @@ class _Elaborator(Declarations, Expressions):
                 self.diags.warning(f"state '{bd.name}' is never used: no batch_norm reads "
                                    "or updates it", bd.span,
                                    "pass it to batch_norm as its mean or var, or remove it")
+        warn_unused(params, targets, forward, loss, self.diags)
         _mark_label_targets(forward)
         uses = matmul_uses([b.node for b in forward],
                            {b.node.id: b.name for b in [*inputs, *targets, *params, *forward]})

@@ -30,9 +30,11 @@ RECOGNISED = ("softmax_cross_entropy, sigmoid_cross_entropy, cross_entropy of a 
 
 
 def head(prog: Program) -> tuple[dict | None, str | None]:
-    """(accuracy, why not): ``accuracy`` = {"target", "kind", "class_axis", "threshold"}
-    (class_axis: the output's axis of classes, for "labels"/"onehot", and for "onehot"
-    ``target_class_axis``, the target's; threshold: where a "binary" prediction flips),
+    """(accuracy, why not): ``accuracy`` = {"target", "kind", "class_axis", "threshold",
+    "logits"} (class_axis: the output's axis of classes, for "labels"/"onehot", and for
+    "onehot" ``target_class_axis``, the target's; threshold: where a "binary" prediction
+    flips; logits: whether the output is logits, whose softmax or sigmoid gives the
+    probabilities, rather than the probabilities themselves),
     or None and a reason (None: a regression, or nothing to predict)."""
     forward = {bd.name: bd.node for bd in prog.forward}
     output = forward.get(prog.output) if prog.output else None
@@ -51,11 +53,14 @@ def head(prog: Program) -> tuple[dict | None, str | None]:
             axis = _class_axis(output, n.args[0])
             if axis is not None:
                 t = n.args[2]
+                logits = not (output.op == "softmax" or output.op == "transpose"
+                              and output.args[0].op == "softmax")
                 if labels(t, n.args[0]):
                     return {"target": targets[t.id], "kind": "labels", "class_axis": axis,
-                            "threshold": None}, None
+                            "threshold": None, "logits": logits}, None
                 return {"target": targets[t.id], "kind": "onehot", "class_axis": axis,
-                        "target_class_axis": len(t.shape) - 1, "threshold": None}, None
+                        "target_class_axis": len(t.shape) - 1, "threshold": None,
+                        "logits": logits}, None
         elif n.op == "sigmoid_xent" and n.args[1].id in targets:
             fused.append("sigmoid_cross_entropy")
             z, t = n.args[0], n.args[1]
@@ -68,7 +73,7 @@ def head(prog: Program) -> tuple[dict | None, str | None]:
         if p.id == output.id and p.op == "softmax" and t.shape == p.shape and \
                 len(axes) == 1 and isinstance(p.shape[axes[0]], int):  # a fixed class count
             return {"target": targets[t.id], "kind": "onehot", "class_axis": axes[0],
-                    "target_class_axis": axes[0], "threshold": None}, None
+                    "target_class_axis": axes[0], "threshold": None, "logits": False}, None
     squared = _squared_errors(read, targets)
     for y, t in squared:
         if y.id == output.id and y.op == "sigmoid" and t.shape == y.shape:
@@ -89,7 +94,8 @@ def head(prog: Program) -> tuple[dict | None, str | None]:
 
 
 def _binary(target: str, threshold: float) -> dict:
-    return {"target": target, "kind": "binary", "class_axis": None, "threshold": threshold}
+    return {"target": target, "kind": "binary", "class_axis": None, "threshold": threshold,
+            "logits": threshold == 0.0}
 
 
 def _is(node: Node, op: str, arg: Node) -> bool:

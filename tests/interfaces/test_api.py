@@ -193,7 +193,7 @@ def test_params_eval_predict(xor_run, tmp_path):
     r = bpc_cmd("predict", XOR, "--checkpoint", out, "-o", tmp_path / "p.csv")
     assert r.returncode == 0, r.stderr
     rows = (tmp_path / "p.csv").read_text().splitlines()
-    assert rows[0] == "x[0],x[1],y" and len(rows) == 5
+    assert rows[0] == "x[0],x[1],y,class,probability" and len(rows) == 5  # a classifier
     table = np.array([[float(v) for v in row.split(",")] for row in rows[1:]])
     np.testing.assert_allclose(table[:, 2], model.predict(ckpt.params, x=table[:, :2]).ravel(),
                                rtol=1e-7)

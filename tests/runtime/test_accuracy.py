@@ -84,10 +84,10 @@ def test_the_compiler_says_which_output_predicts_which_target():
     assert head(program_from_text(AUTOENCODER)) == (None, (
         "target 't' is read by no loss, so no prediction is compared with it"))
     assert head(program_from_text(COLUMNS))[0] == {
-        "target": "t", "kind": "labels", "class_axis": 0, "threshold": None}
+        "target": "t", "kind": "labels", "class_axis": 0, "threshold": None, "logits": True}
     assert head(program_from_text(SOFTMAX_THEN_CROSS_ENTROPY))[0] == {
         "target": "t", "kind": "onehot", "class_axis": 1, "target_class_axis": 1,
-        "threshold": None}
+        "threshold": None, "logits": False}
     assert head(program_from_text(SOFTMAX_THEN_CROSS_ENTROPY.replace(
         "output p = softmax(x @ W)", "output p = softmax(x @ W, axis=0)")))[0] is None
     acc, why = head(program_from_text(OTHER_OUTPUT))
@@ -176,7 +176,8 @@ output p = softmax(W @ x, axis=0)
 loss L = cross_entropy(p, t)
 """)
     assert m.CONFIG["accuracy"] == {"target": "t", "kind": "onehot", "class_axis": 0,
-                                    "target_class_axis": 0, "threshold": None}
+                                    "target_class_axis": 0, "threshold": None,
+                                    "logits": False}
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, size=50)
     x, t = np.eye(64)[:, labels * 6], np.eye(10)[:, labels]  # separable: one pixel each
