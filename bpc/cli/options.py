@@ -75,8 +75,9 @@ def add_trained_arguments(p) -> None:
     p.add_argument("--data", type=data_flag,
                    help="as for bpc train: a .npz, .csv or .npy file (x.npy,t.npy), or a "
                         "built-in data set (default: the spec's data line)")
-    p.add_argument("--split", choices=["train", "test"],
-                   help="which part of the data (default: test when there is one)")
+    p.add_argument("--split", choices=["train", "validation", "test"],
+                   help="which part of the data (default: test when there is one); a run "
+                        "trained with --validation held its validation part out of train")
 
 
 def trained(args, targets: bool = True):
@@ -98,8 +99,26 @@ def trained(args, targets: bool = True):
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
     dataset = load(args.data if args.data else config.get("data"), module, seed, targets)
     split = args.split or ("test" if dataset.test else "train")
-    arrays = dataset.test if split == "test" else dataset.train
+    arrays = dataset.test if split == "test" else held_out(dataset, module, run, seed, split,
+                                                                   targets)
     if not arrays:
         raise UserError(f"{dataset.name} has no {split} split", "use --split train")
     return module, params, state, conform(arrays, module, f"{split} data ({dataset.name})",
                                           targets), split, dataset.name
+
+
+def held_out(dataset, module, run: dict, seed: int, split: str, targets: bool) -> dict:
+    """The ``train`` or ``validation`` part of a data set's training examples as the run
+    split them (its --validation fraction, drawn from its data seed)."""
+    from bpc.runtime.data import batch_axes, conform
+    from bpc.runtime.datasets import validation_split
+
+    fraction = run.get("validation")
+    if not isinstance(fraction, float) or not 0 < fraction < 1 or not dataset.train:
+        if split == "validation":
+            raise UserError("the run held no validation data out (it was trained without "
+                            "--validation)", "use --split train or --split test")
+        return dataset.train
+    arrays = conform(dataset.train, module, f"training data ({dataset.name})", targets)
+    train, validation = validation_split(arrays, batch_axes(module), fraction, seed)
+    return validation if split == "validation" else train

@@ -2,6 +2,7 @@
 that are not overwritten: through ``train``, the Python API and the command line (in a
 subprocess, as a user runs it), and a kill-and-resume of a run that stops early."""
 
+import csv
 import json
 import os
 import random
@@ -133,6 +134,28 @@ def test_validation_is_a_spec_setting_and_a_flag(tmp_path):
     assert r.returncode == 1 and "'validation' must be a number in [0, 1), not 1" in r.stderr
     r = run_bpc("train", SPIRAL, "--validation", "1.5", "--out", tmp_path / "b")
     assert r.returncode == 2 and "--validation: must be a number in [0, 1)" in r.stderr
+
+
+def test_eval_splits_the_data_as_the_run_did(tmp_path):
+    """bpc eval's train split is what the run trained on, and its validation split the
+    examples it validated on: the same numbers as the run's last history row."""
+    out = tmp_path / "run"
+    r = run_bpc("train", SPIRAL, "--epochs", "3", "--validation", "0.2", "--data-seed", "4",
+                "--eval-every", "1", "--out", out, "-q")
+    assert r.returncode == 0, r.stderr
+    with open(out / "history.csv", newline="") as f:
+        row = list(csv.DictReader(f))[-1]
+    said = {}
+    for split in ("train", "validation"):
+        r = run_bpc("eval", SPIRAL, "--checkpoint", out, "--split", split)
+        assert r.returncode == 0, r.stderr
+        said[split] = r.stdout
+    assert "192 examples" in said["train"] and "48 examples" in said["validation"]
+    assert f"{float(row['val_acc']):.2%}" in said["validation"]
+    assert f"{float(row['train_acc']):.2%}" in said["train"]
+    r = run_bpc("train", SPIRAL, "--epochs", "1", "--out", tmp_path / "plain", "-q")
+    r = run_bpc("eval", SPIRAL, "--checkpoint", tmp_path / "plain", "--split", "validation")
+    assert r.returncode == 1 and "held no validation data out" in r.stderr
 
 
 def test_validation_problems_are_reported(tmp_path):
