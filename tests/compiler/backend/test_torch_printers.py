@@ -68,3 +68,15 @@ def test_a_name_the_torch_module_uses_is_a_located_error(name):
     with pytest.raises(SpecError) as e:
         Compilation.from_text(text, "m.bp", target="torch").text
     assert f"m.bp:4:1: error: '{name}' cannot name a value" in str(e.value)
+
+
+def test_compile_and_show_take_the_target(tmp_path):
+    from conftest import run_bpc
+
+    done = run_bpc("compile", "specs/xor.bp", "--target", "torch", "-o", tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = (tmp_path / "xor_torch.py").read_text()
+    assert written == Compilation.from_file("specs/xor.bp", target="torch").text
+    shown = run_bpc("show", "specs/xor.bp", "--target", "torch", "--color", "never")
+    assert shown.returncode == 0 and "\nimport torch\n" in shown.stdout
+    assert "--target torch --style textbook" in shown.stdout
