@@ -405,7 +405,10 @@ class Graph:
         return self.svg
 
 
-def _from_source(source: str, spec: str | None, path: str | None, name: str) -> Model:
+def _from_source(source: str, spec: str | None, path: str | None, name: str,
+                 checked: bool = True) -> Model:
+    """The model of a module's ``source``; ``checked``: its ``predict`` checks NumPy
+    inputs first (a torch module's takes tensors, on their device, unchecked)."""
     from pathlib import Path
 
     module = Model(name)
@@ -414,33 +417,37 @@ def _from_source(source: str, spec: str | None, path: str | None, name: str) -> 
     module.source, module.spec, module.path = source, spec, path
     if path:
         module._bpc_folder = Path(path).resolve().parent  # relative data paths
-    return _checked_predict(module)
+    return _checked_predict(module) if checked else module
 
 
-def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.compile
-    """Compile a spec (its text, or the path of a .bp file) into a ``Model``.
+def compile(text_or_path, style: str = "fast",  # noqa: A001 - bpc.compile
+            target: str = "numpy") -> Model:
+    """Compile a spec (its text, or the path of a .bp file) into a ``Model``
+    (``target="torch"``: the PyTorch module, docs/API.md).
     Spec errors raise ``bpc.compiler.errors.SpecError`` whose ``str`` is the
     ``file:line:col: error:`` message with its caret. One line of text is a path when
     that file exists, else spec text (``_is_path``)."""
     from pathlib import Path
 
-    from bpc.compiler.compilation import STYLES, Compilation
+    from bpc.compiler.compilation import STYLES, TARGETS, Compilation
     from bpc.runtime.errors import UserError
 
     if not isinstance(style, str) or style not in STYLES:
         raise UserError(f"style= must be one of {', '.join(STYLES)}, not {style!r}")
+    if not isinstance(target, str) or target not in TARGETS:
+        raise UserError(f"target= must be one of {', '.join(TARGETS)}, not {target!r}")
     if _is_path(text_or_path):
         path = str(text_or_path)
         if not Path(path).is_file():
             raise UserError(f"{path}: no such file", "one line ending in .bp that does not "
                             "parse as a spec is read as a path" if isinstance(
                                 text_or_path, str) else None)
-        comp = Compilation.from_file(path, style=style)
+        comp = Compilation.from_file(path, style=style, target=target)
         spec = comp.spec.source
     else:
         path, spec = None, text_or_path
-        comp = Compilation.from_text(spec, "<spec>", style=style)
-    model = _from_source(comp.text, spec, path, comp.name)
+        comp = Compilation.from_text(spec, "<spec>", style=style, target=target)
+    model = _from_source(comp.text, spec, path, comp.name, checked=target == "numpy")
     model._bpc_compilation = comp
     return model
 
