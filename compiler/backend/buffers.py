@@ -158,7 +158,11 @@ def plan(statements: list[Statement], returns: list[str],
             for r in sharing([node], i)[0]:
                 buffers[r].escapes = True
             buffers[i] = _Buffer([], -1, False, False, False, False)
-            steps.append(Step(st, [f"{st.target} = {st.expr}"], helpers=st.helpers))
+            if _updates_in_place(st, statements):  # the caller's array, which it holds
+                steps.append(Step(st, [f"{st.name} {PRIMITIVES[node.op].augmented} {st.args[1]}"],
+                                  helpers=st.arg_helpers))
+            else:
+                steps.append(Step(st, [f"{st.target} = {st.expr}"], helpers=st.helpers))
             continue
         prim = PRIMITIVES[node.op]
         buffers[i] = _Buffer([i], last_read[i], st.name in returned, True, True,
@@ -230,6 +234,19 @@ def plan(statements: list[Statement], returns: list[str],
                                     if statements[j].name not in step.release)
         steps.append(step)
     return steps
+
+
+def _updates_in_place(st: Statement, statements: list[Statement]) -> bool:
+    """Whether a state update ``s + delta`` (the fast form of a running statistic) can be
+    written ``s += delta`` into the state's own array: the array the caller's ``state``
+    holds, which no other statement reads."""
+    node, aug = st.node, PRIMITIVES[st.node.op].augmented
+    if not isinstance(aug, str) or len(node.args) != 2:
+        return False
+    leaf = node.args[0]
+    return (leaf.op == "state" and leaf.attr("name") == st.name and leaf.shape == node.shape
+            and leaf.dtype == node.dtype
+            and not any(st.name in other.reads for other in statements if other is not st))
 
 
 def _fresh_operand(st: Statement) -> int | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from .body import Facts, _body
+from .body import Facts, _body, differentiated_steps
 from ..ir import NAMED_LEAVES, Binding, Program, random_sites, topo_order
 from ..ir.primitives import PRIMITIVES, format_number
 from .printer import Printer
@@ -288,10 +288,7 @@ def _mode_note(prog: Program, training: bool, facts: Facts, gradient: bool = Tru
         if facts.updates_state:
             parts.append("batch_norm normalizes with the batch's own mean and variance, "
                          "and updates the running ones in ``state`` (a dict, changed in "
-                         "place)" + ("; its backward pass goes through each step of the "
-                                     "normalization (mu, xc, var, std, xn), the book's "
-                                     "computational graph, not a fused formula"
-                                     if gradient else ""))
+                         "place)" + (_batch_norm_backward(prog) if gradient else ""))
         return "Training mode: " + "; ".join(parts) + "."
     if dropout:
         parts.append("dropout is the identity")
@@ -302,6 +299,14 @@ def _mode_note(prog: Program, training: bool, facts: Facts, gradient: bool = Tru
         parts.append("it takes ``state`` as every function of this module does, but "
                      "computes nothing from it")
     return "Inference mode: " + "; ".join(parts) + "."
+
+
+def _batch_norm_backward(prog: Program) -> str:
+    if differentiated_steps(prog):
+        return ("; its backward pass goes through each step of the normalization (mu, xc, "
+                "var, std, xn), the book's computational graph, not a fused formula")
+    return ("; its backward pass is the closed form, dx = gamma / std * (g - mean(g) - xn * "
+            "mean(g * xn)), from xn and std alone")
 
 
 def with_updates(prog: Program, bindings: list[Binding]) -> list[Binding]:
