@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ShapeError
-from .core import MUL, defop, derived, ex, paren
+from .core import MUL, defop, derived, ex, expand, paren
 
 
 def _scale_shape(args, attrs):
@@ -39,6 +39,7 @@ def _scale_vjp(b, n, g):
     them), so the forward keeps only xn and std."""
     x, gamma, std, xn = n.args
     axes, frame = n.attr("axis"), std.shape
+    g = expand(b, g, n)  # a lazily broadcast adjoint (sum(h)'s): the sums need its axes
     count = b.count(x, axes)
     s1 = _per_feature(b, b.op("sum", g, axis=axes, keepdims=False), frame)
     s2 = _per_feature(b, b.op("sum", b.op("mul", xn, g), axis=axes, keepdims=False), frame)
