@@ -43,11 +43,6 @@ CONFIG = {
 }
 
 
-def _sigmoid(x):
-    """1 / (1 + exp(-x)), without overflow for large |x|."""
-    return np.exp(-np.logaddexp(0, -x))
-
-
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
@@ -71,12 +66,11 @@ def predict(params, x):
     b2 = params["b2"]
     a1 = x @ W1
     a1 += b1
-    z1 = _sigmoid(a1)
-    del a1
+    z1 = _sigmoid_tanh(a1, out=a1)
     a2 = z1 @ W2
     a2 += b2
-    del z1
-    y = _sigmoid(a2)
+    del a1, z1
+    y = _sigmoid_tanh(a2, out=a2)
     return y
 
 
@@ -90,12 +84,11 @@ def loss(params, x, t) -> float:
     b2 = params["b2"]
     a1 = x @ W1
     a1 += b1
-    z1 = _sigmoid(a1)
-    del a1
+    z1 = _sigmoid_tanh(a1, out=a1)
     a2 = z1 @ W2
     a2 += b2
-    del z1
-    y = _sigmoid(a2)
+    del a1, z1
+    y = _sigmoid_tanh(a2, out=a2)
     L = np.mean((y - t) ** 2)
     return float(L)
 
@@ -117,12 +110,10 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # forward
     a1 = x @ W1
     a1 += b1
-    z1 = _sigmoid(a1)
-    del a1
+    z1 = _sigmoid_tanh(a1, out=a1)
     a2 = z1 @ W2
     a2 += b2
-    y = _sigmoid(a2)
-    del a2
+    y = _sigmoid_tanh(a2, out=a2)
     L_sub = y - t  # [N, 1], used 2 times
     L = np.mean(L_sub**2)
 
@@ -133,7 +124,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     del L_sub
     # y = sigmoid(a2) (sigmoid'(x) = s (1 - s), from the output s)
     dL_da2 = np.multiply(y * (1 - y), dL_dy, out=dL_dy)
-    del y
+    del a2, y
     # a2 = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))

@@ -33,7 +33,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from ..ir import NAMED_LEAVES, Node, batch_sized
-from ..ir.primitives import PRIMITIVES
+from ..ir.primitives import PRIMITIVES, styled
 from .printer import Statement
 
 
@@ -72,6 +72,7 @@ def plan(statements: list[Statement], returns: list[str],
                 for st in statements]
     into = into or {}
     returned = set(returns)
+    table = styled(style)  # the fast style's forms: the out= of _sigmoid_tanh
 
     # Which statement first binds each node: a later statement prints that node as a
     # name of that buffer (a state update binds no name the function reads again; a
@@ -159,12 +160,12 @@ def plan(statements: list[Statement], returns: list[str],
                 buffers[r].escapes = True
             buffers[i] = _Buffer([], -1, False, False, False, False)
             if _updates_in_place(st, statements):  # the caller's array, which it holds
-                steps.append(Step(st, [f"{st.name} {PRIMITIVES[node.op].augmented} {st.args[1]}"],
+                steps.append(Step(st, [f"{st.name} {table[node.op].augmented} {st.args[1]}"],
                                   helpers=st.arg_helpers))
             else:
                 steps.append(Step(st, [f"{st.target} = {st.expr}"], helpers=st.helpers))
             continue
-        prim = PRIMITIVES[node.op]
+        prim = table[node.op]
         buffers[i] = _Buffer([i], last_read[i], st.name in returned, True, True,
                              batch_sized(node.shape))
         code = [f"{st.name} = {st.expr}"]
@@ -209,7 +210,7 @@ def plan(statements: list[Statement], returns: list[str],
                 merge({reused[1], i})
                 helpers = st.arg_helpers
             else:
-                k = _fresh_operand(st) if node.shape != () else None
+                k = _fresh_operand(st, prim) if node.shape != () else None
                 if k is not None and sharing([node.args[k]], i) != (set(), False):
                     k = None  # may be a view of a named value: not fresh after all
                 if k is not None and callable(prim.augmented):  # dL_dx[:, :3] += dL_dh
@@ -249,13 +250,13 @@ def _updates_in_place(st: Statement, statements: list[Statement]) -> bool:
             and not any(st.name in other.reads for other in statements if other is not st))
 
 
-def _fresh_operand(st: Statement) -> int | None:
+def _fresh_operand(st: Statement, prim) -> int | None:
     """Which operand is a freshly computed array of the result's shape, to update in
     place (``a1 = x @ W1; a1 += b1``): the left one, or the right one of + and *."""
     node = st.node
-    if not PRIMITIVES[node.op].augmented or not st.inline_fresh:
+    if not prim.augmented or not st.inline_fresh:
         return None
-    order = (0, 1) if PRIMITIVES[node.op].augmented in ("+=", "*=") else (0,)
+    order = (0, 1) if prim.augmented in ("+=", "*=") else (0,)
     for k in order:
         arg = node.args[k]
         if st.inline_fresh[k] and arg.shape == node.shape and arg.dtype == node.dtype:

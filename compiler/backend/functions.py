@@ -200,7 +200,7 @@ def _loss_function(prog: Program, style: str, gradient: bool, fmt: bool = True):
     bindings = with_updates(prog, _needed(prog, [prog.loss] + [
         s for u in prog.updates for s in u.sources]))
     args = _data_args(prog, bindings, with_targets=True)
-    p = Printer(prog, lets=style == "textbook")
+    p = Printer(prog, lets=style == "textbook", style=style)
     if not gradient:
         body, facts = _body(prog, p, bindings, [prog.loss], args, sections=False,
                             style=style, fmt=fmt)

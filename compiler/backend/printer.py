@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..ir import NAMED_LEAVES, Binding, Node, Program, batch_sized, fmt_shape
 from ..names import fresh
-from ..ir.primitives import ATOM, PRIMITIVES
+from ..ir.primitives import ATOM, PRIMITIVES, styled
 from .pyfmt import STATEMENT_WIDTH
 
 _SAFE_COMMENT = set(" !#$%&()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`"
@@ -71,11 +71,14 @@ _NOTHING: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
 
 class Printer:
-    def __init__(self, prog: Program, lets: bool = False):
+    def __init__(self, prog: Program, lets: bool = False, style: str = "textbook"):
         """``lets``: print a constant the spec named with ``let`` by that name (the
-        textbook style, which defines the names at module level), not as its number."""
+        textbook style, which defines the names at module level), not as its number;
+        ``style``: whose forms of the ops to print (``styled``: the fast style's
+        ``_sigmoid_tanh`` where the textbook's is ``_sigmoid``)."""
         self.prog = prog
         self.lets = lets
+        self.table = styled(style)
         # Printed (text, precedence) per node: a node shared inline (a view, a constant)
         # is printed once, so printing a DAG is linear in its size, not in its unfolding.
         self._printed: dict[int, tuple[str, int]] = {}
@@ -107,7 +110,7 @@ class Printer:
                 stack.append((n, True))
                 stack.extend((a, False) for a in n.args if a.id not in self._printed)
                 continue
-            prim = PRIMITIVES[n.op]
+            prim = self.table[n.op]
             args = [self._printed[a.id] for a in n.args]
             self._printed[n.id] = prim.emit(args, dict(n.attrs), n)
             self._uses[n.id] = _union([self._uses[a.id] for a in prim.printed(n)],
@@ -296,7 +299,7 @@ def _split_long_line(prog: Program, p: Printer, bd: Binding):
 def _longest_line(p: Printer, bd: Binding) -> int:
     """The statement's longest line. An op that updates its first argument in place
     (``index_add``) prints as that argument, then one line per update."""
-    augmented = PRIMITIVES[bd.node.op].augmented
+    augmented = p.table[bd.node.op].augmented
     if callable(augmented):
         args = [p.text(a) for a in bd.node.args]
         lines = [f"{bd.name} = {args[0]}", *augmented(args, dict(bd.node.attrs), bd.name)]
@@ -304,7 +307,7 @@ def _longest_line(p: Printer, bd: Binding) -> int:
     # A gradient may be computed into the caller's buffer: room for ', out=grads.get("W")'
     # (when its op can write into one).
     room = len(f', out=grads.get("{bd.name}")') \
-        if bd.kind == "grad" and PRIMITIVES[bd.node.op].out_form is not None else 0
+        if bd.kind == "grad" and p.table[bd.node.op].out_form is not None else 0
     return len(bd.name) + 3 + room + len(p.text(bd.node))
 
 
@@ -345,7 +348,7 @@ def _split_huge_line(prog: Program, p: Printer, bd: Binding):
             work.extend((a, False) for a in n.args if a.id not in length)
             continue
         args = [printed(a) for a in n.args]
-        text = PRIMITIVES[n.op].emit(args, dict(n.attrs), n)
+        text = p.table[n.op].emit(args, dict(n.attrs), n)
         if n is bd.node or not fits(n, len(text[0])):
             # Name the longest fitting arguments until this node fits.
             candidates = sorted(
@@ -356,7 +359,7 @@ def _split_huge_line(prog: Program, p: Printer, bd: Binding):
             for a in candidates:
                 chosen.append(a)
                 chosen_ids.add(a.id)
-                text = PRIMITIVES[n.op].emit([printed(a) for a in n.args], dict(n.attrs), n)
+                text = p.table[n.op].emit([printed(a) for a in n.args], dict(n.attrs), n)
                 if (len(bd.name) + 3 + len(text[0]) <= STATEMENT_WIDTH if n is bd.node
                         else fits(n, len(text[0]))):
                     break

@@ -20,7 +20,7 @@ from . import arithmetic, convolution, elementwise, indexing, linalg, losses, mo
 from . import kernels, normalization, reductions  # noqa: F401
 from .convolution import out_size
 from .core import (ATOM, PRIMITIVES, Primitive, broadcast_shapes, data_roles, expand,
-                   format_number, keep_axes, paren)
+                   format_number, keep_axes, paren, styled)
 from .indexing import index_text, indexed_shape, take
 from .losses import labels
 
@@ -34,4 +34,4 @@ HELPERS: dict[str, str] = {
 
 __all__ = ["ATOM", "HELPERS", "PRIMITIVES", "Primitive", "broadcast_shapes", "data_roles",
            "expand", "format_number", "index_text", "indexed_shape", "keep_axes", "labels",
-           "out_size", "paren", "take"]
+           "out_size", "paren", "styled", "take"]

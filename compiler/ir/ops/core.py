@@ -11,7 +11,7 @@ argument), ``binop`` (an elementwise function of two broadcasting arguments) and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -130,6 +130,10 @@ class Primitive:
     # alive, exactly what the printed statements need.
     unprinted: tuple[int, ...] | Callable[[dict], tuple[int, ...]] = ()
     helpers: tuple[str, ...] = ()
+    # The fast style's form, where it differs: (field, value) pairs replacing the
+    # printing fields (``emit``, ``out_form``, ``helpers``) with a cheaper NumPy form of
+    # the same function (``styled``). The evaluator keeps the reference form.
+    fast: tuple[tuple[str, object], ...] = ()
 
     def result_dtype(self, args, default: str) -> str:
         if self.keeps_dtype and args:
@@ -156,6 +160,17 @@ class Primitive:
 
 
 PRIMITIVES: dict[str, Primitive] = {}
+_STYLED: dict[str, dict[str, Primitive]] = {}
+
+
+def styled(style: str) -> dict[str, Primitive]:
+    """The op table as a code style prints it: the fast style's forms (``Primitive.fast``)
+    in the fast style, the reference forms otherwise."""
+    fast = style == "fast"
+    if len(_STYLED.get(style, ())) != len(PRIMITIVES):
+        _STYLED[style] = {name: replace(p, **dict(p.fast)) if fast and p.fast else p
+                          for name, p in PRIMITIVES.items()}
+    return _STYLED[style]
 
 
 def defop(name: str, **fields) -> Primitive:
@@ -331,16 +346,21 @@ REDUCTION_EXAMPLES = (ex((2, 3)), ex((3,), axis=(0,)), ex((2, 3), axis=(1,)),
 
 
 def unop(name: str, *, rule: str, derivative=None, vjp=None, numpy: str | None = None,
-         evaluate=None, examples=UNARY_EXAMPLES, **fields) -> Primitive:
+         evaluate=None, examples=UNARY_EXAMPLES, fast: str | None = None,
+         **fields) -> Primitive:
     """An elementwise function of one argument, printed as ``numpy(x)`` (by default
     ``np.name``, evaluated as that NumPy function); its vjp is ``derivative(b, x, out)``
-    times g, or a whole ``vjp`` (neither: zero)."""
+    times g, or a whole ``vjp`` (neither: zero). ``fast``: a helper computing the same
+    function faster, ``fast(x, out=None)``, which the fast style prints instead."""
     if vjp is None:
         vjp = factor(derivative) if derivative else no_gradient
     fn = numpy or f"np.{name}"
     fields.setdefault("emit", call(fn))
     fields.setdefault("out_form", f"{fn}({{0}}, out={{out}})" if fn.startswith("np.") else None)
     fields.setdefault("helpers", () if fn.startswith("np.") else (fn,))
+    if fast:
+        fields["fast"] = (("emit", call(fast)), ("out_form", f"{fast}({{0}}, out={{out}})"),
+                          ("helpers", (fast,)))
     if evaluate is None:
         evaluate = _ufunc(getattr(np, name))
     return defop(name, arity=1, shape=same, evaluate=evaluate, vjp=vjp, rule=rule,
