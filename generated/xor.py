@@ -43,6 +43,19 @@ CONFIG = {
 }
 
 
+def _sigmoid_tanh(x, out=None):
+    """1 / (1 + exp(-x)) as 0.5 * tanh(x / 2) + 0.5: no overflow, about 10 times faster
+    than exp(-logaddexp(0, -x)) (bench/fast_forms.py). Its absolute error is within the
+    dtype's epsilon; far below 0 it is 0 (float64: x < -37), a tiny sigmoid's place."""
+    s = np.multiply(x, 0.5, out=out)
+    if not isinstance(s, np.ndarray):  # a scalar: nothing to work in place
+        return 0.5 * np.tanh(s) + 0.5
+    np.tanh(s, out=s)
+    s *= 0.5
+    s += 0.5
+    return s
+
+
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {

@@ -199,16 +199,19 @@ def plan(statements: list[Statement], returns: list[str],
                             and buffers[r].writable and free_after(r, i):
                         reused = (arg_name, r)
                         break
+            # An out= form calls NumPy, or the op's own helper (``_sigmoid_tanh(a,
+            # out=a)``, the fast style's); an augmented update calls neither.
+            out_helpers = st.arg_helpers | frozenset(prim.helpers)
             if direct is not None:  # straight into the caller's buffer
                 code = [f"{st.name} = {direct}"]
                 computed_into = True
-                helpers = st.arg_helpers
+                helpers = out_helpers
                 buffers[i].owned = buffers[i].writable = False
             elif reused is not None:
                 code = [f"{st.name} = "
                         + prim.write_into(list(st.args), dict(node.attrs), reused[0])]
                 merge({reused[1], i})
-                helpers = st.arg_helpers
+                helpers = out_helpers
             else:
                 k = _fresh_operand(st, prim) if node.shape != () else None
                 if k is not None and sharing([node.args[k]], i) != (set(), False):
