@@ -258,52 +258,42 @@ def predict(params, x, *, state):
     bn5_running_var = state["bn5_running_var"]
     a1 = x @ W1
     a1 += b1
-    bn1_xn = a1 - bn1_running_mean
+    bn1_xn = np.subtract(a1, bn1_running_mean, out=a1)
     bn1_xn /= np.sqrt(bn1_running_var + 1e-06)
-    del a1
-    bn1 = bn1_gamma * bn1_xn
+    bn1 = np.multiply(bn1_gamma, bn1_xn, out=bn1_xn)
     bn1 += bn1_beta
-    del bn1_xn
     z1 = np.maximum(bn1, 0, out=bn1)
     a2 = z1 @ W2
     a2 += b2
-    del bn1, z1
-    bn2_xn = a2 - bn2_running_mean
+    del a1, bn1_xn, bn1, z1
+    bn2_xn = np.subtract(a2, bn2_running_mean, out=a2)
     bn2_xn /= np.sqrt(bn2_running_var + 1e-06)
-    del a2
-    bn2 = bn2_gamma * bn2_xn
+    bn2 = np.multiply(bn2_gamma, bn2_xn, out=bn2_xn)
     bn2 += bn2_beta
-    del bn2_xn
     z2 = np.maximum(bn2, 0, out=bn2)
     a3 = z2 @ W3
     a3 += b3
-    del bn2, z2
-    bn3_xn = a3 - bn3_running_mean
+    del a2, bn2_xn, bn2, z2
+    bn3_xn = np.subtract(a3, bn3_running_mean, out=a3)
     bn3_xn /= np.sqrt(bn3_running_var + 1e-06)
-    del a3
-    bn3 = bn3_gamma * bn3_xn
+    bn3 = np.multiply(bn3_gamma, bn3_xn, out=bn3_xn)
     bn3 += bn3_beta
-    del bn3_xn
     z3 = np.maximum(bn3, 0, out=bn3)
     a4 = z3 @ W4
     a4 += b4
-    del bn3, z3
-    bn4_xn = a4 - bn4_running_mean
+    del a3, bn3_xn, bn3, z3
+    bn4_xn = np.subtract(a4, bn4_running_mean, out=a4)
     bn4_xn /= np.sqrt(bn4_running_var + 1e-06)
-    del a4
-    bn4 = bn4_gamma * bn4_xn
+    bn4 = np.multiply(bn4_gamma, bn4_xn, out=bn4_xn)
     bn4 += bn4_beta
-    del bn4_xn
     z4 = np.maximum(bn4, 0, out=bn4)
     a5 = z4 @ W5
     a5 += b5
-    del bn4, z4
-    bn5_xn = a5 - bn5_running_mean
+    del a4, bn4_xn, bn4, z4
+    bn5_xn = np.subtract(a5, bn5_running_mean, out=a5)
     bn5_xn /= np.sqrt(bn5_running_var + 1e-06)
-    del a5
-    bn5 = bn5_gamma * bn5_xn
+    bn5 = np.multiply(bn5_gamma, bn5_xn, out=bn5_xn)
     bn5 += bn5_beta
-    del bn5_xn
     z5 = np.maximum(bn5, 0, out=bn5)
     y = z5 @ W6
     y += b6
@@ -357,52 +347,42 @@ def loss(params, x, t, *, state, training=False) -> float:
     bn5_running_var = state["bn5_running_var"]
     a1 = x @ W1
     a1 += b1
-    bn1_xn = a1 - bn1_running_mean
+    bn1_xn = np.subtract(a1, bn1_running_mean, out=a1)
     bn1_xn /= np.sqrt(bn1_running_var + 1e-06)
-    del a1
-    bn1 = bn1_gamma * bn1_xn
+    bn1 = np.multiply(bn1_gamma, bn1_xn, out=bn1_xn)
     bn1 += bn1_beta
-    del bn1_xn
     z1 = np.maximum(bn1, 0, out=bn1)
     a2 = z1 @ W2
     a2 += b2
-    del bn1, z1
-    bn2_xn = a2 - bn2_running_mean
+    del a1, bn1_xn, bn1, z1
+    bn2_xn = np.subtract(a2, bn2_running_mean, out=a2)
     bn2_xn /= np.sqrt(bn2_running_var + 1e-06)
-    del a2
-    bn2 = bn2_gamma * bn2_xn
+    bn2 = np.multiply(bn2_gamma, bn2_xn, out=bn2_xn)
     bn2 += bn2_beta
-    del bn2_xn
     z2 = np.maximum(bn2, 0, out=bn2)
     a3 = z2 @ W3
     a3 += b3
-    del bn2, z2
-    bn3_xn = a3 - bn3_running_mean
+    del a2, bn2_xn, bn2, z2
+    bn3_xn = np.subtract(a3, bn3_running_mean, out=a3)
     bn3_xn /= np.sqrt(bn3_running_var + 1e-06)
-    del a3
-    bn3 = bn3_gamma * bn3_xn
+    bn3 = np.multiply(bn3_gamma, bn3_xn, out=bn3_xn)
     bn3 += bn3_beta
-    del bn3_xn
     z3 = np.maximum(bn3, 0, out=bn3)
     a4 = z3 @ W4
     a4 += b4
-    del bn3, z3
-    bn4_xn = a4 - bn4_running_mean
+    del a3, bn3_xn, bn3, z3
+    bn4_xn = np.subtract(a4, bn4_running_mean, out=a4)
     bn4_xn /= np.sqrt(bn4_running_var + 1e-06)
-    del a4
-    bn4 = bn4_gamma * bn4_xn
+    bn4 = np.multiply(bn4_gamma, bn4_xn, out=bn4_xn)
     bn4 += bn4_beta
-    del bn4_xn
     z4 = np.maximum(bn4, 0, out=bn4)
     a5 = z4 @ W5
     a5 += b5
-    del bn4, z4
-    bn5_xn = a5 - bn5_running_mean
+    del a4, bn4_xn, bn4, z4
+    bn5_xn = np.subtract(a5, bn5_running_mean, out=a5)
     bn5_xn /= np.sqrt(bn5_running_var + 1e-06)
-    del a5
-    bn5 = bn5_gamma * bn5_xn
+    bn5 = np.multiply(bn5_gamma, bn5_xn, out=bn5_xn)
     bn5 += bn5_beta
-    del bn5_xn
     z5 = np.maximum(bn5, 0, out=bn5)
     y = z5 @ W6
     y += b6
@@ -542,16 +522,16 @@ def loss_and_grad(
     # backward
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax) - t
+    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
+    dL_dy -= t
     dL_dy /= x.shape[0]
-    del y, L_log_softmax
     # y = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
     del bn5, z5
     dL_dz5 = dL_dy @ W6.T
-    del dL_dy
+    del y, L_log_softmax, dL_dy
     # z5 = relu(bn5) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
     del z5_mask
@@ -560,19 +540,18 @@ def loss_and_grad(
     dL_dbn5_beta = np.sum(dL_dbn5, axis=0, out=grads.get("bn5_beta"))
     dL_dbn5_gamma = np.sum(bn5_xn * dL_dbn5, axis=0, out=grads.get("bn5_gamma"))
     # bn5_grad_mean: [N, 100]
-    bn5_grad_mean = bn5_xn * (dL_dbn5_gamma / x.shape[0])
+    bn5_grad_mean = np.multiply(bn5_xn, dL_dbn5_gamma / x.shape[0], out=bn5_xn)
     bn5_grad_mean += dL_dbn5_beta / x.shape[0]
-    del a5, bn5_xc, bn5_xn
-    dL_da5 = dL_dbn5 - bn5_grad_mean
+    dL_da5 = np.subtract(dL_dbn5, bn5_grad_mean, out=dL_dbn5)
     dL_da5 *= bn5_gamma / bn5_std
-    del dL_dz5, dL_dbn5, bn5_grad_mean
+    del a5, bn5_xc, bn5_xn, bn5_grad_mean
     # a5 = z4 @ W5 + b5 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db5 = np.sum(dL_da5, axis=0, out=grads.get("b5"))
     dL_dW5 = np.matmul(z4.T, dL_da5, out=grads.get("W5"))
     z4_mask = z4 > 0  # [N, 100] bool, taken now so z4 can be released
     del bn4, z4
     dL_dz4 = dL_da5 @ W5.T
-    del dL_da5
+    del dL_dz5, dL_dbn5, dL_da5
     # z4 = relu(bn4) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn4 = np.multiply(z4_mask, dL_dz4, out=dL_dz4)
     del z4_mask
@@ -581,19 +560,18 @@ def loss_and_grad(
     dL_dbn4_beta = np.sum(dL_dbn4, axis=0, out=grads.get("bn4_beta"))
     dL_dbn4_gamma = np.sum(bn4_xn * dL_dbn4, axis=0, out=grads.get("bn4_gamma"))
     # bn4_grad_mean: [N, 100]
-    bn4_grad_mean = bn4_xn * (dL_dbn4_gamma / x.shape[0])
+    bn4_grad_mean = np.multiply(bn4_xn, dL_dbn4_gamma / x.shape[0], out=bn4_xn)
     bn4_grad_mean += dL_dbn4_beta / x.shape[0]
-    del a4, bn4_xc, bn4_xn
-    dL_da4 = dL_dbn4 - bn4_grad_mean
+    dL_da4 = np.subtract(dL_dbn4, bn4_grad_mean, out=dL_dbn4)
     dL_da4 *= bn4_gamma / bn4_std
-    del dL_dz4, dL_dbn4, bn4_grad_mean
+    del a4, bn4_xc, bn4_xn, bn4_grad_mean
     # a4 = z3 @ W4 + b4 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db4 = np.sum(dL_da4, axis=0, out=grads.get("b4"))
     dL_dW4 = np.matmul(z3.T, dL_da4, out=grads.get("W4"))
     z3_mask = z3 > 0  # [N, 100] bool, taken now so z3 can be released
     del bn3, z3
     dL_dz3 = dL_da4 @ W4.T
-    del dL_da4
+    del dL_dz4, dL_dbn4, dL_da4
     # z3 = relu(bn3) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn3 = np.multiply(z3_mask, dL_dz3, out=dL_dz3)
     del z3_mask
@@ -602,19 +580,18 @@ def loss_and_grad(
     dL_dbn3_beta = np.sum(dL_dbn3, axis=0, out=grads.get("bn3_beta"))
     dL_dbn3_gamma = np.sum(bn3_xn * dL_dbn3, axis=0, out=grads.get("bn3_gamma"))
     # bn3_grad_mean: [N, 100]
-    bn3_grad_mean = bn3_xn * (dL_dbn3_gamma / x.shape[0])
+    bn3_grad_mean = np.multiply(bn3_xn, dL_dbn3_gamma / x.shape[0], out=bn3_xn)
     bn3_grad_mean += dL_dbn3_beta / x.shape[0]
-    del a3, bn3_xc, bn3_xn
-    dL_da3 = dL_dbn3 - bn3_grad_mean
+    dL_da3 = np.subtract(dL_dbn3, bn3_grad_mean, out=dL_dbn3)
     dL_da3 *= bn3_gamma / bn3_std
-    del dL_dz3, dL_dbn3, bn3_grad_mean
+    del a3, bn3_xc, bn3_xn, bn3_grad_mean
     # a3 = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_da3, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_da3, out=grads.get("W3"))
     z2_mask = z2 > 0  # [N, 100] bool, taken now so z2 can be released
     del bn2, z2
     dL_dz2 = dL_da3 @ W3.T
-    del dL_da3
+    del dL_dz3, dL_dbn3, dL_da3
     # z2 = relu(bn2) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn2 = np.multiply(z2_mask, dL_dz2, out=dL_dz2)
     del z2_mask
@@ -623,19 +600,18 @@ def loss_and_grad(
     dL_dbn2_beta = np.sum(dL_dbn2, axis=0, out=grads.get("bn2_beta"))
     dL_dbn2_gamma = np.sum(bn2_xn * dL_dbn2, axis=0, out=grads.get("bn2_gamma"))
     # bn2_grad_mean: [N, 100]
-    bn2_grad_mean = bn2_xn * (dL_dbn2_gamma / x.shape[0])
+    bn2_grad_mean = np.multiply(bn2_xn, dL_dbn2_gamma / x.shape[0], out=bn2_xn)
     bn2_grad_mean += dL_dbn2_beta / x.shape[0]
-    del a2, bn2_xc, bn2_xn
-    dL_da2 = dL_dbn2 - bn2_grad_mean
+    dL_da2 = np.subtract(dL_dbn2, bn2_grad_mean, out=dL_dbn2)
     dL_da2 *= bn2_gamma / bn2_std
-    del dL_dz2, dL_dbn2, bn2_grad_mean
+    del a2, bn2_xc, bn2_xn, bn2_grad_mean
     # a2 = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))
     z1_mask = z1 > 0  # [N, 100] bool, taken now so z1 can be released
     del bn1, z1
     dL_dz1 = dL_da2 @ W2.T
-    del dL_da2
+    del dL_dz2, dL_dbn2, dL_da2
     # z1 = relu(bn1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
     del z1_mask
@@ -644,10 +620,9 @@ def loss_and_grad(
     dL_dbn1_beta = np.sum(dL_dbn1, axis=0, out=grads.get("bn1_beta"))
     dL_dbn1_gamma = np.sum(bn1_xn * dL_dbn1, axis=0, out=grads.get("bn1_gamma"))
     # bn1_grad_mean: [N, 100]
-    bn1_grad_mean = bn1_xn * (dL_dbn1_gamma / x.shape[0])
+    bn1_grad_mean = np.multiply(bn1_xn, dL_dbn1_gamma / x.shape[0], out=bn1_xn)
     bn1_grad_mean += dL_dbn1_beta / x.shape[0]
-    del a1, bn1_xc, bn1_xn
-    dL_da1 = dL_dbn1 - bn1_grad_mean
+    dL_da1 = np.subtract(dL_dbn1, bn1_grad_mean, out=dL_dbn1)
     dL_da1 *= bn1_gamma / bn1_std
     # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))
@@ -848,45 +823,40 @@ def _loss_and_grad_inference(
     a1 = x @ W1
     a1 += b1
     bn1_xn_sqrt = np.sqrt(bn1_running_var + 1e-06)  # [100], used 2 times
-    bn1_xn = a1 - bn1_running_mean
+    bn1_xn = np.subtract(a1, bn1_running_mean, out=a1)
     bn1_xn /= bn1_xn_sqrt
-    del a1
     bn1 = bn1_gamma * bn1_xn
     bn1 += bn1_beta
     z1 = np.maximum(bn1, 0, out=bn1)
     a2 = z1 @ W2
     a2 += b2
     bn2_xn_sqrt = np.sqrt(bn2_running_var + 1e-06)  # [100], used 2 times
-    bn2_xn = a2 - bn2_running_mean
+    bn2_xn = np.subtract(a2, bn2_running_mean, out=a2)
     bn2_xn /= bn2_xn_sqrt
-    del a2
     bn2 = bn2_gamma * bn2_xn
     bn2 += bn2_beta
     z2 = np.maximum(bn2, 0, out=bn2)
     a3 = z2 @ W3
     a3 += b3
     bn3_xn_sqrt = np.sqrt(bn3_running_var + 1e-06)  # [100], used 2 times
-    bn3_xn = a3 - bn3_running_mean
+    bn3_xn = np.subtract(a3, bn3_running_mean, out=a3)
     bn3_xn /= bn3_xn_sqrt
-    del a3
     bn3 = bn3_gamma * bn3_xn
     bn3 += bn3_beta
     z3 = np.maximum(bn3, 0, out=bn3)
     a4 = z3 @ W4
     a4 += b4
     bn4_xn_sqrt = np.sqrt(bn4_running_var + 1e-06)  # [100], used 2 times
-    bn4_xn = a4 - bn4_running_mean
+    bn4_xn = np.subtract(a4, bn4_running_mean, out=a4)
     bn4_xn /= bn4_xn_sqrt
-    del a4
     bn4 = bn4_gamma * bn4_xn
     bn4 += bn4_beta
     z4 = np.maximum(bn4, 0, out=bn4)
     a5 = z4 @ W5
     a5 += b5
     bn5_xn_sqrt = np.sqrt(bn5_running_var + 1e-06)  # [100], used 2 times
-    bn5_xn = a5 - bn5_running_mean
+    bn5_xn = np.subtract(a5, bn5_running_mean, out=a5)
     bn5_xn /= bn5_xn_sqrt
-    del a5
     bn5 = bn5_gamma * bn5_xn
     bn5 += bn5_beta
     z5 = np.maximum(bn5, 0, out=bn5)
@@ -899,16 +869,16 @@ def _loss_and_grad_inference(
     # backward
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax) - t
+    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
+    dL_dy -= t
     dL_dy /= x.shape[0]
-    del y, L_log_softmax
     # y = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
     del bn5, z5
     dL_dz5 = dL_dy @ W6.T
-    del dL_dy
+    del y, L_log_softmax, dL_dy
     # z5 = relu(bn5) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
     del z5_mask
@@ -916,7 +886,7 @@ def _loss_and_grad_inference(
     #   the chain rule back through its step bn5_xn
     dL_dbn5_beta = np.sum(dL_dbn5, axis=0, out=grads.get("bn5_beta"))
     dL_dbn5_gamma = np.sum(bn5_xn * dL_dbn5, axis=0, out=grads.get("bn5_gamma"))
-    del bn5_xn
+    del a5, bn5_xn
     dL_dbn5_xn = np.multiply(bn5_gamma, dL_dbn5, out=dL_dbn5)
     dL_da5 = np.divide(dL_dbn5_xn, bn5_xn_sqrt, out=dL_dbn5_xn)
     # a5 = z4 @ W5 + b5 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -933,7 +903,7 @@ def _loss_and_grad_inference(
     #   the chain rule back through its step bn4_xn
     dL_dbn4_beta = np.sum(dL_dbn4, axis=0, out=grads.get("bn4_beta"))
     dL_dbn4_gamma = np.sum(bn4_xn * dL_dbn4, axis=0, out=grads.get("bn4_gamma"))
-    del bn4_xn
+    del a4, bn4_xn
     dL_dbn4_xn = np.multiply(bn4_gamma, dL_dbn4, out=dL_dbn4)
     dL_da4 = np.divide(dL_dbn4_xn, bn4_xn_sqrt, out=dL_dbn4_xn)
     # a4 = z3 @ W4 + b4 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -950,7 +920,7 @@ def _loss_and_grad_inference(
     #   the chain rule back through its step bn3_xn
     dL_dbn3_beta = np.sum(dL_dbn3, axis=0, out=grads.get("bn3_beta"))
     dL_dbn3_gamma = np.sum(bn3_xn * dL_dbn3, axis=0, out=grads.get("bn3_gamma"))
-    del bn3_xn
+    del a3, bn3_xn
     dL_dbn3_xn = np.multiply(bn3_gamma, dL_dbn3, out=dL_dbn3)
     dL_da3 = np.divide(dL_dbn3_xn, bn3_xn_sqrt, out=dL_dbn3_xn)
     # a3 = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -967,7 +937,7 @@ def _loss_and_grad_inference(
     #   the chain rule back through its step bn2_xn
     dL_dbn2_beta = np.sum(dL_dbn2, axis=0, out=grads.get("bn2_beta"))
     dL_dbn2_gamma = np.sum(bn2_xn * dL_dbn2, axis=0, out=grads.get("bn2_gamma"))
-    del bn2_xn
+    del a2, bn2_xn
     dL_dbn2_xn = np.multiply(bn2_gamma, dL_dbn2, out=dL_dbn2)
     dL_da2 = np.divide(dL_dbn2_xn, bn2_xn_sqrt, out=dL_dbn2_xn)
     # a2 = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -984,7 +954,7 @@ def _loss_and_grad_inference(
     #   the chain rule back through its step bn1_xn
     dL_dbn1_beta = np.sum(dL_dbn1, axis=0, out=grads.get("bn1_beta"))
     dL_dbn1_gamma = np.sum(bn1_xn * dL_dbn1, axis=0, out=grads.get("bn1_gamma"))
-    del bn1_xn
+    del a1, bn1_xn
     dL_dbn1_xn = np.multiply(bn1_gamma, dL_dbn1, out=dL_dbn1)
     dL_da1 = np.divide(dL_dbn1_xn, bn1_xn_sqrt, out=dL_dbn1_xn)
     # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)

@@ -132,9 +132,8 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
 
     # backward
     # loss L = mse(y, t) (d mean(x) = mean(dx): the adjoint / count to every element)
-    dL_dy = 2 * L_sub
+    dL_dy = np.multiply(2, L_sub, out=L_sub)
     dL_dy *= 1.0 / x.shape[0]
-    del L_sub
     # y = sigmoid(a2) (sigmoid'(x) = s (1 - s), from the output s)
     dL_da2 = np.multiply(y * (1 - y), dL_dy, out=dL_dy)
     del a2, y
@@ -142,7 +141,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))
     dL_dz1 = dL_da2 @ W2.T
-    del dL_dy, dL_da2
+    del L_sub, dL_dy, dL_da2
     # z1 = sigmoid(a1) (sigmoid'(x) = s (1 - s), from the output s)
     dL_da1 = np.multiply(z1 * (1 - z1), dL_dz1, out=dL_dz1)
     # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)

@@ -195,7 +195,7 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     statements = schedule(prog, bindings, printer, early_masks=style == "fast")
     backward = {bd.name: bd for bd in prog.backward}
     forward = {bd.name: bd for bd in prog.forward}
-    planned = plan(statements, returns, into, style)
+    planned = plan(statements, returns, into, style, printer)
     facts, states_read = _facts(prog, statements, planned)
     lines = _prologue(prog, args, facts.reads, statements, returns, states_read)
     if facts.into_grads:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from ..ir import NAMED_LEAVES, Node, batch_sized
 from ..ir.primitives import PRIMITIVES, styled
-from .printer import Statement
+from .printer import Printer, Statement
 
 
 @dataclass
@@ -61,10 +61,13 @@ class _Buffer:
 
 
 def plan(statements: list[Statement], returns: list[str],
-         into: dict[str, str] | None = None, style: str = "fast") -> list[Step]:
+         into: dict[str, str] | None = None, style: str = "fast",
+         printer: Printer | None = None) -> list[Step]:
     """Steps for ``statements``; ``into`` maps a returned name to a caller's buffer
     expression (``grads.get("W1")``) that its value is computed into when it can be.
-    In the ``textbook`` style each statement is one plain assignment."""
+    In the ``textbook`` style each statement is one plain assignment. ``printer``
+    (the one that printed the statements) lets an elementwise chain be computed in
+    place along its length (``chain``)."""
     if style not in STYLES:
         raise ValueError(f"unknown code style {style!r}; expected one of {STYLES}")
     if style == "textbook":
@@ -143,6 +146,45 @@ def plan(statements: list[Statement], returns: list[str],
                 stack.extend(n.args[k] for k in PRIMITIVES[n.op].viewed(n))
         return roots, foreign
 
+    def chain(node: Node, name: str, i: int, later: frozenset[str], top: bool = False):
+        """An elementwise chain computed in place into a dead value's buffer, which
+        ``name`` then holds: ``dL_dy = np.exp(L_log_softmax, out=L_log_softmax)`` then
+        ``dL_dy -= t`` for ``np.exp(L_log_softmax) - t``, ``np.multiply(y, 1 - y,
+        out=y)`` then ``*= dL_dy`` for ``y * (1 - y) * dL_dy``. Down the operand that
+        is freshly computed at the result's shape (an augmented update of it by the
+        others), to an operation with an operand whose buffer dies here and that no
+        later line (``later``: the names they read) reads: (lines, that buffer), or
+        None. ``top``: only the way down (the statement's own out= is planned apart)."""
+        prim = table[node.op]
+        if printer is None or not prim.elementwise or node.shape == ():
+            return None
+        if isinstance(prim.augmented, str):
+            for k in (0, 1) if prim.augmented in ("+=", "*=") else (0,):
+                a = node.args[k]
+                if a.id in printer.names or a.op in NAMED_LEAVES or a.is_const \
+                        or table[a.op].cheap or table[a.op].viewed(a) \
+                        or a.shape != node.shape or a.dtype != node.dtype:
+                    continue
+                other = node.args[1 - k]
+                inner = chain(a, name, i, later | printer.reads(other))
+                if inner is None:
+                    return None
+                return inner[0] + [f"{name} {prim.augmented} {printer.text(other)}"], inner[1]
+        if top or not prim.out_form:
+            return None
+        for a in node.args:
+            j = bound.get(a.id)
+            if j is None or j >= i or a.shape != node.shape or a.dtype != node.dtype:
+                continue
+            r = find(j)
+            members = {statements[m].name for m in buffers[r].members}
+            if printer.text(a) in members and buffers[r].writable and free_after(r, i) \
+                    and not members & later:
+                args = [printer.text(x) for x in node.args]
+                return [f"{name} = " + prim.write_into(args, dict(node.attrs),
+                                                       printer.text(a))], r
+        return None
+
     allocates_batch = [not st.alias and not PRIMITIVES[st.node.op].cheap
                        and batch_sized(st.node.shape) for st in statements]
     later_alloc = [False] * len(statements)  # a batch-sized allocation comes after i
@@ -189,7 +231,10 @@ def plan(statements: list[Statement], returns: list[str],
             direct = prim.write_into(list(st.args), dict(node.attrs), target) \
                 if target else None
             reused = None
-            if direct is None and node.shape != () and prim.out_form and prim.elementwise:
+            chained = chain(node, st.name, i, frozenset(), top=True) \
+                if direct is None else None
+            if direct is None and chained is None and node.shape != () and prim.out_form \
+                    and prim.elementwise:
                 for k, arg_name in enumerate(st.arg_names):
                     arg = node.args[k]
                     if arg_name is None or bound.get(arg.id, i) >= i:
@@ -207,6 +252,9 @@ def plan(statements: list[Statement], returns: list[str],
                 computed_into = True
                 helpers = out_helpers
                 buffers[i].owned = buffers[i].writable = False
+            elif chained is not None:  # in place along an elementwise chain
+                code = chained[0]
+                merge({chained[1], i})
             elif reused is not None:
                 code = [f"{st.name} = "
                         + prim.write_into(list(st.args), dict(node.attrs), reused[0])]
