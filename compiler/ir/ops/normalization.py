@@ -1,10 +1,11 @@
 """Batch normalization's fused scale: the fast style's closed-form backward.
 
 The textbook style differentiates batch norm through its steps (``mu, xc, var, std,
-xn``: the book's computational graph, ~8 passes over the batch per layer). The fast
-style (``passes/fast_forms.py``) writes the scale ``gamma * xn`` as ``batch_norm_scale(x,
-gamma, std, xn)``, whose rule is the closed form: the adjoint goes straight to ``x``,
-none through the steps, in 4 passes and two sums (one of them beta's gradient).
+xn``: the book's computational graph, 11 elementwise passes over the batch and 4 sums per
+layer). The fast style (``passes/fast_forms.py``) writes the scale ``gamma * xn`` as
+``batch_norm_scale(x, gamma, std, xn)``, whose rule is the closed form: the adjoint goes
+straight to ``x``, none through the steps, in 5 passes and 2 sums (gamma's and beta's
+gradients among them).
 """
 
 from __future__ import annotations
