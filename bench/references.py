@@ -6,6 +6,8 @@ cross-entropy on one-hot targets, plain SGD).
 - ``FusedNet``: what a careful person writes for speed: every buffer preallocated,
   ``out=`` matmuls, in-place elementwise work, the ReLU mask from the output, no gradient
   for the input, and an in-place SGD update.
+- ``BatchNormNet``: the batch-norm MLP written the same way, with batch norm's
+  closed-form backward.
 
 Both take the same ``params`` dict (W1, b1, W2, b2, …) as the generated module.
 """
@@ -139,6 +141,89 @@ class FusedNet:
                 np.matmul(g[k], p[f"W{k + 1}"].T, out=g[k - 1])
                 np.greater(z[k - 1], 0, out=self.mask[k - 1])
                 g[k - 1] *= self.mask[k - 1]
+        return float(loss), grads
+
+    def step(self, x, t, lr):
+        loss, grads = self.loss_and_grad(x, t)
+        for k, gr in grads.items():
+            np.multiply(gr, lr, out=self.scratch[k])
+            self.params[k] -= self.scratch[k]
+        return loss
+
+
+# ----------------------------------------------------------------------------- batch norm
+class BatchNormNet:
+    """The batch-norm MLP (dense, batch norm, ReLU per hidden layer; a dense output; softmax
+    cross-entropy on one-hot targets) by hand, as a careful person writes it for speed:
+    every buffer preallocated, ``out=`` matmuls, normalization in place (only xn and std
+    kept), the closed-form backward ``dx = gamma / std * (g - mean(g) - xn mean(g xn))``
+    in place, the running statistics updated in place. ``state`` holds
+    ``bn{k}_running_mean``/``_var`` as the generated module names them."""
+
+    name = "hand-fused"
+
+    def __init__(self, params, state, depth, batch, dtype, momentum=0.9, eps=1e-6):
+        self.params, self.state, self.depth = params, state, depth
+        self.momentum, self.eps = momentum, eps
+        sizes = [params[f"W{k}"].shape[1] for k in range(1, depth + 1)]
+        self.xn = [np.empty((batch, s), dtype) for s in sizes]  # normalized, kept
+        self.z = [np.empty((batch, s), dtype) for s in sizes]  # layer outputs
+        self.g = [np.empty((batch, s), dtype) for s in sizes]  # adjoints
+        self.tmp = [np.empty((batch, s), dtype) for s in sizes]
+        self.std = [None] * depth
+        self.grads = {k: np.empty_like(v) for k, v in params.items()}
+        self.scratch = {k: np.empty_like(v) for k, v in params.items()}
+
+    def loss_and_grad(self, x, t):
+        p, depth, xn, z, g = self.params, self.depth, self.xn, self.z, self.g
+        n, keep = x.shape[0], 1 - self.momentum
+        h = x
+        for k in range(1, depth):
+            a = xn[k - 1]
+            np.matmul(h, p[f"W{k}"], out=a)
+            a += p[f"b{k}"]
+            mu = np.mean(a, axis=0)
+            a -= mu
+            var = np.mean(np.square(a, out=self.tmp[k - 1]), axis=0)
+            std = self.std[k - 1] = np.sqrt(var + self.eps)
+            a /= std
+            out = np.multiply(a, p[f"bn{k}_gamma"], out=z[k - 1])
+            out += p[f"bn{k}_beta"]
+            np.maximum(out, 0, out=out)
+            for stat, value in (("mean", mu), ("var", var)):
+                running = self.state[f"bn{k}_running_{stat}"]
+                value -= running
+                value *= keep
+                running += value
+            h = out
+        logits = z[-1]
+        np.matmul(h, p[f"W{depth}"], out=logits)
+        logits += p[f"b{depth}"]
+        logits -= np.max(logits, axis=1, keepdims=True)
+        probs = g[-1]
+        np.exp(logits, out=probs)
+        s = np.sum(probs, axis=1, keepdims=True)
+        probs /= s
+        loss = -(np.vdot(t, logits) - np.sum(np.log(s))) / n  # t rows sum to 1
+        probs -= t
+        probs /= n
+        grads = self.grads
+        for k in range(depth, 0, -1):
+            below = x if k == 1 else z[k - 2]
+            np.matmul(below.T, g[k - 1], out=grads[f"W{k}"])
+            np.sum(g[k - 1], axis=0, out=grads[f"b{k}"])
+            if k == 1:
+                break
+            dz = g[k - 2]  # the adjoint of layer k-1's output, then of its pre-activation
+            np.matmul(g[k - 1], p[f"W{k}"].T, out=dz)
+            dz *= below > 0
+            j, x_n, tmp = k - 1, xn[k - 2], self.tmp[k - 2]
+            dbeta = np.sum(dz, axis=0, out=grads[f"bn{j}_beta"])
+            dgamma = np.sum(np.multiply(x_n, dz, out=tmp), axis=0, out=grads[f"bn{j}_gamma"])
+            np.multiply(x_n, dgamma / n, out=tmp)
+            tmp += dbeta / n
+            dz -= tmp
+            dz *= p[f"bn{j}_gamma"] / self.std[j - 1]
         return float(loss), grads
 
     def step(self, x, t, lr):

@@ -6,6 +6,8 @@
         .grad        with its backward pass
         .program     optimized: what the module computes ("opt")
         .inference   the optimized program in inference mode (None: the same program)
+        .coded       the training program the module is printed from: ``program``, or in
+                     the fast style ``fast_program`` (its fast forms, passes/fast_forms.py)
         .named       the IR with every value named, differentiated (``bpc graph``)
         .generated   the module's text and the binding each line was printed from
         .text        the module's text
@@ -34,6 +36,7 @@ from .frontend.load import load_file, load_text, too_deep_is_an_error
 from .ir import Binding, Program, random_sites
 from .ir.elaborate import elaborate
 from .passes.autodiff import differentiate
+from .passes.fast_forms import fast_forms
 from .passes.optimize import optimize
 from .vocab import DTYPES
 
@@ -125,6 +128,23 @@ class Compilation:
         return self._once("opt", lambda: self._run(optimize, self.grad))
 
     @property
+    def fast_program(self) -> Program:
+        """The fast style's training program: ``ir`` with the fast forms
+        (``passes/fast_forms.py``: batch norm's closed-form backward, running statistics
+        updated in place), differentiated and optimized; ``program`` itself when no fast
+        form applies."""
+        def make():
+            fast = self._run(fast_forms, self.ir)
+            return self.program if fast is self.ir else \
+                self._run(optimize, self._run(differentiate, fast))
+        return self._once("fast", make)
+
+    @property
+    def coded(self) -> Program:
+        """The training program the module is printed from, in this compilation's style."""
+        return self.fast_program if self.style == "fast" else self.program
+
+    @property
     def inference(self) -> Program | None:
         """The optimized program in inference mode, or None when training and inference
         do not differ (no dropout, no batch norm)."""
@@ -180,7 +200,7 @@ class Compilation:
         """The module's text and line origins (``codegen.GeneratedModule``)."""
         from .backend.codegen import generate_module
 
-        prog, infer = self.program, self.inference
+        prog, infer = self.coded, self.inference
         with gc_paused(), too_deep_is_an_error(self.spec.path, None):
             return generate_module(prog, self.spec.path, fmt=self.layout, style=self.style,
                                    inference=infer, target_name=self.target)
@@ -196,7 +216,7 @@ class Compilation:
         to the equation it differentiates; a running statistic's update to the equation
         that computes it. (A line reading an input or a parameter is not mapped.)"""
         bindings: dict[str, Binding] = {}  # by name, the training program's first
-        for prog in filter(None, (self.inference, self.program)):
+        for prog in filter(None, (self.inference, self.coded)):
             bindings.update((bd.name, bd) for bd in prog.all_bindings())
         found: dict[str, int | None] = {}
 

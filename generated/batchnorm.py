@@ -98,18 +98,11 @@ CONFIG = {
         "bn5_running_var",
     ],
     "memory": {
-        "kept": {"": 4000, "N": 12672},
+        "kept": {"": 4000, "N": 8672},
         "moments": [
             ("z4", ("N", 100), "float64", {"": 80000, "N": 1600}, False, "relu"),
             ("z3", ("N", 100), "float64", {"": 80000, "N": 1600}, False, "relu"),
-            (
-                "the matmul of line 13",
-                ("N", 100),
-                "float64",
-                {"N": 1312},
-                True,
-                "matmul",
-            ),
+            ("a1", ("N", 100), "float64", {"": 800, "N": 1600}, True, "add"),
         ],
     },
     "accuracy": {
@@ -266,52 +259,42 @@ def predict(params, x, *, state):
     bn5_running_var = state["bn5_running_var"]
     a1 = x @ W1
     a1 += b1
-    bn1_xn = a1 - bn1_running_mean
+    bn1_xn = np.subtract(a1, bn1_running_mean, out=a1)
     bn1_xn /= np.sqrt(bn1_running_var + 1e-06)
-    del a1
-    bn1 = bn1_gamma * bn1_xn
+    bn1 = np.multiply(bn1_gamma, bn1_xn, out=bn1_xn)
     bn1 += bn1_beta
-    del bn1_xn
     z1 = np.maximum(bn1, 0, out=bn1)
     a2 = z1 @ W2
     a2 += b2
-    del bn1, z1
-    bn2_xn = a2 - bn2_running_mean
+    del a1, bn1_xn, bn1, z1
+    bn2_xn = np.subtract(a2, bn2_running_mean, out=a2)
     bn2_xn /= np.sqrt(bn2_running_var + 1e-06)
-    del a2
-    bn2 = bn2_gamma * bn2_xn
+    bn2 = np.multiply(bn2_gamma, bn2_xn, out=bn2_xn)
     bn2 += bn2_beta
-    del bn2_xn
     z2 = np.maximum(bn2, 0, out=bn2)
     a3 = z2 @ W3
     a3 += b3
-    del bn2, z2
-    bn3_xn = a3 - bn3_running_mean
+    del a2, bn2_xn, bn2, z2
+    bn3_xn = np.subtract(a3, bn3_running_mean, out=a3)
     bn3_xn /= np.sqrt(bn3_running_var + 1e-06)
-    del a3
-    bn3 = bn3_gamma * bn3_xn
+    bn3 = np.multiply(bn3_gamma, bn3_xn, out=bn3_xn)
     bn3 += bn3_beta
-    del bn3_xn
     z3 = np.maximum(bn3, 0, out=bn3)
     a4 = z3 @ W4
     a4 += b4
-    del bn3, z3
-    bn4_xn = a4 - bn4_running_mean
+    del a3, bn3_xn, bn3, z3
+    bn4_xn = np.subtract(a4, bn4_running_mean, out=a4)
     bn4_xn /= np.sqrt(bn4_running_var + 1e-06)
-    del a4
-    bn4 = bn4_gamma * bn4_xn
+    bn4 = np.multiply(bn4_gamma, bn4_xn, out=bn4_xn)
     bn4 += bn4_beta
-    del bn4_xn
     z4 = np.maximum(bn4, 0, out=bn4)
     a5 = z4 @ W5
     a5 += b5
-    del bn4, z4
-    bn5_xn = a5 - bn5_running_mean
+    del a4, bn4_xn, bn4, z4
+    bn5_xn = np.subtract(a5, bn5_running_mean, out=a5)
     bn5_xn /= np.sqrt(bn5_running_var + 1e-06)
-    del a5
-    bn5 = bn5_gamma * bn5_xn
+    bn5 = np.multiply(bn5_gamma, bn5_xn, out=bn5_xn)
     bn5 += bn5_beta
-    del bn5_xn
     z5 = np.maximum(bn5, 0, out=bn5)
     y = z5 @ W6
     y += b6
@@ -365,52 +348,42 @@ def loss(params, x, t, *, state, training=False) -> float:
     bn5_running_var = state["bn5_running_var"]
     a1 = x @ W1
     a1 += b1
-    bn1_xn = a1 - bn1_running_mean
+    bn1_xn = np.subtract(a1, bn1_running_mean, out=a1)
     bn1_xn /= np.sqrt(bn1_running_var + 1e-06)
-    del a1
-    bn1 = bn1_gamma * bn1_xn
+    bn1 = np.multiply(bn1_gamma, bn1_xn, out=bn1_xn)
     bn1 += bn1_beta
-    del bn1_xn
     z1 = np.maximum(bn1, 0, out=bn1)
     a2 = z1 @ W2
     a2 += b2
-    del bn1, z1
-    bn2_xn = a2 - bn2_running_mean
+    del a1, bn1_xn, bn1, z1
+    bn2_xn = np.subtract(a2, bn2_running_mean, out=a2)
     bn2_xn /= np.sqrt(bn2_running_var + 1e-06)
-    del a2
-    bn2 = bn2_gamma * bn2_xn
+    bn2 = np.multiply(bn2_gamma, bn2_xn, out=bn2_xn)
     bn2 += bn2_beta
-    del bn2_xn
     z2 = np.maximum(bn2, 0, out=bn2)
     a3 = z2 @ W3
     a3 += b3
-    del bn2, z2
-    bn3_xn = a3 - bn3_running_mean
+    del a2, bn2_xn, bn2, z2
+    bn3_xn = np.subtract(a3, bn3_running_mean, out=a3)
     bn3_xn /= np.sqrt(bn3_running_var + 1e-06)
-    del a3
-    bn3 = bn3_gamma * bn3_xn
+    bn3 = np.multiply(bn3_gamma, bn3_xn, out=bn3_xn)
     bn3 += bn3_beta
-    del bn3_xn
     z3 = np.maximum(bn3, 0, out=bn3)
     a4 = z3 @ W4
     a4 += b4
-    del bn3, z3
-    bn4_xn = a4 - bn4_running_mean
+    del a3, bn3_xn, bn3, z3
+    bn4_xn = np.subtract(a4, bn4_running_mean, out=a4)
     bn4_xn /= np.sqrt(bn4_running_var + 1e-06)
-    del a4
-    bn4 = bn4_gamma * bn4_xn
+    bn4 = np.multiply(bn4_gamma, bn4_xn, out=bn4_xn)
     bn4 += bn4_beta
-    del bn4_xn
     z4 = np.maximum(bn4, 0, out=bn4)
     a5 = z4 @ W5
     a5 += b5
-    del bn4, z4
-    bn5_xn = a5 - bn5_running_mean
+    del a4, bn4_xn, bn4, z4
+    bn5_xn = np.subtract(a5, bn5_running_mean, out=a5)
     bn5_xn /= np.sqrt(bn5_running_var + 1e-06)
-    del a5
-    bn5 = bn5_gamma * bn5_xn
+    bn5 = np.multiply(bn5_gamma, bn5_xn, out=bn5_xn)
     bn5 += bn5_beta
-    del bn5_xn
     z5 = np.maximum(bn5, 0, out=bn5)
     y = z5 @ W6
     y += b6
@@ -427,8 +400,8 @@ def loss_and_grad(
 
     By default (``training=True``) training mode: batch_norm normalizes with the
     batch's own mean and variance, and updates the running ones in ``state`` (a dict,
-    changed in place); its backward pass goes through each step of the normalization
-    (mu, xc, var, std, xn), the book's computational graph, not a fused formula.
+    changed in place); its backward pass is the closed form, dx = gamma / std * (g -
+    mean(g) - xn * mean(g * xn)), from xn and std alone.
 
     With ``training=False``: the gradient of ``loss()``. Inference mode: batch_norm
     uses the running mean and variance in ``state`` (init_state(), then as training
@@ -482,12 +455,12 @@ def loss_and_grad(
     bn1_xc = np.subtract(a1, bn1_mu, out=a1)
     bn1_var = np.mean(bn1_xc**2, axis=0)
     bn1_std = np.sqrt(bn1_var + 1e-06)
-    bn1_xn = bn1_xc / bn1_std
+    bn1_xn = np.divide(bn1_xc, bn1_std, out=bn1_xc)
     bn1 = bn1_gamma * bn1_xn
     bn1 += bn1_beta
     # running statistics, which inference mode normalizes with
-    state["bn1_running_mean"] = 0.9 * bn1_running_mean + 0.1 * bn1_mu
-    state["bn1_running_var"] = 0.9 * bn1_running_var + 0.1 * bn1_var
+    bn1_running_mean += 0.1 * (bn1_mu - bn1_running_mean)
+    bn1_running_var += 0.1 * (bn1_var - bn1_running_var)
     z1 = np.maximum(bn1, 0, out=bn1)
     a2 = z1 @ W2
     a2 += b2
@@ -495,12 +468,12 @@ def loss_and_grad(
     bn2_xc = np.subtract(a2, bn2_mu, out=a2)
     bn2_var = np.mean(bn2_xc**2, axis=0)
     bn2_std = np.sqrt(bn2_var + 1e-06)
-    bn2_xn = bn2_xc / bn2_std
+    bn2_xn = np.divide(bn2_xc, bn2_std, out=bn2_xc)
     bn2 = bn2_gamma * bn2_xn
     bn2 += bn2_beta
     # running statistics, which inference mode normalizes with
-    state["bn2_running_mean"] = 0.9 * bn2_running_mean + 0.1 * bn2_mu
-    state["bn2_running_var"] = 0.9 * bn2_running_var + 0.1 * bn2_var
+    bn2_running_mean += 0.1 * (bn2_mu - bn2_running_mean)
+    bn2_running_var += 0.1 * (bn2_var - bn2_running_var)
     z2 = np.maximum(bn2, 0, out=bn2)
     a3 = z2 @ W3
     a3 += b3
@@ -508,12 +481,12 @@ def loss_and_grad(
     bn3_xc = np.subtract(a3, bn3_mu, out=a3)
     bn3_var = np.mean(bn3_xc**2, axis=0)
     bn3_std = np.sqrt(bn3_var + 1e-06)
-    bn3_xn = bn3_xc / bn3_std
+    bn3_xn = np.divide(bn3_xc, bn3_std, out=bn3_xc)
     bn3 = bn3_gamma * bn3_xn
     bn3 += bn3_beta
     # running statistics, which inference mode normalizes with
-    state["bn3_running_mean"] = 0.9 * bn3_running_mean + 0.1 * bn3_mu
-    state["bn3_running_var"] = 0.9 * bn3_running_var + 0.1 * bn3_var
+    bn3_running_mean += 0.1 * (bn3_mu - bn3_running_mean)
+    bn3_running_var += 0.1 * (bn3_var - bn3_running_var)
     z3 = np.maximum(bn3, 0, out=bn3)
     a4 = z3 @ W4
     a4 += b4
@@ -521,12 +494,12 @@ def loss_and_grad(
     bn4_xc = np.subtract(a4, bn4_mu, out=a4)
     bn4_var = np.mean(bn4_xc**2, axis=0)
     bn4_std = np.sqrt(bn4_var + 1e-06)
-    bn4_xn = bn4_xc / bn4_std
+    bn4_xn = np.divide(bn4_xc, bn4_std, out=bn4_xc)
     bn4 = bn4_gamma * bn4_xn
     bn4 += bn4_beta
     # running statistics, which inference mode normalizes with
-    state["bn4_running_mean"] = 0.9 * bn4_running_mean + 0.1 * bn4_mu
-    state["bn4_running_var"] = 0.9 * bn4_running_var + 0.1 * bn4_var
+    bn4_running_mean += 0.1 * (bn4_mu - bn4_running_mean)
+    bn4_running_var += 0.1 * (bn4_var - bn4_running_var)
     z4 = np.maximum(bn4, 0, out=bn4)
     a5 = z4 @ W5
     a5 += b5
@@ -534,12 +507,12 @@ def loss_and_grad(
     bn5_xc = np.subtract(a5, bn5_mu, out=a5)
     bn5_var = np.mean(bn5_xc**2, axis=0)
     bn5_std = np.sqrt(bn5_var + 1e-06)
-    bn5_xn = bn5_xc / bn5_std
+    bn5_xn = np.divide(bn5_xc, bn5_std, out=bn5_xc)
     bn5 = bn5_gamma * bn5_xn
     bn5 += bn5_beta
     # running statistics, which inference mode normalizes with
-    state["bn5_running_mean"] = 0.9 * bn5_running_mean + 0.1 * bn5_mu
-    state["bn5_running_var"] = 0.9 * bn5_running_var + 0.1 * bn5_var
+    bn5_running_mean += 0.1 * (bn5_mu - bn5_running_mean)
+    bn5_running_var += 0.1 * (bn5_var - bn5_running_var)
     z5 = np.maximum(bn5, 0, out=bn5)
     y = z5 @ W6
     y += b6
@@ -550,124 +523,108 @@ def loss_and_grad(
     # backward
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax) - t
+    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
+    dL_dy -= t
     dL_dy /= x.shape[0]
-    del y, L_log_softmax
     # y = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
     del bn5, z5
     dL_dz5 = dL_dy @ W6.T
-    del dL_dy
+    del y, L_log_softmax, dL_dy
     # z5 = relu(bn5) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
     del z5_mask
     # bn5 = batch_norm(a5, bn5_gamma, bn5_beta, bn5_running_mean, bn5_running_var)
-    #   the chain rule back through its steps bn5_xn, bn5_std, bn5_var, bn5_xc, bn5_mu
+    #   batch norm's closed form: dx = gamma / std * (g - (sum(g) + xn sum(g xn)) / N)
     dL_dbn5_beta = np.sum(dL_dbn5, axis=0, out=grads.get("bn5_beta"))
     dL_dbn5_gamma = np.sum(bn5_xn * dL_dbn5, axis=0, out=grads.get("bn5_gamma"))
-    dL_dbn5_xn = np.multiply(bn5_gamma, dL_dbn5, out=dL_dbn5)
-    dL_dbn5_std = np.sum(-(bn5_xn / bn5_std) * dL_dbn5_xn, axis=0)
-    del bn5_xn
-    dL_dbn5_var = np.divide(dL_dbn5_std, 2 * bn5_std, out=dL_dbn5_std)
-    dL_dbn5_xc = dL_dbn5_xn / bn5_std
-    dL_dbn5_xc += 2 * bn5_xc * (dL_dbn5_var / x.shape[0])
-    del a5, bn5_xc, dL_dz5, dL_dbn5, dL_dbn5_xn
-    dL_dbn5_mu = np.sum(-dL_dbn5_xc, axis=0)
-    dL_da5 = np.add(dL_dbn5_xc, dL_dbn5_mu / x.shape[0], out=dL_dbn5_xc)
+    # bn5_grad_mean: [N, 100]
+    bn5_grad_mean = np.multiply(bn5_xn, dL_dbn5_gamma / x.shape[0], out=bn5_xn)
+    bn5_grad_mean += dL_dbn5_beta / x.shape[0]
+    dL_da5 = np.subtract(dL_dbn5, bn5_grad_mean, out=dL_dbn5)
+    dL_da5 *= bn5_gamma / bn5_std
+    del a5, bn5_xc, bn5_xn, bn5_grad_mean
     # a5 = z4 @ W5 + b5 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db5 = np.sum(dL_da5, axis=0, out=grads.get("b5"))
     dL_dW5 = np.matmul(z4.T, dL_da5, out=grads.get("W5"))
     z4_mask = z4 > 0  # [N, 100] bool, taken now so z4 can be released
     del bn4, z4
     dL_dz4 = dL_da5 @ W5.T
-    del dL_dbn5_xc, dL_da5
+    del dL_dz5, dL_dbn5, dL_da5
     # z4 = relu(bn4) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn4 = np.multiply(z4_mask, dL_dz4, out=dL_dz4)
     del z4_mask
     # bn4 = batch_norm(a4, bn4_gamma, bn4_beta, bn4_running_mean, bn4_running_var)
-    #   the chain rule back through its steps bn4_xn, bn4_std, bn4_var, bn4_xc, bn4_mu
+    #   batch norm's closed form: dx = gamma / std * (g - (sum(g) + xn sum(g xn)) / N)
     dL_dbn4_beta = np.sum(dL_dbn4, axis=0, out=grads.get("bn4_beta"))
     dL_dbn4_gamma = np.sum(bn4_xn * dL_dbn4, axis=0, out=grads.get("bn4_gamma"))
-    dL_dbn4_xn = np.multiply(bn4_gamma, dL_dbn4, out=dL_dbn4)
-    dL_dbn4_std = np.sum(-(bn4_xn / bn4_std) * dL_dbn4_xn, axis=0)
-    del bn4_xn
-    dL_dbn4_var = np.divide(dL_dbn4_std, 2 * bn4_std, out=dL_dbn4_std)
-    dL_dbn4_xc = dL_dbn4_xn / bn4_std
-    dL_dbn4_xc += 2 * bn4_xc * (dL_dbn4_var / x.shape[0])
-    del a4, bn4_xc, dL_dz4, dL_dbn4, dL_dbn4_xn
-    dL_dbn4_mu = np.sum(-dL_dbn4_xc, axis=0)
-    dL_da4 = np.add(dL_dbn4_xc, dL_dbn4_mu / x.shape[0], out=dL_dbn4_xc)
+    # bn4_grad_mean: [N, 100]
+    bn4_grad_mean = np.multiply(bn4_xn, dL_dbn4_gamma / x.shape[0], out=bn4_xn)
+    bn4_grad_mean += dL_dbn4_beta / x.shape[0]
+    dL_da4 = np.subtract(dL_dbn4, bn4_grad_mean, out=dL_dbn4)
+    dL_da4 *= bn4_gamma / bn4_std
+    del a4, bn4_xc, bn4_xn, bn4_grad_mean
     # a4 = z3 @ W4 + b4 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db4 = np.sum(dL_da4, axis=0, out=grads.get("b4"))
     dL_dW4 = np.matmul(z3.T, dL_da4, out=grads.get("W4"))
     z3_mask = z3 > 0  # [N, 100] bool, taken now so z3 can be released
     del bn3, z3
     dL_dz3 = dL_da4 @ W4.T
-    del dL_dbn4_xc, dL_da4
+    del dL_dz4, dL_dbn4, dL_da4
     # z3 = relu(bn3) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn3 = np.multiply(z3_mask, dL_dz3, out=dL_dz3)
     del z3_mask
     # bn3 = batch_norm(a3, bn3_gamma, bn3_beta, bn3_running_mean, bn3_running_var)
-    #   the chain rule back through its steps bn3_xn, bn3_std, bn3_var, bn3_xc, bn3_mu
+    #   batch norm's closed form: dx = gamma / std * (g - (sum(g) + xn sum(g xn)) / N)
     dL_dbn3_beta = np.sum(dL_dbn3, axis=0, out=grads.get("bn3_beta"))
     dL_dbn3_gamma = np.sum(bn3_xn * dL_dbn3, axis=0, out=grads.get("bn3_gamma"))
-    dL_dbn3_xn = np.multiply(bn3_gamma, dL_dbn3, out=dL_dbn3)
-    dL_dbn3_std = np.sum(-(bn3_xn / bn3_std) * dL_dbn3_xn, axis=0)
-    del bn3_xn
-    dL_dbn3_var = np.divide(dL_dbn3_std, 2 * bn3_std, out=dL_dbn3_std)
-    dL_dbn3_xc = dL_dbn3_xn / bn3_std
-    dL_dbn3_xc += 2 * bn3_xc * (dL_dbn3_var / x.shape[0])
-    del a3, bn3_xc, dL_dz3, dL_dbn3, dL_dbn3_xn
-    dL_dbn3_mu = np.sum(-dL_dbn3_xc, axis=0)
-    dL_da3 = np.add(dL_dbn3_xc, dL_dbn3_mu / x.shape[0], out=dL_dbn3_xc)
+    # bn3_grad_mean: [N, 100]
+    bn3_grad_mean = np.multiply(bn3_xn, dL_dbn3_gamma / x.shape[0], out=bn3_xn)
+    bn3_grad_mean += dL_dbn3_beta / x.shape[0]
+    dL_da3 = np.subtract(dL_dbn3, bn3_grad_mean, out=dL_dbn3)
+    dL_da3 *= bn3_gamma / bn3_std
+    del a3, bn3_xc, bn3_xn, bn3_grad_mean
     # a3 = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_da3, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_da3, out=grads.get("W3"))
     z2_mask = z2 > 0  # [N, 100] bool, taken now so z2 can be released
     del bn2, z2
     dL_dz2 = dL_da3 @ W3.T
-    del dL_dbn3_xc, dL_da3
+    del dL_dz3, dL_dbn3, dL_da3
     # z2 = relu(bn2) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn2 = np.multiply(z2_mask, dL_dz2, out=dL_dz2)
     del z2_mask
     # bn2 = batch_norm(a2, bn2_gamma, bn2_beta, bn2_running_mean, bn2_running_var)
-    #   the chain rule back through its steps bn2_xn, bn2_std, bn2_var, bn2_xc, bn2_mu
+    #   batch norm's closed form: dx = gamma / std * (g - (sum(g) + xn sum(g xn)) / N)
     dL_dbn2_beta = np.sum(dL_dbn2, axis=0, out=grads.get("bn2_beta"))
     dL_dbn2_gamma = np.sum(bn2_xn * dL_dbn2, axis=0, out=grads.get("bn2_gamma"))
-    dL_dbn2_xn = np.multiply(bn2_gamma, dL_dbn2, out=dL_dbn2)
-    dL_dbn2_std = np.sum(-(bn2_xn / bn2_std) * dL_dbn2_xn, axis=0)
-    del bn2_xn
-    dL_dbn2_var = np.divide(dL_dbn2_std, 2 * bn2_std, out=dL_dbn2_std)
-    dL_dbn2_xc = dL_dbn2_xn / bn2_std
-    dL_dbn2_xc += 2 * bn2_xc * (dL_dbn2_var / x.shape[0])
-    del a2, bn2_xc, dL_dz2, dL_dbn2, dL_dbn2_xn
-    dL_dbn2_mu = np.sum(-dL_dbn2_xc, axis=0)
-    dL_da2 = np.add(dL_dbn2_xc, dL_dbn2_mu / x.shape[0], out=dL_dbn2_xc)
+    # bn2_grad_mean: [N, 100]
+    bn2_grad_mean = np.multiply(bn2_xn, dL_dbn2_gamma / x.shape[0], out=bn2_xn)
+    bn2_grad_mean += dL_dbn2_beta / x.shape[0]
+    dL_da2 = np.subtract(dL_dbn2, bn2_grad_mean, out=dL_dbn2)
+    dL_da2 *= bn2_gamma / bn2_std
+    del a2, bn2_xc, bn2_xn, bn2_grad_mean
     # a2 = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))
     z1_mask = z1 > 0  # [N, 100] bool, taken now so z1 can be released
     del bn1, z1
     dL_dz1 = dL_da2 @ W2.T
-    del dL_dbn2_xc, dL_da2
+    del dL_dz2, dL_dbn2, dL_da2
     # z1 = relu(bn1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
     del z1_mask
     # bn1 = batch_norm(a1, bn1_gamma, bn1_beta, bn1_running_mean, bn1_running_var)
-    #   the chain rule back through its steps bn1_xn, bn1_std, bn1_var, bn1_xc, bn1_mu
+    #   batch norm's closed form: dx = gamma / std * (g - (sum(g) + xn sum(g xn)) / N)
     dL_dbn1_beta = np.sum(dL_dbn1, axis=0, out=grads.get("bn1_beta"))
     dL_dbn1_gamma = np.sum(bn1_xn * dL_dbn1, axis=0, out=grads.get("bn1_gamma"))
-    dL_dbn1_xn = np.multiply(bn1_gamma, dL_dbn1, out=dL_dbn1)
-    dL_dbn1_std = np.sum(-(bn1_xn / bn1_std) * dL_dbn1_xn, axis=0)
-    del bn1_xn
-    dL_dbn1_var = np.divide(dL_dbn1_std, 2 * bn1_std, out=dL_dbn1_std)
-    dL_dbn1_xc = dL_dbn1_xn / bn1_std
-    dL_dbn1_xc += 2 * bn1_xc * (dL_dbn1_var / x.shape[0])
-    del a1, bn1_xc, dL_dz1, dL_dbn1, dL_dbn1_xn
-    dL_dbn1_mu = np.sum(-dL_dbn1_xc, axis=0)
-    dL_da1 = np.add(dL_dbn1_xc, dL_dbn1_mu / x.shape[0], out=dL_dbn1_xc)
+    # bn1_grad_mean: [N, 100]
+    bn1_grad_mean = np.multiply(bn1_xn, dL_dbn1_gamma / x.shape[0], out=bn1_xn)
+    bn1_grad_mean += dL_dbn1_beta / x.shape[0]
+    dL_da1 = np.subtract(dL_dbn1, bn1_grad_mean, out=dL_dbn1)
+    dL_da1 *= bn1_gamma / bn1_std
     # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db1 = np.sum(dL_da1, axis=0, out=grads.get("b1"))
     dL_dW1 = np.matmul(x.T, dL_da1, out=grads.get("W1"))
@@ -748,8 +705,8 @@ def _loss_training(params, x, t, *, state) -> float:
     bn1 += bn1_beta
     del a1, bn1_xc, bn1_xn
     # running statistics, which inference mode normalizes with
-    state["bn1_running_mean"] = 0.9 * bn1_running_mean + 0.1 * bn1_mu
-    state["bn1_running_var"] = 0.9 * bn1_running_var + 0.1 * bn1_var
+    bn1_running_mean += 0.1 * (bn1_mu - bn1_running_mean)
+    bn1_running_var += 0.1 * (bn1_var - bn1_running_var)
     z1 = np.maximum(bn1, 0, out=bn1)
     a2 = z1 @ W2
     a2 += b2
@@ -763,8 +720,8 @@ def _loss_training(params, x, t, *, state) -> float:
     bn2 += bn2_beta
     del a2, bn2_xc, bn2_xn
     # running statistics, which inference mode normalizes with
-    state["bn2_running_mean"] = 0.9 * bn2_running_mean + 0.1 * bn2_mu
-    state["bn2_running_var"] = 0.9 * bn2_running_var + 0.1 * bn2_var
+    bn2_running_mean += 0.1 * (bn2_mu - bn2_running_mean)
+    bn2_running_var += 0.1 * (bn2_var - bn2_running_var)
     z2 = np.maximum(bn2, 0, out=bn2)
     a3 = z2 @ W3
     a3 += b3
@@ -778,8 +735,8 @@ def _loss_training(params, x, t, *, state) -> float:
     bn3 += bn3_beta
     del a3, bn3_xc, bn3_xn
     # running statistics, which inference mode normalizes with
-    state["bn3_running_mean"] = 0.9 * bn3_running_mean + 0.1 * bn3_mu
-    state["bn3_running_var"] = 0.9 * bn3_running_var + 0.1 * bn3_var
+    bn3_running_mean += 0.1 * (bn3_mu - bn3_running_mean)
+    bn3_running_var += 0.1 * (bn3_var - bn3_running_var)
     z3 = np.maximum(bn3, 0, out=bn3)
     a4 = z3 @ W4
     a4 += b4
@@ -793,8 +750,8 @@ def _loss_training(params, x, t, *, state) -> float:
     bn4 += bn4_beta
     del a4, bn4_xc, bn4_xn
     # running statistics, which inference mode normalizes with
-    state["bn4_running_mean"] = 0.9 * bn4_running_mean + 0.1 * bn4_mu
-    state["bn4_running_var"] = 0.9 * bn4_running_var + 0.1 * bn4_var
+    bn4_running_mean += 0.1 * (bn4_mu - bn4_running_mean)
+    bn4_running_var += 0.1 * (bn4_var - bn4_running_var)
     z4 = np.maximum(bn4, 0, out=bn4)
     a5 = z4 @ W5
     a5 += b5
@@ -808,8 +765,8 @@ def _loss_training(params, x, t, *, state) -> float:
     bn5 += bn5_beta
     del a5, bn5_xc, bn5_xn
     # running statistics, which inference mode normalizes with
-    state["bn5_running_mean"] = 0.9 * bn5_running_mean + 0.1 * bn5_mu
-    state["bn5_running_var"] = 0.9 * bn5_running_var + 0.1 * bn5_var
+    bn5_running_mean += 0.1 * (bn5_mu - bn5_running_mean)
+    bn5_running_var += 0.1 * (bn5_var - bn5_running_var)
     z5 = np.maximum(bn5, 0, out=bn5)
     y = z5 @ W6
     y += b6
@@ -867,45 +824,40 @@ def _loss_and_grad_inference(
     a1 = x @ W1
     a1 += b1
     bn1_xn_sqrt = np.sqrt(bn1_running_var + 1e-06)  # [100], used 2 times
-    bn1_xn = a1 - bn1_running_mean
+    bn1_xn = np.subtract(a1, bn1_running_mean, out=a1)
     bn1_xn /= bn1_xn_sqrt
-    del a1
     bn1 = bn1_gamma * bn1_xn
     bn1 += bn1_beta
     z1 = np.maximum(bn1, 0, out=bn1)
     a2 = z1 @ W2
     a2 += b2
     bn2_xn_sqrt = np.sqrt(bn2_running_var + 1e-06)  # [100], used 2 times
-    bn2_xn = a2 - bn2_running_mean
+    bn2_xn = np.subtract(a2, bn2_running_mean, out=a2)
     bn2_xn /= bn2_xn_sqrt
-    del a2
     bn2 = bn2_gamma * bn2_xn
     bn2 += bn2_beta
     z2 = np.maximum(bn2, 0, out=bn2)
     a3 = z2 @ W3
     a3 += b3
     bn3_xn_sqrt = np.sqrt(bn3_running_var + 1e-06)  # [100], used 2 times
-    bn3_xn = a3 - bn3_running_mean
+    bn3_xn = np.subtract(a3, bn3_running_mean, out=a3)
     bn3_xn /= bn3_xn_sqrt
-    del a3
     bn3 = bn3_gamma * bn3_xn
     bn3 += bn3_beta
     z3 = np.maximum(bn3, 0, out=bn3)
     a4 = z3 @ W4
     a4 += b4
     bn4_xn_sqrt = np.sqrt(bn4_running_var + 1e-06)  # [100], used 2 times
-    bn4_xn = a4 - bn4_running_mean
+    bn4_xn = np.subtract(a4, bn4_running_mean, out=a4)
     bn4_xn /= bn4_xn_sqrt
-    del a4
     bn4 = bn4_gamma * bn4_xn
     bn4 += bn4_beta
     z4 = np.maximum(bn4, 0, out=bn4)
     a5 = z4 @ W5
     a5 += b5
     bn5_xn_sqrt = np.sqrt(bn5_running_var + 1e-06)  # [100], used 2 times
-    bn5_xn = a5 - bn5_running_mean
+    bn5_xn = np.subtract(a5, bn5_running_mean, out=a5)
     bn5_xn /= bn5_xn_sqrt
-    del a5
     bn5 = bn5_gamma * bn5_xn
     bn5 += bn5_beta
     z5 = np.maximum(bn5, 0, out=bn5)
@@ -918,16 +870,16 @@ def _loss_and_grad_inference(
     # backward
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax) - t
+    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
+    dL_dy -= t
     dL_dy /= x.shape[0]
-    del y, L_log_softmax
     # y = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
     del bn5, z5
     dL_dz5 = dL_dy @ W6.T
-    del dL_dy
+    del y, L_log_softmax, dL_dy
     # z5 = relu(bn5) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_dbn5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
     del z5_mask
@@ -935,7 +887,7 @@ def _loss_and_grad_inference(
     #   the chain rule back through its step bn5_xn
     dL_dbn5_beta = np.sum(dL_dbn5, axis=0, out=grads.get("bn5_beta"))
     dL_dbn5_gamma = np.sum(bn5_xn * dL_dbn5, axis=0, out=grads.get("bn5_gamma"))
-    del bn5_xn
+    del a5, bn5_xn
     dL_dbn5_xn = np.multiply(bn5_gamma, dL_dbn5, out=dL_dbn5)
     dL_da5 = np.divide(dL_dbn5_xn, bn5_xn_sqrt, out=dL_dbn5_xn)
     # a5 = z4 @ W5 + b5 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -952,7 +904,7 @@ def _loss_and_grad_inference(
     #   the chain rule back through its step bn4_xn
     dL_dbn4_beta = np.sum(dL_dbn4, axis=0, out=grads.get("bn4_beta"))
     dL_dbn4_gamma = np.sum(bn4_xn * dL_dbn4, axis=0, out=grads.get("bn4_gamma"))
-    del bn4_xn
+    del a4, bn4_xn
     dL_dbn4_xn = np.multiply(bn4_gamma, dL_dbn4, out=dL_dbn4)
     dL_da4 = np.divide(dL_dbn4_xn, bn4_xn_sqrt, out=dL_dbn4_xn)
     # a4 = z3 @ W4 + b4 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -969,7 +921,7 @@ def _loss_and_grad_inference(
     #   the chain rule back through its step bn3_xn
     dL_dbn3_beta = np.sum(dL_dbn3, axis=0, out=grads.get("bn3_beta"))
     dL_dbn3_gamma = np.sum(bn3_xn * dL_dbn3, axis=0, out=grads.get("bn3_gamma"))
-    del bn3_xn
+    del a3, bn3_xn
     dL_dbn3_xn = np.multiply(bn3_gamma, dL_dbn3, out=dL_dbn3)
     dL_da3 = np.divide(dL_dbn3_xn, bn3_xn_sqrt, out=dL_dbn3_xn)
     # a3 = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -986,7 +938,7 @@ def _loss_and_grad_inference(
     #   the chain rule back through its step bn2_xn
     dL_dbn2_beta = np.sum(dL_dbn2, axis=0, out=grads.get("bn2_beta"))
     dL_dbn2_gamma = np.sum(bn2_xn * dL_dbn2, axis=0, out=grads.get("bn2_gamma"))
-    del bn2_xn
+    del a2, bn2_xn
     dL_dbn2_xn = np.multiply(bn2_gamma, dL_dbn2, out=dL_dbn2)
     dL_da2 = np.divide(dL_dbn2_xn, bn2_xn_sqrt, out=dL_dbn2_xn)
     # a2 = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -1003,7 +955,7 @@ def _loss_and_grad_inference(
     #   the chain rule back through its step bn1_xn
     dL_dbn1_beta = np.sum(dL_dbn1, axis=0, out=grads.get("bn1_beta"))
     dL_dbn1_gamma = np.sum(bn1_xn * dL_dbn1, axis=0, out=grads.get("bn1_gamma"))
-    del bn1_xn
+    del a1, bn1_xn
     dL_dbn1_xn = np.multiply(bn1_gamma, dL_dbn1, out=dL_dbn1)
     dL_da1 = np.divide(dL_dbn1_xn, bn1_xn_sqrt, out=dL_dbn1_xn)
     # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)

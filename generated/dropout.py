@@ -294,19 +294,19 @@ def loss_and_grad(
     # backward
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax) - t
+    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
+    dL_dy -= t
     dL_dy /= x.shape[0]
-    del y, L_log_softmax
     # y = d5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(d5.T, dL_dy, out=grads.get("W6"))
     del d5
     dL_dd5 = dL_dy @ W6.T
-    del dL_dy
+    del y, L_log_softmax, dL_dy
     # d5 = dropout(z5, 0.2)
-    dL_dz5 = dL_dd5 / 0.8
+    dL_dz5 = np.divide(dL_dd5, 0.8, out=dL_dd5)
     dL_dz5 *= d5_keep
-    del d5_keep, dL_dd5
+    del d5_keep
     # z5 = relu(a5) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da5 = np.multiply(z5 > 0, dL_dz5, out=dL_dz5)
     del a5, z5
@@ -315,11 +315,11 @@ def loss_and_grad(
     dL_dW5 = np.matmul(d4.T, dL_da5, out=grads.get("W5"))
     del d4
     dL_dd4 = dL_da5 @ W5.T
-    del dL_dz5, dL_da5
+    del dL_dd5, dL_dz5, dL_da5
     # d4 = dropout(z4, 0.2)
-    dL_dz4 = dL_dd4 / 0.8
+    dL_dz4 = np.divide(dL_dd4, 0.8, out=dL_dd4)
     dL_dz4 *= d4_keep
-    del d4_keep, dL_dd4
+    del d4_keep
     # z4 = relu(a4) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da4 = np.multiply(z4 > 0, dL_dz4, out=dL_dz4)
     del a4, z4
@@ -328,11 +328,11 @@ def loss_and_grad(
     dL_dW4 = np.matmul(d3.T, dL_da4, out=grads.get("W4"))
     del d3
     dL_dd3 = dL_da4 @ W4.T
-    del dL_dz4, dL_da4
+    del dL_dd4, dL_dz4, dL_da4
     # d3 = dropout(z3, 0.2)
-    dL_dz3 = dL_dd3 / 0.8
+    dL_dz3 = np.divide(dL_dd3, 0.8, out=dL_dd3)
     dL_dz3 *= d3_keep
-    del d3_keep, dL_dd3
+    del d3_keep
     # z3 = relu(a3) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da3 = np.multiply(z3 > 0, dL_dz3, out=dL_dz3)
     del a3, z3
@@ -341,11 +341,11 @@ def loss_and_grad(
     dL_dW3 = np.matmul(d2.T, dL_da3, out=grads.get("W3"))
     del d2
     dL_dd2 = dL_da3 @ W3.T
-    del dL_dz3, dL_da3
+    del dL_dd3, dL_dz3, dL_da3
     # d2 = dropout(z2, 0.2)
-    dL_dz2 = dL_dd2 / 0.8
+    dL_dz2 = np.divide(dL_dd2, 0.8, out=dL_dd2)
     dL_dz2 *= d2_keep
-    del d2_keep, dL_dd2
+    del d2_keep
     # z2 = relu(a2) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da2 = np.multiply(z2 > 0, dL_dz2, out=dL_dz2)
     del a2, z2
@@ -354,11 +354,11 @@ def loss_and_grad(
     dL_dW2 = np.matmul(d1.T, dL_da2, out=grads.get("W2"))
     del d1
     dL_dd1 = dL_da2 @ W2.T
-    del dL_dz2, dL_da2
+    del dL_dd2, dL_dz2, dL_da2
     # d1 = dropout(z1, 0.2)
-    dL_dz1 = dL_dd1 / 0.8
+    dL_dz1 = np.divide(dL_dd1, 0.8, out=dL_dd1)
     dL_dz1 *= d1_keep
-    del d1_keep, dL_dd1
+    del d1_keep
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1 > 0, dL_dz1, out=dL_dz1)
     # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
@@ -405,41 +405,41 @@ def _loss_training(params, x, t, *, rng) -> float:
     a1 += b1
     z1 = np.maximum(a1, 0, out=a1)
     d1_keep = rng.random(z1.shape) >= 0.2  # [N, 100], drawn once
-    d1 = z1 * d1_keep
+    d1 = np.multiply(z1, d1_keep, out=z1)
     d1 /= 0.8
-    del a1, z1, d1_keep
+    del d1_keep
     a2 = d1 @ W2
     a2 += b2
-    del d1
+    del a1, z1, d1
     z2 = np.maximum(a2, 0, out=a2)
     d2_keep = rng.random(z2.shape) >= 0.2  # [N, 100], drawn once
-    d2 = z2 * d2_keep
+    d2 = np.multiply(z2, d2_keep, out=z2)
     d2 /= 0.8
-    del a2, z2, d2_keep
+    del d2_keep
     a3 = d2 @ W3
     a3 += b3
-    del d2
+    del a2, z2, d2
     z3 = np.maximum(a3, 0, out=a3)
     d3_keep = rng.random(z3.shape) >= 0.2  # [N, 100], drawn once
-    d3 = z3 * d3_keep
+    d3 = np.multiply(z3, d3_keep, out=z3)
     d3 /= 0.8
-    del a3, z3, d3_keep
+    del d3_keep
     a4 = d3 @ W4
     a4 += b4
-    del d3
+    del a3, z3, d3
     z4 = np.maximum(a4, 0, out=a4)
     d4_keep = rng.random(z4.shape) >= 0.2  # [N, 100], drawn once
-    d4 = z4 * d4_keep
+    d4 = np.multiply(z4, d4_keep, out=z4)
     d4 /= 0.8
-    del a4, z4, d4_keep
+    del d4_keep
     a5 = d4 @ W5
     a5 += b5
-    del d4
+    del a4, z4, d4
     z5 = np.maximum(a5, 0, out=a5)
     d5_keep = rng.random(z5.shape) >= 0.2  # [N, 100], drawn once
-    d5 = z5 * d5_keep
+    d5 = np.multiply(z5, d5_keep, out=z5)
     d5 /= 0.8
-    del a5, z5, d5_keep
+    del d5_keep
     y = d5 @ W6
     y += b6
     L = -np.sum(t * (y - _logsumexp(y, axis=1, keepdims=True))) / x.shape[0]
@@ -500,16 +500,16 @@ def _loss_and_grad_inference(
     # backward
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax) - t
+    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
+    dL_dy -= t
     dL_dy /= x.shape[0]
-    del y, L_log_softmax
     # y = d5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
     del a5, z5, d5
     dL_dz5 = dL_dy @ W6.T
-    del dL_dy
+    del y, L_log_softmax, dL_dy
     # z5 = relu(a5) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
     del z5_mask

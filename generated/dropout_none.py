@@ -248,16 +248,16 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # backward
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax) - t
+    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
+    dL_dy -= t
     dL_dy /= x.shape[0]
-    del y, L_log_softmax
     # y = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
     del a5, z5
     dL_dz5 = dL_dy @ W6.T
-    del dL_dy
+    del y, L_log_softmax, dL_dy
     # z5 = relu(a5) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
     del z5_mask

@@ -47,9 +47,17 @@ CONFIG = {
 }
 
 
-def _sigmoid(x):
-    """1 / (1 + exp(-x)), without overflow for large |x|."""
-    return np.exp(-np.logaddexp(0, -x))
+def _sigmoid_tanh(x, out=None):
+    """1 / (1 + exp(-x)) as 0.5 * tanh(x / 2) + 0.5: no overflow, about 10 times faster
+    than exp(-logaddexp(0, -x)) (bench/fast_forms.py). Its absolute error is within the
+    dtype's epsilon; far below 0 it is 0 (float64: x < -37), a tiny sigmoid's place."""
+    s = np.multiply(x, 0.5, out=out)
+    if not isinstance(s, np.ndarray):  # a scalar: nothing to work in place
+        return 0.5 * np.tanh(s) + 0.5
+    np.tanh(s, out=s)
+    s *= 0.5
+    s += 0.5
+    return s
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -74,8 +82,8 @@ def predict(params, x):
     b1 = params["b1"][()]
     W2 = params["W2"]
     b2 = params["b2"][()]
-    h = _sigmoid(x @ W1 + b1)
-    y = _sigmoid(h @ W2 + b2)
+    h = _sigmoid_tanh(x @ W1 + b1)
+    y = _sigmoid_tanh(h @ W2 + b2)
     return y
 
 
@@ -88,8 +96,8 @@ def loss(params, x, t) -> float:
     b1 = params["b1"][()]
     W2 = params["W2"]
     b2 = params["b2"][()]
-    h = _sigmoid(x @ W1 + b1)
-    y = _sigmoid(h @ W2 + b2)
+    h = _sigmoid_tanh(x @ W1 + b1)
+    y = _sigmoid_tanh(h @ W2 + b2)
     E = 0.5 * np.sum((y - t) ** 2)
     return float(E)
 
@@ -110,8 +118,8 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     grads = {} if grads is None else grads  # buffers to compute into
 
     # forward
-    h = _sigmoid(x @ W1 + b1)
-    y = _sigmoid(h @ W2 + b2)
+    h = _sigmoid_tanh(x @ W1 + b1)
+    y = _sigmoid_tanh(h @ W2 + b2)
     E_sub = y - t  # [N, 2], kept for dE_dy
     E = 0.5 * np.sum(E_sub**2)
 

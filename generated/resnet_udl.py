@@ -2151,7 +2151,8 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     dl_dz1 = dl_da2 @ W2.T
     del dl_dz2, dl_da2
     # r1 = a3 + a1 and z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
-    dl_da1 = np.add(dl_dr1, z1_mask * dl_dz1, out=dl_dr1)
+    dl_da1 = np.multiply(z1_mask, dl_dz1, out=dl_dz1)
+    dl_da1 += dl_dr1
     # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db1 = np.sum(dl_da1, axis=0, out=grads.get("b1"))
     dl_dW1 = np.matmul(x.T, dl_da1, out=grads.get("W1"))

@@ -282,16 +282,16 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # backward
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax) - np.eye(10, dtype=DTYPE)[t]
+    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
+    dL_dy -= np.eye(10, dtype=DTYPE)[t]
     dL_dy /= x.shape[0]
-    del y, L_log_softmax
     # y = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_dy, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_dy, out=grads.get("W3"))
     z2_mask = z2 > 0  # [N, 100] bool, taken now so z2 can be released
     del a2, z2
     dL_dz2 = dL_dy @ W3.T
-    del dL_dy
+    del y, L_log_softmax, dL_dy
     # z2 = relu(a2) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da2 = np.multiply(z2_mask, dL_dz2, out=dL_dz2)
     del z2_mask

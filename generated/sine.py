@@ -150,14 +150,13 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
 
     # backward
     # loss L = mse(f, y) (d mean(x) = mean(dx): the adjoint / count to every element)
-    dL_df = 2 * L_sub
+    dL_df = np.multiply(2, L_sub, out=L_sub)
     dL_df *= 1.0 / x.shape[0]
-    del f, L_sub
     # f = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_df, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_df, out=grads.get("W3"))
     dL_dz2 = dL_df @ W3.T
-    del dL_df
+    del f, L_sub, dL_df
     # z2 = tanh(a2) (tanh'(x) = 1 - tanh(x)^2, from the output)
     dL_da2 = np.multiply(1 - z2**2, dL_dz2, out=dL_dz2)
     del a2, z2

@@ -130,16 +130,16 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # backward
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax) - t
+    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
+    dL_dy -= t
     dL_dy /= x.shape[0]
-    del y, L_log_softmax
     # y = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_dy, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_dy, out=grads.get("W2"))
     z1_mask = z1 > 0  # [N, 50] bool, taken now so z1 can be released
     del a1, z1
     dL_dz1 = dL_dy @ W2.T
-    del dL_dy
+    del y, L_log_softmax, dL_dy
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
     # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)

@@ -49,9 +49,17 @@ CONFIG = {
 }
 
 
-def _sigmoid(x):
-    """1 / (1 + exp(-x)), without overflow for large |x|."""
-    return np.exp(-np.logaddexp(0, -x))
+def _sigmoid_tanh(x, out=None):
+    """1 / (1 + exp(-x)) as 0.5 * tanh(x / 2) + 0.5: no overflow, about 10 times faster
+    than exp(-logaddexp(0, -x)) (bench/fast_forms.py). Its absolute error is within the
+    dtype's epsilon; far below 0 it is 0 (float64: x < -37), a tiny sigmoid's place."""
+    s = np.multiply(x, 0.5, out=out)
+    if not isinstance(s, np.ndarray):  # a scalar: nothing to work in place
+        return 0.5 * np.tanh(s) + 0.5
+    np.tanh(s, out=s)
+    s *= 0.5
+    s += 0.5
+    return s
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -77,12 +85,11 @@ def predict(params, x):
     b2 = params["b2"]
     a1 = x @ W1
     a1 += b1
-    z1 = _sigmoid(a1)
-    del a1
+    z1 = _sigmoid_tanh(a1, out=a1)
     a2 = z1 @ W2
     a2 += b2
-    del z1
-    y = _sigmoid(a2)
+    del a1, z1
+    y = _sigmoid_tanh(a2, out=a2)
     return y
 
 
@@ -96,12 +103,11 @@ def loss(params, x, t) -> float:
     b2 = params["b2"]
     a1 = x @ W1
     a1 += b1
-    z1 = _sigmoid(a1)
-    del a1
+    z1 = _sigmoid_tanh(a1, out=a1)
     a2 = z1 @ W2
     a2 += b2
-    del z1
-    y = _sigmoid(a2)
+    del a1, z1
+    y = _sigmoid_tanh(a2, out=a2)
     L = np.mean((y - t) ** 2)
     return float(L)
 
@@ -123,28 +129,25 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # forward
     a1 = x @ W1
     a1 += b1
-    z1 = _sigmoid(a1)
-    del a1
+    z1 = _sigmoid_tanh(a1, out=a1)
     a2 = z1 @ W2
     a2 += b2
-    y = _sigmoid(a2)
-    del a2
+    y = _sigmoid_tanh(a2, out=a2)
     L_sub = y - t  # [N, 1], used 2 times
     L = np.mean(L_sub**2)
 
     # backward
     # loss L = mse(y, t) (d mean(x) = mean(dx): the adjoint / count to every element)
-    dL_dy = 2 * L_sub
+    dL_dy = np.multiply(2, L_sub, out=L_sub)
     dL_dy *= 1.0 / x.shape[0]
-    del L_sub
     # y = sigmoid(a2) (sigmoid'(x) = s (1 - s), from the output s)
     dL_da2 = np.multiply(y * (1 - y), dL_dy, out=dL_dy)
-    del y
+    del a2, y
     # a2 = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_da2, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_da2, out=grads.get("W2"))
     dL_dz1 = dL_da2 @ W2.T
-    del dL_dy, dL_da2
+    del L_sub, dL_dy, dL_da2
     # z1 = sigmoid(a1) (sigmoid'(x) = s (1 - s), from the output s)
     dL_da1 = np.multiply(z1 * (1 - z1), dL_dz1, out=dL_dz1)
     # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)

@@ -18,6 +18,7 @@ from .buffers import plan
 from ..errors import Diagnostic, SpecError
 from ..ir import Binding, Program, random_sites, topo_order
 from ..ir.primitives import PRIMITIVES
+from ..passes.autodiff import adjoint_name
 from .printer import Printer, Statement, safe_comment, schedule, source_text
 from .pyfmt import STATEMENT_WIDTH
 from .targets import TORCH, placement, read_input, target as target_named
@@ -113,8 +114,9 @@ def _equation_rules(prog: Program) -> dict[str, list[str]]:
         if n.id in wrt or any(a.id in needs for a in n.args):
             needs.add(n.id)
     steps: dict[str, list[str]] = {}
+    differentiated = differentiated_steps(prog)
     for bd in prog.forward:
-        if bd.sources and bd.node.id in needs:
+        if bd.name in differentiated:
             steps.setdefault(bd.sources[0], []).append(bd.name)
     rules: dict[str, list[str]] = {}
     for bd in prog.forward:
@@ -137,6 +139,15 @@ def _equation_rules(prog: Program) -> dict[str, list[str]]:
                 continue
             stack.extend(a for a in reversed(n.args) if a.id not in named)
     return {text: list(dict.fromkeys(found)) for text, found in rules.items() if found}
+
+
+def differentiated_steps(prog: Program) -> frozenset[str]:
+    """The named steps of equations (batch norm's ``mu, xc, var, std, xn``) that the
+    backward pass goes back through: those with an adjoint. The fast style's closed form
+    (``batch_norm_scale``) goes round them."""
+    adjoints = {bd.name for bd in prog.backward}
+    return frozenset(bd.name for bd in prog.forward
+                     if bd.sources and adjoint_name(prog.loss, bd.name) in adjoints)
 
 
 def _says_more(prim) -> bool:
@@ -183,7 +194,7 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     statements = schedule(prog, bindings, printer, early_masks=style == "fast")
     backward = {bd.name: bd for bd in prog.backward}
     forward = {bd.name: bd for bd in prog.forward}
-    planned = plan(statements, returns, into, style, printer.target)
+    planned = plan(statements, returns, into, style, printer)
     facts, states_read = _facts(prog, statements, planned)
     lines = _prologue(prog, args, facts.reads, statements, returns, states_read,
                       printer.target)

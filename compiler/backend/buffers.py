@@ -33,8 +33,8 @@ import heapq
 from dataclasses import dataclass, field
 
 from ..ir import NAMED_LEAVES, Node, batch_sized
-from ..ir.primitives import PRIMITIVES
-from .printer import Statement
+from ..ir.primitives import PRIMITIVES, styled
+from .printer import Printer, Statement
 
 
 @dataclass
@@ -62,18 +62,22 @@ class _Buffer:
 
 def plan(statements: list[Statement], returns: list[str],
          into: dict[str, str] | None = None, style: str = "fast",
-         target: str = "numpy") -> list[Step]:
+         printer: Printer | None = None) -> list[Step]:
     """Steps for ``statements``; ``into`` maps a returned name to a caller's buffer
     expression (``grads.get("W1")``) that its value is computed into when it can be.
-    In the ``textbook`` style each statement is one plain assignment. ``target``: whose
-    buffer forms (``out=``) the ops are written in ("numpy" or "torch")."""
+    In the ``textbook`` style each statement is one plain assignment. ``printer``
+    (the one that printed the statements) says whose buffer forms (``out=``) the ops
+    are written in (its ``target``: "numpy" or "torch") and lets an elementwise chain be
+    computed in place along its length (``chain``)."""
     if style not in STYLES:
         raise ValueError(f"unknown code style {style!r}; expected one of {STYLES}")
     if style == "textbook":
         return [Step(st, [f"{st.target} = {st.expr}"], helpers=st.helpers)
                 for st in statements]
     into = into or {}
+    target = printer.target if printer is not None else "numpy"
     returned = set(returns)
+    table = styled(style)  # the fast style's forms: the out= of _sigmoid_tanh
 
     # Which statement first binds each node: a later statement prints that node as a
     # name of that buffer (a state update binds no name the function reads again; a
@@ -144,6 +148,45 @@ def plan(statements: list[Statement], returns: list[str],
                 stack.extend(n.args[k] for k in PRIMITIVES[n.op].viewed(n))
         return roots, foreign
 
+    def chain(node: Node, name: str, i: int, later: frozenset[str], top: bool = False):
+        """An elementwise chain computed in place into a dead value's buffer, which
+        ``name`` then holds: ``dL_dy = np.exp(L_log_softmax, out=L_log_softmax)`` then
+        ``dL_dy -= t`` for ``np.exp(L_log_softmax) - t``, ``np.multiply(y, 1 - y,
+        out=y)`` then ``*= dL_dy`` for ``y * (1 - y) * dL_dy``. Down the operand that
+        is freshly computed at the result's shape (an augmented update of it by the
+        others), to an operation with an operand whose buffer dies here and that no
+        later line (``later``: the names they read) reads: (lines, that buffer), or
+        None. ``top``: only the way down (the statement's own out= is planned apart)."""
+        prim = table[node.op]
+        if printer is None or not prim.elementwise or node.shape == ():
+            return None
+        if isinstance(prim.augmented, str):
+            for k in (0, 1) if prim.augmented in ("+=", "*=") else (0,):
+                a = node.args[k]
+                if a.id in printer.names or a.op in NAMED_LEAVES or a.is_const \
+                        or table[a.op].cheap or table[a.op].viewed(a) \
+                        or a.shape != node.shape or a.dtype != node.dtype:
+                    continue
+                other = node.args[1 - k]
+                inner = chain(a, name, i, later | printer.reads(other))
+                if inner is None:
+                    return None
+                return inner[0] + [f"{name} {prim.augmented} {printer.text(other)}"], inner[1]
+        if top:
+            return None
+        for a in node.args:
+            j = bound.get(a.id)
+            if j is None or j >= i or a.shape != node.shape or a.dtype != node.dtype:
+                continue
+            r = find(j)
+            members = {statements[m].name for m in buffers[r].members}
+            if printer.text(a) in members and buffers[r].writable and free_after(r, i) \
+                    and not members & later:
+                args = [printer.text(x) for x in node.args]
+                form = prim.write_into(args, dict(node.attrs), printer.text(a), node, target)
+                return ([f"{name} = {form}"], r) if form is not None else None
+        return None
+
     allocates_batch = [not st.alias and not PRIMITIVES[st.node.op].cheap
                        and batch_sized(st.node.shape) for st in statements]
     later_alloc = [False] * len(statements)  # a batch-sized allocation comes after i
@@ -160,9 +203,13 @@ def plan(statements: list[Statement], returns: list[str],
             for r in sharing([node], i)[0]:
                 buffers[r].escapes = True
             buffers[i] = _Buffer([], -1, False, False, False, False)
-            steps.append(Step(st, [f"{st.target} = {st.expr}"], helpers=st.helpers))
+            if _updates_in_place(st, statements):  # the caller's array, which it holds
+                steps.append(Step(st, [f"{st.name} {table[node.op].augmented} {st.args[1]}"],
+                                  helpers=st.arg_helpers))
+            else:
+                steps.append(Step(st, [f"{st.target} = {st.expr}"], helpers=st.helpers))
             continue
-        prim = PRIMITIVES[node.op]
+        prim = table[node.op]
         buffers[i] = _Buffer([i], last_read[i], st.name in returned, True, True,
                              batch_sized(node.shape))
         code = [f"{st.name} = {st.expr}"]
@@ -186,7 +233,9 @@ def plan(statements: list[Statement], returns: list[str],
             direct = prim.write_into(list(st.args), dict(node.attrs), caller, node, target) \
                 if caller else None
             reused = None
-            if direct is None and node.shape != () and prim.elementwise:
+            chained = chain(node, st.name, i, frozenset(), top=True) \
+                if direct is None else None
+            if direct is None and chained is None and node.shape != () and prim.elementwise:
                 for k, arg_name in enumerate(st.arg_names):
                     arg = node.args[k]
                     if arg_name is None or bound.get(arg.id, i) >= i:
@@ -199,17 +248,23 @@ def plan(statements: list[Statement], returns: list[str],
                         if form is not None:
                             reused = (form, r)
                         break
+            # An out= form calls NumPy, or the op's own helper (``_sigmoid_tanh(a,
+            # out=a)``, the fast style's); an augmented update calls neither.
+            out_helpers = st.arg_helpers | frozenset(prim.helpers_for(target))
             if direct is not None:  # straight into the caller's buffer
                 code = [f"{st.name} = {direct}"]
                 computed_into = True
-                helpers = st.arg_helpers
+                helpers = out_helpers
                 buffers[i].owned = buffers[i].writable = False
+            elif chained is not None:  # in place along an elementwise chain
+                code = chained[0]
+                merge({chained[1], i})
             elif reused is not None:
                 code = [f"{st.name} = {reused[0]}"]
                 merge({reused[1], i})
-                helpers = st.arg_helpers
+                helpers = out_helpers
             else:
-                k = _fresh_operand(st) if node.shape != () else None
+                k = _fresh_operand(st, prim) if node.shape != () else None
                 if k is not None and sharing([node.args[k]], i) != (set(), False):
                     k = None  # may be a view of a named value: not fresh after all
                 if k is not None and callable(prim.augmented):  # dL_dx[:, :3] += dL_dh
@@ -237,13 +292,26 @@ def plan(statements: list[Statement], returns: list[str],
     return steps
 
 
-def _fresh_operand(st: Statement) -> int | None:
+def _updates_in_place(st: Statement, statements: list[Statement]) -> bool:
+    """Whether a state update ``s + delta`` (the fast form of a running statistic) can be
+    written ``s += delta`` into the state's own array: the array the caller's ``state``
+    holds, which no other statement reads."""
+    node, aug = st.node, PRIMITIVES[st.node.op].augmented
+    if not isinstance(aug, str) or len(node.args) != 2:
+        return False
+    leaf = node.args[0]
+    return (leaf.op == "state" and leaf.attr("name") == st.name and leaf.shape == node.shape
+            and leaf.dtype == node.dtype
+            and not any(st.name in other.reads for other in statements if other is not st))
+
+
+def _fresh_operand(st: Statement, prim) -> int | None:
     """Which operand is a freshly computed array of the result's shape, to update in
     place (``a1 = x @ W1; a1 += b1``): the left one, or the right one of + and *."""
     node = st.node
-    if not PRIMITIVES[node.op].augmented or not st.inline_fresh:
+    if not prim.augmented or not st.inline_fresh:
         return None
-    order = (0, 1) if PRIMITIVES[node.op].augmented in ("+=", "*=") else (0,)
+    order = (0, 1) if prim.augmented in ("+=", "*=") else (0,)
     for k in order:
         arg = node.args[k]
         if st.inline_fresh[k] and arg.shape == node.shape and arg.dtype == node.dtype:

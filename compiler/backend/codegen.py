@@ -110,7 +110,7 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
     # predict: the forward pass up to the output, in inference mode.
     pred_bindings = _needed(infer, [output])
     pred_args = _data_args(infer, pred_bindings, with_targets=False)
-    p = Printer(infer, lets=style == "textbook", target=t.name)
+    p = Printer(infer, lets=style == "textbook", target=t.name, style=style)
     body, facts = _body(infer, p, pred_bindings, [output], pred_args, sections=False,
                         style=style, fmt=fmt)
     functions = [_Function(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from .body import Facts, _body
+from .body import Facts, _body, differentiated_steps
 from ..ir import NAMED_LEAVES, Binding, Program, random_sites, topo_order
 from ..ir.primitives import PRIMITIVES, format_number
 from .printer import Printer
@@ -216,7 +216,7 @@ def _loss_function(prog: Program, style: str, gradient: bool, fmt: bool = True,
     bindings = with_updates(prog, _needed(prog, [prog.loss] + [
         s for u in prog.updates for s in u.sources]))
     args = _data_args(prog, bindings, with_targets=True)
-    p = Printer(prog, lets=style == "textbook", target=t.name)
+    p = Printer(prog, lets=style == "textbook", target=t.name, style=style)
     if not gradient:
         body, facts = _body(prog, p, bindings, [prog.loss], args, sections=False,
                             style=style, fmt=fmt)
@@ -312,10 +312,7 @@ def _mode_note(prog: Program, training: bool, facts: Facts, gradient: bool = Tru
         if facts.updates_state:
             parts.append("batch_norm normalizes with the batch's own mean and variance, "
                          "and updates the running ones in ``state`` (a dict, changed in "
-                         "place)" + ("; its backward pass goes through each step of the "
-                                     "normalization (mu, xc, var, std, xn), the book's "
-                                     "computational graph, not a fused formula"
-                                     if gradient else ""))
+                         "place)" + (_batch_norm_backward(prog) if gradient else ""))
         return "Training mode: " + "; ".join(parts) + "."
     if dropout:
         parts.append("dropout is the identity")
@@ -326,6 +323,14 @@ def _mode_note(prog: Program, training: bool, facts: Facts, gradient: bool = Tru
         parts.append("it takes ``state`` as every function of this module does, but "
                      "computes nothing from it")
     return "Inference mode: " + "; ".join(parts) + "."
+
+
+def _batch_norm_backward(prog: Program) -> str:
+    if differentiated_steps(prog):
+        return ("; its backward pass goes through each step of the normalization (mu, xc, "
+                "var, std, xn), the book's computational graph, not a fused formula")
+    return ("; its backward pass is the closed form, dx = gamma / std * (g - mean(g) - xn * "
+            "mean(g * xn)), from xn and std alone")
 
 
 def with_updates(prog: Program, bindings: list[Binding]) -> list[Binding]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..ir import NAMED_LEAVES, Binding, Node, Program, batch_sized, fmt_shape
 from ..names import fresh
-from ..ir.primitives import ATOM, PRIMITIVES
+from ..ir.primitives import ATOM, PRIMITIVES, styled
 from .pyfmt import STATEMENT_WIDTH
 
 _SAFE_COMMENT = set(" !#$%&()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`"
@@ -71,13 +71,17 @@ _NOTHING: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
 
 class Printer:
-    def __init__(self, prog: Program, lets: bool = False, target: str = "numpy"):
+    def __init__(self, prog: Program, lets: bool = False, target: str = "numpy",
+                 style: str = "textbook"):
         """``lets``: print a constant the spec named with ``let`` by that name (the
         textbook style, which defines the names at module level), not as its number;
-        ``target``: the printer field of each op that prints it ("numpy" or "torch")."""
+        ``target``: the printer field of each op that prints it ("numpy" or "torch");
+        ``style``: whose forms of the ops to print (``styled``: the fast style's
+        ``_sigmoid_tanh`` where the textbook's is ``_sigmoid``, on NumPy)."""
         self.prog = prog
         self.lets = lets
         self.target = target
+        self.table = styled(style)
         # Printed (text, precedence) per node: a node shared inline (a view, a constant)
         # is printed once, so printing a DAG is linear in its size, not in its unfolding.
         self._printed: dict[int, tuple[str, int]] = {}
@@ -89,7 +93,7 @@ class Printer:
         # every target names the same temporaries (a NumPy twin sharing the names).
         self.measure = self
         if target != "numpy":
-            self.measure = Printer(prog, lets)
+            self.measure = Printer(prog, lets, style=style)
             self.measure.names = self.names
             self.names._printed += (self.measure._printed, self.measure._uses)
 
@@ -116,7 +120,7 @@ class Printer:
                 stack.append((n, True))
                 stack.extend((a, False) for a in n.args if a.id not in self._printed)
                 continue
-            prim = PRIMITIVES[n.op]
+            prim = self.table[n.op]
             args = [self._printed[a.id] for a in n.args]
             self._printed[n.id] = self.emit(n, args)
             self._uses[n.id] = _union([self._uses[a.id] for a in prim.printed(n)],
@@ -125,7 +129,7 @@ class Printer:
 
     def emit(self, node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
         """``node`` printed for the target, given its arguments printed."""
-        return PRIMITIVES[node.op].printer(self.target)(args, dict(node.attrs), node)
+        return self.table[node.op].printer(self.target)(args, dict(node.attrs), node)
 
     def text(self, node: Node) -> str:
         return self.expr(node)[0]
@@ -309,7 +313,7 @@ def _split_long_line(prog: Program, p: Printer, bd: Binding):
 def _longest_line(p: Printer, bd: Binding) -> int:
     """The statement's longest line. An op that updates its first argument in place
     (``index_add``) prints as that argument, then one line per update."""
-    prim = PRIMITIVES[bd.node.op]
+    prim = p.table[bd.node.op]
     if callable(prim.augmented):
         args = [p.text(a) for a in bd.node.args]
         lines = [f"{bd.name} = {args[0]}",
@@ -318,7 +322,7 @@ def _longest_line(p: Printer, bd: Binding) -> int:
     # A gradient may be computed into the caller's buffer: room for ', out=grads.get("W")'
     # (when its op can write into one).
     room = len(f', out=grads.get("{bd.name}")') \
-        if bd.kind == "grad" and PRIMITIVES[bd.node.op].out_form is not None else 0
+        if bd.kind == "grad" and p.table[bd.node.op].out_form is not None else 0
     return len(bd.name) + 3 + room + len(p.text(bd.node))
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from .ops import (ATOM, HELPERS, PRIMITIVES, Primitive, broadcast_shapes, data_roles, expand,
                   format_number, index_text, indexed_shape, keep_axes, labels, out_size, paren,
-                  take)
+                  styled, take)
 
 __all__ = ["ATOM", "HELPERS", "PRIMITIVES", "Primitive", "broadcast_shapes", "data_roles",
            "expand", "format_number", "index_text", "indexed_shape", "keep_axes", "labels",
-           "out_size", "paren", "take"]
+           "out_size", "paren", "styled", "take"]

@@ -4,7 +4,8 @@ One module per family holds each op as a stanza of named fields (``core.defop`` 
 constructors ``unop``, ``binop``, ``reduction``), with examples of valid arguments that
 drive tests/compiler/ir/test_op_examples.py: ``arithmetic`` (leaves, constants, operators,
 comparisons), ``elementwise``, ``reductions``, ``linalg`` (products and reshapes),
-``indexing``, ``convolution`` (and pooling), ``losses`` and ``modes`` (random draws).
+``indexing``, ``convolution`` (and pooling), ``losses``, ``modes`` (random draws) and
+``normalization`` (batch norm's fused scale, the fast style's).
 ``kernels`` holds the module helpers: real NumPy functions that codegen copies into
 generated modules (``HELPERS``) and the evaluator calls; ``torch_kernels`` their torch
 twins, for the PyTorch target (``TORCH_HELPERS``). Nothing else in the compiler
@@ -17,10 +18,10 @@ import inspect
 
 # Importing a family registers its ops.
 from . import arithmetic, convolution, elementwise, indexing, linalg, losses, modes  # noqa: F401
-from . import kernels, reductions, torch_kernels  # noqa: F401
+from . import kernels, normalization, reductions, torch_kernels  # noqa: F401
 from .convolution import out_size
 from .core import (ATOM, PRIMITIVES, Primitive, broadcast_shapes, data_roles, expand,
-                   format_number, keep_axes, paren)
+                   format_number, keep_axes, paren, styled)
 from .indexing import index_text, indexed_shape, take
 from .losses import labels
 
@@ -38,4 +39,4 @@ TORCH_HELPERS: dict[str, str] = _sources(torch_kernels)
 
 __all__ = ["ATOM", "HELPERS", "PRIMITIVES", "TORCH_HELPERS", "Primitive", "broadcast_shapes",
            "data_roles", "expand", "format_number", "index_text", "indexed_shape", "keep_axes",
-           "labels", "out_size", "paren", "take"]
+           "labels", "out_size", "paren", "styled", "take"]

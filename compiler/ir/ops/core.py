@@ -11,7 +11,7 @@ argument), ``binop`` (an elementwise function of two broadcasting arguments) and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -106,6 +106,7 @@ class Primitive:
     # -> text; and the augmented-assignment operator for "a = fresh; a += b" ("+="), or
     # a function (args, attrs, name) -> the lines that update ``name``, which holds the
     # first argument, with the others ("dL_dx[:, :3] += dL_dh"). Used by buffer planning.
+    # An out= form calls NumPy or the op's own ``helpers``; an augmented one calls none.
     out_form: str | Callable | None = None
     augmented: str | Callable | None = None
     # Constant folding of scalars, in plain Python (None: never folded).
@@ -139,6 +140,10 @@ class Primitive:
     # An update in place that needs the node on torch (its shapes): (args, attrs, name,
     # node) -> lines; else ``augmented`` serves both targets.
     torch_augmented: Callable | None = None
+    # The fast style's form, where it differs: (field, value) pairs replacing the
+    # NumPy printing fields (``emit``, ``out_form``, ``helpers``) with a cheaper form of
+    # the same function (``styled``). The evaluator keeps the reference form.
+    fast: tuple[tuple[str, object], ...] = ()
 
     def result_dtype(self, args, default: str) -> str:
         if self.keeps_dtype and args:
@@ -185,6 +190,17 @@ class Primitive:
 
 
 PRIMITIVES: dict[str, Primitive] = {}
+_STYLED: dict[str, dict[str, Primitive]] = {}
+
+
+def styled(style: str) -> dict[str, Primitive]:
+    """The op table as a code style prints it: the fast style's forms (``Primitive.fast``)
+    in the fast style, the reference forms otherwise."""
+    fast = style == "fast"
+    if len(_STYLED.get(style, ())) != len(PRIMITIVES):
+        _STYLED[style] = {name: replace(p, **dict(p.fast)) if fast and p.fast else p
+                          for name, p in PRIMITIVES.items()}
+    return _STYLED[style]
 
 
 def defop(name: str, **fields) -> Primitive:
@@ -433,11 +449,12 @@ REDUCTION_EXAMPLES = (ex((2, 3)), ex((3,), axis=(0,)), ex((2, 3), axis=(1,)),
 
 def unop(name: str, *, rule: str, derivative=None, vjp=None, numpy: str | None = None,
          torch_fn: str | None = None, evaluate=None, examples=UNARY_EXAMPLES,
-         **fields) -> Primitive:
+         fast: str | None = None, **fields) -> Primitive:
     """An elementwise function of one argument, printed as ``numpy(x)`` (by default
     ``np.name``, evaluated as that NumPy function) and on torch as ``torch_fn(x)`` (by
     default ``torch.name``); its vjp is ``derivative(b, x, out)`` times g, or a whole
-    ``vjp`` (neither: zero)."""
+    ``vjp`` (neither: zero). ``fast``: a NumPy helper computing the same function
+    faster, ``fast(x, out=None)``, which the fast style prints instead."""
     if vjp is None:
         vjp = factor(derivative) if derivative else no_gradient
     fn = numpy or f"np.{name}"
@@ -449,6 +466,9 @@ def unop(name: str, *, rule: str, derivative=None, vjp=None, numpy: str | None =
     fields.setdefault("torch_out", f"{tfn}({{0}}, out={{out}})" if tfn.startswith("torch.")
                       else None)
     fields.setdefault("torch_helpers", () if tfn.startswith("torch.") else (tfn,))
+    if fast:
+        fields["fast"] = (("emit", call(fast)), ("out_form", f"{fast}({{0}}, out={{out}})"),
+                          ("helpers", (fast,)))
     if evaluate is None:
         evaluate = _ufunc(getattr(np, name))
     return defop(name, arity=1, shape=same, evaluate=evaluate, vjp=vjp, rule=rule,

@@ -37,7 +37,7 @@ unop("tan", derivative=lambda b, x, out: b.op("add", b.const(1), b.op("pow", out
 unop("tanh", derivative=lambda b, x, out: b.op("sub", b.const(1), b.op("pow", out, b.const(2))),
      rule="tanh'(x) = 1 - tanh(x)^2, from the output")
 
-unop("sigmoid", numpy="_sigmoid", torch_fn="torch.sigmoid",
+unop("sigmoid", numpy="_sigmoid", torch_fn="torch.sigmoid", fast="_sigmoid_tanh",
      evaluate=lambda v, a: kernels._sigmoid(v[0]),
      derivative=lambda b, x, out: b.op("mul", out, b.op("sub", b.const(1), out)),
      rule="sigmoid'(x) = s (1 - s), from the output s")
@@ -49,7 +49,7 @@ unop("relu", emit=lambda a, attrs, n: (f"np.maximum({a[0][0]}, 0)", POSTFIX),
      rule="relu'(x) = [relu(x) > 0], a mask from the output",
      kink=_kink_at_zero, out_form="np.maximum({0}, 0, out={out})")
 
-unop("softplus", numpy="_softplus", torch_fn="_softplus",
+unop("softplus", numpy="_softplus", torch_fn="_softplus", fast="_softplus_log1p",
      evaluate=lambda v, a: kernels._softplus(v[0]),
      derivative=lambda b, x, out: b.op("sigmoid", x),
      rule="softplus'(x) = sigmoid(x)")

@@ -21,6 +21,33 @@ def _softplus(x):
     return np.logaddexp(0, x)
 
 
+def _sigmoid_tanh(x, out=None):
+    """1 / (1 + exp(-x)) as 0.5 * tanh(x / 2) + 0.5: no overflow, about 10 times faster
+    than exp(-logaddexp(0, -x)) (bench/fast_forms.py). Its absolute error is within the
+    dtype's epsilon; far below 0 it is 0 (float64: x < -37), a tiny sigmoid's place."""
+    s = np.multiply(x, 0.5, out=out)
+    if not isinstance(s, np.ndarray):  # a scalar: nothing to work in place
+        return 0.5 * np.tanh(s) + 0.5
+    np.tanh(s, out=s)
+    s *= 0.5
+    s += 0.5
+    return s
+
+
+def _softplus_log1p(x, out=None):
+    """log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|)): no overflow, several times
+    faster than np.logaddexp(0, x) (bench/fast_forms.py)."""
+    top = np.maximum(x, 0)
+    e = np.abs(x, out=out)
+    if not isinstance(e, np.ndarray):  # a scalar: nothing to work in place
+        return top + np.log1p(np.exp(-e))
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    np.log1p(e, out=e)
+    e += top
+    return e
+
+
 def _leaky_relu(x, alpha):
     return np.where(x > 0, x, alpha * x)
 

@@ -112,10 +112,13 @@ def _sigmoid_xent_shape(args, attrs):
     return ()
 
 
-def _sigmoid_xent_emit(a, attrs, node):
-    logits, t, n = a
-    return (f"np.sum(np.logaddexp(0, {logits[0]}) - {paren(t, MUL)} * {paren(logits, MUL + 1)})"
-            f" / {paren(n, MUL + 1)}", MUL)
+def _sigmoid_xent_emit(softplus: str):
+    """Prints the loss with ``softplus`` (a call's text up to its argument) for log(1 + e^z)."""
+    def emit(a, attrs, node):
+        logits, t, n = a
+        return (f"np.sum({softplus}{logits[0]}) - {paren(t, MUL)} * {paren(logits, MUL + 1)})"
+                f" / {paren(n, MUL + 1)}", MUL)
+    return emit
 
 
 def _sigmoid_xent_torch(a, attrs, node):
@@ -130,7 +133,10 @@ def _sigmoid_xent_vjp(b, n, g):
             b.op("mul", b.op("neg", b.op("div", logits, count)), g), None]
 
 
-defop("sigmoid_xent", arity=3, shape=_sigmoid_xent_shape, emit=_sigmoid_xent_emit,
+defop("sigmoid_xent", arity=3, shape=_sigmoid_xent_shape,
+      emit=_sigmoid_xent_emit("np.logaddexp(0, "),
+      fast=(("emit", _sigmoid_xent_emit("_softplus_log1p(")),
+            ("helpers", ("_softplus_log1p",))),
       torch=_sigmoid_xent_torch, torch_helpers=("_softplus",),
       evaluate=lambda v, a: np.sum(np.logaddexp(0.0, v[0]) - v[1] * v[0]) / v[2],
       vjp=_sigmoid_xent_vjp,

@@ -23,6 +23,7 @@ from bpc.compiler.errors import SpecError
 from bpc.compiler.pipeline import compile_text
 from bpc.runtime.datasets import synthetic
 from bpc.runtime.gradcheck import gradcheck
+from conftest import STYLE_TOL
 from random_specs import random_spec
 
 # name -> (input declaration, parameter declarations, the view of e, a scalar from v and
@@ -105,12 +106,13 @@ def _agree(text: str) -> None:
     data = synthetic(book, np.random.default_rng(1), 3)
     l1, g1 = book.loss_and_grad({k: v.copy() for k, v in params.items()}, **data)
     l2, g2 = fast.loss_and_grad({k: v.copy() for k, v in params.items()}, **data)
-    assert l2 == pytest.approx(l1, rel=1e-12), text
+    rtol, atol = STYLE_TOL[np.dtype(book.DTYPE).name]
+    assert l2 == pytest.approx(l1, rel=rtol), text
     for k in g1:
-        np.testing.assert_allclose(g2[k], g1[k], rtol=1e-10, atol=1e-12, err_msg=text)
+        np.testing.assert_allclose(g2[k], g1[k], rtol=rtol, atol=atol, err_msg=text)
     np.testing.assert_allclose(fast.predict(params, **{k: data[k] for k in fast.INPUTS}),
                                book.predict(params, **{k: data[k] for k in book.INPUTS}),
-                               rtol=1e-12, err_msg=text)
+                               rtol=rtol, atol=atol, err_msg=text)
     rows = gradcheck(fast, samples=6, batch=2, seed=2)
     assert rows and all(r.ok for r in rows), (text, [(r.name, r.max_rel, r.why) for r in rows])
 
@@ -157,7 +159,8 @@ def test_random_image_specs_fast_matches_textbook(spec):
     with np.errstate(all="ignore"):
         l1, g1 = book.loss_and_grad({k: v.copy() for k, v in params.items()}, **data)
         l2, g2 = fast.loss_and_grad({k: v.copy() for k, v in params.items()}, **data)
-    np.testing.assert_allclose(l2, l1, rtol=1e-9, atol=1e-12, equal_nan=True)
+    rtol, atol = STYLE_TOL[np.dtype(book.DTYPE).name]
+    np.testing.assert_allclose(l2, l1, rtol=rtol, atol=atol, equal_nan=True)
     for k in g1:
-        np.testing.assert_allclose(g2[k], g1[k], rtol=1e-9, atol=1e-12, equal_nan=True,
+        np.testing.assert_allclose(g2[k], g1[k], rtol=rtol, atol=atol, equal_nan=True,
                                    err_msg=spec.text())

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from bpc.compiler.pipeline import compile_file, compile_text
-from conftest import SPECS, run_bpc
+from conftest import SPECS, STYLE_TOL, run_bpc
 from bpc.runtime.gradcheck import gradcheck
 from bpc.runtime.modes import fixed_masks
 from random_specs import plain_spec
@@ -49,9 +49,10 @@ def test_textbook_style_gradchecks_and_matches_fast(spec):
     l1, g1 = tb.loss_and_grad(params, **data, **fixed_masks(tb))  # the same masks
     l2, g2 = fm.loss_and_grad({k: v.copy() for k, v in params.items()}, **data,
                               **fixed_masks(fm))
-    assert l1 == pytest.approx(l2, rel=1e-12, abs=1e-12)
+    rtol, atol = STYLE_TOL[np.dtype(tb.DTYPE).name]
+    assert l1 == pytest.approx(l2, rel=rtol, abs=atol)
     for k in g1:
-        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(g1[k], g2[k], rtol=rtol, atol=atol)
 
 
 def test_textbook_headers_are_never_repeated():
@@ -83,9 +84,10 @@ def test_random_specs_textbook_style_matches_fast(spec):
     with np.errstate(all="ignore"):
         l1, g1 = tb.loss_and_grad({k: np.array(v) for k, v in params.items()}, **feeds)
         l2, g2 = fm.loss_and_grad({k: np.array(v) for k, v in params.items()}, **feeds)
-    np.testing.assert_allclose(l1, l2, rtol=1e-9, atol=1e-12, equal_nan=True)
+    rtol, atol = STYLE_TOL[np.dtype(tb.DTYPE).name]
+    np.testing.assert_allclose(l1, l2, rtol=rtol, atol=atol, equal_nan=True)
     for k in g1:
-        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-9, atol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(g1[k], g2[k], rtol=rtol, atol=atol, equal_nan=True)
 
 
 def test_cli_compile_style(tmp_path):

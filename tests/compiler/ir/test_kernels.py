@@ -82,6 +82,35 @@ def test_sigmoid_and_softplus_against_torch_without_overflow():
 
 
 @with_torch
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fast_sigmoid_and_softplus_against_torch_without_overflow(dtype):
+    """The fast style's forms: 0.5 * tanh(x / 2) + 0.5 within the dtype's epsilon of the
+    sigmoid everywhere (relatively, only from x = 0 up: below, 1 + tanh cancels, and the
+    relative error grows as the sigmoid shrinks), max(x, 0) + log1p(exp(-|x|))
+    relatively close; both keep the dtype, take scalars, write into ``out``, and never
+    overflow."""
+    eps = np.finfo(dtype).eps
+    x = np.concatenate([RNG.normal(size=200) * 8, np.linspace(-1000, 1000, 2001),
+                        [-1e30, -40.0, 0.0, 40.0, 1e30]]).astype(dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        s, sp = kernels._sigmoid_tanh(x), kernels._softplus_log1p(x)
+        want = torch.sigmoid(t(x)).numpy()
+        assert s.dtype == sp.dtype == dtype
+        np.testing.assert_allclose(s, want, rtol=0, atol=eps)
+        half = want >= 0.5  # from x = 0 up: relatively exact too
+        np.testing.assert_allclose(s[half], want[half], rtol=2 * eps)
+        want_sp = np.logaddexp(0, x.astype(np.float64))
+        np.testing.assert_allclose(sp, want_sp, rtol=4 * eps, atol=np.finfo(dtype).tiny)
+        for fn, ref in ((kernels._sigmoid_tanh, kernels._sigmoid),
+                        (kernels._softplus_log1p, kernels._softplus)):
+            one = fn(dtype(0.3))
+            assert one.dtype == dtype and np.isclose(one, ref(dtype(0.3)), rtol=4 * eps)
+            buf = x.copy()
+            assert fn(buf, out=buf) is buf
+            np.testing.assert_array_equal(buf, fn(x))
+
+
+@with_torch
 def test_leaky_relu_against_torch():
     x = RNG.normal(size=(3, 4))
     close(kernels._leaky_relu(x, 0.2), F.leaky_relu(t(x), 0.2))

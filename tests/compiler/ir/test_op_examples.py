@@ -13,7 +13,7 @@ import pytest
 
 from bpc.compiler.ir import NAMED_LEAVES, Binding, Builder, Program, fmt_shape
 from bpc.compiler.ir.evaluate import evaluate_graph
-from bpc.compiler.ir.ops import ATOM, PRIMITIVES, kernels
+from bpc.compiler.ir.ops import ATOM, PRIMITIVES, kernels, styled
 from bpc.compiler.passes.autodiff import differentiate
 from gradcheck_ir import away_from_kinks, check
 
@@ -124,6 +124,26 @@ def test_shape_rule_and_printed_numpy(name, example):
         scope["out"] = np.array(scope["a0"], dtype=float)
         exec("\n".join(lines), scope)
         np.testing.assert_allclose(scope["out"], want, rtol=1e-12, atol=1e-12)
+
+
+@over_examples(lambda name, example: bool(PRIMITIVES[name].fast))
+def test_fast_forms_compute_the_reference(name, example):
+    """The fast style's form of an op (``Primitive.fast``: ``_sigmoid_tanh`` for
+    ``_sigmoid``), printed and in its buffer form, against the reference evaluator."""
+    case = Case(name, example)
+    computed = case.evaluate(case.values())
+    want = computed[case.node.id]
+    fast = styled("fast")[name]
+    names, _, scope = case.printed(computed)
+    text, _ = fast.emit([(n, ATOM) for n in names], case.attrs, case.node)
+    assert set(fast.helpers) <= set(KERNELS) and text != case.printed(computed)[1]
+    got = eval(text, scope)
+    assert np.asarray(got).dtype == np.asarray(want).dtype, text
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=text)
+    into = fast.write_into(names, case.attrs, "a0")  # into its own argument
+    if into is not None:
+        exec(into, scope)
+        np.testing.assert_allclose(scope["a0"], want, rtol=1e-12, atol=1e-15, err_msg=into)
 
 
 @over_examples(lambda name, example: PRIMITIVES[name].vjp is not None

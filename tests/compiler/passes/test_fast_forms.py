@@ -1,0 +1,98 @@
+"""The fast style's forms (compiler/passes/fast_forms.py): batch norm's closed-form
+backward and the running statistics updated in place, for the fast style only.
+
+What the forms compute is judged elsewhere (the op's examples against finite
+differences, tests/compiler/ir/test_batchnorm.py against torch's autograd, the
+differential test in both styles); here: where they apply, where they must not, and that
+the textbook style never sees them.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from bpc.compiler.compilation import Compilation
+from bpc.compiler.ir import topo_order
+from bpc.compiler.passes.fast_forms import fast_forms
+from conftest import REPO
+
+BY_HAND = """\
+model by_hand
+input x : [N, 3]
+input t : [N, 3]
+param g : [3] = ones
+param be : [3] = zeros
+mu = mean(x, axis=0)
+xc = x - mu
+var = mean(xc^2, axis=0)
+std = sqrt(var + {eps})
+xn = xc / std
+h = g * xn + be
+loss L = sum(sin(h) * t)
+"""
+
+
+def ops(prog):
+    return [n.op for n in topo_order([bd.node for bd in prog.forward + prog.backward])]
+
+
+def test_a_spec_without_batch_norm_is_left_as_it_is():
+    comp = Compilation.from_file(REPO / "specs" / "two_layer.bp")
+    assert fast_forms(comp.ir) is comp.ir
+    assert comp.fast_program is comp.program
+
+
+def test_the_fast_program_takes_the_closed_form_and_the_textbook_the_steps():
+    comp = Compilation.from_file(REPO / "specs" / "batchnorm.bp")
+    fast, textbook = comp.fast_program, comp.restyled("textbook").coded
+    assert textbook is comp.program and "batch_norm_scale" not in ops(textbook)
+    assert ops(fast).count("batch_norm_scale") == 5
+    backward = {bd.name for bd in fast.backward}
+    assert not {"dL_dbn1_xn", "dL_dbn1_std", "dL_dbn1_var", "dL_dbn1_xc",
+                "dL_dbn1_mu"} & backward
+    assert "dL_dbn1_xn" in {bd.name for bd in textbook.backward}
+    assert comp.restyled("textbook").ir is comp.ir  # the spec as written, for every view
+
+
+def test_the_closed_form_reads_beta_s_gradient_and_computes_each_sum_once():
+    text = (REPO / "generated" / "batchnorm.py").read_text()
+    backward = text[text.index("def loss_and_grad"):text.index("def _loss_training")]
+    for k in range(1, 6):
+        assert len(re.findall(rf"np\.sum\(dL_dbn{k}, axis=0", backward)) == 1
+        assert f"dL_dbn{k}_beta / x.shape[0]" in backward
+        assert f"bn{k}_xn = np.divide(bn{k}_xc, bn{k}_std, out=bn{k}_xc)" in backward
+        assert f"bn{k}_running_mean += 0.1 * (bn{k}_mu - bn{k}_running_mean)" in backward
+
+
+def test_batch_norm_written_by_hand_is_fused_too():
+    prog = Compilation.from_text(BY_HAND.format(eps=1e-5)).fast_program
+    assert "batch_norm_scale" in ops(prog)
+
+
+@pytest.mark.parametrize("change", [
+    ("var = mean(xc^2, axis=0)", "var = mean(xc^2, axis=0) * 1.01"),  # not the variance
+    ("xc = x - mu", "xc = x - mu * 0.5"),  # not centred
+    ("mu = mean(x, axis=0)", "mu = mean(x, axis=0) + 0 * sum(t)"),
+    ("h = g * xn + be", "h = xn * g + be"),  # gamma second: left as written
+])
+def test_what_is_not_batch_norm_is_left_alone(change):
+    text = BY_HAND.format(eps=1e-5).replace(*change)
+    comp = Compilation.from_text(text)
+    assert comp.fast_program is comp.program or "batch_norm_scale" not in ops(
+        comp.fast_program)
+
+
+def test_the_fused_by_hand_gradient_is_the_textbook_s():
+    text = BY_HAND.format(eps=1e-5)
+    rng = np.random.default_rng(3)
+    x, t = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    params = {"g": rng.normal(size=3), "be": rng.normal(size=3)}
+    results = []
+    for style in ("fast", "textbook"):
+        module = Compilation.from_text(text, style=style).module
+        results.append(module.loss_and_grad(params, x, t))
+    (fast_loss, fast), (loss, want) = results
+    assert fast_loss == pytest.approx(loss, rel=1e-12)
+    for k in want:
+        np.testing.assert_allclose(fast[k], want[k], rtol=1e-10, atol=1e-12)
