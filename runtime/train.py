@@ -80,6 +80,13 @@ CHANCE_MARGIN = 0.05
 # percent at most): a SIGKILL loses the steps since then, never the consistency of the run.
 CHECKPOINT_SECONDS = 60.0
 CHECKPOINT_OVERHEAD = 20
+# The loss is checked for NaN and infinities every step; the parameters (a dot product
+# over all of them: a few per cent of a small model's step) every PARAM_CHECK_EVERY steps,
+# at the last step before an epoch ends (its evaluation) and before a checkpoint is
+# written, so nothing non-finite is evaluated or saved. A run whose parameters stop being
+# finite is stopped within PARAM_CHECK_EVERY steps of that update, in practice at the next
+# step: the loss it gives is not finite.
+PARAM_CHECK_EVERY = 16
 
 
 @dataclass
@@ -97,9 +104,11 @@ class Result:
 
 
 # ----------------------------------------------------------------------------- the loop
-def nonfinite_reasons(value: float, optimizer) -> list[str]:
-    """Why a step diverged: the loss, a gradient, or else a parameter not finite."""
-    what = [f"the loss is {value}"] if not math.isfinite(value) else []
+def nonfinite_reasons(value: float | None, optimizer) -> list[str]:
+    """Why a step diverged: the loss (``value``, when known), a gradient, or else a
+    parameter not finite."""
+    what = [f"the loss is {value}"] if value is not None and not math.isfinite(value) \
+        else []
     bad = optimizer.nonfinite("grads")
     if bad:
         return what + [f"the gradient of '{bad}' is not finite"]
@@ -111,6 +120,20 @@ def diverged(step: int, epoch: int, what: list[str]) -> Diverged:
     return Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
                     + " and ".join(what), "lower the learning rate (--lr), or clip gradients "
                     "(optimizer ...(clip=1.0))")
+
+
+def params_check_due(step: int, epoch_ends: bool) -> bool:
+    """Whether the parameters are checked for non-finite values after step ``step``
+    (0-based): every PARAM_CHECK_EVERY steps and at an epoch's end (a checkpoint checks
+    them itself: ``check_params``)."""
+    return step % PARAM_CHECK_EVERY == PARAM_CHECK_EVERY - 1 or epoch_ends
+
+
+def check_params(optimizer, step: int, epoch: int, value: float | None = None) -> None:
+    """Raises ``Diverged`` (at 0-based step ``step``, whose loss was ``value``) when a
+    parameter is no longer finite."""
+    if optimizer.nonfinite("params"):
+        raise diverged(step, epoch, nonfinite_reasons(value, optimizer))
 
 
 def divergence_limit(start: float) -> float:
@@ -275,6 +298,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             now = time.monotonic()
             if folder.checkpoint is None or not final and now < save_due:
                 return
+            check_params(optimizer, pos.step - 1, pos.epoch)  # never saved non-finite
             save_checkpoint(folder.checkpoint, params, optimizer, pos, history, run, state)
             end = time.monotonic()
             save_due = end + max(checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
@@ -325,11 +349,10 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                                        nonfinite_reasons(value, optimizer))
                     dirty = True
                     optimizer.update(params, lr)
-                    # One check of the parameters a step: a non-finite gradient makes them
-                    # non-finite too, and is named then (the run stops at this update).
-                    if optimizer.nonfinite("params"):
-                        raise diverged(pos.step, pos.epoch,
-                                       nonfinite_reasons(value, optimizer))
+                    # A non-finite gradient makes the parameters non-finite too, and is
+                    # named when they are checked (PARAM_CHECK_EVERY).
+                    if params_check_due(pos.step, i == last - 1):
+                        check_params(optimizer, pos.step, pos.epoch, value)
                     if pos.start_loss is None:  # resumed from a checkpoint that lacks it
                         pos.start_loss = pos.running = value
                     pos.running += SMOOTHING * (value - pos.running)
