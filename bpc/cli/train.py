@@ -49,6 +49,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from bpc.runtime.allocator import keep_freed_memory
+
+    keep_freed_memory()  # this process exists to train: freed steps' memory kept for reuse
     from bpc.runtime.loader import load_model
     from bpc.runtime.train import STUCK_HINT, run as train_run
 
