@@ -303,7 +303,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             end = time.monotonic()
             save_due = end + max(checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
 
-        tqdm = progress_bar()
+        tqdm = None if quiet else progress_bar()
         if not quiet:
             lr_text = f"lr {optimizer.lr:g}" + (f" ({optimizer.cfg['schedule']})"
                                                  if scheduled else "")
@@ -474,11 +474,15 @@ def run(module, data=None, overrides: dict | None = None, out: Path | None = Non
 def progress_bar():
     """tqdm's bar class: its widget in a notebook when ipywidgets is there to draw it (the
     ``notebook`` extra), else its text bar, never ``tqdm.auto``'s warning that the widget
-    cannot be drawn; None without tqdm."""
+    cannot be drawn; None without tqdm, and where no bar would show (outside a notebook,
+    standard error not a terminal: a log), so such a run imports no tqdm."""
     import importlib.util
 
+    notebook = "ipykernel" in sys.modules
+    if not notebook and not sys.stderr.isatty():
+        return None
     try:
-        if importlib.util.find_spec("ipywidgets") is not None:
+        if notebook and importlib.util.find_spec("ipywidgets") is not None:
             from tqdm.auto import tqdm
         else:
             from tqdm.std import tqdm

@@ -61,7 +61,7 @@ def run(args) -> int:
         if importlib.util.find_spec("matplotlib") is None:
             raise UserError("--plot needs matplotlib, which is not installed",
                             "install it with: python3 -m pip install 'backprop-compiler[plot]'")
-    module = load_model(args.spec)
+    module = load_model(args.spec, reuse=True)  # a verified cached module, if any
     overrides = {"epochs": args.epochs, "iters": args.iters, "batch": args.batch,
                  "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed,
                  "eval_every": args.eval_every}
