@@ -3,7 +3,7 @@ tangent, PyTensor, autograd); whole training runs; memory; compile time.
 
     python3 bench/bench.py            # everything (~20 minutes on two cores)
     python3 bench/bench.py --quick    # fewer rounds
-    python3 bench/bench.py --only step|train|memory|compile|one-off
+    python3 bench/bench.py --only step|rows|train|memory|compile|one-off
 
 Each (model, dtype) configuration runs in its own process pinned to one core with BLAS at
 one thread; inside it the implementations take turns, round after round, and the median
@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from model_rows import ROWS, row_worker
 from one_off import bench_one_off
 from step_peers import MODELS, NETS, ONE_THREAD, ROOT, memory_worker, worker
 # Read as ``bench.NAME`` by one_off's script processes and by tests/bench/.
@@ -72,6 +73,44 @@ def bench_steps(seconds: float, models=None) -> list[dict]:
                       f"({gflops / res['gflops']:.2f}x NumPy's)")
             for note in res["notes"]:
                 print(f"  note: {note}")
+    return results
+
+
+def bench_rows(seconds: float, rows=None, compiled: bool = True) -> list[dict]:
+    """Issue 27's rows: per (row, dtype) a NumPy-only worker (generated, hand-fused, peak
+    memory) and a PyTorch worker (generated again, eager, torch.compile); each ratio is
+    peer time / bpc time within one process, so above 1 bpc is faster."""
+    results = []
+    try:
+        import torch  # noqa: F401 - only whether it is installed
+        peers = "torch+compile" if compiled else "torch"
+    except ImportError:
+        peers = None
+    print("\nsteps of issue 27's rows, batch 100 (median CPU us per step; ratios are the "
+          "other's time / bpc's, in the same process: above 1, bpc is faster)")
+    print(f"  {'row':<20}{'dtype':<9}{'bpc us':>9}{'hand-fused':>12}{'torch eager':>13}"
+          f"{'torch.compile':>15}{'bpc peak MB':>13}{'hand MB':>9}")
+    for row in rows or ROWS:
+        for dtype in ("float64", "float32"):
+            res = {"numpy": run_worker("row", row, dtype, str(seconds), "none")}
+            if peers:
+                res["torch"] = run_worker("row", row, dtype, str(seconds), peers)
+            results.append(res)
+            us, peak = res["numpy"]["us"], res["numpy"]["peak_bytes"]
+            tus = res.get("torch", {}).get("us", {})
+
+            def ratio(times, name):
+                return f"{times[name] / times['generated']:.2f}x" if name in times else "-"
+            print(f"  {row:<20}{dtype:<9}{us['generated']:>9.0f}{ratio(us, 'hand-fused'):>12}"
+                  f"{ratio(tus, 'torch eager'):>13}{ratio(tus, 'torch.compile'):>15}"
+                  f"{peak['generated'] / 1e6:>13.2f}{peak['hand-fused'] / 1e6:>9.2f}")
+            if "torch.compile" in res.get("torch", {}).get("setup_s", {}):
+                print(f"    torch.compile's first step (compilation): "
+                      f"{res['torch']['setup_s']['torch.compile']:.1f} s")
+    if peers is None:
+        print("  note: torch is not installed: no peer columns")
+    elif not compiled:
+        print("  note: torch.compile not run (--quick)")
     return results
 
 
@@ -175,16 +214,26 @@ def pin_to_one_core() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--only", choices=["step", "train", "memory", "compile", "one-off"])
+    parser.add_argument("--only", choices=["step", "rows", "train", "memory", "compile",
+                                           "one-off"])
     parser.add_argument("--models", nargs="+", choices=MODELS, help="step: only these")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, help="rows: only these")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--memory", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--train", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--row", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         pinned = pin_to_one_core()
         result = worker(args.worker[0], args.worker[1], float(args.worker[2]))
+        result["pinned"] = pinned
+        print(json.dumps(result))
+        return
+    if args.row:
+        pinned = pin_to_one_core()
+        row, dtype, seconds, peers = args.row
+        result = row_worker(row, dtype, float(seconds), peers)
         result["pinned"] = pinned
         print(json.dumps(result))
         return
@@ -200,6 +249,9 @@ def main() -> None:
     results = {}
     if args.only in (None, "step"):
         results["step"] = bench_steps(1.0 if args.quick else 4.0, args.models)
+    if args.only in (None, "rows"):
+        results["rows"] = bench_rows(1.0 if args.quick else 4.0, args.rows,
+                                     compiled=not args.quick)
     if args.only in (None, "train"):
         results["train"] = bench_train(3 if args.quick else 7)
     if args.only in (None, "memory"):
