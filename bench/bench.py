@@ -36,7 +36,7 @@ from step_peers import MODELS, NETS, ONE_THREAD, ROOT, memory_worker, worker
 # Read as ``bench.NAME`` by one_off's script processes and by tests/bench/.
 from step_peers import (PEER_MAKERS, TOY, _setup, matmul_flops,  # noqa: F401
                         spec_text, toy_spec_text)
-from whole_runs import TRAIN_RUNS, train_worker
+from whole_runs import STARTUP_RUNS, TRAIN_RUNS, startup_worker, train_worker
 
 
 def run_worker(mode: str, *args: str) -> dict:
@@ -136,6 +136,28 @@ def bench_train(rounds: int) -> list[dict]:
     return results
 
 
+def bench_startup(rounds: int) -> list[dict]:
+    results = []
+    print("\nbpc train as a whole process against a plain script over the same steps (the "
+          f"compiled module, references.plain_loop); median (best) of {rounds} alternating "
+          "runs, seconds; 'spec' reuses the module compiled by an earlier run, 'first' is a "
+          "run with an empty cache folder")
+    print(f"  {'spec':<16}{'plain':>14}{'bpc train spec':>20}{'ratio':>14}"
+          f"{'bpc train module':>20}{'ratio':>8}{'first':>8}")
+    for spec in STARTUP_RUNS:
+        res = run_worker("startup", spec, str(rounds))
+        results.append(res)
+        m, b = res["median_s"], res["best_s"]
+        plain = m["plain script"]
+        print(f"  {spec:<16}{plain:>7.3f} ({b['plain script']:.3f})"
+              f"{m['bpc train spec']:>12.3f} ({b['bpc train spec']:.3f})"
+              f"{m['bpc train spec'] / plain:>6.2f}x "
+              f"({b['bpc train spec'] / b['plain script']:.2f}x)"
+              f"{m['bpc train module']:>13.3f} ({b['bpc train module']:.3f})"
+              f"{m['bpc train module'] / plain:>7.2f}x{res['cold_spec_s']:>8.3f}")
+    return results
+
+
 def bench_memory() -> list[dict]:
     results = []
     print("\npeak memory of one loss_and_grad (tracemalloc, beyond inputs and parameters), "
@@ -214,8 +236,8 @@ def pin_to_one_core() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--only", choices=["step", "rows", "train", "memory", "compile",
-                                           "one-off"])
+    parser.add_argument("--only", choices=["step", "rows", "train", "startup", "memory",
+                                           "compile", "one-off"])
     parser.add_argument("--models", nargs="+", choices=MODELS, help="step: only these")
     parser.add_argument("--rows", nargs="+", choices=ROWS, help="rows: only these")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -223,10 +245,17 @@ def main() -> None:
     parser.add_argument("--memory", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--train", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--row", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--startup", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         pinned = pin_to_one_core()
         result = worker(args.worker[0], args.worker[1], float(args.worker[2]))
+        result["pinned"] = pinned
+        print(json.dumps(result))
+        return
+    if args.startup:
+        pinned = pin_to_one_core()
+        result = startup_worker(args.startup[0], int(args.startup[1]))
         result["pinned"] = pinned
         print(json.dumps(result))
         return
@@ -254,6 +283,8 @@ def main() -> None:
                                      compiled=not args.quick)
     if args.only in (None, "train"):
         results["train"] = bench_train(3 if args.quick else 7)
+    if args.only in (None, "startup"):
+        results["startup"] = bench_startup(3 if args.quick else 7)
     if args.only in (None, "memory"):
         results["memory"] = bench_memory()
     if args.only in (None, "compile"):
