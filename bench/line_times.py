@@ -4,10 +4,11 @@ reference's ``loss_and_grad``; the profile bench/README.md quotes.
 
     python3 bench/line_times.py "BN MLP" float64 [--steps 200] [--top 15]
 
-Each top-level statement of the function (a loop counts as one) is wrapped in two reads
-of the process's CPU clock (``time.process_time``: time other processes take from the
-core is not counted), so the figures carry ~0.5 us of overhead each; their sum is printed
-against the step's time without the wrapping."""
+Each statement of the function (inside a ``for`` loop or an ``if``, each of its own) is
+wrapped in two reads of the process's CPU clock (``time.process_time``: time other
+processes take from the core is not counted), so the figures carry ~0.5 us of overhead
+each; their sum is printed against the step's time without the wrapping. A statement in
+a loop is counted once by its text, all its runs summed."""
 
 from __future__ import annotations
 
@@ -34,24 +35,36 @@ def timed(fn, namespace: dict, source: str | None = None):
     lines = source.splitlines()
     tree = ast.parse(source)
     func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == fn.__name__)
-    body = []
-    for stmt in func.body:
-        text = lines[stmt.lineno - 1].strip()
-        start = ast.parse("_lt_t = _lt_clock()").body[0]
-        stop = ast.parse(f"_lt_acc[{text!r}] += _lt_clock() - _lt_t").body[0]
-        if isinstance(stmt, ast.Return):
-            value = ast.parse("_lt_ret = 0").body[0]
-            value.value = stmt.value
-            body += [start, value, stop, ast.parse("return _lt_ret").body[0]]
-        else:
-            body += [start, stmt, stop]
-    func.body = body
+    func.body = _timed_body(func.body, lines)
     func.decorator_list = []
     ast.fix_missing_locations(tree)
     acc: collections.Counter = collections.Counter()
     ns = {**namespace, "_lt_acc": acc, "_lt_clock": time.process_time}
     exec(compile(ast.Module(body=[func], type_ignores=[]), "<timed>", "exec"), ns)  # noqa: S102
     return ns[fn.__name__], acc
+
+
+def _timed_body(stmts: list, lines: list[str], depth: int = 0) -> list:
+    """``stmts`` with each one timed into ``_lt_acc`` by its first line's text; the
+    statements inside a ``for`` loop or an ``if`` are timed one by one instead."""
+    body = []
+    for stmt in stmts:
+        if isinstance(stmt, (ast.For, ast.If)):
+            stmt.body = _timed_body(stmt.body, lines, depth + 1)
+            stmt.orelse = _timed_body(stmt.orelse, lines, depth + 1)
+            body.append(stmt)
+            continue
+        text = lines[stmt.lineno - 1].strip()
+        clock = f"_lt_t{depth}"
+        start = ast.parse(f"{clock} = _lt_clock()").body[0]
+        stop = ast.parse(f"_lt_acc[{text!r}] += _lt_clock() - {clock}").body[0]
+        if isinstance(stmt, ast.Return):
+            value = ast.parse("_lt_ret = 0").body[0]
+            value.value = stmt.value
+            body += [start, value, stop, ast.parse("return _lt_ret").body[0]]
+        else:
+            body += [start, stmt, stop]
+    return body
 
 
 def main() -> None:
@@ -87,6 +100,10 @@ def main() -> None:
         total = sum(acc.values()) / args.steps
         print(f"\n{name}: step {whole * 1e6:.0f} us (process time), loss_and_grad's "
               f"statements {total * 1e6:.0f} us; the {args.top} slowest:")
+        product = [k for k in acc if "@" in k or "matmul" in k]
+        products = sum(acc[k] for k in product) / args.steps
+        print(f"  {len(product)} matrix products {products * 1e6:.0f} us; the other "
+              f"{len(acc) - len(product)} statements {(total - products) * 1e6:.0f} us")
         for text, secs in acc.most_common(args.top):
             print(f"  {secs / args.steps * 1e6:8.1f} us {100 * secs / args.steps / total:5.1f}%"
                   f"  {text[:90]}")
