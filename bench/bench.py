@@ -143,7 +143,7 @@ def bench_startup(rounds: int) -> list[dict]:
           "runs, seconds; 'spec' reuses the module compiled by an earlier run, 'first' is a "
           "run with an empty cache folder")
     print(f"  {'spec':<16}{'plain':>14}{'bpc train spec':>20}{'ratio':>14}"
-          f"{'bpc train module':>20}{'ratio':>8}{'first':>8}")
+          f"{'bpc train module':>20}{'ratio':>8}{'first':>8}{'cpu ratio':>11}")
     for spec in STARTUP_RUNS:
         res = run_worker("startup", spec, str(rounds))
         results.append(res)
@@ -154,7 +154,8 @@ def bench_startup(rounds: int) -> list[dict]:
               f"{m['bpc train spec'] / plain:>6.2f}x "
               f"({b['bpc train spec'] / b['plain script']:.2f}x)"
               f"{m['bpc train module']:>13.3f} ({b['bpc train module']:.3f})"
-              f"{m['bpc train module'] / plain:>7.2f}x{res['cold_spec_s']:>8.3f}")
+              f"{m['bpc train module'] / plain:>7.2f}x{res['cold_spec_s']:>8.3f}"
+              f"{res['cpu_s']['bpc train spec'] / res['cpu_s']['plain script']:>10.2f}x")
     return results
 
 

@@ -6,6 +6,7 @@ plain script, for every gallery spec that trains on data at hand."""
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -99,7 +100,9 @@ def startup_worker(spec: str, rounds: int) -> dict:
     """Whole processes, in turns: ``bpc train specs/SPEC.bp`` (its module reused from a
     cache folder filled by one untimed run, as every run after a spec's first), ``bpc
     train`` of the compiled module, and a plain script running the same steps on that
-    module; plus the spec's first run with an empty cache folder. Medians and bests."""
+    module; plus the spec's first run with an empty cache folder. Medians and bests of
+    wall time, medians of CPU time (the child's user and system time: what other
+    processes on the machine take is not in it)."""
     tmp = tempfile.mkdtemp()
     module_path = Path(tmp) / f"{spec}.py"
     module_path.write_text(generated_module((ROOT / "specs" / f"{spec}.bp").read_text(),
@@ -112,22 +115,31 @@ def startup_worker(spec: str, rounds: int) -> dict:
             "bpc train spec": [*train, str(ROOT / "specs" / f"{spec}.bp")],
             "bpc train module": [*train, str(module_path)]}
 
-    def once(name: str, cmd: list[str], i, cache: str | None = None) -> float:
+    def once(name: str, cmd: list[str], i, cache: str | None = None) -> tuple[float, float]:
+        """Wall and CPU seconds (the child's user and system time) of one run."""
         out = [] if name == "plain script" else ["--out", str(Path(tmp) / f"{name}{i}")]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(cmd + out, check=True, capture_output=True, cwd=ROOT,
                        env={**env, "BPC_CACHE": cache} if cache else env)
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
     cold = []
     for i in range(rounds):
         with tempfile.TemporaryDirectory() as empty:
-            cold.append(once("bpc train spec", cmds["bpc train spec"], f"c{i}", empty))
+            cold.append(once("bpc train spec", cmds["bpc train spec"], f"c{i}", empty)[0])
+    once("bpc train spec", cmds["bpc train spec"], "warm")  # fills the cache; untimed
     times = {name: [] for name in cmds}
+    cpu = {name: [] for name in cmds}
     for i in range(rounds):
         for name, cmd in cmds.items():
-            times[name].append(once(name, cmd, i))
+            wall, used = once(name, cmd, i)
+            times[name].append(wall)
+            cpu[name].append(used)
     return {"spec": spec, "rounds": rounds,
             "median_s": {k: statistics.median(v) for k, v in times.items()},
             "best_s": {k: min(v) for k, v in times.items()},
+            "cpu_s": {k: statistics.median(v) for k, v in cpu.items()},
             "cold_spec_s": statistics.median(cold)}

@@ -81,9 +81,9 @@ CHANCE_MARGIN = 0.05
 CHECKPOINT_SECONDS = 60.0
 CHECKPOINT_OVERHEAD = 20
 # The loss is checked for NaN and infinities every step; the parameters (a dot product
-# over all of them: a few per cent of a small model's step) every PARAM_CHECK_EVERY steps,
-# at the last step before an epoch ends (its evaluation) and before a checkpoint is
-# written, so nothing non-finite is evaluated or saved. A run whose parameters stop being
+# over all of them: ~11% of the toy's step) every PARAM_CHECK_EVERY steps, before an
+# evaluation and before a checkpoint is written, so nothing non-finite is evaluated or
+# saved. A run whose parameters stop being
 # finite is stopped within PARAM_CHECK_EVERY steps of that update, in practice at the next
 # step: the loss it gives is not finite.
 PARAM_CHECK_EVERY = 16
@@ -122,11 +122,11 @@ def diverged(step: int, epoch: int, what: list[str]) -> Diverged:
                     "(optimizer ...(clip=1.0))")
 
 
-def params_check_due(step: int, epoch_ends: bool) -> bool:
+def params_check_due(step: int) -> bool:
     """Whether the parameters are checked for non-finite values after step ``step``
-    (0-based): every PARAM_CHECK_EVERY steps and at an epoch's end (a checkpoint checks
-    them itself: ``check_params``)."""
-    return step % PARAM_CHECK_EVERY == PARAM_CHECK_EVERY - 1 or epoch_ends
+    (0-based) in the loop: every PARAM_CHECK_EVERY steps (an evaluation and a checkpoint
+    check them themselves: ``check_params``)."""
+    return step % PARAM_CHECK_EVERY == PARAM_CHECK_EVERY - 1
 
 
 def check_params(optimizer, step: int, epoch: int, value: float | None = None) -> None:
@@ -351,7 +351,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                     optimizer.update(params, lr)
                     # A non-finite gradient makes the parameters non-finite too, and is
                     # named when they are checked (PARAM_CHECK_EVERY).
-                    if params_check_due(pos.step, i == last - 1):
+                    if params_check_due(pos.step):
                         check_params(optimizer, pos.step, pos.epoch, value)
                     if pos.start_loss is None:  # resumed from a checkpoint that lacks it
                         pos.start_loss = pos.running = value
@@ -383,6 +383,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 # (its loss the mean training loss since the last row).
                 row = None
                 if (pos.epoch + 1) % eval_every == 0 or pos.step >= total_steps:
+                    check_params(optimizer, pos.step - 1, pos.epoch)  # never evaluated
                     seconds = time.perf_counter() - row_start
                     lr_now = learning_rate(optimizer.cfg, pos.step / steps_per_epoch,
                                            total_epochs)

@@ -496,16 +496,49 @@ def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_parameters_are_checked_at_a_bounded_cadence_and_every_epoch_end():
+def test_parameters_are_checked_at_a_bounded_cadence():
     """The per-step parameter check became a cadence: any PARAM_CHECK_EVERY consecutive
-    steps hold a check (the bound on how late a non-finite parameter is named), and so
-    does the last step of every epoch (nothing non-finite is evaluated)."""
+    steps hold a check (the bound on how late a non-finite parameter is named)."""
     from bpc.runtime.train import PARAM_CHECK_EVERY, params_check_due
 
-    checked = [s for s in range(1000) if params_check_due(s, epoch_ends=False)]
+    checked = [s for s in range(1000) if params_check_due(s)]
     gaps = np.diff([-1, *checked, 1000])
     assert gaps.max() == PARAM_CHECK_EVERY and len(checked) < 1000 // 8
-    assert all(params_check_due(s, epoch_ends=True) for s in range(100))
+
+
+def test_non_finite_parameters_are_never_evaluated(tmp_path):
+    """An evaluation checks the parameters first: a NaN between two checks stops the
+    run as diverged before any accuracy is computed from it."""
+    from bpc.runtime import train as train_mod
+
+    m = load_model(REPO / "generated" / "sine.py")
+    ds = data.builtin("sine", m, seed=0, n=40)
+    settings = Settings.from_module(m, {"epochs": 3, "lr": 0.01, "optimizer": "sgd",
+                                        "eval_every": 1})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_mod, "make_optimizer", _poisoned_at(2, train_mod.make_optimizer))
+        mp.setattr(train_mod, "params_check_due", lambda step: False)
+        mp.setattr(train_mod, "accuracy", lambda *a: pytest.fail("evaluated"))
+        with pytest.raises(Diverged) as info:
+            train(m, ds, settings, None, quiet=True, log=lambda *_: None)
+    assert "diverged at step 2 " in info.value.message
+    assert "is no longer finite" in info.value.message
+
+
+def _poisoned_at(t: int, make):
+    """``make_optimizer`` whose update at step ``t`` leaves a NaN in the first parameter
+    (where the loss does not read it yet: the loss stays finite)."""
+    def poisoned(*args, **kwargs):
+        opt = make(*args, **kwargs)
+        update = opt.update
+
+        def update_then_nan(params, lr=None):
+            update(params, lr)
+            if opt.t == t:
+                next(iter(opt._param_views.values())).flat[0] = np.nan
+        opt.update = update_then_nan
+        return opt
+    return poisoned
 
 
 def test_a_checkpoint_is_never_written_with_non_finite_parameters(tmp_path):
@@ -516,22 +549,9 @@ def test_a_checkpoint_is_never_written_with_non_finite_parameters(tmp_path):
     m = load_model(REPO / "generated" / "sine.py")
     ds = data.builtin("sine", m, seed=0, n=40)
     settings = Settings.from_module(m, {"epochs": 3, "lr": 0.01, "optimizer": "sgd"})
-    original = train_mod.make_optimizer
-
-    def poisoned(*args, **kwargs):
-        opt = original(*args, **kwargs)
-        update = opt.update
-
-        def update_then_nan(params, lr=None):
-            update(params, lr)
-            if opt.t == 2:  # a parameter the loss does not see yet: the loss stays finite
-                next(iter(opt._param_views.values())).flat[0] = np.nan
-        opt.update = update_then_nan
-        return opt
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train_mod, "make_optimizer", poisoned)
-        mp.setattr(train_mod, "params_check_due", lambda step, epoch_ends: False)
+        mp.setattr(train_mod, "make_optimizer", _poisoned_at(2, train_mod.make_optimizer))
+        mp.setattr(train_mod, "params_check_due", lambda step: False)
         mp.setattr(train_mod, "CHECKPOINT_OVERHEAD", 0)  # a checkpoint at every boundary
         with pytest.raises(Diverged) as info:
             train(m, ds, settings, tmp_path, quiet=True, log=lambda *_: None,
