@@ -87,9 +87,10 @@ def bench_rows(seconds: float, rows=None, compiled: bool = True) -> list[dict]:
     except ImportError:
         peers = None
     print("\nsteps of issue 27's rows, batch 100 (median CPU us per step; ratios are the "
-          "other's time / bpc's, in the same process: above 1, bpc is faster)")
+          "other's time / bpc's, in the same process: above 1, bpc is faster; faults: page "
+          "faults per generated step)")
     print(f"  {'row':<20}{'dtype':<9}{'bpc us':>9}{'hand-fused':>12}{'torch eager':>13}"
-          f"{'torch.compile':>15}{'bpc peak MB':>13}{'hand MB':>9}")
+          f"{'torch.compile':>15}{'bpc peak MB':>13}{'hand MB':>9}{'faults':>8}")
     for row in rows or ROWS:
         for dtype in ("float64", "float32"):
             res = {"numpy": run_worker("row", row, dtype, str(seconds), "none")}
@@ -103,7 +104,8 @@ def bench_rows(seconds: float, rows=None, compiled: bool = True) -> list[dict]:
                 return f"{times[name] / times['generated']:.2f}x" if name in times else "-"
             print(f"  {row:<20}{dtype:<9}{us['generated']:>9.0f}{ratio(us, 'hand-fused'):>12}"
                   f"{ratio(tus, 'torch eager'):>13}{ratio(tus, 'torch.compile'):>15}"
-                  f"{peak['generated'] / 1e6:>13.2f}{peak['hand-fused'] / 1e6:>9.2f}")
+                  f"{peak['generated'] / 1e6:>13.2f}{peak['hand-fused'] / 1e6:>9.2f}"
+                  f"{res['numpy']['faults_per_step']:>8.0f}")
             if "torch.compile" in res.get("torch", {}).get("setup_s", {}):
                 print(f"    torch.compile's first step (compilation): "
                       f"{res['torch']['setup_s']['torch.compile']:.1f} s")

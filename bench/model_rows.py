@@ -148,12 +148,15 @@ def torch_steps(row: str, params, dtype: str, compiled: bool) -> dict:
 def row_worker(row: str, dtype: str, seconds: float, peers: str) -> dict:
     """One row's timings in this process: ``peers`` "none" (NumPy only: generated and
     hand-fused, and peak memory), "torch" (eager) or "torch+compile"."""
+    import os
     import tempfile
     import time
 
     from bpc.runtime.allocator import keep_freed_memory
 
-    kept = keep_freed_memory()  # as bpc train sets it; process-wide, the references too
+    # As bpc train sets it (process-wide: the references' steps too), unless
+    # BPC_BENCH_ALLOCATOR=0 asks for glibc's defaults, the "before" of bench/README.md.
+    kept = os.environ.get("BPC_BENCH_ALLOCATOR") != "0" and keep_freed_memory()
     with tempfile.TemporaryDirectory() as tmp:
         module, params, state, x, t = row_setup(row, dtype, tmp)
     gen, _ = generated_step(module, params, state)
@@ -184,8 +187,19 @@ def row_worker(row: str, dtype: str, seconds: float, peers: str) -> dict:
            "wall_us": {k: v * 1e6 for k, v in wall.items()}, "reps": reps, "rounds": rounds,
            "setup_s": setup, "allocator_kept": kept, "notes": notes}
     if peers == "none":
+        out["faults_per_step"] = faults_per_step(gen, x, t)
         out["peak_bytes"] = row_memory(row, module, params, state, x, t, dtype)
     return out
+
+
+def faults_per_step(step, x, t, steps: int = 20) -> float:
+    """Minor page faults of this process per call of ``step`` (the kernel's count)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        step(x, t)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
 
 
 def row_memory(row, module, params, state, x, t, dtype) -> dict:

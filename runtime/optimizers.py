@@ -5,7 +5,7 @@ arrays in place. It never writes the arrays it is given (gradients may share mem
 its own flat gradient buffer it does: the SGD family scales the gathered gradient by the
 learning rate in place and subtracts it, so a step touches the gradient and the
 parameters only, not a third, parameter-sized scratch buffer (the same numbers,
-``p - lr g`` rounded alike; 17-27% less time for the update of 1.9 million parameters).
+``p - lr g`` rounded alike; 17-29% less time for the update of 1.9 million parameters).
 After ``update`` that buffer, and the ``grad_buffers`` views ``loss_and_grad(...,
 grads=)`` wrote, hold ``lr g``.
 
