@@ -10,8 +10,9 @@ After ``update`` that buffer, and the ``grad_buffers`` views ``loss_and_grad(...
 grads=)`` wrote, hold ``lr g``.
 
 An optimizer's state (moment estimates, step count) round-trips through ``state_dict`` /
-``load_state_dict``, by parameter name, so a checkpoint resumes bit for bit. Defaults and accepted keys come from
-``bpc.compiler.vocab.OPTIMIZERS`` — the same table the spec checker uses.
+``load_state_dict``, by parameter name, so a checkpoint resumes bit for bit. Defaults and
+accepted keys come from ``bpc.compiler.vocab.OPTIMIZERS`` — the same table the spec
+checker uses.
 
 **Flat buffers.** An update costs a few NumPy operations whatever the number of
 parameter arrays: parameters, gradients, optimizer state and scratch space are views

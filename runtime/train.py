@@ -83,9 +83,8 @@ CHECKPOINT_OVERHEAD = 20
 # The loss is checked for NaN and infinities every step; the parameters (a dot product
 # over all of them: ~11% of the toy's step) every PARAM_CHECK_EVERY steps, before an
 # evaluation and before a checkpoint is written, so nothing non-finite is evaluated or
-# saved. A run whose parameters stop being
-# finite is stopped within PARAM_CHECK_EVERY steps of that update, in practice at the next
-# step: the loss it gives is not finite.
+# saved. A run whose parameters stop being finite is stopped within PARAM_CHECK_EVERY
+# steps of that update, in practice at the next step: the loss they give is not finite.
 PARAM_CHECK_EVERY = 16
 
 
