@@ -107,7 +107,8 @@ def write_entry(kind: str, key: str, entry: dict) -> None:
         return
     data = _mac(secret, key, body).encode("ascii") + b"\n" + body
     try:
-        replace_atomically(cache_dir() / kind / f"{key}.json", lambda f: f.write(data))
+        replace_atomically(cache_dir() / kind / f"{key}.json", lambda f: f.write(data),
+                           durable=False)
     except OSError:
         pass
 
@@ -184,24 +185,28 @@ def write_text_atomic(target: Path, text: str) -> None:
         raise fail(e, target) from None
 
 
-def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def replace_atomically(path: Path, write: Callable[[BinaryIO], object],
+                       durable: bool = True) -> None:
     """``write(file)`` into a temporary file beside ``path``, fsync it, rename it over
     ``path`` (a symlink there is replaced, never followed) and fsync the folder: ``path``
     is the old file or the new one, whatever stops the process. The file gets the
     permissions of any new file (0666 less the umask). Raises ``OSError``; no temporary
-    file is left behind."""
+    file is left behind. Not ``durable``: no fsync, for a file whose loss or damage in a
+    crash of the machine costs nothing (a cache entry, which then fails its check)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_umask())
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    _fsync_folder(path.parent)
+    if durable:
+        _fsync_folder(path.parent)
 
 
 def _fsync_folder(folder: Path) -> None:
