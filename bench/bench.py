@@ -1,9 +1,9 @@
 """bpc benchmarks: generated code vs hand-written NumPy and the peers (PyTorch, JAX,
 tangent, PyTensor, autograd); whole training runs; memory; compile time.
 
-    python3 bench/bench.py            # everything (~20 minutes on two cores)
+    python3 bench/bench.py            # everything (~45 minutes on two cores)
     python3 bench/bench.py --quick    # fewer rounds
-    python3 bench/bench.py --only step|rows|train|memory|compile|one-off
+    python3 bench/bench.py --only step|rows|train|startup|memory|compile|one-off
 
 Each (model, dtype) configuration runs in its own process pinned to one core with BLAS at
 one thread; inside it the implementations take turns, round after round, and the median
