@@ -86,6 +86,8 @@ def bench_rows(seconds: float, rows=None, compiled: bool = True) -> list[dict]:
         peers = "torch+compile" if compiled else "torch"
     except ImportError:
         peers = None
+    if os.environ.get("BPC_BENCH_FRAMEWORKS") == "0":
+        peers = None
     print("\nsteps of issue 27's rows, batch 100 (median CPU us per step; ratios are the "
           "other's time / bpc's, in the same process: above 1, bpc is faster; faults: page "
           "faults per generated step)")
@@ -110,7 +112,7 @@ def bench_rows(seconds: float, rows=None, compiled: bool = True) -> list[dict]:
                 print(f"    torch.compile's first step (compilation): "
                       f"{res['torch']['setup_s']['torch.compile']:.1f} s")
     if peers is None:
-        print("  note: torch is not installed: no peer columns")
+        print("  note: no peer columns (torch not installed, or BPC_BENCH_FRAMEWORKS=0)")
     elif not compiled:
         print("  note: torch.compile not run (--quick)")
     return results
