@@ -1,9 +1,9 @@
 """bpc benchmarks: generated code vs hand-written NumPy and the peers (PyTorch, JAX,
 tangent, PyTensor, autograd); whole training runs; memory; compile time.
 
-    python3 bench/bench.py            # everything (~20 minutes on two cores)
+    python3 bench/bench.py            # everything (~45 minutes on two cores)
     python3 bench/bench.py --quick    # fewer rounds
-    python3 bench/bench.py --only step|train|memory|compile|one-off
+    python3 bench/bench.py --only step|rows|train|startup|memory|compile|one-off
 
 Each (model, dtype) configuration runs in its own process pinned to one core with BLAS at
 one thread; inside it the implementations take turns, round after round, and the median
@@ -30,12 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from model_rows import ROWS, row_worker
 from one_off import bench_one_off
 from step_peers import MODELS, NETS, ONE_THREAD, ROOT, memory_worker, worker
 # Read as ``bench.NAME`` by one_off's script processes and by tests/bench/.
 from step_peers import (PEER_MAKERS, TOY, _setup, matmul_flops,  # noqa: F401
                         spec_text, toy_spec_text)
-from whole_runs import TRAIN_RUNS, train_worker
+from whole_runs import STARTUP_RUNS, TRAIN_RUNS, startup_worker, train_worker
 
 
 def run_worker(mode: str, *args: str) -> dict:
@@ -75,6 +76,48 @@ def bench_steps(seconds: float, models=None) -> list[dict]:
     return results
 
 
+def bench_rows(seconds: float, rows=None, compiled: bool = True) -> list[dict]:
+    """Issue 27's rows: per (row, dtype) a NumPy-only worker (generated, hand-fused, peak
+    memory) and a PyTorch worker (generated again, eager, torch.compile); each ratio is
+    peer time / bpc time within one process, so above 1 bpc is faster."""
+    results = []
+    try:
+        import torch  # noqa: F401 - only whether it is installed
+        peers = "torch+compile" if compiled else "torch"
+    except ImportError:
+        peers = None
+    if os.environ.get("BPC_BENCH_FRAMEWORKS") == "0":
+        peers = None
+    print("\nsteps of issue 27's rows, batch 100 (median CPU us per step; ratios are the "
+          "other's time / bpc's, in the same process: above 1, bpc is faster; faults: page "
+          "faults per generated step)")
+    print(f"  {'row':<20}{'dtype':<9}{'bpc us':>9}{'hand-fused':>12}{'torch eager':>13}"
+          f"{'torch.compile':>15}{'bpc peak MB':>13}{'hand MB':>9}{'faults':>8}")
+    for row in rows or ROWS:
+        for dtype in ("float64", "float32"):
+            res = {"numpy": run_worker("row", row, dtype, str(seconds), "none")}
+            if peers:
+                res["torch"] = run_worker("row", row, dtype, str(seconds), peers)
+            results.append(res)
+            us, peak = res["numpy"]["us"], res["numpy"]["peak_bytes"]
+            tus = res.get("torch", {}).get("us", {})
+
+            def ratio(times, name):
+                return f"{times[name] / times['generated']:.2f}x" if name in times else "-"
+            print(f"  {row:<20}{dtype:<9}{us['generated']:>9.0f}{ratio(us, 'hand-fused'):>12}"
+                  f"{ratio(tus, 'torch eager'):>13}{ratio(tus, 'torch.compile'):>15}"
+                  f"{peak['generated'] / 1e6:>13.2f}{peak['hand-fused'] / 1e6:>9.2f}"
+                  f"{res['numpy']['faults_per_step']:>8.0f}")
+            if "torch.compile" in res.get("torch", {}).get("setup_s", {}):
+                print(f"    torch.compile's first step (compilation): "
+                      f"{res['torch']['setup_s']['torch.compile']:.1f} s")
+    if peers is None:
+        print("  note: no peer columns (torch not installed, or BPC_BENCH_FRAMEWORKS=0)")
+    elif not compiled:
+        print("  note: torch.compile not run (--quick)")
+    return results
+
+
 def bench_train(rounds: int) -> list[dict]:
     results = []
     print("\nwhole training runs: bpc train against a plain NumPy loop over the same steps "
@@ -94,6 +137,29 @@ def bench_train(rounds: int) -> list[dict]:
               f"{c['bpc train'] / c['plain loop']:>10.2f}x{p['plain loop']:>14.3f}"
               f"{p['bpc train']:>12.3f}{p['bpc train'] / p['plain loop']:>7.2f}x"
               f"{bp['bpc train'] / bp['plain loop']:>7.2f}x")
+    return results
+
+
+def bench_startup(rounds: int) -> list[dict]:
+    results = []
+    print("\nbpc train as a whole process against a plain script over the same steps (the "
+          f"compiled module, references.plain_loop); median (best) of {rounds} alternating "
+          "runs, seconds; 'spec' reuses the module compiled by an earlier run, 'first' is a "
+          "run with an empty cache folder")
+    print(f"  {'spec':<16}{'plain':>14}{'bpc train spec':>20}{'ratio':>14}"
+          f"{'bpc train module':>20}{'ratio':>8}{'first':>8}{'cpu ratio':>11}")
+    for spec in STARTUP_RUNS:
+        res = run_worker("startup", spec, str(rounds))
+        results.append(res)
+        m, b = res["median_s"], res["best_s"]
+        plain = m["plain script"]
+        print(f"  {spec:<16}{plain:>7.3f} ({b['plain script']:.3f})"
+              f"{m['bpc train spec']:>12.3f} ({b['bpc train spec']:.3f})"
+              f"{m['bpc train spec'] / plain:>6.2f}x "
+              f"({b['bpc train spec'] / b['plain script']:.2f}x)"
+              f"{m['bpc train module']:>13.3f} ({b['bpc train module']:.3f})"
+              f"{m['bpc train module'] / plain:>7.2f}x{res['cold_spec_s']:>8.3f}"
+              f"{res['cpu_s']['bpc train spec'] / res['cpu_s']['plain script']:>10.2f}x")
     return results
 
 
@@ -175,16 +241,33 @@ def pin_to_one_core() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--only", choices=["step", "train", "memory", "compile", "one-off"])
+    parser.add_argument("--only", choices=["step", "rows", "train", "startup", "memory",
+                                           "compile", "one-off"])
     parser.add_argument("--models", nargs="+", choices=MODELS, help="step: only these")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, help="rows: only these")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--memory", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--train", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--row", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--startup", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         pinned = pin_to_one_core()
         result = worker(args.worker[0], args.worker[1], float(args.worker[2]))
+        result["pinned"] = pinned
+        print(json.dumps(result))
+        return
+    if args.startup:
+        pinned = pin_to_one_core()
+        result = startup_worker(args.startup[0], int(args.startup[1]))
+        result["pinned"] = pinned
+        print(json.dumps(result))
+        return
+    if args.row:
+        pinned = pin_to_one_core()
+        row, dtype, seconds, peers = args.row
+        result = row_worker(row, dtype, float(seconds), peers)
         result["pinned"] = pinned
         print(json.dumps(result))
         return
@@ -200,8 +283,13 @@ def main() -> None:
     results = {}
     if args.only in (None, "step"):
         results["step"] = bench_steps(1.0 if args.quick else 4.0, args.models)
+    if args.only in (None, "rows"):
+        results["rows"] = bench_rows(1.0 if args.quick else 4.0, args.rows,
+                                     compiled=not args.quick)
     if args.only in (None, "train"):
         results["train"] = bench_train(3 if args.quick else 7)
+    if args.only in (None, "startup"):
+        results["startup"] = bench_startup(3 if args.quick else 7)
     if args.only in (None, "memory"):
         results["memory"] = bench_memory()
     if args.only in (None, "compile"):

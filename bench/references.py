@@ -284,7 +284,8 @@ def plain_loop(module, train_arrays, settings, axes):
     order, epochs, optimizer arithmetic), as a bare loop: the generated gradient into kept
     buffers and an update per parameter array, nothing else (no evaluation, history,
     checkpoint, divergence or interrupt handling). SGD and Adam with a constant learning
-    rate, no weight decay or clipping (the gallery's runs). Returns the parameters."""
+    rate, no weight decay or clipping (the gallery's runs); batch norm's state and
+    dropout's generator passed as bpc train passes them. Returns the parameters."""
     import inspect
 
     opt = {**{"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, **settings.opt}
@@ -294,8 +295,12 @@ def plain_loop(module, train_arrays, settings, axes):
     rng = np.random.default_rng(settings.seed)
     params = {k: np.array(v, dtype=module.DTYPE) for k, v in module.init_params(rng).items()}
     grads = {k: np.empty_like(v) for k, v in params.items()}
-    kw = {"grads": grads} if "grads" in inspect.signature(module.loss_and_grad).parameters \
-        else {}
+    takes = inspect.signature(module.loss_and_grad).parameters
+    kw = {"grads": grads} if "grads" in takes else {}
+    if "state" in takes:  # batch norm's running statistics, updated in place
+        kw["state"] = module.init_state()
+    if "rng" in takes:  # dropout's masks, drawn from the run's generator as bpc train does
+        kw["rng"] = rng
     scratch = {k: np.empty_like(v) for k, v in params.items()}
     m = {k: np.zeros_like(v) for k, v in params.items()}
     v = {k: np.zeros_like(p) for k, p in params.items()}

@@ -354,19 +354,32 @@ def worker(model: str, dtype: str, seconds: float) -> dict:
         if model != TOY and name in ("torch eager", "jax jit"):
             framework_rates[name] = _framework_matmul_rate(name, dtype)
 
-    for step, xs, ts in impls.values():  # warm up (JIT compilation, allocator)
+    medians, wall, reps, rounds = alternate(impls, seconds)
+    flops = matmul_flops(sizes, n) if sizes else 0
+    return {"net": model, "dtype": dtype, "batch": n,
+            "us": {k: v * 1e6 for k, v in medians.items()},
+            "wall_us": {k: v * 1e6 for k, v in wall.items()},
+            "roofline": {k: flops / rate / v for k, v in medians.items()},
+            "gflops": rate / 1e9, "flops": flops, "notes": notes, "reps": reps, "rounds": rounds,
+            "setup_s": setup_seconds,
+            "framework_gflops": {k: v / 1e9 for k, v in framework_rates.items()}}
+
+
+def alternate(impls: dict, seconds: float) -> tuple[dict, dict, dict, int]:
+    """Median CPU and wall seconds of one step of each of ``impls`` (name -> (step, x,
+    t)), the steps a round and the rounds. After three warm-up steps each (JIT
+    compilation, the allocator), rounds of ~20 ms per implementation alternate until each
+    has had ``seconds``. CPU time of this process is the measure: the worker is pinned to
+    one core, so it counts every thread's work (JAX's too) but not time the hypervisor or
+    another process took from that core. Each implementation's round is as many steps as
+    take ~20 ms of its own (the toy's steps range from ~10 us to ~1 ms)."""
+    for step, xs, ts in impls.values():
         for _ in range(3):
             step(xs, ts)
-    # Rounds of ~20 ms per implementation, alternating, until each has had ``seconds``.
-    # CPU time of this process is the measure: the worker is pinned to one core, so it
-    # counts every thread's work (JAX's too) but not time the hypervisor or another
-    # process took from that core. Wall time is reported beside it.
-    # Each implementation's round is as many steps as take ~20 ms of its own (the toy's
-    # steps range from ~10 us to ~1 ms).
     cpu = {name: [] for name in impls}
     wall = {name: [] for name in impls}
     reps = {name: max(1, int(0.02 / _one(impl))) for name, impl in impls.items()}
-    rounds = max(15, int(seconds / max(0.02, _one(impls["hand-fused"]))))
+    rounds = max(15, int(seconds / max(0.02, _one(impls["generated"]))))
     for _ in range(rounds):
         for name, (step, xs, ts) in impls.items():
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -374,15 +387,8 @@ def worker(model: str, dtype: str, seconds: float) -> dict:
                 step(xs, ts)
             cpu[name].append((time.process_time() - start_cpu) / reps[name])
             wall[name].append((time.perf_counter() - start) / reps[name])
-    medians = {name: statistics.median(v) for name, v in cpu.items()}
-    flops = matmul_flops(sizes, n) if sizes else 0
-    return {"net": model, "dtype": dtype, "batch": n,
-            "us": {k: v * 1e6 for k, v in medians.items()},
-            "wall_us": {k: statistics.median(v) * 1e6 for k, v in wall.items()},
-            "roofline": {k: flops / rate / v for k, v in medians.items()},
-            "gflops": rate / 1e9, "flops": flops, "notes": notes, "reps": reps, "rounds": rounds,
-            "setup_s": setup_seconds,
-            "framework_gflops": {k: v / 1e9 for k, v in framework_rates.items()}}
+    return ({name: statistics.median(v) for name, v in cpu.items()},
+            {name: statistics.median(v) for name, v in wall.items()}, reps, rounds)
 
 
 def _framework_matmul_rate(name: str, dtype: str, size: int = 2048, runs: int = 5) -> float:

@@ -1,9 +1,12 @@
 """Whole training runs: ``bpc train`` of gallery specs against ``references.plain_loop``
-over the same steps, in one process and as whole processes."""
+over the same steps, in one process and as whole processes; and ``bpc train SPEC.bp`` as
+a user runs it (the spec compiled before: its module reused from the cache) against a
+plain script, for every gallery spec that trains on data at hand."""
 
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -14,6 +17,10 @@ from pathlib import Path
 from step_peers import ROOT, generated_module
 
 TRAIN_RUNS = ("xor", "sine", "digits")
+# The gallery's specs with a data line whose data needs no download, and an optimizer
+# plain_loop writes out (two_layer and simple_convnet train on MNIST).
+STARTUP_RUNS = ("xor", "sine", "spiral", "digits", "batchnorm", "batchnorm_none",
+                "dropout", "dropout_none", "convnet_digits")
 
 
 PLAIN_SCRIPT = """
@@ -87,3 +94,52 @@ def train_worker(spec: str, rounds: int) -> dict:
             "process_s": {k: statistics.median(v) for k, v in procs.items()},
             "steps": info["steps"], "rows": info["rows"], "eval_every": settings.eval_every,
             "optimizer": settings.optimizer}
+
+
+def startup_worker(spec: str, rounds: int) -> dict:
+    """Whole processes, in turns: ``bpc train specs/SPEC.bp`` (its module reused from a
+    cache folder filled by one untimed run, as every run after a spec's first), ``bpc
+    train`` of the compiled module, and a plain script running the same steps on that
+    module; plus the spec's first run with an empty cache folder. Medians and bests of
+    wall time, medians of CPU time (the child's user and system time: what other
+    processes on the machine take is not in it)."""
+    tmp = tempfile.mkdtemp()
+    module_path = Path(tmp) / f"{spec}.py"
+    module_path.write_text(generated_module((ROOT / "specs" / f"{spec}.bp").read_text(),
+                                            tmp).source)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONPATH=str(ROOT), BPC_CACHE=str(Path(tmp) / "cache"))
+    script = PLAIN_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "bench"))
+    train = [sys.executable, "-m", "bpc", "train"]
+    cmds = {"plain script": [sys.executable, "-c", script, str(module_path)],
+            "bpc train spec": [*train, str(ROOT / "specs" / f"{spec}.bp")],
+            "bpc train module": [*train, str(module_path)]}
+
+    def once(name: str, cmd: list[str], i, cache: str | None = None) -> tuple[float, float]:
+        """Wall and CPU seconds (the child's user and system time) of one run."""
+        out = [] if name == "plain script" else ["--out", str(Path(tmp) / f"{name}{i}")]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run(cmd + out, check=True, capture_output=True, cwd=ROOT,
+                       env={**env, "BPC_CACHE": cache} if cache else env)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+    cold = []
+    for i in range(rounds):
+        with tempfile.TemporaryDirectory() as empty:
+            cold.append(once("bpc train spec", cmds["bpc train spec"], f"c{i}", empty)[0])
+    once("bpc train spec", cmds["bpc train spec"], "warm")  # fills the cache; untimed
+    times = {name: [] for name in cmds}
+    cpu = {name: [] for name in cmds}
+    for i in range(rounds):
+        for name, cmd in cmds.items():
+            wall, used = once(name, cmd, i)
+            times[name].append(wall)
+            cpu[name].append(used)
+    return {"spec": spec, "rounds": rounds,
+            "median_s": {k: statistics.median(v) for k, v in times.items()},
+            "best_s": {k: min(v) for k, v in times.items()},
+            "cpu_s": {k: statistics.median(v) for k, v in cpu.items()},
+            "cold_spec_s": statistics.median(cold)}

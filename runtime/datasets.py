@@ -14,7 +14,6 @@ import hashlib
 import math
 import os
 import stat
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +127,8 @@ def fetch(url: str, filename: str, digest: str, timeout: float = 30.0) -> Path:
     except OSError as e:
         raise UserError(f"cannot write {target.parent}: {e.strerror or e}",
                         "set BPC_CACHE to a writable folder") from None
+    import urllib.request  # here: its SSL and HTTP modules cost every run ~25 ms
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, \
                 os.fdopen(fd, "wb") as out:

@@ -1,4 +1,6 @@
-"""Loading a model: a generated ``.py`` module, or a ``.bp`` spec compiled in memory.
+"""Loading a model: a generated ``.py`` module, or a ``.bp`` spec compiled in memory (for
+``bpc train``, reused from bpc's cache folder when the same spec was compiled before by
+the same compiler: a verified entry, ``bpc.compiler.cache.read_entry``).
 
 The runtime relies on the generated module's contract only (INPUTS, TARGETS, PARAMS,
 DTYPE, init_params, predict, loss, loss_and_grad; CONFIG, OUTPUT, LOSS when present),
@@ -10,9 +12,14 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
+import stat
+import sys
 import types
 from pathlib import Path
 
+from ..compiler.cache import entry_key, read_at_most, read_entry, write_entry
+from ..compiler.limits import MAX_SPEC_BYTES
 from .errors import UserError
 
 CONTRACT = ("INPUTS", "TARGETS", "PARAMS", "DTYPE", "init_params", "predict", "loss",
@@ -21,9 +28,11 @@ _counter = itertools.count()
 
 
 def load_model(path: str | Path, dtype: str | None = None,
-               module_type: type[types.ModuleType] = types.ModuleType) -> types.ModuleType:
-    """A module honouring the contract, from a spec (compiled now) or a generated file,
-    executed once, as a ``module_type``."""
+               module_type: type[types.ModuleType] = types.ModuleType,
+               reuse: bool = False) -> types.ModuleType:
+    """A module honouring the contract, from a spec (compiled now, or with ``reuse`` the
+    verified module compiled from the same spec before) or a generated file, executed
+    once, as a ``module_type``."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p}: no such file")
@@ -32,7 +41,7 @@ def load_model(path: str | Path, dtype: str | None = None,
             raise UserError("--dtype needs a spec (.bp); a generated module has its dtype fixed")
         module = _import_file(p, module_type)
     else:
-        module = _compile_spec(p, dtype, module_type)
+        module = _compile_spec(p, dtype, module_type, reuse)
     missing = [name for name in CONTRACT if not hasattr(module, name)]
     if missing:
         raise UserError(f"{p} is not a bpc model: it lacks {', '.join(missing)}",
@@ -57,25 +66,79 @@ def _import_file(p: Path, module_type: type[types.ModuleType]) -> types.ModuleTy
         source = importlib.util.decode_source(data)
     except (SyntaxError, UnicodeDecodeError, LookupError) as e:
         raise UserError(f"{p}: not a Python module in a known encoding ({e})") from None
-    module = module_type(f"bpc_model_{p.stem}_{next(_counter)}")
-    module.__file__ = str(p)
     try:
         code = compile(source, str(p), "exec")
     except SyntaxError as e:
         raise UserError(f"{p}:{e.lineno}: not valid Python ({e.msg})") from None
     except ValueError as e:  # a NUL byte
         raise UserError(f"{p}: not valid Python ({e})") from None
-    exec(code, module.__dict__)  # noqa: S102 - the module the user asked to load
+    return _executed(p.stem, str(p), code, source, module_type)
+
+
+def _executed(name: str, file: str, code, source: str,
+              module_type: type[types.ModuleType]) -> types.ModuleType:
+    module = module_type(f"bpc_model_{name}_{next(_counter)}")
+    module.__file__ = file
+    exec(code, module.__dict__)  # noqa: S102 - the module asked for, or bpc's own output
     module.source = source  # identity.model_identity reads it; a bpc.Model pickles by it
     return module
 
 
-def _compile_spec(p: Path, dtype: str | None,
-                  module_type: type[types.ModuleType]) -> types.ModuleType:
+def _compile_spec(p: Path, dtype: str | None, module_type: type[types.ModuleType],
+                  reuse: bool) -> types.ModuleType:
+    key = _spec_key(p, dtype) if reuse else None
+    entry = read_entry("modules", key) if key else None
+    if not _well_formed(entry):
+        entry = _compiled(p, dtype)
+        if key:
+            write_entry("modules", key, entry)
+    else:
+        for text in entry["warnings"]:  # as the compilation printed them
+            print(text, file=sys.stderr)
+    file = f"<compiled from {p}>"
+    return _executed(entry["name"], file, compile(entry["source"], file, "exec"),
+                     entry["source"], module_type)
+
+
+def _compiled(p: Path, dtype: str | None) -> dict:
+    """The spec compiled now: the model's name, the module's text, the warnings printed."""
     from ..compiler.compilation import Compilation
 
-    comp = Compilation.from_file(p, dtype=dtype, layout=False)  # executed, never read
-    return comp.new_module(module_type)
+    warnings: list[str] = []
+
+    def warn(text: str) -> None:
+        warnings.append(text)
+        print(text, file=sys.stderr)
+
+    comp = Compilation.from_file(p, dtype=dtype, layout=False, warn=warn)  # never read
+    source = comp.text
+    return {"name": comp.name, "source": source, "warnings": warnings}
+
+
+def _well_formed(entry: dict | None) -> bool:
+    return entry is not None and isinstance(entry.get("name"), str) and \
+        isinstance(entry.get("source"), str) and isinstance(entry.get("warnings"), list) \
+        and all(isinstance(w, str) for w in entry["warnings"])
+
+
+def _spec_key(p: Path, dtype: str | None) -> str | None:
+    """The cache key of the spec file at ``p`` compiled with ``dtype`` as ``load_model``
+    compiles it; None when it is not a regular file of a spec's size (the compiler then
+    reports why)."""
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        data = read_at_most(fd, MAX_SPEC_BYTES) if stat.S_ISREG(st.st_mode) else None
+    except OSError:
+        data = None
+    finally:
+        os.close(fd)
+    if data is None:
+        return None
+    return entry_key("module", "fast", "no layout", str(p), dtype or "", data)
 
 
 def compiled_model(comp, path: str | Path) -> types.ModuleType:

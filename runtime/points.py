@@ -99,7 +99,7 @@ def memory_needed(module, batch: int, forward_only: bool = False,
     """(bytes, what, moment) a step over ``batch`` examples holds at least (``sizes``:
     other symbolic dimensions), from the compiler's record (CONFIG ``memory``); (0, "",
     None) for a module without one."""
-    from ..compiler.ir.memory import value_at
+    from ..compiler.memory_terms import value_at
 
     record = (getattr(module, "CONFIG", {}) or {}).get("memory")
     if not isinstance(record, dict):

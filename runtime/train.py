@@ -89,6 +89,12 @@ CHANCE_MARGIN = 0.05
 # percent at most): a SIGKILL loses the steps since then, never the consistency of the run.
 CHECKPOINT_SECONDS = 60.0
 CHECKPOINT_OVERHEAD = 20
+# The loss is checked for NaN and infinities every step; the parameters (a dot product
+# over all of them: ~11% of the toy's step) every PARAM_CHECK_EVERY steps, before an
+# evaluation and before a checkpoint is written, so nothing non-finite is evaluated or
+# saved. A run whose parameters stop being finite is stopped within PARAM_CHECK_EVERY
+# steps of that update, in practice at the next step: the loss they give is not finite.
+PARAM_CHECK_EVERY = 16
 
 
 @dataclass
@@ -110,9 +116,11 @@ class Result:
 
 
 # ----------------------------------------------------------------------------- the loop
-def nonfinite_reasons(value: float, optimizer) -> list[str]:
-    """Why a step diverged: the loss, a gradient, or else a parameter not finite."""
-    what = [f"the loss is {value}"] if not math.isfinite(value) else []
+def nonfinite_reasons(value: float | None, optimizer) -> list[str]:
+    """Why a step diverged: the loss (``value``, when known), a gradient, or else a
+    parameter not finite."""
+    what = [f"the loss is {value}"] if value is not None and not math.isfinite(value) \
+        else []
     bad = optimizer.nonfinite("grads")
     if bad:
         return what + [f"the gradient of '{bad}' is not finite"]
@@ -124,6 +132,20 @@ def diverged(step: int, epoch: int, what: list[str]) -> Diverged:
     return Diverged(f"training diverged at step {step + 1} (epoch {epoch + 1}): "
                     + " and ".join(what), "lower the learning rate (--lr), or clip gradients "
                     "(optimizer ...(clip=1.0))")
+
+
+def params_check_due(step: int) -> bool:
+    """Whether the parameters are checked for non-finite values after step ``step``
+    (0-based) in the loop: every PARAM_CHECK_EVERY steps (an evaluation and a checkpoint
+    check them themselves: ``check_params``)."""
+    return step % PARAM_CHECK_EVERY == PARAM_CHECK_EVERY - 1
+
+
+def check_params(optimizer, step: int, epoch: int, value: float | None = None) -> None:
+    """Raises ``Diverged`` (at 0-based step ``step``, whose loss was ``value``) when a
+    parameter is no longer finite."""
+    if optimizer.nonfinite("params"):
+        raise diverged(step, epoch, nonfinite_reasons(value, optimizer))
 
 
 def divergence_limit(start: float) -> float:
@@ -321,7 +343,7 @@ class Trainer:
         """Epochs until the step budget is spent or the run stops early; Ctrl-C saves
         (between steps) and returns with ``interrupted`` set."""
         plan, pos = self.plan, self.pos
-        tqdm = progress_bar()
+        tqdm = None if self.quiet else progress_bar()
         # Non-finite values are reported (Diverged), not warned about: NumPy's warnings
         # are off in the loop.
         errstate = np.errstate(all="ignore")
@@ -377,10 +399,10 @@ class Trainer:
             raise diverged(pos.step, pos.epoch, nonfinite_reasons(value, optimizer))
         self.dirty = True
         optimizer.update(self.params, lr)
-        # One check of the parameters a step: a non-finite gradient makes them non-finite
-        # too, and is named then (the run stops at this update).
-        if optimizer.nonfinite("params"):
-            raise diverged(pos.step, pos.epoch, nonfinite_reasons(value, optimizer))
+        # A non-finite gradient makes the parameters non-finite too, and is named when
+        # they are checked (PARAM_CHECK_EVERY).
+        if params_check_due(pos.step):
+            check_params(optimizer, pos.step, pos.epoch, value)
         if pos.start_loss is None:  # resumed from a checkpoint that lacks it
             pos.start_loss = pos.running = value
         pos.running += SMOOTHING * (value - pos.running)
@@ -441,6 +463,7 @@ class Trainer:
         """The evaluation of an epoch: accuracies and losses over the splits (inference
         mode), None where a split or an accuracy is missing."""
         module, params, state, plan = self.module, self.params, self.state, self.plan
+        check_params(self.optimizer, self.pos.step - 1, self.pos.epoch)  # never evaluated
         out = {}
         for split, arrays in (("train", plan.train), ("test", plan.test), ("val", plan.val)):
             out[f"{split}_acc"] = accuracy(module, params, arrays, plan.kind, state, plan.chunk)
@@ -456,6 +479,7 @@ class Trainer:
         now = time.monotonic()
         if folder.checkpoint is None or not final and now < self.save_due:
             return
+        check_params(self.optimizer, self.pos.step - 1, self.pos.epoch)  # never saved
         select = self.selector
         if select is not None and select.unsaved:
             save_best(folder.best, *select.arrays, select.best_meta(self.history, self.run))
@@ -528,11 +552,15 @@ def run(module, data=None, overrides: dict | None = None, out: Path | None = Non
 def progress_bar():
     """tqdm's bar class: its widget in a notebook when ipywidgets is there to draw it (the
     ``notebook`` extra), else its text bar, never ``tqdm.auto``'s warning that the widget
-    cannot be drawn; None without tqdm."""
+    cannot be drawn; None without tqdm, and where no bar would show (outside a notebook,
+    standard error not a terminal: a log), so such a run imports no tqdm."""
     import importlib.util
 
+    notebook = "ipykernel" in sys.modules
+    if not notebook and not sys.stderr.isatty():
+        return None
     try:
-        if importlib.util.find_spec("ipywidgets") is not None:
+        if notebook and importlib.util.find_spec("ipywidgets") is not None:
             from tqdm.auto import tqdm
         else:
             from tqdm.std import tqdm

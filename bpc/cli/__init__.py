@@ -54,10 +54,18 @@ COMMANDS = (
 )
 
 
-def _version() -> str:
-    from bpc.runtime.version import version
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked (reading the
+    distribution's metadata costs every other command a few milliseconds)."""
 
-    return version("unknown (not installed)")
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from bpc.runtime.version import version
+
+        print(f"bpc {version('unknown (not installed)')}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "code, and a runtime that trains and gradient-checks it.")
     parser.add_argument("--debug", action="store_true",
                         help="show Python tracebacks for internal errors")
-    parser.add_argument("--version", action="version", version=f"bpc {_version()}")
+    parser.add_argument("--version", action=_Version, help="show bpc's version and exit")
     # --debug also works after the command (bpc train spec.bp --debug).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

@@ -78,6 +78,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from bpc.runtime.allocator import keep_freed_memory
+
+    keep_freed_memory()  # this process exists to train: freed steps' memory kept for reuse
     from bpc.runtime.loader import load_model
     from bpc.runtime.train import STUCK_HINT, run as train_run
 
@@ -87,7 +90,7 @@ def run(args) -> int:
         if importlib.util.find_spec("matplotlib") is None:
             raise UserError("--plot needs matplotlib, which is not installed",
                             "install it with: python3 -m pip install 'backprop-compiler[plot]'")
-    module = load_model(args.spec)
+    module = load_model(args.spec, reuse=True)  # a verified cached module, if any
     overrides = {"epochs": args.epochs, "iters": args.iters, "batch": args.batch,
                  "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed,
                  "eval_every": args.eval_every, "data_seed": args.data_seed,

@@ -19,9 +19,8 @@ counted (they exist before the step). Both are lower bounds — the code may hol
 
 from __future__ import annotations
 
-import math
-
 from . import Node, Program, topo_order
+from ..memory_terms import value_at
 
 FREE = frozenset({"input", "param", "state", "const", "count", "transpose", "reshape",
                   "reshape_each", "reshape_like", "expand_dims", "slice", "stop_gradient"})
@@ -60,18 +59,6 @@ def _terms(nodes, dtype: str) -> dict[str, int]:
             key = "*".join(sorted(dims))
             out[key] = out.get(key, 0) + size
     return dict(sorted(out.items()))
-
-
-def value_at(terms: dict, sizes: dict[str, int]) -> int | None:
-    """The bytes ``terms`` stand for when each symbolic dimension has its size in
-    ``sizes``; None when one has none."""
-    total = 0
-    for key, size in terms.items():
-        dims = key.split("*") if key else []
-        if any(d not in sizes for d in dims):
-            return None
-        total += size * math.prod(sizes[d] for d in dims)
-    return total
 
 
 def footprint(prog: Program) -> dict:

@@ -71,7 +71,8 @@ def test_toy_reference_matches_generated(dtype):
         np.testing.assert_allclose(grads[k], want[k], rtol=tol)
 
 
-@pytest.mark.parametrize("spec, optimizer", [("xor", "sgd"), ("sine", "adam")])
+@pytest.mark.parametrize("spec, optimizer", [("xor", "sgd"), ("sine", "adam"),
+                                             ("batchnorm", "sgd"), ("dropout", "sgd")])
 def test_plain_loop_makes_the_run_bpc_train_makes(spec, optimizer, tmp_path):
     """The whole-run benchmark's baseline does the same steps: same final parameters."""
     from references import plain_loop

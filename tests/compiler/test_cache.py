@@ -10,6 +10,7 @@ remembered on disk; a text with the same syntax tree is not the same module).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import stat
@@ -161,3 +162,95 @@ def test_generated_files_follow_the_umask(tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert target.read_text() == "x = 1\n"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------- modules
+def _entry(cache_folder: Path) -> Path:
+    (entry,) = (cache_folder / "modules").glob("*.json")
+    return entry
+
+
+def _train_spec(spec: Path, cache_folder: Path, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BPC_CACHE": str(cache_folder), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "bpc", "train", str(spec), "--iters", "1",
+                           "--out", str(cwd / "run"), "-q"], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+def test_bpc_train_reuses_its_verified_module_and_never_recompiles_it(cache_folder,
+                                                                      tmp_path, monkeypatch):
+    from bpc.compiler import compilation
+    from bpc.runtime.loader import load_model
+
+    spec = tmp_path / "xor.bp"
+    spec.write_text(SPEC.read_text())
+    fresh = compilation.Compilation.from_file(spec, layout=False).text
+    first = load_model(spec, reuse=True)
+    assert stat.S_IMODE((cache_folder / "modules" / "key").stat().st_mode) == 0o600
+    monkeypatch.setattr(compilation.Compilation, "from_file", None)  # a hit compiles nothing
+    again = load_model(spec, reuse=True)
+    assert again.source == first.source == fresh
+    assert again.loss_and_grad is not first.loss_and_grad  # executed afresh
+    spec.write_text(SPEC.read_text() + "\n# changed\n")  # another spec: another entry
+    with pytest.raises(TypeError):
+        load_model(spec, reuse=True)
+
+
+def test_a_cache_hit_prints_the_compilations_warnings_again(cache_folder, tmp_path, capsys):
+    from bpc.runtime.loader import load_model
+
+    spec = tmp_path / "warns.bp"
+    spec.write_text("input x : [N, 3]\ntarget y : [N]\nparam W : [3, 1] = normal\n"
+                    "f = x @ W\nloss L = mean((f - y)^2)\n")
+    load_model(spec, reuse=True)
+    said = capsys.readouterr().err
+    assert "warning: broadcasting 'f' [N, 1] against 'y' [N] gives [N, N]" in said
+    load_model(spec, reuse=True)
+    assert capsys.readouterr().err == said
+
+
+@pytest.mark.parametrize("plant", ["unsigned", "edited", "foreign key"])
+def test_a_planted_module_entry_never_runs(cache_folder, tmp_path, plant):
+    """An entry bpc did not write with this user's key (written by hand, a genuine one
+    edited, or one signed with a key from another cache folder) is ignored, recompiled
+    and replaced: its code never runs."""
+    spec = tmp_path / "xor.bp"
+    spec.write_text(SPEC.read_text())
+    r = _train_spec(spec, cache_folder, tmp_path)
+    assert r.returncode == 0, r.stderr
+    entry = _entry(cache_folder)
+    genuine = entry.read_bytes()
+    mac, _, body = genuine.partition(b"\n")
+    marker = tmp_path / "pwned"
+    doc = json.loads(body)
+    doc["source"] += f"\nopen({str(marker)!r}, 'w').write('pwned')\n"
+    planted = json.dumps(doc).encode()
+    if plant == "unsigned":
+        entry.write_bytes(b"0" * len(mac) + b"\n" + planted)
+    elif plant == "edited":
+        entry.write_bytes(mac + b"\n" + planted)
+    else:
+        other = os.urandom(32)
+        entry.write_bytes(cache._mac(other, entry.stem, planted).encode() + b"\n" + planted)
+    r = _train_spec(spec, cache_folder, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not marker.exists()
+    assert entry.read_bytes() == genuine  # recompiled and written again
+
+
+def test_no_module_caching_with_a_key_others_can_read(cache_folder, tmp_path):
+    from bpc.runtime.loader import load_model
+
+    spec = tmp_path / "xor.bp"
+    spec.write_text(SPEC.read_text())
+    load_model(spec, reuse=True)
+    key = cache_folder / "modules" / "key"
+    _entry(cache_folder).unlink()
+    key.chmod(0o644)
+    load_model(spec, reuse=True)
+    assert not list((cache_folder / "modules").glob("*.json"))
+    key.unlink()
+    key.symlink_to(tmp_path / "elsewhere")  # a link is never followed, nor created through
+    load_model(spec, reuse=True)
+    assert not (tmp_path / "elsewhere").exists()
+    assert not list((cache_folder / "modules").glob("*.json"))

@@ -199,3 +199,38 @@ def test_nonfinite_names_the_parameter():
     assert opt.nonfinite("grads") == "b"
     opt.update(p)
     assert opt.nonfinite("params") == "b"
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov"])
+def test_sgd_family_updates_match_the_scratch_buffer_arithmetic_exactly(name):
+    """The SGD family scales its own gradient buffer in place instead of writing lr g into
+    a scratch buffer: the same IEEE operations on the same operands, so the parameters
+    and the velocity are bit-identical (tolerance 0) to the earlier arithmetic, written
+    out here, also when loss_and_grad wrote the gradient into ``grad_buffers``."""
+    from bpc.runtime.optimizers import pack
+
+    rng = np.random.default_rng(1)
+    lr, mu = 0.037, 0.9
+    p = pack({"w": rng.normal(size=(7, 5)), "b": rng.normal(size=5)})
+    opt = make_optimizer(name, p, lr=lr, **({} if name == "sgd" else {"momentum": mu}))
+    want = {k: v.copy() for k, v in p.items()}
+    vel = {k: np.zeros_like(v) for k, v in p.items()}
+    for _ in range(3):
+        g = {k: rng.normal(size=v.shape) for k, v in p.items()}
+        for k, view in opt.grad_buffers.items():
+            view[...] = g[k]  # as loss_and_grad(..., grads=) writes them
+        opt.step(p, dict(opt.grad_buffers))
+        for k in want:
+            lr_g = g[k] * lr
+            if name == "sgd":
+                want[k] -= lr_g
+                continue
+            vel[k] *= mu
+            vel[k] -= lr_g
+            if name == "momentum":
+                want[k] += vel[k]
+            else:
+                want[k] += vel[k] * mu - lr_g
+            np.testing.assert_array_equal(opt.state["v"][k], vel[k])
+        for k in want:
+            np.testing.assert_array_equal(p[k], want[k])

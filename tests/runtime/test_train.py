@@ -494,3 +494,69 @@ def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="nothing to resume"):
         quiet_train(m, ds, settings, tmp_path / "nowhere", resume=True)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_parameters_are_checked_at_a_bounded_cadence():
+    """The per-step parameter check became a cadence: any PARAM_CHECK_EVERY consecutive
+    steps hold a check (the bound on how late a non-finite parameter is named)."""
+    from bpc.runtime.train import PARAM_CHECK_EVERY, params_check_due
+
+    checked = [s for s in range(1000) if params_check_due(s)]
+    gaps = np.diff([-1, *checked, 1000])
+    assert gaps.max() == PARAM_CHECK_EVERY and len(checked) < 1000 // 8
+
+
+def test_non_finite_parameters_are_never_evaluated(tmp_path):
+    """An evaluation checks the parameters first: a NaN between two checks stops the
+    run as diverged before any accuracy is computed from it."""
+    from bpc.runtime import train as train_mod
+
+    m = load_model(REPO / "generated" / "sine.py")
+    ds = data.builtin("sine", m, seed=0, n=40)
+    settings = Settings.from_module(m, {"epochs": 3, "lr": 0.01, "optimizer": "sgd",
+                                        "eval_every": 1})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_mod, "make_optimizer", _poisoned_at(2, train_mod.make_optimizer))
+        mp.setattr(train_mod, "params_check_due", lambda step: False)
+        mp.setattr(train_mod, "accuracy", lambda *a: pytest.fail("evaluated"))
+        with pytest.raises(Diverged) as info:
+            train(m, ds, settings, None, quiet=True, log=lambda *_: None)
+    assert "diverged at step 2 " in info.value.message
+    assert "is no longer finite" in info.value.message
+
+
+def _poisoned_at(t: int, make):
+    """``make_optimizer`` whose update at step ``t`` leaves a NaN in the first parameter
+    (where the loss does not read it yet: the loss stays finite)."""
+    def poisoned(*args, **kwargs):
+        opt = make(*args, **kwargs)
+        update = opt.update
+
+        def update_then_nan(params, lr=None):
+            update(params, lr)
+            if opt.t == t:
+                next(iter(opt._param_views.values())).flat[0] = np.nan
+        opt.update = update_then_nan
+        return opt
+    return poisoned
+
+
+def test_a_checkpoint_is_never_written_with_non_finite_parameters(tmp_path):
+    """Between two checks a checkpoint checks the parameters itself: the run stops as
+    diverged, and no checkpoint holds the NaN."""
+    from bpc.runtime import train as train_mod
+
+    m = load_model(REPO / "generated" / "sine.py")
+    ds = data.builtin("sine", m, seed=0, n=40)
+    settings = Settings.from_module(m, {"epochs": 3, "lr": 0.01, "optimizer": "sgd"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_mod, "make_optimizer", _poisoned_at(2, train_mod.make_optimizer))
+        mp.setattr(train_mod, "params_check_due", lambda step: False)
+        mp.setattr(train_mod, "CHECKPOINT_OVERHEAD", 0)  # a checkpoint at every boundary
+        with pytest.raises(Diverged) as info:
+            train(m, ds, settings, tmp_path, quiet=True, log=lambda *_: None,
+                  checkpoint_every=0)
+    assert "diverged at step 2 " in info.value.message
+    assert "is no longer finite" in info.value.message
+    with np.load(tmp_path / "checkpoint.npz") as f:  # step 1's
+        assert all(np.isfinite(f[k]).all() for k in f.files if k.startswith("param/"))
