@@ -1,9 +1,11 @@
 """Loading a model: a generated ``.py`` module, or a ``.bp`` spec compiled in memory.
 
 The runtime relies on the generated module's contract only (INPUTS, TARGETS, PARAMS,
-DTYPE, init_params, predict, loss, loss_and_grad; CONFIG, OUTPUT, LOSS when present),
-so a module compiled elsewhere and copied here still trains. A relative data path in
-its CONFIG is read from the folder of the file loaded (the spec's, or the module's).
+DTYPE, init_params, predict, loss, loss_and_grad; CONFIG, OUTPUT, LOSS, TARGET when
+present), so a module compiled elsewhere and copied here still trains. A relative data
+path in its CONFIG is read from the folder of the file loaded (the spec's, or the
+module's). A spec is compiled for the target asked for (NumPy by default, or torch); a
+generated module has its target fixed, as it has its dtype.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import itertools
 import types
 from pathlib import Path
 
+from .arrays import target_of
 from .errors import UserError
 
 CONTRACT = ("INPUTS", "TARGETS", "PARAMS", "DTYPE", "init_params", "predict", "loss",
@@ -21,9 +24,11 @@ _counter = itertools.count()
 
 
 def load_model(path: str | Path, dtype: str | None = None,
-               module_type: type[types.ModuleType] = types.ModuleType) -> types.ModuleType:
-    """A module honouring the contract, from a spec (compiled now) or a generated file,
-    executed once, as a ``module_type``."""
+               module_type: type[types.ModuleType] = types.ModuleType,
+               target: str | None = None) -> types.ModuleType:
+    """A module honouring the contract, from a spec (compiled now, for ``target``:
+    "numpy" or "torch", NumPy when None) or a generated file (whose target must be
+    ``target`` when given), executed once, as a ``module_type``."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p}: no such file")
@@ -32,11 +37,17 @@ def load_model(path: str | Path, dtype: str | None = None,
             raise UserError("--dtype needs a spec (.bp); a generated module has its dtype fixed")
         module = _import_file(p, module_type)
     else:
-        module = _compile_spec(p, dtype, module_type)
+        module = _compile_spec(p, dtype, module_type, target)
+        # What a resume on another target recompiles the spec with (identity.retargeted).
+        module._bpc_spec = (p, dtype)
     missing = [name for name in CONTRACT if not hasattr(module, name)]
     if missing:
         raise UserError(f"{p} is not a bpc model: it lacks {', '.join(missing)}",
                         "give a .bp spec or a module written by 'bpc compile'")
+    if target is not None and target_of(module) != target:
+        raise UserError(f"{p} was compiled for the {target_of(module)} target, not {target}",
+                        f"give the spec (.bp), or compile it with: bpc compile --target "
+                        f"{target}")
     # Where the spec's relative data path is read from (data.spec_folder): the folder of
     # the file given, whatever the working directory.
     module._bpc_folder = p.resolve().parent
@@ -70,12 +81,21 @@ def _import_file(p: Path, module_type: type[types.ModuleType]) -> types.ModuleTy
     return module
 
 
-def _compile_spec(p: Path, dtype: str | None,
-                  module_type: type[types.ModuleType]) -> types.ModuleType:
+def _compile_spec(p: Path, dtype: str | None, module_type: type[types.ModuleType],
+                  target: str | None = None) -> types.ModuleType:
+    if target == "torch":
+        from .arrays import import_torch
+
+        import_torch()  # before compiling: the module it writes imports torch
+    return compilation(p, dtype, target).new_module(module_type)
+
+
+def compilation(p: Path, dtype: str | None, target: str | None = None):
+    """The compilation of the spec at ``p`` for ``target`` (NumPy when None)."""
     from ..compiler.compilation import Compilation
 
-    comp = Compilation.from_file(p, dtype=dtype, layout=False)  # executed, never read
-    return comp.new_module(module_type)
+    targeted = {} if target in (None, "numpy") else {"target": target}
+    return Compilation.from_file(p, dtype=dtype, layout=False, **targeted)  # never read
 
 
 def compiled_model(comp, path: str | Path) -> types.ModuleType:

@@ -43,15 +43,17 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
+from .arrays import namespace
 from .checkpoint import (DAMAGED_HINT, Position, load_checkpoint, save_checkpoint,
                          verified_opt_state)
 from .errors import UserError
 from .evaluate import accuracy, chance_accuracy, mean_loss, no_accuracy_note, task_kind
 from .history import HISTORY_FIELDS, History, history_row, old_history, summary_line
-from .identity import _contract_hash, legacy_note, lr_change, resume_problems, run_identity
+from .identity import (_contract_hash, legacy_note, lr_change, resume_problems, retargeted,
+                       run_identity)
 from .identity import model_identity  # noqa: F401 - docs/API.md: bpc.runtime.train.model_identity
 from .loader import model_name
-from .modes import initial_state, takes_state, training_kwargs
+from .modes import initial_state, takes_rng, takes_state, training_kwargs
 from .optimizers import learning_rate, make_optimizer, pack
 from .points import check_memory, eval_chunk
 from .runfolder import DeferredInterrupt, NoFolder, RunFolder
@@ -142,13 +144,17 @@ STUCK_HINT = ("check the learning rate (--lr; try 10x smaller if the loss rose, 
 
 def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | None,
           resume: bool = False, quiet: bool = False, log=print,
-          checkpoint_every: float = CHECKPOINT_SECONDS) -> Result:
+          checkpoint_every: float = CHECKPOINT_SECONDS, device: str | None = None) -> Result:
     for note in getattr(dataset, "notes", ()):
         if not quiet:
             log(f"note: {note}")
     train_arrays = data_mod.conform(dataset.train, module, f"training data ({dataset.name})")
     test_arrays = data_mod.conform(dataset.test, module, f"test data ({dataset.name})") \
         if dataset.test else {}
+    # The target's arrays (NumPy's, or torch's on ``device``): the parameters, the
+    # optimizer's buffers, the state and a copy of the data live there, the data moved once.
+    xp = namespace(module, device)
+    train_data, test_data = xp.to_device(train_arrays), xp.to_device(test_arrays)
     axes = data_mod.batch_axes(module)  # the batch dimension's axis in each array
     n = data_mod.example_count(train_arrays, axes)
     if n == 0:
@@ -188,7 +194,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     rng = np.random.default_rng(settings.seed)
     # The parameters are views into one buffer per dtype: the optimizer updates them all
     # in a few whole-buffer operations (runtime/optimizers.py).
-    params = pack({k: np.array(v, dtype=module.DTYPE)
+    params = pack({k: xp.array(v, dtype=module.DTYPE)
                    for k, v in module.init_params(rng).items()})
     optimizer = make_optimizer(settings.optimizer, params, **settings.opt)
     # A module that can compute gradients into given arrays writes them straight into the
@@ -201,8 +207,10 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     # (init_state(), then as each step's loss_and_grad assigns it), evaluated with and
     # checkpointed beside the parameters; None for a model without, whose calls and
     # checkpoints are as they always were.
-    state = initial_state(module) if takes_state(module) else None
-    buffers.update(training_kwargs(module, state, rng))
+    state = xp.to_device(initial_state(module)) if takes_state(module) else None
+    # Dropout's masks: the torch target draws them on the device (None: from rng).
+    masks = xp.mask_generator(settings.seed) if takes_rng(module) else None
+    buffers.update(training_kwargs(module, state, rng if masks is None else masks))
     # Training mode changes the generator or the state inside the call: an interruption
     # there must not record them half a step ahead of the parameters.
     moves_inside = "rng" in buffers or state is not None
@@ -211,10 +219,10 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                                                         steps_per_epoch)
     # The reference for divergence: the loss at the start, over minibatches of the training
     # size (a loss that sums over its batch is compared like with like).
-    start_loss = _full_loss(module, params, train_arrays, settings.batch, state)
+    start_loss = _full_loss(module, params, train_data, settings.batch, state)
     # Where the run is (epoch, batch, step, running loss, generator, the epoch's order):
     # what a checkpoint saves and a resume restores, whole.
-    pos = Position(rng, start_loss=start_loss, running=start_loss)
+    pos = Position(rng, start_loss=start_loss, running=start_loss, masks=masks)
     history: list[dict] = []
     run = run_identity(module, settings, optimizer, params, train_arrays, test_arrays) \
         if out is not None else None
@@ -229,7 +237,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             if meta.get("optimizer") != optimizer.name:
                 raise UserError(f"the checkpoint was trained with {meta.get('optimizer')}, "
                                 f"not {optimizer.name}", "resume with the same --optimizer")
-            problems = resume_problems(meta.get("run"), run, saved, params,
+            problems = resume_problems(meta.get("run"), retargeted(run, meta.get("run"),
+                                                                   module), saved, params,
                                        meta.get("start_loss"), start_loss,
                                        _contract_hash(module))
             if problems:
@@ -249,12 +258,12 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                                 f"'batch_index' is {meta['batch_index']}, but an epoch has "
                                 f"{steps_per_epoch} batches", DAMAGED_HINT)
             for k in params:
-                params[k][...] = saved[k]
+                xp.assign(params[k], saved[k])
             if state is not None:  # the same dict: loss_and_grad's state= keeps it
-                state.update({k: v.copy() for k, v in saved_state.items()})
+                state.update(xp.to_device({k: v.copy() for k, v in saved_state.items()}))
             optimizer.load_state_dict(opt_state)
             pos = Position.restored(rng, meta, saved_order, n, settings.shuffle,
-                                    folder.checkpoint)
+                                    folder.checkpoint, masks)
             if "history" in meta:
                 history = [dict(zip(HISTORY_FIELDS, row)) for row in meta["history"]]
             else:  # a checkpoint from before history was kept in it
@@ -313,12 +322,13 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                 for i in range(pos.batch_index, last):
                     if stop.requested:
                         raise KeyboardInterrupt
-                    b = data_mod.batch_at(train_arrays, axes, pos.order, settings.batch, i)
+                    b = data_mod.batch_at(train_data, axes, pos.order, settings.batch, i)
                     lr = learning_rate(optimizer.cfg, pos.step / steps_per_epoch,
                                        total_epochs) if scheduled else optimizer.lr
                     if moves_inside:
                         dirty = True
                     value, grads = module.loss_and_grad(params, **b, **buffers)
+                    value = float(value)  # a torch module's loss is a tensor
                     optimizer.gather(grads)
                     if not math.isfinite(value):
                         raise diverged(pos.step, pos.epoch,
@@ -363,9 +373,9 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                     seconds = time.perf_counter() - row_start
                     lr_now = learning_rate(optimizer.cfg, pos.step / steps_per_epoch,
                                            total_epochs)
-                    train_acc = accuracy(module, params, train_arrays, kind, state, chunk)
-                    test_acc = accuracy(module, params, test_arrays, kind, state, chunk)
-                    test_loss = mean_loss(module, params, test_arrays, chunk, state) \
+                    train_acc = accuracy(module, params, train_data, kind, state, chunk)
+                    test_acc = accuracy(module, params, test_data, kind, state, chunk)
+                    test_loss = mean_loss(module, params, test_data, chunk, state) \
                         if test_arrays else None
                     row = history_row(pos.epoch + 1, pos.step, pos.loss_sum / max(pos.seen, 1),
                                       train_acc, test_acc, test_loss, lr_now, seconds)
@@ -404,7 +414,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         finally:
             errstate.__exit__(None, None, None)
     notes = [] if interrupted or not history else _final_notes(
-        module, params, train_arrays, pos.start_loss, history[-1], kind, settings.batch, state)
+        module, params, train_data, pos.start_loss, history[-1], kind, settings.batch, state)
     return Result(params, history, pos.epoch, pos.step, time.perf_counter() - start_time,
                   interrupted, notes, state if state is not None else {})
 
@@ -428,10 +438,11 @@ def _final_notes(module, params, train_arrays, start_loss, last: dict, kind,
 
 def run(module, data=None, overrides: dict | None = None, out: Path | None = None,
         resume: bool = False, quiet: bool = False, log=print,
-        checkpoint_every: float | None = None) -> tuple[Result, Settings, "data_mod.Dataset"]:
+        checkpoint_every: float | None = None, device: str | None = None
+        ) -> tuple[Result, Settings, "data_mod.Dataset"]:
     """One training run as ``bpc train`` does it (and ``Model.train``): settings from the
     spec overridden by ``overrides``, data from ``data`` (a --data string, or a Dataset)
-    else the spec's data line, then ``train``."""
+    else the spec's data line, then ``train`` (a torch module's on ``device``)."""
     settings = Settings.from_module(module, overrides or {})
     config = getattr(module, "CONFIG", {}) or {}
     # Before the data is loaded: a model whose step cannot fit even one example (train
@@ -443,7 +454,7 @@ def run(module, data=None, overrides: dict | None = None, out: Path | None = Non
         dataset = data_mod.load(data if data else config.get("data"), module, settings.seed)
     every = {} if checkpoint_every is None else {"checkpoint_every": checkpoint_every}
     result = train(module, dataset, settings, out, resume=resume, quiet=quiet, log=log,
-                   **every)
+                   device=device, **every)
     result.history = History(result.history)
     return result, settings, dataset
 
