@@ -21,10 +21,23 @@ DEVICES = ("cpu", "cuda", "mps")
 
 
 def target_of(module) -> str:
-    """The target a generated module was compiled for: ``TARGET`` when it says,
-    else "numpy" (every module from before the torch target)."""
-    target = getattr(module, "TARGET", "numpy")
-    return target if target in TARGETS else "numpy"
+    """The target a generated module was compiled for: "torch" when its ``DTYPE`` is a
+    torch dtype, else "numpy"."""
+    return "torch" if type(getattr(module, "DTYPE", None)).__module__ == "torch" else "numpy"
+
+
+def initial_params(module, rng: np.random.Generator, seed: int) -> dict:
+    """The parameters a run starts from. Drawn from the run's NumPy generator ``rng``,
+    the torch target's too when the module was compiled from a spec here: its NumPy
+    twin's ``init_params`` draws them, so a run on torch is the NumPy run on another
+    engine, and the shuffles that follow from ``rng`` are the same. A generated torch
+    module without its spec draws its own from a CPU torch.Generator seeded ``seed``."""
+    if target_of(module) == "numpy":
+        return module.init_params(rng)
+    if hasattr(module, "_bpc_host_init"):
+        return module._bpc_host_init(rng)
+    torch = import_torch()
+    return module.init_params(torch.Generator().manual_seed(seed))
 
 
 def host_dtype(module) -> np.dtype:

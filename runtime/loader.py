@@ -87,7 +87,11 @@ def _compile_spec(p: Path, dtype: str | None, module_type: type[types.ModuleType
         from .arrays import import_torch
 
         import_torch()  # before compiling: the module it writes imports torch
-    return compilation(p, dtype, target).new_module(module_type)
+    comp = compilation(p, dtype, target)
+    module = comp.new_module(module_type)
+    if target == "torch":  # a run's initial parameters: arrays.initial_params
+        module._bpc_host_init = lambda rng: comp.retargeted("numpy").module.init_params(rng)
+    return module
 
 
 def compilation(p: Path, dtype: str | None, target: str | None = None):

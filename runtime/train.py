@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
-from .arrays import namespace
+from .arrays import initial_params, namespace
 from .checkpoint import (DAMAGED_HINT, Position, load_checkpoint, save_checkpoint,
                          verified_opt_state)
 from .errors import UserError
@@ -195,7 +195,7 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
     # The parameters are views into one buffer per dtype: the optimizer updates them all
     # in a few whole-buffer operations (runtime/optimizers.py).
     params = pack({k: xp.array(v, dtype=module.DTYPE)
-                   for k, v in module.init_params(rng).items()})
+                   for k, v in initial_params(module, rng, settings.seed).items()})
     optimizer = make_optimizer(settings.optimizer, params, **settings.opt)
     # A module that can compute gradients into given arrays writes them straight into the
     # optimizer's flat gradient buffer, the same arrays every step.
