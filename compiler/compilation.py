@@ -1,6 +1,6 @@
 """One spec compiled with its options: every stage's product, each built once, on demand.
 
-    Compilation.from_file("mlp.bp", style="textbook")
+    Compilation.from_file("mlp.bp", style="textbook", target="numpy")
         .spec        the checked AST
         .ir          the IR as the spec wrote it (training mode)
         .grad        with its backward pass
@@ -13,8 +13,8 @@
 
 Everything that compiles — ``bpc.compile``, the loader, ``bpc compile``/``show``, trace,
 graph, stats and explain — asks a ``Compilation``; nothing else runs a stage. Another
-style shares the stages (``restyled``); another dtype is another compilation
-(``with_dtype``), since elaboration gives every node its dtype.
+style or target shares the stages (``restyled``, ``retargeted``); another dtype is
+another compilation (``with_dtype``), since elaboration gives every node its dtype.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from .vocab import DTYPES
 
 STAGES = ("ast", "ir", "grad", "opt", "code")
 STYLES = ("fast", "textbook")
+TARGETS = ("numpy", "torch")
 _counter = itertools.count()
 
 
@@ -66,22 +67,28 @@ def gc_paused():
 class Compilation:
     """A checked spec and its options (``style``: "fast" or "textbook", see
     ``buffers.plan``; ``dtype``: the spec's own when None; ``layout``: lay the code out
-    in black's style, or leave long lines whole for a module only executed). Warnings
-    (the spec compiles, but probably does not mean what it says) go to ``warn(text)``,
-    by default standard error, once."""
+    in black's style, or leave long lines whole for a module only executed; ``target``:
+    the module's array library, "numpy" or "torch", see ``backend/targets.py``).
+    Warnings (the spec compiles, but probably does not mean what it says) go to
+    ``warn(text)``, by default standard error, once."""
 
     def __init__(self, spec: ast.Spec, style: str = "fast", dtype: str | None = None,
-                 layout: bool = True, warn: Callable[[str], None] | None = None):
+                 layout: bool = True, warn: Callable[[str], None] | None = None,
+                 target: str = "numpy"):
         if style not in STYLES:
             raise ValueError(f"unknown code style {style!r}")
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}")
         if dtype is not None and dtype not in DTYPES:
             raise SpecError(Diagnostic(f"unknown dtype '{dtype}'", None,
                                        f"dtypes are {', '.join(sorted(DTYPES))}"))
         self.spec, self.style, self.dtype, self.layout = spec, style, dtype, layout
+        self.target = target
         self.warn = warn or _print_warning
         # Shared with every restyled sibling: the stages' products, and the siblings.
         self._products: dict[str, object] = {}
-        self._siblings: dict[tuple[str, bool], Compilation] = {(style, layout): self}
+        self._siblings: dict[tuple[str, bool, str], Compilation] = {
+            (style, layout, target): self}
 
     def _once(self, stage: str, make: Callable[[], object]):
         if stage not in self._products:
@@ -176,7 +183,7 @@ class Compilation:
         prog, infer = self.program, self.inference
         with gc_paused(), too_deep_is_an_error(self.spec.path, None):
             return generate_module(prog, self.spec.path, fmt=self.layout, style=self.style,
-                                   inference=infer)
+                                   inference=infer, target_name=self.target)
 
     @property
     def text(self) -> str:
@@ -222,20 +229,29 @@ class Compilation:
         return self.new_module()
 
     # -- other options -----------------------------------------------------------------
-    def restyled(self, style: str, layout: bool | None = None) -> Compilation:
-        """The same compilation written in another style: the stages are shared."""
+    def restyled(self, style: str, layout: bool | None = None,
+                 target: str | None = None) -> Compilation:
+        """The same compilation written in another style (or for another target): the
+        stages are shared."""
         layout = self.layout if layout is None else layout
-        if (style, layout) not in self._siblings:
-            other = Compilation(self.spec, style, self.dtype, layout, self.warn)
+        target = self.target if target is None else target
+        key = (style, layout, target)
+        if key not in self._siblings:
+            other = Compilation(self.spec, style, self.dtype, layout, self.warn, target)
             other._products, other._siblings = self._products, self._siblings
-            self._siblings[style, layout] = other
-        return self._siblings[style, layout]
+            self._siblings[key] = other
+        return self._siblings[key]
+
+    def retargeted(self, target: str) -> Compilation:
+        """The same compilation written for another target: the stages are shared."""
+        return self.restyled(self.style, target=target)
 
     def with_dtype(self, dtype: str) -> Compilation:
         """The same spec in another dtype; itself when that is its dtype already."""
         if dtype == self.ir.dtype:
             return self
-        return Compilation(self.spec, self.style, dtype, self.layout, lambda text: None)
+        return Compilation(self.spec, self.style, dtype, self.layout, lambda text: None,
+                           self.target)
 
 
 def has_modes(prog: Program) -> bool:

@@ -43,26 +43,29 @@ def check_text(text: str, path: str = "<spec>") -> Program:
     return Compilation.from_text(text, path).ir
 
 
-def compile_file(path: str | Path, style: str = "fast") -> tuple[str, str]:
+def compile_file(path: str | Path, style: str = "fast",
+                 target: str = "numpy") -> tuple[str, str]:
     """(model name, generated module source) for a spec file, in ``style``
-    ("fast" or "textbook", see ``buffers.plan``)."""
-    comp = Compilation.from_file(path, style=style)
+    ("fast" or "textbook", see ``buffers.plan``), for ``target`` ("numpy" or "torch")."""
+    comp = Compilation.from_file(path, style=style, target=target)
     return comp.name, comp.text
 
 
-def compile_text(text: str, path: str = "<spec>", style: str = "fast") -> tuple[str, str]:
-    comp = Compilation.from_text(text, path, style=style)
+def compile_text(text: str, path: str = "<spec>", style: str = "fast",
+                 target: str = "numpy") -> tuple[str, str]:
+    comp = Compilation.from_text(text, path, style=style, target=target)
     return comp.name, comp.text
 
 
-def show(path: str | Path, stage: str = "code", style: str = "textbook") -> str:
-    """What ``bpc show --stage STAGE`` prints."""
+def show(path: str | Path, stage: str = "code", style: str = "textbook",
+         target: str = "numpy") -> str:
+    """What ``bpc show --stage STAGE`` prints (the code for ``target``)."""
     spec = load_file(path)
     if stage == "ast":
         from .frontend.astprint import show_ast
 
         return show_ast(spec)
-    comp = Compilation(spec, style=style)
+    comp = Compilation(spec, style=style, target=target)
     if stage == "code":
         return comp.text
     from .backend.printer import show_stage

@@ -20,6 +20,7 @@ from ..ir import Binding, Program, random_sites, topo_order
 from ..ir.primitives import PRIMITIVES
 from .printer import Printer, Statement, safe_comment, schedule, source_text
 from .pyfmt import STATEMENT_WIDTH
+from .targets import TORCH, placement, read_input, target as target_named
 
 
 class Line(str):
@@ -40,28 +41,26 @@ def _line(text: str, origin: str | None) -> str:
 
 def _prologue(prog: Program, args: list[Binding], reads: frozenset[str],
               statements: list[Statement], returns: list[str],
-              states_read: set[str]) -> list[str]:
+              states_read: set[str], target: str = "numpy") -> list[str]:
     """Inputs as arrays, and every parameter the function reads (also one it returns as
     it is: 'output W'). A scalar (0-d) input is read as a NumPy scalar of the model's
     dtype, ``DTYPE(x)``, and a 0-d parameter as a NumPy scalar of its own dtype,
     ``params["b"][()]`` (parameters are used as given, as arrays are): arithmetic on NumPy
     scalars skips the array machinery that every operation on a 0-d array goes through
-    (the toy's gradient: 24 us -> 6 us), and gives the same numbers."""
-    lines = []
-    for bd in args:
-        if bd.node.dtype == "int":
-            conv = "np.asarray({0})"
-        else:
-            conv = "DTYPE({0})" if bd.node.shape == () else "np.asarray({0}, dtype=DTYPE)"
-        lines.append(f"{bd.name} = " + conv.format(bd.name))
+    (the toy's gradient: 24 us -> 6 us), and gives the same numbers. On torch every
+    value is a tensor on the device, in the dtype, that the parameters (else the first
+    input) are on and in."""
+    t = target_named(target)
+    lines = [placement(args)] if t is TORCH else []
+    lines += [read_input(bd, t) for bd in args]
     used = reads.union((s.name for s in statements), returns)
     scalar_note = "# 0-d parameters as NumPy scalars ([()]): faster arithmetic than 0-d arrays"
     for bd in prog.params:
         if bd.name in used:
-            if bd.node.shape == () and scalar_note:
+            if bd.node.shape == () and scalar_note and t is not TORCH:
                 lines.append(scalar_note)
                 scalar_note = ""
-            index = "[()]" if bd.node.shape == () else ""
+            index = "[()]" if bd.node.shape == () and t is not TORCH else ""
             lines.append(f'{bd.name} = params["{bd.name}"]{index}')
     for bd in prog.states:  # read by batch_norm in inference, and by its update
         if bd.name in states_read:
@@ -184,9 +183,10 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
     statements = schedule(prog, bindings, printer, early_masks=style == "fast")
     backward = {bd.name: bd for bd in prog.backward}
     forward = {bd.name: bd for bd in prog.forward}
-    planned = plan(statements, returns, into, style)
+    planned = plan(statements, returns, into, style, printer.target)
     facts, states_read = _facts(prog, statements, planned)
-    lines = _prologue(prog, args, facts.reads, statements, returns, states_read)
+    lines = _prologue(prog, args, facts.reads, statements, returns, states_read,
+                      printer.target)
     if facts.into_grads:
         lines.append("grads = {} if grads is None else grads  # buffers to compute into")
     in_backward = False

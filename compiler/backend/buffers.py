@@ -61,10 +61,12 @@ class _Buffer:
 
 
 def plan(statements: list[Statement], returns: list[str],
-         into: dict[str, str] | None = None, style: str = "fast") -> list[Step]:
+         into: dict[str, str] | None = None, style: str = "fast",
+         target: str = "numpy") -> list[Step]:
     """Steps for ``statements``; ``into`` maps a returned name to a caller's buffer
     expression (``grads.get("W1")``) that its value is computed into when it can be.
-    In the ``textbook`` style each statement is one plain assignment."""
+    In the ``textbook`` style each statement is one plain assignment. ``target``: whose
+    buffer forms (``out=``) the ops are written in ("numpy" or "torch")."""
     if style not in STYLES:
         raise ValueError(f"unknown code style {style!r}; expected one of {STYLES}")
     if style == "textbook":
@@ -180,11 +182,11 @@ def plan(statements: list[Statement], returns: list[str],
             b.writable = not foreign
             merge(roots | {i})
         else:
-            target = into.get(st.name) if node.shape != () else None
-            direct = prim.write_into(list(st.args), dict(node.attrs), target) \
-                if target else None
+            caller = into.get(st.name) if node.shape != () else None
+            direct = prim.write_into(list(st.args), dict(node.attrs), caller, node, target) \
+                if caller else None
             reused = None
-            if direct is None and node.shape != () and prim.out_form and prim.elementwise:
+            if direct is None and node.shape != () and prim.elementwise:
                 for k, arg_name in enumerate(st.arg_names):
                     arg = node.args[k]
                     if arg_name is None or bound.get(arg.id, i) >= i:
@@ -192,7 +194,10 @@ def plan(statements: list[Statement], returns: list[str],
                     r = find(bound[arg.id])
                     if arg.shape == node.shape and arg.dtype == node.dtype \
                             and buffers[r].writable and free_after(r, i):
-                        reused = (arg_name, r)
+                        form = prim.write_into(list(st.args), dict(node.attrs), arg_name,
+                                               node, target)
+                        if form is not None:
+                            reused = (form, r)
                         break
             if direct is not None:  # straight into the caller's buffer
                 code = [f"{st.name} = {direct}"]
@@ -200,8 +205,7 @@ def plan(statements: list[Statement], returns: list[str],
                 helpers = st.arg_helpers
                 buffers[i].owned = buffers[i].writable = False
             elif reused is not None:
-                code = [f"{st.name} = "
-                        + prim.write_into(list(st.args), dict(node.attrs), reused[0])]
+                code = [f"{st.name} = {reused[0]}"]
                 merge({reused[1], i})
                 helpers = st.arg_helpers
             else:
@@ -210,7 +214,8 @@ def plan(statements: list[Statement], returns: list[str],
                     k = None  # may be a view of a named value: not fresh after all
                 if k is not None and callable(prim.augmented):  # dL_dx[:, :3] += dL_dh
                     code = [f"{st.name} = {st.args[0]}",
-                            *prim.augmented(list(st.args), dict(node.attrs), st.name)]
+                            *prim.update_lines(list(st.args), dict(node.attrs), st.name,
+                                               node, target)]
                     helpers = st.arg_helpers
                 elif k is not None:
                     other = st.args[1 - k]

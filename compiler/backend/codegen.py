@@ -24,13 +24,13 @@ from . import layout
 from .config import config_of
 from .body import _body, _wrapped
 from .functions import (_Function, _data_args, _keywords, _loss_function, _mode_functions,
-                        _mode_note, _needed, _numbers, _return_own, _signature, param)
+                        _mode_note, _needed, _numbers, _return_own, _signature, param, returns)
 from ..errors import Diagnostic, SpecError
 from ..ir import Binding, Program
-from ..ir.inits import formula
-from ..ir.primitives import HELPERS, format_number
+from ..ir.primitives import format_number
 from .printer import Printer, safe_comment
 from .pyfmt import LINE_LENGTH, Code, call, literal, needs_black, string
+from .targets import TORCH, Target, check_names, target
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,15 @@ class GeneratedModule:
     starts: dict[str, int]
 
 
-@functools.lru_cache(maxsize=1)
-def _template():
+@functools.lru_cache(maxsize=2)
+def _template(name: str = "module.py.j2"):
     import jinja2
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         autoescape=False, undefined=jinja2.StrictUndefined)
-    return env.get_template("module.py.j2")
+    return env.get_template(name)
 
 
 def _shape_literal(shape) -> tuple:
@@ -69,13 +69,15 @@ STYLE_NOTES = {
 
 
 def generate(prog: Program, source: str | None = None, fmt: bool = True,
-             style: str = "fast", inference: Program | None = None) -> str:
+             style: str = "fast", inference: Program | None = None,
+             target_name: str = "numpy") -> str:
     """The module's source text (``generate_module``'s ``text``)."""
-    return generate_module(prog, source, fmt, style, inference).text
+    return generate_module(prog, source, fmt, style, inference, target_name).text
 
 
 def generate_module(prog: Program, source: str | None = None, fmt: bool = True,
-                    style: str = "fast", inference: Program | None = None) -> GeneratedModule:
+                    style: str = "fast", inference: Program | None = None,
+                    target_name: str = "numpy") -> GeneratedModule:
     """The module's source text and its line origins, in the ``fast`` style (buffers
     reused in place, released early) or the ``textbook`` style (one plain assignment per
     step).
@@ -84,17 +86,21 @@ def generate_module(prog: Program, source: str | None = None, fmt: bool = True,
     ``loss_and_grad`` take the keyword ``training`` and compute either mode: each is
     written in its default mode (``loss`` inference, ``loss_and_grad`` training), handing
     the other mode to a private function (``_loss_training``,
-    ``_loss_and_grad_inference``)."""
+    ``_loss_and_grad_inference``). ``target_name``: the module's array library
+    ("numpy" or "torch", ``targets.py``)."""
     if style not in STYLE_NOTES:
         raise ValueError(f"unknown code style {style!r}")
+    t = target(target_name)
     from ..compilation import gc_paused
 
     with gc_paused():
-        return _generate(prog, source, fmt, style, inference)
+        return _generate(prog, source, fmt, style, inference, t)
 
 
 def _generate(prog: Program, source: str | None, fmt: bool, style: str,
-              inference: Program | None) -> GeneratedModule:
+              inference: Program | None, t: Target) -> GeneratedModule:
+    for checked in filter(None, (prog, inference)):
+        check_names(checked, t)
     source = safe_comment(source or prog.path).replace('"', "?").replace("\\", "?")
     output = prog.output or prog.loss
     infer = inference or prog
@@ -104,7 +110,7 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
     # predict: the forward pass up to the output, in inference mode.
     pred_bindings = _needed(infer, [output])
     pred_args = _data_args(infer, pred_bindings, with_targets=False)
-    p = Printer(infer, lets=style == "textbook")
+    p = Printer(infer, lets=style == "textbook", target=t.name)
     body, facts = _body(infer, p, pred_bindings, [output], pred_args, sections=False,
                         style=style, fmt=fmt)
     functions = [_Function(
@@ -112,7 +118,7 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
                              ["state"] * stateful + ["rng"] * facts.draws), "",
         [f"The model's output {output}, for the inputs.",
          *([_mode_note(prog, False, facts)] if modes else [])],
-        body + [_return_own(infer, output)], facts)]
+        body + [_return_own(infer, output, t)], facts)]
 
     loss_doc = f"The loss {prog.loss}"
     grad_doc = (f"The loss {prog.loss} and its gradient with respect to "
@@ -123,30 +129,33 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
     if not modes:
         # One program: the module is as it always was. (A training program given alone,
         # as trace and graph do to check their values, draws in every function.)
-        signature, body, facts = _loss_function(prog, style, gradient=False, fmt=fmt)
+        signature, body, facts = _loss_function(prog, style, False, fmt, t)
         functions.append(_Function(
             "loss", _keywords(signature, ["state"] * stateful + ["rng"] * facts.draws),
-            " -> float", [loss_doc + "."], body, facts))
-        signature, body, facts = _loss_function(prog, style, gradient=True, fmt=fmt)
+            returns(t, False), [loss_doc + "."], body, facts))
+        signature, body, facts = _loss_function(prog, style, True, fmt, t)
         functions.append(_Function(
             "loss_and_grad", _keywords(signature, ["state"] * stateful
                                        + ["rng"] * facts.draws
                                        + [param("grads", "None")] * facts.into_grads),
-            " -> tuple[float, dict[str, np.ndarray]]",
+            returns(t, True),
             [grad_doc + ".", *[grads_note] * facts.into_grads], body, facts))
     else:
         functions += _mode_functions(prog, infer, style, loss_doc, grad_doc, grads_note,
-                                     fmt)
-    helpers = sorted(_helpers_of(functions))
+                                     fmt, t)
+    for fn in functions:
+        fn.decorator = t.decorator
+    helpers = sorted(_helpers_of(functions) | ({"_placement"} if t is TORCH else set()))
 
-    init, state_init = _initial_values(prog, prog.params), _initial_values(prog, prog.states)
+    init, state_init = (_initial_values(prog, prog.params, t),
+                        _initial_values(prog, prog.states, t))
     constants = {
         "INPUTS": {bd.name: _shape_literal(bd.node.shape) for bd in prog.inputs},
         "TARGETS": {bd.name: _shape_literal(bd.node.shape) for bd in prog.targets},
         "PARAMS": {bd.name: _shape_literal(bd.node.shape) for bd in prog.params},
         **({"STATE": {bd.name: _shape_literal(bd.node.shape) for bd in prog.states}}
            if prog.states else {}),
-        "DTYPE": Code(f"np.{prog.dtype}"),
+        "DTYPE": Code(f"{t.lib}.{prog.dtype}"),
         "OUTPUT": output,
         "LOSS": prog.loss,
         "GRADS": list(prog.wrt),
@@ -165,12 +174,13 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
         "style_flag": "" if style == "fast" else f" --style {style}",
         "style_note": STYLE_NOTES[style],
         "constants": constants_text,
-        "helpers": [HELPERS[h] for h in helpers],
+        "helpers": [t.helpers[h] for h in helpers],
         "init": init,
         "state_init": state_init,
         "functions": functions,
+        **(_module_facts(prog, infer, functions) if t is TORCH else {}),
     }
-    text = _template().render(**context)
+    text = _template(t.template).render(**context)
     laid_out = text
     if fmt and needs_black(text):  # a line of a shape pyfmt does not lay out
         text = layout.black(text)
@@ -210,21 +220,28 @@ def _origins(prog: Program, text: str, functions: list[_Function]
     return out, starts
 
 
-def _initial_values(prog: Program, bindings: list[Binding]) -> list[dict]:
+def _module_facts(prog: Program, infer: Program, functions: list[_Function]) -> dict:
+    """What the torch template's ``Model`` needs to know about the functions: whether
+    they take ``state``, ``training`` and ``rng``."""
+    return {"stateful": bool(prog.states), "modes": infer is not prog,
+            "draws": any(f.facts.draws for f in functions)}
+
+
+def _initial_values(prog: Program, bindings: list[Binding], t: Target) -> list[dict]:
     """The entries of ``init_params`` or ``init_state``: each value's formula and a
     comment saying which rule made it: a line per clause of the rule's note, each
     wrapped to fit (at 8 columns)."""
     entries = []
     for bd in bindings:
         init = prog.inits[bd.name]
-        expr, comment = formula(init, bd.node.shape, prog.dtype)
+        expr, comment = t.formula(init, bd.node.shape, prog.dtype)
         key = string(bd.name) + ": "
         lines = [f"        {key}{expr},"]
         if len(lines[0]) > LINE_LENGTH and init.kind in ("value", "array") \
                 and isinstance(init.args["value"], (list, tuple)):
             # a given array too wide for one line: laid out as black lays it out
-            lines = call("np.array", [_numbers(init.args["value"]), Code("dtype=DTYPE")],
-                         8, key, ",")
+            dtype = Code("dtype=dtype" if t is TORCH else "dtype=DTYPE")
+            lines = call(t.array_call, [_numbers(init.args["value"]), dtype], 8, key, ",")
         clauses = [f"{bd.name}: {comment}", *(init.note.split("; ") if init.note else ())]
         entries.append({"lines": lines, "comment": [
             line for clause in clauses

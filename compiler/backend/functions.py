@@ -17,6 +17,7 @@ from ..ir import NAMED_LEAVES, Binding, Program, random_sites, topo_order
 from ..ir.primitives import PRIMITIVES, format_number
 from .printer import Printer
 from .pyfmt import LINE_LENGTH, Code, definition, literal
+from .targets import NUMPY, TORCH, Target
 
 
 @dataclass
@@ -27,11 +28,13 @@ class _Function:
     doc: list[str]  # paragraphs
     body: list[str]  # ``Line`` where a binding printed it
     facts: Facts  # what its statements do, read and call
+    decorator: str | None = None  # the target's (torch: ``@torch.no_grad()``)
 
     @functools.cached_property
     def head(self) -> list[str]:
-        """The ``def`` line(s) and the docstring."""
-        return definition(self.name, self.signature, self.returns) + _docstring(self.doc)
+        """The decorator, the ``def`` line(s) and the docstring."""
+        return [self.decorator] * bool(self.decorator) + definition(
+            self.name, self.signature, self.returns) + _docstring(self.doc)
 
     @functools.cached_property
     def text(self) -> str:
@@ -147,7 +150,7 @@ def _default_text(value) -> str:
     return format_number(value)
 
 
-def _return_own(prog: Program, name: str) -> str:
+def _return_own(prog: Program, name: str, t: Target = NUMPY) -> str:
     """``return name``, as a copy when the value may be the caller's own memory (``output
     x``, a parameter, or a view of one such as ``x.T.T``, or what inference mode's dropout
     leaves of it): what predict returns is the caller's to keep and change, never a
@@ -161,6 +164,8 @@ def _return_own(prog: Program, name: str) -> str:
             continue
         seen.add(node.id)
         if node.op in NAMED_LEAVES:
+            if t is TORCH:
+                return f"return {name}.clone()  # the caller's own tensor otherwise"
             return f"return np.copy({name})  # the caller's own array otherwise"
         todo.extend(node.args[k] for k in PRIMITIVES[node.op].viewed(node))
     return f"return {name}"
@@ -193,18 +198,29 @@ def _call(name: str, signature: list[str]) -> str:
     return f"{name}({', '.join(parts)})"
 
 
-def _loss_function(prog: Program, style: str, gradient: bool, fmt: bool = True):
+def _returned_loss(prog: Program, t: Target) -> str:
+    """How a function returns the loss: a Python float from NumPy, a 0-d tensor (in the
+    dtype, on the device) from torch, which need not wait for the device to finish."""
+    if t is NUMPY:
+        return f"float({prog.loss})"
+    node = next(bd.node for bd in prog.forward if bd.name == prog.loss)
+    return prog.loss if node.is_array else \
+        f"torch.as_tensor({prog.loss}, dtype=dtype, device=device)"
+
+
+def _loss_function(prog: Program, style: str, gradient: bool, fmt: bool = True,
+                   t: Target = NUMPY):
     """(data signature, body, facts) of the loss, or of the loss and its gradient, as
     ``prog`` computes them: what the loss needs, every equation that updates state or
     draws a mask (whole, in spec order), and with ``gradient`` the backward pass."""
     bindings = with_updates(prog, _needed(prog, [prog.loss] + [
         s for u in prog.updates for s in u.sources]))
     args = _data_args(prog, bindings, with_targets=True)
-    p = Printer(prog, lets=style == "textbook")
+    p = Printer(prog, lets=style == "textbook", target=t.name)
     if not gradient:
         body, facts = _body(prog, p, bindings, [prog.loss], args, sections=False,
                             style=style, fmt=fmt)
-        return _signature(prog, args), body + [f"return float({prog.loss})"], facts
+        return _signature(prog, args), body + [f"return {_returned_loss(prog, t)}"], facts
     into = {}
     for w in prog.wrt if style == "fast" else ():
         # a gradient is computed into the caller's buffer when given one
@@ -213,38 +229,46 @@ def _loss_function(prog: Program, style: str, gradient: bool, fmt: bool = True):
     body, facts = _body(prog, p, bindings + prog.backward, [prog.loss] + grad_order, args,
                         sections=True, into=into, style=style, fmt=fmt)
     returned = {w: Code(prog.grads[w]) for w in prog.wrt}
-    body += [""] + [line[4:] for line in literal(returned, 4, f"return float({prog.loss}), ")]
+    body += [""] + [line[4:] for line in literal(returned, 4,
+                                                 f"return {_returned_loss(prog, t)}, ")]
     return _signature(prog, args), body, facts
 
 
-RNG_GUARD = ["if rng is None:",
-             '    raise TypeError("training mode needs rng (a NumPy Generator)")']
+def rng_guard(t: Target) -> list[str]:
+    return ["if rng is None:",
+            f'    raise TypeError("training mode needs rng ({t.generator})")']
+
+
+def returns(t: Target, gradient: bool) -> str:
+    """A loss function's return annotation."""
+    return f" -> tuple[{t.scalar}, dict[str, {t.array}]]" if gradient else f" -> {t.scalar}"
 
 
 def _mode_functions(prog: Program, infer: Program, style: str, loss_doc: str,
-                    grad_doc: str, grads_note: str, fmt: bool = True) -> list[_Function]:
+                    grad_doc: str, grads_note: str, fmt: bool = True,
+                    t: Target = NUMPY) -> list[_Function]:
     """``loss`` and ``loss_and_grad`` of a module with modes, each taking ``training``:
     ``loss`` written in inference mode, ``loss_and_grad`` in training mode, each handing
     the other mode to a private function written from the other program."""
     state = ["state"] * bool(prog.states)
-    sig_infer, body_infer, f_infer = _loss_function(infer, style, gradient=False, fmt=fmt)
-    sig_train, body_train, f_train = _loss_function(prog, style, gradient=False, fmt=fmt)
-    gsig_train, gbody_train, g_train = _loss_function(prog, style, gradient=True, fmt=fmt)
-    gsig_infer, gbody_infer, g_infer = _loss_function(infer, style, gradient=True, fmt=fmt)
+    sig_infer, body_infer, f_infer = _loss_function(infer, style, False, fmt, t)
+    sig_train, body_train, f_train = _loss_function(prog, style, False, fmt, t)
+    gsig_train, gbody_train, g_train = _loss_function(prog, style, True, fmt, t)
+    gsig_infer, gbody_infer, g_infer = _loss_function(infer, style, True, fmt, t)
     draws = f_train.draws or g_train.draws
     rng_public = [param("rng", "None")] * draws
-    guard = RNG_GUARD if draws else []
+    guard = rng_guard(t) if draws else []
     grads = [param("grads", "None")] * (g_train.into_grads or g_infer.into_grads)
 
     training_loss = _keywords(sig_train, state + ["rng"] * f_train.draws)
     inference_grad = _keywords(gsig_infer, state + [param("grads", "None")] * g_infer.into_grads)
-    training_doc = _mode_note(prog, True, g_train)
-    training_loss_doc = _mode_note(prog, True, f_train, gradient=False)
+    training_doc = _mode_note(prog, True, g_train, t=t)
+    training_loss_doc = _mode_note(prog, True, f_train, gradient=False, t=t)
     inference_doc = _mode_note(prog, False, f_infer)
     return [
         _Function("loss", _keywords(sig_infer, state + [param("training", "False"),
                                                         *rng_public]),
-                  " -> float",
+                  returns(t, False),
                   [loss_doc + ".",
                    f"By default (``training=False``) {_lower(inference_doc)}",
                    f"With ``training=True``: the loss ``loss_and_grad`` differentiates "
@@ -254,18 +278,17 @@ def _mode_functions(prog: Program, infer: Program, style: str, loss_doc: str,
         _Function("loss_and_grad",
                   _keywords(gsig_train, state + [param("training", "True"), *rng_public,
                                                  *grads]),
-                  " -> tuple[float, dict[str, np.ndarray]]",
+                  returns(t, True),
                   [grad_doc + ".", f"By default (``training=True``) {_lower(training_doc)}",
                    f"With ``training=False``: the gradient of ``loss()``. "
                    f"{_mode_note(prog, False, g_infer)}", *[grads_note] * bool(grads)],
                   ["if not training:",
                    f"    return {_call('_loss_and_grad_inference', inference_grad)}",
                    *guard, *gbody_train], g_train),
-        _Function("_loss_training", training_loss, " -> float",
+        _Function("_loss_training", training_loss, returns(t, False),
                   [f"{loss_doc} in training mode: ``loss(..., training=True)``.",
                    training_loss_doc], guard + body_train, f_train),
-        _Function("_loss_and_grad_inference", inference_grad,
-                  " -> tuple[float, dict[str, np.ndarray]]",
+        _Function("_loss_and_grad_inference", inference_grad, returns(t, True),
                   [f"{grad_doc} in inference mode: ``loss_and_grad(..., "
                    f"training=False)``, the gradient of ``loss()``.",
                    _mode_note(prog, False, g_infer)], gbody_infer, g_infer),
@@ -276,14 +299,15 @@ def _lower(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _mode_note(prog: Program, training: bool, facts: Facts, gradient: bool = True) -> str:
+def _mode_note(prog: Program, training: bool, facts: Facts, gradient: bool = True,
+               t: Target = NUMPY) -> str:
     """What a function's mode means for this model (a docstring paragraph); ``gradient``:
     the function has a backward pass."""
     dropout = bool(random_sites(prog))
     parts = []
     if training:
         if dropout:
-            parts.append("dropout's masks are drawn from ``rng`` (a NumPy Generator)"
+            parts.append(f"dropout's masks are drawn from ``rng`` ({t.generator})"
                          + ("; the backward pass reuses them" if gradient else ""))
         if facts.updates_state:
             parts.append("batch_norm normalizes with the batch's own mean and variance, "

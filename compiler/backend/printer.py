@@ -71,11 +71,13 @@ _NOTHING: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
 
 class Printer:
-    def __init__(self, prog: Program, lets: bool = False):
+    def __init__(self, prog: Program, lets: bool = False, target: str = "numpy"):
         """``lets``: print a constant the spec named with ``let`` by that name (the
-        textbook style, which defines the names at module level), not as its number."""
+        textbook style, which defines the names at module level), not as its number;
+        ``target``: the printer field of each op that prints it ("numpy" or "torch")."""
         self.prog = prog
         self.lets = lets
+        self.target = target
         # Printed (text, precedence) per node: a node shared inline (a view, a constant)
         # is printed once, so printing a DAG is linear in its size, not in its unfolding.
         self._printed: dict[int, tuple[str, int]] = {}
@@ -109,10 +111,14 @@ class Printer:
                 continue
             prim = PRIMITIVES[n.op]
             args = [self._printed[a.id] for a in n.args]
-            self._printed[n.id] = prim.emit(args, dict(n.attrs), n)
+            self._printed[n.id] = self.emit(n, args)
             self._uses[n.id] = _union([self._uses[a.id] for a in prim.printed(n)],
-                                      prim.helpers)
+                                      prim.helpers_for(self.target))
         return self._printed[node.id]
+
+    def emit(self, node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
+        """``node`` printed for the target, given its arguments printed."""
+        return PRIMITIVES[node.op].printer(self.target)(args, dict(node.attrs), node)
 
     def text(self, node: Node) -> str:
         return self.expr(node)[0]
@@ -296,10 +302,11 @@ def _split_long_line(prog: Program, p: Printer, bd: Binding):
 def _longest_line(p: Printer, bd: Binding) -> int:
     """The statement's longest line. An op that updates its first argument in place
     (``index_add``) prints as that argument, then one line per update."""
-    augmented = PRIMITIVES[bd.node.op].augmented
-    if callable(augmented):
+    prim = PRIMITIVES[bd.node.op]
+    if callable(prim.augmented):
         args = [p.text(a) for a in bd.node.args]
-        lines = [f"{bd.name} = {args[0]}", *augmented(args, dict(bd.node.attrs), bd.name)]
+        lines = [f"{bd.name} = {args[0]}",
+                 *prim.update_lines(args, dict(bd.node.attrs), bd.name, bd.node, p.target)]
         return max(len(line) for line in lines)
     # A gradient may be computed into the caller's buffer: room for ', out=grads.get("W")'
     # (when its op can write into one).
@@ -345,7 +352,7 @@ def _split_huge_line(prog: Program, p: Printer, bd: Binding):
             work.extend((a, False) for a in n.args if a.id not in length)
             continue
         args = [printed(a) for a in n.args]
-        text = PRIMITIVES[n.op].emit(args, dict(n.attrs), n)
+        text = p.emit(n, args)
         if n is bd.node or not fits(n, len(text[0])):
             # Name the longest fitting arguments until this node fits.
             candidates = sorted(
@@ -356,7 +363,7 @@ def _split_huge_line(prog: Program, p: Printer, bd: Binding):
             for a in candidates:
                 chosen.append(a)
                 chosen_ids.add(a.id)
-                text = PRIMITIVES[n.op].emit([printed(a) for a in n.args], dict(n.attrs), n)
+                text = p.emit(n, [printed(a) for a in n.args])
                 if (len(bd.name) + 3 + len(text[0]) <= STATEMENT_WIDTH if n is bd.node
                         else fits(n, len(text[0]))):
                     break

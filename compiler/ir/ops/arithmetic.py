@@ -8,55 +8,68 @@ import operator
 import numpy as np
 
 from .. import literal_shape
-from .core import (ADD, ATOM, CMP, MUL, POSTFIX, POW, UNARY, binop, broadcast, call, defop,
-                   ex, format_number, gap, infix, mask, no_gradient, paren, positive, unop)
+from .core import (ADD, ATOM, CMP, MUL, PLACED, POSTFIX, POW, UNARY, as_float, binop,
+                   broadcast, call, defop, ex, format_number, gap, infix, mask, no_gradient,
+                   paren, positive, promoted, tcall, tinfix, unop)
 
 # ----------------------------------------------------------------------------- leaves
 # A leaf's value is given (an input, a parameter, a state): it has no computation to check.
+def _emit_leaf(args, attrs, node):
+    return attrs["name"], ATOM
+
+
 for _leaf in ("input", "param", "state"):
     defop(_leaf, arity=0, shape=lambda args, attrs: (),
-          emit=lambda args, attrs, node: (attrs["name"], ATOM),
+          emit=_emit_leaf, torch=_emit_leaf,
           evaluate=lambda v, a: None, cheap=True)
 
 
-def _emit_const(a, attrs, node):
-    value = attrs["value"]
-    if isinstance(value, tuple):
-        def lit(v):
-            return "[" + ", ".join(lit(x) for x in v) + "]" if isinstance(v, tuple) \
-                else format_number(float(v))
-        return f"np.array({lit(value)}, dtype=DTYPE)", POSTFIX
-    text = format_number(value)
-    return text, (UNARY if text.startswith("-") else ATOM)
+def _const(array: str):
+    """Prints a constant: a number as itself, an array as ``array`` of its nested list."""
+    def emit(a, attrs, node):
+        value = attrs["value"]
+        if isinstance(value, tuple):
+            def lit(v):
+                return "[" + ", ".join(lit(x) for x in v) + "]" if isinstance(v, tuple) \
+                    else format_number(float(v))
+            return array.format(lit(value)), POSTFIX
+        text = format_number(value)
+        return text, (UNARY if text.startswith("-") else ATOM)
+    return emit
 
 
 defop("const", arity=0,
       shape=lambda args, attrs: literal_shape(attrs["value"]),
-      emit=_emit_const,
+      emit=_const("np.array({}, dtype=DTYPE)"),
+      torch=_const(f"torch.tensor({{}}, {PLACED})"),
       evaluate=lambda v, a: np.asarray(a["value"], dtype=float),
       cheap=True,
       examples=(ex(value=2.5), ex(value=-1e16), ex(value=((1.0, -2.0), (0.5, 3.0)))))
 
 # ----------------------------------------------------------------------------- arithmetic
-binop("add", emit=infix("+", ADD),
+binop("add", emit=infix("+", ADD), torch=tinfix("+", ADD),
+      torch_out="torch.add({0}, {1}, out={out})",
       evaluate=lambda v, a: v[0] + v[1],
       vjp=lambda b, n, g: [g, g],
       rule="d(a + b) = da + db",
       out_form="np.add({0}, {1}, out={out})", augmented="+=", fold=operator.add)
 
-binop("sub", emit=infix("-", ADD),
+binop("sub", emit=infix("-", ADD), torch=tinfix("-", ADD),
+      torch_out="torch.sub({0}, {1}, out={out})",
       evaluate=lambda v, a: v[0] - v[1],
       vjp=lambda b, n, g: [g, b.op("neg", g)],
       rule="d(a - b) = da - db",
       out_form="np.subtract({0}, {1}, out={out})", augmented="-=", fold=operator.sub)
 
-binop("mul", emit=infix("*", MUL),
+binop("mul", emit=infix("*", MUL), torch=tinfix("*", MUL),
+      torch_out="torch.mul({0}, {1}, out={out})",
       evaluate=lambda v, a: v[0] * v[1],
       vjp=lambda b, n, g: [b.op("mul", n.args[1], g), b.op("mul", n.args[0], g)],
       rule="d(a * b) = b da + a db",
       out_form="np.multiply({0}, {1}, out={out})", augmented="*=", fold=operator.mul)
 
-binop("div", emit=infix("/", MUL),
+binop("div", emit=infix("/", MUL), torch=tinfix("/", MUL),
+      torch_out="torch.div({0}, {1}, out={out})",
       evaluate=lambda v, a: v[0] / v[1],
       vjp=lambda b, n, g: [b.op("div", g, n.args[1]),
                            b.op("mul", b.op("neg", b.op("div", n, n.args[1])), g)],
@@ -73,6 +86,8 @@ def _emit_neg(a, attrs, node):
 
 
 unop("neg", emit=_emit_neg,
+     torch=lambda a, attrs, node: _emit_neg(promoted(a, node), attrs, node),
+     torch_out="torch.neg({0}, out={out})",
      evaluate=lambda v, a: -v[0],
      vjp=lambda b, n, g: [b.op("neg", g)],
      rule="d(-a) = -da",
@@ -93,6 +108,7 @@ def _pow_vjp(b, n, g):
 
 
 binop("pow", emit=_emit_pow,
+      torch=lambda a, attrs, node: _emit_pow(promoted(a, node), attrs, node),
       evaluate=lambda v, a: np.power(v[0], v[1]),
       vjp=_pow_vjp,
       rule="d(a^c) = c a^(c-1) da + a^c log(a) dc",
@@ -108,17 +124,34 @@ def _select(first: str, second: str):
     return vjp
 
 
+def _extreme(fn: str, bound: str):
+    """torch.maximum / torch.minimum, which take tensors only: against a Python number,
+    ``torch.clamp(x, min=c)`` (max=c), the same values."""
+    both = tcall(fn)
+
+    def emit(a, attrs, node):
+        weak = [n.weak for n in node.args]
+        if weak.count(True) == 1:
+            k = weak.index(True)
+            x = as_float(a[1 - k], node.args[1 - k])
+            return f"torch.clamp({x[0]}, {bound}={a[k][0]})", POSTFIX
+        return both(a, attrs, node)
+    return emit
+
+
 def _tie_gap(v, a):
     return gap(np.subtract(v[0], v[1]))
 
 
-binop("maximum", emit=call("np.maximum"),
+binop("maximum", emit=call("np.maximum"), torch=_extreme("torch.maximum", "min"),
+      torch_out="torch.maximum({0}, {1}, out={out})",
       evaluate=lambda v, a: np.maximum(v[0], v[1]),
       vjp=_select("ge", "lt"),
       rule="d max(a, b) = [a >= b] da + [a < b] db",
       out_form="np.maximum({0}, {1}, out={out})", kink=_tie_gap)
 
-binop("minimum", emit=call("np.minimum"),
+binop("minimum", emit=call("np.minimum"), torch=_extreme("torch.minimum", "max"),
+      torch_out="torch.minimum({0}, {1}, out={out})",
       evaluate=lambda v, a: np.minimum(v[0], v[1]),
       vjp=_select("le", "gt"),
       rule="d min(a, b) = [a <= b] da + [a > b] db",
@@ -128,15 +161,26 @@ binop("minimum", emit=call("np.minimum"),
 for _name, _sym, _ufunc in (("gt", ">", np.greater), ("ge", ">=", np.greater_equal),
                             ("lt", "<", np.less), ("le", "<=", np.less_equal),
                             ("eq", "==", np.equal)):
-    binop(_name, emit=infix(_sym, CMP),
+    binop(_name, emit=infix(_sym, CMP), torch=infix(_sym, CMP),
           evaluate=(lambda f: lambda v, a: f(v[0], v[1]))(_ufunc),
           vjp=no_gradient,
           rule="comparisons have zero derivative",
           dtype="bool")
 
+
+def _where_values(a, node):
+    """torch.where's arguments: the values as tensors of the dtype when neither is a
+    float array (torch.where(c, 1.0, 2.0) is float32); the condition as it is."""
+    if any(v.is_array for v in node.args[1:]):
+        return a
+    return a[:1] + [as_float(x, v) for x, v in zip(a[1:], node.args[1:])]
+
+
 defop("where", arity=3, shape=broadcast,
       emit=call("np.where"),
+      torch=lambda a, attrs, node: call("torch.where")(_where_values(a, node), attrs, node),
       evaluate=lambda v, a: np.where(v[0], v[1], v[2]),
       elementwise=True,
       examples=(ex(mask((2, 3)), (2, 3), (3,)), ex(mask((2, 1)), (), (1, 3))))
+
 

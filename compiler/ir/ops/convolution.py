@@ -61,9 +61,14 @@ def _window(kh, kw, stride, pad) -> dict:
     return {"kh": kh, "kw": kw, "stride": stride, "pad": pad}
 
 
+def _emit_im2col(a, attrs, n):
+    """The call of the helper, the same text on both targets."""
+    return (f"_im2col({a[0][0]}, {_window_args(attrs)})", POSTFIX)
+
+
 defop("im2col", arity=1, shape=_im2col_shape,
-      helpers=("_im2col",),
-      emit=lambda a, attrs, n: (f"_im2col({a[0][0]}, {_window_args(attrs)})", POSTFIX),
+      helpers=("_im2col",), torch_helpers=("_im2col",),
+      emit=_emit_im2col, torch=_emit_im2col,
       evaluate=lambda v, a: kernels._im2col(v[0], a["kh"], a["kw"], a["stride"], a["pad"]),
       vjp=lambda b, n, g: [b.op("col2im", expand(b, g, n), n.args[0], **dict(n.attrs))],
       rule="im2col copies input pixels into patches: its adjoint adds each patch back (col2im)",
@@ -71,10 +76,16 @@ defop("im2col", arity=1, shape=_im2col_shape,
       examples=(ex((2, 2, 5, 4), **_window(3, 2, 1, 1)), ex((1, 3, 3, 2), **_window(1, 1, 1, 0)),
                 ex((1, 2, 5, 5), **_window(3, 3, 2, 0)), ex((1, 1, 2, 3), **_window(2, 3, 1, 0))))
 
+
+def _emit_col2im(a, attrs, n):
+    """The call of the helper, the same text on both targets."""
+    return (f"_col2im({a[0][0]}, {paren(a[1], POSTFIX)}.shape, {_window_args(attrs)})",
+            POSTFIX)
+
+
 defop("col2im", arity=2, shape=lambda args, attrs: args[1].shape,
-      helpers=("_col2im",),
-      emit=lambda a, attrs, n: (f"_col2im({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
-                                f"{_window_args(attrs)})", POSTFIX),
+      helpers=("_col2im",), torch_helpers=("_col2im",),
+      emit=_emit_col2im, torch=_emit_col2im,
       evaluate=lambda v, a: kernels._col2im(v[0], np.shape(v[1]), a["kh"], a["kw"],
                                             a["stride"], a["pad"]),
       vjp=lambda b, n, g: [b.op("im2col", expand(b, g, n), **dict(n.attrs)), None],
@@ -97,12 +108,14 @@ def _filters_matmul_shape(args, attrs):
     return (x[0], m[0]) + tuple(image)
 
 
-def _emit_filters_matmul(a, attrs, node):
-    product = f"{paren(a[0], MUL)} @ {paren(a[1], MUL + 1)}"
-    image = attrs.get("image")
-    if image is None:
-        return product, MUL
-    return f"np.reshape({product}, (-1, {node.shape[1]}, {image[0]}, {image[1]}))", POSTFIX
+def _filters_matmul(fn: str):
+    def emit(a, attrs, node):
+        product = f"{paren(a[0], MUL)} @ {paren(a[1], MUL + 1)}"
+        image = attrs.get("image")
+        if image is None:
+            return product, MUL
+        return f"{fn}({product}, (-1, {node.shape[1]}, {image[0]}, {image[1]}))", POSTFIX
+    return emit
 
 
 def _filters_matmul_vjp(b, n, g):
@@ -123,7 +136,8 @@ def _eval_filters_matmul(v, a):
     return out if image is None else out.reshape(out.shape[:2] + tuple(image))
 
 
-defop("filters_matmul", arity=2, shape=_filters_matmul_shape, emit=_emit_filters_matmul,
+defop("filters_matmul", arity=2, shape=_filters_matmul_shape,
+      emit=_filters_matmul("np.reshape"), torch=_filters_matmul("torch.reshape"),
       evaluate=_eval_filters_matmul,
       vjp=_filters_matmul_vjp,
       rule="Y_n = M @ X_n: dX_n = M.T @ G_n, dM = sum over n of G_n @ X_n.T",
@@ -140,6 +154,7 @@ def _batch_gram_shape(args, attrs):
 defop("batch_gram", arity=2, shape=_batch_gram_shape,
       emit=lambda a, attrs, n: (f"np.sum({paren(a[0], MUL)} @ np.swapaxes({a[1][0]}, 1, 2), "
                                 "axis=0)", POSTFIX),
+      torch=lambda a, attrs, n: (f'torch.einsum("nap,nbp->ab", {a[0][0]}, {a[1][0]})', POSTFIX),
       evaluate=lambda v, a: np.einsum("nap,nbp->ab", v[0], v[1]),
       rule="the sum over examples n of G_n @ X_n.T",
       examples=(ex((2, 3, 5), (2, 4, 5)),))
@@ -212,46 +227,73 @@ TILED, OVERLAPPING, GAPS = (dict(size=2, stride=2, pad=0), dict(size=3, stride=1
 POOL_EXAMPLES = (ex((2, 2, 4, 4), **TILED), ex((1, 2, 5, 5), **OVERLAPPING),
                  ex((2, 5, 8), **GAPS), ex((3, 4), size=2, stride=1, pad=1))
 
+def _emit_max_pool(a, attrs, n):
+    """The call of the helper, the same text on both targets."""
+    return (f"_max_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX)
+
+
 defop("max_pool", arity=1, shape=_pool_shape,
-      helpers=("_max_pool",),
-      emit=lambda a, attrs, n: (f"_max_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
+      helpers=("_max_pool",), torch_helpers=("_max_pool",),
+      emit=_emit_max_pool, torch=_emit_max_pool,
       evaluate=_pool(kernels._max_pool),
       vjp=_max_pool_vjp,
       rule="max pooling passes each window's adjoint to its maximum (split evenly among ties)",
       kink=_pool_gap,
       examples=POOL_EXAMPLES)
 
+def _emit_max_pool_mask(a, attrs, n):
+    """The call of the helper, the same text on both targets."""
+    return (f"_max_pool_mask({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
+                POSTFIX)
+
+
 defop("max_pool_mask", arity=2,
-      helpers=("_max_pool_mask",),
+      helpers=("_max_pool_mask",), torch_helpers=("_max_pool_mask",),
       shape=lambda args, attrs: (attrs["size"] * attrs["size"],) + args[1].shape,
-      emit=lambda a, attrs, n: (f"_max_pool_mask({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
-                                POSTFIX),
+      emit=_emit_max_pool_mask, torch=_emit_max_pool_mask,
       evaluate=_pool(kernels._max_pool_mask),
       dtype="bool",
       examples=(ex((1, 2, 4, 4), _pooled(**TILED), **TILED),
                 ex((1, 5, 5), _pooled(**OVERLAPPING), **OVERLAPPING)))
 
+
+def _emit_max_pool_grad(a, attrs, n):
+    """The call of the helper, the same text on both targets."""
+    return (f"_max_pool_grad({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
+                POSTFIX)
+
+
 defop("max_pool_grad", arity=2, shape=_max_pool_grad_shape,
-      helpers=("_max_pool_grad",),
-      emit=lambda a, attrs, n: (f"_max_pool_grad({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
-                                POSTFIX),
+      helpers=("_max_pool_grad",), torch_helpers=("_max_pool_grad",),
+      emit=_emit_max_pool_grad, torch=_emit_max_pool_grad,
       evaluate=_pool(kernels._max_pool_grad),
       examples=(ex((1, 2, 2, 2), _argmax_mask((1, 2, 4, 4), **TILED), **TILED),
                 ex((1, 5, 5), _argmax_mask((1, 5, 5), **OVERLAPPING), **OVERLAPPING),
                 ex((2, 2, 3), _argmax_mask((2, 5, 8), **GAPS), **GAPS)))
 
+
+def _emit_avg_pool(a, attrs, n):
+    """The call of the helper, the same text on both targets."""
+    return (f"_avg_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX)
+
+
 defop("avg_pool", arity=1, shape=_pool_shape,
-      helpers=("_avg_pool",),
-      emit=lambda a, attrs, n: (f"_avg_pool({a[0][0]}, {_pool_args(attrs)})", POSTFIX),
+      helpers=("_avg_pool",), torch_helpers=("_avg_pool",),
+      emit=_emit_avg_pool, torch=_emit_avg_pool,
       evaluate=_pool(kernels._avg_pool),
       vjp=lambda b, n, g: [b.op("avg_pool_grad", expand(b, g, n), n.args[0], **dict(n.attrs))],
       rule="average pooling spreads each window's adjoint evenly over its size x size pixels",
       examples=POOL_EXAMPLES)
 
+def _emit_avg_pool_grad(a, attrs, n):
+    """The call of the helper, the same text on both targets."""
+    return (f"_avg_pool_grad({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
+                f"{_pool_args(attrs)})", POSTFIX)
+
+
 defop("avg_pool_grad", arity=2, shape=lambda args, attrs: args[1].shape,
-      helpers=("_avg_pool_grad",),
-      emit=lambda a, attrs, n: (f"_avg_pool_grad({a[0][0]}, {paren(a[1], POSTFIX)}.shape, "
-                                f"{_pool_args(attrs)})", POSTFIX),
+      helpers=("_avg_pool_grad",), torch_helpers=("_avg_pool_grad",),
+      emit=_emit_avg_pool_grad, torch=_emit_avg_pool_grad,
       evaluate=lambda v, a: kernels._avg_pool_grad(v[0], np.shape(v[1]), a["size"],
                                                    a["stride"], a["pad"]),
       examples=(ex((1, 2, 2, 2), (1, 2, 4, 4), **TILED),

@@ -130,6 +130,15 @@ class Primitive:
     # alive, exactly what the printed statements need.
     unprinted: tuple[int, ...] | Callable[[dict], tuple[int, ...]] = ()
     helpers: tuple[str, ...] = ()
+    # The PyTorch target's printer, buffer form and helpers (``torch_kernels``), as
+    # ``emit``, ``out_form`` and ``helpers`` are NumPy's. The torch module computes in
+    # the local ``dtype`` on the local ``device`` (what its function's inputs say).
+    torch: Callable[[list[tuple[str, int]], dict, Node], tuple[str, int]] | None = None
+    torch_out: str | Callable | None = None
+    torch_helpers: tuple[str, ...] = ()
+    # An update in place that needs the node on torch (its shapes): (args, attrs, name,
+    # node) -> lines; else ``augmented`` serves both targets.
+    torch_augmented: Callable | None = None
 
     def result_dtype(self, args, default: str) -> str:
         if self.keeps_dtype and args:
@@ -146,13 +155,33 @@ class Primitive:
             else self.unprinted
         return [a for k, a in enumerate(node.args) if k not in left_out]
 
-    def write_into(self, args: list[str], attrs: dict, out: str) -> str | None:
-        """The call computing this op into the buffer ``out``, or None if it cannot."""
-        if self.out_form is None:
+    def printer(self, target: str = "numpy"):
+        """The function printing this op for ``target`` ("numpy" or "torch")."""
+        return self.torch if target == "torch" else self.emit
+
+    def helpers_for(self, target: str = "numpy") -> tuple[str, ...]:
+        return self.torch_helpers if target == "torch" else self.helpers
+
+    def update_lines(self, args: list[str], attrs: dict, name: str, node: Node,
+                     target: str = "numpy") -> list[str]:
+        """The lines of a callable ``augmented``: ``name``, holding the first argument,
+        updated with the others."""
+        if target == "torch" and self.torch_augmented is not None:
+            return self.torch_augmented(args, attrs, name, node)
+        return self.augmented(args, attrs, name)
+
+    def write_into(self, args: list[str], attrs: dict, out: str, node: Node | None = None,
+                   target: str = "numpy") -> str | None:
+        """The call computing this op into the buffer ``out``, or None if it cannot. On
+        torch, not with a Python number among ``node``'s arguments (torch's functions
+        with ``out=`` take tensors)."""
+        form = self.torch_out if target == "torch" else self.out_form
+        if form is None or (target == "torch" and node is not None
+                            and any(a.weak for a in node.args)):
             return None
-        if callable(self.out_form):
-            return self.out_form(args, attrs, out)
-        return self.out_form.format(*args, out=out)
+        if callable(form):
+            return form(args, attrs, out)
+        return form.format(*args, out=out)
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -185,6 +214,77 @@ def call(fn: str, *keys: str):
                                      if attrs.get(k) is not None]
         return f"{fn}({', '.join(parts)})", POSTFIX
     return emit
+
+
+# ----------------------------------------------------------------------------- torch printing
+PLACED = "dtype=dtype, device=device"
+
+
+def as_float(arg: tuple[str, int], node: Node) -> tuple[str, int]:
+    """A printed argument as a tensor of the function's dtype: a Python number made one,
+    a mask or labels converted; a float tensor as it is. (Torch gives a mask times 0.1
+    its default dtype, float32, where NumPy gives float64: converting first keeps the
+    NumPy module's numbers.)"""
+    if node.is_array:
+        return arg
+    if node.weak:
+        return f"torch.as_tensor({arg[0]}, {PLACED})", POSTFIX
+    return f"{paren(arg, POSTFIX)}.to(dtype)", POSTFIX
+
+
+def promoted(a: list[tuple[str, int]], node: Node, first: int = 0) -> list[tuple[str, int]]:
+    """The arguments from ``first`` on, as torch operators need them: when none is a float
+    array, masks and labels made float tensors (Python numbers stay numbers)."""
+    values = node.args[first:]
+    if any(v.is_array for v in values):
+        return a
+    return a[:first] + [arg if v.weak else as_float(arg, v)
+                        for arg, v in zip(a[first:], values)]
+
+
+def tinfix(sym: str, prec: int):
+    """``infix`` on torch: masks and labels made float first when no float array is."""
+    emit = infix(sym, prec)
+    return lambda a, attrs, node: emit(promoted(a, node), attrs, node)
+
+
+def tcall(fn: str, *keys: str):
+    """``call`` on torch: every argument a tensor of the function's dtype."""
+    emit = call(fn, *keys)
+    return lambda a, attrs, node: emit([as_float(x, n) for x, n in zip(a, node.args)],
+                                       attrs, node)
+
+
+def _dims(attrs, node: Node) -> str | None:
+    """A reduction's ``dim`` on torch: its axes, every axis when it keeps them all."""
+    axes = attrs.get("axis")
+    if axes is None:
+        return repr(tuple(range(len(node.args[0].shape)))) if attrs.get("keepdims") \
+            else None
+    return repr(axis_text(axes))
+
+
+def treduce(fn: str):
+    """Prints ``fn(x, dim=.., keepdim=True)`` on torch, leaving out defaults."""
+    def emit(a, attrs, node):
+        parts = [as_float(a[0], node.args[0])[0]]
+        dims = _dims(attrs, node)
+        if dims is not None:
+            parts.append(f"dim={dims}")
+        if attrs.get("keepdims"):
+            parts.append("keepdim=True")
+        return f"{fn}({', '.join(parts)})", POSTFIX
+    return emit
+
+
+def treduce_into(fn: str):
+    """A torch reduction into ``out`` (torch needs its dims for that)."""
+    def form(args, attrs, out):
+        axes = attrs.get("axis")
+        dims = repr(axis_text(axes)) if axes is not None else "tuple(range({0}.dim()))"
+        keep = ", keepdim=True" if attrs.get("keepdims") else ""
+        return f"{fn}({args[0]}, dim={dims.format(args[0])}{keep}, out={out})"
+    return form
 
 
 def axis_text(axes):
@@ -331,16 +431,23 @@ REDUCTION_EXAMPLES = (ex((2, 3)), ex((3,), axis=(0,)), ex((2, 3), axis=(1,)),
 
 
 def unop(name: str, *, rule: str, derivative=None, vjp=None, numpy: str | None = None,
-         evaluate=None, examples=UNARY_EXAMPLES, **fields) -> Primitive:
+         torch_fn: str | None = None, evaluate=None, examples=UNARY_EXAMPLES,
+         **fields) -> Primitive:
     """An elementwise function of one argument, printed as ``numpy(x)`` (by default
-    ``np.name``, evaluated as that NumPy function); its vjp is ``derivative(b, x, out)``
-    times g, or a whole ``vjp`` (neither: zero)."""
+    ``np.name``, evaluated as that NumPy function) and on torch as ``torch_fn(x)`` (by
+    default ``torch.name``); its vjp is ``derivative(b, x, out)`` times g, or a whole
+    ``vjp`` (neither: zero)."""
     if vjp is None:
         vjp = factor(derivative) if derivative else no_gradient
     fn = numpy or f"np.{name}"
     fields.setdefault("emit", call(fn))
     fields.setdefault("out_form", f"{fn}({{0}}, out={{out}})" if fn.startswith("np.") else None)
     fields.setdefault("helpers", () if fn.startswith("np.") else (fn,))
+    tfn = torch_fn or f"torch.{name}"
+    fields.setdefault("torch", tcall(tfn))
+    fields.setdefault("torch_out", f"{tfn}({{0}}, out={{out}})" if tfn.startswith("torch.")
+                      else None)
+    fields.setdefault("torch_helpers", () if tfn.startswith("torch.") else (tfn,))
     if evaluate is None:
         evaluate = _ufunc(getattr(np, name))
     return defop(name, arity=1, shape=same, evaluate=evaluate, vjp=vjp, rule=rule,
@@ -358,16 +465,17 @@ def binop(name: str, *, rule: str, emit, evaluate, vjp,
                  rule=rule, examples=examples, elementwise=True, **fields)
 
 
-def reduction(name: str, *, numpy: str, evaluate, vjp, rule: str,
+def reduction(name: str, *, numpy: str, torch_fn: str, evaluate, vjp, rule: str,
               examples=REDUCTION_EXAMPLES, **fields) -> Primitive:
     """A reduction over the attribute ``axis`` (a tuple; None: every axis), keeping the
-    reduced axes as 1 when ``keepdims``; printed ``numpy(x, axis=.., keepdims=True)`` and
-    evaluated as ``evaluate(x, axis=.., keepdims=..)``."""
+    reduced axes as 1 when ``keepdims``; printed ``numpy(x, axis=.., keepdims=True)``
+    (on torch ``torch_fn(x, dim=.., keepdim=True)``) and evaluated as ``evaluate(x,
+    axis=.., keepdims=..)``."""
     def evaluate_attrs(v, a):
         return evaluate(v[0], axis=a.get("axis"), keepdims=bool(a.get("keepdims")))
     fields.setdefault("helpers", () if numpy.startswith("np.") else (numpy,))
     return defop(name, arity=1, shape=reduced, emit=reduce_call(numpy), evaluate=evaluate_attrs,
-                 vjp=vjp, rule=rule, examples=examples, **fields)
+                 vjp=vjp, rule=rule, examples=examples, torch=treduce(torch_fn), **fields)
 
 
 # ----------------------------------------------------------------------------- data roles

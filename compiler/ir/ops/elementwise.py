@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
-from .core import (POSTFIX, defop, ex, gap, held, int_labels, mask, no_gradient,
-                   paren, positive, same, unop)
+from .core import (PLACED, POSTFIX, as_float, defop, ex, gap, held, int_labels, mask,
+                   no_gradient, paren, positive, same, unop)
 
 POSITIVE_EXAMPLES = (ex(positive((2, 3))), ex(positive(())))
 
@@ -37,18 +37,19 @@ unop("tan", derivative=lambda b, x, out: b.op("add", b.const(1), b.op("pow", out
 unop("tanh", derivative=lambda b, x, out: b.op("sub", b.const(1), b.op("pow", out, b.const(2))),
      rule="tanh'(x) = 1 - tanh(x)^2, from the output")
 
-unop("sigmoid", numpy="_sigmoid",
+unop("sigmoid", numpy="_sigmoid", torch_fn="torch.sigmoid",
      evaluate=lambda v, a: kernels._sigmoid(v[0]),
      derivative=lambda b, x, out: b.op("mul", out, b.op("sub", b.const(1), out)),
      rule="sigmoid'(x) = s (1 - s), from the output s")
 
 unop("relu", emit=lambda a, attrs, n: (f"np.maximum({a[0][0]}, 0)", POSTFIX),
+     torch_out="torch.clamp({0}, min=0, out={out})",
      evaluate=lambda v, a: np.maximum(v[0], 0),
      derivative=lambda b, x, out: b.op("gt", out, b.const(0)),
      rule="relu'(x) = [relu(x) > 0], a mask from the output",
      kink=_kink_at_zero, out_form="np.maximum({0}, 0, out={out})")
 
-unop("softplus", numpy="_softplus",
+unop("softplus", numpy="_softplus", torch_fn="_softplus",
      evaluate=lambda v, a: kernels._softplus(v[0]),
      derivative=lambda b, x, out: b.op("sigmoid", x),
      rule="softplus'(x) = sigmoid(x)")
@@ -67,8 +68,10 @@ unop("square", derivative=lambda b, x, out: b.op("mul", b.const(2), x),
 unop("sign", rule="sign'(x) = 0 (almost everywhere)",
      kink=_kink_at_zero)
 
-unop("leaky_relu", numpy="_leaky_relu",
+unop("leaky_relu", numpy="_leaky_relu", torch_fn="_leaky_relu",
      emit=lambda a, attrs, n: (f"_leaky_relu({a[0][0]}, {attrs['alpha']!r})", POSTFIX),
+     torch=lambda a, attrs, n: (f"_leaky_relu({as_float(a[0], n.args[0])[0]}, "
+                                f"{attrs['alpha']!r})", POSTFIX),
      evaluate=lambda v, a: kernels._leaky_relu(v[0], a["alpha"]),
      vjp=lambda b, n, g: [b.op("where", b.op("gt", n.args[0], b.const(0)), g,
                                b.op("mul", b.const(n.attr("alpha")), g))],
@@ -87,21 +90,35 @@ def _like(fn: str):
     return emit
 
 
+def _tlike(fn: str):
+    """torch.zeros_like / torch.ones_like, of the function's dtype: a Python number has
+    no tensor to be like (``torch.zeros((), ...)``)."""
+    def emit(a, attrs, node):
+        x = node.args[0]
+        if x.weak:
+            return f"{fn[:-5]}((), {PLACED})", POSTFIX
+        return f"{fn}({a[0][0]}{'' if x.is_array else ', dtype=dtype'})", POSTFIX
+    return emit
+
+
 LIKE_EXAMPLES = (ex((2, 3)), ex(int_labels((3,), 4)), ex(mask((2, 2))))
 
 defop("zeros_like", arity=1, shape=same, emit=_like("np.zeros_like"),
+      torch=_tlike("torch.zeros_like"),
       evaluate=lambda v, a: np.zeros_like(v[0]),
       vjp=no_gradient,
       rule="zeros_like(x) does not depend on the values of x",
       examples=LIKE_EXAMPLES)
 
 defop("ones_like", arity=1, shape=same, emit=_like("np.ones_like"),
+      torch=_tlike("torch.ones_like"),
       evaluate=lambda v, a: np.ones_like(v[0]),
       vjp=no_gradient,
       rule="ones_like(x) does not depend on the values of x",
       examples=LIKE_EXAMPLES)
 
 defop("stop_gradient", arity=1, shape=same, emit=lambda a, attrs, n: a[0],
+      torch=lambda a, attrs, n: a[0],
       evaluate=lambda v, a: v[0],
       vjp=no_gradient,
       rule="stop_gradient(x) = x forward; no adjoint flows back through it",
@@ -111,6 +128,8 @@ defop("stop_gradient", arity=1, shape=same, emit=lambda a, attrs, n: a[0],
 
 defop("cast", arity=1, shape=same,
       emit=lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}.astype(DTYPE)", POSTFIX),
+      torch=lambda a, attrs, n: (as_float(a[0], n.args[0]) if n.args[0].weak
+                                 else (f"{paren(a[0], POSTFIX)}.to(dtype)", POSTFIX)),
       evaluate=lambda v, a: np.asarray(v[0], dtype=float),
       vjp=lambda b, n, g: [g],
       rule="a cast to the model's dtype passes the adjoint through",

@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import Builder, Node, Shape, ShapeError, fmt_shape
 from . import kernels
-from .core import POSTFIX, broadcast_shapes, defop, ex, expand, int_labels, paren
+from .core import (POSTFIX, as_float, broadcast_shapes, defop, ex, expand, int_labels,
+                   paren)
 
 
 def index_text(index) -> str:
@@ -27,6 +28,31 @@ def index_text(index) -> str:
         text = f"{'' if start is None else start}:{'' if stop is None else stop}"
         return text + ("" if step == 1 else f":{step}")
     return ", ".join(item(it) for it in index)
+
+
+def forward_index(index, shape: Shape) -> tuple[tuple, tuple[int, ...]]:
+    """``index`` with every negative step made positive, for torch (whose tensors take
+    no negative step), and the axes of the result to flip back: ``x[::-1]`` is
+    ``torch.flip(x[0:3], dims=(0,))``. The sizes are known where a step is given."""
+    out, flips, axis = [], [], 0
+    for k, it in enumerate(index):
+        if isinstance(it, tuple) and it[2] < 0:
+            taken = range(shape[k])[slice(*it)]
+            out.append((taken[-1], taken[0] + 1, -it[2]) if taken else (0, 0, 1))
+            flips.append(axis)
+        else:
+            out.append(it)
+        axis += not isinstance(it, int)
+    return tuple(out), tuple(flips)
+
+
+def _flipped(text: str, dims) -> str:
+    return f"torch.flip({text}, dims={tuple(dims)!r})" if dims else text
+
+
+def _torch_slice(a, attrs, n):
+    index, flips = forward_index(attrs["index"], n.args[0].shape)
+    return _flipped(f"{paren(a[0], POSTFIX)}[{index_text(index)}]", flips), POSTFIX
 
 
 def _py_index(index) -> tuple:
@@ -68,6 +94,7 @@ defop("slice", arity=1,
       shape=lambda args, attrs: indexed_shape(args[0].shape, attrs["index"]),
       emit=lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}[{index_text(attrs['index'])}]",
                                 POSTFIX),
+      torch=_torch_slice,
       evaluate=lambda v, a: np.array(np.asarray(v[0])[_py_index(a["index"])]),
       vjp=_slice_vjp,
       rule="d x[i] = dx[i]: the adjoint goes back into the positions taken, zeros elsewhere",
@@ -96,6 +123,41 @@ def _emit_index_add(a, attrs, n):
     return f"_index_add({', '.join(parts)})", POSTFIX
 
 
+def _torch_update(g: str, g_node: Node, index, base: Shape) -> tuple[tuple, str]:
+    """(index, value) of one update on torch: the index with positive steps, the value
+    flipped to match along the axes a negative step reversed (counted from the end, as
+    a smaller value broadcasts)."""
+    forward, flips = forward_index(index, base)
+    rank = len(indexed_shape(base, index))
+    dims = [k - rank for k in flips if not g_node.weak and rank - k <= len(g_node.shape)]
+    return forward, _flipped(g, dims)
+
+
+def _index_tuple(index) -> str:
+    """An index as a Python tuple (``(slice(1, None), 0)``): what ``np.s_[1:, 0]`` is."""
+    def item(it):
+        if it is None or isinstance(it, int):
+            return "slice(None)" if it is None else str(it)
+        start, stop, step = it
+        return f"slice({start}, {stop}{'' if step == 1 else f', {step}'})"
+    items = [item(it) for it in index]
+    return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+
+
+def _torch_index_add(a, attrs, n):
+    parts = [a[0][0]]
+    for g, node, index in zip(a[1:], n.args[1:], attrs["index"]):
+        where, value = _torch_update(g[0], node, index, n.args[0].shape)
+        parts += [_index_tuple(where), value]
+    return f"_index_add({', '.join(parts)})", POSTFIX
+
+
+def _torch_augmented(args, attrs, name, node):
+    return [f"{name}[{index_text(where)}] += {value}" for where, value in
+            (_torch_update(g, g_node, index, node.args[0].shape)
+             for g, g_node, index in zip(args[1:], node.args[1:], attrs["index"]))]
+
+
 def _eval_index_add(v, a):
     updates = [x for g, index in zip(v[1:], a["index"]) for x in (_py_index(index), g)]
     return kernels._index_add(np.array(v[0], dtype=float), *updates)
@@ -111,6 +173,7 @@ def _augmented_index_add(args, attrs, name):
 
 
 defop("index_add", arity=None, shape=_index_add_shape, emit=_emit_index_add,
+      torch=_torch_index_add, torch_augmented=_torch_augmented, torch_helpers=("_index_add",),
       evaluate=_eval_index_add,
       vjp=_index_add_vjp,
       rule="x with g added into positions [i]: the adjoint of a slice",
@@ -126,6 +189,14 @@ def _joined(fn: str):
     def emit(a, attrs, n):
         extra = "" if all(x.is_array for x in n.args) else ", dtype=DTYPE"
         return f"{fn}([{', '.join(t for t, _ in a)}], axis={attrs['axis']}{extra})", POSTFIX
+    return emit
+
+
+def _tjoined(fn: str):
+    """``torch.cat([a, b], dim=1)``, every part a tensor of the function's dtype."""
+    def emit(a, attrs, n):
+        parts = ", ".join(as_float(x, v)[0] for x, v in zip(a, n.args))
+        return f"{fn}([{parts}], dim={attrs['axis']})", POSTFIX
     return emit
 
 
@@ -162,6 +233,7 @@ def _concat_vjp(b, n, g):
 
 
 defop("concat", arity=None, shape=_concat_shape, emit=_joined("np.concatenate"),
+      torch=_tjoined("torch.cat"),
       evaluate=lambda v, a: np.concatenate([np.asarray(x, dtype=float) for x in v],
                                            axis=a["axis"]),
       vjp=_concat_vjp,
@@ -181,6 +253,7 @@ def _stack_shape(args, attrs):
 
 
 defop("stack", arity=None, shape=_stack_shape, emit=_joined("np.stack"),
+      torch=_tjoined("torch.stack"),
       evaluate=lambda v, a: np.stack([np.asarray(x, dtype=float) for x in v], axis=a["axis"]),
       vjp=lambda b, n, g: [take(b, expand(b, g, n), (None,) * n.attr("axis") + (i,))
                            for i in range(len(n.args))],

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ShapeError, fmt_shape
-from .core import MUL, POSTFIX, axis_text, call, defop, ex, expand, infix, paren
+from .core import (MUL, POSTFIX, as_float, axis_text, call, defop, ex, expand, infix, paren,
+                   tcall)
 
 
 # ----------------------------------------------------------------------------- products
@@ -40,7 +41,12 @@ def _matmul_vjp(b, n, g):
     return [b.op("mul", g, w), b.op("mul", g, x)]
 
 
-defop("matmul", arity=2, shape=_matmul_shape, emit=infix("@", MUL),
+def _torch_matmul(a, attrs, node):
+    return infix("@", MUL)([as_float(x, n) for x, n in zip(a, node.args)], attrs, node)
+
+
+defop("matmul", arity=2, shape=_matmul_shape, emit=infix("@", MUL), torch=_torch_matmul,
+      torch_out="torch.matmul({0}, {1}, out={out})",
       evaluate=lambda v, a: np.matmul(v[0], v[1]),
       vjp=_matmul_vjp,
       rule="d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G",
@@ -48,12 +54,15 @@ defop("matmul", arity=2, shape=_matmul_shape, emit=infix("@", MUL),
       examples=(ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((3,), (3,))))
 
 defop("outer", arity=2, shape=lambda args, attrs: args[0].shape + args[1].shape,
-      emit=call("np.outer"),
+      emit=call("np.outer"), torch=tcall("torch.outer"),
       evaluate=lambda v, a: np.outer(v[0], v[1]),
       examples=(ex((2,), (3,)),))
 
 defop("transpose", arity=1, shape=lambda args, attrs: tuple(reversed(args[0].shape)),
       emit=lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}.T", POSTFIX),
+      torch=lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}." + (
+          "T" if len(n.shape) == 2 else f"permute{tuple(reversed(range(len(n.shape))))}"),
+          POSTFIX),
       evaluate=lambda v, a: np.transpose(v[0]),
       vjp=lambda b, n, g: [b.op("transpose", expand(b, g, n))],
       rule="d(X.T) = (dX).T",
@@ -113,9 +122,9 @@ def _sizes_unprinted(attrs) -> tuple[int, ...]:
     return tuple(range(1, 1 + symbolic)) if free == 1 else ()
 
 
-def _emit_reshape(a, attrs, n):
+def _emit_reshape(a, attrs, n, fn="np.reshape"):
     """``np.reshape(x, (-1, 6))``: a symbolic dimension prints as -1 when it is the only
-    one left to infer, else as its size from the data (``x.shape[0]``)."""
+    one left to infer, else as its size from the data (``x.shape[0]``); ``fn``: torch's."""
     want, sizes = attrs["shape"], iter(a[1:])
     free = sum(1 for d in want if not isinstance(d, int) or d == -1)
     dims = []
@@ -125,7 +134,7 @@ def _emit_reshape(a, attrs, n):
         else:
             size = next(sizes)[0]
             dims.append("-1" if free == 1 else size)
-    return f"np.reshape({a[0][0]}, ({', '.join(dims)}{',' if len(dims) == 1 else ''}))", POSTFIX
+    return f"{fn}({a[0][0]}, ({', '.join(dims)}{',' if len(dims) == 1 else ''}))", POSTFIX
 
 
 def _eval_reshape(v, a):
@@ -135,6 +144,8 @@ def _eval_reshape(v, a):
 
 
 defop("reshape", arity=None, shape=_reshape_shape, emit=_emit_reshape,
+      torch=lambda a, attrs, n: _emit_reshape([as_float(a[0], n.args[0])] + a[1:], attrs, n,
+                                              "torch.reshape"),
       evaluate=_eval_reshape,
       vjp=lambda b, n, g: [b.op("reshape_like", expand(b, g, n), n.args[0])] + [None] * (
           len(n.args) - 1),
@@ -146,6 +157,8 @@ defop("reshape", arity=None, shape=_reshape_shape, emit=_emit_reshape,
 defop("reshape_like", arity=2, shape=lambda args, attrs: args[1].shape,
       emit=lambda a, attrs, n: (f"np.reshape({a[0][0]}, {paren(a[1], POSTFIX)}.shape)",
                                 POSTFIX),
+      torch=lambda a, attrs, n: (f"torch.reshape({a[0][0]}, {paren(a[1], POSTFIX)}.shape)",
+                                 POSTFIX),
       evaluate=lambda v, a: np.reshape(v[0], np.shape(v[1])),
       cheap=True, views=(0,),
       examples=(ex((2, 3), (3, 2)), ex((6,), (1, 2, 3))))
@@ -170,18 +183,30 @@ def _reshape_each_shape(args, attrs):
     return (shape[0],) + dims
 
 
-def _emit_reshape_each(a, attrs, n):
-    dims = ", ".join(str(d) for d in attrs["dims"])
-    return f"np.reshape({a[0][0]}, (-1, {dims}))", POSTFIX
+def _reshape_each(fn: str):
+    def emit(a, attrs, n):
+        dims = ", ".join(str(d) for d in attrs["dims"])
+        return f"{fn}({a[0][0]}, (-1, {dims}))", POSTFIX
+    return emit
 
 
-defop("reshape_each", arity=1, shape=_reshape_each_shape, emit=_emit_reshape_each,
+defop("reshape_each", arity=1, shape=_reshape_each_shape, emit=_reshape_each("np.reshape"),
+      torch=_reshape_each("torch.reshape"),
       evaluate=lambda v, a: np.reshape(v[0], (np.shape(v[0])[0],) + tuple(a["dims"])),
       vjp=lambda b, n, g: [b.op("reshape_each", expand(b, g, n),
                                 dims=tuple(n.args[0].shape[1:]))],
       rule="reshaping each example moves elements without changing them",
       cheap=True, views=(0,),
       examples=(ex((2, 3, 4), dims=(12,)), ex((2, 12), dims=(3, 4))))
+
+
+def _new_axes(node) -> str:
+    """``expand_dims`` as an index (``None, :, None``): torch's unsqueeze takes one axis."""
+    axes = node.attr("axis")
+    items = ["None" if i in axes else ":" for i in range(len(node.shape))]
+    while items[-1] == ":":
+        items.pop()
+    return ", ".join(items)
 
 
 def _expand_shape(shape, axes):
@@ -195,6 +220,7 @@ defop("expand_dims", arity=1,
       shape=lambda args, attrs: _expand_shape(args[0].shape, attrs["axis"]),
       emit=lambda a, attrs, n: (f"np.expand_dims({a[0][0]}, {axis_text(attrs['axis'])!r})",
                                 POSTFIX),
+      torch=lambda a, attrs, n: (f"{paren(a[0], POSTFIX)}[{_new_axes(n)}]", POSTFIX),
       evaluate=lambda v, a: np.expand_dims(v[0], a["axis"]),
       cheap=True, views=(0,),
       examples=(ex((2, 3), axis=(1,)), ex((3,), axis=(0, 2))))

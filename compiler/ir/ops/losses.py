@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import Node, ShapeError
-from .core import MUL, POSTFIX, broadcast_shapes, defop, derived, ex, int_labels, onehot, paren
+from .core import (MUL, PLACED, POSTFIX, broadcast_shapes, defop, derived, ex, int_labels,
+                   onehot, paren, promoted)
 
 
 def labels(t: Node, logits: Node) -> bool:
@@ -37,6 +38,14 @@ def _xent_emit(a, attrs, node):
         picked = f"np.take_along_axis({log_p[0]}, {paren(t, POSTFIX)}[..., None], axis=-1)"
         return f"-np.sum({picked}) / {paren(n, MUL + 1)}", MUL
     return f"-np.sum({paren(t, MUL)} * {paren(log_p, MUL + 1)}) / {paren(n, MUL + 1)}", MUL
+
+
+def _xent_torch(a, attrs, node):
+    _, log_p, t, n = a
+    if labels(node.args[2], node.args[0]):
+        picked = f"torch.take_along_dim({log_p[0]}, {paren(t, POSTFIX)}[..., None], dim=-1)"
+        return f"-torch.sum({picked}) / {paren(n, MUL + 1)}", MUL
+    return f"-torch.sum({paren(t, MUL)} * {paren(log_p, MUL + 1)}) / {paren(n, MUL + 1)}", MUL
 
 
 def _xent_eval(v, attrs):
@@ -75,7 +84,8 @@ _LOG_P = derived(lambda b, new, x: b.op("sub", x, b.op("logsumexp", x, axis=(len
                                                        keepdims=True)))
 _ROWS = derived(lambda b, new, x, log_p, t: b.rows(x))
 
-defop("softmax_xent", arity=4, shape=_xent_shape, emit=_xent_emit, evaluate=_xent_eval,
+defop("softmax_xent", arity=4, shape=_xent_shape, emit=_xent_emit, torch=_xent_torch,
+      evaluate=_xent_eval,
       vjp=_xent_vjp,
       unprinted=(0,),  # printed from its log-softmax: the logits are not read
       rule="softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N",
@@ -88,6 +98,8 @@ defop("softmax_xent", arity=4, shape=_xent_shape, emit=_xent_emit, evaluate=_xen
 
 defop("one_hot", arity=1, shape=lambda args, attrs: args[0].shape + (attrs["classes"],),
       emit=lambda a, attrs, n: (f"np.eye({attrs['classes']}, dtype=DTYPE)[{a[0][0]}]", POSTFIX),
+      torch=lambda a, attrs, n: (f"torch.eye({attrs['classes']}, {PLACED})[{a[0][0]}]",
+                                 POSTFIX),
       evaluate=lambda v, a: np.eye(a["classes"])[np.asarray(v[0]).astype(int)],
       examples=(ex(int_labels((4,), 3), classes=3), ex(int_labels((2, 2), 5), classes=5)))
 
@@ -106,6 +118,12 @@ def _sigmoid_xent_emit(a, attrs, node):
             f" / {paren(n, MUL + 1)}", MUL)
 
 
+def _sigmoid_xent_torch(a, attrs, node):
+    logits, t, n = promoted(a, node)
+    return (f"torch.sum(_softplus({logits[0]}) - {paren(t, MUL)} * {paren(logits, MUL + 1)})"
+            f" / {paren(n, MUL + 1)}", MUL)
+
+
 def _sigmoid_xent_vjp(b, n, g):
     logits, t, count = n.args
     return [b.op("mul", b.op("div", b.op("sub", b.op("sigmoid", logits), t), count), g),
@@ -113,6 +131,7 @@ def _sigmoid_xent_vjp(b, n, g):
 
 
 defop("sigmoid_xent", arity=3, shape=_sigmoid_xent_shape, emit=_sigmoid_xent_emit,
+      torch=_sigmoid_xent_torch, torch_helpers=("_softplus",),
       evaluate=lambda v, a: np.sum(np.logaddexp(0.0, v[0]) - v[1] * v[0]) / v[2],
       vjp=_sigmoid_xent_vjp,
       rule="sigmoid + cross-entropy fused: dL/dlogits = (sigmoid - t) / N, dL/dt = -logits / N",

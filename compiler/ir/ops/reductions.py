@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
-from .core import (MUL, POSTFIX, defop, ex, keep_axes, no_gradient, paren, reduce_call,
-                   reduce_into, reduction, same, scalar, top_gap)
+from .core import (ATOM, MUL, POSTFIX, as_float, defop, ex, keep_axes, no_gradient, paren,
+                   reduce_call, reduce_into, reduction, same, scalar, top_gap, treduce_into)
 
 
 def _sum_vjp(b, n, g):
@@ -33,22 +33,23 @@ def _logsumexp_vjp(b, n, g):
     return [b.op("mul", b.op("exp", b.op("sub", x, keep_axes(b, n, n))), keep_axes(b, g, n))]
 
 
-reduction("sum", numpy="np.sum", evaluate=np.sum,
+reduction("sum", numpy="np.sum", torch_fn="torch.sum", evaluate=np.sum,
           vjp=_sum_vjp,
           rule="d sum(x) = sum(dx): the adjoint is copied to every element",
-          out_form=reduce_into("np.sum"))
+          out_form=reduce_into("np.sum"), torch_out=treduce_into("torch.sum"))
 
-reduction("mean", numpy="np.mean", evaluate=np.mean,
+reduction("mean", numpy="np.mean", torch_fn="torch.mean", evaluate=np.mean,
           vjp=_mean_vjp,
           rule="d mean(x) = mean(dx): the adjoint / count to every element",
-          out_form=reduce_into("np.mean"))
+          out_form=reduce_into("np.mean"), torch_out=treduce_into("torch.mean"))
 
-reduction("max", numpy="np.max", evaluate=np.max,
+reduction("max", numpy="np.max", torch_fn="torch.amax", evaluate=np.max,
           vjp=_max_vjp,
           rule="d max(x) flows to the maximal element, split evenly among ties",
           kink=lambda v, a: top_gap(v[0], a.get("axis")))
 
-reduction("logsumexp", numpy="_logsumexp", evaluate=kernels._logsumexp,
+reduction("logsumexp", numpy="_logsumexp", torch_fn="torch.logsumexp",
+          evaluate=kernels._logsumexp,
           vjp=_logsumexp_vjp,
           rule="d logsumexp(x) = softmax(x) . dx")
 
@@ -62,12 +63,22 @@ def _emit_count(a, attrs, n):
     return (parts[0], POSTFIX) if len(parts) == 1 else (" * ".join(parts), MUL)
 
 
+def _torch_count(a, attrs, n):
+    """A count on torch: a tensor's ``numel()`` for every axis; a Python number is one."""
+    if n.args[0].weak:
+        return "1", ATOM
+    if attrs.get("axis") is None:
+        return f"{paren(a[0], POSTFIX)}.numel()", POSTFIX
+    return _emit_count(a, attrs, n)
+
+
 def _eval_count(v, a):
     axes = a["axis"] if a.get("axis") is not None else range(np.ndim(v[0]))
     return np.asarray(np.prod([np.shape(v[0])[i] for i in axes]) * 1.0)
 
 
-defop("count", arity=1, shape=scalar, emit=_emit_count, evaluate=_eval_count,
+defop("count", arity=1, shape=scalar, emit=_emit_count, torch=_torch_count,
+      evaluate=_eval_count,
       vjp=no_gradient,
       rule="a count does not depend on the values",
       dtype="int", cheap=True,
@@ -82,6 +93,8 @@ def _softmax_vjp(b, n, g):
 
 
 defop("softmax", arity=1, shape=same, emit=reduce_call("_softmax"), helpers=("_softmax",),
+      torch=lambda a, attrs, n: (f"torch.softmax({as_float(a[0], n.args[0])[0]}, "
+                                 f"dim={attrs['axis'][0]})", POSTFIX),
       evaluate=lambda v, a: kernels._softmax(v[0], a["axis"]),
       vjp=_softmax_vjp,
       rule="softmax's Jacobian-vector product from its output p: p (g - sum(g p))",

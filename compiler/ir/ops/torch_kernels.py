@@ -1,0 +1,137 @@
+"""The module helpers of the PyTorch target: ``kernels``' functions written with torch.
+
+Codegen copies a helper's source, as written here, into each torch module that calls
+it, as ``kernels``' are copied into NumPy modules: each function uses only its arguments
+and ``torch`` (which the generated module imports), under the same name and with the
+same arguments as its NumPy twin, so a line calling it prints the same on both targets.
+This file imports torch only where it is installed (the compiler needs no torch: it
+only copies the text); the torch target's differential test runs each against its twin.
+Helpers NumPy needs and torch has (``_sigmoid``, ``_softmax``, ``_logsumexp``) have no
+twin here: the torch printers call ``torch.sigmoid``, ``torch.softmax``,
+``torch.logsumexp``.
+"""
+
+try:
+    import torch
+except ImportError:  # the compiler copies these as text: torch is the module's import
+    torch = None
+
+
+def _placement(params, *data):
+    """The dtype and device a function computes in: its parameters' (the first floating
+    tensor among them, else among the data), else DTYPE on the CPU."""
+    for value in (*params.values(), *data):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.dtype, value.device
+    return DTYPE, torch.device("cpu")  # noqa: F821 - DTYPE: the module's own constant
+
+
+def _softplus(x):
+    """log(1 + exp(x)), without overflow."""
+    return torch.logaddexp(x, torch.zeros_like(x))
+
+
+def _leaky_relu(x, alpha):
+    return torch.where(x > 0, x, alpha * x)
+
+
+def _index_add(x, *updates):
+    """A copy of x with each value added into its positions: out[index] += value."""
+    out = x.clone()
+    for index, value in zip(updates[::2], updates[1::2]):
+        out[index] += value
+    return out
+
+
+def _im2col(x, kh, kw, stride=1, pad=0):
+    """The patch matrix of a convolution, one column per output pixel: [N, C*kh*kw,
+    OH*OW], each column in the filters' own order (channel, row, column), as
+    torch.nn.functional.unfold lays it out."""
+    return torch.nn.functional.unfold(x, (kh, kw), padding=pad, stride=stride)
+
+
+def _col2im(col, shape, kh, kw, stride=1, pad=0):
+    """The adjoint of _im2col: every entry of the patch matrix added back onto the pixel
+    of the [N, C, H, W] image it was copied from (torch.nn.functional.fold)."""
+    return torch.nn.functional.fold(col, tuple(shape[-2:]), (kh, kw), padding=pad,
+                                    stride=stride)
+
+
+def _max_pool(x, size, stride=1, pad=0):
+    """The maximum of every size x size window of the last two axes (windows stride
+    apart, the image surrounded by pad rows and columns of -inf)."""
+    if pad:
+        x = torch.nn.functional.pad(x, (pad, pad, pad, pad), value=-torch.inf)
+    oh = (x.shape[-2] - size) // stride + 1
+    ow = (x.shape[-1] - size) // stride + 1
+    out = x[..., : stride * oh : stride, : stride * ow : stride].clone()
+    for i in range(size):
+        for j in range(size):
+            if i or j:
+                rows = slice(i, i + stride * oh, stride)
+                cols = slice(j, j + stride * ow, stride)
+                out = torch.maximum(out, x[..., rows, cols])  # autograd can follow it
+    return out
+
+
+def _max_pool_mask(x, out, size, stride=1, pad=0):
+    """Where each window of _max_pool took its maximum, one boolean tensor per offset
+    in the window: [size*size, ..., OH, OW] (the argmax mask, ties kept)."""
+    oh, ow = out.shape[-2:]
+    if pad:
+        x = torch.nn.functional.pad(x, (pad, pad, pad, pad), value=-torch.inf)
+    mask = torch.empty((size * size,) + tuple(out.shape), dtype=torch.bool, device=x.device)
+    for i in range(size):
+        for j in range(size):
+            rows = slice(i, i + stride * oh, stride)
+            cols = slice(j, j + stride * ow, stride)
+            torch.eq(x[..., rows, cols], out, out=mask[i * size + j])
+    return mask
+
+
+def _max_pool_grad(g, mask, size, stride=1, pad=0):
+    """The adjoint of _max_pool: each window's adjoint g goes to the pixel holding the
+    window's maximum (mask from _max_pool_mask), split evenly among tied pixels."""
+    oh, ow = g.shape[-2:]
+    h = (oh - 1) * stride + size  # the padded image (the windows tile it exactly)
+    w = (ow - 1) * stride + size
+    share = g / mask.sum(dim=0, dtype=g.dtype)
+    dx = torch.zeros(tuple(g.shape[:-2]) + (h, w), dtype=g.dtype, device=g.device)
+    for i in range(size):
+        for j in range(size):
+            rows = slice(i, i + stride * oh, stride)
+            cols = slice(j, j + stride * ow, stride)
+            dx[..., rows, cols] += mask[i * size + j] * share
+    return dx[..., pad : h - pad, pad : w - pad]
+
+
+def _avg_pool(x, size, stride=1, pad=0):
+    """The mean of every size x size window of the last two axes (windows stride apart;
+    pad rows and columns of zeros around the image count in every mean)."""
+    if pad:
+        x = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    oh = (x.shape[-2] - size) // stride + 1
+    ow = (x.shape[-1] - size) // stride + 1
+    out = x[..., : stride * oh : stride, : stride * ow : stride].clone()
+    for i in range(size):
+        for j in range(size):
+            if i or j:
+                rows = slice(i, i + stride * oh, stride)
+                cols = slice(j, j + stride * ow, stride)
+                out += x[..., rows, cols]
+    out /= size * size
+    return out
+
+
+def _avg_pool_grad(g, shape, size, stride=1, pad=0):
+    """The adjoint of _avg_pool: each window's adjoint spread evenly, g / size^2, over
+    the size x size pixels of the window."""
+    h, w = shape[-2:]
+    dx = torch.zeros(tuple(shape[:-2]) + (h + 2 * pad, w + 2 * pad), dtype=g.dtype,
+                     device=g.device)
+    share = g / (size * size)
+    oh, ow = g.shape[-2:]
+    for i in range(size):
+        for j in range(size):
+            dx[..., i : i + stride * oh : stride, j : j + stride * ow : stride] += share
+    return dx[..., pad : pad + h, pad : pad + w]
