@@ -26,17 +26,19 @@ def target_of(module) -> str:
     return "torch" if type(getattr(module, "DTYPE", None)).__module__ == "torch" else "numpy"
 
 
-def initial_params(module, rng: np.random.Generator, seed: int) -> dict:
+def initial_params(module, rng: np.random.Generator, seed: int | None = None) -> dict:
     """The parameters a run starts from. Drawn from the run's NumPy generator ``rng``,
     the torch target's too when the module was compiled from a spec here: its NumPy
     twin's ``init_params`` draws them, so a run on torch is the NumPy run on another
     engine, and the shuffles that follow from ``rng`` are the same. A generated torch
-    module without its spec draws its own from a CPU torch.Generator seeded ``seed``."""
+    module without its spec draws its own from a CPU torch.Generator seeded ``seed``
+    (drawn from ``rng`` when None)."""
     if target_of(module) == "numpy":
         return module.init_params(rng)
     if hasattr(module, "_bpc_host_init"):
         return module._bpc_host_init(rng)
     torch = import_torch()
+    seed = int(rng.integers(2 ** 62)) if seed is None else seed
     return module.init_params(torch.Generator().manual_seed(seed))
 
 

@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from .arrays import host_dict, namespace, target_of, to_host
+from .arrays import host_dict, initial_params, namespace, target_of, to_host
 
 
 class Hosted:
@@ -34,6 +34,10 @@ class Hosted:
 
     def __getattr__(self, name):
         return getattr(self._module, name)
+
+    def init_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Initial parameters drawn from a NumPy generator (``arrays.initial_params``)."""
+        return host_dict(initial_params(self._module, rng))
 
     def _call(self, function, params, *args, **kwargs):
         xp = self._xp
