@@ -23,6 +23,7 @@ early; ``torchrun`` starts them itself (its environment: RANK, WORLD_SIZE, ...).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import shutil
@@ -186,16 +187,21 @@ class Sharded:
                         "train it without --workers")
 
 
-def spawn(workers: int, fn, args: tuple, out: Path | None) -> None:
+def spawn(workers: int, fn, args: tuple, out: Path | None, device: str | None) -> None:
     """``fn(*args)`` in ``workers`` new processes, as workers 0..K-1 of one run (the
     environment torchrun would give them), waiting for all; one that ends early ends
-    them all, with a UserError saying which and where the run can continue from."""
+    them all, with a UserError saying which and where the run can continue from.
+    Forked where the system can and the workers compute on the CPU (they start without
+    importing torch again); spawned for GPUs, which a forked CUDA runtime cannot use."""
     import_torch("--workers")
     import torch.multiprocessing as mp
 
+    # torch's own note that it ends the other workers: the UserError below says more.
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     port = _free_port()
+    fork = "fork" in mp.get_all_start_methods() and not (device or "").startswith("cuda")
     ctx = mp.start_processes(_worker, (workers, port, fn, args), nprocs=workers,
-                             join=False, start_method="spawn")
+                             join=False, start_method="fork" if fork else "spawn")
     try:
         while not ctx.join():
             pass

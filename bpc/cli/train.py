@@ -71,7 +71,7 @@ def run(args) -> int:
     if args.workers > 1 and distributed.world() is None:
         from bpc.cli import run_parsed
 
-        distributed.spawn(args.workers, run_parsed, (args,), out)
+        distributed.spawn(args.workers, run_parsed, (args,), out, args.device)
         return 0
     overrides = {"epochs": args.epochs, "iters": args.iters, "batch": args.batch,
                  "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed,
