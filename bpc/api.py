@@ -126,8 +126,10 @@ def _from_source(source: str, spec: str | None, path: str | None, name: str) -> 
     return module
 
 
-def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.compile
-    """Compile a spec (its text, or the path of a .bp file) into a ``Model``.
+def compile(text_or_path, style: str = "fast",  # noqa: A001 - bpc.compile
+            target: str = "numpy") -> Model:
+    """Compile a spec (its text, or the path of a .bp file) into a ``Model``
+    (``target="torch"``: the PyTorch module, docs/API.md).
     Spec errors raise ``bpc.compiler.errors.SpecError`` whose ``str`` is the
     ``file:line:col: error:`` message with its caret."""
     from pathlib import Path
@@ -142,10 +144,10 @@ def compile(text_or_path, style: str = "fast") -> Model:  # noqa: A001 - bpc.com
 
             raise UserError(f"{path}: no such file")
         spec = Path(path).read_text()
-        comp = Compilation.from_file(path, style=style)
+        comp = Compilation.from_file(path, style=style, target=target)
     else:
         path, spec = None, text_or_path
-        comp = Compilation.from_text(spec, "<spec>", style=style)
+        comp = Compilation.from_text(spec, "<spec>", style=style, target=target)
     model = _from_source(comp.text, spec, path, comp.name)
     model._bpc_compilation = comp
     return model

@@ -1,11 +1,11 @@
-"""``bpc compile``: specs to standalone NumPy modules, written into a folder."""
+"""``bpc compile``: specs to standalone NumPy (or PyTorch) modules, written into a folder."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-HELP = "compile specs to standalone NumPy modules"
+HELP = "compile specs to standalone NumPy (or PyTorch) modules"
 
 
 def add_arguments(p) -> None:
@@ -17,6 +17,9 @@ def add_arguments(p) -> None:
                    help="fast (default): buffers reused in place and released early, "
                         "what bpc train runs; textbook: one plain assignment per step, "
                         "no out=, no in-place update, no del")
+    p.add_argument("--target", choices=["numpy", "torch"], default="numpy",
+                   help="numpy (default): <model>.py imports NumPy; torch: <model>_torch.py "
+                        "imports PyTorch (tensors in and out, on their device)")
 
 
 def run(args) -> int:
@@ -29,7 +32,7 @@ def run(args) -> int:
     written: dict[str, str] = {}
     for path in args.specs:
         try:
-            name, source = compile_file(path, args.style)
+            name, source = compile_file(path, args.style, args.target)
         except SpecError as e:
             failed = True
             print(e.render(), file=sys.stderr)
@@ -40,8 +43,8 @@ def run(args) -> int:
             failed = True
             continue
         written[name] = path
-        target = out / f"{name}.py"
-        write_text_atomic(target, source)
+        written_to = out / (f"{name}.py" if args.target == "numpy" else f"{name}_torch.py")
+        write_text_atomic(written_to, source)
         if not args.quiet:
-            print(f"{path} -> {target}")
+            print(f"{path} -> {written_to}")
     return 1 if failed else 0

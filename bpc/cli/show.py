@@ -16,6 +16,8 @@ def add_arguments(p) -> None:
                         "(default)")
     p.add_argument("--style", choices=["fast", "textbook"], default="textbook",
                    help="the code style of --stage code (default: textbook)")
+    p.add_argument("--target", choices=["numpy", "torch"], default="numpy",
+                   help="the array library of --stage code (default: numpy)")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    nargs="?", const="always",
                    help="highlight the output (auto, the default: only on a terminal, and "
@@ -25,7 +27,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from bpc.compiler.pipeline import show
 
-    text = show(args.spec, args.stage, args.style)
+    text = show(args.spec, args.stage, args.style, args.target)
     color = args.color == "always" or args.color == "auto" and sys.stdout.isatty() \
         and os.environ.get("NO_COLOR", "") == "" and os.environ.get("TERM") != "dumb"
     if color:

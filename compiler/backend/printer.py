@@ -85,6 +85,13 @@ class Printer:
         self._uses: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
         self.names: dict[int, str] = _Names(
             {bd.node.id: bd.name for bd in prog.leaves}, self._printed, self._uses)
+        # What decides the schedule's line splits: NumPy's text, whatever the target, so
+        # every target names the same temporaries (a NumPy twin sharing the names).
+        self.measure = self
+        if target != "numpy":
+            self.measure = Printer(prog, lets)
+            self.measure.names = self.names
+            self.names._printed += (self.measure._printed, self.measure._uses)
 
     def expr(self, node: Node) -> tuple[str, int]:
         done = self._printed.get(node.id)
@@ -228,7 +235,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
             add_temp(t, f"used {uses[t.id]} times" if uses[t.id] > 1 else
                      f"kept for {later}" if later else "drawn once")
         if not (bd.node.id in p.names and not bd.node.is_const):
-            for t in _split_long_line(prog, p, bd):  # its name says what it is
+            for t in _split_long_line(prog, p.measure, bd):  # its name says what it is
                 add_temp(t)
         if bd.node.id in p.names and not bd.node.is_const:
             out.append(Statement(bd.name, p.names[bd.node.id], bd.node, bd.kind, alias=True,

@@ -16,7 +16,7 @@ from typing import Callable
 
 from ..errors import Diagnostic, SpecError
 from ..ir import Binding, Init, Program, Shape
-from ..ir.inits import _size, formula
+from ..ir.inits import _literal, _size, formula
 from ..ir.ops import HELPERS, TORCH_HELPERS
 from ..ir.primitives import format_number
 
@@ -56,9 +56,11 @@ def _torch_formula(init: Init, shape: Shape, dtype: str) -> tuple[str, str]:
             high = f"(6 / {init.fan_in + init.fan_out}) ** 0.5"
             low = f"-{high}"
         return f"{empty}.uniform_({low}, {high}, generator=rng)", comment
-    numpy, _ = formula(init, shape, dtype)
-    return numpy.replace("np.", "torch.").replace("torch.array(", "torch.tensor(") \
-        .replace("dtype=DTYPE", "dtype=dtype"), comment
+    if k in ("zeros", "ones"):
+        return f"torch.{k}({size}, dtype=dtype)", comment
+    if k == "constant" or (k == "value" and shape):  # a number fills the declared shape
+        return f"torch.full({size}, {format_number(a['value'])}, dtype=dtype)", comment
+    return f"torch.tensor({_literal(a['value'])}, dtype=dtype)", comment
 
 
 NUMPY = Target("numpy", "np", "np.ndarray", "float", "a NumPy Generator", "module.py.j2",

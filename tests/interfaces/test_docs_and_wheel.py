@@ -74,10 +74,12 @@ def test_the_wheel_ships_grammar_templates_tables_and_lexer(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     assert wheel.name.startswith("backprop_compiler-")
     names = zipfile.ZipFile(wheel).namelist()
-    # ops/kernels.py: codegen copies the module helpers from its source
+    # ops/kernels.py: codegen copies the module helpers from its source (torch_kernels.py:
+    # the torch target's)
     for wanted in ("_grammar/bp.lark", "templates/module.py.j2", "/_lark_tables.py",
                    "/lexer.py", "bpc/__init__.py", "bpc/magic.py",
-                   "bpc/compiler/ir/ops/kernels.py"):
+                   "bpc/compiler/ir/ops/kernels.py", "templates/torch_module.py.j2",
+                   "bpc/compiler/ir/ops/torch_kernels.py"):
         assert any(n.endswith(wanted) for n in names), f"the wheel lacks {wanted}"
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry).decode()

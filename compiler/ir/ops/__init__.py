@@ -36,6 +36,6 @@ def _sources(module) -> dict[str, str]:
 HELPERS: dict[str, str] = _sources(kernels)
 TORCH_HELPERS: dict[str, str] = _sources(torch_kernels)
 
-__all__ = ["ATOM", "HELPERS", "TORCH_HELPERS", "PRIMITIVES", "Primitive", "broadcast_shapes", "data_roles",
-           "expand", "format_number", "index_text", "indexed_shape", "keep_axes", "labels",
-           "out_size", "paren", "take"]
+__all__ = ["ATOM", "HELPERS", "PRIMITIVES", "TORCH_HELPERS", "Primitive", "broadcast_shapes",
+           "data_roles", "expand", "format_number", "index_text", "indexed_shape", "keep_axes",
+           "labels", "out_size", "paren", "take"]

@@ -255,20 +255,21 @@ def tcall(fn: str, *keys: str):
                                        attrs, node)
 
 
-def _dims(attrs, node: Node) -> str | None:
-    """A reduction's ``dim`` on torch: its axes, every axis when it keeps them all."""
+def _dims(attrs, node: Node, always: bool) -> str | None:
+    """A reduction's ``dim`` on torch: its axes; every axis when it keeps them all or the
+    function needs a ``dim`` (``always``: torch.logsumexp); else None, torch's default."""
     axes = attrs.get("axis")
     if axes is None:
-        return repr(tuple(range(len(node.args[0].shape)))) if attrs.get("keepdims") \
-            else None
+        return repr(tuple(range(len(node.args[0].shape)))) \
+            if attrs.get("keepdims") or always else None
     return repr(axis_text(axes))
 
 
-def treduce(fn: str):
+def treduce(fn: str, always_dims: bool = False):
     """Prints ``fn(x, dim=.., keepdim=True)`` on torch, leaving out defaults."""
     def emit(a, attrs, node):
         parts = [as_float(a[0], node.args[0])[0]]
-        dims = _dims(attrs, node)
+        dims = _dims(attrs, node, always_dims)
         if dims is not None:
             parts.append(f"dim={dims}")
         if attrs.get("keepdims"):
@@ -474,8 +475,9 @@ def reduction(name: str, *, numpy: str, torch_fn: str, evaluate, vjp, rule: str,
     def evaluate_attrs(v, a):
         return evaluate(v[0], axis=a.get("axis"), keepdims=bool(a.get("keepdims")))
     fields.setdefault("helpers", () if numpy.startswith("np.") else (numpy,))
+    fields.setdefault("torch", treduce(torch_fn))
     return defop(name, arity=1, shape=reduced, emit=reduce_call(numpy), evaluate=evaluate_attrs,
-                 vjp=vjp, rule=rule, examples=examples, torch=treduce(torch_fn), **fields)
+                 vjp=vjp, rule=rule, examples=examples, **fields)
 
 
 # ----------------------------------------------------------------------------- data roles

@@ -7,7 +7,8 @@ import numpy as np
 
 from . import kernels
 from .core import (ATOM, MUL, POSTFIX, as_float, defop, ex, keep_axes, no_gradient, paren,
-                   reduce_call, reduce_into, reduction, same, scalar, top_gap, treduce_into)
+                   reduce_call, reduce_into, reduction, same, scalar, top_gap, treduce,
+                   treduce_into)
 
 
 def _sum_vjp(b, n, g):
@@ -49,6 +50,7 @@ reduction("max", numpy="np.max", torch_fn="torch.amax", evaluate=np.max,
           kink=lambda v, a: top_gap(v[0], a.get("axis")))
 
 reduction("logsumexp", numpy="_logsumexp", torch_fn="torch.logsumexp",
+          torch=treduce("torch.logsumexp", always_dims=True),  # it takes no dim=None
           evaluate=kernels._logsumexp,
           vjp=_logsumexp_vjp,
           rule="d logsumexp(x) = softmax(x) . dx")
