@@ -42,14 +42,15 @@ class Model(types.ModuleType):
     # ------------------------------------------------------------------ the runtime
     def train(self, data=None, epochs=None, *, iters=None, batch=None, lr=None,
               optimizer=None, seed=None, eval_every=None, out=None, resume=False,
-              quiet=False, checkpoint_every=None):
+              quiet=False, checkpoint_every=None, device=None):
         """Train as ``bpc train`` does; returns the runtime's Result, whose ``params``
         are the trained parameters, ``state`` the trained state (batch norm's running
         statistics, what ``predict(params, x, state=...)`` reads; {} for a model without
         state) and ``history`` a ``History`` of numbers.
         ``data``: a --data string (``"spiral:n=200"``, a .npz/.csv path) or None for the
         spec's data line; ``out``: a run folder for checkpoint.npz and history.csv
-        (None: nothing written)."""
+        (None: nothing written); ``device``: where a torch-target model trains ("cpu",
+        "cuda", "mps"; its parameters come back as tensors there)."""
         from pathlib import Path
 
         from bpc.runtime.errors import UserError
@@ -64,7 +65,8 @@ class Model(types.ModuleType):
             if problem:
                 raise UserError(f"data {data!r}: {problem}")
         result, _, _ = run(self, data, overrides, None if out is None else Path(out),
-                           resume=resume, quiet=quiet, checkpoint_every=checkpoint_every)
+                           resume=resume, quiet=quiet, checkpoint_every=checkpoint_every,
+                           device=device)
         return result
 
     def gradcheck(self, eps: float = 1e-6, tol: float = 1e-5, samples: int = 20,

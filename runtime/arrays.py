@@ -35,8 +35,9 @@ def initial_params(module, rng: np.random.Generator, seed: int | None = None) ->
     (drawn from ``rng`` when None)."""
     if target_of(module) == "numpy":
         return module.init_params(rng)
-    if hasattr(module, "_bpc_host_init"):
-        return module._bpc_host_init(rng)
+    comp = getattr(module, "_bpc_compilation", None)  # the spec's (loader, bpc.compile)
+    if comp is not None:
+        return comp.retargeted("numpy").module.init_params(rng)
     torch = import_torch()
     seed = int(rng.integers(2 ** 62)) if seed is None else seed
     return module.init_params(torch.Generator().manual_seed(seed))

@@ -50,15 +50,14 @@ def retargeted(run: dict, saved: dict | None, module) -> dict:
     target = (saved or {}).get("target", "numpy") if isinstance(saved, dict) else "numpy"
     if not isinstance(saved, dict) or "model" not in saved or target == run["target"]:
         return run
-    if not hasattr(module, "_bpc_spec"):
+    comp = getattr(module, "_bpc_compilation", None)
+    if comp is None:
         raise UserError(f"the checkpoint was trained on the {target} target, and this "
                         f"module is compiled for {run['target']}",
                         "resume from the spec (.bp), which bpc compiles for either target")
     from types import SimpleNamespace
 
-    from .loader import compilation
-
-    twin = SimpleNamespace(source=compilation(*module._bpc_spec, target).text)
+    twin = SimpleNamespace(source=comp.retargeted(target).text)
     return {**run, "model": model_identity(twin)}
 
 

@@ -38,8 +38,6 @@ def load_model(path: str | Path, dtype: str | None = None,
         module = _import_file(p, module_type)
     else:
         module = _compile_spec(p, dtype, module_type, target)
-        # What a resume on another target recompiles the spec with (identity.retargeted).
-        module._bpc_spec = (p, dtype)
     missing = [name for name in CONTRACT if not hasattr(module, name)]
     if missing:
         raise UserError(f"{p} is not a bpc model: it lacks {', '.join(missing)}",
@@ -83,23 +81,20 @@ def _import_file(p: Path, module_type: type[types.ModuleType]) -> types.ModuleTy
 
 def _compile_spec(p: Path, dtype: str | None, module_type: type[types.ModuleType],
                   target: str | None = None) -> types.ModuleType:
+    from ..compiler.compilation import Compilation
+
     if target == "torch":
         from .arrays import import_torch
 
         import_torch()  # before compiling: the module it writes imports torch
-    comp = compilation(p, dtype, target)
+    comp = Compilation.from_file(p, dtype=dtype, layout=False,  # executed, never read
+                                 target=target or "numpy")
     module = comp.new_module(module_type)
-    if target == "torch":  # a run's initial parameters: arrays.initial_params
-        module._bpc_host_init = lambda rng: comp.retargeted("numpy").module.init_params(rng)
+    # The spec's compilation, as bpc.compile keeps it: its NumPy twin draws a torch run's
+    # initial parameters (arrays.initial_params), and a resume on the other target
+    # compares the spec compiled for the checkpoint's (identity.retargeted).
+    module._bpc_compilation = comp
     return module
-
-
-def compilation(p: Path, dtype: str | None, target: str | None = None):
-    """The compilation of the spec at ``p`` for ``target`` (NumPy when None)."""
-    from ..compiler.compilation import Compilation
-
-    targeted = {} if target in (None, "numpy") else {"target": target}
-    return Compilation.from_file(p, dtype=dtype, layout=False, **targeted)  # never read
 
 
 def compiled_model(comp, path: str | Path) -> types.ModuleType:

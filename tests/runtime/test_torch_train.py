@@ -180,3 +180,12 @@ def test_devices_that_are_not_there_are_refused():
     with pytest.raises(UserError, match="unknown device 'tpu'"):
         run(load_model(SPIRAL, target="torch"), DATA, {"epochs": 1}, None, quiet=True,
             device="tpu")
+
+
+def test_a_compiled_torch_model_trains_on_its_device():
+    import bpc
+
+    model = bpc.compile(SPIRAL, target="torch")
+    result = model.train(DATA, epochs=2, batch=16, quiet=True, device="cpu")
+    assert all(v.device.type == "cpu" for v in result.params.values())
+    close(params_of(result), train("numpy", epochs=2).params)
