@@ -4,10 +4,11 @@ target's devices: the loop, optimizer, evaluation and checkpoint included.
     python3 bench/torch_train.py [--spec specs/digits.bp] [--epochs 5] [--batch N]
                                  [--dtype float32] [--threads K]
 
-Each run trains the spec on its own data line (the same initial parameters and shuffles
-on every target: a torch run is the NumPy run on another engine) into a fresh run folder,
-and prints its seconds, steps per second and final loss; the CUDA row is printed when
-PyTorch sees a GPU (skipped otherwise, saying so), after one untimed warm-up run there.
+Each run trains the spec on its data line, loaded once (the same initial parameters and
+shuffles on every target: a torch run is the NumPy run on another engine), into a fresh
+run folder, after an untimed one-epoch warm-up, and prints its seconds, steps per second
+and final loss; the CUDA row is printed when PyTorch sees a GPU (skipped otherwise,
+saying so).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def whole_run(spec: Path, target: str, device: str | None, overrides: dict, dtype):
+def whole_run(spec: Path, target: str, device: str | None, overrides: dict, dtype,
+              dataset):
     """(seconds, steps, final training loss) of one run into a temporary folder."""
     from bpc.runtime.loader import load_model
     from bpc.runtime.train import run
@@ -30,7 +32,7 @@ def whole_run(spec: Path, target: str, device: str | None, overrides: dict, dtyp
     module = load_model(spec, dtype, target=target)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        result, _, _ = run(module, None, overrides, Path(out), quiet=True, device=device)
+        result, _, _ = run(module, dataset, overrides, Path(out), quiet=True, device=device)
         seconds = time.perf_counter() - start
     return seconds, result.steps, result.history[-1]["loss"]
 
@@ -47,18 +49,26 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from bpc.runtime.data import load
+    from bpc.runtime.loader import load_model
+
+    spec = Path(args.spec)
+    module = load_model(spec, args.dtype)
+    config = module.CONFIG
+    dataset = load(config.get("data"), module, (config.get("train") or {}).get("seed", 0))
     overrides = {"epochs": args.epochs, "batch": args.batch}
     rows = [("numpy", None), ("torch", "cpu")]
     if torch.cuda.is_available():
         rows.append(("torch", "cuda"))
-        whole_run(Path(args.spec), "torch", "cuda", {**overrides, "epochs": 1}, args.dtype)
+    for target, device in rows:  # warm-up: first calls, kernels, allocator
+        whole_run(spec, target, device, {**overrides, "epochs": 1}, args.dtype, dataset)
     print(f"bpc train {Path(args.spec).name}, {args.epochs} epochs"
           + (f", batch {args.batch}" if args.batch else "") + (f", {args.dtype}"
                                                                if args.dtype else ""))
     print(f"{'target':<8} {'device':<28} {'seconds':>8} {'steps/s':>9} {'loss':>10}")
     for target, device in rows:
-        seconds, steps, loss = whole_run(Path(args.spec), target, device, overrides,
-                                         args.dtype)
+        seconds, steps, loss = whole_run(spec, target, device, overrides, args.dtype,
+                                         dataset)
         name = torch.cuda.get_device_name() if device == "cuda" else device or "cpu"
         print(f"{target:<8} {name[:28]:<28} {seconds:8.2f} {steps / seconds:9.1f} "
               f"{loss:10.6g}")
