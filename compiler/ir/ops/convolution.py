@@ -154,7 +154,8 @@ def _batch_gram_shape(args, attrs):
 defop("batch_gram", arity=2, shape=_batch_gram_shape,
       emit=lambda a, attrs, n: (f"np.sum({paren(a[0], MUL)} @ np.swapaxes({a[1][0]}, 1, 2), "
                                 "axis=0)", POSTFIX),
-      torch=lambda a, attrs, n: (f'torch.einsum("nap,nbp->ab", {a[0][0]}, {a[1][0]})', POSTFIX),
+      torch=lambda a, attrs, n: (f"torch.sum({paren(a[0], MUL)} @ "
+                                 f"{paren(a[1], POSTFIX)}.transpose(1, 2), dim=0)", POSTFIX),
       evaluate=lambda v, a: np.einsum("nap,nbp->ab", v[0], v[1]),
       rule="the sum over examples n of G_n @ X_n.T",
       examples=(ex((2, 3, 5), (2, 4, 5)),))
