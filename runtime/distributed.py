@@ -203,8 +203,13 @@ def spawn(workers: int, fn, args: tuple, out: Path | None, device: str | None) -
     ctx = mp.start_processes(_worker, (workers, port, fn, args), nprocs=workers,
                              join=False, start_method="fork" if fork else "spawn")
     try:
-        while not ctx.join():
-            pass
+        try:
+            while not ctx.join():
+                pass
+        except KeyboardInterrupt:  # Ctrl-C reached the workers too: each saves and stops
+            for process in ctx.processes:
+                process.join()
+            raise
     except (mp.ProcessExitedException, mp.ProcessRaisedException) as e:
         how = f"was killed ({e.signal_name})" if getattr(e, "signal_name", None) else \
             f"failed (exit status {e.exit_code})" if hasattr(e, "exit_code") else \

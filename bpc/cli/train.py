@@ -111,12 +111,16 @@ def _train_worker(module, args, overrides, out: Path, rank: int, workers: int):
     try:
         return train_run(distributed.Sharded(module, rank, workers, device), args.data,
                          overrides, folder, resume=args.resume,
-                         quiet=args.quiet or rank > 0,
+                         quiet=args.quiet or rank > 0, log=print if rank == 0 else _silent,
                          checkpoint_every=args.checkpoint_every, device=device)
     finally:
         distributed.finish()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _silent(*_) -> None:
+    """The log of a worker but the first: worker 0 says what the run does."""
 
 
 def _print_summary(spec: str, result, out: Path) -> None:
