@@ -78,7 +78,8 @@ def run(args) -> int:
                  "eval_every": args.eval_every}
     if args.verbose and args.eval_every is None:
         overrides["eval_every"] = 1  # -v: a line for every epoch
-    worker = distributed.world()
+    # Under torchrun (or spawned by --workers): a worker of a data parallel run.
+    worker = distributed.world() if module_target(module) == "torch" else None
     if worker is None:
         result, settings, dataset = train_run(module, args.data, overrides, out,
                                               resume=args.resume, quiet=args.quiet,
