@@ -138,10 +138,11 @@ def _print_summary(spec: str, result, out: Path) -> None:
 
 
 def _plot(module, settings, dataset, result, out: Path) -> None:
+    from bpc.runtime.devices import hosted
     from bpc.runtime.plots import plot_fit, plot_history, plot_title
 
     title = plot_title(module, settings)
     plot_history(result.history, out / "curves.png", title)
     print(f"wrote {out / 'curves.png'}")
-    if plot_fit(module, result.params, dataset, out / "fit.png", title, result.state):
+    if plot_fit(hosted(module), result.params, dataset, out / "fit.png", title, result.state):
         print(f"wrote {out / 'fit.png'}")
