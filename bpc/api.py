@@ -44,7 +44,7 @@ class Model(types.ModuleType):
               optimizer=None, seed=None, eval_every=None, out=None, resume=False,
               quiet=False, checkpoint_every=None, validation=None, data_seed=None,
               early_stop=None, patience=None, min_delta=None, keep=None, force=False,
-              **arrays):
+              device=None, **arrays):
         """Train as ``bpc train`` does; returns the runtime's Result, whose ``params``
         are the trained parameters (after an early stop, the best epoch's), ``state`` the
         trained state (batch norm's running statistics, what ``predict(params, x,
@@ -59,10 +59,12 @@ class Model(types.ModuleType):
         in the spec's order or a dict), or the fraction of the training data held out,
         drawn from ``data_seed``; ``early_stop``: the metric to stop on ("auto":
         val_loss with validation data, else loss) after ``patience`` epochs without an
-        improvement of more than ``min_delta``; ``keep="best"``: best.npz in ``out``."""
+        improvement of more than ``min_delta``; ``keep="best"``: best.npz in ``out``;
+        ``device``: where a torch-target model trains ("cpu", "cuda", "mps"; its
+        parameters come back as tensors there)."""
         import numbers
 
-        from bpc.runtime import arrays as in_memory
+        from bpc.runtime import in_memory
         from bpc.runtime.errors import UserError
         from bpc.runtime.train import run
 
@@ -86,7 +88,8 @@ class Model(types.ModuleType):
             source = _dataset(self, source, held_out, overrides)
         result, _, _ = run(self, source, overrides, _folder(out),
                            resume=_flag("resume", resume), quiet=_flag("quiet", quiet),
-                           checkpoint_every=every, force=_flag("force", force))
+                           checkpoint_every=every, force=_flag("force", force),
+                           device=device)
         self._bpc_trained = (result.params, result.state)
         return result
 
@@ -97,7 +100,7 @@ class Model(types.ModuleType):
         accuracy is None for a model that is not a classifier."""
         import numpy as np
 
-        from bpc.runtime import arrays as in_memory
+        from bpc.runtime import in_memory
         from bpc.runtime.data import batch_axes, example_count, load
         from bpc.runtime.errors import UserError
         from bpc.runtime.evaluate import accuracy, mean_loss, task_kind
@@ -162,7 +165,7 @@ class Model(types.ModuleType):
     def _predict_inputs(self, args: tuple, kwargs: dict) -> dict:
         """The inputs of a ``predict`` call, checked: positional in the spec's order, by
         name, or ``data=`` a file (when no input is called ``data``)."""
-        from bpc.runtime.arrays import checked
+        from bpc.runtime.in_memory import checked
         from bpc.runtime.conform import data_names
         from bpc.runtime.errors import UserError
 
@@ -196,7 +199,7 @@ class Model(types.ModuleType):
     def _parameters(self, where: str, params, state) -> tuple[dict, dict | None]:
         """The parameters (and state) to compute with, checked: those given, else the
         last ``model.train``'s."""
-        from bpc.runtime.arrays import checked_params
+        from bpc.runtime.in_memory import checked_params
         from bpc.runtime.errors import UserError
 
         trained = self.__dict__.get("_bpc_trained")
@@ -328,7 +331,7 @@ def _data_source(data, arrays: dict, where: str):
     arrays, or None (the spec's data line). Both at once, or anything else, is an error."""
     import os
 
-    from bpc.runtime.arrays import is_arrays
+    from bpc.runtime.in_memory import is_arrays
     from bpc.runtime.data import data_flag_problem
     from bpc.runtime.errors import UserError
 
@@ -353,7 +356,7 @@ def _data_source(data, arrays: dict, where: str):
 def _dataset(model, source, validation, overrides: dict):
     """The Dataset a training run takes: arrays in memory, or the data ``source`` names
     (loaded as the run would, with its seed), and the ``validation`` arrays."""
-    from bpc.runtime import arrays as in_memory
+    from bpc.runtime import in_memory
     from bpc.runtime.data import load
     from bpc.runtime.errors import UserError
     from bpc.runtime.settings import Settings

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import batching, files
+from .arrays import generator_state, host_dtype, set_generator_state, to_host
 from .errors import UserError
 from .history import HISTORY_FIELDS, History, is_saved_row, saved_row, saved_rows
 from .modes import takes_state
@@ -46,22 +47,36 @@ class Position:
     # order); ``drawn`` while the epoch is under way, when a checkpoint must keep it.
     order: np.ndarray | None = None
     drawn: bool = False
+    # The torch target's generator of dropout masks (on the device; None: the masks come
+    # from ``rng``), recorded as ``meta["masks"]``.
+    masks: object = None
 
     def meta(self) -> dict:
         """The position's entries of a checkpoint's ``meta``, the generator's state aside."""
+        masks = {} if self.masks is None else {"masks": generator_state(self.masks)}
         return {"epoch": self.epoch, "batch_index": self.batch_index, "step": self.step,
                 "loss_sum": self.loss_sum, "seen": self.seen, "start_loss": self.start_loss,
-                "running_loss": self.running, "drawn": self.drawn}
+                "running_loss": self.running, "drawn": self.drawn, **masks}
 
     @classmethod
     def restored(cls, rng: np.random.Generator, meta: dict, order, n: int, shuffle: bool,
-                 path: Path) -> "Position":
+                 path: Path, masks=None) -> "Position":
         """The position a checkpoint recorded (``meta`` verified, ``order`` as read),
-        ``rng`` set to the generator's state then; ``n`` examples, shuffled or not."""
+        ``rng`` set to the generator's state then (and ``masks``, when the checkpoint
+        records it: a run of the NumPy target does not); ``n`` examples, shuffled or
+        not."""
         pos = cls(rng, epoch=meta["epoch"], batch_index=meta["batch_index"],
                   step=meta["step"], loss_sum=meta["loss_sum"], seen=meta["seen"],
-                  start_loss=meta.get("start_loss"), running=meta.get("running_loss"))
+                  start_loss=meta.get("start_loss"), running=meta.get("running_loss"),
+                  masks=masks)
         rng.bit_generator.state = meta["rng"]
+        if masks is not None and "masks" in meta:
+            try:
+                set_generator_state(masks, meta["masks"])
+            except ValueError as e:
+                raise UserError(f"{path}: the 'meta' entry is damaged: 'masks' is not the "
+                                f"state of a generator on this device ({e})",
+                                DAMAGED_HINT) from None
         if "rng_start" in meta and pos.batch_index > 0:
             # An older checkpoint, which kept the generator as the epoch began.
             rng.bit_generator.state = meta["rng_start"]
@@ -83,12 +98,12 @@ def save_checkpoint(path: Path, params, optimizer, position: Position,
     (``state/NAME``, only for a model with state), the position (with the generator now
     and the order of the epoch under way, drawn as it began), the history and ``best``,
     the best epoch's (params, state) of a run that selects one."""
-    arrays = {f"param/{k}": v for k, v in params.items()}
-    arrays.update({f"state/{k}": v for k, v in (state or {}).items()})
+    arrays = {f"param/{k}": to_host(v) for k, v in params.items()}
+    arrays.update({f"state/{k}": to_host(v) for k, v in (state or {}).items()})
     if best is not None:
-        arrays.update({f"best/{k}": v for k, v in best[0].items()})
-        arrays.update({f"best_state/{k}": v for k, v in best[1].items()})
-    arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
+        arrays.update({f"best/{k}": to_host(v) for k, v in best[0].items()})
+        arrays.update({f"best_state/{k}": to_host(v) for k, v in best[1].items()})
+    arrays.update({f"opt/{k}": to_host(v) for k, v in optimizer.state_dict().items()})
     order = position.order if position.drawn else None
     if order is not None:
         arrays["order"] = order
@@ -103,8 +118,8 @@ def save_best(path: Path, params: dict, state: dict, meta: dict) -> None:
     """``best.npz``: the best epoch's parameters and state, in a checkpoint's form (what
     ``bpc predict``/``eval --checkpoint`` and ``bpc.load_checkpoint`` read), with ``meta``
     (the epoch, the metric, the history up to it)."""
-    arrays = {f"param/{k}": v for k, v in params.items()}
-    arrays.update({f"state/{k}": v for k, v in state.items()})
+    arrays = {f"param/{k}": to_host(v) for k, v in params.items()}
+    arrays.update({f"state/{k}": to_host(v) for k, v in state.items()})
     meta = {**meta, "history": [saved_row(row) for row in meta.get("history", [])]}
     arrays["meta"] = np.array(json.dumps(meta))
     write_atomic(path, lambda f: np.savez(f, **arrays))
@@ -201,6 +216,7 @@ _META_OPTIONAL = {
     "start_loss": (lambda v: v is None or _number(v), "a finite number or null"),
     "running_loss": (lambda v: v is None or _number(v), "a finite number or null"),
     "drawn": (lambda v: isinstance(v, bool), "true or false"),
+    "masks": (lambda v: isinstance(v, str), "a generator's state (hex text)"),
     "rng_start": (lambda v: isinstance(v, dict), "the generator's state (an object)"),
     "history": (lambda v: isinstance(v, list) and all(is_saved_row(r) for r in v),
         f"a list of rows of {len(HISTORY_FIELDS)} values"),
@@ -266,7 +282,7 @@ def verified_state(path: Path, state: dict, module, exact_dtype: bool = False
                         + ", ".join(f"'state/{k}'" for k in extra)
                         + f", which the model does not have (its STATE: "
                         f"{', '.join(expected)})", STATE_HINT)
-    dtype = np.dtype(module.DTYPE)
+    dtype = host_dtype(module)
     nonnegative = nonnegative_state(module)
     out = {}
     for k, shape in expected.items():
@@ -311,7 +327,7 @@ def verified_params(path: Path, params: dict, module, exact_dtype: bool = False
                         f"{', '.join(sorted(params)) or 'none'}, the model's "
                         f"{', '.join(sorted(expected)) or 'none'}",
                         "give the checkpoint of a run of this spec")
-    dtype = np.dtype(module.DTYPE)
+    dtype = host_dtype(module)
     for k, shape in expected.items():
         v = params[k]
         if all(isinstance(d, int) for d in shape) and v.shape != shape:
@@ -328,7 +344,7 @@ def verified_opt_state(path: Path, saved: dict, optimizer) -> dict[str, np.ndarr
     of shape ``(1,)`` or ``()`` would broadcast), finite, a step count ``t`` a whole
     number ≥ 0, and the slots that are sums of squares (``Optimizer.nonnegative``)
     never negative; else a UserError naming the file and the entry."""
-    expected = optimizer.state_dict()
+    expected = {k: to_host(v) for k, v in optimizer.state_dict().items()}
     missing = sorted(set(expected) - set(saved))
     extra = sorted(set(saved) - set(expected))
     if missing or extra:

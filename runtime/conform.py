@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .arrays import host_dtype
 from .errors import UserError
 
 
@@ -83,7 +84,7 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data",
             out[name] = a.astype(np.int64, copy=False)
         else:
             with np.errstate(over="ignore"):
-                out[name] = a.astype(module.DTYPE, copy=False)
+                out[name] = a.astype(host_dtype(module), copy=False)
             _check_finite(name, out[name], where, cast_from=a.dtype)
         if name in onehot_of(module) and a.size and not np.allclose(
                 np.sum(out[name], axis=-1), 1.0, atol=1e-4):

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from . import batching
+from .arrays import to_host
 from .modes import inference_kwargs
 
 KINDS = ("labels", "onehot", "binary")
@@ -58,7 +59,7 @@ def no_accuracy_note(module, targets: dict[str, np.ndarray]) -> str | None:
 
 
 def _zero_one(t) -> bool:
-    t = np.asarray(t)
+    t = to_host(t)
     return bool(np.all((t == 0) | (t == 1)))
 
 
@@ -78,9 +79,10 @@ def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048
     out_axis = output_batch_axis(module)
     if n <= chunk or out_axis is None or not any(k in axes for k in inputs):
         return predict(params, **inputs, **kw)
-    parts = [np.asarray(predict(params, **batching.examples(
+    parts = [to_host(predict(params, **batching.examples(
         inputs, axes, slice(i, i + chunk)), **kw)) for i in range(0, n, chunk)]
-    joined = predict(params, **batching.examples(inputs, axes, slice(0, 2 * chunk)), **kw)
+    joined = to_host(predict(params, **batching.examples(inputs, axes,
+                                                                 slice(0, 2 * chunk)), **kw))
     first_two = np.concatenate(parts[:2], axis=out_axis)
     if np.shape(joined) != first_two.shape or not np.allclose(joined, first_two,
                                                                 rtol=1e-6, atol=1e-12):
@@ -107,7 +109,7 @@ def accuracy(module, params, arrays: dict[str, np.ndarray], kind,
         return None
     how, name = kind
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
-    y = np.asarray(predict_all(module, params, inputs, chunk, state=state))
+    y = to_host(predict_all(module, params, inputs, chunk, state=state))
     return float(np.mean(predicted_class(module, y) == target_class(module, arrays[name])))
 
 
@@ -176,7 +178,7 @@ def target_class(module, t) -> np.ndarray:
     above 0.5."""
     spec = classifier(module) or {}
     kind = spec.get("kind")
-    t = np.asarray(t)
+    t = to_host(t)
     if kind == "onehot":
         return np.argmax(t, axis=int(spec.get("target_class_axis", -1)))
     return t if kind == "labels" else t > 0.5
@@ -223,7 +225,7 @@ def chance_accuracy(kind, arrays: dict[str, np.ndarray]) -> float | None:
     if kind is None or kind[1] not in arrays:
         return None
     how, name = kind
-    t = np.asarray(arrays[name])
+    t = to_host(arrays[name])
     if how == "binary":
         p = float(np.mean(t > 0.5)) if t.size else 0.0
         return max(p, 1 - p)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import dtype_name, host_dtype, target_of
+from .errors import UserError
 from .version import version
 
 
@@ -39,13 +41,33 @@ def run_identity(module, settings, optimizer, params, train_arrays,
     if select is not None:
         extra["select"] = select
     return {**extra, "params": {k: list(v.shape) for k, v in params.items()},
-            "dtype": np.dtype(module.DTYPE).name,
-            "model": model_identity(module),
+            "dtype": host_dtype(module).name,
+            "model": model_identity(module), "target": target_of(module),
             "batch": settings.batch, "seed": settings.seed, "shuffle": settings.shuffle,
             "data_seed": settings.data_seed,
             "optimizer": optimizer.name,
             "opt": {k: v for k, v in sorted(optimizer.cfg.items())},
             "data": data_hash(train_arrays), "test_data": data_hash(test_arrays)}
+
+
+def retargeted(run: dict, saved: dict | None, module) -> dict:
+    """``run`` as a resume compares it with the checkpoint's run ``saved``: when that was
+    trained on another target (NumPy and torch share the checkpoint format), the model
+    is the spec compiled for that target, so the same spec continues on either."""
+    target = (saved or {}).get("target", "numpy") if isinstance(saved, dict) else "numpy"
+    if not isinstance(saved, dict) or "model" not in saved or target == run["target"]:
+        return run
+    from .loader import compilation_of
+
+    comp = compilation_of(module)
+    if comp is None:
+        raise UserError(f"the checkpoint was trained on the {target} target, and this "
+                        f"module is compiled for {run['target']}",
+                        "resume from the spec (.bp), which bpc compiles for either target")
+    from types import SimpleNamespace
+
+    twin = SimpleNamespace(source=comp.retargeted(target).text)
+    return {**run, "model": model_identity(twin)}
 
 
 # CONFIG entries that are settings, not the model: the run records the ones that matter
@@ -237,10 +259,11 @@ def resume_problems(saved: dict, now: dict, saved_params: dict, params: dict,
     problems = [f"parameter '{k}' has shape {tuple(saved_params[k].shape)} there, "
                 f"{tuple(v.shape)} here" for k, v in params.items()
                 if saved_params[k].shape != v.shape]
-    dtypes = {saved_params[k].dtype for k in params} - {v.dtype for v in params.values()}
+    dtypes = {dtype_name(saved_params[k]) for k in params} - set(map(dtype_name,
+                                                                     params.values()))
     if dtypes and not problems:
-        problems.append(f"the parameters are {', '.join(sorted(d.name for d in dtypes))} "
-                        f"there, {next(iter(params.values())).dtype.name} here (dtype)")
+        problems.append(f"the parameters are {', '.join(sorted(dtypes))} there, "
+                        f"{dtype_name(next(iter(params.values())))} here (dtype)")
     if not saved or problems:
         return problems
     if isinstance(saved.get("model"), dict):

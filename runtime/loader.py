@@ -3,9 +3,11 @@
 the same compiler: a verified entry, ``bpc.compiler.cache.read_entry``).
 
 The runtime relies on the generated module's contract only (INPUTS, TARGETS, PARAMS,
-DTYPE, init_params, predict, loss, loss_and_grad; CONFIG, OUTPUT, LOSS when present),
-so a module compiled elsewhere and copied here still trains. A relative data path in
-its CONFIG is read from the folder of the file loaded (the spec's, or the module's).
+DTYPE, init_params, predict, loss, loss_and_grad; CONFIG, OUTPUT, LOSS, TARGET when
+present), so a module compiled elsewhere and copied here still trains. A relative data
+path in its CONFIG is read from the folder of the file loaded (the spec's, or the
+module's). A spec is compiled for the target asked for (NumPy by default, or torch); a
+generated module has its target fixed, as it has its dtype.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from ..compiler.cache import entry_key, read_at_most, read_entry, write_entry
 from ..compiler.limits import MAX_SPEC_BYTES
+from .arrays import target_of
 from .errors import UserError
 
 CONTRACT = ("INPUTS", "TARGETS", "PARAMS", "DTYPE", "init_params", "predict", "loss",
@@ -29,10 +32,11 @@ _counter = itertools.count()
 
 def load_model(path: str | Path, dtype: str | None = None,
                module_type: type[types.ModuleType] = types.ModuleType,
-               reuse: bool = False) -> types.ModuleType:
-    """A module honouring the contract, from a spec (compiled now, or with ``reuse`` the
-    verified module compiled from the same spec before) or a generated file, executed
-    once, as a ``module_type``."""
+               reuse: bool = False, target: str | None = None) -> types.ModuleType:
+    """A module honouring the contract, from a spec (compiled now, for ``target``:
+    "numpy" or "torch", NumPy when None; with ``reuse``, a NumPy module may be the
+    verified one compiled from the same spec before) or a generated file (whose target
+    must be ``target`` when given), executed once, as a ``module_type``."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p}: no such file")
@@ -41,11 +45,15 @@ def load_model(path: str | Path, dtype: str | None = None,
             raise UserError("--dtype needs a spec (.bp); a generated module has its dtype fixed")
         module = _import_file(p, module_type)
     else:
-        module = _compile_spec(p, dtype, module_type, reuse)
+        module = _compile_spec(p, dtype, module_type, reuse, target)
     missing = [name for name in CONTRACT if not hasattr(module, name)]
     if missing:
         raise UserError(f"{p} is not a bpc model: it lacks {', '.join(missing)}",
                         "give a .bp spec or a module written by 'bpc compile'")
+    if target is not None and target_of(module) != target:
+        raise UserError(f"{p} was compiled for the {target_of(module)} target, not {target}",
+                        f"give the spec (.bp), or compile it with: bpc compile --target "
+                        f"{target}")
     # Where the spec's relative data path is read from (data.spec_folder): the folder of
     # the file given, whatever the working directory.
     module._bpc_folder = p.resolve().parent
@@ -85,19 +93,55 @@ def _executed(name: str, file: str, code, source: str,
 
 
 def _compile_spec(p: Path, dtype: str | None, module_type: type[types.ModuleType],
-                  reuse: bool) -> types.ModuleType:
+                  reuse: bool, target: str | None = None) -> types.ModuleType:
+    if target == "torch":
+        return _compiled_module(p, dtype, module_type, target)
     key = _spec_key(p, dtype) if reuse else None
     entry = read_entry("modules", key) if key else None
     if not _well_formed(entry):
+        if not key:
+            return _compiled_module(p, dtype, module_type, "numpy")
         entry = _compiled(p, dtype)
-        if key:
-            write_entry("modules", key, entry)
+        write_entry("modules", key, entry)
     else:
         for text in entry["warnings"]:  # as the compilation printed them
             print(text, file=sys.stderr)
     file = f"<compiled from {p}>"
-    return _executed(entry["name"], file, compile(entry["source"], file, "exec"),
-                     entry["source"], module_type)
+    module = _executed(entry["name"], file, compile(entry["source"], file, "exec"),
+                       entry["source"], module_type)
+    module._bpc_spec_file = (p, dtype)  # compiled again only if asked (compilation_of)
+    return module
+
+
+def _compiled_module(p: Path, dtype: str | None, module_type, target: str):
+    """The spec compiled now for ``target``, its compilation kept as ``bpc.compile``
+    keeps it: its NumPy twin draws a torch run's initial parameters
+    (arrays.initial_params), and a resume on the other target compares the spec
+    compiled for the checkpoint's (identity.retargeted)."""
+    from ..compiler.compilation import Compilation
+
+    if target == "torch":
+        from .arrays import import_torch
+
+        import_torch()  # before compiling: the module it writes imports torch
+    comp = Compilation.from_file(p, dtype=dtype, layout=False,  # executed, never read
+                                 target=target)
+    module = comp.new_module(module_type)
+    module._bpc_compilation = comp
+    return module
+
+
+def compilation_of(module):
+    """The compilation of the spec ``module`` was compiled from (kept by bpc.compile and
+    the loader, or made now for a module the cache gave); None for a generated file."""
+    comp = getattr(module, "_bpc_compilation", None)
+    spec_file = getattr(module, "_bpc_spec_file", None)
+    if comp is None and spec_file is not None:
+        from ..compiler.compilation import Compilation
+
+        comp = Compilation.from_file(spec_file[0], dtype=spec_file[1], layout=False)
+        module._bpc_compilation = comp
+    return comp
 
 
 def _compiled(p: Path, dtype: str | None) -> dict:

@@ -18,6 +18,8 @@ import inspect
 
 import numpy as np
 
+from .arrays import host_dtype, to_host
+
 MASK_SEED = 0  # the generator seed the IR evaluator draws masks with (compiler/ir/evaluate.py)
 
 
@@ -41,7 +43,8 @@ def initial_state(module) -> dict:
     """The state a run starts from (``module.init_state()``); {} for a module without."""
     if not takes_state(module):
         return {}
-    return {k: np.array(v, dtype=module.DTYPE) for k, v in module.init_state().items()}
+    return {k: np.array(to_host(v), dtype=host_dtype(module))
+            for k, v in module.init_state().items()}
 
 
 def copy_state(state: dict | None) -> dict | None:

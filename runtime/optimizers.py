@@ -33,6 +33,7 @@ import numpy as np
 
 from ..compiler.vocab import OPTIMIZERS, SCHEDULES, optimizer_defaults
 
+from .arrays import NUMPY, namespace_of
 from .errors import UserError
 
 
@@ -56,17 +57,19 @@ def learning_rate(cfg: dict, epoch: float, total_epochs: float) -> float:
 # ----------------------------------------------------------------------------- flat buffers
 def pack(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Copies of ``arrays`` (same names, shapes, dtypes, order) that are consecutive views
-    into one new contiguous buffer per dtype."""
+    into one new contiguous buffer per dtype (tensors: on their device)."""
+    xp = namespace_of(arrays)
     out: dict[str, np.ndarray] = {}
-    for dtype, names in _by_dtype(arrays).items():
-        buf = np.empty(sum(np.size(arrays[k]) for k in names), dtype)
+    for dtype, names in _by_dtype(arrays, xp).items():
+        items = [arrays[k] if xp is not NUMPY else np.asarray(arrays[k]) for k in names]
+        sizes = [math.prod(a.shape) for a in items]
+        buf = xp.empty(sum(sizes), dtype)
         start = 0
-        for k in names:
-            a = np.asarray(arrays[k])
-            view = buf[start:start + a.size].reshape(a.shape)
+        for k, a, size in zip(names, items, sizes):
+            view = buf[start:start + size].reshape(a.shape)
             view[...] = a
             out[k] = view
-            start += a.size
+            start += size
     return {k: out[k] for k in arrays}
 
 
@@ -74,27 +77,26 @@ def flat_buffers(arrays: dict[str, np.ndarray]) -> list[np.ndarray] | None:
     """The buffers that ``arrays`` are consecutive views of, one per dtype in order of
     first appearance (as ``pack`` lays them out); None when they are not so packed."""
     bufs = []
-    for dtype, names in _by_dtype(arrays).items():
-        first = arrays[names[0]]
-        buf = first.base if isinstance(first, np.ndarray) else None
-        if not isinstance(buf, np.ndarray) or buf.ndim != 1 or buf.dtype != dtype or \
-                not buf.flags.c_contiguous or buf.size != sum(arrays[k].size for k in names):
+    xp = namespace_of(arrays)
+    for dtype, names in _by_dtype(arrays, xp).items():
+        buf = xp.base(arrays[names[0]])
+        if buf is None or buf.ndim != 1 or buf.dtype != dtype or not xp.contiguous(buf) or \
+                xp.nbytes(buf) != sum(xp.nbytes(arrays[k]) for k in names):
             return None
-        address = buf.__array_interface__["data"][0]
+        address = xp.address(buf)
         for k in names:
             a = arrays[k]
-            if a.base is not buf or not a.flags.c_contiguous or \
-                    a.__array_interface__["data"][0] != address:
+            if xp.base(a) is not buf or not xp.contiguous(a) or xp.address(a) != address:
                 return None
-            address += a.nbytes
+            address += xp.nbytes(a)
         bufs.append(buf)
     return bufs
 
 
-def _by_dtype(arrays: dict[str, np.ndarray]) -> dict[np.dtype, list[str]]:
+def _by_dtype(arrays: dict[str, np.ndarray], xp=NUMPY) -> dict[np.dtype, list[str]]:
     groups: dict[np.dtype, list[str]] = {}
     for k, v in arrays.items():
-        groups.setdefault(np.result_type(v), []).append(k)
+        groups.setdefault(xp.dtype_of(v), []).append(k)
     return groups
 
 
@@ -115,6 +117,7 @@ class Optimizer:
         self.lr = float(self.cfg["lr"])
         self.t = 0
         self.names = list(params)
+        self.xp = xp = namespace_of(params)  # NumPy's, or torch's on the params' device
         # The parameters' own buffers when they are packed; else a packed copy, synced
         # around each step.
         packed = flat_buffers(params) is not None
@@ -122,14 +125,14 @@ class Optimizer:
         self._param_list = list(self._param_views.values())
         self._given = params if packed else None  # trusted to keep its arrays
         self._params = flat_buffers(self._param_views)
-        zeros = {k: np.zeros_like(v) for k, v in params.items()}
+        zeros = {k: xp.zeros_like(v) for k, v in params.items()}
         self.grad_buffers = pack(zeros)  # loss_and_grad(..., grads=) may write into these
         self._grads = flat_buffers(self.grad_buffers)
         self.state = {slot: pack(zeros) for slot in self.slots}  # by name, for checkpoints
         self._state = {slot: flat_buffers(views) for slot, views in self.state.items()}
         # Scratch space, reused every step, not checkpointed.
-        self._work = [np.empty_like(b) for b in self._params]
-        self._scratch = [np.empty_like(b) for b in self._params]
+        self._work = [xp.empty_like(b) for b in self._params]
+        self._scratch = [xp.empty_like(b) for b in self._params]
         # A model of scalars (the toy's eight) gathers its gradient in one assignment.
         scalars = len(self._grads) == 1 and all([np.ndim(v) == 0 for v in params.values()])
         self._scalar_grads = operator.itemgetter(*self.names) if scalars else None
@@ -162,10 +165,10 @@ class Optimizer:
         flat, views = ((self._grads, self.grad_buffers) if which == "grads"
                        else (self._params, self._param_views))
         for b in flat:
-            if not math.isfinite(b.dot(b)) and not (math.isfinite(np.maximum.reduce(b)) and
-                                                    math.isfinite(np.minimum.reduce(b))):
+            if not math.isfinite(b.dot(b)) and not (math.isfinite(self.xp.max(b)) and
+                                                    math.isfinite(self.xp.min(b))):
                 return next(k for k, v in views.items()
-                            if v.size and not np.isfinite(v).all())
+                            if math.prod(v.shape) and not self.xp.isfinite(v).all())
         return None
 
     def update(self, params: dict[str, np.ndarray], lr: float | None = None) -> None:
@@ -193,17 +196,17 @@ class Optimizer:
         ``weight_decay`` times the parameters, in the work buffers."""
         scale = 1.0
         if self._clip > 0:
-            norm = math.sqrt(sum(float(np.vdot(g, g)) for g in self._grads))
+            norm = math.sqrt(sum(float(self.xp.vdot(g, g)) for g in self._grads))
             if norm > self._clip:
                 scale = self._clip / norm
         out = []
         for p, g, work, scratch in zip(self._params, self._grads, self._work, self._scratch):
             if scale != 1.0:
-                np.multiply(g, scale, out=work)
+                self.xp.multiply(g, scale, out=work)
             else:
-                np.copyto(work, g)
+                self.xp.copyto(work, g)
             if self._decay:
-                work += np.multiply(p, self._decay, out=scratch)
+                work += self.xp.multiply(p, self._decay, out=scratch)
             out.append(work)
         return out
 
@@ -229,7 +232,7 @@ class Optimizer:
         self.t = int(state["t"])
         for slot, arrays in self.state.items():
             for k in arrays:
-                arrays[k][...] = state[f"{slot}/{k}"]
+                self.xp.assign(arrays[k], state[f"{slot}/{k}"])
 
 
 class SGD(Optimizer):
@@ -262,7 +265,7 @@ class Nesterov(Optimizer):
         g *= lr
         v *= mu
         v -= g
-        step = np.multiply(v, mu, out=self._scratch[i])
+        step = self.xp.multiply(v, mu, out=self._scratch[i])
         step -= g
         p += step
 
@@ -276,8 +279,9 @@ class AdaGrad(Optimizer):
 
     def _apply(self, i, p, g, lr):
         (h,) = self._buffers(i, "h")
-        h += np.multiply(g, g, out=self._scratch[i])
-        _scaled_step(p, g, h, lr, float(self.cfg["eps"]), self._scratch[i], self._work[i])
+        h += self.xp.multiply(g, g, out=self._scratch[i])
+        _scaled_step(self.xp, p, g, h, lr, float(self.cfg["eps"]), self._scratch[i],
+                     self._work[i])
 
 
 class RMSprop(Optimizer):
@@ -291,17 +295,18 @@ class RMSprop(Optimizer):
         rho = float(self.cfg["rho"])
         (h,) = self._buffers(i, "h")
         h *= rho
-        s = np.multiply(g, 1 - rho, out=self._scratch[i])
+        s = self.xp.multiply(g, 1 - rho, out=self._scratch[i])
         s *= g
         h += s
-        _scaled_step(p, g, h, lr, float(self.cfg["eps"]), self._scratch[i], self._work[i])
+        _scaled_step(self.xp, p, g, h, lr, float(self.cfg["eps"]), self._scratch[i],
+                     self._work[i])
 
 
-def _scaled_step(p, g, h, lr, eps, scratch, work):
+def _scaled_step(xp, p, g, h, lr, eps, scratch, work):
     """p -= lr g / (sqrt(h) + eps), through two scratch buffers (``work`` may be ``g``)."""
-    denom = np.sqrt(h, out=scratch)
+    denom = xp.sqrt(h, out=scratch)
     denom += eps
-    step = np.multiply(g, lr, out=work)
+    step = xp.multiply(g, lr, out=work)
     step /= denom
     p -= step
 
@@ -318,15 +323,15 @@ class Adam(Optimizer):
         m, v = self._buffers(i, "m", "v")
         s = self._scratch[i]
         m *= b1
-        m += np.multiply(g, 1 - b1, out=s)
+        m += self.xp.multiply(g, 1 - b1, out=s)
         v *= b2
-        s = np.multiply(g, 1 - b2, out=s)
+        s = self.xp.multiply(g, 1 - b2, out=s)
         s *= g
         v += s
-        step = np.divide(m, 1 - b1 ** self.t, out=self._work[i])  # m_hat (g is done)
+        step = self.xp.divide(m, 1 - b1 ** self.t, out=self._work[i])  # m_hat (g is done)
         step *= lr
-        denom = np.divide(v, 1 - b2 ** self.t, out=s)  # v_hat
-        np.sqrt(denom, out=denom)
+        denom = self.xp.divide(v, 1 - b2 ** self.t, out=s)  # v_hat
+        self.xp.sqrt(denom, out=denom)
         denom += float(self.cfg["eps"])
         step /= denom
         p -= step

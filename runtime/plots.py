@@ -13,6 +13,7 @@ import numpy as np
 from ..compiler.vocab import optimizer_defaults
 
 from . import data as data_mod, files
+from .arrays import host_dtype
 from .checkpoint import read_checkpoint_file
 from .errors import UserError
 from .evaluate import predict_all, predicted_class, target_class, task_kind
@@ -175,7 +176,8 @@ def plot_fit(module, params, dataset, path: Path, title: str | None = None,
             pad = 0.1 * (x.max(axis=0) - x.min(axis=0)) + 1e-9
             lo, hi = x.min(axis=0) - pad, x.max(axis=0) + pad
             g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
-            grid = np.stack([g0.ravel(), g1.ravel()], axis=1).astype(module.DTYPE)
+            grid = np.stack([g0.ravel(), g1.ravel()], axis=1)
+            grid = grid.astype(host_dtype(module))
             out = np.asarray(predict_all(module, params, {xname: grid}, state=state))
             region = _class_of(module, out, kind, predicted=True).reshape(g0.shape)
             fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -192,7 +194,7 @@ def plot_fit(module, params, dataset, path: Path, title: str | None = None,
             ax.legend(loc="best", fontsize=8)
             ax.set_title("decision regions over the training data")
         elif x.shape[1] == 1 and kind is None and t.size == len(x):
-            xs = np.linspace(x.min(), x.max(), 400).reshape(-1, 1).astype(module.DTYPE)
+            xs = np.linspace(x.min(), x.max(), 400).reshape(-1, 1).astype(host_dtype(module))
             out = np.asarray(predict_all(module, params, {xname: xs}, state=state))
             if out.size != len(xs):
                 return False

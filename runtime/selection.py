@@ -12,6 +12,7 @@ checkpoint (its ``best/`` entries).
 
 from __future__ import annotations
 
+from .arrays import is_tensor
 from .errors import UserError
 from .history import better_key, numeric_row
 from .settings import METRICS, Settings
@@ -54,8 +55,8 @@ class Selector:
 
     def keep(self, params: dict, state: dict | None) -> None:
         """The new best epoch's parameters and state, copied."""
-        self.arrays = ({k: v.copy() for k, v in params.items()},
-                       {k: v.copy() for k, v in (state or {}).items()})
+        self.arrays = ({k: _copy(v) for k, v in params.items()},
+                       {k: _copy(v) for k, v in (state or {}).items()})
         self.unsaved = True
 
     def replay(self, rows: list[dict], best: dict, best_state: dict, path) -> None:
@@ -106,3 +107,8 @@ def _lacks(metric: str, has: dict[str, bool]) -> str | None:
         if needed and not has[key]:
             return what
     return None
+
+
+def _copy(a):
+    """A copy of an array or a tensor, where it is (a torch run's stays on its device)."""
+    return a.clone() if is_tensor(a) else a.copy()

@@ -50,15 +50,17 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
+from .arrays import initial_params, namespace
 from .checkpoint import (DAMAGED_HINT, Position, load_checkpoint, save_best, save_checkpoint,
                          verified_opt_state)
 from .errors import UserError
 from .evaluate import accuracy, chance_accuracy, mean_loss
 from .history import History, history_row, old_history, saved_rows, summary_line
-from .identity import _contract_hash, legacy_note, lr_change, resume_problems, run_identity
+from .identity import (_contract_hash, legacy_note, lr_change, resume_problems, retargeted,
+                       run_identity)
 from .identity import model_identity  # noqa: F401 - docs/API.md: bpc.runtime.train.model_identity
 from .loader import model_name
-from .modes import initial_state, takes_state, training_kwargs
+from .modes import initial_state, takes_rng, takes_state, training_kwargs
 from .optimizers import learning_rate, make_optimizer, pack
 from .plan import Plan, plan_run
 from .points import check_memory
@@ -177,10 +179,12 @@ STUCK_HINT = ("check the learning rate (--lr; try 10x smaller if the loss rose, 
 
 def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | None,
           resume: bool = False, quiet: bool = False, log=print,
-          checkpoint_every: float = CHECKPOINT_SECONDS, force: bool = False) -> Result:
+          checkpoint_every: float = CHECKPOINT_SECONDS, force: bool = False,
+          device: str | None = None) -> Result:
     """Train ``module`` on ``dataset`` as ``settings`` say, into the run folder ``out``
     (None: nothing written): a new run, or with ``resume`` the run there continued. A
-    folder that holds a run is refused for a new one unless ``force``."""
+    folder that holds a run is refused for a new one unless ``force``. A torch module
+    trains on ``device``."""
     if resume and out is None:
         raise UserError("--resume needs --out DIR, the folder of the run to continue")
     if resume and not Path(out).is_dir():
@@ -188,7 +192,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
                         "train without --resume first, or give the --out folder of a run")
     plan = plan_run(module, dataset, settings, quiet, log)
     n_test, n_val = plan.sizes()
-    trainer = Trainer(module, plan, settings, out, log, quiet, checkpoint_every)
+    trainer = Trainer(module, plan, settings, out, log, quiet, checkpoint_every,
+                      device)
     # Ctrl-C deferred first: it cannot land between locking the folder and unlocking it.
     with DeferredInterrupt() as stop, \
             (RunFolder(out) if out is not None else NoFolder()) as folder:
@@ -215,7 +220,8 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             log(f"stopped early at epoch {pos.epoch}: {trainer.stopped}; the parameters "
                 f"of epoch {trainer.selector.best['epoch']} restored")
     notes = [] if trainer.interrupted or not history else _final_notes(
-        module, params, plan.train, pos.start_loss, history[-1], plan.kind, settings.batch,
+        module, params, trainer.data["train"], pos.start_loss, history[-1], plan.kind,
+        settings.batch,
         state)
     select = trainer.selector
     return Result(params, history, pos.epoch, pos.step, time.perf_counter() - start_time,
@@ -232,14 +238,20 @@ class Trainer:
     selection), and writing the checkpoint (``save``)."""
 
     def __init__(self, module, plan: Plan, settings: Settings, out, log, quiet: bool,
-                 checkpoint_every: float):
+                 checkpoint_every: float, device: str | None = None):
         self.module, self.plan, self.settings, self.out = module, plan, settings, out
         self.log, self.quiet, self.checkpoint_every = log, quiet, checkpoint_every
+        # The target's arrays (NumPy's, or torch's on ``device``): the parameters, the
+        # optimizer's buffers, the state and a copy of the data live there, the data
+        # moved once (``data``: the plan's splits there).
+        self.xp = xp = namespace(module, device)
+        self.data = {split: xp.to_device(arrays) for split, arrays in
+                     (("train", plan.train), ("test", plan.test), ("val", plan.val))}
         self.rng = np.random.default_rng(settings.seed)
         # The parameters are views into one buffer per dtype: the optimizer updates them
         # all in a few whole-buffer operations (runtime/optimizers.py).
-        self.params = pack({k: np.array(v, dtype=module.DTYPE)
-                            for k, v in module.init_params(self.rng).items()})
+        self.params = pack({k: xp.array(v, dtype=module.DTYPE) for k, v in
+                            initial_params(module, self.rng, settings.seed).items()})
         self.optimizer = make_optimizer(settings.optimizer, self.params, **settings.opt)
         # A module that can compute gradients into given arrays writes them straight into
         # the optimizer's flat gradient buffer, the same arrays every step.
@@ -251,17 +263,22 @@ class Trainer:
         # (init_state(), then as each step's loss_and_grad assigns it), evaluated with and
         # checkpointed beside the parameters; None for a model without, whose calls and
         # checkpoints are as they always were.
-        self.state = initial_state(module) if takes_state(module) else None
-        self.buffers.update(training_kwargs(module, self.state, self.rng))
+        self.state = xp.to_device(initial_state(module)) if takes_state(module) else None
+        # Dropout's masks: the torch target draws them on the device (None: from rng).
+        self.masks = xp.mask_generator(settings.seed) if takes_rng(module) else None
+        self.buffers.update(training_kwargs(module, self.state,
+                                            self.rng if self.masks is None else self.masks))
         # Training mode changes the generator or the state inside the call: an
         # interruption there must not record them half a step ahead of the parameters.
         self.moves_inside = "rng" in self.buffers or self.state is not None
         # The reference for divergence: the loss at the start, over minibatches of the
         # training size (a loss that sums over its batch is compared like with like).
-        start_loss = _full_loss(module, self.params, plan.train, settings.batch, self.state)
+        start_loss = _full_loss(module, self.params, self.data["train"], settings.batch,
+                                self.state)
         # Where the run is (epoch, batch, step, running loss, generator, the epoch's
         # order): what a checkpoint saves and a resume restores, whole.
-        self.pos = Position(self.rng, start_loss=start_loss, running=start_loss)
+        self.pos = Position(self.rng, start_loss=start_loss, running=start_loss,
+                            masks=self.masks)
         self.history: list[dict] = []
         n_test, _ = plan.sizes()
         self.selector = selector(settings, {"val": bool(plan.val), "test": bool(n_test),
@@ -305,7 +322,9 @@ class Trainer:
         if meta.get("optimizer") != optimizer.name:
             raise UserError(f"the checkpoint was trained with {meta.get('optimizer')}, "
                             f"not {optimizer.name}", "resume with the same --optimizer")
-        problems = resume_problems(meta.get("run"), self.run, c.params, self.params,
+        problems = resume_problems(meta.get("run"), retargeted(self.run, meta.get("run"),
+                                                               self.module),
+                                   c.params, self.params,
                                    meta.get("start_loss"), self.pos.start_loss,
                                    _contract_hash(self.module))
         if problems:
@@ -325,18 +344,19 @@ class Trainer:
                             f"'batch_index' is {meta['batch_index']}, but an epoch has "
                             f"{self.plan.steps_per_epoch} batches", DAMAGED_HINT)
         for k in self.params:
-            self.params[k][...] = c.params[k]
+            self.xp.assign(self.params[k], c.params[k])
         if self.state is not None:  # the same dict: loss_and_grad's state= keeps it
-            self.state.update({k: v.copy() for k, v in c.state.items()})
+            self.state.update(self.xp.to_device({k: v.copy() for k, v in c.state.items()}))
         optimizer.load_state_dict(opt_state)
         self.pos = Position.restored(self.rng, meta, c.order, self.plan.n,
-                                     self.settings.shuffle, folder.checkpoint)
+                                     self.settings.shuffle, folder.checkpoint, self.masks)
         if "history" in meta:
             self.history = saved_rows(meta["history"])
         else:  # a checkpoint from before history was kept in it
             self.history = old_history(folder.history, self.pos.epoch)
         if self.selector is not None:
-            self.selector.replay(self.history, c.best, c.best_state, folder.checkpoint)
+            self.selector.replay(self.history, self.xp.to_device(c.best),
+                                 self.xp.to_device(c.best_state), folder.checkpoint)
 
     # ------------------------------------------------------------------ the loop
     def run_epochs(self, stop: DeferredInterrupt, folder) -> None:
@@ -388,12 +408,13 @@ class Trainer:
     def step(self, i: int) -> None:
         """Batch ``i`` of the epoch: one update, checked for divergence."""
         plan, pos, optimizer, settings = self.plan, self.pos, self.optimizer, self.settings
-        b = data_mod.batch_at(plan.train, plan.axes, pos.order, settings.batch, i)
+        b = data_mod.batch_at(self.data["train"], plan.axes, pos.order, settings.batch, i)
         lr = learning_rate(optimizer.cfg, pos.step / plan.steps_per_epoch,
                            plan.total_epochs) if self.scheduled else optimizer.lr
         if self.moves_inside:
             self.dirty = True
         value, grads = self.module.loss_and_grad(self.params, **b, **self.buffers)
+        value = float(value)  # a torch module's loss is a tensor
         optimizer.gather(grads)
         if not math.isfinite(value):
             raise diverged(pos.step, pos.epoch, nonfinite_reasons(value, optimizer))
@@ -465,7 +486,7 @@ class Trainer:
         module, params, state, plan = self.module, self.params, self.state, self.plan
         check_params(self.optimizer, self.pos.step - 1, self.pos.epoch)  # never evaluated
         out = {}
-        for split, arrays in (("train", plan.train), ("test", plan.test), ("val", plan.val)):
+        for split, arrays in self.data.items():
             out[f"{split}_acc"] = accuracy(module, params, arrays, plan.kind, state, plan.chunk)
             if split != "train":
                 out[f"{split}_loss"] = mean_loss(module, params, arrays, plan.chunk, state) \
@@ -527,11 +548,12 @@ def _final_notes(module, params, train_arrays, start_loss, last: dict, kind,
 
 def run(module, data=None, overrides: dict | None = None, out: Path | None = None,
         resume: bool = False, quiet: bool = False, log=print,
-        checkpoint_every: float | None = None, force: bool = False
-        ) -> tuple[Result, Settings, "data_mod.Dataset"]:
+        checkpoint_every: float | None = None, force: bool = False,
+        device: str | None = None) -> tuple[Result, Settings, "data_mod.Dataset"]:
     """One training run as ``bpc train`` does it (and ``Model.train``): settings from the
     spec overridden by ``overrides``, data from ``data`` (a --data string, or a Dataset)
-    else the spec's data line (drawn from the data seed), then ``train``."""
+    else the spec's data line (drawn from the data seed), then ``train`` (a torch module's
+    on ``device``)."""
     settings = Settings.from_module(module, overrides or {})
     config = getattr(module, "CONFIG", {}) or {}
     # Before the data is loaded: a model whose step cannot fit even one example (train
@@ -544,7 +566,7 @@ def run(module, data=None, overrides: dict | None = None, out: Path | None = Non
                                 settings.data_seed)
     every = {} if checkpoint_every is None else {"checkpoint_every": checkpoint_every}
     result = train(module, dataset, settings, out, resume=resume, quiet=quiet, log=log,
-                   force=force, **every)
+                   force=force, device=device, **every)
     result.history = History(result.history)
     return result, settings, dataset
 

@@ -115,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_parsed(build_parser().parse_args(argv))
+
+
+def run_parsed(args) -> int:
+    """The command the parsed ``args`` name, run; its exit status (errors printed as
+    ``bpc: error: ...``). A worker process of ``bpc train --workers`` starts here."""
     try:
         code = args.run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit

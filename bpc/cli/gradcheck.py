@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bpc.compiler.vocab import RUNTIME_RANGES
 
-from .options import number
+from .options import add_target_arguments, number, target_of
 
 HELP = ("compare the backward pass with finite differences (of a model with dropout or "
         "batch norm: in training and inference mode)")
@@ -21,20 +21,27 @@ def add_arguments(p) -> None:
     p.add_argument("--batch", type=number(RUNTIME_RANGES["batch"]), default=3,
                    help="examples in the random batch")
     p.add_argument("--seed", type=number(RUNTIME_RANGES["seed"]), default=0)
+    add_target_arguments(p)
 
 
 def run(args) -> int:
     import numpy as np
 
+    from bpc.runtime.arrays import host_dtype
+    from bpc.runtime.devices import hosted
     from bpc.runtime.gradcheck import format_table, gradcheck
     from bpc.runtime.loader import load_model
 
     is_py = args.spec.endswith(".py")
-    module = load_model(args.spec, None if is_py else "float64")
+    # float64 (on the device, for the torch target): differences of a float32 loss
+    # are mostly rounding.
+    module = hosted(load_model(args.spec, None if is_py else "float64",
+                               target=target_of(args)), args.device)
     eps, tol = args.eps, args.tol
-    if np.dtype(module.DTYPE) != np.float64:
+    dtype = host_dtype(module)
+    if dtype != np.float64:
         eps, tol = max(eps, 1e-3), max(tol, 1e-2)
-        print(f"note: {args.spec} computes in {np.dtype(module.DTYPE).name}; checking with "
+        print(f"note: {args.spec} computes in {dtype.name}; checking with "
               f"eps={eps:g}, tol={tol:g}")
     rows = gradcheck(module, eps=eps, tol=tol, samples=args.samples, seed=args.seed,
                      batch=args.batch)

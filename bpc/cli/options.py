@@ -44,6 +44,22 @@ def data_flag(text: str) -> str:
     return text
 
 
+def add_target_arguments(p) -> None:
+    """--target / --device: which array library the model is compiled for, and where
+    torch computes."""
+    p.add_argument("--target", choices=["numpy", "torch"],
+                   help="compile the spec for NumPy (default) or PyTorch (needs: pip "
+                        "install 'backprop-compiler[torch]'); a generated module keeps "
+                        "its own")
+    p.add_argument("--device", metavar="DEVICE",
+                   help="where the torch target computes: cpu (default), cuda, cuda:1, mps")
+
+
+def target_of(args) -> str | None:
+    """The target the flags ask for: --target, or torch when only --device is given."""
+    return args.target or ("torch" if args.device else None)
+
+
 def add_point_arguments(p) -> None:
     """--at / --row / --seed: the point a worked example (trace, graph, explain) is at."""
     where = p.add_mutually_exclusive_group()
@@ -78,6 +94,7 @@ def add_trained_arguments(p) -> None:
     p.add_argument("--split", choices=["train", "validation", "test"],
                    help="which part of the data (default: test when there is one); a run "
                         "trained with --validation held its validation part out of train")
+    add_target_arguments(p)
 
 
 def trained(args, targets: bool = True):
@@ -87,10 +104,11 @@ def trained(args, targets: bool = True):
     ``targets=False``, the inputs are enough: data without labels, to predict on)."""
     from bpc.runtime.checkpoint import checkpoint_params
     from bpc.runtime.data import conform, load
+    from bpc.runtime.devices import hosted
     from bpc.runtime.loader import load_model
     from bpc.runtime.points import check_memory
 
-    module = load_model(args.spec)
+    module = hosted(load_model(args.spec, target=target_of(args)), args.device)
     check_memory(module, 1, "a prediction", "", forward_only=True)  # before any data
     params, state, run = checkpoint_params(Path(args.checkpoint), module)
     config = getattr(module, "CONFIG", {}) or {}

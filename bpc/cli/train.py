@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bpc.compiler.vocab import OPTIMIZER_RANGES, OPTIMIZERS, RUNTIME_RANGES
+from bpc.compiler.vocab import COUNT, OPTIMIZER_RANGES, OPTIMIZERS, RUNTIME_RANGES
+from bpc.runtime import distributed
 from bpc.runtime.settings import KEEP, METRICS
 from bpc.runtime.errors import UserError
 
-from .options import data_flag, number, train_flag
+from .options import add_target_arguments, data_flag, number, target_of, train_flag
 
 HELP = "train a spec (or a generated module) on its data"
 
@@ -75,12 +76,17 @@ def add_arguments(p) -> None:
                       help="evaluate and print a line every epoch (unless --eval-every)")
     p.add_argument("--plot", action="store_true",
                    help="write loss/accuracy curves to DIR/curves.png (needs matplotlib)")
+    add_target_arguments(p)
+    p.add_argument("--workers", type=number(COUNT), default=1,
+                   metavar="K", help="train in K processes, each on its share of every "
+                   "batch (torch target; gloo on CPUs, NCCL on GPUs)")
 
 
 def run(args) -> int:
     from bpc.runtime.allocator import keep_freed_memory
 
     keep_freed_memory()  # this process exists to train: freed steps' memory kept for reuse
+    from bpc.runtime.arrays import target_of as module_target
     from bpc.runtime.loader import load_model
     from bpc.runtime.train import STUCK_HINT, run as train_run
 
@@ -90,7 +96,16 @@ def run(args) -> int:
         if importlib.util.find_spec("matplotlib") is None:
             raise UserError("--plot needs matplotlib, which is not installed",
                             "install it with: python3 -m pip install 'backprop-compiler[plot]'")
-    module = load_model(args.spec, reuse=True)  # a verified cached module, if any
+    # A verified cached module, if any (NumPy); errors once, before workers.
+    module = load_model(args.spec, reuse=True, target=target_of(args))
+    if args.workers > 1 and module_target(module) != "torch":
+        raise UserError("--workers needs the torch target", "add --target torch")
+    out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
+    if args.workers > 1 and distributed.world() is None:
+        from bpc.cli import run_parsed
+
+        distributed.spawn(args.workers, run_parsed, (args,), out, args.device)
+        return 0
     overrides = {"epochs": args.epochs, "iters": args.iters, "batch": args.batch,
                  "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed,
                  "eval_every": args.eval_every, "data_seed": args.data_seed,
@@ -98,11 +113,17 @@ def run(args) -> int:
                  "patience": args.patience, "min_delta": args.min_delta, "keep": args.keep}
     if args.verbose and args.eval_every is None:
         overrides["eval_every"] = 1  # -v: a line for every epoch
-    out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
-    result, settings, dataset = train_run(module, args.data, overrides, out,
-                                          resume=args.resume, quiet=args.quiet,
-                                          checkpoint_every=args.checkpoint_every,
-                                          force=args.force)
+    # Under torchrun (or spawned by --workers): a worker of a data parallel run.
+    worker = distributed.world() if module_target(module) == "torch" else None
+    if worker is None:
+        result, settings, dataset = train_run(module, args.data, overrides, out,
+                                              resume=args.resume, quiet=args.quiet,
+                                              checkpoint_every=args.checkpoint_every,
+                                              force=args.force, device=args.device)
+    else:
+        result, settings, dataset = _train_worker(module, args, overrides, out, *worker)
+        if worker[0] > 0:
+            return 130 if result.interrupted else 0
     if result.history:
         _print_summary(args.spec, result, out, args.quiet)
     for note in result.notes:
@@ -112,6 +133,30 @@ def run(args) -> int:
     if args.plot and result.history:
         _plot(module, settings, dataset, result, out)
     return 130 if result.interrupted else 0
+
+
+def _train_worker(module, args, overrides, out: Path, rank: int, workers: int):
+    """One worker's share of a data parallel run (``bpc train --workers``, or under
+    ``torchrun``): worker 0 reports and writes the run folder."""
+    import shutil
+
+    from bpc.runtime.train import run as train_run
+
+    device = distributed.start(args.device)
+    folder, scratch = distributed.worker_folder(out, args.resume, rank)
+    try:
+        return train_run(distributed.Sharded(module, rank, workers, device), args.data,
+                         overrides, folder, resume=args.resume, force=args.force,
+                         quiet=args.quiet or rank > 0, log=print if rank == 0 else _silent,
+                         checkpoint_every=args.checkpoint_every, device=device)
+    finally:
+        distributed.finish()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _silent(*_) -> None:
+    """The log of a worker but the first: worker 0 says what the run does."""
 
 
 def _print_summary(spec: str, result, out: Path, quiet: bool) -> None:
@@ -134,10 +179,11 @@ def _print_summary(spec: str, result, out: Path, quiet: bool) -> None:
 
 
 def _plot(module, settings, dataset, result, out: Path) -> None:
+    from bpc.runtime.devices import hosted
     from bpc.runtime.plots import plot_fit, plot_history, plot_title
 
     title = plot_title(module, settings)
     plot_history(result.history, out / "curves.png", title)
     print(f"wrote {out / 'curves.png'}")
-    if plot_fit(module, result.params, dataset, out / "fit.png", title, result.state):
+    if plot_fit(hosted(module), result.params, dataset, out / "fit.png", title, result.state):
         print(f"wrote {out / 'fit.png'}")

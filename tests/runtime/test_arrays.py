@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bpc.compiler.compilation import Compilation
-from bpc.runtime import arrays as in_memory
+from bpc.runtime import in_memory
 from bpc.runtime.conform import label_warnings
 from bpc.runtime.data import load, parse_data_flag
 from bpc.runtime.errors import UserError
