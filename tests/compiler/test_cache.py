@@ -172,9 +172,10 @@ def _entry(cache_folder: Path) -> Path:
 
 def _train_spec(spec: Path, cache_folder: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "BPC_CACHE": str(cache_folder), "PYTHONPATH": str(REPO)}
+    # --force: the tests train twice into one folder, the second run replacing the first
     return subprocess.run([sys.executable, "-m", "bpc", "train", str(spec), "--iters", "1",
-                           "--out", str(cwd / "run"), "-q"], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=cwd)
+                           "--out", str(cwd / "run"), "--force", "-q"], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def test_bpc_train_reuses_its_verified_module_and_never_recompiles_it(cache_folder,
