@@ -102,6 +102,7 @@ class Model(types.ModuleType):
 
         from bpc.runtime import in_memory
         from bpc.runtime.data import batch_axes, example_count, load
+        from bpc.runtime.devices import hosted
         from bpc.runtime.errors import UserError
         from bpc.runtime.evaluate import accuracy, mean_loss, task_kind
         from bpc.runtime.points import eval_chunk
@@ -122,9 +123,10 @@ class Model(types.ModuleType):
                 raise UserError(f"{dataset.name} has no {split} split", "use split='train'")
         checked = in_memory.checked(self, data_arrays, f"model.evaluate ({name})")
         chunk = eval_chunk(self)
+        model = hosted(self)  # a torch model computes on its device, NumPy in and out
         with np.errstate(all="ignore"):
-            loss = mean_loss(self, params, checked, chunk, state)
-            acc = accuracy(self, params, checked, task_kind(self, checked), state, chunk)
+            loss = mean_loss(model, params, checked, chunk, state)
+            acc = accuracy(model, params, checked, task_kind(self, checked), state, chunk)
         return {"loss": loss, "accuracy": acc,
                 "examples": example_count(checked, batch_axes(self))}
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .arrays import host_dtype, is_tensor, to_host
 from .batching import Dataset
 from .conform import (as_array, conform, data_names, finite_numbers, say_label_warnings,
                       shape_text)
@@ -101,9 +102,10 @@ def checked_params(module, params, where: str, state: bool = False) -> dict[str,
         if name not in params:
             raise UserError(f"{where}: no value for the {what} '{name}'", f"its {what}s: "
                             f"{names}")
-        a = finite_numbers(name, as_array(name, params[name], where, shape), where)
+        value = to_host(params[name]) if is_tensor(params[name]) else params[name]
+        a = finite_numbers(name, as_array(name, value, where, shape), where)
         if a.shape != tuple(shape):
             raise UserError(f"{where}: the {what} '{name}' has shape {a.shape}, but the "
                             f"model declares {shape_text(shape)}")
-        out[name] = a.astype(module.DTYPE, copy=False)
+        out[name] = a.astype(host_dtype(module), copy=False)
     return out

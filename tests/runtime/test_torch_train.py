@@ -189,3 +189,21 @@ def test_a_compiled_torch_model_trains_on_its_device():
     result = model.train(DATA, epochs=2, batch=16, quiet=True, device="cpu")
     assert all(v.device.type == "cpu" for v in result.params.values())
     close(params_of(result), train("numpy", epochs=2).params)
+
+
+def test_a_torch_model_trains_and_evaluates_through_the_api_as_a_numpy_model_does():
+    """model.train and model.evaluate on arrays: the torch target's figures are NumPy's."""
+    import bpc
+
+    x = np.random.default_rng(0).normal(size=(30, 2))
+    t = np.arange(30) % 3
+    figures = []
+    for target in ("numpy", "torch"):
+        model = bpc.compile(SPIRAL, target=target)
+        result = model.train(x=x, t=t, epochs=3, batch=10, quiet=True)
+        figures.append((result.history[-1]["loss"], model.evaluate(x=x[:7], t=t[:7])))
+    (loss_np, eval_np), (loss_torch, eval_torch) = figures
+    assert loss_torch == pytest.approx(loss_np, rel=1e-10)
+    assert eval_torch["examples"] == eval_np["examples"] == 7
+    assert eval_torch["loss"] == pytest.approx(eval_np["loss"], rel=1e-10)
+    assert eval_torch["accuracy"] == eval_np["accuracy"]
