@@ -37,6 +37,17 @@ def write_atomic(path: Path, write) -> None:
         raise write_failed(path, e) from None
 
 
+def refuse_overwrite(out: Path, resume: bool, force: bool) -> None:
+    """A new run (not ``resume``) into ``out`` where a run is (its checkpoint) is refused
+    unless ``force``: asked by the run folder, and by a data parallel run before its
+    workers start (each would refuse alone)."""
+    if not resume and not force and os.path.lexists(Path(out) / "checkpoint.npz"):
+        raise UserError(f"{out} holds a run already (its checkpoint.npz); a new run "
+                        "would overwrite it",
+                        "continue it with --resume, replace it with --force (in Python: "
+                        "resume=True or force=True), or give another --out folder")
+
+
 class RunFolder:
     """The --out folder of a run: locked while in use, its checkpoint and history.csv
     written as one consistent state (the checkpoint is the source of truth)."""
@@ -110,11 +121,7 @@ class RunFolder:
         epoch's file (``best.npz``) another run left."""
         if resume:
             return
-        if os.path.lexists(self.checkpoint) and not force:
-            raise UserError(f"{self.out} holds a run already (its checkpoint.npz); a new run "
-                            "would overwrite it",
-                            "continue it with --resume, replace it with --force (in Python: "
-                            "resume=True or force=True), or give another --out folder")
+        refuse_overwrite(self.out, resume, force)
         try:
             if os.path.lexists(self.best):
                 os.unlink(self.best)

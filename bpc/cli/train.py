@@ -88,6 +88,7 @@ def run(args) -> int:
     keep_freed_memory()  # this process exists to train: freed steps' memory kept for reuse
     from bpc.runtime.arrays import target_of as module_target
     from bpc.runtime.loader import load_model
+    from bpc.runtime.runfolder import refuse_overwrite
     from bpc.runtime.train import STUCK_HINT, run as train_run
 
     if args.plot:  # fail before training, not after
@@ -101,6 +102,8 @@ def run(args) -> int:
     if args.workers > 1 and module_target(module) != "torch":
         raise UserError("--workers needs the torch target", "add --target torch")
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
+    if args.workers > 1 or distributed.world() is not None:
+        refuse_overwrite(out, args.resume, args.force)  # before any worker starts
     if args.workers > 1 and distributed.world() is None:
         from bpc.cli import run_parsed
 

@@ -118,3 +118,19 @@ def cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_workers_refuse_a_folder_that_holds_a_run_before_they_start(tmp_path):
+    """One clear refusal from the parent, not one per worker tangled with the
+    process group's errors (and no hint to resume a run that is another)."""
+    from conftest import run_bpc
+
+    spec = REPO / "specs" / "spiral.bp"
+    out = tmp_path / "run"
+    r = run_bpc("train", spec, "--epochs", "1", "--out", out, "-q")
+    assert r.returncode == 0, r.stderr
+    r = run_bpc("train", spec, "--target", "torch", "--workers", "2", "--epochs", "1",
+                "--out", out, "-q")
+    assert r.returncode == 1
+    assert r.stderr.count("error:") == 1 and "holds a run already" in r.stderr
+    assert "worker 0" not in r.stderr and "--resume --out" not in r.stderr
