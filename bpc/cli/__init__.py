@@ -98,6 +98,13 @@ def _interrupt(signum, frame):
     into another error (NumPy's import reports an interrupted import as ImportError)."""
     global _sigint_seen
     _sigint_seen = True
+    if frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+        # Inside the import system (a module lock's weakref callback among others) Python
+        # may print the exception as "Exception ignored" and go on: end here instead;
+        # nothing of a run is under way during an import (training defers Ctrl-C).
+        sys.stdout.flush()
+        print("bpc: interrupted", file=sys.stderr, flush=True)
+        os._exit(130)
     raise KeyboardInterrupt
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from bpc.compiler.vocab import COUNT, OPTIMIZER_RANGES, OPTIMIZERS, RUNTIME_RANGES
-from bpc.runtime import distributed
 from bpc.runtime.settings import KEEP, METRICS
 from bpc.runtime.errors import UserError
 
@@ -83,6 +82,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from bpc.runtime import distributed
     from bpc.runtime.allocator import keep_freed_memory
 
     keep_freed_memory()  # this process exists to train: freed steps' memory kept for reuse
@@ -143,6 +143,7 @@ def _train_worker(module, args, overrides, out: Path, rank: int, workers: int):
     ``torchrun``): worker 0 reports and writes the run folder."""
     import shutil
 
+    from bpc.runtime import distributed
     from bpc.runtime.train import run as train_run
 
     device = distributed.start(args.device)

@@ -560,3 +560,14 @@ def test_a_checkpoint_is_never_written_with_non_finite_parameters(tmp_path):
     assert "is no longer finite" in info.value.message
     with np.load(tmp_path / "checkpoint.npz") as f:  # step 1's
         assert all(np.isfinite(f[k]).all() for k in f.files if k.startswith("param/"))
+
+
+def test_the_command_line_is_parsed_before_numpy_is_imported():
+    """Building the parser imports no NumPy: a Ctrl-C during NumPy's import becomes an
+    ImportError (NumPy wraps it), which must land inside the command's guard, not while
+    the command line is read."""
+    code = ("import sys; import bpc.cli as cli; cli.build_parser(); "
+            "print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
