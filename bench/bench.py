@@ -252,33 +252,23 @@ def main() -> None:
     parser.add_argument("--row", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--startup", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        pinned = pin_to_one_core()
-        result = worker(args.worker[0], args.worker[1], float(args.worker[2]))
-        result["pinned"] = pinned
-        print(json.dumps(result))
-        return
-    if args.startup:
-        pinned = pin_to_one_core()
-        result = startup_worker(args.startup[0], int(args.startup[1]))
-        result["pinned"] = pinned
-        print(json.dumps(result))
-        return
-    if args.row:
-        pinned = pin_to_one_core()
-        row, dtype, seconds, peers = args.row
-        result = row_worker(row, dtype, float(seconds), peers)
-        result["pinned"] = pinned
-        print(json.dumps(result))
-        return
+    # A worker process (started by this script): one measurement, printed as JSON; the
+    # timing workers pinned to one core, the memory worker not.
+    pinned_workers = {
+        "worker": lambda a: worker(a[0], a[1], float(a[2])),
+        "startup": lambda a: startup_worker(a[0], int(a[1])),
+        "row": lambda a: row_worker(a[0], a[1], float(a[2]), a[3]),
+        "train": lambda a: train_worker(a[0], int(a[1])),
+    }
+    for flag, run in pinned_workers.items():
+        if getattr(args, flag):
+            pinned = pin_to_one_core()
+            result = run(getattr(args, flag))
+            result["pinned"] = pinned
+            print(json.dumps(result))
+            return
     if args.memory:
         print(json.dumps(memory_worker(*args.memory)))
-        return
-    if args.train:
-        pinned = pin_to_one_core()
-        result = train_worker(args.train[0], int(args.train[1]))
-        result["pinned"] = pinned
-        print(json.dumps(result))
         return
     results = {}
     if args.only in (None, "step"):

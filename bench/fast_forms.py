@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from references import BatchNormNet  # noqa: E402
+from step_peers import spec_text  # noqa: E402
 
 BATCHNORM_SIZES = [64, 100, 100, 100, 100, 100, 10]
 SIGMOID_SIZES = [784, 50, 10]
@@ -43,23 +44,11 @@ BATCH = 100
 
 def batchnorm_spec_text(sizes: list[int], dtype: str) -> str:
     """An MLP with batch norm after every hidden dense layer, then ReLU."""
-    layers = []
-    for units in sizes[1:-1]:
-        layers += [f"  dense {units}", "  batchnorm", "  relu"]
-    layers.append(f"  dense {sizes[-1]}")
-    return (f"model bench_bn\ndtype {dtype}\ninput x : [N, {sizes[0]}]\n"
-            f"target t : [N, {sizes[-1]}]\nlayers x -> y {{\n" + "\n".join(layers)
-            + "\n}\nloss L = softmax_cross_entropy(y, t)\n")
+    return spec_text(sizes, dtype, ("batchnorm", "relu"), "bench_bn")
 
 
 def sigmoid_spec_text(sizes: list[int], dtype: str) -> str:
-    layers = []
-    for units in sizes[1:-1]:
-        layers += [f"  dense {units}", "  sigmoid"]
-    layers.append(f"  dense {sizes[-1]}")
-    return (f"model bench_sigmoid\ndtype {dtype}\ninput x : [N, {sizes[0]}]\n"
-            f"target t : [N, {sizes[-1]}]\nlayers x -> y {{\n" + "\n".join(layers)
-            + "\n}\nloss L = softmax_cross_entropy(y, t)\n")
+    return spec_text(sizes, dtype, ("sigmoid",), "bench_sigmoid")
 
 
 def module_text(spec: str, root: Path = ROOT) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from step_peers import ROOT, alternate, generated_module, peak_bytes
+from step_peers import ROOT, alternate, generated_module, peak_bytes, spec_text
 
 ROWS = ("BN MLP", "784-50-10 sigmoid", "SimpleConvNet")
 BATCH, LR = 100, 0.01
@@ -17,18 +17,14 @@ BN_DEPTH = 5
 
 
 def row_spec(row: str, dtype: str) -> str:
-    head = f"model bench_row\ndtype {dtype}\n"
     if row == "SimpleConvNet":
         text = (ROOT / "specs" / "simple_convnet.bp").read_text()
         body = text[text.index("input"):text.index("optimizer")]
-        return head + body
+        return f"model bench_row\ndtype {dtype}\n" + body
     if row == "BN MLP":
-        layers = f"repeat {BN_DEPTH} {{ dense 100; batchnorm; relu }}\n  dense 10"
-        inputs = 64
-    else:
-        layers, inputs = "dense 50; sigmoid; dense 10", 784
-    return (head + f"input x : [N, {inputs}]\ntarget t : [N, 10]\nlayers x -> y {{\n  "
-            + layers + "\n}\nloss L = softmax_cross_entropy(y, t)\n")
+        return spec_text([64] + [100] * BN_DEPTH + [10], dtype, ("batchnorm", "relu"),
+                         "bench_row")
+    return spec_text([784, 50, 10], dtype, ("sigmoid",), "bench_row")
 
 
 def row_setup(row: str, dtype: str, tmp: str):

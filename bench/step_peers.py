@@ -31,12 +31,15 @@ def toy_spec_text(dtype: str) -> str:
     return text.replace("model toy\n", f"model toy\ndtype {dtype}\n", 1)
 
 
-def spec_text(sizes: list[int], dtype: str) -> str:
+def spec_text(sizes: list[int], dtype: str, hidden: tuple[str, ...] = ("relu",),
+              name: str = "bench_mlp") -> str:
+    """An MLP of ``sizes`` with softmax cross-entropy on one-hot targets: every hidden
+    ``dense`` layer followed by the layer words ``hidden`` (ReLU; batch norm then ReLU, …)."""
     layers = []
     for units in sizes[1:-1]:
-        layers += [f"  dense {units}", "  relu"]
+        layers += [f"  dense {units}", *(f"  {word}" for word in hidden)]
     layers.append(f"  dense {sizes[-1]}")
-    return (f"model bench_mlp\ndtype {dtype}\ninput x : [N, {sizes[0]}]\n"
+    return (f"model {name}\ndtype {dtype}\ninput x : [N, {sizes[0]}]\n"
             f"target t : [N, {sizes[-1]}]\nlayers x -> y {{\n" + "\n".join(layers)
             + "\n}\nloss L = softmax_cross_entropy(y, t)\n")
 
