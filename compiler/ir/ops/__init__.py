@@ -14,11 +14,12 @@ switches on operation names: it asks ``PRIMITIVES``.
 
 from __future__ import annotations
 
-import inspect
+import ast
+from pathlib import Path
 
 # Importing a family registers its ops.
 from . import arithmetic, convolution, elementwise, indexing, linalg, losses, modes  # noqa: F401
-from . import kernels, normalization, reductions, torch_kernels  # noqa: F401
+from . import kernels, normalization, reductions  # noqa: F401
 from .convolution import out_size
 from .core import (ATOM, PRIMITIVES, Primitive, broadcast_shapes, data_roles, expand,
                    format_number, keep_axes, paren, styled)
@@ -27,15 +28,19 @@ from .losses import labels
 
 
 
-def _sources(module) -> dict[str, str]:
-    return {name: inspect.getsource(fn).rstrip("\n") for name, fn in vars(module).items()
-            if inspect.isfunction(fn) and fn.__module__ == module.__name__}
+def _sources(file: str) -> dict[str, str]:
+    """Each top-level function of a kernels file, by name, as its text is written there:
+    read, not imported (torch_kernels.py imports torch, which compiling never needs)."""
+    text = (Path(__file__).parent / file).read_text(encoding="utf-8")
+    lines = text.splitlines()
+    return {node.name: "\n".join(lines[node.lineno - 1:node.end_lineno])  # whole lines
+            for node in ast.parse(text).body if isinstance(node, ast.FunctionDef)}
 
 
 # Helpers the printed code may call, defined once at the top of a generated module: each
 # kernel's source, copied as it is written in kernels.py (torch_kernels.py on torch).
-HELPERS: dict[str, str] = _sources(kernels)
-TORCH_HELPERS: dict[str, str] = _sources(torch_kernels)
+HELPERS: dict[str, str] = _sources("kernels.py")
+TORCH_HELPERS: dict[str, str] = _sources("torch_kernels.py")
 
 __all__ = ["ATOM", "HELPERS", "PRIMITIVES", "TORCH_HELPERS", "Primitive", "broadcast_shapes",
            "data_roles", "expand", "format_number", "index_text", "indexed_shape", "keep_axes",
