@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import files
 from .errors import UserError
+from .settings import metric_sign
 
 HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss", "val_acc",
                   "val_loss", "lr", "seconds"]
@@ -177,23 +178,22 @@ def numeric_row(row: dict) -> dict:
 
 
 # The measure the best row is chosen by when a run names none (the first one present):
-# the validation loss, else the test accuracy, ... Low is better where the sign is 1.
-BEST_BY = (("val_loss", 1), ("test_acc", -1), ("test_loss", 1), ("train_acc", -1),
-           ("loss", 1))
+# the validation loss, else the test accuracy, ... (better low or high: settings.METRICS).
+BEST_BY = ("val_loss", "test_acc", "test_loss", "train_acc", "loss")
 
 
 def best_row(history, metric: str | None = None) -> dict | None:
-    """The best row by ``metric`` (a measure of BEST_BY), else by the first measure of
+    """The best row by ``metric`` (any of settings.METRICS), else by the first measure of
     BEST_BY the rows have; of equals, the one of lower training loss, then the later."""
     key, scored = scored_rows(history, metric)
-    return min(scored, key=lambda r: better_key(r, key, dict(BEST_BY)[key])) if scored \
+    return min(scored, key=lambda r: better_key(r, key, metric_sign(key))) if scored \
         else None
 
 
 def scored_rows(history, metric: str | None = None) -> tuple[str | None, list[dict]]:
     """(the measure the best row is chosen by, the rows that have it, as numbers)."""
     rows = [numeric_row(r) for r in history]
-    for key in [metric] if metric else dict(BEST_BY):
+    for key in [metric] if metric else BEST_BY:
         scored = [r for r in rows if r[key] is not None]
         if scored:
             return key, scored

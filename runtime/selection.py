@@ -15,7 +15,7 @@ from __future__ import annotations
 from .arrays import is_tensor
 from .errors import UserError
 from .history import better_key, numeric_row
-from .settings import METRICS, Settings
+from .settings import METRICS, Settings, metric_sign
 
 
 class Selector:
@@ -26,7 +26,7 @@ class Selector:
 
     def __init__(self, metric: str, patience: int | None, min_delta: float):
         self.metric, self.patience, self.min_delta = metric, patience, min_delta
-        self.sign = 1 if METRICS[metric] == "min" else -1
+        self.sign = metric_sign(metric)
         self.best: dict | None = None  # the best row, as numbers
         self.arrays: tuple[dict, dict] | None = None  # its (params, state), copies
         self.reference: float | None = None  # the metric at its last improvement

@@ -38,6 +38,11 @@ METRICS = {"loss": "min", "train_acc": "max", "val_loss": "min", "val_acc": "max
            "test_loss": "min", "test_acc": "max"}
 
 
+def metric_sign(metric: str) -> int:
+    """1 where a metric is better low (a loss), -1 where high (an accuracy)."""
+    return 1 if METRICS[metric] == "min" else -1
+
+
 @dataclass
 class Settings:
     epochs: int | None = None

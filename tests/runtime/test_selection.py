@@ -366,3 +366,16 @@ def test_a_checkpoint_with_the_older_columns_resumes_and_loads(tmp_path):
     assert history["epoch"] == [1, 2, 3, 4] and history["val_loss"] == [None] * 4
     assert [row[:len(OLD_FIELDS) - 1] for row in old_rows] == \
         [[r[k] for k in OLD_FIELDS[:-1]] for r in result.history[:2]]
+
+
+def test_an_accuracy_can_be_watched_and_the_best_row_is_its_highest(tmp_path):
+    """--early-stop val_acc: the best row is the highest validation accuracy (the summary
+    takes its sign from the same table the stopping rule does)."""
+    r = run_bpc("train", SPIRAL, "--epochs", "40", "--validation", "0.2", "--early-stop",
+                "val_acc", "--patience", "3", "--eval-every", "1", "--out", tmp_path / "a")
+    assert r.returncode == 0, r.stderr
+    best = [line for line in r.stdout.splitlines() if line.startswith("best:")]
+    assert len(best) == 1
+    with open(tmp_path / "a" / "history.csv", newline="") as f:
+        highest = max(float(row["val_acc"]) for row in csv.DictReader(f))
+    assert f"val_acc {highest:.1%}" in best[0]
