@@ -46,7 +46,11 @@ def initial_params(module, rng: np.random.Generator, seed: int | None = None) ->
 def host_dtype(module) -> np.dtype:
     """The NumPy dtype of what ``module`` computes in (a torch module's ``DTYPE`` is a
     torch dtype: ``torch.float64`` is NumPy's float64)."""
-    dtype = module.DTYPE
+    return _numpy_dtype(module.DTYPE)
+
+
+def _numpy_dtype(dtype) -> np.dtype:
+    """A NumPy dtype, or a torch dtype as NumPy's (``torch.float64``: float64)."""
     if type(dtype).__module__ == "torch":
         return np.dtype(str(dtype).removeprefix("torch."))
     return np.dtype(dtype)
@@ -59,7 +63,7 @@ def is_tensor(a) -> bool:
 
 def dtype_name(a) -> str:
     """The name of an array's dtype as NumPy names it ("float64"), a tensor's too."""
-    return str(a.dtype).removeprefix("torch.") if is_tensor(a) else np.dtype(a.dtype).name
+    return _numpy_dtype(a.dtype).name
 
 
 def to_host(a) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import host_dtype
 from .batching import Dataset, arrange, batch_axes
 from .conform import data_names, shape_text
 from .errors import UserError
@@ -45,7 +46,7 @@ def _load_file(p: Path, module, targets: bool = True) -> Dataset:
         names = set(module.INPUTS) | set(module.TARGETS)
         listing: list[str] = []
         arrays = read_npz(p, lambda k: k in names or k[:5] == "test_" and k[5:] in names,
-                          dtype=module.DTYPE, listing=listing)
+                          dtype=host_dtype(module), listing=listing)
         train = {k: v for k, v in arrays.items() if not k.startswith("test_")}
         defaults = getattr(module, "DEFAULTS", {}) or {}
         needed = names if targets else set(module.INPUTS)

@@ -207,3 +207,18 @@ def test_a_torch_model_trains_and_evaluates_through_the_api_as_a_numpy_model_doe
     assert eval_torch["examples"] == eval_np["examples"] == 7
     assert eval_torch["loss"] == pytest.approx(eval_np["loss"], rel=1e-10)
     assert eval_torch["accuracy"] == eval_np["accuracy"]
+
+
+def test_a_torch_run_reads_an_npz_in_numpy_s_dtype(tmp_path):
+    """--data FILE.npz on the torch target: the arrays are read in the NumPy dtype of the
+    module's torch DTYPE, and the run is the NumPy run."""
+    rng = np.random.default_rng(1)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=rng.normal(size=(40, 2)), t=np.arange(40) % 3)
+    said = []
+    for target in ("numpy", "torch"):
+        r = run_bpc("train", SPIRAL, "--target", target, "--data", data, "--epochs", "2",
+                    "--out", tmp_path / target, "-q")
+        assert r.returncode == 0, r.stderr
+        said.append(r.stdout.split("  (")[0].split(": ", 1)[1])
+    assert said[0] == said[1]
