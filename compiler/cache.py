@@ -58,11 +58,16 @@ def entry_key(*parts: str | bytes) -> str:
     h = hashlib.sha256(b"bpc-entry-1\0" + sys.version.encode() + b"\0")
     here = Path(__file__).resolve().parent
     for root in (here, here.parent / "grammar"):
-        for folder, dirs, files in sorted(os.walk(root)):
-            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-            for name in sorted(files):
-                st = os.stat(os.path.join(folder, name))
-                h.update(f"{folder}/{name}:{st.st_size}:{st.st_mtime_ns}\0".encode())
+        paths = []
+        for folder, dirs, files in os.walk(root):
+            # Pruned while walking (a sorted walk would be over before it is pruned): the
+            # bytecode Python writes as it imports is not the compiler, and would change
+            # the key whenever a module is first imported.
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            paths += [os.path.join(folder, name) for name in files]
+        for path in sorted(paths):
+            st = os.stat(path)
+            h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\0".encode())
     for part in parts:
         data = part.encode("utf-8") if isinstance(part, str) else part
         h.update(len(data).to_bytes(8, "little") + data)

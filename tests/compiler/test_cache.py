@@ -255,3 +255,17 @@ def test_no_module_caching_with_a_key_others_can_read(cache_folder, tmp_path):
     load_model(spec, reuse=True)
     assert not (tmp_path / "elsewhere").exists()
     assert not list((cache_folder / "modules").glob("*.json"))
+
+
+def test_the_key_ignores_the_bytecode_python_writes():
+    """A module imported for the first time writes its bytecode under __pycache__: the
+    compiler is the same, and so is the key (the source files still count)."""
+    folder = Path(cache.__file__).resolve().parent / "__pycache__"
+    folder.mkdir(exist_ok=True)
+    planted = folder / "bpc_key_test.cpython-0.pyc"
+    before = cache.entry_key("spec")
+    try:
+        planted.write_bytes(b"not the compiler")
+        assert cache.entry_key("spec") == before
+    finally:
+        planted.unlink(missing_ok=True)
