@@ -18,14 +18,10 @@ def warn_unused(params: list[Binding], targets: list[Binding], forward: list[Bin
     if loss not in values:
         return
     reached = {n.id for n in topo_order([values[loss]])}
-    readers: dict[int, str] = {}  # a leaf's id -> the first equation that reads it
-    for bd in forward:
-        for n in topo_order([bd.node]):
-            readers.setdefault(n.id, bd.name)
+    unreached = [bd for bd in [*params, *targets] if bd.node.id not in reached]
+    readers = _first_readers(forward) if unreached else {}
     found = []
-    for bd in [*params, *targets]:
-        if bd.node.id in reached:
-            continue
+    for bd in unreached:
         reader = readers.get(bd.node.id)
         if bd.kind == "param":
             found.append((bd, f"parameter '{bd.name}' does not affect the loss '{loss}' ("
@@ -43,3 +39,17 @@ def warn_unused(params: list[Binding], targets: list[Binding], forward: list[Bin
 
 def _position(bd: Binding) -> tuple[int, int]:
     return (bd.span.line, bd.span.col) if bd.span is not None else (0, 0)
+
+
+def _first_readers(forward: list[Binding]) -> dict[int, str]:
+    """A node's id -> the first equation whose value reads it, in one walk over the
+    program (what an earlier equation reads, and all below it, is not walked again)."""
+    readers: dict[int, str] = {}
+    for bd in forward:
+        stack = [bd.node]
+        while stack:
+            n = stack.pop()
+            if n.id not in readers:
+                readers[n.id] = bd.name
+                stack.extend(n.args)
+    return readers
