@@ -33,7 +33,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from ..ir import NAMED_LEAVES, Node, batch_sized
-from ..ir.primitives import PRIMITIVES, styled
+from ..ir.primitives import PRIMITIVES
 from .printer import Printer, Statement
 
 
@@ -60,9 +60,8 @@ class _Buffer:
     batch: bool  # a name's value is batch-sized
 
 
-def plan(statements: list[Statement], returns: list[str],
-         into: dict[str, str] | None = None, style: str = "fast",
-         printer: Printer | None = None) -> list[Step]:
+def plan(statements: list[Statement], returns: list[str], into: dict[str, str] | None,
+         style: str, printer: Printer) -> list[Step]:
     """Steps for ``statements``; ``into`` maps a returned name to a caller's buffer
     expression (``grads.get("W1")``) that its value is computed into when it can be.
     In the ``textbook`` style each statement is one plain assignment. ``printer``
@@ -75,9 +74,9 @@ def plan(statements: list[Statement], returns: list[str],
         return [Step(st, [f"{st.target} = {st.expr}"], helpers=st.helpers)
                 for st in statements]
     into = into or {}
-    target = printer.target if printer is not None else "numpy"
+    target = printer.target
     returned = set(returns)
-    table = styled(style)  # the fast style's forms: the out= of _sigmoid_tanh
+    table = printer.table  # the style's forms: the fast style's out= of _sigmoid_tanh
 
     # Which statement first binds each node: a later statement prints that node as a
     # name of that buffer (a state update binds no name the function reads again; a
@@ -158,7 +157,7 @@ def plan(statements: list[Statement], returns: list[str],
         later line (``later``: the names they read) reads: (lines, that buffer), or
         None. ``top``: only the way down (the statement's own out= is planned apart)."""
         prim = table[node.op]
-        if printer is None or not prim.elementwise or node.shape == ():
+        if not prim.elementwise or node.shape == ():
             return None
         if isinstance(prim.augmented, str):
             for k in (0, 1) if prim.augmented in ("+=", "*=") else (0,):
