@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import ShapeError, fmt_shape
-from ..vocab import Signature, sig
+from ..vocab import Signature, sig, whole_number
 
 
 @dataclass(frozen=True)
@@ -186,10 +186,10 @@ def _concat(b, a, s):
 
 def _whole(name: str, value, low: int) -> int:
     """A window setting (stride, pad, size): a whole number >= low."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            (isinstance(value, float) and not value.is_integer()) or value < low:
+    whole = whole_number(value)
+    if whole is None or whole < low:
         raise ShapeError(f"'{name}' must be a whole number >= {low}, not {value!r}", ())
-    return int(value)
+    return whole
 
 
 def _conv2d(b, a, s):

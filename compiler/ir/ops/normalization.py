@@ -54,11 +54,9 @@ def _scale_vjp(b, n, g):
 
 def steps(b, x, axes, frame, eps):
     """std and xn of x over ``axes``, as batch_norm computes them (for the examples)."""
-    def lined_up(v):
-        return v if v.shape == frame else b.op("reshape", v, shape=frame)
-    xc = b.op("sub", x, lined_up(b.op("mean", x, axis=axes, keepdims=False)))
+    xc = b.op("sub", x, _per_feature(b, b.op("mean", x, axis=axes, keepdims=False), frame))
     var = b.op("mean", b.op("pow", xc, b.const(2)), axis=axes, keepdims=False)
-    std = lined_up(b.op("sqrt", b.op("add", var, b.const(eps))))
+    std = _per_feature(b, b.op("sqrt", b.op("add", var, b.const(eps))), frame)
     return std, b.op("div", xc, std)
 
 
