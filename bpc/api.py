@@ -357,16 +357,12 @@ def _data_source(data, arrays: dict, where: str):
 
 def _dataset(model, source, validation, overrides: dict):
     """The Dataset a training run takes: arrays in memory, or the data ``source`` names
-    (loaded as the run would, with its seed), and the ``validation`` arrays."""
+    (loaded as the run would, with its seed), and the ``validation`` arrays (None, or
+    arrays: ``Model.train`` took a fraction as the run's setting)."""
     from bpc.runtime import in_memory
     from bpc.runtime.data import load
-    from bpc.runtime.errors import UserError
     from bpc.runtime.settings import Settings
 
-    if validation is not None and not in_memory.is_arrays(validation):
-        raise UserError("model.train: validation= takes arrays: a tuple in the spec's "
-                        "order, (x, t), or a dict {'x': ..., 't': ...}, not "
-                        f"{type(validation).__name__}")
     if in_memory.is_arrays(source):
         return in_memory.dataset(model, source, validation)
     config = getattr(model, "CONFIG", {}) or {}

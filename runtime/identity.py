@@ -36,7 +36,7 @@ def run_identity(module, settings, optimizer, params, train_arrays,
     by part), not by probing it. A run with validation data records its hash, and one
     that selects its best epoch the metric it watches (``select``)."""
     extra = {"val_data": data_hash(val_arrays)} if val_arrays else {}
-    if getattr(settings, "validation", 0):  # bpc eval/predict split the data as the run did
+    if settings.validation:  # bpc eval/predict split the data as the run did
         extra["validation"] = settings.validation
     if select is not None:
         extra["select"] = select

@@ -19,7 +19,7 @@ from ..compiler.cache import replace_atomically
 
 from . import files
 from .errors import UserError
-from .history import HISTORY_FIELDS
+from .history import HISTORY_FIELDS, saved_row
 
 def write_failed(path: Path, e: OSError) -> UserError:
     return UserError(f"cannot write {path}: {e.strerror or e}",
@@ -160,7 +160,7 @@ class RunFolder:
         not flushed yet are at most lost to a kill, never the run's: a resume rewrites
         the file from the checkpoint's rows."""
         try:
-            self._writer.writerow([row.get(k, "") for k in HISTORY_FIELDS])
+            self._writer.writerow(saved_row(row))
             if flush:
                 self._csv.flush()
         except OSError as e:
