@@ -98,30 +98,37 @@ def save_checkpoint(path: Path, params, optimizer, position: Position,
     (``state/NAME``, only for a model with state), the position (with the generator now
     and the order of the epoch under way, drawn as it began), the history and ``best``,
     the best epoch's (params, state) of a run that selects one."""
-    arrays = {f"param/{k}": to_host(v) for k, v in params.items()}
-    arrays.update({f"state/{k}": to_host(v) for k, v in (state or {}).items()})
+    arrays = {}
     if best is not None:
-        arrays.update({f"best/{k}": to_host(v) for k, v in best[0].items()})
-        arrays.update({f"best_state/{k}": to_host(v) for k, v in best[1].items()})
-    arrays.update({f"opt/{k}": to_host(v) for k, v in optimizer.state_dict().items()})
+        arrays.update({**_entries("best", best[0]), **_entries("best_state", best[1])})
+    arrays.update(_entries("opt", optimizer.state_dict()))
     order = position.order if position.drawn else None
     if order is not None:
         arrays["order"] = order
     meta = {**position.meta(), "rng": position.rng.bit_generator.state,
-            "optimizer": optimizer.name, "run": run,
-            "history": [saved_row(row) for row in history or []]}
-    arrays["meta"] = np.array(json.dumps(meta))
-    write_atomic(path, lambda f: np.savez(f, **arrays))
+            "optimizer": optimizer.name, "run": run}
+    _write(path, params, state, meta, history or [], arrays)
 
 
 def save_best(path: Path, params: dict, state: dict, meta: dict) -> None:
     """``best.npz``: the best epoch's parameters and state, in a checkpoint's form (what
     ``bpc predict``/``eval --checkpoint`` and ``bpc.load_checkpoint`` read), with ``meta``
     (the epoch, the metric, the history up to it)."""
-    arrays = {f"param/{k}": to_host(v) for k, v in params.items()}
-    arrays.update({f"state/{k}": to_host(v) for k, v in state.items()})
-    meta = {**meta, "history": [saved_row(row) for row in meta.get("history", [])]}
-    arrays["meta"] = np.array(json.dumps(meta))
+    _write(path, params, state, meta, meta.get("history", []), {})
+
+
+def _entries(prefix: str, arrays: dict) -> dict[str, np.ndarray]:
+    """``arrays`` as a checkpoint's entries ``prefix/NAME``, on the host."""
+    return {f"{prefix}/{k}": to_host(v) for k, v in arrays.items()}
+
+
+def _write(path: Path, params: dict, state: dict | None, meta: dict, history: list[dict],
+           extra: dict) -> None:
+    """A checkpoint-form file, atomically: the parameters and state by name, ``extra``
+    entries, and ``meta`` with the ``history`` rows as saved."""
+    arrays = {**_entries("param", params), **_entries("state", state or {}), **extra,
+              "meta": np.array(json.dumps({**meta,
+                                           "history": [saved_row(r) for r in history]}))}
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
