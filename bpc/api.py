@@ -106,6 +106,7 @@ class Model(types.ModuleType):
         from bpc.runtime.errors import UserError
         from bpc.runtime.evaluate import accuracy, mean_loss, task_kind
         from bpc.runtime.points import eval_chunk
+        from bpc.runtime.settings import spec_data_seed
 
         if split is not None and (not isinstance(split, str) or split not in ("train", "test")):
             raise UserError(f"model.evaluate: split must be 'train' or 'test', not {split!r}")
@@ -115,8 +116,7 @@ class Model(types.ModuleType):
             name, data_arrays = "arrays", source
         else:
             config = getattr(self, "CONFIG", {}) or {}
-            dataset = load(source or config.get("data"), self,
-                           (config.get("train") or {}).get("data_seed") or 0)
+            dataset = load(source or config.get("data"), self, spec_data_seed(self))
             split = split or ("test" if dataset.test else "train")
             name, data_arrays = dataset.name, getattr(dataset, split)
             if not data_arrays:

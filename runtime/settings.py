@@ -43,6 +43,12 @@ def metric_sign(metric: str) -> int:
     return 1 if METRICS[metric] == "min" else -1
 
 
+def spec_data_seed(module) -> int:
+    """The data seed the spec's ``train { }`` block sets (0 when it sets none): how the
+    spec's data is drawn outside a run (evaluation, prediction)."""
+    return ((getattr(module, "CONFIG", {}) or {}).get("train") or {}).get("data_seed") or 0
+
+
 @dataclass
 class Settings:
     epochs: int | None = None

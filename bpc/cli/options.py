@@ -107,13 +107,14 @@ def trained(args, targets: bool = True):
     from bpc.runtime.devices import hosted
     from bpc.runtime.loader import load_model
     from bpc.runtime.points import check_memory
+    from bpc.runtime.settings import spec_data_seed
 
     module = hosted(load_model(args.spec, target=target_of(args)), args.device)
     check_memory(module, 1, "a prediction", "", forward_only=True)  # before any data
     params, state, run = checkpoint_params(Path(args.checkpoint), module)
     config = getattr(module, "CONFIG", {}) or {}
     # The data as the run drew it (its data seed: the same test split), else the spec's.
-    seed = run.get("data_seed", (config.get("train") or {}).get("data_seed") or 0)
+    seed = run.get("data_seed", spec_data_seed(module))
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
     dataset = load(args.data if args.data else config.get("data"), module, seed, targets)
     split = args.split or ("test" if dataset.test else "train")
