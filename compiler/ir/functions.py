@@ -92,6 +92,19 @@ def _sigmoid_cross_entropy(b, a, s):
     return b.op("sigmoid_xent", logits, a["t"], batch)
 
 
+def _embed(b, a, s):
+    """embed(ids, E): the rows of E that integer ids pick, E[ids]. The ids are data (an
+    input, checked by the runtime to lie in 0..V-1): a computed value holds no ids."""
+    ids = a["ids"]
+    if ids.op != "input" or ids.attr("default"):
+        err = ShapeError("embed picks rows by integer ids, so its first argument must be "
+                         "an input (token ids), not a computed value or a default", (0,),
+                         hint="declare the ids as an input, e.g. 'input ids : [N, T]'")
+        err.nodes = (ids, a["E"])
+        raise err
+    return b.op("embed", ids, a["E"])
+
+
 def normalize_index(shape, items, what: str = "the value") -> tuple:
     """What ``x[...]`` writes -> a ``slice`` primitive's index (``primitives.index_text``).
 
@@ -404,6 +417,7 @@ FUNCTIONS: dict[str, Function] = {
     "max_pool": _pool("max_pool"),
     "avg_pool": _pool("avg_pool"),
     "flatten": _fn(sig("x"), _flatten),
+    "embed": _fn(sig("ids", "E"), _embed),
     "stop_gradient": _unary("stop_gradient"),
     "dropout": _fn(sig("x", "p"), _dropout, static=("p",)),
     "batch_norm": _fn(sig("x", "gamma", "beta", "mean", "var",
