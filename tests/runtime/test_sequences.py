@@ -62,3 +62,37 @@ def test_the_command_line_names_the_bad_id(tmp_path):
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "'ids' holds token ids, which must lie in 0..4" in bad.stderr
     assert "but it has 9" in bad.stderr
+
+
+def test_accuracy_per_token_leaves_the_padding_id_out():
+    import bpc
+    from bpc.runtime.evaluate import accuracy, chance_accuracy, task_kind
+
+    padded = bpc.compile(LM.replace("(y, t)", "(y, t, ignore=0)"))
+    ids = np.array([[1, 2, 3, 4], [4, 3, 2, 1]])
+    t = ids.copy()  # the table below predicts each id itself
+    t[:, -1] = 0  # padding, which it never predicts
+    table = {"E1": 10.0 * np.eye(5)}
+    arrays = {"ids": ids, "t": t}
+    assert padded.CONFIG["accuracy"]["ignore"] == 0 and padded.CONFIG["perplexity"]
+    assert accuracy(padded, table, arrays, task_kind(padded, arrays)) == 1.0
+    plain = bpc.compile(LM)
+    assert accuracy(plain, table, arrays, task_kind(plain, arrays)) == 0.75  # per token
+    assert chance_accuracy(task_kind(padded, arrays), arrays, padded) == 2 / 6
+
+
+def test_a_language_model_reports_its_perplexity(tmp_path):
+    from bpc.runtime.history import summary_line
+
+    row = {"epoch": 1, "loss": np.log(4.0), "test_loss": 0.0, "seconds": 0.5}
+    assert "loss 1.3863 (ppl 4)  test_loss 0.0000 (ppl 1)" in summary_line(row, 1, True)
+    assert "ppl" not in summary_line(row, 1)
+    spec = tmp_path / "lm.bp"
+    spec.write_text(LM)
+    ids = np.array([[0, 1, 2], [2, 3, 4]])
+    np.savez(tmp_path / "d.npz", ids=ids, t=(ids + 1) % 5)
+    run = run_bpc("train", spec, "--data", tmp_path / "d.npz", "--out", tmp_path / "run")
+    assert run.returncode == 0 and "(ppl " in run.stdout
+    ev = run_bpc("eval", spec, "--checkpoint", tmp_path / "run" / "checkpoint.npz", "--data",
+                 tmp_path / "d.npz")
+    assert ev.returncode == 0 and "perplexity " in ev.stdout
