@@ -249,6 +249,8 @@ def label_warnings(module, arrays: dict, where: str) -> list[str]:
                 or name not in declared or not value.size:
             continue
         if name in classes and name in module.TARGETS:
+            if len(declared[name]) > 1 and name in labels_of(module):
+                continue  # tokens of a sequence: a vocabulary need not all be targets
             k = classes[name]
             if value.ndim != len(declared[name]) - (name in onehot_of(module)):
                 continue  # rows (one-hot, or probabilities): no labels to count
