@@ -2,7 +2,8 @@
 the batch axis: its predictions (``predict_all``), its mean loss (``mean_loss``) and, for a
 classifier (as the compiler recorded it in ``CONFIG["accuracy"]``), its accuracy (per
 token for a sequence, leaving out a padding id the loss ignores) and the accuracy of
-chance; for a language model, the perplexity. ``bpc train``, ``bpc predict`` and ``bpc eval`` all evaluate here.
+chance; for a language model, whether its loss is a perplexity's logarithm. ``bpc
+train``, ``bpc predict`` and ``bpc eval`` all evaluate here.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ One module per family holds each op as a stanza of named fields (``core.defop`` 
 constructors ``unop``, ``binop``, ``reduction``), with examples of valid arguments that
 drive tests/compiler/ir/test_op_examples.py: ``arithmetic`` (leaves, constants, operators,
 comparisons), ``elementwise``, ``reductions``, ``linalg`` (products and reshapes),
-``indexing``, ``embedding`` (rows picked by ids), ``convolution`` (and pooling), ``losses``, ``modes`` (random draws) and
-``normalization`` (batch norm's fused scale, the fast style's).
+``indexing``, ``embedding`` (rows picked by ids), ``convolution`` (and pooling),
+``losses``, ``modes`` (random draws) and ``normalization`` (batch norm's fused scale,
+the fast style's).
 ``kernels`` holds the module helpers: real NumPy functions that codegen copies into
 generated modules (``HELPERS``) and the evaluator calls; ``torch_kernels`` their torch
 twins, for the PyTorch target (``TORCH_HELPERS``). Nothing else in the compiler
