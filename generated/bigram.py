@@ -61,7 +61,7 @@ CONFIG = {
 
 
 def _embed_grad_sorted(ids, g, rows):
-    """``_embed_grad``, 2 to 7 times faster (bench/README.md): the rows of ``g``
+    """``_embed_grad``, 1.4 to 6 times faster (bench/README.md): the rows of ``g``
     sorted by id, and each id's run of rows summed in one call (np.add.reduceat)."""
     flat = ids.ravel()
     order = np.argsort(flat, kind="stable")
