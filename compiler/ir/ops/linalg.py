@@ -45,6 +45,16 @@ def _swap_last(b, x):
                                                             len(x.shape) - 2))
 
 
+def _product(b, left, right, arg):
+    """``left @ right``, the adjoint of the operand ``arg``. When ``arg`` is a swap of
+    its last two axes (``swapaxes(k, -1, -2)``), it is written as the swap of the product
+    the other way round, so the swap's own adjoint cancels it and ``k``'s comes out as
+    the textbook's ``dK = dS^T Q`` rather than ``(Q^T dS)^T``."""
+    if arg.op == "permute" and _swaps_last(arg.attr("axes")):
+        return _swap_last(b, b.op("matmul", _swap_last(b, right), _swap_last(b, left)))
+    return b.op("matmul", left, right)
+
+
 def _matmul_vjp(b, n, g):
     from ...passes.autodiff import unbroadcast  # the one place broadcasting is undone
 
@@ -63,11 +73,11 @@ def _matmul_vjp(b, n, g):
         return [b.op("mul", b.op("expand_dims", g, axis=(rx - 1,)), w),
                 b.op("sum", b.op("mul", x, b.op("expand_dims", g, axis=(rx - 1,))),
                      axis=tuple(range(rx - 1)), keepdims=False)]
-    dx = b.op("matmul", g, _swap_last(b, w))
+    dx = _product(b, g, _swap_last(b, w), x)
     if rw == 2:  # one matrix shared by the batch: a textbook product of all rows at once
         dw = b.op("row_product", x, g)
     else:
-        dw = b.op("matmul", _swap_last(b, x), g)
+        dw = _product(b, _swap_last(b, x), g, w)
     return [unbroadcast(b, dx, dx.shape, x.shape, x), unbroadcast(b, dw, dw.shape, w.shape, w)]
 
 
@@ -99,6 +109,8 @@ defop("row_product", arity=2, shape=_row_product_shape, emit=_emit_row_product("
       torch=lambda a, attrs, n: _emit_row_product("torch.reshape")(
           [as_float(x, v) for x, v in zip(a, n.args)], attrs, n),
       evaluate=_eval_row_product,
+      out_form="np.matmul(np.reshape({0}, (-1, {0}.shape[-1])).T, "
+               "np.reshape({1}, (-1, {1}.shape[-1])), out={out})",
       rule="a weight shared by a batch gathers X.T @ G over every row of it",
       examples=(ex((2, 4, 3), (2, 4, 5)), ex((2, 3, 2, 3), (2, 3, 2, 1))))
 
