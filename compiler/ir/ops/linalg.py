@@ -1,6 +1,7 @@
-"""Linear algebra and reshapes: ``matmul``, ``outer``, ``transpose``, and the ops that
-move elements without changing them (``reshape``, ``reshape_like``, ``reshape_each``,
-``expand_dims``)."""
+"""Linear algebra and reshapes: ``matmul`` (over batch axes too), ``outer``,
+``row_product`` (a shared weight's gradient over a batch), ``transpose`` and ``permute``,
+and the ops that move elements without changing them (``reshape``, ``reshape_like``,
+``reshape_each``, ``expand_dims``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Reductions over axes (``sum``, ``mean``, ``max``, ``logsumexp``), the ``count`` of
-elements a reduction combines, and ``softmax``, which normalises along an axis."""
+elements a reduction combines, and ``softmax``, which normalises along an axis (and
+``masked_softmax``, over the positions a mask keeps)."""
 
 from __future__ import annotations
 
