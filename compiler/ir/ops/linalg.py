@@ -9,8 +9,7 @@ import numpy as np
 
 from .. import ShapeError, fmt_shape
 from .core import (MUL, POSTFIX, as_float, axis_text, broadcast_shapes, call, defop, ex,
-                   expand, infix, paren,
-                   tcall)
+                   expand, infix, paren, tcall)
 
 
 # ----------------------------------------------------------------------------- products
@@ -71,9 +70,9 @@ def _matmul_vjp(b, n, g):
     if rx == 1 and rw == 1:
         return [b.op("mul", g, w), b.op("mul", g, x)]
     if rw == 1:  # a batch of matrices times a vector: [N, T, D] @ [D]
-        return [b.op("mul", b.op("expand_dims", g, axis=(rx - 1,)), w),
-                b.op("sum", b.op("mul", x, b.op("expand_dims", g, axis=(rx - 1,))),
-                     axis=tuple(range(rx - 1)), keepdims=False)]
+        column = b.op("expand_dims", g, axis=(rx - 1,))
+        return [b.op("mul", column, w),
+                b.op("sum", b.op("mul", x, column), axis=tuple(range(rx - 1)), keepdims=False)]
     dx = _product(b, g, _swap_last(b, w), x)
     if rw == 2:  # one matrix shared by the batch: a textbook product of all rows at once
         dw = b.op("row_product", x, g)
@@ -173,7 +172,7 @@ def _emit_permute(a, attrs, n):
 
 
 def _torch_permute(a, attrs, n):
-    axes, x = attrs["axes"], paren(as_float(a[0], n.args[0]), POSTFIX)
+    axes, x = attrs["axes"], paren(a[0], POSTFIX)
     return (f"{x}.transpose(-1, -2)" if _swaps_last(axes) else f"{x}.permute{axes}"), POSTFIX
 
 
