@@ -168,14 +168,16 @@ def set_fan(name: str, node: Node, init: Init, use: tuple[bool, bool, str] | Non
     from ``conv_filters``)."""
     shape = node.shape
     fan_in = fan_out = how = None
-    if use is not None and len(shape) == 2:
+    if use is not None and (len(shape) == 2 or len(shape) > 2 and not use[1]):
         is_right, transposed, other = use
         row = is_right != transposed  # x @ W, or W.T @ h
-        fan_in, fan_out = (shape[0], shape[1]) if row else (shape[1], shape[0])
+        # a batch of matrices [H, D, K]: its matrices' axes, the last two
+        fan_in, fan_out = (shape[-2], shape[-1]) if row else (shape[-1], shape[-2])
+        first, second = ("first", "second") if len(shape) == 2 else ("second-to-last", "last")
         how = (f"{name} is used as {other} @ {name}{'.T' if transposed else ''}, so "
-               f"fan_in is its {'first' if row else 'second'} dimension" if is_right else
+               f"fan_in is its {first if row else second} dimension" if is_right else
                f"{name} is used as {name}{'.T' if transposed else ''} @ {other}, so "
-               f"fan_in is its {'second' if not row else 'first'} dimension")
+               f"fan_in is its {second if not row else first} dimension")
     if how is None and node.id in filters and len(shape) == 4:
         fan_in, fan_out = shape[1] * shape[2] * shape[3], shape[0] * shape[2] * shape[3]
         how = (f"{name} holds conv2d filters [F, C, KH, KW], so fan_in is C*KH*KW = "

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import ShapeError, fmt_shape
+from .ops.linalg import permuted
 from ..vocab import Signature, sig, whole_number
 
 
@@ -71,6 +72,41 @@ def _log_softmax(b, a, s):
     x = a["x"]
     axis = b.axes(x, s["axis"])
     return b.op("sub", x, b.op("logsumexp", x, axis=axis, keepdims=True))
+
+
+def _softmax(b, a, s):
+    """softmax(x, axis, mask): a mask (booleans, or numbers: nonzero keeps) gives the
+    positions left out weight 0; a row left with none is all 0, never NaN."""
+    x, m = a["x"], a.get("mask")
+    axis = b.axes(x, s["axis"])
+    return b.op("softmax", x, axis=axis) if m is None else \
+        b.op("masked_softmax", x, m, axis=axis)
+
+
+def _transpose(b, a, s):
+    """transpose(x): the axes reversed; transpose(x, axes=[0, 2, 1]): in that order."""
+    x, axes = a["x"], s["axes"]
+    if axes is None:
+        return b.transpose(x)
+    order = tuple(b.axes(x, [k])[0] for k in axes) if isinstance(axes, list) else ()
+    if sorted(order) != list(range(len(x.shape))):
+        raise ShapeError(f"transpose's axes must name each of the {len(x.shape)} axes of a "
+                         f"{fmt_shape(x.shape)} value once", (0,),
+                         hint=f"e.g. axes={list(reversed(range(len(x.shape))))}")
+    return permuted(b, x, order)
+
+
+def _swapaxes(b, a, s):
+    x = a["x"]
+    first, second = b.axes(x, [s["axis1"]])[0], b.axes(x, [s["axis2"]])[0]
+    order = list(range(len(x.shape)))
+    order[first], order[second] = second, first
+    return permuted(b, x, tuple(order))
+
+
+def _causal(b, a, s):
+    """causal(T): [T, T] booleans, true on and below the diagonal (position t sees 0..t)."""
+    return b.op("causal", a["n"])
 
 
 def _cross_entropy(b, a, s):
@@ -401,11 +437,11 @@ FUNCTIONS: dict[str, Function] = {
     "mean": _reduction("mean"),
     "max": _reduction("max"),
     "logsumexp": _reduction("logsumexp"),
-    "softmax": _fn(sig("x", ("axis", -1)),
-                   lambda b, a, s: b.op("softmax", a["x"], axis=b.axes(a["x"], s["axis"])),
-                   static=("axis",)),
+    "softmax": _fn(sig("x", ("axis", -1), ("mask", None)), _softmax, static=("axis",)),
     "log_softmax": _fn(sig("x", ("axis", -1)), _log_softmax, static=("axis",)),
-    "transpose": _fn(sig("x"), lambda b, a, s: b.transpose(a["x"])),
+    "transpose": _fn(sig("x", ("axes", None)), _transpose, static=("axes",)),
+    "swapaxes": _fn(sig("x", "axis1", "axis2"), _swapaxes, static=("axis1", "axis2")),
+    "causal": _fn(sig("n"), _causal),
     "reshape": _fn(sig("x", "shape"),
                    lambda b, a, s: b.op("reshape", a["x"], *(b.size([d]) for d in s["shape"]
                                                               if isinstance(d, str)),

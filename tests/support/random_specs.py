@@ -11,9 +11,12 @@ loss ``sum(sin(v_last)) + …``; its specs carry their data (``feeds``, ``param_
 constants (as numbers and as dimensions), inputs with defaults (scalar and vector),
 ``dtype float32``, layer stacks (``dense`` with options, every activation, ``repeat``)
 at the start and on computed values, every function of LANGUAGE.md's table, ``^`` with
-constant and parameter exponents, ``@`` on every 1-D/2-D combination, matrix literals,
-reductions with an axis, a list of axes or none and ``keepdims``, transposes of scalars,
-vectors and matrices, reshapes with and without the batch dimension (``[N, 6]``,
+constant and parameter exponents, ``@`` on every 1-D/2-D combination and over batch
+axes (a shared matrix, a broadcasting batch of matrices, a value times itself swapped),
+matrix literals, reductions with an axis, a list of axes or none and ``keepdims``,
+transposes of scalars, vectors and matrices, axis permutations of rank-3/4 values
+(``transpose(x, axes=…)``, ``swapaxes``), causal-masked softmax, reshapes with and
+without the batch dimension (``[N, 6]``,
 ``[-1, 6]``, ``[-1]``, ``[]``), loss functions with declared targets (integer labels, one-hot,
 probabilities) and with targets *computed from parameters*, losses that are a parameter
 or an alias of one, ``output`` (naming a value or defining one) and ``grad wrt`` inputs,

@@ -171,7 +171,9 @@ class SpecGen(LayerSteps):
 
     def matmul(self, a, sa):
         c = self.c
-        if not sa or len(sa) > 2:
+        if len(sa) > 2:
+            return self.batched_matmul(a, sa)
+        if not sa:
             return None
         m = c.choice([1, 2, 3])
         last = sa[-1]
@@ -197,6 +199,22 @@ class SpecGen(LayerSteps):
             return (f"{w} @ {a}", (m,) + sa[1:])
         w = self.new_param((sa[0],))
         return f"{w} @ {a}", sa[1:]
+
+    def batched_matmul(self, a, sa):
+        """``@`` over batch axes: a shared matrix, a batch of matrices that broadcasts
+        (a fixed batch axis made 1 or kept), or the value against itself swapped."""
+        c = self.c
+        last = sa[-1]
+        kind = c.choice(["shared", "batch", "self"] if isinstance(last, int) else ["self"])
+        self.feature(f"matmul batched {kind}")
+        if kind == "self":
+            return f"{a} @ swapaxes({a}, -1, -2)", sa[:-1] + (sa[-2],)
+        m = c.choice([1, 2, 3])
+        if kind == "shared":
+            return f"{a} @ {self.new_param((last, m))}", sa[:-1] + (m,)
+        batch = tuple(1 if not isinstance(d, int) or c.chance(0.5) else d for d in sa[:-2])
+        return f"{a} @ {self.new_param(batch[c.integers(0, len(batch) - 1):] + (last, m))}", \
+            sa[:-1] + (m,)
 
     def reduce(self, a, sa):
         c = self.c
@@ -232,13 +250,35 @@ class SpecGen(LayerSteps):
         if c.chance(0.4):
             return f"{fn}({a})", sa
         axis = c.integers(-len(sa), len(sa) - 1)
+        if fn == "softmax" and len(sa) >= 2 and sa[-1] == sa[-2] and isinstance(sa[-1], int) \
+                and c.chance(0.5):
+            self.feature("softmax causal mask")
+            return f"softmax({a}, axis={c.choice([-1, -2])}, mask=causal({sa[-1]}))", sa
         return f"{fn}({a}, axis={axis})", sa
 
     def transpose(self, a, sa):
         self.feature(f"transpose rank{len(sa)}")
+        if len(sa) >= 3 and self.c.chance(0.6):
+            return self.permute(a, sa)
         if self.c.chance(0.5):
             return f"{a}.T", tuple(reversed(sa))
         return f"transpose({a})", tuple(reversed(sa))
+
+    def permute(self, a, sa):
+        """``transpose(a, axes=…)`` (negative axes too) or ``swapaxes``."""
+        c = self.c
+        order = list(range(len(sa)))
+        if c.chance(0.5):
+            i, j = c.integers(-len(sa), len(sa) - 1), c.integers(-len(sa), len(sa) - 1)
+            order[i], order[j] = order[j], order[i]
+            self.feature("swapaxes")
+            return f"swapaxes({a}, {i}, {j})", tuple(sa[k] for k in order)
+        for k in range(len(order) - 1, 0, -1):  # a shuffle drawn from the chooser
+            j = c.integers(0, k)
+            order[k], order[j] = order[j], order[k]
+        self.feature("transpose axes")
+        text = [k - len(sa) if c.chance(0.3) else k for k in order]
+        return f"transpose({a}, axes={text})", tuple(sa[k] for k in order)
 
     def reshape(self, a, sa):
         c = self.c

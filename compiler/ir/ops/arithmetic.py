@@ -1,5 +1,5 @@
 """Leaves, constants and arithmetic: the operators a spec writes (``+ - * / ^``, unary
-minus), ``maximum``/``minimum``, comparisons and ``where``."""
+minus), ``maximum``/``minimum``, comparisons, ``where`` and ``causal`` masks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import operator
 
 import numpy as np
 
-from .. import literal_shape
+from .. import ShapeError, literal_shape
 from .core import (ADD, ATOM, CMP, MUL, PLACED, POSTFIX, POW, UNARY, as_float, binop,
-                   broadcast, call, defop, ex, format_number, gap, infix, mask, no_gradient,
+                   broadcast, call, defop, derived, ex, format_number, gap, infix, mask,
+                   no_gradient,
                    paren, positive, promoted, tcall, tinfix, unop)
 
 # ----------------------------------------------------------------------------- leaves
@@ -156,6 +157,25 @@ binop("minimum", emit=call("np.minimum"), torch=_extreme("torch.minimum", "max")
       vjp=_select("le", "gt"),
       rule="d min(a, b) = [a <= b] da + [a > b] db",
       out_form="np.minimum({0}, {1}, out={out})", kink=_tie_gap)
+
+def _causal_shape(args, attrs):
+    """[T, T] for causal(T): T a number, or a symbolic dimension (a count of one axis)."""
+    n = args[0]
+    if n.op == "const" and isinstance(n.attr("value"), int) and n.attr("value") > 0:
+        return (n.attr("value"),) * 2
+    if n.op == "count" and n.attr("axis") is not None and len(n.attr("axis")) == 1:
+        return (n.args[0].shape[n.attr("axis")[0]],) * 2
+    raise ShapeError("causal takes a length: a whole number or a dimension such as T", (0,))
+
+
+defop("causal", arity=1, shape=_causal_shape,
+      emit=lambda a, attrs, n: (f"np.tri({a[0][0]}, dtype=bool)", POSTFIX),
+      torch=lambda a, attrs, n: (f"torch.ones({a[0][0]}, {a[0][0]}, dtype=torch.bool, "
+                                 "device=device).tril()", POSTFIX),
+      evaluate=lambda v, a: np.tri(int(v[0]), dtype=bool),
+      vjp=no_gradient, rule="a mask does not depend on the values", dtype="bool",
+      examples=(ex(derived(lambda b, new: b.const(4))),))
+
 
 # ----------------------------------------------------------------------------- comparisons
 for _name, _sym, _ufunc in (("gt", ">", np.greater), ("ge", ">=", np.greater_equal),

@@ -58,6 +58,16 @@ def _softmax(x, axis=-1):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+def _masked_softmax(x, mask, axis=-1):
+    """softmax over the positions where mask is true (or nonzero), 0 elsewhere; a row
+    with no position left is all 0, not 0 / 0."""
+    shifted = np.where(mask, x, -np.inf)
+    top = np.max(shifted, axis=axis, keepdims=True)
+    e = np.exp(shifted - np.where(np.isfinite(top), top, 0))
+    total = np.sum(e, axis=axis, keepdims=True)
+    return e / np.where(total > 0, total, 1)
+
+
 def _logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))), shifted by the maximum for stability."""
     m = np.max(x, axis=axis, keepdims=True)

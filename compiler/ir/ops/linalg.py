@@ -1,34 +1,63 @@
-"""Linear algebra and reshapes: ``matmul``, ``outer``, ``transpose``, and the ops that
-move elements without changing them (``reshape``, ``reshape_like``, ``reshape_each``,
-``expand_dims``)."""
+"""Linear algebra and reshapes: ``matmul`` (over batch axes too), ``outer``,
+``row_product`` (a shared weight's gradient over a batch), ``transpose`` and ``permute``,
+and the ops that move elements without changing them (``reshape``, ``reshape_like``,
+``reshape_each``, ``expand_dims``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import ShapeError, fmt_shape
-from .core import (MUL, POSTFIX, as_float, axis_text, call, defop, ex, expand, infix, paren,
-                   tcall)
+from .core import (MUL, POSTFIX, as_float, axis_text, broadcast_shapes, call, defop, ex,
+                   expand, infix, paren, tcall)
 
 
 # ----------------------------------------------------------------------------- products
 def _matmul_shape(args, attrs):
+    """NumPy's matmul: the last two axes multiply as matrices (a vector as a row on the
+    left, a column on the right) and the axes before them, the batch axes, broadcast."""
     a, b = args[0].shape, args[1].shape
     if len(a) == 0 or len(b) == 0:
         raise ShapeError("'@' needs vectors or matrices, not scalars",
                          hint="use '*' to multiply by a scalar")
-    if len(a) > 2 or len(b) > 2:
-        raise ShapeError("'@' supports 1-D and 2-D operands only")
+    if len(a) == 1 and len(b) > 2:
+        raise ShapeError("'@' takes a vector on the left of matrices only, not of a batch",
+                         hint="make the vector a row: reshape(u, [1, D])")
     inner_a = a[-1]
     inner_b = b[0] if len(b) == 1 else b[-2]
     if inner_a != inner_b:
         raise ShapeError("matmul inner dimensions differ",
-                         hint="the last dimension on the left of '@' must equal the first "
-                              "dimension of a matrix on its right")
-    return a[:-1] + b[1:]
+                         hint="the last dimension on the left of '@' must equal the "
+                              + ("first dimension of a matrix" if len(b) < 3 else
+                                 "second-to-last dimension of the batch") + " on its right")
+    try:
+        batch = broadcast_shapes(a[:-2], b[:-2])
+    except ShapeError:
+        raise ShapeError("the batch axes of '@' (all but the last two) do not broadcast",
+                         hint="NumPy's matmul broadcasts the axes before the last two "
+                              "as elementwise operations do") from None
+    return batch + a[-2:-1] + (b[-1:] if len(b) > 1 else ())
+
+
+def _swap_last(b, x):
+    """``x`` with its last two axes swapped: ``x.T`` for a matrix."""
+    return permuted(b, x, tuple(range(len(x.shape) - 2)) + (len(x.shape) - 1,
+                                                            len(x.shape) - 2))
+
+
+def _product(b, left, right, arg):
+    """``left @ right``, the adjoint of the operand ``arg``. When ``arg`` is a swap of
+    its last two axes (``swapaxes(k, -1, -2)``), it is written as the swap of the product
+    the other way round, so the swap's own adjoint cancels it and ``k``'s comes out as
+    the textbook's ``dK = dS^T Q`` rather than ``(Q^T dS)^T``."""
+    if arg.op == "permute" and _swaps_last(arg.attr("axes")):
+        return _swap_last(b, b.op("matmul", _swap_last(b, right), _swap_last(b, left)))
+    return b.op("matmul", left, right)
 
 
 def _matmul_vjp(b, n, g):
+    from ...passes.autodiff import unbroadcast  # the one place broadcasting is undone
+
     x, w = n.args
     g = expand(b, g, n)
     rx, rw = len(x.shape), len(w.shape)
@@ -38,7 +67,52 @@ def _matmul_vjp(b, n, g):
         return [b.op("matmul", w, g), b.op("outer", x, g)]
     if rx == 2 and rw == 1:
         return [b.op("outer", g, w), b.op("matmul", b.op("transpose", x), g)]
-    return [b.op("mul", g, w), b.op("mul", g, x)]
+    if rx == 1 and rw == 1:
+        return [b.op("mul", g, w), b.op("mul", g, x)]
+    if rw == 1:  # a batch of matrices times a vector: [N, T, D] @ [D]
+        column = b.op("expand_dims", g, axis=(rx - 1,))
+        return [b.op("mul", column, w),
+                b.op("sum", b.op("mul", x, column), axis=tuple(range(rx - 1)), keepdims=False)]
+    dx = _product(b, g, _swap_last(b, w), x)
+    if rw == 2:  # one matrix shared by the batch: a textbook product of all rows at once
+        dw = b.op("row_product", x, g)
+    else:
+        dw = _product(b, _swap_last(b, x), g, w)
+    return [unbroadcast(b, dx, dx.shape, x.shape, x), unbroadcast(b, dw, dw.shape, w.shape, w)]
+
+
+def _row_product_shape(args, attrs):
+    x, g = args[0].shape, args[1].shape
+    if len(x) < 2 or x[:-1] != g[:-1]:
+        raise ShapeError("row_product needs two values with the same axes but the last")
+    return (x[-1], g[-1])
+
+
+def _emit_row_product(fn: str):
+    """``np.reshape(x, (-1, D)).T @ np.reshape(g, (-1, K))``: every row of ``x`` (all
+    axes but the last made one) times the matching row of ``g``, summed."""
+    def emit(a, attrs, n):
+        def rows(arg, v):
+            d = v.shape[-1]
+            size = d if isinstance(d, int) else f"{paren(arg, POSTFIX)}.shape[-1]"
+            return f"{fn}({arg[0]}, (-1, {size}))"
+        return f"{rows(a[0], n.args[0])}.T @ {rows(a[1], n.args[1])}", MUL
+    return emit
+
+
+def _eval_row_product(v, a):
+    leading = list(range(np.ndim(v[0]) - 1))
+    return np.tensordot(v[0], v[1], axes=(leading, leading))
+
+
+defop("row_product", arity=2, shape=_row_product_shape, emit=_emit_row_product("np.reshape"),
+      torch=lambda a, attrs, n: _emit_row_product("torch.reshape")(
+          [as_float(x, v) for x, v in zip(a, n.args)], attrs, n),
+      evaluate=_eval_row_product,
+      out_form="np.matmul(np.reshape({0}, (-1, {0}.shape[-1])).T, "
+               "np.reshape({1}, (-1, {1}.shape[-1])), out={out})",
+      rule="a weight shared by a batch gathers X.T @ G over every row of it",
+      examples=(ex((2, 4, 3), (2, 4, 5)), ex((2, 3, 2, 3), (2, 3, 2, 1))))
 
 
 def _torch_matmul(a, attrs, node):
@@ -51,7 +125,9 @@ defop("matmul", arity=2, shape=_matmul_shape, emit=infix("@", MUL), torch=_torch
       vjp=_matmul_vjp,
       rule="d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G",
       out_form="np.matmul({0}, {1}, out={out})",
-      examples=(ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((3,), (3,))))
+      examples=(ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((3,), (3,)),
+                ex((2, 4, 3), (3, 5)), ex((2, 4, 3), (2, 3, 5)), ex((2, 3, 4, 2), (2, 3, 2, 4)),
+                ex((2, 1, 4, 3), (3, 3, 2)), ex((3, 2), (2, 2, 4)), ex((2, 4, 3), (3,))))
 
 defop("outer", arity=2, shape=lambda args, attrs: args[0].shape + args[1].shape,
       emit=call("np.outer"), torch=tcall("torch.outer"),
@@ -68,6 +144,48 @@ defop("transpose", arity=1, shape=lambda args, attrs: tuple(reversed(args[0].sha
       rule="d(X.T) = (dX).T",
       cheap=True, views=(0,),
       examples=(ex((2, 3)), ex((1, 4))))
+
+
+def permuted(b, x, axes: tuple[int, ...]):
+    """``x`` with its axes in the order ``axes``: itself, ``x.T`` when they are reversed,
+    else a ``permute``; a move that undoes the move giving ``x`` is its argument."""
+    if x.op in ("permute", "transpose"):
+        inner = x.attr("axes") if x.op == "permute" else tuple(reversed(range(len(axes))))
+        if tuple(inner[i] for i in axes) == tuple(range(len(axes))):
+            return x.args[0]
+    if axes == tuple(range(len(axes))):
+        return x
+    if axes == tuple(reversed(range(len(axes)))):
+        return b.op("transpose", x)
+    return b.op("permute", x, axes=axes)
+
+
+def _swaps_last(axes) -> bool:
+    return axes[-2:] == (len(axes) - 1, len(axes) - 2) and axes[:-2] == tuple(range(len(axes) - 2))
+
+
+def _emit_permute(a, attrs, n):
+    axes = attrs["axes"]
+    if _swaps_last(axes):
+        return f"np.swapaxes({a[0][0]}, -1, -2)", POSTFIX
+    return f"np.transpose({a[0][0]}, {axes})", POSTFIX
+
+
+def _torch_permute(a, attrs, n):
+    axes, x = attrs["axes"], paren(a[0], POSTFIX)
+    return (f"{x}.transpose(-1, -2)" if _swaps_last(axes) else f"{x}.permute{axes}"), POSTFIX
+
+
+defop("permute", arity=1,
+      shape=lambda args, attrs: tuple(args[0].shape[i] for i in attrs["axes"]),
+      emit=_emit_permute, torch=_torch_permute,
+      evaluate=lambda v, a: np.transpose(v[0], a["axes"]),
+      vjp=lambda b, n, g: [permuted(b, expand(b, g, n), tuple(np.argsort(n.attr("axes"))
+                                                              .tolist()))],
+      rule="moving axes moves the adjoint back by the inverse permutation",
+      cheap=True, views=(0,),
+      examples=(ex((2, 3, 4), axes=(0, 2, 1)), ex((2, 3, 4, 5), axes=(0, 2, 1, 3)),
+                ex((2, 3, 4), axes=(1, 2, 0))))
 
 
 # ----------------------------------------------------------------------------- reshapes

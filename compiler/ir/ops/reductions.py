@@ -1,14 +1,16 @@
 """Reductions over axes (``sum``, ``mean``, ``max``, ``logsumexp``), the ``count`` of
-elements a reduction combines, and ``softmax``, which normalises along an axis."""
+elements a reduction combines, and ``softmax``, which normalises along an axis (and
+``masked_softmax``, over the positions a mask keeps)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from . import kernels
-from .core import (ATOM, MUL, POSTFIX, as_float, defop, ex, keep_axes, no_gradient, paren,
-                   reduce_call, reduce_into, reduction, same, scalar, top_gap, treduce,
-                   treduce_into)
+from .. import ShapeError
+from .core import (ATOM, MUL, POSTFIX, as_float, broadcast_shapes, defop, ex, keep_axes, mask,
+                   no_gradient, paren, reduce_call, reduce_into, reduction, same, scalar,
+                   top_gap, treduce, treduce_into)
 
 
 def _sum_vjp(b, n, g):
@@ -101,3 +103,35 @@ defop("softmax", arity=1, shape=same, emit=reduce_call("_softmax"), helpers=("_s
       vjp=_softmax_vjp,
       rule="softmax's Jacobian-vector product from its output p: p (g - sum(g p))",
       examples=(ex((2, 3), axis=(1,)), ex((2, 3), axis=(0,)), ex((3,), axis=(0,))))
+
+
+def _masked_shape(args, attrs):
+    x, m = args[0].shape, args[1].shape
+    try:
+        fits = broadcast_shapes(x, m) == x
+    except ShapeError:
+        fits = False
+    if not fits:
+        raise ShapeError("softmax's mask must broadcast to the scores' shape",
+                         hint="a causal mask is [T, T]; a padding mask [N, T] over "
+                              "[N, H, T, T] scores is reshape(m, [N, 1, 1, T])")
+    return x
+
+
+def _emit_masked(fn: str):
+    def emit(a, attrs, n):
+        return f"{fn}({a[0][0]}, {a[1][0]}, axis={attrs['axis'][0]})", POSTFIX
+    return emit
+
+
+defop("masked_softmax", arity=2, shape=_masked_shape, emit=_emit_masked("_masked_softmax"),
+      helpers=("_masked_softmax",),
+      torch=lambda a, attrs, n: _emit_masked("_masked_softmax")(
+          [as_float(a[0], n.args[0]), a[1]], attrs, n),
+      torch_helpers=("_masked_softmax",),
+      evaluate=lambda v, a: kernels._masked_softmax(v[0], v[1], a["axis"][0]),
+      vjp=lambda b, n, g: _softmax_vjp(b, n, g) + [None],
+      rule="softmax's Jacobian-vector product from its output p, which is 0 where masked: "
+           "p (g - sum(g p))",
+      examples=(ex((2, 3, 3), mask((3, 3)), axis=(2,)), ex((2, 3), mask((2, 3)), axis=(1,)),
+                ex((2, 2, 3, 3), mask((2, 1, 1, 3)), axis=(3,))))

@@ -35,6 +35,16 @@ def _leaky_relu(x, alpha):
     return torch.where(x > 0, x, alpha * x)
 
 
+def _masked_softmax(x, mask, axis=-1):
+    """softmax over the positions where mask is true (or nonzero), 0 elsewhere; a row
+    with no position left is all 0, not 0 / 0."""
+    shifted = torch.where(mask != 0, x, float("-inf"))
+    top = torch.amax(shifted, dim=axis, keepdim=True)
+    e = torch.exp(shifted - torch.where(torch.isfinite(top), top, 0.0))
+    total = torch.sum(e, dim=axis, keepdim=True)
+    return e / torch.where(total > 0, total, 1.0)
+
+
 def _index_add(x, *updates):
     """A copy of x with each value added into its positions: out[index] += value."""
     out = x.clone()

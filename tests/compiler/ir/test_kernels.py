@@ -68,7 +68,8 @@ def test_each_helper_runs_alone(name):
             "_max_pool_grad": (x[..., :2, :2], kernels._max_pool_mask(
                 x, kernels._max_pool(x, 2, 2), 2, 2), 2, 2),
             "_avg_pool_grad": (x[..., :2, :2], x.shape, 2, 2),
-            "_embed_grad": IDS_AND_ROWS, "_embed_grad_sorted": IDS_AND_ROWS}.get(name, (x,))
+            "_embed_grad": IDS_AND_ROWS, "_embed_grad_sorted": IDS_AND_ROWS,
+            "_masked_softmax": (x, np.tri(4, dtype=bool))}.get(name, (x,))
     close(scope[name](*args), FUNCTIONS[name](*args))
 
 
@@ -142,6 +143,22 @@ def test_softmax_against_torch(axis):
     x = RNG.normal(size=(3, 4)) * 10
     x[0, 0] = 800.0  # the shift by the maximum keeps exp finite
     close(kernels._softmax(x, axis=axis), torch.softmax(t(x), dim=axis))
+
+
+@with_torch
+def test_masked_softmax_against_torch_and_an_empty_row():
+    """Masked positions get weight 0 (torch: -inf before the softmax); a row masked whole
+    is all 0 where torch gives NaN. A numeric mask keeps its nonzero positions."""
+    x = RNG.normal(size=(2, 3, 4, 4)) * 10
+    keep = RNG.random((2, 1, 4, 4)) > 0.4
+    keep[0, 0, 1] = False
+    with np.errstate(all="raise"):
+        got = kernels._masked_softmax(x, keep, axis=-1)
+    want = torch.softmax(t(x).masked_fill(~torch.as_tensor(keep), -np.inf), dim=-1)
+    rows = keep.any(axis=-1, keepdims=True) & np.ones(x.shape, dtype=bool)
+    close(got[rows], want.numpy()[rows])
+    assert not got[~rows].any()
+    close(kernels._masked_softmax(x, keep * 1.0, axis=2), kernels._masked_softmax(x, keep, 2))
 
 
 @pytest.mark.parametrize("axis, keepdims", [(None, False), (None, True), (1, False),

@@ -20,7 +20,7 @@ from bpc.compiler.ir import fmt_shape
 from bpc.compiler.pipeline import program_from_text
 from bpc.compiler.ir.primitives import PRIMITIVES, broadcast_shapes
 from bpc.compiler.ir import ShapeError
-from gradcheck_ir import away_from_kinks, check
+from gradcheck_ir import as_module, away_from_kinks, check
 
 SHAPES = [(), (3,), (2, 3), (1, 3), (2, 1)]
 TOL = 1e-6
@@ -100,10 +100,92 @@ def test_binary_broadcasting(op, s, t):
 
 
 @pytest.mark.parametrize("s,t", [((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((2, 3), (3, 4)),
-                                 ((1, 3), (3, 1))])
+                                 ((1, 3), (3, 1)), ((2, 4, 3), (3, 2)), ((2, 4, 3), (2, 3, 2)),
+                                 ((2, 2, 4, 3), (2, 2, 3, 4)), ((2, 1, 4, 3), (3, 3, 2)),
+                                 ((3, 2), (2, 2, 4)), ((1, 4, 3), (2, 3, 2)), ((2, 4, 3), (3,))],
+                         ids=lambda s: fmt_shape(s))
 def test_matmul(s, t):
-    out = s[:-1] + t[1:]
+    """NumPy's matmul, batch axes broadcast (and summed back in the gradient)."""
+    out = np.matmul(np.zeros(s), np.zeros(t)).shape
     run_case({"a": s, "b": t}, "a @ b", out)
+
+
+@pytest.mark.parametrize("s,t,message", [((2, 4, 3), (3, 3, 2), "batch axes"),
+                                         ((3,), (2, 3, 2), "vector on the left"),
+                                         ((2, 4, 3), (4, 2), "inner dimensions")])
+def test_matmul_errors_name_both_operands(s, t, message):
+    with pytest.raises(SpecError, match=message) as err:
+        run_case({"a": s, "b": t}, "a @ b", ())
+    assert f"'a' is {fmt_shape(s)}, 'b' is {fmt_shape(t)}" in str(err.value)
+
+
+@pytest.mark.parametrize("expr,out", [("transpose(a, axes=[0, 2, 1, 3])", (2, 4, 3, 5)),
+                                      ("transpose(a, axes=[3, 0, -2, 1])", (5, 2, 4, 3)),
+                                      ("swapaxes(a, -1, -2)", (2, 3, 5, 4)),
+                                      ("swapaxes(a, 0, 3)", (5, 3, 4, 2)),
+                                      ("transpose(a, axes=[3, 2, 1, 0])", (5, 4, 3, 2)),
+                                      ("swapaxes(swapaxes(a, 1, 2), 1, 2) @ b", (2, 3, 4, 2))])
+def test_axis_moves(expr, out):
+    TESTED_FUNCTIONS.update({"transpose", "swapaxes"})
+    run_case({"a": (2, 3, 4, 5), "b": (5, 2)}, expr, out)
+
+
+@pytest.mark.parametrize("axes", ["[0, 1]", "[0, 1, 1, 2]", "[0, 1, 2, 4]", "2"])
+def test_transpose_axes_must_be_a_permutation(axes):
+    with pytest.raises(SpecError, match="axis|axes"):
+        run_case({"a": (2, 3, 4)}, f"transpose(a, axes={axes})", ())
+
+
+@pytest.mark.parametrize("fn", ["sum", "mean", "max", "logsumexp", "softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,axis", [((2, 3, 4), 1), ((2, 3, 4), -1), ((2, 3, 2, 4), 2),
+                                        ((2, 3, 2, 4), [1, 3]), ((2, 3, 2, 4), 0)])
+def test_any_axis_of_rank_3_and_4(fn, shape, axis):
+    rank, axes = len(shape), axis if isinstance(axis, list) else [axis]
+    if fn in ("softmax", "log_softmax"):
+        if len(axes) > 1:
+            return
+        out = shape
+    else:
+        out = tuple(d for i, d in enumerate(shape) if i not in {a % rank for a in axes})
+    run_case({"a": shape}, f"{fn}(a, axis={axis})", out)
+
+
+def _masked(x, keep, axis=-1):
+    e = np.where(keep, np.exp(x - x.max(axis=axis, keepdims=True)), 0)
+    total = e.sum(axis=axis, keepdims=True)
+    return e / np.where(total > 0, total, 1)
+
+
+@pytest.mark.parametrize("mask_shape,axis", [((4, 4), -1), ((2, 1, 1, 4), 3), ((2, 3, 4, 4), 2)])
+def test_masked_softmax_with_a_row_masked_whole(mask_shape, axis):
+    """Weight 0 where masked, rows masked whole all 0; the gradient is 0 there too,
+    and nothing is NaN."""
+    TESTED_FUNCTIONS.add("softmax")
+    keep = np.random.default_rng(1).random(mask_shape) > 0.3
+    keep[(0,) * (len(mask_shape) - 1)] = False  # a row, or a column for axis 2, masked whole
+    prog = run_case({"a": (2, 3, 4, 4)}, f"softmax(a, axis={axis}, mask=m)", (2, 3, 4, 4),
+                    extra=f"input m : {decl(mask_shape)}", feeds={"m": keep * 1.0})
+    x = np.random.default_rng(2).normal(size=(2, 3, 4, 4))
+    loss, grads = as_module(prog).loss_and_grad({"a": x}, m=keep * 1.0, r=np.ones(x.shape))
+    assert np.isfinite(loss) and np.isfinite(grads["a"]).all()
+    masked = ~np.broadcast_to(keep, x.shape)
+    assert not grads["a"][masked].any()
+
+
+def test_causal_mask_from_a_symbolic_length():
+    TESTED_FUNCTIONS.add("causal")
+    x = np.random.default_rng(3).normal(size=(4, 3))
+    run_case({"a": (3, 3)}, "softmax(x @ a @ x.T, mask=causal(T))", ("T", "T"),
+             extra="input x : [T, 3]", feeds={"x": x}, r_shape=(4, 4))
+    run_case({"a": (2, 3, 3)}, "softmax(a, mask=causal(3))", (2, 3, 3))
+
+
+@pytest.mark.parametrize("expr,message", [("softmax(a, mask=m)", "must broadcast"),
+                                          ("softmax(a, mask=causal(2.5))", "whole number"),
+                                          ("softmax(a, mask=causal(a[0, 0, 0]))", "length")])
+def test_mask_errors(expr, message):
+    with pytest.raises(SpecError, match=message):
+        run_case({"a": (2, 3, 3)}, expr, (2, 3, 3), extra="input m : [2, 3]")
 
 
 @pytest.mark.parametrize("shape", [(2, 3), (3,), ()], ids=fmt_shape)

@@ -21,7 +21,8 @@ for _name in ("sxe-labels", "layers", "reductions", "loss-is-param", "grad-wrt-i
               "lets-literals-defaults", "reshape-batch", "sigxe-computed-target",
               "kink-maximum-tie-to-first", "slices", "concat-stack", "conv-pool-flatten",
               "image-layers", "dropout-sites", "batchnorm-dense", "batchnorm-images",
-              "batchnorm-scalar-affine-options", "batchnorm-example"):
+              "batchnorm-scalar-affine-options", "batchnorm-example", "matmul-batched",
+              "masked-attention"):
     _p = named(_name)
     _text = _p.values[1].replace("model m\n", "model m\ndtype float32\n", 1)
     case(f"float32-{_name}", _text, **_p.values[2])

@@ -4,6 +4,8 @@ conventions (tests/oracle/test_differential.py runs them)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from differential_cases.cases import Cases
 
 CASES = Cases()
@@ -236,3 +238,49 @@ param v : [4] = [1, 1, 0.5, 1]
 param W : [2, 3] = [1, 2, 2; 0, 0, 0]
 loss L = max(v) + sum(max(W, axis=1)) + sum(max(W, axis=0))
 """, init="exact")
+
+case("matmul-batched", """model m
+input x : [N, T, 3]
+param W : [3, 4] = normal(std=0.5)
+param B : [2, 1, 4, 3] = normal(std=0.5)
+param v : [4] = normal
+param C : [2, 4] = normal(std=0.5)
+h = tanh(x @ W)
+g = h @ B
+loss L = sum(sin(g)) + sum(h @ v) + sum(C @ transpose(h, axes=[0, 2, 1]) * 0.5) + sum(cos(g @ transpose(g, axes=[0, 1, 3, 2])))
+grad wrt x
+""")
+
+case("axis-moves", """model m
+input x : [N, 2, 3, 4]
+param W : [4, 3] = normal(std=0.5)
+h = transpose(x, axes=[0, 2, 1, 3])
+g = swapaxes(h, -1, -2)
+k = transpose(x, axes=[3, 0, 2, 1])
+loss L = sum(sin(h @ W)) + sum(g * g[:, :, ::-1]) + sum(cos(k)) + sum(swapaxes(swapaxes(x, 1, 2), 1, 2) * x)
+grad wrt x
+""")
+
+case("any-axis-rank-4", """model m
+input x : [N, 2, 3, 4]
+param W : [4, 4] = normal(std=0.5)
+h = x @ W
+loss L = sum(softmax(h, axis=1) * h) + sum(log_softmax(h, axis=2)^2) + sum(max(h, axis=[1, 3])) + sum(mean(h, axis=-2)^2) + sum(logsumexp(h, axis=2)) + sum(sum(h, axis=[0, 2], keepdims=true)^2)
+""")
+
+# a padding mask from the data (1 keeps a position; the last example keeps none) and a
+# causal one, over two heads, as the attention chapter writes them
+case("masked-attention", """model m
+input x : [N, T, 4]
+input keep : [N, T]
+param Wq : [4, 4] = normal(std=0.7)
+param Wk : [4, 4] = normal(std=0.7)
+param Wv : [4, 4] = normal(std=0.7)
+q = transpose(reshape(x @ Wq, [N, T, 2, 2]), axes=[0, 2, 1, 3])
+k = transpose(reshape(x @ Wk, [N, T, 2, 2]), axes=[0, 2, 1, 3])
+v = transpose(reshape(x @ Wv, [N, T, 2, 2]), axes=[0, 2, 1, 3])
+pad = reshape(keep, [N, 1, 1, T])
+a = softmax(q @ swapaxes(k, -1, -2) / sqrt(2), mask=causal(T) * pad)
+loss L = sum(sin(a @ v)) + sum(softmax(q @ swapaxes(k, -1, -2), axis=2, mask=pad)^2)
+grad wrt x
+""", data={"keep": np.array([[1, 1, 1], [1, 1, 0], [0, 1, 0], [0, 0, 0.0]])})

@@ -1,5 +1,6 @@
 """The oracle's linear algebra, indexing, reductions and shapes: ``@``, ``x[...]``, sum, mean,
-max (ties split evenly), logsumexp, softmax, transpose, reshape, concat, stack and embed."""
+max (ties split evenly), logsumexp, softmax (masked too), causal masks, transpose, swapaxes,
+reshape, concat, stack and embed."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from oracle_functions.tensors import OracleError, reverse_axes, tensor
 
 def matmul(a, b):
     a, b = tensor(a), tensor(b)
-    if a.ndim not in (1, 2) or b.ndim not in (1, 2):
-        raise OracleError("'@' takes 1-D and 2-D operands")
+    if a.ndim == 0 or b.ndim == 0 or (a.ndim == 1 and b.ndim > 2):
+        raise OracleError("'@' takes no scalars, and a vector on the left only of a matrix")
     return torch.matmul(a, b)
 
 
@@ -69,12 +70,39 @@ def _softmax(o, e: ast.Call, env):
         # a list of axes: normalise over all of them together
         lse = torch.logsumexp(x, dim=axes, keepdim=True)
         return torch.exp(x - lse) if f == "softmax" else x - lse
+    if "mask" in b:
+        return _masked_softmax(x, tensor(o.expr(b["mask"], env)) != 0, axes[0])
     fn = torch.softmax if f == "softmax" else torch.log_softmax
     return fn(x, dim=axes[0])
 
 
+def _masked_softmax(x, keep, dim):
+    """torch's own masking (-inf before the softmax) where a row keeps a position; a row
+    keeping none is 0 (torch gives NaN: it is computed from 0s instead, then zeroed)."""
+    keep = keep.expand(x.shape)
+    some = keep.any(dim=dim, keepdim=True)
+    scores = torch.where(some, x.masked_fill(~keep, float("-inf")), torch.zeros_like(x))
+    return torch.softmax(scores, dim=dim) * some
+
+
+def _causal(o, e: ast.Call, env):
+    n = e.args[0]
+    size = o.symbols[n.id] if isinstance(n, ast.Name) and n.id in o.symbols else o.const(n)
+    return torch.ones(int(size), int(size), dtype=torch.bool).tril()
+
+
 def _transpose(o, e: ast.Call, env):
-    return reverse_axes(tensor(o.expr(e.args[0], env)))
+    b = o.bind(e, ["x", "axes"])
+    x = tensor(o.expr(b["x"], env))
+    if "axes" not in b:
+        return reverse_axes(x)
+    return x.permute(*[int(a) for a in o.const(b["axes"])])
+
+
+def _swapaxes(o, e: ast.Call, env):
+    b = o.bind(e, ["x", "axis1", "axis2"])
+    return torch.swapaxes(tensor(o.expr(b["x"], env)), int(o.const(b["axis1"])),
+                          int(o.const(b["axis2"])))
 
 
 def _reshape(o, e: ast.Call, env):
@@ -136,6 +164,8 @@ FUNCTIONS = {
     "softmax": _softmax,
     "log_softmax": _softmax,
     "transpose": _transpose,
+    "swapaxes": _swapaxes,
+    "causal": _causal,
     "reshape": _reshape,
     "concat": _concat_stack,
     "stack": _concat_stack,
