@@ -57,10 +57,10 @@ class Declarations:
                     self.diags.error(f"a dense layer needs a vector or matrix input, but "
                                      f"'{v.of}' is a scalar", d.span)
                     return None
-                if v.axis == -1 and len(src.shape) > 2:
-                    self.diags.error(f"a dense layer needs a vector or matrix input, but "
-                                     f"'{v.of}' is {fmt_shape(src.shape)}", d.span,
-                                     "put a 'flatten' layer before it")
+                if v.axis == -1 and len(src.shape) > 3:  # [N, T, D] is a sequence: per step
+                    self.diags.error(f"a dense layer needs a matrix [N, D] or a sequence "
+                                     f"[N, T, D], but '{v.of}' is {fmt_shape(src.shape)}",
+                                     d.span, "put a 'flatten' layer before it")
                     return None
                 conv = v.axis == 1
                 v = src.shape[v.axis]

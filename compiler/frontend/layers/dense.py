@@ -11,7 +11,8 @@ DOC = """\
 - `dense M [init=INIT] [bias=zeros|none|INIT]`: `W{k} : [fan_in, M]`, `b{k} : [M]`,
   `a{k} = h @ W{k} + b{k}` (`bias=none` drops `b{k}`). `k` counts dense layers from 1
   **across the whole file**, so two stacks never collide. `fan_in` is the last dimension
-  of the value coming in."""
+  of the value coming in: a matrix `[N, D]`, or a sequence `[N, T, D]`, which it maps
+  step by step to `[N, T, M]` (one weight for every step, `@` over the batch axes)."""
 
 
 def expand(site: Site) -> Expansion | None:
@@ -43,4 +44,5 @@ def expand(site: Site) -> Expansion | None:
 KINDS = (LayerKind("dense", sig("units", ("init", None), ("bias", "zeros")), expand,
                    advances=True, role=WEIGHTS),)
 EXAMPLES = (Example("dense 3; tanh; dense 2 bias=none"),
-            Example("dense 3 init=normal(std=0.5) bias=constant(0.1); relu"))
+            Example("dense 3 init=normal(std=0.5) bias=constant(0.1); relu"),
+            Example("dense 3; tanh; dense 2", "[N, T, 4]"))
