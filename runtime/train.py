@@ -293,7 +293,7 @@ class Trainer:
         self.dirty = False  # inside an update: the state is not one a checkpoint may record
         self.interrupted = False
         self.bar = None
-        self.save_due = time.monotonic() + checkpoint_every
+        self.save_due = time.perf_counter() + checkpoint_every
         self.row_start = time.perf_counter()
 
     @property
@@ -391,7 +391,7 @@ class Trainer:
                     if stop.requested:
                         raise KeyboardInterrupt
                     self.step(i)
-                    if pos.batch_index < last and time.monotonic() >= self.save_due:
+                    if pos.batch_index < last and time.perf_counter() >= self.save_due:
                         self.save(folder)
                 if pos.batch_index < plan.steps_per_epoch and pos.step < plan.total_steps:
                     continue  # cannot happen without an interruption
@@ -451,7 +451,7 @@ class Trainer:
         at the end, taken in by the selector; the checkpoint saved when due."""
         plan, pos, select = self.plan, self.pos, self.selector
         lr_now = learning_rate(self.optimizer.cfg, pos.step / plan.steps_per_epoch,
-                               plan.total_epochs)
+                               plan.total_epochs) if self.scheduled else self.optimizer.lr
         seconds = time.perf_counter() - self.row_start
 
         def row_of(measured):
@@ -478,7 +478,9 @@ class Trainer:
                 self.bar.clear()
             self.log(summary_line(row, plan.total_epochs))
         self.row_start = time.perf_counter()
-        self.save(folder, final=pos.step >= plan.total_steps or bool(self.stopped))
+        final = pos.step >= plan.total_steps or bool(self.stopped)
+        if final or self.row_start >= self.save_due:  # save()'s test, without the call
+            self.save(folder, final)
 
     def measure(self) -> dict:
         """The evaluation of an epoch: accuracies and losses over the splits (inference
@@ -497,7 +499,7 @@ class Trainer:
     def save(self, folder, final: bool = False) -> None:
         """The checkpoint (and best.npz when the best epoch changed), when due: at least
         checkpoint_every seconds since the last, or ``final``."""
-        now = time.monotonic()
+        now = time.perf_counter()
         if folder.checkpoint is None or not final and now < self.save_due:
             return
         check_params(self.optimizer, self.pos.step - 1, self.pos.epoch)  # never saved
@@ -507,7 +509,8 @@ class Trainer:
             select.unsaved = False
         save_checkpoint(folder.checkpoint, self.params, self.optimizer, self.pos, self.history,
                         self.run, self.state, select.arrays if select else None)
-        end = time.monotonic()
+        folder.flush_history()  # the rows so far, as the checkpoint holds them
+        end = time.perf_counter()
         self.save_due = end + max(self.checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
 
     def on_interrupt(self, folder) -> None:
