@@ -256,8 +256,16 @@ class Trainer:
         # A module that can compute gradients into given arrays writes them straight into
         # the optimizer's flat gradient buffer, the same arrays every step.
         self.buffers = {}
-        if "grads" in inspect.signature(module.loss_and_grad).parameters:
+        takes = inspect.signature(module.loss_and_grad).parameters
+        if "grads" in takes:
             self.buffers = {"grads": self.optimizer.grad_buffers}
+        # The SGD family folds the learning rate into the backward pass's seed:
+        # loss_and_grad(..., scale=-lr) gives -lr g, which the update adds to the
+        # parameters (one pass over them, not two). A module compiled before the seed
+        # was an argument gets the update of g.
+        self.folds = "scale" in takes and self.optimizer.fold_lr()
+        if self.folds:
+            self.buffers["scale"] = -self.optimizer.lr
         # Training mode draws dropout masks from the run's generator, whose state every
         # checkpoint records (resume stays exact). A model with state: the run's state
         # (init_state(), then as each step's loss_and_grad assigns it), evaluated with and
@@ -409,8 +417,12 @@ class Trainer:
         """Batch ``i`` of the epoch: one update, checked for divergence."""
         plan, pos, optimizer, settings = self.plan, self.pos, self.optimizer, self.settings
         b = data_mod.batch_at(self.data["train"], plan.axes, pos.order, settings.batch, i)
-        lr = learning_rate(optimizer.cfg, pos.step / plan.steps_per_epoch,
-                           plan.total_epochs) if self.scheduled else optimizer.lr
+        lr = optimizer.lr
+        if self.scheduled:
+            lr = learning_rate(optimizer.cfg, pos.step / plan.steps_per_epoch,
+                               plan.total_epochs)
+            if self.folds:
+                self.buffers["scale"] = -lr
         if self.moves_inside:
             self.dirty = True
         value, grads = self.module.loss_and_grad(self.params, **b, **self.buffers)

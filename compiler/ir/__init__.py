@@ -80,7 +80,7 @@ class Node:
         # Whether generated code computes it as a plain Python number: a scalar constant,
         # a count (``x.shape[0]``) or Python arithmetic on those. NumPy treats such
         # numbers as "weak": they take the dtype of the array they meet.
-        self.weak = shape == () and (op in ("const", "count") or (
+        self.weak = shape == () and (op in ("const", "count", "seed") or (
             op in PYTHON_ARITHMETIC and all(a.weak for a in args)))
 
     @property
