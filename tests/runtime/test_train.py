@@ -604,3 +604,19 @@ def test_the_command_line_is_parsed_before_numpy_is_imported():
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                        text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_a_command_builds_and_imports_only_its_own_parser():
+    """``bpc train …`` imports the train command's module alone (start-up: the other
+    twelve are not needed); without a command, or with a misspelt one, every command is
+    there for the help and the list of choices."""
+    from bpc.cli import _command_named
+
+    assert _command_named(["--debug", "train", "x.bp", "--lr", "0.1"]) == "train"
+    assert _command_named(["--help", "train"]) is None
+    assert _command_named(["trian", "x.bp"]) is None and _command_named([]) is None
+    code = ("import sys; import bpc.cli as cli; cli.build_parser('train'); "
+            "print(sorted(m for m in sys.modules if m.startswith('bpc.cli.')))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.stdout.split() == ["['bpc.cli.options',", "'bpc.cli.train']"], r.stderr
