@@ -3,7 +3,7 @@ tangent, PyTensor, autograd); whole training runs; memory; compile time.
 
     python3 bench/bench.py            # everything (~45 minutes on two cores)
     python3 bench/bench.py --quick    # fewer rounds
-    python3 bench/bench.py --only step|rows|train|startup|memory|compile|one-off
+    python3 bench/bench.py --only step|rows|table|train|startup|memory|compile|one-off
 
 Each (model, dtype) configuration runs in its own process pinned to one core with BLAS at
 one thread; inside it the implementations take turns, round after round, and the median
@@ -55,6 +55,7 @@ def bench_steps(seconds: float, models=None) -> list[dict]:
     for net in models or MODELS:
         for dtype in ("float64", "float32"):
             res = run_worker("worker", net, dtype, str(seconds))
+            res.update(label=net, dtype=dtype)
             results.append(res)
             ref, gen = res["us"]["hand-fused"], res["us"]["generated"]
             print(f"\n{net}, batch {res['batch']}, {dtype} (NumPy matmul rate "
@@ -98,6 +99,7 @@ def bench_rows(seconds: float, rows=None, compiled: bool = True) -> list[dict]:
             res = {"numpy": run_worker("row", row, dtype, str(seconds), "none")}
             if peers:
                 res["torch"] = run_worker("row", row, dtype, str(seconds), peers)
+            res.update(label=row, dtype=dtype)
             results.append(res)
             us, peak = res["numpy"]["us"], res["numpy"]["peak_bytes"]
             tus = res.get("torch", {}).get("us", {})
@@ -116,6 +118,24 @@ def bench_rows(seconds: float, rows=None, compiled: bool = True) -> list[dict]:
     elif not compiled:
         print("  note: torch.compile not run (--quick)")
     return results
+
+
+def print_table(steps: list[dict], rows: list[dict]) -> None:
+    """Every row of the step benchmark and of issue 27's, from the runs above, in one
+    table: bpc's step and every other implementation's time over it, measured in the same
+    process as bpc's (above 1, bpc is faster; '-' where it did not run)."""
+    entries = [(r["label"], r["dtype"], r["us"]) for r in steps]
+    for r in rows:  # the torch worker's peers over the bpc step timed beside them
+        tus = r.get("torch", {}).get("us", {})
+        times = {k: v / tus["generated"] * r["numpy"]["us"]["generated"]
+                 for k, v in tus.items() if k != "generated"}
+        entries.append((r["label"], r["dtype"], {**r["numpy"]["us"], **times}))
+    names = sorted({k for _, _, us in entries for k in us if k != "generated"})
+    print("\nevery row: bpc's step (median CPU us) and the others' time / bpc's")
+    print(f"  {'row':<20}{'dtype':<9}{'bpc us':>9}" + "".join(f"{n:>15}" for n in names))
+    for label, dtype, us in entries:
+        print(f"  {label:<20}{dtype:<9}{us['generated']:>9.1f}" + "".join(
+            f"{us[n] / us['generated']:>14.2f}x" if n in us else f"{'-':>15}" for n in names))
 
 
 def bench_train(rounds: int) -> list[dict]:
@@ -241,8 +261,9 @@ def pin_to_one_core() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--only", choices=["step", "rows", "train", "startup", "memory",
-                                           "compile", "one-off"])
+    parser.add_argument("--only", choices=["step", "rows", "table", "train", "startup",
+                                           "memory", "compile", "one-off"],
+                        help="table: step and rows, then every row in one table")
     parser.add_argument("--models", nargs="+", choices=MODELS, help="step: only these")
     parser.add_argument("--rows", nargs="+", choices=ROWS, help="rows: only these")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -271,11 +292,13 @@ def main() -> None:
         print(json.dumps(memory_worker(*args.memory)))
         return
     results = {}
-    if args.only in (None, "step"):
+    if args.only in (None, "step", "table"):
         results["step"] = bench_steps(1.0 if args.quick else 4.0, args.models)
-    if args.only in (None, "rows"):
+    if args.only in (None, "rows", "table"):
         results["rows"] = bench_rows(1.0 if args.quick else 4.0, args.rows,
                                      compiled=not args.quick)
+    if args.only in (None, "table"):
+        print_table(results["step"], results["rows"])
     if args.only in (None, "train"):
         results["train"] = bench_train(3 if args.quick else 7)
     if args.only in (None, "startup"):

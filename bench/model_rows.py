@@ -45,12 +45,13 @@ def row_setup(row: str, dtype: str, tmp: str):
 
 def generated_step(module, params, state):
     """One step as bpc train takes it: packed parameters, gradients into the optimizer's
-    flat buffer, the runtime's SGD. Returns (step, the packed parameters)."""
+    flat buffer, the learning rate folded into the seed (``scale=-lr``), the runtime's
+    SGD. Returns (step, the packed parameters)."""
     from bpc.runtime.optimizers import make_optimizer, pack
 
     packed = pack({k: v.copy() for k, v in params.items()})
     sgd = make_optimizer("sgd", packed, lr=LR)
-    kw = {"grads": sgd.grad_buffers}
+    kw = {"grads": sgd.grad_buffers, **({"scale": -LR} if sgd.fold_lr() else {})}
     if state is not None:
         kw["state"] = {k: v.copy() for k, v in state.items()}
 

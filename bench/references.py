@@ -285,7 +285,8 @@ def plain_loop(module, train_arrays, settings, axes):
     buffers and an update per parameter array, nothing else (no evaluation, history,
     checkpoint, divergence or interrupt handling). SGD and Adam with a constant learning
     rate, no weight decay or clipping (the gallery's runs); batch norm's state and
-    dropout's generator passed as bpc train passes them. Returns the parameters."""
+    dropout's generator passed as bpc train passes them; SGD folds the learning rate into
+    the seed (``scale=-lr``) as bpc train does. Returns the parameters."""
     import inspect
 
     opt = {**{"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, **settings.opt}
@@ -301,6 +302,9 @@ def plain_loop(module, train_arrays, settings, axes):
         kw["state"] = module.init_state()
     if "rng" in takes:  # dropout's masks, drawn from the run's generator as bpc train does
         kw["rng"] = rng
+    folded = settings.optimizer == "sgd" and "scale" in takes
+    if folded:  # as bpc train does: the gradient comes as -lr g, and is added
+        kw["scale"] = -lr
     scratch = {k: np.empty_like(v) for k, v in params.items()}
     m = {k: np.zeros_like(v) for k, v in params.items()}
     v = {k: np.zeros_like(p) for k, p in params.items()}
@@ -317,6 +321,9 @@ def plain_loop(module, train_arrays, settings, axes):
             t += 1
             for k, p in params.items():
                 s = scratch[k]
+                if folded:
+                    p += g[k]
+                    continue
                 if settings.optimizer == "sgd":
                     p -= np.multiply(g[k], lr, out=s)
                     continue

@@ -305,10 +305,13 @@ def worker(model: str, dtype: str, seconds: float) -> dict:
     copy = lambda: {k: v.copy() for k, v in base.items()}  # noqa: E731
 
     # As runtime/train.py steps it: parameters packed into one buffer, gradients computed
-    # into the optimizer's flat gradient buffer, the runtime's SGD.
+    # into the optimizer's flat gradient buffer, the learning rate folded into the
+    # backward pass's seed (scale=-lr, the update adds), the runtime's SGD.
     gen_params = pack(copy())
     sgd = make_optimizer("sgd", gen_params, lr=LR)
     buffers = {"grads": sgd.grad_buffers} if model != TOY else {}
+    if sgd.fold_lr():
+        buffers["scale"] = -LR
 
     def gen_step(x, t):
         loss, grads = module.loss_and_grad(gen_params, x, t, **buffers)

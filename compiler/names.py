@@ -20,6 +20,7 @@ GENERATED_NAMES = frozenset({
     "np", "numpy", "params", "grads", "rng", "INPUTS", "TARGETS", "PARAMS", "DTYPE",
     "CONFIG", "OUTPUT", "LOSS", "init_params", "predict", "loss", "loss_and_grad",
     "training",  # the mode keyword of loss and loss_and_grad (a model with modes)
+    "scale",  # loss_and_grad's seed of the backward pass (dL/dL)
 })
 # Names a module defines or takes only when its spec declares state.
 STATE_NAMES = frozenset({"state", "STATE", "init_state"})

@@ -392,7 +392,7 @@ def loss(params, x, t, *, state, training=False) -> float:
 
 
 def loss_and_grad(
-    params, x, t, *, state, training=True, grads=None
+    params, x, t, *, state, training=True, scale=1.0, grads=None
 ) -> tuple[float, dict[str, np.ndarray]]:
     """The loss L and its gradient with respect to W1, b1, bn1_gamma, bn1_beta, W2,
     b2, bn2_gamma, bn2_beta, W3, b3, bn3_gamma, bn3_beta, W4, b4, bn4_gamma,
@@ -407,11 +407,16 @@ def loss_and_grad(
     uses the running mean and variance in ``state`` (init_state(), then as training
     left them).
 
+    ``scale`` multiplies every gradient (the backward pass starts from dL/dL =
+    scale): an SGD step passes ``-lr`` and adds them to the parameters.
+
     Given ``grads`` (arrays shaped like the gradients, by name), gradients are
     computed into those arrays where possible, so a training loop allocates nothing
     large."""
     if not training:
-        return _loss_and_grad_inference(params, x, t, state=state, grads=grads)
+        return _loss_and_grad_inference(
+            params, x, t, state=state, scale=scale, grads=grads
+        )
     x = np.asarray(x, dtype=DTYPE)
     t = np.asarray(t, dtype=DTYPE)
     W1 = params["W1"]
@@ -525,7 +530,7 @@ def loss_and_grad(
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
     dL_dy -= t
-    dL_dy /= x.shape[0]
+    dL_dy *= scale / x.shape[0]
     # y = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
@@ -775,7 +780,7 @@ def _loss_training(params, x, t, *, state) -> float:
 
 
 def _loss_and_grad_inference(
-    params, x, t, *, state, grads=None
+    params, x, t, *, state, scale=1.0, grads=None
 ) -> tuple[float, dict[str, np.ndarray]]:
     """The loss L and its gradient with respect to W1, b1, bn1_gamma, bn1_beta, W2,
     b2, bn2_gamma, bn2_beta, W3, b3, bn3_gamma, bn3_beta, W4, b4, bn4_gamma,
@@ -872,7 +877,7 @@ def _loss_and_grad_inference(
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
     dL_dy -= t
-    dL_dy /= x.shape[0]
+    dL_dy *= scale / x.shape[0]
     # y = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))

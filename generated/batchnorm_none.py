@@ -188,9 +188,14 @@ def loss(params, x, t) -> float:
     return float(L)
 
 
-def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndarray]]:
+def loss_and_grad(
+    params, x, t, *, scale=1.0, grads=None
+) -> tuple[float, dict[str, np.ndarray]]:
     """The loss L and its gradient with respect to W1, b1, W2, b2, W3, b3, W4, b4,
     W5, b5, W6, b6.
+
+    ``scale`` multiplies every gradient (the backward pass starts from dL/dL =
+    scale): an SGD step passes ``-lr`` and adds them to the parameters.
 
     Given ``grads`` (arrays shaped like the gradients, by name), gradients are
     computed into those arrays where possible, so a training loop allocates nothing
@@ -238,7 +243,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
     dL_dy -= t
-    dL_dy /= x.shape[0]
+    dL_dy *= scale / x.shape[0]
     # y = z5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))

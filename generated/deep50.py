@@ -1168,7 +1168,9 @@ def loss(params, x, y) -> float:
     return float(l)
 
 
-def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndarray]]:
+def loss_and_grad(
+    params, x, y, *, scale=1.0, grads=None
+) -> tuple[float, dict[str, np.ndarray]]:
     """The loss l and its gradient with respect to W1, b1, W2, b2, W3, b3, W4, b4,
     W5, b5, W6, b6, W7, b7, W8, b8, W9, b9, W10, b10, W11, b11, W12, b12, W13, b13,
     W14, b14, W15, b15, W16, b16, W17, b17, W18, b18, W19, b19, W20, b20, W21, b21,
@@ -1176,6 +1178,9 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     W30, b30, W31, b31, W32, b32, W33, b33, W34, b34, W35, b35, W36, b36, W37, b37,
     W38, b38, W39, b39, W40, b40, W41, b41, W42, b42, W43, b43, W44, b44, W45, b45,
     W46, b46, W47, b47, W48, b48, W49, b49, W50, b50, W51, b51.
+
+    ``scale`` multiplies every gradient (the backward pass starts from dL/dL =
+    scale): an SGD step passes ``-lr`` and adds them to the parameters.
 
     Given ``grads`` (arrays shaped like the gradients, by name), gradients are
     computed into those arrays where possible, so a training loop allocates nothing
@@ -1445,7 +1450,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     # backward
     # loss l = least_squares(f, y)
     #   d sum(x) = sum(dx): the adjoint is copied to every element
-    dl_df = np.multiply(2, l_sub, out=l_sub)
+    dl_df = np.multiply(2 * scale, l_sub, out=l_sub)
     # f = z50 @ W51 + b51 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dl_db51 = np.sum(dl_df, axis=0, out=grads.get("b51"))
     dl_dW51 = np.matmul(z50.T, dl_df, out=grads.get("W51"))

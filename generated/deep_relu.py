@@ -102,9 +102,14 @@ def loss(params, x, y) -> float:
     return float(l)
 
 
-def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndarray]]:
+def loss_and_grad(
+    params, x, y, *, scale=1.0, grads=None
+) -> tuple[float, dict[str, np.ndarray]]:
     """The loss l and its gradient with respect to Omega0, beta0, Omega1, beta1,
     Omega2, beta2.
+
+    ``scale`` multiplies every gradient (the backward pass starts from dL/dL =
+    scale): an SGD step passes ``-lr`` and adds them to the parameters.
 
     Given ``grads`` (arrays shaped like the gradients, by name), gradients are
     computed into those arrays where possible, so a training loop allocates nothing
@@ -134,7 +139,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
     # backward
     # loss l = least_squares(f2, y)
     #   d sum(x) = sum(dx): the adjoint is copied to every element
-    dl_df2 = np.multiply(2, l_sub, out=l_sub)
+    dl_df2 = np.multiply(2 * scale, l_sub, out=l_sub)
     # f2 = beta2 + Omega2 @ h2
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dl_dbeta2 = np.sum(dl_df2, axis=1, keepdims=True, out=grads.get("beta2"))

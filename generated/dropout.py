@@ -220,7 +220,7 @@ def loss(params, x, t, *, training=False, rng=None) -> float:
 
 
 def loss_and_grad(
-    params, x, t, *, training=True, rng=None, grads=None
+    params, x, t, *, training=True, rng=None, scale=1.0, grads=None
 ) -> tuple[float, dict[str, np.ndarray]]:
     """The loss L and its gradient with respect to W1, b1, W2, b2, W3, b3, W4, b4,
     W5, b5, W6, b6.
@@ -231,11 +231,14 @@ def loss_and_grad(
     With ``training=False``: the gradient of ``loss()``. Inference mode: dropout is
     the identity.
 
+    ``scale`` multiplies every gradient (the backward pass starts from dL/dL =
+    scale): an SGD step passes ``-lr`` and adds them to the parameters.
+
     Given ``grads`` (arrays shaped like the gradients, by name), gradients are
     computed into those arrays where possible, so a training loop allocates nothing
     large."""
     if not training:
-        return _loss_and_grad_inference(params, x, t, grads=grads)
+        return _loss_and_grad_inference(params, x, t, scale=scale, grads=grads)
     if rng is None:
         raise TypeError("training mode needs rng (a NumPy Generator)")
     x = np.asarray(x, dtype=DTYPE)
@@ -296,7 +299,7 @@ def loss_and_grad(
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
     dL_dy -= t
-    dL_dy /= x.shape[0]
+    dL_dy *= scale / x.shape[0]
     # y = d5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(d5.T, dL_dy, out=grads.get("W6"))
@@ -447,7 +450,7 @@ def _loss_training(params, x, t, *, rng) -> float:
 
 
 def _loss_and_grad_inference(
-    params, x, t, *, grads=None
+    params, x, t, *, scale=1.0, grads=None
 ) -> tuple[float, dict[str, np.ndarray]]:
     """The loss L and its gradient with respect to W1, b1, W2, b2, W3, b3, W4, b4,
     W5, b5, W6, b6 in inference mode: ``loss_and_grad(..., training=False)``, the
@@ -502,7 +505,7 @@ def _loss_and_grad_inference(
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
     dL_dy -= t
-    dL_dy /= x.shape[0]
+    dL_dy *= scale / x.shape[0]
     # y = d5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))

@@ -102,8 +102,13 @@ def loss(params, x, t) -> float:
     return float(E)
 
 
-def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndarray]]:
+def loss_and_grad(
+    params, x, t, *, scale=1.0, grads=None
+) -> tuple[float, dict[str, np.ndarray]]:
     """The loss E and its gradient with respect to W1, b1, W2, b2.
+
+    ``scale`` multiplies every gradient (the backward pass starts from dL/dL =
+    scale): an SGD step passes ``-lr`` and adds them to the parameters.
 
     Given ``grads`` (arrays shaped like the gradients, by name), gradients are
     computed into those arrays where possible, so a training loop allocates nothing
@@ -120,12 +125,12 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
     # forward
     h = _sigmoid_tanh(x @ W1 + b1)
     y = _sigmoid_tanh(h @ W2 + b2)
-    E_sub = y - t  # [N, 2], kept for dE_dy
+    E_sub = y - t  # [N, 2], used 2 times
     E = 0.5 * np.sum(E_sub**2)
 
     # backward
     # loss E = sse(y, t) (d sum(x) = sum(dx): the adjoint is copied to every element)
-    dE_dy = E_sub
+    dE_dy = np.multiply(scale, E_sub, out=E_sub)
     # y = sigmoid(h @ W2 + b2) (sigmoid'(x) = s (1 - s), from the output s)
     dE_dy_in = np.multiply(y * (1 - y), dE_dy, out=dE_dy)  # [N, 2], used 3 times
     del y

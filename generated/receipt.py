@@ -20,7 +20,7 @@ DEFAULTS = {"apple": 100, "apple_num": 2, "orange": 150, "orange_num": 3, "tax":
 CONFIG = {
     "output_shape": (),
     "memory": {
-        "kept": {"": 40},
+        "kept": {"": 48},
         "moments": [
             ("apple", (), "float64", {"": 16}, True, "input"),
             ("orange", (), "float64", {"": 16}, True, "input"),
@@ -58,10 +58,13 @@ def loss(params, apple=100, apple_num=2, orange=150, orange_num=3, tax=1.1) -> f
 
 
 def loss_and_grad(
-    params, apple=100, apple_num=2, orange=150, orange_num=3, tax=1.1
+    params, apple=100, apple_num=2, orange=150, orange_num=3, tax=1.1, *, scale=1.0
 ) -> tuple[float, dict[str, np.ndarray]]:
     """The loss price and its gradient with respect to apple, apple_num, orange,
-    orange_num, tax."""
+    orange_num, tax.
+
+    ``scale`` multiplies every gradient (the backward pass starts from dL/dL =
+    scale): an SGD step passes ``-lr`` and adds them to the parameters."""
     apple = DTYPE(apple)
     apple_num = DTYPE(apple_num)
     orange = DTYPE(orange)
@@ -74,8 +77,8 @@ def loss_and_grad(
 
     # backward
     # loss price = all_price * tax
-    dprice_dtax = all_price
-    dprice_dall_price = tax
+    dprice_dtax = all_price * scale
+    dprice_dall_price = tax * scale
     # all_price = apple * apple_num + orange * orange_num
     dprice_dorange = orange_num * dprice_dall_price
     dprice_dorange_num = orange * dprice_dall_price

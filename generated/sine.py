@@ -120,8 +120,13 @@ def loss(params, x, y) -> float:
     return float(L)
 
 
-def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndarray]]:
+def loss_and_grad(
+    params, x, y, *, scale=1.0, grads=None
+) -> tuple[float, dict[str, np.ndarray]]:
     """The loss L and its gradient with respect to W1, b1, W2, b2, W3, b3.
+
+    ``scale`` multiplies every gradient (the backward pass starts from dL/dL =
+    scale): an SGD step passes ``-lr`` and adds them to the parameters.
 
     Given ``grads`` (arrays shaped like the gradients, by name), gradients are
     computed into those arrays where possible, so a training loop allocates nothing
@@ -150,8 +155,7 @@ def loss_and_grad(params, x, y, *, grads=None) -> tuple[float, dict[str, np.ndar
 
     # backward
     # loss L = mse(f, y) (d mean(x) = mean(dx): the adjoint / count to every element)
-    dL_df = np.multiply(2, L_sub, out=L_sub)
-    dL_df *= 1.0 / x.shape[0]
+    dL_df = np.multiply(2 * (scale / x.shape[0]), L_sub, out=L_sub)
     # f = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_df, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_df, out=grads.get("W3"))

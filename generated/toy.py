@@ -106,9 +106,12 @@ def loss(params, x, y) -> float:
     return float(l)
 
 
-def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
+def loss_and_grad(params, x, y, *, scale=1.0) -> tuple[float, dict[str, np.ndarray]]:
     """The loss l and its gradient with respect to beta0, omega0, beta1, omega1,
-    beta2, omega2, beta3, omega3."""
+    beta2, omega2, beta3, omega3.
+
+    ``scale`` multiplies every gradient (the backward pass starts from dL/dL =
+    scale): an SGD step passes ``-lr`` and adds them to the parameters."""
     x = DTYPE(x)
     y = DTYPE(y)
     # 0-d parameters as NumPy scalars ([()]): faster arithmetic than 0-d arrays
@@ -133,7 +136,7 @@ def loss_and_grad(params, x, y) -> tuple[float, dict[str, np.ndarray]]:
 
     # backward
     # loss l = (f3 - y)^2
-    dl_df3 = 2 * (f3 - y)
+    dl_df3 = 2 * (f3 - y) * scale
     # f3 = beta3 + omega3 * h3
     dl_dbeta3 = dl_df3
     dl_domega3 = h3 * dl_df3

@@ -112,8 +112,13 @@ def loss(params, x, t) -> float:
     return float(L)
 
 
-def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndarray]]:
+def loss_and_grad(
+    params, x, t, *, scale=1.0, grads=None
+) -> tuple[float, dict[str, np.ndarray]]:
     """The loss L and its gradient with respect to W1, b1, W2, b2.
+
+    ``scale`` multiplies every gradient (the backward pass starts from dL/dL =
+    scale): an SGD step passes ``-lr`` and adds them to the parameters.
 
     Given ``grads`` (arrays shaped like the gradients, by name), gradients are
     computed into those arrays where possible, so a training loop allocates nothing
@@ -138,8 +143,7 @@ def loss_and_grad(params, x, t, *, grads=None) -> tuple[float, dict[str, np.ndar
 
     # backward
     # loss L = mse(y, t) (d mean(x) = mean(dx): the adjoint / count to every element)
-    dL_dy = np.multiply(2, L_sub, out=L_sub)
-    dL_dy *= 1.0 / x.shape[0]
+    dL_dy = np.multiply(2 * (scale / x.shape[0]), L_sub, out=L_sub)
     # y = sigmoid(a2) (sigmoid'(x) = s (1 - s), from the output s)
     dL_da2 = np.multiply(y * (1 - y), dL_dy, out=dL_dy)
     del a2, y

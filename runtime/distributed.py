@@ -23,11 +23,9 @@ early; ``torchrun`` starts them itself (its environment: RANK, WORLD_SIZE, ...).
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
@@ -193,6 +191,8 @@ def spawn(workers: int, fn, args: tuple, out: Path | None, device: str | None) -
     them all, with a UserError saying which and where the run can continue from.
     Forked where the system can and the workers compute on the CPU (they start without
     importing torch again); spawned for GPUs, which a forked CUDA runtime cannot use."""
+    import logging  # here, with socket: every bpc train imports this module
+
     import_torch("--workers")
     import torch.multiprocessing as mp
 
@@ -229,6 +229,8 @@ def _worker(rank: int, workers: int, port: int, fn, args: tuple) -> None:
 
 
 def _free_port() -> int:
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,13 @@ def saved_rows(rows: list[list]) -> list[dict]:
 
 
 def saved_row(row: dict) -> list:
-    return [row.get(k, "") for k in HISTORY_FIELDS]  # an older checkpoint's row: "" for val_
+    try:
+        return list(_saved_values(row))
+    except KeyError:  # an older checkpoint's row: "" for val_
+        return [row.get(k, "") for k in HISTORY_FIELDS]
+
+
+_saved_values = operator.itemgetter(*HISTORY_FIELDS)
 
 
 def is_saved_row(r) -> bool:
@@ -171,16 +178,19 @@ class History(list):
 
 
 def numeric_row(row: dict) -> dict:
-    out = {}
-    for k in HISTORY_FIELDS:
-        v = row.get(k)
-        if v is None or v == "":
-            out[k] = None
-        elif k in ("epoch", "step"):
-            out[k] = int(v)
-        else:
-            out[k] = float(v)
+    get = row.get
+    out = {"epoch": _number(get("epoch"), int), "step": _number(get("step"), int)}
+    for k in _FLOAT_FIELDS:
+        v = get(k)
+        out[k] = None if v is None or v == "" else float(v)
     return out
+
+
+_FLOAT_FIELDS = HISTORY_FIELDS[2:]
+
+
+def _number(v, kind):
+    return None if v is None or v == "" else kind(v)
 
 
 # The measure the best row is chosen by when a run names none (the first one present):
@@ -198,7 +208,7 @@ def best_row(history, metric: str | None = None) -> dict | None:
 
 def scored_rows(history, metric: str | None = None) -> tuple[str | None, list[dict]]:
     """(the measure the best row is chosen by, the rows that have it, as numbers)."""
-    rows = [numeric_row(r) for r in history]
+    rows = history if isinstance(history, History) else [numeric_row(r) for r in history]
     for key in [metric] if metric else BEST_BY:
         scored = [r for r in rows if r[key] is not None]
         if scored:

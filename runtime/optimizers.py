@@ -7,7 +7,9 @@ learning rate in place and subtracts it, so a step touches the gradient and the
 parameters only, not a third, parameter-sized scratch buffer (the same numbers,
 ``p - lr g`` rounded alike; 17-29% less time for the update of 1.9 million parameters).
 After ``update`` that buffer, and the ``grad_buffers`` views ``loss_and_grad(...,
-grads=)`` wrote, hold ``lr g``.
+grads=)`` wrote, hold ``lr g``. Folded (``fold_lr``: the training loop calls
+``loss_and_grad(..., scale=-lr)``, whose backward pass starts from dL/dL = -lr), the
+family is given ``-lr g`` and adds it: one pass over the parameters, not two.
 
 An optimizer's state (moment estimates, step count) round-trips through ``state_dict`` /
 ``load_state_dict``, by parameter name, so a checkpoint resumes bit for bit. Defaults and
@@ -104,6 +106,7 @@ class Optimizer:
     """Base: clipping and weight decay on the flat gradient, then ``_apply`` per buffer."""
 
     name = "sgd"
+    folds = True  # its rule can take -lr g for g (``fold_lr``)
     slots: tuple[str, ...] = ()
     nonnegative: tuple[str, ...] = ()  # slots that are sums of squares (checked on resume)
 
@@ -138,6 +141,15 @@ class Optimizer:
         self._scalar_grads = operator.itemgetter(*self.names) if scalars else None
         self._clip = float(self.cfg.get("clip") or 0.0)
         self._decay = float(self.cfg.get("weight_decay") or 0.0)
+        self.folded = False  # the gradients come scaled by -lr (``fold_lr``)
+
+    def fold_lr(self) -> bool:
+        """From now on the gradients this optimizer is given are ``-lr`` times the
+        gradient (``loss_and_grad(..., scale=-lr)``), where the rule can use them so
+        (the SGD family, without clipping or weight decay, which need the gradient
+        itself): its update then skips the pass that scales them. Whether it does."""
+        self.folded = self.folds and not (self._clip or self._decay)
+        return self.folded
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
              lr: float | None = None) -> None:
@@ -184,9 +196,13 @@ class Optimizer:
         if synced:
             for k in self.names:
                 own[k][...] = params[k]
-        grads = self._grads if not (self._clip or self._decay) else self._adjusted()
-        for i, p in enumerate(self._params):
-            self._apply(i, p, grads[i], lr)
+        if self.folded:
+            for i, p in enumerate(self._params):
+                self._apply_folded(i, p, self._grads[i])
+        else:
+            grads = self._grads if not (self._clip or self._decay) else self._adjusted()
+            for i, p in enumerate(self._params):
+                self._apply(i, p, grads[i], lr)
         if synced:
             for k in self.names:
                 params[k][...] = own[k]
@@ -216,6 +232,10 @@ class Optimizer:
         step may overwrite)."""
         g *= lr
         p -= g
+
+    def _apply_folded(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
+        """``_apply`` given ``g`` = -lr times the gradient (``fold_lr``): one pass."""
+        p += g
 
     def _buffers(self, i: int, *slots: str) -> list[np.ndarray]:
         return [self._state[slot][i] for slot in slots]
@@ -252,6 +272,12 @@ class Momentum(Optimizer):
         v -= g
         p += v
 
+    def _apply_folded(self, i, p, g):
+        (v,) = self._buffers(i, "v")
+        v *= float(self.cfg["momentum"])
+        v += g
+        p += v
+
 
 class Nesterov(Optimizer):
     """Nesterov momentum in the usual reformulation: p += momentum² v - (1 + momentum) lr g."""
@@ -269,11 +295,21 @@ class Nesterov(Optimizer):
         step -= g
         p += step
 
+    def _apply_folded(self, i, p, g):
+        mu = float(self.cfg["momentum"])
+        (v,) = self._buffers(i, "v")
+        v *= mu
+        v += g
+        step = self.xp.multiply(v, mu, out=self._scratch[i])
+        step += g
+        p += step
+
 
 class AdaGrad(Optimizer):
     """h += g²;  p -= lr g / (sqrt(h) + eps)."""
 
     name = "adagrad"
+    folds = False
     slots = ("h",)
     nonnegative = ("h",)
 
@@ -288,6 +324,7 @@ class RMSprop(Optimizer):
     """h = rho h + (1 - rho) g²;  p -= lr g / (sqrt(h) + eps)."""
 
     name = "rmsprop"
+    folds = False
     slots = ("h",)
     nonnegative = ("h",)
 
@@ -315,6 +352,7 @@ class Adam(Optimizer):
     """Adam with bias correction (Kingma & Ba, 2015)."""
 
     name = "adam"
+    folds = False
     slots = ("m", "v")
     nonnegative = ("v",)
 

@@ -60,6 +60,7 @@ class RunFolder:
         self._lock = None
         self._csv = None
         self._writer = None
+        self._pending: list[dict] = []  # rows appended, not yet written
 
     def __enter__(self) -> "RunFolder":
         try:
@@ -131,8 +132,11 @@ class RunFolder:
     def __exit__(self, *exc) -> None:
         try:
             if self._csv is not None:
-                self._csv, csv_file = None, self._csv
-                csv_file.close()
+                try:
+                    self.flush_history()
+                finally:
+                    self._csv, csv_file = None, self._csv
+                    csv_file.close()
         finally:
             if self._lock is not None:
                 self._lock, lock = None, self._lock
@@ -154,15 +158,23 @@ class RunFolder:
             raise write_failed(self.history, e) from None
         self._csv = open(fd, "a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._csv)
+        self._pending = []
 
     def append_history(self, row: dict, flush: bool = True) -> None:
-        """One row (a row every epoch: the writer is kept), flushed with ``flush``. Rows
-        not flushed yet are at most lost to a kill, never the run's: a resume rewrites
-        the file from the checkpoint's rows."""
+        """One row (a row every epoch); the rows since the last ``flush`` are written
+        then, and when the folder is closed: a run of many short epochs formats its CSV
+        lines in one go, not one an epoch. Rows not written yet are at most lost to a
+        kill, never the run's: a resume rewrites the file from the checkpoint's rows."""
+        self._pending.append(row)
+        if flush:
+            self.flush_history()
+
+    def flush_history(self) -> None:
+        """The rows appended since the last flush, written and flushed."""
         try:
-            self._writer.writerow(saved_row(row))
-            if flush:
-                self._csv.flush()
+            self._writer.writerows(map(saved_row, self._pending))
+            self._pending.clear()
+            self._csv.flush()
         except OSError as e:
             raise write_failed(self.history, e) from None
 

@@ -256,8 +256,16 @@ class Trainer:
         # A module that can compute gradients into given arrays writes them straight into
         # the optimizer's flat gradient buffer, the same arrays every step.
         self.buffers = {}
-        if "grads" in inspect.signature(module.loss_and_grad).parameters:
+        takes = inspect.signature(module.loss_and_grad).parameters
+        if "grads" in takes:
             self.buffers = {"grads": self.optimizer.grad_buffers}
+        # The SGD family folds the learning rate into the backward pass's seed:
+        # loss_and_grad(..., scale=-lr) gives -lr g, which the update adds to the
+        # parameters (one pass over them, not two). A module compiled before the seed
+        # was an argument gets the update of g.
+        self.folds = "scale" in takes and self.optimizer.fold_lr()
+        if self.folds:
+            self.buffers["scale"] = -self.optimizer.lr
         # Training mode draws dropout masks from the run's generator, whose state every
         # checkpoint records (resume stays exact). A model with state: the run's state
         # (init_state(), then as each step's loss_and_grad assigns it), evaluated with and
@@ -293,7 +301,7 @@ class Trainer:
         self.dirty = False  # inside an update: the state is not one a checkpoint may record
         self.interrupted = False
         self.bar = None
-        self.save_due = time.monotonic() + checkpoint_every
+        self.save_due = time.perf_counter() + checkpoint_every
         self.row_start = time.perf_counter()
 
     @property
@@ -391,7 +399,7 @@ class Trainer:
                     if stop.requested:
                         raise KeyboardInterrupt
                     self.step(i)
-                    if pos.batch_index < last and time.monotonic() >= self.save_due:
+                    if pos.batch_index < last and time.perf_counter() >= self.save_due:
                         self.save(folder)
                 if pos.batch_index < plan.steps_per_epoch and pos.step < plan.total_steps:
                     continue  # cannot happen without an interruption
@@ -409,8 +417,12 @@ class Trainer:
         """Batch ``i`` of the epoch: one update, checked for divergence."""
         plan, pos, optimizer, settings = self.plan, self.pos, self.optimizer, self.settings
         b = data_mod.batch_at(self.data["train"], plan.axes, pos.order, settings.batch, i)
-        lr = learning_rate(optimizer.cfg, pos.step / plan.steps_per_epoch,
-                           plan.total_epochs) if self.scheduled else optimizer.lr
+        lr = optimizer.lr
+        if self.scheduled:
+            lr = learning_rate(optimizer.cfg, pos.step / plan.steps_per_epoch,
+                               plan.total_epochs)
+            if self.folds:
+                self.buffers["scale"] = -lr
         if self.moves_inside:
             self.dirty = True
         value, grads = self.module.loss_and_grad(self.params, **b, **self.buffers)
@@ -451,7 +463,7 @@ class Trainer:
         at the end, taken in by the selector; the checkpoint saved when due."""
         plan, pos, select = self.plan, self.pos, self.selector
         lr_now = learning_rate(self.optimizer.cfg, pos.step / plan.steps_per_epoch,
-                               plan.total_epochs)
+                               plan.total_epochs) if self.scheduled else self.optimizer.lr
         seconds = time.perf_counter() - self.row_start
 
         def row_of(measured):
@@ -478,7 +490,9 @@ class Trainer:
                 self.bar.clear()
             self.log(summary_line(row, plan.total_epochs, has_perplexity(self.module)))
         self.row_start = time.perf_counter()
-        self.save(folder, final=pos.step >= plan.total_steps or bool(self.stopped))
+        final = pos.step >= plan.total_steps or bool(self.stopped)
+        if final or self.row_start >= self.save_due:  # save()'s test, without the call
+            self.save(folder, final)
 
     def measure(self) -> dict:
         """The evaluation of an epoch: accuracies and losses over the splits (inference
@@ -497,7 +511,7 @@ class Trainer:
     def save(self, folder, final: bool = False) -> None:
         """The checkpoint (and best.npz when the best epoch changed), when due: at least
         checkpoint_every seconds since the last, or ``final``."""
-        now = time.monotonic()
+        now = time.perf_counter()
         if folder.checkpoint is None or not final and now < self.save_due:
             return
         check_params(self.optimizer, self.pos.step - 1, self.pos.epoch)  # never saved
@@ -507,7 +521,8 @@ class Trainer:
             select.unsaved = False
         save_checkpoint(folder.checkpoint, self.params, self.optimizer, self.pos, self.history,
                         self.run, self.state, select.arrays if select else None)
-        end = time.monotonic()
+        folder.flush_history()  # the rows so far, as the checkpoint holds them
+        end = time.perf_counter()
         self.save_due = end + max(self.checkpoint_every, CHECKPOINT_OVERHEAD * (end - now))
 
     def on_interrupt(self, folder) -> None:

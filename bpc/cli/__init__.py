@@ -68,7 +68,9 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of the command ``only`` alone (its module is the
+    only one imported: ``bpc train`` starts without the other twelve)."""
     parser = argparse.ArgumentParser(
         prog="bpc",
         description="The backprop compiler: .bp specs to readable NumPy forward/backward "
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show Python tracebacks for internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         command = importlib.import_module(f"{__name__}.{name}")
         p = sub.add_parser(name, parents=[common], help=command.HELP)
         command.add_arguments(p)
@@ -122,7 +124,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    return run_parsed(build_parser().parse_args(argv))
+    argv = sys.argv[1:] if argv is None else argv
+    return run_parsed(build_parser(_command_named(argv)).parse_args(argv))
+
+
+def _command_named(argv: list[str]) -> str | None:
+    """The command ``argv`` runs when its first word that is not an option names one
+    and no help is asked for before it; else None (the whole parser answers)."""
+    for word in argv:
+        if word in ("-h", "--help", "--version") or not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
 
 
 def run_parsed(args) -> int:

@@ -24,7 +24,8 @@ from . import layout
 from .config import config_of
 from .body import _body, _wrapped
 from .functions import (_Function, _data_args, _keywords, _loss_function, _mode_functions,
-                        _mode_note, _needed, _numbers, _return_own, _signature, param, returns)
+                        _mode_note, _needed, _numbers, _return_own, _signature, param, returns,
+                        SCALE, SCALE_NOTE)
 from ..errors import Diagnostic, SpecError
 from ..ir import Binding, Program
 from ..ir.primitives import format_number
@@ -136,10 +137,10 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
         signature, body, facts = _loss_function(prog, style, True, fmt, t)
         functions.append(_Function(
             "loss_and_grad", _keywords(signature, ["state"] * stateful
-                                       + ["rng"] * facts.draws
+                                       + ["rng"] * facts.draws + [SCALE]
                                        + [param("grads", "None")] * facts.into_grads),
             returns(t, True),
-            [grad_doc + ".", *[grads_note] * facts.into_grads], body, facts))
+            [grad_doc + ".", SCALE_NOTE, *[grads_note] * facts.into_grads], body, facts))
     else:
         functions += _mode_functions(prog, infer, style, loss_doc, grad_doc, grads_note,
                                      fmt, t)

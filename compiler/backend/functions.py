@@ -16,7 +16,7 @@ from .body import Facts, _body, differentiated_steps
 from ..ir import NAMED_LEAVES, Binding, Program, random_sites, topo_order
 from ..ir.primitives import PRIMITIVES, format_number
 from .printer import Printer
-from .pyfmt import LINE_LENGTH, Code, definition, literal
+from .pyfmt import LINE_LENGTH, Code, call_statement, definition, literal
 from .targets import NUMPY, TORCH, Target
 
 
@@ -122,6 +122,13 @@ def param(name: str, default: str) -> Param:
     return item
 
 
+# ``loss_and_grad``'s seed of the backward pass, dL/dL (``ops.arithmetic.SEED_NAME``):
+# every gradient comes out multiplied by it. A training loop passes -lr and adds them.
+SCALE = param("scale", "1.0")
+SCALE_NOTE = ("``scale`` multiplies every gradient (the backward pass starts from dL/dL = "
+              "scale): an SGD step passes ``-lr`` and adds them to the parameters.")
+
+
 def _signature(prog: Program, args: list[Binding]) -> list[str]:
     """``params`` and the data arguments in declaration order (inputs, then targets).
 
@@ -198,6 +205,13 @@ def _call(name: str, signature: list[str]) -> str:
     return f"{name}({', '.join(parts)})"
 
 
+def _handed_on(name: str, signature: list[str]) -> list[str]:
+    """``return name(...)`` under a mode's ``if`` (8 columns), passing the function's own
+    arguments on, laid out as black would (lines relative to the body's 4 columns)."""
+    line = f"return {_call(name, signature)}"
+    return [text[4:] for text in call_statement(line, 8) or [" " * 8 + line]]
+
+
 def _returned_loss(prog: Program, t: Target) -> str:
     """How a function returns the loss: a Python float from NumPy, a 0-d tensor (in the
     dtype, on the device) from torch, which need not wait for the device to finish."""
@@ -259,9 +273,11 @@ def _mode_functions(prog: Program, infer: Program, style: str, loss_doc: str,
     rng_public = [param("rng", "None")] * draws
     guard = rng_guard(t) if draws else []
     grads = [param("grads", "None")] * (g_train.into_grads or g_infer.into_grads)
+    seed = [SCALE]
 
     training_loss = _keywords(sig_train, state + ["rng"] * f_train.draws)
-    inference_grad = _keywords(gsig_infer, state + [param("grads", "None")] * g_infer.into_grads)
+    inference_grad = _keywords(gsig_infer, state + seed
+                               + [param("grads", "None")] * g_infer.into_grads)
     training_doc = _mode_note(prog, True, g_train, t=t)
     training_loss_doc = _mode_note(prog, True, f_train, gradient=False, t=t)
     inference_doc = _mode_note(prog, False, f_infer)
@@ -273,17 +289,17 @@ def _mode_functions(prog: Program, infer: Program, style: str, loss_doc: str,
                    f"By default (``training=False``) {_lower(inference_doc)}",
                    f"With ``training=True``: the loss ``loss_and_grad`` differentiates "
                    f"by default. {training_loss_doc}"],
-                  ["if training:", f"    return {_call('_loss_training', training_loss)}",
+                  ["if training:", *_handed_on("_loss_training", training_loss),
                    *body_infer], f_infer),
         _Function("loss_and_grad",
                   _keywords(gsig_train, state + [param("training", "True"), *rng_public,
-                                                 *grads]),
+                                                 *seed, *grads]),
                   returns(t, True),
                   [grad_doc + ".", f"By default (``training=True``) {_lower(training_doc)}",
                    f"With ``training=False``: the gradient of ``loss()``. "
-                   f"{_mode_note(prog, False, g_infer)}", *[grads_note] * bool(grads)],
-                  ["if not training:",
-                   f"    return {_call('_loss_and_grad_inference', inference_grad)}",
+                   f"{_mode_note(prog, False, g_infer)}", SCALE_NOTE,
+                   *[grads_note] * bool(grads)],
+                  ["if not training:", *_handed_on("_loss_and_grad_inference", inference_grad),
                    *guard, *gbody_train], g_train),
         _Function("_loss_training", training_loss, returns(t, False),
                   [f"{loss_doc} in training mode: ``loss(..., training=True)``.",

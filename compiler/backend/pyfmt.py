@@ -140,13 +140,15 @@ def _flat(value) -> str:
     raise TypeError(f"not plain data: {type(value).__name__}")
 
 
-_CALL_STATEMENT = re.compile(r"([A-Za-z_]\w*) = ([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\((.*)\)")
+_CALL_STATEMENT = re.compile(
+    r"([A-Za-z_]\w* = |return )([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\((.*)\)")
 
 
 def call_statement(line: str, indent: int) -> list[str] | None:
-    """``name = f(a, b, out=c)`` at ``indent`` columns as black lays it out when it is too
-    wide (the shape buffer planning writes: ``np.add(..., out=...)``): the arguments on a
-    line of their own, or one per line with a trailing comma. None for any other
+    """``name = f(a, b, out=c)`` (or ``return f(...)``: a mode handed to its private
+    function) at ``indent`` columns as black lays it out when it is too wide (the shape
+    buffer planning writes: ``np.add(..., out=...)``): the arguments on a line of their
+    own, or one per line with a trailing comma. None for any other
     statement, or when an argument would itself need splitting (black decides those)."""
     pad = " " * indent
     if len(pad + line) <= LINE_LENGTH:
@@ -157,7 +159,7 @@ def call_statement(line: str, indent: int) -> list[str] | None:
     args = _top_level_args(m.group(3))
     if args is None or not args[-1] or any(",)" in a or ",]" in a or ",}" in a for a in args):
         return None
-    head = f"{pad}{m.group(1)} = {m.group(2)}("
+    head = f"{pad}{m.group(1)}{m.group(2)}("
     if len(head) > LINE_LENGTH:
         return None
     inner = pad + "    "

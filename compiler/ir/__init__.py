@@ -81,7 +81,7 @@ class Node:
         # a count (``x.shape[0]``, ``max(np.count_nonzero(keep), 1)``) or Python
         # arithmetic on those. NumPy treats such
         # numbers as "weak": they take the dtype of the array they meet.
-        self.weak = shape == () and (op in ("const", "count", "count_kept") or (
+        self.weak = shape == () and (op in ("const", "count", "count_kept", "seed") or (
             op in PYTHON_ARITHMETIC and all(a.weak for a in args)))
 
     @property

@@ -1,7 +1,8 @@
 """Algebraic identities: x*1, 1*x, x+0, 0+x, x-0, 0-x, x/1, --x, x^1, x^0, x^-1, 0*x,
 a reshape to the shape its value has, a reshape undone by the next,
-multiplications by ``ones_like`` that do not change the shape, and a sum of slice
-adjoints (``index_add``) gathered into one buffer.
+multiplications by ``ones_like`` that do not change the shape, the backward pass's seed
+gathered into the scalar its first adjoint is scaled by, and a sum of slice adjoints
+(``index_add``) gathered into one buffer.
 
 Every rewrite keeps the node's shape, dtype and array-ness (a Python number never stands
 for an array): ``0 * x`` becomes ``zeros_like(x)`` unless the result is a Python number,
@@ -61,6 +62,7 @@ def _identities(b, node, args):
                     return b.op("mul", b.const(product, let=let_text(
                         "mul", [c, inner_c], {}, node), let_names=let_names([c, inner_c])),
                         z)
+        return _seed_gathered(b, node, x, y)
     elif op == "add":
         x, y = args
         if _is(y, 0) and _same_shape(x, node):
@@ -101,6 +103,27 @@ def _identities(b, node, args):
                 b.op("ones_like", x)
         if _is(y, -1):
             return b.op("div", b.const(1), x)
+    return None
+
+
+def _seeded(node) -> bool:
+    """Whether ``node`` is the backward pass's seed (``scale``) or Python arithmetic on it."""
+    return node.op == "seed" or (node.weak and any(_seeded(a) for a in node.args))
+
+
+def _seed_gathered(b, node, x, y):
+    """``(z * c) * scale`` -> ``(c * scale) * z`` and ``(z / c) * scale`` -> ``(scale / c)
+    * z`` for a Python number ``c`` and an array ``z``: the seed joins the scalar the
+    first adjoint is scaled by already (``dL_dy *= scale / x.shape[0]``), one pass over
+    the array, not two. Scalars keep their order (``2 * (f3 - y) * scale``)."""
+    for s, other in ((x, y), (y, x)):
+        if not _seeded(s) or other.op not in ("mul", "div"):
+            continue
+        pairs = [other.args] if other.op == "div" else [other.args, other.args[::-1]]
+        for z, c in pairs:
+            if c.weak and z.shape and _same_shape(z, node):
+                inner = b.op(other.op, s, c) if other.op == "div" else b.op("mul", c, s)
+                return b.op("mul", _identities(b, inner, inner.args) or inner, z)
     return None
 
 

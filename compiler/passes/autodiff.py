@@ -174,7 +174,7 @@ def differentiate(prog: Program) -> Program:
         return g
 
     b.span = loss_node.span
-    seed = b.const(1.0)
+    seed = b.op("seed")  # 1 unless the caller scales the gradient (``scale``)
     contribs[loss_node.id].append((seed, None, ""))
     pending_leaves: dict[int, Node] = {}
     for n in reversed(order):

@@ -234,3 +234,37 @@ def test_sgd_family_updates_match_the_scratch_buffer_arithmetic_exactly(name):
             np.testing.assert_array_equal(opt.state["v"][k], vel[k])
         for k in want:
             np.testing.assert_array_equal(p[k], want[k])
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov"])
+def test_a_folded_update_of_minus_lr_g_is_the_update_of_g_exactly(name):
+    """Folded (``fold_lr``: loss_and_grad(..., scale=-lr) hands over -lr g), the SGD family
+    adds what it is given: p + (-(lr g)) is p - lr g in IEEE arithmetic, so given the
+    same gradient the parameters and the velocity are bit-identical (tolerance 0). Only
+    where the generated backward pass applies the factor can round differently
+    (tests/runtime/test_train.py: the whole runs agree to 1e-9)."""
+    from bpc.runtime.optimizers import pack
+
+    rng = np.random.default_rng(2)
+    lr, cfg = 0.037, ({} if name == "sgd" else {"momentum": 0.9})
+    start = {"w": rng.normal(size=(7, 5)), "b": rng.normal(size=5)}
+    plain, folded = pack(dict(start)), pack(dict(start))
+    a = make_optimizer(name, plain, lr=lr, **cfg)
+    b = make_optimizer(name, folded, lr=lr, **cfg)
+    assert b.fold_lr() and not a.folded
+    for _ in range(3):
+        g = {k: rng.normal(size=v.shape) for k, v in start.items()}
+        a.step(plain, g)
+        b.step(folded, {k: v * -lr for k, v in g.items()})
+        for k in start:
+            np.testing.assert_array_equal(folded[k], plain[k])
+            for slot in b.state:
+                np.testing.assert_array_equal(b.state[slot][k], a.state[slot][k])
+
+
+@pytest.mark.parametrize("name, cfg", [("adam", {}), ("adagrad", {}), ("rmsprop", {}),
+                                       ("sgd", {"clip": 1.0}),
+                                       ("momentum", {"weight_decay": 1e-4})])
+def test_rules_that_need_the_gradient_itself_do_not_fold(name, cfg):
+    opt = make_optimizer(name, {"w": P0.copy()}, lr=0.1, **cfg)
+    assert not opt.fold_lr() and not opt.folded

@@ -1,6 +1,7 @@
 """Training: exact resume, interruption, divergence, history and checkpoints, CLI end to end."""
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -42,6 +43,38 @@ def test_two_plus_two_epochs_equal_four(tmp_path):
     assert resumed.steps == straight.steps
     rows = list(csv.DictReader(open(tmp_path / "b" / "history.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
+def test_the_sgd_family_folds_the_learning_rate_into_the_seed(tmp_path, optimizer):
+    """bpc train passes scale=-lr to loss_and_grad and adds the result (one pass over the
+    parameters): the run agrees with the update of the plain gradient to rounding
+    (the factor is applied at the loss's adjoint, not at each gradient), and a resumed
+    folded run is bit-exact with the straight one."""
+    from bpc.runtime import optimizers
+
+    m, ds, settings = spiral_setup(4, optimizer=optimizer, lr=0.05)
+    calls = []
+
+    @functools.wraps(m.loss_and_grad)  # its signature: the loop passes scale
+    def spy(params, **kwargs):
+        calls.append(kwargs.get("scale"))
+        return m.loss_and_grad(params, **kwargs)
+
+    spied = types.SimpleNamespace(**{k: getattr(m, k) for k in dir(m) if not k.startswith("__")})
+    spied.loss_and_grad = spy
+    folded = quiet_train(spied, ds, settings, tmp_path / "a")
+    assert calls and set(calls) == {-0.05}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(optimizers.Optimizer, "fold_lr", lambda self: False)
+        plain = quiet_train(m, ds, settings, tmp_path / "b")
+    for k in plain.params:
+        np.testing.assert_allclose(folded.params[k], plain.params[k], rtol=1e-9, atol=1e-12)
+    _, _, two = spiral_setup(2, optimizer=optimizer, lr=0.05)
+    quiet_train(m, ds, two, tmp_path / "c")
+    resumed = quiet_train(m, ds, settings, tmp_path / "c", resume=True)
+    for k in plain.params:
+        np.testing.assert_array_equal(resumed.params[k], folded.params[k])
 
 
 def test_resume_after_an_interrupt_mid_epoch_is_exact(tmp_path):
@@ -571,3 +604,19 @@ def test_the_command_line_is_parsed_before_numpy_is_imported():
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                        text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_a_command_builds_and_imports_only_its_own_parser():
+    """``bpc train …`` imports the train command's module alone (start-up: the other
+    twelve are not needed); without a command, or with a misspelt one, every command is
+    there for the help and the list of choices."""
+    from bpc.cli import _command_named
+
+    assert _command_named(["--debug", "train", "x.bp", "--lr", "0.1"]) == "train"
+    assert _command_named(["--help", "train"]) is None
+    assert _command_named(["trian", "x.bp"]) is None and _command_named([]) is None
+    code = ("import sys; import bpc.cli as cli; cli.build_parser('train'); "
+            "print(sorted(m for m in sys.modules if m.startswith('bpc.cli.')))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.stdout.split() == ["['bpc.cli.options',", "'bpc.cli.train']"], r.stderr

@@ -25,6 +25,21 @@ for _leaf in ("input", "param", "state"):
           evaluate=lambda v, a: None, cheap=True)
 
 
+# The loss's adjoint seed, dL/dL: ``loss_and_grad``'s argument ``scale`` (default 1), a
+# Python number. A training loop passes ``-lr`` and adds the gradients it gets (one pass
+# over the parameters, not two); any other caller gets the plain gradient.
+SEED_NAME = "scale"
+
+
+def _emit_seed(args, attrs, node):
+    return SEED_NAME, ATOM
+
+
+defop("seed", arity=0, shape=lambda args, attrs: (),
+      emit=_emit_seed, torch=_emit_seed,
+      evaluate=lambda v, a: np.asarray(1.0), cheap=True)
+
+
 def _const(array: str):
     """Prints a constant: a number as itself, an array as ``array`` of its nested list."""
     def emit(a, attrs, node):

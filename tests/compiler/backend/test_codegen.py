@@ -88,7 +88,7 @@ def test_generated_module_gradchecks_and_matches_the_ir(spec):
 
 
 TOY_BACKWARD = """\
-dl_df3 = 2 * (f3 - y)
+dl_df3 = 2 * (f3 - y) * scale
 dl_dbeta3 = dl_df3
 dl_domega3 = h3 * dl_df3
 dl_dh3 = omega3 * dl_df3
@@ -192,7 +192,7 @@ def test_shared_subexpressions_are_computed_once():
     assert body.count("_logsumexp(") == 1  # the forward's log-sum-exp is reused backward
     assert "z1.T," in body and "W2.T" in body  # transposes are views, not copies
     deep = (GENERATED / "deep_relu.py").read_text().split("def loss_and_grad")[1]
-    assert deep.count("l_sub = ") == 1 and "dl_df2 = np.multiply(2, l_sub" in deep
+    assert deep.count("l_sub = ") == 1 and "dl_df2 = np.multiply(2 * scale, l_sub" in deep
 
 
 def test_in_place_updates_and_early_release_are_used():

@@ -82,17 +82,17 @@ def test_the_contract():
     assert signature(d.predict) == "(params, x)"
     assert signature(d.loss) == "(params, x, t, *, training=False, rng=None)"
     assert signature(d.loss_and_grad) == \
-        "(params, x, t, *, training=True, rng=None, grads=None)"
+        "(params, x, t, *, training=True, rng=None, scale=1.0, grads=None)"
     assert signature(b.predict) == "(params, x, *, state)"
     assert signature(b.loss) == "(params, x, t, *, state, training=False)"
     assert signature(b.loss_and_grad) == \
-        "(params, x, t, *, state, training=True, grads=None)"
+        "(params, x, t, *, state, training=True, scale=1.0, grads=None)"
     assert signature(both.loss) == "(params, x, t, *, state, training=False, rng=None)"
-    assert signature(both.loss_and_grad) == \
-        "(params, x, t, *, state, training=True, rng=None, grads=None)"
+    assert signature(both.loss_and_grad) == ("(params, x, t, *, state, training=True, "
+                                             "rng=None, scale=1.0, grads=None)")
     # no modes: no keyword, no private functions
     assert signature(plain.loss) == "(params, x, t)"
-    assert signature(plain.loss_and_grad) == "(params, x, t, *, grads=None)"
+    assert signature(plain.loss_and_grad) == "(params, x, t, *, scale=1.0, grads=None)"
     assert "training=" not in plain.SOURCE and "_loss_training" not in plain.SOURCE
     for m in (d, b, both):
         for name in ("loss", "loss_and_grad"):

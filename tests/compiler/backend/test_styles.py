@@ -55,6 +55,27 @@ def test_textbook_style_gradchecks_and_matches_fast(spec):
         np.testing.assert_allclose(g1[k], g2[k], rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_scale_seeds_the_backward_pass(spec, style):
+    """``loss_and_grad(..., scale=s)`` starts the backward pass from dL/dL = s: the same
+    loss, every gradient s times the unscaled one (to rounding: the factor joins the
+    first adjoint's scalar, not each gradient), in both styles."""
+    m = _module(_float64(compile_file(spec, style=style)[1]))
+    from bpc.runtime.datasets import synthetic
+
+    params = m.init_params(np.random.default_rng(3))
+    data = synthetic(m, np.random.default_rng(4), 4)
+    l1, g1 = m.loss_and_grad(params, **data, **fixed_masks(m))  # masks and state afresh
+    l2, g2 = m.loss_and_grad(params, **data, **fixed_masks(m), scale=-0.037)
+    assert l2 == l1
+    # Sums that cancel (a bias before batch norm: 0 but for rounding) round apart:
+    # absolute to the largest gradient.
+    size = max(float(np.max(np.abs(g), initial=0)) for g in g1.values())
+    for k in g1:
+        np.testing.assert_allclose(g2[k], -0.037 * g1[k], rtol=1e-10, atol=1e-12 * size)
+
+
 def test_textbook_headers_are_never_repeated():
     _, text = compile_file("specs/digits.bp", style="textbook")
     backward = text.split("# backward", 1)[1]
@@ -126,12 +147,12 @@ def test_textbook_keeps_let_constants_by_name():
     _, text = compile_text(LAM, "wd.bp", style="textbook")
     assert "\nlam = 0.0001\n" in text  # defined once, at module level
     assert "K = " not in text.split("def init_params")[0].split("CONFIG")[1]  # unused: none
-    assert "dL_dW2 = 2 * lam * W2 + g1.T @ dL_dy" in text
+    assert "dL_dW2 = 2 * lam * scale * W2 + g1.T @ dL_dy" in text
     assert "0.0002" not in text and "0.0001 *" not in text
     _, fast = compile_text(LAM, "wd.bp")
     code_lines = [ln for ln in fast.split("def init_params")[1].splitlines()
                   if not ln.strip().startswith("#")]
-    assert "0.0002 * W2" in fast and not any("lam" in ln for ln in code_lines)
+    assert "0.0002 * scale * W2" in fast and not any("lam" in ln for ln in code_lines)
     tb, fm = _module(text, "tb"), _module(fast, "fast")
     rng = np.random.default_rng(0)
     params = tb.init_params(rng)

