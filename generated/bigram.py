@@ -109,8 +109,11 @@ def loss(params, ids, t) -> float:
     return float(L)
 
 
-def loss_and_grad(params, ids, t) -> tuple[float, dict[str, np.ndarray]]:
-    """The loss L and its gradient with respect to E1."""
+def loss_and_grad(params, ids, t, *, scale=1.0) -> tuple[float, dict[str, np.ndarray]]:
+    """The loss L and its gradient with respect to E1.
+
+    ``scale`` multiplies every gradient (the backward pass starts from dL/dL =
+    scale): an SGD step passes ``-lr`` and adds them to the parameters."""
     ids = np.asarray(ids)
     t = np.asarray(t)
     E1 = params["E1"]
@@ -127,7 +130,7 @@ def loss_and_grad(params, ids, t) -> tuple[float, dict[str, np.ndarray]]:
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
     dL_dy -= np.eye(45, dtype=DTYPE)[t]
-    dL_dy /= L_mul
+    dL_dy *= scale / L_mul
     # y = embed(ids, E1)
     #   E[ids] picks rows, so dL/dE[i] = the sum of dL/dout over the positions of id i
     dL_dE1 = _embed_grad_sorted(ids, dL_dy, 45)
