@@ -410,3 +410,9 @@ FUNCTIONS: dict[str, Function] = {
                           ("momentum", BATCH_NORM_MOMENTUM), ("eps", BATCH_NORM_EPS)),
                       _batch_norm, static=("momentum", "eps"), states=("mean", "var")),
 }
+
+# The sequence models' functions (layer norm, pooling over time) have a module of their own,
+# built on this one's helpers, hence imported last.
+from .sequence_functions import FUNCTIONS as _SEQUENCE_FUNCTIONS  # noqa: E402
+
+FUNCTIONS.update(_SEQUENCE_FUNCTIONS)

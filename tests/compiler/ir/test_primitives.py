@@ -344,6 +344,14 @@ def test_batch_norm_in_training_mode(shape):
              extra=states)
 
 
+@pytest.mark.parametrize("shape", [(3, 4), (5, 1), (2, 3, 4)], ids=fmt_shape)
+def test_layer_norm(shape):
+    """Each row over its last axis: the gradient flows through its mean and variance."""
+    TESTED_FUNCTIONS.add("layer_norm")
+    d = shape[-1]
+    run_case({"a": shape, "g": (d,), "be": (d,)}, "layer_norm(a, g, be, eps=1e-3)", shape)
+
+
 def test_stop_gradient():
     """stop_gradient(a) * b: the value a * b; the gradient of b is that of c * b with c a
     constant input equal to a (finite differences of that spec), and a gets none."""
