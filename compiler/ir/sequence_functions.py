@@ -7,6 +7,8 @@ builder's named steps) are functions.py's.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import ShapeError, fmt_shape
 from .functions import FLOAT32_TINY, Function, _fn
 from ..vocab import sig
@@ -59,7 +61,55 @@ def _layer_norm(b, a, s):
     return b.op("add", b.op("mul", gamma, xn), beta)
 
 
+def _mask_over(b, x, m, axis, name: str):
+    """The mask ``m`` ([N, T], lined up with x's axes up to ``axis``) with x's later axes
+    added (``[N, T, 1]``), so it broadcasts against x."""
+    if len(x.shape) < 2 or not 0 < axis < len(x.shape):
+        raise _located(f"{name} pools axis {axis} of a value with axes before it ([N, T, D] "
+                       f"over T is axis=1)", (x, m), 0)
+    if m.shape != x.shape[:axis + 1]:
+        raise _located(f"{name}'s mask marks the real steps of each sequence, so it must be "
+                       f"{fmt_shape(x.shape[:axis + 1])} (x's axes up to the pooled one)",
+                       (x, m), 1, hint="a padding mask of 0s and 1s (or booleans), 1 at a "
+                                       "real step")
+    later = tuple(range(axis + 1, len(x.shape)))
+    return b.op("expand_dims", m, axis=later) if later else m
+
+
+def _real_steps(b, keep, axis: int):
+    """How many real steps each sequence has ([N, 1] for [N, T, D]: the mask's later axes
+    are kept, lined up with the pooled value), as numbers of the model's dtype."""
+    return b.step(b.op("sum", b.op("mul", keep, b.const(1.0)), axis=(axis,),
+                       keepdims=False), "count")
+
+
+def _masked_mean(b, a, s):
+    """The mean over the real steps: sum(x * mask) / count, count the mask's sum. A
+    sequence without a real step has the mean 0 (its count is taken as 1), never NaN."""
+    x, axis = a["x"], b.axes(a["x"], s["axis"])[0]
+    keep = b.step(_mask_over(b, x, a["m"], axis, "masked_mean"), "keep")
+    total = b.op("sum", b.op("mul", x, keep), axis=(axis,), keepdims=False)
+    count = _real_steps(b, keep, axis)
+    return b.op("div", total, b.op("maximum", count, b.const(1)))
+
+
+def _masked_max(b, a, s):
+    """The maximum over the real steps: each padded step is replaced by the dtype's lowest
+    number first, so it is never the maximum and gets no gradient. A sequence without a
+    real step has the maximum 0, never -inf."""
+    x, axis = a["x"], b.axes(a["x"], s["axis"])[0]
+    keep = b.step(_mask_over(b, x, a["m"], axis, "masked_max"), "keep")
+    lowest = b.const(float(np.finfo(b.dtype).min))
+    real = b.op("gt", keep, b.const(0))  # a condition torch.where takes too
+    filled = b.step(b.op("where", real, x, lowest), "filled")
+    top = b.op("max", filled, axis=(axis,), keepdims=False)
+    some = b.op("gt", _real_steps(b, keep, axis), b.const(0))
+    return b.op("where", some, top, b.const(0))
+
+
 FUNCTIONS: dict[str, Function] = {
     "layer_norm": _fn(sig("x", "gamma", "beta", ("eps", LAYER_NORM_EPS)), _layer_norm,
                       static=("eps",)),
+    "masked_mean": _fn(sig("x", "m", ("axis", 1)), _masked_mean, static=("axis",)),
+    "masked_max": _fn(sig("x", "m", ("axis", 1)), _masked_max, static=("axis",)),
 }

@@ -352,6 +352,15 @@ def test_layer_norm(shape):
     run_case({"a": shape, "g": (d,), "be": (d,)}, "layer_norm(a, g, be, eps=1e-3)", shape)
 
 
+@pytest.mark.parametrize("fn", ["masked_mean", "masked_max"])
+def test_masked_pooling(fn):
+    """Over the steps of [2, 3, 2] a 0/1 mask keeps (a sequence without a real step is
+    tested in test_sequence_functions.py: its padded steps tie, a kink of max)."""
+    TESTED_FUNCTIONS.add(fn)
+    run_case({"a": (2, 3, 2)}, f"{fn}(a, k)", (2, 2), extra="input k : [2, 3]",
+             feeds={"k": np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])})
+
+
 def test_stop_gradient():
     """stop_gradient(a) * b: the value a * b; the gradient of b is that of c * b with c a
     constant input equal to a (finite differences of that spec), and a gets none."""

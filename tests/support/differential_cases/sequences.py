@@ -1,5 +1,7 @@
 """Differential cases of sequence models: layer norm over the last axis of [N, D] and
-[N, T, D] values, its layer (tests/oracle/test_differential.py runs them)."""
+[N, T, D] values, pooling over the real steps of padded sequences (the 0/1 masks made
+from drawn data, so some sequences have no real step), and their layers
+(tests/oracle/test_differential.py runs them)."""
 
 from __future__ import annotations
 
@@ -21,3 +23,35 @@ grad wrt x, z
 """
 for _style in ("fast", "textbook"):
     case(f"layer-norm-{_style}", _LAYER_NORM, style=_style)
+
+_POOLING = """model m
+input x : [N, T, 3]
+input r : [N, T]
+input u : [N, 2, 2]
+input q : [N, 2]
+param W : [3, 2] = normal
+k = relu(sign(r))
+a = masked_mean(x, k)
+c = masked_max(x * 2, k)
+j = relu(sign(q))
+e = masked_max(u, j, axis=1) + masked_mean(u, j)
+loss L = sum(sin(a @ W)) + sum(c * tanh(c)) + sum(e * e)
+grad wrt x, u
+"""
+for _style in ("fast", "textbook"):
+    case(f"masked-pooling-{_style}", _POOLING, style=_style)
+
+_LAYERS = """model m
+input x : [N, T, 3]
+input r : [N, T]
+target t : [N]
+k = relu(sign(r))
+layers x -> y { layernorm; pool max mask=k; dense 4; layernorm eps=1e-3; tanh; dense 2 }
+layers x -> s { pool mean mask=k }
+layers x -> v { pool last; layernorm }
+layers x -> w { pool mean }
+loss L = softmax_cross_entropy(y, t) + sum(s * s) + sum(v * w)
+grad wrt x
+"""
+for _style in ("fast", "textbook"):
+    case(f"sequence-layers-{_style}", _LAYERS, style=_style)

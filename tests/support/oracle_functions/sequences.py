@@ -1,12 +1,13 @@
 """The oracle's functions for sequence models: layer_norm with torch's own
-``F.layer_norm``."""
+``F.layer_norm``, and pooling over the real steps of padded sequences written directly
+in torch (a padded step -inf for the maximum)."""
 
 from __future__ import annotations
 
 import torch
 
 from bpc.compiler.frontend import ast
-from oracle_functions.tensors import tensor
+from oracle_functions.tensors import OracleError, tensor
 
 
 def _layer_norm(o, e: ast.Call, env):
@@ -21,6 +22,31 @@ def _layer_norm(o, e: ast.Call, env):
     return torch.nn.functional.layer_norm(x, (d,), gamma, beta, eps=eps)
 
 
+def _masked(o, e: ast.Call, env):
+    """x, the mask with x's later axes added, and the pooled axis."""
+    b = o.bind(e, ["x", "m", "axis"])
+    x, m = tensor(o.expr(b["x"], env)), tensor(o.expr(b["m"], env))
+    axis = int(o.const(b["axis"])) % x.ndim if "axis" in b else 1
+    if tuple(m.shape) != tuple(x.shape[:axis + 1]):
+        raise OracleError(f"mask of shape {tuple(m.shape)} for x of {tuple(x.shape)}")
+    return x, m.reshape(tuple(m.shape) + (1,) * (x.ndim - axis - 1)), axis
+
+
+def _masked_mean(o, e: ast.Call, env):
+    """The mask-weighted sum over the axis divided by the mask's sum (at least 1)."""
+    x, keep, axis = _masked(o, e, env)
+    return (x * keep).sum(dim=axis) / torch.clamp(keep.sum(dim=axis), min=1)
+
+
+def _masked_max(o, e: ast.Call, env):
+    """amax over the steps where the mask is positive; 0 for a sequence with none."""
+    x, keep, axis = _masked(o, e, env)
+    top = torch.amax(torch.where(keep > 0, x, -torch.inf), dim=axis)
+    return torch.where(keep.sum(dim=axis) > 0, top, torch.zeros((), dtype=x.dtype))
+
+
 FUNCTIONS = {
     "layer_norm": _layer_norm,
+    "masked_mean": _masked_mean,
+    "masked_max": _masked_max,
 }
