@@ -1,5 +1,6 @@
-"""The spec language's functions for sequence models (LANGUAGE.md §5): layer norm and
-pooling over time, each lowered to primitives step by step so the derivation shows them.
+"""The spec language's functions for sequence models (LANGUAGE.md §5): layer norm, pooling
+over time (each lowered to primitives step by step so the derivation shows them) and
+positional encodings.
 
 ``functions.FUNCTIONS`` takes this table in; the lowering conventions (``Function``, the
 builder's named steps) are functions.py's.
@@ -11,7 +12,8 @@ import numpy as np
 
 from . import ShapeError, fmt_shape
 from .functions import FLOAT32_TINY, Function, _fn
-from ..vocab import sig
+from .ops.positions import length
+from ..vocab import sig, whole_number
 
 LAYER_NORM_EPS = 1e-5  # PyTorch's nn.LayerNorm default
 
@@ -107,9 +109,49 @@ def _masked_max(b, a, s):
     return b.op("where", some, top, b.const(0))
 
 
+def _steps(b, n, name: str):
+    """A number of steps: a whole number, a dimension such as T (a count), or a sequence
+    [N, T, ...] whose axis 1 gives it."""
+    if n.is_array:
+        if len(n.shape) < 2:
+            raise ShapeError(f"{name} takes the number of steps from a sequence [N, T, ...], "
+                             f"but this value is {fmt_shape(n.shape)}", (0,),
+                             hint="give the number of steps itself, e.g. T")
+        return b.count(n, (1,))
+    length(n)  # a whole number or a dimension, else a located error
+    return n
+
+
+def _sinusoidal(b, a, s):
+    """Vaswani et al.'s sinusoidal positional encodings, [T, D]: a constant table the
+    module computes from the data's T (no parameter, no gradient)."""
+    n, d = a["n"], s["d"]
+    if n.is_array and d is None:  # sinusoidal(x): the table for the sequence x
+        d = n.shape[-1] if len(n.shape) >= 2 else None
+        if not isinstance(d, int):
+            raise ShapeError("sinusoidal(x) takes the width from the last axis of x, which "
+                             "must be a number", (0,), hint="or write sinusoidal(T, D)")
+    width = whole_number(d)
+    if width is None or width < 1:
+        raise ShapeError(f"sinusoidal's width D must be a whole number >= 1, not {d!r}", (),
+                         hint="e.g. sinusoidal(T, 16): a [T, 16] table")
+    return b.op("sinusoidal", _steps(b, n, "sinusoidal"), dim=width)
+
+
+def _first_rows(b, a, s):
+    """A learned table of positions [T_max, D], its first T rows: T the data's."""
+    table = a["table"]
+    if len(table.shape) < 1 or not isinstance(table.shape[0], int):
+        raise _located("first_rows takes the rows of a table of positions [T_max, D] with a "
+                       "fixed number of rows", (table, a["n"]), 0)
+    return b.op("first_rows", table, _steps(b, a["n"], "first_rows"))
+
+
 FUNCTIONS: dict[str, Function] = {
     "layer_norm": _fn(sig("x", "gamma", "beta", ("eps", LAYER_NORM_EPS)), _layer_norm,
                       static=("eps",)),
     "masked_mean": _fn(sig("x", "m", ("axis", 1)), _masked_mean, static=("axis",)),
     "masked_max": _fn(sig("x", "m", ("axis", 1)), _masked_max, static=("axis",)),
+    "sinusoidal": _fn(sig("n", ("d", None)), _sinusoidal, static=("d",)),
+    "first_rows": _fn(sig("table", "n"), _first_rows),
 }

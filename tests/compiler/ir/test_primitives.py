@@ -361,6 +361,14 @@ def test_masked_pooling(fn):
              feeds={"k": np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])})
 
 
+def test_positional_encodings():
+    """A learned table's first T rows (T the data's) get the gradient; a sinusoidal table
+    added alongside is a constant."""
+    TESTED_FUNCTIONS.update({"first_rows", "sinusoidal"})
+    run_case({"P": (5, 3)}, "x * first_rows(P, T) + sinusoidal(T, 3)", ("N", "T", 3),
+             extra="input x : [N, T, 3]", feeds={"x": np.ones((2, 4, 3))}, r_shape=(2, 4, 3))
+
+
 def test_stop_gradient():
     """stop_gradient(a) * b: the value a * b; the gradient of b is that of c * b with c a
     constant input equal to a (finite differences of that spec), and a gets none."""

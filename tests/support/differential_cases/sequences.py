@@ -1,6 +1,7 @@
 """Differential cases of sequence models: layer norm over the last axis of [N, D] and
 [N, T, D] values, pooling over the real steps of padded sequences (the 0/1 masks made
-from drawn data, so some sequences have no real step), and their layers
+from drawn data, so some sequences have no real step), positional encodings (sinusoidal
+and learned, T the data's), and their layers
 (tests/oracle/test_differential.py runs them)."""
 
 from __future__ import annotations
@@ -55,3 +56,26 @@ grad wrt x
 """
 for _style in ("fast", "textbook"):
     case(f"sequence-layers-{_style}", _LAYERS, style=_style)
+
+_POSITIONS = """model m
+input x : [N, T, 4]
+input z : [N, 3, 5]
+param P : [6, 4] = normal
+param Q : [3, 5] = normal
+h = x + sinusoidal(T, 4) + first_rows(P, T)
+k = x * sinusoidal(x) + first_rows(P, x) * first_rows(P, x)
+e = z * sinusoidal(3, 5) + first_rows(Q, z)
+loss L = sum(sin(h)) + sum(k * k) + sum(e * e)
+grad wrt x, z
+"""
+for _style in ("fast", "textbook"):
+    case(f"positions-{_style}", _POSITIONS, style=_style)
+
+case("position-layers", """model m
+input x : [N, T, 3]
+target t : [N]
+layers x -> y { posenc sinusoidal; posenc learned 7 init=normal(std=0.5); layernorm
+                pool max; dense 2 }
+loss L = softmax_cross_entropy(y, t)
+grad wrt x
+""")

@@ -1,8 +1,11 @@
 """The oracle's functions for sequence models: layer_norm with torch's own
-``F.layer_norm``, and pooling over the real steps of padded sequences written directly
-in torch (a padded step -inf for the maximum)."""
+``F.layer_norm``; pooling over the real steps of padded sequences written directly in
+torch (a padded step -inf for the maximum); positional encodings, Vaswani et al.'s table
+computed from its formula element by element, a learned table's first rows."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -45,8 +48,38 @@ def _masked_max(o, e: ast.Call, env):
     return torch.where(keep.sum(dim=axis) > 0, top, torch.zeros((), dtype=x.dtype))
 
 
+def _steps(o, e, env) -> int:
+    """A number of steps: a number, a dimension such as T, or a sequence's axis 1."""
+    if isinstance(e, ast.Name) and e.id not in env and e.id in o.symbols:
+        return o.symbols[e.id]
+    value = o.expr(e, env)
+    return value.shape[1] if isinstance(value, torch.Tensor) and value.ndim >= 2 \
+        else int(value)
+
+
+def _sinusoidal(o, e: ast.Call, env):
+    """PE(t, 2i) = sin(t / 10000^(2i / D)), PE(t, 2i + 1) = cos(the same), element by
+    element; sinusoidal(x) takes T and D from the sequence x."""
+    b = o.bind(e, ["n", "d"])
+    steps = _steps(o, b["n"], env)
+    width = int(o.const(b["d"])) if "d" in b else tensor(o.expr(b["n"], env)).shape[-1]
+    rows = [[(math.sin if j % 2 == 0 else math.cos)(t / 10000 ** (2 * (j // 2) / width))
+             for j in range(width)] for t in range(steps)]
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def _first_rows(o, e: ast.Call, env):
+    b = o.bind(e, ["table", "n"])
+    table, steps = tensor(o.expr(b["table"], env)), _steps(o, b["n"], env)
+    if steps > table.shape[0]:
+        raise OracleError(f"{steps} steps for a table of {table.shape[0]} positions")
+    return table[:steps]
+
+
 FUNCTIONS = {
     "layer_norm": _layer_norm,
     "masked_mean": _masked_mean,
     "masked_max": _masked_max,
+    "sinusoidal": _sinusoidal,
+    "first_rows": _first_rows,
 }
