@@ -22,6 +22,19 @@ def length(n) -> int | str:
     raise ShapeError("a number of steps is a whole number or a dimension such as T", (0,))
 
 
+def step_limits(nodes) -> dict[str, list]:
+    """The most steps a symbolic dimension may have: {T: [rows, table]} for each learned
+    table of positions (``first_rows``) that takes T rows of a parameter, the smallest."""
+    limits: dict[str, list] = {}
+    for n in nodes:
+        if n.op != "first_rows" or n.args[0].op != "param":
+            continue
+        steps, rows = length(n.args[1]), n.args[0].shape[0]
+        if isinstance(steps, str) and (steps not in limits or rows < limits[steps][0]):
+            limits[steps] = [rows, n.args[0].attr("name")]
+    return limits
+
+
 def _call(fn: str, *texts: str) -> tuple[str, int]:
     return f"{fn}({', '.join(texts)})", POSTFIX
 
