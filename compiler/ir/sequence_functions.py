@@ -64,18 +64,22 @@ def _layer_norm(b, a, s):
 
 
 def _mask_over(b, x, m, axis, name: str):
-    """The mask ``m`` ([N, T], lined up with x's axes up to ``axis``) with x's later axes
-    added (``[N, T, 1]``), so it broadcasts against x."""
-    if len(x.shape) < 2 or not 0 < axis < len(x.shape):
+    """The pooled axis, and the mask ``m`` ([N, T], lined up with x's axes up to it) with
+    x's later axes added (``[N, T, 1]``), so it broadcasts against x."""
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -len(x.shape) <= axis \
+            < len(x.shape):
+        raise _located(f"{name}'s axis must be one of x's axes (a whole number), not "
+                       f"{axis!r}", (x, m), 0, hint="axis=1: over T of [N, T, D]")
+    axis %= len(x.shape)
+    if len(x.shape) < 2 or axis == 0:
         raise _located(f"{name} pools axis {axis} of a value with axes before it ([N, T, D] "
                        f"over T is axis=1)", (x, m), 0)
     if m.shape != x.shape[:axis + 1]:
         raise _located(f"{name}'s mask marks the real steps of each sequence, so it must be "
                        f"{fmt_shape(x.shape[:axis + 1])} (x's axes up to the pooled one)",
-                       (x, m), 1, hint="a padding mask of 0s and 1s (or booleans), 1 at a "
-                                       "real step")
+                       (x, m), 1, hint="a padding mask of 0s and 1s, 1 at a real step")
     later = tuple(range(axis + 1, len(x.shape)))
-    return b.op("expand_dims", m, axis=later) if later else m
+    return axis, b.op("expand_dims", m, axis=later) if later else m
 
 
 def _real_steps(b, keep, axis: int):
@@ -88,8 +92,9 @@ def _real_steps(b, keep, axis: int):
 def _masked_mean(b, a, s):
     """The mean over the real steps: sum(x * mask) / count, count the mask's sum. A
     sequence without a real step has the mean 0 (its count is taken as 1), never NaN."""
-    x, axis = a["x"], b.axes(a["x"], s["axis"])[0]
-    keep = b.step(_mask_over(b, x, a["m"], axis, "masked_mean"), "keep")
+    x = a["x"]
+    axis, keep = _mask_over(b, x, a["m"], s["axis"], "masked_mean")
+    keep = b.step(keep, "keep")
     total = b.op("sum", b.op("mul", x, keep), axis=(axis,), keepdims=False)
     count = _real_steps(b, keep, axis)
     return b.op("div", total, b.op("maximum", count, b.const(1)))
@@ -99,8 +104,9 @@ def _masked_max(b, a, s):
     """The maximum over the real steps: each padded step is replaced by the dtype's lowest
     number first, so it is never the maximum and gets no gradient. A sequence without a
     real step has the maximum 0, never -inf."""
-    x, axis = a["x"], b.axes(a["x"], s["axis"])[0]
-    keep = b.step(_mask_over(b, x, a["m"], axis, "masked_max"), "keep")
+    x = a["x"]
+    axis, keep = _mask_over(b, x, a["m"], s["axis"], "masked_max")
+    keep = b.step(keep, "keep")
     lowest = b.const(float(np.finfo(b.dtype).min))
     real = b.op("gt", keep, b.const(0))  # a condition torch.where takes too
     filled = b.step(b.op("where", real, x, lowest), "filled")
@@ -109,16 +115,19 @@ def _masked_max(b, a, s):
     return b.op("where", some, top, b.const(0))
 
 
-def _steps(b, n, name: str):
-    """A number of steps: a whole number, a dimension such as T (a count), or a sequence
-    [N, T, ...] whose axis 1 gives it."""
+def _steps(b, n, name: str, at: int):
+    """A number of steps (argument ``at``): a whole number, a dimension such as T (a
+    count), or a sequence [N, T, ...] whose axis 1 gives it."""
     if n.is_array:
         if len(n.shape) < 2:
             raise ShapeError(f"{name} takes the number of steps from a sequence [N, T, ...], "
-                             f"but this value is {fmt_shape(n.shape)}", (0,),
+                             f"but this value is {fmt_shape(n.shape)}", (at,),
                              hint="give the number of steps itself, e.g. T")
         return b.count(n, (1,))
-    length(n)  # a whole number or a dimension, else a located error
+    try:
+        length(n)  # a whole number or a dimension
+    except ShapeError as e:
+        raise ShapeError(f"{name}: {e.message}", (at,), hint="e.g. T, or 64") from None
     return n
 
 
@@ -131,11 +140,14 @@ def _sinusoidal(b, a, s):
         if not isinstance(d, int):
             raise ShapeError("sinusoidal(x) takes the width from the last axis of x, which "
                              "must be a number", (0,), hint="or write sinusoidal(T, D)")
+    if d is None:
+        raise ShapeError("sinusoidal(T, D) needs the table's width D", (),
+                         hint="e.g. sinusoidal(T, 16), or sinusoidal(x) for a sequence x")
     width = whole_number(d)
     if width is None or width < 1:
         raise ShapeError(f"sinusoidal's width D must be a whole number >= 1, not {d!r}", (),
                          hint="e.g. sinusoidal(T, 16): a [T, 16] table")
-    return b.op("sinusoidal", _steps(b, n, "sinusoidal"), dim=width)
+    return b.op("sinusoidal", _steps(b, n, "sinusoidal", 0), dim=width)
 
 
 def _first_rows(b, a, s):
@@ -144,7 +156,7 @@ def _first_rows(b, a, s):
     if len(table.shape) < 1 or not isinstance(table.shape[0], int):
         raise _located("first_rows takes the rows of a table of positions [T_max, D] with a "
                        "fixed number of rows", (table, a["n"]), 0)
-    return b.op("first_rows", table, _steps(b, a["n"], "first_rows"))
+    return b.op("first_rows", table, _steps(b, a["n"], "first_rows", 1))
 
 
 FUNCTIONS: dict[str, Function] = {
