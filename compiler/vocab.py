@@ -223,11 +223,28 @@ DATASETS: dict[str, Signature] = {
     "digits_subset": sig(("n", 300), doc="digits with only n training examples, the "
                                          "same test set"),
     "mnist": sig(doc="MNIST, downloaded once to a cache and checksum-verified"),
+    "addition": sig(("n", 50000), ("digits", 3), doc="DLFS2's addition task: '57+8' -> "
+                    "'_65' as character ids, padded with spaces"),
+    "zen": sig(("steps", 32), doc="the Zen of Python, windows of characters and the "
+                                  "next character (a character-level language model)"),
+    "sine_wave": sig(("n", 200), ("steps", 25), ("noise", 0.0),
+                     doc="windows of a sine wave [N, T, 1] and the next sample of each"),
+    "copy": sig(("n", 1000), ("steps", 5), ("symbols", 8),
+                doc="recall a sequence of symbols after a delimiter"),
+    "reverse": sig(("n", 1000), ("steps", 5), ("symbols", 8),
+                   doc="recall a sequence of symbols backwards after a delimiter"),
 }
 DATASET_RANGES: dict[str, dict[str, Range]] = {
     "spiral": {"n": COUNT, "classes": Range(int, low=2), "noise": NON_NEGATIVE},
     "sine": {"n": COUNT, "noise": NON_NEGATIVE},
     "digits_subset": {"n": Range(int, low=1, high=1438)},  # all of digits' training split
+    # The sequence tasks' sizes are bounded so that a data set stays below ~100 MB.
+    "addition": {"n": Range(int, low=2, high=200000), "digits": Range(int, low=1, high=9)},
+    "zen": {"steps": Range(int, low=1, high=64)},  # the test part is 86 characters
+    "sine_wave": {"n": Range(int, low=2, high=100000), "steps": Range(int, low=1, high=200),
+                  "noise": NON_NEGATIVE},
+    **{task: {"n": Range(int, low=2, high=100000), "steps": Range(int, low=1, high=100),
+              "symbols": Range(int, low=1, high=1000)} for task in ("copy", "reverse")},
 }
 assert all(set(DATASET_RANGES.get(k, {})) == set(s.names) for k, s in DATASETS.items()), \
     "every data set argument needs a range"

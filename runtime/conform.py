@@ -3,7 +3,9 @@
 Arrays are checked against the module's declared shapes: fixed dimensions must match, and
 a symbolic dimension (``N``) must bind to one size across every input and target, else the
 error names the input and the dimension. Integer labels are accepted where one-hot targets
-are declared and the other way round. Every value must be a finite real number, and a
+are declared and the other way round; token ids (inputs that ``embed`` reads) are whole
+numbers in 0..V-1, and a symbolic dimension other than the batch (a sequence's ``T``)
+is at least 1. Every value must be a finite real number, and a
 label a class that exists: anything else is an error naming the array, never a silent
 cast.
 """
@@ -15,6 +17,7 @@ import math
 import numpy as np
 
 from .arrays import host_dtype
+from .batching import batch_dim
 from .errors import UserError
 
 
@@ -57,6 +60,7 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data",
                         + "; expected " + ", ".join(f"'{m}' {shape_text(declared[m])}"
                                                     for m in missing))
     label_names = labels_of(module)
+    batch = batch_dim(module)
     out: dict[str, np.ndarray] = {}
     bound: dict[str, tuple[int, str, int]] = {}
     for name, shape in declared.items():
@@ -81,13 +85,19 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data",
                         f"every use of {want} must have the same size (the same number "
                         "of examples in every array)")
                 bound.setdefault(want, (got, name, axis))
+                if got == 0 and want != batch:
+                    raise UserError(f"{where}: '{name}' has shape {tuple(a.shape)}: its "
+                                    f"dimension {want} (axis {axis}) is 0",
+                                    f"a sequence needs at least one step: give {want} >= 1")
                 _check_limit(name, want, got, axis, step_limits_of(module), where)
             elif want != got:
                 raise UserError(f"{where}: '{name}' has {got} at axis {axis}, but the spec "
                                 f"declares {want} there (shape {tuple(a.shape)}, expected "
                                 f"{expected_text(shape, bound)})")
         if name in label_names:  # checked as read, before a cast could wrap them
-            _check_labels(name, a, label_names[name], where)
+            if name in module.INPUTS:
+                _check_whole_ids(name, a, where)
+            _check_labels(name, a, label_names[name], where, ids=name in module.INPUTS)
             out[name] = a.astype(np.int64, copy=False)
         else:
             with np.errstate(over="ignore"):
@@ -123,9 +133,14 @@ def as_array(name: str, value, where: str, shape=None) -> np.ndarray:
         a = np.asarray(value)
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "inhomogeneous" in why:  # NumPy's words for nested lists of unequal lengths
+            why = "its rows have different lengths (ragged)"
+        pad = "; pad sequences of different lengths to one length, and leave the padding " \
+            "out of the loss with softmax_cross_entropy(..., ignore=PAD_ID)" \
+            if shape is not None and sum(isinstance(d, str) for d in shape) > 1 else ""
         raise UserError(f"{where}: '{name}' is not an array of numbers{want}: {why}",
                         "give a NumPy array, or nested lists whose rows have equal "
-                        "lengths") from None
+                        "lengths" + pad) from None
     if a.dtype.kind == "O":
         raise UserError(f"{where}: '{name}' holds Python objects, not numbers{want}",
                         "give a NumPy array of numbers, or nested lists of numbers with "
@@ -170,14 +185,33 @@ def _check_finite(name: str, a: np.ndarray, where: str, cast_from=None) -> None:
                     "remove or fill in those entries: training on them gives NaN")
 
 
-def _check_labels(name: str, labels: np.ndarray, classes: int, where: str) -> None:
+def _check_whole_ids(name: str, ids: np.ndarray, where: str) -> None:
+    """Token ids (an input that embed reads) are whole numbers: 2.5 picks no row."""
+    if ids.dtype.kind != "f" or np.all(ids == np.round(ids)):
+        return
+    first = tuple(int(i) for i in np.argwhere(ids != np.round(ids))[0])
+    raise UserError(f"{where}: '{name}' holds token ids, which must be whole numbers, but "
+                    f"it has {ids[first]:g} at index {first}",
+                    "give integer ids (the row of the embedding table each token picks)")
+
+
+def _check_labels(name: str, labels: np.ndarray, classes: int, where: str,
+                  ids: bool = False) -> None:
     """Class labels must be classes that exist: 0..classes-1 (a -1 would silently pick
-    the last class through indexing)."""
+    the last class through indexing); token ids (``ids``), rows of the embedding table."""
     bad = (labels < 0) | (labels >= classes)
     if not bad.any():
         return
     values = np.unique(labels[bad])
     shown = ", ".join(map(str, values[:6])) + (", …" if len(values) > 6 else "")
+    if ids:
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise UserError(f"{where}: '{name}' holds token ids, which must lie in "
+                        f"0..{classes - 1} (the embedding table has {classes} rows), but "
+                        f"it has {shown} ({int(bad.sum())} of {labels.size} ids, the first "
+                        f"at index {first})",
+                        "ids count rows from 0 and a negative id is never read from the "
+                        "end: re-encode the data, or give the table more rows")
     raise UserError(f"{where}: '{name}' holds class labels, which must lie in "
                     f"0..{classes - 1} ({classes} classes), but it has {shown} "
                     f"({int(bad.sum())} of {labels.size} labels)",
@@ -231,7 +265,9 @@ def label_warnings(module, arrays: dict, where: str) -> list[str]:
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf" \
                 or name not in declared or not value.size:
             continue
-        if name in classes:
+        if name in classes and name in module.TARGETS:
+            if len(declared[name]) > 1 and name in labels_of(module):
+                continue  # tokens of a sequence: a vocabulary need not all be targets
             k = classes[name]
             if value.ndim != len(declared[name]) - (name in onehot_of(module)):
                 continue  # rows (one-hot, or probabilities): no labels to count

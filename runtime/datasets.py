@@ -1,4 +1,5 @@
-"""The built-in data sets (``data spiral(n=50)``, ``--data mnist``): their generators, the
+"""The built-in data sets (``data spiral(n=50)``, ``--data mnist``, the sequence tasks
+``addition``, ``zen``, ``sine_wave``, ``copy`` and ``reverse``): their generators, the
 download of mnist into the cache, and ``builtin``, which names their arrays after the
 module's input and target, splits off the test set and arranges them in the declared
 layout; ``validation_split``, the held-out part of any training data; and
@@ -94,6 +95,92 @@ def digits_subset(rng: np.random.Generator, n: int = 300):
     return train["x"][:n], train["t"][:n], test["x"], test["t"]
 
 
+# ----------------------------------------------------------------------------- sequences
+# DLFS2's addition task: questions "57+8" and answers "_65" as character ids, padded with
+# spaces to fixed lengths (the book's dataset/addition.txt: 7 and 5 characters, "_" the
+# decoder's start).
+ADDITION_CHARS = "0123456789+ _"
+
+
+def addition(rng: np.random.Generator, n: int = 50000, digits: int = 3):
+    """``n`` sums of two numbers below 10^digits: x the question's ids [n, 2 * digits + 1],
+    t the answer's, "_" first, [n, digits + 2]; 10% held out, as in the book."""
+    a, b = rng.integers(0, 10 ** digits, size=(2, n))
+    width = 2 * digits + 1
+    questions = [f"{p}+{q}".ljust(width) for p, q in zip(a, b)]
+    answers = [f"_{p + q}".ljust(digits + 2) for p, q in zip(a, b)]
+    return _char_ids(questions, ADDITION_CHARS), _char_ids(answers, ADDITION_CHARS), 0.1
+
+
+def _char_ids(lines: list[str], chars: str) -> np.ndarray:
+    table = np.zeros(128, dtype=np.int64)
+    table[[ord(c) for c in chars]] = np.arange(len(chars))
+    return table[np.frombuffer("".join(lines).encode("ascii"), dtype=np.uint8)].reshape(
+        len(lines), -1)
+
+
+def zen_text() -> str:
+    """The Zen of Python, read from the standard library's ``this`` module without
+    importing it (an import prints it): its rot13 string, decoded."""
+    import ast
+    import codecs
+    import importlib.util
+
+    spec = importlib.util.find_spec("this")
+    if spec is None or spec.origin is None or not os.path.isfile(spec.origin):
+        raise UserError("the 'zen' data set reads the Zen of Python from the standard "
+                        "library's this.py, which this Python does not have")
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    text = next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                and getattr(node.targets[0], "id", None) == "s")
+    return codecs.decode(text, "rot13")
+
+
+def zen(rng: np.random.Generator, steps: int = 32):
+    """A character-level language model's data: every window of ``steps`` characters of
+    the Zen of Python (x, ids [n, steps]) and the character after each (t, the window
+    shifted by one). Ids number the text's 45 distinct characters in sorted order. The
+    last 10% of the text is the test set (windows within it only: none straddles)."""
+    text = zen_text()
+    chars = "".join(sorted(set(text)))
+    ids = _char_ids([text], chars)[0]
+    cut = int(len(ids) * 0.9)
+
+    def windows(part: np.ndarray):
+        starts = np.arange(len(part) - steps)[:, None] + np.arange(steps)
+        return part[starts], part[starts + 1]
+
+    return (*windows(ids[:cut]), *windows(ids[cut:]))
+
+
+def sine_wave(rng: np.random.Generator, n: int = 200, steps: int = 25, noise: float = 0.0):
+    """Forecasting: ``n`` windows of ``steps`` samples of sin (20 per period) from random
+    phases, plus ``noise``, x [n, steps, 1], and the sample after each, t [n, steps, 1]."""
+    phase = rng.uniform(0, 2 * math.pi, size=(n, 1))
+    wave = np.sin(phase + 2 * math.pi / 20 * np.arange(steps + 1))
+    wave = wave + noise * rng.normal(size=wave.shape)
+    return wave[:, :-1, None], wave[:, 1:, None], 0.2
+
+
+def copy(rng: np.random.Generator, n: int = 1000, steps: int = 5, symbols: int = 8,
+         reverse: bool = False):
+    """The copy-memory task: ``steps`` random symbols (ids 1..symbols), a delimiter
+    (symbols + 1), then blanks (0); the target is blanks until the delimiter, then the
+    symbols again (``reverse``: backwards). x and t are [n, 2 * steps + 1] ids, of a
+    vocabulary of symbols + 2; ``ignore=0`` scores the recall alone."""
+    seq = rng.integers(1, symbols + 1, size=(n, steps))
+    blank = np.zeros((n, steps), dtype=np.int64)
+    delimiter = np.full((n, 1), symbols + 1)
+    recalled = seq[:, ::-1] if reverse else seq
+    return (np.concatenate([seq, delimiter, blank], axis=1),
+            np.concatenate([blank, np.zeros((n, 1), dtype=np.int64), recalled], axis=1), 0.2)
+
+
+def reverse(rng: np.random.Generator, n: int = 1000, steps: int = 5, symbols: int = 8):
+    """``copy``, the symbols recalled backwards."""
+    return copy(rng, n, steps, symbols, reverse=True)
+
+
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 
@@ -157,7 +244,8 @@ def mnist(rng: np.random.Generator):
 
 
 GENERATORS = {"xor": xor, "spiral": spiral, "sine": sine, "digits": digits,
-              "digits_subset": digits_subset, "mnist": mnist}
+              "digits_subset": digits_subset, "mnist": mnist, "addition": addition,
+              "zen": zen, "sine_wave": sine_wave, "copy": copy, "reverse": reverse}
 assert set(GENERATORS) == set(DATASETS), "data set table and generators disagree"
 
 

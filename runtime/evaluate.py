@@ -1,7 +1,9 @@
 """Evaluation of a model over whole data sets, in inference mode, chunk by chunk along
 the batch axis: its predictions (``predict_all``), its mean loss (``mean_loss``) and, for a
-classifier (as the compiler recorded it in ``CONFIG["accuracy"]``), its accuracy and the
-accuracy of chance. ``bpc train``, ``bpc predict`` and ``bpc eval`` all evaluate here.
+classifier (as the compiler recorded it in ``CONFIG["accuracy"]``), its accuracy (per
+token for a sequence, leaving out a padding id the loss ignores) and the accuracy of
+chance; for a language model, whether its loss is a perplexity's logarithm. ``bpc
+train``, ``bpc predict`` and ``bpc eval`` all evaluate here.
 """
 
 from __future__ import annotations
@@ -110,7 +112,24 @@ def accuracy(module, params, arrays: dict[str, np.ndarray], kind,
     how, name = kind
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
     y = to_host(predict_all(module, params, inputs, chunk, state=state))
-    return float(np.mean(predicted_class(module, y) == target_class(module, arrays[name])))
+    right = predicted_class(module, y) == target_class(module, arrays[name])
+    counted = _counted(module, arrays[name])
+    if counted is None:
+        return float(np.mean(right))
+    return float(np.sum(right[counted]) / max(np.count_nonzero(counted), 1))
+
+
+def _counted(module, t) -> np.ndarray | None:
+    """Where a target's labels count (every position but the padding id's, for a loss
+    with ``ignore=``), or None when every position does."""
+    ignore = (classifier(module) or {}).get("ignore")
+    return None if ignore is None else to_host(t) != ignore
+
+
+def has_perplexity(module) -> bool:
+    """Whether the loss is a language model's mean cross-entropy per token, whose
+    exponential is the perplexity (the compiler records it in CONFIG)."""
+    return bool((getattr(module, "CONFIG", {}) or {}).get("perplexity"))
 
 
 def predicted_class(module, y) -> np.ndarray:
@@ -220,12 +239,16 @@ def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = No
     return float(module.loss(params, **arrays, **kw))
 
 
-def chance_accuracy(kind, arrays: dict[str, np.ndarray]) -> float | None:
-    """The accuracy of always answering the most common class of ``arrays``' targets."""
+def chance_accuracy(kind, arrays: dict[str, np.ndarray], module=None) -> float | None:
+    """The accuracy of always answering the most common class of ``arrays``' targets
+    (leaving out the padding id of ``module``'s loss)."""
     if kind is None or kind[1] not in arrays:
         return None
     how, name = kind
     t = to_host(arrays[name])
+    counted = _counted(module, t) if module is not None else None
+    if counted is not None:
+        t = t[counted]
     if how == "binary":
         p = float(np.mean(t > 0.5)) if t.size else 0.0
         return max(p, 1 - p)

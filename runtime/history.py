@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,11 +107,16 @@ class Summary:
         return "  ".join(parts)
 
 
-def summary(row: dict, total_epochs: int) -> Summary:
-    measures = [f"loss {float(row['loss']):.4f}"]
-    for k in ("val_loss", "test_loss"):
+def summary(row: dict, total_epochs: int, perplexity: bool = False) -> Summary:
+    """``perplexity``: each loss (a language model's mean per token) followed by its
+    exponential, ``loss 1.2345 (ppl 3.44)``."""
+    measures = []
+    for k in ("loss", "val_loss", "test_loss"):
         if row.get(k) not in (None, ""):
-            measures.append(f"{k} {float(row[k]):.4f}")
+            loss = float(row[k])
+            # min: math.exp overflows past e^709, a loss no language model reaches
+            ppl = f" (ppl {math.exp(min(loss, 700.0)):.4g})" if perplexity else ""
+            measures.append(f"{k} {loss:.4f}{ppl}")
     for k in ("train_acc", "val_acc", "test_acc"):
         if row.get(k) not in (None, ""):
             measures.append(f"{k} {100 * float(row[k]):.1f}%")
@@ -118,8 +124,8 @@ def summary(row: dict, total_epochs: int) -> Summary:
                    f"{float(row['seconds']):.2f}s")
 
 
-def summary_line(row: dict, total_epochs: int) -> str:
-    return summary(row, total_epochs).text()
+def summary_line(row: dict, total_epochs: int, perplexity: bool = False) -> str:
+    return summary(row, total_epochs, perplexity).text()
 
 
 class History(list):

@@ -54,7 +54,7 @@ from .arrays import initial_params, namespace
 from .checkpoint import (DAMAGED_HINT, Position, load_checkpoint, save_best, save_checkpoint,
                          verified_opt_state)
 from .errors import UserError
-from .evaluate import accuracy, chance_accuracy, mean_loss
+from .evaluate import accuracy, chance_accuracy, has_perplexity, mean_loss
 from .history import History, history_row, old_history, saved_rows, summary_line
 from .identity import (_contract_hash, legacy_note, lr_change, resume_problems, retargeted,
                        run_identity)
@@ -476,7 +476,7 @@ class Trainer:
         if evaluated and not self.quiet:
             if self.bar is not None:
                 self.bar.clear()
-            self.log(summary_line(row, plan.total_epochs))
+            self.log(summary_line(row, plan.total_epochs, has_perplexity(self.module)))
         self.row_start = time.perf_counter()
         self.save(folder, final=pos.step >= plan.total_steps or bool(self.stopped))
 
@@ -543,7 +543,7 @@ def _final_notes(module, params, train_arrays, start_loss, last: dict, kind,
     acc = float(last["train_acc"]) if last.get("train_acc") else None
     if end is None:
         return []
-    return progress_notes(start_loss, end, acc, chance_accuracy(kind, train_arrays))
+    return progress_notes(start_loss, end, acc, chance_accuracy(kind, train_arrays, module))
 
 
 def run(module, data=None, overrides: dict | None = None, out: Path | None = None,

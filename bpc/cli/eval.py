@@ -1,4 +1,5 @@
-"""``bpc eval``: a trained model's loss (and accuracy) on a data set."""
+"""``bpc eval``: a trained model's loss (and accuracy, and a language model's perplexity)
+on a data set."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def run(args) -> int:
     import numpy as np
 
     from bpc.runtime.data import batch_axes, example_count
-    from bpc.runtime.evaluate import accuracy, mean_loss, no_accuracy_note, task_kind
+    from bpc.runtime.evaluate import (accuracy, has_perplexity, mean_loss, no_accuracy_note,
+                                      task_kind)
     from bpc.runtime.points import eval_chunk
 
     module, params, state, arrays, split, name = trained(args)
@@ -25,6 +27,8 @@ def run(args) -> int:
         acc = accuracy(module, params, arrays, task_kind(module, arrays), state, chunk)
     n = example_count(arrays, batch_axes(module))
     text = f"{args.spec}: {split} split of {name}, {n} examples: loss {loss:.6g}"
+    if has_perplexity(module):  # a language model: the loss is a mean per token
+        text += f"  perplexity {np.exp(min(loss, 700.0)):.6g}"
     if acc is not None:
         text += f"  accuracy {100 * acc:.2f}%"
     print(text)

@@ -128,7 +128,9 @@ def run(args) -> int:
         if worker[0] > 0:
             return 130 if result.interrupted else 0
     if result.history:
-        _print_summary(args.spec, result, out, args.quiet)
+        from bpc.runtime.evaluate import has_perplexity
+
+        _print_summary(args.spec, result, out, args.quiet, has_perplexity(module))
     for note in result.notes:
         print(f"note: {note}")
     if result.notes:
@@ -163,14 +165,14 @@ def _silent(*_) -> None:
     """The log of a worker but the first: worker 0 says what the run does."""
 
 
-def _print_summary(spec: str, result, out: Path, quiet: bool) -> None:
+def _print_summary(spec: str, result, out: Path, quiet: bool, ppl: bool = False) -> None:
     """The last row's measures with the run's steps and time, why it stopped early (the
     run said it unless ``quiet``), then the best row's (by the run's metric: the
-    validation loss when there is one)."""
+    validation loss when there is one); ``ppl``: each loss with its perplexity."""
     from bpc.runtime.history import best_row, scored_rows, summary
 
     total = int(result.history[-1]["epoch"])
-    last = summary(result.history[-1], total).text(position=False)
+    last = summary(result.history[-1], total, ppl).text(position=False)
     print(f"{Path(spec).stem}: {last}  ({result.steps} steps, {result.seconds:.1f}s; "
           f"checkpoint and history in {out}/)")
     best = best_row(result.history, result.best_metric)
@@ -179,7 +181,7 @@ def _print_summary(spec: str, result, out: Path, quiet: bool) -> None:
               f"{best['epoch']} restored")
     if len(scored_rows(result.history, result.best_metric)[1]) > 1:  # a choice was made
         kept = f"  (in {out / 'best.npz'})" if (out / "best.npz").is_file() else ""
-        print(f"best: {summary(best, total).text(seconds=False)}{kept}")
+        print(f"best: {summary(best, total, ppl).text(seconds=False)}{kept}")
 
 
 def _plot(module, settings, dataset, result, out: Path) -> None:

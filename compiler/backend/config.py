@@ -10,7 +10,7 @@ output is a classifier's prediction that accuracy can be measured on.
 from __future__ import annotations
 
 from ..ir import Program, topo_order
-from ..ir.heads import head
+from ..ir.heads import head, is_token_loss
 from ..ir.memory import footprint
 from ..ir.ops.positions import step_limits
 from ..ir.primitives import data_roles
@@ -40,6 +40,8 @@ def config_of(prog: Program) -> dict:
         cfg["nonnegative"] = list(prog.config["nonnegative"])
     if prog.backward:  # what a step holds in memory at least, checked before it runs
         cfg["memory"] = footprint(prog)
+    if is_token_loss(prog):  # a language model's loss: exp(loss) is its perplexity
+        cfg["perplexity"] = True
     accuracy, why_not = head(prog)
     if accuracy is not None:  # predict's output is a classifier's prediction of a target
         cfg["accuracy"] = accuracy

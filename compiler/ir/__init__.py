@@ -78,9 +78,10 @@ class Node:
         self.op, self.args, self.attrs = op, args, attrs
         self.shape, self.dtype, self.span = shape, dtype, span
         # Whether generated code computes it as a plain Python number: a scalar constant,
-        # a count (``x.shape[0]``) or Python arithmetic on those. NumPy treats such
+        # a count (``x.shape[0]``, ``max(np.count_nonzero(keep), 1)``) or Python
+        # arithmetic on those. NumPy treats such
         # numbers as "weak": they take the dtype of the array they meet.
-        self.weak = shape == () and (op in ("const", "count") or (
+        self.weak = shape == () and (op in ("const", "count", "count_kept") or (
             op in PYTHON_ARITHMETIC and all(a.weak for a in args)))
 
     @property

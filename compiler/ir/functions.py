@@ -80,16 +80,43 @@ def _cross_entropy(b, a, s):
 
 
 def _softmax_cross_entropy(b, a, s):
-    logits = a["logits"]
+    logits, t, ignore = a["logits"], a["t"], s["ignore"]
     lse = b.op("logsumexp", logits, axis=b.axes(logits, -1), keepdims=True)
     log_p = b.hint(b.op("sub", logits, lse), "log_softmax")  # shared by loss and gradient
-    return b.op("softmax_xent", logits, log_p, a["t"], b.rows(logits))
+    if ignore is None:
+        return b.op("softmax_xent", logits, log_p, t, b.rows(logits))
+    classes = logits.shape[-1] if logits.shape else None
+    if len(t.shape) != len(logits.shape) - 1:
+        raise ShapeError("ignore= leaves out the positions of a padding id, so the targets "
+                         "must be integer labels (the logits' shape without the last axis)",
+                         (0, 1), hint="declare the target as labels, e.g. [N, T] for "
+                                      "[N, T, V] logits")
+    if whole_number(ignore) is None or not isinstance(classes, int) \
+            or not 0 <= whole_number(ignore) < classes:
+        raise ShapeError(f"ignore= names the padding id, a class of the logits' last axis "
+                         f"(0..{classes - 1 if isinstance(classes, int) else 'V-1'}), not "
+                         f"{ignore!r}", (0,))
+    keep = b.op("ne", t, b.const(whole_number(ignore)))  # the positions that count
+    return b.op("softmax_xent", logits, log_p, t, b.op("count_kept", keep), keep)
 
 
 def _sigmoid_cross_entropy(b, a, s):
     logits = a["logits"]
     batch = b.count(logits, (0,)) if logits.shape else b.const(1)
     return b.op("sigmoid_xent", logits, a["t"], batch)
+
+
+def _embed(b, a, s):
+    """embed(ids, E): the rows of E that integer ids pick, E[ids]. The ids are data (an
+    input, checked by the runtime to lie in 0..V-1): a computed value holds no ids."""
+    ids = a["ids"]
+    if ids.op != "input" or ids.attr("default"):
+        err = ShapeError("embed picks rows by integer ids, so its first argument must be "
+                         "an input (token ids), not a computed value or a default", (0,),
+                         hint="declare the ids as an input, e.g. 'input ids : [N, T]'")
+        err.nodes = (ids, a["E"])
+        raise err
+    return b.op("embed", ids, a["E"])
 
 
 def normalize_index(shape, items, what: str = "the value") -> tuple:
@@ -400,13 +427,15 @@ FUNCTIONS: dict[str, Function] = {
     "least_squares": _fn(sig("y", "t"), _same_shape("least_squares", lambda b, a, s: b.op(
         "sum", _squared_error(b, a, s), axis=None, keepdims=False))),
     "cross_entropy": _fn(sig("p", "t"), _same_shape("cross_entropy", _cross_entropy, "p")),
-    "softmax_cross_entropy": _fn(sig("logits", "t"), _softmax_cross_entropy),
+    "softmax_cross_entropy": _fn(sig("logits", "t", ("ignore", None)), _softmax_cross_entropy,
+                                 static=("ignore",)),
     "sigmoid_cross_entropy": _fn(sig("logits", "t"), _same_shape(
         "sigmoid_cross_entropy", _sigmoid_cross_entropy, "logits")),
     "conv2d": _fn(sig("x", "W", ("stride", 1), ("pad", 0)), _conv2d, static=("stride", "pad")),
     "max_pool": _pool("max_pool"),
     "avg_pool": _pool("avg_pool"),
     "flatten": _fn(sig("x"), _flatten),
+    "embed": _fn(sig("ids", "E"), _embed),
     "stop_gradient": _unary("stop_gradient"),
     "dropout": _fn(sig("x", "p"), _dropout, static=("p",)),
     "batch_norm": _fn(sig("x", "gamma", "beta", "mean", "var",

@@ -7,7 +7,8 @@ program itself ties the two together through a loss bpc recognises:
 - ``softmax_cross_entropy(logits, t)`` when ``predict`` returns the logits, their
   softmax along the class axis, or the transpose of either (a column-convention model,
   classes along axis 0): the class is the argmax along the output's class axis, ``t``
-  holds labels or one-hot rows (``kind`` "labels" or "onehot");
+  holds labels or one-hot rows (``kind`` "labels" or "onehot"), and with ``ignore=``
+  the padding id whose positions accuracy leaves out (``ignore``);
 - ``sigmoid_cross_entropy(z, t)`` when ``predict`` returns ``z`` (threshold 0.0: logits)
   or ``sigmoid(z)`` (threshold 0.5: probabilities), of ``t``'s shape (``kind`` "binary");
 - a squared error of a ``sigmoid`` output and a target of its shape (``mse``, ``sse``,
@@ -56,8 +57,11 @@ def head(prog: Program) -> tuple[dict | None, str | None]:
                 logits = not (output.op == "softmax" or output.op == "transpose"
                               and output.args[0].op == "softmax")
                 if labels(t, n.args[0]):
-                    return {"target": targets[t.id], "kind": "labels", "class_axis": axis,
-                            "threshold": None, "logits": logits}, None
+                    spec = {"target": targets[t.id], "kind": "labels", "class_axis": axis,
+                            "threshold": None, "logits": logits}
+                    if len(n.args) == 5:  # ne(t, padding id): its positions are not counted
+                        spec["ignore"] = n.args[4].args[1].attr("value")
+                    return spec, None
                 return {"target": targets[t.id], "kind": "onehot", "class_axis": axis,
                         "target_class_axis": len(t.shape) - 1, "threshold": None,
                         "logits": logits}, None
@@ -91,6 +95,15 @@ def head(prog: Program) -> tuple[dict | None, str | None]:
         return None, None  # a regression: a squared error of the output
     return None, ("the loss is not one bpc recognises as a classifier's (" + RECOGNISED
                   + ")")
+
+
+def is_token_loss(prog: Program) -> bool:
+    """Whether the loss is the mean cross-entropy per token of a sequence model (exactly
+    ``softmax_cross_entropy`` of labels with a time axis, [N, T]): its exponential is
+    the perplexity."""
+    loss = {bd.name: bd.node for bd in prog.forward}.get(prog.loss)
+    return loss is not None and loss.op == "softmax_xent" and \
+        labels(loss.args[2], loss.args[0]) and len(loss.args[2].shape) >= 2
 
 
 def _binary(target: str, threshold: float) -> dict:

@@ -113,6 +113,10 @@ def draw(mod, oracle: "Oracle", rng: np.random.Generator, scale: float = 0.7,
         if n in onehot:
             data[n] = np.asarray(_distributions(_concrete(s, sizes), rng), dtype=dtype)
             continue
+        if n in labels:  # ids that pick rows (embed)
+            data[n] = np.asarray(rng.integers(0, labels[n], size=_concrete(s, sizes)),
+                                 dtype=np.int64)
+            continue
         data[n] = np.asarray(scale * rng.normal(size=_concrete(s, sizes)), dtype=dtype)
     for n, s in mod.TARGETS.items():
         shape = _concrete(s, sizes)

@@ -160,7 +160,7 @@ binop("minimum", emit=call("np.minimum"), torch=_extreme("torch.minimum", "max")
 # ----------------------------------------------------------------------------- comparisons
 for _name, _sym, _ufunc in (("gt", ">", np.greater), ("ge", ">=", np.greater_equal),
                             ("lt", "<", np.less), ("le", "<=", np.less_equal),
-                            ("eq", "==", np.equal)):
+                            ("eq", "==", np.equal), ("ne", "!=", np.not_equal)):
     binop(_name, emit=infix(_sym, CMP), torch=infix(_sym, CMP),
           evaluate=(lambda f: lambda v, a: f(v[0], v[1]))(_ufunc),
           vjp=no_gradient,

@@ -231,3 +231,24 @@ def _avg_pool_grad(g, shape, size, stride=1, pad=0):
         for j in range(size):
             dx[..., i : i + stride * oh : stride, j : j + stride * ow : stride] += share
     return dx[..., pad : pad + h, pad : pad + w]
+
+
+def _embed_grad(ids, g, rows):
+    """The gradient of a table [rows, D] whose rows ``ids`` picked: each row of ``g``
+    added into a table of zeros at its id. np.add.at adds every occurrence of a repeated
+    id, where ``out[ids] += g`` would keep only one."""
+    out = np.zeros((rows, g.shape[-1]), dtype=g.dtype)
+    np.add.at(out, ids, g)
+    return out
+
+
+def _embed_grad_sorted(ids, g, rows):
+    """``_embed_grad``, 1.4 to 6 times faster (bench/README.md): the rows of ``g``
+    sorted by id, and each id's run of rows summed in one call (np.add.reduceat)."""
+    flat = ids.ravel()
+    order = np.argsort(flat, kind="stable")
+    sorted_ids = flat[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    out = np.zeros((rows, g.shape[-1]), dtype=g.dtype)
+    out[sorted_ids[starts]] = np.add.reduceat(g.reshape(flat.size, -1)[order], starts)
+    return out

@@ -1,5 +1,6 @@
 """Fused losses: softmax and sigmoid cross-entropy, whose gradients with respect to the
-logits are one short rule each, and ``one_hot``, which that rule needs for labels."""
+logits are one short rule each, ``one_hot``, which that rule needs for labels, and
+``count_kept``, the number of labels a padding id leaves in the mean."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 
 from .. import Node, ShapeError
 from .core import (MUL, PLACED, POSTFIX, broadcast_shapes, defop, derived, ex, int_labels,
-                   onehot, paren, promoted)
+                   mask, no_gradient, onehot, paren, promoted, scalar)
 
 
 def labels(t: Node, logits: Node) -> bool:
@@ -32,36 +33,40 @@ def _xent_shape(args, attrs):
     return ()
 
 
-def _xent_emit(a, attrs, node):
-    _, log_p, t, n = a
-    if labels(node.args[2], node.args[0]):
-        picked = f"np.take_along_axis({log_p[0]}, {paren(t, POSTFIX)}[..., None], axis=-1)"
-        return f"-np.sum({picked}) / {paren(n, MUL + 1)}", MUL
-    return f"-np.sum({paren(t, MUL)} * {paren(log_p, MUL + 1)}) / {paren(n, MUL + 1)}", MUL
-
-
-def _xent_torch(a, attrs, node):
-    _, log_p, t, n = a
-    if labels(node.args[2], node.args[0]):
-        picked = f"torch.take_along_dim({log_p[0]}, {paren(t, POSTFIX)}[..., None], dim=-1)"
-        return f"-torch.sum({picked}) / {paren(n, MUL + 1)}", MUL
-    return f"-torch.sum({paren(t, MUL)} * {paren(log_p, MUL + 1)}) / {paren(n, MUL + 1)}", MUL
+def _xent_printer(lib: str, take: str, axis: str):
+    """The loss printed with ``lib`` (np, torch): labels pick their log-probability
+    (``take``, along ``axis``), times the kept mask when a padding id is ignored (a fifth
+    argument); one-hot rows multiply theirs."""
+    def emit(a, attrs, node):
+        _, log_p, t, n = a[:4]
+        if labels(node.args[2], node.args[0]):
+            picked = f"{take}({log_p[0]}, {paren(t, POSTFIX)}[..., None], {axis}=-1)"
+            if len(a) == 5:
+                picked = f"{picked}[..., 0] * {paren(a[4], MUL + 1)}"
+            return f"-{lib}.sum({picked}) / {paren(n, MUL + 1)}", MUL
+        return (f"-{lib}.sum({paren(t, MUL)} * {paren(log_p, MUL + 1)}) / "
+                f"{paren(n, MUL + 1)}", MUL)
+    return emit
 
 
 def _xent_eval(v, attrs):
-    logits, log_p, t, n = v
+    logits, log_p, t, n = v[:4]
     if np.ndim(t) == np.ndim(logits) - 1:
-        return -np.sum(np.take_along_axis(log_p, np.asarray(t)[..., None].astype(int),
-                                          axis=-1)) / n
+        picked = np.take_along_axis(log_p, np.asarray(t)[..., None].astype(int), axis=-1)
+        return -np.sum(picked[..., 0] * (v[4] if len(v) == 5 else 1)) / n
     return -np.sum(t * log_p) / n
 
 
 def _xent_vjp(b, node, g):
-    logits, log_p, t, n = node.args
+    logits, log_p, t, n = node.args[:4]
     p = b.op("exp", log_p)  # softmax(logits), from the forward's log-softmax
     if labels(t, logits):  # integer labels: not differentiable
         onehot = b.op("one_hot", t, classes=logits.shape[-1])
-        return [b.op("mul", b.op("div", b.op("sub", p, onehot), n), g), None, None, None]
+        d_logits = b.op("sub", p, onehot)
+        if len(node.args) == 5:  # an ignored padding id: its positions get no gradient
+            d_logits = b.op("mul", d_logits, b.op("expand_dims", node.args[4],
+                                                  axis=(len(t.shape),)))
+        return [b.op("mul", b.op("div", d_logits, n), g)] + [None] * (len(node.args) - 1)
     if t.op != "input" or t.attr("default"):
         # A computed target (or an input's default) need not sum to 1 over classes: the
         # exact gradient is (p * sum(t) - t) / N, which the fused rule shortens only for
@@ -74,7 +79,7 @@ def _xent_vjp(b, node, g):
 
 
 def _xent_roles(node: Node) -> list[tuple[int, str, int]]:
-    logits, _, t, _ = node.args
+    logits, _, t = node.args[:3]
     return [(2, "labels" if labels(t, logits) else "onehot", int(logits.shape[-1]))]
 
 
@@ -84,13 +89,22 @@ _LOG_P = derived(lambda b, new, x: b.op("sub", x, b.op("logsumexp", x, axis=(len
                                                        keepdims=True)))
 _ROWS = derived(lambda b, new, x, log_p, t: b.rows(x))
 
-defop("softmax_xent", arity=4, shape=_xent_shape, emit=_xent_emit, torch=_xent_torch,
+# An ignored padding id (labels 0 here): the kept mask, and the number of kept labels.
+_KEEP = derived(lambda b, new, x, log_p, t, n: b.op("ne", t, b.const(0)))
+_KEPT = derived(lambda b, new, x, log_p, t: b.op("count_kept", b.op("ne", t, b.const(0))))
+
+defop("softmax_xent", arity=None, shape=_xent_shape,
+      emit=_xent_printer("np", "np.take_along_axis", "axis"),
+      torch=_xent_printer("torch", "torch.take_along_dim", "dim"),
       evaluate=_xent_eval,
       vjp=_xent_vjp,
       unprinted=(0,),  # printed from its log-softmax: the logits are not read
       rule="softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N",
       data_roles=_xent_roles,
       examples=(ex((4, 3), _LOG_P, int_labels((4,), 3), _ROWS),
+                # sequences [N, T, V], and a padding id whose positions are left out
+                ex((2, 3, 4), _LOG_P, int_labels((2, 3), 4), _ROWS),
+                ex((2, 3, 4), _LOG_P, int_labels((2, 3), 4), _KEPT, _KEEP),
                 ex((4, 3), _LOG_P, onehot((4, 3), 3), _ROWS),
                 ex((3,), _LOG_P, int_labels((), 3), _ROWS),
                 # a computed target: the exact rule, and a gradient for the target too
@@ -102,6 +116,16 @@ defop("one_hot", arity=1, shape=lambda args, attrs: args[0].shape + (attrs["clas
                                  POSTFIX),
       evaluate=lambda v, a: np.eye(a["classes"])[np.asarray(v[0]).astype(int)],
       examples=(ex(int_labels((4,), 3), classes=3), ex(int_labels((2, 2), 5), classes=5)))
+
+
+defop("count_kept", arity=1, shape=scalar,
+      emit=lambda a, attrs, n: (f"max(np.count_nonzero({a[0][0]}), 1)", POSTFIX),
+      torch=lambda a, attrs, n: (f"max(int(torch.count_nonzero({a[0][0]})), 1)", POSTFIX),
+      evaluate=lambda v, a: np.asarray(max(np.count_nonzero(v[0]), 1) * 1.0),
+      vjp=no_gradient,
+      rule="a count does not depend on the values",
+      # at least 1: a batch of padding only has the loss 0 and no gradient, never 0 / 0
+      dtype="int", examples=(ex(mask((2, 3))), ex(mask((4,)))))
 
 
 # ----------------------------------------------------------------------------- sigmoid

@@ -164,3 +164,10 @@ def _avg_pool_grad(g, shape, size, stride=1, pad=0):
         for j in range(size):
             dx[..., i : i + stride * oh : stride, j : j + stride * ow : stride] += share
     return dx[..., pad : pad + h, pad : pad + w]
+
+
+def _embed_grad(ids, g, rows):
+    """The gradient of a table [rows, D] whose rows ``ids`` picked: each row of ``g``
+    added into a table of zeros at its id (repeated ids add up)."""
+    out = torch.zeros((rows, g.shape[-1]), dtype=g.dtype, device=g.device)
+    return out.index_add_(0, ids.reshape(-1), g.reshape(-1, g.shape[-1]))

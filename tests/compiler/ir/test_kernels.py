@@ -68,9 +68,29 @@ def test_each_helper_runs_alone(name):
             "_max_pool_grad": (x[..., :2, :2], kernels._max_pool_mask(
                 x, kernels._max_pool(x, 2, 2), 2, 2), 2, 2),
             "_avg_pool_grad": (x[..., :2, :2], x.shape, 2, 2),
+            "_embed_grad": IDS_AND_ROWS, "_embed_grad_sorted": IDS_AND_ROWS,
             "_sinusoidal": (7, 6, np.float64), "_first_rows": (x, 1),
             "_pad_rows": (x, 4)}.get(name, (x,))
     close(scope[name](*args), FUNCTIONS[name](*args))
+
+
+# ----------------------------------------------------------------------------- embeddings
+IDS_AND_ROWS = (RNG.integers(0, 5, size=(3, 4)), RNG.normal(size=(3, 4, 2)), 6)
+
+
+@with_torch
+@pytest.mark.parametrize("name", ["_embed_grad", "_embed_grad_sorted"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_embedding_gradient_adds_repeated_ids_as_torch_does(name, dtype):
+    """Both forms give the gradient torch's nn.Embedding gets (ids repeat, one id of the
+    table is never used, a row id 0 and the last), keeping the dtype."""
+    ids = np.array([[0, 3, 3], [5, 0, 3]])
+    g = RNG.normal(size=(2, 3, 4)).astype(dtype)
+    table = torch.zeros(6, 4, dtype=torch.float64, requires_grad=True)
+    F.embedding(torch.as_tensor(ids), table).backward(t(g))
+    got = getattr(kernels, name)(ids, g, 6)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, table.grad.numpy(), rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- elementwise

@@ -388,6 +388,22 @@ def test_stop_gradient():
     assert np.all(got.get("dL_da", 0) == 0)
 
 
+@pytest.mark.parametrize("ids", [[[0, 2, 2], [3, 0, 2]], [1, 1, 1], 2])
+def test_embed_picks_rows_and_adds_the_gradients_of_repeated_ids(ids):
+    TESTED_FUNCTIONS.add("embed")
+    ids = np.array(ids)
+    run_case({"E": (4, 3)}, "embed(ids, E)", ids.shape + (3,),
+             extra=f"input ids : {decl(ids.shape)}",
+             feeds={"ids": ids})
+
+
+def test_embed_takes_ids_from_an_input_only():
+    with pytest.raises(SpecError, match="embed picks rows by integer ids, so its first "
+                                        "argument must be an input"):
+        program_from_text("input x : [N, 2]\nparam E : [4, 3] = zeros\n"
+                          "loss L = sum(embed(x * 2, E))\n", "e.bp")
+
+
 def test_every_function_is_tested():
     # Runs last in this module (pytest keeps file order).
     assert set(FUNCTIONS) <= TESTED_FUNCTIONS, set(FUNCTIONS) - TESTED_FUNCTIONS

@@ -1,5 +1,5 @@
 """The oracle's linear algebra, indexing, reductions and shapes: ``@``, ``x[...]``, sum, mean,
-max (ties split evenly), logsumexp, softmax, transpose, reshape, concat and stack."""
+max (ties split evenly), logsumexp, softmax, transpose, reshape, concat, stack and embed."""
 
 from __future__ import annotations
 
@@ -118,7 +118,17 @@ def _note_top_gap(o, x, dims):
     o.note_kink(top2[..., 0] - top2[..., 1])
 
 
+def _embed(o, e: ast.Call, env):
+    """embed(ids, E): torch's nn.Embedding lookup, F.embedding."""
+    b = o.bind(e, ["ids", "E"])
+    ids, table = o.expr(b["ids"], env), tensor(o.expr(b["E"], env))
+    if ids.dtype != torch.long:
+        raise OracleError("embed's ids must be integers")
+    return torch.nn.functional.embedding(ids, table)
+
+
 FUNCTIONS = {
+    "embed": _embed,
     "sum": _reduce,
     "mean": _reduce,
     "max": _reduce,

@@ -1,5 +1,6 @@
 """The oracle's losses: mse, sse, least_squares, cross_entropy, softmax_cross_entropy (labels
-or one-hot targets) and sigmoid_cross_entropy."""
+or one-hot targets; a padding id ignored by torch's F.cross_entropy) and
+sigmoid_cross_entropy."""
 
 from __future__ import annotations
 
@@ -28,8 +29,14 @@ def _cross_entropy(o, e: ast.Call, env):
 
 
 def _softmax_cross_entropy(o, e: ast.Call, env):
-    b = o.bind(e, ["logits", "t"])
+    b = o.bind(e, ["logits", "t", "ignore"], {"ignore": None})
     z, t = tensor(o.expr(b["logits"], env)), tensor(o.expr(b["t"], env))
+    if b["ignore"] is not None:  # torch's own: F.cross_entropy(ignore_index=), summed
+        ignore, labels = int(o.const(b["ignore"])), t.detach().long()
+        total = torch.nn.functional.cross_entropy(
+            z.reshape(-1, z.shape[-1]), labels.reshape(-1), ignore_index=ignore,
+            reduction="sum")
+        return total / max(int((labels != ignore).sum()), 1)  # all ignored: 0, not NaN
     if z.ndim == 0:
         raise OracleError("softmax_cross_entropy of a scalar")
     n = math.prod(z.shape[:-1])
