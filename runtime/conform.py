@@ -35,6 +35,12 @@ def data_names(module, targets: bool = True) -> list[str]:
     return names + (list(module.TARGETS) if targets else [])
 
 
+def step_limits_of(module) -> dict[str, tuple[int, str]]:
+    """Symbolic dimensions a learned table of positions bounds -> (its rows, its name)."""
+    config = getattr(module, "CONFIG", {}) or {}
+    return {d: (int(rows), table) for d, (rows, table) in config.get("at_most", {}).items()}
+
+
 def labels_of(module) -> dict[str, int]:
     """Targets that hold integer class labels -> their number of classes."""
     config = getattr(module, "CONFIG", {}) or {}
@@ -83,6 +89,7 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data",
                     raise UserError(f"{where}: '{name}' has shape {tuple(a.shape)}: its "
                                     f"dimension {want} (axis {axis}) is 0",
                                     f"a sequence needs at least one step: give {want} >= 1")
+                _check_limit(name, want, got, axis, step_limits_of(module), where)
             elif want != got:
                 raise UserError(f"{where}: '{name}' has {got} at axis {axis}, but the spec "
                                 f"declares {want} there (shape {tuple(a.shape)}, expected "
@@ -102,6 +109,16 @@ def conform(arrays: dict[str, np.ndarray], module, where: str = "data",
                             "be one-hot or a probability distribution (summing to 1)",
                             f"give class labels instead by declaring 'target {name} : [N]'")
     return out
+
+
+def _check_limit(name: str, dim: str, got: int, axis: int, limits: dict, where: str) -> None:
+    """A sequence no longer than the table of positions that covers its steps."""
+    if dim in limits and got > limits[dim][0]:
+        rows, table = limits[dim]
+        raise UserError(f"{where}: '{name}' has {got} steps ({dim}, axis {axis}), but the "
+                        f"table of positions '{table}' holds {rows}",
+                        f"cut the sequences to at most {rows} steps, or declare more "
+                        "positions (posenc learned N)")
 
 
 def as_array(name: str, value, where: str, shape=None) -> np.ndarray:

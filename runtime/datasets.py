@@ -23,7 +23,7 @@ from ..compiler.cache import cache_dir
 from ..compiler.vocab import DATASET_RANGES, DATASETS, whole_number
 
 from .batching import Dataset, arrange, batch_axes, example_count, examples
-from .conform import labels_of, onehot_of
+from .conform import labels_of, onehot_of, step_limits_of
 from .errors import UserError
 from .files import open_regular, remove_temporaries
 
@@ -309,15 +309,18 @@ def _arranged(arrays: dict[str, np.ndarray], module) -> dict[str, np.ndarray]:
 
 
 def synthetic(module, rng: np.random.Generator, n: int = 3) -> dict[str, np.ndarray]:
-    """Random data shaped from the module's contract (symbolic dimensions = n)."""
+    """Random data shaped from the module's contract (symbolic dimensions = n, or fewer
+    where a table of positions holds fewer)."""
     out = {}
+    limits = step_limits_of(module)
     label_names = labels_of(module)
     defaults = getattr(module, "DEFAULTS", {}) or {}
     for name, shape in {**module.INPUTS, **module.TARGETS}.items():
         if name in defaults:
             out[name] = np.asarray(defaults[name], dtype=np.float64)
             continue
-        dims = tuple(n if isinstance(d, str) else d for d in shape)
+        dims = tuple(min(n, limits.get(d, (n,))[0]) if isinstance(d, str) else d
+                     for d in shape)
         if name in label_names:
             out[name] = rng.integers(0, label_names[name], size=dims)
         elif name in onehot_of(module):

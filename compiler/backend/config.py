@@ -1,16 +1,18 @@
 """A module's ``CONFIG``: what the runtime needs to know about a model, as plain data.
 
 The spec's training configuration (optimizer, train, data), the facts about its data
-(integer labels and their classes, one-hot targets), where predict's batch axis is, the
+(integer labels and their classes, one-hot targets, the most steps a learned table of
+positions holds), where predict's batch axis is, the
 states that are variances, the memory a step holds at least, and whether (and how) the
 output is a classifier's prediction that accuracy can be measured on.
 """
 
 from __future__ import annotations
 
-from ..ir import Program
+from ..ir import Program, topo_order
 from ..ir.heads import head, is_token_loss
 from ..ir.memory import footprint
+from ..ir.ops.positions import step_limits
 from ..ir.primitives import data_roles
 
 
@@ -28,6 +30,9 @@ def config_of(prog: Program) -> dict:
         cfg["labels"] = labels  # integer-label targets -> number of classes
     if onehot:
         cfg["onehot"] = onehot  # targets whose rows must be distributions (sum to 1)
+    limits = step_limits(topo_order([bd.node for bd in prog.forward]))
+    if limits:  # symbolic dimensions a table of positions bounds: {T: [rows, table]}
+        cfg["at_most"] = limits
     output = {bd.name: bd.node for bd in prog.forward}.get(prog.output or prog.loss)
     if output is not None:  # where predict's batch axis is, to evaluate it in chunks
         cfg["output_shape"] = tuple(output.shape)

@@ -88,11 +88,19 @@ class FanIn:
 
     Produced only by the layer-stack expansion (``dense M`` needs ``fan_in``). With
     ``axis=1`` it is the channel count of an image batch ``[N, C, H, W]`` (``conv``), and
-    with ``features`` the feature axis a batchnorm layer normalizes (axis 1 as well)."""
+    with ``features`` the feature axis a batchnorm layer normalizes (axis 1 as well); with
+    ``rows`` the last axis of a value of any rank, which a layernorm layer normalizes."""
 
     of: str
     axis: int = -1
     features: bool = False  # batchnorm: axis 1 of [N, D] or [N, C, H, W]
+    rows: bool = False  # layernorm: the last axis of [N, D], [N, T, D], ...
+
+    @property
+    def layer(self) -> str:
+        """The kind of layer this dimension sizes, as messages name it."""
+        return ("batchnorm" if self.features else "layernorm" if self.rows
+                else "conv" if self.axis == 1 else "dense")
 
 
 @dataclass

@@ -35,40 +35,8 @@ class Declarations:
         for axis, d in enumerate(shape.dims):
             v = d.value
             if isinstance(v, ast.FanIn):
-                src = self.env.get(v.of)
-                if src is None:
-                    return None
-                if v.features and len(src.shape) not in (2, 4):
-                    if d.span not in self.reported_layers:  # once, not per parameter
-                        self.reported_layers.add(d.span)
-                        self.diags.error(
-                            f"a batchnorm layer normalizes [N, D] or [N, C, H, W] values, "
-                            f"but '{v.of}' is {fmt_shape(src.shape)}", d.span,
-                            "it normalizes each feature over a batch: declare the input "
-                            "with a batch axis, e.g. [N, 64] or [N, 1, 28, 28], or "
-                            "flatten first")
-                    return None
-                if v.axis == 1 and len(src.shape) != 4 and not v.features:
-                    self.diags.error(f"a conv layer needs an image batch [N, C, H, W], but "
-                                     f"'{v.of}' is {fmt_shape(src.shape)}", d.span,
-                                     "declare the input as [N, C, H, W], e.g. [N, 1, 28, 28]")
-                    return None
-                if not src.shape:
-                    self.diags.error(f"a dense layer needs a vector or matrix input, but "
-                                     f"'{v.of}' is a scalar", d.span)
-                    return None
-                if v.axis == -1 and len(src.shape) > 3:  # [N, T, D] is a sequence: per step
-                    self.diags.error(f"a dense layer needs a matrix [N, D] or a sequence "
-                                     f"[N, T, D], but '{v.of}' is {fmt_shape(src.shape)}",
-                                     d.span, "put a 'flatten' layer before it")
-                    return None
-                conv = v.axis == 1
-                v = src.shape[v.axis]
-                if not isinstance(v, int):
-                    what = "channel count" if conv else "last dimension"
-                    layer = "batchnorm" if d.value.features else "conv" if conv else "dense"
-                    self.diags.error(f"the {what} of '{d.value.of}' must be a number to size "
-                                     f"a {layer} layer", d.span)
+                v = self._fan_in(v, d.span)
+                if v is None:
                     return None
             if isinstance(v, str):
                 if fixed:
@@ -79,6 +47,39 @@ class Declarations:
             dims.append(v)
         return tuple(dims)
 
+    def _fan_in(self, v: ast.FanIn, span) -> int | None:
+        """The size a layer's parameter takes from the value flowing in; None when that
+        value has none (reported once per layer, not per parameter)."""
+        src = self.env.get(v.of)
+        if src is None:
+            return None
+        shape = src.shape
+        if v.features and len(shape) not in (2, 4):
+            problem = (f"a batchnorm layer normalizes [N, D] or [N, C, H, W] values, but "
+                       f"'{v.of}' is {fmt_shape(shape)}",
+                       "it normalizes each feature over a batch: declare the input with a "
+                       "batch axis, e.g. [N, 64] or [N, 1, 28, 28], or flatten first")
+        elif v.axis == 1 and len(shape) != 4 and not v.features:
+            problem = (f"a conv layer needs an image batch [N, C, H, W], but '{v.of}' is "
+                       f"{fmt_shape(shape)}",
+                       "declare the input as [N, C, H, W], e.g. [N, 1, 28, 28]")
+        elif not shape:
+            problem = (f"a {v.layer} layer needs "
+                       f"{'a value with an axis' if v.rows else 'a vector or matrix input'}"
+                       f", but '{v.of}' is a scalar", None)
+        elif v.axis == -1 and len(shape) > 3 and not v.rows:  # [N, T, D]: per step
+            problem = (f"a dense layer needs a matrix [N, D] or a sequence [N, T, D], but "
+                       f"'{v.of}' is {fmt_shape(shape)}", "put a 'flatten' layer before it")
+        elif not isinstance(shape[v.axis], int):
+            what = "channel count" if v.axis == 1 else "last dimension"
+            problem = (f"the {what} of '{v.of}' must be a number to size a {v.layer} layer",
+                       None)
+        else:
+            return shape[v.axis]
+        if span not in self.reported_layers:
+            self.reported_layers.add(span)
+            self.diags.error(problem[0], span, problem[1])
+        return None
     def _data_leaf(self, name: str, shape: ast.Shape, target: bool = False,
                    **attrs) -> Node | None:
         dims = self._shape(shape, name, fixed=False)

@@ -52,7 +52,7 @@ class _Elaborator(Declarations, Expressions):
         self.state_owner: dict[str, Span] = {}  # state -> the argument that updates it
         self.variances: list[str] = []  # states read as a variance: never negative
         self.declared: dict[str, tuple] = {}  # parameter or state -> (statement, Init)
-        self.reported_layers: set = set()  # batchnorm layers whose input was reported
+        self.reported_layers: set = set()  # layers whose input was reported (once)
         # Every name the spec defines: a function's named steps (h_xn) take others.
         self.taken = {st.name for st in spec.statements if isinstance(st, ast.Decl)}
 

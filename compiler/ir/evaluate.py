@@ -96,16 +96,20 @@ def evaluate_graph(roots, values: dict[int, np.ndarray], dtype: str = "float64",
 
 def random_feeds(prog: Program, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Random data for every input and target without a default: symbolic dimensions of
-    size ``n``; integer labels or one-hot rows where an op needs them (the primitive
-    table's ``data_roles``), N(0, 1) elsewhere."""
+    size ``n`` (fewer where a table of positions holds fewer); integer labels or one-hot
+    rows where an op needs them (the primitive table's ``data_roles``), N(0, 1)
+    elsewhere."""
+    from .ops.positions import step_limits
     from .primitives import data_roles
 
     roles = data_roles([bd.node for bd in prog.forward])
+    limits = step_limits(topo_order([bd.node for bd in prog.forward]))
     feeds = {}
     for bd in prog.inputs + prog.targets:
         if bd.name in prog.defaults:
             continue
-        shape = tuple(n if isinstance(d, str) else d for d in bd.node.shape)
+        shape = tuple(min(n, limits.get(d, [n])[0]) if isinstance(d, str) else d
+                      for d in bd.node.shape)
         role, classes = roles.get(bd.name, ("", 0))
         if role == "labels":
             feeds[bd.name] = rng.integers(0, classes, size=shape)

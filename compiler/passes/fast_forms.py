@@ -6,6 +6,9 @@
   becomes ``batch_norm_scale(x, gamma, std, xn) + beta``: its rule sends the adjoint to
   ``x`` in closed form (``ops/normalization.py``), so nothing is differentiated through
   the steps and the forward keeps only ``xn`` and ``std`` (``xc`` is overwritten).
+- **Layer norm's closed-form backward.** ``gamma * xn`` over layer norm's steps (the
+  same over the last axis, keepdims, as ``sequence_functions._layer_norm`` builds them)
+  becomes ``layer_norm_scale(x, gamma, std, xn)``, likewise.
 - **Running statistics in place.** A state update ``m * s + (1 - m) * stat`` becomes
   ``s + (1 - m) * (stat - s)``, which buffer planning writes as ``s += ...`` into the
   state's own array.
@@ -25,7 +28,8 @@ from . import rebuild, rewrite
 def fast_forms(prog: Program) -> Program:
     """``prog`` with the fast forms; ``prog`` itself when none applies."""
     nodes = topo_order([bd.node for bd in prog.forward])
-    if not any(n.op == "mul" and _batch_norm_parts(n) for n in nodes) and \
+    if not any(n.op == "mul" and (_batch_norm_parts(n) or _layer_norm_parts(n))
+               for n in nodes) and \
             not any(_running_parts(bd) for bd in prog.updates):
         return prog
     prog = rewrite(prog, _fuse_scale)
@@ -70,13 +74,45 @@ def _batch_norm_parts(node: Node):
     return x, gamma, std, xn, axes
 
 
-def _fuse_scale(b: Builder, node: Node, args: tuple[Node, ...]) -> Node | None:
-    # Matched over the rewritten arguments: x may hold an earlier batch norm, fused.
-    parts = _batch_norm_parts(rebuild(b, node, args)) if node.op == "mul" else None
-    if parts is None:
+def _layer_norm_parts(node: Node):
+    """(x, gamma, std, xn) when ``node`` is ``gamma * xn`` over layer norm's steps of x:
+    each row over its last axis, the statistics kept as [..., 1]."""
+    if node.op != "mul" or node.args[1].op != "div" or not node.args[1].shape:
         return None
-    x, gamma, std, xn, axes = parts
-    return b.op("batch_norm_scale", x, gamma, std, xn, axis=axes)
+    gamma, xn = node.args
+    xc, std = xn.args
+    last = (len(xn.shape) - 1,)
+
+    def row_mean(v, of):
+        return v.op == "mean" and v.args[0] is of and v.attr("axis") == last \
+            and v.attr("keepdims")
+
+    if xc.op != "sub" or xc.shape != xn.shape or gamma.shape not in ((), xn.shape[-1:]):
+        return None
+    x, mu = xc.args
+    if x.shape != xc.shape or not row_mean(mu, x) or std.op != "sqrt" \
+            or std.args[0].op != "add" or not std.args[0].args[1].is_const:
+        return None
+    var = std.args[0].args[0]
+    square = var.args[0] if var.op == "mean" else None
+    if square is None or not row_mean(var, square) or square.op != "pow" \
+            or square.args[0] is not xc or not square.args[1].is_const \
+            or square.args[1].attr("value") != 2:
+        return None
+    return x, gamma, std, xn
+
+
+def _fuse_scale(b: Builder, node: Node, args: tuple[Node, ...]) -> Node | None:
+    # Matched over the rewritten arguments: x may hold an earlier normalization, fused.
+    if node.op != "mul":
+        return None
+    node = rebuild(b, node, args)
+    parts = _batch_norm_parts(node)
+    if parts is not None:
+        x, gamma, std, xn, axes = parts
+        return b.op("batch_norm_scale", x, gamma, std, xn, axis=axes)
+    parts = _layer_norm_parts(node)
+    return None if parts is None else b.op("layer_norm_scale", *parts)
 
 
 def _running_parts(bd: Binding):

@@ -141,7 +141,7 @@ def test_generated_code_is_independent_of_the_hash_seed():
                                   "slices", "concat-stack", "conv-pool-flatten",
                                   "image-layers", "residual-stack", "dropout-sites",
                                   "batchnorm-dense", "batchnorm-images",
-                                  "batchnorm-scalar-affine-options"])
+                                  "batchnorm-scalar-affine-options", "layer-norm-fast"])
 def test_oracle_against_finite_differences(name):
     """The oracle's autograd gradients agree with central differences of its own loss."""
     text, kw = named(name).values[1:]

@@ -129,7 +129,7 @@ def test_helpers_match_their_numpy_twins(name):
     args = {"_softplus": (x,), "_leaky_relu": (x, 0.1),
             "_index_add": (x, (slice(None), 1), x[:, 1]),
             "_im2col": (x, 3, 2, 2, 1), "_max_pool": (x, 3, 1, 1),
-            "_avg_pool": (x, 2, 2, 0),
+            "_avg_pool": (x, 2, 2, 0), "_first_rows": (x, 1), "_pad_rows": (x, 4),
             "_embed_grad": (rng.integers(0, 4, size=(3, 5)), x[0, :, :5], 6),
             "_masked_softmax": (x, np.tri(6, dtype=bool) & (x[:, :1, :1] > 0), 3)}
     if name == "_col2im":
@@ -140,10 +140,11 @@ def test_helpers_match_their_numpy_twins(name):
         args.update({"_max_pool_mask": (x, out, 3, 1, 1),
                      "_max_pool_grad": (out, mask, 3, 1, 1),
                      "_avg_pool_grad": (kernels._avg_pool(x, 2, 2, 0), x.shape, 2, 2, 0)})
-    given = args[name]
-    want = getattr(kernels, name)(*given)
+    given = args.get(name, (7, 5))  # _sinusoidal: 7 steps, 5 wide, in each one's float64
+    want = getattr(kernels, name)(*given, *((np.float64,) if name == "_sinusoidal" else ()))
     got = getattr(torch_kernels, name)(*(torch.as_tensor(a) if isinstance(a, np.ndarray)
-                                         else a for a in given))
+                                         else a for a in given),
+                                       *((torch.float64,) if name == "_sinusoidal" else ()))
     assert inspect.signature(getattr(kernels, name)) == \
         inspect.signature(getattr(torch_kernels, name))
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)

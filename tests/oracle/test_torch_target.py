@@ -10,6 +10,8 @@ A float32 spec is compared compiled in float64 (``with_dtype``).
   BPC_TORCH_DIFF seeds (default 40; e.g. BPC_TORCH_DIFF=2000 for a long run).
 - ``test_image_specs``: the structured fuzz's valid image programs (convolutions,
   pooling, slices, batch norm, dropout), BPC_TORCH_IMAGES seeds (default 12).
+- ``test_sequence_cases``: the differential test's sequence cases (layer norm, pooling
+  over real steps, positional encodings), both styles.
 """
 
 from __future__ import annotations
@@ -78,3 +80,14 @@ def test_image_specs(style):
     compared, failures = _survey(specs, style)
     assert compared, "no image program was compared"
     assert not failures, f"{len(failures)} of {compared} differ:\n\n" + "\n\n".join(failures[:3])
+
+
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+def test_sequence_cases(style):
+    from differential_cases import sequences
+
+    texts = dict.fromkeys(p.values[1] for p in sequences.CASES)  # each spec once
+    compared, failures = _survey(((text, None, 0) for text in texts), style)
+    assert compared == len(texts), f"only {compared} of {len(texts)} specs compared"
+    assert not failures, f"{len(failures)} of {compared} differ:\n\n" + "\n\n".join(
+        failures[:3])

@@ -168,3 +168,21 @@ loss L = sigmoid_cross_entropy(z, t)
     assert warn == ["warning: d: 't' is the target of a 0/1 prediction (one output, a "
                     "sigmoid's), but holds 2 (1 of 3 values outside 0..1)"]
     assert label_warnings(m, {"t": np.array([[0.0], [0.3], [1.0]])}, "d") == []
+
+
+def test_sequences_longer_than_the_table_of_positions_are_refused():
+    """A learned table of positions bounds T: longer data is an error naming both, and the
+    random data of gradcheck, stats and explain has at most that many steps."""
+    from bpc.runtime.datasets import synthetic
+
+    module = model("model pos\ninput x : [N, T, 3]\ntarget t : [N]\n"
+                   "layers x -> y { posenc learned 5; pool mean; dense 2 }\n"
+                   "loss L = softmax_cross_entropy(y, t)\n")
+    assert module.CONFIG["at_most"] == {"T": [5, "pe1_table"]}
+    fits = in_memory.checked(module, {"x": np.zeros((2, 5, 3)), "t": [0, 1]}, "data")
+    assert fits["x"].shape == (2, 5, 3)
+    with pytest.raises(UserError) as e:
+        in_memory.checked(module, {"x": np.zeros((2, 6, 3)), "t": [0, 1]}, "data")
+    assert "'x' has 6 steps (T, axis 1), but the table of positions 'pe1_table' holds 5" \
+        in e.value.message
+    assert synthetic(module, np.random.default_rng(0), 100)["x"].shape == (100, 5, 3)

@@ -211,10 +211,20 @@ def _where_values(a, node):
     return a[:1] + [as_float(x, v) for x, v in zip(a[1:], node.args[1:])]
 
 
+def _where_vjp(b, n, g):
+    """The adjoint goes to the value each position takes: where(c, g, 0) to the first,
+    where(c, 0, g) to the second; none to the condition."""
+    c, zero = n.args[0], b.const(0)
+    return [None, b.op("where", c, g, zero), b.op("where", c, zero, g)]
+
+
 defop("where", arity=3, shape=broadcast,
       emit=call("np.where"),
       torch=lambda a, attrs, node: call("torch.where")(_where_values(a, node), attrs, node),
       evaluate=lambda v, a: np.where(v[0], v[1], v[2]),
+      vjp=_where_vjp,
+      rule="d where(c, a, b) = where(c, da, db): each position's adjoint goes to the value "
+           "it took",
       elementwise=True,
       examples=(ex(mask((2, 3)), (2, 3), (3,)), ex(mask((2, 1)), (), (1, 3))))
 

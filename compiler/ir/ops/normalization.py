@@ -1,11 +1,12 @@
-"""Batch normalization's fused scale: the fast style's closed-form backward.
+"""Batch and layer normalization's fused scales: the fast style's closed-form backwards.
 
 The textbook style differentiates batch norm through its steps (``mu, xc, var, std,
 xn``: the book's computational graph, 11 elementwise passes over the batch and 4 sums per
 layer). The fast style (``passes/fast_forms.py``) writes the scale ``gamma * xn`` as
 ``batch_norm_scale(x, gamma, std, xn)``, whose rule is the closed form: the adjoint goes
 straight to ``x``, none through the steps, in 5 passes and 2 sums (gamma's and beta's
-gradients among them).
+gradients among them). Layer norm's ``layer_norm_scale`` is the same over the last axis,
+where gamma varies along the normalized axis and so enters the sums.
 """
 
 from __future__ import annotations
@@ -79,3 +80,59 @@ defop("batch_norm_scale", arity=4, shape=_scale_shape, emit=_scale_emit, torch=_
       examples=(_example((5, 3), (0,), (3,), (3,)),
                 _example((4, 2, 3, 3), (0, 2, 3), (2, 1, 1), (2, 1, 1)),
                 _example((5, 3), (0,), (3,), ())))
+
+
+# ----------------------------------------------------------------------------- layer norm
+def _layer_scale_shape(args, attrs):
+    x, gamma, std, xn = args
+    if xn.shape != x.shape or std.shape != x.shape[:-1] + (1,) \
+            or gamma.shape not in ((), x.shape[-1:]):
+        raise ShapeError("layer_norm_scale takes x, gamma (per feature or a scalar), the "
+                         "per-row std (x's shape, last axis 1) and xn of x's shape",
+                         (0, 1, 2, 3))
+    return x.shape
+
+
+def _layer_scale_vjp(b, n, g):
+    """out = gamma * xn with xn = (x - mean(x)) / sqrt(var(x) + eps) over the last axis:
+    with gg = gamma * g, dx = (gg - mean(gg) - xn * mean(gg xn)) / std, means over the
+    last axis (the textbook's steps summed up); dgamma = sum(g xn) over the other axes."""
+    x, gamma, std, xn = n.args
+    last = (len(x.shape) - 1,)
+    g = expand(b, g, n)
+    gg = b.hint(b.op("mul", gamma, g), "grad_scaled")
+
+    def mean(v):
+        return b.op("mean", v, axis=last, keepdims=True)
+
+    centred = b.hint(b.op("add", mean(gg), b.op("mul", xn, mean(b.op("mul", gg, xn)))),
+                     "grad_mean")
+    dx = b.op("div", b.op("sub", gg, centred), std)
+    product = b.op("mul", g, xn)
+    leading = tuple(range(len(x.shape) - 1))
+    dgamma = b.op("sum", product, axis=leading if gamma.shape else None, keepdims=False)
+    return [dx, dgamma, None, None]
+
+
+def _layer_example(shape, gamma):
+    """x of ``shape``, gamma, and std and xn over the last axis, as layer_norm builds them."""
+    def parts(b, x):
+        last = (len(shape) - 1,)
+        xc = b.op("sub", x, b.op("mean", x, axis=last, keepdims=True))
+        var = b.op("mean", b.op("pow", xc, b.const(2)), axis=last, keepdims=True)
+        std = b.op("sqrt", b.op("add", var, b.const(1e-5)))
+        return std, b.op("div", xc, std)
+
+    std = derived(lambda b, new, x, gamma: parts(b, x)[0])
+    xn = derived(lambda b, new, x, gamma, std: parts(b, x)[1])
+    return ex(shape, gamma, std, xn)
+
+
+defop("layer_norm_scale", arity=4, shape=_layer_scale_shape, emit=_scale_emit,
+      torch=_scale_emit, evaluate=_evaluate,
+      vjp=_layer_scale_vjp,
+      unprinted=(0, 2),  # x and std are read by the rule only
+      rule="layer norm's closed form: dx = (gg - mean(gg) - xn mean(gg xn)) / std, "
+           "gg = gamma g",
+      examples=(_layer_example((4, 3), (3,)), _layer_example((2, 3, 4), (4,)),
+                _layer_example((3, 5), ())))

@@ -53,6 +53,35 @@ def _index_add(x, *updates):
     return out
 
 
+def _sinusoidal(length, dim, dtype):
+    """Vaswani et al.'s positional encodings, [length, dim]: row t holds sin(t * w_i) at
+    column 2i and cos(t * w_i) at column 2i + 1, with w_i = 10000^(-2i / dim)."""
+    length = int(length)
+    t = torch.arange(length, dtype=torch.float64)[:, None]
+    rates = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    table = torch.empty((length, dim), dtype=torch.float64)
+    table[:, 0::2] = torch.sin(t * rates)
+    table[:, 1::2] = torch.cos(t * rates[:dim // 2])
+    return table.to(dtype)
+
+
+def _first_rows(table, n):
+    """table[:n], the positions of a sequence of n steps; more than the table holds is
+    an error (a slice would silently give fewer)."""
+    n = int(n)
+    if n > len(table):
+        raise ValueError(f"the sequences have {n} steps, but the table of positions holds "
+                         f"{len(table)}: declare it with at least {n} rows")
+    return table[:n]
+
+
+def _pad_rows(x, rows):
+    """x followed by rows of zeros, ``rows`` in all (the adjoint of table[:n])."""
+    out = torch.zeros((rows,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
+    out[:len(x)] = x
+    return out
+
+
 def _im2col(x, kh, kw, stride=1, pad=0):
     """The patch matrix of a convolution, one column per output pixel: [N, C*kh*kw,
     OH*OW], each column in the filters' own order (channel, row, column), as

@@ -69,7 +69,9 @@ def test_each_helper_runs_alone(name):
                 x, kernels._max_pool(x, 2, 2), 2, 2), 2, 2),
             "_avg_pool_grad": (x[..., :2, :2], x.shape, 2, 2),
             "_embed_grad": IDS_AND_ROWS, "_embed_grad_sorted": IDS_AND_ROWS,
-            "_masked_softmax": (x, np.tri(4, dtype=bool))}.get(name, (x,))
+            "_masked_softmax": (x, np.tri(4, dtype=bool)),
+            "_sinusoidal": (7, 6, np.float64), "_first_rows": (x, 1),
+            "_pad_rows": (x, 4)}.get(name, (x,))
     close(scope[name](*args), FUNCTIONS[name](*args))
 
 
@@ -258,3 +260,26 @@ def test_avg_pool_and_its_gradient_against_torch(shape, size, stride, pad):
     g = RNG.normal(size=out.shape)
     want.backward(t(g))
     close(kernels._avg_pool_grad(g, x.shape, size, stride, pad), xt.grad)
+
+
+# ----------------------------------------------------------------------------- positions
+@pytest.mark.parametrize("dim", [6, 5])
+def test_sinusoidal_is_vaswanis_table(dim):
+    """PE(t, 2i) = sin(t / 10000^(2i / d)), PE(t, 2i + 1) = cos(t / 10000^(2i / d)),
+    element by element (an odd width ends with a sine), in the dtype asked for."""
+    table = kernels._sinusoidal(9, dim, np.float32)
+    assert table.shape == (9, dim) and table.dtype == np.float32
+    for t in range(9):
+        for j in range(dim):
+            angle = t / 10000 ** (2 * (j // 2) / dim)
+            want = np.sin(angle) if j % 2 == 0 else np.cos(angle)
+            assert abs(table[t, j] - want) < 1e-6
+    np.testing.assert_array_equal(table[0, 1::2], 1)  # cos(0) at position 0
+
+
+def test_first_rows_refuses_a_sequence_longer_than_its_table():
+    table = RNG.normal(size=(4, 3))
+    assert kernels._first_rows(table, 2).base is table  # a view, not a copy
+    with pytest.raises(ValueError, match="5 steps, but the table of positions holds 4"):
+        kernels._first_rows(table, 5)
+    np.testing.assert_array_equal(kernels._pad_rows(table[:2], 4)[2:], 0)

@@ -426,6 +426,31 @@ def test_batch_norm_in_training_mode(shape):
              extra=states)
 
 
+@pytest.mark.parametrize("shape", [(3, 4), (5, 1), (2, 3, 4)], ids=fmt_shape)
+def test_layer_norm(shape):
+    """Each row over its last axis: the gradient flows through its mean and variance."""
+    TESTED_FUNCTIONS.add("layer_norm")
+    d = shape[-1]
+    run_case({"a": shape, "g": (d,), "be": (d,)}, "layer_norm(a, g, be, eps=1e-3)", shape)
+
+
+@pytest.mark.parametrize("fn", ["masked_mean", "masked_max"])
+def test_masked_pooling(fn):
+    """Over the steps of [2, 3, 2] a 0/1 mask keeps (a sequence without a real step is
+    tested in test_sequence_functions.py: its padded steps tie, a kink of max)."""
+    TESTED_FUNCTIONS.add(fn)
+    run_case({"a": (2, 3, 2)}, f"{fn}(a, k)", (2, 2), extra="input k : [2, 3]",
+             feeds={"k": np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])})
+
+
+def test_positional_encodings():
+    """A learned table's first T rows (T the data's) get the gradient; a sinusoidal table
+    added alongside is a constant."""
+    TESTED_FUNCTIONS.update({"first_rows", "sinusoidal"})
+    run_case({"P": (5, 3)}, "x * first_rows(P, T) + sinusoidal(T, 3)", ("N", "T", 3),
+             extra="input x : [N, T, 3]", feeds={"x": np.ones((2, 4, 3))}, r_shape=(2, 4, 3))
+
+
 def test_stop_gradient():
     """stop_gradient(a) * b: the value a * b; the gradient of b is that of c * b with c a
     constant input equal to a (finite differences of that spec), and a gets none."""

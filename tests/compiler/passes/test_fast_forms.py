@@ -1,5 +1,6 @@
-"""The fast style's forms (compiler/passes/fast_forms.py): batch norm's closed-form
-backward and the running statistics updated in place, for the fast style only.
+"""The fast style's forms (compiler/passes/fast_forms.py): batch and layer norm's
+closed-form backwards and the running statistics updated in place, for the fast style
+only.
 
 What the forms compute is judged elsewhere (the op's examples against finite
 differences, tests/compiler/ir/test_batchnorm.py against torch's autograd, the
@@ -93,6 +94,41 @@ def test_the_fused_by_hand_gradient_is_the_textbook_s():
         module = Compilation.from_text(text, style=style).module
         results.append(module.loss_and_grad(params, x, t))
     (fast_loss, fast), (loss, want) = results
+    assert fast_loss == pytest.approx(loss, rel=1e-12)
+    for k in want:
+        np.testing.assert_allclose(fast[k], want[k], rtol=1e-10, atol=1e-12)
+
+
+LAYER_NORM = """\
+model ln
+input x : [N, T, 4]
+param g : [4] = ones
+param be : [4] = zeros
+param W : [4] = normal
+h = layer_norm(x, g, be)
+mu = mean(x, axis=-1, keepdims=true)
+xc = x - mu
+k = g * (xc / sqrt(mean(xc^2, axis=-1, keepdims=true) + 1e-3))
+loss L = sum(sin(h * W)) + sum(k * k)
+grad wrt x
+"""
+
+
+def test_layer_norm_takes_its_closed_form_in_the_fast_style_only():
+    """layer_norm, and the same steps written by hand; a batch norm's axes are not a
+    layer norm's, and statistics without keepdims are not matched."""
+    comp = Compilation.from_text(LAYER_NORM)
+    assert ops(comp.fast_program).count("layer_norm_scale") == 2
+    assert "layer_norm_scale" not in ops(comp.restyled("textbook").coded)
+    assert "dL_dh_xn" not in {bd.name for bd in comp.fast_program.backward}
+    assert "layer_norm_scale" not in ops(Compilation.from_text(
+        BY_HAND.format(eps=1e-5)).fast_program)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 3, 4))
+    params = {"g": rng.normal(size=4), "be": rng.normal(size=4), "W": rng.normal(size=4)}
+    (fast_loss, fast), (loss, want) = (
+        Compilation.from_text(LAYER_NORM, style=style).module.loss_and_grad(params, x)
+        for style in ("fast", "textbook"))
     assert fast_loss == pytest.approx(loss, rel=1e-12)
     for k in want:
         np.testing.assert_allclose(fast[k], want[k], rtol=1e-10, atol=1e-12)

@@ -1,13 +1,13 @@
 """The differential test's hand-written cases, one class of the language each (the id names
-it): the families' cases (``ops``; ``models``, with the losses; ``images``, with the modes)
-and float32 variants of some of them, all in ``CASES``."""
+it): the families' cases (``ops``; ``models``, with the losses; ``images``, with the modes;
+``sequences``) and float32 variants of some of them, all in ``CASES``."""
 
 from __future__ import annotations
 
-from differential_cases import images, models, ops
+from differential_cases import images, models, ops, sequences
 from differential_cases.cases import Cases
 
-CASES = Cases(ops.CASES + models.CASES + images.CASES)
+CASES = Cases(ops.CASES + models.CASES + images.CASES + sequences.CASES)
 case = CASES.add
 
 
@@ -22,7 +22,7 @@ for _name in ("sxe-labels", "layers", "reductions", "loss-is-param", "grad-wrt-i
               "kink-maximum-tie-to-first", "slices", "concat-stack", "conv-pool-flatten",
               "image-layers", "dropout-sites", "batchnorm-dense", "batchnorm-images",
               "batchnorm-scalar-affine-options", "batchnorm-example", "matmul-batched",
-              "masked-attention"):
+              "masked-attention", "layer-norm-fast"):
     _p = named(_name)
     _text = _p.values[1].replace("model m\n", "model m\ndtype float32\n", 1)
     case(f"float32-{_name}", _text, **_p.values[2])
