@@ -80,6 +80,7 @@ class Declarations:
             self.reported_layers.add(span)
             self.diags.error(problem[0], span, problem[1])
         return None
+
     def _data_leaf(self, name: str, shape: ast.Shape, target: bool = False,
                    **attrs) -> Node | None:
         dims = self._shape(shape, name, fixed=False)
