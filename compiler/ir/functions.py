@@ -122,11 +122,14 @@ def normalize_index(shape, items, what: str = "the value") -> tuple:
         whole = isinstance(item, tuple) and parts[0] in (None, 0) and parts[1] is None \
             and parts[2] in (None, 1)
         if not isinstance(d, int):
+            if not isinstance(item, tuple):  # one position, checked when the module runs
+                out.append(parts[0])  # (h[:, -1], a sequence's last step)
+                continue
             if not whole:
                 fail(k, f"{what} is {fmt_shape(shape)}: its axis {k} has the symbolic size "
-                        f"{d}, so only ':' (all of it) may index it",
-                     "its size is known only when the module runs; index a fixed axis, or "
-                     "take all of this one")
+                        f"{d}, so it takes only ':' (all of it) or one position",
+                     "its size is known only when the module runs; index a fixed axis, "
+                     "take all of this one, or one position (x[:, -1])")
             out.append(None)
             continue
         if not isinstance(item, tuple):

@@ -5,7 +5,8 @@ constructors ``unop``, ``binop``, ``reduction``), with examples of valid argumen
 drive tests/compiler/ir/test_op_examples.py: ``arithmetic`` (leaves, constants, operators,
 comparisons), ``elementwise``, ``reductions``, ``linalg`` (products and reshapes),
 ``indexing``, ``convolution`` (and pooling), ``losses``, ``modes`` (random draws) and
-``normalization`` (batch norm's fused scale, the fast style's).
+``normalization`` (batch norm's fused scale, the fast style's) and ``recurrence``
+(loops over time).
 ``kernels`` holds the module helpers: real NumPy functions that codegen copies into
 generated modules (``HELPERS``) and the evaluator calls; ``torch_kernels`` their torch
 twins, for the PyTorch target (``TORCH_HELPERS``). Nothing else in the compiler
@@ -19,7 +20,7 @@ from pathlib import Path
 
 # Importing a family registers its ops.
 from . import arithmetic, convolution, elementwise, indexing, linalg, losses, modes  # noqa: F401
-from . import kernels, normalization, reductions  # noqa: F401
+from . import kernels, normalization, recurrence, reductions  # noqa: F401
 from .convolution import out_size
 from .core import (ATOM, PRIMITIVES, Primitive, broadcast_shapes, data_roles, expand,
                    format_number, keep_axes, paren, styled)

@@ -70,7 +70,9 @@ def indexed_shape(shape: Shape, index) -> Shape:
         if it is None:
             out.append(d)
         elif not isinstance(d, int):
-            raise ShapeError(f"only ':' may index the symbolic axis {axis} ({d})", (0,))
+            if not isinstance(it, int):  # one position drops the axis (h[:, -1])
+                raise ShapeError(f"only ':' or one position may index the symbolic axis "
+                                 f"{axis} ({d})", (0,))
         elif isinstance(it, tuple):
             out.append(len(range(d)[slice(*it)]))
     return tuple(out)

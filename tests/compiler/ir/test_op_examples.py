@@ -94,8 +94,9 @@ class Case:
 
 
 def test_every_primitive_has_examples():
+    """(A loop over time and its results are tested on whole loops: test_recurrence.py.)"""
     missing = [name for name, prim in PRIMITIVES.items()
-               if not prim.examples and name not in NAMED_LEAVES]
+               if not prim.examples and name not in NAMED_LEAVES and not prim.loop]
     assert not missing, f"primitives without examples: {missing}"
 
 
