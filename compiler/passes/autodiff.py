@@ -105,6 +105,7 @@ def _name_parts(hints: dict[int, str], adjoint: str, parts: list, partial: list)
 
 def differentiate(prog: Program) -> Program:
     b = Builder(prog.dtype)
+    b.loss = prog.loss
     b.symbol_table(prog.inputs + prog.targets, prog.symbols)
     by_name = {bd.name: bd for bd in prog.leaves + prog.forward}
     loss_node = by_name[prog.loss].node

@@ -26,6 +26,10 @@ from .. import Binding, Node, Program, ShapeError, fmt_shape
 from .core import POSTFIX, defop, expand
 
 
+# The loops (their results are ``part`` nodes): statements of lines, never expressions.
+LOOPS = ("scan", "scan_grad")
+
+
 @dataclass(frozen=True, eq=False)
 class Body:
     """One step of a loop (compared and hashed by identity). Leaves: ``carries`` (each
@@ -54,13 +58,16 @@ class Body:
 
 @dataclass(frozen=True, eq=False)
 class BodyGrad:
-    """A step's derivative: ``seeds[j]`` (a leaf) is the adjoint flowing into step
-    equation ``j`` at t, ``saved[j]`` (a leaf) its value at t, read from the stacked
-    results; ``grads[i]`` the adjoint of the body's leaf ``i`` at t (None: not a float
-    value, no gradient); ``program`` the differentiated, optimized step."""
+    """A step's derivative: ``given[j]``: whether step equation ``j`` has an adjoint from
+    the loss; ``seeds[j]`` (a leaf, or None when no adjoint reaches it from outside the
+    step) is the adjoint flowing into step equation ``j`` at t from the loss and, for a
+    carried value, the next step; ``saved[j]`` (a leaf) its value at t, read from the
+    stacked results; ``grads[i]`` the adjoint of the body's leaf ``i`` at t (None: not a
+    float value, no gradient); ``program`` the differentiated, optimized step."""
 
     body: Body
-    seeds: tuple[Node, ...]
+    given: tuple[bool, ...]
+    seeds: tuple[Node | None, ...]
     saved: tuple[Node, ...]
     grads: tuple[Node | None, ...]
     program: Program
@@ -131,24 +138,23 @@ def _part_shape(args, attrs) -> tuple:
 def _scan_vjp(b, n: Node, results: dict[int, Node]) -> list[Node | None]:
     """``results``: the adjoint of each result (stacked step equation) that has one."""
     body: Body = n.attr("body")
-    grad = body_grad(body, b.dtype)
+    given = tuple(j in results for j in range(len(body.steps)))
+    grad = body_grad(body, b.dtype, b.loss or "L", given)
     stacked = [b.op("part", n, index=j) for j in range(len(body.steps))]
-    gs = [results.get(j) for j in range(len(body.steps))]
-    given = tuple(g is not None for g in gs)
-    seeds = [expand(b, g, s) for g, s in zip(gs, stacked) if g is not None]
-    made = b.op("scan_grad", *n.args, *stacked, *seeds, grad=grad, given=given)
+    seeds = [expand(b, results[j], stacked[j]) for j in range(len(body.steps)) if given[j]]
+    made = b.op("scan_grad", *n.args, *stacked, *seeds, grad=grad)
     return [b.op("part", made, index=i) if g is not None else None
             for i, g in enumerate(grad.grads)]
 
 
 def _scan_grad_evaluate(values, attrs):
     grad: BodyGrad = attrs["grad"]
-    body, given = grad.body, attrs["given"]
-    n_args = len(body.leaves)
+    body = grad.body
+    n_args, n_steps = len(body.leaves), len(body.steps)
     args = [np.asarray(v) for v in values[:n_args]]
-    stacked = [np.asarray(v) for v in values[n_args:n_args + len(body.steps)]]
-    outer = iter(values[n_args + len(body.steps):])
-    seeds = [np.asarray(next(outer)) if g else None for g in given]
+    stacked = [np.asarray(v) for v in values[n_args:n_args + n_steps]]
+    outer = iter(values[n_args + n_steps:])
+    given = [np.asarray(next(outer)) if g else None for g in grad.given]
     inits, seqs, closed = _split(body, args)
     dtype = np.result_type(*(v for v in args if v.dtype.kind == "f"))
     length = _length(body, seqs)
@@ -165,7 +171,9 @@ def _scan_grad_evaluate(values, attrs):
         feeds.update({leaf.id: s[:, t] for leaf, s in zip(body.slices, seqs)})
         feeds.update({leaf.id: s[:, t] for leaf, s in zip(grad.saved, stacked)})
         for j, leaf in enumerate(grad.seeds):
-            seed = seeds[j][:, t] if seeds[j] is not None else np.zeros_like(stacked[j][:, t])
+            if leaf is None:
+                continue
+            seed = given[j][:, t] if given[j] is not None else 0
             feeds[leaf.id] = seed + d_next[carried[j]] if j in carried else seed
         got = _run_step(roots, feeds, dtype)
         at = [got[g.id] if g is not None else None for g in grad.grads]
@@ -180,36 +188,40 @@ def _scan_grad_evaluate(values, attrs):
     return tuple(d_next + d_seqs + d_closed)
 
 
-def body_grad(body: Body, dtype: str) -> BodyGrad:
-    """The step's derivative, made once per body: the body's equations and a pseudo-loss
-    ``sum_j sum(step_j * seed_j)`` differentiated with respect to every float leaf, each
-    step equation's value replaced by its saved value, then optimized."""
-    cached = _GRADS.get(body)
+def body_grad(body: Body, dtype: str, loss: str, given: tuple[bool, ...]) -> BodyGrad:
+    """The step's derivative, made once per body and adjoints given: the body's
+    equations (``h_t``) and a pseudo-loss ``sum_j sum(step_j * seed_j)`` over the steps
+    with an adjoint from outside the step (the loss, or the next step for a carried
+    value) differentiated with respect to every float leaf, named after ``loss``
+    (``dL_dh_t``), each step equation's value replaced by its saved value, optimized."""
+    key = (dtype, loss, given)
+    cached = _GRADS.setdefault(body, {}).get(key)
     if cached is not None:
         return cached
     from ...names import fresh
     from ...passes import rewrite
-    from ...passes.autodiff import differentiate
+    from ...passes.autodiff import adjoint_name, differentiate
     from ...passes.optimize import optimize
     from .. import Builder
 
     b = Builder(dtype)
-    taken = {leaf.attr("name") for leaf in body.leaves} | set(body.names)
-    seeds = tuple(b.leaf("input", fresh(f"d_{name}", taken), step.shape)
-                  for name, step in zip(body.names, body.steps))
-    saved = tuple(b.leaf("input", fresh(f"{name}_saved", taken), step.shape)
-                  for name, step in zip(body.names, body.steps))
+    taken = {leaf.attr("name") for leaf in body.leaves} | set(body.names) | {loss}
+    names = [fresh(f"{name}_t", taken) for name in body.names]
+    seeds = tuple(b.leaf("input", fresh(adjoint_name(loss, name), taken), step.shape)
+                  if given[j] or j in body.carried else None
+                  for j, (name, step) in enumerate(zip(names, body.steps)))
+    saved = tuple(b.leaf("input", name, step.shape) for name, step in zip(names, body.steps))
     total = None
     for step, seed in zip(body.steps, seeds):
-        term = b.op("sum", b.op("mul", step, seed), axis=None, keepdims=False)
-        total = term if total is None else b.op("add", total, term)
-    loss = fresh("step_loss", taken)
+        if seed is not None:
+            term = b.op("sum", b.op("mul", step, seed), axis=None, keepdims=False)
+            total = term if total is None else b.op("add", total, term)
     floats = [leaf for leaf in body.leaves if leaf.dtype not in ("bool", "int")]
-    leaf_bds = [Binding(leaf.attr("name"), leaf, "input") for leaf in body.leaves + seeds]
+    leaf_bds = [Binding(leaf.attr("name"), leaf, "input")
+                for leaf in body.leaves + tuple(s for s in seeds if s is not None)]
     prog = Program(name="step", path="", dtype=dtype, inputs=leaf_bds, targets=[], params=[],
                    inits={}, forward=[*(Binding(nm, st, "eq") for nm, st in
-                                        zip(body.names, body.steps)),
-                                      Binding(loss, total, "loss")],
+                                        zip(names, body.steps)), Binding(loss, total, "loss")],
                    loss=loss, output=None, wrt=[leaf.attr("name") for leaf in floats])
     grad = differentiate(prog)
     swap = {step.id: leaf for step, leaf in zip(body.steps, saved)}
@@ -217,17 +229,17 @@ def body_grad(body: Body, dtype: str) -> BodyGrad:
     by_name = {bd.name: bd.node for bd in grad.backward}
     grads = tuple(by_name[grad.grads[leaf.attr("name")]] if leaf in floats else None
                   for leaf in body.leaves)
-    made = BodyGrad(body, seeds, saved, grads, grad)
-    _GRADS[body] = made
+    made = BodyGrad(body, given, seeds, saved, grads, grad)
+    _GRADS[body][key] = made
     return made
 
 
-_GRADS: weakref.WeakKeyDictionary[Body, BodyGrad] = weakref.WeakKeyDictionary()
+_GRADS: weakref.WeakKeyDictionary[Body, dict] = weakref.WeakKeyDictionary()
 
 
 def _not_an_expression(a, attrs, node):
-    """Loops are written as lines of a ``for`` loop, not as expressions; modules with
-    loops are refused before printing (``codegen.refuse_loops``)."""
+    """Loops are written as the lines of a ``for`` loop (``backend/loops``), never as
+    expressions: the printer makes each a statement of its own."""
     raise TypeError(f"'{node.op}' is a loop, not an expression")
 
 
