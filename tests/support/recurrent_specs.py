@@ -1,6 +1,7 @@
 """Recurrences written as equations, for the tests: a tanh RNN, an LSTM (gates in
-PyTorch's order i, f, g, o, one weight matrix for the four) and a GRU, over ``x : [N, T,
-3]`` with hidden size 4, and a loss that reads every step and the last one."""
+PyTorch's order i, f, g, o, one weight matrix for the four) and a GRU (PyTorch's: gates
+r, z, n, the reset gate applied to the hidden part of n), over ``x : [N, T, 3]`` with
+hidden size 4, and a loss that reads every step and the last one."""
 
 HEAD = """
 input x : [N, T, 3]
@@ -28,13 +29,15 @@ h[t] = o[t] * tanh(c[t]) from h0
 grad wrt c0
 """
 GRU = HEAD + """
-param Wz : [3, 4] = normal(std=0.5);  param Uz : [4, 4] = normal(std=0.5)
-param Wr : [3, 4] = normal(std=0.5);  param Ur : [4, 4] = normal(std=0.5)
-param Wn : [3, 4] = normal(std=0.5);  param Un : [4, 4] = normal(std=0.5)
-param bz : [4] = zeros;  param bn : [4] = normal(std=0.1)
-z[t] = sigmoid(x[:, t] @ Wz + h[t-1] @ Uz + bz)
-r[t] = sigmoid(x[:, t] @ Wr + h[t-1] @ Ur)
-n[t] = tanh(x[:, t] @ Wn + (r[t] * h[t-1]) @ Un + bn)
+param Wx : [3, 12] = normal(std=0.5)
+param Wh : [4, 12] = normal(std=0.5)
+param bx : [12] = normal(std=0.1)
+param bh : [12] = normal(std=0.1)
+gx[t] = x[:, t] @ Wx + bx
+gh[t] = h[t-1] @ Wh + bh
+r[t] = sigmoid(gx[t][:, 0:4] + gh[t][:, 0:4])
+z[t] = sigmoid(gx[t][:, 4:8] + gh[t][:, 4:8])
+n[t] = tanh(gx[t][:, 8:12] + r[t] * gh[t][:, 8:12])
 h[t] = (1 - z[t]) * n[t] + z[t] * h[t-1] from h0
 """
 # Every step and the last one read by the loss, so adjoints arrive per step and at the end.
