@@ -75,12 +75,12 @@ class Loops:
         value's shape (the shape cannot change from step to step)."""
         if not node.shape or node.dtype in ("bool", "int", "tuple"):
             self.diags.error(f"a step of a loop is a batch of numbers [N, ...], but "
-                             f"'{st.name}[{step.time}]' is {fmt_shape(node.shape)}",
+                             f"a step of '{st.name}' is {fmt_shape(node.shape)}",
                              st.value.span, "stacked over time it becomes [N, T, ...]")
             return False
         init = step.inits.get(st.name)
         if init is not None and init.shape != node.shape:
-            self.diags.error(f"'{st.name}[{step.time}]' is {fmt_shape(node.shape)} but its "
+            self.diags.error(f"a step of '{st.name}' is {fmt_shape(node.shape)} but its "
                              f"initial value '{spec_text(st.init)}' is "
                              f"{fmt_shape(init.shape)}: a carried value keeps one shape "
                              "from step to step", st.value.span,
@@ -180,20 +180,21 @@ class Loops:
                        f"read {name}[{step.time}] (computed earlier in this step) or "
                        f"{name}[{step.time}-1]")
         if offset < -1:
-            self._fail(item.span, f"'{name}[{self._text(item.span)}]' reads {-offset} steps "
-                       "back; a step reads only its own time and the step before",
+            self._fail(item.span, f"'{name}' is read {-offset} steps back "
+                       f"({name}[{self._text(item.span)}]); a step reads only its own time and "
+                       "the step before",
                        f"carry the older value: {name}_before[{step.time}] = "
                        f"{name}[{step.time}-1] from ...")
         if offset == 0:
             if name not in step.done:
-                self._fail(e.span, f"'{name}[{step.time}]' is read before this step computes "
-                           "it", f"move its equation above this one, or read "
+                self._fail(e.span, f"'{name}' is read at this step ({name}[{step.time}]) before "
+                           "its equation computes it", f"move its equation above this one, or read "
                            f"{name}[{step.time}-1]")
             return step.done[name]
         if name not in step.carries:
             st = step.equations[name]
-            self._fail(e.span, f"'{name}[{step.time}-1]' has no value at the first step: "
-                       f"'{name}' has no initial value", f"give it one: "
+            self._fail(e.span, f"'{name}' is read a step back ({name}[{step.time}-1]) but "
+                       "has no initial value for the first step", f"give it one: "
                        f"{name}[{step.time}] = ... from {name}0",
                        st.name_span)
         return step.carries[name]
