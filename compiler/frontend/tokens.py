@@ -20,7 +20,8 @@ KEYWORDS = {
     "from": "_FROM",
 }
 KEYWORD_OF_TERMINAL = {v: k for k, v in KEYWORDS.items()}
-STATEMENT_KEYWORDS = [k for k in KEYWORDS if k not in ("wrt", "scalar", "repeat", "from")] + ["state"]
+STATEMENT_KEYWORDS = [k for k in KEYWORDS
+                      if k not in ("wrt", "scalar", "repeat", "from")] + ["state"]
 
 # How each terminal is named in messages.
 TERMINAL_TEXT = {
