@@ -15,6 +15,8 @@ Each step's saved values are read from the stacked results, nothing is recompute
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..ir import Binding, Node, Program, topo_order
 from ..ir.ops.recurrence import Body, BodyGrad
 from ..names import fresh
@@ -157,10 +159,14 @@ def _backward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
         named[seed.id] = seed.attr("name")
         loop.append(f"{seed.attr('name')} = {' + '.join(parts)}")
     # (an adjoint that is a seed is read by the seed's name: no alias line)
-    bindings = [bd for bd in program.backward if bd.node.id in needed
-                and (bd.kind == "grad" or bd.node.op != "input")]
+    # A leaf's gradient at t is named apart from the sums the loop keeps (dL_dWh_t).
+    per_step = {bd.name: fresh(f"{bd.name}_t", taken) for bd in program.backward
+                if bd.kind == "grad"}
+    bindings = [replace(bd, name=per_step.get(bd.name, bd.name)) for bd in program.backward
+                if bd.node.id in needed and (bd.kind == "grad" or bd.node.op != "input")]
     statements, helpers = _step_lines(p, program, bindings, named, taken)
-    loop += _accumulated(statements, program, body, grad, names, carried_next, wanted, time)
+    loop += _accumulated(statements, program, body, grad, names, carried_next, wanted, time,
+                         per_step)
     lines.append(f"for {time} in reversed(range({length})):")
     lines += [_INDENT + line for line in loop]
     lines += [f"{names[k]} = {nxt}" for k, nxt in enumerate(carried_next) if k in names]
@@ -169,7 +175,7 @@ def _backward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
 
 def _accumulated(statements: list[Statement], program: Program, body: Body, grad: BodyGrad,
                  names: dict[int, str], carried_next: list[str], wanted: set[int],
-                 time: str) -> list[str]:
+                 time: str, per_step: dict[str, str]) -> list[str]:
     """The step's statements, each leaf's gradient written where it goes: added to a
     closed-over value's gradient, into the sequence's gradient at t, or as the carried
     adjoint for the step before. One that later lines of the step read is named first."""
@@ -178,7 +184,7 @@ def _accumulated(statements: list[Statement], program: Program, body: Body, grad
     for i, leaf in enumerate(body.leaves):
         if i not in wanted or grad.grads[i] is None:
             continue
-        bound = program.grads[leaf.attr("name")]
+        bound = per_step[program.grads[leaf.attr("name")]]
         role[bound] = (carried_next[i] + " =" if i < k else
                        f"{names[i]}[:, {time}] =" if i < k + m else f"{names[i]} +=")
     lines = []

@@ -183,6 +183,9 @@ def _check_step(st: ast.Equation, loop: list[ast.Equation], visible: set[str], d
                     f"'{loop[0].time}'", st.time_span,
                     f"write {st.name}[{loop[0].time}], or start another loop by putting a "
                     "plain equation between the two")
+    elif reserved_reason(st.time):
+        diags.error(f"'{st.time}' cannot be the time variable: {reserved_reason(st.time)}",
+                    st.time_span, f"use another letter, e.g. {st.name}[s]")
     elif st.time in decls:
         diags.error(f"the time variable '{st.time}' is also the name of a "
                     f"{KIND_WORD[type(decls[st.time])]}", st.time_span,

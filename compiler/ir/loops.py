@@ -47,10 +47,11 @@ class Loops:
             if st.init is not None:
                 self.b.span = st.span
                 init = self._expr_top(st.init)
-                if init is not None:
-                    step.inits[st.name] = init
-                    step.carries[st.name] = self.b.leaf(
-                        "input", fresh(f"{st.name}_prev", self.taken), init.shape, init.dtype)
+                if init is None:  # reported; the step would report its reads again
+                    return self._poison(group)
+                step.inits[st.name] = init
+                step.carries[st.name] = self.b.leaf(
+                    "input", fresh(f"{st.name}_prev", self.taken), init.shape, init.dtype)
         self.loop = step
         try:
             for st in group:
@@ -61,8 +62,6 @@ class Loops:
                 step.done[st.name] = node
         finally:
             self.loop = None
-        if len(step.inits) < sum(st.init is not None for st in group):
-            return self._poison(group)
         if not step.slices:
             self.diags.error("a loop over time steps through a sequence, and this one reads "
                              "none", group[0].span, f"read a sequence [N, T, ...] at each "

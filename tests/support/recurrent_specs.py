@@ -59,3 +59,49 @@ def data(prog, length, seed=0, batch=3):
                                        for d in bd.node.shape])
              for bd in prog.inputs + prog.targets}
     return feeds, initial_params(prog, rng)
+
+
+FUNCTIONS = ("tanh({})", "sigmoid({})", "sin({})", "0.5 * ({})", "({})^2 * 0.1")
+
+
+def random_recurrence(seed: int) -> str:
+    """A random loop over time (seeded): one or two carried values (``h``, ``c``), up to
+    two step equations before them, each a function of a sum or product of terms: the
+    sequence at t through a weight, a carried value a step back (through a weight or
+    not), a step equation of this step; a loss on every step of ``h`` and on the last
+    step of a random step equation; ``grad wrt x, h0``."""
+    import random
+
+    rng = random.Random(seed)
+    size = rng.choice([2, 3])
+    carried = ["h", "c"][:rng.randint(1, 2)]
+    names = [f"g{k}" for k in range(rng.randint(0, 2))] + carried[::-1]
+    lines = ["input x : [N, T, 3]", f"target y : [N, T, {size}]"]
+    lines += [f"input {c}0 : [N, {size}]" for c in carried]
+    count = iter(range(100))
+
+    def weight(rows: int) -> str:
+        name = f"W{next(count)}"
+        lines.append(f"param {name} : [{rows}, {size}] = normal(std=0.5)")
+        return name
+
+    def term(now: list[str], first: bool) -> str:
+        kind = "x" if first else rng.choice(["x", "prev"] + ["now"] * bool(now))
+        if kind == "x":
+            return f"x[:, t] @ {weight(3)}"
+        if kind == "prev":
+            c = rng.choice(carried)
+            return f"{c}[t-1] @ {weight(size)}" if rng.random() < 0.6 else f"{c}[t-1]"
+        return f"{rng.choice(now)}[t]"
+
+    steps = []
+    for k, name in enumerate(names):
+        terms = [term(names[:k], k == 0 and not j) for j in range(rng.randint(1, 3))]
+        joined = " + ".join(terms) if rng.random() < 0.7 else \
+            " * ".join(f"({term})" for term in terms)  # (@ binds as * does)
+        init = f" from {name}0" if name in carried else ""
+        steps.append(f"{name}[t] = {rng.choice(FUNCTIONS).format(joined)}{init}")
+    lines += steps
+    lines.append(f"loss L = mean((h - y)^2) + sum({rng.choice(names)}[:, -1]^2)")
+    lines.append("grad wrt x, h0")
+    return "\n".join(lines) + "\n"
