@@ -10,6 +10,7 @@ import pytest
 
 from bpc.compiler.compilation import Compilation
 from bpc.compiler.ir.evaluate import evaluate
+from gradcheck_ir import check
 from recurrent_specs import CELLS, LOSS, RNN, data
 
 
@@ -67,3 +68,38 @@ def test_float32_stays_float32():
         k: g.dtype for k, g in grads.items()}
     assert comp.module.predict(params, **{k: v for k, v in feeds.items()
                                           if k != "y"}).dtype == np.float32
+
+
+STACKED = """
+input x : [N, T, 3]
+input h0 : [N, 4]
+target y : [N, T, 4]
+param Wx : [3, 4] = normal(std=0.5)
+param Wh : [4, 4] = normal(std=0.5)
+param Ux : [4, 4] = normal(std=0.5)
+param Uh : [4, 4] = normal(std=0.5)
+h[t] = tanh(x[:, t] @ Wx + h[t-1] @ Wh) from h0
+k[t] = tanh(h[t] @ Ux + k[t-1] @ Uh) from h0
+d0 = k[:, -1]
+d[t] = tanh(y[:, t] @ Uh + d[t-1] @ Wh) from d0
+loss L = mean((d - y)^2) + mean(k^2)
+grad wrt x, h0
+"""
+
+
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+def test_stacked_cells_in_one_loop_and_a_loop_started_by_another(style):
+    """Two cells in one loop (k reads h[t]); a second loop (a decoder) starts from the
+    first's last step, and shares weights with it: each weight's gradient sums both."""
+    comp = Compilation.from_text(STACKED, "stacked.bp", style=style)
+    prog = comp.program
+    feeds, params = data(prog, 5)
+    check(prog, feeds, params)
+    want = evaluate(prog, feeds, params)
+    loss, grads = comp.module.loss_and_grad(params, **feeds)
+    assert loss == pytest.approx(want[prog.loss], rel=1e-12)
+    for name in prog.wrt:
+        np.testing.assert_allclose(grads[name], want[prog.grads[name]], rtol=1e-10,
+                                   atol=1e-13, err_msg=name)
+    body = comp.generated.text
+    assert body.count("for t in reversed(range(") == 2 * body.count("def loss_and_grad")
