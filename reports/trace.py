@@ -296,6 +296,18 @@ def _numeric(node, values, digits: int = 6) -> str | None:
         return None  # an op whose printing needs more than its operands' text
 
 
+def _refuse_loops(prog: Program) -> None:
+    """A loop over time has no trace yet (its steps' numbers): said, located at it."""
+    from ..compiler.errors import Diagnostic, SpecError
+
+    loop = next((bd for bd in prog.forward if PRIMITIVES[bd.node.op].loop), None)
+    if loop is not None:
+        raise SpecError(Diagnostic(
+            "the worked example does not show a loop over time yet", loop.span,
+            "bpc show, gradcheck, stats and graph work on this spec"), "\n".join(
+            prog.source_lines[k] for k in sorted(prog.source_lines)))
+
+
 def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
           step: bool = False, module=None, digits: int = 6,
           state: dict | None = None) -> Trace:
@@ -307,6 +319,7 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
     from ..compiler.backend.printer import source_text
 
     prog = comp.program
+    _refuse_loops(prog)
 
     statements = _statements(prog)
     state = initial_state(prog) if state is None else state

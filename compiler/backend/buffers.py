@@ -32,7 +32,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from ..ir import NAMED_LEAVES, Node, batch_sized
+from ..ir import NAMED_LEAVES, Node, batch_sized, topo_order
 from ..ir.primitives import PRIMITIVES
 from .printer import Printer, Statement
 
@@ -71,7 +71,7 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
     if style not in STYLES:
         raise ValueError(f"unknown code style {style!r}; expected one of {STYLES}")
     if style == "textbook":
-        return [Step(st, [f"{st.target} = {st.expr}"], helpers=st.helpers)
+        return [Step(st, list(st.lines) or [f"{st.target} = {st.expr}"], helpers=st.helpers)
                 for st in statements]
     into = into or {}
     target = printer.target
@@ -85,9 +85,12 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
     index: dict[str, int] = {}
     for i, st in enumerate(statements):
         if st.kind != "update":
-            index[st.name] = i
+            index.update((name, i) for name in st.defines or (st.name,))
             if not st.node.is_const:
                 bound.setdefault(st.node.id, i)
+    for n in topo_order([st.node for st in statements]):  # a loop's results are its buffer
+        if n.op == "part" and n.args[0].id in bound:
+            bound.setdefault(n.id, bound[n.args[0].id])
     # Per statement, the statements whose names its code reads. An op's printed form
     # need not read every argument (the fused loss prints its log-softmax, not the
     # logits): the printer records what the printed text reads.
@@ -186,8 +189,9 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
                 return ([f"{name} = {form}"], r) if form is not None else None
         return None
 
-    allocates_batch = [not st.alias and not PRIMITIVES[st.node.op].cheap
-                       and batch_sized(st.node.shape) for st in statements]
+    allocates_batch = [bool(st.lines) or (not st.alias and not PRIMITIVES[st.node.op].cheap
+                                          and batch_sized(st.node.shape))
+                       for st in statements]
     later_alloc = [False] * len(statements)  # a batch-sized allocation comes after i
     for i in range(len(statements) - 2, -1, -1):
         later_alloc[i] = later_alloc[i + 1] or allocates_batch[i + 1]
@@ -209,14 +213,16 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
                 steps.append(Step(st, [f"{st.target} = {st.expr}"], helpers=st.helpers))
             continue
         prim = table[node.op]
-        buffers[i] = _Buffer([i], last_read[i], st.name in returned, True, True,
-                             batch_sized(node.shape))
-        code = [f"{st.name} = {st.expr}"]
+        buffers[i] = _Buffer([i], last_read[i], bool(returned.intersection(
+            st.defines or (st.name,))), True, True, batch_sized(node.shape) or bool(st.lines))
+        code = list(st.lines) or [f"{st.name} = {st.expr}"]
         # A buffer form (``out=``, an augmented update) prints the arguments with NumPy's
         # own functions or operators, not the op's printed form: only theirs are called.
         helpers = st.helpers
         computed_into = False  # straight into the caller's buffer
-        if st.alias or prim.viewed(node):
+        if st.lines:
+            pass  # a loop: new arrays, written by its own lines
+        elif st.alias or prim.viewed(node):
             # The memory the result may share: the value it names, or those it views.
             roots, foreign = sharing([node] if st.alias else
                                      [node.args[k] for k in prim.viewed(node)], i)
@@ -285,8 +291,9 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
                 if r in released or not (b.owned and b.batch) or not free_after(r, i):
                     continue
                 released.add(r)
-                step.release.extend(statements[j].name for j in b.members
-                                    if statements[j].name not in step.release)
+                step.release.extend(name for j in b.members
+                                    for name in statements[j].defines or (statements[j].name,)
+                                    if name not in step.release)
         steps.append(step)
     return steps
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import NAMED_LEAVES, Binding, Node, Program, batch_sized, fmt_shape
+from ..ir import NAMED_LEAVES, Binding, Node, Program, batch_sized, fmt_shape, topo_order
 from ..names import fresh
 from ..ir.primitives import ATOM, PRIMITIVES, styled
+from ..ir.ops.recurrence import LOOPS
 from .pyfmt import STATEMENT_WIDTH
 
 _SAFE_COMMENT = set(" !#$%&()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`"
@@ -44,6 +45,10 @@ class Statement:
     reads: frozenset[str] = frozenset()
     helpers: frozenset[str] = frozenset()
     arg_helpers: frozenset[str] = frozenset()
+    # A loop over time (kind "loop", ``backend/loops``): its lines, and every name it
+    # assigns (its results; ``name`` is the first).
+    lines: tuple[str, ...] = ()
+    defines: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -81,6 +86,7 @@ class Printer:
         self.prog = prog
         self.lets = lets
         self.target = target
+        self.style = style
         self.table = styled(style)
         # Printed (text, precedence) per node: a node shared inline (a view, a constant)
         # is printed once, so printing a DAG is linear in its size, not in its unfolding.
@@ -193,7 +199,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
                 if uses[a.id] == 1:
                     first[a.id] = i
                     stack.append(a)
-                    if PRIMITIVES[a.op].random:
+                    if PRIMITIVES[a.op].random or _loop_or_read_by_one(n, a):
                         draws.add(a.id)
     # A node used twice, or used before the binding that names it, is computed once; a
     # random draw is always a statement of its own, before its first use: drawn exactly
@@ -203,6 +209,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
     hoisted = _early_masks(bindings, named_for, shared) if early_masks else {}
 
     taken = set(taken or ()) | {bd.name for bd in prog.all_bindings()} | set(p.names.values())
+    results = _loop_results([bd.node for bd in bindings])
     out: list[Statement] = []
     statement_names: dict[int, str] = {}
     temp_ids: set[int] = set()
@@ -227,6 +234,13 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
             work.append((n, root, True))
             work.extend((a, False, False) for a in reversed(n.args))
         def add_temp(t: Node, why: str | None = None) -> None:
+            if t.op in LOOPS:  # a loop: its results get their names, bound or fresh
+                parts = results.get(t.id, {})
+                out.append(_loop(prog, p, t, parts, bindings, bound_at, taken))
+                for name, same in zip(out[-1].defines, (parts[k] for k in sorted(parts))):
+                    for part in same:
+                        p.names[part.id] = statement_names[part.id] = name
+                return
             name = fresh(_temp_name(prog, p, bd, t), taken)
             out.append(_statement(p, name, t, "temp", statement_names,
                                   ", ".join(filter(None, (fmt_shape(t.shape), why)))))
@@ -241,7 +255,9 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
         if not (bd.node.id in p.names and not bd.node.is_const):
             for t in _split_long_line(prog, p.measure, bd):  # its name says what it is
                 add_temp(t)
-        if bd.node.id in p.names and not bd.node.is_const:
+        if p.names.get(bd.node.id) == bd.name:
+            pass  # a loop's result, which the loop assigns
+        elif bd.node.id in p.names and not bd.node.is_const:
             out.append(Statement(bd.name, p.names[bd.node.id], bd.node, bd.kind, alias=True,
                                  reads=frozenset((p.names[bd.node.id],))))
             if bd.kind == "adjoint" and (bd.node.op in NAMED_LEAVES
@@ -265,6 +281,44 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
             p.names[mask.id] = name
             statement_names[mask.id] = name
     return out
+
+
+def _loop_or_read_by_one(user: Node, a: Node) -> bool:
+    """Whether ``a`` must be a statement of its own: a loop (it is lines, not an
+    expression), or a value a loop reads that would otherwise be recomputed each step."""
+    return a.op in LOOPS or (user.op in LOOPS and not _cheap(a) and not a.is_const)
+
+
+def _loop_results(roots: list[Node]) -> dict[int, dict[int, list[Node]]]:
+    """Per loop: its results read (``part`` nodes), by result index."""
+    found: dict[int, dict[int, list[Node]]] = {}
+    for n in topo_order(roots):
+        if n.op == "part":
+            found.setdefault(n.args[0].id, {}).setdefault(n.attr("index"), []).append(n)
+    return found
+
+
+def _loop(prog: Program, p: Printer, node: Node, parts: dict[int, list[Node]],
+          bindings: list[Binding], bound_at: dict[int, int], taken: set[str]) -> Statement:
+    """The statement of a loop: each result read is named by the binding that names it,
+    else by what it is (``dL_dWh``, the adjoint of the loop's argument ``Wh``)."""
+    from .loops import loop_statement
+
+    names = {}
+    equations = {bd.node.id: bd.name for bd in reversed(prog.forward)}
+    for index, same in sorted(parts.items()):
+        bound = [bound_at[part.id] for part in same if part.id in bound_at]
+        if bound:
+            names[index] = bindings[min(bound)].name
+            continue
+        named = [equations[part.id] for part in same if part.id in equations]
+        if named:  # a step equation this function computes only for the backward
+            names[index] = named[0]
+            continue
+        base = p.names.get(node.args[index].id, "v") if node.op == "scan_grad" else "v"
+        names[index] = fresh(f"d{prog.loss}_d{base}" if node.op == "scan_grad" else base,
+                             taken)
+    return loop_statement(p, node, names, taken)
 
 
 def _temp_name(prog: Program, p: Printer, bd: Binding, t: Node) -> str:
@@ -489,5 +543,8 @@ def show_stage(prog: Program) -> str:
             lines.append("")
             lines.append(f"# backward (gradients: {', '.join(prog.grads[w] for w in prog.wrt)})")
         tag = {"loss": "loss ", "output": "output "}.get(st.kind, "")
-        lines.append(f"{tag}{st.name} : {fmt_shape(st.node.shape)} = {st.expr}")
+        if st.lines:
+            lines.extend(st.lines)
+        else:
+            lines.append(f"{tag}{st.name} : {fmt_shape(st.node.shape)} = {st.expr}")
     return "\n".join(lines) + "\n"

@@ -179,6 +179,11 @@ class Equation(Decl):
     value: Expr | None  # None only for ``output NAME`` naming an existing value
     kind: str = "eq"  # "eq", "output" or "loss"
     origin: str | None = None
+    # A step of a loop over time, ``h[t] = ... from h0`` (LANGUAGE.md, "Recurrences"):
+    # the time variable and where it is written, and the carried value's initial value.
+    time: str | None = None
+    time_span: Span | None = None
+    init: Expr | None = None
 
 
 @dataclass

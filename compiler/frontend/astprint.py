@@ -73,7 +73,9 @@ def show_ast(spec: ast.Spec) -> str:
             word = {"eq": "", "output": "output ", "loss": "loss "}[st.kind]
             value = f" = {expr(st.value)}" if st.value is not None else ""
             note = f"  # {st.origin}" if st.origin else ""
-            out.append(f"{word}{st.name}{value}{note}")
+            step = f"[{st.time}]" if st.time else ""
+            init = f" from {expr(st.init)}" if st.init is not None else ""
+            out.append(f"{word}{st.name}{step}{value}{init}{note}")
         elif isinstance(st, ast.GradWrt):
             out.append("grad wrt " + ", ".join(n for n, _ in st.names))
         elif isinstance(st, ast.Optimizer):

@@ -114,8 +114,14 @@ def _check_uses(spec: ast.Spec, decls: dict[str, ast.Decl], diags: Diagnostics) 
     visible = {n for n, d in decls.items() if not isinstance(d, ast.Equation)}
     visible |= symbolic_dims(spec)  # a data dimension is a number too: '/ N'
     visible |= spec.refused  # a layer stack reported already
+    loops = loop_groups(spec.statements)
     for st in spec.statements:
-        if isinstance(st, ast.Equation):
+        if isinstance(st, ast.Equation) and st.time is not None:
+            inside = _check_step(st, loops[id(st)], visible, decls, constants, diags)
+            _check_expr(st.value, inside, decls, constants, diags)
+            if decls.get(st.name) is st and st is loops[id(st)][-1]:
+                visible.update(s.name for s in loops[id(st)])
+        elif isinstance(st, ast.Equation):
             if st.value is None:
                 if st.name not in visible:
                     _unknown(st.name, st.name_span, visible, decls, diags)
@@ -149,6 +155,43 @@ def _check_uses(spec: ast.Spec, decls: dict[str, ast.Decl], diags: Diagnostics) 
                                 "a state is not trained: batch_norm updates it from the "
                                 "batch's statistics, and no gradient flows to it"
                                 if isinstance(d, ast.State) else None)
+
+
+def loop_groups(statements) -> dict[int, list[ast.Equation]]:
+    """The loops over time: each run of consecutive step equations (``h[t] = ...``) is
+    one loop; every step equation's id -> its loop's equations, in order."""
+    groups: dict[int, list[ast.Equation]] = {}
+    run: list[ast.Equation] = []
+    for st in statements:
+        if isinstance(st, ast.Equation) and st.time is not None:
+            run.append(st)
+            groups[id(st)] = run
+        else:
+            run = []
+    return groups
+
+
+def _check_step(st: ast.Equation, loop: list[ast.Equation], visible: set[str], decls,
+                constants, diags: Diagnostics) -> set[str]:
+    """A step equation's initial value (read before the loop) and time variable; the
+    names its expression may read: the loop's values (now or a step back) and the time
+    variable besides what is visible before the loop."""
+    if st.init is not None:
+        _check_expr(st.init, visible, decls, constants, diags)
+    if st.time != loop[0].time:
+        diags.error(f"one loop steps through one time variable: this loop's is "
+                    f"'{loop[0].time}'", st.time_span,
+                    f"write {st.name}[{loop[0].time}], or start another loop by putting a "
+                    "plain equation between the two")
+    elif reserved_reason(st.time):
+        diags.error(f"'{st.time}' cannot be the time variable: {reserved_reason(st.time)}",
+                    st.time_span, f"use another letter, e.g. {st.name}[s]")
+    elif st.time in decls:
+        diags.error(f"the time variable '{st.time}' is also the name of a "
+                    f"{KIND_WORD[type(decls[st.time])]}", st.time_span,
+                    f"use another letter for time, e.g. {st.name}[s], x[:, s], "
+                    f"{st.name}[s-1]")
+    return visible | {s.name for s in loop} | {st.time}
 
 
 def _unknown(name: str, span: Span, visible: set[str], decls, diags: Diagnostics) -> None:

@@ -88,6 +88,11 @@ class ToAst(Transformer):
         return ast.Equation(self._span(meta), str(c[0]), self._tspan(c[0]), c[1], "eq")
 
     @v_args(meta=True)
+    def step_stmt(self, meta, c):
+        return ast.Equation(self._span(meta), str(c[0]), self._tspan(c[0]), c[2], "eq",
+                            time=str(c[1]), time_span=self._tspan(c[1]), init=c[3])
+
+    @v_args(meta=True)
     def output_stmt(self, meta, c):
         return ast.Equation(self._span(meta), str(c[0]), self._tspan(c[0]), c[1], "output")
 

@@ -17,9 +17,11 @@ KEYWORDS = {
     "target": "_TARGET", "param": "_PARAM", "output": "_OUTPUT", "loss": "_LOSS",
     "grad": "_GRAD", "wrt": "_WRT", "optimizer": "_OPTIMIZER", "train": "_TRAIN",
     "data": "_DATA", "layers": "_LAYERS", "repeat": "_REPEAT", "scalar": "_SCALAR",
+    "from": "_FROM",
 }
 KEYWORD_OF_TERMINAL = {v: k for k, v in KEYWORDS.items()}
-STATEMENT_KEYWORDS = [k for k in KEYWORDS if k not in ("wrt", "scalar", "repeat")] + ["state"]
+STATEMENT_KEYWORDS = [k for k in KEYWORDS
+                      if k not in ("wrt", "scalar", "repeat", "from")] + ["state"]
 
 # How each terminal is named in messages.
 TERMINAL_TEXT = {

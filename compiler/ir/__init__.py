@@ -141,6 +141,8 @@ class Builder:
         # Steps a function names as equations of their own (batch norm's mu, xc, …):
         # (node, step name), bound as "{equation}_{step}" before the equation.
         self.steps: list[tuple[Node, str]] = []
+        # The loss being differentiated (autodiff): a loop's step adjoints are named by it.
+        self.loss: str | None = None
 
     def step(self, node: Node, name: str) -> Node:
         """Bind ``node`` as a named step of the equation being built, so the derivation

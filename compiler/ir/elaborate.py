@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from ..frontend import ast
 from ..frontend.astprint import expr as spec_text
-from ..frontend.check import model_name
+from ..frontend.check import loop_groups, model_name
 from ..errors import Diagnostics, Span
 from ..names import fresh
 from . import Binding, Builder, Init, Node, Program, fmt_shape, topo_order
 from .declarations import Declarations, conv_filters, matmul_uses, set_fan, sized_by_flow
 from .expressions import Expressions
 from .implied_output import as_written, implied_output
+from .loops import Loops
 from .primitives import data_roles
 from .training_config import data_config, optimizer_config, train_config
 from .unused import warn_unused
@@ -33,7 +34,7 @@ def elaborate(spec: ast.Spec, diags: Diagnostics, train: bool = True,
     return _Elaborator(spec, diags, train, dtype).run()
 
 
-class _Elaborator(Declarations, Expressions):
+class _Elaborator(Declarations, Expressions, Loops):
     """One spec's elaboration: the statements in order, and the state the declarations
     and expressions share."""
 
@@ -69,6 +70,7 @@ class _Elaborator(Declarations, Expressions):
         # line: elaborate them first (all but a dense layer's weight, whose shape comes
         # from the value flowing in and is known when its line is reached).
         early: dict[int, object] = {}
+        loops = loop_groups(spec.statements)
         for st in spec.statements:
             self.b.span = st.span
             if isinstance(st, (ast.Input, ast.Target)) or (
@@ -93,6 +95,9 @@ class _Elaborator(Declarations, Expressions):
                     (params if node.op == "param" else states).append(
                         Binding(st.name, node, node.op, st.span))
                     inits[st.name] = init
+            elif isinstance(st, ast.Equation) and st.time is not None:
+                if st is loops[id(st)][0]:  # the loop's first step equation
+                    self._loop(loops[id(st)], forward)
             elif isinstance(st, ast.Equation):
                 if st.value is None:  # 'output NAME' names an existing value
                     output = st.name

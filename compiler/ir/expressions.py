@@ -72,6 +72,12 @@ class Expressions:
         if isinstance(e, ast.Num):
             return self._apply(e, [], lambda: b.const(e.value))
         if isinstance(e, ast.Name):
+            if self.loop is not None and e.id in (*self.loop.equations, self.loop.time):
+                self._fail(e.span, f"'{e.id}' is "
+                           + ("the time variable: it indexes values, x[:, t]"
+                              if e.id == self.loop.time else
+                              f"a step of this loop: read it as {e.id}[{self.loop.time}] "
+                              f"or {e.id}[{self.loop.time}-1]"), None)
             if e.id in self.spec.constants:
                 return self._apply(e, [], lambda: b.const(self.spec.constants[e.id],
                                                           let=(e.id, ATOM),
@@ -126,7 +132,8 @@ class Expressions:
         if isinstance(e, ast.Call):
             return self._call(e)
         if isinstance(e, ast.Index):
-            return self._index(e)
+            read = self._time_read(e) if self.loop is not None else None
+            return read if read is not None else self._index(e)
         raise AssertionError(f"unexpected expression {e!r}")
 
     def _index(self, e: ast.Index) -> Node:

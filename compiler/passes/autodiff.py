@@ -105,6 +105,7 @@ def _name_parts(hints: dict[int, str], adjoint: str, parts: list, partial: list)
 
 def differentiate(prog: Program) -> Program:
     b = Builder(prog.dtype)
+    b.loss = prog.loss
     b.symbol_table(prog.inputs + prog.targets, prog.symbols)
     by_name = {bd.name: bd for bd in prog.leaves + prog.forward}
     loss_node = by_name[prog.loss].node
@@ -177,13 +178,24 @@ def differentiate(prog: Program) -> Program:
     seed = b.op("seed")  # 1 unless the caller scales the gradient (``scale``)
     contribs[loss_node.id].append((seed, None, ""))
     pending_leaves: dict[int, Node] = {}
+    # A loop's adjoint (ops/recurrence): its results' adjoints, by result index.
+    results: dict[int, dict[int, Node]] = defaultdict(dict)
     for n in reversed(order):
         if n.op in LEAVES and n is loss_node:  # 'loss L = p': dL/dp = 1
             pending_leaves[n.id] = n
-        if n.op in LEAVES or n.id not in needs or n.id not in contribs:
+        if n.op in LEAVES or n.id not in needs or (n.id not in contribs
+                                                   and n.id not in results):
             continue
-        g = finish(n)
         prim = PRIMITIVES[n.op]
+        if n.id in results:  # a loop: its results' adjoints are all known now
+            g = results.pop(n.id)
+        else:
+            g = finish(n)
+        if n.op == "part":  # one result of a loop: its adjoint waits for the loop's
+            made, index = n.args[0], n.attr("index")
+            known = results[made.id].get(index)
+            results[made.id][index] = g if known is None else b.op("add", known, g)
+            continue
         b.span = n.span
         rule = prim.rule
         b.hints.clear()

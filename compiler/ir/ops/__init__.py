@@ -6,7 +6,7 @@ drive tests/compiler/ir/test_op_examples.py: ``arithmetic`` (leaves, constants, 
 comparisons), ``elementwise``, ``reductions``, ``linalg`` (products and reshapes),
 ``indexing``, ``embedding`` (rows picked by ids), ``convolution`` (and pooling),
 ``losses``, ``modes`` (random draws), ``normalization`` (batch norm's fused scale, the
-fast style's) and ``positions`` (positional encodings).
+fast style's), ``positions`` (positional encodings) and ``recurrence`` (loops over time).
 ``kernels`` holds the module helpers: real NumPy functions that codegen copies into
 generated modules (``HELPERS``) and the evaluator calls; ``torch_kernels`` their torch
 twins, for the PyTorch target (``TORCH_HELPERS``). Nothing else in the compiler
@@ -21,7 +21,7 @@ from pathlib import Path
 # Importing a family registers its ops.
 from . import arithmetic, convolution, elementwise, indexing, linalg, losses, modes  # noqa: F401
 from . import embedding  # noqa: F401
-from . import kernels, normalization, positions, reductions  # noqa: F401
+from . import kernels, normalization, positions, recurrence, reductions  # noqa: F401
 from .convolution import out_size
 from .core import (ATOM, PRIMITIVES, Primitive, broadcast_shapes, data_roles, expand,
                    format_number, keep_axes, paren, styled)

@@ -144,6 +144,9 @@ class Primitive:
     # NumPy printing fields (``emit``, ``out_form``, ``helpers``) with a cheaper form of
     # the same function (``styled``). The evaluator keeps the reference form.
     fast: tuple[tuple[str, object], ...] = ()
+    # A loop over time or one of its results (``ops/recurrence``): a value made by
+    # lines of a loop, not by an expression; tested in tests/compiler/ir/test_recurrence.py.
+    loop: bool = False
 
     def result_dtype(self, args, default: str) -> str:
         if self.keeps_dtype and args:

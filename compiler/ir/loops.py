@@ -1,0 +1,245 @@
+"""Elaborating a loop over time: consecutive step equations -> one ``scan`` node.
+
+A mixin of ``elaborate._Elaborator`` (beside ``Expressions``). The step equations are
+elaborated as one step, where ``h[t-1]`` is a leaf (the carried value's previous step),
+``x[:, t]`` a leaf (the sequence's slice) and ``h[t]`` an earlier equation of the step;
+values read from outside the loop become leaves named like them. Each step equation is
+then bound to its stacked result, ``[N, T, ...]`` (LANGUAGE.md, "Recurrences"). Every
+misuse of time is a located error: reading the future, a carried value without an
+initial value, a step whose shape is not its initial value's, time on another axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import Span
+from ..frontend import ast
+from ..frontend.astprint import expr as spec_text
+from ..names import fresh
+from . import Binding, Node, fmt_shape, topo_order
+from .expressions import _Poisoned
+from .ops.recurrence import Body
+
+
+@dataclass
+class _Step:
+    """The loop being elaborated: its equations, time variable, and the leaves made."""
+
+    equations: dict[str, ast.Equation]
+    time: str
+    done: dict[str, Node] = field(default_factory=dict)  # step equations so far, at t
+    carries: dict[str, Node] = field(default_factory=dict)  # name -> previous-step leaf
+    inits: dict[str, Node] = field(default_factory=dict)
+    slices: dict[str, tuple[Node, Node]] = field(default_factory=dict)  # x -> (x, x_t)
+
+
+class Loops:
+    """Loops over time, a mixin of ``elaborate._Elaborator`` (reads ``b``, ``env``,
+    ``diags``, ``taken``; calls ``_expr``)."""
+
+    loop: _Step | None = None
+
+    def _loop(self, group: list[ast.Equation], forward: list[Binding]) -> None:
+        """Elaborate one loop and bind each step equation's stacked result."""
+        step = _Step({st.name: st for st in group}, group[0].time)
+        for st in group:
+            if st.init is not None:
+                self.b.span = st.span
+                init = self._expr_top(st.init)
+                if init is None:  # reported; the step would report its reads again
+                    return self._poison(group)
+                step.inits[st.name] = init
+                step.carries[st.name] = self.b.leaf(
+                    "input", fresh(f"{st.name}_prev", self.taken), init.shape, init.dtype)
+        self.loop = step
+        try:
+            for st in group:
+                self.b.span = st.span
+                node = self._expr_top(st.value)
+                if node is None or not self._fits(st, node, step):
+                    return self._poison(group)
+                step.done[st.name] = node
+        finally:
+            self.loop = None
+        if not step.slices:
+            self.diags.error("a loop over time steps through a sequence, and this one reads "
+                             "none", group[0].span, f"read a sequence [N, T, ...] at each "
+                             f"step as x[:, {step.time}]")
+            return self._poison(group)
+        self._bind(group, step, forward)
+
+    def _fits(self, st: ast.Equation, node: Node, step: _Step) -> bool:
+        """A step value is a batch of float values; a carried one has its initial
+        value's shape (the shape cannot change from step to step)."""
+        if not node.shape or node.dtype in ("bool", "int", "tuple"):
+            self.diags.error(f"a step of a loop is a batch of numbers [N, ...], but "
+                             f"a step of '{st.name}' is {fmt_shape(node.shape)}",
+                             st.value.span, "stacked over time it becomes [N, T, ...]")
+            return False
+        init = step.inits.get(st.name)
+        if init is not None and init.shape != node.shape:
+            self.diags.error(f"a step of '{st.name}' is {fmt_shape(node.shape)} but its "
+                             f"initial value '{spec_text(st.init)}' is "
+                             f"{fmt_shape(init.shape)}: a carried value keeps one shape "
+                             "from step to step", st.value.span,
+                             f"give '{st.name}' an initial value of shape "
+                             f"{fmt_shape(node.shape)}")
+            return False
+        return True
+
+    def _poison(self, group: list[ast.Equation]) -> None:
+        for st in group:
+            self.env[st.name] = None
+
+    def _bind(self, group: list[ast.Equation], step: _Step, forward: list[Binding]) -> None:
+        names = [st.name for st in group]
+        carried = [name for name in names if name in step.carries]
+        seqs = list(step.slices.values())
+        own = {leaf.id for leaf in step.carries.values()} | {s.id for _, s in seqs}
+        closed_outer, closed = self._close_over([step.done[n] for n in names], own)
+        memo = _substitute(self.b, [step.done[n] for n in names], closed)
+        body = Body(carries=tuple(step.carries[n] for n in carried),
+                    slices=tuple(s for _, s in seqs),
+                    closed=tuple(closed.values()),
+                    steps=tuple(memo[step.done[n].id] for n in names),
+                    names=tuple(names), carried=tuple(names.index(n) for n in carried),
+                    time=step.time)
+        self.b.span = group[0].span
+        scan = self.b.op("scan", *(step.inits[n] for n in carried), *(x for x, _ in seqs),
+                         *closed_outer, body=body)
+        for j, st in enumerate(group):
+            self.b.span = st.span
+            node = self.b.op("part", scan, index=j)
+            self.env[st.name] = node
+            init = f" from {spec_text(st.init)}" if st.init is not None else ""
+            forward.append(Binding(st.name, node, "eq", st.span,
+                                   note=f"{st.name}[{step.time}] = {spec_text(st.value)}{init}"))
+
+    def _close_over(self, steps: list[Node], own: set[int]) -> tuple[list[Node], dict]:
+        """The values a step reads from outside the loop (the outer nodes its own nodes
+        use, constants left inside), and a leaf for each, named like the value."""
+        names = {node.id: name for name, node in self.env.items() if node is not None}
+        inner: set[int] = set(own)
+        outer: dict[int, Node] = {}
+        for n in topo_order(steps):
+            if n.id in own or any(a.id in inner for a in n.args):
+                inner.add(n.id)
+                outer.update((a.id, a) for a in n.args
+                             if a.id not in inner and not a.is_const)
+        closed = {}
+        for node in outer.values():
+            name = names.get(node.id) or node.attr("name") or fresh("v", self.taken)
+            closed[node.id] = self.b.leaf("input", name, node.shape, node.dtype)
+        return list(outer.values()), closed
+
+    # ------------------------------------------------------------------------- reads
+    def _time_read(self, e: ast.Index) -> Node | None:
+        """``h[t]``, ``h[t-1]`` or ``x[:, t]`` inside a loop; None when ``e`` does not
+        mention the time variable (an ordinary index)."""
+        step = self.loop
+        at = [k for k, item in enumerate(e.items) if _mentions(item, step.time)]
+        if not at:
+            return None
+        if not isinstance(e.value, ast.Name):
+            self._fail(e.value.span, f"only a named value is read at a time step "
+                       f"('{step.time}')", f"name it first, e.g. v = ...; then v[:, {step.time}]")
+        name = e.value.id
+        if name in step.equations:
+            return self._step_read(e, name, step)
+        if at != [1] or len(e.items) != 2 or not _whole(e.items[0]):
+            self._fail(e.items[at[0]].span,
+                       f"a loop steps through time on axis 1 (batch first): read the "
+                       f"sequence '{name}' as {name}[:, {step.time}]",
+                       "a sequence is [N, T, ...]: examples on axis 0, time on axis 1")
+        offset = _offset(e.items[1], step.time)
+        if offset != 0:
+            self._fail(e.items[1].span, f"a sequence is read at the step's own time: "
+                       f"{name}[:, {step.time}]", "a shifted sequence is another input "
+                       "(shift the data), or carry the value: v[t] = ... from v0")
+        if name not in step.slices:
+            x = self._expr(e.value)
+            if len(x.shape) < 2:
+                self._fail(e.value.span, f"'{name}' is {fmt_shape(x.shape)}, not a sequence "
+                           "[N, T, ...]", None)
+            leaf = self.b.leaf("input", fresh(f"{name}_{step.time}", self.taken),
+                               (x.shape[0], *x.shape[2:]), x.dtype)
+            step.slices[name] = (x, leaf)
+        return step.slices[name][1]
+
+    def _step_read(self, e: ast.Index, name: str, step: _Step) -> Node:
+        item = e.items[0]
+        offset = _offset(item, step.time) if len(e.items) == 1 else None
+        if offset is None:
+            self._fail(e.span, f"'{name}' is a step of this loop: read it as "
+                       f"{name}[{step.time}] or {name}[{step.time}-1]", None)
+        if offset > 0:
+            self._fail(item.span, f"'{name}[{self._text(item.span)}]' reads the future: a "
+                       f"step reads only its own time and the step before",
+                       f"read {name}[{step.time}] (computed earlier in this step) or "
+                       f"{name}[{step.time}-1]")
+        if offset < -1:
+            self._fail(item.span, f"'{name}' is read {-offset} steps back "
+                       f"({name}[{self._text(item.span)}]); a step reads only its own time and "
+                       "the step before",
+                       f"carry the older value: {name}_before[{step.time}] = "
+                       f"{name}[{step.time}-1] from ...")
+        if offset == 0:
+            if name not in step.done:
+                self._fail(e.span, f"'{name}' is read at this step ({name}[{step.time}]) before "
+                           "its equation computes it", f"move its equation above this one, or read "
+                           f"{name}[{step.time}-1]")
+            return step.done[name]
+        if name not in step.carries:
+            st = step.equations[name]
+            self._fail(e.span, f"'{name}' is read a step back ({name}[{step.time}-1]) but "
+                       "has no initial value for the first step", f"give it one: "
+                       f"{name}[{step.time}] = ... from {name}0",
+                       st.name_span)
+        return step.carries[name]
+
+    def _fail(self, span: Span, message: str, hint: str | None, also: Span | None = None):
+        from ..errors import Note
+
+        notes = [Note("its equation is here", also)] if also is not None else None
+        self.diags.error(message, span, hint, notes)
+        raise _Poisoned()
+
+
+def _mentions(e, name: str) -> bool:
+    if isinstance(e, ast.Name):
+        return e.id == name
+    parts = [getattr(e, k, None) for k in ("left", "right", "operand", "start", "stop",
+                                           "step")]
+    return any(p is not None and _mentions(p, name) for p in parts)
+
+
+def _whole(item) -> bool:
+    return isinstance(item, ast.Slice) and item.start is None and item.stop is None \
+        and item.step is None
+
+
+def _offset(item, time: str) -> int | None:
+    """``t`` -> 0, ``t-1`` -> -1, ``t+2`` -> 2; None for anything else."""
+    if isinstance(item, ast.Name) and item.id == time:
+        return 0
+    if isinstance(item, ast.BinOp) and item.op in "+-" and isinstance(item.left, ast.Name) \
+            and item.left.id == time and isinstance(item.right, ast.Num) \
+            and float(item.right.value).is_integer():
+        k = int(item.right.value)
+        return k if item.op == "+" else -k
+    return None
+
+
+def _substitute(b, roots: list[Node], closed: dict[int, Node]) -> dict[int, Node]:
+    """Every node of ``roots`` rebuilt with the outer values in ``closed`` replaced by
+    their leaves: node id -> its node in the step."""
+    from ..passes import rebuild
+
+    memo: dict[int, Node] = {}
+    for n in topo_order(roots):
+        if n.id in closed:
+            memo[n.id] = closed[n.id]
+            continue
+        memo[n.id] = rebuild(b, n, tuple(memo[a.id] for a in n.args))
+    return memo

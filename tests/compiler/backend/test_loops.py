@@ -1,0 +1,105 @@
+"""Loops over time in generated modules (backend/loops.py): the forward is one ``for t in
+range(T)`` loop and the backward one ``for t in reversed(range(T))`` loop, never T
+copies; each module computes what the IR evaluator computes, in both code styles, and a
+float32 model stays float32. (The torch target: tests/oracle/test_recurrence_torch.py.)"""
+
+import re
+
+import numpy as np
+import pytest
+
+from bpc.compiler.compilation import Compilation
+from bpc.compiler.ir.evaluate import evaluate
+from gradcheck_ir import check
+from recurrent_specs import CELLS, LOSS, RNN, data
+
+
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_the_module_computes_what_the_ir_does(cell, style):
+    comp = Compilation.from_text(CELLS[cell] + LOSS, "cell.bp", style=style)
+    prog = comp.program
+    for length in (1, 2, 9):  # one module, any T
+        feeds, params = data(prog, length)
+        want = evaluate(prog, feeds, params)
+        loss, grads = comp.module.loss_and_grad(params, **feeds)
+        assert loss == pytest.approx(want[prog.loss], rel=1e-12)
+        for name in prog.wrt:
+            np.testing.assert_allclose(grads[name], want[prog.grads[name]], rtol=1e-10,
+                                       atol=1e-13, err_msg=name)
+        np.testing.assert_allclose(comp.module.predict(params, **{
+            k: v for k, v in feeds.items() if k != "y"}), want["h"], rtol=1e-12)
+
+
+def test_the_loops_read_like_the_book():
+    """TimeRNN.forward / backward: one loop each way, the carried adjoint written out,
+    the weights' gradients summed over steps, the input's written per step."""
+    text = Compilation.from_text(RNN + LOSS, "rnn.bp", style="textbook").generated.text
+    body = text[text.index("def loss_and_grad"):]
+    assert body.count("for t in range(x.shape[1]):") == 1
+    assert body.count("for t in reversed(range(x.shape[1])):") == 1
+    for line in ("h = np.empty((x.shape[0], x.shape[1], 4), dtype=DTYPE)",
+                 "h_t = np.tanh(x[:, t] @ Wx + h_prev @ Wh + b)",
+                 "h[:, t] = h_t",
+                 "h_prev = h[:, t - 1] if t > 0 else h0",
+                 "dL_dh_t = dL_dh[:, t] + dL_dh_next",
+                 "dL_dWh += h_prev.T @ dL_dh_t_in",
+                 "dL_dx[:, t] = dL_dh_t_in @ Wx.T",
+                 "dL_dh_next = dL_dh_t_in @ Wh.T",
+                 "dL_dh0 = dL_dh_next"):
+        assert re.search(rf"^\s+{re.escape(line)}$", body, re.M), line
+
+
+def test_what_the_backward_keeps_per_step_is_the_stacked_steps():
+    """A tanh RNN keeps h (the book: x, h_prev and h_next, which are x and h): the
+    forward allocates one [N, T, H] array, and the backward reads the steps from it."""
+    text = Compilation.from_text(RNN + LOSS, "rnn.bp", style="fast").generated.text
+    body = text[text.index("def loss_and_grad"):]
+    forward = body[:body.index("# backward")]
+    assert re.findall(r"(\w+) = np\.empty\(", forward) == ["h"]
+
+
+def test_float32_stays_float32():
+    comp = Compilation.from_text(CELLS["lstm"] + LOSS, "cell.bp", dtype="float32")
+    feeds, params = data(comp.program, 5)
+    params = {k: v.astype(np.float32) for k, v in params.items()}
+    loss, grads = comp.module.loss_and_grad(params, **feeds)
+    assert all(g.dtype == np.float32 for g in grads.values()), {
+        k: g.dtype for k, g in grads.items()}
+    assert comp.module.predict(params, **{k: v for k, v in feeds.items()
+                                          if k != "y"}).dtype == np.float32
+
+
+STACKED = """
+input x : [N, T, 3]
+input h0 : [N, 4]
+target y : [N, T, 4]
+param Wx : [3, 4] = normal(std=0.5)
+param Wh : [4, 4] = normal(std=0.5)
+param Ux : [4, 4] = normal(std=0.5)
+param Uh : [4, 4] = normal(std=0.5)
+h[t] = tanh(x[:, t] @ Wx + h[t-1] @ Wh) from h0
+k[t] = tanh(h[t] @ Ux + k[t-1] @ Uh) from h0
+d0 = k[:, -1]
+d[t] = tanh(y[:, t] @ Uh + d[t-1] @ Wh) from d0
+loss L = mean((d - y)^2) + mean(k^2)
+grad wrt x, h0
+"""
+
+
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+def test_stacked_cells_in_one_loop_and_a_loop_started_by_another(style):
+    """Two cells in one loop (k reads h[t]); a second loop (a decoder) starts from the
+    first's last step, and shares weights with it: each weight's gradient sums both."""
+    comp = Compilation.from_text(STACKED, "stacked.bp", style=style)
+    prog = comp.program
+    feeds, params = data(prog, 5)
+    check(prog, feeds, params)
+    want = evaluate(prog, feeds, params)
+    loss, grads = comp.module.loss_and_grad(params, **feeds)
+    assert loss == pytest.approx(want[prog.loss], rel=1e-12)
+    for name in prog.wrt:
+        np.testing.assert_allclose(grads[name], want[prog.grads[name]], rtol=1e-10,
+                                   atol=1e-13, err_msg=name)
+    body = comp.generated.text
+    assert body.count("for t in reversed(range(") == 2 * body.count("def loss_and_grad")

@@ -1,0 +1,62 @@
+"""Loops over time (``h[t] = ... from h0``): ``scan`` and ``scan_grad`` through the IR
+evaluator, against central finite differences over short and long sequences (T = 1, 2,
+50) for a tanh RNN, an LSTM and a GRU written as equations, every parameter and the
+differentiated inputs (the sequence and the initial state)."""
+
+import numpy as np
+import pytest
+
+from bpc.compiler.compilation import Compilation
+from bpc.compiler.ir.evaluate import evaluate
+from gradcheck_ir import check
+from recurrent_specs import CELLS, LOSS, RNN, data
+
+
+def _problem(text, length, seed=0):
+    prog = Compilation.from_text(text + LOSS, "cell.bp").program
+    return (prog, *data(prog, length, seed))
+
+
+def _numeric(prog, feeds, params, name, eps=1e-6):
+    """Central differences of the loss with respect to the input ``name``."""
+    x, out = feeds[name], np.zeros_like(feeds[name])
+    for i in np.ndindex(x.shape):
+        values = []
+        for step in (eps, -eps):
+            moved = x.copy()
+            moved[i] += step
+            values.append(evaluate(prog, {**feeds, name: moved}, params,
+                                   names=[prog.loss])[prog.loss])
+        out[i] = (values[0] - values[1]) / (2 * eps)
+    return out
+
+
+@pytest.mark.parametrize("length", [1, 2, 50])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_every_gradient_against_finite_differences(cell, length):
+    prog, feeds, params = _problem(CELLS[cell], length)
+    samples = None if length < 50 else 20
+    check(prog, feeds, params, samples=samples, rng=np.random.default_rng(1))
+    if length == 50:
+        return  # the inputs' gradients, every element: the short sequences suffice
+    got = evaluate(prog, feeds, params)
+    for name in ("x", "h0", "c0") if cell == "lstm" else ("x", "h0"):
+        want = _numeric(prog, feeds, params, name)
+        np.testing.assert_allclose(got[prog.grads[name]], want, rtol=1e-6, atol=1e-8,
+                                   err_msg=name)
+
+
+def test_the_stacked_result_is_batch_first_and_T_is_the_data_s():
+    prog, feeds, params = _problem(RNN, 7)
+    h = evaluate(prog, feeds, params, names=["h"])["h"]
+    assert h.shape == (3, 7, 4)
+    step = np.tanh(feeds["x"][:, 0] @ params["Wx"] + feeds["h0"] @ params["Wh"] + params["b"])
+    np.testing.assert_allclose(h[:, 0], step, rtol=1e-12)
+    bd = next(b for b in prog.forward if b.name == "h")
+    assert bd.node.shape == ("N", "T", 4)
+
+
+def test_a_sequence_of_length_0_is_refused():
+    prog, feeds, params = _problem(RNN, 0)
+    with pytest.raises(ValueError, match="length 0"):
+        evaluate(prog, feeds, params, names=["h"])
