@@ -103,7 +103,7 @@ def _name_parts(hints: dict[int, str], adjoint: str, parts: list, partial: list)
         hints.setdefault(running.id, f"sum_{adjoint}")
 
 
-def differentiate(prog: Program) -> Program:
+def differentiate(prog: Program, scaled: bool = True) -> Program:
     b = Builder(prog.dtype)
     b.loss = prog.loss
     b.symbol_table(prog.inputs + prog.targets, prog.symbols)
@@ -175,7 +175,9 @@ def differentiate(prog: Program) -> Program:
         return g
 
     b.span = loss_node.span
-    seed = b.op("seed")  # 1 unless the caller scales the gradient (``scale``)
+    # 1 unless the caller scales the gradient (``scale``); a loop's step (``scaled=False``)
+    # is differentiated from adjoints that already carry the scale
+    seed = b.op("seed") if scaled else b.const(1)
     contribs[loss_node.id].append((seed, None, ""))
     pending_leaves: dict[int, Node] = {}
     # A loop's adjoint (ops/recurrence): its results' adjoints, by result index.

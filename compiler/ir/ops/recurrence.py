@@ -223,7 +223,7 @@ def body_grad(body: Body, dtype: str, loss: str, given: tuple[bool, ...]) -> Bod
                    inits={}, forward=[*(Binding(nm, st, "eq") for nm, st in
                                         zip(names, body.steps)), Binding(loss, total, "loss")],
                    loss=loss, output=None, wrt=[leaf.attr("name") for leaf in floats])
-    grad = differentiate(prog)
+    grad = differentiate(prog, scaled=False)  # the seeds carry the scale already
     swap = {step.id: leaf for step, leaf in zip(body.steps, saved)}
     grad = optimize(rewrite(grad, lambda _b, node, _args: swap.get(node.id)))
     by_name = {bd.name: bd.node for bd in grad.backward}

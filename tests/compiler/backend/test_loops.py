@@ -103,3 +103,18 @@ def test_stacked_cells_in_one_loop_and_a_loop_started_by_another(style):
                                    atol=1e-13, err_msg=name)
     body = comp.generated.text
     assert body.count("for t in reversed(range(") == 2 * body.count("def loss_and_grad")
+
+
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_scale_multiplies_every_gradient_once(cell, style):
+    """``scale`` (the one-pass SGD's ``-lr``) seeds the backward pass once: the step's own
+    derivative inside the loop must not multiply by it again (it did: scale squared)."""
+    comp = Compilation.from_text(CELLS[cell] + LOSS, "cell.bp", style=style)
+    feeds, params = data(comp.program, 5)
+    _, plain = comp.module.loss_and_grad(params, **feeds)
+    plain = {name: g.copy() for name, g in plain.items()}
+    _, scaled = comp.module.loss_and_grad(params, **feeds, scale=-0.3)
+    for name, g in plain.items():
+        np.testing.assert_allclose(scaled[name], -0.3 * g, rtol=1e-12, atol=1e-15,
+                                   err_msg=name)
