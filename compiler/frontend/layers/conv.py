@@ -12,9 +12,9 @@ DOC = """\
   K, K]` (C: the channels, axis 1 of the value coming in, which must be an image batch
   `[N, C, H, W]`; `size=[KH, KW]` makes `[F, C, KH, KW]`), `b{k} : [F, 1, 1]` (one bias
   per filter, broadcast over the pixels), `a{k} = conv2d(h, W{k}, stride=S, pad=P) +
-  b{k}`. Defaults `stride=1`, `pad=0`. A conv
-  layer is numbered with the dense layers: `k` counts both, so `conv; relu; maxpool;
-  flatten; dense; relu; dense` makes `W1, b1` (conv), `W2, b2`, `W3, b3`."""
+  b{k}`. Defaults `stride=1`, `pad=0`. A conv layer is numbered with the dense layers:
+  `k` counts both, so `conv; relu; maxpool; flatten; dense; relu; dense` makes `W1, b1`
+  (conv), `W2, b2`, `W3, b3`."""
 
 
 def expand(site: Site) -> Expansion | None:
