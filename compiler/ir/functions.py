@@ -337,7 +337,7 @@ def _pool(op):
         stride = size if s["stride"] is None else _window("stride", s["stride"], 1)
         pad = _window("pad", s["pad"], 0)
         if any(p >= k for p, k in zip(pair(pad), pair(size))):
-            _pad_alone(op, size, pad)
+            raise _pad_alone(op, size, pad)
         try:
             node = b.op(op, a["x"], size=size, stride=stride, pad=pad)
         except ShapeError as e:
@@ -350,16 +350,17 @@ def _pool(op):
                static=("size", "stride", "pad"))
 
 
-def _pad_alone(op: str, size, pad):
-    """A pad as large as the window: the first window would hold padding alone."""
+def _pad_alone(op: str, size, pad) -> ShapeError:
+    """The error for a pad as large as the window: the first window would hold padding
+    alone."""
     alone = "whose maximum is -inf" if op == "max_pool" else \
         "whose mean is 0 whatever the input"
     small = min(pair(size))
-    raise ShapeError(f"{op}'s pad ({_spelled(pad)}) must be smaller than its size "
-                     f"({_spelled(size)}): a window could hold padding alone, {alone}", (),
-                     hint=f"use a pad from 0 to {small - 1}"
-                          + (f" ({(small - 1) // 2} keeps a stride-1 image's size)"
-                             if small % 2 and isinstance(size, int) else ""))
+    return ShapeError(f"{op}'s pad ({_spelled(pad)}) must be smaller than its size "
+                      f"({_spelled(size)}): a window could hold padding alone, {alone}", (),
+                      hint=f"use a pad from 0 to {small - 1}"
+                           + (f" ({(small - 1) // 2} keeps a stride-1 image's size)"
+                              if small % 2 and isinstance(size, int) else ""))
 
 
 def _dropout(b, a, s):

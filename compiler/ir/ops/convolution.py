@@ -38,6 +38,11 @@ def out_size(size, kernel: int, stride: int, pad: int, what: str, axis: str) -> 
     return span // stride + 1
 
 
+def _left(size, kernel, stride, pad) -> int:
+    """The rows (or columns) of the padded image past the last window."""
+    return (size + 2 * pad - kernel) % stride
+
+
 def unread(hw, kernel, stride, pad) -> tuple[int, int]:
     """How many of the image's last rows and columns no window reads (PyTorch leaves
     them out too): what is left of the padded image past the last window, less the
@@ -225,10 +230,6 @@ def _max_pool_vjp(b, n, g):
         attrs["image"] = hw  # the adjoint has rows or columns no window reached
     return [b.op("max_pool_grad", expand(b, g, n), mask, **attrs)]
 
-
-def _left(size, kernel, stride, pad) -> int:
-    """The rows (or columns) of the padded image past the last window."""
-    return (size + 2 * pad - kernel) % stride
 
 
 def _pooled(**attrs):
