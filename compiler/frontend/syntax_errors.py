@@ -92,18 +92,22 @@ def _explain(tok: Token, prev: Token | None, stmt: list[Token],
     return msg, hint, (at[0] if at else None)
 
 
-def _inside_index(stmt: list[Token]) -> bool:
-    """Whether the innermost open bracket of the statement so far is an index ``x[``
-    (a '[' right after a value), not a matrix literal or a call's parentheses."""
-    open_: list[bool] = []
+def _innermost(stmt: list[Token]) -> str | None:
+    """What the innermost open bracket of the statement so far is: "index" (a '['
+    right after a value, ``x[``), "list" (a '[' where a value begins), "call" (a '('
+    right after a name), "group" (any other '('), "block" ('{'), or None."""
+    open_: list[str] = []
     before = None
     for t in stmt:
         if t.type in OPENERS:
-            open_.append(t.type == "_LSQB" and before is not None and before.type in VALUE_END)
+            after_value = before is not None and before.type in VALUE_END
+            open_.append({"_LSQB": "index" if after_value else "list",
+                          "_LPAR": "call" if before is not None and before.type == "NAME"
+                          else "group"}.get(t.type, "block"))
         elif t.type in CLOSERS and open_:
             open_.pop()
         before = t
-    return bool(open_) and open_[-1]
+    return open_[-1] if open_ else None
 
 
 def _explain_parts(tok, prev, stmt, expected):
@@ -192,10 +196,15 @@ def _explain_parts(tok, prev, stmt, expected):
     if tok.type == "_RSQB" and prev is not None and prev.type == "_LSQB":
         return ("empty brackets after a value: an index or a slice goes inside",
                 "e.g. x[0], x[-1], x[:, 1:3] or x[::2]")
-    in_index = _inside_index(stmt)
+    inside = _innermost(stmt)
+    in_index = inside == "index"
     if in_index and tok.type == "_COMMA" and prev is not None and prev.type == "_LSQB":
         return ("a subscript is missing before ','",
                 "write one subscript per axis, ':' for all of an axis: x[:, 1]")
+    if inside == "group" and tok.type == "_COMMA":
+        return ("unexpected ',' inside parentheses: the language has no tuples",
+                "write a list of values in brackets, e.g. a window's rows and columns: "
+                "size=[5, 3], stride=[1, 2]")
 
     # Two values side by side.
     if prev is not None and prev.type in VALUE_END and tok.type in (

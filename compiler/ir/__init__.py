@@ -143,6 +143,13 @@ class Builder:
         self.steps: list[tuple[Node, str]] = []
         # The loss being differentiated (autodiff): a loop's step adjoints are named by it.
         self.loss: str | None = None
+        # Warnings a function gives while it is built (pixels a pooling window never
+        # reads): (message, hint, the operand it is about), its '{}' the operand's
+        # description; the caller reports them at the call.
+        self.warnings: list[tuple[str, str | None, Node]] = []
+
+    def warn(self, message: str, hint: str | None, operand: Node) -> None:
+        self.warnings.append((message, hint, operand))
 
     def step(self, node: Node, name: str) -> Node:
         """Bind ``node`` as a named step of the equation being built, so the derivation

@@ -47,16 +47,15 @@ class Expressions:
         saved = self.b.span
         self.b.span = e.span
         try:
-            return build()
+            node = build()
+            for message, hint, operand in self.b.warnings:
+                self.diags.warning(message.format(
+                    f"{self._who(operand, described)} {fmt_shape(operand.shape)}"), e.span, hint)
+            return node
         except ShapeError as err:
-            parts = []
             nodes = getattr(err, "nodes", ())
-            for i in err.operands:
-                if i < len(nodes):
-                    n = nodes[i]
-                    src = next((a for a, an in described if an is n), None)
-                    who = f"'{self._text(src.span)}'" if src is not None else "an operand"
-                    parts.append(f"{who} is {fmt_shape(n.shape)}")
+            parts = [f"{self._who(nodes[i], described)} is {fmt_shape(nodes[i].shape)}"
+                     for i in err.operands if i < len(nodes)]
             msg = err.message + (": " + ", ".join(parts) if parts else "")
             span = e.span
             at = getattr(err, "at", None)  # the argument at fault (concat's third value)
@@ -66,6 +65,12 @@ class Expressions:
             raise _Poisoned() from None
         finally:
             self.b.span = saved
+            self.b.warnings.clear()
+
+    def _who(self, node: Node, described: list[tuple[ast.Expr, Node]]) -> str:
+        """An operand as the spec writes it ('x'), for a message about its shape."""
+        src = next((a for a, an in described if an is node), None)
+        return f"'{self._text(src.span)}'" if src is not None else "an operand"
 
     def _expr(self, e: ast.Expr) -> Node:
         b = self.b

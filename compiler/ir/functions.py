@@ -15,6 +15,7 @@ from typing import Callable
 
 from . import ShapeError, fmt_shape
 from .ops.linalg import permuted
+from .primitives import out_hw, pair, unread
 from ..vocab import Signature, sig, whole_number
 
 
@@ -251,18 +252,59 @@ def _concat(b, a, s):
 
 
 def _whole(name: str, value, low: int) -> int:
-    """A window setting (stride, pad, size): a whole number >= low."""
+    """A count setting: a whole number >= low."""
     whole = whole_number(value)
     if whole is None or whole < low:
         raise ShapeError(f"'{name}' must be a whole number >= {low}, not {value!r}", ())
     return whole
 
 
+def _window(name: str, value, low: int):
+    """A window setting (size, stride, pad): a whole number >= low for both axes, or a
+    list [rows, columns] of two; a pair of equal numbers is that number."""
+    if not isinstance(value, list):
+        return _whole(name, value, low)
+    whole = [whole_number(v) for v in value]
+    if len(whole) != 2 or any(v is None or v < low for v in whole):
+        raise ShapeError(f"'{name}' must be a whole number >= {low} or a list [rows, "
+                         f"columns] of two, not {_listed(value)}", ())
+    return whole[0] if whole[0] == whole[1] else tuple(whole)
+
+
+def _listed(value) -> str:
+    return "[" + ", ".join(map(str, value)) + "]"
+
+
+def _spelled(value) -> str:
+    """A window setting as a spec writes it: 2, or [1, 2]."""
+    return str(value) if isinstance(value, int) else _listed(value)
+
+
+def _warn_unread(b, x, kernel, stride, pad) -> None:
+    """PyTorch's rule leaves out the rows and columns past the last window: a located
+    warning names them, so no pixel is dropped silently."""
+    rows, cols = unread(x.shape[-2:], kernel, stride, pad)
+    if not rows and not cols:
+        return
+    parts = [f"{n} {word}{'s' if n > 1 else ''}" for n, word in ((rows, "row"),
+                                                                 (cols, "column")) if n]
+    kh, kw = pair(kernel)
+    at = f" at stride {_spelled(stride)}" + (f" and pad {_spelled(pad)}" if pad else "")
+    fixes = [f"{n} + 2*pad - {k} ({axis})" for n, k, left, axis in zip(
+        x.shape[-2:], (kh, kw), (rows, cols), ("height", "width")) if left]
+    one = rows + cols == 1
+    b.warn(f"the last {' and '.join(parts)} of {{}} {'is' if one else 'are'} never read by "
+           f"this {kh}×{kw} window{at}",
+           f"PyTorch leaves {'it' if one else 'them'} out too (the gradient there is 0); to "
+           "read every pixel, choose stride and pad so that the stride divides "
+           + " and ".join(fixes), x)
+
+
 def _conv2d(b, a, s):
     """conv2d(x, W) = the patch matrix of x times the filters reshaped into rows,
     moved to [N, F, OH, OW] (the textbook's Convolution layer, step by step)."""
     x, w = a["x"], a["W"]
-    stride, pad = _whole("stride", s["stride"], 1), _whole("pad", s["pad"], 0)
+    stride, pad = _window("stride", s["stride"], 1), _window("pad", s["pad"], 0)
 
     def fail(message, hint=None):
         err = ShapeError(message, (0, 1), hint=hint)
@@ -283,39 +325,42 @@ def _conv2d(b, a, s):
         col = b.hint(b.op("im2col", x, kh=kh, kw=kw, stride=stride, pad=pad), "col")
     except ShapeError as e:
         raise fail("conv2d: " + e.message, e.hint) from None
-    oh, ow = _out_hw(x, kh, kw, stride, pad)
+    _warn_unread(b, x, (kh, kw), stride, pad)
     rows = b.op("reshape", w, shape=(f, c * kh * kw))  # one filter per row
-    return b.op("filters_matmul", rows, col, image=(oh, ow))
-
-
-def _out_hw(x, kh, kw, stride, pad):
-    from .primitives import out_size
-
-    return (out_size(x.shape[2], kh, stride, pad, "convolution", "height"),
-            out_size(x.shape[3], kw, stride, pad, "convolution", "width"))
+    return b.op("filters_matmul", rows, col,
+                image=out_hw(x.shape[2:], (kh, kw), stride, pad, "convolution"))
 
 
 def _pool(op):
     def lower(b, a, s):
-        size = _whole("size", s["size"], 1)
-        stride = size if s["stride"] is None else _whole("stride", s["stride"], 1)
-        pad = _whole("pad", s["pad"], 0)
-        if pad >= size:  # the first window would hold padding alone
-            alone = "whose maximum is -inf" if op == "max_pool" else \
-                "whose mean is 0 whatever the input"
-            raise ShapeError(f"{op}'s pad ({pad}) must be smaller than its size ({size}): "
-                             f"a window could hold padding alone, {alone}", (),
-                             hint=f"use a pad from 0 to {size - 1}"
-                                  + (f" ({(size - 1) // 2} keeps a stride-1 image's size)"
-                                     if size % 2 else ""))
+        size = _window("size", s["size"], 1)
+        stride = size if s["stride"] is None else _window("stride", s["stride"], 1)
+        pad = _window("pad", s["pad"], 0)
+        if any(p >= k for p, k in zip(pair(pad), pair(size))):
+            raise _pad_alone(op, size, pad)
         try:
-            return b.op(op, a["x"], size=size, stride=stride, pad=pad)
+            node = b.op(op, a["x"], size=size, stride=stride, pad=pad)
         except ShapeError as e:
             err = ShapeError(f"{op}: " + e.message, (0,), hint=e.hint)
             err.nodes = (a["x"],)
             raise err from None
+        _warn_unread(b, a["x"], size, stride, pad)
+        return node
     return _fn(sig("x", "size", ("stride", None), ("pad", 0)), lower,
                static=("size", "stride", "pad"))
+
+
+def _pad_alone(op: str, size, pad) -> ShapeError:
+    """The error for a pad as large as the window: the first window would hold padding
+    alone."""
+    alone = "whose maximum is -inf" if op == "max_pool" else \
+        "whose mean is 0 whatever the input"
+    small = min(pair(size))
+    return ShapeError(f"{op}'s pad ({_spelled(pad)}) must be smaller than its size "
+                      f"({_spelled(size)}): a window could hold padding alone, {alone}", (),
+                      hint=f"use a pad from 0 to {small - 1}"
+                           + (f" ({(small - 1) // 2} keeps a stride-1 image's size)"
+                              if small % 2 and isinstance(size, int) else ""))
 
 
 def _dropout(b, a, s):

@@ -148,3 +148,25 @@ def test_helpers_match_their_numpy_twins(name):
     assert inspect.signature(getattr(kernels, name)) == \
         inspect.signature(getattr(torch_kernels, name))
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)
+
+
+WINDOW = ((2, 3), (2, 2), (1, 0))  # size, stride, pad (rows, columns): a column left out
+
+
+@pytest.mark.parametrize("name", ["_im2col", "_col2im", "_max_pool", "_max_pool_mask",
+                                  "_max_pool_grad", "_avg_pool", "_avg_pool_grad"])
+def test_window_helpers_match_their_numpy_twins_per_axis(name):
+    """The conv and pooling helpers with per-axis settings whose windows leave the
+    image's last column out, against the NumPy helper of their name."""
+    x = np.random.default_rng(1).normal(size=(2, 3, 7, 6))
+    conv = (3, 2, (2, 1), (1, 0))
+    out = kernels._max_pool(x, *WINDOW)
+    given = {"_im2col": (x, *conv), "_col2im": (kernels._im2col(x, *conv), x.shape, *conv),
+             "_max_pool": (x, *WINDOW), "_max_pool_mask": (x, out, *WINDOW),
+             "_max_pool_grad": (out, kernels._max_pool_mask(x, out, *WINDOW), *WINDOW, (7, 6)),
+             "_avg_pool": (x, *WINDOW), "_avg_pool_grad": (out, x.shape, *WINDOW)}[name]
+    want = getattr(kernels, name)(*given)
+    got = getattr(torch_kernels, name)(*(torch.as_tensor(a) if isinstance(a, np.ndarray)
+                                         else a for a in given))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)

@@ -1,6 +1,7 @@
 """The structured fuzz's image programs: ``x : [N, C, H, W]`` through convolutions
-(1 x 1 at stride 1, kernels as large as the image, padded, strided), pooling (windows as
-large as the image, size 1, overlapping, padded), slices of views, concat, hand-written
+(1 x 1 at stride 1, kernels as large as the image, padded, strided, per-axis strides and
+pads, windows that leave the last rows or columns out), pooling (windows as large as the
+image, size 1, overlapping, padded, per-axis), slices of views, concat, hand-written
 ``batch_norm`` with states, dropout (on images, on 0-d values, p = 0, unused) and a
 layer stack (conv, batchnorm, dropout, pooling, ``residual`` blocks, flatten, dense); a
 third are wild (sizes drawn without checking, invalid options, damage), a few hold one
@@ -16,9 +17,19 @@ from structured_specs import damage
 
 
 def _out(size: int, k: int, stride: int, pad: int) -> int | None:
-    """conv2d's output size, or None when the windows do not tile the padded image."""
+    """conv2d's output size by PyTorch's rule (the rows past the last window are left
+    out), or None when the window does not fit the padded image."""
     span = size + 2 * pad - k
-    return None if span < 0 or span % stride else span // stride + 1
+    return None if span < 0 else span // stride + 1
+
+
+def _spelled(value) -> str:
+    """A window setting as a spec writes it: 2, or [1, 2] (rows, columns)."""
+    return str(value) if isinstance(value, int) else f"[{value[0]}, {value[1]}]"
+
+
+def _pair(value):
+    return (value, value) if isinstance(value, int) else value
 
 
 class _ImageGen:
@@ -67,7 +78,7 @@ class _ImageGen:
     def conv(self, h, shape):
         r = self.r
         C, H, W = shape
-        kind = r.choice(["1x1", "full", "same", "stride", "rect"])
+        kind = r.choice(["1x1", "full", "same", "stride", "rect", "axes"])
         stride, pad = 1, 0
         if kind == "1x1":
             kh = kw = 1
@@ -79,9 +90,12 @@ class _ImageGen:
         elif kind == "stride":
             kh = kw = self.size(min(H, W))
             stride = r.choice([1, 2, 3])
-        else:
+        elif kind == "rect":
             kh, kw = self.size(H), self.size(W)
             pad = r.choice([0, 0, 1])
+        else:  # stride and pad per axis (rows, columns)
+            kh, kw = self.size(H), self.size(W)
+            stride, pad = (r.choice([1, 2]), r.choice([1, 2, 3])), (r.choice([0, 1]), 0)
         if self.wild and r.random() < 0.2:
             pad = r.choice([-1, 5, 100])
             if pad < 0:
@@ -90,12 +104,14 @@ class _ImageGen:
         w = self.param((F, C, kh, kw), r.choice(["he", "normal(std=0.5)", "xavier"]))
         args = [h, w]
         if stride != 1 or r.random() < 0.3:
-            args.append(r.choice([f"stride={stride}", str(stride)]) if pad == 0 and
-                        len(args) == 2 else f"stride={stride}")
+            spelled = _spelled(stride)
+            args.append(r.choice([f"stride={spelled}", spelled]) if pad == 0 and
+                        len(args) == 2 else f"stride={spelled}")
         if pad or r.random() < 0.2:
-            args.append(f"pad={pad}")
-        OH, OW = _out(H, kh, stride, pad) if kh > 0 else None, \
-            _out(W, kw, stride, pad) if kw > 0 else None
+            args.append(f"pad={_spelled(pad)}")
+        (sh, sw), (ph, pw) = _pair(stride), _pair(pad)
+        OH, OW = _out(H, kh, sh, ph) if kh > 0 else None, \
+            _out(W, kw, sw, pw) if kw > 0 else None
         if not self.wild and (OH is None or OW is None):
             return self.conv(h, shape) if r.random() < 0.9 else None
         expr = f"conv2d({', '.join(args)})"
@@ -109,7 +125,7 @@ class _ImageGen:
         r = self.r
         C, H, W = shape
         fn = r.choice(["max_pool", "avg_pool"])
-        kind = r.choice(["global", "one", "pair", "overlap", "padded"])
+        kind = r.choice(["global", "one", "pair", "overlap", "padded", "axes"])
         stride, pad = None, 0
         if kind == "global" and H == W:
             size = H
@@ -120,22 +136,26 @@ class _ImageGen:
         elif kind == "padded":
             size, pad = 3, 1
             stride = r.choice([None, 1, 2])
+        elif kind == "axes":  # a window, stride and pad per axis (rows, columns)
+            size = (r.choice([1, 2, 3]), r.choice([1, 2]))
+            stride = r.choice([None, (2, 1), (1, 3)])
+            pad = (r.choice([0, 1]), 0) if size[0] > 1 else 0
         else:
             size = 2
         if self.wild and r.random() < 0.3:
-            pad = r.choice([size, size + 1, -1])  # pad >= size: must be refused
-            size = r.choice([size, 0, H + 1])
-            if size <= 0 or pad < 0 or pad >= size:  # else it may well be valid
+            pad = r.choice([size, size + 1, -1]) if isinstance(size, int) else -1
+            size = r.choice([size, 0, H + 1])  # pad >= size: must be refused
+            if min(_pair(size)) <= 0 or pad < 0 or pad >= min(_pair(size)):  # else valid
                 self.invalid.append(f"{fn} size={size} pad={pad}")
-        args = [h, r.choice([str(size), f"size={size}"])]
+        args = [h, r.choice([_spelled(size), f"size={_spelled(size)}"])]
         if stride is not None:
-            args.append(f"stride={stride}")
+            args.append(f"stride={_spelled(stride)}")
         if pad or r.random() < 0.2:
-            args.append(f"pad={pad}")
-        st_ = stride or size
-        OH = _out(H, size, st_, pad) if st_ > 0 else None
-        OW = _out(W, size, st_, pad) if st_ > 0 else None
-        if not self.wild and (OH is None or OW is None or pad >= size):
+            args.append(f"pad={_spelled(pad)}")
+        (kh, kw), (sh, sw), (ph, pw) = _pair(size), _pair(stride or size), _pair(pad)
+        OH = _out(H, kh, sh, ph) if sh > 0 else None
+        OW = _out(W, kw, sw, pw) if sw > 0 else None
+        if not self.wild and (OH is None or OW is None or ph >= kh or pw >= kw):
             return None
         return self.emit(f"{fn}({', '.join(args)})", "pl"), (C, OH or 1, OW or 1)
 

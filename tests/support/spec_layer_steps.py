@@ -12,6 +12,16 @@ import math
 N = "N"
 
 
+def _pair(value):
+    """A window setting as (rows, columns): a number serves both."""
+    return (value, value) if isinstance(value, int) else value
+
+
+def _spelled(value) -> str:
+    """A window setting as a spec writes it: 2, or [1, 2]."""
+    return str(value) if isinstance(value, int) else f"[{value[0]}, {value[1]}]"
+
+
 class LayerSteps:
     # -------------------------------------------------------------------- modes
     def batch_norm(self, a, sa):
@@ -56,27 +66,31 @@ class LayerSteps:
 
     # -------------------------------------------------------------------- images
     def _window(self, h, w, square=False, pool=False):
-        """(kh, kw, stride, pad) that tile an h x w image exactly, or None. Pooling:
-        ``pad`` < size (a window is never all padding)."""
+        """(kh, kw, stride, pad) for an h x w image, or None: stride and pad a number or
+        (rows, columns), windows that tile the image and windows that leave its last
+        rows or columns out (PyTorch's rule). Pooling: stride None (the window) too, and
+        ``pad`` < the window on each axis (a window is never all padding)."""
         c = self.c
         for _ in range(12):
             kh = c.integers(1, 3)
             kw = kh if square else c.integers(1, 3)
             stride = c.choice([1, 1, 2] if not pool else [None, None, 1, 2])
-            pad = c.choice([0, 0, 1]) if not pool or min(kh, kw) > 1 else 0
-            st_ = stride or kh
-            if pool and kh != kw:
+            pad = c.choice([0, 0, 1])
+            if c.chance(0.25):
+                stride, pad = (c.integers(1, 2), c.integers(1, 3)), (c.integers(0, 1), 0)
+            (ph, pw), (sh, sw) = _pair(pad), _pair(stride or (kh, kw))
+            if pool and (ph >= kh or pw >= kw) or kh > h + 2 * ph or kw > w + 2 * pw:
                 continue
-            if kh > h + 2 * pad or kw > w + 2 * pad:
-                continue
-            if (h + 2 * pad - kh) % st_ or (w + 2 * pad - kw) % st_:
-                continue
+            if (h + 2 * ph - kh) % sh or (w + 2 * pw - kw) % sw:
+                self.feature("window leaves pixels out")
             return kh, kw, stride, pad
         return None
 
     @staticmethod
-    def _out(size, k, stride, pad):
-        return (size + 2 * pad - k) // (stride or k) + 1
+    def _out(hw, kh, kw, stride, pad):
+        """The output's (height, width): floor((size + 2 pad - kernel) / stride) + 1."""
+        return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(
+            hw, (kh, kw), _pair(stride or (kh, kw)), _pair(pad)))
 
     def conv(self, a, sa):
         """``conv2d(a, W, stride, pad)`` (+ a bias ``[F, 1, 1]``) on an image batch."""
@@ -92,39 +106,41 @@ class LayerSteps:
         w = self.new_param((F, C, kh, kw))
         args = [a, w]
         if stride != 1 or c.chance(0.3):
-            args.append(f"stride={stride}")
+            args.append(f"stride={_spelled(stride)}")
         if pad or c.chance(0.3):
-            args.append(f"pad={pad}")
+            args.append(f"pad={_spelled(pad)}")
         expr = f"conv2d({', '.join(args)})"
-        self.feature("conv2d" + (" stride" if stride > 1 else "") + (" pad" if pad else "")
+        self.feature("conv2d" + (" stride" if stride != 1 else "") + (" pad" if pad else "")
+                     + (" per-axis" if isinstance(stride, tuple) else "")
                      + (" C>1" if C > 1 else "") + (" F>1" if F > 1 else "")
                      + (" non-square" if kh != kw else ""))
         if c.chance(0.5):
             b = self.new_param((F, 1, 1))
             expr += f" + {b}"
             self.feature("conv2d bias")
-        return expr, (sa[0], F, self._out(H, kh, stride, pad), self._out(W, kw, stride, pad))
+        return expr, (sa[0], F) + self._out((H, W), kh, kw, stride, pad)
 
     def pool(self, a, sa):
         """``max_pool`` / ``avg_pool`` over the last two axes of a value of rank >= 2."""
         c = self.c
         if len(sa) < 2 or not all(isinstance(d, int) for d in sa[-2:]):
             return None
-        win = self._window(sa[-2], sa[-1], square=True, pool=True)
+        win = self._window(sa[-2], sa[-1], square=c.chance(0.7), pool=True)
         if win is None:
             return None
-        size, _, stride, pad = win
+        kh, kw, stride, pad = win
+        size = kh if kh == kw else (kh, kw)
         fn = c.choice(["max_pool", "avg_pool"])
-        args = [a, str(size) if c.chance(0.7) else f"size={size}"]
+        args = [a, _spelled(size) if c.chance(0.7) else f"size={_spelled(size)}"]
         if stride is not None:
-            args.append(f"stride={stride}")
+            args.append(f"stride={_spelled(stride)}")
         if pad or c.chance(0.2):
-            args.append(f"pad={pad}")
-        self.feature(f"{fn}" + (" overlap" if stride is not None and stride < size else "")
-                     + (" pad" if pad else "") + f" rank{len(sa)}")
-        shape = sa[:-2] + (self._out(sa[-2], size, stride, pad),
-                           self._out(sa[-1], size, stride, pad))
-        return f"{fn}({', '.join(args)})", shape
+            args.append(f"pad={_spelled(pad)}")
+        self.feature(f"{fn}" + (" overlap" if stride is not None and
+                                min(_pair(stride)) < min(kh, kw) else "")
+                     + (" pad" if pad else "") + (" per-axis" if kh != kw else "")
+                     + f" rank{len(sa)}")
+        return f"{fn}({', '.join(args)})", sa[:-2] + self._out(sa[-2:], kh, kw, stride, pad)
 
     def flatten(self, a, sa):
         if len(sa) < 3 or not all(isinstance(d, int) for d in sa[1:]):
@@ -143,14 +159,13 @@ class LayerSteps:
             win = self._window(shape[2], shape[3], square=True)
             if win is None:
                 break
-            size, _, stride, pad = win
+            kh, _, stride, pad = win
             F = c.integers(1, 3)
-            opt = "".join([f" stride={stride}" if stride != 1 or c.chance(0.2) else "",
-                           f" pad={pad}" if pad or c.chance(0.2) else "",
+            opt = "".join([f" stride={_spelled(stride)}" if stride != 1 or c.chance(0.2)
+                           else "", f" pad={_spelled(pad)}" if pad or c.chance(0.2) else "",
                            c.choice(["", "", " bias=none", " init=normal(std=0.5)"])])
-            items.append(f"conv {F} size={size}{opt}")
-            shape = (shape[0], F, self._out(shape[2], size, stride, pad),
-                     self._out(shape[3], size, stride, pad))
+            items.append(f"conv {F} size={kh}{opt}")
+            shape = (shape[0], F) + self._out(shape[2:], kh, kh, stride, pad)
             if self.modes and c.chance(0.3):
                 items.append("batchnorm" + c.choice(["", "", " momentum=0.5", " eps=1e-4"]))
                 self.feature("layer batchnorm after conv")
@@ -168,15 +183,15 @@ class LayerSteps:
                 items.append(act)
                 self.feature(f"layer {act}")
             if c.chance(0.6):
-                win = self._window(shape[2], shape[3], square=True, pool=True)
+                win = self._window(shape[2], shape[3], square=c.chance(0.7), pool=True)
                 if win is not None:
-                    size, _, stride, pad = win
+                    kh, kw, stride, pad = win
+                    size = f" {kh}" if kh == kw else f" size={_spelled((kh, kw))}"
                     kind = c.choice(["maxpool", "avgpool"])
-                    opt = (f" stride={stride}" if stride is not None else "") + \
-                        (f" pad={pad}" if pad else "")
-                    items.append(f"{kind} {size}{opt}")
-                    shape = shape[:2] + (self._out(shape[2], size, stride, pad),
-                                         self._out(shape[3], size, stride, pad))
+                    opt = (f" stride={_spelled(stride)}" if stride is not None else "") + \
+                        (f" pad={_spelled(pad)}" if pad else "")
+                    items.append(f"{kind}{size}{opt}")
+                    shape = shape[:2] + self._out(shape[2:], kh, kw, stride, pad)
                     self.feature(f"layer {kind}")
             self.feature("layer conv")
         if not items:

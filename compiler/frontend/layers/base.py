@@ -106,6 +106,33 @@ class Site:
             return None
         return whole
 
+    def window(self, key: str, low: int) -> int | tuple[int, int] | None:
+        """A window option (size, stride, pad): a whole number >= low for both axes, or
+        ``[rows, columns]`` (a pair of equal numbers is that number); None, reported,
+        if it is neither."""
+        value = self.args[key]
+        if not isinstance(value, ast.Matrix):
+            return self.whole(key, low)
+        try:
+            number = const_value(value, self.constants)
+        except NotConstant as e:
+            self.diags.error(e.message(f"'{key}' of '{self.layer.name}' must be a constant"),
+                             e.expr.span, e.hint)
+            return None
+        whole = [whole_number(v) for v in number] if len(value.rows) == 1 else []
+        if len(whole) != 2 or any(v is None or v < low for v in whole):
+            self.diags.error(f"'{key}' of '{self.layer.name}' must be a whole number >= {low} "
+                             "or a list [rows, columns] of two", value.span)
+            return None
+        return whole[0] if whole[0] == whole[1] else tuple(whole)
+
+    def spelled(self, value: int | tuple[int, int]) -> ast.Expr:
+        """A window setting written back as the spec's literal: 2, or [1, 2]."""
+        sp = self.sp
+        if isinstance(value, int):
+            return ast.Num(sp, value, str(value))
+        return ast.Matrix(sp, [[ast.Num(sp, v, str(v)) for v in value]])
+
     def weights_init(self) -> tuple[ast.Expr, str | None]:
         """The weights' initializer and, when it is the default, why: He before a
         ReLU-family activation, else Xavier."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import arithmetic, convolution, elementwise, indexing, linalg, losses, modes  # noqa: F401
 from . import embedding  # noqa: F401
 from . import kernels, normalization, positions, recurrence, reductions  # noqa: F401
-from .convolution import out_size
+from .convolution import out_hw, pair, unread
 from .core import (ATOM, PRIMITIVES, Primitive, broadcast_shapes, data_roles, expand,
                    format_number, keep_axes, paren, styled)
 from .indexing import index_text, indexed_shape, take
@@ -46,4 +46,4 @@ TORCH_HELPERS: dict[str, str] = _sources("torch_kernels.py")
 
 __all__ = ["ATOM", "HELPERS", "PRIMITIVES", "TORCH_HELPERS", "Primitive", "broadcast_shapes",
            "data_roles", "expand", "format_number", "index_text", "indexed_shape", "keep_axes",
-           "labels", "out_size", "paren", "styled", "take"]
+           "labels", "out_hw", "pair", "paren", "styled", "take", "unread"]

@@ -19,9 +19,14 @@ from . import kernels
 from .core import MUL, POSTFIX, defop, derived, ex, expand, paren
 
 
+def pair(value) -> tuple[int, int]:
+    """A window setting (kernel, stride, pad) as (rows, columns): a number serves both."""
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
 def out_size(size, kernel: int, stride: int, pad: int, what: str, axis: str) -> int:
-    """(size + 2 pad - kernel) / stride + 1 along the image's ``axis`` (height or
-    width), which must be a whole number >= 1."""
+    """floor((size + 2 pad - kernel) / stride) + 1 along the image's ``axis`` (height or
+    width), PyTorch's rule: the rows or columns past the last window are left out."""
     if not isinstance(size, int):
         raise ShapeError(f"{what} needs fixed image sizes, not the symbolic dimension "
                          f"{size}", (0,), hint="declare the height and width as numbers")
@@ -30,21 +35,36 @@ def out_size(size, kernel: int, stride: int, pad: int, what: str, axis: str) -> 
         raise ShapeError(f"the {what} window's {axis} ({kernel}) is larger than the padded "
                          f"input's ({size} + 2*{pad} = {size + 2 * pad})",
                          hint="use a smaller kernel or more padding")
-    if span % stride:
-        raise ShapeError(f"the {what} windows do not tile the input's {axis}: (size + 2*pad "
-                         f"- kernel) / stride + 1 = ({size} + 2*{pad} - {kernel}) / {stride} "
-                         "+ 1 is not a whole number",
-                         hint=f"choose stride and pad so that stride divides "
-                              f"{size} + 2*pad - {kernel}")
     return span // stride + 1
+
+
+def _left(size, kernel, stride, pad) -> int:
+    """The rows (or columns) of the padded image past the last window."""
+    return (size + 2 * pad - kernel) % stride
+
+
+def unread(hw, kernel, stride, pad) -> tuple[int, int]:
+    """How many of the image's last rows and columns no window reads (PyTorch leaves
+    them out too): what is left of the padded image past the last window, less the
+    padding there. ``hw`` is the image's (height, width), each setting a number or a
+    pair."""
+    return tuple(max(0, _left(n, k, s, p) - p) for n, k, s, p in zip(
+        hw, pair(kernel), pair(stride), pair(pad)))
+
+
+def out_hw(hw, kernel, stride, pad, what: str) -> tuple[int, int]:
+    """The output's (height, width) for the image sizes ``hw``, each setting a number or
+    a pair."""
+    return tuple(out_size(n, k, s, p, what, axis) for n, k, s, p, axis in zip(
+        hw, pair(kernel), pair(stride), pair(pad), ("height", "width")))
 
 
 # ----------------------------------------------------------------------------- patches
 def _im2col_shape(args, attrs):
     n, c, h, w = args[0].shape
-    kh, kw, s, p = attrs["kh"], attrs["kw"], attrs["stride"], attrs["pad"]
-    oh = out_size(h, kh, s, p, "convolution", "height")
-    return (n, c * kh * kw, oh * out_size(w, kw, s, p, "convolution", "width"))
+    kh, kw = attrs["kh"], attrs["kw"]
+    oh, ow = out_hw((h, w), (kh, kw), attrs["stride"], attrs["pad"], "convolution")
+    return (n, c * kh * kw, oh * ow)
 
 
 def _window_args(attrs) -> str:
@@ -58,6 +78,7 @@ def _im2col_is_reshape(attrs) -> bool:
 
 
 def _window(kh, kw, stride, pad) -> dict:
+    """An example's attributes (stride and pad a number or a pair (rows, columns))."""
     return {"kh": kh, "kw": kw, "stride": stride, "pad": pad}
 
 
@@ -74,7 +95,9 @@ defop("im2col", arity=1, shape=_im2col_shape,
       rule="im2col copies input pixels into patches: its adjoint adds each patch back (col2im)",
       views=lambda attrs: (0,) if _im2col_is_reshape(attrs) else (),
       examples=(ex((2, 2, 5, 4), **_window(3, 2, 1, 1)), ex((1, 3, 3, 2), **_window(1, 1, 1, 0)),
-                ex((1, 2, 5, 5), **_window(3, 3, 2, 0)), ex((1, 1, 2, 3), **_window(2, 3, 1, 0))))
+                ex((1, 2, 5, 5), **_window(3, 3, 2, 0)), ex((1, 1, 2, 3), **_window(2, 3, 1, 0)),
+                ex((1, 2, 6, 7), **_window(3, 2, (2, 1), (1, 0))),
+                ex((1, 1, 7, 6), **_window(2, 2, 2, 0))))
 
 
 def _emit_col2im(a, attrs, n):
@@ -91,7 +114,9 @@ defop("col2im", arity=2, shape=lambda args, attrs: args[1].shape,
       vjp=lambda b, n, g: [b.op("im2col", expand(b, g, n), **dict(n.attrs)), None],
       rule="col2im adds patches onto the image: its adjoint copies the image into patches",
       examples=(ex((2, 12, 25), (2, 2, 5, 4), **_window(3, 2, 1, 1)),
-                ex((1, 18, 4), (1, 2, 5, 5), **_window(3, 3, 2, 0))))
+                ex((1, 18, 4), (1, 2, 5, 5), **_window(3, 3, 2, 0)),
+                ex((1, 12, 18), (1, 2, 6, 7), **_window(3, 2, (2, 1), (1, 0))),
+                ex((1, 4, 9), (1, 1, 7, 6), **_window(2, 2, 2, 0))))
 
 
 # ----------------------------------------------------------------------------- filters
@@ -167,9 +192,8 @@ def _pool_shape(args, attrs):
     if len(shape) < 2:
         raise ShapeError("pooling needs a value with at least two axes (the last two are "
                          "pooled)", (0,))
-    k, s, p = attrs["size"], attrs["stride"], attrs["pad"]
-    return shape[:-2] + (out_size(shape[-2], k, s, p, "pooling", "height"),
-                         out_size(shape[-1], k, s, p, "pooling", "width"))
+    return shape[:-2] + out_hw(shape[-2:], attrs["size"], attrs["stride"], attrs["pad"],
+                                "pooling")
 
 
 def _pool_args(attrs) -> str:
@@ -183,14 +207,14 @@ def _pool(kernel):
 
 def _pool_gap(v, a):
     """How close each window's maximum is to its runner-up (a tie is max_pool's kink)."""
-    k, s, p = a["size"], a["stride"], a["pad"]
+    (kh, kw), (sh, sw), (ph, pw) = pair(a["size"]), pair(a["stride"]), pair(a["pad"])
     x = np.asarray(v[0], dtype=float)
-    if p:
-        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(p, p)] * 2, constant_values=-np.inf)
-    win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(-2, -1))
-    win = win[..., ::s, ::s, :, :]  # [..., OH, OW, k, k]
-    flat = np.sort(win.reshape(win.shape[:-2] + (k * k,)), axis=-1)
-    if k * k < 2 or not flat.size:
+    if ph or pw:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)], constant_values=-np.inf)
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(-2, -1))
+    win = win[..., ::sh, ::sw, :, :]  # [..., OH, OW, kh, kw]
+    flat = np.sort(win.reshape(win.shape[:-2] + (kh * kw,)), axis=-1)
+    if kh * kw < 2 or not flat.size:
         return np.inf
     return float(np.min(flat[..., -1] - flat[..., -2]))
 
@@ -201,7 +225,11 @@ def _max_pool_vjp(b, n, g):
     the forward is done: the pooled input itself need not be kept."""
     attrs = dict(n.attrs)
     mask = b.hint(b.op("max_pool_mask", n.args[0], n, **attrs), "argmax")
+    hw = n.args[0].shape[-2:]
+    if any(map(_left, hw, pair(attrs["size"]), pair(attrs["stride"]), pair(attrs["pad"]))):
+        attrs["image"] = hw  # the adjoint has rows or columns no window reached
     return [b.op("max_pool_grad", expand(b, g, n), mask, **attrs)]
+
 
 
 def _pooled(**attrs):
@@ -218,15 +246,19 @@ def _argmax_mask(x_shape, **attrs):
 
 
 def _max_pool_grad_shape(args, attrs):
-    k, s, p = attrs["size"], attrs["stride"], attrs["pad"]
     shape = args[0].shape
-    return shape[:-2] + tuple((d - 1) * s + k - 2 * p for d in shape[-2:])
+    if "image" in attrs:
+        return shape[:-2] + tuple(attrs["image"])
+    return shape[:-2] + tuple((d - 1) * s + k - 2 * p for d, k, s, p in zip(
+        shape[-2:], pair(attrs["size"]), pair(attrs["stride"]), pair(attrs["pad"])))
 
 
 TILED, OVERLAPPING, GAPS = (dict(size=2, stride=2, pad=0), dict(size=3, stride=1, pad=1),
                             dict(size=2, stride=3, pad=0))
+PER_AXIS, LEFT_OUT = dict(size=(3, 2), stride=(2, 1), pad=(1, 0)), dict(size=2, stride=2, pad=0)
 POOL_EXAMPLES = (ex((2, 2, 4, 4), **TILED), ex((1, 2, 5, 5), **OVERLAPPING),
-                 ex((2, 5, 8), **GAPS), ex((3, 4), size=2, stride=1, pad=1))
+                 ex((2, 5, 8), **GAPS), ex((3, 4), size=2, stride=1, pad=1),
+                 ex((1, 2, 7, 5), **PER_AXIS), ex((2, 7, 5), **LEFT_OUT))
 
 def _emit_max_pool(a, attrs, n):
     """The call of the helper, the same text on both targets."""
@@ -242,6 +274,12 @@ defop("max_pool", arity=1, shape=_pool_shape,
       kink=_pool_gap,
       examples=POOL_EXAMPLES)
 
+def _offsets(attrs) -> int:
+    """The offsets in a pooling window, kh * kw: the masks max pooling keeps."""
+    kh, kw = pair(attrs["size"])
+    return kh * kw
+
+
 def _emit_max_pool_mask(a, attrs, n):
     """The call of the helper, the same text on both targets."""
     return (f"_max_pool_mask({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
@@ -250,27 +288,31 @@ def _emit_max_pool_mask(a, attrs, n):
 
 defop("max_pool_mask", arity=2,
       helpers=("_max_pool_mask",), torch_helpers=("_max_pool_mask",),
-      shape=lambda args, attrs: (attrs["size"] * attrs["size"],) + args[1].shape,
+      shape=lambda args, attrs: (_offsets(attrs),) + args[1].shape,
       emit=_emit_max_pool_mask, torch=_emit_max_pool_mask,
       evaluate=_pool(kernels._max_pool_mask),
       dtype="bool",
       examples=(ex((1, 2, 4, 4), _pooled(**TILED), **TILED),
-                ex((1, 5, 5), _pooled(**OVERLAPPING), **OVERLAPPING)))
+                ex((1, 5, 5), _pooled(**OVERLAPPING), **OVERLAPPING),
+                ex((1, 7, 5), _pooled(**PER_AXIS), **PER_AXIS)))
 
 
 def _emit_max_pool_grad(a, attrs, n):
     """The call of the helper, the same text on both targets."""
-    return (f"_max_pool_grad({a[0][0]}, {a[1][0]}, {_pool_args(attrs)})",
-                POSTFIX)
+    image = f", image={attrs['image']}" if "image" in attrs else ""
+    return f"_max_pool_grad({a[0][0]}, {a[1][0]}, {_pool_args(attrs)}{image})", POSTFIX
 
 
 defop("max_pool_grad", arity=2, shape=_max_pool_grad_shape,
       helpers=("_max_pool_grad",), torch_helpers=("_max_pool_grad",),
       emit=_emit_max_pool_grad, torch=_emit_max_pool_grad,
-      evaluate=_pool(kernels._max_pool_grad),
+      evaluate=lambda v, a: kernels._max_pool_grad(*v, a["size"], a["stride"], a["pad"],
+                                                   a.get("image")),
       examples=(ex((1, 2, 2, 2), _argmax_mask((1, 2, 4, 4), **TILED), **TILED),
                 ex((1, 5, 5), _argmax_mask((1, 5, 5), **OVERLAPPING), **OVERLAPPING),
-                ex((2, 2, 3), _argmax_mask((2, 5, 8), **GAPS), **GAPS)))
+                ex((2, 2, 3), _argmax_mask((2, 5, 8), **GAPS), **GAPS),
+                ex((1, 4, 4), _argmax_mask((1, 7, 5), **PER_AXIS), **PER_AXIS),
+                ex((2, 3, 2), _argmax_mask((2, 7, 5), **LEFT_OUT), image=(7, 5), **LEFT_OUT)))
 
 
 def _emit_avg_pool(a, attrs, n):
@@ -283,7 +325,7 @@ defop("avg_pool", arity=1, shape=_pool_shape,
       emit=_emit_avg_pool, torch=_emit_avg_pool,
       evaluate=_pool(kernels._avg_pool),
       vjp=lambda b, n, g: [b.op("avg_pool_grad", expand(b, g, n), n.args[0], **dict(n.attrs))],
-      rule="average pooling spreads each window's adjoint evenly over its size x size pixels",
+      rule="average pooling spreads each window's adjoint evenly over its pixels",
       examples=POOL_EXAMPLES)
 
 def _emit_avg_pool_grad(a, attrs, n):
@@ -298,4 +340,5 @@ defop("avg_pool_grad", arity=2, shape=lambda args, attrs: args[1].shape,
       evaluate=lambda v, a: kernels._avg_pool_grad(v[0], np.shape(v[1]), a["size"],
                                                    a["stride"], a["pad"]),
       examples=(ex((1, 2, 2, 2), (1, 2, 4, 4), **TILED),
-                ex((1, 5, 5), (1, 5, 5), **OVERLAPPING), ex((2, 2, 3), (2, 5, 8), **GAPS)))
+                ex((1, 5, 5), (1, 5, 5), **OVERLAPPING), ex((2, 2, 3), (2, 5, 8), **GAPS),
+                ex((1, 4, 4), (1, 7, 5), **PER_AXIS), ex((2, 3, 2), (2, 7, 5), **LEFT_OUT)))

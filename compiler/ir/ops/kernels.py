@@ -118,16 +118,18 @@ def _im2col(x, kh, kw, stride=1, pad=0):
     x is [N, C, H, W]; the result is [N, C*kh*kw, OH*OW]: column (i*OW + j) of example
     n holds the C*kh*kw input values that the filter at output pixel (i, j) covers, in
     the filters' own order (channel, row, column), so the filters reshaped to rows
-    [F, C*kh*kw] times it are the convolution. A copy, kept for the backward pass,
-    except for a 1x1 kernel at stride 1 without padding: each pixel is then a patch of
-    its own, and the result is x reshaped (a view of x, which must then stay unchanged
-    while the result is kept)."""
+    [F, C*kh*kw] times it are the convolution. stride and pad are a number or a pair
+    (rows, columns); rows and columns past the last window are left out (PyTorch's
+    rule). A copy, kept for the backward pass, except for a 1x1 kernel at stride 1
+    without padding: each pixel is then a patch of its own, and the result is x
+    reshaped (a view of x, which must then stay unchanged while the result is kept)."""
     n, c, h, w = x.shape
     if kh == kw == stride == 1 and not pad:
         return x.reshape(n, c, h * w)
-    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
+    (sh, sw), (ph, pw) = [(v, v) if isinstance(v, int) else v for v in (stride, pad)]
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if pad else x
     windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))
-    windows = windows[:, :, ::stride, ::stride]  # [N, C, OH, OW, kh, kw], a view
+    windows = windows[:, :, ::sh, ::sw]  # [N, C, OH, OW, kh, kw], a view
     oh, ow = windows.shape[2:4]
     col = windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, oh * ow)
     # A kernel as tall or as wide as the image can leave that reshape a view of x.
@@ -137,110 +139,134 @@ def _im2col(x, kh, kw, stride=1, pad=0):
 def _col2im(col, shape, kh, kw, stride=1, pad=0):
     """The adjoint of _im2col: every entry of the patch matrix [N, C*kh*kw, OH*OW]
     added back onto the pixel of the [N, C, H, W] image it was copied from (a pixel
-    that several patches cover collects several terms). One loop step per kernel
-    offset (kh*kw steps), none per example or pixel."""
+    that several patches cover collects several terms, one no patch covers stays 0).
+    One loop step per kernel offset (kh*kw steps), none per example or pixel."""
     n, c, h, w = shape
-    oh = (h + 2 * pad - kh) // stride + 1
-    ow = (w + 2 * pad - kw) // stride + 1
+    (sh, sw), (ph, pw) = [(v, v) if isinstance(v, int) else v for v in (stride, pad)]
+    oh = (h + 2 * ph - kh) // sh + 1
+    ow = (w + 2 * pw - kw) // sw + 1
     col = col.reshape(n, c, kh, kw, oh, ow)
-    x = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=col.dtype)
+    x = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
     for i in range(kh):
         for j in range(kw):
-            rows = slice(i, i + stride * oh, stride)
-            cols = slice(j, j + stride * ow, stride)
+            rows = slice(i, i + sh * oh, sh)
+            cols = slice(j, j + sw * ow, sw)
             x[:, :, rows, cols] += col[:, :, i, j]
-    return x[:, :, pad : pad + h, pad : pad + w]
+    return x[:, :, ph : ph + h, pw : pw + w]
 
 
 def _max_pool(x, size, stride=1, pad=0):
-    """The maximum of every size x size window of the last two axes (windows stride
-    apart, the image surrounded by pad rows and columns of -inf)."""
+    """The maximum of every size window of the last two axes (windows stride apart, the
+    image surrounded by pad rows and columns of -inf). size, stride and pad are a
+    number or a pair (rows, columns); rows and columns past the last window are left
+    out (PyTorch's rule)."""
+    (kh, kw), (sh, sw), (ph, pw) = [
+        (v, v) if isinstance(v, int) else v for v in (size, stride, pad)
+    ]
     if pad:
-        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
+        edges = [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)]
         x = np.pad(x, edges, constant_values=-np.inf)
-    oh = (x.shape[-2] - size) // stride + 1
-    ow = (x.shape[-1] - size) // stride + 1
-    out = x[..., : stride * oh : stride, : stride * ow : stride].copy()
-    for i in range(size):
-        for j in range(size):
+    oh = (x.shape[-2] - kh) // sh + 1
+    ow = (x.shape[-1] - kw) // sw + 1
+    out = x[..., : sh * oh : sh, : sw * ow : sw].copy()
+    for i in range(kh):
+        for j in range(kw):
             if i or j:
-                rows = slice(i, i + stride * oh, stride)
-                cols = slice(j, j + stride * ow, stride)
+                rows = slice(i, i + sh * oh, sh)
+                cols = slice(j, j + sw * ow, sw)
                 np.maximum(out, x[..., rows, cols], out=out)
     return out
 
 
 def _max_pool_mask(x, out, size, stride=1, pad=0):
     """Where each window of _max_pool took its maximum, one boolean array per offset
-    in the window: [size*size, ..., OH, OW] (the argmax mask, ties kept). What the
+    in the window: [kh*kw, ..., OH, OW] (the argmax mask, ties kept). What the
     backward keeps instead of x."""
+    (kh, kw), (sh, sw), (ph, pw) = [
+        (v, v) if isinstance(v, int) else v for v in (size, stride, pad)
+    ]
     oh, ow = out.shape[-2:]
     if pad:
-        edges = [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2
+        edges = [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)]
         x = np.pad(x, edges, constant_values=-np.inf)
-    mask = np.empty((size * size,) + out.shape, dtype=bool)
-    for i in range(size):
-        for j in range(size):
-            rows = slice(i, i + stride * oh, stride)
-            cols = slice(j, j + stride * ow, stride)
-            np.equal(x[..., rows, cols], out, out=mask[i * size + j])
+    mask = np.empty((kh * kw,) + out.shape, dtype=bool)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i, i + sh * oh, sh)
+            cols = slice(j, j + sw * ow, sw)
+            np.equal(x[..., rows, cols], out, out=mask[i * kw + j])
     return mask
 
 
-def _max_pool_grad(g, mask, size, stride=1, pad=0):
+def _max_pool_grad(g, mask, size, stride=1, pad=0, image=None):
     """The adjoint of _max_pool: each window's adjoint g goes to the pixel holding the
     window's maximum (mask from _max_pool_mask), split evenly among tied pixels. One
-    loop step per offset in the window (size*size steps)."""
+    loop step per offset in the window (kh*kw steps). image, the input's last two
+    sizes, is given when the windows leave rows or columns out: their adjoint is 0."""
+    (kh, kw), (sh, sw), (ph, pw) = [
+        (v, v) if isinstance(v, int) else v for v in (size, stride, pad)
+    ]
     oh, ow = g.shape[-2:]
-    h = (oh - 1) * stride + size  # the padded image (the windows tile it exactly)
-    w = (ow - 1) * stride + size
+    h = (oh - 1) * sh + kh  # the padded image, as far as the windows reach
+    w = (ow - 1) * sw + kw
+    if image is not None:
+        h, w = image[0] + 2 * ph, image[1] + 2 * pw
     share = mask[0].astype(g.dtype)
     for ties in mask[1:]:
         share += ties
     np.divide(g, share, out=share)
     # Windows side by side (stride == size) cover every pixel once: nothing to clear.
-    empty = np.empty if stride == size else np.zeros
+    empty = np.empty if (sh, sw) == (kh, kw) and image is None else np.zeros
     dx = empty(g.shape[:-2] + (h, w), dtype=g.dtype)
-    for i in range(size):
-        for j in range(size):
-            rows = slice(i, i + stride * oh, stride)
-            cols = slice(j, j + stride * ow, stride)
-            if stride >= size:  # windows do not overlap: each pixel is written once
-                np.multiply(mask[i * size + j], share, out=dx[..., rows, cols])
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i, i + sh * oh, sh)
+            cols = slice(j, j + sw * ow, sw)
+            # Windows that do not overlap write each pixel once.
+            if sh >= kh and sw >= kw:
+                np.multiply(mask[i * kw + j], share, out=dx[..., rows, cols])
             else:
-                dx[..., rows, cols] += mask[i * size + j] * share
-    return dx[..., pad : h - pad, pad : w - pad]
+                dx[..., rows, cols] += mask[i * kw + j] * share
+    return dx[..., ph : h - ph, pw : w - pw]
 
 
 def _avg_pool(x, size, stride=1, pad=0):
-    """The mean of every size x size window of the last two axes (windows stride apart;
-    pad rows and columns of zeros around the image count in every mean)."""
+    """The mean of every size window of the last two axes (windows stride apart; pad
+    rows and columns of zeros around the image count in every mean). size, stride and
+    pad are a number or a pair (rows, columns); rows and columns past the last window
+    are left out (PyTorch's rule)."""
+    (kh, kw), (sh, sw), (ph, pw) = [
+        (v, v) if isinstance(v, int) else v for v in (size, stride, pad)
+    ]
     if pad:
-        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, pad)] * 2)
-    oh = (x.shape[-2] - size) // stride + 1
-    ow = (x.shape[-1] - size) // stride + 1
-    out = x[..., : stride * oh : stride, : stride * ow : stride].copy()
-    for i in range(size):
-        for j in range(size):
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)])
+    oh = (x.shape[-2] - kh) // sh + 1
+    ow = (x.shape[-1] - kw) // sw + 1
+    out = x[..., : sh * oh : sh, : sw * ow : sw].copy()
+    for i in range(kh):
+        for j in range(kw):
             if i or j:
-                rows = slice(i, i + stride * oh, stride)
-                cols = slice(j, j + stride * ow, stride)
+                rows = slice(i, i + sh * oh, sh)
+                cols = slice(j, j + sw * ow, sw)
                 out += x[..., rows, cols]
-    out /= size * size
+    out /= kh * kw
     return out
 
 
 def _avg_pool_grad(g, shape, size, stride=1, pad=0):
-    """The adjoint of _avg_pool: each window's adjoint spread evenly, g / size^2, over
-    the size x size pixels of the window."""
+    """The adjoint of _avg_pool: each window's adjoint spread evenly, g / (kh*kw), over
+    the pixels of the window (a pixel no window covers gets 0)."""
+    (kh, kw), (sh, sw), (ph, pw) = [
+        (v, v) if isinstance(v, int) else v for v in (size, stride, pad)
+    ]
     h, w = shape[-2:]
-    dx = np.zeros(tuple(shape[:-2]) + (h + 2 * pad, w + 2 * pad), dtype=g.dtype)
-    share = g / (size * size)
+    dx = np.zeros(tuple(shape[:-2]) + (h + 2 * ph, w + 2 * pw), dtype=g.dtype)
+    share = g / (kh * kw)
     oh, ow = g.shape[-2:]
-    for i in range(size):
-        for j in range(size):
-            dx[..., i : i + stride * oh : stride, j : j + stride * ow : stride] += share
-    return dx[..., pad : pad + h, pad : pad + w]
+    for i in range(kh):
+        for j in range(kw):
+            dx[..., i : i + sh * oh : sh, j : j + sw * ow : sw] += share
+    return dx[..., ph : ph + h, pw : pw + w]
 
 
 def _embed_grad(ids, g, rows):

@@ -85,7 +85,7 @@ def _pad_rows(x, rows):
 def _im2col(x, kh, kw, stride=1, pad=0):
     """The patch matrix of a convolution, one column per output pixel: [N, C*kh*kw,
     OH*OW], each column in the filters' own order (channel, row, column), as
-    torch.nn.functional.unfold lays it out."""
+    torch.nn.functional.unfold lays it out (stride and pad a number or a pair)."""
     return torch.nn.functional.unfold(x, (kh, kw), padding=pad, stride=stride)
 
 
@@ -97,83 +97,102 @@ def _col2im(col, shape, kh, kw, stride=1, pad=0):
 
 
 def _max_pool(x, size, stride=1, pad=0):
-    """The maximum of every size x size window of the last two axes (windows stride
-    apart, the image surrounded by pad rows and columns of -inf)."""
+    """The maximum of every size window of the last two axes (windows stride apart, the
+    image surrounded by pad rows and columns of -inf; each a number or a pair)."""
+    (kh, kw), (sh, sw), (ph, pw) = [
+        (v, v) if isinstance(v, int) else v for v in (size, stride, pad)
+    ]
     if pad:
-        x = torch.nn.functional.pad(x, (pad, pad, pad, pad), value=-torch.inf)
-    oh = (x.shape[-2] - size) // stride + 1
-    ow = (x.shape[-1] - size) // stride + 1
-    out = x[..., : stride * oh : stride, : stride * ow : stride].clone()
-    for i in range(size):
-        for j in range(size):
+        x = torch.nn.functional.pad(x, (pw, pw, ph, ph), value=-torch.inf)
+    oh = (x.shape[-2] - kh) // sh + 1
+    ow = (x.shape[-1] - kw) // sw + 1
+    out = x[..., : sh * oh : sh, : sw * ow : sw].clone()
+    for i in range(kh):
+        for j in range(kw):
             if i or j:
-                rows = slice(i, i + stride * oh, stride)
-                cols = slice(j, j + stride * ow, stride)
+                rows = slice(i, i + sh * oh, sh)
+                cols = slice(j, j + sw * ow, sw)
                 out = torch.maximum(out, x[..., rows, cols])  # autograd can follow it
     return out
 
 
 def _max_pool_mask(x, out, size, stride=1, pad=0):
     """Where each window of _max_pool took its maximum, one boolean tensor per offset
-    in the window: [size*size, ..., OH, OW] (the argmax mask, ties kept)."""
+    in the window: [kh*kw, ..., OH, OW] (the argmax mask, ties kept)."""
+    (kh, kw), (sh, sw), (ph, pw) = [
+        (v, v) if isinstance(v, int) else v for v in (size, stride, pad)
+    ]
     oh, ow = out.shape[-2:]
     if pad:
-        x = torch.nn.functional.pad(x, (pad, pad, pad, pad), value=-torch.inf)
-    mask = torch.empty((size * size,) + tuple(out.shape), dtype=torch.bool, device=x.device)
-    for i in range(size):
-        for j in range(size):
-            rows = slice(i, i + stride * oh, stride)
-            cols = slice(j, j + stride * ow, stride)
-            torch.eq(x[..., rows, cols], out, out=mask[i * size + j])
+        x = torch.nn.functional.pad(x, (pw, pw, ph, ph), value=-torch.inf)
+    mask = torch.empty((kh * kw,) + tuple(out.shape), dtype=torch.bool, device=x.device)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i, i + sh * oh, sh)
+            cols = slice(j, j + sw * ow, sw)
+            torch.eq(x[..., rows, cols], out, out=mask[i * kw + j])
     return mask
 
 
-def _max_pool_grad(g, mask, size, stride=1, pad=0):
+def _max_pool_grad(g, mask, size, stride=1, pad=0, image=None):
     """The adjoint of _max_pool: each window's adjoint g goes to the pixel holding the
-    window's maximum (mask from _max_pool_mask), split evenly among tied pixels."""
+    window's maximum (mask from _max_pool_mask), split evenly among tied pixels; image,
+    the input's last two sizes, is given when windows leave pixels out (adjoint 0)."""
+    (kh, kw), (sh, sw), (ph, pw) = [
+        (v, v) if isinstance(v, int) else v for v in (size, stride, pad)
+    ]
     oh, ow = g.shape[-2:]
-    h = (oh - 1) * stride + size  # the padded image (the windows tile it exactly)
-    w = (ow - 1) * stride + size
+    h = (oh - 1) * sh + kh  # the padded image, as far as the windows reach
+    w = (ow - 1) * sw + kw
+    if image is not None:
+        h, w = image[0] + 2 * ph, image[1] + 2 * pw
     share = g / mask.sum(dim=0, dtype=g.dtype)
     dx = torch.zeros(tuple(g.shape[:-2]) + (h, w), dtype=g.dtype, device=g.device)
-    for i in range(size):
-        for j in range(size):
-            rows = slice(i, i + stride * oh, stride)
-            cols = slice(j, j + stride * ow, stride)
-            dx[..., rows, cols] += mask[i * size + j] * share
-    return dx[..., pad : h - pad, pad : w - pad]
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i, i + sh * oh, sh)
+            cols = slice(j, j + sw * ow, sw)
+            dx[..., rows, cols] += mask[i * kw + j] * share
+    return dx[..., ph : h - ph, pw : w - pw]
 
 
 def _avg_pool(x, size, stride=1, pad=0):
-    """The mean of every size x size window of the last two axes (windows stride apart;
-    pad rows and columns of zeros around the image count in every mean)."""
+    """The mean of every size window of the last two axes (windows stride apart; pad
+    rows and columns of zeros around the image count in every mean; each a number or
+    a pair)."""
+    (kh, kw), (sh, sw), (ph, pw) = [
+        (v, v) if isinstance(v, int) else v for v in (size, stride, pad)
+    ]
     if pad:
-        x = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    oh = (x.shape[-2] - size) // stride + 1
-    ow = (x.shape[-1] - size) // stride + 1
-    out = x[..., : stride * oh : stride, : stride * ow : stride].clone()
-    for i in range(size):
-        for j in range(size):
+        x = torch.nn.functional.pad(x, (pw, pw, ph, ph))
+    oh = (x.shape[-2] - kh) // sh + 1
+    ow = (x.shape[-1] - kw) // sw + 1
+    out = x[..., : sh * oh : sh, : sw * ow : sw].clone()
+    for i in range(kh):
+        for j in range(kw):
             if i or j:
-                rows = slice(i, i + stride * oh, stride)
-                cols = slice(j, j + stride * ow, stride)
+                rows = slice(i, i + sh * oh, sh)
+                cols = slice(j, j + sw * ow, sw)
                 out += x[..., rows, cols]
-    out /= size * size
+    out /= kh * kw
     return out
 
 
 def _avg_pool_grad(g, shape, size, stride=1, pad=0):
-    """The adjoint of _avg_pool: each window's adjoint spread evenly, g / size^2, over
-    the size x size pixels of the window."""
+    """The adjoint of _avg_pool: each window's adjoint spread evenly, g / (kh*kw), over
+    the pixels of the window (a pixel no window covers gets 0)."""
+    (kh, kw), (sh, sw), (ph, pw) = [
+        (v, v) if isinstance(v, int) else v for v in (size, stride, pad)
+    ]
     h, w = shape[-2:]
-    dx = torch.zeros(tuple(shape[:-2]) + (h + 2 * pad, w + 2 * pad), dtype=g.dtype,
+    dx = torch.zeros(tuple(shape[:-2]) + (h + 2 * ph, w + 2 * pw), dtype=g.dtype,
                      device=g.device)
-    share = g / (size * size)
+    share = g / (kh * kw)
     oh, ow = g.shape[-2:]
-    for i in range(size):
-        for j in range(size):
-            dx[..., i : i + stride * oh : stride, j : j + stride * ow : stride] += share
-    return dx[..., pad : pad + h, pad : pad + w]
+    for i in range(kh):
+        for j in range(kw):
+            dx[..., i : i + sh * oh : sh, j : j + sw * ow : sw] += share
+    return dx[..., ph : ph + h, pw : pw + w]
 
 
 def _embed_grad(ids, g, rows):

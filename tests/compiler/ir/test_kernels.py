@@ -188,8 +188,11 @@ def test_index_add_adds_into_a_copy():
 
 
 # ----------------------------------------------------------------------------- convolution
+# x, kh, kw, stride, pad: per-axis (rows, columns) and windows that leave pixels out too
 CONV = [((2, 3, 5, 4), 3, 2, 1, 1), ((1, 2, 7, 7), 3, 3, 2, 1), ((2, 1, 4, 6), 4, 2, 2, 0),
-        ((1, 3, 3, 3), 1, 1, 1, 0), ((1, 1, 2, 3), 2, 3, 1, 0)]  # x, kh, kw, stride, pad
+        ((1, 3, 3, 3), 1, 1, 1, 0), ((1, 1, 2, 3), 2, 3, 1, 0),
+        ((1, 2, 7, 6), 5, 3, (1, 2), (2, 1)), ((2, 1, 8, 7), 3, 3, 2, 0),
+        ((1, 1, 6, 9), 2, 4, (3, 2), (0, 1)), ((1, 1, 5, 5), 1, 1, 1, (1, 0))]
 
 
 @with_torch
@@ -215,8 +218,19 @@ def test_conv_kernels_keep_float32():
 
 
 # ----------------------------------------------------------------------------- pooling
+# x, size, stride, pad: per-axis (rows, columns) and windows that leave pixels out too
 POOL = [((2, 2, 4, 4), 2, 2, 0), ((1, 2, 5, 5), 3, 1, 1), ((2, 5, 8), 2, 3, 0),
-        ((3, 4), 2, 1, 1), ((1, 1, 7, 7), 3, 2, 1)]  # x, size, stride, pad
+        ((3, 4), 2, 1, 1), ((1, 1, 7, 7), 3, 2, 1), ((1, 2, 7, 6), (3, 2), (2, 1), (1, 0)),
+        ((1, 1, 7, 7), 2, 2, 0), ((2, 7, 10), (2, 3), (3, 2), (1, 0)),
+        ((1, 2, 9, 8), (4, 1), (2, 3), 0)]
+
+
+def _image(shape, size, stride, pad):
+    """The image size _max_pool_grad is given when the windows leave rows or columns
+    out (None when they reach the padded image's last row and column)."""
+    pairs = [(v, v) if isinstance(v, int) else v for v in (size, stride, pad)]
+    left = [(n + 2 * p - k) % s for n, k, s, p in zip(shape[-2:], *pairs)]
+    return tuple(shape[-2:]) if any(left) else None
 
 
 def _torch_pool(pool, x, size, stride, pad):
@@ -237,8 +251,10 @@ def test_max_pool_its_mask_and_gradient_against_torch(shape, size, stride, pad):
     g = RNG.normal(size=out.shape)
     want.backward(t(g))
     mask = kernels._max_pool_mask(x, out, size, stride, pad)
-    assert mask.shape == (size * size,) + out.shape and mask.dtype == bool
-    close(kernels._max_pool_grad(g, mask, size, stride, pad), xt.grad)
+    assert mask.shape == (np.prod(np.broadcast_to(size, 2)),) + out.shape
+    assert mask.dtype == bool
+    image = _image(shape, size, stride, pad)
+    close(kernels._max_pool_grad(g, mask, size, stride, pad, image), xt.grad)
 
 
 def test_max_pool_gradient_splits_ties_evenly():
@@ -247,6 +263,23 @@ def test_max_pool_gradient_splits_ties_evenly():
     mask = kernels._max_pool_mask(x, out, 2, 2, 0)
     close(kernels._max_pool_grad(np.full((1, 1, 1, 1), 8.0), mask, 2, 2, 0),
           np.full((1, 1, 2, 2), 2.0))
+
+
+def test_pixels_no_window_reads_get_a_zero_gradient():
+    """7x7 at 2x2, stride 2 (PyTorch's rule): the last row and column are left out, and
+    the whole adjoint lands on the 6x6 pixels the windows read."""
+    x = RNG.normal(size=(2, 3, 7, 7))
+    out = kernels._max_pool(x, 2, 2)
+    assert out.shape == (2, 3, 3, 3)
+    mask = kernels._max_pool_mask(x, out, 2, 2)
+    g = RNG.normal(size=out.shape)
+    patches = RNG.normal(size=kernels._im2col(x, 2, 2, 2).shape)
+    for dx, total in ((kernels._max_pool_grad(g, mask, 2, 2, image=(7, 7)), g.sum()),
+                      (kernels._avg_pool_grad(g, x.shape, 2, 2), g.sum()),
+                      (kernels._col2im(patches, x.shape, 2, 2, 2), patches.sum())):
+        assert dx.shape == x.shape
+        assert not dx[..., 6, :].any() and not dx[..., :, 6].any()
+        assert np.isclose(dx.sum(), total)
 
 
 @with_torch
