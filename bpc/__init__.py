@@ -23,12 +23,37 @@ import os
 __all__ = ["Model", "compile", "load", "load_checkpoint", "Checkpoint", "__version__"]
 
 
+def _interrupted_early(signum, frame):  # pragma: no cover - timing dependent
+    """Ctrl-C before ``bpc.cli.main`` runs (while Python imports bpc): exit 130, quietly."""
+    os.write(2, b"bpc: interrupted\n")
+    os._exit(130)
+
+
+def _as_the_command() -> bool:
+    """Whether this process is the ``bpc`` command (``python -m bpc``, whose argv[0] is
+    "-m" while this file runs, or the ``bpc`` script), not a program importing bpc."""
+    import sys  # loaded with the interpreter: no time
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 == "-m" or os.path.basename(argv0) == "bpc" \
+        or argv0.endswith(os.path.join("bpc", "__main__.py"))
+
+
+# The command's early Ctrl-C handler, first of all bpc's code: from here to the command's
+# own handler (bpc.cli.main) an interrupt exits 130 without a traceback. Never over a
+# handler someone else installed (or SIG_IGN). _signal is the C module: no import time.
+if _as_the_command():
+    import _signal
+
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        _signal.signal(_signal.SIGINT, _interrupted_early)
+
 # The layout: installed, ``bpc/compiler`` and ``bpc/runtime`` are inside this package
 # (pyproject's package-dir); in a source tree they stay the top-level folders beside
 # ``bpc/``, found through this package's path (and only as ``bpc.compiler`` and
 # ``bpc.runtime``: nothing imports them under another name).
-# Only os (loaded with the interpreter) here: "python -m bpc" runs this file
-# before the command's early Ctrl-C handler exists, so it must take no time.
+# Only os (loaded with the interpreter) here: "python -m bpc" runs this file first,
+# so it must take no time.
 try:
     _HERE = os.path.dirname(os.path.abspath(__file__))
     _ROOT = os.path.dirname(_HERE)
@@ -40,9 +65,7 @@ except KeyboardInterrupt:
     # Ctrl-C while the bpc command starts (``python -m bpc...`` runs this file before
     # the command's own handler exists): exit as the command does on Ctrl-C, quietly,
     # with 130. Imported by a program, bpc leaves the interrupt to it.
-    import sys
-
-    if sys.argv[:1] == ["-m"] or os.path.basename(sys.argv[0] if sys.argv else "") == "bpc":
+    if _as_the_command():
         os._exit(130)
     raise
 

@@ -11,30 +11,15 @@ Exit codes: 0 ok, 1 a check failed (spec errors, gradient check, diverged traini
 
 from __future__ import annotations
 
-import _signal  # the C module: imported in no time, unlike signal (enums)
+import argparse
+import importlib
 import os
+import signal
 import sys
 
-
-def _interrupted_early(signum, frame):  # pragma: no cover - timing dependent
-    """Ctrl-C before ``main`` runs (while Python imports bpc): exit 130, no traceback."""
-    os.write(2, b"bpc: interrupted\n")
-    os._exit(130)
-
-
-# Only as the command (python -m bpc, or the bpc script), never in a program that
-# imports bpc, and never over a handler someone else installed (or SIG_IGN).
-_ARGV0 = sys.argv[0] if sys.argv else ""
-if (os.path.basename(_ARGV0) == "bpc" or _ARGV0.endswith(os.path.join("bpc", "__main__.py"))) \
-        and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
-    _signal.signal(_signal.SIGINT, _interrupted_early)
-
-import argparse  # noqa: E402 - after the handler, which must come first
-import importlib  # noqa: E402
-import signal  # noqa: E402
-
-from bpc.compiler.errors import SpecError  # noqa: E402
-from bpc.runtime.errors import UserError  # noqa: E402
+from bpc import _interrupted_early  # the early Ctrl-C handler, installed by bpc/__init__
+from bpc.compiler.errors import SpecError
+from bpc.runtime.errors import UserError
 
 # The commands, in the order ``bpc --help`` lists them: each names a module of this package.
 COMMANDS = (
