@@ -25,16 +25,14 @@ def _check_operands(q, k, v, nodes):
     that broadcast), keys and queries of one width, as many values as keys."""
     for at, x in enumerate((q, k, v)):
         if len(x.shape) < 2:
-            raise _located(f"attention's {'qkv'[at]} is a sequence [..., T, d]; this one is "
-                           f"{fmt_shape(x.shape)}", nodes, at)
+            raise _located(f"attention's {'qkv'[at]} must be a sequence [..., T, d]", nodes,
+                           at)
     if q.shape[-1] != k.shape[-1]:
-        raise _located(f"attention compares each query with each key, so q and k must have "
-                       f"the same last axis: q is {fmt_shape(q.shape)}, k "
-                       f"{fmt_shape(k.shape)}", nodes, 1)
+        raise _located(f"attention compares each query with each key, so k's last axis "
+                       f"must be q's, {q.shape[-1]}", nodes, 1)
     if k.shape[-2] != v.shape[-2]:
-        raise _located(f"attention takes one value per key, so k and v must have the same "
-                       f"number of steps (axis -2): k is {fmt_shape(k.shape)}, v "
-                       f"{fmt_shape(v.shape)}", nodes, 2)
+        raise _located(f"attention takes one value per key, so v must have as many steps "
+                       f"(axis -2) as k, {k.shape[-2]}", nodes, 2)
 
 
 def _keys_mask(b, keys, scores, nodes):
@@ -70,7 +68,7 @@ def _attention(b, a, s):
     if mask is not None:
         if not _fits(mask.shape, scores.shape):
             raise _located(f"attention's mask must broadcast to the scores "
-                           f"{fmt_shape(scores.shape)}, not be {fmt_shape(mask.shape)}",
+                           f"{fmt_shape(scores.shape)}",
                            nodes, 3, hint="a causal mask is [Tq, Tk]; a padding mask goes "
                                           "in keys=")
         masks.append(mask)
