@@ -174,4 +174,6 @@ KINDS = (LayerKind("attention", sig(("causal", None), "heads", ("mask", None),
 EXAMPLES = (Example("attention heads=2", "[N, 3, 4]"),
             Example("attention heads=2 causal bias=none; pool mean", "[N, 3, 4]"),
             Example("transformer heads=2 ff=6; pool mean", "[N, 3, 4]"),
-            Example("transformer heads=2 ff=6 norm=pre causal", "[N, 3, 4]"))
+            Example("transformer heads=2 ff=6 norm=pre causal", "[N, 3, 4]"),
+            Example("attention heads=2 dropout=0.3; transformer heads=1 ff=5 dropout=0.2",
+                    "[N, 3, 4]"))
