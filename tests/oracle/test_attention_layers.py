@@ -3,7 +3,8 @@ weights, float64: ``nn.MultiheadAttention(batch_first=True)`` (its ``in_proj`` t
 stacked transposes of Wq, Wk, Wv) without a mask, causal, with a key padding mask and
 both; ``nn.TransformerEncoderLayer(batch_first=True)`` post-norm and pre-norm, dropout 0
 (and with dropout, inference equal to dropout 0). The output, the loss and the gradient
-of every parameter, in both code styles."""
+of every parameter, in both code styles; and the PyTorch target against the NumPy one
+on a classifier with both layers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the attention oracle needs PyTorch; skipped")
 
 from bpc.compiler.compilation import Compilation  # noqa: E402
+from torch_twin import agree  # noqa: E402
 
 N, T, D, H, FF = 2, 5, 6, 3, 7
 SPEC = f"""model block
@@ -151,3 +153,22 @@ def test_transformer_dropout_is_the_identity_in_inference(norm):
     with torch.no_grad():
         want = torch_layer(_t(data["x"]))
     np.testing.assert_allclose(np.asarray(out), want.numpy(), rtol=1e-9, atol=1e-12)
+
+
+CLASSIFIER = """model classifier
+input x : [N, T, 8]
+input keep : [N, T]
+target t : [N]
+layers x -> y {
+  posenc sinusoidal; attention heads=2 causal
+  transformer heads=2 ff=16 norm=pre causal mask=keep dropout=0.1; pool mean; dense 3
+}
+loss L = softmax_cross_entropy(y, t)
+"""
+
+
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+def test_torch_target_agrees_on_a_transformer_classifier(style):
+    comp = Compilation.from_text(CLASSIFIER, "classifier.bp", style=style)
+    problems = agree(comp, seed=0)
+    assert not problems, "\n".join(problems)
