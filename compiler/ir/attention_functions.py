@@ -91,15 +91,17 @@ def _attention(b, a, s):
 
 
 def _split_heads(b, a, s):
-    """[..., T, D] -> [..., H, T, D / H]: the features cut into H heads of D / H each,
+    """[N, ..., T, D] -> [N, ..., H, T, D / H]: the features cut into H heads of D / H each,
     the heads moved before the time axis (a reshape, then a transpose)."""
     x, heads = a["x"], whole_number(s["heads"])
     if heads is None or heads < 1:
         raise ShapeError(f"split_heads' heads must be a whole number >= 1, not "
                          f"{s['heads']!r}", (), hint="e.g. heads=4")
-    if len(x.shape) < 2 or not isinstance(x.shape[-1], int):
-        raise ShapeError(f"split_heads cuts the features of a sequence [..., T, D] of fixed "
-                         f"width D; this one is {fmt_shape(x.shape)}", (0,))
+    if len(x.shape) < 3 or not isinstance(x.shape[-1], int):
+        raise ShapeError(f"split_heads cuts the features of a batch of sequences [N, T, D] "
+                         f"(D fixed); this value is {fmt_shape(x.shape)}", (0,),
+                         hint="attention runs over the steps T of each sequence: an input "
+                              "[N, T, D]")
     width = x.shape[-1]
     if width % heads:
         raise ShapeError(f"{heads} heads do not divide the width {width} of "
