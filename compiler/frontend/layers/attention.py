@@ -46,12 +46,6 @@ def _word(site: Site) -> bool | None:
     return None
 
 
-def _param(site: Site, name: str, dims: list, init: ast.Expr, origin: str) -> ast.Param:
-    sp = site.sp
-    return ast.Param(sp, name, site.at, ast.Shape([ast.Dim(d, sp) for d in dims], sp), init,
-                     origin=origin)
-
-
 def _width(site: Site) -> ast.FanIn:
     return ast.FanIn(site.h, rows=True)
 
@@ -66,8 +60,10 @@ class _Writer:
         return ast.Name(self.site.sp, f"{self.base}_{suffix}")
 
     def param(self, suffix: str, dims: list, init: ast.Expr, what: str) -> ast.Name:
-        self.out.append(_param(self.site, f"{self.base}_{suffix}", dims, init,
-                               f"{self.origin}: {what}"))
+        sp = self.site.sp
+        self.out.append(ast.Param(sp, f"{self.base}_{suffix}", self.site.at,
+                                  ast.Shape([ast.Dim(d, sp) for d in dims], sp), init,
+                                  origin=f"{self.origin}: {what}"))
         return self.name(suffix)
 
     def eq(self, suffix: str, value: ast.Expr) -> ast.Name:
@@ -111,9 +107,9 @@ def _self_attention(w: _Writer, x: ast.Expr, heads: int, causal: bool,
     equations up to ``{base}_heads``; the output projection is returned."""
     sp, d = w.site.sp, _width(w.site)
     count = ast.Num(sp, heads, str(heads))
-    parts = [w.call("split_heads", [w.eq(n, w.dense(x, n, [d, d], init, f"the {what}s' "
-                                                    "projection")), count])
-             for n, what in (("q", "querie"), ("k", "key"), ("v", "value"))]
+    parts = [w.call("split_heads", [w.eq(n, w.dense(x, n, [d, d], init,
+                                                    f"the {what}' projection")), count])
+             for n, what in (("q", "queries"), ("k", "keys"), ("v", "values"))]
     p = w.site.args["dropout"]
     heads_out = w.eq("heads", w.call(
         "attention", parts, keys=w.site.args["mask"],
