@@ -524,8 +524,10 @@ FUNCTIONS: dict[str, Function] = {
                       _batch_norm, static=("momentum", "eps"), states=("mean", "var")),
 }
 
-# The sequence models' functions (layer norm, pooling over time) have a module of their own,
-# built on this one's helpers, hence imported last.
+# The sequence models' functions (layer norm, pooling over time) and attention's have
+# modules of their own, built on this one's helpers, hence imported last.
 from .sequence_functions import FUNCTIONS as _SEQUENCE_FUNCTIONS  # noqa: E402
+from .attention_functions import FUNCTIONS as _ATTENTION_FUNCTIONS  # noqa: E402
 
 FUNCTIONS.update(_SEQUENCE_FUNCTIONS)
+FUNCTIONS.update(_ATTENTION_FUNCTIONS)

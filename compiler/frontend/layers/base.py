@@ -25,9 +25,10 @@ ACTIVATION = "activation"  # a role: it chooses the default initializer of the l
 
 @dataclass(frozen=True)
 class Expansion:
-    """What one layer line stands for: declarations, then ``name = value``."""
+    """What one layer line stands for: declarations (and earlier steps' equations), then
+    ``name = value``."""
 
-    decls: list[ast.Stmt]
+    decls: list[ast.Stmt]  # parameters, and equations of the steps before its own
     name: str  # the equation's name (the stack's last equation takes OUT instead)
     value: ast.Expr
 

@@ -451,6 +451,17 @@ def test_positional_encodings():
              extra="input x : [N, T, 3]", feeds={"x": np.ones((2, 4, 3))}, r_shape=(2, 4, 3))
 
 
+@pytest.mark.parametrize("how", ["", ", causal=true", ", keys=k", ", mask=causal(3), keys=k"])
+def test_attention_and_heads(how):
+    """Heads split from a [2, 3, 4] sequence, attended over (masked or not) and merged:
+    the gradient reaches q, k and v through the scores, the softmax and the product."""
+    TESTED_FUNCTIONS.update({"attention", "split_heads", "merge_heads"})
+    heads = "attention(split_heads(a, 2), split_heads(b, 2), split_heads(c, 2)" + how + ")"
+    run_case({"a": (2, 3, 4), "b": (2, 3, 4), "c": (2, 3, 4)}, f"merge_heads({heads})",
+             (2, 3, 4), extra="input k : [2, 3]",
+             feeds={"k": np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])})
+
+
 def test_stop_gradient():
     """stop_gradient(a) * b: the value a * b; the gradient of b is that of c * b with c a
     constant input equal to a (finite differences of that spec), and a gets none."""

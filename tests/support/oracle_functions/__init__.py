@@ -4,7 +4,8 @@ values in scope), gathered from the families' tables."""
 
 from __future__ import annotations
 
-from oracle_functions import arrays, elementwise, images, losses, modes, sequences
+from oracle_functions import arrays, attention, elementwise, images, losses, modes, sequences
 
 FUNCTIONS = {**elementwise.FUNCTIONS, **arrays.FUNCTIONS, **images.FUNCTIONS,
-             **losses.FUNCTIONS, **modes.FUNCTIONS, **sequences.FUNCTIONS}
+             **losses.FUNCTIONS, **modes.FUNCTIONS, **sequences.FUNCTIONS,
+             **attention.FUNCTIONS}

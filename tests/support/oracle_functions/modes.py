@@ -16,8 +16,13 @@ def _dropout(o, e: ast.Call, env):
     p = float(o.const(b["p"]))
     if not 0 <= p < 1:
         raise OracleError(f"dropout's p must be in [0, 1), not {p}")
+    return _dropout_mask(o, x, p)
+
+
+def _dropout_mask(o, x, p: float):
+    """Inverted dropout of ``x`` in training, the identity in inference."""
     if not o.train:
-        return x  # inference: the identity
+        return x
     # inverted dropout with the module's mask: the next draw of the generator
     # (every site draws, in spec order, whatever its p and whether or not the
     # loss reads it)
