@@ -39,6 +39,8 @@ from ..runtime.modes import fixed_masks
 from ..runtime.points import check_memory, check_point, contract
 
 SMALL = 12  # values with at most this many entries are printed in full
+LOOP_STEPS = 4  # the length of a random sequence a loop over time steps through
+EDGE_STEPS = 2  # a loop's first and last steps are shown, the ones between left out
 BATCH_ROWS = 4  # examples of a trace of a model with batch statistics (batch norm)
 
 
@@ -87,9 +89,13 @@ class Line:
     numeric: str | None = None  # the right-hand side with numbers for operands (Python)
     source: str | None = None  # the spec text this step comes from
     spec_line: int | None = None
+    step: int | None = None  # a loop's step t this value is of
 
     def text(self, digits: int = 6) -> str:
-        head = f"{self.name} = {mathy(self.expr)}" if self.expr else self.name
+        if self.value is None:  # a note: a loop's header, steps left out
+            return self.name
+        assign = " " if self.name.endswith("=") else " = "  # a loop's 'dL_dWh +='
+        head = f"{self.name}{assign}{mathy(self.expr)}" if self.expr else self.name
         if self.numeric is not None:
             head += f" = {mathy(self.numeric)}"
         return f"{head} = {summarize(self.value, digits)}"
@@ -169,6 +175,13 @@ def batch_rows(prog: Program) -> int:
     return BATCH_ROWS if prog.updates else 1
 
 
+def time_axes(prog: Program) -> set[str]:
+    """The symbolic lengths (``T``) of the sequences the program's loops step through."""
+    loops = [bd.node.args[0] for bd in prog.forward if bd.node.op == "part"]
+    return {a.shape[1] for node in loops for a in node.args[len(_body(node).carries):]
+            if len(a.shape) > 1 and isinstance(a.shape[1], str)}
+
+
 def point(comp: Compilation, at: dict | None = None, row: int | None = None,
           seed: int = 0) -> tuple[dict, dict, str]:
     """(feeds, params, description) for the spec compiled as ``comp``: parameters from
@@ -195,7 +208,7 @@ def point(comp: Compilation, at: dict | None = None, row: int | None = None,
     check_memory(declared, rows, "a worked example", "")
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
-    feeds = random_feeds(prog, rng, rows)
+    feeds = random_feeds(prog, rng, rows, dict.fromkeys(time_axes(prog), LOOP_STEPS))
     random = bool(feeds) or any(prog.inits[bd.name].kind not in ("value", "array", "zeros",
                                                                    "ones", "constant")
                                 for bd in prog.params)
@@ -296,18 +309,6 @@ def _numeric(node, values, digits: int = 6) -> str | None:
         return None  # an op whose printing needs more than its operands' text
 
 
-def _refuse_loops(prog: Program) -> None:
-    """A loop over time has no trace yet (its steps' numbers): said, located at it."""
-    from ..compiler.errors import Diagnostic, SpecError
-
-    loop = next((bd for bd in prog.forward if PRIMITIVES[bd.node.op].loop), None)
-    if loop is not None:
-        raise SpecError(Diagnostic(
-            "the worked example does not show a loop over time yet", loop.span,
-            "bpc show, gradcheck, stats and graph work on this spec"), "\n".join(
-            prog.source_lines[k] for k in sorted(prog.source_lines)))
-
-
 def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
           step: bool = False, module=None, digits: int = 6,
           state: dict | None = None) -> Trace:
@@ -319,13 +320,11 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
     from ..compiler.backend.printer import source_text
 
     prog = comp.program
-    _refuse_loops(prog)
-
     statements = _statements(prog)
     state = initial_state(prog) if state is None else state
     with np.errstate(all="ignore"):
-        values = evaluate_nodes(prog, feeds, params, [st.node for st in statements],
-                                state=state)
+        values = evaluate_nodes(prog, feeds, params, [st.node for st in statements]
+                                + _loop_results(prog, statements), state=state)
     module = module or comp.restyled("textbook").module
     _agree(prog, module, feeds, params, values, state)
     forward = {bd.name: bd for bd in prog.forward}
@@ -359,6 +358,9 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
             source = " and ".join(dict.fromkeys(  # batch norm's steps share one line
                 source_text(prog, forward[s]) or s for s in bd.sources if s in forward))
             line = first.span.line if first is not None and first.span else None
+        if st.kind == "loop":
+            out.lines += _loop(prog, st, values, section, source, line, digits)
+            continue
         numeric = None if st.alias else _numeric(st.node, values, digits)
         out.lines.append(Line(st.name, section, st.expr,
                               np.asarray(values[st.node.id], dtype=float),
@@ -367,6 +369,74 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
     if step:
         out.lines += _update(prog, module, params, values, out, digits)
     return out
+
+
+def _loop_results(prog: Program, statements) -> list:
+    """The nodes that read each loop's results (``part``s), for their values."""
+    named = {bd.name: bd.node for bd in prog.forward + prog.backward}
+    return [named[name] for st in statements for name in st.defines if name in named]
+
+
+def _steps_shown(length: int) -> set[int]:
+    """A loop's steps the trace shows: all of a short one, the first and last
+    ``EDGE_STEPS`` of a long one."""
+    if length <= 2 * EDGE_STEPS + 1:
+        return set(range(length))
+    return set(range(EDGE_STEPS)) | set(range(length - EDGE_STEPS, length))
+
+
+def _loop(prog: Program, st, values: dict, section: str, source, spec_line,
+          digits: int) -> list[Line]:
+    """A loop over time step by step: each step's statements with their values at t (the
+    forward for t = 0, 1, …; the backward reversed, each step starting from the adjoints
+    it is seeded with, the carried ``dL_dh_next`` included), long loops elided to their
+    first and last steps, then the loop's results."""
+    from ..compiler.ir.ops.recurrence import scan_grad_steps, scan_steps
+
+    node = st.node
+    args = [values[a.id] for a in node.args]
+    head = next(line for line in st.lines if line.startswith("for "))
+    out = [Line(head, section, "", None, source=source, spec_line=spec_line)]
+    if node.op == "scan":
+        steps = scan_steps(node.attr("body"), args)
+        seeds = []
+    else:
+        steps = ((t, got) for t, got, _ in scan_grad_steps(node.attr("grad"), args))
+        seeds = [leaf for leaf in node.attr("grad").seeds if leaf is not None]
+    # each step statement under the name the code gives it (dL_dh_next, dL_dWh +=)
+    code = [line.strip() for line in st.lines if line[:1].isspace()]  # the loop's body
+    lhs = {rest: f"{name} +=" for name, _, rest in (c.partition(" += ") for c in code)
+           if rest}
+    lhs.update({rest: name for name, _, rest in (c.partition(" = ") for c in code) if rest})
+    rhs = {name: rest for rest, name in lhs.items()}
+    length = np.shape(args[len(_body(node).carries)])[1]
+    shown, skipped = _steps_shown(length), []
+    for t, got in steps:
+        if t not in shown:
+            skipped.append(t)
+            continue
+        if skipped:
+            out.append(_left_out(skipped, section))
+            skipped = []
+        out += [Line(leaf.attr("name"), section, rhs.get(leaf.attr("name"), ""),
+                     np.asarray(got[leaf.id], dtype=float), step=t)
+                for leaf in seeds if leaf.id in got]
+        out += [Line(lhs.get(inner.expr, inner.name), section, inner.expr, np.asarray(got[inner.node.id],
+                                                                 dtype=float),
+                     None if inner.alias else _numeric(inner.node, got, digits), step=t)
+                for inner in st.steps]
+    named = {bd.name: bd.node for bd in prog.forward + prog.backward}
+    return out + [Line(name, section, "", np.asarray(values[named[name].id], dtype=float))
+                  for name in st.defines if name in named]
+
+
+def _body(node):
+    return node.attr("body") or node.attr("grad").body
+
+
+def _left_out(steps: list[int], section: str) -> Line:
+    return Line(f"… t = {min(steps)} to {max(steps)} left out ({len(steps)} steps)",
+                section, "", None)
 
 
 def _agree(prog: Program, module, feeds: dict, params: dict, values: dict,
@@ -464,7 +534,8 @@ def rounding_scale(node, values: dict) -> float:
     if moved:  # values moved, not computed (a reshape of a sum): the rounding they carry
         return max([scale] + [rounding_scale(node.args[k], values) for k in moved
                               if node.args[k].id in values])
-    args = [np.asarray(values[a.id], dtype=float) for a in node.args if a.id in values]
+    args = [np.asarray(values[a.id], dtype=float) for a in node.args
+            if a.id in values and a.dtype != "tuple"]  # a loop's results: their own scale
     args = [a for a in args if a.size and np.all(np.isfinite(a))]
     if not args:
         return scale
@@ -533,11 +604,16 @@ def format_trace(tr: Trace, digits: int = 6) -> str:
         if not rows:
             continue
         lines += ["", f"# {titles[section]}"]
+        step = None
         for ln in rows:
             if section == "backward" and ln.source and ln.source != last_source:
                 lines.append(f"  # {ln.source}")
                 last_source = ln.source
-            lines.append(("    " if section == "backward" else "  ") + ln.text(digits))
+            indent = "    " if section == "backward" else "  "
+            if ln.step is not None and ln.step != step:
+                lines.append(f"{indent}  t = {ln.step}:")
+            step = ln.step
+            lines.append(indent + ("    " if ln.step is not None else "") + ln.text(digits))
     lines += ["", f"{tr.loss_name} = {fmt(tr.loss, max(digits, 10))}"]
     return "\n".join(lines) + "\n"
 

@@ -106,24 +106,32 @@ def _run_step(nodes, feeds: dict[int, np.ndarray], dtype) -> dict[int, np.ndarra
     return evaluate_graph(list(nodes), dict(feeds), dtype.name)
 
 
-def _scan_evaluate(values, attrs):
-    body: Body = attrs["body"]
+def scan_steps(body: Body, values):
+    """The forward loop step by step: ``(t, got)`` for t = 0 .. T-1, ``got`` the value
+    of every node of the step at t (its leaves included), by node id; ``values`` the
+    loop's arguments. The evaluator stacks them; ``bpc trace`` shows them."""
     inits, seqs, closed = _split(body, [np.asarray(v) for v in values])
     dtype = np.result_type(*(v for v in values if np.asarray(v).dtype.kind == "f"))
-    length = _length(body, seqs)
     prev = list(inits)
-    out: list[np.ndarray | None] = [None] * len(body.steps)
     fixed = {leaf.id: v for leaf, v in zip(body.closed, closed)}
-    for t in range(length):
+    for t in range(_length(body, seqs)):
         feeds = {**fixed, **{leaf.id: v for leaf, v in zip(body.carries, prev)},
                  **{leaf.id: s[:, t] for leaf, s in zip(body.slices, seqs)}}
         got = _run_step(body.steps, feeds, dtype)
+        yield t, got
+        prev = [got[body.steps[j].id] for j in body.carried]
+
+
+def _scan_evaluate(values, attrs):
+    body: Body = attrs["body"]
+    length = _length(body, _split(body, list(values))[1])
+    out: list[np.ndarray | None] = [None] * len(body.steps)
+    for t, got in scan_steps(body, values):
         for j, step in enumerate(body.steps):
             value = np.asarray(got[step.id])
             if out[j] is None:
                 out[j] = np.empty((value.shape[0], length, *value.shape[1:]), value.dtype)
             out[j][:, t] = value
-        prev = [got[body.steps[j].id] for j in body.carried]
     return tuple(out)
 
 
@@ -147,8 +155,12 @@ def _scan_vjp(b, n: Node, results: dict[int, Node]) -> list[Node | None]:
             for i, g in enumerate(grad.grads)]
 
 
-def _scan_grad_evaluate(values, attrs):
-    grad: BodyGrad = attrs["grad"]
+def scan_grad_steps(grad: BodyGrad, values):
+    """Backpropagation through time step by step: ``(t, got, d_next)`` for t = T-1 .. 0,
+    ``got`` the value of every node of the step's derivative at t (seeds and saved values
+    included), by node id, ``d_next`` each carried value's adjoint handed to the step
+    before (``dL_dh_next``); ``values`` the ``scan_grad``'s arguments. The evaluator sums
+    them; ``bpc trace`` shows them."""
     body = grad.body
     n_args, n_steps = len(body.leaves), len(body.steps)
     args = [np.asarray(v) for v in values[:n_args]]
@@ -157,14 +169,11 @@ def _scan_grad_evaluate(values, attrs):
     given = [np.asarray(next(outer)) if g else None for g in grad.given]
     inits, seqs, closed = _split(body, args)
     dtype = np.result_type(*(v for v in args if v.dtype.kind == "f"))
-    length = _length(body, seqs)
     carried = {j: k for k, j in enumerate(body.carried)}
     d_next = [np.zeros_like(v) for v in inits]
-    d_closed = [np.zeros_like(v, dtype=dtype) for v in closed]
-    d_seqs = [np.zeros_like(v, dtype=dtype) for v in seqs]
     fixed = {leaf.id: v for leaf, v in zip(body.closed, closed)}
     roots = [g for g in grad.grads if g is not None]
-    for t in reversed(range(length)):
+    for t in reversed(range(_length(body, seqs))):
         feeds = {**fixed}
         for k, leaf in enumerate(body.carries):
             feeds[leaf.id] = stacked[body.carried[k]][:, t - 1] if t else inits[k]
@@ -176,9 +185,22 @@ def _scan_grad_evaluate(values, attrs):
             seed = given[j][:, t] if given[j] is not None else 0
             feeds[leaf.id] = seed + d_next[carried[j]] if j in carried else seed
         got = _run_step(roots, feeds, dtype)
+        d_next = [np.asarray(got[g.id] if g is not None else None)
+                  for g in grad.grads[:len(body.carries)]]
+        yield t, got, d_next
+
+
+def _scan_grad_evaluate(values, attrs):
+    grad: BodyGrad = attrs["grad"]
+    body = grad.body
+    inits, seqs, closed = _split(body, [np.asarray(v) for v in values[:len(body.leaves)]])
+    dtype = np.result_type(*(v for v in inits + seqs + closed if v.dtype.kind == "f"))
+    d_next = [np.zeros_like(v) for v in inits]
+    d_closed = [np.zeros_like(v, dtype=dtype) for v in closed]
+    d_seqs = [np.zeros_like(v, dtype=dtype) for v in seqs]
+    for t, got, d_next in scan_grad_steps(grad, values):
         at = [got[g.id] if g is not None else None for g in grad.grads]
-        d_prev, d_slice, d_fixed = _split(body, at)
-        d_next = [np.asarray(d) for d in d_prev]
+        _, d_slice, d_fixed = _split(body, at)
         for k, d in enumerate(d_slice):
             if d is not None:
                 d_seqs[k][:, t] = d
