@@ -175,13 +175,6 @@ def batch_rows(prog: Program) -> int:
     return BATCH_ROWS if prog.updates else 1
 
 
-def time_axes(prog: Program) -> set[str]:
-    """The symbolic lengths (``T``) of the sequences the program's loops step through."""
-    loops = [bd.node.args[0] for bd in prog.forward if bd.node.op == "part"]
-    return {a.shape[1] for node in loops for a in node.args[len(_body(node).carries):]
-            if len(a.shape) > 1 and isinstance(a.shape[1], str)}
-
-
 def point(comp: Compilation, at: dict | None = None, row: int | None = None,
           seed: int = 0) -> tuple[dict, dict, str]:
     """(feeds, params, description) for the spec compiled as ``comp``: parameters from
@@ -191,6 +184,7 @@ def point(comp: Compilation, at: dict | None = None, row: int | None = None,
     ``batch_rows(prog)`` examples (rows K, K+1, … of the data), or as many as the values
     ``at`` gives."""
     from ..compiler.ir.evaluate import initial_params, random_feeds
+    from ..compiler.ir.ops.recurrence import time_axes
 
     prog = comp.ir
 
@@ -421,8 +415,8 @@ def _loop(prog: Program, st, values: dict, section: str, source, spec_line,
         out += [Line(leaf.attr("name"), section, rhs.get(leaf.attr("name"), ""),
                      np.asarray(got[leaf.id], dtype=float), step=t)
                 for leaf in seeds if leaf.id in got]
-        out += [Line(lhs.get(inner.expr, inner.name), section, inner.expr, np.asarray(got[inner.node.id],
-                                                                 dtype=float),
+        out += [Line(lhs.get(inner.expr, inner.name), section, inner.expr,
+                     np.asarray(got[inner.node.id], dtype=float),
                      None if inner.alias else _numeric(inner.node, got, digits), step=t)
                 for inner in st.steps]
     named = {bd.name: bd.node for bd in prog.forward + prog.backward}

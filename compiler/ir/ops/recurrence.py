@@ -210,6 +210,36 @@ def _scan_grad_evaluate(values, attrs):
     return tuple(d_next + d_seqs + d_closed)
 
 
+def time_axes(prog: Program) -> set[str]:
+    """The symbolic lengths (``T``) of the sequences the program's loops step through."""
+    loops = [bd.node.args[0] for bd in prog.forward if bd.node.op == "part"]
+    return {a.shape[1] for node in loops for a in node.args[len(node.attr("body").carries):]
+            if len(a.shape) > 1 and isinstance(a.shape[1], str)}
+
+
+def step_grad_norms(grad: BodyGrad, values, last_only: bool = False
+                    ) -> dict[str, list[float]]:
+    """Each step equation with an adjoint from outside its step (the loss's at t, or the
+    next step's for a carried value) -> the norm of that adjoint at t = 0 .. T-1
+    (``||dL/dh_t||``): how the gradient vanishes or explodes going back in time; with
+    ``last_only``, of the loss's adjoints at the last step alone, carried back."""
+    if last_only:
+        k = len(grad.body.leaves) + len(grad.body.steps)
+        values = list(values[:k]) + [_at_last(np.asarray(v)) for v in values[k:]]
+    seeds = [(name, leaf) for name, leaf in zip(grad.body.names, grad.seeds) if leaf is not None]
+    norms: dict[str, list[float]] = {name: [] for name, _ in seeds}
+    for _, got, _ in scan_grad_steps(grad, values):
+        for name, leaf in seeds:
+            norms[name].append(float(np.linalg.norm(got[leaf.id])))
+    return {name: steps[::-1] for name, steps in norms.items()}  # t = 0 first
+
+
+def _at_last(stacked: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(stacked)
+    out[:, -1] = stacked[:, -1]
+    return out
+
+
 def body_grad(body: Body, dtype: str, loss: str, given: tuple[bool, ...]) -> BodyGrad:
     """The step's derivative, made once per body and adjoints given: the body's
     equations (``h_t``) and a pseudo-loss ``sum_j sum(step_j * seed_j)`` over the steps
