@@ -260,12 +260,13 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
                     if stateful else '') + '</p>'
                  f'<div class="scroll">{to_svg(graph)}</div></section>')
     trace_rows = []
-    for ln in tr.lines:
-        trace_rows.append((esc(ln.section), f"<code>{esc(ln.name)}</code>",
+    for ln in tr.lines:  # a loop's step: 't = 3: h_t'; a note (a loop's header): no value
+        step = "" if ln.step is None else f"t = {ln.step}: "
+        value = "" if ln.value is None else summarize(ln.value, 6)
+        trace_rows.append((esc(ln.section), f"<code>{esc(step + ln.name)}</code>",
                            f"<code>{esc(_mathy(ln.expr))}</code>",
                            f"<code>{esc(_mathy(ln.numeric or ''))}</code>",
-                           f'<code class="{_colour(ln.section)}">'
-                           f"{esc(summarize(ln.value, 6))}</code>"))
+                           f'<code class="{_colour(ln.section)}">{esc(value)}</code>'))
     parts.append('<section id="trace"><h2>4. Worked example</h2>'
                  f'<p class="note">Every value and every adjoint in derivation order at '
                  f'{esc(where)}, then one {esc(tr.optimizer)} step. The loss and every '
