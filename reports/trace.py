@@ -40,7 +40,6 @@ from ..runtime.points import check_memory, check_point, contract
 
 SMALL = 12  # values with at most this many entries are printed in full
 LOOP_STEPS = 4  # the length of a random sequence a loop over time steps through
-EDGE_STEPS = 2  # a loop's first and last steps are shown, the ones between left out
 BATCH_ROWS = 4  # examples of a trace of a model with batch statistics (batch norm)
 
 
@@ -283,7 +282,7 @@ def _statements(prog: Program):
                     Printer(prog), early_masks=False)
 
 
-def _numeric(node, values, digits: int = 6) -> str | None:
+def with_numbers(node, values, digits: int = 6) -> str | None:
     """The operation of ``node`` printed with its operands' numbers (Python text), when
     every operand is one number; None otherwise."""
     if not node.args or node.op in ("input", "param", "const"):
@@ -312,13 +311,14 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
     module of ``comp``."""
     from ..compiler.ir.evaluate import evaluate_nodes, initial_state
     from ..compiler.backend.printer import source_text
+    from .trace_loops import loop_lines, loop_results
 
     prog = comp.program
     statements = _statements(prog)
     state = initial_state(prog) if state is None else state
     with np.errstate(all="ignore"):
         values = evaluate_nodes(prog, feeds, params, [st.node for st in statements]
-                                + _loop_results(prog, statements), state=state)
+                                + loop_results(prog, statements), state=state)
     module = module or comp.restyled("textbook").module
     _agree(prog, module, feeds, params, values, state)
     forward = {bd.name: bd for bd in prog.forward}
@@ -336,7 +336,7 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
             origin = updated_by.get(st.name)
             out.lines.append(Line(f"{st.name}+", "state", st.expr,
                                   np.asarray(values[st.node.id], dtype=float),
-                                  None if st.alias else _numeric(st.node, values, digits),
+                                  None if st.alias else with_numbers(st.node, values, digits),
                                   source_text(prog, origin) if origin else None,
                                   origin.span.line if origin and origin.span else None))
             continue
@@ -353,9 +353,9 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
                 source_text(prog, forward[s]) or s for s in bd.sources if s in forward))
             line = first.span.line if first is not None and first.span else None
         if st.kind == "loop":
-            out.lines += _loop(prog, st, values, section, source, line, digits)
+            out.lines += loop_lines(prog, st, values, section, source, line, digits)
             continue
-        numeric = None if st.alias else _numeric(st.node, values, digits)
+        numeric = None if st.alias else with_numbers(st.node, values, digits)
         out.lines.append(Line(st.name, section, st.expr,
                               np.asarray(values[st.node.id], dtype=float),
                               numeric, source, line))
@@ -363,74 +363,6 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
     if step:
         out.lines += _update(prog, module, params, values, out, digits)
     return out
-
-
-def _loop_results(prog: Program, statements) -> list:
-    """The nodes that read each loop's results (``part``s), for their values."""
-    named = {bd.name: bd.node for bd in prog.forward + prog.backward}
-    return [named[name] for st in statements for name in st.defines if name in named]
-
-
-def _steps_shown(length: int) -> set[int]:
-    """A loop's steps the trace shows: all of a short one, the first and last
-    ``EDGE_STEPS`` of a long one."""
-    if length <= 2 * EDGE_STEPS + 1:
-        return set(range(length))
-    return set(range(EDGE_STEPS)) | set(range(length - EDGE_STEPS, length))
-
-
-def _loop(prog: Program, st, values: dict, section: str, source, spec_line,
-          digits: int) -> list[Line]:
-    """A loop over time step by step: each step's statements with their values at t (the
-    forward for t = 0, 1, …; the backward reversed, each step starting from the adjoints
-    it is seeded with, the carried ``dL_dh_next`` included), long loops elided to their
-    first and last steps, then the loop's results."""
-    from ..compiler.ir.ops.recurrence import scan_grad_steps, scan_steps
-
-    node = st.node
-    args = [values[a.id] for a in node.args]
-    head = next(line for line in st.lines if line.startswith("for "))
-    out = [Line(head, section, "", None, source=source, spec_line=spec_line)]
-    if node.op == "scan":
-        steps = scan_steps(node.attr("body"), args)
-        seeds = []
-    else:
-        steps = ((t, got) for t, got, _ in scan_grad_steps(node.attr("grad"), args))
-        seeds = [leaf for leaf in node.attr("grad").seeds if leaf is not None]
-    # each step statement under the name the code gives it (dL_dh_next, dL_dWh +=)
-    code = [line.strip() for line in st.lines if line[:1].isspace()]  # the loop's body
-    lhs = {rest: f"{name} +=" for name, _, rest in (c.partition(" += ") for c in code)
-           if rest}
-    lhs.update({rest: name for name, _, rest in (c.partition(" = ") for c in code) if rest})
-    rhs = {name: rest for rest, name in lhs.items()}
-    length = np.shape(args[len(_body(node).carries)])[1]
-    shown, skipped = _steps_shown(length), []
-    for t, got in steps:
-        if t not in shown:
-            skipped.append(t)
-            continue
-        if skipped:
-            out.append(_left_out(skipped, section))
-            skipped = []
-        out += [Line(leaf.attr("name"), section, rhs.get(leaf.attr("name"), ""),
-                     np.asarray(got[leaf.id], dtype=float), step=t)
-                for leaf in seeds if leaf.id in got]
-        out += [Line(lhs.get(inner.expr, inner.name), section, inner.expr,
-                     np.asarray(got[inner.node.id], dtype=float),
-                     None if inner.alias else _numeric(inner.node, got, digits), step=t)
-                for inner in st.steps]
-    named = {bd.name: bd.node for bd in prog.forward + prog.backward}
-    return out + [Line(name, section, "", np.asarray(values[named[name].id], dtype=float))
-                  for name in st.defines if name in named]
-
-
-def _body(node):
-    return node.attr("body") or node.attr("grad").body
-
-
-def _left_out(steps: list[int], section: str) -> Line:
-    return Line(f"… t = {min(steps)} to {max(steps)} left out ({len(steps)} steps)",
-                section, "", None)
 
 
 def _agree(prog: Program, module, feeds: dict, params: dict, values: dict,

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from bpc.compiler.compilation import Compilation
-from bpc.reports.trace import EDGE_STEPS, LOOP_STEPS, format_trace, point, trace
+from bpc.reports.trace import LOOP_STEPS, format_trace, point, trace
+from bpc.reports.trace_loops import EDGE_STEPS
 from conftest import GOLDEN, check_golden
 from recurrent_specs import CELLS, LOSS, data
 
