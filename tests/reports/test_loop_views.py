@@ -64,6 +64,9 @@ def test_explain_page_of_a_loop(rnn_page, tmp_path):
         assert f"t = {t}: h_t" in table and f"t = {t}: dL_dh_next" in table
     assert "for t in reversed(range(x.shape[1])):" in table
     assert 'class="loop"' in rnn_page and "h[t-1] → h[t]" in rnn_page
+    # the gradient norm per time step, a line for the whole loss and one for the last step
+    assert rnn_page.count('class="time-norms"') == 1
+    assert "gradient norm per step ||dL/dh_t||" in rnn_page
     comp = Compilation.from_file(_spec(tmp_path, "rnn"), style="textbook")
     feeds, params, _ = point(comp)
     loss, _ = comp.module.loss_and_grad(params, **feeds)
