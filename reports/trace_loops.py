@@ -34,7 +34,7 @@ def _steps_shown(length: int) -> set[int]:
 
 
 def loop_lines(prog: Program, st, values: dict, section: str, source, spec_line,
-          digits: int) -> list[Line]:
+               digits: int) -> list[Line]:
     """A loop over time step by step: each step's statements with their values at t (the
     forward for t = 0, 1, …; the backward reversed, each step starting from the adjoints
     it is seeded with, the carried ``dL_dh_next`` included), long loops elided to their
