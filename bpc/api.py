@@ -245,12 +245,13 @@ class Model(types.ModuleType):
         self._bpc_compilation = Compilation.from_text(self.spec, self.path or "<spec>")
         return self._bpc_compilation
 
-    def stats(self, batch: int = 100, seed: int = 0) -> list[dict]:
-        """Per-layer statistics at initialization, the rows of ``bpc stats --json``."""
+    def stats(self, batch: int = 100, seed: int = 0, steps: int = 20) -> list[dict]:
+        """Per-layer statistics at initialization, the rows of ``bpc stats --json``
+        (``steps``: the length of the random sequences a loop over time steps through)."""
         from bpc.reports.stats import layer_stats
 
         return layer_stats(self._compilation().program,
-                           **_settings(batch=batch, seed=seed, ranges="runtime"))
+                           **_settings(batch=batch, seed=seed, steps=steps, ranges="runtime"))
 
     def graph(self) -> "Graph":
         """The computation graph; shows as SVG in a notebook, ``.dot`` is Graphviz text."""

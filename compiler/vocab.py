@@ -206,9 +206,11 @@ TRAIN_SETTINGS: dict[str, SettingSpec] = {
 }
 
 # Numeric flags of the runtime commands that have no spec counterpart (bpc gradcheck's,
-# bpc stats' batch); bpc train's flags take the ranges of the settings they override.
+# bpc stats' batch and steps); bpc train's flags take the ranges of the settings they override.
+STATS_STEPS = 20  # bpc stats' default length of the random sequences a loop steps through
 RUNTIME_RANGES: dict[str, Range] = {
     "eps": POSITIVE, "tol": POSITIVE, "samples": COUNT, "batch": COUNT, "seed": SEED,
+    "steps": Range(int, low=1, high=10000),
     "row": Range(int, low=0), "digits": Range(int, low=3, high=17),
     "checkpoint_every": NON_NEGATIVE, "patience": Range(int, low=0),
     "min_delta": NON_NEGATIVE,

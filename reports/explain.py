@@ -167,6 +167,30 @@ def histogram_svg(values: np.ndarray, colour: str, title: str, bins: int = 30) -
             f'</div></div>')
 
 
+def time_norms_svg(name: str, whole: list[float], last: list[float], loss: str) -> str:
+    """``||dL/dh_t||`` over t = 0 .. T-1 on a log scale: of the whole loss (light) and of
+    the last step's loss carried back (dark), the vanishing gradient as a picture."""
+    w, h = 220, 90
+    head = f'<div class="hist"><div>gradient norm per step ||d{esc(loss)}/d{esc(name)}_t||</div>'
+    logs = np.log10([v for v in whole + last if v > 0] or [1.0])
+    lo, hi = float(logs.min()), float(logs.max())
+    lo, hi = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
+
+    def line(norms, colour):
+        step = w / max(len(norms) - 1, 1)
+        points = " ".join(f"{t * step:.1f},{h - 4 - (np.log10(v) - lo) / (hi - lo) * (h - 8):.1f}"
+                          for t, v in enumerate(norms) if v > 0)
+        return f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>'
+    return (head + f'<svg xmlns="http://www.w3.org/2000/svg" class="time-norms" width="{w}" '
+            f'height="{h + 14}" font-size="10" font-family="Helvetica, Arial, sans-serif">'
+            f'<rect x="0" y="0" width="{w}" height="{h}" fill="#fafafa" stroke="#ddd"/>'
+            f'{line(whole, "#e8a39b")}{line(last, "#c0392b")}'
+            f'<text x="0" y="{h + 11}">t = 0</text><text x="{w}" y="{h + 11}" '
+            f'text-anchor="end">t = {len(whole) - 1}</text></svg>'
+            f'<div class="mono">log scale, {esc(fmt(10 ** lo, 3))} to {esc(fmt(10 ** hi, 3))}'
+            f'; dark: the last step\'s loss alone</div></div>')
+
+
 def _table(header, rows, numeric=(), classes=None) -> str:
     out = ['<table class="t"><tr>' + "".join(f"<th>{esc(str(h))}</th>" for h in header)
            + "</tr>"]
@@ -190,7 +214,7 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     from ..compiler.frontend.lexer import BpLexer
     from ..runtime.gradcheck import gradcheck
     from .graph import build, to_svg
-    from .stats import layer_values
+    from .stats import layer_values, time_grad_norms
     from .trace import point, trace
 
     spec = Path(spec)
@@ -219,6 +243,7 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
                            seed=seed,
                            modes=("training",))
     stats = list(layer_values(prog, batch, seed))
+    over_time = [time_grad_norms(prog, batch, seed, last_only=last) for last in (False, True)]
     stateful = bool(prog.states)
 
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -260,12 +285,13 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
                     if stateful else '') + '</p>'
                  f'<div class="scroll">{to_svg(graph)}</div></section>')
     trace_rows = []
-    for ln in tr.lines:
-        trace_rows.append((esc(ln.section), f"<code>{esc(ln.name)}</code>",
+    for ln in tr.lines:  # a loop's step: 't = 3: h_t'; a note (a loop's header): no value
+        step = "" if ln.step is None else f"t = {ln.step}: "
+        value = "" if ln.value is None else summarize(ln.value, 6)
+        trace_rows.append((esc(ln.section), f"<code>{esc(step + ln.name)}</code>",
                            f"<code>{esc(_mathy(ln.expr))}</code>",
                            f"<code>{esc(_mathy(ln.numeric or ''))}</code>",
-                           f'<code class="{_colour(ln.section)}">'
-                           f"{esc(summarize(ln.value, 6))}</code>"))
+                           f'<code class="{_colour(ln.section)}">{esc(value)}</code>'))
     parts.append('<section id="trace"><h2>4. Worked example</h2>'
                  f'<p class="note">Every value and every adjoint in derivation order at '
                  f'{esc(where)}, then one {esc(tr.optimizer)} step. The loss and every '
@@ -295,7 +321,9 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
         hist.append(f'<div><h3 class="mono">{esc(name)} {esc(_shape(act.shape))}</h3>'
                     + histogram_svg(act, "#4a78c2", "activation")
                     + (histogram_svg(grad, "#c0392b", f"gradient d{prog.loss}/d{name}")
-                       if grad is not None else "") + "</div>")
+                       if grad is not None else "")
+                    + (time_norms_svg(name, over_time[0][name], over_time[1][name], prog.loss)
+                       if name in over_time[0] else "") + "</div>")
     parts.append('<section id="stats"><h2>6. Activations and gradients at initialization'
                  f'</h2><p class="note">A random batch of {batch} (N(0, 1) inputs), '
                  f'parameters from their initializers, seed {seed}: how each layer\'s '
@@ -319,4 +347,4 @@ def _mathy(text: str) -> str:
     return mathy(text) if text else ""
 
 
-__all__ = ["histogram_svg", "report", "summary_rows"]
+__all__ = ["histogram_svg", "report", "summary_rows", "time_norms_svg"]

@@ -39,13 +39,14 @@ from .trace import summarize
 SYMBOLS = {"add": "+", "sub": "-", "mul": "×", "div": "÷", "matmul": "@", "pow": "^",
            "neg": "-", "transpose": "T"}
 VALUE_COLOUR, GRAD_COLOUR, STATE_COLOUR = "#1f3b73", "#c0392b", "#2e7d32"
+LOOP_FILL = "#f3ecfa"  # a loop over time's box
 
 
 @dataclass
 class GNode:
     key: str
     label: str
-    kind: str  # input target param state value loss op const
+    kind: str  # input target param state value loss op const loop
     value: str = ""  # a box's value, at a point
 
 
@@ -55,7 +56,8 @@ class GEdge:
     dst: str
     value: str = ""
     grad: str = ""
-    kind: str = ""  # "update": an op writes a state (training mode), not a data flow
+    kind: str = ""  # "update": an op writes a state (training mode), not a data flow;
+    # "carry": a loop's carried value (``value``: 'h[t-1] → h[t]'), from its box to itself
 
 
 @dataclass
@@ -134,7 +136,13 @@ def build(comp: Compilation, feeds: dict | None = None, params: dict | None = No
                                                   "loss") else "value"
             value = summarize(fwd[n.id]) if kind == "loss" and n.id in fwd else ""
             g.nodes.append(GNode(f"{ident[n.id]}_v", names[n.id], kind, value))
-        if n.op in NAMED_LEAVES:
+        if n.op in NAMED_LEAVES or n.op == "part":  # a loop's result: its box
+            continue
+        if n.op == "scan":
+            label, carries = _loop_label(prog, n)
+            g.nodes.append(GNode(ident[n.id], label, "loop"))
+            g.edges += [GEdge(ident[n.id], ident[n.id], carry, kind="carry")
+                        for carry in carries]
             continue
         if n.op == "const":
             g.nodes.append(GNode(ident[n.id], summarize(n.value), "const"))
@@ -146,6 +154,9 @@ def build(comp: Compilation, feeds: dict | None = None, params: dict | None = No
         if n.id in names:
             g.edges.append(GEdge(ident[n.id], f"{ident[n.id]}_v"))
     for n in nodes:
+        if n.op == "part":  # from the loop's box straight to the result's
+            g.edges.append(GEdge(ident[n.args[0].id], f"{ident[n.id]}_v"))
+            continue
         if n.op in NAMED_LEAVES or n.op == "const" or n.id in into:
             continue
         group = {n.id} | {m.id for m in members.get(n.id, [])}
@@ -165,6 +176,21 @@ def build(comp: Compilation, feeds: dict | None = None, params: dict | None = No
     if collapse:
         _collapse_repeats(g, prog, ident, folded)
     return g
+
+
+def _loop_label(prog: Program, loop) -> tuple[str, list[str]]:
+    """A loop's box: 'loop over t' and its step equations as the spec wrote them, one a
+    line; and its carried edges (``h[t-1] → h[t]``)."""
+    from ..compiler.backend.printer import source_text
+
+    body = loop.attr("body")
+    results = {bd.node.attr("index"): bd for bd in prog.forward
+               if bd.node.op == "part" and bd.node.args[0] is loop}
+    lines = [source_text(prog, results[j]) if j in results else f"{name}[{body.time}] = …"
+             for j, name in enumerate(body.names)]
+    time = body.time
+    carries = [f"{body.names[j]}[{time}-1] → {body.names[j]}[{time}]" for j in body.carried]
+    return "\n".join([f"loop over {time}", *lines]), carries
 
 
 def _updates(g: Graph, prog: Program, ident: dict[int, str], fwd: dict) -> None:
@@ -253,7 +279,7 @@ def _helpers(nodes, names: dict[int, str]) -> dict[int, int]:
 
     into: dict[int, int] = {}
     for n in reversed(nodes):  # users before their arguments
-        if n.id in names or n.op in ("input", "param") or where(n) is None:
+        if n.id in names or n.op in ("input", "param", "scan") or where(n) is None:
             continue
         us = users.get(n.id, [])
         if not us or any(where(u) != where(n) for u in us):
@@ -297,6 +323,10 @@ def dot(g: Graph) -> str:
             lines.append(f"  {n.key} [label={_quote(n.label)}, shape=plaintext];")
         elif n.kind == "op":
             lines.append(f"  {n.key} [label={_quote(n.label)}, shape=circle];")
+        elif n.kind == "loop":  # left-justified lines (\l), a rounded box
+            label = _quote(n.label + "\n").replace("\\n", "\\l")
+            lines.append(f"  {n.key} [label={label}, shape=box, style=\"rounded,filled\", "
+                         f"fillcolor=\"{LOOP_FILL}\"];")
         else:
             label = _quote(n.label + (f"\n= {n.value}" if n.value else ""))
             fill = fills.get(n.kind)
@@ -304,7 +334,9 @@ def dot(g: Graph) -> str:
             lines.append(f"  {n.key} [label={label}, shape=box{style}];")
     for e in g.edges:
         attr = ""
-        if e.kind == "update":
+        if e.kind == "carry":
+            attr = f' [style=dashed, label={_quote(e.value)}]'
+        elif e.kind == "update":
             text = "update" + (f": {e.value}" if e.value else "")
             attr = (f' [style=dashed, color="{STATE_COLOUR}", label=<<font color='
                     f'"{STATE_COLOUR}">{_html(text)}</font>>]')
@@ -325,13 +357,14 @@ def dot(g: Graph) -> str:
 # -- SVG ---------------------------------------------------------------------------------
 
 CHAR_W, LINE_H = 6.6, 13
+CARRY_H = 18  # the height of each carried arc over a loop's box
 HALO = 'stroke="white" stroke-width="3" paint-order="stroke"'  # labels stay legible on lines
 
 
 def _size(n: GNode) -> tuple[float, float]:
     if n.kind == "op":
         return max(28.0, len(n.label) * CHAR_W + 12), 28.0
-    text = [n.label] + ([f"= {n.value}"] if n.value else [])
+    text = n.label.split("\n") + ([f"= {n.value}"] if n.value else [])
     return max(len(t) for t in text) * CHAR_W + 16, 12 + LINE_H * len(text)
 
 
@@ -339,7 +372,8 @@ def layout(g: Graph) -> dict[str, tuple[float, float, float, float]]:
     """Node key -> (x, y, width, height): layers by longest path from the sources, left
     to right, each ordered by the mean position of its predecessors (two sweeps)."""
     preds: dict[str, list[str]] = {n.key: [] for n in g.nodes}
-    for e in g.edges:
+    flows = [e for e in g.edges if e.src != e.dst]  # a loop's carried edge: not a layer
+    for e in flows:
         preds[e.dst].append(e.src)
     layer: dict[str, int] = {}
     pending = [n.key for n in g.nodes]
@@ -353,7 +387,7 @@ def layout(g: Graph) -> dict[str, tuple[float, float, float, float]]:
         layer[key] = max((layer[p] + 1 for p in preds[key]), default=0)
     # a leaf sits one layer before its first user, not at the far left
     users: dict[str, list[str]] = {}
-    for e in g.edges:
+    for e in flows:
         users.setdefault(e.src, []).append(e.dst)
     for n in g.nodes:
         if not preds[n.key] and users.get(n.key):
@@ -375,10 +409,15 @@ def layout(g: Graph) -> dict[str, tuple[float, float, float, float]]:
     # column width: the widest node, and the widest edge label entering the column
     widths = {k: max(_size(by_key[key])[0] for key in keys) for k, keys in layers.items()}
     gaps = {k: 60.0 for k in layers}
-    for e in g.edges:
+    for e in flows:
         k = layer[e.dst]
         gaps[k] = max(gaps[k], max(len(_edge_text(e)), len(e.grad)) * CHAR_W * 0.85 + 30)
-    heights = {k: sum(_size(by_key[key])[1] + 46 for key in keys) for k, keys in layers.items()}
+    above = {n.key: 0.0 for n in g.nodes}  # room over a loop's box for its carried arcs
+    for e in g.edges:
+        if e.src == e.dst:
+            above[e.src] += CARRY_H
+    heights = {k: sum(_size(by_key[key])[1] + 46 + above[key] for key in keys)
+               for k, keys in layers.items()}
     total_h = max(heights.values(), default=0)
     boxes = {}
     x = 20.0
@@ -387,6 +426,7 @@ def layout(g: Graph) -> dict[str, tuple[float, float, float, float]]:
         y = 30 + (total_h - heights[k]) / 2
         for key in layers[k]:
             w, h = _size(by_key[key])
+            y += above[key]
             boxes[key] = (x + (widths[k] - w) / 2, y + 23, w, h)
             y += h + 46
         x += widths[k]
@@ -402,6 +442,25 @@ def _edge_text(e: GEdge) -> str:
 
 LEGEND = (("input", "input or target"), ("param", "parameter"),
           ("state", "state (not trained)"), ("loss", "loss"))
+
+
+def _carried_arcs(g: Graph, boxes) -> list[str]:
+    """Each carried value of a loop: a dashed arc over its box, from its right end back
+    to its left (the step hands the value to the next step), labelled h[t-1] → h[t]."""
+    out, count = [], {}
+    for e in g.edges:
+        if e.src != e.dst:
+            continue
+        x, y, w, _ = boxes[e.src]
+        k = count[e.src] = count.get(e.src, 0) + 1
+        top, right, left = y - CARRY_H * k, x + w * (0.6 + 0.1 * k), x + w * (0.4 - 0.1 * k)
+        out.append(f'<path class="carry" d="M {right:.1f} {y:.1f} C {right:.1f} {top:.1f}, '
+                   f'{left:.1f} {top:.1f}, {left:.1f} {y:.1f}" '
+                   f'fill="none" stroke="#6a4c93" stroke-dasharray="5 3" '
+                   f'marker-end="url(#arrow)"/><text x="{x + w / 2:.1f}" '
+                   f'y="{y - CARRY_H * k * 0.75 - 3:.1f}" text-anchor="middle" fill="#6a4c93" '
+                   f'{HALO}>{_html(e.value)}</text>')
+    return out
 
 
 def to_svg(g: Graph) -> str:
@@ -428,7 +487,8 @@ def to_svg(g: Graph) -> str:
     # order of the nodes at their other ends, so converging edges and labels part
     into: dict[str, list[GEdge]] = {}
     out_of: dict[str, list[GEdge]] = {}
-    for e in g.edges:
+    flows = [e for e in g.edges if e.src != e.dst]
+    for e in flows:
         into.setdefault(e.dst, []).append(e)
         out_of.setdefault(e.src, []).append(e)
 
@@ -437,7 +497,8 @@ def to_svg(g: Graph) -> str:
         i, k = order.index(e), len(order)
         return box[1] + box[3] * (i + 1) / (k + 1)
 
-    for e in g.edges:
+    out += _carried_arcs(g, boxes)
+    for e in flows:
         x1, y1, w1, h1 = boxes[e.src]
         x2, y2, w2, h2 = boxes[e.dst]
         ax, bx = x1 + w1, x2
@@ -470,6 +531,15 @@ def to_svg(g: Graph) -> str:
         elif n.kind == "const":
             out.append(f'<text x="{x + w / 2:.1f}" y="{y + h / 2 + 4:.1f}" '
                        f'text-anchor="middle" fill="#555">{esc(n.label)}</text>')
+        elif n.kind == "loop":
+            head, *lines = n.label.split("\n")
+            out.append(f'<g class="loop">{title}<rect x="{x:.1f}" y="{y:.1f}" '
+                       f'width="{w:.1f}" height="{h:.1f}" rx="8" fill="{LOOP_FILL}" '
+                       f'stroke="#6a4c93"/><text x="{x + 8:.1f}" y="{y + 17:.1f}" '
+                       f'font-weight="bold">{esc(head)}</text>')
+            out += [f'<text x="{x + 8:.1f}" y="{y + 17 + LINE_H * (i + 1):.1f}">'
+                    f'{esc(line)}</text>' for i, line in enumerate(lines)]
+            out.append("</g>")
         else:
             out.append(f'<g>{title}<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" '
                        f'height="{h:.1f}" rx="3" fill="{fills.get(n.kind, "#fff")}" '

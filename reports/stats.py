@@ -22,6 +22,7 @@ import numpy as np
 
 from ..compiler.ir.evaluate import evaluate, initial_params, random_feeds
 from ..compiler.ir import Init, Program
+from ..compiler.vocab import STATS_STEPS
 
 from ..runtime.errors import UserError
 from ..runtime.points import check_memory, check_point, contract
@@ -52,19 +53,30 @@ def override_weights(prog: Program, init: Init) -> list[str]:
     return changed
 
 
-def layer_values(prog: Program, batch: int = 100, seed: int = 0):
-    """(name, activation, gradient or None) of every named value but the loss and a
-    function's steps (batch norm's ``bn1_mu`` …), at initialization on a random batch, in
-    training mode: what the statistics and ``bpc explain``'s histograms are made of."""
-    from .graph import steps
+STEPS = STATS_STEPS  # the length of the random sequences a loop over time steps through
 
-    folded = steps(prog)
+
+def random_batch(prog: Program, batch: int, seed: int, steps: int) -> tuple[dict, dict]:
+    """(feeds, params): a random batch (sequences of ``steps`` steps) at initialization."""
+    from ..compiler.ir.ops.recurrence import time_axes
+
     module = contract(prog)
     check_memory(module, batch, "the statistics' batch", "use a smaller --batch")
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
-    feeds = random_feeds(prog, rng, batch)
+    feeds = random_feeds(prog, rng, batch, dict.fromkeys(time_axes(prog), steps))
     check_point(module, feeds, params, "the random batch")  # as every point is
+    return feeds, params
+
+
+def layer_values(prog: Program, batch: int = 100, seed: int = 0, steps: int = STEPS):
+    """(name, activation, gradient or None) of every named value but the loss and a
+    function's steps (batch norm's ``bn1_mu`` …), at initialization on a random batch, in
+    training mode: what the statistics and ``bpc explain``'s histograms are made of."""
+    from .graph import steps as folded_steps
+
+    folded = folded_steps(prog)
+    feeds, params = random_batch(prog, batch, seed, steps)
     with np.errstate(all="ignore"):
         values = evaluate(prog, feeds, params)
     prefix = f"d{prog.loss}_d"
@@ -77,6 +89,29 @@ def layer_values(prog: Program, batch: int = 100, seed: int = 0):
         grad_name = adjoint.get(bd.name)
         grad = np.asarray(values[grad_name], dtype=np.float64) if grad_name in values else None
         yield bd.name, act, grad
+
+
+def time_grad_norms(prog: Program, batch: int = 100, seed: int = 0, steps: int = STEPS,
+                    last_only: bool = False) -> dict[str, list[float]]:
+    """Each step equation of a loop over time that an adjoint reaches from outside its
+    step -> ``||dL/dh_t||`` for t = 0 .. T-1 at initialization, on the batch
+    ``layer_values`` draws (``last_only``: of the loss at the last step alone, carried
+    back): the vanishing (or exploding) gradient over time."""
+    from ..compiler.ir.evaluate import evaluate_nodes
+    from ..compiler.ir.ops.recurrence import step_grad_norms
+
+    loops = list({bd.node.args[0].id: bd.node.args[0] for bd in prog.backward
+                  if bd.node.op == "part" and bd.node.args[0].op == "scan_grad"}.values())
+    if not loops:
+        return {}
+    feeds, params = random_batch(prog, batch, seed, steps)
+    with np.errstate(all="ignore"):
+        values = evaluate_nodes(prog, feeds, params, loops)
+    norms: dict[str, list[float]] = {}
+    for loop in loops:
+        norms.update(step_grad_norms(loop.attr("grad"), [values[a.id] for a in loop.args],
+                                     last_only))
+    return norms
 
 
 def batch_norms(prog: Program) -> dict[str, str | None]:
@@ -109,13 +144,18 @@ def _feature_summary(a: np.ndarray) -> dict:
             "std_max": float(np.max(std))}
 
 
-def layer_stats(prog: Program, batch: int = 100, seed: int = 0) -> list[dict]:
+def layer_stats(prog: Program, batch: int = 100, seed: int = 0,
+                steps: int = STEPS) -> list[dict]:
     """A row per layer; a batch norm's row also has ``batch_norm``: the value it
-    normalizes and the per-feature spread going in (``in``) and coming out (``out``)."""
+    normalizes and the per-feature spread going in (``in``) and coming out (``out``); a
+    loop's step equation's, ``grad_norm_per_step``: ``||dL/dh_t||`` for t = 0 .. T-1, and
+    ``last_step_grad_norm_per_step``: the same of the last step's loss alone."""
     rows = []
     norms = batch_norms(prog)
+    over_time = time_grad_norms(prog, batch, seed, steps)
+    from_last = time_grad_norms(prog, batch, seed, steps, last_only=True)
     acts = {}
-    for name, act, grad in layer_values(prog, batch, seed):
+    for name, act, grad in layer_values(prog, batch, seed, steps):
         acts[name] = act
         row = {
             "layer": name,
@@ -131,6 +171,9 @@ def layer_stats(prog: Program, batch: int = 100, seed: int = 0) -> list[dict]:
                 "input": source, "mode": "training",
                 "in": _feature_summary(acts[source]) if source in acts else None,
                 "out": _feature_summary(act)}
+        if name in over_time:
+            row["grad_norm_per_step"] = over_time[name]
+            row["last_step_grad_norm_per_step"] = from_last[name]
         rows.append(row)
     return rows
 
@@ -152,8 +195,9 @@ def format_table(rows: list[dict]) -> str:
     lines = [header] + [(r["layer"] + (" *" if r.get("batch_norm") else ""),
                          num(r["act_mean"]), num(r["act_std"]),
                          num(r["grad_mean"]), num(r["grad_std"])) for r in rows]
+    over_time = _over_time(rows)
     if not norms:
-        return _columns(lines)
+        return _columns(lines) + over_time
     out = ["batch_norm in training mode: each feature normalized with this batch's own "
            "mean and variance", "", _columns(lines), "",
            "* batch norm, per feature (axis 1, over the batch and an image's pixels): the "
@@ -173,4 +217,33 @@ def format_table(rows: list[dict]) -> str:
         bn = r["batch_norm"]
         table.append((r["layer"], bn["input"] or "(an expression)", *spread(bn["in"], 0),
                       *spread(bn["out"], 4)))
-    return "\n".join(out + [_columns(table)])
+    return "\n".join(out + [_columns(table)]) + over_time
+
+
+def _over_time(rows: list[dict]) -> str:
+    """The table of ``||dL/dh_t||`` by time step, two columns per step equation (the
+    whole loss; the last step's loss alone, carried back), and how much of the last
+    step's gradient reaches t = 0 ('' when no loop)."""
+    timed = [r for r in rows if r.get("grad_norm_per_step")]
+    if not timed:
+        return ""
+    length = len(timed[0]["grad_norm_per_step"])
+    table = [("t", *(c for r in timed for c in (f"{r['layer']}: all", f"{r['layer']}: last")))]
+    table += [(str(t), *(f"{r[key][t]:.3e}" for r in timed for key in
+                         ("grad_norm_per_step", "last_step_grad_norm_per_step")))
+              for t in range(length)]
+    ratios = ", ".join(f"{r['layer']} {_ratio(r['last_step_grad_norm_per_step'])}"
+                       for r in timed)
+    return "\n".join([
+        "", "", "gradient norm per time step, ||dL/dh_t||: the adjoint into step t from "
+        "outside it (the loss's at t", "and the one carried from t+1); all: of the whole "
+        "loss, last: of the last step's loss alone, carried back", _columns(table),
+        f"the last step's gradient at t = 0 over its size where it starts: {ratios} "
+        "(far below 1: vanishing going back in time; far above: exploding)"])
+
+
+def _ratio(norms: list[float]) -> str:
+    """``norms[0]`` over the last nonzero norm (a carried value the loss does not read at
+    the last step gets its adjoint a step earlier)."""
+    start = next((n for n in reversed(norms) if n), 0.0)
+    return f"{norms[0] / start:.3g}" if start else "0 (no gradient)"

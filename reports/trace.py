@@ -39,6 +39,7 @@ from ..runtime.modes import fixed_masks
 from ..runtime.points import check_memory, check_point, contract
 
 SMALL = 12  # values with at most this many entries are printed in full
+LOOP_STEPS = 4  # the length of a random sequence a loop over time steps through
 BATCH_ROWS = 4  # examples of a trace of a model with batch statistics (batch norm)
 
 
@@ -87,9 +88,13 @@ class Line:
     numeric: str | None = None  # the right-hand side with numbers for operands (Python)
     source: str | None = None  # the spec text this step comes from
     spec_line: int | None = None
+    step: int | None = None  # a loop's step t this value is of
 
     def text(self, digits: int = 6) -> str:
-        head = f"{self.name} = {mathy(self.expr)}" if self.expr else self.name
+        if self.value is None:  # a note: a loop's header, steps left out
+            return self.name
+        assign = " " if self.name.endswith("=") else " = "  # a loop's 'dL_dWh +='
+        head = f"{self.name}{assign}{mathy(self.expr)}" if self.expr else self.name
         if self.numeric is not None:
             head += f" = {mathy(self.numeric)}"
         return f"{head} = {summarize(self.value, digits)}"
@@ -178,6 +183,7 @@ def point(comp: Compilation, at: dict | None = None, row: int | None = None,
     ``batch_rows(prog)`` examples (rows K, K+1, … of the data), or as many as the values
     ``at`` gives."""
     from ..compiler.ir.evaluate import initial_params, random_feeds
+    from ..compiler.ir.ops.recurrence import time_axes
 
     prog = comp.ir
 
@@ -195,7 +201,7 @@ def point(comp: Compilation, at: dict | None = None, row: int | None = None,
     check_memory(declared, rows, "a worked example", "")
     rng = np.random.default_rng(seed)
     params = initial_params(prog, rng)
-    feeds = random_feeds(prog, rng, rows)
+    feeds = random_feeds(prog, rng, rows, dict.fromkeys(time_axes(prog), LOOP_STEPS))
     random = bool(feeds) or any(prog.inits[bd.name].kind not in ("value", "array", "zeros",
                                                                    "ones", "constant")
                                 for bd in prog.params)
@@ -276,7 +282,7 @@ def _statements(prog: Program):
                     Printer(prog), early_masks=False)
 
 
-def _numeric(node, values, digits: int = 6) -> str | None:
+def with_numbers(node, values, digits: int = 6) -> str | None:
     """The operation of ``node`` printed with its operands' numbers (Python text), when
     every operand is one number; None otherwise."""
     if not node.args or node.op in ("input", "param", "const"):
@@ -296,18 +302,6 @@ def _numeric(node, values, digits: int = 6) -> str | None:
         return None  # an op whose printing needs more than its operands' text
 
 
-def _refuse_loops(prog: Program) -> None:
-    """A loop over time has no trace yet (its steps' numbers): said, located at it."""
-    from ..compiler.errors import Diagnostic, SpecError
-
-    loop = next((bd for bd in prog.forward if PRIMITIVES[bd.node.op].loop), None)
-    if loop is not None:
-        raise SpecError(Diagnostic(
-            "the worked example does not show a loop over time yet", loop.span,
-            "bpc show, gradcheck, stats and graph work on this spec"), "\n".join(
-            prog.source_lines[k] for k in sorted(prog.source_lines)))
-
-
 def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
           step: bool = False, module=None, digits: int = 6,
           state: dict | None = None) -> Trace:
@@ -317,15 +311,14 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
     module of ``comp``."""
     from ..compiler.ir.evaluate import evaluate_nodes, initial_state
     from ..compiler.backend.printer import source_text
+    from .trace_loops import loop_lines, loop_results
 
     prog = comp.program
-    _refuse_loops(prog)
-
     statements = _statements(prog)
     state = initial_state(prog) if state is None else state
     with np.errstate(all="ignore"):
-        values = evaluate_nodes(prog, feeds, params, [st.node for st in statements],
-                                state=state)
+        values = evaluate_nodes(prog, feeds, params, [st.node for st in statements]
+                                + loop_results(prog, statements), state=state)
     module = module or comp.restyled("textbook").module
     _agree(prog, module, feeds, params, values, state)
     forward = {bd.name: bd for bd in prog.forward}
@@ -343,7 +336,7 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
             origin = updated_by.get(st.name)
             out.lines.append(Line(f"{st.name}+", "state", st.expr,
                                   np.asarray(values[st.node.id], dtype=float),
-                                  None if st.alias else _numeric(st.node, values, digits),
+                                  None if st.alias else with_numbers(st.node, values, digits),
                                   source_text(prog, origin) if origin else None,
                                   origin.span.line if origin and origin.span else None))
             continue
@@ -359,7 +352,10 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
             source = " and ".join(dict.fromkeys(  # batch norm's steps share one line
                 source_text(prog, forward[s]) or s for s in bd.sources if s in forward))
             line = first.span.line if first is not None and first.span else None
-        numeric = None if st.alias else _numeric(st.node, values, digits)
+        if st.kind == "loop":
+            out.lines += loop_lines(prog, st, values, section, source, line, digits)
+            continue
+        numeric = None if st.alias else with_numbers(st.node, values, digits)
         out.lines.append(Line(st.name, section, st.expr,
                               np.asarray(values[st.node.id], dtype=float),
                               numeric, source, line))
@@ -464,7 +460,8 @@ def rounding_scale(node, values: dict) -> float:
     if moved:  # values moved, not computed (a reshape of a sum): the rounding they carry
         return max([scale] + [rounding_scale(node.args[k], values) for k in moved
                               if node.args[k].id in values])
-    args = [np.asarray(values[a.id], dtype=float) for a in node.args if a.id in values]
+    args = [np.asarray(values[a.id], dtype=float) for a in node.args
+            if a.id in values and a.dtype != "tuple"]  # a loop's results: their own scale
     args = [a for a in args if a.size and np.all(np.isfinite(a))]
     if not args:
         return scale
@@ -533,11 +530,16 @@ def format_trace(tr: Trace, digits: int = 6) -> str:
         if not rows:
             continue
         lines += ["", f"# {titles[section]}"]
+        step = None
         for ln in rows:
             if section == "backward" and ln.source and ln.source != last_source:
                 lines.append(f"  # {ln.source}")
                 last_source = ln.source
-            lines.append(("    " if section == "backward" else "  ") + ln.text(digits))
+            indent = "    " if section == "backward" else "  "
+            if ln.step is not None and ln.step != step:
+                lines.append(f"{indent}  t = {ln.step}:")
+            step = ln.step
+            lines.append(indent + ("    " if ln.step is not None else "") + ln.text(digits))
     lines += ["", f"{tr.loss_name} = {fmt(tr.loss, max(digits, 10))}"]
     return "\n".join(lines) + "\n"
 

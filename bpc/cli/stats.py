@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bpc.compiler.vocab import RUNTIME_RANGES
+from bpc.compiler.vocab import RUNTIME_RANGES, STATS_STEPS
 
 from .options import number
 
@@ -16,6 +16,8 @@ def add_arguments(p) -> None:
     p.add_argument("--init", metavar="INIT",
                    help="draw every weight (2-D parameter) from this initializer instead, "
                         "e.g. he or 'normal(std=1)'")
+    p.add_argument("--steps", type=number(RUNTIME_RANGES["steps"]), default=STATS_STEPS,
+                   help="the length of the random sequences a loop over time steps through")
     p.add_argument("--seed", type=number(RUNTIME_RANGES["seed"]), default=0)
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
@@ -33,7 +35,7 @@ def run(args) -> int:
         shown = changed if len(changed) <= 6 else changed[:3] + ["…"] + changed[-1:]
         note = (f", {len(changed)} weights ({', '.join(shown)}) drawn from {args.init}"
                 if changed else ", no weights to override")
-    rows = layer_stats(prog, batch=args.batch, seed=args.seed)
+    rows = layer_stats(prog, batch=args.batch, seed=args.seed, steps=args.steps)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

@@ -31,14 +31,14 @@ def loop_statement(p: Printer, node: Node, names: dict[int, str], taken: set[str
     """The statement computing the loop ``node``: its results ``names`` (result index ->
     the name it is given; results nobody reads are left out)."""
     if node.op == "scan":
-        lines, helpers = _forward(p, node, names, taken)
+        lines, helpers, steps = _forward(p, node, names, taken)
     else:
-        lines, helpers = _backward(p, node, names, taken)
+        lines, helpers, steps = _backward(p, node, names, taken)
     reads = frozenset().union(*(p.reads(a) for a in node.args))
     first = names[min(names)]
     return Statement(first, f"loop over {_body(node).time}", node, "loop",
                      reads=reads, helpers=frozenset(helpers), lines=tuple(lines),
-                     defines=tuple(names[i] for i in sorted(names)))
+                     defines=tuple(names[i] for i in sorted(names)), steps=tuple(steps))
 
 
 def _body(node: Node) -> Body:
@@ -116,7 +116,7 @@ def _forward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
     lines += [_INDENT + f"{name}[:, {time}] = {steps[j]}" for j, name in sorted(names.items())]
     lines += [_INDENT + f"{carry.attr('name')} = {steps[j]}"
               for carry, j in zip(body.carries, body.carried)]
-    return lines, helpers
+    return lines, helpers, statements
 
 
 def _backward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
@@ -170,7 +170,7 @@ def _backward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
     lines.append(f"for {time} in reversed(range({length})):")
     lines += [_INDENT + line for line in loop]
     lines += [f"{names[k]} = {nxt}" for k, nxt in enumerate(carried_next) if k in names]
-    return lines, helpers
+    return lines, helpers, statements
 
 
 def _accumulated(statements: list[Statement], program: Program, body: Body, grad: BodyGrad,

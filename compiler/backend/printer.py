@@ -49,6 +49,7 @@ class Statement:
     # assigns (its results; ``name`` is the first).
     lines: tuple[str, ...] = ()
     defines: tuple[str, ...] = ()
+    steps: tuple[Statement, ...] = ()  # a loop's: the step's own statements (bpc trace)
 
     @property
     def target(self) -> str:

@@ -94,11 +94,12 @@ def evaluate_graph(roots, values: dict[int, np.ndarray], dtype: str = "float64",
     return values
 
 
-def random_feeds(prog: Program, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+def random_feeds(prog: Program, rng: np.random.Generator, n: int,
+                 sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Random data for every input and target without a default: symbolic dimensions of
-    size ``n`` (fewer where a table of positions holds fewer); integer labels or one-hot
-    rows where an op needs them (the primitive table's ``data_roles``), N(0, 1)
-    elsewhere."""
+    size ``n`` (or as ``sizes`` says, by name; fewer where a table of positions holds
+    fewer); integer labels or one-hot rows where an op needs them (the primitive table's
+    ``data_roles``), N(0, 1) elsewhere."""
     from .ops.positions import step_limits
     from .primitives import data_roles
 
@@ -108,7 +109,8 @@ def random_feeds(prog: Program, rng: np.random.Generator, n: int) -> dict[str, n
     for bd in prog.inputs + prog.targets:
         if bd.name in prog.defaults:
             continue
-        shape = tuple(min(n, limits.get(d, [n])[0]) if isinstance(d, str) else d
+        size = {d: (sizes or {}).get(d, n) for d in bd.node.shape if isinstance(d, str)}
+        shape = tuple(min(size[d], limits.get(d, [size[d]])[0]) if isinstance(d, str) else d
                       for d in bd.node.shape)
         role, classes = roles.get(bd.name, ("", 0))
         if role == "labels":

@@ -105,3 +105,35 @@ def random_recurrence(seed: int) -> str:
     lines.append(f"loss L = mean((h - y)^2) + sum({rng.choice(names)}[:, -1]^2)")
     lines.append("grad wrt x, h0")
     return "\n".join(lines) + "\n"
+
+
+# The copy task (data set ``copy``: 5 symbols, a delimiter, 5 blanks; V = 10) as
+# equations: a tanh RNN and an LSTM beside it, for the gradient norm over time
+# (``bpc stats``). The initial state is zero: ``0 * e[:, 0]`` (D = H = 16).
+COPY_HEAD = """
+data copy(steps=5)
+input x : [N, T]
+target y : [N, T]
+param E : [10, 16] = normal(std=1)
+param Wo : [16, 10] = xavier
+param bo : [10] = zeros
+e = embed(x, E)
+h0 = 0 * e[:, 0]
+"""
+COPY_RNN = "model copy_rnn" + COPY_HEAD + """
+param Wx : [16, 16] = xavier
+param Wh : [16, 16] = xavier
+param b : [16] = zeros
+h[t] = tanh(e[:, t] @ Wx + h[t-1] @ Wh + b) from h0
+loss L = softmax_cross_entropy(h @ Wo + bo, y, ignore=0)
+"""
+COPY_LSTM = "model copy_lstm" + COPY_HEAD + """
+c0 = 0 * e[:, 0]
+param Wx : [16, 64] = xavier
+param Wh : [16, 64] = xavier
+param b : [64] = zeros
+a[t] = e[:, t] @ Wx + h[t-1] @ Wh + b
+c[t] = sigmoid(a[t][:, 16:32]) * c[t-1] + sigmoid(a[t][:, 0:16]) * tanh(a[t][:, 32:48]) from c0
+h[t] = sigmoid(a[t][:, 48:64]) * tanh(c[t]) from h0
+loss L = softmax_cross_entropy(h @ Wo + bo, y, ignore=0)
+"""

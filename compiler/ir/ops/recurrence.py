@@ -106,24 +106,32 @@ def _run_step(nodes, feeds: dict[int, np.ndarray], dtype) -> dict[int, np.ndarra
     return evaluate_graph(list(nodes), dict(feeds), dtype.name)
 
 
-def _scan_evaluate(values, attrs):
-    body: Body = attrs["body"]
+def scan_steps(body: Body, values):
+    """The forward loop step by step: ``(t, got)`` for t = 0 .. T-1, ``got`` the value
+    of every node of the step at t (its leaves included), by node id; ``values`` the
+    loop's arguments. The evaluator stacks them; ``bpc trace`` shows them."""
     inits, seqs, closed = _split(body, [np.asarray(v) for v in values])
     dtype = np.result_type(*(v for v in values if np.asarray(v).dtype.kind == "f"))
-    length = _length(body, seqs)
     prev = list(inits)
-    out: list[np.ndarray | None] = [None] * len(body.steps)
     fixed = {leaf.id: v for leaf, v in zip(body.closed, closed)}
-    for t in range(length):
+    for t in range(_length(body, seqs)):
         feeds = {**fixed, **{leaf.id: v for leaf, v in zip(body.carries, prev)},
                  **{leaf.id: s[:, t] for leaf, s in zip(body.slices, seqs)}}
         got = _run_step(body.steps, feeds, dtype)
+        yield t, got
+        prev = [got[body.steps[j].id] for j in body.carried]
+
+
+def _scan_evaluate(values, attrs):
+    body: Body = attrs["body"]
+    length = _length(body, _split(body, list(values))[1])
+    out: list[np.ndarray | None] = [None] * len(body.steps)
+    for t, got in scan_steps(body, values):
         for j, step in enumerate(body.steps):
             value = np.asarray(got[step.id])
             if out[j] is None:
                 out[j] = np.empty((value.shape[0], length, *value.shape[1:]), value.dtype)
             out[j][:, t] = value
-        prev = [got[body.steps[j].id] for j in body.carried]
     return tuple(out)
 
 
@@ -147,8 +155,12 @@ def _scan_vjp(b, n: Node, results: dict[int, Node]) -> list[Node | None]:
             for i, g in enumerate(grad.grads)]
 
 
-def _scan_grad_evaluate(values, attrs):
-    grad: BodyGrad = attrs["grad"]
+def scan_grad_steps(grad: BodyGrad, values):
+    """Backpropagation through time step by step: ``(t, got, d_next)`` for t = T-1 .. 0,
+    ``got`` the value of every node of the step's derivative at t (seeds and saved values
+    included), by node id, ``d_next`` each carried value's adjoint handed to the step
+    before (``dL_dh_next``); ``values`` the ``scan_grad``'s arguments. The evaluator sums
+    them; ``bpc trace`` shows them."""
     body = grad.body
     n_args, n_steps = len(body.leaves), len(body.steps)
     args = [np.asarray(v) for v in values[:n_args]]
@@ -157,14 +169,11 @@ def _scan_grad_evaluate(values, attrs):
     given = [np.asarray(next(outer)) if g else None for g in grad.given]
     inits, seqs, closed = _split(body, args)
     dtype = np.result_type(*(v for v in args if v.dtype.kind == "f"))
-    length = _length(body, seqs)
     carried = {j: k for k, j in enumerate(body.carried)}
     d_next = [np.zeros_like(v) for v in inits]
-    d_closed = [np.zeros_like(v, dtype=dtype) for v in closed]
-    d_seqs = [np.zeros_like(v, dtype=dtype) for v in seqs]
     fixed = {leaf.id: v for leaf, v in zip(body.closed, closed)}
     roots = [g for g in grad.grads if g is not None]
-    for t in reversed(range(length)):
+    for t in reversed(range(_length(body, seqs))):
         feeds = {**fixed}
         for k, leaf in enumerate(body.carries):
             feeds[leaf.id] = stacked[body.carried[k]][:, t - 1] if t else inits[k]
@@ -176,9 +185,22 @@ def _scan_grad_evaluate(values, attrs):
             seed = given[j][:, t] if given[j] is not None else 0
             feeds[leaf.id] = seed + d_next[carried[j]] if j in carried else seed
         got = _run_step(roots, feeds, dtype)
+        d_next = [np.asarray(got[g.id] if g is not None else None)
+                  for g in grad.grads[:len(body.carries)]]
+        yield t, got, d_next
+
+
+def _scan_grad_evaluate(values, attrs):
+    grad: BodyGrad = attrs["grad"]
+    body = grad.body
+    inits, seqs, closed = _split(body, [np.asarray(v) for v in values[:len(body.leaves)]])
+    dtype = np.result_type(*(v for v in inits + seqs + closed if v.dtype.kind == "f"))
+    d_next = [np.zeros_like(v) for v in inits]
+    d_closed = [np.zeros_like(v, dtype=dtype) for v in closed]
+    d_seqs = [np.zeros_like(v, dtype=dtype) for v in seqs]
+    for t, got, d_next in scan_grad_steps(grad, values):
         at = [got[g.id] if g is not None else None for g in grad.grads]
-        d_prev, d_slice, d_fixed = _split(body, at)
-        d_next = [np.asarray(d) for d in d_prev]
+        _, d_slice, d_fixed = _split(body, at)
         for k, d in enumerate(d_slice):
             if d is not None:
                 d_seqs[k][:, t] = d
@@ -186,6 +208,36 @@ def _scan_grad_evaluate(values, attrs):
             if d is not None:
                 d_closed[k] += d
     return tuple(d_next + d_seqs + d_closed)
+
+
+def time_axes(prog: Program) -> set[str]:
+    """The symbolic lengths (``T``) of the sequences the program's loops step through."""
+    loops = [bd.node.args[0] for bd in prog.forward if bd.node.op == "part"]
+    return {a.shape[1] for node in loops for a in node.args[len(node.attr("body").carries):]
+            if len(a.shape) > 1 and isinstance(a.shape[1], str)}
+
+
+def step_grad_norms(grad: BodyGrad, values, last_only: bool = False
+                    ) -> dict[str, list[float]]:
+    """Each step equation with an adjoint from outside its step (the loss's at t, or the
+    next step's for a carried value) -> the norm of that adjoint at t = 0 .. T-1
+    (``||dL/dh_t||``): how the gradient vanishes or explodes going back in time; with
+    ``last_only``, of the loss's adjoints at the last step alone, carried back."""
+    if last_only:
+        k = len(grad.body.leaves) + len(grad.body.steps)
+        values = list(values[:k]) + [_at_last(np.asarray(v)) for v in values[k:]]
+    seeds = [(name, leaf) for name, leaf in zip(grad.body.names, grad.seeds) if leaf is not None]
+    norms: dict[str, list[float]] = {name: [] for name, _ in seeds}
+    for _, got, _ in scan_grad_steps(grad, values):
+        for name, leaf in seeds:
+            norms[name].append(float(np.linalg.norm(got[leaf.id])))
+    return {name: steps[::-1] for name, steps in norms.items()}  # t = 0 first
+
+
+def _at_last(stacked: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(stacked)
+    out[:, -1] = stacked[:, -1]
+    return out
 
 
 def body_grad(body: Body, dtype: str, loss: str, given: tuple[bool, ...]) -> BodyGrad:
