@@ -50,11 +50,7 @@ def loop_lines(prog: Program, st, values: dict, section: str, source, spec_line,
         steps = ((t, got) for t, got, _ in scan_grad_steps(node.attr("grad"), args))
         seeds = [leaf for leaf in node.attr("grad").seeds if leaf is not None]
     # each step statement under the name the code gives it (dL_dh_next, dL_dWh +=)
-    code = [line.strip() for line in st.lines if line[:1].isspace()]  # the loop's body
-    lhs = {rest: f"{name} +=" for name, _, rest in (c.partition(" += ") for c in code)
-           if rest}
-    lhs.update({rest: name for name, _, rest in (c.partition(" = ") for c in code) if rest})
-    rhs = {name: rest for rest, name in lhs.items()}
+    written, seeded_from = dict(st.written_as), dict(st.seeded_from)
     length = np.shape(args[len(_body(node).carries)])[1]
     shown, skipped = _steps_shown(length), []
     for t, got in steps:
@@ -64,10 +60,10 @@ def loop_lines(prog: Program, st, values: dict, section: str, source, spec_line,
         if skipped:
             out.append(_left_out(skipped, section))
             skipped = []
-        out += [Line(leaf.attr("name"), section, rhs.get(leaf.attr("name"), ""),
+        out += [Line(leaf.attr("name"), section, seeded_from.get(leaf.attr("name"), ""),
                      np.asarray(got[leaf.id], dtype=float), step=t)
                 for leaf in seeds if leaf.id in got]
-        out += [Line(lhs.get(inner.expr, inner.name), section, inner.expr,
+        out += [Line(written.get(inner.name, inner.name), section, inner.expr,
                      np.asarray(got[inner.node.id], dtype=float),
                      None if inner.alias else with_numbers(inner.node, got, digits), step=t)
                 for inner in st.steps]

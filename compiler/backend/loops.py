@@ -30,15 +30,17 @@ def loop_statement(p: Printer, node: Node, names: dict[int, str], taken: set[str
                    ) -> Statement:
     """The statement computing the loop ``node``: its results ``names`` (result index ->
     the name it is given; results nobody reads are left out)."""
+    written, seeds = {}, {}
     if node.op == "scan":
         lines, helpers, steps = _forward(p, node, names, taken)
     else:
-        lines, helpers, steps = _backward(p, node, names, taken)
+        lines, helpers, steps = _backward(p, node, names, taken, written, seeds)
     reads = frozenset().union(*(p.reads(a) for a in node.args))
     first = names[min(names)]
     return Statement(first, f"loop over {_body(node).time}", node, "loop",
                      reads=reads, helpers=frozenset(helpers), lines=tuple(lines),
-                     defines=tuple(names[i] for i in sorted(names)), steps=tuple(steps))
+                     defines=tuple(names[i] for i in sorted(names)), steps=tuple(steps),
+                     written_as=tuple(written.items()), seeded_from=tuple(seeds.items()))
 
 
 def _body(node: Node) -> Body:
@@ -119,7 +121,10 @@ def _forward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
     return lines, helpers, statements
 
 
-def _backward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
+def _backward(p: Printer, node: Node, names: dict[int, str], taken: set[str],
+              written: dict[str, str], seeds: dict[str, str]):
+    """The reversed loop's lines; ``written`` and ``seeds`` are filled as
+    ``Statement.written_as`` and ``Statement.seeded_from`` describe."""
     grad: BodyGrad = node.attr("grad")
     body, program = grad.body, grad.program
     n_args, n_steps = len(body.leaves), len(body.steps)
@@ -157,7 +162,8 @@ def _backward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
         parts = ([f"{outer}[:, {time}]"] if outer else []) + (
             [carried_next[carry_of[j]]] if j in carry_of else [])
         named[seed.id] = seed.attr("name")
-        loop.append(f"{seed.attr('name')} = {' + '.join(parts)}")
+        seeds[seed.attr("name")] = " + ".join(parts)
+        loop.append(f"{seed.attr('name')} = {seeds[seed.attr('name')]}")
     # (an adjoint that is a seed is read by the seed's name: no alias line)
     # A leaf's gradient at t is named apart from the sums the loop keeps (dL_dWh_t).
     per_step = {bd.name: fresh(f"{bd.name}_t", taken) for bd in program.backward
@@ -166,7 +172,7 @@ def _backward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
                 if bd.node.id in needed and (bd.kind == "grad" or bd.node.op != "input")]
     statements, helpers = _step_lines(p, program, bindings, named, taken)
     loop += _accumulated(statements, program, body, grad, names, carried_next, wanted, time,
-                         per_step)
+                         per_step, written)
     lines.append(f"for {time} in reversed(range({length})):")
     lines += [_INDENT + line for line in loop]
     lines += [f"{names[k]} = {nxt}" for k, nxt in enumerate(carried_next) if k in names]
@@ -175,10 +181,12 @@ def _backward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
 
 def _accumulated(statements: list[Statement], program: Program, body: Body, grad: BodyGrad,
                  names: dict[int, str], carried_next: list[str], wanted: set[int],
-                 time: str, per_step: dict[str, str]) -> list[str]:
+                 time: str, per_step: dict[str, str], written: dict[str, str]) -> list[str]:
     """The step's statements, each leaf's gradient written where it goes: added to a
     closed-over value's gradient, into the sequence's gradient at t, or as the carried
-    adjoint for the step before. One that later lines of the step read is named first."""
+    adjoint for the step before. One that later lines of the step read is named first.
+    ``written`` gets where each statement of the step is written (its name, or where it
+    goes: ``dL_dWh +=``)."""
     k, m = len(body.carries), len(body.slices)
     role: dict[str, str] = {}
     for i, leaf in enumerate(body.leaves):
@@ -189,11 +197,11 @@ def _accumulated(statements: list[Statement], program: Program, body: Body, grad
                        f"{names[i]}[:, {time}] =" if i < k + m else f"{names[i]} +=")
     lines = []
     for n, st in enumerate(statements):
-        if st.name not in role:
-            lines.append(f"{st.target} = {st.expr}")
-            continue
         read_later = any(st.name in later.reads for later in statements[n + 1:])
-        if read_later:
+        if st.name not in role or read_later:
             lines.append(f"{st.target} = {st.expr}")
-        lines.append(f"{role[st.name]} {st.name if read_later else st.expr}")
+            written[st.name] = st.target
+        if st.name in role:
+            lines.append(f"{role[st.name]} {st.name if read_later else st.expr}")
+            written.setdefault(st.name, role[st.name].removesuffix(" ="))
     return lines

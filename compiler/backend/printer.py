@@ -50,6 +50,11 @@ class Statement:
     lines: tuple[str, ...] = ()
     defines: tuple[str, ...] = ()
     steps: tuple[Statement, ...] = ()  # a loop's: the step's own statements (bpc trace)
+    # A loop's backward (bpc trace): what the code writes a step statement as (its name ->
+    # ``dL_dWh +=``, ``dL_dx[:, t]``, ``dL_dh_next``), and each step's seeds (a seed's name
+    # -> the sum it starts from, ``dL_dh[:, t] + dL_dh_next``).
+    written_as: tuple[tuple[str, str], ...] = ()
+    seeded_from: tuple[tuple[str, str], ...] = ()
 
     @property
     def target(self) -> str:
