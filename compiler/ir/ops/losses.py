@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import Node, ShapeError
-from .core import (MUL, PLACED, POSTFIX, broadcast_shapes, defop, derived, ex, int_labels,
+from . import kernels
+from .core import (MUL, POSTFIX, broadcast_shapes, defop, derived, ex, int_labels,
                    mask, no_gradient, onehot, paren, promoted, scalar)
 
 
@@ -111,10 +112,12 @@ defop("softmax_xent", arity=None, shape=_xent_shape,
                 ex((2, 3), _LOG_P, (2, 3), _ROWS)))
 
 defop("one_hot", arity=1, shape=lambda args, attrs: args[0].shape + (attrs["classes"],),
-      emit=lambda a, attrs, n: (f"np.eye({attrs['classes']}, dtype=DTYPE)[{a[0][0]}]", POSTFIX),
-      torch=lambda a, attrs, n: (f"torch.eye({attrs['classes']}, {PLACED})[{a[0][0]}]",
-                                 POSTFIX),
-      evaluate=lambda v, a: np.eye(a["classes"])[np.asarray(v[0]).astype(int)],
+      emit=lambda a, attrs, n: (f"_one_hot({a[0][0]}, {attrs['classes']}, DTYPE)", POSTFIX),
+      helpers=("_one_hot",),
+      torch=lambda a, attrs, n: (f"torch.nn.functional.one_hot({a[0][0]}, "
+                                 f"{attrs['classes']}).to(dtype)", POSTFIX),
+      evaluate=lambda v, a: kernels._one_hot(np.asarray(v[0]).astype(int), a["classes"],
+                                             float),
       examples=(ex(int_labels((4,), 3), classes=3), ex(int_labels((2, 2), 5), classes=5)))
 
 

@@ -71,7 +71,7 @@ def test_each_helper_runs_alone(name):
             "_embed_grad": IDS_AND_ROWS, "_embed_grad_sorted": IDS_AND_ROWS,
             "_masked_softmax": (x, np.tri(4, dtype=bool)),
             "_sinusoidal": (7, 6, np.float64), "_first_rows": (x, 1),
-            "_pad_rows": (x, 4)}.get(name, (x,))
+            "_pad_rows": (x, 4), "_one_hot": (IDS_AND_ROWS[0], 6, np.float32)}.get(name, (x,))
     close(scope[name](*args), FUNCTIONS[name](*args))
 
 
@@ -293,6 +293,15 @@ def test_avg_pool_and_its_gradient_against_torch(shape, size, stride, pad):
     g = RNG.normal(size=out.shape)
     want.backward(t(g))
     close(kernels._avg_pool_grad(g, x.shape, size, stride, pad), xt.grad)
+
+
+# ----------------------------------------------------------------------------- one-hot
+@pytest.mark.parametrize("shape", [(), (5,), (3, 4)])
+def test_one_hot_is_rows_of_the_identity(shape):
+    labels = RNG.integers(0, 7, size=shape)
+    got = kernels._one_hot(labels, 7, np.float32)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.eye(7, dtype=np.float32)[labels])
 
 
 # ----------------------------------------------------------------------------- positions
