@@ -138,7 +138,7 @@ def _sinusoidal(length, dim, dtype):
     rates = 10000.0 ** (-np.arange(0, dim, 2) / dim)
     table = np.empty((length, dim), dtype=dtype)
     table[:, 0::2] = np.sin(t * rates)
-    table[:, 1::2] = np.cos(t * rates[:dim // 2])
+    table[:, 1::2] = np.cos(t * rates[: dim // 2])
     return table
 
 
@@ -411,17 +411,15 @@ def loss_and_grad(
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dL_do = np.sum(dL_dy, axis=(0, 1), out=grads.get("o"))
     dL_dO = np.matmul(
-        np.reshape(y_add, (-1, y_add.shape[-1])).T,
-        np.reshape(dL_dy, (-1, dL_dy.shape[-1])),
-        out=grads.get("O"),
+        np.reshape(y_add, (-1, 32)).T, np.reshape(dL_dy, (-1, 66)), out=grads.get("O")
     )
     del y_add
     dL_dUv_matmul = dL_dy @ O.T  # [N, 10, 32], used 3 times
     del y, L_log_softmax, dL_dy
     dL_dUv_matmul_2 = np.swapaxes(a, -1, -2) @ dL_dUv_matmul  # [N, T, 32], used 2 times
     dL_dUv = np.matmul(
-        np.reshape(h2, (-1, h2.shape[-1])).T,
-        np.reshape(dL_dUv_matmul_2, (-1, dL_dUv_matmul_2.shape[-1])),
+        np.reshape(h2, (-1, 32)).T,
+        np.reshape(dL_dUv_matmul_2, (-1, 32)),
         out=grads.get("Uv"),
     )
     dL_da = dL_dUv_matmul @ np.swapaxes(y_matmul, -1, -2)
@@ -442,8 +440,8 @@ def loss_and_grad(
     dL_dUk_matmul = np.swapaxes(dL_dQ_div, -1, -2) @ Q  # [N, T, 32], used 2 times
     del dL_da, dL_dQ_div
     dL_dUk = np.matmul(
-        np.reshape(h2, (-1, h2.shape[-1])).T,
-        np.reshape(dL_dUk_matmul, (-1, dL_dUk_matmul.shape[-1])),
+        np.reshape(h2, (-1, 32)).T,
+        np.reshape(dL_dUk_matmul, (-1, 32)),
         out=grads.get("Uk"),
     )
     del h2
@@ -469,8 +467,8 @@ def loss_and_grad(
     del h2_mu_add, h2_xc, h2_xn, h2_std
     dL_dc2 = np.sum(dL_dh2_mu_in, axis=(0, 1), out=grads.get("c2"))
     dL_dF2 = np.matmul(
-        np.reshape(h2_mu_relu, (-1, h2_mu_relu.shape[-1])).T,
-        np.reshape(dL_dh2_mu_in, (-1, dL_dh2_mu_in.shape[-1])),
+        np.reshape(h2_mu_relu, (-1, 64)).T,
+        np.reshape(dL_dh2_mu_in, (-1, 32)),
         out=grads.get("F2"),
     )
     # dL_dc1_mul: [N, T, 64], used 3 times
@@ -479,8 +477,8 @@ def loss_and_grad(
     del h2_mu_relu
     dL_dc1 = np.sum(dL_dc1_mul, axis=(0, 1), out=grads.get("c1"))
     dL_dF1 = np.matmul(
-        np.reshape(h1, (-1, h1.shape[-1])).T,
-        np.reshape(dL_dc1_mul, (-1, dL_dc1_mul.shape[-1])),
+        np.reshape(h1, (-1, 32)).T,
+        np.reshape(dL_dc1_mul, (-1, 64)),
         out=grads.get("F1"),
     )
     del h1
@@ -504,8 +502,8 @@ def loss_and_grad(
     # dL_dWv_matmul: [N, T, 32], used 2 times
     dL_dWv_matmul = np.swapaxes(h1_mu_softmax, -1, -2) @ dL_dh1_mu_in
     dL_dWv = np.matmul(
-        np.reshape(h0, (-1, h0.shape[-1])).T,
-        np.reshape(dL_dWv_matmul, (-1, dL_dWv_matmul.shape[-1])),
+        np.reshape(h0, (-1, 32)).T,
+        np.reshape(dL_dWv_matmul, (-1, 32)),
         out=grads.get("Wv"),
     )
     # dL_ds_matmul: [N, T, T], used 2 times
@@ -522,15 +520,15 @@ def loss_and_grad(
     dL_dWk_matmul = np.swapaxes(dL_ds_in1, -1, -2) @ s_matmul
     del s_matmul
     dL_dWk = np.matmul(
-        np.reshape(h0, (-1, h0.shape[-1])).T,
-        np.reshape(dL_dWk_matmul, (-1, dL_dWk_matmul.shape[-1])),
+        np.reshape(h0, (-1, 32)).T,
+        np.reshape(dL_dWk_matmul, (-1, 32)),
         out=grads.get("Wk"),
     )
     dL_dWq_matmul = dL_ds_in1 @ s_matmul_2  # [N, T, 32], used 2 times
     del s_matmul_2, dL_ds_matmul, dL_ds, dL_ds_in1
     dL_dWq = np.matmul(
-        np.reshape(h0, (-1, h0.shape[-1])).T,
-        np.reshape(dL_dWq_matmul, (-1, dL_dWq_matmul.shape[-1])),
+        np.reshape(h0, (-1, 32)).T,
+        np.reshape(dL_dWq_matmul, (-1, 32)),
         out=grads.get("Wq"),
     )
     del h0

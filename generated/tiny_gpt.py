@@ -84,7 +84,7 @@ CONFIG = {
                 "masked_softmax",
             ),
             (
-                "the matmul of line 39",
+                "the matmul of line 42",
                 ("N", 2, "T", "T"),
                 "float64",
                 {"N*T": 512, "N*T*T": 16},
@@ -141,7 +141,7 @@ def _sinusoidal(length, dim, dtype):
     rates = 10000.0 ** (-np.arange(0, dim, 2) / dim)
     table = np.empty((length, dim), dtype=dtype)
     table[:, 0::2] = np.sin(t * rates)
-    table[:, 1::2] = np.cos(t * rates[:dim // 2])
+    table[:, 1::2] = np.cos(t * rates[: dim // 2])
     return table
 
 
@@ -225,32 +225,32 @@ def predict(params, ids):
     n1 = g1 * n1_xn
     n1 += b1
     del n1_xc, n1_xn
-    q_matmul = n1 @ Wq  # [N, T, 32]
+    q_rows = n1 @ Wq
     q = np.transpose(
-        np.reshape(q_matmul, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
+        np.reshape(q_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    k_matmul = n1 @ Wk  # [N, T, 32]
+    k_rows = n1 @ Wk
     k = np.transpose(
-        np.reshape(k_matmul, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
+        np.reshape(k_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    v_matmul = n1 @ Wv  # [N, T, 32]
+    v_rows = n1 @ Wv
     del n1
     v = np.transpose(
-        np.reshape(v_matmul, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
+        np.reshape(v_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
     # a_div: [N, 2, T, T]
     a_div = q @ np.swapaxes(k, -1, -2)
     a_div /= np.sqrt(16)
-    del q_matmul, q, k_matmul, k
+    del q_rows, q, k_rows, k
     a = _masked_softmax(a_div, np.tri(ids.shape[1], dtype=bool), axis=3)
     del a_div
-    heads_matmul = a @ v  # [N, 2, T, 16]
-    del v_matmul, v, a
+    ctx = a @ v
+    del v_rows, v, a
     heads = np.reshape(
-        np.transpose(heads_matmul, (0, 2, 1, 3)), (ids.shape[0], ids.shape[1], 32)
+        np.transpose(ctx, (0, 2, 1, 3)), (ids.shape[0], ids.shape[1], 32)
     )
     x1 = np.add(x0, heads @ Wo, out=x0)
-    del heads_matmul, heads
+    del ctx, heads
     n2_mu = np.mean(x1, axis=2, keepdims=True)
     n2_xc = x1 - n2_mu
     del n2_mu
@@ -312,32 +312,32 @@ def loss(params, ids, t) -> float:
     n1 = g1 * n1_xn
     n1 += b1
     del n1_xc, n1_xn
-    q_matmul = n1 @ Wq  # [N, T, 32]
+    q_rows = n1 @ Wq
     q = np.transpose(
-        np.reshape(q_matmul, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
+        np.reshape(q_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    k_matmul = n1 @ Wk  # [N, T, 32]
+    k_rows = n1 @ Wk
     k = np.transpose(
-        np.reshape(k_matmul, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
+        np.reshape(k_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    v_matmul = n1 @ Wv  # [N, T, 32]
+    v_rows = n1 @ Wv
     del n1
     v = np.transpose(
-        np.reshape(v_matmul, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
+        np.reshape(v_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
     # a_div: [N, 2, T, T]
     a_div = q @ np.swapaxes(k, -1, -2)
     a_div /= np.sqrt(16)
-    del q_matmul, q, k_matmul, k
+    del q_rows, q, k_rows, k
     a = _masked_softmax(a_div, np.tri(ids.shape[1], dtype=bool), axis=3)
     del a_div
-    heads_matmul = a @ v  # [N, 2, T, 16]
-    del v_matmul, v, a
+    ctx = a @ v
+    del v_rows, v, a
     heads = np.reshape(
-        np.transpose(heads_matmul, (0, 2, 1, 3)), (ids.shape[0], ids.shape[1], 32)
+        np.transpose(ctx, (0, 2, 1, 3)), (ids.shape[0], ids.shape[1], 32)
     )
     x1 = np.add(x0, heads @ Wo, out=x0)
-    del heads_matmul, heads
+    del ctx, heads
     n2_mu = np.mean(x1, axis=2, keepdims=True)
     n2_xc = x1 - n2_mu
     del n2_mu
@@ -415,26 +415,26 @@ def loss_and_grad(
     n1_xn = np.divide(n1_xc, n1_std, out=n1_xc)
     n1 = g1 * n1_xn
     n1 += b1
-    q_matmul = n1 @ Wq  # [N, T, 32], used 2 times
+    q_rows = n1 @ Wq
     q = np.transpose(
-        np.reshape(q_matmul, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
+        np.reshape(q_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    k_matmul = n1 @ Wk  # [N, T, 32], used 2 times
+    k_rows = n1 @ Wk
     k = np.transpose(
-        np.reshape(k_matmul, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
+        np.reshape(k_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    v_matmul = n1 @ Wv  # [N, T, 32], used 2 times
+    v_rows = n1 @ Wv
     v = np.transpose(
-        np.reshape(v_matmul, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
+        np.reshape(v_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
     # a_div: [N, 2, T, T]
     a_div = q @ np.swapaxes(k, -1, -2)
     a_div /= np.sqrt(16)
     a = _masked_softmax(a_div, np.tri(ids.shape[1], dtype=bool), axis=3)
     del a_div
-    heads_matmul = a @ v  # [N, 2, T, 16]
+    ctx = a @ v
     heads = np.reshape(
-        np.transpose(heads_matmul, (0, 2, 1, 3)), (ids.shape[0], ids.shape[1], 32)
+        np.transpose(ctx, (0, 2, 1, 3)), (ids.shape[0], ids.shape[1], 32)
     )
     x1 = np.add(x0, heads @ Wo, out=x0)
     n2_mu = np.mean(x1, axis=2, keepdims=True)
@@ -477,9 +477,7 @@ def loss_and_grad(
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dL_do = np.sum(dL_dy, axis=(0, 1), out=grads.get("o"))
     dL_dO = np.matmul(
-        np.reshape(y_add, (-1, y_add.shape[-1])).T,
-        np.reshape(dL_dy, (-1, dL_dy.shape[-1])),
-        out=grads.get("O"),
+        np.reshape(y_add, (-1, 32)).T, np.reshape(dL_dy, (-1, 45)), out=grads.get("O")
     )
     del y_add
     dL_db3_matmul = dL_dy @ O.T  # [N, T, 32], used 3 times
@@ -503,8 +501,8 @@ def loss_and_grad(
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dL_dc2 = np.sum(dL_dx2, axis=(0, 1), out=grads.get("c2"))
     dL_dF2 = np.matmul(
-        np.reshape(x2_relu, (-1, x2_relu.shape[-1])).T,
-        np.reshape(dL_dx2, (-1, dL_dx2.shape[-1])),
+        np.reshape(x2_relu, (-1, 128)).T,
+        np.reshape(dL_dx2, (-1, 32)),
         out=grads.get("F2"),
     )
     # dL_dc1_mul: [N, T, 128], used 3 times
@@ -513,8 +511,8 @@ def loss_and_grad(
     del x2_relu
     dL_dc1 = np.sum(dL_dc1_mul, axis=(0, 1), out=grads.get("c1"))
     dL_dF1 = np.matmul(
-        np.reshape(n2, (-1, n2.shape[-1])).T,
-        np.reshape(dL_dc1_mul, (-1, dL_dc1_mul.shape[-1])),
+        np.reshape(n2, (-1, 32)).T,
+        np.reshape(dL_dc1_mul, (-1, 128)),
         out=grads.get("F1"),
     )
     del n2
@@ -545,31 +543,25 @@ def loss_and_grad(
     # x1 = x0 + heads @ Wo
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dL_dWo = np.matmul(
-        np.reshape(heads, (-1, heads.shape[-1])).T,
-        np.reshape(dL_dx1, (-1, dL_dx1.shape[-1])),
-        out=grads.get("Wo"),
+        np.reshape(heads, (-1, 32)).T, np.reshape(dL_dx1, (-1, 32)), out=grads.get("Wo")
     )
     dL_dheads = dL_dx1 @ Wo.T
-    # heads = reshape(transpose(a @ v, axes=[0, 2, 1, 3]), [N, T, D])
-    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
-    dL_da = np.transpose(
-        np.reshape(dL_dheads, np.transpose(heads_matmul, (0, 2, 1, 3)).shape),
-        (0, 2, 1, 3),
-    ) @ np.swapaxes(v, -1, -2)
-    dL_dv = np.swapaxes(a, -1, -2) @ np.transpose(
-        np.reshape(dL_dheads, np.transpose(heads_matmul, (0, 2, 1, 3)).shape),
-        (0, 2, 1, 3),
-    )
-    del heads_matmul, heads, dL_dheads
-    # v = transpose(reshape(n1 @ Wv, [N, T, H, K]), axes=[0, 2, 1, 3])
-    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
-    dL_dv_in = np.transpose(dL_dv, (0, 2, 1, 3))  # [N, T, 2, 16]
+    # heads = reshape(transpose(ctx, axes=[0, 2, 1, 3]), [N, T, D])
+    # dL_dheads_in1: [N, T, 2, 16]
+    dL_dheads_in1 = np.reshape(dL_dheads, np.transpose(ctx, (0, 2, 1, 3)).shape)
+    del ctx, heads
+    dL_dctx = np.transpose(dL_dheads_in1, (0, 2, 1, 3))
+    # ctx = a @ v (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
+    dL_da = dL_dctx @ np.swapaxes(v, -1, -2)
+    dL_dv = np.swapaxes(a, -1, -2) @ dL_dctx
+    del dL_dheads, dL_dheads_in1, dL_dctx
+    # v = transpose(reshape(v_rows, [N, T, H, K]), axes=[0, 2, 1, 3])
+    dL_dv_rows = np.reshape(np.transpose(dL_dv, (0, 2, 1, 3)), v_rows.shape)
+    del v_rows, v
+    # v_rows = n1 @ Wv (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_dWv = np.matmul(
-        np.reshape(n1, (-1, n1.shape[-1])).T,
-        np.reshape(
-            np.reshape(dL_dv_in, v_matmul.shape),
-            (-1, np.reshape(dL_dv_in, v_matmul.shape).shape[-1]),
-        ),
+        np.reshape(n1, (-1, 32)).T,
+        np.reshape(dL_dv_rows, (-1, 32)),
         out=grads.get("Wv"),
     )
     # a = softmax(q @ swapaxes(k, -1, -2) / sqrt(K), mask=causal(T))
@@ -581,46 +573,34 @@ def loss_and_grad(
     dL_dk_div /= np.sqrt(16)
     del a
     dL_dk = np.swapaxes(dL_dk_div, -1, -2) @ q
-    # k = transpose(reshape(n1 @ Wk, [N, T, H, K]), axes=[0, 2, 1, 3])
-    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
-    dL_dk_in = np.transpose(dL_dk, (0, 2, 1, 3))  # [N, T, 2, 16]
+    # k = transpose(reshape(k_rows, [N, T, H, K]), axes=[0, 2, 1, 3])
+    dL_dk_rows = np.reshape(np.transpose(dL_dk, (0, 2, 1, 3)), k_rows.shape)
+    # k_rows = n1 @ Wk (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_dWk = np.matmul(
-        np.reshape(n1, (-1, n1.shape[-1])).T,
-        np.reshape(
-            np.reshape(dL_dk_in, k_matmul.shape),
-            (-1, np.reshape(dL_dk_in, k_matmul.shape).shape[-1]),
-        ),
+        np.reshape(n1, (-1, 32)).T,
+        np.reshape(dL_dk_rows, (-1, 32)),
         out=grads.get("Wk"),
     )
     # a = softmax(q @ swapaxes(k, -1, -2) / sqrt(K), mask=causal(T))
     #   softmax's Jacobian-vector product from its output p, which is 0 where masked: p
     #   (g - sum(g p))
     dL_dq = dL_dk_div @ k
-    del dL_da, dL_dk_div
-    # q = transpose(reshape(n1 @ Wq, [N, T, H, K]), axes=[0, 2, 1, 3])
-    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
-    dL_dq_in = np.transpose(dL_dq, (0, 2, 1, 3))  # [N, T, 2, 16]
+    del k_rows, k, dL_da, dL_dk_div
+    # q = transpose(reshape(q_rows, [N, T, H, K]), axes=[0, 2, 1, 3])
+    dL_dq_rows = np.reshape(np.transpose(dL_dq, (0, 2, 1, 3)), q_rows.shape)
+    del q_rows, q
+    # q_rows = n1 @ Wq (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_dWq = np.matmul(
-        np.reshape(n1, (-1, n1.shape[-1])).T,
-        np.reshape(
-            np.reshape(dL_dq_in, q_matmul.shape),
-            (-1, np.reshape(dL_dq_in, q_matmul.shape).shape[-1]),
-        ),
+        np.reshape(n1, (-1, 32)).T,
+        np.reshape(dL_dq_rows, (-1, 32)),
         out=grads.get("Wq"),
     )
     del n1
-    # v = transpose(reshape(n1 @ Wv, [N, T, H, K]), axes=[0, 2, 1, 3]) and 2 more
+    # v_rows = n1 @ Wv and k_rows = n1 @ Wk and q_rows = n1 @ Wq
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
-    dL_dn1_via_q = np.reshape(dL_dq_in, q_matmul.shape) @ Wq.T  # [N, T, 32]
-    del q_matmul, q, dL_dq, dL_dq_in
-    dL_dn1_via_k = np.reshape(dL_dk_in, k_matmul.shape) @ Wk.T  # [N, T, 32]
-    del k_matmul, k, dL_dk, dL_dk_in
-    dL_dn1 = np.add(
-        np.reshape(dL_dv_in, v_matmul.shape) @ Wv.T + dL_dn1_via_k,
-        dL_dn1_via_q,
-        out=dL_dn1_via_q,
-    )
-    del v_matmul, v, dL_dv, dL_dv_in, dL_dn1_via_k
+    dL_dn1 = dL_dv_rows @ Wv.T + dL_dk_rows @ Wk.T
+    dL_dn1 += dL_dq_rows @ Wq.T
+    del dL_dv, dL_dv_rows, dL_dk, dL_dk_rows, dL_dq, dL_dq_rows
     # n1 = layer_norm(x0, g1, b1)
     #   layer norm's closed form: dx = (gg - mean(gg) - xn mean(gg xn)) / std, gg =
     #   gamma g
