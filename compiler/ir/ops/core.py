@@ -328,7 +328,9 @@ def _reduce_parts(x: str, attrs) -> list[str]:
 
 
 def reduce_into(fn: str):
-    return lambda args, attrs, out, node=None: f"{fn}({', '.join(_reduce_parts(args[0], attrs))}, out={out})"
+    def form(args, attrs, out, node=None):
+        return f"{fn}({', '.join(_reduce_parts(args[0], attrs))}, out={out})"
+    return form
 
 
 def format_number(value) -> str:
