@@ -1,9 +1,10 @@
 """The built-in data sets (``data spiral(n=50)``, ``--data mnist``, the sequence tasks
 ``addition``, ``zen``, ``dates``, ``sine_wave``, ``copy`` and ``reverse``): their
 generators, the download of mnist into the cache, and ``builtin``, which names their
-arrays after the module's input and target, splits off the test set and arranges them in the declared
-layout; ``validation_split``, the held-out part of any training data; and
-``synthetic``, random data of the module's declared shapes.
+arrays after the module's input and target, splits off the test set and arranges them
+in the declared layout; ``validation_split``, the held-out part of any training data;
+``alphabet``, the characters of a character task's ids; and ``synthetic``, random data
+of the module's declared shapes.
 
 Both splits are drawn from the run's data seed (``Settings.data_seed``), never from the
 seed of its initialization: runs of several seeds hold out the same examples.
