@@ -1,9 +1,10 @@
 """The built-in data sets (``data spiral(n=50)``, ``--data mnist``, the sequence tasks
-``addition``, ``zen``, ``sine_wave``, ``copy`` and ``reverse``): their generators, the
-download of mnist into the cache, and ``builtin``, which names their arrays after the
-module's input and target, splits off the test set and arranges them in the declared
-layout; ``validation_split``, the held-out part of any training data; and
-``synthetic``, random data of the module's declared shapes.
+``addition``, ``zen``, ``dates``, ``sine_wave``, ``copy`` and ``reverse``): their
+generators, the download of mnist into the cache, and ``builtin``, which names their
+arrays after the module's input and target, splits off the test set and arranges them
+in the declared layout; ``validation_split``, the held-out part of any training data;
+``alphabet``, the characters of a character task's ids; and ``synthetic``, random data
+of the module's declared shapes.
 
 Both splits are drawn from the run's data seed (``Settings.data_seed``), never from the
 seed of its initialization: runs of several seeds hold out the same examples.
@@ -142,8 +143,7 @@ def zen(rng: np.random.Generator, steps: int = 32):
     shifted by one). Ids number the text's 45 distinct characters in sorted order. The
     last 10% of the text is the test set (windows within it only: none straddles)."""
     text = zen_text()
-    chars = "".join(sorted(set(text)))
-    ids = _char_ids([text], chars)[0]
+    ids = _char_ids([text], alphabet("zen"))[0]
     cut = int(len(ids) * 0.9)
 
     def windows(part: np.ndarray):
@@ -179,6 +179,49 @@ def copy(rng: np.random.Generator, n: int = 1000, steps: int = 5, symbols: int =
 def reverse(rng: np.random.Generator, n: int = 1000, steps: int = 5, symbols: int = 8):
     """``copy``, the symbols recalled backwards."""
     return copy(rng, n, steps, symbols, reverse=True)
+
+
+# DLFS2 ch. 8's date-format conversion (its dataset/date.txt, generated here): a date in
+# one of many human formats, padded with spaces to 29 characters, and its ISO form.
+DATE_CHARS = " ,-/0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+DATE_WIDTH = 29  # "WEDNESDAY, SEPTEMBER 27, 1994", the longest
+DATE_FORMATS = ("{month} {d}, {Y}", "{Month} {d}, {Y}", "{MONTH} {d}, {Y}", "{Mon} {d}, {Y}",
+                "{MON} {d}, {Y}", "{m}/{d}/{y}", "{mm}/{dd}/{Y}", "{d} {Month} {Y}",
+                "{weekday}, {month} {d}, {Y}", "{Weekday}, {Month} {d}, {Y}",
+                "{WEEKDAY}, {MONTH} {d}, {Y}")
+
+
+def _date_text(day, form: str) -> str:
+    month, weekday = day.strftime("%B"), day.strftime("%A")
+    return form.format(month=month.lower(), Month=month, MONTH=month.upper(),
+                       Mon=month[:3], MON=month[:3].upper(), weekday=weekday.lower(),
+                       Weekday=weekday, WEEKDAY=weekday.upper(), d=day.day,
+                       dd=f"{day.day:02d}", m=day.month, mm=f"{day.month:02d}",
+                       y=f"{day.year % 100:02d}", Y=day.year)
+
+
+def dates(rng: np.random.Generator, n: int = 10000):
+    """``n`` dates from 1950-01-01 to 2049-12-31 (a two-digit year is 19yy from 50, else
+    20yy) in DATE_FORMATS, drawn uniformly: x the text's ids [n, 29], padded with spaces
+    (id 0), t the ISO date's [n, 10]; 10% held out."""
+    import datetime
+
+    first = datetime.date(1950, 1, 1).toordinal()
+    days = rng.integers(first, datetime.date(2049, 12, 31).toordinal() + 1, size=n)
+    forms = rng.integers(0, len(DATE_FORMATS), size=n)
+    texts = [_date_text(datetime.date.fromordinal(int(d)), DATE_FORMATS[f])
+             for d, f in zip(days, forms)]
+    isos = [datetime.date.fromordinal(int(d)).isoformat() for d in days]
+    return (_char_ids([t.ljust(DATE_WIDTH) for t in texts], DATE_CHARS),
+            _char_ids(isos, DATE_CHARS), 0.1)
+
+
+def alphabet(name: str) -> str | None:
+    """The characters a character task's ids number (id k is the k-th), or None for a data
+    set that is not text: the labels of an attention picture's axes."""
+    if name == "zen":
+        return "".join(sorted(set(zen_text())))
+    return {"addition": ADDITION_CHARS, "dates": DATE_CHARS}.get(name)
 
 
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -245,7 +288,7 @@ def mnist(rng: np.random.Generator):
 
 GENERATORS = {"xor": xor, "spiral": spiral, "sine": sine, "digits": digits,
               "digits_subset": digits_subset, "mnist": mnist, "addition": addition,
-              "zen": zen, "sine_wave": sine_wave, "copy": copy, "reverse": reverse}
+              "zen": zen, "dates": dates, "sine_wave": sine_wave, "copy": copy, "reverse": reverse}
 assert set(GENERATORS) == set(DATASETS), "data set table and generators disagree"
 
 

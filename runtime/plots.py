@@ -214,6 +214,34 @@ def plot_fit(module, params, dataset, path: Path, title: str | None = None,
     return True
 
 
+def plot_weights(panels: list[tuple[str, np.ndarray]], rows: list[str] | None,
+                 cols: list[str] | None, path: Path, title: str) -> None:
+    """Matrices (attention weights [T_out, T_in], one panel per head) as heat maps side by
+    side, on one colour scale from 0, ``rows``/``cols`` (characters) on the axes."""
+    plt = _pyplot()
+    height, width = panels[0][1].shape
+    size = max(3.0, 0.22 * max(height, width) + 1.5)
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(size * width / max(height, width) * len(panels) + 1.2,
+                                      size * height / max(height, width) + 0.8))
+    top = max(float(m.max()) for _, m in panels) or 1.0
+    for ax, (name, matrix) in zip(axes[0], panels):
+        image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=top, aspect="equal")
+        ax.set_title(name, fontsize=9)
+        for labels, ticks, n in ((cols, ax.set_xticks, width), (rows, ax.set_yticks, height)):
+            if labels is None:
+                continue
+            ticks(range(n), [_shown(c) for c in labels], fontsize=7, fontfamily="monospace")
+    fig.colorbar(image, ax=list(axes[0]), shrink=0.8)
+    fig.suptitle(title, fontsize=10)
+    save_figure(plt, fig, path)
+
+
+def _shown(char: str) -> str:
+    """A character as an axis label: a space as the open box, a newline as \\n."""
+    return "\u2423" if char == " " else char if char.isprintable() else repr(char)[1:-1]
+
+
 def _class_of(module, values, kind, predicted: bool = False) -> np.ndarray:
     """Class numbers of targets (or, ``predicted``, of outputs), one per example."""
     c = predicted_class(module, values) if predicted else target_class(module, values)

@@ -107,7 +107,7 @@ class Primitive:
     # a function (args, attrs, name) -> the lines that update ``name``, which holds the
     # first argument, with the others ("dL_dx[:, :3] += dL_dh"). Used by buffer planning.
     # An out= form calls NumPy or the op's own ``helpers``; an augmented one calls none.
-    out_form: str | Callable | None = None
+    out_form: str | Callable | None = None  # a callable: (args, attrs, out, node) -> text
     augmented: str | Callable | None = None
     # Constant folding of scalars, in plain Python (None: never folded).
     fold: Callable | None = None
@@ -188,7 +188,7 @@ class Primitive:
                             and any(a.weak for a in node.args)):
             return None
         if callable(form):
-            return form(args, attrs, out)
+            return form(args, attrs, out, node)
         return form.format(*args, out=out)
 
 
@@ -299,7 +299,7 @@ def treduce(fn: str, always_dims: bool = False):
 
 def treduce_into(fn: str):
     """A torch reduction into ``out`` (torch needs its dims for that)."""
-    def form(args, attrs, out):
+    def form(args, attrs, out, node=None):
         axes = attrs.get("axis")
         dims = repr(axis_text(axes)) if axes is not None else "tuple(range({0}.dim()))"
         keep = ", keepdim=True" if attrs.get("keepdims") else ""
@@ -331,7 +331,9 @@ def _reduce_parts(x: str, attrs) -> list[str]:
 
 
 def reduce_into(fn: str):
-    return lambda args, attrs, out: f"{fn}({', '.join(_reduce_parts(args[0], attrs))}, out={out})"
+    def form(args, attrs, out, node=None):
+        return f"{fn}({', '.join(_reduce_parts(args[0], attrs))}, out={out})"
+    return form
 
 
 def format_number(value) -> str:

@@ -99,7 +99,7 @@ def _sinusoidal(length, dim, dtype):
     rates = 10000.0 ** (-np.arange(0, dim, 2) / dim)
     table = np.empty((length, dim), dtype=dtype)
     table[:, 0::2] = np.sin(t * rates)
-    table[:, 1::2] = np.cos(t * rates[:dim // 2])
+    table[:, 1::2] = np.cos(t * rates[: dim // 2])
     return table
 
 

@@ -88,16 +88,26 @@ def _row_product_shape(args, attrs):
     return (x[-1], g[-1])
 
 
+def _rows(fn: str, arg, v) -> str:
+    """``np.reshape(x, (-1, D))``, a fixed ``D`` as its number: written as
+    ``x.shape[-1]``, an operand that is an expression (a transposed reshape) would be
+    computed twice."""
+    d = v.shape[-1]
+    size = d if isinstance(d, int) else f"{paren(arg, POSTFIX)}.shape[-1]"
+    return f"{fn}({arg[0]}, (-1, {size}))"
+
+
 def _emit_row_product(fn: str):
     """``np.reshape(x, (-1, D)).T @ np.reshape(g, (-1, K))``: every row of ``x`` (all
     axes but the last made one) times the matching row of ``g``, summed."""
     def emit(a, attrs, n):
-        def rows(arg, v):
-            d = v.shape[-1]
-            size = d if isinstance(d, int) else f"{paren(arg, POSTFIX)}.shape[-1]"
-            return f"{fn}({arg[0]}, (-1, {size}))"
-        return f"{rows(a[0], n.args[0])}.T @ {rows(a[1], n.args[1])}", MUL
+        return f"{_rows(fn, a[0], n.args[0])}.T @ {_rows(fn, a[1], n.args[1])}", MUL
     return emit
+
+
+def _row_product_into(args, attrs, out, node) -> str:
+    x, g = (_rows("np.reshape", (a, POSTFIX), v) for a, v in zip(args, node.args))
+    return f"np.matmul({x}.T, {g}, out={out})"
 
 
 def _eval_row_product(v, a):
@@ -109,8 +119,7 @@ defop("row_product", arity=2, shape=_row_product_shape, emit=_emit_row_product("
       torch=lambda a, attrs, n: _emit_row_product("torch.reshape")(
           [as_float(x, v) for x, v in zip(a, n.args)], attrs, n),
       evaluate=_eval_row_product,
-      out_form="np.matmul(np.reshape({0}, (-1, {0}.shape[-1])).T, "
-               "np.reshape({1}, (-1, {1}.shape[-1])), out={out})",
+      out_form=_row_product_into,
       rule="a weight shared by a batch gathers X.T @ G over every row of it",
       examples=(ex((2, 4, 3), (2, 4, 5)), ex((2, 3, 2, 3), (2, 3, 2, 1))))
 

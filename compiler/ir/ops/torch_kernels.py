@@ -61,7 +61,7 @@ def _sinusoidal(length, dim, dtype):
     rates = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
     table = torch.empty((length, dim), dtype=torch.float64)
     table[:, 0::2] = torch.sin(t * rates)
-    table[:, 1::2] = torch.cos(t * rates[:dim // 2])
+    table[:, 1::2] = torch.cos(t * rates[: dim // 2])
     return table.to(dtype)
 
 

@@ -113,7 +113,7 @@ def test_shape_rule_and_printed_numpy(name, example):
     assert np.asarray(got).dtype.kind in kinds, (text, np.asarray(got).dtype)
     np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(want, dtype=float),
                                rtol=1e-12, atol=1e-12, err_msg=text)
-    into = case.prim.write_into(names, case.attrs, "out")
+    into = case.prim.write_into(names, case.attrs, "out", case.node)
     if into is not None:
         scope["out"] = np.empty(case.node.shape, dtype=np.asarray(want).dtype)
         exec(into, scope)
@@ -141,7 +141,7 @@ def test_fast_forms_compute_the_reference(name, example):
     got = eval(text, scope)
     assert np.asarray(got).dtype == np.asarray(want).dtype, text
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=text)
-    into = fast.write_into(names, case.attrs, "a0")  # into its own argument
+    into = fast.write_into(names, case.attrs, "a0", case.node)  # into its own argument
     if into is not None:
         exec(into, scope)
         np.testing.assert_allclose(scope["a0"], want, rtol=1e-12, atol=1e-15, err_msg=into)
