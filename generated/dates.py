@@ -130,6 +130,14 @@ def _logsumexp(x, axis=None, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
+def _one_hot(labels, classes, dtype):
+    """``np.eye(classes)[labels]`` without the classes x classes identity (800 MB for a
+    float64 vocabulary of 10,000): zeros with a 1 put at each label."""
+    out = np.zeros(np.shape(labels) + (classes,), dtype=dtype)
+    np.put_along_axis(out, np.asarray(labels)[..., None], 1, axis=-1)
+    return out
+
+
 def _sinusoidal(length, dim, dtype):
     """Vaswani et al.'s positional encodings, [length, dim]: row t holds sin(t * w_i) at
     column 2i and cos(t * w_i) at column 2i + 1, with w_i = 10000^(-2i / dim)."""
@@ -405,7 +413,7 @@ def loss_and_grad(
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy -= np.eye(66, dtype=DTYPE)[t]
+    dL_dy -= _one_hot(t, 66, DTYPE)
     dL_dy *= scale / L_mul
     # y = (a @ (h2 @ Uv) + Q) @ O + o
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
