@@ -111,6 +111,9 @@ def _forward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
                       inits={}, forward=[Binding(n, s, "eq") for n, s in zip(steps, body.steps)],
                       loss=steps[-1], output=None, wrt=[], symbols=p.prog.symbols)
     statements, helpers = _step_lines(p, program, program.forward, named, taken)
+    # An empty sequence would leave the stacked steps empty and fail later, obscurely.
+    lines += [f"if {length} == 0:", _INDENT + f"raise ValueError(\"a loop over time needs at "
+              f"least one step: '{p.text(seqs[0])}' has length 0 (axis 1)\")"]
     lines.append(f"for {time} in range({length}):")
     lines += [_INDENT + f"{st.target} = {st.expr}" for st in statements]
     lines += [_INDENT + f"{name}[:, {time}] = {steps[j]}" for j, name in sorted(names.items())]
