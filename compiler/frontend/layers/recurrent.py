@@ -23,6 +23,8 @@ DOC = """\
   `rnn`: `h{k}[t] = tanh(x[:, t] @ Wx{k} + h{k}[t-1] @ Wh{k} + b{k})` (PyTorch's
   `nn.RNN`). `lstm`: DLFS2's, gates `f, g, i, o` in that order (PyTorch's `nn.LSTM`
   orders them `i, f, g, o`: its `weight_ih` is `Wx{k}.T` with the blocks reordered),
+  `a{k}[t] = x[:, t] @ Wx{k} + h{k}[t-1] @ Wh{k} + b{k}` (kept per step, 4H numbers
+  beyond the book's f, g, i, o, c, h: a value read by four gates is computed once),
   `c{k}[t] = f{k}[t] * c{k}[t-1] + g{k}[t] * i{k}[t]`, `h{k}[t] = o{k}[t] *
   tanh(c{k}[t])`; the forget gate's bias starts at 0 as PyTorch's, `forget_bias=1` starts
   it at 1 (Jozefowicz et al.). `gru`: PyTorch's `nn.GRU`, gates `r, z, n`, with a second
