@@ -1,6 +1,6 @@
 """The ``rnn``, ``lstm`` and ``gru`` layers as written out: their step equations and
 weights, every step or the last, stacking, the time variable clear of declared names, and
-their mistakes as located errors. (Their numbers: tests/oracle/test_recurrent_layers.py.)"""
+their mistakes as located errors. (Their numbers: tests/oracle/test_recurrent_layers_torch.py.)"""
 
 import re
 
