@@ -149,9 +149,7 @@ def predict(params, ids):
     c2_prev = h2_zeros_rows
     h2_prev = h2_zeros_rows
     if e1.shape[1] == 0:
-        raise ValueError(
-            "a loop over time needs at least one step: 'e1' has length 0 (axis 1)"
-        )
+        raise ValueError("'e1' has length 0: a loop over time needs a step")
     for t_2 in range(e1.shape[1]):
         a2_t = e1[:, t_2] @ Wx2 + h2_prev @ Wh2 + b2
         f2_t = _sigmoid_tanh(a2_t[:, :32])
@@ -186,9 +184,7 @@ def loss(params, ids, t) -> float:
     c2_prev = h2_zeros_rows
     h2_prev = h2_zeros_rows
     if e1.shape[1] == 0:
-        raise ValueError(
-            "a loop over time needs at least one step: 'e1' has length 0 (axis 1)"
-        )
+        raise ValueError("'e1' has length 0: a loop over time needs a step")
     for t_2 in range(e1.shape[1]):
         a2_t = e1[:, t_2] @ Wx2 + h2_prev @ Wh2 + b2
         f2_t = _sigmoid_tanh(a2_t[:, :32])
@@ -246,9 +242,7 @@ def loss_and_grad(
     c2_prev = h2_zeros_rows
     h2_prev = h2_zeros_rows
     if e1.shape[1] == 0:
-        raise ValueError(
-            "a loop over time needs at least one step: 'e1' has length 0 (axis 1)"
-        )
+        raise ValueError("'e1' has length 0: a loop over time needs a step")
     for t_2 in range(e1.shape[1]):
         a2_t = e1[:, t_2] @ Wx2 + h2_prev @ Wh2 + b2
         f2_t = _sigmoid_tanh(a2_t[:, :32])

@@ -88,9 +88,7 @@ def predict(params, x):
     h1 = np.empty((x.shape[0], x.shape[1], 16), dtype=DTYPE)
     h1_prev = h1_zeros_rows
     if x.shape[1] == 0:
-        raise ValueError(
-            "a loop over time needs at least one step: 'x' has length 0 (axis 1)"
-        )
+        raise ValueError("'x' has length 0: a loop over time needs a step")
     for t in range(x.shape[1]):
         h1_t = np.tanh(x[:, t] @ Wx1 + h1_prev @ Wh1 + b1)
         h1[:, t] = h1_t
@@ -115,9 +113,7 @@ def loss(params, x, y) -> float:
     h1 = np.empty((x.shape[0], x.shape[1], 16), dtype=DTYPE)
     h1_prev = h1_zeros_rows
     if x.shape[1] == 0:
-        raise ValueError(
-            "a loop over time needs at least one step: 'x' has length 0 (axis 1)"
-        )
+        raise ValueError("'x' has length 0: a loop over time needs a step")
     for t in range(x.shape[1]):
         h1_t = np.tanh(x[:, t] @ Wx1 + h1_prev @ Wh1 + b1)
         h1[:, t] = h1_t
@@ -155,9 +151,7 @@ def loss_and_grad(
     h1 = np.empty((x.shape[0], x.shape[1], 16), dtype=DTYPE)
     h1_prev = h1_zeros_rows
     if x.shape[1] == 0:
-        raise ValueError(
-            "a loop over time needs at least one step: 'x' has length 0 (axis 1)"
-        )
+        raise ValueError("'x' has length 0: a loop over time needs a step")
     for t in range(x.shape[1]):
         h1_t = np.tanh(x[:, t] @ Wx1 + h1_prev @ Wh1 + b1)
         h1[:, t] = h1_t

@@ -112,8 +112,10 @@ def _forward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
                       loss=steps[-1], output=None, wrt=[], symbols=p.prog.symbols)
     statements, helpers = _step_lines(p, program, program.forward, named, taken)
     # An empty sequence would leave the stacked steps empty and fail later, obscurely.
-    lines += [f"if {length} == 0:", _INDENT + f"raise ValueError(\"a loop over time needs at "
-              f"least one step: '{p.text(seqs[0])}' has length 0 (axis 1)\")"]
+    # The message names the sequence when the line stays within black's 88 columns.
+    named = f"'{p.text(seqs[0])}' has length 0: a loop over time needs a step"
+    message = named if len(named) <= 60 else "a sequence has length 0: a loop needs a step"
+    lines += [f"if {length} == 0:", _INDENT + f'raise ValueError("{message}")']
     lines.append(f"for {time} in range({length}):")
     lines += [_INDENT + f"{st.target} = {st.expr}" for st in statements]
     lines += [_INDENT + f"{name}[:, {time}] = {steps[j]}" for j, name in sorted(names.items())]

@@ -158,7 +158,7 @@ def test_a_loop_s_result_under_another_name_is_not_overwritten():
 def test_a_sequence_of_length_0_is_a_clear_error_in_the_module(style):
     comp = Compilation.from_text(RNN + LOSS, "cell.bp", style=style)
     feeds, params = data(comp.program, 0)
-    with pytest.raises(ValueError, match="'x' has length 0"):
+    with pytest.raises(ValueError, match="'x' has length 0: a loop over time needs a step"):
         comp.module.loss_and_grad(params, **feeds)
-    with pytest.raises(ValueError, match="'x' has length 0"):
+    with pytest.raises(ValueError, match="'x' has length 0: a loop over time needs a step"):
         comp.module.predict(params, x=feeds["x"], h0=feeds["h0"])
