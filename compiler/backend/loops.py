@@ -34,11 +34,22 @@ def loop_statement(p: Printer, node: Node, names: dict[int, str], taken: set[str
         lines, helpers = _forward(p, node, names, taken)
     else:
         lines, helpers = _backward(p, node, names, taken)
-    reads = frozenset().union(*(p.reads(a) for a in node.args))
+    # The stacked results' sizes print the inputs that declare their dimensions too.
+    sizes = {p.prog.symbols[d][0] for d in _stacked_dims(node) if d in p.prog.symbols}
+    reads = frozenset().union(*(p.reads(a) for a in node.args), sizes)
     first = names[min(names)]
     return Statement(first, f"loop over {_body(node).time}", node, "loop",
                      reads=reads, helpers=frozenset(helpers), lines=tuple(lines),
                      defines=tuple(names[i] for i in sorted(names)))
+
+
+def _stacked_dims(node: Node) -> set:
+    """The symbolic dimensions a forward loop's stacked results are allocated with."""
+    if node.op != "scan":
+        return set()
+    body = _body(node)
+    return {d for j in range(len(body.steps)) for d in body.stacked(j, None)
+            if isinstance(d, str)}
 
 
 def _body(node: Node) -> Body:
