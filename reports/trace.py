@@ -56,7 +56,10 @@ def fmt(v: float, digits: int = 6) -> str:
 def summarize(value, digits: int = 4) -> str:
     """A value for a label: a scalar as a number, a small tensor in full, a larger one
     as its shape, norm, min and max (never a mean alone, which is about 0 for many
-    gradients that are not)."""
+    gradients that are not). A loop's results (a tuple) are named by their shapes."""
+    if isinstance(value, tuple):
+        return "a loop's results " + ", ".join(
+            "[" + ", ".join(map(str, np.shape(v))) + "]" for v in value)
     a = np.asarray(value, dtype=float)
     if a.size == 1:
         return fmt(a.reshape(()), digits)
@@ -460,8 +463,9 @@ def rounding_scale(node, values: dict) -> float:
     if moved:  # values moved, not computed (a reshape of a sum): the rounding they carry
         return max([scale] + [rounding_scale(node.args[k], values) for k in moved
                               if node.args[k].id in values])
+    # A loop's results (a tuple, one array per step equation) are taken apart, not combined.
     args = [np.asarray(values[a.id], dtype=float) for a in node.args
-            if a.id in values and a.dtype != "tuple"]  # a loop's results: their own scale
+            if a.id in values and not isinstance(values[a.id], tuple)]
     args = [a for a in args if a.size and np.all(np.isfinite(a))]
     if not args:
         return scale

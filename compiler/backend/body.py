@@ -267,9 +267,8 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
                     lines.append(_line(f"# {st.name}: {note}", owner.name))
         else:
             head(st)
-        lines.extend(_line(line, owner.name) for statement in code  # (a loop's: as written)
-                     for line in (layout.laid_out(statement) if fmt and not st.lines
-                                  else [statement]))
+        lines.extend(_line(line, owner.name) for statement in code
+                     for line in (layout.laid_out(statement) if fmt else [statement]))
         if step.release:
             lines.extend(_deletions(step.release))
     return lines, facts

@@ -86,7 +86,9 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
     for i, st in enumerate(statements):
         if st.kind != "update":
             index.update((name, i) for name in st.defines or (st.name,))
-            if not st.node.is_const:
+            # An alias binds no memory of its own: it names a value bound before it, a
+            # loop's result (bound just below, to the loop) or an input.
+            if not st.node.is_const and not st.alias:
                 bound.setdefault(st.node.id, i)
     for n in topo_order([st.node for st in statements]):  # a loop's results are its buffer
         if n.op == "part" and n.args[0].id in bound:

@@ -15,20 +15,26 @@ def laid_out(line: str) -> list[str]:
     """A statement of a function body (written at 4 columns) in black's layout: as it is
     when it fits, ``pyfmt.call_statement``'s layout for a call (what buffer planning
     writes), ``pyfmt.operator_statement``'s for a chain of operators (a long fused loss),
-    else black's own layout of that one statement."""
+    else black's own layout of that one statement. A line of a loop keeps its own
+    indentation (its body is nested one level deeper)."""
     if len(line) + 4 <= LINE_LENGTH:
         return [line]
-    laid = call_statement(line, 4) or operator_statement(line, 4) or black_statement(line)
+    statement = line.lstrip(" ")
+    indent = 4 + len(line) - len(statement)
+    laid = call_statement(statement, indent) or operator_statement(statement, indent) \
+        or black_statement(statement, indent)
     return [text[4:] for text in laid]
 
 
 @functools.lru_cache(maxsize=1024)
-def black_statement(line: str) -> list[str]:
-    """Black's layout of one statement of a function body. Black lays out each logical
-    line on its own, so this is what it writes for that statement in the whole module,
-    at a cost that grows with the statement, not with the module."""
-    formatted = black("def _():\n    " + line + "\n")
-    return formatted.splitlines()[1:]
+def black_statement(line: str, indent: int = 4) -> list[str]:
+    """Black's layout of one statement at ``indent`` columns of a function body. Black
+    lays out each logical line on its own, so this is what it writes for that statement
+    in the whole module, at a cost that grows with the statement, not with the module."""
+    levels = indent // 4
+    nesting = "".join(" " * (4 * k) + "if _:\n" for k in range(1, levels))
+    formatted = black("def _():\n" + nesting + " " * indent + line + "\n")
+    return formatted.splitlines()[levels:]
 
 
 def black(text: str) -> str:

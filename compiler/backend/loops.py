@@ -35,12 +35,23 @@ def loop_statement(p: Printer, node: Node, names: dict[int, str], taken: set[str
         lines, helpers, steps = _forward(p, node, names, taken)
     else:
         lines, helpers, steps = _backward(p, node, names, taken, written, seeds)
-    reads = frozenset().union(*(p.reads(a) for a in node.args))
+    # The stacked results' sizes print the inputs that declare their dimensions too.
+    sizes = {p.prog.symbols[d][0] for d in _stacked_dims(node) if d in p.prog.symbols}
+    reads = frozenset().union(*(p.reads(a) for a in node.args), sizes)
     first = names[min(names)]
     return Statement(first, f"loop over {_body(node).time}", node, "loop",
                      reads=reads, helpers=frozenset(helpers), lines=tuple(lines),
                      defines=tuple(names[i] for i in sorted(names)), steps=tuple(steps),
                      written_as=tuple(written.items()), seeded_from=tuple(seeds.items()))
+
+
+def _stacked_dims(node: Node) -> set:
+    """The symbolic dimensions a forward loop's stacked results are allocated with."""
+    if node.op != "scan":
+        return set()
+    body = _body(node)
+    return {d for j in range(len(body.steps)) for d in body.stacked(j, None)
+            if isinstance(d, str)}
 
 
 def _body(node: Node) -> Body:
@@ -113,6 +124,11 @@ def _forward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
                       inits={}, forward=[Binding(n, s, "eq") for n, s in zip(steps, body.steps)],
                       loss=steps[-1], output=None, wrt=[], symbols=p.prog.symbols)
     statements, helpers = _step_lines(p, program, program.forward, named, taken)
+    # An empty sequence would leave the stacked steps empty and fail later, obscurely.
+    # The message names the sequence when the line stays within black's 88 columns.
+    named = f"'{p.text(seqs[0])}' has length 0: a loop over time needs a step"
+    message = named if len(named) <= 60 else "a sequence has length 0: a loop needs a step"
+    lines += [f"if {length} == 0:", _INDENT + f'raise ValueError("{message}")']
     lines.append(f"for {time} in range({length}):")
     lines += [_INDENT + f"{st.target} = {st.expr}" for st in statements]
     lines += [_INDENT + f"{name}[:, {time}] = {steps[j]}" for j, name in sorted(names.items())]

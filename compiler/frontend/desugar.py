@@ -22,6 +22,7 @@ from .layers import BLOCKS, KINDS
 from .layers.base import Site
 from ..errors import Diagnostics, listing, suggestion_hint
 from ..limits import MAX_ELEMENTS, MAX_LAYERS, MAX_REPEAT
+from ..names import fresh
 from ..vocab import REQUIRED, whole_number
 
 
@@ -30,6 +31,8 @@ def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
     out: list[ast.Stmt] = []
     counters: Counter[str] = Counter()  # W{k}, bn{j}, r{j}: continue across stacks
     refused: set[str] = set()
+    declared = {st.name for st in spec.statements if isinstance(st, ast.Decl)}
+    time = fresh("t", declared)  # recurrent layers' time variable
     for st in spec.statements:
         if isinstance(st, ast.Let):
             try:
@@ -44,7 +47,7 @@ def desugar(spec: ast.Spec, diags: Diagnostics) -> ast.Spec:
                             e.expr.span, e.hint)
             out.append(st)
         elif isinstance(st, ast.Layers):
-            out.extend(_expand(st, constants, counters, refused, diags))
+            out.extend(_expand(st, constants, counters, refused, diags, time))
         else:
             out.append(st)
     out = [_resolve_dims(st, constants, diags) for st in out]
@@ -175,7 +178,7 @@ def _layer_args(layer: ast.Layer, diags: Diagnostics) -> dict[str, object] | Non
 
 
 def _expand(st: ast.Layers, constants, counters: Counter[str], refused: set[str],
-            diags: Diagnostics) -> list[ast.Stmt]:
+            diags: Diagnostics, time: str) -> list[ast.Stmt]:
     """The declarations and equations of one stack; each layer's come from its kind."""
     reported = len(diags.items)
     layers = _flatten(st.items, constants, diags)
@@ -204,7 +207,7 @@ def _expand(st: ast.Layers, constants, counters: Counter[str], refused: set[str]
             if kind.advances:
                 counters[kind.counter] += 1
             site = Site(layer, args, h, h_span, counters[kind.counter], layers, i, KINDS,
-                        constants, diags)
+                        constants, diags, time)
             made = kind.expand(site)
             if made is None:
                 continue

@@ -44,6 +44,8 @@ class Loops:
         """Elaborate one loop and bind each step equation's stacked result."""
         step = _Step({st.name: st for st in group}, group[0].time)
         for st in group:
+            if _from_zero(st):
+                continue
             if st.init is not None:
                 self.b.span = st.span
                 init = self._expr_top(st.init)
@@ -52,22 +54,89 @@ class Loops:
                 step.inits[st.name] = init
                 step.carries[st.name] = self.b.leaf(
                     "input", fresh(f"{st.name}_prev", self.taken), init.shape, init.dtype)
-        self.loop = step
-        try:
-            for st in group:
-                self.b.span = st.span
-                node = self._expr_top(st.value)
-                if node is None or not self._fits(st, node, step):
-                    return self._poison(group)
-                step.done[st.name] = node
-        finally:
-            self.loop = None
+        zeros = [st for st in group if _from_zero(st)]
+        if zeros and not self._start_at_zero(group, step, zeros):
+            return self._poison(group)
+        if not self._steps(group, step):
+            return self._poison(group)
         if not step.slices:
             self.diags.error("a loop over time steps through a sequence, and this one reads "
                              "none", group[0].span, f"read a sequence [N, T, ...] at each "
                              f"step as x[:, {step.time}]")
             return self._poison(group)
         self._bind(group, step, forward)
+
+    def _steps(self, group: list[ast.Equation], step: _Step) -> bool:
+        """Elaborate the step equations in order (False: a problem was reported)."""
+        self.loop = step
+        try:
+            for st in group:
+                self.b.span = st.span
+                node = self._expr_top(st.value)
+                if node is None or not self._fits(st, node, step):
+                    return False
+                step.done[st.name] = node
+        finally:
+            self.loop = None
+        return True
+
+    def _start_at_zero(self, group: list[ast.Equation], step: _Step,
+                       zeros: list[ast.Equation]) -> bool:
+        """Carried values ``from 0``: their shape is the one their step computes. It is
+        found by trying, quietly, each [N, d] (N the sequence's batch, d a dimension of a
+        value in scope) and keeping the first the step reproduces; the zeros are
+        ``zeros_rows(x)``, as many rows as the sequence."""
+        seq = self._first_sequence(group, step.time)
+        if seq is None:
+            return True  # the loop reports that it reads no sequence
+        dims = dict.fromkeys(d for node in self.env.values() if node is not None
+                             for d in node.shape)
+        for d in dims:
+            shapes = {st.name: (seq.shape[0], d) for st in zeros}
+            for _ in range(2):  # a guess the step maps to another shape: try that one
+                found = self._trial(group, step, shapes)
+                if found is None or found == shapes:
+                    break
+                shapes = found
+            if found == shapes:
+                for st in zeros:
+                    self.b.span = st.span
+                    step.inits[st.name] = self.b.hint(self.b.op(
+                        "zeros_rows", seq, width=shapes[st.name][1:]), "zeros")
+                    step.carries[st.name] = self.b.leaf(
+                        "input", fresh(f"{st.name}_prev", self.taken), shapes[st.name])
+                return True
+        self.diags.error(f"the shape of '{zeros[0].name}' could not be worked out from its "
+                         f"step, so it cannot start from 0", zeros[0].init.span,
+                         f"give it an initial value of its shape: from {zeros[0].name}0")
+        return False
+
+    def _trial(self, group, step: _Step, shapes: dict) -> dict | None:
+        """The shapes the zero-started values' steps have when they start at ``shapes``
+        (None if the step cannot be computed so); nothing of the trial is kept."""
+        reported, taken = len(self.diags.items), set(self.taken)
+        trial = _Step(step.equations, step.time, carries=dict(step.carries),
+                      inits=dict(step.inits))
+        for name, shape in shapes.items():
+            trial.carries[name] = self.b.leaf("input", f"{name}_prev", shape)
+            trial.inits[name] = trial.carries[name]
+        ok = self._steps(group, trial)
+        del self.diags.items[reported:]
+        self.taken.clear()
+        self.taken.update(taken)
+        return {name: trial.done[name].shape for name in shapes} if ok else None
+
+    def _first_sequence(self, group: list[ast.Equation], time: str) -> Node | None:
+        """The first value the loop reads as ``x[:, t]``, elaborated (None if none)."""
+        for st in group:
+            for e in _walk(st.value):
+                if isinstance(e, ast.Index) and isinstance(e.value, ast.Name) \
+                        and e.value.id not in {s.name for s in group} and len(e.items) == 2 \
+                        and _offset(e.items[1], time) == 0:
+                    node = self.env.get(e.value.id)
+                    if node is not None and len(node.shape) >= 2:
+                        return node
+        return None
 
     def _fits(self, st: ast.Equation, node: Node, step: _Step) -> bool:
         """A step value is a batch of float values; a carried one has its initial
@@ -204,6 +273,20 @@ class Loops:
         notes = [Note("its equation is here", also)] if also is not None else None
         self.diags.error(message, span, hint, notes)
         raise _Poisoned()
+
+
+def _from_zero(st: ast.Equation) -> bool:
+    """``h[t] = ... from 0``: a carried value starting at zeros of its step's shape."""
+    return isinstance(st.init, ast.Num) and st.init.value == 0
+
+
+def _walk(e):
+    """Every expression in ``e``, ``e`` first."""
+    yield e
+    for value in vars(e).values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, (ast.Expr, ast.Kwarg)):
+                yield from _walk(item)
 
 
 def _mentions(e, name: str) -> bool:

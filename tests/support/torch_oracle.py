@@ -51,6 +51,7 @@ from bpc.compiler.frontend.load import load_text
 from oracle_functions import FUNCTIONS
 from oracle_functions.arrays import index, matmul
 from oracle_functions.tensors import DT, OracleError, reverse_axes, tensor
+import oracle_loops
 from oracle_spec import declarations, has_modes, implied_output
 
 
@@ -222,7 +223,12 @@ class Oracle:
         values = {}
         # Every equation in spec order: in training mode every dropout site draws its
         # mask in that order (LANGUAGE.md, "Modes"), whether the loss reads it or not.
-        for st in d.equations:
+        for group in oracle_loops.groups(d.equations):
+            if group[0].time is not None:
+                env.update(oracle_loops.run(self, group, env))
+                values.update((st.name, env[st.name]) for st in group)
+                continue
+            st, = group
             v = self.expr(st.value, env)
             if not isinstance(v, torch.Tensor):
                 v = torch.tensor(v, dtype=DT)

@@ -10,13 +10,13 @@ LANGUAGE.md's list of layer kinds, which tests/compiler/frontend/test_layer_unit
 from __future__ import annotations
 
 from . import (activations, attention, batchnorm, conv, dense, dropout, embedding, flatten,
-               layernorm, pooling, posenc, residual, sequence_pooling)
+               layernorm, pooling, posenc, recurrent, residual, sequence_pooling)
 from .base import BlockKind, LayerKind
 from ...vocab import Signature
 
 # In the order of docs/LANGUAGE.md.
 UNITS = (dense, activations, conv, pooling, flatten, dropout, batchnorm, layernorm,
-         sequence_pooling, posenc, attention, residual, embedding)
+         sequence_pooling, posenc, attention, residual, embedding, recurrent)
 
 KINDS: dict[str, LayerKind] = {k.name: k for unit in UNITS for k in getattr(unit, "KINDS", ())}
 BLOCKS: dict[str, BlockKind] = {b.name: b for unit in UNITS

@@ -75,6 +75,7 @@ class Site:
     kinds: Mapping[str, LayerKind]
     constants: dict[str, float | int]
     diags: Diagnostics
+    time: str = "t"  # the time variable of a recurrent layer's steps: a name not declared
 
     @property
     def sp(self) -> Span:

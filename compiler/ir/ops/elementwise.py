@@ -117,6 +117,23 @@ defop("ones_like", arity=1, shape=same, emit=_like("np.ones_like"),
       rule="ones_like(x) does not depend on the values of x",
       examples=LIKE_EXAMPLES)
 
+def _zeros_rows_text(lib: str, extra: str):
+    def emit(a, attrs, node):
+        dims = ", ".join([f"{a[0][0]}.shape[0]"] + [str(d) for d in attrs["width"]])
+        return f"{lib}.zeros(({dims}), {extra})", POSTFIX
+    return emit
+
+
+# A carried value's zero start (``h[t] = ... from 0``): as many rows as the sequence x.
+defop("zeros_rows", arity=1,
+      shape=lambda args, attrs: (args[0].shape[0], *attrs["width"]),
+      emit=_zeros_rows_text("np", "dtype=DTYPE"),
+      torch=_zeros_rows_text("torch", PLACED),
+      evaluate=lambda v, a: np.zeros((np.shape(v[0])[0], *a["width"])),
+      vjp=no_gradient,
+      rule="zeros_rows(x) does not depend on the values of x",
+      examples=(ex((2, 3, 4), width=(5,)), ex((3, 2), width=(2, 2))))
+
 defop("stop_gradient", arity=1, shape=same, emit=lambda a, attrs, n: a[0],
       torch=lambda a, attrs, n: a[0],
       evaluate=lambda v, a: v[0],

@@ -118,3 +118,47 @@ def test_scale_multiplies_every_gradient_once(cell, style):
     for name, g in plain.items():
         np.testing.assert_allclose(scaled[name], -0.3 * g, rtol=1e-12, atol=1e-15,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("target", ["numpy", "torch"])
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+def test_from_0_in_each_style_and_target(style, target):
+    """``h[t] = ... from 0``: the zeros are made as many rows as the sequence has."""
+    if target == "torch":
+        pytest.importorskip("torch", reason="pip install 'backprop-compiler[torch]'")
+    text = CELLS["lstm"].replace("from h0", "from 0").replace("from c0", "from 0") + LOSS
+    comp = Compilation.from_text(text, "cell.bp", style=style, target=target)
+    assert "zeros((x.shape[0], 4)" in comp.generated.text
+    feeds, params = data(comp.program, 4)
+    want = evaluate(comp.program, feeds, params)
+    if target == "torch":
+        import torch
+        feeds = {k: torch.tensor(v) for k, v in feeds.items()}
+        params = {k: torch.tensor(v) for k, v in params.items()}
+    loss, grads = comp.module.loss_and_grad(params, **feeds)
+    assert float(loss) == pytest.approx(want[comp.program.loss], rel=1e-12)
+    for name in comp.program.wrt:
+        np.testing.assert_allclose(np.asarray(grads[name]), want[comp.program.grads[name]],
+                                   rtol=1e-10, atol=1e-13, err_msg=name)
+
+
+def test_a_loop_s_result_under_another_name_is_not_overwritten():
+    """``g = h`` names the loop's stacked result: the fast style must not compute
+    ``g - y`` into it while ``g[:, -1]`` and the backward still read it."""
+    text = RNN + "g = h\nloss L = mean((g - y)^2) + sum(g[:, -1]^2)\n"
+    comp = Compilation.from_text(text, "alias.bp", style="fast")
+    feeds, params = data(comp.program, 5)
+    want = evaluate(comp.program, feeds, params)
+    loss, grads = comp.module.loss_and_grad(params, **feeds)
+    assert loss == pytest.approx(want[comp.program.loss], rel=1e-12)
+    np.testing.assert_allclose(grads["Wh"], want[comp.program.grads["Wh"]], rtol=1e-10)
+
+
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+def test_a_sequence_of_length_0_is_a_clear_error_in_the_module(style):
+    comp = Compilation.from_text(RNN + LOSS, "cell.bp", style=style)
+    feeds, params = data(comp.program, 0)
+    with pytest.raises(ValueError, match="'x' has length 0: a loop over time needs a step"):
+        comp.module.loss_and_grad(params, **feeds)
+    with pytest.raises(ValueError, match="'x' has length 0: a loop over time needs a step"):
+        comp.module.predict(params, x=feeds["x"], h0=feeds["h0"])

@@ -174,7 +174,7 @@ def test_operator_statements_are_split_as_black_splits_them(target, op, terms, i
 def test_a_long_fused_loss_is_laid_out_without_black(no_module_black, monkeypatch):
     """The one statement random specs still sent through black: a loss summing a fused
     cross-entropy that prints as one long expression."""
-    monkeypatch.setattr(layout, "black_statement", lambda line: pytest.fail(line))
+    monkeypatch.setattr(layout, "black_statement", lambda line, indent=4: pytest.fail(line))
     text = ("model rnd\ninput x : [N, 3]\ntarget t0 : [N]\nv1 = transpose(x)\n"
             "v4 = transpose(v1[0::2])\n"
             "loss L = sum(sin(v4)) + softmax_cross_entropy(v4, t0) + 0.5 * mean(v1)\n"

@@ -66,8 +66,9 @@ def _checked(text: str, style: str) -> None:
     for statements, steps in planned:
         names = known | {st.name for st in statements}
         for st, step in zip(statements, steps, strict=True):
-            assert st.reads == set(mentioned(st.expr)) & names, st.expr
-            assert st.helpers == set(mentioned(st.expr)) & HELPERS.keys(), st.expr
+            written = "\n".join(st.lines) or st.expr  # a loop's: its lines
+            assert st.reads == set(mentioned(written)) & names - set(st.defines), written
+            assert st.helpers == set(mentioned(written)) & HELPERS.keys(), written
             code = "\n".join(step.code)
             assert step.helpers == set(mentioned(code)) & HELPERS.keys(), code
     assert functions

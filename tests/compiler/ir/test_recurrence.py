@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bpc.compiler.compilation import Compilation
+from bpc.compiler.errors import SpecError
 from bpc.compiler.ir.evaluate import evaluate
 from gradcheck_ir import check
 from recurrent_specs import CELLS, LOSS, RNN, data
@@ -60,3 +61,29 @@ def test_a_sequence_of_length_0_is_refused():
     prog, feeds, params = _problem(RNN, 0)
     with pytest.raises(ValueError, match="length 0"):
         evaluate(prog, feeds, params, names=["h"])
+
+
+def _from_zero(cell: str) -> str:
+    return CELLS[cell].replace("from h0", "from 0").replace("from c0", "from 0")
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_from_0_starts_at_zeros_of_the_step_s_shape(cell):
+    """``from 0`` is ``from h0`` with h0 all zeros; its gradients check against finite
+    differences, and the zeros get none (no input stands behind them)."""
+    zero, explicit = _problem(_from_zero(cell), 6), _problem(CELLS[cell], 6)
+    feeds = {k: np.zeros_like(v) if k in ("h0", "c0") else v for k, v in explicit[1].items()}
+    want = evaluate(explicit[0], feeds, explicit[2])
+    got = evaluate(zero[0], feeds, explicit[2])
+    assert got[zero[0].loss] == pytest.approx(want[explicit[0].loss], rel=1e-12)
+    np.testing.assert_array_equal(got["h"], want["h"])
+    check(*zero, rng=np.random.default_rng(2))
+    assert not got[zero[0].grads["h0"]].any()  # declared, but the loop does not read it
+
+
+def test_from_0_whose_shape_no_value_in_scope_gives_is_refused():
+    text = ("input x : [N, T, 3]\nh[t] = sum(h[t-1], axis=1) + x[:, t] from 0\n"
+            "loss L = sum(h)\n")
+    with pytest.raises(SpecError, match="could not be worked out from its step") as e:
+        Compilation.from_text(text, "loop.bp").program
+    assert "from h0" in str(e.value)
