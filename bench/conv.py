@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from pinned import run_worker
+
 ROOT = Path(__file__).resolve().parent.parent
-ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
-ONE_THREAD["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 N, LR = 100, 0.01
 
 
@@ -207,15 +204,6 @@ def memory_worker(dtype: str) -> dict:
     return out
 
 
-def run_worker(mode: str, dtype: str, core: int, rounds: int) -> dict:
-    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, __file__, f"--{mode}-worker", dtype, "--rounds", str(rounds)]
-    r = subprocess.run(["taskset", "-c", str(core), *cmd], env=env, capture_output=True,
-                       text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"worker {mode} {dtype} failed:\n{r.stderr}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -236,7 +224,7 @@ def main() -> None:
         print(f"SimpleConvNet training step, batch {N}: median CPU time over {args.rounds} "
               f"rounds, one core (taskset -c {args.core}), BLAS at one thread")
         for dtype in ("float64", "float32"):
-            res = run_worker("step", dtype, args.core, args.rounds)
+            res = run_worker(__file__, "step", [dtype], args.core, args.rounds)
             results[f"step {dtype}"] = res
             print(f"  {dtype}:")
             for name, sec in res["median_s"].items():
@@ -246,7 +234,7 @@ def main() -> None:
         print("peak memory of one loss_and_grad (tracemalloc, beyond inputs and parameters) "
               "against the activations the backward must keep")
         for dtype in ("float64", "float32"):
-            res = run_worker("memory", dtype, args.core, 1)
+            res = run_worker(__file__, "memory", [dtype], args.core, 1)
             results[f"memory {dtype}"] = res
             kept = res["activations_kept"]
             print(f"  {dtype}: activations kept {kept / 1e6:.2f} MB")

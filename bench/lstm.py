@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from pinned import run_worker
+
 ROOT = Path(__file__).resolve().parent.parent
-ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
 N, T, LR = 20, 35, 0.1
 SIZES = [(1000, 100), (10000, 100)]
 
@@ -197,16 +195,6 @@ def memory_worker(vocab: int, hidden: int, dtype: str) -> dict:
     return out
 
 
-def run_worker(mode: str, config: list, core: int, rounds: int) -> dict:
-    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, __file__, f"--{mode}-worker", *map(str, config), "--rounds",
-           str(rounds)]
-    r = subprocess.run(["taskset", "-c", str(core), *cmd], env=env, capture_output=True,
-                       text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"worker {mode} {config} failed:\n{r.stderr}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -227,7 +215,8 @@ def main() -> None:
         for dtype in ("float64", "float32"):
             label = f"V {vocab}, D = H {hidden}, {dtype}"
             if args.only in (None, "step"):
-                res = run_worker("step", [vocab, hidden, dtype], args.core, args.rounds)
+                res = run_worker(__file__, "step", [vocab, hidden, dtype], args.core,
+                                 args.rounds)
                 results[f"step {label}"] = res
                 print(f"LSTM LM step, N {N}, T {T}, {label} (median CPU time of "
                       f"{args.rounds} rounds, one core):")
@@ -235,7 +224,7 @@ def main() -> None:
                     print(f"  {name:16s} {sec * 1e3:8.2f} ms  {res['ratio'][name]:5.2f}x "
                           "generated")
             if args.only in (None, "memory"):
-                res = run_worker("memory", [vocab, hidden, dtype], args.core, 1)
+                res = run_worker(__file__, "memory", [vocab, hidden, dtype], args.core, 1)
                 results[f"memory {label}"] = res
                 print(f"LSTM LM loss_and_grad peak memory, {label}:")
                 for name, size in res.items():

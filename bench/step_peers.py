@@ -14,10 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
-ONE_THREAD["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+from pinned import ONE_THREAD, ROOT  # noqa: F401 - the drivers take them from here
 NETS = {"784-50-10": ([784, 50, 10], 100), "784-1024-1024-10": ([784, 1024, 1024, 10], 256)}
 TOY = "UDL toy"  # specs/toy.bp: eight scalar parameters, one example per step
 MODELS = [TOY, *NETS]
