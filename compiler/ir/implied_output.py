@@ -31,6 +31,8 @@ def implied_output(forward: list[Binding], loss: str, inputs: list[Binding],
     for n in topo_order([loss_node]):
         if n.op in NAMED_LEAVES:
             reads[n.id] = PARAM if n.op == "param" else kinds.get(n.id, 0)
+        elif n.op == "part":  # one step equation of a loop: what that equation reads
+            reads[n.id] = _step_reads(n.args[0], reads)[n.attr("index")]
         else:
             flags = 0
             for a in n.args:
@@ -39,6 +41,9 @@ def implied_output(forward: list[Binding], loss: str, inputs: list[Binding],
     best, best_rank = None, -1
     for b in forward:
         flags = reads.get(b.node.id)
+        if flags is None and b.node.op == "part" and b.node.args[0].id in reads:
+            # a step equation the loss reads only through its loop (c[t-1] in g0[t])
+            flags = _step_reads(b.node.args[0], reads)[b.node.attr("index")]
         if b.name == loss or flags is None or flags & TARGET or \
                 b.name in equations and b.name not in needed:
             continue
@@ -47,6 +52,26 @@ def implied_output(forward: list[Binding], loss: str, inputs: list[Binding],
         if rank >= best_rank:
             best, best_rank = b.name, rank
     return best
+
+
+def _step_reads(loop, reads: dict[int, int]) -> list[int]:
+    """The kinds of leaf each step equation of ``loop`` (a ``scan``) is computed from: the
+    loop's arguments its step reads, and for a carried value read a step back, its
+    initial value and what the carried equation is computed from (to a fixed point)."""
+    body = loop.attr("body")
+    leaf_flags = {leaf.id: reads[arg.id] for leaf, arg in zip(body.leaves, loop.args)}
+    carried = {leaf.id: body.carried[k] for k, leaf in enumerate(body.carries)}
+    reached = [[n.id for n in topo_order([step]) if n.id in leaf_flags] for step in body.steps]
+    flags = [0] * len(body.steps)
+    changed = True
+    while changed:
+        changed = False
+        for j, leaves in enumerate(reached):
+            new = flags[j]
+            for i in leaves:
+                new |= leaf_flags[i] | (flags[carried[i]] if i in carried else 0)
+            changed, flags[j] = changed or new != flags[j], new
+    return flags
 
 
 def as_written(spec: ast.Spec, loss: str, leaves: list[Binding]):

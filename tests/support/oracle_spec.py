@@ -123,11 +123,17 @@ def implied_output(d: Decls) -> str:
             if n in eqs and n not in needed and n != st.name:
                 needed.add(n)
                 todo.append(eqs[n])
-    leaves: dict[str, set] = {}  # equation -> the declared names it is computed from
-    for st in d.equations:  # in spec order: what an equation reads comes first
-        leaves[st.name] = set()
-        for n in _deps(st.value, set()):
-            leaves[st.name] |= leaves.get(n, set()) if n in eqs else {n}
+    leaves: dict[str, set] = {st.name: set() for st in d.equations}
+    # equation -> the declared names it is computed from; to a fixed point, since a step
+    # equation may read a later one a step back (g[t] = f(c[t-1]) above c[t] = ...)
+    changed = True
+    while changed:
+        changed = False
+        for st in d.equations:
+            # a carried value is computed from its initial value too (h[t] = ... from h0)
+            read = _deps(st.value, set()) | (_deps(st.init, set()) if st.init else set())
+            new = set().union(*(leaves[n] if n in eqs else {n} for n in read))
+            changed, leaves[st.name] = changed or new != leaves[st.name], new
     reads = leaves.__getitem__
     data = {n for n, st in d.inputs.items() if st.default is None}
     best, best_rank = d.loss, -1

@@ -130,3 +130,30 @@ def test_the_torch_oracle_chooses_the_same_output(name, body):
     from diffharness import differential
 
     differential(HEAD + body, seed=0)
+
+
+LOOP = """
+input x : [N, T, 3]
+target y : [N, T, 2]
+input h0 : [N, 2]
+input c0 : [N, 2]
+param W0 : [3, 2] = 0.5
+param W1 : [3, 2] = 0.5
+"""
+
+
+@pytest.mark.parametrize("steps, output", [
+    # h is computed from h0 alone (no parameter): the prediction is g0
+    ("g0[t] = sin(x[:, t] @ W0)\nh[t] = sigmoid(h[t-1]) from h0\n"
+     "loss L = mean((h - y)^2) + sum(g0[:, -1]^2)\n", "g0"),
+    # h reads g1, which reads c a step back: h is computed from x and W1 through c
+    ("g1[t] = sigmoid(c[t-1])\nc[t] = (x[:, t] @ W1) * g1[t] from c0\n"
+     "h[t] = sigmoid(g1[t]) from h0\nloss L = mean((h - y)^2)\n", "h"),
+    # c is read by the loss only through g0 (c[t-1]), and is the last such equation
+    ("g0[t] = tanh(x[:, t] @ W0 + c[t-1])\nc[t] = (x[:, t] @ W1)^2 from c0\n"
+     "h[t] = sigmoid(h[t-1]) from h0\nloss L = mean((h - y)^2) + sum(g0[:, -1]^2)\n", "c"),
+])
+def test_a_loops_step_equations_are_judged_one_by_one(steps, output):
+    """A loop's results are computed from what their own step equation reads (through
+    carried values, to a fixed point), not from everything the loop reads."""
+    assert _module(LOOP + steps).OUTPUT == output
