@@ -9,9 +9,8 @@ builder's named steps) are functions.py's.
 from __future__ import annotations
 
 from . import ShapeError, fmt_shape
-from .functions import Function, _dropout, _fn
+from .functions import Function, _dropout, _fn, _located
 from .ops.linalg import permuted
-from .sequence_functions import _located
 from ..vocab import sig, whole_number
 
 

@@ -385,6 +385,41 @@ BATCH_NORM_EPS = 1e-6  # "Deep Learning from Scratch" writes 10e-7
 FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
 
 
+def _located(message: str, nodes, at: int, hint: str | None = None) -> ShapeError:
+    """A shape error located on argument ``at`` of a call whose arguments are ``nodes``."""
+    err = ShapeError(message, (at,), hint=hint)
+    err.nodes, err.at = nodes, at
+    return err
+
+
+def _setting(fn: str, key: str, value, ok, want: str, hint: str) -> None:
+    """A normalization's constant setting (``eps``, ``momentum``): a number ``ok`` takes."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+        raise ShapeError(f"{fn}'s {key} must be a number {want}, not {value!r}", (),
+                         hint=hint)
+
+
+def _eps_in_dtype(b, fn: str, eps, what: str, hint: str) -> None:
+    """An eps that float32 rounds to 0 would divide a constant ``what`` by 0."""
+    if b.dtype == "float32" and eps < FLOAT32_TINY:
+        raise ShapeError(f"{fn}'s eps {eps!r} is 0 in float32 (its smallest normal "
+                         f"number is about 1.2e-38): a constant {what} would divide 0 by 0",
+                         (), hint=hint)
+
+
+def _normalized(b, x, axes: tuple, keepdims: bool, eps, line_up=lambda v: v):
+    """The normalization steps batch and layer norm share, each a named step the
+    backward pass goes back through: mu = mean(x), xc = x - mu, var = mean(xc^2),
+    std = sqrt(var + eps), xn = xc / std, the means over ``axes`` (``line_up`` puts a
+    statistic beside x). Returns (mu, var, xn)."""
+    mu = b.step(b.op("mean", x, axis=axes, keepdims=keepdims), "mu")
+    xc = b.step(b.op("sub", x, line_up(mu)), "xc")
+    variance = b.step(b.op("mean", b.op("pow", xc, b.const(2)), axis=axes,
+                           keepdims=keepdims), "var")
+    std = b.step(b.op("sqrt", b.op("add", variance, b.const(float(eps)))), "std")
+    return mu, variance, b.step(b.op("div", xc, line_up(std)), "xn")
+
+
 def _batch_norm(b, a, s):
     """Batch normalization ("Deep Learning from Scratch" 6.3), each feature (axis 1)
     normalized over every other axis: the batch of [N, D], batch and pixels of
@@ -402,27 +437,17 @@ def _batch_norm(b, a, s):
     for key, value, ok, want in (
             ("momentum", momentum, lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),
             ("eps", eps, lambda v: 0 < v <= 1, "above 0 and at most 1")):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-            raise ShapeError(f"batch_norm's {key} must be a number {want}, not {value!r}",
-                             (), hint="the defaults are momentum=0.9, eps=1e-6")
-    if b.dtype == "float32" and eps < FLOAT32_TINY:
-        raise ShapeError(f"batch_norm's eps {eps!r} is 0 in float32 (its smallest normal "
-                         f"number is about 1.2e-38): a constant feature would divide 0 by 0",
-                         (), hint="the default is eps=1e-6")
+        _setting("batch_norm", key, value, ok, want, "the defaults are momentum=0.9, eps=1e-6")
+    _eps_in_dtype(b, "batch_norm", eps, "feature", "the default is eps=1e-6")
     rank = len(x.shape)
     nodes = (x, gamma, beta, mean, var)  # what the message names, by argument index
     if rank not in (2, 4):
-        err = ShapeError("batch_norm normalizes [N, D] values (each feature over the "
-                         "batch) or [N, C, H, W] images (each channel over the batch and "
-                         "its pixels)", (0,),
-                         hint="reshape the value first, e.g. reshape(h, [N, -1])")
-        err.nodes, err.at = nodes, 0
-        raise err
+        raise _located("batch_norm normalizes [N, D] values (each feature over the batch) or "
+                       "[N, C, H, W] images (each channel over the batch and its pixels)",
+                       nodes, 0, hint="reshape the value first, e.g. reshape(h, [N, -1])")
     c = x.shape[1]
     if not isinstance(c, int):
-        err = ShapeError("batch_norm needs a fixed number of features (axis 1)", (0,))
-        err.nodes, err.at = nodes, 0
-        raise err
+        raise _located("batch_norm needs a fixed number of features (axis 1)", nodes, 0)
     for k, (key, v) in enumerate((("gamma", gamma), ("beta", beta), ("mean", mean),
                                   ("var", var)), start=1):
         if v.shape != (c,) and not (v.shape == () and key in ("gamma", "beta")):
@@ -442,12 +467,7 @@ def _batch_norm(b, a, s):
         return b.op("reshape", v, shape=(c, 1, 1))
 
     if b.train:
-        mu = b.step(b.op("mean", x, axis=axes, keepdims=False), "mu")
-        xc = b.step(b.op("sub", x, per_feature(mu)), "xc")
-        variance = b.step(b.op("mean", b.op("pow", xc, b.const(2)), axis=axes,
-                               keepdims=False), "var")
-        std = b.step(b.op("sqrt", b.op("add", variance, b.const(float(eps)))), "std")
-        xn = b.step(b.op("div", xc, per_feature(std)), "xn")
+        mu, variance, xn = _normalized(b, x, axes, False, eps, per_feature)
         keep, new = b.const(float(momentum)), b.const(round(1 - float(momentum), 12))
         for leaf, batch in ((mean, mu), (var, variance)):
             b.updates.append((leaf, b.op("add", b.op("mul", keep, leaf),

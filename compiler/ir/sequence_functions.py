@@ -11,18 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import ShapeError, fmt_shape
-from .functions import FLOAT32_TINY, Function, _fn
+from .functions import Function, _eps_in_dtype, _fn, _located, _normalized, _setting
 from .ops.positions import length
 from ..vocab import sig, whole_number
 
 LAYER_NORM_EPS = 1e-5  # PyTorch's nn.LayerNorm default
-
-
-def _located(message: str, nodes, at: int, hint: str | None = None) -> ShapeError:
-    """A shape error located on argument ``at`` of a call whose arguments are ``nodes``."""
-    err = ShapeError(message, (at,), hint=hint)
-    err.nodes, err.at = nodes, at
-    return err
 
 
 def _layer_norm(b, a, s):
@@ -32,13 +25,9 @@ def _layer_norm(b, a, s):
     mu = mean(x, -1), xc = x - mu, var = mean(xc^2, -1), std = sqrt(var + eps),
     xn = xc / std, out = gamma * xn + beta. No state: both modes compute the same."""
     x, gamma, beta, eps = a["x"], a["gamma"], a["beta"], s["eps"]
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
-        raise ShapeError(f"layer_norm's eps must be a number above 0 and at most 1, not "
-                         f"{eps!r}", (), hint=f"the default is eps={LAYER_NORM_EPS}")
-    if b.dtype == "float32" and eps < FLOAT32_TINY:
-        raise ShapeError(f"layer_norm's eps {eps!r} is 0 in float32 (its smallest normal "
-                         f"number is about 1.2e-38): a constant row would divide 0 by 0",
-                         (), hint=f"the default is eps={LAYER_NORM_EPS}")
+    default = f"the default is eps={LAYER_NORM_EPS}"
+    _setting("layer_norm", "eps", eps, lambda v: 0 < v <= 1, "above 0 and at most 1", default)
+    _eps_in_dtype(b, "layer_norm", eps, "row", default)
     nodes = (x, gamma, beta)
     if not x.shape:
         raise _located("layer_norm normalizes each row of a value over its last axis; a "
@@ -50,16 +39,7 @@ def _layer_norm(b, a, s):
                            f"of x), so it must be {fmt_shape((d,))}", nodes, k,
                            hint=f"declare it with shape {fmt_shape((d,))} (or use a scalar "
                                 "for every feature)")
-    last = (len(x.shape) - 1,)
-
-    def mean(v):
-        return b.op("mean", v, axis=last, keepdims=True)
-
-    mu = b.step(mean(x), "mu")
-    xc = b.step(b.op("sub", x, mu), "xc")
-    variance = b.step(mean(b.op("pow", xc, b.const(2))), "var")
-    std = b.step(b.op("sqrt", b.op("add", variance, b.const(float(eps)))), "std")
-    xn = b.step(b.op("div", xc, std), "xn")
+    _, _, xn = _normalized(b, x, (len(x.shape) - 1,), True, eps)
     return b.op("add", b.op("mul", gamma, xn), beta)
 
 
