@@ -28,11 +28,19 @@ def implied_output(forward: list[Binding], loss: str, inputs: list[Binding],
     kinds = {b.node.id: TARGET for b in targets}
     kinds.update({b.node.id: DATA for b in inputs if b.name not in defaults})
     reads: dict[int, int] = {}  # node id -> the kinds of leaf it is computed from
+    steps: dict[int, list[int]] = {}  # a loop's id -> what each step equation reads
+
+    def step_reads(part) -> int:
+        loop = part.args[0]
+        if loop.id not in steps:
+            steps[loop.id] = _step_reads(loop, reads)
+        return steps[loop.id][part.attr("index")]
+
     for n in topo_order([loss_node]):
         if n.op in NAMED_LEAVES:
             reads[n.id] = PARAM if n.op == "param" else kinds.get(n.id, 0)
         elif n.op == "part":  # one step equation of a loop: what that equation reads
-            reads[n.id] = _step_reads(n.args[0], reads)[n.attr("index")]
+            reads[n.id] = step_reads(n)
         else:
             flags = 0
             for a in n.args:
@@ -43,7 +51,7 @@ def implied_output(forward: list[Binding], loss: str, inputs: list[Binding],
         flags = reads.get(b.node.id)
         if flags is None and b.node.op == "part" and b.node.args[0].id in reads:
             # a step equation the loss reads only through its loop (c[t-1] in g0[t])
-            flags = _step_reads(b.node.args[0], reads)[b.node.attr("index")]
+            flags = step_reads(b.node)
         if b.name == loss or flags is None or flags & TARGET or \
                 b.name in equations and b.name not in needed:
             continue
