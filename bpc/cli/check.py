@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
+from bpc.cli.options import add_spec_paths, spec_paths
+
 HELP = "parse and type/shape-check specs; print errors and warnings, or 'ok'"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("specs", nargs="+", metavar="SPEC")
+    add_spec_paths(p)
 
 
 def run(args) -> int:
@@ -16,7 +18,7 @@ def run(args) -> int:
     from bpc.compiler.pipeline import check_file
 
     failed = False
-    for path in args.specs:
+    for path in spec_paths(args):
         try:
             prog = check_file(path)
         except SpecError as e:

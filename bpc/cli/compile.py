@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from bpc.cli.options import add_spec_paths, spec_paths
+
 HELP = "compile specs to standalone NumPy (or PyTorch) modules"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("specs", nargs="+", metavar="SPEC")
+    add_spec_paths(p)
     p.add_argument("-o", "--out", default="generated", metavar="DIR",
                    help="where to write <model>.py (default: generated/)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
@@ -30,7 +32,7 @@ def run(args) -> int:
     out = Path(args.out)
     failed = False
     written: dict[str, str] = {}
-    for path in args.specs:
+    for path in spec_paths(args):
         try:
             name, source = compile_file(path, args.style, args.target)
         except SpecError as e:

@@ -11,6 +11,25 @@ from bpc.compiler.vocab import RUNTIME_RANGES, TRAIN_SETTINGS, Range
 from bpc.runtime.errors import UserError
 
 
+def add_spec_paths(p) -> None:
+    """SPEC..., where a pattern no shell expanded (``bpc compile 'specs/*.bp'``, Windows'
+    cmd, a subprocess without a shell) is expanded as the shell would."""
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+
+
+def spec_paths(args) -> list[str]:
+    """The specs named: each pattern with wildcards that is not itself a file, replaced by
+    the files it matches in sorted order (one matching nothing stays, so loading it
+    reports the missing file)."""
+    import glob
+
+    out = []
+    for path in args.specs:
+        matches = [] if Path(path).exists() or not glob.has_magic(path) else glob.glob(path)
+        out += sorted(matches) or [path]
+    return out
+
+
 def number(rng: Range):
     """An argparse ``type`` that accepts what ``rng`` accepts — the spec's own range for
     the setting a flag overrides — so a bad flag is a usage error (exit 2) naming it."""

@@ -85,3 +85,19 @@ def test_debug_flag_before_or_after_the_command():
     for args in (["--debug", "check", "specs/toy.bp"], ["check", "specs/toy.bp", "--debug"],
                  ["stats", "specs/toy.bp", "--debug"]):
         assert run_bpc(*args).returncode == 0, args
+
+
+def test_a_pattern_no_shell_expanded_is_expanded(tmp_path):
+    """``bpc check 'specs/*.bp'`` (a quoted pattern, Windows' cmd, a subprocess without a
+    shell) checks the files it matches, sorted; one matching nothing is a missing file;
+    a file whose name has a wildcard character is that file."""
+    r = run_bpc("check", "specs/*.bp", "specs/nothing*.bp", cwd=REPO)
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == [f"{p.relative_to(REPO)}: ok" for p in sorted(SPECS)]
+    assert r.stderr.strip() == "error: specs/nothing*.bp: no such file"
+    odd = tmp_path / "a[1].bp"
+    odd.write_text((REPO / "specs" / "toy.bp").read_text())
+    r = run_bpc("check", odd.name, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == "a[1].bp: ok\n", r.stderr
+    r = run_bpc("compile", "--out", str(tmp_path), "specs/x*.bp", cwd=REPO)
+    assert r.returncode == 0 and (tmp_path / "xor.py").exists(), r.stderr
