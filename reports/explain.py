@@ -16,6 +16,10 @@ nothing), so a teacher can hand it out as a file. Sections, in order:
 6. per-layer activation and gradient statistics at initialization with histograms (the
    figures of "Deep Learning from Scratch" ch. 6, from ``stats.layer_values``).
 
+The spec's warnings (it compiles, but probably does not mean what it says: a window that
+leaves pixels out, a state no batch norm uses) are printed to standard error as ``bpc
+check`` prints them and shown in a box at the top of the page, located, as written.
+
 A model with state (batch norm) is shown in training mode, as ``loss_and_grad`` runs:
 states are listed (not counted as parameters) and drawn in their own colour, the worked
 example is on a small batch and shows the running statistics' update, the gradient check
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +64,8 @@ code, .mono { font-family: monospace; font-size: 12px; }
 .s { color: #2e7d32; } tr.state td { background: #e2f4e0; }
 .hist { display: inline-block; margin: 0 12px 12px 0; vertical-align: top; font-size: 12px; }
 .note { color: #555; font-size: 13px; max-width: 60em; }
+.warn { background: #fff6d6; border: 1px solid #e0c060; padding: 4px 10px; }
+.warn pre { font-size: 12px; margin: 6px 0; overflow-x: auto; }
 """
 
 SCRIPT = r"""
@@ -218,7 +225,9 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
     from .trace import point, trace
 
     spec = Path(spec)
-    textbook = Compilation.from_file(spec, style="textbook")
+    warnings: list[str] = []
+    textbook = Compilation.from_file(spec, style="textbook",
+                                     warn=lambda text: _keep(text, warnings))
     prog, code = textbook.program, textbook.text  # the module as compiled
     feeds, params, where = point(textbook, at, row, seed)
     tr = trace(textbook, feeds, params, where, step=True)
@@ -252,6 +261,12 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
              f"<h1>{esc(prog.name)}: the derivation</h1>",
              f'<p class="sub">{esc(str(spec))}, {esc(prog.dtype)}; worked example at '
              f"{esc(where)}. Made by <code>bpc explain</code>.</p>"]
+    if warnings:
+        parts.append(f'<section id="warnings" class="warn"><b>{len(warnings)} warning'
+                     f'{"s" if len(warnings) > 1 else ""}</b> (the spec compiles, but '
+                     "check it means what it says)"
+                     + "".join(f"<pre>{esc(text)}</pre>" for text in warnings)
+                     + "</section>")
     parts.append('<section id="summary"><h2>1. Model summary</h2>')
     parts.append(_table(("kind", "name", "shape", "parameters", "initialization"),
                         [(esc(k), f"<code>{esc(n)}</code>", esc(s), esc(str(c)), esc(h))
@@ -334,6 +349,12 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
                  + '</p>' + "".join(hist) + "</section>")
     parts.append(f"<script>{SCRIPT}</script></body></html>\n")
     return "\n".join(parts)
+
+
+def _keep(text: str, warnings: list[str]) -> None:
+    """A warning goes to standard error, as every command says it, and onto the page."""
+    print(text, file=sys.stderr)
+    warnings.append(text)
 
 
 def _colour(section: str) -> str:

@@ -158,3 +158,23 @@ def test_explain_gradient_check_of_batch_norm_has_teeth(specs):
     rows = {r.name: r for r in gradcheck(bad, samples=10, batch=4, seed=0,
                                          modes=("training",))}
     assert not rows["W"].ok and rows["gamma"].ok
+
+
+def test_explain_page_shows_the_specs_warnings_once(tmp_path):
+    warned = REPO / "tests" / "golden" / "warnings" / "window_leaves_pixels.bp"
+    expected = (warned.with_suffix(".warn")).read_text().replace("window_leaves_pixels.bp",
+                                                                 str(warned))
+    out = tmp_path / "warned.html"
+    r = run_bpc("explain", warned, "-o", out, "--batch", "4")
+    assert r.returncode == 0, r.stderr
+    page = Page(out.read_text())
+    assert not page.stack
+    box = page.text["warnings"]
+    assert box.count("warning:") == 2 == r.stderr.count("warning:")
+    for line in expected.splitlines():  # located, with the caret, as bpc check says it
+        assert line in box, line
+    assert "×" in out.read_text() and "2 warnings" in box
+
+
+def test_explain_page_of_a_spec_without_warnings_has_no_box(mazur_page):
+    assert "warnings" not in Page(mazur_page).ids
