@@ -154,3 +154,12 @@ def test_the_sequence_gallery_models_learn(tmp_path, name, options, bound):
     line = next(ln for ln in run.stdout.splitlines() if ln.startswith(f"{name}: loss"))
     assert float(line.split("test_loss")[1].split("(ppl ")[1].split(")")[0]) < bound, line
     assert ("greedy decoding" in run.stdout) == (name == "addition")
+
+
+def test_model_evaluate_reports_the_exact_match_on_the_built_in_data(s2s):
+    params = s2s.init_params(np.random.default_rng(0))
+    scores = s2s.evaluate(params=params)
+    assert set(scores) == {"loss", "accuracy", "examples", "exact_match"}
+    assert scores["examples"] == 20 and 0 <= scores["exact_match"] <= scores["accuracy"]
+    ds = data.builtin("addition_seq2seq", s2s, n=20)
+    assert "exact_match" not in s2s.evaluate(params=params, data=ds.train)
