@@ -49,10 +49,10 @@ CONFIG = {
     "labels": {"q": 13, "d": 13, "answer": 13},
     "output_shape": ("N", 4, 13),
     "memory": {
-        "kept": {"N": 53664},
+        "kept": {"N": 53144},
         "moments": [
             ("a1", ("N", 7, 256), "float64", {"": 8, "N": 40832}, False, "part"),
-            ("a", ("N", 4, 256), "float64", {"": 8, "N": 19880}, False, "part"),
+            ("a", ("N", 4, 256), "float64", {"": 8, "N": 20992}, False, "part"),
             ("a1", ("N", 7, 256), "float64", {"": 8, "N": 14336}, True, "part"),
         ],
     },
@@ -148,8 +148,7 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
         # b: zeros
         "b": np.zeros((256,), dtype=DTYPE),
         # Wo: xavier: std = sqrt(1 / fan_in), fan_in = 64
-        # Wo is not used in a matmul
-        # fan_in is taken as its first dimension
+        # Wo is used as h @ Wo, so fan_in is its first dimension
         "Wo": rng.normal(0.0, np.sqrt(1 / 64), size=(64, 13)),
         # Wq: xavier: std = sqrt(1 / fan_in), fan_in = 64
         # Wq is used as enc @ Wq, so fan_in is its first dimension
@@ -196,23 +195,24 @@ def predict(params, q, d):
     del e, h1_zeros_rows
     enc = h1[:, 6]
     x = Ed[d]
-    y_zeros_rows = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
-    y_matmul = enc @ Wp  # [N, 256], drawn once
-    y_matmul_2 = enc @ Wq  # [N, 13], drawn once
-    y = np.empty((q.shape[0], x.shape[1], 13), dtype=DTYPE)
-    c_prev = y_zeros_rows
+    h_zeros_rows = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
+    h_matmul = enc @ Wp  # [N, 256], drawn once
+    h = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
+    c_prev = h_zeros_rows
     h_prev = enc
     if x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
     for t in range(x.shape[1]):
-        a_t = x[:, t] @ Wx + h_prev @ Wh + y_matmul + b
+        a_t = x[:, t] @ Wx + h_prev @ Wh + h_matmul + b
         c_t_mul = np.tanh(a_t[:, 64:128]) * _sigmoid_tanh(a_t[:, 128:192])
         c_t = _sigmoid_tanh(a_t[:, :64]) * c_prev + c_t_mul
         h_t = _sigmoid_tanh(a_t[:, 192:]) * np.tanh(c_t)
-        y_t = h_t @ Wo + y_matmul_2 + bo
-        y[:, t] = y_t
+        h[:, t] = h_t
         c_prev = c_t
         h_prev = h_t
+    del x, h_zeros_rows, h_matmul
+    y = h @ Wo + np.reshape(enc @ Wq, (-1, 1, 13))
+    y += bo
     return y
 
 
@@ -254,24 +254,25 @@ def loss(params, q, d, answer) -> float:
     del e, h1_zeros_rows
     enc = h1[:, 6]
     x = Ed[d]
-    y_zeros_rows = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
-    y_matmul = enc @ Wp  # [N, 256], drawn once
-    y_matmul_2 = enc @ Wq  # [N, 13], drawn once
-    y = np.empty((q.shape[0], x.shape[1], 13), dtype=DTYPE)
-    c_prev = y_zeros_rows
+    h_zeros_rows = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
+    h_matmul = enc @ Wp  # [N, 256], drawn once
+    h = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
+    c_prev = h_zeros_rows
     h_prev = enc
     if x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
     for t in range(x.shape[1]):
-        a_t = x[:, t] @ Wx + h_prev @ Wh + y_matmul + b
+        a_t = x[:, t] @ Wx + h_prev @ Wh + h_matmul + b
         c_t_mul = np.tanh(a_t[:, 64:128]) * _sigmoid_tanh(a_t[:, 128:192])
         c_t = _sigmoid_tanh(a_t[:, :64]) * c_prev + c_t_mul
         h_t = _sigmoid_tanh(a_t[:, 192:]) * np.tanh(c_t)
-        y_t = h_t @ Wo + y_matmul_2 + bo
-        y[:, t] = y_t
+        h[:, t] = h_t
         c_prev = c_t
         h_prev = h_t
-    del h1, enc, x, y_zeros_rows, y_matmul, y_matmul_2
+    del x, h_zeros_rows, h_matmul
+    y = h @ Wo + np.reshape(enc @ Wq, (-1, 1, 13))
+    y += bo
+    del h1, enc, h
     # L_log_softmax: [N, 4, 13]
     L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
     L_mul = 4 * q.shape[0]  # scalar
@@ -342,30 +343,30 @@ def loss_and_grad(
         h1_prev = h1_t
     enc = h1[:, 6]
     x = Ed[d]
-    y_zeros_rows = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
-    y_matmul = enc @ Wp  # [N, 256], used 2 times
-    y_matmul_2 = enc @ Wq  # [N, 13], used 2 times
+    h_zeros_rows = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
+    h_matmul = enc @ Wp  # [N, 256], used 2 times
     a = np.empty((q.shape[0], x.shape[1], 256), dtype=DTYPE)
     c = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
     h = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
-    y = np.empty((q.shape[0], x.shape[1], 13), dtype=DTYPE)
-    c_prev = y_zeros_rows
+    c_prev = h_zeros_rows
     h_prev = enc
     if x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
     for t in range(x.shape[1]):
-        a_t = x[:, t] @ Wx + h_prev @ Wh + y_matmul + b
+        a_t = x[:, t] @ Wx + h_prev @ Wh + h_matmul + b
         c_t_mul = np.tanh(a_t[:, 64:128]) * _sigmoid_tanh(a_t[:, 128:192])
         c_t = _sigmoid_tanh(a_t[:, :64]) * c_prev + c_t_mul
         h_t = _sigmoid_tanh(a_t[:, 192:]) * np.tanh(c_t)
-        y_t = h_t @ Wo + y_matmul_2 + bo
         a[:, t] = a_t
         c[:, t] = c_t
         h[:, t] = h_t
-        y[:, t] = y_t
         c_prev = c_t
         h_prev = h_t
-    L_log_softmax = y - _logsumexp(y, axis=2, keepdims=True)  # [N, 4, 13], used 2 times
+    y_matmul = enc @ Wq  # [N, 13], used 2 times
+    y = h @ Wo + np.reshape(y_matmul, (-1, 1, 13))
+    y += bo
+    # L_log_softmax: [N, 4, 13], used 2 times
+    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
     L_mul = 4 * q.shape[0]  # scalar
     L = -np.sum(np.take_along_axis(L_log_softmax, answer[..., None], axis=-1)) / L_mul
 
@@ -375,29 +376,33 @@ def loss_and_grad(
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
     dL_dy -= _one_hot(answer, 13, DTYPE)
     dL_dy *= scale / L_mul
+    # y = h @ Wo + reshape(enc @ Wq, [N, 1, V]) + bo
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
+    dL_dbo = np.sum(dL_dy, axis=(0, 1), out=grads.get("bo"))
+    dL_dWq_sum = np.sum(dL_dy, axis=1, keepdims=True)  # [N, 1, 13]
+    dL_dWq = np.matmul(
+        enc.T, np.reshape(dL_dWq_sum, y_matmul.shape), out=grads.get("Wq")
+    )
+    dL_dWo = np.matmul(
+        np.reshape(h, (-1, 64)).T, np.reshape(dL_dy, (-1, 13)), out=grads.get("Wo")
+    )
+    dL_dh = dL_dy @ Wo.T
+    del y, L_log_softmax, dL_dy
     dL_dx = np.zeros_like(x)
     dL_dWx = np.zeros_like(Wx)
     dL_dWh = np.zeros_like(Wh)
-    dL_dy_matmul = np.zeros_like(y_matmul)
+    dL_dh_matmul = np.zeros_like(h_matmul)
     dL_db = np.zeros_like(b)
-    dL_dWo = np.zeros_like(Wo)
-    dL_dy_matmul_2 = np.zeros_like(y_matmul_2)
-    dL_dbo = np.zeros_like(bo)
-    dL_dc_next = np.zeros_like(y_zeros_rows)
+    dL_dc_next = np.zeros_like(h_zeros_rows)
     dL_dh_next = np.zeros_like(enc)
     for t in reversed(range(x.shape[1])):
-        c_prev = c[:, t - 1] if t > 0 else y_zeros_rows
+        c_prev = c[:, t - 1] if t > 0 else h_zeros_rows
         h_prev = h[:, t - 1] if t > 0 else enc
         dL_dc_t = dL_dc_next
-        dL_dh_t = dL_dh_next
-        dL_dy_t = dL_dy[:, t]
-        dL_dbo += np.sum(dL_dy_t, axis=0)
-        dL_dy_matmul_2 += dL_dy_t
-        dL_dWo += h[:, t].T @ dL_dy_t
-        dL_dh_t_2 = dL_dh_t + dL_dy_t @ Wo.T
+        dL_dh_t = dL_dh[:, t] + dL_dh_next
         dL_dc_t_2_tanh = np.tanh(c[:, t])
         dL_dc_t_2_sigmoid = _sigmoid_tanh(a[:, t][:, 192:])
-        dL_dc_t_2 = dL_dc_t + (1 - dL_dc_t_2_tanh**2) * (dL_dc_t_2_sigmoid * dL_dh_t_2)
+        dL_dc_t_2 = dL_dc_t + (1 - dL_dc_t_2_tanh**2) * (dL_dc_t_2_sigmoid * dL_dh_t)
         dL_dc_prev_t_sigmoid = _sigmoid_tanh(a[:, t][:, :64])
         dL_dc_next = dL_dc_prev_t_sigmoid * dL_dc_t_2
         dL_da_t_zeros_like = np.zeros_like(a[:, t])
@@ -411,7 +416,7 @@ def loss_and_grad(
             dL_da_t_sigmoid * (1 - dL_da_t_sigmoid) * (dL_da_t_tanh * dL_dc_t_2)
         )
         dL_da_t_mul_4 = (
-            dL_dc_t_2_sigmoid * (1 - dL_dc_t_2_sigmoid) * (dL_dc_t_2_tanh * dL_dh_t_2)
+            dL_dc_t_2_sigmoid * (1 - dL_dc_t_2_sigmoid) * (dL_dc_t_2_tanh * dL_dh_t)
         )
         dL_da_t = _index_add(
             dL_da_t_zeros_like,
@@ -425,30 +430,31 @@ def loss_and_grad(
             dL_da_t_mul_4,
         )
         dL_db += np.sum(dL_da_t, axis=0)
-        dL_dy_matmul += dL_da_t
+        dL_dh_matmul += dL_da_t
         dL_dh_next = dL_da_t @ Wh.T
         dL_dWh += h_prev.T @ dL_da_t
         dL_dx[:, t] = dL_da_t @ Wx.T
         dL_dWx += x[:, t].T @ dL_da_t
     dL_denc_2 = dL_dh_next
-    del x, y_zeros_rows, y_matmul, y_matmul_2, a, c, h, y, L_log_softmax, dL_dy
+    del x, h_zeros_rows, h_matmul, a, c, h, dL_dh
     # a[t] = x[:, t] @ Wx + h[t - 1] @ Wh + enc @ Wp + b
     #   zeros_rows(x) does not depend on the values of x; d(X @ W) = dX @ W + X @ dW, so
     #   dX = G @ W.T and dW = X.T @ G
-    dL_dWq = np.matmul(enc.T, dL_dy_matmul_2, out=grads.get("Wq"))
-    dL_dWp = np.matmul(enc.T, dL_dy_matmul, out=grads.get("Wp"))
+    dL_dWp = np.matmul(enc.T, dL_dh_matmul, out=grads.get("Wp"))
     # x = embed(d, Ed)
     #   E[ids] picks rows, so dL/dE[i] = the sum of dL/dout over the positions of id i
     dL_dEd = _embed_grad_sorted(d, dL_dx, 13)
-    # a[t] = x[:, t] @ Wx + h[t - 1] @ Wh + enc @ Wp + b
-    #   zeros_rows(x) does not depend on the values of x; d(X @ W) = dX @ W + X @ dW, so
-    #   dX = G @ W.T and dW = X.T @ G
-    dL_denc = dL_denc_2 + dL_dy_matmul_2 @ Wq.T
-    dL_denc += dL_dy_matmul @ Wp.T
+    # y = h @ Wo + reshape(enc @ Wq, [N, 1, V]) + bo and 1 more
+    #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
+    # sum_dL_denc: [N, 64]
+    sum_dL_denc = np.reshape(dL_dWq_sum, y_matmul.shape) @ Wq.T
+    sum_dL_denc += dL_denc_2
+    del y_matmul, dL_dWq_sum
+    dL_denc = np.add(sum_dL_denc, dL_dh_matmul @ Wp.T, out=sum_dL_denc)
     # enc = h1[:, -1]
     dL_dh1 = np.zeros_like(h1)
     dL_dh1[:, 6] += dL_denc
-    del dL_denc
+    del sum_dL_denc, dL_denc
     # a1[t] = e[:, t] @ Wx1 + h1[t - 1] @ Wh1 + b1
     #   zeros_rows(x) does not depend on the values of x
     dL_de = np.zeros_like(e)
