@@ -1,8 +1,8 @@
 """The built-in data sets (``data spiral(n=50)``, ``--data mnist``, the sequence tasks
 ``addition``, ``addition_seq2seq``, ``zen``, ``dates``, ``sine_wave``, ``copy`` and
 ``reverse``): their generators, the download of mnist into the cache, and ``builtin``,
-which names their arrays after the module's inputs and target, splits off the test set and arranges them
-in the declared layout; ``validation_split``, the held-out part of any training data;
+which names their arrays after the module's inputs and target, splits off the test set
+and arranges them in the declared layout; ``validation_split``, the held-out part of any training data;
 ``alphabet``, the characters of a character task's ids; and ``synthetic``, random data
 of the module's declared shapes.
 

@@ -1,5 +1,6 @@
 """The docs stand on their own (every link resolves inside the repository, every extra
-they name exists, the code the README copies is the code bpc prints), and the wheel carries what the compiler reads at run time."""
+they name exists, the code the README copies is the code bpc prints), and the wheel
+carries what the compiler reads at run time."""
 
 import re
 import shutil
