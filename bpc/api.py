@@ -97,11 +97,13 @@ class Model(types.ModuleType):
         """``{"loss": …, "accuracy": …, "examples": …}`` of the trained model (or of
         ``params``/``state``) on arrays by name (``x=..., t=...``, or ``data`` a dict),
         or on a --data string or file (its ``split``: "test" when it has one);
-        accuracy is None for a model that is not a classifier."""
+        accuracy is None for a model that is not a classifier. On ``addition_seq2seq``
+        also ``"exact_match"``: whole answers right under greedy decoding."""
         import numpy as np
 
         from bpc.runtime import in_memory
         from bpc.runtime.data import batch_axes, example_count, load
+        from bpc.runtime.decoding import decoder_of, exact_match
         from bpc.runtime.devices import hosted
         from bpc.runtime.errors import UserError
         from bpc.runtime.evaluate import accuracy, mean_loss, task_kind
@@ -127,8 +129,11 @@ class Model(types.ModuleType):
         with np.errstate(all="ignore"):
             loss = mean_loss(model, params, checked, chunk, state)
             acc = accuracy(model, params, checked, task_kind(self, checked), state, chunk)
+            decoder = decoder_of(self, name)
+            exact = {"exact_match": exact_match(model, params, checked, *decoder, state)
+                     } if decoder else {}
         return {"loss": loss, "accuracy": acc,
-                "examples": example_count(checked, batch_axes(self))}
+                "examples": example_count(checked, batch_axes(self)), **exact}
 
     def _predict(self, generated, args: tuple, kwargs: dict, outputs):
         """``model.predict``: the generated ``predict(params, x, ...)``, or, without the

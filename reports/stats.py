@@ -56,27 +56,32 @@ def override_weights(prog: Program, init: Init) -> list[str]:
 STEPS = STATS_STEPS  # the length of the random sequences a loop over time steps through
 
 
-def random_batch(prog: Program, batch: int, seed: int, steps: int) -> tuple[dict, dict]:
-    """(feeds, params): a random batch (sequences of ``steps`` steps) at initialization."""
+def random_batch(prog: Program, batch: int, seed: int, steps: int,
+                 params: dict | None = None) -> tuple[dict, dict]:
+    """(feeds, params): a random batch (sequences of ``steps`` steps) at initialization,
+    or with ``params`` (a trained model's) and the same batch."""
     from ..compiler.ir.ops.recurrence import time_axes
 
     module = contract(prog)
     check_memory(module, batch, "the statistics' batch", "use a smaller --batch")
     rng = np.random.default_rng(seed)
-    params = initial_params(prog, rng)
+    initial = initial_params(prog, rng)  # drawn anyway: the batch is the same either way
+    params = initial if params is None else params
     feeds = random_feeds(prog, rng, batch, dict.fromkeys(time_axes(prog), steps))
     check_point(module, feeds, params, "the random batch")  # as every point is
     return feeds, params
 
 
-def layer_values(prog: Program, batch: int = 100, seed: int = 0, steps: int = STEPS):
+def layer_values(prog: Program, batch: int = 100, seed: int = 0, steps: int = STEPS,
+                 params: dict | None = None):
     """(name, activation, gradient or None) of every named value but the loss and a
-    function's steps (batch norm's ``bn1_mu`` …), at initialization on a random batch, in
-    training mode: what the statistics and ``bpc explain``'s histograms are made of."""
+    function's steps (batch norm's ``bn1_mu`` …), at initialization (or with ``params``)
+    on a random batch, in training mode: what the statistics and ``bpc explain``'s
+    histograms are made of."""
     from .graph import steps as folded_steps
 
     folded = folded_steps(prog)
-    feeds, params = random_batch(prog, batch, seed, steps)
+    feeds, params = random_batch(prog, batch, seed, steps, params)
     with np.errstate(all="ignore"):
         values = evaluate(prog, feeds, params)
     prefix = f"d{prog.loss}_d"
@@ -92,11 +97,12 @@ def layer_values(prog: Program, batch: int = 100, seed: int = 0, steps: int = ST
 
 
 def time_grad_norms(prog: Program, batch: int = 100, seed: int = 0, steps: int = STEPS,
-                    last_only: bool = False) -> dict[str, list[float]]:
+                    last_only: bool = False, params: dict | None = None
+                    ) -> dict[str, list[float]]:
     """Each step equation of a loop over time that an adjoint reaches from outside its
-    step -> ``||dL/dh_t||`` for t = 0 .. T-1 at initialization, on the batch
-    ``layer_values`` draws (``last_only``: of the loss at the last step alone, carried
-    back): the vanishing (or exploding) gradient over time."""
+    step -> ``||dL/dh_t||`` for t = 0 .. T-1 at initialization (or with ``params``), on
+    the batch ``layer_values`` draws (``last_only``: of the loss at the last step alone,
+    carried back): the vanishing (or exploding) gradient over time."""
     from ..compiler.ir.evaluate import evaluate_nodes
     from ..compiler.ir.ops.recurrence import step_grad_norms
 
@@ -104,7 +110,7 @@ def time_grad_norms(prog: Program, batch: int = 100, seed: int = 0, steps: int =
                   if bd.node.op == "part" and bd.node.args[0].op == "scan_grad"}.values())
     if not loops:
         return {}
-    feeds, params = random_batch(prog, batch, seed, steps)
+    feeds, params = random_batch(prog, batch, seed, steps, params)
     with np.errstate(all="ignore"):
         values = evaluate_nodes(prog, feeds, params, loops)
     norms: dict[str, list[float]] = {}
@@ -145,17 +151,18 @@ def _feature_summary(a: np.ndarray) -> dict:
 
 
 def layer_stats(prog: Program, batch: int = 100, seed: int = 0,
-                steps: int = STEPS) -> list[dict]:
-    """A row per layer; a batch norm's row also has ``batch_norm``: the value it
-    normalizes and the per-feature spread going in (``in``) and coming out (``out``); a
+                steps: int = STEPS, params: dict | None = None) -> list[dict]:
+    """A row per layer (at initialization, or with ``params``); a batch norm's row also
+    has ``batch_norm``: the value it normalizes and the per-feature spread going in
+    (``in``) and coming out (``out``); a
     loop's step equation's, ``grad_norm_per_step``: ``||dL/dh_t||`` for t = 0 .. T-1, and
     ``last_step_grad_norm_per_step``: the same of the last step's loss alone."""
     rows = []
     norms = batch_norms(prog)
-    over_time = time_grad_norms(prog, batch, seed, steps)
-    from_last = time_grad_norms(prog, batch, seed, steps, last_only=True)
+    over_time = time_grad_norms(prog, batch, seed, steps, params=params)
+    from_last = time_grad_norms(prog, batch, seed, steps, last_only=True, params=params)
     acts = {}
-    for name, act, grad in layer_values(prog, batch, seed, steps):
+    for name, act, grad in layer_values(prog, batch, seed, steps, params):
         acts[name] = act
         row = {
             "layer": name,

@@ -1,8 +1,8 @@
 """The built-in data sets (``data spiral(n=50)``, ``--data mnist``, the sequence tasks
-``addition``, ``zen``, ``dates``, ``sine_wave``, ``copy`` and ``reverse``): their
-generators, the download of mnist into the cache, and ``builtin``, which names their
-arrays after the module's input and target, splits off the test set and arranges them
-in the declared layout; ``validation_split``, the held-out part of any training data;
+``addition``, ``addition_seq2seq``, ``zen``, ``dates``, ``sine_wave``, ``copy`` and
+``reverse``): their generators, the download of mnist into the cache, and ``builtin``,
+which names their arrays after the module's inputs and target, splits off the test set
+and arranges them in the declared layout; ``validation_split``, the held-out part of any training data;
 ``alphabet``, the characters of a character task's ids; and ``synthetic``, random data
 of the module's declared shapes.
 
@@ -29,13 +29,15 @@ from .errors import UserError
 from .files import open_regular, remove_temporaries
 
 
-def _split(x: np.ndarray, t: np.ndarray, rng: np.random.Generator, test_fraction: float,
-           names=("x", "t")) -> tuple[dict, dict]:
-    order = rng.permutation(len(x))
-    n_test = int(round(len(x) * test_fraction))
+def _split(arrays: dict[str, np.ndarray], rng: np.random.Generator,
+           test_fraction: float) -> tuple[dict, dict]:
+    """(training, test): ``test_fraction`` of the examples (rows) drawn from ``rng``."""
+    n = len(next(iter(arrays.values())))
+    order = rng.permutation(n)
+    n_test = int(round(n * test_fraction))
     test, train = order[:n_test], order[n_test:]
-    return ({names[0]: x[train], names[1]: t[train]},
-            {names[0]: x[test], names[1]: t[test]} if n_test else {})
+    return ({k: v[train] for k, v in arrays.items()},
+            {k: v[test] for k, v in arrays.items()} if n_test else {})
 
 
 def validation_split(arrays: dict[str, np.ndarray], axes: dict[str, int], fraction: float,
@@ -92,7 +94,7 @@ def digits_subset(rng: np.random.Generator, n: int = 300):
     """``digits`` with only ``n`` of its training examples (DLFS ch. 6's overfitting
     experiments); the test set is the same 20% as ``digits``' with the same seed."""
     x, t, fraction = digits(rng)
-    train, test = _split(x, t, rng, fraction)
+    train, test = _split({"x": x, "t": t}, rng, fraction)
     return train["x"][:n], train["t"][:n], test["x"], test["t"]
 
 
@@ -111,6 +113,20 @@ def addition(rng: np.random.Generator, n: int = 50000, digits: int = 3):
     questions = [f"{p}+{q}".ljust(width) for p, q in zip(a, b)]
     answers = [f"_{p + q}".ljust(digits + 2) for p, q in zip(a, b)]
     return _char_ids(questions, ADDITION_CHARS), _char_ids(answers, ADDITION_CHARS), 0.1
+
+
+def addition_seq2seq(rng: np.random.Generator, n: int = 50000, digits: int = 3):
+    """``addition`` for an encoder-decoder trained with teacher forcing: two inputs, the
+    question [n, 2 * digits + 1] and the decoder's input, the answer shifted right one
+    ("_65 ", "_" the start, [n, digits + 1]), and the target, the answer ("65  ")."""
+    x, t, fraction = addition(rng, n, digits)
+    return (x, t[:, :-1]), t[:, 1:], fraction
+
+
+# A data set whose model's last input is a decoder's, fed the answer shifted right one
+# after this start id (teacher forcing); at evaluation it can be fed its own prediction
+# instead (runtime/decoding.py).
+DECODER_START = {"addition_seq2seq": ADDITION_CHARS.index("_")}
 
 
 def _char_ids(lines: list[str], chars: str) -> np.ndarray:
@@ -221,7 +237,8 @@ def alphabet(name: str) -> str | None:
     set that is not text: the labels of an attention picture's axes."""
     if name == "zen":
         return "".join(sorted(set(zen_text())))
-    return {"addition": ADDITION_CHARS, "dates": DATE_CHARS}.get(name)
+    return {"addition": ADDITION_CHARS, "addition_seq2seq": ADDITION_CHARS,
+            "dates": DATE_CHARS}.get(name)
 
 
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -288,6 +305,7 @@ def mnist(rng: np.random.Generator):
 
 GENERATORS = {"xor": xor, "spiral": spiral, "sine": sine, "digits": digits,
               "digits_subset": digits_subset, "mnist": mnist, "addition": addition,
+              "addition_seq2seq": addition_seq2seq,
               "zen": zen, "dates": dates, "sine_wave": sine_wave, "copy": copy, "reverse": reverse}
 assert set(GENERATORS) == set(DATASETS), "data set table and generators disagree"
 
@@ -308,9 +326,12 @@ def builtin(name: str, module, seed: int = 0, **kwargs) -> Dataset:
         if whole is not None:
             kwargs[key] = whole
     inputs, targets = list(module.INPUTS), list(module.TARGETS)
-    if len(inputs) != 1 or len(targets) != 1:
-        raise UserError(f"built-in data set '{name}' gives one input and one target, but the "
-                        f"model has inputs {inputs} and targets {targets}",
+    n_inputs = 2 if name in DECODER_START else 1
+    if len(inputs) != n_inputs or len(targets) != 1:
+        gives = ("two inputs (the question, then the decoder's input) and one target"
+                 if n_inputs == 2 else "one input and one target")
+        raise UserError(f"built-in data set '{name}' gives {gives}, but the model has "
+                        f"inputs {inputs} and targets {targets}",
                         "give a data file instead: --data file.npz")
     per_n = {"spiral": int(kwargs.get("classes", 3)), "sine": 1}.get(name)
     if per_n is not None:  # before generating it: a data set that would not fit
@@ -321,15 +342,14 @@ def builtin(name: str, module, seed: int = 0, **kwargs) -> Dataset:
         check_dataset_memory(f"{name}({args})", n * per_n, module, per_n)
     rng = np.random.default_rng(seed)
     out = GENERATORS[name](rng, **kwargs)
-    names = (inputs[0], targets[0])
+    named = (lambda x, t: {**dict(zip(inputs, x if isinstance(x, tuple) else (x,))),
+                           targets[0]: t})
     if len(out) == 4:
         x, t, xt, tt = out
-        train, test = {names[0]: x, names[1]: t}, {names[0]: xt, names[1]: tt}
+        train, test = named(x, t), named(xt, tt)
     else:
         x, t, fraction = out
-        train, test = _split(x, t, rng, fraction, names)
-        if not test and fraction == 0.0:
-            test = {}
+        train, test = _split(named(x, t), rng, fraction)
     return Dataset(_arranged(train, module), _arranged(test, module), name)
 
 

@@ -1,4 +1,5 @@
-"""``bpc stats``: per-layer activation and gradient statistics at initialization."""
+"""``bpc stats``: per-layer activation and gradient statistics at initialization (or of a
+trained model's checkpoint)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=number(RUNTIME_RANGES["steps"]), default=STATS_STEPS,
                    help="the length of the random sequences a loop over time steps through")
     p.add_argument("--seed", type=number(RUNTIME_RANGES["seed"]), default=0)
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="a run's checkpoint.npz (or its folder): the trained parameters "
+                        "instead of the initial ones, on the same random batch")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
 
@@ -29,17 +33,36 @@ def run(args) -> int:
     from bpc.reports.stats import format_table, init_from_text, layer_stats, override_weights
 
     prog = program_from_file(args.spec)
-    note = ""
+    note, params, where = "", None, "at initialization"
+    if args.checkpoint:
+        params, where = _trained(args), f"with the parameters of {args.checkpoint}"
     if args.init:
         changed = override_weights(prog, init_from_text(args.init))
         shown = changed if len(changed) <= 6 else changed[:3] + ["…"] + changed[-1:]
         note = (f", {len(changed)} weights ({', '.join(shown)}) drawn from {args.init}"
                 if changed else ", no weights to override")
-    rows = layer_stats(prog, batch=args.batch, seed=args.seed, steps=args.steps)
+    rows = layer_stats(prog, batch=args.batch, seed=args.seed, steps=args.steps,
+                       params=params)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(f"{prog.name}: statistics at initialization, batch {args.batch}, "
+        print(f"{prog.name}: statistics {where}, batch {args.batch}, "
               f"seed {args.seed}{note}")
         print(format_table(rows))
     return 0
+
+
+def _trained(args) -> dict:
+    """The checkpoint's parameters, refused (naming what differs) if of another model."""
+    from pathlib import Path
+
+    from bpc.compiler.compilation import Compilation
+    from bpc.runtime.checkpoint import checkpoint_params
+    from bpc.runtime.errors import UserError
+    from bpc.runtime.loader import compiled_model
+
+    if args.init:
+        raise UserError("--init and --checkpoint exclude each other",
+                        "--init redraws the weights a checkpoint gives")
+    comp = Compilation.from_file(args.spec)
+    return checkpoint_params(Path(args.checkpoint), compiled_model(comp, comp.path))[0]

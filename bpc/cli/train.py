@@ -131,6 +131,7 @@ def run(args) -> int:
         from bpc.runtime.evaluate import has_perplexity
 
         _print_summary(args.spec, result, out, args.quiet, has_perplexity(module))
+        _print_greedy(module, result, dataset)
     for note in result.notes:
         print(f"note: {note}")
     if result.notes:
@@ -182,6 +183,25 @@ def _print_summary(spec: str, result, out: Path, quiet: bool, ppl: bool = False)
     if len(scored_rows(result.history, result.best_metric)[1]) > 1:  # a choice was made
         kept = f"  (in {out / 'best.npz'})" if (out / "best.npz").is_file() else ""
         print(f"best: {summary(best, total, ppl).text(seconds=False)}{kept}")
+
+
+def _print_greedy(module, result, dataset) -> None:
+    """For a model trained with teacher forcing (``addition_seq2seq``): its test answers
+    decoded greedily, the decoder fed its own output, scored as whole answers."""
+    import numpy as np
+
+    from bpc.runtime.decoding import decoder_of, exact_match
+    from bpc.runtime.devices import hosted
+
+    found = decoder_of(module, dataset.name)
+    if found is None or not dataset.test:
+        return
+    with np.errstate(all="ignore"):
+        share = exact_match(hosted(module), result.params, dataset.test, *found, result.state)
+    n = len(dataset.test[found[0]])
+    print(f"greedy decoding (the decoder fed its own output): exact match {100 * share:.1f}% "
+          f"of {n} test answers; test_acc is per character with the true answer fed in "
+          "(teacher forcing)")
 
 
 def _plot(module, settings, dataset, result, out: Path) -> None:

@@ -1,5 +1,6 @@
 """The docs stand on their own (every link resolves inside the repository, every extra
-they name exists), and the wheel carries what the compiler reads at run time."""
+they name exists, the code the README copies is the code bpc prints), and the wheel
+carries what the compiler reads at run time."""
 
 import re
 import shutil
@@ -41,6 +42,18 @@ def test_files_the_specs_and_docs_name_exist():
         if page.exists():
             for name in re.findall(r"specs/([a-z0-9_]+\.bp)", page.read_text()):
                 assert (REPO / "specs" / name).exists(), f"{page.name} names specs/{name}"
+
+
+def test_the_readmes_bptt_code_is_what_bpc_show_prints():
+    """The README's backward loop, copied from a gallery module, is still its code."""
+    from bpc.compiler.compilation import Compilation
+
+    text = (REPO / "README.md").read_text()
+    section = text.split("**Backpropagation through time, written out.**")[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    spec = re.search(r"bpc show (specs/\w+\.bp)", section).group(1)
+    assert "for t in reversed(" in block
+    assert block in Compilation.from_file(REPO / spec, style="textbook").text
 
 
 def test_the_extras_the_docs_name_exist():

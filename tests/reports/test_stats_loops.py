@@ -76,3 +76,25 @@ def test_cli_prints_the_table_and_json(tmp_path):
     assert len(h["grad_norm_per_step"]) == 4
     out = run_bpc("stats", str(spec), "--steps", "0")
     assert out.returncode != 0 and "--steps" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_trained_models_norms_are_its_checkpoints_on_the_same_batch(tmp_path):
+    """``--checkpoint``: the parameters a run trained, on the batch drawn at
+    initialization (the norms by hand with those parameters); with --init it is refused."""
+    spec = _spec(tmp_path, RNN + LOSS + "train { epochs = 2; batch = 4 }\n")
+    prog = program_from_file(spec)
+    feeds, initial = random_batch(prog, 5, 1, 3)
+    np.savez(tmp_path / "d.npz", **feeds)
+    assert run_bpc("train", spec, "--data", tmp_path / "d.npz", "--out",
+                   tmp_path / "run").returncode == 0
+    from bpc.runtime.checkpoint import read_checkpoint_file
+
+    trained = read_checkpoint_file(tmp_path / "run" / "checkpoint.npz").params
+    assert not np.allclose(trained["Wh"], initial["Wh"])
+    out = run_bpc("stats", spec, "--batch", "5", "--seed", "1", "--steps", "3", "--json",
+                  "--checkpoint", tmp_path / "run")
+    assert out.returncode == 0, out.stderr
+    h = next(r for r in json.loads(out.stdout) if r["layer"] == "h")
+    assert np.allclose(h["grad_norm_per_step"], _by_hand(feeds, trained, False), rtol=1e-10)
+    both = run_bpc("stats", spec, "--init", "he", "--checkpoint", tmp_path / "run")
+    assert both.returncode != 0 and "--init and --checkpoint exclude each other" in both.stderr

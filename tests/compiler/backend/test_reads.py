@@ -21,12 +21,14 @@ from random_specs import spec_from_seed
 
 STYLES = ("fast", "textbook")
 _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
+_STRING = re.compile(r""""[^"\n]*"|'[^'\n]*'""")
 
 
 def mentioned(code: str) -> list[str]:
     """The names printed code uses as themselves (not attributes such as ``np.exp`` or
-    ``x.T``): the text scan the compiler no longer makes, kept here as the check."""
-    return _NAME.findall(code)
+    ``x.T``, nor words of a string such as a loop's "a loop over time needs a step"): the
+    text scan the compiler no longer makes, kept here as the check."""
+    return _NAME.findall(_STRING.sub('""', code))
 
 RANDOM_SEEDS = range(100)
 
@@ -64,7 +66,7 @@ def _checked(text: str, style: str) -> None:
     known |= {name for prog in programs for name in prog.lets}
     assert planned
     for statements, steps in planned:
-        names = known | {st.name for st in statements}
+        names = known | {n for st in statements for n in (st.name, *st.defines)}
         for st, step in zip(statements, steps, strict=True):
             written = "\n".join(st.lines) or st.expr  # a loop's: its lines
             assert st.reads == set(mentioned(written)) & names - set(st.defines), written

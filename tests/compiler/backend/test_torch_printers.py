@@ -26,6 +26,13 @@ def test_every_op_has_a_torch_printer():
     assert helpers <= set(TORCH_HELPERS), helpers - set(TORCH_HELPERS)
 
 
+def _target(node: ast.expr) -> str:
+    """An assignment's target; into part of an array, the array alone: torch writes a
+    slice with a negative step (``dL_dx[:, ::-1] +=``) with positive steps and a flip."""
+    return f"{ast.unparse(node.value)}[…]" if isinstance(node, ast.Subscript) else \
+        ast.unparse(node)
+
+
 def _functions(text: str) -> dict[str, tuple[list[str], list[str]]]:
     """Each generated function (helpers left out): the names its statements assign
     (the torch prologue's placement left out) and its comments, in order."""
@@ -36,7 +43,7 @@ def _functions(text: str) -> dict[str, tuple[list[str], list[str]]]:
             for st in ast.walk(node):
                 if isinstance(st, (ast.Assign, ast.AugAssign)):
                     targets = st.targets if isinstance(st, ast.Assign) else [st.target]
-                    names += [ast.unparse(t) for t in targets]
+                    names += [_target(t) for t in targets]
             lines = ast.get_source_segment(text, node).splitlines()
             # a temporary's note sits after its line when it fits, else above it, named
             comments = [re.sub(r"^ \w+: \[", " [", line.split("#", 1)[1]) for line in lines
