@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import Span
+from ..errors import Note, Span
 from ..frontend import ast
 from ..frontend.astprint import expr as spec_text
 from ..names import fresh
@@ -40,15 +40,18 @@ class Loops:
 
     loop: _Step | None = None
 
-    def _loop(self, group: list[ast.Equation], forward: list[Binding]) -> None:
-        """Elaborate one loop and bind each step equation's stacked result."""
+    def _loop(self, group: list[ast.Equation], forward: list[Binding],
+              updates: list[Binding]) -> None:
+        """Elaborate one loop and bind each step equation's stacked result (and, for a
+        value started from a state, the state's update: its last step)."""
         step = _Step({st.name: st for st in group}, group[0].time)
         for st in group:
             if _from_zero(st):
                 continue
             if st.init is not None:
                 self.b.span = st.span
-                init = self._expr_top(st.init)
+                init = self._stream_start(st, group, step) if self._names_state(st.init) \
+                    else self._expr_top(st.init)
                 if init is None:  # reported; the step would report its reads again
                     return self._poison(group)
                 step.inits[st.name] = init
@@ -65,7 +68,48 @@ class Loops:
                              f"step as x[:, {step.time}]")
             return self._poison(group)
         self._bind(group, step, forward)
+        for st in group:
+            if self._names_state(st.init):
+                self.b.span = st.span
+                last = self._expr_top(ast.Index(st.init.span, ast.Name(st.init.span, st.name),
+                                                [ast.Slice(st.init.span, None, None, None),
+                                                 ast.Num(st.init.span, -1, "-1")]))
+                updates.append(Binding(st.init.id, last, "update", st.span,
+                                       sources=(st.name,)))
 
+    def _names_state(self, init: ast.Expr | None) -> bool:
+        """``from hc`` naming a declared state: the loop continues the streams it holds."""
+        node = self.env.get(init.id) if isinstance(init, ast.Name) else None
+        return node is not None and node.op == "state"
+
+    def _stream_start(self, st: ast.Equation, group: list[ast.Equation],
+                      step: _Step) -> Node | None:
+        """A carried value started from a state (``from hc``): the state's rows, one per
+        stream, checked against the batch when the module runs; this loop alone updates
+        the state, with the value's last step (LANGUAGE.md, "Stateful loops")."""
+        name, span = st.init.id, st.init.span
+        state = self.env[name]
+        owner = self.state_owner.get(name)
+        if owner is not None:
+            self.diags.error(f"state '{name}' is already updated by another use", span,
+                             "each carried value continues its own streams: declare a "
+                             "state for each", [Note(f"'{name}' is first used here", owner)])
+            return None
+        seq = self._first_sequence(group, step.time)
+        if len(state.shape) < 2 or seq is None or (
+                isinstance(seq.shape[0], int) and seq.shape[0] != state.shape[0]):
+            rows = seq.shape[0] if seq is not None else "N"
+            self.diags.error(f"state '{name}' is {fmt_shape(state.shape)}, but a loop starts "
+                             f"from a state of one row per stream of the batch, "
+                             f"[{rows}, ...]", span,
+                             f"declare it with the batch size as its rows, e.g. 'state "
+                             f"{name} : [20, 32] = zeros' for batches of 20")
+            return None
+        self.state_owner[name] = span
+        self.streams.append(name)
+        node = self.b.op("stream", state, seq, name=name)
+        self.hints.setdefault(node.id, f"{st.name}_start")
+        return node
     def _steps(self, group: list[ast.Equation], step: _Step) -> bool:
         """Elaborate the step equations in order (False: a problem was reported)."""
         self.loop = step

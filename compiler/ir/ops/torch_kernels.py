@@ -53,6 +53,17 @@ def _index_add(x, *updates):
     return out
 
 
+def _stream(state, x, name):
+    """A loop's start read from a state (``h[t] = ... from hc``): its rows are the streams
+    the last training-mode call left, row i of the batch continuing row i of the state, so
+    a batch of another size is an error, never a broadcast."""
+    if state.shape[0] != x.shape[0]:
+        raise ValueError(f"state '{name}' carries {state.shape[0]} streams but this batch "
+                         f"has {x.shape[0]} rows: a stateful loop continues row i of the "
+                         f"last batch in row i of this one; use batches of {state.shape[0]}")
+    return state
+
+
 def _sinusoidal(length, dim, dtype):
     """Vaswani et al.'s positional encodings, [length, dim]: row t holds sin(t * w_i) at
     column 2i and cos(t * w_i) at column 2i + 1, with w_i = 10000^(-2i / dim)."""
