@@ -227,8 +227,9 @@ DATASETS: dict[str, Signature] = {
     "mnist": sig(doc="MNIST, downloaded once to a cache and checksum-verified"),
     "addition": sig(("n", 50000), ("digits", 3), doc="DLFS2's addition task: '57+8' -> "
                     "'_65' as character ids, padded with spaces"),
-    "zen": sig(("steps", 32), doc="the Zen of Python, windows of characters and the "
-                                  "next character (a character-level language model)"),
+    "zen": sig(("steps", 32), ("stride", 1), doc="the Zen of Python, windows of characters "
+               "(one every stride characters) and the next character of each (a "
+               "character-level language model)"),
     "dates": sig(("n", 10000), doc="DLFS2's date conversion: 'september 27, 1994' -> "
                   "'1994-09-27' as character ids, padded with spaces"),
     "sine_wave": sig(("n", 200), ("steps", 25), ("noise", 0.0),
@@ -244,7 +245,7 @@ DATASET_RANGES: dict[str, dict[str, Range]] = {
     "digits_subset": {"n": Range(int, low=1, high=1438)},  # all of digits' training split
     # The sequence tasks' sizes are bounded so that a data set stays below ~100 MB.
     "addition": {"n": Range(int, low=2, high=200000), "digits": Range(int, low=1, high=9)},
-    "zen": {"steps": Range(int, low=1, high=64)},  # the test part is 86 characters
+    "zen": {"steps": Range(int, low=1, high=64), "stride": Range(int, low=1, high=64)},  # the test part is 86 characters
     "dates": {"n": Range(int, low=2, high=200000)},
     "sine_wave": {"n": Range(int, low=2, high=100000), "steps": Range(int, low=1, high=200),
                   "noise": NON_NEGATIVE},

@@ -137,9 +137,10 @@ def zen_text() -> str:
     return codecs.decode(text, "rot13")
 
 
-def zen(rng: np.random.Generator, steps: int = 32):
-    """A character-level language model's data: every window of ``steps`` characters of
-    the Zen of Python (x, ids [n, steps]) and the character after each (t, the window
+def zen(rng: np.random.Generator, steps: int = 32, stride: int = 1):
+    """A character-level language model's data: a window of ``steps`` characters of the
+    Zen of Python every ``stride`` characters (x, ids [n, steps]; every window by default,
+    consecutive ones with ``stride=steps``) and the character after each (t, the window
     shifted by one). Ids number the text's 45 distinct characters in sorted order. The
     last 10% of the text is the test set (windows within it only: none straddles)."""
     text = zen_text()
@@ -147,7 +148,7 @@ def zen(rng: np.random.Generator, steps: int = 32):
     cut = int(len(ids) * 0.9)
 
     def windows(part: np.ndarray):
-        starts = np.arange(len(part) - steps)[:, None] + np.arange(steps)
+        starts = np.arange(0, len(part) - steps, stride)[:, None] + np.arange(steps)
         return part[starts], part[starts + 1]
 
     return (*windows(ids[:cut]), *windows(ids[cut:]))

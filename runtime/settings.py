@@ -18,6 +18,7 @@ from ..compiler.vocab import (OPTIMIZER_RANGES, OPTIMIZERS, RUNTIME_RANGES, TRAI
                               optimizer_defaults)
 
 from .errors import UserError
+from .streams import stream_rows
 
 # Evaluations (the measures of a history row) come every eval_every epochs; unless the
 # spec or a flag says, eval_every is the smallest K for which an evaluation is estimated to cost at most
@@ -87,6 +88,9 @@ class Settings:
         values = {k: spec.default for k, spec in TRAIN_SETTINGS.items()}
         if "iters" in train:  # the spec counts steps, not epochs
             values["epochs"] = None
+        rows = stream_rows(module)
+        if rows is not None:  # loops continue states: batches of its streams, in order
+            values.update(shuffle=False, batch=rows)
         values.update(train)
         # A flag wins; --epochs and --iters replace each other.
         for key, other in (("epochs", "iters"), ("iters", "epochs"), ("batch", None),

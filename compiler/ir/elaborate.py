@@ -125,6 +125,8 @@ class _Elaborator(Declarations, Expressions, Loops):
                 config["train"] = train_config(st, spec.constants, self.diags)
             elif isinstance(st, ast.Data):
                 config["data"] = data_config(st, spec.constants)
+        if self.streams:
+            self._check_streaming(config)
         if self.diags.items or loss is None:
             return None
         for bd in states:

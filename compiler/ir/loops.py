@@ -77,6 +77,38 @@ class Loops:
                 updates.append(Binding(st.init.id, last, "update", st.span,
                                        sources=(st.name,)))
 
+    def _check_streaming(self, config: dict) -> None:
+        """A spec whose loops continue states trains on batches that continue each other
+        (LANGUAGE.md, "Stateful loops"): its ``train`` settings must not shuffle, hold out
+        a validation split, or take batches of another size than the states' rows; a
+        built-in ``zen`` must give windows that do not overlap."""
+        train = next((st for st in self.spec.statements if isinstance(st, ast.Train)), None)
+        rows = {self.env[name].shape[0] for name in self.streams}
+        first = self.streams[0]
+        settings = {s.key: s for s in train.settings} if train is not None else {}
+        values = config.get("train", {})
+        if values.get("shuffle", False):
+            self.diags.error(f"loops continue state '{first}' from batch to batch, so the "
+                             "batches must come in order", settings["shuffle"].span,
+                             "leave 'shuffle' out: such a model trains in order")
+        if values.get("validation"):
+            self.diags.error(f"loops continue state '{first}' from batch to batch: a "
+                             "validation split would cut its streams",
+                             settings["validation"].span, "leave 'validation' out")
+        batch = values.get("batch")
+        if batch is not None and {batch} != rows:
+            self.diags.error(f"state '{first}' carries {min(rows)} streams, but batches "
+                             f"have {batch} rows", settings["batch"].span,
+                             f"train with batch = {min(rows)}, or declare the state "
+                             f"[{batch}, ...]")
+        data = config.get("data", {})
+        if data.get("name") == "zen" and data.get("stride", 1) < data.get("steps", 32):
+            st = next(s for s in self.spec.statements if isinstance(s, ast.Data))
+            self.diags.error(f"loops continue state '{first}' from batch to batch, but "
+                             "zen's windows overlap", st.span,
+                             f"take windows that follow each other: zen(steps="
+                             f"{data.get('steps', 32)}, stride={data.get('steps', 32)})")
+
     def _names_state(self, init: ast.Expr | None) -> bool:
         """``from hc`` naming a declared state: the loop continues the streams it holds."""
         node = self.env.get(init.id) if isinstance(init, ast.Name) else None
