@@ -123,7 +123,8 @@ class Loops:
         state = self.env[name]
         owner = self.state_owner.get(name)
         if owner is not None:
-            self.diags.error(f"state '{name}' is already updated by another use", span,
+            self.diags.error(f"state '{name}' is already updated elsewhere (a loop or a "
+                             "batch_norm)", span,
                              "each carried value continues its own streams: declare a "
                              "state for each", [Note(f"'{name}' is first used here", owner)])
             return None
@@ -134,8 +135,9 @@ class Loops:
             self.diags.error(f"state '{name}' is {fmt_shape(state.shape)}, but a loop starts "
                              f"from a state of one row per stream of the batch, "
                              f"[{rows}, ...]", span,
-                             f"declare it with the batch size as its rows, e.g. 'state "
-                             f"{name} : [20, 32] = zeros' for batches of 20")
+                             f"declare it [B, ...], B the batch size, e.g. 'state {name} : "
+                             f"[20, {state.shape[-1] if state.shape else 32}] = zeros' for "
+                             "batches of 20")
             return None
         self.state_owner[name] = span
         self.streams.append(name)

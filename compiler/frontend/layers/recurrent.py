@@ -97,7 +97,8 @@ def expand(site: Site) -> Expansion | None:
     if streams is False or (streams and init is not None):
         if streams:
             site.diags.error(f"a stateful '{kind}' starts from its state, not 'init'",
-                             init.span, f"e.g. {kind} {size} stateful=20")
+                             init.span, f"leave 'init' out: it starts from h{site.k}_state, "
+                             "zeros until a batch has left its last step there")
         return None
     start = init.id if init is not None else "0"
     starts = {name: st.name for st in streams for name in [st.name.split("_")[0]]}
