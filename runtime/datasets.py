@@ -23,10 +23,11 @@ import numpy as np
 from ..compiler.cache import cache_dir
 from ..compiler.vocab import DATASET_RANGES, DATASETS, whole_number
 
-from .batching import Dataset, arrange, batch_axes, example_count, examples
+from .batching import Dataset, arrange, batch_axes, batch_dim, example_count, examples
 from .conform import labels_of, onehot_of, step_limits_of
 from .errors import UserError
 from .files import open_regular, remove_temporaries
+from .streams import stream_rows
 
 
 def _split(x: np.ndarray, t: np.ndarray, rng: np.random.Generator, test_fraction: float,
@@ -354,9 +355,14 @@ def _arranged(arrays: dict[str, np.ndarray], module) -> dict[str, np.ndarray]:
 
 def synthetic(module, rng: np.random.Generator, n: int = 3) -> dict[str, np.ndarray]:
     """Random data shaped from the module's contract (symbolic dimensions = n, or fewer
-    where a table of positions holds fewer)."""
+    where a table of positions holds fewer; the batch as many rows as the streams of a
+    model whose loops continue states)."""
     out = {}
-    limits = step_limits_of(module)
+    limits = dict(step_limits_of(module))
+    rows = stream_rows(module)
+    if rows is not None:
+        limits[batch_dim(module)] = (rows,)
+        n = max(n, rows)
     label_names = labels_of(module)
     defaults = getattr(module, "DEFAULTS", {}) or {}
     for name, shape in {**module.INPUTS, **module.TARGETS}.items():

@@ -74,7 +74,7 @@ data digits
 
 CLASSIFIERS = {"batchnorm", "batchnorm_none", "convnet_digits", "digits", "dropout",
                "dropout_none", "simple_convnet", "spiral", "two_layer", "xor", "mazur", "bigram",
-               "dates", "tiny_gpt", "charlm"}
+               "dates", "tiny_gpt", "charlm", "zen_lm"}
 
 
 def test_the_compiler_says_which_output_predicts_which_target():
