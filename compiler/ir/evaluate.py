@@ -98,8 +98,9 @@ def random_feeds(prog: Program, rng: np.random.Generator, n: int,
                  sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Random data for every input and target without a default: symbolic dimensions of
     size ``n`` (or as ``sizes`` says, by name; fewer where a table of positions holds
-    fewer; the batch of a loop continuing a state as many as its rows); integer labels or one-hot rows where an op needs them (the primitive table's
-    ``data_roles``), N(0, 1) elsewhere."""
+    fewer; the batch of a loop continuing a state as many as its rows); integer labels
+    or one-hot rows where an op needs them (the primitive table's ``data_roles``),
+    N(0, 1) elsewhere."""
     from .ops.positions import step_limits
     from .primitives import data_roles
 

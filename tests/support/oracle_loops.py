@@ -73,13 +73,13 @@ def run(oracle, group: list, env: dict) -> dict:
                and st.init.id in oracle.d.states}
     # A loop started from a state continues its streams: the state's value, detached (no
     # gradient flows into it), and its last step is the state after the call.
-    prev = {st.name: torch.tensor(np.asarray(oracle.state_in[streams[st.name]]), dtype=torch.float64)
-            if st.name in streams else oracle.expr(st.init, env)
+    prev = {st.name: torch.tensor(np.asarray(oracle.state_in[streams[st.name]]),
+                                  dtype=torch.float64) if st.name in streams else oracle.expr(st.init, env)
             for st in carried if st.name not in zero}
     for name, state in streams.items():
         if prev[name].shape[0] != batch:
-            raise OracleError(f"state '{state}' has {prev[name].shape[0]} rows, the batch "
-                              f"{batch}")
+            raise OracleError(f"state '{state}' has {prev[name].shape[0]} rows, the "
+                              f"batch {batch}")
     if zero:
         prev.update(_zero_start(oracle, body, env, seqs, zero, prev, batch))
     stacked: dict[str, list] = {st.name: [] for st in group}

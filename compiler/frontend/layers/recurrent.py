@@ -13,8 +13,8 @@ from .base import WEIGHTS, Example, Expansion, LayerKind, Site
 from ...vocab import sig
 
 DOC = """\
-- `rnn H`, `lstm H`, `gru H` `[last] [init=NAME] [forget_bias=0|1] [stateful=B]`: a recurrent layer
-  over a sequence `[N, T, D]`, giving every step `hs{k} = h{k}` (`[N, T, H]`) or, with
+- `rnn H`, `lstm H`, `gru H` `[last] [init=NAME] [forget_bias=0|1] [stateful=B]`: a
+  recurrent layer over a sequence `[N, T, D]`, giving every step `hs{k} = h{k}` (`[N, T, H]`) or, with
   `last`, the last one `hs{k} = h{k}[:, -1]` (`[N, H]`). It is written out as step
   equations (`bpc show --stage ast` prints them), starting `from 0` or from `init=NAME`,
   an input or a value `[N, H]` (for an LSTM, the start of `h`; `c` starts at 0).

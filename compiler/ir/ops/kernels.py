@@ -92,13 +92,16 @@ def _index_add(x, *updates):
 
 
 def _stream(state, x, name):
-    """A loop's start read from a state (``h[t] = ... from hc``): its rows are the streams
-    the last training-mode call left, row i of the batch continuing row i of the state, so
-    a batch of another size is an error, never a broadcast."""
+    """A loop's start read from a state (``h[t] = ... from hc``): one row per stream,
+    row i of the batch continuing row i of the state; a batch of another size is an
+    error, never a broadcast."""
     if state.shape[0] != x.shape[0]:
-        raise ValueError(f"state '{name}' carries {state.shape[0]} streams but this batch "
-                         f"has {x.shape[0]} rows: a stateful loop continues row i of the "
-                         f"last batch in row i of this one; use batches of {state.shape[0]}")
+        rows, streams = x.shape[0], state.shape[0]
+        raise ValueError(
+            f"state '{name}' carries {streams} streams but this batch has "
+            f"{rows} rows: a stateful loop continues row i of the last batch in "
+            f"row i of this one; use batches of {streams}"
+        )
     return state
 
 
