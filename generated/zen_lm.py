@@ -159,7 +159,7 @@ def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def init_state() -> dict[str, np.ndarray]:
-    """Initial state: the running statistics training updates and inference reads."""
+    """Initial state: the streams' start (zeros), which every call continues."""
     return {
         # h2_state: zeros
         # layer 'lstm' 32: the h its 4 streams continue from, batch to batch

@@ -181,6 +181,7 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
         "helpers": [t.helpers[h] for h in helpers],
         "init": init,
         "state_init": state_init,
+        "state_doc": _state_doc(prog),
         "functions": functions,
         **(_module_facts(prog, infer, functions) if t is TORCH else {}),
     }
@@ -263,3 +264,13 @@ def _lets_used(prog: Program, functions: list[_Function]) -> dict[str, float]:
 def _helpers_of(functions: list[_Function]) -> set[str]:
     """The module helpers the functions' code calls."""
     return set().union(*(f.facts.helpers for f in functions))
+
+
+def _state_doc(prog: Program) -> str:
+    """``init_state``'s docstring: what the states are (running statistics, streams)."""
+    streams = set(prog.config.get("streams", ()))
+    kinds = ["the running statistics training updates and inference reads"] * any(
+        bd.name not in streams for bd in prog.states)
+    if streams:
+        kinds.append("the streams' start (zeros), which every call continues")
+    return f"Initial state: {'; '.join(kinds)}."

@@ -74,3 +74,19 @@ def test_a_stateful_lstm_carries_its_state_as_pytorch_does(style, target):
         for name, v in state_w.items():
             np.testing.assert_allclose(np.asarray(state[name]), v, rtol=1e-12, atol=1e-14,
                                        err_msg=f"{name} after batch {k}")
+
+
+MIXED = """model mixed
+input x : [N, T, 2]
+layers x -> y { lstm 3 stateful=4 last; dropout 0.3; batchnorm; dense 2 }
+loss L = mean(y * y)
+"""
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_streams_beside_batch_norm_and_dropout_agree_with_the_oracle(seed):
+    """Both modes move the streams, training mode alone the running statistics: the
+    differential harness against the PyTorch oracle, several calls from the state left."""
+    from diffharness import differential
+
+    differential(MIXED, seed)
