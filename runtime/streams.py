@@ -51,18 +51,19 @@ def check_settings(module, shuffle: bool, batch: int, validation: float) -> None
                         "a validation split would cut its streams", "leave --validation out")
 
 
-def reset(module, state: dict | None, xp=None) -> dict | None:
-    """``state`` with its streams back at ``init_state()``'s values (in place; on the
-    device of ``xp``, an array namespace, when given), the others (batch norm's running
-    statistics) left as they are."""
-    from .modes import initial_state
-
+def reset(module, state: dict | None) -> dict | None:
+    """``state`` with its streams back at ``init_state()``'s values (in place; a torch
+    module's on the device and in the dtype its state is in), the others (batch norm's
+    running statistics) left as they are."""
     names = stream_names(module)
     if state is None or not names:
         return state
-    start = initial_state(module)
-    fresh = {name: start[name] for name in names}
-    state.update(xp.to_device(fresh) if xp is not None else fresh)
+    start = module.init_state()
+    for name in names:
+        old, new = state.get(name), start[name]
+        if old is not None and hasattr(new, "to"):  # a tensor: where the run keeps it
+            new = new.to(device=old.device, dtype=old.dtype)
+        state[name] = new
     return state
 
 

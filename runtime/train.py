@@ -398,7 +398,7 @@ class Trainer:
                     pos.order = self.stream_order() if self.streamed else \
                         data_mod.batch_order(plan.n, self.rng if self.settings.shuffle
                                              else None)
-                    streams.reset(self.module, self.state, self.xp)  # each epoch afresh
+                    streams.reset(self.module, self.state)  # each epoch afresh
                     pos.drawn, self.dirty = True, False
                 last = min(plan.steps_per_epoch,
                            pos.batch_index + max(plan.total_steps - pos.step, 0))

@@ -262,3 +262,26 @@ def test_sigkill_anywhere_resumes_a_stateful_run_exactly(reference, tmp_path):
         finish(m, ds, RESUMED, out)
         assert_same(state(out), ref, f"stateful LSTM, SIGKILL at event {k} from the first "
                                      "step")
+
+
+def test_the_torch_target_trains_the_streams_as_numpy_does(tmp_path):
+    pytest.importorskip("torch", reason="the torch target's tests need PyTorch")
+    from bpc.runtime.loader import load_model
+    from bpc.runtime.train import run
+
+    spec = tmp_path / "zlm.bp"
+    spec.write_text(LAYERS)
+    results = {}
+    for target in ("numpy", "torch"):
+        m = load_model(spec, target=target)
+        results[target], _, _ = run(m, zen(m), {"epochs": 2, "optimizer": "adam"}, None,
+                                    quiet=True, log=lambda *_: None)
+    numpy_run, torch_run = results["numpy"], results["torch"]
+    for name, value in numpy_run.params.items():
+        np.testing.assert_allclose(np.asarray(torch_run.params[name]), value, rtol=1e-9,
+                                   atol=1e-12)
+    for name, value in numpy_run.state.items():
+        np.testing.assert_allclose(np.asarray(torch_run.state[name]), value, rtol=1e-9,
+                                   atol=1e-12)
+    assert torch_run.history[-1]["test_loss"] == pytest.approx(
+        numpy_run.history[-1]["test_loss"], rel=1e-9)
