@@ -144,6 +144,7 @@ class Loops:
         node = self.b.op("stream", state, seq, name=name)
         self.hints.setdefault(node.id, f"{st.name}_start")
         return node
+
     def _steps(self, group: list[ast.Equation], step: _Step) -> bool:
         """Elaborate the step equations in order (False: a problem was reported)."""
         self.loop = step
