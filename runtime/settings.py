@@ -18,7 +18,6 @@ from ..compiler.vocab import (OPTIMIZER_RANGES, OPTIMIZERS, RUNTIME_RANGES, TRAI
                               optimizer_defaults)
 
 from .errors import UserError
-from .streams import stream_rows
 
 # Evaluations (the measures of a history row) come every eval_every epochs; unless the
 # spec or a flag says, eval_every is the smallest K for which an evaluation is estimated to cost at most
@@ -88,6 +87,8 @@ class Settings:
         values = {k: spec.default for k, spec in TRAIN_SETTINGS.items()}
         if "iters" in train:  # the spec counts steps, not epochs
             values["epochs"] = None
+        from .streams import stream_rows  # imports NumPy: not while the CLI is parsed
+
         rows = stream_rows(module)
         if rows is not None:  # loops continue states: batches of its streams, in order
             values.update(shuffle=False, batch=rows)
