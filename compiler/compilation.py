@@ -276,5 +276,6 @@ class Compilation:
 
 def has_modes(prog: Program) -> bool:
     """Whether training and inference differ: the program draws random numbers
-    (dropout) or updates state (batch norm)."""
-    return bool(prog.updates) or bool(random_sites(prog))
+    (dropout) or updates state (batch norm; a loop continuing a state does so in both)."""
+    streams = prog.config.get("streams", ())
+    return any(u.name not in streams for u in prog.updates) or bool(random_sites(prog))

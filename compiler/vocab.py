@@ -230,8 +230,9 @@ DATASETS: dict[str, Signature] = {
     "addition_seq2seq": sig(("n", 50000), ("digits", 3), doc="addition for an encoder-"
                             "decoder: the question, the decoder's input '_65 ' and the "
                             "answer '65  '"),
-    "zen": sig(("steps", 32), doc="the Zen of Python, windows of characters and the "
-                                  "next character (a character-level language model)"),
+    "zen": sig(("steps", 32), ("stride", 1), doc="the Zen of Python, windows of characters "
+               "(one every stride characters) and the next character of each (a "
+               "character-level language model)"),
     "dates": sig(("n", 10000), doc="DLFS2's date conversion: 'september 27, 1994' -> "
                   "'1994-09-27' as character ids, padded with spaces"),
     "sine_wave": sig(("n", 200), ("steps", 25), ("noise", 0.0),
@@ -248,7 +249,8 @@ DATASET_RANGES: dict[str, dict[str, Range]] = {
     # The sequence tasks' sizes are bounded so that a data set stays below ~100 MB.
     **{task: {"n": Range(int, low=2, high=200000), "digits": Range(int, low=1, high=9)}
        for task in ("addition", "addition_seq2seq")},
-    "zen": {"steps": Range(int, low=1, high=64)},  # the test part is 86 characters
+    # the test part is 86 characters
+    "zen": {"steps": Range(int, low=1, high=64), "stride": Range(int, low=1, high=64)},
     "dates": {"n": Range(int, low=2, high=200000)},
     "sine_wave": {"n": Range(int, low=2, high=100000), "steps": Range(int, low=1, high=200),
                   "noise": NON_NEGATIVE},

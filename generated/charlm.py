@@ -39,7 +39,7 @@ CONFIG = {
         "eps": 1e-08,
     },
     "train": {"epochs": 8, "batch": 32, "seed": 0},
-    "data": {"name": "zen", "steps": 32},
+    "data": {"name": "zen", "steps": 32, "stride": 1},
     "labels": {"ids": 45, "t": 45},
     "output_shape": ("N", "T", 45),
     "memory": {

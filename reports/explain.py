@@ -253,7 +253,9 @@ def report(spec: str | Path, at: dict | None = None, row: int | None = None,
                            modes=("training",))
     stats = list(layer_values(prog, batch, seed))
     over_time = [time_grad_norms(prog, batch, seed, last_only=last) for last in (False, True)]
-    stateful = bool(prog.states)
+    # batch norm's running statistics (the notes below are theirs; a loop's streams are
+    # started from init_state() like any evaluation, and need none)
+    stateful = bool({bd.name for bd in prog.states} - set(prog.config.get("streams", ())))
 
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<title>{esc(prog.name)}: the derivation</title>"

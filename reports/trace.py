@@ -111,6 +111,7 @@ class Trace:
     loss: float = float("nan")
     loss_name: str = ""
     optimizer: str = ""
+    streams: tuple[str, ...] = ()  # states loops continue (CONFIG["streams"]), not statistics
 
     def section(self, name: str) -> list[Line]:
         return [ln for ln in self.lines if ln.section == name]
@@ -327,7 +328,8 @@ def trace(comp: Compilation, feeds: dict, params: dict, where: str = "",
     forward = {bd.name: bd for bd in prog.forward}
     backward = {bd.name: bd for bd in prog.backward}
     updated_by = {u.name: forward.get(u.sources[0]) for u in prog.updates if u.sources}
-    out = Trace(prog.name, where, loss_name=prog.loss)
+    out = Trace(prog.name, where, loss_name=prog.loss,
+                streams=tuple(prog.config.get("streams", ())))
     for bd in prog.inputs + prog.targets + prog.params + prog.states:
         value = params[bd.name] if bd.kind == "param" else state[bd.name] \
             if bd.kind == "state" else feeds.get(bd.name, prog.defaults.get(bd.name))
@@ -524,8 +526,12 @@ def format_trace(tr: Trace, digits: int = 6) -> str:
                        "inference mode normalizes with them; name+ is the new value",
               "backward": "backward pass (chain rule, derivation order)",
               "update": f"one {tr.optimizer} step"}
+    state = tr.section("state")
+    if state and all(ln.name.rstrip("+") in tr.streams for ln in state):
+        titles["state"] = ("state: the loops' last steps, which the next call continues "
+                           "from; name+ is the new value")
     lines = [f"{tr.model}: worked example at {tr.point}"]
-    if tr.section("state"):
+    if state and titles["state"].startswith("running"):
         lines.append("training mode: batch_norm normalizes with this batch's own mean and "
                      "variance")
     last_source = None

@@ -23,10 +23,11 @@ import numpy as np
 from ..compiler.cache import cache_dir
 from ..compiler.vocab import DATASET_RANGES, DATASETS, whole_number
 
-from .batching import Dataset, arrange, batch_axes, example_count, examples
+from .batching import Dataset, arrange, batch_axes, batch_dim, example_count, examples
 from .conform import labels_of, onehot_of, step_limits_of
 from .errors import UserError
 from .files import open_regular, remove_temporaries
+from .streams import stream_rows
 
 
 def _split(arrays: dict[str, np.ndarray], rng: np.random.Generator,
@@ -153,9 +154,10 @@ def zen_text() -> str:
     return codecs.decode(text, "rot13")
 
 
-def zen(rng: np.random.Generator, steps: int = 32):
-    """A character-level language model's data: every window of ``steps`` characters of
-    the Zen of Python (x, ids [n, steps]) and the character after each (t, the window
+def zen(rng: np.random.Generator, steps: int = 32, stride: int = 1):
+    """A character-level language model's data: a window of ``steps`` characters of the
+    Zen of Python every ``stride`` characters (x, ids [n, steps]; every window by default,
+    consecutive ones with ``stride=steps``) and the character after each (t, the window
     shifted by one). Ids number the text's 45 distinct characters in sorted order. The
     last 10% of the text is the test set (windows within it only: none straddles)."""
     text = zen_text()
@@ -163,7 +165,7 @@ def zen(rng: np.random.Generator, steps: int = 32):
     cut = int(len(ids) * 0.9)
 
     def windows(part: np.ndarray):
-        starts = np.arange(len(part) - steps)[:, None] + np.arange(steps)
+        starts = np.arange(0, len(part) - steps, stride)[:, None] + np.arange(steps)
         return part[starts], part[starts + 1]
 
     return (*windows(ids[:cut]), *windows(ids[cut:]))
@@ -373,9 +375,14 @@ def _arranged(arrays: dict[str, np.ndarray], module) -> dict[str, np.ndarray]:
 
 def synthetic(module, rng: np.random.Generator, n: int = 3) -> dict[str, np.ndarray]:
     """Random data shaped from the module's contract (symbolic dimensions = n, or fewer
-    where a table of positions holds fewer)."""
+    where a table of positions holds fewer; the batch as many rows as the streams of a
+    model whose loops continue states)."""
     out = {}
-    limits = step_limits_of(module)
+    limits = dict(step_limits_of(module))
+    rows = stream_rows(module)
+    if rows is not None:
+        limits[batch_dim(module)] = (rows,)
+        n = max(n, rows)
     label_names = labels_of(module)
     defaults = getattr(module, "DEFAULTS", {}) or {}
     for name, shape in {**module.INPUTS, **module.TARGETS}.items():

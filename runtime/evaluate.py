@@ -15,6 +15,7 @@ import numpy as np
 from . import batching
 from .arrays import to_host
 from .modes import inference_kwargs
+from .streams import in_streams, order, reset, stream_rows
 
 KINDS = ("labels", "onehot", "binary")
 
@@ -75,8 +76,16 @@ def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048
     Inference mode, reading ``state`` (a model with state: its initial state when None).
     ``function``: the generated ``predict`` to call (default: ``module.predict``)."""
     predict = function or module.predict
-    kw = inference_kwargs(module, state)
+    kw = inference_kwargs(module, _own(module, state))
     axes = batching.batch_axes(module)
+    if stream_rows(module) is not None:  # the streams run through from their start
+        reset(module, kw["state"])
+        parts = [to_host(predict(params, **b, **kw))
+                 for b in in_streams(module, inputs, axes, "data predicted")]
+        out_axis = output_batch_axis(module) or 0
+        back = np.argsort(order(batching.example_count(inputs, axes), stream_rows(module),
+                                "data predicted"))
+        return np.take(np.concatenate(parts, axis=out_axis), back, axis=out_axis)
     n = batching.example_count(inputs, axes)
     out_axis = output_batch_axis(module)
     if n <= chunk or out_axis is None or not any(k in axes for k in inputs):
@@ -90,6 +99,12 @@ def predict_all(module, params, inputs: dict[str, np.ndarray], chunk: int = 2048
                                                                 rtol=1e-6, atol=1e-12):
         return predict(params, **inputs, **kw)
     return np.concatenate(parts, axis=out_axis)
+
+
+def _own(module, state: dict | None) -> dict | None:
+    """The state an evaluation calls with: for a model with streams a dict of its own
+    (its calls replace the streams' entries; the caller's stay as they were)."""
+    return dict(state) if state is not None and stream_rows(module) is not None else state
 
 
 def output_batch_axis(module) -> int | None:
@@ -112,8 +127,13 @@ def accuracy(module, params, arrays: dict[str, np.ndarray], kind,
     how, name = kind
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
     y = to_host(predict_all(module, params, inputs, chunk, state=state))
-    right = predicted_class(module, y) == target_class(module, arrays[name])
-    counted = _counted(module, arrays[name])
+    t = arrays[name]
+    if stream_rows(module) is not None:  # the windows the streams hold: the first ones
+        axis = batching.batch_axes(module).get(name, 0)
+        t = batching.examples({name: t}, {name: axis},
+                              slice(0, np.shape(y)[output_batch_axis(module) or 0]))[name]
+    right = predicted_class(module, y) == target_class(module, t)
+    counted = _counted(module, t)
     if counted is None:
         return float(np.mean(right))
     return float(np.sum(right[counted]) / max(np.count_nonzero(counted), 1))
@@ -220,8 +240,13 @@ def mean_loss(module, params, arrays, batch: int = 2048, state: dict | None = No
     are also evaluated together to find out, and a loss that is neither (or where the
     two cannot be told apart) is evaluated in one call. Inference mode, reading ``state``
     (a model with state: its initial state when None)."""
-    kw = inference_kwargs(module, state, "loss")
+    kw = inference_kwargs(module, _own(module, state), "loss")
     axes = batching.batch_axes(module)
+    if stream_rows(module) is not None:  # DLFS2's perplexity: from reset streams, in order
+        reset(module, kw["state"])
+        values = [float(module.loss(params, **b, **kw))
+                  for b in in_streams(module, arrays, axes, "data evaluated")]
+        return sum(values) / len(values)
     n = batching.example_count(arrays, axes)
     if n <= batch:
         return float(module.loss(params, **arrays, **kw)) if n else 0.0

@@ -15,6 +15,7 @@ from .evaluate import no_accuracy_note, task_kind
 from .modes import takes_state
 from .points import check_memory, eval_chunk
 from .settings import Settings, auto_eval_every
+from .streams import check_settings, order, stream_rows
 
 
 @dataclass
@@ -44,6 +45,8 @@ def plan_run(module, dataset: data_mod.Dataset, settings: Settings, quiet: bool,
     for note in getattr(dataset, "notes", ()):
         if not quiet:
             log(f"note: {note}")
+    rows = stream_rows(module)
+    check_settings(module, settings.shuffle, settings.batch, settings.validation)
     train_arrays = data_mod.conform(dataset.train, module, f"training data ({dataset.name})")
     test_arrays = data_mod.conform(dataset.test, module, f"test data ({dataset.name})") \
         if dataset.test else {}
@@ -63,7 +66,12 @@ def plan_run(module, dataset: data_mod.Dataset, settings: Settings, quiet: bool,
     if n == 0:
         raise UserError("the training data is empty")
     steps_per_epoch = -(-n // settings.batch)  # whole-number ceil: exact for any batch
-    if takes_state(module):
+    if rows is not None:  # batches continue each other: whole streams only
+        steps_per_epoch = len(order(n, rows, "training data")) // rows
+        if n % rows and not quiet:
+            log(f"note: {n} windows make {rows} streams of {n // rows}: the last "
+                f"{n % rows} are left out")
+    elif takes_state(module):
         # Batch norm's training mode normalizes each feature over the batch's examples:
         # over one example every value becomes 0 (PyTorch refuses such a batch).
         if min(settings.batch, n) == 1:

@@ -87,6 +87,11 @@ class Settings:
         values = {k: spec.default for k, spec in TRAIN_SETTINGS.items()}
         if "iters" in train:  # the spec counts steps, not epochs
             values["epochs"] = None
+        from .streams import stream_rows  # imports NumPy: not while the CLI is parsed
+
+        rows = stream_rows(module)
+        if rows is not None:  # loops continue states: batches of its streams, in order
+            values.update(shuffle=False, batch=rows)
         values.update(train)
         # A flag wins; --epochs and --iters replace each other.
         for key, other in (("epochs", "iters"), ("iters", "epochs"), ("batch", None),

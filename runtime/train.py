@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data as data_mod
+from . import data as data_mod, streams
 from .arrays import initial_params, namespace
 from .checkpoint import (DAMAGED_HINT, Position, load_checkpoint, save_best, save_checkpoint,
                          verified_opt_state)
@@ -279,6 +279,9 @@ class Trainer:
         # Training mode changes the generator or the state inside the call: an
         # interruption there must not record them half a step ahead of the parameters.
         self.moves_inside = "rng" in self.buffers or self.state is not None
+        # Loops that continue states: batches in stream order, the streams reset at each
+        # epoch (runtime/streams.py).
+        self.streamed = streams.stream_rows(module) is not None
         # The reference for divergence: the loss at the start, over minibatches of the
         # training size (a loss that sums over its batch is compared like with like).
         start_loss = _full_loss(module, self.params, self.data["train"], settings.batch,
@@ -358,6 +361,8 @@ class Trainer:
         optimizer.load_state_dict(opt_state)
         self.pos = Position.restored(self.rng, meta, c.order, self.plan.n,
                                      self.settings.shuffle, folder.checkpoint, self.masks)
+        if self.streamed and self.pos.drawn:  # not drawn: the same order, from the plan
+            self.pos.order = self.stream_order()
         if "history" in meta:
             self.history = saved_rows(meta["history"])
         else:  # a checkpoint from before history was kept in it
@@ -390,8 +395,10 @@ class Trainer:
                     raise KeyboardInterrupt
                 if not pos.drawn:  # the epoch's one draw; kept until the epoch ends
                     self.dirty = True
-                    pos.order = data_mod.batch_order(plan.n, self.rng if self.settings.shuffle
-                                                     else None)
+                    pos.order = self.stream_order() if self.streamed else \
+                        data_mod.batch_order(plan.n, self.rng if self.settings.shuffle
+                                             else None)
+                    streams.reset(self.module, self.state)  # each epoch afresh
                     pos.drawn, self.dirty = True, False
                 last = min(plan.steps_per_epoch,
                            pos.batch_index + max(plan.total_steps - pos.step, 0))
@@ -412,6 +419,11 @@ class Trainer:
             self.on_interrupt(folder)
         finally:
             errstate.__exit__(None, None, None)
+
+    def stream_order(self):
+        """An epoch's windows in stream order: row i of batch k + 1 continues row i of
+        batch k."""
+        return streams.order(self.plan.n, self.settings.batch, "training data")
 
     def step(self, i: int) -> None:
         """Batch ``i`` of the epoch: one update, checked for divergence."""

@@ -252,7 +252,9 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
         # A temporary's lines belong to the statement it is a step of.
         owner = headed_by[k] if st.kind == "temp" and headed_by[k] is not None else st
         if st.kind == "update" and (k == 0 or planned[k - 1].statement.kind != "update"):
-            lines.append(_line("# running statistics, which inference mode normalizes with",
+            lines.append(_line("# the last step, which the next call's loop continues from"
+                               if st.name in prog.config.get("streams", ()) else
+                               "# running statistics, which inference mode normalizes with",
                                st.name))
             last_comment = None
         if st.kind == "temp":

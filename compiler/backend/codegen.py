@@ -25,7 +25,7 @@ from .config import config_of
 from .body import _body, _wrapped
 from .functions import (_Function, _data_args, _keywords, _loss_function, _mode_functions,
                         _mode_note, _needed, _numbers, _return_own, _signature, param, returns,
-                        SCALE, SCALE_NOTE)
+                        with_updates, SCALE, SCALE_NOTE)
 from ..errors import Diagnostic, SpecError
 from ..ir import Binding, Program
 from ..ir.primitives import format_number
@@ -108,8 +108,11 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
     modes = inference is not None
     stateful = bool(prog.states)
 
-    # predict: the forward pass up to the output, in inference mode.
-    pred_bindings = _needed(infer, [output])
+    # predict: the forward pass up to the output, in inference mode; like every call, it
+    # continues the streams of a loop started from a state (LANGUAGE.md, "Stateful loops").
+    streamed = [u for u in infer.updates if u.name in infer.config.get("streams", ())]
+    pred_bindings = with_updates(infer.with_(updates=streamed), _needed(
+        infer, [output] + [s for u in streamed for s in u.sources]))
     pred_args = _data_args(infer, pred_bindings, with_targets=False)
     p = Printer(infer, lets=style == "textbook", target=t.name, style=style)
     body, facts = _body(infer, p, pred_bindings, [output], pred_args, sections=False,
@@ -178,6 +181,7 @@ def _generate(prog: Program, source: str | None, fmt: bool, style: str,
         "helpers": [t.helpers[h] for h in helpers],
         "init": init,
         "state_init": state_init,
+        "state_doc": _state_doc(prog),
         "functions": functions,
         **(_module_facts(prog, infer, functions) if t is TORCH else {}),
     }
@@ -260,3 +264,13 @@ def _lets_used(prog: Program, functions: list[_Function]) -> dict[str, float]:
 def _helpers_of(functions: list[_Function]) -> set[str]:
     """The module helpers the functions' code calls."""
     return set().union(*(f.facts.helpers for f in functions))
+
+
+def _state_doc(prog: Program) -> str:
+    """``init_state``'s docstring: what the states are (running statistics, streams)."""
+    streams = set(prog.config.get("streams", ()))
+    kinds = ["the running statistics training updates and inference reads"] * any(
+        bd.name not in streams for bd in prog.states)
+    if streams:
+        kinds.append("the streams' start (zeros), which every call continues")
+    return f"Initial state: {'; '.join(kinds)}."

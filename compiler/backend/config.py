@@ -38,6 +38,8 @@ def config_of(prog: Program) -> dict:
         cfg["output_shape"] = tuple(output.shape)
     if prog.config.get("nonnegative"):  # states that are variances: never negative
         cfg["nonnegative"] = list(prog.config["nonnegative"])
+    if prog.config.get("streams"):  # states loops continue: reset at epochs, evaluations
+        cfg["streams"] = list(prog.config["streams"])
     if prog.backward:  # what a step holds in memory at least, checked before it runs
         cfg["memory"] = footprint(prog)
     if is_token_loss(prog):  # a language model's loss: exp(loss) is its perplexity

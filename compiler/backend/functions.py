@@ -320,22 +320,27 @@ def _mode_note(prog: Program, training: bool, facts: Facts, gradient: bool = Tru
     """What a function's mode means for this model (a docstring paragraph); ``gradient``:
     the function has a backward pass."""
     dropout = bool(random_sites(prog))
+    streams = prog.config.get("streams", ())
+    statistics = any(u.name not in streams for u in prog.updates)
     parts = []
+    if streams and facts.reads_state:
+        parts.append("its loops continue the streams in ``state`` and leave their last "
+                     "steps there")
     if training:
         if dropout:
             parts.append(f"dropout's masks are drawn from ``rng`` ({t.generator})"
                          + ("; the backward pass reuses them" if gradient else ""))
-        if facts.updates_state:
+        if facts.updates_state and statistics:
             parts.append("batch_norm normalizes with the batch's own mean and variance, "
                          "and updates the running ones in ``state`` (a dict, changed in "
                          "place)" + (_batch_norm_backward(prog) if gradient else ""))
         return "Training mode: " + "; ".join(parts) + "."
     if dropout:
         parts.append("dropout is the identity")
-    if prog.updates and facts.reads_state:
+    if statistics and facts.reads_state:
         parts.append("batch_norm uses the running mean and variance in ``state`` "
                      "(init_state(), then as training left them)")
-    elif prog.states:
+    elif prog.states and not (streams and facts.reads_state):
         parts.append("it takes ``state`` as every function of this module does, but "
                      "computes nothing from it")
     return "Inference mode: " + "; ".join(parts) + "."

@@ -185,7 +185,8 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
     p = printer or Printer(prog)
     bound_at: dict[int, int] = {}  # node id -> index of the first binding naming it
     for i, bd in enumerate(bindings):
-        bound_at.setdefault(bd.node.id, i)
+        if bd.kind != "update":  # state["h1_state"] = ... names no value of the function
+            bound_at.setdefault(bd.node.id, i)
 
     def named_for(node_id: int, i: int) -> bool:
         return node_id in p.names or bound_at.get(node_id, i) < i
@@ -274,7 +275,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
                 p.names[bd.node.id] = bd.name
         else:
             out.append(_statement(p, bd.name, bd.node, bd.kind, statement_names))
-            if not bd.node.is_const:
+            if not bd.node.is_const and bd.kind != "update":
                 p.names[bd.node.id] = bd.name
                 statement_names[bd.node.id] = bd.name
         for mask, big in hoisted.get(i, ()):

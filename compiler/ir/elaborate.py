@@ -52,6 +52,7 @@ class _Elaborator(Declarations, Expressions, Loops):
         self.symbol_from_target: dict[str, bool] = {}
         self.state_owner: dict[str, Span] = {}  # state -> the argument that updates it
         self.variances: list[str] = []  # states read as a variance: never negative
+        self.streams: list[str] = []  # states loops start from and continue: reset by runs
         self.declared: dict[str, tuple] = {}  # parameter or state -> (statement, Init)
         self.reported_layers: set = set()  # layers whose input was reported (once)
         # Every name the spec defines: a function's named steps (h_xn) take others.
@@ -97,7 +98,7 @@ class _Elaborator(Declarations, Expressions, Loops):
                     inits[st.name] = init
             elif isinstance(st, ast.Equation) and st.time is not None:
                 if st is loops[id(st)][0]:  # the loop's first step equation
-                    self._loop(loops[id(st)], forward)
+                    self._loop(loops[id(st)], forward, updates)
             elif isinstance(st, ast.Equation):
                 if st.value is None:  # 'output NAME' names an existing value
                     output = st.name
@@ -124,13 +125,16 @@ class _Elaborator(Declarations, Expressions, Loops):
                 config["train"] = train_config(st, spec.constants, self.diags)
             elif isinstance(st, ast.Data):
                 config["data"] = data_config(st, spec.constants)
+        if self.streams:
+            self._check_streaming(config)
         if self.diags.items or loss is None:
             return None
         for bd in states:
             if bd.name not in self.state_owner:
-                self.diags.warning(f"state '{bd.name}' is never used: no batch_norm reads "
-                                   "or updates it", bd.span,
-                                   "pass it to batch_norm as its mean or var, or remove it")
+                self.diags.warning(f"state '{bd.name}' is never used: no batch_norm or "
+                                   "loop reads or updates it", bd.span,
+                                   "pass it to batch_norm as its mean or var, start a loop "
+                                   "from it, or remove it")
         warn_unused(params, targets, forward, loss, self.diags)
         _mark_label_targets(forward)
         uses = matmul_uses([b.node for b in forward],
@@ -146,6 +150,8 @@ class _Elaborator(Declarations, Expressions, Loops):
         name, _ = model_name(spec)
         if self.variances:  # a checkpoint's value for them is checked (bpc train, eval)
             config["nonnegative"] = sorted(self.variances)
+        if self.streams:  # the runtime resets them at each epoch and before evaluating
+            config["streams"] = sorted(self.streams)
         return Program(
             name=name, path=spec.path, dtype=self.b.dtype, inputs=inputs, targets=targets,
             params=params, inits=inits, forward=forward, loss=loss, output=output,

@@ -98,18 +98,23 @@ def random_feeds(prog: Program, rng: np.random.Generator, n: int,
                  sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Random data for every input and target without a default: symbolic dimensions of
     size ``n`` (or as ``sizes`` says, by name; fewer where a table of positions holds
-    fewer); integer labels or one-hot rows where an op needs them (the primitive table's
-    ``data_roles``), N(0, 1) elsewhere."""
+    fewer; the batch of a loop continuing a state as many as its rows); integer labels
+    or one-hot rows where an op needs them (the primitive table's ``data_roles``),
+    N(0, 1) elsewhere."""
     from .ops.positions import step_limits
     from .primitives import data_roles
 
     roles = data_roles([bd.node for bd in prog.forward])
-    limits = step_limits(topo_order([bd.node for bd in prog.forward]))
+    nodes = topo_order([bd.node for bd in prog.forward])
+    limits = step_limits(nodes)
+    # A loop continuing a state: the batch is as many rows as the state's streams.
+    streams = {n.args[1].shape[0]: n.args[0].shape[0] for n in nodes if n.op == "stream"}
     feeds = {}
     for bd in prog.inputs + prog.targets:
         if bd.name in prog.defaults:
             continue
-        size = {d: (sizes or {}).get(d, n) for d in bd.node.shape if isinstance(d, str)}
+        size = {d: streams.get(d, (sizes or {}).get(d, n)) for d in bd.node.shape
+                if isinstance(d, str)}
         shape = tuple(min(size[d], limits.get(d, [size[d]])[0]) if isinstance(d, str) else d
                       for d in bd.node.shape)
         role, classes = roles.get(bd.name, ("", 0))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import Span
+from ..errors import Note, Span
 from ..frontend import ast
 from ..frontend.astprint import expr as spec_text
 from ..names import fresh
@@ -40,15 +40,18 @@ class Loops:
 
     loop: _Step | None = None
 
-    def _loop(self, group: list[ast.Equation], forward: list[Binding]) -> None:
-        """Elaborate one loop and bind each step equation's stacked result."""
+    def _loop(self, group: list[ast.Equation], forward: list[Binding],
+              updates: list[Binding]) -> None:
+        """Elaborate one loop and bind each step equation's stacked result (and, for a
+        value started from a state, the state's update: its last step)."""
         step = _Step({st.name: st for st in group}, group[0].time)
         for st in group:
             if _from_zero(st):
                 continue
             if st.init is not None:
                 self.b.span = st.span
-                init = self._expr_top(st.init)
+                init = self._stream_start(st, group, step) if self._names_state(st.init) \
+                    else self._expr_top(st.init)
                 if init is None:  # reported; the step would report its reads again
                     return self._poison(group)
                 step.inits[st.name] = init
@@ -65,6 +68,82 @@ class Loops:
                              f"step as x[:, {step.time}]")
             return self._poison(group)
         self._bind(group, step, forward)
+        for st in group:
+            if self._names_state(st.init):
+                self.b.span = st.span
+                last = self._expr_top(ast.Index(st.init.span, ast.Name(st.init.span, st.name),
+                                                [ast.Slice(st.init.span, None, None, None),
+                                                 ast.Num(st.init.span, -1, "-1")]))
+                updates.append(Binding(st.init.id, last, "update", st.span,
+                                       sources=(st.name,)))
+
+    def _check_streaming(self, config: dict) -> None:
+        """A spec whose loops continue states trains on batches that continue each other
+        (LANGUAGE.md, "Stateful loops"): its ``train`` settings must not shuffle, hold out
+        a validation split, or take batches of another size than the states' rows; a
+        built-in ``zen`` must give windows that do not overlap."""
+        train = next((st for st in self.spec.statements if isinstance(st, ast.Train)), None)
+        rows = {self.env[name].shape[0] for name in self.streams}
+        first = self.streams[0]
+        settings = {s.key: s for s in train.settings} if train is not None else {}
+        values = config.get("train", {})
+        if values.get("shuffle", False):
+            self.diags.error(f"loops continue state '{first}' from batch to batch, so the "
+                             "batches must come in order", settings["shuffle"].span,
+                             "leave 'shuffle' out: such a model trains in order")
+        if values.get("validation"):
+            self.diags.error(f"loops continue state '{first}' from batch to batch: a "
+                             "validation split would cut its streams",
+                             settings["validation"].span, "leave 'validation' out")
+        batch = values.get("batch")
+        if batch is not None and {batch} != rows:
+            self.diags.error(f"state '{first}' carries {min(rows)} streams, but batches "
+                             f"have {batch} rows", settings["batch"].span,
+                             f"train with batch = {min(rows)}, or declare the state "
+                             f"[{batch}, ...]")
+        data = config.get("data", {})
+        if data.get("name") == "zen" and data.get("stride", 1) < data.get("steps", 32):
+            st = next(s for s in self.spec.statements if isinstance(s, ast.Data))
+            self.diags.error(f"loops continue state '{first}' from batch to batch, but "
+                             "zen's windows overlap", st.span,
+                             f"take windows that follow each other: zen(steps="
+                             f"{data.get('steps', 32)}, stride={data.get('steps', 32)})")
+
+    def _names_state(self, init: ast.Expr | None) -> bool:
+        """``from hc`` naming a declared state: the loop continues the streams it holds."""
+        node = self.env.get(init.id) if isinstance(init, ast.Name) else None
+        return node is not None and node.op == "state"
+
+    def _stream_start(self, st: ast.Equation, group: list[ast.Equation],
+                      step: _Step) -> Node | None:
+        """A carried value started from a state (``from hc``): the state's rows, one per
+        stream, checked against the batch when the module runs; this loop alone updates
+        the state, with the value's last step (LANGUAGE.md, "Stateful loops")."""
+        name, span = st.init.id, st.init.span
+        state = self.env[name]
+        owner = self.state_owner.get(name)
+        if owner is not None:
+            self.diags.error(f"state '{name}' is already updated elsewhere (a loop or a "
+                             "batch_norm)", span,
+                             "each carried value continues its own streams: declare a "
+                             "state for each", [Note(f"'{name}' is first used here", owner)])
+            return None
+        seq = self._first_sequence(group, step.time)
+        if len(state.shape) < 2 or seq is None or (
+                isinstance(seq.shape[0], int) and seq.shape[0] != state.shape[0]):
+            rows = seq.shape[0] if seq is not None else "N"
+            self.diags.error(f"state '{name}' is {fmt_shape(state.shape)}, but a loop starts "
+                             f"from a state of one row per stream of the batch, "
+                             f"[{rows}, ...]", span,
+                             f"declare it [B, ...], B the batch size, e.g. 'state {name} : "
+                             f"[20, {state.shape[-1] if state.shape else 32}] = zeros' for "
+                             "batches of 20")
+            return None
+        self.state_owner[name] = span
+        self.streams.append(name)
+        node = self.b.op("stream", state, seq, name=name)
+        self.hints.setdefault(node.id, f"{st.name}_start")
+        return node
 
     def _steps(self, group: list[ast.Equation], step: _Step) -> bool:
         """Elaborate the step equations in order (False: a problem was reported)."""

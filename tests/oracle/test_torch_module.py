@@ -131,7 +131,8 @@ def test_helpers_match_their_numpy_twins(name):
             "_im2col": (x, 3, 2, 2, 1), "_max_pool": (x, 3, 1, 1),
             "_avg_pool": (x, 2, 2, 0), "_first_rows": (x, 1), "_pad_rows": (x, 4),
             "_embed_grad": (rng.integers(0, 4, size=(3, 5)), x[0, :, :5], 6),
-            "_masked_softmax": (x, np.tri(6, dtype=bool) & (x[:, :1, :1] > 0), 3)}
+            "_masked_softmax": (x, np.tri(6, dtype=bool) & (x[:, :1, :1] > 0), 3),
+            "_stream": (x[:, 0], x, "hs")}
     if name == "_col2im":
         args[name] = (kernels._im2col(x, 3, 2, 2, 1), x.shape, 3, 2, 2, 1)
     if name in ("_max_pool_mask", "_max_pool_grad", "_avg_pool_grad"):

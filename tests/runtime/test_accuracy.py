@@ -74,7 +74,8 @@ data digits
 
 CLASSIFIERS = {"batchnorm", "batchnorm_none", "convnet_digits", "digits", "dropout",
                "dropout_none", "simple_convnet", "spiral", "two_layer", "xor", "mazur", "bigram",
-               "dates", "tiny_gpt", "charlm", "addition", "copy_rnn", "copy_lstm"}
+               "dates", "tiny_gpt", "charlm", "addition", "copy_rnn", "copy_lstm",
+               "zen_lm"}
 
 
 def test_the_compiler_says_which_output_predicts_which_target():

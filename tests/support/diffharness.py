@@ -182,6 +182,18 @@ def _typed(value, dtype) -> str | None:
     return f"is {type(value).__name__}, not np.ndarray of {dtype}"
 
 
+def _inference_state(problems: list, got: dict, before: dict, want, streams: set,
+                     call: str) -> None:
+    """After an inference-mode call: a stream state holds the oracle's (the loop's last
+    step), every other state is as it was."""
+    for k, v in got.items():
+        if k in streams:
+            if not np.allclose(v, want.state[k], rtol=1e-9, atol=1e-12):
+                problems.append(f"{call}: state '{k}' is not the loop's last step")
+        elif not np.array_equal(v, before[k]) or set(got) != set(before):
+            problems.append(f"{call} changed state '{k}'")
+
+
 def _copy_state(state):
     return {k: np.array(v, copy=True) for k, v in state.items()}
 
@@ -229,6 +241,7 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
     oracle's inference mode at the state the last training call left (non-trivial)."""
     import inspect as _inspect
 
+    import oracle_loops  # imports torch, as the oracle does
     from torch_oracle import Oracle  # imports torch: only the oracle's callers need it
 
     oracle = Oracle(text, "diff.bp")
@@ -242,7 +255,10 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         data = {k: v for k, v in data.items() if k not in getattr(mod, "DEFAULTS", {})}
     accepted = _inspect.signature(mod.loss_and_grad).parameters
     takes_rng, takes_state = "rng" in accepted, "state" in accepted
-    modes = oracle.has_modes or takes_rng or takes_state or bool(oracle.d.states)
+    # States a loop continues (``from hc``) change in every call, in either mode; others
+    # (batch norm's) make the modes differ.
+    streams = oracle_loops.streamed(oracle.d)
+    modes = oracle.has_modes or takes_rng or bool(set(oracle.d.states) - streams)
     problems = []
     dtype = np.dtype(mod.DTYPE)
     state_names = list(getattr(mod, "STATE", {}))
@@ -321,8 +337,8 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
                                                                   equal_nan=True):
                 problems.append(f"the caller's state array '{k}' was modified, but the "
                                 "dict no longer holds it")
-    if not modes:
-        loss2 = mod.loss(params, **args)
+    if not modes:  # loss() is loss_and_grad's loss (from the same state)
+        loss2 = mod.loss(params, **args, **extra(state, 0))
         ok, why = _close(loss2, want.loss, rtol, atol)
         if not ok:
             problems.append(f"loss(): {why}")
@@ -413,12 +429,13 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
                         if name in grads_i else (False, "missing")
                     if not ok:
                         problems.append(f"d{name} of loss_and_grad(training=False): {why}")
-                for k2, v in kw_i.get("state", {}).items():
-                    if not np.array_equal(v, inference_state[k2]):
-                        problems.append(f"loss_and_grad(training=False) changed state '{k2}'")
-        for k2, v in inf_kw.get("state", {}).items():
-            if not np.array_equal(v, snapshot[k2]) or set(inf_kw["state"]) != set(snapshot):
-                problems.append(f"loss() (inference mode) changed state '{k2}'")
+                _inference_state(problems, kw_i.get("state", {}), inference_state, want_inf,
+                                 streams, "loss_and_grad(training=False)")
+        _inference_state(problems, inf_kw.get("state", {}), snapshot, want_inf, streams,
+                         "loss() (inference mode)")
+    elif streams:  # one program: every call continues the streams from where they are
+        want_inf, inf_kw = oracle.run(params, data, need_grad=False, train=False,
+                                      state=inference_state), {}
     else:
         want_inf, inf_kw = want, {}
     if check_output and want_inf.output_name is not None:
@@ -427,6 +444,8 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         if "state" in accepted_p:
             pargs["state"] = _copy_state(inference_state)
         out = mod.predict(params, **pargs)
+        _inference_state(problems, pargs.get("state", {}), inference_state, want_inf,
+                         streams, "predict")
         if mod.OUTPUT != want_inf.output_name:
             problems.append(f"OUTPUT is {mod.OUTPUT!r}, the spec implies "
                             f"{want_inf.output_name!r}")

@@ -2,12 +2,14 @@
 (``h[t] = ... from h0``, LANGUAGE.md "Recurrences") run as a Python loop over t, written
 apart from the compiler: each step's time reads become plain names (``h[t]`` -> ``h@t``,
 ``h[t-1]`` -> ``h@prev``, ``x[:, t]`` -> ``x@t``), evaluated by the oracle's own
-expressions, and each step equation is then its steps stacked on axis 1."""
+expressions, and each step equation is then its steps stacked on axis 1. A loop started
+from a state (``from hc``) starts from the state's value and leaves its last step there."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from bpc.compiler.frontend import ast
@@ -52,6 +54,12 @@ def _rewrite(e, time: str, steps: set, seqs: list):
     return e
 
 
+def streamed(d) -> set[str]:
+    """The states loops start from (``h[t] = ... from hc``) and continue."""
+    return {st.init.id for st in d.equations if st.time is not None
+            and isinstance(st.init, ast.Name) and st.init.id in d.states}
+
+
 def run(oracle, group: list, env: dict) -> dict:
     """Every step equation of one loop, stacked ``[N, T, ...]``, by name."""
     time, steps, seqs = group[0].time, {st.name for st in group}, []
@@ -61,7 +69,17 @@ def run(oracle, group: list, env: dict) -> dict:
     length, batch = env[seqs[0]].shape[1], env[seqs[0]].shape[0]
     carried = [st for st in group if st.init is not None]
     zero = [st.name for st in carried if isinstance(st.init, ast.Num) and st.init.value == 0]
-    prev = {st.name: oracle.expr(st.init, env) for st in carried if st.name not in zero}
+    streams = {st.name: st.init.id for st in carried if isinstance(st.init, ast.Name)
+               and st.init.id in oracle.d.states}
+    # A loop started from a state continues its streams: the state's value, detached (no
+    # gradient flows into it), and its last step is the state after the call.
+    prev = {st.name: torch.tensor(np.asarray(oracle.state_in[streams[st.name]]),
+                                  dtype=torch.float64) if st.name in streams else oracle.expr(st.init, env)
+            for st in carried if st.name not in zero}
+    for name, state in streams.items():
+        if prev[name].shape[0] != batch:
+            raise OracleError(f"state '{state}' has {prev[name].shape[0]} rows, the "
+                              f"batch {batch}")
     if zero:
         prev.update(_zero_start(oracle, body, env, seqs, zero, prev, batch))
     stacked: dict[str, list] = {st.name: [] for st in group}
@@ -70,6 +88,8 @@ def run(oracle, group: list, env: dict) -> dict:
         for name, value in now.items():
             stacked[name].append(value)
         prev = {st.name: now[st.name] for st in carried}
+    for name, state in streams.items():
+        oracle.state_out[state] = stacked[name][-1].detach().numpy().copy()
     return {name: torch.stack(values, 1) for name, values in stacked.items()}
 
 

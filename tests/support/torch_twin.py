@@ -70,25 +70,30 @@ def agree(comp, seed: int = 0, targets: dict | None = None, init: bool = False) 
     draws = "rng" in takes
     problems: list[str] = []
 
-    # inference mode (the default of loss and predict): every model
-    extra = {"state": state, "training": False}
-    want_loss = _call(npm.loss, params, data, **extra)
-    want_l, want_g = _call(npm.loss_and_grad, params, data, **extra)
-    want_y = _call(npm.predict, params, data, state=state)
+    # inference mode (the default of loss and predict): every model, each call from the
+    # initial state (a loop continuing a state moves it in every call)
+    def fresh():
+        return None if state is None else dict(state)
+
+    def tfresh():
+        return None if state is None else _tensors(state)
+
+    want_loss = _call(npm.loss, params, data, state=fresh(), training=False)
+    want_l, want_g = _call(npm.loss_and_grad, params, data, state=fresh(), training=False)
+    want_y = _call(npm.predict, params, data, state=fresh())
     if not _finite(want_loss, want_l, want_y, *want_g.values()):
         raise Skip("an overflow")
-    tstate = _tensors(state) if state is not None else None
     tp, td = _tensors(params), _tensors(data)
-    textra = {"state": tstate, "training": False}
-    _close(problems, "loss", _call(tm.loss, tp, td, **textra), want_loss)
-    got_l, got_g = _call(tm.loss_and_grad, tp, td, **textra)
+    _close(problems, "loss", _call(tm.loss, tp, td, state=tfresh(), training=False),
+           want_loss)
+    got_l, got_g = _call(tm.loss_and_grad, tp, td, state=tfresh(), training=False)
     _close(problems, "loss_and_grad's loss", got_l, want_l)
     if set(got_g) != set(want_g):
         problems.append(f"gradients for {sorted(got_g)}, NumPy's for {sorted(want_g)}")
     for name in want_g:
         if name in got_g:
             _close(problems, f"gradient {name}", got_g[name], want_g[name])
-    _close(problems, "predict", _call(tm.predict, tp, td, state=tstate), want_y)
+    _close(problems, "predict", _call(tm.predict, tp, td, state=tfresh()), want_y)
 
     if state is not None and not draws:  # training mode: batch norm's statistics
         np_state, t_state = {k: np.array(v) for k, v in state.items()}, _tensors(state)

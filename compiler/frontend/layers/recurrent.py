@@ -13,8 +13,8 @@ from .base import WEIGHTS, Example, Expansion, LayerKind, Site
 from ...vocab import sig
 
 DOC = """\
-- `rnn H`, `lstm H`, `gru H` `[last] [init=NAME] [forget_bias=0|1]`: a recurrent layer
-  over a sequence `[N, T, D]`, giving every step `hs{k} = h{k}` (`[N, T, H]`) or, with
+- `rnn H`, `lstm H`, `gru H` `[last] [init=NAME] [forget_bias=0|1] [stateful=B]`: a
+  recurrent layer over a sequence `[N, T, D]`, giving every step `hs{k} = h{k}` (`[N, T, H]`) or, with
   `last`, the last one `hs{k} = h{k}[:, -1]` (`[N, H]`). It is written out as step
   equations (`bpc show --stage ast` prints them), starting `from 0` or from `init=NAME`,
   an input or a value `[N, H]` (for an LSTM, the start of `h`; `c` starts at 0).
@@ -31,7 +31,9 @@ DOC = """\
   bias `bh{k} : [3H]` because the reset gate multiplies the hidden part of `n`:
   `n{k}[t] = tanh(x[:, t] @ Wx{k}[:, 2H:] + b{k}[2H:] + r{k}[t] * (h{k}[t-1] @
   Wh{k}[:, 2H:] + bh{k}[2H:]))`, `h{k}[t] = (1 - z{k}[t]) * n{k}[t] + z{k}[t] *
-  h{k}[t-1]`."""
+  h{k}[t-1]`. `stateful=B` (B the batch size, e.g. `lstm 32 stateful=20`) declares a
+  state `h{k}_state : [B, H]` (and `c{k}_state` for an LSTM) and starts the loop from it:
+  each call continues the streams the last one left (LANGUAGE.md, "Stateful loops")."""
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -91,9 +93,17 @@ def expand(site: Site) -> Expansion | None:
         site.diags.error(f"'init' of '{kind}' names the initial state, an input or a value "
                          f"[N, {size}]", init.span, f"e.g. {kind} {size} init=h0")
         return None
+    streams = _streams(site, size)
+    if streams is False or (streams and init is not None):
+        if streams:
+            site.diags.error(f"a stateful '{kind}' starts from its state, not 'init'",
+                             init.span, f"leave 'init' out: it starts from h{site.k}_state, "
+                             "zeros until a batch has left its last step there")
+        return None
     start = init.id if init is not None else "0"
+    starts = {name: st.name for st in streams for name in [st.name.split("_")[0]]}
     lines = [f"{name}[{time}] = {value}" + (
-        f" from {start if name == f'h{k}' else '0'}" if carried else "")
+        f" from {starts.get(name, start if name == f'h{k}' else '0')}" if carried else "")
         for name, value, carried in _steps(kind, k, site.h, size, time)]
     last = site.args["last"]
     if last is not False and not (isinstance(last, ast.Name) and last.id == "last"):
@@ -113,6 +123,7 @@ def expand(site: Site) -> Expansion | None:
         ast.Param(sp, f"Wh{k}", site.at, ast.Shape([ast.Dim(size, sp), width], sp), weights,
                   origin=origin),
         ast.Param(sp, f"b{k}", site.at, ast.Shape([width], sp), bias[0], origin=bias[1])]
+    decls.extend(streams)
     if kind == "gru":
         decls.append(ast.Param(sp, f"bh{k}", site.at, ast.Shape([width], sp),
                                ast.Name(sp, "zeros")))
@@ -120,6 +131,25 @@ def expand(site: Site) -> Expansion | None:
     for st in steps:
         st.origin = origin
     return Expansion(decls + steps, out.name, out.value)
+
+
+def _streams(site: Site, size: int) -> list[ast.State] | bool:
+    """``stateful=B``: a state ``[B, H]`` for each carried value (``h{k}_state``, and
+    ``c{k}_state`` for an LSTM), which the loop starts from and continues; [] without
+    it, False when its value was reported."""
+    rows = site.args["stateful"]
+    if rows is None:
+        return []
+    rows = site.whole("stateful", 1)
+    if rows is None:
+        return False
+    sp, k = site.sp, site.k
+    shape = ast.Shape([ast.Dim(rows, sp), ast.Dim(size, sp)], sp)
+    carried = ["h", "c"] if site.layer.name == "lstm" else ["h"]
+    return [ast.State(sp, f"{v}{k}_state", site.at, shape, ast.Name(sp, "zeros"),
+                      origin=f"layer '{site.layer.name}' {size}: the {v} its {rows} streams "
+                             "continue from, batch to batch")
+            for v in carried]
 
 
 def _bias(site: Site, gates: int, size: int) -> tuple[ast.Expr, str | None]:
@@ -140,9 +170,11 @@ def _bias(site: Site, gates: int, size: int) -> tuple[ast.Expr, str | None]:
     return ast.Matrix(sp, [[ast.Num(sp, v, repr(v)) for v in values]]), f"forget gate's bias {forget} (Jozefowicz et al.), the others 0"
 
 
-SIGNATURE = sig("units", ("last", False), ("init", None), ("forget_bias", 0))
+SIGNATURE = sig("units", ("last", False), ("init", None), ("forget_bias", 0),
+                ("stateful", None))
 KINDS = tuple(LayerKind(kind, SIGNATURE, expand, advances=True, role=WEIGHTS)
               for kind in GATES)
 EXAMPLES = (Example("rnn 3", "[N, T, 2]"), Example("lstm 3; lstm 2", "[N, T, 2]"),
             Example("gru 3 last; dense 2", "[N, T, 2]"),
-            Example("lstm 2 last forget_bias=1", "[N, T, 3]"))
+            Example("lstm 2 last forget_bias=1", "[N, T, 3]"),
+            Example("lstm 3 stateful=4", "[N, T, 2]"))

@@ -134,6 +134,21 @@ defop("zeros_rows", arity=1,
       rule="zeros_rows(x) does not depend on the values of x",
       examples=(ex((2, 3, 4), width=(5,)), ex((3, 2), width=(2, 2))))
 
+# A carried value's start read from a state (``h[t] = ... from hc``): the state's rows,
+# checked against the sequence's batch when the module runs (its rows are a fixed number).
+def _stream_text(a, attrs, node):
+    return f'_stream({a[0][0]}, {a[1][0]}, "{attrs["name"]}")', POSTFIX
+
+
+defop("stream", arity=2,
+      shape=lambda args, attrs: (args[1].shape[0], *args[0].shape[1:]),
+      emit=_stream_text, torch=_stream_text,
+      evaluate=lambda v, a: kernels._stream(np.asarray(v[0], dtype=float),
+                                            np.asarray(v[1]), a["name"]),
+      vjp=no_gradient, helpers=("_stream",), torch_helpers=("_stream",),
+      rule="stream(state, x) is the state: no adjoint flows into the state or the batch",
+      examples=(ex(held((2, 3)), (2, 4, 5), name="hc"),))  # held: no gradient by rule
+
 defop("stop_gradient", arity=1, shape=same, emit=lambda a, attrs, n: a[0],
       torch=lambda a, attrs, n: a[0],
       evaluate=lambda v, a: v[0],

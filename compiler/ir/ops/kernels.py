@@ -91,6 +91,20 @@ def _index_add(x, *updates):
     return out
 
 
+def _stream(state, x, name):
+    """A loop's start read from a state (``h[t] = ... from hc``): one row per stream,
+    row i of the batch continuing row i of the state; a batch of another size is an
+    error, never a broadcast."""
+    if state.shape[0] != x.shape[0]:
+        rows, streams = x.shape[0], state.shape[0]
+        raise ValueError(
+            f"state '{name}' carries {streams} streams but this batch has "
+            f"{rows} rows: a stateful loop continues row i of the last batch in "
+            f"row i of this one; use batches of {streams}"
+        )
+    return state
+
+
 def _sinusoidal(length, dim, dtype):
     """Vaswani et al.'s positional encodings, [length, dim]: row t holds sin(t * w_i) at
     column 2i and cos(t * w_i) at column 2i + 1, with w_i = 10000^(-2i / dim)."""

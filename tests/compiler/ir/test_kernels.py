@@ -71,7 +71,8 @@ def test_each_helper_runs_alone(name):
             "_embed_grad": IDS_AND_ROWS, "_embed_grad_sorted": IDS_AND_ROWS,
             "_masked_softmax": (x, np.tri(4, dtype=bool)),
             "_sinusoidal": (7, 6, np.float64), "_first_rows": (x, 1),
-            "_pad_rows": (x, 4), "_one_hot": (IDS_AND_ROWS[0], 6, np.float32)}.get(name, (x,))
+            "_pad_rows": (x, 4), "_one_hot": (IDS_AND_ROWS[0], 6, np.float32),
+            "_stream": (x[:, 0], x, "hs")}.get(name, (x,))
     close(scope[name](*args), FUNCTIONS[name](*args))
 
 
@@ -325,3 +326,11 @@ def test_first_rows_refuses_a_sequence_longer_than_its_table():
     with pytest.raises(ValueError, match="5 steps, but the table of positions holds 4"):
         kernels._first_rows(table, 5)
     np.testing.assert_array_equal(kernels._pad_rows(table[:2], 4)[2:], 0)
+
+
+def test_a_stream_of_another_batch_size_is_refused_not_broadcast():
+    state = np.zeros((4, 3))
+    assert kernels._stream(state, np.zeros((4, 7, 2)), "hs") is state
+    with pytest.raises(ValueError, match="state 'hs' carries 4 streams but this batch has "
+                                         "1 rows"):
+        kernels._stream(state, np.zeros((1, 7, 2)), "hs")
