@@ -193,8 +193,7 @@ def bench_startup(rounds: int, specs=None) -> list[dict]:
               f"({b['bpc train spec'] / b['plain script']:.2f}x)"
               f"{m['bpc train module']:>13.3f} ({b['bpc train module']:.3f})"
               f"{m['bpc train module'] / plain:>7.2f}x{res['cold_spec_s']:>8.3f}"
-              f"{res['cpu_s']['bpc train spec'] / res['cpu_s']['plain script']:>10.2f}x"
-              + (f"  ({res['epochs']} epochs)" if res["epochs"] else ""))
+              f"{res['cpu_s']['bpc train spec'] / res['cpu_s']['plain script']:>10.2f}x")
     return results
 
 

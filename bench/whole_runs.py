@@ -5,7 +5,6 @@ plain script, for every gallery spec that trains on data at hand."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import resource
@@ -24,9 +23,6 @@ TRAIN_RUNS = ("xor", "sine", "digits")
 DOWNLOADED = ("mnist",)
 # The optimizers references.plain_loop writes out.
 PLAIN_OPTIMIZERS = ("sgd", "adam")
-# Specs whose whole run takes the plain loop over ~10 s on this project's machine run
-# this many epochs in both processes (start-up is what is measured, in 13 runs a spec).
-STARTUP_EPOCHS = {"tiny_gpt": 2, "dates": 1}
 
 
 def startup_runs() -> list[str]:
@@ -45,7 +41,7 @@ def startup_runs() -> list[str]:
 
 
 PLAIN_SCRIPT = """
-import json, sys, time
+import sys, time
 start = time.perf_counter()
 sys.path[:0] = [{root!r}, {bench!r}]
 from references import plain_loop
@@ -53,7 +49,7 @@ from bpc.runtime import data
 from bpc.runtime.loader import load_model
 from bpc.runtime.settings import Settings
 m = load_model(sys.argv[1])
-settings = Settings.from_module(m, json.loads(sys.argv[2]))
+settings = Settings.from_module(m, {{}})
 ds = data.load(m.CONFIG.get("data"), m, settings.seed)
 plain_loop(m, data.conform(ds.train, m, "training data"), settings, data.batch_axes(m))
 """
@@ -103,8 +99,7 @@ def train_worker(spec: str, rounds: int) -> dict:
     for i in range(rounds):
         for name, cmd in (("bpc train", [sys.executable, "-m", "bpc", "train",
                                          module_path, "--out", str(Path(tmp) / f"p{i}")]),
-                          ("plain loop", [sys.executable, "-c", script, module_path,
-                                          "{}"])):
+                          ("plain loop", [sys.executable, "-c", script, module_path])):
             start = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=ROOT)
             procs[name].append(time.perf_counter() - start)
@@ -124,11 +119,8 @@ def startup_worker(spec: str, rounds: int) -> dict:
     train`` of the compiled module, and a plain script running the same steps on that
     module; plus the spec's first run with an empty cache folder. Medians and bests of
     wall time, medians of CPU time (the child's user and system time: what other
-    processes on the machine take is not in it). A spec of STARTUP_EPOCHS runs that many
-    epochs in every process."""
+    processes on the machine take is not in it)."""
     tmp = tempfile.mkdtemp()
-    epochs = STARTUP_EPOCHS.get(spec)
-    overrides, flags = ({"epochs": epochs}, ["--epochs", str(epochs)]) if epochs else ({}, [])
     module_path = Path(tmp) / f"{spec}.py"
     module_path.write_text(generated_module((ROOT / "specs" / f"{spec}.bp").read_text(),
                                             tmp).source)
@@ -136,10 +128,9 @@ def startup_worker(spec: str, rounds: int) -> dict:
     env.update(PYTHONPATH=str(ROOT), BPC_CACHE=str(Path(tmp) / "cache"))
     script = PLAIN_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "bench"))
     train = [sys.executable, "-m", "bpc", "train"]
-    cmds = {"plain script": [sys.executable, "-c", script, str(module_path),
-                             json.dumps(overrides)],
-            "bpc train spec": [*train, str(ROOT / "specs" / f"{spec}.bp"), *flags],
-            "bpc train module": [*train, str(module_path), *flags]}
+    cmds = {"plain script": [sys.executable, "-c", script, str(module_path)],
+            "bpc train spec": [*train, str(ROOT / "specs" / f"{spec}.bp")],
+            "bpc train module": [*train, str(module_path)]}
 
     def once(name: str, cmd: list[str], i, cache: str | None = None) -> tuple[float, float]:
         """Wall and CPU seconds (the child's user and system time) of one run."""
@@ -164,7 +155,7 @@ def startup_worker(spec: str, rounds: int) -> dict:
             wall, used = once(name, cmd, i)
             times[name].append(wall)
             cpu[name].append(used)
-    return {"spec": spec, "rounds": rounds, "epochs": epochs,
+    return {"spec": spec, "rounds": rounds,
             "median_s": {k: statistics.median(v) for k, v in times.items()},
             "best_s": {k: min(v) for k, v in times.items()},
             "cpu_s": {k: statistics.median(v) for k, v in cpu.items()},
