@@ -36,7 +36,16 @@ from step_peers import MODELS, NETS, ONE_THREAD, ROOT, memory_worker, worker
 # Read as ``bench.NAME`` by one_off's script processes and by tests/bench/.
 from step_peers import (PEER_MAKERS, TOY, _setup, matmul_flops,  # noqa: F401
                         spec_text, toy_spec_text)
-from whole_runs import STARTUP_RUNS, TRAIN_RUNS, startup_worker, train_worker
+from whole_runs import TRAIN_RUNS, startup_runs, startup_worker, train_worker
+
+
+class WorkerFailed(SystemExit):
+    """A benchmark worker's process failed (uncaught, the benchmark ends with its
+    standard error, ``stderr``)."""
+
+    def __init__(self, stderr: str):
+        super().__init__(f"benchmark worker failed:\n{stderr}")
+        self.stderr = stderr
 
 
 def run_worker(mode: str, *args: str) -> dict:
@@ -46,7 +55,7 @@ def run_worker(mode: str, *args: str) -> dict:
         r = subprocess.run([sys.executable, __file__, f"--{mode}", *args], env=env,
                            capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"benchmark worker failed:\n{r.stderr}")
+        raise WorkerFailed(r.stderr)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -160,7 +169,7 @@ def bench_train(rounds: int) -> list[dict]:
     return results
 
 
-def bench_startup(rounds: int) -> list[dict]:
+def bench_startup(rounds: int, specs=None) -> list[dict]:
     results = []
     print("\nbpc train as a whole process against a plain script over the same steps (the "
           f"compiled module, references.plain_loop); median (best) of {rounds} alternating "
@@ -168,8 +177,13 @@ def bench_startup(rounds: int) -> list[dict]:
           "run with an empty cache folder")
     print(f"  {'spec':<16}{'plain':>14}{'bpc train spec':>20}{'ratio':>14}"
           f"{'bpc train module':>20}{'ratio':>8}{'first':>8}{'cpu ratio':>11}")
-    for spec in STARTUP_RUNS:
-        res = run_worker("startup", spec, str(rounds))
+    for spec in specs or startup_runs():
+        try:
+            res = run_worker("startup", spec, str(rounds))
+        except WorkerFailed as e:  # a new spec the plain script cannot run: say why
+            lines = e.stderr.strip().splitlines() or ["no message"]
+            print(f"  {spec:<16}skipped: {lines[-1]}")
+            continue
         results.append(res)
         m, b = res["median_s"], res["best_s"]
         plain = m["plain script"]
@@ -266,6 +280,9 @@ def main() -> None:
                         help="table: step and rows, then every row in one table")
     parser.add_argument("--models", nargs="+", choices=MODELS, help="step: only these")
     parser.add_argument("--rows", nargs="+", choices=ROWS, help="rows: only these")
+    parser.add_argument("--specs", nargs="+", metavar="SPEC",
+                        help="startup: only these gallery specs (default: every spec in "
+                             "specs/ whose data is at hand)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--memory", nargs=2, help=argparse.SUPPRESS)
@@ -302,7 +319,7 @@ def main() -> None:
     if args.only in (None, "train"):
         results["train"] = bench_train(3 if args.quick else 7)
     if args.only in (None, "startup"):
-        results["startup"] = bench_startup(3 if args.quick else 7)
+        results["startup"] = bench_startup(3 if args.quick else 7, args.specs)
     if args.only in (None, "memory"):
         results["memory"] = bench_memory()
     if args.only in (None, "compile"):

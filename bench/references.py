@@ -290,8 +290,10 @@ def plain_loop(module, train_arrays, settings, axes):
     import inspect
 
     opt = {**{"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, **settings.opt}
-    assert settings.optimizer in ("sgd", "adam") and opt.get("schedule", "constant") == \
-        "constant" and not opt.get("weight_decay") and not opt.get("clip")
+    if settings.optimizer not in ("sgd", "adam") or opt.get("schedule", "constant") != \
+            "constant" or opt.get("weight_decay") or opt.get("clip"):
+        raise ValueError(f"plain_loop writes out SGD and Adam at a constant learning rate "
+                         f"without weight decay or clipping, not {settings.optimizer} {opt}")
     lr, b1, b2, eps = (float(opt[k]) for k in ("lr", "beta1", "beta2", "eps"))
     rng = np.random.default_rng(settings.seed)
     params = {k: np.array(v, dtype=module.DTYPE) for k, v in module.init_params(rng).items()}
@@ -309,7 +311,8 @@ def plain_loop(module, train_arrays, settings, axes):
     m = {k: np.zeros_like(v) for k, v in params.items()}
     v = {k: np.zeros_like(p) for k, p in params.items()}
     n = len(next(iter(train_arrays.values())))
-    assert all(axes.get(k) == 0 for k in train_arrays)  # examples along axis 0
+    if any(axes.get(k) != 0 for k in train_arrays):
+        raise ValueError(f"plain_loop takes examples along axis 0, not {axes}")
     steps_per_epoch = -(-n // settings.batch)
     t = 0
     for _ in range(settings.epochs):

@@ -1,7 +1,7 @@
 """bpc's cache folder: ``$BPC_CACHE``, else ``$XDG_CACHE_HOME/bpc``, else ``~/.cache/bpc``.
 
-Holds downloaded data sets and the modules ``bpc train`` compiled, and can be deleted at
-any time; a folder that cannot be written just means no caching. Compiling reads nothing
+Holds downloaded data sets, the modules ``bpc train`` compiled and the identities of
+module texts (``runtime/identity.py``), and can be deleted at any time; a folder that cannot be written just means no caching. Compiling reads nothing
 from it: formatted code is never remembered on disk (issue 22: a remembered module with
 the same syntax tree as the real one can still be another program, through a coding
 cookie and a comment), and the parser tables ship with bpc

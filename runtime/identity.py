@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,52 +89,89 @@ def model_identity(module) -> dict:
     a reformatted copy) are the same model, and anything that changes what it computes
     (a dropout rate, batch norm's momentum, a ``stop_gradient``, an initializer, the
     dtype, the code style) is another. A module whose text is unknown (built in
-    memory) is described by its functions' code objects instead."""
-    import ast
+    memory) is described by its functions' code objects instead.
 
+    Reading a text's tree costs 2-40 ms (a tenth of a short run), so the digests of a
+    text are kept in bpc's cache as a verified entry (``compiler.cache.read_entry``)
+    keyed by the text itself, this file and the Python version: a text's entry is what
+    reading it again would give."""
     source = getattr(module, "source", None)
-    tree = None
-    if isinstance(source, str):
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError):
-            tree = None
-    parts: dict[str, list[str]] = {}
-    if tree is not None:
-        how = "source"
-        for node in tree.body:
-            if _docstring(node):
-                continue
-            name = _defined_name(node)
-            if name == "CONFIG" and isinstance(getattr(node, "value", None), ast.Dict):
-                d = node.value
-                kept = [(k, v) for k, v in zip(d.keys, d.values)
-                        if not (isinstance(k, ast.Constant) and k.value in _SETTINGS_CONFIG)]
-                node.value = ast.Dict(keys=[k for k, _ in kept], values=[v for _, v in kept])
-            for sub in ast.walk(node):  # docstrings of functions are not the model
-                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
-                        and sub.body and _docstring(sub.body[0]):
-                    sub.body = sub.body[1:] or [ast.Pass()]
-            parts.setdefault(name, []).append(_canonical(node))
-    else:
-        how = "code"
-        for name in sorted(vars(module) if hasattr(module, "__dict__") else dir(module)):
-            if name.startswith("__") or name.startswith("_bpc") or \
-                    name in ("source", "spec", "path"):
-                continue
-            value = getattr(module, name)
-            if isinstance(value, type(np)):  # an imported module
-                continue
-            if name == "CONFIG" and isinstance(value, dict):
-                value = {k: v for k, v in value.items() if k not in _SETTINGS_CONFIG}
-            code = getattr(value, "__code__", None)
-            parts[name] = [_code_text(code) + repr(getattr(value, "__defaults__", None))
-                           if code is not None else _value_text(value)]
-    digests = {name: hashlib.blake2b("\n".join(texts).encode(), digest_size=8).hexdigest()
-               for name, texts in sorted(parts.items())}
+    digests = _source_digests(source) if isinstance(source, str) else None
+    how = "code" if digests is None else "source"
+    if digests is None:
+        digests = _digests(_code_parts(module))
     whole = hashlib.blake2b(json.dumps([how, digests]).encode(), digest_size=16)
     return {"digest": whole.hexdigest(), "from": how, "parts": digests,
             "bpc": version()}
+
+
+def _source_digests(source: str) -> dict[str, str] | None:
+    """The digest of each top-level definition of the module text ``source`` (None when
+    it is not Python), from the cache when this text was read before."""
+    from ..compiler.cache import read_entry, write_entry
+
+    here = os.stat(__file__)
+    key = hashlib.sha256(f"identity\0{sys.version}\0{here.st_size}:{here.st_mtime_ns}\0"
+                         .encode() + source.encode("utf-8", "surrogatepass")).hexdigest()
+    entry = read_entry("identities", key)
+    if entry is not None and isinstance(entry.get("parts"), dict):
+        return entry["parts"]
+    parts = _source_parts(source)
+    if parts is None:
+        return None
+    digests = _digests(parts)
+    write_entry("identities", key, {"parts": digests})
+    return digests
+
+
+def _digests(parts: dict[str, list[str]]) -> dict[str, str]:
+    return {name: hashlib.blake2b("\n".join(texts).encode(), digest_size=8).hexdigest()
+            for name, texts in sorted(parts.items())}
+
+
+def _source_parts(source: str) -> dict[str, list[str]] | None:
+    """Each top-level name of the module text ``source`` with the canonical text of its
+    definitions; None when the text is not Python."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    parts: dict[str, list[str]] = {}
+    for node in tree.body:
+        if _docstring(node):
+            continue
+        name = _defined_name(node)
+        if name == "CONFIG" and isinstance(getattr(node, "value", None), ast.Dict):
+            d = node.value
+            kept = [(k, v) for k, v in zip(d.keys, d.values)
+                    if not (isinstance(k, ast.Constant) and k.value in _SETTINGS_CONFIG)]
+            node.value = ast.Dict(keys=[k for k, _ in kept], values=[v for _, v in kept])
+        for sub in ast.walk(node):  # docstrings of functions are not the model
+            if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                    and sub.body and _docstring(sub.body[0]):
+                sub.body = sub.body[1:] or [ast.Pass()]
+        parts.setdefault(name, []).append(_canonical(node))
+    return parts
+
+
+def _code_parts(module) -> dict[str, list[str]]:
+    """Each name of a module built in memory with the text of its code or value."""
+    parts: dict[str, list[str]] = {}
+    for name in sorted(vars(module) if hasattr(module, "__dict__") else dir(module)):
+        if name.startswith("__") or name.startswith("_bpc") or \
+                name in ("source", "spec", "path"):
+            continue
+        value = getattr(module, name)
+        if isinstance(value, type(np)):  # an imported module
+            continue
+        if name == "CONFIG" and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in _SETTINGS_CONFIG}
+        code = getattr(value, "__code__", None)
+        parts[name] = [_code_text(code) + repr(getattr(value, "__defaults__", None))
+                       if code is not None else _value_text(value)]
+    return parts
 
 
 def _docstring(node) -> bool:

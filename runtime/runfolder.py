@@ -27,12 +27,12 @@ def write_failed(path: Path, e: OSError) -> UserError:
                      "give another --out")
 
 
-def write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write, durable: bool = True) -> None:
     """``write(file)`` replacing ``path`` atomically (``bpc.compiler.cache.replace_atomically``:
-    fsynced, with the umask's permissions, never through a symlink); a problem names the
-    file."""
+    fsynced unless not ``durable``, with the umask's permissions, never through a
+    symlink); a problem names the file."""
     try:
-        replace_atomically(path, write)
+        replace_atomically(path, write, durable)
     except OSError as e:
         raise write_failed(path, e) from None
 
@@ -144,14 +144,16 @@ class RunFolder:
 
     def start_history(self, rows: list[dict]) -> None:
         """history.csv rewritten (atomically) to exactly ``rows``, then opened for
-        appending (never through a symlink)."""
+        appending (never through a symlink). Not fsynced: the lines appended after it
+        are not either, and a resume rewrites the file from the checkpoint, the run's
+        one durable record."""
         def write(f):
             text = io.StringIO(newline="")
             w = csv.DictWriter(text, HISTORY_FIELDS)
             w.writeheader()
             w.writerows(rows)
             f.write(text.getvalue().encode())
-        write_atomic(self.history, write)
+        write_atomic(self.history, write, durable=False)
         try:
             fd = os.open(self.history, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
         except OSError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from bpc.compiler.vocab import COUNT, OPTIMIZER_RANGES, OPTIMIZERS, RUNTIME_RANGES
@@ -82,6 +83,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from bpc import _as_the_command
+
+    # The bpc command's own process: no cyclic garbage collection while NumPy and the
+    # run's modules load (what they create lives as long as the process), and those
+    # objects frozen out of every later collection (5-10 ms of a short run's 0.2 s).
+    own = _as_the_command()
+    if own:
+        gc.disable()
     from bpc.runtime import distributed
     from bpc.runtime.allocator import keep_freed_memory
 
@@ -91,6 +100,9 @@ def run(args) -> int:
     from bpc.runtime.runfolder import refuse_overwrite
     from bpc.runtime.train import STUCK_HINT, run as train_run
 
+    if own:  # before the spec is compiled, whose garbage is collected as usual
+        gc.freeze()
+        gc.enable()
     if args.plot:  # fail before training, not after
         import importlib.util
 

@@ -72,9 +72,11 @@ def test_toy_reference_matches_generated(dtype):
 
 
 @pytest.mark.parametrize("spec, optimizer", [("xor", "sgd"), ("sine", "adam"),
-                                             ("batchnorm", "sgd"), ("dropout", "sgd")])
+                                             ("batchnorm", "sgd"), ("dropout", "sgd"),
+                                             ("bigram", "adam"), ("sine_rnn", "adam")])
 def test_plain_loop_makes_the_run_bpc_train_makes(spec, optimizer, tmp_path):
-    """The whole-run benchmark's baseline does the same steps: same final parameters."""
+    """The whole-run benchmark's baseline does the same steps: same final parameters
+    (ids and sequences too: bigram's [N, T] ids, sine_rnn's [N, T, 1] steps)."""
     from references import plain_loop
     from bpc.runtime import data
     from bpc.runtime.loader import load_model

@@ -98,6 +98,25 @@ def test_the_identity_is_the_model_not_its_file_or_layout():
     assert textbook["digest"] != spiral[0]["digest"]
 
 
+def test_a_cached_identity_is_the_one_reading_the_text_gives(tmp_path, monkeypatch):
+    """The digests kept in the cache for a module's text are used only as they were
+    written: an edited entry (its MAC no longer matches) is read again from the text."""
+    monkeypatch.setenv("BPC_CACHE", str(tmp_path))
+    module = bpc.load(REPO / "generated" / "spiral.py")
+    first = model_identity(module)  # read from the text, kept
+    entries = list((tmp_path / "identities").glob("*.json"))
+    assert len(entries) == 1
+    assert model_identity(module) == first  # from the entry
+    mac, body = entries[0].read_bytes().split(b"\n", 1)
+    planted = json.loads(body)
+    planted["parts"]["predict"] = "0" * 16
+    entries[0].write_bytes(mac + b"\n" + json.dumps(planted).encode())
+    assert model_identity(module) == first
+    edited = type(module)("edited")
+    edited.source = module.source.replace("def predict(", "def predict2(")
+    assert model_identity(edited)["digest"] != first["digest"]
+
+
 def test_an_old_checkpoint_resumes_with_a_note_and_its_own_checks(tmp_path):
     """A checkpoint from before the model was recorded: its contract and loss at
     initialization are checked as then, and the resume says what it cannot check."""
