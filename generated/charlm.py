@@ -43,13 +43,13 @@ CONFIG = {
     "labels": {"ids": 45, "t": 45},
     "output_shape": ("N", "T", 45),
     "memory": {
-        "kept": {"N": 256, "N*T": 3064},
+        "kept": {"N": 256, "N*T": 2040},
         "moments": [
             (
-                "a2",
-                ("N", "T", 128),
+                "f2",
+                ("N", "T", 32),
                 "float64",
-                {"": 8, "N": 256, "N*T": 2944},
+                {"": 8, "N": 256, "N*T": 1920},
                 False,
                 "part",
             ),
@@ -76,14 +76,6 @@ def _embed_grad_sorted(ids, g, rows):
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
     out = np.zeros((rows, g.shape[-1]), dtype=g.dtype)
     out[sorted_ids[starts]] = np.add.reduceat(g.reshape(flat.size, -1)[order], starts)
-    return out
-
-
-def _index_add(x, *updates):
-    """A copy of x with each value added into its positions: out[index] += value."""
-    out = x.copy()
-    for index, value in zip(updates[::2], updates[1::2]):
-        out[index] += value
     return out
 
 
@@ -240,7 +232,6 @@ def loss_and_grad(
     # forward
     e1 = E1[ids]
     h2_zeros_rows = np.zeros((e1.shape[0], 32), dtype=DTYPE)  # [N, 32], used 4 times
-    a2 = np.empty((ids.shape[0], e1.shape[1], 128), dtype=DTYPE)
     f2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
     g2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
     i2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
@@ -259,7 +250,6 @@ def loss_and_grad(
         o2_t = _sigmoid_tanh(a2_t[:, 96:])
         c2_t = f2_t * c2_prev + g2_t * i2_t
         h2_t = o2_t * np.tanh(c2_t)
-        a2[:, t_2] = a2_t
         f2[:, t_2] = f2_t
         g2[:, t_2] = g2_t
         i2[:, t_2] = i2_t
@@ -309,16 +299,12 @@ def loss_and_grad(
         dL_di2_t = g2[:, t_2] * dL_dc2_t_2
         dL_dg2_t = i2[:, t_2] * dL_dc2_t_2
         dL_df2_t = c2_prev * dL_dc2_t_2
-        dL_da2_t = _index_add(
-            np.zeros_like(a2[:, t_2]),
-            np.s_[:, :32],
-            f2[:, t_2] * (1 - f2[:, t_2]) * dL_df2_t,
-            np.s_[:, 32:64],
-            (1 - g2[:, t_2] ** 2) * dL_dg2_t,
-            np.s_[:, 64:96],
-            i2[:, t_2] * (1 - i2[:, t_2]) * dL_di2_t,
-            np.s_[:, 96:],
-            o2[:, t_2] * (1 - o2[:, t_2]) * dL_do2_t,
+        dL_do2_t_in = o2[:, t_2] * (1 - o2[:, t_2]) * dL_do2_t
+        dL_di2_t_in = i2[:, t_2] * (1 - i2[:, t_2]) * dL_di2_t
+        dL_df2_t_in = f2[:, t_2] * (1 - f2[:, t_2]) * dL_df2_t
+        dL_dg2_t_in = (1 - g2[:, t_2] ** 2) * dL_dg2_t
+        dL_da2_t = np.concatenate(
+            [dL_df2_t_in, dL_dg2_t_in, dL_di2_t_in, dL_do2_t_in], axis=1
         )
         dL_db2 += np.sum(dL_da2_t, axis=0)
         dL_dh2_next = dL_da2_t @ Wh2.T
