@@ -86,6 +86,21 @@ def _logsumexp(x, axis=None, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
+def _matmul_rows(x, w, out=None):
+    """x @ w for a batch x ([N, T, D]) and a matrix w ([D, K]) as one product over all
+    the rows ([N*T, D] @ [D, K]), as the book's TimeAffine reshapes: NumPy's matmul runs
+    one product per leading index (bench/README.md, the LSTM: 42 -> 30 ms)."""
+    rows = np.reshape(x, (-1, x.shape[-1]))
+    if out is not None and out.flags.c_contiguous:  # its rows are a view to write into
+        np.matmul(rows, w, out=np.reshape(out, (-1, w.shape[-1])))
+        return out
+    product = np.reshape(rows @ w, x.shape[:-1] + w.shape[-1:])
+    if out is None:
+        return product
+    out[...] = product
+    return out
+
+
 def _one_hot(labels, classes, dtype):
     """``np.eye(classes)[labels]`` without the classes x classes identity (800 MB for a
     float64 vocabulary of 10,000): zeros with a 1 put at each label."""
@@ -163,7 +178,7 @@ def predict(params, ids):
         h2_prev = h2_t
     del e1, h2_zeros_rows
     hs2 = h2
-    y = h2 @ W3
+    y = _matmul_rows(h2, W3)
     y += b3
     return y
 
@@ -198,7 +213,7 @@ def loss(params, ids, t) -> float:
         h2_prev = h2_t
     del e1, h2_zeros_rows
     hs2 = h2
-    y = h2 @ W3
+    y = _matmul_rows(h2, W3)
     y += b3
     del h2, hs2
     # L_log_softmax: [N, T, 45]
@@ -259,7 +274,7 @@ def loss_and_grad(
         c2_prev = c2_t
         h2_prev = h2_t
     hs2 = h2
-    y = h2 @ W3
+    y = _matmul_rows(h2, W3)
     y += b3
     # L_log_softmax: [N, T, 45], used 2 times
     L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
@@ -277,7 +292,7 @@ def loss_and_grad(
     dL_dW3 = np.matmul(
         np.reshape(h2, (-1, 32)).T, np.reshape(dL_dy, (-1, 45)), out=grads.get("W3")
     )
-    dL_dh2 = dL_dy @ W3.T
+    dL_dh2 = _matmul_rows(dL_dy, W3.T)
     del y, L_log_softmax, dL_dy
     # a2[t_2] = e1[:, t_2] @ Wx2 + h2[t_2 - 1] @ Wh2 + b2
     #   zeros_rows(x) does not depend on the values of x

@@ -257,7 +257,7 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
                         break
             # An out= form calls NumPy, or the op's own helper (``_sigmoid_tanh(a,
             # out=a)``, the fast style's); an augmented update calls neither.
-            out_helpers = st.arg_helpers | frozenset(prim.helpers_for(target))
+            out_helpers = st.arg_helpers | frozenset(prim.helpers_for(target, node))
             if direct is not None:  # straight into the caller's buffer
                 code = [f"{st.name} = {direct}"]
                 computed_into = True

@@ -136,7 +136,7 @@ class Printer:
             args = [self._printed[a.id] for a in n.args]
             self._printed[n.id] = self.emit(n, args)
             self._uses[n.id] = _union([self._uses[a.id] for a in prim.printed(n)],
-                                      prim.helpers_for(self.target))
+                                      prim.helpers_for(self.target, n))
         return self._printed[node.id]
 
     def emit(self, node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:

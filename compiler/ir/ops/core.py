@@ -127,10 +127,10 @@ class Primitive:
     # What the printed code needs beyond "every argument, no helper": the arguments
     # ``emit`` leaves out (the fused loss prints its log-softmax, not the logits), and the
     # module helpers (``kernels``) that ``emit`` calls (argument indices, or a function
-    # of the attributes giving them). Codegen copies in, and buffer planning keeps
-    # alive, exactly what the printed statements need.
+    # of the attributes giving them; helpers: or a function of the node). Codegen copies
+    # in, and buffer planning keeps alive, exactly what the printed statements need.
     unprinted: tuple[int, ...] | Callable[[dict], tuple[int, ...]] = ()
-    helpers: tuple[str, ...] = ()
+    helpers: tuple[str, ...] | Callable[[Node], tuple[str, ...]] = ()
     # The PyTorch target's printer, buffer form and helpers (``torch_kernels``), as
     # ``emit``, ``out_form`` and ``helpers`` are NumPy's. The torch module computes in
     # the local ``dtype`` on the local ``device`` (what its function's inputs say).
@@ -167,8 +167,12 @@ class Primitive:
         """The function printing this op for ``target`` ("numpy" or "torch")."""
         return self.torch if target == "torch" else self.emit
 
-    def helpers_for(self, target: str = "numpy") -> tuple[str, ...]:
-        return self.torch_helpers if target == "torch" else self.helpers
+    def helpers_for(self, target: str = "numpy", node: Node | None = None
+                    ) -> tuple[str, ...]:
+        """The helpers ``node``'s printed form calls (``helpers`` may be a function of
+        the node, for a form that calls one only for some shapes)."""
+        helpers = self.torch_helpers if target == "torch" else self.helpers
+        return helpers(node) if callable(helpers) else helpers
 
     def update_lines(self, args: list[str], attrs: dict, name: str, node: Node,
                      target: str = "numpy") -> list[str]:

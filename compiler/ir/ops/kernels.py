@@ -83,6 +83,21 @@ def _logsumexp(x, axis=None, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
+def _matmul_rows(x, w, out=None):
+    """x @ w for a batch x ([N, T, D]) and a matrix w ([D, K]) as one product over all
+    the rows ([N*T, D] @ [D, K]), as the book's TimeAffine reshapes: NumPy's matmul runs
+    one product per leading index (bench/README.md, the LSTM: 42 -> 30 ms)."""
+    rows = np.reshape(x, (-1, x.shape[-1]))
+    if out is not None and out.flags.c_contiguous:  # its rows are a view to write into
+        np.matmul(rows, w, out=np.reshape(out, (-1, w.shape[-1])))
+        return out
+    product = np.reshape(rows @ w, x.shape[:-1] + w.shape[-1:])
+    if out is None:
+        return product
+    out[...] = product
+    return out
+
+
 def _index_add(x, *updates):
     """A copy of x with each value added into its positions: out[index] += value."""
     out = x.copy()

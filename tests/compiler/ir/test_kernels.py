@@ -71,7 +71,8 @@ def test_each_helper_runs_alone(name):
             "_embed_grad": IDS_AND_ROWS, "_embed_grad_sorted": IDS_AND_ROWS,
             "_masked_softmax": (x, np.tri(4, dtype=bool)),
             "_sinusoidal": (7, 6, np.float64), "_first_rows": (x, 1),
-            "_pad_rows": (x, 4), "_one_hot": (IDS_AND_ROWS[0], 6, np.float32)}.get(name, (x,))
+            "_pad_rows": (x, 4), "_one_hot": (IDS_AND_ROWS[0], 6, np.float32),
+            "_matmul_rows": (x, x[0, 0])}.get(name, (x,))
     close(scope[name](*args), FUNCTIONS[name](*args))
 
 
@@ -185,6 +186,18 @@ def test_index_add_adds_into_a_copy():
     want[:, ::2] += t(b)
     close(out, want)
     close(x, before)
+
+
+def test_matmul_rows_is_matmul_into_any_buffer():
+    """One product over all rows: the same as matmul, fresh or into a buffer, also one
+    whose rows are not a view of it (a transposed array) and a batch that is a view."""
+    x, w = RNG.normal(size=(4, 2, 5, 3)), RNG.normal(size=(3, 6))
+    want = np.matmul(x, w)
+    close(kernels._matmul_rows(x, w), want)
+    close(kernels._matmul_rows(np.swapaxes(x, 1, 2), w), np.matmul(np.swapaxes(x, 1, 2), w))
+    for out in (np.empty(want.shape), np.empty(want.shape[::-1]).T):
+        assert kernels._matmul_rows(x, w, out=out) is out
+        close(out, want)
 
 
 # ----------------------------------------------------------------------------- convolution
