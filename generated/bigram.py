@@ -39,14 +39,7 @@ CONFIG = {
         "kept": {"N*T": 376},
         "moments": [
             ("y", ("N", "T", 45), "float64", {"": 8, "N*T": 728}, True, "embed"),
-            (
-                "the exp of line 11",
-                ("N", "T", 45),
-                "float64",
-                {"N*T": 720},
-                False,
-                "exp",
-            ),
+            ("dL_dy", ("N", "T", 45), "float64", {"": 16200, "N*T": 368}, False, "mul"),
         ],
     },
     "perplexity": True,
@@ -79,11 +72,16 @@ def _logsumexp(x, axis=None, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def _one_hot(labels, classes, dtype):
-    """``np.eye(classes)[labels]`` without the classes x classes identity (800 MB for a
-    float64 vocabulary of 10,000): zeros with a 1 put at each label."""
-    out = np.zeros(np.shape(labels) + (classes,), dtype=dtype)
-    np.put_along_axis(out, np.asarray(labels)[..., None], 1, axis=-1)
+def _minus_one_hot(p, labels, out=None):
+    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
+    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
+    1``), with no [..., classes] table of zeros."""
+    if out is None:
+        out = p.copy()
+    elif out is not p:
+        out[...] = p
+    at = np.asarray(labels)[..., None]
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
     return out
 
 
@@ -137,7 +135,7 @@ def loss_and_grad(params, ids, t, *, scale=1.0) -> tuple[float, dict[str, np.nda
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy -= _one_hot(t, 45, DTYPE)
+    dL_dy = _minus_one_hot(dL_dy, t, out=dL_dy)
     dL_dy *= scale / L_mul
     # y = embed(ids, E1)
     #   E[ids] picks rows, so dL/dE[i] = the sum of dL/dout over the positions of id i

@@ -101,11 +101,16 @@ def _matmul_rows(x, w, out=None):
     return out
 
 
-def _one_hot(labels, classes, dtype):
-    """``np.eye(classes)[labels]`` without the classes x classes identity (800 MB for a
-    float64 vocabulary of 10,000): zeros with a 1 put at each label."""
-    out = np.zeros(np.shape(labels) + (classes,), dtype=dtype)
-    np.put_along_axis(out, np.asarray(labels)[..., None], 1, axis=-1)
+def _minus_one_hot(p, labels, out=None):
+    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
+    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
+    1``), with no [..., classes] table of zeros."""
+    if out is None:
+        out = p.copy()
+    elif out is not p:
+        out[...] = p
+    at = np.asarray(labels)[..., None]
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
     return out
 
 
@@ -285,7 +290,7 @@ def loss_and_grad(
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy -= _one_hot(t, 45, DTYPE)
+    dL_dy = _minus_one_hot(dL_dy, t, out=dL_dy)
     dL_dy *= scale / L_mul
     # y = hs2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_dy, axis=(0, 1), out=grads.get("b3"))

@@ -106,7 +106,8 @@ class Primitive:
     # -> text; and the augmented-assignment operator for "a = fresh; a += b" ("+="), or
     # a function (args, attrs, name) -> the lines that update ``name``, which holds the
     # first argument, with the others ("dL_dx[:, :3] += dL_dh"). Used by buffer planning.
-    # An out= form calls NumPy or the op's own ``helpers``; an augmented one calls none.
+    # An out= form calls NumPy or the op's own ``helpers``; an augmented one calls none,
+    # or (a callable's lines) the op's own.
     out_form: str | Callable | None = None  # a callable: (args, attrs, out, node) -> text
     augmented: str | Callable | None = None
     # Constant folding of scalars, in plain Python (None: never folded).

@@ -72,7 +72,8 @@ def test_each_helper_runs_alone(name):
             "_masked_softmax": (x, np.tri(4, dtype=bool)),
             "_sinusoidal": (7, 6, np.float64), "_first_rows": (x, 1),
             "_pad_rows": (x, 4), "_one_hot": (IDS_AND_ROWS[0], 6, np.float32),
-            "_matmul_rows": (x, x[0, 0])}.get(name, (x,))
+            "_matmul_rows": (x, x[0, 0]),
+            "_minus_one_hot": (IDS_AND_ROWS[1], IDS_AND_ROWS[0] % 2)}.get(name, (x,))
     close(scope[name](*args), FUNCTIONS[name](*args))
 
 
@@ -173,6 +174,20 @@ def test_logsumexp_against_torch(axis, keepdims):
     dims = tuple(range(3)) if axis is None else axis
     close(kernels._logsumexp(x, axis=axis, keepdims=keepdims),
           torch.logsumexp(t(x), dim=dims, keepdim=keepdims))
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 4)])
+def test_minus_one_hot_is_minus_the_one_hot_table_in_any_buffer(shape):
+    p, labels = RNG.normal(size=shape + (6,)), RNG.integers(0, 6, size=shape)
+    want = p - kernels._one_hot(labels, 6, p.dtype)
+    before = p.copy()
+    close(kernels._minus_one_hot(p, labels), want)
+    close(p, before)
+    out = np.empty_like(p)
+    assert kernels._minus_one_hot(p, labels, out=out) is out
+    close(out, want)
+    assert kernels._minus_one_hot(p, labels, out=p) is p
+    close(p, want)
 
 
 @with_torch
