@@ -65,10 +65,14 @@ def _embed_grad_sorted(ids, g, rows):
     return out
 
 
-def _logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))), shifted by the maximum for stability."""
+def _logsumexp_shifted(x, axis=None, keepdims=False):
+    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
     m = np.max(x, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    out = np.log(np.sum(e, axis=axis, keepdims=True))
+    out += m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
@@ -109,7 +113,7 @@ def loss(params, ids, t) -> float:
     E1 = params["E1"]
     y = E1[ids]
     # L_log_softmax: [N, T, 45]
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     L_mul = ids.shape[0] * ids.shape[1]  # scalar
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
     return float(L)
@@ -127,7 +131,7 @@ def loss_and_grad(params, ids, t, *, scale=1.0) -> tuple[float, dict[str, np.nda
     # forward
     y = E1[ids]
     # L_log_softmax: [N, T, 45], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     L_mul = ids.shape[0] * ids.shape[1]  # scalar
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
 

@@ -97,10 +97,14 @@ def _im2col(x, kh, kw, stride=1, pad=0):
     return col.copy() if np.may_share_memory(col, x) else col
 
 
-def _logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))), shifted by the maximum for stability."""
+def _logsumexp_shifted(x, axis=None, keepdims=False):
+    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
     m = np.max(x, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    out = np.log(np.sum(e, axis=axis, keepdims=True))
+    out += m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
@@ -268,7 +272,7 @@ def loss(params, x, t) -> float:
     y += b3
     del a2, z2
     # L_log_softmax: [N, 10]
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
     return float(L)
 
@@ -307,7 +311,7 @@ def loss_and_grad(
     y = z2 @ W3
     y += b3
     # L_log_softmax: [N, 10], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
     # p1_argmax: [4, N, 16, 4, 4] bool, taken now so z1 can be released
     p1_argmax = _max_pool_mask(z1, p1, 2, stride=2, pad=0)

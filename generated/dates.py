@@ -123,10 +123,14 @@ def _embed_grad_sorted(ids, g, rows):
     return out
 
 
-def _logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))), shifted by the maximum for stability."""
+def _logsumexp_shifted(x, axis=None, keepdims=False):
+    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
     m = np.max(x, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    out = np.log(np.sum(e, axis=axis, keepdims=True))
+    out += m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
@@ -342,7 +346,7 @@ def loss(params, x, t) -> float:
     y += o
     del h2, a
     # L_log_softmax: [N, 10, 66]
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     L_mul = 10 * x.shape[0]  # scalar
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
     return float(L)
@@ -425,7 +429,7 @@ def loss_and_grad(
     y = _matmul_rows(y_add, O)
     y += o
     # L_log_softmax: [N, 10, 66], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     L_mul = 10 * x.shape[0]  # scalar
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
 

@@ -111,6 +111,17 @@ def _matmul_rows(x, w, out=None):
     return out
 
 
+def _logsumexp_shifted(x, axis=None, keepdims=False):
+    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    out = np.log(np.sum(e, axis=axis, keepdims=True))
+    out += m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
 def _index_add(x, *updates):
     """A copy of x with each value added into its positions: out[index] += value."""
     out = x.copy()
