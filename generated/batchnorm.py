@@ -116,10 +116,14 @@ CONFIG = {
 }
 
 
-def _logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))), shifted by the maximum for stability."""
+def _logsumexp_shifted(x, axis=None, keepdims=False):
+    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
     m = np.max(x, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    out = np.log(np.sum(e, axis=axis, keepdims=True))
+    out += m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
@@ -387,7 +391,7 @@ def loss(params, x, t, *, state, training=False) -> float:
     z5 = np.maximum(bn5, 0, out=bn5)
     y = z5 @ W6
     y += b6
-    L = -np.sum(t * (y - _logsumexp(y, axis=1, keepdims=True))) / x.shape[0]
+    L = -np.sum(t * (y - _logsumexp_shifted(y, axis=1, keepdims=True))) / x.shape[0]
     return float(L)
 
 
@@ -522,7 +526,7 @@ def loss_and_grad(
     y = z5 @ W6
     y += b6
     # L_log_softmax: [N, 10], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
     L = -np.sum(t * L_log_softmax) / x.shape[0]
 
     # backward
@@ -775,7 +779,7 @@ def _loss_training(params, x, t, *, state) -> float:
     z5 = np.maximum(bn5, 0, out=bn5)
     y = z5 @ W6
     y += b6
-    L = -np.sum(t * (y - _logsumexp(y, axis=1, keepdims=True))) / x.shape[0]
+    L = -np.sum(t * (y - _logsumexp_shifted(y, axis=1, keepdims=True))) / x.shape[0]
     return float(L)
 
 
@@ -869,7 +873,7 @@ def _loss_and_grad_inference(
     y = z5 @ W6
     y += b6
     # L_log_softmax: [N, 10], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
     L = -np.sum(t * L_log_softmax) / x.shape[0]
 
     # backward

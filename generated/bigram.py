@@ -39,14 +39,7 @@ CONFIG = {
         "kept": {"N*T": 376},
         "moments": [
             ("y", ("N", "T", 45), "float64", {"": 8, "N*T": 728}, True, "embed"),
-            (
-                "the exp of line 11",
-                ("N", "T", 45),
-                "float64",
-                {"N*T": 720},
-                False,
-                "exp",
-            ),
+            ("dL_dy", ("N", "T", 45), "float64", {"": 16200, "N*T": 368}, False, "mul"),
         ],
     },
     "perplexity": True,
@@ -72,18 +65,27 @@ def _embed_grad_sorted(ids, g, rows):
     return out
 
 
-def _logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))), shifted by the maximum for stability."""
+def _logsumexp_shifted(x, axis=None, keepdims=False):
+    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
     m = np.max(x, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    out = np.log(np.sum(e, axis=axis, keepdims=True))
+    out += m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def _one_hot(labels, classes, dtype):
-    """``np.eye(classes)[labels]`` without the classes x classes identity (800 MB for a
-    float64 vocabulary of 10,000): zeros with a 1 put at each label."""
-    out = np.zeros(np.shape(labels) + (classes,), dtype=dtype)
-    np.put_along_axis(out, np.asarray(labels)[..., None], 1, axis=-1)
+def _minus_one_hot(p, labels, out=None):
+    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
+    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
+    1``), with no [..., classes] table of zeros."""
+    if out is None:
+        out = p.copy()
+    elif out is not p:
+        out[...] = p
+    at = np.asarray(labels)[..., None]
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
     return out
 
 
@@ -111,7 +113,7 @@ def loss(params, ids, t) -> float:
     E1 = params["E1"]
     y = E1[ids]
     # L_log_softmax: [N, T, 45]
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     L_mul = ids.shape[0] * ids.shape[1]  # scalar
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
     return float(L)
@@ -129,7 +131,7 @@ def loss_and_grad(params, ids, t, *, scale=1.0) -> tuple[float, dict[str, np.nda
     # forward
     y = E1[ids]
     # L_log_softmax: [N, T, 45], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     L_mul = ids.shape[0] * ids.shape[1]  # scalar
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
 
@@ -137,7 +139,7 @@ def loss_and_grad(params, ids, t, *, scale=1.0) -> tuple[float, dict[str, np.nda
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy -= _one_hot(t, 45, DTYPE)
+    dL_dy = _minus_one_hot(dL_dy, t, out=dL_dy)
     dL_dy *= scale / L_mul
     # y = embed(ids, E1)
     #   E[ids] picks rows, so dL/dE[i] = the sum of dL/dout over the positions of id i

@@ -81,18 +81,42 @@ def _embed_grad_sorted(ids, g, rows):
     return out
 
 
-def _logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))), shifted by the maximum for stability."""
+def _logsumexp_shifted(x, axis=None, keepdims=False):
+    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
     m = np.max(x, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    out = np.log(np.sum(e, axis=axis, keepdims=True))
+    out += m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def _one_hot(labels, classes, dtype):
-    """``np.eye(classes)[labels]`` without the classes x classes identity (800 MB for a
-    float64 vocabulary of 10,000): zeros with a 1 put at each label."""
-    out = np.zeros(np.shape(labels) + (classes,), dtype=dtype)
-    np.put_along_axis(out, np.asarray(labels)[..., None], 1, axis=-1)
+def _matmul_rows(x, w, out=None):
+    """x @ w for a batch x ([N, T, D]) and a matrix w ([D, K]) as one product over all
+    the rows ([N*T, D] @ [D, K]), as the book's TimeAffine reshapes: NumPy's matmul runs
+    one product per leading index (bench/README.md, the LSTM: 42 -> 30 ms)."""
+    rows = np.reshape(x, (-1, x.shape[-1]))
+    if out is not None and out.flags.c_contiguous:  # its rows are a view to write into
+        np.matmul(rows, w, out=np.reshape(out, (-1, w.shape[-1])))
+        return out
+    product = np.reshape(rows @ w, x.shape[:-1] + w.shape[-1:])
+    if out is None:
+        return product
+    out[...] = product
+    return out
+
+
+def _minus_one_hot(p, labels, out=None):
+    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
+    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
+    1``), with no [..., classes] table of zeros."""
+    if out is None:
+        out = p.copy()
+    elif out is not p:
+        out[...] = p
+    at = np.asarray(labels)[..., None]
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
     return out
 
 
@@ -144,7 +168,7 @@ def predict(params, x):
         h2_prev = h2_t
     del e1, h2_zeros_rows
     hs2 = h2
-    y = h2 @ W3
+    y = _matmul_rows(h2, W3)
     y += b3
     return y
 
@@ -171,12 +195,12 @@ def loss(params, x, t) -> float:
         h2_prev = h2_t
     del e1, h2_zeros_rows
     hs2 = h2
-    y = h2 @ W3
+    y = _matmul_rows(h2, W3)
     y += b3
     del h2, hs2
     t_mask = t != 0  # [N, T], used 2 times
     # L_log_softmax: [N, T, 10]
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     L_count_kept = max(np.count_nonzero(t_mask), 1)  # scalar
     L = (
         -np.sum(
@@ -220,10 +244,10 @@ def loss_and_grad(
         h2[:, t_2] = h2_t
         h2_prev = h2_t
     hs2 = h2
-    y = h2 @ W3
+    y = _matmul_rows(h2, W3)
     y += b3
     # L_log_softmax: [N, T, 10], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     t_mask = t != 0  # [N, T], used 3 times
     L_count_kept = max(np.count_nonzero(t_mask), 1)  # scalar, used 2 times
     L = (
@@ -232,23 +256,23 @@ def loss_and_grad(
         )
         / L_count_kept
     )
-    # dL_dy_sub: [N, T, 10]
-    dL_dy_sub = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy_sub -= _one_hot(t, 10, DTYPE)
+    # dL_dy_mul: [N, T, 10]
+    dL_dy_mul = np.exp(L_log_softmax, out=L_log_softmax)
+    dL_dy_mul = _minus_one_hot(dL_dy_mul, t, out=dL_dy_mul)
+    dL_dy_mul *= np.expand_dims(t_mask, 2)
+    del t_mask
 
     # backward
     # loss L = softmax_cross_entropy(y, t, ignore=0)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.multiply(dL_dy_sub, np.expand_dims(t_mask, 2), out=dL_dy_sub)
-    dL_dy *= scale / L_count_kept
-    del t_mask
+    dL_dy = np.multiply(scale / L_count_kept, dL_dy_mul, out=dL_dy_mul)
     # y = hs2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_dy, axis=(0, 1), out=grads.get("b3"))
     dL_dW3 = np.matmul(
         np.reshape(h2, (-1, 64)).T, np.reshape(dL_dy, (-1, 10)), out=grads.get("W3")
     )
-    dL_dh2 = dL_dy @ W3.T
-    del y, L_log_softmax, dL_dy_sub, dL_dy
+    dL_dh2 = _matmul_rows(dL_dy, W3.T)
+    del y, L_log_softmax, dL_dy_mul, dL_dy
     # h2[t_2] = tanh(e1[:, t_2] @ Wx2 + h2[t_2 - 1] @ Wh2 + b2) from 0
     #   zeros_rows(x) does not depend on the values of x
     dL_de1 = np.zeros_like(e1)

@@ -123,18 +123,42 @@ def _embed_grad_sorted(ids, g, rows):
     return out
 
 
-def _logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))), shifted by the maximum for stability."""
+def _logsumexp_shifted(x, axis=None, keepdims=False):
+    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
     m = np.max(x, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    out = np.log(np.sum(e, axis=axis, keepdims=True))
+    out += m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def _one_hot(labels, classes, dtype):
-    """``np.eye(classes)[labels]`` without the classes x classes identity (800 MB for a
-    float64 vocabulary of 10,000): zeros with a 1 put at each label."""
-    out = np.zeros(np.shape(labels) + (classes,), dtype=dtype)
-    np.put_along_axis(out, np.asarray(labels)[..., None], 1, axis=-1)
+def _matmul_rows(x, w, out=None):
+    """x @ w for a batch x ([N, T, D]) and a matrix w ([D, K]) as one product over all
+    the rows ([N*T, D] @ [D, K]), as the book's TimeAffine reshapes: NumPy's matmul runs
+    one product per leading index (bench/README.md, the LSTM: 42 -> 30 ms)."""
+    rows = np.reshape(x, (-1, x.shape[-1]))
+    if out is not None and out.flags.c_contiguous:  # its rows are a view to write into
+        np.matmul(rows, w, out=np.reshape(out, (-1, w.shape[-1])))
+        return out
+    product = np.reshape(rows @ w, x.shape[:-1] + w.shape[-1:])
+    if out is None:
+        return product
+    out[...] = product
+    return out
+
+
+def _minus_one_hot(p, labels, out=None):
+    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
+    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
+    1``), with no [..., classes] table of zeros."""
+    if out is None:
+        out = p.copy()
+    elif out is not p:
+        out[...] = p
+    at = np.asarray(labels)[..., None]
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
     return out
 
 
@@ -226,10 +250,10 @@ def predict(params, x):
     o = params["o"]
     h0 = E[x]
     h0 += _sinusoidal(x.shape[1], 32, DTYPE)
-    s = h0 @ Wq @ np.swapaxes(h0 @ Wk, -1, -2)
+    s = _matmul_rows(h0, Wq) @ np.swapaxes(_matmul_rows(h0, Wk), -1, -2)
     s /= np.sqrt(32)
     # h1_mu_add: [N, T, 32], used 3 times
-    h1_mu_add = np.add(h0, _softmax(s, axis=2) @ (h0 @ Wv), out=h0)
+    h1_mu_add = np.add(h0, _softmax(s, axis=2) @ _matmul_rows(h0, Wv), out=h0)
     del s
     h1_mu = np.mean(h1_mu_add, axis=2, keepdims=True)
     h1_xc = np.subtract(h1_mu_add, h1_mu, out=h1_mu_add)
@@ -243,7 +267,7 @@ def predict(params, x):
     h1 += b1
     del h0, h1_mu_add, h1_xc, h1_xn
     # h2_mu_add: [N, T, 32], used 3 times
-    h2_mu_add = h1 + np.maximum(h1 @ F1 + c1, 0) @ F2
+    h2_mu_add = h1 + _matmul_rows(np.maximum(_matmul_rows(h1, F1) + c1, 0), F2)
     h2_mu_add += c2
     del h1
     h2_mu = np.mean(h2_mu_add, axis=2, keepdims=True)
@@ -257,8 +281,8 @@ def predict(params, x):
     h2 = g2 * h2_xn
     h2 += b2
     del h2_mu_add, h2_xc, h2_xn
-    a = _softmax(Q @ np.swapaxes(h2 @ Uk, -1, -2) / np.sqrt(32), axis=2)
-    y = (a @ (h2 @ Uv) + Q) @ O
+    a = _softmax(Q @ np.swapaxes(_matmul_rows(h2, Uk), -1, -2) / np.sqrt(32), axis=2)
+    y = _matmul_rows(a @ _matmul_rows(h2, Uv) + Q, O)
     y += o
     return y
 
@@ -286,10 +310,10 @@ def loss(params, x, t) -> float:
     o = params["o"]
     h0 = E[x]
     h0 += _sinusoidal(x.shape[1], 32, DTYPE)
-    s = h0 @ Wq @ np.swapaxes(h0 @ Wk, -1, -2)
+    s = _matmul_rows(h0, Wq) @ np.swapaxes(_matmul_rows(h0, Wk), -1, -2)
     s /= np.sqrt(32)
     # h1_mu_add: [N, T, 32], used 3 times
-    h1_mu_add = np.add(h0, _softmax(s, axis=2) @ (h0 @ Wv), out=h0)
+    h1_mu_add = np.add(h0, _softmax(s, axis=2) @ _matmul_rows(h0, Wv), out=h0)
     del s
     h1_mu = np.mean(h1_mu_add, axis=2, keepdims=True)
     h1_xc = np.subtract(h1_mu_add, h1_mu, out=h1_mu_add)
@@ -303,7 +327,7 @@ def loss(params, x, t) -> float:
     h1 += b1
     del h0, h1_mu_add, h1_xc, h1_xn
     # h2_mu_add: [N, T, 32], used 3 times
-    h2_mu_add = h1 + np.maximum(h1 @ F1 + c1, 0) @ F2
+    h2_mu_add = h1 + _matmul_rows(np.maximum(_matmul_rows(h1, F1) + c1, 0), F2)
     h2_mu_add += c2
     del h1
     h2_mu = np.mean(h2_mu_add, axis=2, keepdims=True)
@@ -317,12 +341,12 @@ def loss(params, x, t) -> float:
     h2 = g2 * h2_xn
     h2 += b2
     del h2_mu_add, h2_xc, h2_xn
-    a = _softmax(Q @ np.swapaxes(h2 @ Uk, -1, -2) / np.sqrt(32), axis=2)
-    y = (a @ (h2 @ Uv) + Q) @ O
+    a = _softmax(Q @ np.swapaxes(_matmul_rows(h2, Uk), -1, -2) / np.sqrt(32), axis=2)
+    y = _matmul_rows(a @ _matmul_rows(h2, Uv) + Q, O)
     y += o
     del h2, a
     # L_log_softmax: [N, 10, 66]
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     L_mul = 10 * x.shape[0]  # scalar
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
     return float(L)
@@ -364,13 +388,13 @@ def loss_and_grad(
     # forward
     h0 = E[x]
     h0 += _sinusoidal(x.shape[1], 32, DTYPE)
-    s_matmul = h0 @ Wq  # [N, T, 32], used 2 times
-    s_matmul_2 = h0 @ Wk  # [N, T, 32], used 2 times
+    s_matmul = _matmul_rows(h0, Wq)  # [N, T, 32], used 2 times
+    s_matmul_2 = _matmul_rows(h0, Wk)  # [N, T, 32], used 2 times
     s = s_matmul @ np.swapaxes(s_matmul_2, -1, -2)
     s /= np.sqrt(32)
     h1_mu_softmax = _softmax(s, axis=2)  # [N, T, T], used 4 times
     del s
-    h1_mu_matmul = h0 @ Wv  # [N, T, 32], used 2 times
+    h1_mu_matmul = _matmul_rows(h0, Wv)  # [N, T, 32], used 2 times
     # h1_mu_add: [N, T, 32], used 3 times
     h1_mu_add = h1_mu_softmax @ h1_mu_matmul
     h1_mu_add += h0
@@ -383,9 +407,9 @@ def loss_and_grad(
     h1_xn = np.divide(h1_xc, h1_std, out=h1_xc)
     h1 = g1 * h1_xn
     h1 += b1
-    h2_mu_relu = np.maximum(h1 @ F1 + c1, 0)  # [N, T, 64], used 3 times
+    h2_mu_relu = np.maximum(_matmul_rows(h1, F1) + c1, 0)  # [N, T, 64], used 3 times
     # h2_mu_add: [N, T, 32], used 3 times
-    h2_mu_add = h1 + h2_mu_relu @ F2
+    h2_mu_add = h1 + _matmul_rows(h2_mu_relu, F2)
     h2_mu_add += c2
     h2_mu = np.mean(h2_mu_add, axis=2, keepdims=True)
     h2_xc = np.subtract(h2_mu_add, h2_mu, out=h2_mu_add)
@@ -396,16 +420,16 @@ def loss_and_grad(
     h2_xn = np.divide(h2_xc, h2_std, out=h2_xc)
     h2 = g2 * h2_xn
     h2 += b2
-    a_matmul = h2 @ Uk  # [N, T, 32], used 2 times
+    a_matmul = _matmul_rows(h2, Uk)  # [N, T, 32], used 2 times
     a = _softmax(Q @ np.swapaxes(a_matmul, -1, -2) / np.sqrt(32), axis=2)
-    y_matmul = h2 @ Uv  # [N, T, 32], used 2 times
+    y_matmul = _matmul_rows(h2, Uv)  # [N, T, 32], used 2 times
     # y_add: [N, 10, 32], used 2 times
     y_add = a @ y_matmul
     y_add += Q
-    y = y_add @ O
+    y = _matmul_rows(y_add, O)
     y += o
     # L_log_softmax: [N, 10, 66], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     L_mul = 10 * x.shape[0]  # scalar
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
 
@@ -413,7 +437,7 @@ def loss_and_grad(
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy -= _one_hot(t, 66, DTYPE)
+    dL_dy = _minus_one_hot(dL_dy, t, out=dL_dy)
     dL_dy *= scale / L_mul
     # y = (a @ (h2 @ Uv) + Q) @ O + o
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
@@ -422,7 +446,7 @@ def loss_and_grad(
         np.reshape(y_add, (-1, 32)).T, np.reshape(dL_dy, (-1, 66)), out=grads.get("O")
     )
     del y_add
-    dL_dUv_matmul = dL_dy @ O.T  # [N, 10, 32], used 3 times
+    dL_dUv_matmul = _matmul_rows(dL_dy, O.T)  # [N, 10, 32], used 3 times
     del y, L_log_softmax, dL_dy
     dL_dUv_matmul_2 = np.swapaxes(a, -1, -2) @ dL_dUv_matmul  # [N, T, 32], used 2 times
     dL_dUv = np.matmul(
@@ -445,7 +469,8 @@ def loss_and_grad(
     del dL_dUv_matmul
     # a = softmax(Q @ swapaxes(h2 @ Uk, -1, -2) / sqrt(D))
     #   softmax's Jacobian-vector product from its output p: p (g - sum(g p))
-    dL_dUk_matmul = np.swapaxes(dL_dQ_div, -1, -2) @ Q  # [N, T, 32], used 2 times
+    # dL_dUk_matmul: [N, T, 32], used 2 times
+    dL_dUk_matmul = _matmul_rows(np.swapaxes(dL_dQ_div, -1, -2), Q)
     del dL_da, dL_dQ_div
     dL_dUk = np.matmul(
         np.reshape(h2, (-1, 32)).T,
@@ -455,8 +480,8 @@ def loss_and_grad(
     del h2
     # y = (a @ (h2 @ Uv) + Q) @ O + o and 1 more
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
-    dL_dh2 = dL_dUv_matmul_2 @ Uv.T
-    dL_dh2 += dL_dUk_matmul @ Uk.T
+    dL_dh2 = _matmul_rows(dL_dUv_matmul_2, Uv.T)
+    dL_dh2 += _matmul_rows(dL_dUk_matmul, Uk.T)
     del dL_dUv_matmul_2, dL_dUk_matmul
     # h2 = layer_norm(h1 + relu(h1 @ F1 + c1) @ F2 + c2, g2, b2)
     #   layer norm's closed form: dx = (gg - mean(gg) - xn mean(gg xn)) / std, gg =
@@ -480,7 +505,7 @@ def loss_and_grad(
         out=grads.get("F2"),
     )
     # dL_dc1_mul: [N, T, 64], used 3 times
-    dL_dc1_mul = dL_dh2_mu_in @ F2.T
+    dL_dc1_mul = _matmul_rows(dL_dh2_mu_in, F2.T)
     dL_dc1_mul *= h2_mu_relu > 0
     del h2_mu_relu
     dL_dc1 = np.sum(dL_dc1_mul, axis=(0, 1), out=grads.get("c1"))
@@ -490,7 +515,7 @@ def loss_and_grad(
         out=grads.get("F1"),
     )
     del h1
-    dL_dh1 = np.add(dL_dh2_mu_in, dL_dc1_mul @ F1.T, out=dL_dh2_mu_in)
+    dL_dh1 = np.add(dL_dh2_mu_in, _matmul_rows(dL_dc1_mul, F1.T), out=dL_dh2_mu_in)
     del dL_dc1_mul
     # h1 = layer_norm(h0 + softmax(s) @ (h0 @ Wv), g1, b1)
     #   layer norm's closed form: dx = (gg - mean(gg) - xn mean(gg xn)) / std, gg =
@@ -544,11 +569,14 @@ def loss_and_grad(
     #   layer norm's closed form: dx = (gg - mean(gg) - xn mean(gg xn)) / std, gg =
     #   gamma g
     # sum_dL_dh0: [N, T, 32]
-    sum_dL_dh0 = dL_dh1_mu_in + dL_dWv_matmul @ Wv.T
-    sum_dL_dh0 += dL_dWk_matmul @ Wk.T
-    del dL_dh2, h2_grad_scaled, dL_dh2_mu_in, dL_dh1, h1_grad_scaled, dL_dh1_mu_in
-    del dL_dWv_matmul, dL_dWk_matmul
-    dL_dh0 = np.add(sum_dL_dh0, dL_dWq_matmul @ Wq.T, out=sum_dL_dh0)
+    sum_dL_dh0 = np.add(
+        dL_dh1_mu_in, _matmul_rows(dL_dWv_matmul, Wv.T), out=dL_dh1_mu_in
+    )
+    del dL_dWv_matmul
+    # sum_dL_dh0_2: [N, T, 32]
+    sum_dL_dh0_2 = np.add(sum_dL_dh0, _matmul_rows(dL_dWk_matmul, Wk.T), out=sum_dL_dh0)
+    del dL_dWk_matmul
+    dL_dh0 = np.add(sum_dL_dh0_2, _matmul_rows(dL_dWq_matmul, Wq.T), out=sum_dL_dh0_2)
     # h0 = embed(x, E) + sinusoidal(T, D)
     #   E[ids] picks rows, so dL/dE[i] = the sum of dL/dout over the positions of id i
     dL_dE = _embed_grad_sorted(x, dL_dh0, 66)

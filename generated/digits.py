@@ -50,10 +50,14 @@ CONFIG = {
 }
 
 
-def _logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))), shifted by the maximum for stability."""
+def _logsumexp_shifted(x, axis=None, keepdims=False):
+    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
     m = np.max(x, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    out = np.log(np.sum(e, axis=axis, keepdims=True))
+    out += m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
@@ -103,7 +107,7 @@ def loss(params, x, t) -> float:
     z1 = np.maximum(a1, 0, out=a1)
     y = z1 @ W2
     y += b2
-    L = -np.sum(t * (y - _logsumexp(y, axis=1, keepdims=True))) / x.shape[0]
+    L = -np.sum(t * (y - _logsumexp_shifted(y, axis=1, keepdims=True))) / x.shape[0]
     return float(L)
 
 
@@ -133,7 +137,7 @@ def loss_and_grad(
     y = z1 @ W2
     y += b2
     # L_log_softmax: [N, 10], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
     L = -np.sum(t * L_log_softmax) / x.shape[0]
 
     # backward

@@ -52,6 +52,21 @@ CONFIG = {
 }
 
 
+def _matmul_rows(x, w, out=None):
+    """x @ w for a batch x ([N, T, D]) and a matrix w ([D, K]) as one product over all
+    the rows ([N*T, D] @ [D, K]), as the book's TimeAffine reshapes: NumPy's matmul runs
+    one product per leading index (bench/README.md, the LSTM: 42 -> 30 ms)."""
+    rows = np.reshape(x, (-1, x.shape[-1]))
+    if out is not None and out.flags.c_contiguous:  # its rows are a view to write into
+        np.matmul(rows, w, out=np.reshape(out, (-1, w.shape[-1])))
+        return out
+    product = np.reshape(rows @ w, x.shape[:-1] + w.shape[-1:])
+    if out is None:
+        return product
+    out[...] = product
+    return out
+
+
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Initial parameters, drawn from ``rng`` in declaration order."""
     return {
@@ -95,7 +110,7 @@ def predict(params, x):
         h1_prev = h1_t
     del h1_zeros_rows
     hs1 = h1
-    f = h1 @ W2
+    f = _matmul_rows(h1, W2)
     f += b2
     return f
 
@@ -120,7 +135,7 @@ def loss(params, x, y) -> float:
         h1_prev = h1_t
     del h1_zeros_rows
     hs1 = h1
-    f = h1 @ W2
+    f = _matmul_rows(h1, W2)
     f += b2
     L = np.mean((f - y) ** 2)
     return float(L)
@@ -157,7 +172,7 @@ def loss_and_grad(
         h1[:, t] = h1_t
         h1_prev = h1_t
     hs1 = h1
-    f = h1 @ W2
+    f = _matmul_rows(h1, W2)
     f += b2
     L_sub = np.subtract(f, y, out=f)  # [N, T, 1], used 2 times
     L = np.mean(L_sub**2)
@@ -170,7 +185,7 @@ def loss_and_grad(
     dL_dW2 = np.matmul(
         np.reshape(h1, (-1, 16)).T, np.reshape(dL_df, (-1, 1)), out=grads.get("W2")
     )
-    dL_dh1 = dL_df @ W2.T
+    dL_dh1 = _matmul_rows(dL_df, W2.T)
     del f, L_sub, dL_df
     # h1[t] = tanh(x[:, t] @ Wx1 + h1[t - 1] @ Wh1 + b1) from 0
     dL_dWx1 = np.zeros_like(Wx1)

@@ -53,18 +53,27 @@ CONFIG = {
 }
 
 
-def _logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))), shifted by the maximum for stability."""
+def _logsumexp_shifted(x, axis=None, keepdims=False):
+    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
     m = np.max(x, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    out = np.log(np.sum(e, axis=axis, keepdims=True))
+    out += m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def _one_hot(labels, classes, dtype):
-    """``np.eye(classes)[labels]`` without the classes x classes identity (800 MB for a
-    float64 vocabulary of 10,000): zeros with a 1 put at each label."""
-    out = np.zeros(np.shape(labels) + (classes,), dtype=dtype)
-    np.put_along_axis(out, np.asarray(labels)[..., None], 1, axis=-1)
+def _minus_one_hot(p, labels, out=None):
+    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
+    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
+    1``), with no [..., classes] table of zeros."""
+    if out is None:
+        out = p.copy()
+    elif out is not p:
+        out[...] = p
+    at = np.asarray(labels)[..., None]
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
     return out
 
 
@@ -116,7 +125,7 @@ def loss(params, x, t) -> float:
     y += b2
     del a1, z1
     # L_log_softmax: [N, 3]
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
     return float(L)
 
@@ -147,14 +156,14 @@ def loss_and_grad(
     y = z1 @ W2
     y += b2
     # L_log_softmax: [N, 3], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=1, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy -= _one_hot(t, 3, DTYPE)
+    dL_dy = _minus_one_hot(dL_dy, t, out=dL_dy)
     dL_dy *= scale / x.shape[0]
     # y = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_dy, axis=0, out=grads.get("b2"))

@@ -116,10 +116,14 @@ def _embed_grad_sorted(ids, g, rows):
     return out
 
 
-def _logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))), shifted by the maximum for stability."""
+def _logsumexp_shifted(x, axis=None, keepdims=False):
+    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
     m = np.max(x, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    e = np.subtract(x, m)
+    np.exp(e, out=e)
+    out = np.log(np.sum(e, axis=axis, keepdims=True))
+    out += m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
@@ -133,11 +137,31 @@ def _masked_softmax(x, mask, axis=-1):
     return e / np.where(total > 0, total, 1)
 
 
-def _one_hot(labels, classes, dtype):
-    """``np.eye(classes)[labels]`` without the classes x classes identity (800 MB for a
-    float64 vocabulary of 10,000): zeros with a 1 put at each label."""
-    out = np.zeros(np.shape(labels) + (classes,), dtype=dtype)
-    np.put_along_axis(out, np.asarray(labels)[..., None], 1, axis=-1)
+def _matmul_rows(x, w, out=None):
+    """x @ w for a batch x ([N, T, D]) and a matrix w ([D, K]) as one product over all
+    the rows ([N*T, D] @ [D, K]), as the book's TimeAffine reshapes: NumPy's matmul runs
+    one product per leading index (bench/README.md, the LSTM: 42 -> 30 ms)."""
+    rows = np.reshape(x, (-1, x.shape[-1]))
+    if out is not None and out.flags.c_contiguous:  # its rows are a view to write into
+        np.matmul(rows, w, out=np.reshape(out, (-1, w.shape[-1])))
+        return out
+    product = np.reshape(rows @ w, x.shape[:-1] + w.shape[-1:])
+    if out is None:
+        return product
+    out[...] = product
+    return out
+
+
+def _minus_one_hot(p, labels, out=None):
+    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
+    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
+    1``), with no [..., classes] table of zeros."""
+    if out is None:
+        out = p.copy()
+    elif out is not p:
+        out[...] = p
+    at = np.asarray(labels)[..., None]
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
     return out
 
 
@@ -233,15 +257,15 @@ def predict(params, ids):
     n1 = g1 * n1_xn
     n1 += b1
     del n1_xc, n1_xn
-    q_rows = n1 @ Wq
+    q_rows = _matmul_rows(n1, Wq)
     q = np.transpose(
         np.reshape(q_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    k_rows = n1 @ Wk
+    k_rows = _matmul_rows(n1, Wk)
     k = np.transpose(
         np.reshape(k_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    v_rows = n1 @ Wv
+    v_rows = _matmul_rows(n1, Wv)
     del n1
     v = np.transpose(
         np.reshape(v_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
@@ -257,7 +281,7 @@ def predict(params, ids):
     heads = np.reshape(
         np.transpose(ctx, (0, 2, 1, 3)), (ids.shape[0], ids.shape[1], 32)
     )
-    x1 = np.add(x0, heads @ Wo, out=x0)
+    x1 = np.add(x0, _matmul_rows(heads, Wo), out=x0)
     del ctx, heads
     n2_mu = np.mean(x1, axis=2, keepdims=True)
     n2_xc = x1 - n2_mu
@@ -270,7 +294,7 @@ def predict(params, ids):
     n2 = g2 * n2_xn
     n2 += b2
     del n2_xc, n2_xn
-    x2 = x1 + np.maximum(n2 @ F1 + c1, 0) @ F2
+    x2 = x1 + _matmul_rows(np.maximum(_matmul_rows(n2, F1) + c1, 0), F2)
     x2 += c2
     del x0, x1, n2
     y_mu = np.mean(x2, axis=2, keepdims=True)
@@ -281,7 +305,7 @@ def predict(params, ids):
     del y_var
     y_xn = np.divide(y_xc, y_std, out=y_xc)
     del y_std
-    y = (g3 * y_xn + b3) @ O
+    y = _matmul_rows(g3 * y_xn + b3, O)
     y += o
     return y
 
@@ -320,15 +344,15 @@ def loss(params, ids, t) -> float:
     n1 = g1 * n1_xn
     n1 += b1
     del n1_xc, n1_xn
-    q_rows = n1 @ Wq
+    q_rows = _matmul_rows(n1, Wq)
     q = np.transpose(
         np.reshape(q_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    k_rows = n1 @ Wk
+    k_rows = _matmul_rows(n1, Wk)
     k = np.transpose(
         np.reshape(k_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    v_rows = n1 @ Wv
+    v_rows = _matmul_rows(n1, Wv)
     del n1
     v = np.transpose(
         np.reshape(v_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
@@ -344,7 +368,7 @@ def loss(params, ids, t) -> float:
     heads = np.reshape(
         np.transpose(ctx, (0, 2, 1, 3)), (ids.shape[0], ids.shape[1], 32)
     )
-    x1 = np.add(x0, heads @ Wo, out=x0)
+    x1 = np.add(x0, _matmul_rows(heads, Wo), out=x0)
     del ctx, heads
     n2_mu = np.mean(x1, axis=2, keepdims=True)
     n2_xc = x1 - n2_mu
@@ -357,7 +381,7 @@ def loss(params, ids, t) -> float:
     n2 = g2 * n2_xn
     n2 += b2
     del n2_xc, n2_xn
-    x2 = x1 + np.maximum(n2 @ F1 + c1, 0) @ F2
+    x2 = x1 + _matmul_rows(np.maximum(_matmul_rows(n2, F1) + c1, 0), F2)
     x2 += c2
     del x0, x1, n2
     y_mu = np.mean(x2, axis=2, keepdims=True)
@@ -368,11 +392,11 @@ def loss(params, ids, t) -> float:
     del y_var
     y_xn = np.divide(y_xc, y_std, out=y_xc)
     del y_std
-    y = (g3 * y_xn + b3) @ O
+    y = _matmul_rows(g3 * y_xn + b3, O)
     y += o
     del x2, y_xc, y_xn
     # L_log_softmax: [N, T, 45]
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     L_mul = ids.shape[0] * ids.shape[1]  # scalar
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
     return float(L)
@@ -423,15 +447,15 @@ def loss_and_grad(
     n1_xn = np.divide(n1_xc, n1_std, out=n1_xc)
     n1 = g1 * n1_xn
     n1 += b1
-    q_rows = n1 @ Wq
+    q_rows = _matmul_rows(n1, Wq)
     q = np.transpose(
         np.reshape(q_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    k_rows = n1 @ Wk
+    k_rows = _matmul_rows(n1, Wk)
     k = np.transpose(
         np.reshape(k_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
-    v_rows = n1 @ Wv
+    v_rows = _matmul_rows(n1, Wv)
     v = np.transpose(
         np.reshape(v_rows, (ids.shape[0], ids.shape[1], 2, 16)), (0, 2, 1, 3)
     )
@@ -444,7 +468,7 @@ def loss_and_grad(
     heads = np.reshape(
         np.transpose(ctx, (0, 2, 1, 3)), (ids.shape[0], ids.shape[1], 32)
     )
-    x1 = np.add(x0, heads @ Wo, out=x0)
+    x1 = np.add(x0, _matmul_rows(heads, Wo), out=x0)
     n2_mu = np.mean(x1, axis=2, keepdims=True)
     n2_xc = x1 - n2_mu
     del n2_mu
@@ -454,8 +478,8 @@ def loss_and_grad(
     n2_xn = np.divide(n2_xc, n2_std, out=n2_xc)
     n2 = g2 * n2_xn
     n2 += b2
-    x2_relu = np.maximum(n2 @ F1 + c1, 0)  # [N, T, 128], used 3 times
-    x2 = x1 + x2_relu @ F2
+    x2_relu = np.maximum(_matmul_rows(n2, F1) + c1, 0)  # [N, T, 128], used 3 times
+    x2 = x1 + _matmul_rows(x2_relu, F2)
     x2 += c2
     del x0, x1
     y_mu = np.mean(x2, axis=2, keepdims=True)
@@ -468,10 +492,10 @@ def loss_and_grad(
     # y_add: [N, T, 32], used 2 times
     y_add = g3 * y_xn
     y_add += b3
-    y = y_add @ O
+    y = _matmul_rows(y_add, O)
     y += o
     # L_log_softmax: [N, T, 45], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp(y, axis=2, keepdims=True), out=y)
+    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     L_mul = ids.shape[0] * ids.shape[1]  # scalar
     L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
 
@@ -479,7 +503,7 @@ def loss_and_grad(
     # loss L = softmax_cross_entropy(y, t)
     #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
     dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy -= _one_hot(t, 45, DTYPE)
+    dL_dy = _minus_one_hot(dL_dy, t, out=dL_dy)
     dL_dy *= scale / L_mul
     # y = layer_norm(x2, g3, b3) @ O + o
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
@@ -488,7 +512,7 @@ def loss_and_grad(
         np.reshape(y_add, (-1, 32)).T, np.reshape(dL_dy, (-1, 45)), out=grads.get("O")
     )
     del y_add
-    dL_db3_matmul = dL_dy @ O.T  # [N, T, 32], used 3 times
+    dL_db3_matmul = _matmul_rows(dL_dy, O.T)  # [N, T, 32], used 3 times
     del y, L_log_softmax, dL_dy
     dL_db3 = np.sum(dL_db3_matmul, axis=(0, 1), out=grads.get("b3"))
     dL_dg3 = np.sum(dL_db3_matmul * y_xn, axis=(0, 1), out=grads.get("g3"))
@@ -514,7 +538,7 @@ def loss_and_grad(
         out=grads.get("F2"),
     )
     # dL_dc1_mul: [N, T, 128], used 3 times
-    dL_dc1_mul = dL_dx2 @ F2.T
+    dL_dc1_mul = _matmul_rows(dL_dx2, F2.T)
     dL_dc1_mul *= x2_relu > 0
     del x2_relu
     dL_dc1 = np.sum(dL_dc1_mul, axis=(0, 1), out=grads.get("c1"))
@@ -524,7 +548,7 @@ def loss_and_grad(
         out=grads.get("F1"),
     )
     del n2
-    dL_dn2 = dL_dc1_mul @ F1.T
+    dL_dn2 = _matmul_rows(dL_dc1_mul, F1.T)
     del dL_dc1_mul
     # n2 = layer_norm(x1, g2, b2)
     #   layer norm's closed form: dx = (gg - mean(gg) - xn mean(gg xn)) / std, gg =
@@ -553,7 +577,7 @@ def loss_and_grad(
     dL_dWo = np.matmul(
         np.reshape(heads, (-1, 32)).T, np.reshape(dL_dx1, (-1, 32)), out=grads.get("Wo")
     )
-    dL_dheads = dL_dx1 @ Wo.T
+    dL_dheads = _matmul_rows(dL_dx1, Wo.T)
     # heads = reshape(transpose(ctx, axes=[0, 2, 1, 3]), [N, T, D])
     # dL_dheads_in1: [N, T, 2, 16]
     dL_dheads_in1 = np.reshape(dL_dheads, np.transpose(ctx, (0, 2, 1, 3)).shape)
@@ -606,9 +630,12 @@ def loss_and_grad(
     del n1
     # v_rows = n1 @ Wv and k_rows = n1 @ Wk and q_rows = n1 @ Wq
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
-    dL_dn1 = dL_dv_rows @ Wv.T + dL_dk_rows @ Wk.T
-    dL_dn1 += dL_dq_rows @ Wq.T
-    del dL_dv, dL_dv_rows, dL_dk, dL_dk_rows, dL_dq, dL_dq_rows
+    # sum_dL_dn1: [N, T, 32]
+    sum_dL_dn1 = _matmul_rows(dL_dv_rows, Wv.T)
+    sum_dL_dn1 += _matmul_rows(dL_dk_rows, Wk.T)
+    del dL_dv, dL_dv_rows, dL_dk, dL_dk_rows
+    dL_dn1 = np.add(sum_dL_dn1, _matmul_rows(dL_dq_rows, Wq.T), out=sum_dL_dn1)
+    del dL_dq, dL_dq_rows
     # n1 = layer_norm(x0, g1, b1)
     #   layer norm's closed form: dx = (gg - mean(gg) - xn mean(gg xn)) / std, gg =
     #   gamma g

@@ -152,6 +152,12 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
                 stack.extend(n.args[k] for k in PRIMITIVES[n.op].viewed(n))
         return roots, foreign
 
+    def fresh(a: Node, node: Node) -> bool:
+        """Whether ``a`` is computed in ``node``'s own statement at its shape and dtype."""
+        return not (a.id in printer.names or a.op in NAMED_LEAVES or a.is_const
+                    or table[a.op].cheap or table[a.op].viewed(a)
+                    or a.shape != node.shape or a.dtype != node.dtype)
+
     def chain(node: Node, name: str, i: int, later: frozenset[str], top: bool = False):
         """An elementwise chain computed in place into a dead value's buffer, which
         ``name`` then holds: ``dL_dy = np.exp(L_log_softmax, out=L_log_softmax)`` then
@@ -159,23 +165,32 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
         out=y)`` then ``*= dL_dy`` for ``y * (1 - y) * dL_dy``. Down the operand that
         is freshly computed at the result's shape (an augmented update of it by the
         others), to an operation with an operand whose buffer dies here and that no
-        later line (``later``: the names they read) reads: (lines, that buffer), or
-        None. ``top``: only the way down (the statement's own out= is planned apart)."""
+        later line (``later``: the names they read) reads: (lines, that buffer, the
+        helpers the lines call), or None. ``top``: only the way down (the statement's
+        own out= is planned apart)."""
         prim = table[node.op]
-        if not prim.elementwise or node.shape == ():
+        if not (prim.elementwise or callable(prim.augmented)) or node.shape == ():
             return None
         if isinstance(prim.augmented, str):
             for k in (0, 1) if prim.augmented in ("+=", "*=") else (0,):
                 a = node.args[k]
-                if a.id in printer.names or a.op in NAMED_LEAVES or a.is_const \
-                        or table[a.op].cheap or table[a.op].viewed(a) \
-                        or a.shape != node.shape or a.dtype != node.dtype:
+                if not fresh(a, node):
                     continue
                 other = node.args[1 - k]
                 inner = chain(a, name, i, later | printer.reads(other))
                 if inner is None:
                     return None
-                return inner[0] + [f"{name} {prim.augmented} {printer.text(other)}"], inner[1]
+                return (inner[0] + [f"{name} {prim.augmented} {printer.text(other)}"],
+                        inner[1], inner[2] | printer.helpers(other))
+        elif callable(prim.augmented) and fresh(node.args[0], node):  # its own lines
+            others = node.args[1:]
+            inner = chain(node.args[0], name, i, later.union(*map(printer.reads, others)))
+            if inner is None:
+                return None
+            lines = prim.update_lines([name, *map(printer.text, others)], dict(node.attrs),
+                                      name, node, target)
+            return (inner[0] + lines, inner[1], inner[2].union(
+                _called(prim, node, lines, target), *map(printer.helpers, others)))
         if top:
             return None
         for a in node.args:
@@ -188,7 +203,11 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
                     and not members & later:
                 args = [printer.text(x) for x in node.args]
                 form = prim.write_into(args, dict(node.attrs), printer.text(a), node, target)
-                return ([f"{name} = {form}"], r) if form is not None else None
+                if form is None:
+                    return None
+                helpers = frozenset(prim.helpers_for(target, node)).union(
+                    *map(printer.helpers, node.args))
+                return [f"{name} = {form}"], r, helpers
         return None
 
     allocates_batch = [bool(st.lines) or (not st.alias and not PRIMITIVES[st.node.op].cheap
@@ -257,14 +276,14 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
                         break
             # An out= form calls NumPy, or the op's own helper (``_sigmoid_tanh(a,
             # out=a)``, the fast style's); an augmented update calls neither.
-            out_helpers = st.arg_helpers | frozenset(prim.helpers_for(target))
+            out_helpers = st.arg_helpers | frozenset(prim.helpers_for(target, node))
             if direct is not None:  # straight into the caller's buffer
                 code = [f"{st.name} = {direct}"]
                 computed_into = True
                 helpers = out_helpers
                 buffers[i].owned = buffers[i].writable = False
             elif chained is not None:  # in place along an elementwise chain
-                code = chained[0]
+                code, helpers = chained[0], chained[2]
                 merge({chained[1], i})
             elif reused is not None:
                 code = [f"{st.name} = {reused[0]}"]
@@ -275,10 +294,10 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
                 if k is not None and sharing([node.args[k]], i) != (set(), False):
                     k = None  # may be a view of a named value: not fresh after all
                 if k is not None and callable(prim.augmented):  # dL_dx[:, :3] += dL_dh
-                    code = [f"{st.name} = {st.args[0]}",
-                            *prim.update_lines(list(st.args), dict(node.attrs), st.name,
-                                               node, target)]
-                    helpers = st.arg_helpers
+                    lines = prim.update_lines(list(st.args), dict(node.attrs), st.name,
+                                              node, target)
+                    code = [f"{st.name} = {st.args[0]}", *lines]
+                    helpers = st.arg_helpers | _called(prim, node, lines, target)
                 elif k is not None:
                     other = st.args[1 - k]
                     code = [f"{st.name} = {st.args[k]}",
@@ -298,6 +317,13 @@ def plan(statements: list[Statement], returns: list[str], into: dict[str, str] |
                                     if name not in step.release)
         steps.append(step)
     return steps
+
+
+def _called(prim, node: Node, lines: list[str], target: str) -> frozenset[str]:
+    """The op's own helpers that its update lines call (``_minus_one_hot(p, t, out=p)``;
+    ``dL_dx[:, :3] += dL_dh`` calls none)."""
+    text = "\n".join(lines)
+    return frozenset(h for h in prim.helpers_for(target, node) if f"{h}(" in text)
 
 
 def _updates_in_place(st: Statement, statements: list[Statement]) -> bool:

@@ -136,7 +136,7 @@ class Printer:
             args = [self._printed[a.id] for a in n.args]
             self._printed[n.id] = self.emit(n, args)
             self._uses[n.id] = _union([self._uses[a.id] for a in prim.printed(n)],
-                                      prim.helpers_for(self.target))
+                                      prim.helpers_for(self.target, n))
         return self._printed[node.id]
 
     def emit(self, node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
@@ -170,11 +170,17 @@ def _union(parts: list[tuple[frozenset[str], frozenset[str]]], helpers: tuple[st
 def _cheap(node: Node) -> bool:
     """Recomputing is cheaper than naming: views, constants, and O(1) scalar arithmetic
     (a scalar result of scalar arguments; a sum or matmul to a scalar is not cheap).
-    A random draw is never cheap: printed twice, it would draw twice."""
-    if PRIMITIVES[node.op].random:
+    A random draw is never cheap: printed twice, it would draw twice; nor is an adjoint's
+    reshape of moved axes (the heads' adjoints joined back): NumPy copies it."""
+    if PRIMITIVES[node.op].random or _copied_reshape(node):
         return False
     return PRIMITIVES[node.op].cheap or (
         node.shape == () and all(a.shape == () for a in node.args))
+
+
+def _copied_reshape(node: Node) -> bool:
+    return node.op == "reshape_like" and node.args[0].op in ("permute", "transpose") \
+        and len(node.args[0].shape) > 2
 
 
 def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = None,

@@ -2,7 +2,8 @@
 a reshape to the shape its value has, a reshape undone by the next,
 multiplications by ``ones_like`` that do not change the shape, the backward pass's seed
 gathered into the scalar its first adjoint is scaled by, and a sum of slice adjoints
-(``index_add``) gathered into one buffer.
+(``index_add``) gathered into one buffer, and slice adjoints that fill the whole value
+joined (``np.concatenate``, the book's ``np.hstack`` of the LSTM's gate adjoints).
 
 Every rewrite keeps the node's shape, dtype and array-ness (a Python number never stands
 for an array): ``0 * x`` becomes ``zeros_like(x)`` unless the result is a Python number,
@@ -103,6 +104,8 @@ def _identities(b, node, args):
                 b.op("ones_like", x)
         if _is(y, -1):
             return b.op("div", b.const(1), x)
+    elif op == "index_add":
+        return _joined_slices(b, args, node)
     return None
 
 
@@ -142,6 +145,35 @@ def _into_index_add(b, x, y, node):
         if _same_shape(other, node):
             return b.op("index_add", other, *part.args[1:], index=part.attr("index"))
     return None
+
+
+def _joined_slices(b, args, node):
+    """``index_add(zeros_like(v), g1, ..., gk)`` whose slices, along one axis, tile all
+    of ``v`` -> ``concat(g1, ..., gk)`` in the slices' order: no zeros written and then
+    added into, and ``v`` itself not read (a loop keeps no step value for its shape)."""
+    base, parts, where = args[0], args[1:], node.attr("index")
+    if base.op != "zeros_like" or not node.is_array:
+        return None
+    axes = {k for index in where for k, it in enumerate(index) if it is not None}
+    if len(axes) != 1:
+        return None
+    axis = axes.pop()
+    size = node.shape[axis]
+    if not isinstance(size, int) or any(not isinstance(index[axis], tuple) for index in where):
+        return None
+    spans = sorted(((range(size)[slice(*index[axis])], k) for k, index in enumerate(where)),
+                   key=lambda item: item[0].start)
+    start = 0
+    for span, k in spans:
+        part = parts[k]
+        if span.step != 1 or span.start != start or not part.is_array \
+                or part.dtype != node.dtype \
+                or part.shape != node.shape[:axis] + (len(span),) + node.shape[axis + 1:]:
+            return None
+        start = span.stop
+    if start != size:
+        return None
+    return b.op("concat", *(parts[k] for _, k in spans), axis=axis)
 
 
 def simplify_algebra(prog: Program) -> Program:

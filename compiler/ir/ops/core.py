@@ -106,7 +106,8 @@ class Primitive:
     # -> text; and the augmented-assignment operator for "a = fresh; a += b" ("+="), or
     # a function (args, attrs, name) -> the lines that update ``name``, which holds the
     # first argument, with the others ("dL_dx[:, :3] += dL_dh"). Used by buffer planning.
-    # An out= form calls NumPy or the op's own ``helpers``; an augmented one calls none.
+    # An out= form calls NumPy or the op's own ``helpers``; an augmented one calls none,
+    # or (a callable's lines) the op's own.
     out_form: str | Callable | None = None  # a callable: (args, attrs, out, node) -> text
     augmented: str | Callable | None = None
     # Constant folding of scalars, in plain Python (None: never folded).
@@ -127,10 +128,10 @@ class Primitive:
     # What the printed code needs beyond "every argument, no helper": the arguments
     # ``emit`` leaves out (the fused loss prints its log-softmax, not the logits), and the
     # module helpers (``kernels``) that ``emit`` calls (argument indices, or a function
-    # of the attributes giving them). Codegen copies in, and buffer planning keeps
-    # alive, exactly what the printed statements need.
+    # of the attributes giving them; helpers: or a function of the node). Codegen copies
+    # in, and buffer planning keeps alive, exactly what the printed statements need.
     unprinted: tuple[int, ...] | Callable[[dict], tuple[int, ...]] = ()
-    helpers: tuple[str, ...] = ()
+    helpers: tuple[str, ...] | Callable[[Node], tuple[str, ...]] = ()
     # The PyTorch target's printer, buffer form and helpers (``torch_kernels``), as
     # ``emit``, ``out_form`` and ``helpers`` are NumPy's. The torch module computes in
     # the local ``dtype`` on the local ``device`` (what its function's inputs say).
@@ -167,8 +168,12 @@ class Primitive:
         """The function printing this op for ``target`` ("numpy" or "torch")."""
         return self.torch if target == "torch" else self.emit
 
-    def helpers_for(self, target: str = "numpy") -> tuple[str, ...]:
-        return self.torch_helpers if target == "torch" else self.helpers
+    def helpers_for(self, target: str = "numpy", node: Node | None = None
+                    ) -> tuple[str, ...]:
+        """The helpers ``node``'s printed form calls (``helpers`` may be a function of
+        the node, for a form that calls one only for some shapes)."""
+        helpers = self.torch_helpers if target == "torch" else self.helpers
+        return helpers(node) if callable(helpers) else helpers
 
     def update_lines(self, args: list[str], attrs: dict, name: str, node: Node,
                      target: str = "numpy") -> list[str]:

@@ -128,12 +128,30 @@ def _torch_matmul(a, attrs, node):
     return infix("@", MUL)([as_float(x, n) for x, n in zip(a, node.args)], attrs, node)
 
 
+def _by_rows(node) -> bool:
+    """A batch times one matrix (``[N, T, H] @ [H, V]``): one product over all its rows."""
+    return len(node.args[0].shape) >= 3 and len(node.args[1].shape) == 2
+
+
+def _matmul_fast(a, attrs, node):
+    if _by_rows(node):
+        return f"_matmul_rows({a[0][0]}, {a[1][0]})", POSTFIX
+    return infix("@", MUL)(a, attrs, node)
+
+
+def _matmul_fast_into(args, attrs, out, node) -> str:
+    fn = "_matmul_rows" if _by_rows(node) else "np.matmul"
+    return f"{fn}({args[0]}, {args[1]}, out={out})"
+
+
 defop("matmul", arity=2, shape=_matmul_shape, emit=infix("@", MUL), torch=_torch_matmul,
       torch_out="torch.matmul({0}, {1}, out={out})",
       evaluate=lambda v, a: np.matmul(v[0], v[1]),
       vjp=_matmul_vjp,
       rule="d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G",
       out_form="np.matmul({0}, {1}, out={out})",
+      fast=(("emit", _matmul_fast), ("out_form", _matmul_fast_into),
+            ("helpers", lambda node: ("_matmul_rows",) if _by_rows(node) else ())),
       examples=(ex((2, 3), (3, 4)), ex((3,), (3, 2)), ex((2, 3), (3,)), ex((3,), (3,)),
                 ex((2, 4, 3), (3, 5)), ex((2, 4, 3), (2, 3, 5)), ex((2, 3, 4, 2), (2, 3, 2, 4)),
                 ex((2, 1, 4, 3), (3, 3, 2)), ex((3, 2), (2, 2, 4)), ex((2, 4, 3), (3,))))

@@ -8,8 +8,8 @@ import numpy as np
 
 from .. import Node, ShapeError
 from . import kernels
-from .core import (MUL, POSTFIX, broadcast_shapes, defop, derived, ex, int_labels,
-                   mask, no_gradient, onehot, paren, promoted, scalar)
+from .core import (ADD, MUL, POSTFIX, broadcast_shapes, defop, derived, ex, expand,
+                   int_labels, mask, no_gradient, onehot, paren, promoted, scalar)
 
 
 def labels(t: Node, logits: Node) -> bool:
@@ -62,8 +62,7 @@ def _xent_vjp(b, node, g):
     logits, log_p, t, n = node.args[:4]
     p = b.op("exp", log_p)  # softmax(logits), from the forward's log-softmax
     if labels(t, logits):  # integer labels: not differentiable
-        onehot = b.op("one_hot", t, classes=logits.shape[-1])
-        d_logits = b.op("sub", p, onehot)
+        d_logits = b.op("minus_one_hot", p, t, classes=logits.shape[-1])
         if len(node.args) == 5:  # an ignored padding id: its positions get no gradient
             d_logits = b.op("mul", d_logits, b.op("expand_dims", node.args[4],
                                                   axis=(len(t.shape),)))
@@ -119,6 +118,38 @@ defop("one_hot", arity=1, shape=lambda args, attrs: args[0].shape + (attrs["clas
       evaluate=lambda v, a: kernels._one_hot(np.asarray(v[0]).astype(int), a["classes"],
                                              float),
       examples=(ex(int_labels((4,), 3), classes=3), ex(int_labels((2, 2), 5), classes=5)))
+
+
+def _torch_one_hot(t: str, classes: int) -> str:
+    return f"torch.nn.functional.one_hot({t}, {classes}).to(dtype)"
+
+
+def _minus_one_hot_fast(a, attrs, n):
+    return f"_minus_one_hot({a[0][0]}, {a[1][0]})", POSTFIX
+
+
+# The softmax cross-entropy's gradient with labels, before its scale: softmax - one-hot.
+# The textbook style subtracts the one-hot table; the fast style subtracts 1 at the N·T
+# labels' places (as the book's TimeSoftmaxWithLoss), in the probabilities' own buffer.
+defop("minus_one_hot", arity=2, shape=lambda args, attrs: args[0].shape,
+      emit=lambda a, attrs, n: (f"{paren(a[0], ADD)} - _one_hot({a[1][0]}, "
+                                f"{attrs['classes']}, DTYPE)", ADD),
+      helpers=("_one_hot",),
+      torch=lambda a, attrs, n: (f"{paren(a[0], ADD)} - "
+                                 f"{_torch_one_hot(a[1][0], attrs['classes'])}", ADD),
+      torch_augmented=lambda args, attrs, name, n: [
+          f"{name} -= {_torch_one_hot(args[1], attrs['classes'])}"],
+      evaluate=lambda v, a: v[0] - kernels._one_hot(np.asarray(v[1]).astype(int),
+                                                    a["classes"], float),
+      vjp=lambda b, n, g: [expand(b, g, n), None],
+      rule="labels are not differentiable: the adjoint passes to the probabilities",
+      fast=(("emit", _minus_one_hot_fast),
+            ("out_form", "_minus_one_hot({0}, {1}, out={out})"),
+            ("augmented", lambda args, attrs, name: [
+                f"{name} = _minus_one_hot({name}, {args[1]}, out={name})"]),
+            ("helpers", ("_minus_one_hot",))),
+      examples=(ex((4, 3), int_labels((4,), 3), classes=3),
+                ex((2, 3, 5), int_labels((2, 3), 5), classes=5)))
 
 
 defop("count_kept", arity=1, shape=scalar,

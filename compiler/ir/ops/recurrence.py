@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import Binding, Node, Program, ShapeError, fmt_shape
+from .. import Binding, Node, Program, ShapeError, fmt_shape, topo_order
 from .core import POSTFIX, defop, expand
 
 
@@ -148,7 +148,12 @@ def _scan_vjp(b, n: Node, results: dict[int, Node]) -> list[Node | None]:
     body: Body = n.attr("body")
     given = tuple(j in results for j in range(len(body.steps)))
     grad = body_grad(body, b.dtype, b.loss or "L", given)
-    stacked = [b.op("part", n, index=j) for j in range(len(body.steps))]
+    read = {m.id for m in topo_order([bd.node for bd in grad.program.backward])}
+    # A step value the derivative does not read (an LSTM's pre-activation, whose gate
+    # slices' adjoints are joined) is passed as 0, so the forward does not stack it; a
+    # carried one is read a step back (``h_prev``).
+    stacked = [b.op("part", n, index=j) if saved.id in read or j in body.carried
+               else b.const(0) for j, saved in enumerate(grad.saved)]
     seeds = [expand(b, results[j], stacked[j]) for j in range(len(body.steps)) if given[j]]
     made = b.op("scan_grad", *n.args, *stacked, *seeds, grad=grad)
     return [b.op("part", made, index=i) if g is not None else None
@@ -178,7 +183,7 @@ def scan_grad_steps(grad: BodyGrad, values):
         for k, leaf in enumerate(body.carries):
             feeds[leaf.id] = stacked[body.carried[k]][:, t - 1] if t else inits[k]
         feeds.update({leaf.id: s[:, t] for leaf, s in zip(body.slices, seqs)})
-        feeds.update({leaf.id: s[:, t] for leaf, s in zip(grad.saved, stacked)})
+        feeds.update({leaf.id: s[:, t] for leaf, s in zip(grad.saved, stacked) if s.ndim})
         for j, leaf in enumerate(grad.seeds):
             if leaf is None:
                 continue

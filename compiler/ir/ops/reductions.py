@@ -55,6 +55,8 @@ reduction("logsumexp", numpy="_logsumexp", torch_fn="torch.logsumexp",
           torch=treduce("torch.logsumexp", always_dims=True),  # it takes no dim=None
           evaluate=kernels._logsumexp,
           vjp=_logsumexp_vjp,
+          fast=(("emit", reduce_call("_logsumexp_shifted")),
+                ("helpers", ("_logsumexp_shifted",))),
           rule="d logsumexp(x) = softmax(x) . dx")
 
 

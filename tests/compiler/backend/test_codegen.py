@@ -189,7 +189,8 @@ def test_no_gradient_for_inputs_unless_asked():
 def test_shared_subexpressions_are_computed_once():
     text = (GENERATED / "two_layer.py").read_text()
     body = text.split("def loss_and_grad")[1]
-    assert body.count("_logsumexp(") == 1  # the forward's log-sum-exp is reused backward
+    # the forward's log-sum-exp is reused backward
+    assert body.count("_logsumexp_shifted(") == 1
     assert "z1.T," in body and "W2.T" in body  # transposes are views, not copies
     deep = (GENERATED / "deep_relu.py").read_text().split("def loss_and_grad")[1]
     assert deep.count("l_sub = ") == 1 and "dl_df2 = np.multiply(2 * scale, l_sub" in deep
@@ -262,3 +263,21 @@ def test_gradients_computed_into_given_buffers():
     for k in params:
         assert grads[k] is buffers[k]  # written in place: no allocation
         np.testing.assert_array_equal(grads[k], fresh[k])
+
+
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+def test_heads_adjoint_joined_back_is_copied_once(style):
+    """The adjoint of a head split (``reshape`` of a transposed array: NumPy copies it)
+    read by the weight's gradient and by the input's is computed once, named."""
+    text = ("model heads\ninput x : [N, T, 8]\ntarget t : [N, 2, T, 4]\n"
+            "param Wq : [8, 8] = xavier\n"
+            "q = transpose(reshape(x @ Wq, [N, T, 2, 4]), axes=[0, 2, 1, 3])\n"
+            "loss L = mse(q, t)\ngrad wrt x\n")
+    comp = Compilation.from_text(text, "heads.bp", style=style)
+    backward = comp.text[comp.text.index("def loss_and_grad"):].split("# backward")[1]
+    assert backward.count("np.reshape(np.transpose(") == 1, backward
+    rng = np.random.default_rng(0)
+    feeds, params = random_feeds(comp.program, rng, 3), comp.module.init_params(rng)
+    want = evaluate(comp.program, feeds, params)
+    _, grads = comp.module.loss_and_grad(params, **feeds)
+    np.testing.assert_allclose(grads["x"], want[comp.program.grads["x"]], rtol=1e-10)

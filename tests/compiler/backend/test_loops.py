@@ -59,6 +59,20 @@ def test_what_the_backward_keeps_per_step_is_the_stacked_steps():
     assert re.findall(r"(\w+) = np\.empty\(", forward) == ["h"]
 
 
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+def test_an_lstm_keeps_what_the_book_keeps(style):
+    """The book's LSTM cache: the gates and c per step (h_prev is h), not the
+    pre-activation a: its gate slices' adjoints are joined (the book's np.hstack), which
+    reads no a for its shape, so the forward does not stack it."""
+    text = Compilation.from_text(CELLS["lstm"] + LOSS, "lstm.bp", style=style).generated.text
+    body = text[text.index("def loss_and_grad"):]
+    forward = body[:body.index("# backward")]
+    assert sorted(re.findall(r"(\w+) = np\.empty\(", forward)) == ["c", "f", "g", "h", "i", "o"]
+    assert re.search(r"dL_da_t = np\.concatenate\(\s*\[dL_di_t_in, dL_df_t_in, dL_dg_t_in, "
+                     r"dL_do_t_in\], axis=1\s*\)", body), body
+    assert "zeros_like(a" not in body
+
+
 def test_float32_stays_float32():
     comp = Compilation.from_text(CELLS["lstm"] + LOSS, "cell.bp", dtype="float32")
     feeds, params = data(comp.program, 5)

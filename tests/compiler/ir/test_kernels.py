@@ -72,7 +72,9 @@ def test_each_helper_runs_alone(name):
             "_masked_softmax": (x, np.tri(4, dtype=bool)),
             "_sinusoidal": (7, 6, np.float64), "_first_rows": (x, 1),
             "_pad_rows": (x, 4), "_one_hot": (IDS_AND_ROWS[0], 6, np.float32),
-            "_stream": (x[:, 0], x, "hs")}.get(name, (x,))
+            "_stream": (x[:, 0], x, "hs"),
+            "_matmul_rows": (x, x[0, 0]),
+            "_minus_one_hot": (IDS_AND_ROWS[1], IDS_AND_ROWS[0] % 2)}.get(name, (x,))
     close(scope[name](*args), FUNCTIONS[name](*args))
 
 
@@ -175,6 +177,20 @@ def test_logsumexp_against_torch(axis, keepdims):
           torch.logsumexp(t(x), dim=dims, keepdim=keepdims))
 
 
+@pytest.mark.parametrize("shape", [(5,), (3, 4)])
+def test_minus_one_hot_is_minus_the_one_hot_table_in_any_buffer(shape):
+    p, labels = RNG.normal(size=shape + (6,)), RNG.integers(0, 6, size=shape)
+    want = p - kernels._one_hot(labels, 6, p.dtype)
+    before = p.copy()
+    close(kernels._minus_one_hot(p, labels), want)
+    close(p, before)
+    out = np.empty_like(p)
+    assert kernels._minus_one_hot(p, labels, out=out) is out
+    close(out, want)
+    assert kernels._minus_one_hot(p, labels, out=p) is p
+    close(p, want)
+
+
 @with_torch
 def test_index_add_adds_into_a_copy():
     x = RNG.normal(size=(3, 4))
@@ -186,6 +202,18 @@ def test_index_add_adds_into_a_copy():
     want[:, ::2] += t(b)
     close(out, want)
     close(x, before)
+
+
+def test_matmul_rows_is_matmul_into_any_buffer():
+    """One product over all rows: the same as matmul, fresh or into a buffer, also one
+    whose rows are not a view of it (a transposed array) and a batch that is a view."""
+    x, w = RNG.normal(size=(4, 2, 5, 3)), RNG.normal(size=(3, 6))
+    want = np.matmul(x, w)
+    close(kernels._matmul_rows(x, w), want)
+    close(kernels._matmul_rows(np.swapaxes(x, 1, 2), w), np.matmul(np.swapaxes(x, 1, 2), w))
+    for out in (np.empty(want.shape), np.empty(want.shape[::-1]).T):
+        assert kernels._matmul_rows(x, w, out=out) is out
+        close(out, want)
 
 
 # ----------------------------------------------------------------------------- convolution
