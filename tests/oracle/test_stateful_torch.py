@@ -47,7 +47,7 @@ def _torch_runs(params, batches):
         grads = {"Wx1": _from_torch(net.weight_ih_l0.grad),
                  "Wh1": _from_torch(net.weight_hh_l0.grad),
                  "b1": _from_torch(net.bias_ih_l0.grad)}
-        out.append((float(loss), {k: v.numpy() for k, v in grads.items()},
+        out.append((float(loss.detach()), {k: v.numpy() for k, v in grads.items()},
                     {"h1_state": hc[0][0].numpy(), "c1_state": hc[1][0].numpy()}))
     return out
 
