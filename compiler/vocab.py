@@ -237,10 +237,11 @@ DATASETS: dict[str, Signature] = {
                   "'1994-09-27' as character ids, padded with spaces"),
     "sine_wave": sig(("n", 200), ("steps", 25), ("noise", 0.0),
                      doc="windows of a sine wave [N, T, 1] and the next sample of each"),
-    "copy": sig(("n", 1000), ("steps", 5), ("symbols", 8),
-                doc="recall a sequence of symbols after a delimiter"),
-    "reverse": sig(("n", 1000), ("steps", 5), ("symbols", 8),
-                   doc="recall a sequence of symbols backwards after a delimiter"),
+    "copy": sig(("n", 1000), ("steps", 5), ("symbols", 8), ("delay", 0),
+                doc="recall a sequence of symbols after a delay and a delimiter"),
+    "reverse": sig(("n", 1000), ("steps", 5), ("symbols", 8), ("delay", 0),
+                   doc="recall a sequence of symbols backwards after a delay and a "
+                       "delimiter"),
 }
 DATASET_RANGES: dict[str, dict[str, Range]] = {
     "spiral": {"n": COUNT, "classes": Range(int, low=2), "noise": NON_NEGATIVE},
@@ -255,7 +256,8 @@ DATASET_RANGES: dict[str, dict[str, Range]] = {
     "sine_wave": {"n": Range(int, low=2, high=100000), "steps": Range(int, low=1, high=200),
                   "noise": NON_NEGATIVE},
     **{task: {"n": Range(int, low=2, high=100000), "steps": Range(int, low=1, high=100),
-              "symbols": Range(int, low=1, high=1000)} for task in ("copy", "reverse")},
+              "symbols": Range(int, low=1, high=1000), "delay": Range(int, low=0, high=200)}
+       for task in ("copy", "reverse")},
 }
 assert all(set(DATASET_RANGES.get(k, {})) == set(s.names) for k, s in DATASETS.items()), \
     "every data set argument needs a range"

@@ -39,7 +39,7 @@ CONFIG = {
         "eps": 1e-08,
     },
     "train": {"epochs": 60, "batch": 50, "seed": 0},
-    "data": {"name": "copy", "n": 2000, "steps": 20, "symbols": 8},
+    "data": {"name": "copy", "n": 2000, "steps": 2, "symbols": 8, "delay": 30},
     "labels": {"x": 10, "t": 10},
     "output_shape": ("N", "T", 10),
     "memory": {

@@ -181,22 +181,26 @@ def sine_wave(rng: np.random.Generator, n: int = 200, steps: int = 25, noise: fl
 
 
 def copy(rng: np.random.Generator, n: int = 1000, steps: int = 5, symbols: int = 8,
-         reverse: bool = False):
-    """The copy-memory task: ``steps`` random symbols (ids 1..symbols), a delimiter
-    (symbols + 1), then blanks (0); the target is blanks until the delimiter, then the
-    symbols again (``reverse``: backwards). x and t are [n, 2 * steps + 1] ids, of a
-    vocabulary of symbols + 2; ``ignore=0`` scores the recall alone."""
+         delay: int = 0, reverse: bool = False):
+    """The copy-memory task: ``steps`` random symbols (ids 1..symbols), ``delay`` blanks
+    (0), a delimiter (symbols + 1), then ``steps`` blanks; the target is blanks until the
+    delimiter, then the symbols again (``reverse``: backwards). x and t are
+    [n, 2 * steps + delay + 1] ids, of a vocabulary of symbols + 2; ``ignore=0`` scores
+    the recall alone. The delay, not the number of symbols, is what makes it hard for a
+    net whose gradient fades over time (Hochreiter & Schmidhuber's copy-memory)."""
     seq = rng.integers(1, symbols + 1, size=(n, steps))
     blank = np.zeros((n, steps), dtype=np.int64)
+    wait = np.zeros((n, delay + 1), dtype=np.int64)  # the delay and the delimiter's step
     delimiter = np.full((n, 1), symbols + 1)
     recalled = seq[:, ::-1] if reverse else seq
-    return (np.concatenate([seq, delimiter, blank], axis=1),
-            np.concatenate([blank, np.zeros((n, 1), dtype=np.int64), recalled], axis=1), 0.2)
+    return (np.concatenate([seq, wait[:, 1:], delimiter, blank], axis=1),
+            np.concatenate([blank, wait, recalled], axis=1), 0.2)
 
 
-def reverse(rng: np.random.Generator, n: int = 1000, steps: int = 5, symbols: int = 8):
+def reverse(rng: np.random.Generator, n: int = 1000, steps: int = 5, symbols: int = 8,
+            delay: int = 0):
     """``copy``, the symbols recalled backwards."""
-    return copy(rng, n, steps, symbols, reverse=True)
+    return copy(rng, n, steps, symbols, delay, reverse=True)
 
 
 # DLFS2 ch. 8's date-format conversion (its dataset/date.txt, generated here): a date in

@@ -165,6 +165,19 @@ def test_sine_wave_targets_are_the_next_samples_and_copy_recalls_after_the_delim
         np.testing.assert_array_equal(t[:, 4:], x[:, :3][:, ::order])
 
 
+def test_copy_delay_puts_blanks_before_the_delimiter_and_draws_the_same_symbols():
+    from bpc.runtime.datasets import copy, reverse
+
+    for task, order in ((copy, 1), (reverse, -1)):
+        x0, t0, _ = task(np.random.default_rng(0), n=4, steps=3, symbols=5)
+        x, t, _ = task(np.random.default_rng(0), n=4, steps=3, symbols=5, delay=6)
+        assert x.shape == t.shape == (4, 2 * 3 + 6 + 1)
+        np.testing.assert_array_equal(x[:, :3], x0[:, :3])  # delay=0 is the same draw
+        assert not x[:, 3:9].any() and np.all(x[:, 9] == 6) and not x[:, 10:].any()
+        assert not t[:, :10].any()
+        np.testing.assert_array_equal(t[:, 10:], x[:, :3][:, ::order])
+
+
 def test_the_bigram_gallery_model_learns_the_zen(tmp_path):
     """The spec in the gallery: its training perplexity falls from 45 (uniform over the
     characters) well below 10."""

@@ -101,6 +101,8 @@ BAD_SETTINGS = [  # (section, text, the message after "error: ")
     ("data", "spiral(classes=1)", "'classes' of 'spiral' must be a whole number >= 2, not 1"),
     ("data", "spiral(n=2.5)", "'n' of 'spiral' must be a whole number >= 1, not 2.5"),
     ("data", "sine(noise=-1)", "'noise' of 'sine' must be a number >= 0, not -1"),
+    ("data", "copy(delay=-1)", "'delay' of 'copy' must be a whole number in [0, 200], not -1"),
+    ("data", "reverse(delay=201)", "'delay' of 'reverse' must be a whole number in [0, 200]"),
     ("train", "epochs = 0", "'epochs' must be a whole number in [1, 1e+15], not 0"),
     ("train", "iters = -3", "'iters' must be a whole number in [1, 1e+15], not -3"),
     ("train", "batch = 0", "'batch' must be a whole number >= 1, not 0"),
