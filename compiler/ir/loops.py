@@ -166,7 +166,7 @@ class Loops:
         carried = [name for name in names if name in step.carries]
         seqs = list(step.slices.values())
         own = {leaf.id for leaf in step.carries.values()} | {s.id for _, s in seqs}
-        closed_outer, closed = self._close_over([step.done[n] for n in names], own)
+        closed_outer, closed = self._close_over([step.done[n] for n in names], own, names)
         memo = _substitute(self.b, [step.done[n] for n in names], closed)
         body = Body(carries=tuple(step.carries[n] for n in carried),
                     slices=tuple(s for _, s in seqs),
@@ -185,9 +185,12 @@ class Loops:
             forward.append(Binding(st.name, node, "eq", st.span,
                                    note=f"{st.name}[{step.time}] = {spec_text(st.value)}{init}"))
 
-    def _close_over(self, steps: list[Node], own: set[int]) -> tuple[list[Node], dict]:
+    def _close_over(self, steps: list[Node], own: set[int],
+                    step_names: list[str]) -> tuple[list[Node], dict]:
         """The values a step reads from outside the loop (the outer nodes its own nodes
-        use, constants left inside), and a leaf for each, named like the value."""
+        use, constants left inside), and a leaf for each, named like the value. A step
+        equation that reads nothing of the loop is one such value, the same at every
+        step (``{name}_each``), computed once before the loop."""
         names = {node.id: name for name, node in self.env.items() if node is not None}
         inner: set[int] = set(own)
         outer: dict[int, Node] = {}
@@ -196,6 +199,10 @@ class Loops:
                 inner.add(n.id)
                 outer.update((a.id, a) for a in n.args
                              if a.id not in inner and not a.is_const)
+        for node, name in zip(steps, step_names):
+            if node.id not in inner and not node.is_const:
+                outer[node.id] = node
+                names.setdefault(node.id, fresh(f"{name}_each", self.taken))
         closed = {}
         for node in outer.values():
             name = names.get(node.id) or node.attr("name") or fresh("v", self.taken)
