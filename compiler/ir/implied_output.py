@@ -41,6 +41,8 @@ def implied_output(forward: list[Binding], loss: str, inputs: list[Binding],
             reads[n.id] = PARAM if n.op == "param" else kinds.get(n.id, 0)
         elif n.op == "part":  # one step equation of a loop: what that equation reads
             reads[n.id] = step_reads(n)
+        elif n.op == "zeros_rows":  # 'from 0', as written, reads nothing (only the
+            reads[n.id] = 0  # number of rows of the sequence it is made for)
         else:
             flags = 0
             for a in n.args:
