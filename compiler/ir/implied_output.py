@@ -54,8 +54,9 @@ def implied_output(forward: list[Binding], loss: str, inputs: list[Binding],
         if flags is None and b.node.op == "part" and b.node.args[0].id in reads:
             # a step equation the loss reads only through its loop (c[t-1] in g0[t])
             flags = step_reads(b.node)
+        written = b.sources[0] if b.sources else b.name  # a function's step: its equation
         if b.name == loss or flags is None or flags & TARGET or \
-                b.name in equations and b.name not in needed:
+                written in equations and written not in needed:
             continue
         rank = 0 if b.name in bare else \
             3 if flags & DATA and flags & PARAM else 2 if flags & DATA else 1

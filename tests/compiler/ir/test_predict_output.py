@@ -156,6 +156,9 @@ param W1 : [3, 2] = 0.5
     ("param Wh : [2, 2] = 0.5\ng0[t] = sin(x[:, t] @ W0)\n"
      "h[t] = sigmoid(h[t-1] @ Wh) from 0\nloss L = mean((h - y)^2) + sum(g0[:, -1]^2)\n",
      "g0"),
+    # layer_norm's named steps (k_xn) are judged as k, which the loss does not name
+    ("param Wh : [2, 2] = 0.5\nk = layer_norm(x, 1, 0)\ng0[t] = sin(k[:, t] @ W0)\n"
+     "h[t] = sigmoid(h[t-1] @ Wh) from 0\nloss L = mean((h - y)^2)\n", "h"),
 ])
 def test_a_loops_step_equations_are_judged_one_by_one(steps, output):
     """A loop's results are computed from what their own step equation reads (through
