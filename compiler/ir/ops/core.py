@@ -351,12 +351,29 @@ def format_number(value) -> str:
 
 
 # ----------------------------------------------------------------------------- shapes
+class Unknown(str):
+    """A dimension not known yet: a carried value's width while its step is worked out
+    (ir/loops.py, ``from 0``). It equals every dimension, so that the step's operations
+    say what it must be; broadcasting gives it the other operand's (unless that is 1)."""
+
+    def __eq__(self, other) -> bool:
+        return True
+
+    def __ne__(self, other) -> bool:
+        return False
+
+    __hash__ = str.__hash__
+
+
 def broadcast_shapes(a: Shape, b: Shape) -> Shape:
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
         x = a[-i] if i <= len(a) else 1
         y = b[-i] if i <= len(b) else 1
-        if x == y or y == 1:
+        if isinstance(x, Unknown) or isinstance(y, Unknown):
+            unknown, other = (x, y) if isinstance(x, Unknown) else (y, x)
+            out.append(unknown if isinstance(other, Unknown) or other == 1 else other)
+        elif x == y or y == 1:
             out.append(x)
         elif x == 1:
             out.append(y)
