@@ -112,12 +112,16 @@ class Loops:
                      zeros: list[ast.Equation], batch) -> dict | None:
         """The shapes ``[N, d]`` of the values started from 0: the step computed with
         each width left ``Unknown`` (its operations fix it: ``h[t-1] @ Wh`` needs Wh's
-        rows, ``h[t-1] + x[:, t] @ Wx`` takes Wx's columns), then with the widths found,
-        which it must give back. None when it does not fix them or cannot be computed."""
+        rows, ``h[t-1] + x[:, t] @ Wx`` takes Wx's columns; only met by widths 1, as an
+        LSTM of width 1's gates, it is 1), then with the widths found, which it must give
+        back. None when it leaves them open or cannot be computed."""
         unknown = {st.name: (batch, Unknown(f"{st.name}_width")) for st in zeros}
         found = self._trial(group, step, unknown)
-        if found is None or any(isinstance(d, Unknown) for shape in found.values()
-                                for d in shape):
+        if found is None:
+            return None
+        found = {name: tuple(1 if isinstance(d, Unknown) and d.ones else d for d in shape)
+                 for name, shape in found.items()}
+        if any(isinstance(d, Unknown) for shape in found.values() for d in shape):
             return None
         return found if self._trial(group, step, found) == found else None
 
