@@ -36,9 +36,42 @@ def test_the_slack_is_the_terms_magnitude_where_they_cancel():
     want = oracle.run(params, data, state=state)
     slack = rounding_slack(oracle, want, params, data, state)
     assert np.abs(want.grads["b1"]).max() < 1e-12  # exactly 0: the batch's terms cancel
-    assert 1e-7 < slack["b1"].max() < 1e-4  # rounding of terms of order 1, not of 0
-    for name in ("W1", "bn1_gamma", "bn1_beta"):  # elsewhere far below rtol (2e-3)
-        assert (slack[name] <= 1e-4 * np.abs(want.grads[name]).max()).all(), name
+    assert 1e-6 < slack["b1"].max() < 1e-3  # rounding of terms of order 1, not of 0
+    for name in ("W1", "bn1_gamma", "bn1_beta"):  # elsewhere below rtol (2e-3)
+        assert (slack[name] <= 5e-4 * np.abs(want.grads[name]).max()).all(), name
+
+
+CONV_BIAS_BEFORE_NORM = """model rnd
+dtype float32
+let c0 = 0.25
+let K = 3
+input x : [N, 3]
+input x3 : [N, 2, 3]
+input s : scalar
+input xs : [N, T, 2]
+input img : [N, 1, 3, 5]
+layers img -> y1 {
+  conv 3 size=1 stride=2 pad=1
+  batchnorm
+  residual { conv 3 size=3 pad=1; batchnorm; relu; conv 3 size=1 }
+  relu
+  maxpool 1 stride=[1, 1] pad=[0, 0]
+}
+layers xs -> q2 {
+  rnn 2 last
+}
+target t0 : [N, 3]
+output x
+loss L = sum(sin(q2)) + mse(x, t0) + sum(cos(y1)) + 0.5 * mean(x3)
+grad wrt x, x3, xs, img
+param p_extra = 0.5
+"""
+
+
+def test_a_conv_bias_before_batch_norm_agrees():
+    """Found by the random specs: db1 is exactly 0, the module's float32 3e-4 (batch norm
+    over 24 pixels of a feature 65 times its spread); within the slack, not the atol."""
+    differential(CONV_BIAS_BEFORE_NORM, 0)
 
 
 def _off(monkeypatch, name, how):
