@@ -191,10 +191,10 @@ def predict(params, q, d):
     Wq = params["Wq"]
     bo = params["bo"]
     e = Eq[q][:, ::-1]
-    h1_zeros_rows = np.zeros((e.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
+    c1_h1_init = np.zeros((e.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
     h1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
-    c1_prev = h1_zeros_rows
-    h1_prev = h1_zeros_rows
+    c1_prev = c1_h1_init
+    h1_prev = c1_h1_init
     if e.shape[1] == 0:
         raise ValueError("'e' has length 0: a loop over time needs a step")
     for t in range(e.shape[1]):
@@ -208,13 +208,13 @@ def predict(params, q, d):
         h1[:, t] = h1_t
         c1_prev = c1_t
         h1_prev = h1_t
-    del e, h1_zeros_rows
+    del e, c1_h1_init
     enc = h1[:, 6]
     x = Ed[d]
-    h_zeros_rows = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
+    c_init = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
     h_matmul = enc @ Wp  # [N, 256], drawn once
     h = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
-    c_prev = h_zeros_rows
+    c_prev = c_init
     h_prev = enc
     if x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
@@ -226,7 +226,7 @@ def predict(params, q, d):
         h[:, t] = h_t
         c_prev = c_t
         h_prev = h_t
-    del x, h_zeros_rows, h_matmul
+    del x, c_init, h_matmul
     y = _matmul_rows(h, Wo) + np.reshape(enc @ Wq, (-1, 1, 13))
     y += bo
     return y
@@ -250,10 +250,10 @@ def loss(params, q, d, answer) -> float:
     Wq = params["Wq"]
     bo = params["bo"]
     e = Eq[q][:, ::-1]
-    h1_zeros_rows = np.zeros((e.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
+    c1_h1_init = np.zeros((e.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
     h1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
-    c1_prev = h1_zeros_rows
-    h1_prev = h1_zeros_rows
+    c1_prev = c1_h1_init
+    h1_prev = c1_h1_init
     if e.shape[1] == 0:
         raise ValueError("'e' has length 0: a loop over time needs a step")
     for t in range(e.shape[1]):
@@ -267,13 +267,13 @@ def loss(params, q, d, answer) -> float:
         h1[:, t] = h1_t
         c1_prev = c1_t
         h1_prev = h1_t
-    del e, h1_zeros_rows
+    del e, c1_h1_init
     enc = h1[:, 6]
     x = Ed[d]
-    h_zeros_rows = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
+    c_init = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
     h_matmul = enc @ Wp  # [N, 256], drawn once
     h = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
-    c_prev = h_zeros_rows
+    c_prev = c_init
     h_prev = enc
     if x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
@@ -285,7 +285,7 @@ def loss(params, q, d, answer) -> float:
         h[:, t] = h_t
         c_prev = c_t
         h_prev = h_t
-    del x, h_zeros_rows, h_matmul
+    del x, c_init, h_matmul
     y = _matmul_rows(h, Wo) + np.reshape(enc @ Wq, (-1, 1, 13))
     y += bo
     del h1, enc, h
@@ -328,15 +328,15 @@ def loss_and_grad(
     # forward
     e_embed = Eq[q]  # [N, 7, 16], used 2 times
     e = e_embed[:, ::-1]
-    h1_zeros_rows = np.zeros((e.shape[0], 64), dtype=DTYPE)  # [N, 64], used 4 times
+    c1_h1_init = np.zeros((e.shape[0], 64), dtype=DTYPE)  # [N, 64], used 4 times
     f1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
     g1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
     i1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
     o1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
     c1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
     h1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
-    c1_prev = h1_zeros_rows
-    h1_prev = h1_zeros_rows
+    c1_prev = c1_h1_init
+    h1_prev = c1_h1_init
     if e.shape[1] == 0:
         raise ValueError("'e' has length 0: a loop over time needs a step")
     for t in range(e.shape[1]):
@@ -357,12 +357,12 @@ def loss_and_grad(
         h1_prev = h1_t
     enc = h1[:, 6]
     x = Ed[d]
-    h_zeros_rows = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
+    c_init = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
     h_matmul = enc @ Wp  # [N, 256], used 2 times
     a = np.empty((q.shape[0], x.shape[1], 256), dtype=DTYPE)
     c = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
     h = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
-    c_prev = h_zeros_rows
+    c_prev = c_init
     h_prev = enc
     if x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
@@ -407,10 +407,10 @@ def loss_and_grad(
     dL_dWh = np.zeros_like(Wh)
     dL_dh_matmul = np.zeros_like(h_matmul)
     dL_db = np.zeros_like(b)
-    dL_dc_next = np.zeros_like(h_zeros_rows)
+    dL_dc_next = np.zeros_like(c_init)
     dL_dh_next = np.zeros_like(enc)
     for t in reversed(range(x.shape[1])):
-        c_prev = c[:, t - 1] if t > 0 else h_zeros_rows
+        c_prev = c[:, t - 1] if t > 0 else c_init
         h_prev = h[:, t - 1] if t > 0 else enc
         dL_dc_t = dL_dc_next
         dL_dh_t = dL_dh[:, t] + dL_dh_next
@@ -441,7 +441,7 @@ def loss_and_grad(
         dL_dx[:, t] = dL_da_t @ Wx.T
         dL_dWx += x[:, t].T @ dL_da_t
     dL_denc_2 = dL_dh_next
-    del x, h_zeros_rows, h_matmul, a, c, h, dL_dh
+    del x, c_init, h_matmul, a, c, h, dL_dh
     # a[t] = x[:, t] @ Wx + h[t - 1] @ Wh + enc @ Wp + b
     #   zeros_rows(x) does not depend on the values of x; d(X @ W) = dX @ W + X @ dW, so
     #   dX = G @ W.T and dW = X.T @ G
@@ -466,11 +466,11 @@ def loss_and_grad(
     dL_dWx1 = np.zeros_like(Wx1)
     dL_dWh1 = np.zeros_like(Wh1)
     dL_db1 = np.zeros_like(b1)
-    dL_dc1_next = np.zeros_like(h1_zeros_rows)
-    dL_dh1_next = np.zeros_like(h1_zeros_rows)
+    dL_dc1_next = np.zeros_like(c1_h1_init)
+    dL_dh1_next = np.zeros_like(c1_h1_init)
     for t in reversed(range(e.shape[1])):
-        c1_prev = c1[:, t - 1] if t > 0 else h1_zeros_rows
-        h1_prev = h1[:, t - 1] if t > 0 else h1_zeros_rows
+        c1_prev = c1[:, t - 1] if t > 0 else c1_h1_init
+        h1_prev = h1[:, t - 1] if t > 0 else c1_h1_init
         dL_dc1_t = dL_dc1_next
         dL_dh1_t = dL_dh1[:, t] + dL_dh1_next
         dL_dc1_t_2_tanh = np.tanh(c1[:, t])
@@ -492,7 +492,7 @@ def loss_and_grad(
         dL_dWh1 += h1_prev.T @ dL_da1_t
         dL_de[:, t] = dL_da1_t @ Wx1.T
         dL_dWx1 += e[:, t].T @ dL_da1_t
-    del h1_zeros_rows, f1, g1, i1, o1, c1, h1, enc, dL_dh1
+    del c1_h1_init, f1, g1, i1, o1, c1, h1, enc, dL_dh1
     # e = embed(q, Eq)[:, ::-1]
     #   E[ids] picks rows, so dL/dE[i] = the sum of dL/dout over the positions of id i
     # dL_de_in: [N, 7, 16]

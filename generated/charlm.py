@@ -168,10 +168,10 @@ def predict(params, ids):
     W3 = params["W3"]
     b3 = params["b3"]
     e1 = E1[ids]
-    h2_zeros_rows = np.zeros((e1.shape[0], 32), dtype=DTYPE)  # [N, 32], used 2 times
+    c2_h2_init = np.zeros((e1.shape[0], 32), dtype=DTYPE)  # [N, 32], used 2 times
     h2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
-    c2_prev = h2_zeros_rows
-    h2_prev = h2_zeros_rows
+    c2_prev = c2_h2_init
+    h2_prev = c2_h2_init
     if e1.shape[1] == 0:
         raise ValueError("'e1' has length 0: a loop over time needs a step")
     for t_2 in range(e1.shape[1]):
@@ -185,7 +185,7 @@ def predict(params, ids):
         h2[:, t_2] = h2_t
         c2_prev = c2_t
         h2_prev = h2_t
-    del e1, h2_zeros_rows
+    del e1, c2_h2_init
     hs2 = h2
     y = _matmul_rows(h2, W3)
     y += b3
@@ -203,10 +203,10 @@ def loss(params, ids, t) -> float:
     W3 = params["W3"]
     b3 = params["b3"]
     e1 = E1[ids]
-    h2_zeros_rows = np.zeros((e1.shape[0], 32), dtype=DTYPE)  # [N, 32], used 2 times
+    c2_h2_init = np.zeros((e1.shape[0], 32), dtype=DTYPE)  # [N, 32], used 2 times
     h2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
-    c2_prev = h2_zeros_rows
-    h2_prev = h2_zeros_rows
+    c2_prev = c2_h2_init
+    h2_prev = c2_h2_init
     if e1.shape[1] == 0:
         raise ValueError("'e1' has length 0: a loop over time needs a step")
     for t_2 in range(e1.shape[1]):
@@ -220,7 +220,7 @@ def loss(params, ids, t) -> float:
         h2[:, t_2] = h2_t
         c2_prev = c2_t
         h2_prev = h2_t
-    del e1, h2_zeros_rows
+    del e1, c2_h2_init
     hs2 = h2
     y = _matmul_rows(h2, W3)
     y += b3
@@ -255,15 +255,15 @@ def loss_and_grad(
 
     # forward
     e1 = E1[ids]
-    h2_zeros_rows = np.zeros((e1.shape[0], 32), dtype=DTYPE)  # [N, 32], used 4 times
+    c2_h2_init = np.zeros((e1.shape[0], 32), dtype=DTYPE)  # [N, 32], used 4 times
     f2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
     g2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
     i2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
     o2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
     c2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
     h2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
-    c2_prev = h2_zeros_rows
-    h2_prev = h2_zeros_rows
+    c2_prev = c2_h2_init
+    h2_prev = c2_h2_init
     if e1.shape[1] == 0:
         raise ValueError("'e1' has length 0: a loop over time needs a step")
     for t_2 in range(e1.shape[1]):
@@ -309,11 +309,11 @@ def loss_and_grad(
     dL_dWx2 = np.zeros_like(Wx2)
     dL_dWh2 = np.zeros_like(Wh2)
     dL_db2 = np.zeros_like(b2)
-    dL_dc2_next = np.zeros_like(h2_zeros_rows)
-    dL_dh2_next = np.zeros_like(h2_zeros_rows)
+    dL_dc2_next = np.zeros_like(c2_h2_init)
+    dL_dh2_next = np.zeros_like(c2_h2_init)
     for t_2 in reversed(range(e1.shape[1])):
-        c2_prev = c2[:, t_2 - 1] if t_2 > 0 else h2_zeros_rows
-        h2_prev = h2[:, t_2 - 1] if t_2 > 0 else h2_zeros_rows
+        c2_prev = c2[:, t_2 - 1] if t_2 > 0 else c2_h2_init
+        h2_prev = h2[:, t_2 - 1] if t_2 > 0 else c2_h2_init
         dL_dc2_t = dL_dc2_next
         dL_dh2_t = dL_dh2[:, t_2] + dL_dh2_next
         dL_dc2_t_2_tanh = np.tanh(c2[:, t_2])

@@ -157,16 +157,16 @@ def predict(params, x):
     W3 = params["W3"]
     b3 = params["b3"]
     e1 = E1[x]
-    h2_zeros_rows = np.zeros((e1.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
+    h2_init = np.zeros((e1.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
     h2 = np.empty((x.shape[0], e1.shape[1], 64), dtype=DTYPE)
-    h2_prev = h2_zeros_rows
+    h2_prev = h2_init
     if e1.shape[1] == 0:
         raise ValueError("'e1' has length 0: a loop over time needs a step")
     for t_2 in range(e1.shape[1]):
         h2_t = np.tanh(e1[:, t_2] @ Wx2 + h2_prev @ Wh2 + b2)
         h2[:, t_2] = h2_t
         h2_prev = h2_t
-    del e1, h2_zeros_rows
+    del e1, h2_init
     hs2 = h2
     y = _matmul_rows(h2, W3)
     y += b3
@@ -184,16 +184,16 @@ def loss(params, x, t) -> float:
     W3 = params["W3"]
     b3 = params["b3"]
     e1 = E1[x]
-    h2_zeros_rows = np.zeros((e1.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
+    h2_init = np.zeros((e1.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
     h2 = np.empty((x.shape[0], e1.shape[1], 64), dtype=DTYPE)
-    h2_prev = h2_zeros_rows
+    h2_prev = h2_init
     if e1.shape[1] == 0:
         raise ValueError("'e1' has length 0: a loop over time needs a step")
     for t_2 in range(e1.shape[1]):
         h2_t = np.tanh(e1[:, t_2] @ Wx2 + h2_prev @ Wh2 + b2)
         h2[:, t_2] = h2_t
         h2_prev = h2_t
-    del e1, h2_zeros_rows
+    del e1, h2_init
     hs2 = h2
     y = _matmul_rows(h2, W3)
     y += b3
@@ -201,7 +201,7 @@ def loss(params, x, t) -> float:
     t_mask = t != 0  # [N, T], used 2 times
     # L_log_softmax: [N, T, 10]
     L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
-    L_count_kept = max(np.count_nonzero(t_mask), 1)  # scalar
+    L_count_kept = max(int(np.count_nonzero(t_mask)), 1)  # scalar
     L = (
         -np.sum(
             np.take_along_axis(L_log_softmax, t[..., None], axis=-1)[..., 0] * t_mask
@@ -234,9 +234,9 @@ def loss_and_grad(
 
     # forward
     e1 = E1[x]
-    h2_zeros_rows = np.zeros((e1.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
+    h2_init = np.zeros((e1.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
     h2 = np.empty((x.shape[0], e1.shape[1], 64), dtype=DTYPE)
-    h2_prev = h2_zeros_rows
+    h2_prev = h2_init
     if e1.shape[1] == 0:
         raise ValueError("'e1' has length 0: a loop over time needs a step")
     for t_2 in range(e1.shape[1]):
@@ -249,7 +249,7 @@ def loss_and_grad(
     # L_log_softmax: [N, T, 10], used 2 times
     L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     t_mask = t != 0  # [N, T], used 3 times
-    L_count_kept = max(np.count_nonzero(t_mask), 1)  # scalar, used 2 times
+    L_count_kept = max(int(np.count_nonzero(t_mask)), 1)  # scalar, used 2 times
     L = (
         -np.sum(
             np.take_along_axis(L_log_softmax, t[..., None], axis=-1)[..., 0] * t_mask
@@ -279,9 +279,9 @@ def loss_and_grad(
     dL_dWx2 = np.zeros_like(Wx2)
     dL_dWh2 = np.zeros_like(Wh2)
     dL_db2 = np.zeros_like(b2)
-    dL_dh2_next = np.zeros_like(h2_zeros_rows)
+    dL_dh2_next = np.zeros_like(h2_init)
     for t_2 in reversed(range(e1.shape[1])):
-        h2_prev = h2[:, t_2 - 1] if t_2 > 0 else h2_zeros_rows
+        h2_prev = h2[:, t_2 - 1] if t_2 > 0 else h2_init
         dL_dh2_t = dL_dh2[:, t_2] + dL_dh2_next
         dL_dh2_t_in = (1 - h2[:, t_2] ** 2) * dL_dh2_t
         dL_db2 += np.sum(dL_dh2_t_in, axis=0)

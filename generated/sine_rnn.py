@@ -99,16 +99,16 @@ def predict(params, x):
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
-    h1_zeros_rows = np.zeros((x.shape[0], 16), dtype=DTYPE)  # [N, 16], drawn once
+    h1_init = np.zeros((x.shape[0], 16), dtype=DTYPE)  # [N, 16], drawn once
     h1 = np.empty((x.shape[0], x.shape[1], 16), dtype=DTYPE)
-    h1_prev = h1_zeros_rows
+    h1_prev = h1_init
     if x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
     for t in range(x.shape[1]):
         h1_t = np.tanh(x[:, t] @ Wx1 + h1_prev @ Wh1 + b1)
         h1[:, t] = h1_t
         h1_prev = h1_t
-    del h1_zeros_rows
+    del h1_init
     hs1 = h1
     f = _matmul_rows(h1, W2)
     f += b2
@@ -124,16 +124,16 @@ def loss(params, x, y) -> float:
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
-    h1_zeros_rows = np.zeros((x.shape[0], 16), dtype=DTYPE)  # [N, 16], drawn once
+    h1_init = np.zeros((x.shape[0], 16), dtype=DTYPE)  # [N, 16], drawn once
     h1 = np.empty((x.shape[0], x.shape[1], 16), dtype=DTYPE)
-    h1_prev = h1_zeros_rows
+    h1_prev = h1_init
     if x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
     for t in range(x.shape[1]):
         h1_t = np.tanh(x[:, t] @ Wx1 + h1_prev @ Wh1 + b1)
         h1[:, t] = h1_t
         h1_prev = h1_t
-    del h1_zeros_rows
+    del h1_init
     hs1 = h1
     f = _matmul_rows(h1, W2)
     f += b2
@@ -162,9 +162,9 @@ def loss_and_grad(
     grads = {} if grads is None else grads  # buffers to compute into
 
     # forward
-    h1_zeros_rows = np.zeros((x.shape[0], 16), dtype=DTYPE)  # [N, 16], used 2 times
+    h1_init = np.zeros((x.shape[0], 16), dtype=DTYPE)  # [N, 16], used 2 times
     h1 = np.empty((x.shape[0], x.shape[1], 16), dtype=DTYPE)
-    h1_prev = h1_zeros_rows
+    h1_prev = h1_init
     if x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
     for t in range(x.shape[1]):
@@ -191,9 +191,9 @@ def loss_and_grad(
     dL_dWx1 = np.zeros_like(Wx1)
     dL_dWh1 = np.zeros_like(Wh1)
     dL_db1 = np.zeros_like(b1)
-    dL_dh1_next = np.zeros_like(h1_zeros_rows)
+    dL_dh1_next = np.zeros_like(h1_init)
     for t in reversed(range(x.shape[1])):
-        h1_prev = h1[:, t - 1] if t > 0 else h1_zeros_rows
+        h1_prev = h1[:, t - 1] if t > 0 else h1_init
         dL_dh1_t = dL_dh1[:, t] + dL_dh1_next
         dL_dh1_t_in = (1 - h1[:, t] ** 2) * dL_dh1_t
         dL_db1 += np.sum(dL_dh1_t_in, axis=0)

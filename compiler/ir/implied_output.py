@@ -41,6 +41,8 @@ def implied_output(forward: list[Binding], loss: str, inputs: list[Binding],
             reads[n.id] = PARAM if n.op == "param" else kinds.get(n.id, 0)
         elif n.op == "part":  # one step equation of a loop: what that equation reads
             reads[n.id] = step_reads(n)
+        elif n.op == "zeros_rows":  # 'from 0', as written, reads nothing (only the
+            reads[n.id] = 0  # number of rows of the sequence it is made for)
         else:
             flags = 0
             for a in n.args:
@@ -52,8 +54,9 @@ def implied_output(forward: list[Binding], loss: str, inputs: list[Binding],
         if flags is None and b.node.op == "part" and b.node.args[0].id in reads:
             # a step equation the loss reads only through its loop (c[t-1] in g0[t])
             flags = step_reads(b.node)
+        written = b.sources[0] if b.sources else b.name  # a function's step: its equation
         if b.name == loss or flags is None or flags & TARGET or \
-                b.name in equations and b.name not in needed:
+                written in equations and written not in needed:
             continue
         rank = 0 if b.name in bare else \
             3 if flags & DATA and flags & PARAM else 2 if flags & DATA else 1

@@ -19,6 +19,7 @@ from ..frontend.astprint import expr as spec_text
 from ..names import fresh
 from . import Binding, Node, fmt_shape, topo_order
 from .expressions import _Poisoned
+from .ops.core import Unknown
 from .ops.recurrence import Body
 
 
@@ -36,7 +37,7 @@ class _Step:
 
 class Loops:
     """Loops over time, a mixin of ``elaborate._Elaborator`` (reads ``b``, ``env``,
-    ``diags``, ``taken``; calls ``_expr``)."""
+    ``diags``, ``taken``, ``hints``; calls ``_expr``)."""
 
     loop: _Step | None = None
 
@@ -161,34 +162,47 @@ class Loops:
 
     def _start_at_zero(self, group: list[ast.Equation], step: _Step,
                        zeros: list[ast.Equation]) -> bool:
-        """Carried values ``from 0``: their shape is the one their step computes. It is
-        found by trying, quietly, each [N, d] (N the sequence's batch, d a dimension of a
-        value in scope) and keeping the first the step reproduces; the zeros are
-        ``zeros_rows(x)``, as many rows as the sequence."""
+        """Carried values ``from 0`` start at zeros ``[N, d]``: ``zeros_rows(x)``, as many
+        rows as the sequence ``x``, d the width their step gives them (``_zero_shapes``),
+        named ``h_init`` (one array serves the values of one width: ``c_h_init``)."""
         seq = self._first_sequence(group, step.time)
         if seq is None:
             return True  # the loop reports that it reads no sequence
-        dims = dict.fromkeys(d for node in self.env.values() if node is not None
-                             for d in node.shape)
-        for d in dims:
-            shapes = {st.name: (seq.shape[0], d) for st in zeros}
-            for _ in range(2):  # a guess the step maps to another shape: try that one
-                found = self._trial(group, step, shapes)
-                if found is None or found == shapes:
-                    break
-                shapes = found
-            if found == shapes:
-                for st in zeros:
-                    self.b.span = st.span
-                    step.inits[st.name] = self.b.hint(self.b.op(
-                        "zeros_rows", seq, width=shapes[st.name][1:]), "zeros")
-                    step.carries[st.name] = self.b.leaf(
-                        "input", fresh(f"{st.name}_prev", self.taken), shapes[st.name])
-                return True
-        self.diags.error(f"the shape of '{zeros[0].name}' could not be worked out from its "
-                         f"step, so it cannot start from 0", zeros[0].init.span,
-                         f"give it an initial value of its shape: from {zeros[0].name}0")
-        return False
+        shapes = self._zero_shapes(group, step, zeros, seq.shape[0])
+        if shapes is None:
+            self.diags.error(f"the shape of '{zeros[0].name}' could not be worked out from "
+                             f"its step, so it cannot start from 0", zeros[0].init.span,
+                             f"give it an initial value of its shape: from {zeros[0].name}0")
+            return False
+        widths: dict[tuple, list[str]] = {}  # equal zeros become one array (CSE)
+        for st in zeros:
+            self.b.span = st.span
+            step.inits[st.name] = self.b.op("zeros_rows", seq, width=shapes[st.name][1:])
+            widths.setdefault(shapes[st.name][1:], []).append(st.name)
+            step.carries[st.name] = self.b.leaf(
+                "input", fresh(f"{st.name}_prev", self.taken), shapes[st.name])
+        for names in widths.values():
+            name = fresh("_".join(names) + "_init", self.taken)
+            for carried in names:
+                self.hints.setdefault(step.inits[carried].id, name)
+        return True
+
+    def _zero_shapes(self, group: list[ast.Equation], step: _Step,
+                     zeros: list[ast.Equation], batch) -> dict | None:
+        """The shapes ``[N, d]`` of the values started from 0: the step computed with
+        each width left ``Unknown`` (its operations fix it: ``h[t-1] @ Wh`` needs Wh's
+        rows, ``h[t-1] + x[:, t] @ Wx`` takes Wx's columns; only met by widths 1, as an
+        LSTM of width 1's gates, it is 1), then with the widths found, which it must give
+        back. None when it leaves them open or cannot be computed."""
+        unknown = {st.name: (batch, Unknown(f"{st.name}_width")) for st in zeros}
+        found = self._trial(group, step, unknown)
+        if found is None:
+            return None
+        found = {name: tuple(1 if isinstance(d, Unknown) and d.ones else d for d in shape)
+                 for name, shape in found.items()}
+        if any(isinstance(d, Unknown) for shape in found.values() for d in shape):
+            return None
+        return found if self._trial(group, step, found) == found else None
 
     def _trial(self, group, step: _Step, shapes: dict) -> dict | None:
         """The shapes the zero-started values' steps have when they start at ``shapes``
@@ -199,7 +213,10 @@ class Loops:
         for name, shape in shapes.items():
             trial.carries[name] = self.b.leaf("input", f"{name}_prev", shape)
             trial.inits[name] = trial.carries[name]
-        ok = self._steps(group, trial)
+        try:
+            ok = self._steps(group, trial)
+        except (TypeError, ValueError):  # a rule that needs the unknown width's value
+            ok = False
         del self.diags.items[reported:]
         self.taken.clear()
         self.taken.update(taken)
@@ -245,7 +262,7 @@ class Loops:
         carried = [name for name in names if name in step.carries]
         seqs = list(step.slices.values())
         own = {leaf.id for leaf in step.carries.values()} | {s.id for _, s in seqs}
-        closed_outer, closed = self._close_over([step.done[n] for n in names], own)
+        closed_outer, closed = self._close_over([step.done[n] for n in names], own, names)
         memo = _substitute(self.b, [step.done[n] for n in names], closed)
         body = Body(carries=tuple(step.carries[n] for n in carried),
                     slices=tuple(s for _, s in seqs),
@@ -264,9 +281,12 @@ class Loops:
             forward.append(Binding(st.name, node, "eq", st.span,
                                    note=f"{st.name}[{step.time}] = {spec_text(st.value)}{init}"))
 
-    def _close_over(self, steps: list[Node], own: set[int]) -> tuple[list[Node], dict]:
+    def _close_over(self, steps: list[Node], own: set[int],
+                    step_names: list[str]) -> tuple[list[Node], dict]:
         """The values a step reads from outside the loop (the outer nodes its own nodes
-        use, constants left inside), and a leaf for each, named like the value."""
+        use, constants left inside), and a leaf for each, named like the value. A step
+        equation that reads nothing of the loop is one such value, the same at every
+        step (``{name}_each``), computed once before the loop."""
         names = {node.id: name for name, node in self.env.items() if node is not None}
         inner: set[int] = set(own)
         outer: dict[int, Node] = {}
@@ -275,6 +295,10 @@ class Loops:
                 inner.add(n.id)
                 outer.update((a.id, a) for a in n.args
                              if a.id not in inner and not a.is_const)
+        for node, name in zip(steps, step_names):
+            if node.id not in inner and not node.is_const:
+                outer[node.id] = node
+                names.setdefault(node.id, fresh(f"{name}_each", self.taken))
         closed = {}
         for node in outer.values():
             name = names.get(node.id) or node.attr("name") or fresh("v", self.taken)

@@ -191,7 +191,7 @@ def _random_run(text, targets=None):
 
 
 @_SETTINGS
-@given(random_spec(DEPTH, modes=True))
+@given(random_spec(DEPTH, modes=True, sequences=True))
 def test_random_specs(spec):
     _random_run(spec.text(), spec.targets)
 
@@ -211,7 +211,7 @@ def test_survey(style):
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     size = SURVEY if style == "fast" else SURVEY_TEXTBOOK
     for seed in range(SURVEY_START, SURVEY_START + size):
-        spec = spec_from_seed(seed, DEPTH, modes=True)
+        spec = spec_from_seed(seed, DEPTH, modes=True, sequences=True)
         text = spec.text()
         try:
             differential(text, seed, targets=spec.targets, style=style)

@@ -3,7 +3,8 @@
 Each example is a spec built statement by statement from the language's grammar
 (tests/support/structured_specs.py: programs over ``[N, H]`` values, shape-consistent or
 wild, damaged, extreme; image_specs.py: image programs with modes, edge shapes, wild ones
-and single invalid lines; random_specs.py's valid programs with modes).
+and single invalid lines; random_specs.py's valid programs with modes and loops over
+time).
 
 Valid programs must compile; their modules are imported and ``loss_and_grad`` runs on
 random data of the declared shapes.
@@ -67,6 +68,9 @@ def _data(mod, rng: np.random.Generator) -> dict:
     data = {}
     for name, shape in mod.INPUTS.items():
         if name in getattr(mod, "DEFAULTS", {}) and rng.random() < 0.5:
+            continue
+        if name in labels:  # ids that pick rows of an embedding
+            data[name] = rng.integers(0, labels[name], size=concrete(shape))
             continue
         data[name] = rng.normal(size=concrete(shape)).astype(dtype)
     for name, shape in mod.TARGETS.items():

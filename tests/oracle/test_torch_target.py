@@ -65,7 +65,8 @@ def _survey(texts, style) -> tuple[int, list[str]]:
 @pytest.mark.parametrize("style", ["fast", "textbook"])
 def test_random_specs(style):
     specs = ((s.text(), s.targets, seed) for seed, s in
-             ((seed, spec_from_seed(seed, 7, modes=True)) for seed in range(RANDOM)))
+             ((seed, spec_from_seed(seed, 7, modes=True, sequences=True))
+              for seed in range(RANDOM)))
     compared, failures = _survey(specs, style)
     assert compared >= RANDOM // 2, f"only {compared} of {RANDOM} specs compared"
     assert not failures, f"{len(failures)} of {compared} differ:\n\n" + "\n\n".join(failures[:3])

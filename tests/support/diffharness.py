@@ -27,6 +27,14 @@ REPO = Path(__file__).resolve().parents[2]
 # a batch of one, or one that coincides with a fixed dimension).
 SIZES = tuple(int(v) for v in os.environ.get("BPC_DIFF_SIZES", "4,3,5,2,6").split(","))
 TOL = {"float64": (1e-7, 1e-9), "float32": (2e-3, 1e-4)}  # (rtol, atol relative to scale)
+# float32 gradients are also allowed FACTOR times how far the oracle's gradient moves
+# when every adjoint it passes back is off by up to SIZE (relative; float32's unit
+# roundoff is 6e-8): rounding, simulated. Where terms cancel (a bias right before batch
+# norm, exactly 0, whose terms are the batch's adjoints) that is the terms' magnitude
+# times the rounding; elsewhere it is far below rtol, which it does not loosen. SIZE is
+# 8 float32 ulps, not 1: the module rounds its forward values too, which the simulation
+# leaves out, and batch norm's x - mean amplifies that (bn_condition up to 3e2).
+ROUNDING = {"size": 2.0 ** -17, "factor": 3.0}
 
 
 class Mismatch(AssertionError):
@@ -150,7 +158,22 @@ TARGET_KINDS = {
 }
 
 
-def _close(got, want, rtol, atol_rel):
+def rounding_slack(oracle, want, params, data, state=None, mask_seed=0) -> dict:
+    """Per gradient of ``want`` (the oracle's result at this point), elementwise: how
+    far simulated rounding moves it (ROUNDING; the most of two draws)."""
+    slack = {name: np.zeros_like(g) for name, g in want.grads.items()}
+    for k in (1, 2):
+        moved = oracle.run(params, data, state=state, mask_seed=mask_seed,
+                           rounding=ROUNDING["size"], rounding_seed=mask_seed + k)
+        for name, g in moved.grads.items():
+            slack[name] = np.maximum(slack[name],
+                                     ROUNDING["factor"] * np.abs(g - want.grads[name]))
+    return slack
+
+
+def _close(got, want, rtol, atol_rel, slack=0.0):
+    """Whether ``got`` is ``want`` within rtol, atol_rel times the scale, and ``slack``
+    (elementwise: rounding_slack's)."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:
@@ -159,7 +182,7 @@ def _close(got, want, rtol, atol_rel):
         return True, ""
     scale = max(1.0, float(np.max(np.abs(want))))
     err = np.abs(got - want)
-    bad = ~(err <= atol_rel * scale + rtol * np.abs(want))
+    bad = ~(err <= atol_rel * scale + rtol * np.abs(want) + slack)
     bad |= np.isnan(got) != np.isnan(want)
     if np.any(bad):
         i = np.unravel_index(np.argmax(np.where(bad, err, -1)), want.shape) if want.shape else ()
@@ -301,6 +324,14 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
     if not all(finite):
         raise Skip("an overflow or a value out of range")
     rtol, atol = TOL[oracle.dtype]
+
+    def slack_at(result, state_in, mask_seed) -> dict:
+        """The gradients' rounding slack: float32 only."""
+        if oracle.dtype != "float32":
+            return {}
+        return rounding_slack(oracle, result, params, data, state_in, mask_seed)
+
+    slack = slack_at(want, state, seed)
     if dtype != np.dtype(oracle.dtype):
         problems.append(f"DTYPE is {dtype}, the spec says {oracle.dtype}")
     if list(mod.GRADS) != oracle.wrt and set(mod.GRADS) != set(oracle.wrt):
@@ -351,7 +382,7 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         why = _typed(g, dtype)
         if why:
             problems.append(f"gradient of {name} {why}")
-        ok, why = _close(g, g_want, rtol, atol)
+        ok, why = _close(g, g_want, rtol, atol, slack.get(name, 0.0))
         if not ok:
             problems.append(f"d{want.loss and ''}{name}: {why}\n      got      {_short(g)}"
                             f"\n      expected {_short(g_want)}")
@@ -362,8 +393,8 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
         for attempt in ("into NaN-filled buffers", "into reused buffers"):
             _, gb = mod.loss_and_grad(params, **args, **extra(state, 0), grads=buffers)
             for name, g_want in want.grads.items():
-                ok, why = _close(gb.get(name), g_want, rtol, atol) if name in gb else \
-                    (False, "missing")
+                ok, why = (_close(gb[name], g_want, rtol, atol, slack.get(name, 0.0))
+                           if name in gb else (False, "missing"))
                 if not ok:
                     problems.append(f"d{name} {attempt}: {why}")
                     break
@@ -372,14 +403,15 @@ def differential(text: str, seed: int = 0, *, check_output: bool = True, kink_ma
     for k in range(1, state_steps if takes_state else 0):
         state_k = _copy_state(inference_state)
         want_k = oracle.run(params, data, state=state_k, mask_seed=seed + k)
+        slack_k = slack_at(want_k, state_k, seed + k)
         kw_k = extra(state_k, k)
         loss_k, grads_k = mod.loss_and_grad(params, **args, **kw_k)
         ok, why = _close(loss_k, want_k.loss, rtol, atol)
         if not ok:
             problems.append(f"loss of training call {k + 1}: {why}")
         for name, g_want in want_k.grads.items():
-            ok, why = _close(grads_k.get(name), g_want, rtol, atol) if name in grads_k \
-                else (False, "missing")
+            ok, why = (_close(grads_k[name], g_want, rtol, atol, slack_k.get(name, 0.0))
+                       if name in grads_k else (False, "missing"))
             if not ok:
                 problems.append(f"d{name} in training call {k + 1}: {why}")
         _compare_state(problems, kw_k["state"], want_k.state, dtype, rtol, atol,

@@ -104,16 +104,21 @@ def _step(oracle, body, env, seqs, prev, t) -> dict:
 
 
 def _zero_start(oracle, body, env, seqs, zero, prev, batch) -> dict:
-    """Zeros ``[N, d]`` for the values ``from 0``: the first width d (of the parameters)
-    whose first step keeps that shape."""
-    widths = dict.fromkeys(d for v in env.values() if isinstance(v, torch.Tensor)
-                           for d in v.shape)
+    """Zeros ``[N, d]`` for the values ``from 0``: the width d (among the parameters'
+    and values' dimensions) with which a first step keeps every carried value's shape;
+    when several do (gates of width 1 broadcast against any), 1 (LANGUAGE.md)."""
+    widths = dict.fromkeys([1] + [d for v in env.values() if isinstance(v, torch.Tensor)
+                                  for d in v.shape])
+    fits = []
     for d in widths:
-        start = {name: torch.zeros(batch, d, dtype=torch.float64) for name in zero}
+        start = {**prev, **{name: torch.zeros(batch, d, dtype=torch.float64) for name in zero}}
         try:
-            now = _step(oracle, body, env, seqs, {**prev, **start}, 0)
+            now = _step(oracle, body, env, seqs, start, 0)
         except (RuntimeError, OracleError):
             continue
-        if all(tuple(now[name].shape) == (batch, d) for name in zero):
-            return start
-    raise OracleError(f"no shape for {zero} to start from 0")
+        if all(now[name].shape == value.shape for name, value in start.items()):
+            fits.append(d)
+    if not fits:
+        raise OracleError(f"no shape for {zero} to start from 0")
+    width = 1 if len(fits) > 1 and 1 in fits else fits[0]
+    return {name: torch.zeros(batch, width, dtype=torch.float64) for name in zero}

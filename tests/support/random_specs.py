@@ -81,9 +81,11 @@ class _RandChooser:
         return self.r.random() < p
 
 
-def generate(c, max_depth=7, modes=False) -> GenSpec:
+def generate(c, max_depth=7, modes=False, sequences=False) -> GenSpec:
     """A random valid spec; ``modes``: with batch norm, state and dropout too (their
-    modules take ``state`` and ``rng``; the same choices as without it otherwise)."""
+    modules take ``state`` and ``rng``; the same choices as without it otherwise);
+    ``sequences``: maybe a sequence input, with layer stacks and loops over time (off,
+    the choices are those of a generator without them)."""
     gen = SpecGen(c, modes)
     g = gen.g
     gen.line("model rnd")
@@ -118,6 +120,10 @@ def generate(c, max_depth=7, modes=False) -> GenSpec:
     if c.chance(0.1):
         gen.line("input s : scalar")
         gen.values.append(("s", ()))
+    if sequences and c.chance(0.4):
+        gen.sequence_input()
+        if gen.sequences[0][0] == "xs" and c.chance(0.3):
+            wrt.append("xs")
     image = None
     if c.chance(0.4):
         image = (N, c.integers(1, 2), c.integers(3, 6), c.integers(3, 6))
@@ -140,14 +146,17 @@ def generate(c, max_depth=7, modes=False) -> GenSpec:
     depth = c.integers(1, max_depth)
     steps = ["unary", "binary", "matmul", "reduce", "normalise", "power", "transpose",
              "reshape", "stack", "index", "overlap", "join", "conv", "pool", "flatten",
-             "image_stack"] + (["batch_norm", "dropout"] if modes else [])
-    for _ in range(depth):
+             "image_stack"] + (["batch_norm", "dropout"] if modes else []) \
+        + ["over_time"] * 2 * bool(gen.sequences)
+    for k in range(depth):
         a, sa = gen.pick()
         kind = c.choice(steps)
         if a in gen.from_image and len(sa) >= 3 and c.chance(0.5):
             kind = c.choice(["conv", "pool", "pool", "flatten", "image_stack"]
                             + (["batch_norm"] if modes else []))
-        if kind in ("stack", "image_stack"):
+        if gen.sequences and k == depth - 1 and not gen.time_steps:
+            kind = "over_time"  # the sequence input is read
+        if kind in ("stack", "image_stack", "over_time"):
             if getattr(gen, kind)(a, sa) is None:
                 kind = "unary"
             else:
@@ -169,6 +178,8 @@ def generate(c, max_depth=7, modes=False) -> GenSpec:
         t = gen.loss_term()
         if t:
             terms.append(t)
+    if gen.seq_values and c.chance(0.8):
+        terms.append(gen.sequence_loss_term())
     images = [v for v in gen.values if v[0] in gen.from_image]
     if image and images[-1][0] != last and c.chance(0.9):
         im, sim = images[-1]  # the image's path reaches the loss
@@ -210,10 +221,10 @@ def generate(c, max_depth=7, modes=False) -> GenSpec:
 
 
 @st.composite
-def random_spec(draw, max_depth=7, modes=False):
-    return generate(_HypChooser(draw), max_depth, modes)
+def random_spec(draw, max_depth=7, modes=False, sequences=False):
+    return generate(_HypChooser(draw), max_depth, modes, sequences)
 
 
-def spec_from_seed(seed: int, max_depth=7, modes=False) -> GenSpec:
-    return generate(_RandChooser(seed), max_depth, modes)
+def spec_from_seed(seed: int, max_depth=7, modes=False, sequences=False) -> GenSpec:
+    return generate(_RandChooser(seed), max_depth, modes, sequences)
 

@@ -213,7 +213,7 @@ class LayerSteps:
                 if self.modes and c.chance(0.2):
                     items.append(f"dropout {c.choice(['0.5', '0.1'])}")
                     self.feature("layer dropout")
-        out = f"h{self.count + 1}"
+        out = f"y{self.count + 1}"  # not h{k}: a recurrent layer's steps
         self.line(f"layers {a} -> {out} {{")
         for it in items:
             self.line(f"  {it}")
@@ -228,7 +228,7 @@ class LayerSteps:
         c = self.c
         if not sa or len(sa) > 2 or not isinstance(sa[-1], int):
             return None
-        out = f"h{self.count + 1}"
+        out = f"y{self.count + 1}"  # not h{k}: a recurrent layer's steps
         items = []
         units = sa[-1]
         n_dense = c.integers(1, 2)

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from spec_layer_steps import LayerSteps
+from spec_sequence_steps import SequenceSteps
 
 N = "N"
 
@@ -54,7 +55,7 @@ def _partners(shape):
 
 
 
-class SpecGen(LayerSteps):
+class SpecGen(LayerSteps, SequenceSteps):
     def __init__(self, c, modes=False):
         self.c = c
         self.modes = modes  # batch norm, state and dropout (training and inference)
@@ -66,6 +67,10 @@ class SpecGen(LayerSteps):
         self.targets = {}
         self.from_image = set()  # values computed from the image input
         self.norms = 0  # hand-written batch_norm calls (their states rm{k}, rv{k})
+        self.sequences = []  # (name, width) of sequences [N, T, width]; ids: width None
+        self.seq_values = []  # the computed ones, for sequence loss terms
+        self.vocab = 0  # the ids' vocabulary
+        self.time_steps = 0  # layer stacks and loops over time drawn
 
     # -------------------------------------------------------------------- helpers
     def line(self, text):

@@ -13,7 +13,8 @@ their remainder mod 5:
   rank or with bad options), and damaged (a line dropped, duplicated, cut …);
 - 3: image programs (image_specs.py's ``image_spec``), a few holding one invalid line
   in a valid program (``refusal``: then the spec must be refused);
-- 4: random_specs.py's valid programs, with modes (batch norm, state, dropout).
+- 4: random_specs.py's valid programs, with modes (batch norm, state, dropout) and
+  sequences (layer stacks and loops over time).
 
 ``structured_spec(seed)`` rebuilds the spec of a seed.
 """
@@ -173,7 +174,7 @@ def structured_spec(seed: int) -> tuple[str, bool]:
         # conv, pooling, slices, concat, batch norm, dropout, residual stacks …)
         from random_specs import spec_from_seed
 
-        return spec_from_seed(seed, modes=True).text(), True
+        return spec_from_seed(seed, modes=True, sequences=True).text(), True
     if seed % 5 == 3:  # image programs with modes, edge shapes, and wild ones
         from image_specs import image_spec  # (which imports damage from here)
 

@@ -76,7 +76,24 @@ class Result:
     masks: int = 0  # dropout masks drawn (training mode): one per site
 
 
+class _RoundedAdjoint(torch.autograd.Function):
+    """The identity, whose adjoint comes back off by a random relative amount up to
+    ``size`` per element (``Oracle.run``'s ``rounding``)."""
+
+    @staticmethod
+    def forward(ctx, x, size, gen):
+        ctx.size, ctx.gen = size, gen
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        wiggle = 2 * torch.rand(g.shape, generator=ctx.gen, dtype=g.dtype) - 1
+        return g * (1 + ctx.size * wiggle), None, None
+
+
 class Oracle:
+    rounding = 0.0  # run() sets it
+
     def __init__(self, text: str, path: str = "<spec>"):
         self.spec = load_text(text, path)
         self.constants = dict(self.spec.constants)
@@ -159,12 +176,19 @@ class Oracle:
 
     # ------------------------------------------------------------------ evaluation
     def run(self, params: dict, data: dict, need_grad: bool = True, *, train: bool = True,
-            state: dict | None = None, mask_seed: int = 0) -> Result:
+            state: dict | None = None, mask_seed: int = 0, rounding: float = 0.0,
+            rounding_seed: int = 0) -> Result:
         """The loss, gradients and values at a point. ``train``: training mode (dropout's
         masks from ``np.random.default_rng(mask_seed)``, batch norm's batch statistics and
         the updated running statistics in ``Result.state``); else inference mode.
-        ``state``: the running statistics (default: the declared initial values)."""
+        ``state``: the running statistics (default: the declared initial values).
+        ``rounding``: every adjoint passed back through a value the spec computes is off
+        by a random relative amount up to this (seeded ``rounding_seed``): rounding in
+        the backward pass, simulated, so that gradients whose terms cancel show how far
+        rounding moves them (diffharness's float32 tolerance)."""
         d = self.d
+        self.rounding = rounding
+        self.rounding_gen = torch.Generator().manual_seed(rounding_seed)
         env: dict[str, torch.Tensor] = {}
         self.symbols: dict[str, int] = {}
         self.kink = math.inf
@@ -265,6 +289,12 @@ class Oracle:
             self.kink = min(self.kink, float(nonzero.min()))
 
     def expr(self, e, env):
+        value = self._expr(e, env)
+        if self.rounding and isinstance(value, torch.Tensor) and value.requires_grad:
+            return _RoundedAdjoint.apply(value, self.rounding, self.rounding_gen)
+        return value
+
+    def _expr(self, e, env):
         if isinstance(e, ast.Num):
             return e.value
         if isinstance(e, ast.Name):

@@ -356,12 +356,41 @@ def format_number(value) -> str:
 
 
 # ----------------------------------------------------------------------------- shapes
+class Unknown(str):
+    """A dimension not known yet: a carried value's width while its step is worked out
+    (ir/loops.py, ``from 0``). It equals every dimension, so that the step's operations
+    say what it must be; broadcasting gives it the other operand's, and against a 1 it
+    stays unknown but ``ones`` (1 would do: ``c * f`` with ``f : [N, 1]``)."""
+
+    ones = False
+
+    def __eq__(self, other) -> bool:
+        return True
+
+    def __ne__(self, other) -> bool:
+        return False
+
+    __hash__ = str.__hash__
+
+    def against(self, other):
+        """The dimension broadcasting this against ``other`` gives."""
+        if isinstance(other, Unknown):
+            return other if other.ones and not self.ones else self
+        if other != 1:
+            return other
+        met = Unknown(self)
+        met.ones = True
+        return met
+
+
 def broadcast_shapes(a: Shape, b: Shape) -> Shape:
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
         x = a[-i] if i <= len(a) else 1
         y = b[-i] if i <= len(b) else 1
-        if x == y or y == 1:
+        if isinstance(x, Unknown) or isinstance(y, Unknown):
+            out.append(x.against(y) if isinstance(x, Unknown) else y.against(x))
+        elif x == y or y == 1:
             out.append(x)
         elif x == 1:
             out.append(y)

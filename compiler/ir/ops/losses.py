@@ -153,7 +153,7 @@ defop("minus_one_hot", arity=2, shape=lambda args, attrs: args[0].shape,
 
 
 defop("count_kept", arity=1, shape=scalar,
-      emit=lambda a, attrs, n: (f"max(np.count_nonzero({a[0][0]}), 1)", POSTFIX),
+      emit=lambda a, attrs, n: (f"max(int(np.count_nonzero({a[0][0]})), 1)", POSTFIX),
       torch=lambda a, attrs, n: (f"max(int(torch.count_nonzero({a[0][0]})), 1)", POSTFIX),
       evaluate=lambda v, a: np.asarray(max(np.count_nonzero(v[0]), 1) * 1.0),
       vjp=no_gradient,

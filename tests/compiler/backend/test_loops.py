@@ -176,3 +176,23 @@ def test_a_sequence_of_length_0_is_a_clear_error_in_the_module(style):
         comp.module.loss_and_grad(params, **feeds)
     with pytest.raises(ValueError, match="'x' has length 0: a loop over time needs a step"):
         comp.module.predict(params, x=feeds["x"], h0=feeds["h0"])
+
+
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+def test_a_step_that_reads_nothing_of_the_loop(style):
+    """``c[t] = (z @ Wz)^2 from 0`` is the same at every step: computed once before the
+    loop from what it reads (which the module loads), its gradient summed over the steps;
+    unread, it still runs (it had named a parameter the module never loaded)."""
+    text = RNN.replace("input h0 : [N, 4]", "input h0 : [N, 4]\ninput z : [N, 4]\n"
+                       "param Wz : [4, 4] = normal(std=0.5)") + "c[t] = (z @ Wz)^2 * 0.1 from 0\n"
+    for loss in ("L = mean((h - y)^2) + sum(c * h)", "L = mean((h - y)^2)"):
+        comp = Compilation.from_text(f"{text}loss {loss}\ngrad wrt z\n", "fixed.bp",
+                                     style=style, warn=lambda text: None)
+        feeds, params = data(comp.program, 3)
+        want = evaluate(comp.program, feeds, params)
+        got, grads = comp.module.loss_and_grad(params, **feeds)
+        assert got == pytest.approx(want[comp.program.loss], rel=1e-12)
+        for name in comp.program.wrt:
+            np.testing.assert_allclose(grads[name], want[comp.program.grads[name]],
+                                       rtol=1e-10, atol=1e-13, err_msg=name)
+        check(comp.program, feeds, params)

@@ -152,6 +152,13 @@ param W1 : [3, 2] = 0.5
     # c is read by the loss only through g0 (c[t-1]), and is the last such equation
     ("g0[t] = tanh(x[:, t] @ W0 + c[t-1])\nc[t] = (x[:, t] @ W1)^2 from c0\n"
      "h[t] = sigmoid(h[t-1]) from h0\nloss L = mean((h - y)^2) + sum(g0[:, -1]^2)\n", "c"),
+    # h starts from 0 and reads only a parameter: 'from 0' is no read of the sequence
+    ("param Wh : [2, 2] = 0.5\ng0[t] = sin(x[:, t] @ W0)\n"
+     "h[t] = sigmoid(h[t-1] @ Wh) from 0\nloss L = mean((h - y)^2) + sum(g0[:, -1]^2)\n",
+     "g0"),
+    # layer_norm's named steps (k_xn) are judged as k, which the loss does not name
+    ("param Wh : [2, 2] = 0.5\nk = layer_norm(x, 1, 0)\ng0[t] = sin(k[:, t] @ W0)\n"
+     "h[t] = sigmoid(h[t-1] @ Wh) from 0\nloss L = mean((h - y)^2)\n", "h"),
 ])
 def test_a_loops_step_equations_are_judged_one_by_one(steps, output):
     """A loop's results are computed from what their own step equation reads (through

@@ -87,3 +87,38 @@ def test_from_0_whose_shape_no_value_in_scope_gives_is_refused():
     with pytest.raises(SpecError, match="could not be worked out from its step") as e:
         Compilation.from_text(text, "loop.bp").program
     assert "from h0" in str(e.value)
+
+
+@pytest.mark.parametrize("step, width", [
+    ("tanh(x[:, t] @ Wx + h[t-1] @ Wh)", 4),  # Wh's rows
+    ("tanh(h[t-1] + x[:, t] @ Wx)", 4),  # Wx's columns, whichever operand comes first
+    ("tanh(b + h[t-1]) * sum(x[:, t], axis=1, keepdims=true)", 4),  # a bias's width
+    ("tanh(h[t-1] @ Wr + x[:, t])", 3),  # the sequence's (and Wr's)
+    ("h[t-1] * sigmoid(x[:, t] @ Wg) + x[:, t] @ Wg", 1),  # only 1s: an LSTM of width 1
+])
+def test_from_0_takes_the_width_its_step_fixes(step, width):
+    text = ("input x : [N, T, 3]\nparam Wx : [3, 4] = xavier\nparam Wh : [4, 4] = xavier\n"
+            f"param Wr : [3, 3] = xavier\nparam Wg : [3, 1] = xavier\nparam b : [4] = zeros\n"
+            f"h[t] = {step} from 0\n"
+            "loss L = sum(h)\n")
+    comp = Compilation.from_text(text, "loop.bp", warn=lambda text: None)
+    assert f"h_init = np.zeros((x.shape[0], {width}), dtype=DTYPE)" in comp.generated.text
+    assert "h_prev = h_init" in comp.generated.text
+
+
+def test_from_0_whose_step_leaves_the_width_open_is_refused():
+    """``h[t] = sin(h[t-1]) + …`` gives back any width: refused, never a guess (the first
+    dimension in scope, N, had been taken)."""
+    text = ("input x : [N, T, 3]\nparam W : [3, 2] = xavier\ng[t] = x[:, t] @ W\n"
+            "h[t] = sin(h[t-1]) from 0\nloss L = sum(g) + sum(h)\n")
+    with pytest.raises(SpecError, match="could not be worked out from its step"):
+        Compilation.from_text(text, "loop.bp").program
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_recurrent_layers_of_width_1_start_from_0(kind):
+    """Gates [N, 1] broadcast against any width: the step is still [N, 1] (it had been
+    refused, the width left open, while it was worked out from the step alone)."""
+    text = (f"input x : [N, T, 3]\nlayers x -> y {{\n  {kind} 1\n}}\nloss L = sum(y)\n")
+    comp = Compilation.from_text(text, "loop.bp")
+    assert "np.zeros((x.shape[0], 1), dtype=DTYPE)" in comp.generated.text

@@ -79,3 +79,17 @@ layers x -> y { posenc sinusoidal; posenc learned 7 init=normal(std=0.5); layern
 loss L = softmax_cross_entropy(y, t)
 grad wrt x
 """)
+
+# Padding left out in float32: the count of kept tokens is a Python int, so the loss,
+# its gradients and predict stay float32 (NumPy 2's np.count_nonzero gives an np.int64,
+# which had made them float64).
+_IGNORED_FLOAT32 = """model m
+dtype float32
+input x : [N, T, 2]
+target t : [N, T]
+param W : [2, 3] = normal
+loss L = softmax_cross_entropy(x @ W, t, ignore=0)
+grad wrt x
+"""
+for _style in ("fast", "textbook"):
+    case(f"sequence-ignore-float32-{_style}", _IGNORED_FLOAT32, style=_style)
