@@ -211,8 +211,8 @@ def predict(params, q, d):
     del e, c1_h1_init
     enc = h1[:, 6]
     x = Ed[d]
-    c_init = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
-    h_matmul = enc @ Wp  # [N, 256], drawn once
+    c_init = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], read by the loop
+    h_matmul = enc @ Wp  # [N, 256], read by the loop
     h = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
     c_prev = c_init
     h_prev = enc
@@ -270,8 +270,8 @@ def loss(params, q, d, answer) -> float:
     del e, c1_h1_init
     enc = h1[:, 6]
     x = Ed[d]
-    c_init = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
-    h_matmul = enc @ Wp  # [N, 256], drawn once
+    c_init = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], read by the loop
+    h_matmul = enc @ Wp  # [N, 256], read by the loop
     h = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
     c_prev = c_init
     h_prev = enc

@@ -157,7 +157,7 @@ def predict(params, x):
     W3 = params["W3"]
     b3 = params["b3"]
     e1 = E1[x]
-    h2_init = np.zeros((e1.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
+    h2_init = np.zeros((e1.shape[0], 64), dtype=DTYPE)  # [N, 64], read by the loop
     h2 = np.empty((x.shape[0], e1.shape[1], 64), dtype=DTYPE)
     h2_prev = h2_init
     if e1.shape[1] == 0:
@@ -184,7 +184,7 @@ def loss(params, x, t) -> float:
     W3 = params["W3"]
     b3 = params["b3"]
     e1 = E1[x]
-    h2_init = np.zeros((e1.shape[0], 64), dtype=DTYPE)  # [N, 64], drawn once
+    h2_init = np.zeros((e1.shape[0], 64), dtype=DTYPE)  # [N, 64], read by the loop
     h2 = np.empty((x.shape[0], e1.shape[1], 64), dtype=DTYPE)
     h2_prev = h2_init
     if e1.shape[1] == 0:

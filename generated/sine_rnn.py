@@ -99,7 +99,7 @@ def predict(params, x):
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
-    h1_init = np.zeros((x.shape[0], 16), dtype=DTYPE)  # [N, 16], drawn once
+    h1_init = np.zeros((x.shape[0], 16), dtype=DTYPE)  # [N, 16], read by the loop
     h1 = np.empty((x.shape[0], x.shape[1], 16), dtype=DTYPE)
     h1_prev = h1_init
     if x.shape[1] == 0:
@@ -124,7 +124,7 @@ def loss(params, x, y) -> float:
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
-    h1_init = np.zeros((x.shape[0], 16), dtype=DTYPE)  # [N, 16], drawn once
+    h1_init = np.zeros((x.shape[0], 16), dtype=DTYPE)  # [N, 16], read by the loop
     h1 = np.empty((x.shape[0], x.shape[1], 16), dtype=DTYPE)
     h1_prev = h1_init
     if x.shape[1] == 0:

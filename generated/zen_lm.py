@@ -198,8 +198,8 @@ def predict(params, ids, *, state):
     h2_state = state["h2_state"]
     c2_state = state["c2_state"]
     e1 = E1[ids]
-    c2_start = _stream(c2_state, e1, "c2_state")  # [N, 32], drawn once
-    h2_start = _stream(h2_state, e1, "h2_state")  # [N, 32], drawn once
+    c2_start = _stream(c2_state, e1, "c2_state")  # [N, 32], read by the loop
+    h2_start = _stream(h2_state, e1, "h2_state")  # [N, 32], read by the loop
     c2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
     h2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
     c2_prev = c2_start
@@ -241,8 +241,8 @@ def loss(params, ids, t, *, state) -> float:
     h2_state = state["h2_state"]
     c2_state = state["c2_state"]
     e1 = E1[ids]
-    c2_start = _stream(c2_state, e1, "c2_state")  # [N, 32], drawn once
-    h2_start = _stream(h2_state, e1, "h2_state")  # [N, 32], drawn once
+    c2_start = _stream(c2_state, e1, "c2_state")  # [N, 32], read by the loop
+    h2_start = _stream(h2_state, e1, "h2_state")  # [N, 32], read by the loop
     c2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
     h2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
     c2_prev = c2_start

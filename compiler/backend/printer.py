@@ -264,7 +264,8 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
         for t in temps:
             later = bindings[bound_at[t.id]].name if t.id in bound_at else None
             add_temp(t, f"used {uses[t.id]} times" if uses[t.id] > 1 else
-                     f"kept for {later}" if later else "drawn once")
+                     f"kept for {later}" if later else
+                     "drawn once" if PRIMITIVES[t.op].random else "read by the loop")
         if not (bd.node.id in p.names and not bd.node.is_const):
             for t in _split_long_line(prog, p.measure, bd):  # its name says what it is
                 add_temp(t)
