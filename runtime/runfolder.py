@@ -145,8 +145,8 @@ class RunFolder:
     def start_history(self, rows: list[list]) -> None:
         """history.csv rewritten (atomically) to exactly ``rows`` (as values:
         ``history.epoch_row``), then opened for appending (never through a symlink). Not
-        fsynced: the lines appended after it are not either, and a resume rewrites the file from the checkpoint, the run's
-        one durable record."""
+        fsynced: the lines appended after it are not either, and a resume rewrites the
+        file from the checkpoint, the run's one durable record."""
         def write(f):
             text = io.StringIO(newline="")
             w = csv.writer(text)
