@@ -25,7 +25,7 @@ import numpy as np
 from . import batching, files
 from .arrays import generator_state, host_dtype, set_generator_state, to_host
 from .errors import UserError
-from .history import HISTORY_FIELDS, History, is_saved_row, saved_row, saved_rows
+from .history import HISTORY_FIELDS, History, is_saved_row, saved_rows
 from .modes import takes_state
 from .runfolder import write_atomic
 
@@ -92,12 +92,13 @@ class Position:
 
 
 def save_checkpoint(path: Path, params, optimizer, position: Position,
-                    history: list[dict] | None = None, run: dict | None = None,
+                    history: list[list] | None = None, run: dict | None = None,
                     state: dict | None = None, best: tuple[dict, dict] | None = None) -> None:
     """The run's state: parameters and optimizer state by name, the model's state
     (``state/NAME``, only for a model with state), the position (with the generator now
-    and the order of the epoch under way, drawn as it began), the history and ``best``,
-    the best epoch's (params, state) of a run that selects one."""
+    and the order of the epoch under way, drawn as it began), the history (rows as
+    values: ``history.epoch_row``) and ``best``, the best epoch's (params, state) of a
+    run that selects one."""
     arrays = {}
     if best is not None:
         arrays.update({**_entries("best", best[0]), **_entries("best_state", best[1])})
@@ -122,13 +123,13 @@ def _entries(prefix: str, arrays: dict) -> dict[str, np.ndarray]:
     return {f"{prefix}/{k}": to_host(v) for k, v in arrays.items()}
 
 
-def _write(path: Path, params: dict, state: dict | None, meta: dict, history: list[dict],
+def _write(path: Path, params: dict, state: dict | None, meta: dict, history: list[list],
            extra: dict) -> None:
     """A checkpoint-form file, atomically: the parameters and state by name, ``extra``
     entries, and ``meta`` with the ``history`` rows as saved."""
     arrays = {**_entries("param", params), **_entries("state", state or {}), **extra,
               "meta": np.array(json.dumps({**meta,
-                                           "history": [saved_row(r) for r in history]}))}
+                                           "history": history}))}
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 

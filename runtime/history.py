@@ -26,34 +26,41 @@ HISTORY_FIELDS = ["epoch", "step", "loss", "train_acc", "test_acc", "test_loss",
                   "val_loss", "lr", "seconds"]
 # The columns of checkpoints written before the validation split, whose rows are shorter.
 OLD_FIELDS = [k for k in HISTORY_FIELDS if not k.startswith("val_")]
-# What an evaluation measures (``history_row``'s ``measured``); losses get more digits.
+# What an evaluation measures (``epoch_row``'s ``measured``); losses get more digits.
 MEASURES = ("train_acc", "test_acc", "test_loss", "val_acc", "val_loss")
 
 
-def history_row(epoch: int, step: int, loss: float, lr: float, seconds: float,
-                measured: dict | None = None) -> dict:
-    """A row as text: ``measured`` (name -> value or None; None for an epoch that was
-    not evaluated) fills the MEASURES, the others stay empty. Built every epoch: kept
-    lean (a few microseconds count in a run of many one-step epochs)."""
-    row = {"epoch": epoch, "step": step, "loss": f"{loss:.8g}", **_NOT_MEASURED,
-           "lr": f"{lr:.6g}", "seconds": f"{seconds:.3f}"}
+def epoch_row(epoch: int, step: int, loss: float, lr: float, seconds: float,
+              measured: dict | None = None) -> list:
+    """A row in the form a checkpoint and history.csv keep it: HISTORY_FIELDS' values,
+    as text but for the epoch and step. ``measured`` (name -> value or None; None for an
+    epoch that was not evaluated) fills the MEASURES, the others stay empty. Built every
+    epoch, so kept lean: a list, written out as it is (a run of many one-step epochs
+    counts each microsecond); ``row_dict`` names its values where a row is read."""
+    row = [epoch, step, f"{loss:.8g}", "", "", "", "", "", f"{lr:.6g}", f"{seconds:.3f}"]
     for k, v in (measured or {}).items():
         if v is not None:
-            row[k] = f"{v:.8g}" if k.endswith("loss") else f"{v:.6g}"
+            row[_COLUMN[k]] = f"{v:.8g}" if k.endswith("loss") else f"{v:.6g}"
     return row
 
 
-_NOT_MEASURED = dict.fromkeys(MEASURES, "")
+_COLUMN = {k: i for i, k in enumerate(HISTORY_FIELDS)}
+
+
+def row_dict(values: list) -> dict:
+    """A row kept as values (``epoch_row``, a checkpoint's) as a dict of HISTORY_FIELDS
+    (or of an older checkpoint's OLD_FIELDS, whose rows are shorter)."""
+    return dict(zip(HISTORY_FIELDS if len(values) == len(HISTORY_FIELDS) else OLD_FIELDS,
+                    values))
 
 
 def saved_rows(rows: list[list]) -> list[dict]:
-    """A checkpoint's history rows (lists of values, as ``saved_row`` keeps them) as
-    dicts: rows of today's columns, or of an older checkpoint's (``OLD_FIELDS``)."""
-    return [dict(zip(HISTORY_FIELDS if len(r) == len(HISTORY_FIELDS) else OLD_FIELDS, r))
-            for r in rows]
+    """Rows kept as values (a checkpoint's, ``epoch_row``'s) as dicts."""
+    return [row_dict(r) for r in rows]
 
 
 def saved_row(row: dict) -> list:
+    """A row as a dict (``row_dict``'s, a history.csv's) as values."""
     try:
         return list(_saved_values(row))
     except KeyError:  # an older checkpoint's row: "" for val_

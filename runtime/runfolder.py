@@ -19,7 +19,7 @@ from ..compiler.cache import replace_atomically
 
 from . import files
 from .errors import UserError
-from .history import HISTORY_FIELDS, saved_row
+from .history import HISTORY_FIELDS
 
 def write_failed(path: Path, e: OSError) -> UserError:
     return UserError(f"cannot write {path}: {e.strerror or e}",
@@ -142,15 +142,15 @@ class RunFolder:
                 self._lock, lock = None, self._lock
                 os.close(lock)  # releases the lock (as the end of the process would)
 
-    def start_history(self, rows: list[dict]) -> None:
-        """history.csv rewritten (atomically) to exactly ``rows``, then opened for
-        appending (never through a symlink). Not fsynced: the lines appended after it
-        are not either, and a resume rewrites the file from the checkpoint, the run's
-        one durable record."""
+    def start_history(self, rows: list[list]) -> None:
+        """history.csv rewritten (atomically) to exactly ``rows`` (as values:
+        ``history.epoch_row``), then opened for appending (never through a symlink). Not
+        fsynced: the lines appended after it are not either, and a resume rewrites the
+        file from the checkpoint, the run's one durable record."""
         def write(f):
             text = io.StringIO(newline="")
-            w = csv.DictWriter(text, HISTORY_FIELDS)
-            w.writeheader()
+            w = csv.writer(text)
+            w.writerow(HISTORY_FIELDS)
             w.writerows(rows)
             f.write(text.getvalue().encode())
         write_atomic(self.history, write, durable=False)
@@ -162,7 +162,7 @@ class RunFolder:
         self._writer = csv.writer(self._csv)
         self._pending = []
 
-    def append_history(self, row: dict, flush: bool = True) -> None:
+    def append_history(self, row: list, flush: bool = True) -> None:
         """One row (a row every epoch); the rows since the last ``flush`` are written
         then, and when the folder is closed: a run of many short epochs formats its CSV
         lines in one go, not one an epoch. Rows not written yet are at most lost to a
@@ -174,7 +174,7 @@ class RunFolder:
     def flush_history(self) -> None:
         """The rows appended since the last flush, written and flushed."""
         try:
-            self._writer.writerows(map(saved_row, self._pending))
+            self._writer.writerows(self._pending)
             self._pending.clear()
             self._csv.flush()
         except OSError as e:

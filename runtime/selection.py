@@ -72,12 +72,13 @@ class Selector:
                                 "--out folder)")
             self.arrays, self.unsaved = (best, best_state), True
 
-    def best_meta(self, history: list[dict], run: dict | None) -> dict:
-        """best.npz's metadata: the epoch, the metric and the history up to the epoch."""
+    def best_meta(self, history: list[list], run: dict | None) -> dict:
+        """best.npz's metadata: the epoch, the metric and the history (rows as values,
+        ``history.epoch_row``) up to the epoch."""
         epoch = self.best["epoch"]
         return {"epoch": epoch, "step": self.best["step"], "metric": self.metric,
                 "value": self.best[self.metric], "run": run,
-                "history": [r for r in history if int(r["epoch"]) <= epoch]}
+                "history": [r for r in history if int(r[0]) <= epoch]}
 
 
 def selector(settings: Settings, has: dict[str, bool]) -> Selector | None:

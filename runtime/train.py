@@ -55,7 +55,8 @@ from .checkpoint import (DAMAGED_HINT, Position, load_checkpoint, save_best, sav
                          verified_opt_state)
 from .errors import UserError
 from .evaluate import accuracy, chance_accuracy, has_perplexity, mean_loss
-from .history import History, history_row, old_history, saved_rows, summary_line
+from .history import (History, epoch_row, old_history, row_dict, saved_row, saved_rows,
+                      summary_line)
 from .identity import (_contract_hash, legacy_note, lr_change, resume_problems, retargeted,
                        run_identity)
 from .identity import model_identity  # noqa: F401 - docs/API.md: bpc.runtime.train.model_identity
@@ -220,12 +221,12 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
             log(f"stopped early at epoch {pos.epoch}: {trainer.stopped}; the parameters "
                 f"of epoch {trainer.selector.best['epoch']} restored")
     notes = [] if trainer.interrupted or not history else _final_notes(
-        module, params, trainer.data["train"], pos.start_loss, history[-1], plan.kind,
-        settings.batch,
-        state)
+        module, params, trainer.data["train"], pos.start_loss, row_dict(history[-1]),
+        plan.kind, settings.batch, state)
     select = trainer.selector
-    return Result(params, history, pos.epoch, pos.step, time.perf_counter() - start_time,
-                  trainer.interrupted, notes, state if state is not None else {},
+    return Result(params, saved_rows(history), pos.epoch, pos.step,
+                  time.perf_counter() - start_time, trainer.interrupted, notes,
+                  state if state is not None else {},
                   best_metric=select.metric if select else ("val_loss" if n_val else None),
                   stopped=trainer.stopped)
 
@@ -290,7 +291,9 @@ class Trainer:
         # order): what a checkpoint saves and a resume restores, whole.
         self.pos = Position(self.rng, start_loss=start_loss, running=start_loss,
                             masks=self.masks)
-        self.history: list[dict] = []
+        # The rows as values (history.epoch_row): as the checkpoint and history.csv
+        # keep them, made and written without naming their values each epoch.
+        self.history: list[list] = []
         n_test, _ = plan.sizes()
         self.selector = selector(settings, {"val": bool(plan.val), "test": bool(n_test),
                                             "acc": plan.kind is not None})
@@ -364,11 +367,12 @@ class Trainer:
         if self.streamed and self.pos.drawn:  # not drawn: the same order, from the plan
             self.pos.order = self.stream_order()
         if "history" in meta:
-            self.history = saved_rows(meta["history"])
+            rows = saved_rows(meta["history"])
         else:  # a checkpoint from before history was kept in it
-            self.history = old_history(folder.history, self.pos.epoch)
+            rows = old_history(folder.history, self.pos.epoch)
+        self.history = [saved_row(r) for r in rows]  # an older row gets today's columns
         if self.selector is not None:
-            self.selector.replay(self.history, self.xp.to_device(c.best),
+            self.selector.replay(rows, self.xp.to_device(c.best),
                                  self.xp.to_device(c.best_state), folder.checkpoint)
 
     # ------------------------------------------------------------------ the loop
@@ -479,12 +483,12 @@ class Trainer:
         seconds = time.perf_counter() - self.row_start
 
         def row_of(measured):
-            return history_row(pos.epoch + 1, pos.step, pos.loss_sum / max(pos.seen, 1),
-                               lr_now, seconds, measured)
+            return epoch_row(pos.epoch + 1, pos.step, pos.loss_sum / max(pos.seen, 1),
+                             lr_now, seconds, measured)
 
         evaluated = (pos.epoch + 1) % plan.eval_every == 0 or pos.step >= plan.total_steps
         row = row_of(self.measure() if evaluated else None)
-        if select is not None and select.observe(row):
+        if select is not None and select.observe(row_dict(row)):
             select.keep(self.params, self.state)
         if select is not None and select.stopped and not evaluated:
             evaluated = True  # the last row is always evaluated (its loss is the same)
@@ -500,7 +504,8 @@ class Trainer:
         if evaluated and not self.quiet:
             if self.bar is not None:
                 self.bar.clear()
-            self.log(summary_line(row, plan.total_epochs, has_perplexity(self.module)))
+            self.log(summary_line(row_dict(row), plan.total_epochs,
+                                  has_perplexity(self.module)))
         self.row_start = time.perf_counter()
         final = pos.step >= plan.total_steps or bool(self.stopped)
         if final or self.row_start >= self.save_due:  # save()'s test, without the call
