@@ -56,10 +56,30 @@ def override_weights(prog: Program, init: Init) -> list[str]:
 STEPS = STATS_STEPS  # the length of the random sequences a loop over time steps through
 
 
-def random_batch(prog: Program, batch: int, seed: int, steps: int,
-                 params: dict | None = None) -> tuple[dict, dict]:
-    """(feeds, params): a random batch (sequences of ``steps`` steps) at initialization,
-    or with ``params`` (a trained model's) and the same batch."""
+def data_batch(prog: Program, module, batch: int, source: str | None = None
+               ) -> tuple[dict, str]:
+    """(feeds, description): the first ``batch`` examples of the training data as ``bpc
+    train`` loads it (``source``, a --data string, else the spec's data line, drawn from
+    the spec's data seed), for the statistics instead of a random batch."""
+    from ..runtime.data import batch_axes, examples, training_examples
+    from ..runtime.settings import spec_data_seed
+
+    check_memory(module, batch, "the statistics' batch", "use a smaller --batch")
+    data, count, name = training_examples(module, source, spec_data_seed(module))
+    if batch > count:
+        raise UserError(f"--batch {batch}: the training data ({name}) has {count} examples",
+                        f"use --batch {count} or fewer")
+    picked = examples(data, batch_axes(module), slice(0, batch))
+    feeds = {bd.name: picked[bd.name] for bd in prog.inputs + prog.targets
+             if bd.name in picked}
+    return feeds, f"the first {batch} examples of the training data ({name})"
+
+
+def stats_batch(prog: Program, batch: int, seed: int, steps: int,
+                params: dict | None = None, feeds: dict | None = None) -> tuple[dict, dict]:
+    """(feeds, params): a random batch (sequences of ``steps`` steps), or ``feeds`` (a
+    batch of data, ``data_batch``), at initialization, or with ``params`` (a trained
+    model's) and the same batch."""
     from ..compiler.ir.ops.recurrence import time_axes
 
     module = contract(prog)
@@ -67,21 +87,22 @@ def random_batch(prog: Program, batch: int, seed: int, steps: int,
     rng = np.random.default_rng(seed)
     initial = initial_params(prog, rng)  # drawn anyway: the batch is the same either way
     params = initial if params is None else params
-    feeds = random_feeds(prog, rng, batch, dict.fromkeys(time_axes(prog), steps))
-    check_point(module, feeds, params, "the random batch")  # as every point is
+    if feeds is None:
+        feeds = random_feeds(prog, rng, batch, dict.fromkeys(time_axes(prog), steps))
+    check_point(module, feeds, params, "the statistics' batch")  # as every point is
     return feeds, params
 
 
 def layer_values(prog: Program, batch: int = 100, seed: int = 0, steps: int = STEPS,
-                 params: dict | None = None):
+                 params: dict | None = None, feeds: dict | None = None):
     """(name, activation, gradient or None) of every named value but the loss and a
     function's steps (batch norm's ``bn1_mu`` …), at initialization (or with ``params``)
-    on a random batch, in training mode: what the statistics and ``bpc explain``'s
-    histograms are made of."""
+    on a random batch (or ``feeds``), in training mode: what the statistics and ``bpc
+    explain``'s histograms are made of."""
     from .graph import steps as folded_steps
 
     folded = folded_steps(prog)
-    feeds, params = random_batch(prog, batch, seed, steps, params)
+    feeds, params = stats_batch(prog, batch, seed, steps, params, feeds)
     with np.errstate(all="ignore"):
         values = evaluate(prog, feeds, params)
     prefix = f"d{prog.loss}_d"
@@ -97,8 +118,8 @@ def layer_values(prog: Program, batch: int = 100, seed: int = 0, steps: int = ST
 
 
 def time_grad_norms(prog: Program, batch: int = 100, seed: int = 0, steps: int = STEPS,
-                    last_only: bool = False, params: dict | None = None
-                    ) -> dict[str, list[float]]:
+                    last_only: bool = False, params: dict | None = None,
+                    feeds: dict | None = None) -> dict[str, list[float]]:
     """Each step equation of a loop over time that an adjoint reaches from outside its
     step -> ``||dL/dh_t||`` for t = 0 .. T-1 at initialization (or with ``params``), on
     the batch ``layer_values`` draws (``last_only``: of the loss at the last step alone,
@@ -110,7 +131,7 @@ def time_grad_norms(prog: Program, batch: int = 100, seed: int = 0, steps: int =
                   if bd.node.op == "part" and bd.node.args[0].op == "scan_grad"}.values())
     if not loops:
         return {}
-    feeds, params = random_batch(prog, batch, seed, steps, params)
+    feeds, params = stats_batch(prog, batch, seed, steps, params, feeds)
     with np.errstate(all="ignore"):
         values = evaluate_nodes(prog, feeds, params, loops)
     norms: dict[str, list[float]] = {}
@@ -150,19 +171,21 @@ def _feature_summary(a: np.ndarray) -> dict:
             "std_max": float(np.max(std))}
 
 
-def layer_stats(prog: Program, batch: int = 100, seed: int = 0,
-                steps: int = STEPS, params: dict | None = None) -> list[dict]:
-    """A row per layer (at initialization, or with ``params``); a batch norm's row also
+def layer_stats(prog: Program, batch: int = 100, seed: int = 0, steps: int = STEPS,
+                params: dict | None = None, feeds: dict | None = None) -> list[dict]:
+    """A row per layer (at initialization, or with ``params``; on a random batch, or
+    ``feeds``); a batch norm's row also
     has ``batch_norm``: the value it normalizes and the per-feature spread going in
     (``in``) and coming out (``out``); a
     loop's step equation's, ``grad_norm_per_step``: ``||dL/dh_t||`` for t = 0 .. T-1, and
     ``last_step_grad_norm_per_step``: the same of the last step's loss alone."""
     rows = []
     norms = batch_norms(prog)
-    over_time = time_grad_norms(prog, batch, seed, steps, params=params)
-    from_last = time_grad_norms(prog, batch, seed, steps, last_only=True, params=params)
+    over_time = time_grad_norms(prog, batch, seed, steps, params=params, feeds=feeds)
+    from_last = time_grad_norms(prog, batch, seed, steps, last_only=True, params=params,
+                                feeds=feeds)
     acts = {}
-    for name, act, grad in layer_values(prog, batch, seed, steps, params):
+    for name, act, grad in layer_values(prog, batch, seed, steps, params, feeds):
         acts[name] = act
         row = {
             "layer": name,

@@ -251,15 +251,14 @@ def _row(prog: Program, row: int, seed: int, module, rows: int = 1) -> tuple[dic
     """Rows ``row`` … ``row + rows - 1`` of the spec's training data, as training sees
     them (conformed to the module: labels as one-hot rows where the spec wants them,
     along each array's batch axis)."""
-    from ..runtime.data import batch_axes, conform, example_count, examples, load
+    from ..runtime.data import batch_axes, examples, training_examples
 
     config = getattr(module, "CONFIG", {}) or {}
     if not config.get("data"):
         raise UserError(f"--row: {prog.name} has no 'data' line to take a row from",
                         "give the point with --at NAME=VALUE instead")
-    data = conform(load(config["data"], module, seed).train, module, "the spec's data")
+    data, count, _ = training_examples(module, None, seed)
     axes = batch_axes(module)
-    count = example_count(data, axes)
     if row < 0 or row + rows > count:
         raise UserError(f"--row {row}: the data has rows 0 to {count - 1}"
                         + ("" if rows == 1 else f"; a batch of {rows} from row K "

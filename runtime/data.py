@@ -25,7 +25,7 @@ from .errors import UserError
 __all__ = ["Dataset", "arrange", "batch_at", "batch_axes", "batch_dim", "batch_order",
            "batches", "builtin", "conform", "data_flag_problem", "data_problem", "digits",
            "example_count", "examples", "fetch", "load", "load_file", "mnist",
-           "parse_data_flag", "spec_folder"]
+           "parse_data_flag", "spec_folder", "training_examples"]
 
 
 def load(source: dict | str | None, module, seed: int = 0, targets: bool = True) -> Dataset:
@@ -38,6 +38,17 @@ def load(source: dict | str | None, module, seed: int = 0, targets: bool = True)
     dataset = _load(source, module, seed, targets)
     say_label_warnings(module, dataset)
     return dataset
+
+
+def training_examples(module, source: str | None = None, seed: int = 0
+                      ) -> tuple[dict, int, str]:
+    """(arrays, example count, data set name): the training split of ``source`` (a --data
+    string) else the spec's data line, drawn from ``seed`` and conformed to the model as
+    training sees it (labels as one-hot rows where the spec wants them), in its order."""
+    config = getattr(module, "CONFIG", {}) or {}
+    dataset = load(source if source else config.get("data"), module, seed)
+    arrays = conform(dataset.train, module, f"training data ({dataset.name})")
+    return arrays, example_count(arrays, batch_axes(module)), dataset.name
 
 
 def _load(source: dict | str | None, module, seed: int, targets: bool) -> Dataset:

@@ -1,11 +1,11 @@
 """``bpc stats``: per-layer activation and gradient statistics at initialization (or of a
-trained model's checkpoint)."""
+trained model's checkpoint), on a random batch or on the spec's training data."""
 
 from __future__ import annotations
 
 from bpc.compiler.vocab import RUNTIME_RANGES, STATS_STEPS
 
-from .options import number
+from .options import data_flag, number
 
 HELP = "per-layer activation and gradient statistics at initialization"
 
@@ -13,16 +13,22 @@ HELP = "per-layer activation and gradient statistics at initialization"
 def add_arguments(p) -> None:
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--batch", type=number(RUNTIME_RANGES["batch"]), default=100,
-                   help="examples drawn from N(0, 1)")
+                   help="examples drawn from N(0, 1) (with --data: the first N of the "
+                        "training data)")
     p.add_argument("--init", metavar="INIT",
                    help="draw every weight (2-D parameter) from this initializer instead, "
                         "e.g. he or 'normal(std=1)'")
     p.add_argument("--steps", type=number(RUNTIME_RANGES["steps"]), default=STATS_STEPS,
-                   help="the length of the random sequences a loop over time steps through")
+                   help="the length of the random sequences a loop over time steps "
+                        "through (with --data: the data's own)")
     p.add_argument("--seed", type=number(RUNTIME_RANGES["seed"]), default=0)
     p.add_argument("--checkpoint", metavar="FILE",
                    help="a run's checkpoint.npz (or its folder): the trained parameters "
-                        "instead of the initial ones, on the same random batch")
+                        "instead of the initial ones, on the same batch")
+    p.add_argument("--data", nargs="?", const="", type=data_flag, metavar="DATA",
+                   help="on the first --batch examples of the training data instead of a "
+                        "random batch: the spec's data line as bpc train loads it, or, as "
+                        "for bpc train, a .npz, .csv or .npy file or a built-in data set")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
 
@@ -34,22 +40,34 @@ def run(args) -> int:
 
     prog = program_from_file(args.spec)
     note, params, where = "", None, "at initialization"
+    feeds, batch = None, f"random batch {args.batch}"
     if args.checkpoint:
         params, where = _trained(args), f"with the parameters of {args.checkpoint}"
+    if args.data is not None:
+        feeds, batch = _data(args, prog)
     if args.init:
         changed = override_weights(prog, init_from_text(args.init))
         shown = changed if len(changed) <= 6 else changed[:3] + ["…"] + changed[-1:]
         note = (f", {len(changed)} weights ({', '.join(shown)}) drawn from {args.init}"
                 if changed else ", no weights to override")
     rows = layer_stats(prog, batch=args.batch, seed=args.seed, steps=args.steps,
-                       params=params)
+                       params=params, feeds=feeds)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(f"{prog.name}: statistics {where}, batch {args.batch}, "
-              f"seed {args.seed}{note}")
+        print(f"{prog.name}: statistics {where}, {batch}, seed {args.seed}{note}")
         print(format_table(rows))
     return 0
+
+
+def _data(args, prog) -> tuple[dict, str]:
+    """The first --batch examples of the training data, and what they are."""
+    from bpc.compiler.compilation import Compilation
+    from bpc.reports.stats import data_batch
+    from bpc.runtime.loader import compiled_model
+
+    comp = Compilation.from_file(args.spec)
+    return data_batch(prog, compiled_model(comp, comp.path), args.batch, args.data)
 
 
 def _trained(args) -> dict:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from bpc.compiler.pipeline import program_from_file
-from bpc.reports.stats import random_batch, format_table, layer_stats
+from bpc.reports.stats import stats_batch, format_table, layer_stats
 from conftest import run_bpc
 from recurrent_specs import COPY_LSTM, COPY_RNN, LOSS, RNN
 
@@ -43,7 +43,7 @@ def _by_hand(feeds, params, last_only):
 def test_norms_per_step_are_backpropagation_through_time(tmp_path):
     prog = program_from_file(_spec(tmp_path, RNN + LOSS))
     rows = {r["layer"]: r for r in layer_stats(prog, batch=7, seed=3, steps=6)}
-    feeds, params = random_batch(prog, 7, 3, 6)
+    feeds, params = stats_batch(prog, 7, 3, 6)
     assert feeds["x"].shape == (7, 6, 3)
     for key, last_only in (("grad_norm_per_step", False),
                            ("last_step_grad_norm_per_step", True)):
@@ -83,7 +83,7 @@ def test_a_trained_models_norms_are_its_checkpoints_on_the_same_batch(tmp_path):
     initialization (the norms by hand with those parameters); with --init it is refused."""
     spec = _spec(tmp_path, RNN + LOSS + "train { epochs = 2; batch = 4 }\n")
     prog = program_from_file(spec)
-    feeds, initial = random_batch(prog, 5, 1, 3)
+    feeds, initial = stats_batch(prog, 5, 1, 3)
     np.savez(tmp_path / "d.npz", **feeds)
     assert run_bpc("train", spec, "--data", tmp_path / "d.npz", "--out",
                    tmp_path / "run").returncode == 0
