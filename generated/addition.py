@@ -376,8 +376,7 @@ def loss_and_grad(
         h[:, t] = h_t
         c_prev = c_t
         h_prev = h_t
-    y_matmul = enc @ Wq  # [N, 13], used 2 times
-    y = _matmul_rows(h, Wo) + np.reshape(y_matmul, (-1, 1, 13))
+    y = _matmul_rows(h, Wo) + np.reshape(enc @ Wq, (-1, 1, 13))
     y += bo
     # L_log_softmax: [N, 4, 13], used 2 times
     L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
@@ -393,10 +392,8 @@ def loss_and_grad(
     # y = h @ Wo + reshape(enc @ Wq, [N, 1, V]) + bo
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dL_dbo = np.sum(dL_dy, axis=(0, 1), out=grads.get("bo"))
-    dL_dWq_sum = np.sum(dL_dy, axis=1, keepdims=True)  # [N, 1, 13]
-    dL_dWq = np.matmul(
-        enc.T, np.reshape(dL_dWq_sum, y_matmul.shape), out=grads.get("Wq")
-    )
+    dL_dWq_sum = np.sum(dL_dy, axis=1, keepdims=True)  # [N, 1, 13], used 2 times
+    dL_dWq = np.matmul(enc.T, np.reshape(dL_dWq_sum, (-1, 13)), out=grads.get("Wq"))
     dL_dWo = np.matmul(
         np.reshape(h, (-1, 64)).T, np.reshape(dL_dy, (-1, 13)), out=grads.get("Wo")
     )
@@ -451,15 +448,13 @@ def loss_and_grad(
     dL_dEd = _embed_grad_sorted(d, dL_dx, 13)
     # y = h @ Wo + reshape(enc @ Wq, [N, 1, V]) + bo and 1 more
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
-    # sum_dL_denc: [N, 64]
-    sum_dL_denc = np.reshape(dL_dWq_sum, y_matmul.shape) @ Wq.T
-    sum_dL_denc += dL_denc_2
-    del y_matmul, dL_dWq_sum
-    dL_denc = np.add(sum_dL_denc, dL_dh_matmul @ Wp.T, out=sum_dL_denc)
+    dL_denc = np.reshape(dL_dWq_sum, (-1, 13)) @ Wq.T + dL_denc_2
+    dL_denc += dL_dh_matmul @ Wp.T
+    del dL_dWq_sum
     # enc = h1[:, -1]
     dL_dh1 = np.zeros_like(h1)
     dL_dh1[:, 6] += dL_denc
-    del sum_dL_denc, dL_denc
+    del dL_denc
     # a1[t] = e[:, t] @ Wx1 + h1[t - 1] @ Wh1 + b1
     #   zeros_rows(x) does not depend on the values of x
     dL_de = np.zeros_like(e)

@@ -577,19 +577,20 @@ def loss_and_grad(
     dL_dWo = np.matmul(
         np.reshape(heads, (-1, 32)).T, np.reshape(dL_dx1, (-1, 32)), out=grads.get("Wo")
     )
+    del ctx, heads
     dL_dheads = _matmul_rows(dL_dx1, Wo.T)
     # heads = reshape(transpose(ctx, axes=[0, 2, 1, 3]), [N, T, D])
     # dL_dheads_in1: [N, T, 2, 16]
-    dL_dheads_in1 = np.reshape(dL_dheads, np.transpose(ctx, (0, 2, 1, 3)).shape)
-    del ctx, heads
+    dL_dheads_in1 = np.reshape(dL_dheads, (ids.shape[0], ids.shape[1], 2, 16))
     dL_dctx = np.transpose(dL_dheads_in1, (0, 2, 1, 3))
     # ctx = a @ v (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_da = dL_dctx @ np.swapaxes(v, -1, -2)
+    del v_rows, v
     dL_dv = np.swapaxes(a, -1, -2) @ dL_dctx
     del dL_dheads, dL_dheads_in1, dL_dctx
     # v = transpose(reshape(v_rows, [N, T, H, K]), axes=[0, 2, 1, 3])
-    dL_dv_rows = np.reshape(np.transpose(dL_dv, (0, 2, 1, 3)), v_rows.shape)
-    del v_rows, v
+    dL_dv_in = np.transpose(dL_dv, (0, 2, 1, 3))  # [N, T, 2, 16]
+    dL_dv_rows = np.reshape(dL_dv_in, (ids.shape[0], ids.shape[1], 32))
     # v_rows = n1 @ Wv (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_dWv = np.matmul(
         np.reshape(n1, (-1, 32)).T,
@@ -605,8 +606,10 @@ def loss_and_grad(
     dL_dk_div /= np.sqrt(16)
     del a
     dL_dk = np.swapaxes(dL_dk_div, -1, -2) @ q
+    del q_rows, q
     # k = transpose(reshape(k_rows, [N, T, H, K]), axes=[0, 2, 1, 3])
-    dL_dk_rows = np.reshape(np.transpose(dL_dk, (0, 2, 1, 3)), k_rows.shape)
+    dL_dk_in = np.transpose(dL_dk, (0, 2, 1, 3))  # [N, T, 2, 16]
+    dL_dk_rows = np.reshape(dL_dk_in, (ids.shape[0], ids.shape[1], 32))
     # k_rows = n1 @ Wk (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_dWk = np.matmul(
         np.reshape(n1, (-1, 32)).T,
@@ -619,8 +622,8 @@ def loss_and_grad(
     dL_dq = dL_dk_div @ k
     del k_rows, k, dL_da, dL_dk_div
     # q = transpose(reshape(q_rows, [N, T, H, K]), axes=[0, 2, 1, 3])
-    dL_dq_rows = np.reshape(np.transpose(dL_dq, (0, 2, 1, 3)), q_rows.shape)
-    del q_rows, q
+    dL_dq_in = np.transpose(dL_dq, (0, 2, 1, 3))  # [N, T, 2, 16]
+    dL_dq_rows = np.reshape(dL_dq_in, (ids.shape[0], ids.shape[1], 32))
     # q_rows = n1 @ Wq (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_dWq = np.matmul(
         np.reshape(n1, (-1, 32)).T,
@@ -633,9 +636,9 @@ def loss_and_grad(
     # sum_dL_dn1: [N, T, 32]
     sum_dL_dn1 = _matmul_rows(dL_dv_rows, Wv.T)
     sum_dL_dn1 += _matmul_rows(dL_dk_rows, Wk.T)
-    del dL_dv, dL_dv_rows, dL_dk, dL_dk_rows
+    del dL_dv, dL_dv_in, dL_dv_rows, dL_dk, dL_dk_in, dL_dk_rows
     dL_dn1 = np.add(sum_dL_dn1, _matmul_rows(dL_dq_rows, Wq.T), out=sum_dL_dn1)
-    del dL_dq, dL_dq_rows
+    del dL_dq, dL_dq_in, dL_dq_rows
     # n1 = layer_norm(x0, g1, b1)
     #   layer norm's closed form: dx = (gg - mean(gg) - xn mean(gg xn)) / std, gg =
     #   gamma g

@@ -170,8 +170,8 @@ def _union(parts: list[tuple[frozenset[str], frozenset[str]]], helpers: tuple[st
 def _cheap(node: Node) -> bool:
     """Recomputing is cheaper than naming: views, constants, and O(1) scalar arithmetic
     (a scalar result of scalar arguments; a sum or matmul to a scalar is not cheap).
-    A random draw is never cheap: printed twice, it would draw twice; nor is an adjoint's
-    reshape of moved axes (the heads' adjoints joined back): NumPy copies it."""
+    A random draw is never cheap: printed twice, it would draw twice; nor is a reshape of
+    moved axes (heads joined back, or their adjoints): NumPy copies it."""
     if PRIMITIVES[node.op].random or _copied_reshape(node):
         return False
     return PRIMITIVES[node.op].cheap or (
@@ -179,7 +179,8 @@ def _cheap(node: Node) -> bool:
 
 
 def _copied_reshape(node: Node) -> bool:
-    return node.op == "reshape_like" and node.args[0].op in ("permute", "transpose") \
+    return node.op in ("reshape", "reshape_like") \
+        and node.args[0].op in ("permute", "transpose") \
         and len(node.args[0].shape) > 2
 
 
@@ -201,6 +202,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
     uses: dict[int, int] = {}
     first: dict[int, int] = {}  # node id -> index of the first binding using it
     draws: set[int] = set()
+    found: list[tuple[Node, int]] = []  # users before what they use
     for i, bd in enumerate(bindings):
         stack = [bd.node]
         while stack:
@@ -212,8 +214,16 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
                 if uses[a.id] == 1:
                     first[a.id] = i
                     stack.append(a)
+                    found.append((a, i))
                     if PRIMITIVES[a.op].random or _loop_or_read_by_one(n, a):
                         draws.add(a.id)
+    # A view used twice is printed twice, and its arguments with it: one that is not
+    # cheap (the product under a reshape of heads) is computed once and named.
+    for n, i in found:
+        if uses[n.id] > 1 and _cheap(n):
+            for a in n.args:
+                if not named_for(a.id, i):
+                    uses[a.id] = max(uses[a.id], 2)
     # A node used twice, or used before the binding that names it, is computed once; a
     # random draw is always a statement of its own, before its first use: drawn exactly
     # once, in the order the function computes its statements.

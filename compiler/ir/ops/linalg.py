@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ShapeError, fmt_shape
+from .. import NAMED_LEAVES, ShapeError, fmt_shape
 from .core import (MUL, POSTFIX, as_float, axis_text, broadcast_shapes, call, defop, ex,
                    expand, infix, paren, tcall)
 
@@ -288,11 +288,24 @@ def _eval_reshape(v, a):
                                   for d in a["shape"]))
 
 
+def _reshape_back(b, n, g):
+    """The adjoint of a reshape: ``g`` in the shape of the reshaped value, its sizes from
+    the data (``np.reshape(dL_dz, (x.shape[0], 4, 32))``), so that nothing keeps the
+    reshaped value (a head split's, say) alive, or computes it again, for its shape. A
+    parameter or an input is at hand: ``np.reshape(g, W1.shape)`` says it best; so does
+    ``reshape_like`` where the data does not give a size."""
+    want = n.args[0].shape
+    sizes = [d for d in want if isinstance(d, str)]
+    if n.args[0].op in NAMED_LEAVES or not all(d in b.symbols for d in sizes):
+        return b.op("reshape_like", g, n.args[0])
+    return b.op("reshape", g, *(b.size([d]) for d in sizes), shape=want)
+
+
 defop("reshape", arity=None, shape=_reshape_shape, emit=_emit_reshape,
       torch=lambda a, attrs, n: _emit_reshape([as_float(a[0], n.args[0])] + a[1:], attrs, n,
                                               "torch.reshape"),
       evaluate=_eval_reshape,
-      vjp=lambda b, n, g: [b.op("reshape_like", expand(b, g, n), n.args[0])] + [None] * (
+      vjp=lambda b, n, g: [_reshape_back(b, n, expand(b, g, n))] + [None] * (
           len(n.args) - 1),
       rule="reshape moves elements without changing them",
       cheap=True, views=(0,), unprinted=_sizes_unprinted,

@@ -275,9 +275,37 @@ def test_heads_adjoint_joined_back_is_copied_once(style):
             "loss L = mse(q, t)\ngrad wrt x\n")
     comp = Compilation.from_text(text, "heads.bp", style=style)
     backward = comp.text[comp.text.index("def loss_and_grad"):].split("# backward")[1]
-    assert backward.count("np.reshape(np.transpose(") == 1, backward
+    assert re.sub(r"\s+", "", backward).count("np.reshape(np.transpose(") == 1, backward
+    # its shape is said from the data, not read from a forward value kept for it
+    assert "(x.shape[0], x.shape[1], 8)" in backward and ".shape)" not in backward
     rng = np.random.default_rng(0)
     feeds, params = random_feeds(comp.program, rng, 3), comp.module.init_params(rng)
     want = evaluate(comp.program, feeds, params)
     _, grads = comp.module.loss_and_grad(params, **feeds)
     np.testing.assert_allclose(grads["x"], want[comp.program.grads["x"]], rtol=1e-10)
+
+
+@pytest.mark.parametrize("style", ["fast", "textbook"])
+def test_heads_joined_back_are_copied_once_and_their_product_not_kept(style):
+    """The heads joined back (``reshape`` of a transposed ``a @ v``: a copy) feed the
+    output projection and its weight's gradient: copied once, named; and ``a @ v`` is
+    not kept into the backward (nor computed again) for the shape of its adjoint."""
+    text = ("model heads\ninput x : [N, T, 8]\ntarget t : [N, T, 8]\n"
+            "param Wq : [8, 8] = xavier\nparam Wo : [8, 8] = xavier\n"
+            "q = transpose(reshape(x @ Wq, [N, T, 2, 4]), axes=[0, 2, 1, 3])\n"
+            "y = reshape(transpose(softmax(q @ swapaxes(q, -1, -2)) @ q, axes=[0, 2, 1, 3]),"
+            " [N, T, 8]) @ Wo\nloss L = mse(y, t)\n")
+    comp = Compilation.from_text(text, "heads.bp", style=style)
+    body = comp.text[comp.text.index("def loss_and_grad"):]
+    forward, backward = body.split("# backward")
+    forward, backward = re.sub(r"\s+", "", forward), re.sub(r"\s+", "", backward)
+    assert forward.count("np.reshape(np.transpose(") == 1, body
+    assert "np.transpose(y_softmax@q" not in backward, body  # the heads: named, read
+    assert ".shape)" not in backward, body  # a@v neither kept nor computed for its shape
+    assert backward.count("Wo.T") == 1, body  # the product the heads' adjoint reshapes
+    rng = np.random.default_rng(0)
+    feeds, params = random_feeds(comp.program, rng, 3), comp.module.init_params(rng)
+    want = evaluate(comp.program, feeds, params)
+    _, grads = comp.module.loss_and_grad(params, **feeds)
+    for name in ("Wq", "Wo"):
+        np.testing.assert_allclose(grads[name], want[comp.program.grads[name]], rtol=1e-10)
