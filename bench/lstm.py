@@ -6,6 +6,8 @@ every token, then a plain SGD update), batch N = 20, in float64 and float32, for
   buffers and ``scale=-lr``, as ``bpc train`` calls it);
 - *Deep Learning from Scratch 2*'s layer classes (bench/lstm_references.py
   ``BookRnnlm``), as the book runs them;
+- the same step hand-fused in NumPy (``FusedRnnlm``: buffers kept across steps, the input
+  projection one product before the loop, gates, softmax and update in place);
 - PyTorch eager (``nn.Embedding``, ``nn.LSTM``, ``nn.Linear``), when installed.
 
     python3 bench/lstm.py [--rounds 20] [--core 1] [--only step|memory]
@@ -120,7 +122,7 @@ def implementations(vocab: int, hidden: int, dtype: str):
     import numpy as np
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from lstm_references import BookRnnlm
+    from lstm_references import BookRnnlm, FusedRnnlm
 
     module, params, inputs, t = setup(vocab, hidden, dtype)
     gen_p = {k: v.copy() for k, v in params.items()}
@@ -140,7 +142,9 @@ def implementations(vocab: int, hidden: int, dtype: str):
             book.params[k] -= LR * g
         return loss
 
-    runs = {"generated": generated, "book layers": book_step}
+    fused = FusedRnnlm({k: v.copy() for k, v in params.items()}, N, T)
+    runs = {"generated": generated, "book layers": book_step,
+            "hand-fused": lambda: fused.step(inputs[0], t, LR)}
     try:
         runs["PyTorch eager"] = torch_step(params, inputs[0], t, dtype)
     except ImportError:

@@ -166,3 +166,157 @@ class BookRnnlm:
     def kept_per_step(self) -> int:
         """Bytes the LSTM keeps per time step for the backward (one step's cache)."""
         return sum(a.nbytes for a in self.lstm.layers[0].cache)
+
+
+def _sigmoid(x):
+    """sigmoid(x) in place as 0.5 * tanh(x / 2) + 0.5: overflow-free, one transcendental."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x *= 0.5
+    x += 0.5
+
+
+class FusedRnnlm:
+    """The same model and SGD step as a person tuning NumPy writes it by hand: every
+    activation, adjoint and gradient in a buffer allocated once and reused, the input
+    projection (``x @ Wx + b``) one product over all N·T rows before the loop, the gates
+    f, g, i, o activated in place in one [N, T, 4H] array, the softmax in place with the
+    gradient's scale folded into its normalization, the input-side gradients (``Wx``,
+    ``b``, ``dx``) and ``Wh``'s one product each after the backward loop, and the update
+    folded into the seed (``scale=-lr``, then ``p += g``). The initial state is zeros, as
+    the book's stateless ``TimeLSTM`` starts, so step 0 skips its ``h @ Wh`` and ``f * c``."""
+
+    name = "hand-fused"
+
+    def __init__(self, params, batch, steps):
+        self.params = p = params
+        (D, H4), V = p["Wx"].shape, p["Wo"].shape[1]
+        N, T, H, dt = batch, steps, H4 // 4, p["Wx"].dtype
+        self.x = np.empty((N, T, D), dt)
+        self.a = np.empty((N, T, H4), dt)  # pre-activations, then the gates in place
+        self.c, self.tanh_c, self.h = (np.empty((N, T, H), dt) for _ in range(3))
+        self.z = np.empty((N * T, V), dt)  # logits, then dL/dz
+        self.dh, self.dx = np.empty((N, T, H), dt), np.empty((N * T, D), dt)
+        self.da = np.empty((N, T, H4), dt)
+        self.row4 = np.empty((N, H4), dt)
+        self.dh_next, self.dc, self.ds = (np.empty((N, H), dt) for _ in range(3))
+        self.row_max, self.row_sum = np.empty((N * T, 1), dt), np.empty((N * T, 1), dt)
+        self.grads = {k: np.empty_like(v) for k, v in p.items()}
+
+    def step(self, ids, t, lr):
+        """One SGD step; the loss before it."""
+        loss, grads = self.loss_and_grad(ids, t, scale=-lr)
+        for k, g in grads.items():
+            self.params[k] += g
+        return loss
+
+    def loss_and_grad(self, ids, t, scale=1.0):
+        """The mean softmax cross-entropy over all N·T tokens and ``scale`` times its
+        gradients (the buffers in ``self.grads``, overwritten by the next call)."""
+        loss = self._forward(ids, t, scale)
+        self._backward(ids)
+        return loss, self.grads
+
+    def _forward(self, ids, t, scale):
+        p, a, c, tanh_c, h = self.params, self.a, self.c, self.tanh_c, self.h
+        N, T, H = h.shape
+        x2, a2, h2 = (v.reshape(N * T, -1) for v in (self.x, a, h))
+        np.take(p["E"], ids.ravel(), axis=0, out=x2)
+        np.matmul(x2, p["Wx"], out=a2)
+        a2 += p["b"]
+        for k in range(T):
+            ak = a[:, k]
+            if k:
+                np.matmul(h[:, k - 1], p["Wh"], out=self.row4)
+                ak += self.row4
+            _sigmoid(ak[:, :H])
+            np.tanh(ak[:, H:2 * H], out=ak[:, H:2 * H])
+            _sigmoid(ak[:, 2 * H:])
+            np.multiply(ak[:, H:2 * H], ak[:, 2 * H:3 * H], out=c[:, k])
+            if k:
+                np.multiply(ak[:, :H], c[:, k - 1], out=self.ds)
+                c[:, k] += self.ds
+            np.tanh(c[:, k], out=tanh_c[:, k])
+            np.multiply(ak[:, 3 * H:], tanh_c[:, k], out=h[:, k])
+        return self._softmax_ce(h2, t.ravel(), scale)
+
+    def _softmax_ce(self, h2, labels, scale):
+        """The loss; ``self.z`` becomes ``scale`` times dL/dz."""
+        p, z, m, s = self.params, self.z, self.row_max, self.row_sum
+        rows = np.arange(len(labels))
+        np.matmul(h2, p["Wo"], out=z)
+        z += p["bo"]
+        np.max(z, axis=1, keepdims=True, out=m)
+        z -= m
+        picked = z[rows, labels]
+        np.exp(z, out=z)
+        np.sum(z, axis=1, keepdims=True, out=s)
+        loss = (np.sum(np.log(s)) - np.sum(picked)) / len(labels)
+        s *= len(labels) / scale
+        z /= s
+        z[rows, labels] -= scale / len(labels)
+        return float(loss)
+
+    def _backward(self, ids):
+        p, gr, a, da = self.params, self.grads, self.a, self.da
+        N, T, H = self.h.shape
+        h2, da2, x2 = (v.reshape(N * T, -1) for v in (self.h, da, self.x))
+        np.sum(self.z, axis=0, out=gr["bo"])
+        np.matmul(h2.T, self.z, out=gr["Wo"])
+        np.matmul(self.z, p["Wo"].T, out=self.dh.reshape(N * T, H))
+        for k in reversed(range(T)):
+            self._backward_step(k, a[:, k], da[:, k], H)
+        np.sum(da2, axis=0, out=gr["b"])
+        np.matmul(x2.T, da2, out=gr["Wx"])
+        np.matmul(da2, p["Wx"].T, out=self.dx)
+        # Wh's gradient pairs each row's h[n, k - 1] with da[n, k]: one product over the
+        # rows shifted by one, less the pairs that cross from one sequence into the next
+        # (h[n, T - 1] with da[n + 1, 0]; h0 is zero)
+        np.matmul(h2[:-1].T, da2[1:], out=gr["Wh"])
+        gr["Wh"] -= self.h[:-1, T - 1].T @ da[1:, 0]
+        self._embed_grad(ids.ravel(), gr["E"])
+
+    def _backward_step(self, k, ak, dak, H):
+        """One time step back: da[:, k] from dL/dh[:, k] and dL/dc at k; then dL/dh and
+        dL/dc at k - 1 (``self.dh_next``, ``self.dc``)."""
+        f, g, i, o = (ak[:, j * H:(j + 1) * H] for j in range(4))
+        df, dg, di, do = (dak[:, j * H:(j + 1) * H] for j in range(4))
+        dh, tc, ds = self.dh[:, k], self.tanh_c[:, k], self.ds
+        last = k == self.h.shape[1] - 1
+        if not last:
+            dh += self.dh_next
+        np.multiply(tc, tc, out=ds)  # ds = dc + dh * o * (1 - tanh(c)^2)
+        np.subtract(1, ds, out=ds)
+        ds *= o
+        ds *= dh
+        if not last:
+            ds += self.dc
+        np.subtract(1, o, out=do)  # do = dh * tanh(c) * o * (1 - o)
+        do *= o
+        do *= tc
+        do *= dh
+        np.subtract(1, i, out=di)  # di = ds * g * i * (1 - i)
+        di *= i
+        di *= g
+        di *= ds
+        np.multiply(g, g, out=dg)  # dg = ds * i * (1 - g^2)
+        np.subtract(1, dg, out=dg)
+        dg *= i
+        dg *= ds
+        if k:
+            np.subtract(1, f, out=df)  # df = ds * c[k - 1] * f * (1 - f)
+            df *= f
+            df *= self.c[:, k - 1]
+            df *= ds
+            np.multiply(ds, f, out=self.dc)
+            np.matmul(dak, self.params["Wh"].T, out=self.dh_next)
+        else:
+            df.fill(0)
+
+    def _embed_grad(self, flat, out):
+        """dL/dE: the rows of dL/dx sorted by id, each id's run summed (np.add.reduceat)."""
+        order = np.argsort(flat, kind="stable")
+        ids = flat[order]
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        out.fill(0)
+        out[ids[starts]] = np.add.reduceat(self.dx[order], starts)
