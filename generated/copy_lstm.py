@@ -82,9 +82,10 @@ def _embed_grad_sorted(ids, g, rows):
 
 def _logsumexp_shifted(x, axis=None, keepdims=False):
     """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
-    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer)."""
+    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer). A scalar's
+    difference is a NumPy scalar, which cannot be written into: made a 0-d array."""
     m = np.max(x, axis=axis, keepdims=True)
-    e = np.subtract(x, m)
+    e = np.asarray(np.subtract(x, m))
     np.exp(e, out=e)
     out = np.log(np.sum(e, axis=axis, keepdims=True))
     out += m

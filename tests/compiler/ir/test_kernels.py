@@ -177,6 +177,19 @@ def test_logsumexp_against_torch(axis, keepdims):
           torch.logsumexp(t(x), dim=dims, keepdim=keepdims))
 
 
+@pytest.mark.parametrize("x", [np.float64(0.3), np.float32(-2.0), np.array(7.0),
+                               np.array([[1.0, 900.0], [3.0, -4.0]])])
+@pytest.mark.parametrize("axis", [None, -1])
+def test_logsumexp_shifted_is_logsumexp_for_scalars_too(x, axis):
+    """The in-place form takes a NumPy scalar as well (a scalar's difference is a scalar,
+    which cannot be an ``out=``: a random spec's logsumexp of a scalar had raised)."""
+    if axis is not None and np.ndim(x) == 0:
+        return
+    close(kernels._logsumexp_shifted(x, axis=axis), kernels._logsumexp(x, axis=axis))
+    close(kernels._logsumexp_shifted(x, axis=axis, keepdims=True),
+          kernels._logsumexp(x, axis=axis, keepdims=True))
+
+
 @pytest.mark.parametrize("shape", [(5,), (3, 4)])
 def test_minus_one_hot_is_minus_the_one_hot_table_in_any_buffer(shape):
     p, labels = RNG.normal(size=shape + (6,)), RNG.integers(0, 6, size=shape)
