@@ -8,6 +8,8 @@ import json
 import random
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +30,14 @@ FIRST_STEP = {}  # the last run's event count at its first training step's call
 def run(m, ds, settings, out, resume=False, interrupt_at=None):
     """Train; with ``interrupt_at``, SIGINT arrives at that profiler event. Returns the
     number of events and whether the run was interrupted (KeyboardInterrupt out of train
-    counts: Ctrl-C before the run began)."""
+    counts: Ctrl-C before the run began). ``interrupt_at=-1`` counts a whole run's events
+    (the span to draw points from) after an uncounted run of the same, so that what is
+    done once a process and then cached (the model's identity) is not counted: the runs
+    interrupted later do not repeat it, and points drawn past their end never fire."""
+    if interrupt_at == -1:
+        with tempfile.TemporaryDirectory() as warm:
+            train(m, ds, settings, Path(warm) / "run", quiet=True, log=lambda *_: None,
+                  checkpoint_every=0)
     count = 0
     FIRST_STEP.pop("at", None)
 
