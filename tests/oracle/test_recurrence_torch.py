@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bpc.compiler.compilation import Compilation
-from recurrent_specs import CELLS, LOSS, data
+from recurrent_specs import CELLS, LOSS, data, run_module
 
 torch = pytest.importorskip("torch", reason="pip install 'backprop-compiler[torch]'")
 
@@ -60,15 +60,7 @@ def test_against_torch_nn(cell, style, target):
     comp = Compilation.from_text(CELLS[cell] + LOSS, "cell.bp", style=style, target=target)
     feeds, params = data(comp.program, 7)
     want_h, want_loss, want = _torch_run(cell, params, feeds)
-    module = comp.module
-    if target == "torch":
-        params = {k: torch.tensor(v) for k, v in params.items()}
-        feeds = {k: torch.tensor(v) for k, v in feeds.items()}
-    loss, grads = module.loss_and_grad(params, **feeds)
-    h = module.predict(params, **{k: v for k, v in feeds.items() if k != "y"})
-    if target == "torch":
-        loss, h = float(loss), h.numpy()
-        grads = {k: v.numpy() for k, v in grads.items()}
+    loss, h, grads = run_module(comp.module, params, feeds, target)
     np.testing.assert_allclose(h, want_h, rtol=1e-10, atol=1e-12)
     assert loss == pytest.approx(want_loss, rel=1e-10)
     assert set(grads) == set(want)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bpc.compiler.compilation import Compilation
-from recurrent_specs import data
+from recurrent_specs import data, run_module
 
 torch = pytest.importorskip("torch", reason="pip install 'backprop-compiler[torch]'")
 
@@ -70,13 +70,7 @@ def _check(cell: str, length: int, init: bool, style: str = "fast",
     rng = np.random.default_rng(1)
     params = {k: rng.normal(scale=0.5, size=v.shape) for k, v in params.items()}  # biases too
     want_h, want_loss, want = _torch_run(cell, params, feeds, init)
-    module = comp.module
-    if target == "torch":
-        params = {k: torch.tensor(v) for k, v in params.items()}
-        feeds = {k: torch.tensor(v) for k, v in feeds.items()}
-    loss, grads = module.loss_and_grad(params, **feeds)
-    h = module.predict(params, **{k: v for k, v in feeds.items() if k != "y"})
-    loss, h, grads = float(loss), np.asarray(h), {k: np.asarray(v) for k, v in grads.items()}
+    loss, h, grads = run_module(comp.module, params, feeds, target)
     np.testing.assert_allclose(h, want_h, rtol=1e-10, atol=1e-12)
     assert loss == pytest.approx(want_loss, rel=1e-10)
     assert set(grads) == set(want) | {"h0"}

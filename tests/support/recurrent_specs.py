@@ -61,6 +61,21 @@ def data(prog, length, seed=0, batch=3):
     return feeds, initial_params(prog, rng)
 
 
+def run_module(module, params, feeds, target="numpy"):
+    """``loss_and_grad`` and ``predict`` (of the inputs but ``y``) of a module on either
+    target, as NumPy: (loss, h, grads)."""
+    import numpy as np
+
+    if target == "torch":
+        import torch
+
+        params = {k: torch.tensor(v) for k, v in params.items()}
+        feeds = {k: torch.tensor(v) for k, v in feeds.items()}
+    loss, grads = module.loss_and_grad(params, **feeds)
+    h = module.predict(params, **{k: v for k, v in feeds.items() if k != "y"})
+    return float(loss), np.asarray(h), {k: np.asarray(v) for k, v in grads.items()}
+
+
 FUNCTIONS = ("tanh({})", "sigmoid({})", "sin({})", "0.5 * ({})", "({})^2 * 0.1")
 
 
