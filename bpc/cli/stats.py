@@ -41,10 +41,13 @@ def run(args) -> int:
     prog = program_from_file(args.spec)
     note, params, where = "", None, "at initialization"
     feeds, batch = None, f"random batch {args.batch}"
+    module = _module(args) if args.checkpoint or args.data is not None else None
     if args.checkpoint:
-        params, where = _trained(args), f"with the parameters of {args.checkpoint}"
+        params, where = _trained(args, module), f"with the parameters of {args.checkpoint}"
     if args.data is not None:
-        feeds, batch = _data(args, prog)
+        from bpc.reports.stats import data_batch
+
+        feeds, batch = data_batch(prog, module, args.batch, args.data)
     if args.init:
         changed = override_weights(prog, init_from_text(args.init))
         shown = changed if len(changed) <= 6 else changed[:3] + ["…"] + changed[-1:]
@@ -60,27 +63,24 @@ def run(args) -> int:
     return 0
 
 
-def _data(args, prog) -> tuple[dict, str]:
-    """The first --batch examples of the training data, and what they are."""
+def _module(args):
+    """The spec's module, compiled once: what a checkpoint is checked against and the
+    training data is loaded for."""
     from bpc.compiler.compilation import Compilation
-    from bpc.reports.stats import data_batch
     from bpc.runtime.loader import compiled_model
 
     comp = Compilation.from_file(args.spec)
-    return data_batch(prog, compiled_model(comp, comp.path), args.batch, args.data)
+    return compiled_model(comp, comp.path)
 
 
-def _trained(args) -> dict:
+def _trained(args, module) -> dict:
     """The checkpoint's parameters, refused (naming what differs) if of another model."""
     from pathlib import Path
 
-    from bpc.compiler.compilation import Compilation
     from bpc.runtime.checkpoint import checkpoint_params
     from bpc.runtime.errors import UserError
-    from bpc.runtime.loader import compiled_model
 
     if args.init:
         raise UserError("--init and --checkpoint exclude each other",
                         "--init redraws the weights a checkpoint gives")
-    comp = Compilation.from_file(args.spec)
-    return checkpoint_params(Path(args.checkpoint), compiled_model(comp, comp.path))[0]
+    return checkpoint_params(Path(args.checkpoint), module)[0]
