@@ -174,13 +174,18 @@ def step_worker(vocab: int, hidden: int, dtype: str, rounds: int) -> dict:
 
 def memory_worker(vocab: int, hidden: int, dtype: str) -> dict:
     """Peak bytes of one loss_and_grad, and the bytes each keeps per time step: the
-    book's LSTM cache (x, h_prev, c_prev, i, f, g, o, c_next) against the generated
-    module's stacked step values, read off its arrays of shape [N, T, ...]."""
+    book's LSTM cache (x, h_prev, c_prev, i, f, g, o, c_next) against the values of the
+    generated step that its backward pass reads, as the compiler's program says
+    (``kept_values``): those with a time axis, less the logits, which both keep; for N
+    examples, as the book's cache holds."""
     import numpy as np
 
     sys.path.insert(0, str(ROOT / "bench"))
     from lstm_references import BookRnnlm
     from step_peers import peak_bytes
+
+    from bpc.compiler.compilation import Compilation
+    from bpc.compiler.ir.memory import itemsize, kept_values
 
     module, params, inputs, t = setup(vocab, hidden, dtype)
     buffers = {k: np.empty_like(v) for k, v in params.items()}
@@ -189,15 +194,13 @@ def memory_worker(vocab: int, hidden: int, dtype: str) -> dict:
         "generated, grads= buffers": lambda: module.loss_and_grad(params, *inputs, t,
                                                                   grads=buffers),
         "book layers": lambda: book.loss_and_grad(inputs[0], t)})
-    itemsize = np.dtype(dtype).itemsize
-    text = Path(module.__file__).read_text()
-    stacked = [line for line in text[text.index("def loss_and_grad("):].splitlines()
-               if " = np.empty((ids.shape[0], x.shape[1], " in line]
-    widths = [int(line.split(", ")[-2].rstrip(")")) for line in stacked]
-    out["generated per step"] = N * (hidden + sum(widths)) * itemsize  # x[:, t] too
+    prog = Compilation.from_text(spec_text(vocab, hidden, dtype), "bench_lstm.bp").coded
+    out["generated per step"] = N * sum(
+        itemsize(v, dtype) * v.shape[-1] for v in kept_values(prog)
+        if v.shape[:2] == ("N", "T") and len(v.shape) == 3 and v.dtype != "int"
+        and v.shape[-1] != vocab)
     out["book per step"] = book.kept_per_step()
     return out
-
 
 
 def main() -> None:

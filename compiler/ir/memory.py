@@ -61,19 +61,14 @@ def _terms(nodes, dtype: str) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def footprint(prog: Program) -> dict:
-    """``{"kept": terms, "moments": [(label, shape, dtype, terms, forward, op), …]}``
-    (terms: the bytes of an operation's result and operands; label, shape, dtype and op:
-    of the largest of those arrays; forward: whether inference computes it)
-    (plain data for the module's CONFIG)."""
-    dtype = prog.dtype
-    forward_nodes = topo_order([bd.node for bd in prog.forward])
-    forward = {n.id for n in forward_nodes}
-    backward_nodes = [n for n in topo_order([bd.node for bd in prog.backward])
-                      if n.id not in forward]
+def kept_values(prog: Program) -> list[Node]:
+    """The forward values the backward pass reads (views resolved to what they view),
+    with the boolean masks kept in place of a value nothing else keeps: what a training
+    step holds when its forward pass ends."""
+    forward = {n.id for n in topo_order([bd.node for bd in prog.forward])}
     kept: dict[int, Node] = {}
     masks = []
-    for n in backward_nodes:
+    for n in _backward_nodes(prog, forward):
         if n.op in FREE:
             continue
         args = [_base(a) for a in n.args]
@@ -86,6 +81,22 @@ def footprint(prog: Program) -> dict:
     for n, args in masks:  # the mask, or the values it is taken from, are kept
         if any(a.id not in kept and a.op not in LEAVES for a in args):
             kept[n.id] = n  # the smaller of the two: one byte an entry
+    return list(kept.values())
+
+
+def _backward_nodes(prog: Program, forward: set[int]) -> list[Node]:
+    return [n for n in topo_order([bd.node for bd in prog.backward]) if n.id not in forward]
+
+
+def footprint(prog: Program) -> dict:
+    """``{"kept": terms, "moments": [(label, shape, dtype, terms, forward, op), …]}``
+    (terms: the bytes of an operation's result and operands; label, shape, dtype and op:
+    of the largest of those arrays; forward: whether inference computes it)
+    (plain data for the module's CONFIG)."""
+    dtype = prog.dtype
+    forward_nodes = topo_order([bd.node for bd in prog.forward])
+    forward = {n.id for n in forward_nodes}
+    backward_nodes = _backward_nodes(prog, forward)
     names = {bd.node.id: bd.name
              for bd in prog.inputs + prog.targets + prog.forward + prog.backward}
     moments = []
@@ -110,7 +121,7 @@ def footprint(prog: Program) -> dict:
     top = [m[2] for m in moments[:TOP]]
     if not any(m[4] for m in top):  # and the largest inference computes (evaluation)
         top += [m[2] for m in moments if m[1]][:1]
-    return {"kept": _terms(kept.values(), dtype), "moments": top}
+    return {"kept": _terms(kept_values(prog), dtype), "moments": top}
 
 
 def _probe(terms) -> int:
