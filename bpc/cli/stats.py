@@ -18,9 +18,9 @@ def add_arguments(p) -> None:
     p.add_argument("--init", metavar="INIT",
                    help="draw every weight (2-D parameter) from this initializer instead, "
                         "e.g. he or 'normal(std=1)'")
-    p.add_argument("--steps", type=number(RUNTIME_RANGES["steps"]), default=STATS_STEPS,
+    p.add_argument("--steps", type=number(RUNTIME_RANGES["steps"]),
                    help="the length of the random sequences a loop over time steps "
-                        "through (with --data: the data's own)")
+                        f"through (default {STATS_STEPS}; with --data, the data's own)")
     p.add_argument("--seed", type=number(RUNTIME_RANGES["seed"]), default=0)
     p.add_argument("--checkpoint", metavar="FILE",
                    help="a run's checkpoint.npz (or its folder): the trained parameters "
@@ -46,6 +46,11 @@ def run(args) -> int:
         params, where = _trained(args, module), f"with the parameters of {args.checkpoint}"
     if args.data is not None:
         from bpc.reports.stats import data_batch
+        from bpc.runtime.errors import UserError
+
+        if args.steps is not None:
+            raise UserError("--steps and --data exclude each other",
+                            "with --data the sequences are the data's own, of its length")
 
         feeds, batch = data_batch(prog, module, args.batch, args.data)
     if args.init:
@@ -53,8 +58,9 @@ def run(args) -> int:
         shown = changed if len(changed) <= 6 else changed[:3] + ["…"] + changed[-1:]
         note = (f", {len(changed)} weights ({', '.join(shown)}) drawn from {args.init}"
                 if changed else ", no weights to override")
-    rows = layer_stats(prog, batch=args.batch, seed=args.seed, steps=args.steps,
-                       params=params, feeds=feeds)
+    steps = STATS_STEPS if args.steps is None else args.steps
+    rows = layer_stats(prog, batch=args.batch, seed=args.seed, steps=steps, params=params,
+                       feeds=feeds)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

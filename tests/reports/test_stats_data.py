@@ -103,6 +103,9 @@ def test_errors_name_the_problem(tmp_path, monkeypatch, capsys):
     r = run_bpc("stats", _spec(tmp_path, MLP), "--data", "--batch", "500")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "--batch 500: the training data (spiral) has" in r.stderr
+    r = run_bpc("stats", _spec(tmp_path, MLP), "--data", "--steps", "4")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "--steps and --data exclude each other" in r.stderr
     r = run_bpc("stats", no_data, "--data", "missing.npz")
     assert r.returncode == 1 and "missing.npz" in r.stderr and "Traceback" not in r.stderr
     # a data set to download, offline
