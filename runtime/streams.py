@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..compiler import streaming
 from .errors import UserError
 
 
@@ -41,14 +42,11 @@ def check_settings(module, shuffle: bool, batch: int, validation: float) -> None
         return
     name = stream_names(module)[0]
     if shuffle:
-        raise UserError(f"the model's loops continue state '{name}' from batch to batch, "
-                        "so batches must come in order", "train with shuffle = false")
+        raise UserError(streaming.in_order(name), "train with shuffle = false")
     if batch != rows:
-        raise UserError(f"state '{name}' carries {rows} streams, but batches have {batch} "
-                        "rows", f"train with --batch {rows}")
+        raise UserError(streaming.rows(name, rows, batch), f"train with --batch {rows}")
     if validation:
-        raise UserError(f"the model's loops continue state '{name}' from batch to batch: "
-                        "a validation split would cut its streams", "leave --validation out")
+        raise UserError(streaming.no_split(name), "leave --validation out")
 
 
 def reset(module, state: dict | None) -> dict | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import streaming
 from ..errors import Note, Span
 from ..frontend import ast
 from ..frontend.astprint import expr as spec_text
@@ -89,17 +90,14 @@ class Loops:
         settings = {s.key: s for s in train.settings} if train is not None else {}
         values = config.get("train", {})
         if values.get("shuffle", False):
-            self.diags.error(f"loops continue state '{first}' from batch to batch, so the "
-                             "batches must come in order", settings["shuffle"].span,
+            self.diags.error(streaming.in_order(first), settings["shuffle"].span,
                              "leave 'shuffle' out: such a model trains in order")
         if values.get("validation"):
-            self.diags.error(f"loops continue state '{first}' from batch to batch: a "
-                             "validation split would cut its streams",
-                             settings["validation"].span, "leave 'validation' out")
+            self.diags.error(streaming.no_split(first), settings["validation"].span,
+                             "leave 'validation' out")
         batch = values.get("batch")
         if batch is not None and {batch} != rows:
-            self.diags.error(f"state '{first}' carries {min(rows)} streams, but batches "
-                             f"have {batch} rows", settings["batch"].span,
+            self.diags.error(streaming.rows(first, min(rows), batch), settings["batch"].span,
                              f"train with batch = {min(rows)}, or declare the state "
                              f"[{batch}, ...]")
         data = config.get("data", {})
