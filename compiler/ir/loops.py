@@ -20,7 +20,7 @@ from ..frontend.astprint import expr as spec_text
 from ..names import fresh
 from . import Binding, Node, fmt_shape, topo_order
 from .expressions import _Poisoned
-from .ops.core import Unknown
+from .ops.core import NeedsWidth, Unknown
 from .ops.recurrence import Body
 
 
@@ -213,7 +213,7 @@ class Loops:
             trial.inits[name] = trial.carries[name]
         try:
             ok = self._steps(group, trial)
-        except (TypeError, ValueError):  # a rule that needs the unknown width's value
+        except NeedsWidth:  # a rule that needs the unknown width's value
             ok = False
         del self.diags.items[reported:]
         self.taken.clear()

@@ -356,6 +356,11 @@ def format_number(value) -> str:
 
 
 # ----------------------------------------------------------------------------- shapes
+class NeedsWidth(TypeError):
+    """A shape rule asked for the value of an ``Unknown`` width: the trial that gave it
+    cannot settle the width (ir/loops.py)."""
+
+
 class Unknown(str):
     """A dimension not known yet: a carried value's width while its step is worked out
     (ir/loops.py, ``from 0``). It equals every dimension, so that the step's operations
@@ -366,6 +371,14 @@ class Unknown(str):
 
     def __eq__(self, other) -> bool:
         return True
+
+    def _needs_value(self, *args):
+        raise NeedsWidth(f"{self} is not known yet")
+
+    # arithmetic and order need the width's value (a str's own would repeat or join it)
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _needs_value
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __int__ = __index__ = _needs_value
+    __lt__ = __le__ = __gt__ = __ge__ = _needs_value
 
     def __ne__(self, other) -> bool:
         return False

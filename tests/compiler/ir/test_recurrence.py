@@ -122,3 +122,22 @@ def test_recurrent_layers_of_width_1_start_from_0(kind):
     text = (f"input x : [N, T, 3]\nlayers x -> y {{\n  {kind} 1\n}}\nloss L = sum(y)\n")
     comp = Compilation.from_text(text, "loop.bp")
     assert "np.zeros((x.shape[0], 1), dtype=DTYPE)" in comp.generated.text
+
+
+def test_a_width_from_0_that_a_slice_needs_is_a_located_error():
+    """A step that slices the zero-started value needs its width's value: the trial
+    that works the width out stops (``NeedsWidth``, not any TypeError) and the spec is
+    told to give an initial value; an unknown width never takes part in arithmetic as
+    the string it is (``* 2`` would repeat it)."""
+    from bpc.compiler.ir.ops.core import NeedsWidth, Unknown
+
+    text = ("model s\ninput x : [N, T, 3]\ntarget y : [N, T, 4]\n"
+            "param Wx : [3, 4] = normal(std=0.5)\nparam Wh : [2, 4] = normal(std=0.5)\n"
+            "h[t] = tanh(x[:, t] @ Wx + h[t-1][:, 0:2] @ Wh) from 0\n"
+            "loss L = mean((h - y)^2)\n")
+    with pytest.raises(SpecError, match="could not be worked out from its step"):
+        Compilation.from_text(text, "slice.bp").program
+    width = Unknown("h_width")
+    for use in (lambda: width * 2, lambda: 2 + width, lambda: width < 3, lambda: int(width)):
+        with pytest.raises(NeedsWidth):
+            use()
