@@ -124,7 +124,7 @@ class Model(types.ModuleType):
             if not data_arrays:
                 raise UserError(f"{dataset.name} has no {split} split", "use split='train'")
         checked = in_memory.checked(self, data_arrays, f"model.evaluate ({name})")
-        chunk = eval_chunk(self)
+        chunk = eval_chunk(self, checked)
         model = hosted(self)  # a torch model computes on its device, NumPy in and out
         with np.errstate(all="ignore"):
             loss = mean_loss(model, params, checked, chunk, state)
@@ -159,7 +159,7 @@ class Model(types.ModuleType):
         params, state = self._parameters("model.predict", params, state)
         inputs = self._predict_inputs(args, kwargs)
         with np.errstate(all="ignore"):
-            y = predict_all(self, params, inputs, eval_chunk(self), state, generated)
+            y = predict_all(self, params, inputs, eval_chunk(self, inputs), state, generated)
         if outputs == "raw":
             return y
         why = not_a_classifier(self)

@@ -55,6 +55,20 @@ def batch_dim(module) -> str | None:
                     "name the batch dimension N (e.g. 'input x : [N, T]')")
 
 
+def dimension_sizes(module, arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    """The sizes the declared shapes' symbolic dimensions other than the batch's take in
+    ``arrays`` (checked ones: conform has seen they agree), e.g. ``{"T": 35}``: what a
+    step's memory record is evaluated at beside the batch."""
+    dim = batch_dim(module)
+    sizes: dict[str, int] = {}
+    for name, shape in {**module.INPUTS, **module.TARGETS}.items():
+        a = arrays.get(name)
+        if a is not None and np.ndim(a) == len(shape):
+            sizes.update({d: int(n) for d, n in zip(shape, np.shape(a))
+                          if isinstance(d, str) and d != dim})
+    return sizes
+
+
 def batch_axes(module) -> dict[str, int]:
     """Input/target name -> the axis of its batch dimension. Arrays without it are absent
     here: every batch gets them whole."""

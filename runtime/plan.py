@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import data as data_mod
-from .batching import example_count
+from .batching import dimension_sizes, example_count
 from .datasets import validation_split
 from .errors import UserError
 from .evaluate import no_accuracy_note, task_kind
@@ -89,7 +89,8 @@ def plan_run(module, dataset: data_mod.Dataset, settings: Settings, quiet: bool,
         (settings.epochs or 10) * steps_per_epoch
     # Memory, before anything is allocated: a step over a batch, and the evaluation's
     # chunks (as many examples as fit, 2048 at most).
-    check_memory(module, min(settings.batch, n), "a training step", "use a smaller --batch")
+    check_memory(module, min(settings.batch, n), "a training step", "use a smaller --batch",
+                 sizes=dimension_sizes(module, train_arrays))
     no_accuracy = no_accuracy_note(module, train_arrays)
     if no_accuracy and not quiet:  # once, before the run: no accuracy column, and why
         log(f"note: {no_accuracy}")
@@ -101,4 +102,4 @@ def plan_run(module, dataset: data_mod.Dataset, settings: Settings, quiet: bool,
         eval_every = min(eval_every, max(1, settings.patience))
     return Plan(train_arrays, test_arrays, val_arrays, axes, n, steps_per_epoch, total_steps,
                 -(-total_steps // steps_per_epoch), eval_every,
-                task_kind(module, train_arrays), eval_chunk(module))
+                task_kind(module, train_arrays), eval_chunk(module, train_arrays))

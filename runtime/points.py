@@ -191,13 +191,16 @@ def check_dataset_memory(description: str, examples: int, module, per_n: int = 1
                     f"{max(free // max(per * per_n, 1), 1)} fits)")
 
 
-def eval_chunk(module, largest: int = 2048) -> int:
+def eval_chunk(module, arrays: dict | None = None, largest: int = 2048) -> int:
     """Examples per evaluation call (``predict_all``, ``mean_loss``: the first two chunks
-    are also evaluated together) whose forward pass fits in the memory available:
-    ``largest``, halved until it fits."""
+    are also evaluated together) whose forward pass over ``arrays`` (their sequences'
+    lengths) fits in the memory available: ``largest``, halved until it fits."""
+    from .batching import dimension_sizes
+
     free = available_memory()
+    sizes = dimension_sizes(module, arrays or {})
     chunk = largest
     while free is not None and chunk > 1 and \
-            memory_needed(module, 2 * chunk, forward_only=True)[0] > free:
+            memory_needed(module, 2 * chunk, forward_only=True, sizes=sizes)[0] > free:
         chunk //= 2
     return chunk

@@ -22,7 +22,7 @@ def run(args) -> int:
     from bpc.runtime.points import eval_chunk
 
     module, params, state, arrays, split, name = trained(args)
-    chunk = eval_chunk(module)  # examples per call whose forward pass fits in memory
+    chunk = eval_chunk(module, arrays)  # examples per call whose forward pass fits
     with np.errstate(all="ignore"):  # inference mode, with the checkpoint's state
         loss = mean_loss(module, params, arrays, chunk, state)
         acc = accuracy(module, params, arrays, task_kind(module, arrays), state, chunk)

@@ -56,7 +56,8 @@ def run(args) -> int:
                         "use --outputs raw")
     inputs = {k: v for k, v in arrays.items() if k in module.INPUTS}
     with np.errstate(all="ignore"):  # inference mode, with the checkpoint's state
-        out = np.asarray(predict_all(module, params, inputs, eval_chunk(module), state))
+        out = np.asarray(predict_all(module, params, inputs, eval_chunk(module, inputs),
+                                     state))
     n = example_count(inputs, batch_axes(module))
     axis = output_batch_axis(module)
     by_example = axis is not None and out.ndim > 0 and out.shape[axis] == n

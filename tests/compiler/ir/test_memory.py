@@ -123,6 +123,23 @@ def test_evaluation_chunks_shrink_to_what_fits(monkeypatch):
         memory_needed(m, 4 * chunk, forward_only=True)[0]
 
 
+def test_a_sequence_model_is_checked_at_its_data_s_length(tmp_path, monkeypatch):
+    """A language model's record is per example and step ("N*T"): the training step and
+    the evaluation chunks are checked at the data's T (they had been evaluated at no T,
+    as 0 bytes, and every batch passed)."""
+    r, _ = bpc_limited("train", REPO / "specs" / "charlm.bp", "--batch", "32", "--out",
+                       tmp_path / "o", cwd=tmp_path, available=100_000)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr.startswith("bpc: error: a training step over 32 examples needs at "
+                               "least "), r.stderr
+    m = load_model(REPO / "generated" / "charlm.py")
+    ids = np.zeros((5, 32), dtype=np.int64)
+    assert memory_needed(m, 32, sizes={"T": 32})[0] > 0 == memory_needed(m, 32)[0]
+    monkeypatch.setenv("BPC_MEMORY_AVAILABLE", str(memory_needed(m, 64, True, {"T": 32})[0]))
+    assert eval_chunk(m, {"ids": ids, "t": ids}) == 32
+    assert eval_chunk(m) == 2048  # no data: no T to evaluate the record at
+
+
 @pytest.mark.parametrize("name", ["simple_convnet", "convnet_digits", "digits", "batchnorm",
                                   "dropout", "deep50", "resnet_udl", "spiral", "xor",
                                   "two_layer", "deep_relu", "sine"])
