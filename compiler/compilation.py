@@ -236,12 +236,15 @@ class Compilation:
 
     def new_module(self, module_type: type[types.ModuleType] = types.ModuleType
                    ) -> types.ModuleType:
-        """A fresh module executed from ``text`` (``source`` keeps the text)."""
+        """A fresh module executed from ``text`` (``source`` keeps the text;
+        ``_bpc_compilation`` this compilation, which the runtime asks for the spec's
+        other forms: a torch module's parameters are drawn by its NumPy twin)."""
         module = module_type(f"bpc_model_{self.name}_{next(_counter)}")
         module.__file__ = f"<compiled from {self.spec.path}>"
         exec(compile(self.text, module.__file__, "exec"),  # noqa: S102 - our own output
              module.__dict__)
         module.source = self.text
+        module._bpc_compilation = self
         return module
 
     @functools.cached_property

@@ -126,9 +126,7 @@ def _compiled_module(p: Path, dtype: str | None, module_type, target: str):
         import_torch()  # before compiling: the module it writes imports torch
     comp = Compilation.from_file(p, dtype=dtype, layout=False,  # executed, never read
                                  target=target)
-    module = comp.new_module(module_type)
-    module._bpc_compilation = comp
-    return module
+    return comp.new_module(module_type)
 
 
 def compilation_of(module):

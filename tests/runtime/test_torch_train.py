@@ -71,6 +71,17 @@ def test_a_torch_run_is_the_numpy_run(optimizer):
         assert a["train_acc"] == b["train_acc"]
 
 
+def test_a_module_of_a_compilation_is_the_numpy_run_too():
+    """``Compilation.retargeted("torch").new_module()``, as ``load_model`` gives it: its
+    parameters drawn by its NumPy twin, so it trains to the NumPy run's numbers (it had
+    drawn them from a torch.Generator and trained elsewhere)."""
+    from bpc.compiler.compilation import Compilation
+
+    module = Compilation.from_file(SPIRAL).retargeted("torch").new_module()
+    result, _, _ = run(module, DATA, {"epochs": 3, "batch": 16}, None, quiet=True)
+    close(params_of(result), train("numpy").params)
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZER_CLASSES))
 def test_every_optimizer_updates_tensors_as_arrays(name):
     rng = np.random.default_rng(0)
