@@ -250,13 +250,37 @@ class Model(types.ModuleType):
         self._bpc_compilation = Compilation.from_text(self.spec, self.path or "<spec>")
         return self._bpc_compilation
 
-    def stats(self, batch: int = 100, seed: int = 0, steps: int = 20) -> list[dict]:
-        """Per-layer statistics at initialization, the rows of ``bpc stats --json``
-        (``steps``: the length of the random sequences a loop over time steps through)."""
-        from bpc.reports.stats import layer_stats
+    def stats(self, batch: int = 100, seed: int = 0, steps: int | None = None,
+              data: bool | str = False, params=None) -> list[dict]:
+        """Per-layer statistics, the rows of ``bpc stats --json``: at initialization on a
+        random batch (``steps``: the length of the random sequences a loop over time
+        steps through, 20 unless given); ``data=True``: on the first ``batch`` examples
+        of the spec's training data instead, or of ``data`` (a data set or file, as
+        ``--data``); ``params``: with these parameters (a trained model's) instead of
+        the initial ones."""
+        from bpc.compiler.vocab import STATS_STEPS
+        from bpc.reports.stats import data_batch, layer_stats
+        from bpc.runtime.data import data_flag_problem
+        from bpc.runtime.errors import UserError
+        from bpc.runtime.in_memory import checked_params
 
-        return layer_stats(self._compilation().program,
-                           **_settings(batch=batch, seed=seed, steps=steps, ranges="runtime"))
+        prog = self._compilation().program
+        settings = _settings(batch=batch, seed=seed, ranges="runtime",
+                             steps=STATS_STEPS if steps is None else steps)
+        feeds = None
+        if data is not False:
+            if steps is not None:
+                raise UserError("model.stats: steps and data exclude each other",
+                                "with data the sequences are the data's own, of its length")
+            source = "" if data is True else data
+            problem = data_flag_problem(source) if source else None
+            if problem:
+                raise UserError(f"model.stats: data={source!r}: {problem}")
+            feeds = data_batch(prog, self, settings["batch"], source)[0]
+        if params is not None:
+            params = checked_params(self, params, "model.stats")
+        return layer_stats(prog, batch=settings["batch"], seed=settings["seed"],
+                           steps=settings["steps"], params=params, feeds=feeds)
 
     def graph(self) -> "Graph":
         """The computation graph; shows as SVG in a notebook, ``.dot`` is Graphviz text."""

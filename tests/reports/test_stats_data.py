@@ -118,3 +118,31 @@ def test_errors_name_the_problem(tmp_path, monkeypatch, capsys):
     mnist = _spec(tmp_path, MLP.replace("[N, 2]", "[N, 784]"), "data mnist\n")
     assert main(["stats", str(mnist), "--data"]) == 1
     assert "could not download mnist.npz" in capsys.readouterr().err
+
+
+def test_the_python_api_takes_data_and_parameters(tmp_path):
+    """``model.stats(data=True)`` is ``bpc stats --data --json``'s rows; ``data=`` a data
+    set as ``--data`` takes it; ``params=`` trained parameters in place of the initial
+    ones; steps with data, and a data string out of range, are refused by name."""
+    import bpc
+    import pytest
+
+    from bpc.runtime.errors import UserError
+
+    path = _spec(tmp_path, MLP)
+    model = bpc.compile(path)
+    r = run_bpc("stats", path, "--data", "--batch", "6", "--json")
+    assert model.stats(batch=6, data=True) == json.loads(r.stdout)
+    r = run_bpc("stats", path, "--data", "spiral:n=5,classes=3", "--batch", "6", "--json")
+    assert model.stats(batch=6, data="spiral:n=5,classes=3") == json.loads(r.stdout)
+    trained = model.train(epochs=2, quiet=True).params
+    moved = model.stats(batch=6, data=True, params=trained)
+    assert moved != model.stats(batch=6, data=True)
+    assert moved == layer_stats(model._compilation().program, batch=6, params=trained,
+                                feeds=data_batch(model._compilation().program, model, 6)[0])
+    with pytest.raises(UserError, match="steps and data exclude each other"):
+        model.stats(data=True, steps=4)
+    with pytest.raises(UserError, match="data='spiral:classes=1'"):
+        model.stats(data="spiral:classes=1")
+    with pytest.raises(UserError, match="model.stats"):
+        model.stats(params={"W1": np.zeros((2, 8))})
