@@ -24,6 +24,7 @@ from ..compiler.ir.evaluate import evaluate, initial_params, random_feeds
 from ..compiler.ir import Init, Program
 from ..compiler.vocab import STATS_STEPS
 
+from ..runtime.batching import dimension_sizes
 from ..runtime.errors import UserError
 from ..runtime.points import check_memory, check_point, contract
 
@@ -64,7 +65,6 @@ def data_batch(prog: Program, module, batch: int, source: str | None = None
     from ..runtime.data import batch_axes, examples, training_examples
     from ..runtime.settings import spec_data_seed
 
-    check_memory(module, batch, "the statistics' batch", "use a smaller --batch")
     data, count, name = training_examples(module, source, spec_data_seed(module))
     if batch > count:
         raise UserError(f"--batch {batch}: the training data ({name}) has {count} examples",
@@ -83,12 +83,14 @@ def stats_batch(prog: Program, batch: int, seed: int, steps: int,
     from ..compiler.ir.ops.recurrence import time_axes
 
     module = contract(prog)
-    check_memory(module, batch, "the statistics' batch", "use a smaller --batch")
+    lengths = dict.fromkeys(time_axes(prog), steps)
+    check_memory(module, batch, "the statistics' batch", "use a smaller --batch",
+                 sizes=lengths if feeds is None else dimension_sizes(module, feeds))
     rng = np.random.default_rng(seed)
     initial = initial_params(prog, rng)  # drawn anyway: the batch is the same either way
     params = initial if params is None else params
     if feeds is None:
-        feeds = random_feeds(prog, rng, batch, dict.fromkeys(time_axes(prog), steps))
+        feeds = random_feeds(prog, rng, batch, lengths)
     check_point(module, feeds, params, "the statistics' batch")  # as every point is
     return feeds, params
 

@@ -132,6 +132,11 @@ def test_a_sequence_model_is_checked_at_its_data_s_length(tmp_path, monkeypatch)
     assert r.returncode == 1, r.stdout + r.stderr
     assert r.stderr.startswith("bpc: error: a training step over 32 examples needs at "
                                "least "), r.stderr
+    for args in (["--steps", "5000"], ["--data"]):  # the statistics' batch, at its T
+        r, _ = bpc_limited("stats", REPO / "specs" / "charlm.bp", *args, cwd=tmp_path,
+                           available=100_000)
+        assert r.returncode == 1 and r.stderr.startswith(
+            "bpc: error: the statistics' batch over 100 examples needs at least "), r.stderr
     m = load_model(REPO / "generated" / "charlm.py")
     ids = np.zeros((5, 32), dtype=np.int64)
     assert memory_needed(m, 32, sizes={"T": 32})[0] > 0 == memory_needed(m, 32)[0]
