@@ -169,6 +169,31 @@ class Model(types.ModuleType):
         return probabilities(self, y) if outputs == "proba" else \
             classes_and_probability(self, y)[0]
 
+    def sample(self, prompt: str, length: int = 200, temperature: float = 1.0,
+               samples: int = 1, seed: int = 0, context: int | None = None, params=None,
+               state=None, data: str | None = None) -> list[str]:
+        """Text a trained language model writes after ``prompt``, as ``bpc sample``:
+        ``samples`` continuations of ``length`` characters (ids, for data that is not
+        text), each next one drawn from the model's prediction at ``temperature`` (0:
+        the most likely); ``context``: the last steps the model is given (default: its
+        table of positions' rows, else its data's window length); ``data``: the data set
+        whose characters the ids number (default: the spec's data line)."""
+        from bpc.runtime.devices import hosted
+        from bpc.runtime.sampling import (data_name, decode, default_context, encode,
+                                          language_model)
+        from bpc.runtime.sampling import sample as draw
+
+        _, vocab = language_model(self)
+        params, state = self._parameters("model.sample", params, state)
+        given = _settings(length=length, temperature=temperature, samples=samples, seed=seed,
+                          ranges="runtime", **({} if context is None else {"context": context}))
+        name = data_name(self, data)
+        ids = encode(prompt, name, vocab)
+        rows = draw(hosted(self), params, ids, given["length"], given["temperature"],
+                    given["samples"], given["seed"], state,
+                    given.get("context") or default_context(self))
+        return [decode(ids + row.tolist(), name) for row in rows]
+
     def _predict_inputs(self, args: tuple, kwargs: dict) -> dict:
         """The inputs of a ``predict`` call, checked: positional in the spec's order, by
         name, or ``data=`` a file (when no input is called ``data``)."""

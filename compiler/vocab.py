@@ -213,7 +213,8 @@ RUNTIME_RANGES: dict[str, Range] = {
     "steps": Range(int, low=1, high=10000),
     "row": Range(int, low=0), "digits": Range(int, low=3, high=17),
     "checkpoint_every": NON_NEGATIVE, "patience": Range(int, low=0),
-    "min_delta": NON_NEGATIVE,
+    "min_delta": NON_NEGATIVE, "length": Range(int, low=1, high=100000),
+    "temperature": NON_NEGATIVE, "context": COUNT,
 }
 
 DATASETS: dict[str, Signature] = {

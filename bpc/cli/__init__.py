@@ -34,6 +34,7 @@ COMMANDS = (
     "explain",
     "predict",
     "eval",
+    "sample",
     "plot",
     "params",
 )
