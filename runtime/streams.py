@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..compiler import streaming
+from .arrays import to_host
 from .errors import UserError
 
 
@@ -59,7 +60,9 @@ def reset(module, state: dict | None) -> dict | None:
     start = module.init_state()
     for name in names:
         old, new = state.get(name), start[name]
-        if old is not None and hasattr(new, "to"):  # a tensor: where the run keeps it
+        if isinstance(old, np.ndarray):  # kept on the host (devices.Hosted's calls)
+            new = np.asarray(to_host(new), dtype=old.dtype)
+        elif old is not None and hasattr(new, "to"):  # a tensor: where the run keeps it
             new = new.to(device=old.device, dtype=old.dtype)
         state[name] = new
     return state

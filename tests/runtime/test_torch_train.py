@@ -180,6 +180,22 @@ def test_predict_and_eval_on_the_device_print_numpy_s_numbers(tmp_path, capsys):
         assert outputs[0] == outputs[1]
 
 
+def test_a_stateful_model_evaluates_predicts_and_samples_on_the_device(tmp_path, capsys):
+    """zen_lm's streams reset on the host for a torch module seen through Hosted (the
+    initial state is a tensor, the state kept an array: it had been an internal error)."""
+    spec = REPO / "specs" / "zen_lm.bp"
+    train("numpy", tmp_path / "run", spec=spec, data="zen:steps=16,stride=16", epochs=1,
+          batch=4, shuffle=False)
+    for command in (["eval"], ["predict"], ["sample", "--prompt", "Simple", "--length", "30",
+                                            "--samples", "4"]):
+        outputs = []
+        for target in ([], ["--target", "torch"]):
+            assert main([command[0], str(spec), "--checkpoint", str(tmp_path / "run"),
+                         *command[1:], *target]) == 0
+            outputs.append(capsys.readouterr().out)
+        assert outputs[0] == outputs[1], command
+
+
 def test_devices_that_are_not_there_are_refused():
     module = load_model(SPIRAL)
     with pytest.raises(UserError, match="needs the torch target"):
