@@ -214,7 +214,7 @@ RUNTIME_RANGES: dict[str, Range] = {
     "row": Range(int, low=0), "digits": Range(int, low=3, high=17),
     "checkpoint_every": NON_NEGATIVE, "patience": Range(int, low=0),
     "min_delta": NON_NEGATIVE, "length": Range(int, low=1, high=100000),
-    "temperature": NON_NEGATIVE, "context": COUNT,
+    "temperature": NON_NEGATIVE, "context": COUNT, "threads": Range(int, low=1, high=1024),
 }
 
 DATASETS: dict[str, Signature] = {

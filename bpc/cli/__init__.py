@@ -20,6 +20,7 @@ import sys
 from bpc import _interrupted_early  # the early Ctrl-C handler, installed by bpc/__init__
 from bpc.compiler.errors import SpecError
 from bpc.runtime.errors import UserError
+from bpc.runtime.threads import limited
 
 # The commands, in the order ``bpc --help`` lists them: each names a module of this package.
 COMMANDS = (
@@ -127,7 +128,8 @@ def run_parsed(args) -> int:
     """The command the parsed ``args`` name, run; its exit status (errors printed as
     ``bpc: error: ...``). A worker process of ``bpc train --workers`` starts here."""
     try:
-        code = args.run(args)
+        with limited(getattr(args, "threads", None)):
+            code = args.run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
     except SpecError as e:

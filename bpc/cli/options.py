@@ -64,14 +64,17 @@ def data_flag(text: str) -> str:
 
 
 def add_target_arguments(p) -> None:
-    """--target / --device: which array library the model is compiled for, and where
-    torch computes."""
+    """--target / --device / --threads: which array library the model is compiled for,
+    where torch computes, and with how many threads the libraries compute."""
     p.add_argument("--target", choices=["numpy", "torch"],
                    help="compile the spec for NumPy (default) or PyTorch (needs: pip "
                         "install 'backprop-compiler[torch]'); a generated module keeps "
                         "its own")
     p.add_argument("--device", metavar="DEVICE",
                    help="where the torch target computes: cpu (default), cuda, cuda:1, mps")
+    p.add_argument("--threads", type=number(RUNTIME_RANGES["threads"]), metavar="N",
+                   help="threads NumPy's BLAS and torch compute with (default: theirs); "
+                        "1 is fastest for a small model on a busy machine")
 
 
 def target_of(args) -> str | None:
