@@ -103,7 +103,7 @@ PARAM_CHECK_EVERY = 16
 @dataclass
 class Result:
     params: dict[str, np.ndarray]
-    history: list[dict]
+    history: History  # the rows as numbers, each converted when first read
     epochs: int
     steps: int
     seconds: float
@@ -220,11 +220,12 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         if not quiet and not stopped_before:
             log(f"stopped early at epoch {pos.epoch}: {trainer.stopped}; the parameters "
                 f"of epoch {trainer.selector.best['epoch']} restored")
+    history = History.of_values(history)  # rows made dicts as they are read
     notes = [] if trainer.interrupted or not history else _final_notes(
-        module, params, trainer.data["train"], pos.start_loss, row_dict(history[-1]),
+        module, params, trainer.data["train"], pos.start_loss, history[-1],
         plan.kind, settings.batch, state)
     select = trainer.selector
-    return Result(params, saved_rows(history), pos.epoch, pos.step,
+    return Result(params, history, pos.epoch, pos.step,
                   time.perf_counter() - start_time, trainer.interrupted, notes,
                   state if state is not None else {},
                   best_metric=select.metric if select else ("val_loss" if n_val else None),
@@ -572,7 +573,7 @@ def _full_loss(module, params, arrays, batch: int, state=None) -> float | None:
 def _final_notes(module, params, train_arrays, start_loss, last: dict, kind,
                  batch: int, state=None) -> list[str]:
     end = _full_loss(module, params, train_arrays, batch, state)
-    acc = float(last["train_acc"]) if last.get("train_acc") else None
+    acc = last["train_acc"]
     if end is None:
         return []
     return progress_notes(start_loss, end, acc, chance_accuracy(kind, train_arrays, module))
@@ -599,7 +600,6 @@ def run(module, data=None, overrides: dict | None = None, out: Path | None = Non
     every = {} if checkpoint_every is None else {"checkpoint_every": checkpoint_every}
     result = train(module, dataset, settings, out, resume=resume, quiet=quiet, log=log,
                    force=force, device=device, **every)
-    result.history = History(result.history)
     return result, settings, dataset
 
 
