@@ -264,7 +264,12 @@ BEST_BY = ("val_loss", "test_acc", "test_loss", "train_acc", "loss")
 def best_row(history, metric: str | None = None) -> dict | None:
     """The best row by ``metric`` (any of settings.METRICS), else by the first measure of
     BEST_BY the rows have; of equals, the one of lower training loss, then the later."""
-    key, scored = scored_rows(history, metric)
+    return best_of(*scored_rows(history, metric))
+
+
+def best_of(key: str | None, scored: list[dict]) -> dict | None:
+    """The best of ``scored``, rows (as numbers) that have the measure ``key``:
+    ``scored_rows``' answer, for a caller that also counts them."""
     return min(scored, key=lambda r: better_key(r, key, metric_sign(key))) if scored \
         else None
 
