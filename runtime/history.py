@@ -190,7 +190,7 @@ class History(Sequence):
             return NotImplemented
         return len(self) == len(other) and all(a == b for a, b in zip(self, other))
 
-    __hash__ = None  # rows are dicts: a history is compared, never hashed, as a list
+    __hash__ = None  # equal by its rows, which are mutable dicts: unhashable, as a list
 
     def __repr__(self) -> str:
         return repr(list(self))
