@@ -15,6 +15,7 @@ import csv
 import io
 import math
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,22 +143,77 @@ def summary_line(row: dict, total_epochs: int, perplexity: bool = False) -> str:
     return summary(row, total_epochs, perplexity).text()
 
 
-class History(list):
+class History(Sequence):
     """A run's history rows as numbers (``history.csv`` keeps the text): each row a dict
     of HISTORY_FIELDS, ``None`` where a value does not apply (no test split, a regression
     has no accuracy). ``h["loss"]`` is a column; ``str(h)`` and ``_repr_html_`` a table
-    with the columns that have values, no pandas needed."""
+    with the columns that have values, no pandas needed.
+
+    ``History(rows)`` converts dicts (of text or numbers) at once, so a value that is not
+    a number raises ValueError there; ``History.of_values`` holds a run's own rows as the
+    run keeps them (``epoch_row``'s values) and makes each row a dict when it is first
+    read: a run of many epochs whose caller reads a few rows converts a few."""
 
     def __init__(self, rows=()):
-        super().__init__(numeric_row(r) for r in rows)
+        self._values: list[list] | None = None
+        self._rows: list[dict | None] = [numeric_row(r) for r in rows]
+
+    @classmethod
+    def of_values(cls, values: list[list]) -> "History":
+        """The rows ``values`` (``epoch_row``'s, with today's columns; kept, not copied:
+        the run has ended and adds none), converted as they are read."""
+        history = cls()
+        history._values, history._rows = values, [None] * len(values)
+        return history
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
     def __getitem__(self, key):
         if isinstance(key, str):
+            return self.column(key)
+        if isinstance(key, slice):
+            return [self._row(i) for i in range(*key.indices(len(self)))]
+        return self._row(key)
+
+    def _row(self, i: int) -> dict:
+        row = self._rows[i]
+        if row is None:
+            row = self._rows[i] = numeric_row(row_dict(self._values[i]))
+        return row
+
+    def __iter__(self):
+        return (self._row(i) for i in range(len(self)))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, (History, list)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # equal by its rows, which are mutable dicts: unhashable, as a list
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+    def column(self, key: str) -> list:
+        """The values of ``key`` (a HISTORY_FIELDS name), one a row; read from the run's
+        values where the rows were not all converted."""
+        if self._values is None or None not in self._rows:
             return [row[key] for row in self]
-        return super().__getitem__(key)
+        kind, i = (int if key in ("epoch", "step") else float), _COLUMN[key]
+        return [None if v == "" else kind(v) for v in (r[i] for r in self._values)]
 
     def columns(self) -> list[str]:
-        return [k for k in HISTORY_FIELDS if any(row.get(k) is not None for row in self)]
+        return [k for k in HISTORY_FIELDS if any(v is not None for v in self.column(k))]
+
+    def scored(self, metric: str | None = None) -> tuple[str | None, list[int]]:
+        """(the measure the best row is chosen by: ``metric``, else the first of BEST_BY
+        that rows have; the indices of the rows that have it)."""
+        for key in [metric] if metric else BEST_BY:
+            found = [i for i, v in enumerate(self.column(key)) if v is not None]
+            if found:
+                return key, found
+        return None, []
 
     def best(self, metric: str | None = None) -> dict | None:
         return best_row(self, metric)
@@ -208,19 +264,21 @@ BEST_BY = ("val_loss", "test_acc", "test_loss", "train_acc", "loss")
 def best_row(history, metric: str | None = None) -> dict | None:
     """The best row by ``metric`` (any of settings.METRICS), else by the first measure of
     BEST_BY the rows have; of equals, the one of lower training loss, then the later."""
-    key, scored = scored_rows(history, metric)
+    return best_of(*scored_rows(history, metric))
+
+
+def best_of(key: str | None, scored: list[dict]) -> dict | None:
+    """The best of ``scored``, rows (as numbers) that have the measure ``key``:
+    ``scored_rows``' answer, for a caller that also counts them."""
     return min(scored, key=lambda r: better_key(r, key, metric_sign(key))) if scored \
         else None
 
 
 def scored_rows(history, metric: str | None = None) -> tuple[str | None, list[dict]]:
     """(the measure the best row is chosen by, the rows that have it, as numbers)."""
-    rows = history if isinstance(history, History) else [numeric_row(r) for r in history]
-    for key in [metric] if metric else BEST_BY:
-        scored = [r for r in rows if r[key] is not None]
-        if scored:
-            return key, scored
-    return None, []
+    history = history if isinstance(history, History) else History(history)
+    key, found = history.scored(metric)
+    return key, [history[i] for i in found]
 
 
 def better_key(row: dict, metric: str, sign: int) -> tuple:

@@ -35,14 +35,13 @@ The loop's other jobs each have a module beside it: ``settings`` (``Settings``),
 reading and verifying checkpoints), ``plan`` (what a run will do), ``identity`` (what a
 run is; whether a resume continues it), ``runfolder`` (the lock, atomic writes, Ctrl-C
 deferral), ``history`` (the rows, ``history.csv``, the ``History`` table),
-``selection`` (the best epoch, early stopping) and ``plots``.
+``selection`` (the best epoch, early stopping), ``progress`` (the bar) and ``plots``.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +64,7 @@ from .modes import initial_state, takes_rng, takes_state, training_kwargs
 from .optimizers import learning_rate, make_optimizer, pack
 from .plan import Plan, plan_run
 from .points import check_memory
+from .progress import progress
 from .runfolder import DeferredInterrupt, NoFolder, RunFolder
 from .selection import selector
 from .settings import Settings
@@ -103,7 +103,7 @@ PARAM_CHECK_EVERY = 16
 @dataclass
 class Result:
     params: dict[str, np.ndarray]
-    history: list[dict]
+    history: History  # the rows as numbers, each converted when first read
     epochs: int
     steps: int
     seconds: float
@@ -220,11 +220,12 @@ def train(module, dataset: data_mod.Dataset, settings: Settings, out: Path | Non
         if not quiet and not stopped_before:
             log(f"stopped early at epoch {pos.epoch}: {trainer.stopped}; the parameters "
                 f"of epoch {trainer.selector.best['epoch']} restored")
+    history = History.of_values(history)  # rows made dicts as they are read
     notes = [] if trainer.interrupted or not history else _final_notes(
-        module, params, trainer.data["train"], pos.start_loss, row_dict(history[-1]),
+        module, params, trainer.data["train"], pos.start_loss, history[-1],
         plan.kind, settings.batch, state)
     select = trainer.selector
-    return Result(params, saved_rows(history), pos.epoch, pos.step,
+    return Result(params, history, pos.epoch, pos.step,
                   time.perf_counter() - start_time, trainer.interrupted, notes,
                   state if state is not None else {},
                   best_metric=select.metric if select else ("val_loss" if n_val else None),
@@ -306,7 +307,7 @@ class Trainer:
         self.scheduled = self.optimizer.cfg.get("schedule", "constant") != "constant"
         self.dirty = False  # inside an update: the state is not one a checkpoint may record
         self.interrupted = False
-        self.bar = None
+        self.progress = None  # the bar (progress.Progress), where one shows
         self.save_due = time.perf_counter() + checkpoint_every
         self.row_start = time.perf_counter()
 
@@ -380,18 +381,12 @@ class Trainer:
         """Epochs until the step budget is spent or the run stops early; Ctrl-C saves
         (between steps) and returns with ``interrupted`` set."""
         plan, pos = self.plan, self.pos
-        tqdm = None if self.quiet else progress_bar()
+        self.progress = progress(plan, self.quiet)
         # Non-finite values are reported (Diverged), not warned about: NumPy's warnings
         # are off in the loop.
         errstate = np.errstate(all="ignore")
         errstate.__enter__()
         try:
-            if tqdm is not None and not self.quiet:
-                self.bar = tqdm(total=plan.total_steps, initial=min(pos.step, plan.total_steps),
-                                unit="step", leave=False, dynamic_ncols=True, file=sys.stderr,
-                                disable=None if "ipykernel" not in sys.modules else False,
-                                desc=f"epoch {pos.epoch + 1}/{plan.total_epochs}")
-                # disable=None: shown on a terminal, silent in logs; always in a notebook
             # An epoch is pending while batch_index > 0: its end (evaluation, history row)
             # is still to come, also when the step budget ran out inside it.
             while (pos.step < plan.total_steps or pos.batch_index > 0) and not self.stopped:
@@ -417,8 +412,8 @@ class Trainer:
                 if stop.requested:
                     raise KeyboardInterrupt  # before the evaluation: the epoch end is pending
                 self.end_epoch(folder)
-            if self.bar is not None:
-                self.bar.close()
+            if self.progress is not None:
+                self.progress.close()
         except KeyboardInterrupt:
             self.on_interrupt(folder)
         finally:
@@ -465,13 +460,8 @@ class Trainer:
         pos.step += 1
         pos.batch_index += 1
         self.dirty = False
-        if self.bar is not None:
-            steps = plan.steps_per_epoch
-            if pos.step % steps == 1 or steps == 1:
-                self.bar.set_description(f"epoch {pos.step // steps + 1}/{plan.total_epochs}",
-                                         refresh=False)
-                self.bar.set_postfix_str(f"loss {pos.running:.4g}", refresh=False)
-            self.bar.update(1)
+        if self.progress is not None:
+            self.progress.advance(pos)
 
     def end_epoch(self, folder) -> None:
         """An epoch is complete (or the step budget ended inside it): its history row,
@@ -502,8 +492,8 @@ class Trainer:
         self.dirty = False
         folder.append_history(row, flush=evaluated)  # flushed as each line is printed
         if evaluated and not self.quiet:
-            if self.bar is not None:
-                self.bar.clear()
+            if self.progress is not None:
+                self.progress.clear()
             self.log(summary_line(row_dict(row), plan.total_epochs,
                                   has_perplexity(self.module)))
         self.row_start = time.perf_counter()
@@ -546,8 +536,8 @@ class Trainer:
         """Ctrl-C: the state saved unless it fell inside an update (then the last
         checkpoint stands), and how to continue said."""
         self.interrupted = True
-        if self.bar is not None:
-            self.bar.close()
+        if self.progress is not None:
+            self.progress.close()
         out, pos = self.out, self.pos
         if folder.checkpoint is not None and not self.dirty:
             self.save(folder, final=True)
@@ -572,7 +562,7 @@ def _full_loss(module, params, arrays, batch: int, state=None) -> float | None:
 def _final_notes(module, params, train_arrays, start_loss, last: dict, kind,
                  batch: int, state=None) -> list[str]:
     end = _full_loss(module, params, train_arrays, batch, state)
-    acc = float(last["train_acc"]) if last.get("train_acc") else None
+    acc = last["train_acc"]
     if end is None:
         return []
     return progress_notes(start_loss, end, acc, chance_accuracy(kind, train_arrays, module))
@@ -599,26 +589,5 @@ def run(module, data=None, overrides: dict | None = None, out: Path | None = Non
     every = {} if checkpoint_every is None else {"checkpoint_every": checkpoint_every}
     result = train(module, dataset, settings, out, resume=resume, quiet=quiet, log=log,
                    force=force, device=device, **every)
-    result.history = History(result.history)
     return result, settings, dataset
-
-
-def progress_bar():
-    """tqdm's bar class: its widget in a notebook when ipywidgets is there to draw it (the
-    ``notebook`` extra), else its text bar, never ``tqdm.auto``'s warning that the widget
-    cannot be drawn; None without tqdm, and where no bar would show (outside a notebook,
-    standard error not a terminal: a log), so such a run imports no tqdm."""
-    import importlib.util
-
-    notebook = "ipykernel" in sys.modules
-    if not notebook and not sys.stderr.isatty():
-        return None
-    try:
-        if notebook and importlib.util.find_spec("ipywidgets") is not None:
-            from tqdm.auto import tqdm
-        else:
-            from tqdm.std import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
-    return tqdm
 

@@ -182,17 +182,18 @@ def _print_summary(spec: str, result, out: Path, quiet: bool, ppl: bool = False)
     """The last row's measures with the run's steps and time, why it stopped early (the
     run said it unless ``quiet``), then the best row's (by the run's metric: the
     validation loss when there is one); ``ppl``: each loss with its perplexity."""
-    from bpc.runtime.history import best_row, scored_rows, summary
+    from bpc.runtime.history import best_of, scored_rows, summary
 
     total = int(result.history[-1]["epoch"])
     last = summary(result.history[-1], total, ppl).text(position=False)
     print(f"{Path(spec).stem}: {last}  ({result.steps} steps, {result.seconds:.1f}s; "
           f"checkpoint and history in {out}/)")
-    best = best_row(result.history, result.best_metric)
+    scored = scored_rows(result.history, result.best_metric)
+    best = best_of(*scored)
     if result.stopped and quiet:
         print(f"stopped early at epoch {total}: {result.stopped}; the parameters of epoch "
               f"{best['epoch']} restored")
-    if len(scored_rows(result.history, result.best_metric)[1]) > 1:  # a choice was made
+    if len(scored[1]) > 1:  # a choice was made
         kept = f"  (in {out / 'best.npz'})" if (out / "best.npz").is_file() else ""
         print(f"best: {summary(best, total, ppl).text(seconds=False)}{kept}")
 

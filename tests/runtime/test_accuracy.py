@@ -120,7 +120,7 @@ def test_no_accuracy_anywhere_for_a_hand_written_logistic_loss(tmp_path):
                     task_kind(m, ds.train)) is None
     logged = []
     result = train(m, ds, Settings.from_module(m, {"epochs": 3}), None, log=logged.append)
-    assert all(row["train_acc"] == "" for row in result.history)
+    assert all(row["train_acc"] is None for row in result.history)
     assert [line for line in logged if "accuracy" in line] == [
         "note: no accuracy: " + head(program_from_text(LOGISTIC))[1]]
     assert not any("chance" in n for n in result.notes)

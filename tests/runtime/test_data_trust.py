@@ -181,7 +181,7 @@ def test_column_convention_trains_in_minibatches_like_row_major(kind, pair, tmp_
     assert col.steps == row.steps == 3 * math.ceil(n_col / 32)  # minibatches, not full batch
     for a, b in zip(col.history, row.history):
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-9)
-        assert (a["test_loss"] == b["test_loss"] == "") or \
+        assert (a["test_loss"] is None and b["test_loss"] is None) or \
             float(a["test_loss"]) == pytest.approx(float(b["test_loss"]), rel=1e-9)
     for k in col.params:
         np.testing.assert_allclose(col.params[k], row.params[k], rtol=1e-9, atol=1e-12)
