@@ -128,9 +128,14 @@ def _forward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
         named[carry.id] = carry.attr("name")
         lines.append(f"{carry.attr('name')} = {p.text(init)}")
     steps = [fresh(f"{name}_t", taken) for name in body.names]
+    # A step equation that is a leaf of the step, neither stacked nor carried (a GRU's
+    # gx hoisted whole, passes/hoist.py), is read as that leaf: no line of its own.
+    leaves = {leaf.id for leaf in body.leaves}
+    computed = [Binding(n, s, "eq") for j, (n, s) in enumerate(zip(steps, body.steps))
+                if s.id not in leaves or j in names or j in body.carried]
     program = Program(name="step", path="", dtype=p.prog.dtype, targets=[], params=[],
                       inputs=[Binding(named[leaf.id], leaf, "input") for leaf in body.leaves],
-                      inits={}, forward=[Binding(n, s, "eq") for n, s in zip(steps, body.steps)],
+                      inits={}, forward=computed,
                       loss=steps[-1], output=None, wrt=[], symbols=p.prog.symbols)
     statements, helpers = _step_lines(p, program, program.forward, named, taken)
     # An empty sequence would leave the stacked steps empty and fail later, obscurely.

@@ -40,17 +40,22 @@ def hoist(prog: Program) -> Program:
     if not any(n.op == "scan" for n in topo_order([bd.node for bd in prog.forward])):
         return prog
     hints: dict[int, str] = {}
-    changed: list[Node] = []
+    wholes: dict[int, dict[int, Node]] = {}  # a new loop -> its steps computed whole
 
     def rule(b: Builder, node: Node, args: tuple[Node, ...]) -> Node | None:
+        if node.op == "part" and args[0].id in wholes:
+            # a step equation hoisted whole (a GRU's gx): its stacked value is the sequence
+            return wholes[args[0].id].get(node.attr("index"))
         if node.op != "scan":
             return None
-        new = _hoisted(b, rebuild(b, node, args), hints)
-        changed.extend([new] if new is not None else [])
-        return new
+        made = _hoisted(b, rebuild(b, node, args), hints)
+        if made is None:
+            return None
+        wholes[made[0].id] = made[1]
+        return made[0]
 
     out = rewrite(prog, rule)
-    return out.with_(hints={**out.hints, **hints}) if changed else prog
+    return out.with_(hints={**out.hints, **hints}) if wholes else prog
 
 
 class _Step:
@@ -141,9 +146,11 @@ def _sum_regrouped(b: Builder, old: Node, new: Node, terms: list[Node], step: _S
     return total if total.shape == old.shape else new
 
 
-def _hoisted(b: Builder, scan: Node, hints: dict[int, str]) -> Node | None:
+def _hoisted(b: Builder, scan: Node, hints: dict[int, str]
+             ) -> tuple[Node, dict[int, Node]] | None:
     """``scan`` with its step's hoistable subexpressions computed before it as new
-    sequences; None when it has none."""
+    sequences, and the step equations hoisted whole (by index: the sequence each is);
+    None when it has none."""
     body: Body = scan.attr("body")
     step = _Step(body)
     steps = _regrouped(b, body, step)
@@ -154,15 +161,17 @@ def _hoisted(b: Builder, scan: Node, hints: dict[int, str]) -> Node | None:
     chosen = [n for n in nodes if step.hoistable(n) and n.id in wanted]
     if not chosen:
         return None
-    k, m = len(body.carries), len(body.slices)
+    k = len(body.carries)
     outer = dict(zip((leaf.id for leaf in body.slices + body.closed), scan.args[k:]))
     taken = {leaf.attr("name") for leaf in body.leaves} | set(body.names)
     leaves: dict[int, Node] = {}
     whole_of = dict(outer)  # a value in the step -> the same over the whole sequence
+    root_of = {s.id: j for j, s in enumerate(steps)}
     for n in chosen:
         b.span = n.span
         whole = _lifted(b, n, whole_of)
-        name = fresh(f"{_owner(n, body, steps)}_x", taken)
+        name = body.names[root_of[n.id]] if n.id in root_of else \
+            fresh(f"{_owner(n, body, steps)}_x", taken)
         hints.setdefault(whole.id, name)
         # named like the sequence: its adjoint at t prints as dL_da_x_t
         leaves[n.id] = b.leaf("input", name, n.shape, n.dtype)
@@ -180,8 +189,9 @@ def _hoisted(b: Builder, scan: Node, hints: dict[int, str]) -> Node | None:
                     names=body.names, carried=body.carried, time=body.time,
                     reads=body.reads or (first if slices[0] is not body.slices[0] else None))
     b.span = scan.span
-    return b.op("scan", *scan.args[:k], *(outer[leaf.id] for leaf in slices + closed),
-                body=new_body)
+    new = b.op("scan", *scan.args[:k], *(outer[leaf.id] for leaf in slices + closed),
+               body=new_body)
+    return new, {j: outer[leaves[s.id].id] for j, s in enumerate(steps) if s.id in leaves}
 
 
 def _lifted(b: Builder, root: Node, memo: dict[int, Node]) -> Node:

@@ -1,0 +1,127 @@
+"""The fast style's hoisting (compiler/passes/hoist.py): a loop's work that reads a
+sequence but nothing carried, with a matrix product in it, is done once over the whole
+sequence before the loop; the backward's input-side gradients follow after it.
+
+What the hoisted code computes is judged against the textbook style here, and by the
+differential test (tests/oracle) and the random recurrences in both styles; here: what
+is hoisted, what must not be, and how it reads.
+"""
+
+import numpy as np
+import pytest
+
+from bpc.compiler.compilation import Compilation
+from bpc.compiler.ir import topo_order
+from bpc.compiler.passes.hoist import hoist
+from conftest import REPO
+from recurrent_specs import CELLS, LOSS, data
+
+CELL = """\
+model cell
+input x : [N, T, 4]
+target y : [N, T, 4]
+param Wx : [4, 4] = normal(std=0.5)
+param Wh : [4, 4] = normal(std=0.5)
+param b : [4] = normal(std=0.1)
+h[t] = {step} from 0
+loss L = mean((h - y)^2)
+"""
+
+
+def loop_of(prog):
+    """The body of the program's (first) loop."""
+    return next(n for n in topo_order([bd.node for bd in prog.forward])
+                if n.op == "scan").attr("body")
+
+
+def step_ops(prog) -> list[str]:
+    return [n.op for n in topo_order(list(loop_of(prog).steps))]
+
+
+def test_the_lstm_s_input_projection_is_one_product_before_the_loop():
+    comp = Compilation.from_file(REPO / "specs" / "charlm.bp")
+    body = loop_of(comp.fast_program)
+    assert [leaf.attr("name") for leaf in body.slices] == ["a2_x"]
+    assert step_ops(comp.fast_program).count("matmul") == 1  # h[t-1] @ Wh alone
+    assert step_ops(comp.program).count("matmul") == 2
+    assert comp.restyled("textbook").coded is comp.program  # the book's loop, as written
+    text = comp.text
+    forward = text[text.index("def loss_and_grad"):text.index("# backward")]
+    assert "a2_x = _matmul_rows(e1, Wx2)\n    a2_x += b2" in forward
+    assert "a2_t = a2_x[:, t_2] + h2_prev @ Wh2" in forward
+    backward = text[text.index("for t_2 in reversed"):]
+    loop, after = backward.split("\n    del ", 1)
+    assert "dL_da2_x[:, t_2] = dL_da2_t" in loop
+    assert "Wx2" not in loop and "dL_db2" not in loop and "e1" not in loop
+    for line in ("dL_db2 = np.sum(dL_da2_x, axis=(0, 1)", "np.reshape(dL_da2_x, (-1, 128))",
+                 "dL_de1 = _matmul_rows(dL_da2_x, Wx2.T)"):
+        assert line in after
+
+
+def test_the_backward_does_not_keep_the_hoisted_sequence():
+    """Its adjoint is the step's own; only the stacked adjoint [N, T, 4H] is new, and
+    the forward keeps what it kept before (CONFIG["memory"])."""
+    comp = Compilation.from_file(REPO / "specs" / "charlm.bp")
+    text = comp.text
+    forward = text[text.index("def loss_and_grad"):text.index("# backward")]
+    assert "    del a2_x\n" in forward
+    kept = comp.restyled("textbook").module.CONFIG["memory"]["kept"]
+    assert comp.module.CONFIG["memory"]["kept"] == kept
+
+
+@pytest.mark.parametrize("step, why", [
+    ("tanh((x[:, t] * h[t-1]) @ Wx)", "the product reads a carried value"),
+    ("tanh(x[:, t] * b + h[t-1] @ Wh)", "no product of the sequence"),
+])
+def test_what_is_not_hoisted(step, why):
+    comp = Compilation.from_text(CELL.format(step=step))
+    assert hoist(comp.ir) is comp.ir, why
+    assert comp.fast_program is comp.program
+
+
+def test_a_draw_in_the_step_stays_in_the_step():
+    """Dropout draws a mask per step: the product under it is hoisted, the draw is not."""
+    text = CELL.format(step="tanh(dropout(x[:, t] @ Wx, 0.5) + h[t-1] @ Wh + b)")
+    fast = hoist(Compilation.from_text(text).ir)
+    assert "keep_mask" in step_ops(fast) and "matmul" in step_ops(fast)
+    assert [leaf.attr("name") for leaf in loop_of(fast).slices] == ["h_x"]
+
+
+def test_a_value_of_every_example_stays_in_the_loop():
+    """``enc @ Wp`` ([N, 4H], closed over) would not broadcast over [N, T, 4H]: the
+    addition model's decoder hoists ``x @ Wx + b`` and adds it in the step."""
+    text = (REPO / "generated" / "addition.py").read_text()
+    assert "a_t = a_x[:, t] + h_prev @ Wh + h_matmul" in text
+    assert "a_x = _matmul_rows(x, Wx)\n    a_x += b" in text
+
+
+def test_a_step_equation_hoisted_whole_is_the_sequence():
+    """A GRU's ``gx[t] = x[:, t] @ Wx + bx``: computed once as ``gx``, read as gx[:, t]."""
+    comp = Compilation.from_text("model gru\n" + CELLS["gru"] + LOSS)
+    text = comp.text
+    assert "gx = _matmul_rows(x, Wx)\n    gx += bx" in text
+    assert "gx_t" not in text and "r_t = _sigmoid_tanh(gx[:, t][:, :4]" in text
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_the_hoisted_loop_computes_the_textbook_s_values(cell, dtype):
+    """rnn, lstm, gru (started from h0, every step and the last one read), both dtypes."""
+    text = f"model {cell}\ndtype {dtype}\n" + CELLS[cell] + LOSS
+    comp = Compilation.from_text(text)
+    assert comp.fast_program is not comp.program
+    feeds, params = data(comp.program, 5, seed=1)
+    fast_loss, fast = comp.module.loss_and_grad(params, **feeds)
+    loss, want = comp.restyled("textbook").module.loss_and_grad(params, **feeds)
+    tol = 1e-10 if dtype == "float64" else 1e-4
+    assert fast_loss == pytest.approx(loss, rel=tol)
+    for name in want:
+        assert fast[name].dtype == want[name].dtype
+        np.testing.assert_allclose(fast[name], want[name], rtol=tol, atol=tol)
+
+
+def test_a_sequence_of_length_0_is_named_as_the_spec_names_it():
+    comp = Compilation.from_text("model rnn\n" + CELLS["rnn"] + LOSS)
+    feeds, params = data(comp.program, 0)
+    with pytest.raises(ValueError, match="'x' has length 0"):
+        comp.module.loss_and_grad(params, **feeds)
