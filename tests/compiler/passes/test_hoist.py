@@ -125,3 +125,41 @@ def test_a_sequence_of_length_0_is_named_as_the_spec_names_it():
     feeds, params = data(comp.program, 0)
     with pytest.raises(ValueError, match="'x' has length 0"):
         comp.module.loss_and_grad(params, **feeds)
+
+
+STACK = """\
+model stack
+input x : [N, T, 3]
+input h0 : [N, 5]
+target y : [N, {out}]
+layers x -> f {{
+  {layers}
+  dense 2
+}}
+loss L = mean((f - y)^2)
+grad wrt x
+"""
+
+
+@pytest.mark.parametrize("layers, out", [
+    ("lstm 6; lstm 5", "T, 2"),  # stacked: the second reads the first's h
+    ("gru 5 init=h0; rnn 4 last", "2"),  # a start given, the last step only
+    ("rnn 5 init=h0; dropout 0.5; lstm 4 last", "2"),  # a draw between loops
+])
+def test_stacked_layers_hoist_each_loop_and_compute_the_textbook_s_values(layers, out):
+    text = STACK.format(layers=layers, out=out)
+    comp = Compilation.from_text(text)
+    loops = [n for n in topo_order([bd.node for bd in comp.fast_program.forward])
+             if n.op == "scan"]
+    assert len(loops) == 2 and all("matmul" in [m.op for m in topo_order(
+        list(loop.args))] for loop in loops)
+    feeds, params = data(comp.program, 4, seed=2)
+
+    def run(module):  # the same masks for both: a fresh generator of one seed each
+        draws = {"rng": np.random.default_rng(0)} if "dropout" in layers else {}
+        return module.loss_and_grad(params, **feeds, **draws)
+
+    (loss, got), (want_loss, want) = run(comp.module), run(comp.restyled("textbook").module)
+    assert loss == pytest.approx(want_loss, rel=1e-10)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-9, atol=1e-12)
