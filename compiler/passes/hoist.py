@@ -12,11 +12,16 @@ every step at once: an LSTM's ``a[t] = x[:, t] @ Wx + h[t-1] @ Wh + b`` reads
 product of a lifted value by a closed-over matrix or vector, and elementwise operations
 of lifted values and of closed-over values or constants that do not reach the batch axis
 (a bias ``[K]`` broadcasts the same against ``[N, K]`` and ``[N, T, K]``); nothing else.
+A step equation hoisted whole (a GRU's ``gx[t] = x[:, t] @ Wx + bx``) is that sequence:
+``gx`` is computed before the loop and read as ``gx[:, t]``.
 
 The backward follows from the rules as they are: the loop's derivative writes the
-hoisted sequence's adjoint per step (``dL_da_x[:, t]``, one ``[N, T, K]`` array), and
-the product's rule outside the loop gives ``dL_dWx``, ``dL_db`` and ``dL_dx`` in one
-product or sum each after the loop, where the loop would make one per step.
+hoisted sequence's adjoint per step (``dL_da_x[:, t]``), and the product's rule outside
+the loop gives ``dL_dWx``, ``dL_db`` and ``dL_dx`` in one product or sum each after the
+loop, where the loop made one per step. The backward loop is not given the hoisted
+sequence (its derivative does not read it), so the forward releases it after its loop;
+what the step holds beyond the per-step form is the stacked adjoint ``[N, T, K]`` (an
+LSTM: 4H numbers per example and step).
 
 The textbook style never runs this pass: it keeps the loop as the spec writes it. Both
 compute the same values up to rounding (the differential test runs every spec in both
@@ -128,10 +133,13 @@ def _terms(n: Node, uses: dict[int, int]) -> list[Node]:
 
 
 def _sum_regrouped(b: Builder, old: Node, new: Node, terms: list[Node], step: _Step) -> Node:
+    """The sum ``old`` (rebuilt: ``new``) of ``terms`` as (lifted and fixed terms) + the
+    others, when that first sum holds a product and is lifted; else ``new``."""
     rank = len(old.shape)
-    first = [t for t in terms if step.kind[t.id] == _LIFTED
-             or (step.kind[t.id] == _FIXED and len(t.shape) < rank)]
-    rest = [t for t in terms if all(t is not f for f in first)]
+    ahead = [step.kind[t.id] == _LIFTED or (step.kind[t.id] == _FIXED and len(t.shape) < rank)
+             for t in terms]
+    first = [t for t, a in zip(terms, ahead) if a]
+    rest = [t for t, a in zip(terms, ahead) if not a]
     if len(first) < 2 or not rest or not any(step.hoistable(t) for t in first):
         return new
     b.span = old.span
