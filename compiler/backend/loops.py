@@ -128,11 +128,11 @@ def _forward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
         named[carry.id] = carry.attr("name")
         lines.append(f"{carry.attr('name')} = {p.text(init)}")
     steps = [fresh(f"{name}_t", taken) for name in body.names]
-    # A step equation that is a leaf of the step, neither stacked nor carried (a GRU's
-    # gx hoisted whole, passes/hoist.py), is read as that leaf: no line of its own.
-    leaves = {leaf.id for leaf in body.leaves}
+    # A step equation hoisted whole (passes/hoist.py: a GRU's gx in a loop that draws)
+    # neither stacked nor carried is read as the sequence's slice: no line of its own.
+    hoisted = {leaf.id for leaf in body.slices[len(body.slices) - body.hoisted:]}
     computed = [Binding(n, s, "eq") for j, (n, s) in enumerate(zip(steps, body.steps))
-                if s.id not in leaves or j in names or j in body.carried]
+                if s.id not in hoisted or j in names or j in body.carried]
     program = Program(name="step", path="", dtype=p.prog.dtype, targets=[], params=[],
                       inputs=[Binding(named[leaf.id], leaf, "input") for leaf in body.leaves],
                       inits={}, forward=computed,

@@ -272,6 +272,8 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
             statement_names[t.id] = name
 
         for t in temps:
+            if t.id in p.names:  # a loop's result, named by the loop's statement just made
+                continue
             later = bindings[bound_at[t.id]].name if t.id in bound_at else None
             add_temp(t, f"used {uses[t.id]} times" if uses[t.id] > 1 else
                      f"kept for {later}" if later else

@@ -45,12 +45,14 @@ def hoist(prog: Program) -> Program:
     if not any(n.op == "scan" for n in topo_order([bd.node for bd in prog.forward])):
         return prog
     hints: dict[int, str] = {}
-    wholes: dict[int, dict[int, Node]] = {}  # a new loop -> its steps computed whole
+    wholes: dict[int, dict[int, Node | int]] = {}  # a new loop -> where its results went
 
     def rule(b: Builder, node: Node, args: tuple[Node, ...]) -> Node | None:
         if node.op == "part" and args[0].id in wholes:
-            # a step equation hoisted whole (a GRU's gx): its stacked value is the sequence
-            return wholes[args[0].id].get(node.attr("index"))
+            # a step equation hoisted whole (a GRU's gx) is the sequence; another result
+            # may have a new index
+            went = wholes[args[0].id][node.attr("index")]
+            return went if isinstance(went, Node) else b.op("part", args[0], index=went)
         if node.op != "scan":
             return None
         made = _hoisted(b, rebuild(b, node, args), hints)
@@ -155,10 +157,10 @@ def _sum_regrouped(b: Builder, old: Node, new: Node, terms: list[Node], step: _S
 
 
 def _hoisted(b: Builder, scan: Node, hints: dict[int, str]
-             ) -> tuple[Node, dict[int, Node]] | None:
+             ) -> tuple[Node, dict[int, Node | int]] | None:
     """``scan`` with its step's hoistable subexpressions computed before it as new
-    sequences, and the step equations hoisted whole (by index: the sequence each is);
-    None when it has none."""
+    sequences, and where each of its results went: a step equation hoisted whole, the
+    sequence it is; another, its new index. None when the step has nothing to hoist."""
     body: Body = scan.attr("body")
     step = _Step(body)
     steps = _regrouped(b, body, step)
@@ -171,6 +173,43 @@ def _hoisted(b: Builder, scan: Node, hints: dict[int, str]
         return None
     k = len(body.carries)
     outer = dict(zip((leaf.id for leaf in body.slices + body.closed), scan.args[k:]))
+    leaves = _sequences(b, body, steps, chosen, outer, hints)
+    memo: dict[int, Node] = {}
+    for n in nodes:
+        memo[n.id] = leaves.get(n.id) or rebuild(b, n, tuple(memo[a.id] for a in n.args))
+    # A step equation hoisted whole is its sequence, unless the loop reads a random draw
+    # the sequence does not (``rewrite`` refuses to lose a draw)
+    drawn = _draws(list(scan.args))
+    whole = {j: outer[leaves[s.id].id] for j, s in enumerate(steps)
+             if s.id in leaves and drawn <= _draws([outer[leaves[s.id].id]])}
+    sequences = {leaf.id for leaf in body.slices} | {leaf.id for leaf in leaves.values()}
+    stay = _staying(body, [memo[s.id] for s in steps], whole, sequences)
+    moved: dict[int, Node | int] = {j: whole[j] if j in whole else stay.index(j)
+                                    for j in range(len(steps))}
+    if not stay:  # every result is a sequence now: the loop is left unread
+        return scan, moved
+    new_steps = tuple(memo[steps[j].id] for j in stay)
+    read = {n.id for n in topo_order(list(new_steps))}
+    old = tuple(leaf for leaf in body.slices if leaf.id in read)
+    new = tuple(leaves[n.id] for n in chosen if leaves[n.id].id in read)
+    first = body.slices[0].attr("name").removesuffix(f"_{body.time}")
+    new_body = Body(carries=body.carries, slices=old + new,
+                    closed=tuple(leaf for leaf in body.closed if leaf.id in read),
+                    steps=new_steps, names=tuple(body.names[j] for j in stay),
+                    carried=tuple(stay.index(j) for j in body.carried), time=body.time,
+                    hoisted=len(new),
+                    reads=body.reads or (first if old[:1] != body.slices[:1] else None))
+    b.span = scan.span
+    made = b.op("scan", *scan.args[:k], *(outer[leaf.id] for leaf in new_body.leaves[k:]),
+                body=new_body)
+    return made, moved
+
+
+def _sequences(b: Builder, body: Body, steps: tuple[Node, ...], chosen: list[Node],
+               outer: dict[int, Node], hints: dict[int, str]) -> dict[int, Node]:
+    """Each chosen node computed over the whole sequence (named ``a_x`` after the step
+    equation that reads it, or like the step equation it is) and a slice leaf reading
+    it, by the chosen node's id; ``outer`` gets each new leaf's sequence."""
     taken = {leaf.attr("name") for leaf in body.leaves} | set(body.names)
     leaves: dict[int, Node] = {}
     whole_of = dict(outer)  # a value in the step -> the same over the whole sequence
@@ -184,22 +223,22 @@ def _hoisted(b: Builder, scan: Node, hints: dict[int, str]
         # named like the sequence: its adjoint at t prints as dL_da_x_t
         leaves[n.id] = b.leaf("input", name, n.shape, n.dtype)
         outer[leaves[n.id].id] = whole
-    memo: dict[int, Node] = {}
-    for n in nodes:
-        memo[n.id] = leaves.get(n.id) or rebuild(b, n, tuple(memo[a.id] for a in n.args))
-    new_steps = tuple(memo[s.id] for s in steps)
-    read = {n.id for n in topo_order(list(new_steps))}
-    slices = tuple(leaf for leaf in body.slices if leaf.id in read) + \
-        tuple(leaves[n.id] for n in chosen)
-    closed = tuple(leaf for leaf in body.closed if leaf.id in read)
-    first = body.slices[0].attr("name").removesuffix(f"_{body.time}")
-    new_body = Body(carries=body.carries, slices=slices, closed=closed, steps=new_steps,
-                    names=body.names, carried=body.carried, time=body.time,
-                    reads=body.reads or (first if slices[0] is not body.slices[0] else None))
-    b.span = scan.span
-    new = b.op("scan", *scan.args[:k], *(outer[leaf.id] for leaf in slices + closed),
-               body=new_body)
-    return new, {j: outer[leaves[s.id].id] for j, s in enumerate(steps) if s.id in leaves}
+    return leaves
+
+
+def _staying(body: Body, steps: list[Node], whole: dict[int, Node],
+             sequences: set[int]) -> list[int]:
+    """The step equations the loop keeps computing: all but those ``whole`` (read from
+    their sequences) and not carried, unless the rest would read no sequence
+    (``sequences``: the slice leaves; one gives the loop its length)."""
+    stay = [j for j in range(len(steps)) if j not in whole or j in body.carried]
+    reads_one = any(n.id in sequences for n in topo_order([steps[j] for j in stay]))
+    return stay if reads_one or not stay else list(range(len(steps)))
+
+
+def _draws(roots: list[Node]) -> set:
+    """The random draws (dropout's sites) ``roots`` reach."""
+    return {n.attr("site") for n in topo_order(roots) if PRIMITIVES[n.op].random}
 
 
 def _lifted(b: Builder, root: Node, memo: dict[int, Node]) -> Node:

@@ -36,9 +36,10 @@ class Body:
     carried value's previous step), ``slices`` (each sequence at t) and ``closed`` (the
     values read from outside the loop, as leaves named like them); ``steps`` the step
     equations' values, ``names`` their names, ``carried[k]`` the step equation that
-    carry ``k`` carries; ``time`` the time variable; ``reads``: the sequence a sequence
-    of length 0 is reported as, when the spec's was hoisted out of the step
-    (passes/hoist.py; else the first sequence's own name)."""
+    carry ``k`` carries; ``time`` the time variable. The fast style's hoisting
+    (passes/hoist.py) sets ``hoisted``, how many of the last slices are values it
+    computed before the loop, and ``reads``, the spec's sequence a sequence of length 0
+    is reported as when the first one is such a value."""
 
     carries: tuple[Node, ...]
     slices: tuple[Node, ...]
@@ -47,6 +48,7 @@ class Body:
     names: tuple[str, ...]
     carried: tuple[int, ...]
     time: str
+    hoisted: int = 0
     reads: str | None = None
 
     @property
@@ -160,12 +162,12 @@ def _scan_vjp(b, n: Node, results: dict[int, Node]) -> list[Node | None]:
     stacked = [b.op("part", n, index=j) if saved.id in read or j in body.carried
                else b.const(0) for j, saved in enumerate(grad.saved)]
     seeds = [expand(b, results[j], stacked[j]) for j in range(len(body.steps)) if given[j]]
-    # Likewise a sequence it does not read (one hoisted out of the step, passes/hoist.py,
-    # whose adjoint is the step's adjoint as it is) is passed as 0, so the backward does
-    # not keep it; ``shapes`` keeps each argument's shape, its gradient's.
-    k = len(body.carries)
-    args = [b.const(0) if k <= i < k + len(body.slices) and body.slices[i - k].id not in read
-            else a for i, a in enumerate(n.args)]
+    # Likewise a hoisted sequence it does not read (passes/hoist.py: an LSTM's x @ Wx + b,
+    # whose adjoint is the step's as it is) is passed as 0, so the backward does not keep
+    # it; ``shapes`` keeps each argument's shape, its gradient's.
+    end = len(body.carries) + len(body.slices)
+    args = [b.const(0) if end - body.hoisted <= i < end
+            and body.slices[i - end].id not in read else a for i, a in enumerate(n.args)]
     made = b.op("scan_grad", *args, *stacked, *seeds, grad=grad,
                 shapes=tuple(a.shape for a in n.args))
     return [b.op("part", made, index=i) if g is not None else None

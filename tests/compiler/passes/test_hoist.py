@@ -96,11 +96,43 @@ def test_a_value_of_every_example_stays_in_the_loop():
 
 
 def test_a_step_equation_hoisted_whole_is_the_sequence():
-    """A GRU's ``gx[t] = x[:, t] @ Wx + bx``: computed once as ``gx``, read as gx[:, t]."""
+    """A GRU's ``gx[t] = x[:, t] @ Wx + bx``: computed once as ``gx``, read as gx[:, t];
+    the loop no longer computes it."""
     comp = Compilation.from_text("model gru\n" + CELLS["gru"] + LOSS)
+    assert "gx" not in loop_of(comp.fast_program).names
     text = comp.text
     assert "gx = _matmul_rows(x, Wx)\n    gx += bx" in text
     assert "gx_t" not in text and "r_t = _sigmoid_tanh(gx[:, t][:, :4]" in text
+
+
+UNREAD = """\
+model unread
+input x : [N, 3]
+input xs : [N, T, 2]
+target y : [N, T]
+param w0 : [2, 3] = normal(std=0.5)
+param w1 : [2, 3] = normal(std=0.5)
+param w2 : [3, 2] = normal(std=0.5)
+s2[t] = tanh(xs[:, t] @ w0)
+s1[t] = tanh(xs[:, t] @ w1 + x) from x
+loss L = sum(sin(s1[:, -1])) + softmax_cross_entropy(s1 @ w2, y)
+grad wrt xs
+"""
+
+
+def test_a_step_equation_nothing_reads_leaves_with_the_loop():
+    """``s2`` is hoisted whole and read by nothing: no trace of it is left; w0's
+    gradient is 0, as the textbook's."""
+    comp = Compilation.from_text(UNREAD)
+    assert loop_of(comp.fast_program).names == ("s1",)
+    assert "s2" not in comp.text.split("def loss_and_grad")[1]
+    feeds, params = data(comp.program, 3, seed=4)
+    feeds["y"] = np.zeros(feeds["y"].shape, dtype=int)
+    (loss, got), (want_loss, want) = (c.module.loss_and_grad(params, **feeds) for c in (
+        comp, comp.restyled("textbook")))
+    assert loss == pytest.approx(want_loss, rel=1e-12) and not want["w0"].any()
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -145,6 +177,7 @@ grad wrt x
     ("lstm 6; lstm 5", "T, 2"),  # stacked: the second reads the first's h
     ("gru 5 init=h0; rnn 4 last", "2"),  # a start given, the last step only
     ("rnn 5 init=h0; dropout 0.5; lstm 4 last", "2"),  # a draw between loops
+    ("dropout 0.5; gru 4; gru 3 last", "2"),  # a GRU's gx over a drawn sequence
 ])
 def test_stacked_layers_hoist_each_loop_and_compute_the_textbook_s_values(layers, out):
     text = STACK.format(layers=layers, out=out)
