@@ -13,7 +13,9 @@ product of a lifted value by a closed-over matrix or vector, and elementwise ope
 of lifted values and of closed-over values or constants that do not reach the batch axis
 (a bias ``[K]`` broadcasts the same against ``[N, K]`` and ``[N, T, K]``); nothing else.
 A step equation hoisted whole (a GRU's ``gx[t] = x[:, t] @ Wx + bx``) is that sequence:
-``gx`` is computed before the loop and read as ``gx[:, t]``.
+``gx`` is computed before the loop, read as ``gx[:, t]``, and the loop no longer computes
+it. A carried one stays in the step (the next step reads it as the loop's value): what
+it computes from the sequence is hoisted, its last operation is not.
 
 The backward follows from the rules as they are: the loop's derivative writes the
 hoisted sequence's adjoint per step (``dL_da_x[:, t]``), and the product's rule outside
@@ -165,10 +167,13 @@ def _hoisted(b: Builder, scan: Node, hints: dict[int, str]
     step = _Step(body)
     steps = _regrouped(b, body, step)
     nodes = topo_order(list(steps))
-    # read where it is not lifted: by the step itself, or by a node that stays in it
-    wanted = {s.id for s in steps} | {a.id for u in nodes if step.kind[u.id] != _LIFTED
-                                      for a in u.args}
-    chosen = [n for n in nodes if step.hoistable(n) and n.id in wanted]
+    # Read where it is not lifted: as a step equation's value, or by a node that stays
+    # in the step. A carried step equation stays (the next step reads it as a value of
+    # the loop), its value computed from what is hoisted.
+    carried = {steps[j].id for j in body.carried}
+    wanted = {s.id for s in steps if s.id not in carried} | {
+        a.id for u in nodes if step.kind[u.id] != _LIFTED or u.id in carried for a in u.args}
+    chosen = [n for n in nodes if step.hoistable(n) and n.id in wanted - carried]
     if not chosen:
         return None
     k = len(body.carries)
@@ -183,7 +188,7 @@ def _hoisted(b: Builder, scan: Node, hints: dict[int, str]
     whole = {j: outer[leaves[s.id].id] for j, s in enumerate(steps)
              if s.id in leaves and drawn <= _draws([outer[leaves[s.id].id]])}
     sequences = {leaf.id for leaf in body.slices} | {leaf.id for leaf in leaves.values()}
-    stay = _staying(body, [memo[s.id] for s in steps], whole, sequences)
+    stay = _staying([memo[s.id] for s in steps], whole, sequences)
     moved: dict[int, Node | int] = {j: whole[j] if j in whole else stay.index(j)
                                     for j in range(len(steps))}
     if not stay:  # every result is a sequence now: the loop is left unread
@@ -226,12 +231,11 @@ def _sequences(b: Builder, body: Body, steps: tuple[Node, ...], chosen: list[Nod
     return leaves
 
 
-def _staying(body: Body, steps: list[Node], whole: dict[int, Node],
-             sequences: set[int]) -> list[int]:
+def _staying(steps: list[Node], whole: dict[int, Node], sequences: set[int]) -> list[int]:
     """The step equations the loop keeps computing: all but those ``whole`` (read from
-    their sequences) and not carried, unless the rest would read no sequence
-    (``sequences``: the slice leaves; one gives the loop its length)."""
-    stay = [j for j in range(len(steps)) if j not in whole or j in body.carried]
+    their sequences), unless the rest would read no sequence (``sequences``: the slice
+    leaves; one gives the loop its length)."""
+    stay = [j for j in range(len(steps)) if j not in whole]
     reads_one = any(n.id in sequences for n in topo_order([steps[j] for j in stay]))
     return stay if reads_one or not stay else list(range(len(steps)))
 

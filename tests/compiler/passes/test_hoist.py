@@ -105,6 +105,33 @@ def test_a_step_equation_hoisted_whole_is_the_sequence():
     assert "gx_t" not in text and "r_t = _sigmoid_tanh(gx[:, t][:, :4]" in text
 
 
+CARRIED = """\
+model carried
+input x : [N, T, 3]
+input c0 : [N, 4]
+target y : [N, T, 4]
+param W1 : [3, 4] = normal(std=0.5)
+param W2 : [4, 4] = normal(std=0.5)
+c[t] = sin(x[:, t] @ W1) from c0
+h[t] = sin(c[t-1] @ W2) from 0
+loss L = mean((h - y)^2) + sum(c[:, -1])
+"""
+
+
+def test_a_carried_step_equation_stays_in_the_loop():
+    """``c`` reads nothing carried, but the next step reads it as a value of the loop:
+    ``x @ W1`` is hoisted, ``sin`` of it stays; the values are the textbook's."""
+    comp = Compilation.from_text(CARRIED)
+    assert loop_of(comp.fast_program).names == ("c", "h")
+    assert "c_t = np.sin(c_x[:, t])" in comp.text
+    feeds, params = data(comp.program, 4, seed=5)
+    (loss, got), (want_loss, want) = (c.module.loss_and_grad(params, **feeds) for c in (
+        comp, comp.restyled("textbook")))
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12)
+
+
 UNREAD = """\
 model unread
 input x : [N, 3]
