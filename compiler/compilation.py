@@ -7,7 +7,8 @@
         .program     optimized: what the module computes ("opt")
         .inference   the optimized program in inference mode (None: the same program)
         .coded       the training program the module is printed from: ``program``, or in
-                     the fast style ``fast_program`` (its fast forms, passes/fast_forms.py)
+                     the fast style ``fast_program`` (its fast forms, passes/fast_forms.py,
+                     and its loops' hoisting, passes/hoist.py)
         .named       the IR with every value named, differentiated (``bpc graph``)
         .generated   the module's text and the binding each line was printed from
         .text        the module's text
@@ -37,6 +38,7 @@ from .ir import Binding, Program, random_sites
 from .ir.elaborate import elaborate
 from .passes.autodiff import differentiate
 from .passes.fast_forms import fast_forms
+from .passes.hoist import hoist
 from .passes.optimize import optimize
 from .vocab import DTYPES
 
@@ -131,10 +133,10 @@ class Compilation:
     def fast_program(self) -> Program:
         """The fast style's training program: ``ir`` with the fast forms
         (``passes/fast_forms.py``: batch norm's closed-form backward, running statistics
-        updated in place), differentiated and optimized; ``program`` itself when no fast
-        form applies."""
+        updated in place) and its loops' sequence-only work hoisted (``passes/hoist.py``),
+        differentiated and optimized; ``program`` itself when neither applies."""
         def make():
-            fast = self._run(fast_forms, self.ir)
+            fast = self._run(hoist, self._run(fast_forms, self.ir))
             return self.program if fast is self.ir else \
                 self._run(optimize, self._run(differentiate, fast))
         return self._once("fast", make)

@@ -51,9 +51,16 @@ CONFIG = {
     "memory": {
         "kept": {"N": 38808},
         "moments": [
-            ("f1", ("N", 7, 64), "float64", {"": 8, "N": 26496}, False, "part"),
-            ("a", ("N", 4, 256), "float64", {"": 8, "N": 20992}, False, "part"),
-            ("a1", ("N", 7, 256), "float64", {"": 8, "N": 14336}, True, "part"),
+            ("f1", ("N", 7, 64), "float64", {"": 8, "N": 25600}, False, "part"),
+            ("a", ("N", 4, 256), "float64", {"": 8, "N": 20480}, False, "part"),
+            (
+                "the matmul of line 20",
+                ("N", 7, 256),
+                "float64",
+                {"N": 15232},
+                True,
+                "matmul",
+            ),
         ],
     },
     "perplexity": True,
@@ -193,13 +200,17 @@ def predict(params, q, d):
     bo = params["bo"]
     e = Eq[q][:, ::-1]
     c1_h1_init = np.zeros((e.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
-    h1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
+    # a1_x: [N, 7, 256], read by the loop
+    a1_x = _matmul_rows(e, Wx1)
+    a1_x += b1
+    del e
+    h1 = np.empty((q.shape[0], a1_x.shape[1], 64), dtype=DTYPE)
     c1_prev = c1_h1_init
     h1_prev = c1_h1_init
-    if e.shape[1] == 0:
+    if a1_x.shape[1] == 0:
         raise ValueError("'e' has length 0: a loop over time needs a step")
-    for t in range(e.shape[1]):
-        a1_t = e[:, t] @ Wx1 + h1_prev @ Wh1 + b1
+    for t in range(a1_x.shape[1]):
+        a1_t = a1_x[:, t] + h1_prev @ Wh1
         f1_t = _sigmoid_tanh(a1_t[:, :64])
         g1_t = np.tanh(a1_t[:, 64:128])
         i1_t = _sigmoid_tanh(a1_t[:, 128:192])
@@ -209,25 +220,29 @@ def predict(params, q, d):
         h1[:, t] = h1_t
         c1_prev = c1_t
         h1_prev = h1_t
-    del e, c1_h1_init
+    del c1_h1_init, a1_x
     enc = h1[:, 6]
     x = Ed[d]
     c_init = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], read by the loop
+    # a_x: [N, 4, 256], read by the loop
+    a_x = _matmul_rows(x, Wx)
+    a_x += b
+    del x
     h_matmul = enc @ Wp  # [N, 256], read by the loop
-    h = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
+    h = np.empty((q.shape[0], a_x.shape[1], 64), dtype=DTYPE)
     c_prev = c_init
     h_prev = enc
-    if x.shape[1] == 0:
+    if a_x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
-    for t in range(x.shape[1]):
-        a_t = x[:, t] @ Wx + h_prev @ Wh + h_matmul + b
+    for t in range(a_x.shape[1]):
+        a_t = a_x[:, t] + h_prev @ Wh + h_matmul
         c_t_mul = np.tanh(a_t[:, 64:128]) * _sigmoid_tanh(a_t[:, 128:192])
         c_t = _sigmoid_tanh(a_t[:, :64]) * c_prev + c_t_mul
         h_t = _sigmoid_tanh(a_t[:, 192:]) * np.tanh(c_t)
         h[:, t] = h_t
         c_prev = c_t
         h_prev = h_t
-    del x, c_init, h_matmul
+    del c_init, a_x, h_matmul
     y = _matmul_rows(h, Wo) + np.reshape(enc @ Wq, (-1, 1, 13))
     y += bo
     return y
@@ -252,13 +267,17 @@ def loss(params, q, d, answer) -> float:
     bo = params["bo"]
     e = Eq[q][:, ::-1]
     c1_h1_init = np.zeros((e.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
-    h1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
+    # a1_x: [N, 7, 256], read by the loop
+    a1_x = _matmul_rows(e, Wx1)
+    a1_x += b1
+    del e
+    h1 = np.empty((q.shape[0], a1_x.shape[1], 64), dtype=DTYPE)
     c1_prev = c1_h1_init
     h1_prev = c1_h1_init
-    if e.shape[1] == 0:
+    if a1_x.shape[1] == 0:
         raise ValueError("'e' has length 0: a loop over time needs a step")
-    for t in range(e.shape[1]):
-        a1_t = e[:, t] @ Wx1 + h1_prev @ Wh1 + b1
+    for t in range(a1_x.shape[1]):
+        a1_t = a1_x[:, t] + h1_prev @ Wh1
         f1_t = _sigmoid_tanh(a1_t[:, :64])
         g1_t = np.tanh(a1_t[:, 64:128])
         i1_t = _sigmoid_tanh(a1_t[:, 128:192])
@@ -268,25 +287,29 @@ def loss(params, q, d, answer) -> float:
         h1[:, t] = h1_t
         c1_prev = c1_t
         h1_prev = h1_t
-    del e, c1_h1_init
+    del c1_h1_init, a1_x
     enc = h1[:, 6]
     x = Ed[d]
     c_init = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], read by the loop
+    # a_x: [N, 4, 256], read by the loop
+    a_x = _matmul_rows(x, Wx)
+    a_x += b
+    del x
     h_matmul = enc @ Wp  # [N, 256], read by the loop
-    h = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
+    h = np.empty((q.shape[0], a_x.shape[1], 64), dtype=DTYPE)
     c_prev = c_init
     h_prev = enc
-    if x.shape[1] == 0:
+    if a_x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
-    for t in range(x.shape[1]):
-        a_t = x[:, t] @ Wx + h_prev @ Wh + h_matmul + b
+    for t in range(a_x.shape[1]):
+        a_t = a_x[:, t] + h_prev @ Wh + h_matmul
         c_t_mul = np.tanh(a_t[:, 64:128]) * _sigmoid_tanh(a_t[:, 128:192])
         c_t = _sigmoid_tanh(a_t[:, :64]) * c_prev + c_t_mul
         h_t = _sigmoid_tanh(a_t[:, 192:]) * np.tanh(c_t)
         h[:, t] = h_t
         c_prev = c_t
         h_prev = h_t
-    del x, c_init, h_matmul
+    del c_init, a_x, h_matmul
     y = _matmul_rows(h, Wo) + np.reshape(enc @ Wq, (-1, 1, 13))
     y += bo
     del h1, enc, h
@@ -330,18 +353,21 @@ def loss_and_grad(
     e_embed = Eq[q]  # [N, 7, 16], used 2 times
     e = e_embed[:, ::-1]
     c1_h1_init = np.zeros((e.shape[0], 64), dtype=DTYPE)  # [N, 64], used 4 times
-    f1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
-    g1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
-    i1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
-    o1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
-    c1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
-    h1 = np.empty((q.shape[0], e.shape[1], 64), dtype=DTYPE)
+    # a1_x: [N, 7, 256], read by the loop
+    a1_x = _matmul_rows(e, Wx1)
+    a1_x += b1
+    f1 = np.empty((q.shape[0], a1_x.shape[1], 64), dtype=DTYPE)
+    g1 = np.empty((q.shape[0], a1_x.shape[1], 64), dtype=DTYPE)
+    i1 = np.empty((q.shape[0], a1_x.shape[1], 64), dtype=DTYPE)
+    o1 = np.empty((q.shape[0], a1_x.shape[1], 64), dtype=DTYPE)
+    c1 = np.empty((q.shape[0], a1_x.shape[1], 64), dtype=DTYPE)
+    h1 = np.empty((q.shape[0], a1_x.shape[1], 64), dtype=DTYPE)
     c1_prev = c1_h1_init
     h1_prev = c1_h1_init
-    if e.shape[1] == 0:
+    if a1_x.shape[1] == 0:
         raise ValueError("'e' has length 0: a loop over time needs a step")
-    for t in range(e.shape[1]):
-        a1_t = e[:, t] @ Wx1 + h1_prev @ Wh1 + b1
+    for t in range(a1_x.shape[1]):
+        a1_t = a1_x[:, t] + h1_prev @ Wh1
         f1_t = _sigmoid_tanh(a1_t[:, :64])
         g1_t = np.tanh(a1_t[:, 64:128])
         i1_t = _sigmoid_tanh(a1_t[:, 128:192])
@@ -356,19 +382,23 @@ def loss_and_grad(
         h1[:, t] = h1_t
         c1_prev = c1_t
         h1_prev = h1_t
+    del a1_x
     enc = h1[:, 6]
     x = Ed[d]
     c_init = np.zeros((x.shape[0], 64), dtype=DTYPE)  # [N, 64], used 2 times
+    # a_x: [N, 4, 256], read by the loop
+    a_x = _matmul_rows(x, Wx)
+    a_x += b
     h_matmul = enc @ Wp  # [N, 256], used 2 times
-    a = np.empty((q.shape[0], x.shape[1], 256), dtype=DTYPE)
-    c = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
-    h = np.empty((q.shape[0], x.shape[1], 64), dtype=DTYPE)
+    a = np.empty((q.shape[0], a_x.shape[1], 256), dtype=DTYPE)
+    c = np.empty((q.shape[0], a_x.shape[1], 64), dtype=DTYPE)
+    h = np.empty((q.shape[0], a_x.shape[1], 64), dtype=DTYPE)
     c_prev = c_init
     h_prev = enc
-    if x.shape[1] == 0:
+    if a_x.shape[1] == 0:
         raise ValueError("'x' has length 0: a loop over time needs a step")
-    for t in range(x.shape[1]):
-        a_t = x[:, t] @ Wx + h_prev @ Wh + h_matmul + b
+    for t in range(a_x.shape[1]):
+        a_t = a_x[:, t] + h_prev @ Wh + h_matmul
         c_t_mul = np.tanh(a_t[:, 64:128]) * _sigmoid_tanh(a_t[:, 128:192])
         c_t = _sigmoid_tanh(a_t[:, :64]) * c_prev + c_t_mul
         h_t = _sigmoid_tanh(a_t[:, 192:]) * np.tanh(c_t)
@@ -377,6 +407,7 @@ def loss_and_grad(
         h[:, t] = h_t
         c_prev = c_t
         h_prev = h_t
+    del a_x
     y = _matmul_rows(h, Wo) + np.reshape(enc @ Wq, (-1, 1, 13))
     y += bo
     # L_log_softmax: [N, 4, 13], used 2 times
@@ -400,14 +431,15 @@ def loss_and_grad(
     )
     dL_dh = _matmul_rows(dL_dy, Wo.T)
     del y, L_log_softmax, dL_dy
-    dL_dx = np.zeros_like(x)
-    dL_dWx = np.zeros_like(Wx)
+    # a[t] = x[:, t] @ Wx + h[t - 1] @ Wh + enc @ Wp + b
+    #   zeros_rows(x) does not depend on the values of x; d(X @ W) = dX @ W + X @ dW, so
+    #   dX = G @ W.T and dW = X.T @ G
+    dL_da_x = np.empty((q.shape[0], a.shape[1], 256), dtype=DTYPE)
     dL_dWh = np.zeros_like(Wh)
     dL_dh_matmul = np.zeros_like(h_matmul)
-    dL_db = np.zeros_like(b)
     dL_dc_next = np.zeros_like(c_init)
     dL_dh_next = np.zeros_like(enc)
-    for t in reversed(range(x.shape[1])):
+    for t in reversed(range(a.shape[1])):
         c_prev = c[:, t - 1] if t > 0 else c_init
         h_prev = h[:, t - 1] if t > 0 else enc
         dL_dc_t = dL_dc_next
@@ -432,21 +464,18 @@ def loss_and_grad(
         dL_da_t = np.concatenate(
             [dL_da_t_mul, dL_da_t_mul_2, dL_da_t_mul_3, dL_da_t_mul_4], axis=1
         )
-        dL_db += np.sum(dL_da_t, axis=0)
         dL_dh_matmul += dL_da_t
+        dL_da_x[:, t] = dL_da_t
         dL_dh_next = dL_da_t @ Wh.T
         dL_dWh += h_prev.T @ dL_da_t
-        dL_dx[:, t] = dL_da_t @ Wx.T
-        dL_dWx += x[:, t].T @ dL_da_t
     dL_denc_2 = dL_dh_next
-    del x, c_init, h_matmul, a, c, h, dL_dh
-    # a[t] = x[:, t] @ Wx + h[t - 1] @ Wh + enc @ Wp + b
-    #   zeros_rows(x) does not depend on the values of x; d(X @ W) = dX @ W + X @ dW, so
-    #   dX = G @ W.T and dW = X.T @ G
+    del c_init, h_matmul, a, c, h, dL_dh
+    dL_db = np.sum(dL_da_x, axis=(0, 1), out=grads.get("b"))
+    dL_dWx = np.matmul(
+        np.reshape(x, (-1, 16)).T, np.reshape(dL_da_x, (-1, 256)), out=grads.get("Wx")
+    )
+    del x
     dL_dWp = np.matmul(enc.T, dL_dh_matmul, out=grads.get("Wp"))
-    # x = embed(d, Ed)
-    #   E[ids] picks rows, so dL/dE[i] = the sum of dL/dout over the positions of id i
-    dL_dEd = _embed_grad_sorted(d, dL_dx, 13)
     # y = h @ Wo + reshape(enc @ Wq, [N, 1, V]) + bo and 1 more
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dL_denc = np.reshape(dL_dWq_sum, (-1, 13)) @ Wq.T + dL_denc_2
@@ -457,14 +486,13 @@ def loss_and_grad(
     dL_dh1[:, 6] += dL_denc
     del dL_denc
     # a1[t] = e[:, t] @ Wx1 + h1[t - 1] @ Wh1 + b1
-    #   zeros_rows(x) does not depend on the values of x
-    dL_de = np.zeros_like(e)
-    dL_dWx1 = np.zeros_like(Wx1)
+    #   zeros_rows(x) does not depend on the values of x; d(X @ W) = dX @ W + X @ dW, so
+    #   dX = G @ W.T and dW = X.T @ G
+    dL_da1_x = np.empty((q.shape[0], f1.shape[1], 256), dtype=DTYPE)
     dL_dWh1 = np.zeros_like(Wh1)
-    dL_db1 = np.zeros_like(b1)
     dL_dc1_next = np.zeros_like(c1_h1_init)
     dL_dh1_next = np.zeros_like(c1_h1_init)
-    for t in reversed(range(e.shape[1])):
+    for t in reversed(range(f1.shape[1])):
         c1_prev = c1[:, t - 1] if t > 0 else c1_h1_init
         h1_prev = h1[:, t - 1] if t > 0 else c1_h1_init
         dL_dc1_t = dL_dc1_next
@@ -476,19 +504,33 @@ def loss_and_grad(
         dL_di1_t = g1[:, t] * dL_dc1_t_2
         dL_dg1_t = i1[:, t] * dL_dc1_t_2
         dL_df1_t = c1_prev * dL_dc1_t_2
-        dL_do1_t_in = o1[:, t] * (1 - o1[:, t]) * dL_do1_t
-        dL_di1_t_in = i1[:, t] * (1 - i1[:, t]) * dL_di1_t
         dL_df1_t_in = f1[:, t] * (1 - f1[:, t]) * dL_df1_t
         dL_dg1_t_in = (1 - g1[:, t] ** 2) * dL_dg1_t
+        dL_di1_t_in = i1[:, t] * (1 - i1[:, t]) * dL_di1_t
+        dL_do1_t_in = o1[:, t] * (1 - o1[:, t]) * dL_do1_t
         dL_da1_t = np.concatenate(
             [dL_df1_t_in, dL_dg1_t_in, dL_di1_t_in, dL_do1_t_in], axis=1
         )
-        dL_db1 += np.sum(dL_da1_t, axis=0)
+        dL_da1_x[:, t] = dL_da1_t
         dL_dh1_next = dL_da1_t @ Wh1.T
         dL_dWh1 += h1_prev.T @ dL_da1_t
-        dL_de[:, t] = dL_da1_t @ Wx1.T
-        dL_dWx1 += e[:, t].T @ dL_da1_t
     del c1_h1_init, f1, g1, i1, o1, c1, h1, enc, dL_dh1
+    dL_db1 = np.sum(dL_da1_x, axis=(0, 1), out=grads.get("b1"))
+    dL_dWx1 = np.matmul(
+        np.reshape(e, (-1, 16)).T, np.reshape(dL_da1_x, (-1, 256)), out=grads.get("Wx1")
+    )
+    # a[t] = x[:, t] @ Wx + h[t - 1] @ Wh + enc @ Wp + b
+    #   zeros_rows(x) does not depend on the values of x; d(X @ W) = dX @ W + X @ dW, so
+    #   dX = G @ W.T and dW = X.T @ G
+    dL_dx = _matmul_rows(dL_da_x, Wx.T)
+    # x = embed(d, Ed)
+    #   E[ids] picks rows, so dL/dE[i] = the sum of dL/dout over the positions of id i
+    dL_dEd = _embed_grad_sorted(d, dL_dx, 13)
+    del dL_dx
+    # a1[t] = e[:, t] @ Wx1 + h1[t - 1] @ Wh1 + b1
+    #   zeros_rows(x) does not depend on the values of x; d(X @ W) = dX @ W + X @ dW, so
+    #   dX = G @ W.T and dW = X.T @ G
+    dL_de = _matmul_rows(dL_da1_x, Wx1.T)
     # e = embed(q, Eq)[:, ::-1]
     #   E[ids] picks rows, so dL/dE[i] = the sum of dL/dout over the positions of id i
     # dL_de_in: [N, 7, 16]

@@ -51,11 +51,26 @@ CONFIG = {
                 "f2",
                 ("N", "T", 32),
                 "float64",
-                {"": 8, "N": 512, "N*T": 1920},
+                {"": 8, "N": 512, "N*T": 1792},
                 False,
                 "part",
             ),
-            ("a2", ("N", "T", 128), "float64", {"": 8, "N*T": 1024}, True, "part"),
+            (
+                "the part of line 11",
+                ("N", "T", 128),
+                "float64",
+                {"": 16384, "N*T": 1152},
+                False,
+                "part",
+            ),
+            (
+                "the matmul of line 11",
+                ("N", "T", 128),
+                "float64",
+                {"N*T": 1152},
+                True,
+                "matmul",
+            ),
         ],
     },
     "perplexity": True,
@@ -201,14 +216,18 @@ def predict(params, ids, *, state):
     e1 = E1[ids]
     c2_start = _stream(c2_state, e1, "c2_state")  # [N, 32], read by the loop
     h2_start = _stream(h2_state, e1, "h2_state")  # [N, 32], read by the loop
-    c2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
-    h2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
+    # a2_x: [N, T, 128], read by the loop
+    a2_x = _matmul_rows(e1, Wx2)
+    a2_x += b2
+    del e1
+    c2 = np.empty((ids.shape[0], a2_x.shape[1], 32), dtype=DTYPE)
+    h2 = np.empty((ids.shape[0], a2_x.shape[1], 32), dtype=DTYPE)
     c2_prev = c2_start
     h2_prev = h2_start
-    if e1.shape[1] == 0:
+    if a2_x.shape[1] == 0:
         raise ValueError("'e1' has length 0: a loop over time needs a step")
-    for t_2 in range(e1.shape[1]):
-        a2_t = e1[:, t_2] @ Wx2 + h2_prev @ Wh2 + b2
+    for t_2 in range(a2_x.shape[1]):
+        a2_t = a2_x[:, t_2] + h2_prev @ Wh2
         f2_t = _sigmoid_tanh(a2_t[:, :32])
         g2_t = np.tanh(a2_t[:, 32:64])
         i2_t = _sigmoid_tanh(a2_t[:, 64:96])
@@ -219,7 +238,7 @@ def predict(params, ids, *, state):
         h2[:, t_2] = h2_t
         c2_prev = c2_t
         h2_prev = h2_t
-    del e1, c2_start, h2_start
+    del c2_start, h2_start, a2_x
     # the last step, which the next call's loop continues from
     state["c2_state"] = c2[:, -1]
     state["h2_state"] = h2[:, -1]
@@ -244,14 +263,18 @@ def loss(params, ids, t, *, state) -> float:
     e1 = E1[ids]
     c2_start = _stream(c2_state, e1, "c2_state")  # [N, 32], read by the loop
     h2_start = _stream(h2_state, e1, "h2_state")  # [N, 32], read by the loop
-    c2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
-    h2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
+    # a2_x: [N, T, 128], read by the loop
+    a2_x = _matmul_rows(e1, Wx2)
+    a2_x += b2
+    del e1
+    c2 = np.empty((ids.shape[0], a2_x.shape[1], 32), dtype=DTYPE)
+    h2 = np.empty((ids.shape[0], a2_x.shape[1], 32), dtype=DTYPE)
     c2_prev = c2_start
     h2_prev = h2_start
-    if e1.shape[1] == 0:
+    if a2_x.shape[1] == 0:
         raise ValueError("'e1' has length 0: a loop over time needs a step")
-    for t_2 in range(e1.shape[1]):
-        a2_t = e1[:, t_2] @ Wx2 + h2_prev @ Wh2 + b2
+    for t_2 in range(a2_x.shape[1]):
+        a2_t = a2_x[:, t_2] + h2_prev @ Wh2
         f2_t = _sigmoid_tanh(a2_t[:, :32])
         g2_t = np.tanh(a2_t[:, 32:64])
         i2_t = _sigmoid_tanh(a2_t[:, 64:96])
@@ -262,7 +285,7 @@ def loss(params, ids, t, *, state) -> float:
         h2[:, t_2] = h2_t
         c2_prev = c2_t
         h2_prev = h2_t
-    del e1, c2_start, h2_start
+    del c2_start, h2_start, a2_x
     # the last step, which the next call's loop continues from
     state["c2_state"] = c2[:, -1]
     state["h2_state"] = h2[:, -1]
@@ -303,18 +326,21 @@ def loss_and_grad(
     e1 = E1[ids]
     c2_start = _stream(c2_state, e1, "c2_state")  # [N, 32], used 2 times
     h2_start = _stream(h2_state, e1, "h2_state")  # [N, 32], used 2 times
-    f2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
-    g2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
-    i2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
-    o2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
-    c2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
-    h2 = np.empty((ids.shape[0], e1.shape[1], 32), dtype=DTYPE)
+    # a2_x: [N, T, 128], read by the loop
+    a2_x = _matmul_rows(e1, Wx2)
+    a2_x += b2
+    f2 = np.empty((ids.shape[0], a2_x.shape[1], 32), dtype=DTYPE)
+    g2 = np.empty((ids.shape[0], a2_x.shape[1], 32), dtype=DTYPE)
+    i2 = np.empty((ids.shape[0], a2_x.shape[1], 32), dtype=DTYPE)
+    o2 = np.empty((ids.shape[0], a2_x.shape[1], 32), dtype=DTYPE)
+    c2 = np.empty((ids.shape[0], a2_x.shape[1], 32), dtype=DTYPE)
+    h2 = np.empty((ids.shape[0], a2_x.shape[1], 32), dtype=DTYPE)
     c2_prev = c2_start
     h2_prev = h2_start
-    if e1.shape[1] == 0:
+    if a2_x.shape[1] == 0:
         raise ValueError("'e1' has length 0: a loop over time needs a step")
-    for t_2 in range(e1.shape[1]):
-        a2_t = e1[:, t_2] @ Wx2 + h2_prev @ Wh2 + b2
+    for t_2 in range(a2_x.shape[1]):
+        a2_t = a2_x[:, t_2] + h2_prev @ Wh2
         f2_t = _sigmoid_tanh(a2_t[:, :32])
         g2_t = np.tanh(a2_t[:, 32:64])
         i2_t = _sigmoid_tanh(a2_t[:, 64:96])
@@ -329,6 +355,7 @@ def loss_and_grad(
         h2[:, t_2] = h2_t
         c2_prev = c2_t
         h2_prev = h2_t
+    del a2_x
     # the last step, which the next call's loop continues from
     state["c2_state"] = c2[:, -1]
     state["h2_state"] = h2[:, -1]
@@ -354,14 +381,13 @@ def loss_and_grad(
     dL_dh2 = _matmul_rows(dL_dy, W3.T)
     del y, L_log_softmax, dL_dy
     # a2[t_2] = e1[:, t_2] @ Wx2 + h2[t_2 - 1] @ Wh2 + b2
-    #   stream(state, x) is the state: no adjoint flows into the state or the batch
-    dL_de1 = np.zeros_like(e1)
-    dL_dWx2 = np.zeros_like(Wx2)
+    #   stream(state, x) is the state: no adjoint flows into the state or the batch; d(X
+    #   @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
+    dL_da2_x = np.empty((ids.shape[0], f2.shape[1], 128), dtype=DTYPE)
     dL_dWh2 = np.zeros_like(Wh2)
-    dL_db2 = np.zeros_like(b2)
     dL_dc2_next = np.zeros_like(c2_start)
     dL_dh2_next = np.zeros_like(h2_start)
-    for t_2 in reversed(range(e1.shape[1])):
+    for t_2 in reversed(range(f2.shape[1])):
         c2_prev = c2[:, t_2 - 1] if t_2 > 0 else c2_start
         h2_prev = h2[:, t_2 - 1] if t_2 > 0 else h2_start
         dL_dc2_t = dL_dc2_next
@@ -373,18 +399,25 @@ def loss_and_grad(
         dL_di2_t = g2[:, t_2] * dL_dc2_t_2
         dL_dg2_t = i2[:, t_2] * dL_dc2_t_2
         dL_df2_t = c2_prev * dL_dc2_t_2
-        dL_do2_t_in = o2[:, t_2] * (1 - o2[:, t_2]) * dL_do2_t
-        dL_di2_t_in = i2[:, t_2] * (1 - i2[:, t_2]) * dL_di2_t
         dL_df2_t_in = f2[:, t_2] * (1 - f2[:, t_2]) * dL_df2_t
         dL_dg2_t_in = (1 - g2[:, t_2] ** 2) * dL_dg2_t
+        dL_di2_t_in = i2[:, t_2] * (1 - i2[:, t_2]) * dL_di2_t
+        dL_do2_t_in = o2[:, t_2] * (1 - o2[:, t_2]) * dL_do2_t
         dL_da2_t = np.concatenate(
             [dL_df2_t_in, dL_dg2_t_in, dL_di2_t_in, dL_do2_t_in], axis=1
         )
-        dL_db2 += np.sum(dL_da2_t, axis=0)
+        dL_da2_x[:, t_2] = dL_da2_t
         dL_dh2_next = dL_da2_t @ Wh2.T
         dL_dWh2 += h2_prev.T @ dL_da2_t
-        dL_de1[:, t_2] = dL_da2_t @ Wx2.T
-        dL_dWx2 += e1[:, t_2].T @ dL_da2_t
+    del c2_start, h2_start, dL_dh2
+    dL_db2 = np.sum(dL_da2_x, axis=(0, 1), out=grads.get("b2"))
+    dL_dWx2 = np.matmul(
+        np.reshape(e1, (-1, 16)).T,
+        np.reshape(dL_da2_x, (-1, 128)),
+        out=grads.get("Wx2"),
+    )
+    del e1
+    dL_de1 = _matmul_rows(dL_da2_x, Wx2.T)
     # e1 = embed(ids, E1)
     #   E[ids] picks rows, so dL/dE[i] = the sum of dL/dout over the positions of id i
     dL_dE1 = _embed_grad_sorted(ids, dL_de1, 45)

@@ -11,7 +11,7 @@ read from the IR and the plan, never from the text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import layout
 from .buffers import plan
@@ -268,12 +268,25 @@ def _body(prog: Program, printer: Printer, bindings: list[Binding], returns: lis
                 else:
                     lines.append(_line(f"# {st.name}: {note}", owner.name))
         else:
-            head(st)
+            head(_heading_of(st, backward, headed_by[k]))
         lines.extend(_line(line, owner.name) for statement in code
                      for line in (layout.laid_out(statement) if fmt else [statement]))
         if step.release:
             lines.extend(_deletions(step.release))
     return lines, facts
+
+
+def _heading_of(st: Statement, backward: dict[str, Binding],
+                following: Statement | None) -> Statement:
+    """The statement whose heading a statement takes: its own; for a backward loop,
+    its first result that is a backward binding (``dL_dWh``), else (it computes only a
+    hoisted sequence's adjoint, ``dL_da_x``) the statement after it, as a temporary."""
+    if st.kind != "loop" or st.name in backward:
+        return st
+    bound = next((name for name in st.defines if name in backward), None)
+    if bound is not None:
+        return replace(st, name=bound)
+    return following if following is not None else st
 
 
 def _listed(equations: list[str], width: int) -> tuple[str, int]:

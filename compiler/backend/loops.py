@@ -46,12 +46,20 @@ def loop_statement(p: Printer, node: Node, names: dict[int, str], taken: set[str
 
 
 def _stacked_dims(node: Node) -> set:
-    """The symbolic dimensions a forward loop's stacked results are allocated with."""
-    if node.op != "scan":
-        return set()
+    """The symbolic dimensions a forward loop's stacked results are allocated with, or
+    a backward loop's gradients of the sequences it is not given (``_passed_as_0``)."""
     body = _body(node)
+    if node.op != "scan":
+        shapes = node.attr("shapes")
+        return {d for i in _passed_as_0(node) for d in shapes[i] if isinstance(d, str)}
     return {d for j in range(len(body.steps)) for d in body.stacked(j, None)
             if isinstance(d, str)}
+
+
+def _passed_as_0(node: Node) -> list[int]:
+    """The sequences a backward loop does not read, passed as 0 (``_scan_vjp``)."""
+    k = len(_body(node).carries)
+    return [i for i in range(k, k + len(_body(node).slices)) if node.args[i].is_const]
 
 
 def _body(node: Node) -> Body:
@@ -92,7 +100,8 @@ def _leaf_names(p: Printer, body: Body, args: list[Node], time: str, lines: list
     """How the step reads its sequences (``x[:, t]``) and closed-over values (by their
     names; one that is an expression is named before the loop)."""
     _, seqs, closed = _split(body, args)
-    named = {leaf.id: f"{p.text(x)}[:, {time}]" for leaf, x in zip(body.slices, seqs)}
+    named = {leaf.id: f"{p.text(x)}[:, {time}]" for leaf, x in zip(body.slices, seqs)
+             if not x.is_const}
     for leaf, value in zip(body.closed, closed):
         text = p.text(value)
         if not text.isidentifier():
@@ -119,14 +128,19 @@ def _forward(p: Printer, node: Node, names: dict[int, str], taken: set[str]):
         named[carry.id] = carry.attr("name")
         lines.append(f"{carry.attr('name')} = {p.text(init)}")
     steps = [fresh(f"{name}_t", taken) for name in body.names]
+    # A step equation hoisted whole (passes/hoist.py: a GRU's gx in a loop that draws)
+    # neither stacked nor carried is read as the sequence's slice: no line of its own.
+    hoisted = {leaf.id for leaf in body.slices[len(body.slices) - body.hoisted:]}
+    computed = [Binding(n, s, "eq") for j, (n, s) in enumerate(zip(steps, body.steps))
+                if s.id not in hoisted or j in names or j in body.carried]
     program = Program(name="step", path="", dtype=p.prog.dtype, targets=[], params=[],
                       inputs=[Binding(named[leaf.id], leaf, "input") for leaf in body.leaves],
-                      inits={}, forward=[Binding(n, s, "eq") for n, s in zip(steps, body.steps)],
+                      inits={}, forward=computed,
                       loss=steps[-1], output=None, wrt=[], symbols=p.prog.symbols)
     statements, helpers = _step_lines(p, program, program.forward, named, taken)
     # An empty sequence would leave the stacked steps empty and fail later, obscurely.
     # The message names the sequence when the line stays within black's 88 columns.
-    named = f"'{p.text(seqs[0])}' has length 0: a loop over time needs a step"
+    named = f"'{body.reads or p.text(seqs[0])}' has length 0: a loop over time needs a step"
     message = named if len(named) <= 60 else "a sequence has length 0: a loop needs a step"
     lines += [f"if {length} == 0:", _INDENT + f'raise ValueError("{message}")']
     lines.append(f"for {time} in range({length}):")
@@ -148,13 +162,20 @@ def _backward(p: Printer, node: Node, names: dict[int, str], taken: set[str],
     stacked = [p.text(a) for a in node.args[n_args:n_args + n_steps]]
     given = iter(p.text(a) for a in node.args[n_args + n_steps:])
     inits, seqs, _ = _split(body, args)
-    lib, _ = _library(p)
-    time, length = body.time, f"{p.text(seqs[0])}.shape[1]"
+    lib, placed = _library(p)
+    # as long as the sequences: one given (not passed as 0), or the stacked steps
+    time = body.time
+    sized = next(a for a in seqs + list(node.args[n_args:]) if not a.is_const)
+    length = f"{p.text(sized)}.shape[1]"
     lines: list[str] = []
     carried_next = [fresh(adjoint_name(program.loss, f"{body.names[j]}_next"), taken)
                     for j in body.carried]
     for i in sorted(names):
-        if i >= len(body.carries):  # a gradient summed (closed) or written per step
+        if i in _passed_as_0(node):
+            dims = ", ".join(length if n == 1 else _size(p, d)
+                             for n, d in enumerate(node.attr("shapes")[i]))
+            lines.append(f"{names[i]} = {lib}.empty(({dims}), {placed})")
+        elif i >= len(body.carries):  # a gradient summed (closed) or written per step
             lines.append(f"{names[i]} = {lib}.zeros_like({p.text(args[i])})")
     lines += [f"{nxt} = {lib}.zeros_like({p.text(init)})"
               for nxt, init in zip(carried_next, inits)]

@@ -272,6 +272,8 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
             statement_names[t.id] = name
 
         for t in temps:
+            if t.id in p.names:  # a loop's result, named by the loop's statement just made
+                continue
             later = bindings[bound_at[t.id]].name if t.id in bound_at else None
             add_temp(t, f"used {uses[t.id]} times" if uses[t.id] > 1 else
                      f"kept for {later}" if later else
@@ -339,10 +341,21 @@ def _loop(prog: Program, p: Printer, node: Node, parts: dict[int, list[Node]],
         if named:  # a step equation this function computes only for the backward
             names[index] = named[0]
             continue
-        base = p.names.get(node.args[index].id, "v") if node.op == "scan_grad" else "v"
+        base = _argument_name(p, node, index) if node.op == "scan_grad" else "v"
         names[index] = fresh(f"d{prog.loss}_d{base}" if node.op == "scan_grad" else base,
                              taken)
     return loop_statement(p, node, names, taken)
+
+
+def _argument_name(p: Printer, node: Node, index: int) -> str:
+    """The name of a backward loop's argument ``index``; for a sequence passed as 0,
+    the sequence's (its stacked adjoint's name, ``dL_da_x``)."""
+    arg = node.args[index]
+    if arg.is_const:
+        body = node.attr("grad").body
+        return body.slices[index - len(body.carries)].attr("name").removesuffix(
+            f"_{body.time}")
+    return p.names.get(arg.id, "v")
 
 
 def _temp_name(prog: Program, p: Printer, bd: Binding, t: Node) -> str:

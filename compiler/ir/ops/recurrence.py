@@ -36,7 +36,10 @@ class Body:
     carried value's previous step), ``slices`` (each sequence at t) and ``closed`` (the
     values read from outside the loop, as leaves named like them); ``steps`` the step
     equations' values, ``names`` their names, ``carried[k]`` the step equation that
-    carry ``k`` carries; ``time`` the time variable."""
+    carry ``k`` carries; ``time`` the time variable. The fast style's hoisting
+    (passes/hoist.py) sets ``hoisted``, how many of the last slices are values it
+    computed before the loop, and ``reads``, the spec's sequence a sequence of length 0
+    is reported as when the first one is such a value."""
 
     carries: tuple[Node, ...]
     slices: tuple[Node, ...]
@@ -45,6 +48,8 @@ class Body:
     names: tuple[str, ...]
     carried: tuple[int, ...]
     time: str
+    hoisted: int = 0
+    reads: str | None = None
 
     @property
     def leaves(self) -> tuple[Node, ...]:
@@ -93,7 +98,9 @@ def _scan_shape(args, attrs) -> tuple:
 
 
 def _length(body: Body, seqs: list) -> int:
-    length = np.shape(seqs[0])[1]
+    """The loop's number of steps: the length of its sequences (those its derivative
+    reads, and the stacked values and adjoints it is given, are all as long)."""
+    length = next(np.shape(s)[1] for s in seqs if np.ndim(s) > 1)
     if length == 0:
         raise ValueError("a loop over time needs at least one step: the sequence has "
                          "length 0 (axis 1)")
@@ -140,7 +147,7 @@ def _part_shape(args, attrs) -> tuple:
     body: Body = made.attr("body") or made.attr("grad").body
     if made.op == "scan":
         return body.stacked(i, made.args[len(body.carries)].shape[1])
-    return made.args[i].shape  # scan_grad: the adjoint of the loop's argument i
+    return made.attr("shapes")[i]  # scan_grad: the adjoint of the loop's argument i
 
 
 def _scan_vjp(b, n: Node, results: dict[int, Node]) -> list[Node | None]:
@@ -155,7 +162,14 @@ def _scan_vjp(b, n: Node, results: dict[int, Node]) -> list[Node | None]:
     stacked = [b.op("part", n, index=j) if saved.id in read or j in body.carried
                else b.const(0) for j, saved in enumerate(grad.saved)]
     seeds = [expand(b, results[j], stacked[j]) for j in range(len(body.steps)) if given[j]]
-    made = b.op("scan_grad", *n.args, *stacked, *seeds, grad=grad)
+    # Likewise a hoisted sequence it does not read (passes/hoist.py: an LSTM's x @ Wx + b,
+    # whose adjoint is the step's as it is) is passed as 0, so the backward does not keep
+    # it; ``shapes`` keeps each argument's shape, its gradient's.
+    end = len(body.carries) + len(body.slices)
+    args = [b.const(0) if end - body.hoisted <= i < end
+            and body.slices[i - end].id not in read else a for i, a in enumerate(n.args)]
+    made = b.op("scan_grad", *args, *stacked, *seeds, grad=grad,
+                shapes=tuple(a.shape for a in n.args))
     return [b.op("part", made, index=i) if g is not None else None
             for i, g in enumerate(grad.grads)]
 
@@ -178,11 +192,12 @@ def scan_grad_steps(grad: BodyGrad, values):
     d_next = [np.zeros_like(v) for v in inits]
     fixed = {leaf.id: v for leaf, v in zip(body.closed, closed)}
     roots = [g for g in grad.grads if g is not None]
-    for t in reversed(range(_length(body, seqs))):
+    length = _length(body, seqs + stacked + [g for g in given if g is not None])
+    for t in reversed(range(length)):
         feeds = {**fixed}
         for k, leaf in enumerate(body.carries):
             feeds[leaf.id] = stacked[body.carried[k]][:, t - 1] if t else inits[k]
-        feeds.update({leaf.id: s[:, t] for leaf, s in zip(body.slices, seqs)})
+        feeds.update({leaf.id: s[:, t] for leaf, s in zip(body.slices, seqs) if s.ndim})
         feeds.update({leaf.id: s[:, t] for leaf, s in zip(grad.saved, stacked) if s.ndim})
         for j, leaf in enumerate(grad.seeds):
             if leaf is None:
@@ -202,13 +217,17 @@ def _scan_grad_evaluate(values, attrs):
     dtype = np.result_type(*(v for v in inits + seqs + closed if v.dtype.kind == "f"))
     d_next = [np.zeros_like(v) for v in inits]
     d_closed = [np.zeros_like(v, dtype=dtype) for v in closed]
-    d_seqs = [np.zeros_like(v, dtype=dtype) for v in seqs]
+    d_seqs: list = [np.zeros_like(v, dtype=dtype) if v.ndim else None for v in seqs]
     for t, got, d_next in scan_grad_steps(grad, values):
         at = [got[g.id] if g is not None else None for g in grad.grads]
         _, d_slice, d_fixed = _split(body, at)
         for k, d in enumerate(d_slice):
-            if d is not None:
-                d_seqs[k][:, t] = d
+            if d is None:
+                continue
+            if d_seqs[k] is None:  # a sequence passed as 0: its adjoint, step by step
+                d = np.asarray(d)
+                d_seqs[k] = np.zeros((d.shape[0], t + 1, *d.shape[1:]), dtype)
+            d_seqs[k][:, t] = d
         for k, d in enumerate(d_fixed):
             if d is not None:
                 d_closed[k] += d
