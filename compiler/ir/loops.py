@@ -22,6 +22,7 @@ from . import Binding, Node, fmt_shape, topo_order
 from .expressions import _Poisoned
 from .ops.core import NeedsWidth, Unknown
 from .ops.recurrence import Body
+from .primitives import PRIMITIVES
 
 
 @dataclass
@@ -62,7 +63,8 @@ class Loops:
         zeros = [st for st in group if _from_zero(st)]
         if zeros and not self._start_at_zero(group, step, zeros):
             return self._poison(group)
-        if not self._steps(group, step):
+        if not self._steps(group, step) or \
+                any(self._draws(st, step.done[st.name]) for st in group):
             return self._poison(group)
         if not step.slices:
             self.diags.error("a loop over time steps through a sequence, and this one reads "
@@ -156,6 +158,20 @@ class Loops:
                 step.done[st.name] = node
         finally:
             self.loop = None
+        return True
+
+    def _draws(self, st: ast.Equation, node: Node) -> bool:
+        """A step that draws random numbers (dropout) is reported: a loop's step is
+        written once for the forward and again for the backward, which would draw its
+        mask anew (True: reported)."""
+        if not any(PRIMITIVES[n.op].random for n in topo_order([node])):
+            return False
+        span = next((e.span for e in _walk(st.value) if isinstance(e, ast.Call)
+                     and e.func in ("dropout", "attention")), st.span)
+        self.diags.error("a loop's step cannot use dropout: the backward pass computes "
+                         "the step again, and would draw another mask", span,
+                         "drop out the sequence before the loop (xd = dropout(x, 0.5), "
+                         "then xd[:, t]) or the loop's result after it (dropout(h, 0.5))")
         return True
 
     def _start_at_zero(self, group: list[ast.Equation], step: _Step,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bpc.compiler.compilation import Compilation
+from bpc.compiler.errors import SpecError
 from bpc.compiler.ir import topo_order
 from bpc.compiler.passes.hoist import hoist
 from conftest import REPO
@@ -79,12 +80,13 @@ def test_what_is_not_hoisted(step, why):
     assert comp.fast_program is comp.program
 
 
-def test_a_draw_in_the_step_stays_in_the_step():
-    """Dropout draws a mask per step: the product under it is hoisted, the draw is not."""
+def test_a_draw_in_the_step_is_refused_where_it_is_written():
+    """Dropout in a step would be drawn again by the backward loop: a located error,
+    also for a value started from 0 (not the width's error)."""
     text = CELL.format(step="tanh(dropout(x[:, t] @ Wx, 0.5) + h[t-1] @ Wh + b)")
-    fast = hoist(Compilation.from_text(text).ir)
-    assert "keep_mask" in step_ops(fast) and "matmul" in step_ops(fast)
-    assert [leaf.attr("name") for leaf in loop_of(fast).slices] == ["h_x"]
+    with pytest.raises(SpecError, match="a loop's step cannot use dropout") as e:
+        Compilation.from_text(text).ir
+    assert e.value.diagnostics[0].span.col == text.splitlines()[6].index("dropout") + 1
 
 
 def test_a_value_of_every_example_stays_in_the_loop():
