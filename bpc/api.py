@@ -586,7 +586,7 @@ def load_checkpoint(path, model=None) -> Checkpoint:
     ``model.STATE`` (names, shapes, dtype, finite values, no negative running variance:
     a UserError naming the file and the entry otherwise)."""
     from bpc.runtime.errors import UserError
-    from bpc.runtime.history import History, HISTORY_FIELDS
+    from bpc.runtime.history import History, is_saved_row, saved_rows
     from bpc.runtime.checkpoint import read_checkpoint_file, verified_params, verified_state
 
     if model is not None and not isinstance(model, Model):
@@ -597,9 +597,9 @@ def load_checkpoint(path, model=None) -> Checkpoint:
     state = c.state if model is None else verified_state(c.path, c.state, model)
     rows = c.meta.get("history", [])
     try:
-        if not isinstance(rows, list):
+        if not isinstance(rows, list) or not all(is_saved_row(r) for r in rows):
             raise TypeError
-        history = History(dict(zip(HISTORY_FIELDS, row)) for row in rows)
+        history = History(saved_rows(rows))  # an older checkpoint's rows too (no val_)
     except (TypeError, ValueError, OverflowError):
         raise UserError(f"{c.path}: the 'meta' entry is damaged: its history rows are not "
                         "rows of numbers", "it is damaged or not from bpc") from None

@@ -360,7 +360,11 @@ def test_a_checkpoint_with_the_older_columns_resumes_and_loads(tmp_path):
     old_rows = [[r[i] for i in keep] for r in meta["history"]]
     arrays["meta"] = np.array(json.dumps({**meta, "history": old_rows}))
     np.savez(tmp_path / "checkpoint.npz", **arrays)
-    assert History(bpc.load_checkpoint(tmp_path).history)["epoch"] == [1, 2]
+    loaded = bpc.load_checkpoint(tmp_path).history
+    assert loaded["epoch"] == [1, 2] and loaded["val_acc"] == [None, None]
+    assert [[r[k] for k in OLD_FIELDS] for r in loaded] == \
+        [[r[k] for k in OLD_FIELDS] for r in History(dict(zip(OLD_FIELDS, row))
+                                                     for row in old_rows)]
     result = quiet_train(m, ds, four, tmp_path, resume=True)
     history = History(result.history)
     assert history["epoch"] == [1, 2, 3, 4] and history["val_loss"] == [None] * 4
