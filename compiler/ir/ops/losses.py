@@ -327,7 +327,8 @@ defop("minus_one_hot", arity=None, shape=_minus_one_hot_shape,
           _torch_one_hot(a[1][0], attrs['classes']), a), ADD),
       torch_augmented=lambda args, attrs, name, n: [
           f"{name} -= " + _times_one_hot(_torch_one_hot(args[1], attrs['classes']),
-                                         [(x, 0) for x in args])],
+                                         [(x, POSTFIX if x.isidentifier() else 0)
+                                          for x in args])],
       evaluate=_minus_one_hot_eval,
       vjp=lambda b, n, g: [expand(b, g, n)] + [None] * (len(n.args) - 1),
       rule="labels are not differentiable: the adjoint passes to the probabilities",
