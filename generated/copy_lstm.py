@@ -552,7 +552,8 @@ def loss_and_grad(
     L = np.sum((np.log(L_sum_exp) - L_target_logit)[..., 0] * t_mask) / L_count_kept
     del L_target_logit
     # dL_dy_mul: [N, T, 1], used 2 times
-    dL_dy_mul = scale / L_count_kept * np.expand_dims(t_mask, 2)
+    dL_dy_mul = np.expand_dims(t_mask, 2).astype(DTYPE)
+    dL_dy_mul *= scale / L_count_kept
     del t_mask
 
     # backward

@@ -212,7 +212,9 @@ def _xent_exp_vjp(b, node, g):
     none = [None] * (len(node.args) - 1)
     if labels(t, logits):
         if len(node.args) == 8:  # an ignored padding id: its positions get no gradient
-            c = b.op("mul", c, b.op("expand_dims", node.args[7], axis=(len(t.shape),)))
+            # The mask made the dtype's numbers first: a number times booleans is float64.
+            kept = b.op("expand_dims", node.args[7], axis=(len(t.shape),))
+            c = b.op("mul", c, b.op("cast", kept))
         scaled = b.op("mul", e, b.op("div", c, s))
         return [b.op("minus_one_hot", scaled, t, c, classes=logits.shape[-1])] + none
     weight = b.op("sum", t, axis=(len(t.shape) - 1,), keepdims=True) \

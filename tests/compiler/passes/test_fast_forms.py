@@ -203,3 +203,10 @@ def test_one_exponential_overwrites_the_logits_and_keeps_no_third_array():
             "L_exp = np.exp(L_shifted, out=L_shifted)")
     assert "dL_dy = np.multiply(\n        L_exp," in body and "out=L_exp" in body
     assert "dL_dy = _minus_one_hot(dL_dy, t, " in body
+
+
+def test_the_kept_mask_becomes_the_dtype_s_numbers_before_the_scale():
+    """A Python number times booleans is a float64 array: the gradient's multiplier over
+    [N, T, V] would then run in float64 in a float32 module."""
+    text = Compilation.from_text(XENT.format(**XENT_CASES["ignored"]), dtype="float32").text
+    assert "np.expand_dims(t_mask, 2).astype(DTYPE)" in text
