@@ -209,19 +209,19 @@ def _xent_exp_vjp(b, node, g):
     -c log p (log p = z - log s), as softmax_xent's rule."""
     logits, t, n, picked, s, e, z = node.args[:7]
     c = b.op("div", g, n)
-    none = [None] * (len(node.args) - 1)
     if labels(t, logits):
         if len(node.args) == 8:  # an ignored padding id: its positions get no gradient
             # The mask made the dtype's numbers first: a number times booleans is float64.
             kept = b.op("expand_dims", node.args[7], axis=(len(t.shape),))
             c = b.op("mul", c, b.op("cast", kept))
         scaled = b.op("mul", e, b.op("div", c, s))
-        return [b.op("minus_one_hot", scaled, t, c, classes=logits.shape[-1])] + none
+        d_logits = b.op("minus_one_hot", scaled, t, c, classes=logits.shape[-1])
+        return [d_logits] + [None] * (len(node.args) - 1)
     weight = b.op("sum", t, axis=(len(t.shape) - 1,), keepdims=True) \
         if node.attr("weighed") else b.const(1.0)
     d_logits = b.op("mul", b.op("sub", b.op("mul", e, b.op("div", weight, s)), t), c)
     d_t = b.op("neg", b.op("mul", b.op("sub", z, b.op("log", s)), c))
-    return [d_logits, d_t] + none[1:]
+    return [d_logits, d_t] + [None] * (len(node.args) - 2)
 
 
 def _sums_to_one(t: Node) -> bool:
@@ -247,12 +247,13 @@ def one_exponential(b, logits: Node, t: Node, n: Node, keep: Node | None = None)
                 *(() if keep is None else (keep,)), weighed=weighed)
 
 
-def _xent_exp_example(t, n, *keep, weighed=False):
-    """An example: the logits (shape), then ``t``, ``n`` and the parts derived from them."""
+def _xent_exp_example(logits, t, n, *keep, weighed=False):
+    """An example: the logits (a shape), ``t``, ``n``, the parts derived from them, and
+    the kept mask if any."""
     def part(k):
         return derived(lambda b, new, x, t, n, *rest:
                        one_exponential(b, x, t, n).args[k])
-    return ex(t[0], t[1], n, part(3), part(4), part(5), part(6), *keep, weighed=weighed)
+    return ex(logits, t, n, part(3), part(4), part(5), part(6), *keep, weighed=weighed)
 
 
 _XROWS = derived(lambda b, new, x, t: b.rows(x))
@@ -269,12 +270,13 @@ defop("softmax_xent_exp", arity=None, shape=_xent_exp_shape,
       rule="softmax + cross-entropy from one exponential e = exp(z - max z): "
            "dL/dlogits = (e / sum(e) - onehot) / N",
       data_roles=_xent_exp_roles,
-      examples=(_xent_exp_example(((4, 3), int_labels((4,), 3)), _XROWS),
-                _xent_exp_example(((2, 3, 4), int_labels((2, 3), 4)), _XROWS),
-                _xent_exp_example(((2, 3, 4), int_labels((2, 3), 4)), _XKEPT, _XKEEP),
-                _xent_exp_example(((4, 3), onehot((4, 3), 3)), _XROWS),
-                _xent_exp_example(((3,), int_labels((), 3)), _XROWS),
-                _xent_exp_example(((2, 3), (2, 3)), _XROWS, weighed=True)))
+      examples=(_xent_exp_example((4, 3), int_labels((4,), 3), _XROWS),
+                _xent_exp_example((2, 3, 4), int_labels((2, 3), 4), _XROWS),
+                _xent_exp_example((2, 3, 4), int_labels((2, 3), 4), _XKEPT, _XKEEP),
+                _xent_exp_example((4, 3), onehot((4, 3), 3), _XROWS),
+                _xent_exp_example((3,), int_labels((), 3), _XROWS),
+                # a computed target: its rows weigh the loss, and it gets a gradient
+                _xent_exp_example((2, 3), (2, 3), _XROWS, weighed=True)))
 
 
 defop("one_hot", arity=1, shape=lambda args, attrs: args[0].shape + (attrs["classes"],),
