@@ -6,6 +6,8 @@
         .grad        with its backward pass
         .program     optimized: what the module computes ("opt")
         .inference   the optimized program in inference mode (None: the same program)
+        .coded_inference  the inference program the module is printed from (with the
+                     fast forms in the fast style)
         .coded       the training program the module is printed from: ``program``, or in
                      the fast style ``fast_program`` (its fast forms, passes/fast_forms.py,
                      and its loops' hoisting, passes/hoist.py)
@@ -153,9 +155,25 @@ class Compilation:
         def make():
             if not has_modes(self.program):
                 return None
-            prog = self._elaborated(train=False, warn=lambda text: None)  # said already
-            return self._run(optimize, self._run(differentiate, prog))
+            return self._run(optimize, self._run(differentiate, self._inference_ir))
         return self._once("inference", make)
+
+    @property
+    def coded_inference(self) -> Program | None:
+        """The inference program the module is printed from, in this compilation's style:
+        ``inference``, with the fast forms in the fast style (its loss's)."""
+        def make():
+            fast = self._run(fast_forms, self._inference_ir)
+            return self.inference if fast is self._inference_ir else \
+                self._run(optimize, self._run(differentiate, fast))
+        if self.style != "fast" or self.inference is None:
+            return self.inference
+        return self._once("fast_inference", make)
+
+    @property
+    def _inference_ir(self) -> Program:
+        return self._once("inference_ir", lambda: self._elaborated(
+            train=False, warn=lambda text: None))  # its warnings: said already
 
     @property
     def named(self) -> tuple[Program, dict[int, str]]:
@@ -202,7 +220,7 @@ class Compilation:
         """The module's text and line origins (``codegen.GeneratedModule``)."""
         from .backend.codegen import generate_module
 
-        prog, infer = self.coded, self.inference
+        prog, infer = self.coded, self.coded_inference
         with gc_paused(), too_deep_is_an_error(self.spec.path, None):
             return generate_module(prog, self.spec.path, fmt=self.layout, style=self.style,
                                    inference=infer, target_name=self.target)
@@ -218,7 +236,7 @@ class Compilation:
         to the equation it differentiates; a running statistic's update to the equation
         that computes it. (A line reading an input or a parameter is not mapped.)"""
         bindings: dict[str, Binding] = {}  # by name, the training program's first
-        for prog in filter(None, (self.inference, self.coded)):
+        for prog in filter(None, (self.coded_inference, self.coded)):
             bindings.update((bd.name, bd) for bd in prog.all_bindings())
         found: dict[str, int | None] = {}
 

@@ -49,7 +49,7 @@ CONFIG = {
     "labels": {"q": 13, "d": 13, "answer": 13},
     "output_shape": ("N", 4, 13),
     "memory": {
-        "kept": {"N": 38808},
+        "kept": {"N": 38840},
         "moments": [
             ("f1", ("N", 7, 64), "float64", {"": 8, "N": 25600}, False, "part"),
             ("a", ("N", 4, 256), "float64", {"": 8, "N": 20480}, False, "part"),
@@ -86,18 +86,6 @@ def _embed_grad_sorted(ids, g, rows):
     return out
 
 
-def _logsumexp_shifted(x, axis=None, keepdims=False):
-    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
-    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer). A scalar's
-    difference is a NumPy scalar, which cannot be written into: made a 0-d array."""
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.asarray(np.subtract(x, m))
-    np.exp(e, out=e)
-    out = np.log(np.sum(e, axis=axis, keepdims=True))
-    out += m
-    return out if keepdims else np.squeeze(out, axis=axis)
-
-
 def _matmul_rows(x, w, out=None):
     """x @ w for a batch x ([N, T, D]) and a matrix w ([D, K]) as one product over all
     the rows ([N*T, D] @ [D, K]), as the book's TimeAffine reshapes: NumPy's matmul runs
@@ -113,16 +101,17 @@ def _matmul_rows(x, w, out=None):
     return out
 
 
-def _minus_one_hot(p, labels, out=None):
-    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
-    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
-    1``), with no [..., classes] table of zeros."""
+def _minus_one_hot(p, labels, amount=1, out=None):
+    """p - amount * one_hot(labels), into ``out`` (which may be p): ``amount`` (a
+    number, or one per label, shaped [..., 1]) subtracted at each label's place along
+    the last axis, as the book's softmax backward does (``dx[arange, t] -= 1``), with no
+    [..., classes] table of zeros."""
     if out is None:
         out = p.copy()
     elif out is not p:
         out[...] = p
     at = np.asarray(labels)[..., None]
-    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - amount, axis=-1)
     return out
 
 
@@ -313,10 +302,13 @@ def loss(params, q, d, answer) -> float:
     y = _matmul_rows(h, Wo) + np.reshape(enc @ Wq, (-1, 1, 13))
     y += bo
     del h1, enc, h
-    # L_log_softmax: [N, 4, 13]
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
-    L_mul = 4 * q.shape[0]  # scalar
-    L = -np.sum(np.take_along_axis(L_log_softmax, answer[..., None], axis=-1)) / L_mul
+    # L_shifted: [N, 4, 13], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=2, keepdims=True), out=y)
+    # L_target_logit: [N, 4, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, answer[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 4, 13], used 2 times
+    L_sum_exp = np.sum(L_exp, axis=2, keepdims=True)  # [N, 4, 1]
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / (4 * q.shape[0])
     return float(L)
 
 
@@ -410,17 +402,22 @@ def loss_and_grad(
     del a_x
     y = _matmul_rows(h, Wo) + np.reshape(enc @ Wq, (-1, 1, 13))
     y += bo
-    # L_log_softmax: [N, 4, 13], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
-    L_mul = 4 * q.shape[0]  # scalar
-    L = -np.sum(np.take_along_axis(L_log_softmax, answer[..., None], axis=-1)) / L_mul
+    # L_shifted: [N, 4, 13], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=2, keepdims=True), out=y)
+    # L_target_logit: [N, 4, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, answer[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 4, 13], used 3 times
+    L_sum_exp = np.sum(L_exp, axis=2, keepdims=True)  # [N, 4, 1], used 2 times
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / (4 * q.shape[0])
+    del L_target_logit
 
     # backward
     # loss L = softmax_cross_entropy(y, answer)
-    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy = _minus_one_hot(dL_dy, answer, out=dL_dy)
-    dL_dy *= scale / L_mul
+    #   softmax + cross-entropy from one exponential e = exp(z - max z): dL/dlogits = (e
+    #   / sum(e) - onehot) / N
+    dL_dy = np.multiply(L_exp, scale / (4 * q.shape[0]) / L_sum_exp, out=L_exp)
+    dL_dy = _minus_one_hot(dL_dy, answer, scale / (4 * q.shape[0]), out=dL_dy)
+    del L_sum_exp
     # y = h @ Wo + reshape(enc @ Wq, [N, 1, V]) + bo
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dL_dbo = np.sum(dL_dy, axis=(0, 1), out=grads.get("bo"))
@@ -430,7 +427,7 @@ def loss_and_grad(
         np.reshape(h, (-1, 64)).T, np.reshape(dL_dy, (-1, 13)), out=grads.get("Wo")
     )
     dL_dh = _matmul_rows(dL_dy, Wo.T)
-    del y, L_log_softmax, dL_dy
+    del y, L_shifted, L_exp, dL_dy
     # a[t] = x[:, t] @ Wx + h[t - 1] @ Wh + enc @ Wp + b
     #   zeros_rows(x) does not depend on the values of x; d(X @ W) = dX @ W + X @ dW, so
     #   dX = G @ W.T and dW = X.T @ G

@@ -43,7 +43,7 @@ CONFIG = {
     "labels": {"t": 10},
     "output_shape": ("N", 10),
     "memory": {
-        "kept": {"N": 9304},
+        "kept": {"N": 9312},
         "moments": [
             (
                 "dL_da1",
@@ -95,18 +95,6 @@ def _im2col(x, kh, kw, stride=1, pad=0):
     col = windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, oh * ow)
     # A kernel as tall or as wide as the image can leave that reshape a view of x.
     return col.copy() if np.may_share_memory(col, x) else col
-
-
-def _logsumexp_shifted(x, axis=None, keepdims=False):
-    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
-    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer). A scalar's
-    difference is a NumPy scalar, which cannot be written into: made a 0-d array."""
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.asarray(np.subtract(x, m))
-    np.exp(e, out=e)
-    out = np.log(np.sum(e, axis=axis, keepdims=True))
-    out += m
-    return out if keepdims else np.squeeze(out, axis=axis)
 
 
 def _max_pool(x, size, stride=1, pad=0):
@@ -184,16 +172,17 @@ def _max_pool_mask(x, out, size, stride=1, pad=0):
     return mask
 
 
-def _minus_one_hot(p, labels, out=None):
-    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
-    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
-    1``), with no [..., classes] table of zeros."""
+def _minus_one_hot(p, labels, amount=1, out=None):
+    """p - amount * one_hot(labels), into ``out`` (which may be p): ``amount`` (a
+    number, or one per label, shaped [..., 1]) subtracted at each label's place along
+    the last axis, as the book's softmax backward does (``dx[arange, t] -= 1``), with no
+    [..., classes] table of zeros."""
     if out is None:
         out = p.copy()
     elif out is not p:
         out[...] = p
     at = np.asarray(labels)[..., None]
-    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - amount, axis=-1)
     return out
 
 
@@ -272,9 +261,13 @@ def loss(params, x, t) -> float:
     y = z2 @ W3
     y += b3
     del a2, z2
-    # L_log_softmax: [N, 10]
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
-    L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
+    # L_shifted: [N, 10], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=1, keepdims=True), out=y)
+    # L_target_logit: [N, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 10], used 2 times
+    L_sum_exp = np.sum(L_exp, axis=1, keepdims=True)  # [N, 1]
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / x.shape[0]
     return float(L)
 
 
@@ -311,9 +304,14 @@ def loss_and_grad(
     z2 = np.maximum(a2, 0, out=a2)
     y = z2 @ W3
     y += b3
-    # L_log_softmax: [N, 10], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
-    L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
+    # L_shifted: [N, 10], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=1, keepdims=True), out=y)
+    # L_target_logit: [N, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 10], used 3 times
+    L_sum_exp = np.sum(L_exp, axis=1, keepdims=True)  # [N, 1], used 2 times
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / x.shape[0]
+    del L_target_logit
     # p1_argmax: [4, N, 16, 4, 4] bool, taken now so z1 can be released
     p1_argmax = _max_pool_mask(z1, p1, 2, stride=2, pad=0)
     z1_mask = z1 > 0  # [N, 16, 8, 8] bool, taken now so z1 can be released
@@ -321,17 +319,18 @@ def loss_and_grad(
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
-    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy = _minus_one_hot(dL_dy, t, out=dL_dy)
-    dL_dy *= scale / x.shape[0]
+    #   softmax + cross-entropy from one exponential e = exp(z - max z): dL/dlogits = (e
+    #   / sum(e) - onehot) / N
+    dL_dy = np.multiply(L_exp, scale / x.shape[0] / L_sum_exp, out=L_exp)
+    dL_dy = _minus_one_hot(dL_dy, t, scale / x.shape[0], out=dL_dy)
+    del L_sum_exp
     # y = z2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_dy, axis=0, out=grads.get("b3"))
     dL_dW3 = np.matmul(z2.T, dL_dy, out=grads.get("W3"))
     z2_mask = z2 > 0  # [N, 64] bool, taken now so z2 can be released
     del a2, z2
     dL_dz2 = dL_dy @ W3.T
-    del y, L_log_softmax, dL_dy
+    del y, L_shifted, L_exp, dL_dy
     # z2 = relu(a2) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da2 = np.multiply(z2_mask, dL_dz2, out=dL_dz2)
     del z2_mask

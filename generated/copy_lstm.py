@@ -43,7 +43,7 @@ CONFIG = {
     "labels": {"x": 10, "t": 10},
     "output_shape": ("N", "T", 10),
     "memory": {
-        "kept": {"N": 512, "N*T": 3297},
+        "kept": {"N": 512, "N*T": 3305},
         "moments": [
             (
                 "f2",
@@ -95,18 +95,6 @@ def _embed_grad_sorted(ids, g, rows):
     return out
 
 
-def _logsumexp_shifted(x, axis=None, keepdims=False):
-    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
-    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer). A scalar's
-    difference is a NumPy scalar, which cannot be written into: made a 0-d array."""
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.asarray(np.subtract(x, m))
-    np.exp(e, out=e)
-    out = np.log(np.sum(e, axis=axis, keepdims=True))
-    out += m
-    return out if keepdims else np.squeeze(out, axis=axis)
-
-
 def _matmul_rows(x, w, out=None):
     """x @ w for a batch x ([N, T, D]) and a matrix w ([D, K]) as one product over all
     the rows ([N*T, D] @ [D, K]), as the book's TimeAffine reshapes: NumPy's matmul runs
@@ -122,16 +110,17 @@ def _matmul_rows(x, w, out=None):
     return out
 
 
-def _minus_one_hot(p, labels, out=None):
-    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
-    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
-    1``), with no [..., classes] table of zeros."""
+def _minus_one_hot(p, labels, amount=1, out=None):
+    """p - amount * one_hot(labels), into ``out`` (which may be p): ``amount`` (a
+    number, or one per label, shaped [..., 1]) subtracted at each label's place along
+    the last axis, as the book's softmax backward does (``dx[arange, t] -= 1``), with no
+    [..., classes] table of zeros."""
     if out is None:
         out = p.copy()
     elif out is not p:
         out[...] = p
     at = np.asarray(labels)[..., None]
-    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - amount, axis=-1)
     return out
 
 
@@ -511,15 +500,14 @@ def loss(params, x, t) -> float:
     y += b3
     del h2, hs2
     t_mask = t != 0  # [N, T], used 2 times
-    # L_log_softmax: [N, T, 10]
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
+    # L_shifted: [N, T, 10], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=2, keepdims=True), out=y)
+    # L_target_logit: [N, T, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, T, 10], used 2 times
     L_count_kept = max(int(np.count_nonzero(t_mask)), 1)  # scalar
-    L = (
-        -np.sum(
-            np.take_along_axis(L_log_softmax, t[..., None], axis=-1)[..., 0] * t_mask
-        )
-        / L_count_kept
-    )
+    L_sum_exp = np.sum(L_exp, axis=2, keepdims=True)  # [N, T, 1]
+    L = np.sum((np.log(L_sum_exp) - L_target_logit)[..., 0] * t_mask) / L_count_kept
     return float(L)
 
 
@@ -580,33 +568,35 @@ def loss_and_grad(
     hs2 = h2
     y = _matmul_rows(h2, W3)
     y += b3
-    # L_log_softmax: [N, T, 10], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
     t_mask = t != 0  # [N, T], used 3 times
     L_count_kept = max(int(np.count_nonzero(t_mask)), 1)  # scalar, used 2 times
-    L = (
-        -np.sum(
-            np.take_along_axis(L_log_softmax, t[..., None], axis=-1)[..., 0] * t_mask
-        )
-        / L_count_kept
-    )
-    # dL_dy_mul: [N, T, 10]
-    dL_dy_mul = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy_mul = _minus_one_hot(dL_dy_mul, t, out=dL_dy_mul)
-    dL_dy_mul *= np.expand_dims(t_mask, 2)
+    # L_shifted: [N, T, 10], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=2, keepdims=True), out=y)
+    # L_target_logit: [N, T, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, T, 10], used 3 times
+    L_sum_exp = np.sum(L_exp, axis=2, keepdims=True)  # [N, T, 1], used 2 times
+    L = np.sum((np.log(L_sum_exp) - L_target_logit)[..., 0] * t_mask) / L_count_kept
+    del L_target_logit
+    # dL_dy_mul: [N, T, 1], used 2 times
+    dL_dy_mul = np.expand_dims(t_mask, 2).astype(DTYPE)
+    dL_dy_mul *= scale / L_count_kept
     del t_mask
 
     # backward
     # loss L = softmax_cross_entropy(y, t, ignore=0)
-    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.multiply(scale / L_count_kept, dL_dy_mul, out=dL_dy_mul)
+    #   softmax + cross-entropy from one exponential e = exp(z - max z): dL/dlogits = (e
+    #   / sum(e) - onehot) / N
+    dL_dy = np.multiply(L_exp, dL_dy_mul / L_sum_exp, out=L_exp)
+    dL_dy = _minus_one_hot(dL_dy, t, dL_dy_mul, out=dL_dy)
+    del L_sum_exp, dL_dy_mul
     # y = hs2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_dy, axis=(0, 1), out=grads.get("b3"))
     dL_dW3 = np.matmul(
         np.reshape(h2, (-1, 64)).T, np.reshape(dL_dy, (-1, 10)), out=grads.get("W3")
     )
     dL_dh2 = _matmul_rows(dL_dy, W3.T)
-    del y, L_log_softmax, dL_dy_mul, dL_dy
+    del y, L_shifted, L_exp, dL_dy
     # a2[t_2] = e1[:, t_2] @ Wx2 + h2[t_2 - 1] @ Wh2 + b2
     #   zeros_rows(x) does not depend on the values of x; d(X @ W) = dX @ W + X @ dW, so
     #   dX = G @ W.T and dW = X.T @ G

@@ -72,7 +72,7 @@ CONFIG = {
     "labels": {"x": 66, "t": 66},
     "output_shape": ("N", 10, 66),
     "memory": {
-        "kept": {"": 8, "N": 7920, "N*T": 3176, "N*T*T": 8},
+        "kept": {"": 8, "N": 8000, "N*T": 3176, "N*T*T": 8},
         "moments": [
             (
                 "the matmul of line 36",
@@ -123,18 +123,6 @@ def _embed_grad_sorted(ids, g, rows):
     return out
 
 
-def _logsumexp_shifted(x, axis=None, keepdims=False):
-    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
-    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer). A scalar's
-    difference is a NumPy scalar, which cannot be written into: made a 0-d array."""
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.asarray(np.subtract(x, m))
-    np.exp(e, out=e)
-    out = np.log(np.sum(e, axis=axis, keepdims=True))
-    out += m
-    return out if keepdims else np.squeeze(out, axis=axis)
-
-
 def _matmul_rows(x, w, out=None):
     """x @ w for a batch x ([N, T, D]) and a matrix w ([D, K]) as one product over all
     the rows ([N*T, D] @ [D, K]), as the book's TimeAffine reshapes: NumPy's matmul runs
@@ -150,16 +138,17 @@ def _matmul_rows(x, w, out=None):
     return out
 
 
-def _minus_one_hot(p, labels, out=None):
-    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
-    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
-    1``), with no [..., classes] table of zeros."""
+def _minus_one_hot(p, labels, amount=1, out=None):
+    """p - amount * one_hot(labels), into ``out`` (which may be p): ``amount`` (a
+    number, or one per label, shaped [..., 1]) subtracted at each label's place along
+    the last axis, as the book's softmax backward does (``dx[arange, t] -= 1``), with no
+    [..., classes] table of zeros."""
     if out is None:
         out = p.copy()
     elif out is not p:
         out[...] = p
     at = np.asarray(labels)[..., None]
-    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - amount, axis=-1)
     return out
 
 
@@ -346,10 +335,13 @@ def loss(params, x, t) -> float:
     y = _matmul_rows(a @ _matmul_rows(h2, Uv) + Q, O)
     y += o
     del h2, a
-    # L_log_softmax: [N, 10, 66]
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
-    L_mul = 10 * x.shape[0]  # scalar
-    L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
+    # L_shifted: [N, 10, 66], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=2, keepdims=True), out=y)
+    # L_target_logit: [N, 10, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 10, 66], used 2 times
+    L_sum_exp = np.sum(L_exp, axis=2, keepdims=True)  # [N, 10, 1]
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / (10 * x.shape[0])
     return float(L)
 
 
@@ -429,17 +421,22 @@ def loss_and_grad(
     y_add += Q
     y = _matmul_rows(y_add, O)
     y += o
-    # L_log_softmax: [N, 10, 66], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
-    L_mul = 10 * x.shape[0]  # scalar
-    L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
+    # L_shifted: [N, 10, 66], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=2, keepdims=True), out=y)
+    # L_target_logit: [N, 10, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 10, 66], used 3 times
+    L_sum_exp = np.sum(L_exp, axis=2, keepdims=True)  # [N, 10, 1], used 2 times
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / (10 * x.shape[0])
+    del L_target_logit
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
-    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy = _minus_one_hot(dL_dy, t, out=dL_dy)
-    dL_dy *= scale / L_mul
+    #   softmax + cross-entropy from one exponential e = exp(z - max z): dL/dlogits = (e
+    #   / sum(e) - onehot) / N
+    dL_dy = np.multiply(L_exp, scale / (10 * x.shape[0]) / L_sum_exp, out=L_exp)
+    dL_dy = _minus_one_hot(dL_dy, t, scale / (10 * x.shape[0]), out=dL_dy)
+    del L_sum_exp
     # y = (a @ (h2 @ Uv) + Q) @ O + o
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dL_do = np.sum(dL_dy, axis=(0, 1), out=grads.get("o"))
@@ -448,7 +445,7 @@ def loss_and_grad(
     )
     del y_add
     dL_dUv_matmul = _matmul_rows(dL_dy, O.T)  # [N, 10, 32], used 3 times
-    del y, L_log_softmax, dL_dy
+    del y, L_shifted, L_exp, dL_dy
     dL_dUv_matmul_2 = np.swapaxes(a, -1, -2) @ dL_dUv_matmul  # [N, T, 32], used 2 times
     dL_dUv = np.matmul(
         np.reshape(h2, (-1, 32)).T,

@@ -46,7 +46,7 @@ CONFIG = {
     "onehot": {"t": 10},
     "output_shape": ("N", 10),
     "memory": {
-        "kept": {"N": 5672},
+        "kept": {"N": 5680},
         "moments": [
             ("d4", ("N", 100), "float64", {"": 80000, "N": 1600}, False, "div"),
             ("d3", ("N", 100), "float64", {"": 80000, "N": 1600}, False, "div"),
@@ -69,18 +69,6 @@ CONFIG = {
         "logits": True,
     },
 }
-
-
-def _logsumexp_shifted(x, axis=None, keepdims=False):
-    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
-    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer). A scalar's
-    difference is a NumPy scalar, which cannot be written into: made a 0-d array."""
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.asarray(np.subtract(x, m))
-    np.exp(e, out=e)
-    out = np.log(np.sum(e, axis=axis, keepdims=True))
-    out += m
-    return out if keepdims else np.squeeze(out, axis=axis)
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -220,7 +208,13 @@ def loss(params, x, t, *, training=False, rng=None) -> float:
     d5 = z5
     y = z5 @ W6
     y += b6
-    L = -np.sum(t * (y - _logsumexp_shifted(y, axis=1, keepdims=True))) / x.shape[0]
+    del a5, z5, d5
+    # L_shifted: [N, 10], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=1, keepdims=True), out=y)
+    L_target_logit = np.sum(t * L_shifted, axis=-1, keepdims=True)  # [N, 1], read early
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 10], used 2 times
+    L_sum_exp = np.sum(L_exp, axis=1, keepdims=True)  # [N, 1]
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / x.shape[0]
     return float(L)
 
 
@@ -295,22 +289,28 @@ def loss_and_grad(
     d5 /= 0.8
     y = d5 @ W6
     y += b6
-    # L_log_softmax: [N, 10], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
-    L = -np.sum(t * L_log_softmax) / x.shape[0]
+    # L_shifted: [N, 10], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=1, keepdims=True), out=y)
+    L_target_logit = np.sum(t * L_shifted, axis=-1, keepdims=True)  # [N, 1], read early
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 10], used 3 times
+    L_sum_exp = np.sum(L_exp, axis=1, keepdims=True)  # [N, 1], used 2 times
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / x.shape[0]
+    del L_target_logit
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
-    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
+    #   softmax + cross-entropy from one exponential e = exp(z - max z): dL/dlogits = (e
+    #   / sum(e) - onehot) / N
+    dL_dy = np.multiply(L_exp, 1.0 / L_sum_exp, out=L_exp)
     dL_dy -= t
     dL_dy *= scale / x.shape[0]
+    del L_sum_exp
     # y = d5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(d5.T, dL_dy, out=grads.get("W6"))
     del d5
     dL_dd5 = dL_dy @ W6.T
-    del y, L_log_softmax, dL_dy
+    del y, L_shifted, L_exp, dL_dy
     # d5 = dropout(z5, 0.2)
     dL_dz5 = np.divide(dL_dd5, 0.8, out=dL_dd5)
     dL_dz5 *= d5_keep
@@ -450,7 +450,13 @@ def _loss_training(params, x, t, *, rng) -> float:
     del d5_keep
     y = d5 @ W6
     y += b6
-    L = -np.sum(t * (y - _logsumexp_shifted(y, axis=1, keepdims=True))) / x.shape[0]
+    del a5, z5, d5
+    # L_shifted: [N, 10], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=1, keepdims=True), out=y)
+    L_target_logit = np.sum(t * L_shifted, axis=-1, keepdims=True)  # [N, 1], read early
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 10], used 2 times
+    L_sum_exp = np.sum(L_exp, axis=1, keepdims=True)  # [N, 1]
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / x.shape[0]
     return float(L)
 
 
@@ -501,23 +507,29 @@ def _loss_and_grad_inference(
     d5 = z5
     y = z5 @ W6
     y += b6
-    # L_log_softmax: [N, 10], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
-    L = -np.sum(t * L_log_softmax) / x.shape[0]
+    # L_shifted: [N, 10], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=1, keepdims=True), out=y)
+    L_target_logit = np.sum(t * L_shifted, axis=-1, keepdims=True)  # [N, 1], read early
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 10], used 3 times
+    L_sum_exp = np.sum(L_exp, axis=1, keepdims=True)  # [N, 1], used 2 times
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / x.shape[0]
+    del L_target_logit
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
-    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
+    #   softmax + cross-entropy from one exponential e = exp(z - max z): dL/dlogits = (e
+    #   / sum(e) - onehot) / N
+    dL_dy = np.multiply(L_exp, 1.0 / L_sum_exp, out=L_exp)
     dL_dy -= t
     dL_dy *= scale / x.shape[0]
+    del L_sum_exp
     # y = d5 @ W6 + b6 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db6 = np.sum(dL_dy, axis=0, out=grads.get("b6"))
     dL_dW6 = np.matmul(z5.T, dL_dy, out=grads.get("W6"))
     z5_mask = z5 > 0  # [N, 100] bool, taken now so z5 can be released
     del a5, z5, d5
     dL_dz5 = dL_dy @ W6.T
-    del y, L_log_softmax, dL_dy
+    del y, L_shifted, L_exp, dL_dy
     # z5 = relu(a5) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da5 = np.multiply(z5_mask, dL_dz5, out=dL_dz5)
     del z5_mask

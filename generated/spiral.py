@@ -36,7 +36,7 @@ CONFIG = {
     "labels": {"t": 3},
     "output_shape": ("N", 3),
     "memory": {
-        "kept": {"N": 560},
+        "kept": {"N": 568},
         "moments": [
             ("z1", ("N", 64), "float64", {"N": 576}, False, "relu"),
             ("dL_dz1", ("N", 64), "float64", {"N": 576}, False, "matmul"),
@@ -53,28 +53,17 @@ CONFIG = {
 }
 
 
-def _logsumexp_shifted(x, axis=None, keepdims=False):
-    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
-    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer). A scalar's
-    difference is a NumPy scalar, which cannot be written into: made a 0-d array."""
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.asarray(np.subtract(x, m))
-    np.exp(e, out=e)
-    out = np.log(np.sum(e, axis=axis, keepdims=True))
-    out += m
-    return out if keepdims else np.squeeze(out, axis=axis)
-
-
-def _minus_one_hot(p, labels, out=None):
-    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
-    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
-    1``), with no [..., classes] table of zeros."""
+def _minus_one_hot(p, labels, amount=1, out=None):
+    """p - amount * one_hot(labels), into ``out`` (which may be p): ``amount`` (a
+    number, or one per label, shaped [..., 1]) subtracted at each label's place along
+    the last axis, as the book's softmax backward does (``dx[arange, t] -= 1``), with no
+    [..., classes] table of zeros."""
     if out is None:
         out = p.copy()
     elif out is not p:
         out[...] = p
     at = np.asarray(labels)[..., None]
-    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - amount, axis=-1)
     return out
 
 
@@ -125,9 +114,13 @@ def loss(params, x, t) -> float:
     y = z1 @ W2
     y += b2
     del a1, z1
-    # L_log_softmax: [N, 3]
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
-    L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
+    # L_shifted: [N, 3], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=1, keepdims=True), out=y)
+    # L_target_logit: [N, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 3], used 2 times
+    L_sum_exp = np.sum(L_exp, axis=1, keepdims=True)  # [N, 1]
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / x.shape[0]
     return float(L)
 
 
@@ -156,23 +149,29 @@ def loss_and_grad(
     z1 = np.maximum(a1, 0, out=a1)
     y = z1 @ W2
     y += b2
-    # L_log_softmax: [N, 3], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=1, keepdims=True), out=y)
-    L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / x.shape[0]
+    # L_shifted: [N, 3], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=1, keepdims=True), out=y)
+    # L_target_logit: [N, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, 3], used 3 times
+    L_sum_exp = np.sum(L_exp, axis=1, keepdims=True)  # [N, 1], used 2 times
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / x.shape[0]
+    del L_target_logit
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
-    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy = _minus_one_hot(dL_dy, t, out=dL_dy)
-    dL_dy *= scale / x.shape[0]
+    #   softmax + cross-entropy from one exponential e = exp(z - max z): dL/dlogits = (e
+    #   / sum(e) - onehot) / N
+    dL_dy = np.multiply(L_exp, scale / x.shape[0] / L_sum_exp, out=L_exp)
+    dL_dy = _minus_one_hot(dL_dy, t, scale / x.shape[0], out=dL_dy)
+    del L_sum_exp
     # y = z1 @ W2 + b2 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db2 = np.sum(dL_dy, axis=0, out=grads.get("b2"))
     dL_dW2 = np.matmul(z1.T, dL_dy, out=grads.get("W2"))
     z1_mask = z1 > 0  # [N, 64] bool, taken now so z1 can be released
     del a1, z1
     dL_dz1 = dL_dy @ W2.T
-    del y, L_log_softmax, dL_dy
+    del y, L_shifted, L_exp, dL_dy
     # z1 = relu(a1) (relu'(x) = [relu(x) > 0], a mask from the output)
     dL_da1 = np.multiply(z1_mask, dL_dz1, out=dL_dz1)
     # a1 = x @ W1 + b1 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)

@@ -72,7 +72,7 @@ CONFIG = {
     "labels": {"ids": 45, "t": 45},
     "output_shape": ("N", "T", 45),
     "memory": {
-        "kept": {"": 8, "N*T": 3984, "N*T*T": 16},
+        "kept": {"": 8, "N*T": 3992, "N*T*T": 16},
         "moments": [
             ("dL_da", ("N", 2, "T", "T"), "float64", {"N*T*T": 32}, False, "matmul"),
             (
@@ -116,18 +116,6 @@ def _embed_grad_sorted(ids, g, rows):
     return out
 
 
-def _logsumexp_shifted(x, axis=None, keepdims=False):
-    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
-    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer). A scalar's
-    difference is a NumPy scalar, which cannot be written into: made a 0-d array."""
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.asarray(np.subtract(x, m))
-    np.exp(e, out=e)
-    out = np.log(np.sum(e, axis=axis, keepdims=True))
-    out += m
-    return out if keepdims else np.squeeze(out, axis=axis)
-
-
 def _masked_softmax(x, mask, axis=-1):
     """softmax over the positions where mask is true (or nonzero), 0 elsewhere; a row
     with no position left is all 0, not 0 / 0."""
@@ -153,16 +141,17 @@ def _matmul_rows(x, w, out=None):
     return out
 
 
-def _minus_one_hot(p, labels, out=None):
-    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
-    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
-    1``), with no [..., classes] table of zeros."""
+def _minus_one_hot(p, labels, amount=1, out=None):
+    """p - amount * one_hot(labels), into ``out`` (which may be p): ``amount`` (a
+    number, or one per label, shaped [..., 1]) subtracted at each label's place along
+    the last axis, as the book's softmax backward does (``dx[arange, t] -= 1``), with no
+    [..., classes] table of zeros."""
     if out is None:
         out = p.copy()
     elif out is not p:
         out[...] = p
     at = np.asarray(labels)[..., None]
-    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - amount, axis=-1)
     return out
 
 
@@ -396,10 +385,13 @@ def loss(params, ids, t) -> float:
     y = _matmul_rows(g3 * y_xn + b3, O)
     y += o
     del x2, y_xc, y_xn
-    # L_log_softmax: [N, T, 45]
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
-    L_mul = ids.shape[0] * ids.shape[1]  # scalar
-    L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
+    # L_shifted: [N, T, 45], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=2, keepdims=True), out=y)
+    # L_target_logit: [N, T, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, T, 45], used 2 times
+    L_sum_exp = np.sum(L_exp, axis=2, keepdims=True)  # [N, T, 1]
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / (ids.shape[0] * ids.shape[1])
     return float(L)
 
 
@@ -495,17 +487,24 @@ def loss_and_grad(
     y_add += b3
     y = _matmul_rows(y_add, O)
     y += o
-    # L_log_softmax: [N, T, 45], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
-    L_mul = ids.shape[0] * ids.shape[1]  # scalar
-    L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
+    # L_shifted: [N, T, 45], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=2, keepdims=True), out=y)
+    # L_target_logit: [N, T, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, T, 45], used 3 times
+    L_sum_exp = np.sum(L_exp, axis=2, keepdims=True)  # [N, T, 1], used 2 times
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / (ids.shape[0] * ids.shape[1])
+    del L_target_logit
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
-    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy = _minus_one_hot(dL_dy, t, out=dL_dy)
-    dL_dy *= scale / L_mul
+    #   softmax + cross-entropy from one exponential e = exp(z - max z): dL/dlogits = (e
+    #   / sum(e) - onehot) / N
+    dL_dy = np.multiply(
+        L_exp, scale / (ids.shape[0] * ids.shape[1]) / L_sum_exp, out=L_exp
+    )
+    dL_dy = _minus_one_hot(dL_dy, t, scale / (ids.shape[0] * ids.shape[1]), out=dL_dy)
+    del L_sum_exp
     # y = layer_norm(x2, g3, b3) @ O + o
     #   d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G
     dL_do = np.sum(dL_dy, axis=(0, 1), out=grads.get("o"))
@@ -514,7 +513,7 @@ def loss_and_grad(
     )
     del y_add
     dL_db3_matmul = _matmul_rows(dL_dy, O.T)  # [N, T, 32], used 3 times
-    del y, L_log_softmax, dL_dy
+    del y, L_shifted, L_exp, dL_dy
     dL_db3 = np.sum(dL_db3_matmul, axis=(0, 1), out=grads.get("b3"))
     dL_dg3 = np.sum(dL_db3_matmul * y_xn, axis=(0, 1), out=grads.get("g3"))
     # y_grad_scaled: [N, T, 32], used 3 times

@@ -45,7 +45,7 @@ CONFIG = {
     "output_shape": ("N", "T", 45),
     "streams": ["c2_state", "h2_state"],
     "memory": {
-        "kept": {"N": 512, "N*T": 2040},
+        "kept": {"N": 512, "N*T": 2048},
         "moments": [
             (
                 "f2",
@@ -96,18 +96,6 @@ def _embed_grad_sorted(ids, g, rows):
     return out
 
 
-def _logsumexp_shifted(x, axis=None, keepdims=False):
-    """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
-    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer). A scalar's
-    difference is a NumPy scalar, which cannot be written into: made a 0-d array."""
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.asarray(np.subtract(x, m))
-    np.exp(e, out=e)
-    out = np.log(np.sum(e, axis=axis, keepdims=True))
-    out += m
-    return out if keepdims else np.squeeze(out, axis=axis)
-
-
 def _matmul_rows(x, w, out=None):
     """x @ w for a batch x ([N, T, D]) and a matrix w ([D, K]) as one product over all
     the rows ([N*T, D] @ [D, K]), as the book's TimeAffine reshapes: NumPy's matmul runs
@@ -123,16 +111,17 @@ def _matmul_rows(x, w, out=None):
     return out
 
 
-def _minus_one_hot(p, labels, out=None):
-    """p - one_hot(labels), into ``out`` (which may be p): 1 subtracted at each label's
-    place along the last axis, as the book's softmax backward does (``dx[arange, t] -=
-    1``), with no [..., classes] table of zeros."""
+def _minus_one_hot(p, labels, amount=1, out=None):
+    """p - amount * one_hot(labels), into ``out`` (which may be p): ``amount`` (a
+    number, or one per label, shaped [..., 1]) subtracted at each label's place along
+    the last axis, as the book's softmax backward does (``dx[arange, t] -= 1``), with no
+    [..., classes] table of zeros."""
     if out is None:
         out = p.copy()
     elif out is not p:
         out[...] = p
     at = np.asarray(labels)[..., None]
-    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - 1, axis=-1)
+    np.put_along_axis(out, at, np.take_along_axis(out, at, axis=-1) - amount, axis=-1)
     return out
 
 
@@ -292,10 +281,13 @@ def loss(params, ids, t, *, state) -> float:
     hs2 = h2
     y = _matmul_rows(h2, W3)
     y += b3
-    # L_log_softmax: [N, T, 45]
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
-    L_mul = ids.shape[0] * ids.shape[1]  # scalar
-    L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
+    # L_shifted: [N, T, 45], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=2, keepdims=True), out=y)
+    # L_target_logit: [N, T, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, T, 45], used 2 times
+    L_sum_exp = np.sum(L_exp, axis=2, keepdims=True)  # [N, T, 1]
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / (ids.shape[0] * ids.shape[1])
     return float(L)
 
 
@@ -362,24 +354,31 @@ def loss_and_grad(
     hs2 = h2
     y = _matmul_rows(h2, W3)
     y += b3
-    # L_log_softmax: [N, T, 45], used 2 times
-    L_log_softmax = np.subtract(y, _logsumexp_shifted(y, axis=2, keepdims=True), out=y)
-    L_mul = ids.shape[0] * ids.shape[1]  # scalar
-    L = -np.sum(np.take_along_axis(L_log_softmax, t[..., None], axis=-1)) / L_mul
+    # L_shifted: [N, T, 45], used 3 times
+    L_shifted = np.subtract(y, np.max(y, axis=2, keepdims=True), out=y)
+    # L_target_logit: [N, T, 1], read early
+    L_target_logit = np.take_along_axis(L_shifted, t[..., None], axis=-1)
+    L_exp = np.exp(L_shifted, out=L_shifted)  # [N, T, 45], used 3 times
+    L_sum_exp = np.sum(L_exp, axis=2, keepdims=True)  # [N, T, 1], used 2 times
+    L = np.sum(np.log(L_sum_exp) - L_target_logit) / (ids.shape[0] * ids.shape[1])
+    del L_target_logit
 
     # backward
     # loss L = softmax_cross_entropy(y, t)
-    #   softmax + cross-entropy fused: dL/dlogits = (softmax - onehot) / N
-    dL_dy = np.exp(L_log_softmax, out=L_log_softmax)
-    dL_dy = _minus_one_hot(dL_dy, t, out=dL_dy)
-    dL_dy *= scale / L_mul
+    #   softmax + cross-entropy from one exponential e = exp(z - max z): dL/dlogits = (e
+    #   / sum(e) - onehot) / N
+    dL_dy = np.multiply(
+        L_exp, scale / (ids.shape[0] * ids.shape[1]) / L_sum_exp, out=L_exp
+    )
+    dL_dy = _minus_one_hot(dL_dy, t, scale / (ids.shape[0] * ids.shape[1]), out=dL_dy)
+    del L_sum_exp
     # y = hs2 @ W3 + b3 (d(X @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G)
     dL_db3 = np.sum(dL_dy, axis=(0, 1), out=grads.get("b3"))
     dL_dW3 = np.matmul(
         np.reshape(h2, (-1, 32)).T, np.reshape(dL_dy, (-1, 45)), out=grads.get("W3")
     )
     dL_dh2 = _matmul_rows(dL_dy, W3.T)
-    del y, L_log_softmax, dL_dy
+    del y, L_shifted, L_exp, dL_dy
     # a2[t_2] = e1[:, t_2] @ Wx2 + h2[t_2 - 1] @ Wh2 + b2
     #   stream(state, x) is the state: no adjoint flows into the state or the batch; d(X
     #   @ W) = dX @ W + X @ dW, so dX = G @ W.T and dW = X.T @ G

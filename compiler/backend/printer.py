@@ -215,7 +215,8 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
                     first[a.id] = i
                     stack.append(a)
                     found.append((a, i))
-                    if PRIMITIVES[a.op].random or _loop_or_read_by_one(n, a):
+                    if PRIMITIVES[a.op].random or PRIMITIVES[a.op].early \
+                            or _loop_or_read_by_one(n, a):
                         draws.add(a.id)
     # A view used twice is printed twice, and its arguments with it: one that is not
     # cheap (the product under a reshape of heads) is computed once and named.
@@ -226,7 +227,7 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
                     uses[a.id] = max(uses[a.id], 2)
     # A node used twice, or used before the binding that names it, is computed once; a
     # random draw is always a statement of its own, before its first use: drawn exactly
-    # once, in the order the function computes its statements.
+    # once, in the order the function computes its statements (an early read likewise).
     shared = {n for n, count in uses.items()
               if count > 1 or (n in bound_at and bound_at[n] > first[n]) or n in draws}
     hoisted = _early_masks(bindings, named_for, shared) if early_masks else {}
@@ -277,7 +278,8 @@ def schedule(prog: Program, bindings: list[Binding], printer: Printer | None = N
             later = bindings[bound_at[t.id]].name if t.id in bound_at else None
             add_temp(t, f"used {uses[t.id]} times" if uses[t.id] > 1 else
                      f"kept for {later}" if later else
-                     "drawn once" if PRIMITIVES[t.op].random else "read by the loop")
+                     "drawn once" if PRIMITIVES[t.op].random else
+                     "read early" if PRIMITIVES[t.op].early else "read by the loop")
         if not (bd.node.id in p.names and not bd.node.is_const):
             for t in _split_long_line(prog, p.measure, bd):  # its name says what it is
                 add_temp(t)

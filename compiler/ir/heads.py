@@ -24,7 +24,7 @@ word. The compiler writes the result into the module's ``CONFIG`` (``"accuracy"`
 from __future__ import annotations
 
 from . import Node, Program, topo_order
-from .primitives import labels
+from .primitives import labels, softmax_xent_parts
 
 RECOGNISED = ("softmax_cross_entropy, sigmoid_cross_entropy, cross_entropy of a softmax "
               "output, or a squared error of a sigmoid output and a target")
@@ -49,18 +49,19 @@ def head(prog: Program) -> tuple[dict | None, str | None]:
                and n.attr("default") is None}
     fused = []
     for n in read:
-        if n.op == "softmax_xent" and n.args[2].id in targets:
+        xent = softmax_xent_parts(n)
+        if xent is not None and xent[1].id in targets:
             fused.append("softmax_cross_entropy")
-            axis = _class_axis(output, n.args[0])
+            x, t, keep = xent
+            axis = _class_axis(output, x)
             if axis is not None:
-                t = n.args[2]
                 logits = not (output.op == "softmax" or output.op == "transpose"
                               and output.args[0].op == "softmax")
-                if labels(t, n.args[0]):
+                if labels(t, x):
                     spec = {"target": targets[t.id], "kind": "labels", "class_axis": axis,
                             "threshold": None, "logits": logits}
-                    if len(n.args) == 5:  # ne(t, padding id): its positions are not counted
-                        spec["ignore"] = n.args[4].args[1].attr("value")
+                    if keep is not None:  # ne(t, padding id): its positions are not counted
+                        spec["ignore"] = keep.args[1].attr("value")
                     return spec, None
                 return {"target": targets[t.id], "kind": "onehot", "class_axis": axis,
                         "target_class_axis": len(t.shape) - 1, "threshold": None,
@@ -102,8 +103,8 @@ def is_token_loss(prog: Program) -> bool:
     ``softmax_cross_entropy`` of labels with a time axis, [N, T]): its exponential is
     the perplexity."""
     loss = {bd.name: bd.node for bd in prog.forward}.get(prog.loss)
-    return loss is not None and loss.op == "softmax_xent" and \
-        labels(loss.args[2], loss.args[0]) and len(loss.args[2].shape) >= 2
+    xent = None if loss is None else softmax_xent_parts(loss)
+    return xent is not None and labels(xent[1], xent[0]) and len(xent[1].shape) >= 2
 
 
 def _binary(target: str, threshold: float) -> dict:

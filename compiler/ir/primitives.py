@@ -9,9 +9,10 @@ in ``ops/kernels.py``. This module re-exports what other modules use.
 from __future__ import annotations
 
 from .ops import (ATOM, HELPERS, PRIMITIVES, Primitive, broadcast_shapes, data_roles, expand,
-                  format_number, index_text, indexed_shape, keep_axes, labels, out_hw, pair,
-                  paren, styled, take, unread)
+                  format_number, index_text, indexed_shape, keep_axes, labels, one_exponential,
+                  out_hw, pair, paren, softmax_xent_parts, styled, take, unread)
 
 __all__ = ["ATOM", "HELPERS", "PRIMITIVES", "Primitive", "broadcast_shapes", "data_roles",
            "expand", "format_number", "index_text", "indexed_shape", "keep_axes", "labels",
-           "out_hw", "pair", "paren", "styled", "take", "unread"]
+           "one_exponential", "out_hw", "pair", "paren", "softmax_xent_parts", "styled",
+           "take", "unread"]

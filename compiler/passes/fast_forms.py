@@ -9,6 +9,13 @@
 - **Layer norm's closed-form backward.** ``gamma * xn`` over layer norm's steps (the
   same over the last axis, keepdims, as ``sequence_functions._layer_norm`` builds them)
   becomes ``layer_norm_scale(x, gamma, std, xn)``, likewise.
+- **Softmax cross-entropy with one exponential.** ``softmax_xent`` over the
+  log-softmax ``logits - logsumexp(logits)`` becomes ``softmax_xent_exp`` over its
+  parts (``ops/losses.py``): the logits shifted by their row maximum, in place; each
+  row's target logit, taken before the exponential overwrites them; ``exp``; its row
+  sums. The loss is ``sum(log s - z[t]) / N`` and the gradient ``e / s - onehot``,
+  scaled, is written into the exponentials: one exponential (the log-softmax form takes
+  two) and no third array of the logits' size.
 - **Running statistics in place.** A state update ``m * s + (1 - m) * stat`` becomes
   ``s + (1 - m) * (stat - s)``, which buffer planning writes as ``s += ...`` into the
   state's own array.
@@ -22,6 +29,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..ir import Binding, Builder, Node, Program, topo_order
+from ..ir.primitives import one_exponential
 from . import rebuild, rewrite
 
 
@@ -29,12 +37,41 @@ def fast_forms(prog: Program) -> Program:
     """``prog`` with the fast forms; ``prog`` itself when none applies."""
     nodes = topo_order([bd.node for bd in prog.forward])
     if not any(n.op == "mul" and (_batch_norm_parts(n) or _layer_norm_parts(n))
-               for n in nodes) and \
+               or _log_softmax_of(n) for n in nodes) and \
             not any(_running_parts(bd) for bd in prog.updates):
         return prog
-    prog = rewrite(prog, _fuse_scale)
+    named = {bd.node.id: bd.name for bd in prog.forward}
+    hints: dict[int, str] = {}
+
+    def fast(b: Builder, node: Node, args: tuple[Node, ...]) -> Node | None:
+        if node.op != "softmax_xent":
+            return _fuse_scale(b, node, args)
+        if not _log_softmax_of(rebuild(b, node, args)):
+            return None
+        # Its parts are named after the equation (``L_exp``), as the function's steps are.
+        b.hints.clear()
+        new = one_exponential(b, args[0], *args[2:])
+        owner = named.get(node.id, "xent")
+        hints.update((i, f"{owner}_{hint}") for i, hint in b.hints.items())
+        return new
+
+    prog = rewrite(prog, fast)
     b = Builder(prog.dtype)
-    return prog.with_(updates=[_in_place(b, bd) for bd in prog.updates])
+    return prog.with_(updates=[_in_place(b, bd) for bd in prog.updates],
+                      hints={**prog.hints, **hints})
+
+
+def _log_softmax_of(node: Node) -> bool:
+    """Whether ``node`` is softmax_xent over ``logits - logsumexp(logits)`` (last axis,
+    kept), as ``functions._softmax_cross_entropy`` builds it."""
+    if node.op != "softmax_xent":
+        return False
+    logits, log_p = node.args[:2]
+    if log_p.op != "sub" or log_p.args[0].id != logits.id:
+        return False
+    lse = log_p.args[1]
+    return lse.op == "logsumexp" and lse.args[0].id == logits.id \
+        and lse.attr("axis") == (len(logits.shape) - 1,) and bool(lse.attr("keepdims"))
 
 
 def _unframed(v: Node, frame) -> Node | None:

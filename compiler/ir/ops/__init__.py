@@ -26,7 +26,7 @@ from .convolution import out_hw, pair, unread
 from .core import (ATOM, PRIMITIVES, Primitive, broadcast_shapes, data_roles, expand,
                    format_number, keep_axes, paren, styled)
 from .indexing import index_text, indexed_shape, take
-from .losses import labels
+from .losses import labels, one_exponential, softmax_xent_parts
 
 
 
@@ -46,4 +46,5 @@ TORCH_HELPERS: dict[str, str] = _sources("torch_kernels.py")
 
 __all__ = ["ATOM", "HELPERS", "PRIMITIVES", "TORCH_HELPERS", "Primitive", "broadcast_shapes",
            "data_roles", "expand", "format_number", "index_text", "indexed_shape", "keep_axes",
-           "labels", "out_hw", "pair", "paren", "styled", "take", "unread"]
+           "labels", "one_exponential", "out_hw", "pair", "paren", "softmax_xent_parts",
+           "styled", "take", "unread"]

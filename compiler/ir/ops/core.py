@@ -120,6 +120,10 @@ class Primitive:
     # Draws random numbers: ``evaluate(values, attrs, rng)`` takes the generator, and the
     # generated function that computes it takes ``rng`` (training mode).
     random: bool = False
+    # Read early: always a statement of its own, computed where first reached, so the
+    # large value it reads may be overwritten in place after it (softmax cross-entropy's
+    # label logits, taken before the exponential overwrites the shifted logits).
+    early: bool = False
     # The arguments whose memory the printed result may share (NumPy returns a view of
     # them: reshape, a slice, ``.T``): argument indices, or a function of the attributes
     # giving them. Buffer planning keeps such an argument alive, and unwritten, while

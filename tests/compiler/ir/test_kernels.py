@@ -204,6 +204,20 @@ def test_minus_one_hot_is_minus_the_one_hot_table_in_any_buffer(shape):
     close(p, want)
 
 
+@pytest.mark.parametrize("shape", [(5,), (3, 4)])
+def test_minus_one_hot_subtracts_an_amount_per_label_in_the_dtype(shape):
+    """A number, or one per label ([..., 1]: the softmax loss's scale times its kept
+    mask); float32 stays float32."""
+    p = RNG.normal(size=shape + (6,)).astype(np.float32)
+    labels = RNG.integers(0, 6, size=shape)
+    table = kernels._one_hot(labels, 6, np.float32)
+    amount = RNG.normal(size=shape + (1,)).astype(np.float32)
+    for by in (0.25, amount):
+        got = kernels._minus_one_hot(p.copy(), labels, by)
+        assert got.dtype == np.float32
+        close(got, p - by * table)
+
+
 @with_torch
 def test_index_add_adds_into_a_copy():
     x = RNG.normal(size=(3, 4))

@@ -1,6 +1,6 @@
 """The fast style's forms (compiler/passes/fast_forms.py): batch and layer norm's
-closed-form backwards and the running statistics updated in place, for the fast style
-only.
+closed-form backwards, the running statistics updated in place and softmax
+cross-entropy with one exponential, for the fast style only.
 
 What the forms compute is judged elsewhere (the op's examples against finite
 differences, tests/compiler/ir/test_batchnorm.py against torch's autograd, the
@@ -38,8 +38,8 @@ def ops(prog):
     return [n.op for n in topo_order([bd.node for bd in prog.forward + prog.backward])]
 
 
-def test_a_spec_without_batch_norm_is_left_as_it_is():
-    comp = Compilation.from_file(REPO / "specs" / "two_layer.bp")
+def test_a_spec_without_a_fast_form_is_left_as_it_is():
+    comp = Compilation.from_file(REPO / "specs" / "deep_relu.bp")
     assert fast_forms(comp.ir) is comp.ir
     assert comp.fast_program is comp.program
 
@@ -132,3 +132,81 @@ def test_layer_norm_takes_its_closed_form_in_the_fast_style_only():
     assert fast_loss == pytest.approx(loss, rel=1e-12)
     for k in want:
         np.testing.assert_allclose(fast[k], want[k], rtol=1e-10, atol=1e-12)
+
+
+XENT = """\
+model xent
+input h : [N, T, 4]
+target t : {target}
+param W : [4, 6] = normal
+y = h @ W
+loss L = softmax_cross_entropy(y, {t}{ignore})
+"""
+LABELS = {"target": "[N, T]", "t": "t", "ignore": ""}
+XENT_CASES = {
+    "labels": LABELS,
+    "ignored": {**LABELS, "ignore": ", ignore=0"},
+    "onehot": {"target": "[N, T, 6]", "t": "t", "ignore": ""},
+    "computed": {"target": "[N, T, 6]", "t": "softmax(t * W[0])", "ignore": ""},
+}
+
+
+def _xent_data(case, dtype, spread=1.0):
+    rng = np.random.default_rng(5)
+    h = rng.normal(size=(3, 2, 4)).astype(dtype)
+    labels = rng.integers(0, 6, size=(3, 2))
+    labels[0, 0] = 0  # an ignored padding id, where there is one
+    t = labels if XENT_CASES[case]["target"] == "[N, T]" else \
+        np.eye(6, dtype=dtype)[labels] if case == "onehot" else \
+        rng.normal(size=(3, 2, 6)).astype(dtype)
+    return {"W": (spread * rng.normal(size=(4, 6))).astype(dtype)}, h, t
+
+
+@pytest.mark.parametrize("case", sorted(XENT_CASES))
+def test_softmax_cross_entropy_takes_one_exponential_in_the_fast_style_only(case):
+    comp = Compilation.from_text(XENT.format(**XENT_CASES[case]))
+    fast, textbook = ops(comp.fast_program), ops(comp.restyled("textbook").coded)
+    assert "softmax_xent_exp" in fast and "softmax_xent" not in fast
+    assert fast.count("exp") == 1
+    assert "logsumexp" not in fast and "softmax_xent" in textbook
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", sorted(XENT_CASES))
+def test_one_exponential_computes_the_textbook_s_loss_and_gradient(case, dtype):
+    """Both functions, every kind of target, a scale, the dtype kept (no float64 upcast),
+    and logits spread far apart: the label entries are taken before the exponential, so
+    a probability that underflows still has its exact log."""
+    text = XENT.format(**XENT_CASES[case])
+    tol = {"float64": 1e-10, "float32": 2e-4}[dtype]
+    for spread in (1.0, 300.0):
+        params, h, t = _xent_data(case, dtype, spread)
+        fast, book = (Compilation.from_text(text, style=style, dtype=dtype).module
+                      for style in ("fast", "textbook"))
+        loss, grads = fast.loss_and_grad(dict(params), h, t, scale=-0.5)
+        want_loss, want = book.loss_and_grad(dict(params), h, t, scale=-0.5)
+        assert np.isfinite(loss) and loss == pytest.approx(want_loss, rel=tol)
+        assert fast.loss(dict(params), h, t) == pytest.approx(want_loss, rel=tol)
+        assert grads["W"].dtype == np.dtype(dtype)
+        np.testing.assert_allclose(grads["W"], want["W"], rtol=tol, atol=tol * spread)
+
+
+def test_one_exponential_overwrites_the_logits_and_keeps_no_third_array():
+    """The LSTM's loss over [N, T, V]: shifted in the logits' buffer, the label entries
+    taken, exponentiated there, and the gradient written into the same buffer."""
+    text = (REPO / "generated" / "charlm.py").read_text()
+    for function in ("def loss(", "def loss_and_grad("):
+        body = text.split(function)[1].split("\ndef ")[0]
+        assert body.count("np.exp(") == 1 and "_logsumexp" not in body
+        assert "L_shifted = np.subtract(y, np.max(y, axis=2, keepdims=True), out=y)" in body
+        assert body.index("np.take_along_axis(L_shifted") < body.index(
+            "L_exp = np.exp(L_shifted, out=L_shifted)")
+    assert "dL_dy = np.multiply(\n        L_exp," in body and "out=L_exp" in body
+    assert "dL_dy = _minus_one_hot(dL_dy, t, " in body
+
+
+def test_the_kept_mask_becomes_the_dtype_s_numbers_before_the_scale():
+    """A Python number times booleans is a float64 array: the gradient's multiplier over
+    [N, T, V] would then run in float64 in a float32 module."""
+    text = Compilation.from_text(XENT.format(**XENT_CASES["ignored"]), dtype="float32").text
+    assert "np.expand_dims(t_mask, 2).astype(DTYPE)" in text
