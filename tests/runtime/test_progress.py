@@ -21,6 +21,13 @@ class Terminal(io.StringIO):
 PLAN = SimpleNamespace(total_steps=10, total_epochs=5, steps_per_epoch=2)
 
 
+@pytest.fixture(autouse=True)
+def outside_a_notebook(monkeypatch):
+    """As in a terminal or a log: an earlier test (the notebook's) may have loaded
+    ipykernel into this process, which makes the bar a notebook's."""
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+
+
 def test_no_bar_in_a_log_or_a_quiet_run(monkeypatch):
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert progress(PLAN, quiet=False) is None
