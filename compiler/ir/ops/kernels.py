@@ -114,8 +114,9 @@ def _matmul_rows(x, w, out=None):
 
 def _logsumexp_shifted(x, axis=None, keepdims=False):
     """``_logsumexp`` with one temporary the size of x, shifted and exponentiated in
-    place (the LSTM's loss over [N, T, V]: one [N, T, V] array fewer). A scalar's
-    difference is a NumPy scalar, which cannot be written into: made a 0-d array."""
+    place (a spec's ``logsumexp`` or ``log_softmax`` over a large array: one such array
+    fewer; softmax cross-entropy has its own form). A scalar's difference is a NumPy
+    scalar, which cannot be written into: made a 0-d array."""
     m = np.max(x, axis=axis, keepdims=True)
     e = np.asarray(np.subtract(x, m))
     np.exp(e, out=e)
