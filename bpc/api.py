@@ -1,10 +1,13 @@
-"""The Python API: ``bpc.compile``, ``bpc.load``, ``bpc.load_checkpoint`` and the
-``Model`` they return (re-exported by the ``bpc`` package; see docs/API.md)."""
+"""The Python API: ``bpc.compile``, ``bpc.load`` and the ``Model`` they return, with
+``bpc.load_checkpoint`` (``checkpoints.py``) beside them (re-exported by the ``bpc``
+package; see docs/API.md)."""
 
 from __future__ import annotations
 
 import builtins
 import types
+
+from .checkpoints import Checkpoint, load_checkpoint  # noqa: F401 - the API's, as bpc.*
 
 
 class Model(types.ModuleType):
@@ -571,37 +574,3 @@ def load(path) -> Model:
     module.__name__ = name if name.isidentifier() else p.stem
     module.spec, module.path = None, str(p)
     return _checked_predict(module)
-
-
-class Checkpoint(types.SimpleNamespace):
-    """``params`` (name -> array), ``state`` (the model's state, name -> array: batch
-    norm's running statistics; {} for a model without state), ``opt_state`` (the
-    optimizer's), ``history`` (a ``History`` of numbers) and ``meta`` (position,
-    settings) of a checkpoint.npz."""
-
-
-def load_checkpoint(path, model=None) -> Checkpoint:
-    """A checkpoint.npz (or the run folder holding it). Given the ``model`` it was
-    trained from, its parameters and state are verified against ``model.PARAMS`` and
-    ``model.STATE`` (names, shapes, dtype, finite values, no negative running variance:
-    a UserError naming the file and the entry otherwise)."""
-    from bpc.runtime.errors import UserError
-    from bpc.runtime.history import History, is_saved_row, saved_rows
-    from bpc.runtime.checkpoint import read_checkpoint_file, verified_params, verified_state
-
-    if model is not None and not isinstance(model, Model):
-        raise UserError(f"bpc.load_checkpoint: model= takes a bpc model (bpc.compile, "
-                        f"bpc.load), not {type(model).__name__}")
-    c = read_checkpoint_file(_path(path, "bpc.load_checkpoint"))
-    params = c.params if model is None else verified_params(c.path, c.params, model)
-    state = c.state if model is None else verified_state(c.path, c.state, model)
-    rows = c.meta.get("history", [])
-    try:
-        if not isinstance(rows, list) or not all(is_saved_row(r) for r in rows):
-            raise TypeError
-        history = History(saved_rows(rows))  # an older checkpoint's rows too (no val_)
-    except (TypeError, ValueError, OverflowError):
-        raise UserError(f"{c.path}: the 'meta' entry is damaged: its history rows are not "
-                        "rows of numbers", "it is damaged or not from bpc") from None
-    return Checkpoint(params=params, state=state, opt_state=c.opt_state, history=history,
-                      meta=c.meta)

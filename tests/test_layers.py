@@ -11,7 +11,7 @@ from conftest import REPO
 PACKAGES = {"compiler": "bpc.compiler", "runtime": "bpc.runtime", "reports": "bpc.reports",
             "bpc": "bpc"}
 LAYERS = ("compiler", "runtime", "reports", "interfaces")
-INTERFACES = ("bpc", "bpc.__main__", "bpc.api", "bpc.magic", "bpc.cli")
+INTERFACES = ("bpc", "bpc.__main__", "bpc.api", "bpc.checkpoints", "bpc.magic", "bpc.cli")
 
 
 def module_name(path: Path) -> str:
