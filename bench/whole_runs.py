@@ -51,7 +51,21 @@ from bpc.runtime.settings import Settings
 m = load_model(sys.argv[1])
 settings = Settings.from_module(m, {{}})
 ds = data.load(m.CONFIG.get("data"), m, settings.seed)
-plain_loop(m, data.conform(ds.train, m, "training data"), settings, data.batch_axes(m))
+train = data.conform(ds.train, m, "training data")
+params = plain_loop(m, train, settings, data.batch_axes(m))
+{report}"""
+
+# What ``bpc train`` reports at the end, computed after the plain loop by the runtime's
+# own functions: the loss and accuracy over the training data, the test split's, and
+# the exact match of greedy decoding where the data set has a decoder.
+REPORT = """from bpc.runtime.decoding import decoder_of, exact_match
+from bpc.runtime.evaluate import accuracy, mean_loss, task_kind
+test = data.conform(ds.test, m, "test data") if ds.test else {}
+for split in filter(None, (train, test)):
+    print(mean_loss(m, params, split), accuracy(m, params, split, task_kind(m, split)))
+decoder = decoder_of(m, ds.name)
+if decoder and test:
+    print(exact_match(m, params, test, *decoder))
 """
 
 
@@ -126,15 +140,17 @@ def startup_worker(spec: str, rounds: int) -> dict:
                                             tmp).source)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(PYTHONPATH=str(ROOT), BPC_CACHE=str(Path(tmp) / "cache"))
-    script = PLAIN_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "bench"))
+    script = PLAIN_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "bench"), report="")
+    reporting = PLAIN_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "bench"), report=REPORT)
     train = [sys.executable, "-m", "bpc", "train"]
     cmds = {"plain script": [sys.executable, "-c", script, str(module_path)],
+            "plain script, reporting": [sys.executable, "-c", reporting, str(module_path)],
             "bpc train spec": [*train, str(ROOT / "specs" / f"{spec}.bp")],
             "bpc train module": [*train, str(module_path)]}
 
     def once(name: str, cmd: list[str], i, cache: str | None = None) -> tuple[float, float]:
         """Wall and CPU seconds (the child's user and system time) of one run."""
-        out = [] if name == "plain script" else ["--out", str(Path(tmp) / f"{name}{i}")]
+        out = [] if name.startswith("plain") else ["--out", str(Path(tmp) / f"{name}{i}")]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(cmd + out, check=True, capture_output=True, cwd=ROOT,
