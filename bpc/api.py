@@ -182,20 +182,14 @@ class Model(types.ModuleType):
         table of positions' rows, else its data's window length); ``data``: the data set
         whose characters the ids number (default: the spec's data line)."""
         from bpc.runtime.devices import hosted
-        from bpc.runtime.sampling import (data_name, decode, default_context, encode,
-                                          language_model)
-        from bpc.runtime.sampling import sample as draw
+        from bpc.runtime.sampling import language_model, texts
 
-        _, vocab = language_model(self)
+        language_model(self)  # refused before the parameters are looked for
         params, state = self._parameters("model.sample", params, state)
         given = _settings(length=length, temperature=temperature, samples=samples, seed=seed,
                           ranges="runtime", **({} if context is None else {"context": context}))
-        name = data_name(self, data)
-        ids = encode(prompt, name, vocab)
-        rows = draw(hosted(self), params, ids, given["length"], given["temperature"],
-                    given["samples"], given["seed"], state,
-                    given.get("context") or default_context(self))
-        return [decode(ids + row.tolist(), name) for row in rows]
+        return texts(hosted(self), params, prompt, given["length"], given["temperature"],
+                     given["samples"], given["seed"], state, given.get("context"), data)
 
     def _predict_inputs(self, args: tuple, kwargs: dict) -> dict:
         """The inputs of a ``predict`` call, checked: positional in the spec's order, by

@@ -20,7 +20,7 @@ from .conform import labels_of, shape_text, step_limits_of
 from .datasets import alphabet
 from .errors import UserError
 from .evaluate import classifier, probabilities
-from .modes import inference_kwargs
+from .modes import copy_state, inference_kwargs
 from .streams import reset, stream_rows
 
 
@@ -52,14 +52,26 @@ def default_context(module) -> int | None:
     limits = step_limits_of(module)
     if limits:
         return min(rows for rows, _ in limits.values())
-    steps = ((getattr(module, "CONFIG", {}) or {}).get("data") or {}).get("steps")
+    steps = _data_line(module).get("steps")
     return steps if isinstance(steps, int) and steps > 0 else None
 
 
-def data_name(module, data: str | None = None) -> str | None:
-    """The data set whose characters the ids number: ``data``, else the spec's data
-    line's."""
-    return data or ((getattr(module, "CONFIG", {}) or {}).get("data") or {}).get("name")
+def _data_line(module) -> dict:
+    return (getattr(module, "CONFIG", {}) or {}).get("data") or {}
+
+
+def texts(module, params, prompt: str, length: int, temperature: float = 1.0,
+          samples: int = 1, seed: int = 0, state: dict | None = None,
+          context: int | None = None, data: str | None = None) -> list[str]:
+    """``bpc sample`` and ``model.sample``: the prompt and each of its continuations as
+    text, in the characters of ``data`` (else the spec's data line's data set), the
+    model given its last ``context`` steps (else ``default_context``)."""
+    _, vocab = language_model(module)
+    name = data or _data_line(module).get("name")
+    ids = encode(prompt, name, vocab)
+    rows = sample(module, params, ids, length, temperature, samples, seed, state,
+                  context or default_context(module))
+    return [decode(ids + row.tolist(), name) for row in rows]
 
 
 def encode(prompt: str, data_name: str | None, vocab: int) -> list[int]:
@@ -108,7 +120,7 @@ def sample(module, params, prompt: list[int], length: int, temperature: float = 
         raise UserError(f"the model's loops carry {rows} streams, so it writes {rows} "
                         f"samples at once, not {samples}", f"use --samples {rows} or fewer")
     batch = rows or samples
-    kw = inference_kwargs(module, _copied(state))
+    kw = inference_kwargs(module, copy_state(state))  # predict writes the state back
     if rows is not None:
         reset(module, kw["state"])
     predict = getattr(module.predict, "generated", module.predict)  # the API's checks
@@ -137,8 +149,3 @@ def _draw(p: np.ndarray, temperature: float, rng: np.random.Generator) -> np.nda
     u = rng.random((p.shape[0], 1))
     return np.minimum(np.sum(np.cumsum(q, axis=1) < u, axis=1), p.shape[1] - 1)
 
-
-def _copied(state: dict | None) -> dict | None:
-    """The state to sample with, copied: predict writes a stateful model's back into it,
-    and the caller's (a checkpoint's) stays as it was."""
-    return None if state is None else {k: v.copy() for k, v in state.items()}

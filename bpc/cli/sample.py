@@ -40,19 +40,14 @@ def run(args) -> int:
     from bpc.runtime.checkpoint import checkpoint_params
     from bpc.runtime.devices import hosted
     from bpc.runtime.loader import load_model
-    from bpc.runtime.sampling import (data_name, decode, default_context, encode,
-                                      language_model, sample)
+    from bpc.runtime.sampling import language_model, texts
 
     from .options import target_of
 
     module = hosted(load_model(args.spec, target=target_of(args)), args.device)
-    _, vocab = language_model(module)  # refused before the checkpoint is read
+    language_model(module)  # refused before the checkpoint is read
     params, state, _ = checkpoint_params(Path(args.checkpoint), module)
-    data = data_name(module, args.data)
-    prompt = encode(args.prompt, data, vocab)
-    context = args.context or default_context(module)
-    ids = sample(module, params, prompt, args.length, args.temperature, args.samples,
-                 args.seed, state, context)
-    for row in ids:
-        print(decode(prompt + row.tolist(), data))
+    for text in texts(module, params, args.prompt, args.length, args.temperature,
+                      args.samples, args.seed, state, args.context, args.data):
+        print(text)
     return 0
